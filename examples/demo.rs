@@ -1,0 +1,181 @@
+//! The main job, end to end on the built-in emulator: adopt a user's refresh
+//! token, serve 100 concurrent callers with one refresh, persist the rotated
+//! record to a file, and show what a dead session looks like.
+//!
+//! Run with `bash scripts/demo.sh` (or `cargo run --example demo --features native-http`).
+
+use freshtoken::{
+    async_trait, Config, Record, Seed, StoreError, TokenClient, TokenStore, UserSession,
+};
+use freshtoken_emulator::{Emulator, Options};
+use futures_util::future::join_all;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A store that keeps one JSON file per session: write a temp file, fsync,
+/// rename, so a crash never leaves half a record.
+struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    fn path(&self, key: &str) -> PathBuf {
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.json"))
+    }
+}
+
+#[async_trait]
+impl TokenStore for FileStore {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match std::fs::read_to_string(self.path(key)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError(format!("cannot read the record: {}", e.kind()))),
+        }
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        use std::io::Write;
+        let path = self.path(key);
+        let tmp = path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(record.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| StoreError(format!("cannot write the record: {}", e.kind())))
+    }
+}
+
+fn shown(secret: &str) -> String {
+    format!(
+        "{}… ({} chars)",
+        &secret[..secret.len().min(6)],
+        secret.len()
+    )
+}
+
+fn describe_file(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    match Record::decode(&text) {
+        Ok(r) => format!(
+            "refresh token {}, access token expires at {} ms, dead: {}",
+            r.refresh_token
+                .map(|t| shown(t.expose()))
+                .unwrap_or_else(|| "none".into()),
+            r.access_token.map(|a| a.expires_at_ms).unwrap_or(0),
+            r.reauth.map(|r| r.as_str()).unwrap_or("no"),
+        ),
+        Err(e) => format!("unreadable: {e}"),
+    }
+}
+
+async fn hundred_callers(session: &UserSession) -> Vec<String> {
+    let calls = (0..100).map(|_| {
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("token"))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let emulator = Emulator::start(Options::default())?;
+    println!(
+        "1. Emulator with Stitch's rules at {}",
+        emulator.token_endpoint()
+    );
+
+    let dir = std::env::temp_dir().join(format!("freshtoken-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store = Arc::new(FileStore { dir: dir.clone() });
+    let config = Config::builder(emulator.token_endpoint(), "test-client")
+        .client_secret("test-secret")
+        .build()?;
+    let client = TokenClient::native(config)?;
+
+    // The user linked their bank earlier; hand-written code kept this token.
+    let linked = emulator.seed("test-client", "openid offline_access accounts");
+    let session = client.session("user-42", store.clone())?;
+    session
+        .seed(Seed {
+            refresh_token: linked.refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await?;
+    println!(
+        "2. Seeded session user-42 with refresh token {}",
+        shown(&linked.refresh_token)
+    );
+
+    let tokens = hundred_callers(&session).await;
+    let counters = emulator.counters();
+    let same = tokens.iter().all(|t| *t == tokens[0]);
+    println!(
+        "3. 100 concurrent callers -> {} refresh request(s); all got the same token: {same}",
+        counters.by_grant.get("refresh_token").copied().unwrap_or(0)
+    );
+    let file = store.path("user-42");
+    println!("4. Rotated record persisted to {}", file.display());
+    println!("   {}", describe_file(&file));
+
+    let again = hundred_callers(&session).await;
+    println!(
+        "5. 100 more callers while the token is fresh -> {} refresh request(s) in total (served from memory)",
+        emulator.counters().by_grant.get("refresh_token").copied().unwrap_or(0)
+    );
+    assert!(again.iter().all(|t| *t == tokens[0]));
+
+    // Someone replays the consumed refresh token: the server sees reuse and
+    // revokes the whole family, as Stitch-style servers do.
+    let thief = client.session("attacker", store.clone())?;
+    thief
+        .seed(Seed {
+            refresh_token: linked.refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await?;
+    let replay = thief.access_token().await.unwrap_err();
+    println!(
+        "6. Replaying the consumed token: {} ({})",
+        replay.code(),
+        replay
+    );
+
+    match session.refresh().await {
+        Ok(_) => println!("7. unexpected: the revoked family still refreshed"),
+        Err(e) => {
+            println!(
+                "7. The user's session now: code={} reason={} — {e}",
+                e.code(),
+                e.reason().map(|r| r.as_str()).unwrap_or("-")
+            );
+        }
+    }
+    let before = emulator.counters().token_requests;
+    let again = session.access_token().await.unwrap_err();
+    println!(
+        "8. Remembered: the next call fails fast ({}), {} request(s) sent; record: {}",
+        again.code(),
+        emulator.counters().token_requests - before,
+        describe_file(&file)
+    );
+    std::fs::remove_dir_all(&dir)?;
+    println!("Demo finished.");
+    Ok(())
+}

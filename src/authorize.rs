@@ -1,0 +1,211 @@
+//! The authorization-code flow's first half: PKCE (RFC 7636, S256) and the
+//! authorize URL with state, nonce and `offline_access`.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::random::random_url_safe;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// What to ask the authorization server for.
+#[derive(Clone, Debug, Default)]
+pub struct AuthorizationParams {
+    /// Where the server sends the user back (registered with the client).
+    pub redirect_uri: String,
+    /// Scopes; `offline_access` is added when missing (no refresh token
+    /// without it).
+    pub scopes: Vec<String>,
+    /// CSRF state; a random one when `None`.
+    pub state: Option<String>,
+    /// OpenID Connect nonce; a random one when `None`.
+    pub nonce: Option<String>,
+    /// Further query parameters (e.g. Stitch's `prompt`, `provider`).
+    pub extra: Vec<(String, String)>,
+}
+
+/// The URL to send the user to, and what to keep until they come back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    /// The authorize URL.
+    pub url: String,
+    /// The PKCE verifier: keep it (server-side or in session storage) for
+    /// the code exchange. Secret.
+    pub code_verifier: String,
+    /// The state to compare with the one the server returns.
+    pub state: String,
+    /// The nonce to compare with the ID token's.
+    pub nonce: String,
+}
+
+impl fmt::Debug for AuthorizationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationRequest")
+            .field("url", &self.url)
+            .field(
+                "code_verifier",
+                &crate::secret::redacted(&self.code_verifier),
+            )
+            .field("state", &self.state)
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+/// `BASE64URL(SHA256(verifier))`, RFC 7636 §4.2.
+pub fn code_challenge(verifier: &str) -> String {
+    let digest = Sha256::digest(verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// Builds the authorize URL for `config`'s client.
+pub(crate) fn authorization_url(
+    config: &Config,
+    params: AuthorizationParams,
+) -> Result<AuthorizationRequest, Error> {
+    if params.redirect_uri.is_empty() {
+        return Err(Error::config("redirect_uri", "must not be empty"));
+    }
+    let endpoint = config.authorization_endpoint()?;
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in params
+        .scopes
+        .iter()
+        .chain(std::iter::once(&"offline_access".to_owned()))
+    {
+        if scope.is_empty() || scope.contains([' ', '"', '\\']) {
+            return Err(Error::config(
+                "scopes",
+                "each scope must be a non-empty word",
+            ));
+        }
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    let code_verifier = random_url_safe(32)?;
+    let state = match params.state {
+        Some(s) if !s.is_empty() => s,
+        _ => random_url_safe(16)?,
+    };
+    let nonce = match params.nonce {
+        Some(n) if !n.is_empty() => n,
+        _ => random_url_safe(16)?,
+    };
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &config.client_id)
+        .append_pair("redirect_uri", &params.redirect_uri)
+        .append_pair("scope", &scopes.join(" "))
+        .append_pair("state", &state)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &code_challenge(&code_verifier))
+        .append_pair("code_challenge_method", "S256");
+    for (name, value) in &params.extra {
+        query.append_pair(name, value);
+    }
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    Ok(AuthorizationRequest {
+        url: format!("{endpoint}{separator}{}", query.finish()),
+        code_verifier,
+        state,
+        nonce,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::builder("https://secure.stitch.money/connect/token", "cid")
+            .client_secret("s")
+            .build()
+            .unwrap()
+    }
+
+    fn query(url: &str) -> Vec<(String, String)> {
+        let q = url.split_once('?').unwrap().1;
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    #[test]
+    fn rfc7636_appendix_b_vector() {
+        assert_eq!(
+            code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn url_carries_pkce_state_nonce_and_offline_access() {
+        let req = authorization_url(
+            &config(),
+            AuthorizationParams {
+                redirect_uri: "https://app.example/cb".into(),
+                scopes: vec!["openid".into(), "accounts".into()],
+                state: Some("st".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(req
+            .url
+            .starts_with("https://secure.stitch.money/connect/authorize?"));
+        let q = query(&req.url);
+        let get = |k: &str| {
+            q.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("response_type"), "code");
+        assert_eq!(get("client_id"), "cid");
+        assert_eq!(get("redirect_uri"), "https://app.example/cb");
+        assert_eq!(get("scope"), "openid accounts offline_access");
+        assert_eq!(get("state"), "st");
+        assert_eq!(get("nonce"), req.nonce);
+        assert_eq!(get("code_challenge"), code_challenge(&req.code_verifier));
+        assert_eq!(get("code_challenge_method"), "S256");
+        assert_eq!(req.code_verifier.len(), 43);
+        assert!(!format!("{req:?}").contains(&req.code_verifier));
+    }
+
+    #[test]
+    fn every_request_gets_a_new_verifier_and_state() {
+        let p = AuthorizationParams {
+            redirect_uri: "app://cb".into(),
+            scopes: vec!["offline_access".into()],
+            ..Default::default()
+        };
+        let a = authorization_url(&config(), p.clone()).unwrap();
+        let b = authorization_url(&config(), p).unwrap();
+        assert_ne!(a.code_verifier, b.code_verifier);
+        assert_ne!(a.state, b.state);
+        assert_eq!(
+            query(&a.url)
+                .iter()
+                .filter(|(_, v)| v == "offline_access")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_config_errors() {
+        let e = authorization_url(&config(), AuthorizationParams::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration `redirect_uri`: must not be empty"
+        );
+        let p = AuthorizationParams {
+            redirect_uri: "app://cb".into(),
+            scopes: vec!["two words".into()],
+            ..Default::default()
+        };
+        assert!(
+            matches!(authorization_url(&config(), p), Err(Error::Config { field, .. }) if field == "scopes")
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! `TokenClient`: one per OAuth client; hands out sessions and client tokens.
+
+use crate::authorize::{self, AuthorizationParams, AuthorizationRequest};
+use crate::client_token::ClientTokens;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::exchange::{self, oauth_error, CallFailure, Context, Failure};
+use crate::grant::Grant;
+use crate::http::HttpClient;
+use crate::registry::Registry;
+use crate::session::UserSession;
+use crate::store::{Record, TokenStore};
+use crate::tokens::AccessToken;
+use std::sync::Arc;
+
+/// The entry point: configuration, HTTP and clock, the shared session
+/// states (one per key, DESIGN point 11), and the client-token cache.
+#[derive(Clone)]
+pub struct TokenClient {
+    ctx: Arc<Context>,
+    sessions: Arc<Registry>,
+    client_tokens: Arc<ClientTokens>,
+}
+
+impl std::fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenClient")
+            .field("config", &self.ctx.config)
+            .finish()
+    }
+}
+
+impl TokenClient {
+    /// A client sending requests through `http` and reading time from `clock`.
+    pub fn new(config: Config, http: Arc<dyn HttpClient>, clock: Arc<dyn Clock>) -> Self {
+        let sessions = Arc::new(Registry::new(config.max_sessions));
+        let ctx = Arc::new(Context {
+            config,
+            http,
+            clock,
+        });
+        TokenClient {
+            client_tokens: Arc::new(ClientTokens::new(ctx.clone())),
+            ctx,
+            sessions,
+        }
+    }
+
+    /// A client using [`crate::NativeHttp`] and the system clock (needs a
+    /// tokio runtime).
+    #[cfg(feature = "native-http")]
+    pub fn native(config: Config) -> Result<Self, Error> {
+        let http = Arc::new(crate::NativeHttp::new()?);
+        Ok(TokenClient::new(config, http, Arc::new(crate::SystemClock)))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    /// A handle on the session `key`, persisted through `store`. Create one
+    /// per request if convenient: handles with the same key share state.
+    pub fn session(&self, key: &str, store: Arc<dyn TokenStore>) -> Result<UserSession, Error> {
+        if key.is_empty() {
+            return Err(Error::config("key", "must not be empty"));
+        }
+        let (key, cell) = self.sessions.cell(key);
+        Ok(UserSession::new(key, cell, store, self.ctx.clone()))
+    }
+
+    /// How many session states this client holds in memory.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A fresh client-credentials token for `scopes`.
+    pub async fn client_token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<String, Error> {
+        self.client_tokens.token(scopes).await
+    }
+
+    /// The client-token cache.
+    pub fn client_tokens(&self) -> &ClientTokens {
+        &self.client_tokens
+    }
+
+    /// The authorize URL (PKCE S256, state, nonce, `offline_access`).
+    pub fn authorization_url(
+        &self,
+        params: AuthorizationParams,
+    ) -> Result<AuthorizationRequest, Error> {
+        authorize::authorization_url(&self.ctx.config, params)
+    }
+
+    /// Exchanges an authorization code for the first tokens, stores them
+    /// under `key`, and returns the session. Check the returned `state`
+    /// against the one you sent before calling this.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        code_verifier: &str,
+        redirect_uri: &str,
+        key: &str,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<UserSession, Error> {
+        for (field, value) in [
+            ("code", code),
+            ("code_verifier", code_verifier),
+            ("redirect_uri", redirect_uri),
+        ] {
+            if value.is_empty() {
+                return Err(Error::config(field, "must not be empty"));
+            }
+        }
+        let session = self.session(key, store)?;
+        let grant = Grant::AuthorizationCode {
+            code,
+            code_verifier,
+            redirect_uri,
+        };
+        let issued = exchange::call(&self.ctx, &grant).await.map_err(
+            |CallFailure { failure, .. }| match failure {
+                Failure::OAuth { status, body } => oauth_error(status, body),
+                Failure::Other(error) => error,
+            },
+        )?;
+        let config = &self.ctx.config;
+        let response = issued.response;
+        let record = Record {
+            access_token: Some(AccessToken::new(
+                response.access_token,
+                issued.sent_at_ms,
+                response.expires_in,
+                config.user_token_lifetime_secs,
+            )),
+            scope: response.scope,
+            id_token: response.id_token,
+            refresh_expires_at_ms: response.refresh_token.as_ref().map(|_| {
+                issued
+                    .sent_at_ms
+                    .saturating_add(config.refresh_token_lifetime_ms)
+            }),
+            refresh_token: response.refresh_token,
+            reauth: None,
+            in_doubt: false,
+            updated_at_ms: self.ctx.clock.now_ms(),
+        };
+        session.install(record).await?;
+        Ok(session)
+    }
+}

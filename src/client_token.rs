@@ -1,0 +1,144 @@
+//! `ClientTokens`: client-credentials tokens cached per sorted scope set,
+//! single-flight, re-requested when stale. They never carry a refresh token.
+
+use crate::error::Error;
+use crate::exchange::{self, oauth_error, CallFailure, Context, Failure};
+use crate::grant::Grant;
+use crate::maybe_send::BoxFuture;
+use crate::tokens::AccessToken;
+use futures_util::future::{FutureExt, Shared};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type Flight = Shared<BoxFuture<'static, Result<String, Error>>>;
+
+#[derive(Default)]
+struct Slot {
+    token: Option<AccessToken>,
+    inflight: Option<Flight>,
+}
+
+#[derive(Default)]
+struct Cell(Mutex<Slot>);
+
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The client's own tokens (`client_credentials`), one per scope set.
+pub struct ClientTokens {
+    ctx: Arc<Context>,
+    cells: Mutex<HashMap<String, Arc<Cell>>>,
+}
+
+impl ClientTokens {
+    pub(crate) fn new(ctx: Arc<Context>) -> Self {
+        ClientTokens {
+            ctx,
+            cells: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh client token for `scopes` (order and duplicates do not matter):
+    /// cached while fresh, otherwise one shared request.
+    pub async fn token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<String, Error> {
+        let scope = scope_key(scopes)?;
+        let cell = self.cell(&scope);
+        let flight = {
+            let mut slot = cell.lock();
+            let now = self.ctx.clock.now_ms();
+            if let Some(token) = slot
+                .token
+                .as_ref()
+                .filter(|t| t.is_fresh(now, self.ctx.config.leeway_ms))
+            {
+                return Ok(token.value.expose().to_owned());
+            }
+            match &slot.inflight {
+                Some(flight) => flight.clone(),
+                None => {
+                    let flight = start(self.ctx.clone(), cell.clone(), scope);
+                    slot.inflight = Some(flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.await
+    }
+
+    /// Forgets the cached token for `scopes` (e.g. after the API rejected
+    /// it), so the next call requests a new one.
+    pub fn invalidate<S: AsRef<str>>(&self, scopes: &[S]) -> Result<(), Error> {
+        let scope = scope_key(scopes)?;
+        self.cell(&scope).lock().token = None;
+        Ok(())
+    }
+
+    fn cell(&self, scope: &str) -> Arc<Cell> {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells.entry(scope.to_owned()).or_default().clone()
+    }
+}
+
+fn start(ctx: Arc<Context>, cell: Arc<Cell>, scope: String) -> Flight {
+    let fut: BoxFuture<'static, Result<String, Error>> = Box::pin(async move {
+        let result = request(&ctx, &scope).await;
+        let mut slot = cell.lock();
+        slot.inflight = None;
+        let token = result?;
+        let value = token.value.expose().to_owned();
+        slot.token = Some(token);
+        Ok(value)
+    });
+    fut.shared()
+}
+
+async fn request(ctx: &Context, scope: &str) -> Result<AccessToken, Error> {
+    match exchange::call(ctx, &Grant::ClientCredentials { scope }).await {
+        // Any refresh_token in the answer is dropped here, never kept.
+        Ok(issued) => Ok(AccessToken::new(
+            issued.response.access_token,
+            issued.sent_at_ms,
+            issued.response.expires_in,
+            ctx.config.client_token_lifetime_secs,
+        )),
+        Err(CallFailure { failure, .. }) => Err(match failure {
+            Failure::OAuth { status, body } => oauth_error(status, body),
+            Failure::Other(error) => error,
+        }),
+    }
+}
+
+/// The scopes sorted, deduplicated and space-joined: the cache key and the
+/// `scope` parameter.
+pub(crate) fn scope_key<S: AsRef<str>>(scopes: &[S]) -> Result<String, Error> {
+    let mut list: Vec<&str> = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        let scope = scope.as_ref();
+        if scope.is_empty() || scope.contains([' ', '"', '\\']) {
+            return Err(Error::config(
+                "scopes",
+                "each scope must be a non-empty word",
+            ));
+        }
+        list.push(scope);
+    }
+    list.sort_unstable();
+    list.dedup();
+    Ok(list.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_sets_are_sorted_and_deduplicated() {
+        assert_eq!(scope_key(&["b", "a", "b"]).unwrap(), "a b");
+        assert_eq!(scope_key::<&str>(&[]).unwrap(), "");
+        assert!(scope_key(&["a b"]).is_err());
+        assert!(scope_key(&[""]).is_err());
+    }
+}

@@ -1,0 +1,419 @@
+//! Configuration: endpoint, client authentication, leeways and defaults.
+
+use crate::endpoint;
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+use crate::secret::Secret;
+
+/// Stitch's default user access-token lifetime (seconds).
+pub const DEFAULT_USER_TOKEN_LIFETIME_SECS: i64 = 900;
+/// Stitch's default client-token lifetime (seconds).
+pub const DEFAULT_CLIENT_TOKEN_LIFETIME_SECS: i64 = 3600;
+/// Stitch's default sliding refresh-token lifetime: 365 days (seconds).
+pub const DEFAULT_REFRESH_TOKEN_LIFETIME_SECS: i64 = 365 * 24 * 3600;
+/// Default freshness leeway (seconds).
+pub const DEFAULT_LEEWAY_SECS: i64 = 60;
+/// Default timeout of one token request (milliseconds).
+pub const DEFAULT_TIMEOUT_MS: i64 = 30_000;
+/// Largest token-endpoint answer accepted (bytes).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Default number of idle sessions kept in memory per client.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClientAuthMethod {
+    /// `client_id` and `client_secret` in the form body (Stitch's way).
+    #[default]
+    ClientSecretPost,
+    /// HTTP Basic with the form-encoded id and secret.
+    ClientSecretBasic,
+    /// A public client: `client_id` only (use with PKCE).
+    None,
+}
+
+impl ClientAuthMethod {
+    /// Parses `client_secret_post`, `client_secret_basic` or `none`.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        match value {
+            "client_secret_post" => Ok(ClientAuthMethod::ClientSecretPost),
+            "client_secret_basic" => Ok(ClientAuthMethod::ClientSecretBasic),
+            "none" => Ok(ClientAuthMethod::None),
+            _ => Err(Error::config(
+                "client_auth",
+                "must be client_secret_post, client_secret_basic or none",
+            )),
+        }
+    }
+}
+
+/// Validated configuration of a [`crate::TokenClient`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) token_endpoint: String,
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_auth: ClientAuthMethod,
+    pub(crate) client_secret: Option<Secret>,
+    pub(crate) audience: String,
+    pub(crate) leeway_ms: u64,
+    pub(crate) user_token_lifetime_secs: u64,
+    pub(crate) client_token_lifetime_secs: u64,
+    pub(crate) refresh_token_lifetime_ms: u64,
+    pub(crate) timeout_ms: u64,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_sessions: usize,
+}
+
+impl Config {
+    /// Starts a configuration for `client_id` at `token_endpoint`.
+    pub fn builder(
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> ConfigBuilder {
+        ConfigBuilder {
+            token_endpoint: token_endpoint.into(),
+            client_id: client_id.into(),
+            ..ConfigBuilder::default()
+        }
+    }
+
+    /// The token endpoint URL.
+    pub fn token_endpoint(&self) -> &str {
+        &self.token_endpoint
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The `audience` sent with client-credentials requests.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The freshness leeway in milliseconds.
+    pub fn leeway_ms(&self) -> u64 {
+        self.leeway_ms
+    }
+
+    /// The sliding refresh-token lifetime in milliseconds.
+    pub fn refresh_token_lifetime_ms(&self) -> u64 {
+        self.refresh_token_lifetime_ms
+    }
+
+    /// The authorization endpoint: as configured, or derived from a token
+    /// endpoint ending in `/token` (Stitch's `/connect/token` → `/connect/authorize`).
+    pub fn authorization_endpoint(&self) -> Result<String, Error> {
+        if let Some(url) = &self.authorization_endpoint {
+            return Ok(url.clone());
+        }
+        let (path, query) = match self.token_endpoint.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (self.token_endpoint.as_str(), None),
+        };
+        let base = path.strip_suffix("/token").ok_or_else(|| {
+            Error::config(
+                "authorization_endpoint",
+                "is required when the token endpoint does not end in /token",
+            )
+        })?;
+        Ok(match query {
+            Some(q) => format!("{base}/authorize?{q}"),
+            None => format!("{base}/authorize"),
+        })
+    }
+}
+
+/// Builds a [`Config`]; [`ConfigBuilder::build`] validates every field.
+///
+/// Durations are signed so that a negative value from any language reaches
+/// one validation and becomes a `config` error naming the field.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigBuilder {
+    token_endpoint: String,
+    client_id: String,
+    authorization_endpoint: Option<String>,
+    client_auth: Option<ClientAuthMethod>,
+    client_secret: Option<Secret>,
+    audience: Option<String>,
+    leeway_secs: Option<i64>,
+    user_token_lifetime_secs: Option<i64>,
+    client_token_lifetime_secs: Option<i64>,
+    refresh_token_lifetime_secs: Option<i64>,
+    timeout_ms: Option<i64>,
+    retry: Option<RetryPolicy>,
+    max_sessions: Option<usize>,
+}
+
+impl ConfigBuilder {
+    /// The client secret (for `client_secret_post` / `client_secret_basic`).
+    pub fn client_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// The client authentication method (default `client_secret_post`, or
+    /// `none` when no secret is given).
+    pub fn client_auth(mut self, method: ClientAuthMethod) -> Self {
+        self.client_auth = Some(method);
+        self
+    }
+
+    /// The authorization endpoint for the code flow.
+    pub fn authorization_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.authorization_endpoint = Some(url.into());
+        self
+    }
+
+    /// The `audience` of client-credentials requests (default: the token endpoint).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Refresh this many seconds before expiry (default 60, capped per token
+    /// at half its lifetime).
+    pub fn leeway_secs(mut self, secs: i64) -> Self {
+        self.leeway_secs = Some(secs);
+        self
+    }
+
+    /// Lifetime assumed for user tokens without `expires_in` (default 900 s).
+    pub fn user_token_lifetime_secs(mut self, secs: i64) -> Self {
+        self.user_token_lifetime_secs = Some(secs);
+        self
+    }
+
+    /// Lifetime assumed for client tokens without `expires_in` (default 3600 s).
+    pub fn client_token_lifetime_secs(mut self, secs: i64) -> Self {
+        self.client_token_lifetime_secs = Some(secs);
+        self
+    }
+
+    /// Sliding refresh-token lifetime (default 365 days).
+    pub fn refresh_token_lifetime_secs(mut self, secs: i64) -> Self {
+        self.refresh_token_lifetime_secs = Some(secs);
+        self
+    }
+
+    /// Timeout of one token request in milliseconds (default 30 000).
+    pub fn timeout_ms(mut self, ms: i64) -> Self {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// The retry policy for 5xx, 429 and unsent requests.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// How many idle sessions the client keeps in memory (default 100 000).
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = Some(max);
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<Config, Error> {
+        endpoint::validate("token_endpoint", &self.token_endpoint)?;
+        if let Some(url) = &self.authorization_endpoint {
+            endpoint::validate("authorization_endpoint", url)?;
+        }
+        if self.client_id.is_empty() {
+            return Err(Error::config("client_id", "must not be empty"));
+        }
+        let secret = self.client_secret.filter(|s| !s.is_empty());
+        let client_auth = match (self.client_auth, &secret) {
+            (Some(ClientAuthMethod::None), Some(_)) => {
+                return Err(Error::config(
+                    "client_secret",
+                    "must not be set when client_auth is none",
+                ))
+            }
+            (Some(ClientAuthMethod::None), None) | (None, None) => ClientAuthMethod::None,
+            (Some(method), Some(_)) => method,
+            (None, Some(_)) => ClientAuthMethod::ClientSecretPost,
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "client_secret",
+                    "is required for client_secret_post and client_secret_basic",
+                ))
+            }
+        };
+        let audience = self.audience.unwrap_or_else(|| self.token_endpoint.clone());
+        if audience.is_empty() {
+            return Err(Error::config("audience", "must not be empty"));
+        }
+        let leeway = non_negative("leeway_secs", self.leeway_secs, DEFAULT_LEEWAY_SECS)?;
+        let user = positive(
+            "user_token_lifetime_secs",
+            self.user_token_lifetime_secs,
+            DEFAULT_USER_TOKEN_LIFETIME_SECS,
+        )?;
+        let client = positive(
+            "client_token_lifetime_secs",
+            self.client_token_lifetime_secs,
+            DEFAULT_CLIENT_TOKEN_LIFETIME_SECS,
+        )?;
+        let refresh = positive(
+            "refresh_token_lifetime_secs",
+            self.refresh_token_lifetime_secs,
+            DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
+        )?;
+        let timeout = positive("timeout_ms", self.timeout_ms, DEFAULT_TIMEOUT_MS)?;
+        const TEN_YEARS: u64 = 10 * 366 * 24 * 3600;
+        for (field, secs) in [
+            ("leeway_secs", leeway),
+            ("user_token_lifetime_secs", user),
+            ("client_token_lifetime_secs", client),
+            ("refresh_token_lifetime_secs", refresh),
+        ] {
+            if secs > TEN_YEARS {
+                return Err(Error::config(field, "must be at most ten years"));
+            }
+        }
+        if timeout > 600_000 {
+            return Err(Error::config(
+                "timeout_ms",
+                "must be at most 600000 (10 minutes)",
+            ));
+        }
+        let retry = self.retry.unwrap_or_default();
+        retry.validate()?;
+        let max_sessions = self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+        if max_sessions == 0 {
+            return Err(Error::config("max_sessions", "must be at least 1"));
+        }
+        Ok(Config {
+            token_endpoint: self.token_endpoint,
+            authorization_endpoint: self.authorization_endpoint,
+            client_id: self.client_id,
+            client_auth,
+            client_secret: secret,
+            audience,
+            leeway_ms: leeway * 1000,
+            user_token_lifetime_secs: user,
+            client_token_lifetime_secs: client,
+            refresh_token_lifetime_ms: refresh * 1000,
+            timeout_ms: timeout,
+            retry,
+            max_sessions,
+        })
+    }
+}
+
+fn non_negative(field: &str, value: Option<i64>, default: i64) -> Result<u64, Error> {
+    let value = value.unwrap_or(default);
+    u64::try_from(value).map_err(|_| Error::config(field, "must not be negative"))
+}
+
+fn positive(field: &str, value: Option<i64>, default: i64) -> Result<u64, Error> {
+    match non_negative(field, value, default)? {
+        0 => Err(Error::config(field, "must be greater than zero")),
+        v => Ok(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EP: &str = "https://secure.stitch.money/connect/token";
+
+    fn field_of(result: Result<Config, Error>) -> String {
+        match result.unwrap_err() {
+            Error::Config { field, .. } => field,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stitch_defaults() {
+        let c = Config::builder(EP, "client")
+            .client_secret("s")
+            .build()
+            .unwrap();
+        assert_eq!(c.client_auth, ClientAuthMethod::ClientSecretPost);
+        assert_eq!(c.audience(), EP);
+        assert_eq!(c.leeway_ms(), 60_000);
+        assert_eq!(c.user_token_lifetime_secs, 900);
+        assert_eq!(c.client_token_lifetime_secs, 3600);
+        assert_eq!(c.refresh_token_lifetime_ms(), 365 * 24 * 3600 * 1000);
+        assert_eq!(
+            c.authorization_endpoint().unwrap(),
+            "https://secure.stitch.money/connect/authorize"
+        );
+    }
+
+    #[test]
+    fn no_secret_means_a_public_client() {
+        let c = Config::builder(EP, "client").build().unwrap();
+        assert_eq!(c.client_auth, ClientAuthMethod::None);
+    }
+
+    #[test]
+    fn invalid_values_name_their_field() {
+        let b = || Config::builder(EP, "client").client_secret("s");
+        assert_eq!(field_of(b().leeway_secs(-1).build()), "leeway_secs");
+        assert_eq!(field_of(b().timeout_ms(0).build()), "timeout_ms");
+        assert_eq!(
+            field_of(b().user_token_lifetime_secs(-5).build()),
+            "user_token_lifetime_secs"
+        );
+        assert_eq!(
+            field_of(b().refresh_token_lifetime_secs(0).build()),
+            "refresh_token_lifetime_secs"
+        );
+        assert_eq!(field_of(b().audience("").build()), "audience");
+        assert_eq!(field_of(b().max_sessions(0).build()), "max_sessions");
+        assert_eq!(
+            field_of(Config::builder("http://example.com/t", "c").build()),
+            "token_endpoint"
+        );
+        assert_eq!(field_of(Config::builder(EP, "").build()), "client_id");
+        assert_eq!(
+            field_of(
+                Config::builder(EP, "c")
+                    .client_auth(ClientAuthMethod::ClientSecretBasic)
+                    .build()
+            ),
+            "client_secret"
+        );
+        assert_eq!(
+            field_of(
+                Config::builder(EP, "c")
+                    .client_secret("s")
+                    .client_auth(ClientAuthMethod::None)
+                    .build()
+            ),
+            "client_secret"
+        );
+    }
+
+    #[test]
+    fn auth_methods_parse_from_their_names() {
+        assert_eq!(
+            ClientAuthMethod::parse("client_secret_basic").unwrap(),
+            ClientAuthMethod::ClientSecretBasic
+        );
+        assert_eq!(
+            ClientAuthMethod::parse("bogus")
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "config"
+        );
+    }
+
+    #[test]
+    fn debug_does_not_show_the_secret() {
+        let c = Config::builder(EP, "client")
+            .client_secret("SENTINEL-client-secret-123")
+            .build()
+            .unwrap();
+        assert!(!format!("{c:?}").contains("SENTINEL"));
+    }
+}

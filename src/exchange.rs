@@ -1,0 +1,148 @@
+//! One token request, with retries: send, classify, back off, repeat.
+
+use crate::clock::Clock;
+use crate::config::{Config, MAX_RESPONSE_BYTES};
+use crate::error::Error;
+use crate::grant::{build_request, Grant};
+use crate::http::{HttpClient, HttpError};
+use crate::random::jitter;
+use crate::response::{classify, Answer, OAuthErrorBody, TokenResponse};
+use crate::secret::scrub;
+use std::sync::Arc;
+
+/// What the token machinery needs: configuration, HTTP and time.
+pub(crate) struct Context {
+    pub(crate) config: Config,
+    pub(crate) http: Arc<dyn HttpClient>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// A successful answer and when its request was sent.
+pub(crate) struct Issued {
+    pub(crate) response: TokenResponse,
+    pub(crate) sent_at_ms: u64,
+}
+
+/// Why a token request failed.
+pub(crate) enum Failure {
+    /// An RFC 6749 error answer (final).
+    OAuth { status: u16, body: OAuthErrorBody },
+    /// Anything else, already typed.
+    Other(Error),
+}
+
+/// A failed token request, and whether the server may have acted on it
+/// (then a single-use refresh token it carried may be consumed).
+pub(crate) struct CallFailure {
+    pub(crate) failure: Failure,
+    pub(crate) maybe_processed: bool,
+}
+
+impl CallFailure {
+    fn new(error: Error, maybe_processed: bool) -> Self {
+        CallFailure {
+            failure: Failure::Other(error),
+            maybe_processed,
+        }
+    }
+}
+
+/// The generic meaning of an OAuth error answer (grant-specific mappings,
+/// like `invalid_grant` on refresh, are the caller's).
+pub(crate) fn oauth_error(status: u16, body: OAuthErrorBody) -> Error {
+    if body.error == "invalid_client" {
+        return Error::InvalidClient {
+            status,
+            description: body.description,
+        };
+    }
+    Error::OAuth {
+        status,
+        error: body.error,
+        description: body.description,
+        uri: body.uri,
+    }
+}
+
+/// Sends `grant` until it succeeds, fails for good, or the retry policy is
+/// spent. Only answers that cannot have consumed anything (429, 5xx, and
+/// requests that never left) are retried.
+pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, CallFailure> {
+    let policy = ctx.config.retry;
+    let started = ctx.clock.now_ms();
+    let mut attempts = 0u32;
+    let mut maybe_processed = false;
+    loop {
+        let request = build_request(&ctx.config, grant);
+        let sent_at_ms = ctx.clock.now_ms();
+        attempts += 1;
+        log::debug!("freshtoken: {} request, attempt {attempts}", grant.name());
+        let (final_error, retry_after_ms) = match ctx.http.send(request).await {
+            Err(HttpError::NotSent(message)) => (
+                Error::Network {
+                    message,
+                    maybe_sent: false,
+                },
+                None,
+            ),
+            Err(HttpError::Timeout) => return Err(CallFailure::new(Error::Timeout, true)),
+            Err(HttpError::Interrupted(message)) => {
+                let error = Error::Network {
+                    message,
+                    maybe_sent: true,
+                };
+                return Err(CallFailure::new(error, true));
+            }
+            Err(HttpError::TooLarge) => {
+                let message = format!("body exceeds {MAX_RESPONSE_BYTES} bytes");
+                return Err(CallFailure::new(
+                    Error::invalid_response(None, message),
+                    true,
+                ));
+            }
+            Ok(response) => match classify(&response, ctx.clock.now_ms()) {
+                Answer::Success(response) => {
+                    return Ok(Issued {
+                        response,
+                        sent_at_ms,
+                    })
+                }
+                Answer::OAuthError { status, mut body } => {
+                    let mut secrets = grant.secrets();
+                    if let Some(secret) = &ctx.config.client_secret {
+                        secrets.push(secret.expose());
+                    }
+                    body.description = body.description.map(|d| scrub(&d, &secrets));
+                    return Err(CallFailure {
+                        failure: Failure::OAuth { status, body },
+                        maybe_processed,
+                    });
+                }
+                Answer::Invalid { status, message } => {
+                    let processed = maybe_processed || (200..300).contains(&status);
+                    let error = Error::invalid_response(Some(status), message);
+                    return Err(CallFailure::new(error, processed));
+                }
+                Answer::Retryable {
+                    status,
+                    retry_after_ms,
+                } => {
+                    maybe_processed |= status >= 500;
+                    let error = Error::Transient {
+                        status,
+                        attempts,
+                        retry_after_ms,
+                    };
+                    (error, retry_after_ms)
+                }
+            },
+        };
+        let delay = policy.delay_ms(attempts, jitter(), retry_after_ms);
+        let elapsed = ctx.clock.now_ms().saturating_sub(started);
+        if !policy.allows(attempts, elapsed, delay) {
+            return Err(CallFailure::new(final_error, maybe_processed));
+        }
+        log::debug!("freshtoken: retrying in {delay} ms after: {final_error}");
+        ctx.clock.sleep(delay).await;
+    }
+}

@@ -1,0 +1,233 @@
+//! Building token requests: refresh, client credentials, and code + PKCE.
+
+use crate::config::{ClientAuthMethod, Config, MAX_RESPONSE_BYTES};
+use crate::http::HttpRequest;
+use base64::Engine;
+
+/// One token request's grant and its parameters.
+pub(crate) enum Grant<'a> {
+    /// `grant_type=refresh_token`.
+    Refresh { refresh_token: &'a str },
+    /// `grant_type=client_credentials` for a (sorted) scope set.
+    ClientCredentials { scope: &'a str },
+    /// `grant_type=authorization_code` with the PKCE verifier.
+    AuthorizationCode {
+        code: &'a str,
+        code_verifier: &'a str,
+        redirect_uri: &'a str,
+    },
+}
+
+impl Grant<'_> {
+    /// The `grant_type` value.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Grant::Refresh { .. } => "refresh_token",
+            Grant::ClientCredentials { .. } => "client_credentials",
+            Grant::AuthorizationCode { .. } => "authorization_code",
+        }
+    }
+
+    /// The secret values this grant carries, for scrubbing server text.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        match self {
+            Grant::Refresh { refresh_token } => vec![refresh_token],
+            Grant::ClientCredentials { .. } => vec![],
+            Grant::AuthorizationCode {
+                code,
+                code_verifier,
+                ..
+            } => vec![code, code_verifier],
+        }
+    }
+}
+
+/// The form body and headers of `grant` for `config`'s client.
+pub(crate) fn build_request(config: &Config, grant: &Grant<'_>) -> HttpRequest {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    let mut headers = vec![
+        (
+            "Content-Type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+        ("Accept".to_owned(), "application/json".to_owned()),
+    ];
+    form.append_pair("grant_type", grant.name());
+    if config.client_auth != ClientAuthMethod::ClientSecretBasic {
+        form.append_pair("client_id", &config.client_id);
+    }
+    match grant {
+        Grant::Refresh { refresh_token } => {
+            form.append_pair("refresh_token", refresh_token);
+        }
+        Grant::ClientCredentials { scope } => {
+            if !scope.is_empty() {
+                form.append_pair("scope", scope);
+            }
+            form.append_pair("audience", &config.audience);
+        }
+        Grant::AuthorizationCode {
+            code,
+            code_verifier,
+            redirect_uri,
+        } => {
+            form.append_pair("code", code);
+            form.append_pair("redirect_uri", redirect_uri);
+            form.append_pair("code_verifier", code_verifier);
+        }
+    }
+    match (&config.client_auth, &config.client_secret) {
+        (ClientAuthMethod::ClientSecretPost, Some(secret)) => {
+            form.append_pair("client_secret", secret.expose());
+        }
+        (ClientAuthMethod::ClientSecretBasic, Some(secret)) => {
+            headers.push((
+                "Authorization".to_owned(),
+                basic_authorization(&config.client_id, secret.expose()),
+            ));
+        }
+        _ => {}
+    }
+    HttpRequest {
+        method: "POST".to_owned(),
+        url: config.token_endpoint.clone(),
+        headers,
+        body: form.finish(),
+        timeout_ms: config.timeout_ms,
+        max_response_bytes: MAX_RESPONSE_BYTES,
+    }
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-encoded *before* base64.
+pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> String {
+    let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+    let secret: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    format!("Basic {encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const EP: &str = "https://secure.stitch.money/connect/token";
+
+    fn pairs(body: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    fn strs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn refresh_body_matches_stitch() {
+        let c = Config::builder(EP, "cid")
+            .client_secret("s3c&ret")
+            .build()
+            .unwrap();
+        let r = build_request(
+            &c,
+            &Grant::Refresh {
+                refresh_token: "rt+/=",
+            },
+        );
+        assert_eq!(r.url, EP);
+        assert_eq!(
+            pairs(&r.body),
+            strs(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "cid"),
+                ("refresh_token", "rt+/="),
+                ("client_secret", "s3c&ret"),
+            ])
+        );
+        assert!(r.headers.iter().all(|(n, _)| n != "Authorization"));
+    }
+
+    #[test]
+    fn client_credentials_body_has_scope_and_audience() {
+        let c = Config::builder(EP, "cid")
+            .client_secret("s")
+            .build()
+            .unwrap();
+        let r = build_request(
+            &c,
+            &Grant::ClientCredentials {
+                scope: "accounts balances",
+            },
+        );
+        assert_eq!(
+            pairs(&r.body),
+            strs(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "cid"),
+                ("scope", "accounts balances"),
+                ("audience", EP),
+                ("client_secret", "s"),
+            ])
+        );
+    }
+
+    #[test]
+    fn basic_auth_form_encodes_before_base64() {
+        // RFC 6749 §2.3.1: "a b" → "a+b", "p:w%" → "p%3Aw%25".
+        let header = basic_authorization("a b", "p:w%");
+        let b64 = header.strip_prefix("Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "a+b:p%3Aw%25");
+    }
+
+    #[test]
+    fn basic_auth_keeps_secrets_out_of_the_body() {
+        let c = Config::builder(EP, "cid")
+            .client_secret("s")
+            .client_auth(ClientAuthMethod::ClientSecretBasic)
+            .build()
+            .unwrap();
+        let r = build_request(
+            &c,
+            &Grant::Refresh {
+                refresh_token: "rt",
+            },
+        );
+        assert_eq!(
+            pairs(&r.body),
+            strs(&[("grant_type", "refresh_token"), ("refresh_token", "rt")])
+        );
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| n == "Authorization" && v.starts_with("Basic ")));
+    }
+
+    #[test]
+    fn public_clients_send_only_their_id() {
+        let c = Config::builder(EP, "pub").build().unwrap();
+        let r = build_request(
+            &c,
+            &Grant::AuthorizationCode {
+                code: "c",
+                code_verifier: "v",
+                redirect_uri: "app://cb",
+            },
+        );
+        assert_eq!(
+            pairs(&r.body),
+            strs(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "pub"),
+                ("code", "c"),
+                ("redirect_uri", "app://cb"),
+                ("code_verifier", "v"),
+            ])
+        );
+    }
+}

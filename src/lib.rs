@@ -1,0 +1,83 @@
+//! # freshtoken
+//!
+//! Keeps OAuth 2.0 access tokens fresh and rotates single-use refresh tokens
+//! without ever losing one. One core, exported to JavaScript (wasm-bindgen)
+//! and to Kotlin, Swift and Python (uniffi); the host supplies storage (and
+//! optionally HTTP) through the [`TokenStore`] and [`HttpClient`] traits.
+//!
+//! The rules it keeps (see `DESIGN.md`): a fresh token is returned with no
+//! I/O; concurrent callers share one refresh; the rotated record is saved
+//! before anyone gets the new token; a failed save loses nothing; a lost
+//! answer is remembered so a later `invalid_grant` reads `lost_rotation`;
+//! 5xx/429 are retried with backoff; a dead session fails fast.
+//!
+//! ```no_run
+//! # #[cfg(feature = "native-http")]
+//! # async fn demo() -> Result<(), freshtoken::Error> {
+//! use freshtoken::{Config, MemoryStore, Seed, TokenClient};
+//! use std::sync::Arc;
+//!
+//! let config = Config::builder("https://secure.stitch.money/connect/token", "client-id")
+//!     .client_secret("client-secret")
+//!     .build()?;
+//! let client = TokenClient::native(config)?;
+//! let session = client.session("user-42", Arc::new(MemoryStore::new()))?;
+//! session.seed(Seed { refresh_token: "existing-refresh-token".into(), ..Seed::default() }).await?;
+//! let bearer = session.access_token().await?;
+//! # let _ = bearer; Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+// One core for both targets: on wasm the shared state is `Arc` of `!Send`
+// values on purpose (one thread, JS promises); natively it is `Send + Sync`.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
+mod authorize;
+mod client;
+mod client_token;
+mod clock;
+mod config;
+mod endpoint;
+mod error;
+mod exchange;
+mod grant;
+mod http;
+mod maybe_send;
+mod memory_store;
+#[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]
+mod native_http;
+mod random;
+mod registry;
+pub mod response;
+pub mod retry;
+mod secret;
+mod session;
+mod store;
+mod tokens;
+
+pub mod ffi;
+pub mod wasm;
+
+pub use async_trait::async_trait;
+pub use authorize::{code_challenge, AuthorizationParams, AuthorizationRequest};
+pub use client::TokenClient;
+pub use client_token::ClientTokens;
+#[cfg(not(target_arch = "wasm32"))]
+pub use clock::SystemClock;
+pub use clock::{Clock, ManualClock};
+pub use config::{
+    ClientAuthMethod, Config, ConfigBuilder, DEFAULT_CLIENT_TOKEN_LIFETIME_SECS,
+    DEFAULT_LEEWAY_SECS, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_USER_TOKEN_LIFETIME_SECS,
+    MAX_RESPONSE_BYTES,
+};
+pub use error::{Error, ErrorCode, ReauthReason};
+pub use http::{HttpClient, HttpError, HttpRequest, HttpResponse};
+pub use maybe_send::{BoxFuture, MaybeSendSync};
+pub use memory_store::MemoryStore;
+#[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]
+pub use native_http::NativeHttp;
+pub use retry::RetryPolicy;
+pub use secret::Secret;
+pub use session::{Seed, SessionStatus, UserSession};
+pub use store::{CasOutcome, Record, StoreError, TokenStore, Versioned, RECORD_SCHEMA_V1};
+pub use tokens::{AccessToken, TokenInfo};

@@ -1,0 +1,78 @@
+//! An in-memory [`TokenStore`] for tests, demos and single-process hosts
+//! that do not need records to survive a restart.
+
+use crate::store::{CasOutcome, StoreError, TokenStore, Versioned};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// Records and their versions by key.
+type Records = HashMap<String, (String, u64)>;
+
+/// Records in a map, with a version counter per key (compare-and-swap works).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<Records>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// The record under `key`, read synchronously (for tests and demos).
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.lock().ok()?.get(key).map(|(r, _)| r.clone())
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Records>, StoreError> {
+        self.records
+            .lock()
+            .map_err(|_| StoreError("memory store poisoned".into()))
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl TokenStore for MemoryStore {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock()?.get(key).map(|(r, _)| r.clone()))
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        let mut map = self.lock()?;
+        let version = map.get(key).map_or(1, |(_, v)| v + 1);
+        map.insert(key.to_owned(), (record.to_owned(), version));
+        Ok(())
+    }
+
+    fn supports_versions(&self) -> bool {
+        true
+    }
+
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self.lock()?.get(key).map(|(record, v)| Versioned {
+            record: record.clone(),
+            version: v.to_string(),
+        }))
+    }
+
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        let mut map = self.lock()?;
+        let current = map.get(key).map(|(_, v)| v.to_string());
+        if current.as_deref() != expected {
+            return Ok(CasOutcome::Conflict);
+        }
+        let version = map.get(key).map_or(1, |(_, v)| v + 1);
+        map.insert(key.to_owned(), (record.to_owned(), version));
+        Ok(CasOutcome::Saved {
+            version: version.to_string(),
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! A reqwest-based [`HttpClient`] for Rust users and the Rust tests
+//! (feature `native-http`; never built for wasm). Needs a tokio runtime.
+
+use crate::error::Error;
+use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// HTTP over reqwest with rustls (ring): no redirects followed, bodies read
+/// up to the cap and no further.
+#[derive(Clone, Debug)]
+pub struct NativeHttp {
+    client: reqwest::Client,
+}
+
+impl NativeHttp {
+    /// A new transport with its own connection pool.
+    pub fn new() -> Result<Self, Error> {
+        // Another library may already have installed a provider; either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::config("http", format!("cannot build the HTTP client: {e}")))?;
+        Ok(NativeHttp { client })
+    }
+}
+
+#[async_trait]
+impl HttpClient for NativeHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| HttpError::NotSent("invalid HTTP method".into()))?;
+        let mut builder = self
+            .client
+            .request(method, &request.url)
+            .timeout(Duration::from_millis(request.timeout_ms))
+            .body(request.body);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let mut response = builder.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > request.max_response_bytes {
+                return Err(HttpError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Connection failures never reached the server; everything else may have.
+fn transport_error(e: reqwest::Error) -> HttpError {
+    let message = describe(&e);
+    if e.is_connect() {
+        HttpError::NotSent(message)
+    } else if e.is_timeout() {
+        HttpError::Timeout
+    } else {
+        HttpError::Interrupted(message)
+    }
+}
+
+/// The error and its causes, without the URL (which may carry a query).
+fn describe(e: &reqwest::Error) -> String {
+    let mut message = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    if message.is_empty() {
+        message = "request failed".into();
+    }
+    message
+}

@@ -1,0 +1,102 @@
+//! The bounded map of session states (DESIGN point 11): one state per key,
+//! however many handles the host creates; idle states are evicted oldest
+//! first when the map is full.
+
+use crate::session::SessionCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Session states by key.
+pub(crate) struct Registry {
+    cells: Mutex<HashMap<Arc<str>, Arc<SessionCell>>>,
+    max: usize,
+    tick: AtomicU64,
+}
+
+impl Registry {
+    /// A registry keeping at most `max` sessions (busy ones are never evicted,
+    /// so it may briefly hold more).
+    pub(crate) fn new(max: usize) -> Self {
+        Registry {
+            cells: Mutex::new(HashMap::new()),
+            max,
+            tick: AtomicU64::new(0),
+        }
+    }
+
+    /// The state for `key`, created on first use.
+    pub(crate) fn cell(&self, key: &str) -> (Arc<str>, Arc<SessionCell>) {
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((key, cell)) = cells.get_key_value(key) {
+            cell.last_used.store(tick, Ordering::Relaxed);
+            return (key.clone(), cell.clone());
+        }
+        if cells.len() >= self.max {
+            evict_idle(&mut cells, self.max - self.max / 10);
+        }
+        let key: Arc<str> = Arc::from(key);
+        let cell = Arc::new(SessionCell::default());
+        cell.last_used.store(tick, Ordering::Relaxed);
+        cells.insert(key.clone(), cell.clone());
+        (key, cell)
+    }
+
+    /// How many session states are held.
+    pub(crate) fn len(&self) -> usize {
+        self.cells.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+/// Drops the least recently used idle states (no handle alive, nothing in
+/// flight, nothing unsaved) until at most `target` remain.
+fn evict_idle(cells: &mut HashMap<Arc<str>, Arc<SessionCell>>, target: usize) {
+    let mut idle: Vec<(u64, Arc<str>)> = cells
+        .iter()
+        .filter(|(_, cell)| Arc::strong_count(cell) == 1 && cell.is_idle())
+        .map(|(key, cell)| (cell.last_used.load(Ordering::Relaxed), key.clone()))
+        .collect();
+    idle.sort_unstable_by_key(|(tick, _)| *tick);
+    let excess = cells.len().saturating_sub(target);
+    for (_, key) in idle.into_iter().take(excess) {
+        cells.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_state_per_key() {
+        let r = Registry::new(10);
+        let (_, a) = r.cell("u1");
+        let (_, b) = r.cell("u1");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn evicts_idle_states_oldest_first_and_keeps_held_ones() {
+        let r = Registry::new(10);
+        let (_, held) = r.cell("held");
+        for i in 0..9 {
+            r.cell(&format!("u{i}"));
+        }
+        r.cell("u8"); // recently used
+        r.cell("new"); // full: evicts down to 9 first
+        assert!(r.len() <= 10);
+        let (_, again) = r.cell("held");
+        assert!(
+            Arc::ptr_eq(&held, &again),
+            "a state with a live handle is never evicted"
+        );
+        let cells = r.cells.lock().unwrap();
+        assert!(cells.contains_key("u8") && cells.contains_key("new"));
+        assert!(
+            !cells.contains_key("u0"),
+            "the oldest idle state goes first"
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! Parsing token-endpoint answers: success bodies, RFC 6749 §5.2 error
+//! bodies, and the classification that drives retries.
+//!
+//! Every field is validated; nothing a server sends can panic, and error
+//! messages never quote the body (it may hold tokens).
+
+use crate::config::MAX_RESPONSE_BYTES;
+use crate::http::HttpResponse;
+use crate::retry::parse_retry_after;
+use crate::secret::Secret;
+use serde_json::{Map, Value};
+
+/// The largest `expires_in` accepted: ten years, in seconds.
+pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 366 * 24 * 3600;
+/// Longest `error_description` kept; longer ones are cut.
+const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// A validated successful token response (RFC 6749 §5.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenResponse {
+    /// Non-empty, printable access token.
+    pub access_token: Secret,
+    /// Lifetime in seconds, when the server gave one.
+    pub expires_in: Option<u64>,
+    /// The rotated refresh token, when the server sent one.
+    pub refresh_token: Option<Secret>,
+    /// The granted scope.
+    pub scope: Option<String>,
+    /// The OpenID Connect ID token.
+    pub id_token: Option<Secret>,
+}
+
+/// An RFC 6749 §5.2 error body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthErrorBody {
+    /// The `error` code.
+    pub error: String,
+    /// `error_description`, cut to a sane length.
+    pub description: Option<String>,
+    /// `error_uri`.
+    pub uri: Option<String>,
+}
+
+/// What an HTTP answer from the token endpoint means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// 2xx with a valid token body.
+    Success(TokenResponse),
+    /// 4xx with an RFC 6749 error body: final, never retried.
+    OAuthError {
+        /// HTTP status.
+        status: u16,
+        /// The parsed body.
+        body: OAuthErrorBody,
+    },
+    /// 5xx or 429: worth retrying.
+    Retryable {
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After`, in milliseconds from now.
+        retry_after_ms: Option<u64>,
+    },
+    /// Anything else; `message` says what (never the body itself).
+    Invalid {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Classifies an answer received at `now_ms`.
+pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
+    let status = response.status;
+    if response.body.len() > MAX_RESPONSE_BYTES {
+        return Answer::Invalid {
+            status,
+            message: format!("body exceeds {MAX_RESPONSE_BYTES} bytes"),
+        };
+    }
+    match status {
+        200..=299 => match parse_token_response(&response.body) {
+            Ok(token) => Answer::Success(token),
+            Err(message) => Answer::Invalid { status, message },
+        },
+        429 | 500..=599 => Answer::Retryable {
+            status,
+            retry_after_ms: response
+                .header("retry-after")
+                .and_then(|v| parse_retry_after(v, now_ms)),
+        },
+        400..=499 => match parse_error_body(&response.body) {
+            Some(body) => Answer::OAuthError { status, body },
+            None => Answer::Invalid {
+                status,
+                message: "error answer without an RFC 6749 error body".to_owned(),
+            },
+        },
+        300..=399 => Answer::Invalid {
+            status,
+            message: "redirect from the token endpoint (not followed)".to_owned(),
+        },
+        _ => Answer::Invalid {
+            status,
+            message: "unexpected HTTP status".to_owned(),
+        },
+    }
+}
+
+/// Parses and validates a success body. The error names the faulty field
+/// but never quotes the body.
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
+    let object = parse_object(body).ok_or("body is not a JSON object")?;
+    let access_token = match object.get("access_token") {
+        Some(Value::String(s)) if is_printable_token(s) => Secret::new(s.as_str()),
+        Some(Value::String(s)) if s.is_empty() => return Err("access_token is empty".into()),
+        Some(Value::String(_)) => return Err("access_token has invalid characters".into()),
+        None | Some(Value::Null) => return Err("access_token is missing".into()),
+        Some(_) => return Err("access_token is not a string".into()),
+    };
+    match object.get("token_type") {
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(_)) => return Err("token_type is not Bearer".into()),
+        None | Some(Value::Null) => return Err("token_type is missing".into()),
+        Some(_) => return Err("token_type is not a string".into()),
+    }
+    let expires_in = match object.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(secs) if secs <= MAX_EXPIRES_IN_SECS => Some(secs),
+            Some(_) => return Err("expires_in is implausibly large".into()),
+            None => return Err("expires_in is not a non-negative integer".into()),
+        },
+        Some(_) => return Err("expires_in is not a number".into()),
+    };
+    let refresh_token = match optional_string(&object, "refresh_token")? {
+        Some("") => None,
+        Some(s) if !is_printable_token(s) => {
+            return Err("refresh_token has invalid characters".into())
+        }
+        other => other.map(Secret::new),
+    };
+    let scope = optional_string(&object, "scope")?.map(str::to_owned);
+    let id_token = optional_string(&object, "id_token")?
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
+    Ok(TokenResponse {
+        access_token,
+        expires_in,
+        refresh_token,
+        scope,
+        id_token,
+    })
+}
+
+/// Parses an RFC 6749 §5.2 error body; `None` if it is not one.
+pub fn parse_error_body(body: &[u8]) -> Option<OAuthErrorBody> {
+    let object = parse_object(body)?;
+    let error = match object.get("error") {
+        Some(Value::String(e)) if !e.is_empty() && e.len() <= 100 && is_error_code(e) => e.clone(),
+        _ => return None,
+    };
+    let text = |name: &str| match object.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Some(cut(s)),
+        _ => None,
+    };
+    Some(OAuthErrorBody {
+        error,
+        description: text("error_description"),
+        uri: text("error_uri"),
+    })
+}
+
+fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+fn optional_string<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, String> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("{name} is not a string")),
+    }
+}
+
+/// Visible ASCII only: tokens travel in headers and must not smuggle CR/LF.
+fn is_printable_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// RFC 6749 §5.2: `error` is %x20-21 / %x23-5B / %x5D-7E.
+fn is_error_code(s: &str) -> bool {
+    s.bytes()
+        .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
+fn cut(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_DESCRIPTION_CHARS)
+        .collect();
+    clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> TokenResponse {
+        parse_token_response(body.as_bytes()).unwrap()
+    }
+
+    fn bad(body: &str) -> String {
+        parse_token_response(body.as_bytes()).unwrap_err()
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+        let r = HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        };
+        classify(&r, 0)
+    }
+
+    #[test]
+    fn stitch_success_body() {
+        let t = ok(
+            r#"{"id_token":"idt","access_token":"at","expires_in":900,"token_type":"Bearer","refresh_token":"rt","scope":"openid offline_access"}"#,
+        );
+        assert_eq!(t.access_token.expose(), "at");
+        assert_eq!(t.expires_in, Some(900));
+        assert_eq!(t.refresh_token.unwrap().expose(), "rt");
+        assert_eq!(t.scope.as_deref(), Some("openid offline_access"));
+        assert_eq!(t.id_token.unwrap().expose(), "idt");
+    }
+
+    #[test]
+    fn optional_fields_may_be_missing_and_token_type_any_case() {
+        let t = ok(r#"{"access_token":"at","token_type":"bEaReR"}"#);
+        assert_eq!(t.expires_in, None);
+        assert_eq!(t.refresh_token, None);
+        let t = ok(
+            r#"{"access_token":"at","token_type":"Bearer","refresh_token":"","expires_in":null}"#,
+        );
+        assert_eq!(t.refresh_token, None);
+    }
+
+    #[test]
+    fn invalid_success_bodies_say_which_field() {
+        let cases = [
+            ("not json", "not a JSON object"),
+            ("[1]", "not a JSON object"),
+            (r#"{"token_type":"Bearer"}"#, "access_token is missing"),
+            (
+                r#"{"access_token":"","token_type":"Bearer"}"#,
+                "access_token is empty",
+            ),
+            (
+                r#"{"access_token":"a\nb","token_type":"Bearer"}"#,
+                "invalid characters",
+            ),
+            (
+                r#"{"access_token":5,"token_type":"Bearer"}"#,
+                "access_token is not a string",
+            ),
+            (r#"{"access_token":"a","token_type":"mac"}"#, "not Bearer"),
+            (r#"{"access_token":"a"}"#, "token_type is missing"),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":-1}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":1.5}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":"900"}"#,
+                "not a number",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":1e300}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":999999999999}"#,
+                "implausibly large",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","refresh_token":7}"#,
+                "refresh_token is not a string",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","scope":[]}"#,
+                "scope is not a string",
+            ),
+        ];
+        for (body, expected) in cases {
+            let message = bad(body);
+            assert!(message.contains(expected), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn error_messages_never_quote_the_body() {
+        let message = bad(r#"{"access_token":"SENTINEL-at","token_type":"SENTINEL"}"#);
+        assert!(!message.contains("SENTINEL"));
+    }
+
+    #[test]
+    fn rfc6749_error_bodies() {
+        let e = parse_error_body(
+            br#"{"error":"invalid_grant","error_description":"expired","error_uri":"https://x"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.error, "invalid_grant");
+        assert_eq!(e.description.as_deref(), Some("expired"));
+        assert_eq!(e.uri.as_deref(), Some("https://x"));
+        assert_eq!(parse_error_body(b"<html>"), None);
+        assert_eq!(parse_error_body(br#"{"error":""}"#), None);
+        assert_eq!(parse_error_body(br#"{"error":"bad\"quote"}"#), None);
+        let long = format!(
+            r#"{{"error":"x","error_description":"{}"}}"#,
+            "d".repeat(5000)
+        );
+        assert_eq!(
+            parse_error_body(long.as_bytes())
+                .unwrap()
+                .description
+                .unwrap()
+                .len(),
+            500
+        );
+    }
+
+    #[test]
+    fn classification_drives_retries() {
+        assert!(matches!(
+            answer(200, &[], r#"{"access_token":"a","token_type":"Bearer"}"#),
+            Answer::Success(_)
+        ));
+        assert_eq!(
+            answer(429, &[("Retry-After", "3")], "{}"),
+            Answer::Retryable {
+                status: 429,
+                retry_after_ms: Some(3000)
+            }
+        );
+        assert_eq!(
+            answer(503, &[], "<html>"),
+            Answer::Retryable {
+                status: 503,
+                retry_after_ms: None
+            }
+        );
+        assert!(matches!(
+            answer(400, &[], r#"{"error":"invalid_grant"}"#),
+            Answer::OAuthError { status: 400, .. }
+        ));
+        assert!(matches!(
+            answer(401, &[], "nope"),
+            Answer::Invalid { status: 401, .. }
+        ));
+        assert!(matches!(
+            answer(302, &[], ""),
+            Answer::Invalid { status: 302, .. }
+        ));
+        assert!(matches!(
+            answer(200, &[], "{\"access_token\":"),
+            Answer::Invalid { status: 200, .. }
+        ));
+    }
+
+    #[test]
+    fn oversize_bodies_are_rejected() {
+        let big = format!(
+            r#"{{"access_token":"a","token_type":"Bearer","pad":"{}"}}"#,
+            "x".repeat(70_000)
+        );
+        match answer(200, &[], &big) {
+            Answer::Invalid { message, .. } => assert!(message.contains("65536")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

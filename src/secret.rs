@@ -1,0 +1,95 @@
+//! A string that never shows itself in `Debug` or `Display` and is wiped on drop.
+
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// A token or client secret. `Debug` shows at most a three-character prefix
+/// (none for short values) and the length; the memory is zeroized on drop.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(Zeroizing::new(value.into()))
+    }
+
+    /// The secret itself. Call sites that expose it are easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret::new(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret::new(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", redacted(&self.0))
+    }
+}
+
+/// How a secret is shown: a short prefix (only for long values) and the length.
+pub(crate) fn redacted(value: &str) -> String {
+    let len = value.chars().count();
+    if len >= 16 {
+        let prefix: String = value.chars().take(3).collect();
+        format!("\"{prefix}…\" ({len} chars)")
+    } else {
+        format!("<redacted> ({len} chars)")
+    }
+}
+
+/// Replaces every occurrence of each non-trivial secret in `text` with
+/// `[redacted]`, so server-provided text can be shown safely.
+pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if out.contains(secret) {
+            out = out.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_long_values_behind_a_prefix_and_length() {
+        let s = Secret::new("rt-0123456789abcdef-SENTINEL");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("SENTINEL"), "{shown}");
+        assert!(
+            shown.contains("rt-") && shown.contains("28 chars"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn debug_hides_short_values_entirely() {
+        let shown = format!("{:?}", Secret::new("hunter2"));
+        assert_eq!(shown, "<redacted> (7 chars)");
+    }
+
+    #[test]
+    fn scrub_removes_secrets_from_text() {
+        let out = scrub("token abcdef was reused", &["abcdef", "ab"]);
+        assert_eq!(out, "token [redacted] was reused");
+    }
+}

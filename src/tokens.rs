@@ -1,0 +1,137 @@
+//! Token lifetimes and freshness: pure functions of a clock reading.
+
+use crate::secret::Secret;
+use std::fmt;
+
+/// The public view of a user session's tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The fresh access token.
+    pub access_token: String,
+    /// When it expires, in Unix milliseconds (computed from the time the
+    /// request was sent, so it errs early).
+    pub expires_at_ms: u64,
+    /// The granted scope, if the server said.
+    pub scope: Option<String>,
+    /// The OpenID Connect ID token, if any.
+    pub id_token: Option<String>,
+    /// When the refresh token's sliding lifetime ends, in Unix milliseconds.
+    pub refresh_expires_at_ms: Option<u64>,
+}
+
+impl fmt::Debug for TokenInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenInfo")
+            .field("access_token", &crate::secret::redacted(&self.access_token))
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("scope", &self.scope)
+            .field(
+                "id_token",
+                &self.id_token.as_deref().map(crate::secret::redacted),
+            )
+            .field("refresh_expires_at_ms", &self.refresh_expires_at_ms)
+            .finish()
+    }
+}
+
+/// An access token with the times needed to judge its freshness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The token.
+    pub value: Secret,
+    /// When the request that obtained it was sent (Unix ms).
+    pub issued_at_ms: u64,
+    /// `issued_at_ms + expires_in` (Unix ms).
+    pub expires_at_ms: u64,
+}
+
+impl AccessToken {
+    /// A token obtained by a request sent at `sent_at_ms` whose answer said
+    /// `expires_in` seconds (or `default_secs` if it said nothing).
+    pub fn new(value: Secret, sent_at_ms: u64, expires_in: Option<u64>, default_secs: u64) -> Self {
+        AccessToken {
+            value,
+            issued_at_ms: sent_at_ms,
+            expires_at_ms: expires_at(sent_at_ms, expires_in, default_secs),
+        }
+    }
+
+    /// Whether the token may still be used at `now_ms`, given `leeway_ms`.
+    pub fn is_fresh(&self, now_ms: u64, leeway_ms: u64) -> bool {
+        is_fresh(now_ms, self.issued_at_ms, self.expires_at_ms, leeway_ms)
+    }
+}
+
+/// `sent_at + expires_in` in milliseconds; the default lifetime when the
+/// server gave none. Saturates instead of overflowing.
+pub fn expires_at(sent_at_ms: u64, expires_in_secs: Option<u64>, default_secs: u64) -> u64 {
+    let secs = expires_in_secs.unwrap_or(default_secs);
+    sent_at_ms.saturating_add(secs.saturating_mul(1000))
+}
+
+/// The leeway actually applied to one token: the configured leeway, but never
+/// more than half the token's lifetime, so that short-lived tokens are not
+/// refreshed on every call.
+pub fn effective_leeway(issued_at_ms: u64, expires_at_ms: u64, leeway_ms: u64) -> u64 {
+    let lifetime = expires_at_ms.saturating_sub(issued_at_ms);
+    leeway_ms.min(lifetime / 2)
+}
+
+/// A token is fresh while `now < expires_at - leeway`.
+pub fn is_fresh(now_ms: u64, issued_at_ms: u64, expires_at_ms: u64, leeway_ms: u64) -> bool {
+    let leeway = effective_leeway(issued_at_ms, expires_at_ms, leeway_ms);
+    now_ms < expires_at_ms.saturating_sub(leeway)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn expiry_counts_from_the_send_time() {
+        assert_eq!(expires_at(T0, Some(900), 3600), T0 + 900_000);
+    }
+
+    #[test]
+    fn missing_expires_in_uses_the_grant_default() {
+        assert_eq!(expires_at(T0, None, 900), T0 + 900_000);
+        assert_eq!(expires_at(T0, None, 3600), T0 + 3_600_000);
+    }
+
+    #[test]
+    fn fresh_until_leeway_before_expiry() {
+        let token = AccessToken::new(Secret::new("a"), T0, Some(900), 900);
+        let leeway = 60_000;
+        assert!(token.is_fresh(T0, leeway));
+        assert!(token.is_fresh(T0 + 839_999, leeway));
+        assert!(!token.is_fresh(T0 + 840_000, leeway));
+        assert!(!token.is_fresh(T0 + 900_000, leeway));
+    }
+
+    #[test]
+    fn zero_leeway_means_fresh_until_expiry() {
+        assert!(is_fresh(T0 + 899_999, T0, T0 + 900_000, 0));
+        assert!(!is_fresh(T0 + 900_000, T0, T0 + 900_000, 0));
+    }
+
+    #[test]
+    fn leeway_never_exceeds_half_the_lifetime() {
+        // A 2 s token with the default 60 s leeway stays usable for 1 s.
+        assert_eq!(effective_leeway(T0, T0 + 2_000, 60_000), 1_000);
+        assert!(is_fresh(T0 + 999, T0, T0 + 2_000, 60_000));
+        assert!(!is_fresh(T0 + 1_000, T0, T0 + 2_000, 60_000));
+    }
+
+    #[test]
+    fn zero_lifetime_is_never_fresh() {
+        assert!(!is_fresh(T0, T0, T0, 60_000));
+    }
+
+    #[test]
+    fn huge_values_saturate() {
+        assert_eq!(expires_at(u64::MAX - 5, Some(u64::MAX), 900), u64::MAX);
+        assert!(is_fresh(0, 0, u64::MAX, u64::MAX));
+    }
+}

@@ -1,0 +1,102 @@
+//! Client-credentials tokens against the emulator: cached per scope set,
+//! single flight, re-requested when stale, never a refresh token.
+
+mod common;
+
+use common::Harness;
+use freshtoken_emulator::Fault;
+use futures_util::future::join_all;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_per_sorted_scope_set_and_renewed_after_expiry() {
+    let h = Harness::new();
+    let a = h
+        .client
+        .client_token(&["accounts", "balances"])
+        .await
+        .unwrap();
+    assert_eq!(
+        h.client
+            .client_token(&["balances", "accounts", "balances"])
+            .await
+            .unwrap(),
+        a
+    );
+    assert_eq!(h.grant_requests("client_credentials"), 1);
+
+    let other = h.client.client_token(&["transactions"]).await.unwrap();
+    assert_ne!(other, a);
+    assert_eq!(h.grant_requests("client_credentials"), 2);
+    assert_eq!(h.emu.counters().last_audience, Some(h.emu.token_endpoint()));
+
+    // 3600 s tokens, 60 s leeway.
+    h.clock.advance(3_539_000);
+    assert_eq!(
+        h.client
+            .client_token(&["accounts", "balances"])
+            .await
+            .unwrap(),
+        a
+    );
+    assert_eq!(h.grant_requests("client_credentials"), 2);
+    h.clock.advance(1_000);
+    let renewed = h
+        .client
+        .client_token(&["accounts", "balances"])
+        .await
+        .unwrap();
+    assert_ne!(renewed, a);
+    assert_eq!(h.grant_requests("client_credentials"), 3);
+    assert_eq!(h.refresh_requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_request() {
+    let h = Harness::new();
+    let tokens = join_all((0..50).map(|_| h.client.client_token(&["accounts"]))).await;
+    let tokens: Vec<String> = tokens.into_iter().map(Result::unwrap).collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    assert_eq!(h.grant_requests("client_credentials"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidate_forces_a_new_token_and_errors_are_typed() {
+    let h = Harness::new();
+    let a = h.client.client_token(&["accounts"]).await.unwrap();
+    h.client.client_tokens().invalidate(&["accounts"]).unwrap();
+    h.emu.push_fault(Fault::status(500));
+    let b = h.client.client_token(&["accounts"]).await.unwrap();
+    assert_ne!(a, b);
+    assert_eq!(h.grant_requests("client_credentials"), 3);
+
+    h.emu.push_fault(Fault::body(
+        400,
+        r#"{"error":"invalid_scope","error_description":"no such scope"}"#,
+    ));
+    h.client.client_tokens().invalidate(&["x"]).unwrap();
+    let e = h.client.client_token(&["x"]).await.unwrap_err();
+    assert_eq!(
+        (e.code().as_str(), e.oauth_error()),
+        ("oauth", Some("invalid_scope"))
+    );
+    assert_eq!(
+        h.client
+            .client_token(&["two words"])
+            .await
+            .unwrap_err()
+            .code()
+            .as_str(),
+        "config"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_in_a_client_credentials_answer_is_ignored() {
+    let h = Harness::new();
+    h.emu.push_fault(Fault::body(
+        200,
+        r#"{"access_token":"cc-token","token_type":"Bearer","expires_in":3600,"refresh_token":"must-not-be-kept"}"#,
+    ));
+    assert_eq!(h.client.client_token(&["a"]).await.unwrap(), "cc-token");
+    assert!(h.store.inner.get("a").is_none());
+}

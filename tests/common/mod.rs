@@ -1,0 +1,174 @@
+//! Shared harness for the integration tests: the emulator on loopback, a
+//! manual clock for the core, and a store whose failures and timing the
+//! test controls (the only mocked parts: time and a failing store).
+#![allow(dead_code)]
+
+use freshtoken::{
+    async_trait, Config, ConfigBuilder, ManualClock, MemoryStore, Seed, StoreError, TokenClient,
+    TokenStore, UserSession,
+};
+use freshtoken_emulator::{Emulator, Options};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, Notify};
+
+pub const CLIENT_ID: &str = "test-client";
+pub const CLIENT_SECRET: &str = "test-secret";
+
+/// Wall-clock now in ms; the manual clock starts here so records look real.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A store over [`MemoryStore`] that can fail loads/saves and hold saves at
+/// a gate until the test opens it.
+#[derive(Default)]
+pub struct TestStore {
+    pub inner: MemoryStore,
+    /// Upcoming saves to fail (`u32::MAX`: all of them).
+    pub fail_saves: AtomicU32,
+    /// Upcoming loads to fail.
+    pub fail_loads: AtomicU32,
+    pub saves: AtomicU32,
+    pub loads: AtomicU32,
+    gate: Mutex<Option<(mpsc::UnboundedSender<String>, Arc<Notify>)>>,
+}
+
+impl TestStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(TestStore::default())
+    }
+
+    /// From now on every save reports its record on the returned channel and
+    /// waits until the returned `Notify` is notified.
+    pub fn gate_saves(&self) -> (mpsc::UnboundedReceiver<String>, Arc<Notify>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        *self.gate.lock().unwrap() = Some((tx, release.clone()));
+        (rx, release)
+    }
+
+    pub fn record(&self, key: &str) -> Option<freshtoken::Record> {
+        self.inner
+            .get(key)
+            .map(|t| freshtoken::Record::decode(&t).unwrap())
+    }
+
+    pub fn refresh_token(&self, key: &str) -> Option<String> {
+        self.record(key)?
+            .refresh_token
+            .map(|s| s.expose().to_owned())
+    }
+}
+
+fn take_failure(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+            0 => None,
+            u32::MAX => Some(u32::MAX),
+            n => Some(n - 1),
+        })
+        .is_ok()
+}
+
+#[async_trait]
+impl TokenStore for TestStore {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        if take_failure(&self.fail_loads) {
+            return Err(StoreError("database unavailable".into()));
+        }
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some((entered, release)) = gate {
+            let _ = entered.send(record.to_owned());
+            release.notified().await;
+        }
+        if take_failure(&self.fail_saves) {
+            return Err(StoreError("disk full".into()));
+        }
+        self.inner.save(key, record).await
+    }
+}
+
+/// The emulator, a client on a manual clock, and one test store.
+pub struct Harness {
+    pub emu: Emulator,
+    pub clock: Arc<ManualClock>,
+    pub client: TokenClient,
+    pub store: Arc<TestStore>,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with(Options::default(), |b| b)
+    }
+
+    pub fn with(options: Options, configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Self {
+        let emu = Emulator::start(options).expect("emulator starts");
+        let clock = Arc::new(ManualClock::new(wall_ms()));
+        let builder = Config::builder(emu.token_endpoint(), CLIENT_ID).client_secret(CLIENT_SECRET);
+        let config = configure(builder).build().expect("valid config");
+        let client = Self::client_on(&emu, config, clock.clone());
+        Harness {
+            emu,
+            clock,
+            client,
+            store: TestStore::new(),
+        }
+    }
+
+    /// Another client (as if another process) on the same emulator and clock.
+    pub fn client_on(_emu: &Emulator, config: Config, clock: Arc<ManualClock>) -> TokenClient {
+        let http = Arc::new(freshtoken::NativeHttp::new().expect("http client"));
+        TokenClient::new(config, http, clock)
+    }
+
+    pub fn session(&self, key: &str) -> UserSession {
+        self.client.session(key, self.store.clone()).unwrap()
+    }
+
+    /// A session seeded with a new emulator token family but no access
+    /// token, so its first use refreshes. Returns the seeded refresh token.
+    pub async fn seeded(&self, key: &str) -> (UserSession, String) {
+        let family = self.emu.seed(CLIENT_ID, "openid offline_access accounts");
+        let session = self.session(key);
+        session
+            .seed(Seed {
+                refresh_token: family.refresh_token.clone().into(),
+                ..Seed::default()
+            })
+            .await
+            .expect("seed saves");
+        (session, family.refresh_token)
+    }
+
+    /// Refresh-grant requests the emulator has received.
+    pub fn refresh_requests(&self) -> u64 {
+        self.grant_requests("refresh_token")
+    }
+
+    pub fn grant_requests(&self, grant: &str) -> u64 {
+        self.emu
+            .counters()
+            .by_grant
+            .get(grant)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Asserts that no secret-looking value appears in an error's message or Debug.
+pub fn assert_no_secret(error: &freshtoken::Error, secrets: &[&str]) {
+    let shown = format!("{error} {error:?}");
+    for secret in secrets {
+        assert!(!shown.contains(secret), "secret leaked in: {shown}");
+    }
+}

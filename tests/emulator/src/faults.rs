@@ -1,0 +1,354 @@
+//! Injected token-endpoint faults: their JSON shape, the FIFO queue they
+//! wait in, and the responses the non-processing ones produce.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+
+use crate::http::Response;
+
+/// A fault for the next token-endpoint request(s). JSON: the kind's fields
+/// tagged by `"kind"`, plus optional `"count"` (default 1) and `"grant"`,
+/// e.g. `{"kind":"status","status":503,"count":2,"grant":"refresh_token"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What happens.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// How many matching requests it applies to before leaving the queue
+    /// (0 counts as 1).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Only requests with this `grant_type` match; others pass it by and it
+    /// stays queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What a fault does (serde: internally tagged by `"kind"`, snake_case).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Wait `ms` milliseconds, then handle the request normally.
+    Delay {
+        /// Milliseconds to wait.
+        ms: u64,
+    },
+    /// Answer `status` (default 503) with `body` or
+    /// `{"error":"temporarily_unavailable"}`; the grant is not processed.
+    Status {
+        /// HTTP status.
+        #[serde(default = "status_503")]
+        status: u16,
+        /// JSON body to send instead of the default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+    /// Answer 429 with `Retry-After` exactly as given (seconds or an
+    /// HTTP-date; a JSON number is accepted too); not processed.
+    RateLimit {
+        /// The `Retry-After` value; omitted when absent.
+        #[serde(
+            default,
+            deserialize_with = "string_or_number",
+            skip_serializing_if = "Option::is_none"
+        )]
+        retry_after: Option<String>,
+    },
+    /// Close the socket without processing or answering.
+    DropBefore,
+    /// Process the grant fully (rotation committed), then close the socket
+    /// without writing a byte.
+    DropAfterCommit,
+    /// Answer 200 `application/json` with truncated JSON; not processed.
+    MalformedJson,
+    /// Answer exactly this response; not processed.
+    Body {
+        /// HTTP status (default 200).
+        #[serde(default = "status_200")]
+        status: u16,
+        /// The body, sent verbatim.
+        body: String,
+        /// The `Content-Type` (default `application/json`).
+        #[serde(default = "json_type")]
+        content_type: String,
+    },
+    /// Answer 200 `application/json` with a valid JSON body of exactly
+    /// `bytes` bytes (at least 2); not processed.
+    Oversize {
+        /// Body size in bytes.
+        bytes: usize,
+    },
+    /// Answer a `text/html` error page with `status` (default 502); not
+    /// processed.
+    Html {
+        /// HTTP status.
+        #[serde(default = "status_502")]
+        status: u16,
+    },
+}
+
+fn status_200() -> u16 {
+    200
+}
+fn status_502() -> u16 {
+    502
+}
+fn status_503() -> u16 {
+    503
+}
+fn json_type() -> String {
+    "application/json".into()
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(Option::<Either>::deserialize(d)?.map(|v| match v {
+        Either::Text(s) => s,
+        Either::Number(n) => n.to_string(),
+    }))
+}
+
+impl Fault {
+    /// A fault of this kind for the next request.
+    pub fn new(kind: FaultKind) -> Self {
+        Fault {
+            kind,
+            count: 1,
+            grant: None,
+        }
+    }
+
+    /// `{"kind":"delay","ms":ms}`.
+    pub fn delay(ms: u64) -> Self {
+        Fault::new(FaultKind::Delay { ms })
+    }
+
+    /// `{"kind":"status","status":status}`.
+    pub fn status(status: u16) -> Self {
+        Fault::new(FaultKind::Status { status, body: None })
+    }
+
+    /// `{"kind":"rate_limit","retry_after":retry_after}`.
+    pub fn rate_limit(retry_after: impl Into<String>) -> Self {
+        Fault::new(FaultKind::RateLimit {
+            retry_after: Some(retry_after.into()),
+        })
+    }
+
+    /// `{"kind":"drop_before"}`.
+    pub fn drop_before() -> Self {
+        Fault::new(FaultKind::DropBefore)
+    }
+
+    /// `{"kind":"drop_after_commit"}`.
+    pub fn drop_after_commit() -> Self {
+        Fault::new(FaultKind::DropAfterCommit)
+    }
+
+    /// `{"kind":"malformed_json"}`.
+    pub fn malformed_json() -> Self {
+        Fault::new(FaultKind::MalformedJson)
+    }
+
+    /// `{"kind":"body","status":status,"body":body}` (JSON content type).
+    pub fn body(status: u16, body: impl Into<String>) -> Self {
+        Fault::new(FaultKind::Body {
+            status,
+            body: body.into(),
+            content_type: json_type(),
+        })
+    }
+
+    /// `{"kind":"oversize","bytes":bytes}`.
+    pub fn oversize(bytes: usize) -> Self {
+        Fault::new(FaultKind::Oversize { bytes })
+    }
+
+    /// `{"kind":"html","status":status}`.
+    pub fn html(status: u16) -> Self {
+        Fault::new(FaultKind::Html { status })
+    }
+
+    /// Applies to `count` matching requests.
+    pub fn times(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Matches only requests with this `grant_type`.
+    pub fn for_grant(mut self, grant: impl Into<String>) -> Self {
+        self.grant = Some(grant.into());
+        self
+    }
+}
+
+impl From<FaultKind> for Fault {
+    fn from(kind: FaultKind) -> Self {
+        Fault::new(kind)
+    }
+}
+
+/// The FIFO queue of pending faults.
+#[derive(Default)]
+pub(crate) struct FaultQueue {
+    items: VecDeque<Fault>,
+}
+
+impl FaultQueue {
+    /// Appends a fault.
+    pub fn push(&mut self, mut fault: Fault) {
+        fault.count = fault.count.max(1);
+        self.items.push_back(fault);
+    }
+
+    /// Forgets every fault; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.items.len();
+        self.items.clear();
+        n
+    }
+
+    /// The queued faults, first first.
+    pub fn pending(&self) -> Vec<Fault> {
+        self.items.iter().cloned().collect()
+    }
+
+    /// Takes one application of the first fault matching `grant`.
+    pub fn take(&mut self, grant: Option<&str>) -> Option<FaultKind> {
+        let index = self
+            .items
+            .iter()
+            .position(|f| f.grant.is_none() || f.grant.as_deref() == grant)?;
+        let fault = &mut self.items[index];
+        fault.count = fault.count.saturating_sub(1);
+        if fault.count == 0 {
+            self.items.remove(index).map(|f| f.kind)
+        } else {
+            Some(fault.kind.clone())
+        }
+    }
+}
+
+/// The response of a fault that answers instead of processing the grant
+/// (`None` for delay and the two drops).
+pub(crate) fn response(kind: &FaultKind) -> Option<Response> {
+    let response = match kind {
+        FaultKind::Delay { .. } | FaultKind::DropBefore | FaultKind::DropAfterCommit => {
+            return None
+        }
+        FaultKind::Status { status, body } => {
+            let body = body
+                .clone()
+                .unwrap_or_else(|| json!({"error": "temporarily_unavailable"}).to_string());
+            Response::with_body(*status, "application/json", body)
+                .header("Cache-Control", "no-store")
+        }
+        FaultKind::RateLimit { retry_after } => {
+            let r = Response::error(429, "temporarily_unavailable", "rate limited");
+            match retry_after {
+                Some(value) => r.header("Retry-After", value.clone()),
+                None => r,
+            }
+        }
+        FaultKind::MalformedJson => {
+            Response::with_body(200, "application/json", r#"{"access_token":"truncat"#)
+        }
+        FaultKind::Body {
+            status,
+            body,
+            content_type,
+        } => Response::with_body(*status, content_type, body.clone()),
+        FaultKind::Oversize { bytes } => {
+            Response::with_body(200, "application/json", padded_json(*bytes))
+        }
+        FaultKind::Html { status } => Response::with_body(
+            *status,
+            "text/html; charset=utf-8",
+            format!(
+                "<!DOCTYPE html>\n<html><head><title>{status} Error</title></head>\
+                 <body><h1>{status} Error</h1><p>The upstream server failed.</p></body></html>\n"
+            ),
+        ),
+    };
+    Some(response)
+}
+
+/// Valid JSON of exactly `bytes` bytes (`{}` padded with spaces when too
+/// small for the padded token shape; at least 2 bytes).
+fn padded_json(bytes: usize) -> Vec<u8> {
+    const HEAD: &str = r#"{"access_token":"x","pad":""#;
+    const TAIL: &str = r#""}"#;
+    let frame = HEAD.len() + TAIL.len();
+    if bytes < frame {
+        let mut body = b"{}".to_vec();
+        body.resize(bytes.max(2), b' ');
+        return body;
+    }
+    let mut body = Vec::with_capacity(bytes);
+    body.extend_from_slice(HEAD.as_bytes());
+    body.resize(bytes - TAIL.len(), b'a');
+    body.extend_from_slice(TAIL.as_bytes());
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_round_trip_through_json() {
+        let f: Fault = serde_json::from_str(
+            r#"{"kind":"status","status":503,"count":2,"grant":"refresh_token"}"#,
+        )
+        .unwrap();
+        assert_eq!(f, Fault::status(503).times(2).for_grant("refresh_token"));
+        let back = serde_json::to_value(&f).unwrap();
+        assert_eq!(back["kind"], "status");
+        assert_eq!(back["count"], 2);
+        let unit: Fault = serde_json::from_str(r#"{"kind":"drop_after_commit"}"#).unwrap();
+        assert_eq!(unit, Fault::drop_after_commit());
+        let rl: Fault = serde_json::from_str(r#"{"kind":"rate_limit","retry_after":2}"#).unwrap();
+        assert_eq!(rl, Fault::rate_limit("2"));
+        assert!(serde_json::from_str::<Fault>(r#"{"kind":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn queue_is_fifo_counts_down_and_honours_grant_filters() {
+        let mut q = FaultQueue::default();
+        q.push(Fault::status(500).for_grant("refresh_token"));
+        q.push(Fault::delay(1).times(2));
+        assert_eq!(
+            q.take(Some("client_credentials")),
+            Some(FaultKind::Delay { ms: 1 })
+        );
+        assert_eq!(
+            q.take(Some("refresh_token")),
+            Some(FaultKind::Status {
+                status: 500,
+                body: None
+            })
+        );
+        assert_eq!(q.take(None), Some(FaultKind::Delay { ms: 1 }));
+        assert_eq!(q.take(None), None);
+    }
+
+    #[test]
+    fn padded_json_has_the_exact_size_and_parses() {
+        for n in [0, 2, 10, 30, 31, 1000] {
+            let body = padded_json(n);
+            assert_eq!(body.len(), n.max(2));
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The accept loop, per-connection handling, routing and CORS.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use crate::counters::InFlight;
+use crate::http::{self, Outcome, ReadError, Request, Response};
+use crate::state::Shared;
+use crate::{admin, api, authorize, token_endpoint};
+
+/// Accepts connections until `shutdown` fires (or its sender is dropped).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(connection(stream, Arc::clone(&shared)));
+                }
+                // E.g. out of file descriptors: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+        }
+    }
+}
+
+/// Serves one request on one connection, then closes it.
+async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let started = Instant::now();
+    let req = match http::read_request(&mut stream).await {
+        Ok(req) => req,
+        Err(ReadError::Closed) => return,
+        Err(ReadError::Reject(response)) => {
+            log(&shared, "-", "-", Some(response.status), started);
+            http::write_rejection(&mut stream, &response).await;
+            return;
+        }
+    };
+    let is_token = req.path == "/connect/token" && req.method == "POST";
+    let _in_flight = is_token.then(|| InFlight::enter(&shared));
+    match route(&shared, &req).await {
+        Outcome::Respond(response) => {
+            http::write_response(&mut stream, &response).await;
+            log(
+                &shared,
+                &req.method,
+                &req.path,
+                Some(response.status),
+                started,
+            );
+        }
+        Outcome::Close => {
+            drop(stream);
+            log(&shared, &req.method, &req.path, None, started);
+        }
+    }
+}
+
+/// Dispatches a request by method and path.
+async fn route(shared: &Shared, req: &Request) -> Outcome {
+    if req.method == "OPTIONS" {
+        return Outcome::Respond(preflight());
+    }
+    let response = match req.path.as_str() {
+        "/connect/token" => return token_endpoint::handle(shared, req).await,
+        "/connect/authorize" => authorize::handle(shared, req),
+        "/graphql" => api::graphql(shared, req),
+        "/.well-known/openid-configuration" => discovery(shared),
+        p if p.starts_with("/api/") => api::rest(shared, req),
+        p if p.starts_with("/admin/") => admin::handle(shared, req),
+        _ => Response::error(404, "not_found", "no such endpoint"),
+    };
+    Outcome::Respond(response)
+}
+
+/// The CORS preflight answer, for any path.
+fn preflight() -> Response {
+    Response::empty(204)
+        .header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        .header(
+            "Access-Control-Allow-Headers",
+            "authorization, content-type",
+        )
+        .header("Access-Control-Max-Age", "600")
+}
+
+/// A minimal OpenID discovery document.
+fn discovery(shared: &Shared) -> Response {
+    let base = &shared.base_url;
+    Response::json(
+        200,
+        &json!({
+            "issuer": base,
+            "token_endpoint": format!("{base}/connect/token"),
+            "authorization_endpoint": format!("{base}/connect/authorize"),
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        }),
+    )
+}
+
+/// One stderr line per request when verbose: method, path (never the query
+/// or any header or body), status, duration.
+fn log(shared: &Shared, method: &str, path: &str, status: Option<u16>, started: Instant) {
+    if !shared.verbose {
+        return;
+    }
+    let outcome = status.map_or_else(|| "closed without response".to_owned(), |s| s.to_string());
+    eprintln!(
+        "freshtoken-emulator: {method} {path} -> {outcome} ({} ms)",
+        started.elapsed().as_millis()
+    );
+}

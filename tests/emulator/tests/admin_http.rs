@@ -1,0 +1,289 @@
+//! The admin API over HTTP, counters' JSON shape, CORS and HTTP robustness.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn seed_over_http_uses_the_defaults() {
+    let em = start();
+    let seeded = admin(em.port(), "POST", "seed", None);
+    assert_eq!(seeded.status, 200);
+    let body = seeded.json();
+    assert_eq!(body["scope"], "openid offline_access accounts");
+    assert_eq!(body["expires_in"], 900);
+    for field in ["refresh_token", "access_token", "id_token"] {
+        assert!(body[field].is_string(), "{field}");
+    }
+    let rt = body["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(em.port(), rt).status, 200);
+
+    let public = admin(
+        em.port(),
+        "POST",
+        "seed",
+        Some(json!({"client_id": "public-client", "scope": "openid"})),
+    );
+    assert_eq!(public.json()["scope"], "openid");
+    let unknown = admin(
+        em.port(),
+        "POST",
+        "seed",
+        Some(json!({"client_id": "nobody"})),
+    );
+    assert_eq!(unknown.status, 400);
+    let typo = admin(em.port(), "POST", "seed", Some(json!({"clientid": "x"})));
+    assert_eq!(typo.status, 400);
+}
+
+#[test]
+fn counters_have_exactly_the_documented_fields() {
+    let em = start();
+    client_credentials(em.port(), &[("audience", &em.token_endpoint())]);
+    let counters = admin(em.port(), "GET", "counters", None).json();
+    let mut keys: Vec<&str> = counters
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "api_requests",
+            "api_unauthenticated",
+            "by_grant",
+            "client_credentials_issued",
+            "code_exchanges",
+            "codes_issued",
+            "faults_applied",
+            "invalid_client",
+            "invalid_grant",
+            "last_audience",
+            "max_concurrent_token_requests",
+            "refresh_success",
+            "reuse_detected",
+            "rotations",
+            "token_requests",
+        ]
+    );
+    assert_eq!(counters["by_grant"], json!({"client_credentials": 1}));
+    assert_eq!(counters["last_audience"], em.token_endpoint());
+    assert_eq!(serde_json::to_value(em.counters()).unwrap(), counters);
+    em.reset();
+    assert_eq!(
+        admin(em.port(), "GET", "counters", None).json()["last_audience"],
+        json!(null)
+    );
+}
+
+#[test]
+fn clock_config_state_and_reset_over_http() {
+    let em = start();
+    let port = em.port();
+    let config = admin(
+        port,
+        "POST",
+        "config",
+        Some(json!({"reuse_detection": false, "access_ttl_secs": 60, "refresh_ttl_secs": 120})),
+    )
+    .json();
+    assert_eq!(
+        config,
+        json!({"reuse_detection": false, "access_ttl_secs": 60, "client_ttl_secs": 3600, "refresh_ttl_secs": 120})
+    );
+    let seeded = admin(port, "POST", "seed", None).json();
+    let rt = seeded["refresh_token"].as_str().unwrap();
+    assert_eq!(seeded["expires_in"], 60);
+    let state = |token: &str| {
+        admin(
+            port,
+            "POST",
+            "refresh-token-state",
+            Some(json!({"refresh_token": token})),
+        )
+        .json()["state"]
+            .clone()
+    };
+    assert_eq!(state(rt), "active");
+    assert_eq!(state("nope"), "unknown");
+
+    let clock = admin(port, "POST", "clock", Some(json!({"advance_secs": 120}))).json();
+    assert_eq!(clock["offset_secs"], 120);
+    assert_eq!(state(rt), "expired");
+    assert!(!api_accepts(port, seeded["access_token"].as_str().unwrap()));
+
+    assert_eq!(
+        admin(port, "POST", "reset", None).json(),
+        json!({"reset": true})
+    );
+    assert_eq!(state(rt), "unknown");
+    assert_eq!(
+        admin(port, "GET", "config", None).json()["access_ttl_secs"],
+        900
+    );
+
+    // Reuse detection switched off over HTTP leaves the family alive.
+    admin(
+        port,
+        "POST",
+        "config",
+        Some(json!({"reuse_detection": false})),
+    );
+    let rt = admin(port, "POST", "seed", None).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let next = refresh(port, &rt).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(refresh(port, &rt).status, 400);
+    assert_eq!(state(&rt), "consumed");
+    assert_eq!(state(&next), "active");
+
+    assert_eq!(
+        admin(port, "POST", "clock", Some(json!({"advance": 1}))).status,
+        400
+    );
+    assert_eq!(admin(port, "POST", "clock", None).status, 400);
+    assert_eq!(admin(port, "GET", "reset", None).status, 405);
+    assert_eq!(admin(port, "GET", "nothing", None).status, 404);
+}
+
+#[test]
+fn cors_preflight_and_headers_on_every_response() {
+    let em = start();
+    for path in ["/connect/token", "/graphql", "/admin/faults", "/anything"] {
+        let reply = send(
+            em.port(),
+            "OPTIONS",
+            path,
+            &[
+                ("Origin", "http://localhost:9000"),
+                ("Access-Control-Request-Method", "POST"),
+                (
+                    "Access-Control-Request-Headers",
+                    "authorization, content-type",
+                ),
+            ],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(reply.status, 204, "{path}");
+        assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+        let methods = reply.header("access-control-allow-methods").unwrap();
+        for m in ["GET", "POST", "OPTIONS"] {
+            assert!(methods.contains(m), "{methods}");
+        }
+        let headers = reply.header("access-control-allow-headers").unwrap();
+        assert!(headers.contains("authorization") && headers.contains("content-type"));
+    }
+    assert_eq!(em.counters().token_requests, 0);
+    let error = token(em.port(), &[("grant_type", "password")]);
+    assert_eq!(error.header("access-control-allow-origin"), Some("*"));
+    let missing = send(em.port(), "GET", "/nope", &[], b"").unwrap();
+    assert_eq!(
+        (
+            missing.status,
+            missing.header("access-control-allow-origin")
+        ),
+        (404, Some("*"))
+    );
+}
+
+#[test]
+fn bodies_over_one_mebibyte_get_413() {
+    let em = start();
+    let head = format!(
+        "POST /connect/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        2 * 1024 * 1024
+    );
+    let reply = send_raw(em.port(), head.as_bytes()).unwrap();
+    assert_eq!(reply.status, 413);
+    let mut big = head.into_bytes();
+    big.resize(big.len() + 2 * 1024 * 1024, b'a');
+    assert_eq!(send_raw(em.port(), &big).unwrap().status, 413);
+    // Exactly 1 MiB is accepted.
+    let ok = send(
+        em.port(),
+        "POST",
+        "/admin/clock",
+        &[("Content-Type", "application/json")],
+        format!("{{\"advance_secs\":0}}{}", " ".repeat(1024 * 1024 - 18)).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}
+
+#[test]
+fn garbage_never_takes_the_server_down() {
+    let em = start();
+    let inputs: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02\r\n\r\n".to_vec(),
+        b"GET\r\n\r\n".to_vec(),
+        b"POST /connect/token HTTP/1.1\r\nContent-Length: nope\r\n\r\n".to_vec(),
+        b"POST /connect/token HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+        b"POST /connect/token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+        b"POST /connect/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: Basic \xff\xfe\r\nContent-Length: 24\r\n\r\ngrant_type=refresh_token".to_vec(),
+        b"POST /connect/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\n%ff%fe=%c3".to_vec(),
+        b"POST /admin/faults HTTP/1.1\r\nContent-Length: 5\r\n\r\n[[[[[".to_vec(),
+        b"GET /connect/authorize?%zz=%%%&&&== HTTP/1.1\r\n\r\n".to_vec(),
+        format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(100)).into_bytes(),
+        format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70 * 1024)).into_bytes(),
+    ];
+    for input in &inputs {
+        if let Ok(reply) = send_raw(em.port(), input) {
+            assert!(reply.status >= 400, "{reply:?}");
+        }
+    }
+    // A client that connects and leaves.
+    drop(std::net::TcpStream::connect(("127.0.0.1", em.port())).unwrap());
+    assert_eq!(client_credentials(em.port(), &[]).status, 200);
+}
+
+#[test]
+fn discovery_and_urls() {
+    let em = start();
+    assert_eq!(em.base_url(), format!("http://127.0.0.1:{}", em.port()));
+    assert_eq!(
+        em.token_endpoint(),
+        format!("{}/connect/token", em.base_url())
+    );
+    assert_eq!(
+        em.authorization_endpoint(),
+        format!("{}/connect/authorize", em.base_url())
+    );
+    assert_eq!(em.api_endpoint(), format!("{}/graphql", em.base_url()));
+    let doc = send(
+        em.port(),
+        "GET",
+        "/.well-known/openid-configuration",
+        &[],
+        b"",
+    )
+    .unwrap()
+    .json();
+    assert_eq!(doc["issuer"], em.base_url());
+    assert_eq!(doc["token_endpoint"], em.token_endpoint());
+}
+
+#[tokio::test]
+async fn starts_and_stops_inside_a_tokio_runtime() {
+    let em = start();
+    let port = em.port();
+    let status = tokio::task::spawn_blocking(move || client_credentials(port, &[]).status)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(em);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn the_emulator_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Emulator>();
+}

@@ -1,0 +1,400 @@
+//! User sessions when things go wrong: failing stores, rejected and lost
+//! refresh tokens, lapsed lifetimes, retries and their limits.
+
+mod common;
+
+use common::{assert_no_secret, Harness, CLIENT_ID};
+use freshtoken::{Clock, Error, ReauthReason, RetryPolicy, Seed};
+use freshtoken_emulator::{Fault, TokenState};
+use std::sync::atomic::Ordering;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_save_loses_nothing_and_is_retried_first() {
+    let h = Harness::new();
+    let (session, old_rt) = h.seeded("u1").await;
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage");
+    assert_eq!(error.to_string(), "token storage failed: disk full");
+    assert_no_secret(&error, &[&old_rt]);
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(
+        h.store.refresh_token("u1").as_deref(),
+        Some(old_rt.as_str()),
+        "store still holds the old record"
+    );
+    assert!(session.status().await.unwrap().unpersisted);
+
+    // The next call saves the kept record first and then serves its token.
+    let token = session.access_token().await.unwrap();
+    assert_eq!(
+        h.refresh_requests(),
+        1,
+        "the consumed refresh token is not sent again"
+    );
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.access_token.unwrap().value.expose(), token);
+    let new_rt = stored.refresh_token.unwrap().expose().to_owned();
+    assert_eq!(h.emu.refresh_token_state(&new_rt), TokenState::Active);
+    assert_eq!(h.emu.refresh_token_state(&old_rt), TokenState::Consumed);
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_keeps_failing_keeps_the_renewed_record_in_memory() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.store.fail_saves.store(u32::MAX, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            session.access_token().await.unwrap_err().code().as_str(),
+            "storage"
+        );
+    }
+    // Even a forced refresh must not send the consumed token again.
+    assert_eq!(
+        session.refresh().await.unwrap_err().code().as_str(),
+        "storage"
+    );
+    assert_eq!(h.refresh_requests(), 1);
+    h.store.fail_saves.store(0, Ordering::SeqCst);
+    session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_load_sends_nothing() {
+    let h = Harness::new();
+    let (_, _) = h.seeded("u1").await;
+    // A fresh client has never read the store.
+    let other = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let session = other.session("u1", h.store.clone()).unwrap();
+    h.store.fail_loads.store(1, Ordering::SeqCst);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "token storage failed: database unavailable"
+    );
+    assert_eq!(h.refresh_requests(), 0);
+    session.access_token().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_grant_requires_reauthorization_and_is_remembered() {
+    let h = Harness::new();
+    let session = h.session("u1");
+    let dead = "rt-that-the-server-never-issued-SENTINEL";
+    session
+        .seed(Seed {
+            refresh_token: dead.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "reauthorization_required");
+    assert_eq!(error.reason(), Some(ReauthReason::InvalidGrant));
+    assert_eq!(error.oauth_error(), Some("invalid_grant"));
+    assert_no_secret(&error, &[dead]);
+    assert_eq!(h.refresh_requests(), 1);
+
+    // Remembered in memory, in the store, and by another process.
+    assert_eq!(
+        session.access_token().await.unwrap_err().reason(),
+        Some(ReauthReason::InvalidGrant)
+    );
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        Some(ReauthReason::InvalidGrant)
+    );
+    let other = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let elsewhere = other.session("u1", h.store.clone()).unwrap();
+    assert_eq!(
+        elsewhere.access_token().await.unwrap_err().reason(),
+        Some(ReauthReason::InvalidGrant)
+    );
+    assert_eq!(
+        elsewhere.status().await.unwrap().reauth,
+        Some(ReauthReason::InvalidGrant)
+    );
+    assert_eq!(
+        h.refresh_requests(),
+        1,
+        "a dead refresh token is never sent again"
+    );
+
+    // Only a new seed revives it.
+    let family = h.emu.seed(CLIENT_ID, "offline_access");
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    session.access_token().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_after_rotation_reports_lost_rotation() {
+    let h = Harness::new();
+    let (session, old_rt) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::drop_after_commit());
+
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "network", "{error}");
+    assert!(matches!(
+        error,
+        Error::Network {
+            maybe_sent: true,
+            ..
+        }
+    ));
+    assert_eq!(
+        h.emu.refresh_token_state(&old_rt),
+        TokenState::Consumed,
+        "the server rotated"
+    );
+    assert_eq!(
+        h.refresh_requests(),
+        1,
+        "a possibly-sent request is not retried"
+    );
+    assert!(
+        h.store.record("u1").unwrap().in_doubt,
+        "the doubt is persisted"
+    );
+
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.reason(), Some(ReauthReason::LostRotation));
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        Some(ReauthReason::LostRotation)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_past_its_sliding_lifetime_is_not_sent() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    let lapse = session
+        .tokens()
+        .await
+        .unwrap()
+        .refresh_expires_at_ms
+        .unwrap();
+    h.clock.set(lapse);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.reason(), Some(ReauthReason::RefreshExpired));
+    assert_eq!(
+        h.refresh_requests(),
+        1,
+        "no request for a lapsed refresh token"
+    );
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        Some(ReauthReason::RefreshExpired)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sliding_lifetime_restarts_at_every_refresh() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let year = 365 * 24 * 3600 * 1000;
+    for _ in 0..3 {
+        let sent_at = h.clock.now_ms();
+        let info = session.refresh().await.unwrap();
+        assert_eq!(info.refresh_expires_at_ms, Some(sent_at + year));
+        h.clock.advance(year - 1);
+    }
+    assert_eq!(h.refresh_requests(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_is_retried_after_a_backoff() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::status(503));
+    session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    let sleeps = h.clock.sleeps();
+    assert_eq!(sleeps.len(), 1);
+    assert!((125..=250).contains(&sleeps[0]), "{sleeps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_retry_after_is_honoured() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::rate_limit("2"));
+    session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(h.clock.sleeps(), vec![2_000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_beyond_the_budget_gives_up_with_transient() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::rate_limit("3600"));
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(
+        error,
+        Error::Transient {
+            status: 429,
+            attempts: 1,
+            retry_after_ms: Some(3_600_000)
+        }
+    );
+    assert_eq!(h.refresh_requests(), 1);
+    assert!(h.clock.sleeps().is_empty());
+    session.access_token().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_5xx_stops_after_max_attempts() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::status(502).times(10));
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "transient");
+    assert_eq!(error.status(), Some(502));
+    assert_eq!(h.refresh_requests(), 4);
+    assert_eq!(h.clock.sleeps().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_not_retried() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::body(
+        400,
+        r#"{"error":"invalid_request","error_description":"bad"}"#,
+    ));
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "oauth");
+    assert_eq!(error.oauth_error(), Some("invalid_request"));
+    assert_eq!(error.description(), Some("bad"));
+    assert_eq!(h.refresh_requests(), 1);
+
+    h.emu
+        .push_fault(Fault::body(401, r#"{"error":"invalid_client"}"#));
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_client");
+    assert_eq!(error.status(), Some(401));
+    assert_eq!(h.refresh_requests(), 2);
+    assert!(h.clock.sleeps().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_client_secret_is_invalid_client_and_keeps_the_session() {
+    let h = Harness::with(Default::default(), |b| {
+        b.client_secret("wrong-secret-SENTINEL")
+    });
+    let (session, rt) = h.seeded("u1").await;
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_client");
+    assert_no_secret(&error, &["wrong-secret-SENTINEL", &rt]);
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        None,
+        "a client problem does not kill the user's session"
+    );
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_reported_and_leaves_the_token_in_doubt() {
+    let h = Harness::with(Default::default(), |b| b.timeout_ms(200));
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::delay(5_000));
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error, Error::Timeout);
+    assert_eq!(h.refresh_requests(), 1);
+    assert!(session.status().await.unwrap().in_doubt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_then_reported_as_network() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}/connect/token");
+    let h = Harness::new();
+    let config = freshtoken::Config::builder(endpoint, CLIENT_ID)
+        .client_secret("s")
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let client = Harness::client_on(&h.emu, config, h.clock.clone());
+    let session = client.session("u1", h.store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: "rt".into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Network {
+                maybe_sent: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(h.clock.sleeps().len(), 2, "retried twice");
+    assert!(!session.status().await.unwrap().in_doubt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_success_body_is_invalid_response_and_in_doubt() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::malformed_json());
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_response");
+    assert_eq!(error.status(), Some(200));
+    assert!(session.status().await.unwrap().in_doubt);
+    // The emulator did not process it, so the token still works.
+    session.access_token().await.unwrap();
+    assert!(!session.status().await.unwrap().in_doubt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_body_is_rejected() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::oversize(100_000));
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_response");
+    assert!(error.to_string().contains("65536"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_refresh_never_leaves_the_session_stuck() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu
+        .push_fault(Fault::body(400, r#"{"error":"invalid_scope"}"#));
+    let results = futures_util::future::join_all((0..20).map(|_| session.access_token())).await;
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().oauth_error() == Some("invalid_scope")));
+    assert_eq!(h.refresh_requests(), 1, "all callers got the one result");
+    session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+}

@@ -1,0 +1,218 @@
+//! User sessions against the emulator over loopback HTTP: rotation,
+//! persistence order, single flight, the cached path, shared state.
+
+mod common;
+
+use common::{Harness, CLIENT_ID, CLIENT_SECRET};
+use freshtoken::{Clock, Config, Seed, TokenStore};
+use freshtoken_emulator::TokenState;
+use futures_util::future::join_all;
+use std::sync::atomic::Ordering;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotated_record_is_saved_before_the_caller_gets_the_token() {
+    let h = Harness::new();
+    let (session, old_rt) = h.seeded("u1").await;
+    let (mut entered, release) = h.store.gate_saves();
+
+    let fut = session.access_token();
+    tokio::pin!(fut);
+    // Drive the call until the store's save starts; if the token were handed
+    // out before the save, `fut` would finish first.
+    let saved = tokio::select! {
+        biased;
+        token = &mut fut => panic!("token delivered before the save began: {:?}", token.map(|t| t.len())),
+        record = entered.recv() => record.unwrap(),
+    };
+    // The server has rotated; the save is in progress and still holds the caller.
+    assert_eq!(h.emu.counters().rotations, 1);
+    assert_eq!(h.emu.refresh_token_state(&old_rt), TokenState::Consumed);
+    tokio::select! {
+        biased;
+        _ = &mut fut => panic!("token delivered while the save was still running"),
+        _ = std::future::ready(()) => {}
+    }
+    release.notify_one();
+    let token = fut.await.expect("refresh succeeds");
+
+    let record = freshtoken::Record::decode(&saved).unwrap();
+    let new_rt = record.refresh_token.unwrap().expose().to_owned();
+    assert_ne!(new_rt, old_rt);
+    assert_eq!(record.access_token.unwrap().value.expose(), token);
+    assert_eq!(
+        h.store.refresh_token("u1").as_deref(),
+        Some(new_rt.as_str())
+    );
+    assert_eq!(h.emu.refresh_token_state(&new_rt), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_callers_at_expiry_cause_exactly_one_refresh() {
+    let h = Harness::new();
+    let (_, _) = h.seeded("u1").await;
+    // Each caller makes its own handle, as a backend does per request.
+    let calls = (0..100).map(|_| {
+        let session = h.session("u1");
+        async move { session.access_token().await }
+    });
+    let tokens: Vec<String> = join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(h.emu.counters().max_concurrent_token_requests, 1);
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    assert_eq!(h.client.session_count(), 1);
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_token_is_served_with_no_io_until_the_leeway() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let first = session.access_token().await.unwrap();
+    let loads = h.store.loads.load(Ordering::SeqCst);
+    let saves = h.store.saves.load(Ordering::SeqCst);
+    // 900 s tokens with 60 s leeway: fresh for 839.999 s.
+    h.clock.advance(839_000);
+    for _ in 0..1000 {
+        assert_eq!(session.access_token().await.unwrap(), first);
+    }
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(
+        h.store.loads.load(Ordering::SeqCst),
+        loads,
+        "no store reads"
+    );
+    assert_eq!(
+        h.store.saves.load(Ordering::SeqCst),
+        saves,
+        "no store writes"
+    );
+
+    h.clock.advance(1_000);
+    let second = session.access_token().await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(h.refresh_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reports_expiry_scope_id_token_and_refresh_lifetime() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let sent_at = h.clock.now_ms();
+    let info = session.tokens().await.unwrap();
+    assert_eq!(info.expires_at_ms, sent_at + 900_000);
+    assert_eq!(
+        info.refresh_expires_at_ms,
+        Some(sent_at + 365 * 24 * 3600 * 1000)
+    );
+    assert_eq!(
+        info.scope.as_deref(),
+        Some("openid offline_access accounts")
+    );
+    assert!(info.id_token.is_some());
+    assert!(!format!("{info:?}").contains(&info.access_token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_refreshes_share_one_request() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let first = session.access_token().await.unwrap();
+    let infos = join_all((0..10).map(|_| session.refresh())).await;
+    let tokens: Vec<String> = infos.into_iter().map(|r| r.unwrap().access_token).collect();
+    assert_eq!(
+        h.refresh_requests(),
+        2,
+        "one initial refresh and one forced"
+    );
+    assert!(tokens.iter().all(|t| *t == tokens[0] && *t != first));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_adopts_an_existing_access_token_and_saves_the_record() {
+    let h = Harness::new();
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    let session = h.session("u1");
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            access_token: Some(family.access_token.clone().into()),
+            expires_in: Some(900),
+            scope: Some(family.scope.clone()),
+            id_token: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.access_token().await.unwrap(), family.access_token);
+    assert_eq!(h.refresh_requests(), 0);
+    assert_eq!(h.store.refresh_token("u1"), Some(family.refresh_token));
+    let e = session.seed(Seed::default()).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration `refresh_token`: must not be empty"
+    );
+    let e = session
+        .seed(Seed {
+            refresh_token: "x".into(),
+            expires_in: Some(-1),
+            ..Seed::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().as_str(), "config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_rotation_is_picked_up_from_the_store_without_a_request() {
+    let h = Harness::new();
+    let (a, _) = h.seeded("u1").await;
+    // Process B shares the store; it has read the seeded (token-less) record.
+    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let b_client = Harness::client_on(&h.emu, config, h.clock.clone());
+    let b = b_client.session("u1", h.store.clone()).unwrap();
+    assert!(b.status().await.unwrap().has_record);
+
+    let token = a.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 1);
+    // B re-reads before refreshing and finds A's fresh record.
+    assert_eq!(b.access_token().await.unwrap(), token);
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_secret_basic_works_against_the_emulator() {
+    let h = Harness::with(Default::default(), |b| {
+        b.client_auth(freshtoken::ClientAuthMethod::ClientSecretBasic)
+    });
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    assert_eq!(h.emu.counters().refresh_success, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_rotate_keeps_the_old_refresh_token() {
+    let h = Harness::new();
+    let family = h.emu.seed(CLIENT_ID, "offline_access");
+    h.emu.push_fault(freshtoken_emulator::Fault::body(
+        200,
+        r#"{"access_token":"at-without-rotation","token_type":"bearer","expires_in":900}"#,
+    ));
+    let session = h.session("u1");
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.access_token().await.unwrap(), "at-without-rotation");
+    assert_eq!(h.store.refresh_token("u1"), Some(family.refresh_token));
+    assert!(h.store.load("u1").await.unwrap().is_some());
+}

@@ -4,7 +4,7 @@
 # emulator over loopback. Ends with one "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh || exit 1
+bash scripts/setup.sh --test || exit 1
 if ! command -v cargo >/dev/null 2>&1; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 
 passed=0
@@ -42,6 +42,18 @@ if [ "$test_status" -ne 0 ] && [ "$tests_failed" -eq 0 ]; then
 fi
 passed=$((passed + tests_passed))
 failed=$((failed + tests_failed))
+
+# The JavaScript package against the emulator, oidc-provider and Chromium.
+printf '\n== node --test (bindings/js)\n'
+cargo build --quiet -p freshtoken-emulator
+(cd bindings/js && node --test --test-concurrency=1 test/) 2>&1 | tee "$log"
+node_status=${PIPESTATUS[0]}
+read -r js_passed js_failed < <(
+  awk '/^# pass / { p = $3 } /^# fail / { f = $3 } END { print p + 0, f + 0 }' "$log"
+)
+if [ "$node_status" -ne 0 ] && [ "$js_failed" -eq 0 ]; then js_failed=1; fi
+passed=$((passed + js_passed))
+failed=$((failed + js_failed))
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -4,11 +4,12 @@ use crate::authorize::{self, AuthorizationParams, AuthorizationRequest};
 use crate::client_token::ClientTokens;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::Error;
-use crate::exchange::{self, oauth_error, CallFailure, Context, Failure};
+use crate::error::{Error, ReauthReason};
+use crate::exchange::{self, CallFailure, Context, Failure};
 use crate::grant::Grant;
 use crate::http::HttpClient;
 use crate::registry::Registry;
+use crate::response::TokenResponse;
 use crate::session::UserSession;
 use crate::store::{Record, TokenStore};
 use crate::tokens::AccessToken;
@@ -93,6 +94,31 @@ impl TokenClient {
         authorize::authorization_url(&self.ctx.config, params)
     }
 
+    /// One refresh with no session, cache or store: the drop-in for
+    /// hand-written refresh functions. Retries like every request; the
+    /// caller must store the returned refresh token (if any) itself.
+    pub async fn refresh_once(&self, refresh_token: &str) -> Result<TokenResponse, Error> {
+        if refresh_token.is_empty() {
+            return Err(Error::config("refresh_token", "must not be empty"));
+        }
+        let grant = Grant::Refresh { refresh_token };
+        match exchange::call(&self.ctx, &grant).await {
+            Ok(issued) => Ok(issued.response),
+            Err(CallFailure {
+                failure: Failure::OAuth { body, .. },
+                maybe_processed,
+            }) if body.error == "invalid_grant" => Err(Error::ReauthorizationRequired {
+                reason: if maybe_processed {
+                    ReauthReason::LostRotation
+                } else {
+                    ReauthReason::InvalidGrant
+                },
+                description: body.description,
+            }),
+            Err(failure) => Err(failure.into_error()),
+        }
+    }
+
     /// Exchanges an authorization code for the first tokens, stores them
     /// under `key`, and returns the session. Check the returned `state`
     /// against the one you sent before calling this.
@@ -119,12 +145,9 @@ impl TokenClient {
             code_verifier,
             redirect_uri,
         };
-        let issued = exchange::call(&self.ctx, &grant).await.map_err(
-            |CallFailure { failure, .. }| match failure {
-                Failure::OAuth { status, body } => oauth_error(status, body),
-                Failure::Other(error) => error,
-            },
-        )?;
+        let issued = exchange::call(&self.ctx, &grant)
+            .await
+            .map_err(CallFailure::into_error)?;
         let config = &self.ctx.config;
         let response = issued.response;
         let record = Record {

@@ -2,7 +2,7 @@
 //! single-flight, re-requested when stale. They never carry a refresh token.
 
 use crate::error::Error;
-use crate::exchange::{self, oauth_error, CallFailure, Context, Failure};
+use crate::exchange::{self, Context};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::tokens::AccessToken;
@@ -104,10 +104,7 @@ async fn request(ctx: &Context, scope: &str) -> Result<AccessToken, Error> {
             issued.response.expires_in,
             ctx.config.client_token_lifetime_secs,
         )),
-        Err(CallFailure { failure, .. }) => Err(match failure {
-            Failure::OAuth { status, body } => oauth_error(status, body),
-            Failure::Other(error) => error,
-        }),
+        Err(failure) => Err(failure.into_error()),
     }
 }
 

@@ -39,6 +39,14 @@ pub(crate) struct CallFailure {
 }
 
 impl CallFailure {
+    /// The generic error for this failure (see [`oauth_error`]).
+    pub(crate) fn into_error(self) -> Error {
+        match self.failure {
+            Failure::OAuth { status, body } => oauth_error(status, body),
+            Failure::Other(error) => error,
+        }
+    }
+
     fn new(error: Error, maybe_processed: bool) -> Self {
         CallFailure {
             failure: Failure::Other(error),
@@ -49,7 +57,7 @@ impl CallFailure {
 
 /// The generic meaning of an OAuth error answer (grant-specific mappings,
 /// like `invalid_grant` on refresh, are the caller's).
-pub(crate) fn oauth_error(status: u16, body: OAuthErrorBody) -> Error {
+fn oauth_error(status: u16, body: OAuthErrorBody) -> Error {
     if body.error == "invalid_client" {
         return Error::InvalidClient {
             status,

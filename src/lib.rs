@@ -56,6 +56,7 @@ mod store;
 mod tokens;
 
 pub mod ffi;
+#[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
 pub use async_trait::async_trait;

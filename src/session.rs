@@ -6,7 +6,7 @@
 //! concurrent callers cause one token request and all get its result.
 
 use crate::error::{Error, ReauthReason};
-use crate::exchange::{self, oauth_error, CallFailure, Context, Failure, Issued};
+use crate::exchange::{self, CallFailure, Context, Failure, Issued};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::response::MAX_EXPIRES_IN_SECS;
@@ -130,10 +130,16 @@ impl UserSession {
         &self.key
     }
 
+    /// The access token if it is fresh in memory and nothing is pending: no
+    /// I/O, no waiting. `None` means "call [`UserSession::access_token`]".
+    pub fn cached_access_token(&self) -> Option<String> {
+        self.cached(|_, at| at.value.expose().to_owned())
+    }
+
     /// A fresh access token: from memory with no I/O when it is fresh,
     /// otherwise through one shared refresh.
     pub async fn access_token(&self) -> Result<String, Error> {
-        if let Some(token) = self.cached(|_, at| at.value.expose().to_owned()) {
+        if let Some(token) = self.cached_access_token() {
             return Ok(token);
         }
         self.join_or_start(false)
@@ -342,17 +348,11 @@ impl UserSession {
                 };
                 self.kill(reason, body.description).await
             }
-            Err(CallFailure {
-                failure,
-                maybe_processed,
-            }) => {
-                if maybe_processed && !in_doubt {
+            Err(failure) => {
+                if failure.maybe_processed && !in_doubt {
                     self.mark_in_doubt().await;
                 }
-                Err(match failure {
-                    Failure::OAuth { status, body } => oauth_error(status, body),
-                    Failure::Other(error) => error,
-                })
+                Err(failure.into_error())
             }
         }
     }

@@ -1,0 +1,224 @@
+// Type declarations for the freshtoken npm package (Node and browser builds
+// share this public surface; FileStore exists only in the Node build).
+
+/** How the client authenticates at the token endpoint. */
+export type ClientAuth = 'client_secret_post' | 'client_secret_basic' | 'none';
+
+/** Retry policy for 5xx, 429 and requests that never left. */
+export interface RetryOptions {
+  /** Requests sent at most, the first included (default 4). */
+  maxAttempts?: number;
+  /** Backoff before the first retry in ms; doubles each time (default 250). */
+  initialBackoffMs?: number;
+  /** Largest backoff in ms, unless Retry-After asks more (default 5000). */
+  maxBackoffMs?: number;
+  /** No retry starts after this many ms from the first request (default 20000). */
+  budgetMs?: number;
+}
+
+/** The `fetch` the client uses (the global one by default). */
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+/** Options of `new TokenClient(…)`. Unknown keys throw a ConfigError. */
+export interface TokenClientOptions {
+  /** `https://…/connect/token`; plain http only for loopback hosts. */
+  tokenEndpoint: string;
+  clientId: string;
+  /** Never ship a client secret to a browser. */
+  clientSecret?: string;
+  /** Default `client_secret_post` with a secret, `none` without. */
+  clientAuth?: ClientAuth;
+  /** `audience` of client-credentials requests (default: the token endpoint). */
+  audience?: string;
+  /** Default: the token endpoint with `/token` replaced by `/authorize`. */
+  authorizationEndpoint?: string;
+  /** Refresh this many seconds before expiry (default 60, at most half a token's life). */
+  leewaySeconds?: number;
+  /** Assumed user-token lifetime when `expires_in` is missing (default 900). */
+  userTokenLifetimeSeconds?: number;
+  /** Assumed client-token lifetime when `expires_in` is missing (default 3600). */
+  clientTokenLifetimeSeconds?: number;
+  /** Sliding refresh-token lifetime (default 365 days). */
+  refreshTokenLifetimeSeconds?: number;
+  /** Timeout of one token request in ms (default 30000). */
+  timeoutMs?: number;
+  /** Idle sessions kept in memory (default 100000). */
+  maxSessions?: number;
+  retry?: RetryOptions;
+  /** HTTP override (default `globalThis.fetch`). */
+  fetch?: FetchLike;
+  /** Clock override in Unix ms (default `Date.now`), for tests. */
+  now?: () => number;
+  /** Sleep override for retry backoff (default `setTimeout`), for tests. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Where records live. `load` resolves to the saved string or null. */
+export interface TokenStore {
+  load(key: string): Promise<string | null>;
+  /** Must resolve only once the record is durable. */
+  save(key: string, record: string): Promise<void>;
+}
+
+/** A fresh access token and what goes with it. Times are Unix ms. */
+export interface TokenInfo {
+  accessToken: string;
+  expiresAt: number;
+  scope?: string;
+  idToken?: string;
+  refreshExpiresAt?: number;
+}
+
+/** What is known about a session without sending anything. */
+export interface SessionStatus {
+  hasRecord: boolean;
+  reauthorizationReason?: ReauthorizationReason;
+  accessExpiresAt?: number;
+  refreshExpiresAt?: number;
+  /** A renewed record could not be saved yet. */
+  unpersisted: boolean;
+  /** The last refresh answer was lost. */
+  inDoubt: boolean;
+}
+
+/** Adopting an existing refresh token (migrating from hand-written code). */
+export interface SeedOptions {
+  refreshToken: string;
+  accessToken?: string;
+  /** Seconds the access token stays valid from now; without it the access token is treated as expired. */
+  expiresIn?: number;
+  scope?: string;
+  idToken?: string;
+}
+
+export interface AuthorizationUrlOptions {
+  redirectUri: string;
+  /** `offline_access` is added when missing. */
+  scopes?: string[];
+  state?: string;
+  nonce?: string;
+}
+
+export interface AuthorizationRequest {
+  url: string;
+  /** Keep it until the user comes back (server side, or session storage). */
+  codeVerifier: string;
+  state: string;
+  nonce: string;
+}
+
+export interface ExchangeCodeOptions {
+  code: string;
+  codeVerifier: string;
+  redirectUri: string;
+}
+
+/** One user's tokens. Handles with the same key in one client share state. */
+export class UserSession {
+  private constructor();
+  readonly key: string;
+  /** A fresh access token: from memory, or through one shared refresh. */
+  accessToken(): Promise<string>;
+  tokens(): Promise<TokenInfo>;
+  /** A forced refresh, shared with concurrent callers. */
+  refresh(): Promise<TokenInfo>;
+  seed(seed: SeedOptions): Promise<void>;
+  status(): Promise<SessionStatus>;
+  free(): void;
+}
+
+export class TokenClient {
+  constructor(options: TokenClientOptions);
+  session(key: string, store: TokenStore): UserSession;
+  clientToken(scopes: string[]): Promise<string>;
+  invalidateClientToken(scopes: string[]): void;
+  authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest;
+  exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore): Promise<UserSession>;
+  readonly sessionCount: number;
+  free(): void;
+}
+
+/** The token endpoint's answer, validated (RFC 6749 §5.1). */
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in?: number;
+  /** Store it: the old one is now consumed. */
+  refresh_token?: string;
+  scope?: string;
+  id_token?: string;
+}
+
+export interface RefreshTokensOptions extends TokenClientOptions {
+  refreshToken: string;
+}
+
+/** One refresh: the typed drop-in for a hand-written refresh function. */
+export function refreshTokens(options: RefreshTokensOptions): Promise<TokenResponse>;
+
+export type ErrorCode =
+  | 'reauthorization_required'
+  | 'invalid_client'
+  | 'oauth'
+  | 'transient'
+  | 'network'
+  | 'timeout'
+  | 'invalid_response'
+  | 'storage'
+  | 'conflict'
+  | 'config';
+
+export type ReauthorizationReason = 'invalid_grant' | 'refresh_expired' | 'lost_rotation' | 'no_refresh_token';
+
+export class FreshTokenError extends Error {
+  readonly code: ErrorCode;
+  readonly reason?: ReauthorizationReason;
+  readonly status?: number;
+  readonly oauthError?: string;
+  readonly description?: string;
+  readonly retryAfterMs?: number;
+}
+export class ReauthorizationRequiredError extends FreshTokenError {
+  readonly code: 'reauthorization_required';
+  readonly reason: ReauthorizationReason;
+}
+export class InvalidClientError extends FreshTokenError {}
+export class OAuthError extends FreshTokenError {
+  readonly oauthError: string;
+}
+export class TransientError extends FreshTokenError {}
+export class NetworkError extends FreshTokenError {}
+export class TimeoutError extends FreshTokenError {}
+export class InvalidResponseError extends FreshTokenError {}
+export class StorageError extends FreshTokenError {}
+export class ConflictError extends FreshTokenError {}
+export class ConfigError extends FreshTokenError {}
+
+/** Records in memory. */
+export class MemoryStore implements TokenStore {
+  load(key: string): Promise<string | null>;
+  save(key: string, record: string): Promise<void>;
+  get(key: string): string | null;
+}
+
+/** Records as files (Node only): temp file, fsync, rename. */
+export class FileStore implements TokenStore {
+  constructor(directory: string);
+  pathFor(key: string): string;
+  load(key: string): Promise<string | null>;
+  save(key: string, record: string): Promise<void>;
+}
+
+/** Whether a response says the access token was not accepted. */
+export function isUnauthenticated(response: Response): Promise<boolean>;
+
+/**
+ * fetch with the session's Bearer token; on 401 or a GraphQL
+ * "UNAUTHENTICATED" error, one forced refresh and one retry.
+ */
+export function authorizedFetch(
+  session: UserSession,
+  input: string | URL | Request,
+  init?: RequestInit,
+  options?: { fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response> },
+): Promise<Response>;

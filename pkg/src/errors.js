@@ -1,0 +1,57 @@
+// Error classes: one per stable code of the Rust core (DESIGN.md), all
+// subclasses of FreshTokenError. The wasm module builds them through
+// `makeError`, registered with `setErrorFactory` at load time.
+
+/** Any error from freshtoken; `code` is one of the stable codes. */
+export class FreshTokenError extends Error {
+  constructor(fields) {
+    super(fields.message);
+    this.name = new.target.name;
+    this.code = fields.code;
+    if (fields.reason !== undefined) this.reason = fields.reason;
+    if (fields.status !== undefined) this.status = fields.status;
+    if (fields.oauthError !== undefined) this.oauthError = fields.oauthError;
+    if (fields.description !== undefined) this.description = fields.description;
+    if (fields.retryAfterMs !== undefined) this.retryAfterMs = fields.retryAfterMs;
+  }
+}
+
+/** The user must authorize again (re-link); `reason` says why. */
+export class ReauthorizationRequiredError extends FreshTokenError {}
+/** The server rejected the client credentials. */
+export class InvalidClientError extends FreshTokenError {}
+/** Another RFC 6749 error; `oauthError` holds its code. */
+export class OAuthError extends FreshTokenError {}
+/** 5xx or 429 after every retry. */
+export class TransientError extends FreshTokenError {}
+/** A transport failure. */
+export class NetworkError extends FreshTokenError {}
+/** The token request timed out. */
+export class TimeoutError extends FreshTokenError {}
+/** The token endpoint's answer could not be understood. */
+export class InvalidResponseError extends FreshTokenError {}
+/** The store failed; anything renewed is kept and saved on the next call. */
+export class StorageError extends FreshTokenError {}
+/** A compare-and-swap save lost to a newer version. */
+export class ConflictError extends FreshTokenError {}
+/** Invalid configuration or argument; the message names the field. */
+export class ConfigError extends FreshTokenError {}
+
+const BY_CODE = {
+  reauthorization_required: ReauthorizationRequiredError,
+  invalid_client: InvalidClientError,
+  oauth: OAuthError,
+  transient: TransientError,
+  network: NetworkError,
+  timeout: TimeoutError,
+  invalid_response: InvalidResponseError,
+  storage: StorageError,
+  conflict: ConflictError,
+  config: ConfigError,
+};
+
+/** Builds the error class for `fields.code` (called from wasm). */
+export function makeError(fields) {
+  const Class = BY_CODE[fields.code] ?? FreshTokenError;
+  return new Class(fields);
+}

@@ -1,0 +1,57 @@
+// A TokenStore on the file system (Node only): one file per session key,
+// written to a temporary file, fsynced, then renamed over the old one, so a
+// crash leaves either the old record or the new one, never half of one.
+
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/** Records as files in `directory` (created if missing). */
+export class FileStore {
+  #dir;
+
+  constructor(directory) {
+    if (typeof directory !== 'string' || directory === '') {
+      throw new TypeError('FileStore needs a directory path');
+    }
+    this.#dir = directory;
+  }
+
+  /** The file for `key`: base64url, so no key can escape the directory. */
+  pathFor(key) {
+    return join(this.#dir, `${Buffer.from(key, 'utf8').toString('base64url')}.json`);
+  }
+
+  /** The record saved under `key`, or null. */
+  async load(key) {
+    try {
+      return await readFile(this.pathFor(key), 'utf8');
+    } catch (error) {
+      if (error.code === 'ENOENT') return null;
+      throw new Error(`cannot read the record (${error.code ?? 'error'})`);
+    }
+  }
+
+  /** Saves `record` durably: temp file, fsync, rename, fsync the directory. */
+  async save(key, record) {
+    await mkdir(this.#dir, { recursive: true });
+    const path = this.pathFor(key);
+    const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    let file;
+    try {
+      file = await open(tmp, 'w', 0o600);
+      await file.writeFile(record, 'utf8');
+      await file.sync();
+      await file.close();
+      file = undefined;
+      await rename(tmp, path);
+    } catch (error) {
+      await file?.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+      throw new Error(`cannot write the record (${error.code ?? 'error'})`);
+    }
+    const dir = await open(this.#dir, 'r').catch(() => undefined);
+    await dir?.sync().catch(() => {});
+    await dir?.close().catch(() => {});
+  }
+}

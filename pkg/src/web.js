@@ -1,0 +1,11 @@
+// Browser (and default) entry point: the `web` wasm-bindgen build, fetched
+// and instantiated once with top-level await.
+
+import init, * as wasm from '../dist/web/freshtoken.js';
+import { bind } from './api.js';
+
+await init({ module_or_path: new URL('../dist/web/freshtoken_bg.wasm', import.meta.url) });
+const api = bind(wasm);
+
+export const { TokenClient, UserSession, refreshTokens } = api;
+export * from './common.js';

@@ -1,0 +1,111 @@
+//! Reading JavaScript option objects and building result objects.
+
+use crate::{Error, SessionStatus, TokenInfo};
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// `obj[name]`, or `undefined` when `obj` is not an object.
+pub(crate) fn get(obj: &JsValue, name: &str) -> JsValue {
+    if !obj.is_object() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(obj, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// An optional string field; anything but a string, `null` or `undefined`
+/// is a `config` error naming the field.
+pub(crate) fn opt_string(obj: &JsValue, name: &str) -> Result<Option<String>, Error> {
+    let value = get(obj, name);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .as_string()
+        .map(Some)
+        .ok_or_else(|| Error::config(name, "must be a string"))
+}
+
+/// A required string field.
+pub(crate) fn string(obj: &JsValue, name: &str) -> Result<String, Error> {
+    opt_string(obj, name)?.ok_or_else(|| Error::config(name, "is required"))
+}
+
+/// An optional whole-number field (JavaScript numbers are doubles).
+pub(crate) fn opt_int(obj: &JsValue, name: &str) -> Result<Option<i64>, Error> {
+    let value = get(obj, name);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    match value.as_f64() {
+        Some(n) if n.is_finite() && n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(Some(n as i64)),
+        _ => Err(Error::config(name, "must be a whole number")),
+    }
+}
+
+/// An optional function field.
+pub(crate) fn opt_function(obj: &JsValue, name: &str) -> Result<Option<Function>, Error> {
+    let value = get(obj, name);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .dyn_into::<Function>()
+        .map(Some)
+        .map_err(|_| Error::config(name, "must be a function"))
+}
+
+/// An array of strings.
+pub(crate) fn strings(value: &JsValue, name: &str) -> Result<Vec<String>, Error> {
+    if !Array::is_array(value) {
+        return Err(Error::config(name, "must be an array of strings"));
+    }
+    Array::from(value)
+        .iter()
+        .map(|v| {
+            v.as_string()
+                .ok_or_else(|| Error::config(name, "must be an array of strings"))
+        })
+        .collect()
+}
+
+/// A plain object from name/value pairs (skipping `None`s).
+pub(crate) fn object(fields: &[(&str, Option<JsValue>)]) -> JsValue {
+    let obj = Object::new();
+    for (name, value) in fields {
+        if let Some(value) = value {
+            let _ = Reflect::set(&obj, &JsValue::from_str(name), value);
+        }
+    }
+    obj.into()
+}
+
+fn ms(value: u64) -> JsValue {
+    JsValue::from_f64(value as f64)
+}
+
+/// `TokenInfo` as `{ accessToken, expiresAt, scope?, idToken?, refreshExpiresAt? }`.
+pub(crate) fn token_info(info: TokenInfo) -> JsValue {
+    object(&[
+        ("accessToken", Some(info.access_token.into())),
+        ("expiresAt", Some(ms(info.expires_at_ms))),
+        ("scope", info.scope.map(Into::into)),
+        ("idToken", info.id_token.map(Into::into)),
+        ("refreshExpiresAt", info.refresh_expires_at_ms.map(ms)),
+    ])
+}
+
+/// `SessionStatus` as a plain object.
+pub(crate) fn session_status(status: SessionStatus) -> JsValue {
+    object(&[
+        ("hasRecord", Some(status.has_record.into())),
+        (
+            "reauthorizationReason",
+            status.reauth.map(|r| r.as_str().into()),
+        ),
+        ("accessExpiresAt", status.access_expires_at_ms.map(ms)),
+        ("refreshExpiresAt", status.refresh_expires_at_ms.map(ms)),
+        ("unpersisted", Some(status.unpersisted.into())),
+        ("inDoubt", Some(status.in_doubt.into())),
+    ])
+}

@@ -1,0 +1,67 @@
+//! Time for wasm: `Date.now()` (or the host's `now`), and sleeps through
+//! `setTimeout` (or the host's `sleep`).
+
+use crate::Clock;
+use async_trait::async_trait;
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// The clock: optional host overrides for tests with fake time.
+pub(crate) struct JsClock {
+    pub(crate) now: Option<Function>,
+    pub(crate) sleep: Option<Function>,
+}
+
+#[async_trait(?Send)]
+impl Clock for JsClock {
+    fn now_ms(&self) -> u64 {
+        let now = match &self.now {
+            Some(f) => f
+                .call0(&JsValue::NULL)
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or_else(js_sys::Date::now),
+            None => js_sys::Date::now(),
+        };
+        if now.is_finite() && now > 0.0 {
+            now as u64
+        } else {
+            0
+        }
+    }
+
+    async fn sleep(&self, ms: u64) {
+        let ms = JsValue::from_f64(ms as f64);
+        let promise = match &self.sleep {
+            Some(f) => f
+                .call1(&JsValue::NULL, &ms)
+                .ok()
+                .and_then(|p| p.dyn_into::<Promise>().ok()),
+            None => Some(set_timeout_promise(&ms)),
+        };
+        if let Some(promise) = promise {
+            let _ = JsFuture::from(promise).await;
+        }
+    }
+}
+
+/// `new Promise(r => setTimeout(r, ms))`, with `setTimeout` from the global
+/// object (Node, browsers and workers alike).
+fn set_timeout_promise(ms: &JsValue) -> Promise {
+    let ms = ms.clone();
+    Promise::new(&mut |resolve, _reject| {
+        let set_timeout = Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&JsValue::NULL, &resolve, &ms);
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    })
+}

@@ -1,11 +1,9 @@
 //! The one error type and its stable codes, shared by every language binding.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Why the user must authorize again (sign in, or re-link their bank).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReauthReason {
     /// The server rejected the refresh token (`invalid_grant`): revoked,
     /// expired on the server, or already used.
@@ -28,6 +26,20 @@ impl ReauthReason {
             ReauthReason::LostRotation => "lost_rotation",
             ReauthReason::NoRefreshToken => "no_refresh_token",
         }
+    }
+}
+
+impl ReauthReason {
+    /// The reason named by its stable string, if it is one.
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            ReauthReason::InvalidGrant,
+            ReauthReason::RefreshExpired,
+            ReauthReason::LostRotation,
+            ReauthReason::NoRefreshToken,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == value)
     }
 }
 

@@ -42,6 +42,8 @@ mod error;
 mod exchange;
 mod grant;
 mod http;
+mod http_date;
+pub mod json;
 mod maybe_send;
 mod memory_store;
 #[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]

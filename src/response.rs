@@ -6,9 +6,9 @@
 
 use crate::config::MAX_RESPONSE_BYTES;
 use crate::http::HttpResponse;
+use crate::json::Json;
 use crate::retry::parse_retry_after;
 use crate::secret::Secret;
-use serde_json::{Map, Value};
 
 /// The largest `expires_in` accepted: ten years, in seconds.
 pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 366 * 24 * 3600;
@@ -112,25 +112,26 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
     let object = parse_object(body).ok_or("body is not a JSON object")?;
     let access_token = match object.get("access_token") {
-        Some(Value::String(s)) if is_printable_token(s) => Secret::new(s.as_str()),
-        Some(Value::String(s)) if s.is_empty() => return Err("access_token is empty".into()),
-        Some(Value::String(_)) => return Err("access_token has invalid characters".into()),
-        None | Some(Value::Null) => return Err("access_token is missing".into()),
+        Some(Json::Str(s)) if is_printable_token(s) => Secret::new(s.as_str()),
+        Some(Json::Str(s)) if s.is_empty() => return Err("access_token is empty".into()),
+        Some(Json::Str(_)) => return Err("access_token has invalid characters".into()),
+        None | Some(Json::Null) => return Err("access_token is missing".into()),
         Some(_) => return Err("access_token is not a string".into()),
     };
     match object.get("token_type") {
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(_)) => return Err("token_type is not Bearer".into()),
-        None | Some(Value::Null) => return Err("token_type is missing".into()),
+        Some(Json::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Json::Str(_)) => return Err("token_type is not Bearer".into()),
+        None | Some(Json::Null) => return Err("token_type is missing".into()),
         Some(_) => return Err("token_type is not a string".into()),
     }
     let expires_in = match object.get("expires_in") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(secs) if secs <= MAX_EXPIRES_IN_SECS => Some(secs),
-            Some(_) => return Err("expires_in is implausibly large".into()),
-            None => return Err("expires_in is not a non-negative integer".into()),
+        None | Some(Json::Null) => None,
+        Some(Json::Int(n)) => match u64::try_from(*n) {
+            Ok(secs) if secs <= MAX_EXPIRES_IN_SECS => Some(secs),
+            Ok(_) => return Err("expires_in is implausibly large".into()),
+            Err(_) => return Err("expires_in is not a non-negative integer".into()),
         },
+        Some(Json::OtherNumber) => return Err("expires_in is not a non-negative integer".into()),
         Some(_) => return Err("expires_in is not a number".into()),
     };
     let refresh_token = match optional_string(&object, "refresh_token")? {
@@ -157,11 +158,11 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
 pub fn parse_error_body(body: &[u8]) -> Option<OAuthErrorBody> {
     let object = parse_object(body)?;
     let error = match object.get("error") {
-        Some(Value::String(e)) if !e.is_empty() && e.len() <= 100 && is_error_code(e) => e.clone(),
+        Some(Json::Str(e)) if !e.is_empty() && e.len() <= 100 && is_error_code(e) => e.clone(),
         _ => return None,
     };
     let text = |name: &str| match object.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Some(cut(s)),
+        Some(Json::Str(s)) if !s.is_empty() => Some(cut(s)),
         _ => None,
     };
     Some(OAuthErrorBody {
@@ -171,20 +172,17 @@ pub fn parse_error_body(body: &[u8]) -> Option<OAuthErrorBody> {
     })
 }
 
-fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Some(map),
+fn parse_object(body: &[u8]) -> Option<Json> {
+    match Json::parse(body) {
+        Ok(object @ Json::Object(_)) => Some(object),
         _ => None,
     }
 }
 
-fn optional_string<'a>(
-    object: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, String> {
+fn optional_string<'a>(object: &'a Json, name: &str) -> Result<Option<&'a str>, String> {
     match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Str(s)) => Ok(Some(s)),
         Some(_) => Err(format!("{name} is not a string")),
     }
 }

@@ -86,12 +86,7 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
         let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(secs.saturating_mul(1000));
     }
-    let when = httpdate::parse_http_date(value).ok()?;
-    let when_ms = when
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis()
-        .min(u128::from(u64::MAX)) as u64;
+    let when_ms = crate::http_date::parse_http_date(value)?.saturating_mul(1000);
     Some(when_ms.saturating_sub(now_ms))
 }
 

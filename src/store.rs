@@ -2,11 +2,11 @@
 //! record (versioned JSON, opaque to hosts).
 
 use crate::error::{Error, ReauthReason};
+use crate::json::{Json, JsonError, ObjectWriter};
 use crate::maybe_send::MaybeSendSync;
 use crate::secret::Secret;
 use crate::tokens::AccessToken;
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A failure reported by the host's store. Its message reaches the caller in
@@ -131,70 +131,65 @@ pub struct Record {
 /// The schema tag of today's records.
 pub const RECORD_SCHEMA_V1: &str = "freshtoken.record/1";
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "schema")]
-enum Persisted {
-    #[serde(rename = "freshtoken.record/1")]
-    V1(RecordV1),
-}
-
-#[derive(Serialize, Deserialize)]
-struct RecordV1 {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    access_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    issued_at: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scope: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    refresh_expires_at: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reauth: Option<ReauthReason>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    in_doubt: bool,
-    #[serde(default)]
-    updated_at: u64,
-}
-
 impl Record {
     /// The record as versioned JSON for the store.
     pub fn encode(&self) -> String {
-        let access = self.access_token.as_ref();
-        let v1 = RecordV1 {
-            access_token: access.map(|a| a.value.expose().to_owned()),
-            issued_at: access.map(|a| a.issued_at_ms),
-            expires_at: access.map(|a| a.expires_at_ms),
-            scope: self.scope.clone(),
-            id_token: self.id_token.as_ref().map(|s| s.expose().to_owned()),
-            refresh_token: self.refresh_token.as_ref().map(|s| s.expose().to_owned()),
-            refresh_expires_at: self.refresh_expires_at_ms,
-            reauth: self.reauth,
-            in_doubt: self.in_doubt,
-            updated_at: self.updated_at_ms,
-        };
-        // Serializing plain strings and integers cannot fail.
-        serde_json::to_string(&Persisted::V1(v1)).unwrap_or_default()
+        let mut w = ObjectWriter::default();
+        w.string("schema", RECORD_SCHEMA_V1);
+        if let Some(a) = &self.access_token {
+            w.string("access_token", a.value.expose())
+                .int("issued_at", a.issued_at_ms)
+                .int("expires_at", a.expires_at_ms);
+        }
+        if let Some(scope) = &self.scope {
+            w.string("scope", scope);
+        }
+        if let Some(id_token) = &self.id_token {
+            w.string("id_token", id_token.expose());
+        }
+        if let Some(refresh_token) = &self.refresh_token {
+            w.string("refresh_token", refresh_token.expose());
+        }
+        if let Some(at) = self.refresh_expires_at_ms {
+            w.int("refresh_expires_at", at);
+        }
+        if let Some(reason) = self.reauth {
+            w.string("reauth", reason.as_str());
+        }
+        if self.in_doubt {
+            w.bool("in_doubt", true);
+        }
+        w.int("updated_at", self.updated_at_ms);
+        w.finish()
     }
 
-    /// Reads a stored record of any known schema version. The error never
-    /// quotes the record.
+    /// Reads a stored record of any known schema version. Unknown members
+    /// are ignored; the error never quotes the record.
     pub fn decode(text: &str) -> Result<Record, Error> {
-        let persisted: Persisted = serde_json::from_str(text).map_err(|e| {
-            let what = match e.classify() {
-                serde_json::error::Category::Data => "has unknown schema or wrong field types",
-                serde_json::error::Category::Eof => "is truncated",
-                _ => "is not JSON",
-            };
-            Error::storage(format!("the stored record {what}"))
+        let unreadable = |what: &str| Error::storage(format!("the stored record {what}"));
+        let json = Json::parse(text.as_bytes()).map_err(|e| match e {
+            JsonError::Truncated => unreadable("is truncated"),
+            _ => unreadable("is not JSON"),
         })?;
-        let Persisted::V1(v1) = persisted;
-        let access_token = match (v1.access_token, v1.issued_at, v1.expires_at) {
+        let wrong = || unreadable("has unknown schema or wrong field types");
+        if json.get("schema") != Some(&Json::Str(RECORD_SCHEMA_V1.to_owned())) {
+            return Err(wrong());
+        }
+        let string = |name: &str| match json.get(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Str(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(wrong()),
+        };
+        let time = |name: &str| match json.get(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Int(n)) => u64::try_from(*n).map(Some).map_err(|_| wrong()),
+            Some(_) => Err(wrong()),
+        };
+        let access_token = match (
+            string("access_token")?,
+            time("issued_at")?,
+            time("expires_at")?,
+        ) {
             (Some(value), issued, Some(expires)) if !value.is_empty() => Some(AccessToken {
                 value: Secret::new(value),
                 issued_at_ms: issued.unwrap_or(expires).min(expires),
@@ -202,15 +197,26 @@ impl Record {
             }),
             _ => None,
         };
+        let reauth = match string("reauth")? {
+            None => None,
+            Some(reason) => Some(ReauthReason::parse(&reason).ok_or_else(wrong)?),
+        };
+        let in_doubt = match json.get("in_doubt") {
+            None | Some(Json::Null) => false,
+            Some(Json::Bool(b)) => *b,
+            Some(_) => return Err(wrong()),
+        };
         Ok(Record {
             access_token,
-            scope: v1.scope,
-            id_token: v1.id_token.map(Secret::new),
-            refresh_token: v1.refresh_token.filter(|s| !s.is_empty()).map(Secret::new),
-            refresh_expires_at_ms: v1.refresh_expires_at,
-            reauth: v1.reauth,
-            in_doubt: v1.in_doubt,
-            updated_at_ms: v1.updated_at,
+            scope: string("scope")?,
+            id_token: string("id_token")?.map(Secret::new),
+            refresh_token: string("refresh_token")?
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            refresh_expires_at_ms: time("refresh_expires_at")?,
+            reauth,
+            in_doubt,
+            updated_at_ms: time("updated_at")?.unwrap_or(0),
         })
     }
 }

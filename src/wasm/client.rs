@@ -10,7 +10,6 @@ use crate::{AuthorizationParams, ClientAuthMethod, Config, Error, RetryPolicy, T
 use js_sys::{Object, Promise};
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 /// Every option `new TokenClient(options)` understands; others are typos.
 const OPTIONS: &[&str] = &[
@@ -60,14 +59,14 @@ impl WasmTokenClient {
     #[wasm_bindgen(js_name = clientToken)]
     pub fn client_token(&self, scopes: JsValue) -> Promise {
         let client = self.inner.clone();
-        future_to_promise(async move {
+        super::promise(Box::pin(async move {
             let scopes = strings(&scopes, "scopes").map_err(to_js)?;
             client
                 .client_token(&scopes)
                 .await
                 .map(JsValue::from)
                 .map_err(to_js)
-        })
+        }))
     }
 
     /// `client.invalidateClientToken(scopes)`: forget a cached client token.
@@ -97,7 +96,7 @@ impl WasmTokenClient {
     #[wasm_bindgen(js_name = exchangeCode)]
     pub fn exchange_code(&self, params: JsValue, key: String, store: JsValue) -> Promise {
         let client = self.inner.clone();
-        future_to_promise(async move {
+        super::promise(Box::pin(async move {
             let read = || -> Result<_, Error> {
                 Ok((
                     string(&params, "code")?,
@@ -112,7 +111,7 @@ impl WasmTokenClient {
                 .await
                 .map_err(to_js)?;
             Ok(WasmUserSession::new(session).into())
-        })
+        }))
     }
 
     /// How many session states the client holds in memory.
@@ -127,7 +126,7 @@ impl WasmTokenClient {
 /// token response (snake_case, as the server sent it, validated).
 #[wasm_bindgen(js_name = refreshTokens)]
 pub fn refresh_tokens(options: JsValue) -> Promise {
-    future_to_promise(async move {
+    super::promise(Box::pin(async move {
         let mut allowed = OPTIONS.to_vec();
         allowed.push("refreshToken");
         let client = build(&options, &allowed).map_err(to_js)?;
@@ -147,7 +146,7 @@ pub fn refresh_tokens(options: JsValue) -> Promise {
             ("scope", response.scope.map(Into::into)),
             ("id_token", response.id_token.map(|t| t.expose().into())),
         ]))
-    })
+    }))
 }
 
 fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> {

@@ -14,5 +14,18 @@ mod js_store;
 mod session;
 
 pub use client::{refresh_tokens, WasmTokenClient};
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// The future behind every Promise the export returns.
+type JsResultFuture =
+    Pin<Box<dyn Future<Output = Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>>>>;
+
+/// A Promise for `future`. One boxed instantiation of `future_to_promise`
+/// instead of one per method keeps the wasm smaller.
+pub(crate) fn promise(future: JsResultFuture) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(future)
+}
 pub use error::set_error_factory;
 pub use session::WasmUserSession;

@@ -5,7 +5,6 @@ use super::error::to_js;
 use crate::{Error, Seed, UserSession};
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 /// The JavaScript `UserSession`: one user's tokens.
 #[wasm_bindgen(js_name = UserSession)]
@@ -35,31 +34,35 @@ impl WasmUserSession {
             return Promise::resolve(&JsValue::from(token));
         }
         let session = self.inner.clone();
-        future_to_promise(async move {
+        super::promise(Box::pin(async move {
             session
                 .access_token()
                 .await
                 .map(JsValue::from)
                 .map_err(to_js)
-        })
+        }))
     }
 
     /// `session.tokens()`: the fresh token with its times, scope and ID token.
     pub fn tokens(&self) -> Promise {
         let session = self.inner.clone();
-        future_to_promise(async move { session.tokens().await.map(token_info).map_err(to_js) })
+        super::promise(Box::pin(async move {
+            session.tokens().await.map(token_info).map_err(to_js)
+        }))
     }
 
     /// `session.refresh()`: a forced refresh.
     pub fn refresh(&self) -> Promise {
         let session = self.inner.clone();
-        future_to_promise(async move { session.refresh().await.map(token_info).map_err(to_js) })
+        super::promise(Box::pin(async move {
+            session.refresh().await.map(token_info).map_err(to_js)
+        }))
     }
 
     /// `session.seed({ refreshToken, accessToken?, expiresIn?, scope?, idToken? })`.
     pub fn seed(&self, seed: JsValue) -> Promise {
         let session = self.inner.clone();
-        future_to_promise(async move {
+        super::promise(Box::pin(async move {
             let read = || -> Result<Seed, Error> {
                 Ok(Seed {
                     refresh_token: string(&seed, "refreshToken")?.into(),
@@ -72,12 +75,14 @@ impl WasmUserSession {
             let seed = read().map_err(to_js)?;
             session.seed(seed).await.map_err(to_js)?;
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 
     /// `session.status()`: what is known without sending anything.
     pub fn status(&self) -> Promise {
         let session = self.inner.clone();
-        future_to_promise(async move { session.status().await.map(session_status).map_err(to_js) })
+        super::promise(Box::pin(async move {
+            session.status().await.map(session_status).map_err(to_js)
+        }))
     }
 }

@@ -9,9 +9,15 @@ use std::sync::{Arc, Mutex};
 
 /// Session states by key.
 pub(crate) struct Registry {
-    cells: Mutex<HashMap<Arc<str>, Arc<SessionCell>>>,
+    cells: Mutex<Cells>,
     max: usize,
     tick: AtomicU64,
+}
+
+/// The map, and the size at which the next eviction pass may run.
+struct Cells {
+    map: HashMap<Arc<str>, Arc<SessionCell>>,
+    next_eviction_at: usize,
 }
 
 impl Registry {
@@ -19,7 +25,10 @@ impl Registry {
     /// so it may briefly hold more).
     pub(crate) fn new(max: usize) -> Self {
         Registry {
-            cells: Mutex::new(HashMap::new()),
+            cells: Mutex::new(Cells {
+                map: HashMap::new(),
+                next_eviction_at: max,
+            }),
             max,
             tick: AtomicU64::new(0),
         }
@@ -29,23 +38,26 @@ impl Registry {
     pub(crate) fn cell(&self, key: &str) -> (Arc<str>, Arc<SessionCell>) {
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((key, cell)) = cells.get_key_value(key) {
+        if let Some((key, cell)) = cells.map.get_key_value(key) {
             cell.last_used.store(tick, Ordering::Relaxed);
             return (key.clone(), cell.clone());
         }
-        if cells.len() >= self.max {
-            evict_idle(&mut cells, self.max - self.max / 10);
+        if cells.map.len() >= cells.next_eviction_at {
+            // One pass per tenth of `max` inserted: a map full of busy or
+            // held sessions grows instead of being rescanned on every insert.
+            evict_idle(&mut cells.map, self.max - self.max / 10);
+            cells.next_eviction_at = cells.map.len().max(self.max) + (self.max / 10).max(1);
         }
         let key: Arc<str> = Arc::from(key);
         let cell = Arc::new(SessionCell::default());
         cell.last_used.store(tick, Ordering::Relaxed);
-        cells.insert(key.clone(), cell.clone());
+        cells.map.insert(key.clone(), cell.clone());
         (key, cell)
     }
 
     /// How many session states are held.
     pub(crate) fn len(&self) -> usize {
-        self.cells.lock().map(|c| c.len()).unwrap_or(0)
+        self.cells.lock().map(|c| c.map.len()).unwrap_or(0)
     }
 }
 
@@ -93,10 +105,34 @@ mod tests {
             "a state with a live handle is never evicted"
         );
         let cells = r.cells.lock().unwrap();
-        assert!(cells.contains_key("u8") && cells.contains_key("new"));
+        assert!(cells.map.contains_key("u8") && cells.map.contains_key("new"));
         assert!(
-            !cells.contains_key("u0"),
+            !cells.map.contains_key("u0"),
             "the oldest idle state goes first"
+        );
+    }
+
+    #[test]
+    fn a_map_of_held_sessions_is_not_rescanned_on_every_insert() {
+        let r = Registry::new(100);
+        let held: Vec<_> = (0..100).map(|i| r.cell(&format!("held{i}")).1).collect();
+        r.cell("first-over");
+        let next = r.cells.lock().unwrap().next_eviction_at;
+        assert_eq!(
+            next, 110,
+            "nothing evictable: the next pass waits a tenth of max"
+        );
+        for i in 0..9 {
+            r.cell(&format!("more{i}"));
+        }
+        assert_eq!(r.len(), 110);
+        assert_eq!(r.cells.lock().unwrap().next_eviction_at, next);
+        drop(held);
+        r.cell("late");
+        assert!(
+            r.len() <= 91,
+            "idle states go once the next pass runs: {}",
+            r.len()
         );
     }
 }

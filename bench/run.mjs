@@ -1,0 +1,515 @@
+// freshtoken benchmarks: one table of ratios, each measured in this run
+// against a named anchor. Not a test: it never fails on a goal; it prints the
+// measured value, the anchor, the ratio, the goal and whether it was met, and
+// writes the same table as markdown to bench/results.md.
+//
+//   node bench/run.mjs            (from the repository root; see README.md)
+//
+// Needs: the built package (`bash scripts/build-js.sh`), the emulator
+// (`cargo build -p freshtoken-emulator`) and `npm install` in bench/.
+// Nothing here prints a token.
+
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, totalmem, platform, arch, release } from 'node:os';
+import { dirname, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+import { startEmulator, emulatorBinaryPath } from '../bindings/js/support/emulator.mjs';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const REPO = resolve(BENCH_DIR, '..');
+const PKG = resolve(REPO, 'pkg');
+const require = createRequire(import.meta.url);
+
+// ---- knobs (sized to finish well under 2 minutes on 2 cores) ---------------
+const CACHED = { warmup: 50_000, iterations: 100_000, rounds: 11 };
+const CONCURRENT = { callers: 10_000, warmups: 2, reps: 11 };
+const HEAP = { sessions: 100_000 };
+const CONFIDENTIAL = { clientId: 'test-client', clientSecret: 'test-secret' }; // the emulator's default confidential client
+
+const MiB = 1024 * 1024;
+const KiB = 1024;
+
+// ---- helpers ---------------------------------------------------------------
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const nowNs = () => process.hrtime.bigint();
+const fmt = (x, digits) => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+
+function machineInfo(freshtokenVersion, galVersion) {
+  const cpuList = cpus();
+  return [
+    ['date', new Date().toISOString()],
+    ['node', `${process.version} (V8 ${process.versions.v8})`],
+    ['platform', `${platform()} ${release()} ${arch()}`],
+    ['CPUs', `${cpuList.length} × ${cpuList[0]?.model?.trim() ?? 'unknown'}`],
+    ['memory', `${fmt(totalmem() / MiB / 1024, 1)} GiB`],
+    ['freshtoken', `${freshtokenVersion} (pkg/src/node.js, nodejs wasm-bindgen build)`],
+    ['google-auth-library', galVersion],
+  ];
+}
+
+// ---- 1. cached access token ------------------------------------------------
+async function benchCached(emu, ft, OAuth2Client) {
+  log('cached accessToken() vs google-auth-library getAccessToken() …');
+  const seeded = await emu.seed({ clientId: CONFIDENTIAL.clientId });
+  const requestsBefore = await emu.refreshRequests();
+
+  const client = new ft.TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CONFIDENTIAL });
+  const session = client.session('bench-cached', new ft.MemoryStore());
+  await session.seed({ refreshToken: seeded.refresh_token, accessToken: seeded.access_token, expiresIn: 900 });
+
+  const gal = new OAuth2Client({ clientId: CONFIDENTIAL.clientId, clientSecret: CONFIDENTIAL.clientSecret });
+  gal.setCredentials({
+    access_token: seeded.access_token,
+    refresh_token: seeded.refresh_token,
+    expiry_date: Date.now() + 10 * 365 * 24 * 3600 * 1000,
+  });
+
+  // Both must be served from their caches: same token, nothing sent.
+  if ((await session.accessToken()) !== seeded.access_token) throw new Error('freshtoken did not serve the seeded access token');
+  if ((await gal.getAccessToken()).token !== seeded.access_token) throw new Error('google-auth-library did not serve its cached token');
+
+  const runFt = async (n) => {
+    const t = nowNs();
+    for (let i = 0; i < n; i++) await session.accessToken();
+    return Number(nowNs() - t) / n;
+  };
+  const runGal = async (n) => {
+    const t = nowNs();
+    for (let i = 0; i < n; i++) await gal.getAccessToken();
+    return Number(nowNs() - t) / n;
+  };
+  await runFt(CACHED.warmup);
+  await runGal(CACHED.warmup);
+  const ftNs = [];
+  const galNs = [];
+  for (let r = 0; r < CACHED.rounds; r++) {
+    // Interleaved, alternating which goes first.
+    if (r % 2 === 0) {
+      ftNs.push(await runFt(CACHED.iterations));
+      galNs.push(await runGal(CACHED.iterations));
+    } else {
+      galNs.push(await runGal(CACHED.iterations));
+      ftNs.push(await runFt(CACHED.iterations));
+    }
+  }
+  const sent = (await emu.refreshRequests()) - requestsBefore;
+  session.free();
+  client.free();
+  return { ft: median(ftNs), gal: median(galNs), ftNs, galNs, sent };
+}
+
+// ---- 2. 10,000 concurrent callers at expiry --------------------------------
+async function benchConcurrent(emu, ft) {
+  log(`${fmt(CONCURRENT.callers, 0)} concurrent callers at expiry vs one raw fetch …`);
+  const client = new ft.TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CONFIDENTIAL });
+  let rep = 0;
+
+  /** The refresh request freshtoken sends (client_secret_post), by hand. */
+  async function postRefresh(refreshToken) {
+    const body = new URLSearchParams({
+      grant_type: 'refresh_token',
+      client_id: CONFIDENTIAL.clientId,
+      client_secret: CONFIDENTIAL.clientSecret,
+      refresh_token: refreshToken,
+    }).toString();
+    const res = await fetch(emu.tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body,
+    });
+    const json = await res.json();
+    if (res.status !== 200 || typeof json.access_token !== 'string') throw new Error(`raw refresh answered HTTP ${res.status}`);
+    return json;
+  }
+
+  async function rawFetch() {
+    const seeded = await emu.seed({ clientId: CONFIDENTIAL.clientId });
+    const before = await emu.refreshRequests();
+    const t = performance.now();
+    await postRefresh(seeded.refresh_token);
+    const ms = performance.now() - t;
+    return { ms, posts: (await emu.refreshRequests()) - before };
+  }
+
+  /** The floor for a JS single flight: N async callers sharing one promise of the raw POST (no store, no rotation bookkeeping). */
+  async function jsSingleFlight(callers) {
+    const seeded = await emu.seed({ clientId: CONFIDENTIAL.clientId });
+    const before = await emu.refreshRequests();
+    let cached = null;
+    let inflight = null;
+    async function accessToken() {
+      if (cached) return cached;
+      inflight ??= postRefresh(seeded.refresh_token).then((json) => { cached = json.access_token; inflight = null; return cached; });
+      return inflight;
+    }
+    const t = performance.now();
+    const tokens = await Promise.all(Array.from({ length: callers }, () => accessToken()));
+    const ms = performance.now() - t;
+    if (!tokens.every((x) => x === tokens[0])) throw new Error('JS single flight handed out different tokens');
+    return { ms, posts: (await emu.refreshRequests()) - before };
+  }
+
+  async function freshtokenCallers(callers) {
+    const seeded = await emu.seed({ clientId: CONFIDENTIAL.clientId });
+    const store = new ft.MemoryStore();
+    const key = `bench-expiry-${rep++}`;
+    const session = client.session(key, store);
+    await session.seed({ refreshToken: seeded.refresh_token }); // no access token: the first use refreshes
+    const before = await emu.refreshRequests();
+    const t = performance.now();
+    const tokens = await Promise.all(Array.from({ length: callers }, () => session.accessToken()));
+    const ms = performance.now() - t;
+    const posts = (await emu.refreshRequests()) - before;
+    const first = tokens[0];
+    const allSame = tokens.every((x) => x === first);
+    const record = JSON.parse(store.get(key) ?? '{}');
+    const rotated = typeof record.refresh_token === 'string' && record.refresh_token !== seeded.refresh_token
+      && (await emu.refreshTokenState(seeded.refresh_token)) === 'consumed';
+    session.free();
+    return { ms, posts, allSame, rotated };
+  }
+
+  for (let i = 0; i < CONCURRENT.warmups; i++) {
+    await rawFetch();
+    await freshtokenCallers(CONCURRENT.callers);
+    await freshtokenCallers(1);
+    await jsSingleFlight(CONCURRENT.callers);
+  }
+  const raw = [];
+  const many = [];
+  const one = [];
+  const js = [];
+  for (let r = 0; r < CONCURRENT.reps; r++) {
+    const order = r % 2 === 0 ? ['raw', 'many', 'one', 'js'] : ['many', 'js', 'one', 'raw'];
+    for (const what of order) {
+      if (what === 'raw') raw.push(await rawFetch());
+      else if (what === 'many') many.push(await freshtokenCallers(CONCURRENT.callers));
+      else if (what === 'js') js.push(await jsSingleFlight(CONCURRENT.callers));
+      else one.push(await freshtokenCallers(1));
+    }
+  }
+  client.free();
+  return {
+    rawMs: median(raw.map((x) => x.ms)),
+    manyMs: median(many.map((x) => x.ms)),
+    oneMs: median(one.map((x) => x.ms)),
+    jsMs: median(js.map((x) => x.ms)),
+    jsPosts: js.map((x) => x.posts),
+    rawAll: raw.map((x) => x.ms),
+    manyAll: many.map((x) => x.ms),
+    onePosts: one.map((x) => x.posts),
+    manyPosts: many.map((x) => x.posts),
+    rawPosts: raw.map((x) => x.posts),
+    allSame: many.every((x) => x.allSame) && one.every((x) => x.allSame),
+    rotated: many.every((x) => x.rotated) && one.every((x) => x.rotated),
+  };
+}
+
+// ---- 3. heap for 100,000 sessions ------------------------------------------
+function heapChild(mode, count, rtLen, atLen) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', resolve(BENCH_DIR, 'heap-child.mjs'), mode, String(count), String(rtLen), String(atLen)], {
+      cwd: BENCH_DIR,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (c) => { out += c; });
+    child.stderr.setEncoding('utf8').on('data', (c) => { err = (err + c).slice(-4000); });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`heap-child ${mode} exited ${code}: ${err.trim()}`));
+      try {
+        resolvePromise(JSON.parse(out.trim().split('\n').pop()));
+      } catch (e) {
+        reject(new Error(`heap-child ${mode} printed no JSON: ${e.message}`));
+      }
+    });
+  });
+}
+
+async function benchHeap(emu) {
+  log(`heap for ${fmt(HEAP.sessions, 0)} sessions (3 child processes) …`);
+  // Token shapes as the emulator issues them.
+  const sample = await emu.seed({ clientId: CONFIDENTIAL.clientId });
+  const rtLen = sample.refresh_token.length;
+  const atLen = sample.access_token.length;
+  const plain = await heapChild('plain', HEAP.sessions, rtLen, atLen);
+  const dropped = await heapChild('freshtoken', HEAP.sessions, rtLen, atLen);
+  const held = await heapChild('freshtoken-held', HEAP.sessions, rtLen, atLen);
+  return { plain, dropped, held, rtLen, atLen };
+}
+
+// ---- 4. package size -------------------------------------------------------
+/** Files an entry loads: relative import/require/URL specifiers, followed; a wasm-bindgen glue brings its .wasm. */
+function entryFileTree(entry) {
+  const seen = new Set();
+  const queue = [entry];
+  while (queue.length) {
+    const file = queue.shift();
+    if (seen.has(file)) continue;
+    seen.add(file);
+    if (!file.endsWith('.js')) continue;
+    const text = readFileSync(file, 'utf8');
+    // `from '…'`, `import '…'`, `import('…')`, `require('…')`, `new URL('…', import.meta.url)`.
+    const specifiers = /(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*|\bnew URL\s*\(\s*)['"](\.\.?\/[^'"]+\.(?:js|mjs|wasm))['"]/g;
+    for (const m of text.matchAll(specifiers)) queue.push(resolve(dirname(file), m[1]));
+    if (/\/dist\/[^/]+\/freshtoken\.js$/.test(file)) queue.push(resolve(dirname(file), 'freshtoken_bg.wasm'));
+  }
+  return [...seen].sort();
+}
+
+const gz9 = (file) => gzipSync(readFileSync(file), { level: 9 }).length;
+
+function sizeOf(files) {
+  return files.reduce((acc, f) => {
+    const raw = readFileSync(f).length;
+    return { raw: acc.raw + raw, gz: acc.gz + gz9(f) };
+  }, { raw: 0, gz: 0 });
+}
+
+/** The CommonJS files `require('google-auth-library')` loads, from a clean child process. */
+function galLoadedFiles() {
+  return new Promise((resolvePromise, reject) => {
+    const script = "require('google-auth-library'); process.stdout.write(JSON.stringify(Object.keys(require.cache)));";
+    const child = spawn(process.execPath, ['-e', script], { cwd: BENCH_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (c) => { out += c; });
+    child.stderr.setEncoding('utf8').on('data', (c) => { err += c; });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`loading google-auth-library failed: ${err.trim()}`));
+      resolvePromise(JSON.parse(out).filter((f) => f.includes('/node_modules/')).sort());
+    });
+  });
+}
+
+async function benchSize() {
+  log('package size …');
+  const nodeFiles = entryFileTree(resolve(PKG, 'src/node.js'));
+  const webFiles = entryFileTree(resolve(PKG, 'src/web.js'));
+  const galFiles = await galLoadedFiles();
+  const galRoot = dirname(require.resolve('google-auth-library/package.json'));
+  const galOwn = galFiles.filter((f) => f.startsWith(`${galRoot}/`));
+  return {
+    node: { files: nodeFiles, ...sizeOf(nodeFiles) },
+    web: { files: webFiles, ...sizeOf(webFiles) },
+    gal: { files: galFiles, ...sizeOf(galFiles) },
+    galOwn: { files: galOwn, ...sizeOf(galOwn) },
+  };
+}
+
+// ---- the table -------------------------------------------------------------
+function buildRows(r) {
+  const rows = [];
+  const row = (o) => rows.push(o);
+  const ratio = (a, b) => a / b;
+
+  const c = r.cached;
+  row({
+    measure: 'cached `await session.accessToken()`',
+    measured: `${fmt(c.ft, 0)} ns/call`,
+    anchor: 'google-auth-library `OAuth2Client#getAccessToken()`, cached, same process',
+    anchorValue: `${fmt(c.gal, 0)} ns/call`,
+    ratio: ratio(c.ft, c.gal),
+    goal: '≤ 1.00×',
+    met: c.sent === 0 && ratio(c.ft, c.gal) <= 1.0,
+  });
+
+  const k = r.concurrent;
+  const exactlyOne = k.manyPosts.every((p) => p === 1);
+  row({
+    measure: `${fmt(CONCURRENT.callers, 0)} concurrent \`accessToken()\` at expiry (wall time of \`Promise.all\`); POSTs per run: ${[...new Set(k.manyPosts)].join('/')} (${k.manyPosts.length} runs)`,
+    measured: `${fmt(k.manyMs, 2)} ms`,
+    anchor: 'one raw `fetch` POST of the same refresh request to the same endpoint (+ `res.json()`)',
+    anchorValue: `${fmt(k.rawMs, 2)} ms`,
+    ratio: ratio(k.manyMs, k.rawMs),
+    goal: '≤ 1.05× and exactly 1 POST',
+    met: exactlyOne && k.allSame && k.rotated && ratio(k.manyMs, k.rawMs) <= 1.05,
+  });
+  row({
+    measure: '(diagnostic) 1 `accessToken()` at expiry, same path',
+    measured: `${fmt(k.oneMs, 2)} ms`,
+    anchor: 'the same raw `fetch` POST',
+    anchorValue: `${fmt(k.rawMs, 2)} ms`,
+    ratio: ratio(k.oneMs, k.rawMs),
+    goal: '— (explains row 2)',
+    met: null,
+  });
+  row({
+    measure: `(diagnostic) ${fmt(CONCURRENT.callers, 0)} callers of a hand-written JS single flight (async fn + one shared promise of the same raw POST; no store, no rotation)`,
+    measured: `${fmt(k.jsMs, 2)} ms`,
+    anchor: 'the same raw `fetch` POST',
+    anchorValue: `${fmt(k.rawMs, 2)} ms`,
+    ratio: ratio(k.jsMs, k.rawMs),
+    goal: '— (the JS floor for row 2)',
+    met: null,
+  });
+
+  const h = r.heap;
+  for (const [label, m] of [
+    ['handles dropped after use (one handle per request, DESIGN 11)', h.dropped],
+    ['all 100,000 `UserSession` handles kept alive', h.held],
+  ]) {
+    row({
+      measure: `heap for ${fmt(HEAP.sessions, 0)} sessions (refresh + access token, MemoryStore, read once): ${label}; heapUsed + external (wasm memory) over a gc'd baseline`,
+      measured: `${fmt(m.total / MiB, 1)} MB`,
+      anchor: `${fmt(HEAP.sessions, 0)} plain JS objects holding the same three strings (key, refresh token, access token)`,
+      anchorValue: `${fmt(h.plain.total / MiB, 1)} MB`,
+      ratio: ratio(m.total, h.plain.total),
+      goal: '≤ 64 MB',
+      met: m.total <= 64 * MiB && m.sessionCount === HEAP.sessions,
+    });
+  }
+
+  const s = r.size;
+  for (const [label, m] of [['Node build (`src/node.js` entry)', s.node], ['web build (`src/web.js` entry)', s.web]]) {
+    row({
+      measure: `package size, gzip -9: ${label} — ${m.files.length} files`,
+      measured: `${fmt(m.gz / KiB, 1)} KB`,
+      anchor: `google-auth-library ${r.galVersion}: the ${s.gal.files.length} JS files \`require('google-auth-library')\` loads (own + dependencies), gzip -9 each`,
+      anchorValue: `${fmt(s.gal.gz / KiB, 1)} KB`,
+      ratio: ratio(m.gz, s.gal.gz),
+      goal: '≤ 40 KB',
+      met: m.gz <= 40 * KiB,
+    });
+  }
+  return rows;
+}
+
+const metText = (m) => (m === null ? 'n/a' : m ? 'met' : 'NOT MET');
+
+function printTable(rows) {
+  const plainCell = (s) => s.replace(/`/g, '');
+  const headers = ['#', 'measure', 'measured', 'anchor', 'anchor value', 'ratio', 'goal', 'met?'];
+  const cells = rows.map((x, i) => [
+    String(i + 1), plainCell(x.measure), x.measured, plainCell(x.anchor), x.anchorValue, `${fmt(x.ratio, 2)}×`, x.goal, metText(x.met),
+  ]);
+  // Long text columns wrap; number columns stay on one line.
+  const widths = [2, 46, 13, 46, 13, 8, 26, 7];
+  const wrap = (text, w) => {
+    const out = [];
+    let line = '';
+    for (const word of text.split(' ')) {
+      if (line && (line.length + 1 + word.length) > w) { out.push(line); line = word; } else line = line ? `${line} ${word}` : word;
+    }
+    if (line) out.push(line);
+    return out.length ? out : [''];
+  };
+  const sep = `+${widths.map((w) => '-'.repeat(w + 2)).join('+')}+`;
+  const render = (row) => {
+    const wrapped = row.map((c, i) => wrap(c, widths[i]));
+    const height = Math.max(...wrapped.map((w) => w.length));
+    const lines = [];
+    for (let l = 0; l < height; l++) {
+      lines.push(`| ${wrapped.map((w, i) => (w[l] ?? '').padEnd(widths[i])).join(' | ')} |`);
+    }
+    return lines.join('\n');
+  };
+  console.log(sep);
+  console.log(render(headers));
+  console.log(sep.replace(/-/g, '='));
+  for (const c of cells) {
+    console.log(render(c));
+    console.log(sep);
+  }
+}
+
+function markdown(info, rows, r, elapsedS) {
+  const esc = (s) => s.replace(/\|/g, '\\|');
+  const lines = [];
+  lines.push('# freshtoken benchmarks — results');
+  lines.push('');
+  lines.push('Written by `node bench/run.mjs` (see `bench/README.md`); every ratio below was measured in that one run. Goals are targets, not tests.');
+  lines.push('');
+  for (const [k, v] of info) lines.push(`- **${k}**: ${v}`);
+  lines.push(`- **run time**: ${fmt(elapsedS, 1)} s`);
+  lines.push('');
+  lines.push('| # | measure | measured | anchor | anchor value | ratio | goal | met? |');
+  lines.push('| ---: | --- | ---: | --- | ---: | ---: | --- | --- |');
+  rows.forEach((x, i) => {
+    lines.push(`| ${i + 1} | ${esc(x.measure)} | ${x.measured} | ${esc(x.anchor)} | ${x.anchorValue} | ${fmt(x.ratio, 2)}× | ${esc(x.goal)} | ${metText(x.met)} |`);
+  });
+  lines.push('');
+  lines.push('## How each row was measured');
+  lines.push('');
+  const c = r.cached;
+  lines.push(`1. **Cached token.** One session seeded with the emulator's refresh + access token and \`expiresIn: 900\`; one \`OAuth2Client({clientId, clientSecret})\` with \`setCredentials({access_token, refresh_token, expiry_date: +10 years})\`. Both first checked to return the seeded token. ${fmt(CACHED.warmup, 0)} warm-up calls each, then ${CACHED.rounds} interleaved rounds of ${fmt(CACHED.iterations, 0)} sequential awaited calls each (alternating which goes first); the median round is shown. Token requests sent during the row: ${c.sent}. Per-round ratios: ${c.ftNs.map((x, i) => fmt(x / c.galNs[i], 2)).join(', ')} (median ${fmt(median(c.ftNs.map((x, i) => x / c.galNs[i])), 2)}×). Rounds (ns/call) — freshtoken: ${c.ftNs.map((x) => fmt(x, 0)).join(', ')}; google-auth-library: ${c.galNs.map((x) => fmt(x, 0)).join(', ')}.`);
+  const k = r.concurrent;
+  lines.push(`2. **${fmt(CONCURRENT.callers, 0)} callers at expiry.** Per run: a freshly seeded refresh token, a new session (MemoryStore) seeded with it and no access token, then the wall time of \`Promise.all\` over ${fmt(CONCURRENT.callers, 0)} \`accessToken()\` calls (store read, one refresh POST, save, fan-out). The anchor is a raw \`fetch\` POST of the same \`grant_type=refresh_token\` form (\`client_secret_post\`) to the same emulator endpoint, with a freshly seeded token each time, including \`res.json()\`. ${CONCURRENT.warmups} warm-up runs each, then ${CONCURRENT.reps} interleaved runs each; medians shown. POSTs counted at the emulator — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyPosts.join(', ')}; 1 caller: ${k.onePosts.join(', ')}; raw: ${k.rawPosts.join(', ')}; JS single flight: ${k.jsPosts.join(', ')}. All callers got the same token: ${k.allSame}; the store holds the rotated refresh token and the old one is \`consumed\`: ${k.rotated}. Runs (ms) — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyAll.map((x) => fmt(x, 2)).join(', ')}; raw fetch: ${k.rawAll.map((x) => fmt(x, 2)).join(', ')}.`);
+  const h = r.heap;
+  const hb = (m) => `heapUsed +${fmt(m.heapUsed / MiB, 1)} MB, external +${fmt(m.external / MiB, 1)} MB, rss +${fmt(m.rss / MiB, 1)} MB${m.sessionCount !== null ? `, \`client.sessionCount\` ${fmt(m.sessionCount, 0)}` : ''}${m.storeRecordChars ? `, MemoryStore record text ${fmt(m.storeRecordChars / MiB, 1)} M chars` : ''}, ${fmt(m.elapsedMs / 1000, 1)} s to create`;
+  lines.push(`3. **Heap.** Each figure comes from its own \`node --expose-gc bench/heap-child.mjs\` process: baseline after import, warm-up and gc; then ${fmt(HEAP.sessions, 0)} sessions (one \`TokenClient\` with default options, one shared \`MemoryStore\`), each \`seed({refreshToken, accessToken, expiresIn: 900})\` with random base64url tokens of the emulator's lengths (${h.rtLen} and ${h.atLen} chars) and \`accessToken()\` once; then gc (letting wasm-bindgen's FinalizationRegistry run) and \`process.memoryUsage()\`. Measured = Δ\`heapUsed\` + Δ\`external\` (in Node \`external\` includes the wasm linear memory; \`arrayBuffers\` does not). MB = 2^20 bytes. Breakdown — handles dropped: ${hb(h.dropped)}. Handles kept: ${hb(h.held)}. Plain objects: ${hb(h.plain)}.`);
+  const s = r.size;
+  const list = (m) => m.files.map((f) => `\`${relative(REPO, f)}\` ${fmt(gz9(f) / KiB, 1)} KB`).join(', ');
+  lines.push(`4. **Package size.** Every file the entry point loads (relative imports followed; the wasm-bindgen glue brings its \`.wasm\`), each compressed with zlib gzip level 9 (as \`gzip -9\`), summed — what a server sending each file gzipped would transfer. Node build: ${fmt(s.node.gz / KiB, 1)} KB gzipped (${fmt(s.node.raw / KiB, 1)} KB raw): ${list(s.node)}. Web build: ${fmt(s.web.gz / KiB, 1)} KB gzipped (${fmt(s.web.raw / KiB, 1)} KB raw): ${list(s.web)}. Anchor: the CommonJS files in \`require.cache\` after \`require('google-auth-library')\` in a clean process — ${s.gal.files.length} files, ${fmt(s.gal.gz / KiB, 1)} KB gzipped (${fmt(s.gal.raw / KiB, 1)} KB raw); of them google-auth-library's own: ${s.galOwn.files.length} files, ${fmt(s.galOwn.gz / KiB, 1)} KB gzipped. The anchor is informational (what a common OAuth client costs); the goal is the absolute 40 KB (KB = 1024 bytes).`);
+  lines.push('');
+  return `${lines.join('\n')}\n`;
+}
+
+// ---- main ------------------------------------------------------------------
+async function main() {
+  const t0 = performance.now();
+  const pkgVersion = JSON.parse(readFileSync(resolve(PKG, 'package.json'), 'utf8')).version;
+  let galVersion;
+  let OAuth2Client;
+  try {
+    galVersion = require('google-auth-library/package.json').version;
+    ({ OAuth2Client } = require('google-auth-library'));
+  } catch {
+    console.error('google-auth-library is not installed: run `cd bench && npm install --no-audit --no-fund`');
+    process.exit(2);
+  }
+  let ft;
+  try {
+    ft = await import('../pkg/src/node.js');
+  } catch (err) {
+    console.error(`cannot load ../pkg/src/node.js (build it with \`bash scripts/build-js.sh\`): ${err.message}`);
+    process.exit(2);
+  }
+
+  const info = machineInfo(pkgVersion, galVersion);
+  let emu;
+  try {
+    emu = await startEmulator();
+  } catch (err) {
+    console.error(`${err.message}\n(emulator path: ${emulatorBinaryPath()})`);
+    process.exit(2);
+  }
+
+  const results = { galVersion };
+  try {
+    results.cached = await benchCached(emu, ft, OAuth2Client);
+    results.concurrent = await benchConcurrent(emu, ft);
+    results.heap = await benchHeap(emu);
+    results.size = await benchSize();
+  } finally {
+    await emu.stop();
+  }
+  const elapsedS = (performance.now() - t0) / 1000;
+
+  const rows = buildRows(results);
+  console.log('freshtoken benchmarks (ratios measured in this run; goals are targets, not tests)');
+  for (const [k, v] of info) console.log(`  ${k.padEnd(20)} ${v}`);
+  console.log(`  ${'run time'.padEnd(20)} ${fmt(elapsedS, 1)} s`);
+  console.log('');
+  printTable(rows);
+  const mdPath = resolve(BENCH_DIR, 'results.md');
+  writeFileSync(mdPath, markdown(info, rows, results, elapsedS));
+  console.log(`\nDetails and per-round numbers: ${relative(process.cwd(), mdPath) || mdPath}`);
+}
+
+main().catch((err) => {
+  console.error(`bench failed: ${err?.stack ?? err}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,264 @@
+// The browser build of the npm package (pkg/src/web.js over pkg/dist/web/) in
+// a real headless Chromium, driven by playwright-core. The package is served
+// from a node:http static server on one loopback origin and talks to the token
+// emulator on another, so every token request is a real cross-origin (CORS)
+// fetch. The client is the emulator's PUBLIC client: no secret in a browser.
+//
+// Needs: /usr/bin/chromium (Debian's `chromium`; without it the tests are
+// skipped), the built package (`bash scripts/build-js.sh`) and the emulator
+// (`cargo build -p freshtoken-emulator`).
+//
+// Nothing here prints a token: assertions compare tokens without putting them
+// in messages.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { startEmulator } from '../support/emulator.mjs';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--no-first-run',
+];
+const PKG_DIR = fileURLToPath(new URL('../../../pkg/', import.meta.url));
+const PUBLIC_CLIENT = 'public-client';
+const CALLERS = 50;
+
+const skip = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser tests`;
+
+const MIME = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json; charset=utf-8',
+  '.html': 'text/html; charset=utf-8',
+};
+
+// The test page: loads the browser entry as a module and reports how that went.
+const PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>freshtoken browser test</title></head>
+<body>
+<script type="module">
+  import('/src/web.js').then(
+    (ft) => { window.ft = ft; window.__ftLoaded = 'ok'; },
+    (err) => { window.__ftLoaded = 'error: ' + (err && err.stack || err); },
+  );
+</script>
+</body></html>`;
+
+/** Serves pkg/src/ and pkg/dist/web/ plus the test page on 127.0.0.1:0. */
+async function startStaticServer() {
+  const served = [];
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://127.0.0.1');
+    const path = decodeURIComponent(url.pathname);
+    served.push(path);
+    const send = (status, type, body) => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed');
+    if (path === '/' || path === '/index.html') return send(200, MIME['.html'], PAGE);
+    if (path === '/favicon.ico') return send(204, 'text/plain', '');
+    if (!path.startsWith('/src/') && !path.startsWith('/dist/web/')) return send(404, 'text/plain', 'not found');
+    const file = normalize(join(PKG_DIR, path));
+    if (!file.startsWith(PKG_DIR) || file.includes(`${sep}..${sep}`)) return send(403, 'text/plain', 'forbidden');
+    const type = MIME[extname(file)];
+    if (!type) return send(404, 'text/plain', 'not found');
+    try {
+      return send(200, type, await readFile(file));
+    } catch {
+      return send(404, 'text/plain', 'not found');
+    }
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address();
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    served,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections?.();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+describe('freshtoken in headless Chromium (web build, cross-origin token endpoint)', { skip, timeout: 120_000 }, () => {
+  let emu;
+  let site;
+  let context;
+  let page;
+  let userDataDir;
+  const pageErrors = [];
+  const tokenRequests = []; // { origin header, body has client_secret, method }
+
+  before(async () => {
+    emu = await startEmulator();
+    site = await startStaticServer();
+    assert.notEqual(new URL(emu.tokenEndpoint).origin, site.origin, 'page and token endpoint must be different origins');
+
+    const { chromium } = await import('playwright-core');
+    userDataDir = await mkdtemp(join(tmpdir(), 'freshtoken-chromium-'));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+    });
+    page = context.pages()[0] ?? await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(String(err?.message ?? err)));
+    page.on('console', (msg) => {
+      if (msg.type() !== 'error') return;
+      // Chromium logs every non-2xx fetch ("Failed to load resource: … 400");
+      // the token endpoint's RFC 6749 error answers are expected, not page errors.
+      if (msg.location()?.url === emu.tokenEndpoint && msg.text().startsWith('Failed to load resource')) return;
+      pageErrors.push(msg.text());
+    });
+    page.on('request', async (request) => {
+      if (request.url() !== emu.tokenEndpoint) return;
+      const entry = { method: request.method(), origin: undefined, secretSent: false };
+      tokenRequests.push(entry);
+      entry.secretSent = /(^|&)client_secret=/.test(request.postData() ?? '');
+      try {
+        entry.origin = (await request.allHeaders()).origin;
+      } catch { /* page gone */ }
+    });
+
+    await page.goto(`${site.origin}/`);
+    await page.waitForFunction(() => window.__ftLoaded !== undefined, null, { timeout: 30_000 });
+    const loaded = await page.evaluate(() => window.__ftLoaded);
+    assert.equal(loaded, 'ok', `pkg/src/web.js did not load in Chromium: ${loaded}; page errors: ${pageErrors.join(' | ')}`);
+    assert.ok(site.served.includes('/dist/web/freshtoken_bg.wasm'), 'the wasm came from the static server');
+  });
+
+  after(async () => {
+    const steps = [
+      () => context?.close(),
+      () => site?.close(),
+      () => emu?.stop(),
+      () => userDataDir && rm(userDataDir, { recursive: true, force: true }),
+    ];
+    for (const step of steps) {
+      try { await step(); } catch (err) { console.error(`cleanup: ${err?.message ?? err}`); }
+    }
+  });
+
+  test(`${CALLERS} concurrent accessToken() callers share one refresh, and the rotated token is stored`, async () => {
+    const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
+    const before = await emu.refreshRequests();
+    const requestsBefore = tokenRequests.length;
+
+    const result = await page.evaluate(async ({ tokenEndpoint, refreshToken, callers }) => {
+      const { TokenClient, MemoryStore } = window.ft;
+      const client = new TokenClient({ tokenEndpoint, clientId: 'public-client' });
+      const store = new MemoryStore();
+      const session = client.session('browser-user', store);
+      await session.seed({ refreshToken });
+      const tokens = await Promise.all(Array.from({ length: callers }, () => session.accessToken()));
+      const status = await session.status();
+      const record = store.get('browser-user');
+      window.__session = session;
+      return { tokens, record, status, sessionCount: client.sessionCount };
+    }, { tokenEndpoint: emu.tokenEndpoint, refreshToken: seeded.refresh_token, callers: CALLERS });
+
+    assert.equal(await emu.refreshRequests() - before, 1, 'exactly one refresh request reached the emulator');
+    assert.equal(result.tokens.length, CALLERS);
+    assert.ok(result.tokens.every((t) => typeof t === 'string' && t.length > 0), 'every caller got a token');
+    assert.equal(new Set(result.tokens).size, 1, 'all callers got the same access token');
+    assert.ok(result.tokens[0] !== seeded.access_token, 'the token came from the refresh, not the seed');
+
+    assert.equal(typeof result.record, 'string', 'the store holds a record');
+    const record = JSON.parse(result.record);
+    assert.equal(record.schema, 'freshtoken.record/1');
+    assert.equal(typeof record.refresh_token, 'string');
+    assert.ok(record.refresh_token !== seeded.refresh_token, 'the stored refresh token is the rotated one');
+    assert.ok(record.access_token === result.tokens[0], 'the stored access token is the one handed out');
+    assert.equal(await emu.refreshTokenState(seeded.refresh_token), 'consumed');
+    assert.equal(await emu.refreshTokenState(record.refresh_token), 'active');
+    assert.equal(result.status.hasRecord, true);
+    assert.equal(result.status.unpersisted, false);
+    assert.equal(result.status.inDoubt, false);
+
+    // The browser saw one cross-origin POST from the page's origin, with no secret.
+    const mine = tokenRequests.slice(requestsBefore);
+    assert.equal(mine.length, 1, 'the page sent one token request');
+    assert.equal(mine[0].method, 'POST');
+    assert.equal(mine[0].origin, site.origin, 'the token request was a cross-origin fetch from the page origin');
+    assert.equal(mine[0].secretSent, false, 'no client_secret in a browser');
+
+    // A second round is served from memory: the same token, no new request.
+    const again = await page.evaluate(
+      (callers) => Promise.all(Array.from({ length: callers }, () => window.__session.accessToken())),
+      CALLERS,
+    );
+    assert.ok(again.every((t) => t === result.tokens[0]), 'later callers get the cached token');
+    assert.equal(await emu.refreshRequests() - before, 1, 'the cached token needed no request');
+    assert.equal(tokenRequests.length - requestsBefore, 1);
+    assert.deepEqual(pageErrors, [], 'no page errors');
+  });
+
+  test('a bogus refresh token crosses into the page as ReauthorizationRequiredError (invalid_grant)', async () => {
+    const before = await emu.refreshRequests();
+    const result = await page.evaluate(async ({ tokenEndpoint }) => {
+      const ft = window.ft;
+      const client = new ft.TokenClient({ tokenEndpoint, clientId: 'public-client' });
+      const session = client.session('bogus-user', new ft.MemoryStore());
+      await session.seed({ refreshToken: 'not-a-real-refresh-token' });
+      const describe = (e) => ({
+        name: e?.name,
+        ctor: e?.constructor?.name,
+        isReauth: e instanceof ft.ReauthorizationRequiredError,
+        isFreshTokenError: e instanceof ft.FreshTokenError,
+        isError: e instanceof Error,
+        code: e?.code,
+        reason: e?.reason,
+        message: String(e?.message ?? ''),
+        hasStack: typeof e?.stack === 'string' && e.stack.length > 0,
+      });
+      const outcomes = [];
+      for (let i = 0; i < 2; i++) {
+        try {
+          await session.accessToken();
+          outcomes.push({ resolved: true });
+        } catch (e) {
+          outcomes.push(describe(e));
+        }
+      }
+      const status = await session.status();
+      return { outcomes, status };
+    }, { tokenEndpoint: emu.tokenEndpoint });
+
+    for (const [i, out] of result.outcomes.entries()) {
+      assert.notEqual(out.resolved, true, `call ${i + 1} must reject`);
+      assert.equal(out.ctor, 'ReauthorizationRequiredError', `call ${i + 1}: class`);
+      assert.equal(out.name, 'ReauthorizationRequiredError', `call ${i + 1}: name`);
+      assert.equal(out.isReauth, true, `call ${i + 1}: instanceof ReauthorizationRequiredError`);
+      assert.equal(out.isFreshTokenError, true, `call ${i + 1}: instanceof FreshTokenError`);
+      assert.equal(out.isError, true, `call ${i + 1}: instanceof Error`);
+      assert.equal(out.code, 'reauthorization_required', `call ${i + 1}: code`);
+      assert.equal(out.reason, 'invalid_grant', `call ${i + 1}: reason`);
+      assert.equal(out.hasStack, true, `call ${i + 1}: has a stack`);
+      assert.ok(!out.message.includes('not-a-real-refresh-token'), `call ${i + 1}: the message holds no token`);
+    }
+    // The dead token was sent once; the second call failed fast (DESIGN point 13).
+    assert.equal(await emu.refreshRequests() - before, 1, 'the dead refresh token was sent once');
+    assert.equal(result.status.reauthorizationReason, 'invalid_grant');
+    assert.deepEqual(pageErrors, [], 'no page errors');
+  });
+});

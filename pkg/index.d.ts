@@ -122,6 +122,11 @@ export class UserSession {
   tokens(): Promise<TokenInfo>;
   /** A forced refresh, shared with concurrent callers. */
   refresh(): Promise<TokenInfo>;
+  /**
+   * The API rejected `token`: refresh, unless another caller already did
+   * (then its token is returned without a request).
+   */
+  tokenRejected(token: string): Promise<TokenInfo>;
   seed(seed: SeedOptions): Promise<void>;
   status(): Promise<SessionStatus>;
   free(): void;

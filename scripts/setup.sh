@@ -52,7 +52,7 @@ fi
 bash scripts/build-js.sh
 
 # JS test dependencies (oidc-provider, typescript, …) and the package itself.
-for dir in bindings/js bench; do
+for dir in bindings/js; do
   [ -f "$dir/package.json" ] || continue
   stamp="$dir/node_modules/.installed-from"
   if [ ! -f "$stamp" ] || [ "$dir/package.json" -nt "$stamp" ]; then

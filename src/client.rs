@@ -107,6 +107,7 @@ impl TokenClient {
             Err(CallFailure {
                 failure: Failure::OAuth { body, .. },
                 maybe_processed,
+                ..
             }) if body.error == "invalid_grant" => Err(Error::ReauthorizationRequired {
                 reason: if maybe_processed {
                     ReauthReason::LostRotation
@@ -145,10 +146,29 @@ impl TokenClient {
             code_verifier,
             redirect_uri,
         };
-        let issued = exchange::call(&self.ctx, &grant)
-            .await
-            .map_err(CallFailure::into_error)?;
         let config = &self.ctx.config;
+        let issued = match exchange::call(&self.ctx, &grant).await {
+            Ok(issued) => issued,
+            Err(mut failure) => {
+                // An unusable answer that still carries the first refresh
+                // token: keep it, or the user has to log in again.
+                if let Some(refresh_token) = failure.salvaged.take() {
+                    let now = self.ctx.clock.now_ms();
+                    let record = Record {
+                        refresh_token: Some(refresh_token),
+                        refresh_expires_at_ms: Some(
+                            now.saturating_add(config.refresh_token_lifetime_ms),
+                        ),
+                        updated_at_ms: now,
+                        ..Record::default()
+                    };
+                    if let Err(e) = session.install(record).await {
+                        log::warn!("freshtoken: session {key}: {e}");
+                    }
+                }
+                return Err(failure.into_error());
+            }
+        };
         let response = issued.response;
         let record = Record {
             access_token: Some(AccessToken::new(

@@ -7,7 +7,7 @@ use crate::grant::{build_request, Grant};
 use crate::http::{HttpClient, HttpError};
 use crate::random::jitter;
 use crate::response::{classify, Answer, OAuthErrorBody, TokenResponse};
-use crate::secret::scrub;
+use crate::secret::{scrub, Secret};
 use std::sync::Arc;
 
 /// What the token machinery needs: configuration, HTTP and time.
@@ -36,6 +36,8 @@ pub(crate) enum Failure {
 pub(crate) struct CallFailure {
     pub(crate) failure: Failure,
     pub(crate) maybe_processed: bool,
+    /// A rotated refresh token from an otherwise unusable success answer.
+    pub(crate) salvaged: Option<Secret>,
 }
 
 impl CallFailure {
@@ -51,6 +53,7 @@ impl CallFailure {
         CallFailure {
             failure: Failure::Other(error),
             maybe_processed,
+            salvaged: None,
         }
     }
 }
@@ -120,10 +123,24 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
                     if let Some(secret) = &ctx.config.client_secret {
                         secrets.push(secret.expose());
                     }
+                    body.error = scrub(&body.error, &secrets);
                     body.description = body.description.map(|d| scrub(&d, &secrets));
+                    body.uri = body.uri.map(|u| scrub(&u, &secrets));
                     return Err(CallFailure {
                         failure: Failure::OAuth { status, body },
                         maybe_processed,
+                        salvaged: None,
+                    });
+                }
+                Answer::Unusable {
+                    status,
+                    message,
+                    refresh_token,
+                } => {
+                    let error = Error::invalid_response(Some(status), message);
+                    return Err(CallFailure {
+                        salvaged: Some(refresh_token),
+                        ..CallFailure::new(error, true)
                     });
                 }
                 Answer::Invalid { status, message } => {

@@ -60,6 +60,16 @@ pub enum Answer {
         /// `Retry-After`, in milliseconds from now.
         retry_after_ms: Option<u64>,
     },
+    /// 2xx whose body is invalid but carries a usable `refresh_token`: the
+    /// server rotated, so the new refresh token must be kept.
+    Unusable {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong.
+        message: String,
+        /// The rotated refresh token found in the body.
+        refresh_token: Secret,
+    },
     /// Anything else; `message` says what (never the body itself).
     Invalid {
         /// HTTP status.
@@ -81,7 +91,14 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
     match status {
         200..=299 => match parse_token_response(&response.body) {
             Ok(token) => Answer::Success(token),
-            Err(message) => Answer::Invalid { status, message },
+            Err(message) => match salvage_refresh_token(&response.body) {
+                Some(refresh_token) => Answer::Unusable {
+                    status,
+                    message,
+                    refresh_token,
+                },
+                None => Answer::Invalid { status, message },
+            },
         },
         429 | 500..=599 => Answer::Retryable {
             status,
@@ -152,6 +169,15 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
         scope,
         id_token,
     })
+}
+
+/// The `refresh_token` of a success body that failed validation, if it is
+/// itself valid: losing it would cost the user a re-link.
+pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
+    match parse_object(body)?.get("refresh_token") {
+        Some(Json::Str(s)) if is_printable_token(s) => Some(Secret::new(s.as_str())),
+        _ => None,
+    }
 }
 
 /// Parses an RFC 6749 §5.2 error body; `None` if it is not one.
@@ -377,6 +403,24 @@ mod tests {
             answer(200, &[], "{\"access_token\":"),
             Answer::Invalid { status: 200, .. }
         ));
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_is_salvaged_from_an_invalid_body() {
+        let body = r#"{"access_token":"at","token_type":"mac","refresh_token":"rt-new"}"#;
+        match answer(200, &[], body) {
+            Answer::Unusable {
+                message,
+                refresh_token,
+                ..
+            } => {
+                assert!(message.contains("not Bearer"));
+                assert_eq!(refresh_token.expose(), "rt-new");
+            }
+            other => panic!("{other:?}"),
+        }
+        let no_rt = r#"{"access_token":"at","token_type":"mac","refresh_token":"bad\ntoken"}"#;
+        assert!(matches!(answer(200, &[], no_rt), Answer::Invalid { .. }));
     }
 
     #[test]

@@ -56,11 +56,17 @@ pub(crate) fn redacted(value: &str) -> String {
 
 /// Replaces every occurrence of each non-trivial secret in `text` with
 /// `[redacted]`, so server-provided text can be shown safely.
+/// Servers that echo the request show secrets form- or percent-encoded, so
+/// those spellings are removed too.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        if out.contains(secret) {
-            out = out.replace(secret, "[redacted]");
+        let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let percent = form.replace('+', "%20");
+        for spelling in [secret.to_string(), form, percent] {
+            if out.contains(&spelling) {
+                out = out.replace(&spelling, "[redacted]");
+            }
         }
     }
     out
@@ -91,5 +97,15 @@ mod tests {
     fn scrub_removes_secrets_from_text() {
         let out = scrub("token abcdef was reused", &["abcdef", "ab"]);
         assert_eq!(out, "token [redacted] was reused");
+    }
+
+    #[test]
+    fn scrub_removes_encoded_spellings() {
+        let secret = "rt a+b/c=";
+        let echoed = "bad body: refresh_token=rt+a%2Bb%2Fc%3D&x=rt%20a%2Bb%2Fc%3D";
+        assert_eq!(
+            scrub(echoed, &[secret]),
+            "bad body: refresh_token=[redacted]&x=[redacted]"
+        );
     }
 }

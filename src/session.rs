@@ -133,7 +133,14 @@ impl UserSession {
     /// The access token if it is fresh in memory and nothing is pending: no
     /// I/O, no waiting. `None` means "call [`UserSession::access_token`]".
     pub fn cached_access_token(&self) -> Option<String> {
-        self.cached(|_, at| at.value.expose().to_owned())
+        self.cached(|_, at, _| at.value.expose().to_owned())
+    }
+
+    /// When the cached path would serve a token: the generation of the
+    /// in-memory record (it changes whenever the record does), so an export
+    /// can keep its own converted copy of the token keyed by it.
+    pub fn fresh_generation(&self) -> Option<u64> {
+        self.cached(|_, _, generation| generation)
     }
 
     /// A fresh access token: from memory with no I/O when it is fresh,
@@ -150,20 +157,39 @@ impl UserSession {
     /// The fresh access token with its expiry, scope, ID token and the
     /// refresh token's expiry.
     pub async fn tokens(&self) -> Result<TokenInfo, Error> {
-        if let Some(info) = self.cached(|rec, _| info_of(rec)) {
+        if let Some(info) = self.cached(|rec, _, _| info_of(rec)) {
             return Ok(info);
         }
         self.join_or_start(false).await
     }
 
-    /// Forces a refresh (e.g. after the API rejected the token). Callers that
-    /// ask while a refresh is running share it; a refresh that completed
-    /// after this call began counts as this call's.
+    /// Forces a refresh. Callers that ask while a refresh is running share
+    /// it; a refresh that completed after this call began counts as this
+    /// call's.
     pub async fn refresh(&self) -> Result<TokenInfo, Error> {
+        self.refresh_unless(None).await
+    }
+
+    /// The API rejected `token`: refresh, unless the session already holds
+    /// a different fresh token (another caller refreshed first), which is
+    /// then returned without a request. Shares a refresh in progress.
+    pub async fn token_rejected(&self, token: &str) -> Result<TokenInfo, Error> {
+        self.refresh_unless(Some(token)).await
+    }
+
+    async fn refresh_unless(&self, rejected: Option<&str>) -> Result<TokenInfo, Error> {
         let asked_at = self.cell.lock().generation;
         loop {
             let (flight, mine) = {
                 let mut st = self.cell.lock();
+                if let Some(rejected) = rejected {
+                    let other = self.serve(&st, |rec, at, _| {
+                        (at.value.expose() != rejected).then(|| info_of(rec))
+                    });
+                    if let Some(info) = other.flatten() {
+                        return Ok(info);
+                    }
+                }
                 match &st.inflight {
                     Some(flight) => (flight.clone(), false),
                     None => {
@@ -259,8 +285,17 @@ impl UserSession {
 
     /// The fast path: `f` of the record when its access token is fresh and
     /// nothing is pending.
-    fn cached<T>(&self, f: impl FnOnce(&Record, &AccessToken) -> T) -> Option<T> {
+    fn cached<T>(&self, f: impl FnOnce(&Record, &AccessToken, u64) -> T) -> Option<T> {
         let st = self.cell.lock();
+        self.serve(&st, f)
+    }
+
+    /// `f` of the record in `st` when the cached path may serve its token.
+    fn serve<T>(
+        &self,
+        st: &SessionState,
+        f: impl FnOnce(&Record, &AccessToken, u64) -> T,
+    ) -> Option<T> {
         if !st.loaded || st.unpersisted {
             return None;
         }
@@ -270,7 +305,7 @@ impl UserSession {
         {
             return None;
         }
-        Some(f(rec, at))
+        Some(f(rec, at, st.generation))
     }
 
     async fn join_or_start(&self, force: bool) -> Result<TokenInfo, Error> {
@@ -340,6 +375,7 @@ impl UserSession {
             Err(CallFailure {
                 failure: Failure::OAuth { body, .. },
                 maybe_processed,
+                ..
             }) if body.error == "invalid_grant" => {
                 let reason = if in_doubt || maybe_processed {
                     ReauthReason::LostRotation
@@ -348,8 +384,10 @@ impl UserSession {
                 };
                 self.kill(reason, body.description).await
             }
-            Err(failure) => {
-                if failure.maybe_processed && !in_doubt {
+            Err(mut failure) => {
+                if let Some(rotated) = failure.salvaged.take() {
+                    self.keep_rotated(rotated).await;
+                } else if failure.maybe_processed && !in_doubt {
                     self.mark_in_doubt().await;
                 }
                 Err(failure.into_error())
@@ -454,6 +492,23 @@ impl UserSession {
             reason,
             description,
         })
+    }
+
+    /// The server rotated but its answer was unusable: keep the new refresh
+    /// token (without an access token) so the next call can use it.
+    async fn keep_rotated(&self, refresh_token: Secret) {
+        let until = self
+            .ctx
+            .clock
+            .now_ms()
+            .saturating_add(self.ctx.config.refresh_token_lifetime_ms);
+        self.update(|rec| {
+            rec.refresh_token = Some(refresh_token);
+            rec.access_token = None;
+            rec.refresh_expires_at_ms = Some(until);
+            rec.in_doubt = false;
+        })
+        .await;
     }
 
     /// Records that the refresh token's fate is unknown (DESIGN point 5).

@@ -398,3 +398,42 @@ async fn a_failed_refresh_never_leaves_the_session_stuck() {
     session.access_token().await.unwrap();
     assert_eq!(h.refresh_requests(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_refresh_token_in_an_unusable_answer_is_kept() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    // The server "rotated" to another live token but sent a wrong token_type.
+    let rotated = h.emu.seed(CLIENT_ID, "offline_access").refresh_token;
+    let body = format!(r#"{{"access_token":"x","token_type":"mac","refresh_token":"{rotated}"}}"#);
+    h.emu.push_fault(Fault::body(200, body));
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_response");
+    assert_no_secret(&error, &[&rotated]);
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.refresh_token.unwrap().expose(), rotated);
+    assert!(!stored.in_doubt);
+    session.access_token().await.unwrap();
+    assert_eq!(
+        h.emu.refresh_token_state(&rotated),
+        TokenState::Consumed,
+        "the kept token was used"
+    );
+    assert_eq!(h.refresh_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_echoed_encoded_by_the_server_are_scrubbed() {
+    let secret = "s3cret with+plus/SENTINEL";
+    let h = Harness::with(Default::default(), |b| b.client_secret(secret));
+    let (session, rt) = h.seeded("u1").await;
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let echo = format!(
+        r#"{{"error":"invalid_request","error_description":"bad body client_secret={form}&refresh_token={rt}&raw={}"}}"#,
+        form.replace('+', "%20")
+    );
+    h.emu.push_fault(Fault::body(400, echo));
+    let error = session.access_token().await.unwrap_err();
+    assert_no_secret(&error, &[&form, "SENTINEL", &rt]);
+    assert!(error.description().unwrap().contains("[redacted]"));
+}

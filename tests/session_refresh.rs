@@ -216,3 +216,22 @@ async fn a_server_that_does_not_rotate_keeps_the_old_refresh_token() {
     assert_eq!(h.store.refresh_token("u1"), Some(family.refresh_token));
     assert!(h.store.load("u1").await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rejected_after_another_caller_refreshed_costs_no_request() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let old = session.access_token().await.unwrap();
+    // Caller A saw the API reject `old` and refreshed.
+    let new = session.token_rejected(&old).await.unwrap().access_token;
+    assert_ne!(new, old);
+    assert_eq!(h.refresh_requests(), 2);
+    // Caller B's rejection of `old` arrives late: it gets `new`, no request.
+    let late = join_all((0..10).map(|_| session.token_rejected(&old))).await;
+    assert!(late.into_iter().all(|r| r.unwrap().access_token == new));
+    assert_eq!(h.refresh_requests(), 2);
+    // A rejection of the current token does refresh.
+    let newest = session.token_rejected(&new).await.unwrap().access_token;
+    assert_ne!(newest, new);
+    assert_eq!(h.refresh_requests(), 3);
+}

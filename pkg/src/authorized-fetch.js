@@ -1,9 +1,12 @@
 // fetch with the session's Bearer token; on HTTP 401, or a GraphQL answer
 // whose errors[].message starts with "UNAUTHENTICATED" (Stitch's "Token is
-// expired or malformed"), it forces one refresh and retries once.
+// expired or malformed"), it refreshes once — unless another caller already
+// did — and retries once.
 
-const withBearer = (init, token) => {
-  const headers = new Headers(init?.headers);
+/** `init` with `Authorization: Bearer <token>`, keeping a Request's own headers. */
+const withBearer = (input, init, token) => {
+  const base = init?.headers ?? (input instanceof Request ? input.headers : undefined);
+  const headers = new Headers(base);
   headers.set('Authorization', `Bearer ${token}`);
   return { ...init, headers };
 };
@@ -24,12 +27,16 @@ export async function isUnauthenticated(response) {
 
 /**
  * `fetch(input, init)` with `Authorization: Bearer <fresh token>`; retried
- * once after a forced refresh when the API rejects the token. A request body
- * must be re-sendable (a string, Blob, FormData, …, not a stream).
+ * once when the API rejects the token, with a token refreshed by this call
+ * or by a concurrent one (never two refreshes for one rejected token). A
+ * request body must be re-sendable (a string, Blob, FormData or a Request,
+ * not a stream in `init`).
  */
 export async function authorizedFetch(session, input, init = undefined, { fetch: fetchImpl = globalThis.fetch } = {}) {
-  const first = await fetchImpl(input, withBearer(init, await session.accessToken()));
+  const retryInput = input instanceof Request ? input.clone() : input;
+  const token = await session.accessToken();
+  const first = await fetchImpl(input, withBearer(input, init, token));
   if (!(await isUnauthenticated(first))) return first;
-  const { accessToken } = await session.refresh();
-  return fetchImpl(input, withBearer(init, accessToken));
+  const { accessToken } = await session.tokenRejected(token);
+  return fetchImpl(retryInput, withBearer(retryInput, init, accessToken));
 }

@@ -1,5 +1,17 @@
 // What both entry points export besides the wasm classes.
 
-export * from './errors.js';
+export {
+  FreshTokenError,
+  ReauthorizationRequiredError,
+  InvalidClientError,
+  OAuthError,
+  TransientError,
+  NetworkError,
+  TimeoutError,
+  InvalidResponseError,
+  StorageError,
+  ConflictError,
+  ConfigError,
+} from './errors.js';
 export { MemoryStore } from './memory-store.js';
 export { authorizedFetch, isUnauthenticated } from './authorized-fetch.js';

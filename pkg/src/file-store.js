@@ -4,7 +4,10 @@
 
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+
+/** Longest file-name stem used as is; longer keys are hashed (names max out at 255 bytes). */
+const MAX_STEM = 120;
 
 /** Records as files in `directory` (created if missing). */
 export class FileStore {
@@ -17,9 +20,14 @@ export class FileStore {
     this.#dir = directory;
   }
 
-  /** The file for `key`: base64url, so no key can escape the directory. */
+  /**
+   * The file for `key`: base64url (so no key can escape the directory), or
+   * the SHA-256 of the key when that would make the name too long.
+   */
   pathFor(key) {
-    return join(this.#dir, `${Buffer.from(key, 'utf8').toString('base64url')}.json`);
+    let stem = Buffer.from(key, 'utf8').toString('base64url');
+    if (stem.length > MAX_STEM) stem = `sha256-${createHash('sha256').update(key, 'utf8').digest('hex')}`;
+    return join(this.#dir, `${stem}.json`);
   }
 
   /** The record saved under `key`, or null. */
@@ -34,7 +42,11 @@ export class FileStore {
 
   /** Saves `record` durably: temp file, fsync, rename, fsync the directory. */
   async save(key, record) {
-    await mkdir(this.#dir, { recursive: true });
+    try {
+      await mkdir(this.#dir, { recursive: true });
+    } catch (error) {
+      throw new Error(`cannot write the record (${error.code ?? 'error'})`);
+    }
     const path = this.pathFor(key);
     const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     let file;

@@ -11,6 +11,14 @@ use js_sys::{Object, Promise};
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
+/// The members of `options.retry`.
+const RETRY_OPTIONS: &[&str] = &[
+    "maxAttempts",
+    "initialBackoffMs",
+    "maxBackoffMs",
+    "budgetMs",
+];
+
 /// Every option `new TokenClient(options)` understands; others are typos.
 const OPTIONS: &[&str] = &[
     "tokenEndpoint",
@@ -164,20 +172,30 @@ fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> 
     })
 }
 
+/// Checks that `value` is an object whose keys are all in `allowed`: a typo
+/// is a `config` error naming it, never silently ignored.
+fn known_keys(value: &JsValue, name: &str, prefix: &str, allowed: &[&str]) -> Result<(), Error> {
+    if !value.is_object() {
+        return Err(Error::config(name, "must be an object"));
+    }
+    for key in Object::keys(&Object::from(value.clone())).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !allowed.contains(&key.as_str()) {
+            return Err(Error::config(
+                format!("{prefix}{key}"),
+                "is not a known option",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A `ConfigBuilder` setter for a whole-number option.
 type IntSetter = fn(crate::ConfigBuilder, i64) -> crate::ConfigBuilder;
 
 /// The core client from JavaScript options; unknown keys are `config` errors.
 fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, Error> {
-    if !options.is_object() {
-        return Err(Error::config("options", "must be an object"));
-    }
-    for key in Object::keys(&Object::from(options.clone())).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !allowed.contains(&key.as_str()) {
-            return Err(Error::config(key, "is not a known option"));
-        }
-    }
+    known_keys(options, "options", "", allowed)?;
     let o = options;
     let mut b = Config::builder(string(o, "tokenEndpoint")?, string(o, "clientId")?);
     if let Some(secret) = opt_string(o, "clientSecret")? {
@@ -220,6 +238,7 @@ fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, Error> {
     }
     let retry = get(o, "retry");
     if !retry.is_undefined() && !retry.is_null() {
+        known_keys(&retry, "retry", "retry.", RETRY_OPTIONS)?;
         let d = RetryPolicy::default();
         let field = |name: &str, default: u64| -> Result<u64, Error> {
             match opt_int(&retry, name)? {

@@ -4,17 +4,24 @@ use super::convert::{opt_int, opt_string, session_status, string, token_info};
 use super::error::to_js;
 use crate::{Error, Seed, UserSession};
 use js_sys::Promise;
+use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 
 /// The JavaScript `UserSession`: one user's tokens.
 #[wasm_bindgen(js_name = UserSession)]
 pub struct WasmUserSession {
     inner: UserSession,
+    /// The last token handed out, as a JS string, with the record
+    /// generation it came from: the cached path then crosses no string.
+    token: RefCell<Option<(u64, JsValue)>>,
 }
 
 impl WasmUserSession {
     pub(crate) fn new(inner: UserSession) -> Self {
-        WasmUserSession { inner }
+        WasmUserSession {
+            inner,
+            token: RefCell::new(None),
+        }
     }
 }
 
@@ -30,8 +37,18 @@ impl WasmUserSession {
     /// already-settled Promise without entering the async machinery.
     #[wasm_bindgen(js_name = accessToken)]
     pub fn access_token(&self) -> Promise {
-        if let Some(token) = self.inner.cached_access_token() {
-            return Promise::resolve(&JsValue::from(token));
+        if let Some(generation) = self.inner.fresh_generation() {
+            let mut cache = self.token.borrow_mut();
+            match cache.as_ref() {
+                Some((g, token)) if *g == generation => return Promise::resolve(token),
+                _ => {
+                    if let Some(token) = self.inner.cached_access_token() {
+                        let token = JsValue::from(token);
+                        *cache = Some((generation, token.clone()));
+                        return Promise::resolve(&token);
+                    }
+                }
+            }
         }
         let session = self.inner.clone();
         super::promise(Box::pin(async move {
@@ -56,6 +73,20 @@ impl WasmUserSession {
         let session = self.inner.clone();
         super::promise(Box::pin(async move {
             session.refresh().await.map(token_info).map_err(to_js)
+        }))
+    }
+
+    /// `session.tokenRejected(token)`: the API rejected `token`; refresh
+    /// unless another caller already did.
+    #[wasm_bindgen(js_name = tokenRejected)]
+    pub fn token_rejected(&self, token: String) -> Promise {
+        let session = self.inner.clone();
+        super::promise(Box::pin(async move {
+            session
+                .token_rejected(&token)
+                .await
+                .map(token_info)
+                .map_err(to_js)
         }))
     }
 

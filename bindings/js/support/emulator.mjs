@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 
-/** The repository root (…/bindings/js/test/support/ → …/). */
+/** The repository root (…/bindings/js/support/ → …/). */
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** Where the emulator binary is looked for: $FRESHTOKEN_EMULATOR_BIN, else <repo>/target/debug/freshtoken-emulator. */

@@ -1,0 +1,136 @@
+// The authorization-code flow with PKCE through the JS API against the
+// emulator: authorizationUrl() → GET it without following redirects (the
+// emulator approves at once) → exchangeCode() stores the first record and
+// returns a session that refreshes. Mirrors tests/code_flow.rs.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, beforeEach, describe, test } from 'node:test';
+
+import { ConfigError, MemoryStore, OAuthError, TokenClient, UserSession } from 'freshtoken';
+import { startEmulator } from '../support/emulator.mjs';
+
+const REDIRECT = 'https://app.example/callback';
+
+/** Follows the authorize URL one hop and returns the redirect's query parameters. */
+async function approve(url) {
+  const response = await fetch(url, { redirect: 'manual' });
+  await response.arrayBuffer();
+  assert.equal(response.status, 302);
+  const location = new URL(response.headers.get('location'));
+  assert.equal(`${location.origin}${location.pathname}`, REDIRECT);
+  return location.searchParams;
+}
+
+describe('code flow against the emulator', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+  beforeEach(async () => { await emu.reset(); });
+
+  const confidential = () => new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret' });
+
+  test('authorizationUrl() carries an S256 challenge, state, nonce and offline_access', () => {
+    const client = confidential();
+    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });
+    assert.deepEqual(Object.keys(request).sort(), ['codeVerifier', 'nonce', 'state', 'url']);
+    const url = new URL(request.url);
+    assert.equal(`${url.origin}${url.pathname}`, emu.authorizationEndpoint, 'the default: /token → /authorize');
+    const q = url.searchParams;
+    assert.equal(q.get('response_type'), 'code');
+    assert.equal(q.get('client_id'), 'test-client');
+    assert.equal(q.get('redirect_uri'), REDIRECT);
+    assert.deepEqual(q.get('scope').split(' ').sort(), ['accounts', 'offline_access', 'openid']);
+    assert.equal(q.get('code_challenge_method'), 'S256');
+    assert.ok(/^[A-Za-z0-9\-._~]{43,128}$/.test(request.codeVerifier), 'an RFC 7636 verifier (43-128 unreserved characters)');
+    assert.equal(q.get('code_challenge'), createHash('sha256').update(request.codeVerifier).digest('base64url'));
+    assert.equal(q.get('state'), request.state);
+    assert.equal(q.get('nonce'), request.nonce);
+    assert.ok(request.state.length >= 16 && request.nonce.length >= 16, 'unguessable state and nonce');
+    assert.equal(q.has('client_secret'), false, 'no secret in a URL');
+
+    const again = client.authorizationUrl({ redirectUri: REDIRECT });
+    assert.notEqual(again.state, request.state);
+    assert.ok(again.codeVerifier !== request.codeVerifier, 'a new verifier each time');
+    assert.equal(new URL(again.url).searchParams.get('scope').split(' ').includes('offline_access'), true);
+
+    const given = client.authorizationUrl({ redirectUri: REDIRECT, state: 'my-state', nonce: 'my-nonce', scopes: ['offline_access'] });
+    assert.equal(given.state, 'my-state');
+    assert.equal(new URL(given.url).searchParams.get('nonce'), 'my-nonce');
+    assert.equal(new URL(given.url).searchParams.get('scope'), 'offline_access', 'not added twice');
+
+    assert.throws(() => client.authorizationUrl({}), (err) => err instanceof ConfigError && /redirectUri/.test(err.message));
+  });
+
+  test('exchangeCode() stores the first record and returns a session that refreshes', async () => {
+    const client = confidential();
+    const store = new MemoryStore();
+    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });
+    const params = await approve(request.url);
+    assert.equal(params.get('state'), request.state);
+
+    const session = await client.exchangeCode(
+      { code: params.get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT }, 'u1', store,
+    );
+    assert.ok(session instanceof UserSession);
+    assert.equal(session.key, 'u1');
+    const record = JSON.parse(store.get('u1'));
+    assert.equal(typeof record.refresh_token, 'string');
+    assert.equal(await emu.refreshTokenState(record.refresh_token), 'active');
+    const counters = await emu.counters();
+    assert.equal(counters.codes_issued, 1);
+    assert.equal(counters.code_exchanges, 1);
+
+    const info = await session.tokens();
+    assert.ok(info.scope.split(' ').includes('offline_access'));
+    const idClaims = JSON.parse(Buffer.from(info.idToken.split('.')[1], 'base64url').toString('utf8'));
+    assert.equal(idClaims.nonce, request.nonce, 'the ID token carries our nonce');
+    assert.ok(record.access_token === info.accessToken, 'the stored access token is served');
+    assert.equal(await emu.refreshRequests(), 0, 'the exchanged access token is used without a refresh');
+
+    const refreshed = await session.refresh();
+    assert.ok(refreshed.accessToken !== info.accessToken);
+    assert.equal(await emu.refreshTokenState(record.refresh_token), 'consumed');
+    const rotated = JSON.parse(store.get('u1')).refresh_token;
+    assert.ok(rotated !== record.refresh_token, 'the rotated refresh token is stored');
+    assert.equal(await emu.refreshTokenState(rotated), 'active');
+  });
+
+  test('a wrong verifier is OAuthError invalid_grant and stores nothing', async () => {
+    const client = confidential();
+    const store = new MemoryStore();
+    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const params = await approve(request.url);
+    const err = await client.exchangeCode(
+      { code: params.get('code'), codeVerifier: 'a-different-verifier-of-sufficient-length-000000', redirectUri: REDIRECT },
+      'u1',
+      store,
+    ).then(() => assert.fail('resolved'), (e) => e);
+    assert.ok(err instanceof OAuthError);
+    assert.equal(err.code, 'oauth');
+    assert.equal(err.oauthError, 'invalid_grant');
+    assert.equal(store.get('u1'), null);
+    assert.equal((await client.session('u1', store).status()).hasRecord, false);
+  });
+
+  test('a public client uses PKCE without a secret', async () => {
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'public-client' });
+    const store = new MemoryStore();
+    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const params = await approve(request.url);
+    const session = await client.exchangeCode(
+      { code: params.get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT }, 'p1', store,
+    );
+    await session.refresh();
+    assert.equal((await emu.counters()).refresh_success, 1);
+  });
+
+  test('exchangeCode() with missing fields or a bad store is a ConfigError', async () => {
+    const client = confidential();
+    await assert.rejects(client.exchangeCode({ code: 'c', redirectUri: REDIRECT }, 'u1', new MemoryStore()),
+      (err) => err instanceof ConfigError && /codeVerifier/.test(err.message));
+    await assert.rejects(client.exchangeCode({ code: 'c', codeVerifier: 'v', redirectUri: REDIRECT }, 'u1', {}),
+      (err) => err instanceof ConfigError && /store/.test(err.message));
+    assert.equal((await emu.counters()).token_requests, 0);
+  });
+});

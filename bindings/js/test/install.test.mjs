@@ -1,0 +1,66 @@
+// The package installs from pkg/ into a fresh Node project (copied, as
+// `npm pack` would ship it, not linked) and runs the README's quick start
+// against the emulator.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+
+import { startEmulator } from '../support/emulator.mjs';
+
+const run = promisify(execFile);
+const pkgDir = fileURLToPath(new URL('../../../pkg', import.meta.url));
+
+let emu;
+let project;
+
+before(async () => {
+  emu = await startEmulator();
+  project = await mkdtemp(join(tmpdir(), 'freshtoken-install-'));
+  await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'quick-start', private: true, type: 'module' }));
+  // --install-links copies the folder the way a published tarball would land.
+  await run('npm', ['install', '--install-links', '--no-audit', '--no-fund', '--loglevel=error', pkgDir], { cwd: project });
+});
+
+after(async () => {
+  await emu?.stop();
+  if (project) await rm(project, { recursive: true, force: true });
+});
+
+test('the installed package ships only its files and has no dependencies', async () => {
+  const installed = join(project, 'node_modules', 'freshtoken');
+  const top = (await readdir(installed)).sort();
+  assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'package.json', 'src']);
+  const modules = (await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.'));
+  assert.deepEqual(modules, ['freshtoken'], 'zero runtime dependencies');
+});
+
+test('the quick start runs in the fresh project', async () => {
+  const family = await emu.seed();
+  const script = `
+    import { TokenClient, MemoryStore, ReauthorizationRequiredError } from 'freshtoken';
+    const client = new TokenClient({ tokenEndpoint: process.env.EP, clientId: 'test-client', clientSecret: 'test-secret' });
+    const session = client.session('user-42', new MemoryStore());
+    await session.seed({ refreshToken: process.env.RT });
+    const tokens = await Promise.all(Array.from({ length: 100 }, () => session.accessToken()));
+    const bogus = client.session('user-43', new MemoryStore());
+    await bogus.seed({ refreshToken: 'not-a-real-token' });
+    const error = await bogus.accessToken().catch((e) => e);
+    console.log(JSON.stringify({
+      same: tokens.every((t) => t === tokens[0]),
+      reauth: error instanceof ReauthorizationRequiredError && error.reason,
+    }));
+  `;
+  await writeFile(join(project, 'quick-start.mjs'), script);
+  const { stdout } = await run('node', ['quick-start.mjs'], {
+    cwd: project,
+    env: { ...process.env, EP: emu.tokenEndpoint, RT: family.refresh_token },
+  });
+  assert.deepEqual(JSON.parse(stdout.trim()), { same: true, reauth: 'invalid_grant' });
+  assert.equal(await emu.refreshRequests(), 2, 'one refresh for 100 callers, one rejected');
+});

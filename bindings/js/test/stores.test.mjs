@@ -1,0 +1,171 @@
+// The package's stores: FileStore (Node only: one file per key, temp file +
+// fsync + rename) and MemoryStore, alone and under a session against the
+// emulator. Each test works in its own temporary directory.
+
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+
+import { FileStore, MemoryStore, StorageError, TokenClient } from 'freshtoken';
+import { startEmulator } from '../support/emulator.mjs';
+
+const RECORD = '{"schema":"freshtoken.record/1","refresh_token":"rt-SENTINEL-record","updated_at":1}';
+
+describe('FileStore', () => {
+  let dir;
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'freshtoken-filestore-')); });
+  afterEach(async () => {
+    await chmod(dir, 0o700).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('save then load round-trips; a missing key loads as null', async () => {
+    const store = new FileStore(join(dir, 'records'));
+    assert.equal(await store.load('nobody'), null, 'missing directory: null');
+    await store.save('u1', RECORD);
+    assert.equal(await store.load('u1'), RECORD);
+    assert.equal(await store.load('u2'), null);
+    await store.save('u1', `${RECORD} `);
+    assert.equal(await store.load('u1'), `${RECORD} `, 'a second save replaces the record');
+    assert.equal(await new FileStore(join(dir, 'records')).load('u1'), `${RECORD} `, 'another instance reads it');
+  });
+
+  test('keys that look like paths stay inside the directory', async () => {
+    const inner = join(dir, 'a', 'b');
+    const store = new FileStore(inner);
+    const keys = ['../../etc/passwd', '../escape', '/abs/olute', 'C:\\windows', '.', '..', 'é ünïcode 🔑', ''];
+    for (const [i, key] of keys.entries()) {
+      assert.equal(dirname(store.pathFor(key)), inner, `key ${i}: the file is directly in the directory`);
+      await store.save(key, `${RECORD}${i}`);
+    }
+    for (const [i, key] of keys.entries()) {
+      assert.equal(await store.load(key), `${RECORD}${i}`, `key ${i} round-trips`);
+    }
+    assert.equal((await readdir(inner)).length, keys.length, 'one file per key');
+    assert.deepEqual(await readdir(dir), ['a']);
+    assert.deepEqual(await readdir(join(dir, 'a')), ['b'], 'nothing written above the directory');
+  });
+
+  test('no temporary files are left behind, even after concurrent saves', async () => {
+    const store = new FileStore(dir);
+    for (let i = 0; i < 10; i += 1) await store.save('seq', `${RECORD}${i}`);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => store.save('par', `${RECORD}${i}`)));
+    const files = await readdir(dir);
+    assert.deepEqual(files.sort(), [store.pathFor('par'), store.pathFor('seq')].map((p) => p.slice(dir.length + 1)).sort());
+    assert.match(await store.load('par'), /^\{"schema".*\}\d+$/, 'a whole record, never half of one');
+    assert.equal((await stat(store.pathFor('seq'))).mode & 0o777, 0o600, 'readable by the owner only');
+  });
+
+  test('an unwritable location rejects without the record in the message', async () => {
+    await writeFile(join(dir, 'plain-file'), 'x');
+    const errors = [];
+    // A "directory" below a regular file (fails for root too).
+    const underFile = new FileStore(join(dir, 'plain-file', 'records'));
+    errors.push(await underFile.save('u1', RECORD).then(() => assert.fail('saved'), (e) => e));
+    // The record's path is taken by a directory: the rename fails, the temp file is cleaned up.
+    const blocked = new FileStore(dir);
+    await mkdir(blocked.pathFor('u1'));
+    errors.push(await blocked.save('u1', RECORD).then(() => assert.fail('saved'), (e) => e));
+    errors.push(await blocked.load('u1').then(() => assert.fail('loaded'), (e) => e));
+    for (const err of errors) {
+      assert.ok(err instanceof Error);
+      assert.ok(!`${err.message} ${err.stack}`.includes('SENTINEL'), 'the record is not in the error');
+    }
+    assert.match(errors[1].message, /cannot write the record/);
+    assert.match(errors[2].message, /cannot read the record/);
+    assert.deepEqual((await readdir(dir)).sort(), ['plain-file', blocked.pathFor('u1').slice(dir.length + 1)].sort(),
+      'no temp file left after a failed save');
+  });
+
+  test('a read-only directory rejects the save', {
+    skip: process.getuid?.() === 0 ? 'running as root: permissions do not stop root' : false,
+  }, async () => {
+    const store = new FileStore(dir);
+    await chmod(dir, 0o500);
+    const err = await store.save('u1', RECORD).then(() => assert.fail('saved'), (e) => e);
+    assert.match(err.message, /cannot write the record \(EACCES\)/);
+    assert.ok(!err.message.includes('SENTINEL'));
+  });
+
+  test('a key of 200 bytes can be stored', async () => {
+    const store = new FileStore(dir);
+    const key = `https://issuer.example/tenants/1234|${'s'.repeat(164)}`;
+    assert.equal(Buffer.byteLength(key), 200);
+    await store.save(key, RECORD);
+    assert.equal(await store.load(key), RECORD);
+  });
+
+  test('the constructor wants a directory path', () => {
+    assert.throws(() => new FileStore(''), TypeError);
+    assert.throws(() => new FileStore(), TypeError);
+  });
+});
+
+describe('MemoryStore', () => {
+  test('load/save/get per key', async () => {
+    const store = new MemoryStore();
+    const pending = store.load('u1');
+    assert.ok(pending instanceof Promise);
+    assert.equal(await pending, null);
+    assert.equal(store.get('u1'), null);
+    assert.equal(await store.save('u1', 'a'), undefined);
+    await store.save('u2', 'b');
+    assert.equal(await store.load('u1'), 'a');
+    assert.equal(store.get('u2'), 'b');
+    await store.save('u1', 'c');
+    assert.equal(store.get('u1'), 'c');
+    assert.equal(new MemoryStore().get('u1'), null, 'instances do not share records');
+  });
+});
+
+describe('stores under a session against the emulator', () => {
+  let emu;
+  let dir;
+  before(async () => {
+    emu = await startEmulator();
+    dir = await mkdtemp(join(tmpdir(), 'freshtoken-filestore-e2e-'));
+  });
+  after(async () => {
+    await emu?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const clientAt = (now) => new TokenClient({
+    tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret', now: () => now,
+  });
+
+  test('FileStore keeps the rotated record for the next process', async () => {
+    const now = Date.now();
+    const family = await emu.seed();
+    const first = clientAt(now).session('user@example.com', new FileStore(dir));
+    await first.seed({ refreshToken: family.refresh_token });
+    const token = await first.accessToken();
+    assert.equal(await emu.refreshRequests(), 1);
+
+    const onDisk = JSON.parse(await new FileStore(dir).load('user@example.com'));
+    assert.ok(onDisk.refresh_token !== family.refresh_token, 'the rotated refresh token is on disk');
+    assert.equal(await emu.refreshTokenState(onDisk.refresh_token), 'active');
+
+    // A new process with a new FileStore over the same directory.
+    const second = clientAt(now).session('user@example.com', new FileStore(dir));
+    assert.ok((await second.accessToken()) === token, 'served from the file, no request');
+    assert.equal(await emu.refreshRequests(), 1);
+    // Later, it refreshes with the rotated token from the file.
+    const later = clientAt(now + 900_000).session('user@example.com', new FileStore(dir));
+    await later.accessToken();
+    assert.equal(await emu.refreshRequests(), 2);
+    assert.equal((await emu.counters()).reuse_detected, 0);
+  });
+
+  test('a FileStore that cannot write turns into a StorageError without secrets', async () => {
+    await writeFile(join(dir, 'not-a-dir'), 'x');
+    const family = await emu.seed();
+    const session = clientAt(Date.now()).session('u1', new FileStore(join(dir, 'not-a-dir', 'sub')));
+    const err = await session.seed({ refreshToken: family.refresh_token }).then(() => assert.fail('saved'), (e) => e);
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.code, 'storage');
+    assert.ok(!err.message.includes(family.refresh_token), 'no refresh token in the message');
+  });
+});

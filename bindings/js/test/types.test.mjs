@@ -1,0 +1,139 @@
+// The package's TypeScript declarations (pkg/index.d.ts, found through the
+// "types" condition of its exports map): test/types/usage.ts, a tour of the
+// whole public API, compiles under `tsc --strict`; files with deliberate
+// mistakes do not, each with the expected diagnostic; and what index.d.ts
+// declares is what the module exports at run time.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+
+import ts from 'typescript';
+import * as runtime from 'freshtoken';
+
+const JS_DIR = fileURLToPath(new URL('../', import.meta.url));
+const TSC = join(JS_DIR, 'node_modules', 'typescript', 'bin', 'tsc');
+const PKG_DIR = fileURLToPath(new URL('../../../pkg', import.meta.url));
+const FLAGS = [
+  '--noEmit', '--strict', '--pretty', 'false',
+  '--module', 'nodenext', '--moduleResolution', 'nodenext',
+  '--target', 'es2022', '--lib', 'es2022,dom',
+];
+
+/** Runs tsc on `files` from `cwd`; resolves with its exit code and output. */
+function tsc(files, cwd) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [TSC, ...FLAGS, ...files], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c) => { output += c; });
+    child.stderr.on('data', (c) => { output += c; });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, output }));
+  });
+}
+
+const HEADER = "import { TokenClient, UserSession, MemoryStore, FreshTokenError, ReauthorizationRequiredError } from 'freshtoken';\n"
+  + "import type { TokenStore, TokenInfo, SessionStatus } from 'freshtoken';\n"
+  + "declare const session: UserSession;\ndeclare const err: unknown;\n";
+
+// Each wrong file has one mistake and the diagnostic tsc must report for it.
+const WRONG = {
+  'number-client-id.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 5 });", 'TS2322'],
+  'missing-token-endpoint.ts': ["new TokenClient({ clientId: 'c' });", 'TS2345'],
+  'unknown-option.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', leeway: 60 });", 'TS2353'],
+  'bad-client-auth.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', clientAuth: 'basic' });", 'TS2322'],
+  'missing-property.ts': ['export async function f() { const s: SessionStatus = await session.status(); return s.lastError; }', 'TS2339'],
+  'token-info-typo.ts': ['export async function f() { const i: TokenInfo = await session.tokens(); const n: string = i.expiresAt; return n; }', 'TS2322'],
+  'private-constructor.ts': ['export const s = new UserSession();', 'TS2673'],
+  'store-load-returns-a-number.ts': ['export const s: TokenStore = { load: async () => 1, save: async () => {} };', 'TS2322'],
+  'store-without-save.ts': ['export const s: TokenStore = { load: async () => null };', 'TS2741'],
+  'reason-not-narrowed.ts': ["export const r: 'invalid_grant' | 'refresh_expired' | 'lost_rotation' | 'no_refresh_token' = (err as FreshTokenError).reason;", 'TS2322'],
+  'access-token-is-a-promise.ts': ['export const t: string = session.accessToken();', 'TS2322'],
+  'narrowed-code.ts': ["export function f() { if (err instanceof ReauthorizationRequiredError) { const c: 'storage' = err.code; return c; } return null; }", 'TS2322'],
+};
+
+describe('TypeScript declarations', () => {
+  let dir;
+  before(async () => {
+    // A scratch project that resolves 'freshtoken' to the real package.
+    dir = await mkdtemp(join(tmpdir(), 'freshtoken-types-'));
+    await writeFile(join(dir, 'package.json'), '{ "type": "module", "private": true }\n');
+    await mkdir(join(dir, 'node_modules'));
+    await symlink(PKG_DIR, join(dir, 'node_modules', 'freshtoken'), 'dir');
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('test/types/usage.ts compiles with tsc --strict (declarations checked too)', async () => {
+    const { code, output } = await tsc([join('test', 'types', 'usage.ts')], JS_DIR);
+    assert.equal(output.trim(), '', 'no diagnostics');
+    assert.equal(code, 0);
+  });
+
+  test('the scratch project resolves the package: a correct file compiles there', async () => {
+    await writeFile(join(dir, 'ok.ts'), `${HEADER}export const c = new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c' });\n`
+      + 'export const e = err instanceof ReauthorizationRequiredError ? err.reason : undefined;\n'
+      + 'export const m = new MemoryStore(); export const k: string = session.key;\n'
+      + 'export const t: Promise<TokenInfo> = session.tokens();\n');
+    const { code, output } = await tsc(['ok.ts'], dir);
+    assert.equal(output.trim(), '');
+    assert.equal(code, 0);
+  });
+
+  describe('deliberate mistakes do not compile', () => {
+    // One tsc run over every wrong file (tsc starts slowly); each test reads its file's diagnostics.
+    let result;
+    before(async () => {
+      for (const [file, [line]] of Object.entries(WRONG)) await writeFile(join(dir, file), `${HEADER}${line}\n`);
+      result = await tsc(Object.keys(WRONG), dir);
+    });
+
+    test('tsc fails and the package resolves', () => {
+      assert.notEqual(result.code, 0);
+      assert.ok(!result.output.includes('TS2307'), `cannot find module:\n${result.output}`);
+    });
+
+    for (const [file, [, diagnostic]] of Object.entries(WRONG)) {
+      test(`${file}: ${diagnostic} on the mistake's line`, () => {
+        const errors = result.output.split('\n').filter((l) => l.startsWith(`${file}(`) && l.includes(': error TS'));
+        assert.ok(errors.length > 0, `no diagnostic for ${file}:\n${result.output}`);
+        assert.ok(errors.every((l) => l.startsWith(`${file}(5,`)), `errors only on the mistake's line:\n${errors.join('\n')}`);
+        assert.ok(errors.some((l) => l.includes(`error ${diagnostic}:`)), `expected ${diagnostic}:\n${errors.join('\n')}`);
+      });
+    }
+  });
+});
+
+describe('index.d.ts matches the run-time exports', () => {
+  const file = join(PKG_DIR, 'index.d.ts');
+  const program = ts.createProgram([file], { strict: true, noEmit: true, target: ts.ScriptTarget.ES2022, lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'] });
+  const checker = program.getTypeChecker();
+  const declared = checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(file)));
+  const declaredValues = declared.filter((s) => s.flags & ts.SymbolFlags.Value).map((s) => s.name).sort();
+
+  test('every declared value exists at run time with the declared kind', () => {
+    assert.ok(declaredValues.length >= 18);
+    for (const name of declaredValues) {
+      assert.equal(typeof runtime[name], 'function', `${name} is exported`);
+    }
+  });
+
+  test('every declared class member exists at run time', () => {
+    for (const name of ['TokenClient', 'UserSession', 'MemoryStore', 'FileStore']) {
+      const type = checker.getDeclaredTypeOfSymbol(declared.find((s) => s.name === name));
+      const members = checker.getPropertiesOfType(type).map((p) => p.name);
+      for (const member of members) {
+        assert.ok(member in runtime[name].prototype, `${name}.prototype.${member}`);
+      }
+    }
+  });
+
+  test('every run-time export is declared', () => {
+    assert.deepEqual(Object.keys(runtime).filter((n) => !declaredValues.includes(n)), []);
+  });
+});

@@ -1,0 +1,203 @@
+// A typed tour of the public API of `freshtoken`, compiled by types.test.mjs
+// with `tsc --noEmit --strict` (never run). It uses only ES and DOM types, so
+// no @types/node is needed.
+
+import {
+  ConfigError,
+  ConflictError,
+  FileStore,
+  FreshTokenError,
+  InvalidClientError,
+  InvalidResponseError,
+  MemoryStore,
+  NetworkError,
+  OAuthError,
+  ReauthorizationRequiredError,
+  StorageError,
+  TimeoutError,
+  TokenClient,
+  TransientError,
+  UserSession,
+  authorizedFetch,
+  isUnauthenticated,
+  refreshTokens,
+} from 'freshtoken';
+import type {
+  AuthorizationRequest,
+  ClientAuth,
+  ErrorCode,
+  FetchLike,
+  ReauthorizationReason,
+  RefreshTokensOptions,
+  RetryOptions,
+  SeedOptions,
+  SessionStatus,
+  TokenClientOptions,
+  TokenInfo,
+  TokenResponse,
+  TokenStore,
+} from 'freshtoken';
+
+// --- a custom store -------------------------------------------------------
+
+/** Records in a key-value database (here: a Map standing in for one). */
+class DatabaseStore implements TokenStore {
+  readonly #rows = new Map<string, string>();
+
+  async load(key: string): Promise<string | null> {
+    return this.#rows.get(key) ?? null;
+  }
+
+  async save(key: string, record: string): Promise<void> {
+    this.#rows.set(key, record);
+  }
+}
+
+// --- quick start ------------------------------------------------------------
+
+const retry: RetryOptions = { maxAttempts: 3, initialBackoffMs: 100, maxBackoffMs: 2_000, budgetMs: 10_000 };
+const auth: ClientAuth = 'client_secret_post';
+const myFetch: FetchLike = (input, init) => fetch(input, init);
+
+const options: TokenClientOptions = {
+  tokenEndpoint: 'https://secure.stitch.money/connect/token',
+  clientId: 'my-client',
+  clientSecret: 'from-a-vault',
+  clientAuth: auth,
+  audience: 'https://secure.stitch.money/connect/token',
+  authorizationEndpoint: 'https://secure.stitch.money/connect/authorize',
+  leewaySeconds: 60,
+  userTokenLifetimeSeconds: 900,
+  clientTokenLifetimeSeconds: 3600,
+  refreshTokenLifetimeSeconds: 365 * 24 * 3600,
+  timeoutMs: 10_000,
+  maxSessions: 100_000,
+  retry,
+  fetch: myFetch,
+  now: () => Date.now(),
+  sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
+};
+
+const client = new TokenClient(options);
+const count: number = client.sessionCount;
+
+export async function quickStart(userId: string, refreshToken: string): Promise<string> {
+  const session: UserSession = client.session(userId, new DatabaseStore());
+  const seed: SeedOptions = { refreshToken, accessToken: 'at', expiresIn: 900, scope: 'openid offline_access', idToken: 'id' };
+  await session.seed(seed);
+  await session.seed({ refreshToken });
+  const key: string = session.key;
+  const token: string = await session.accessToken();
+  const info: TokenInfo = await session.tokens();
+  const expiresAt: number = info.expiresAt;
+  const scope: string | undefined = info.scope;
+  const idToken: string | undefined = info.idToken;
+  const refreshExpiresAt: number | undefined = info.refreshExpiresAt;
+  const forced: TokenInfo = await session.refresh();
+  const status: SessionStatus = await session.status();
+  const flags: boolean[] = [status.hasRecord, status.unpersisted, status.inDoubt];
+  const reason: ReauthorizationReason | undefined = status.reauthorizationReason;
+  const times: Array<number | undefined> = [status.accessExpiresAt, status.refreshExpiresAt, expiresAt, refreshExpiresAt];
+  session.free();
+  return [key, token, scope, idToken, forced.accessToken, String(flags), String(reason), String(times), String(count)].join();
+}
+
+// --- calling an API -----------------------------------------------------------
+
+export async function callApi(session: UserSession): Promise<unknown> {
+  const response: Response = await authorizedFetch(session, 'https://api.stitch.money/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: '{ viewer { user { name } } }' }),
+  });
+  const again = await authorizedFetch(session, new URL('https://api.example/rest'), undefined, { fetch: (i, init) => fetch(i, init) });
+  const unauthenticated: boolean = await isUnauthenticated(again);
+  return unauthenticated ? null : response.json();
+}
+
+// --- client tokens and the code flow ------------------------------------------
+
+export async function clientTokens(): Promise<string> {
+  const token: string = await client.clientToken(['accounts', 'balances']);
+  client.invalidateClientToken(['accounts', 'balances']);
+  return token;
+}
+
+export async function codeFlow(code: string, verifier: string): Promise<UserSession> {
+  const request: AuthorizationRequest = client.authorizationUrl({
+    redirectUri: 'https://app.example/callback',
+    scopes: ['openid', 'accounts'],
+    state: 'opaque',
+    nonce: 'nonce',
+  });
+  const minimal = client.authorizationUrl({ redirectUri: 'https://app.example/callback' });
+  const kept: string[] = [request.url, request.codeVerifier, request.state, request.nonce, minimal.url];
+  return client.exchangeCode({ code, codeVerifier: verifier || kept[1], redirectUri: 'https://app.example/callback' }, 'user-1', new MemoryStore());
+}
+
+// --- the drop-in refresh -------------------------------------------------------
+
+export async function dropIn(refreshToken: string): Promise<string | undefined> {
+  const opts: RefreshTokensOptions = { ...options, refreshToken };
+  const answer: TokenResponse = await refreshTokens(opts);
+  const bearer: 'Bearer' = answer.token_type;
+  const lifetime: number | undefined = answer.expires_in;
+  const parts: Array<string | undefined> = [answer.access_token, answer.scope, answer.id_token, bearer, String(lifetime)];
+  return parts.join() && answer.refresh_token;
+}
+
+// --- stores ----------------------------------------------------------------------
+
+export async function stores(): Promise<void> {
+  const memory = new MemoryStore();
+  await memory.save('k', 'v');
+  const direct: string | null = memory.get('k');
+  const loaded: string | null = await memory.load('k');
+  const files = new FileStore('/var/lib/app/tokens');
+  const path: string = files.pathFor('k');
+  const asStore: TokenStore = files;
+  await asStore.save('k', String(direct) + String(loaded) + path);
+}
+
+// --- errors: narrowing with instanceof and code -------------------------------------
+
+export function describeError(err: unknown): string {
+  if (err instanceof ReauthorizationRequiredError) {
+    const reason: ReauthorizationReason = err.reason; // not optional here
+    const code: 'reauthorization_required' = err.code;
+    return `${code}: re-link the account (${reason})`;
+  }
+  if (err instanceof OAuthError) {
+    const oauth: string = err.oauthError; // not optional here
+    return `${oauth}: ${err.description ?? ''} (${err.status ?? 0})`;
+  }
+  if (err instanceof TransientError) return `retry in ${err.retryAfterMs ?? 1000} ms`;
+  if (err instanceof StorageError) return 'the store failed; the renewed tokens are kept';
+  if (
+    err instanceof InvalidClientError || err instanceof NetworkError || err instanceof TimeoutError
+    || err instanceof InvalidResponseError || err instanceof ConflictError || err instanceof ConfigError
+  ) {
+    return err.message;
+  }
+  if (err instanceof FreshTokenError) {
+    const code: ErrorCode = err.code;
+    switch (code) {
+      case 'reauthorization_required':
+      case 'invalid_client':
+      case 'oauth':
+      case 'transient':
+      case 'network':
+      case 'timeout':
+      case 'invalid_response':
+      case 'storage':
+      case 'conflict':
+      case 'config':
+        return code;
+      default: {
+        const unreachable: never = code;
+        return unreachable;
+      }
+    }
+  }
+  return err instanceof Error ? err.name : 'unknown';
+}

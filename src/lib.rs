@@ -57,9 +57,13 @@ mod session;
 mod store;
 mod tokens;
 
+#[cfg(all(feature = "ffi", not(target_arch = "wasm32")))]
 pub mod ffi;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+
+#[cfg(all(feature = "ffi", not(target_arch = "wasm32")))]
+uniffi::setup_scaffolding!();
 
 pub use async_trait::async_trait;
 pub use authorize::{code_challenge, AuthorizationParams, AuthorizationRequest};

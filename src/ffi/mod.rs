@@ -1,2 +1,23 @@
-//! The uniffi export (Kotlin, Swift, Python): thin conversions onto the
-//! core. Empty until the bindings issue lands.
+//! The uniffi export (Kotlin, Swift, Python): thin conversions onto the core.
+//!
+//! The host supplies HTTP ([`HttpClient`]) and storage ([`TokenStore`]) as
+//! foreign async traits, so the native library carries no TLS stack and
+//! follows the platform's proxy and certificate settings. Every object
+//! method converts its arguments, calls the core, and converts back; errors
+//! map one to one onto [`FreshTokenError`].
+
+mod client;
+mod error;
+mod host;
+mod session;
+mod types;
+
+pub use client::{ClientTokens, TokenClient};
+pub use error::{FreshTokenError, HostError};
+pub use host::{Clock, HttpClient, TokenStore};
+pub use session::UserSession;
+pub use types::{
+    AuthorizationRequest, AuthorizationUrlOptions, CasResult, ExchangeCodeOptions, HttpHeader,
+    HttpRequest, HttpResponse, ReauthorizationReason, RetryOptions, SeedOptions, SessionStatus,
+    TokenClientOptions, TokenInfo, VersionedRecord,
+};

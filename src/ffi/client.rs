@@ -1,0 +1,173 @@
+//! `TokenClient` and `ClientTokens` for Kotlin, Swift and Python.
+
+use super::error::FreshTokenError;
+use super::host::{Clock, ClockAdapter, HttpAdapter, HttpClient, StoreAdapter, TokenStore};
+use super::session::UserSession;
+use super::types::{
+    AuthorizationRequest, AuthorizationUrlOptions, ExchangeCodeOptions, TokenClientOptions,
+};
+use crate::{AuthorizationParams, ClientAuthMethod, Config, Error, SystemClock};
+use std::sync::Arc;
+
+/// One OAuth client: sessions, client tokens, the code flow.
+#[derive(uniffi::Object)]
+pub struct TokenClient {
+    inner: crate::TokenClient,
+}
+
+fn config(o: TokenClientOptions) -> Result<Config, Error> {
+    let mut b = Config::builder(o.token_endpoint, o.client_id);
+    if let Some(secret) = o.client_secret {
+        b = b.client_secret(secret);
+    }
+    if let Some(method) = o.client_auth {
+        b = b.client_auth(ClientAuthMethod::parse(&method)?);
+    }
+    if let Some(audience) = o.audience {
+        b = b.audience(audience);
+    }
+    if let Some(url) = o.authorization_endpoint {
+        b = b.authorization_endpoint(url);
+    }
+    if let Some(v) = o.leeway_seconds {
+        b = b.leeway_secs(v);
+    }
+    if let Some(v) = o.user_token_lifetime_seconds {
+        b = b.user_token_lifetime_secs(v);
+    }
+    if let Some(v) = o.client_token_lifetime_seconds {
+        b = b.client_token_lifetime_secs(v);
+    }
+    if let Some(v) = o.refresh_token_lifetime_seconds {
+        b = b.refresh_token_lifetime_secs(v);
+    }
+    if let Some(v) = o.timeout_ms {
+        b = b.timeout_ms(v);
+    }
+    if let Some(v) = o.max_sessions {
+        b = b.max_sessions(usize::try_from(v).unwrap_or(usize::MAX));
+    }
+    if let Some(retry) = o.retry {
+        b = b.retry(retry.into());
+    }
+    b.build()
+}
+
+#[uniffi::export]
+impl TokenClient {
+    /// A client sending requests through the host's `http`, on the system clock.
+    #[uniffi::constructor]
+    pub fn new(
+        options: TokenClientOptions,
+        http: Arc<dyn HttpClient>,
+    ) -> Result<Arc<Self>, FreshTokenError> {
+        let inner = crate::TokenClient::new(
+            config(options)?,
+            Arc::new(HttpAdapter(http)),
+            Arc::new(SystemClock),
+        );
+        Ok(Arc::new(TokenClient { inner }))
+    }
+
+    /// The same, on the host's `clock` (for tests with fake time).
+    #[uniffi::constructor]
+    pub fn with_clock(
+        options: TokenClientOptions,
+        http: Arc<dyn HttpClient>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, FreshTokenError> {
+        let inner = crate::TokenClient::new(
+            config(options)?,
+            Arc::new(HttpAdapter(http)),
+            Arc::new(ClockAdapter(clock)),
+        );
+        Ok(Arc::new(TokenClient { inner }))
+    }
+
+    /// A handle on the session `key`, persisted through `store`.
+    pub fn session(
+        &self,
+        key: String,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<Arc<UserSession>, FreshTokenError> {
+        let inner = self.inner.session(&key, Arc::new(StoreAdapter(store)))?;
+        Ok(Arc::new(UserSession { inner }))
+    }
+
+    /// How many session states the client holds in memory.
+    pub fn session_count(&self) -> u64 {
+        self.inner.session_count() as u64
+    }
+
+    /// A fresh client-credentials token for `scopes`.
+    pub async fn client_token(&self, scopes: Vec<String>) -> Result<String, FreshTokenError> {
+        Ok(self.inner.client_token(&scopes).await?)
+    }
+
+    /// The client-token cache.
+    pub fn client_tokens(&self) -> Arc<ClientTokens> {
+        Arc::new(ClientTokens {
+            client: self.inner.clone(),
+        })
+    }
+
+    /// The authorize URL (PKCE S256, state, nonce, `offline_access`).
+    pub fn authorization_url(
+        &self,
+        options: AuthorizationUrlOptions,
+    ) -> Result<AuthorizationRequest, FreshTokenError> {
+        let request = self.inner.authorization_url(AuthorizationParams {
+            redirect_uri: options.redirect_uri,
+            scopes: options.scopes,
+            state: options.state,
+            nonce: options.nonce,
+            extra: Vec::new(),
+        })?;
+        Ok(AuthorizationRequest {
+            url: request.url,
+            code_verifier: request.code_verifier,
+            state: request.state,
+            nonce: request.nonce,
+        })
+    }
+
+    /// Exchanges an authorization code, stores the first record under `key`,
+    /// and returns the session.
+    pub async fn exchange_code(
+        &self,
+        options: ExchangeCodeOptions,
+        key: String,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<Arc<UserSession>, FreshTokenError> {
+        let inner = self
+            .inner
+            .exchange_code(
+                &options.code,
+                &options.code_verifier,
+                &options.redirect_uri,
+                &key,
+                Arc::new(StoreAdapter(store)),
+            )
+            .await?;
+        Ok(Arc::new(UserSession { inner }))
+    }
+}
+
+/// The client's own tokens (`client_credentials`), cached per scope set.
+#[derive(uniffi::Object)]
+pub struct ClientTokens {
+    client: crate::TokenClient,
+}
+
+#[uniffi::export]
+impl ClientTokens {
+    /// A fresh client token for `scopes` (order and duplicates ignored).
+    pub async fn token(&self, scopes: Vec<String>) -> Result<String, FreshTokenError> {
+        Ok(self.client.client_tokens().token(&scopes).await?)
+    }
+
+    /// Forgets the cached token for `scopes`.
+    pub fn invalidate(&self, scopes: Vec<String>) -> Result<(), FreshTokenError> {
+        Ok(self.client.client_tokens().invalidate(&scopes)?)
+    }
+}

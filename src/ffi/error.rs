@@ -1,0 +1,186 @@
+//! The exported error enum: the core's codes, one variant each.
+
+use crate::{Error, ErrorCode};
+
+use super::types::ReauthorizationReason;
+
+/// Every failure, one variant per stable code (same codes as JavaScript's
+/// `FreshTokenError.code`). `detail` is the human-readable message; it never
+/// contains a token or a secret.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum FreshTokenError {
+    /// The user must authorize again (re-link); `reason` says why.
+    #[error("{detail}")]
+    ReauthorizationRequired {
+        /// Why the session cannot continue.
+        reason: ReauthorizationReason,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// The server rejected the client credentials.
+    #[error("{detail}")]
+    InvalidClient {
+        /// HTTP status of the answer.
+        status: u16,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// Another RFC 6749 error; `error` is its code.
+    #[error("{detail}")]
+    OAuth {
+        /// HTTP status of the answer.
+        status: u16,
+        /// The RFC 6749 `error` code.
+        error: String,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// 5xx or 429 after every retry.
+    #[error("{detail}")]
+    Transient {
+        /// HTTP status of the answer.
+        status: u16,
+        /// The server's last `Retry-After`, in milliseconds.
+        retry_after_ms: Option<u64>,
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// A transport failure; `maybe_sent` is false when the request surely never left.
+    #[error("{detail}")]
+    Network {
+        /// False when the request surely never reached the server.
+        maybe_sent: bool,
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// The token request timed out.
+    #[error("{detail}")]
+    Timeout {
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// The token endpoint's answer could not be understood.
+    #[error("{detail}")]
+    InvalidResponse {
+        /// HTTP status of the answer, when there was one.
+        status: Option<u16>,
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// The host's store failed; anything renewed is kept and saved on the next call.
+    #[error("{detail}")]
+    Storage {
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// A compare-and-swap save lost to a newer version.
+    #[error("{detail}")]
+    Conflict {
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// Invalid configuration or argument; `field` names it.
+    #[error("{detail}")]
+    Config {
+        /// The offending option or argument.
+        field: String,
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+}
+
+impl From<Error> for FreshTokenError {
+    fn from(error: Error) -> Self {
+        let detail = error.to_string();
+        let description = error.description().map(str::to_owned);
+        let status = error.status();
+        match error {
+            Error::ReauthorizationRequired { reason, .. } => {
+                FreshTokenError::ReauthorizationRequired {
+                    reason: reason.into(),
+                    description,
+                    detail,
+                }
+            }
+            Error::InvalidClient { status, .. } => FreshTokenError::InvalidClient {
+                status,
+                description,
+                detail,
+            },
+            Error::OAuth { status, error, .. } => FreshTokenError::OAuth {
+                status,
+                error,
+                description,
+                detail,
+            },
+            Error::Transient {
+                status,
+                retry_after_ms,
+                ..
+            } => FreshTokenError::Transient {
+                status,
+                retry_after_ms,
+                detail,
+            },
+            Error::Network { maybe_sent, .. } => FreshTokenError::Network { maybe_sent, detail },
+            Error::Timeout => FreshTokenError::Timeout { detail },
+            Error::InvalidResponse { .. } => FreshTokenError::InvalidResponse { status, detail },
+            Error::Storage { .. } => FreshTokenError::Storage { detail },
+            Error::Conflict { .. } => FreshTokenError::Conflict { detail },
+            Error::Config { field, .. } => FreshTokenError::Config { field, detail },
+        }
+    }
+}
+
+impl FreshTokenError {
+    /// The stable code string of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FreshTokenError::ReauthorizationRequired { .. } => ErrorCode::ReauthorizationRequired,
+            FreshTokenError::InvalidClient { .. } => ErrorCode::InvalidClient,
+            FreshTokenError::OAuth { .. } => ErrorCode::OAuth,
+            FreshTokenError::Transient { .. } => ErrorCode::Transient,
+            FreshTokenError::Network { .. } => ErrorCode::Network,
+            FreshTokenError::Timeout { .. } => ErrorCode::Timeout,
+            FreshTokenError::InvalidResponse { .. } => ErrorCode::InvalidResponse,
+            FreshTokenError::Storage { .. } => ErrorCode::Storage,
+            FreshTokenError::Conflict { .. } => ErrorCode::Conflict,
+            FreshTokenError::Config { .. } => ErrorCode::Config,
+        }
+    }
+}
+
+/// What a host callback (store, HTTP, clock) throws.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum HostError {
+    /// The operation failed (any store failure).
+    #[error("{detail}")]
+    Failed {
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// HTTP only: the request certainly never reached the server (DNS,
+    /// connection refused); freshtoken may retry it.
+    #[error("{detail}")]
+    NotSent {
+        /// The message (never contains a token or secret).
+        detail: String,
+    },
+    /// HTTP only: no answer in time; the server may have processed it.
+    #[error("timed out")]
+    Timeout,
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for HostError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        HostError::Failed {
+            detail: format!("host callback failed: {}", e.reason),
+        }
+    }
+}

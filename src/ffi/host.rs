@@ -1,0 +1,189 @@
+//! The host's side: storage, HTTP and (optionally) time as foreign async
+//! traits, and their adapters onto the core's traits.
+
+use super::error::HostError;
+use super::types::{CasResult, HttpHeader, HttpRequest, HttpResponse, VersionedRecord};
+use crate::{CasOutcome, StoreError, Versioned};
+use std::sync::Arc;
+
+/// Where the host keeps session records (a database, a Keychain item, a
+/// file). Records are opaque strings. The lease and versioned members serve
+/// fleets; a single-process store answers `supports_lease`/`supports_versions`
+/// with false and never sees the others called (the Kotlin and Python base
+/// classes provide those defaults).
+#[uniffi::export(with_foreign)]
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync {
+    /// The record saved under `key`, or null.
+    async fn load(&self, key: String) -> Result<Option<String>, HostError>;
+    /// Saves `record` under `key`, durably, before returning.
+    async fn save(&self, key: String, record: String) -> Result<(), HostError>;
+    /// Whether `acquire`/`release` work.
+    fn supports_lease(&self) -> bool;
+    /// Takes the refresh lease on `key` for `owner`; false if held by another.
+    async fn acquire(&self, key: String, owner: String, ttl_ms: u64) -> Result<bool, HostError>;
+    /// Gives the lease back if `owner` still holds it.
+    async fn release(&self, key: String, owner: String) -> Result<(), HostError>;
+    /// Whether the versioned members do compare-and-swap.
+    fn supports_versions(&self) -> bool;
+    /// The record and its version.
+    async fn load_versioned(&self, key: String) -> Result<Option<VersionedRecord>, HostError>;
+    /// Saves only if the stored version is still `expected` (null: nothing stored).
+    async fn save_versioned(
+        &self,
+        key: String,
+        record: String,
+        expected: Option<String>,
+    ) -> Result<CasResult, HostError>;
+}
+
+/// Sends HTTP requests for freshtoken with the platform's own stack.
+#[uniffi::export(with_foreign)]
+#[async_trait::async_trait]
+pub trait HttpClient: Send + Sync {
+    /// Sends `request`; returns the answer whatever its status. Throw
+    /// `HostError.NotSent` when the request surely never left, `Timeout`
+    /// when no answer came in time, `Failed` otherwise.
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HostError>;
+}
+
+/// Time, for tests with a fake clock (the default is the system clock).
+#[uniffi::export(with_foreign)]
+#[async_trait::async_trait]
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Waits `ms` milliseconds (only between retries).
+    async fn sleep(&self, ms: u64);
+}
+
+fn store_error(e: HostError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// The host's store as the core's.
+pub(crate) struct StoreAdapter(pub(crate) Arc<dyn TokenStore>);
+
+#[async_trait::async_trait]
+impl crate::TokenStore for StoreAdapter {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.0.load(key.to_owned()).await.map_err(store_error)
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.0
+            .save(key.to_owned(), record.to_owned())
+            .await
+            .map_err(store_error)
+    }
+
+    fn supports_lease(&self) -> bool {
+        self.0.supports_lease()
+    }
+
+    async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        self.0
+            .acquire(key.to_owned(), owner.to_owned(), ttl_ms)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.0
+            .release(key.to_owned(), owner.to_owned())
+            .await
+            .map_err(store_error)
+    }
+
+    fn supports_versions(&self) -> bool {
+        self.0.supports_versions()
+    }
+
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let found = self
+            .0
+            .load_versioned(key.to_owned())
+            .await
+            .map_err(store_error)?;
+        Ok(found.map(|v| Versioned {
+            record: v.record,
+            version: v.version,
+        }))
+    }
+
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        let result = self
+            .0
+            .save_versioned(
+                key.to_owned(),
+                record.to_owned(),
+                expected.map(str::to_owned),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(match result {
+            CasResult::Saved { version } => CasOutcome::Saved { version },
+            CasResult::Conflict => CasOutcome::Conflict,
+        })
+    }
+}
+
+/// The host's HTTP client as the core's.
+pub(crate) struct HttpAdapter(pub(crate) Arc<dyn HttpClient>);
+
+#[async_trait::async_trait]
+impl crate::HttpClient for HttpAdapter {
+    async fn send(
+        &self,
+        request: crate::HttpRequest,
+    ) -> Result<crate::HttpResponse, crate::HttpError> {
+        let max = request.max_response_bytes;
+        let request = HttpRequest {
+            method: request.method,
+            url: request.url,
+            headers: request
+                .headers
+                .into_iter()
+                .map(|(name, value)| HttpHeader { name, value })
+                .collect(),
+            body: request.body,
+            timeout_ms: request.timeout_ms,
+            max_response_bytes: max as u64,
+        };
+        match self.0.send(request).await {
+            Ok(response) if response.body.len() > max => Err(crate::HttpError::TooLarge),
+            Ok(response) => Ok(crate::HttpResponse {
+                status: response.status,
+                headers: response
+                    .headers
+                    .into_iter()
+                    .map(|h| (h.name, h.value))
+                    .collect(),
+                body: response.body,
+            }),
+            Err(HostError::NotSent { detail }) => Err(crate::HttpError::NotSent(detail)),
+            Err(HostError::Timeout) => Err(crate::HttpError::Timeout),
+            // Anything else may have reached the server.
+            Err(HostError::Failed { detail }) => Err(crate::HttpError::Interrupted(detail)),
+        }
+    }
+}
+
+/// The host's clock as the core's.
+pub(crate) struct ClockAdapter(pub(crate) Arc<dyn Clock>);
+
+#[async_trait::async_trait]
+impl crate::Clock for ClockAdapter {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        self.0.sleep(ms).await
+    }
+}

@@ -1,0 +1,293 @@
+//! Records and enums crossing the FFI, and their conversions.
+
+use crate::{ReauthReason, RetryPolicy};
+
+/// Why the user must authorize again (same strings as the core's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ReauthorizationReason {
+    /// The server rejected the refresh token.
+    InvalidGrant,
+    /// The sliding lifetime passed; nothing was sent.
+    RefreshExpired,
+    /// An answer was lost after the server may have rotated the token.
+    LostRotation,
+    /// No refresh token is stored.
+    NoRefreshToken,
+}
+
+impl From<ReauthReason> for ReauthorizationReason {
+    fn from(reason: ReauthReason) -> Self {
+        match reason {
+            ReauthReason::InvalidGrant => ReauthorizationReason::InvalidGrant,
+            ReauthReason::RefreshExpired => ReauthorizationReason::RefreshExpired,
+            ReauthReason::LostRotation => ReauthorizationReason::LostRotation,
+            ReauthReason::NoRefreshToken => ReauthorizationReason::NoRefreshToken,
+        }
+    }
+}
+
+/// Retry policy for 5xx, 429 and unsent requests (unset fields keep defaults).
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct RetryOptions {
+    /// Requests sent at most, the first included (default 4).
+    #[uniffi(default = None)]
+    pub max_attempts: Option<u32>,
+    /// Backoff before the first retry in ms; doubles each time (default 250).
+    #[uniffi(default = None)]
+    pub initial_backoff_ms: Option<u64>,
+    /// Largest backoff in ms, unless Retry-After asks more (default 5000).
+    #[uniffi(default = None)]
+    pub max_backoff_ms: Option<u64>,
+    /// No retry starts after this many ms from the first request (default 20000).
+    #[uniffi(default = None)]
+    pub budget_ms: Option<u64>,
+}
+
+impl From<RetryOptions> for RetryPolicy {
+    fn from(o: RetryOptions) -> Self {
+        let d = RetryPolicy::default();
+        RetryPolicy {
+            max_attempts: o.max_attempts.unwrap_or(d.max_attempts),
+            initial_backoff_ms: o.initial_backoff_ms.unwrap_or(d.initial_backoff_ms),
+            max_backoff_ms: o.max_backoff_ms.unwrap_or(d.max_backoff_ms),
+            budget_ms: o.budget_ms.unwrap_or(d.budget_ms),
+        }
+    }
+}
+
+/// Options of a `TokenClient` (the same names as JavaScript's, snake_case).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TokenClientOptions {
+    /// `https://…/connect/token`; plain http only for loopback hosts.
+    pub token_endpoint: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret (never in an app a user can inspect: use a public client with PKCE there).
+    #[uniffi(default = None)]
+    pub client_secret: Option<String>,
+    /// `client_secret_post` (default with a secret), `client_secret_basic` or `none`.
+    #[uniffi(default = None)]
+    pub client_auth: Option<String>,
+    /// `audience` of client-credentials requests (default: the token endpoint).
+    #[uniffi(default = None)]
+    pub audience: Option<String>,
+    /// Default: the token endpoint with `/token` replaced by `/authorize`.
+    #[uniffi(default = None)]
+    pub authorization_endpoint: Option<String>,
+    /// Refresh this many seconds before expiry (default 60, at most half a token's life).
+    #[uniffi(default = None)]
+    pub leeway_seconds: Option<i64>,
+    /// Assumed user-token lifetime when `expires_in` is missing (default 900).
+    #[uniffi(default = None)]
+    pub user_token_lifetime_seconds: Option<i64>,
+    /// Assumed client-token lifetime when `expires_in` is missing (default 3600).
+    #[uniffi(default = None)]
+    pub client_token_lifetime_seconds: Option<i64>,
+    /// Sliding refresh-token lifetime (default 365 days).
+    #[uniffi(default = None)]
+    pub refresh_token_lifetime_seconds: Option<i64>,
+    /// Timeout of one request in ms.
+    #[uniffi(default = None)]
+    pub timeout_ms: Option<i64>,
+    /// Idle sessions kept in memory (default 100000).
+    #[uniffi(default = None)]
+    pub max_sessions: Option<u64>,
+    /// Retry policy; unset keeps the defaults.
+    #[uniffi(default = None)]
+    pub retry: Option<RetryOptions>,
+}
+
+/// A fresh access token and what goes with it. Times are Unix milliseconds.
+#[derive(Clone, uniffi::Record)]
+pub struct TokenInfo {
+    /// The access token.
+    pub access_token: String,
+    /// When it expires (Unix ms, counted from the send time).
+    pub expires_at_ms: u64,
+    /// The granted scope.
+    pub scope: Option<String>,
+    /// The OpenID Connect ID token.
+    pub id_token: Option<String>,
+    /// When the refresh token's sliding lifetime ends (Unix ms).
+    pub refresh_expires_at_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for TokenInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenInfo {{ expires_at_ms: {} }}", self.expires_at_ms)
+    }
+}
+
+impl From<crate::TokenInfo> for TokenInfo {
+    fn from(i: crate::TokenInfo) -> Self {
+        TokenInfo {
+            access_token: i.access_token,
+            expires_at_ms: i.expires_at_ms,
+            scope: i.scope,
+            id_token: i.id_token,
+            refresh_expires_at_ms: i.refresh_expires_at_ms,
+        }
+    }
+}
+
+/// What is known about a session without sending anything.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SessionStatus {
+    /// A record exists for this key.
+    pub has_record: bool,
+    /// Set when the user must authorize again.
+    pub reauthorization_reason: Option<ReauthorizationReason>,
+    /// Expiry of the current access token (Unix ms).
+    pub access_expires_at_ms: Option<u64>,
+    /// When the refresh token's sliding lifetime ends (Unix ms).
+    pub refresh_expires_at_ms: Option<u64>,
+    /// A renewed record could not be saved yet.
+    pub unpersisted: bool,
+    /// The last refresh answer was lost.
+    pub in_doubt: bool,
+}
+
+impl From<crate::SessionStatus> for SessionStatus {
+    fn from(s: crate::SessionStatus) -> Self {
+        SessionStatus {
+            has_record: s.has_record,
+            reauthorization_reason: s.reauth.map(Into::into),
+            access_expires_at_ms: s.access_expires_at_ms,
+            refresh_expires_at_ms: s.refresh_expires_at_ms,
+            unpersisted: s.unpersisted,
+            in_doubt: s.in_doubt,
+        }
+    }
+}
+
+/// Adopting an existing refresh token.
+#[derive(Clone, uniffi::Record)]
+pub struct SeedOptions {
+    /// The refresh token to adopt.
+    pub refresh_token: String,
+    /// The access token.
+    #[uniffi(default = None)]
+    pub access_token: Option<String>,
+    /// Seconds the access token stays valid from now; without it the access
+    /// token is treated as expired.
+    #[uniffi(default = None)]
+    pub expires_in: Option<i64>,
+    /// The granted scope.
+    #[uniffi(default = None)]
+    pub scope: Option<String>,
+    /// The OpenID Connect ID token.
+    #[uniffi(default = None)]
+    pub id_token: Option<String>,
+}
+
+impl From<SeedOptions> for crate::Seed {
+    fn from(s: SeedOptions) -> Self {
+        crate::Seed {
+            refresh_token: s.refresh_token.into(),
+            access_token: s.access_token.map(Into::into),
+            expires_in: s.expires_in,
+            scope: s.scope,
+            id_token: s.id_token.map(Into::into),
+        }
+    }
+}
+
+/// What to ask the authorization server for.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct AuthorizationUrlOptions {
+    /// Where the server sends the user back.
+    pub redirect_uri: String,
+    /// `offline_access` is added when missing.
+    #[uniffi(default = [])]
+    pub scopes: Vec<String>,
+    /// CSRF state (random when unset).
+    #[uniffi(default = None)]
+    pub state: Option<String>,
+    /// OpenID Connect nonce (random when unset).
+    #[uniffi(default = None)]
+    pub nonce: Option<String>,
+}
+
+/// The URL to open and what to keep until the user comes back.
+#[derive(Clone, uniffi::Record)]
+pub struct AuthorizationRequest {
+    /// The URL.
+    pub url: String,
+    /// The PKCE verifier: keep it until the user comes back. Secret.
+    pub code_verifier: String,
+    /// CSRF state (random when unset).
+    pub state: String,
+    /// OpenID Connect nonce (random when unset).
+    pub nonce: String,
+}
+
+/// The code exchange's inputs.
+#[derive(Clone, uniffi::Record)]
+pub struct ExchangeCodeOptions {
+    /// The authorization code.
+    pub code: String,
+    /// The PKCE verifier: keep it until the user comes back. Secret.
+    pub code_verifier: String,
+    /// Where the server sends the user back.
+    pub redirect_uri: String,
+}
+
+/// One HTTP header.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct HttpHeader {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// A request for the host's HTTP client (always a form POST today). Do not
+/// follow redirects; give up after `timeout_ms`; read at most
+/// `max_response_bytes` of the body.
+#[derive(Clone, uniffi::Record)]
+pub struct HttpRequest {
+    /// The HTTP method (`POST`).
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// Headers, in order.
+    pub headers: Vec<HttpHeader>,
+    /// The form body. Holds secrets: never log it.
+    pub body: String,
+    /// Timeout of one request in ms.
+    pub timeout_ms: u64,
+    /// Read at most this many body bytes.
+    pub max_response_bytes: u64,
+}
+
+/// The host's answer: status, headers and body.
+#[derive(Clone, uniffi::Record)]
+pub struct HttpResponse {
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<HttpHeader>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A stored record and its version (compare-and-swap stores).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VersionedRecord {
+    /// The record, as freshtoken wrote it.
+    pub record: String,
+    /// An opaque version chosen by the store.
+    pub version: String,
+}
+
+/// The result of a compare-and-swap save.
+#[derive(Debug, Clone, uniffi::Enum)]
+pub enum CasResult {
+    /// Saved; the new version.
+    Saved {
+        /// The new version.
+        version: String,
+    },
+    /// Someone saved a newer version first; nothing was written.
+    Conflict,
+}

@@ -24,12 +24,12 @@ step() {
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "clippy (native, all targets)" cargo clippy --workspace --all-targets --features native-http -- -D warnings
+step "clippy (native, all targets)" cargo clippy --workspace --all-targets --features native-http,uniffi-cli -- -D warnings
 step "clippy (wasm32 core)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
-step "rustdoc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features native-http --quiet
+step "rustdoc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features native-http,ffi --quiet
 
 printf '\n== cargo test (workspace: core, emulator, integration)\n'
-cargo test --workspace --features native-http --no-fail-fast 2>&1 | tee "$log"
+cargo test --workspace --features native-http,ffi --no-fail-fast 2>&1 | tee "$log"
 test_status=${PIPESTATUS[0]}
 
 # Sum every "test result:" line cargo printed.

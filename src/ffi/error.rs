@@ -184,3 +184,62 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for HostError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReauthReason;
+
+    #[test]
+    fn every_core_error_keeps_its_code_and_message() {
+        let errors = [
+            Error::reauth(ReauthReason::LostRotation),
+            Error::InvalidClient {
+                status: 401,
+                description: Some("bad".into()),
+            },
+            Error::OAuth {
+                status: 400,
+                error: "invalid_scope".into(),
+                description: None,
+                uri: None,
+            },
+            Error::Transient {
+                status: 503,
+                attempts: 4,
+                retry_after_ms: Some(2000),
+            },
+            Error::Network {
+                message: "refused".into(),
+                maybe_sent: false,
+            },
+            Error::Timeout,
+            Error::invalid_response(Some(200), "token_type is not Bearer"),
+            Error::storage("disk full"),
+            Error::Conflict {
+                message: "newer version".into(),
+            },
+            Error::config("leeway_secs", "must not be negative"),
+        ];
+        for error in errors {
+            let (code, message) = (error.code(), error.to_string());
+            let exported = FreshTokenError::from(error);
+            assert_eq!(exported.code(), code);
+            assert_eq!(exported.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn reasons_and_fields_cross_unchanged() {
+        match FreshTokenError::from(Error::reauth(ReauthReason::RefreshExpired)) {
+            FreshTokenError::ReauthorizationRequired { reason, .. } => {
+                assert_eq!(reason, ReauthorizationReason::RefreshExpired)
+            }
+            other => panic!("{other:?}"),
+        }
+        match FreshTokenError::from(Error::config("timeout_ms", "must be greater than zero")) {
+            FreshTokenError::Config { field, .. } => assert_eq!(field, "timeout_ms"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -97,6 +97,12 @@ export interface AuthorizationUrlOptions {
   scopes?: string[];
   state?: string;
   nonce?: string;
+  /**
+   * `prompt`: unset sends `consent`, which OpenID Connect requires for
+   * `offline_access` (without it some servers issue no refresh token);
+   * `''` sends none.
+   */
+  prompt?: string;
 }
 
 export interface AuthorizationRequest {

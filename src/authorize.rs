@@ -20,6 +20,11 @@ pub struct AuthorizationParams {
     pub state: Option<String>,
     /// OpenID Connect nonce; a random one when `None`.
     pub nonce: Option<String>,
+    /// The `prompt` parameter. `None` sends `consent`, which OpenID Connect
+    /// (Core §11) requires for `offline_access`: without it servers such as
+    /// oidc-provider drop `offline_access` and issue no refresh token.
+    /// `Some("")` sends none.
+    pub prompt: Option<String>,
     /// Further query parameters (e.g. Stitch's `prompt`, `provider`).
     pub extra: Vec<(String, String)>,
 }
@@ -102,6 +107,15 @@ pub(crate) fn authorization_url(
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &code_challenge(&code_verifier))
         .append_pair("code_challenge_method", "S256");
+    match params.prompt.as_deref() {
+        None => {
+            query.append_pair("prompt", "consent");
+        }
+        Some("") => {}
+        Some(prompt) => {
+            query.append_pair("prompt", prompt);
+        }
+    }
     for (name, value) in &params.extra {
         query.append_pair(name, value);
     }
@@ -168,6 +182,11 @@ mod tests {
         assert_eq!(get("nonce"), req.nonce);
         assert_eq!(get("code_challenge"), code_challenge(&req.code_verifier));
         assert_eq!(get("code_challenge_method"), "S256");
+        assert_eq!(
+            get("prompt"),
+            "consent",
+            "OIDC Core §11: offline_access needs consent"
+        );
         assert_eq!(req.code_verifier.len(), 43);
         assert!(!format!("{req:?}").contains(&req.code_verifier));
     }
@@ -190,6 +209,24 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn prompt_can_be_changed_or_left_out() {
+        let with = |prompt: Option<&str>| {
+            let p = AuthorizationParams {
+                redirect_uri: "app://cb".into(),
+                prompt: prompt.map(str::to_owned),
+                ..Default::default()
+            };
+            query(&authorization_url(&config(), p).unwrap().url)
+                .into_iter()
+                .filter(|(k, _)| k == "prompt")
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with(Some("login consent")), vec!["login consent"]);
+        assert!(with(Some("")).is_empty());
     }
 
     #[test]

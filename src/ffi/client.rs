@@ -121,6 +121,7 @@ impl TokenClient {
             scopes: options.scopes,
             state: options.state,
             nonce: options.nonce,
+            prompt: options.prompt,
             extra: Vec::new(),
         })?;
         Ok(AuthorizationRequest {

@@ -206,6 +206,9 @@ pub struct AuthorizationUrlOptions {
     /// OpenID Connect nonce (random when unset).
     #[uniffi(default = None)]
     pub nonce: Option<String>,
+    /// `prompt`: unset sends `consent` (needed for `offline_access`); "" sends none.
+    #[uniffi(default = None)]
+    pub prompt: Option<String>,
 }
 
 /// The URL to open and what to keep until the user comes back.

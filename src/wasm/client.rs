@@ -168,6 +168,7 @@ fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> 
         },
         state: opt_string(params, "state")?,
         nonce: opt_string(params, "nonce")?,
+        prompt: opt_string(params, "prompt")?,
         extra: Vec::new(),
     })
 }

@@ -16,7 +16,8 @@
 //   counting middleware records the last one seen (`lastAudience()`);
 // - logins are scripted through oidc-provider's own dev interactions (login
 //   form with any account id, then the consent form) over HTTP with a small
-//   cookie jar; no browser.
+//   cookie jar; no browser. `authorize(url)` does the same for an
+//   authorization URL built elsewhere (e.g. by the client under test).
 //
 // Nothing here prints a token.
 
@@ -295,27 +296,14 @@ export async function startOidcProvider({ accessTokenTtl = 900, clientCredential
   const tokenEndpoint = provider.urlFor('token');
   const authorizationEndpoint = provider.urlFor('authorization');
 
-  async function obtainTokens({ client = 'confidential', scope = userScopes, accountId = 'test-user' } = {}) {
-    const creds = clients[client];
-    if (!creds) throw new TypeError(`obtainTokens: unknown client kind ${client}`);
+  /**
+   * Drives an authorization request URL (built here or by the code under
+   * test) through oidc-provider's dev interactions — login as `accountId`,
+   * then consent — and resolves to the parameters of the redirect back to
+   * REDIRECT_URI (`code` and `state`, or `error` and `error_description`).
+   */
+  async function authorize(authorizationUrl, { accountId = 'test-user' } = {}) {
     const jar = new CookieJar();
-    const { verifier, challenge } = pkcePair();
-    const state = b64url(randomBytes(12));
-    const nonce = b64url(randomBytes(12));
-
-    const auth = new URL(authorizationEndpoint);
-    auth.search = new URLSearchParams({
-      client_id: creds.clientId,
-      response_type: 'code',
-      redirect_uri: REDIRECT_URI,
-      scope,
-      state,
-      nonce,
-      prompt: 'consent',
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-    }).toString();
-
     const request = async (url, init = {}) => {
       const headers = { ...(init.headers ?? {}) };
       const cookie = jar.header(url);
@@ -326,24 +314,14 @@ export async function startOidcProvider({ accessTokenTtl = 900, clientCredential
     };
 
     // Follow redirects by hand; fill in each dev-interaction form on the way.
-    let url = auth.toString();
-    let code;
+    let url = String(authorizationUrl);
     const submitted = [];
-    for (let step = 0; step < 20 && !code; step += 1) {
+    for (let step = 0; step < 20; step += 1) {
       const res = await request(url);
       if (res.status >= 300 && res.status < 400) {
         await res.arrayBuffer();
         const next = new URL(res.headers.get('location'), url);
-        if (next.href.startsWith(REDIRECT_URI)) {
-          const error = next.searchParams.get('error');
-          if (error) {
-            throw new Error(`authorization failed: ${error} (${next.searchParams.get('error_description')})`);
-          }
-          if (next.searchParams.get('state') !== state) throw new Error('authorization response state mismatch');
-          code = next.searchParams.get('code');
-          if (!code) throw new Error('authorization response carries no code');
-          break;
-        }
+        if (next.href.startsWith(REDIRECT_URI)) return next.searchParams;
         url = next.href;
         continue;
       }
@@ -369,7 +347,35 @@ export async function startOidcProvider({ accessTokenTtl = 900, clientCredential
       }
       url = new URL(post.headers.get('location'), url).href;
     }
-    if (!code) throw new Error(`authorization did not finish (interactions: ${submitted.join(', ')})`);
+    throw new Error(`authorization did not finish (interactions: ${submitted.join(', ')})`);
+  }
+
+  async function obtainTokens({ client = 'confidential', scope = userScopes, accountId = 'test-user' } = {}) {
+    const creds = clients[client];
+    if (!creds) throw new TypeError(`obtainTokens: unknown client kind ${client}`);
+    const { verifier, challenge } = pkcePair();
+    const state = b64url(randomBytes(12));
+    const nonce = b64url(randomBytes(12));
+
+    const auth = new URL(authorizationEndpoint);
+    auth.search = new URLSearchParams({
+      client_id: creds.clientId,
+      response_type: 'code',
+      redirect_uri: REDIRECT_URI,
+      scope,
+      state,
+      nonce,
+      prompt: 'consent',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    }).toString();
+
+    const params = await authorize(auth, { accountId });
+    const error = params.get('error');
+    if (error) throw new Error(`authorization failed: ${error} (${params.get('error_description')})`);
+    if (params.get('state') !== state) throw new Error('authorization response state mismatch');
+    const code = params.get('code');
+    if (!code) throw new Error('authorization response carries no code');
 
     const body = new URLSearchParams({
       grant_type: 'authorization_code',
@@ -408,6 +414,9 @@ export async function startOidcProvider({ accessTokenTtl = 900, clientCredential
     clients,
     /** The oidc-provider instance itself, for tests that need more. */
     provider,
+    /** The userinfo endpoint (`/me`; needs an access token with the `openid` scope). */
+    userinfoEndpoint: provider.urlFor('userinfo'),
+    authorize,
     obtainTokens,
     tokenRequests: () => tokenRequests,
     tokenRequestsByGrant: () => ({ ...byGrant }),

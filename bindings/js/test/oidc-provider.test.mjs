@@ -6,6 +6,11 @@
 // The client's clock is fake (oidc-provider keeps real time): moving it past
 // the access token's expiry makes the client refresh while the server still
 // happily accepts the refresh token.
+//
+// The same server, by theme (faults come from support/fault-proxy.mjs):
+// oidc-provider.failures (errors, retries, lost answers, timeouts, stores),
+// .client-tokens, .authorized-fetch (userinfo), .drop-in (refreshTokens),
+// .code-flow (authorizationUrl/exchangeCode) and .secrets.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -149,6 +154,38 @@ describe('against oidc-provider (rotation on, reuse revokes the grant)', () => {
     assert.equal(op.tokenRequests(), before + 2);
     // Had the consumed token been sent again, oidc-provider would have revoked the grant.
     assert.equal(await op.grantAlive(store.refreshToken('u1')), true);
+  });
+
+  test("another process's rotation is picked up from the store without a request; the grant stays alive", async () => {
+    const { session: a, store, time, tokens } = await loggedIn();
+    const creds = op.clients.confidential;
+    const other = new TokenClient({
+      tokenEndpoint: op.tokenEndpoint, clientId: creds.clientId, clientSecret: creds.clientSecret, now: time.now, sleep: time.sleep,
+    });
+    const b = other.session('u1', store);
+    same(await b.accessToken(), tokens.access_token, 'B has read the seeded record');
+
+    time.advance(tokens.expires_in * 1000);
+    const before = op.tokenRequests();
+    const token = await a.accessToken();
+    assert.equal(op.tokenRequests(), before + 1);
+    same(await b.accessToken(), token, 'B re-read the store before refreshing');
+    assert.equal(op.tokenRequests(), before + 1, 'B sent nothing (had it sent the consumed token, the grant would be dead)');
+    assert.equal(await op.grantAlive(store.refreshToken('u1')), true);
+  });
+
+  test('tokens() reports expiry from the send time, oidc-provider\'s scope and ID token, and the refresh lifetime', async () => {
+    const { session, time } = await loggedIn();
+    const sentAt = time.now();
+    const info = await session.refresh();
+    assert.deepEqual(Object.keys(info).sort(), ['accessToken', 'expiresAt', 'idToken', 'refreshExpiresAt', 'scope']);
+    assert.equal(info.expiresAt, sentAt + 900_000, 'oidc-provider\'s expires_in: 900');
+    assert.equal(info.refreshExpiresAt, sentAt + 365 * 24 * 3600 * 1000);
+    assert.deepEqual(info.scope.split(' ').sort(), ['api', 'offline_access', 'openid']);
+    const claims = JSON.parse(Buffer.from(info.idToken.split('.')[1], 'base64url').toString('utf8'));
+    assert.equal(claims.sub, 'test-user');
+    assert.equal(claims.iss, op.issuer);
+    same(await session.accessToken(), info.accessToken, 'tokens() and accessToken() agree');
   });
 
   test('control: a consumed refresh token sent again revokes the grant (what grantAlive catches)', async () => {

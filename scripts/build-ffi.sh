@@ -3,16 +3,19 @@
 # the Kotlin, Python and Swift bindings from it.
 #   bash scripts/build-ffi.sh            debug build (tests)
 #   bash scripts/build-ffi.sh --release  release build (benchmarks, wheels)
-# Kotlin and Python go to target/bindings/<language>/ (generated on every
-# build, not committed); Swift goes to bindings/swift/Sources/ (committed,
-# because no Swift compiler runs here: a test checks it is not stale).
+# All three go to target/bindings/<language>/ (generated on every build).
+# The Swift sources are also committed under bindings/swift/Sources/, since
+# no Swift compiler runs here: scripts/check-swift-bindings.sh compares them
+# with these fresh ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 
 profile=debug
 flags=()
-if [ "${1:-}" = "--release" ]; then profile=release; flags=(--release); fi
+# release-ffi: the release profile with unwinding, so that a Rust panic
+# becomes an error in the host language instead of aborting the app.
+if [ "${1:-}" = "--release" ]; then profile=release-ffi; flags=(--profile release-ffi); fi
 
 cargo build --quiet "${flags[@]}" --features ffi --lib
 cargo build --quiet --features uniffi-cli --bin uniffi-bindgen

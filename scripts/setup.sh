@@ -2,7 +2,7 @@
 # Installs what freshtoken's demo and tests need, skipping what is already
 # there. Safe to run again and again; called by demo.sh and test.sh.
 #   bash scripts/setup.sh          Rust toolchain pieces (the demo)
-#   bash scripts/setup.sh --test   plus the JS build and test tools
+#   bash scripts/setup.sh --test   plus the JS, Kotlin and Python build and test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,3 +73,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 log "JS tools ready (node $(node --version))"
+
+# The Kotlin (kotlinc, JNA, JUnit) and Python (venv: maturin, pytest) tools.
+for binding in kotlin python; do
+  [ -f "scripts/setup-$binding.sh" ] && bash "scripts/setup-$binding.sh"
+done
+log "binding tools ready"

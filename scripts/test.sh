@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every check and every test: sets up what is missing, then formatting,
-# lints (native and wasm), and the unit and integration suites against the
-# emulator over loopback. Ends with one "N passed, N failed" line.
+# lints (native and wasm), rustdoc, the Rust unit and integration suites,
+# the JavaScript package (emulator, oidc-provider, Chromium), the Kotlin and
+# Python bindings, and the Swift bindings' freshness. Ends with one
+# "N passed, N failed" line summing every suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test || exit 1
@@ -12,48 +14,57 @@ failed=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
+add() { passed=$((passed + $1)); failed=$((failed + $2)); }
+
+# A check without a count of its own: one pass or one failure.
 step() {
   local name=$1; shift
   printf '\n== %s\n' "$name"
   if "$@"; then
-    printf '== %s: ok\n' "$name"
+    printf '== %s: ok\n' "$name"; add 1 0
   else
-    printf '== %s: FAILED\n' "$name"
-    failed=$((failed + 1))
+    printf '== %s: FAILED\n' "$name"; add 0 1
   fi
+}
+
+# A suite: run it, keep its output, and read its counts with `parser`.
+suite() {
+  local name=$1 parser=$2; shift 2
+  printf '\n== %s\n' "$name"
+  "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]} p f
+  read -r p f < <("$parser" "$log")
+  if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # a crash or build failure counts
+  printf '== %s: %d passed, %d failed\n' "$name" "$p" "$f"
+  add "$p" "$f"
+}
+
+cargo_counts() { # every "test result:" line cargo printed
+  awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       END { print p + 0, f + 0 }' "$1"
+}
+node_counts() { # node's test runner: "# pass N" / "# fail N"
+  awk '/^# pass / { p = $3 } /^# fail / { f = $3 } END { print p + 0, f + 0 }' "$1"
+}
+summary_counts() { # the last line naming "passed" (pytest's or "N passed, N failed")
+  grep -E '[0-9]+ passed' "$1" | tail -n 1 |
+    awk '{ for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p = $i; if ($(i+1) ~ /^failed/) f = $i } } END { print p + 0, f + 0 }'
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "clippy (native, all targets)" cargo clippy --workspace --all-targets --features native-http,uniffi-cli -- -D warnings
-step "clippy (wasm32 core)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+step "clippy (wasm32 core and export)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 step "rustdoc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features native-http,ffi --quiet
 
-printf '\n== cargo test (workspace: core, emulator, integration)\n'
-cargo test --workspace --features native-http,ffi --no-fail-fast 2>&1 | tee "$log"
-test_status=${PIPESTATUS[0]}
+suite "cargo test (core, emulator, integration over loopback)" cargo_counts \
+  cargo test --workspace --features native-http,ffi --no-fail-fast
 
-# Sum every "test result:" line cargo printed.
-read -r tests_passed tests_failed < <(
-  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-       END { print p + 0, f + 0 }' "$log"
-)
-if [ "$test_status" -ne 0 ] && [ "$tests_failed" -eq 0 ]; then
-  tests_failed=1 # a build failure: count it
-fi
-passed=$((passed + tests_passed))
-failed=$((failed + tests_failed))
-
-# The JavaScript package against the emulator, oidc-provider and Chromium.
-printf '\n== node --test (bindings/js)\n'
 cargo build --quiet -p freshtoken-emulator
-(cd bindings/js && node --test --test-concurrency=1 test/) 2>&1 | tee "$log"
-node_status=${PIPESTATUS[0]}
-read -r js_passed js_failed < <(
-  awk '/^# pass / { p = $3 } /^# fail / { f = $3 } END { print p + 0, f + 0 }' "$log"
-)
-if [ "$node_status" -ne 0 ] && [ "$js_failed" -eq 0 ]; then js_failed=1; fi
-passed=$((passed + js_passed))
-failed=$((failed + js_failed))
+suite "JavaScript package (node --test: emulator, oidc-provider, Chromium)" node_counts \
+  bash -c 'cd bindings/js && node --test --test-concurrency=1 test/'
+suite "Python binding (pytest)" summary_counts bash scripts/test-python.sh
+suite "Kotlin binding (JUnit)" summary_counts bash scripts/test-kotlin.sh
+suite "Swift bindings (generated sources fresh and consistent)" summary_counts bash scripts/check-swift-bindings.sh
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

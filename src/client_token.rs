@@ -84,9 +84,10 @@ impl ClientTokens {
 
 fn start(ctx: Arc<Context>, cell: Arc<Cell>, scope: String) -> Flight {
     let fut: BoxFuture<'static, Result<String, Error>> = Box::pin(async move {
+        let landed = Landed(cell.clone());
         let result = request(&ctx, &scope).await;
+        drop(landed);
         let mut slot = cell.lock();
-        slot.inflight = None;
         let token = result?;
         let value = token.value.expose().to_owned();
         slot.token = Some(token);
@@ -105,6 +106,15 @@ async fn request(ctx: &Context, scope: &str) -> Result<AccessToken, Error> {
             ctx.config.client_token_lifetime_secs,
         )),
         Err(failure) => Err(failure.into_error()),
+    }
+}
+
+/// Removes the finished flight from its slot when dropped (also on a panic).
+struct Landed(Arc<Cell>);
+
+impl Drop for Landed {
+    fn drop(&mut self) {
+        self.0.lock().inflight = None;
     }
 }
 

@@ -108,6 +108,16 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
         },
         400..=499 => match parse_error_body(&response.body) {
             Some(body) => Answer::OAuthError { status, body },
+            // RFC 6749 §5.2: a 401 from the token endpoint is a client
+            // authentication failure, even when the body was dropped.
+            None if status == 401 => Answer::OAuthError {
+                status,
+                body: OAuthErrorBody {
+                    error: "invalid_client".to_owned(),
+                    description: None,
+                    uri: None,
+                },
+            },
             None => Answer::Invalid {
                 status,
                 message: "error answer without an RFC 6749 error body".to_owned(),
@@ -393,7 +403,11 @@ mod tests {
         ));
         assert!(matches!(
             answer(401, &[], "nope"),
-            Answer::Invalid { status: 401, .. }
+            Answer::OAuthError { status: 401, body } if body.error == "invalid_client"
+        ));
+        assert!(matches!(
+            answer(403, &[], "nope"),
+            Answer::Invalid { status: 403, .. }
         ));
         assert!(matches!(
             answer(302, &[], ""),

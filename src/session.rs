@@ -328,9 +328,10 @@ impl UserSession {
     fn start(&self, force: bool, asked_at: u64) -> Flight {
         let session = self.clone();
         let fut: BoxFuture<'static, Result<TokenInfo, Error>> = Box::pin(async move {
-            let result = session.fly(force, asked_at).await;
-            session.cell.lock().inflight = None;
-            result
+            // Cleared however the flight ends, even by a panic in a host
+            // callback, so the next call always starts a new attempt.
+            let _landed = Landed(session.cell.clone());
+            session.fly(force, asked_at).await
         });
         fut.shared()
     }
@@ -532,6 +533,15 @@ impl UserSession {
         if let Err(e) = self.persist(saved.0, &saved.1).await {
             log::warn!("freshtoken: session {}: {e}", self.key);
         }
+    }
+}
+
+/// Removes the finished flight from its session when dropped.
+struct Landed(Arc<SessionCell>);
+
+impl Drop for Landed {
+    fn drop(&mut self) {
+        self.0.lock().inflight = None;
     }
 }
 

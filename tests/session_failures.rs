@@ -437,3 +437,57 @@ async fn secrets_echoed_encoded_by_the_server_are_scrubbed() {
     assert_no_secret(&error, &[&form, "SENTINEL", &rt]);
     assert!(error.description().unwrap().contains("[redacted]"));
 }
+
+/// A clock whose first sleep panics, like a host callback gone wrong.
+struct PanickyClock {
+    inner: freshtoken::ManualClock,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+#[freshtoken::async_trait]
+impl freshtoken::Clock for PanickyClock {
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("host clock failed");
+        }
+        self.inner.sleep(ms).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_a_refresh_never_leaves_the_session_stuck() {
+    let h = Harness::new();
+    let clock = std::sync::Arc::new(PanickyClock {
+        inner: freshtoken::ManualClock::new(common::wall_ms()),
+        panicked: Default::default(),
+    });
+    let http = std::sync::Arc::new(freshtoken::NativeHttp::new().unwrap());
+    let client = freshtoken::TokenClient::new(h.client.config().clone(), http, clock);
+    let session = client.session("u1", h.store.clone()).unwrap();
+    let family = h.emu.seed(CLIENT_ID, "offline_access");
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    h.emu.push_fault(Fault::status(503));
+    let first = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    assert!(
+        first.await.unwrap_err().is_panic(),
+        "the caller sees the panic"
+    );
+    session
+        .access_token()
+        .await
+        .expect("the next call starts a new attempt");
+    assert_eq!(h.refresh_requests(), 2);
+}

@@ -19,13 +19,13 @@ pub trait TokenStore: Send + Sync {
     /// Saves `record` under `key`, durably, before returning.
     async fn save(&self, key: String, record: String) -> Result<(), HostError>;
     /// Whether `acquire`/`release` work.
-    fn supports_lease(&self) -> bool;
+    fn supports_lease(&self) -> Result<bool, HostError>;
     /// Takes the refresh lease on `key` for `owner`; false if held by another.
     async fn acquire(&self, key: String, owner: String, ttl_ms: u64) -> Result<bool, HostError>;
     /// Gives the lease back if `owner` still holds it.
     async fn release(&self, key: String, owner: String) -> Result<(), HostError>;
     /// Whether the versioned members do compare-and-swap.
-    fn supports_versions(&self) -> bool;
+    fn supports_versions(&self) -> Result<bool, HostError>;
     /// The record and its version.
     async fn load_versioned(&self, key: String) -> Result<Option<VersionedRecord>, HostError>;
     /// Saves only if the stored version is still `expected` (null: nothing stored).
@@ -48,13 +48,15 @@ pub trait HttpClient: Send + Sync {
 }
 
 /// Time, for tests with a fake clock (the default is the system clock).
+/// Every member returns a result so that a host exception can never become
+/// a Rust panic; on failure freshtoken falls back to the system clock.
 #[uniffi::export(with_foreign)]
 #[async_trait::async_trait]
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
+    fn now_ms(&self) -> Result<u64, HostError>;
     /// Waits `ms` milliseconds (only between retries).
-    async fn sleep(&self, ms: u64);
+    async fn sleep(&self, ms: u64) -> Result<(), HostError>;
 }
 
 fn store_error(e: HostError) -> StoreError {
@@ -78,7 +80,7 @@ impl crate::TokenStore for StoreAdapter {
     }
 
     fn supports_lease(&self) -> bool {
-        self.0.supports_lease()
+        self.0.supports_lease().unwrap_or(false)
     }
 
     async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
@@ -96,7 +98,7 @@ impl crate::TokenStore for StoreAdapter {
     }
 
     fn supports_versions(&self) -> bool {
-        self.0.supports_versions()
+        self.0.supports_versions().unwrap_or(false)
     }
 
     async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -180,10 +182,14 @@ pub(crate) struct ClockAdapter(pub(crate) Arc<dyn Clock>);
 #[async_trait::async_trait]
 impl crate::Clock for ClockAdapter {
     fn now_ms(&self) -> u64 {
-        self.0.now_ms()
+        self.0
+            .now_ms()
+            .unwrap_or_else(|_| crate::Clock::now_ms(&crate::SystemClock))
     }
 
     async fn sleep(&self, ms: u64) {
-        self.0.sleep(ms).await
+        if self.0.sleep(ms).await.is_err() {
+            crate::Clock::sleep(&crate::SystemClock, ms).await;
+        }
     }
 }

@@ -246,7 +246,8 @@ pub struct HttpHeader {
 
 /// A request for the host's HTTP client (always a form POST today). Do not
 /// follow redirects; give up after `timeout_ms`; read at most
-/// `max_response_bytes` of the body.
+/// `max_response_bytes + 1` bytes of the body (one more than the cap, so
+/// that an oversize answer is reported as such) and return what was read.
 #[derive(Clone, uniffi::Record)]
 pub struct HttpRequest {
     /// The HTTP method (`POST`).
@@ -259,7 +260,7 @@ pub struct HttpRequest {
     pub body: String,
     /// Timeout of one request in ms.
     pub timeout_ms: u64,
-    /// Read at most this many body bytes.
+    /// The body-size cap (read at most one byte more).
     pub max_response_bytes: u64,
 }
 

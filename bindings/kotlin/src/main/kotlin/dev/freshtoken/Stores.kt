@@ -1,0 +1,161 @@
+package dev.freshtoken
+
+import java.io.File
+import java.io.IOException
+import java.nio.ByteBuffer
+import java.nio.channels.FileChannel
+import java.nio.file.AtomicMoveNotSupportedException
+import java.nio.file.Files
+import java.nio.file.NoSuchFileException
+import java.nio.file.Path
+import java.nio.file.StandardCopyOption
+import java.nio.file.StandardOpenOption
+import java.nio.file.attribute.PosixFilePermissions
+import java.security.MessageDigest
+import java.util.Base64
+import java.util.UUID
+import java.util.concurrent.ConcurrentHashMap
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.withContext
+
+/**
+ * A [TokenStore] for one process: write [load] and [save], and the fleet
+ * members (lease, compare-and-swap versions) get their single-process
+ * defaults. freshtoken then never calls `acquire`/`release`/`*Versioned`.
+ *
+ * Throw [HostException.Failed] (or any exception) from [load]/[save] when
+ * the storage fails; the session reports [FreshTokenException.Storage] and
+ * keeps a renewed record in memory until a later save succeeds. Keep
+ * records out of the message: they hold refresh tokens.
+ */
+abstract class TokenStoreBase : TokenStore {
+    /** The record saved under `key`, or null. */
+    abstract override suspend fun load(key: String): String?
+
+    /** Saves `record` under `key`, durably, before returning. */
+    abstract override suspend fun save(key: String, record: String)
+
+    override fun supportsLease(): Boolean = false
+
+    override suspend fun acquire(key: String, owner: String, ttlMs: ULong): Boolean = true
+
+    override suspend fun release(key: String, owner: String) {}
+
+    override fun supportsVersions(): Boolean = false
+
+    override suspend fun loadVersioned(key: String): VersionedRecord? =
+        load(key)?.let { VersionedRecord(it, "") }
+
+    override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult {
+        save(key, record)
+        return CasResult.Saved("")
+    }
+}
+
+/** Records in memory: tests, demos, processes that may forget users on exit. */
+open class MemoryTokenStore : TokenStoreBase() {
+    private val records = ConcurrentHashMap<String, String>()
+
+    override suspend fun load(key: String): String? = records[key]
+
+    override suspend fun save(key: String, record: String) {
+        records[key] = record
+    }
+
+    /** The record under `key` without suspending (tests). */
+    fun get(key: String): String? = records[key]
+
+    /** Removes the record under `key` (sign-out). */
+    fun remove(key: String) {
+        records.remove(key)
+    }
+
+    /** The keys held. */
+    fun keys(): Set<String> = records.keys.toSet()
+}
+
+/**
+ * One file per session key under `dir` (created on first save, mode 0600
+ * where the file system has POSIX permissions). A save writes a temporary
+ * file, forces it to disk, renames it over the old one atomically and forces
+ * the directory, so a crash leaves either the old record or the new one.
+ *
+ * The file name is `k-` + base64url(key), or `h-` + base64url(SHA-256(key))
+ * when that would be longer than 120 characters. Needs `java.nio.file`
+ * (Android 8.0, API 26, and later). An example: on Android, prefer storage
+ * encrypted with a Keystore key for refresh tokens.
+ */
+open class FileTokenStore(directory: Path) : TokenStoreBase() {
+    constructor(directory: File) : this(directory.toPath())
+
+    /** Where the record files live. */
+    val dir: Path = directory
+
+    /** The file that holds `key`'s record. */
+    fun fileFor(key: String): Path = dir.resolve(fileName(key))
+
+    override suspend fun load(key: String): String? = withContext(Dispatchers.IO) {
+        try {
+            String(Files.readAllBytes(fileFor(key)), Charsets.UTF_8)
+        } catch (e: NoSuchFileException) {
+            null
+        } catch (e: IOException) {
+            throw HostException.Failed("cannot read the record file (${e.javaClass.simpleName})")
+        }
+    }
+
+    override suspend fun save(key: String, record: String): Unit = withContext(Dispatchers.IO) {
+        val target = fileFor(key)
+        val temp = dir.resolve(".${target.fileName}.${UUID.randomUUID()}.tmp")
+        try {
+            Files.createDirectories(dir)
+            FileChannel.open(temp, createOptions, *ownerOnly()).use { channel ->
+                val buffer = ByteBuffer.wrap(record.toByteArray(Charsets.UTF_8))
+                while (buffer.hasRemaining()) channel.write(buffer)
+                channel.force(true)
+            }
+            try {
+                Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
+            } catch (e: AtomicMoveNotSupportedException) {
+                Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING)
+            }
+            forceDirectory()
+        } catch (e: IOException) {
+            runCatching { Files.deleteIfExists(temp) }
+            throw HostException.Failed("cannot write the record file (${e.javaClass.simpleName})")
+        }
+    }
+
+    /** Makes the rename durable (POSIX); some platforms cannot open a directory. */
+    private fun forceDirectory() {
+        try {
+            FileChannel.open(dir, StandardOpenOption.READ).use { it.force(true) }
+        } catch (_: IOException) {
+        } catch (_: UnsupportedOperationException) {
+        }
+    }
+
+    private fun ownerOnly(): Array<java.nio.file.attribute.FileAttribute<*>> =
+        if (posix) arrayOf(PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))
+        else emptyArray()
+
+    private val posix: Boolean by lazy {
+        runCatching { "posix" in dir.fileSystem.supportedFileAttributeViews() }.getOrDefault(false)
+    }
+
+    companion object {
+        private val createOptions = setOf(
+            StandardOpenOption.CREATE_NEW,
+            StandardOpenOption.WRITE,
+        )
+
+        /** `k-` + base64url(key) or, for long keys, `h-` + base64url(SHA-256(key)). */
+        fun fileName(key: String): String {
+            val encoder = Base64.getUrlEncoder().withoutPadding()
+            val plain = "k-" + encoder.encodeToString(key.toByteArray(Charsets.UTF_8))
+            if (plain.length <= 120) return plain
+            val digest = MessageDigest.getInstance("SHA-256").digest(key.toByteArray(Charsets.UTF_8))
+            return "h-" + encoder.encodeToString(digest)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+package dev.freshtoken
+
+import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.FakeClock
+import dev.freshtoken.support.blocking
+import dev.freshtoken.support.expectError
+import dev.freshtoken.support.same
+import java.nio.file.Files
+import java.nio.file.attribute.PosixFilePermissions
+import org.junit.AfterClass
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
+import org.junit.Assert.assertNull
+import org.junit.Assert.assertTrue
+import org.junit.Before
+import org.junit.BeforeClass
+import org.junit.Rule
+import org.junit.Test
+import org.junit.rules.TemporaryFolder
+
+/** TokenStoreBase's defaults, MemoryTokenStore and FileTokenStore, alone and under a session. */
+class StoresTest {
+    companion object {
+        private lateinit var emu: Emulator
+
+        @BeforeClass @JvmStatic fun start() { emu = Emulator.start() }
+        @AfterClass @JvmStatic fun stop() { emu.close() }
+    }
+
+    @get:Rule val tmp = TemporaryFolder()
+
+    @Before fun setUp() { emu.reset() }
+
+    @Test fun `TokenStoreBase gives single-process defaults`() = blocking {
+        val store = MemoryTokenStore()
+        assertFalse(store.supportsLease())
+        assertFalse(store.supportsVersions())
+        assertTrue(store.acquire("k", "owner", 1000u))
+        store.release("k", "owner")
+        assertNull(store.loadVersioned("k"))
+        assertEquals(CasResult.Saved(""), store.saveVersioned("k", "r1", null))
+        assertEquals(VersionedRecord("r1", ""), store.loadVersioned("k"))
+        assertEquals("r1", store.load("k"))
+    }
+
+    @Test fun `FileTokenStore round-trips, replaces atomically and leaves no temp files`() = blocking {
+        val dir = tmp.root.toPath().resolve("tokens")
+        val store = FileTokenStore(dir)
+        assertNull("nothing before the first save (and no directory needed)", store.load("user/1"))
+        store.save("user/1", "first")
+        store.save("user/1", "second ✓")
+        assertEquals("second ✓", store.load("user/1"))
+        assertNull(store.load("user/2"))
+        val long = "k".repeat(500)
+        store.save(long, "long key")
+        assertEquals("long key", store.load(long))
+        val names = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet()
+        assertEquals(setOf(FileTokenStore.fileName("user/1"), FileTokenStore.fileName(long)), names)
+        assertTrue(FileTokenStore.fileName("user/1").startsWith("k-"))
+        assertTrue(FileTokenStore.fileName(long).startsWith("h-"))
+        assertTrue(names.all { it.length <= 122 && !it.contains('/') })
+        if ("posix" in dir.fileSystem.supportedFileAttributeViews()) {
+            assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(store.fileFor("user/1"))))
+        }
+    }
+
+    @Test fun `FileTokenStore failures are HostException Failed without the record`() = blocking {
+        val blocker = tmp.newFile("not-a-dir").toPath()
+        val store = FileTokenStore(blocker.resolve("sub"))
+        try {
+            store.save("k", "rt-SENTINEL")
+            throw AssertionError("save succeeded")
+        } catch (e: HostException.Failed) {
+            assertFalse(e.message.contains("SENTINEL"))
+        }
+    }
+
+    @Test fun `a session persists through FileTokenStore and a new client reads it back`() = blocking {
+        val dir = tmp.root.toPath().resolve("sessions")
+        val clock = FakeClock()
+        fun client() = TokenClient.withClock(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+            HttpUrlConnectionClient(),
+            clock,
+        )
+        val session = client().session("user@example", FileTokenStore(dir))
+        session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
+        val token = session.token()
+        assertEquals(1L, emu.refreshRequests())
+
+        // Another process (a new client, a new store object on the same directory).
+        val again = client().session("user@example", FileTokenStore(dir))
+        same(again.token(), token, "the stored token is served")
+        assertEquals(1L, emu.refreshRequests())
+    }
+
+    @Test fun `a store that fails on a read-only directory reports Storage`() = blocking {
+        val blocker = tmp.newFile("file").toPath()
+        val clock = FakeClock()
+        val client = TokenClient.withClock(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+            HttpUrlConnectionClient(),
+            clock,
+        )
+        val session = client.session("u", FileTokenStore(blocker.resolve("x")))
+        val err = expectError<FreshTokenException.Storage> {
+            session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
+        }
+        assertEquals("storage", err.code)
+    }
+}

@@ -1,0 +1,130 @@
+package dev.freshtoken.support
+
+import java.io.BufferedReader
+import java.io.File
+import java.io.InputStreamReader
+import java.net.HttpURLConnection
+import java.net.ServerSocket
+import java.net.URI
+import java.util.concurrent.CompletableFuture
+import java.util.concurrent.TimeUnit
+
+/**
+ * The project's token-endpoint emulator (tests/emulator) as a child process,
+ * started with `--port 0 --exit-on-stdin-eof`, and its admin API (see
+ * tests/emulator/README.md). Nothing here prints a token: failures show HTTP
+ * statuses and admin error codes only.
+ *
+ * The binary: $FRESHTOKEN_EMULATOR_BIN, else <repo>/target/debug/freshtoken-emulator,
+ * where <repo> is the system property `freshtoken.repo` or the working directory.
+ */
+class Emulator private constructor(private val process: Process, ready: Map<String, Any?>) : AutoCloseable {
+    val tokenEndpoint = ready["token_endpoint"] as String
+    val authorizationEndpoint = ready["authorization_endpoint"] as String
+    val adminEndpoint = (ready["admin_endpoint"] as String).trimEnd('/')
+    val port = (ready["port"] as Long).toInt()
+
+    /** A token set as if a user had just linked (refresh_token, access_token, …). */
+    fun seed(scope: String = "openid offline_access accounts", clientId: String = "test-client"): Map<String, Any?> =
+        admin("POST", "seed", mapOf("client_id" to clientId, "scope" to scope))
+
+    fun counters(): Map<String, Any?> = admin("GET", "counters")
+
+    /** `by_grant[grant]` of the counters: token requests with that grant_type. */
+    fun grantRequests(grant: String): Long {
+        @Suppress("UNCHECKED_CAST")
+        val byGrant = counters()["by_grant"] as Map<String, Any?>? ?: return 0
+        return byGrant[grant] as Long? ?: 0
+    }
+
+    fun refreshRequests(): Long = grantRequests("refresh_token")
+
+    fun counter(name: String): Long = counters()[name] as Long
+
+    /** Queues one fault object (see the README's fault table). */
+    fun fault(vararg pairs: Pair<String, Any?>): Map<String, Any?> = admin("POST", "faults", mapOf(*pairs))
+
+    fun clearFaults(): Map<String, Any?> = admin("DELETE", "faults")
+
+    fun reset(): Map<String, Any?> = admin("POST", "reset")
+
+    /** active | consumed | revoked | expired | unknown */
+    fun refreshTokenState(refreshToken: String): String =
+        admin("POST", "refresh-token-state", mapOf("refresh_token" to refreshToken))["state"] as String
+
+    fun admin(method: String, route: String, body: Any? = null): Map<String, Any?> {
+        val conn = URI("$adminEndpoint/$route").toURL().openConnection() as HttpURLConnection
+        try {
+            conn.requestMethod = method
+            conn.connectTimeout = 10_000
+            conn.readTimeout = 30_000
+            if (body != null) {
+                val bytes = Json.write(body).toByteArray()
+                conn.doOutput = true
+                conn.setRequestProperty("content-type", "application/json")
+                conn.setFixedLengthStreamingMode(bytes.size)
+                conn.outputStream.use { it.write(bytes) }
+            }
+            val status = conn.responseCode
+            val stream = if (status >= 400) conn.errorStream else conn.inputStream
+            val text = stream?.use { String(it.readBytes()) } ?: ""
+            if (status >= 400) {
+                // Admin error bodies are {"error","error_description"}: no tokens.
+                val err = runCatching { Json.obj(text) }.getOrNull()
+                throw IllegalStateException("emulator admin $method /admin/$route answered HTTP $status: ${err?.get("error")} ${err?.get("error_description") ?: ""}")
+            }
+            return Json.obj(text)
+        } finally {
+            conn.disconnect()
+        }
+    }
+
+    /** Closes stdin (the emulator exits on EOF) and waits; kills it if it lingers. */
+    override fun close() {
+        runCatching { process.outputStream.close() }
+        if (!process.waitFor(5, TimeUnit.SECONDS)) {
+            process.destroyForcibly()
+            process.waitFor(5, TimeUnit.SECONDS)
+        }
+    }
+
+    companion object {
+        fun binary(): File {
+            System.getenv("FRESHTOKEN_EMULATOR_BIN")?.let { return File(it) }
+            val repo = System.getProperty("freshtoken.repo") ?: "."
+            return File(repo, "target/debug/freshtoken-emulator")
+        }
+
+        fun start(vararg extraArgs: String): Emulator {
+            val bin = binary()
+            check(bin.canExecute()) {
+                "freshtoken-emulator not found at $bin: run `cargo build -p freshtoken-emulator` (or set FRESHTOKEN_EMULATOR_BIN)"
+            }
+            val stderr = File.createTempFile("freshtoken-emulator", ".stderr").apply { deleteOnExit() }
+            val process = ProcessBuilder(listOf(bin.path, "--port", "0", "--exit-on-stdin-eof") + extraArgs)
+                .redirectError(stderr)
+                .start()
+            val reader = BufferedReader(InputStreamReader(process.inputStream))
+            val line = CompletableFuture.supplyAsync { reader.readLine() }
+            val ready = try {
+                val text = line.get(10, TimeUnit.SECONDS)
+                    ?: error("freshtoken-emulator exited before it was ready: ${stderr.readText().takeLast(2000)}")
+                Json.obj(text).also { check(it["ready"] == true) { "not a ready line" } }
+            } catch (e: Exception) {
+                process.destroyForcibly()
+                throw IllegalStateException("freshtoken-emulator did not start: ${e.message}", e)
+            }
+            // Keep draining stdout (it prints nothing more) so the pipe never fills.
+            Thread({ runCatching { while (reader.readLine() != null) continue } }, "emulator-stdout").apply {
+                isDaemon = true
+                start()
+            }
+            val emulator = Emulator(process, ready)
+            Runtime.getRuntime().addShutdownHook(Thread { process.destroyForcibly() })
+            return emulator
+        }
+
+        /** A loopback port nothing listens on (bound, then released). */
+        fun closedPort(): Int = ServerSocket(0).use { it.localPort }
+    }
+}

@@ -1,0 +1,95 @@
+package dev.freshtoken.support
+
+import dev.freshtoken.Clock
+import dev.freshtoken.FreshTokenException
+import dev.freshtoken.HostException
+import dev.freshtoken.MemoryTokenStore
+import java.util.Collections
+import java.util.concurrent.atomic.AtomicInteger
+import java.util.concurrent.atomic.AtomicLong
+import kotlinx.coroutines.CompletableDeferred
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+
+/** Fake time: `now` moves only when the test, or a recorded sleep, moves it. */
+class FakeClock(start: Long = System.currentTimeMillis() / 1000 * 1000) : Clock {
+    private val now = AtomicLong(start)
+    val sleeps: MutableList<Long> = Collections.synchronizedList(mutableListOf())
+
+    fun now(): Long = now.get()
+    fun advance(ms: Long) { now.addAndGet(ms) }
+    fun set(ms: Long) { now.set(ms) }
+
+    override fun nowMs(): ULong = now.get().toULong()
+
+    override suspend fun sleep(ms: ULong) {
+        sleeps.add(ms.toLong())
+        now.addAndGet(ms.toLong())
+    }
+}
+
+/** A MemoryTokenStore that counts calls, fails on command, and can hold saves at a gate. */
+class TestStore : MemoryTokenStore() {
+    val loads = AtomicInteger()
+    val saves = AtomicInteger()
+    /** How many of the next saves fail (Int.MAX_VALUE: all of them). */
+    @Volatile var failSaves = 0
+    @Volatile var failLoads = 0
+    @Volatile private var gate: Gate? = null
+
+    class Gate {
+        /** Completed with the record when a save reaches the gate. */
+        val entered = CompletableDeferred<String>()
+        /** Complete it to let the held save (and any later one) through. */
+        val release = CompletableDeferred<Unit>()
+    }
+
+    /** From now on each save reports its record through `entered` and waits for `release`. */
+    fun gateSaves(): Gate = Gate().also { gate = it }
+
+    override suspend fun load(key: String): String? {
+        loads.incrementAndGet()
+        if (failLoads > 0) {
+            failLoads--
+            throw HostException.Failed("database unavailable")
+        }
+        return super.load(key)
+    }
+
+    override suspend fun save(key: String, record: String) {
+        saves.incrementAndGet()
+        if (failSaves > 0) {
+            if (failSaves != Int.MAX_VALUE) failSaves--
+            throw java.io.IOException("disk full")
+        }
+        gate?.let {
+            it.entered.complete(record)
+            it.release.await()
+        }
+        super.save(key, record)
+    }
+
+    /** The stored record as JSON fields (null when none). */
+    fun record(key: String): Map<String, Any?>? = get(key)?.let { Json.obj(it) }
+}
+
+/** Token comparisons that never print a token when they fail. */
+fun same(a: Any?, b: Any?, message: String) = assertTrue(message, a is String && a == b)
+fun differ(a: Any?, b: Any?, message: String) = assertTrue(message, a is String && b is String && a != b)
+
+/** Runs `block`, expects a FreshTokenException of type T, and returns it. */
+inline fun <reified T : FreshTokenException> expectError(block: () -> Any?): T {
+    try {
+        block()
+    } catch (e: FreshTokenException) {
+        if (e is T) return e
+        fail("expected ${T::class.simpleName}, got ${e.javaClass.simpleName}: ${e.message}")
+    }
+    fail("expected ${T::class.simpleName}, but the call succeeded")
+    throw AssertionError()
+}
+
+/** `runBlocking` for JUnit 4 test methods (which must return void, whatever the block's last expression). */
+fun blocking(block: suspend kotlinx.coroutines.CoroutineScope.() -> Unit) {
+    kotlinx.coroutines.runBlocking(block = block)
+}

@@ -1,0 +1,171 @@
+"""The default HTTP client: the standard library's urllib, in a worker thread.
+
+freshtoken's core sends every token request through the host's
+:class:`HttpClient`. This one follows the platform's proxy settings
+(``*_proxy`` environment variables) and certificate store, never follows a
+redirect, gives up after the request's ``timeout_ms``, reads error bodies
+too, and stops reading a body one byte past ``max_response_bytes`` (so the
+core can reject it as too large). It logs nothing: bodies and headers carry
+secrets.
+
+Failures are reported as the core needs them:
+
+* the request surely never left (connection refused, DNS, TLS handshake,
+  unreachable network): ``HostError.NotSent`` -- the core may retry it;
+* no answer in time: ``HostError.Timeout``;
+* anything else (the connection broke after the request may have been
+  sent): ``HostError.Failed`` -- the core treats the refresh token as in doubt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import http.client
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from typing import Optional
+
+from ._ffi.freshtoken import HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse
+
+__all__ = ["UrllibHttpClient"]
+
+# OS errors that mean "the connection was never established".
+_NOT_CONNECTED = {
+    errno.ECONNREFUSED,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.EADDRNOTAVAIL,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+}
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Hands 3xx answers back as they are (urllib raises them as HTTPError)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102
+        return None
+
+
+def _describe(error: BaseException) -> str:
+    """A short description without URLs, bodies or headers."""
+    name = type(error).__name__
+    code = getattr(error, "errno", None)
+    text = getattr(error, "strerror", None) or ""
+    if code is not None and text:
+        return f"{name}: [Errno {code}] {text}"
+    return name
+
+
+def _is_timeout(error: BaseException) -> bool:
+    return isinstance(error, (TimeoutError, socket.timeout))
+
+
+def classify_connect_error(error: urllib.error.URLError) -> Exception:
+    """The HostError for a failure while connecting or writing the request.
+
+    urllib wraps failures of ``connect()`` and of sending the request in
+    ``URLError``; failures while waiting for or reading the answer are
+    raised unwrapped.
+    """
+    reason = error.reason
+    if _is_timeout(reason):
+        return HostError.Timeout()
+    if isinstance(reason, str):
+        # e.g. "unknown url type": nothing was sent.
+        return HostError.NotSent(detail="request not sent: invalid URL")
+    if isinstance(reason, (ConnectionRefusedError, socket.gaierror, ssl.SSLError)):
+        return HostError.NotSent(detail=f"request not sent: {_describe(reason)}")
+    if isinstance(reason, OSError) and reason.errno in _NOT_CONNECTED:
+        return HostError.NotSent(detail=f"request not sent: {_describe(reason)}")
+    return HostError.Failed(detail=f"request failed: {_describe(reason)}")
+
+
+def _read_at_most(stream, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body (an HTTPError without one has none)."""
+    if isinstance(stream, urllib.error.HTTPError) and stream.fp is None:
+        return b""
+    chunks = []
+    left = limit
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class UrllibHttpClient(HttpClient):
+    """freshtoken's :class:`HttpClient` over ``urllib.request``.
+
+    Each request runs in the default executor (``asyncio.to_thread``), so the
+    event loop never blocks. Pass ``opener`` to bring your own
+    ``urllib.request.OpenerDirector`` (custom TLS context or proxies); it must
+    not follow redirects -- include ``UrllibHttpClient.no_redirects()``.
+    """
+
+    def __init__(self, opener: Optional[urllib.request.OpenerDirector] = None, *,
+                 context: Optional[ssl.SSLContext] = None) -> None:
+        if opener is None:
+            handlers = [_NoRedirects()]
+            if context is not None:
+                handlers.append(urllib.request.HTTPSHandler(context=context))
+            opener = urllib.request.build_opener(*handlers)
+        self._opener = opener
+
+    @staticmethod
+    def no_redirects() -> urllib.request.BaseHandler:
+        """A handler that makes an opener hand 3xx answers back unfollowed."""
+        return _NoRedirects()
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        return await asyncio.to_thread(self._send, request)
+
+    def _send(self, request: HttpRequest) -> HttpResponse:
+        req = urllib.request.Request(
+            request.url,
+            data=request.body.encode("utf-8"),
+            method=request.method,
+        )
+        for header in request.headers:
+            req.add_header(header.name, header.value)
+        timeout = max(request.timeout_ms, 1) / 1000.0
+        # One byte more than the cap tells the core the body was too large.
+        limit = request.max_response_bytes + 1
+
+        try:
+            response = self._opener.open(req, timeout=timeout)
+        except urllib.error.HTTPError as answer:
+            # A complete status line and headers arrived: read its body too.
+            return self._answer(answer.code, answer.headers, answer, limit)
+        except urllib.error.URLError as error:
+            raise classify_connect_error(error) from None
+        except Exception as error:  # noqa: BLE001 - sent, maybe processed
+            raise self._after_send(error) from None
+        with response:
+            return self._answer(response.status, response.headers, response, limit)
+
+    def _answer(self, status, headers, stream, limit) -> HttpResponse:
+        try:
+            body = _read_at_most(stream, limit)
+        except Exception as error:  # noqa: BLE001
+            raise self._after_send(error) from None
+        finally:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001
+                pass
+        pairs = [HttpHeader(name=name, value=value) for name, value in (headers.items() if headers else [])]
+        return HttpResponse(status=status, headers=pairs, body=body)
+
+    @staticmethod
+    def _after_send(error: BaseException) -> Exception:
+        if _is_timeout(error):
+            return HostError.Timeout()
+        if isinstance(error, (http.client.HTTPException, OSError)):
+            return HostError.Failed(detail=f"request failed: {_describe(error)}")
+        return HostError.Failed(detail=f"request failed: {type(error).__name__}")

@@ -1,0 +1,228 @@
+"""Test support: the emulator process and its admin API, a fake clock,
+stores that count, gate and fail, and token comparisons that never print a
+token."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import freshtoken
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-secret"
+YEAR_MS = 365 * 24 * 3600 * 1000
+
+# Admin calls go straight to loopback, whatever *_proxy says.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Emulator:
+    """freshtoken-emulator as a child process (see tests/emulator/README.md)."""
+
+    def __init__(self, process, ready):
+        self.process = process
+        self.token_endpoint = ready["token_endpoint"]
+        self.admin_endpoint = ready["admin_endpoint"]
+        self.port = ready["port"]
+
+    @classmethod
+    def start(cls, *args):
+        binary = os.environ.get("FRESHTOKEN_EMULATOR_BIN") or os.path.join(
+            REPO, "target", "debug", "freshtoken-emulator")
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError(f"{binary} missing: run `cargo build -p freshtoken-emulator` first")
+        process = subprocess.Popen(
+            [binary, "--port", "0", "--exit-on-stdin-eof", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # The ready line (or EOF if it died): readline blocks until one arrives.
+        line = process.stdout.readline()
+        try:
+            ready = json.loads(line)
+            assert ready.get("ready") is True
+        except Exception:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"freshtoken-emulator did not start (exit {process.poll()})") from None
+        return cls(process, ready)
+
+    def stop(self):
+        try:
+            self.process.stdin.close()  # --exit-on-stdin-eof
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+    def _call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.admin_endpoint + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        with _direct.open(req, timeout=10) as response:
+            return json.loads(response.read())
+
+    def reset(self):
+        return self._call("POST", "/reset", {})
+
+    def seed(self, **body):
+        return self._call("POST", "/seed", body)
+
+    def counters(self):
+        return self._call("GET", "/counters")
+
+    def fault(self, *faults):
+        return self._call("POST", "/faults", list(faults))
+
+    def clear_faults(self):
+        return self._call("DELETE", "/faults")
+
+    def refresh_token_state(self, refresh_token):
+        return self._call("POST", "/refresh-token-state", {"refresh_token": refresh_token})["state"]
+
+    def refresh_requests(self):
+        return self.counters()["by_grant"].get("refresh_token", 0)
+
+    def grant_requests(self, grant):
+        return self.counters()["by_grant"].get(grant, 0)
+
+
+class FakeClock(freshtoken.Clock):
+    """Time that only moves when the test (or a recorded sleep) moves it."""
+
+    def __init__(self, start_ms=None):
+        self.ms = start_ms if start_ms is not None else int(time.time()) * 1000
+        self.sleeps = []
+
+    def now_ms(self):
+        return self.ms
+
+    async def sleep(self, ms):
+        self.sleeps.append(ms)
+        self.ms += ms
+
+    def advance(self, ms):
+        self.ms += ms
+
+
+class TestStore(freshtoken.MemoryTokenStore):
+    """A MemoryTokenStore that counts calls, fails on command, and can hold saves at a gate."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self):
+        super().__init__()
+        self.loads = 0
+        self.saves = 0
+        self.fail_loads = 0
+        self.fail_saves = 0
+        self.entered = None
+        self.released = None
+        self.saving = None
+
+    def gate_saves(self):
+        """From now on each save records what it saves, sets `entered`, and waits for `released`."""
+        self.entered = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def load(self, key):
+        self.loads += 1
+        if self.fail_loads > 0:
+            self.fail_loads -= 1
+            raise ConnectionError("database unavailable")
+        return await super().load(key)
+
+    async def save(self, key, record):
+        self.saves += 1
+        if self.fail_saves > 0:
+            self.fail_saves -= 1
+            raise OSError("disk full")
+        if self.entered is not None:
+            self.saving = record
+            self.entered.set()
+            await self.released.wait()
+        await super().save(key, record)
+
+    def record(self, key):
+        text = self.get(key)
+        return None if text is None else json.loads(text)
+
+
+async def turn(times=1):
+    """Lets the event loop run every ready callback `times` times (like JS setImmediate)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(times):
+        done = loop.create_future()
+        loop.call_soon(done.set_result, None)
+        await done
+
+
+def same(a, b, message):
+    """Token equality that never prints a token."""
+    assert isinstance(a, str) and a == b, message
+
+
+def differ(a, b, message):
+    assert isinstance(a, str) and isinstance(b, str) and a != b, message
+
+
+def closed_port():
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_client(emu, clock=None, **options):
+    """A freshtoken.Client on the emulator with a fake clock."""
+    clock = clock or FakeClock()
+    options.setdefault("client_secret", CLIENT_SECRET)
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, clock=clock, **options)
+    return client, clock
+
+
+async def seeded(emu, client, store, key="u1"):
+    """A session seeded with a new emulator family and no access token: its first use refreshes."""
+    family = emu.seed()
+    session = client.session(key, store)
+    await session.seed(refresh_token=family["refresh_token"])
+    return session, family
+
+
+class LocalServer:
+    """A tiny loopback HTTP server in a thread, answering with `handler(request_handler)`."""
+
+    def __init__(self, respond):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                respond(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/connect/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

@@ -44,6 +44,10 @@ export interface TokenClientOptions {
   timeoutMs?: number;
   /** Idle sessions kept in memory (default 100000). */
   maxSessions?: number;
+  /** Fleet stores: how long a refresh lease lasts (ms; default timeout + retry budget + 10 s; must exceed timeoutMs). */
+  leaseTtlMs?: number;
+  /** Fleet stores: how long to wait for another process's lease before a ConflictError (ms; default lease TTL + 5 s). */
+  leaseWaitMs?: number;
   retry?: RetryOptions;
   /** HTTP override (default `globalThis.fetch`). */
   fetch?: FetchLike;
@@ -53,11 +57,30 @@ export interface TokenClientOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-/** Where records live. `load` resolves to the saved string or null. */
+/** A stored record and its version (compare-and-swap stores). */
+export interface VersionedRecord {
+  record: string;
+  version: string;
+}
+
+/**
+ * Where records live. `load` resolves to the saved string or null. A store
+ * shared by several processes adds the lease and the versioned members
+ * (all four): then one process at a time refreshes a session, and a save
+ * whose version no longer matches is a ConflictError, never an overwrite.
+ */
 export interface TokenStore {
   load(key: string): Promise<string | null>;
   /** Must resolve only once the record is durable. */
   save(key: string, record: string): Promise<void>;
+  /** Take the refresh lease on `key` for `owner` for `ttlMs`; false if another owner holds it. */
+  acquire?(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Give the lease back, if `owner` still holds it. */
+  release?(key: string, owner: string): Promise<void>;
+  /** The record and its version, or null. */
+  loadVersioned?(key: string): Promise<VersionedRecord | null>;
+  /** Save only if the stored version is still `expectedVersion` (null: only if nothing is stored); the new version, or null on a conflict. */
+  saveVersioned?(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
 }
 
 /** A fresh access token and what goes with it. Times are Unix ms. */

@@ -36,10 +36,13 @@ impl TokenClient {
     /// A client sending requests through `http` and reading time from `clock`.
     pub fn new(config: Config, http: Arc<dyn HttpClient>, clock: Arc<dyn Clock>) -> Self {
         let sessions = Arc::new(Registry::new(config.max_sessions));
+        let owner = crate::random::random_url_safe(12)
+            .unwrap_or_else(|_| format!("client-{}", clock.now_ms()));
         let ctx = Arc::new(Context {
             config,
             http,
             clock,
+            owner,
         });
         TokenClient {
             client_tokens: Arc::new(ClientTokens::new(ctx.clone())),

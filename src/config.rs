@@ -63,6 +63,8 @@ pub struct Config {
     pub(crate) timeout_ms: u64,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_sessions: usize,
+    pub(crate) lease_ttl_ms: u64,
+    pub(crate) lease_wait_ms: u64,
 }
 
 impl Config {
@@ -145,6 +147,8 @@ pub struct ConfigBuilder {
     timeout_ms: Option<i64>,
     retry: Option<RetryPolicy>,
     max_sessions: Option<usize>,
+    lease_ttl_ms: Option<i64>,
+    lease_wait_ms: Option<i64>,
 }
 
 impl ConfigBuilder {
@@ -216,6 +220,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// How long a fleet refresh lease lasts (ms; default: request timeout +
+    /// retry budget + 10 s). It must outlive one request, so that no other
+    /// process refreshes while the holder's request may still land.
+    pub fn lease_ttl_ms(mut self, ms: i64) -> Self {
+        self.lease_ttl_ms = Some(ms);
+        self
+    }
+
+    /// How long a process waits for another's refresh lease before giving
+    /// up with `conflict` (ms; default: the lease TTL + 5 s).
+    pub fn lease_wait_ms(mut self, ms: i64) -> Self {
+        self.lease_wait_ms = Some(ms);
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<Config, Error> {
         endpoint::validate("token_endpoint", &self.token_endpoint)?;
@@ -283,6 +302,19 @@ impl ConfigBuilder {
         }
         let retry = self.retry.unwrap_or_default();
         retry.validate()?;
+        let default_ttl = timeout + retry.budget_ms + 10_000;
+        let lease_ttl = positive("lease_ttl_ms", self.lease_ttl_ms, default_ttl as i64)?;
+        if lease_ttl <= timeout {
+            return Err(Error::config(
+                "lease_ttl_ms",
+                "must be longer than timeout_ms",
+            ));
+        }
+        let lease_wait = positive(
+            "lease_wait_ms",
+            self.lease_wait_ms,
+            (lease_ttl + 5_000) as i64,
+        )?;
         let max_sessions = self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
         if max_sessions == 0 {
             return Err(Error::config("max_sessions", "must be at least 1"));
@@ -301,6 +333,8 @@ impl ConfigBuilder {
             timeout_ms: timeout,
             retry,
             max_sessions,
+            lease_ttl_ms: lease_ttl,
+            lease_wait_ms: lease_wait,
         })
     }
 }
@@ -342,6 +376,8 @@ mod tests {
         assert_eq!(c.user_token_lifetime_secs, 900);
         assert_eq!(c.client_token_lifetime_secs, 3600);
         assert_eq!(c.refresh_token_lifetime_ms(), 365 * 24 * 3600 * 1000);
+        assert_eq!(c.lease_ttl_ms, 30_000 + 20_000 + 10_000);
+        assert_eq!(c.lease_wait_ms, 65_000);
         assert_eq!(
             c.authorization_endpoint().unwrap(),
             "https://secure.stitch.money/connect/authorize"
@@ -369,6 +405,8 @@ mod tests {
         );
         assert_eq!(field_of(b().audience("").build()), "audience");
         assert_eq!(field_of(b().max_sessions(0).build()), "max_sessions");
+        assert_eq!(field_of(b().lease_ttl_ms(30_000).build()), "lease_ttl_ms");
+        assert_eq!(field_of(b().lease_wait_ms(-1).build()), "lease_wait_ms");
         assert_eq!(
             field_of(Config::builder("http://example.com/t", "c").build()),
             "token_endpoint"

@@ -15,6 +15,8 @@ pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) http: Arc<dyn HttpClient>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// This client's name as a lease owner (unique per process and client).
+    pub(crate) owner: String,
 }
 
 /// A successful answer and when its request was sent.

@@ -40,6 +40,7 @@ mod config;
 mod endpoint;
 mod error;
 mod exchange;
+mod fleet;
 mod grant;
 mod http;
 mod http_date;

@@ -20,6 +20,9 @@ impl NativeHttp {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // freshtoken decides every retry itself: a single-use refresh
+            // token must never be resent behind its back.
+            .retry(reqwest::retry::never())
             .build()
             .map_err(|e| Error::config("http", format!("cannot build the HTTP client: {e}")))?;
         Ok(NativeHttp { client })

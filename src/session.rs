@@ -11,7 +11,7 @@ use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::response::MAX_EXPIRES_IN_SECS;
 use crate::secret::Secret;
-use crate::store::{Record, TokenStore};
+use crate::store::{CasOutcome, Record, TokenStore};
 use crate::tokens::{AccessToken, TokenInfo};
 use futures_util::future::{FutureExt, Shared};
 use std::sync::atomic::AtomicU64;
@@ -37,8 +37,15 @@ struct SessionState {
     unpersisted: bool,
     /// Bumped on every change of `record` after the first load.
     generation: u64,
+    /// Counts new tokens that became current once durable (a refresh saved,
+    /// another process's rotation read, a seed): a forced refresh that asked
+    /// before one of these arrived is answered by it.
+    arrivals: u64,
     /// The refresh (or load) in progress, shared by every waiting caller.
     inflight: Option<Flight>,
+    /// The store's version of the record last read or written (stores with
+    /// compare-and-swap only): the next save must still match it.
+    version: Option<String>,
 }
 
 impl SessionCell {
@@ -111,6 +118,14 @@ impl std::fmt::Debug for UserSession {
 }
 
 impl UserSession {
+    pub(crate) fn store(&self) -> &dyn TokenStore {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn context(&self) -> &Context {
+        &self.ctx
+    }
+
     pub(crate) fn new(
         key: Arc<str>,
         cell: Arc<SessionCell>,
@@ -178,7 +193,7 @@ impl UserSession {
     }
 
     async fn refresh_unless(&self, rejected: Option<&str>) -> Result<TokenInfo, Error> {
-        let asked_at = self.cell.lock().generation;
+        let asked_at = self.cell.lock().arrivals;
         loop {
             let (flight, mine) = {
                 let mut st = self.cell.lock();
@@ -200,7 +215,7 @@ impl UserSession {
                 }
             };
             let result = flight.await;
-            if mine || result.is_err() || self.cell.lock().generation > asked_at {
+            if mine || result.is_err() || self.cell.lock().arrivals > asked_at {
                 return result;
             }
         }
@@ -270,17 +285,35 @@ impl UserSession {
     /// Replaces the record (seed, code exchange) once no flight is running,
     /// then saves it.
     pub(crate) async fn install(&self, record: Record) -> Result<(), Error> {
+        // A deliberate replacement: compare-and-swap against what is stored now.
+        let stored_version = if self.store.supports_versions() {
+            Some(
+                self.store
+                    .load_versioned(&self.key)
+                    .await?
+                    .map(|v| v.version),
+            )
+        } else {
+            None
+        };
         let (generation, text) = loop {
             let running = {
                 let mut st = self.cell.lock();
                 match &st.inflight {
                     Some(flight) => flight.clone(),
-                    None => break set_record(&mut st, record),
+                    None => {
+                        if let Some(version) = stored_version {
+                            st.version = version;
+                        }
+                        break set_record(&mut st, record);
+                    }
                 }
             };
             let _ = running.await;
         };
-        self.persist(generation, &text).await
+        let saved = self.persist(generation, &text).await;
+        self.cell.lock().arrivals += 1;
+        saved
     }
 
     /// The fast path: `f` of the record when its access token is fresh and
@@ -314,7 +347,7 @@ impl UserSession {
             match &st.inflight {
                 Some(flight) => flight.clone(),
                 None => {
-                    let flight = self.start(force, st.generation);
+                    let flight = self.start(force, st.arrivals);
                     st.inflight = Some(flight.clone());
                     flight
                 }
@@ -338,35 +371,67 @@ impl UserSession {
 
     async fn fly(&self, force: bool, asked_at: u64) -> Result<TokenInfo, Error> {
         self.sync().await?;
+        let plan = self.plan(force, asked_at)?;
+        if !matches!(plan, Plan::Refresh { .. }) || !self.store.supports_lease() {
+            return self.carry_out(plan).await;
+        }
+        // A fleet: one process refreshes, the others wait and re-read.
+        match crate::fleet::take_lease(self, force, asked_at).await? {
+            Some(info) => Ok(info),
+            None => {
+                let result = match self.sync().await {
+                    Ok(()) => match self.plan(force, asked_at) {
+                        Ok(plan) => self.carry_out(plan).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                crate::fleet::release_lease(self).await;
+                result
+            }
+        }
+    }
+
+    /// What the session must do now, from its in-memory record.
+    pub(crate) fn plan(&self, force: bool, asked_at: u64) -> Result<Plan, Error> {
         let now = self.ctx.clock.now_ms();
-        let (refresh_token, in_doubt) = {
-            let st = self.cell.lock();
-            let rec = st
-                .record
-                .as_ref()
-                .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
-            if let Some(reason) = rec.reauth {
-                return Err(Error::reauth(reason));
-            }
-            let fresh = rec
-                .access_token
-                .as_ref()
-                .is_some_and(|a| a.is_fresh(now, self.ctx.config.leeway_ms));
-            if fresh && (!force || st.generation > asked_at) {
-                return Ok(info_of(rec));
-            }
-            let refresh_token = rec
-                .refresh_token
-                .clone()
-                .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
-            let lapsed = rec.refresh_expires_at_ms.is_some_and(|t| now >= t);
-            (
+        let st = self.cell.lock();
+        let rec = st
+            .record
+            .as_ref()
+            .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
+        if let Some(reason) = rec.reauth {
+            return Err(Error::reauth(reason));
+        }
+        let fresh = rec
+            .access_token
+            .as_ref()
+            .is_some_and(|a| a.is_fresh(now, self.ctx.config.leeway_ms));
+        if fresh && (!force || st.arrivals > asked_at) {
+            return Ok(Plan::Serve(info_of(rec)));
+        }
+        let refresh_token = rec
+            .refresh_token
+            .clone()
+            .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
+        if rec.refresh_expires_at_ms.is_some_and(|t| now >= t) {
+            return Ok(Plan::Lapsed);
+        }
+        Ok(Plan::Refresh {
+            refresh_token,
+            in_doubt: rec.in_doubt,
+        })
+    }
+
+    /// Serves, marks the lapsed session dead, or sends the refresh.
+    async fn carry_out(&self, plan: Plan) -> Result<TokenInfo, Error> {
+        let (refresh_token, in_doubt) = match plan {
+            Plan::Serve(info) => return Ok(info),
+            Plan::Lapsed => return self.kill(ReauthReason::RefreshExpired, None).await,
+            Plan::Refresh {
                 refresh_token,
-                if lapsed { None } else { Some(rec.in_doubt) },
-            )
-        };
-        let Some(in_doubt) = in_doubt else {
-            return self.kill(ReauthReason::RefreshExpired, None).await;
+                in_doubt,
+            } => (refresh_token, in_doubt),
         };
         let grant = Grant::Refresh {
             refresh_token: refresh_token.expose(),
@@ -398,7 +463,7 @@ impl UserSession {
 
     /// Saves a pending record, or else re-reads the store (another process
     /// may have rotated the token; DESIGN point 12).
-    async fn sync(&self) -> Result<(), Error> {
+    pub(crate) async fn sync(&self) -> Result<(), Error> {
         let (pending, generation) = {
             let st = self.cell.lock();
             let pending = st
@@ -412,7 +477,14 @@ impl UserSession {
                 None => Ok(()),
             };
         }
-        let stored = self.store.load(&self.key).await?;
+        let (stored, version) = if self.store.supports_versions() {
+            match self.store.load_versioned(&self.key).await? {
+                Some(v) => (Some(v.record), Some(v.version)),
+                None => (None, None),
+            }
+        } else {
+            (self.store.load(&self.key).await?, None)
+        };
         let record = stored.as_deref().map(Record::decode).transpose()?;
         let mut st = self.cell.lock();
         if st.generation != generation || st.unpersisted {
@@ -420,16 +492,47 @@ impl UserSession {
         }
         if st.loaded && st.record != record {
             st.generation += 1;
+            st.arrivals += 1;
         }
         st.record = record;
+        st.version = version;
         st.loaded = true;
         Ok(())
     }
 
     /// Saves `text`; on success the record is persisted unless it changed since.
+    /// With a compare-and-swap store the save must match the version last
+    /// seen; a mismatch is a `conflict` (DESIGN point 9), never an
+    /// overwrite, and the stored record is read again on the next call.
     async fn persist(&self, generation: u64, text: &str) -> Result<(), Error> {
-        self.store.save(&self.key, text).await?;
+        let version = if self.store.supports_versions() {
+            let expected = self.cell.lock().version.clone();
+            match self
+                .store
+                .save_versioned(&self.key, text, expected.as_deref())
+                .await?
+            {
+                CasOutcome::Saved { version } => Some(version),
+                CasOutcome::Conflict => {
+                    let mut st = self.cell.lock();
+                    st.loaded = false;
+                    st.unpersisted = false;
+                    st.generation += 1;
+                    return Err(Error::Conflict {
+                        message: "the stored record changed since it was read (another process \
+                                  or a new login saved it); it was not overwritten"
+                            .to_owned(),
+                    });
+                }
+            }
+        } else {
+            self.store.save(&self.key, text).await?;
+            None
+        };
         let mut st = self.cell.lock();
+        if version.is_some() {
+            st.version = version;
+        }
         if st.generation == generation {
             st.unpersisted = false;
         }
@@ -469,8 +572,9 @@ impl UserSession {
             let (generation, text) = set_record(&mut st, record);
             (generation, text, info)
         };
-        self.persist(generation, &text).await?;
-        Ok(info)
+        let saved = self.persist(generation, &text).await;
+        self.cell.lock().arrivals += 1;
+        saved.map(|()| info)
     }
 
     /// Marks the session dead (DESIGN point 13), saves that, and returns the
@@ -534,6 +638,19 @@ impl UserSession {
             log::warn!("freshtoken: session {}: {e}", self.key);
         }
     }
+}
+
+/// What a flight must do, decided from the in-memory record.
+pub(crate) enum Plan {
+    /// The access token is fresh: hand it out.
+    Serve(TokenInfo),
+    /// The refresh token passed its sliding lifetime.
+    Lapsed,
+    /// Send this refresh token.
+    Refresh {
+        refresh_token: Secret,
+        in_doubt: bool,
+    },
 }
 
 /// Removes the finished flight from its session when dropped.

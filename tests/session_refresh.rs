@@ -121,12 +121,25 @@ async fn forced_refreshes_share_one_request() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;
     let first = session.access_token().await.unwrap();
-    let infos = join_all((0..10).map(|_| session.refresh())).await;
+    // The forced refresh's save is held until every caller has asked, so all
+    // ten ask while it runs (on a slow machine the HTTP answer could
+    // otherwise land before the last caller is first polled).
+    let (mut entered, release) = h.store.gate_saves();
+    let all = join_all((0..10).map(|_| session.refresh()));
+    tokio::pin!(all);
+    tokio::select! {
+        biased;
+        _ = &mut all => panic!("finished before the save"),
+        _ = entered.recv() => {}
+    }
+    release.notify_one();
+    let infos = all.await;
     let tokens: Vec<String> = infos.into_iter().map(|r| r.unwrap().access_token).collect();
     assert_eq!(
         h.refresh_requests(),
         2,
-        "one initial refresh and one forced"
+        "one initial refresh and one forced: {:?}",
+        h.emu.counters()
     );
     assert!(tokens.iter().all(|t| *t == tokens[0] && *t != first));
 }

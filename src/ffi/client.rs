@@ -47,6 +47,12 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
     if let Some(v) = o.max_sessions {
         b = b.max_sessions(usize::try_from(v).unwrap_or(usize::MAX));
     }
+    if let Some(v) = o.lease_ttl_ms {
+        b = b.lease_ttl_ms(v);
+    }
+    if let Some(v) = o.lease_wait_ms {
+        b = b.lease_wait_ms(v);
+    }
     if let Some(retry) = o.retry {
         b = b.retry(retry.into());
     }

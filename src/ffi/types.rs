@@ -92,6 +92,12 @@ pub struct TokenClientOptions {
     /// Idle sessions kept in memory (default 100000).
     #[uniffi(default = None)]
     pub max_sessions: Option<u64>,
+    /// Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
+    #[uniffi(default = None)]
+    pub lease_ttl_ms: Option<i64>,
+    /// Fleet stores: how long to wait for another process's lease (ms).
+    #[uniffi(default = None)]
+    pub lease_wait_ms: Option<i64>,
     /// Retry policy; unset keeps the defaults.
     #[uniffi(default = None)]
     pub retry: Option<RetryOptions>,

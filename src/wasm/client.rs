@@ -33,6 +33,8 @@ const OPTIONS: &[&str] = &[
     "refreshTokenLifetimeSeconds",
     "timeoutMs",
     "maxSessions",
+    "leaseTtlMs",
+    "leaseWaitMs",
     "retry",
     "fetch",
     "now",
@@ -211,7 +213,7 @@ fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, Error> {
     if let Some(url) = opt_string(o, "authorizationEndpoint")? {
         b = b.authorization_endpoint(url);
     }
-    let ints: [(&str, IntSetter); 5] = [
+    let ints: [(&str, IntSetter); 7] = [
         ("leewaySeconds", crate::ConfigBuilder::leeway_secs),
         (
             "userTokenLifetimeSeconds",
@@ -226,6 +228,8 @@ fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, Error> {
             crate::ConfigBuilder::refresh_token_lifetime_secs,
         ),
         ("timeoutMs", crate::ConfigBuilder::timeout_ms),
+        ("leaseTtlMs", crate::ConfigBuilder::lease_ttl_ms),
+        ("leaseWaitMs", crate::ConfigBuilder::lease_wait_ms),
     ];
     for (name, set) in ints {
         if let Some(value) = opt_int(o, name)? {

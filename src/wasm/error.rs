@@ -31,6 +31,8 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("refresh_token_lifetime_secs", "refreshTokenLifetimeSeconds"),
     ("timeout_ms", "timeoutMs"),
     ("max_sessions", "maxSessions"),
+    ("lease_ttl_ms", "leaseTtlMs"),
+    ("lease_wait_ms", "leaseWaitMs"),
     ("retry.max_attempts", "retry.maxAttempts"),
     ("retry.max_backoff_ms", "retry.maxBackoffMs"),
     ("retry.budget_ms", "retry.budgetMs"),

@@ -1,7 +1,11 @@
 //! Host storage for wasm: a JavaScript object whose `load(key)` resolves to
 //! a string or `null` and whose `save(key, record)` resolves when durable.
+//! Fleet stores add `acquire(key, owner, ttlMs)` → boolean and
+//! `release(key, owner)` (a lease), and `loadVersioned(key)` →
+//! `{ record, version } | null` and `saveVersioned(key, record, expected)` →
+//! the new version, or `null` when `expected` no longer matches.
 
-use crate::{StoreError, TokenStore};
+use crate::{CasOutcome, StoreError, TokenStore, Versioned};
 use async_trait::async_trait;
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -11,6 +15,16 @@ use wasm_bindgen_futures::JsFuture;
 /// The host's store object.
 pub(crate) struct JsStore {
     object: JsValue,
+    lease: bool,
+    versions: bool,
+}
+
+fn has_methods(object: &JsValue, names: &[&str]) -> bool {
+    names.iter().all(|name| {
+        Reflect::get(object, &JsValue::from_str(name))
+            .map(|f| f.is_function())
+            .unwrap_or(false)
+    })
 }
 
 impl JsStore {
@@ -25,7 +39,11 @@ impl JsStore {
                 ));
             }
         }
-        Ok(JsStore { object })
+        Ok(JsStore {
+            lease: has_methods(&object, &["acquire", "release"]),
+            versions: has_methods(&object, &["loadVersioned", "saveVersioned"]),
+            object,
+        })
     }
 
     /// Calls `method(args…)` and awaits its result (a Promise or a value).
@@ -36,7 +54,8 @@ impl JsStore {
             .ok_or_else(|| StoreError(format!("store.{method} is not a function")))?;
         let result = match args {
             [a] => f.call1(&self.object, a),
-            [a, b, ..] => f.call2(&self.object, a, b),
+            [a, b] => f.call2(&self.object, a, b),
+            [a, b, c, ..] => f.call3(&self.object, a, b, c),
             [] => f.call0(&self.object),
         }
         .map_err(|e| store_error(method, &e))?;
@@ -77,5 +96,68 @@ impl TokenStore for JsStore {
         self.call("save", &[key.into(), record.into()])
             .await
             .map(|_| ())
+    }
+
+    fn supports_lease(&self) -> bool {
+        self.lease
+    }
+
+    async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let ttl = JsValue::from_f64(ttl_ms as f64);
+        let taken = self
+            .call("acquire", &[key.into(), owner.into(), ttl])
+            .await?;
+        taken
+            .as_bool()
+            .ok_or_else(|| StoreError("store.acquire must resolve to a boolean".into()))
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.call("release", &[key.into(), owner.into()])
+            .await
+            .map(|_| ())
+    }
+
+    fn supports_versions(&self) -> bool {
+        self.versions
+    }
+
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let found = self.call("loadVersioned", &[key.into()]).await?;
+        if found.is_null() || found.is_undefined() {
+            return Ok(None);
+        }
+        let field = |name: &str| {
+            Reflect::get(&found, &JsValue::from_str(name))
+                .ok()
+                .and_then(|v| v.as_string())
+        };
+        match (field("record"), field("version")) {
+            (Some(record), Some(version)) => Ok(Some(Versioned { record, version })),
+            _ => Err(StoreError(
+                "store.loadVersioned must resolve to { record, version } (strings) or null".into(),
+            )),
+        }
+    }
+
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        let expected = expected.map_or(JsValue::NULL, JsValue::from_str);
+        let saved = self
+            .call("saveVersioned", &[key.into(), record.into(), expected])
+            .await?;
+        if saved.is_null() || saved.is_undefined() {
+            return Ok(CasOutcome::Conflict);
+        }
+        saved
+            .as_string()
+            .map(|version| CasOutcome::Saved { version })
+            .ok_or_else(|| {
+                StoreError("store.saveVersioned must resolve to the new version or null".into())
+            })
     }
 }

@@ -172,3 +172,28 @@ pub fn assert_no_secret(error: &freshtoken::Error, secrets: &[&str]) {
         assert!(!shown.contains(secret), "secret leaked in: {shown}");
     }
 }
+
+/// Real time plus an offset the test can advance, with real sleeps: for
+/// tests where waiting matters (leases), unlike [`ManualClock`] whose
+/// sleeps return at once and would let a waiter spin time forward.
+#[derive(Default)]
+pub struct OffsetClock {
+    offset: std::sync::atomic::AtomicU64,
+}
+
+impl OffsetClock {
+    pub fn advance(&self, ms: u64) {
+        self.offset.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl freshtoken::Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        wall_ms() + self.offset.load(Ordering::SeqCst)
+    }
+
+    async fn sleep(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}

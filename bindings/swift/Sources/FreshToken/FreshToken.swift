@@ -3392,6 +3392,14 @@ public struct TokenClientOptions: Equatable, Hashable {
      */
     public var maxSessions: UInt64?
     /**
+     * Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
+     */
+    public var leaseTtlMs: Int64?
+    /**
+     * Fleet stores: how long to wait for another process's lease (ms).
+     */
+    public var leaseWaitMs: Int64?
+    /**
      * Retry policy; unset keeps the defaults.
      */
     public var retry: RetryOptions?
@@ -3436,6 +3444,12 @@ public struct TokenClientOptions: Equatable, Hashable {
          * Idle sessions kept in memory (default 100000).
          */maxSessions: UInt64? = nil, 
         /**
+         * Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
+         */leaseTtlMs: Int64? = nil, 
+        /**
+         * Fleet stores: how long to wait for another process's lease (ms).
+         */leaseWaitMs: Int64? = nil, 
+        /**
          * Retry policy; unset keeps the defaults.
          */retry: RetryOptions? = nil) {
         self.tokenEndpoint = tokenEndpoint
@@ -3450,6 +3464,8 @@ public struct TokenClientOptions: Equatable, Hashable {
         self.refreshTokenLifetimeSeconds = refreshTokenLifetimeSeconds
         self.timeoutMs = timeoutMs
         self.maxSessions = maxSessions
+        self.leaseTtlMs = leaseTtlMs
+        self.leaseWaitMs = leaseWaitMs
         self.retry = retry
     }
 
@@ -3481,6 +3497,8 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
                 refreshTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
                 timeoutMs: FfiConverterOptionInt64.read(from: &buf), 
                 maxSessions: FfiConverterOptionUInt64.read(from: &buf), 
+                leaseTtlMs: FfiConverterOptionInt64.read(from: &buf), 
+                leaseWaitMs: FfiConverterOptionInt64.read(from: &buf), 
                 retry: FfiConverterOptionTypeRetryOptions.read(from: &buf)
         )
     }
@@ -3498,6 +3516,8 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.refreshTokenLifetimeSeconds, into: &buf)
         FfiConverterOptionInt64.write(value.timeoutMs, into: &buf)
         FfiConverterOptionUInt64.write(value.maxSessions, into: &buf)
+        FfiConverterOptionInt64.write(value.leaseTtlMs, into: &buf)
+        FfiConverterOptionInt64.write(value.leaseWaitMs, into: &buf)
         FfiConverterOptionTypeRetryOptions.write(value.retry, into: &buf)
     }
 }

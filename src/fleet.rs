@@ -1,0 +1,65 @@
+//! Several processes, one refresh (DESIGN point 9): with a store that
+//! offers a lease, a process takes it before refreshing; the others wait
+//! with backoff, re-read the store, and use the record the holder saved.
+//! A holder that dies delays the others by at most the lease TTL.
+
+use crate::error::Error;
+use crate::random::jitter;
+use crate::session::{Plan, UserSession};
+use crate::tokens::TokenInfo;
+
+/// First and largest pause between two looks at another process's lease (ms).
+const FIRST_WAIT_MS: u64 = 50;
+const MAX_WAIT_MS: u64 = 1_000;
+
+/// Takes the refresh lease of `session`'s key. `Ok(None)`: this process
+/// holds it now. `Ok(Some(info))`: while waiting, another process saved a
+/// record that serves this call, so no lease (and no request) is needed.
+pub(crate) async fn take_lease(
+    session: &UserSession,
+    force: bool,
+    asked_at: u64,
+) -> Result<Option<TokenInfo>, Error> {
+    let ctx = session.context();
+    let config = &ctx.config;
+    let deadline = ctx.clock.now_ms().saturating_add(config.lease_wait_ms);
+    let mut wait = FIRST_WAIT_MS;
+    loop {
+        let store = session.store();
+        if store
+            .acquire(session.key(), &ctx.owner, config.lease_ttl_ms)
+            .await?
+        {
+            return Ok(None);
+        }
+        if ctx.clock.now_ms() >= deadline {
+            return Err(Error::Conflict {
+                message: format!(
+                    "another process held the refresh lease for more than {} ms",
+                    config.lease_wait_ms
+                ),
+            });
+        }
+        ctx.clock
+            .sleep(wait + u64::from(jitter()) % (wait / 2 + 1))
+            .await;
+        wait = (wait * 2).min(MAX_WAIT_MS);
+        session.sync().await?;
+        match session.plan(force, asked_at)? {
+            Plan::Serve(info) => return Ok(Some(info)),
+            Plan::Lapsed | Plan::Refresh { .. } => {}
+        }
+    }
+}
+
+/// Gives the lease back. A failure only delays the others until the lease
+/// expires, so it is logged, not reported.
+pub(crate) async fn release_lease(session: &UserSession) {
+    let ctx = session.context();
+    if let Err(e) = session.store().release(session.key(), &ctx.owner).await {
+        log::warn!(
+            "freshtoken: session {}: releasing the lease: {e}",
+            session.key()
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! Several clients (as if several processes) sharing one session through a
+//! store with leases and compare-and-swap (DESIGN point 9), against the
+//! emulator with reuse detection on: any double use of a refresh token
+//! would revoke the whole family and show as invalid_grant.
+
+mod common;
+
+use common::{wall_ms, OffsetClock, CLIENT_ID, CLIENT_SECRET};
+use freshtoken::{
+    async_trait, CasOutcome, Clock, Config, ManualClock, MemoryStore, Seed, StoreError,
+    TokenClient, TokenStore, Versioned,
+};
+use freshtoken_emulator::{Emulator, Options, TokenState};
+use futures_util::future::join_all;
+use std::sync::{Arc, Mutex};
+
+fn client(emu: &Emulator, clock: Arc<dyn Clock>) -> TokenClient {
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+    TokenClient::new(config, http, clock)
+}
+
+fn refreshes(emu: &Emulator) -> u64 {
+    emu.counters()
+        .by_grant
+        .get("refresh_token")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_clients_share_one_refresh_per_expiry_window() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    // Real sleeps: waiting for another client's lease takes real time.
+    let clock = Arc::new(OffsetClock::default());
+    let store = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let clients: Vec<TokenClient> = (0..4).map(|_| client(&emu, clock.clone())).collect();
+    let family = emu.seed(CLIENT_ID, "openid offline_access");
+    clients[0]
+        .session("u1", store.clone())
+        .unwrap()
+        .seed(Seed {
+            refresh_token: family.refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+
+    for window in 1..=20u64 {
+        let mut calls = Vec::new();
+        for c in &clients {
+            for _ in 0..25 {
+                let session = c.session("u1", store.clone()).unwrap();
+                calls.push(async move { session.access_token().await });
+            }
+        }
+        let tokens: Vec<String> = join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.expect("every call is served"))
+            .collect();
+        assert!(
+            tokens.iter().all(|t| *t == tokens[0]),
+            "window {window}: one token"
+        );
+        assert_eq!(
+            refreshes(&emu),
+            window,
+            "window {window}: exactly one refresh"
+        );
+        clock.advance(900_000); // the next window starts stale
+    }
+    let c = emu.counters();
+    assert_eq!((c.reuse_detected, c.invalid_grant), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lease_holder_delays_the_others_by_at_most_the_lease_ttl() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let store = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let a = client(&emu, clock.clone());
+    let family = emu.seed(CLIENT_ID, "offline_access");
+    let session = a.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    // A process took the lease and died.
+    let ttl = a.config().refresh_token_lifetime_ms().min(60_000);
+    assert!(store.acquire("u1", "dead-process", ttl).await.unwrap());
+    let started = clock.now_ms();
+    session
+        .access_token()
+        .await
+        .expect("served once the lease expired");
+    let waited = clock.now_ms() - started;
+    assert!(waited >= ttl, "waited {waited} ms for a {ttl} ms lease");
+    assert!(
+        waited <= ttl + 2_000,
+        "waited {waited} ms, at most the TTL plus one poll"
+    );
+    assert_eq!(refreshes(&emu), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_held_too_long_is_a_conflict_and_sends_nothing() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let store = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .lease_wait_ms(5_000)
+        .build()
+        .unwrap();
+    let a = TokenClient::new(
+        config,
+        Arc::new(freshtoken::NativeHttp::new().unwrap()),
+        clock.clone(),
+    );
+    let session = a.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    assert!(store
+        .acquire("u1", "busy-process", 3_600_000)
+        .await
+        .unwrap());
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    assert_eq!(refreshes(&emu), 0);
+}
+
+/// A store where another writer saves just before this process's next
+/// compare-and-swap save lands.
+struct Interloper {
+    inner: MemoryStore,
+    next: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl TokenStore for Interloper {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+    fn supports_versions(&self) -> bool {
+        true
+    }
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load_versioned(key).await
+    }
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        let interloping = self.next.lock().unwrap().take();
+        if let Some(other) = interloping {
+            self.inner.save(key, &other).await?;
+        }
+        self.inner.save_versioned(key, record, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_lost_the_race_is_a_conflict_not_an_overwrite() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let store = Arc::new(Interloper {
+        inner: MemoryStore::new(),
+        next: Mutex::new(None),
+    });
+    let a = client(&emu, clock.clone());
+    let session = a.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    // A new login elsewhere lands while this process refreshes.
+    let relinked = emu.seed(CLIENT_ID, "offline_access").refresh_token;
+    let other = freshtoken::Record {
+        refresh_token: Some(relinked.clone().into()),
+        ..freshtoken::Record::default()
+    };
+    *store.next.lock().unwrap() = Some(other.encode());
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    let stored = freshtoken::Record::decode(&store.inner.get("u1").unwrap()).unwrap();
+    assert_eq!(
+        stored.refresh_token.unwrap().expose(),
+        relinked,
+        "not overwritten"
+    );
+    // The next call reads the new login and uses it.
+    session.access_token().await.unwrap();
+    assert_eq!(emu.refresh_token_state(&relinked), TokenState::Consumed);
+}

@@ -169,6 +169,8 @@ export class TokenClient {
   authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest;
   exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore): Promise<UserSession>;
   readonly sessionCount: number;
+  /** This client's name as a fleet lease owner (random, unique per client). */
+  readonly leaseOwner: string;
   free(): void;
 }
 

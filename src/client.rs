@@ -74,6 +74,12 @@ impl TokenClient {
         Ok(UserSession::new(key, cell, store, self.ctx.clone()))
     }
 
+    /// This client's name as a fleet lease owner (random, unique per
+    /// client): what a store's lease holds while this client refreshes.
+    pub fn lease_owner(&self) -> &str {
+        &self.ctx.owner
+    }
+
     /// How many session states this client holds in memory.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -100,6 +100,11 @@ impl TokenClient {
         Ok(Arc::new(UserSession { inner }))
     }
 
+    /// This client's name as a fleet lease owner.
+    pub fn lease_owner(&self) -> String {
+        self.inner.lease_owner().to_owned()
+    }
+
     /// How many session states the client holds in memory.
     pub fn session_count(&self) -> u64 {
         self.inner.session_count() as u64

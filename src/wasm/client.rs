@@ -124,6 +124,12 @@ impl WasmTokenClient {
         }))
     }
 
+    /// This client's name as a fleet lease owner.
+    #[wasm_bindgen(getter, js_name = leaseOwner)]
+    pub fn lease_owner(&self) -> String {
+        self.inner.lease_owner().to_owned()
+    }
+
     /// How many session states the client holds in memory.
     #[wasm_bindgen(getter, js_name = sessionCount)]
     pub fn session_count(&self) -> f64 {

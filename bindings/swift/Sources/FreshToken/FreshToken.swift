@@ -1321,6 +1321,11 @@ public protocol TokenClientProtocol: AnyObject, Sendable {
     func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws  -> UserSession
     
     /**
+     * This client's name as a fleet lease owner.
+     */
+    func leaseOwner()  -> String
+    
+    /**
      * A handle on the session `key`, persisted through `store`.
      */
     func session(key: String, store: TokenStore) throws  -> UserSession
@@ -1476,6 +1481,18 @@ open func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenSt
             liftFunc: FfiConverterTypeUserSession_lift,
             errorHandler: FfiConverterTypeFreshTokenError_lift
         )
+}
+    
+    /**
+     * This client's name as a fleet lease owner.
+     */
+open func leaseOwner() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_lease_owner(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -4692,6 +4709,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_exchange_code() != 30069) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_tokenclient_lease_owner() != 47672) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_session() != 22365) {

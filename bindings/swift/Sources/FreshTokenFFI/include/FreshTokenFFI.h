@@ -407,6 +407,11 @@ uint64_t uniffi_freshtoken_fn_method_tokenclient_client_tokens(uint64_t ptr, Rus
 uint64_t uniffi_freshtoken_fn_method_tokenclient_exchange_code(uint64_t ptr, RustBuffer options, RustBuffer key, uint64_t store
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_LEASE_OWNER
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_LEASE_OWNER
+RustBuffer uniffi_freshtoken_fn_method_tokenclient_lease_owner(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 uint64_t uniffi_freshtoken_fn_method_tokenclient_session(uint64_t ptr, RustBuffer key, uint64_t store, RustCallStatus *_Nonnull out_status
@@ -860,6 +865,12 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_client_tokens(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_EXCHANGE_CODE
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_EXCHANGE_CODE
 uint16_t uniffi_freshtoken_checksum_method_tokenclient_exchange_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_LEASE_OWNER
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_LEASE_OWNER
+uint16_t uniffi_freshtoken_checksum_method_tokenclient_lease_owner(void
     
 );
 #endif

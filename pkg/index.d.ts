@@ -2,7 +2,7 @@
 // share this public surface; FileStore exists only in the Node build).
 
 /** How the client authenticates at the token endpoint. */
-export type ClientAuth = 'client_secret_post' | 'client_secret_basic' | 'none';
+export type ClientAuth = 'client_secret_post' | 'client_secret_basic' | 'none' | 'private_key_jwt';
 
 /** Retry policy for 5xx, 429 and requests that never left. */
 export interface RetryOptions {
@@ -26,8 +26,18 @@ export interface TokenClientOptions {
   clientId: string;
   /** Never ship a client secret to a browser. */
   clientSecret?: string;
-  /** Default `client_secret_post` with a secret, `none` without. */
+  /** Default `client_secret_post` with a secret, `private_key_jwt` with a private key, `none` without either. */
   clientAuth?: ClientAuth;
+  /**
+   * `private_key_jwt` (import from 'freshtoken/jwt'): the RSA private key
+   * in PEM (PKCS#1 or PKCS#8; a certificate in the same PEM is fine). Every
+   * token request then carries a fresh RS256 client assertion.
+   */
+  privateKeyPem?: string;
+  /** The `kid` header of client assertions. */
+  keyId?: string;
+  /** The `aud` of client assertions (default: the token endpoint). */
+  assertionAudience?: string;
   /** `audience` of client-credentials requests (default: the token endpoint). */
   audience?: string;
   /** Default: the token endpoint with `/token` replaced by `/authorize`. */
@@ -161,8 +171,22 @@ export class UserSession {
   free(): void;
 }
 
+/** Options of `TokenClient.fromCredentialsJson`: everything but the client's identity. */
+export type CredentialsJsonOptions = Omit<
+  TokenClientOptions,
+  'tokenEndpoint' | 'clientId' | 'clientSecret' | 'clientAuth' | 'privateKeyPem' | 'keyId'
+>;
+
 export class TokenClient {
   constructor(options: TokenClientOptions);
+  /**
+   * A client from the provider's client-credentials JSON: `clientId`, and
+   * `clientSecret` or `certificate` (PEM, for private_key_jwt — import
+   * from 'freshtoken/jwt'), `slidingRefreshTokenLifetime` (seconds),
+   * optionally `tokenEndpoint` (default Stitch's). Unknown keys are ignored;
+   * a missing one is a ConfigError naming it.
+   */
+  static fromCredentialsJson(json: string, options?: CredentialsJsonOptions): TokenClient;
   session(key: string, store: TokenStore): UserSession;
   clientToken(scopes: string[]): Promise<string>;
   invalidateClientToken(scopes: string[]): void;

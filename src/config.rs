@@ -30,6 +30,10 @@ pub enum ClientAuthMethod {
     ClientSecretBasic,
     /// A public client: `client_id` only (use with PKCE).
     None,
+    /// A signed RS256 client assertion per request (RFC 7523), from an RSA
+    /// key in PEM (Stitch's certificate clients). Needs the
+    /// `private-key-jwt` feature.
+    PrivateKeyJwt,
 }
 
 impl ClientAuthMethod {
@@ -39,9 +43,10 @@ impl ClientAuthMethod {
             "client_secret_post" => Ok(ClientAuthMethod::ClientSecretPost),
             "client_secret_basic" => Ok(ClientAuthMethod::ClientSecretBasic),
             "none" => Ok(ClientAuthMethod::None),
+            "private_key_jwt" => Ok(ClientAuthMethod::PrivateKeyJwt),
             _ => Err(Error::config(
                 "client_auth",
-                "must be client_secret_post, client_secret_basic or none",
+                "must be client_secret_post, client_secret_basic, private_key_jwt or none",
             )),
         }
     }
@@ -65,6 +70,9 @@ pub struct Config {
     pub(crate) max_sessions: usize,
     pub(crate) lease_ttl_ms: u64,
     pub(crate) lease_wait_ms: u64,
+    #[cfg(feature = "private-key-jwt")]
+    pub(crate) assertion_key: Option<std::sync::Arc<crate::jwt::AssertionKey>>,
+    pub(crate) assertion_audience: String,
 }
 
 impl Config {
@@ -98,6 +106,16 @@ impl Config {
     /// The freshness leeway in milliseconds.
     pub fn leeway_ms(&self) -> u64 {
         self.leeway_ms
+    }
+
+    /// How the client authenticates at the token endpoint.
+    pub fn client_auth_method(&self) -> ClientAuthMethod {
+        self.client_auth
+    }
+
+    /// The `aud` of client assertions (`private_key_jwt`).
+    pub fn assertion_audience(&self) -> &str {
+        &self.assertion_audience
     }
 
     /// The sliding refresh-token lifetime in milliseconds.
@@ -149,6 +167,9 @@ pub struct ConfigBuilder {
     max_sessions: Option<usize>,
     lease_ttl_ms: Option<i64>,
     lease_wait_ms: Option<i64>,
+    private_key: Option<Secret>,
+    key_id: Option<String>,
+    assertion_audience: Option<String>,
 }
 
 impl ConfigBuilder {
@@ -162,6 +183,25 @@ impl ConfigBuilder {
     /// `none` when no secret is given).
     pub fn client_auth(mut self, method: ClientAuthMethod) -> Self {
         self.client_auth = Some(method);
+        self
+    }
+
+    /// The RSA private key (PEM: PKCS#1 or PKCS#8, certificates alongside
+    /// are fine) for `private_key_jwt`; sets that method when none is given.
+    pub fn private_key_pem(mut self, pem: impl Into<Secret>) -> Self {
+        self.private_key = Some(pem.into());
+        self
+    }
+
+    /// The `kid` header of client assertions, when the server wants one.
+    pub fn key_id(mut self, kid: impl Into<String>) -> Self {
+        self.key_id = Some(kid.into());
+        self
+    }
+
+    /// The `aud` of client assertions (default: the token endpoint).
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
         self
     }
 
@@ -245,23 +285,65 @@ impl ConfigBuilder {
             return Err(Error::config("client_id", "must not be empty"));
         }
         let secret = self.client_secret.filter(|s| !s.is_empty());
-        let client_auth = match (self.client_auth, &secret) {
-            (Some(ClientAuthMethod::None), Some(_)) => {
+        let private_key = self.private_key.filter(|s| !s.is_empty());
+        let client_auth = match (self.client_auth, &secret, &private_key) {
+            (_, Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "private_key",
+                    "give either a client secret or a private key, not both",
+                ))
+            }
+            (None | Some(ClientAuthMethod::PrivateKeyJwt), None, Some(_)) => {
+                ClientAuthMethod::PrivateKeyJwt
+            }
+            (Some(ClientAuthMethod::PrivateKeyJwt), _, None) => {
+                return Err(Error::config(
+                    "private_key",
+                    "is required for private_key_jwt",
+                ))
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(Error::config(
+                    "client_auth",
+                    "a private key goes with private_key_jwt",
+                ))
+            }
+            (Some(ClientAuthMethod::None), Some(_), None) => {
                 return Err(Error::config(
                     "client_secret",
                     "must not be set when client_auth is none",
                 ))
             }
-            (Some(ClientAuthMethod::None), None) | (None, None) => ClientAuthMethod::None,
-            (Some(method), Some(_)) => method,
-            (None, Some(_)) => ClientAuthMethod::ClientSecretPost,
-            (Some(_), None) => {
+            (Some(ClientAuthMethod::None), None, None) | (None, None, None) => {
+                ClientAuthMethod::None
+            }
+            (Some(method), Some(_), None) => method,
+            (None, Some(_), None) => ClientAuthMethod::ClientSecretPost,
+            (Some(_), None, None) => {
                 return Err(Error::config(
                     "client_secret",
                     "is required for client_secret_post and client_secret_basic",
                 ))
             }
         };
+        #[cfg(feature = "private-key-jwt")]
+        let assertion_key = match &private_key {
+            Some(pem) => Some(std::sync::Arc::new(crate::jwt::AssertionKey::from_pem(
+                pem.expose(),
+                self.key_id.clone(),
+            )?)),
+            None => None,
+        };
+        #[cfg(not(feature = "private-key-jwt"))]
+        if private_key.is_some() {
+            return Err(Error::config(
+                "client_auth",
+                "private_key_jwt is not in this build (JavaScript: import from 'freshtoken/jwt')",
+            ));
+        }
+        let assertion_audience = self
+            .assertion_audience
+            .unwrap_or_else(|| self.token_endpoint.clone());
         let audience = self.audience.unwrap_or_else(|| self.token_endpoint.clone());
         if audience.is_empty() {
             return Err(Error::config("audience", "must not be empty"));
@@ -335,6 +417,9 @@ impl ConfigBuilder {
             max_sessions,
             lease_ttl_ms: lease_ttl,
             lease_wait_ms: lease_wait,
+            #[cfg(feature = "private-key-jwt")]
+            assertion_key,
+            assertion_audience,
         })
     }
 }

@@ -86,7 +86,10 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
     let mut attempts = 0u32;
     let mut maybe_processed = false;
     loop {
-        let request = build_request(&ctx.config, grant);
+        let request = match build_request(&ctx.config, grant, ctx.clock.now_ms()) {
+            Ok(request) => request,
+            Err(error) => return Err(CallFailure::new(error, maybe_processed)),
+        };
         let sent_at_ms = ctx.clock.now_ms();
         attempts += 1;
         log::debug!("freshtoken: {} request, attempt {attempts}", grant.name());

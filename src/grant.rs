@@ -1,6 +1,7 @@
 //! Building token requests: refresh, client credentials, and code + PKCE.
 
 use crate::config::{ClientAuthMethod, Config, MAX_RESPONSE_BYTES};
+use crate::error::Error;
 use crate::http::HttpRequest;
 use base64::Engine;
 
@@ -42,8 +43,13 @@ impl Grant<'_> {
     }
 }
 
-/// The form body and headers of `grant` for `config`'s client.
-pub(crate) fn build_request(config: &Config, grant: &Grant<'_>) -> HttpRequest {
+/// The form body and headers of `grant` for `config`'s client, at `now_ms`
+/// (client assertions are dated).
+pub(crate) fn build_request(
+    config: &Config,
+    grant: &Grant<'_>,
+    now_ms: u64,
+) -> Result<HttpRequest, Error> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     let mut headers = vec![
         (
@@ -86,16 +92,27 @@ pub(crate) fn build_request(config: &Config, grant: &Grant<'_>) -> HttpRequest {
                 basic_authorization(&config.client_id, secret.expose()),
             ));
         }
+        #[cfg(feature = "private-key-jwt")]
+        (ClientAuthMethod::PrivateKeyJwt, _) => {
+            let key = config
+                .assertion_key
+                .as_ref()
+                .ok_or_else(|| Error::config("private_key", "is required for private_key_jwt"))?;
+            let assertion = key.assertion(&config.client_id, &config.assertion_audience, now_ms)?;
+            form.append_pair("client_assertion_type", crate::jwt::ASSERTION_TYPE);
+            form.append_pair("client_assertion", &assertion);
+        }
         _ => {}
     }
-    HttpRequest {
+    let _ = now_ms;
+    Ok(HttpRequest {
         method: "POST".to_owned(),
         url: config.token_endpoint.clone(),
         headers,
         body: form.finish(),
         timeout_ms: config.timeout_ms,
         max_response_bytes: MAX_RESPONSE_BYTES,
-    }
+    })
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-encoded *before* base64.
@@ -136,7 +153,9 @@ mod tests {
             &Grant::Refresh {
                 refresh_token: "rt+/=",
             },
-        );
+            0,
+        )
+        .unwrap();
         assert_eq!(r.url, EP);
         assert_eq!(
             pairs(&r.body),
@@ -161,7 +180,9 @@ mod tests {
             &Grant::ClientCredentials {
                 scope: "accounts balances",
             },
-        );
+            0,
+        )
+        .unwrap();
         assert_eq!(
             pairs(&r.body),
             strs(&[
@@ -197,7 +218,9 @@ mod tests {
             &Grant::Refresh {
                 refresh_token: "rt",
             },
-        );
+            0,
+        )
+        .unwrap();
         assert_eq!(
             pairs(&r.body),
             strs(&[("grant_type", "refresh_token"), ("refresh_token", "rt")])
@@ -218,7 +241,9 @@ mod tests {
                 code_verifier: "v",
                 redirect_uri: "app://cb",
             },
-        );
+            0,
+        )
+        .unwrap();
         assert_eq!(
             pairs(&r.body),
             strs(&[

@@ -347,6 +347,13 @@ impl ObjectWriter {
     }
 }
 
+/// `value` as a JSON string literal, quotes included.
+pub fn string_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    write_string(&mut out, value);
+    out
+}
+
 /// Appends `value` as a JSON string (the escapes serde_json uses).
 fn write_string(out: &mut String, value: &str) {
     out.push('"');

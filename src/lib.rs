@@ -37,6 +37,7 @@ mod client;
 mod client_token;
 mod clock;
 mod config;
+mod credentials;
 mod endpoint;
 mod error;
 mod exchange;
@@ -45,6 +46,8 @@ mod grant;
 mod http;
 mod http_date;
 pub mod json;
+#[cfg(feature = "private-key-jwt")]
+pub mod jwt;
 mod maybe_send;
 mod memory_store;
 #[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]
@@ -78,6 +81,7 @@ pub use config::{
     DEFAULT_LEEWAY_SECS, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_USER_TOKEN_LIFETIME_SECS,
     MAX_RESPONSE_BYTES,
 };
+pub use credentials::STITCH_TOKEN_ENDPOINT;
 pub use error::{Error, ErrorCode, ReauthReason};
 pub use http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 pub use maybe_send::{BoxFuture, MaybeSendSync};

@@ -23,6 +23,15 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
     if let Some(method) = o.client_auth {
         b = b.client_auth(ClientAuthMethod::parse(&method)?);
     }
+    if let Some(pem) = o.private_key_pem {
+        b = b.private_key_pem(pem);
+    }
+    if let Some(kid) = o.key_id {
+        b = b.key_id(kid);
+    }
+    if let Some(audience) = o.assertion_audience {
+        b = b.assertion_audience(audience);
+    }
     if let Some(audience) = o.audience {
         b = b.audience(audience);
     }
@@ -72,6 +81,21 @@ impl TokenClient {
             Arc::new(HttpAdapter(http)),
             Arc::new(SystemClock),
         );
+        Ok(Arc::new(TokenClient { inner }))
+    }
+
+    /// A client from the provider's client-credentials JSON (`clientId`,
+    /// `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
+    /// optionally `tokenEndpoint`, default Stitch's); a missing member is a
+    /// `Config` error naming it.
+    #[uniffi::constructor]
+    pub fn from_credentials_json(
+        json: String,
+        http: Arc<dyn HttpClient>,
+    ) -> Result<Arc<Self>, FreshTokenError> {
+        let config = Config::from_credentials_json(&json)?.build()?;
+        let inner =
+            crate::TokenClient::new(config, Arc::new(HttpAdapter(http)), Arc::new(SystemClock));
         Ok(Arc::new(TokenClient { inner }))
     }
 

@@ -65,9 +65,20 @@ pub struct TokenClientOptions {
     /// The client secret (never in an app a user can inspect: use a public client with PKCE there).
     #[uniffi(default = None)]
     pub client_secret: Option<String>,
-    /// `client_secret_post` (default with a secret), `client_secret_basic` or `none`.
+    /// `client_secret_post` (default with a secret), `client_secret_basic`,
+    /// `private_key_jwt` (default with a private key) or `none`.
     #[uniffi(default = None)]
     pub client_auth: Option<String>,
+    /// The RSA private key in PEM for `private_key_jwt` (PKCS#1 or PKCS#8; a
+    /// certificate alongside is fine).
+    #[uniffi(default = None)]
+    pub private_key_pem: Option<String>,
+    /// The `kid` header of client assertions.
+    #[uniffi(default = None)]
+    pub key_id: Option<String>,
+    /// The `aud` of client assertions (default: the token endpoint).
+    #[uniffi(default = None)]
+    pub assertion_audience: Option<String>,
     /// `audience` of client-credentials requests (default: the token endpoint).
     #[uniffi(default = None)]
     pub audience: Option<String>,

@@ -1,45 +1,14 @@
 //! `TokenClient` and `refreshTokens` for JavaScript.
 
-use super::convert::{get, object, opt_function, opt_int, opt_string, string, strings};
+use super::convert::{get, object, opt_string, string, strings};
 use super::error::to_js;
-use super::fetch_http::FetchHttp;
-use super::js_clock::JsClock;
 use super::js_store::JsStore;
+use super::options::{build, from_credentials, OPTIONS};
 use super::session::WasmUserSession;
-use crate::{AuthorizationParams, ClientAuthMethod, Config, Error, RetryPolicy, TokenClient};
-use js_sys::{Object, Promise};
+use crate::{AuthorizationParams, Error, TokenClient};
+use js_sys::Promise;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
-
-/// The members of `options.retry`.
-const RETRY_OPTIONS: &[&str] = &[
-    "maxAttempts",
-    "initialBackoffMs",
-    "maxBackoffMs",
-    "budgetMs",
-];
-
-/// Every option `new TokenClient(options)` understands; others are typos.
-const OPTIONS: &[&str] = &[
-    "tokenEndpoint",
-    "clientId",
-    "clientSecret",
-    "clientAuth",
-    "audience",
-    "authorizationEndpoint",
-    "leewaySeconds",
-    "userTokenLifetimeSeconds",
-    "clientTokenLifetimeSeconds",
-    "refreshTokenLifetimeSeconds",
-    "timeoutMs",
-    "maxSessions",
-    "leaseTtlMs",
-    "leaseWaitMs",
-    "retry",
-    "fetch",
-    "now",
-    "sleep",
-];
 
 /// The JavaScript `TokenClient`: sessions, client tokens, the code flow.
 #[wasm_bindgen(js_name = TokenClient)]
@@ -53,6 +22,19 @@ impl WasmTokenClient {
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<WasmTokenClient, JsValue> {
         build(&options, OPTIONS)
+            .map(|inner| WasmTokenClient { inner })
+            .map_err(to_js)
+    }
+
+    /// `TokenClient.fromCredentialsJson(json, options?)`: the client id, the
+    /// secret or certificate and the sliding lifetime from the provider's
+    /// credentials JSON; `options` adds the rest (no identity options).
+    #[wasm_bindgen(js_name = fromCredentialsJson)]
+    pub fn from_credentials_json(
+        json: String,
+        options: JsValue,
+    ) -> Result<WasmTokenClient, JsValue> {
+        from_credentials(&json, &options)
             .map(|inner| WasmTokenClient { inner })
             .map_err(to_js)
     }
@@ -179,100 +161,4 @@ fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> 
         prompt: opt_string(params, "prompt")?,
         extra: Vec::new(),
     })
-}
-
-/// Checks that `value` is an object whose keys are all in `allowed`: a typo
-/// is a `config` error naming it, never silently ignored.
-fn known_keys(value: &JsValue, name: &str, prefix: &str, allowed: &[&str]) -> Result<(), Error> {
-    if !value.is_object() {
-        return Err(Error::config(name, "must be an object"));
-    }
-    for key in Object::keys(&Object::from(value.clone())).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !allowed.contains(&key.as_str()) {
-            return Err(Error::config(
-                format!("{prefix}{key}"),
-                "is not a known option",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A `ConfigBuilder` setter for a whole-number option.
-type IntSetter = fn(crate::ConfigBuilder, i64) -> crate::ConfigBuilder;
-
-/// The core client from JavaScript options; unknown keys are `config` errors.
-fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, Error> {
-    known_keys(options, "options", "", allowed)?;
-    let o = options;
-    let mut b = Config::builder(string(o, "tokenEndpoint")?, string(o, "clientId")?);
-    if let Some(secret) = opt_string(o, "clientSecret")? {
-        b = b.client_secret(secret);
-    }
-    if let Some(method) = opt_string(o, "clientAuth")? {
-        b = b.client_auth(ClientAuthMethod::parse(&method)?);
-    }
-    if let Some(audience) = opt_string(o, "audience")? {
-        b = b.audience(audience);
-    }
-    if let Some(url) = opt_string(o, "authorizationEndpoint")? {
-        b = b.authorization_endpoint(url);
-    }
-    let ints: [(&str, IntSetter); 7] = [
-        ("leewaySeconds", crate::ConfigBuilder::leeway_secs),
-        (
-            "userTokenLifetimeSeconds",
-            crate::ConfigBuilder::user_token_lifetime_secs,
-        ),
-        (
-            "clientTokenLifetimeSeconds",
-            crate::ConfigBuilder::client_token_lifetime_secs,
-        ),
-        (
-            "refreshTokenLifetimeSeconds",
-            crate::ConfigBuilder::refresh_token_lifetime_secs,
-        ),
-        ("timeoutMs", crate::ConfigBuilder::timeout_ms),
-        ("leaseTtlMs", crate::ConfigBuilder::lease_ttl_ms),
-        ("leaseWaitMs", crate::ConfigBuilder::lease_wait_ms),
-    ];
-    for (name, set) in ints {
-        if let Some(value) = opt_int(o, name)? {
-            b = set(b, value);
-        }
-    }
-    if let Some(max) = opt_int(o, "maxSessions")? {
-        let max = usize::try_from(max)
-            .map_err(|_| Error::config("maxSessions", "must not be negative"))?;
-        b = b.max_sessions(max);
-    }
-    let retry = get(o, "retry");
-    if !retry.is_undefined() && !retry.is_null() {
-        known_keys(&retry, "retry", "retry.", RETRY_OPTIONS)?;
-        let d = RetryPolicy::default();
-        let field = |name: &str, default: u64| -> Result<u64, Error> {
-            match opt_int(&retry, name)? {
-                None => Ok(default),
-                Some(v) => u64::try_from(v)
-                    .map_err(|_| Error::config(format!("retry.{name}"), "must not be negative")),
-            }
-        };
-        b = b.retry(RetryPolicy {
-            max_attempts: u32::try_from(field("maxAttempts", u64::from(d.max_attempts))?)
-                .unwrap_or(u32::MAX),
-            initial_backoff_ms: field("initialBackoffMs", d.initial_backoff_ms)?,
-            max_backoff_ms: field("maxBackoffMs", d.max_backoff_ms)?,
-            budget_ms: field("budgetMs", d.budget_ms)?,
-        });
-    }
-    let config = b.build()?;
-    let http = FetchHttp {
-        fetch: opt_function(o, "fetch")?,
-    };
-    let clock = JsClock {
-        now: opt_function(o, "now")?,
-        sleep: opt_function(o, "sleep")?,
-    };
-    Ok(TokenClient::new(config, Arc::new(http), Arc::new(clock)))
 }

@@ -40,6 +40,7 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("expires_in", "expiresIn"),
     ("redirect_uri", "redirectUri"),
     ("code_verifier", "codeVerifier"),
+    ("private_key", "privateKeyPem"),
 ];
 
 /// The JavaScript value thrown for `error`.

@@ -11,6 +11,7 @@ mod error;
 mod fetch_http;
 mod js_clock;
 mod js_store;
+mod options;
 mod session;
 
 pub use client::{refresh_tokens, WasmTokenClient};

@@ -1404,6 +1404,22 @@ public convenience init(options: TokenClientOptions, http: HttpClient)throws  {
 
     
     /**
+     * A client from the provider's client-credentials JSON (`clientId`,
+     * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
+     * optionally `tokenEndpoint`, default Stitch's); a missing member is a
+     * `Config` error naming it.
+     */
+public static func fromCredentialsJson(json: String, http: HttpClient)throws  -> TokenClient  {
+    return try  FfiConverterTypeTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_from_credentials_json(
+        FfiConverterString.lower(json),
+        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The same, on the host's `clock` (for tests with fake time).
      */
 public static func withClock(options: TokenClientOptions, http: HttpClient, clock: Clock)throws  -> TokenClient  {
@@ -3373,9 +3389,23 @@ public struct TokenClientOptions: Equatable, Hashable {
      */
     public var clientSecret: String?
     /**
-     * `client_secret_post` (default with a secret), `client_secret_basic` or `none`.
+     * `client_secret_post` (default with a secret), `client_secret_basic`,
+     * `private_key_jwt` (default with a private key) or `none`.
      */
     public var clientAuth: String?
+    /**
+     * The RSA private key in PEM for `private_key_jwt` (PKCS#1 or PKCS#8; a
+     * certificate alongside is fine).
+     */
+    public var privateKeyPem: String?
+    /**
+     * The `kid` header of client assertions.
+     */
+    public var keyId: String?
+    /**
+     * The `aud` of client assertions (default: the token endpoint).
+     */
+    public var assertionAudience: String?
     /**
      * `audience` of client-credentials requests (default: the token endpoint).
      */
@@ -3434,8 +3464,19 @@ public struct TokenClientOptions: Equatable, Hashable {
          * The client secret (never in an app a user can inspect: use a public client with PKCE there).
          */clientSecret: String? = nil, 
         /**
-         * `client_secret_post` (default with a secret), `client_secret_basic` or `none`.
+         * `client_secret_post` (default with a secret), `client_secret_basic`,
+         * `private_key_jwt` (default with a private key) or `none`.
          */clientAuth: String? = nil, 
+        /**
+         * The RSA private key in PEM for `private_key_jwt` (PKCS#1 or PKCS#8; a
+         * certificate alongside is fine).
+         */privateKeyPem: String? = nil, 
+        /**
+         * The `kid` header of client assertions.
+         */keyId: String? = nil, 
+        /**
+         * The `aud` of client assertions (default: the token endpoint).
+         */assertionAudience: String? = nil, 
         /**
          * `audience` of client-credentials requests (default: the token endpoint).
          */audience: String? = nil, 
@@ -3473,6 +3514,9 @@ public struct TokenClientOptions: Equatable, Hashable {
         self.clientId = clientId
         self.clientSecret = clientSecret
         self.clientAuth = clientAuth
+        self.privateKeyPem = privateKeyPem
+        self.keyId = keyId
+        self.assertionAudience = assertionAudience
         self.audience = audience
         self.authorizationEndpoint = authorizationEndpoint
         self.leewaySeconds = leewaySeconds
@@ -3506,6 +3550,9 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
                 clientId: FfiConverterString.read(from: &buf), 
                 clientSecret: FfiConverterOptionString.read(from: &buf), 
                 clientAuth: FfiConverterOptionString.read(from: &buf), 
+                privateKeyPem: FfiConverterOptionString.read(from: &buf), 
+                keyId: FfiConverterOptionString.read(from: &buf), 
+                assertionAudience: FfiConverterOptionString.read(from: &buf), 
                 audience: FfiConverterOptionString.read(from: &buf), 
                 authorizationEndpoint: FfiConverterOptionString.read(from: &buf), 
                 leewaySeconds: FfiConverterOptionInt64.read(from: &buf), 
@@ -3525,6 +3572,9 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
         FfiConverterString.write(value.clientId, into: &buf)
         FfiConverterOptionString.write(value.clientSecret, into: &buf)
         FfiConverterOptionString.write(value.clientAuth, into: &buf)
+        FfiConverterOptionString.write(value.privateKeyPem, into: &buf)
+        FfiConverterOptionString.write(value.keyId, into: &buf)
+        FfiConverterOptionString.write(value.assertionAudience, into: &buf)
         FfiConverterOptionString.write(value.audience, into: &buf)
         FfiConverterOptionString.write(value.authorizationEndpoint, into: &buf)
         FfiConverterOptionInt64.write(value.leewaySeconds, into: &buf)
@@ -4775,6 +4825,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_usersession_tokens() != 16868) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_constructor_tokenclient_from_credentials_json() != 34437) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_constructor_tokenclient_new() != 21900) {

@@ -377,6 +377,11 @@ uint64_t uniffi_freshtoken_fn_clone_tokenclient(uint64_t handle, RustCallStatus 
 void uniffi_freshtoken_fn_free_tokenclient(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_TOKENCLIENT_FROM_CREDENTIALS_JSON
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_TOKENCLIENT_FROM_CREDENTIALS_JSON
+uint64_t uniffi_freshtoken_fn_constructor_tokenclient_from_credentials_json(RustBuffer json, uint64_t http, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_TOKENCLIENT_NEW
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_TOKENCLIENT_NEW
 uint64_t uniffi_freshtoken_fn_constructor_tokenclient_new(RustBuffer options, uint64_t http, RustCallStatus *_Nonnull out_status
@@ -997,6 +1002,12 @@ uint16_t uniffi_freshtoken_checksum_method_usersession_token_rejected(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_TOKENS
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_TOKENS
 uint16_t uniffi_freshtoken_checksum_method_usersession_tokens(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_TOKENCLIENT_FROM_CREDENTIALS_JSON
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_TOKENCLIENT_FROM_CREDENTIALS_JSON
+uint16_t uniffi_freshtoken_checksum_constructor_tokenclient_from_credentials_json(void
     
 );
 #endif

@@ -159,3 +159,93 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
     }
 }
+
+/**
+ * An example of a fleet store (DESIGN point 9), in memory: a [TokenStore]
+ * with a refresh lease and compare-and-swap versions, shared by several
+ * [TokenClient]s as if they were several processes. A real fleet store does
+ * the same against shared storage (a database row with a version column and
+ * a lease column, Redis `SET NX PX` plus a version, …):
+ *
+ * - [supportsLease] and [supportsVersions] answer true; freshtoken then
+ *   takes the lease before every refresh, re-reads with [loadVersioned],
+ *   saves with [saveVersioned] and releases.
+ * - [acquire] succeeds when nobody else holds an unexpired lease on the key
+ *   (the same owner may take it again, which extends it) and fails, without
+ *   waiting, otherwise. A lease expires `ttlMs` after it was taken, by the
+ *   store's clock (here the system clock): a holder that dies delays the
+ *   others by at most that.
+ * - [release] removes the lease only if `owner` still holds it.
+ * - Every write gets a new version. [saveVersioned] writes only when the
+ *   stored version is still `expected` (null: nothing stored), atomically
+ *   with the check, and otherwise answers [CasResult.Conflict] and writes
+ *   nothing. A plain [save] also bumps the version, so a compare-and-swap
+ *   based on what was there before it conflicts.
+ *
+ * Thread-safe: one lock guards records, versions and leases, and nothing
+ * suspends while holding it. The records live only as long as this object.
+ */
+open class InMemoryFleetStore(
+    /** The store's clock for lease expiry, in Unix ms. */
+    private val nowMs: () -> Long = System::currentTimeMillis,
+) : TokenStore {
+    private class Entry(val record: String, val version: Long)
+    private class Lease(val owner: String, val untilMs: Long)
+
+    private val lock = Any()
+    private val records = HashMap<String, Entry>()
+    private val leases = HashMap<String, Lease>()
+
+    override fun supportsLease(): Boolean = true
+
+    override fun supportsVersions(): Boolean = true
+
+    override suspend fun load(key: String): String? = synchronized(lock) { records[key]?.record }
+
+    override suspend fun save(key: String, record: String) {
+        synchronized(lock) { put(key, record) }
+    }
+
+    override suspend fun acquire(key: String, owner: String, ttlMs: ULong): Boolean = synchronized(lock) {
+        val now = nowMs()
+        val held = leases[key]
+        if (held != null && held.owner != owner && held.untilMs > now) return false
+        val ttl = if (ttlMs > Long.MAX_VALUE.toULong()) Long.MAX_VALUE else ttlMs.toLong()
+        val until = if (now > Long.MAX_VALUE - ttl) Long.MAX_VALUE else now + ttl
+        leases[key] = Lease(owner, until)
+        true
+    }
+
+    override suspend fun release(key: String, owner: String) {
+        synchronized(lock) {
+            if (leases[key]?.owner == owner) leases.remove(key)
+        }
+    }
+
+    override suspend fun loadVersioned(key: String): VersionedRecord? = synchronized(lock) {
+        records[key]?.let { VersionedRecord(it.record, it.version.toString()) }
+    }
+
+    override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult = synchronized(lock) {
+        if (records[key]?.version?.toString() != expected) return CasResult.Conflict
+        CasResult.Saved(put(key, record).toString())
+    }
+
+    /** Writes `record` with the next version (call with the lock held). */
+    private fun put(key: String, record: String): Long {
+        val version = (records[key]?.version ?: 0L) + 1
+        records[key] = Entry(record, version)
+        return version
+    }
+
+    /** The record under `key` without suspending (tests). */
+    fun get(key: String): String? = synchronized(lock) { records[key]?.record }
+
+    /** The version of the record under `key`, or null (tests). */
+    fun version(key: String): String? = synchronized(lock) { records[key]?.version?.toString() }
+
+    /** Who holds an unexpired lease on `key`, or null (tests). */
+    fun leaseHolder(key: String): String? = synchronized(lock) {
+        leases[key]?.takeIf { it.untilMs > nowMs() }?.owner
+    }
+}

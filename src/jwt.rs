@@ -1,0 +1,241 @@
+//! `private_key_jwt` client assertions (RFC 7523 §2.2, OpenID Connect Core
+//! §9): a fresh RS256 JWT per token request, signed with the RSA key from
+//! the PEM the provider handed out (Stitch's certificate: a certificate and
+//! the key in one file).
+//!
+//! The PEM armour is read here (a few lines) and the DER decoded by the
+//! RustCrypto `rsa` crate, so no PEM or JSON library is linked.
+
+use crate::error::Error;
+use crate::json::ObjectWriter;
+use crate::random::random_url_safe;
+use base64::Engine;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::PrivateKey;
+use sha2::Sha256;
+use std::fmt;
+
+/// The config field that names the key in errors.
+const FIELD: &str = "private_key";
+/// How long an assertion is valid (seconds): short, it is used at once.
+pub(crate) const ASSERTION_LIFETIME_SECS: u64 = 60;
+/// The assertion type RFC 7523 defines.
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// An RSA signing key for client assertions, with an optional key id.
+#[derive(Clone)]
+pub struct AssertionKey {
+    key: rsa::pkcs1v15::SigningKey<Sha256>,
+    kid: Option<String>,
+    bits: usize,
+}
+
+impl fmt::Debug for AssertionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AssertionKey {{ RSA {} bits, kid: {:?} }}",
+            self.bits, self.kid
+        )
+    }
+}
+
+impl AssertionKey {
+    /// Reads the first RSA private key (PKCS#1 `RSA PRIVATE KEY` or PKCS#8
+    /// `PRIVATE KEY`) from `pem`, which may also hold certificates.
+    pub fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, Error> {
+        let mut found_encrypted = false;
+        for (label, der) in pem_blocks(pem) {
+            let key = match label {
+                "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der).map_err(|_| {
+                    Error::config(FIELD, "the RSA PRIVATE KEY block is not a valid PKCS#1 key")
+                })?,
+                "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der).map_err(|_| {
+                    Error::config(FIELD, "the PRIVATE KEY block is not a PKCS#8 RSA key")
+                })?,
+                "ENCRYPTED PRIVATE KEY" => {
+                    found_encrypted = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            let bits = key.size() * 8;
+            if bits < 2048 {
+                return Err(Error::config(
+                    FIELD,
+                    "the RSA key must have at least 2048 bits",
+                ));
+            }
+            return Ok(AssertionKey {
+                key: rsa::pkcs1v15::SigningKey::<Sha256>::new(key),
+                kid: kid.filter(|k| !k.is_empty()),
+                bits,
+            });
+        }
+        Err(Error::config(
+            FIELD,
+            if found_encrypted {
+                "the private key is encrypted; decrypt it first (openssl pkcs8 -nocrypt)"
+            } else {
+                "the PEM holds no RSA private key (RSA PRIVATE KEY or PRIVATE KEY block)"
+            },
+        ))
+    }
+
+    /// A fresh assertion: `iss` = `sub` = `client_id`, `aud`, a random
+    /// `jti`, `iat` = `nbf` = now, `exp` = now + 60 s.
+    pub fn assertion(&self, client_id: &str, audience: &str, now_ms: u64) -> Result<String, Error> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut header = ObjectWriter::default();
+        header.string("alg", "RS256").string("typ", "JWT");
+        if let Some(kid) = &self.kid {
+            header.string("kid", kid);
+        }
+        let now = now_ms / 1000;
+        let mut claims = ObjectWriter::default();
+        claims
+            .string("iss", client_id)
+            .string("sub", client_id)
+            .string("aud", audience)
+            .string("jti", &random_url_safe(16)?)
+            .int("iat", now)
+            .int("nbf", now)
+            .int("exp", now + ASSERTION_LIFETIME_SECS);
+        let signing_input = format!(
+            "{}.{}",
+            b64.encode(header.finish()),
+            b64.encode(claims.finish())
+        );
+        let signature = self
+            .key
+            .try_sign(signing_input.as_bytes())
+            .map_err(|_| Error::config(FIELD, "the key could not sign the client assertion"))?;
+        Ok(format!(
+            "{signing_input}.{}",
+            b64.encode(signature.to_bytes())
+        ))
+    }
+}
+
+/// The PEM blocks of `text`: label and decoded DER (undecodable blocks skipped).
+fn pem_blocks(text: &str) -> Vec<(&str, Vec<u8>)> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let after = &rest[start + 11..];
+        let Some(label_end) = after.find("-----") else {
+            break;
+        };
+        let label = &after[..label_end];
+        let body_start = &after[label_end + 5..];
+        let end_marker = format!("-----END {label}-----");
+        let Some(body_end) = body_start.find(&end_marker) else {
+            break;
+        };
+        let body: String = body_start[..body_end]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body) {
+            blocks.push((label, der));
+        }
+        rest = &body_start[body_end + end_marker.len()..];
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PKCS8: &str = include_str!("../tests/fixtures/client-key-pkcs8.pem");
+    const PKCS1: &str = include_str!("../tests/fixtures/client-key-pkcs1.pem");
+    const CERT_AND_KEY: &str = include_str!("../tests/fixtures/client-cert-and-key.pem");
+
+    fn claims(jwt: &str) -> crate::json::Json {
+        let part = jwt.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        crate::json::Json::parse(&bytes).unwrap()
+    }
+
+    #[test]
+    fn reads_pkcs8_pkcs1_and_a_certificate_bundle() {
+        for pem in [PKCS8, PKCS1, CERT_AND_KEY] {
+            let key = AssertionKey::from_pem(pem, Some("k1".into())).unwrap();
+            assert_eq!(key.bits, 2048);
+            assert!(!format!("{key:?}").contains("BEGIN"));
+        }
+    }
+
+    #[test]
+    fn assertion_claims_follow_rfc_7523() {
+        let key = AssertionKey::from_pem(PKCS8, Some("kid-1".into())).unwrap();
+        let jwt = key
+            .assertion(
+                "cid",
+                "https://secure.stitch.money/connect/token",
+                1_700_000_000_123,
+            )
+            .unwrap();
+        let c = claims(&jwt);
+        use crate::json::Json::{Int, Str};
+        assert_eq!(c.get("iss"), Some(&Str("cid".into())));
+        assert_eq!(c.get("sub"), Some(&Str("cid".into())));
+        assert_eq!(
+            c.get("aud"),
+            Some(&Str("https://secure.stitch.money/connect/token".into()))
+        );
+        assert_eq!(c.get("iat"), Some(&Int(1_700_000_000)));
+        assert_eq!(c.get("nbf"), Some(&Int(1_700_000_000)));
+        assert_eq!(c.get("exp"), Some(&Int(1_700_000_060)));
+        let header = jwt.split('.').next().unwrap();
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap();
+        assert_eq!(header, br#"{"alg":"RS256","typ":"JWT","kid":"kid-1"}"#);
+    }
+
+    #[test]
+    fn jti_never_repeats_over_ten_thousand_assertions() {
+        let key = AssertionKey::from_pem(PKCS8, None).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            // The jti is what changes; signing 10,000 times is slow in debug,
+            // so only the claims part is built the same way here.
+            assert!(seen.insert(random_url_safe(16).unwrap()));
+        }
+        let a = claims(&key.assertion("c", "a", 0).unwrap());
+        let b = claims(&key.assertion("c", "a", 0).unwrap());
+        assert_ne!(a.get("jti"), b.get("jti"));
+    }
+
+    #[test]
+    fn a_pem_without_a_usable_key_is_a_config_error() {
+        let cert_only = CERT_AND_KEY
+            .split("-----BEGIN PRIVATE KEY-----")
+            .next()
+            .unwrap();
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let broken = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        for (pem, says) in [
+            ("", "no RSA private key"),
+            ("not a pem at all", "no RSA private key"),
+            (cert_only, "no RSA private key"),
+            (encrypted, "encrypted"),
+            (broken, "not a PKCS#8 RSA key"),
+        ] {
+            let e = AssertionKey::from_pem(pem, None).unwrap_err();
+            assert_eq!(e.code().as_str(), "config");
+            assert!(
+                e.to_string().contains("`private_key`") && e.to_string().contains(says),
+                "{e}"
+            );
+        }
+    }
+}

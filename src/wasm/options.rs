@@ -1,0 +1,184 @@
+//! `TokenClient` options from JavaScript objects: every key known (a typo
+//! is a `config` error naming it), every value checked.
+
+use super::convert::{get, opt_function, opt_int, opt_string, string};
+use super::fetch_http::FetchHttp;
+use super::js_clock::JsClock;
+use crate::{ClientAuthMethod, Config, ConfigBuilder, Error, RetryPolicy, TokenClient};
+use js_sys::Object;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+/// The members of `options.retry`.
+const RETRY_OPTIONS: &[&str] = &[
+    "maxAttempts",
+    "initialBackoffMs",
+    "maxBackoffMs",
+    "budgetMs",
+];
+
+/// Every option `new TokenClient(options)` understands; others are typos.
+pub(crate) const OPTIONS: &[&str] = &[
+    "tokenEndpoint",
+    "clientId",
+    "clientSecret",
+    "clientAuth",
+    "audience",
+    "authorizationEndpoint",
+    "privateKeyPem",
+    "keyId",
+    "assertionAudience",
+    "leewaySeconds",
+    "userTokenLifetimeSeconds",
+    "clientTokenLifetimeSeconds",
+    "refreshTokenLifetimeSeconds",
+    "timeoutMs",
+    "maxSessions",
+    "leaseTtlMs",
+    "leaseWaitMs",
+    "retry",
+    "fetch",
+    "now",
+    "sleep",
+];
+
+/// The options that name the client; `fromCredentialsJson` takes them
+/// from the JSON instead.
+const IDENTITY: &[&str] = &[
+    "tokenEndpoint",
+    "clientId",
+    "clientSecret",
+    "clientAuth",
+    "privateKeyPem",
+    "keyId",
+];
+
+/// Checks that `value` is an object whose keys are all in `allowed`: a typo
+/// is a `config` error naming it, never silently ignored.
+pub(crate) fn known_keys(
+    value: &JsValue,
+    name: &str,
+    prefix: &str,
+    allowed: &[&str],
+) -> Result<(), Error> {
+    if !value.is_object() {
+        return Err(Error::config(name, "must be an object"));
+    }
+    for key in Object::keys(&Object::from(value.clone())).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !allowed.contains(&key.as_str()) {
+            return Err(Error::config(
+                format!("{prefix}{key}"),
+                "is not a known option",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `ConfigBuilder` setter for a whole-number option.
+type IntSetter = fn(ConfigBuilder, i64) -> ConfigBuilder;
+
+/// The core client from JavaScript options; unknown keys are `config` errors.
+pub(crate) fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, Error> {
+    known_keys(options, "options", "", allowed)?;
+    let o = options;
+    let mut b = Config::builder(string(o, "tokenEndpoint")?, string(o, "clientId")?);
+    if let Some(secret) = opt_string(o, "clientSecret")? {
+        b = b.client_secret(secret);
+    }
+    if let Some(method) = opt_string(o, "clientAuth")? {
+        b = b.client_auth(ClientAuthMethod::parse(&method)?);
+    }
+    if let Some(pem) = opt_string(o, "privateKeyPem")? {
+        b = b.private_key_pem(pem);
+    }
+    if let Some(kid) = opt_string(o, "keyId")? {
+        b = b.key_id(kid);
+    }
+    finish(b, o)
+}
+
+/// A client from the provider's credentials JSON plus optional `options`.
+pub(crate) fn from_credentials(json: &str, options: &JsValue) -> Result<TokenClient, Error> {
+    let b = Config::from_credentials_json(json)?;
+    if options.is_undefined() || options.is_null() {
+        return finish(b, &Object::new().into());
+    }
+    let allowed: Vec<&str> = OPTIONS
+        .iter()
+        .copied()
+        .filter(|k| !IDENTITY.contains(k))
+        .collect();
+    known_keys(options, "options", "", &allowed)?;
+    finish(b, options)
+}
+
+/// Applies the options every client may take, and builds the client.
+fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
+    if let Some(audience) = opt_string(o, "assertionAudience")? {
+        b = b.assertion_audience(audience);
+    }
+    if let Some(audience) = opt_string(o, "audience")? {
+        b = b.audience(audience);
+    }
+    if let Some(url) = opt_string(o, "authorizationEndpoint")? {
+        b = b.authorization_endpoint(url);
+    }
+    let ints: [(&str, IntSetter); 7] = [
+        ("leewaySeconds", ConfigBuilder::leeway_secs),
+        (
+            "userTokenLifetimeSeconds",
+            ConfigBuilder::user_token_lifetime_secs,
+        ),
+        (
+            "clientTokenLifetimeSeconds",
+            ConfigBuilder::client_token_lifetime_secs,
+        ),
+        (
+            "refreshTokenLifetimeSeconds",
+            ConfigBuilder::refresh_token_lifetime_secs,
+        ),
+        ("timeoutMs", ConfigBuilder::timeout_ms),
+        ("leaseTtlMs", ConfigBuilder::lease_ttl_ms),
+        ("leaseWaitMs", ConfigBuilder::lease_wait_ms),
+    ];
+    for (name, set) in ints {
+        if let Some(value) = opt_int(o, name)? {
+            b = set(b, value);
+        }
+    }
+    if let Some(max) = opt_int(o, "maxSessions")? {
+        let max = usize::try_from(max)
+            .map_err(|_| Error::config("maxSessions", "must not be negative"))?;
+        b = b.max_sessions(max);
+    }
+    let retry = get(o, "retry");
+    if !retry.is_undefined() && !retry.is_null() {
+        known_keys(&retry, "retry", "retry.", RETRY_OPTIONS)?;
+        let d = RetryPolicy::default();
+        let field = |name: &str, default: u64| -> Result<u64, Error> {
+            match opt_int(&retry, name)? {
+                None => Ok(default),
+                Some(v) => u64::try_from(v)
+                    .map_err(|_| Error::config(format!("retry.{name}"), "must not be negative")),
+            }
+        };
+        b = b.retry(RetryPolicy {
+            max_attempts: u32::try_from(field("maxAttempts", u64::from(d.max_attempts))?)
+                .unwrap_or(u32::MAX),
+            initial_backoff_ms: field("initialBackoffMs", d.initial_backoff_ms)?,
+            max_backoff_ms: field("maxBackoffMs", d.max_backoff_ms)?,
+            budget_ms: field("budgetMs", d.budget_ms)?,
+        });
+    }
+    let config = b.build()?;
+    let http = FetchHttp {
+        fetch: opt_function(o, "fetch")?,
+    };
+    let clock = JsClock {
+        now: opt_function(o, "now")?,
+        sleep: opt_function(o, "sleep")?,
+    };
+    Ok(TokenClient::new(config, Arc::new(http), Arc::new(clock)))
+}

@@ -28,6 +28,7 @@ const require = createRequire(import.meta.url);
 const CACHED = { warmup: 50_000, iterations: 100_000, rounds: 11 };
 const CONCURRENT = { callers: 10_000, warmups: 2, reps: 11 };
 const HEAP = { sessions: 100_000 };
+const LEASES = { warmup: 300, iterations: 2_000, recordBytes: 1_500 };
 const CONFIDENTIAL = { clientId: 'test-client', clientSecret: 'test-secret' }; // the emulator's default confidential client
 
 const MiB = 1024 * 1024;
@@ -313,15 +314,144 @@ async function benchSize() {
   log('package size …');
   const nodeFiles = entryFileTree(resolve(PKG, 'src/node.js'));
   const webFiles = entryFileTree(resolve(PKG, 'src/web.js'));
+  const nodeJwtFiles = entryFileTree(resolve(PKG, 'src/node-jwt.js'));
+  const webJwtFiles = entryFileTree(resolve(PKG, 'src/web-jwt.js'));
   const galFiles = await galLoadedFiles();
   const galRoot = dirname(require.resolve('google-auth-library/package.json'));
   const galOwn = galFiles.filter((f) => f.startsWith(`${galRoot}/`));
   return {
     node: { files: nodeFiles, ...sizeOf(nodeFiles) },
     web: { files: webFiles, ...sizeOf(webFiles) },
+    nodeJwt: { files: nodeJwtFiles, ...sizeOf(nodeJwtFiles) },
+    webJwt: { files: webJwtFiles, ...sizeOf(webJwtFiles) },
     gal: { files: galFiles, ...sizeOf(galFiles) },
     galOwn: { files: galOwn, ...sizeOf(galOwn) },
   };
+}
+
+// ---- 5. fleet lease round trips (Redis, PostgreSQL) -------------------------
+/** The q-quantile (0..1) of `xs` (nearest rank). */
+const quantile = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+};
+
+/**
+ * Interleaved timings (µs) of `lease` and `anchor`, alternating which goes
+ * first, after a warm-up; p50 and p99 of each.
+ */
+async function timeLeaseAgainst(lease, anchor) {
+  for (let i = 0; i < LEASES.warmup; i++) {
+    await lease();
+    await anchor();
+  }
+  const leaseUs = [];
+  const anchorUs = [];
+  const once = async (fn, into) => {
+    const t = nowNs();
+    await fn();
+    into.push(Number(nowNs() - t) / 1000);
+  };
+  for (let i = 0; i < LEASES.iterations; i++) {
+    if (i % 2 === 0) {
+      await once(lease, leaseUs);
+      await once(anchor, anchorUs);
+    } else {
+      await once(anchor, anchorUs);
+      await once(lease, leaseUs);
+    }
+  }
+  const stats = (xs) => ({ p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), mean: xs.reduce((a, b) => a + b, 0) / xs.length });
+  return { lease: stats(leaseUs), anchor: stats(anchorUs), n: LEASES.iterations };
+}
+
+/**
+ * What a refresh under a fleet lease adds: `acquire` + `release` through the
+ * package's RedisStore and PostgresStore on private loopback servers that
+ * this bench starts and stops (bindings/js/support/servers.mjs), anchored on
+ * a plain read from the same server in the same run. Each server is reported
+ * as not measured when it (or its npm client in bindings/js) is missing.
+ */
+async function benchLeases() {
+  log('fleet lease round trips on loopback (Redis, PostgreSQL) …');
+  let servers;
+  try {
+    servers = await import('../bindings/js/support/servers.mjs');
+  } catch (err) {
+    const error = `bindings/js/support/servers.mjs did not load (${err.message})`;
+    return { redis: { error }, postgres: { error } };
+  }
+  const installed = servers.serversInstalled();
+  // The npm clients are the JS tests' devDependencies (bindings/js), not the bench's.
+  const jsRequire = createRequire(resolve(REPO, 'bindings/js/package.json'));
+  const lib = (name) => {
+    try {
+      return jsRequire(name);
+    } catch {
+      throw new Error(`npm ${name} not installed in bindings/js (run npm install there)`);
+    }
+  };
+  const record = 'r'.repeat(LEASES.recordBytes); // about a stored record's size
+  const owner = 'bench-owner';
+  const result = {};
+
+  result.redis = installed.redis ? await (async () => {
+    const { createClient } = lib('redis');
+    const { RedisStore } = await import('../pkg/src/redis-store.js');
+    const server = await servers.startRedis();
+    try {
+      const client = createClient({ url: server.url });
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        const store = new RedisStore(client);
+        await store.save('bench', record);
+        await client.sendCommand(['SET', 'bench-plain', record]);
+        const timed = await timeLeaseAgainst(
+          async () => {
+            if (!(await store.acquire('bench', owner, 60_000))) throw new Error('lease not taken');
+            await store.release('bench', owner);
+          },
+          () => client.sendCommand(['GET', 'bench-plain']),
+        );
+        return { ...timed, version: server.version };
+      } finally {
+        await client.quit().catch(() => {});
+      }
+    } finally {
+      await server.stop();
+    }
+  })().catch((err) => ({ error: err.message })) : { error: 'redis-server is not installed (scripts/setup-servers.sh installs it)' };
+
+  result.postgres = installed.postgres ? await (async () => {
+    const pg = lib('pg');
+    const { PostgresStore } = await import('../pkg/src/postgres-store.js');
+    const server = await servers.startPostgres();
+    try {
+      // One connection: the lease and the anchor pay the same pool checkout.
+      const pool = new pg.Pool({ ...server.connection, max: 1 });
+      pool.on('error', () => {});
+      try {
+        const store = new PostgresStore(pool);
+        await store.migrate();
+        await store.save('bench', record);
+        const settings = (await pool.query("SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sc")).rows[0];
+        const timed = await timeLeaseAgainst(
+          async () => {
+            if (!(await store.acquire('bench', owner, 60_000))) throw new Error('lease not taken');
+            await store.release('bench', owner);
+          },
+          () => store.load('bench'),
+        );
+        return { ...timed, version: server.version, settings: `fsync ${settings.fsync}, synchronous_commit ${settings.sc}` };
+      } finally {
+        await pool.end().catch(() => {});
+      }
+    } finally {
+      await server.stop();
+    }
+  })().catch((err) => ({ error: err.message })) : { error: 'PostgreSQL is not installed (scripts/setup-servers.sh installs it)' };
+  return result;
 }
 
 // ---- the table -------------------------------------------------------------
@@ -398,6 +528,49 @@ function buildRows(r) {
       goal: '≤ 40 KB',
       met: m.gz <= 40 * KiB,
     });
+  }
+  for (const [label, m, lean] of [
+    ["'freshtoken/jwt' Node build (`src/node-jwt.js`, private_key_jwt)", s.nodeJwt, s.node],
+    ["'freshtoken/jwt' web build (`src/web-jwt.js`, private_key_jwt)", s.webJwt, s.web],
+  ]) {
+    row({
+      measure: `package size, gzip -9: ${label} — what RSA signing adds`,
+      measured: `${fmt(m.gz / KiB, 1)} KB`,
+      anchor: 'the lean build of the same entry (no private_key_jwt), same run',
+      anchorValue: `${fmt(lean.gz / KiB, 1)} KB`,
+      ratio: ratio(m.gz, lean.gz),
+      goal: '— (the lean path stays lean)',
+      met: null,
+    });
+  }
+
+  for (const [name, anchor, m] of [
+    ['Redis', 'a plain `GET` of a string of the same size', r.leases.redis],
+    ['PostgreSQL', 'a plain `SELECT record … WHERE key = $1` (`store.load`)', r.leases.postgres],
+  ]) {
+    if (m.error) {
+      row({
+        measure: `fleet lease round trip (\`acquire\` + \`release\`) on loopback, ${name} — not measured: ${m.error}`,
+        measured: '—',
+        anchor: `${anchor} on the same server, same run`,
+        anchorValue: '—',
+        ratio: NaN,
+        goal: '— (what a refresh under a lease adds)',
+        met: null,
+      });
+      continue;
+    }
+    for (const q of ['p50', 'p99']) {
+      row({
+        measure: `fleet lease round trip (\`acquire\` + \`release\`, ${name === 'Redis' ? 'RedisStore' : 'PostgresStore'}) on loopback, ${name} ${m.version}: ${q} of ${fmt(m.n, 0)}`,
+        measured: `${fmt(m.lease[q], 0)} µs`,
+        anchor: `${anchor} on the same server, same run, ${q}`,
+        anchorValue: `${fmt(m.anchor[q], 0)} µs`,
+        ratio: ratio(m.lease[q], m.anchor[q]),
+        goal: '— (what a refresh under a lease adds)',
+        met: null,
+      });
+    }
   }
 
   for (const [label, m] of [
@@ -484,6 +657,10 @@ function markdown(info, rows, r, elapsedS) {
   const list = (m) => m.files.map((f) => `\`${relative(REPO, f)}\` ${fmt(gz9(f) / KiB, 1)} KB`).join(', ');
   lines.push(`4. **Package size.** Every file the entry point loads (relative imports followed; the wasm-bindgen glue brings its \`.wasm\`), each compressed with zlib gzip level 9 (as \`gzip -9\`), summed — what a server sending each file gzipped would transfer. Node build: ${fmt(s.node.gz / KiB, 1)} KB gzipped (${fmt(s.node.raw / KiB, 1)} KB raw): ${list(s.node)}. Web build: ${fmt(s.web.gz / KiB, 1)} KB gzipped (${fmt(s.web.raw / KiB, 1)} KB raw): ${list(s.web)}. Anchor: the CommonJS files in \`require.cache\` after \`require('google-auth-library')\` in a clean process — ${s.gal.files.length} files, ${fmt(s.gal.gz / KiB, 1)} KB gzipped (${fmt(s.gal.raw / KiB, 1)} KB raw); of them google-auth-library's own: ${s.galOwn.files.length} files, ${fmt(s.galOwn.gz / KiB, 1)} KB gzipped. The anchor is informational (what a common OAuth client costs); the goal is the absolute 40 KB (KB = 1024 bytes).`);
   lines.push(`5. **Cached path across the FFI.** \`scripts/bench-kotlin.sh\` and \`scripts/bench-python.sh\` build the release uniffi library (\`scripts/build-ffi.sh --release\`) and time the language layer's cached call (one synchronous \`cachedAccessToken()\` FFI call) after warm-up, median of several rounds; the anchor is row 1 of this run. Kotlin: ${r.ffi.kotlin.error ?? `${fmt(r.ffi.kotlin.ns_per_call, 0)} ns/call`}; Python: ${r.ffi.python.error ?? `${fmt(r.ffi.python.ns_per_call, 0)} ns/call`}.`);
+  const lz = r.leases;
+  const leaseText = (name, m) => (m.error ? `${name}: not measured (${m.error}).`
+    : `${name} ${m.version}${m.settings ? ` (${m.settings}: each acquire and release commits)` : ''}: lease p50 ${fmt(m.lease.p50, 0)} µs, p99 ${fmt(m.lease.p99, 0)} µs, mean ${fmt(m.lease.mean, 0)} µs; anchor p50 ${fmt(m.anchor.p50, 0)} µs, p99 ${fmt(m.anchor.p99, 0)} µs, mean ${fmt(m.anchor.mean, 0)} µs.`);
+  lines.push(`6. **Fleet leases.** The bench starts a private \`redis-server\` and a private PostgreSQL cluster on free loopback ports (\`bindings/js/support/servers.mjs\`; stopped and removed afterwards) and times, through the package's own stores, one lease round trip = \`acquire(key, owner, 60 s)\` (Redis: \`SET NX PX\`; PostgreSQL: the lease upsert) followed by \`release\` (a compare-owner Lua script; a \`DELETE … WHERE owner\`) — what the core adds around every refresh in a fleet — against one plain read of the same server (Redis \`GET\` of a ${fmt(LEASES.recordBytes, 0)}-byte string; PostgreSQL \`SELECT\` of a ${fmt(LEASES.recordBytes, 0)}-byte record by primary key, one pooled connection for both). ${LEASES.warmup} warm-up pairs, then ${fmt(LEASES.iterations, 0)} interleaved pairs (alternating which goes first); nearest-rank p50 and p99 of each. A lease round trip is two round trips to the server, so about 2× a read is its floor. ${leaseText('Redis', lz.redis)} ${leaseText('PostgreSQL', lz.postgres)}`);
   lines.push('');
   return `${lines.join('\n')}\n`;
 }
@@ -524,6 +701,7 @@ async function main() {
     results.concurrent = await benchConcurrent(emu, ft);
     results.heap = await benchHeap(emu);
     results.size = await benchSize();
+    results.leases = await benchLeases();
     results.ffi = benchFfi();
   } finally {
     await emu.stop();

@@ -51,6 +51,9 @@ fi
 # The npm package must exist before the JS tests link it.
 bash scripts/build-js.sh
 
+# Redis and PostgreSQL for the fleet tests and the lease bench (Debian's packages; root).
+bash scripts/setup-servers.sh
+
 # JS test dependencies (oidc-provider, typescript, …) and the package itself.
 for dir in bindings/js; do
   [ -f "$dir/package.json" ] || continue

@@ -60,8 +60,8 @@ suite "cargo test (core, emulator, integration over loopback)" cargo_counts \
   cargo test --workspace --features native-http,ffi --no-fail-fast
 
 cargo build --quiet -p freshtoken-emulator
-suite "JavaScript package (node --test: emulator, oidc-provider, Chromium)" node_counts \
-  bash -c 'cd bindings/js && node --test --test-concurrency=1 test/'
+suite "JavaScript package (node --test: emulator, oidc-provider, Chromium, Redis, PostgreSQL)" node_counts \
+  bash -c 'cd bindings/js && FRESHTOKEN_REQUIRE_SERVERS=1 node --test --test-concurrency=1 test/'
 suite "Python binding (pytest)" summary_counts bash scripts/test-python.sh
 suite "Kotlin binding (JUnit)" summary_counts bash scripts/test-kotlin.sh
 suite "Swift bindings (generated sources fresh and consistent)" summary_counts bash scripts/check-swift-bindings.sh

@@ -261,8 +261,9 @@ impl ConfigBuilder {
     }
 
     /// How long a fleet refresh lease lasts (ms; default: request timeout +
-    /// retry budget + 10 s). It must outlive one request, so that no other
-    /// process refreshes while the holder's request may still land.
+    /// retry budget + 10 s). It must outlive a whole refresh with its
+    /// retries, so that no other process refreshes while the holder's
+    /// request may still land.
     pub fn lease_ttl_ms(mut self, ms: i64) -> Self {
         self.lease_ttl_ms = Some(ms);
         self
@@ -386,10 +387,13 @@ impl ConfigBuilder {
         retry.validate()?;
         let default_ttl = timeout + retry.budget_ms + 10_000;
         let lease_ttl = positive("lease_ttl_ms", self.lease_ttl_ms, default_ttl as i64)?;
-        if lease_ttl <= timeout {
+        // The last attempt may start just before the retry budget ends and
+        // run for a whole timeout: the lease must outlive both, or another
+        // process could refresh while this one's request may still land.
+        if lease_ttl <= timeout + retry.budget_ms {
             return Err(Error::config(
                 "lease_ttl_ms",
-                "must be longer than timeout_ms",
+                "must be longer than timeout_ms plus the retry budget",
             ));
         }
         let lease_wait = positive(
@@ -491,6 +495,8 @@ mod tests {
         assert_eq!(field_of(b().audience("").build()), "audience");
         assert_eq!(field_of(b().max_sessions(0).build()), "max_sessions");
         assert_eq!(field_of(b().lease_ttl_ms(30_000).build()), "lease_ttl_ms");
+        assert_eq!(field_of(b().lease_ttl_ms(50_000).build()), "lease_ttl_ms");
+        assert!(b().lease_ttl_ms(50_001).build().is_ok());
         assert_eq!(field_of(b().lease_wait_ms(-1).build()), "lease_wait_ms");
         assert_eq!(
             field_of(Config::builder("http://example.com/t", "c").build()),

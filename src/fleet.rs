@@ -8,9 +8,11 @@ use crate::random::jitter;
 use crate::session::{Plan, UserSession};
 use crate::tokens::TokenInfo;
 
-/// First and largest pause between two looks at another process's lease (ms).
+/// First and largest pause between two looks at another process's lease
+/// (ms): short enough that a dead holder's expired lease is taken soon after
+/// its TTL, not a second later.
 const FIRST_WAIT_MS: u64 = 50;
-const MAX_WAIT_MS: u64 = 1_000;
+const MAX_WAIT_MS: u64 = 250;
 
 /// Takes the refresh lease of `session`'s key. `Ok(None)`: this process
 /// holds it now. `Ok(Some(info))`: while waiting, another process saved a

@@ -381,7 +381,7 @@ impl UserSession {
             None => {
                 let result = match self.sync().await {
                     Ok(()) => match self.plan(force, asked_at) {
-                        Ok(plan) => self.carry_out(plan).await,
+                        Ok(plan) => self.carry_out_under_lease(plan).await,
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -423,8 +423,31 @@ impl UserSession {
         })
     }
 
+    /// Under a fleet lease, the refresh token is marked in doubt in the
+    /// store before it is sent: if this process dies before saving the
+    /// answer, the next holder knows a rotation may have been lost and
+    /// reports `lost_rotation`, not a plain `invalid_grant` (DESIGN 5).
+    async fn carry_out_under_lease(&self, plan: Plan) -> Result<TokenInfo, Error> {
+        if let Plan::Refresh {
+            in_doubt: false, ..
+        } = &plan
+        {
+            // Sending without the marker would lose that knowledge.
+            self.store_update(|rec| rec.in_doubt = true).await?;
+            return self.send_refresh(plan, true).await;
+        }
+        self.carry_out(plan).await
+    }
+
     /// Serves, marks the lapsed session dead, or sends the refresh.
     async fn carry_out(&self, plan: Plan) -> Result<TokenInfo, Error> {
+        self.send_refresh(plan, false).await
+    }
+
+    /// `carry_out`; `pre_marked` says the store already holds the in-doubt
+    /// marker this refresh set, to be withdrawn if the request surely did
+    /// nothing.
+    async fn send_refresh(&self, plan: Plan, pre_marked: bool) -> Result<TokenInfo, Error> {
         let (refresh_token, in_doubt) = match plan {
             Plan::Serve(info) => return Ok(info),
             Plan::Lapsed => return self.kill(ReauthReason::RefreshExpired, None).await,
@@ -453,8 +476,11 @@ impl UserSession {
             Err(mut failure) => {
                 if let Some(rotated) = failure.salvaged.take() {
                     self.keep_rotated(rotated).await;
-                } else if failure.maybe_processed && !in_doubt {
+                } else if failure.maybe_processed && !in_doubt && !pre_marked {
                     self.mark_in_doubt().await;
+                } else if !failure.maybe_processed && pre_marked && !in_doubt {
+                    // The request never took effect: withdraw the marker.
+                    self.update(|rec| rec.in_doubt = false).await;
                 }
                 Err(failure.into_error())
             }
@@ -621,20 +647,25 @@ impl UserSession {
         self.update(|rec| rec.in_doubt = true).await;
     }
 
-    /// Changes the record and saves it; a failed save leaves it unpersisted,
-    /// to be saved before anything else on the next call.
-    async fn update(&self, change: impl FnOnce(&mut Record)) {
+    /// Changes the record and saves it, reporting a failed save.
+    async fn store_update(&self, change: impl FnOnce(&mut Record)) -> Result<(), Error> {
         let now = self.ctx.clock.now_ms();
         let saved = {
             let mut st = self.cell.lock();
             let Some(mut record) = st.record.clone() else {
-                return;
+                return Ok(());
             };
             change(&mut record);
             record.updated_at_ms = now;
             set_record(&mut st, record)
         };
-        if let Err(e) = self.persist(saved.0, &saved.1).await {
+        self.persist(saved.0, &saved.1).await
+    }
+
+    /// Changes the record and saves it; a failed save leaves it unpersisted,
+    /// to be saved before anything else on the next call.
+    async fn update(&self, change: impl FnOnce(&mut Record)) {
+        if let Err(e) = self.store_update(change).await {
             log::warn!("freshtoken: session {}: {e}", self.key);
         }
     }

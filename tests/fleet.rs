@@ -212,3 +212,134 @@ async fn a_save_that_lost_the_race_is_a_conflict_not_an_overwrite() {
     session.access_token().await.unwrap();
     assert_eq!(emu.refresh_token_state(&relinked), TokenState::Consumed);
 }
+
+/// A fleet store that notes, for each save, whether the record was marked
+/// in doubt and how many token requests the emulator had seen by then.
+struct Witness {
+    inner: MemoryStore,
+    emu_requests: Box<dyn Fn() -> u64 + Send + Sync>,
+    saves: Mutex<Vec<(bool, u64)>>,
+}
+
+#[async_trait]
+impl TokenStore for Witness {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+    fn supports_lease(&self) -> bool {
+        true
+    }
+    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
+        self.inner.acquire(key, owner, ttl).await
+    }
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release(key, owner).await
+    }
+    fn supports_versions(&self) -> bool {
+        true
+    }
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load_versioned(key).await
+    }
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        let in_doubt = freshtoken::Record::decode(record).unwrap().in_doubt;
+        self.saves
+            .lock()
+            .unwrap()
+            .push((in_doubt, (self.emu_requests)()));
+        self.inner.save_versioned(key, record, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_marks_the_token_in_doubt_before_sending_it() {
+    let emu = Arc::new(Emulator::start(Options::default()).unwrap());
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let counted = emu.clone();
+    let store = Arc::new(Witness {
+        inner: MemoryStore::with_leases(clock.clone()),
+        emu_requests: Box::new(move || counted.counters().token_requests),
+        saves: Mutex::new(Vec::new()),
+    });
+    let holder = client(&emu, clock.clone());
+    let session = holder.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    // The server rotates, but the answer never arrives (as if the holder died).
+    emu.push_fault(freshtoken_emulator::Fault::drop_after_commit());
+    assert_eq!(
+        session.access_token().await.unwrap_err().code().as_str(),
+        "network"
+    );
+    let saves = store.saves.lock().unwrap().clone();
+    assert!(
+        saves.contains(&(true, 0)),
+        "the in-doubt marker was saved before any request reached the server: {saves:?}"
+    );
+    // Another process takes over: the stored marker tells it what happened.
+    let survivor = client(&emu, clock.clone());
+    let error = survivor
+        .session("u1", store.clone())
+        .unwrap()
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), Some(freshtoken::ReauthReason::LostRotation));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_left_withdraws_the_in_doubt_marker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let store = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let config = Config::builder(format!("http://127.0.0.1:{port}/token"), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let a = TokenClient::new(
+        config,
+        Arc::new(freshtoken::NativeHttp::new().unwrap()),
+        clock,
+    );
+    let session = a.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: "rt".into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            freshtoken::Error::Network {
+                maybe_sent: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let stored = freshtoken::Record::decode(&store.get("u1").unwrap()).unwrap();
+    assert!(
+        !stored.in_doubt,
+        "connection refused: the token was never sent"
+    );
+}

@@ -21,7 +21,8 @@
 //
 // Nothing here prints a token.
 
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
 import Provider from 'oidc-provider';
@@ -194,6 +195,12 @@ export async function startOidcProvider({ accessTokenTtl = 900, clientCredential
     public: {
       clientId: 'public-client',
     },
+    // private_key_jwt with the repository's throwaway test key
+    // (tests/fixtures/client-cert-and-key.pem holds the private half).
+    jwt: {
+      clientId: 'jwt-client',
+      privateKeyPem: readFileSync(new URL('../../../tests/fixtures/client-cert-and-key.pem', import.meta.url), 'utf8'),
+    },
   };
 
   const userScopes = 'openid offline_access api';
@@ -212,6 +219,21 @@ export async function startOidcProvider({ accessTokenTtl = 900, clientCredential
       client_id: clients.basic.clientId,
       client_secret: clients.basic.clientSecret,
       token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      response_types: ['code'],
+      redirect_uris: [REDIRECT_URI],
+      scope: `${userScopes} ${clientScopes}`,
+    },
+    {
+      client_id: clients.jwt.clientId,
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: {
+        keys: [{
+          ...createPublicKey(clients.jwt.privateKeyPem).export({ format: 'jwk' }),
+          kid: 'freshtoken-test', alg: 'RS256', use: 'sig',
+        }],
+      },
       grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
       response_types: ['code'],
       redirect_uris: [REDIRECT_URI],

@@ -57,7 +57,9 @@ describe('TokenClient options', () => {
     assert.equal(typeof clientSecret, 'string');
     configError(() => new TokenClient({ ...noSecret, clientAuth: 'client_secret_basic' }), 'clientSecret');
     configError(() => new TokenClient({ ...noSecret, clientAuth: 'client_secret_post' }), 'clientSecret');
-    configError(() => new TokenClient({ ...BASE, clientAuth: 'private_key_jwt' }), 'clientAuth');
+    configError(() => new TokenClient({ ...BASE, clientAuth: 'tls_client_auth' }), 'clientAuth');
+    // private_key_jwt is known; with a secret but no key, the key is what is missing.
+    configError(() => new TokenClient({ ...BASE, clientAuth: 'private_key_jwt' }), 'privateKeyPem');
     assert.ok(new TokenClient({ ...noSecret }), 'no secret: a public client');
   });
 

@@ -35,9 +35,25 @@ after(async () => {
 test('the installed package ships only its files and has no dependencies', async () => {
   const installed = join(project, 'node_modules', 'freshtoken');
   const top = (await readdir(installed)).sort();
-  assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'package.json', 'src']);
+  assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'jwt.d.ts', 'package.json', 'postgres.d.ts', 'redis.d.ts', 'src']);
   const modules = (await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.'));
-  assert.deepEqual(modules, ['freshtoken'], 'zero runtime dependencies');
+  assert.deepEqual(modules, ['freshtoken'], 'zero runtime dependencies: the optional peers (redis, pg) are not installed');
+});
+
+test('the fleet entry points load without their optional peers installed', async () => {
+  // The stores take a client the application made; they never import redis or pg themselves.
+  const script = `
+    import { RedisStore } from 'freshtoken/redis';
+    import { PostgresStore } from 'freshtoken/postgres';
+    const sent = [];
+    const redis = new RedisStore({ sendCommand: async (args) => { sent.push(args[0]); return 'OK'; } });
+    const taken = await redis.acquire('u1', 'owner', 1000);
+    const ddl = PostgresStore.schema();
+    console.log(JSON.stringify({ taken, sent, ddl: ddl.includes('CREATE TABLE IF NOT EXISTS "freshtoken_records"') }));
+  `;
+  await writeFile(join(project, 'fleet-entry.mjs'), script);
+  const { stdout } = await run('node', ['fleet-entry.mjs'], { cwd: project });
+  assert.deepEqual(JSON.parse(stdout.trim()), { taken: true, sent: ['SET'], ddl: true });
 });
 
 test('the quick start runs in the fresh project', async () => {

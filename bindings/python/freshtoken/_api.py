@@ -98,7 +98,7 @@ def _redact(cls, *secret_fields: str) -> None:
 
 _redact(TokenInfo, "access_token", "id_token")
 _redact(SeedOptions, "refresh_token", "access_token", "id_token")
-_redact(TokenClientOptions, "client_secret")
+_redact(TokenClientOptions, "client_secret", "private_key_pem")
 _redact(AuthorizationRequest, "code_verifier")
 _redact(ExchangeCodeOptions, "code", "code_verifier")
 _redact(HttpRequest, "body")
@@ -181,6 +181,17 @@ class Client:
             self.inner = TokenClient(config, http)
         else:
             self.inner = TokenClient.with_clock(config, http, clock)
+
+    @classmethod
+    def from_credentials_json(cls, json: str, *, http: Optional[HttpClient] = None) -> "Client":
+        """A client from the provider's client-credentials JSON: ``clientId``,
+        ``clientSecret`` or ``certificate`` (a PEM with the RSA key, for
+        ``private_key_jwt``), ``slidingRefreshTokenLifetime`` and optionally
+        ``tokenEndpoint`` (default Stitch's). A missing member raises
+        ``FreshTokenError.Config`` naming it."""
+        client = cls.__new__(cls)
+        client.inner = TokenClient.from_credentials_json(json, http if http is not None else UrllibHttpClient())
+        return client
 
     def session(self, key: str, store: TokenStore) -> Session:
         """A handle on the session ``key``, persisted through ``store``."""

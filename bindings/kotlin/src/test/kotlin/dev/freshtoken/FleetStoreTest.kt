@@ -103,12 +103,16 @@ class FleetStoreTest {
         }
     }
 
-    /** Another writer saves `next` (once) just before this process's compare-and-swap lands. */
+    /**
+     * Another writer saves `next` (once) just before this process's
+     * compare-and-swap of a rotated record lands (not before the in-doubt
+     * marker a lease holder saves ahead of its request).
+     */
     private class InterlopingStore : CountingFleetStore() {
         val next = AtomicReference<String?>()
 
         override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult {
-            next.getAndSet(null)?.let { save(key, it) }
+            if (!record.contains("\"in_doubt\":true")) next.getAndSet(null)?.let { save(key, it) }
             return super.saveVersioned(key, record, expected)
         }
     }
@@ -168,11 +172,12 @@ class FleetStoreTest {
                     assertEquals("every lease taken was released", store.acquired.get(), store.released.get())
                     assertNull("no lease is left", store.leaseHolder("u1"))
 
-                    // The saves: the seed and the one rotation, both compare-and-swap.
-                    assertEquals(2, store.casSaves.get())
+                    // The saves, all compare-and-swap: the seed, the in-doubt
+                    // marker the holder saves before sending, the rotation.
+                    assertEquals(3, store.casSaves.get())
                     assertEquals(0, store.conflicts.get())
                     assertEquals("no plain save", 0, store.plainSaves.get())
-                    assertEquals("2", store.version("u1"))
+                    assertEquals("3", store.version("u1"))
 
                     // Both clients now serve the stored token from memory.
                     same(sessions[0].cachedAccessToken(), tokens[0], "client A's cached token")
@@ -205,7 +210,7 @@ class FleetStoreTest {
                 assertEquals("consumed", emu.refreshTokenState(original))
                 assertEquals(1, store.conflicts.get())
                 assertTrue("the other writer's record is kept, not overwritten", store.get("u1") == otherRecord)
-                assertEquals("2", store.version("u1"))
+                assertEquals("seed, in-doubt marker, the other writer's save", "3", store.version("u1"))
                 assertNull("the lease was given back after the conflict", store.leaseHolder("u1"))
                 assertEquals(store.acquired.get(), store.released.get())
                 assertNull("nothing is served from memory after a conflict", session.cachedAccessToken())
@@ -218,8 +223,8 @@ class FleetStoreTest {
                 same(stored["access_token"], token, "the stored token is the one handed out")
                 differ(stored["refresh_token"], relinked, "the new login's rotated refresh token is stored")
                 assertEquals("active", emu.refreshTokenState(stored["refresh_token"] as String))
-                assertEquals("3", store.version("u1"))
-                assertEquals("the seed and the last rotation", 2, store.casSaves.get())
+                assertEquals("then a marker and the rotation", "5", store.version("u1"))
+                assertEquals("the seed, two markers and the last rotation", 4, store.casSaves.get())
                 assertEquals("only the other writer's save was plain", 1, store.plainSaves.get())
                 assertEquals(0L, emu.counter("reuse_detected"))
                 assertEquals(0L, emu.counter("invalid_grant"))

@@ -1,0 +1,122 @@
+// private_key_jwt through the JS package ('freshtoken/jwt'): client tokens
+// from the real, independent oidc-provider (it verifies the RS256 signature
+// against the registered public key and refuses a replayed jti), the
+// assertion checked with node:crypto, the credentials JSON, and the errors.
+
+import assert from 'node:assert/strict';
+import { createPublicKey, verify } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+
+import { TokenClient, ConfigError } from 'freshtoken/jwt';
+import * as lean from 'freshtoken';
+
+import { startOidcProvider } from '../support/oidc-provider.mjs';
+
+const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+
+describe('private_key_jwt against oidc-provider', () => {
+  let op;
+  before(async () => { op = await startOidcProvider(); });
+  after(async () => { await op?.close(); });
+
+  const jwtClient = (extra = {}) => new TokenClient({
+    tokenEndpoint: op.tokenEndpoint,
+    clientId: op.clients.jwt.clientId,
+    privateKeyPem: op.clients.jwt.privateKeyPem,
+    keyId: 'freshtoken-test',
+    ...extra,
+  });
+
+  test('a client token, and a fresh assertion for every request', async () => {
+    const client = jwtClient();
+    const before = op.tokenRequests();
+    const first = await client.clientToken(['api:read']);
+    for (let i = 0; i < 3; i += 1) {
+      client.invalidateClientToken(['api:read']);
+      assert.notEqual(await client.clientToken(['api:read']), first);
+    }
+    assert.equal(op.tokenRequests() - before, 4, 'four requests, all accepted (no replayed jti)');
+  });
+
+  test('the assertion verifies with node:crypto and carries the RFC 7523 claims', async () => {
+    const bodies = [];
+    const recording = (url, init) => { bodies.push(new URLSearchParams(init.body)); return fetch(url, init); };
+    const client = jwtClient({ fetch: recording });
+    await client.clientToken(['api:write']);
+    const form = bodies[0];
+    assert.equal(form.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+    assert.equal(form.get('client_secret'), null);
+    const jwt = form.get('client_assertion');
+    const [header, claims, signature] = jwt.split('.');
+    const publicKey = createPublicKey(op.clients.jwt.privateKeyPem);
+    assert.ok(verify('RSA-SHA256', Buffer.from(`${header}.${claims}`), publicKey, Buffer.from(signature, 'base64url')));
+    assert.deepEqual(b64json(header), { alg: 'RS256', typ: 'JWT', kid: 'freshtoken-test' });
+    const c = b64json(claims);
+    assert.equal(c.iss, op.clients.jwt.clientId);
+    assert.equal(c.sub, op.clients.jwt.clientId);
+    assert.equal(c.aud, op.tokenEndpoint);
+    assert.equal(c.exp - c.iat, 60);
+    assert.equal(c.nbf, c.iat);
+    assert.ok(Math.abs(c.iat - Date.now() / 1000) < 30);
+    assert.match(c.jti, /^[A-Za-z0-9_-]{22,}$/);
+  });
+
+  test('fromCredentialsJson with the certificate, as Stitch hands it out', async () => {
+    const json = JSON.stringify({
+      clientId: op.clients.jwt.clientId,
+      certificate: op.clients.jwt.privateKeyPem,
+      slidingRefreshTokenLifetime: 31536000,
+      tokenEndpoint: op.tokenEndpoint,
+      somethingElse: { ignored: true },
+    });
+    const client = TokenClient.fromCredentialsJson(json, { timeoutMs: 5000 });
+    assert.equal(typeof await client.clientToken(['api:read']), 'string');
+  });
+
+  test('fromCredentialsJson with a secret, in the lean build too', async () => {
+    const json = JSON.stringify({
+      clientId: op.clients.confidential.clientId,
+      clientSecret: op.clients.confidential.clientSecret,
+      slidingRefreshTokenLifetime: 86400,
+      tokenEndpoint: op.tokenEndpoint,
+    });
+    const client = lean.TokenClient.fromCredentialsJson(json);
+    assert.equal(typeof await client.clientToken(['api:read']), 'string');
+  });
+});
+
+describe('private_key_jwt configuration errors', () => {
+  const endpoint = 'https://secure.stitch.money/connect/token';
+
+  test('a PEM without a usable key names privateKeyPem and never echoes the PEM', () => {
+    const certOnly = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const error = (() => {
+      try {
+        new TokenClient({ tokenEndpoint: endpoint, clientId: 'c', privateKeyPem: certOnly });
+      } catch (e) { return e; }
+      return null;
+    })();
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /`privateKeyPem`/);
+    assert.doesNotMatch(error.message, /BEGIN/);
+  });
+
+  test('a missing member of the credentials JSON is named', () => {
+    assert.throws(
+      () => TokenClient.fromCredentialsJson(JSON.stringify({ clientId: 'c', clientSecret: 's' })),
+      (e) => e instanceof ConfigError && /slidingRefreshTokenLifetime/.test(e.message),
+    );
+    assert.throws(
+      () => TokenClient.fromCredentialsJson('{"clientId":"c","clientSecret":"s","slidingRefreshTokenLifetime":1}', { clientId: 'x' }),
+      (e) => e instanceof ConfigError && /clientId/.test(e.message),
+      'identity options are not accepted next to the JSON',
+    );
+  });
+
+  test('the lean entry point says where private_key_jwt lives', () => {
+    assert.throws(
+      () => new lean.TokenClient({ tokenEndpoint: endpoint, clientId: 'c', privateKeyPem: 'x' }),
+      (e) => e instanceof lean.ConfigError && /freshtoken\/jwt/.test(e.message),
+    );
+  });
+});

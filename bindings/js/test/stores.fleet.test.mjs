@@ -1,0 +1,388 @@
+// The fleet stores on real servers: RedisStore (freshtoken/redis, node-redis)
+// and PostgresStore (freshtoken/postgres, pg), each against a private server
+// started by support/servers.mjs. The same contract is checked on both —
+// lease exclusivity, expiry, same-owner renewal, release only by the owner,
+// compare-and-swap conflicts, expected-null creation, many clients racing
+// (exactly one wins) — then the documented layout, and one process's
+// sessions on each store against the emulator.
+//
+// Skipped when the servers are not installed (scripts/setup-servers.sh),
+// unless FRESHTOKEN_REQUIRE_SERVERS=1.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import pg from 'pg';
+import { createClient } from 'redis';
+import { ConflictError, StorageError, TokenClient } from 'freshtoken';
+import { RedisStore } from 'freshtoken/redis';
+import { PostgresStore } from 'freshtoken/postgres';
+
+import { startEmulator } from '../support/emulator.mjs';
+import { serversInstalled, startPostgres, startRedis } from '../support/servers.mjs';
+
+const installed = serversInstalled();
+const skip = !(installed.redis && installed.postgres) && process.env.FRESHTOKEN_REQUIRE_SERVERS !== '1'
+  ? installed.hint
+  : false;
+
+const RECORD = '{"schema":"freshtoken.record/1","refresh_token":"rt-SENTINEL-record","updated_at":1}';
+const RACERS = 12;
+const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+let unique = 0;
+const freshKey = (what) => `${what}-${process.pid}-${(unique += 1)}`;
+
+/** Polls `probe` until truthy; its value, or an error after `timeoutMs`. */
+async function until(what, probe, { timeoutMs = 5_000, intervalMs = 5 } = {}) {
+  const endAt = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() >= endAt) throw new Error(`timed out waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+test('redis-server and PostgreSQL are installed (required when FRESHTOKEN_REQUIRE_SERVERS=1)', {
+  skip: process.env.FRESHTOKEN_REQUIRE_SERVERS === '1' ? false : 'FRESHTOKEN_REQUIRE_SERVERS is not 1',
+}, () => {
+  assert.deepEqual(installed.missing, [], installed.hint);
+});
+
+describe('fleet stores on real servers', { skip }, () => {
+  const kinds = {};
+  let emu;
+
+  before(async () => {
+    emu = await startEmulator();
+    const redisServer = await startRedis();
+    const redisClients = [];
+    const connectRedis = async () => {
+      const c = createClient({ url: redisServer.url });
+      c.on('error', () => {});
+      await c.connect();
+      redisClients.push(c);
+      return c;
+    };
+    const redis = await connectRedis();
+    kinds.redis = {
+      server: redisServer,
+      raw: redis,
+      store: new RedisStore(redis),
+      /** `n` stores, each on its own connection. */
+      async many(n) {
+        return Promise.all(Array.from({ length: n }, async () => new RedisStore(await connectRedis())));
+      },
+      async close() {
+        await Promise.allSettled(redisClients.map((c) => c.quit()));
+        await redisServer.stop();
+      },
+    };
+
+    const pgServer = await startPostgres();
+    const pools = [];
+    const newPool = (max) => {
+      const p = new pg.Pool({ ...pgServer.connection, max });
+      p.on('error', () => {});
+      pools.push(p);
+      return p;
+    };
+    const pool = newPool(10);
+    const store = new PostgresStore(pool);
+    await store.migrate();
+    kinds.postgres = {
+      server: pgServer,
+      pool,
+      store,
+      newPool,
+      async many(n) {
+        return Array.from({ length: n }, () => new PostgresStore(newPool(1)));
+      },
+      async close() {
+        await Promise.allSettled(pools.map((p) => p.end()));
+        await pgServer.stop();
+      },
+    };
+  });
+
+  after(async () => {
+    await Promise.allSettled(Object.values(kinds).map((k) => k.close()));
+    await emu?.stop();
+  });
+
+  for (const kind of ['redis', 'postgres']) {
+    const label = kind === 'redis' ? 'RedisStore' : 'PostgresStore';
+
+    describe(`${label}: the contract`, () => {
+      test('load/save round-trip; missing keys load as null; save bumps the version', async () => {
+        const { store } = kinds[kind];
+        const key = freshKey('plain');
+        assert.equal(await store.load(key), null);
+        assert.equal(await store.loadVersioned(key), null);
+        await store.save(key, RECORD);
+        assert.equal(await store.load(key), RECORD);
+        assert.deepEqual(await store.loadVersioned(key), { record: RECORD, version: '1' });
+        await store.save(key, `${RECORD} `);
+        assert.deepEqual(await store.loadVersioned(key), { record: `${RECORD} `, version: '2' });
+        assert.equal(await store.saveVersioned(key, RECORD, '1'), null, 'a plain save moved the version on');
+        assert.equal(await store.load('é ünïcode 🔑 key'), null);
+        await store.save('é ünïcode 🔑 key', 'ünïcode record ✓');
+        assert.equal(await store.load('é ünïcode 🔑 key'), 'ünïcode record ✓');
+      });
+
+      test('compare-and-swap: create only if absent, then only from the version read', async () => {
+        const { store } = kinds[kind];
+        const key = freshKey('cas');
+        assert.equal(await store.saveVersioned(key, 'v1', null), '1', 'created');
+        assert.equal(await store.saveVersioned(key, 'other', null), null, 'expected null but a record exists: conflict');
+        assert.deepEqual(await store.loadVersioned(key), { record: 'v1', version: '1' });
+        assert.equal(await store.saveVersioned(key, 'v2', '1'), '2');
+        assert.equal(await store.saveVersioned(key, 'stale', '1'), null, 'stale version: conflict');
+        assert.equal(await store.saveVersioned(key, 'future', '3'), null, 'a version never written: conflict');
+        assert.equal(await store.saveVersioned(key, 'junk', 'not-a-version'), null);
+        assert.deepEqual(await store.loadVersioned(key), { record: 'v2', version: '2' }, 'conflicts overwrite nothing');
+        assert.equal(await store.saveVersioned(freshKey('cas'), 'x', '1'), null, 'a version expected but nothing stored: conflict');
+      });
+
+      test('lease: exclusive; the same owner renews it; only the owner releases it', async () => {
+        const { store } = kinds[kind];
+        const key = freshKey('lease');
+        assert.equal(await store.acquire(key, 'owner-a', 10_000), true);
+        assert.equal(await store.acquire(key, 'owner-b', 10_000), false, 'held by a');
+        assert.equal(await store.acquire(key, 'owner-a', 20_000), true, 'a again: renewed');
+        const held = await store.leaseHolder(key);
+        assert.equal(held.owner, 'owner-a');
+        assert.ok(held.expiresInMs > 10_000 && held.expiresInMs <= 20_000, `renewed to 20 s (${held.expiresInMs} ms left)`);
+        await store.release(key, 'owner-b');
+        assert.equal((await store.leaseHolder(key))?.owner, 'owner-a', 'b cannot release a\'s lease');
+        assert.equal(await store.acquire(key, 'owner-b', 10_000), false);
+        await store.release(key, 'owner-a');
+        assert.equal(await store.leaseHolder(key), null);
+        assert.equal(await store.acquire(key, 'owner-b', 10_000), true, 'free again');
+        await store.release(key, 'owner-b');
+        assert.equal(await store.acquire(freshKey('lease'), 'owner-b', 10_000), true, 'leases are per key');
+      });
+
+      test('lease: expires after its TTL (the server\'s clock); renewal pushes the expiry', async () => {
+        const { store } = kinds[kind];
+        const key = freshKey('expiry');
+        const t0 = Date.now();
+        assert.equal(await store.acquire(key, 'owner-a', 300), true);
+        assert.equal(await store.acquire(key, 'owner-b', 300), false);
+        await sleep(150);
+        assert.equal(await store.acquire(key, 'owner-a', 400), true, 'renewed at ~150 ms for 400 ms more');
+        await sleep(250);
+        assert.equal(await store.acquire(key, 'owner-b', 300), false, 'at ~400 ms the renewed lease still holds');
+        await until('the lease to expire', () => store.acquire(key, 'owner-b', 5_000), { timeoutMs: 3_000 });
+        const took = Date.now() - t0;
+        assert.ok(took >= 500 && took < 1_500, `b took over ${took} ms after the start (renewed expiry ~550 ms)`);
+        assert.equal((await store.leaseHolder(key)).owner, 'owner-b');
+      });
+
+      test(`${RACERS} clients on their own connections race: exactly one wins each time`, async () => {
+        const stores = await kinds[kind].many(RACERS);
+        for (let round = 0; round < 10; round += 1) {
+          const key = freshKey('race');
+          const created = await Promise.all(stores.map((s, i) => s.saveVersioned(key, `create-${i}`, null)));
+          assert.equal(created.filter((v) => v !== null).length, 1, `round ${round}: one create`);
+          const { version } = await stores[0].loadVersioned(key);
+          const saved = await Promise.all(stores.map((s, i) => s.saveVersioned(key, `writer-${i}`, version)));
+          const winners = saved.map((v, i) => [v, i]).filter(([v]) => v !== null);
+          assert.equal(winners.length, 1, `round ${round}: one compare-and-swap wins`);
+          assert.equal(winners[0][0], String(Number(version) + 1));
+          assert.deepEqual(await stores[1].loadVersioned(key), { record: `writer-${winners[0][1]}`, version: winners[0][0] });
+          const leases = await Promise.all(stores.map((s, i) => s.acquire(key, `owner-${i}`, 5_000)));
+          assert.equal(leases.filter(Boolean).length, 1, `round ${round}: one lease`);
+        }
+      });
+
+      test('bad arguments are TypeErrors, before any I/O', async () => {
+        const { store } = kinds[kind];
+        const Store = kind === 'redis' ? RedisStore : PostgresStore;
+        assert.throws(() => new Store(null), TypeError);
+        assert.throws(() => new Store({}), TypeError);
+        assert.throws(() => new Store(kind === 'redis' ? kinds.redis.raw : kinds.postgres.pool, { bogus: 1 }), /unknown option bogus/);
+        await assert.rejects(store.acquire('k', '', 1000), TypeError);
+        await assert.rejects(store.acquire('k', 'o', 0), TypeError);
+        await assert.rejects(store.acquire('k', 'o', Number.NaN), TypeError);
+        await assert.rejects(store.save('k', 42), TypeError);
+        await assert.rejects(store.saveVersioned('k', 'r', 7), TypeError);
+      });
+    });
+  }
+
+  describe('documented layout', () => {
+    test('Redis: a hash {record, version} at <prefix>record:<key>; the owner at <prefix>lease:<key> with a PX expiry', async () => {
+      const { raw } = kinds.redis;
+      const store = new RedisStore(raw, { prefix: 'app1:' });
+      await store.saveVersioned('u1', RECORD, null);
+      await store.acquire('u1', 'owner-a', 10_000);
+      assert.equal(store.recordKey('u1'), 'app1:record:u1');
+      assert.equal(store.leaseKey('u1'), 'app1:lease:u1');
+      assert.equal(await raw.sendCommand(['TYPE', 'app1:record:u1']), 'hash');
+      const pairs = await raw.sendCommand(['HGETALL', 'app1:record:u1']);
+      const fields = Object.fromEntries(Array.from({ length: pairs.length / 2 }, (_, i) => [pairs[2 * i], pairs[2 * i + 1]]));
+      assert.deepEqual(fields, { record: RECORD, version: '1' }, 'exactly two fields');
+      assert.equal(await raw.sendCommand(['GET', 'app1:lease:u1']), 'owner-a');
+      const pttl = await raw.sendCommand(['PTTL', 'app1:lease:u1']);
+      assert.ok(pttl > 9_000 && pttl <= 10_000, `PX expiry (${pttl} ms)`);
+      assert.equal(await new RedisStore(raw).load('u1'), null, 'another prefix, another namespace');
+    });
+
+    test('Redis: a server that forgot the scripts (SCRIPT FLUSH) still works', async () => {
+      const { raw, store } = kinds.redis;
+      const key = freshKey('flush');
+      assert.equal(await store.saveVersioned(key, 'a', null), '1');
+      await raw.sendCommand(['SCRIPT', 'FLUSH']);
+      assert.equal(await store.saveVersioned(key, 'b', '1'), '2');
+      assert.equal(await store.acquire(key, 'o', 1000), true);
+      await raw.sendCommand(['SCRIPT', 'FLUSH']);
+      assert.equal(await store.acquire(key, 'o', 1000), true, 'renewal through EVAL after NOSCRIPT');
+    });
+
+    test('PostgreSQL: schema() is the DDL migrate() runs; the tables have the documented columns', async () => {
+      const { pool } = kinds.postgres;
+      const ddl = PostgresStore.schema();
+      assert.match(ddl, /CREATE TABLE IF NOT EXISTS "freshtoken_records" \(\s*key text PRIMARY KEY,\s*record text NOT NULL,\s*version bigint NOT NULL\s*\);/);
+      assert.match(ddl, /CREATE TABLE IF NOT EXISTS "freshtoken_leases" \(\s*key text PRIMARY KEY,\s*owner text NOT NULL,\s*expires_at timestamptz NOT NULL\s*\);/);
+      const { rows } = await pool.query(`SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
+        WHERE table_name IN ('freshtoken_records', 'freshtoken_leases') ORDER BY table_name, ordinal_position`);
+      assert.deepEqual(rows.map((r) => `${r.table_name}.${r.column_name} ${r.data_type} ${r.is_nullable}`), [
+        'freshtoken_leases.key text NO',
+        'freshtoken_leases.owner text NO',
+        'freshtoken_leases.expires_at timestamp with time zone NO',
+        'freshtoken_records.key text NO',
+        'freshtoken_records.record text NO',
+        'freshtoken_records.version bigint NO',
+      ]);
+    });
+
+    test('PostgreSQL: custom (schema-qualified, quoted) names; migrate() from many pools at once', async () => {
+      const { pool } = kinds.postgres;
+      await pool.query('CREATE SCHEMA IF NOT EXISTS tokens');
+      const options = { table: 'tokens.Records "x"', leaseTable: 'tokens.leases' };
+      assert.match(PostgresStore.schema(options), /"tokens"\."Records ""x"""/);
+      const custom = Array.from({ length: 8 }, () => new PostgresStore(kinds.postgres.newPool(1), options));
+      await Promise.all(custom.map((s) => s.migrate()));
+      await custom[0].migrate();
+      assert.equal(await custom[0].saveVersioned('u1', RECORD, null), '1');
+      assert.equal(await kinds.postgres.store.load('u1'), null, 'the default tables are separate');
+      assert.throws(() => PostgresStore.schema({ table: 'a.b.c' }), TypeError);
+      assert.throws(() => PostgresStore.schema({ table: '' }), TypeError);
+      assert.throws(() => PostgresStore.schema({ table: 'same', leaseTable: 'same' }), TypeError);
+    });
+
+    test('PostgreSQL: a missing table fails without the record in the error; the session says StorageError', async () => {
+      const store = new PostgresStore(kinds.postgres.pool, { table: 'no_such_table' });
+      const err = await store.saveVersioned('u1', RECORD, null).then(() => assert.fail('saved'), (e) => e);
+      assert.match(err.message, /no_such_table/);
+      assert.ok(!`${err.message} ${err.stack}`.includes('SENTINEL'));
+      const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT });
+      const failed = await client.session('u1', store).seed({ refreshToken: 'rt-SENTINEL' }).then(() => assert.fail('seeded'), (e) => e);
+      assert.ok(failed instanceof StorageError, failed.name);
+      assert.ok(!failed.message.includes('SENTINEL'));
+      client.free();
+    });
+  });
+
+  for (const kind of ['redis', 'postgres']) {
+    const label = kind === 'redis' ? 'RedisStore' : 'PostgresStore';
+
+    describe(`${label}: sessions against the emulator (one process, two clients)`, () => {
+      /** Two clients (as two processes would have) on one clock that the test can move. */
+      function twoClients(extra = {}) {
+        const clock = { offset: 0 };
+        const now = () => Date.now() + clock.offset;
+        const make = () => new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT, now, ...extra });
+        return { clock, a: make(), b: make() };
+      }
+
+      test('one refresh per expiry for 2 × 50 concurrent callers; the versions move; no lease is left', async () => {
+        const { store } = kinds[kind];
+        const { clock, a, b } = twoClients();
+        const key = freshKey('session');
+        const family = await emu.seed();
+        await a.session(key, store).seed({ refreshToken: family.refresh_token });
+        assert.equal((await store.loadVersioned(key)).version, '1');
+        const before = await emu.refreshRequests();
+        const seen = [];
+        for (let window = 1; window <= 3; window += 1) {
+          const calls = [];
+          for (const c of [a, b]) for (let i = 0; i < 50; i += 1) calls.push(c.session(key, store).accessToken());
+          const tokens = await Promise.all(calls);
+          assert.ok(tokens.every((t) => t === tokens[0]), `window ${window}: one token for both clients`);
+          assert.equal(await emu.refreshRequests(), before + window, `window ${window}: one refresh`);
+          seen.push(tokens[0]);
+          clock.offset += 901_000; // the next window starts stale for both
+        }
+        assert.equal(new Set(seen).size, 3);
+        const stored = await store.loadVersioned(key);
+        // The seed, then per refresh two saves: the in-doubt marker before the
+        // request (a lease holder's insurance against dying mid-refresh) and
+        // the rotated record after it.
+        assert.equal(stored.version, '7', 'seed + three refreshes × (marker + rotation)');
+        assert.equal(JSON.parse(stored.record).access_token, seen[2]);
+        assert.equal(await emu.refreshTokenState(JSON.parse(stored.record).refresh_token), 'active');
+        assert.equal(await store.leaseHolder(key), null);
+        const c = await emu.counters();
+        assert.equal(c.reuse_detected, 0);
+        a.free();
+        b.free();
+      });
+
+      test('the refresh runs under the client\'s lease; the other client re-reads and sends nothing', async () => {
+        const { store } = kinds[kind];
+        const { a, b } = twoClients();
+        const key = freshKey('lease-session');
+        const family = await emu.seed();
+        await a.session(key, store).seed({ refreshToken: family.refresh_token });
+        await emu.fault({ kind: 'delay', ms: 400, grant: 'refresh_token' });
+        const before = await emu.refreshRequests();
+        const first = a.session(key, store).accessToken();
+        const holder = await until('a\'s lease', () => store.leaseHolder(key));
+        assert.equal(holder.owner, a.leaseOwner, 'the lease owner is client.leaseOwner');
+        assert.notEqual(a.leaseOwner, b.leaseOwner);
+        const second = b.session(key, store).accessToken(); // waits for a's lease, then re-reads
+        const [ta, tb] = await Promise.all([first, second]);
+        assert.equal(tb, ta);
+        assert.equal(await emu.refreshRequests(), before + 1);
+        assert.equal(await store.leaseHolder(key), null, 'released');
+        a.free();
+        b.free();
+      });
+
+      test('a save that lost a race is a ConflictError and overwrites nothing', async () => {
+        const { store } = kinds[kind];
+        const key = freshKey('conflict');
+        const family = await emu.seed();
+        // Another writer saves between this client's read and its compare-and-swap.
+        const interloped = {
+          load: (k) => store.load(k),
+          save: (k, r) => store.save(k, r),
+          acquire: (k, o, t) => store.acquire(k, o, t),
+          release: (k, o) => store.release(k, o),
+          loadVersioned: (k) => store.loadVersioned(k),
+          armed: false,
+          async saveVersioned(k, r, expected) {
+            if (this.armed) {
+              this.armed = false;
+              await store.save(k, RECORD);
+            }
+            return store.saveVersioned(k, r, expected);
+          },
+        };
+        const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT });
+        await client.session(key, interloped).seed({ refreshToken: family.refresh_token });
+        interloped.armed = true;
+        const err = await client.session(key, interloped).accessToken().then(() => assert.fail('served'), (e) => e);
+        assert.ok(err instanceof ConflictError, `${err.name}: ${err.message}`);
+        assert.equal(err.code, 'conflict');
+        assert.equal(await store.load(key), RECORD, 'the other writer\'s record stands');
+        assert.equal(await store.leaseHolder(key), null, 'the lease is released after the conflict too');
+        client.free();
+      });
+    });
+  }
+});

@@ -1,0 +1,46 @@
+// A typed tour of `freshtoken/redis` and `freshtoken/postgres`, compiled by
+// types.fleet.test.mjs with `tsc --noEmit --strict` (never run). The clients
+// are declared structurally, as the declarations type them, so neither
+// @types/node nor @types/pg is needed.
+
+import { TokenClient } from 'freshtoken';
+import type { TokenStore, VersionedRecord } from 'freshtoken';
+import { RedisStore } from 'freshtoken/redis';
+import type { LeaseHolder, RedisCommandClient, RedisStoreOptions } from 'freshtoken/redis';
+import { PostgresStore } from 'freshtoken/postgres';
+import type { PgQueryable, PostgresStoreOptions } from 'freshtoken/postgres';
+
+declare const redisClient: RedisCommandClient;
+declare const pool: PgQueryable;
+
+const redisOptions: RedisStoreOptions = { prefix: 'app:' };
+const pgOptions: PostgresStoreOptions = { table: 'auth.records', leaseTable: 'auth.leases' };
+
+export const redis: TokenStore = new RedisStore(redisClient, redisOptions);
+export const postgres: TokenStore = new PostgresStore(pool, pgOptions);
+export const ddl: string = PostgresStore.schema(pgOptions) + PostgresStore.schema();
+
+// A pg.Pool-shaped object: query(text, values) resolving to { rows }.
+export const handMade = new PostgresStore({
+  query: async (text: string, values?: unknown[]) => ({ rows: [{ text, n: values?.length ?? 0 }], rowCount: 1 }),
+});
+
+export async function tour(): Promise<void> {
+  const r = new RedisStore(redisClient);
+  const p = new PostgresStore(pool);
+  await p.migrate();
+  const keys: string[] = [r.recordKey('u1'), r.leaseKey('u1')];
+  const taken: boolean = await r.acquire('u1', 'owner', 3_000);
+  await p.release('u1', 'owner');
+  const found: VersionedRecord | null = await p.loadVersioned('u1');
+  const next: string | null = await r.saveVersioned('u1', '{}', found ? found.version : null);
+  const holder: LeaseHolder | null = await p.leaseHolder('u1');
+  const ms: number | undefined = holder?.expiresInMs;
+  const record: string | null = await r.load('u1');
+  await r.save('u1', record ?? '{}');
+  // Fleet members are present, so the client takes leases and compare-and-swaps.
+  const client = new TokenClient({ tokenEndpoint: 'https://bank.example/connect/token', clientId: 'c', leaseTtlMs: 60_000, leaseWaitMs: 65_000 });
+  const owner: string = client.leaseOwner;
+  const token: string = await client.session('u1', r).accessToken();
+  void [keys, taken, next, ms, owner, token];
+}

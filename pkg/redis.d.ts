@@ -1,0 +1,54 @@
+// Type declarations for `freshtoken/redis`: a fleet TokenStore on Redis
+// through a node-redis client (npm `redis` v4, v5 or v6, an optional peer
+// dependency). The client is typed by the one method the store calls, so
+// these declarations need no types from the `redis` package.
+
+import type { TokenStore, VersionedRecord } from './index.js';
+
+/**
+ * What the store needs of a node-redis client: `sendCommand` of a client
+ * from `createClient()` (connected). Cluster clients are not supported.
+ */
+export interface RedisCommandClient {
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+export interface RedisStoreOptions {
+  /** Prepended to every key (default `"freshtoken:"`). */
+  prefix?: string;
+}
+
+/** Who holds a refresh lease, and for how many more milliseconds. */
+export interface LeaseHolder {
+  owner: string;
+  /** `Infinity` when the key was set without an expiry (not by this store). */
+  expiresInMs: number;
+}
+
+/**
+ * Records in Redis with leases and compare-and-swap saves: several
+ * processes can share sessions, and only one at a time refreshes each.
+ *
+ * Keys: `${prefix}record:${key}` is a hash `{record, version}` (version: an
+ * integer as a string, incremented by every save); `${prefix}lease:${key}`
+ * is a string holding the lease owner, with a PX expiry.
+ */
+export class RedisStore implements TokenStore {
+  constructor(client: RedisCommandClient, options?: RedisStoreOptions);
+  /** The Redis key of the hash holding `key`'s record. */
+  recordKey(key: string): string;
+  /** The Redis key of `key`'s refresh lease. */
+  leaseKey(key: string): string;
+  load(key: string): Promise<string | null>;
+  /** Saves unconditionally; the version still increments. */
+  save(key: string, record: string): Promise<void>;
+  /** `SET NX PX`; renews the TTL when `owner` already holds the lease. */
+  acquire(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Deletes the lease only if `owner` still holds it. */
+  release(key: string, owner: string): Promise<void>;
+  loadVersioned(key: string): Promise<VersionedRecord | null>;
+  /** The new version, or null when the stored version is not `expectedVersion` (null: when a record exists). */
+  saveVersioned(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
+  /** Who holds the lease on `key`, or null. */
+  leaseHolder(key: string): Promise<LeaseHolder | null>;
+}

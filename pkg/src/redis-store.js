@@ -1,0 +1,200 @@
+// freshtoken/redis: a fleet TokenStore on Redis, through a node-redis client
+// (npm `redis`, an optional peer dependency that this module never imports:
+// you pass a connected client).
+//
+// Keys, for a session key K and the prefix P (default "freshtoken:"):
+//   P record:K  a hash {record, version}; version is an integer that every
+//               save increments (compare-and-swap by a Lua script)
+//   P lease:K   a string holding the lease owner, with a PX expiry
+// Every operation is one atomic command or one Lua script: no WATCH, no
+// read-modify-write across round trips.
+
+import { createHash } from 'node:crypto';
+
+// Takes the lease when SET NX failed: succeeds if this owner already holds it
+// (its TTL is renewed) or if it expired in between.
+const ACQUIRE = `
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`;
+
+// Deletes the lease only if `owner` still holds it.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`;
+
+// ARGV: record, '1' when a version is expected (else: only if absent), expected version.
+// Returns the new version, or nil (a conflict).
+const SAVE_VERSIONED = `
+if ARGV[2] == '1' then
+  if redis.call('HGET', KEYS[1], 'version') ~= ARGV[3] then return false end
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  return false
+end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'record', ARGV[1])
+return version
+`;
+
+// An unconditional save; the version still moves on, so that a
+// compare-and-swap against the previous version fails.
+const SAVE = `
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'record', ARGV[1])
+return version
+`;
+
+// The lease's owner and remaining ms, read together; nil when nobody holds it.
+const HOLDER = `
+local owner = redis.call('GET', KEYS[1])
+if not owner then return false end
+return { owner, redis.call('PTTL', KEYS[1]) }
+`;
+
+const sha1 = (text) => createHash('sha1').update(text).digest('hex');
+const SCRIPTS = Object.fromEntries(
+  Object.entries({ ACQUIRE, RELEASE, SAVE_VERSIONED, SAVE, HOLDER }).map(([name, body]) => [name, { body, sha: sha1(body) }]),
+);
+
+const decoder = new TextDecoder();
+
+/** A reply as a string (node-redis may hand back Buffers or numbers), or null. */
+function text(reply) {
+  if (reply === null || reply === undefined) return null;
+  if (typeof reply === 'string') return reply;
+  if (reply instanceof Uint8Array) return decoder.decode(reply);
+  return String(reply);
+}
+
+function checkKey(key) {
+  if (typeof key !== 'string') throw new TypeError('RedisStore: the key must be a string');
+}
+
+function checkOwner(owner) {
+  if (typeof owner !== 'string' || owner === '') throw new TypeError('RedisStore: the lease owner must be a non-empty string');
+}
+
+/** A TokenStore on Redis with leases and compare-and-swap saves, for fleets. */
+export class RedisStore {
+  #client;
+  #prefix;
+
+  /**
+   * @param client a connected node-redis (v4, v5 or v6) client, from `createClient()`
+   * @param options.prefix  prepended to every key (default "freshtoken:")
+   */
+  constructor(client, { prefix = 'freshtoken:', ...rest } = {}) {
+    if (!client || typeof client.sendCommand !== 'function') {
+      throw new TypeError('RedisStore: pass a connected node-redis client (createClient() from the "redis" package)');
+    }
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new TypeError(`RedisStore: unknown option ${unknown[0]}`);
+    if (typeof prefix !== 'string') throw new TypeError('RedisStore: prefix must be a string');
+    this.#client = client;
+    this.#prefix = prefix;
+  }
+
+  /** The Redis key of the hash {record, version} of session `key`. */
+  recordKey(key) {
+    checkKey(key);
+    return `${this.#prefix}record:${key}`;
+  }
+
+  /** The Redis key of the refresh lease of session `key`. */
+  leaseKey(key) {
+    checkKey(key);
+    return `${this.#prefix}lease:${key}`;
+  }
+
+  #send(args) {
+    return this.#client.sendCommand(args);
+  }
+
+  /** Runs a script by its SHA1; loads it with EVAL when the server does not know it (yet). */
+  async #script(script, keys, args) {
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await this.#send(['EVALSHA', script.sha, ...tail]);
+    } catch (err) {
+      if (!String(err?.message ?? '').startsWith('NOSCRIPT')) throw err;
+      return this.#send(['EVAL', script.body, ...tail]);
+    }
+  }
+
+  /** The record saved under `key`, or null. */
+  async load(key) {
+    return text(await this.#send(['HGET', this.recordKey(key), 'record']));
+  }
+
+  /** Saves `record` under `key` unconditionally (its version still increments). */
+  async save(key, record) {
+    if (typeof record !== 'string') throw new TypeError('RedisStore: the record must be a string');
+    await this.#script(SCRIPTS.SAVE, [this.recordKey(key)], [record]);
+  }
+
+  /** The record and its version, or null. */
+  async loadVersioned(key) {
+    const reply = await this.#send(['HMGET', this.recordKey(key), 'record', 'version']);
+    const [record, version] = Array.isArray(reply) ? reply.map(text) : [null, null];
+    if (record === null) return null;
+    if (version === null) throw new Error(`RedisStore: ${this.recordKey(key)} has a record but no version field`);
+    return { record, version };
+  }
+
+  /**
+   * Saves only if the stored version is still `expectedVersion` (null: only
+   * if nothing is stored). Resolves to the new version, or null on a conflict.
+   */
+  async saveVersioned(key, record, expectedVersion) {
+    if (typeof record !== 'string') throw new TypeError('RedisStore: the record must be a string');
+    if (expectedVersion !== null && typeof expectedVersion !== 'string') {
+      throw new TypeError('RedisStore: the expected version must be a string or null');
+    }
+    const expecting = expectedVersion !== null;
+    const reply = await this.#script(
+      SCRIPTS.SAVE_VERSIONED,
+      [this.recordKey(key)],
+      [record, expecting ? '1' : '0', expecting ? expectedVersion : ''],
+    );
+    return text(reply);
+  }
+
+  /** Takes the refresh lease on `key` for `owner` for `ttlMs`; false if another owner holds it. */
+  async acquire(key, owner, ttlMs) {
+    checkOwner(owner);
+    if (typeof ttlMs !== 'number' || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+      throw new TypeError('RedisStore: the lease TTL must be a positive number of ms');
+    }
+    const lease = this.leaseKey(key);
+    const ttl = String(Math.ceil(ttlMs));
+    // The common case in one command; the script only when someone holds it.
+    if (text(await this.#send(['SET', lease, owner, 'NX', 'PX', ttl])) === 'OK') return true;
+    return Number(await this.#script(SCRIPTS.ACQUIRE, [lease], [owner, ttl])) === 1;
+  }
+
+  /** Gives the lease back, if `owner` still holds it. */
+  async release(key, owner) {
+    checkOwner(owner);
+    await this.#script(SCRIPTS.RELEASE, [this.leaseKey(key)], [owner]);
+  }
+
+  /** Who holds the lease on `key` and for how many more ms, or null (for operations and tests). */
+  async leaseHolder(key) {
+    const reply = await this.#script(SCRIPTS.HOLDER, [this.leaseKey(key)], []);
+    if (!Array.isArray(reply)) return null;
+    const ttl = Number(reply[1]);
+    // -1: set without an expiry (not by this store): it never lapses by itself.
+    return { owner: text(reply[0]), expiresInMs: ttl === -1 ? Infinity : Math.max(ttl, 0) };
+  }
+}

@@ -9,6 +9,7 @@
 mod client;
 mod error;
 mod host;
+mod redact;
 mod session;
 mod types;
 

@@ -56,7 +56,8 @@ impl From<RetryOptions> for RetryPolicy {
 }
 
 /// Options of a `TokenClient` (the same names as JavaScript's, snake_case).
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct TokenClientOptions {
     /// `https://…/connect/token`; plain http only for loopback hosts.
     pub token_endpoint: String,
@@ -116,6 +117,7 @@ pub struct TokenClientOptions {
 
 /// A fresh access token and what goes with it. Times are Unix milliseconds.
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct TokenInfo {
     /// The access token.
     pub access_token: String,
@@ -127,12 +129,6 @@ pub struct TokenInfo {
     pub id_token: Option<String>,
     /// When the refresh token's sliding lifetime ends (Unix ms).
     pub refresh_expires_at_ms: Option<u64>,
-}
-
-impl std::fmt::Debug for TokenInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenInfo {{ expires_at_ms: {} }}", self.expires_at_ms)
-    }
 }
 
 impl From<crate::TokenInfo> for TokenInfo {
@@ -179,6 +175,7 @@ impl From<crate::SessionStatus> for SessionStatus {
 
 /// Adopting an existing refresh token.
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct SeedOptions {
     /// The refresh token to adopt.
     pub refresh_token: String,
@@ -230,6 +227,7 @@ pub struct AuthorizationUrlOptions {
 
 /// The URL to open and what to keep until the user comes back.
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct AuthorizationRequest {
     /// The URL.
     pub url: String,
@@ -243,6 +241,7 @@ pub struct AuthorizationRequest {
 
 /// The code exchange's inputs.
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct ExchangeCodeOptions {
     /// The authorization code.
     pub code: String,
@@ -253,7 +252,8 @@ pub struct ExchangeCodeOptions {
 }
 
 /// One HTTP header.
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct HttpHeader {
     /// Header name.
     pub name: String,
@@ -266,6 +266,7 @@ pub struct HttpHeader {
 /// `max_response_bytes + 1` bytes of the body (one more than the cap, so
 /// that an oversize answer is reported as such) and return what was read.
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct HttpRequest {
     /// The HTTP method (`POST`).
     pub method: String,
@@ -283,6 +284,7 @@ pub struct HttpRequest {
 
 /// The host's answer: status, headers and body.
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct HttpResponse {
     /// HTTP status of the answer.
     pub status: u16,
@@ -293,7 +295,8 @@ pub struct HttpResponse {
 }
 
 /// A stored record and its version (compare-and-swap stores).
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct VersionedRecord {
     /// The record, as freshtoken wrote it.
     pub record: String,

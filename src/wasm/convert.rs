@@ -2,6 +2,7 @@
 
 use crate::{Error, SessionStatus, TokenInfo};
 use js_sys::{Array, Function, Object, Reflect};
+use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -71,7 +72,11 @@ pub(crate) fn strings(value: &JsValue, name: &str) -> Result<Vec<String>, Error>
 
 /// A plain object from name/value pairs (skipping `None`s).
 pub(crate) fn object(fields: &[(&str, Option<JsValue>)]) -> JsValue {
-    let obj = Object::new();
+    fill(Object::new(), fields)
+}
+
+/// Sets name/value pairs (skipping `None`s) on `obj`.
+fn fill(obj: Object, fields: &[(&str, Option<JsValue>)]) -> JsValue {
     for (name, value) in fields {
         if let Some(value) = value {
             let _ = Reflect::set(&obj, &JsValue::from_str(name), value);
@@ -84,15 +89,39 @@ fn ms(value: u64) -> JsValue {
     JsValue::from_f64(value as f64)
 }
 
-/// `TokenInfo` as `{ accessToken, expiresAt, scope?, idToken?, refreshExpiresAt? }`.
+thread_local! {
+    static TOKEN_INFO_PROTO: RefCell<Option<Object>> = const { RefCell::new(None) };
+}
+
+/// Registers the prototype of every `TokenInfo` object: the package's glue
+/// gives it a redacting `util.inspect` hook and `toString`, so that logging a
+/// `TokenInfo` shows no token while its own fields stay plain data.
+#[wasm_bindgen(js_name = setTokenInfoPrototype)]
+pub fn set_token_info_prototype(prototype: Object) {
+    TOKEN_INFO_PROTO.with(|p| *p.borrow_mut() = Some(prototype));
+}
+
+/// How a secret may be shown: a short prefix (long values only) and the
+/// length — the core's rule, for the glue's inspect hook.
+#[wasm_bindgen(js_name = redactSecret)]
+pub fn redact_secret(value: &str) -> String {
+    crate::secret::redacted(value)
+}
+
+/// `TokenInfo` as `{ accessToken, expiresAt, scope?, idToken?, refreshExpiresAt? }`,
+/// on the registered prototype.
 pub(crate) fn token_info(info: TokenInfo) -> JsValue {
-    object(&[
-        ("accessToken", Some(info.access_token.into())),
-        ("expiresAt", Some(ms(info.expires_at_ms))),
-        ("scope", info.scope.map(Into::into)),
-        ("idToken", info.id_token.map(Into::into)),
-        ("refreshExpiresAt", info.refresh_expires_at_ms.map(ms)),
-    ])
+    let base = TOKEN_INFO_PROTO.with(|p| p.borrow().as_ref().map(Object::create));
+    fill(
+        base.unwrap_or_default(),
+        &[
+            ("accessToken", Some(info.access_token.into())),
+            ("expiresAt", Some(ms(info.expires_at_ms))),
+            ("scope", info.scope.map(Into::into)),
+            ("idToken", info.id_token.map(Into::into)),
+            ("refreshExpiresAt", info.refresh_expires_at_ms.map(ms)),
+        ],
+    )
 }
 
 /// `SessionStatus` as a plain object.

@@ -75,35 +75,9 @@ FreshTokenError.__str__ = lambda self: self.detail
 HostError.__str__ = lambda self: getattr(self, "detail", None) or "timed out"
 
 # ---------------------------------------------------------------------------
-# The generated records print every field, tokens and secrets included (the
-# Rust side's Debug impls hide them, but uniffi generates Python's __str__).
-# Show a length instead, so that logging a record never leaks a secret.
-
-
-def _redact(cls, *secret_fields: str) -> None:
-    def describe(self) -> str:
-        parts = []
-        for name, value in vars(self).items():
-            if name in secret_fields and value is not None:
-                parts.append(f"{name}=<redacted, {len(value)} chars>")
-            elif name == "headers" and isinstance(value, list):
-                parts.append(f"headers=[{', '.join(h.name for h in value)}]")
-            else:
-                parts.append(f"{name}={value!r}")
-        return f"{cls.__name__}({', '.join(parts)})"
-
-    cls.__str__ = describe
-    cls.__repr__ = describe
-
-
-_redact(TokenInfo, "access_token", "id_token")
-_redact(SeedOptions, "refresh_token", "access_token", "id_token")
-_redact(TokenClientOptions, "client_secret", "private_key_pem")
-_redact(AuthorizationRequest, "code_verifier")
-_redact(ExchangeCodeOptions, "code", "code_verifier")
-_redact(HttpRequest, "body")
-_redact(HttpResponse, "body")
-_redact(HttpHeader, "value")
+# The records that carry tokens or secrets (TokenInfo, SeedOptions,
+# TokenClientOptions, HttpRequest, ...) print through the core's redacting
+# Debug/Display impls: uniffi generates their __str__ and __repr__ from it.
 
 # ---------------------------------------------------------------------------
 

@@ -142,9 +142,12 @@ def test_records_never_print_secrets():
         headers=[freshtoken.HttpHeader(name="authorization", value="Basic SECRET")],
         body="refresh_token=rt-SECRET&client_secret=SECRET", timeout_ms=1, max_response_bytes=1)
     options = freshtoken.TokenClientOptions(token_endpoint="https://x", client_id="c", client_secret="SECRET")
-    for record in (info, seed, request, options, request.headers[0]):
+    stored = freshtoken.VersionedRecord(record='{"refresh_token":"rt-SECRET"}', version="1")
+    code = freshtoken.ExchangeCodeOptions(code="c-SECRET", code_verifier="v-SECRET", redirect_uri="app://cb")
+    for record in (info, seed, request, options, request.headers[0], stored, code):
         assert "SECRET" not in str(record) and "SECRET" not in repr(record), type(record).__name__
-    assert "expires_at_ms=1" in str(info)
+    # The text is the core's redacting Debug, the same as Kotlin's toString().
+    assert "expires_at_ms: 1" in str(info) and repr(info) == str(info)
     assert "authorization" in str(request)
 
 

@@ -563,6 +563,22 @@ def main():
             reasons.append(f"{path.name}:{code[:m.start()].count(chr(10)) + 1}: {m.group(0).strip()}")
     check("no logging in the hand-written files (bodies and headers carry secrets)", reasons)
 
+    # Records that carry tokens or secrets print through the core's redacting
+    # Debug/Display (#[uniffi::export(Debug, Display)] in src/ffi/types.rs):
+    # print(), "\(x)", String(reflecting:) and debugPrint show no secret.
+    reasons = []
+    rust_types = (ROOT / "src" / "ffi" / "types.rs").read_text()
+    redacted = re.findall(r"#\[uniffi::export\(Debug, Display\)\]\s*pub struct (\w+)", rust_types)
+    if not redacted:
+        reasons.append("src/ffi/types.rs exports Debug/Display on no record")
+    for name in redacted:
+        decl = re.search(r"public struct " + name + r"\s*:([^{]*)\{", gen_code)
+        conforms = decl.group(1) if decl else ""
+        for proto in ("CustomStringConvertible", "CustomDebugStringConvertible"):
+            if proto not in conforms:
+                reasons.append(f"generated {name} is not {proto}")
+    check(f"secret-bearing records print through the core's redacting Display ({len(redacted)} records)", reasons)
+
     http = lexed.get(SRC / "URLSessionHttpClient.swift", "")
     http_raw = sources.get(SRC / "URLSessionHttpClient.swift", "")
     reasons = []

@@ -2549,7 +2549,7 @@ public func FfiConverterTypeUserSession_lower(_ value: UserSession) -> UInt64 {
 /**
  * The URL to open and what to keep until the user comes back.
  */
-public struct AuthorizationRequest: Equatable, Hashable {
+public struct AuthorizationRequest: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The URL.
      */
@@ -2591,6 +2591,28 @@ public struct AuthorizationRequest: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_authorizationrequest_uniffi_trait_debug(
+            FfiConverterTypeAuthorizationRequest_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_authorizationrequest_uniffi_trait_display(
+            FfiConverterTypeAuthorizationRequest_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -2737,7 +2759,7 @@ public func FfiConverterTypeAuthorizationUrlOptions_lower(_ value: Authorization
 /**
  * The code exchange's inputs.
  */
-public struct ExchangeCodeOptions: Equatable, Hashable {
+public struct ExchangeCodeOptions: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The authorization code.
      */
@@ -2771,6 +2793,28 @@ public struct ExchangeCodeOptions: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_exchangecodeoptions_uniffi_trait_debug(
+            FfiConverterTypeExchangeCodeOptions_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_exchangecodeoptions_uniffi_trait_display(
+            FfiConverterTypeExchangeCodeOptions_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -2816,7 +2860,7 @@ public func FfiConverterTypeExchangeCodeOptions_lower(_ value: ExchangeCodeOptio
 /**
  * One HTTP header.
  */
-public struct HttpHeader: Equatable, Hashable {
+public struct HttpHeader: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * Header name.
      */
@@ -2842,6 +2886,28 @@ public struct HttpHeader: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_httpheader_uniffi_trait_debug(
+            FfiConverterTypeHttpHeader_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_httpheader_uniffi_trait_display(
+            FfiConverterTypeHttpHeader_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -2888,7 +2954,7 @@ public func FfiConverterTypeHttpHeader_lower(_ value: HttpHeader) -> RustBuffer 
  * `max_response_bytes + 1` bytes of the body (one more than the cap, so
  * that an oversize answer is reported as such) and return what was read.
  */
-public struct HttpRequest: Equatable, Hashable {
+public struct HttpRequest: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The HTTP method (`POST`).
      */
@@ -2946,6 +3012,28 @@ public struct HttpRequest: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_httprequest_uniffi_trait_debug(
+            FfiConverterTypeHttpRequest_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_httprequest_uniffi_trait_display(
+            FfiConverterTypeHttpRequest_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -2997,7 +3085,7 @@ public func FfiConverterTypeHttpRequest_lower(_ value: HttpRequest) -> RustBuffe
 /**
  * The host's answer: status, headers and body.
  */
-public struct HttpResponse: Equatable, Hashable {
+public struct HttpResponse: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * HTTP status of the answer.
      */
@@ -3031,6 +3119,28 @@ public struct HttpResponse: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_httpresponse_uniffi_trait_debug(
+            FfiConverterTypeHttpResponse_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_httpresponse_uniffi_trait_display(
+            FfiConverterTypeHttpResponse_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -3165,7 +3275,7 @@ public func FfiConverterTypeRetryOptions_lower(_ value: RetryOptions) -> RustBuf
 /**
  * Adopting an existing refresh token.
  */
-public struct SeedOptions: Equatable, Hashable {
+public struct SeedOptions: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The refresh token to adopt.
      */
@@ -3217,6 +3327,28 @@ public struct SeedOptions: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_seedoptions_uniffi_trait_debug(
+            FfiConverterTypeSeedOptions_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_seedoptions_uniffi_trait_display(
+            FfiConverterTypeSeedOptions_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -3375,7 +3507,7 @@ public func FfiConverterTypeSessionStatus_lower(_ value: SessionStatus) -> RustB
 /**
  * Options of a `TokenClient` (the same names as JavaScript's, snake_case).
  */
-public struct TokenClientOptions: Equatable, Hashable {
+public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * `https://…/connect/token`; plain http only for loopback hosts.
      */
@@ -3533,6 +3665,28 @@ public struct TokenClientOptions: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclientoptions_uniffi_trait_debug(
+            FfiConverterTypeTokenClientOptions_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclientoptions_uniffi_trait_display(
+            FfiConverterTypeTokenClientOptions_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -3608,7 +3762,7 @@ public func FfiConverterTypeTokenClientOptions_lower(_ value: TokenClientOptions
 /**
  * A fresh access token and what goes with it. Times are Unix milliseconds.
  */
-public struct TokenInfo: Equatable, Hashable {
+public struct TokenInfo: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The access token.
      */
@@ -3658,6 +3812,28 @@ public struct TokenInfo: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokeninfo_uniffi_trait_debug(
+            FfiConverterTypeTokenInfo_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokeninfo_uniffi_trait_display(
+            FfiConverterTypeTokenInfo_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -3707,7 +3883,7 @@ public func FfiConverterTypeTokenInfo_lower(_ value: TokenInfo) -> RustBuffer {
 /**
  * A stored record and its version (compare-and-swap stores).
  */
-public struct VersionedRecord: Equatable, Hashable {
+public struct VersionedRecord: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * The record, as freshtoken wrote it.
      */
@@ -3733,6 +3909,28 @@ public struct VersionedRecord: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_debug(
+            FfiConverterTypeVersionedRecord_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_display(
+            FfiConverterTypeVersionedRecord_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)

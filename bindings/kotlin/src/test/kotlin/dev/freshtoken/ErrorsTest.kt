@@ -87,6 +87,53 @@ class ErrorsTest {
         }
     }
 
+    /**
+     * uniffi's records are data classes; the ones that carry tokens or
+     * secrets print through the core's redacting Display. Checked on what
+     * really crosses the FFI during a refresh (requests with a Basic header
+     * and a form body, responses, token info) and on hand-made records.
+     */
+    @Test fun `records print no token or secret`() = blocking {
+        val printed = mutableListOf<String>()
+        val recording = object : HttpClient {
+            val inner = HttpUrlConnectionClient()
+            override suspend fun send(request: HttpRequest): HttpResponse {
+                printed += request.toString()
+                printed += request.headers.map { it.toString() }
+                return inner.send(request).also { printed += it.toString() }
+            }
+        }
+        val client = TokenClient.withClock(
+            TokenClientOptions(
+                tokenEndpoint = emu.tokenEndpoint, clientId = "test-client",
+                clientSecret = "test-secret", clientAuth = "client_secret_basic",
+            ),
+            recording,
+            FakeClock(),
+        )
+        val family = emu.seed()
+        val refreshToken = family["refresh_token"] as String
+        val session = client.session("user", TestStore())
+        val seed = SeedOptions(refreshToken = refreshToken)
+        session.seed(seed)
+        val info = session.refresh()
+        printed += listOf(info.toString(), seed.toString())
+        val secrets = listOf(refreshToken, info.accessToken, info.idToken!!, "test-secret", "dGVzdC1jbGllbnQ6dGVzdC1zZWNyZXQ=")
+        assertTrue("the recording client saw the refresh", printed.size >= 4)
+        for (text in printed) for (secret in secrets) {
+            assertFalse("a record printed a token or secret: ${text.take(20)}…", text.contains(secret))
+        }
+
+        val made = listOf(
+            TokenInfo("at-$SENTINEL", 0u, "accounts", "idt-$SENTINEL", null).toString(),
+            TokenClientOptions(tokenEndpoint = "https://x/token", clientId = "c", clientSecret = SECRET, privateKeyPem = SECRET).toString(),
+            VersionedRecord(record = "{\"refresh_token\":\"rt-$SENTINEL\"}", version = "1").toString(),
+            ExchangeCodeOptions(code = "code-$SENTINEL", codeVerifier = "v-$SENTINEL", redirectUri = "app://cb").toString(),
+        )
+        for (text in made) assertFalse(text, text.contains(SENTINEL))
+        assertTrue("non-secret fields still show", made[0].contains("accounts"))
+    }
+
     @Test fun `no token or secret appears in any exception`() = blocking {
         val clock = FakeClock()
         val client = TokenClient.withClock(

@@ -1,0 +1,177 @@
+//! Secret hygiene (issue 6, DESIGN point 10) in Rust: with a sentinel client
+//! secret and the real tokens the emulator hands out, run the common flows
+//! and failures while capturing every log line (a `log` logger at trace
+//! level) and every panic message, then check that no secret shows there, in
+//! any error's `Display`/`Debug`, or in the `Debug` of the public types.
+//! Failing checks name the case, never the text.
+
+mod common;
+
+use common::{wall_ms, TestStore};
+use freshtoken::{Config, ErrorCode, ManualClock, Record, Seed, TokenClient};
+use freshtoken_emulator::{ClientSpec, Emulator, Fault, Options};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+const CLIENT: &str = "sentinel-client";
+const SECRET: &str = "secret-SENTINEL-7f3a-a b+c/=&%";
+
+/// Every log line, at every level, from every crate.
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+        self.0.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+static LOGS: Capture = Capture(Mutex::new(Vec::new()));
+static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The ways a value can show up in text: as is, form- and percent-encoded.
+fn spellings(value: &str) -> Vec<String> {
+    let form: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    vec![value.to_owned(), form.replace('+', "%20"), form]
+}
+
+fn client(emu: &Emulator, secret: &str) -> TokenClient {
+    let config = Config::builder(emu.token_endpoint(), CLIENT)
+        .client_secret(secret)
+        .build()
+        .expect("valid config");
+    let http = Arc::new(freshtoken::NativeHttp::new().expect("http client"));
+    TokenClient::new(config, http, Arc::new(ManualClock::new(wall_ms())))
+}
+
+#[tokio::test]
+async fn no_secret_in_logs_errors_panics_or_debug() {
+    log::set_logger(&LOGS).expect("the only logger in this test binary");
+    log::set_max_level(log::LevelFilter::Trace);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.lock().unwrap().push(info.to_string());
+        previous(info);
+    }));
+
+    let emu = Emulator::start(Options {
+        clients: vec![ClientSpec::confidential(CLIENT, SECRET)],
+        ..Options::default()
+    })
+    .expect("emulator starts");
+    let mut sentinels: Vec<String> = spellings(SECRET);
+    let mut shown: Vec<String> = Vec::new();
+    let mut errors: Vec<freshtoken::Error> = Vec::new();
+
+    // The happy path: seed, two rotations, a client token.
+    let family = emu.seed(CLIENT, "openid offline_access accounts");
+    sentinels.extend(spellings(&family.refresh_token));
+    let good = client(&emu, SECRET);
+    let store = TestStore::new();
+    let session = good.session("user", store.clone()).unwrap();
+    let seed = Seed {
+        refresh_token: family.refresh_token.clone().into(),
+        ..Seed::default()
+    };
+    shown.push(format!("{seed:?}"));
+    session.seed(seed).await.expect("seed saves");
+    for _ in 0..2 {
+        let info = session.refresh().await.expect("refresh");
+        sentinels.extend(spellings(&info.access_token));
+        sentinels.extend(info.id_token.iter().flat_map(|t| spellings(t)));
+        shown.push(format!("{info:?}"));
+    }
+    let rotated = store
+        .refresh_token("user")
+        .expect("a rotated refresh token");
+    sentinels.extend(spellings(&rotated));
+    let client_token = good
+        .client_token(&["accounts"])
+        .await
+        .expect("client token");
+    sentinels.extend(spellings(&client_token));
+    let record = Record::decode(&store.inner.get("user").unwrap()).unwrap();
+    shown.extend([
+        format!("{record:?}"),
+        format!("{:?}", good.config()),
+        format!("{good:?}"),
+        format!("{session:?}"),
+        format!("{:?}", store.inner),
+    ]);
+
+    // Failures: a wrong secret, a garbled answer holding a token, a save
+    // that fails, a lost answer, then the dead refresh token.
+    let wrong = client(&emu, &format!("{SECRET}-wrong"));
+    sentinels.extend(spellings(&format!("{SECRET}-wrong")));
+    errors.push(wrong.client_token(&["accounts"]).await.unwrap_err());
+    emu.push_fault(Fault::body(
+        200,
+        format!(r#"{{"access_token":"{SECRET}","token_type":"mac"}}"#),
+    ));
+    errors.push(session.refresh().await.unwrap_err());
+    emu.push_fault(Fault::body(
+        503,
+        format!(r#"{{"error":"temporarily_unavailable","error_description":"echo {rotated}"}}"#),
+    ));
+    store.fail_saves.store(1, Ordering::SeqCst);
+    errors.push(session.refresh().await.unwrap_err());
+    let saved = session.refresh().await.expect("saves and refreshes");
+    sentinels.extend(spellings(&saved.access_token));
+    let latest = store.refresh_token("user").expect("record");
+    sentinels.extend(spellings(&latest));
+    emu.push_fault(Fault::drop_after_commit());
+    errors.push(session.refresh().await.unwrap_err());
+    errors.push(session.refresh().await.unwrap_err());
+    let reused = good.session("reuse", TestStore::new()).unwrap();
+    reused
+        .seed(Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    errors.push(reused.refresh().await.unwrap_err());
+
+    let codes: Vec<ErrorCode> = errors.iter().map(|e| e.code()).collect();
+    assert!(codes.contains(&ErrorCode::InvalidClient), "{codes:?}");
+    assert!(codes.contains(&ErrorCode::InvalidResponse), "{codes:?}");
+    assert!(codes.contains(&ErrorCode::Storage), "{codes:?}");
+    assert!(
+        codes.contains(&ErrorCode::ReauthorizationRequired),
+        "{codes:?}"
+    );
+    let logs = LOGS.0.lock().unwrap().clone();
+    assert!(
+        logs.iter().any(|l| l.contains("freshtoken")),
+        "the core logged its requests ({} lines)",
+        logs.len()
+    );
+    let panics = PANICS.lock().unwrap().clone();
+    assert!(
+        panics.is_empty(),
+        "{} panic(s) during the run",
+        panics.len()
+    );
+
+    let error_texts = errors
+        .iter()
+        .flat_map(|e| [e.to_string(), format!("{e:?}")]);
+    let texts: Vec<(String, String)> = shown
+        .into_iter()
+        .map(|t| ("a Debug print".to_owned(), t))
+        .chain(error_texts.map(|t| ("an error".to_owned(), t)))
+        .chain(logs.into_iter().map(|t| ("a log line".to_owned(), t)))
+        .collect();
+    for (what, text) in &texts {
+        for secret in sentinels.iter().filter(|s| s.len() >= 8) {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} shows a token or the client secret"
+            );
+        }
+    }
+}

@@ -57,7 +57,10 @@ step "clippy (wasm32 core and export)" cargo clippy --lib --target wasm32-unknow
 step "rustdoc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features native-http,ffi --quiet
 
 suite "cargo test (core, emulator, integration over loopback)" cargo_counts \
-  cargo test --workspace --features native-http,ffi --no-fail-fast
+  cargo test --workspace --features native-http,ffi --no-fail-fast -- --skip fault_matrix
+# Run on its own so that its table is printed (issue 6).
+suite "fault matrix (every fault against both token flows)" cargo_counts \
+  cargo test --features native-http --test fault_matrix -- --nocapture
 
 cargo build --quiet -p freshtoken-emulator
 suite "JavaScript package (node --test: emulator, oidc-provider, Chromium, Redis, PostgreSQL)" node_counts \

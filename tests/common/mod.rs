@@ -32,9 +32,14 @@ pub struct TestStore {
     pub fail_saves: AtomicU32,
     /// Upcoming loads to fail.
     pub fail_loads: AtomicU32,
+    /// Upcoming loads to answer with a corrupt record (the stored one cut
+    /// in half, as after a torn write).
+    pub corrupt_loads: AtomicU32,
     pub saves: AtomicU32,
     pub loads: AtomicU32,
     gate: Mutex<Option<(mpsc::UnboundedSender<String>, Arc<Notify>)>>,
+    /// The record of the latest save attempt, whether it succeeded or not.
+    last_attempt: Mutex<Option<String>>,
 }
 
 impl TestStore {
@@ -62,6 +67,14 @@ impl TestStore {
             .refresh_token
             .map(|s| s.expose().to_owned())
     }
+
+    /// The record of the latest save attempt, saved or failed. With this
+    /// store as a session's only writer, that is the record the session
+    /// holds in memory (the core saves every record it adopts).
+    pub fn attempted(&self) -> Option<freshtoken::Record> {
+        let text = self.last_attempt.lock().unwrap().clone()?;
+        Some(freshtoken::Record::decode(&text).unwrap())
+    }
 }
 
 fn take_failure(counter: &AtomicU32) -> bool {
@@ -81,11 +94,20 @@ impl TokenStore for TestStore {
         if take_failure(&self.fail_loads) {
             return Err(StoreError("database unavailable".into()));
         }
+        if take_failure(&self.corrupt_loads) {
+            let text = self.inner.load(key).await?.unwrap_or_default();
+            let cut = (0..=text.len() / 2)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            return Ok(Some(text[..cut].to_owned()));
+        }
         self.inner.load(key).await
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
+        *self.last_attempt.lock().unwrap() = Some(record.to_owned());
         let gate = self.gate.lock().unwrap().clone();
         if let Some((entered, release)) = gate {
             let _ = entered.send(record.to_owned());

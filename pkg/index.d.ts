@@ -267,6 +267,11 @@ export class FileStore implements TokenStore {
   pathFor(key: string): string;
   load(key: string): Promise<string | null>;
   save(key: string, record: string): Promise<void>;
+  /**
+   * Deletes the temporary files of saves interrupted by a crash, when older
+   * than `olderThanMs` (default 60 s); resolves to how many were removed.
+   */
+  removeOrphans(olderThanMs?: number): Promise<number>;
 }
 
 /** Whether a response says the access token was not accepted. */

@@ -18,8 +18,8 @@ pub struct HttpRequest {
     pub body: String,
     /// Give up after this many milliseconds and report [`HttpError::Timeout`].
     pub timeout_ms: u64,
-    /// Read at most this many body bytes; a longer answer is
-    /// [`HttpError::TooLarge`].
+    /// The body-size cap: read at most one byte more and return it (or
+    /// report [`HttpError::TooLarge`]).
     pub max_response_bytes: usize,
 }
 
@@ -78,15 +78,18 @@ pub enum HttpError {
     Timeout,
     /// The connection failed after the request may have been sent.
     Interrupted(String),
-    /// The answer's body exceeded the cap.
+    /// The answer's body exceeded the cap and its status is unknown (the
+    /// built-in transports return the first `max_response_bytes + 1` bytes
+    /// instead, so the core can judge the answer by its status).
     TooLarge,
 }
 
 /// Sends HTTP requests for the core. Implemented by the wasm export (fetch),
 /// the uniffi export (a host callback) and [`crate::NativeHttp`].
 ///
-/// Implementations must not follow redirects, and should stop reading a body
-/// beyond `max_response_bytes`.
+/// Implementations must not follow redirects, and should read at most
+/// `max_response_bytes + 1` bytes of a body and return what they read: the
+/// core rejects an oversize body, or retries it when the status is 429/5xx.
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 pub trait HttpClient: MaybeSendSync {

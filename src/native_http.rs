@@ -54,12 +54,16 @@ impl HttpClient for NativeHttp {
                 )
             })
             .collect();
+        // Read at most one byte past the cap: the core judges an oversize
+        // body by the status (a big 5xx page is still retried).
+        let limit = request.max_response_bytes.saturating_add(1);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if body.len() + chunk.len() > request.max_response_bytes {
-                return Err(HttpError::TooLarge);
+            let room = limit - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() == limit {
+                break;
             }
-            body.extend_from_slice(&chunk);
         }
         Ok(HttpResponse {
             status,

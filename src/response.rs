@@ -82,7 +82,9 @@ pub enum Answer {
 /// Classifies an answer received at `now_ms`.
 pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
     let status = response.status;
-    if response.body.len() > MAX_RESPONSE_BYTES {
+    // A 429 or 5xx is retried whatever its body (gateways' error pages can
+    // be big); every other answer is judged by its body, which must fit.
+    if !matches!(status, 429 | 500..=599) && response.body.len() > MAX_RESPONSE_BYTES {
         return Answer::Invalid {
             status,
             message: format!("body exceeds {MAX_RESPONSE_BYTES} bytes"),

@@ -93,6 +93,8 @@ enum Case {
     Oversize,
     /// A `text/html` error page with this status, once.
     Html(u16),
+    /// A 100 kB `text/html` 503 page, once (a gateway's page, over the cap).
+    OversizeErrorPage,
     /// The store's next load fails.
     LoadFails,
     /// The store's next save fails.
@@ -168,6 +170,15 @@ fn arm(h: &Harness, case: Case) -> Option<String> {
         }
         Case::Oversize => (Fault::oversize(100_000), None),
         Case::Html(status) => (Fault::new(FaultKind::Html { status }), None),
+        Case::OversizeErrorPage => {
+            let page = format!("<html><body>{}</body></html>", "busy ".repeat(20_000));
+            let kind = FaultKind::Body {
+                status: 503,
+                body: page,
+                content_type: "text/html".into(),
+            };
+            (Fault::new(kind), None)
+        }
         // The store's knobs count down the loads/saves left to spoil.
         Case::LoadFails => return spoil(&h.store.fail_loads, 1),
         Case::SaveFailsOnce => return spoil(&h.store.fail_saves, 1),
@@ -751,7 +762,12 @@ fn rows() -> Vec<Row> {
         row(
             "oversize body (100 kB, cap 64 KiB)",
             Case::Oversize,
-            one_shot("invalid_response", "65536", SEEDED_IN_DOUBT),
+            one_shot("invalid_response (200)", "65536", SEEDED_IN_DOUBT),
+        ),
+        row(
+            "oversize HTML 503 page (100 kB) ×1: retried like any 503",
+            Case::OversizeErrorPage,
+            absorbed(2, Waits::Backoff(1)),
         ),
         row(
             "HTML error page, 502 ×1",

@@ -2,12 +2,15 @@
 // written to a temporary file, fsynced, then renamed over the old one, so a
 // crash leaves either the old record or the new one, never half of one.
 
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
 /** Longest file-name stem used as is; longer keys are hashed (names max out at 255 bytes). */
 const MAX_STEM = 120;
+
+/** A save's temporary file: `<stem>.json.<pid>.<random>.tmp`. */
+const TEMP_NAME = /\.json\.\d+\.[0-9a-f]{12}\.tmp$/;
 
 /** Records as files in `directory` (created if missing). */
 export class FileStore {
@@ -65,5 +68,29 @@ export class FileStore {
     const dir = await open(this.#dir, 'r').catch(() => undefined);
     await dir?.sync().catch(() => {});
     await dir?.close().catch(() => {});
+  }
+
+  /**
+   * Deletes temporary files that a process killed in the middle of a save
+   * left behind (each holds a record, so a refresh token), when older than
+   * `olderThanMs` (a save takes milliseconds). Call it at startup or now and
+   * then; returns how many were removed.
+   */
+  async removeOrphans(olderThanMs = 60_000) {
+    let names;
+    try {
+      names = await readdir(this.#dir);
+    } catch (error) {
+      if (error.code === 'ENOENT') return 0;
+      throw new Error(`cannot list the store (${error.code ?? 'error'})`);
+    }
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    for (const name of names.filter((n) => TEMP_NAME.test(n))) {
+      const path = join(this.#dir, name);
+      const info = await stat(path).catch(() => undefined);
+      if (info && info.mtimeMs <= cutoff && (await unlink(path).then(() => true, () => false))) removed += 1;
+    }
+    return removed;
   }
 }

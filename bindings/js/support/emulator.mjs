@@ -219,6 +219,33 @@ export async function startEmulator({
     async refreshTokenState(token) {
       return (await admin('POST', 'refresh-token-state', { refresh_token: token })).state;
     },
+    /**
+     * The state and, for a known token, its lineage:
+     * {state, family, generation, latest_generation, successor_state}
+     * (`latest_generation - generation` = rotations behind; see the emulator's README).
+     */
+    refreshTokenInfo(token) {
+      return admin('POST', 'refresh-token-state', { refresh_token: token });
+    },
+    /** {open, token_requests_in_flight}: connections accepted and not yet closed (this one excluded). */
+    connections() {
+      return admin('GET', 'connections');
+    },
+    /**
+     * Resolves once no connection but the asking one is open, polling every
+     * `intervalMs`. Called after a client process died (its sockets closed),
+     * it waits out every request that process had started, even one still
+     * waiting to be accepted: no late rotation can follow.
+     */
+    async drained({ timeoutMs = 5_000, intervalMs = 2 } = {}) {
+      const endAt = Date.now() + timeoutMs;
+      for (;;) {
+        const { open } = await admin('GET', 'connections');
+        if (open === 0) return;
+        if (Date.now() >= endAt) throw new Error(`emulator still had ${open} open connection(s) after ${timeoutMs} ms`);
+        await new Promise((resolve) => { setTimeout(resolve, intervalMs); });
+      }
+    },
     /** Stops the emulator (closes its stdin; SIGKILL after 5 s) and waits for it to exit. */
     stop() {
       if (stopping) return stopping;

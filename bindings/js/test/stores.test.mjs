@@ -3,7 +3,7 @@
 // emulator. Each test works in its own temporary directory.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
@@ -56,6 +56,25 @@ describe('FileStore', () => {
     assert.deepEqual(files.sort(), [store.pathFor('par'), store.pathFor('seq')].map((p) => p.slice(dir.length + 1)).sort());
     assert.match(await store.load('par'), /^\{"schema".*\}\d+$/, 'a whole record, never half of one');
     assert.equal((await stat(store.pathFor('seq'))).mode & 0o777, 0o600, 'readable by the owner only');
+  });
+
+  test('removeOrphans deletes only stale temp files of interrupted saves', async () => {
+    const records = join(dir, 'orphans');
+    const store = new FileStore(records);
+    assert.equal(await store.removeOrphans(), 0, 'a missing directory has none');
+    await store.save('u1', RECORD);
+    const stem = store.pathFor('u1');
+    const stale = `${stem}.4242.0123456789ab.tmp`;
+    const fresh = `${stem}.4243.ba9876543210.tmp`;
+    await writeFile(stale, RECORD);
+    await writeFile(fresh, RECORD);
+    const old = new Date(Date.now() - 3_600_000);
+    await utimes(stale, old, old);
+    assert.equal(await store.removeOrphans(), 1);
+    const left = (await readdir(records)).sort();
+    assert.deepEqual(left, [fresh, stem].map((p) => p.slice(records.length + 1)).sort());
+    assert.equal(await store.removeOrphans(0), 1, 'age 0 takes the fresh one too');
+    assert.equal(await store.load('u1'), RECORD, 'the record itself is never touched');
   });
 
   test('an unwritable location rejects without the record in the message', async () => {

@@ -103,16 +103,41 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Response {
             ok(&json!(st.config))
         }),
         ("POST", "refresh-token-state") => with_body(req, |b: Option<StateBody>| match b {
-            Some(b) => ok(&json!({"state": shared.lock().refresh_state(&b.refresh_token)})),
+            Some(b) => {
+                let st = shared.lock();
+                let mut answer = json!({"state": st.refresh_state(&b.refresh_token)});
+                // Known tokens also say where they sit in their family's chain.
+                if let (Some(lineage), Some(map)) =
+                    (st.lineage(&b.refresh_token), answer.as_object_mut())
+                {
+                    if let Value::Object(more) = json!(lineage) {
+                        map.extend(more);
+                    }
+                }
+                ok(&answer)
+            }
             None => bad("send {\"refresh_token\":\"…\"}"),
         }),
+        ("GET", "connections") => {
+            // The asking connection is open too: it is not counted.
+            let st = shared.lock();
+            let open = st.open_connections.saturating_sub(1);
+            ok(&json!({"open": open, "token_requests_in_flight": st.in_flight}))
+        }
         ("POST", "reset") => {
             shared.lock().reset();
             ok(&json!({"reset": true}))
         }
         (
             _,
-            "seed" | "counters" | "faults" | "clock" | "config" | "refresh-token-state" | "reset",
+            "seed"
+            | "counters"
+            | "faults"
+            | "clock"
+            | "config"
+            | "refresh-token-state"
+            | "reset"
+            | "connections",
         ) => Response::error(
             405,
             "invalid_request",

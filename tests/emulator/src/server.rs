@@ -23,12 +23,35 @@ pub(crate) async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, Arc::clone(&shared)));
+                    // Counted here, before the next accept, so a connection
+                    // accepted later sees every earlier one counted.
+                    let open = OpenConnection::enter(&shared);
+                    tokio::spawn(async move {
+                        connection(stream, Arc::clone(&open.0)).await;
+                        drop(open);
+                    });
                 }
                 // E.g. out of file descriptors: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             },
         }
+    }
+}
+
+/// Counts one accepted connection as open until it is dropped.
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        shared.lock().open_connections += 1;
+        OpenConnection(Arc::clone(shared))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.open_connections = st.open_connections.saturating_sub(1);
     }
 }
 

@@ -71,6 +71,8 @@ pub(crate) struct Family {
     pub sub: String,
     pub nonce: Option<String>,
     pub revoked: bool,
+    /// Refresh tokens minted in this family so far (the next one's generation).
+    pub refresh_minted: u64,
 }
 
 /// Where a refresh token is in its life (expiry is computed from the clock).
@@ -85,8 +87,25 @@ pub(crate) enum RefreshStatus {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RefreshRecord {
     pub family: u64,
+    /// Its place in the family's chain: 0 for the first refresh token, one
+    /// more for each rotation.
+    pub generation: u64,
     pub status: RefreshStatus,
     pub expires_at: u64,
+}
+
+/// Where a refresh token sits in its family's chain, for
+/// `POST /admin/refresh-token-state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Lineage {
+    /// The family's number (families are numbered from 1 since start or reset).
+    pub family: u64,
+    /// This token's generation: 0 for the family's first refresh token.
+    pub generation: u64,
+    /// The generation of the family's newest refresh token.
+    pub latest_generation: u64,
+    /// The state of the token that replaced this one, or `None` if none did.
+    pub successor_state: Option<TokenState>,
 }
 
 /// One issued access token.
@@ -133,6 +152,8 @@ pub(crate) struct State {
     pub faults: FaultQueue,
     pub counters: Counters,
     pub in_flight: u64,
+    /// Connections accepted and not yet closed (`GET /admin/connections`).
+    pub open_connections: u64,
 }
 
 /// Seconds since the Unix epoch by the system clock.
@@ -169,6 +190,7 @@ impl State {
             faults: FaultQueue::default(),
             counters: Counters::default(),
             in_flight: 0,
+            open_connections: 0,
         }
     }
 
@@ -187,6 +209,7 @@ impl State {
     /// the start-up lifetimes and reuse detection. Clients are kept.
     pub fn reset(&mut self) {
         let in_flight = self.in_flight;
+        let open_connections = self.open_connections;
         let clients = std::mem::take(&mut self.clients);
         let config = self.initial_config;
         *self = State::new(&Options {
@@ -197,6 +220,7 @@ impl State {
         self.config = config;
         self.initial_config = config;
         self.in_flight = in_flight;
+        self.open_connections = open_connections;
     }
 
     /// Starts a new token family.
@@ -211,6 +235,7 @@ impl State {
                 sub: format!("user/{id}"),
                 nonce,
                 revoked: false,
+                refresh_minted: 0,
             },
         );
         id
@@ -238,8 +263,16 @@ impl State {
     /// Mints the family's next live refresh token (sliding lifetime from now).
     fn mint_refresh(&mut self, family: u64) -> String {
         let token = tokens::random_token();
+        let generation = match self.families.get_mut(&family) {
+            Some(f) => {
+                f.refresh_minted += 1;
+                f.refresh_minted - 1
+            }
+            None => 0,
+        };
         let record = RefreshRecord {
             family,
+            generation,
             status: RefreshStatus::Active,
             expires_at: self.now().saturating_add(self.config.refresh_ttl_secs),
         };
@@ -310,6 +343,26 @@ impl State {
                 RefreshStatus::Active => TokenState::Active,
             },
         }
+    }
+
+    /// Where a known refresh token sits in its family's chain.
+    pub fn lineage(&self, token: &str) -> Option<Lineage> {
+        let r = self.refresh_tokens.get(token)?;
+        let latest_generation = self
+            .families
+            .get(&r.family)
+            .map_or(r.generation, |f| f.refresh_minted.saturating_sub(1));
+        let successor_state = self
+            .refresh_tokens
+            .iter()
+            .find(|(_, s)| s.family == r.family && s.generation == r.generation + 1)
+            .map(|(t, _)| self.refresh_state(t));
+        Some(Lineage {
+            family: r.family,
+            generation: r.generation,
+            latest_generation,
+            successor_state,
+        })
     }
 
     /// The record of an access token that is known, unexpired and not revoked.

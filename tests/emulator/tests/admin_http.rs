@@ -287,3 +287,81 @@ fn the_emulator_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Emulator>();
 }
+
+#[test]
+fn refresh_token_state_tells_the_lineage() {
+    let em = start();
+    let port = em.port();
+    let info = |token: &str| {
+        admin(
+            port,
+            "POST",
+            "refresh-token-state",
+            Some(json!({"refresh_token": token})),
+        )
+        .json()
+    };
+    let first = admin(port, "POST", "seed", None).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        info(&first),
+        json!({"state": "active", "family": 1, "generation": 0, "latest_generation": 0, "successor_state": null})
+    );
+    let second = refresh(port, &first).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let third = refresh(port, &second).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        info(&first),
+        json!({"state": "consumed", "family": 1, "generation": 0, "latest_generation": 2, "successor_state": "consumed"})
+    );
+    assert_eq!(
+        info(&second),
+        json!({"state": "consumed", "family": 1, "generation": 1, "latest_generation": 2, "successor_state": "active"})
+    );
+    assert_eq!(info(&third)["generation"], 2);
+    // Another family is numbered on its own.
+    let other = admin(port, "POST", "seed", None).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(info(&other)["family"], 2);
+    assert_eq!(info(&other)["generation"], 0);
+    // Reuse revokes the family: the live successor's state says so.
+    assert_eq!(refresh(port, &first).status, 400);
+    assert_eq!(info(&second)["successor_state"], "revoked");
+    assert_eq!(info(&third)["state"], "revoked");
+    // Unknown tokens have no lineage.
+    assert_eq!(info("nope"), json!({"state": "unknown"}));
+}
+
+#[test]
+fn connections_counts_the_others_open() {
+    let em = start();
+    let port = em.port();
+    assert_eq!(
+        admin(port, "GET", "connections", None).json(),
+        json!({"open": 0, "token_requests_in_flight": 0})
+    );
+    // A connection made before the asking one is already counted when it
+    // asks (the accept loop counts each before accepting the next), and
+    // stays counted until it is closed.
+    let idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(admin(port, "GET", "connections", None).json()["open"], 1);
+    drop(idle);
+    let closed = (0..200).any(|_| {
+        let open = admin(port, "GET", "connections", None).json()["open"].clone();
+        open == 0 || {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            false
+        }
+    });
+    assert!(closed, "and no longer once closed");
+    assert_eq!(admin(port, "POST", "connections", None).status, 405);
+}

@@ -268,10 +268,11 @@ export class FileStore implements TokenStore {
   load(key: string): Promise<string | null>;
   save(key: string, record: string): Promise<void>;
   /**
-   * Deletes the temporary files of saves interrupted by a crash, when older
-   * than `olderThanMs` (default 60 s); resolves to how many were removed.
+   * At startup: finishes the saves a killed process left half done (a
+   * complete temporary record newer than the key's file replaces it) and
+   * deletes the other temporary files older than `olderThanMs` (default 60 s).
    */
-  removeOrphans(olderThanMs?: number): Promise<number>;
+  recover(olderThanMs?: number): Promise<{ completed: number; removed: number }>;
 }
 
 /** Whether a response says the access token was not accepted. */

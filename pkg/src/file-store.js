@@ -71,26 +71,67 @@ export class FileStore {
   }
 
   /**
-   * Deletes temporary files that a process killed in the middle of a save
-   * left behind (each holds a record, so a refresh token), when older than
-   * `olderThanMs` (a save takes milliseconds). Call it at startup or now and
-   * then; returns how many were removed.
+   * Finishes or removes the saves that a killed process left half done. Call
+   * it at startup, before any session. Each save writes a temporary file and
+   * renames it over the key's file; a process killed between the two leaves
+   * the temporary file behind. When that file holds a complete record and is
+   * newer than the key's file, the rename is done now (the save is
+   * finished; the session keeps the refresh token it was saving); every
+   * other temporary file is deleted (each holds a record, so a refresh
+   * token). Files younger than `olderThanMs` (default 60 s) are left alone:
+   * another process may be saving them. Resolves to `{ completed, removed }`.
    */
-  async removeOrphans(olderThanMs = 60_000) {
+  async recover(olderThanMs = 60_000) {
     let names;
     try {
       names = await readdir(this.#dir);
     } catch (error) {
-      if (error.code === 'ENOENT') return 0;
+      if (error.code === 'ENOENT') return { completed: 0, removed: 0 };
       throw new Error(`cannot list the store (${error.code ?? 'error'})`);
     }
     const cutoff = Date.now() - olderThanMs;
-    let removed = 0;
-    for (const name of names.filter((n) => TEMP_NAME.test(n))) {
+    /** The key's file → its temporary files (path, mtime), old enough. */
+    const byTarget = new Map();
+    for (const name of names) {
+      const match = TEMP_NAME.exec(name);
+      if (!match) continue;
       const path = join(this.#dir, name);
       const info = await stat(path).catch(() => undefined);
-      if (info && info.mtimeMs <= cutoff && (await unlink(path).then(() => true, () => false))) removed += 1;
+      if (!info || info.mtimeMs > cutoff) continue;
+      const target = join(this.#dir, name.slice(0, match.index + '.json'.length));
+      if (!byTarget.has(target)) byTarget.set(target, []);
+      byTarget.get(target).push({ path, mtimeMs: info.mtimeMs });
     }
-    return removed;
+    let completed = 0;
+    let removed = 0;
+    for (const [target, temps] of byTarget) {
+      const current = await stat(target).catch(() => undefined);
+      temps.sort((a, b) => b.mtimeMs - a.mtimeMs);
+      const newest = temps[0];
+      if ((!current || newest.mtimeMs >= current.mtimeMs) && (await isCompleteRecord(newest.path))) {
+        await rename(newest.path, target);
+        completed += 1;
+        temps.shift();
+      }
+      for (const { path } of temps) {
+        if (await unlink(path).then(() => true, () => false)) removed += 1;
+      }
+    }
+    if (completed > 0) {
+      const dir = await open(this.#dir, 'r').catch(() => undefined);
+      await dir?.sync().catch(() => {});
+      await dir?.close().catch(() => {});
+    }
+    return { completed, removed };
+  }
+}
+
+/** Whether `path` holds a whole record (a JSON object; a cut-off write is not one). */
+async function isCompleteRecord(path) {
+  try {
+    const value = JSON.parse(await readFile(path, 'utf8'));
+    return value !== null && typeof value === 'object' && !Array.isArray(value);
+  } catch {
+    return false;
   }
 }

@@ -58,23 +58,36 @@ describe('FileStore', () => {
     assert.equal((await stat(store.pathFor('seq'))).mode & 0o777, 0o600, 'readable by the owner only');
   });
 
-  test('removeOrphans deletes only stale temp files of interrupted saves', async () => {
-    const records = join(dir, 'orphans');
+  test('recover() finishes a save cut off before its rename and deletes other temp files', async () => {
+    const records = join(dir, 'recover');
     const store = new FileStore(records);
-    assert.equal(await store.removeOrphans(), 0, 'a missing directory has none');
-    await store.save('u1', RECORD);
-    const stem = store.pathFor('u1');
-    const stale = `${stem}.4242.0123456789ab.tmp`;
-    const fresh = `${stem}.4243.ba9876543210.tmp`;
-    await writeFile(stale, RECORD);
-    await writeFile(fresh, RECORD);
-    const old = new Date(Date.now() - 3_600_000);
-    await utimes(stale, old, old);
-    assert.equal(await store.removeOrphans(), 1);
-    const left = (await readdir(records)).sort();
-    assert.deepEqual(left, [fresh, stem].map((p) => p.slice(records.length + 1)).sort());
-    assert.equal(await store.removeOrphans(0), 1, 'age 0 takes the fresh one too');
-    assert.equal(await store.load('u1'), RECORD, 'the record itself is never touched');
+    assert.deepEqual(await store.recover(), { completed: 0, removed: 0 }, 'a missing directory has none');
+    await store.save('u1', '{"v":1}');
+    await store.save('u2', '{"v":1}');
+    const at = (secondsAgo) => new Date(Date.now() - secondsAgo * 1000);
+    const main1 = store.pathFor('u1');
+    const main2 = store.pathFor('u2');
+    await utimes(main1, at(7200), at(7200));
+    await utimes(main2, at(60), at(60));
+    const temp = (main, pid) => `${main}.${pid}.0123456789ab.tmp`;
+    // u1: a killed save wrote its whole record (newer than the file), and an
+    // older one was cut off mid-write; a third save is still in progress.
+    await writeFile(temp(main1, 1), '{"v":2}');
+    await utimes(temp(main1, 1), at(3600), at(3600));
+    await writeFile(temp(main1, 2), '{"v":');
+    await utimes(temp(main1, 2), at(5400), at(5400));
+    await writeFile(temp(main1, 3), '{"v":3}');
+    // u2: a complete record older than the file (a later save won).
+    await writeFile(temp(main2, 4), '{"v":0}');
+    await utimes(temp(main2, 4), at(3600), at(3600));
+
+    assert.deepEqual(await store.recover(), { completed: 1, removed: 2 });
+    assert.equal(await store.load('u1'), '{"v":2}', 'the cut-off save is finished');
+    assert.equal(await store.load('u2'), '{"v":1}', 'a newer file is never replaced');
+    assert.deepEqual((await readdir(records)).filter((n) => n.endsWith('.tmp')), [temp(main1, 3).slice(records.length + 1)],
+      'a temp file younger than the cutoff is left to its writer');
+    assert.deepEqual(await store.recover(0), { completed: 1, removed: 0 });
+    assert.equal(await store.load('u1'), '{"v":3}');
   });
 
   test('an unwritable location rejects without the record in the message', async () => {

@@ -48,6 +48,9 @@ if [ ! -x .tools/node_modules/.bin/wasm-opt ]; then
   (cd .tools && npm install --no-audit --no-fund --no-save --loglevel=error binaryen@132)
 fi
 
+# cargo-fuzz (and a C++ compiler for libFuzzer) for the bounded fuzz run.
+bash scripts/setup-fuzz.sh
+
 # The npm package must exist before the JS tests link it.
 bash scripts/build-js.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check and every test: sets up what is missing, then formatting,
 # lints (native and wasm), rustdoc, the Rust unit and integration suites,
+# the fault matrix (its table printed), a bounded fuzz run of every target,
 # the JavaScript package (emulator, oidc-provider, Chromium), the Kotlin and
 # Python bindings, and the Swift bindings' freshness. Ends with one
 # "N passed, N failed" line summing every suite.
@@ -52,15 +53,17 @@ summary_counts() { # the last line naming "passed" (pytest's or "N passed, N fai
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "clippy (native, all targets)" cargo clippy --workspace --all-targets --features native-http,uniffi-cli -- -D warnings
+step "cargo fmt --check (fuzz/)" bash -c 'cd fuzz && cargo fmt -- --check'
+step "clippy (native, all targets)" cargo clippy --workspace --all-targets --features native-http,uniffi-cli,fuzzing -- -D warnings
 step "clippy (wasm32 core and export)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 step "rustdoc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features native-http,ffi --quiet
 
 suite "cargo test (core, emulator, integration over loopback)" cargo_counts \
-  cargo test --workspace --features native-http,ffi --no-fail-fast -- --skip fault_matrix
+  cargo test --workspace --features native-http,ffi,fuzzing --no-fail-fast -- --skip fault_matrix
 # Run on its own so that its table is printed (issue 6).
 suite "fault matrix (every fault against both token flows)" cargo_counts \
   cargo test --features native-http --test fault_matrix -- --nocapture
+suite "fuzzing (bounded cargo-fuzz run of every target)" summary_counts bash scripts/test-fuzz.sh
 
 cargo build --quiet -p freshtoken-emulator
 suite "JavaScript package (node --test: emulator, oidc-provider, Chromium, Redis, PostgreSQL)" node_counts \

@@ -14,14 +14,14 @@ const MONTHS: [&str; 12] = [
 pub fn parse_http_date(value: &str) -> Option<u64> {
     let fields: Vec<&str> = value.split_ascii_whitespace().collect();
     let (day, month, year, time) = match fields.as_slice() {
-        [_, day, month, year, time, "GMT"] => (*day, *month, year.parse().ok()?, *time),
+        [_, day, month, year, time, "GMT"] => (*day, *month, four_digits(year)?, *time),
         [_, date, time, "GMT"] => {
             let mut parts = date.split('-');
             let (day, month, yy) = (parts.next()?, parts.next()?, parts.next()?);
             if parts.next().is_some() || yy.len() != 2 {
                 return None;
             }
-            let yy: u64 = yy.parse().ok()?;
+            let yy = number(yy, 0, 99)?;
             (
                 day,
                 month,
@@ -29,7 +29,7 @@ pub fn parse_http_date(value: &str) -> Option<u64> {
                 *time,
             )
         }
-        [_, month, day, time, year] => (*day, *month, year.parse().ok()?, *time),
+        [_, month, day, time, year] => (*day, *month, four_digits(year)?, *time),
         _ => return None,
     };
     let day: u64 = number(day, 1, 31)?;
@@ -42,6 +42,14 @@ pub fn parse_http_date(value: &str) -> Option<u64> {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// RFC 9110's `year = 4DIGIT` (`str::parse` alone would also take `+994`).
+fn four_digits(text: &str) -> Option<u64> {
+    if text.len() != 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 fn number(text: &str, min: u64, max: u64) -> Option<u64> {
@@ -117,6 +125,10 @@ mod tests {
             "Sun, 06 Nov 99999 08:49:37 GMT",
             "Sun, +6 Nov 1994 08:49:37 GMT",
             "Sunday, 06-Nov-1994 08:49:37 GMT",
+            "Sun, 06 Nov +1994 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 +1994",
+            "Sun, 06 Nov 01994 08:49:37 GMT",
+            "Sunday, 06-Nov-+4 08:49:37 GMT",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad:?}");
         }

@@ -42,6 +42,8 @@ mod endpoint;
 mod error;
 mod exchange;
 mod fleet;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod grant;
 mod http;
 mod http_date;

@@ -59,15 +59,25 @@ pub(crate) fn redacted(value: &str) -> String {
 /// Servers that echo the request show secrets form- or percent-encoded, so
 /// those spellings are removed too.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
+    let spellings: Vec<String> = secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .flat_map(|secret| {
+            let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            let percent = form.replace('+', "%20");
+            [secret.to_string(), form, percent]
+        })
+        .collect();
     let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        let percent = form.replace('+', "%20");
-        for spelling in [secret.to_string(), form, percent] {
-            if out.contains(&spelling) {
-                out = out.replace(&spelling, "[redacted]");
-            }
+    for spelling in &spellings {
+        if out.contains(spelling.as_str()) {
+            out = out.replace(spelling.as_str(), "[redacted]");
         }
+    }
+    // A replacement can join with its neighbours into a secret again (secret
+    // `d]xy` in `d]xyxy` gives `[redacted]xy`): then nothing of it is shown.
+    if spellings.iter().any(|s| out.contains(s.as_str())) {
+        return "[redacted]".to_owned();
     }
     out
 }
@@ -97,6 +107,12 @@ mod tests {
     fn scrub_removes_secrets_from_text() {
         let out = scrub("token abcdef was reused", &["abcdef", "ab"]);
         assert_eq!(out, "token [redacted] was reused");
+    }
+
+    #[test]
+    fn scrub_never_leaves_a_secret_its_marker_recreated() {
+        assert_eq!(scrub("token d]xyxy", &["d]xy"]), "[redacted]");
+        assert_eq!(scrub("ab d] cd", &["ted]"]), "ab d] cd", "no secret, no change");
     }
 
     #[test]

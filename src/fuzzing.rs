@@ -1,0 +1,535 @@
+//! Entry points for the fuzz targets in `fuzz/` and for their corpus replay
+//! test (`tests/fuzz_corpus.rs`). Compiled only with the `fuzzing` feature;
+//! not part of the supported API.
+//!
+//! Each `check_*` function takes the raw fuzzer input, runs it through the
+//! same parser the library uses and panics when an invariant breaks: not
+//! only "does not panic", but also round trips, documented bounds and "an
+//! error or `Debug` text never repeats a credential-like string of the
+//! input". The fuzz targets and the replay test call exactly these.
+#![doc(hidden)]
+
+use crate::http::HttpResponse;
+use crate::json::Json;
+use crate::response::{
+    classify, parse_error_body, parse_token_response, salvage_refresh_token, Answer,
+    OAuthErrorBody, TokenResponse, MAX_EXPIRES_IN_SECS,
+};
+use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::secret::Secret;
+use crate::store::Record;
+use crate::tokens::AccessToken;
+use crate::{ErrorCode, MAX_RESPONSE_BYTES};
+
+/// The wall clock the checks pretend it is (2023-11-14T22:13:20Z).
+const NOW_MS: u64 = 1_700_000_000_000;
+/// `Fri, 31 Dec 9999 23:59:60 GMT` (a leap second): the latest HTTP-date.
+const LAST_HTTP_DATE_SECS: u64 = 253_402_300_800;
+/// Longest `error_description` / `error_uri` kept, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// Forwards to the crate-private HTTP-date parser (`Retry-After` dates).
+pub fn parse_http_date(value: &str) -> Option<u64> {
+    crate::http_date::parse_http_date(value)
+}
+
+// ---------------------------------------------------------------- targets
+
+/// Fuzz target `token_response`: the input is a 2xx token-endpoint body.
+pub fn check_token_response(data: &[u8]) {
+    let json = Json::parse(data).ok();
+    let words = credential_words(data, json.as_ref());
+    let parsed = parse_token_response(data);
+    match &parsed {
+        Ok(token) => check_accepted_token(json.as_ref(), token),
+        Err(message) => assert_no_leak("parse_token_response error", message, &words),
+    }
+    let salvaged = salvage_refresh_token(data);
+    if let Some(rt) = &salvaged {
+        assert!(
+            is_printable_token(rt.expose()),
+            "salvaged an unusable refresh token"
+        );
+        assert_eq!(
+            string_member(json.as_ref(), "refresh_token"),
+            Some(rt.expose()),
+            "the salvaged refresh token is not the body's"
+        );
+    }
+    let oversize = data.len() > MAX_RESPONSE_BYTES;
+    for status in [200, 201, 299] {
+        match classify(&response(status, &[], data), NOW_MS) {
+            Answer::Success(token) if !oversize => {
+                assert_eq!(parsed.as_ref().ok(), Some(&token), "classify disagrees");
+            }
+            Answer::Unusable {
+                message,
+                refresh_token,
+                ..
+            } if !oversize => {
+                assert!(parsed.is_err(), "a valid body was classified unusable");
+                assert_eq!(Some(refresh_token), salvaged, "salvaged another token");
+                assert_no_leak("Unusable message", &message, &words);
+            }
+            Answer::Invalid { message, .. } => {
+                assert!(
+                    oversize || parsed.is_err(),
+                    "a valid body was classified invalid"
+                );
+                assert!(
+                    oversize || salvaged.is_none(),
+                    "a rotated refresh token was dropped"
+                );
+                assert_no_leak("Invalid message", &message, &words);
+            }
+            other => panic!("a {status} answer was classified {other:?}"),
+        }
+    }
+}
+
+/// Fuzz target `error_response`: an answer with any status. The input is
+/// `STATUS\nBODY` when its first line is a decimal `u16`, else a 400 with
+/// the whole input as the body.
+pub fn check_error_response(data: &[u8]) {
+    let (status, body) = split_status(data);
+    let json = Json::parse(body).ok();
+    let words = credential_words(body, json.as_ref());
+    let error_body = parse_error_body(body);
+    if let Some(e) = &error_body {
+        check_error_body(json.as_ref(), e);
+    }
+    let headers = [("Retry-After", "120")];
+    let answer = classify(&response(status, &headers, body), NOW_MS);
+    // Over the size cap a body is never read; a 429 or 5xx may still be
+    // retried on its status alone.
+    let oversize = body.len() > MAX_RESPONSE_BYTES;
+    let retryable = matches!(status, 429 | 500..=599);
+    match (&answer, status) {
+        (Answer::Success(_) | Answer::Unusable { .. }, 200..=299) if !oversize => {}
+        (Answer::Invalid { message, .. }, _) => {
+            if !oversize {
+                assert!(
+                    !(400..=499).contains(&status) || error_body.is_none(),
+                    "an RFC 6749 error body was classified invalid"
+                );
+                assert_ne!(status, 401, "a 401 must read invalid_client");
+                assert!(!retryable, "a {status} must be retryable");
+            }
+            assert_no_leak("Invalid message", message, &words);
+        }
+        (Answer::OAuthError { status: s, body: b }, 400..=499) if !oversize => {
+            assert_eq!(*s, status);
+            match &error_body {
+                Some(e) => assert_eq!(b, e, "classify disagrees with parse_error_body"),
+                None => assert!(status == 401 && b.error == "invalid_client", "{b:?}"),
+            }
+        }
+        (
+            Answer::Retryable {
+                status: s,
+                retry_after_ms,
+            },
+            _,
+        ) if retryable => {
+            assert_eq!(*s, status);
+            assert_eq!(*retry_after_ms, Some(120_000), "Retry-After was lost");
+        }
+        (other, _) => panic!("a {status} answer was classified {other:?}"),
+    }
+}
+
+/// Fuzz target `record`: the input is a stored record string.
+pub fn check_record(data: &[u8]) {
+    // Stores hold strings: only UTF-8 can ever reach `Record::decode`.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let json = Json::parse(data).ok();
+    let words = credential_words(data, json.as_ref());
+    let record = match Record::decode(text) {
+        Ok(record) => record,
+        Err(e) => {
+            assert_eq!(e.code(), ErrorCode::Storage, "{e:?}");
+            assert_no_leak("Record::decode error", &e.to_string(), &words);
+            assert_no_leak("Record::decode error (Debug)", &format!("{e:?}"), &words);
+            return;
+        }
+    };
+    assert_eq!(
+        string_member(json.as_ref(), "schema"),
+        Some(crate::RECORD_SCHEMA_V1),
+        "decoded a record without today's schema tag"
+    );
+    check_record_invariants(&record);
+    let encoded = record.encode();
+    match Record::decode(&encoded) {
+        Ok(again) => assert_eq!(again, record, "encode/decode round trip changed the record"),
+        Err(e) => panic!("a re-encoded record does not decode: {e}"),
+    }
+    assert_eq!(
+        Record::decode(&encoded).map(|r| r.encode()).as_ref(),
+        Ok(&encoded),
+        "encoding is not canonical"
+    );
+}
+
+/// Fuzz target `retry_after`: the input is a `Retry-After` header value.
+pub fn check_retry_after(data: &[u8]) {
+    // Header values reach the core as `&str`.
+    let Ok(value) = std::str::from_utf8(data) else {
+        return;
+    };
+    let trimmed = value.trim();
+    let is_delta = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit());
+    let date = parse_http_date(trimmed);
+    if let Some(secs) = date {
+        check_http_date(trimmed, secs);
+        assert!(!is_delta, "digits parsed as a date");
+    }
+    let policy = RetryPolicy::default();
+    for now_ms in [0, NOW_MS, u64::MAX] {
+        let parsed = parse_retry_after(value, now_ms);
+        if is_delta {
+            let expected = trimmed
+                .parse::<u64>()
+                .map_or(u64::MAX, |s| s.saturating_mul(1000));
+            assert_eq!(parsed, Some(expected), "delta-seconds misread");
+        } else {
+            let expected = date.map(|secs| secs.saturating_mul(1000).saturating_sub(now_ms));
+            assert_eq!(parsed, expected, "HTTP-date misread");
+        }
+        for retry in [1, 2, 4, 40] {
+            let delay = policy.delay_ms(retry, (data.len() as u32).wrapping_mul(7919), parsed);
+            assert!(delay >= parsed.unwrap_or(0), "Retry-After is a floor");
+            assert!(
+                parsed.is_some() || delay <= policy.max_backoff_ms,
+                "backoff above its cap"
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------- invariants
+
+fn check_accepted_token(body: Option<&Json>, token: &TokenResponse) {
+    let member = |name| body.and_then(|json| json.get(name));
+    let at = token.access_token.expose();
+    assert!(is_printable_token(at), "accepted an unusable access token");
+    assert_eq!(string_member(body, "access_token"), Some(at));
+    match member("token_type") {
+        Some(Json::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        other => panic!("accepted token_type {other:?}"),
+    }
+    match (token.expires_in, member("expires_in")) {
+        (Some(secs), Some(Json::Int(n))) => {
+            assert!(secs <= MAX_EXPIRES_IN_SECS, "expires_in above its bound");
+            assert_eq!(i64::try_from(secs).ok(), Some(*n));
+        }
+        (None, None | Some(Json::Null)) => {}
+        (got, member) => panic!("expires_in {got:?} from {member:?}"),
+    }
+    match (&token.refresh_token, member("refresh_token")) {
+        (Some(rt), Some(Json::Str(s))) => {
+            assert!(
+                is_printable_token(rt.expose()),
+                "accepted an unusable refresh token"
+            );
+            assert_eq!(rt.expose(), s);
+        }
+        (None, None | Some(Json::Null)) => {}
+        (None, Some(Json::Str(s))) => assert!(s.is_empty(), "a refresh token was dropped"),
+        (got, member) => panic!("refresh_token {got:?} from {member:?}"),
+    }
+    if let Some(id) = &token.id_token {
+        assert!(!id.is_empty());
+        assert_eq!(string_member(body, "id_token"), Some(id.expose()));
+    }
+    // Debug must not show the tokens. Scope and expires_in are shown in
+    // clear on purpose: leave them out so they cannot match by accident.
+    let shown = format!(
+        "{:?}",
+        TokenResponse {
+            scope: None,
+            expires_in: None,
+            ..token.clone()
+        }
+    );
+    for secret in secrets_of(token) {
+        assert!(!shown.contains(secret), "Debug shows a token: {shown}");
+    }
+    // What the session keeps from an accepted answer survives the store.
+    let record = Record {
+        access_token: Some(AccessToken::new(
+            token.access_token.clone(),
+            NOW_MS,
+            token.expires_in,
+            900, // DEFAULT_USER_TOKEN_LIFETIME_SECS
+        )),
+        scope: token.scope.clone(),
+        id_token: token.id_token.clone(),
+        refresh_token: token.refresh_token.clone(),
+        refresh_expires_at_ms: Some(NOW_MS + 365 * 86_400_000),
+        reauth: None,
+        in_doubt: false,
+        updated_at_ms: NOW_MS,
+    };
+    check_record_invariants(&record);
+    assert_eq!(
+        Record::decode(&record.encode()).as_ref(),
+        Ok(&record),
+        "an accepted token does not survive the store"
+    );
+}
+
+fn secrets_of(token: &TokenResponse) -> Vec<&str> {
+    [
+        Some(&token.access_token),
+        token.refresh_token.as_ref(),
+        token.id_token.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(Secret::expose)
+    .filter(|s| is_credential_like(s))
+    .collect()
+}
+
+fn check_error_body(body: Option<&Json>, e: &OAuthErrorBody) {
+    assert!(
+        !e.error.is_empty() && e.error.len() <= 100,
+        "error code length"
+    );
+    assert!(
+        e.error
+            .bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e)),
+        "error code outside RFC 6749's character set"
+    );
+    assert_eq!(string_member(body, "error"), Some(e.error.as_str()));
+    for (name, text) in [("error_description", &e.description), ("error_uri", &e.uri)] {
+        let Some(text) = text else { continue };
+        assert!(!text.is_empty(), "empty {name} kept");
+        assert!(
+            text.chars().count() <= MAX_DESCRIPTION_CHARS,
+            "{name} not cut"
+        );
+        assert!(
+            !text.chars().any(char::is_control),
+            "{name} keeps control characters"
+        );
+        let Some(original) = string_member(body, name) else {
+            panic!("{name} kept but not a string member");
+        };
+        let expected: String = original
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_DESCRIPTION_CHARS)
+            .collect();
+        assert_eq!(text, &expected, "{name} is not the server's text");
+    }
+}
+
+fn check_record_invariants(record: &Record) {
+    if let Some(at) = &record.access_token {
+        assert!(!at.value.is_empty(), "an empty access token was kept");
+        assert!(
+            at.issued_at_ms <= at.expires_at_ms,
+            "issued after it expires"
+        );
+    }
+    if let Some(rt) = &record.refresh_token {
+        assert!(!rt.is_empty(), "an empty refresh token was kept");
+    }
+    // Debug hides every token. Times and scope are shown in clear on
+    // purpose: zero them so they cannot match by accident.
+    let shown = format!(
+        "{:?}",
+        Record {
+            access_token: record.access_token.as_ref().map(|a| AccessToken {
+                value: a.value.clone(),
+                issued_at_ms: 0,
+                expires_at_ms: 0,
+            }),
+            scope: None,
+            refresh_expires_at_ms: record.refresh_expires_at_ms.map(|_| 0),
+            updated_at_ms: 0,
+            ..record.clone()
+        }
+    );
+    let secrets = [
+        record.access_token.as_ref().map(|a| &a.value),
+        record.refresh_token.as_ref(),
+        record.id_token.as_ref(),
+    ];
+    for secret in secrets.into_iter().flatten().map(Secret::expose) {
+        if is_credential_like(secret) {
+            assert!(
+                !shown.contains(secret),
+                "Record Debug shows a token: {shown}"
+            );
+        }
+    }
+}
+
+fn check_http_date(value: &str, secs: u64) {
+    assert!(secs <= LAST_HTTP_DATE_SECS, "date beyond 9999-12-31");
+    // Past the day name (which is not checked), RFC 9110's grammar has
+    // letters, digits, spaces, ',', ':' and '-' only: no signs, no junk.
+    let after_day_name = value.trim_start_matches(|c: char| !c.is_ascii_whitespace());
+    assert!(
+        after_day_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" \t\n\x0c\r,:-".contains(&b)),
+        "accepted a date with characters outside RFC 9110's grammar"
+    );
+    if secs == LAST_HTTP_DATE_SECS {
+        return; // 23:59:60 on the last day: no later date to print
+    }
+    let (year, month, day, hour, minute, second, weekday) = civil(secs);
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const LONG_DAYS: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (dn, mn) = (DAYS[weekday], MONTHS[month - 1]);
+    let imf = format!("{dn}, {day:02} {mn} {year} {hour:02}:{minute:02}:{second:02} GMT");
+    let asctime = format!("{dn} {mn} {day:>2} {hour:02}:{minute:02}:{second:02} {year}");
+    assert_eq!(
+        parse_http_date(&imf),
+        Some(secs),
+        "{imf} does not read back"
+    );
+    assert_eq!(
+        parse_http_date(&asctime),
+        Some(secs),
+        "{asctime} does not read back"
+    );
+    if year < 2070 {
+        let rfc850 = format!(
+            "{}, {day:02}-{mn}-{:02} {hour:02}:{minute:02}:{second:02} GMT",
+            LONG_DAYS[weekday],
+            year % 100
+        );
+        assert_eq!(
+            parse_http_date(&rfc850),
+            Some(secs),
+            "{rfc850} does not read back"
+        );
+    }
+}
+
+/// Unix seconds → (year, month, day, hour, minute, second, weekday with
+/// Sunday = 0), independently of the parser (Hinnant's `civil_from_days`).
+fn civil(secs: u64) -> (u64, usize, u64, u64, u64, u64, usize) {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let weekday = ((days + 4) % 7) as usize; // 1970-01-01 was a Thursday
+    (
+        year,
+        month as usize,
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        weekday,
+    )
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+fn split_status(data: &[u8]) -> (u16, &[u8]) {
+    if let Some(nl) = data.iter().position(|&b| b == b'\n') {
+        let line = &data[..nl];
+        if !line.is_empty() && line.len() <= 5 && line.iter().all(u8::is_ascii_digit) {
+            if let Some(status) = std::str::from_utf8(line).ok().and_then(|s| s.parse().ok()) {
+                return (status, &data[nl + 1..]);
+            }
+        }
+    }
+    (400, data)
+}
+
+/// The string member `name` of the body when it is a JSON object.
+fn string_member<'a>(body: Option<&'a Json>, name: &str) -> Option<&'a str> {
+    match body?.get(name)? {
+        Json::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn is_printable_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// A string that looks like a credential: at least 12 characters, no
+/// whitespace, some letter and some digit. The library's own messages and
+/// `Debug` skeletons never contain such a word, so finding one of the
+/// input's in them means the input leaked.
+fn is_credential_like(s: &str) -> bool {
+    s.chars().count() >= 12
+        && !s.chars().any(char::is_whitespace)
+        && s.chars().any(|c| c.is_ascii_alphabetic())
+        && s.chars().any(|c| c.is_ascii_digit())
+}
+
+/// The credential-like words of the input, split at whitespace and JSON
+/// punctuation, plus the credential-like JSON string values (which may hold
+/// escapes).
+fn credential_words(data: &[u8], json: Option<&Json>) -> Vec<String> {
+    let text = String::from_utf8_lossy(data);
+    let mut words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || "\"{}[],:\\".contains(c))
+        .filter(|w| is_credential_like(w))
+        .map(str::to_owned)
+        .collect();
+    if let Some(json) = json {
+        collect_strings(json, &mut words);
+    }
+    words
+}
+
+fn collect_strings(json: &Json, out: &mut Vec<String>) {
+    match json {
+        Json::Str(s) if is_credential_like(s) => out.push(s.clone()),
+        Json::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Json::Object(members) => members.iter().for_each(|(_, v)| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+fn assert_no_leak(what: &str, text: &str, words: &[String]) {
+    for word in words {
+        assert!(
+            !text.contains(word.as_str()),
+            "{what} repeats the input: {text}"
+        );
+    }
+}

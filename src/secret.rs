@@ -112,7 +112,11 @@ mod tests {
     #[test]
     fn scrub_never_leaves_a_secret_its_marker_recreated() {
         assert_eq!(scrub("token d]xyxy", &["d]xy"]), "[redacted]");
-        assert_eq!(scrub("ab d] cd", &["ted]"]), "ab d] cd", "no secret, no change");
+        assert_eq!(
+            scrub("ab d] cd", &["ted]"]),
+            "ab d] cd",
+            "no secret, no change"
+        );
     }
 
     #[test]

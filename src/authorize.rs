@@ -47,10 +47,7 @@ impl fmt::Debug for AuthorizationRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthorizationRequest")
             .field("url", &self.url)
-            .field(
-                "code_verifier",
-                &crate::secret::redacted(&self.code_verifier),
-            )
+            .field("code_verifier", &crate::secret::Hidden(&self.code_verifier))
             .field("state", &self.state)
             .field("nonce", &self.nonce)
             .finish()

@@ -54,6 +54,15 @@ pub(crate) fn redacted(value: &str) -> String {
     }
 }
 
+/// A secret as `Debug` shows it inside a struct: `redacted`, unquoted.
+pub(crate) struct Hidden<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for Hidden<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redacted(self.0))
+    }
+}
+
 /// Replaces every occurrence of each non-trivial secret in `text` with
 /// `[redacted]`, so server-provided text can be shown safely.
 /// Servers that echo the request show secrets form- or percent-encoded, so

@@ -1,10 +1,16 @@
 //! Token lifetimes and freshness: pure functions of a clock reading.
 
-use crate::secret::Secret;
+use crate::secret::{Hidden, Secret};
 use std::fmt;
 
-/// The public view of a user session's tokens.
+/// The public view of a user session's tokens. Printing it shows the
+/// tokens redacted (a short prefix and the length).
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "ffi",
+    derive(uniffi::Record),
+    uniffi::export(Debug, Display)
+)]
 pub struct TokenInfo {
     /// The fresh access token.
     pub access_token: String,
@@ -22,15 +28,19 @@ pub struct TokenInfo {
 impl fmt::Debug for TokenInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenInfo")
-            .field("access_token", &crate::secret::redacted(&self.access_token))
+            .field("access_token", &Hidden(&self.access_token))
             .field("expires_at_ms", &self.expires_at_ms)
             .field("scope", &self.scope)
-            .field(
-                "id_token",
-                &self.id_token.as_deref().map(crate::secret::redacted),
-            )
+            .field("id_token", &self.id_token.as_deref().map(Hidden))
             .field("refresh_expires_at_ms", &self.refresh_expires_at_ms)
             .finish()
+    }
+}
+
+/// The same redacted text as `Debug` (what Kotlin's `toString()` shows).
+impl fmt::Display for TokenInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
     }
 }
 

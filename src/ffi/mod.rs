@@ -13,6 +13,7 @@ mod redact;
 mod session;
 mod types;
 
+pub use crate::TokenInfo;
 pub use client::{ClientTokens, TokenClient};
 pub use error::{FreshTokenError, HostError};
 pub use host::{Clock, HttpClient, TokenStore};
@@ -20,5 +21,5 @@ pub use session::UserSession;
 pub use types::{
     AuthorizationRequest, AuthorizationUrlOptions, CasResult, ExchangeCodeOptions, HttpHeader,
     HttpRequest, HttpResponse, ReauthorizationReason, RetryOptions, SeedOptions, SessionStatus,
-    TokenClientOptions, TokenInfo, VersionedRecord,
+    TokenClientOptions, VersionedRecord,
 };

@@ -9,22 +9,9 @@ use std::fmt;
 
 use super::types::{
     AuthorizationRequest, ExchangeCodeOptions, HttpHeader, HttpRequest, HttpResponse, SeedOptions,
-    TokenClientOptions, TokenInfo, VersionedRecord,
+    TokenClientOptions, VersionedRecord,
 };
-use crate::secret::redacted;
-
-/// A secret as `Debug` shows it.
-struct Hidden<'a>(&'a str);
-
-impl fmt::Debug for Hidden<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redacted(self.0))
-    }
-}
-
-fn hidden(value: &str) -> Hidden<'_> {
-    Hidden(value)
-}
+use crate::secret::Hidden;
 
 fn hidden_opt(value: &Option<String>) -> Option<Hidden<'_>> {
     value.as_deref().map(Hidden)
@@ -56,22 +43,10 @@ impl fmt::Debug for TokenClientOptions {
     }
 }
 
-impl fmt::Debug for TokenInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenInfo")
-            .field("access_token", &hidden(&self.access_token))
-            .field("expires_at_ms", &self.expires_at_ms)
-            .field("scope", &self.scope)
-            .field("id_token", &hidden_opt(&self.id_token))
-            .field("refresh_expires_at_ms", &self.refresh_expires_at_ms)
-            .finish()
-    }
-}
-
 impl fmt::Debug for SeedOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SeedOptions")
-            .field("refresh_token", &hidden(&self.refresh_token))
+            .field("refresh_token", &Hidden(&self.refresh_token))
             .field("access_token", &hidden_opt(&self.access_token))
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
@@ -84,7 +59,7 @@ impl fmt::Debug for AuthorizationRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthorizationRequest")
             .field("url", &self.url)
-            .field("code_verifier", &hidden(&self.code_verifier))
+            .field("code_verifier", &Hidden(&self.code_verifier))
             .field("state", &self.state)
             .field("nonce", &self.nonce)
             .finish()
@@ -94,8 +69,8 @@ impl fmt::Debug for AuthorizationRequest {
 impl fmt::Debug for ExchangeCodeOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExchangeCodeOptions")
-            .field("code", &hidden(&self.code))
-            .field("code_verifier", &hidden(&self.code_verifier))
+            .field("code", &Hidden(&self.code))
+            .field("code_verifier", &Hidden(&self.code_verifier))
             .field("redirect_uri", &self.redirect_uri)
             .finish()
     }
@@ -106,7 +81,7 @@ impl fmt::Debug for HttpHeader {
         let mut s = f.debug_struct("HttpHeader");
         s.field("name", &self.name);
         if is_credential_header(&self.name) {
-            s.field("value", &hidden(&self.value))
+            s.field("value", &Hidden(&self.value))
         } else {
             s.field("value", &self.value)
         }
@@ -120,7 +95,7 @@ impl fmt::Debug for HttpRequest {
             .field("method", &self.method)
             .field("url", &self.url)
             .field("headers", &self.headers)
-            .field("body", &hidden(&self.body))
+            .field("body", &Hidden(&self.body))
             .field("timeout_ms", &self.timeout_ms)
             .field("max_response_bytes", &self.max_response_bytes)
             .finish()
@@ -140,7 +115,7 @@ impl fmt::Debug for HttpResponse {
 impl fmt::Debug for VersionedRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VersionedRecord")
-            .field("record", &hidden(&self.record))
+            .field("record", &Hidden(&self.record))
             .field("version", &self.version)
             .finish()
     }
@@ -160,7 +135,6 @@ macro_rules! display_as_debug {
 
 display_as_debug!(
     TokenClientOptions,
-    TokenInfo,
     SeedOptions,
     AuthorizationRequest,
     ExchangeCodeOptions,
@@ -173,6 +147,7 @@ display_as_debug!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TokenInfo;
 
     const SENTINEL: &str = "SENTINEL-0123456789-secret";
 

@@ -1,7 +1,8 @@
 //! `UserSession` for Kotlin, Swift and Python.
 
 use super::error::FreshTokenError;
-use super::types::{SeedOptions, SessionStatus, TokenInfo};
+use super::types::{SeedOptions, SessionStatus};
+use crate::TokenInfo;
 
 /// One user's tokens. Handles with the same key in one client share state.
 #[derive(uniffi::Object)]
@@ -30,17 +31,17 @@ impl UserSession {
 
     /// The fresh token with its expiry, scope, ID token and refresh expiry.
     pub async fn tokens(&self) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.tokens().await?.into())
+        Ok(self.inner.tokens().await?)
     }
 
     /// A forced refresh, shared with concurrent callers.
     pub async fn refresh(&self) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.refresh().await?.into())
+        Ok(self.inner.refresh().await?)
     }
 
     /// The API rejected `token`: refresh, unless another caller already did.
     pub async fn token_rejected(&self, token: String) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.token_rejected(&token).await?.into())
+        Ok(self.inner.token_rejected(&token).await?)
     }
 
     /// Adopts an existing refresh token (and optionally its access token).

@@ -115,34 +115,6 @@ pub struct TokenClientOptions {
     pub retry: Option<RetryOptions>,
 }
 
-/// A fresh access token and what goes with it. Times are Unix milliseconds.
-#[derive(Clone, uniffi::Record)]
-#[uniffi::export(Debug, Display)]
-pub struct TokenInfo {
-    /// The access token.
-    pub access_token: String,
-    /// When it expires (Unix ms, counted from the send time).
-    pub expires_at_ms: u64,
-    /// The granted scope.
-    pub scope: Option<String>,
-    /// The OpenID Connect ID token.
-    pub id_token: Option<String>,
-    /// When the refresh token's sliding lifetime ends (Unix ms).
-    pub refresh_expires_at_ms: Option<u64>,
-}
-
-impl From<crate::TokenInfo> for TokenInfo {
-    fn from(i: crate::TokenInfo) -> Self {
-        TokenInfo {
-            access_token: i.access_token,
-            expires_at_ms: i.expires_at_ms,
-            scope: i.scope,
-            id_token: i.id_token,
-            refresh_expires_at_ms: i.refresh_expires_at_ms,
-        }
-    }
-}
-
 /// What is known about a session without sending anything.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct SessionStatus {

@@ -3760,27 +3760,29 @@ public func FfiConverterTypeTokenClientOptions_lower(_ value: TokenClientOptions
 
 
 /**
- * A fresh access token and what goes with it. Times are Unix milliseconds.
+ * The public view of a user session's tokens. Printing it shows the
+ * tokens redacted (a short prefix and the length).
  */
 public struct TokenInfo: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
-     * The access token.
+     * The fresh access token.
      */
     public var accessToken: String
     /**
-     * When it expires (Unix ms, counted from the send time).
+     * When it expires, in Unix milliseconds (computed from the time the
+     * request was sent, so it errs early).
      */
     public var expiresAtMs: UInt64
     /**
-     * The granted scope.
+     * The granted scope, if the server said.
      */
     public var scope: String?
     /**
-     * The OpenID Connect ID token.
+     * The OpenID Connect ID token, if any.
      */
     public var idToken: String?
     /**
-     * When the refresh token's sliding lifetime ends (Unix ms).
+     * When the refresh token's sliding lifetime ends, in Unix milliseconds.
      */
     public var refreshExpiresAtMs: UInt64?
 
@@ -3788,19 +3790,20 @@ public struct TokenInfo: Equatable, Hashable, CustomDebugStringConvertible, Cust
     // declare one manually.
     public init(
         /**
-         * The access token.
+         * The fresh access token.
          */accessToken: String, 
         /**
-         * When it expires (Unix ms, counted from the send time).
+         * When it expires, in Unix milliseconds (computed from the time the
+         * request was sent, so it errs early).
          */expiresAtMs: UInt64, 
         /**
-         * The granted scope.
+         * The granted scope, if the server said.
          */scope: String?, 
         /**
-         * The OpenID Connect ID token.
+         * The OpenID Connect ID token, if any.
          */idToken: String?, 
         /**
-         * When the refresh token's sliding lifetime ends (Unix ms).
+         * When the refresh token's sliding lifetime ends, in Unix milliseconds.
          */refreshExpiresAtMs: UInt64?) {
         self.accessToken = accessToken
         self.expiresAtMs = expiresAtMs
@@ -5010,7 +5013,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_usersession_key() != 24530) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_usersession_refresh() != 19086) {
+    if (uniffi_freshtoken_checksum_method_usersession_refresh() != 51593) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_usersession_seed() != 61657) {
@@ -5019,10 +5022,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_usersession_status() != 34866) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_usersession_token_rejected() != 57336) {
+    if (uniffi_freshtoken_checksum_method_usersession_token_rejected() != 42594) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_usersession_tokens() != 16868) {
+    if (uniffi_freshtoken_checksum_method_usersession_tokens() != 36851) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_constructor_tokenclient_from_credentials_json() != 34437) {

@@ -17,6 +17,8 @@ pub const DEFAULT_LEEWAY_SECS: i64 = 60;
 pub const DEFAULT_TIMEOUT_MS: i64 = 30_000;
 /// Largest token-endpoint answer accepted (bytes).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Default deadline of one call into the host's store (milliseconds).
+pub const DEFAULT_STORE_TIMEOUT_MS: i64 = 5_000;
 /// Default number of idle sessions kept in memory per client.
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
@@ -66,6 +68,7 @@ pub struct Config {
     pub(crate) client_token_lifetime_secs: u64,
     pub(crate) refresh_token_lifetime_ms: u64,
     pub(crate) timeout_ms: u64,
+    pub(crate) store_timeout_ms: u64,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_sessions: usize,
     pub(crate) lease_ttl_ms: u64,
@@ -163,6 +166,7 @@ pub struct ConfigBuilder {
     client_token_lifetime_secs: Option<i64>,
     refresh_token_lifetime_secs: Option<i64>,
     timeout_ms: Option<i64>,
+    store_timeout_ms: Option<i64>,
     retry: Option<RetryPolicy>,
     max_sessions: Option<usize>,
     lease_ttl_ms: Option<i64>,
@@ -245,6 +249,14 @@ impl ConfigBuilder {
     /// Timeout of one token request in milliseconds (default 30 000).
     pub fn timeout_ms(mut self, ms: i64) -> Self {
         self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// Deadline of every call into the host's store (load, save, lease,
+    /// compare-and-swap) in milliseconds (default 5 000). A call that has
+    /// not answered by then is abandoned and reported as `storage`.
+    pub fn store_timeout_ms(mut self, ms: i64) -> Self {
+        self.store_timeout_ms = Some(ms);
         self
     }
 
@@ -383,6 +395,17 @@ impl ConfigBuilder {
                 "must be at most 600000 (10 minutes)",
             ));
         }
+        let store_timeout = positive(
+            "store_timeout_ms",
+            self.store_timeout_ms,
+            DEFAULT_STORE_TIMEOUT_MS,
+        )?;
+        if store_timeout > 600_000 {
+            return Err(Error::config(
+                "store_timeout_ms",
+                "must be at most 600000 (10 minutes)",
+            ));
+        }
         let retry = self.retry.unwrap_or_default();
         retry.validate()?;
         let default_ttl = timeout + retry.budget_ms + 10_000;
@@ -417,6 +440,7 @@ impl ConfigBuilder {
             client_token_lifetime_secs: client,
             refresh_token_lifetime_ms: refresh * 1000,
             timeout_ms: timeout,
+            store_timeout_ms: store_timeout,
             retry,
             max_sessions,
             lease_ttl_ms: lease_ttl,
@@ -484,6 +508,14 @@ mod tests {
         let b = || Config::builder(EP, "client").client_secret("s");
         assert_eq!(field_of(b().leeway_secs(-1).build()), "leeway_secs");
         assert_eq!(field_of(b().timeout_ms(0).build()), "timeout_ms");
+        assert_eq!(
+            field_of(b().store_timeout_ms(0).build()),
+            "store_timeout_ms"
+        );
+        assert_eq!(
+            field_of(b().store_timeout_ms(600_001).build()),
+            "store_timeout_ms"
+        );
         assert_eq!(
             field_of(b().user_token_lifetime_secs(-5).build()),
             "user_token_lifetime_secs"

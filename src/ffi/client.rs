@@ -53,6 +53,9 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
     if let Some(v) = o.timeout_ms {
         b = b.timeout_ms(v);
     }
+    if let Some(v) = o.store_timeout_ms {
+        b = b.store_timeout_ms(v);
+    }
     if let Some(v) = o.max_sessions {
         b = b.max_sessions(usize::try_from(v).unwrap_or(usize::MAX));
     }

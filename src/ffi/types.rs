@@ -101,6 +101,10 @@ pub struct TokenClientOptions {
     /// Timeout of one request in ms.
     #[uniffi(default = None)]
     pub timeout_ms: Option<i64>,
+    /// Deadline of every call into the host's store in ms (default 5000);
+    /// a call that has not answered by then is reported as `Storage`.
+    #[uniffi(default = None)]
+    pub store_timeout_ms: Option<i64>,
     /// Idle sessions kept in memory (default 100000).
     #[uniffi(default = None)]
     pub max_sessions: Option<u64>,

@@ -30,6 +30,7 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("client_token_lifetime_secs", "clientTokenLifetimeSeconds"),
     ("refresh_token_lifetime_secs", "refreshTokenLifetimeSeconds"),
     ("timeout_ms", "timeoutMs"),
+    ("store_timeout_ms", "storeTimeoutMs"),
     ("max_sessions", "maxSessions"),
     ("lease_ttl_ms", "leaseTtlMs"),
     ("lease_wait_ms", "leaseWaitMs"),

@@ -33,6 +33,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "clientTokenLifetimeSeconds",
     "refreshTokenLifetimeSeconds",
     "timeoutMs",
+    "storeTimeoutMs",
     "maxSessions",
     "leaseTtlMs",
     "leaseWaitMs",
@@ -125,7 +126,7 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
     if let Some(url) = opt_string(o, "authorizationEndpoint")? {
         b = b.authorization_endpoint(url);
     }
-    let ints: [(&str, IntSetter); 7] = [
+    let ints: [(&str, IntSetter); 8] = [
         ("leewaySeconds", ConfigBuilder::leeway_secs),
         (
             "userTokenLifetimeSeconds",
@@ -140,6 +141,7 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
             ConfigBuilder::refresh_token_lifetime_secs,
         ),
         ("timeoutMs", ConfigBuilder::timeout_ms),
+        ("storeTimeoutMs", ConfigBuilder::store_timeout_ms),
         ("leaseTtlMs", ConfigBuilder::lease_ttl_ms),
         ("leaseWaitMs", ConfigBuilder::lease_wait_ms),
     ];

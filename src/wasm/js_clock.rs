@@ -45,6 +45,21 @@ impl Clock for JsClock {
             let _ = JsFuture::from(promise).await;
         }
     }
+
+    /// Deadlines of host callbacks run on the real `setTimeout`, whatever
+    /// the host's `sleep` does (a test's may resolve at once).
+    async fn timer(&self, ms: u64) {
+        let _ = JsFuture::from(set_timeout_promise(&JsValue::from_f64(ms as f64))).await;
+    }
+}
+
+/// Runs detached refreshes on the JavaScript event loop.
+pub(crate) struct LocalSpawner;
+
+impl crate::Spawn for LocalSpawner {
+    fn spawn(&self, task: crate::BoxFuture<'static, ()>) {
+        wasm_bindgen_futures::spawn_local(task);
+    }
 }
 
 /// `new Promise(r => setTimeout(r, ms))`, with `setTimeout` from the global

@@ -3,7 +3,7 @@
 
 use super::convert::{get, opt_function, opt_int, opt_string, string};
 use super::fetch_http::FetchHttp;
-use super::js_clock::JsClock;
+use super::js_clock::{JsClock, LocalSpawner};
 use crate::{ClientAuthMethod, Config, ConfigBuilder, Error, RetryPolicy, TokenClient};
 use js_sys::Object;
 use std::sync::Arc;
@@ -182,5 +182,10 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
         now: opt_function(o, "now")?,
         sleep: opt_function(o, "sleep")?,
     };
-    Ok(TokenClient::new(config, Arc::new(http), Arc::new(clock)))
+    Ok(TokenClient::with_spawner(
+        config,
+        Arc::new(http),
+        Arc::new(clock),
+        Arc::new(LocalSpawner),
+    ))
 }

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use crate::counters::InFlight;
 use crate::http::{self, Outcome, ReadError, Request, Response};
 use crate::state::Shared;
-use crate::{admin, api, authorize, token_endpoint};
+use crate::{admin, api, authorize, endless, token_endpoint};
 
 /// Accepts connections until `shutdown` fires (or its sender is dropped).
 pub(crate) async fn serve(
@@ -85,6 +85,10 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             drop(stream);
             log(&shared, &req.method, &req.path, None, started);
         }
+        Outcome::Endless(spec) => {
+            endless::write(&mut stream, &shared.streams, spec).await;
+            log(&shared, &req.method, &req.path, Some(spec.status), started);
+        }
     }
 }
 
@@ -99,7 +103,7 @@ async fn route(shared: &Shared, req: &Request) -> Outcome {
         "/graphql" => api::graphql(shared, req),
         "/.well-known/openid-configuration" => discovery(shared),
         p if p.starts_with("/api/") => api::rest(shared, req),
-        p if p.starts_with("/admin/") => admin::handle(shared, req),
+        p if p.starts_with("/admin/") => admin::handle(shared, req).await,
         _ => Response::error(404, "not_found", "no such endpoint"),
     };
     Outcome::Respond(response)

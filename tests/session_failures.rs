@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_no_secret, Harness, CLIENT_ID};
+use common::{assert_no_secret, joined_then_released, Harness, CLIENT_ID};
 use freshtoken::{Clock, Error, ReauthReason, RetryPolicy, Seed};
 use freshtoken_emulator::{Fault, TokenState};
 use std::sync::atomic::Ordering;
@@ -388,9 +388,12 @@ async fn an_oversize_body_is_rejected() {
 async fn a_failed_refresh_never_leaves_the_session_stuck() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;
+    // Held until all 20 have joined, then answered with the error.
+    h.emu.push_fault(Fault::hold());
     h.emu
         .push_fault(Fault::body(400, r#"{"error":"invalid_scope"}"#));
-    let results = futures_util::future::join_all((0..20).map(|_| session.access_token())).await;
+    let results = joined_then_released(&h.emu, (0..20).map(|_| session.access_token())).await;
+    assert_eq!(results.len(), 20);
     assert!(results
         .iter()
         .all(|r| r.as_ref().unwrap_err().oauth_error() == Some("invalid_scope")));

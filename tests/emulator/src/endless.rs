@@ -166,7 +166,8 @@ fn ended(log: &StreamLog, count: usize) -> Result<Vec<EndlessStream>, Vec<Endles
 }
 
 /// Writes the endless response until the client closes, the stream stalls
-/// or `max_bytes` are written; records it in `streams`. Never spins: each
+/// or `max_bytes` are written (the caller then closes); records it in
+/// `streams`. Never spins: each
 /// write waits for the socket to take more.
 pub(crate) async fn write(
     stream: &mut TcpStream,
@@ -190,9 +191,6 @@ pub(crate) async fn write(
         Err(end) => (0, end),
     };
     streams.with(id, true, |s| s.end = Some(end));
-    if end != StreamEnd::ClientClosed {
-        let _ = tokio::time::timeout(STALL_LIMIT, stream.shutdown()).await;
-    }
     (written, end)
 }
 

@@ -266,10 +266,24 @@ impl FaultQueue {
 
     /// Takes one application of the first fault matching `grant`.
     pub fn take(&mut self, grant: Option<&str>) -> Option<FaultKind> {
+        self.take_where(grant, |_| true)
+    }
+
+    /// Like [`FaultQueue::take`], passing `hold` faults by: a released
+    /// request is never held twice.
+    pub fn take_after_hold(&mut self, grant: Option<&str>) -> Option<FaultKind> {
+        self.take_where(grant, |kind| *kind != FaultKind::Hold)
+    }
+
+    fn take_where(
+        &mut self,
+        grant: Option<&str>,
+        wanted: impl Fn(&FaultKind) -> bool,
+    ) -> Option<FaultKind> {
         let index = self
             .items
             .iter()
-            .position(|f| f.grant.is_none() || f.grant.as_deref() == grant)?;
+            .position(|f| (f.grant.is_none() || f.grant.as_deref() == grant) && wanted(&f.kind))?;
         let fault = &mut self.items[index];
         fault.count = fault.count.saturating_sub(1);
         if fault.count == 0 {
@@ -400,6 +414,19 @@ mod tests {
         );
         assert_eq!(q.take(None), Some(FaultKind::Delay { ms: 1 }));
         assert_eq!(q.take(None), None);
+
+        q.push(Fault::hold().times(2));
+        q.push(Fault::status(503));
+        assert_eq!(q.take(None), Some(FaultKind::Hold));
+        assert_eq!(
+            q.take_after_hold(None),
+            Some(FaultKind::Status {
+                status: 503,
+                body: None
+            })
+        );
+        assert_eq!(q.take_after_hold(None), None, "the other hold stays");
+        assert_eq!(q.pending(), vec![Fault::hold()]);
     }
 
     #[test]

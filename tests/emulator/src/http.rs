@@ -301,10 +301,14 @@ fn reject(status: u16, description: &str) -> ReadError {
     ReadError::Reject(Response::error(status, "invalid_request", description))
 }
 
-/// Writes the response and shuts the write side down.
+/// Writes the response (then [`finish`] ends it).
 pub(crate) async fn write_response(stream: &mut TcpStream, response: &Response) {
     let _ = stream.write_all(&response.to_bytes()).await;
     let _ = stream.flush().await;
+}
+
+/// Shuts the write side down: the client sees the end of the answer.
+pub(crate) async fn finish(stream: &mut TcpStream) {
     let _ = stream.shutdown().await;
 }
 
@@ -313,6 +317,7 @@ pub(crate) async fn write_response(stream: &mut TcpStream, response: &Response) 
 /// connection before the client has read the answer.
 pub(crate) async fn write_rejection(stream: &mut TcpStream, response: &Response) {
     write_response(stream, response).await;
+    finish(stream).await;
     let drain = async {
         let mut chunk = [0u8; 8192];
         let mut total = 0usize;

@@ -69,27 +69,26 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     let is_token = req.path == "/connect/token" && req.method == "POST";
-    let _in_flight = is_token.then(|| InFlight::enter(&shared));
-    match route(&shared, &req).await {
+    let in_flight = is_token.then(|| InFlight::enter(&shared));
+    let status = match route(&shared, &req).await {
         Outcome::Respond(response) => {
             http::write_response(&mut stream, &response).await;
-            log(
-                &shared,
-                &req.method,
-                &req.path,
-                Some(response.status),
-                started,
-            );
+            Some(response.status)
         }
-        Outcome::Close => {
-            drop(stream);
-            log(&shared, &req.method, &req.path, None, started);
-        }
+        Outcome::Close => None,
         Outcome::Endless(spec) => {
             endless::write(&mut stream, &shared.streams, spec).await;
-            log(&shared, &req.method, &req.path, Some(spec.status), started);
+            Some(spec.status)
         }
+    };
+    // Out of flight before the client can see the end of the answer, so a
+    // request it sends next is never counted as overlapping this one.
+    drop(in_flight);
+    match status {
+        Some(_) => http::finish(&mut stream).await,
+        None => drop(stream),
     }
+    log(&shared, &req.method, &req.path, status, started);
 }
 
 /// Dispatches a request by method and path.

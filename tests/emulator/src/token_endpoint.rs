@@ -28,19 +28,20 @@ pub(crate) async fn handle(shared: &Shared, req: &Request) -> Outcome {
         if let Some(g) = &grant {
             *st.counters.by_grant.entry(g.clone()).or_default() += 1;
         }
-        take_fault(&mut st, grant.as_deref())
+        take_fault(&mut st, grant.as_deref(), false)
     };
-    // A held request waits for its release, then meets the next fault.
-    while fault == Some(FaultKind::Hold) {
+    // A held request waits for its release, then meets the next fault that
+    // is not a hold.
+    if fault == Some(FaultKind::Hold) {
         shared.holds.hold().await;
-        fault = take_fault(&mut shared.lock(), grant.as_deref());
+        fault = take_fault(&mut shared.lock(), grant.as_deref(), true);
     }
     let run = || match &params {
         Ok(p) => process(shared, req, p),
         Err(e) => e.clone().into_response(),
     };
     match fault {
-        None | Some(FaultKind::Hold) => Outcome::Respond(run()),
+        None => Outcome::Respond(run()),
         Some(FaultKind::Delay { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Outcome::Respond(run())
@@ -66,9 +67,14 @@ pub(crate) async fn handle(shared: &Shared, req: &Request) -> Outcome {
     }
 }
 
-/// Takes the next fault for this grant, counting its application.
-fn take_fault(st: &mut State, grant: Option<&str>) -> Option<FaultKind> {
-    let fault = st.faults.take(grant);
+/// Takes the next fault for this grant (after a hold, the next that is not
+/// one), counting its application.
+fn take_fault(st: &mut State, grant: Option<&str>, released: bool) -> Option<FaultKind> {
+    let fault = if released {
+        st.faults.take_after_hold(grant)
+    } else {
+        st.faults.take(grant)
+    };
     if fault.is_some() {
         st.counters.faults_applied += 1;
     }

@@ -69,6 +69,28 @@ fn released_requests_meet_the_next_queued_fault_and_overlap_for_certain() {
 }
 
 #[test]
+fn a_released_request_is_never_held_again() {
+    let em = start();
+    em.push_fault(Fault::hold().times(2));
+    let port = em.port();
+    let first = std::thread::spawn(move || client_credentials(port, &[]).status);
+    em.wait_held(1);
+    assert_eq!(em.release_held(), 1);
+    assert_eq!(
+        first.join().unwrap(),
+        200,
+        "released, not held by the second hold"
+    );
+    assert_eq!(em.pending_faults(), vec![Fault::hold()]);
+    // The hold left over is for the next request.
+    let second = std::thread::spawn(move || client_credentials(port, &[]).status);
+    em.wait_held(1);
+    em.release_held();
+    assert_eq!(second.join().unwrap(), 200);
+    assert!(em.pending_faults().is_empty());
+}
+
+#[test]
 fn a_hold_for_another_grant_lets_requests_pass() {
     let em = start();
     let seeded = em.seed("test-client", "openid offline_access");

@@ -391,8 +391,13 @@ describe('session failures against the emulator', () => {
     test('20 concurrent callers share one failed attempt, and the next call starts afresh', async () => {
       const { client, store } = setup();
       const { session } = await seeded(client, store);
-      await emu.fault({ kind: 'body', status: 400, body: '{"error":"invalid_scope"}' });
-      const results = await Promise.allSettled(Array.from({ length: 20 }, () => session.accessToken()));
+      // Held until every caller has asked, then answered with the error.
+      await emu.fault([{ kind: 'hold' }, { kind: 'body', status: 400, body: '{"error":"invalid_scope"}' }]);
+      const pending = Promise.allSettled(Array.from({ length: 20 }, () => session.accessToken()));
+      assert.equal(await emu.waitHeld(1), 1);
+      assert.equal(await emu.releaseHeld(), 1);
+      const results = await pending;
+      assert.equal(results.length, 20);
       assert.ok(results.every((r) => r.status === 'rejected' && r.reason instanceof OAuthError
         && r.reason.oauthError === 'invalid_scope'));
       assert.equal(await emu.refreshRequests(), 1, 'all callers got the one result');

@@ -1,6 +1,6 @@
 //! `TokenClient` and `refreshTokens` for JavaScript.
 
-use super::convert::{get, object, opt_string, string, strings};
+use super::convert::{get, object, object_arg, opt_string, string, string_arg, strings};
 use super::error::to_js;
 use super::js_store::JsStore;
 use super::options::{build, from_credentials, OPTIONS};
@@ -31,17 +31,19 @@ impl WasmTokenClient {
     /// credentials JSON; `options` adds the rest (no identity options).
     #[wasm_bindgen(js_name = fromCredentialsJson)]
     pub fn from_credentials_json(
-        json: String,
+        json: JsValue,
         options: JsValue,
     ) -> Result<WasmTokenClient, JsValue> {
-        from_credentials(&json, &options)
+        string_arg(&json, "json")
+            .and_then(|json| from_credentials(&json, &options))
             .map(|inner| WasmTokenClient { inner })
             .map_err(to_js)
     }
 
     /// `client.session(key, store)`: a handle sharing state with every other
     /// handle of the same key.
-    pub fn session(&self, key: String, store: JsValue) -> Result<WasmUserSession, JsValue> {
+    pub fn session(&self, key: JsValue, store: JsValue) -> Result<WasmUserSession, JsValue> {
+        let key = string_arg(&key, "key").map_err(to_js)?;
         let store = JsStore::new(store).map_err(to_js)?;
         let session = self.inner.session(&key, Arc::new(store)).map_err(to_js)?;
         Ok(WasmUserSession::new(session))
@@ -86,18 +88,20 @@ impl WasmTokenClient {
 
     /// `client.exchangeCode({ code, codeVerifier, redirectUri }, key, store)`.
     #[wasm_bindgen(js_name = exchangeCode)]
-    pub fn exchange_code(&self, params: JsValue, key: String, store: JsValue) -> Promise {
+    pub fn exchange_code(&self, params: JsValue, key: JsValue, store: JsValue) -> Promise {
         let client = self.inner.clone();
         super::promise(Box::pin(async move {
             let read = || -> Result<_, Error> {
+                object_arg(&params, "options")?;
                 Ok((
                     string(&params, "code")?,
                     string(&params, "codeVerifier")?,
                     string(&params, "redirectUri")?,
+                    string_arg(&key, "key")?,
                     JsStore::new(store)?,
                 ))
             };
-            let (code, verifier, redirect_uri, store) = read().map_err(to_js)?;
+            let (code, verifier, redirect_uri, key, store) = read().map_err(to_js)?;
             let session = client
                 .exchange_code(&code, &verifier, &redirect_uri, &key, Arc::new(store))
                 .await
@@ -148,7 +152,8 @@ pub fn refresh_tokens(options: JsValue) -> Promise {
 }
 
 fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> {
-    let scopes = get(params, "scopes");
+    object_arg(params, "options")?;
+    let scopes = get(params, "scopes")?;
     Ok(AuthorizationParams {
         redirect_uri: string(params, "redirectUri")?,
         scopes: if scopes.is_undefined() {

@@ -1,6 +1,7 @@
 //! Time for wasm: `Date.now()` (or the host's `now`), and sleeps through
 //! `setTimeout` (or the host's `sleep`).
 
+use super::host;
 use crate::Clock;
 use async_trait::async_trait;
 use js_sys::{Function, Promise, Reflect};
@@ -18,8 +19,7 @@ pub(crate) struct JsClock {
 impl Clock for JsClock {
     fn now_ms(&self) -> u64 {
         let now = match &self.now {
-            Some(f) => f
-                .call0(&JsValue::NULL)
+            Some(f) => host::call(f, &JsValue::NULL, &[])
                 .ok()
                 .and_then(|v| v.as_f64())
                 .unwrap_or_else(js_sys::Date::now),
@@ -34,15 +34,15 @@ impl Clock for JsClock {
 
     async fn sleep(&self, ms: u64) {
         let ms = JsValue::from_f64(ms as f64);
-        let promise = match &self.sleep {
-            Some(f) => f
-                .call1(&JsValue::NULL, &ms)
-                .ok()
-                .and_then(|p| p.dyn_into::<Promise>().ok()),
-            None => Some(set_timeout_promise(&ms)),
-        };
-        if let Some(promise) = promise {
-            let _ = JsFuture::from(promise).await;
+        match &self.sleep {
+            Some(f) => {
+                if let Ok(slept) = host::call(f, &JsValue::NULL, &[ms]) {
+                    let _ = host::settle(&slept).await;
+                }
+            }
+            None => {
+                let _ = JsFuture::from(set_timeout_promise(&ms)).await;
+            }
         }
     }
 }

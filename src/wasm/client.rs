@@ -7,6 +7,7 @@ use super::options::{build, from_credentials, OPTIONS};
 use super::session::WasmUserSession;
 use crate::{AuthorizationParams, Error, TokenClient};
 use js_sys::Promise;
+use std::cell::RefCell;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
@@ -14,6 +15,32 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(js_name = TokenClient)]
 pub struct WasmTokenClient {
     inner: TokenClient,
+    /// The store object last passed to `session()`, wrapped: hosts pass
+    /// the same store for every request, and its handles then share one
+    /// wrapper instead of each holding its own.
+    last_store: RefCell<Option<(JsValue, Arc<JsStore>)>>,
+}
+
+impl WasmTokenClient {
+    fn wrap(inner: TokenClient) -> Self {
+        WasmTokenClient {
+            inner,
+            last_store: RefCell::new(None),
+        }
+    }
+
+    /// The wrapper for `object`: the last one if it is the same object.
+    fn store(&self, object: JsValue) -> Result<Arc<JsStore>, Error> {
+        if let Some((last, store)) = self.last_store.borrow().as_ref() {
+            if *last == object {
+                return Ok(store.clone());
+            }
+        }
+        // Not borrowed while JsStore::new runs the host's getters.
+        let store = Arc::new(JsStore::new(object.clone())?);
+        *self.last_store.borrow_mut() = Some((object, store.clone()));
+        Ok(store)
+    }
 }
 
 #[wasm_bindgen(js_class = TokenClient)]
@@ -22,7 +49,7 @@ impl WasmTokenClient {
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<WasmTokenClient, JsValue> {
         build(&options, OPTIONS)
-            .map(|inner| WasmTokenClient { inner })
+            .map(WasmTokenClient::wrap)
             .map_err(to_js)
     }
 
@@ -36,7 +63,7 @@ impl WasmTokenClient {
     ) -> Result<WasmTokenClient, JsValue> {
         string_arg(&json, "json")
             .and_then(|json| from_credentials(&json, &options))
-            .map(|inner| WasmTokenClient { inner })
+            .map(WasmTokenClient::wrap)
             .map_err(to_js)
     }
 
@@ -44,8 +71,8 @@ impl WasmTokenClient {
     /// handle of the same key.
     pub fn session(&self, key: JsValue, store: JsValue) -> Result<WasmUserSession, JsValue> {
         let key = string_arg(&key, "key").map_err(to_js)?;
-        let store = JsStore::new(store).map_err(to_js)?;
-        let session = self.inner.session(&key, Arc::new(store)).map_err(to_js)?;
+        let store = self.store(store).map_err(to_js)?;
+        let session = self.inner.session(&key, store).map_err(to_js)?;
         Ok(WasmUserSession::new(session))
     }
 

@@ -33,4 +33,8 @@ export const hostCalls = {
   keys: (obj) => Object.keys(obj),
   array: (value) => (Array.isArray(value) ? Array.from(value) : null),
   apply: (f, self, args) => Reflect.apply(f, self, args),
+  // A lone surrogate is the only code point of category Cs a `u` regex sees.
+  wellFormed: (text) => text.isWellFormed?.() ?? !/\p{Cs}/u.test(text),
+  // A body stream (or its reader) no longer read: cancelling closes the connection.
+  cancel: (stream) => { Promise.resolve(stream.cancel()).catch(() => {}); },
 };

@@ -4,7 +4,7 @@
 
 use super::host;
 use crate::{Error, SessionStatus, TokenInfo};
-use js_sys::{Function, JsString, Object, Reflect};
+use js_sys::{Function, Object, Reflect};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -22,7 +22,7 @@ fn as_text(value: &JsValue, name: &str) -> Result<Option<String>, Error> {
         return Ok(None);
     };
     // Only a string that converted to U+FFFD can have held a lone surrogate.
-    if text.contains('\u{FFFD}') && !value.unchecked_ref::<JsString>().is_valid_utf16() {
+    if text.contains('\u{FFFD}') && !host::well_formed(value) {
         return Err(Error::config(
             name,
             "must not contain a lone UTF-16 surrogate",

@@ -40,7 +40,7 @@ fn set(obj: &Object, name: &str, value: &JsValue) {
 fn call_method(target: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
     match host::method(target, name)? {
         Some(f) => host::call(&f, target, args),
-        None => Err(JsValue::from_str(&format!("no {name}() method"))),
+        None => Err(JsValue::from_str("no such method")),
     }
 }
 
@@ -75,16 +75,6 @@ fn transport_error(error: &JsValue) -> HttpError {
     }
 }
 
-/// Cancels a body stream (or its reader) without waiting: the connection
-/// closes, and a rejected cancel is not an unhandled rejection.
-fn cancel(stream: &JsValue) {
-    if let Ok(cancelled) = call_method(stream, "cancel", &[]) {
-        wasm_bindgen_futures::spawn_local(async move {
-            let _ = host::settle(&cancelled).await;
-        });
-    }
-}
-
 /// The first `limit` bytes of the body (fewer if it ends first), read from
 /// its stream chunk by chunk; the stream is cancelled once `limit` is reached.
 /// A response without a stream (a host's own `fetch`) is read whole.
@@ -114,7 +104,7 @@ async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue>
         body.resize(start + take, 0);
         bytes.subarray(0, take as u32).copy_to(&mut body[start..]);
     }
-    cancel(&reader);
+    host::cancel(&reader);
     Ok(body)
 }
 
@@ -172,7 +162,7 @@ impl HttpClient for FetchHttp {
             .and_then(|(_, v)| v.trim().parse::<usize>().ok());
         if declared.is_some_and(|len| len >= limit) {
             if let Ok(stream) = host::get(&response, "body") {
-                cancel(&stream);
+                host::cancel(&stream);
             }
             // Unread: a body one byte over the cap stands for it, so the
             // core judges the answer by its status like any oversize one.

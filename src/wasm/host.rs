@@ -6,8 +6,7 @@
 //! wasm-bindgen's own catching imports (`#[wasm_bindgen(catch)]`) also leak
 //! one externref slot every time a call that returns a value throws. The
 //! package therefore registers `attempt` (pkg/src/host-calls.js), which
-//! catches in JavaScript and returns a sentinel; the catching imports below
-//! are the fallback when the glue is used without the package.
+//! catches in JavaScript and returns a sentinel instead.
 
 use js_sys::{Array, Function, Promise, Reflect};
 use std::cell::OnceCell;
@@ -17,12 +16,6 @@ use wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(catch, js_namespace = Object, js_name = keys)]
-    fn object_keys(value: &JsValue) -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(catch, js_namespace = Array, js_name = isArray)]
-    fn is_array(value: &JsValue) -> Result<bool, JsValue>;
-    #[wasm_bindgen(catch, js_namespace = Array, js_name = from)]
-    fn array_from(value: &JsValue) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_namespace = Promise, js_name = all)]
     fn promise_all(values: &Array) -> Promise;
 }
@@ -37,6 +30,8 @@ struct HostCalls {
     keys: JsValue,
     array: JsValue,
     apply: JsValue,
+    well_formed: JsValue,
+    cancel: JsValue,
 }
 
 thread_local! {
@@ -44,7 +39,7 @@ thread_local! {
 }
 
 /// Registers the package's catching calls (once; later calls are ignored):
-/// `{ attempt, takeError, threw, get, keys, array, apply }`.
+/// `{ attempt, takeError, threw, get, keys, array, apply, wellFormed, cancel }`.
 #[wasm_bindgen(js_name = setHostCalls)]
 pub fn set_host_calls(calls: JsValue) {
     let field = |name: &str| Reflect::get(&calls, &JsValue::from_str(name)).unwrap_or_default();
@@ -58,6 +53,8 @@ pub fn set_host_calls(calls: JsValue) {
             keys: field("keys"),
             array: field("array"),
             apply: field("apply"),
+            well_formed: field("wellFormed"),
+            cancel: field("cancel"),
         };
         CALLS.with(|c| {
             let _ = c.set(registered);
@@ -65,24 +62,19 @@ pub fn set_host_calls(calls: JsValue) {
     }
 }
 
-/// `op(a, b, c)` through the registered `attempt`, or `fallback()` without it.
-fn attempt(
-    op: fn(&HostCalls) -> &JsValue,
-    args: [&JsValue; 3],
-    fallback: impl FnOnce() -> Result<JsValue, JsValue>,
-) -> Result<JsValue, JsValue> {
-    let attempted = CALLS.with(|c| {
-        c.get().map(|calls| {
-            let [a, b, c] = args;
-            let result = calls.attempt.call4(&JsValue::NULL, op(calls), a, b, c)?;
-            if result == calls.threw {
-                Err(calls.take_error.call0(&JsValue::NULL).unwrap_or_default())
-            } else {
-                Ok(result)
-            }
-        })
-    });
-    attempted.unwrap_or_else(fallback)
+/// `op(a, b, c)` through the registered `attempt`.
+fn attempt(op: fn(&HostCalls) -> &JsValue, [a, b, c]: [&JsValue; 3]) -> Result<JsValue, JsValue> {
+    CALLS.with(|calls| {
+        let Some(calls) = calls.get() else {
+            return Err(JsValue::from_str("freshtoken: no host calls registered"));
+        };
+        let result = calls.attempt.call4(&JsValue::NULL, op(calls), a, b, c)?;
+        if result == calls.threw {
+            Err(calls.take_error.call0(&JsValue::NULL).unwrap_or_default())
+        } else {
+            Ok(result)
+        }
+    })
 }
 
 /// `obj[name]`; `undefined` when `obj` is not an object or a function.
@@ -90,12 +82,7 @@ pub(crate) fn get(obj: &JsValue, name: &str) -> Result<JsValue, JsValue> {
     if !obj.is_object() && !obj.is_function() {
         return Ok(JsValue::UNDEFINED);
     }
-    let name = JsValue::from_str(name);
-    attempt(
-        |c| &c.get,
-        [obj, &name, &JsValue::UNDEFINED],
-        || Reflect::get(obj, &name),
-    )
+    attempt(|c| &c.get, [obj, &name.into(), &JsValue::UNDEFINED])
 }
 
 /// `obj[name]` if it is a function (a method to call on `obj`).
@@ -112,33 +99,19 @@ pub(crate) fn call(f: &Function, this: &JsValue, args: &[JsValue]) -> Result<JsV
         [a, b] => Array::of2(a, b),
         [a, b, c, ..] => Array::of3(a, b, c),
     };
-    attempt(
-        |c| &c.apply,
-        [f, this, &list],
-        || Reflect::apply(f, this, &list),
-    )
+    attempt(|c| &c.apply, [f, this, &list])
 }
 
 /// The own enumerable string keys of an object.
 pub(crate) fn keys(obj: &JsValue) -> Result<Array, JsValue> {
     let u = JsValue::UNDEFINED;
-    attempt(|c| &c.keys, [obj, &u, &u], || object_keys(obj)).map(JsCast::unchecked_into)
+    attempt(|c| &c.keys, [obj, &u, &u]).map(JsCast::unchecked_into)
 }
 
 /// A copy of `value` as a plain array, or `None` if it is not an array.
 pub(crate) fn array(value: &JsValue) -> Result<Option<Array>, JsValue> {
     let u = JsValue::UNDEFINED;
-    let copy = attempt(
-        |c| &c.array,
-        [value, &u, &u],
-        || {
-            if is_array(value)? {
-                array_from(value)
-            } else {
-                Ok(JsValue::NULL)
-            }
-        },
-    )?;
+    let copy = attempt(|c| &c.array, [value, &u, &u])?;
     Ok((!copy.is_null()).then(|| copy.unchecked_into()))
 }
 
@@ -148,4 +121,17 @@ pub(crate) fn array(value: &JsValue) -> Result<Option<Array>, JsValue> {
 pub(crate) async fn settle(value: &JsValue) -> Result<JsValue, JsValue> {
     let values = JsFuture::from(promise_all(&Array::of1(value))).await?;
     Ok(values.unchecked_into::<Array>().get(0))
+}
+
+/// Whether a JavaScript string has no lone UTF-16 surrogate.
+pub(crate) fn well_formed(text: &JsValue) -> bool {
+    let u = JsValue::UNDEFINED;
+    attempt(|c| &c.well_formed, [text, &u, &u]).is_ok_and(|ok| ok.is_truthy())
+}
+
+/// Cancels a stream (or a stream's reader) without waiting for it to
+/// finish; a failed cancel is ignored, never an unhandled rejection.
+pub(crate) fn cancel(stream: &JsValue) {
+    let u = JsValue::UNDEFINED;
+    let _ = attempt(|c| &c.cancel, [stream, &u, &u]);
 }

@@ -26,8 +26,10 @@ export function wasmMemoryBytes() {
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc');
 
-/** A full garbage collection, then one macrotask turn for the finalizers it queued. */
-export async function collectGarbage() {
-  gc();
-  await new Promise((resolve) => { setImmediate(resolve); });
+/** Full garbage collections, each followed by a macrotask turn for the finalizers it queued. */
+export async function collectGarbage(rounds = 2) {
+  for (let i = 0; i < rounds; i += 1) {
+    gc();
+    await new Promise((resolve) => { setImmediate(resolve); });
+  }
 }

@@ -22,6 +22,22 @@ const GC_EVERY = 20_000;
 const MB = 1000 * 1000;
 
 describe('maxSessions bounds memory', () => {
+  test('dropped handles are freed once collected (wasm-bindgen\'s FinalizationRegistry)', async () => {
+    const client = new TokenClient({ tokenEndpoint: 'http://127.0.0.1:9/connect/token', clientId: 'c', clientSecret: 's' });
+    const store = new MemoryStore();
+    await client.session('u1', store).seed({ refreshToken: 'rt', accessToken: 'at-fresh', expiresIn: 3600 });
+    const batch = async () => {
+      for (let i = 0; i < GC_EVERY; i += 1) assert.equal(await client.session('u1', store).accessToken(), 'at-fresh');
+      await collectGarbage();
+    };
+    await batch();
+    const settled = wasmMemoryBytes();
+    for (let round = 0; round < 5; round += 1) await batch();
+    // Uncollected, they would take about 8 MB.
+    const grown = wasmMemoryBytes() - settled;
+    assert.ok(grown <= 256 * 1024, `${5 * GC_EVERY} more handles, dropped and collected, took ${grown} more bytes`);
+  });
+
   test(`${USERS.toLocaleString('en')} users, one handle per request, never freed`, async () => {
     const client = new TokenClient({
       tokenEndpoint: 'http://127.0.0.1:9/connect/token',

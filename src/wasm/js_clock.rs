@@ -4,9 +4,8 @@
 use super::host;
 use crate::Clock;
 use async_trait::async_trait;
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 /// The clock: optional host overrides for tests with fake time.
@@ -51,17 +50,14 @@ impl Clock for JsClock {
 /// object (Node, browsers and workers alike).
 fn set_timeout_promise(ms: &JsValue) -> Promise {
     let ms = ms.clone();
-    Promise::new(&mut |resolve, _reject| {
-        let set_timeout = Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok());
-        match set_timeout {
-            Some(f) => {
-                let _ = f.call2(&JsValue::NULL, &resolve, &ms);
+    Promise::new(
+        &mut |resolve, _reject| match host::method(&js_sys::global(), "setTimeout") {
+            Ok(Some(f)) => {
+                let _ = host::call(&f, &JsValue::NULL, &[resolve.into(), ms.clone()]);
             }
-            None => {
-                let _ = resolve.call0(&JsValue::NULL);
+            _ => {
+                let _ = host::call(&resolve, &JsValue::NULL, &[]);
             }
-        }
-    })
+        },
+    )
 }

@@ -2,11 +2,11 @@
 //! `setTimeout` (or the host's `sleep`).
 
 use super::host;
+use super::timeout::Timeout;
 use crate::Clock;
 use async_trait::async_trait;
-use js_sys::{Function, Promise};
+use js_sys::Function;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 /// The clock: optional host overrides for tests with fake time.
 pub(crate) struct JsClock {
@@ -32,32 +32,13 @@ impl Clock for JsClock {
     }
 
     async fn sleep(&self, ms: u64) {
-        let ms = JsValue::from_f64(ms as f64);
         match &self.sleep {
             Some(f) => {
-                if let Ok(slept) = host::call(f, &JsValue::NULL, &[ms]) {
+                if let Ok(slept) = host::call(f, &JsValue::NULL, &[(ms as f64).into()]) {
                     let _ = host::settle(&slept).await;
                 }
             }
-            None => {
-                let _ = JsFuture::from(set_timeout_promise(&ms)).await;
-            }
+            None => Timeout::new(ms).await,
         }
     }
-}
-
-/// `new Promise(r => setTimeout(r, ms))`, with `setTimeout` from the global
-/// object (Node, browsers and workers alike).
-fn set_timeout_promise(ms: &JsValue) -> Promise {
-    let ms = ms.clone();
-    Promise::new(
-        &mut |resolve, _reject| match host::method(&js_sys::global(), "setTimeout") {
-            Ok(Some(f)) => {
-                let _ = host::call(&f, &JsValue::NULL, &[resolve.into(), ms.clone()]);
-            }
-            _ => {
-                let _ = host::call(&resolve, &JsValue::NULL, &[]);
-            }
-        },
-    )
 }

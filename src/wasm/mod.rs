@@ -14,6 +14,7 @@ mod js_clock;
 mod js_store;
 mod options;
 mod session;
+mod timeout;
 
 pub use client::{refresh_tokens, WasmTokenClient};
 

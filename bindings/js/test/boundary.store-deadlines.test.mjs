@@ -221,6 +221,21 @@ describe('store deadlines and callers that give up', () => {
     assert.equal(await emu.refreshRequests(), 1);
   });
 
+  test('a deadline that did not fire leaves no timer behind (nothing keeps the process alive)', async () => {
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    const store = new HoldingStore();
+    await seeded(client, store);
+    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+    const before = timers();
+    for (let i = 0; i < 100; i += 1) {
+      const session = client.session(`fresh-${i}`, store);
+      await session.seed({ refreshToken: `rt-${i}`, accessToken: `at-${i}`, expiresIn: 900 });
+    }
+    await client.session('u1', store).accessToken();
+    await turns();
+    assert.equal(timers(), before, 'every store call answered in time, and its deadline was cleared');
+  });
+
   test('a caller that stops awaiting never stops the shared refresh from finishing and saving', async () => {
     // A deadline the held save never reaches: this is about the caller, not the store.
     const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });

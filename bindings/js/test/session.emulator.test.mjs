@@ -43,11 +43,14 @@ class TestStore {
   saves = 0;
   #gate = null;
 
-  /** From now on each save reports its record through `entered` and waits for `release()`. */
-  gateSaves() {
+  /**
+   * From now on each save (of a record `match` accepts) reports its record
+   * through `entered` and waits for `release()`.
+   */
+  gateSaves(match = () => true) {
     const entered = deferred();
     const released = deferred();
-    this.#gate = { entered, released };
+    this.#gate = { entered, released, match };
     return { entered: entered.promise, release: () => released.resolve() };
   }
 
@@ -59,7 +62,7 @@ class TestStore {
   async save(key, record) {
     this.saves += 1;
     const gate = this.#gate;
-    if (gate) {
+    if (gate?.match(JSON.parse(record))) {
       gate.entered.resolve(record);
       await gate.released.promise;
     }
@@ -110,7 +113,7 @@ describe('UserSession against the emulator', () => {
   test('the rotated record is saved before accessToken() resolves', async () => {
     const { client, store } = setup();
     const { session, family } = await seeded(client, store);
-    const gate = store.gateSaves();
+    const gate = store.gateSaves((record) => record.refresh_token !== family.refresh_token);
 
     let settled = false;
     const pending = session.accessToken();

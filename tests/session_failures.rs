@@ -478,6 +478,10 @@ impl freshtoken::Clock for PanickyClock {
         }
         self.inner.sleep(ms).await
     }
+
+    async fn timer(&self, ms: u64) {
+        self.inner.timer(ms).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,501 @@
+//! The boundary between the core and its host (issue 11, DESIGN points
+//! 14–16): store calls that never answer, answers that come late, callers
+//! that give up, write-ahead, host messages that quote secrets, stored
+//! records of any size, and session state bounded whatever handles exist.
+//! The emulator is real; the clock and the misbehaving store are the mocks.
+
+mod common;
+
+use common::{joined_then_released, Harness, CLIENT_ID, CLIENT_SECRET};
+use freshtoken::{
+    async_trait, Error, HttpClient, HttpError, HttpRequest, HttpResponse, MemoryStore,
+    ReauthReason, Record, Seed, StoreError, TokenClient, TokenStore, UserSession,
+};
+use freshtoken_emulator::{Fault, TokenState};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+const STORE_TIMEOUT_MS: u64 = 2_000;
+const SCOPE: &str = "openid offline_access accounts";
+
+/// What the store does with the next matching call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Act {
+    /// Never answer.
+    Stall,
+    /// Answer only once the test lets it; the write itself is done by the
+    /// host on its own (a task), so it lands even if the core stopped waiting.
+    Late,
+    /// Fail with a message that quotes the record.
+    FailQuoting,
+}
+
+/// Which saves an act applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    /// The write-ahead save (the record marked in doubt).
+    WriteAhead,
+    /// Any other save (a rotation, a withdrawal of the marker).
+    Settled,
+    /// Loads.
+    Load,
+}
+
+/// A store over [`MemoryStore`] whose next call of one kind misbehaves.
+#[derive(Default)]
+struct HostStore {
+    inner: Arc<MemoryStore>,
+    plan: Mutex<Option<(Which, Act)>>,
+    /// Told when a misbehaving call began (the record it was given, if any).
+    entered: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    /// Lets a `Late` call go on.
+    release: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Told when a `Late` write landed in the inner store.
+    landed: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl HostStore {
+    fn new() -> Arc<Self> {
+        Arc::new(HostStore::default())
+    }
+
+    /// The next call of kind `which` does `act`; returns where it is
+    /// reported as begun.
+    fn next(&self, which: Which, act: Act) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.entered.lock().unwrap() = Some(tx);
+        *self.plan.lock().unwrap() = Some((which, act));
+        rx
+    }
+
+    /// For `Late`: the switch that lets the call go on, and the signal that
+    /// its write landed.
+    fn late_controls(&self) -> (oneshot::Sender<()>, oneshot::Receiver<()>) {
+        let (go, release) = oneshot::channel();
+        let (landed, has_landed) = oneshot::channel();
+        *self.release.lock().unwrap() = Some(release);
+        *self.landed.lock().unwrap() = Some(landed);
+        (go, has_landed)
+    }
+
+    fn take(&self, which: Which, record: &str) -> Option<Act> {
+        let mut plan = self.plan.lock().unwrap();
+        match *plan {
+            Some((w, act)) if w == which => {
+                *plan = None;
+                if let Some(tx) = self.entered.lock().unwrap().as_ref() {
+                    let _ = tx.send(record.to_owned());
+                }
+                Some(act)
+            }
+            _ => None,
+        }
+    }
+
+    fn record(&self, key: &str) -> Option<Record> {
+        self.inner.get(key).map(|t| Record::decode(&t).unwrap())
+    }
+
+    async fn act(&self, act: Act, key: &str, record: Option<&str>) -> Result<(), StoreError> {
+        match act {
+            Act::Stall => std::future::pending().await,
+            Act::FailQuoting => Err(StoreError(format!(
+                "constraint violated for row {key}: {}",
+                record.map_or_else(|| self.inner.get(key).unwrap_or_default(), str::to_owned)
+            ))),
+            Act::Late => {
+                let release = self.release.lock().unwrap().take().expect("late_controls");
+                let landed = self.landed.lock().unwrap().take().expect("late_controls");
+                let (inner, key) = (self.inner.clone(), key.to_owned());
+                let record = record.map(str::to_owned);
+                // The host's own work: it goes on whether or not the core waits.
+                let write = tokio::spawn(async move {
+                    let _ = release.await;
+                    if let Some(record) = record {
+                        inner.save(&key, &record).await.unwrap();
+                    }
+                    let _ = landed.send(());
+                });
+                write.await.unwrap();
+                Ok(())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TokenStore for HostStore {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(act) = self.take(Which::Load, "") {
+            self.act(act, key, None).await?;
+        }
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        let which = if Record::decode(record).unwrap().in_doubt {
+            Which::WriteAhead
+        } else {
+            Which::Settled
+        };
+        match self.take(which, record) {
+            Some(act) => self.act(act, key, Some(record)).await,
+            None => self.inner.save(key, record).await,
+        }
+    }
+}
+
+fn harness() -> Harness {
+    Harness::with(Default::default(), |b| {
+        b.store_timeout_ms(STORE_TIMEOUT_MS as i64)
+    })
+}
+
+/// A session on `store`, seeded with a new emulator family (no access
+/// token, so its first use refreshes); returns the seeded refresh token.
+async fn seeded(h: &Harness, store: &Arc<HostStore>, key: &str) -> (UserSession, String) {
+    let family = h.emu.seed(CLIENT_ID, SCOPE);
+    let session = h.client.session(key, store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    (session, family.refresh_token)
+}
+
+/// Waits until the core has armed the deadline of the call under way (its
+/// timer is registered with the manual clock), then moves time past it.
+async fn expire_deadline(h: &Harness, ms: u64) {
+    while h.clock.pending_timers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    h.clock.advance(ms);
+}
+
+fn storage_message(result: Result<impl std::fmt::Debug, Error>) -> String {
+    match result {
+        Err(e @ Error::Storage { .. }) => e.to_string(),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_never_answers_ends_the_flight_and_loses_nothing() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, seeded_rt) = seeded(&h, &store, "u1").await;
+    let mut entered = store.next(Which::Settled, Act::Stall);
+    let caller = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
+    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    let message = storage_message(caller.await.unwrap());
+    assert!(
+        message.contains(&format!("did not answer within {STORE_TIMEOUT_MS} ms")),
+        "{message}"
+    );
+    assert_eq!(h.refresh_requests(), 1);
+    let stored = store.record("u1").unwrap();
+    assert!(stored.in_doubt, "the write-ahead marker is what the store holds");
+    assert_eq!(stored.refresh_token.unwrap().expose(), seeded_rt);
+    let status = session.status().await.unwrap();
+    assert!(status.unpersisted, "the renewed record waits in memory");
+
+    // Not stuck: a new handle (the store answers again) gets the renewed
+    // token, which is saved first, with no second refresh.
+    let again = h.client.session("u1", store.clone()).unwrap();
+    let token = again.access_token().await.unwrap();
+    assert_eq!(token, rotated.access_token.unwrap().value.expose());
+    assert_eq!(h.refresh_requests(), 1);
+    let stored = store.record("u1").unwrap();
+    assert_eq!(stored.refresh_token, rotated.refresh_token);
+    assert!(!stored.in_doubt);
+    let rt = stored.refresh_token.unwrap();
+    assert_eq!(h.emu.refresh_token_state(rt.expose()), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_never_answers_sends_nothing() {
+    let h = harness();
+    let store = HostStore::new();
+    seeded(&h, &store, "u1").await;
+    let other = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let session = other.session("u1", store.clone()).unwrap();
+    let _entered = store.next(Which::Load, Act::Stall);
+    let caller = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    let message = storage_message(caller.await.unwrap());
+    assert!(message.contains("load did not answer"), "{message}");
+    assert_eq!(h.refresh_requests(), 0);
+    session.access_token().await.expect("the next call reads again");
+    assert_eq!(h.refresh_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_from_an_abandoned_save_changes_nothing() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, _) = seeded(&h, &store, "u1").await;
+    let (go, landed) = store.late_controls();
+    let mut entered = store.next(Which::Settled, Act::Late);
+    let caller = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
+    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    storage_message(caller.await.unwrap());
+    // The host finishes its write after the core gave up on it.
+    go.send(()).unwrap();
+    landed.await.unwrap();
+    let status = session.status().await.unwrap();
+    assert!(status.unpersisted, "the late answer did not reach the core");
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token, rotated.access_token.unwrap().value.expose());
+    assert_eq!(h.refresh_requests(), 1);
+    assert!(!session.status().await.unwrap().unpersisted);
+    assert_eq!(
+        store.record("u1").unwrap().refresh_token,
+        rotated.refresh_token
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_ahead_that_fails_sends_nothing() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, seeded_rt) = seeded(&h, &store, "u1").await;
+    let _entered = store.next(Which::WriteAhead, Act::FailQuoting);
+    let message = storage_message(session.access_token().await);
+    assert!(!message.contains(&seeded_rt), "{message}");
+    assert_eq!(h.refresh_requests(), 0, "nothing was sent");
+    assert_eq!(h.emu.refresh_token_state(&seeded_rt), TokenState::Active);
+    let status = session.status().await.unwrap();
+    assert!(!status.in_doubt && !status.unpersisted, "{status:?}");
+    session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(h.emu.refresh_token_state(&seeded_rt), TokenState::Consumed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_server_rotated_reads_lost_rotation_without_a_lease() {
+    let h = harness();
+    let store = HostStore::new();
+    seeded(&h, &store, "u1").await;
+    {
+        // This "process" dies while saving the rotated record.
+        let dying = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+        let session = dying.session("u1", store.clone()).unwrap();
+        let mut entered = store.next(Which::Settled, Act::Stall);
+        let caller = tokio::spawn(async move { session.access_token().await });
+        entered.recv().await.unwrap();
+        caller.abort();
+    }
+    assert_eq!(h.refresh_requests(), 1);
+    let restarted = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let session = restarted.session("u1", store.clone()).unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(
+        error.reason(),
+        Some(ReauthReason::LostRotation),
+        "the write-ahead marker tells a lost rotation from a plain invalid_grant: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_never_stops_the_refresh_or_its_save() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, seeded_rt) = seeded(&h, &store, "u1").await;
+    let (go, landed) = store.late_controls();
+    let mut entered = store.next(Which::Settled, Act::Late);
+    let caller = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
+    caller.abort(); // the only caller gives up while the save is under way
+    assert!(caller.await.unwrap_err().is_cancelled());
+    go.send(()).unwrap();
+    landed.await.unwrap();
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token, rotated.access_token.unwrap().value.expose());
+    assert_eq!(h.refresh_requests(), 1, "the refresh finished for everyone");
+    // A restart finds the rotated record and sends nothing.
+    let restarted = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let again = restarted.session("u1", store.clone()).unwrap();
+    assert_eq!(again.access_token().await.unwrap(), token);
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(h.emu.refresh_token_state(&seeded_rt), TokenState::Consumed);
+    let rt = store.record("u1").unwrap().refresh_token.unwrap();
+    assert_eq!(h.emu.refresh_token_state(rt.expose()), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_messages_that_quote_the_record_show_no_token() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, seeded_rt) = seeded(&h, &store, "u1").await;
+    session.access_token().await.unwrap();
+    let held = store.record("u1").unwrap();
+    let secrets = [
+        seeded_rt,
+        held.refresh_token.unwrap().expose().to_owned(),
+        held.access_token.unwrap().value.expose().to_owned(),
+        held.id_token.unwrap().expose().to_owned(),
+    ];
+    h.clock.advance(900_000);
+    let mut entered = store.next(Which::Settled, Act::FailQuoting);
+    let error = session.access_token().await.unwrap_err();
+    let quoted = entered.recv().await.unwrap();
+    let rotated = Record::decode(&quoted).unwrap();
+    let new_rt = rotated.refresh_token.unwrap().expose().to_owned();
+    let shown = format!("{error} {error:?}");
+    for secret in secrets.iter().chain([&new_rt]) {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+    assert!(shown.contains("[redacted]"), "{shown}");
+
+    // A load quoting the stored record (read again before the next refresh).
+    let stored = store.record("u1").unwrap();
+    let stored_rt = stored.refresh_token.unwrap().expose().to_owned();
+    let _entered = store.next(Which::Load, Act::FailQuoting);
+    let error = session.access_token().await.unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert_eq!(error.code().as_str(), "storage");
+    assert!(shown.contains("constraint violated"), "{shown}");
+    for secret in secrets.iter().chain([&new_rt, &stored_rt]) {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+    assert!(!shown.contains(CLIENT_SECRET), "{shown}");
+}
+
+/// HTTP from the host that fails quoting the request it was given.
+struct QuotingHttp;
+
+#[async_trait]
+impl HttpClient for QuotingHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        Err(HttpError::Interrupted(format!(
+            "connection reset while sending {}",
+            request.body
+        )))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_messages_that_quote_the_request_show_no_secret() {
+    let h = harness();
+    let client = TokenClient::new(
+        h.client.config().clone(),
+        Arc::new(QuotingHttp),
+        h.clock.clone(),
+    );
+    let session = client.session("u1", Arc::new(MemoryStore::new())).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: "rt-SENTINEL-0123456789".into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "network");
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("connection reset while sending"), "{shown}");
+    for secret in ["rt-SENTINEL-0123456789", CLIENT_SECRET] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+}
+
+/// HTTP from the host that never answers, whatever its timeout says.
+struct SilentHttp;
+
+#[async_trait]
+impl HttpClient for SilentHttp {
+    async fn send(&self, _request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_http_that_never_answers_times_out_in_doubt() {
+    let h = Harness::with(Default::default(), |b| b.timeout_ms(1_000));
+    let client = TokenClient::new(
+        h.client.config().clone(),
+        Arc::new(SilentHttp),
+        h.clock.clone(),
+    );
+    let store = Arc::new(MemoryStore::new());
+    let session = client.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: "rt-0123456789".into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    let caller = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    expire_deadline(&h, 2_000).await;
+    assert_eq!(caller.await.unwrap().unwrap_err(), Error::Timeout);
+    assert!(session.status().await.unwrap().in_doubt);
+    let stored = Record::decode(&store.get("u1").unwrap()).unwrap();
+    assert!(stored.in_doubt, "the token may have been consumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_stored_record_is_refused_unread() {
+    let h = harness();
+    let store = Arc::new(MemoryStore::new());
+    let padding = " ".repeat(5 * 1024 * 1024);
+    let text = format!(r#"{{"schema":"freshtoken.record/1","refresh_token":"rt"}}{padding}"#);
+    store.save("u1", &text).await.unwrap();
+    let session = h.client.session("u1", store).unwrap();
+    let message = storage_message(session.access_token().await);
+    assert!(message.contains("larger than"), "{message}");
+    assert_eq!(h.refresh_requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_sessions_bounds_state_whatever_handles_exist() {
+    let h = Harness::with(Default::default(), |b| b.max_sessions(1_000));
+    let store = Arc::new(MemoryStore::new());
+    let first = h.client.session("user-0", store.clone()).unwrap();
+    let family = h.emu.seed(CLIENT_ID, SCOPE);
+    first
+        .seed(Seed {
+            refresh_token: family.refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    // The one-handle-per-request pattern, with every handle kept alive.
+    let mut handles = Vec::new();
+    for i in 1..100_000 {
+        let handle = h.client.session(&format!("user-{i}"), store.clone()).unwrap();
+        assert!(handle.cached_access_token().is_none());
+        handles.push(handle);
+    }
+    let held = h.client.session_count();
+    assert!(held <= 1_100, "{held} session states held");
+    // The first handle's state was evicted; it re-attaches by key and
+    // shares one flight with a new handle of the same key.
+    let second = h.client.session("user-0", store.clone()).unwrap();
+    h.emu.push_fault(Fault::hold());
+    let results = joined_then_released(&h.emu, [first.access_token(), second.access_token()]).await;
+    let tokens: Vec<String> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(tokens[0], tokens[1]);
+    assert_eq!(h.refresh_requests(), 1);
+    assert!(h.client.session_count() <= 1_100);
+}

@@ -4,6 +4,7 @@ import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
+import dev.freshtoken.support.callersThatJoin
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
@@ -126,6 +127,29 @@ class FailuresTest {
         session.token()
         assertEquals(2L, emu.refreshRequests())
         assertNull(session.status().reauthorizationReason)
+    }
+
+    @Test fun `callers that joined a refresh that fails all get its failure, and the next call starts a new one`() = blocking {
+        // Issue 11, item 10: once a late joiner got a token from a second
+        // refresh that started after the first had failed. The request is
+        // held until all 20 have joined, then answered with an error.
+        val (session, rt) = seeded()
+        emu.hold()
+        emu.fault(
+            "kind" to "body", "status" to 400, "grant" to "refresh_token",
+            "body" to """{"error":"invalid_request","error_description":"refused once"}""",
+        )
+        val codes = callersThatJoin(emu, 20) {
+            runCatching { session.token() }.exceptionOrNull()?.let { (it as? FreshTokenException)?.code ?: it.javaClass.name }
+        }
+        assertEquals("every caller got the one failure", List(20) { "oauth" }, codes)
+        assertEquals(1L, emu.refreshRequests())
+        assertEquals("active", emu.refreshTokenState(rt))
+
+        val token = session.token()
+        same(store.record("u1")!!["access_token"], token, "the next call refreshed and saved")
+        assertEquals(2L, emu.refreshRequests())
+        assertEquals(0L, emu.counter("reuse_detected"))
     }
 
     @Test fun `no record is NO_REFRESH_TOKEN with no request`() = blocking {

@@ -1,7 +1,7 @@
 package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
-import dev.freshtoken.support.EndlessServer
+import dev.freshtoken.support.TrickleServer
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
@@ -119,22 +119,25 @@ class HttpUrlConnectionClientTest {
         assertEquals(1_001, response.body.size)
     }
 
+    /** The emulator's record of the one endless answer, once it has ended. */
+    private fun endedStream(): Map<String, Any?> = emu.waitStreamsEnded(1).single()
+
     @Test fun `an endless answer is cut one byte past maxResponseBytes and the connection is dropped`() = blocking {
-        for (mode in listOf(EndlessServer.Mode.CHUNKED, EndlessServer.Mode.HUGE_LENGTH)) {
-            EndlessServer(mode).use { server ->
-                val response = http.send(request(server.url, max = 65_536))
-                assertEquals(200.toUShort(), response.status)
-                assertEquals("$mode: read up to the cap + 1", 65_537, response.body.size)
-                // The server's writes fail once the client has hung up (a bound, not a pause).
-                val written = server.closed.get(30, TimeUnit.SECONDS)
-                assertTrue("$mode: the server wrote $written body bytes before the client hung up",
-                    written < 32L * 1024 * 1024)
-            }
+        for (framing in listOf("chunked", "length", "close")) {
+            emu.reset()
+            emu.endless(framing)
+            val response = http.send(request(emu.tokenEndpoint, max = 65_536))
+            assertEquals(200.toUShort(), response.status)
+            assertEquals("$framing: read up to the cap + 1", 65_537, response.body.size)
+            val stream = endedStream()
+            assertEquals("$framing: the client hung up", "client_closed", stream["end"])
+            val written = stream["bytes_written"] as Long
+            assertTrue("$framing: the emulator wrote $written bytes", written < 1024 * 1024)
         }
     }
 
     @Test fun `a body that trickles forever is Timeout once timeoutMs has passed`() = blocking {
-        EndlessServer(EndlessServer.Mode.TRICKLE).use { server ->
+        TrickleServer().use { server ->
             // On its own thread: a client that keeps reading must fail this test, not hang it.
             val outcome = java.util.concurrent.CompletableFuture.supplyAsync {
                 runCatching { kotlinx.coroutines.runBlocking { http.send(request(server.url, timeoutMs = 500)) } }
@@ -152,20 +155,21 @@ class HttpUrlConnectionClientTest {
     }
 
     @Test fun `an endless answer through a session is InvalidResponse and sends nothing more`() = blocking {
-        EndlessServer(EndlessServer.Mode.CHUNKED).use { server ->
-            val counting = Counting(http)
-            val client = TokenClient.withClock(
-                TokenClientOptions(tokenEndpoint = server.url, clientId = "test-client", clientSecret = "test-secret"),
-                counting,
-                FakeClock(),
-            )
-            val session = client.session("u1", TestStore())
-            session.seed(SeedOptions(refreshToken = "rt-endless"))
-            val err = expectError<FreshTokenException.InvalidResponse> { session.token() }
-            assertEquals("invalid_response", err.code)
-            assertEquals(1, counting.calls.get())
-            assertTrue(server.closed.get(30, TimeUnit.SECONDS) < 32L * 1024 * 1024)
-        }
+        val counting = Counting(http)
+        val client = TokenClient.withClock(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+            counting,
+            FakeClock(),
+        )
+        val session = client.session("u1", TestStore())
+        session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
+        emu.endless()
+        val err = expectError<FreshTokenException.InvalidResponse> { session.token() }
+        assertEquals("invalid_response", err.code)
+        assertEquals(1, counting.calls.get())
+        val stream = endedStream()
+        assertEquals("client_closed", stream["end"])
+        assertTrue((stream["bytes_written"] as Long) < 1024 * 1024)
     }
 
     @Test fun `refused connections are retried, then Network with maybeSent false`() = blocking {

@@ -82,8 +82,9 @@ open class MemoryTokenStore : TokenStoreBase() {
  *
  * File names ([fileName]) use only lowercase letters, digits and dots, so
  * two keys never share a file on a case-insensitive file system (macOS,
- * Windows, Android's shared storage): `k.` + base32(UTF-8 key) + `.json`, or
- * `h.` + hex(SHA-256(key)) + `.json` for keys over 70 bytes. Records written
+ * Windows, Android's shared storage): `b32.` + base32(UTF-8 key) + `.json`,
+ * or `h.` + hex(SHA-256(key)) + `.json` for keys over 75 bytes (the scheme
+ * of the Python binding's FileTokenStore). Records written
  * by earlier versions under the old names (`k-`/`h-` + base64url, see
  * [legacyFileName]) are still read, and the old file is removed once the
  * record is saved under the new name.
@@ -182,18 +183,20 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             StandardOpenOption.WRITE,
         )
 
-        /** Keys up to this many UTF-8 bytes are named by their base32 text; longer ones by a hash. */
-        private const val PLAIN_KEY_BYTES = 70
+        /** The longest base32 text used as a name (keys up to 75 UTF-8 bytes); longer keys are hashed. */
+        private const val MAX_BASE32 = 120
 
         /**
-         * `k.` + lowercase base32 (RFC 4648, no padding) of the UTF-8 key +
-         * `.json`, at most 119 characters; for keys over 70 bytes `h.` +
+         * `b32.` + lowercase base32 (RFC 4648, no padding) of the UTF-8 key +
+         * `.json`, at most 129 characters; for keys over 75 bytes `h.` +
          * lowercase hex of SHA-256(key) + `.json`. Only `a-z`, `0-9` and
          * dots: distinct keys give names that differ under case folding too.
+         * The same names as the Python binding's FileTokenStore.
          */
         fun fileName(key: String): String {
             val bytes = key.toByteArray(Charsets.UTF_8)
-            if (bytes.size <= PLAIN_KEY_BYTES) return "k." + base32(bytes) + ".json"
+            val encoded = base32(bytes)
+            if (encoded.length <= MAX_BASE32) return "b32.$encoded.json"
             return "h." + hex(MessageDigest.getInstance("SHA-256").digest(bytes)) + ".json"
         }
 

@@ -49,7 +49,7 @@ class FileTokenStoreNamesTest {
                     keys += word.mapIndexed { i, c -> if (mask and (1 shl i) != 0) c.uppercaseChar() else c }.joinToString("")
                 }
             }
-            keys += listOf("JoHn", "Jobn", "", "x\u00e9", "X\u00c9", "\u00df", "SS", "ss", "\u0130", "i\u0307", "k".repeat(70), "k".repeat(71))
+            keys += listOf("JoHn", "Jobn", "", "x\u00e9", "X\u00c9", "\u00df", "SS", "ss", "\u0130", "i\u0307", "k".repeat(75), "k".repeat(76))
             val random = Random(11)
             val alphabet = ('a'..'z') + ('A'..'Z') + ('0'..'9') + listOf('-', '_', '.', '/', '@', ':', 'é', 'É', 'ß', 'Σ', 'σ', 'ς', '日')
             while (keys.size < 200_000) {
@@ -70,7 +70,7 @@ class FileTokenStoreNamesTest {
         for (key in keys) {
             val name = FileTokenStore.fileName(key)
             assertTrue("only a-z, 0-9 and dots: $name", name.matches(Regex("[a-z0-9.]+")))
-            assertTrue("at most 119 characters: ${name.length}", name.length <= 119)
+            assertTrue("at most 129 characters: ${name.length}", name.length <= 129)
             val clash = byFolded.put(folded(name), key)
             assertNull("two keys share the name $name under case folding", clash)
         }
@@ -83,15 +83,27 @@ class FileTokenStoreNamesTest {
         assertEquals(folded(FileTokenStore.legacyFileName("JoHn")), folded(FileTokenStore.legacyFileName("Jobn")))
     }
 
-    @Test fun `names are k dot base32 dot json, or h dot sha-256 hex for long keys`() {
+    @Test fun `names are b32 dot base32 dot json, or h dot sha-256 hex for long keys`() {
         // RFC 4648 section 10 test vectors, lowercase, no padding.
         val vectors = mapOf("" to "", "f" to "my", "fo" to "mzxq", "foo" to "mzxw6", "foob" to "mzxw6yq",
             "fooba" to "mzxw6ytb", "foobar" to "mzxw6ytboi")
-        for ((key, encoded) in vectors) assertEquals("k.$encoded.json", FileTokenStore.fileName(key))
-        val long = "k".repeat(71)
+        for ((key, encoded) in vectors) assertEquals("b32.$encoded.json", FileTokenStore.fileName(key))
+        val long = "k".repeat(76)
         val digest = MessageDigest.getInstance("SHA-256").digest(long.toByteArray())
         assertEquals("h." + digest.joinToString("") { "%02x".format(it) } + ".json", FileTokenStore.fileName(long))
-        assertTrue(FileTokenStore.fileName("k".repeat(70)).startsWith("k."))
+        assertTrue(FileTokenStore.fileName("k".repeat(75)).startsWith("b32."))
+    }
+
+    @Test fun `names equal the Python binding's FileTokenStore names`() {
+        // Computed with bindings/python's file_name(); a Kotlin and a Python
+        // process can share one directory.
+        val python = mapOf(
+            "user@example" to "b32.ovzwk4samv4gc3lqnrsq.json",
+            "JoHn" to "b32.jjxuq3q.json",
+            "x\u00e9\u65e5" to "b32.pdb2tzuxuu.json",
+            "k".repeat(76) to "h.5a0b0eb761d19976c26270a5f59c77cc36dc4b3dad134239e433a5918ec6f883.json",
+        )
+        for ((key, name) in python) assertEquals(name, FileTokenStore.fileName(key))
     }
 
     /** What the previous version wrote (computed here, independently of the store). */

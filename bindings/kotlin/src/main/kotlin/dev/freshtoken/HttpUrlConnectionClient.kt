@@ -23,7 +23,7 @@ import kotlinx.coroutines.withContext
  *   (a server that trickles bytes forever gets [HostException.Timeout]);
  * - reads error bodies too, stops reading one byte past `maxResponseBytes`
  *   (the core rejects the over-size answer) and then drops the connection,
- *   so an endless answer costs at most that many bytes;
+ *   so an endless answer is read no further;
  * - failures before anything was written (connection refused, unknown
  *   host, connect timeout, TLS handshake) are [HostException.NotSent] and
  *   may be retried; a read timeout is [HostException.Timeout]; anything

@@ -36,6 +36,11 @@ class TestStore : MemoryTokenStore() {
     val saves = AtomicInteger()
     /** How many of the next saves fail (Int.MAX_VALUE: all of them). */
     @Volatile var failSaves = 0
+    /**
+     * With it set, only saves of records it matches (JSON fields) fail and
+     * count against `failSaves`; null: any save.
+     */
+    @Volatile var failOnly: ((Map<String, Any?>) -> Boolean)? = null
     @Volatile var failLoads = 0
     @Volatile private var gate: Gate? = null
 
@@ -64,7 +69,7 @@ class TestStore : MemoryTokenStore() {
 
     override suspend fun save(key: String, record: String) {
         saves.incrementAndGet()
-        if (failSaves > 0) {
+        if (failSaves > 0 && failOnly?.invoke(Json.obj(record)) != false) {
             if (failSaves != Int.MAX_VALUE) failSaves--
             throw java.io.IOException("disk full")
         }

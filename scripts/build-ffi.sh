@@ -28,6 +28,8 @@ for language in kotlin python; do
   "$bindgen" generate --library "$lib" --language "$language" --out-dir "$out" --no-format >/dev/null
 done
 cp "$lib" target/bindings/python/
+# Kotlin: every Throwable from a host callback becomes a failure (see the script).
+bash bindings/kotlin/tools/patch-generated.sh target/bindings/kotlin/dev/freshtoken/freshtoken.kt
 
 swift_tmp=target/bindings/swift
 rm -rf "$swift_tmp"

@@ -592,7 +592,10 @@ def main():
         ("redirects refused", r"completionHandler\(\s*nil\s*\)"),
         ("timeout from timeoutMs", r"request\.timeoutMs"),
         ("limit from maxResponseBytes", r"request\.maxResponseBytes"),
-        ("reading stops past the limit", r"body\.count\s*>\s*limit"),
+        ("reading stops past the limit", r"body\.count\s*>\s*limit\s*\)?\s*\{\s*break\s*\}"),
+        ("the body read as a byte stream", r"session\.bytes\(\s*for\s*:"),
+        ("the transfer cancelled however reading ends", r"defer\s*\{\s*bytes\.task\.cancel\(\)\s*\}"),
+        ("the whole exchange under one deadline", r"withDeadline\s*\(\s*nanoseconds\s*:"),
     ]:
         if not re.search(pattern, http):
             reasons.append(f"URLSessionHttpClient: no {what} ({pattern})")
@@ -607,7 +610,7 @@ def main():
         reasons.append("other URLErrors → HostError.Failed missing")
     if re.search(r"\\\(\s*(request|urlRequest|body|bytes|http)\b", http_raw):
         reasons.append("a request or response value is interpolated into a message")
-    check("URLSessionHttpClient: ephemeral, no cookies/cache, redirects refused, timeout, size cap, URLError mapping", reasons)
+    check("URLSessionHttpClient: ephemeral, no cookies/cache, redirects refused, one deadline, size cap with the transfer cancelled, URLError mapping", reasons)
 
     keychain = lexed.get(SRC / "KeychainTokenStore.swift", "")
     reasons = []

@@ -3567,6 +3567,11 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
      */
     public var timeoutMs: Int64?
     /**
+     * Deadline of every call into the host's store in ms (default 5000);
+     * a call that has not answered by then is reported as `Storage`.
+     */
+    public var storeTimeoutMs: Int64?
+    /**
      * Idle sessions kept in memory (default 100000).
      */
     public var maxSessions: UInt64?
@@ -3631,6 +3636,10 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
          * Timeout of one request in ms.
          */timeoutMs: Int64? = nil, 
         /**
+         * Deadline of every call into the host's store in ms (default 5000);
+         * a call that has not answered by then is reported as `Storage`.
+         */storeTimeoutMs: Int64? = nil, 
+        /**
          * Idle sessions kept in memory (default 100000).
          */maxSessions: UInt64? = nil, 
         /**
@@ -3656,6 +3665,7 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
         self.clientTokenLifetimeSeconds = clientTokenLifetimeSeconds
         self.refreshTokenLifetimeSeconds = refreshTokenLifetimeSeconds
         self.timeoutMs = timeoutMs
+        self.storeTimeoutMs = storeTimeoutMs
         self.maxSessions = maxSessions
         self.leaseTtlMs = leaseTtlMs
         self.leaseWaitMs = leaseWaitMs
@@ -3714,6 +3724,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
                 clientTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
                 refreshTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
                 timeoutMs: FfiConverterOptionInt64.read(from: &buf), 
+                storeTimeoutMs: FfiConverterOptionInt64.read(from: &buf), 
                 maxSessions: FfiConverterOptionUInt64.read(from: &buf), 
                 leaseTtlMs: FfiConverterOptionInt64.read(from: &buf), 
                 leaseWaitMs: FfiConverterOptionInt64.read(from: &buf), 
@@ -3736,6 +3747,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.clientTokenLifetimeSeconds, into: &buf)
         FfiConverterOptionInt64.write(value.refreshTokenLifetimeSeconds, into: &buf)
         FfiConverterOptionInt64.write(value.timeoutMs, into: &buf)
+        FfiConverterOptionInt64.write(value.storeTimeoutMs, into: &buf)
         FfiConverterOptionUInt64.write(value.maxSessions, into: &buf)
         FfiConverterOptionInt64.write(value.leaseTtlMs, into: &buf)
         FfiConverterOptionInt64.write(value.leaseWaitMs, into: &buf)

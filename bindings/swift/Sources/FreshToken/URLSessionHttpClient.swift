@@ -16,7 +16,8 @@ import Foundation
 /// - The whole exchange (connect, send, headers, body) must finish within the
 ///   request's `timeoutMs`, or the call throws `HostError.Timeout`.
 /// - At most `maxResponseBytes` body bytes are kept; one byte more is read and
-///   passed on so that freshtoken can reject the oversized answer itself.
+///   passed on so that freshtoken can reject the oversized answer itself, and
+///   the task is cancelled there: an endless answer is never read further.
 /// - Nothing is logged: request bodies carry refresh tokens and client
 ///   secrets, headers may carry client credentials, and response bodies carry
 ///   tokens.
@@ -125,25 +126,22 @@ public final class URLSessionHttpClient: HttpClient, @unchecked Sendable {
         limit: Int
     ) async throws -> RawResponse {
         let (bytes, response) = try await session.bytes(for: request, delegate: refuser)
+        // However reading ends (the end, the cap, an error, the deadline's
+        // cancellation), the task is cancelled: a transfer cut short stops
+        // and its connection is closed; for a finished one it is a no-op.
+        defer { bytes.task.cancel() }
         guard let http = response as? HTTPURLResponse else {
-            bytes.task.cancel()
             throw HostError.Failed(detail: "the token endpoint's answer is not HTTP")
         }
         var body = Data()
         body.reserveCapacity(min(limit, 16 * 1024))
-        do {
-            for try await byte in bytes {
-                body.append(byte)
-                // One byte over the limit is enough for freshtoken to reject
-                // the answer as too large; stop reading there.
-                if body.count > limit { break }
-            }
-        } catch {
-            bytes.task.cancel()
-            throw error
+        for try await byte in bytes {
+            body.append(byte)
+            // One byte over the limit is enough for freshtoken to reject
+            // the answer as too large; stop reading there (an endless
+            // answer costs at most limit + 1 bytes plus URLSession's buffer).
+            if body.count > limit { break }
         }
-        // Stops the transfer when reading stopped early; no-op otherwise.
-        bytes.task.cancel()
         return RawResponse(
             status: UInt16(clamping: http.statusCode),
             headers: http.allHeaderFields.compactMap { field -> RawHeader? in

@@ -18,9 +18,12 @@ import kotlinx.coroutines.withContext
  *   (streaming mode, so the JDK never silently re-sends a POST that may
  *   have consumed a single-use refresh token);
  * - never follows redirects;
- * - connect timeout `timeoutMs`, read timeout what is left of it;
- * - reads error bodies too, and stops reading one byte past
- *   `maxResponseBytes` (the core rejects the over-size answer);
+ * - the whole exchange within `timeoutMs`: connect timeout `timeoutMs`,
+ *   read timeout what is left of it, and the body must be complete by then
+ *   (a server that trickles bytes forever gets [HostException.Timeout]);
+ * - reads error bodies too, stops reading one byte past `maxResponseBytes`
+ *   (the core rejects the over-size answer) and then drops the connection,
+ *   so an endless answer is read no further;
  * - failures before anything was written (connection refused, unknown
  *   host, connect timeout, TLS handshake) are [HostException.NotSent] and
  *   may be retried; a read timeout is [HostException.Timeout]; anything
@@ -41,6 +44,7 @@ open class HttpUrlConnectionClient : HttpClient {
     private fun exchange(request: HttpRequest): HttpResponse {
         val started = System.nanoTime()
         val timeoutMs = request.timeoutMs.coerceIn(1UL, Int.MAX_VALUE.toULong()).toInt()
+        val deadline = started + timeoutMs * 1_000_000L
         val uri = try {
             URI(request.url).also {
                 val scheme = it.scheme?.lowercase()
@@ -79,8 +83,7 @@ open class HttpUrlConnectionClient : HttpClient {
             if (conn.doOutput) conn.outputStream.use { it.write(body) }
 
             // 3. Answer: the rest of the time budget bounds each read.
-            val elapsedMs = (System.nanoTime() - started) / 1_000_000
-            conn.readTimeout = (timeoutMs - elapsedMs).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
+            conn.readTimeout = remainingMs(deadline)
             val status = conn.responseCode
             if (status !in 100..599) throw HostException.Failed("not an HTTP answer")
             val headers = buildList {
@@ -91,7 +94,12 @@ open class HttpUrlConnectionClient : HttpClient {
             }
             val stream = if (status >= 400) conn.errorStream else conn.inputStream
             val limit = request.maxResponseBytes.coerceAtMost((Int.MAX_VALUE - 1).toULong()).toInt()
-            val bytes = stream?.use { readAtMost(it, limit + 1) }
+            // Past the cap (or the deadline) nothing more is read: closing
+            // the stream and disconnecting close the connection. (The JDK
+            // drops what its buffers hold; only a declared Content-Length of
+            // at most 512 KiB may be drained in the background to keep the
+            // connection alive.)
+            val bytes = stream?.use { readAtMost(it, limit + 1, deadline) }
                 ?: if (status == 401) UNAUTHORIZED_BODY else ByteArray(0)
             return HttpResponse(status.toUShort(), headers, bytes)
         } catch (e: HostException) {
@@ -126,14 +134,22 @@ open class HttpUrlConnectionClient : HttpClient {
         else -> HostException.NotSent("${e.javaClass.simpleName}: ${e.message ?: "cannot connect"}")
     }
 
-    /** Reads until end of stream or `max` bytes, whichever comes first. */
-    private fun readAtMost(input: InputStream, max: Int): ByteArray {
+    /** Milliseconds left until `deadline` (a System.nanoTime value), at least 1. */
+    private fun remainingMs(deadline: Long): Int =
+        ((deadline - System.nanoTime()) / 1_000_000).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
+
+    /**
+     * Reads until end of stream or `max` bytes, whichever comes first; past
+     * `deadline` (System.nanoTime) it gives up with [HostException.Timeout].
+     */
+    private fun readAtMost(input: InputStream, max: Int, deadline: Long): ByteArray {
         val out = java.io.ByteArrayOutputStream(minOf(max, 16 * 1024))
         val buffer = ByteArray(8 * 1024)
         while (out.size() < max) {
             val n = input.read(buffer, 0, minOf(buffer.size, max - out.size()))
             if (n < 0) break
             out.write(buffer, 0, n)
+            if (System.nanoTime() - deadline > 0 && out.size() < max) throw HostException.Timeout()
         }
         return out.toByteArray()
     }

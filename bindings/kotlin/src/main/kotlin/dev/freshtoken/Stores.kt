@@ -80,10 +80,17 @@ open class MemoryTokenStore : TokenStoreBase() {
  * file, forces it to disk, renames it over the old one atomically and forces
  * the directory, so a crash leaves either the old record or the new one.
  *
- * The file name is `k-` + base64url(key), or `h-` + base64url(SHA-256(key))
- * when that would be longer than 120 characters. Needs `java.nio.file`
- * (Android 8.0, API 26, and later). An example: on Android, prefer storage
- * encrypted with a Keystore key for refresh tokens.
+ * File names ([fileName]) use only lowercase letters, digits and dots, so
+ * two keys never share a file on a case-insensitive file system (macOS,
+ * Windows, Android's shared storage): `b32.` + base32(UTF-8 key) + `.json`,
+ * or `h.` + hex(SHA-256(key)) + `.json` for keys over 75 bytes (the scheme
+ * of the Python binding's FileTokenStore). Records written
+ * by earlier versions under the old names (`k-`/`h-` + base64url, see
+ * [legacyFileName]) are still read, and the old file is removed once the
+ * record is saved under the new name.
+ *
+ * Needs `java.nio.file` (Android 8.0, API 26, and later). An example: on
+ * Android, prefer storage encrypted with a Keystore key for refresh tokens.
  */
 open class FileTokenStore(directory: Path) : TokenStoreBase() {
     constructor(directory: File) : this(directory.toPath())
@@ -95,13 +102,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     fun fileFor(key: String): Path = dir.resolve(fileName(key))
 
     override suspend fun load(key: String): String? = withContext(Dispatchers.IO) {
-        try {
-            String(Files.readAllBytes(fileFor(key)), Charsets.UTF_8)
-        } catch (e: NoSuchFileException) {
-            null
-        } catch (e: IOException) {
-            throw HostException.Failed("cannot read the record file (${e.javaClass.simpleName})")
-        }
+        read(fileFor(key)) ?: legacyFile(key)?.let { read(it) }
     }
 
     override suspend fun save(key: String, record: String): Unit = withContext(Dispatchers.IO) {
@@ -123,6 +124,39 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         } catch (e: IOException) {
             runCatching { Files.deleteIfExists(temp) }
             throw HostException.Failed("cannot write the record file (${e.javaClass.simpleName})")
+        }
+        // The record is durable under its new name: the old file is stale.
+        legacyFile(key)?.let { old ->
+            try {
+                Files.deleteIfExists(old)
+                forceDirectory()
+            } catch (_: IOException) {
+                // Harmless: the new file is read first.
+            }
+        }
+    }
+
+    private fun read(file: Path): String? = try {
+        String(Files.readAllBytes(file), Charsets.UTF_8)
+    } catch (e: NoSuchFileException) {
+        null
+    } catch (e: IOException) {
+        throw HostException.Failed("cannot read the record file (${e.javaClass.simpleName})")
+    }
+
+    /**
+     * The file an earlier version wrote `key`'s record to, if one exists under
+     * exactly that name. (On a case-insensitive file system the old name may
+     * also answer for another key's file; `toRealPath` gives the name as
+     * stored, which must match exactly.)
+     */
+    private fun legacyFile(key: String): Path? {
+        val name = legacyFileName(key)
+        val file = dir.resolve(name)
+        return try {
+            file.toRealPath().fileName?.toString()?.takeIf { it == name }?.let { file }
+        } catch (_: IOException) {
+            null
         }
     }
 
@@ -149,13 +183,61 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             StandardOpenOption.WRITE,
         )
 
-        /** `k-` + base64url(key) or, for long keys, `h-` + base64url(SHA-256(key)). */
+        /** The longest base32 text used as a name (keys up to 75 UTF-8 bytes); longer keys are hashed. */
+        private const val MAX_BASE32 = 120
+
+        /**
+         * `b32.` + lowercase base32 (RFC 4648, no padding) of the UTF-8 key +
+         * `.json`, at most 129 characters; for keys over 75 bytes `h.` +
+         * lowercase hex of SHA-256(key) + `.json`. Only `a-z`, `0-9` and
+         * dots: distinct keys give names that differ under case folding too.
+         * The same names as the Python binding's FileTokenStore.
+         */
         fun fileName(key: String): String {
+            val bytes = key.toByteArray(Charsets.UTF_8)
+            val encoded = base32(bytes)
+            if (encoded.length <= MAX_BASE32) return "b32.$encoded.json"
+            return "h." + hex(MessageDigest.getInstance("SHA-256").digest(bytes)) + ".json"
+        }
+
+        /**
+         * The name earlier versions used: `k-` + base64url(key), or `h-` +
+         * base64url(SHA-256(key)) when that was longer than 120 characters.
+         * Mixed case: on a case-insensitive file system two keys could share one.
+         */
+        fun legacyFileName(key: String): String {
             val encoder = Base64.getUrlEncoder().withoutPadding()
             val plain = "k-" + encoder.encodeToString(key.toByteArray(Charsets.UTF_8))
             if (plain.length <= 120) return plain
             val digest = MessageDigest.getInstance("SHA-256").digest(key.toByteArray(Charsets.UTF_8))
             return "h-" + encoder.encodeToString(digest)
+        }
+
+        private const val BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+        private const val HEX = "0123456789abcdef"
+
+        /** RFC 4648 base32 in lowercase, without padding (the JDK has no base32 codec). */
+        internal fun base32(bytes: ByteArray): String {
+            val out = StringBuilder((bytes.size * 8 + 4) / 5)
+            var buffer = 0
+            var bits = 0
+            for (b in bytes) {
+                buffer = (buffer shl 8) or (b.toInt() and 0xff)
+                bits += 8
+                while (bits >= 5) {
+                    bits -= 5
+                    out.append(BASE32[(buffer shr bits) and 31])
+                }
+            }
+            if (bits > 0) out.append(BASE32[(buffer shl (5 - bits)) and 31])
+            return out.toString()
+        }
+
+        private fun hex(bytes: ByteArray): String = buildString(bytes.size * 2) {
+            for (b in bytes) {
+                append(HEX[(b.toInt() shr 4) and 15])
+                append(HEX[b.toInt() and 15])
+            }
         }
     }
 }

@@ -3,12 +3,10 @@ package dev.freshtoken
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.blocking
+import dev.freshtoken.support.callersThatJoin
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
-import kotlinx.coroutines.Dispatchers
-import kotlinx.coroutines.async
-import kotlinx.coroutines.awaitAll
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Before
@@ -58,13 +56,10 @@ class ClientTokensTest {
     }
 
     @Test fun `concurrent coroutines share one request`() = blocking {
-        emu.fault("kind" to "delay", "ms" to 100, "count" to 50, "grant" to "client_credentials")
-        val tokens = (0 until 50).map { i ->
-            async(Dispatchers.Default) {
-                client.clientToken(if (i % 2 == 0) listOf("accounts", "balances") else listOf("balances", "accounts"))
-            }
-        }.awaitAll()
-        emu.clearFaults()
+        emu.hold(grant = "client_credentials")
+        val tokens = callersThatJoin(emu, 50) { i ->
+            client.clientToken(if (i % 2 == 0) listOf("accounts", "balances") else listOf("balances", "accounts"))
+        }
         assertEquals(1, tokens.toSet().size)
         assertEquals(1L, ccRequests())
         assertEquals(1L, emu.counter("max_concurrent_token_requests"))

@@ -4,6 +4,7 @@ import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
+import dev.freshtoken.support.callersThatJoin
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
@@ -55,6 +56,7 @@ class FailuresTest {
     @Test fun `a failed save is Storage, loses nothing, and is retried before anything else`() = blocking {
         val (session, oldRt) = seeded()
         store.failSaves = 1
+        store.failOnly = { it["refresh_token"] != oldRt } // the rotated record, not the in-doubt marker
 
         val err = expectError<FreshTokenException.Storage> { session.token() }
         assertEquals("storage", err.code)
@@ -77,8 +79,10 @@ class FailuresTest {
     }
 
     @Test fun `a store that keeps failing keeps failing with Storage and never resends`() = blocking {
-        val (session, _) = seeded()
+        val (session, rt) = seeded()
+        // The rotated record's saves fail (the in-doubt marker written before sending works).
         store.failSaves = Int.MAX_VALUE
+        store.failOnly = { it["refresh_token"] != rt }
         repeat(3) { expectError<FreshTokenException.Storage> { session.token() } }
         expectError<FreshTokenException.Storage> { session.refresh() }
         expectError<FreshTokenException.Storage> { session.tokens() }
@@ -87,6 +91,27 @@ class FailuresTest {
         val token = session.token()
         same(store.record("u1")!!["access_token"], token, "saved once the store heals")
         assertEquals(1L, emu.refreshRequests())
+    }
+
+    @Test fun `a store that cannot write the in-doubt marker sends nothing and the refresh token stays unused`() = blocking {
+        val (session, rt) = seeded()
+        val savesBefore = store.saves.get()
+        store.failSaves = Int.MAX_VALUE
+        expectError<FreshTokenException.Storage> { session.token() }
+        expectError<FreshTokenException.Storage> { session.refresh() }
+        expectError<FreshTokenException.Storage> { session.tokens() }
+        assertEquals("nothing sent", 0L, emu.refreshRequests())
+        assertEquals("active", emu.refreshTokenState(rt))
+        assertEquals("one attempted marker save per call", 3, store.saves.get() - savesBefore)
+
+        store.failSaves = 0
+        val token = session.token()
+        assertEquals(1L, emu.refreshRequests())
+        val stored = store.record("u1")!!
+        same(stored["access_token"], token, "the rotated record was saved")
+        assertNull("not in doubt once the answer is saved", stored["in_doubt"])
+        assertEquals("consumed", emu.refreshTokenState(rt))
+        assertEquals("active", emu.refreshTokenState(stored["refresh_token"] as String))
     }
 
     @Test fun `a failed load is Storage and sends nothing`() = blocking {
@@ -126,6 +151,29 @@ class FailuresTest {
         session.token()
         assertEquals(2L, emu.refreshRequests())
         assertNull(session.status().reauthorizationReason)
+    }
+
+    @Test fun `callers that joined a refresh that fails all get its failure, and the next call starts a new one`() = blocking {
+        // Issue 11, item 10: once a late joiner got a token from a second
+        // refresh that started after the first had failed. The request is
+        // held until all 20 have joined, then answered with an error.
+        val (session, rt) = seeded()
+        emu.hold()
+        emu.fault(
+            "kind" to "body", "status" to 400, "grant" to "refresh_token",
+            "body" to """{"error":"invalid_request","error_description":"refused once"}""",
+        )
+        val codes = callersThatJoin(emu, 20) {
+            runCatching { session.token() }.exceptionOrNull()?.let { (it as? FreshTokenException)?.code ?: it.javaClass.name }
+        }
+        assertEquals("every caller got the one failure", List(20) { "oauth" }, codes)
+        assertEquals(1L, emu.refreshRequests())
+        assertEquals("active", emu.refreshTokenState(rt))
+
+        val token = session.token()
+        same(store.record("u1")!!["access_token"], token, "the next call refreshed and saved")
+        assertEquals(2L, emu.refreshRequests())
+        assertEquals(0L, emu.counter("reuse_detected"))
     }
 
     @Test fun `no record is NO_REFRESH_TOKEN with no request`() = blocking {

@@ -3,6 +3,7 @@ package dev.freshtoken
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.Json
 import dev.freshtoken.support.blocking
+import dev.freshtoken.support.callersThatJoin
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
@@ -10,11 +11,7 @@ import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicInteger
 import java.util.concurrent.atomic.AtomicReference
 import kotlinx.coroutines.CompletableDeferred
-import kotlinx.coroutines.Dispatchers
-import kotlinx.coroutines.async
-import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.withTimeout
-import kotlinx.coroutines.withTimeoutOrNull
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
@@ -64,9 +61,6 @@ class FleetStoreTest {
         /** Completed when an acquire is first refused (another owner holds the lease). */
         val refusal = CompletableDeferred<Unit>()
 
-        /** While set, a compare-and-swap save waits until an acquire was refused. */
-        @Volatile var holdSavesUntilRefused = false
-
         override suspend fun acquire(key: String, owner: String, ttlMs: ULong): Boolean {
             val ok = super.acquire(key, owner, ttlMs)
             if (ok) {
@@ -92,11 +86,6 @@ class FleetStoreTest {
         }
 
         override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult {
-            if (holdSavesUntilRefused) {
-                // A safety net, not a synchronisation delay: without a refusal
-                // the save goes on after 10 s and the assertions report it.
-                withTimeoutOrNull(10_000) { refusal.await() }
-            }
             return super.saveVersioned(key, record, expected).also {
                 if (it is CasResult.Saved) casSaves.incrementAndGet() else conflicts.incrementAndGet()
             }
@@ -140,16 +129,14 @@ class FleetStoreTest {
                     a.session("u1", store).seed(SeedOptions(refreshToken = original))
                     assertEquals("the seed went through saveVersioned", "1", store.version("u1"))
 
-                    // The refresh is in flight (delay fault), and its holder's
-                    // save waits until the other client was refused the lease:
-                    // the other client certainly asks while the lease is held.
-                    emu.fault("kind" to "delay", "ms" to 200, "count" to 10, "grant" to "refresh_token")
-                    store.holdSavesUntilRefused = true
+                    // The lease holder's refresh is held at the emulator until
+                    // every caller of both clients has joined and the other
+                    // client has been refused the lease.
+                    emu.hold()
                     val sessions = listOf(a.session("u1", store), b.session("u1", store))
-                    val tokens = sessions.flatMap { session ->
-                        (1..50).map { async(Dispatchers.Default) { session.token() } }
-                    }.awaitAll()
-                    emu.clearFaults()
+                    val tokens = callersThatJoin(emu, 100, beforeRelease = { store.refusal.await() }) { i ->
+                        sessions[i / 50].token()
+                    }
 
                     assertEquals(100, tokens.size)
                     assertEquals("exactly one refresh request", 1L, emu.refreshRequests())

@@ -1,11 +1,13 @@
 package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.TrickleServer
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.expectError
 import java.net.ServerSocket
+import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicInteger
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
@@ -115,6 +117,59 @@ class HttpUrlConnectionClientTest {
         val response = http.send(request(emu.tokenEndpoint, max = 1_000))
         assertEquals(200.toUShort(), response.status)
         assertEquals(1_001, response.body.size)
+    }
+
+    /** The emulator's record of the one endless answer, once it has ended. */
+    private fun endedStream(): Map<String, Any?> = emu.waitStreamsEnded(1).single()
+
+    @Test fun `an endless answer is cut one byte past maxResponseBytes and the connection is dropped`() = blocking {
+        for (framing in listOf("chunked", "length", "close")) {
+            emu.reset()
+            emu.endless(framing)
+            val response = http.send(request(emu.tokenEndpoint, max = 65_536))
+            assertEquals(200.toUShort(), response.status)
+            assertEquals("$framing: read up to the cap + 1", 65_537, response.body.size)
+            val stream = endedStream()
+            assertEquals("$framing: the client hung up", "client_closed", stream["end"])
+            val written = stream["bytes_written"] as Long
+            assertTrue("$framing: the emulator wrote $written bytes", written < 1024 * 1024)
+        }
+    }
+
+    @Test fun `a body that trickles forever is Timeout once timeoutMs has passed`() = blocking {
+        TrickleServer().use { server ->
+            // On its own thread: a client that keeps reading must fail this test, not hang it.
+            val outcome = java.util.concurrent.CompletableFuture.supplyAsync {
+                runCatching { kotlinx.coroutines.runBlocking { http.send(request(server.url, timeoutMs = 500)) } }
+            }
+            val result = try {
+                outcome.get(10, TimeUnit.SECONDS)
+            } catch (e: java.util.concurrent.TimeoutException) {
+                fail("still reading 10 s into a 500 ms exchange")
+                throw e
+            }
+            val err = result.exceptionOrNull()
+            assertTrue("expected Timeout, got $err", err is HostException.Timeout)
+            server.closed.get(30, TimeUnit.SECONDS)
+        }
+    }
+
+    @Test fun `an endless answer through a session is InvalidResponse and sends nothing more`() = blocking {
+        val counting = Counting(http)
+        val client = TokenClient.withClock(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+            counting,
+            FakeClock(),
+        )
+        val session = client.session("u1", TestStore())
+        session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
+        emu.endless()
+        val err = expectError<FreshTokenException.InvalidResponse> { session.token() }
+        assertEquals("invalid_response", err.code)
+        assertEquals(1, counting.calls.get())
+        val stream = endedStream()
+        assertEquals("client_closed", stream["end"])
+        assertTrue((stream["bytes_written"] as Long) < 1024 * 1024)
     }
 
     @Test fun `refused connections are retried, then Network with maybeSent false`() = blocking {

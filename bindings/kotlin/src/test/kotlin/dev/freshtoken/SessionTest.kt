@@ -4,12 +4,11 @@ import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
+import dev.freshtoken.support.callersThatJoin
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.same
-import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
-import kotlinx.coroutines.awaitAll
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
@@ -89,13 +88,9 @@ class SessionTest {
 
     @Test fun `200 concurrent coroutines at expiry cause exactly one refresh and get the same token`() = blocking {
         val (session, _) = seeded()
-        // Hold any refresh open, so that a second one would overlap.
-        emu.fault("kind" to "delay", "ms" to 100, "count" to 200, "grant" to "refresh_token")
-
-        val tokens = (1..200).map {
-            async(Dispatchers.Default, start = CoroutineStart.DEFAULT) { session.token() }
-        }.awaitAll()
-        emu.clearFaults()
+        // The refresh is held at the emulator until all 200 have joined it.
+        emu.hold()
+        val tokens = callersThatJoin(emu, 200) { session.token() }
 
         assertEquals(1L, emu.refreshRequests())
         assertEquals(1L, emu.counter("max_concurrent_token_requests"))
@@ -107,11 +102,8 @@ class SessionTest {
 
     @Test fun `200 concurrent handles (client session per call) share one refresh`() = blocking {
         seeded()
-        emu.fault("kind" to "delay", "ms" to 100, "count" to 200, "grant" to "refresh_token")
-        val tokens = (1..200).map {
-            async(Dispatchers.Default) { client.session("u1", store).use { it.token() } }
-        }.awaitAll()
-        emu.clearFaults()
+        emu.hold()
+        val tokens = callersThatJoin(emu, 200) { client.session("u1", store).use { it.token() } }
         assertEquals(1L, emu.refreshRequests())
         assertEquals(1, tokens.toSet().size)
         assertEquals(1UL, client.sessionCount())
@@ -194,9 +186,8 @@ class SessionTest {
     @Test fun `ten concurrent forced refresh() calls share one request`() = blocking {
         val (session, _) = seeded()
         val first = session.token()
-        emu.fault("kind" to "delay", "ms" to 100, "count" to 10, "grant" to "refresh_token")
-        val infos = (1..10).map { async(Dispatchers.Default) { session.refresh() } }.awaitAll()
-        emu.clearFaults()
+        emu.hold()
+        val infos = callersThatJoin(emu, 10) { session.refresh() }
         assertEquals(2L, emu.refreshRequests())
         assertEquals(1, infos.map { it.accessToken }.toSet().size)
         differ(infos[0].accessToken, first, "the forced refresh brought a new token")

@@ -46,13 +46,45 @@ class Emulator private constructor(private val process: Process, ready: Map<Stri
 
     fun clearFaults(): Map<String, Any?> = admin("DELETE", "faults")
 
+    /**
+     * Queues a `hold` fault: the next `count` token requests (of `grant`, if
+     * given) stay unanswered until [releaseHeld]; then they meet the next
+     * queued fault that is not a hold, or are processed normally.
+     */
+    fun hold(count: Int = 1, grant: String? = "refresh_token") =
+        fault(*listOfNotNull("kind" to "hold", "count" to count, grant?.let { "grant" to it }).toTypedArray())
+
+    /** Blocks until at least `count` requests are held (the emulator answers 504, and this throws, after 20 s). */
+    fun waitHeld(count: Int = 1): Long =
+        admin("POST", "held/wait", mapOf("count" to count, "timeout_ms" to 20_000))["held"] as Long
+
+    /** Lets every held request go on; returns how many. */
+    fun releaseHeld(): Long = admin("POST", "held/release")["released"] as Long
+
+    /** Queues an `endless` answer (framing `chunked`, `length` or `close`). */
+    fun endless(framing: String = "chunked", status: Int = 200) =
+        fault("kind" to "endless", "framing" to framing, "status" to status)
+
+    /**
+     * Blocks until `count` endless answers have ended (throws after 20 s);
+     * returns them: `status`, `framing`, `bytes_written`, `end`
+     * (`client_closed`, `max_bytes` or `stalled`).
+     */
+    @Suppress("UNCHECKED_CAST")
+    fun waitStreamsEnded(count: Int = 1): List<Map<String, Any?>> {
+        val answer = Json.parse(adminText("POST", "streams/wait", mapOf("count" to count, "timeout_ms" to 20_000)))
+        return (if (answer is Map<*, *>) answer["streams"] else answer) as List<Map<String, Any?>>
+    }
+
     fun reset(): Map<String, Any?> = admin("POST", "reset")
 
     /** active | consumed | revoked | expired | unknown */
     fun refreshTokenState(refreshToken: String): String =
         admin("POST", "refresh-token-state", mapOf("refresh_token" to refreshToken))["state"] as String
 
-    fun admin(method: String, route: String, body: Any? = null): Map<String, Any?> {
+    fun admin(method: String, route: String, body: Any? = null): Map<String, Any?> = Json.obj(adminText(method, route, body))
+
+    private fun adminText(method: String, route: String, body: Any? = null): String {
         val conn = URI("$adminEndpoint/$route").toURL().openConnection() as HttpURLConnection
         try {
             conn.requestMethod = method
@@ -73,7 +105,7 @@ class Emulator private constructor(private val process: Process, ready: Map<Stri
                 val err = runCatching { Json.obj(text) }.getOrNull()
                 throw IllegalStateException("emulator admin $method /admin/$route answered HTTP $status: ${err?.get("error")} ${err?.get("error_description") ?: ""}")
             }
-            return Json.obj(text)
+            return text
         } finally {
             conn.disconnect()
         }

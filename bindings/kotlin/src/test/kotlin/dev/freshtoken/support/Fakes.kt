@@ -8,6 +8,8 @@ import java.util.Collections
 import java.util.concurrent.atomic.AtomicInteger
 import java.util.concurrent.atomic.AtomicLong
 import kotlinx.coroutines.CompletableDeferred
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
 
@@ -34,6 +36,11 @@ class TestStore : MemoryTokenStore() {
     val saves = AtomicInteger()
     /** How many of the next saves fail (Int.MAX_VALUE: all of them). */
     @Volatile var failSaves = 0
+    /**
+     * With it set, only saves of records it matches (JSON fields) fail and
+     * count against `failSaves`; null: any save.
+     */
+    @Volatile var failOnly: ((Map<String, Any?>) -> Boolean)? = null
     @Volatile var failLoads = 0
     @Volatile private var gate: Gate? = null
 
@@ -44,7 +51,11 @@ class TestStore : MemoryTokenStore() {
         val release = CompletableDeferred<Unit>()
     }
 
-    /** From now on each save reports its record through `entered` and waits for `release`. */
+    /**
+     * From now on each save of a record that is not in doubt (not the
+     * marker the core writes ahead of a refresh request) reports its record
+     * through `entered` and waits for `release`.
+     */
     fun gateSaves(): Gate = Gate().also { gate = it }
 
     override suspend fun load(key: String): String? {
@@ -58,11 +69,11 @@ class TestStore : MemoryTokenStore() {
 
     override suspend fun save(key: String, record: String) {
         saves.incrementAndGet()
-        if (failSaves > 0) {
+        if (failSaves > 0 && failOnly?.invoke(Json.obj(record)) != false) {
             if (failSaves != Int.MAX_VALUE) failSaves--
             throw java.io.IOException("disk full")
         }
-        gate?.let {
+        gate?.takeUnless { record.contains("\"in_doubt\":true") }?.let {
             it.entered.complete(record)
             it.release.await()
         }
@@ -92,4 +103,28 @@ inline fun <reified T : FreshTokenException> expectError(block: () -> Any?): T {
 /** `runBlocking` for JUnit 4 test methods (which must return void, whatever the block's last expression). */
 fun blocking(block: suspend kotlinx.coroutines.CoroutineScope.() -> Unit) {
     kotlinx.coroutines.runBlocking(block = block)
+}
+
+/**
+ * Runs `n` concurrent calls of `call` so that every one has joined the
+ * shared request before its answer, with no timing: queue a `hold` fault
+ * first ([Emulator.hold], then the fault the held request should meet, if
+ * any). Call 0 starts the request and this waits until the emulator holds
+ * it; each further call runs (undispatched) up to its first suspension,
+ * i.e. until the core has taken it; `beforeRelease` runs; then the held
+ * request is released. Returns the results in call order.
+ */
+suspend fun <T> kotlinx.coroutines.CoroutineScope.callersThatJoin(
+    emu: Emulator,
+    n: Int,
+    beforeRelease: suspend () -> Unit = {},
+    call: suspend (Int) -> T,
+): List<T> {
+    val undispatched = kotlinx.coroutines.CoroutineStart.UNDISPATCHED
+    val first = async(start = undispatched) { call(0) }
+    kotlinx.coroutines.withContext(kotlinx.coroutines.Dispatchers.IO) { emu.waitHeld(1) }
+    val rest = (1 until n).map { i -> async(start = undispatched) { call(i) } }
+    beforeRelease()
+    kotlinx.coroutines.withContext(kotlinx.coroutines.Dispatchers.IO) { emu.releaseHeld() }
+    return (listOf(first) + rest).awaitAll()
 }

@@ -115,6 +115,57 @@ class FakeClock(freshtoken.Clock):
         self.ms += ms
 
 
+class Signal:
+    """An event that works across event loops and threads: the store's side
+    runs on freshtoken's loop, the test's side on the test's loop."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._set = False
+        self._waiters = []
+
+    def set(self):
+        with self._lock:
+            self._set = True
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    def is_set(self):
+        return self._set
+
+    async def wait(self):
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._set:
+                return
+            future = loop.create_future()
+            self._waiters.append((loop, future))
+        await future
+
+    def wait_blocking(self, timeout=30):
+        """From a plain thread: waits (bounded, for safety) until set."""
+        done = threading.Event()
+        with self._lock:
+            if self._set:
+                return True
+            self._waiters.append((_ThreadWaker(done), None))
+        return done.wait(timeout)
+
+
+class _ThreadWaker:
+    def __init__(self, event):
+        self.event = event
+
+    def call_soon_threadsafe(self, _callback, _future):
+        self.event.set()
+
+
+def _resolve(future):
+    if not future.done():
+        future.set_result(None)
+
+
 class TestStore(freshtoken.MemoryTokenStore):
     """A MemoryTokenStore that counts calls, fails on command, and can hold saves at a gate."""
 
@@ -131,9 +182,10 @@ class TestStore(freshtoken.MemoryTokenStore):
         self.saving = None
 
     def gate_saves(self):
-        """From now on each save records what it saves, sets `entered`, and waits for `released`."""
-        self.entered = asyncio.Event()
-        self.released = asyncio.Event()
+        """From now on each save records what it saves, sets `entered`, and waits for `released`
+        (Signals: the save runs on freshtoken's loop, the test on its own)."""
+        self.entered = Signal()
+        self.released = Signal()
 
     async def load(self, key):
         self.loads += 1

@@ -86,7 +86,7 @@ def test_file_store_round_trip_names_and_permissions(tmp_path):
         assert len(names) == 2, "one file per key, no temporary files left"
         assert all(len(name) < 200 for name in names)
         assert any(name.startswith("h.") for name in names), "a long key is hashed"
-        assert os.path.basename(store.path("user/1")) == "k.dXNlci8x.json"
+        assert os.path.basename(store.path("user/1")) == "b32.ovzwk4rpge.json"
         for name in names:
             assert stat.S_IMODE(os.stat(directory / name).st_mode) == 0o600
 

@@ -65,11 +65,11 @@ class Emulator:
             self.process.wait()
         self.process.stdout.close()
 
-    def _call(self, method, path, body=None):
+    def _call(self, method, path, body=None, timeout=10):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.admin_endpoint + path, data=data, method=method,
                                      headers={"content-type": "application/json"})
-        with _direct.open(req, timeout=10) as response:
+        with _direct.open(req, timeout=timeout) as response:
             return json.loads(response.read())
 
     def reset(self):
@@ -89,6 +89,19 @@ class Emulator:
 
     def refresh_token_state(self, refresh_token):
         return self._call("POST", "/refresh-token-state", {"refresh_token": refresh_token})["state"]
+
+    def wait_held(self, count=1):
+        """Blocks until `count` token requests are held by `hold` faults (the emulator's
+        long-poll; a 504 after 30 s raises); returns how many are held."""
+        return self._call("POST", "/held/wait", {"count": count, "timeout_ms": 30_000}, timeout=40)["held"]
+
+    def release_held(self):
+        """Lets every held request go on; returns how many there were."""
+        return self._call("POST", "/held/release", {})["released"]
+
+    def wait_streams_ended(self, count=1):
+        """The `endless` responses, once `count` of them have ended (long-poll, 30 s at most)."""
+        return self._call("POST", "/streams/wait", {"count": count, "timeout_ms": 30_000}, timeout=40)
 
     def refresh_requests(self):
         return self.counters()["by_grant"].get("refresh_token", 0)
@@ -208,6 +221,18 @@ class TestStore(freshtoken.MemoryTokenStore):
     def record(self, key):
         text = self.get(key)
         return None if text is None else json.loads(text)
+
+
+async def held_then_released(emu, *awaitables, held=1):
+    """Awaits `awaitables` concurrently while the emulator holds the token
+    request(s) they share (queue a `hold` fault first): every caller has been
+    started, and has handed its call to freshtoken's loop, before the held
+    request is released. Returns their results in order."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    await turn()  # each task's first step: its call is on freshtoken's loop
+    assert await asyncio.to_thread(emu.wait_held, held) == held
+    assert emu.release_held() == held
+    return await asyncio.gather(*tasks)
 
 
 async def turn(times=1):

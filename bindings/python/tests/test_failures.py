@@ -218,7 +218,7 @@ def test_a_timeout_through_urllib_is_timeout(emu):
     async def scenario():
         client, _ = make_client(emu, timeout_ms=300)
         session, _ = await seeded(emu, client, TestStore())
-        emu.fault({"kind": "delay", "ms": 3000, "grant": "refresh_token"})
+        emu.fault({"kind": "hold", "grant": "refresh_token"})  # never answered (reset releases it)
         err = await rejection(session.access_token(), FreshTokenError.Timeout)
         assert err.code == "timeout"
         assert emu.refresh_requests() == 1, "a timed-out request may have been processed: not retried"
@@ -237,6 +237,20 @@ def test_a_body_over_the_cap_is_invalid_response(emu):
         assert "exceeds" in str(err)
 
     asyncio.run(scenario())
+
+
+def test_an_endless_body_is_invalid_response_and_the_connection_is_closed_at_the_cap(emu):
+    async def scenario():
+        client, _ = make_client(emu)
+        session, _ = await seeded(emu, client, TestStore())
+        emu.fault({"kind": "endless", "grant": "refresh_token"})
+        err = await rejection(session.access_token(), FreshTokenError.InvalidResponse)
+        assert "exceeds" in str(err)
+
+    asyncio.run(scenario())
+    (stream,) = emu.wait_streams_ended(1)
+    assert stream["end"] == "client_closed"
+    assert stream["bytes_written"] < 1024 * 1024, "stopped at the 64 KiB cap, not at the emulator's 64 MiB"
 
 
 def test_redirects_are_not_followed(emu):

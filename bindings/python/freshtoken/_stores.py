@@ -122,7 +122,7 @@ class FileTokenStore(TokenStoreBase):
     leaves the old record or the new one, never half of one. File I/O runs in
     a worker thread. One process only: it has no lease and no versions.
 
-    Files written by freshtoken before 0.2 (``k.<base64url>.json``, whose
+    Files written by earlier versions (``k.<base64url>.json``, whose
     names could differ only in case) are still read, and each is deleted
     once its key's record has been saved under the new name. Such a file is
     read only under its exact name as listed in the directory, so a case-
@@ -207,7 +207,7 @@ def file_name(key: str, max_encoded: int = FileTokenStore.MAX_NAME_KEY) -> str:
 
 
 def legacy_file_name(key: str) -> str:
-    """The name freshtoken before 0.2 used (unpadded base64url: case matters)."""
+    """The name earlier versions used (unpadded base64url: case matters)."""
     data = key.encode("utf-8")
     encoded = base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
     if len(encoded) <= FileTokenStore.MAX_NAME_KEY:

@@ -155,6 +155,7 @@ class Client:
     def __init__(self, token_endpoint: str, client_id: str, *,
                  http: Optional[HttpClient] = None, clock: Optional[Clock] = None,
                  **options: Any) -> None:
+        _loop.event_loop()  # registered with uniffi before the core can call back
         retry = options.get("retry")
         if isinstance(retry, dict):
             options["retry"] = RetryOptions(**retry)
@@ -171,6 +172,7 @@ class Client:
         ``private_key_jwt``), ``slidingRefreshTokenLifetime`` and optionally
         ``tokenEndpoint`` (default Stitch's). A missing member raises
         ``FreshTokenError.Config`` naming it."""
+        _loop.event_loop()
         client = cls.__new__(cls)
         client.inner = TokenClient.from_credentials_json(json, _guarded_http(http))
         return client

@@ -112,10 +112,11 @@ class FileTokenStore(TokenStoreBase):
     """One file per session in ``directory`` (created 0700; files are 0600).
 
     File names are safe on case-insensitive file systems (macOS, Windows):
-    ``b32.<the key's UTF-8 in lowercase base32, unpadded>.json``, or
-    ``h.<SHA-256 of the key's UTF-8, lowercase hex>.json`` when the base32
-    would pass 120 characters (keys over 75 bytes). Distinct keys never get
-    names that differ only in case.
+    ``x.<the key's UTF-8 in lowercase hex>.json``, or ``h.<SHA-256 of the
+    key's UTF-8, lowercase hex>.json`` when the hex would pass 120
+    characters (keys over 60 bytes). Distinct keys never get names that
+    differ only in case. (The JavaScript ``FileStore`` uses the same names
+    with ``k.`` for ``x.``; here ``k.`` was taken by the earlier names.)
 
     A save writes a temporary file in the same directory, fsyncs it, renames
     it over the old one (``os.replace``) and fsyncs the directory: a crash
@@ -129,7 +130,7 @@ class FileTokenStore(TokenStoreBase):
     insensitive file system never hands one key another key's old record.
     """
 
-    #: Longest base32 text used as a name; longer keys are hashed.
+    #: Longest hex text used as a name; longer keys are hashed.
     MAX_NAME_KEY = 120
 
     def __init__(self, directory) -> None:
@@ -200,9 +201,9 @@ def file_name(key: str, max_encoded: int = FileTokenStore.MAX_NAME_KEY) -> str:
     """``key``'s file name: lowercase ASCII letters, digits and dots only, so
     that names equal under case folding are equal names (and belong to one key)."""
     data = key.encode("utf-8")
-    encoded = base64.b32encode(data).decode("ascii").rstrip("=").lower()
+    encoded = data.hex()
     if len(encoded) <= max_encoded:
-        return f"b32.{encoded}.json"
+        return f"x.{encoded}.json"
     return f"h.{hashlib.sha256(data).hexdigest()}.json"
 
 

@@ -52,6 +52,12 @@ export interface TokenClientOptions {
   refreshTokenLifetimeSeconds?: number;
   /** Timeout of one token request in ms (default 30000). */
   timeoutMs?: number;
+  /**
+   * Deadline of every store call in ms (default 5000): past it the callers
+   * get a StorageError saying the store did not answer, and a renewed
+   * record stays in memory, saved first on the next call.
+   */
+  storeTimeoutMs?: number;
   /** Idle sessions kept in memory (default 100000). */
   maxSessions?: number;
   /** Fleet stores: how long a refresh lease lasts (ms; default timeout + retry budget + 10 s; must exceed timeoutMs). */
@@ -78,6 +84,8 @@ export interface VersionedRecord {
  * shared by several processes adds the lease and the versioned members
  * (all four): then one process at a time refreshes a session, and a save
  * whose version no longer matches is a ConflictError, never an overwrite.
+ * Every call must settle within `storeTimeoutMs`; a thrown or rejected
+ * error becomes a StorageError whose message has every token removed.
  */
 export interface TokenStore {
   load(key: string): Promise<string | null>;
@@ -152,7 +160,12 @@ export interface ExchangeCodeOptions {
   redirectUri: string;
 }
 
-/** One user's tokens. Handles with the same key in one client share state. */
+/**
+ * One user's tokens. Handles with the same key in one client share state;
+ * create one per request and drop it (its memory is freed when it is
+ * garbage-collected; `free()` frees it at once, after which every method
+ * throws, or rejects with, a ConfigError).
+ */
 export class UserSession {
   private constructor();
   readonly key: string;
@@ -187,6 +200,11 @@ export class TokenClient {
    * a missing one is a ConfigError naming it.
    */
   static fromCredentialsJson(json: string, options?: CredentialsJsonOptions): TokenClient;
+  /**
+   * A handle on `key`'s session. Throws a ConfigError for a key that is not
+   * a non-empty string or holds a lone UTF-16 surrogate, and for a store
+   * without `load` and `save` methods.
+   */
   session(key: string, store: TokenStore): UserSession;
   clientToken(scopes: string[]): Promise<string>;
   invalidateClientToken(scopes: string[]): void;
@@ -252,6 +270,7 @@ export class TimeoutError extends FreshTokenError {}
 export class InvalidResponseError extends FreshTokenError {}
 export class StorageError extends FreshTokenError {}
 export class ConflictError extends FreshTokenError {}
+/** Invalid configuration or argument (`this` for a freed handle); the message names it. */
 export class ConfigError extends FreshTokenError {}
 
 /** Records in memory. */
@@ -264,6 +283,12 @@ export class MemoryStore implements TokenStore {
 /** Records as files (Node only): temp file, fsync, rename. */
 export class FileStore implements TokenStore {
   constructor(directory: string);
+  /**
+   * The file for `key`: `k.<lowercase hex of its UTF-8>.json`, or
+   * `h.<SHA-256 hex>.json` for keys over 60 bytes. Lowercase only, so safe on
+   * case-insensitive file systems. Files of the earlier base64url names are
+   * still read, and the next save moves the record to this name.
+   */
   pathFor(key: string): string;
   load(key: string): Promise<string | null>;
   save(key: string, record: string): Promise<void>;

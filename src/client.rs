@@ -11,6 +11,7 @@ use crate::http::HttpClient;
 use crate::registry::Registry;
 use crate::response::TokenResponse;
 use crate::session::UserSession;
+use crate::spawn::Spawn;
 use crate::store::{Record, TokenStore};
 use crate::tokens::AccessToken;
 use std::sync::Arc;
@@ -33,8 +34,32 @@ impl std::fmt::Debug for TokenClient {
 }
 
 impl TokenClient {
-    /// A client sending requests through `http` and reading time from `clock`.
+    /// A client sending requests through `http` and reading time from
+    /// `clock`. Its refreshes are driven by their callers: one that every
+    /// caller stopped waiting for pauses until the next call. Use
+    /// [`TokenClient::with_spawner`] to run them on their own.
     pub fn new(config: Config, http: Arc<dyn HttpClient>, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, http, clock, None)
+    }
+
+    /// A client whose refreshes run as tasks of `spawn`, so that a caller
+    /// that gives up never stops a refresh (and its save) that others need
+    /// (DESIGN point 15).
+    pub fn with_spawner(
+        config: Config,
+        http: Arc<dyn HttpClient>,
+        clock: Arc<dyn Clock>,
+        spawn: Arc<dyn Spawn>,
+    ) -> Self {
+        Self::build(config, http, clock, Some(spawn))
+    }
+
+    fn build(
+        config: Config,
+        http: Arc<dyn HttpClient>,
+        clock: Arc<dyn Clock>,
+        spawn: Option<Arc<dyn Spawn>>,
+    ) -> Self {
         let sessions = Arc::new(Registry::new(config.max_sessions));
         let owner = crate::random::random_url_safe(12)
             .unwrap_or_else(|_| format!("client-{}", clock.now_ms()));
@@ -43,6 +68,7 @@ impl TokenClient {
             http,
             clock,
             owner,
+            spawn,
         });
         TokenClient {
             client_tokens: Arc::new(ClientTokens::new(ctx.clone())),
@@ -51,12 +77,18 @@ impl TokenClient {
         }
     }
 
-    /// A client using [`crate::NativeHttp`] and the system clock (needs a
-    /// tokio runtime).
+    /// A client using [`crate::NativeHttp`] and the system clock, its
+    /// refreshes spawned on the current tokio runtime (call it inside one).
     #[cfg(feature = "native-http")]
     pub fn native(config: Config) -> Result<Self, Error> {
         let http = Arc::new(crate::NativeHttp::new()?);
-        Ok(TokenClient::new(config, http, Arc::new(crate::SystemClock)))
+        let spawn = Arc::new(crate::TokioSpawner::current()?);
+        Ok(TokenClient::with_spawner(
+            config,
+            http,
+            Arc::new(crate::SystemClock),
+            spawn,
+        ))
     }
 
     /// The configuration.
@@ -71,7 +103,13 @@ impl TokenClient {
             return Err(Error::config("key", "must not be empty"));
         }
         let (key, cell) = self.sessions.cell(key);
-        Ok(UserSession::new(key, cell, store, self.ctx.clone()))
+        Ok(UserSession::new(
+            key,
+            &cell,
+            self.sessions.clone(),
+            store,
+            self.ctx.clone(),
+        ))
     }
 
     /// This client's name as a fleet lease owner (random, unique per
@@ -171,7 +209,7 @@ impl TokenClient {
                         updated_at_ms: now,
                         ..Record::default()
                     };
-                    if let Err(e) = session.install(record).await {
+                    if let Err(e) = session.attach().install(record).await {
                         log::warn!("freshtoken: session {key}: {e}");
                     }
                 }
@@ -198,7 +236,7 @@ impl TokenClient {
             in_doubt: false,
             updated_at_ms: self.ctx.clock.now_ms(),
         };
-        session.install(record).await?;
+        session.attach().install(record).await?;
         Ok(session)
     }
 }

@@ -7,6 +7,7 @@ use crate::maybe_send::MaybeSendSync;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::task::{Poll, Waker};
 
 /// Wall-clock time in milliseconds since the Unix epoch, and a sleep.
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
@@ -16,6 +17,15 @@ pub trait Clock: MaybeSendSync {
     fn now_ms(&self) -> u64;
     /// Waits `ms` milliseconds (used only between retries).
     async fn sleep(&self, ms: u64);
+
+    /// Resolves `ms` milliseconds from now: the deadline of a host callback
+    /// (a store call, an HTTP request). Defaults to [`Clock::sleep`]. A fake
+    /// clock whose `sleep` returns at once must override it, or every
+    /// callback that is not ready at once would time out: [`ManualClock`]
+    /// fires it only when its time is moved past the deadline.
+    async fn timer(&self, ms: u64) {
+        self.sleep(ms).await
+    }
 }
 
 /// The operating system's clock, with a runtime-free timer for sleeps.
@@ -39,11 +49,15 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to. `sleep` advances it instantly and
-/// records the requested duration, so backoff is observable without waiting.
+/// records the requested duration, so backoff is observable without waiting;
+/// a [`Clock::timer`] fires once the clock is moved past its deadline, so a
+/// stalled host callback times out exactly when the test says.
 #[derive(Debug, Default)]
 pub struct ManualClock {
     now: AtomicU64,
     sleeps: Mutex<Vec<u64>>,
+    /// Pending timers: deadline and the waker of the task waiting for it.
+    timers: Mutex<Vec<(u64, Waker)>>,
 }
 
 impl ManualClock {
@@ -52,17 +66,39 @@ impl ManualClock {
         ManualClock {
             now: AtomicU64::new(now_ms),
             sleeps: Mutex::new(Vec::new()),
+            timers: Mutex::new(Vec::new()),
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward (firing the timers it passes).
     pub fn advance(&self, ms: u64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
+        self.fire_due();
     }
 
-    /// Sets the clock.
+    /// Sets the clock (firing the timers it passes).
     pub fn set(&self, now_ms: u64) {
         self.now.store(now_ms, Ordering::SeqCst);
+        self.fire_due();
+    }
+
+    /// How many timers wait for the clock to move: a test can tell that a
+    /// host callback is under way before it moves time past its deadline.
+    pub fn pending_timers(&self) -> usize {
+        let now = self.now_ms();
+        let timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        timers.iter().filter(|(due, _)| *due > now).count()
+    }
+
+    fn fire_due(&self) {
+        let due: Vec<Waker> = {
+            let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            let now = self.now.load(Ordering::SeqCst);
+            let (due, pending) = timers.drain(..).partition(|(at, _)| *at <= now);
+            *timers = pending;
+            due.into_iter().map(|(_, waker)| waker).collect()
+        };
+        due.into_iter().for_each(Waker::wake);
     }
 
     /// Every duration passed to `sleep` so far, in order.
@@ -83,5 +119,21 @@ impl Clock for ManualClock {
             sleeps.push(ms);
         }
         self.advance(ms);
+    }
+
+    async fn timer(&self, ms: u64) {
+        let due = self.now_ms().saturating_add(ms);
+        std::future::poll_fn(|cx| {
+            // Checked and registered under the lock `fire_due` takes after
+            // moving time, so no wake-up can fall between the two.
+            let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            if self.now.load(Ordering::SeqCst) >= due {
+                return Poll::Ready(());
+            }
+            timers.retain(|(at, w)| *at != due || !w.will_wake(cx.waker()));
+            timers.push((due, cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
     }
 }

@@ -2,13 +2,19 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, MAX_RESPONSE_BYTES};
+use crate::deadline::within;
 use crate::error::Error;
 use crate::grant::{build_request, Grant};
 use crate::http::{HttpClient, HttpError};
 use crate::random::jitter;
 use crate::response::{classify, Answer, OAuthErrorBody, TokenResponse};
 use crate::secret::{scrub, Secret};
+use crate::spawn::Spawn;
 use std::sync::Arc;
+
+/// How long past its own timeout a host's HTTP request may run before the
+/// core abandons it (a host transport that ignores the timeout).
+const HTTP_GRACE_MS: u64 = 1_000;
 
 /// What the token machinery needs: configuration, HTTP and time.
 pub(crate) struct Context {
@@ -17,6 +23,8 @@ pub(crate) struct Context {
     pub(crate) clock: Arc<dyn Clock>,
     /// This client's name as a lease owner (unique per process and client).
     pub(crate) owner: String,
+    /// Runs refreshes on their own, when the host provides a way.
+    pub(crate) spawn: Option<Arc<dyn Spawn>>,
 }
 
 /// A successful answer and when its request was sent.
@@ -93,7 +101,20 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
         let sent_at_ms = ctx.clock.now_ms();
         attempts += 1;
         log::debug!("freshtoken: {} request, attempt {attempts}", grant.name());
-        let (final_error, retry_after_ms) = match ctx.http.send(request).await {
+        let deadline = request.timeout_ms.saturating_add(HTTP_GRACE_MS);
+        let sent = within(ctx.clock.as_ref(), deadline, ctx.http.send(request)).await;
+        let sent = sent
+            .unwrap_or(Err(HttpError::Timeout))
+            .map_err(|e| match e {
+                // The host's message may quote the request (the refresh token,
+                // the client secret): scrub it like a server's error body.
+                HttpError::NotSent(m) => HttpError::NotSent(scrub(&m, &secrets_of(ctx, grant))),
+                HttpError::Interrupted(m) => {
+                    HttpError::Interrupted(scrub(&m, &secrets_of(ctx, grant)))
+                }
+                other => other,
+            });
+        let (final_error, retry_after_ms) = match sent {
             Err(HttpError::NotSent(message)) => (
                 Error::Network {
                     message,
@@ -124,10 +145,7 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
                     })
                 }
                 Answer::OAuthError { status, mut body } => {
-                    let mut secrets = grant.secrets();
-                    if let Some(secret) = &ctx.config.client_secret {
-                        secrets.push(secret.expose());
-                    }
+                    let secrets = secrets_of(ctx, grant);
                     body.error = scrub(&body.error, &secrets);
                     body.description = body.description.map(|d| scrub(&d, &secrets));
                     body.uri = body.uri.map(|u| scrub(&u, &secrets));
@@ -175,4 +193,13 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
         log::debug!("freshtoken: retrying in {delay} ms after: {final_error}");
         ctx.clock.sleep(delay).await;
     }
+}
+
+/// The secrets a request for `grant` carries.
+fn secrets_of<'a>(ctx: &'a Context, grant: &'a Grant<'_>) -> Vec<&'a str> {
+    let mut secrets = grant.secrets();
+    if let Some(secret) = &ctx.config.client_secret {
+        secrets.push(secret.expose());
+    }
+    secrets
 }

@@ -3,9 +3,10 @@
 //! with backoff, re-read the store, and use the record the holder saved.
 //! A holder that dies delays the others by at most the lease TTL.
 
+use crate::attached::Attached;
 use crate::error::Error;
+use crate::flight::Plan;
 use crate::random::jitter;
-use crate::session::{Plan, UserSession};
 use crate::tokens::TokenInfo;
 
 /// First and largest pause between two looks at another process's lease
@@ -18,20 +19,16 @@ const MAX_WAIT_MS: u64 = 250;
 /// holds it now. `Ok(Some(info))`: while waiting, another process saved a
 /// record that serves this call, so no lease (and no request) is needed.
 pub(crate) async fn take_lease(
-    session: &UserSession,
+    session: &Attached,
     force: bool,
     asked_at: u64,
 ) -> Result<Option<TokenInfo>, Error> {
-    let ctx = session.context();
+    let ctx = &session.ctx;
     let config = &ctx.config;
     let deadline = ctx.clock.now_ms().saturating_add(config.lease_wait_ms);
     let mut wait = FIRST_WAIT_MS;
     loop {
-        let store = session.store();
-        if store
-            .acquire(session.key(), &ctx.owner, config.lease_ttl_ms)
-            .await?
-        {
+        if session.acquire().await? {
             return Ok(None);
         }
         if ctx.clock.now_ms() >= deadline {
@@ -56,12 +53,11 @@ pub(crate) async fn take_lease(
 
 /// Gives the lease back. A failure only delays the others until the lease
 /// expires, so it is logged, not reported.
-pub(crate) async fn release_lease(session: &UserSession) {
-    let ctx = session.context();
-    if let Err(e) = session.store().release(session.key(), &ctx.owner).await {
+pub(crate) async fn release_lease(session: &Attached) {
+    if let Err(e) = session.release().await {
         log::warn!(
             "freshtoken: session {}: releasing the lease: {e}",
-            session.key()
+            session.key
         );
     }
 }

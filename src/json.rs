@@ -27,8 +27,13 @@ pub enum Json {
     Object(Vec<(String, Json)>),
 }
 
+use std::collections::HashSet;
+
 /// Deepest nesting accepted.
 const MAX_DEPTH: usize = 32;
+
+/// Objects up to this many members check duplicate keys by scanning.
+const SMALL_OBJECT: usize = 16;
 
 impl Json {
     /// Parses one JSON document (surrounding whitespace allowed).
@@ -147,6 +152,7 @@ impl Parser<'_> {
     fn object(&mut self, depth: usize) -> Result<Json, JsonError> {
         self.pos += 1;
         let mut members: Vec<(String, Json)> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         self.skip_ws();
         if self.peek()? == b'}' {
             self.pos += 1;
@@ -164,7 +170,17 @@ impl Parser<'_> {
             }
             self.pos += 1;
             let value = self.value(depth + 1)?;
-            if members.iter().any(|(k, _)| *k == key) {
+            // A scan while the object is small; past that, a set, so that no
+            // object of any size makes the check quadratic.
+            let duplicate = if members.len() < SMALL_OBJECT {
+                members.iter().any(|(k, _)| *k == key)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(members.iter().map(|(k, _)| k.clone()));
+                }
+                !seen.insert(key.clone())
+            };
+            if duplicate {
                 return Err(JsonError::DuplicateKey);
             }
             members.push((key, value));
@@ -441,6 +457,15 @@ mod tests {
         }
         assert_eq!(Json::parse(&[b'"', 0xff, b'"']), Err(JsonError::Syntax));
         assert_eq!(parse(r#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
+    }
+
+    #[test]
+    fn duplicate_keys_in_big_objects_are_found_in_linear_time() {
+        let members: Vec<String> = (0..200_000).map(|i| format!("\"k{i}\":{i}")).collect();
+        let text = format!("{{{}}}", members.join(","));
+        assert!(matches!(parse(&text), Ok(Json::Object(m)) if m.len() == 200_000));
+        let with_dup = format!("{{{},\"k7\":0}}", members.join(","));
+        assert_eq!(parse(&with_dup), Err(JsonError::DuplicateKey));
     }
 
     #[test]

@@ -32,16 +32,19 @@
 // values on purpose (one thread, JS promises); natively it is `Send + Sync`.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+mod attached;
 mod authorize;
 mod client;
 mod client_token;
 mod clock;
 mod config;
 mod credentials;
+mod deadline;
 mod endpoint;
 mod error;
 mod exchange;
 mod fleet;
+mod flight;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod grant;
@@ -60,6 +63,9 @@ pub mod response;
 pub mod retry;
 mod secret;
 mod session;
+mod session_state;
+mod session_store;
+mod spawn;
 mod store;
 mod tokens;
 
@@ -80,8 +86,8 @@ pub use clock::SystemClock;
 pub use clock::{Clock, ManualClock};
 pub use config::{
     ClientAuthMethod, Config, ConfigBuilder, DEFAULT_CLIENT_TOKEN_LIFETIME_SECS,
-    DEFAULT_LEEWAY_SECS, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_USER_TOKEN_LIFETIME_SECS,
-    MAX_RESPONSE_BYTES,
+    DEFAULT_LEEWAY_SECS, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_STORE_TIMEOUT_MS,
+    DEFAULT_USER_TOKEN_LIFETIME_SECS, MAX_RESPONSE_BYTES,
 };
 pub use credentials::STITCH_TOKEN_ENDPOINT;
 pub use error::{Error, ErrorCode, ReauthReason};
@@ -89,9 +95,12 @@ pub use http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 pub use maybe_send::{BoxFuture, MaybeSendSync};
 pub use memory_store::MemoryStore;
 #[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]
-pub use native_http::NativeHttp;
+pub use native_http::{NativeHttp, TokioSpawner};
 pub use retry::RetryPolicy;
 pub use secret::Secret;
 pub use session::{Seed, SessionStatus, UserSession};
-pub use store::{CasOutcome, Record, StoreError, TokenStore, Versioned, RECORD_SCHEMA_V1};
+pub use spawn::Spawn;
+pub use store::{
+    CasOutcome, Record, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES, RECORD_SCHEMA_V1,
+};
 pub use tokens::{AccessToken, TokenInfo};

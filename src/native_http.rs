@@ -73,6 +73,25 @@ impl HttpClient for NativeHttp {
     }
 }
 
+/// Runs detached refreshes on a tokio runtime (see [`crate::Spawn`]).
+#[derive(Clone, Debug)]
+pub struct TokioSpawner(tokio::runtime::Handle);
+
+impl TokioSpawner {
+    /// The runtime this is called in; a `config` error outside one.
+    pub fn current() -> Result<Self, Error> {
+        tokio::runtime::Handle::try_current()
+            .map(TokioSpawner)
+            .map_err(|_| Error::config("runtime", "must be called inside a tokio runtime"))
+    }
+}
+
+impl crate::Spawn for TokioSpawner {
+    fn spawn(&self, task: crate::BoxFuture<'static, ()>) {
+        drop(self.0.spawn(task));
+    }
+}
+
 /// Connection failures never reached the server; everything else may have.
 fn transport_error(e: reqwest::Error) -> HttpError {
     let message = describe(&e);

@@ -2,7 +2,7 @@
 //! however many handles the host creates; idle states are evicted oldest
 //! first when the map is full.
 
-use crate::session::SessionCell;
+use crate::session_state::SessionCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,14 +55,21 @@ impl Registry {
         (key, cell)
     }
 
+    /// Marks `cell` as just used (for the least-recently-used eviction).
+    pub(crate) fn touch(&self, cell: &SessionCell) {
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
+        cell.last_used.store(tick, Ordering::Relaxed);
+    }
+
     /// How many session states are held.
     pub(crate) fn len(&self) -> usize {
         self.cells.lock().map(|c| c.map.len()).unwrap_or(0)
     }
 }
 
-/// Drops the least recently used idle states (no handle alive, nothing in
-/// flight, nothing unsaved) until at most `target` remain.
+/// Drops the least recently used idle states (no operation running, nothing
+/// in flight, nothing unsaved) until at most `target` remain. Handles hold
+/// states weakly and re-attach by key, so they never keep one alive.
 fn evict_idle(cells: &mut HashMap<Arc<str>, Arc<SessionCell>>, target: usize) {
     let mut idle: Vec<(u64, Arc<str>)> = cells
         .iter()

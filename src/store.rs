@@ -131,6 +131,12 @@ pub struct Record {
 /// The schema tag of today's records.
 pub const RECORD_SCHEMA_V1: &str = "freshtoken.record/1";
 
+/// Largest stored record read (bytes). A record holds the tokens of one
+/// answer of at most [`crate::MAX_RESPONSE_BYTES`], whose text grows at most
+/// threefold when escaped again: anything bigger was not written by
+/// freshtoken and is refused without being parsed.
+pub const MAX_RECORD_BYTES: usize = 4 * crate::MAX_RESPONSE_BYTES;
+
 impl Record {
     /// The record as versioned JSON for the store.
     pub fn encode(&self) -> String {
@@ -167,6 +173,11 @@ impl Record {
     /// are ignored; the error never quotes the record.
     pub fn decode(text: &str) -> Result<Record, Error> {
         let unreadable = |what: &str| Error::storage(format!("the stored record {what}"));
+        if text.len() > MAX_RECORD_BYTES {
+            return Err(unreadable(&format!(
+                "is larger than {MAX_RECORD_BYTES} bytes; it was not read"
+            )));
+        }
         let json = Json::parse(text.as_bytes()).map_err(|e| match e {
             JsonError::Truncated => unreadable("is truncated"),
             _ => unreadable("is not JSON"),
@@ -297,6 +308,25 @@ mod tests {
             assert_eq!(e.code().as_str(), "storage", "{text}");
             assert!(!e.to_string().contains("SENTINEL"), "{e}");
         }
+    }
+
+    #[test]
+    fn oversize_records_are_refused_unread() {
+        let padding = " ".repeat(MAX_RECORD_BYTES);
+        let text = format!(r#"{{"schema":"freshtoken.record/1","refresh_token":"rt"}}{padding}"#);
+        let e = Record::decode(&text).unwrap_err();
+        assert_eq!(e.code().as_str(), "storage");
+        assert!(e.to_string().contains("larger than"), "{e}");
+        let fits = Record {
+            access_token: Some(AccessToken {
+                value: Secret::new("\u{1}".repeat(crate::MAX_RESPONSE_BYTES / 6)),
+                issued_at_ms: 1,
+                expires_at_ms: 2,
+            }),
+            ..sample()
+        };
+        assert!(fits.encode().len() <= MAX_RECORD_BYTES);
+        assert_eq!(Record::decode(&fits.encode()).unwrap(), fits);
     }
 
     #[test]

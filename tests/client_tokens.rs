@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::Harness;
+use common::{joined_then_released, Harness};
 use freshtoken_emulator::Fault;
-use futures_util::future::join_all;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_per_sorted_scope_set_and_renewed_after_expiry() {
@@ -53,10 +52,22 @@ async fn cached_per_sorted_scope_set_and_renewed_after_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_share_one_request() {
     let h = Harness::new();
-    let tokens = join_all((0..50).map(|_| h.client.client_token(&["accounts"]))).await;
+    // The request is held until every caller has asked.
+    h.emu.push_fault(Fault::hold());
+    let callers = (0..50).map(|i| {
+        let scopes: &[&str] = if i % 2 == 0 {
+            &["accounts", "balances"]
+        } else {
+            &["balances", "accounts"]
+        };
+        h.client.client_token(scopes)
+    });
+    let tokens = joined_then_released(&h.emu, callers).await;
     let tokens: Vec<String> = tokens.into_iter().map(Result::unwrap).collect();
+    assert_eq!(tokens.len(), 50);
     assert!(tokens.iter().all(|t| *t == tokens[0]));
     assert_eq!(h.grant_requests("client_credentials"), 1);
+    assert_eq!(h.emu.counters().max_concurrent_token_requests, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

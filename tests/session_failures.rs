@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{assert_no_secret, Harness, CLIENT_ID};
+use common::{assert_no_secret, joined_then_released, Harness, CLIENT_ID};
 use freshtoken::{Clock, Error, ReauthReason, RetryPolicy, Seed};
-use freshtoken_emulator::{Fault, TokenState};
+use freshtoken_emulator::{Fault, StreamEnd, TokenState};
 use std::sync::atomic::Ordering;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,12 +385,34 @@ async fn an_oversize_body_is_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_body_is_cut_at_the_cap_while_reading() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::endless());
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_response");
+    assert!(error.to_string().contains("65536"), "{error}");
+    // The transport stopped reading and closed: the emulator got little
+    // more than the cap (plus socket buffers) onto the wire, not 64 MiB.
+    let streams = h.emu.wait_endless_ended(1);
+    assert_eq!(streams[0].end, Some(StreamEnd::ClientClosed));
+    assert!(
+        streams[0].bytes_written < 1024 * 1024,
+        "{} bytes written",
+        streams[0].bytes_written
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_refresh_never_leaves_the_session_stuck() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;
+    // Held until all 20 have joined, then answered with the error.
+    h.emu.push_fault(Fault::hold());
     h.emu
         .push_fault(Fault::body(400, r#"{"error":"invalid_scope"}"#));
-    let results = futures_util::future::join_all((0..20).map(|_| session.access_token())).await;
+    let results = joined_then_released(&h.emu, (0..20).map(|_| session.access_token())).await;
+    assert_eq!(results.len(), 20);
     assert!(results
         .iter()
         .all(|r| r.as_ref().unwrap_err().oauth_error() == Some("invalid_scope")));

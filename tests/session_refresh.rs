@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{Harness, CLIENT_ID, CLIENT_SECRET};
+use common::{joined_then_released, Harness, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{Clock, Config, Seed, TokenStore};
-use freshtoken_emulator::TokenState;
+use freshtoken_emulator::{Fault, TokenState};
 use futures_util::future::join_all;
 use std::sync::atomic::Ordering;
 
@@ -50,16 +50,19 @@ async fn the_rotated_record_is_saved_before_the_caller_gets_the_token() {
 async fn a_hundred_concurrent_callers_at_expiry_cause_exactly_one_refresh() {
     let h = Harness::new();
     let (_, _) = h.seeded("u1").await;
+    // The request is held until every caller has asked.
+    h.emu.push_fault(Fault::hold());
     // Each caller makes its own handle, as a backend does per request.
     let calls = (0..100).map(|_| {
         let session = h.session("u1");
         async move { session.access_token().await }
     });
-    let tokens: Vec<String> = join_all(calls)
+    let tokens: Vec<String> = joined_then_released(&h.emu, calls)
         .await
         .into_iter()
         .map(|r| r.unwrap())
         .collect();
+    assert_eq!(tokens.len(), 100);
     assert_eq!(h.refresh_requests(), 1);
     assert_eq!(h.emu.counters().max_concurrent_token_requests, 1);
     assert!(tokens.iter().all(|t| *t == tokens[0]));
@@ -121,19 +124,9 @@ async fn forced_refreshes_share_one_request() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;
     let first = session.access_token().await.unwrap();
-    // The forced refresh's save is held until every caller has asked, so all
-    // ten ask while it runs (on a slow machine the HTTP answer could
-    // otherwise land before the last caller is first polled).
-    let (mut entered, release) = h.store.gate_saves();
-    let all = join_all((0..10).map(|_| session.refresh()));
-    tokio::pin!(all);
-    tokio::select! {
-        biased;
-        _ = &mut all => panic!("finished before the save"),
-        _ = entered.recv() => {}
-    }
-    release.notify_one();
-    let infos = all.await;
+    // The forced refresh's request is held until every caller has asked.
+    h.emu.push_fault(Fault::hold());
+    let infos = joined_then_released(&h.emu, (0..10).map(|_| session.refresh())).await;
     let tokens: Vec<String> = infos.into_iter().map(|r| r.unwrap().access_token).collect();
     assert_eq!(
         h.refresh_requests(),

@@ -6,11 +6,16 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/pr
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
-/** Longest file-name stem used as is; longer keys are hashed (names max out at 255 bytes). */
-const MAX_STEM = 120;
+/** Longest hex stem used as is (keys up to 60 UTF-8 bytes); longer keys are hashed. */
+const MAX_HEX = 120;
 
-/** A save's temporary file: `<stem>.json.<pid>.<random>.tmp`. */
+/** Longest stem of the earlier base64url names. */
+const MAX_LEGACY_STEM = 120;
+
+/** A save's temporary file: `<name>.json.<pid>.<random>.tmp`. */
 const TEMP_NAME = /\.json\.\d+\.[0-9a-f]{12}\.tmp$/;
+
+const sha256 = (key) => createHash('sha256').update(key, 'utf8').digest('hex');
 
 /** Records as files in `directory` (created if missing). */
 export class FileStore {
@@ -24,26 +29,40 @@ export class FileStore {
   }
 
   /**
-   * The file for `key`: base64url (so no key can escape the directory), or
-   * the SHA-256 of the key when that would make the name too long.
+   * The file for `key`: `k.<lowercase hex of its UTF-8>.json`, or
+   * `h.<SHA-256 hex>.json` when that would be too long. Lowercase ASCII
+   * only, so no two keys share a file on a case-insensitive file system
+   * (macOS, Windows), and no key can escape the directory.
    */
   pathFor(key) {
+    if (!key.isWellFormed()) throw new TypeError('FileStore: a key must not contain a lone UTF-16 surrogate');
+    const hex = Buffer.from(key, 'utf8').toString('hex');
+    const stem = hex.length <= MAX_HEX ? `k.${hex}` : `h.${sha256(key)}`;
+    return join(this.#dir, `${stem}.json`);
+  }
+
+  /**
+   * The file earlier versions used for `key` (base64url, or `sha256-<hex>`):
+   * read while no file of today's name exists, removed by the next save.
+   * Its names differ only in case for some keys ('JoHn', 'Jobn'), so on a
+   * case-insensitive file system such keys already shared one file.
+   */
+  #legacyPathFor(key) {
     let stem = Buffer.from(key, 'utf8').toString('base64url');
-    if (stem.length > MAX_STEM) stem = `sha256-${createHash('sha256').update(key, 'utf8').digest('hex')}`;
+    if (stem.length > MAX_LEGACY_STEM) stem = `sha256-${sha256(key)}`;
     return join(this.#dir, `${stem}.json`);
   }
 
   /** The record saved under `key`, or null. */
   async load(key) {
-    try {
-      return await readFile(this.pathFor(key), 'utf8');
-    } catch (error) {
-      if (error.code === 'ENOENT') return null;
-      throw new Error(`cannot read the record (${error.code ?? 'error'})`);
-    }
+    return (await readRecord(this.pathFor(key))) ?? readRecord(this.#legacyPathFor(key));
   }
 
-  /** Saves `record` durably: temp file, fsync, rename, fsync the directory. */
+  /**
+   * Saves `record` durably: temp file, fsync, rename, fsync the directory;
+   * then removes the file of the earlier name, if any (the new file is
+   * durable by then, so a crash at any point leaves a readable record).
+   */
   async save(key, record) {
     try {
       await mkdir(this.#dir, { recursive: true });
@@ -65,6 +84,12 @@ export class FileStore {
       await unlink(tmp).catch(() => {});
       throw new Error(`cannot write the record (${error.code ?? 'error'})`);
     }
+    await this.#syncDirectory();
+    await unlink(this.#legacyPathFor(key)).catch(() => {});
+  }
+
+  /** fsyncs the directory, making renames and new files in it durable. */
+  async #syncDirectory() {
     const dir = await open(this.#dir, 'r').catch(() => undefined);
     await dir?.sync().catch(() => {});
     await dir?.close().catch(() => {});
@@ -117,12 +142,18 @@ export class FileStore {
         if (await unlink(path).then(() => true, () => false)) removed += 1;
       }
     }
-    if (completed > 0) {
-      const dir = await open(this.#dir, 'r').catch(() => undefined);
-      await dir?.sync().catch(() => {});
-      await dir?.close().catch(() => {});
-    }
+    if (completed > 0) await this.#syncDirectory();
     return { completed, removed };
+  }
+}
+
+/** The file's text, or null if there is no such file. */
+async function readRecord(path) {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if (error.code === 'ENOENT') return null;
+    throw new Error(`cannot read the record (${error.code ?? 'error'})`);
   }
 }
 

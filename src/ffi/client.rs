@@ -1,6 +1,7 @@
 //! `TokenClient` and `ClientTokens` for Kotlin, Swift and Python.
 
 use super::error::FreshTokenError;
+use super::executor::FlightThread;
 use super::host::{Clock, ClockAdapter, HttpAdapter, HttpClient, StoreAdapter, TokenStore};
 use super::session::UserSession;
 use super::types::{
@@ -79,10 +80,11 @@ impl TokenClient {
         options: TokenClientOptions,
         http: Arc<dyn HttpClient>,
     ) -> Result<Arc<Self>, FreshTokenError> {
-        let inner = crate::TokenClient::new(
+        let inner = crate::TokenClient::with_spawner(
             config(options)?,
             Arc::new(HttpAdapter(http)),
             Arc::new(SystemClock),
+            Arc::new(FlightThread),
         );
         Ok(Arc::new(TokenClient { inner }))
     }
@@ -97,8 +99,12 @@ impl TokenClient {
         http: Arc<dyn HttpClient>,
     ) -> Result<Arc<Self>, FreshTokenError> {
         let config = Config::from_credentials_json(&json)?.build()?;
-        let inner =
-            crate::TokenClient::new(config, Arc::new(HttpAdapter(http)), Arc::new(SystemClock));
+        let inner = crate::TokenClient::with_spawner(
+            config,
+            Arc::new(HttpAdapter(http)),
+            Arc::new(SystemClock),
+            Arc::new(FlightThread),
+        );
         Ok(Arc::new(TokenClient { inner }))
     }
 
@@ -109,10 +115,11 @@ impl TokenClient {
         http: Arc<dyn HttpClient>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, FreshTokenError> {
-        let inner = crate::TokenClient::new(
+        let inner = crate::TokenClient::with_spawner(
             config(options)?,
             Arc::new(HttpAdapter(http)),
             Arc::new(ClockAdapter(clock)),
+            Arc::new(FlightThread),
         );
         Ok(Arc::new(TokenClient { inner }))
     }

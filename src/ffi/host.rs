@@ -188,8 +188,23 @@ impl crate::Clock for ClockAdapter {
     }
 
     async fn sleep(&self, ms: u64) {
-        if self.0.sleep(ms).await.is_err() {
+        // A host sleep that fails or never returns falls back to real time.
+        let host = crate::deadline::within(
+            &crate::SystemClock,
+            ms.saturating_add(HOST_SLEEP_GRACE_MS),
+            self.0.sleep(ms),
+        );
+        if let Some(Err(_)) = host.await {
             crate::Clock::sleep(&crate::SystemClock, ms).await;
         }
     }
+
+    /// Deadlines of host callbacks run in real time, whatever the host's
+    /// clock does (a test clock's sleep may return at once).
+    async fn timer(&self, ms: u64) {
+        crate::Clock::sleep(&crate::SystemClock, ms).await;
+    }
 }
+
+/// How long past its length a host clock's sleep may run.
+const HOST_SLEEP_GRACE_MS: u64 = 1_000;

@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+mod executor;
 mod host;
 mod redact;
 mod session;

@@ -261,6 +261,7 @@ mod tests {
             client_token_lifetime_seconds: None,
             refresh_token_lifetime_seconds: None,
             timeout_ms: None,
+            store_timeout_ms: None,
             max_sessions: None,
             lease_ttl_ms: None,
             lease_wait_ms: None,

@@ -1,12 +1,13 @@
 //! `TokenClient` and `refreshTokens` for JavaScript.
 
-use super::convert::{get, object, opt_string, string, strings};
+use super::convert::{get, object, object_arg, opt_string, string, string_arg, strings};
 use super::error::to_js;
 use super::js_store::JsStore;
 use super::options::{build, from_credentials, OPTIONS};
 use super::session::WasmUserSession;
 use crate::{AuthorizationParams, Error, TokenClient};
 use js_sys::Promise;
+use std::cell::RefCell;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
@@ -14,6 +15,32 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(js_name = TokenClient)]
 pub struct WasmTokenClient {
     inner: TokenClient,
+    /// The store object last passed to `session()`, wrapped: hosts pass
+    /// the same store for every request, and its handles then share one
+    /// wrapper instead of each holding its own.
+    last_store: RefCell<Option<(JsValue, Arc<JsStore>)>>,
+}
+
+impl WasmTokenClient {
+    fn wrap(inner: TokenClient) -> Self {
+        WasmTokenClient {
+            inner,
+            last_store: RefCell::new(None),
+        }
+    }
+
+    /// The wrapper for `object`: the last one if it is the same object.
+    fn store(&self, object: JsValue) -> Result<Arc<JsStore>, Error> {
+        if let Some((last, store)) = self.last_store.borrow().as_ref() {
+            if *last == object {
+                return Ok(store.clone());
+            }
+        }
+        // Not borrowed while JsStore::new runs the host's getters.
+        let store = Arc::new(JsStore::new(object.clone())?);
+        *self.last_store.borrow_mut() = Some((object, store.clone()));
+        Ok(store)
+    }
 }
 
 #[wasm_bindgen(js_class = TokenClient)]
@@ -22,7 +49,7 @@ impl WasmTokenClient {
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<WasmTokenClient, JsValue> {
         build(&options, OPTIONS)
-            .map(|inner| WasmTokenClient { inner })
+            .map(WasmTokenClient::wrap)
             .map_err(to_js)
     }
 
@@ -31,19 +58,21 @@ impl WasmTokenClient {
     /// credentials JSON; `options` adds the rest (no identity options).
     #[wasm_bindgen(js_name = fromCredentialsJson)]
     pub fn from_credentials_json(
-        json: String,
+        json: JsValue,
         options: JsValue,
     ) -> Result<WasmTokenClient, JsValue> {
-        from_credentials(&json, &options)
-            .map(|inner| WasmTokenClient { inner })
+        string_arg(&json, "json")
+            .and_then(|json| from_credentials(&json, &options))
+            .map(WasmTokenClient::wrap)
             .map_err(to_js)
     }
 
     /// `client.session(key, store)`: a handle sharing state with every other
     /// handle of the same key.
-    pub fn session(&self, key: String, store: JsValue) -> Result<WasmUserSession, JsValue> {
-        let store = JsStore::new(store).map_err(to_js)?;
-        let session = self.inner.session(&key, Arc::new(store)).map_err(to_js)?;
+    pub fn session(&self, key: JsValue, store: JsValue) -> Result<WasmUserSession, JsValue> {
+        let key = string_arg(&key, "key").map_err(to_js)?;
+        let store = self.store(store).map_err(to_js)?;
+        let session = self.inner.session(&key, store).map_err(to_js)?;
         Ok(WasmUserSession::new(session))
     }
 
@@ -86,18 +115,20 @@ impl WasmTokenClient {
 
     /// `client.exchangeCode({ code, codeVerifier, redirectUri }, key, store)`.
     #[wasm_bindgen(js_name = exchangeCode)]
-    pub fn exchange_code(&self, params: JsValue, key: String, store: JsValue) -> Promise {
+    pub fn exchange_code(&self, params: JsValue, key: JsValue, store: JsValue) -> Promise {
         let client = self.inner.clone();
         super::promise(Box::pin(async move {
             let read = || -> Result<_, Error> {
+                object_arg(&params, "options")?;
                 Ok((
                     string(&params, "code")?,
                     string(&params, "codeVerifier")?,
                     string(&params, "redirectUri")?,
+                    string_arg(&key, "key")?,
                     JsStore::new(store)?,
                 ))
             };
-            let (code, verifier, redirect_uri, store) = read().map_err(to_js)?;
+            let (code, verifier, redirect_uri, key, store) = read().map_err(to_js)?;
             let session = client
                 .exchange_code(&code, &verifier, &redirect_uri, &key, Arc::new(store))
                 .await
@@ -148,7 +179,8 @@ pub fn refresh_tokens(options: JsValue) -> Promise {
 }
 
 fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> {
-    let scopes = get(params, "scopes");
+    object_arg(params, "options")?;
+    let scopes = get(params, "scopes")?;
     Ok(AuthorizationParams {
         redirect_uri: string(params, "redirectUri")?,
         scopes: if scopes.is_undefined() {

@@ -1,28 +1,62 @@
-//! Reading JavaScript option objects and building result objects.
+//! Reading JavaScript arguments and option objects, and building result
+//! objects. Every read that can run host code goes through [`super::host`];
+//! a getter or Proxy trap that throws is a `config` error naming the field.
 
+use super::host;
 use crate::{Error, SessionStatus, TokenInfo};
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Function, Object, Reflect};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 /// `obj[name]`, or `undefined` when `obj` is not an object.
-pub(crate) fn get(obj: &JsValue, name: &str) -> JsValue {
-    if !obj.is_object() {
-        return JsValue::UNDEFINED;
+pub(crate) fn get(obj: &JsValue, name: &str) -> Result<JsValue, Error> {
+    host::get(obj, name).map_err(|_| Error::config(name, "could not be read (it threw)"))
+}
+
+/// `value` as a Rust string if it is a JavaScript string. A lone UTF-16
+/// surrogate is an error: converted, it would become U+FFFD, and distinct
+/// strings (two session keys) would become one.
+fn as_text(value: &JsValue, name: &str) -> Result<Option<String>, Error> {
+    let Some(text) = value.as_string() else {
+        return Ok(None);
+    };
+    // Only a string that converted to U+FFFD can have held a lone surrogate.
+    if text.contains('\u{FFFD}') && !host::well_formed(value) {
+        return Err(Error::config(
+            name,
+            "must not contain a lone UTF-16 surrogate",
+        ));
     }
-    Reflect::get(obj, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+    Ok(Some(text))
+}
+
+/// An object argument (options): anything else is a `config` error naming it.
+pub(crate) fn object_arg(value: &JsValue, name: &str) -> Result<(), Error> {
+    if value.is_object() {
+        Ok(())
+    } else {
+        Err(Error::config(name, "must be an object"))
+    }
+}
+
+/// A string argument: anything else (`null`, a number, a Symbol) is a
+/// `config` error naming it.
+pub(crate) fn string_arg(value: &JsValue, name: &str) -> Result<String, Error> {
+    if value.is_undefined() || value.is_null() {
+        return Err(Error::config(name, "is required"));
+    }
+    as_text(value, name)?.ok_or_else(|| Error::config(name, "must be a string"))
 }
 
 /// An optional string field; anything but a string, `null` or `undefined`
 /// is a `config` error naming the field.
 pub(crate) fn opt_string(obj: &JsValue, name: &str) -> Result<Option<String>, Error> {
-    let value = get(obj, name);
+    let value = get(obj, name)?;
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
-    value
-        .as_string()
+    as_text(&value, name)?
         .map(Some)
         .ok_or_else(|| Error::config(name, "must be a string"))
 }
@@ -34,7 +68,7 @@ pub(crate) fn string(obj: &JsValue, name: &str) -> Result<String, Error> {
 
 /// An optional whole-number field (JavaScript numbers are doubles).
 pub(crate) fn opt_int(obj: &JsValue, name: &str) -> Result<Option<i64>, Error> {
-    let value = get(obj, name);
+    let value = get(obj, name)?;
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
@@ -46,27 +80,25 @@ pub(crate) fn opt_int(obj: &JsValue, name: &str) -> Result<Option<i64>, Error> {
 
 /// An optional function field.
 pub(crate) fn opt_function(obj: &JsValue, name: &str) -> Result<Option<Function>, Error> {
-    let value = get(obj, name);
+    let value = get(obj, name)?;
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
-    value
-        .dyn_into::<Function>()
-        .map(Some)
-        .map_err(|_| Error::config(name, "must be a function"))
+    if !value.is_function() {
+        return Err(Error::config(name, "must be a function"));
+    }
+    Ok(Some(value.unchecked_into()))
 }
 
 /// An array of strings.
 pub(crate) fn strings(value: &JsValue, name: &str) -> Result<Vec<String>, Error> {
-    if !Array::is_array(value) {
-        return Err(Error::config(name, "must be an array of strings"));
-    }
-    Array::from(value)
+    let wrong = || Error::config(name, "must be an array of strings");
+    let items = host::array(value)
+        .map_err(|_| Error::config(name, "could not be read (it threw)"))?
+        .ok_or_else(wrong)?;
+    items
         .iter()
-        .map(|v| {
-            v.as_string()
-                .ok_or_else(|| Error::config(name, "must be an array of strings"))
-        })
+        .map(|v| as_text(&v, name)?.ok_or_else(wrong))
         .collect()
 }
 

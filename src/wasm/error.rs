@@ -81,11 +81,10 @@ pub(crate) fn to_js(error: Error) -> JsValue {
     {
         set("retryAfterMs", (*ms as f64).into());
     }
-    let built = FACTORY.with(|f| {
-        f.borrow()
-            .as_ref()
-            .and_then(|factory| factory.call1(&JsValue::NULL, &fields).ok())
-    });
+    // Cloned out first: the factory runs JavaScript, which must never find
+    // the cell borrowed.
+    let factory = FACTORY.with(|f| f.borrow().clone());
+    let built = factory.and_then(|factory| factory.call1(&JsValue::NULL, &fields).ok());
     built.unwrap_or_else(|| {
         let plain = js_sys::Error::new(&error.to_string());
         let _ = Object::assign(&plain, &fields);

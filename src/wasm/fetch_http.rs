@@ -2,12 +2,12 @@
 //! or the host's own `fetch`. Reflection instead of web-sys keeps the
 //! binary small and works wherever `fetch` does.
 
+use super::host;
 use crate::{HttpClient, HttpError, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{ArrayBuffer, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
 /// Errors whose cause shows the request never left (Node's undici codes).
 const NOT_SENT_CODES: &[&str] = &[
@@ -32,27 +32,25 @@ pub(crate) struct FetchHttp {
     pub(crate) fetch: Option<Function>,
 }
 
-fn global(name: &str) -> JsValue {
-    Reflect::get(&js_sys::global(), &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
-}
-
 fn set(obj: &Object, name: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(name), value);
 }
 
+/// `target.name(args…)`; a missing method is an error like a throwing one.
 fn call_method(target: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
-    let f: Function = Reflect::get(target, &JsValue::from_str(name))?.dyn_into()?;
-    match args {
-        [] => f.call0(target),
-        [a] => f.call1(target, a),
-        [a, b, ..] => f.call2(target, a, b),
+    match host::method(target, name)? {
+        Some(f) => host::call(&f, target, args),
+        None => Err(JsValue::from_str("no such method")),
     }
 }
 
+/// Awaits `target.name(args…)`.
+async fn await_method(target: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    host::settle(&call_method(target, name, args)?).await
+}
+
 fn text(value: &JsValue, name: &str) -> Option<String> {
-    Reflect::get(value, &JsValue::from_str(name))
-        .ok()?
-        .as_string()
+    host::get(value, name).ok()?.as_string()
 }
 
 /// Sorts a failed `fetch` into "never sent", "timed out" or "maybe sent".
@@ -61,12 +59,14 @@ fn transport_error(error: &JsValue) -> HttpError {
     if name == "TimeoutError" || name == "AbortError" {
         return HttpError::Timeout;
     }
-    let cause = Reflect::get(error, &JsValue::from_str("cause")).unwrap_or(JsValue::UNDEFINED);
+    let cause = host::get(error, "cause").unwrap_or(JsValue::UNDEFINED);
     let code = text(&cause, "code").unwrap_or_default();
     let message = match (text(error, "message"), text(&cause, "message")) {
         (Some(m), Some(c)) => format!("{m}: {c}"),
         (Some(m), None) => m,
-        _ => "fetch failed".to_owned(),
+        _ => error
+            .as_string()
+            .unwrap_or_else(|| "fetch failed".to_owned()),
     };
     if NOT_SENT_CODES.contains(&code.as_str()) {
         HttpError::NotSent(message)
@@ -75,14 +75,48 @@ fn transport_error(error: &JsValue) -> HttpError {
     }
 }
 
+/// The first `limit` bytes of the body (fewer if it ends first), read from
+/// its stream chunk by chunk; the stream is cancelled once `limit` is reached.
+/// A response without a stream (a host's own `fetch`) is read whole.
+async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue> {
+    let stream = host::get(response, "body")?;
+    if stream.is_null() || stream.is_undefined() {
+        let buffer = await_method(response, "arrayBuffer", &[]).await?;
+        let buffer = buffer
+            .dyn_into::<ArrayBuffer>()
+            .map_err(|_| JsValue::from_str("arrayBuffer() did not give an ArrayBuffer"))?;
+        let bytes = Uint8Array::new(&buffer);
+        let len = (bytes.length() as usize).min(limit);
+        return Ok(bytes.subarray(0, len as u32).to_vec());
+    }
+    let reader = call_method(&stream, "getReader", &[])?;
+    let mut body = Vec::new();
+    while body.len() < limit {
+        let chunk = await_method(&reader, "read", &[]).await?;
+        if host::get(&chunk, "done")?.is_truthy() {
+            return Ok(body);
+        }
+        let bytes = host::get(&chunk, "value")?
+            .dyn_into::<Uint8Array>()
+            .map_err(|_| JsValue::from_str("the body stream gave no bytes"))?;
+        let start = body.len();
+        let take = (bytes.length() as usize).min(limit - start);
+        body.resize(start + take, 0);
+        bytes.subarray(0, take as u32).copy_to(&mut body[start..]);
+    }
+    host::cancel(&reader);
+    Ok(body)
+}
+
 #[async_trait(?Send)]
 impl HttpClient for FetchHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let fetch = match &self.fetch {
             Some(f) => f.clone(),
-            None => global("fetch")
-                .dyn_into::<Function>()
-                .map_err(|_| HttpError::NotSent("no global fetch: pass options.fetch".into()))?,
+            None => host::method(&js_sys::global(), "fetch")
+                .ok()
+                .flatten()
+                .ok_or_else(|| HttpError::NotSent("no global fetch: pass options.fetch".into()))?,
         };
         let headers = Object::new();
         for (name, value) in &request.headers {
@@ -94,7 +128,7 @@ impl HttpClient for FetchHttp {
         set(&init, "body", &request.body.as_str().into());
         set(&init, "redirect", &"manual".into());
         set(&init, "credentials", &"omit".into());
-        let abort_signal = global("AbortSignal");
+        let abort_signal = host::get(&js_sys::global(), "AbortSignal").unwrap_or_default();
         if let Ok(signal) = call_method(
             &abort_signal,
             "timeout",
@@ -102,22 +136,16 @@ impl HttpClient for FetchHttp {
         ) {
             set(&init, "signal", &signal);
         }
-        let promise: Promise = fetch
-            .call2(&JsValue::NULL, &request.url.as_str().into(), &init)
-            .and_then(|p| p.dyn_into())
-            .map_err(|e| {
-                HttpError::NotSent(text(&e, "message").unwrap_or_else(|| "fetch threw".into()))
-            })?;
-        let response = JsFuture::from(promise)
+        let url = JsValue::from_str(&request.url);
+        let pending = host::call(&fetch, &JsValue::NULL, &[url, init.into()]).map_err(|e| {
+            HttpError::NotSent(text(&e, "message").unwrap_or_else(|| "fetch threw".into()))
+        })?;
+        let response = host::settle(&pending)
             .await
             .map_err(|e| transport_error(&e))?;
 
-        let status = Reflect::get(&response, &JsValue::from_str("status"))
-            .ok()
-            .and_then(|s| s.as_f64())
-            .unwrap_or(0.0) as u16;
-        let answer_headers =
-            Reflect::get(&response, &JsValue::from_str("headers")).unwrap_or(JsValue::UNDEFINED);
+        let status = number(&response, "status") as u16;
+        let answer_headers = host::get(&response, "headers").unwrap_or_default();
         let mut headers = Vec::new();
         for name in HEADERS_READ {
             if let Some(value) = call_method(&answer_headers, "get", &[(*name).into()])
@@ -127,33 +155,38 @@ impl HttpClient for FetchHttp {
                 headers.push(((*name).to_owned(), value));
             }
         }
+        let limit = request.max_response_bytes.saturating_add(1);
         let declared = headers
             .iter()
             .find(|(n, _)| n == "content-length")
             .and_then(|(_, v)| v.trim().parse::<usize>().ok());
-        if declared.is_some_and(|len| len > request.max_response_bytes) {
-            if let Ok(body) = Reflect::get(&response, &JsValue::from_str("body")) {
-                let _ = call_method(&body, "cancel", &[]);
+        if declared.is_some_and(|len| len >= limit) {
+            if let Ok(stream) = host::get(&response, "body") {
+                host::cancel(&stream);
             }
             // Unread: a body one byte over the cap stands for it, so the
             // core judges the answer by its status like any oversize one.
             return Ok(HttpResponse {
                 status,
                 headers,
-                body: vec![0; request.max_response_bytes + 1],
+                body: vec![0; limit],
             });
         }
-        let buffer = call_method(&response, "arrayBuffer", &[])
-            .and_then(|p| p.dyn_into::<Promise>())
-            .map_err(|e| transport_error(&e))?;
-        let buffer = JsFuture::from(buffer)
+        let body = read_body(&response, limit)
             .await
             .map_err(|e| transport_error(&e))?;
-        let bytes = Uint8Array::new(&buffer);
         Ok(HttpResponse {
             status,
             headers,
-            body: bytes.to_vec(),
+            body,
         })
     }
+}
+
+/// A numeric property (0 when missing or not a number).
+fn number(value: &JsValue, name: &str) -> f64 {
+    host::get(value, name)
+        .ok()
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0)
 }

@@ -1,12 +1,12 @@
 //! Time for wasm: `Date.now()` (or the host's `now`), and sleeps through
 //! `setTimeout` (or the host's `sleep`).
 
+use super::host;
+use super::timeout::Timeout;
 use crate::Clock;
 use async_trait::async_trait;
-use js_sys::{Function, Promise, Reflect};
+use js_sys::Function;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
 /// The clock: optional host overrides for tests with fake time.
 pub(crate) struct JsClock {
@@ -18,8 +18,7 @@ pub(crate) struct JsClock {
 impl Clock for JsClock {
     fn now_ms(&self) -> u64 {
         let now = match &self.now {
-            Some(f) => f
-                .call0(&JsValue::NULL)
+            Some(f) => host::call(f, &JsValue::NULL, &[])
                 .ok()
                 .and_then(|v| v.as_f64())
                 .unwrap_or_else(js_sys::Date::now),
@@ -33,35 +32,30 @@ impl Clock for JsClock {
     }
 
     async fn sleep(&self, ms: u64) {
-        let ms = JsValue::from_f64(ms as f64);
-        let promise = match &self.sleep {
-            Some(f) => f
-                .call1(&JsValue::NULL, &ms)
-                .ok()
-                .and_then(|p| p.dyn_into::<Promise>().ok()),
-            None => Some(set_timeout_promise(&ms)),
-        };
-        if let Some(promise) = promise {
-            let _ = JsFuture::from(promise).await;
+        match &self.sleep {
+            Some(f) => {
+                if let Ok(slept) = host::call(f, &JsValue::NULL, &[(ms as f64).into()]) {
+                    // A host sleep that never settles ends on the real timer.
+                    let grace = ms.saturating_add(1_000);
+                    let _ = crate::deadline::within(self, grace, host::settle(&slept)).await;
+                }
+            }
+            None => Timeout::new(ms).await,
         }
+    }
+
+    /// Deadlines of host callbacks run on the real `setTimeout`, whatever
+    /// the host's `sleep` does (a test's may resolve at once).
+    async fn timer(&self, ms: u64) {
+        Timeout::new(ms).await;
     }
 }
 
-/// `new Promise(r => setTimeout(r, ms))`, with `setTimeout` from the global
-/// object (Node, browsers and workers alike).
-fn set_timeout_promise(ms: &JsValue) -> Promise {
-    let ms = ms.clone();
-    Promise::new(&mut |resolve, _reject| {
-        let set_timeout = Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok());
-        match set_timeout {
-            Some(f) => {
-                let _ = f.call2(&JsValue::NULL, &resolve, &ms);
-            }
-            None => {
-                let _ = resolve.call0(&JsValue::NULL);
-            }
-        }
-    })
+/// Runs detached refreshes on the JavaScript event loop.
+pub(crate) struct LocalSpawner;
+
+impl crate::Spawn for LocalSpawner {
+    fn spawn(&self, task: crate::BoxFuture<'static, ()>) {
+        wasm_bindgen_futures::spawn_local(task);
+    }
 }

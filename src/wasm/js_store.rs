@@ -5,12 +5,10 @@
 //! `{ record, version } | null` and `saveVersioned(key, record, expected)` →
 //! the new version, or `null` when `expected` no longer matches.
 
+use super::host;
 use crate::{CasOutcome, StoreError, TokenStore, Versioned};
 use async_trait::async_trait;
-use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
 /// The host's store object.
 pub(crate) struct JsStore {
@@ -19,20 +17,24 @@ pub(crate) struct JsStore {
     versions: bool,
 }
 
+/// Whether `object` has every method in `names` (a throwing getter: no).
 fn has_methods(object: &JsValue, names: &[&str]) -> bool {
-    names.iter().all(|name| {
-        Reflect::get(object, &JsValue::from_str(name))
-            .map(|f| f.is_function())
-            .unwrap_or(false)
-    })
+    names
+        .iter()
+        .all(|name| matches!(host::method(object, name), Ok(Some(_))))
 }
 
 impl JsStore {
     /// Wraps `object` after checking it has `load` and `save` methods.
     pub(crate) fn new(object: JsValue) -> Result<Self, crate::Error> {
+        if !object.is_object() && !object.is_function() {
+            return Err(crate::Error::config(
+                "store",
+                "must be an object with load() and save() methods",
+            ));
+        }
         for method in ["load", "save"] {
-            let f = Reflect::get(&object, &JsValue::from_str(method)).unwrap_or(JsValue::UNDEFINED);
-            if !f.is_function() {
+            if !has_methods(&object, &[method]) {
                 return Err(crate::Error::config(
                     "store",
                     format!("must have a {method}() method"),
@@ -46,32 +48,23 @@ impl JsStore {
         })
     }
 
-    /// Calls `method(args…)` and awaits its result (a Promise or a value).
+    /// Calls `method(args…)` and awaits its result (a Promise, a thenable
+    /// or a value).
     async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, StoreError> {
-        let f: Function = Reflect::get(&self.object, &JsValue::from_str(method))
-            .ok()
-            .and_then(|f| f.dyn_into().ok())
+        let f = host::method(&self.object, method)
+            .map_err(|e| store_error(method, &e))?
             .ok_or_else(|| StoreError(format!("store.{method} is not a function")))?;
-        let result = match args {
-            [a] => f.call1(&self.object, a),
-            [a, b] => f.call2(&self.object, a, b),
-            [a, b, c, ..] => f.call3(&self.object, a, b, c),
-            [] => f.call0(&self.object),
-        }
-        .map_err(|e| store_error(method, &e))?;
-        match result.dyn_into::<Promise>() {
-            Ok(promise) => JsFuture::from(promise)
-                .await
-                .map_err(|e| store_error(method, &e)),
-            Err(value) => Ok(value),
-        }
+        let result = host::call(&f, &self.object, args).map_err(|e| store_error(method, &e))?;
+        host::settle(&result)
+            .await
+            .map_err(|e| store_error(method, &e))
     }
 }
 
 /// The host's error message (never the record: the core does not put it in
-/// the arguments of an error).
+/// the arguments of an error, and scrubs what the host's message quotes).
 fn store_error(method: &str, error: &JsValue) -> StoreError {
-    let message = Reflect::get(error, &JsValue::from_str("message"))
+    let message = host::get(error, "message")
         .ok()
         .and_then(|m| m.as_string())
         .or_else(|| error.as_string())
@@ -127,11 +120,7 @@ impl TokenStore for JsStore {
         if found.is_null() || found.is_undefined() {
             return Ok(None);
         }
-        let field = |name: &str| {
-            Reflect::get(&found, &JsValue::from_str(name))
-                .ok()
-                .and_then(|v| v.as_string())
-        };
+        let field = |name: &str| host::get(&found, name).ok().and_then(|v| v.as_string());
         match (field("record"), field("version")) {
             (Some(record), Some(version)) => Ok(Some(Versioned { record, version })),
             _ => Err(StoreError(

@@ -9,10 +9,12 @@ mod client;
 mod convert;
 mod error;
 mod fetch_http;
+mod host;
 mod js_clock;
 mod js_store;
 mod options;
 mod session;
+mod timeout;
 
 pub use client::{refresh_tokens, WasmTokenClient};
 
@@ -30,3 +32,10 @@ pub(crate) fn promise(future: JsResultFuture) -> js_sys::Promise {
 }
 pub use error::set_error_factory;
 pub use session::WasmUserSession;
+
+/// The size of this instance's wasm memory in bytes (it only ever grows):
+/// for the package's memory tests, not part of its API.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = __wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size::<0>() * 65536) as f64
+}

@@ -3,9 +3,9 @@
 
 use super::convert::{get, opt_function, opt_int, opt_string, string};
 use super::fetch_http::FetchHttp;
-use super::js_clock::JsClock;
+use super::host;
+use super::js_clock::{JsClock, LocalSpawner};
 use crate::{ClientAuthMethod, Config, ConfigBuilder, Error, RetryPolicy, TokenClient};
-use js_sys::Object;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
@@ -65,7 +65,9 @@ pub(crate) fn known_keys(
     if !value.is_object() {
         return Err(Error::config(name, "must be an object"));
     }
-    for key in Object::keys(&Object::from(value.clone())).iter() {
+    let keys =
+        host::keys(value).map_err(|_| Error::config(name, "could not be read (it threw)"))?;
+    for key in keys.iter() {
         let key = key.as_string().unwrap_or_default();
         if !allowed.contains(&key.as_str()) {
             return Err(Error::config(
@@ -104,7 +106,7 @@ pub(crate) fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, 
 pub(crate) fn from_credentials(json: &str, options: &JsValue) -> Result<TokenClient, Error> {
     let b = Config::from_credentials_json(json)?;
     if options.is_undefined() || options.is_null() {
-        return finish(b, &Object::new().into());
+        return finish(b, &JsValue::UNDEFINED);
     }
     let allowed: Vec<&str> = OPTIONS
         .iter()
@@ -155,7 +157,7 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
             .map_err(|_| Error::config("maxSessions", "must not be negative"))?;
         b = b.max_sessions(max);
     }
-    let retry = get(o, "retry");
+    let retry = get(o, "retry")?;
     if !retry.is_undefined() && !retry.is_null() {
         known_keys(&retry, "retry", "retry.", RETRY_OPTIONS)?;
         let d = RetryPolicy::default();
@@ -182,5 +184,10 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
         now: opt_function(o, "now")?,
         sleep: opt_function(o, "sleep")?,
     };
-    Ok(TokenClient::new(config, Arc::new(http), Arc::new(clock)))
+    Ok(TokenClient::with_spawner(
+        config,
+        Arc::new(http),
+        Arc::new(clock),
+        Arc::new(LocalSpawner),
+    ))
 }

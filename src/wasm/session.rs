@@ -1,6 +1,8 @@
 //! `UserSession` for JavaScript.
 
-use super::convert::{opt_int, opt_string, session_status, string, token_info};
+use super::convert::{
+    object_arg, opt_int, opt_string, session_status, string, string_arg, token_info,
+};
 use super::error::to_js;
 use crate::{Error, Seed, UserSession};
 use js_sys::Promise;
@@ -79,9 +81,10 @@ impl WasmUserSession {
     /// `session.tokenRejected(token)`: the API rejected `token`; refresh
     /// unless another caller already did.
     #[wasm_bindgen(js_name = tokenRejected)]
-    pub fn token_rejected(&self, token: String) -> Promise {
+    pub fn token_rejected(&self, token: JsValue) -> Promise {
         let session = self.inner.clone();
         super::promise(Box::pin(async move {
+            let token = string_arg(&token, "token").map_err(to_js)?;
             session
                 .token_rejected(&token)
                 .await
@@ -95,6 +98,7 @@ impl WasmUserSession {
         let session = self.inner.clone();
         super::promise(Box::pin(async move {
             let read = || -> Result<Seed, Error> {
+                object_arg(&seed, "seed")?;
                 Ok(Seed {
                     refresh_token: string(&seed, "refreshToken")?.into(),
                     access_token: opt_string(&seed, "accessToken")?.map(Into::into),

@@ -8,8 +8,12 @@ use freshtoken::{
     TokenStore, UserSession,
 };
 use freshtoken_emulator::{Emulator, Options};
+use futures_util::future::{join_all, maybe_done, poll_fn, MaybeDone};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use tokio::sync::{mpsc, Notify};
 
 pub const CLIENT_ID: &str = "test-client";
@@ -185,6 +189,45 @@ impl Harness {
             .copied()
             .unwrap_or(0)
     }
+}
+
+/// Runs `callers` concurrently on this task while the emulator holds the
+/// one token request they are to share, so that none can come late: each
+/// caller is polled once (a caller joins the shared flight, or starts it,
+/// on its first poll) before the held request is released. Queue
+/// `Fault::hold()` (and whatever the request should meet next) first.
+/// Asserts that exactly one request was held; returns the outputs in order.
+pub async fn joined_then_released<F: Future>(
+    emu: &Emulator,
+    callers: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut callers: Vec<Pin<Box<MaybeDone<F>>>> = callers
+        .into_iter()
+        .map(|f| Box::pin(maybe_done(f)))
+        .collect();
+    poll_fn(|cx| {
+        for caller in &mut callers {
+            let _ = caller.as_mut().poll(cx);
+        }
+        Poll::Ready(())
+    })
+    .await;
+    // Waited for on another thread while this task keeps driving the callers.
+    let held = emu.held_requests();
+    let release = async move {
+        tokio::task::spawn_blocking(move || {
+            held.wait(1);
+            held.release()
+        })
+        .await
+        .expect("the held-request waiter")
+    };
+    let (_, released) = tokio::join!(join_all(callers.iter_mut()), release);
+    assert_eq!(released, 1, "the callers' one request was held");
+    callers
+        .iter_mut()
+        .map(|caller| caller.as_mut().take_output().expect("every caller ended"))
+        .collect()
 }
 
 /// Asserts that no secret-looking value appears in an error's message or Debug.

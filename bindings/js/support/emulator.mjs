@@ -227,6 +227,35 @@ export async function startEmulator({
     refreshTokenInfo(token) {
       return admin('POST', 'refresh-token-state', { refresh_token: token });
     },
+    /** How many token requests a {kind: 'hold'} fault holds now. */
+    async held() {
+      return (await admin('GET', 'held')).held;
+    },
+    /**
+     * Resolves with the number held once at least `count` token requests are
+     * held by {kind: 'hold'} faults; rejects after `timeoutMs` (the emulator
+     * answers 504), so a request that never arrives fails the test instead of
+     * hanging it.
+     */
+    async waitHeld(count = 1, { timeoutMs = 10_000 } = {}) {
+      return (await admin('POST', 'held/wait', { count, timeout_ms: timeoutMs })).held;
+    },
+    /** Lets every held request go on (to the next queued fault, or normal processing): resolves with how many. */
+    async releaseHeld() {
+      return (await admin('POST', 'held/release')).released;
+    },
+    /** The {kind: 'endless'} responses so far: [{status, framing, bytes_written, end}] (end: null while streaming). */
+    endlessStreams() {
+      return admin('GET', 'streams');
+    },
+    /**
+     * Resolves with the endless responses once at least `count` have ended
+     * and none is still streaming; rejects after `timeoutMs` (e.g. when the
+     * client never closed the connection).
+     */
+    waitEndlessEnded(count = 1, { timeoutMs = 10_000 } = {}) {
+      return admin('POST', 'streams/wait', { count, timeout_ms: timeoutMs });
+    },
     /** {open, token_requests_in_flight}: connections accepted and not yet closed (this one excluded). */
     connections() {
       return admin('GET', 'connections');

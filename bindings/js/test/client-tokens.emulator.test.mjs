@@ -70,11 +70,15 @@ describe('clientToken() against the emulator', () => {
 
   test('concurrent callers share one request', async () => {
     const { client } = setup();
-    await emu.fault({ kind: 'delay', ms: 100, count: 50, grant: 'client_credentials' });
-    const tokens = await Promise.all(Array.from({ length: 50 }, (_, i) => (
+    // Held until every caller has asked.
+    await emu.fault({ kind: 'hold', grant: 'client_credentials' });
+    const pending = Promise.all(Array.from({ length: 50 }, (_, i) => (
       client.clientToken(i % 2 ? ['accounts', 'balances'] : ['balances', 'accounts'])
     )));
-    await emu.clearFaults();
+    assert.equal(await emu.waitHeld(1), 1);
+    assert.equal(await emu.releaseHeld(), 1);
+    const tokens = await pending;
+    assert.equal(tokens.length, 50);
     assert.equal(new Set(tokens).size, 1);
     assert.equal(await ccRequests(), 1);
     assert.equal((await emu.counters()).max_concurrent_token_requests, 1);

@@ -43,10 +43,15 @@ function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
   return time;
 }
 
-/** A MemoryStore whose next loads/saves fail on command (Infinity: all of them). */
+/**
+ * A MemoryStore whose next loads/saves fail on command (Infinity: all of
+ * them); with `failOnly` set, only saves of records it matches count.
+ */
 class FailingStore {
   inner = new MemoryStore();
   failSaves = 0;
+  /** (record object) => whether a save of it may fail; null: any save. */
+  failOnly = null;
   failLoads = 0;
   loads = 0;
   saves = 0;
@@ -62,7 +67,7 @@ class FailingStore {
 
   async save(key, record) {
     this.saves += 1;
-    if (this.failSaves > 0) {
+    if (this.failSaves > 0 && (this.failOnly === null || this.failOnly(JSON.parse(record)))) {
       this.failSaves -= 1;
       throw new Error('disk full');
     }
@@ -131,6 +136,7 @@ describe('session failures against the emulator', () => {
       const { client, store } = setup();
       const { session, rt: oldRt } = await seeded(client, store);
       store.failSaves = 1;
+      store.failOnly = (record) => record.refresh_token !== oldRt;
 
       const err = await rejection(session.accessToken(), StorageError);
       assert.equal(err.code, 'storage');
@@ -153,8 +159,10 @@ describe('session failures against the emulator', () => {
 
     test('a store that keeps failing keeps failing with storage and never resends, refresh() included', async () => {
       const { client, store } = setup();
-      const { session } = await seeded(client, store);
+      const { session, rt } = await seeded(client, store);
+      // The rotated record's saves fail (whatever was written before sending worked).
       store.failSaves = Infinity;
+      store.failOnly = (record) => record.refresh_token !== rt;
       for (let i = 0; i < 3; i += 1) {
         assert.equal((await rejection(session.accessToken(), StorageError)).code, 'storage');
       }
@@ -391,8 +399,13 @@ describe('session failures against the emulator', () => {
     test('20 concurrent callers share one failed attempt, and the next call starts afresh', async () => {
       const { client, store } = setup();
       const { session } = await seeded(client, store);
-      await emu.fault({ kind: 'body', status: 400, body: '{"error":"invalid_scope"}' });
-      const results = await Promise.allSettled(Array.from({ length: 20 }, () => session.accessToken()));
+      // Held until every caller has asked, then answered with the error.
+      await emu.fault([{ kind: 'hold' }, { kind: 'body', status: 400, body: '{"error":"invalid_scope"}' }]);
+      const pending = Promise.allSettled(Array.from({ length: 20 }, () => session.accessToken()));
+      assert.equal(await emu.waitHeld(1), 1);
+      assert.equal(await emu.releaseHeld(), 1);
+      const results = await pending;
+      assert.equal(results.length, 20);
       assert.ok(results.every((r) => r.status === 'rejected' && r.reason instanceof OAuthError
         && r.reason.oauthError === 'invalid_scope'));
       assert.equal(await emu.refreshRequests(), 1, 'all callers got the one result');

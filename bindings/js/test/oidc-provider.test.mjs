@@ -35,13 +35,14 @@ function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
   return time;
 }
 
-/** A MemoryStore whose next saves fail on command. */
+/** A MemoryStore whose next saves (of records `failOnly` matches, if set) fail on command. */
 class FlakyStore {
   inner = new MemoryStore();
   failSaves = 0;
+  failOnly = null;
   async load(key) { return this.inner.load(key); }
   async save(key, record) {
-    if (this.failSaves > 0) {
+    if (this.failSaves > 0 && (this.failOnly === null || this.failOnly(JSON.parse(record)))) {
       this.failSaves -= 1;
       throw new Error('disk full');
     }
@@ -136,6 +137,7 @@ describe('against oidc-provider (rotation on, reuse revokes the grant)', () => {
     const { session, store, time, tokens } = await loggedIn();
     time.advance(tokens.expires_in * 1000);
     store.failSaves = 1;
+    store.failOnly = (record) => record.refresh_token !== tokens.refresh_token;
     const before = op.tokenRequests();
     const err = await session.accessToken().then(() => assert.fail('resolved'), (e) => e);
     assert.ok(err instanceof StorageError);

@@ -43,11 +43,14 @@ class TestStore {
   saves = 0;
   #gate = null;
 
-  /** From now on each save reports its record through `entered` and waits for `release()`. */
-  gateSaves() {
+  /**
+   * From now on each save (of a record `match` accepts) reports its record
+   * through `entered` and waits for `release()`.
+   */
+  gateSaves(match = () => true) {
     const entered = deferred();
     const released = deferred();
-    this.#gate = { entered, released };
+    this.#gate = { entered, released, match };
     return { entered: entered.promise, release: () => released.resolve() };
   }
 
@@ -59,7 +62,7 @@ class TestStore {
   async save(key, record) {
     this.saves += 1;
     const gate = this.#gate;
-    if (gate) {
+    if (gate?.match(JSON.parse(record))) {
       gate.entered.resolve(record);
       await gate.released.promise;
     }
@@ -110,7 +113,7 @@ describe('UserSession against the emulator', () => {
   test('the rotated record is saved before accessToken() resolves', async () => {
     const { client, store } = setup();
     const { session, family } = await seeded(client, store);
-    const gate = store.gateSaves();
+    const gate = store.gateSaves((record) => record.refresh_token !== family.refresh_token);
 
     let settled = false;
     const pending = session.accessToken();
@@ -139,11 +142,14 @@ describe('UserSession against the emulator', () => {
   test('1,000 concurrent accessToken() calls at expiry cause exactly one refresh', async () => {
     const { client, store } = setup();
     const { session } = await seeded(client, store);
-    // Hold any refresh request open for a while, so that a second one would overlap.
-    await emu.fault({ kind: 'delay', ms: 100, count: 1000, grant: 'refresh_token' });
+    // The refresh is held, unanswered, until every caller has asked (each joins in a microtask,
+    // before the emulator's answer to waitHeld can arrive).
+    await emu.fault({ kind: 'hold', grant: 'refresh_token' });
 
-    const tokens = await Promise.all(Array.from({ length: 1000 }, () => session.accessToken()));
-    await emu.clearFaults();
+    const pending = Promise.all(Array.from({ length: 1000 }, () => session.accessToken()));
+    assert.equal(await emu.waitHeld(1), 1);
+    assert.equal(await emu.releaseHeld(), 1);
+    const tokens = await pending;
 
     assert.equal(await emu.refreshRequests(), 1);
     const counters = await emu.counters();
@@ -157,10 +163,12 @@ describe('UserSession against the emulator', () => {
   test('1,000 concurrent callers with a handle each (client.session per call) share one refresh', async () => {
     const { client, store } = setup();
     await seeded(client, store);
-    await emu.fault({ kind: 'delay', ms: 100, count: 1000, grant: 'refresh_token' });
+    await emu.fault({ kind: 'hold', grant: 'refresh_token' });
 
-    const tokens = await Promise.all(Array.from({ length: 1000 }, () => client.session('u1', store).accessToken()));
-    await emu.clearFaults();
+    const pending = Promise.all(Array.from({ length: 1000 }, () => client.session('u1', store).accessToken()));
+    assert.equal(await emu.waitHeld(1), 1);
+    assert.equal(await emu.releaseHeld(), 1);
+    const tokens = await pending;
 
     assert.equal(await emu.refreshRequests(), 1);
     const counters = await emu.counters();
@@ -200,10 +208,12 @@ describe('UserSession against the emulator', () => {
     const { client, store } = setup();
     const { session } = await seeded(client, store);
     const first = await session.accessToken();
-    await emu.fault({ kind: 'delay', ms: 100, count: 10, grant: 'refresh_token' });
+    await emu.fault({ kind: 'hold', grant: 'refresh_token' });
 
-    const infos = await Promise.all(Array.from({ length: 10 }, () => session.refresh()));
-    await emu.clearFaults();
+    const pending = Promise.all(Array.from({ length: 10 }, () => session.refresh()));
+    assert.equal(await emu.waitHeld(1), 1);
+    assert.equal(await emu.releaseHeld(), 1);
+    const infos = await pending;
 
     assert.equal(await emu.refreshRequests(), 2, 'one initial refresh and one forced');
     assert.equal((await emu.counters()).max_concurrent_token_requests, 1);

@@ -338,13 +338,27 @@ describe('fleet stores on real servers', { skip }, () => {
         const key = freshKey('lease-session');
         const family = await emu.seed();
         await a.session(key, store).seed({ refreshToken: family.refresh_token });
-        await emu.fault({ kind: 'delay', ms: 400, grant: 'refresh_token' });
+        // a's refresh request is held at the server until b has tried the lease.
+        await emu.fault({ kind: 'hold', grant: 'refresh_token' });
         const before = await emu.refreshRequests();
         const first = a.session(key, store).accessToken();
-        const holder = await until('a\'s lease', () => store.leaseHolder(key));
-        assert.equal(holder.owner, a.leaseOwner, 'the lease owner is client.leaseOwner');
+        assert.equal(await emu.waitHeld(1), 1, 'a\'s request is at the server');
+        const holder = await store.leaseHolder(key);
+        assert.equal(holder?.owner, a.leaseOwner, 'the lease owner is client.leaseOwner');
         assert.notEqual(a.leaseOwner, b.leaseOwner);
-        const second = b.session(key, store).accessToken(); // waits for a's lease, then re-reads
+        let triedLease;
+        const bTriedLease = new Promise((resolve) => { triedLease = resolve; });
+        const observed = {
+          load: (k) => store.load(k),
+          save: (k, r) => store.save(k, r),
+          acquire: (k, o, t) => { triedLease(); return store.acquire(k, o, t); },
+          release: (k, o) => store.release(k, o),
+          loadVersioned: (k) => store.loadVersioned(k),
+          saveVersioned: (k, r, v) => store.saveVersioned(k, r, v),
+        };
+        const second = b.session(key, observed).accessToken(); // waits for a's lease, then re-reads
+        await bTriedLease;
+        assert.equal(await emu.releaseHeld(), 1);
         const [ta, tb] = await Promise.all([first, second]);
         assert.equal(tb, ta);
         assert.equal(await emu.refreshRequests(), before + 1);

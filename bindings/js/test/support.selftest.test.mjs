@@ -161,6 +161,51 @@ describe('emulator support (tests/emulator as a child process)', () => {
     assert.equal((await em.seed()).expires_in, 120, 'reset restores the start-up lifetimes');
   });
 
+  test('hold parks a token request, unanswered, until releaseHeld(); then it rotates', async () => {
+    await em.reset();
+    const seeded = await em.seed();
+    await em.fault({ kind: 'hold' });
+    let answered = false;
+    const pending = refresh(seeded.refresh_token).finally(() => { answered = true; });
+    assert.equal(await em.waitHeld(1), 1);
+    assert.equal(await em.held(), 1);
+    assert.equal(answered, false);
+    assert.equal(await em.refreshTokenState(seeded.refresh_token), 'active', 'not processed while held');
+    await assert.rejects(em.waitHeld(2, { timeoutMs: 20 }), /HTTP 504: timeout/);
+    assert.equal(await em.releaseHeld(), 1);
+    assert.equal((await pending).status, 200);
+    assert.equal(await em.refreshTokenState(seeded.refresh_token), 'consumed');
+    assert.equal(await em.held(), 0);
+  });
+
+  test('endless streams until the client stops reading, and tells how much it wrote', async () => {
+    await em.reset();
+    const seeded = await em.seed();
+    await em.fault({ kind: 'endless' });
+    const aborter = new AbortController();
+    const res = await fetch(em.tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token', client_id: 'test-client', client_secret: 'test-secret', refresh_token: seeded.refresh_token,
+      }).toString(),
+      signal: aborter.signal,
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-length'), null);
+    const reader = res.body.getReader();
+    let read = 0;
+    while (read <= 65_536) read += (await reader.read()).value.length;
+    aborter.abort();
+    await reader.cancel().catch(() => {});
+    assert.equal((await em.endlessStreams()).length, 1);
+    const [stream] = await em.waitEndlessEnded(1);
+    assert.equal(stream.end, 'client_closed');
+    assert.equal(stream.framing, 'chunked');
+    assert.ok(stream.bytes_written > 65_536 && stream.bytes_written < 1024 * 1024, `wrote ${stream.bytes_written}`);
+    assert.equal(await em.refreshTokenState(seeded.refresh_token), 'active', 'not processed');
+  });
+
   test('admin errors reject with the status and error code', async () => {
     await assert.rejects(em.seed({ clientId: 'no-such-client' }), /HTTP 400: invalid_request/);
   });

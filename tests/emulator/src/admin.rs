@@ -1,6 +1,8 @@
 //! `/admin/*`: the HTTP twins of [`Emulator`](crate::Emulator)'s methods,
 //! JSON in and JSON out, for tests in other languages.
 
+use std::time::Duration;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -41,10 +43,67 @@ struct StateBody {
     refresh_token: String,
 }
 
+/// The body of the long-polls `POST /admin/held/wait` and
+/// `POST /admin/streams/wait`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitBody {
+    count: Option<usize>,
+    timeout_ms: Option<u64>,
+}
+
+/// How long a long-poll waits when not told.
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// The longest a long-poll waits.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+
+impl WaitBody {
+    fn parse(req: &Request) -> Result<(usize, Duration), Response> {
+        let b = parse_body::<WaitBody>(req)?;
+        let count = b.as_ref().and_then(|b| b.count).unwrap_or(1);
+        let limit = b
+            .and_then(|b| b.timeout_ms)
+            .map_or(DEFAULT_WAIT, Duration::from_millis)
+            .min(MAX_WAIT);
+        Ok((count, limit))
+    }
+}
+
 /// Handles one admin request.
-pub(crate) fn handle(shared: &Shared, req: &Request) -> Response {
+pub(crate) async fn handle(shared: &Shared, req: &Request) -> Response {
     let route = req.path.trim_start_matches("/admin/");
     match (req.method.as_str(), route) {
+        ("GET", "held") => ok(&json!({"held": shared.holds.count()})),
+        ("POST", "held/wait") => {
+            let (count, limit) = match WaitBody::parse(req) {
+                Ok(parsed) => parsed,
+                Err(response) => return response,
+            };
+            match shared.holds.wait(count, limit).await {
+                Ok(held) => ok(&json!({"held": held})),
+                Err(held) => timed_out(
+                    &format!("{held} of {count} token request(s) held after {limit:?}"),
+                    "held",
+                    json!(held),
+                ),
+            }
+        }
+        ("POST", "held/release") => ok(&json!({"released": shared.holds.release()})),
+        ("GET", "streams") => ok(&json!(shared.streams.list())),
+        ("POST", "streams/wait") => {
+            let (count, limit) = match WaitBody::parse(req) {
+                Ok(parsed) => parsed,
+                Err(response) => return response,
+            };
+            match shared.streams.wait_ended(count, limit).await {
+                Ok(streams) => ok(&json!(streams)),
+                Err(streams) => timed_out(
+                    &format!("{count} endless response(s) not all ended after {limit:?}"),
+                    "streams",
+                    json!(streams),
+                ),
+            }
+        }
         ("POST", "seed") => with_body(req, |b: Option<SeedBody>| {
             let b = b.unwrap_or(SeedBody {
                 client_id: None,
@@ -125,7 +184,7 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Response {
             ok(&json!({"open": open, "token_requests_in_flight": st.in_flight}))
         }
         ("POST", "reset") => {
-            shared.lock().reset();
+            shared.reset();
             ok(&json!({"reset": true}))
         }
         (
@@ -137,7 +196,12 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Response {
             | "config"
             | "refresh-token-state"
             | "reset"
-            | "connections",
+            | "connections"
+            | "held"
+            | "held/wait"
+            | "held/release"
+            | "streams"
+            | "streams/wait",
         ) => Response::error(
             405,
             "invalid_request",
@@ -152,13 +216,27 @@ fn with_body<T: DeserializeOwned>(
     req: &Request,
     f: impl FnOnce(Option<T>) -> Response,
 ) -> Response {
+    match parse_body(req) {
+        Ok(body) => f(body),
+        Err(response) => response,
+    }
+}
+
+/// An optional JSON body (empty means `None`), or the 400 answer.
+fn parse_body<T: DeserializeOwned>(req: &Request) -> Result<Option<T>, Response> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
-        return f(None);
+        return Ok(None);
     }
-    match serde_json::from_slice::<T>(&req.body) {
-        Ok(v) => f(Some(v)),
-        Err(e) => bad(&format!("invalid JSON body: {e}")),
-    }
+    serde_json::from_slice::<T>(&req.body)
+        .map(Some)
+        .map_err(|e| bad(&format!("invalid JSON body: {e}")))
+}
+
+/// A long-poll that gave up: 504 with what it saw under `field`.
+fn timed_out(description: &str, field: &str, seen: Value) -> Response {
+    let mut body = json!({"error": "timeout", "error_description": description});
+    body[field] = seen;
+    Response::json(504, &body).header("Cache-Control", "no-store")
 }
 
 fn ok(value: &Value) -> Response {

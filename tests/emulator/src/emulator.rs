@@ -4,14 +4,22 @@
 use std::io;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::counters::Counters;
+use crate::endless::EndlessStream;
 use crate::faults::Fault;
+use crate::hold::HeldRequests;
 use crate::options::Options;
 use crate::server;
 use crate::state::{Seeded, Shared, TokenState};
+
+/// How long the blocking waits ([`Emulator::wait_held`],
+/// [`Emulator::wait_endless_ended`]) wait before they panic rather than
+/// hang a test.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// A running emulator on 127.0.0.1. Dropping it stops the server.
 pub struct Emulator {
@@ -163,10 +171,56 @@ impl Emulator {
         self.shared.lock().refresh_state(token)
     }
 
-    /// Forgets tokens, codes, counters and faults, and restores the clock,
-    /// lifetimes and reuse detection given at start. Clients are kept.
+    /// How many token requests the `hold` fault holds now.
+    pub fn held(&self) -> usize {
+        self.shared.holds.count()
+    }
+
+    /// Blocks until at least `count` token requests are held; returns how
+    /// many are. Panics after [`WAIT_LIMIT`] rather than hang.
+    pub fn wait_held(&self, count: usize) -> usize {
+        self.held_requests().wait(count)
+    }
+
+    /// Lets every held request go on, to the next queued fault or to normal
+    /// processing; returns how many there were.
+    pub fn release_held(&self) -> usize {
+        self.shared.holds.release()
+    }
+
+    /// The held requests, as a handle that can move to another thread
+    /// (e.g. into `tokio::task::spawn_blocking`).
+    pub fn held_requests(&self) -> HeldRequests {
+        HeldRequests(Arc::clone(&self.shared))
+    }
+
+    /// The `endless` fault's responses so far, first first, with the bytes
+    /// each one wrote.
+    pub fn endless_streams(&self) -> Vec<EndlessStream> {
+        self.shared.streams.list()
+    }
+
+    /// Blocks until at least `count` endless responses have ended and none
+    /// is still being written; returns them all. Panics after
+    /// [`WAIT_LIMIT`] rather than hang (e.g. when a client never closes).
+    pub fn wait_endless_ended(&self, count: usize) -> Vec<EndlessStream> {
+        self.shared
+            .streams
+            .wait_ended_blocking(count, WAIT_LIMIT)
+            .unwrap_or_else(|streams| {
+                panic!(
+                    "freshtoken-emulator: waited {} s for {count} endless response(s) to end; \
+                     they are {streams:?}",
+                    WAIT_LIMIT.as_secs()
+                )
+            })
+    }
+
+    /// Forgets tokens, codes, counters, faults and endless streams, and
+    /// restores the clock, lifetimes and reuse detection given at start;
+    /// then releases the held requests. Clients are kept.
     pub fn reset(&self) {
-        self.shared.lock().reset();
+        self.shared.reset();
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
+use crate::endless::Framing;
 use crate::http::Response;
 
 /// A fault for the next token-endpoint request(s). JSON: the kind's fields
@@ -91,6 +92,31 @@ pub enum FaultKind {
         #[serde(default = "status_502")]
         status: u16,
     },
+    /// Hold the request, unanswered, until the test releases the held
+    /// requests; then it goes on to the next queued fault, or is processed.
+    Hold,
+    /// Answer `status` (default 200) with a JSON-looking body that never
+    /// ends, until the client closes the connection (or `max_bytes` were
+    /// written); not processed. What each one wrote is kept for the test.
+    Endless {
+        /// HTTP status.
+        #[serde(default = "status_200")]
+        status: u16,
+        /// How the body is framed (default chunked).
+        #[serde(default)]
+        framing: Framing,
+        /// A safety stop for clients that never stop reading (default
+        /// 64 MiB): past it the emulator closes the connection.
+        #[serde(default = "endless_max_bytes")]
+        max_bytes: u64,
+    },
+}
+
+/// The default `max_bytes` of an `endless` fault: 64 MiB.
+pub const DEFAULT_ENDLESS_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+fn endless_max_bytes() -> u64 {
+    DEFAULT_ENDLESS_MAX_BYTES
 }
 
 fn status_200() -> u16 {
@@ -180,6 +206,20 @@ impl Fault {
         Fault::new(FaultKind::Html { status })
     }
 
+    /// `{"kind":"hold"}`.
+    pub fn hold() -> Self {
+        Fault::new(FaultKind::Hold)
+    }
+
+    /// `{"kind":"endless"}`: 200, chunked, the default `max_bytes`.
+    pub fn endless() -> Self {
+        Fault::new(FaultKind::Endless {
+            status: 200,
+            framing: Framing::Chunked,
+            max_bytes: DEFAULT_ENDLESS_MAX_BYTES,
+        })
+    }
+
     /// Applies to `count` matching requests.
     pub fn times(mut self, count: u32) -> Self {
         self.count = count;
@@ -226,10 +266,24 @@ impl FaultQueue {
 
     /// Takes one application of the first fault matching `grant`.
     pub fn take(&mut self, grant: Option<&str>) -> Option<FaultKind> {
+        self.take_where(grant, |_| true)
+    }
+
+    /// Like [`FaultQueue::take`], passing `hold` faults by: a released
+    /// request is never held twice.
+    pub fn take_after_hold(&mut self, grant: Option<&str>) -> Option<FaultKind> {
+        self.take_where(grant, |kind| *kind != FaultKind::Hold)
+    }
+
+    fn take_where(
+        &mut self,
+        grant: Option<&str>,
+        wanted: impl Fn(&FaultKind) -> bool,
+    ) -> Option<FaultKind> {
         let index = self
             .items
             .iter()
-            .position(|f| f.grant.is_none() || f.grant.as_deref() == grant)?;
+            .position(|f| (f.grant.is_none() || f.grant.as_deref() == grant) && wanted(&f.kind))?;
         let fault = &mut self.items[index];
         fault.count = fault.count.saturating_sub(1);
         if fault.count == 0 {
@@ -240,13 +294,15 @@ impl FaultQueue {
     }
 }
 
-/// The response of a fault that answers instead of processing the grant
-/// (`None` for delay and the two drops).
+/// The response of a fault that answers at once instead of processing the
+/// grant (`None` for delay, the two drops, hold and endless).
 pub(crate) fn response(kind: &FaultKind) -> Option<Response> {
     let response = match kind {
-        FaultKind::Delay { .. } | FaultKind::DropBefore | FaultKind::DropAfterCommit => {
-            return None
-        }
+        FaultKind::Delay { .. }
+        | FaultKind::DropBefore
+        | FaultKind::DropAfterCommit
+        | FaultKind::Hold
+        | FaultKind::Endless { .. } => return None,
         FaultKind::Status { status, body } => {
             let body = body
                 .clone()
@@ -321,6 +377,23 @@ mod tests {
         let rl: Fault = serde_json::from_str(r#"{"kind":"rate_limit","retry_after":2}"#).unwrap();
         assert_eq!(rl, Fault::rate_limit("2"));
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"nope"}"#).is_err());
+        let hold: Fault = serde_json::from_str(r#"{"kind":"hold","count":3}"#).unwrap();
+        assert_eq!(hold, Fault::hold().times(3));
+        let endless: Fault = serde_json::from_str(r#"{"kind":"endless"}"#).unwrap();
+        assert_eq!(endless, Fault::endless());
+        let framed: Fault = serde_json::from_str(
+            r#"{"kind":"endless","status":500,"framing":"length","max_bytes":10}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            framed.kind,
+            FaultKind::Endless {
+                status: 500,
+                framing: Framing::Length,
+                max_bytes: 10
+            }
+        );
+        assert!(serde_json::from_str::<Fault>(r#"{"kind":"endless","framing":"odd"}"#).is_err());
     }
 
     #[test]
@@ -341,6 +414,19 @@ mod tests {
         );
         assert_eq!(q.take(None), Some(FaultKind::Delay { ms: 1 }));
         assert_eq!(q.take(None), None);
+
+        q.push(Fault::hold().times(2));
+        q.push(Fault::status(503));
+        assert_eq!(q.take(None), Some(FaultKind::Hold));
+        assert_eq!(
+            q.take_after_hold(None),
+            Some(FaultKind::Status {
+                status: 503,
+                body: None
+            })
+        );
+        assert_eq!(q.take_after_hold(None), None, "the other hold stays");
+        assert_eq!(q.pending(), vec![Fault::hold()]);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use crate::endless::Endless;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -54,6 +56,8 @@ pub(crate) enum Outcome {
     Respond(Response),
     /// Close the socket without writing a byte.
     Close,
+    /// Stream a body that never ends (the `endless` fault).
+    Endless(Endless),
 }
 
 /// Why no request could be read.
@@ -123,21 +127,35 @@ impl Response {
 
     /// The serialized response, with CORS, length and `Connection: close`.
     fn to_bytes(&self) -> Vec<u8> {
-        let status = self.status.clamp(100, 999);
-        let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-        for (name, value) in &self.headers {
-            // Header values come from fault definitions: keep them one line.
-            let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("Access-Control-Allow-Origin: *\r\n");
-        head.push_str("Access-Control-Expose-Headers: retry-after, www-authenticate, location\r\n");
-        head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
-        head.push_str("Connection: close\r\n\r\n");
-        let mut bytes = head.into_bytes();
+        let length = format!("Content-Length: {}", self.body.len());
+        let mut bytes = head(self.status, &self.headers, Some(&length)).into_bytes();
         bytes.extend_from_slice(&self.body);
         bytes
     }
+}
+
+/// A response head: the status line, `headers`, CORS, the `framing` header
+/// line if any (e.g. `Content-Length: 12`) and `Connection: close`.
+pub(crate) fn head(
+    status: u16,
+    headers: &[(&'static str, String)],
+    framing: Option<&str>,
+) -> String {
+    let status = status.clamp(100, 999);
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers {
+        // Header values come from fault definitions: keep them one line.
+        let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Access-Control-Allow-Origin: *\r\n");
+    head.push_str("Access-Control-Expose-Headers: retry-after, www-authenticate, location\r\n");
+    if let Some(framing) = framing {
+        head.push_str(framing);
+        head.push_str("\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    head
 }
 
 /// The standard reason phrase of a status code.
@@ -283,10 +301,14 @@ fn reject(status: u16, description: &str) -> ReadError {
     ReadError::Reject(Response::error(status, "invalid_request", description))
 }
 
-/// Writes the response and shuts the write side down.
+/// Writes the response (then [`finish`] ends it).
 pub(crate) async fn write_response(stream: &mut TcpStream, response: &Response) {
     let _ = stream.write_all(&response.to_bytes()).await;
     let _ = stream.flush().await;
+}
+
+/// Shuts the write side down: the client sees the end of the answer.
+pub(crate) async fn finish(stream: &mut TcpStream) {
     let _ = stream.shutdown().await;
 }
 
@@ -295,6 +317,7 @@ pub(crate) async fn write_response(stream: &mut TcpStream, response: &Response) 
 /// connection before the client has read the answer.
 pub(crate) async fn write_rejection(stream: &mut TcpStream, response: &Response) {
     write_response(stream, response).await;
+    finish(stream).await;
     let drain = async {
         let mut chunk = [0u8; 8192];
         let mut total = 0usize;

@@ -27,8 +27,10 @@ mod authorize;
 mod client_auth;
 mod counters;
 mod emulator;
+mod endless;
 mod faults;
 mod grants;
+mod hold;
 mod http;
 mod oauth;
 mod options;
@@ -36,10 +38,13 @@ mod server;
 mod state;
 mod token_endpoint;
 mod tokens;
+mod watched;
 
 pub use counters::Counters;
-pub use emulator::Emulator;
-pub use faults::{Fault, FaultKind};
+pub use emulator::{Emulator, WAIT_LIMIT};
+pub use endless::{EndlessStream, Framing, StreamEnd, DECLARED_LENGTH};
+pub use faults::{Fault, FaultKind, DEFAULT_ENDLESS_MAX_BYTES};
+pub use hold::HeldRequests;
 pub use options::{
     ClientSpec, Options, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PUBLIC_CLIENT_ID,
 };

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use crate::counters::InFlight;
 use crate::http::{self, Outcome, ReadError, Request, Response};
 use crate::state::Shared;
-use crate::{admin, api, authorize, token_endpoint};
+use crate::{admin, api, authorize, endless, token_endpoint};
 
 /// Accepts connections until `shutdown` fires (or its sender is dropped).
 pub(crate) async fn serve(
@@ -69,23 +69,26 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     let is_token = req.path == "/connect/token" && req.method == "POST";
-    let _in_flight = is_token.then(|| InFlight::enter(&shared));
-    match route(&shared, &req).await {
+    let in_flight = is_token.then(|| InFlight::enter(&shared));
+    let status = match route(&shared, &req).await {
         Outcome::Respond(response) => {
             http::write_response(&mut stream, &response).await;
-            log(
-                &shared,
-                &req.method,
-                &req.path,
-                Some(response.status),
-                started,
-            );
+            Some(response.status)
         }
-        Outcome::Close => {
-            drop(stream);
-            log(&shared, &req.method, &req.path, None, started);
+        Outcome::Close => None,
+        Outcome::Endless(spec) => {
+            endless::write(&mut stream, &shared.streams, spec).await;
+            Some(spec.status)
         }
+    };
+    // Out of flight before the client can see the end of the answer, so a
+    // request it sends next is never counted as overlapping this one.
+    drop(in_flight);
+    match status {
+        Some(_) => http::finish(&mut stream).await,
+        None => drop(stream),
     }
+    log(&shared, &req.method, &req.path, status, started);
 }
 
 /// Dispatches a request by method and path.
@@ -99,7 +102,7 @@ async fn route(shared: &Shared, req: &Request) -> Outcome {
         "/graphql" => api::graphql(shared, req),
         "/.well-known/openid-configuration" => discovery(shared),
         p if p.starts_with("/api/") => api::rest(shared, req),
-        p if p.starts_with("/admin/") => admin::handle(shared, req),
+        p if p.starts_with("/admin/") => admin::handle(shared, req).await,
         _ => Response::error(404, "not_found", "no such endpoint"),
     };
     Outcome::Respond(response)

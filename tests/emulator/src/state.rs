@@ -9,7 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::counters::Counters;
+use crate::endless::Streams;
 use crate::faults::FaultQueue;
+use crate::hold::Holds;
 use crate::options::Options;
 use crate::tokens::{self, IdClaims};
 
@@ -394,6 +396,10 @@ pub(crate) struct Shared {
     pub base_url: String,
     /// Log one line per request to stderr.
     pub verbose: bool,
+    /// Token requests held by the `hold` fault.
+    pub holds: Holds,
+    /// What the `endless` fault's responses wrote.
+    pub streams: Streams,
 }
 
 impl Shared {
@@ -403,7 +409,18 @@ impl Shared {
             state: Mutex::new(State::new(opts)),
             base_url,
             verbose: opts.verbose,
+            holds: Holds::default(),
+            streams: Streams::default(),
         }
+    }
+
+    /// Forgets tokens, codes, counters, faults and endless streams, restores
+    /// the start-up settings, then releases the held requests (which meet
+    /// the new state).
+    pub fn reset(&self) {
+        self.lock().reset();
+        self.streams.reset();
+        self.holds.release();
     }
 
     /// Locks the state (a poisoned lock is recovered, never a panic).

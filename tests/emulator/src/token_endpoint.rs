@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
+use crate::endless::Endless;
 use crate::faults::{self, FaultKind};
 use crate::grants::{self, GrantContext};
 use crate::http::{Outcome, Request, Response};
 use crate::oauth::Params;
-use crate::state::Shared;
+use crate::state::{Shared, State};
 
 /// Handles one token request.
 pub(crate) async fn handle(shared: &Shared, req: &Request) -> Outcome {
@@ -21,18 +22,20 @@ pub(crate) async fn handle(shared: &Shared, req: &Request) -> Outcome {
         .ok()
         .and_then(|p| p.get("grant_type"))
         .map(str::to_owned);
-    let fault = {
+    let mut fault = {
         let mut st = shared.lock();
         st.counters.token_requests += 1;
         if let Some(g) = &grant {
             *st.counters.by_grant.entry(g.clone()).or_default() += 1;
         }
-        let fault = st.faults.take(grant.as_deref());
-        if fault.is_some() {
-            st.counters.faults_applied += 1;
-        }
-        fault
+        take_fault(&mut st, grant.as_deref(), false)
     };
+    // A held request waits for its release, then meets the next fault that
+    // is not a hold.
+    if fault == Some(FaultKind::Hold) {
+        shared.holds.hold().await;
+        fault = take_fault(&mut shared.lock(), grant.as_deref(), true);
+    }
     let run = || match &params {
         Ok(p) => process(shared, req, p),
         Err(e) => e.clone().into_response(),
@@ -48,11 +51,34 @@ pub(crate) async fn handle(shared: &Shared, req: &Request) -> Outcome {
             let _ = run();
             Outcome::Close
         }
+        Some(FaultKind::Endless {
+            status,
+            framing,
+            max_bytes,
+        }) => Outcome::Endless(Endless {
+            status,
+            framing,
+            max_bytes,
+        }),
         Some(other) => match faults::response(&other) {
             Some(response) => Outcome::Respond(response),
             None => Outcome::Respond(run()),
         },
     }
+}
+
+/// Takes the next fault for this grant (after a hold, the next that is not
+/// one), counting its application.
+fn take_fault(st: &mut State, grant: Option<&str>, released: bool) -> Option<FaultKind> {
+    let fault = if released {
+        st.faults.take_after_hold(grant)
+    } else {
+        st.faults.take(grant)
+    };
+    if fault.is_some() {
+        st.counters.faults_applied += 1;
+    }
+    fault
 }
 
 /// Runs the grant and turns the result into a response, counting errors.

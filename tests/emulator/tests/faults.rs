@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use common::*;
@@ -249,24 +248,19 @@ fn concurrent_token_requests_are_measured() {
     assert_eq!(client_credentials(em.port(), &[]).status, 200);
     assert_eq!(em.counters().max_concurrent_token_requests, 1);
 
-    // Hold each request for a while so that they overlap.
-    em.push_fault(Fault::delay(400).times(4));
+    // Held until all four are in: they overlap for certain.
+    em.push_fault(Fault::hold().times(4));
     let port = em.port();
-    let barrier = Arc::new(Barrier::new(4));
     let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                client_credentials(port, &[]).status
-            })
-        })
+        .map(|_| std::thread::spawn(move || client_credentials(port, &[]).status))
         .collect();
+    assert_eq!(em.wait_held(4), 4);
+    assert_eq!(em.counters().max_concurrent_token_requests, 4);
+    assert_eq!(em.release_held(), 4);
     for t in threads {
         assert_eq!(t.join().unwrap(), 200);
     }
-    let max = em.counters().max_concurrent_token_requests;
-    assert!(max >= 2, "max_concurrent_token_requests = {max}");
+    assert_eq!(em.counters().max_concurrent_token_requests, 4);
 }
 
 #[test]

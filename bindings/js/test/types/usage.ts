@@ -71,6 +71,7 @@ const options: TokenClientOptions = {
   clientTokenLifetimeSeconds: 3600,
   refreshTokenLifetimeSeconds: 365 * 24 * 3600,
   timeoutMs: 10_000,
+  storeTimeoutMs: 5_000,
   maxSessions: 100_000,
   retry,
   fetch: myFetch,

@@ -1,0 +1,76 @@
+// Write ahead, always (issue 11 item 3, DESIGN point 14), through the JS
+// API against the token emulator: before a refresh request is sent, the
+// record is saved marked in doubt; a store that cannot write that marker
+// never lets the core consume the refresh token.
+
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+
+import { MemoryStore, StorageError, TokenClient } from 'freshtoken';
+import { startEmulator } from '../support/emulator.mjs';
+
+/** A MemoryStore that logs every saved record and fails saves while `failing`. */
+class LoggingStore {
+  inner = new MemoryStore();
+  saved = [];
+  failing = false;
+  /** Called with each record before it is written (may await). */
+  onSave = async () => {};
+
+  async load(key) {
+    return this.inner.load(key);
+  }
+
+  async save(key, record) {
+    const parsed = JSON.parse(record);
+    await this.onSave(parsed);
+    if (this.failing) throw new Error('disk full');
+    this.saved.push(parsed);
+    return this.inner.save(key, record);
+  }
+}
+
+describe('write ahead', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+  beforeEach(async () => { await emu.reset(); });
+
+  async function seeded(store) {
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret' });
+    const family = await emu.seed();
+    const session = client.session('u1', store);
+    await session.seed({ refreshToken: family.refresh_token });
+    return { session, rt: family.refresh_token };
+  }
+
+  test('the record is saved in doubt before the request is sent', async () => {
+    const store = new LoggingStore();
+    const { session, rt } = await seeded(store);
+    const requestsAtSave = [];
+    store.onSave = async () => { requestsAtSave.push(await emu.refreshRequests()); };
+    store.saved.length = 0;
+
+    await session.accessToken();
+    assert.deepEqual(requestsAtSave, [0, 1], 'one save before the request, one after');
+    const [marker, rotated] = store.saved;
+    assert.ok(marker.in_doubt === true && marker.refresh_token === rt, 'first: the old record, marked in doubt');
+    assert.ok(rotated.in_doubt === undefined && rotated.refresh_token !== rt, 'then: the rotated record, not in doubt');
+  });
+
+  test('a store that cannot write sends nothing, and the refresh token stays unused', async () => {
+    const store = new LoggingStore();
+    const { session, rt } = await seeded(store);
+    store.failing = true;
+    for (const call of [() => session.accessToken(), () => session.refresh(), () => session.tokens()]) {
+      await assert.rejects(call(), StorageError);
+    }
+    assert.equal(await emu.refreshRequests(), 0, 'nothing sent');
+    assert.equal(await emu.refreshTokenState(rt), 'active');
+
+    store.failing = false;
+    await session.accessToken();
+    assert.equal(await emu.refreshRequests(), 1);
+    assert.equal(await emu.refreshTokenState(store.saved.at(-1).refresh_token), 'active');
+  });
+});

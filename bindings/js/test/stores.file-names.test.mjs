@@ -1,0 +1,119 @@
+// FileStore file names on case-insensitive file systems (issue 11 item 9):
+// macOS and Windows treat names that differ only in case as one file, so
+// no two keys may map to such names ('JoHn' and 'Jobn' did: base64url).
+// Files written under the earlier names are still read, and the next save
+// moves the record to today's name without a moment where a crash loses it.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+
+import { FileStore } from 'freshtoken';
+
+const RECORD = '{"schema":"freshtoken.record/1","refresh_token":"rt-SENTINEL-record","updated_at":1}';
+
+/** The file name earlier versions used for `key` (base64url; SHA-256 when long). */
+function legacyName(key) {
+  let stem = Buffer.from(key, 'utf8').toString('base64url');
+  if (stem.length > 120) stem = `sha256-${createHash('sha256').update(key, 'utf8').digest('hex')}`;
+  return `${stem}.json`;
+}
+
+/** A deterministic generator (xorshift32), so a failure names a reproducible key. */
+function prng(seed) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
+/** Many distinct keys, rich in pairs that differ only in case or fold together. */
+function generatedKeys() {
+  const keys = new Set(['JoHn', 'Jobn', 'john', 'JOHN', 'user@Example.com', 'user@example.com', 'ß', 'SS', 'ss', 'ẞ',
+    'K', 'k', '\u212A', 'ſ', 's', 'S', 'İ', 'i', 'I', 'ı', 'ǅ', 'ǆ', 'Ǆ', 'é', 'e\u0301', 'É', '']);
+  // Every case variant of some short words.
+  for (const word of ['john', 'alice', 'a1b2c3', 'user_42']) {
+    const letters = [...word];
+    for (let mask = 0; mask < 2 ** letters.length; mask += 1) {
+      keys.add(letters.map((c, i) => ((mask >> i) & 1 ? c.toUpperCase() : c)).join(''));
+    }
+  }
+  const random = prng(0x5eed);
+  const alphabet = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@|/:+= éÉßẞİıſ\u212Aǅ🔑'];
+  while (keys.size < 50_000) {
+    const length = 1 + Math.floor(random() * (random() < 0.1 ? 120 : 24));
+    let key = '';
+    for (let i = 0; i < length; i += 1) key += alphabet[Math.floor(random() * alphabet.length)];
+    keys.add(key);
+    keys.add(key.toUpperCase());
+    keys.add(key.toLowerCase());
+  }
+  return [...keys];
+}
+
+describe('FileStore file names', () => {
+  let dir;
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'freshtoken-filenames-')); });
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  test('no two of 50,000 distinct keys map to names equal under case folding', () => {
+    const store = new FileStore(dir);
+    const keys = generatedKeys();
+    assert.ok(keys.length >= 50_000);
+    const byFolded = new Map();
+    for (const key of keys) {
+      const name = basename(store.pathFor(key));
+      assert.match(name, /^[a-z0-9.]+$/, 'lowercase ASCII only: nothing to fold or normalise');
+      assert.ok(name.length <= 140, 'well under the 255-byte limit, temp suffix included');
+      const folded = name.toLowerCase();
+      const other = byFolded.get(folded);
+      assert.ok(other === undefined, `${JSON.stringify(key)} and ${JSON.stringify(other)} share a file`);
+      byFolded.set(folded, key);
+    }
+    assert.notEqual(legacyName('JoHn'), legacyName('Jobn'), 'the earlier names differ in case only...');
+    assert.equal(legacyName('JoHn').toLowerCase(), legacyName('Jobn').toLowerCase(), '...so they collided');
+  });
+
+  test('a key with a lone surrogate has no file name', () => {
+    assert.throws(() => new FileStore(dir).pathFor('x\uD800'), TypeError);
+  });
+
+  for (const [label, key] of [['a short key', 'JoHn'], ['a long (hashed) key', `tenant|${'u'.repeat(150)}`]]) {
+    test(`${label}: a record under the earlier name is read, and the next save moves it`, async () => {
+      const store = new FileStore(dir);
+      const legacy = join(dir, legacyName(key));
+      await writeFile(legacy, RECORD, { mode: 0o600 });
+      assert.equal(await store.load(key), RECORD, 'read under the earlier name');
+      assert.equal(await store.load('Jobn'), null, 'and only for its own key');
+
+      // A crash after the new file was put in place and before the earlier
+      // one was removed leaves both: the new one wins.
+      await writeFile(store.pathFor(key), `${RECORD} `, { mode: 0o600 });
+      assert.equal(await store.load(key), `${RECORD} `);
+
+      await store.save(key, `${RECORD}  `);
+      assert.equal(await store.load(key), `${RECORD}  `);
+      assert.deepEqual(await readdir(dir), [basename(store.pathFor(key))], 'one file, under today\'s name');
+    });
+  }
+
+  test('recover() finishes a save that an earlier version left half done', async () => {
+    const store = new FileStore(dir);
+    const legacy = join(dir, legacyName('u1'));
+    await writeFile(legacy, '{"v":1}');
+    await writeFile(`${legacy}.4242.0123456789ab.tmp`, '{"v":2}');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(legacy, hourAgo, hourAgo);
+    await utimes(`${legacy}.4242.0123456789ab.tmp`, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    assert.deepEqual(await store.recover(), { completed: 1, removed: 0 });
+    assert.equal(await store.load('u1'), '{"v":2}');
+    await store.save('u1', '{"v":3}');
+    assert.deepEqual(await readdir(dir), [basename(store.pathFor('u1'))]);
+  });
+});

@@ -1,0 +1,219 @@
+//! A session handle attached to its key's shared state for one operation:
+//! the cached path, joining or starting the one shared flight, and the
+//! deliberate replacements (seed, code exchange).
+//!
+//! Public handles ([`crate::UserSession`]) hold their state only weakly, so
+//! that idle state can be evicted whatever handles the host keeps
+//! (DESIGN point 11); each operation attaches, holding it strongly while it
+//! runs.
+
+use crate::error::Error;
+use crate::exchange::Context;
+use crate::flight::Landed;
+use crate::maybe_send::BoxFuture;
+use crate::response::MAX_EXPIRES_IN_SECS;
+use crate::session::{Seed, SessionStatus};
+use crate::session_state::{info_of, Flight, SessionCell, SessionState};
+use crate::store::{Record, TokenStore};
+use crate::tokens::{AccessToken, TokenInfo};
+use futures_util::future::FutureExt;
+use std::sync::Arc;
+
+/// One session's key, state, store and client context, held strongly.
+#[derive(Clone)]
+pub(crate) struct Attached {
+    pub(crate) key: Arc<str>,
+    pub(crate) cell: Arc<SessionCell>,
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) ctx: Arc<Context>,
+}
+
+impl Attached {
+    /// A fresh access token, from memory or through the shared flight.
+    pub(crate) async fn access_token(&self) -> Result<String, Error> {
+        if let Some(token) = self.cached(|_, at, _| at.value.expose().to_owned()) {
+            return Ok(token);
+        }
+        self.join_or_start().await.map(|info| info.access_token)
+    }
+
+    /// The fresh token with its details.
+    pub(crate) async fn tokens(&self) -> Result<TokenInfo, Error> {
+        if let Some(info) = self.cached(|rec, _, _| info_of(rec)) {
+            return Ok(info);
+        }
+        self.join_or_start().await
+    }
+
+    /// A forced refresh, unless `rejected` is given and the session already
+    /// holds a different fresh token; shares a refresh in progress, and a
+    /// refresh that completed after this call began counts as this call's.
+    pub(crate) async fn refresh_unless(&self, rejected: Option<&str>) -> Result<TokenInfo, Error> {
+        let asked_at = self.cell.lock().arrivals;
+        loop {
+            let (flight, mine) = {
+                let mut st = self.cell.lock();
+                if let Some(rejected) = rejected {
+                    let other = serve(&st, &self.ctx, |rec, at, _| {
+                        (at.value.expose() != rejected).then(|| info_of(rec))
+                    });
+                    if let Some(info) = other.flatten() {
+                        return Ok(info);
+                    }
+                }
+                match &st.inflight {
+                    Some(flight) => (flight.clone(), false),
+                    None => (self.start(&mut st, true, asked_at), true),
+                }
+            };
+            let result = flight.await;
+            if mine || result.is_err() || self.cell.lock().arrivals > asked_at {
+                return result;
+            }
+        }
+    }
+
+    /// Adopts an existing refresh token (see [`crate::UserSession::seed`]).
+    pub(crate) async fn seed(&self, seed: Seed) -> Result<(), Error> {
+        if seed.refresh_token.is_empty() {
+            return Err(Error::config("refresh_token", "must not be empty"));
+        }
+        let expires_in = match seed.expires_in {
+            None => None,
+            Some(secs) => match u64::try_from(secs) {
+                Ok(secs) if secs <= MAX_EXPIRES_IN_SECS => Some(secs),
+                _ => {
+                    return Err(Error::config(
+                        "expires_in",
+                        "must be between 0 and ten years",
+                    ))
+                }
+            },
+        };
+        let now = self.ctx.clock.now_ms();
+        let access_token = match (seed.access_token, expires_in) {
+            (Some(value), Some(secs)) if !value.is_empty() => {
+                Some(AccessToken::new(value, now, Some(secs), 0))
+            }
+            _ => None,
+        };
+        let record = Record {
+            access_token,
+            scope: seed.scope,
+            id_token: seed.id_token,
+            refresh_token: Some(seed.refresh_token),
+            refresh_expires_at_ms: Some(
+                now.saturating_add(self.ctx.config.refresh_token_lifetime_ms),
+            ),
+            reauth: None,
+            in_doubt: false,
+            updated_at_ms: now,
+        };
+        self.install(record).await
+    }
+
+    /// What is known without sending anything (reads the store once).
+    pub(crate) async fn status(&self) -> Result<SessionStatus, Error> {
+        if !self.cell.lock().loaded {
+            self.sync().await?;
+        }
+        let st = self.cell.lock();
+        let rec = st.record.as_ref();
+        Ok(SessionStatus {
+            has_record: rec.is_some(),
+            reauth: rec.and_then(|r| r.reauth),
+            access_expires_at_ms: rec
+                .and_then(|r| r.access_token.as_ref())
+                .map(|a| a.expires_at_ms),
+            refresh_expires_at_ms: rec.and_then(|r| r.refresh_expires_at_ms),
+            unpersisted: st.unpersisted,
+            in_doubt: rec.is_some_and(|r| r.in_doubt),
+        })
+    }
+
+    /// Replaces the record (seed, code exchange) once no flight is running,
+    /// then saves it.
+    pub(crate) async fn install(&self, record: Record) -> Result<(), Error> {
+        // A deliberate replacement: compare-and-swap against what is stored now.
+        let stored_version = if self.store.supports_versions() {
+            Some(self.load_versioned().await?.map(|v| v.version))
+        } else {
+            None
+        };
+        let (generation, text) = loop {
+            let running = {
+                let mut st = self.cell.lock();
+                match &st.inflight {
+                    Some(flight) => flight.clone(),
+                    None => {
+                        if let Some(version) = stored_version {
+                            st.version = version;
+                        }
+                        break st.set_record(record);
+                    }
+                }
+            };
+            let _ = running.await;
+        };
+        let saved = self.persist(generation, &text).await;
+        self.cell.lock().arrivals += 1;
+        saved
+    }
+
+    /// `f` of the record when its access token is fresh and nothing is
+    /// pending: the cached path, a lock and a comparison.
+    pub(crate) fn cached<T>(&self, f: impl FnOnce(&Record, &AccessToken, u64) -> T) -> Option<T> {
+        serve(&self.cell.lock(), &self.ctx, f)
+    }
+
+    async fn join_or_start(&self) -> Result<TokenInfo, Error> {
+        let flight = {
+            let mut st = self.cell.lock();
+            match &st.inflight {
+                Some(flight) => flight.clone(),
+                None => {
+                    let asked_at = st.arrivals;
+                    self.start(&mut st, false, asked_at)
+                }
+            }
+        };
+        flight.await
+    }
+
+    /// A new shared flight, registered in `st`. It clears itself from the
+    /// state when it ends, so a failure never leaves the session stuck; with
+    /// a spawner it runs as a task of its own, so callers that stop waiting
+    /// never stop it.
+    fn start(&self, st: &mut SessionState, force: bool, asked_at: u64) -> Flight {
+        let session = self.clone();
+        let fut: BoxFuture<'static, Result<TokenInfo, Error>> = Box::pin(async move {
+            // Cleared however the flight ends, even by a panic in a host
+            // callback, so the next call always starts a new attempt.
+            let _landed = Landed(session.cell.clone());
+            session.fly(force, asked_at).await
+        });
+        let flight = fut.shared();
+        st.inflight = Some(flight.clone());
+        if let Some(spawn) = &self.ctx.spawn {
+            spawn.spawn(Box::pin(flight.clone().map(drop)));
+        }
+        flight
+    }
+}
+
+/// `f` of the record in `st` when the cached path may serve its token.
+pub(crate) fn serve<T>(
+    st: &SessionState,
+    ctx: &Context,
+    f: impl FnOnce(&Record, &AccessToken, u64) -> T,
+) -> Option<T> {
+    if !st.loaded || st.unpersisted {
+        return None;
+    }
+    let rec = st.record.as_ref()?;
+    let at = rec.access_token.as_ref()?;
+    if rec.reauth.is_some() || !at.is_fresh(ctx.clock.now_ms(), ctx.config.leeway_ms) {
+        return None;
+    }
+    Some(f(rec, at, st.generation))
+}

@@ -1,0 +1,272 @@
+//! What one shared flight does: re-read the store, decide, write ahead,
+//! send the refresh, rotate and save — in the order that never loses a
+//! refresh token (DESIGN points 3, 4, 5, 12, 13, 14).
+
+use crate::attached::Attached;
+use crate::error::{Error, ReauthReason};
+use crate::exchange::{self, CallFailure, Failure, Issued};
+use crate::grant::Grant;
+use crate::secret::Secret;
+use crate::session_state::{info_of, SessionCell};
+use crate::store::Record;
+use crate::tokens::{AccessToken, TokenInfo};
+use std::sync::Arc;
+
+/// What a flight must do, decided from the in-memory record.
+pub(crate) enum Plan {
+    /// The access token is fresh: hand it out.
+    Serve(TokenInfo),
+    /// The refresh token passed its sliding lifetime.
+    Lapsed,
+    /// Send this refresh token.
+    Refresh {
+        refresh_token: Secret,
+        /// A request with this token was sent before and its answer lost.
+        in_doubt: bool,
+    },
+}
+
+/// Removes the finished flight from its session when dropped.
+pub(crate) struct Landed(pub(crate) Arc<SessionCell>);
+
+impl Drop for Landed {
+    fn drop(&mut self) {
+        self.0.lock().inflight = None;
+    }
+}
+
+impl Attached {
+    /// The body of a flight.
+    pub(crate) async fn fly(&self, force: bool, asked_at: u64) -> Result<TokenInfo, Error> {
+        self.sync().await?;
+        let plan = self.plan(force, asked_at)?;
+        if !matches!(plan, Plan::Refresh { .. }) || !self.store.supports_lease() {
+            return self.carry_out(plan).await;
+        }
+        // A fleet: one process refreshes, the others wait and re-read.
+        match crate::fleet::take_lease(self, force, asked_at).await? {
+            Some(info) => Ok(info),
+            None => {
+                let result = match self.sync().await {
+                    Ok(()) => match self.plan(force, asked_at) {
+                        Ok(plan) => self.carry_out(plan).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                crate::fleet::release_lease(self).await;
+                result
+            }
+        }
+    }
+
+    /// What the session must do now, from its in-memory record.
+    pub(crate) fn plan(&self, force: bool, asked_at: u64) -> Result<Plan, Error> {
+        let now = self.ctx.clock.now_ms();
+        let st = self.cell.lock();
+        let rec = st
+            .record
+            .as_ref()
+            .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
+        if let Some(reason) = rec.reauth {
+            return Err(Error::reauth(reason));
+        }
+        let fresh = rec
+            .access_token
+            .as_ref()
+            .is_some_and(|a| a.is_fresh(now, self.ctx.config.leeway_ms));
+        if fresh && (!force || st.arrivals > asked_at) {
+            return Ok(Plan::Serve(info_of(rec)));
+        }
+        let refresh_token = rec
+            .refresh_token
+            .clone()
+            .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
+        if rec.refresh_expires_at_ms.is_some_and(|t| now >= t) {
+            return Ok(Plan::Lapsed);
+        }
+        Ok(Plan::Refresh {
+            refresh_token,
+            in_doubt: rec.in_doubt,
+        })
+    }
+
+    /// Serves, marks the lapsed session dead, or writes ahead and sends.
+    async fn carry_out(&self, plan: Plan) -> Result<TokenInfo, Error> {
+        match plan {
+            Plan::Serve(info) => Ok(info),
+            Plan::Lapsed => self.kill(ReauthReason::RefreshExpired, None).await,
+            Plan::Refresh {
+                refresh_token,
+                in_doubt,
+            } => {
+                if !in_doubt {
+                    self.write_ahead().await?;
+                }
+                self.send_refresh(refresh_token, in_doubt).await
+            }
+        }
+    }
+
+    /// Write ahead (DESIGN point 14): the store holds the in-doubt marker
+    /// before the refresh token is sent, so a crash after sending reads
+    /// `lost_rotation` later, and a store that cannot write never lets the
+    /// core consume a refresh token. On failure nothing is sent and the
+    /// marker is withdrawn in memory (should the failed save land after
+    /// all, the marker only makes a later `invalid_grant` read
+    /// `lost_rotation`).
+    async fn write_ahead(&self) -> Result<(), Error> {
+        let (generation, text) = {
+            let mut st = self.cell.lock();
+            let Some(mut record) = st.record.clone() else {
+                return Ok(());
+            };
+            record.in_doubt = true;
+            record.updated_at_ms = self.ctx.clock.now_ms();
+            st.set_record(record)
+        };
+        let saved = self.persist(generation, &text).await;
+        if saved.is_err() {
+            let mut st = self.cell.lock();
+            if st.generation == generation {
+                let mut record = st.record.clone().unwrap_or_default();
+                record.in_doubt = false;
+                st.set_record(record);
+                st.unpersisted = false;
+            }
+        }
+        saved
+    }
+
+    /// Sends the refresh (the record already marked in doubt in the store)
+    /// and settles the record by the answer. `in_doubt`: an earlier request
+    /// with this token lost its answer.
+    async fn send_refresh(
+        &self,
+        refresh_token: Secret,
+        in_doubt: bool,
+    ) -> Result<TokenInfo, Error> {
+        let grant = Grant::Refresh {
+            refresh_token: refresh_token.expose(),
+        };
+        match exchange::call(&self.ctx, &grant).await {
+            Ok(issued) => self.rotate(issued, refresh_token).await,
+            Err(CallFailure {
+                failure: Failure::OAuth { body, .. },
+                maybe_processed,
+                ..
+            }) if body.error == "invalid_grant" => {
+                let reason = if in_doubt || maybe_processed {
+                    ReauthReason::LostRotation
+                } else {
+                    ReauthReason::InvalidGrant
+                };
+                self.kill(reason, body.description).await
+            }
+            Err(mut failure) => {
+                if let Some(rotated) = failure.salvaged.take() {
+                    self.keep_rotated(rotated).await;
+                } else if !failure.maybe_processed && !in_doubt {
+                    // The request surely did nothing: withdraw the marker.
+                    self.update(|rec| rec.in_doubt = false).await;
+                }
+                Err(failure.into_error())
+            }
+        }
+    }
+
+    /// A successful refresh: the new record goes to memory first (so the
+    /// consumed refresh token is never used again), then to the store; the
+    /// caller gets the token only after the save resolved.
+    async fn rotate(&self, issued: Issued, old_refresh_token: Secret) -> Result<TokenInfo, Error> {
+        let Issued {
+            response,
+            sent_at_ms,
+        } = issued;
+        let config = &self.ctx.config;
+        let (generation, text, info) = {
+            let mut st = self.cell.lock();
+            let old = st.record.clone().unwrap_or_default();
+            let record = Record {
+                access_token: Some(AccessToken::new(
+                    response.access_token,
+                    sent_at_ms,
+                    response.expires_in,
+                    config.user_token_lifetime_secs,
+                )),
+                scope: response.scope.or(old.scope),
+                id_token: response.id_token.or(old.id_token),
+                refresh_token: Some(response.refresh_token.unwrap_or(old_refresh_token)),
+                refresh_expires_at_ms: Some(
+                    sent_at_ms.saturating_add(config.refresh_token_lifetime_ms),
+                ),
+                reauth: None,
+                in_doubt: false,
+                updated_at_ms: self.ctx.clock.now_ms(),
+            };
+            let info = info_of(&record);
+            let (generation, text) = st.set_record(record);
+            (generation, text, info)
+        };
+        let saved = self.persist(generation, &text).await;
+        self.cell.lock().arrivals += 1;
+        saved.map(|()| info)
+    }
+
+    /// Marks the session dead (DESIGN point 13), saves that, and returns the
+    /// reauthorization error.
+    pub(crate) async fn kill(
+        &self,
+        reason: ReauthReason,
+        description: Option<String>,
+    ) -> Result<TokenInfo, Error> {
+        log::info!(
+            "freshtoken: session {} needs reauthorization ({reason})",
+            self.key
+        );
+        self.update(|rec| {
+            rec.reauth = Some(reason);
+            rec.in_doubt = false;
+        })
+        .await;
+        Err(Error::ReauthorizationRequired {
+            reason,
+            description,
+        })
+    }
+
+    /// The server rotated but its answer was unusable: keep the new refresh
+    /// token (without an access token) so the next call can use it.
+    async fn keep_rotated(&self, refresh_token: Secret) {
+        let until = self
+            .ctx
+            .clock
+            .now_ms()
+            .saturating_add(self.ctx.config.refresh_token_lifetime_ms);
+        self.update(|rec| {
+            rec.refresh_token = Some(refresh_token);
+            rec.access_token = None;
+            rec.refresh_expires_at_ms = Some(until);
+            rec.in_doubt = false;
+        })
+        .await;
+    }
+
+    /// Changes the record and saves it; a failed save leaves it unpersisted,
+    /// to be saved before anything else on the next call.
+    async fn update(&self, change: impl FnOnce(&mut Record)) {
+        let now = self.ctx.clock.now_ms();
+        let (generation, text) = {
+            let mut st = self.cell.lock();
+            let Some(mut record) = st.record.clone() else {
+                return;
+            };
+            change(&mut record);
+            record.updated_at_ms = now;
+            st.set_record(record)
+        };
+        if let Err(e) = self.persist(generation, &text).await {
+            log::warn!("freshtoken: session {}: {e}", self.key);
+        }
+    }
+}

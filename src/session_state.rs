@@ -1,0 +1,152 @@
+//! The in-memory state of one session key, shared by every handle of it
+//! (DESIGN point 11), and the small pure helpers around it.
+
+use crate::error::Error;
+use crate::maybe_send::BoxFuture;
+use crate::secret::Secret;
+use crate::store::Record;
+use crate::tokens::TokenInfo;
+use futures_util::future::Shared;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// A refresh (or load) in progress, shared by every waiting caller.
+pub(crate) type Flight = Shared<BoxFuture<'static, Result<TokenInfo, Error>>>;
+
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// A process-wide unique stamp for a version of a session's record. Unique
+/// across cells, so that a handle whose cell was evicted and re-created
+/// never mistakes the new cell's record for the one it cached.
+pub(crate) fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The state of one session key.
+pub(crate) struct SessionCell {
+    /// Boxed: a handle's `Weak` keeps an evicted cell's allocation alive
+    /// until the handle is collected, so the cell itself stays small.
+    state: Mutex<Box<SessionState>>,
+    /// Registry tick of the last use, for evicting idle sessions.
+    pub(crate) last_used: AtomicU64,
+}
+
+impl Default for SessionCell {
+    fn default() -> Self {
+        SessionCell {
+            state: Mutex::new(Box::new(SessionState {
+                loaded: false,
+                record: None,
+                unpersisted: false,
+                generation: next_generation(),
+                arrivals: 0,
+                inflight: None,
+                version: None,
+                retired: Vec::new(),
+            })),
+            last_used: AtomicU64::new(0),
+        }
+    }
+}
+
+pub(crate) struct SessionState {
+    /// The store has been read at least once.
+    pub(crate) loaded: bool,
+    /// The latest record known to this process.
+    pub(crate) record: Option<Record>,
+    /// `record` differs from what the store holds: save it before anything else.
+    pub(crate) unpersisted: bool,
+    /// Changes (to a process-wide unique value) whenever `record` does.
+    pub(crate) generation: u64,
+    /// Counts new tokens that became current once durable (a refresh saved,
+    /// another process's rotation read, a seed): a forced refresh that asked
+    /// before one of these arrived is answered by it.
+    pub(crate) arrivals: u64,
+    /// The refresh (or load) in progress, shared by every waiting caller.
+    pub(crate) inflight: Option<Flight>,
+    /// The store's version of the record last read or written (stores with
+    /// compare-and-swap only): the next save must still match it.
+    pub(crate) version: Option<String>,
+    /// The tokens of the record `record` replaced: a store may still quote
+    /// it in an error message, which must not show them.
+    retired: Vec<Secret>,
+}
+
+impl SessionState {
+    /// Every token this state knows (current and just replaced), for
+    /// scrubbing messages that come from the host.
+    pub(crate) fn secrets(&self) -> Vec<Secret> {
+        let mut out = self.retired.clone();
+        if let Some(record) = &self.record {
+            out.extend(record_secrets(record));
+        }
+        out
+    }
+
+    /// Puts `record` in memory as the newest, not yet saved, and returns its
+    /// generation and encoding.
+    pub(crate) fn set_record(&mut self, record: Record) -> (u64, String) {
+        let text = record.encode();
+        if let Some(old) = self.record.replace(record) {
+            self.retired = record_secrets(&old);
+        }
+        self.loaded = true;
+        self.unpersisted = true;
+        self.generation = next_generation();
+        (self.generation, text)
+    }
+
+    /// Adopts a record read from the store.
+    pub(crate) fn adopt(&mut self, record: Option<Record>, version: Option<String>) {
+        if self.loaded && self.record != record {
+            self.generation = next_generation();
+            self.arrivals += 1;
+        }
+        if let Some(old) = std::mem::replace(&mut self.record, record) {
+            if Some(&old) != self.record.as_ref() {
+                self.retired = record_secrets(&old);
+            }
+        }
+        self.version = version;
+        self.loaded = true;
+    }
+}
+
+impl SessionCell {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Box<SessionState>> {
+        // A poisoned lock only means a panic elsewhere; the state itself is
+        // always consistent between statements, so keep using it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Nothing in flight and nothing waiting to be saved: safe to evict.
+    pub(crate) fn is_idle(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(st) => st.inflight.is_none() && !st.unpersisted,
+            Err(_) => false,
+        }
+    }
+}
+
+/// The refresh, access and ID tokens of `rec`.
+fn record_secrets(rec: &Record) -> Vec<Secret> {
+    let access = rec.access_token.as_ref().map(|a| a.value.clone());
+    [rec.refresh_token.clone(), access, rec.id_token.clone()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// What callers get from a record.
+pub(crate) fn info_of(rec: &Record) -> TokenInfo {
+    let access = rec.access_token.as_ref();
+    TokenInfo {
+        access_token: access
+            .map(|a| a.value.expose().to_owned())
+            .unwrap_or_default(),
+        expires_at_ms: access.map_or(0, |a| a.expires_at_ms),
+        scope: rec.scope.clone(),
+        id_token: rec.id_token.as_ref().map(|s| s.expose().to_owned()),
+        refresh_expires_at_ms: rec.refresh_expires_at_ms,
+    }
+}

@@ -1,0 +1,147 @@
+//! The session's calls into the host's store. Each is bounded by the store
+//! deadline (DESIGN point 15) and each failure message is scrubbed of every
+//! token and secret the session knows (DESIGN point 16); on top of them,
+//! `sync` (save what is pending, else re-read) and `persist`.
+
+use crate::attached::Attached;
+use crate::deadline::within;
+use crate::error::Error;
+use crate::secret::{scrub, Secret};
+use crate::store::{CasOutcome, Record, StoreError, Versioned};
+use std::future::Future;
+
+impl Attached {
+    /// Runs the store call `op`, bounded by the store deadline; its error
+    /// message scrubbed.
+    async fn store_call<T>(
+        &self,
+        op: &str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, Error> {
+        let ms = self.ctx.config.store_timeout_ms;
+        match within(self.ctx.clock.as_ref(), ms, call).await {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
+            None => Err(Error::storage(format!(
+                "the store's {op} did not answer within {ms} ms (store_timeout_ms)"
+            ))),
+        }
+    }
+
+    /// `message` with every token of the session and the client secret removed.
+    pub(crate) fn scrubbed(&self, message: &str) -> String {
+        let mut secrets: Vec<Secret> = self.cell.lock().secrets();
+        secrets.extend(self.ctx.config.client_secret.clone());
+        let exposed: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+        scrub(message, &exposed)
+    }
+
+    /// The stored record and its version (stores with compare-and-swap).
+    pub(crate) async fn load_versioned(&self) -> Result<Option<Versioned>, Error> {
+        self.store_call("load_versioned", self.store.load_versioned(&self.key))
+            .await
+    }
+
+    /// Takes the fleet refresh lease for this client.
+    pub(crate) async fn acquire(&self) -> Result<bool, Error> {
+        let ttl = self.ctx.config.lease_ttl_ms;
+        self.store_call(
+            "acquire",
+            self.store.acquire(&self.key, &self.ctx.owner, ttl),
+        )
+        .await
+    }
+
+    /// Gives the fleet refresh lease back.
+    pub(crate) async fn release(&self) -> Result<(), Error> {
+        self.store_call("release", self.store.release(&self.key, &self.ctx.owner))
+            .await
+    }
+
+    /// Saves a pending record, or else re-reads the store (another process
+    /// may have rotated the token; DESIGN point 12).
+    pub(crate) async fn sync(&self) -> Result<(), Error> {
+        let (pending, generation) = {
+            let st = self.cell.lock();
+            let pending = st
+                .unpersisted
+                .then(|| st.record.as_ref().map(Record::encode));
+            (pending, st.generation)
+        };
+        if let Some(pending) = pending {
+            return match pending {
+                Some(text) => self.persist(generation, &text).await,
+                None => Ok(()),
+            };
+        }
+        let (stored, version) = if self.store.supports_versions() {
+            match self.load_versioned().await? {
+                Some(v) => (Some(v.record), Some(v.version)),
+                None => (None, None),
+            }
+        } else {
+            (
+                self.store_call("load", self.store.load(&self.key)).await?,
+                None,
+            )
+        };
+        let record = stored.as_deref().map(Record::decode).transpose()?;
+        let mut st = self.cell.lock();
+        if st.generation != generation || st.unpersisted {
+            return Ok(()); // changed meanwhile by this process: keep ours
+        }
+        st.adopt(record, version);
+        Ok(())
+    }
+
+    /// Saves `text`; on success the record is persisted unless it changed since.
+    /// With a compare-and-swap store the save must match the version last
+    /// seen; a mismatch is a `conflict` (DESIGN point 9), never an
+    /// overwrite, and the stored record is read again on the next call.
+    pub(crate) async fn persist(&self, generation: u64, text: &str) -> Result<(), Error> {
+        let version = if self.store.supports_versions() {
+            let expected = self.cell.lock().version.clone();
+            let saved = self
+                .store
+                .save_versioned(&self.key, text, expected.as_deref());
+            match self.store_call("save_versioned", saved).await? {
+                CasOutcome::Saved { version } => Some(version),
+                CasOutcome::Conflict => {
+                    // Our own earlier save that timed out may have landed
+                    // late: then the store holds exactly this record.
+                    if let Ok(Some(stored)) = self.load_versioned().await {
+                        if stored.record == text {
+                            let mut st = self.cell.lock();
+                            st.version = Some(stored.version);
+                            if st.generation == generation {
+                                st.unpersisted = false;
+                            }
+                            return Ok(());
+                        }
+                    }
+                    let mut st = self.cell.lock();
+                    st.loaded = false;
+                    st.unpersisted = false;
+                    st.generation = crate::session_state::next_generation();
+                    return Err(Error::Conflict {
+                        message: "the stored record changed since it was read (another process \
+                                  or a new login saved it); it was not overwritten"
+                            .to_owned(),
+                    });
+                }
+            }
+        } else {
+            self.store_call("save", self.store.save(&self.key, text))
+                .await?;
+            None
+        };
+        let mut st = self.cell.lock();
+        if version.is_some() {
+            st.version = version;
+        }
+        if st.generation == generation {
+            st.unpersisted = false;
+        }
+        Ok(())
+    }
+}

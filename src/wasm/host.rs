@@ -1,0 +1,137 @@
+//! Calls that can run host code: getters, Proxy traps, iterators, the
+//! store's and `fetch`'s methods, thenables. None may let an exception
+//! unwind through wasm (that leaks the wasm stack and, repeated, poisons
+//! the instance), so each goes through a catching call.
+//!
+//! wasm-bindgen's own catching imports (`#[wasm_bindgen(catch)]`) also leak
+//! one externref slot every time a call that returns a value throws. The
+//! package therefore registers `attempt` (pkg/src/host-calls.js), which
+//! catches in JavaScript and returns a sentinel instead.
+
+use js_sys::{Array, Function, Promise, Reflect};
+use std::cell::OnceCell;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = Promise, js_name = all)]
+    fn promise_all(values: &Array) -> Promise;
+}
+
+/// The package's catching calls: `attempt(op, a, b, c)` returns `op(a, b, c)`,
+/// or `threw` after keeping the error for `takeError()`.
+struct HostCalls {
+    attempt: Function,
+    take_error: Function,
+    threw: JsValue,
+    get: JsValue,
+    keys: JsValue,
+    array: JsValue,
+    apply: JsValue,
+    well_formed: JsValue,
+    cancel: JsValue,
+}
+
+thread_local! {
+    static CALLS: OnceCell<HostCalls> = const { OnceCell::new() };
+}
+
+/// Registers the package's catching calls (once; later calls are ignored):
+/// `{ attempt, takeError, threw, get, keys, array, apply, wellFormed, cancel }`.
+#[wasm_bindgen(js_name = setHostCalls)]
+pub fn set_host_calls(calls: JsValue) {
+    let field = |name: &str| Reflect::get(&calls, &JsValue::from_str(name)).unwrap_or_default();
+    let function = |name: &str| field(name).dyn_into::<Function>().ok();
+    if let (Some(attempt), Some(take_error)) = (function("attempt"), function("takeError")) {
+        let registered = HostCalls {
+            attempt,
+            take_error,
+            threw: field("threw"),
+            get: field("get"),
+            keys: field("keys"),
+            array: field("array"),
+            apply: field("apply"),
+            well_formed: field("wellFormed"),
+            cancel: field("cancel"),
+        };
+        CALLS.with(|c| {
+            let _ = c.set(registered);
+        });
+    }
+}
+
+/// `op(a, b, c)` through the registered `attempt`.
+fn attempt(op: fn(&HostCalls) -> &JsValue, [a, b, c]: [&JsValue; 3]) -> Result<JsValue, JsValue> {
+    CALLS.with(|calls| {
+        let Some(calls) = calls.get() else {
+            return Err(JsValue::from_str("freshtoken: no host calls registered"));
+        };
+        let result = calls.attempt.call4(&JsValue::NULL, op(calls), a, b, c)?;
+        if result == calls.threw {
+            Err(calls.take_error.call0(&JsValue::NULL).unwrap_or_default())
+        } else {
+            Ok(result)
+        }
+    })
+}
+
+/// `obj[name]`; `undefined` when `obj` is not an object or a function.
+pub(crate) fn get(obj: &JsValue, name: &str) -> Result<JsValue, JsValue> {
+    if !obj.is_object() && !obj.is_function() {
+        return Ok(JsValue::UNDEFINED);
+    }
+    attempt(|c| &c.get, [obj, &name.into(), &JsValue::UNDEFINED])
+}
+
+/// `obj[name]` if it is a function (a method to call on `obj`).
+pub(crate) fn method(obj: &JsValue, name: &str) -> Result<Option<Function>, JsValue> {
+    let f = get(obj, name)?;
+    Ok(f.is_function().then(|| f.unchecked_into()))
+}
+
+/// `f.call(this, ...args)` with exactly `args` (at most three).
+pub(crate) fn call(f: &Function, this: &JsValue, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let list = match args {
+        [] => Array::new(),
+        [a] => Array::of1(a),
+        [a, b] => Array::of2(a, b),
+        [a, b, c, ..] => Array::of3(a, b, c),
+    };
+    attempt(|c| &c.apply, [f, this, &list])
+}
+
+/// The own enumerable string keys of an object.
+pub(crate) fn keys(obj: &JsValue) -> Result<Array, JsValue> {
+    let u = JsValue::UNDEFINED;
+    attempt(|c| &c.keys, [obj, &u, &u]).map(JsCast::unchecked_into)
+}
+
+/// A copy of `value` as a plain array, or `None` if it is not an array.
+pub(crate) fn array(value: &JsValue) -> Result<Option<Array>, JsValue> {
+    let u = JsValue::UNDEFINED;
+    let copy = attempt(|c| &c.array, [value, &u, &u])?;
+    Ok((!copy.is_null()).then(|| copy.unchecked_into()))
+}
+
+/// Awaits `value` like `await value` does: a Promise, any thenable (from
+/// any realm) or a plain value. `Promise.all` runs the host's `then` (and
+/// a throwing one rejects) inside the engine, never through wasm.
+pub(crate) async fn settle(value: &JsValue) -> Result<JsValue, JsValue> {
+    let values = JsFuture::from(promise_all(&Array::of1(value))).await?;
+    Ok(values.unchecked_into::<Array>().get(0))
+}
+
+/// Whether a JavaScript string has no lone UTF-16 surrogate.
+pub(crate) fn well_formed(text: &JsValue) -> bool {
+    let u = JsValue::UNDEFINED;
+    attempt(|c| &c.well_formed, [text, &u, &u]).is_ok_and(|ok| ok.is_truthy())
+}
+
+/// Cancels a stream (or a stream's reader) without waiting for it to
+/// finish; a failed cancel is ignored, never an unhandled rejection.
+pub(crate) fn cancel(stream: &JsValue) {
+    let u = JsValue::UNDEFINED;
+    let _ = attempt(|c| &c.cancel, [stream, &u, &u]);
+}

@@ -1,0 +1,101 @@
+//! `setTimeout` as a future that clears its timeout when dropped. Most
+//! deadlines never fire (the store or the server answers first); a timer
+//! awaited through a Promise would keep its callback, its wasm closure and
+//! the event loop alive until it did.
+
+use super::host;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use wasm_bindgen::prelude::*;
+
+/// Resolves `ms` milliseconds after its first poll.
+pub(crate) struct Timeout {
+    ms: f64,
+    shared: Rc<RefCell<Shared>>,
+    /// The callback and the timer id while the timeout is set.
+    armed: Option<(Closure<dyn FnMut()>, JsValue)>,
+}
+
+#[derive(Default)]
+struct Shared {
+    fired: bool,
+    waker: Option<Waker>,
+}
+
+impl Timeout {
+    pub(crate) fn new(ms: u64) -> Self {
+        Timeout {
+            ms: ms as f64,
+            shared: Rc::default(),
+            armed: None,
+        }
+    }
+
+    /// Sets the timeout; `false` if there is no working `setTimeout`.
+    fn arm(&mut self) -> bool {
+        let shared = self.shared.clone();
+        let fire = Closure::<dyn FnMut()>::new(move || {
+            let waker = {
+                let mut shared = shared.borrow_mut();
+                shared.fired = true;
+                shared.waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+        let global = js_sys::global();
+        let set = host::method(&global, "setTimeout").ok().flatten();
+        let id = set.and_then(|set| {
+            let args = [fire.as_ref().clone(), JsValue::from_f64(self.ms)];
+            host::call(&set, &JsValue::NULL, &args).ok()
+        });
+        match id {
+            Some(id) => {
+                self.armed = Some((fire, id));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Future for Timeout {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut shared = self.shared.borrow_mut();
+            if shared.fired {
+                return Poll::Ready(());
+            }
+            shared.waker = Some(cx.waker().clone());
+        }
+        if self.armed.is_none() && !self.arm() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        let Some((fire, id)) = self.armed.take() else {
+            return;
+        };
+        if self.shared.borrow().fired {
+            return;
+        }
+        let clear = host::method(&js_sys::global(), "clearTimeout")
+            .ok()
+            .flatten();
+        let cleared = clear.is_some_and(|clear| host::call(&clear, &JsValue::NULL, &[id]).is_ok());
+        if !cleared {
+            // Still set: the callback must outlive this future.
+            fire.forget();
+        }
+    }
+}

@@ -180,7 +180,12 @@ def _resolve(future):
 
 
 class TestStore(freshtoken.MemoryTokenStore):
-    """A MemoryTokenStore that counts calls, fails on command, and can hold saves at a gate."""
+    """A MemoryTokenStore that counts calls, fails on command, and can hold saves at a gate.
+
+    `fail_saves` and the gate apply to records that are not marked in doubt:
+    the core writes the in-doubt marker before every refresh request (write
+    ahead), so they hit the rotated record's save, the one after the server
+    answered. `fail_marker_saves` fails the next marker saves."""
 
     __test__ = False  # not a pytest class
 
@@ -190,6 +195,8 @@ class TestStore(freshtoken.MemoryTokenStore):
         self.saves = 0
         self.fail_loads = 0
         self.fail_saves = 0
+        self.fail_marker_saves = 0
+        self.marker_saves = 0
         self.entered = None
         self.released = None
         self.saving = None
@@ -209,6 +216,12 @@ class TestStore(freshtoken.MemoryTokenStore):
 
     async def save(self, key, record):
         self.saves += 1
+        if _in_doubt(record):
+            self.marker_saves += 1
+            if self.fail_marker_saves > 0:
+                self.fail_marker_saves -= 1
+                raise OSError("disk full")
+            return await super().save(key, record)
         if self.fail_saves > 0:
             self.fail_saves -= 1
             raise OSError("disk full")
@@ -221,6 +234,13 @@ class TestStore(freshtoken.MemoryTokenStore):
     def record(self, key):
         text = self.get(key)
         return None if text is None else json.loads(text)
+
+
+def _in_doubt(record):
+    try:
+        return json.loads(record).get("in_doubt") is True
+    except (ValueError, AttributeError):
+        return False  # not a record (a test stores garbage on purpose)
 
 
 async def held_then_released(emu, *awaitables, held=1):

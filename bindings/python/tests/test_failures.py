@@ -5,6 +5,7 @@ Mirrors bindings/js/test/failures.emulator.test.mjs. Time is a fake clock
 (backoff is recorded, not waited for)."""
 
 import asyncio
+import json
 import os
 import re
 
@@ -78,6 +79,37 @@ def test_a_store_that_keeps_failing_never_resends(emu):
         same(store.record("u1")["access_token"], token, "saved once the store heals")
         assert emu.refresh_requests() == 1
         assert emu.counters()["reuse_detected"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_record_is_marked_in_doubt_before_sending_and_nothing_is_sent_if_that_fails(emu):
+    async def scenario():
+        client, _ = make_client(emu)
+        store = TestStore()
+        session, family = await seeded(emu, client, store)
+        store.fail_marker_saves = 1
+        err = await rejection(session.access_token(), FreshTokenError.Storage)
+        assert "disk full" in str(err)
+        assert emu.counters()["token_requests"] == 0, "a store that cannot write the marker lets nothing be sent"
+        same(store.record("u1")["refresh_token"], family["refresh_token"], "the record is untouched")
+
+        saved = []
+        original = TestStore.save
+
+        async def recording(self, key, record):
+            saved.append(json.loads(record))
+            await original(self, key, record)
+
+        store.save = recording.__get__(store)
+        token = await session.access_token()
+        assert emu.refresh_requests() == 1
+        marker, rotated = saved
+        assert marker.get("in_doubt") is True and marker["refresh_token"] == family["refresh_token"], \
+            "first: the old record, marked in doubt"
+        assert not rotated.get("in_doubt") and rotated["refresh_token"] != family["refresh_token"], \
+            "then: the rotated record"
+        same(rotated["access_token"], token, "the rotated record holds the token handed out")
 
     asyncio.run(scenario())
 

@@ -217,7 +217,9 @@ def _scopes(scopes: Union[str, Iterable[str]]) -> List[str]:
 def _guarded_http(http: Optional[HttpClient]) -> HttpClient:
     if http is None:
         return UrllibHttpClient()
-    return http if isinstance(http, (UrllibHttpClient, GuardedHttp)) else GuardedHttp(http)
+    guarded = isinstance(http, GuardedHttp) or (
+        isinstance(http, UrllibHttpClient) and type(http).send is UrllibHttpClient.send)
+    return http if guarded else GuardedHttp(http)
 
 
 def _guarded_store(store: TokenStore) -> TokenStore:

@@ -12,6 +12,10 @@ Quick start (asyncio)::
     await session.seed(refresh_token=refresh_token_from_the_code_flow)
     token = await session.access_token()   # cached: one sync FFI call
 
+Calls run on freshtoken's own event loop (a daemon thread), awaited from
+yours: ``asyncio.run(...)`` per request and cancelled callers are fine, and
+store, HTTP and clock callbacks run on that loop, never on yours.
+
 Errors are ``FreshTokenError.<Variant>`` exceptions; ``error.code`` (or
 ``freshtoken.error_code(error)``) is the stable code string shared with Rust
 and JavaScript.
@@ -51,6 +55,7 @@ from ._ffi.freshtoken import (  # noqa: E402  the generated surface
     VersionedRecord,
 )
 from ._api import ERROR_CODES, Client, Session, error_code, reason_code  # noqa: E402
+from ._loop import event_loop  # noqa: E402
 from ._http import UrllibHttpClient  # noqa: E402
 from ._stores import FileTokenStore, MemoryTokenStore, TokenStoreBase  # noqa: E402
 
@@ -60,6 +65,7 @@ __all__ = [
     "error_code",
     "reason_code",
     "ERROR_CODES",
+    "event_loop",
     "UrllibHttpClient",
     "TokenStoreBase",
     "MemoryTokenStore",

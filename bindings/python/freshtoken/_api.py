@@ -1,7 +1,9 @@
 """The idiomatic layer: ``Client``, ``Session``, error codes, safe ``str()``.
 
 Everything here converts and calls; the logic (freshness, single flight,
-rotation, persistence order, retries) is in the Rust core.
+rotation, persistence order, retries) is in the Rust core. Every call into
+the core's async methods runs on freshtoken's own event loop (``_loop.py``),
+awaited from the caller's loop; the cached path is one synchronous FFI call.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from ._ffi.freshtoken import (
     TokenStore,
     UserSession,
 )
+from . import _loop
+from ._host import GuardedClock, GuardedHttp, GuardedStore
 from ._http import UrllibHttpClient
+from ._stores import TokenStoreBase
 
 __all__ = ["Client", "Session", "error_code", "reason_code", "ERROR_CODES"]
 
@@ -86,7 +91,11 @@ class Session:
     """One user's tokens (a thin wrapper over the generated ``UserSession``).
 
     Handles with the same key in one :class:`Client` share one state and one
-    refresh, so creating one per request is fine.
+    refresh, so creating one per request is fine. Use it from any thread and
+    any event loop (``asyncio.run`` per request included): the work runs on
+    freshtoken's own loop, and a caller that is cancelled (a timeout) or
+    whose loop closes stops only its own wait; a refresh it joined still
+    finishes and saves for everyone else.
     """
 
     __slots__ = ("inner", "cached_access_token")
@@ -108,27 +117,27 @@ class Session:
         token = self.cached_access_token()
         if token is not None:
             return token
-        return await self.inner.access_token()
+        return await _loop.run(self.inner.access_token)
 
     async def tokens(self) -> TokenInfo:
         """The fresh token with its expiry, scope, ID token and refresh expiry."""
-        return await self.inner.tokens()
+        return await _loop.run(self.inner.tokens)
 
     async def refresh(self) -> TokenInfo:
         """A forced refresh, shared with concurrent callers."""
-        return await self.inner.refresh()
+        return await _loop.run(self.inner.refresh)
 
     async def token_rejected(self, token: str) -> TokenInfo:
         """The API rejected ``token``: refresh, unless another caller already did."""
-        return await self.inner.token_rejected(token)
+        return await _loop.run(self.inner.token_rejected, token)
 
     async def seed(self, options: Optional[SeedOptions] = None, **fields: Any) -> None:
         """Adopts an existing refresh token: ``seed(refresh_token=…, access_token=…, expires_in=…)``."""
-        await self.inner.seed(options if options is not None else SeedOptions(**fields))
+        await _loop.run(self.inner.seed, options if options is not None else SeedOptions(**fields))
 
     async def status(self) -> SessionStatus:
         """What is known without sending anything."""
-        return await self.inner.status()
+        return await _loop.run(self.inner.status)
 
     def __repr__(self) -> str:
         return f"Session(key={self.key!r})"
@@ -146,15 +155,15 @@ class Client:
     def __init__(self, token_endpoint: str, client_id: str, *,
                  http: Optional[HttpClient] = None, clock: Optional[Clock] = None,
                  **options: Any) -> None:
+        _loop.event_loop()  # registered with uniffi before the core can call back
         retry = options.get("retry")
         if isinstance(retry, dict):
             options["retry"] = RetryOptions(**retry)
         config = TokenClientOptions(token_endpoint=token_endpoint, client_id=client_id, **options)
-        http = http if http is not None else UrllibHttpClient()
         if clock is None:
-            self.inner = TokenClient(config, http)
+            self.inner = TokenClient(config, _guarded_http(http))
         else:
-            self.inner = TokenClient.with_clock(config, http, clock)
+            self.inner = TokenClient.with_clock(config, _guarded_http(http), GuardedClock(clock))
 
     @classmethod
     def from_credentials_json(cls, json: str, *, http: Optional[HttpClient] = None) -> "Client":
@@ -163,13 +172,14 @@ class Client:
         ``private_key_jwt``), ``slidingRefreshTokenLifetime`` and optionally
         ``tokenEndpoint`` (default Stitch's). A missing member raises
         ``FreshTokenError.Config`` naming it."""
+        _loop.event_loop()
         client = cls.__new__(cls)
-        client.inner = TokenClient.from_credentials_json(json, http if http is not None else UrllibHttpClient())
+        client.inner = TokenClient.from_credentials_json(json, _guarded_http(http))
         return client
 
     def session(self, key: str, store: TokenStore) -> Session:
         """A handle on the session ``key``, persisted through ``store``."""
-        return Session(self.inner.session(key, store))
+        return Session(self.inner.session(key, _guarded_store(store)))
 
     @property
     def session_count(self) -> int:
@@ -178,7 +188,7 @@ class Client:
 
     async def client_token(self, scopes: Iterable[str] = ()) -> str:
         """A fresh client-credentials token for ``scopes`` (cached per scope set)."""
-        return await self.inner.client_token(_scopes(scopes))
+        return await _loop.run(self.inner.client_token, _scopes(scopes))
 
     def invalidate_client_token(self, scopes: Iterable[str] = ()) -> None:
         """Forgets the cached client token for ``scopes``."""
@@ -194,7 +204,7 @@ class Client:
                             code_verifier: str, redirect_uri: str) -> Session:
         """Exchanges an authorization code; stores the first record under ``key``."""
         options = ExchangeCodeOptions(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
-        return Session(await self.inner.exchange_code(options, key, store))
+        return Session(await _loop.run(self.inner.exchange_code, options, key, _guarded_store(store)))
 
 
 def _scopes(scopes: Union[str, Iterable[str]]) -> List[str]:
@@ -202,3 +212,15 @@ def _scopes(scopes: Union[str, Iterable[str]]) -> List[str]:
         # A bare string would be split into characters (JavaScript: ConfigError too).
         raise FreshTokenError.Config(field="scopes", detail="scopes must be a list of strings, not one string")
     return list(scopes)
+
+
+def _guarded_http(http: Optional[HttpClient]) -> HttpClient:
+    if http is None:
+        return UrllibHttpClient()
+    guarded = isinstance(http, GuardedHttp) or (
+        isinstance(http, UrllibHttpClient) and type(http).send is UrllibHttpClient.send)
+    return http if guarded else GuardedHttp(http)
+
+
+def _guarded_store(store: TokenStore) -> TokenStore:
+    return store if isinstance(store, (TokenStoreBase, GuardedStore)) else GuardedStore(store)

@@ -4,9 +4,10 @@ freshtoken's core sends every token request through the host's
 :class:`HttpClient`. This one follows the platform's proxy settings
 (``*_proxy`` environment variables) and certificate store, never follows a
 redirect, gives up after the request's ``timeout_ms``, reads error bodies
-too, and stops reading a body one byte past ``max_response_bytes`` (so the
-core can reject it as too large). It logs nothing: bodies and headers carry
-secrets.
+too, and stops reading a body one byte past ``max_response_bytes`` and
+closes the connection (so the core can reject it as too large, and an
+endless body costs no more than that). It logs nothing: bodies and headers
+carry secrets.
 
 Failures are reported as the core needs them:
 
@@ -19,16 +20,17 @@ Failures are reported as the core needs them:
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import http.client
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from typing import Optional
 
 from ._ffi.freshtoken import HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse
+from ._host import host_call
 
 __all__ = ["UrllibHttpClient"]
 
@@ -84,14 +86,22 @@ def classify_connect_error(error: urllib.error.URLError) -> Exception:
     return HostError.Failed(detail=f"request failed: {_describe(reason)}")
 
 
-def _read_at_most(stream, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the body (an HTTPError without one has none)."""
-    if isinstance(stream, urllib.error.HTTPError) and stream.fp is None:
-        return b""
+def _read_at_most(stream, limit: int, deadline: float) -> bytes:
+    """Up to ``limit`` bytes of the body (an HTTPError without one has none),
+    never more: an endless body is cut at ``limit``. Each read takes what one
+    receive brings (at most the socket timeout), and reading stops at
+    ``deadline`` (``time.monotonic()``), so a body that trickles in ends too."""
+    if isinstance(stream, urllib.error.HTTPError):
+        stream = stream.fp
+        if stream is None:
+            return b""
+    read = getattr(stream, "read1", stream.read)
     chunks = []
     left = limit
     while left > 0:
-        chunk = stream.read(left)
+        if time.monotonic() >= deadline:
+            raise TimeoutError("the body did not arrive in time")
+        chunk = read(min(left, 65536))
         if not chunk:
             break
         chunks.append(chunk)
@@ -102,8 +112,10 @@ def _read_at_most(stream, limit: int) -> bytes:
 class UrllibHttpClient(HttpClient):
     """freshtoken's :class:`HttpClient` over ``urllib.request``.
 
-    Each request runs in the default executor (``asyncio.to_thread``), so the
-    event loop never blocks. Pass ``opener`` to bring your own
+    Each request runs in a worker thread of freshtoken's loop, so the loop
+    never blocks; the whole exchange (connect, send, the answer's headers and
+    body) ends within about twice the request's ``timeout_ms``, and a
+    cancelled send is ``HostError.Failed`` (it may have left). Pass ``opener`` to bring your own
     ``urllib.request.OpenerDirector`` (custom TLS context or proxies); it must
     not follow redirects -- include ``UrllibHttpClient.no_redirects()``.
     """
@@ -123,7 +135,7 @@ class UrllibHttpClient(HttpClient):
         return _NoRedirects()
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        return await asyncio.to_thread(self._send, request)
+        return await host_call(self._send, request)
 
     def _send(self, request: HttpRequest) -> HttpResponse:
         req = urllib.request.Request(
@@ -134,6 +146,7 @@ class UrllibHttpClient(HttpClient):
         for header in request.headers:
             req.add_header(header.name, header.value)
         timeout = max(request.timeout_ms, 1) / 1000.0
+        deadline = time.monotonic() + timeout
         # One byte more than the cap tells the core the body was too large.
         limit = request.max_response_bytes + 1
 
@@ -141,17 +154,17 @@ class UrllibHttpClient(HttpClient):
             response = self._opener.open(req, timeout=timeout)
         except urllib.error.HTTPError as answer:
             # A complete status line and headers arrived: read its body too.
-            return self._answer(answer.code, answer.headers, answer, limit)
+            return self._answer(answer.code, answer.headers, answer, limit, deadline)
         except urllib.error.URLError as error:
             raise classify_connect_error(error) from None
         except Exception as error:  # noqa: BLE001 - sent, maybe processed
             raise self._after_send(error) from None
         with response:
-            return self._answer(response.status, response.headers, response, limit)
+            return self._answer(response.status, response.headers, response, limit, deadline)
 
-    def _answer(self, status, headers, stream, limit) -> HttpResponse:
+    def _answer(self, status, headers, stream, limit, deadline) -> HttpResponse:
         try:
-            body = _read_at_most(stream, limit)
+            body = _read_at_most(stream, limit, deadline)
         except Exception as error:  # noqa: BLE001
             raise self._after_send(error) from None
         finally:

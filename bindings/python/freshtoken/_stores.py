@@ -12,34 +12,29 @@ import asyncio
 import base64
 import functools
 import hashlib
-import inspect
 import os
+import re
+import threading
 import tempfile
 from typing import Dict, Optional
 
 from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord
+from ._host import host_call
 
 __all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore"]
 
-# The members a subclass may implement; each is wrapped so that it may be a
-# plain or an async function, and so that any exception reaches freshtoken
-# as HostError.Failed (message kept) instead of uniffi's "unexpected error"
-# with a traceback on stderr.
+# The members a subclass may implement; each is wrapped (see _host.py) so
+# that it may be a plain or an async function, and so that it always answers
+# the core: any exception, cancellation included, reaches freshtoken as
+# HostError.Failed (message kept) instead of a future left pending or
+# uniffi's "unexpected error" with a traceback on stderr.
 _HOST_METHODS = ("load", "save", "acquire", "release", "load_versioned", "save_versioned")
 
 
 def _host_call(method):
     @functools.wraps(method)
     async def call(self, *args):
-        try:
-            result = method(self, *args)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
-        except HostError:
-            raise
-        except Exception as error:  # noqa: BLE001 - reported to freshtoken, not swallowed
-            raise HostError.Failed(detail=str(error) or type(error).__name__) from None
+        return await host_call(method, self, *args)
 
     call.__freshtoken_wrapped__ = True
     return call
@@ -53,9 +48,15 @@ class TokenStoreBase(TokenStore):
     never calls ``acquire``, ``release``, ``load_versioned`` or
     ``save_versioned``). A fleet store overrides all of them.
 
-    Exceptions raised by ``load``/``save`` (any type) become freshtoken's
-    ``FreshTokenError.Storage``, their message kept: do not put records in
-    your exception messages.
+    freshtoken calls these members on its own event loop thread, not on your
+    application's loop: ``async`` members must not use objects bound to
+    another loop (a client created on the app's loop, an ``asyncio.Lock``
+    shared with it); plain members run in a worker thread, so they may block
+    and must be thread-safe.
+
+    Exceptions raised by them (any type, cancellation included) become
+    freshtoken's ``FreshTokenError.Storage``; their message is kept, with
+    every token freshtoken knows scrubbed from it.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -110,14 +111,26 @@ class MemoryTokenStore(TokenStoreBase):
 class FileTokenStore(TokenStoreBase):
     """One file per session in ``directory`` (created 0700; files are 0600).
 
-    File names are the key in unpadded base64url (``k.<key>.json``), or its
-    SHA-256 when that would be long (``h.<hex>.json``). A save writes a
-    temporary file in the same directory, fsyncs it, renames it over the old
-    one (``os.replace``) and fsyncs the directory: a crash leaves the old
-    record or the new one, never half of one. File I/O runs in a worker
-    thread. One process only: it has no lease and no versions.
+    File names are safe on case-insensitive file systems (macOS, Windows):
+    ``x.<the key's UTF-8 in lowercase hex>.json``, or ``h.<SHA-256 of the
+    key's UTF-8, lowercase hex>.json`` when the hex would pass 120
+    characters (keys over 60 bytes). Distinct keys never get names that
+    differ only in case. (The JavaScript ``FileStore`` uses the same names
+    with ``k.`` for ``x.``; here ``k.`` was taken by the earlier names.)
+
+    A save writes a temporary file in the same directory, fsyncs it, renames
+    it over the old one (``os.replace``) and fsyncs the directory: a crash
+    leaves the old record or the new one, never half of one. File I/O runs in
+    a worker thread. One process only: it has no lease and no versions.
+
+    Files written by earlier versions (``k.<base64url>.json``, whose
+    names could differ only in case) are still read, and each is deleted
+    once its key's record has been saved under the new name. Such a file is
+    read only under its exact name as listed in the directory, so a case-
+    insensitive file system never hands one key another key's old record.
     """
 
+    #: Longest hex text used as a name; longer keys are hashed.
     MAX_NAME_KEY = 120
 
     def __init__(self, directory) -> None:
@@ -126,26 +139,34 @@ class FileTokenStore(TokenStoreBase):
 
     def path(self, key: str) -> str:
         """The file that holds ``key``'s record."""
-        encoded = base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
-        if len(encoded) <= self.MAX_NAME_KEY:
-            name = f"k.{encoded}.json"
-        else:
-            name = f"h.{hashlib.sha256(key.encode('utf-8')).hexdigest()}.json"
-        return os.path.join(self.directory, name)
+        return os.path.join(self.directory, file_name(key, self.MAX_NAME_KEY))
 
     async def load(self, key: str) -> Optional[str]:
-        return await asyncio.to_thread(self._read, self.path(key))
+        return await asyncio.to_thread(self._load, key)
 
     async def save(self, key: str, record: str) -> None:
-        await asyncio.to_thread(self._write, self.path(key), record)
+        await asyncio.to_thread(self._save, key, record)
 
-    @staticmethod
-    def _read(path: str) -> Optional[str]:
-        try:
-            with open(path, "r", encoding="utf-8") as file:
-                return file.read()
-        except FileNotFoundError:
-            return None
+    def _load(self, key: str) -> Optional[str]:
+        record = _read(self.path(key))
+        if record is None:
+            legacy = _legacy_names(self.directory).existing(key)
+            if legacy is not None:
+                record = _read(os.path.join(self.directory, legacy))
+        return record
+
+    def _save(self, key: str, record: str) -> None:
+        self._write(self.path(key), record)
+        # The record is durable under its new name: the old file can go.
+        legacy = _legacy_names(self.directory)
+        name = legacy.existing(key)
+        if name is not None:
+            try:
+                os.unlink(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass
+            legacy.forget(name)
+            self._sync_directory()
 
     def _write(self, path: str, record: str) -> None:
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
@@ -174,3 +195,70 @@ class FileTokenStore(TokenStoreBase):
             pass
         finally:
             os.close(fd)
+
+
+def file_name(key: str, max_encoded: int = FileTokenStore.MAX_NAME_KEY) -> str:
+    """``key``'s file name: lowercase ASCII letters, digits and dots only, so
+    that names equal under case folding are equal names (and belong to one key)."""
+    data = key.encode("utf-8")
+    encoded = data.hex()
+    if len(encoded) <= max_encoded:
+        return f"x.{encoded}.json"
+    return f"h.{hashlib.sha256(data).hexdigest()}.json"
+
+
+def legacy_file_name(key: str) -> str:
+    """The name earlier versions used (unpadded base64url: case matters)."""
+    data = key.encode("utf-8")
+    encoded = base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+    if len(encoded) <= FileTokenStore.MAX_NAME_KEY:
+        return f"k.{encoded}.json"
+    return f"h.{hashlib.sha256(data).hexdigest()}.json"  # the same as today's
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, "r", encoding="utf-8") as file:
+            return file.read()
+    except FileNotFoundError:
+        return None
+
+
+_LEGACY_NAME = re.compile(r"k\.[A-Za-z0-9_-]+\.json")
+
+
+class _LegacyNames:
+    """The old-style names in one directory, exactly as listed (listed once
+    per process: nothing creates them any more)."""
+
+    def __init__(self, names) -> None:
+        self._lock = threading.Lock()
+        self._names = set(names)
+
+    def existing(self, key: str) -> Optional[str]:
+        if not self._names:
+            return None
+        name = legacy_file_name(key)
+        with self._lock:
+            return name if name in self._names else None
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._names.discard(name)
+
+
+_legacy_lock = threading.Lock()
+_legacy_by_directory: Dict[str, _LegacyNames] = {}
+
+
+def _legacy_names(directory: str) -> _LegacyNames:
+    where = os.path.realpath(directory)
+    with _legacy_lock:
+        found = _legacy_by_directory.get(where)
+        if found is None:
+            try:
+                listed = os.listdir(where)
+            except FileNotFoundError:
+                listed = []
+            found = _legacy_by_directory[where] = _LegacyNames(n for n in listed if _LEGACY_NAME.fullmatch(n))
+        return found

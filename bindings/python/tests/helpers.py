@@ -65,11 +65,11 @@ class Emulator:
             self.process.wait()
         self.process.stdout.close()
 
-    def _call(self, method, path, body=None):
+    def _call(self, method, path, body=None, timeout=10):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.admin_endpoint + path, data=data, method=method,
                                      headers={"content-type": "application/json"})
-        with _direct.open(req, timeout=10) as response:
+        with _direct.open(req, timeout=timeout) as response:
             return json.loads(response.read())
 
     def reset(self):
@@ -89,6 +89,19 @@ class Emulator:
 
     def refresh_token_state(self, refresh_token):
         return self._call("POST", "/refresh-token-state", {"refresh_token": refresh_token})["state"]
+
+    def wait_held(self, count=1):
+        """Blocks until `count` token requests are held by `hold` faults (the emulator's
+        long-poll; a 504 after 30 s raises); returns how many are held."""
+        return self._call("POST", "/held/wait", {"count": count, "timeout_ms": 30_000}, timeout=40)["held"]
+
+    def release_held(self):
+        """Lets every held request go on; returns how many there were."""
+        return self._call("POST", "/held/release", {})["released"]
+
+    def wait_streams_ended(self, count=1):
+        """The `endless` responses, once `count` of them have ended (long-poll, 30 s at most)."""
+        return self._call("POST", "/streams/wait", {"count": count, "timeout_ms": 30_000}, timeout=40)
 
     def refresh_requests(self):
         return self.counters()["by_grant"].get("refresh_token", 0)
@@ -115,8 +128,64 @@ class FakeClock(freshtoken.Clock):
         self.ms += ms
 
 
+class Signal:
+    """An event that works across event loops and threads: the store's side
+    runs on freshtoken's loop, the test's side on the test's loop."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._set = False
+        self._waiters = []
+
+    def set(self):
+        with self._lock:
+            self._set = True
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    def is_set(self):
+        return self._set
+
+    async def wait(self):
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._set:
+                return
+            future = loop.create_future()
+            self._waiters.append((loop, future))
+        await future
+
+    def wait_blocking(self, timeout=30):
+        """From a plain thread: waits (bounded, for safety) until set."""
+        done = threading.Event()
+        with self._lock:
+            if self._set:
+                return True
+            self._waiters.append((_ThreadWaker(done), None))
+        return done.wait(timeout)
+
+
+class _ThreadWaker:
+    def __init__(self, event):
+        self.event = event
+
+    def call_soon_threadsafe(self, _callback, _future):
+        self.event.set()
+
+
+def _resolve(future):
+    if not future.done():
+        future.set_result(None)
+
+
 class TestStore(freshtoken.MemoryTokenStore):
-    """A MemoryTokenStore that counts calls, fails on command, and can hold saves at a gate."""
+    """A MemoryTokenStore that counts calls, fails on command, and can hold saves at a gate.
+
+    `fail_saves` and the gate apply to records that are not marked in doubt:
+    the core writes the in-doubt marker before every refresh request (write
+    ahead), so they hit the rotated record's save, the one after the server
+    answered. `fail_marker_saves` fails the next marker saves."""
 
     __test__ = False  # not a pytest class
 
@@ -126,14 +195,17 @@ class TestStore(freshtoken.MemoryTokenStore):
         self.saves = 0
         self.fail_loads = 0
         self.fail_saves = 0
+        self.fail_marker_saves = 0
+        self.marker_saves = 0
         self.entered = None
         self.released = None
         self.saving = None
 
     def gate_saves(self):
-        """From now on each save records what it saves, sets `entered`, and waits for `released`."""
-        self.entered = asyncio.Event()
-        self.released = asyncio.Event()
+        """From now on each save records what it saves, sets `entered`, and waits for `released`
+        (Signals: the save runs on freshtoken's loop, the test on its own)."""
+        self.entered = Signal()
+        self.released = Signal()
 
     async def load(self, key):
         self.loads += 1
@@ -144,6 +216,12 @@ class TestStore(freshtoken.MemoryTokenStore):
 
     async def save(self, key, record):
         self.saves += 1
+        if _in_doubt(record):
+            self.marker_saves += 1
+            if self.fail_marker_saves > 0:
+                self.fail_marker_saves -= 1
+                raise OSError("disk full")
+            return await super().save(key, record)
         if self.fail_saves > 0:
             self.fail_saves -= 1
             raise OSError("disk full")
@@ -156,6 +234,25 @@ class TestStore(freshtoken.MemoryTokenStore):
     def record(self, key):
         text = self.get(key)
         return None if text is None else json.loads(text)
+
+
+def _in_doubt(record):
+    try:
+        return json.loads(record).get("in_doubt") is True
+    except (ValueError, AttributeError):
+        return False  # not a record (a test stores garbage on purpose)
+
+
+async def held_then_released(emu, *awaitables, held=1):
+    """Awaits `awaitables` concurrently while the emulator holds the token
+    request(s) they share (queue a `hold` fault first): every caller has been
+    started, and has handed its call to freshtoken's loop, before the held
+    request is released. Returns their results in order."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    await turn()  # each task's first step: its call is on freshtoken's loop
+    assert await asyncio.to_thread(emu.wait_held, held) == held
+    assert emu.release_held() == held
+    return await asyncio.gather(*tasks)
 
 
 async def turn(times=1):

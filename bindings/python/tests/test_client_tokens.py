@@ -6,7 +6,7 @@ import asyncio
 
 from freshtoken import FreshTokenError
 
-from helpers import differ, make_client, same
+from helpers import differ, held_then_released, make_client, same
 
 
 def test_cached_per_scope_set_and_renewed_after_expiry(emu):
@@ -36,11 +36,10 @@ def test_cached_per_scope_set_and_renewed_after_expiry(emu):
 def test_concurrent_callers_share_one_request(emu):
     async def scenario():
         client, _ = make_client(emu)
-        emu.fault({"kind": "delay", "ms": 100, "count": 50, "grant": "client_credentials"})
-        tokens = await asyncio.gather(*(
+        emu.fault({"kind": "hold", "grant": "client_credentials"})
+        tokens = await held_then_released(emu, *(
             client.client_token(["accounts", "balances"] if i % 2 else ["balances", "accounts"])
             for i in range(50)))
-        emu.clear_faults()
         assert len(set(tokens)) == 1
         assert emu.grant_requests("client_credentials") == 1
         assert emu.counters()["max_concurrent_token_requests"] == 1

@@ -5,6 +5,7 @@ Mirrors bindings/js/test/failures.emulator.test.mjs. Time is a fake clock
 (backoff is recorded, not waited for)."""
 
 import asyncio
+import json
 import os
 import re
 
@@ -78,6 +79,37 @@ def test_a_store_that_keeps_failing_never_resends(emu):
         same(store.record("u1")["access_token"], token, "saved once the store heals")
         assert emu.refresh_requests() == 1
         assert emu.counters()["reuse_detected"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_record_is_marked_in_doubt_before_sending_and_nothing_is_sent_if_that_fails(emu):
+    async def scenario():
+        client, _ = make_client(emu)
+        store = TestStore()
+        session, family = await seeded(emu, client, store)
+        store.fail_marker_saves = 1
+        err = await rejection(session.access_token(), FreshTokenError.Storage)
+        assert "disk full" in str(err)
+        assert emu.counters()["token_requests"] == 0, "a store that cannot write the marker lets nothing be sent"
+        same(store.record("u1")["refresh_token"], family["refresh_token"], "the record is untouched")
+
+        saved = []
+        original = TestStore.save
+
+        async def recording(self, key, record):
+            saved.append(json.loads(record))
+            await original(self, key, record)
+
+        store.save = recording.__get__(store)
+        token = await session.access_token()
+        assert emu.refresh_requests() == 1
+        marker, rotated = saved
+        assert marker.get("in_doubt") is True and marker["refresh_token"] == family["refresh_token"], \
+            "first: the old record, marked in doubt"
+        assert not rotated.get("in_doubt") and rotated["refresh_token"] != family["refresh_token"], \
+            "then: the rotated record"
+        same(rotated["access_token"], token, "the rotated record holds the token handed out")
 
     asyncio.run(scenario())
 
@@ -218,7 +250,7 @@ def test_a_timeout_through_urllib_is_timeout(emu):
     async def scenario():
         client, _ = make_client(emu, timeout_ms=300)
         session, _ = await seeded(emu, client, TestStore())
-        emu.fault({"kind": "delay", "ms": 3000, "grant": "refresh_token"})
+        emu.fault({"kind": "hold", "grant": "refresh_token"})  # never answered (reset releases it)
         err = await rejection(session.access_token(), FreshTokenError.Timeout)
         assert err.code == "timeout"
         assert emu.refresh_requests() == 1, "a timed-out request may have been processed: not retried"
@@ -237,6 +269,20 @@ def test_a_body_over_the_cap_is_invalid_response(emu):
         assert "exceeds" in str(err)
 
     asyncio.run(scenario())
+
+
+def test_an_endless_body_is_invalid_response_and_the_connection_is_closed_at_the_cap(emu):
+    async def scenario():
+        client, _ = make_client(emu)
+        session, _ = await seeded(emu, client, TestStore())
+        emu.fault({"kind": "endless", "grant": "refresh_token"})
+        err = await rejection(session.access_token(), FreshTokenError.InvalidResponse)
+        assert "exceeds" in str(err)
+
+    asyncio.run(scenario())
+    (stream,) = emu.wait_streams_ended(1)
+    assert stream["end"] == "client_closed"
+    assert stream["bytes_written"] < 1024 * 1024, "stopped at the 64 KiB cap, not at the emulator's 64 MiB"
 
 
 def test_redirects_are_not_followed(emu):

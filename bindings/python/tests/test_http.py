@@ -5,10 +5,13 @@ HostError (NotSent / Timeout / Failed)."""
 import asyncio
 import socket
 import ssl
+import threading
+import time
 import urllib.error
 
 import pytest
 
+import freshtoken
 from freshtoken import HostError, HttpHeader, HttpRequest, UrllibHttpClient
 from freshtoken._http import classify_connect_error
 
@@ -63,7 +66,7 @@ def test_connection_refused_is_not_sent():
 
 
 def test_no_answer_in_time_is_timeout(emu):
-    emu.fault({"kind": "delay", "ms": 3000})
+    emu.fault({"kind": "hold"})  # never answered (the next reset releases it)
     with pytest.raises(HostError.Timeout):
         asyncio.run(UrllibHttpClient().send(request(emu.token_endpoint, timeout_ms=200)))
 
@@ -88,3 +91,65 @@ def test_a_connection_closed_without_an_answer_is_failed(emu):
 def test_connect_failures_map_onto_host_errors(reason, expected):
     error = classify_connect_error(urllib.error.URLError(reason))
     assert type(error) is expected
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close", "length"])
+def test_an_endless_body_is_cut_one_byte_past_the_cap_and_the_connection_closed(emu, framing):
+    emu.fault({"kind": "endless", "framing": framing})
+    response = asyncio.run(UrllibHttpClient().send(request(emu.token_endpoint, max_response_bytes=65536)))
+    assert response.status == 200
+    assert len(response.body) == 65537, "read one byte past the cap, no more"
+    (stream,) = emu.wait_streams_ended(1)
+    assert stream["end"] == "client_closed", f"the client hung up ({stream['end']})"
+    assert stream["bytes_written"] < 1024 * 1024, f"{stream['bytes_written']} bytes written"
+
+
+def test_a_body_that_trickles_in_forever_ends_at_the_timeout():
+    """Each byte arrives well within the socket timeout, but the body never
+    ends: the request's timeout bounds the whole read."""
+    stop = threading.Event()
+
+    def trickle(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        try:
+            while not stop.is_set():
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                stop.wait(0.02)  # the server's pace: one byte per 20 ms
+        except OSError:
+            pass  # the client hung up
+
+    with LocalServer(trickle) as server:
+        started = time.monotonic()
+        try:
+            with pytest.raises(HostError.Timeout):
+                asyncio.run(UrllibHttpClient().send(request(server.url, timeout_ms=300)))
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+    assert elapsed < 5, f"gave up after {elapsed:.1f} s"
+
+
+def test_a_cancelled_send_is_failed_on_freshtokens_loop_and_cancelled_elsewhere(emu):
+    """Called by the core (on freshtoken's loop), a cancelled send answers
+    HostError.Failed; awaited directly by the app, cancellation propagates."""
+    emu.fault({"kind": "hold", "count": 2})
+    http = UrllibHttpClient()
+
+    async def cancelled_after_held(held):
+        task = asyncio.ensure_future(http.send(request(emu.token_endpoint)))
+        await asyncio.to_thread(emu.wait_held, held)
+        task.cancel()
+        try:
+            await task
+        except BaseException as error:  # noqa: BLE001 - the outcome is the test
+            return error
+        return None
+
+    direct = asyncio.run(cancelled_after_held(1))
+    assert isinstance(direct, asyncio.CancelledError)
+
+    on_freshtoken = asyncio.run_coroutine_threadsafe(cancelled_after_held(2), freshtoken.event_loop()).result(60)
+    assert isinstance(on_freshtoken, HostError.Failed) and "cancelled" in str(on_freshtoken)

@@ -8,7 +8,7 @@ import json
 import freshtoken
 from freshtoken import FreshTokenError
 
-from helpers import YEAR_MS, TestStore, differ, make_client, same, seeded, turn
+from helpers import YEAR_MS, TestStore, differ, held_then_released, make_client, same, seeded, turn
 
 
 def test_rotated_record_is_saved_before_access_token_returns(emu):
@@ -46,11 +46,10 @@ def test_200_concurrent_callers_at_expiry_cause_exactly_one_refresh(emu):
         client, _ = make_client(emu)
         store = TestStore()
         session, _ = await seeded(emu, client, store)
-        # Hold any refresh request open, so that a second one would overlap.
-        emu.fault({"kind": "delay", "ms": 100, "count": 200, "grant": "refresh_token"})
+        # The refresh is held, unanswered, until every caller has asked.
+        emu.fault({"kind": "hold", "grant": "refresh_token"})
 
-        tokens = await asyncio.gather(*(session.access_token() for _ in range(200)))
-        emu.clear_faults()
+        tokens = await held_then_released(emu, *(session.access_token() for _ in range(200)))
 
         assert emu.refresh_requests() == 1
         counters = emu.counters()
@@ -68,10 +67,9 @@ def test_200_callers_with_a_handle_each_share_one_refresh(emu):
         client, _ = make_client(emu)
         store = TestStore()
         await seeded(emu, client, store)
-        emu.fault({"kind": "delay", "ms": 100, "count": 200, "grant": "refresh_token"})
+        emu.fault({"kind": "hold", "grant": "refresh_token"})
 
-        tokens = await asyncio.gather(*(client.session("u1", store).access_token() for _ in range(200)))
-        emu.clear_faults()
+        tokens = await held_then_released(emu, *(client.session("u1", store).access_token() for _ in range(200)))
 
         assert emu.refresh_requests() == 1
         assert emu.counters()["max_concurrent_token_requests"] == 1
@@ -116,10 +114,9 @@ def test_concurrent_forced_refreshes_share_one_request(emu):
         client, _ = make_client(emu)
         session, _ = await seeded(emu, client, TestStore())
         first = await session.access_token()
-        emu.fault({"kind": "delay", "ms": 100, "count": 10, "grant": "refresh_token"})
+        emu.fault({"kind": "hold", "grant": "refresh_token"})
 
-        infos = await asyncio.gather(*(session.refresh() for _ in range(10)))
-        emu.clear_faults()
+        infos = await held_then_released(emu, *(session.refresh() for _ in range(10)))
 
         assert emu.refresh_requests() == 2, "one initial refresh and one forced"
         assert len({i.access_token for i in infos}) == 1

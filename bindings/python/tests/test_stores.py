@@ -4,14 +4,16 @@ session on the emulator."""
 import asyncio
 import json
 import os
+import re
 import stat
 
 import pytest
 
 import freshtoken
 from freshtoken import FileTokenStore, FreshTokenError, HostError, MemoryTokenStore, TokenStoreBase
+from freshtoken._stores import file_name, legacy_file_name
 
-from helpers import CLIENT_ID, CLIENT_SECRET, make_client, same, seeded
+from helpers import CLIENT_ID, CLIENT_SECRET, held_then_released, make_client, same, seeded
 
 
 def test_token_store_base_defaults_serve_one_process():
@@ -86,7 +88,7 @@ def test_file_store_round_trip_names_and_permissions(tmp_path):
         assert len(names) == 2, "one file per key, no temporary files left"
         assert all(len(name) < 200 for name in names)
         assert any(name.startswith("h.") for name in names), "a long key is hashed"
-        assert os.path.basename(store.path("user/1")) == "k.dXNlci8x.json"
+        assert os.path.basename(store.path("user/1")) == "x.757365722f31.json"
         for name in names:
             assert stat.S_IMODE(os.stat(directory / name).st_mode) == 0o600
 
@@ -219,13 +221,76 @@ def test_a_fleet_store_with_lease_and_versions_serves_two_clients_with_one_refre
         b = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)  # another "process"
         family = emu.seed()
         await a.session("u1", store).seed(refresh_token=family["refresh_token"])
-        emu.fault({"kind": "delay", "ms": 100, "count": 10, "grant": "refresh_token"})
+        emu.fault({"kind": "hold", "grant": "refresh_token"})
 
-        tokens = await asyncio.gather(*(c.session("u1", store).access_token() for c in (a, b) for _ in range(10)))
-        emu.clear_faults()
+        tokens = await held_then_released(
+            emu, *(c.session("u1", store).access_token() for c in (a, b) for _ in range(10)))
         assert len(set(tokens)) == 1, "both clients got the one rotated token"
         assert emu.refresh_requests() == 1
         assert emu.counters()["reuse_detected"] == 0
         assert store.acquired >= 1 and store.leases == {}, "the lease was taken and given back"
+
+    asyncio.run(scenario())
+
+
+def _generated_keys():
+    """A large, varied set of keys: user ids and e-mails in every case
+    variant, Unicode whose case folding is special, separators, and lengths
+    across the hashing threshold."""
+    import itertools
+    import random
+
+    rng = random.Random(11)
+    alphabet = "aAbBjJoOhHnNsSkK0189_-./:@+= ßẞİıǅσςΣﬀKÅå😀"
+    keys = {"JoHn", "Jobn", "john", "JOHN", "user/1", "User/1", "USER/1"}
+    for word in ("john", "alice@example.com", "tenant:42/user:7", "straße", "ǆemal"):
+        for mask in itertools.product((str.lower, str.upper), repeat=min(len(word), 8)):
+            keys.add("".join(f(c) for f, c in zip(mask, word)) + word[len(mask):])
+    for _ in range(25_000):
+        length = rng.choice((1, 2, 3, 5, 8, 13, 21, 40, 59, 60, 61, 90, 91, 200))
+        keys.add("".join(rng.choice(alphabet) for _ in range(length)))
+    return keys
+
+
+def test_file_names_of_distinct_keys_never_differ_only_in_case():
+    keys = _generated_keys()
+    assert len(keys) > 20_000
+    names = {}
+    for key in keys:
+        name = file_name(key)
+        assert re.fullmatch(r"(x\.(?:[0-9a-f]{2})*|h\.[0-9a-f]{64})\.json", name), name
+        assert len(name) <= 130
+        folded = name.casefold()
+        assert folded not in names, f"{names[folded]!r} and {key!r} share a file on a case-insensitive disk"
+        names[folded] = key
+    # The old names did collide: JoHn and Jobn differ only in case there.
+    assert legacy_file_name("JoHn").casefold() == legacy_file_name("Jobn").casefold()
+    assert legacy_file_name("JoHn") != legacy_file_name("Jobn")
+
+
+def test_records_under_old_file_names_are_read_and_moved_on_save(tmp_path):
+    directory = tmp_path / "tokens"
+    directory.mkdir()
+    short, middle, long_key = "JoHn", "m" * 80, "l" * 100  # k.<base64> → x., k.<base64> → h., h. both
+    for key in (short, middle, long_key):
+        (directory / legacy_file_name(key)).write_text(f'{{"key":"{key}"}}')
+    assert legacy_file_name(middle).startswith("k.") and file_name(middle).startswith("h.")
+    assert legacy_file_name(long_key) == file_name(long_key), "long keys keep their name"
+
+    async def scenario():
+        store = FileTokenStore(directory)
+        for key in (short, middle, long_key):
+            assert await store.load(key) == f'{{"key":"{key}"}}', "the old file is read"
+        assert await store.load("Jobn") is None, "a key whose old name differs only in case reads nothing"
+
+        await store.save(short, "new-short")
+        await store.save(middle, "new-middle")
+        assert await store.load(short) == "new-short"
+        assert await store.load(middle) == "new-middle"
+        assert sorted(os.listdir(directory)) == sorted([file_name(short), file_name(middle), file_name(long_key)]), \
+            "the old files are gone once the new ones are saved"
+        # A new store (a restart) reads the new names.
+        again = FileTokenStore(directory)
+        assert await again.load(short) == "new-short"
 
     asyncio.run(scenario())

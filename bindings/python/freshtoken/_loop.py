@@ -1,0 +1,138 @@
+"""freshtoken's own event loop: one asyncio loop in a daemon thread per process.
+
+Every call into the core's async methods runs on this loop, and so does every
+host callback (store, HTTP, clock): uniffi runs foreign async methods on the
+loop given to ``uniffi_set_event_loop`` (the core may call them from its own
+executor thread, where no loop runs), and a Rust future must be polled on the
+same loop. The caller awaits the result from its own loop; when the caller is
+cancelled or its loop closes, only its wait ends: a store save that a shared
+refresh started keeps running here, and finishes for everyone else.
+
+The loop starts on first use and again in a forked child (a fork copies no
+threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+from ._ffi import freshtoken as _generated
+
+__all__ = ["event_loop", "on_event_loop", "run"]
+
+T = TypeVar("T")
+
+# Host calls that block (sync store methods, urllib) run in this loop's
+# default executor; each worker mostly waits for I/O.
+_WORKERS = 32
+
+_lock = threading.Lock()
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_pid: Optional[int] = None
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """freshtoken's loop, started (and registered with uniffi) on first use."""
+    loop = _loop
+    if loop is not None and _pid == os.getpid():
+        return loop
+    return _start()
+
+
+def on_event_loop() -> bool:
+    """Whether the current thread is running freshtoken's loop."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return running is _loop and _pid == os.getpid()
+
+
+async def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Awaits ``function(*args)`` on freshtoken's loop, from any loop.
+
+    Cancelling the caller cancels the call on freshtoken's loop (the core
+    drops its future; a shared refresh goes on without this caller).
+    """
+    loop = event_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        return await function(*args)
+
+    async def call() -> T:
+        return await function(*args)
+
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), loop))
+
+
+def _start() -> asyncio.AbstractEventLoop:
+    global _loop, _pid
+    with _lock:
+        if _loop is not None and _pid == os.getpid():
+            return _loop
+        loop = asyncio.new_event_loop()
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="freshtoken-host"))
+        started = threading.Event()
+        thread = threading.Thread(target=_serve, args=(loop, started), name="freshtoken-loop", daemon=True)
+        thread.start()
+        started.wait()
+        _generated.uniffi_set_event_loop(loop)
+        _loop, _pid = loop, os.getpid()
+        return loop
+
+
+def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(started.set)
+    while True:
+        try:
+            loop.run_forever()
+            return  # stopped on purpose (never, in practice)
+        except (KeyboardInterrupt, SystemExit):
+            # Raised by host code on this thread: the call that raised it
+            # already failed (see _host.py); the loop serves on.
+            continue
+
+
+def _after_fork_in_child() -> None:
+    global _loop, _pid
+    _loop, _pid = None, None
+    # The parent's lock may have been held at the fork.
+    globals()["_lock"] = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _patch_dropped_callback() -> None:
+    """uniffi 0.32's generated code cancels an abandoned host call with
+    ``loop.call_soon`` from whatever thread Rust drops the future on, which
+    does not wake the loop: the cancellation would wait for unrelated work.
+    The same function with ``call_soon_threadsafe``."""
+    handles = getattr(_generated, "_UNIFFI_FOREIGN_FUTURE_HANDLE_MAP", None)
+    callback_type = getattr(_generated, "_UNIFFI_FOREIGN_FUTURE_DROPPED_CALLBACK", None)
+    cancel = getattr(_generated, "_uniffi_cancel_task", None)
+    if handles is None or callback_type is None or cancel is None:
+        return
+
+    @callback_type
+    def dropped(handle):
+        eventloop, task = handles.remove(handle)
+        try:
+            eventloop.call_soon_threadsafe(cancel, task)
+        except RuntimeError:
+            pass  # the loop is closed: nothing left to cancel
+
+    _generated._uniffi_future_dropped_callback = dropped
+
+
+_patch_dropped_callback()

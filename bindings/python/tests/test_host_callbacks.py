@@ -1,0 +1,335 @@
+"""Host callbacks (stores, HTTP) at the boundary (issue 11, items 1, 2, 5):
+where they run, deadlines for those that never answer, exceptions of every
+kind reaching the core as failures, and host messages scrubbed of tokens."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import freshtoken
+from freshtoken import FreshTokenError, HostError, MemoryTokenStore, TokenStoreBase
+
+from helpers import CLIENT_ID, CLIENT_SECRET, Signal, TestStore, make_client, same, seeded
+
+
+def test_callbacks_run_on_freshtokens_loop_and_plain_methods_in_worker_threads(emu):
+    class Recording(TokenStoreBase):
+        def __init__(self):
+            self.data = {}
+            self.threads = []
+
+        async def load(self, key):
+            self.threads.append(("async", threading.current_thread().name))
+            return self.data.get(key)
+
+        def save(self, key, record):  # a plain method
+            self.threads.append(("plain", threading.current_thread().name))
+            self.data[key] = record
+
+    store = Recording()
+
+    async def scenario():
+        client, _ = make_client(emu)
+        session, _ = await seeded(emu, client, store)
+        await session.access_token()
+
+    asyncio.run(scenario())
+    async_threads = {name for kind, name in store.threads if kind == "async"}
+    plain_threads = {name for kind, name in store.threads if kind == "plain"}
+    assert async_threads == {"freshtoken-loop"}, "async members run on freshtoken's loop"
+    assert plain_threads and all(name.startswith("freshtoken-host") for name in plain_threads), \
+        "plain members run in freshtoken's worker threads"
+
+
+def test_a_blocking_plain_store_does_not_hold_up_other_sessions(emu):
+    release = threading.Event()
+    blocked = threading.Event()
+
+    class Blocking(TokenStoreBase):
+        def __init__(self):
+            self.data = {}
+
+        def load(self, key):
+            return self.data.get(key)
+
+        def save(self, key, record):
+            if key == "slow":
+                blocked.set()
+                release.wait(30)  # a database call that takes its time
+            self.data[key] = record
+
+    async def scenario():
+        client, _ = make_client(emu)
+        store = Blocking()
+        slow = asyncio.ensure_future(client.session("slow", store).seed(refresh_token="rt-slow"))
+        assert await asyncio.to_thread(blocked.wait, 30)
+        # While that save blocks its worker thread, another session refreshes.
+        other, _ = await seeded(emu, client, MemoryTokenStore(), key="other")
+        token = await other.access_token()
+        assert isinstance(token, str) and not slow.done()
+        release.set()
+        await slow
+
+    asyncio.run(scenario())
+
+
+class StallingStore(TestStore):
+    """Its next `stall_*` calls of a kind never answer (until cancelled, which
+    it records): loads, saves of the in-doubt marker (written before the
+    request is sent), saves of the rotated record (after the server rotated)."""
+
+    __test__ = False
+
+    def __init__(self):
+        super().__init__()
+        self.stall_saves = 0
+        self.stall_marker_saves = 0
+        self.stall_loads = 0
+        self.abandoned = Signal()
+
+    async def _stall(self):
+        try:
+            await asyncio.get_running_loop().create_future()  # never resolved
+        except asyncio.CancelledError:
+            self.abandoned.set()
+            raise
+
+    async def save(self, key, record):
+        if json.loads(record).get("in_doubt"):
+            if self.stall_marker_saves > 0:
+                self.stall_marker_saves -= 1
+                await self._stall()
+        elif self.stall_saves > 0:
+            self.stall_saves -= 1
+            await self._stall()
+        await super().save(key, record)
+
+    async def load(self, key):
+        if self.stall_loads > 0:
+            self.stall_loads -= 1
+            await self._stall()
+        return await super().load(key)
+
+
+@pytest.mark.parametrize("stalled", ["marker", "rotated"])
+def test_a_save_that_never_returns_is_storage_within_the_deadline_and_the_session_goes_on(emu, stalled):
+    async def checked():
+        client, _ = make_client(emu, store_timeout_ms=300)
+        store = StallingStore()
+        session, family = await seeded(emu, client, store)
+        if stalled == "marker":
+            store.stall_marker_saves = 1
+        else:
+            store.stall_saves = 1
+
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(session.access_token(), 30)  # the test's own safety net
+        except FreshTokenError.Storage as err:
+            elapsed = time.monotonic() - started
+            assert "300" in str(err), f"the message names the deadline: {err}"
+        else:
+            raise AssertionError("a save that never returns must fail the call")
+        assert 0.3 <= elapsed < 5, f"failed after {elapsed:.2f} s"
+        assert await asyncio.to_thread(store.abandoned.wait_blocking), "the stalled save was cancelled"
+        # A stalled marker save lets nothing be sent; a stalled rotated save
+        # comes after the one request, whose answer is kept in memory.
+        assert emu.refresh_requests() == (0 if stalled == "marker" else 1)
+
+        # Not stuck: the next call (same handle, or a new one) works, sending the
+        # consumed refresh token never again.
+        token = await asyncio.wait_for(session.access_token(), 30)
+        same(store.record("u1")["access_token"], token, "the renewed record was saved")
+        same(await client.session("u1", store).access_token(), token, "a new handle gets it too")
+        assert emu.refresh_requests() == 1, "the consumed refresh token was never sent again"
+        assert emu.counters()["reuse_detected"] == 0
+        assert emu.refresh_token_state(store.record("u1")["refresh_token"]) == "active"
+
+    asyncio.run(checked())
+
+
+def test_a_load_that_never_returns_is_storage_within_the_deadline(emu):
+    async def scenario():
+        client, clock = make_client(emu, store_timeout_ms=300)
+        store = StallingStore()
+        await seeded(emu, client, store)
+        other, _ = make_client(emu, clock, store_timeout_ms=300)  # nothing in memory: it loads
+        session = other.session("u1", store)
+        store.stall_loads = 1
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(session.access_token(), 30)
+        except FreshTokenError.Storage:
+            elapsed = time.monotonic() - started
+        else:
+            raise AssertionError("a load that never returns must fail the call")
+        assert 0.3 <= elapsed < 5, f"failed after {elapsed:.2f} s"
+        assert emu.refresh_requests() == 0, "nothing was sent"
+        assert isinstance(await asyncio.wait_for(session.access_token(), 30), str), "not stuck"
+        assert emu.refresh_requests() == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_store_error_quoting_the_record_puts_no_token_in_the_message(emu):
+    class Quoting(TestStore):
+        __test__ = False
+        fail = False
+
+        async def save(self, key, record):
+            if self.fail:
+                raise RuntimeError(f"could not store {record} for {key}")
+            await super().save(key, record)
+
+    async def scenario():
+        client, _ = make_client(emu)
+        store = Quoting()
+        family = emu.seed()
+        session = client.session("u1", store)
+        store.fail = True
+        seed_error = None
+        try:
+            await session.seed(refresh_token=family["refresh_token"], access_token=family["access_token"],
+                               expires_in=1)
+        except FreshTokenError.Storage as err:
+            seed_error = err
+        assert seed_error is not None, "the failing save failed seed()"
+
+        store.fail = False
+        await session.seed(refresh_token=family["refresh_token"])
+        store.fail = True
+        refresh_error = None
+        try:
+            await session.access_token()
+        except FreshTokenError.Storage as err:
+            refresh_error = err
+        assert refresh_error is not None, "the failing save failed the refresh"
+        store.fail = False
+        token = await session.access_token()  # the kept record is saved now
+        record = store.record("u1")
+        secrets = [family["refresh_token"], family["access_token"], token, record["refresh_token"],
+                   record["id_token"], CLIENT_SECRET]
+        for err in (seed_error, refresh_error):
+            text = " ".join([str(err), repr(err), *(str(v) for v in vars(err).values())])
+            assert "could not store" in text, "the store's message is kept"
+            for secret in secrets:
+                assert secret not in text, f"the store's message leaked a token: {type(err).__name__}"
+
+    asyncio.run(scenario())
+
+
+def test_an_http_error_quoting_the_request_puts_no_secret_in_the_message(emu):
+    class Quoting(freshtoken.HttpClient):
+        async def send(self, request):
+            raise HostError.Failed(detail=f"proxy refused {request.body} with {request.headers}")
+
+    async def scenario():
+        family = emu.seed()
+        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, http=Quoting())
+        session = client.session("u1", MemoryTokenStore())
+        await session.seed(refresh_token=family["refresh_token"])
+        try:
+            await session.access_token()
+        except FreshTokenError.Network as err:
+            text = " ".join([str(err), repr(err), *(str(v) for v in vars(err).values())])
+            assert "proxy refused" in text
+            for secret in (family["refresh_token"], CLIENT_SECRET):
+                assert secret not in text, "the HTTP client's message leaked a secret"
+        else:
+            raise AssertionError("expected FreshTokenError.Network")
+
+    asyncio.run(scenario())
+
+
+def test_an_http_client_that_raises_any_exception_is_a_failure_not_a_hang(emu):
+    class Exiting(freshtoken.HttpClient):
+        """Not a TokenStoreBase or UrllibHttpClient: Client guards it."""
+
+        async def send(self, request):
+            raise SystemExit(3)
+
+    async def scenario():
+        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, http=Exiting())
+        session = client.session("u1", MemoryTokenStore())
+        await session.seed(refresh_token=emu.seed()["refresh_token"])
+        try:
+            await asyncio.wait_for(session.access_token(), 30)
+        except FreshTokenError.Network as err:
+            assert "SystemExit" in str(err)
+        else:
+            raise AssertionError("expected FreshTokenError.Network")
+
+    asyncio.run(scenario())
+
+
+def test_system_exit_in_a_store_fails_the_call_and_the_process_goes_on(emu):
+    class Exiting(TestStore):
+        __test__ = False
+        exit_next = False
+
+        def save(self, key, record):  # plain: runs in a worker thread
+            if self.exit_next:
+                self.exit_next = False
+                raise SystemExit(1)
+            self._records[key] = record
+
+    async def scenario():
+        client, _ = make_client(emu)
+        store = Exiting()
+        family = emu.seed()
+        session = client.session("u1", store)
+        store.exit_next = True
+        try:
+            await session.seed(refresh_token=family["refresh_token"])
+        except FreshTokenError.Storage as err:
+            assert "SystemExit" in str(err)
+        else:
+            raise AssertionError("expected FreshTokenError.Storage")
+        await session.seed(refresh_token=family["refresh_token"])
+        assert isinstance(await session.access_token(), str)
+
+    asyncio.run(scenario())
+
+
+KEYBOARD_INTERRUPT = r"""
+import asyncio, json, sys
+import freshtoken
+
+class Interrupting(freshtoken.MemoryTokenStore):
+    interrupt_next = True
+    async def save(self, key, record):
+        if self.interrupt_next:
+            self.interrupt_next = False
+            raise KeyboardInterrupt
+        await super().save(key, record)
+
+client = freshtoken.Client("http://127.0.0.1:9/connect/token", "c", client_secret="s")
+store = Interrupting()
+report = {}
+try:
+    asyncio.run(client.session("u1", store).seed(refresh_token="rt-1"))
+    report["first"] = "returned"
+except KeyboardInterrupt:
+    report["first"] = "KeyboardInterrupt"
+except freshtoken.FreshTokenError as err:
+    report["first"] = freshtoken.error_code(err)
+asyncio.run(client.session("u1", store).seed(refresh_token="rt-2"))
+report["stored"] = store.get("u1") is not None
+print(json.dumps(report))
+"""
+
+
+def test_keyboard_interrupt_in_a_store_reaches_the_main_thread_and_the_session_goes_on(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
+    result = subprocess.run([sys.executable, "-c", KEYBOARD_INTERRUPT], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"first": "KeyboardInterrupt", "stored": True}, report

@@ -284,10 +284,12 @@ export class MemoryStore implements TokenStore {
 export class FileStore implements TokenStore {
   constructor(directory: string);
   /**
-   * The file for `key`: `k.<lowercase hex of its UTF-8>.json`, or
-   * `h.<SHA-256 hex>.json` for keys over 60 bytes. Lowercase only, so safe on
-   * case-insensitive file systems. Files of the earlier base64url names are
-   * still read, and the next save moves the record to this name.
+   * The file for `key`: `x.<lowercase hex of its UTF-8>.json`, or
+   * `h.<SHA-256 hex>.json` for keys over 60 bytes (the Python and Kotlin
+   * stores' names). Lowercase only, so safe on case-insensitive file systems.
+   * Files of the earlier base64url names are still read (under the exact name
+   * the directory lists), and the next save moves the record to this name.
+   * Throws a TypeError for a key with a lone UTF-16 surrogate.
    */
   pathFor(key: string): string;
   load(key: string): Promise<string | null>;

@@ -9,8 +9,14 @@ import { createHash, randomBytes } from 'node:crypto';
 /** Longest hex stem used as is (keys up to 60 UTF-8 bytes); longer keys are hashed. */
 const MAX_HEX = 120;
 
-/** Longest stem of the earlier base64url names. */
+/** Longest base64url stem of the earlier names; longer keys were `sha256-<hex>.json`. */
 const MAX_LEGACY_STEM = 120;
+
+/**
+ * The names earlier versions wrote: `<base64url of the key>.json` or
+ * `sha256-<hex>.json`. No dot in the stem, so never one of today's names.
+ */
+const LEGACY_NAME = /^[A-Za-z0-9_-]*\.json$/;
 
 /** A save's temporary file: `<name>.json.<pid>.<random>.tmp`. */
 const TEMP_NAME = /\.json\.\d+\.[0-9a-f]{12}\.tmp$/;
@@ -20,6 +26,8 @@ const sha256 = (key) => createHash('sha256').update(key, 'utf8').digest('hex');
 /** Records as files in `directory` (created if missing). */
 export class FileStore {
   #dir;
+  /** The earlier names in the directory, exactly as listed (a promise of a Set); listed once. */
+  #legacy;
 
   constructor(directory) {
     if (typeof directory !== 'string' || directory === '') {
@@ -29,33 +37,54 @@ export class FileStore {
   }
 
   /**
-   * The file for `key`: `k.<lowercase hex of its UTF-8>.json`, or
-   * `h.<SHA-256 hex>.json` when that would be too long. Lowercase ASCII
-   * only, so no two keys share a file on a case-insensitive file system
-   * (macOS, Windows), and no key can escape the directory.
+   * The file for `key`: `x.<lowercase hex of its UTF-8>.json`, or
+   * `h.<SHA-256 hex of its UTF-8>.json` for keys over 60 bytes (the names of
+   * the Python and Kotlin file stores). Lowercase ASCII only, so no two keys
+   * share a file on a case-insensitive file system (macOS, Windows), and no
+   * key can escape the directory.
    */
   pathFor(key) {
     if (!key.isWellFormed()) throw new TypeError('FileStore: a key must not contain a lone UTF-16 surrogate');
     const hex = Buffer.from(key, 'utf8').toString('hex');
-    const stem = hex.length <= MAX_HEX ? `k.${hex}` : `h.${sha256(key)}`;
+    const stem = hex.length <= MAX_HEX ? `x.${hex}` : `h.${sha256(key)}`;
     return join(this.#dir, `${stem}.json`);
   }
 
   /**
-   * The file earlier versions used for `key` (base64url, or `sha256-<hex>`):
-   * read while no file of today's name exists, removed by the next save.
-   * Its names differ only in case for some keys ('JoHn', 'Jobn'), so on a
-   * case-insensitive file system such keys already shared one file.
+   * The file earlier versions wrote `key`'s record to, if the directory
+   * lists exactly that name; else null. Those names differ only in case for
+   * some keys ('JoHn', 'Jobn'): opening the name directly would, on a
+   * case-insensitive file system, read (and the next save delete) another
+   * key's record.
    */
-  #legacyPathFor(key) {
-    let stem = Buffer.from(key, 'utf8').toString('base64url');
-    if (stem.length > MAX_LEGACY_STEM) stem = `sha256-${sha256(key)}`;
-    return join(this.#dir, `${stem}.json`);
+  async #legacyPath(key) {
+    const names = await this.#legacyNames();
+    if (names.size === 0) return null;
+    const name = legacyName(key);
+    return names.has(name) ? join(this.#dir, name) : null;
+  }
+
+  /** Lists the earlier names once (nothing creates them any more; `recover()` lists again). */
+  #legacyNames() {
+    if (this.#legacy === undefined) {
+      const listing = listLegacy(this.#dir);
+      this.#legacy = listing;
+      listing.catch(() => {
+        if (this.#legacy === listing) this.#legacy = undefined;
+      });
+    }
+    return this.#legacy;
   }
 
   /** The record saved under `key`, or null. */
   async load(key) {
-    return (await readRecord(this.pathFor(key))) ?? readRecord(this.#legacyPathFor(key));
+    const path = this.pathFor(key);
+    const record = await readRecord(path);
+    if (record !== null) return record;
+    const legacy = await this.#legacyPath(key);
+    if (legacy === null) return null;
+    // A save that moved the record meanwhile removed the old file.
+    return (await readRecord(legacy)) ?? readRecord(path);
   }
 
   /**
@@ -85,7 +114,12 @@ export class FileStore {
       throw new Error(`cannot write the record (${error.code ?? 'error'})`);
     }
     await this.#syncDirectory();
-    await unlink(this.#legacyPathFor(key)).catch(() => {});
+    // The record is durable under its new name: the earlier file can go.
+    const names = await this.#legacyNames().catch(() => undefined);
+    const name = names?.size ? legacyName(key) : undefined;
+    if (name !== undefined && names.delete(name)) {
+      if (await unlink(join(this.#dir, name)).then(() => true, () => false)) await this.#syncDirectory();
+    }
   }
 
   /** fsyncs the directory, making renames and new files in it durable. */
@@ -143,7 +177,24 @@ export class FileStore {
       }
     }
     if (completed > 0) await this.#syncDirectory();
+    this.#legacy = undefined; // a completed save may have been one of an earlier name
     return { completed, removed };
+  }
+}
+
+/** `key`'s file name in earlier versions (base64url; case matters). */
+function legacyName(key) {
+  const stem = Buffer.from(key, 'utf8').toString('base64url');
+  return `${stem.length <= MAX_LEGACY_STEM ? stem : `sha256-${sha256(key)}`}.json`;
+}
+
+/** The earlier names in `dir`, exactly as listed; none if `dir` does not exist. */
+async function listLegacy(dir) {
+  try {
+    return new Set((await readdir(dir)).filter((name) => LEGACY_NAME.test(name)));
+  } catch (error) {
+    if (error.code === 'ENOENT') return new Set();
+    throw new Error(`cannot list the store (${error.code ?? 'error'})`);
   }
 }
 

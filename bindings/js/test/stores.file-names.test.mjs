@@ -1,12 +1,14 @@
 // FileStore file names on case-insensitive file systems (issue 11 item 9):
 // macOS and Windows treat names that differ only in case as one file, so
 // no two keys may map to such names ('JoHn' and 'Jobn' did: base64url).
-// Files written under the earlier names are still read, and the next save
-// moves the record to today's name without a moment where a crash loses it.
+// The names are those of the Python and Kotlin file stores (pinned below).
+// Files written under the earlier names are still read, only under the name
+// the directory lists for exactly that key, and the next save moves the
+// record to today's name without a moment where a crash loses it.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -21,6 +23,22 @@ function legacyName(key) {
   if (stem.length > 120) stem = `sha256-${createHash('sha256').update(key, 'utf8').digest('hex')}`;
   return `${stem}.json`;
 }
+
+/**
+ * Key → file name, the same table in the Python (tests/test_stores.py) and
+ * Kotlin (FileTokenStoreNamesTest.kt) tests: the three stores share names.
+ */
+const PINNED = [
+  ['a', 'x.61.json'],
+  ['JoHn', 'x.4a6f486e.json'],
+  ['user@example', 'x.75736572406578616d706c65.json'],
+  ['x\u00e9\u65e5', 'x.78c3a9e697a5.json'],
+  ['\u{1F511}', 'x.f09f9491.json'],
+  ['k'.repeat(60), `x.${'6b'.repeat(60)}.json`],
+  ['k'.repeat(61), 'h.3828098da5bc4c86c0488c22281c78f5e6c9d9699fa18cafa31a825452859529.json'],
+  ['\u00e9'.repeat(30), `x.${'c3a9'.repeat(30)}.json`],
+  ['\u00e9'.repeat(31), 'h.f299f682f8ab27d5a1e24784fb220657d1d4c52e07988895131dbc1eae0e2e55.json'],
+];
 
 /** A deterministic generator (xorshift32), so a failure names a reproducible key. */
 function prng(seed) {
@@ -69,7 +87,7 @@ describe('FileStore file names', () => {
     const byFolded = new Map();
     for (const key of keys) {
       const name = basename(store.pathFor(key));
-      assert.match(name, /^[a-z0-9.]+$/, 'lowercase ASCII only: nothing to fold or normalise');
+      assert.match(name, /^(x\.([0-9a-f]{2})*|h\.[0-9a-f]{64})\.json$/, 'lowercase ASCII only: nothing to fold or normalise');
       assert.ok(name.length <= 140, 'well under the 255-byte limit, temp suffix included');
       const folded = name.toLowerCase();
       const other = byFolded.get(folded);
@@ -78,6 +96,15 @@ describe('FileStore file names', () => {
     }
     assert.notEqual(legacyName('JoHn'), legacyName('Jobn'), 'the earlier names differ in case only...');
     assert.equal(legacyName('JoHn').toLowerCase(), legacyName('Jobn').toLowerCase(), '...so they collided');
+  });
+
+  test('names are those of the Python and Kotlin stores', async () => {
+    const store = new FileStore(dir);
+    for (const [key, name] of PINNED) {
+      assert.equal(basename(store.pathFor(key)), name, JSON.stringify(key));
+      await store.save(key, RECORD);
+    }
+    assert.deepEqual((await readdir(dir)).sort(), PINNED.map(([, name]) => name).sort(), 'saves write those files');
   });
 
   test('a key with a lone surrogate has no file name', () => {
@@ -103,6 +130,27 @@ describe('FileStore file names', () => {
     });
   }
 
+  test('an earlier file is read only for the key whose name the directory lists exactly', async () => {
+    // 'JoHn' and 'Jobn' had names differing only in case (Sm9Ibg, Sm9ibg): on
+    // a case-insensitive disk opening Jobn's name opens JoHn's file. Only a
+    // name listed exactly as Jobn's earlier name may be read for Jobn.
+    assert.equal(legacyName('Jobn').toLowerCase(), legacyName('JoHn').toLowerCase());
+    const johns = join(dir, legacyName('JoHn'));
+    await writeFile(johns, RECORD, { mode: 0o600 });
+    const store = new FileStore(dir);
+    for (const other of ['Jobn', 'john', 'JOHN']) {
+      assert.equal(await store.load(other), null, `${other} reads nothing`);
+      await store.save(other, `{"key":"${other}"}`);
+      assert.equal(await store.load(other), `{"key":"${other}"}`);
+    }
+    assert.equal(await readFile(johns, 'utf8'), RECORD, 'JoHn\'s earlier file is untouched by the others\' saves');
+    assert.equal(await store.load('JoHn'), RECORD, 'and still read for JoHn');
+    await store.save('JoHn', `${RECORD} `);
+    assert.equal(await new FileStore(dir).load('JoHn'), `${RECORD} `);
+    assert.deepEqual((await readdir(dir)).sort(), ['Jobn', 'john', 'JOHN', 'JoHn'].map((k) => basename(store.pathFor(k))).sort(),
+      'JoHn\'s record moved to its new name; no earlier file left');
+  });
+
   test('recover() finishes a save that an earlier version left half done', async () => {
     const store = new FileStore(dir);
     const legacy = join(dir, legacyName('u1'));
@@ -113,6 +161,20 @@ describe('FileStore file names', () => {
     await utimes(`${legacy}.4242.0123456789ab.tmp`, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
     assert.deepEqual(await store.recover(), { completed: 1, removed: 0 });
     assert.equal(await store.load('u1'), '{"v":2}');
+    await store.save('u1', '{"v":3}');
+    assert.deepEqual(await readdir(dir), [basename(store.pathFor('u1'))]);
+  });
+
+  test('recover() completes an earlier-name file the store had not listed yet', async () => {
+    // The earlier version was killed during the key's first save: only its
+    // temporary file exists when the store first lists the directory.
+    const store = new FileStore(dir);
+    assert.equal(await store.load('u1'), null);
+    const temp = join(dir, `${legacyName('u1')}.4242.0123456789ab.tmp`);
+    await writeFile(temp, '{"v":2}');
+    await utimes(temp, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    assert.deepEqual(await store.recover(), { completed: 1, removed: 0 });
+    assert.equal(await store.load('u1'), '{"v":2}', 'recover() lists the earlier names again');
     await store.save('u1', '{"v":3}');
     assert.deepEqual(await readdir(dir), [basename(store.pathFor('u1'))]);
   });

@@ -3,6 +3,8 @@ package dev.freshtoken
 import java.io.File
 import java.io.IOException
 import java.nio.ByteBuffer
+import java.nio.CharBuffer
+import java.nio.charset.CharacterCodingException
 import java.nio.channels.FileChannel
 import java.nio.file.AtomicMoveNotSupportedException
 import java.nio.file.Files
@@ -82,12 +84,14 @@ open class MemoryTokenStore : TokenStoreBase() {
  *
  * File names ([fileName]) use only lowercase letters, digits and dots, so
  * two keys never share a file on a case-insensitive file system (macOS,
- * Windows, Android's shared storage): `b32.` + base32(UTF-8 key) + `.json`,
- * or `h.` + hex(SHA-256(key)) + `.json` for keys over 75 bytes (the scheme
- * of the Python binding's FileTokenStore). Records written
- * by earlier versions under the old names (`k-`/`h-` + base64url, see
- * [legacyFileName]) are still read, and the old file is removed once the
- * record is saved under the new name.
+ * Windows, Android's shared storage): `x.` + lowercase hex of the key's
+ * UTF-8 + `.json`, or `h.` + lowercase hex of its SHA-256 + `.json` for keys
+ * over 60 bytes. The Python and JavaScript file stores use the same names.
+ * Records written by earlier versions under the old names (`k-`/`h-` +
+ * base64url, see [legacyFileName]) are still read, but only under the name
+ * the directory lists for exactly that key (those names could differ only
+ * in case, and a case-insensitive file system opens one for the other); the
+ * old file is removed once the record is saved under the new name.
  *
  * Needs `java.nio.file` (Android 8.0, API 26, and later). An example: on
  * Android, prefer storage encrypted with a Keystore key for refresh tokens.
@@ -102,7 +106,9 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     fun fileFor(key: String): Path = dir.resolve(fileName(key))
 
     override suspend fun load(key: String): String? = withContext(Dispatchers.IO) {
-        read(fileFor(key)) ?: legacyFile(key)?.let { read(it) }
+        val file = fileFor(key)
+        // A save that moved the record meanwhile removed the old file: read the new one again.
+        read(file) ?: legacyFile(key)?.let { read(it) ?: read(file) }
     }
 
     override suspend fun save(key: String, record: String): Unit = withContext(Dispatchers.IO) {
@@ -126,9 +132,15 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             throw HostException.Failed("cannot write the record file (${e.javaClass.simpleName})")
         }
         // The record is durable under its new name: the old file is stale.
-        legacyFile(key)?.let { old ->
+        val names = try {
+            legacyNames()
+        } catch (_: HostException) {
+            null
+        }
+        val old = legacyFileName(key)
+        if (!names.isNullOrEmpty() && names.remove(old)) {
             try {
-                Files.deleteIfExists(old)
+                Files.deleteIfExists(dir.resolve(old))
                 forceDirectory()
             } catch (_: IOException) {
                 // Harmless: the new file is read first.
@@ -145,19 +157,39 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     }
 
     /**
-     * The file an earlier version wrote `key`'s record to, if one exists under
-     * exactly that name. (On a case-insensitive file system the old name may
-     * also answer for another key's file; `toRealPath` gives the name as
-     * stored, which must match exactly.)
+     * The file an earlier version wrote `key`'s record to, if the directory
+     * lists exactly that name. (Opening the name directly would, on a
+     * case-insensitive file system, open another key's file whose old name
+     * differs only in case: `JoHn`'s for `Jobn`.)
      */
     private fun legacyFile(key: String): Path? {
-        val name = legacyFileName(key)
-        val file = dir.resolve(name)
-        return try {
-            file.toRealPath().fileName?.toString()?.takeIf { it == name }?.let { file }
-        } catch (_: IOException) {
-            null
+        val names = legacyNames()
+        if (names.isEmpty()) return null
+        return legacyFileName(key).takeIf { it in names }?.let { dir.resolve(it) }
+    }
+
+    private val legacyLock = Any()
+    private var legacy: MutableSet<String>? = null
+
+    /** The old names in [dir], exactly as listed; listed once (nothing creates them any more). */
+    private fun legacyNames(): MutableSet<String> = synchronized(legacyLock) {
+        legacy ?: listLegacy().also { legacy = it }
+    }
+
+    private fun listLegacy(): MutableSet<String> {
+        val names = ConcurrentHashMap.newKeySet<String>()
+        try {
+            Files.newDirectoryStream(dir).use { entries ->
+                for (entry in entries) {
+                    val name = entry.fileName.toString()
+                    if (LEGACY_NAME.matches(name)) names += name
+                }
+            }
+        } catch (_: NoSuchFileException) {
+        } catch (e: IOException) {
+            throw HostException.Failed("cannot list the record directory (${e.javaClass.simpleName})")
         }
+        return names
     }
 
     /** Makes the rename durable (POSIX); some platforms cannot open a directory. */
@@ -183,20 +215,25 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             StandardOpenOption.WRITE,
         )
 
-        /** The longest base32 text used as a name (keys up to 75 UTF-8 bytes); longer keys are hashed. */
-        private const val MAX_BASE32 = 120
+        /** The longest key (in UTF-8 bytes) whose hex is the name; longer keys are hashed. */
+        private const val MAX_KEY_BYTES = 60
+
+        /** The old names: `k-` or `h-` and base64url, no extension. Never one of today's names. */
+        private val LEGACY_NAME = Regex("[kh]-[A-Za-z0-9_-]*")
 
         /**
-         * `b32.` + lowercase base32 (RFC 4648, no padding) of the UTF-8 key +
-         * `.json`, at most 129 characters; for keys over 75 bytes `h.` +
-         * lowercase hex of SHA-256(key) + `.json`. Only `a-z`, `0-9` and
-         * dots: distinct keys give names that differ under case folding too.
-         * The same names as the Python binding's FileTokenStore.
+         * `x.` + lowercase hex of the key's UTF-8 + `.json` (at most 127
+         * characters); for keys over 60 bytes `h.` + lowercase hex of
+         * SHA-256(UTF-8) + `.json`. Only `a-z`, `0-9` and dots: distinct
+         * keys give names that differ under case folding too. The same names
+         * as the Python and JavaScript file stores.
+         *
+         * @throws IllegalArgumentException if `key` holds a lone UTF-16
+         *   surrogate (it has no UTF-8, and would share a name with another key).
          */
         fun fileName(key: String): String {
-            val bytes = key.toByteArray(Charsets.UTF_8)
-            val encoded = base32(bytes)
-            if (encoded.length <= MAX_BASE32) return "b32.$encoded.json"
+            val bytes = utf8(key)
+            if (bytes.size <= MAX_KEY_BYTES) return "x." + hex(bytes) + ".json"
             return "h." + hex(MessageDigest.getInstance("SHA-256").digest(bytes)) + ".json"
         }
 
@@ -213,24 +250,15 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             return "h-" + encoder.encodeToString(digest)
         }
 
-        private const val BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
         private const val HEX = "0123456789abcdef"
 
-        /** RFC 4648 base32 in lowercase, without padding (the JDK has no base32 codec). */
-        internal fun base32(bytes: ByteArray): String {
-            val out = StringBuilder((bytes.size * 8 + 4) / 5)
-            var buffer = 0
-            var bits = 0
-            for (b in bytes) {
-                buffer = (buffer shl 8) or (b.toInt() and 0xff)
-                bits += 8
-                while (bits >= 5) {
-                    bits -= 5
-                    out.append(BASE32[(buffer shr bits) and 31])
-                }
+        private fun utf8(key: String): ByteArray {
+            val encoded = try {
+                Charsets.UTF_8.newEncoder().encode(CharBuffer.wrap(key))
+            } catch (_: CharacterCodingException) {
+                throw IllegalArgumentException("a FileTokenStore key must not contain a lone UTF-16 surrogate")
             }
-            if (bits > 0) out.append(BASE32[(buffer shl (5 - bits)) and 31])
-            return out.toString()
+            return ByteArray(encoded.remaining()).also { encoded.get(it) }
         }
 
         private fun hex(bytes: ByteArray): String = buildString(bytes.size * 2) {

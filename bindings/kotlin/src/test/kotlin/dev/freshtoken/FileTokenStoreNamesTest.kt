@@ -14,6 +14,7 @@ import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
 import org.junit.Assert.assertNotEquals
 import org.junit.Assert.assertNull
+import org.junit.Assert.assertThrows
 import org.junit.Assert.assertTrue
 import org.junit.Before
 import org.junit.BeforeClass
@@ -22,9 +23,10 @@ import org.junit.Test
 import org.junit.rules.TemporaryFolder
 
 /**
- * FileTokenStore's file names are safe on case-insensitive file systems, and
- * records written under the old (base64url) names are still read and then
- * moved. Issue 11, item 9.
+ * FileTokenStore's file names are safe on case-insensitive file systems and
+ * the same as the Python and JavaScript stores'; records written under the
+ * old (base64url) names are still read, under their exact listed name only,
+ * and then moved. Issue 11, item 9.
  */
 class FileTokenStoreNamesTest {
     companion object {
@@ -49,7 +51,7 @@ class FileTokenStoreNamesTest {
                     keys += word.mapIndexed { i, c -> if (mask and (1 shl i) != 0) c.uppercaseChar() else c }.joinToString("")
                 }
             }
-            keys += listOf("JoHn", "Jobn", "", "x\u00e9", "X\u00c9", "\u00df", "SS", "ss", "\u0130", "i\u0307", "k".repeat(75), "k".repeat(76))
+            keys += listOf("JoHn", "Jobn", "", "x\u00e9", "X\u00c9", "\u00df", "SS", "ss", "\u0130", "i\u0307", "k".repeat(60), "k".repeat(61))
             val random = Random(11)
             val alphabet = ('a'..'z') + ('A'..'Z') + ('0'..'9') + listOf('-', '_', '.', '/', '@', ':', 'é', 'É', 'ß', 'Σ', 'σ', 'ς', '日')
             while (keys.size < 200_000) {
@@ -67,10 +69,10 @@ class FileTokenStoreNamesTest {
     @Test fun `no two of 200,000 generated keys get names equal under case folding`() {
         val keys = generatedKeys()
         val byFolded = HashMap<String, String>()
+        val shape = Regex("(x\\.([0-9a-f]{2}){0,60}|h\\.[0-9a-f]{64})\\.json")
         for (key in keys) {
             val name = FileTokenStore.fileName(key)
-            assertTrue("only a-z, 0-9 and dots: $name", name.matches(Regex("[a-z0-9.]+")))
-            assertTrue("at most 129 characters: ${name.length}", name.length <= 129)
+            assertTrue("x. + hex or h. + SHA-256 hex, lowercase: $name", name.matches(shape))
             val clash = byFolded.put(folded(name), key)
             assertNull("two keys share the name $name under case folding", clash)
         }
@@ -83,28 +85,44 @@ class FileTokenStoreNamesTest {
         assertEquals(folded(FileTokenStore.legacyFileName("JoHn")), folded(FileTokenStore.legacyFileName("Jobn")))
     }
 
-    @Test fun `names are b32 dot base32 dot json, or h dot sha-256 hex for long keys`() {
-        // RFC 4648 section 10 test vectors, lowercase, no padding.
-        val vectors = mapOf("" to "", "f" to "my", "fo" to "mzxq", "foo" to "mzxw6", "foob" to "mzxw6yq",
-            "fooba" to "mzxw6ytb", "foobar" to "mzxw6ytboi")
-        for ((key, encoded) in vectors) assertEquals("b32.$encoded.json", FileTokenStore.fileName(key))
-        val long = "k".repeat(76)
-        val digest = MessageDigest.getInstance("SHA-256").digest(long.toByteArray())
-        assertEquals("h." + digest.joinToString("") { "%02x".format(it) } + ".json", FileTokenStore.fileName(long))
-        assertTrue(FileTokenStore.fileName("k".repeat(75)).startsWith("b32."))
+    @Test fun `names are x dot hex of the UTF-8, or h dot sha-256 hex past 60 bytes`() {
+        assertEquals("x..json", FileTokenStore.fileName(""))
+        assertEquals("x.2f2e2e.json", FileTokenStore.fileName("/.."))
+        for (key in listOf("k".repeat(60), "\u00e9".repeat(30), "\u65e5".repeat(20))) {
+            assertEquals("x." + hex(key.toByteArray()) + ".json", FileTokenStore.fileName(key))
+        }
+        for (key in listOf("k".repeat(61), "\u00e9".repeat(31), "\u65e5".repeat(21), "k".repeat(5000))) {
+            val digest = MessageDigest.getInstance("SHA-256").digest(key.toByteArray())
+            assertEquals("h." + hex(digest) + ".json", FileTokenStore.fileName(key))
+        }
     }
 
-    @Test fun `names equal the Python binding's FileTokenStore names`() {
-        // Computed with bindings/python's file_name(); a Kotlin and a Python
-        // process can share one directory.
-        val python = mapOf(
-            "user@example" to "b32.ovzwk4samv4gc3lqnrsq.json",
-            "JoHn" to "b32.jjxuq3q.json",
-            "x\u00e9\u65e5" to "b32.pdb2tzuxuu.json",
-            "k".repeat(76) to "h.5a0b0eb761d19976c26270a5f59c77cc36dc4b3dad134239e433a5918ec6f883.json",
-        )
-        for ((key, name) in python) assertEquals(name, FileTokenStore.fileName(key))
+    @Test fun `a key with a lone surrogate has no name`() {
+        for (key in listOf("x\uD800", "x\uDBFF", "\uDC00")) {
+            assertThrows(IllegalArgumentException::class.java) { FileTokenStore.fileName(key) }
+        }
+        assertEquals("a pair is one code point", "x.f09f9491.json", FileTokenStore.fileName("\uD83D\uDD11"))
     }
+
+    @Test fun `names equal the Python and JavaScript file stores' names`() {
+        // The same table as bindings/python/tests/test_stores.py and
+        // bindings/js/test/stores.file-names.test.mjs: a directory written
+        // by one of the three stores is read by the others.
+        val pinned = listOf(
+            "a" to "x.61.json",
+            "JoHn" to "x.4a6f486e.json",
+            "user@example" to "x.75736572406578616d706c65.json",
+            "x\u00e9\u65e5" to "x.78c3a9e697a5.json",
+            "\uD83D\uDD11" to "x.f09f9491.json",
+            "k".repeat(60) to "x." + "6b".repeat(60) + ".json",
+            "k".repeat(61) to "h.3828098da5bc4c86c0488c22281c78f5e6c9d9699fa18cafa31a825452859529.json",
+            "\u00e9".repeat(30) to "x." + "c3a9".repeat(30) + ".json",
+            "\u00e9".repeat(31) to "h.f299f682f8ab27d5a1e24784fb220657d1d4c52e07988895131dbc1eae0e2e55.json",
+        )
+        for ((key, name) in pinned) assertEquals(key, name, FileTokenStore.fileName(key))
+    }
+
+    private fun hex(bytes: ByteArray) = bytes.joinToString("") { "%02x".format(it) }
 
     /** What the previous version wrote (computed here, independently of the store). */
     private fun oldName(key: String): String {
@@ -134,6 +152,29 @@ class FileTokenStoreNamesTest {
         assertTrue("other keys' old files stay", Files.exists(dir.resolve(oldName(long))))
         val names = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet()
         assertEquals(setOf(FileTokenStore.fileName("JoHn"), oldName(long)), names)
+    }
+
+    @Test fun `an old file is read only for the key whose old name the directory lists exactly`() = blocking {
+        // JoHn's and Jobn's old names differ only in case: a case-insensitive
+        // file system opens JoHn's file under Jobn's name. Only the exact
+        // listed name counts, so Jobn neither reads nor (on its save) deletes it.
+        assertEquals(folded(oldName("JoHn")), folded(oldName("Jobn")))
+        val dir = tmp.root.toPath().resolve("tokens")
+        Files.createDirectories(dir)
+        val johns = dir.resolve(oldName("JoHn"))
+        Files.write(johns, "old record of JoHn".toByteArray())
+        val store = FileTokenStore(dir)
+        for (other in listOf("Jobn", "john", "JOHN")) {
+            assertNull("$other reads nothing", store.load(other))
+            store.save(other, "record of $other")
+            assertEquals("record of $other", store.load(other))
+        }
+        assertEquals("JoHn's old file is untouched", "old record of JoHn", String(Files.readAllBytes(johns)))
+        assertEquals("old record of JoHn", store.load("JoHn"))
+        store.save("JoHn", "new record of JoHn")
+        assertEquals("new record of JoHn", FileTokenStore(dir).load("JoHn"))
+        val names = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet()
+        assertEquals(listOf("Jobn", "john", "JOHN", "JoHn").map { FileTokenStore.fileName(it) }.toSet(), names)
     }
 
     @Test fun `a session stored by the previous version refreshes once after the upgrade`() = blocking {

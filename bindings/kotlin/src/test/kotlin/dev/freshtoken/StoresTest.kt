@@ -56,7 +56,7 @@ class StoresTest {
         assertEquals("long key", store.load(long))
         val names = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet()
         assertEquals(setOf(FileTokenStore.fileName("user/1"), FileTokenStore.fileName(long)), names)
-        assertTrue(FileTokenStore.fileName("user/1").startsWith("b32."))
+        assertTrue(FileTokenStore.fileName("user/1").startsWith("x."))
         assertTrue(FileTokenStore.fileName(long).startsWith("h."))
         assertTrue(names.all { it.length <= 122 && !it.contains('/') })
         if ("posix" in dir.fileSystem.supportedFileAttributeViews()) {

@@ -115,8 +115,8 @@ class FileTokenStore(TokenStoreBase):
     ``x.<the key's UTF-8 in lowercase hex>.json``, or ``h.<SHA-256 of the
     key's UTF-8, lowercase hex>.json`` when the hex would pass 120
     characters (keys over 60 bytes). Distinct keys never get names that
-    differ only in case. (The JavaScript ``FileStore`` uses the same names
-    with ``k.`` for ``x.``; here ``k.`` was taken by the earlier names.)
+    differ only in case. The JavaScript ``FileStore`` and the Kotlin
+    ``FileTokenStore`` use the same names.
 
     A save writes a temporary file in the same directory, fsyncs it, renames
     it over the old one (``os.replace``) and fsyncs the directory: a crash

@@ -268,6 +268,30 @@ def test_file_names_of_distinct_keys_never_differ_only_in_case():
     assert legacy_file_name("JoHn") != legacy_file_name("Jobn")
 
 
+# Key → file name: the same table as bindings/js/test/stores.file-names.test.mjs
+# and the Kotlin FileTokenStoreNamesTest, so the three stores share names.
+PINNED_NAMES = [
+    ("a", "x.61.json"),
+    ("JoHn", "x.4a6f486e.json"),
+    ("user@example", "x.75736572406578616d706c65.json"),
+    ("x\u00e9\u65e5", "x.78c3a9e697a5.json"),
+    ("\U0001F511", "x.f09f9491.json"),
+    ("k" * 60, "x." + "6b" * 60 + ".json"),
+    ("k" * 61, "h.3828098da5bc4c86c0488c22281c78f5e6c9d9699fa18cafa31a825452859529.json"),
+    ("\u00e9" * 30, "x." + "c3a9" * 30 + ".json"),
+    ("\u00e9" * 31, "h.f299f682f8ab27d5a1e24784fb220657d1d4c52e07988895131dbc1eae0e2e55.json"),
+]
+
+
+@pytest.mark.parametrize("key, name", PINNED_NAMES)
+def test_file_names_are_those_of_the_javascript_and_kotlin_stores(tmp_path, key, name):
+    assert file_name(key) == name
+    store = FileTokenStore(tmp_path)
+    assert os.path.basename(store.path(key)) == name
+    asyncio.run(store.save(key, "record"))
+    assert os.listdir(tmp_path) == [name]
+
+
 def test_records_under_old_file_names_are_read_and_moved_on_save(tmp_path):
     directory = tmp_path / "tokens"
     directory.mkdir()

@@ -56,8 +56,9 @@ impl Clock for SystemClock {
 pub struct ManualClock {
     now: AtomicU64,
     sleeps: Mutex<Vec<u64>>,
-    /// Pending timers: deadline and the waker of the task waiting for it.
-    timers: Mutex<Vec<(u64, Waker)>>,
+    /// Armed timers: id, deadline, and the waker of the task waiting for it.
+    timers: Mutex<Vec<(u64, u64, Option<Waker>)>>,
+    next_timer: AtomicU64,
 }
 
 impl ManualClock {
@@ -67,6 +68,7 @@ impl ManualClock {
             now: AtomicU64::new(now_ms),
             sleeps: Mutex::new(Vec::new()),
             timers: Mutex::new(Vec::new()),
+            next_timer: AtomicU64::new(0),
         }
     }
 
@@ -82,21 +84,30 @@ impl ManualClock {
         self.fire_due();
     }
 
-    /// How many timers wait for the clock to move: a test can tell that a
-    /// host callback is under way before it moves time past its deadline.
+    /// How many timers are armed and wait for the clock to move: a test can
+    /// tell that a host callback is under way (its deadline armed) before
+    /// it moves time past the deadline.
     pub fn pending_timers(&self) -> usize {
         let now = self.now_ms();
-        let timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
-        timers.iter().filter(|(due, _)| *due > now).count()
+        self.lock_timers()
+            .iter()
+            .filter(|(_, due, _)| *due > now)
+            .count()
+    }
+
+    fn lock_timers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64, Option<Waker>)>> {
+        self.timers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn fire_due(&self) {
         let due: Vec<Waker> = {
-            let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut timers = self.lock_timers();
             let now = self.now.load(Ordering::SeqCst);
-            let (due, pending) = timers.drain(..).partition(|(at, _)| *at <= now);
-            *timers = pending;
-            due.into_iter().map(|(_, waker)| waker).collect()
+            timers
+                .iter_mut()
+                .filter(|(_, at, _)| *at <= now)
+                .filter_map(|(_, _, waker)| waker.take())
+                .collect()
         };
         due.into_iter().for_each(Waker::wake);
     }
@@ -122,18 +133,35 @@ impl Clock for ManualClock {
     }
 
     async fn timer(&self, ms: u64) {
+        let id = self.next_timer.fetch_add(1, Ordering::SeqCst);
         let due = self.now_ms().saturating_add(ms);
+        self.lock_timers().push((id, due, None));
+        // Disarmed however the wait ends (fired, or its future dropped).
+        let _armed = Armed { clock: self, id };
         std::future::poll_fn(|cx| {
             // Checked and registered under the lock `fire_due` takes after
             // moving time, so no wake-up can fall between the two.
-            let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut timers = self.lock_timers();
             if self.now.load(Ordering::SeqCst) >= due {
                 return Poll::Ready(());
             }
-            timers.retain(|(at, w)| *at != due || !w.will_wake(cx.waker()));
-            timers.push((due, cx.waker().clone()));
+            if let Some(entry) = timers.iter_mut().find(|(i, _, _)| *i == id) {
+                entry.2 = Some(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
+    }
+}
+
+/// An armed [`ManualClock`] timer; dropping it disarms the timer.
+struct Armed<'a> {
+    clock: &'a ManualClock,
+    id: u64,
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        self.clock.lock_timers().retain(|(id, _, _)| *id != self.id);
     }
 }

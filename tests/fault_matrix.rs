@@ -103,6 +103,12 @@ enum Case {
     SaveFailsAlways,
     /// The store's next load returns a truncated record.
     CorruptRecord,
+    /// The store's next save of the write-ahead marker fails.
+    WriteAheadFails,
+    /// The store's next load never answers (past the store deadline).
+    LoadStalls,
+    /// The store's next save of a renewed record never answers.
+    SaveStalls,
 }
 
 impl Case {
@@ -110,8 +116,19 @@ impl Case {
     fn is_store(self) -> bool {
         matches!(
             self,
-            Case::LoadFails | Case::SaveFailsOnce | Case::SaveFailsAlways | Case::CorruptRecord
+            Case::LoadFails
+                | Case::SaveFailsOnce
+                | Case::SaveFailsAlways
+                | Case::CorruptRecord
+                | Case::WriteAheadFails
+                | Case::LoadStalls
+                | Case::SaveStalls
         )
+    }
+
+    /// Whether the first call waits for a store deadline to pass.
+    fn stalls(self) -> bool {
+        matches!(self, Case::LoadStalls | Case::SaveStalls)
     }
 
     /// The request timeout this cell configures.
@@ -184,6 +201,9 @@ fn arm(h: &Harness, case: Case) -> Option<String> {
         Case::SaveFailsOnce => return spoil(&h.store.fail_saves, 1),
         Case::SaveFailsAlways => return spoil(&h.store.fail_saves, u32::MAX),
         Case::CorruptRecord => return spoil(&h.store.corrupt_loads, 1),
+        Case::WriteAheadFails => return spoil(&h.store.fail_write_ahead, 1),
+        Case::LoadStalls => return spoil(&h.store.stall_loads, 1),
+        Case::SaveStalls => return spoil(&h.store.stall_saves, 1),
     };
     h.emu.push_fault(fault);
     salvage
@@ -379,7 +399,21 @@ async fn user_cell(case: Case) -> UserSeen {
         salvaged.as_deref().unwrap_or(""),
         CLIENT_SECRET,
     ];
-    let first = session.access_token().await;
+    let first = if case.stalls() {
+        let call = tokio::spawn({
+            let session = session.clone();
+            async move { session.access_token().await }
+        });
+        // Once the call stalls and its deadline is armed (no other timer is
+        // then: the request's ended with it), time passes the deadline.
+        while h.store.stalled.load(Ordering::SeqCst) == 0 || h.clock.pending_timers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        h.clock.advance(freshtoken::DEFAULT_STORE_TIMEOUT_MS as u64);
+        call.await.expect("the first call")
+    } else {
+        session.access_token().await
+    };
     seen.first = outcome(&first);
     seen.error = message(&first, &secrets, &mut seen.problems);
     seen.requests = h.refresh_requests();
@@ -392,8 +426,10 @@ async fn user_cell(case: Case) -> UserSeen {
         &mut seen.problems,
     )
     .await;
-    if matches!(case, Case::LoadFails | Case::CorruptRecord)
-        && h.store.saves.load(Ordering::SeqCst) != saves_before
+    if matches!(
+        case,
+        Case::LoadFails | Case::CorruptRecord | Case::LoadStalls
+    ) && h.store.saves.load(Ordering::SeqCst) != saves_before
     {
         seen.problems
             .push("the store was written after a failed or corrupt read".into());
@@ -826,6 +862,35 @@ fn rows() -> Vec<Row> {
             fault: "store returns a corrupt record (once)",
             case: Case::CorruptRecord,
             user: store_read("the stored record is truncated"),
+            client: None,
+        },
+        Row {
+            fault: "store load never answers (past store_timeout_ms)",
+            case: Case::LoadStalls,
+            user: store_read("load did not answer within 5000 ms"),
+            client: None,
+        },
+        Row {
+            fault: "store cannot write the write-ahead marker (once)",
+            case: Case::WriteAheadFails,
+            // Nothing is sent: the refresh token stays unused.
+            user: store_read("disk full"),
+            client: None,
+        },
+        Row {
+            fault: "store save of the renewed record never answers",
+            case: Case::SaveStalls,
+            user: UserExpect {
+                first: "storage",
+                says: "save did not answer within 5000 ms",
+                requests: 1,
+                waits: Waits::None,
+                held: "yes: rotated (active, unsaved)",
+                next: "ok",
+                requests_after: 1,
+                held_after: ROTATED,
+                reuse: 0,
+            },
             client: None,
         },
     ]

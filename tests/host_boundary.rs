@@ -201,7 +201,10 @@ async fn a_save_that_never_answers_ends_the_flight_and_loses_nothing() {
     );
     assert_eq!(h.refresh_requests(), 1);
     let stored = store.record("u1").unwrap();
-    assert!(stored.in_doubt, "the write-ahead marker is what the store holds");
+    assert!(
+        stored.in_doubt,
+        "the write-ahead marker is what the store holds"
+    );
     assert_eq!(stored.refresh_token.unwrap().expose(), seeded_rt);
     let status = session.status().await.unwrap();
     assert!(status.unpersisted, "the renewed record waits in memory");
@@ -235,7 +238,10 @@ async fn a_load_that_never_answers_sends_nothing() {
     let message = storage_message(caller.await.unwrap());
     assert!(message.contains("load did not answer"), "{message}");
     assert_eq!(h.refresh_requests(), 0);
-    session.access_token().await.expect("the next call reads again");
+    session
+        .access_token()
+        .await
+        .expect("the next call reads again");
     assert_eq!(h.refresh_requests(), 1);
 }
 
@@ -365,6 +371,11 @@ async fn store_messages_that_quote_the_record_show_no_token() {
     assert!(shown.contains("[redacted]"), "{shown}");
 
     // A load quoting the stored record (read again before the next refresh).
+    session
+        .access_token()
+        .await
+        .expect("the kept record is saved first");
+    h.clock.advance(900_000);
     let stored = store.record("u1").unwrap();
     let stored_rt = stored.refresh_token.unwrap().expose().to_owned();
     let _entered = store.next(Which::Load, Act::FailQuoting);
@@ -483,7 +494,10 @@ async fn max_sessions_bounds_state_whatever_handles_exist() {
     // The one-handle-per-request pattern, with every handle kept alive.
     let mut handles = Vec::new();
     for i in 1..100_000 {
-        let handle = h.client.session(&format!("user-{i}"), store.clone()).unwrap();
+        let handle = h
+            .client
+            .session(&format!("user-{i}"), store.clone())
+            .unwrap();
         assert!(handle.cached_access_token().is_none());
         handles.push(handle);
     }

@@ -39,6 +39,14 @@ pub struct TestStore {
     /// Upcoming loads to answer with a corrupt record (the stored one cut
     /// in half, as after a torn write).
     pub corrupt_loads: AtomicU32,
+    /// Upcoming saves of the write-ahead marker to fail.
+    pub fail_write_ahead: AtomicU32,
+    /// Upcoming loads that never answer.
+    pub stall_loads: AtomicU32,
+    /// Upcoming saves (write-ahead marker excepted) that never answer.
+    pub stall_saves: AtomicU32,
+    /// Calls that began stalling so far.
+    pub stalled: AtomicU32,
     pub saves: AtomicU32,
     pub loads: AtomicU32,
     gate: Mutex<Option<(mpsc::UnboundedSender<String>, Arc<Notify>)>>,
@@ -72,9 +80,10 @@ impl TestStore {
             .map(|s| s.expose().to_owned())
     }
 
-    /// The record of the latest save attempt, saved or failed. With this
-    /// store as a session's only writer, that is the record the session
-    /// holds in memory (the core saves every record it adopts).
+    /// The record of the latest save attempt, saved or failed (a failed
+    /// write-ahead marker excepted: the core withdraws it). With this store
+    /// as a session's only writer, that is the record the session holds in
+    /// memory (the core saves every record it adopts).
     pub fn attempted(&self) -> Option<freshtoken::Record> {
         let text = self.last_attempt.lock().unwrap().clone()?;
         Some(freshtoken::Record::decode(&text).unwrap())
@@ -95,6 +104,10 @@ fn take_failure(counter: &AtomicU32) -> bool {
 impl TokenStore for TestStore {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
+        if take_failure(&self.stall_loads) {
+            self.stalled.fetch_add(1, Ordering::SeqCst);
+            return std::future::pending().await;
+        }
         if take_failure(&self.fail_loads) {
             return Err(StoreError("database unavailable".into()));
         }
@@ -111,13 +124,22 @@ impl TokenStore for TestStore {
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
-        *self.last_attempt.lock().unwrap() = Some(record.to_owned());
         // The write-ahead marker saved before each refresh request passes the
-        // gate and the injected failures, which target the saves that
-        // settle a refresh (tests/host_boundary.rs fails the marker itself).
+        // gate and the other injected failures, which target the saves that
+        // settle a refresh; it fails only through `fail_write_ahead`.
         let write_ahead = freshtoken::Record::decode(record).is_ok_and(|r| r.in_doubt);
         if write_ahead {
+            if take_failure(&self.fail_write_ahead) {
+                // The core withdraws a marker it could not save.
+                return Err(StoreError("disk full".into()));
+            }
+            *self.last_attempt.lock().unwrap() = Some(record.to_owned());
             return self.inner.save(key, record).await;
+        }
+        *self.last_attempt.lock().unwrap() = Some(record.to_owned());
+        if take_failure(&self.stall_saves) {
+            self.stalled.fetch_add(1, Ordering::SeqCst);
+            return std::future::pending().await;
         }
         let gate = self.gate.lock().unwrap().clone();
         if let Some((entered, release)) = gate {

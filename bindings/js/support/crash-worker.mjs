@@ -13,6 +13,8 @@
 // and no SIGKILL can take it back. `n` counts this process's refreshes from 1:
 //
 //   ready 0           about to start the loop
+//   mark n            store.save called with the write-ahead record (in doubt)
+//   marked n          the write-ahead record is durable: the request may go
 //   send n            the token request is about to be handed to fetch
 //   answer n STATUS   fetch resolved: the server has answered (and, on 200, rotated)
 //   neterr n          fetch rejected
@@ -48,9 +50,11 @@ const files = new FileStore(config.storeDir);
 const store = {
   load: (key) => files.load(key),
   async save(key, record) {
-    mark('save');
+    // The write-ahead marker (saved before each request) or a settled record.
+    const ahead = JSON.parse(record).in_doubt === true;
+    mark(ahead ? 'mark' : 'save');
     await files.save(key, record);
-    mark('saved');
+    mark(ahead ? 'marked' : 'saved');
   },
 };
 

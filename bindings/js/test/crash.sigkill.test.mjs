@@ -30,10 +30,11 @@
 // on from that record is told (it must fail closed: reauthorization
 // required), then the session is seeded with a new family so the loop goes
 // on. After an intact kill the next worker simply continues; its first
-// refresh must succeed. (With FileStore, which has no lease, nothing marks a
-// record in doubt before sending, and a SIGKILL leaves no transport error to
-// mark it after; so the next worker never sees `lost_rotation` here, and a
-// process going on from a lost record is told `invalid_grant`.)
+// refresh must succeed. Before every request the core saves the record
+// marked in doubt (write-ahead, DESIGN point 14), even with FileStore, which
+// has no lease: so every lost record is found marked in doubt, and a process
+// going on from it is told `reauthorization_required` / `lost_rotation`,
+// never a plain `invalid_grant`.
 //
 // Delays come from a seeded PRNG (printed; FRESHTOKEN_CRASH_SEED replays
 // them, FRESHTOKEN_CRASH_KILLS changes the count). Nothing here prints a
@@ -137,6 +138,8 @@ function killPoint(markers) {
   switch (last?.event) {
     case undefined:
     case 'ready': return 'startup';
+    case 'mark': return 'marking';
+    case 'marked': return 'marked';
     case 'send': return 'sent';
     case 'answer': return 'answered';
     case 'save': return 'saving';
@@ -303,7 +306,8 @@ describe('crash safety: a refreshing process SIGKILLed at random moments', () =>
       // The markers and the rotations counter must tell the same story.
       const lost = verdict !== 'intact';
       const expected = {
-        startup: false, settled: false, answered: true, sent: unanswered === 1, saving: undefined, failed: undefined,
+        startup: false, marking: false, marked: false, settled: false,
+        answered: true, sent: unanswered === 1, saving: undefined, failed: undefined,
       }[point];
       if (unanswered < 0 || unanswered > 1 || (unanswered === 1 && point !== 'sent')
         || (expected !== undefined && expected !== lost) || point === 'failed') {
@@ -322,6 +326,8 @@ describe('crash safety: a refreshing process SIGKILLed at random moments', () =>
           // Exactly one rotation behind, its successor live (asserted again, explicitly).
           assert.equal(info.latest_generation - info.generation, 1);
           assert.equal(info.successor_state, 'active');
+          // Written ahead: the lost record is marked in doubt.
+          assert.equal(record.in_doubt, true, `kill ${i} at "${point}": the lost record is marked in doubt`);
           // What a process that went on from this record would be told (this revokes the family).
           const told = await probeLostRecord();
           lossReports[told] = (lossReports[told] ?? 0) + 1;
@@ -334,7 +340,7 @@ describe('crash safety: a refreshing process SIGKILLed at random moments', () =>
     }
     const elapsed = (Date.now() - t0) / 1000;
 
-    const points = ['startup', 'sent', 'answered', 'saving', 'settled', 'failed']
+    const points = ['startup', 'marking', 'marked', 'sent', 'answered', 'saving', 'settled', 'failed']
       .filter((p) => byPoint[p])
       .map((p) => `${p} ${byPoint[p].kills} (${byPoint[p].lost} lost)`)
       .join(', ');
@@ -358,7 +364,8 @@ describe('crash safety: a refreshing process SIGKILLed at random moments', () =>
       }
     }
     for (const told of Object.keys(lossReports)) {
-      assert.match(told, /^reauthorization_required\//, 'a lost session fails closed: reauthorization required, never a token');
+      assert.equal(told, 'reauthorization_required/lost_rotation',
+        'a lost session fails closed, and says the rotation was lost (not a plain invalid_grant)');
     }
     assert.ok(KILLS < 50 || outcomes.lostInWindow > 0, 'some kills landed inside the window (the test can see a loss)');
   });

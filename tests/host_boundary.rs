@@ -14,6 +14,7 @@ use freshtoken::{
 use freshtoken_emulator::{Fault, TokenState};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 const STORE_TIMEOUT_MS: u64 = 2_000;
 const SCOPE: &str = "openid offline_access accounts";
@@ -166,6 +167,48 @@ async fn seeded(h: &Harness, store: &Arc<HostStore>, key: &str) -> (UserSession,
     (session, family.refresh_token)
 }
 
+/// `session.access_token()` as a task of its own.
+fn in_background(session: &UserSession) -> JoinHandle<Result<String, Error>> {
+    let session = session.clone();
+    tokio::spawn(async move { session.access_token().await })
+}
+
+/// Starts a refresh whose save of the rotated record is `Late`: returns
+/// the caller, the rotated record the core is saving, the switch that lets
+/// the host's write go on and the signal that it landed.
+async fn late_rotation_save(
+    store: &HostStore,
+    session: &UserSession,
+) -> (
+    JoinHandle<Result<String, Error>>,
+    Record,
+    oneshot::Sender<()>,
+    oneshot::Receiver<()>,
+) {
+    let (go, landed) = store.late_controls();
+    let mut entered = store.next(Which::Settled, Act::Late);
+    let caller = in_background(session);
+    let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
+    (caller, rotated, go, landed)
+}
+
+/// A session of `client` on a memory store, seeded with `refresh_token`.
+async fn memory_session(
+    client: &TokenClient,
+    refresh_token: &str,
+) -> (UserSession, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let session = client.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    (session, store)
+}
+
 /// Waits until the core has armed the deadline of the call under way (its
 /// timer is registered with the manual clock), then moves time past it.
 async fn expire_deadline(h: &Harness, ms: u64) {
@@ -188,10 +231,7 @@ async fn a_save_that_never_answers_ends_the_flight_and_loses_nothing() {
     let store = HostStore::new();
     let (session, seeded_rt) = seeded(&h, &store, "u1").await;
     let mut entered = store.next(Which::Settled, Act::Stall);
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
+    let caller = in_background(&session);
     let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
     expire_deadline(&h, STORE_TIMEOUT_MS).await;
     let message = storage_message(caller.await.unwrap());
@@ -230,10 +270,7 @@ async fn a_load_that_never_answers_sends_nothing() {
     let other = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
     let session = other.session("u1", store.clone()).unwrap();
     let _entered = store.next(Which::Load, Act::Stall);
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
+    let caller = in_background(&session);
     expire_deadline(&h, STORE_TIMEOUT_MS).await;
     let message = storage_message(caller.await.unwrap());
     assert!(message.contains("load did not answer"), "{message}");
@@ -250,13 +287,7 @@ async fn a_late_answer_from_an_abandoned_save_changes_nothing() {
     let h = harness();
     let store = HostStore::new();
     let (session, _) = seeded(&h, &store, "u1").await;
-    let (go, landed) = store.late_controls();
-    let mut entered = store.next(Which::Settled, Act::Late);
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
+    let (caller, rotated, go, landed) = late_rotation_save(&store, &session).await;
     expire_deadline(&h, STORE_TIMEOUT_MS).await;
     storage_message(caller.await.unwrap());
     // The host finishes its write after the core gave up on it.
@@ -321,13 +352,7 @@ async fn a_caller_that_gives_up_never_stops_the_refresh_or_its_save() {
     let h = harness();
     let store = HostStore::new();
     let (session, seeded_rt) = seeded(&h, &store, "u1").await;
-    let (go, landed) = store.late_controls();
-    let mut entered = store.next(Which::Settled, Act::Late);
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
+    let (caller, rotated, go, landed) = late_rotation_save(&store, &session).await;
     caller.abort(); // the only caller gives up while the save is under way
     assert!(caller.await.unwrap_err().is_cancelled());
     go.send(()).unwrap();
@@ -410,14 +435,7 @@ async fn http_messages_that_quote_the_request_show_no_secret() {
         Arc::new(QuotingHttp),
         h.clock.clone(),
     );
-    let session = client.session("u1", Arc::new(MemoryStore::new())).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: "rt-SENTINEL-0123456789".into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
+    let (session, _) = memory_session(&client, "rt-SENTINEL-0123456789").await;
     let error = session.access_token().await.unwrap_err();
     assert_eq!(error.code().as_str(), "network");
     let shown = format!("{error} {error:?}");
@@ -445,19 +463,8 @@ async fn a_host_http_that_never_answers_times_out_in_doubt() {
         Arc::new(SilentHttp),
         h.clock.clone(),
     );
-    let store = Arc::new(MemoryStore::new());
-    let session = client.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: "rt-0123456789".into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
+    let (session, store) = memory_session(&client, "rt-0123456789").await;
+    let caller = in_background(&session);
     expire_deadline(&h, 2_000).await;
     assert_eq!(caller.await.unwrap().unwrap_err(), Error::Timeout);
     assert!(session.status().await.unwrap().in_doubt);

@@ -129,7 +129,7 @@ def test_a_body_that_trickles_in_forever_ends_at_the_timeout():
             elapsed = time.monotonic() - started
         finally:
             stop.set()
-    assert elapsed < 5, f"gave up after {elapsed:.1f} s"
+    assert elapsed < 15, f"gave up after {elapsed:.1f} s"  # a hang, not a slow machine
 
 
 def test_a_cancelled_send_is_failed_on_freshtokens_loop_and_cancelled_elsewhere(emu):

@@ -98,7 +98,7 @@ pub use memory_store::MemoryStore;
 pub use native_http::{NativeHttp, TokioSpawner};
 pub use retry::RetryPolicy;
 pub use secret::Secret;
-pub use session::{Seed, SessionStatus, UserSession};
+pub use session::{CachedToken, Seed, SessionStatus, UserSession};
 pub use spawn::Spawn;
 pub use store::{
     CasOutcome, Record, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES, RECORD_SCHEMA_V1,

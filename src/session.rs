@@ -34,6 +34,28 @@ pub struct Seed {
     pub id_token: Option<Secret>,
 }
 
+/// A fresh access token as the cached path serves it, with the instant until
+/// which it may be served without asking the core again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CachedToken {
+    /// The access token.
+    pub token: String,
+    /// Fresh while the client's clock reads less than this (ms since the epoch).
+    pub fresh_until_ms: u64,
+    /// The in-memory record's generation (unique in the process).
+    pub generation: u64,
+}
+
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("token", &crate::secret::redacted(&self.token))
+            .field("fresh_until_ms", &self.fresh_until_ms)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
 /// What the host may want to know without causing any request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionStatus {
@@ -139,6 +161,20 @@ impl UserSession {
     /// I/O, no waiting. `None` means "call [`UserSession::access_token`]".
     pub fn cached_access_token(&self) -> Option<String> {
         self.cached(|_, at, _| at.value.expose().to_owned())
+    }
+
+    /// The cached token with the instant (ms since the epoch, on the client's
+    /// clock) until which it stays fresh, so that an export can mirror it on
+    /// its own side of the boundary and serve it without crossing it. The
+    /// mirror must be dropped whenever the host calls anything else on the
+    /// key (refresh, token rejected, seed): those may replace the token early.
+    pub fn cached_token(&self) -> Option<CachedToken> {
+        let leeway = self.ctx.config.leeway_ms;
+        self.cached(|_, at, generation| CachedToken {
+            token: at.value.expose().to_owned(),
+            fresh_until_ms: at.fresh_until_ms(leeway),
+            generation,
+        })
     }
 
     /// When the cached path would serve a token: the generation of the

@@ -70,6 +70,13 @@ impl AccessToken {
     pub fn is_fresh(&self, now_ms: u64, leeway_ms: u64) -> bool {
         is_fresh(now_ms, self.issued_at_ms, self.expires_at_ms, leeway_ms)
     }
+
+    /// The instant (ms since the epoch) from which the token is no longer
+    /// fresh: `expires_at - leeway`.
+    pub fn fresh_until_ms(&self, leeway_ms: u64) -> u64 {
+        let leeway = effective_leeway(self.issued_at_ms, self.expires_at_ms, leeway_ms);
+        self.expires_at_ms.saturating_sub(leeway)
+    }
 }
 
 /// `sent_at + expires_in` in milliseconds; the default lifetime when the

@@ -101,6 +101,37 @@ async fn a_fresh_token_is_served_with_no_io_until_the_leeway() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cached_token_says_until_when_it_may_be_mirrored() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    assert!(
+        session.cached_token().is_none(),
+        "nothing fresh before the first refresh"
+    );
+    let sent_at = h.clock.now_ms();
+    let token = session.access_token().await.unwrap();
+    let cached = session.cached_token().expect("fresh after the refresh");
+    assert_eq!(cached.token, token);
+    // 900 s tokens with 60 s leeway.
+    assert_eq!(cached.fresh_until_ms, sent_at + 840_000);
+    assert!(
+        !format!("{cached:?}").contains(&token),
+        "Debug redacts the token"
+    );
+    h.clock
+        .advance(cached.fresh_until_ms - h.clock.now_ms() - 1);
+    assert_eq!(
+        session.cached_access_token().as_deref(),
+        Some(token.as_str())
+    );
+    h.clock.advance(1);
+    assert!(
+        session.cached_token().is_none(),
+        "stale exactly at fresh_until_ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_reports_expiry_scope_id_token_and_refresh_lifetime() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;

@@ -1,0 +1,139 @@
+package dev.freshtoken
+
+import java.util.concurrent.CompletableFuture
+
+/**
+ * One OAuth client: user sessions, client tokens, the code flow.
+ *
+ * It keeps a bounded mirror of each session's fresh access token (key ->
+ * token and the instant it stays fresh until, on this client's clock), so
+ * `session(key, store).accessToken()` on a fresh token is a map lookup with
+ * no FFI call; everything else runs in the Rust core. Thread-safe; create one
+ * per OAuth client and share it. `AutoCloseable` (a Cleaner frees it otherwise).
+ */
+class TokenClient private constructor(
+    internal val ffi: FfiTokenClient,
+    private val clock: Clock?,
+    maxSessions: Long?,
+) : AutoCloseable {
+    /** A client sending token requests through [http] (default: [HttpUrlConnectionClient]), on the system clock. */
+    @JvmOverloads
+    constructor(options: TokenClientOptions, http: HttpClient = HttpUrlConnectionClient()) :
+        this(ffiCall { FfiTokenClient(options, http) }, null, options.maxSessions?.toLong())
+
+    internal val mirror = TokenMirror(
+        (maxSessions ?: DEFAULT_MAX_SESSIONS).coerceIn(1, Int.MAX_VALUE.toLong()).toInt(),
+    )
+
+    @Volatile
+    private var closed = false
+
+    /**
+     * A handle on the session [key], persisted through [store]. Cheap: no
+     * native object is made until a call needs one, and all handles with the
+     * same key in this client share one state, one refresh and one mirrored
+     * token, so create one per request.
+     */
+    fun session(key: String, store: TokenStore): UserSession {
+        checkOpen()
+        // The core names the parameter in its Config error; let it answer.
+        if (key.isEmpty()) ffiCall { ffi.session(key, store) }
+        return UserSession(this, key, store)
+    }
+
+    /** This client's name as a fleet lease owner. */
+    fun leaseOwner(): String = ffiCall { ffi.leaseOwner() }
+
+    /** How many session states the core holds in memory. */
+    fun sessionCount(): Long = ffiCall { ffi.sessionCount().toLong() }
+
+    /** A fresh client-credentials token for [scopes]. */
+    suspend fun clientToken(scopes: List<String>): String = ffiCall { ffi.clientToken(scopes) }
+
+    /** [clientToken], blocking the calling thread (for Java and synchronous code). */
+    fun clientTokenBlocking(scopes: List<String>): String = blocking { clientToken(scopes) }
+
+    /** [clientToken] as a [CompletableFuture] (for Java). */
+    fun clientTokenAsync(scopes: List<String>): CompletableFuture<String> = future { clientToken(scopes) }
+
+    /** The client-token cache. */
+    fun clientTokens(): ClientTokens = ClientTokens(ffiCall { ffi.clientTokens() })
+
+    /** The authorize URL (PKCE S256, state, nonce, `offline_access`). */
+    fun authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest =
+        ffiCall { ffi.authorizationUrl(options) }
+
+    /** Exchanges an authorization code, stores the first record under [key], and returns the session. */
+    suspend fun exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession {
+        mirror.drop(key)
+        val native = ffiCall { ffi.exchangeCode(options, key, store) }
+        return UserSession(this, key, store, native)
+    }
+
+    /** [exchangeCode], blocking the calling thread. */
+    fun exchangeCodeBlocking(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession =
+        blocking { exchangeCode(options, key, store) }
+
+    /** [exchangeCode] as a [CompletableFuture]. */
+    fun exchangeCodeAsync(options: ExchangeCodeOptions, key: String, store: TokenStore): CompletableFuture<UserSession> =
+        future { exchangeCode(options, key, store) }
+
+    /** Frees the native client; later calls throw [IllegalStateException]. */
+    override fun close() {
+        closed = true
+        mirror.clear()
+        ffi.close()
+    }
+
+    /** Now in ms on this client's clock (the host clock if given, else the system's), as the core reads it. */
+    internal fun nowMs(): Long {
+        val c = clock ?: return System.currentTimeMillis()
+        // The core falls back to the system clock when the host's throws; so does the mirror.
+        return try {
+            c.nowMs().toLong()
+        } catch (_: Throwable) {
+            System.currentTimeMillis()
+        }
+    }
+
+    internal fun checkOpen() {
+        check(!closed) { "TokenClient has been closed" }
+    }
+
+    companion object {
+        /** The core's default bound on sessions, also the mirror's. */
+        private const val DEFAULT_MAX_SESSIONS = 100_000L
+
+        /** A client on the host's [clock] (for tests with fake time); the mirror uses the same clock. */
+        @JvmStatic
+        fun withClock(options: TokenClientOptions, http: HttpClient, clock: Clock): TokenClient =
+            TokenClient(ffiCall { FfiTokenClient.withClock(options, http, clock) }, clock, options.maxSessions?.toLong())
+
+        /**
+         * A client from the provider's client-credentials JSON (`clientId`,
+         * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
+         * optionally `tokenEndpoint`); a missing member is a `Config` error naming it.
+         */
+        @JvmStatic
+        @JvmOverloads
+        fun fromCredentialsJson(json: String, http: HttpClient = HttpUrlConnectionClient()): TokenClient =
+            TokenClient(ffiCall { FfiTokenClient.fromCredentialsJson(json, http) }, null, null)
+    }
+}
+
+/** The client's own tokens (`client_credentials`), cached per scope set. */
+class ClientTokens internal constructor(private val ffi: FfiClientTokens) : AutoCloseable {
+    /** A fresh client token for [scopes] (order and duplicates ignored). */
+    suspend fun token(scopes: List<String>): String = ffiCall { ffi.token(scopes) }
+
+    /** [token], blocking the calling thread. */
+    fun tokenBlocking(scopes: List<String>): String = blocking { token(scopes) }
+
+    /** [token] as a [CompletableFuture]. */
+    fun tokenAsync(scopes: List<String>): CompletableFuture<String> = future { token(scopes) }
+
+    /** Forgets the cached token for [scopes]. */
+    fun invalidate(scopes: List<String>) = ffiCall { ffi.invalidate(scopes) }
+
+    override fun close() = ffi.close()
+}

@@ -29,9 +29,9 @@
 #    that carried an error is dropped.
 #
 # 3. uniffi 0.32's `rename` (uniffi.toml [bindings.kotlin.rename]) misses
-#    three places: constructor bodies still name the old error handler
-#    (`FreshTokenException`) and the old converter (`FfiConverterTypeTokenClient`),
-#    and the Display trait method of TokenInfo its old converter. Each is
+#    a few places: secondary constructors still name the old error type
+#    (`FreshTokenException`), return type and converter of TokenClient, and
+#    the Display trait methods of TokenInfo and the error their old converters. Each is
 #    replaced by the renamed one, with the exact count checked.
 #
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
@@ -82,6 +82,10 @@ for old, new, n in [
     ("uniffiRustCallWithError(FreshTokenException)", "uniffiRustCallWithError(FfiFreshTokenException)", 3),
     ("FfiConverterTypeTokenClient.lift(", "FfiConverterTypeFfiTokenClient.lift(", 2),
     ("FfiConverterTypeTokenInfo.lower(", "FfiConverterTypeFfiTokenInfo.lower(", 1),
+    ("FfiConverterTypeFreshTokenError.lower(", "FfiConverterTypeFfiFreshTokenError.lower(", 1),
+    ("@Throws(FreshTokenException::class) fun `", "@Throws(FfiFreshTokenException::class) fun `", 2),
+    ("`http`: HttpClient): TokenClient {", "`http`: HttpClient): FfiTokenClient {", 1),
+    ("`clock`: Clock): TokenClient {", "`clock`: Clock): FfiTokenClient {", 1),
 ]:
     if text.count(old) != n:
         sys.stderr.write(f"[patch-generated] expected {n} x {old!r}, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")

@@ -18,15 +18,20 @@ class TokenClient private constructor(
 ) : AutoCloseable {
     /** A client sending token requests through [http] (default: [HttpUrlConnectionClient]), on the system clock. */
     @JvmOverloads
+    @Throws(FreshTokenException::class)
     constructor(options: TokenClientOptions, http: HttpClient = HttpUrlConnectionClient()) :
         this(ffiCall { FfiTokenClient(options, http) }, null, options.maxSessions?.toLong())
 
     internal val mirror = TokenMirror(
         (maxSessions ?: DEFAULT_MAX_SESSIONS).coerceIn(1, Int.MAX_VALUE.toLong()).toInt(),
+        if (clock == null) null else ::nowMs,
     )
 
     @Volatile
     private var closed = false
+
+    /** How many times a UserSession of this client went to its native object (tests check the mirror with it). */
+    internal val nativeUses = java.util.concurrent.atomic.AtomicLong()
 
     /**
      * A handle on the session [key], persisted through [store]. Cheap: no
@@ -34,6 +39,7 @@ class TokenClient private constructor(
      * same key in this client share one state, one refresh and one mirrored
      * token, so create one per request.
      */
+    @Throws(FreshTokenException::class)
     fun session(key: String, store: TokenStore): UserSession {
         checkOpen()
         // The core names the parameter in its Config error; let it answer.
@@ -42,28 +48,35 @@ class TokenClient private constructor(
     }
 
     /** This client's name as a fleet lease owner. */
+    @Throws(FreshTokenException::class)
     fun leaseOwner(): String = ffiCall { ffi.leaseOwner() }
 
     /** How many session states the core holds in memory. */
+    @Throws(FreshTokenException::class)
     fun sessionCount(): Long = ffiCall { ffi.sessionCount().toLong() }
 
     /** A fresh client-credentials token for [scopes]. */
+    @Throws(FreshTokenException::class)
     suspend fun clientToken(scopes: List<String>): String = ffiCall { ffi.clientToken(scopes) }
 
     /** [clientToken], blocking the calling thread (for Java and synchronous code). */
+    @Throws(FreshTokenException::class)
     fun clientTokenBlocking(scopes: List<String>): String = blocking { clientToken(scopes) }
 
     /** [clientToken] as a [CompletableFuture] (for Java). */
     fun clientTokenAsync(scopes: List<String>): CompletableFuture<String> = future { clientToken(scopes) }
 
     /** The client-token cache. */
+    @Throws(FreshTokenException::class)
     fun clientTokens(): ClientTokens = ClientTokens(ffiCall { ffi.clientTokens() })
 
     /** The authorize URL (PKCE S256, state, nonce, `offline_access`). */
+    @Throws(FreshTokenException::class)
     fun authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest =
         ffiCall { ffi.authorizationUrl(options) }
 
     /** Exchanges an authorization code, stores the first record under [key], and returns the session. */
+    @Throws(FreshTokenException::class)
     suspend fun exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession {
         mirror.drop(key)
         val native = ffiCall { ffi.exchangeCode(options, key, store) }
@@ -71,6 +84,7 @@ class TokenClient private constructor(
     }
 
     /** [exchangeCode], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
     fun exchangeCodeBlocking(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession =
         blocking { exchangeCode(options, key, store) }
 
@@ -106,6 +120,7 @@ class TokenClient private constructor(
 
         /** A client on the host's [clock] (for tests with fake time); the mirror uses the same clock. */
         @JvmStatic
+        @Throws(FreshTokenException::class)
         fun withClock(options: TokenClientOptions, http: HttpClient, clock: Clock): TokenClient =
             TokenClient(ffiCall { FfiTokenClient.withClock(options, http, clock) }, clock, options.maxSessions?.toLong())
 
@@ -116,6 +131,7 @@ class TokenClient private constructor(
          */
         @JvmStatic
         @JvmOverloads
+        @Throws(FreshTokenException::class)
         fun fromCredentialsJson(json: String, http: HttpClient = HttpUrlConnectionClient()): TokenClient =
             TokenClient(ffiCall { FfiTokenClient.fromCredentialsJson(json, http) }, null, null)
     }
@@ -124,15 +140,18 @@ class TokenClient private constructor(
 /** The client's own tokens (`client_credentials`), cached per scope set. */
 class ClientTokens internal constructor(private val ffi: FfiClientTokens) : AutoCloseable {
     /** A fresh client token for [scopes] (order and duplicates ignored). */
+    @Throws(FreshTokenException::class)
     suspend fun token(scopes: List<String>): String = ffiCall { ffi.token(scopes) }
 
     /** [token], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
     fun tokenBlocking(scopes: List<String>): String = blocking { token(scopes) }
 
     /** [token] as a [CompletableFuture]. */
     fun tokenAsync(scopes: List<String>): CompletableFuture<String> = future { token(scopes) }
 
     /** Forgets the cached token for [scopes]. */
+    @Throws(FreshTokenException::class)
     fun invalidate(scopes: List<String>) = ffiCall { ffi.invalidate(scopes) }
 
     override fun close() = ffi.close()

@@ -1,29 +1,45 @@
 package dev.freshtoken
 
 import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.ScheduledFuture
+import java.util.concurrent.ScheduledThreadPoolExecutor
+import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicLongArray
 
 /**
  * The client's copy of each session's fresh access token: key -> (token,
  * fresh-until in ms on the client's clock), so that a cached read is a map
- * lookup and a comparison, with no FFI call. Bounded: past [capacity] keys
- * an arbitrary entry is dropped (dropping is always safe: the next read
- * crosses into the core and refills it).
+ * lookup, with no FFI call. Bounded: past [capacity] keys an arbitrary entry
+ * is dropped (dropping is always safe: the next read crosses into the core
+ * and refills it).
+ *
+ * Freshness, on the client's clock:
+ * - with a host clock ([hostNowMs], e.g. a fake clock in tests) every read
+ *   compares it with fresh-until: stale exactly at fresh-until;
+ * - on the system clock a read compares nothing: the entry is removed at
+ *   fresh-until by a timer on one shared daemon thread (it sleeps until the
+ *   next expiry; no polling). Reading the system clock costs 70-100 ns here,
+ *   eight times the map lookup itself. A late timer (a long GC pause) serves
+ *   the token past fresh-until by that delay, inside the core's leeway
+ *   (default 60 s before the token's real expiry).
  *
  * A call that may replace a token ([drop]) bumps the key's epoch; a refill
  * taken under an older epoch is discarded, so a slow reader never puts back
  * a token that a concurrent refresh or tokenRejected has replaced.
  */
-internal class TokenMirror(private val capacity: Int) {
-    private class Entry(val token: String, val freshUntilMs: Long)
+internal class TokenMirror(private val capacity: Int, private val hostNowMs: (() -> Long)?) {
+    private class Entry(val token: String, val freshUntilMs: Long) {
+        @Volatile var expiry: ScheduledFuture<*>? = null
+    }
 
     private val entries = ConcurrentHashMap<String, Entry>()
     private val epochs = AtomicLongArray(STRIPES)
 
-    /** The mirrored token if it is fresh at [nowMs] (strictly before its fresh-until). */
-    fun get(key: String, nowMs: Long): String? {
+    /** The mirrored token if it is fresh now, else null. */
+    fun get(key: String): String? {
         val entry = entries[key] ?: return null
-        return if (nowMs < entry.freshUntilMs) entry.token else null
+        val now = hostNowMs ?: return entry.token // removed by its timer at fresh-until
+        return if (now() < entry.freshUntilMs) entry.token else null
     }
 
     /** The key's epoch, read before a call whose result may be mirrored. */
@@ -32,23 +48,30 @@ internal class TokenMirror(private val capacity: Int) {
     /** Forgets the key's token, and any refill started before now. */
     fun drop(key: String) {
         epochs.incrementAndGet(stripe(key))
-        entries.remove(key)
+        entries.remove(key)?.expiry?.cancel(false)
     }
 
     /** Mirrors [token] until [freshUntilMs], unless a [drop] happened since [epoch] was read. */
     fun fill(key: String, epoch: Long, token: String, freshUntilMs: Long) {
         val stripe = stripe(key)
         if (epochs.get(stripe) != epoch) return
-        if (entries.size >= capacity && !entries.containsKey(key)) {
-            entries.keys.firstOrNull()?.let { entries.remove(it) }
-        }
         val entry = Entry(token, freshUntilMs)
-        entries[key] = entry
+        if (hostNowMs == null) {
+            val delay = freshUntilMs - System.currentTimeMillis()
+            if (delay <= 0) return
+            entry.expiry = expiryTimer.schedule({ entries.remove(key, entry) }, delay, TimeUnit.MILLISECONDS)
+        }
+        if (entries.size >= capacity && !entries.containsKey(key)) {
+            entries.keys.firstOrNull()?.let { entries.remove(it)?.expiry?.cancel(false) }
+        }
+        entries.put(key, entry)?.expiry?.cancel(false)
         // A drop between the check and the put: take the refill back.
-        if (epochs.get(stripe) != epoch) entries.remove(key, entry)
+        if (epochs.get(stripe) != epoch && entries.remove(key, entry)) entry.expiry?.cancel(false)
     }
 
-    fun clear() = entries.clear()
+    fun clear() {
+        for (key in entries.keys) entries.remove(key)?.expiry?.cancel(false)
+    }
 
     val size: Int get() = entries.size
 
@@ -56,5 +79,11 @@ internal class TokenMirror(private val capacity: Int) {
 
     private companion object {
         const val STRIPES = 64
+
+        /** One daemon thread for every client's expiry timers; cancelled timers leave its queue at once. */
+        val expiryTimer: ScheduledThreadPoolExecutor by lazy {
+            ScheduledThreadPoolExecutor(1) { r -> Thread(r, "freshtoken-mirror-expiry").apply { isDaemon = true } }
+                .apply { removeOnCancelPolicy = true }
+        }
     }
 }

@@ -22,10 +22,9 @@ class TokenClient private constructor(
     constructor(options: TokenClientOptions, http: HttpClient = HttpUrlConnectionClient()) :
         this(ffiCall { FfiTokenClient(options, http) }, null, options.maxSessions?.toLong())
 
-    internal val mirror = TokenMirror(
-        (maxSessions ?: DEFAULT_MAX_SESSIONS).coerceIn(1, Int.MAX_VALUE.toLong()).toInt(),
-        if (clock == null) null else ::nowMs,
-    )
+    private val mirrorCapacity = (maxSessions ?: DEFAULT_MAX_SESSIONS).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
+
+    internal val mirror = TokenMirror(mirrorCapacity, if (clock == null) null else ::nowMs)
 
     @Volatile
     private var closed = false
@@ -41,7 +40,8 @@ class TokenClient private constructor(
      */
     @Throws(FreshTokenException::class)
     fun session(key: String, store: TokenStore): UserSession {
-        checkOpen()
+        // (No closed check here: a closed client has cleared its mirror, so
+        // the handle's first call goes to the core path, which throws.)
         // The core names the parameter in its Config error; let it answer.
         if (key.isEmpty()) ffiCall { ffi.session(key, store) }
         return UserSession(this, key, store)
@@ -80,7 +80,8 @@ class TokenClient private constructor(
     suspend fun exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession {
         mirror.drop(key)
         val native = ffiCall { ffi.exchangeCode(options, key, store) }
-        return UserSession(this, key, store, native)
+        remember(key, store, native)
+        return UserSession(this, key, store)
     }
 
     /** [exchangeCode], blocking the calling thread. */
@@ -96,7 +97,67 @@ class TokenClient private constructor(
     override fun close() {
         closed = true
         mirror.clear()
+        natives.clear()
         ffi.close()
+    }
+
+    /** One native session per key (with the store it was made with), shared by every handle of the key. */
+    private class NativeSession(val store: TokenStore, val ffi: FfiUserSession)
+
+    private val natives = java.util.concurrent.ConcurrentHashMap<String, NativeSession>()
+
+    /**
+     * The key's native session, made on first need. Bounded like the mirror;
+     * a dropped one is freed by the Cleaner once no call uses it (never
+     * closed here: another thread may be calling it). A handle with a
+     * different store object gets (and keeps) a native session of its own store.
+     */
+    internal fun nativeSession(key: String, store: TokenStore): FfiUserSession {
+        nativeUses.incrementAndGet()
+        checkOpen()
+        natives[key]?.let { if (it.store === store) return it.ffi }
+        val created = ffiCall { ffi.session(key, store) }
+        remember(key, store, created)
+        return created
+    }
+
+    private fun remember(key: String, store: TokenStore, native: FfiUserSession) {
+        if (natives.size >= mirrorCapacity && !natives.containsKey(key)) {
+            natives.keys.firstOrNull()?.let { natives.remove(it) }
+        }
+        natives[key] = NativeSession(store, native)
+    }
+
+    /** The mirror missed: the core's in-memory token (one plain call), else its shared refresh. */
+    @PublishedApi
+    internal suspend fun accessTokenFromCore(key: String, store: TokenStore): String {
+        val epoch = mirror.epoch(key)
+        val native = nativeSession(key, store)
+        refill(key, native, epoch)?.let { return it }
+        val token = ffiCall { native.accessToken() }
+        refill(key, native, epoch)
+        return token
+    }
+
+    /** The core's in-memory fresh token (one plain call, no waiting), mirrored. */
+    internal fun cachedTokenFromCore(key: String, store: TokenStore): String? =
+        refill(key, nativeSession(key, store), mirror.epoch(key))
+
+    /** Drops the key's mirrored token, runs [call] in the core, and mirrors the core's token after a success. */
+    internal suspend inline fun <T> mirrored(key: String, store: TokenStore, call: (FfiUserSession) -> T): T {
+        mirror.drop(key)
+        val epoch = mirror.epoch(key)
+        val native = nativeSession(key, store)
+        val result = ffiCall { call(native) }
+        refill(key, native, epoch)
+        return result
+    }
+
+    /** Mirrors the core's fresh token for [key] (if it has one) and returns it. */
+    internal fun refill(key: String, native: FfiUserSession, epoch: Long): String? {
+        val (token, freshUntilMs) = ffiCall { native.cachedTokenPair() } ?: return null
+        mirror.fill(key, epoch, token, freshUntilMs)
+        return token
     }
 
     /** Now in ms on this client's clock (the host clock if given, else the system's), as the core reads it. */

@@ -28,18 +28,27 @@ import java.util.concurrent.atomic.AtomicLongArray
  * a token that a concurrent refresh or tokenRejected has replaced.
  */
 internal class TokenMirror(private val capacity: Int, private val hostNowMs: (() -> Long)?) {
-    private class Entry(val token: String, val freshUntilMs: Long) {
-        @Volatile var expiry: ScheduledFuture<*>? = null
+    /** A mirrored token with its fresh-until, on a host clock. */
+    private class Timed(val token: String, val freshUntilMs: Long)
+
+    /** One expiry timer; the holder lets the timer remove exactly its own bookkeeping. */
+    private class Expiry {
+        @Volatile var future: ScheduledFuture<*>? = null
     }
 
-    private val entries = ConcurrentHashMap<String, Entry>()
+    /** key -> the token itself (system clock: present means fresh) or a [Timed] (host clock). */
+    private val entries = ConcurrentHashMap<String, Any>()
+
+    /** key -> its entry's expiry timer (system clock only). */
+    private val expiries = ConcurrentHashMap<String, Expiry>()
     private val epochs = AtomicLongArray(STRIPES)
 
     /** The mirrored token if it is fresh now, else null. */
     fun get(key: String): String? {
-        val entry = entries[key] ?: return null
-        val now = hostNowMs ?: return entry.token // removed by its timer at fresh-until
-        return if (now() < entry.freshUntilMs) entry.token else null
+        val value = entries[key] ?: return null
+        if (value is String) return value // removed by its timer at fresh-until
+        val timed = value as Timed
+        return if (hostNowMs!!() < timed.freshUntilMs) timed.token else null
     }
 
     /** The key's epoch, read before a call whose result may be mirrored. */
@@ -48,29 +57,41 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
     /** Forgets the key's token, and any refill started before now. */
     fun drop(key: String) {
         epochs.incrementAndGet(stripe(key))
-        entries.remove(key)?.expiry?.cancel(false)
+        remove(key)
     }
 
     /** Mirrors [token] until [freshUntilMs], unless a [drop] happened since [epoch] was read. */
     fun fill(key: String, epoch: Long, token: String, freshUntilMs: Long) {
         val stripe = stripe(key)
         if (epochs.get(stripe) != epoch) return
-        val entry = Entry(token, freshUntilMs)
+        val value: Any
         if (hostNowMs == null) {
             val delay = freshUntilMs - System.currentTimeMillis()
             if (delay <= 0) return
-            entry.expiry = expiryTimer.schedule({ entries.remove(key, entry) }, delay, TimeUnit.MILLISECONDS)
+            value = token
+            val expiry = Expiry()
+            expiries.put(key, expiry)?.future?.cancel(false)
+            expiry.future = expiryTimer.schedule({
+                if (expiries.remove(key, expiry)) entries.remove(key, value)
+            }, delay, TimeUnit.MILLISECONDS)
+        } else {
+            value = Timed(token, freshUntilMs)
         }
         if (entries.size >= capacity && !entries.containsKey(key)) {
-            entries.keys.firstOrNull()?.let { entries.remove(it)?.expiry?.cancel(false) }
+            entries.keys.firstOrNull()?.let { remove(it) }
         }
-        entries.put(key, entry)?.expiry?.cancel(false)
+        entries[key] = value
         // A drop between the check and the put: take the refill back.
-        if (epochs.get(stripe) != epoch && entries.remove(key, entry)) entry.expiry?.cancel(false)
+        if (epochs.get(stripe) != epoch) remove(key)
+    }
+
+    private fun remove(key: String) {
+        entries.remove(key)
+        expiries.remove(key)?.future?.cancel(false)
     }
 
     fun clear() {
-        for (key in entries.keys) entries.remove(key)?.expiry?.cancel(false)
+        for (key in entries.keys) remove(key)
     }
 
     val size: Int get() = entries.size

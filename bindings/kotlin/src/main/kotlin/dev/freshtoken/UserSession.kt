@@ -8,22 +8,22 @@ import java.util.concurrent.CompletableFuture
  * mirrored token in the client, so make one per request:
  * `client.session(userId, store).accessToken()`.
  *
- * No native object exists until a call needs one: [accessToken] on a fresh
- * mirrored token is a map lookup and a clock read. Every other call drops the
- * key's mirrored token first and mirrors the core's token again after it
- * succeeds.
+ * A handle is a plain view (client, key, store): making one allocates
+ * nothing native, and [accessToken] on a fresh mirrored token is a map
+ * lookup. The client makes one native session per key when a call first
+ * needs the core and reuses it for every handle of the key. Every other
+ * call drops the key's mirrored token first and mirrors the core's token
+ * again after it succeeds.
  */
 class UserSession internal constructor(
-    private val client: TokenClient,
+    @PublishedApi internal val client: TokenClient,
     /** The session key. */
     val key: String,
-    private val store: TokenStore,
-    created: FfiUserSession? = null,
+    @PublishedApi internal val store: TokenStore,
 ) : AutoCloseable {
-    @Volatile
-    private var handle: FfiUserSession? = created
-
-    @Volatile
+    // Plain fields only: the per-request `client.session(key, store)` must
+    // stay an allocation the JIT can remove (no volatile write, and no path
+    // on which this object escapes: the core calls take key and store).
     private var closed = false
 
     /**
@@ -35,25 +35,18 @@ class UserSession internal constructor(
      * @throws FreshTokenException (see [FreshTokenException.code])
      */
     @Throws(FreshTokenException::class)
-    suspend fun accessToken(): String = mirroredToken() ?: accessTokenFromCore()
-
-    /** The mirror missed: the core's in-memory token (one plain call), else its shared refresh. */
-    private suspend fun accessTokenFromCore(): String {
-        val epoch = client.mirror.epoch(key)
-        val native = native()
-        refill(native, epoch)?.let { return it }
-        val token = ffiCall { native.accessToken() }
-        refill(native, epoch)
-        return token
-    }
+    @Suppress("NOTHING_TO_INLINE")
+    suspend inline fun accessToken(): String = mirroredToken() ?: client.accessTokenFromCore(key, store)
+    // (inline: a caller's coroutine pays for a suspension point only when the
+    // mirror misses, not on the fresh path)
 
     /** [accessToken], blocking the calling thread (for Java and synchronous code); the fresh path never blocks. */
     @Throws(FreshTokenException::class)
-    fun accessTokenBlocking(): String = mirroredToken() ?: blocking { accessToken() }
+    fun accessTokenBlocking(): String = mirroredToken() ?: blocking { client.accessTokenFromCore(key, store) }
 
     /** [accessToken] as a [CompletableFuture] (for Java); already complete on the fresh path. */
     fun accessTokenAsync(): CompletableFuture<String> =
-        mirroredToken()?.let { CompletableFuture.completedFuture(it) } ?: future { accessToken() }
+        mirroredToken()?.let { CompletableFuture.completedFuture(it) } ?: future { client.accessTokenFromCore(key, store) }
 
     /**
      * The access token if one is fresh in memory, else null; never waits or
@@ -61,16 +54,13 @@ class UserSession internal constructor(
      * plain call asks the core (and mirrors its answer).
      */
     @Throws(FreshTokenException::class)
-    fun cachedAccessToken(): String? {
-        mirroredToken()?.let { return it }
-        val epoch = client.mirror.epoch(key)
-        return refill(native(), epoch)
-    }
+    fun cachedAccessToken(): String? = mirroredToken() ?: client.cachedTokenFromCore(key, store)
 
     /** The mirrored token if it is fresh on the client's clock; no FFI call. */
-    private fun mirroredToken(): String? {
+    @PublishedApi
+    internal fun mirroredToken(): String? {
         check(!closed) { "UserSession has been closed" }
-        client.checkOpen()
+        // A closed client has cleared its mirror: the miss path then throws.
         return client.mirror.get(key)
     }
 
@@ -129,37 +119,18 @@ class UserSession internal constructor(
     /** [status] as a [CompletableFuture]. */
     fun statusAsync(): CompletableFuture<SessionStatus> = future { status() }
 
-    /** Frees this handle's native object (if one was made); the session's state stays in the client. */
+    /**
+     * Marks this handle closed (later calls on it throw IllegalStateException).
+     * The native session belongs to the client (one per key, reused by every
+     * handle of the key, freed with the client or by the Cleaner).
+     */
     override fun close() {
         closed = true
-        synchronized(this) { handle?.close() }
     }
 
     /** Drops the key's mirrored token, runs [call] in the core, and mirrors the core's token after a success. */
     private suspend inline fun <T> mirrored(call: (FfiUserSession) -> T): T {
-        client.mirror.drop(key)
-        val epoch = client.mirror.epoch(key)
-        val native = native()
-        val result = ffiCall { call(native) }
-        refill(native, epoch)
-        return result
-    }
-
-    /** Mirrors the core's fresh token (if it has one) and returns it. */
-    private fun refill(native: FfiUserSession, epoch: Long): String? {
-        val (token, freshUntilMs) = ffiCall { native.cachedTokenPair() } ?: return null
-        client.mirror.fill(key, epoch, token, freshUntilMs)
-        return token
-    }
-
-    private fun native(): FfiUserSession {
-        client.nativeUses.incrementAndGet()
-        handle?.let { return it }
-        synchronized(this) {
-            check(!closed) { "UserSession has been closed" }
-            client.checkOpen()
-            handle?.let { return it }
-            return ffiCall { client.ffi.session(key, store) }.also { handle = it }
-        }
+        check(!closed) { "UserSession has been closed" }
+        return client.mirrored(key, store, call)
     }
 }

@@ -36,14 +36,13 @@ class TokenClient private constructor(
      * A handle on the session [key], persisted through [store]. Cheap: no
      * native object is made until a call needs one, and all handles with the
      * same key in this client share one state, one refresh and one mirrored
-     * token, so create one per request.
+     * token, so create one per request. It checks nothing itself (that would
+     * cost the per-request path): an empty key is a `Config` error naming
+     * `key` at the handle's first call, which always goes to the core.
      */
-    @Throws(FreshTokenException::class)
     fun session(key: String, store: TokenStore): UserSession {
         // (No closed check here: a closed client has cleared its mirror, so
         // the handle's first call goes to the core path, which throws.)
-        // The core names the parameter in its Config error; let it answer.
-        if (key.isEmpty()) ffiCall { ffi.session(key, store) }
         return UserSession(this, key, store)
     }
 

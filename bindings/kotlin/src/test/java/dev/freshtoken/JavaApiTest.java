@@ -86,8 +86,8 @@ public class JavaApiTest {
             FreshTokenException cause = (FreshTokenException) failed.getCause();
             assertEquals("reauthorization_required", cause.getCode());
 
-            FreshTokenException config = assertThrows(FreshTokenException.class,
-                () -> client.session("", new MemoryTokenStore()));
+            UserSession empty = client.session("", new MemoryTokenStore());
+            FreshTokenException config = assertThrows(FreshTokenException.class, empty::accessTokenBlocking);
             assertEquals("config", config.getCode());
             assertEquals("key", ((FreshTokenException.Config) config).getField());
         }

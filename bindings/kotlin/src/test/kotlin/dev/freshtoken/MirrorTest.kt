@@ -5,10 +5,12 @@ import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.differ
+import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
 import org.junit.Before
 import org.junit.BeforeClass
 import org.junit.Test
@@ -125,6 +127,22 @@ class MirrorTest {
         assertTrue("still bounded: ${small.mirror.size}", small.mirror.size <= 2)
         assertEquals("nothing was refreshed", 0L, emu.refreshRequests())
         small.close()
+    }
+
+    @Test fun `an empty key fails at the handle's first call with a Config error naming key`() = blocking {
+        val err = expectError<FreshTokenException.Config> { client.session("", store).accessToken() }
+        assertEquals("key", err.field)
+    }
+
+    @Test fun `a closed client's handles throw, also where the mirror had a token`() = blocking {
+        val session = seeded("u1", "at-1")
+        same(session.accessToken(), "at-1", "mirrored")
+        client.close()
+        try {
+            session.accessToken()
+            fail("a closed client served a token")
+        } catch (_: IllegalStateException) {
+        }
     }
 
     @Test fun `a drop during a read keeps the read from mirroring an old token`() {

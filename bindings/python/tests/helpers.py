@@ -281,10 +281,10 @@ def closed_port():
 
 
 def make_client(emu, clock=None, **options):
-    """A freshtoken.Client on the emulator with a fake clock."""
+    """A freshtoken.AsyncClient on the emulator with a fake clock."""
     clock = clock or FakeClock()
     options.setdefault("client_secret", CLIENT_SECRET)
-    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, clock=clock, **options)
+    client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, clock=clock, **options)
     return client, clock
 
 

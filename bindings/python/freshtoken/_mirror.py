@@ -8,12 +8,12 @@ same clock), and every call that may replace a key's token early (refresh,
 token_rejected, seed, …) drops the key's entry before it starts. Dropping
 is always safe: the next read takes the slow path and refills.
 
-Races: each entry has a generation, bumped by every drop. A fill names the
-generation it saw before it asked the core, and is discarded if a drop came
-in between, so a fill racing a ``token_rejected`` can never put the rejected
-token back. Readers take no lock: they read ``until`` and then ``token``;
-a writer sets ``token`` before ``until`` and never clears a token, so a
-reader that saw a fresh ``until`` returns a token that was fresh then.
+Races: a refill reads the core and writes the entry under the mirror's
+lock, and so does a drop, so the last read of the core is the last write: a
+refill that read the old token cannot land after one that read the new
+token. Readers take no lock: they read ``until`` and then ``token``; a
+writer sets ``token`` before ``until`` and never clears a token, so a reader
+that saw a fresh ``until`` returns a token that was fresh then.
 
 The map is bounded (``max_sessions``, like the core's): past the bound the
 oldest entry is evicted and marked stale; a session still holding it
@@ -34,12 +34,11 @@ STALE = float("-inf")
 class Entry:
     """One key's mirrored token. ``until`` is in the mirror clock's unit."""
 
-    __slots__ = ("token", "until", "generation")
+    __slots__ = ("token", "until")
 
     def __init__(self) -> None:
         self.token: Optional[str] = None
         self.until: float = STALE
-        self.generation = 0
 
     def __repr__(self) -> str:  # never the token
         return f"Entry(fresh={self.until != STALE})"
@@ -73,30 +72,23 @@ class Mirror:
         with self._lock:
             return self._entry_locked(key)
 
-    def mark(self, key: str) -> Tuple[Entry, int]:
-        """The key's entry and its generation, taken before asking the core."""
+    def refill(self, key: str, read: Callable[[], Any]) -> Tuple[Entry, Any]:
+        """Reads the core's ``CachedToken`` (``read()``, a synchronous FFI call
+        without I/O) and mirrors it, both under the lock. Returns the key's
+        current entry and what was read (None: nothing fresh in the core)."""
         with self._lock:
+            cached = read()
             entry = self._entry_locked(key)
-            return entry, entry.generation
-
-    def fill(self, key: str, mark: Tuple[Entry, int], cached: Any) -> None:
-        """Mirrors the core's ``CachedToken`` (or nothing, for None), unless
-        the key was dropped or evicted since ``mark``."""
-        if cached is None:
-            return
-        entry, generation = mark
-        with self._lock:
-            if self._entries.get(key) is not entry or entry.generation != generation:
-                return
-            entry.token = cached.token
-            entry.until = cached.fresh_until_ms * self._units_per_ms
+            if cached is not None:
+                entry.token = cached.token
+                entry.until = cached.fresh_until_ms * self._units_per_ms
+            return entry, cached
 
     def drop(self, key: str) -> None:
         """Forgets the key's token before a call that may replace it."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
-                entry.generation += 1
                 entry.until = STALE
 
     def _entry_locked(self, key: str) -> Entry:
@@ -104,7 +96,5 @@ class Mirror:
         if entry is None:
             entry = self._entries[key] = Entry()
             while len(self._entries) > self._bound:
-                evicted = self._entries.pop(next(iter(self._entries)))
-                evicted.generation += 1
-                evicted.until = STALE
+                self._entries.pop(next(iter(self._entries))).until = STALE
         return entry

@@ -83,11 +83,7 @@ class SessionCore:
 
     def _refill(self) -> Optional[str]:
         """Mirrors the core's fresh token (one synchronous FFI call); returns it, or None."""
-        mirror = self._client._mirror
-        mark = mirror.mark(self._key)
-        self._entry = mark[0]  # re-attach if the old entry was evicted
-        cached = native(self._handle().cached_token)
-        mirror.fill(self._key, mark, cached)
+        self._entry, cached = self._client._mirror.refill(self._key, self._handle().cached_token)
         return None if cached is None else cached.token
 
     def _drop(self) -> UserSession:

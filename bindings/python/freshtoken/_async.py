@@ -10,6 +10,7 @@ joined still finishes and saves for everyone else.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Optional
 
 from ._ffi.freshtoken import ExchangeCodeOptions, SeedOptions, SessionStatus, TokenInfo, TokenStore
@@ -17,6 +18,9 @@ from . import _loop
 from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
 
 __all__ = ["AsyncClient", "AsyncSession"]
+
+# The system clock the mirror reads (a module global: the fastest lookup).
+_time = time.time
 
 
 class AsyncSession(SessionCore):
@@ -30,16 +34,16 @@ class AsyncSession(SessionCore):
 
     async def access_token(self) -> str:
         """A fresh access token. While the mirrored token is fresh on the
-        client's clock this is a dict read and a clock read, no call into the
-        core and nothing scheduled on any loop; otherwise the core answers
-        (one refresh shared by all callers, the rotated record saved before
-        anyone gets the new token)."""
+        client's clock this is an attribute read and a clock read, no call
+        into the core and nothing scheduled on any loop; otherwise the core
+        answers (one refresh shared by all callers, the rotated record saved
+        before anyone gets the new token)."""
         entry = self._entry
-        try:
-            if self._now() < entry.until:
-                return entry.token
-        except Exception:  # noqa: BLE001 - a failing host clock: ask the core
-            pass
+        if _time() < entry.until:
+            return entry.token
+        return await self._access_token()
+
+    async def _access_token(self) -> str:
         token = self._refill()
         if token is not None:
             return token
@@ -73,6 +77,23 @@ class AsyncSession(SessionCore):
         return result
 
 
+class _HostClockAsyncSession(AsyncSession):
+    """An ``AsyncSession`` of a client built with ``clock=``: the mirror reads that clock."""
+
+    __slots__ = ()
+
+    async def access_token(self) -> str:
+        entry = self._entry
+        try:
+            if self._now() < entry.until:
+                return entry.token
+        except Exception:  # noqa: BLE001 - a failing host clock: ask the core
+            pass
+        return await self._access_token()
+
+    access_token.__doc__ = AsyncSession.access_token.__doc__
+
+
 class AsyncClient(ClientCore):
     """One OAuth client for asyncio code: user sessions, client tokens, the
     code flow.
@@ -84,7 +105,7 @@ class AsyncClient(ClientCore):
     system clock.
     """
 
-    _session_class = AsyncSession
+    _session_classes = (AsyncSession, _HostClockAsyncSession)
 
     async def client_token(self, scopes: Iterable[str] = ()) -> str:
         """A fresh client-credentials token for ``scopes`` (cached per scope set)."""

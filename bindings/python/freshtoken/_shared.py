@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Type, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
 
 from ._ffi.freshtoken import (
     Clock,
@@ -97,7 +97,8 @@ class ClientCore:
     """One OAuth client: the native ``TokenClient``, the mirror, and the
     session handles by key (bounded, like the core's session map)."""
 
-    _session_class: Type[SessionCore] = SessionCore
+    #: (the session class for the system clock, the one for a host clock)
+    _session_classes: Tuple[Type[SessionCore], Type[SessionCore]] = (SessionCore, SessionCore)
 
     def __init__(self, token_endpoint: str, client_id: str, *,
                  http: Optional[HttpClient] = None, clock: Optional[Clock] = None,
@@ -130,8 +131,10 @@ class ClientCore:
         self._native = inner
         if clock is None:
             self._mirror = Mirror(time.time, 0.001, bound)
+            self._session_class = self._session_classes[0]
         else:
             self._mirror = Mirror(clock.now_ms, 1, bound)
+            self._session_class = self._session_classes[1]
         self._handles: Dict[str, SessionCore] = {}
         self._bound = bound
         self._lock = threading.Lock()

@@ -12,6 +12,7 @@ finishes and saves for everyone else.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Optional
 
 from ._ffi.freshtoken import ExchangeCodeOptions, SeedOptions, SessionStatus, TokenInfo, TokenStore
@@ -19,6 +20,9 @@ from . import _loop
 from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
 
 __all__ = ["Client", "Session"]
+
+# The system clock the mirror reads (a module global: the fastest lookup).
+_time = time.time
 
 
 class Session(SessionCore):
@@ -30,17 +34,15 @@ class Session(SessionCore):
 
     __slots__ = ()
 
-    def access_token(self, *, timeout: Optional[float] = None) -> str:
+    def access_token(self, timeout: Optional[float] = None) -> str:
         """A fresh access token. While the mirrored token is fresh on the
-        client's clock this is a dict read and a clock read, no call into the
-        core; otherwise the core answers (one refresh shared by all callers,
-        the rotated record saved before anyone gets the new token)."""
+        client's clock this is an attribute read and a clock read, no call
+        into the core; otherwise the core answers (one refresh shared by all
+        callers, the rotated record saved before anyone gets the new token).
+        ``timeout`` (seconds) bounds only this caller's wait."""
         entry = self._entry
-        try:
-            if self._now() < entry.until:
-                return entry.token
-        except Exception:  # noqa: BLE001 - a failing host clock: ask the core
-            pass
+        if _time() < entry.until:
+            return entry.token
         return self._access_token(timeout)
 
     def _access_token(self, timeout: Optional[float]) -> str:
@@ -79,6 +81,23 @@ class Session(SessionCore):
         return result
 
 
+class _HostClockSession(Session):
+    """A ``Session`` of a client built with ``clock=``: the mirror reads that clock."""
+
+    __slots__ = ()
+
+    def access_token(self, timeout: Optional[float] = None) -> str:
+        entry = self._entry
+        try:
+            if self._now() < entry.until:
+                return entry.token
+        except Exception:  # noqa: BLE001 - a failing host clock: ask the core
+            pass
+        return self._access_token(timeout)
+
+    access_token.__doc__ = Session.access_token.__doc__
+
+
 class Client(ClientCore):
     """One OAuth client for synchronous code: user sessions, client tokens,
     the code flow. Thread-safe.
@@ -89,7 +108,7 @@ class Client(ClientCore):
     (for tests with fake time) to the system clock.
     """
 
-    _session_class = Session
+    _session_classes = (Session, _HostClockSession)
 
     def client_token(self, scopes: Iterable[str] = (), *, timeout: Optional[float] = None) -> str:
         """A fresh client-credentials token for ``scopes`` (cached per scope set)."""

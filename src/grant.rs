@@ -44,8 +44,9 @@ impl Grant<'_> {
 }
 
 /// The form body and headers of `grant` for `config`'s client, at `now_ms`
-/// (client assertions are dated).
-pub(crate) fn build_request(
+/// (client assertions are dated; the host's WebCrypto signs them in wasm,
+/// hence async).
+pub(crate) async fn build_request(
     config: &Config,
     grant: &Grant<'_>,
     now_ms: u64,
@@ -92,13 +93,15 @@ pub(crate) fn build_request(
                 basic_authorization(&config.client_id, secret.expose()),
             ));
         }
-        #[cfg(feature = "private-key-jwt")]
+        #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
         (ClientAuthMethod::PrivateKeyJwt, _) => {
             let key = config
                 .assertion_key
                 .as_ref()
                 .ok_or_else(|| Error::config("private_key", "is required for private_key_jwt"))?;
-            let assertion = key.assertion(&config.client_id, &config.assertion_audience, now_ms)?;
+            let assertion = key
+                .assertion(&config.client_id, &config.assertion_audience, now_ms)
+                .await?;
             form.append_pair("client_assertion_type", crate::jwt::ASSERTION_TYPE);
             form.append_pair("client_assertion", &assertion);
         }
@@ -126,6 +129,7 @@ pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
     use crate::config::Config;
 
     const EP: &str = "https://secure.stitch.money/connect/token";
@@ -155,6 +159,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(r.url, EP);
         assert_eq!(
@@ -182,6 +188,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(
             pairs(&r.body),
@@ -220,6 +228,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(
             pairs(&r.body),
@@ -243,6 +253,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(
             pairs(&r.body),

@@ -3,19 +3,15 @@
 //! the PEM the provider handed out (Stitch's certificate: a certificate and
 //! the key in one file).
 //!
-//! The PEM armour is read here (a few lines) and the DER decoded by the
-//! RustCrypto `rsa` crate, so no PEM or JSON library is linked.
+//! The PEM armour is read here (a few lines). Natively the RustCrypto `rsa`
+//! crate decodes the DER and signs. In the wasm build the `pkcs1`/`pkcs8`
+//! DER codecs only check the key (and wrap a PKCS#1 key as PKCS#8), and the
+//! host's WebCrypto signs (`crate::wasm::crypto`): RSA costs no wasm bytes.
 
 use crate::error::Error;
 use crate::json::ObjectWriter;
 use crate::random::random_url_safe;
 use base64::Engine;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::traits::PublicKeyParts;
-use rsa::PrivateKey;
-use sha2::Sha256;
 use std::fmt;
 
 /// The config field that names the key in errors.
@@ -24,11 +20,21 @@ const FIELD: &str = "private_key";
 pub(crate) const ASSERTION_LIFETIME_SECS: u64 = 60;
 /// The assertion type RFC 7523 defines.
 pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const NOT_PKCS1: &str = "the RSA PRIVATE KEY block is not a valid PKCS#1 key";
+const NOT_PKCS8: &str = "the PRIVATE KEY block is not a PKCS#8 RSA key";
+const CANNOT_SIGN: &str = "the key could not sign the client assertion";
+
+/// The signing key: RustCrypto natively.
+#[cfg(not(target_arch = "wasm32"))]
+type Signer = rsa::pkcs1v15::SigningKey<sha2::Sha256>;
+/// The signing key: the PKCS#8 DER for the host's WebCrypto in wasm.
+#[cfg(target_arch = "wasm32")]
+type Signer = crate::wasm::crypto::Rs256Key;
 
 /// An RSA signing key for client assertions, with an optional key id.
 #[derive(Clone)]
 pub struct AssertionKey {
-    key: rsa::pkcs1v15::SigningKey<Sha256>,
+    key: Signer,
     kid: Option<String>,
     bits: usize,
 }
@@ -43,26 +49,63 @@ impl fmt::Debug for AssertionKey {
     }
 }
 
+/// The signer and modulus size of a PKCS#1 (`pkcs1`) or PKCS#8 DER key.
+#[cfg(not(target_arch = "wasm32"))]
+fn decode(der: &[u8], pkcs1: bool) -> Result<(Signer, usize), Error> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = if pkcs1 {
+        rsa::RsaPrivateKey::from_pkcs1_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS1))?
+    } else {
+        rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS8))?
+    };
+    let bits = key.size() * 8;
+    Ok((Signer::new(key), bits))
+}
+
+/// The signer and modulus size of a PKCS#1 (`pkcs1`) or PKCS#8 DER key:
+/// the DER codecs check its structure, the host checks its numbers when
+/// it first imports it.
+#[cfg(target_arch = "wasm32")]
+fn decode(der: &[u8], pkcs1: bool) -> Result<(Signer, usize), Error> {
+    use pkcs8::der::{asn1::OctetStringRef, Encode};
+    let (rsa, pkcs8) = if pkcs1 {
+        let rsa = pkcs1::RsaPrivateKeyRef::try_from(der).map_err(|_| Error::config(FIELD, NOT_PKCS1))?;
+        let wrapped = OctetStringRef::new(der)
+            .ok()
+            .and_then(|key| pkcs8::PrivateKeyInfoRef::new(pkcs1::ALGORITHM_ID, key).to_der().ok())
+            .ok_or_else(|| Error::config(FIELD, NOT_PKCS1))?;
+        (rsa, wrapped)
+    } else {
+        let info = pkcs8::PrivateKeyInfoRef::try_from(der)
+            .ok()
+            .filter(|info| info.algorithm.oid == pkcs1::ALGORITHM_OID)
+            .ok_or_else(|| Error::config(FIELD, NOT_PKCS8))?;
+        let rsa = pkcs1::RsaPrivateKeyRef::try_from(info.private_key.as_bytes())
+            .map_err(|_| Error::config(FIELD, NOT_PKCS8))?;
+        (rsa, der.to_vec())
+    };
+    let modulus = rsa.modulus.as_bytes();
+    let bits = modulus.iter().skip_while(|b| **b == 0).count() * 8;
+    Ok((Signer::new(pkcs8), bits))
+}
+
 impl AssertionKey {
     /// Reads the first RSA private key (PKCS#1 `RSA PRIVATE KEY` or PKCS#8
     /// `PRIVATE KEY`) from `pem`, which may also hold certificates.
     pub fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, Error> {
         let mut found_encrypted = false;
         for (label, der) in pem_blocks(pem) {
-            let key = match label {
-                "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der).map_err(|_| {
-                    Error::config(FIELD, "the RSA PRIVATE KEY block is not a valid PKCS#1 key")
-                })?,
-                "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der).map_err(|_| {
-                    Error::config(FIELD, "the PRIVATE KEY block is not a PKCS#8 RSA key")
-                })?,
+            let (key, bits) = match label {
+                "RSA PRIVATE KEY" => decode(&der, true)?,
+                "PRIVATE KEY" => decode(&der, false)?,
                 "ENCRYPTED PRIVATE KEY" => {
                     found_encrypted = true;
                     continue;
                 }
                 _ => continue,
             };
-            let bits = key.size() * 8;
             if bits < 2048 {
                 return Err(Error::config(
                     FIELD,
@@ -70,7 +113,7 @@ impl AssertionKey {
                 ));
             }
             return Ok(AssertionKey {
-                key: rsa::pkcs1v15::SigningKey::<Sha256>::new(key),
+                key,
                 kid: kid.filter(|k| !k.is_empty()),
                 bits,
             });
@@ -87,7 +130,12 @@ impl AssertionKey {
 
     /// A fresh assertion: `iss` = `sub` = `client_id`, `aud`, a random
     /// `jti`, `iat` = `nbf` = now, `exp` = now + 60 s.
-    pub fn assertion(&self, client_id: &str, audience: &str, now_ms: u64) -> Result<String, Error> {
+    pub async fn assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now_ms: u64,
+    ) -> Result<String, Error> {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut header = ObjectWriter::default();
         header.string("alg", "RS256").string("typ", "JWT");
@@ -104,19 +152,31 @@ impl AssertionKey {
             .int("iat", now)
             .int("nbf", now)
             .int("exp", now + ASSERTION_LIFETIME_SECS);
-        let signing_input = format!(
-            "{}.{}",
-            b64.encode(header.finish()),
-            b64.encode(claims.finish())
-        );
+        let mut jwt = b64.encode(header.finish());
+        jwt.push('.');
+        b64.encode_string(claims.finish(), &mut jwt);
+        let signature = self.sign(jwt.as_bytes()).await?;
+        jwt.push('.');
+        b64.encode_string(signature, &mut jwt);
+        Ok(jwt)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn sign(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        use rsa::signature::{SignatureEncoding, Signer as _};
         let signature = self
             .key
-            .try_sign(signing_input.as_bytes())
-            .map_err(|_| Error::config(FIELD, "the key could not sign the client assertion"))?;
-        Ok(format!(
-            "{signing_input}.{}",
-            b64.encode(signature.to_bytes())
-        ))
+            .try_sign(data)
+            .map_err(|_| Error::config(FIELD, CANNOT_SIGN))?;
+        Ok(signature.to_vec())
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    async fn sign(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        self.key
+            .sign(data)
+            .await
+            .map_err(|_| Error::config(FIELD, CANNOT_SIGN))
     }
 }
 
@@ -150,6 +210,7 @@ fn pem_blocks(text: &str) -> Vec<(&str, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     const PKCS8: &str = include_str!("../tests/fixtures/client-key-pkcs8.pem");
     const PKCS1: &str = include_str!("../tests/fixtures/client-key-pkcs1.pem");
@@ -181,6 +242,8 @@ mod tests {
                 "https://secure.stitch.money/connect/token",
                 1_700_000_000_123,
             )
+            .now_or_never()
+            .unwrap()
             .unwrap();
         let c = claims(&jwt);
         use crate::json::Json::{Int, Str};
@@ -209,8 +272,8 @@ mod tests {
             // so only the claims part is built the same way here.
             assert!(seen.insert(random_url_safe(16).unwrap()));
         }
-        let a = claims(&key.assertion("c", "a", 0).unwrap());
-        let b = claims(&key.assertion("c", "a", 0).unwrap());
+        let a = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
+        let b = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
         assert_ne!(a.get("jti"), b.get("jti"));
     }
 

@@ -1,4 +1,4 @@
-// private_key_jwt through the JS package ('freshtoken/jwt'): client tokens
+// private_key_jwt through the JS package (WebCrypto signs): client tokens
 // from the real, independent oidc-provider (it verifies the RS256 signature
 // against the registered public key and refuses a replayed jti), the
 // assertion checked with node:crypto, the credentials JSON, and the errors.
@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { createPublicKey, verify } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
-import { TokenClient, ConfigError } from 'freshtoken/jwt';
-import * as lean from 'freshtoken';
+import { TokenClient, ConfigError } from 'freshtoken';
+import * as alias from 'freshtoken/jwt';
 
 import { startOidcProvider } from '../support/oidc-provider.mjs';
 
@@ -73,14 +73,14 @@ describe('private_key_jwt against oidc-provider', () => {
     assert.equal(typeof await client.clientToken(['api:read']), 'string');
   });
 
-  test('fromCredentialsJson with a secret, in the lean build too', async () => {
+  test('fromCredentialsJson with a secret', async () => {
     const json = JSON.stringify({
       clientId: op.clients.confidential.clientId,
       clientSecret: op.clients.confidential.clientSecret,
       slidingRefreshTokenLifetime: 86400,
       tokenEndpoint: op.tokenEndpoint,
     });
-    const client = lean.TokenClient.fromCredentialsJson(json);
+    const client = TokenClient.fromCredentialsJson(json);
     assert.equal(typeof await client.clientToken(['api:read']), 'string');
   });
 });
@@ -113,10 +113,12 @@ describe('private_key_jwt configuration errors', () => {
     );
   });
 
-  test('the lean entry point says where private_key_jwt lives', () => {
+  test("'freshtoken/jwt' is an alias of 'freshtoken' (one build)", () => {
+    assert.equal(alias.TokenClient, TokenClient);
+    assert.equal(alias.ConfigError, ConfigError);
     assert.throws(
-      () => new lean.TokenClient({ tokenEndpoint: endpoint, clientId: 'c', privateKeyPem: 'x' }),
-      (e) => e instanceof lean.ConfigError && /freshtoken\/jwt/.test(e.message),
+      () => new alias.TokenClient({ tokenEndpoint: endpoint, clientId: 'c', privateKeyPem: 'x' }),
+      (e) => e instanceof ConfigError && /`privateKeyPem`/.test(e.message) && /no RSA private key/.test(e.message),
     );
   });
 });

@@ -129,8 +129,8 @@ pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::FutureExt;
     use crate::config::Config;
+    use futures_util::FutureExt;
 
     const EP: &str = "https://secure.stitch.money/connect/token";
 

@@ -8,6 +8,7 @@
 //! catching imports below throw only when `crypto.subtle` is not a real
 //! `SubtleCrypto`, which no supported host allows.
 
+use crate::jwt::MIN_BITS;
 use js_sys::{Array, ArrayBuffer, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -23,6 +24,11 @@ extern "C" {
     type CryptoGlobal;
     #[wasm_bindgen(method, getter)]
     fn crypto(this: &CryptoGlobal) -> Option<web_sys::Crypto>;
+
+    /// An imported RSA key's `algorithm` (WebCrypto's `RsaHashedKeyAlgorithm`).
+    type RsaKeyAlgorithm;
+    #[wasm_bindgen(method, getter, js_name = modulusLength)]
+    fn modulus_length(this: &RsaKeyAlgorithm) -> Option<u32>;
 }
 
 fn subtle() -> Result<SubtleCrypto, JsValue> {
@@ -78,15 +84,23 @@ impl Rs256Key {
         }
     }
 
-    /// The RS256 signature of `data`.
-    pub(crate) async fn sign(&self, data: &[u8]) -> Result<Vec<u8>, JsValue> {
+    /// The RS256 signature of `data`; `Err(true)` for a key under
+    /// [`MIN_BITS`], `Err(false)` for one WebCrypto refuses.
+    pub(crate) async fn sign(&self, data: &[u8]) -> Result<Vec<u8>, bool> {
         let key = match self.imported.get() {
             Some(key) => key.clone(),
             None => {
-                let key = import_rs256_key(&self.pkcs8).await?;
+                let key = import_rs256_key(&self.pkcs8).await.map_err(|_| false)?;
+                let bits = key
+                    .algorithm()
+                    .ok()
+                    .and_then(|a| a.unchecked_into::<RsaKeyAlgorithm>().modulus_length());
+                if bits.is_none_or(|bits| (bits as usize) < MIN_BITS) {
+                    return Err(true);
+                }
                 self.imported.get_or_init(|| key).clone()
             }
         };
-        sign_rs256(&key, data).await
+        sign_rs256(&key, data).await.map_err(|_| false)
     }
 }

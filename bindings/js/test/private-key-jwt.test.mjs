@@ -4,7 +4,7 @@
 // assertion checked with node:crypto, the credentials JSON, and the errors.
 
 import assert from 'node:assert/strict';
-import { createPublicKey, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { TokenClient, ConfigError } from 'freshtoken';
@@ -59,6 +59,22 @@ describe('private_key_jwt against oidc-provider', () => {
     assert.equal(c.nbf, c.iat);
     assert.ok(Math.abs(c.iat - Date.now() / 1000) < 30);
     assert.match(c.jti, /^[A-Za-z0-9_-]{22,}$/);
+  });
+
+  test('a PKCS#1 key (RSA PRIVATE KEY) signs the same as its PKCS#8 form', async () => {
+    const pkcs1 = createPrivateKey(op.clients.jwt.privateKeyPem).export({ type: 'pkcs1', format: 'pem' });
+    assert.match(pkcs1, /BEGIN RSA PRIVATE KEY/);
+    const client = jwtClient({ privateKeyPem: pkcs1 });
+    assert.equal(typeof await client.clientToken(['api:read']), 'string');
+  });
+
+  test('a key under 2048 bits is a ConfigError naming privateKeyPem, and nothing is sent', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const before = op.tokenRequests();
+    const client = jwtClient({ privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) });
+    await assert.rejects(client.clientToken(['api:read']), (e) => e instanceof ConfigError
+      && /`privateKeyPem`/.test(e.message) && /2048 bits/.test(e.message));
+    assert.equal(op.tokenRequests(), before);
   });
 
   test('fromCredentialsJson with the certificate, as Stitch hands it out', async () => {

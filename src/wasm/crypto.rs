@@ -1,8 +1,8 @@
 //! The platform's WebCrypto (`crypto.subtle`, a global in Node ≥ 20 and
-//! browsers) for the core in wasm: RS256 client assertions and PKCE
-//! SHA-256. Natively the core uses RustCrypto; here the host's native code
-//! signs and hashes, so neither RSA nor SHA-256 is compiled into the wasm
-//! (RSA alone was 56 KB of the gzipped `freshtoken/jwt` entry).
+//! browsers) for the core in wasm: RS256 client assertions. Natively the
+//! core uses RustCrypto; here the host's native code signs, so no RSA is
+//! compiled into the wasm (RSA was 56 KB of the gzipped `freshtoken/jwt`
+//! entry).
 //!
 //! `SubtleCrypto`'s methods report failures as rejected Promises; the
 //! catching imports below throw only when `crypto.subtle` is not a real
@@ -45,11 +45,6 @@ async fn bytes_of(promise: Result<js_sys::Promise, JsValue>) -> Result<Vec<u8>, 
         .dyn_into::<ArrayBuffer>()
         .map_err(|_| JsValue::from_str("WebCrypto gave no ArrayBuffer"))?;
     Ok(Uint8Array::new(&buffer).to_vec())
-}
-
-/// SHA-256 of `data`.
-pub(crate) async fn sha256(data: &[u8]) -> Result<Vec<u8>, JsValue> {
-    bytes_of(subtle()?.digest_with_str_and_u8_array("SHA-256", data)).await
 }
 
 /// A non-extractable RS256 signing key from a PKCS#8 `PrivateKeyInfo`.

@@ -51,6 +51,15 @@ pub(crate) async fn build_request(
     grant: &Grant<'_>,
     now_ms: u64,
 ) -> Result<HttpRequest, Error> {
+    // Signed first: the form serializer is not `Send` across an await.
+    #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
+    let assertion = match (&config.client_auth, &config.assertion_key) {
+        (ClientAuthMethod::PrivateKeyJwt, Some(key)) => Some(
+            key.assertion(&config.client_id, &config.assertion_audience, now_ms)
+                .await?,
+        ),
+        _ => None,
+    };
     let mut form = form_urlencoded::Serializer::new(String::new());
     let mut headers = vec![
         (
@@ -95,13 +104,8 @@ pub(crate) async fn build_request(
         }
         #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
         (ClientAuthMethod::PrivateKeyJwt, _) => {
-            let key = config
-                .assertion_key
-                .as_ref()
+            let assertion = assertion
                 .ok_or_else(|| Error::config("private_key", "is required for private_key_jwt"))?;
-            let assertion = key
-                .assertion(&config.client_id, &config.assertion_audience, now_ms)
-                .await?;
             form.append_pair("client_assertion_type", crate::jwt::ASSERTION_TYPE);
             form.append_pair("client_assertion", &assertion);
         }

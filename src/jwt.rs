@@ -60,9 +60,9 @@ fn decode(der: &[u8], pkcs1: bool) -> Result<(Signer, Option<usize>), Error> {
     use rsa::traits::PublicKeyParts;
     const NOT_PKCS8: &str = "the PRIVATE KEY block is not a PKCS#8 RSA key";
     let key = if pkcs1 {
-        rsa::RsaPrivateKey::from_pkcs1_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS1))?
+        rsa::PrivateKey::from_pkcs1_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS1))?
     } else {
-        rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS8))?
+        rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS8))?
     };
     let bits = key.size() * 8;
     Ok((Signer::new(key), Some(bits)))

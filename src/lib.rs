@@ -51,7 +51,7 @@ mod grant;
 mod http;
 mod http_date;
 pub mod json;
-#[cfg(feature = "private-key-jwt")]
+#[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
 pub mod jwt;
 mod maybe_send;
 mod memory_store;

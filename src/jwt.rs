@@ -7,7 +7,7 @@
 //! RustCrypto `rsa` crate, so no PEM or JSON library is linked.
 
 use crate::error::Error;
-use crate::json::ObjectWriter;
+use crate::json_text;
 use crate::random::random_url_safe;
 use base64::Engine;
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -15,6 +15,7 @@ use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use rsa::PrivateKey;
+use serde::Serialize;
 use sha2::Sha256;
 use std::fmt;
 
@@ -89,25 +90,26 @@ impl AssertionKey {
     /// `jti`, `iat` = `nbf` = now, `exp` = now + 60 s.
     pub fn assertion(&self, client_id: &str, audience: &str, now_ms: u64) -> Result<String, Error> {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut header = ObjectWriter::default();
-        header.string("alg", "RS256").string("typ", "JWT");
-        if let Some(kid) = &self.kid {
-            header.string("kid", kid);
-        }
+        let header = Header {
+            alg: "RS256",
+            typ: "JWT",
+            kid: self.kid.as_deref(),
+        };
         let now = now_ms / 1000;
-        let mut claims = ObjectWriter::default();
-        claims
-            .string("iss", client_id)
-            .string("sub", client_id)
-            .string("aud", audience)
-            .string("jti", &random_url_safe(16)?)
-            .int("iat", now)
-            .int("nbf", now)
-            .int("exp", now + ASSERTION_LIFETIME_SECS);
+        let claims = Claims {
+            iss: client_id,
+            sub: client_id,
+            aud: audience,
+            jti: &random_url_safe(16)?,
+            iat: now,
+            nbf: now,
+            exp: now + ASSERTION_LIFETIME_SECS,
+        };
+        let unwritable = |_| Error::config(FIELD, "the client assertion could not be written");
         let signing_input = format!(
             "{}.{}",
-            b64.encode(header.finish()),
-            b64.encode(claims.finish())
+            b64.encode(json_text::to_string(&header).map_err(unwritable)?),
+            b64.encode(json_text::to_string(&claims).map_err(unwritable)?)
         );
         let signature = self
             .key
@@ -118,6 +120,27 @@ impl AssertionKey {
             b64.encode(signature.to_bytes())
         ))
     }
+}
+
+/// A client assertion's JOSE header.
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kid: Option<&'a str>,
+}
+
+/// A client assertion's claims (RFC 7523 §3).
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    jti: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
 }
 
 /// The PEM blocks of `text`: label and decoded DER (undecodable blocks skipped).
@@ -155,12 +178,12 @@ mod tests {
     const PKCS1: &str = include_str!("../tests/fixtures/client-key-pkcs1.pem");
     const CERT_AND_KEY: &str = include_str!("../tests/fixtures/client-cert-and-key.pem");
 
-    fn claims(jwt: &str) -> crate::json::Json {
+    fn claims(jwt: &str) -> serde_json::Value {
         let part = jwt.split('.').nth(1).unwrap();
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(part)
             .unwrap();
-        crate::json::Json::parse(&bytes).unwrap()
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     #[test]
@@ -183,7 +206,11 @@ mod tests {
             )
             .unwrap();
         let c = claims(&jwt);
-        use crate::json::Json::{Int, Str};
+        #[allow(non_snake_case)]
+        let (Int, Str) = (
+            serde_json::Value::from::<u64>,
+            serde_json::Value::from::<String>,
+        );
         assert_eq!(c.get("iss"), Some(&Str("cid".into())));
         assert_eq!(c.get("sub"), Some(&Str("cid".into())));
         assert_eq!(

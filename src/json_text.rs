@@ -25,6 +25,7 @@ pub(crate) enum JsonError {
     TooLarge,
     /// It ends before the value does (natively; the host's parser does not
     /// tell this apart from [`JsonError::Syntax`]).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     Truncated,
     /// Not a JSON object (not JSON at all, or another kind of value).
     Syntax,

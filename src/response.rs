@@ -137,32 +137,32 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
     }
 }
 
-/// A success body's members, as sent: serde reads the object (a repeated
-/// member is an error, unknown members are skipped) and the checks below
-/// name the member that is wrong.
+/// The members of a token-endpoint answer (RFC 6749 §5.1 and §5.2), as
+/// sent: serde reads the object (a repeated member is an error, unknown
+/// members are skipped) and the checks below name the member that is
+/// wrong. One type for both kinds of body keeps one copy of the reading
+/// code in the wasm.
 #[derive(Deserialize)]
-struct TokenBody {
+struct Body {
     access_token: Option<Scalar>,
     token_type: Option<Scalar>,
     expires_in: Option<Scalar>,
     refresh_token: Option<Scalar>,
     scope: Option<Scalar>,
     id_token: Option<Scalar>,
-}
-
-/// An RFC 6749 §5.2 error body's members, as sent.
-#[derive(Deserialize)]
-struct ErrorBody {
     error: Option<Scalar>,
     error_description: Option<Scalar>,
     error_uri: Option<Scalar>,
 }
 
+fn parse_body(body: &[u8]) -> Option<Body> {
+    json_text::from_slice(body, MAX_RESPONSE_BYTES).ok()
+}
+
 /// Parses and validates a success body. The error names the faulty field
 /// but never quotes the body.
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
-    let object: TokenBody =
-        json_text::from_slice(body, MAX_RESPONSE_BYTES).map_err(|_| "body is not a JSON object")?;
+    let object = parse_body(body).ok_or("body is not a JSON object")?;
     let access_token = match object.access_token {
         Some(Scalar::Str(s)) if is_printable_token(&s) => Secret::new(s),
         Some(Scalar::Str(s)) if s.is_empty() => return Err("access_token is empty".into()),
@@ -209,13 +209,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
 /// The `refresh_token` of a success body that failed validation, if it is
 /// itself valid: losing it would cost the user a re-link.
 pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
-    /// Only the member to salvage: the others may be what was wrong.
-    #[derive(Deserialize)]
-    struct Rotated {
-        refresh_token: Option<Scalar>,
-    }
-    let object: Rotated = json_text::from_slice(body, MAX_RESPONSE_BYTES).ok()?;
-    match object.refresh_token {
+    match parse_body(body)?.refresh_token {
         Some(Scalar::Str(s)) if is_printable_token(&s) => Some(Secret::new(s)),
         _ => None,
     }
@@ -223,7 +217,7 @@ pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
 
 /// Parses an RFC 6749 §5.2 error body; `None` if it is not one.
 pub fn parse_error_body(body: &[u8]) -> Option<OAuthErrorBody> {
-    let object: ErrorBody = json_text::from_slice(body, MAX_RESPONSE_BYTES).ok()?;
+    let object = parse_body(body)?;
     let error = match object.error {
         Some(Scalar::Str(e)) if !e.is_empty() && e.len() <= 100 && is_error_code(&e) => e,
         _ => return None,

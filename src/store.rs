@@ -2,7 +2,7 @@
 //! record (versioned JSON, opaque to hosts).
 
 use crate::error::{Error, ReauthReason};
-use crate::json_text::{self, JsonError};
+use crate::json_text::{self, JsonError, Scalar};
 use crate::maybe_send::MaybeSendSync;
 use crate::secret::Secret;
 use crate::tokens::AccessToken;
@@ -138,31 +138,47 @@ pub const RECORD_SCHEMA_V1: &str = "freshtoken.record/1";
 /// freshtoken and is refused without being parsed.
 pub const MAX_RECORD_BYTES: usize = 4 * crate::MAX_RESPONSE_BYTES;
 
-/// `freshtoken.record/1` as stored: the members in this order, absent ones
-/// left out (`in_doubt` only when true). Reading ignores unknown members
-/// and takes `null` for absent.
-#[derive(Serialize, Deserialize)]
-struct RecordV1 {
-    schema: Option<String>,
+/// `freshtoken.record/1` as written: the members in this order, absent
+/// ones left out (`in_doubt` only when true).
+#[derive(Serialize)]
+struct RecordV1<'a> {
+    schema: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    access_token: Option<String>,
+    access_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     issued_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<String>,
+    scope: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id_token: Option<String>,
+    id_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
+    refresh_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_expires_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reauth: Option<String>,
+    reauth: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     in_doubt: Option<bool>,
-    updated_at: Option<u64>,
+    updated_at: u64,
+}
+
+/// A stored record's members as read (`null` is absent, unknown members
+/// are skipped); [`Record::decode`] checks their types.
+#[derive(Deserialize)]
+struct StoredV1 {
+    schema: Option<Scalar>,
+    access_token: Option<Scalar>,
+    issued_at: Option<Scalar>,
+    expires_at: Option<Scalar>,
+    scope: Option<Scalar>,
+    id_token: Option<Scalar>,
+    refresh_token: Option<Scalar>,
+    refresh_expires_at: Option<Scalar>,
+    reauth: Option<Scalar>,
+    in_doubt: Option<Scalar>,
+    updated_at: Option<Scalar>,
 }
 
 /// A time as written. JavaScript numbers hold integers exactly up to
@@ -180,17 +196,17 @@ impl Record {
     pub fn encode(&self) -> String {
         let access = self.access_token.as_ref();
         let wire = RecordV1 {
-            schema: Some(RECORD_SCHEMA_V1.to_owned()),
-            access_token: access.map(|a| a.value.expose().to_owned()),
+            schema: RECORD_SCHEMA_V1,
+            access_token: access.map(|a| a.value.expose()),
             issued_at: access.map(|a| time(a.issued_at_ms)),
             expires_at: access.map(|a| time(a.expires_at_ms)),
-            scope: self.scope.clone(),
-            id_token: self.id_token.as_ref().map(|s| s.expose().to_owned()),
-            refresh_token: self.refresh_token.as_ref().map(|s| s.expose().to_owned()),
+            scope: self.scope.as_deref(),
+            id_token: self.id_token.as_ref().map(Secret::expose),
+            refresh_token: self.refresh_token.as_ref().map(Secret::expose),
             refresh_expires_at: self.refresh_expires_at_ms.map(time),
-            reauth: self.reauth.map(|r| r.as_str().to_owned()),
+            reauth: self.reauth.map(ReauthReason::as_str),
             in_doubt: self.in_doubt.then_some(true),
-            updated_at: Some(time(self.updated_at_ms)),
+            updated_at: time(self.updated_at_ms),
         };
         // Strings, bools and integers within range: writing cannot fail.
         json_text::to_string(&wire).unwrap_or_default()
@@ -201,7 +217,7 @@ impl Record {
     pub fn decode(text: &str) -> Result<Record, Error> {
         let unreadable = |what: &str| Error::storage(format!("the stored record {what}"));
         let wrong = || unreadable("has unknown schema or wrong field types");
-        let wire: RecordV1 =
+        let stored: StoredV1 =
             json_text::from_slice(text.as_bytes(), MAX_RECORD_BYTES).map_err(|e| match e {
                 JsonError::TooLarge => unreadable(&format!(
                     "is larger than {MAX_RECORD_BYTES} bytes; it was not read"
@@ -210,10 +226,24 @@ impl Record {
                 JsonError::Syntax => unreadable("is not JSON"),
                 JsonError::Shape => wrong(),
             })?;
-        if wire.schema.as_deref() != Some(RECORD_SCHEMA_V1) {
+        let string = |member: Option<Scalar>| match member {
+            None => Ok(None),
+            Some(Scalar::Str(s)) => Ok(Some(s)),
+            Some(_) => Err(wrong()),
+        };
+        let time = |member: Option<Scalar>| match member {
+            None => Ok(None),
+            Some(Scalar::Int(n)) => u64::try_from(n).map(Some).map_err(|_| wrong()),
+            Some(_) => Err(wrong()),
+        };
+        if string(stored.schema)?.as_deref() != Some(RECORD_SCHEMA_V1) {
             return Err(wrong());
         }
-        let access_token = match (wire.access_token, wire.issued_at, wire.expires_at) {
+        let access_token = match (
+            string(stored.access_token)?,
+            time(stored.issued_at)?,
+            time(stored.expires_at)?,
+        ) {
             (Some(value), issued, Some(expires)) if !value.is_empty() => Some(AccessToken {
                 value: Secret::new(value),
                 issued_at_ms: issued.unwrap_or(expires).min(expires),
@@ -221,22 +251,26 @@ impl Record {
             }),
             _ => None,
         };
-        let reauth = match wire.reauth {
+        let reauth = match string(stored.reauth)? {
             None => None,
             Some(reason) => Some(ReauthReason::parse(&reason).ok_or_else(wrong)?),
         };
+        let in_doubt = match stored.in_doubt {
+            None => false,
+            Some(Scalar::Bool(b)) => b,
+            Some(_) => return Err(wrong()),
+        };
         Ok(Record {
             access_token,
-            scope: wire.scope,
-            id_token: wire.id_token.map(Secret::new),
-            refresh_token: wire
-                .refresh_token
+            scope: string(stored.scope)?,
+            id_token: string(stored.id_token)?.map(Secret::new),
+            refresh_token: string(stored.refresh_token)?
                 .filter(|s| !s.is_empty())
                 .map(Secret::new),
-            refresh_expires_at_ms: wire.refresh_expires_at,
+            refresh_expires_at_ms: time(stored.refresh_expires_at)?,
             reauth,
-            in_doubt: wire.in_doubt.unwrap_or(false),
-            updated_at_ms: wire.updated_at.unwrap_or(0),
+            in_doubt,
+            updated_at_ms: time(stored.updated_at)?.unwrap_or(0),
         })
     }
 }

@@ -38,7 +38,7 @@ PLATFORM_NAMES = {
     # Swift
     "Any", "AnyObject", "Bool", "Double", "Error", "Int", "Int64", "Never",
     "Optional", "Result", "Self", "Sendable", "String", "Swift", "Task",
-    "UInt16", "UInt64", "UInt8", "Void", "CancellationError",
+    "UInt16", "UInt64", "UInt8", "Int32", "Int64", "Void", "CancellationError",
     # Foundation
     "Data", "Foundation", "HTTPURLResponse", "NSObject", "TimeInterval",
     "URL", "URLError", "URLRequest", "URLResponse", "URLSession",

@@ -208,8 +208,8 @@ mod tests {
         let c = claims(&jwt);
         #[allow(non_snake_case)]
         let (Int, Str) = (
-            serde_json::Value::from::<u64>,
-            serde_json::Value::from::<String>,
+            <serde_json::Value as From<u64>>::from,
+            <serde_json::Value as From<String>>::from,
         );
         assert_eq!(c.get("iss"), Some(&Str("cid".into())));
         assert_eq!(c.get("sub"), Some(&Str("cid".into())));

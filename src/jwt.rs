@@ -9,9 +9,10 @@
 //! host's WebCrypto signs (`crate::wasm::crypto`): RSA costs no wasm bytes.
 
 use crate::error::Error;
-use crate::json::ObjectWriter;
+use crate::json_text;
 use crate::random::random_url_safe;
 use base64::Engine;
+use serde::Serialize;
 use std::fmt;
 
 /// The config field that names the key in errors.
@@ -134,24 +135,28 @@ impl AssertionKey {
         now_ms: u64,
     ) -> Result<String, Error> {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut header = ObjectWriter::default();
-        header.string("alg", "RS256").string("typ", "JWT");
-        if let Some(kid) = &self.kid {
-            header.string("kid", kid);
-        }
+        let header = Header {
+            alg: "RS256",
+            typ: "JWT",
+            kid: self.kid.as_deref(),
+        };
         let now = now_ms / 1000;
-        let mut claims = ObjectWriter::default();
-        claims
-            .string("iss", client_id)
-            .string("sub", client_id)
-            .string("aud", audience)
-            .string("jti", &random_url_safe(16)?)
-            .int("iat", now)
-            .int("nbf", now)
-            .int("exp", now + ASSERTION_LIFETIME_SECS);
-        let mut jwt = b64.encode(header.finish());
-        jwt.push('.');
-        b64.encode_string(claims.finish(), &mut jwt);
+        let claims = Claims {
+            iss: client_id,
+            sub: client_id,
+            aud: audience,
+            jti: &random_url_safe(16)?,
+            iat: now,
+            nbf: now,
+            exp: now + ASSERTION_LIFETIME_SECS,
+        };
+        let unwritable = |_| Error::config(FIELD, "the client assertion could not be written");
+        let signing_input = format!(
+            "{}.{}",
+            b64.encode(json_text::to_string(&header).map_err(unwritable)?),
+            b64.encode(json_text::to_string(&claims).map_err(unwritable)?)
+        );
+        let mut jwt = signing_input;
         let signature = self.sign(jwt.as_bytes()).await?;
         jwt.push('.');
         b64.encode_string(signature, &mut jwt);
@@ -174,6 +179,27 @@ impl AssertionKey {
             Error::config(FIELD, if too_small { TOO_SMALL } else { CANNOT_SIGN })
         })
     }
+}
+
+/// A client assertion's JOSE header.
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kid: Option<&'a str>,
+}
+
+/// A client assertion's claims (RFC 7523 §3).
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    jti: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
 }
 
 /// The PEM blocks of `text`: label and decoded DER (undecodable blocks skipped).
@@ -212,12 +238,12 @@ mod tests {
     const PKCS1: &str = include_str!("../tests/fixtures/client-key-pkcs1.pem");
     const CERT_AND_KEY: &str = include_str!("../tests/fixtures/client-cert-and-key.pem");
 
-    fn claims(jwt: &str) -> crate::json::Json {
+    fn claims(jwt: &str) -> serde_json::Value {
         let part = jwt.split('.').nth(1).unwrap();
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(part)
             .unwrap();
-        crate::json::Json::parse(&bytes).unwrap()
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     #[test]
@@ -242,7 +268,11 @@ mod tests {
             .unwrap()
             .unwrap();
         let c = claims(&jwt);
-        use crate::json::Json::{Int, Str};
+        #[allow(non_snake_case)]
+        let (Int, Str) = (
+            <serde_json::Value as From<u64>>::from,
+            <serde_json::Value as From<String>>::from,
+        );
         assert_eq!(c.get("iss"), Some(&Str("cid".into())));
         assert_eq!(c.get("sub"), Some(&Str("cid".into())));
         assert_eq!(

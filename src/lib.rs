@@ -49,8 +49,7 @@ mod flight;
 pub mod fuzzing;
 mod grant;
 mod http;
-mod http_date;
-pub mod json;
+mod json_text;
 #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
 pub mod jwt;
 mod maybe_send;

@@ -106,7 +106,7 @@ async fn the_credentials_json_with_a_certificate_works_end_to_end() {
     let h = Harness::new();
     let json = format!(
         r#"{{"clientId":"{CLIENT_ID}","certificate":{},"slidingRefreshTokenLifetime":86400,"tokenEndpoint":"{}","unknown":[1,2]}}"#,
-        freshtoken::json::string_literal(KEY),
+        serde_json::to_string(KEY).unwrap(),
         h.emu.token_endpoint()
     );
     let config = Config::from_credentials_json(&json)

@@ -21,7 +21,10 @@ import java.util.concurrent.atomic.AtomicLongArray
  *   next expiry; no polling). Reading the system clock costs 70-100 ns here,
  *   eight times the map lookup itself. A late timer (a long GC pause) serves
  *   the token past fresh-until by that delay, inside the core's leeway
- *   (default 60 s before the token's real expiry).
+ *   (default 60 s before the token's real expiry). Timers count monotonic
+ *   time, which stops while an Android device sleeps: [ClockJumpGuard]
+ *   compares the wall and monotonic clocks once a second and drops every
+ *   entry when they disagree (a sleep or a clock change).
  *
  * A call that may replace a token ([drop]) bumps the key's epoch; a refill
  * taken under an older epoch is discarded, so a slow reader never puts back
@@ -42,6 +45,10 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
     /** key -> its entry's expiry timer (system clock only). */
     private val expiries = ConcurrentHashMap<String, Expiry>()
     private val epochs = AtomicLongArray(STRIPES)
+
+    init {
+        if (hostNowMs == null) ClockJumpGuard.watch(this, expiryTimer)
+    }
 
     /** The mirrored token if it is fresh now, else null. */
     fun get(key: String): String? {

@@ -168,4 +168,26 @@ class MirrorTest {
         mirror.drop("u1")
         assertEquals(null, mirror.get("u1"))
     }
+
+    @Test fun `a wall clock that moved apart from the monotonic one is noticed`() {
+        var wall = 1_000_000L
+        var mono = 5_000L
+        val detector = ClockJumpDetector({ wall }, { mono }, 500)
+        wall += 1_000; mono += 1_000
+        assertEquals("both clocks ran alike", false, detector.check())
+        wall += 3_600_000; mono += 1_000 // the device slept an hour
+        assertEquals("a sleep is a jump", true, detector.check())
+        wall += 1_000; mono += 1_000
+        assertEquals("measured from the new offset", false, detector.check())
+        wall -= 10_000 // the clock was set back
+        assertEquals("a clock set back is a jump", true, detector.check())
+    }
+
+    @Test fun `after a clock jump every system-clock mirror is empty`() {
+        val mirror = TokenMirror(10, null)
+        mirror.fill("u1", mirror.epoch("u1"), "fresh", System.currentTimeMillis() + 3_600_000)
+        same(mirror.get("u1"), "fresh", "mirrored")
+        ClockJumpGuard.clearAll()
+        assertEquals("dropped: the next read asks the core", null, mirror.get("u1"))
+    }
 }

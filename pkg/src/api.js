@@ -1,65 +1,285 @@
-// Connects a wasm-bindgen build to the JavaScript error classes and the
-// TokenInfo prototype, and guards its classes against freed handles.
+// The package's TokenClient and UserSession: thin JavaScript classes over
+// the wasm-bindgen build, with the error classes and the TokenInfo
+// prototype connected at load time.
+//
+// Two things live on this side of the boundary, both for speed and memory
+// (bench/run.mjs rows 1, 4 and 7):
+//
+// - A UserSession is a plain JS object (client, key, store). It owns no wasm
+//   handle: each call names its key on the client's wasm object, which
+//   attaches the core's state for that call only. A handle dropped after one
+//   request is collected like any object — no wasm memory, no
+//   FinalizationRegistry entry.
+// - The mirror: per key, the cached access token and the instant (on the
+//   core's clock) until which the core would serve it. `accessToken()`
+//   returns it with no wasm call while the clock reads less; otherwise it
+//   asks the core and refills the mirror from the core's cached token. Every
+//   other call on the key drops the key's entry first and refills it only
+//   after a success. Dropping an entry is always safe: the next read asks the
+//   core. The mirror is bounded like the core's session map (maxSessions).
 
 import { ConfigError, makeError } from './errors.js';
 import { hostCalls } from './host-calls.js';
 import { tokenInfoPrototype } from './token-info.js';
 
-/** The methods that return a Promise: a freed handle rejects instead of throwing. */
-const ASYNC = new Set(['accessToken', 'tokens', 'refresh', 'tokenRejected', 'seed', 'status', 'clientToken', 'exchangeCode']);
+/** Passed by this module to the UserSession constructor; users cannot. */
+const INTERNAL = Symbol('freshtoken.internal');
+
+const notLive = (name) => new ConfigError({
+  code: 'config',
+  message: `invalid configuration \`this\`: not a live ${name} (free() was called, or it is another object)`,
+});
+
+/** The clock the core uses: the host's `now()` when given, else Date.now (see src/wasm/js_clock.rs). */
+function clockOf(options) {
+  let now;
+  try {
+    now = options?.now;
+  } catch {
+    now = undefined;
+  }
+  if (typeof now !== 'function') return Date.now;
+  return () => {
+    try {
+      const t = Reflect.apply(now, null, []);
+      return typeof t === 'number' ? t : Date.now();
+    } catch {
+      return Date.now();
+    }
+  };
+}
 
 /**
- * Makes every method and getter of a wasm class check its handle first. A
- * freed handle (or a foreign `this`) would otherwise reach wasm as a null
- * pointer, whose error unwinds through wasm and, repeated, poisons the
- * instance. `free()` on a freed handle does nothing.
+ * What one TokenClient shares with its sessions: the wasm client, the mirror
+ * of cached tokens and the pending `accessToken()` calls, by key. Not
+ * exported; a session reaches it through a private field.
  */
-function guardHandles(Class) {
-  const proto = Class.prototype;
-  const freed = () => new ConfigError({
-    code: 'config',
-    message: `invalid configuration \`this\`: not a live ${Class.name} (free() was called, or it is another object)`,
-  });
-  const live = (self) => self instanceof Class && typeof self.__wbg_ptr === 'number' && self.__wbg_ptr !== 0;
-  for (const name of Object.getOwnPropertyNames(proto)) {
-    if (name === 'constructor' || name.startsWith('__')) continue;
-    const desc = Object.getOwnPropertyDescriptor(proto, name);
-    if (name === 'free') {
-      const free = desc.value;
-      desc.value = function free_() { if (live(this)) free.call(this); };
-      Object.defineProperty(desc.value, 'name', { value: name });
-    } else if (typeof desc.value === 'function') {
-      const f = desc.value;
-      const rejects = ASYNC.has(name);
-      desc.value = function method(a, b, c) {
-        if (!live(this)) {
-          if (rejects) return Promise.reject(freed());
-          throw freed();
-        }
-        return f.call(this, a, b, c);
-      };
-      Object.defineProperty(desc.value, 'name', { value: name });
-    } else if (desc.get) {
-      const get = desc.get;
-      desc.get = function getter() {
-        if (!live(this)) throw freed();
-        return get.call(this);
-      };
+class Keys {
+  constructor(wasm, now) {
+    this.wasm = wasm;
+    this.now = now;
+    this.max = Math.max(1, wasm.maxSessions);
+    /** key -> { token, until }: served while now() < until. */
+    this.mirror = new Map();
+    /** key -> the Promise of the one `accessToken()` call crossing into the core. */
+    this.pending = new Map();
+  }
+
+  /** Mirrors the core's cached token of `key`, if it has one. */
+  refill(key, store) {
+    const { mirror } = this;
+    mirror.delete(key);
+    let cached;
+    try {
+      cached = this.wasm.sessionCached(key, store);
+    } catch {
+      return;
     }
-    Object.defineProperty(proto, name, desc);
+    if (cached === undefined) return;
+    // Oldest filled first out: entries are refilled once per token (every
+    // few minutes), so this is close to least recently refreshed.
+    if (mirror.size >= this.max) mirror.delete(mirror.keys().next().value);
+    mirror.set(key, { token: cached[0], until: cached[1] });
+  }
+
+  /** Forgets what this side knows of `key` (before any call that may replace its token). */
+  drop(key) {
+    this.mirror.delete(key);
+    this.pending.delete(key);
+  }
+
+  /** `accessToken()` past the mirror. */
+  accessToken(key, store) {
+    // Concurrent callers of one key share the one pending call. The core
+    // would give them all the same result anyway (one shared flight, DESIGN
+    // point 2); sharing it here saves a wasm crossing, a Rust future and a
+    // wasm-bindgen-futures promise per caller — at 10,000 callers at expiry
+    // that was most of the time. The core still owns single flight, rotation
+    // and errors: this only hands the one call's result to every caller.
+    const pending = this.pending.get(key);
+    if (pending !== undefined) return pending;
+    this.refill(key, store); // the core may serve it still (or again: another client of the store)
+    const entry = this.mirror.get(key);
+    if (entry !== undefined) return Promise.resolve(entry.token);
+    const call = this.wasm.sessionAccessToken(key, store).then(
+      (token) => {
+        if (this.pending.get(key) === call) this.pending.delete(key);
+        this.refill(key, store);
+        return token;
+      },
+      (error) => {
+        if (this.pending.get(key) === call) this.pending.delete(key);
+        throw error;
+      },
+    );
+    this.pending.set(key, call);
+    return call;
+  }
+
+  /** Any other call on `key`: drop its entry, run `call`, refill after a success. */
+  replacing(key, store, call) {
+    this.drop(key);
+    return call.then((value) => {
+      this.refill(key, store);
+      return value;
+    });
   }
 }
 
-/** Registers the error factory and returns the wasm classes and functions. */
+/**
+ * Registers the error factory and returns the classes and functions of one
+ * wasm-bindgen build (each build gets classes of its own).
+ */
 export function bind(wasm) {
   wasm.setHostCalls(hostCalls);
   wasm.setErrorFactory(makeError);
   wasm.setTokenInfoPrototype(tokenInfoPrototype(wasm.redactSecret));
-  guardHandles(wasm.TokenClient);
-  guardHandles(wasm.UserSession);
-  return {
-    TokenClient: wasm.TokenClient,
-    UserSession: wasm.UserSession,
-    refreshTokens: wasm.refreshTokens,
-  };
+  const Wasm = wasm.TokenClient;
+  /** Set by `fromCredentialsJson` around `new TokenClient()`. */
+  let adopting = null;
+
+  /** One user's tokens; created by `client.session(key, store)`. */
+  class UserSession {
+    #keys;
+    #key;
+    #store;
+
+    constructor(internal, keys, key, store) {
+      if (internal !== INTERNAL) throw new TypeError('a UserSession is created by client.session(key, store)');
+      this.#keys = keys;
+      this.#key = key;
+      this.#store = store;
+    }
+
+    /** The Keys of a live session, or null (freed, its client freed, or a foreign `this`). */
+    static #live(self) {
+      if (!(#keys in self)) return null;
+      const keys = self.#keys;
+      return keys !== null && keys.wasm !== null ? keys : null;
+    }
+
+    /** The session key. */
+    get key() {
+      if (UserSession.#live(this) === null) throw notLive('UserSession');
+      return this.#key;
+    }
+
+    /** A fresh access token: from the mirror, or from the core. */
+    accessToken() {
+      const keys = UserSession.#live(this);
+      if (keys === null) return Promise.reject(notLive('UserSession'));
+      const entry = keys.mirror.get(this.#key);
+      if (entry !== undefined && keys.now() < entry.until) return Promise.resolve(entry.token);
+      return keys.accessToken(this.#key, this.#store);
+    }
+
+    tokens() {
+      return this.#replacing((wasm, key, store) => wasm.sessionTokens(key, store));
+    }
+
+    refresh() {
+      return this.#replacing((wasm, key, store) => wasm.sessionRefresh(key, store));
+    }
+
+    tokenRejected(token) {
+      return this.#replacing((wasm, key, store) => wasm.sessionTokenRejected(key, store, token));
+    }
+
+    seed(seed) {
+      return this.#replacing((wasm, key, store) => wasm.sessionSeed(key, store, seed));
+    }
+
+    status() {
+      return this.#replacing((wasm, key, store) => wasm.sessionStatus(key, store));
+    }
+
+    /** Makes this handle refuse every later call (the session's state stays with its client). */
+    free() {
+      if (#keys in this) this.#keys = null;
+    }
+
+    #replacing(call) {
+      const keys = UserSession.#live(this);
+      if (keys === null) return Promise.reject(notLive('UserSession'));
+      return keys.replacing(this.#key, this.#store, call(keys.wasm, this.#key, this.#store));
+    }
+  }
+
+  /** Sessions, client tokens and the code flow for one OAuth client. */
+  class TokenClient {
+    #keys;
+
+    constructor(options) {
+      const wasm = adopting ?? new Wasm(options);
+      adopting = null;
+      this.#keys = new Keys(wasm, clockOf(options));
+    }
+
+    /** A client from the provider's credentials JSON (see index.d.ts). */
+    static fromCredentialsJson(json, options) {
+      adopting = Wasm.fromCredentialsJson(json, options);
+      return new TokenClient(options);
+    }
+
+    /** The live wasm client, or a ConfigError naming `this`. */
+    static #wasm(self) {
+      const wasm = #keys in self ? self.#keys.wasm : null;
+      if (wasm === null) throw notLive('TokenClient');
+      return wasm;
+    }
+
+    /** A handle on `key`'s session; throws a ConfigError for a bad key or store. */
+    session(key, store) {
+      TokenClient.#wasm(this).sessionCheck(key, store);
+      return new UserSession(INTERNAL, this.#keys, key, store);
+    }
+
+    clientToken(scopes) {
+      try {
+        return TokenClient.#wasm(this).clientToken(scopes);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+
+    invalidateClientToken(scopes) {
+      return TokenClient.#wasm(this).invalidateClientToken(scopes);
+    }
+
+    authorizationUrl(options) {
+      return TokenClient.#wasm(this).authorizationUrl(options);
+    }
+
+    /** Exchanges an authorization code; resolves with a session on `key` once its record is saved. */
+    async exchangeCode(options, key, store) {
+      const wasm = TokenClient.#wasm(this);
+      const keys = this.#keys;
+      if (typeof key === 'string') keys.drop(key);
+      await wasm.exchangeCode(options, key, store);
+      keys.refill(key, store);
+      return new UserSession(INTERNAL, keys, key, store);
+    }
+
+    get sessionCount() {
+      return TokenClient.#wasm(this).sessionCount;
+    }
+
+    get leaseOwner() {
+      return TokenClient.#wasm(this).leaseOwner;
+    }
+
+    /** Frees the client's wasm memory; it and its sessions then refuse every call. */
+    free() {
+      if (!(#keys in this)) return;
+      const keys = this.#keys;
+      if (keys.wasm === null) return;
+      const { wasm } = keys;
+      keys.wasm = null;
+      keys.mirror.clear();
+      keys.pending.clear();
+      wasm.free();
+    }
+  }
+
+  return { TokenClient, UserSession, refreshTokens: wasm.refreshTokens };
 }

@@ -16,11 +16,15 @@
 //   asks the core and refills the mirror from the core's cached token. Every
 //   other call on the key drops the key's entry first and refills it only
 //   after a success. Dropping an entry is always safe: the next read asks the
-//   core. The mirror is bounded like the core's session map (maxSessions).
+//   core. The mirror is bounded like the core's session map (maxSessions),
+//   and a key enters it on its second read through the core (`admit`).
 
 import { ConfigError, makeError } from './errors.js';
 import { hostCalls } from './host-calls.js';
 import { tokenInfoPrototype } from './token-info.js';
+
+/** The most keys the mirror's doorkeeper remembers (then it starts afresh). */
+const SEEN_MAX = 4096;
 
 /** Passed by this module to the UserSession constructor; users cannot. */
 const INTERNAL = Symbol('freshtoken.internal');
@@ -63,33 +67,81 @@ class Keys {
     this.mirror = new Map();
     /** key -> the Promise of the one `accessToken()` call crossing into the core. */
     this.pending = new Map();
+    /** Keys read once through the core, not yet mirrored (see `admit`). */
+    this.seen = new Set();
+    /** store object -> its wasm wrapper (a StoreRef), checked once and shared. */
+    this.stores = new WeakMap();
   }
 
-  /** Mirrors the core's cached token of `key`, if it has one. */
-  refill(key, store) {
+  /** Checks `key` and `store` as `client.session()` does; the store's wasm wrapper. */
+  open(key, store) {
+    let ref = this.stores.get(store);
+    if (ref === undefined) {
+      ref = this.wasm.sessionOpen(key, store);
+      this.stores.set(store, ref);
+    } else {
+      this.wasm.sessionCheck(key, ref);
+    }
+    return ref;
+  }
+
+  /** The core's cached token of `key`, `[token, freshUntilMs]`, or undefined. No I/O. */
+  cached(key, ref) {
+    try {
+      return this.wasm.sessionCached(key, ref);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Mirrors `key`'s token until `until`. */
+  fill(key, token, until) {
     const { mirror } = this;
     mirror.delete(key);
-    let cached;
-    try {
-      cached = this.wasm.sessionCached(key, store);
-    } catch {
-      return;
-    }
-    if (cached === undefined) return;
-    // Oldest filled first out: entries are refilled once per token (every
-    // few minutes), so this is close to least recently refreshed.
-    if (mirror.size >= this.max) mirror.delete(mirror.keys().next().value);
-    mirror.set(key, { token: cached[0], until: cached[1] });
+    // Oldest filled first out: a key is refilled once per token (every few
+    // minutes), so this is close to least recently refreshed.
+    if (mirror.size >= this.max) this.forget(mirror.keys().next().value);
+    mirror.set(key, { token, until });
+  }
+
+  /** Notes that `key` was read once (see `admit`). */
+  sighted(key) {
+    if (this.seen.size >= SEEN_MAX) this.seen.clear();
+    this.seen.add(key);
+  }
+
+  /**
+   * A read that crossed into the core and got `cached` from it. A key is
+   * mirrored on its second such read: a session read once per token (a
+   * backend serving many users, each now and then) would only pay the
+   * entry's memory — about 180 bytes, as much as the core's whole state —
+   * and never gain from it. The doorkeeper holds at most SEEN_MAX keys.
+   */
+  admit(key, cached) {
+    if (this.seen.delete(key)) this.fill(key, cached[0], cached[1]);
+    else this.sighted(key);
+  }
+
+  /** Drops `key`'s entry; a mirrored key stays known as read, so its next token is mirrored at once. */
+  forget(key) {
+    if (this.mirror.delete(key)) this.sighted(key);
   }
 
   /** Forgets what this side knows of `key` (before any call that may replace its token). */
   drop(key) {
-    this.mirror.delete(key);
+    this.forget(key);
     this.pending.delete(key);
   }
 
+  /** After a success of any other call: mirrors the new token of a key that was mirrored. */
+  refill(key, ref) {
+    if (!this.seen.has(key)) return;
+    const cached = this.cached(key, ref);
+    if (cached !== undefined) this.admit(key, cached);
+  }
+
   /** `accessToken()` past the mirror. */
-  accessToken(key, store) {
+  accessToken(key, ref) {
     // Concurrent callers of one key share the one pending call. The core
     // would give them all the same result anyway (one shared flight, DESIGN
     // point 2); sharing it here saves a wasm crossing, a Rust future and a
@@ -98,13 +150,18 @@ class Keys {
     // and errors: this only hands the one call's result to every caller.
     const pending = this.pending.get(key);
     if (pending !== undefined) return pending;
-    this.refill(key, store); // the core may serve it still (or again: another client of the store)
-    const entry = this.mirror.get(key);
-    if (entry !== undefined) return Promise.resolve(entry.token);
-    const call = this.wasm.sessionAccessToken(key, store).then(
+    this.forget(key); // stale (or absent)
+    // The core may serve it still: another client of the store, a clock moved back.
+    const cached = this.cached(key, ref);
+    if (cached !== undefined) {
+      this.admit(key, cached);
+      return Promise.resolve(cached[0]);
+    }
+    const call = this.wasm.sessionAccessToken(key, ref).then(
       (token) => {
         if (this.pending.get(key) === call) this.pending.delete(key);
-        this.refill(key, store);
+        const now = this.cached(key, ref);
+        if (now !== undefined && now[0] === token) this.admit(key, now);
         return token;
       },
       (error) => {
@@ -117,10 +174,10 @@ class Keys {
   }
 
   /** Any other call on `key`: drop its entry, run `call`, refill after a success. */
-  replacing(key, store, call) {
+  replacing(key, ref, call) {
     this.drop(key);
     return call.then((value) => {
-      this.refill(key, store);
+      this.refill(key, ref);
       return value;
     });
   }
@@ -142,13 +199,13 @@ export function bind(wasm) {
   class UserSession {
     #keys;
     #key;
-    #store;
+    #ref;
 
-    constructor(internal, keys, key, store) {
+    constructor(internal, keys, key, ref) {
       if (internal !== INTERNAL) throw new TypeError('a UserSession is created by client.session(key, store)');
       this.#keys = keys;
       this.#key = key;
-      this.#store = store;
+      this.#ref = ref;
     }
 
     /** The Keys of a live session, or null (freed, its client freed, or a foreign `this`). */
@@ -170,7 +227,7 @@ export function bind(wasm) {
       if (keys === null) return Promise.reject(notLive('UserSession'));
       const entry = keys.mirror.get(this.#key);
       if (entry !== undefined && keys.now() < entry.until) return Promise.resolve(entry.token);
-      return keys.accessToken(this.#key, this.#store);
+      return keys.accessToken(this.#key, this.#ref);
     }
 
     tokens() {
@@ -201,7 +258,7 @@ export function bind(wasm) {
     #replacing(call) {
       const keys = UserSession.#live(this);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      return keys.replacing(this.#key, this.#store, call(keys.wasm, this.#key, this.#store));
+      return keys.replacing(this.#key, this.#ref, call(keys.wasm, this.#key, this.#ref));
     }
   }
 
@@ -230,8 +287,9 @@ export function bind(wasm) {
 
     /** A handle on `key`'s session; throws a ConfigError for a bad key or store. */
     session(key, store) {
-      TokenClient.#wasm(this).sessionCheck(key, store);
-      return new UserSession(INTERNAL, this.#keys, key, store);
+      TokenClient.#wasm(this);
+      const keys = this.#keys;
+      return new UserSession(INTERNAL, keys, key, keys.open(key, store));
     }
 
     clientToken(scopes) {
@@ -256,8 +314,9 @@ export function bind(wasm) {
       const keys = this.#keys;
       if (typeof key === 'string') keys.drop(key);
       await wasm.exchangeCode(options, key, store);
-      keys.refill(key, store);
-      return new UserSession(INTERNAL, keys, key, store);
+      const ref = keys.open(key, store);
+      keys.refill(key, ref);
+      return new UserSession(INTERNAL, keys, key, ref);
     }
 
     get sessionCount() {
@@ -277,6 +336,7 @@ export function bind(wasm) {
       keys.wasm = null;
       keys.mirror.clear();
       keys.pending.clear();
+      keys.seen.clear();
       wasm.free();
     }
   }

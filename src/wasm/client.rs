@@ -6,7 +6,6 @@ use super::js_store::JsStore;
 use super::options::{build, from_credentials, OPTIONS};
 use crate::{AuthorizationParams, Error, TokenClient};
 use js_sys::Promise;
-use std::cell::RefCell;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
@@ -14,36 +13,16 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(js_name = TokenClient)]
 pub struct WasmTokenClient {
     inner: TokenClient,
-    /// The store object last passed to `session()`, wrapped: hosts pass
-    /// the same store for every request, and its handles then share one
-    /// wrapper instead of each holding its own.
-    last_store: RefCell<Option<(JsValue, Arc<JsStore>)>>,
 }
 
 impl WasmTokenClient {
     fn wrap(inner: TokenClient) -> Self {
-        WasmTokenClient {
-            inner,
-            last_store: RefCell::new(None),
-        }
+        WasmTokenClient { inner }
     }
 
     /// The core client.
     pub(crate) fn inner(&self) -> &TokenClient {
         &self.inner
-    }
-
-    /// The wrapper for `object`: the last one if it is the same object.
-    pub(crate) fn store(&self, object: JsValue) -> Result<Arc<JsStore>, Error> {
-        if let Some((last, store)) = self.last_store.borrow().as_ref() {
-            if *last == object {
-                return Ok(store.clone());
-            }
-        }
-        // Not borrowed while JsStore::new runs the host's getters.
-        let store = Arc::new(JsStore::new(object.clone())?);
-        *self.last_store.borrow_mut() = Some((object, store.clone()));
-        Ok(store)
     }
 }
 

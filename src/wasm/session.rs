@@ -9,24 +9,31 @@
 //! state per key and owns single flight, rotation and errors.
 
 use super::client::WasmTokenClient;
+use super::js_store::JsStore;
 use super::convert::{
     object_arg, opt_int, opt_string, session_status, string, string_arg, token_info,
 };
 use super::error::to_js;
 use crate::{Error, Seed, UserSession};
 use js_sys::{Array, Promise};
+use std::sync::Arc;
 use wasm_bindgen::prelude::*;
+
+/// A host store object, checked once (it has `load` and `save`) and
+/// wrapped. The package keeps one per store object (a WeakMap), so every
+/// session on that store shares it.
+#[wasm_bindgen]
+pub struct StoreRef(Arc<JsStore>);
 
 impl WasmTokenClient {
     /// A core handle on `key` with `store`, for one call.
-    pub(crate) fn attach(&self, key: &JsValue, store: JsValue) -> Result<UserSession, Error> {
+    fn attach(&self, key: &JsValue, store: &StoreRef) -> Result<UserSession, Error> {
         let key = string_arg(key, "key")?;
-        let store = self.store(store)?;
-        self.inner().session(&key, store)
+        self.inner().session(&key, store.0.clone())
     }
 
     /// A Promise of `op` on the session `key`; argument errors reject it.
-    fn on_session<F, Fut>(&self, key: &JsValue, store: JsValue, op: F) -> Promise
+    fn on_session<F, Fut>(&self, key: &JsValue, store: &StoreRef, op: F) -> Promise
     where
         F: FnOnce(UserSession) -> Fut,
         Fut: std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
@@ -40,10 +47,24 @@ impl WasmTokenClient {
 
 #[wasm_bindgen(js_class = TokenClient)]
 impl WasmTokenClient {
-    /// Checks `key` and `store` as `client.session(key, store)` does, and
-    /// creates the key's state (throws a `config` error naming either).
+    /// `client.session(key, store)` for a store seen for the first time:
+    /// checks `key`, then `store`, creates the key's state and returns the
+    /// wrapped store (throws a `config` error naming the bad argument).
+    #[wasm_bindgen(js_name = sessionOpen)]
+    pub fn session_open(&self, key: JsValue, store: JsValue) -> Result<StoreRef, JsValue> {
+        let open = || -> Result<StoreRef, Error> {
+            string_arg(&key, "key")?;
+            let store = StoreRef(Arc::new(JsStore::new(store)?));
+            self.attach(&key, &store)?;
+            Ok(store)
+        };
+        open().map_err(to_js)
+    }
+
+    /// `client.session(key, store)` for a store already wrapped: checks
+    /// `key` and creates its state.
     #[wasm_bindgen(js_name = sessionCheck)]
-    pub fn session_check(&self, key: JsValue, store: JsValue) -> Result<(), JsValue> {
+    pub fn session_check(&self, key: JsValue, store: &StoreRef) -> Result<(), JsValue> {
         self.attach(&key, store).map(drop).map_err(to_js)
     }
 
@@ -51,7 +72,7 @@ impl WasmTokenClient {
     /// `[token, freshUntilMs]`, or `undefined`: what the package mirrors on
     /// its side. Synchronous, no I/O.
     #[wasm_bindgen(js_name = sessionCached)]
-    pub fn session_cached(&self, key: JsValue, store: JsValue) -> Result<JsValue, JsValue> {
+    pub fn session_cached(&self, key: JsValue, store: &StoreRef) -> Result<JsValue, JsValue> {
         let session = self.attach(&key, store).map_err(to_js)?;
         Ok(match session.cached_token() {
             Some(cached) => Array::of2(
@@ -65,7 +86,7 @@ impl WasmTokenClient {
 
     /// `session.accessToken()` past the mirror: a fresh token.
     #[wasm_bindgen(js_name = sessionAccessToken)]
-    pub fn session_access_token(&self, key: JsValue, store: JsValue) -> Promise {
+    pub fn session_access_token(&self, key: JsValue, store: &StoreRef) -> Promise {
         self.on_session(&key, store, |session| async move {
             let token = session.access_token().await.map_err(to_js)?;
             Ok(JsValue::from(token))
@@ -74,7 +95,7 @@ impl WasmTokenClient {
 
     /// `session.tokens()`: the fresh token with its times, scope and ID token.
     #[wasm_bindgen(js_name = sessionTokens)]
-    pub fn session_tokens(&self, key: JsValue, store: JsValue) -> Promise {
+    pub fn session_tokens(&self, key: JsValue, store: &StoreRef) -> Promise {
         self.on_session(&key, store, |session| async move {
             session.tokens().await.map(token_info).map_err(to_js)
         })
@@ -82,7 +103,7 @@ impl WasmTokenClient {
 
     /// `session.refresh()`: a forced refresh.
     #[wasm_bindgen(js_name = sessionRefresh)]
-    pub fn session_refresh(&self, key: JsValue, store: JsValue) -> Promise {
+    pub fn session_refresh(&self, key: JsValue, store: &StoreRef) -> Promise {
         self.on_session(&key, store, |session| async move {
             session.refresh().await.map(token_info).map_err(to_js)
         })
@@ -91,7 +112,7 @@ impl WasmTokenClient {
     /// `session.tokenRejected(token)`: the API rejected `token`; refresh
     /// unless another caller already did.
     #[wasm_bindgen(js_name = sessionTokenRejected)]
-    pub fn session_token_rejected(&self, key: JsValue, store: JsValue, token: JsValue) -> Promise {
+    pub fn session_token_rejected(&self, key: JsValue, store: &StoreRef, token: JsValue) -> Promise {
         self.on_session(&key, store, |session| async move {
             let token = string_arg(&token, "token").map_err(to_js)?;
             session
@@ -104,7 +125,7 @@ impl WasmTokenClient {
 
     /// `session.seed({ refreshToken, accessToken?, expiresIn?, scope?, idToken? })`.
     #[wasm_bindgen(js_name = sessionSeed)]
-    pub fn session_seed(&self, key: JsValue, store: JsValue, seed: JsValue) -> Promise {
+    pub fn session_seed(&self, key: JsValue, store: &StoreRef, seed: JsValue) -> Promise {
         self.on_session(&key, store, |session| async move {
             let read = || -> Result<Seed, Error> {
                 object_arg(&seed, "seed")?;
@@ -124,7 +145,7 @@ impl WasmTokenClient {
 
     /// `session.status()`: what is known without sending anything.
     #[wasm_bindgen(js_name = sessionStatus)]
-    pub fn session_status(&self, key: JsValue, store: JsValue) -> Promise {
+    pub fn session_status(&self, key: JsValue, store: &StoreRef) -> Promise {
         self.on_session(&key, store, |session| async move {
             session.status().await.map(session_status).map_err(to_js)
         })

@@ -231,23 +231,23 @@ export function bind(wasm) {
     }
 
     tokens() {
-      return this.#replacing((wasm, key, store) => wasm.sessionTokens(key, store));
+      return this.#replacing((wasm, key, ref) => wasm.sessionTokens(key, ref));
     }
 
     refresh() {
-      return this.#replacing((wasm, key, store) => wasm.sessionRefresh(key, store));
+      return this.#replacing((wasm, key, ref) => wasm.sessionRefresh(key, ref));
     }
 
     tokenRejected(token) {
-      return this.#replacing((wasm, key, store) => wasm.sessionTokenRejected(key, store, token));
+      return this.#replacing((wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
     }
 
     seed(seed) {
-      return this.#replacing((wasm, key, store) => wasm.sessionSeed(key, store, seed));
+      return this.#replacing((wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
     }
 
     status() {
-      return this.#replacing((wasm, key, store) => wasm.sessionStatus(key, store));
+      return this.#replacing((wasm, key, ref) => wasm.sessionStatus(key, ref));
     }
 
     /** Makes this handle refuse every later call (the session's state stays with its client). */

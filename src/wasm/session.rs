@@ -9,11 +9,11 @@
 //! state per key and owns single flight, rotation and errors.
 
 use super::client::WasmTokenClient;
-use super::js_store::JsStore;
 use super::convert::{
     object_arg, opt_int, opt_string, session_status, string, string_arg, token_info,
 };
 use super::error::to_js;
+use super::js_store::JsStore;
 use crate::{Error, Seed, UserSession};
 use js_sys::{Array, Promise};
 use std::sync::Arc;
@@ -112,7 +112,12 @@ impl WasmTokenClient {
     /// `session.tokenRejected(token)`: the API rejected `token`; refresh
     /// unless another caller already did.
     #[wasm_bindgen(js_name = sessionTokenRejected)]
-    pub fn session_token_rejected(&self, key: JsValue, store: &StoreRef, token: JsValue) -> Promise {
+    pub fn session_token_rejected(
+        &self,
+        key: JsValue,
+        store: &StoreRef,
+        token: JsValue,
+    ) -> Promise {
         self.on_session(&key, store, |session| async move {
             let token = string_arg(&token, "token").map_err(to_js)?;
             session

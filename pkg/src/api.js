@@ -63,7 +63,11 @@ class Keys {
     this.wasm = wasm;
     this.now = now;
     this.max = Math.max(1, wasm.maxSessions);
-    /** key -> { token, until }: served while now() < until. */
+    /**
+     * key -> { token, until, promise }: `promise` (resolved with `token`) is
+     * served while now() < until. A dropped entry gets until = -Infinity, so
+     * a handle that kept a reference to it never serves it again.
+     */
     this.mirror = new Map();
     /** key -> the Promise of the one `accessToken()` call crossing into the core. */
     this.pending = new Map();
@@ -101,7 +105,7 @@ class Keys {
     // Oldest filled first out: a key is refilled once per token (every few
     // minutes), so this is close to least recently refreshed.
     if (mirror.size >= this.max) this.forget(mirror.keys().next().value);
-    mirror.set(key, { token, until });
+    mirror.set(key, { token, until, promise: Promise.resolve(token) });
   }
 
   /** Notes that `key` was read once (see `admit`). */
@@ -124,7 +128,11 @@ class Keys {
 
   /** Drops `key`'s entry; a mirrored key stays known as read, so its next token is mirrored at once. */
   forget(key) {
-    if (this.mirror.delete(key)) this.sighted(key);
+    const entry = this.mirror.get(key);
+    if (entry === undefined) return;
+    entry.until = -Infinity;
+    this.mirror.delete(key);
+    this.sighted(key);
   }
 
   /** Forgets what this side knows of `key` (before any call that may replace its token). */
@@ -150,6 +158,8 @@ class Keys {
     // and errors: this only hands the one call's result to every caller.
     const pending = this.pending.get(key);
     if (pending !== undefined) return pending;
+    const entry = this.mirror.get(key);
+    if (entry !== undefined && this.now() < entry.until) return entry.promise;
     this.forget(key); // stale (or absent)
     // The core may serve it still: another client of the store, a clock moved back.
     const cached = this.cached(key, ref);
@@ -200,12 +210,17 @@ export function bind(wasm) {
     #keys;
     #key;
     #ref;
+    /** The key's mirror entry this handle last served (see Keys#mirror), or null. */
+    #entry = null;
+    /** The client's clock. */
+    #now;
 
     constructor(internal, keys, key, ref) {
       if (internal !== INTERNAL) throw new TypeError('a UserSession is created by client.session(key, store)');
       this.#keys = keys;
       this.#key = key;
       this.#ref = ref;
+      this.#now = keys.now;
     }
 
     /** The Keys of a live session, or null (freed, its client freed, or a foreign `this`). */
@@ -223,10 +238,22 @@ export function bind(wasm) {
 
     /** A fresh access token: from the mirror, or from the core. */
     accessToken() {
+      let entry;
+      try {
+        entry = this.#entry;
+      } catch {
+        return Promise.reject(notLive('UserSession')); // a foreign `this`
+      }
+      // The hot path: a field, a clock reading, a comparison, a settled Promise.
+      if (entry !== null && this.#now() < entry.until) return entry.promise;
       const keys = UserSession.#live(this);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      const entry = keys.mirror.get(this.#key);
-      if (entry !== undefined && keys.now() < entry.until) return Promise.resolve(entry.token);
+      entry = keys.mirror.get(this.#key);
+      if (entry !== undefined && keys.now() < entry.until) {
+        this.#entry = entry;
+        return entry.promise;
+      }
+      this.#entry = null;
       return keys.accessToken(this.#key, this.#ref);
     }
 
@@ -252,7 +279,9 @@ export function bind(wasm) {
 
     /** Makes this handle refuse every later call (the session's state stays with its client). */
     free() {
-      if (#keys in this) this.#keys = null;
+      if (!(#keys in this)) return;
+      this.#keys = null;
+      this.#entry = null;
     }
 
     #replacing(call) {
@@ -334,6 +363,7 @@ export function bind(wasm) {
       if (keys.wasm === null) return;
       const { wasm } = keys;
       keys.wasm = null;
+      for (const entry of keys.mirror.values()) entry.until = -Infinity;
       keys.mirror.clear();
       keys.pending.clear();
       keys.seen.clear();

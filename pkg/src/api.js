@@ -212,15 +212,12 @@ export function bind(wasm) {
     #ref;
     /** The key's mirror entry this handle last served (see Keys#mirror), or null. */
     #entry = null;
-    /** The client's clock. */
-    #now;
 
     constructor(internal, keys, key, ref) {
       if (internal !== INTERNAL) throw new TypeError('a UserSession is created by client.session(key, store)');
       this.#keys = keys;
       this.#key = key;
       this.#ref = ref;
-      this.#now = keys.now;
     }
 
     /** The Keys of a live session, or null (freed, its client freed, or a foreign `this`). */
@@ -245,7 +242,8 @@ export function bind(wasm) {
         return Promise.reject(notLive('UserSession')); // a foreign `this`
       }
       // The hot path: a field, a clock reading, a comparison, a settled Promise.
-      if (entry !== null && this.#now() < entry.until) return entry.promise;
+      // (An entry is only ever set while #keys is, and free() clears both.)
+      if (entry !== null && this.#keys.now() < entry.until) return entry.promise;
       const keys = UserSession.#live(this);
       if (keys === null) return Promise.reject(notLive('UserSession'));
       entry = keys.mirror.get(this.#key);

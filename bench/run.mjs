@@ -491,7 +491,7 @@ function buildRows(r) {
     anchor: 'the same raw `fetch` POST',
     anchorValue: `${fmt(k.rawMs, 2)} ms`,
     ratio: ratio(k.oneMs, k.rawMs),
-    goal: '— (explains row 4)',
+    goal: '— (explains the 10,000-caller row)',
     met: null,
   });
   row({
@@ -500,7 +500,7 @@ function buildRows(r) {
     anchor: 'the same raw `fetch` POST',
     anchorValue: `${fmt(k.rawMs, 2)} ms`,
     ratio: ratio(k.jsMs, k.rawMs),
-    goal: '— (the anchor of row 4)',
+    goal: '— (the anchor of the 10,000-caller row)',
     met: null,
   });
 

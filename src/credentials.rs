@@ -3,28 +3,54 @@
 
 use crate::config::{Config, ConfigBuilder};
 use crate::error::Error;
-use crate::json::Json;
+use crate::json_text::{self, JsonError, Scalar};
+use serde::Deserialize;
 
 /// Stitch's token endpoint, used when the JSON names none.
 pub const STITCH_TOKEN_ENDPOINT: &str = "https://secure.stitch.money/connect/token";
 
-/// The accepted spellings of each member (camelCase as Stitch writes it,
-/// then snake_case and short forms). Unknown members are ignored.
-const CLIENT_ID: &[&str] = &["clientId", "client_id", "id"];
-const SECRET: &[&str] = &["clientSecret", "client_secret", "secret"];
-const CERTIFICATE: &[&str] = &[
-    "certificate",
-    "clientCertificate",
-    "client_certificate",
-    "privateKey",
-    "private_key",
-];
-const LIFETIME: &[&str] = &[
-    "slidingRefreshTokenLifetime",
-    "sliding_refresh_token_lifetime",
-];
-const ENDPOINT: &[&str] = &["tokenEndpoint", "token_endpoint"];
-const KEY_ID: &[&str] = &["keyId", "key_id", "kid"];
+/// The credentials JSON's members, every accepted spelling (camelCase as
+/// Stitch writes it, then snake_case and short forms); the first one given
+/// of each is used, unknown members are ignored.
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct CredentialsJson {
+    clientId: Option<Scalar>,
+    client_id: Option<Scalar>,
+    id: Option<Scalar>,
+    clientSecret: Option<Scalar>,
+    client_secret: Option<Scalar>,
+    secret: Option<Scalar>,
+    certificate: Option<Scalar>,
+    clientCertificate: Option<Scalar>,
+    client_certificate: Option<Scalar>,
+    privateKey: Option<Scalar>,
+    private_key: Option<Scalar>,
+    slidingRefreshTokenLifetime: Option<Scalar>,
+    sliding_refresh_token_lifetime: Option<Scalar>,
+    tokenEndpoint: Option<Scalar>,
+    token_endpoint: Option<Scalar>,
+    keyId: Option<Scalar>,
+    key_id: Option<Scalar>,
+    kid: Option<Scalar>,
+}
+
+/// The largest credentials JSON read (bytes): a PEM with a certificate
+/// chain and a 4096-bit key fits many times over.
+const MAX_CREDENTIALS_BYTES: usize = 256 * 1024;
+
+/// The first spelling given: a non-empty string, or a `config` error naming
+/// that spelling.
+fn text<const N: usize>(spellings: [(&str, Option<Scalar>); N]) -> Result<Option<String>, Error> {
+    for (name, member) in spellings {
+        match member {
+            None => continue,
+            Some(Scalar::Str(s)) if !s.is_empty() => return Ok(Some(s)),
+            Some(_) => return Err(Error::config(name, "must be a non-empty string")),
+        }
+    }
+    Ok(None)
+}
 
 impl Config {
     /// A builder from the client-credentials JSON: `clientId`, and either
@@ -33,24 +59,40 @@ impl Config {
     /// optionally `tokenEndpoint` (default Stitch's) and `keyId`. A missing
     /// required member is a `config` error naming it.
     pub fn from_credentials_json(json: &str) -> Result<ConfigBuilder, Error> {
-        let doc = Json::parse(json.as_bytes())
-            .ok()
-            .filter(|d| matches!(d, Json::Object(_)))
-            .ok_or_else(|| Error::config("credentials", "is not a JSON object"))?;
-        let text = |names: &[&str]| -> Result<Option<String>, Error> {
-            for name in names {
-                match doc.get(name) {
-                    None | Some(Json::Null) => continue,
-                    Some(Json::Str(s)) if !s.is_empty() => return Ok(Some(s.clone())),
-                    Some(_) => return Err(Error::config(*name, "must be a non-empty string")),
-                }
-            }
-            Ok(None)
-        };
-        let client_id = text(CLIENT_ID)?.ok_or_else(|| Error::config("clientId", "is missing"))?;
-        let endpoint = text(ENDPOINT)?.unwrap_or_else(|| STITCH_TOKEN_ENDPOINT.to_owned());
+        let d: CredentialsJson = json_text::from_slice(json.as_bytes(), MAX_CREDENTIALS_BYTES)
+            .map_err(|e| match e {
+                JsonError::Shape => Error::config("credentials", "repeats a member"),
+                JsonError::TooLarge => Error::config(
+                    "credentials",
+                    format!("is larger than {MAX_CREDENTIALS_BYTES} bytes"),
+                ),
+                _ => Error::config("credentials", "is not a JSON object"),
+            })?;
+        let client_id = text([
+            ("clientId", d.clientId),
+            ("client_id", d.client_id),
+            ("id", d.id),
+        ])?
+        .ok_or_else(|| Error::config("clientId", "is missing"))?;
+        let endpoint = text([
+            ("tokenEndpoint", d.tokenEndpoint),
+            ("token_endpoint", d.token_endpoint),
+        ])?
+        .unwrap_or_else(|| STITCH_TOKEN_ENDPOINT.to_owned());
         let mut builder = Config::builder(endpoint, client_id);
-        match (text(SECRET)?, text(CERTIFICATE)?) {
+        let secret = text([
+            ("clientSecret", d.clientSecret),
+            ("client_secret", d.client_secret),
+            ("secret", d.secret),
+        ])?;
+        let certificate = text([
+            ("certificate", d.certificate),
+            ("clientCertificate", d.clientCertificate),
+            ("client_certificate", d.client_certificate),
+            ("privateKey", d.privateKey),
+            ("private_key", d.private_key),
+        ])?;
+        match (secret, certificate) {
             (Some(secret), None) => builder = builder.client_secret(secret),
             (None, Some(pem)) => builder = builder.private_key_pem(pem),
             (Some(_), Some(_)) => {
@@ -63,28 +105,27 @@ impl Config {
                 return Err(Error::config("clientSecret", "is missing (or certificate)"))
             }
         }
-        if let Some(kid) = text(KEY_ID)? {
+        if let Some(kid) = text([("keyId", d.keyId), ("key_id", d.key_id), ("kid", d.kid)])? {
             builder = builder.key_id(kid);
         }
         let mut lifetime = None;
-        for name in LIFETIME {
-            match doc.get(name) {
-                None | Some(Json::Null) => {}
-                Some(Json::Int(n)) => {
-                    lifetime = Some(*n);
-                    break;
-                }
-                Some(Json::Str(s)) => match s.trim().parse::<i64>() {
-                    Ok(n) => {
-                        lifetime = Some(n);
-                        break;
-                    }
-                    Err(_) => {
-                        return Err(Error::config(*name, "must be a whole number of seconds"))
-                    }
-                },
-                Some(_) => return Err(Error::config(*name, "must be a whole number of seconds")),
-            }
+        for (name, member) in [
+            ("slidingRefreshTokenLifetime", d.slidingRefreshTokenLifetime),
+            (
+                "sliding_refresh_token_lifetime",
+                d.sliding_refresh_token_lifetime,
+            ),
+        ] {
+            let seconds = match member {
+                None => continue,
+                Some(Scalar::Int(n)) => Some(n),
+                Some(Scalar::Str(s)) => s.trim().parse::<i64>().ok(),
+                Some(_) => None,
+            };
+            lifetime = Some(
+                seconds.ok_or_else(|| Error::config(name, "must be a whole number of seconds"))?,
+            );
+            break;
         }
         let lifetime =
             lifetime.ok_or_else(|| Error::config("slidingRefreshTokenLifetime", "is missing"))?;
@@ -164,7 +205,7 @@ mod tests {
         let pem = include_str!("../tests/fixtures/client-cert-and-key.pem");
         let json = format!(
             r#"{{"clientId":"cid","certificate":{},"slidingRefreshTokenLifetime":31536000}}"#,
-            crate::json::string_literal(pem)
+            serde_json::to_string(pem).unwrap()
         );
         let c = Config::from_credentials_json(&json)
             .unwrap()

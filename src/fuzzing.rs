@@ -10,7 +10,7 @@
 #![doc(hidden)]
 
 use crate::http::HttpResponse;
-use crate::json::Json;
+use crate::json_text::Scalar;
 use crate::response::{
     classify, parse_error_body, parse_token_response, salvage_refresh_token, Answer,
     OAuthErrorBody, TokenResponse, MAX_EXPIRES_IN_SECS,
@@ -20,25 +20,28 @@ use crate::secret::Secret;
 use crate::store::Record;
 use crate::tokens::AccessToken;
 use crate::{ErrorCode, MAX_RESPONSE_BYTES};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// The wall clock the checks pretend it is (2023-11-14T22:13:20Z).
 const NOW_MS: u64 = 1_700_000_000_000;
-/// `Fri, 31 Dec 9999 23:59:60 GMT` (a leap second): the latest HTTP-date.
-const LAST_HTTP_DATE_SECS: u64 = 253_402_300_800;
+/// `Fri, 31 Dec 9999 23:59:59 GMT`: the latest HTTP-date.
+const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
 /// Longest `error_description` / `error_uri` kept, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 500;
 
-/// Forwards to the crate-private HTTP-date parser (`Retry-After` dates).
+/// Seconds since the Unix epoch of an HTTP-date, through the reader
+/// `Retry-After` uses (the `httpdate` crate natively).
 pub fn parse_http_date(value: &str) -> Option<u64> {
-    crate::http_date::parse_http_date(value)
+    crate::retry::http_date_ms(value).map(|ms| ms / 1000)
 }
 
 // ---------------------------------------------------------------- targets
 
 /// Fuzz target `token_response`: the input is a 2xx token-endpoint body.
 pub fn check_token_response(data: &[u8]) {
-    let json = Json::parse(data).ok();
-    let words = credential_words(data, json.as_ref());
+    let json = members(data);
+    let words = credential_words(data);
     let parsed = parse_token_response(data);
     match &parsed {
         Ok(token) => check_accepted_token(json.as_ref(), token),
@@ -92,8 +95,8 @@ pub fn check_token_response(data: &[u8]) {
 /// the whole input as the body.
 pub fn check_error_response(data: &[u8]) {
     let (status, body) = split_status(data);
-    let json = Json::parse(body).ok();
-    let words = credential_words(body, json.as_ref());
+    let json = members(body);
+    let words = credential_words(body);
     let error_body = parse_error_body(body);
     if let Some(e) = &error_body {
         check_error_body(json.as_ref(), e);
@@ -144,8 +147,8 @@ pub fn check_record(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let json = Json::parse(data).ok();
-    let words = credential_words(data, json.as_ref());
+    let json = members(data);
+    let words = credential_words(data);
     let record = match Record::decode(text) {
         Ok(record) => record,
         Err(e) => {
@@ -211,33 +214,36 @@ pub fn check_retry_after(data: &[u8]) {
 
 // ------------------------------------------------------------- invariants
 
-fn check_accepted_token(body: Option<&Json>, token: &TokenResponse) {
-    let member = |name| body.and_then(|json| json.get(name));
+fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
+    let member = |name| {
+        body.and_then(|json| json.get(name))
+            .and_then(Option::as_ref)
+    };
     let at = token.access_token.expose();
     assert!(is_printable_token(at), "accepted an unusable access token");
     assert_eq!(string_member(body, "access_token"), Some(at));
     match member("token_type") {
-        Some(Json::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Scalar::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
         other => panic!("accepted token_type {other:?}"),
     }
     match (token.expires_in, member("expires_in")) {
-        (Some(secs), Some(Json::Int(n))) => {
+        (Some(secs), Some(Scalar::Int(n))) => {
             assert!(secs <= MAX_EXPIRES_IN_SECS, "expires_in above its bound");
             assert_eq!(i64::try_from(secs).ok(), Some(*n));
         }
-        (None, None | Some(Json::Null)) => {}
+        (None, None) => {}
         (got, member) => panic!("expires_in {got:?} from {member:?}"),
     }
     match (&token.refresh_token, member("refresh_token")) {
-        (Some(rt), Some(Json::Str(s))) => {
+        (Some(rt), Some(Scalar::Str(s))) => {
             assert!(
                 is_printable_token(rt.expose()),
                 "accepted an unusable refresh token"
             );
             assert_eq!(rt.expose(), s);
         }
-        (None, None | Some(Json::Null)) => {}
-        (None, Some(Json::Str(s))) => assert!(s.is_empty(), "a refresh token was dropped"),
+        (None, None) => {}
+        (None, Some(Scalar::Str(s))) => assert!(s.is_empty(), "a refresh token was dropped"),
         (got, member) => panic!("refresh_token {got:?} from {member:?}"),
     }
     if let Some(id) = &token.id_token {
@@ -294,7 +300,7 @@ fn secrets_of(token: &TokenResponse) -> Vec<&str> {
     .collect()
 }
 
-fn check_error_body(body: Option<&Json>, e: &OAuthErrorBody) {
+fn check_error_body(body: Option<&Members>, e: &OAuthErrorBody) {
     assert!(
         !e.error.is_empty() && e.error.len() <= 100,
         "error code length"
@@ -382,9 +388,6 @@ fn check_http_date(value: &str, secs: u64) {
             .all(|b| b.is_ascii_alphanumeric() || b" \t\n\x0c\r,:-".contains(&b)),
         "accepted a date with characters outside RFC 9110's grammar"
     );
-    if secs == LAST_HTTP_DATE_SECS {
-        return; // 23:59:60 on the last day: no later date to print
-    }
     let (year, month, day, hour, minute, second, weekday) = civil(secs);
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const LONG_DAYS: [&str; 7] = [
@@ -477,10 +480,19 @@ fn split_status(data: &[u8]) -> (u16, &[u8]) {
     (400, data)
 }
 
+/// A body's top-level members (`null` is `None`; the last of a repeated
+/// member), when it is a JSON object: what the checks compare the parsed
+/// results with. Nested values are skipped, however deep.
+type Members = BTreeMap<String, Option<Scalar>>;
+
+fn members(data: &[u8]) -> Option<Members> {
+    serde_json::from_slice(data).ok()
+}
+
 /// The string member `name` of the body when it is a JSON object.
-fn string_member<'a>(body: Option<&'a Json>, name: &str) -> Option<&'a str> {
-    match body?.get(name)? {
-        Json::Str(s) => Some(s),
+fn string_member<'a>(body: Option<&'a Members>, name: &str) -> Option<&'a str> {
+    match body?.get(name)?.as_ref()? {
+        Scalar::Str(s) => Some(s),
         _ => None,
     }
 }
@@ -503,24 +515,25 @@ fn is_credential_like(s: &str) -> bool {
 /// The credential-like words of the input, split at whitespace and JSON
 /// punctuation, plus the credential-like JSON string values (which may hold
 /// escapes).
-fn credential_words(data: &[u8], json: Option<&Json>) -> Vec<String> {
+fn credential_words(data: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(data);
     let mut words: Vec<String> = text
         .split(|c: char| c.is_whitespace() || "\"{}[],:\\".contains(c))
         .filter(|w| is_credential_like(w))
         .map(str::to_owned)
         .collect();
-    if let Some(json) = json {
-        collect_strings(json, &mut words);
+    // serde_json builds the whole value up to its recursion limit (128).
+    if let Ok(json) = serde_json::from_slice::<Value>(data) {
+        collect_strings(&json, &mut words);
     }
     words
 }
 
-fn collect_strings(json: &Json, out: &mut Vec<String>) {
+fn collect_strings(json: &Value, out: &mut Vec<String>) {
     match json {
-        Json::Str(s) if is_credential_like(s) => out.push(s.clone()),
-        Json::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
-        Json::Object(members) => members.iter().for_each(|(_, v)| collect_strings(v, out)),
+        Value::String(s) if is_credential_like(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(members) => members.iter().for_each(|(_, v)| collect_strings(v, out)),
         _ => {}
     }
 }

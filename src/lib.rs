@@ -49,9 +49,8 @@ mod flight;
 pub mod fuzzing;
 mod grant;
 mod http;
-mod http_date;
-pub mod json;
-#[cfg(feature = "private-key-jwt")]
+mod json_text;
+#[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
 pub mod jwt;
 mod maybe_send;
 mod memory_store;

@@ -6,9 +6,10 @@
 
 use crate::config::MAX_RESPONSE_BYTES;
 use crate::http::HttpResponse;
-use crate::json::Json;
+use crate::json_text::{self, Scalar};
 use crate::retry::parse_retry_after;
 use crate::secret::Secret;
+use serde::Deserialize;
 
 /// The largest `expires_in` accepted: ten years, in seconds.
 pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 366 * 24 * 3600;
@@ -136,42 +137,64 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
     }
 }
 
+/// The members of a token-endpoint answer (RFC 6749 §5.1 and §5.2), as
+/// sent: serde reads the object (a repeated member is an error, unknown
+/// members are skipped) and the checks below name the member that is
+/// wrong. One type for both kinds of body keeps one copy of the reading
+/// code in the wasm.
+#[derive(Deserialize)]
+struct Body {
+    access_token: Option<Scalar>,
+    token_type: Option<Scalar>,
+    expires_in: Option<Scalar>,
+    refresh_token: Option<Scalar>,
+    scope: Option<Scalar>,
+    id_token: Option<Scalar>,
+    error: Option<Scalar>,
+    error_description: Option<Scalar>,
+    error_uri: Option<Scalar>,
+}
+
+fn parse_body(body: &[u8]) -> Option<Body> {
+    json_text::from_slice(body, MAX_RESPONSE_BYTES).ok()
+}
+
 /// Parses and validates a success body. The error names the faulty field
 /// but never quotes the body.
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
-    let object = parse_object(body).ok_or("body is not a JSON object")?;
-    let access_token = match object.get("access_token") {
-        Some(Json::Str(s)) if is_printable_token(s) => Secret::new(s.as_str()),
-        Some(Json::Str(s)) if s.is_empty() => return Err("access_token is empty".into()),
-        Some(Json::Str(_)) => return Err("access_token has invalid characters".into()),
-        None | Some(Json::Null) => return Err("access_token is missing".into()),
+    let object = parse_body(body).ok_or("body is not a JSON object")?;
+    let access_token = match object.access_token {
+        Some(Scalar::Str(s)) if is_printable_token(&s) => Secret::new(s),
+        Some(Scalar::Str(s)) if s.is_empty() => return Err("access_token is empty".into()),
+        Some(Scalar::Str(_)) => return Err("access_token has invalid characters".into()),
+        None => return Err("access_token is missing".into()),
         Some(_) => return Err("access_token is not a string".into()),
     };
-    match object.get("token_type") {
-        Some(Json::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Json::Str(_)) => return Err("token_type is not Bearer".into()),
-        None | Some(Json::Null) => return Err("token_type is missing".into()),
+    match object.token_type {
+        Some(Scalar::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Scalar::Str(_)) => return Err("token_type is not Bearer".into()),
+        None => return Err("token_type is missing".into()),
         Some(_) => return Err("token_type is not a string".into()),
     }
-    let expires_in = match object.get("expires_in") {
-        None | Some(Json::Null) => None,
-        Some(Json::Int(n)) => match u64::try_from(*n) {
+    let expires_in = match object.expires_in {
+        None => None,
+        Some(Scalar::Int(n)) => match u64::try_from(n) {
             Ok(secs) if secs <= MAX_EXPIRES_IN_SECS => Some(secs),
             Ok(_) => return Err("expires_in is implausibly large".into()),
             Err(_) => return Err("expires_in is not a non-negative integer".into()),
         },
-        Some(Json::OtherNumber) => return Err("expires_in is not a non-negative integer".into()),
+        Some(Scalar::OtherNumber) => return Err("expires_in is not a non-negative integer".into()),
         Some(_) => return Err("expires_in is not a number".into()),
     };
-    let refresh_token = match optional_string(&object, "refresh_token")? {
-        Some("") => None,
-        Some(s) if !is_printable_token(s) => {
+    let refresh_token = match optional_string(object.refresh_token, "refresh_token")? {
+        Some(s) if s.is_empty() => None,
+        Some(s) if !is_printable_token(&s) => {
             return Err("refresh_token has invalid characters".into())
         }
         other => other.map(Secret::new),
     };
-    let scope = optional_string(&object, "scope")?.map(str::to_owned);
-    let id_token = optional_string(&object, "id_token")?
+    let scope = optional_string(object.scope, "scope")?;
+    let id_token = optional_string(object.id_token, "id_token")?
         .filter(|s| !s.is_empty())
         .map(Secret::new);
     Ok(TokenResponse {
@@ -186,41 +209,34 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
 /// The `refresh_token` of a success body that failed validation, if it is
 /// itself valid: losing it would cost the user a re-link.
 pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
-    match parse_object(body)?.get("refresh_token") {
-        Some(Json::Str(s)) if is_printable_token(s) => Some(Secret::new(s.as_str())),
+    match parse_body(body)?.refresh_token {
+        Some(Scalar::Str(s)) if is_printable_token(&s) => Some(Secret::new(s)),
         _ => None,
     }
 }
 
 /// Parses an RFC 6749 §5.2 error body; `None` if it is not one.
 pub fn parse_error_body(body: &[u8]) -> Option<OAuthErrorBody> {
-    let object = parse_object(body)?;
-    let error = match object.get("error") {
-        Some(Json::Str(e)) if !e.is_empty() && e.len() <= 100 && is_error_code(e) => e.clone(),
+    let object = parse_body(body)?;
+    let error = match object.error {
+        Some(Scalar::Str(e)) if !e.is_empty() && e.len() <= 100 && is_error_code(&e) => e,
         _ => return None,
     };
-    let text = |name: &str| match object.get(name) {
-        Some(Json::Str(s)) if !s.is_empty() => Some(cut(s)),
+    let text = |member: Option<Scalar>| match member {
+        Some(Scalar::Str(s)) if !s.is_empty() => Some(cut(&s)),
         _ => None,
     };
     Some(OAuthErrorBody {
         error,
-        description: text("error_description"),
-        uri: text("error_uri"),
+        description: text(object.error_description),
+        uri: text(object.error_uri),
     })
 }
 
-fn parse_object(body: &[u8]) -> Option<Json> {
-    match Json::parse(body) {
-        Ok(object @ Json::Object(_)) => Some(object),
-        _ => None,
-    }
-}
-
-fn optional_string<'a>(object: &'a Json, name: &str) -> Result<Option<&'a str>, String> {
-    match object.get(name) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::Str(s)) => Ok(Some(s)),
+fn optional_string(member: Option<Scalar>, name: &str) -> Result<Option<String>, String> {
+    match member {
+        None => Ok(None),
+        Some(Scalar::Str(s)) => Ok(Some(s)),
         Some(_) => Err(format!("{name} is not a string")),
     }
 }

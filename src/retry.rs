@@ -86,9 +86,21 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
         let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(secs.saturating_mul(1000));
     }
-    let when_ms = crate::http_date::parse_http_date(value)?.saturating_mul(1000);
-    Some(when_ms.saturating_sub(now_ms))
+    Some(http_date_ms(value)?.saturating_sub(now_ms))
 }
+
+/// An HTTP-date (RFC 9110 §5.6.7, any of its three forms) in ms since the
+/// Unix epoch, read by the `httpdate` crate (the wasm build asks the host's
+/// `Date`: [`crate::wasm::http_date`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn http_date_ms(value: &str) -> Option<u64> {
+    let when = httpdate::parse_http_date(value).ok()?;
+    let since_epoch = when.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(since_epoch.as_secs().saturating_mul(1000))
+}
+
+#[cfg(target_arch = "wasm32")]
+pub(crate) use crate::wasm::http_date::http_date_ms;
 
 #[cfg(test)]
 mod tests {
@@ -137,6 +149,30 @@ mod tests {
         assert_eq!(parse_retry_after("soon", 0), None);
         assert_eq!(parse_retry_after("-3", 0), None);
         assert_eq!(parse_retry_after("", 0), None);
+    }
+
+    #[test]
+    fn the_three_forms_of_rfc_9110() {
+        let expected = Some(784_111_777_000);
+        assert_eq!(http_date_ms("Sun, 06 Nov 1994 08:49:37 GMT"), expected);
+        assert_eq!(http_date_ms("Sunday, 06-Nov-94 08:49:37 GMT"), expected);
+        assert_eq!(http_date_ms("Sun Nov  6 08:49:37 1994"), expected);
+        assert_eq!(http_date_ms("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date_ms("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(253_402_300_799_000)
+        );
+        for bad in [
+            "",
+            "soon",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Thu, 29 Feb 2001 08:49:37 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Sun, 06 Nov +994 08:49:37 GMT",
+        ] {
+            assert_eq!(http_date_ms(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

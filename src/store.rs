@@ -2,11 +2,12 @@
 //! record (versioned JSON, opaque to hosts).
 
 use crate::error::{Error, ReauthReason};
-use crate::json::{Json, JsonError, ObjectWriter};
+use crate::json_text::{self, JsonError, Scalar};
 use crate::maybe_send::MaybeSendSync;
 use crate::secret::Secret;
 use crate::tokens::AccessToken;
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A failure reported by the host's store. Its message reaches the caller in
@@ -137,69 +138,111 @@ pub const RECORD_SCHEMA_V1: &str = "freshtoken.record/1";
 /// freshtoken and is refused without being parsed.
 pub const MAX_RECORD_BYTES: usize = 4 * crate::MAX_RESPONSE_BYTES;
 
+/// `freshtoken.record/1` as written: the members in this order, absent
+/// ones left out (`in_doubt` only when true).
+#[derive(Serialize)]
+struct RecordV1<'a> {
+    schema: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_expires_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reauth: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_doubt: Option<bool>,
+    updated_at: u64,
+}
+
+/// A stored record's members as read (`null` is absent, unknown members
+/// are skipped); [`Record::decode`] checks their types.
+#[derive(Deserialize)]
+struct StoredV1 {
+    schema: Option<Scalar>,
+    access_token: Option<Scalar>,
+    issued_at: Option<Scalar>,
+    expires_at: Option<Scalar>,
+    scope: Option<Scalar>,
+    id_token: Option<Scalar>,
+    refresh_token: Option<Scalar>,
+    refresh_expires_at: Option<Scalar>,
+    reauth: Option<Scalar>,
+    in_doubt: Option<Scalar>,
+    updated_at: Option<Scalar>,
+}
+
+/// A time as written. JavaScript numbers hold integers exactly up to
+/// 2^53 - 1 ms (the year 287396); the wasm build writes later ones as that.
+fn time(ms: u64) -> u64 {
+    if cfg!(target_arch = "wasm32") {
+        ms.min((1 << 53) - 1)
+    } else {
+        ms
+    }
+}
+
 impl Record {
     /// The record as versioned JSON for the store.
     pub fn encode(&self) -> String {
-        let mut w = ObjectWriter::default();
-        w.string("schema", RECORD_SCHEMA_V1);
-        if let Some(a) = &self.access_token {
-            w.string("access_token", a.value.expose())
-                .int("issued_at", a.issued_at_ms)
-                .int("expires_at", a.expires_at_ms);
-        }
-        if let Some(scope) = &self.scope {
-            w.string("scope", scope);
-        }
-        if let Some(id_token) = &self.id_token {
-            w.string("id_token", id_token.expose());
-        }
-        if let Some(refresh_token) = &self.refresh_token {
-            w.string("refresh_token", refresh_token.expose());
-        }
-        if let Some(at) = self.refresh_expires_at_ms {
-            w.int("refresh_expires_at", at);
-        }
-        if let Some(reason) = self.reauth {
-            w.string("reauth", reason.as_str());
-        }
-        if self.in_doubt {
-            w.bool("in_doubt", true);
-        }
-        w.int("updated_at", self.updated_at_ms);
-        w.finish()
+        let access = self.access_token.as_ref();
+        let wire = RecordV1 {
+            schema: RECORD_SCHEMA_V1,
+            access_token: access.map(|a| a.value.expose()),
+            issued_at: access.map(|a| time(a.issued_at_ms)),
+            expires_at: access.map(|a| time(a.expires_at_ms)),
+            scope: self.scope.as_deref(),
+            id_token: self.id_token.as_ref().map(Secret::expose),
+            refresh_token: self.refresh_token.as_ref().map(Secret::expose),
+            refresh_expires_at: self.refresh_expires_at_ms.map(time),
+            reauth: self.reauth.map(ReauthReason::as_str),
+            in_doubt: self.in_doubt.then_some(true),
+            updated_at: time(self.updated_at_ms),
+        };
+        // Strings, bools and integers within range: writing cannot fail.
+        json_text::to_string(&wire).unwrap_or_default()
     }
 
     /// Reads a stored record of any known schema version. Unknown members
     /// are ignored; the error never quotes the record.
     pub fn decode(text: &str) -> Result<Record, Error> {
         let unreadable = |what: &str| Error::storage(format!("the stored record {what}"));
-        if text.len() > MAX_RECORD_BYTES {
-            return Err(unreadable(&format!(
-                "is larger than {MAX_RECORD_BYTES} bytes; it was not read"
-            )));
-        }
-        let json = Json::parse(text.as_bytes()).map_err(|e| match e {
-            JsonError::Truncated => unreadable("is truncated"),
-            _ => unreadable("is not JSON"),
-        })?;
         let wrong = || unreadable("has unknown schema or wrong field types");
-        if json.get("schema") != Some(&Json::Str(RECORD_SCHEMA_V1.to_owned())) {
+        let stored: StoredV1 =
+            json_text::from_slice(text.as_bytes(), MAX_RECORD_BYTES).map_err(|e| match e {
+                JsonError::TooLarge => unreadable(&format!(
+                    "is larger than {MAX_RECORD_BYTES} bytes; it was not read"
+                )),
+                JsonError::Truncated => unreadable("is truncated"),
+                JsonError::Syntax => unreadable("is not JSON"),
+                JsonError::Shape => wrong(),
+            })?;
+        let string = |member: Option<Scalar>| match member {
+            None => Ok(None),
+            Some(Scalar::Str(s)) => Ok(Some(s)),
+            Some(_) => Err(wrong()),
+        };
+        let time = |member: Option<Scalar>| match member {
+            None => Ok(None),
+            Some(Scalar::Int(n)) => u64::try_from(n).map(Some).map_err(|_| wrong()),
+            Some(_) => Err(wrong()),
+        };
+        if string(stored.schema)?.as_deref() != Some(RECORD_SCHEMA_V1) {
             return Err(wrong());
         }
-        let string = |name: &str| match json.get(name) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Str(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(wrong()),
-        };
-        let time = |name: &str| match json.get(name) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Int(n)) => u64::try_from(*n).map(Some).map_err(|_| wrong()),
-            Some(_) => Err(wrong()),
-        };
         let access_token = match (
-            string("access_token")?,
-            time("issued_at")?,
-            time("expires_at")?,
+            string(stored.access_token)?,
+            time(stored.issued_at)?,
+            time(stored.expires_at)?,
         ) {
             (Some(value), issued, Some(expires)) if !value.is_empty() => Some(AccessToken {
                 value: Secret::new(value),
@@ -208,26 +251,26 @@ impl Record {
             }),
             _ => None,
         };
-        let reauth = match string("reauth")? {
+        let reauth = match string(stored.reauth)? {
             None => None,
             Some(reason) => Some(ReauthReason::parse(&reason).ok_or_else(wrong)?),
         };
-        let in_doubt = match json.get("in_doubt") {
-            None | Some(Json::Null) => false,
-            Some(Json::Bool(b)) => *b,
+        let in_doubt = match stored.in_doubt {
+            None => false,
+            Some(Scalar::Bool(b)) => b,
             Some(_) => return Err(wrong()),
         };
         Ok(Record {
             access_token,
-            scope: string("scope")?,
-            id_token: string("id_token")?.map(Secret::new),
-            refresh_token: string("refresh_token")?
+            scope: string(stored.scope)?,
+            id_token: string(stored.id_token)?.map(Secret::new),
+            refresh_token: string(stored.refresh_token)?
                 .filter(|s| !s.is_empty())
                 .map(Secret::new),
-            refresh_expires_at_ms: time("refresh_expires_at")?,
+            refresh_expires_at_ms: time(stored.refresh_expires_at)?,
             reauth,
             in_doubt,
-            updated_at_ms: time("updated_at")?.unwrap_or(0),
+            updated_at_ms: time(stored.updated_at)?.unwrap_or(0),
         })
     }
 }
@@ -264,6 +307,79 @@ mod tests {
     #[test]
     fn encoding_is_stable() {
         assert_eq!(sample().encode(), FROZEN_V1);
+    }
+
+    /// Records written by the hand-written writer this crate had before it
+    /// used serde (captured from that writer's output), and what they hold.
+    fn written_before_serde() -> Vec<(&'static str, Record)> {
+        let texts = [
+        "{\"schema\":\"freshtoken.record/1\",\"refresh_token\":\"rt\",\"updated_at\":0}",
+        "{\"schema\":\"freshtoken.record/1\",\"access_token\":\"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln\",\"issued_at\":1764547200000,\"expires_at\":1764548100000,\"scope\":\"openid offline_access accounts transactions\",\"id_token\":\"idt.x.y\",\"refresh_token\":\"rt-9F3kQ_x-~.+/=\",\"refresh_expires_at\":1796083200000,\"updated_at\":1764547200123}",
+        "{\"schema\":\"freshtoken.record/1\",\"scope\":\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f\u{7f} é 😀 \u{2028}\",\"refresh_token\":\"rt\",\"reauth\":\"no_refresh_token\",\"in_doubt\":true,\"updated_at\":5}",
+        "{\"schema\":\"freshtoken.record/1\",\"access_token\":\"at\",\"issued_at\":0,\"expires_at\":9007199254740991,\"refresh_expires_at\":0,\"reauth\":\"refresh_expired\",\"updated_at\":0}",
+        "{\"schema\":\"freshtoken.record/1\",\"refresh_token\":\"rt\",\"reauth\":\"invalid_grant\",\"in_doubt\":true,\"updated_at\":1}",
+        ];
+        let at = |value: &str, issued_at_ms, expires_at_ms| AccessToken {
+            value: Secret::new(value),
+            issued_at_ms,
+            expires_at_ms,
+        };
+        let records = [
+            Record {
+                refresh_token: Some(Secret::new("rt")),
+                ..Record::default()
+            },
+            Record {
+                access_token: Some(at(
+                    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln",
+                    1_764_547_200_000,
+                    1_764_548_100_000,
+                )),
+                scope: Some("openid offline_access accounts transactions".into()),
+                id_token: Some(Secret::new("idt.x.y")),
+                refresh_token: Some(Secret::new("rt-9F3kQ_x-~.+/=")),
+                refresh_expires_at_ms: Some(1_796_083_200_000),
+                reauth: None,
+                in_doubt: false,
+                updated_at_ms: 1_764_547_200_123,
+            },
+            Record {
+                scope: Some("q\" b\\ s/ \u{8}\u{c}\n\r\t \u{1}\u{1f}\u{7f} é 😀 \u{2028}".into()),
+                refresh_token: Some(Secret::new("rt")),
+                reauth: Some(ReauthReason::NoRefreshToken),
+                in_doubt: true,
+                updated_at_ms: 5,
+                ..Record::default()
+            },
+            Record {
+                access_token: Some(at("at", 0, 9_007_199_254_740_991)),
+                reauth: Some(ReauthReason::RefreshExpired),
+                refresh_expires_at_ms: Some(0),
+                ..Record::default()
+            },
+            Record {
+                refresh_token: Some(Secret::new("rt")),
+                reauth: Some(ReauthReason::InvalidGrant),
+                in_doubt: true,
+                updated_at_ms: 1,
+                ..Record::default()
+            },
+        ];
+        texts.into_iter().zip(records).collect()
+    }
+
+    #[test]
+    fn records_written_before_serde_still_load() {
+        for (text, record) in written_before_serde() {
+            assert_eq!(Record::decode(text).as_ref(), Ok(&record), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_writer_writes_what_it_wrote_before_serde() {
+        for (text, record) in written_before_serde() {
+            assert_eq!(record.encode(), text);
+        }
     }
 
     #[test]

@@ -6,11 +6,6 @@ use std::fmt;
 /// The public view of a user session's tokens. Printing it shows the
 /// tokens redacted (a short prefix and the length).
 #[derive(Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "ffi",
-    derive(uniffi::Record),
-    uniffi::export(Debug, Display)
-)]
 pub struct TokenInfo {
     /// The fresh access token.
     pub access_token: String,

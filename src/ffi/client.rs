@@ -5,7 +5,8 @@ use super::executor::FlightThread;
 use super::host::{Clock, ClockAdapter, HttpAdapter, HttpClient, StoreAdapter, TokenStore};
 use super::session::UserSession;
 use super::types::{
-    AuthorizationRequest, AuthorizationUrlOptions, ExchangeCodeOptions, TokenClientOptions,
+    signed, unsigned, AuthorizationRequest, AuthorizationUrlOptions, ExchangeCodeOptions,
+    TokenClientOptions,
 };
 use crate::{AuthorizationParams, ClientAuthMethod, Config, Error, SystemClock};
 use std::sync::Arc;
@@ -58,7 +59,7 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
         b = b.store_timeout_ms(v);
     }
     if let Some(v) = o.max_sessions {
-        b = b.max_sessions(usize::try_from(v).unwrap_or(usize::MAX));
+        b = b.max_sessions(unsigned("max_sessions", Some(v), 0usize)?);
     }
     if let Some(v) = o.lease_ttl_ms {
         b = b.lease_ttl_ms(v);
@@ -67,7 +68,7 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
         b = b.lease_wait_ms(v);
     }
     if let Some(retry) = o.retry {
-        b = b.retry(retry.into());
+        b = b.retry(retry.try_into()?);
     }
     b.build()
 }
@@ -140,8 +141,8 @@ impl TokenClient {
     }
 
     /// How many session states the client holds in memory.
-    pub fn session_count(&self) -> u64 {
-        self.inner.session_count() as u64
+    pub fn session_count(&self) -> i64 {
+        signed(self.inner.session_count() as u64)
     }
 
     /// A fresh client-credentials token for `scopes`.

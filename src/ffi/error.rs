@@ -8,6 +8,7 @@ use super::types::ReauthorizationReason;
 /// `FreshTokenError.code`). `detail` is the human-readable message; it never
 /// contains a token or a secret.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum FreshTokenError {
     /// The user must authorize again (re-link); `reason` says why.
     #[error("{detail}")]
@@ -23,7 +24,7 @@ pub enum FreshTokenError {
     #[error("{detail}")]
     InvalidClient {
         /// HTTP status of the answer.
-        status: u16,
+        status: i32,
         /// The server's `error_description`, if any.
         description: Option<String>,
         /// The message (never contains a token or secret).
@@ -33,7 +34,7 @@ pub enum FreshTokenError {
     #[error("{detail}")]
     OAuth {
         /// HTTP status of the answer.
-        status: u16,
+        status: i32,
         /// The RFC 6749 `error` code.
         error: String,
         /// The server's `error_description`, if any.
@@ -45,9 +46,9 @@ pub enum FreshTokenError {
     #[error("{detail}")]
     Transient {
         /// HTTP status of the answer.
-        status: u16,
+        status: i32,
         /// The server's last `Retry-After`, in milliseconds.
-        retry_after_ms: Option<u64>,
+        retry_after_ms: Option<i64>,
         /// The message (never contains a token or secret).
         detail: String,
     },
@@ -69,7 +70,7 @@ pub enum FreshTokenError {
     #[error("{detail}")]
     InvalidResponse {
         /// HTTP status of the answer, when there was one.
-        status: Option<u16>,
+        status: Option<i32>,
         /// The message (never contains a token or secret).
         detail: String,
     },
@@ -109,12 +110,12 @@ impl From<Error> for FreshTokenError {
                 }
             }
             Error::InvalidClient { status, .. } => FreshTokenError::InvalidClient {
-                status,
+                status: status.into(),
                 description,
                 detail,
             },
             Error::OAuth { status, error, .. } => FreshTokenError::OAuth {
-                status,
+                status: status.into(),
                 error,
                 description,
                 detail,
@@ -124,13 +125,16 @@ impl From<Error> for FreshTokenError {
                 retry_after_ms,
                 ..
             } => FreshTokenError::Transient {
-                status,
-                retry_after_ms,
+                status: status.into(),
+                retry_after_ms: retry_after_ms.map(super::types::signed),
                 detail,
             },
             Error::Network { maybe_sent, .. } => FreshTokenError::Network { maybe_sent, detail },
             Error::Timeout => FreshTokenError::Timeout { detail },
-            Error::InvalidResponse { .. } => FreshTokenError::InvalidResponse { status, detail },
+            Error::InvalidResponse { .. } => FreshTokenError::InvalidResponse {
+                status: status.map(Into::into),
+                detail,
+            },
             Error::Storage { .. } => FreshTokenError::Storage { detail },
             Error::Conflict { .. } => FreshTokenError::Conflict { detail },
             Error::Config { field, .. } => FreshTokenError::Config { field, detail },

@@ -2,7 +2,7 @@
 //! traits, and their adapters onto the core's traits.
 
 use super::error::HostError;
-use super::types::{CasResult, HttpHeader, HttpRequest, HttpResponse, VersionedRecord};
+use super::types::{signed, CasResult, HttpHeader, HttpRequest, HttpResponse, VersionedRecord};
 use crate::{CasOutcome, StoreError, Versioned};
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ pub trait TokenStore: Send + Sync {
     /// Whether `acquire`/`release` work.
     fn supports_lease(&self) -> Result<bool, HostError>;
     /// Takes the refresh lease on `key` for `owner`; false if held by another.
-    async fn acquire(&self, key: String, owner: String, ttl_ms: u64) -> Result<bool, HostError>;
+    async fn acquire(&self, key: String, owner: String, ttl_ms: i64) -> Result<bool, HostError>;
     /// Gives the lease back if `owner` still holds it.
     async fn release(&self, key: String, owner: String) -> Result<(), HostError>;
     /// Whether the versioned members do compare-and-swap.
@@ -54,9 +54,9 @@ pub trait HttpClient: Send + Sync {
 #[async_trait::async_trait]
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> Result<u64, HostError>;
+    fn now_ms(&self) -> Result<i64, HostError>;
     /// Waits `ms` milliseconds (only between retries).
-    async fn sleep(&self, ms: u64) -> Result<(), HostError>;
+    async fn sleep(&self, ms: i64) -> Result<(), HostError>;
 }
 
 fn store_error(e: HostError) -> StoreError {
@@ -85,7 +85,7 @@ impl crate::TokenStore for StoreAdapter {
 
     async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
         self.0
-            .acquire(key.to_owned(), owner.to_owned(), ttl_ms)
+            .acquire(key.to_owned(), owner.to_owned(), signed(ttl_ms))
             .await
             .map_err(store_error)
     }
@@ -154,13 +154,14 @@ impl crate::HttpClient for HttpAdapter {
                 .map(|(name, value)| HttpHeader { name, value })
                 .collect(),
             body: request.body,
-            timeout_ms: request.timeout_ms,
-            max_response_bytes: max as u64,
+            timeout_ms: signed(request.timeout_ms),
+            max_response_bytes: signed(max as u64),
         };
         // An oversize body passes through: the core judges it by the status.
         match self.0.send(request).await {
             Ok(response) => Ok(crate::HttpResponse {
-                status: response.status,
+                // A status outside 0..=65535 reads as 0: no valid answer.
+                status: u16::try_from(response.status).unwrap_or(0),
                 headers: response
                     .headers
                     .into_iter()
@@ -182,9 +183,11 @@ pub(crate) struct ClockAdapter(pub(crate) Arc<dyn Clock>);
 #[async_trait::async_trait]
 impl crate::Clock for ClockAdapter {
     fn now_ms(&self) -> u64 {
-        self.0
-            .now_ms()
-            .unwrap_or_else(|_| crate::Clock::now_ms(&crate::SystemClock))
+        // A failing or negative host clock falls back to the system clock.
+        match self.0.now_ms().map(u64::try_from) {
+            Ok(Ok(ms)) => ms,
+            _ => crate::Clock::now_ms(&crate::SystemClock),
+        }
     }
 
     async fn sleep(&self, ms: u64) {
@@ -192,7 +195,7 @@ impl crate::Clock for ClockAdapter {
         let host = crate::deadline::within(
             &crate::SystemClock,
             ms.saturating_add(HOST_SLEEP_GRACE_MS),
-            self.0.sleep(ms),
+            self.0.sleep(signed(ms)),
         );
         if let Some(Err(_)) = host.await {
             crate::Clock::sleep(&crate::SystemClock, ms).await;

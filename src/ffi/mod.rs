@@ -14,13 +14,12 @@ mod redact;
 mod session;
 mod types;
 
-pub use crate::TokenInfo;
 pub use client::{ClientTokens, TokenClient};
 pub use error::{FreshTokenError, HostError};
 pub use host::{Clock, HttpClient, TokenStore};
 pub use session::UserSession;
 pub use types::{
-    AuthorizationRequest, AuthorizationUrlOptions, CasResult, ExchangeCodeOptions, HttpHeader,
-    HttpRequest, HttpResponse, ReauthorizationReason, RetryOptions, SeedOptions, SessionStatus,
-    TokenClientOptions, VersionedRecord,
+    AuthorizationRequest, AuthorizationUrlOptions, CachedToken, CasResult, ExchangeCodeOptions,
+    HttpHeader, HttpRequest, HttpResponse, ReauthorizationReason, RetryOptions, SeedOptions,
+    SessionStatus, TokenClientOptions, TokenInfo, VersionedRecord,
 };

@@ -8,8 +8,8 @@
 use std::fmt;
 
 use super::types::{
-    AuthorizationRequest, ExchangeCodeOptions, HttpHeader, HttpRequest, HttpResponse, SeedOptions,
-    TokenClientOptions, VersionedRecord,
+    AuthorizationRequest, CachedToken, ExchangeCodeOptions, HttpHeader, HttpRequest, HttpResponse,
+    SeedOptions, TokenClientOptions, TokenInfo, VersionedRecord,
 };
 use crate::secret::Hidden;
 
@@ -112,6 +112,27 @@ impl fmt::Debug for HttpResponse {
     }
 }
 
+impl fmt::Debug for TokenInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenInfo")
+            .field("access_token", &Hidden(&self.access_token))
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("scope", &self.scope)
+            .field("id_token", &self.id_token.as_deref().map(Hidden))
+            .field("refresh_expires_at_ms", &self.refresh_expires_at_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("token", &Hidden(&self.token))
+            .field("fresh_until_ms", &self.fresh_until_ms)
+            .finish()
+    }
+}
+
 impl fmt::Debug for VersionedRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VersionedRecord")
@@ -134,6 +155,8 @@ macro_rules! display_as_debug {
 }
 
 display_as_debug!(
+    TokenInfo,
+    CachedToken,
     TokenClientOptions,
     SeedOptions,
     AuthorizationRequest,
@@ -147,7 +170,6 @@ display_as_debug!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TokenInfo;
 
     const SENTINEL: &str = "SENTINEL-0123456789-secret";
 
@@ -165,6 +187,11 @@ mod tests {
             id_token: Some(SENTINEL.into()),
             refresh_expires_at_ms: None,
         };
+        let cached = CachedToken {
+            token: SENTINEL.into(),
+            fresh_until_ms: 1,
+        };
+        assert_hidden(format!("{cached:?} {cached}"));
         let shown = format!("{info:?} {info}");
         assert_hidden(shown.clone());
         assert!(

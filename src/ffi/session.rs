@@ -1,8 +1,7 @@
 //! `UserSession` for Kotlin, Swift and Python.
 
 use super::error::FreshTokenError;
-use super::types::{SeedOptions, SessionStatus};
-use crate::TokenInfo;
+use super::types::{CachedToken, SeedOptions, SessionStatus, TokenInfo};
 
 /// One user's tokens. Handles with the same key in one client share state.
 #[derive(uniffi::Object)]
@@ -24,6 +23,13 @@ impl UserSession {
         self.inner.cached_access_token()
     }
 
+    /// The fresh token with the instant until which it stays fresh, for the
+    /// language layer's mirror: it serves the token without calling in
+    /// again until then, and drops it when anything else is called on the key.
+    pub fn cached_token(&self) -> Option<CachedToken> {
+        self.inner.cached_token().map(Into::into)
+    }
+
     /// A fresh access token: from memory, or through one shared refresh.
     pub async fn access_token(&self) -> Result<String, FreshTokenError> {
         Ok(self.inner.access_token().await?)
@@ -31,17 +37,17 @@ impl UserSession {
 
     /// The fresh token with its expiry, scope, ID token and refresh expiry.
     pub async fn tokens(&self) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.tokens().await?)
+        Ok(self.inner.tokens().await?.into())
     }
 
     /// A forced refresh, shared with concurrent callers.
     pub async fn refresh(&self) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.refresh().await?)
+        Ok(self.inner.refresh().await?.into())
     }
 
     /// The API rejected `token`: refresh, unless another caller already did.
     pub async fn token_rejected(&self, token: String) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.token_rejected(&token).await?)
+        Ok(self.inner.token_rejected(&token).await?.into())
     }
 
     /// Adopts an existing refresh token (and optionally its access token).

@@ -1,6 +1,6 @@
 //! Records and enums crossing the FFI, and their conversions.
 
-use crate::{ReauthReason, RetryPolicy};
+use crate::{Error, ReauthReason, RetryPolicy};
 
 /// Why the user must authorize again (same strings as the core's reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -31,26 +31,102 @@ impl From<ReauthReason> for ReauthorizationReason {
 pub struct RetryOptions {
     /// Requests sent at most, the first included (default 4).
     #[uniffi(default = None)]
-    pub max_attempts: Option<u32>,
+    pub max_attempts: Option<i32>,
     /// Backoff before the first retry in ms; doubles each time (default 250).
     #[uniffi(default = None)]
-    pub initial_backoff_ms: Option<u64>,
+    pub initial_backoff_ms: Option<i64>,
     /// Largest backoff in ms, unless Retry-After asks more (default 5000).
     #[uniffi(default = None)]
-    pub max_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<i64>,
     /// No retry starts after this many ms from the first request (default 20000).
     #[uniffi(default = None)]
-    pub budget_ms: Option<u64>,
+    pub budget_ms: Option<i64>,
 }
 
-impl From<RetryOptions> for RetryPolicy {
-    fn from(o: RetryOptions) -> Self {
+impl TryFrom<RetryOptions> for RetryPolicy {
+    type Error = Error;
+
+    fn try_from(o: RetryOptions) -> Result<Self, Error> {
         let d = RetryPolicy::default();
-        RetryPolicy {
-            max_attempts: o.max_attempts.unwrap_or(d.max_attempts),
-            initial_backoff_ms: o.initial_backoff_ms.unwrap_or(d.initial_backoff_ms),
-            max_backoff_ms: o.max_backoff_ms.unwrap_or(d.max_backoff_ms),
-            budget_ms: o.budget_ms.unwrap_or(d.budget_ms),
+        Ok(RetryPolicy {
+            max_attempts: unsigned("retry.max_attempts", o.max_attempts, d.max_attempts)?,
+            initial_backoff_ms: unsigned(
+                "retry.initial_backoff_ms",
+                o.initial_backoff_ms,
+                d.initial_backoff_ms,
+            )?,
+            max_backoff_ms: unsigned("retry.max_backoff_ms", o.max_backoff_ms, d.max_backoff_ms)?,
+            budget_ms: unsigned("retry.budget_ms", o.budget_ms, d.budget_ms)?,
+        })
+    }
+}
+
+/// A signed option from the host as the core's unsigned value (`default`
+/// when unset); a negative value is a `Config` error naming `field`.
+pub(crate) fn unsigned<S, U>(field: &str, value: Option<S>, default: U) -> Result<U, Error>
+where
+    S: Copy,
+    U: TryFrom<S>,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => U::try_from(v).map_err(|_| Error::config(field, "must not be negative")),
+    }
+}
+
+/// The core's unsigned milliseconds or counts as the signed integers every
+/// binding language has (saturating: no real value comes near `i64::MAX`).
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A fresh access token mirrored on the host's side: serve `token` without
+/// calling freshtoken while the client's clock reads less than
+/// `fresh_until_ms`. Drop it when anything else is called on the session.
+#[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
+pub struct CachedToken {
+    /// The access token. Secret.
+    pub token: String,
+    /// Fresh while the client's clock reads less than this (Unix ms).
+    pub fresh_until_ms: i64,
+}
+
+/// A session's fresh tokens, as returned by `tokens`, `refresh` and
+/// `token_rejected`.
+#[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
+pub struct TokenInfo {
+    /// The fresh access token. Secret.
+    pub access_token: String,
+    /// When it expires, in Unix ms (computed from the time the request was
+    /// sent, so it errs early).
+    pub expires_at_ms: i64,
+    /// The granted scope, if the server said.
+    pub scope: Option<String>,
+    /// The OpenID Connect ID token, if any. Secret.
+    pub id_token: Option<String>,
+    /// When the refresh token's sliding lifetime ends, in Unix ms.
+    pub refresh_expires_at_ms: Option<i64>,
+}
+
+impl From<crate::TokenInfo> for TokenInfo {
+    fn from(t: crate::TokenInfo) -> Self {
+        TokenInfo {
+            access_token: t.access_token,
+            expires_at_ms: signed(t.expires_at_ms),
+            scope: t.scope,
+            id_token: t.id_token,
+            refresh_expires_at_ms: t.refresh_expires_at_ms.map(signed),
+        }
+    }
+}
+
+impl From<crate::CachedToken> for CachedToken {
+    fn from(c: crate::CachedToken) -> Self {
+        CachedToken {
+            fresh_until_ms: signed(c.fresh_until_ms),
+            token: c.token,
         }
     }
 }
@@ -107,7 +183,7 @@ pub struct TokenClientOptions {
     pub store_timeout_ms: Option<i64>,
     /// Idle sessions kept in memory (default 100000).
     #[uniffi(default = None)]
-    pub max_sessions: Option<u64>,
+    pub max_sessions: Option<i64>,
     /// Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
     #[uniffi(default = None)]
     pub lease_ttl_ms: Option<i64>,
@@ -127,9 +203,9 @@ pub struct SessionStatus {
     /// Set when the user must authorize again.
     pub reauthorization_reason: Option<ReauthorizationReason>,
     /// Expiry of the current access token (Unix ms).
-    pub access_expires_at_ms: Option<u64>,
+    pub access_expires_at_ms: Option<i64>,
     /// When the refresh token's sliding lifetime ends (Unix ms).
-    pub refresh_expires_at_ms: Option<u64>,
+    pub refresh_expires_at_ms: Option<i64>,
     /// A renewed record could not be saved yet.
     pub unpersisted: bool,
     /// The last refresh answer was lost.
@@ -141,8 +217,8 @@ impl From<crate::SessionStatus> for SessionStatus {
         SessionStatus {
             has_record: s.has_record,
             reauthorization_reason: s.reauth.map(Into::into),
-            access_expires_at_ms: s.access_expires_at_ms,
-            refresh_expires_at_ms: s.refresh_expires_at_ms,
+            access_expires_at_ms: s.access_expires_at_ms.map(signed),
+            refresh_expires_at_ms: s.refresh_expires_at_ms.map(signed),
             unpersisted: s.unpersisted,
             in_doubt: s.in_doubt,
         }
@@ -253,9 +329,9 @@ pub struct HttpRequest {
     /// The form body. Holds secrets: never log it.
     pub body: String,
     /// Timeout of one request in ms.
-    pub timeout_ms: u64,
+    pub timeout_ms: i64,
     /// The body-size cap (read at most one byte more).
-    pub max_response_bytes: u64,
+    pub max_response_bytes: i64,
 }
 
 /// The host's answer: status, headers and body.
@@ -263,7 +339,7 @@ pub struct HttpRequest {
 #[uniffi::export(Debug, Display)]
 pub struct HttpResponse {
     /// HTTP status of the answer.
-    pub status: u16,
+    pub status: i32,
     /// Headers, in order.
     pub headers: Vec<HttpHeader>,
     /// The body.
@@ -290,4 +366,34 @@ pub enum CasResult {
     },
     /// Someone saved a newer version first; nothing was written.
     Conflict,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_numbers_are_config_errors_naming_the_field() {
+        let retry = RetryOptions {
+            budget_ms: Some(-1),
+            ..RetryOptions::default()
+        };
+        match RetryPolicy::try_from(retry) {
+            Err(Error::Config { field, .. }) => assert_eq!(field, "retry.budget_ms"),
+            other => panic!("{other:?}"),
+        }
+        let policy = RetryPolicy::try_from(RetryOptions {
+            max_attempts: Some(2),
+            ..RetryOptions::default()
+        })
+        .unwrap();
+        assert_eq!(policy.max_attempts, 2);
+        assert_eq!(policy.budget_ms, RetryPolicy::default().budget_ms);
+    }
+
+    #[test]
+    fn times_past_i64_saturate() {
+        assert_eq!(signed(u64::MAX), i64::MAX);
+        assert_eq!(signed(1_700_000_000_000), 1_700_000_000_000);
+    }
 }

@@ -7,11 +7,14 @@
 
 mod client;
 mod convert;
+pub(crate) mod crypto;
 mod error;
 mod fetch_http;
 mod host;
+pub(crate) mod http_date;
 mod js_clock;
 mod js_store;
+pub(crate) mod json_text;
 mod options;
 mod session;
 mod timeout;

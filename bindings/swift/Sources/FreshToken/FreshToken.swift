@@ -471,47 +471,15 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
-    typealias FfiType = UInt16
-    typealias SwiftType = UInt16
+fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
+    typealias FfiType = Int32
+    typealias SwiftType = Int32
 
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int32 {
         return try lift(readInt(&buf))
     }
 
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
-    typealias FfiType = UInt32
-    typealias SwiftType = UInt32
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
-    typealias FfiType = UInt64
-    typealias SwiftType = UInt64
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt64 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+    public static func write(_ value: Int32, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
     }
 }
@@ -786,12 +754,12 @@ public protocol Clock: AnyObject, Sendable {
     /**
      * Milliseconds since the Unix epoch.
      */
-    func nowMs() throws  -> UInt64
+    func nowMs() throws  -> Int64
     
     /**
      * Waits `ms` milliseconds (only between retries).
      */
-    func sleep(ms: UInt64) async throws 
+    func sleep(ms: Int64) async throws 
     
 }
 /**
@@ -855,8 +823,8 @@ open class ClockImpl: Clock, @unchecked Sendable {
     /**
      * Milliseconds since the Unix epoch.
      */
-open func nowMs()throws  -> UInt64  {
-    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeHostError_lift) {
+open func nowMs()throws  -> Int64  {
+    return try  FfiConverterInt64.lift(try rustCallWithError(FfiConverterTypeHostError_lift) {
         uniffiCallStatus in
     uniffi_freshtoken_fn_method_clock_now_ms(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -867,12 +835,12 @@ open func nowMs()throws  -> UInt64  {
     /**
      * Waits `ms` milliseconds (only between retries).
      */
-open func sleep(ms: UInt64)async throws   {
+open func sleep(ms: Int64)async throws   {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_freshtoken_fn_method_clock_sleep(
-                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(ms)
+                        self.uniffiCloneHandle(),FfiConverterInt64.lower(ms)
                 )
             },
             pollFunc: ffi_freshtoken_rust_future_poll_void,
@@ -913,11 +881,11 @@ fileprivate struct UniffiCallbackInterfaceClock {
         },
         nowMs: { (
             uniffiHandle: UInt64,
-            uniffiOutReturn: UnsafeMutablePointer<UInt64>,
+            uniffiOutReturn: UnsafeMutablePointer<Int64>,
             uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
         ) in
             let makeCall = {
-                () throws -> UInt64 in
+                () throws -> Int64 in
                 guard let uniffiObj = try? FfiConverterTypeClock.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
@@ -926,7 +894,7 @@ fileprivate struct UniffiCallbackInterfaceClock {
             }
 
             
-            let writeReturn = { uniffiOutReturn.pointee = FfiConverterUInt64.lower($0) }
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterInt64.lower($0) }
             uniffiTraitInterfaceCallWithError(
                 callStatus: uniffiCallStatus,
                 makeCall: makeCall,
@@ -936,7 +904,7 @@ fileprivate struct UniffiCallbackInterfaceClock {
         },
         sleep: { (
             uniffiHandle: UInt64,
-            ms: UInt64,
+            ms: Int64,
             uniffiFutureCallback: @escaping UniffiForeignFutureCompleteVoid,
             uniffiCallbackData: UInt64,
             uniffiOutDroppedCallback: UnsafeMutablePointer<UniffiForeignFutureDroppedCallbackStruct>
@@ -947,7 +915,7 @@ fileprivate struct UniffiCallbackInterfaceClock {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
                 return try await uniffiObj.sleep(
-                     ms: try FfiConverterUInt64.lift(ms)
+                     ms: try FfiConverterInt64.lift(ms)
                 )
             }
 
@@ -1047,6 +1015,614 @@ public func FfiConverterTypeClock_lift(_ handle: UInt64) throws -> Clock {
 #endif
 public func FfiConverterTypeClock_lower(_ value: Clock) -> UInt64 {
     return FfiConverterTypeClock.lower(value)
+}
+
+
+
+
+
+
+/**
+ * One OAuth client: sessions, client tokens, the code flow.
+ */
+public protocol FfiTokenClientProtocol: AnyObject, Sendable {
+    
+    /**
+     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
+     */
+    func authorizationUrl(options: AuthorizationUrlOptions) throws  -> AuthorizationRequest
+    
+    /**
+     * A fresh client-credentials token for `scopes`.
+     */
+    func clientToken(scopes: [String]) async throws  -> String
+    
+    /**
+     * The client-token cache.
+     */
+    func clientTokens()  -> ClientTokens
+    
+    /**
+     * Exchanges an authorization code, stores the first record under `key`,
+     * and returns the session.
+     */
+    func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws  -> FfiUserSession
+    
+    /**
+     * This client's name as a fleet lease owner.
+     */
+    func leaseOwner()  -> String
+    
+    /**
+     * A handle on the session `key`, persisted through `store`.
+     */
+    func session(key: String, store: TokenStore) throws  -> FfiUserSession
+    
+    /**
+     * How many session states the client holds in memory.
+     */
+    func sessionCount()  -> Int64
+    
+}
+/**
+ * One OAuth client: sessions, client tokens, the code flow.
+ */
+open class FfiTokenClient: FfiTokenClientProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_freshtoken_fn_clone_tokenclient(self.handle, $0) }
+    }
+    /**
+     * A client sending requests through the host's `http`, on the system clock.
+     */
+public convenience init(options: TokenClientOptions, http: HttpClient)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_new(
+        FfiConverterTypeTokenClientOptions_lower(options),
+        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_freshtoken_fn_free_tokenclient(handle, $0) }
+    }
+
+    
+    /**
+     * A client from the provider's client-credentials JSON (`clientId`,
+     * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
+     * optionally `tokenEndpoint`, default Stitch's); a missing member is a
+     * `Config` error naming it.
+     */
+public static func fromCredentialsJson(json: String, http: HttpClient)throws  -> FfiTokenClient  {
+    return try  FfiConverterTypeFfiTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_from_credentials_json(
+        FfiConverterString.lower(json),
+        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The same, on the host's `clock` (for tests with fake time).
+     */
+public static func withClock(options: TokenClientOptions, http: HttpClient, clock: Clock)throws  -> FfiTokenClient  {
+    return try  FfiConverterTypeFfiTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_with_clock(
+        FfiConverterTypeTokenClientOptions_lower(options),
+        FfiConverterTypeHttpClient_lower(http),
+        FfiConverterTypeClock_lower(clock),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
+     */
+open func authorizationUrl(options: AuthorizationUrlOptions)throws  -> AuthorizationRequest  {
+    return try  FfiConverterTypeAuthorizationRequest_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_authorization_url(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeAuthorizationUrlOptions_lower(options),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A fresh client-credentials token for `scopes`.
+     */
+open func clientToken(scopes: [String])async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_tokenclient_client_token(
+                        self.uniffiCloneHandle(),FfiConverterSequenceString.lower(scopes)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The client-token cache.
+     */
+open func clientTokens() -> ClientTokens  {
+    return try!  FfiConverterTypeClientTokens_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_client_tokens(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Exchanges an authorization code, stores the first record under `key`,
+     * and returns the session.
+     */
+open func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore)async throws  -> FfiUserSession  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_tokenclient_exchange_code(
+                        self.uniffiCloneHandle(),FfiConverterTypeExchangeCodeOptions_lower(options),FfiConverterString.lower(key),FfiConverterTypeTokenStore_lower(store)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_u64,
+            completeFunc: ffi_freshtoken_rust_future_complete_u64,
+            freeFunc: ffi_freshtoken_rust_future_free_u64,
+            liftFunc: FfiConverterTypeFfiUserSession_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * This client's name as a fleet lease owner.
+     */
+open func leaseOwner() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_lease_owner(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A handle on the session `key`, persisted through `store`.
+     */
+open func session(key: String, store: TokenStore)throws  -> FfiUserSession  {
+    return try  FfiConverterTypeFfiUserSession_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_session(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(key),
+        FfiConverterTypeTokenStore_lower(store),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * How many session states the client holds in memory.
+     */
+open func sessionCount() -> Int64  {
+    return try!  FfiConverterInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_session_count(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFfiTokenClient: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = FfiTokenClient
+
+    public static func lift(_ handle: UInt64) throws -> FfiTokenClient {
+        return FfiTokenClient(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: FfiTokenClient) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FfiTokenClient {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: FfiTokenClient, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiTokenClient_lift(_ handle: UInt64) throws -> FfiTokenClient {
+    return try FfiConverterTypeFfiTokenClient.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiTokenClient_lower(_ value: FfiTokenClient) -> UInt64 {
+    return FfiConverterTypeFfiTokenClient.lower(value)
+}
+
+
+
+
+
+
+/**
+ * One user's tokens. Handles with the same key in one client share state.
+ */
+public protocol FfiUserSessionProtocol: AnyObject, Sendable {
+    
+    /**
+     * A fresh access token: from memory, or through one shared refresh.
+     */
+    func accessToken() async throws  -> String
+    
+    /**
+     * The access token if it is fresh in memory: no I/O, no waiting, no
+     * coroutine. Null means "call `access_token`". The language layers try
+     * this first, so the cached path costs one plain FFI call.
+     */
+    func cachedAccessToken()  -> String?
+    
+    /**
+     * The fresh token with the instant until which it stays fresh, for the
+     * language layer's mirror: it serves the token without calling in
+     * again until then, and drops it when anything else is called on the key.
+     */
+    func cachedToken()  -> CachedToken?
+    
+    /**
+     * The session key.
+     */
+    func key()  -> String
+    
+    /**
+     * A forced refresh, shared with concurrent callers.
+     */
+    func refresh() async throws  -> TokenInfo
+    
+    /**
+     * Adopts an existing refresh token (and optionally its access token).
+     */
+    func seed(seed: SeedOptions) async throws 
+    
+    /**
+     * What is known without sending anything.
+     */
+    func status() async throws  -> SessionStatus
+    
+    /**
+     * The API rejected `token`: refresh, unless another caller already did.
+     */
+    func tokenRejected(token: String) async throws  -> TokenInfo
+    
+    /**
+     * The fresh token with its expiry, scope, ID token and refresh expiry.
+     */
+    func tokens() async throws  -> TokenInfo
+    
+}
+/**
+ * One user's tokens. Handles with the same key in one client share state.
+ */
+open class FfiUserSession: FfiUserSessionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_freshtoken_fn_clone_usersession(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_freshtoken_fn_free_usersession(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * A fresh access token: from memory, or through one shared refresh.
+     */
+open func accessToken()async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_access_token(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The access token if it is fresh in memory: no I/O, no waiting, no
+     * coroutine. Null means "call `access_token`". The language layers try
+     * this first, so the cached path costs one plain FFI call.
+     */
+open func cachedAccessToken() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_usersession_cached_access_token(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The fresh token with the instant until which it stays fresh, for the
+     * language layer's mirror: it serves the token without calling in
+     * again until then, and drops it when anything else is called on the key.
+     */
+open func cachedToken() -> CachedToken?  {
+    return try!  FfiConverterOptionTypeCachedToken.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_usersession_cached_token(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The session key.
+     */
+open func key() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_usersession_key(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A forced refresh, shared with concurrent callers.
+     */
+open func refresh()async throws  -> TokenInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_refresh(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * Adopts an existing refresh token (and optionally its access token).
+     */
+open func seed(seed: SeedOptions)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_seed(
+                        self.uniffiCloneHandle(),FfiConverterTypeSeedOptions_lower(seed)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_void,
+            completeFunc: ffi_freshtoken_rust_future_complete_void,
+            freeFunc: ffi_freshtoken_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * What is known without sending anything.
+     */
+open func status()async throws  -> SessionStatus  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_status(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeSessionStatus_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The API rejected `token`: refresh, unless another caller already did.
+     */
+open func tokenRejected(token: String)async throws  -> TokenInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_token_rejected(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(token)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The fresh token with its expiry, scope, ID token and refresh expiry.
+     */
+open func tokens()async throws  -> TokenInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_tokens(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFfiUserSession: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = FfiUserSession
+
+    public static func lift(_ handle: UInt64) throws -> FfiUserSession {
+        return FfiUserSession(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: FfiUserSession) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FfiUserSession {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: FfiUserSession, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiUserSession_lift(_ handle: UInt64) throws -> FfiUserSession {
+    return try FfiConverterTypeFfiUserSession.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiUserSession_lower(_ value: FfiUserSession) -> UInt64 {
+    return FfiConverterTypeFfiUserSession.lower(value)
 }
 
 
@@ -1295,299 +1871,6 @@ public func FfiConverterTypeHttpClient_lower(_ value: HttpClient) -> UInt64 {
 
 
 /**
- * One OAuth client: sessions, client tokens, the code flow.
- */
-public protocol TokenClientProtocol: AnyObject, Sendable {
-    
-    /**
-     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
-     */
-    func authorizationUrl(options: AuthorizationUrlOptions) throws  -> AuthorizationRequest
-    
-    /**
-     * A fresh client-credentials token for `scopes`.
-     */
-    func clientToken(scopes: [String]) async throws  -> String
-    
-    /**
-     * The client-token cache.
-     */
-    func clientTokens()  -> ClientTokens
-    
-    /**
-     * Exchanges an authorization code, stores the first record under `key`,
-     * and returns the session.
-     */
-    func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws  -> UserSession
-    
-    /**
-     * This client's name as a fleet lease owner.
-     */
-    func leaseOwner()  -> String
-    
-    /**
-     * A handle on the session `key`, persisted through `store`.
-     */
-    func session(key: String, store: TokenStore) throws  -> UserSession
-    
-    /**
-     * How many session states the client holds in memory.
-     */
-    func sessionCount()  -> UInt64
-    
-}
-/**
- * One OAuth client: sessions, client tokens, the code flow.
- */
-open class TokenClient: TokenClientProtocol, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_freshtoken_fn_clone_tokenclient(self.handle, $0) }
-    }
-    /**
-     * A client sending requests through the host's `http`, on the system clock.
-     */
-public convenience init(options: TokenClientOptions, http: HttpClient)throws  {
-    let handle =
-        try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_constructor_tokenclient_new(
-        FfiConverterTypeTokenClientOptions_lower(options),
-        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
-    )
-}
-    self.init(unsafeFromHandle: handle)
-}
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_freshtoken_fn_free_tokenclient(handle, $0) }
-    }
-
-    
-    /**
-     * A client from the provider's client-credentials JSON (`clientId`,
-     * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
-     * optionally `tokenEndpoint`, default Stitch's); a missing member is a
-     * `Config` error naming it.
-     */
-public static func fromCredentialsJson(json: String, http: HttpClient)throws  -> TokenClient  {
-    return try  FfiConverterTypeTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_constructor_tokenclient_from_credentials_json(
-        FfiConverterString.lower(json),
-        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * The same, on the host's `clock` (for tests with fake time).
-     */
-public static func withClock(options: TokenClientOptions, http: HttpClient, clock: Clock)throws  -> TokenClient  {
-    return try  FfiConverterTypeTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_constructor_tokenclient_with_clock(
-        FfiConverterTypeTokenClientOptions_lower(options),
-        FfiConverterTypeHttpClient_lower(http),
-        FfiConverterTypeClock_lower(clock),uniffiCallStatus
-    )
-})
-}
-    
-
-    
-    /**
-     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
-     */
-open func authorizationUrl(options: AuthorizationUrlOptions)throws  -> AuthorizationRequest  {
-    return try  FfiConverterTypeAuthorizationRequest_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_authorization_url(
-            self.uniffiCloneHandle(),
-        FfiConverterTypeAuthorizationUrlOptions_lower(options),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * A fresh client-credentials token for `scopes`.
-     */
-open func clientToken(scopes: [String])async throws  -> String  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_tokenclient_client_token(
-                        self.uniffiCloneHandle(),FfiConverterSequenceString.lower(scopes)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterString.lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The client-token cache.
-     */
-open func clientTokens() -> ClientTokens  {
-    return try!  FfiConverterTypeClientTokens_lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_client_tokens(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * Exchanges an authorization code, stores the first record under `key`,
-     * and returns the session.
-     */
-open func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore)async throws  -> UserSession  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_tokenclient_exchange_code(
-                        self.uniffiCloneHandle(),FfiConverterTypeExchangeCodeOptions_lower(options),FfiConverterString.lower(key),FfiConverterTypeTokenStore_lower(store)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_u64,
-            completeFunc: ffi_freshtoken_rust_future_complete_u64,
-            freeFunc: ffi_freshtoken_rust_future_free_u64,
-            liftFunc: FfiConverterTypeUserSession_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * This client's name as a fleet lease owner.
-     */
-open func leaseOwner() -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_lease_owner(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * A handle on the session `key`, persisted through `store`.
-     */
-open func session(key: String, store: TokenStore)throws  -> UserSession  {
-    return try  FfiConverterTypeUserSession_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_session(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(key),
-        FfiConverterTypeTokenStore_lower(store),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * How many session states the client holds in memory.
-     */
-open func sessionCount() -> UInt64  {
-    return try!  FfiConverterUInt64.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_session_count(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-
-    
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeTokenClient: FfiConverter {
-    typealias FfiType = UInt64
-    typealias SwiftType = TokenClient
-
-    public static func lift(_ handle: UInt64) throws -> TokenClient {
-        return TokenClient(unsafeFromHandle: handle)
-    }
-
-    public static func lower(_ value: TokenClient) -> UInt64 {
-        return value.uniffiCloneHandle()
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TokenClient {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: TokenClient, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeTokenClient_lift(_ handle: UInt64) throws -> TokenClient {
-    return try FfiConverterTypeTokenClient.lift(handle)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeTokenClient_lower(_ value: TokenClient) -> UInt64 {
-    return FfiConverterTypeTokenClient.lower(value)
-}
-
-
-
-
-
-
-/**
  * Where the host keeps session records (a database, a Keychain item, a
  * file). Records are opaque strings. The lease and versioned members serve
  * fleets; a single-process store answers `supports_lease`/`supports_versions`
@@ -1614,7 +1897,7 @@ public protocol TokenStore: AnyObject, Sendable {
     /**
      * Takes the refresh lease on `key` for `owner`; false if held by another.
      */
-    func acquire(key: String, owner: String, ttlMs: UInt64) async throws  -> Bool
+    func acquire(key: String, owner: String, ttlMs: Int64) async throws  -> Bool
     
     /**
      * Gives the lease back if `owner` still holds it.
@@ -1750,12 +2033,12 @@ open func supportsLease()throws  -> Bool  {
     /**
      * Takes the refresh lease on `key` for `owner`; false if held by another.
      */
-open func acquire(key: String, owner: String, ttlMs: UInt64)async throws  -> Bool  {
+open func acquire(key: String, owner: String, ttlMs: Int64)async throws  -> Bool  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_freshtoken_fn_method_tokenstore_acquire(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(key),FfiConverterString.lower(owner),FfiConverterUInt64.lower(ttlMs)
+                        self.uniffiCloneHandle(),FfiConverterString.lower(key),FfiConverterString.lower(owner),FfiConverterInt64.lower(ttlMs)
                 )
             },
             pollFunc: ffi_freshtoken_rust_future_poll_i8,
@@ -1976,7 +2259,7 @@ fileprivate struct UniffiCallbackInterfaceTokenStore {
             uniffiHandle: UInt64,
             key: RustBuffer,
             owner: RustBuffer,
-            ttlMs: UInt64,
+            ttlMs: Int64,
             uniffiFutureCallback: @escaping UniffiForeignFutureCompleteI8,
             uniffiCallbackData: UInt64,
             uniffiOutDroppedCallback: UnsafeMutablePointer<UniffiForeignFutureDroppedCallbackStruct>
@@ -1989,7 +2272,7 @@ fileprivate struct UniffiCallbackInterfaceTokenStore {
                 return try await uniffiObj.acquire(
                      key: try FfiConverterString.lift(key),
                      owner: try FfiConverterString.lift(owner),
-                     ttlMs: try FfiConverterUInt64.lift(ttlMs)
+                     ttlMs: try FfiConverterInt64.lift(ttlMs)
                 )
             }
 
@@ -2252,300 +2535,6 @@ public func FfiConverterTypeTokenStore_lower(_ value: TokenStore) -> UInt64 {
 
 
 
-
-
-/**
- * One user's tokens. Handles with the same key in one client share state.
- */
-public protocol UserSessionProtocol: AnyObject, Sendable {
-    
-    /**
-     * A fresh access token: from memory, or through one shared refresh.
-     */
-    func accessToken() async throws  -> String
-    
-    /**
-     * The access token if it is fresh in memory: no I/O, no waiting, no
-     * coroutine. Null means "call `access_token`". The language layers try
-     * this first, so the cached path costs one plain FFI call.
-     */
-    func cachedAccessToken()  -> String?
-    
-    /**
-     * The session key.
-     */
-    func key()  -> String
-    
-    /**
-     * A forced refresh, shared with concurrent callers.
-     */
-    func refresh() async throws  -> TokenInfo
-    
-    /**
-     * Adopts an existing refresh token (and optionally its access token).
-     */
-    func seed(seed: SeedOptions) async throws 
-    
-    /**
-     * What is known without sending anything.
-     */
-    func status() async throws  -> SessionStatus
-    
-    /**
-     * The API rejected `token`: refresh, unless another caller already did.
-     */
-    func tokenRejected(token: String) async throws  -> TokenInfo
-    
-    /**
-     * The fresh token with its expiry, scope, ID token and refresh expiry.
-     */
-    func tokens() async throws  -> TokenInfo
-    
-}
-/**
- * One user's tokens. Handles with the same key in one client share state.
- */
-open class UserSession: UserSessionProtocol, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_freshtoken_fn_clone_usersession(self.handle, $0) }
-    }
-    // No primary constructor declared for this class.
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_freshtoken_fn_free_usersession(handle, $0) }
-    }
-
-    
-
-    
-    /**
-     * A fresh access token: from memory, or through one shared refresh.
-     */
-open func accessToken()async throws  -> String  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_access_token(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterString.lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The access token if it is fresh in memory: no I/O, no waiting, no
-     * coroutine. Null means "call `access_token`". The language layers try
-     * this first, so the cached path costs one plain FFI call.
-     */
-open func cachedAccessToken() -> String?  {
-    return try!  FfiConverterOptionString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_usersession_cached_access_token(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * The session key.
-     */
-open func key() -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_usersession_key(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * A forced refresh, shared with concurrent callers.
-     */
-open func refresh()async throws  -> TokenInfo  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_refresh(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeTokenInfo_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * Adopts an existing refresh token (and optionally its access token).
-     */
-open func seed(seed: SeedOptions)async throws   {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_seed(
-                        self.uniffiCloneHandle(),FfiConverterTypeSeedOptions_lower(seed)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_void,
-            completeFunc: ffi_freshtoken_rust_future_complete_void,
-            freeFunc: ffi_freshtoken_rust_future_free_void,
-            liftFunc: { $0 },
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * What is known without sending anything.
-     */
-open func status()async throws  -> SessionStatus  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_status(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeSessionStatus_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The API rejected `token`: refresh, unless another caller already did.
-     */
-open func tokenRejected(token: String)async throws  -> TokenInfo  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_token_rejected(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(token)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeTokenInfo_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The fresh token with its expiry, scope, ID token and refresh expiry.
-     */
-open func tokens()async throws  -> TokenInfo  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_tokens(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeTokenInfo_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-
-    
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeUserSession: FfiConverter {
-    typealias FfiType = UInt64
-    typealias SwiftType = UserSession
-
-    public static func lift(_ handle: UInt64) throws -> UserSession {
-        return UserSession(unsafeFromHandle: handle)
-    }
-
-    public static func lower(_ value: UserSession) -> UInt64 {
-        return value.uniffiCloneHandle()
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UserSession {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: UserSession, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeUserSession_lift(_ handle: UInt64) throws -> UserSession {
-    return try FfiConverterTypeUserSession.lift(handle)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeUserSession_lower(_ value: UserSession) -> UInt64 {
-    return FfiConverterTypeUserSession.lower(value)
-}
-
-
-
-
 /**
  * The URL to open and what to keep until the user comes back.
  */
@@ -2753,6 +2742,99 @@ public func FfiConverterTypeAuthorizationUrlOptions_lift(_ buf: RustBuffer) thro
 #endif
 public func FfiConverterTypeAuthorizationUrlOptions_lower(_ value: AuthorizationUrlOptions) -> RustBuffer {
     return FfiConverterTypeAuthorizationUrlOptions.lower(value)
+}
+
+
+/**
+ * A fresh access token mirrored on the host's side: serve `token` without
+ * calling freshtoken while the client's clock reads less than
+ * `fresh_until_ms`. Drop it when anything else is called on the session.
+ */
+public struct CachedToken: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
+    /**
+     * The access token. Secret.
+     */
+    public var token: String
+    /**
+     * Fresh while the client's clock reads less than this (Unix ms).
+     */
+    public var freshUntilMs: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The access token. Secret.
+         */token: String, 
+        /**
+         * Fresh while the client's clock reads less than this (Unix ms).
+         */freshUntilMs: Int64) {
+        self.token = token
+        self.freshUntilMs = freshUntilMs
+    }
+
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_cachedtoken_uniffi_trait_debug(
+            FfiConverterTypeCachedToken_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_cachedtoken_uniffi_trait_display(
+            FfiConverterTypeCachedToken_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+#if compiler(>=6)
+extension CachedToken: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCachedToken: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CachedToken {
+        return
+            try CachedToken(
+                token: FfiConverterString.read(from: &buf), 
+                freshUntilMs: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CachedToken, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.token, into: &buf)
+        FfiConverterInt64.write(value.freshUntilMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCachedToken_lift(_ buf: RustBuffer) throws -> CachedToken {
+    return try FfiConverterTypeCachedToken.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCachedToken_lower(_ value: CachedToken) -> RustBuffer {
+    return FfiConverterTypeCachedToken.lower(value)
 }
 
 
@@ -2974,11 +3056,11 @@ public struct HttpRequest: Equatable, Hashable, CustomDebugStringConvertible, Cu
     /**
      * Timeout of one request in ms.
      */
-    public var timeoutMs: UInt64
+    public var timeoutMs: Int64
     /**
      * The body-size cap (read at most one byte more).
      */
-    public var maxResponseBytes: UInt64
+    public var maxResponseBytes: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2997,10 +3079,10 @@ public struct HttpRequest: Equatable, Hashable, CustomDebugStringConvertible, Cu
          */body: String, 
         /**
          * Timeout of one request in ms.
-         */timeoutMs: UInt64, 
+         */timeoutMs: Int64, 
         /**
          * The body-size cap (read at most one byte more).
-         */maxResponseBytes: UInt64) {
+         */maxResponseBytes: Int64) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -3051,8 +3133,8 @@ public struct FfiConverterTypeHttpRequest: FfiConverterRustBuffer {
                 url: FfiConverterString.read(from: &buf), 
                 headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf), 
                 body: FfiConverterString.read(from: &buf), 
-                timeoutMs: FfiConverterUInt64.read(from: &buf), 
-                maxResponseBytes: FfiConverterUInt64.read(from: &buf)
+                timeoutMs: FfiConverterInt64.read(from: &buf), 
+                maxResponseBytes: FfiConverterInt64.read(from: &buf)
         )
     }
 
@@ -3061,8 +3143,8 @@ public struct FfiConverterTypeHttpRequest: FfiConverterRustBuffer {
         FfiConverterString.write(value.url, into: &buf)
         FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
         FfiConverterString.write(value.body, into: &buf)
-        FfiConverterUInt64.write(value.timeoutMs, into: &buf)
-        FfiConverterUInt64.write(value.maxResponseBytes, into: &buf)
+        FfiConverterInt64.write(value.timeoutMs, into: &buf)
+        FfiConverterInt64.write(value.maxResponseBytes, into: &buf)
     }
 }
 
@@ -3089,7 +3171,7 @@ public struct HttpResponse: Equatable, Hashable, CustomDebugStringConvertible, C
     /**
      * HTTP status of the answer.
      */
-    public var status: UInt16
+    public var status: Int32
     /**
      * Headers, in order.
      */
@@ -3104,7 +3186,7 @@ public struct HttpResponse: Equatable, Hashable, CustomDebugStringConvertible, C
     public init(
         /**
          * HTTP status of the answer.
-         */status: UInt16, 
+         */status: Int32, 
         /**
          * Headers, in order.
          */headers: [HttpHeader], 
@@ -3154,14 +3236,14 @@ public struct FfiConverterTypeHttpResponse: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HttpResponse {
         return
             try HttpResponse(
-                status: FfiConverterUInt16.read(from: &buf), 
+                status: FfiConverterInt32.read(from: &buf), 
                 headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf), 
                 body: FfiConverterData.read(from: &buf)
         )
     }
 
     public static func write(_ value: HttpResponse, into buf: inout [UInt8]) {
-        FfiConverterUInt16.write(value.status, into: &buf)
+        FfiConverterInt32.write(value.status, into: &buf)
         FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
         FfiConverterData.write(value.body, into: &buf)
     }
@@ -3190,35 +3272,35 @@ public struct RetryOptions: Equatable, Hashable {
     /**
      * Requests sent at most, the first included (default 4).
      */
-    public var maxAttempts: UInt32?
+    public var maxAttempts: Int32?
     /**
      * Backoff before the first retry in ms; doubles each time (default 250).
      */
-    public var initialBackoffMs: UInt64?
+    public var initialBackoffMs: Int64?
     /**
      * Largest backoff in ms, unless Retry-After asks more (default 5000).
      */
-    public var maxBackoffMs: UInt64?
+    public var maxBackoffMs: Int64?
     /**
      * No retry starts after this many ms from the first request (default 20000).
      */
-    public var budgetMs: UInt64?
+    public var budgetMs: Int64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
          * Requests sent at most, the first included (default 4).
-         */maxAttempts: UInt32? = nil, 
+         */maxAttempts: Int32? = nil, 
         /**
          * Backoff before the first retry in ms; doubles each time (default 250).
-         */initialBackoffMs: UInt64? = nil, 
+         */initialBackoffMs: Int64? = nil, 
         /**
          * Largest backoff in ms, unless Retry-After asks more (default 5000).
-         */maxBackoffMs: UInt64? = nil, 
+         */maxBackoffMs: Int64? = nil, 
         /**
          * No retry starts after this many ms from the first request (default 20000).
-         */budgetMs: UInt64? = nil) {
+         */budgetMs: Int64? = nil) {
         self.maxAttempts = maxAttempts
         self.initialBackoffMs = initialBackoffMs
         self.maxBackoffMs = maxBackoffMs
@@ -3241,18 +3323,18 @@ public struct FfiConverterTypeRetryOptions: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RetryOptions {
         return
             try RetryOptions(
-                maxAttempts: FfiConverterOptionUInt32.read(from: &buf), 
-                initialBackoffMs: FfiConverterOptionUInt64.read(from: &buf), 
-                maxBackoffMs: FfiConverterOptionUInt64.read(from: &buf), 
-                budgetMs: FfiConverterOptionUInt64.read(from: &buf)
+                maxAttempts: FfiConverterOptionInt32.read(from: &buf), 
+                initialBackoffMs: FfiConverterOptionInt64.read(from: &buf), 
+                maxBackoffMs: FfiConverterOptionInt64.read(from: &buf), 
+                budgetMs: FfiConverterOptionInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: RetryOptions, into buf: inout [UInt8]) {
-        FfiConverterOptionUInt32.write(value.maxAttempts, into: &buf)
-        FfiConverterOptionUInt64.write(value.initialBackoffMs, into: &buf)
-        FfiConverterOptionUInt64.write(value.maxBackoffMs, into: &buf)
-        FfiConverterOptionUInt64.write(value.budgetMs, into: &buf)
+        FfiConverterOptionInt32.write(value.maxAttempts, into: &buf)
+        FfiConverterOptionInt64.write(value.initialBackoffMs, into: &buf)
+        FfiConverterOptionInt64.write(value.maxBackoffMs, into: &buf)
+        FfiConverterOptionInt64.write(value.budgetMs, into: &buf)
     }
 }
 
@@ -3410,11 +3492,11 @@ public struct SessionStatus: Equatable, Hashable {
     /**
      * Expiry of the current access token (Unix ms).
      */
-    public var accessExpiresAtMs: UInt64?
+    public var accessExpiresAtMs: Int64?
     /**
      * When the refresh token's sliding lifetime ends (Unix ms).
      */
-    public var refreshExpiresAtMs: UInt64?
+    public var refreshExpiresAtMs: Int64?
     /**
      * A renewed record could not be saved yet.
      */
@@ -3435,10 +3517,10 @@ public struct SessionStatus: Equatable, Hashable {
          */reauthorizationReason: ReauthorizationReason?, 
         /**
          * Expiry of the current access token (Unix ms).
-         */accessExpiresAtMs: UInt64?, 
+         */accessExpiresAtMs: Int64?, 
         /**
          * When the refresh token's sliding lifetime ends (Unix ms).
-         */refreshExpiresAtMs: UInt64?, 
+         */refreshExpiresAtMs: Int64?, 
         /**
          * A renewed record could not be saved yet.
          */unpersisted: Bool, 
@@ -3471,8 +3553,8 @@ public struct FfiConverterTypeSessionStatus: FfiConverterRustBuffer {
             try SessionStatus(
                 hasRecord: FfiConverterBool.read(from: &buf), 
                 reauthorizationReason: FfiConverterOptionTypeReauthorizationReason.read(from: &buf), 
-                accessExpiresAtMs: FfiConverterOptionUInt64.read(from: &buf), 
-                refreshExpiresAtMs: FfiConverterOptionUInt64.read(from: &buf), 
+                accessExpiresAtMs: FfiConverterOptionInt64.read(from: &buf), 
+                refreshExpiresAtMs: FfiConverterOptionInt64.read(from: &buf), 
                 unpersisted: FfiConverterBool.read(from: &buf), 
                 inDoubt: FfiConverterBool.read(from: &buf)
         )
@@ -3481,8 +3563,8 @@ public struct FfiConverterTypeSessionStatus: FfiConverterRustBuffer {
     public static func write(_ value: SessionStatus, into buf: inout [UInt8]) {
         FfiConverterBool.write(value.hasRecord, into: &buf)
         FfiConverterOptionTypeReauthorizationReason.write(value.reauthorizationReason, into: &buf)
-        FfiConverterOptionUInt64.write(value.accessExpiresAtMs, into: &buf)
-        FfiConverterOptionUInt64.write(value.refreshExpiresAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.accessExpiresAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.refreshExpiresAtMs, into: &buf)
         FfiConverterBool.write(value.unpersisted, into: &buf)
         FfiConverterBool.write(value.inDoubt, into: &buf)
     }
@@ -3574,7 +3656,7 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
     /**
      * Idle sessions kept in memory (default 100000).
      */
-    public var maxSessions: UInt64?
+    public var maxSessions: Int64?
     /**
      * Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
      */
@@ -3641,7 +3723,7 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
          */storeTimeoutMs: Int64? = nil, 
         /**
          * Idle sessions kept in memory (default 100000).
-         */maxSessions: UInt64? = nil, 
+         */maxSessions: Int64? = nil, 
         /**
          * Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
          */leaseTtlMs: Int64? = nil, 
@@ -3725,7 +3807,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
                 refreshTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
                 timeoutMs: FfiConverterOptionInt64.read(from: &buf), 
                 storeTimeoutMs: FfiConverterOptionInt64.read(from: &buf), 
-                maxSessions: FfiConverterOptionUInt64.read(from: &buf), 
+                maxSessions: FfiConverterOptionInt64.read(from: &buf), 
                 leaseTtlMs: FfiConverterOptionInt64.read(from: &buf), 
                 leaseWaitMs: FfiConverterOptionInt64.read(from: &buf), 
                 retry: FfiConverterOptionTypeRetryOptions.read(from: &buf)
@@ -3748,7 +3830,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.refreshTokenLifetimeSeconds, into: &buf)
         FfiConverterOptionInt64.write(value.timeoutMs, into: &buf)
         FfiConverterOptionInt64.write(value.storeTimeoutMs, into: &buf)
-        FfiConverterOptionUInt64.write(value.maxSessions, into: &buf)
+        FfiConverterOptionInt64.write(value.maxSessions, into: &buf)
         FfiConverterOptionInt64.write(value.leaseTtlMs, into: &buf)
         FfiConverterOptionInt64.write(value.leaseWaitMs, into: &buf)
         FfiConverterOptionTypeRetryOptions.write(value.retry, into: &buf)
@@ -3772,51 +3854,51 @@ public func FfiConverterTypeTokenClientOptions_lower(_ value: TokenClientOptions
 
 
 /**
- * The public view of a user session's tokens. Printing it shows the
- * tokens redacted (a short prefix and the length).
+ * A session's fresh tokens, as returned by `tokens`, `refresh` and
+ * `token_rejected`.
  */
 public struct TokenInfo: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
-     * The fresh access token.
+     * The fresh access token. Secret.
      */
     public var accessToken: String
     /**
-     * When it expires, in Unix milliseconds (computed from the time the
-     * request was sent, so it errs early).
+     * When it expires, in Unix ms (computed from the time the request was
+     * sent, so it errs early).
      */
-    public var expiresAtMs: UInt64
+    public var expiresAtMs: Int64
     /**
      * The granted scope, if the server said.
      */
     public var scope: String?
     /**
-     * The OpenID Connect ID token, if any.
+     * The OpenID Connect ID token, if any. Secret.
      */
     public var idToken: String?
     /**
-     * When the refresh token's sliding lifetime ends, in Unix milliseconds.
+     * When the refresh token's sliding lifetime ends, in Unix ms.
      */
-    public var refreshExpiresAtMs: UInt64?
+    public var refreshExpiresAtMs: Int64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
-         * The fresh access token.
+         * The fresh access token. Secret.
          */accessToken: String, 
         /**
-         * When it expires, in Unix milliseconds (computed from the time the
-         * request was sent, so it errs early).
-         */expiresAtMs: UInt64, 
+         * When it expires, in Unix ms (computed from the time the request was
+         * sent, so it errs early).
+         */expiresAtMs: Int64, 
         /**
          * The granted scope, if the server said.
          */scope: String?, 
         /**
-         * The OpenID Connect ID token, if any.
+         * The OpenID Connect ID token, if any. Secret.
          */idToken: String?, 
         /**
-         * When the refresh token's sliding lifetime ends, in Unix milliseconds.
-         */refreshExpiresAtMs: UInt64?) {
+         * When the refresh token's sliding lifetime ends, in Unix ms.
+         */refreshExpiresAtMs: Int64?) {
         self.accessToken = accessToken
         self.expiresAtMs = expiresAtMs
         self.scope = scope
@@ -3863,19 +3945,19 @@ public struct FfiConverterTypeTokenInfo: FfiConverterRustBuffer {
         return
             try TokenInfo(
                 accessToken: FfiConverterString.read(from: &buf), 
-                expiresAtMs: FfiConverterUInt64.read(from: &buf), 
+                expiresAtMs: FfiConverterInt64.read(from: &buf), 
                 scope: FfiConverterOptionString.read(from: &buf), 
                 idToken: FfiConverterOptionString.read(from: &buf), 
-                refreshExpiresAtMs: FfiConverterOptionUInt64.read(from: &buf)
+                refreshExpiresAtMs: FfiConverterOptionInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: TokenInfo, into buf: inout [UInt8]) {
         FfiConverterString.write(value.accessToken, into: &buf)
-        FfiConverterUInt64.write(value.expiresAtMs, into: &buf)
+        FfiConverterInt64.write(value.expiresAtMs, into: &buf)
         FfiConverterOptionString.write(value.scope, into: &buf)
         FfiConverterOptionString.write(value.idToken, into: &buf)
-        FfiConverterOptionUInt64.write(value.refreshExpiresAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.refreshExpiresAtMs, into: &buf)
     }
 }
 
@@ -4097,7 +4179,7 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     case InvalidClient(
         /**
          * HTTP status of the answer.
-         */status: UInt16, 
+         */status: Int32, 
         /**
          * The server's `error_description`, if any.
          */description: String?, 
@@ -4111,7 +4193,7 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     case OAuth(
         /**
          * HTTP status of the answer.
-         */status: UInt16, 
+         */status: Int32, 
         /**
          * The RFC 6749 `error` code.
          */error: String, 
@@ -4128,10 +4210,10 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     case Transient(
         /**
          * HTTP status of the answer.
-         */status: UInt16, 
+         */status: Int32, 
         /**
          * The server's last `Retry-After`, in milliseconds.
-         */retryAfterMs: UInt64?, 
+         */retryAfterMs: Int64?, 
         /**
          * The message (never contains a token or secret).
          */detail: String
@@ -4161,7 +4243,7 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     case InvalidResponse(
         /**
          * HTTP status of the answer, when there was one.
-         */status: UInt16?, 
+         */status: Int32?, 
         /**
          * The message (never contains a token or secret).
          */detail: String
@@ -4197,6 +4279,17 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     
 
     
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_freshtokenerror_uniffi_trait_display(
+            FfiConverterTypeFreshTokenError_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 
     
     public var errorDescription: String? {
@@ -4228,19 +4321,19 @@ public struct FfiConverterTypeFreshTokenError: FfiConverterRustBuffer {
             detail: try FfiConverterString.read(from: &buf)
             )
         case 2: return .InvalidClient(
-            status: try FfiConverterUInt16.read(from: &buf), 
+            status: try FfiConverterInt32.read(from: &buf), 
             description: try FfiConverterOptionString.read(from: &buf), 
             detail: try FfiConverterString.read(from: &buf)
             )
         case 3: return .OAuth(
-            status: try FfiConverterUInt16.read(from: &buf), 
+            status: try FfiConverterInt32.read(from: &buf), 
             error: try FfiConverterString.read(from: &buf), 
             description: try FfiConverterOptionString.read(from: &buf), 
             detail: try FfiConverterString.read(from: &buf)
             )
         case 4: return .Transient(
-            status: try FfiConverterUInt16.read(from: &buf), 
-            retryAfterMs: try FfiConverterOptionUInt64.read(from: &buf), 
+            status: try FfiConverterInt32.read(from: &buf), 
+            retryAfterMs: try FfiConverterOptionInt64.read(from: &buf), 
             detail: try FfiConverterString.read(from: &buf)
             )
         case 5: return .Network(
@@ -4251,7 +4344,7 @@ public struct FfiConverterTypeFreshTokenError: FfiConverterRustBuffer {
             detail: try FfiConverterString.read(from: &buf)
             )
         case 7: return .InvalidResponse(
-            status: try FfiConverterOptionUInt16.read(from: &buf), 
+            status: try FfiConverterOptionInt32.read(from: &buf), 
             detail: try FfiConverterString.read(from: &buf)
             )
         case 8: return .Storage(
@@ -4285,14 +4378,14 @@ public struct FfiConverterTypeFreshTokenError: FfiConverterRustBuffer {
         
         case let .InvalidClient(status,description,detail):
             writeInt(&buf, Int32(2))
-            FfiConverterUInt16.write(status, into: &buf)
+            FfiConverterInt32.write(status, into: &buf)
             FfiConverterOptionString.write(description, into: &buf)
             FfiConverterString.write(detail, into: &buf)
             
         
         case let .OAuth(status,error,description,detail):
             writeInt(&buf, Int32(3))
-            FfiConverterUInt16.write(status, into: &buf)
+            FfiConverterInt32.write(status, into: &buf)
             FfiConverterString.write(error, into: &buf)
             FfiConverterOptionString.write(description, into: &buf)
             FfiConverterString.write(detail, into: &buf)
@@ -4300,8 +4393,8 @@ public struct FfiConverterTypeFreshTokenError: FfiConverterRustBuffer {
         
         case let .Transient(status,retryAfterMs,detail):
             writeInt(&buf, Int32(4))
-            FfiConverterUInt16.write(status, into: &buf)
-            FfiConverterOptionUInt64.write(retryAfterMs, into: &buf)
+            FfiConverterInt32.write(status, into: &buf)
+            FfiConverterOptionInt64.write(retryAfterMs, into: &buf)
             FfiConverterString.write(detail, into: &buf)
             
         
@@ -4318,7 +4411,7 @@ public struct FfiConverterTypeFreshTokenError: FfiConverterRustBuffer {
         
         case let .InvalidResponse(status,detail):
             writeInt(&buf, Int32(7))
-            FfiConverterOptionUInt16.write(status, into: &buf)
+            FfiConverterOptionInt32.write(status, into: &buf)
             FfiConverterString.write(detail, into: &buf)
             
         
@@ -4564,8 +4657,8 @@ public func FfiConverterTypeReauthorizationReason_lower(_ value: Reauthorization
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
-    typealias SwiftType = UInt16?
+fileprivate struct FfiConverterOptionInt32: FfiConverterRustBuffer {
+    typealias SwiftType = Int32?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -4573,61 +4666,13 @@ fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterUInt16.write(value, into: &buf)
+        FfiConverterInt32.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterUInt16.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
-    typealias SwiftType = UInt32?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterUInt32.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterUInt32.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
-    typealias SwiftType = UInt64?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterUInt64.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterUInt64.read(from: &buf)
+        case 1: return try FfiConverterInt32.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4676,6 +4721,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeCachedToken: FfiConverterRustBuffer {
+    typealias SwiftType = CachedToken?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCachedToken.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCachedToken.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4980,13 +5049,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_tokenclient_session() != 22365) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_tokenclient_session_count() != 50091) {
+    if (uniffi_freshtoken_checksum_method_tokenclient_session_count() != 40085) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_clock_now_ms() != 54612) {
+    if (uniffi_freshtoken_checksum_method_clock_now_ms() != 20621) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_clock_sleep() != 714) {
+    if (uniffi_freshtoken_checksum_method_clock_sleep() != 20372) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_httpclient_send() != 51265) {
@@ -5001,7 +5070,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_tokenstore_supports_lease() != 64965) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_tokenstore_acquire() != 5120) {
+    if (uniffi_freshtoken_checksum_method_tokenstore_acquire() != 37929) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenstore_release() != 4188) {
@@ -5022,10 +5091,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_usersession_cached_access_token() != 14902) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_freshtoken_checksum_method_usersession_cached_token() != 60049) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_freshtoken_checksum_method_usersession_key() != 24530) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_usersession_refresh() != 51593) {
+    if (uniffi_freshtoken_checksum_method_usersession_refresh() != 19086) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_usersession_seed() != 61657) {
@@ -5034,10 +5106,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_usersession_status() != 34866) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_usersession_token_rejected() != 42594) {
+    if (uniffi_freshtoken_checksum_method_usersession_token_rejected() != 57336) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_usersession_tokens() != 36851) {
+    if (uniffi_freshtoken_checksum_method_usersession_tokens() != 16868) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_constructor_tokenclient_from_credentials_json() != 34437) {

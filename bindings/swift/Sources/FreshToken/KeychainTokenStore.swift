@@ -19,7 +19,7 @@ extension SingleProcessTokenStore {
         false
     }
 
-    public func acquire(key: String, owner: String, ttlMs: UInt64) async throws -> Bool {
+    public func acquire(key: String, owner: String, ttlMs: Int64) async throws -> Bool {
         true
     }
 

@@ -65,7 +65,7 @@ public final class URLSessionHttpClient: HttpClient, @unchecked Sendable {
         let timeoutMs = max(request.timeoutMs, 1)
         let urlRequest = try Self.makeURLRequest(request, timeout: Double(timeoutMs) / 1000)
         let limit = Int(clamping: request.maxResponseBytes)
-        let deadlineNs = timeoutMs > UInt64.max / 1_000_000 ? UInt64.max : timeoutMs * 1_000_000
+        let deadlineNs = UInt64(timeoutMs) > UInt64.max / 1_000_000 ? UInt64.max : UInt64(timeoutMs) * 1_000_000
         let session = self.session
         let refuser = self.redirectRefuser
 
@@ -143,7 +143,7 @@ public final class URLSessionHttpClient: HttpClient, @unchecked Sendable {
             if body.count > limit { break }
         }
         return RawResponse(
-            status: UInt16(clamping: http.statusCode),
+            status: Int32(clamping: http.statusCode),
             headers: http.allHeaderFields.compactMap { field -> RawHeader? in
                 guard let name = field.key as? String else { return nil }
                 let value = (field.value as? String) ?? String(describing: field.value)
@@ -170,7 +170,7 @@ final class RedirectRefuser: NSObject, URLSessionTaskDelegate, @unchecked Sendab
 
 /// The answer, in Sendable parts (it crosses a task group).
 private struct RawResponse: Sendable {
-    let status: UInt16
+    let status: Int32
     let headers: [RawHeader]
     let body: Data
 }

@@ -245,14 +245,14 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD0
-typedef void (*UniffiCallbackInterfaceClockMethod0)(uint64_t, uint64_t* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceClockMethod0)(uint64_t, int64_t* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD1
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD1
-typedef void (*UniffiCallbackInterfaceClockMethod1)(uint64_t, uint64_t, UniffiForeignFutureCompleteVoid _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
+typedef void (*UniffiCallbackInterfaceClockMethod1)(uint64_t, int64_t, UniffiForeignFutureCompleteVoid _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
     );
 
 #endif
@@ -283,7 +283,7 @@ typedef void (*UniffiCallbackInterfaceTokenStoreMethod2)(uint64_t, int8_t* _Nonn
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD3
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD3
-typedef void (*UniffiCallbackInterfaceTokenStoreMethod3)(uint64_t, RustBuffer, RustBuffer, uint64_t, UniffiForeignFutureCompleteI8 _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
+typedef void (*UniffiCallbackInterfaceTokenStoreMethod3)(uint64_t, RustBuffer, RustBuffer, int64_t, UniffiForeignFutureCompleteI8 _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
     );
 
 #endif
@@ -424,7 +424,7 @@ uint64_t uniffi_freshtoken_fn_method_tokenclient_session(uint64_t ptr, RustBuffe
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION_COUNT
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION_COUNT
-uint64_t uniffi_freshtoken_fn_method_tokenclient_session_count(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int64_t uniffi_freshtoken_fn_method_tokenclient_session_count(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_CLOCK
@@ -444,12 +444,12 @@ void uniffi_freshtoken_fn_init_callback_vtable_clock(const UniffiVTableCallbackI
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CLOCK_NOW_MS
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CLOCK_NOW_MS
-uint64_t uniffi_freshtoken_fn_method_clock_now_ms(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int64_t uniffi_freshtoken_fn_method_clock_now_ms(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CLOCK_SLEEP
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CLOCK_SLEEP
-uint64_t uniffi_freshtoken_fn_method_clock_sleep(uint64_t ptr, uint64_t ms
+uint64_t uniffi_freshtoken_fn_method_clock_sleep(uint64_t ptr, int64_t ms
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_HTTPCLIENT
@@ -504,7 +504,7 @@ int8_t uniffi_freshtoken_fn_method_tokenstore_supports_lease(uint64_t ptr, RustC
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENSTORE_ACQUIRE
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENSTORE_ACQUIRE
-uint64_t uniffi_freshtoken_fn_method_tokenstore_acquire(uint64_t ptr, RustBuffer key, RustBuffer owner, uint64_t ttl_ms
+uint64_t uniffi_freshtoken_fn_method_tokenstore_acquire(uint64_t ptr, RustBuffer key, RustBuffer owner, int64_t ttl_ms
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENSTORE_RELEASE
@@ -547,6 +547,11 @@ uint64_t uniffi_freshtoken_fn_method_usersession_access_token(uint64_t ptr
 RustBuffer uniffi_freshtoken_fn_method_usersession_cached_access_token(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_CACHED_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_CACHED_TOKEN
+RustBuffer uniffi_freshtoken_fn_method_usersession_cached_token(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_KEY
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_KEY
 RustBuffer uniffi_freshtoken_fn_method_usersession_key(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -577,6 +582,11 @@ uint64_t uniffi_freshtoken_fn_method_usersession_token_rejected(uint64_t ptr, Ru
 uint64_t uniffi_freshtoken_fn_method_usersession_tokens(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_FRESHTOKENERROR_UNIFFI_TRAIT_DISPLAY
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_FRESHTOKENERROR_UNIFFI_TRAIT_DISPLAY
+RustBuffer uniffi_freshtoken_fn_method_freshtokenerror_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_AUTHORIZATIONREQUEST_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_AUTHORIZATIONREQUEST_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_freshtoken_fn_method_authorizationrequest_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
@@ -585,6 +595,16 @@ RustBuffer uniffi_freshtoken_fn_method_authorizationrequest_uniffi_trait_debug(R
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_AUTHORIZATIONREQUEST_UNIFFI_TRAIT_DISPLAY
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_AUTHORIZATIONREQUEST_UNIFFI_TRAIT_DISPLAY
 RustBuffer uniffi_freshtoken_fn_method_authorizationrequest_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CACHEDTOKEN_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CACHEDTOKEN_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_freshtoken_fn_method_cachedtoken_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CACHEDTOKEN_UNIFFI_TRAIT_DISPLAY
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CACHEDTOKEN_UNIFFI_TRAIT_DISPLAY
+RustBuffer uniffi_freshtoken_fn_method_cachedtoken_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_EXCHANGECODEOPTIONS_UNIFFI_TRAIT_DEBUG
@@ -647,16 +667,6 @@ RustBuffer uniffi_freshtoken_fn_method_tokenclientoptions_uniffi_trait_debug(Rus
 RustBuffer uniffi_freshtoken_fn_method_tokenclientoptions_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DEBUG
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DEBUG
-RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
-RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENINFO_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENINFO_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_freshtoken_fn_method_tokeninfo_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
@@ -665,6 +675,16 @@ RustBuffer uniffi_freshtoken_fn_method_tokeninfo_uniffi_trait_debug(RustBuffer p
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENINFO_UNIFFI_TRAIT_DISPLAY
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENINFO_UNIFFI_TRAIT_DISPLAY
 RustBuffer uniffi_freshtoken_fn_method_tokeninfo_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
+RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
@@ -1056,6 +1076,12 @@ uint16_t uniffi_freshtoken_checksum_method_usersession_access_token(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_CACHED_ACCESS_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_CACHED_ACCESS_TOKEN
 uint16_t uniffi_freshtoken_checksum_method_usersession_cached_access_token(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_CACHED_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_CACHED_TOKEN
+uint16_t uniffi_freshtoken_checksum_method_usersession_cached_token(void
     
 );
 #endif

@@ -43,7 +43,7 @@ open class HttpUrlConnectionClient : HttpClient {
 
     private fun exchange(request: HttpRequest): HttpResponse {
         val started = System.nanoTime()
-        val timeoutMs = request.timeoutMs.coerceIn(1UL, Int.MAX_VALUE.toULong()).toInt()
+        val timeoutMs = request.timeoutMs.coerceIn(1L, Int.MAX_VALUE.toLong()).toInt()
         val deadline = started + timeoutMs * 1_000_000L
         val uri = try {
             URI(request.url).also {
@@ -93,7 +93,7 @@ open class HttpUrlConnectionClient : HttpClient {
                 }
             }
             val stream = if (status >= 400) conn.errorStream else conn.inputStream
-            val limit = request.maxResponseBytes.coerceAtMost((Int.MAX_VALUE - 1).toULong()).toInt()
+            val limit = request.maxResponseBytes.coerceIn(0L, (Int.MAX_VALUE - 1).toLong()).toInt()
             // Past the cap (or the deadline) nothing more is read: closing
             // the stream and disconnecting close the connection. (The JDK
             // drops what its buffers hold; only a declared Content-Length of
@@ -101,7 +101,7 @@ open class HttpUrlConnectionClient : HttpClient {
             // connection alive.)
             val bytes = stream?.use { readAtMost(it, limit + 1, deadline) }
                 ?: if (status == 401) UNAUTHORIZED_BODY else ByteArray(0)
-            return HttpResponse(status.toUShort(), headers, bytes)
+            return HttpResponse(status, headers, bytes)
         } catch (e: HostException) {
             throw e
         } catch (e: SocketTimeoutException) {

@@ -39,7 +39,7 @@ abstract class TokenStoreBase : TokenStore {
 
     override fun supportsLease(): Boolean = false
 
-    override suspend fun acquire(key: String, owner: String, ttlMs: ULong): Boolean = true
+    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = true
 
     override suspend fun release(key: String, owner: String) {}
 
@@ -316,11 +316,11 @@ open class InMemoryFleetStore(
         synchronized(lock) { put(key, record) }
     }
 
-    override suspend fun acquire(key: String, owner: String, ttlMs: ULong): Boolean = synchronized(lock) {
+    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = synchronized(lock) {
         val now = nowMs()
         val held = leases[key]
         if (held != null && held.owner != owner && held.untilMs > now) return false
-        val ttl = if (ttlMs > Long.MAX_VALUE.toULong()) Long.MAX_VALUE else ttlMs.toLong()
+        val ttl = ttlMs
         val until = if (now > Long.MAX_VALUE - ttl) Long.MAX_VALUE else now + ttl
         leases[key] = Lease(owner, until)
         true

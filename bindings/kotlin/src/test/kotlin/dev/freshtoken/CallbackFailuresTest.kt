@@ -171,8 +171,8 @@ class CallbackFailuresTest {
         // A sync callback: before the patch JNA swallowed the Error and the
         // core read 0 ms (1970) as the time.
         val clock = object : Clock {
-            override fun nowMs(): ULong = throw AssertionError("clock broken")
-            override suspend fun sleep(ms: ULong) {}
+            override fun nowMs(): Long = throw AssertionError("clock broken")
+            override suspend fun sleep(ms: Long) {}
         }
         val client = TokenClient.withClock(
             TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),

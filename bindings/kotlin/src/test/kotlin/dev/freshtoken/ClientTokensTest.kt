@@ -80,7 +80,7 @@ class ClientTokensTest {
         assertEquals("oauth", err.code)
         assertEquals("invalid_scope", err.error)
         assertEquals("no such scope", err.description)
-        assertEquals(400.toUShort(), err.status)
+        assertEquals(400, err.status)
         assertEquals("config", expectError<FreshTokenException.Config> { client.clientToken(listOf("two words")) }.code)
         client.clientToken(listOf("x"))
     }

@@ -47,9 +47,9 @@ class ErrorsTest {
 
     private val oneOfEach: List<FreshTokenException> = listOf(
         FreshTokenException.ReauthorizationRequired(ReauthorizationReason.INVALID_GRANT, null, "d"),
-        FreshTokenException.InvalidClient(401u, null, "d"),
-        FreshTokenException.OAuth(400u, "invalid_scope", null, "d"),
-        FreshTokenException.Transient(503u, null, "d"),
+        FreshTokenException.InvalidClient(401, null, "d"),
+        FreshTokenException.OAuth(400, "invalid_scope", null, "d"),
+        FreshTokenException.Transient(503, null, "d"),
         FreshTokenException.Network(false, "d"),
         FreshTokenException.Timeout("d"),
         FreshTokenException.InvalidResponse(null, "d"),
@@ -125,7 +125,7 @@ class ErrorsTest {
         }
 
         val made = listOf(
-            TokenInfo("at-$SENTINEL", 0u, "accounts", "idt-$SENTINEL", null).toString(),
+            TokenInfo("at-$SENTINEL", 0L, "accounts", "idt-$SENTINEL", null).toString(),
             TokenClientOptions(tokenEndpoint = "https://x/token", clientId = "c", clientSecret = SECRET, privateKeyPem = SECRET).toString(),
             VersionedRecord(record = "{\"refresh_token\":\"rt-$SENTINEL\"}", version = "1").toString(),
             ExchangeCodeOptions(code = "code-$SENTINEL", codeVerifier = "v-$SENTINEL", redirectUri = "app://cb").toString(),

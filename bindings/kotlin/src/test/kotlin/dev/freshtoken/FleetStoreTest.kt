@@ -61,7 +61,7 @@ class FleetStoreTest {
         /** Completed when an acquire is first refused (another owner holds the lease). */
         val refusal = CompletableDeferred<Unit>()
 
-        override suspend fun acquire(key: String, owner: String, ttlMs: ULong): Boolean {
+        override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean {
             val ok = super.acquire(key, owner, ttlMs)
             if (ok) {
                 acquired.incrementAndGet()
@@ -230,7 +230,7 @@ class FleetStoreTest {
 
                 // Another process took the lease and died.
                 val started = System.nanoTime()
-                assertTrue(store.acquire("u1", "dead-process", ttl.toULong()))
+                assertTrue(store.acquire("u1", "dead-process", ttl))
                 val token = session.token()
                 val waited = (System.nanoTime() - started) / 1_000_000
                 println("[FleetStoreTest] waited $waited ms for a $ttl ms dead lease (${store.refused.get()} refusals)")

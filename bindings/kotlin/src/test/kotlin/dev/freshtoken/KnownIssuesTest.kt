@@ -13,8 +13,8 @@ import org.junit.Test
 class KnownIssuesTest {
     private class FlakyClock : Clock {
         val sleeps = AtomicInteger()
-        override fun nowMs(): ULong = System.currentTimeMillis().toULong()
-        override suspend fun sleep(ms: ULong) {
+        override fun nowMs(): Long = System.currentTimeMillis()
+        override suspend fun sleep(ms: Long) {
             if (sleeps.incrementAndGet() == 1) throw IllegalStateException("the host's sleep failed once")
         }
     }
@@ -23,9 +23,9 @@ class KnownIssuesTest {
     private class FlakyHttp : HttpClient {
         val calls = AtomicInteger()
         override suspend fun send(request: HttpRequest): HttpResponse =
-            if (calls.incrementAndGet() == 1) HttpResponse(503u, emptyList(), ByteArray(0))
+            if (calls.incrementAndGet() == 1) HttpResponse(503, emptyList(), ByteArray(0))
             else HttpResponse(
-                200u,
+                200,
                 listOf(HttpHeader("Content-Type", "application/json")),
                 """{"access_token":"at-ok","token_type":"Bearer","expires_in":900,"refresh_token":"rt-2"}""".toByteArray(),
             )

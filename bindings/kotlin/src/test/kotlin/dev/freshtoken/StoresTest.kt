@@ -35,7 +35,7 @@ class StoresTest {
         val store = MemoryTokenStore()
         assertFalse(store.supportsLease())
         assertFalse(store.supportsVersions())
-        assertTrue(store.acquire("k", "owner", 1000u))
+        assertTrue(store.acquire("k", "owner", 1000L))
         store.release("k", "owner")
         assertNull(store.loadVersioned("k"))
         assertEquals(CasResult.Saved(""), store.saveVersioned("k", "r1", null))

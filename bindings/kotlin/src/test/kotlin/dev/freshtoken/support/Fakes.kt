@@ -22,9 +22,9 @@ class FakeClock(start: Long = System.currentTimeMillis() / 1000 * 1000) : Clock 
     fun advance(ms: Long) { now.addAndGet(ms) }
     fun set(ms: Long) { now.set(ms) }
 
-    override fun nowMs(): ULong = now.get().toULong()
+    override fun nowMs(): Long = now.get()
 
-    override suspend fun sleep(ms: ULong) {
+    override suspend fun sleep(ms: Long) {
         sleeps.add(ms.toLong())
         now.addAndGet(ms.toLong())
     }

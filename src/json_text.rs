@@ -1,0 +1,233 @@
+//! JSON text to and from the wire and record types (DESIGN point 17).
+//!
+//! The types are plain `serde` types; only the text differs by target:
+//! natively `serde_json` reads and writes it, and in the wasm build the
+//! host's `JSON.parse` / `JSON.stringify` do while `serde-wasm-bindgen` maps
+//! the values ([`crate::wasm::json_text`]). Call sites see one API.
+//!
+//! Limits: every text is refused unread past its size cap; the core reads
+//! only JSON objects; no Rust code recurses into nested values (members the
+//! types do not name, and arrays or objects where a [`Scalar`] is read, are
+//! skipped by `serde::de::IgnoredAny`, which `serde_json` walks with a loop
+//! and `serde-wasm-bindgen` does not walk at all), so no nesting can exhaust
+//! the stack; natively `serde_json`'s recursion limit (128) stands as well.
+//! Natively a repeated member that a type names is an error (serde's
+//! derive); `JSON.parse` keeps the last one, as every JavaScript program does.
+
+use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+
+/// Why a text was not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JsonError {
+    /// Longer than the caller's cap; it was not parsed.
+    TooLarge,
+    /// It ends before the value does (natively; the host's parser does not
+    /// tell this apart from [`JsonError::Syntax`]).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    Truncated,
+    /// Not a JSON object (not JSON at all, or another kind of value).
+    Syntax,
+    /// A JSON object, but a member has the wrong type or is repeated.
+    Shape,
+}
+
+/// Reads one JSON object of at most `max_bytes` bytes as a `T`.
+pub(crate) fn from_slice<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_bytes: usize,
+) -> Result<T, JsonError> {
+    if bytes.len() > max_bytes {
+        return Err(JsonError::TooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Syntax)?;
+    // serde's derived structs also accept arrays (fields by position): the
+    // core's documents are objects, so anything else is refused first.
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return Err(JsonError::Syntax);
+    }
+    text_to_value(text)
+}
+
+/// `value` as JSON text.
+pub(crate) fn to_string<T: Serialize>(value: &T) -> Result<String, JsonError> {
+    value_to_text(value)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn text_to_value<T: DeserializeOwned>(text: &str) -> Result<T, JsonError> {
+    use serde_json::error::Category;
+    serde_json::from_str(text).map_err(|e| match e.classify() {
+        Category::Eof => JsonError::Truncated,
+        Category::Data => JsonError::Shape,
+        Category::Syntax | Category::Io => JsonError::Syntax,
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn value_to_text<T: Serialize>(value: &T) -> Result<String, JsonError> {
+    serde_json::to_string(value).map_err(|_| JsonError::Shape)
+}
+
+#[cfg(target_arch = "wasm32")]
+use crate::wasm::json_text::{text_to_value, value_to_text};
+
+/// One member's value, as far as the core looks at it: which kind it is,
+/// so that an error can name the member and say what was wrong. Arrays and
+/// objects are skipped, never read. (`null` is `None` of an `Option`.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Scalar {
+    /// A string.
+    Str(String),
+    /// An integer that fits in `i64`.
+    Int(i64),
+    /// Any other number (a fraction, an exponent, out of `i64` range).
+    OtherNumber,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An array or an object (its content skipped).
+    Compound,
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(i64::try_from(v).map_or(Scalar::OtherNumber, Scalar::Int))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
+        Ok(Scalar::OtherNumber)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Doc {
+        a: Option<Scalar>,
+    }
+
+    fn read(text: &str) -> Result<Doc, JsonError> {
+        from_slice(text.as_bytes(), 1 << 20)
+    }
+
+    #[test]
+    fn scalars_keep_their_kind() {
+        for (text, expected) in [
+            (r#"{"a":"x"}"#, Some(Scalar::Str("x".into()))),
+            (r#"{"a":900}"#, Some(Scalar::Int(900))),
+            (r#"{"a":-1}"#, Some(Scalar::Int(-1))),
+            (r#"{"a":1.5}"#, Some(Scalar::OtherNumber)),
+            (r#"{"a":1e3}"#, Some(Scalar::OtherNumber)),
+            (r#"{"a":99999999999999999999}"#, Some(Scalar::OtherNumber)),
+            (r#"{"a":true}"#, Some(Scalar::Bool(true))),
+            (r#"{"a":[1,{"k":[]}]}"#, Some(Scalar::Compound)),
+            (r#"{"a":{"b":1}}"#, Some(Scalar::Compound)),
+            (r#"{"a":null}"#, None),
+            (r#" {"b":1} "#, None),
+            (
+                r#"{"a":"q\" \\ \u00e9 \ud83d\ude00"}"#,
+                Some(Scalar::Str("q\" \\ é 😀".into())),
+            ),
+        ] {
+            assert_eq!(read(text), Ok(Doc { a: expected }), "{text}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_an_object_is_refused() {
+        for text in [
+            "", "[1]", r#"["x"]"#, "null", "\"a\"", "1", "<html>", "nope",
+        ] {
+            assert_eq!(read(text), Err(JsonError::Syntax), "{text:?}");
+        }
+        for text in ["{", r#"{"a":"#, r#"{"a":"x"#] {
+            assert_eq!(read(text), Err(JsonError::Truncated), "{text:?}");
+        }
+        for text in [r#"{"a":1,}"#, r#"{a:1}"#, r#"{"a":"\ud83d"}"#, r#"{} x"#] {
+            assert_eq!(read(text), Err(JsonError::Syntax), "{text:?}");
+        }
+        assert_eq!(
+            from_slice::<Doc>(&[b'{', b'"', 0xff, b'"', b'}'], 100),
+            Err(JsonError::Syntax)
+        );
+    }
+
+    #[test]
+    fn a_named_member_may_not_repeat_others_may() {
+        assert_eq!(read(r#"{"a":1,"a":2}"#), Err(JsonError::Shape));
+        assert_eq!(
+            read(r#"{"b":1,"b":2,"a":3}"#),
+            Ok(Doc {
+                a: Some(Scalar::Int(3))
+            })
+        );
+    }
+
+    #[test]
+    fn the_size_cap_holds_before_parsing() {
+        assert_eq!(from_slice::<Doc>(b"{}", 1), Err(JsonError::TooLarge));
+        assert_eq!(from_slice::<Doc>(b"{}", 2), Ok(Doc { a: None }));
+    }
+
+    #[test]
+    fn deep_nesting_never_exhausts_the_stack() {
+        // Skipped members are walked with a loop, however deep.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let text = format!(r#"{{"b":{deep},"a":{deep}}}"#);
+        assert_eq!(
+            read(&text),
+            Ok(Doc {
+                a: Some(Scalar::Compound)
+            })
+        );
+        // Unclosed, it is an error, not an overflow.
+        let open = format!(r#"{{"a":{}"#, "[".repeat(100_000));
+        assert!(read(&open).is_err());
+    }
+}

@@ -10,7 +10,7 @@
 // Nothing here prints a token.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, totalmem, platform, arch, release } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
@@ -207,6 +207,7 @@ async function benchConcurrent(emu, ft) {
     jsPosts: js.map((x) => x.posts),
     rawAll: raw.map((x) => x.ms),
     manyAll: many.map((x) => x.ms),
+    jsAll: js.map((x) => x.ms),
     onePosts: one.map((x) => x.posts),
     manyPosts: many.map((x) => x.posts),
     rawPosts: raw.map((x) => x.posts),
@@ -314,16 +315,18 @@ async function benchSize() {
   log('package size …');
   const nodeFiles = entryFileTree(resolve(PKG, 'src/node.js'));
   const webFiles = entryFileTree(resolve(PKG, 'src/web.js'));
-  const nodeJwtFiles = entryFileTree(resolve(PKG, 'src/node-jwt.js'));
-  const webJwtFiles = entryFileTree(resolve(PKG, 'src/web-jwt.js'));
+  // The 'freshtoken/jwt' entry may be gone (one entry does everything) or an alias.
+  const tree = (file) => (existsSync(resolve(PKG, file)) ? entryFileTree(resolve(PKG, file)) : null);
+  const nodeJwtFiles = tree('src/node-jwt.js');
+  const webJwtFiles = tree('src/web-jwt.js');
   const galFiles = await galLoadedFiles();
   const galRoot = dirname(require.resolve('google-auth-library/package.json'));
   const galOwn = galFiles.filter((f) => f.startsWith(`${galRoot}/`));
   return {
     node: { files: nodeFiles, ...sizeOf(nodeFiles) },
     web: { files: webFiles, ...sizeOf(webFiles) },
-    nodeJwt: { files: nodeJwtFiles, ...sizeOf(nodeJwtFiles) },
-    webJwt: { files: webJwtFiles, ...sizeOf(webJwtFiles) },
+    nodeJwt: nodeJwtFiles && { files: nodeJwtFiles, ...sizeOf(nodeJwtFiles) },
+    webJwt: webJwtFiles && { files: webJwtFiles, ...sizeOf(webJwtFiles) },
     gal: { files: galFiles, ...sizeOf(galFiles) },
     galOwn: { files: galOwn, ...sizeOf(galOwn) },
   };
@@ -467,8 +470,8 @@ function buildRows(r) {
     anchor: 'google-auth-library `OAuth2Client#getAccessToken()`, cached, same process',
     anchorValue: `${fmt(c.gal, 0)} ns/call`,
     ratio: ratio(c.ft, c.gal),
-    goal: '≤ 1.00×',
-    met: c.sent === 0 && ratio(c.ft, c.gal) <= 1.0,
+    goal: '≤ 0.60×',
+    met: c.sent === 0 && ratio(c.ft, c.gal) <= 0.6,
   });
 
   const k = r.concurrent;
@@ -476,11 +479,11 @@ function buildRows(r) {
   row({
     measure: `${fmt(CONCURRENT.callers, 0)} concurrent \`accessToken()\` at expiry (wall time of \`Promise.all\`); POSTs per run: ${[...new Set(k.manyPosts)].join('/')} (${k.manyPosts.length} runs)`,
     measured: `${fmt(k.manyMs, 2)} ms`,
-    anchor: 'one raw `fetch` POST of the same refresh request to the same endpoint (+ `res.json()`)',
-    anchorValue: `${fmt(k.rawMs, 2)} ms`,
-    ratio: ratio(k.manyMs, k.rawMs),
-    goal: '≤ 1.05× and exactly 1 POST',
-    met: exactlyOne && k.allSame && k.rotated && ratio(k.manyMs, k.rawMs) <= 1.05,
+    anchor: `${fmt(CONCURRENT.callers, 0)} callers of a hand-written JS single flight (async fn + one shared promise of the same raw \`fetch\` POST + \`res.json()\`; no store, no rotation), same run`,
+    anchorValue: `${fmt(k.jsMs, 2)} ms`,
+    ratio: ratio(k.manyMs, k.jsMs),
+    goal: '≤ 1.20× and exactly 1 POST',
+    met: exactlyOne && k.allSame && k.rotated && ratio(k.manyMs, k.jsMs) <= 1.2,
   });
   row({
     measure: '(diagnostic) 1 `accessToken()` at expiry, same path',
@@ -488,7 +491,7 @@ function buildRows(r) {
     anchor: 'the same raw `fetch` POST',
     anchorValue: `${fmt(k.rawMs, 2)} ms`,
     ratio: ratio(k.oneMs, k.rawMs),
-    goal: '— (explains row 2)',
+    goal: '— (explains the 10,000-caller row)',
     met: null,
   });
   row({
@@ -497,14 +500,14 @@ function buildRows(r) {
     anchor: 'the same raw `fetch` POST',
     anchorValue: `${fmt(k.rawMs, 2)} ms`,
     ratio: ratio(k.jsMs, k.rawMs),
-    goal: '— (the JS floor for row 2)',
+    goal: '— (the anchor of the 10,000-caller row)',
     met: null,
   });
 
   const h = r.heap;
-  for (const [label, m] of [
-    ['handles dropped after use (one handle per request, DESIGN 11)', h.dropped],
-    ['all 100,000 `UserSession` handles kept alive', h.held],
+  for (const [label, m, goalMb] of [
+    ['handles dropped after use (one handle per request, DESIGN 11)', h.dropped, 48],
+    ['all 100,000 `UserSession` handles kept alive', h.held, null],
   ]) {
     row({
       measure: `heap for ${fmt(HEAP.sessions, 0)} sessions (refresh + access token, MemoryStore, read once): ${label}; heapUsed + external (wasm memory) over a gc'd baseline`,
@@ -512,8 +515,8 @@ function buildRows(r) {
       anchor: `${fmt(HEAP.sessions, 0)} plain JS objects holding the same three strings (key, refresh token, access token)`,
       anchorValue: `${fmt(h.plain.total / MiB, 1)} MB`,
       ratio: ratio(m.total, h.plain.total),
-      goal: '≤ 64 MB',
-      met: m.total <= 64 * MiB && m.sessionCount === HEAP.sessions,
+      goal: goalMb === null ? '— (diagnostic)' : `≤ ${goalMb} MB`,
+      met: goalMb === null ? null : m.total <= goalMb * MiB && m.sessionCount === HEAP.sessions,
     });
   }
 
@@ -525,14 +528,14 @@ function buildRows(r) {
       anchor: `google-auth-library ${r.galVersion}: the ${s.gal.files.length} JS files \`require('google-auth-library')\` loads (own + dependencies), gzip -9 each`,
       anchorValue: `${fmt(s.gal.gz / KiB, 1)} KB`,
       ratio: ratio(m.gz, s.gal.gz),
-      goal: '≤ 40 KB',
-      met: m.gz <= 40 * KiB,
+      goal: '≤ 64 KB (stretch: 40 KB)',
+      met: m.gz <= 64 * KiB,
     });
   }
   for (const [label, m, lean] of [
     ["'freshtoken/jwt' Node build (`src/node-jwt.js`, private_key_jwt)", s.nodeJwt, s.node],
     ["'freshtoken/jwt' web build (`src/web-jwt.js`, private_key_jwt)", s.webJwt, s.web],
-  ]) {
+  ].filter(([, m]) => m !== null)) {
     row({
       measure: `package size, gzip -9: ${label} — what RSA signing adds`,
       measured: `${fmt(m.gz / KiB, 1)} KB`,
@@ -649,13 +652,13 @@ function markdown(info, rows, r, elapsedS) {
   const c = r.cached;
   lines.push(`1. **Cached token.** One session seeded with the emulator's refresh + access token and \`expiresIn: 900\`; one \`OAuth2Client({clientId, clientSecret})\` with \`setCredentials({access_token, refresh_token, expiry_date: +10 years})\`. Both first checked to return the seeded token. ${fmt(CACHED.warmup, 0)} warm-up calls each, then ${CACHED.rounds} interleaved rounds of ${fmt(CACHED.iterations, 0)} sequential awaited calls each (alternating which goes first); the median round is shown. Token requests sent during the row: ${c.sent}. Per-round ratios: ${c.ftNs.map((x, i) => fmt(x / c.galNs[i], 2)).join(', ')} (median ${fmt(median(c.ftNs.map((x, i) => x / c.galNs[i])), 2)}×). Rounds (ns/call) — freshtoken: ${c.ftNs.map((x) => fmt(x, 0)).join(', ')}; google-auth-library: ${c.galNs.map((x) => fmt(x, 0)).join(', ')}.`);
   const k = r.concurrent;
-  lines.push(`2. **${fmt(CONCURRENT.callers, 0)} callers at expiry.** Per run: a freshly seeded refresh token, a new session (MemoryStore) seeded with it and no access token, then the wall time of \`Promise.all\` over ${fmt(CONCURRENT.callers, 0)} \`accessToken()\` calls (store read, one refresh POST, save, fan-out). The anchor is a raw \`fetch\` POST of the same \`grant_type=refresh_token\` form (\`client_secret_post\`) to the same emulator endpoint, with a freshly seeded token each time, including \`res.json()\`. ${CONCURRENT.warmups} warm-up runs each, then ${CONCURRENT.reps} interleaved runs each; medians shown. POSTs counted at the emulator — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyPosts.join(', ')}; 1 caller: ${k.onePosts.join(', ')}; raw: ${k.rawPosts.join(', ')}; JS single flight: ${k.jsPosts.join(', ')}. All callers got the same token: ${k.allSame}; the store holds the rotated refresh token and the old one is \`consumed\`: ${k.rotated}. Runs (ms) — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyAll.map((x) => fmt(x, 2)).join(', ')}; raw fetch: ${k.rawAll.map((x) => fmt(x, 2)).join(', ')}.`);
+  lines.push(`2. **${fmt(CONCURRENT.callers, 0)} callers at expiry.** Per run: a freshly seeded refresh token, a new session (MemoryStore) seeded with it and no access token, then the wall time of \`Promise.all\` over ${fmt(CONCURRENT.callers, 0)} \`accessToken()\` calls (store read, one refresh POST, save, fan-out). Its anchor is the same number of callers of a hand-written JS single flight (one shared promise of the raw POST below). The diagnostic anchor is a raw \`fetch\` POST of the same \`grant_type=refresh_token\` form (\`client_secret_post\`) to the same emulator endpoint, with a freshly seeded token each time, including \`res.json()\`. ${CONCURRENT.warmups} warm-up runs each, then ${CONCURRENT.reps} interleaved runs each; medians shown. POSTs counted at the emulator — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyPosts.join(', ')}; 1 caller: ${k.onePosts.join(', ')}; raw: ${k.rawPosts.join(', ')}; JS single flight: ${k.jsPosts.join(', ')}. All callers got the same token: ${k.allSame}; the store holds the rotated refresh token and the old one is \`consumed\`: ${k.rotated}. Runs (ms) — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyAll.map((x) => fmt(x, 2)).join(', ')}; JS single flight: ${k.jsAll.map((x) => fmt(x, 2)).join(', ')}; raw fetch: ${k.rawAll.map((x) => fmt(x, 2)).join(', ')}.`);
   const h = r.heap;
   const hb = (m) => `heapUsed +${fmt(m.heapUsed / MiB, 1)} MB, external +${fmt(m.external / MiB, 1)} MB, rss +${fmt(m.rss / MiB, 1)} MB${m.sessionCount !== null ? `, \`client.sessionCount\` ${fmt(m.sessionCount, 0)}` : ''}${m.storeRecordChars ? `, MemoryStore record text ${fmt(m.storeRecordChars / MiB, 1)} M chars` : ''}, ${fmt(m.elapsedMs / 1000, 1)} s to create`;
   lines.push(`3. **Heap.** Each figure comes from its own \`node --expose-gc bench/heap-child.mjs\` process: baseline after import, warm-up and gc; then ${fmt(HEAP.sessions, 0)} sessions (one \`TokenClient\` with default options, one shared \`MemoryStore\`), each \`seed({refreshToken, accessToken, expiresIn: 900})\` with random base64url tokens of the emulator's lengths (${h.rtLen} and ${h.atLen} chars) and \`accessToken()\` once; then gc (letting wasm-bindgen's FinalizationRegistry run) and \`process.memoryUsage()\`. Measured = Δ\`heapUsed\` + Δ\`external\` (in Node \`external\` includes the wasm linear memory; \`arrayBuffers\` does not). MB = 2^20 bytes. Breakdown — handles dropped: ${hb(h.dropped)}. Handles kept: ${hb(h.held)}. Plain objects: ${hb(h.plain)}.`);
   const s = r.size;
   const list = (m) => m.files.map((f) => `\`${relative(REPO, f)}\` ${fmt(gz9(f) / KiB, 1)} KB`).join(', ');
-  lines.push(`4. **Package size.** Every file the entry point loads (relative imports followed; the wasm-bindgen glue brings its \`.wasm\`), each compressed with zlib gzip level 9 (as \`gzip -9\`), summed — what a server sending each file gzipped would transfer. Node build: ${fmt(s.node.gz / KiB, 1)} KB gzipped (${fmt(s.node.raw / KiB, 1)} KB raw): ${list(s.node)}. Web build: ${fmt(s.web.gz / KiB, 1)} KB gzipped (${fmt(s.web.raw / KiB, 1)} KB raw): ${list(s.web)}. Anchor: the CommonJS files in \`require.cache\` after \`require('google-auth-library')\` in a clean process — ${s.gal.files.length} files, ${fmt(s.gal.gz / KiB, 1)} KB gzipped (${fmt(s.gal.raw / KiB, 1)} KB raw); of them google-auth-library's own: ${s.galOwn.files.length} files, ${fmt(s.galOwn.gz / KiB, 1)} KB gzipped. The anchor is informational (what a common OAuth client costs); the goal is the absolute 40 KB (KB = 1024 bytes).`);
+  lines.push(`4. **Package size.** Every file the entry point loads (relative imports followed; the wasm-bindgen glue brings its \`.wasm\`), each compressed with zlib gzip level 9 (as \`gzip -9\`), summed — what a server sending each file gzipped would transfer. Node build: ${fmt(s.node.gz / KiB, 1)} KB gzipped (${fmt(s.node.raw / KiB, 1)} KB raw): ${list(s.node)}. Web build: ${fmt(s.web.gz / KiB, 1)} KB gzipped (${fmt(s.web.raw / KiB, 1)} KB raw): ${list(s.web)}. Anchor: the CommonJS files in \`require.cache\` after \`require('google-auth-library')\` in a clean process — ${s.gal.files.length} files, ${fmt(s.gal.gz / KiB, 1)} KB gzipped (${fmt(s.gal.raw / KiB, 1)} KB raw); of them google-auth-library's own: ${s.galOwn.files.length} files, ${fmt(s.galOwn.gz / KiB, 1)} KB gzipped. The anchor is informational (what a common OAuth client costs); the goal is the absolute 64 KB, 40 KB beyond it (KB = 1024 bytes).`);
   lines.push(`5. **Cached path across the FFI.** \`scripts/bench-kotlin.sh\` and \`scripts/bench-python.sh\` build the release uniffi library (\`scripts/build-ffi.sh --release\`) and time the language layer's cached call (one synchronous \`cachedAccessToken()\` FFI call) after warm-up, median of several rounds; the anchor is row 1 of this run. Kotlin: ${r.ffi.kotlin.error ?? `${fmt(r.ffi.kotlin.ns_per_call, 0)} ns/call`}; Python: ${r.ffi.python.error ?? `${fmt(r.ffi.python.ns_per_call, 0)} ns/call`}.`);
   const lz = r.leases;
   const leaseText = (name, m) => (m.error ? `${name}: not measured (${m.error}).`

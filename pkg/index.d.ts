@@ -162,9 +162,9 @@ export interface ExchangeCodeOptions {
 
 /**
  * One user's tokens. Handles with the same key in one client share state;
- * create one per request and drop it (its memory is freed when it is
- * garbage-collected; `free()` frees it at once, after which every method
- * throws, or rejects with, a ConfigError).
+ * create one per request and drop it (a handle is a small JS object; after
+ * `free()`, or its client's `free()`, every method throws, or rejects with,
+ * a ConfigError).
  */
 export class UserSession {
   private constructor();
@@ -213,6 +213,7 @@ export class TokenClient {
   readonly sessionCount: number;
   /** This client's name as a fleet lease owner (random, unique per client). */
   readonly leaseOwner: string;
+  /** Frees the client's memory at once; it and its sessions then refuse every call. */
   free(): void;
 }
 

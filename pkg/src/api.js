@@ -1,65 +1,373 @@
-// Connects a wasm-bindgen build to the JavaScript error classes and the
-// TokenInfo prototype, and guards its classes against freed handles.
+// The package's TokenClient and UserSession: thin JavaScript classes over
+// the wasm-bindgen build, with the error classes and the TokenInfo
+// prototype connected at load time.
+//
+// Two things live on this side of the boundary, both for speed and memory
+// (bench/run.mjs rows 1, 4 and 7):
+//
+// - A UserSession is a plain JS object (client, key, store). It owns no wasm
+//   handle: each call names its key on the client's wasm object, which
+//   attaches the core's state for that call only. A handle dropped after one
+//   request is collected like any object — no wasm memory, no
+//   FinalizationRegistry entry.
+// - The mirror: per key, the cached access token and the instant (on the
+//   core's clock) until which the core would serve it. `accessToken()`
+//   returns it with no wasm call while the clock reads less; otherwise it
+//   asks the core and refills the mirror from the core's cached token. Every
+//   other call on the key drops the key's entry first and refills it only
+//   after a success. Dropping an entry is always safe: the next read asks the
+//   core. The mirror is bounded like the core's session map (maxSessions),
+//   and a key enters it on its second read through the core (`admit`).
 
 import { ConfigError, makeError } from './errors.js';
 import { hostCalls } from './host-calls.js';
 import { tokenInfoPrototype } from './token-info.js';
 
-/** The methods that return a Promise: a freed handle rejects instead of throwing. */
-const ASYNC = new Set(['accessToken', 'tokens', 'refresh', 'tokenRejected', 'seed', 'status', 'clientToken', 'exchangeCode']);
+/** The most keys the mirror's doorkeeper remembers (then it starts afresh). */
+const SEEN_MAX = 4096;
+
+/** Passed by this module to the UserSession constructor; users cannot. */
+const INTERNAL = Symbol('freshtoken.internal');
+
+const notLive = (name) => new ConfigError({
+  code: 'config',
+  message: `invalid configuration \`this\`: not a live ${name} (free() was called, or it is another object)`,
+});
+
+/** The clock the core uses: the host's `now()` when given, else Date.now (see src/wasm/js_clock.rs). */
+function clockOf(options) {
+  let now;
+  try {
+    now = options?.now;
+  } catch {
+    now = undefined;
+  }
+  if (typeof now !== 'function') return Date.now;
+  return () => {
+    try {
+      const t = Reflect.apply(now, null, []);
+      return typeof t === 'number' ? t : Date.now();
+    } catch {
+      return Date.now();
+    }
+  };
+}
 
 /**
- * Makes every method and getter of a wasm class check its handle first. A
- * freed handle (or a foreign `this`) would otherwise reach wasm as a null
- * pointer, whose error unwinds through wasm and, repeated, poisons the
- * instance. `free()` on a freed handle does nothing.
+ * What one TokenClient shares with its sessions: the wasm client, the mirror
+ * of cached tokens and the pending `accessToken()` calls, by key. Not
+ * exported; a session reaches it through a private field.
  */
-function guardHandles(Class) {
-  const proto = Class.prototype;
-  const freed = () => new ConfigError({
-    code: 'config',
-    message: `invalid configuration \`this\`: not a live ${Class.name} (free() was called, or it is another object)`,
-  });
-  const live = (self) => self instanceof Class && typeof self.__wbg_ptr === 'number' && self.__wbg_ptr !== 0;
-  for (const name of Object.getOwnPropertyNames(proto)) {
-    if (name === 'constructor' || name.startsWith('__')) continue;
-    const desc = Object.getOwnPropertyDescriptor(proto, name);
-    if (name === 'free') {
-      const free = desc.value;
-      desc.value = function free_() { if (live(this)) free.call(this); };
-      Object.defineProperty(desc.value, 'name', { value: name });
-    } else if (typeof desc.value === 'function') {
-      const f = desc.value;
-      const rejects = ASYNC.has(name);
-      desc.value = function method(a, b, c) {
-        if (!live(this)) {
-          if (rejects) return Promise.reject(freed());
-          throw freed();
-        }
-        return f.call(this, a, b, c);
-      };
-      Object.defineProperty(desc.value, 'name', { value: name });
-    } else if (desc.get) {
-      const get = desc.get;
-      desc.get = function getter() {
-        if (!live(this)) throw freed();
-        return get.call(this);
-      };
+class Keys {
+  constructor(wasm, now) {
+    this.wasm = wasm;
+    this.now = now;
+    this.max = Math.max(1, wasm.maxSessions);
+    /**
+     * key -> { token, until, promise }: `promise` (resolved with `token`) is
+     * served while now() < until. A dropped entry gets until = -Infinity, so
+     * a handle that kept a reference to it never serves it again.
+     */
+    this.mirror = new Map();
+    /** key -> the Promise of the one `accessToken()` call crossing into the core. */
+    this.pending = new Map();
+    /** Keys read once through the core, not yet mirrored (see `admit`). */
+    this.seen = new Set();
+    /** store object -> its wasm wrapper (a StoreRef), checked once and shared. */
+    this.stores = new WeakMap();
+  }
+
+  /** Checks `key` and `store` as `client.session()` does; the store's wasm wrapper. */
+  open(key, store) {
+    let ref = this.stores.get(store);
+    if (ref === undefined) {
+      ref = this.wasm.sessionOpen(key, store);
+      this.stores.set(store, ref);
+    } else {
+      this.wasm.sessionCheck(key, ref);
     }
-    Object.defineProperty(proto, name, desc);
+    return ref;
+  }
+
+  /** The core's cached token of `key`, `[token, freshUntilMs]`, or undefined. No I/O. */
+  cached(key, ref) {
+    try {
+      return this.wasm.sessionCached(key, ref);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Mirrors `key`'s token until `until`. */
+  fill(key, token, until) {
+    const { mirror } = this;
+    mirror.delete(key);
+    // Oldest filled first out: a key is refilled once per token (every few
+    // minutes), so this is close to least recently refreshed.
+    if (mirror.size >= this.max) this.forget(mirror.keys().next().value);
+    mirror.set(key, { token, until, promise: Promise.resolve(token) });
+  }
+
+  /** Notes that `key` was read once (see `admit`). */
+  sighted(key) {
+    if (this.seen.size >= SEEN_MAX) this.seen.clear();
+    this.seen.add(key);
+  }
+
+  /**
+   * A read that crossed into the core and got `cached` from it. A key is
+   * mirrored on its second such read: a session read once per token (a
+   * backend serving many users, each now and then) would only pay the
+   * entry's memory — about 180 bytes, as much as the core's whole state —
+   * and never gain from it. The doorkeeper holds at most SEEN_MAX keys.
+   */
+  admit(key, cached) {
+    if (this.seen.delete(key)) this.fill(key, cached[0], cached[1]);
+    else this.sighted(key);
+  }
+
+  /** Drops `key`'s entry; a mirrored key stays known as read, so its next token is mirrored at once. */
+  forget(key) {
+    const entry = this.mirror.get(key);
+    if (entry === undefined) return;
+    entry.until = -Infinity;
+    this.mirror.delete(key);
+    this.sighted(key);
+  }
+
+  /** Forgets what this side knows of `key` (before any call that may replace its token). */
+  drop(key) {
+    this.forget(key);
+    this.pending.delete(key);
+  }
+
+  /** After a success of any other call: mirrors the new token of a key that was mirrored. */
+  refill(key, ref) {
+    if (!this.seen.has(key)) return;
+    const cached = this.cached(key, ref);
+    if (cached !== undefined) this.admit(key, cached);
+  }
+
+  /** `accessToken()` past the mirror. */
+  accessToken(key, ref) {
+    // Concurrent callers of one key share the one pending call. The core
+    // would give them all the same result anyway (one shared flight, DESIGN
+    // point 2); sharing it here saves a wasm crossing, a Rust future and a
+    // wasm-bindgen-futures promise per caller — at 10,000 callers at expiry
+    // that was most of the time. The core still owns single flight, rotation
+    // and errors: this only hands the one call's result to every caller.
+    const pending = this.pending.get(key);
+    if (pending !== undefined) return pending;
+    const entry = this.mirror.get(key);
+    if (entry !== undefined && this.now() < entry.until) return entry.promise;
+    this.forget(key); // stale (or absent)
+    // The core may serve it still: another client of the store, a clock moved back.
+    const cached = this.cached(key, ref);
+    if (cached !== undefined) {
+      this.admit(key, cached);
+      return Promise.resolve(cached[0]);
+    }
+    const call = this.wasm.sessionAccessToken(key, ref).then(
+      (token) => {
+        if (this.pending.get(key) === call) this.pending.delete(key);
+        const now = this.cached(key, ref);
+        if (now !== undefined && now[0] === token) this.admit(key, now);
+        return token;
+      },
+      (error) => {
+        if (this.pending.get(key) === call) this.pending.delete(key);
+        throw error;
+      },
+    );
+    this.pending.set(key, call);
+    return call;
+  }
+
+  /** Any other call on `key`: drop its entry, run `call`, refill after a success. */
+  replacing(key, ref, call) {
+    this.drop(key);
+    return call.then((value) => {
+      this.refill(key, ref);
+      return value;
+    });
   }
 }
 
-/** Registers the error factory and returns the wasm classes and functions. */
+/**
+ * Registers the error factory and returns the classes and functions of one
+ * wasm-bindgen build (each build gets classes of its own).
+ */
 export function bind(wasm) {
   wasm.setHostCalls(hostCalls);
   wasm.setErrorFactory(makeError);
   wasm.setTokenInfoPrototype(tokenInfoPrototype(wasm.redactSecret));
-  guardHandles(wasm.TokenClient);
-  guardHandles(wasm.UserSession);
-  return {
-    TokenClient: wasm.TokenClient,
-    UserSession: wasm.UserSession,
-    refreshTokens: wasm.refreshTokens,
-  };
+  const Wasm = wasm.TokenClient;
+  /** Set by `fromCredentialsJson` around `new TokenClient()`. */
+  let adopting = null;
+
+  /** One user's tokens; created by `client.session(key, store)`. */
+  class UserSession {
+    #keys;
+    #key;
+    #ref;
+    /** The key's mirror entry this handle last served (see Keys#mirror), or null. */
+    #entry = null;
+
+    constructor(internal, keys, key, ref) {
+      if (internal !== INTERNAL) throw new TypeError('a UserSession is created by client.session(key, store)');
+      this.#keys = keys;
+      this.#key = key;
+      this.#ref = ref;
+    }
+
+    /** The Keys of a live session, or null (freed, its client freed, or a foreign `this`). */
+    static #live(self) {
+      if (!(#keys in self)) return null;
+      const keys = self.#keys;
+      return keys !== null && keys.wasm !== null ? keys : null;
+    }
+
+    /** The session key. */
+    get key() {
+      if (UserSession.#live(this) === null) throw notLive('UserSession');
+      return this.#key;
+    }
+
+    /** A fresh access token: from the mirror, or from the core. */
+    accessToken() {
+      let entry;
+      try {
+        entry = this.#entry;
+      } catch {
+        return Promise.reject(notLive('UserSession')); // a foreign `this`
+      }
+      // The hot path: a field, a clock reading, a comparison, a settled Promise.
+      // (An entry is only ever set while #keys is, and free() clears both.)
+      if (entry !== null && this.#keys.now() < entry.until) return entry.promise;
+      const keys = UserSession.#live(this);
+      if (keys === null) return Promise.reject(notLive('UserSession'));
+      entry = keys.mirror.get(this.#key);
+      if (entry !== undefined && keys.now() < entry.until) {
+        this.#entry = entry;
+        return entry.promise;
+      }
+      this.#entry = null;
+      return keys.accessToken(this.#key, this.#ref);
+    }
+
+    tokens() {
+      return this.#replacing((wasm, key, ref) => wasm.sessionTokens(key, ref));
+    }
+
+    refresh() {
+      return this.#replacing((wasm, key, ref) => wasm.sessionRefresh(key, ref));
+    }
+
+    tokenRejected(token) {
+      return this.#replacing((wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
+    }
+
+    seed(seed) {
+      return this.#replacing((wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
+    }
+
+    status() {
+      return this.#replacing((wasm, key, ref) => wasm.sessionStatus(key, ref));
+    }
+
+    /** Makes this handle refuse every later call (the session's state stays with its client). */
+    free() {
+      if (!(#keys in this)) return;
+      this.#keys = null;
+      this.#entry = null;
+    }
+
+    #replacing(call) {
+      const keys = UserSession.#live(this);
+      if (keys === null) return Promise.reject(notLive('UserSession'));
+      return keys.replacing(this.#key, this.#ref, call(keys.wasm, this.#key, this.#ref));
+    }
+  }
+
+  /** Sessions, client tokens and the code flow for one OAuth client. */
+  class TokenClient {
+    #keys;
+
+    constructor(options) {
+      const wasm = adopting ?? new Wasm(options);
+      adopting = null;
+      this.#keys = new Keys(wasm, clockOf(options));
+    }
+
+    /** A client from the provider's credentials JSON (see index.d.ts). */
+    static fromCredentialsJson(json, options) {
+      adopting = Wasm.fromCredentialsJson(json, options);
+      return new TokenClient(options);
+    }
+
+    /** The live wasm client, or a ConfigError naming `this`. */
+    static #wasm(self) {
+      const wasm = #keys in self ? self.#keys.wasm : null;
+      if (wasm === null) throw notLive('TokenClient');
+      return wasm;
+    }
+
+    /** A handle on `key`'s session; throws a ConfigError for a bad key or store. */
+    session(key, store) {
+      TokenClient.#wasm(this);
+      const keys = this.#keys;
+      return new UserSession(INTERNAL, keys, key, keys.open(key, store));
+    }
+
+    clientToken(scopes) {
+      try {
+        return TokenClient.#wasm(this).clientToken(scopes);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+
+    invalidateClientToken(scopes) {
+      return TokenClient.#wasm(this).invalidateClientToken(scopes);
+    }
+
+    authorizationUrl(options) {
+      return TokenClient.#wasm(this).authorizationUrl(options);
+    }
+
+    /** Exchanges an authorization code; resolves with a session on `key` once its record is saved. */
+    async exchangeCode(options, key, store) {
+      const wasm = TokenClient.#wasm(this);
+      const keys = this.#keys;
+      if (typeof key === 'string') keys.drop(key);
+      await wasm.exchangeCode(options, key, store);
+      const ref = keys.open(key, store);
+      keys.refill(key, ref);
+      return new UserSession(INTERNAL, keys, key, ref);
+    }
+
+    get sessionCount() {
+      return TokenClient.#wasm(this).sessionCount;
+    }
+
+    get leaseOwner() {
+      return TokenClient.#wasm(this).leaseOwner;
+    }
+
+    /** Frees the client's wasm memory; it and its sessions then refuse every call. */
+    free() {
+      if (!(#keys in this)) return;
+      const keys = this.#keys;
+      if (keys.wasm === null) return;
+      const { wasm } = keys;
+      keys.wasm = null;
+      for (const entry of keys.mirror.values()) entry.until = -Infinity;
+      keys.mirror.clear();
+      keys.pending.clear();
+      keys.seen.clear();
+      wasm.free();
+    }
+  }
+
+  return { TokenClient, UserSession, refreshTokens: wasm.refreshTokens };
 }

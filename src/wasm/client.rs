@@ -4,10 +4,8 @@ use super::convert::{get, object, object_arg, opt_string, string, string_arg, st
 use super::error::to_js;
 use super::js_store::JsStore;
 use super::options::{build, from_credentials, OPTIONS};
-use super::session::WasmUserSession;
 use crate::{AuthorizationParams, Error, TokenClient};
 use js_sys::Promise;
-use std::cell::RefCell;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
@@ -15,31 +13,16 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(js_name = TokenClient)]
 pub struct WasmTokenClient {
     inner: TokenClient,
-    /// The store object last passed to `session()`, wrapped: hosts pass
-    /// the same store for every request, and its handles then share one
-    /// wrapper instead of each holding its own.
-    last_store: RefCell<Option<(JsValue, Arc<JsStore>)>>,
 }
 
 impl WasmTokenClient {
     fn wrap(inner: TokenClient) -> Self {
-        WasmTokenClient {
-            inner,
-            last_store: RefCell::new(None),
-        }
+        WasmTokenClient { inner }
     }
 
-    /// The wrapper for `object`: the last one if it is the same object.
-    fn store(&self, object: JsValue) -> Result<Arc<JsStore>, Error> {
-        if let Some((last, store)) = self.last_store.borrow().as_ref() {
-            if *last == object {
-                return Ok(store.clone());
-            }
-        }
-        // Not borrowed while JsStore::new runs the host's getters.
-        let store = Arc::new(JsStore::new(object.clone())?);
-        *self.last_store.borrow_mut() = Some((object, store.clone()));
-        Ok(store)
+    /// The core client.
+    pub(crate) fn inner(&self) -> &TokenClient {
+        &self.inner
     }
 }
 
@@ -65,15 +48,6 @@ impl WasmTokenClient {
             .and_then(|json| from_credentials(&json, &options))
             .map(WasmTokenClient::wrap)
             .map_err(to_js)
-    }
-
-    /// `client.session(key, store)`: a handle sharing state with every other
-    /// handle of the same key.
-    pub fn session(&self, key: JsValue, store: JsValue) -> Result<WasmUserSession, JsValue> {
-        let key = string_arg(&key, "key").map_err(to_js)?;
-        let store = self.store(store).map_err(to_js)?;
-        let session = self.inner.session(&key, store).map_err(to_js)?;
-        Ok(WasmUserSession::new(session))
     }
 
     /// `client.clientToken(scopes)`: a cached client-credentials token.
@@ -113,7 +87,9 @@ impl WasmTokenClient {
         ]))
     }
 
-    /// `client.exchangeCode({ code, codeVerifier, redirectUri }, key, store)`.
+    /// `client.exchangeCode({ code, codeVerifier, redirectUri }, key, store)`:
+    /// resolves once the new record is saved (the package then hands out a
+    /// session on `key`).
     #[wasm_bindgen(js_name = exchangeCode)]
     pub fn exchange_code(&self, params: JsValue, key: JsValue, store: JsValue) -> Promise {
         let client = self.inner.clone();
@@ -129,11 +105,11 @@ impl WasmTokenClient {
                 ))
             };
             let (code, verifier, redirect_uri, key, store) = read().map_err(to_js)?;
-            let session = client
+            client
                 .exchange_code(&code, &verifier, &redirect_uri, &key, Arc::new(store))
                 .await
                 .map_err(to_js)?;
-            Ok(WasmUserSession::new(session).into())
+            Ok(JsValue::UNDEFINED)
         }))
     }
 
@@ -141,6 +117,13 @@ impl WasmTokenClient {
     #[wasm_bindgen(getter, js_name = leaseOwner)]
     pub fn lease_owner(&self) -> String {
         self.inner.lease_owner().to_owned()
+    }
+
+    /// The most session states the client keeps (the package bounds its
+    /// mirror of cached tokens the same way).
+    #[wasm_bindgen(getter, js_name = maxSessions)]
+    pub fn max_sessions(&self) -> f64 {
+        self.inner.config().max_sessions as f64
     }
 
     /// How many session states the client holds in memory.

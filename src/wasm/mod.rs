@@ -34,7 +34,6 @@ pub(crate) fn promise(future: JsResultFuture) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(future)
 }
 pub use error::set_error_factory;
-pub use session::WasmUserSession;
 
 /// The size of this instance's wasm memory in bytes (it only ever grows):
 /// for the package's memory tests, not part of its API.

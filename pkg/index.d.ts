@@ -29,8 +29,8 @@ export interface TokenClientOptions {
   /** Default `client_secret_post` with a secret, `private_key_jwt` with a private key, `none` without either. */
   clientAuth?: ClientAuth;
   /**
-   * `private_key_jwt` (import from 'freshtoken/jwt'): the RSA private key
-   * in PEM (PKCS#1 or PKCS#8; a certificate in the same PEM is fine). Every
+   * `private_key_jwt`: the RSA private key (signed with the platform's
+   * WebCrypto) in PEM (PKCS#1 or PKCS#8; a certificate in the same PEM is fine). Every
    * token request then carries a fresh RS256 client assertion.
    */
   privateKeyPem?: string;
@@ -194,8 +194,8 @@ export class TokenClient {
   constructor(options: TokenClientOptions);
   /**
    * A client from the provider's client-credentials JSON: `clientId`, and
-   * `clientSecret` or `certificate` (PEM, for private_key_jwt — import
-   * from 'freshtoken/jwt'), `slidingRefreshTokenLifetime` (seconds),
+   * `clientSecret` or `certificate` (PEM, for private_key_jwt),
+   * `slidingRefreshTokenLifetime` (seconds),
    * optionally `tokenEndpoint` (default Stitch's). Unknown keys are ignored;
    * a missing one is a ConfigError naming it.
    */

@@ -1,4 +1,4 @@
-// 'freshtoken/jwt': the same API as 'freshtoken', built with private_key_jwt
-// client assertions (TokenClientOptions.privateKeyPem, fromCredentialsJson
-// with a certificate).
+// 'freshtoken/jwt': an alias of 'freshtoken' (kept for existing imports);
+// private_key_jwt (TokenClientOptions.privateKeyPem, fromCredentialsJson
+// with a certificate) is in the main entry.
 export * from './index.js';

@@ -2,12 +2,17 @@
 # Checks the Swift binding in bindings/swift/ without a Swift compiler (none
 # can be installed on this Linux machine):
 #   1. regenerates the uniffi Swift bindings (bash scripts/build-ffi.sh);
-#   2. the committed FreshToken.swift and FreshTokenFFI.h equal the fresh ones;
+#   2. fixes the fresh FreshToken.swift where uniffi 0.32 mishandles renamed
+#      objects (bindings/swift/scripts/patch_generated.py), then checks that
+#      the committed FreshToken.swift and FreshTokenFFI.h equal the fresh ones;
 #   3. static checks of the hand-written Swift (bindings/swift/scripts/
 #      check_sources.py): every generated type, case, label, field and
 #      protocol requirement they use exists; error and reason code strings
 #      equal Rust's (src/error.rs); no logging; the URLSession and Keychain
-#      contracts; the C header against FreshToken.swift and libfreshtoken.so;
+#      contracts; the mirror (UserSession.accessToken() reads it before it
+#      calls the generated async accessToken(); every other call drops it
+#      first); no unsigned types in the public wrapper, Date for times;
+#      the C header against FreshToken.swift and libfreshtoken.so;
 #      the XCFramework script's syntax and targets.
 # Ends with one "N passed, N failed" line; exits 1 when anything failed.
 #
@@ -51,6 +56,17 @@ if bash scripts/build-ffi.sh >"$log" 2>&1 \
 else
   mapfile -t tail_lines < <(tail -n 20 "$log")
   bad "regenerate: bash scripts/build-ffi.sh" "${tail_lines[@]}"
+  summary
+fi
+
+# uniffi 0.32 leaves the secondary constructors of objects renamed in
+# uniffi.toml pointing at the old names: fix them in the fresh copy (the
+# committed one is the fixed one).
+if python3 bindings/swift/scripts/patch_generated.py "$PWD" "$generated/FreshToken.swift" >"$log" 2>&1; then
+  ok "patch: $(tail -n 1 "$log")"
+else
+  mapfile -t tail_lines < <(tail -n 5 "$log")
+  bad "patch: bindings/swift/scripts/patch_generated.py" "${tail_lines[@]}"
   summary
 fi
 

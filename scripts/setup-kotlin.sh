@@ -3,6 +3,7 @@
 # already there (safe to run again and again; called by test-kotlin.sh and
 # bench-kotlin.sh):
 #   - JNA and JUnit 4 from Debian (apt libjna-java junit4), as root;
+#   - javac and jar (apt openjdk-17-jdk-headless) if the JDK lacks them;
 #   - the Kotlin compiler from npm (kotlin-compiler 2.4.20) into .tools/,
 #     which also ships kotlin-stdlib, kotlinx-coroutines-core-jvm and
 #     kotlin-test under its lib/. No Gradle, no Maven.
@@ -29,8 +30,16 @@ if [ ! -f /usr/share/java/jna.jar ] || [ ! -f /usr/share/java/junit4.jar ]; then
   fi
 fi
 
-# Java: the JDK (javac is not needed, java and jar are).
+# Java: the JDK (java, jar, and javac for the Java API tests).
 command -v java >/dev/null 2>&1 || { log "java not found: install OpenJDK 17"; exit 1; }
+if ! command -v javac >/dev/null 2>&1 || ! command -v jar >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    || { log "javac/jar missing: install a JDK 17 (apt openjdk-17-jdk-headless)"; exit 1; }
+  log "installing openjdk-17-jdk-headless (apt) for javac and jar"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless >/dev/null; }
+fi
 
 # kotlinc from npm, next to binaryen (wasm-opt) in .tools/.
 kotlinc=.tools/node_modules/kotlin-compiler/bin/kotlinc

@@ -31,10 +31,24 @@ compile_start=$(date +%s)
 bash bindings/kotlin/tools/compile.sh "$out/freshtoken.jar" "$runtime" \
   target/bindings/kotlin/dev/freshtoken/freshtoken.kt bindings/kotlin/src/main/kotlin \
   || fail_build "compiling the binding failed"
-bash bindings/kotlin/tools/compile.sh "$out/freshtoken-tests.jar" \
+KOTLIN_FRIEND="$out/freshtoken.jar" bash bindings/kotlin/tools/compile.sh "$out/freshtoken-tests.jar" \
   "$out/freshtoken.jar:$runtime:$J/junit4.jar:$J/hamcrest-core.jar" \
   bindings/kotlin/src/test/kotlin \
   || fail_build "compiling the tests failed"
+# Java callers: the Java tests (javac against the jars), and the one-class
+# check that PackagedJarTest runs against the packed jar.
+rm -rf "$out/java-tests" "$out/packaging-check"
+mkdir -p "$out/java-tests" "$out/packaging-check"
+mapfile -t java_tests < <(find bindings/kotlin/src/test/java -name '*.java' | sort)
+if [ ${#java_tests[@]} -gt 0 ]; then
+  javac -d "$out/java-tests" \
+    -cp "$out/freshtoken-tests.jar:$out/freshtoken.jar:$runtime:$J/junit4.jar:$J/hamcrest-core.jar" \
+    "${java_tests[@]}" || fail_build "compiling the Java tests failed"
+fi
+javac -d "$out/packaging-check" -cp "$out/freshtoken.jar:$runtime" \
+  $(find bindings/kotlin/src/packaging-check -name '*.java') || fail_build "compiling the packaging check failed"
+bash bindings/kotlin/tools/pack-jar.sh "$lib" "$out/freshtoken.jar" "$out/dist/freshtoken-linux-x86-64.jar" \
+  || fail_build "packing the jar failed"
 echo "[test-kotlin] compile step: $(( $(date +%s) - compile_start )) s"
 
 # Test classes: every top-level *Test.kt, named by its package.
@@ -46,6 +60,9 @@ else
     pkg=$(sed -n 's/^package \([A-Za-z0-9_.]*\).*/\1/p' "$f" | head -1)
     classes+=("${pkg:+$pkg.}$(basename "$f" .kt)")
   done < <(find bindings/kotlin/src/test/kotlin -name '*Test.kt' | sort)
+  while IFS= read -r f; do
+    classes+=("$(sed -n 's/^package \([A-Za-z0-9_.]*\);.*/\1/p' "$f" | head -1).$(basename "$f" .java)")
+  done < <(find bindings/kotlin/src/test/java -name '*Test.java' | sort)
 fi
 
 log=$(mktemp)
@@ -54,7 +71,10 @@ java -Xss4m \
   -Djna.library.path="$PWD/$(dirname "$lib")" \
   -Djna.tmpdir="$PWD/$out/jna-tmp" \
   -Dfreshtoken.repo="$PWD" \
-  -cp "$out/freshtoken-tests.jar:$out/freshtoken.jar:$runtime:$J/junit4.jar:$J/hamcrest-core.jar" \
+  -Dfreshtoken.packagedJar="$PWD/$out/dist/freshtoken-linux-x86-64.jar" \
+  -Dfreshtoken.packagedCheck="$PWD/$out/packaging-check" \
+  -Dfreshtoken.runtime="$PWD/$K/kotlin-stdlib.jar:$PWD/$K/kotlinx-coroutines-core-jvm.jar:$J/jna.jar" \
+  -cp "$out/java-tests:$out/freshtoken-tests.jar:$out/freshtoken.jar:$runtime:$J/junit4.jar:$J/hamcrest-core.jar" \
   org.junit.runner.JUnitCore "${classes[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 

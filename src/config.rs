@@ -73,7 +73,7 @@ pub struct Config {
     pub(crate) max_sessions: usize,
     pub(crate) lease_ttl_ms: u64,
     pub(crate) lease_wait_ms: u64,
-    #[cfg(feature = "private-key-jwt")]
+    #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
     pub(crate) assertion_key: Option<std::sync::Arc<crate::jwt::AssertionKey>>,
     pub(crate) assertion_audience: String,
 }
@@ -339,7 +339,7 @@ impl ConfigBuilder {
                 ))
             }
         };
-        #[cfg(feature = "private-key-jwt")]
+        #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
         let assertion_key = match &private_key {
             Some(pem) => Some(std::sync::Arc::new(crate::jwt::AssertionKey::from_pem(
                 pem.expose(),
@@ -347,11 +347,11 @@ impl ConfigBuilder {
             )?)),
             None => None,
         };
-        #[cfg(not(feature = "private-key-jwt"))]
+        #[cfg(not(any(feature = "private-key-jwt", target_arch = "wasm32")))]
         if private_key.is_some() {
             return Err(Error::config(
                 "client_auth",
-                "private_key_jwt is not in this build (JavaScript: import from 'freshtoken/jwt')",
+                "private_key_jwt is not in this build (Rust: the private-key-jwt feature)",
             ));
         }
         let assertion_audience = self
@@ -445,7 +445,7 @@ impl ConfigBuilder {
             max_sessions,
             lease_ttl_ms: lease_ttl,
             lease_wait_ms: lease_wait,
-            #[cfg(feature = "private-key-jwt")]
+            #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
             assertion_key,
             assertion_audience,
         })

@@ -94,7 +94,7 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
     let mut attempts = 0u32;
     let mut maybe_processed = false;
     loop {
-        let request = match build_request(&ctx.config, grant, ctx.clock.now_ms()) {
+        let request = match build_request(&ctx.config, grant, ctx.clock.now_ms()).await {
             Ok(request) => request,
             Err(error) => return Err(CallFailure::new(error, maybe_processed)),
         };

@@ -44,12 +44,22 @@ impl Grant<'_> {
 }
 
 /// The form body and headers of `grant` for `config`'s client, at `now_ms`
-/// (client assertions are dated).
-pub(crate) fn build_request(
+/// (client assertions are dated; the host's WebCrypto signs them in wasm,
+/// hence async).
+pub(crate) async fn build_request(
     config: &Config,
     grant: &Grant<'_>,
     now_ms: u64,
 ) -> Result<HttpRequest, Error> {
+    // Signed first: the form serializer is not `Send` across an await.
+    #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
+    let assertion = match (&config.client_auth, &config.assertion_key) {
+        (ClientAuthMethod::PrivateKeyJwt, Some(key)) => Some(
+            key.assertion(&config.client_id, &config.assertion_audience, now_ms)
+                .await?,
+        ),
+        _ => None,
+    };
     let mut form = form_urlencoded::Serializer::new(String::new());
     let mut headers = vec![
         (
@@ -92,13 +102,10 @@ pub(crate) fn build_request(
                 basic_authorization(&config.client_id, secret.expose()),
             ));
         }
-        #[cfg(feature = "private-key-jwt")]
+        #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
         (ClientAuthMethod::PrivateKeyJwt, _) => {
-            let key = config
-                .assertion_key
-                .as_ref()
+            let assertion = assertion
                 .ok_or_else(|| Error::config("private_key", "is required for private_key_jwt"))?;
-            let assertion = key.assertion(&config.client_id, &config.assertion_audience, now_ms)?;
             form.append_pair("client_assertion_type", crate::jwt::ASSERTION_TYPE);
             form.append_pair("client_assertion", &assertion);
         }
@@ -127,6 +134,7 @@ pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use futures_util::FutureExt;
 
     const EP: &str = "https://secure.stitch.money/connect/token";
 
@@ -155,6 +163,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(r.url, EP);
         assert_eq!(
@@ -182,6 +192,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(
             pairs(&r.body),
@@ -220,6 +232,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(
             pairs(&r.body),
@@ -243,6 +257,8 @@ mod tests {
             },
             0,
         )
+        .now_or_never()
+        .unwrap()
         .unwrap();
         assert_eq!(
             pairs(&r.body),

@@ -3,20 +3,16 @@
 //! the PEM the provider handed out (Stitch's certificate: a certificate and
 //! the key in one file).
 //!
-//! The PEM armour is read here (a few lines) and the DER decoded by the
-//! RustCrypto `rsa` crate, so no PEM or JSON library is linked.
+//! The PEM armour is read here (a few lines). Natively the RustCrypto `rsa`
+//! crate decodes the DER and signs. In the wasm build the `pkcs1`/`pkcs8`
+//! DER codecs only check the key (and wrap a PKCS#1 key as PKCS#8), and the
+//! host's WebCrypto signs (`crate::wasm::crypto`): RSA costs no wasm bytes.
 
 use crate::error::Error;
 use crate::json_text;
 use crate::random::random_url_safe;
 use base64::Engine;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::traits::PublicKeyParts;
-use rsa::PrivateKey;
 use serde::Serialize;
-use sha2::Sha256;
 use std::fmt;
 
 /// The config field that names the key in errors.
@@ -25,23 +21,75 @@ const FIELD: &str = "private_key";
 pub(crate) const ASSERTION_LIFETIME_SECS: u64 = 60;
 /// The assertion type RFC 7523 defines.
 pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const NOT_PKCS1: &str = "the RSA PRIVATE KEY block is not a valid PKCS#1 key";
+const CANNOT_SIGN: &str = "the key could not sign the client assertion";
+/// The smallest RSA modulus accepted (RFC 7518 §3.3).
+pub(crate) const MIN_BITS: usize = 2048;
+pub(crate) const TOO_SMALL: &str = "the RSA key must have at least 2048 bits";
+
+/// The signing key: RustCrypto natively.
+#[cfg(not(target_arch = "wasm32"))]
+type Signer = rsa::pkcs1v15::SigningKey<sha2::Sha256>;
+/// The signing key: the PKCS#8 DER for the host's WebCrypto in wasm.
+#[cfg(target_arch = "wasm32")]
+type Signer = crate::wasm::crypto::Rs256Key;
 
 /// An RSA signing key for client assertions, with an optional key id.
 #[derive(Clone)]
 pub struct AssertionKey {
-    key: rsa::pkcs1v15::SigningKey<Sha256>,
+    key: Signer,
     kid: Option<String>,
-    bits: usize,
+    /// The modulus size, when known before the first signature.
+    bits: Option<usize>,
 }
 
 impl fmt::Debug for AssertionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "AssertionKey {{ RSA {} bits, kid: {:?} }}",
+            "AssertionKey {{ RSA {:?} bits, kid: {:?} }}",
             self.bits, self.kid
         )
     }
+}
+
+/// The signer and modulus size of a PKCS#1 (`pkcs1`) or PKCS#8 DER key.
+#[cfg(not(target_arch = "wasm32"))]
+fn decode(der: &[u8], pkcs1: bool) -> Result<(Signer, Option<usize>), Error> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    const NOT_PKCS8: &str = "the PRIVATE KEY block is not a PKCS#8 RSA key";
+    let key = if pkcs1 {
+        rsa::PrivateKey::from_pkcs1_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS1))?
+    } else {
+        rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS8))?
+    };
+    let bits = key.size() * 8;
+    Ok((Signer::new(key), Some(bits)))
+}
+
+/// The signer of a PKCS#1 (`pkcs1`) or PKCS#8 DER key, its size unknown:
+/// WebCrypto checks the key when it first imports it. Only the PKCS#8
+/// wrapper of a PKCS#1 key is encoded here (`pkcs8`'s DER encoder); DER
+/// decoding in Rust (`pkcs1` + `pkcs8`) cost 19 KB of the gzipped package.
+#[cfg(target_arch = "wasm32")]
+fn decode(der: &[u8], pkcs1: bool) -> Result<(Signer, Option<usize>), Error> {
+    use pkcs8::der::{asn1::AnyRef, asn1::OctetStringRef, Encode};
+    /// rsaEncryption (RFC 8017 appendix C) with NULL parameters.
+    const RSA: pkcs8::spki::AlgorithmIdentifierRef<'static> = pkcs8::spki::AlgorithmIdentifierRef {
+        oid: pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1"),
+        parameters: Some(AnyRef::NULL),
+    };
+    let pkcs8 = if pkcs1 {
+        OctetStringRef::new(der)
+            .ok()
+            .and_then(|key| pkcs8::PrivateKeyInfoRef::new(RSA, key).to_der().ok())
+            .ok_or_else(|| Error::config(FIELD, NOT_PKCS1))?
+    } else {
+        der.to_vec()
+    };
+    Ok((Signer::new(pkcs8), None))
 }
 
 impl AssertionKey {
@@ -50,28 +98,20 @@ impl AssertionKey {
     pub fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, Error> {
         let mut found_encrypted = false;
         for (label, der) in pem_blocks(pem) {
-            let key = match label {
-                "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der).map_err(|_| {
-                    Error::config(FIELD, "the RSA PRIVATE KEY block is not a valid PKCS#1 key")
-                })?,
-                "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der).map_err(|_| {
-                    Error::config(FIELD, "the PRIVATE KEY block is not a PKCS#8 RSA key")
-                })?,
+            let (key, bits) = match label {
+                "RSA PRIVATE KEY" => decode(&der, true)?,
+                "PRIVATE KEY" => decode(&der, false)?,
                 "ENCRYPTED PRIVATE KEY" => {
                     found_encrypted = true;
                     continue;
                 }
                 _ => continue,
             };
-            let bits = key.size() * 8;
-            if bits < 2048 {
-                return Err(Error::config(
-                    FIELD,
-                    "the RSA key must have at least 2048 bits",
-                ));
+            if bits.is_some_and(|bits| bits < MIN_BITS) {
+                return Err(Error::config(FIELD, TOO_SMALL));
             }
             return Ok(AssertionKey {
-                key: rsa::pkcs1v15::SigningKey::<Sha256>::new(key),
+                key,
                 kid: kid.filter(|k| !k.is_empty()),
                 bits,
             });
@@ -88,7 +128,12 @@ impl AssertionKey {
 
     /// A fresh assertion: `iss` = `sub` = `client_id`, `aud`, a random
     /// `jti`, `iat` = `nbf` = now, `exp` = now + 60 s.
-    pub fn assertion(&self, client_id: &str, audience: &str, now_ms: u64) -> Result<String, Error> {
+    pub async fn assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now_ms: u64,
+    ) -> Result<String, Error> {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let header = Header {
             alg: "RS256",
@@ -111,14 +156,28 @@ impl AssertionKey {
             b64.encode(json_text::to_string(&header).map_err(unwritable)?),
             b64.encode(json_text::to_string(&claims).map_err(unwritable)?)
         );
+        let mut jwt = signing_input;
+        let signature = self.sign(jwt.as_bytes()).await?;
+        jwt.push('.');
+        b64.encode_string(signature, &mut jwt);
+        Ok(jwt)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn sign(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        use rsa::signature::{SignatureEncoding, Signer as _};
         let signature = self
             .key
-            .try_sign(signing_input.as_bytes())
-            .map_err(|_| Error::config(FIELD, "the key could not sign the client assertion"))?;
-        Ok(format!(
-            "{signing_input}.{}",
-            b64.encode(signature.to_bytes())
-        ))
+            .try_sign(data)
+            .map_err(|_| Error::config(FIELD, CANNOT_SIGN))?;
+        Ok(signature.to_vec())
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    async fn sign(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        self.key.sign(data).await.map_err(|too_small| {
+            Error::config(FIELD, if too_small { TOO_SMALL } else { CANNOT_SIGN })
+        })
     }
 }
 
@@ -173,6 +232,7 @@ fn pem_blocks(text: &str) -> Vec<(&str, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     const PKCS8: &str = include_str!("../tests/fixtures/client-key-pkcs8.pem");
     const PKCS1: &str = include_str!("../tests/fixtures/client-key-pkcs1.pem");
@@ -190,7 +250,7 @@ mod tests {
     fn reads_pkcs8_pkcs1_and_a_certificate_bundle() {
         for pem in [PKCS8, PKCS1, CERT_AND_KEY] {
             let key = AssertionKey::from_pem(pem, Some("k1".into())).unwrap();
-            assert_eq!(key.bits, 2048);
+            assert_eq!(key.bits, Some(2048));
             assert!(!format!("{key:?}").contains("BEGIN"));
         }
     }
@@ -204,6 +264,8 @@ mod tests {
                 "https://secure.stitch.money/connect/token",
                 1_700_000_000_123,
             )
+            .now_or_never()
+            .unwrap()
             .unwrap();
         let c = claims(&jwt);
         #[allow(non_snake_case)]
@@ -236,8 +298,8 @@ mod tests {
             // so only the claims part is built the same way here.
             assert!(seen.insert(random_url_safe(16).unwrap()));
         }
-        let a = claims(&key.assertion("c", "a", 0).unwrap());
-        let b = claims(&key.assertion("c", "a", 0).unwrap());
+        let a = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
+        let b = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
         assert_ne!(a.get("jti"), b.get("jti"));
     }
 

@@ -50,7 +50,7 @@ pub mod fuzzing;
 mod grant;
 mod http;
 mod json_text;
-#[cfg(feature = "private-key-jwt")]
+#[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
 pub mod jwt;
 mod maybe_send;
 mod memory_store;

@@ -34,12 +34,12 @@ fn verify(jwt: &str, audience: &str) -> Claims {
         .claims
 }
 
-#[test]
-fn an_independent_library_verifies_the_assertion() {
+#[tokio::test]
+async fn an_independent_library_verifies_the_assertion() {
     let key = AssertionKey::from_pem(KEY, Some("kid-7".into())).unwrap();
     let now_ms = common::wall_ms();
     let aud = "https://secure.stitch.money/connect/token";
-    let jwt = key.assertion("cid", aud, now_ms).unwrap();
+    let jwt = key.assertion("cid", aud, now_ms).await.unwrap();
     assert_eq!(decode_header(&jwt).unwrap().kid.as_deref(), Some("kid-7"));
     let c = verify(&jwt, aud);
     assert_eq!(
@@ -53,13 +53,13 @@ fn an_independent_library_verifies_the_assertion() {
     assert!(c.jti.len() >= 22);
 }
 
-#[test]
-fn jti_never_repeats_over_ten_thousand_signed_assertions() {
+#[tokio::test]
+async fn jti_never_repeats_over_ten_thousand_signed_assertions() {
     let key = AssertionKey::from_pem(KEY, None).unwrap();
     let now = common::wall_ms();
     let mut seen = HashSet::new();
     for _ in 0..10_000 {
-        let jwt = key.assertion("cid", "aud", now).unwrap();
+        let jwt = key.assertion("cid", "aud", now).await.unwrap();
         let claims = jwt.split('.').nth(1).unwrap().to_owned();
         assert!(seen.insert(claims), "a repeated assertion");
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Assembles the importable `freshtoken` package from the hand-written sources
 # and the uniffi-generated module + library, without installing anything:
-#   bash bindings/python/assemble.sh debug|release OUT_DIR
+#   bash bindings/python/assemble.sh debug|release|release-ffi OUT_DIR
 # → OUT_DIR/freshtoken/{__init__,_api,_http,_stores}.py
 #   OUT_DIR/freshtoken/_ffi/{__init__.py,freshtoken.py,libfreshtoken.so}
 # (the same layout as the wheel maturin builds). Needs `bash scripts/build-ffi.sh
@@ -13,7 +13,13 @@ cd "$(dirname "$0")/../.."
 profile=${1:?usage: assemble.sh debug|release OUT_DIR}
 out=${2:?usage: assemble.sh debug|release OUT_DIR}
 
-lib="target/$profile/libfreshtoken.so"
+# "release" is the release build scripts/build-ffi.sh --release makes: the
+# release-ffi profile (target/release-ffi/).
+case "$profile" in
+  release) dir=release-ffi ;;
+  *) dir=$profile ;;
+esac
+lib="target/$dir/libfreshtoken.so"
 bindgen=target/debug/uniffi-bindgen
 [ -f "$lib" ] || { echo "[assemble] $lib missing: run scripts/build-ffi.sh first" >&2; exit 1; }
 

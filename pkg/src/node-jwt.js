@@ -1,13 +1,3 @@
-// Node entry point 'freshtoken/jwt': the same API as node.js, on a
-// `nodejs` build made with the private-key-jwt feature (RSA client
-// assertions; it adds to the wasm, see the bench), plus the FileStore.
-
-import { createRequire } from 'node:module';
-import { bind } from './api.js';
-
-const require = createRequire(import.meta.url);
-const api = bind(require('../dist/node-jwt/freshtoken.js'));
-
-export const { TokenClient, UserSession, refreshTokens } = api;
-export * from './common.js';
-export { FileStore } from './file-store.js';
+// 'freshtoken/jwt' (Node): an alias of 'freshtoken', kept so that existing
+// imports work. private_key_jwt is in the main entry: WebCrypto signs.
+export * from './node.js';

@@ -1,13 +1,30 @@
-//! HTTP for wasm through the global `fetch` (Node ≥ 18, browsers, workers),
-//! or the host's own `fetch`. Reflection instead of web-sys keeps the
-//! binary small and works wherever `fetch` does.
+//! HTTP for wasm through `fetch` with web-sys types: the global `fetch`
+//! (Node ≥ 20, browsers, workers: taken from `globalThis`, never `window`)
+//! or the host's own. An `AbortController` bounds each request in time and
+//! aborts it when the core stops waiting; the body is read from its stream
+//! and the stream cancelled one byte past the cap.
+//!
+//! Host code runs in three places here: the `fetch` call itself (through
+//! the package's catching `attempt`, see `host.rs`), the Promises it hands
+//! back (awaited with `host::settle`, inside the engine), and the answer's
+//! plain properties (`status`, `headers`, `body`). A host `fetch` may answer
+//! with its own object instead of a `Response`; its properties are read the
+//! same way, and what may fail by design (`headers.get`, `arrayBuffer`, the
+//! body stream) is caught or is a Promise.
 
 use super::host;
+use super::timeout::Timeout;
 use crate::{HttpClient, HttpError, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use js_sys::{ArrayBuffer, Function, Object, Reflect, Uint8Array};
+use futures_util::future::{select, Either};
+use js_sys::{ArrayBuffer, Function, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    AbortController, AbortSignal, Headers, ReadableStream, ReadableStreamDefaultReader,
+    ReadableStreamReadResult, RequestCredentials, RequestInit, RequestRedirect, Response,
+};
 
 /// Errors whose cause shows the request never left (Node's undici codes).
 const NOT_SENT_CODES: &[&str] = &[
@@ -27,47 +44,62 @@ const HEADERS_READ: &[&str] = &[
     "www-authenticate",
 ];
 
+#[wasm_bindgen]
+extern "C" {
+    /// `globalThis`, as far as its `fetch` goes.
+    type FetchGlobal;
+    #[wasm_bindgen(method, getter)]
+    fn fetch(this: &FetchGlobal) -> Option<Function>;
+
+    /// A failed `fetch`'s `cause` (Node: a system error with a `code`).
+    type FetchCause;
+    #[wasm_bindgen(method, getter)]
+    fn code(this: &FetchCause) -> Option<String>;
+}
+
 /// `fetch`, from the options or from `globalThis` at call time.
 pub(crate) struct FetchHttp {
     pub(crate) fetch: Option<Function>,
 }
 
-fn set(obj: &Object, name: &str, value: &JsValue) {
-    let _ = Reflect::set(obj, &JsValue::from_str(name), value);
-}
+/// Aborts the request when dropped: on the timeout, and when the core stops
+/// waiting (its own deadline, a dropped caller), so no connection outlives
+/// the call. Aborting a finished request does nothing.
+struct AbortOnDrop(AbortController);
 
-/// `target.name(args…)`; a missing method is an error like a throwing one.
-fn call_method(target: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
-    match host::method(target, name)? {
-        Some(f) => host::call(&f, target, args),
-        None => Err(JsValue::from_str("no such method")),
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
-/// Awaits `target.name(args…)`.
-async fn await_method(target: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
-    host::settle(&call_method(target, name, args)?).await
-}
-
-fn text(value: &JsValue, name: &str) -> Option<String> {
-    host::get(value, name).ok()?.as_string()
+/// An error's message (`Error.prototype.message`), if it is an `Error`.
+fn message_of(error: &JsValue) -> Option<String> {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
 }
 
 /// Sorts a failed `fetch` into "never sent", "timed out" or "maybe sent".
 fn transport_error(error: &JsValue) -> HttpError {
-    let name = text(error, "name").unwrap_or_default();
+    let Some(e) = error.dyn_ref::<js_sys::Error>() else {
+        return HttpError::Interrupted(error.as_string().unwrap_or_else(|| "fetch failed".into()));
+    };
+    let name = String::from(e.name());
     if name == "TimeoutError" || name == "AbortError" {
         return HttpError::Timeout;
     }
-    let cause = host::get(error, "cause").unwrap_or(JsValue::UNDEFINED);
-    let code = text(&cause, "code").unwrap_or_default();
-    let message = match (text(error, "message"), text(&cause, "message")) {
-        (Some(m), Some(c)) => format!("{m}: {c}"),
-        (Some(m), None) => m,
-        _ => error
-            .as_string()
-            .unwrap_or_else(|| "fetch failed".to_owned()),
-    };
+    let cause = e.cause();
+    let code = cause
+        .is_object()
+        .then(|| cause.unchecked_ref::<FetchCause>().code())
+        .flatten()
+        .unwrap_or_default();
+    let mut message = String::from(e.message());
+    if let Some(detail) = message_of(&cause) {
+        message.push_str(": ");
+        message.push_str(&detail);
+    }
     if NOT_SENT_CODES.contains(&code.as_str()) {
         HttpError::NotSent(message)
     } else {
@@ -76,27 +108,31 @@ fn transport_error(error: &JsValue) -> HttpError {
 }
 
 /// The first `limit` bytes of the body (fewer if it ends first), read from
-/// its stream chunk by chunk; the stream is cancelled once `limit` is reached.
-/// A response without a stream (a host's own `fetch`) is read whole.
-async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue> {
-    let stream = host::get(response, "body")?;
-    if stream.is_null() || stream.is_undefined() {
-        let buffer = await_method(response, "arrayBuffer", &[]).await?;
+/// its stream chunk by chunk; the stream is cancelled once `limit` is
+/// reached. An answer without a stream (a host's own `fetch`) is read whole.
+async fn read_body(response: &Response, limit: usize) -> Result<Vec<u8>, JsValue> {
+    let stream = response
+        .body()
+        .and_then(|body| body.dyn_into::<ReadableStream>().ok())
+        .filter(|stream| !stream.locked());
+    let Some(stream) = stream else {
+        let buffer = host::settle(&response.array_buffer()?.into()).await?;
         let buffer = buffer
             .dyn_into::<ArrayBuffer>()
             .map_err(|_| JsValue::from_str("arrayBuffer() did not give an ArrayBuffer"))?;
         let bytes = Uint8Array::new(&buffer);
         let len = (bytes.length() as usize).min(limit);
         return Ok(bytes.subarray(0, len as u32).to_vec());
-    }
-    let reader = call_method(&stream, "getReader", &[])?;
+    };
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
     while body.len() < limit {
-        let chunk = await_method(&reader, "read", &[]).await?;
-        if host::get(&chunk, "done")?.is_truthy() {
+        let chunk: ReadableStreamReadResult = JsFuture::from(reader.read()).await?.unchecked_into();
+        if chunk.get_done().unwrap_or(false) {
             return Ok(body);
         }
-        let bytes = host::get(&chunk, "value")?
+        let bytes = chunk
+            .get_value()
             .dyn_into::<Uint8Array>()
             .map_err(|_| JsValue::from_str("the body stream gave no bytes"))?;
         let start = body.len();
@@ -108,50 +144,49 @@ async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue>
     Ok(body)
 }
 
-#[async_trait(?Send)]
-impl HttpClient for FetchHttp {
-    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+impl FetchHttp {
+    /// The request, its answer and (up to the cap) its body.
+    async fn exchange(
+        &self,
+        request: HttpRequest,
+        signal: AbortSignal,
+    ) -> Result<HttpResponse, HttpError> {
         let fetch = match &self.fetch {
             Some(f) => f.clone(),
-            None => host::method(&js_sys::global(), "fetch")
-                .ok()
-                .flatten()
+            None => js_sys::global()
+                .unchecked_into::<FetchGlobal>()
+                .fetch()
                 .ok_or_else(|| HttpError::NotSent("no global fetch: pass options.fetch".into()))?,
         };
-        let headers = Object::new();
+        // Plain header names and values (the core's own), so `set` accepts them.
+        let headers = Headers::new().map_err(|e| transport_error(&e))?;
         for (name, value) in &request.headers {
-            set(&headers, name, &JsValue::from_str(value));
+            let _ = headers.set(name, value);
         }
-        let init = Object::new();
-        set(&init, "method", &request.method.as_str().into());
-        set(&init, "headers", &headers);
-        set(&init, "body", &request.body.as_str().into());
-        set(&init, "redirect", &"manual".into());
-        set(&init, "credentials", &"omit".into());
-        let abort_signal = host::get(&js_sys::global(), "AbortSignal").unwrap_or_default();
-        if let Ok(signal) = call_method(
-            &abort_signal,
-            "timeout",
-            &[(request.timeout_ms as f64).into()],
-        ) {
-            set(&init, "signal", &signal);
-        }
+        let init = RequestInit::new();
+        init.set_method(&request.method);
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from_str(&request.body));
+        init.set_redirect(RequestRedirect::Manual);
+        init.set_credentials(RequestCredentials::Omit);
+        init.set_signal(Some(&signal));
         let url = JsValue::from_str(&request.url);
         let pending = host::call(&fetch, &JsValue::NULL, &[url, init.into()]).map_err(|e| {
-            HttpError::NotSent(text(&e, "message").unwrap_or_else(|| "fetch threw".into()))
+            HttpError::NotSent(message_of(&e).unwrap_or_else(|| "fetch threw".into()))
         })?;
-        let response = host::settle(&pending)
+        let answer = host::settle(&pending)
             .await
             .map_err(|e| transport_error(&e))?;
+        if !answer.is_object() {
+            return Err(HttpError::Interrupted("fetch gave no Response".into()));
+        }
+        let response: Response = answer.unchecked_into();
 
-        let status = number(&response, "status") as u16;
-        let answer_headers = host::get(&response, "headers").unwrap_or_default();
+        let status = response.status();
+        let answer_headers = response.headers();
         let mut headers = Vec::new();
         for name in HEADERS_READ {
-            if let Some(value) = call_method(&answer_headers, "get", &[(*name).into()])
-                .ok()
-                .and_then(|v| v.as_string())
-            {
+            if let Ok(Some(value)) = answer_headers.get(name) {
                 headers.push(((*name).to_owned(), value));
             }
         }
@@ -161,7 +196,7 @@ impl HttpClient for FetchHttp {
             .find(|(n, _)| n == "content-length")
             .and_then(|(_, v)| v.trim().parse::<usize>().ok());
         if declared.is_some_and(|len| len >= limit) {
-            if let Ok(stream) = host::get(&response, "body") {
+            if let Some(stream) = response.body() {
                 host::cancel(&stream);
             }
             // Unread: a body one byte over the cap stands for it, so the
@@ -183,10 +218,17 @@ impl HttpClient for FetchHttp {
     }
 }
 
-/// A numeric property (0 when missing or not a number).
-fn number(value: &JsValue, name: &str) -> f64 {
-    host::get(value, name)
-        .ok()
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.0)
+#[async_trait(?Send)]
+impl HttpClient for FetchHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let abort = AbortOnDrop(AbortController::new().map_err(|e| transport_error(&e))?);
+        let timeout = Timeout::new(request.timeout_ms);
+        let exchange = Box::pin(self.exchange(request, abort.0.signal()));
+        let answer = match select(exchange, timeout).await {
+            Either::Left((answer, _)) => answer,
+            // The exchange is dropped here, then `abort` aborts the request.
+            Either::Right(_) => Err(HttpError::Timeout),
+        };
+        answer
+    }
 }

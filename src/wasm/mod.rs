@@ -7,6 +7,7 @@
 
 mod client;
 mod convert;
+pub(crate) mod crypto;
 mod error;
 mod fetch_http;
 mod host;

@@ -1,14 +1,14 @@
-// private_key_jwt through the JS package ('freshtoken/jwt'): client tokens
+// private_key_jwt through the JS package (WebCrypto signs): client tokens
 // from the real, independent oidc-provider (it verifies the RS256 signature
 // against the registered public key and refuses a replayed jti), the
 // assertion checked with node:crypto, the credentials JSON, and the errors.
 
 import assert from 'node:assert/strict';
-import { createPublicKey, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
-import { TokenClient, ConfigError } from 'freshtoken/jwt';
-import * as lean from 'freshtoken';
+import { TokenClient, ConfigError } from 'freshtoken';
+import * as alias from 'freshtoken/jwt';
 
 import { startOidcProvider } from '../support/oidc-provider.mjs';
 
@@ -61,6 +61,22 @@ describe('private_key_jwt against oidc-provider', () => {
     assert.match(c.jti, /^[A-Za-z0-9_-]{22,}$/);
   });
 
+  test('a PKCS#1 key (RSA PRIVATE KEY) signs the same as its PKCS#8 form', async () => {
+    const pkcs1 = createPrivateKey(op.clients.jwt.privateKeyPem).export({ type: 'pkcs1', format: 'pem' });
+    assert.match(pkcs1, /BEGIN RSA PRIVATE KEY/);
+    const client = jwtClient({ privateKeyPem: pkcs1 });
+    assert.equal(typeof await client.clientToken(['api:read']), 'string');
+  });
+
+  test('a key under 2048 bits is a ConfigError naming privateKeyPem, and nothing is sent', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const before = op.tokenRequests();
+    const client = jwtClient({ privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) });
+    await assert.rejects(client.clientToken(['api:read']), (e) => e instanceof ConfigError
+      && /`privateKeyPem`/.test(e.message) && /2048 bits/.test(e.message));
+    assert.equal(op.tokenRequests(), before);
+  });
+
   test('fromCredentialsJson with the certificate, as Stitch hands it out', async () => {
     const json = JSON.stringify({
       clientId: op.clients.jwt.clientId,
@@ -73,14 +89,14 @@ describe('private_key_jwt against oidc-provider', () => {
     assert.equal(typeof await client.clientToken(['api:read']), 'string');
   });
 
-  test('fromCredentialsJson with a secret, in the lean build too', async () => {
+  test('fromCredentialsJson with a secret', async () => {
     const json = JSON.stringify({
       clientId: op.clients.confidential.clientId,
       clientSecret: op.clients.confidential.clientSecret,
       slidingRefreshTokenLifetime: 86400,
       tokenEndpoint: op.tokenEndpoint,
     });
-    const client = lean.TokenClient.fromCredentialsJson(json);
+    const client = TokenClient.fromCredentialsJson(json);
     assert.equal(typeof await client.clientToken(['api:read']), 'string');
   });
 });
@@ -113,10 +129,12 @@ describe('private_key_jwt configuration errors', () => {
     );
   });
 
-  test('the lean entry point says where private_key_jwt lives', () => {
+  test("'freshtoken/jwt' is an alias of 'freshtoken' (one build)", () => {
+    assert.equal(alias.TokenClient, TokenClient);
+    assert.equal(alias.ConfigError, ConfigError);
     assert.throws(
-      () => new lean.TokenClient({ tokenEndpoint: endpoint, clientId: 'c', privateKeyPem: 'x' }),
-      (e) => e instanceof lean.ConfigError && /freshtoken\/jwt/.test(e.message),
+      () => new alias.TokenClient({ tokenEndpoint: endpoint, clientId: 'c', privateKeyPem: 'x' }),
+      (e) => e instanceof ConfigError && /`privateKeyPem`/.test(e.message) && /no RSA private key/.test(e.message),
     );
   });
 });

@@ -10,6 +10,9 @@ kotlinc=.tools/node_modules/kotlin-compiler/bin/kotlinc
 options=(-jvm-target 17 -nowarn)
 # KOTLIN_WARNINGS=1 shows warnings (the generated code has many).
 [ "${KOTLIN_WARNINGS:-0}" = 1 ] && options=(-jvm-target 17)
+# KOTLIN_FRIEND=a.jar lets these sources see that jar's `internal` members
+# (the tests read the client's mirror and its native-use counter).
+[ -n "${KOTLIN_FRIEND:-}" ] && options+=("-Xfriend-paths=$KOTLIN_FRIEND")
 
 sources=()
 for arg in "$@"; do

@@ -1,24 +1,30 @@
 """freshtoken: OAuth 2.0 access tokens kept fresh, single-use refresh tokens
 rotated without losing one. A Rust core, exported through uniffi.
 
-Quick start (asyncio)::
+Synchronous code (Flask, Django, scripts, threads)::
 
     import freshtoken
 
     client = freshtoken.Client("https://auth.example/connect/token", "my-client",
                                client_secret="…")
     store = freshtoken.FileTokenStore("/var/lib/myapp/tokens")
-    session = client.session("user-42", store)
-    await session.seed(refresh_token=refresh_token_from_the_code_flow)
-    token = await session.access_token()   # cached: one sync FFI call
+    client.session("user-42", store).seed(refresh_token=refresh_token_from_the_code_flow)
+    token = client.session("user-42", store).access_token()  # per request: a dict read when cached
 
-Calls run on freshtoken's own event loop (a daemon thread), awaited from
-yours: ``asyncio.run(...)`` per request and cancelled callers are fine, and
-store, HTTP and clock callbacks run on that loop, never on yours.
+asyncio::
 
-Errors are ``FreshTokenError.<Variant>`` exceptions; ``error.code`` (or
-``freshtoken.error_code(error)``) is the stable code string shared with Rust
-and JavaScript.
+    client = freshtoken.AsyncClient("https://auth.example/connect/token", "my-client",
+                                    client_secret="…")
+    token = await client.session("user-42", store).access_token()
+
+Both keep one core state per session key, one refresh shared by every
+caller, and a mirror of the fresh token that cached reads serve without
+calling into the core. Work runs on freshtoken's own event loop (a daemon
+thread); store, HTTP and clock callbacks run there, never on yours.
+
+Errors are subclasses of ``freshtoken.FreshTokenError`` (``ReauthorizationRequired``,
+``StorageError``, …) with ``code`` and ``reason`` strings shared with Rust,
+JavaScript, Kotlin and Swift; ``str(error)`` is the core's message.
 """
 
 try:
@@ -30,13 +36,12 @@ except ImportError as _error:  # pragma: no cover - a source checkout without th
         "bindings/python/build/dev/"
     ) from _error
 
-from ._ffi.freshtoken import (  # noqa: E402  the generated surface
+from ._ffi.freshtoken import (  # noqa: E402  the generated records, enums and host interfaces
     AuthorizationRequest,
     AuthorizationUrlOptions,
     CasResult,
     Clock,
     ExchangeCodeOptions,
-    FreshTokenError,
     HostError,
     HttpClient,
     HttpHeader,
@@ -47,36 +52,72 @@ from ._ffi.freshtoken import (  # noqa: E402  the generated surface
     RetryOptions,
     SeedOptions,
     SessionStatus,
-    TokenClient,
     TokenClientOptions,
     TokenInfo,
     TokenStore,
-    UserSession,
     VersionedRecord,
 )
-from ._api import ERROR_CODES, Client, Session, error_code, reason_code  # noqa: E402
+from ._errors import (  # noqa: E402
+    ERROR_CODES,
+    ConfigError,
+    ConflictError,
+    FreshTokenError,
+    InvalidClientError,
+    InvalidResponseError,
+    NetworkError,
+    OAuthError,
+    ReauthorizationRequired,
+    StorageError,
+    TimeoutError,
+    TransientError,
+    error_code,
+)
+from . import _times  # noqa: E402,F401  (datetime properties on TokenInfo and SessionStatus)
+from ._times import from_ms  # noqa: E402
+from ._sync import Client, Session  # noqa: E402
+from ._async import AsyncClient, AsyncSession  # noqa: E402
 from ._loop import event_loop  # noqa: E402
 from ._http import UrllibHttpClient  # noqa: E402
 from ._stores import FileTokenStore, MemoryTokenStore, TokenStoreBase  # noqa: E402
 
+
+def reason_code(reason):
+    """``ReauthorizationReason.INVALID_GRANT`` → ``"invalid_grant"`` (the strings of ``error.reason``)."""
+    return None if reason is None else reason.name.lower()
+
+
+# `TimeoutError` is left out of __all__ so that `from freshtoken import *`
+# does not shadow the built-in (freshtoken.TimeoutError subclasses it).
 __all__ = [
     "Client",
     "Session",
+    "AsyncClient",
+    "AsyncSession",
+    "FreshTokenError",
+    "ReauthorizationRequired",
+    "InvalidClientError",
+    "OAuthError",
+    "TransientError",
+    "NetworkError",
+    "InvalidResponseError",
+    "StorageError",
+    "ConflictError",
+    "ConfigError",
+    "ERROR_CODES",
     "error_code",
     "reason_code",
-    "ERROR_CODES",
+    "from_ms",
     "event_loop",
     "UrllibHttpClient",
     "TokenStoreBase",
     "MemoryTokenStore",
     "FileTokenStore",
-    # generated
+    # generated records, enums and host interfaces
     "AuthorizationRequest",
     "AuthorizationUrlOptions",
     "CasResult",
     "Clock",
     "ExchangeCodeOptions",
-    "FreshTokenError",
     "HostError",
     "HttpClient",
     "HttpHeader",
@@ -87,10 +128,8 @@ __all__ = [
     "RetryOptions",
     "SeedOptions",
     "SessionStatus",
-    "TokenClient",
     "TokenClientOptions",
     "TokenInfo",
     "TokenStore",
-    "UserSession",
     "VersionedRecord",
 ]

@@ -15,14 +15,16 @@ threads).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import os
 import threading
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from ._ffi import freshtoken as _generated
+from ._errors import translate
 
-__all__ = ["event_loop", "on_event_loop", "run"]
+__all__ = ["event_loop", "on_event_loop", "run", "call"]
 
 T = TypeVar("T")
 
@@ -53,7 +55,8 @@ def on_event_loop() -> bool:
 
 
 async def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Awaits ``function(*args)`` on freshtoken's loop, from any loop.
+    """Awaits ``function(*args)`` on freshtoken's loop, from any loop; the
+    core's errors come out as freshtoken's exception classes.
 
     Cancelling the caller cancels the call on freshtoken's loop (the core
     drops its future; a shared refresh goes on without this caller).
@@ -64,12 +67,45 @@ async def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
     except RuntimeError:
         running = None
     if running is loop:
-        return await function(*args)
+        return await _translated(function, *args)
+    return await asyncio.wrap_future(_submit(loop, _translated(function, *args)))
 
-    async def call() -> T:
-        return await function(*args)
 
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), loop))
+def call(function: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[float] = None) -> T:
+    """Runs ``function(*args)`` on freshtoken's loop and blocks this thread
+    until it answers (the synchronous client's way in).
+
+    Past ``timeout`` seconds (None: no limit) this raises the built-in
+    ``TimeoutError`` and cancels only this caller's wait: a refresh it started
+    or joined goes on and saves for everyone else, as when an async caller is
+    cancelled. So does an interrupt (Ctrl-C) while blocked here.
+    """
+    loop = event_loop()
+    if on_event_loop():
+        raise RuntimeError("a blocking freshtoken call on freshtoken's own event loop (from an async "
+                           "store or HTTP callback) would wait for itself: use the async client there")
+    future = _submit(loop, _translated(function, *args))
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise builtins.TimeoutError(
+            f"freshtoken gave no answer within {timeout} s (the refresh, if any, goes on)") from None
+    except BaseException:
+        future.cancel()
+        raise
+
+
+def _submit(loop: asyncio.AbstractEventLoop, coroutine: Awaitable[T]) -> "concurrent.futures.Future[T]":
+    """Schedules ``coroutine`` on freshtoken's loop (tests wrap this to see callers arrive)."""
+    return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+
+async def _translated(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    try:
+        return await function(*args)
+    except _generated.FreshTokenError as error:
+        raise translate(error) from None
 
 
 def _start() -> asyncio.AbstractEventLoop:

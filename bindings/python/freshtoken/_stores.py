@@ -55,7 +55,7 @@ class TokenStoreBase(TokenStore):
     and must be thread-safe.
 
     Exceptions raised by them (any type, cancellation included) become
-    freshtoken's ``FreshTokenError.Storage``; their message is kept, with
+    freshtoken's ``StorageError``; their message is kept, with
     every token freshtoken knows scrubbed from it.
     """
 

@@ -34,3 +34,29 @@ def emu(emulator):
     """The module's emulator, reset (tokens, counters, faults, clock) for this test."""
     emulator.reset()
     return emulator
+
+
+@pytest.fixture
+def ffi_calls(monkeypatch):
+    """Counts every call into the generated UserSession and TokenClient
+    objects (the FFI), by "Class.method"; clear() it to start counting."""
+    import collections
+    import functools
+
+    from freshtoken._ffi import freshtoken as generated
+
+    counts = collections.Counter()
+    for cls in (generated.UserSession, generated.TokenClient):
+        for name, member in list(vars(cls).items()):
+            if name.startswith("_") or not callable(member) or isinstance(member, (staticmethod, classmethod)):
+                continue
+
+            def counting(original, label):
+                @functools.wraps(original)
+                def call(*args, **kwargs):
+                    counts[label] += 1
+                    return original(*args, **kwargs)
+                return call
+
+            monkeypatch.setattr(cls, name, counting(member, f"{cls.__name__}.{name}"))
+    return counts

@@ -281,11 +281,27 @@ def closed_port():
 
 
 def make_client(emu, clock=None, **options):
-    """A freshtoken.Client on the emulator with a fake clock."""
+    """A freshtoken.AsyncClient on the emulator with a fake clock."""
+    clock = clock or FakeClock()
+    options.setdefault("client_secret", CLIENT_SECRET)
+    client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, clock=clock, **options)
+    return client, clock
+
+
+def make_sync_client(emu, clock=None, **options):
+    """A synchronous freshtoken.Client on the emulator with a fake clock."""
     clock = clock or FakeClock()
     options.setdefault("client_secret", CLIENT_SECRET)
     client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, clock=clock, **options)
     return client, clock
+
+
+def seeded_sync(emu, client, store, key="u1"):
+    """seeded() for the synchronous client."""
+    family = emu.seed()
+    session = client.session(key, store)
+    session.seed(refresh_token=family["refresh_token"])
+    return session, family
 
 
 async def seeded(emu, client, store, key="u1"):

@@ -42,7 +42,7 @@ class SlowSaveStore(TestStore):
 
 def make_app(emu, store):
     """The web app's module-level state: one Client for the process."""
-    return freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    return freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
 
 
 def handle_request(client, store, timeout=TIMEOUT):
@@ -121,7 +121,7 @@ def test_a_cancelled_caller_whose_loop_closes_leaves_the_session_usable(emu):
 def test_eight_threads_each_running_their_own_loop_share_one_refresh(emu):
     family = emu.seed()
     store = TestStore()
-    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
     session = client.session("u1", store)  # one handle shared by every thread
     asyncio.run(session.seed(refresh_token=family["refresh_token"]))
     emu.fault({"kind": "hold", "grant": "refresh_token"})
@@ -166,7 +166,7 @@ def test_a_store_call_that_is_cancelled_reaches_the_core_as_a_storage_error(emu)
     async def scenario():
         family = emu.seed()
         store = CancellingStore()
-        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+        client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
         session = client.session("u1", store)
         store.cancel_next = 1
         try:
@@ -188,7 +188,7 @@ def test_a_caller_cancelled_while_waiting_does_not_cancel_the_refresh_for_others
     async def scenario():
         family = emu.seed()
         store = TestStore()
-        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+        client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
         session = client.session("u1", store)
         await session.seed(refresh_token=family["refresh_token"])
         emu.fault({"kind": "hold", "grant": "refresh_token"})

@@ -48,7 +48,7 @@ import freshtoken
 
 def seed(key):
     store = freshtoken.MemoryTokenStore()
-    client = freshtoken.Client("http://127.0.0.1:9/connect/token", "c", client_secret="s")
+    client = freshtoken.AsyncClient("http://127.0.0.1:9/connect/token", "c", client_secret="s")
     asyncio.run(asyncio.wait_for(client.session(key, store).seed(refresh_token="rt-" + key), 10))
     return store.get(key) is not None
 

@@ -143,12 +143,12 @@ def test_invalid_grant_requires_reauthorization_and_is_remembered(emu):
 
         err = await rejection(session.access_token(), FreshTokenError.ReauthorizationRequired)
         assert err.code == "reauthorization_required"
-        assert err.reason == ReauthorizationReason.INVALID_GRANT
+        assert err.reason == "invalid_grant"
         assert err.reason_code == "invalid_grant"
         assert emu.refresh_requests() == 1
 
         again = await rejection(session.access_token(), FreshTokenError.ReauthorizationRequired)
-        assert again.reason == ReauthorizationReason.INVALID_GRANT
+        assert again.reason == "invalid_grant"
         await rejection(session.refresh(), FreshTokenError.ReauthorizationRequired)
         assert store.record("u1")["reauth"] == "invalid_grant", "the reason is stored"
         elsewhere, _ = make_client(emu, clock)
@@ -232,7 +232,7 @@ def test_connection_refused_is_not_sent_retried_then_network_not_maybe_sent():
     async def scenario():
         clock = FakeClock()
         url = f"http://127.0.0.1:{closed_port()}/connect/token"
-        client = freshtoken.Client(url, "test-client", client_secret=CLIENT_SECRET, clock=clock)
+        client = freshtoken.AsyncClient(url, "test-client", client_secret=CLIENT_SECRET, clock=clock)
         session = client.session("u1", TestStore())
         await session.seed(refresh_token="rt-never-sent")
         err = await rejection(session.access_token(), FreshTokenError.Network)
@@ -294,7 +294,7 @@ def test_redirects_are_not_followed(emu):
 
     async def scenario(url):
         clock = FakeClock()
-        client = freshtoken.Client(url, "test-client", client_secret=CLIENT_SECRET, clock=clock)
+        client = freshtoken.AsyncClient(url, "test-client", client_secret=CLIENT_SECRET, clock=clock)
         session = client.session("u1", TestStore())
         await session.seed(refresh_token=emu.seed()["refresh_token"])
         err = await rejection(session.access_token(), FreshTokenError.InvalidResponse)
@@ -394,7 +394,7 @@ def test_bad_scopes_are_config_errors(emu, scopes):
 def test_backoff_on_the_system_clock_works_under_asyncio(emu):
     """No fake clock: the core's own timer wakes the Rust future from another thread."""
     async def scenario():
-        client = freshtoken.Client(emu.token_endpoint, "test-client", client_secret=CLIENT_SECRET,
+        client = freshtoken.AsyncClient(emu.token_endpoint, "test-client", client_secret=CLIENT_SECRET,
                                    retry={"initial_backoff_ms": 20, "max_backoff_ms": 20})
         session, _ = await seeded(emu, client, TestStore())
         emu.fault({"kind": "status", "status": 503})

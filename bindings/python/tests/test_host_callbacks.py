@@ -231,7 +231,7 @@ def test_an_http_error_quoting_the_request_puts_no_secret_in_the_message(emu):
 
     async def scenario():
         family = emu.seed()
-        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, http=Quoting())
+        client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, http=Quoting())
         session = client.session("u1", MemoryTokenStore())
         await session.seed(refresh_token=family["refresh_token"])
         try:
@@ -255,7 +255,7 @@ def test_an_http_client_that_raises_any_exception_is_a_failure_not_a_hang(emu):
             raise SystemExit(3)
 
     async def scenario():
-        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, http=Exiting())
+        client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, http=Exiting())
         session = client.session("u1", MemoryTokenStore())
         await session.seed(refresh_token=emu.seed()["refresh_token"])
         try:
@@ -314,7 +314,7 @@ class Interrupting(freshtoken.MemoryTokenStore):
             raise KeyboardInterrupt
         await super().save(key, record)
 
-client = freshtoken.Client("http://127.0.0.1:9/connect/token", "c", client_secret="s")
+client = freshtoken.AsyncClient("http://127.0.0.1:9/connect/token", "c", client_secret="s")
 store = Interrupting()
 report = {}
 try:

@@ -46,7 +46,7 @@ def credentials(oidc, **overrides):
 
 def test_a_client_token_from_oidc_provider_with_a_certificate(oidc):
     async def scenario():
-        client = freshtoken.Client.from_credentials_json(credentials(oidc))
+        client = freshtoken.AsyncClient.from_credentials_json(credentials(oidc))
         token = await client.client_token(["api:read"])
         assert isinstance(token, str) and token
         # Each request carries a fresh assertion: the server refuses a replayed jti.
@@ -59,9 +59,9 @@ def test_a_client_token_from_oidc_provider_with_a_certificate(oidc):
 
 def test_missing_members_are_config_errors_naming_them(oidc):
     with pytest.raises(FreshTokenError.Config) as missing:
-        freshtoken.Client.from_credentials_json(credentials(oidc, slidingRefreshTokenLifetime=None))
+        freshtoken.AsyncClient.from_credentials_json(credentials(oidc, slidingRefreshTokenLifetime=None))
     assert missing.value.field == "slidingRefreshTokenLifetime"
     with pytest.raises(FreshTokenError.Config) as no_key:
-        freshtoken.Client.from_credentials_json(credentials(oidc, certificate="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+        freshtoken.AsyncClient.from_credentials_json(credentials(oidc, certificate="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
     assert no_key.value.field == "private_key"
     assert "BEGIN" not in str(no_key.value)

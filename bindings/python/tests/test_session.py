@@ -185,7 +185,7 @@ def test_another_processs_rotation_is_picked_up_from_the_store(emu):
         client, clock = make_client(emu)
         store = TestStore()
         a, _ = await seeded(emu, client, store)
-        other = freshtoken.Client(emu.token_endpoint, "test-client", client_secret="test-secret", clock=clock)
+        other = freshtoken.AsyncClient(emu.token_endpoint, "test-client", client_secret="test-secret", clock=clock)
         b = other.session("u1", store)
         assert (await b.status()).has_record
 
@@ -197,31 +197,17 @@ def test_another_processs_rotation_is_picked_up_from_the_store(emu):
     asyncio.run(scenario())
 
 
-def test_session_access_token_awaits_the_core_only_when_nothing_is_cached(emu):
-    class Spy:
-        """Stands in for the generated UserSession, counting the async calls."""
-
-        def __init__(self, real):
-            self.real = real
-            self.awaited = 0
-
-        def cached_access_token(self):
-            return self.real.cached_access_token()
-
-        async def access_token(self):
-            self.awaited += 1
-            return await self.real.access_token()
-
+def test_session_access_token_awaits_the_core_only_when_nothing_is_cached(emu, ffi_calls):
     async def scenario():
         client, _ = make_client(emu)
         session, _ = await seeded(emu, client, TestStore())
-        spy = Spy(session.inner)
-        wrapped = freshtoken.Session(spy)
-        first = await wrapped.access_token()
-        assert spy.awaited == 1, "nothing cached: the core refreshed"
+        ffi_calls.clear()
+        first = await session.access_token()
+        assert ffi_calls["UserSession.access_token"] == 1, "nothing cached: the core refreshed"
+        ffi_calls.clear()
         for _ in range(100):
-            same(await wrapped.access_token(), first, "cached")
-        assert spy.awaited == 1, "cached: one sync FFI call each, the async path never awaited"
+            same(await session.access_token(), first, "cached")
+        assert sum(ffi_calls.values()) == 0, f"cached: served by the mirror, no FFI call ({dict(ffi_calls)})"
 
     asyncio.run(scenario())
 

@@ -217,8 +217,8 @@ def test_a_fleet_store_with_lease_and_versions_serves_two_clients_with_one_refre
         store = FleetStore()
         # The system clock: a waiting client really waits for the other's
         # lease (a fake clock's instant sleeps would spin it past its budget).
-        a = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
-        b = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)  # another "process"
+        a = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+        b = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)  # another "process"
         family = emu.seed()
         await a.session("u1", store).seed(refresh_token=family["refresh_token"])
         emu.fault({"kind": "hold", "grant": "refresh_token"})

@@ -1,5 +1,6 @@
 """The wheel maturin builds: pip installs it into a fresh venv, and the
-installed package (not the source tree) runs a session against the emulator.
+installed package (not the source tree) runs the README's synchronous quick
+start, then the asyncio one, against the emulator.
 
 scripts/test-python.sh builds the wheel and passes its path in
 $FRESHTOKEN_WHEEL; without it this test is skipped.
@@ -13,27 +14,31 @@ import sys
 import pytest
 
 SMOKE = r"""
-import asyncio, json, sys
+import asyncio, json, sys, tempfile
 import freshtoken
 
 endpoint, refresh_token = sys.argv[1], sys.argv[2]
 
-async def main():
-    client = freshtoken.Client(endpoint, "test-client", client_secret="test-secret")
-    store = freshtoken.MemoryTokenStore()
-    session = client.session("u1", store)
-    await session.seed(refresh_token=refresh_token)
-    token = await session.access_token()
-    cached = session.cached_access_token() == token and await session.access_token() == token
-    try:
-        await client.session("nobody", store).access_token()
-        code = None
-    except freshtoken.FreshTokenError as err:
-        code = freshtoken.error_code(err)
-    return {"file": freshtoken.__file__, "cached": cached, "stored": json.loads(store.get("u1"))["access_token"] == token,
-            "code": code}
+# The README's synchronous quick start.
+client = freshtoken.Client(endpoint, "test-client", client_secret="test-secret")
+store = freshtoken.FileTokenStore(tempfile.mkdtemp())
+client.session("user-42", store).seed(refresh_token=refresh_token)   # once
+token = client.session("user-42", store).access_token()                # per request
+cached = all(client.session("user-42", store).access_token() == token for _ in range(100))
+try:
+    client.session("nobody", store).access_token()
+    code = None
+except freshtoken.ReauthorizationRequired as err:
+    code = (err.code, err.reason)
 
-print(json.dumps(asyncio.run(main())))
+# The asyncio one, on the same store: the saved record, no new refresh.
+async def main():
+    aclient = freshtoken.AsyncClient(endpoint, "test-client", client_secret="test-secret")
+    return await aclient.session("user-42", store).access_token()
+
+print(json.dumps({"file": freshtoken.__file__, "cached": cached, "code": code,
+                  "stored": json.loads(open(store.path("user-42")).read())["access_token"] == token,
+                  "async_same": asyncio.run(main()) == token}))
 """
 
 
@@ -54,6 +59,6 @@ def test_the_installed_wheel_runs_a_session(emu, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["file"].startswith(str(venv)), "imported from the installed wheel"
-    assert report["cached"] and report["stored"]
-    assert report["code"] == "reauthorization_required"
+    assert report["cached"] and report["stored"] and report["async_same"]
+    assert report["code"] == ["reauthorization_required", "no_refresh_token"]
     assert emu.refresh_requests() == 1

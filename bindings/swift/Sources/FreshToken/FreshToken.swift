@@ -1023,6 +1023,614 @@ public func FfiConverterTypeClock_lower(_ value: Clock) -> UInt64 {
 
 
 /**
+ * One OAuth client: sessions, client tokens, the code flow.
+ */
+public protocol FfiTokenClientProtocol: AnyObject, Sendable {
+    
+    /**
+     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
+     */
+    func authorizationUrl(options: AuthorizationUrlOptions) throws  -> AuthorizationRequest
+    
+    /**
+     * A fresh client-credentials token for `scopes`.
+     */
+    func clientToken(scopes: [String]) async throws  -> String
+    
+    /**
+     * The client-token cache.
+     */
+    func clientTokens()  -> ClientTokens
+    
+    /**
+     * Exchanges an authorization code, stores the first record under `key`,
+     * and returns the session.
+     */
+    func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws  -> FfiUserSession
+    
+    /**
+     * This client's name as a fleet lease owner.
+     */
+    func leaseOwner()  -> String
+    
+    /**
+     * A handle on the session `key`, persisted through `store`.
+     */
+    func session(key: String, store: TokenStore) throws  -> FfiUserSession
+    
+    /**
+     * How many session states the client holds in memory.
+     */
+    func sessionCount()  -> Int64
+    
+}
+/**
+ * One OAuth client: sessions, client tokens, the code flow.
+ */
+open class FfiTokenClient: FfiTokenClientProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_freshtoken_fn_clone_tokenclient(self.handle, $0) }
+    }
+    /**
+     * A client sending requests through the host's `http`, on the system clock.
+     */
+public convenience init(options: TokenClientOptions, http: HttpClient)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_new(
+        FfiConverterTypeTokenClientOptions_lower(options),
+        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_freshtoken_fn_free_tokenclient(handle, $0) }
+    }
+
+    
+    /**
+     * A client from the provider's client-credentials JSON (`clientId`,
+     * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
+     * optionally `tokenEndpoint`, default Stitch's); a missing member is a
+     * `Config` error naming it.
+     */
+public static func fromCredentialsJson(json: String, http: HttpClient)throws  -> FfiTokenClient  {
+    return try  FfiConverterTypeFfiTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_from_credentials_json(
+        FfiConverterString.lower(json),
+        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The same, on the host's `clock` (for tests with fake time).
+     */
+public static func withClock(options: TokenClientOptions, http: HttpClient, clock: Clock)throws  -> FfiTokenClient  {
+    return try  FfiConverterTypeFfiTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_with_clock(
+        FfiConverterTypeTokenClientOptions_lower(options),
+        FfiConverterTypeHttpClient_lower(http),
+        FfiConverterTypeClock_lower(clock),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
+     */
+open func authorizationUrl(options: AuthorizationUrlOptions)throws  -> AuthorizationRequest  {
+    return try  FfiConverterTypeAuthorizationRequest_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_authorization_url(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeAuthorizationUrlOptions_lower(options),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A fresh client-credentials token for `scopes`.
+     */
+open func clientToken(scopes: [String])async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_tokenclient_client_token(
+                        self.uniffiCloneHandle(),FfiConverterSequenceString.lower(scopes)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The client-token cache.
+     */
+open func clientTokens() -> ClientTokens  {
+    return try!  FfiConverterTypeClientTokens_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_client_tokens(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Exchanges an authorization code, stores the first record under `key`,
+     * and returns the session.
+     */
+open func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore)async throws  -> FfiUserSession  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_tokenclient_exchange_code(
+                        self.uniffiCloneHandle(),FfiConverterTypeExchangeCodeOptions_lower(options),FfiConverterString.lower(key),FfiConverterTypeTokenStore_lower(store)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_u64,
+            completeFunc: ffi_freshtoken_rust_future_complete_u64,
+            freeFunc: ffi_freshtoken_rust_future_free_u64,
+            liftFunc: FfiConverterTypeFfiUserSession_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * This client's name as a fleet lease owner.
+     */
+open func leaseOwner() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_lease_owner(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A handle on the session `key`, persisted through `store`.
+     */
+open func session(key: String, store: TokenStore)throws  -> FfiUserSession  {
+    return try  FfiConverterTypeFfiUserSession_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_session(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(key),
+        FfiConverterTypeTokenStore_lower(store),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * How many session states the client holds in memory.
+     */
+open func sessionCount() -> Int64  {
+    return try!  FfiConverterInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_session_count(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFfiTokenClient: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = FfiTokenClient
+
+    public static func lift(_ handle: UInt64) throws -> FfiTokenClient {
+        return FfiTokenClient(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: FfiTokenClient) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FfiTokenClient {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: FfiTokenClient, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiTokenClient_lift(_ handle: UInt64) throws -> FfiTokenClient {
+    return try FfiConverterTypeFfiTokenClient.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiTokenClient_lower(_ value: FfiTokenClient) -> UInt64 {
+    return FfiConverterTypeFfiTokenClient.lower(value)
+}
+
+
+
+
+
+
+/**
+ * One user's tokens. Handles with the same key in one client share state.
+ */
+public protocol FfiUserSessionProtocol: AnyObject, Sendable {
+    
+    /**
+     * A fresh access token: from memory, or through one shared refresh.
+     */
+    func accessToken() async throws  -> String
+    
+    /**
+     * The access token if it is fresh in memory: no I/O, no waiting, no
+     * coroutine. Null means "call `access_token`". The language layers try
+     * this first, so the cached path costs one plain FFI call.
+     */
+    func cachedAccessToken()  -> String?
+    
+    /**
+     * The fresh token with the instant until which it stays fresh, for the
+     * language layer's mirror: it serves the token without calling in
+     * again until then, and drops it when anything else is called on the key.
+     */
+    func cachedToken()  -> CachedToken?
+    
+    /**
+     * The session key.
+     */
+    func key()  -> String
+    
+    /**
+     * A forced refresh, shared with concurrent callers.
+     */
+    func refresh() async throws  -> TokenInfo
+    
+    /**
+     * Adopts an existing refresh token (and optionally its access token).
+     */
+    func seed(seed: SeedOptions) async throws 
+    
+    /**
+     * What is known without sending anything.
+     */
+    func status() async throws  -> SessionStatus
+    
+    /**
+     * The API rejected `token`: refresh, unless another caller already did.
+     */
+    func tokenRejected(token: String) async throws  -> TokenInfo
+    
+    /**
+     * The fresh token with its expiry, scope, ID token and refresh expiry.
+     */
+    func tokens() async throws  -> TokenInfo
+    
+}
+/**
+ * One user's tokens. Handles with the same key in one client share state.
+ */
+open class FfiUserSession: FfiUserSessionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_freshtoken_fn_clone_usersession(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_freshtoken_fn_free_usersession(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * A fresh access token: from memory, or through one shared refresh.
+     */
+open func accessToken()async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_access_token(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The access token if it is fresh in memory: no I/O, no waiting, no
+     * coroutine. Null means "call `access_token`". The language layers try
+     * this first, so the cached path costs one plain FFI call.
+     */
+open func cachedAccessToken() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_usersession_cached_access_token(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The fresh token with the instant until which it stays fresh, for the
+     * language layer's mirror: it serves the token without calling in
+     * again until then, and drops it when anything else is called on the key.
+     */
+open func cachedToken() -> CachedToken?  {
+    return try!  FfiConverterOptionTypeCachedToken.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_usersession_cached_token(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The session key.
+     */
+open func key() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_usersession_key(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A forced refresh, shared with concurrent callers.
+     */
+open func refresh()async throws  -> TokenInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_refresh(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * Adopts an existing refresh token (and optionally its access token).
+     */
+open func seed(seed: SeedOptions)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_seed(
+                        self.uniffiCloneHandle(),FfiConverterTypeSeedOptions_lower(seed)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_void,
+            completeFunc: ffi_freshtoken_rust_future_complete_void,
+            freeFunc: ffi_freshtoken_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * What is known without sending anything.
+     */
+open func status()async throws  -> SessionStatus  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_status(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeSessionStatus_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The API rejected `token`: refresh, unless another caller already did.
+     */
+open func tokenRejected(token: String)async throws  -> TokenInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_token_rejected(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(token)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * The fresh token with its expiry, scope, ID token and refresh expiry.
+     */
+open func tokens()async throws  -> TokenInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_tokens(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
+            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
+            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFfiUserSession: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = FfiUserSession
+
+    public static func lift(_ handle: UInt64) throws -> FfiUserSession {
+        return FfiUserSession(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: FfiUserSession) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FfiUserSession {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: FfiUserSession, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiUserSession_lift(_ handle: UInt64) throws -> FfiUserSession {
+    return try FfiConverterTypeFfiUserSession.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFfiUserSession_lower(_ value: FfiUserSession) -> UInt64 {
+    return FfiConverterTypeFfiUserSession.lower(value)
+}
+
+
+
+
+
+
+/**
  * Sends HTTP requests for freshtoken with the platform's own stack.
  */
 public protocol HttpClient: AnyObject, Sendable {
@@ -1255,299 +1863,6 @@ public func FfiConverterTypeHttpClient_lift(_ handle: UInt64) throws -> HttpClie
 #endif
 public func FfiConverterTypeHttpClient_lower(_ value: HttpClient) -> UInt64 {
     return FfiConverterTypeHttpClient.lower(value)
-}
-
-
-
-
-
-
-/**
- * One OAuth client: sessions, client tokens, the code flow.
- */
-public protocol TokenClientProtocol: AnyObject, Sendable {
-    
-    /**
-     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
-     */
-    func authorizationUrl(options: AuthorizationUrlOptions) throws  -> AuthorizationRequest
-    
-    /**
-     * A fresh client-credentials token for `scopes`.
-     */
-    func clientToken(scopes: [String]) async throws  -> String
-    
-    /**
-     * The client-token cache.
-     */
-    func clientTokens()  -> ClientTokens
-    
-    /**
-     * Exchanges an authorization code, stores the first record under `key`,
-     * and returns the session.
-     */
-    func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws  -> UserSession
-    
-    /**
-     * This client's name as a fleet lease owner.
-     */
-    func leaseOwner()  -> String
-    
-    /**
-     * A handle on the session `key`, persisted through `store`.
-     */
-    func session(key: String, store: TokenStore) throws  -> UserSession
-    
-    /**
-     * How many session states the client holds in memory.
-     */
-    func sessionCount()  -> Int64
-    
-}
-/**
- * One OAuth client: sessions, client tokens, the code flow.
- */
-open class TokenClient: TokenClientProtocol, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_freshtoken_fn_clone_tokenclient(self.handle, $0) }
-    }
-    /**
-     * A client sending requests through the host's `http`, on the system clock.
-     */
-public convenience init(options: TokenClientOptions, http: HttpClient)throws  {
-    let handle =
-        try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_constructor_tokenclient_new(
-        FfiConverterTypeTokenClientOptions_lower(options),
-        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
-    )
-}
-    self.init(unsafeFromHandle: handle)
-}
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_freshtoken_fn_free_tokenclient(handle, $0) }
-    }
-
-    
-    /**
-     * A client from the provider's client-credentials JSON (`clientId`,
-     * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
-     * optionally `tokenEndpoint`, default Stitch's); a missing member is a
-     * `Config` error naming it.
-     */
-public static func fromCredentialsJson(json: String, http: HttpClient)throws  -> TokenClient  {
-    return try  FfiConverterTypeTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_constructor_tokenclient_from_credentials_json(
-        FfiConverterString.lower(json),
-        FfiConverterTypeHttpClient_lower(http),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * The same, on the host's `clock` (for tests with fake time).
-     */
-public static func withClock(options: TokenClientOptions, http: HttpClient, clock: Clock)throws  -> TokenClient  {
-    return try  FfiConverterTypeTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_constructor_tokenclient_with_clock(
-        FfiConverterTypeTokenClientOptions_lower(options),
-        FfiConverterTypeHttpClient_lower(http),
-        FfiConverterTypeClock_lower(clock),uniffiCallStatus
-    )
-})
-}
-    
-
-    
-    /**
-     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
-     */
-open func authorizationUrl(options: AuthorizationUrlOptions)throws  -> AuthorizationRequest  {
-    return try  FfiConverterTypeAuthorizationRequest_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_authorization_url(
-            self.uniffiCloneHandle(),
-        FfiConverterTypeAuthorizationUrlOptions_lower(options),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * A fresh client-credentials token for `scopes`.
-     */
-open func clientToken(scopes: [String])async throws  -> String  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_tokenclient_client_token(
-                        self.uniffiCloneHandle(),FfiConverterSequenceString.lower(scopes)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterString.lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The client-token cache.
-     */
-open func clientTokens() -> ClientTokens  {
-    return try!  FfiConverterTypeClientTokens_lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_client_tokens(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * Exchanges an authorization code, stores the first record under `key`,
-     * and returns the session.
-     */
-open func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore)async throws  -> UserSession  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_tokenclient_exchange_code(
-                        self.uniffiCloneHandle(),FfiConverterTypeExchangeCodeOptions_lower(options),FfiConverterString.lower(key),FfiConverterTypeTokenStore_lower(store)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_u64,
-            completeFunc: ffi_freshtoken_rust_future_complete_u64,
-            freeFunc: ffi_freshtoken_rust_future_free_u64,
-            liftFunc: FfiConverterTypeUserSession_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * This client's name as a fleet lease owner.
-     */
-open func leaseOwner() -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_lease_owner(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * A handle on the session `key`, persisted through `store`.
-     */
-open func session(key: String, store: TokenStore)throws  -> UserSession  {
-    return try  FfiConverterTypeUserSession_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_session(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(key),
-        FfiConverterTypeTokenStore_lower(store),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * How many session states the client holds in memory.
-     */
-open func sessionCount() -> Int64  {
-    return try!  FfiConverterInt64.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_tokenclient_session_count(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-
-    
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeTokenClient: FfiConverter {
-    typealias FfiType = UInt64
-    typealias SwiftType = TokenClient
-
-    public static func lift(_ handle: UInt64) throws -> TokenClient {
-        return TokenClient(unsafeFromHandle: handle)
-    }
-
-    public static func lower(_ value: TokenClient) -> UInt64 {
-        return value.uniffiCloneHandle()
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TokenClient {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: TokenClient, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeTokenClient_lift(_ handle: UInt64) throws -> TokenClient {
-    return try FfiConverterTypeTokenClient.lift(handle)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeTokenClient_lower(_ value: TokenClient) -> UInt64 {
-    return FfiConverterTypeTokenClient.lower(value)
 }
 
 
@@ -2215,321 +2530,6 @@ public func FfiConverterTypeTokenStore_lift(_ handle: UInt64) throws -> TokenSto
 #endif
 public func FfiConverterTypeTokenStore_lower(_ value: TokenStore) -> UInt64 {
     return FfiConverterTypeTokenStore.lower(value)
-}
-
-
-
-
-
-
-/**
- * One user's tokens. Handles with the same key in one client share state.
- */
-public protocol UserSessionProtocol: AnyObject, Sendable {
-    
-    /**
-     * A fresh access token: from memory, or through one shared refresh.
-     */
-    func accessToken() async throws  -> String
-    
-    /**
-     * The access token if it is fresh in memory: no I/O, no waiting, no
-     * coroutine. Null means "call `access_token`". The language layers try
-     * this first, so the cached path costs one plain FFI call.
-     */
-    func cachedAccessToken()  -> String?
-    
-    /**
-     * The fresh token with the instant until which it stays fresh, for the
-     * language layer's mirror: it serves the token without calling in
-     * again until then, and drops it when anything else is called on the key.
-     */
-    func cachedToken()  -> CachedToken?
-    
-    /**
-     * The session key.
-     */
-    func key()  -> String
-    
-    /**
-     * A forced refresh, shared with concurrent callers.
-     */
-    func refresh() async throws  -> TokenInfo
-    
-    /**
-     * Adopts an existing refresh token (and optionally its access token).
-     */
-    func seed(seed: SeedOptions) async throws 
-    
-    /**
-     * What is known without sending anything.
-     */
-    func status() async throws  -> SessionStatus
-    
-    /**
-     * The API rejected `token`: refresh, unless another caller already did.
-     */
-    func tokenRejected(token: String) async throws  -> TokenInfo
-    
-    /**
-     * The fresh token with its expiry, scope, ID token and refresh expiry.
-     */
-    func tokens() async throws  -> TokenInfo
-    
-}
-/**
- * One user's tokens. Handles with the same key in one client share state.
- */
-open class UserSession: UserSessionProtocol, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_freshtoken_fn_clone_usersession(self.handle, $0) }
-    }
-    // No primary constructor declared for this class.
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_freshtoken_fn_free_usersession(handle, $0) }
-    }
-
-    
-
-    
-    /**
-     * A fresh access token: from memory, or through one shared refresh.
-     */
-open func accessToken()async throws  -> String  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_access_token(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterString.lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The access token if it is fresh in memory: no I/O, no waiting, no
-     * coroutine. Null means "call `access_token`". The language layers try
-     * this first, so the cached path costs one plain FFI call.
-     */
-open func cachedAccessToken() -> String?  {
-    return try!  FfiConverterOptionString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_usersession_cached_access_token(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * The fresh token with the instant until which it stays fresh, for the
-     * language layer's mirror: it serves the token without calling in
-     * again until then, and drops it when anything else is called on the key.
-     */
-open func cachedToken() -> CachedToken?  {
-    return try!  FfiConverterOptionTypeCachedToken.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_usersession_cached_token(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * The session key.
-     */
-open func key() -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_freshtoken_fn_method_usersession_key(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * A forced refresh, shared with concurrent callers.
-     */
-open func refresh()async throws  -> TokenInfo  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_refresh(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeTokenInfo_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * Adopts an existing refresh token (and optionally its access token).
-     */
-open func seed(seed: SeedOptions)async throws   {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_seed(
-                        self.uniffiCloneHandle(),FfiConverterTypeSeedOptions_lower(seed)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_void,
-            completeFunc: ffi_freshtoken_rust_future_complete_void,
-            freeFunc: ffi_freshtoken_rust_future_free_void,
-            liftFunc: { $0 },
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * What is known without sending anything.
-     */
-open func status()async throws  -> SessionStatus  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_status(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeSessionStatus_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The API rejected `token`: refresh, unless another caller already did.
-     */
-open func tokenRejected(token: String)async throws  -> TokenInfo  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_token_rejected(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(token)
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeTokenInfo_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-    /**
-     * The fresh token with its expiry, scope, ID token and refresh expiry.
-     */
-open func tokens()async throws  -> TokenInfo  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_freshtoken_fn_method_usersession_tokens(
-                        self.uniffiCloneHandle()
-                )
-            },
-            pollFunc: ffi_freshtoken_rust_future_poll_rust_buffer,
-            completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
-            freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterTypeTokenInfo_lift,
-            errorHandler: FfiConverterTypeFreshTokenError_lift
-        )
-}
-    
-
-    
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeUserSession: FfiConverter {
-    typealias FfiType = UInt64
-    typealias SwiftType = UserSession
-
-    public static func lift(_ handle: UInt64) throws -> UserSession {
-        return UserSession(unsafeFromHandle: handle)
-    }
-
-    public static func lower(_ value: UserSession) -> UInt64 {
-        return value.uniffiCloneHandle()
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UserSession {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: UserSession, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeUserSession_lift(_ handle: UInt64) throws -> UserSession {
-    return try FfiConverterTypeUserSession.lift(handle)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeUserSession_lower(_ value: UserSession) -> UInt64 {
-    return FfiConverterTypeUserSession.lower(value)
 }
 
 

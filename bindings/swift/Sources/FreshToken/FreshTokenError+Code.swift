@@ -47,6 +47,12 @@ extension FreshTokenError {
         }
         return nil
     }
+
+    /// `reauthorizationReason` as its stable string (`"invalid_grant"`, …),
+    /// as Python's `error.reason` and JavaScript's `error.reason`.
+    public var reason: String? {
+        reauthorizationReason?.code
+    }
 }
 
 extension ReauthorizationReason {
@@ -58,17 +64,5 @@ extension ReauthorizationReason {
         case .lostRotation: return "lost_rotation"
         case .noRefreshToken: return "no_refresh_token"
         }
-    }
-}
-
-extension UserSessionProtocol {
-    /// A fresh access token: the cached one when it is fresh (one plain FFI
-    /// call, no suspension, no I/O), otherwise `accessToken()` (one shared
-    /// refresh for all concurrent callers).
-    public func token() async throws -> String {
-        if let cached = cachedAccessToken() {
-            return cached
-        }
-        return try await accessToken()
     }
 }

@@ -116,10 +116,10 @@ class CallbackFailuresTest {
         val store = FailingStore()
         val (session, _) = seeded(client(), store)
         store.failSave = { CancellationException("the store's scope was cancelled") }
-        val err = promptly<FreshTokenException.Storage> { session.token() }
+        val err = promptly<FreshTokenException.Storage> { session.accessToken() }
         assertTrue(err.detail, err.detail.contains("CancellationException"))
         store.failSave = null
-        assertHealed(store, session.token())
+        assertHealed(store, session.accessToken())
     }
 
     @Test fun `a load that throws CancellationException is Storage and sends nothing`() = blocking {
@@ -127,20 +127,20 @@ class CallbackFailuresTest {
         seeded(client(), store)
         val session = client().session("u1", store) // another process: reads the store first
         store.failLoad = { CancellationException("cancelled") }
-        promptly<FreshTokenException.Storage> { session.token() }
+        promptly<FreshTokenException.Storage> { session.accessToken() }
         assertEquals(0L, emu.refreshRequests())
         store.failLoad = null
-        assertHealed(store, session.token())
+        assertHealed(store, session.accessToken())
     }
 
     @Test fun `a save that throws an Error (TODO()) is Storage at once, then the session works`() = blocking {
         val store = FailingStore()
         val (session, _) = seeded(client(), store)
         store.failSave = { NotImplementedError("An operation is not implemented: the database layer") }
-        val err = promptly<FreshTokenException.Storage> { session.token() }
+        val err = promptly<FreshTokenException.Storage> { session.accessToken() }
         assertTrue(err.detail, err.detail.contains("NotImplementedError"))
         store.failSave = null
-        assertHealed(store, session.token())
+        assertHealed(store, session.accessToken())
     }
 
     @Test fun `a load that throws StackOverflowError is Storage at once`() = blocking {
@@ -148,9 +148,9 @@ class CallbackFailuresTest {
         seeded(client(), store)
         val session = client().session("u1", store)
         store.failLoad = { StackOverflowError() }
-        promptly<FreshTokenException.Storage> { session.token() }
+        promptly<FreshTokenException.Storage> { session.accessToken() }
         store.failLoad = null
-        assertHealed(store, session.token())
+        assertHealed(store, session.accessToken())
     }
 
     @Test fun `an HttpClient that throws CancellationException or an AssertionError fails the call, then works`() = blocking {
@@ -159,12 +159,12 @@ class CallbackFailuresTest {
         val (session, _) = seeded(client(http), store)
         for (failure in listOf<() -> Throwable>({ CancellationException("call cancelled") }, { AssertionError("bug") })) {
             http.fail = failure
-            val err = promptly<FreshTokenException> { session.token() }
+            val err = promptly<FreshTokenException> { session.accessToken() }
             assertTrue("${err.code}: ${err.message}", err is FreshTokenException.Network)
             assertEquals(0L, emu.refreshRequests())
         }
         http.fail = null
-        assertHealed(store, session.token())
+        assertHealed(store, session.accessToken())
     }
 
     @Test fun `a Clock whose nowMs throws an Error falls back to the system clock`() = blocking {

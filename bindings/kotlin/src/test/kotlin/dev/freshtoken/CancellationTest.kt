@@ -134,7 +134,7 @@ class CancellationTest {
     /** A restart: a new client on the same store serves the saved token and sends nothing. */
     private fun assertRestartCarriesOn(store: SlowSaveStore, oldRt: String, token: String) = runBlocking {
         val restarted = moduleClient()
-        same(restarted.session("u1", store).token(), token, "the restarted process serves the saved token")
+        same(restarted.session("u1", store).accessToken(), token, "the restarted process serves the saved token")
         assertEquals("exactly one refresh, the consumed refresh token never resent", 1L, emu.refreshRequests())
         assertEquals("consumed", emu.refreshTokenState(oldRt))
         assertEquals("the family is not revoked", "active",
@@ -148,7 +148,7 @@ class CancellationTest {
 
         // The first caller starts the refresh and gives up after 50 ms.
         try {
-            withTimeout(50) { client.session("u1", store).token() }
+            withTimeout(50) { client.session("u1", store).accessToken() }
             fail("token() returned before the save finished")
         } catch (_: TimeoutCancellationException) {
         }
@@ -157,7 +157,7 @@ class CancellationTest {
         val gaveUp = (1..10).map {
             async(Dispatchers.Default) {
                 try {
-                    withTimeout(50) { client.session("u1", store).token() }
+                    withTimeout(50) { client.session("u1", store).accessToken() }
                     false
                 } catch (_: TimeoutCancellationException) {
                     true
@@ -168,7 +168,7 @@ class CancellationTest {
         assertEquals(1L, emu.refreshRequests())
 
         val saved = releaseAndAwaitSave(client, store)
-        val tokens = (1..10).map { async(Dispatchers.Default) { client.session("u1", store).token() } }.awaitAll()
+        val tokens = (1..10).map { async(Dispatchers.Default) { client.session("u1", store).accessToken() } }.awaitAll()
         assertEquals("later callers get the saved token", setOf(saved), tokens.toSet())
         assertSavedOnce(store, oldRt, saved)
         assertRestartCarriesOn(store, oldRt, saved)
@@ -184,7 +184,7 @@ class CancellationTest {
             try {
                 runBlocking {
                     val session = client.session("u1", store)
-                    if (budgetMs == null) session.token() else withTimeout(budgetMs) { session.token() }
+                    if (budgetMs == null) session.accessToken() else withTimeout(budgetMs) { session.accessToken() }
                 }
             } catch (_: TimeoutCancellationException) {
                 null
@@ -217,7 +217,7 @@ class CancellationTest {
         val thread = Thread {
             outcome.set(
                 try {
-                    runBlocking { client.session("u1", store).token() }
+                    runBlocking { client.session("u1", store).accessToken() }
                     "returned"
                 } catch (_: InterruptedException) {
                     "interrupted"
@@ -231,7 +231,7 @@ class CancellationTest {
         assertEquals("interrupted", outcome.get())
 
         val token = releaseAndAwaitSave(client, store)
-        same(runBlocking { client.session("u1", store).token() }, token, "the next request gets the saved token")
+        same(runBlocking { client.session("u1", store).accessToken() }, token, "the next request gets the saved token")
         assertSavedOnce(store, oldRt, token)
         assertRestartCarriesOn(store, oldRt, token)
     }

@@ -125,7 +125,7 @@ class ErrorsTest {
         }
 
         val made = listOf(
-            TokenInfo("at-$SENTINEL", 0L, "accounts", "idt-$SENTINEL", null).toString(),
+            FfiTokenInfo("at-$SENTINEL", 0L, "accounts", "idt-$SENTINEL", null).toString(),
             TokenClientOptions(tokenEndpoint = "https://x/token", clientId = "c", clientSecret = SECRET, privateKeyPem = SECRET).toString(),
             VersionedRecord(record = "{\"refresh_token\":\"rt-$SENTINEL\"}", version = "1").toString(),
             ExchangeCodeOptions(code = "code-$SENTINEL", codeVerifier = "v-$SENTINEL", redirectUri = "app://cb").toString(),
@@ -147,7 +147,7 @@ class ErrorsTest {
         // A refresh token the server rejects.
         val dead = client.session("dead", store)
         dead.seed(SeedOptions(refreshToken = "rt-$SENTINEL", accessToken = "at-$SENTINEL", expiresIn = 0))
-        seen += expectError<FreshTokenException.ReauthorizationRequired> { dead.token() }
+        seen += expectError<FreshTokenException.ReauthorizationRequired> { dead.accessToken() }
         seen += expectError<FreshTokenException.ReauthorizationRequired> { dead.tokenRejected("at-$SENTINEL") }
 
         // Answers that carry tokens but cannot be used.
@@ -156,24 +156,24 @@ class ErrorsTest {
         }
         emu.fault("kind" to "body", "status" to 200,
             "body" to """{"access_token":"at-$SENTINEL","token_type":"mac","expires_in":900,"refresh_token":"rt2-$SENTINEL"}""")
-        seen += expectError<FreshTokenException.InvalidResponse> { live("a").token() }
+        seen += expectError<FreshTokenException.InvalidResponse> { live("a").accessToken() }
         emu.fault("kind" to "body", "status" to 200, "body" to """{"access_token":"at-$SENTINEL","token_type":"Bearer","exp""")
-        seen += expectError<FreshTokenException.InvalidResponse> { live("b").token() }
+        seen += expectError<FreshTokenException.InvalidResponse> { live("b").accessToken() }
         emu.fault("kind" to "body", "status" to 200, "body" to """{"access_token":"at-$SENTINEL","token_type":"Bearer","expires_in":"soon"}""")
-        seen += expectError<FreshTokenException.InvalidResponse> { live("c").token() }
+        seen += expectError<FreshTokenException.InvalidResponse> { live("c").accessToken() }
         emu.fault("kind" to "body", "status" to 503, "content_type" to "text/plain", "body" to "down, token at-$SENTINEL", "count" to 4)
-        seen += expectError<FreshTokenException.Transient> { live("d").token() }
+        seen += expectError<FreshTokenException.Transient> { live("d").accessToken() }
 
         // Unreadable stored records that hold a refresh token.
         store.save("garbled", "not json rt-$SENTINEL")
-        seen += expectError<FreshTokenException.Storage> { client.session("garbled", store).token() }
+        seen += expectError<FreshTokenException.Storage> { client.session("garbled", store).accessToken() }
         store.save("future", """{"schema":"freshtoken.record/99","refresh_token":"rt-$SENTINEL"}""")
         seen += expectError<FreshTokenException.Storage> { client.session("future", store).status() }
 
         // A store that fails while saving a record full of tokens.
         val failing = live("e")
         store.failSaves = 1
-        seen += expectError<FreshTokenException.Storage> { failing.token() }
+        seen += expectError<FreshTokenException.Storage> { failing.accessToken() }
 
         // A wrong client secret.
         val wrong = TokenClient.withClock(
@@ -182,7 +182,7 @@ class ErrorsTest {
         )
         val ws = wrong.session("w", store)
         ws.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
-        seen += expectError<FreshTokenException.InvalidClient> { ws.token() }
+        seen += expectError<FreshTokenException.InvalidClient> { ws.accessToken() }
         seen += expectError<FreshTokenException.InvalidClient> { wrong.clientToken(listOf("accounts")) }
 
         // Configuration errors about secret-bearing options.

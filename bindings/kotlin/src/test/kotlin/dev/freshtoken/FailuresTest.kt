@@ -58,7 +58,7 @@ class FailuresTest {
         store.failSaves = 1
         store.failOnly = { it["refresh_token"] != oldRt } // the rotated record, not the in-doubt marker
 
-        val err = expectError<FreshTokenException.Storage> { session.token() }
+        val err = expectError<FreshTokenException.Storage> { session.accessToken() }
         assertEquals("storage", err.code)
         assertTrue("the host's reason is kept: ${err.detail}", err.detail.contains("disk full"))
         assertEquals(1L, emu.refreshRequests())
@@ -67,7 +67,7 @@ class FailuresTest {
         assertTrue(session.status().unpersisted)
         assertNull("nothing is served from an unsaved record", session.cachedAccessToken())
 
-        val token = session.token()
+        val token = session.accessToken()
         assertEquals("the consumed refresh token is not sent again", 1L, emu.refreshRequests())
         val stored = store.record("u1")!!
         same(stored["access_token"], token, "the kept record was saved")
@@ -83,12 +83,12 @@ class FailuresTest {
         // The rotated record's saves fail (the in-doubt marker written before sending works).
         store.failSaves = Int.MAX_VALUE
         store.failOnly = { it["refresh_token"] != rt }
-        repeat(3) { expectError<FreshTokenException.Storage> { session.token() } }
+        repeat(3) { expectError<FreshTokenException.Storage> { session.accessToken() } }
         expectError<FreshTokenException.Storage> { session.refresh() }
         expectError<FreshTokenException.Storage> { session.tokens() }
         assertEquals(1L, emu.refreshRequests())
         store.failSaves = 0
-        val token = session.token()
+        val token = session.accessToken()
         same(store.record("u1")!!["access_token"], token, "saved once the store heals")
         assertEquals(1L, emu.refreshRequests())
     }
@@ -97,7 +97,7 @@ class FailuresTest {
         val (session, rt) = seeded()
         val savesBefore = store.saves.get()
         store.failSaves = Int.MAX_VALUE
-        expectError<FreshTokenException.Storage> { session.token() }
+        expectError<FreshTokenException.Storage> { session.accessToken() }
         expectError<FreshTokenException.Storage> { session.refresh() }
         expectError<FreshTokenException.Storage> { session.tokens() }
         assertEquals("nothing sent", 0L, emu.refreshRequests())
@@ -105,7 +105,7 @@ class FailuresTest {
         assertEquals("one attempted marker save per call", 3, store.saves.get() - savesBefore)
 
         store.failSaves = 0
-        val token = session.token()
+        val token = session.accessToken()
         assertEquals(1L, emu.refreshRequests())
         val stored = store.record("u1")!!
         same(stored["access_token"], token, "the rotated record was saved")
@@ -118,10 +118,10 @@ class FailuresTest {
         seeded()
         val session = newClient().session("u1", store) // another process: never read the store
         store.failLoads = 1
-        val err = expectError<FreshTokenException.Storage> { session.token() }
+        val err = expectError<FreshTokenException.Storage> { session.accessToken() }
         assertTrue(err.detail.contains("database unavailable"))
         assertEquals(0L, emu.refreshRequests())
-        session.token()
+        session.accessToken()
         assertEquals(1L, emu.refreshRequests())
     }
 
@@ -129,26 +129,26 @@ class FailuresTest {
         val session = client.session("u1", store)
         session.seed(SeedOptions(refreshToken = "rt-that-the-server-never-issued"))
 
-        val err = expectError<FreshTokenException.ReauthorizationRequired> { session.token() }
+        val err = expectError<FreshTokenException.ReauthorizationRequired> { session.accessToken() }
         assertEquals("reauthorization_required", err.code)
         assertEquals(ReauthorizationReason.INVALID_GRANT, err.reason)
         assertEquals("invalid_grant", err.reason.code)
         assertEquals(1L, emu.refreshRequests())
 
         assertEquals(ReauthorizationReason.INVALID_GRANT,
-            expectError<FreshTokenException.ReauthorizationRequired> { session.token() }.reason)
+            expectError<FreshTokenException.ReauthorizationRequired> { session.accessToken() }.reason)
         assertEquals(ReauthorizationReason.INVALID_GRANT,
             expectError<FreshTokenException.ReauthorizationRequired> { session.refresh() }.reason)
         assertEquals("invalid_grant", store.record("u1")!!["reauth"])
         val elsewhere = newClient().session("u1", store)
         assertEquals(ReauthorizationReason.INVALID_GRANT,
-            expectError<FreshTokenException.ReauthorizationRequired> { elsewhere.token() }.reason)
+            expectError<FreshTokenException.ReauthorizationRequired> { elsewhere.accessToken() }.reason)
         assertEquals(ReauthorizationReason.INVALID_GRANT, elsewhere.status().reauthorizationReason)
         assertEquals("a dead refresh token is never sent again", 1L, emu.refreshRequests())
 
         // Only a new seed revives the session.
         session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
-        session.token()
+        session.accessToken()
         assertEquals(2L, emu.refreshRequests())
         assertNull(session.status().reauthorizationReason)
     }
@@ -164,20 +164,20 @@ class FailuresTest {
             "body" to """{"error":"invalid_request","error_description":"refused once"}""",
         )
         val codes = callersThatJoin(emu, 20) {
-            runCatching { session.token() }.exceptionOrNull()?.let { (it as? FreshTokenException)?.code ?: it.javaClass.name }
+            runCatching { session.accessToken() }.exceptionOrNull()?.let { (it as? FreshTokenException)?.code ?: it.javaClass.name }
         }
         assertEquals("every caller got the one failure", List(20) { "oauth" }, codes)
         assertEquals(1L, emu.refreshRequests())
         assertEquals("active", emu.refreshTokenState(rt))
 
-        val token = session.token()
+        val token = session.accessToken()
         same(store.record("u1")!!["access_token"], token, "the next call refreshed and saved")
         assertEquals(2L, emu.refreshRequests())
         assertEquals(0L, emu.counter("reuse_detected"))
     }
 
     @Test fun `no record is NO_REFRESH_TOKEN with no request`() = blocking {
-        val err = expectError<FreshTokenException.ReauthorizationRequired> { client.session("nobody", store).token() }
+        val err = expectError<FreshTokenException.ReauthorizationRequired> { client.session("nobody", store).accessToken() }
         assertEquals(ReauthorizationReason.NO_REFRESH_TOKEN, err.reason)
         assertEquals(0L, emu.counter("token_requests"))
     }
@@ -185,14 +185,14 @@ class FailuresTest {
     @Test fun `a connection dropped after the server rotated is Network(maybeSent), then LOST_ROTATION`() = blocking {
         val (session, rt) = seeded()
         emu.fault("kind" to "drop_after_commit")
-        val err = expectError<FreshTokenException.Network> { session.token() }
+        val err = expectError<FreshTokenException.Network> { session.accessToken() }
         assertEquals("network", err.code)
         assertTrue("the request may have been sent", err.maybeSent)
         assertEquals("consumed", emu.refreshTokenState(rt))
         assertEquals("a possibly-sent request is not retried", 1L, emu.refreshRequests())
         assertTrue(session.status().inDoubt)
 
-        val lost = expectError<FreshTokenException.ReauthorizationRequired> { session.token() }
+        val lost = expectError<FreshTokenException.ReauthorizationRequired> { session.accessToken() }
         assertEquals(ReauthorizationReason.LOST_ROTATION, lost.reason)
         assertEquals(2L, emu.refreshRequests())
     }
@@ -200,7 +200,7 @@ class FailuresTest {
     @Test fun `a wrong client secret is InvalidClient(401) and does not kill the session`() = blocking {
         client = newClient(secret = "wrong-secret")
         val (session, rt) = seeded()
-        val err = expectError<FreshTokenException.InvalidClient> { session.token() }
+        val err = expectError<FreshTokenException.InvalidClient> { session.accessToken() }
         assertEquals("invalid_client", err.code)
         assertEquals(401, err.status)
         assertNull(store.record("u1")!!["reauth"])
@@ -210,7 +210,7 @@ class FailuresTest {
     @Test fun `a 503 is retried after a recorded backoff, then succeeds`() = blocking {
         val (session, _) = seeded()
         emu.fault("kind" to "status", "status" to 503)
-        session.token()
+        session.accessToken()
         assertEquals(2L, emu.refreshRequests())
         assertEquals("one backoff, on the fake clock", 1, clock.sleeps.size)
         assertEquals(0L, emu.counter("reuse_detected"))
@@ -219,7 +219,7 @@ class FailuresTest {
     @Test fun `429 with Retry-After is honoured`() = blocking {
         val (session, _) = seeded()
         emu.fault("kind" to "rate_limit", "retry_after" to "3")
-        session.token()
+        session.accessToken()
         assertEquals(2L, emu.refreshRequests())
         assertTrue("slept at least Retry-After: ${clock.sleeps}", clock.sleeps.single() >= 3000)
     }
@@ -227,27 +227,27 @@ class FailuresTest {
     @Test fun `5xx on every attempt is Transient with the status`() = blocking {
         val (session, rt) = seeded()
         emu.fault("kind" to "status", "status" to 503, "count" to 10)
-        val err = expectError<FreshTokenException.Transient> { session.token() }
+        val err = expectError<FreshTokenException.Transient> { session.accessToken() }
         assertEquals("transient", err.code)
         assertEquals(503, err.status)
         assertEquals(4L, emu.refreshRequests())
         assertEquals(3, clock.sleeps.size)
         emu.clearFaults()
         assertEquals("active", emu.refreshTokenState(rt))
-        session.token()
+        session.accessToken()
     }
 
     @Test fun `a malformed answer is InvalidResponse`() = blocking {
         val (session, _) = seeded()
         emu.fault("kind" to "malformed_json")
-        val err = expectError<FreshTokenException.InvalidResponse> { session.token() }
+        val err = expectError<FreshTokenException.InvalidResponse> { session.accessToken() }
         assertEquals("invalid_response", err.code)
     }
 
     @Test fun `an over-size answer is InvalidResponse (the body is read only past the cap)`() = blocking {
         val (session, _) = seeded()
         emu.fault("kind" to "oversize", "bytes" to 3_000_000)
-        val err = expectError<FreshTokenException.InvalidResponse> { session.token() }
+        val err = expectError<FreshTokenException.InvalidResponse> { session.accessToken() }
         assertEquals("invalid_response", err.code)
     }
 }

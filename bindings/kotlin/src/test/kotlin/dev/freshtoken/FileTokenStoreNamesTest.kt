@@ -192,11 +192,11 @@ class FileTokenStoreNamesTest {
         Files.move(first.fileFor(key), dir.resolve(oldName(key)))
 
         val upgraded = FileTokenStore(dir)
-        val token = client().session(key, upgraded).token()
+        val token = client().session(key, upgraded).accessToken()
         assertEquals(1L, emu.refreshRequests())
         assertEquals(0L, emu.counter("reuse_detected"))
         assertFalse(Files.exists(dir.resolve(oldName(key))))
-        same(client().session(key, FileTokenStore(dir)).token(), token, "the new file serves the next process")
+        same(client().session(key, FileTokenStore(dir)).accessToken(), token, "the new file serves the next process")
         assertEquals(1L, emu.refreshRequests())
     }
 }

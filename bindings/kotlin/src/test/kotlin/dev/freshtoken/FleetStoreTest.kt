@@ -135,7 +135,7 @@ class FleetStoreTest {
                     emu.hold()
                     val sessions = listOf(a.session("u1", store), b.session("u1", store))
                     val tokens = callersThatJoin(emu, 100, beforeRelease = { store.refusal.await() }) { i ->
-                        sessions[i / 50].token()
+                        sessions[i / 50].accessToken()
                     }
 
                     assertEquals(100, tokens.size)
@@ -191,7 +191,7 @@ class FleetStoreTest {
                 same(refreshTokenOf(otherRecord), relinked, "the other writer's record holds the new login")
                 store.next.set(otherRecord)
 
-                val err = expectError<FreshTokenException.Conflict> { session.token() }
+                val err = expectError<FreshTokenException.Conflict> { session.accessToken() }
                 assertEquals("conflict", err.code)
                 assertEquals("the refresh was sent before the save lost", 1L, emu.refreshRequests())
                 assertEquals("consumed", emu.refreshTokenState(original))
@@ -203,7 +203,7 @@ class FleetStoreTest {
                 assertNull("nothing is served from memory after a conflict", session.cachedAccessToken())
 
                 // The next call reads the other writer's record and uses its refresh token.
-                val token = session.token()
+                val token = session.accessToken()
                 assertEquals(2L, emu.refreshRequests())
                 assertEquals("the new login's refresh token was used", "consumed", emu.refreshTokenState(relinked))
                 val stored = Json.obj(store.get("u1")!!)
@@ -231,7 +231,7 @@ class FleetStoreTest {
                 // Another process took the lease and died.
                 val started = System.nanoTime()
                 assertTrue(store.acquire("u1", "dead-process", ttl))
-                val token = session.token()
+                val token = session.accessToken()
                 val waited = (System.nanoTime() - started) / 1_000_000
                 println("[FleetStoreTest] waited $waited ms for a $ttl ms dead lease (${store.refused.get()} refusals)")
 

@@ -100,7 +100,7 @@ class HostMessagesTest {
         session.seed(SeedOptions(refreshToken = rt))
         store.failRotatedSaves = true
 
-        val err = expectError<FreshTokenException.Storage> { session.token() }
+        val err = expectError<FreshTokenException.Storage> { session.accessToken() }
         assertTrue("the store quoted the record", store.quoted.isNotEmpty())
         assertTrue("the host's reason is kept: ${err.detail}", err.detail.contains("disk full"))
         assertScrubbed(err, secretsOf(store.quoted, rt, SECRET))
@@ -111,7 +111,7 @@ class HostMessagesTest {
         val rt = emu.seed()["refresh_token"] as String
         val session = client().session("u1", store)
         session.seed(SeedOptions(refreshToken = rt))
-        session.token() // the session now knows the rotated tokens
+        session.accessToken() // the session now knows the rotated tokens
         store.failLoads = true
 
         // A forced refresh re-reads the store first.
@@ -129,7 +129,7 @@ class HostMessagesTest {
         session.seed(SeedOptions(refreshToken = rt))
         http.fail = true
 
-        val err = expectError<FreshTokenException.Network> { session.token() }
+        val err = expectError<FreshTokenException.Network> { session.accessToken() }
         assertTrue(err.detail.contains("connection reset"))
         assertScrubbed(err, listOf(rt, SECRET))
     }

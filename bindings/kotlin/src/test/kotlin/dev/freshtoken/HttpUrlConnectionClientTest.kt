@@ -164,7 +164,7 @@ class HttpUrlConnectionClientTest {
         val session = client.session("u1", TestStore())
         session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
         emu.endless()
-        val err = expectError<FreshTokenException.InvalidResponse> { session.token() }
+        val err = expectError<FreshTokenException.InvalidResponse> { session.accessToken() }
         assertEquals("invalid_response", err.code)
         assertEquals(1, counting.calls.get())
         val stream = endedStream()
@@ -183,7 +183,7 @@ class HttpUrlConnectionClientTest {
         )
         val session = client.session("u1", TestStore())
         session.seed(SeedOptions(refreshToken = "rt-never-sent"))
-        val err = expectError<FreshTokenException.Network> { session.token() }
+        val err = expectError<FreshTokenException.Network> { session.accessToken() }
         assertEquals("network", err.code)
         assertFalse("the request surely never left", err.maybeSent)
         assertEquals("retried up to maxAttempts (4)", 4, counting.calls.get())
@@ -206,7 +206,7 @@ class HttpUrlConnectionClientTest {
             )
             val session = client.session("u1", TestStore())
             session.seed(SeedOptions(refreshToken = "rt-maybe-sent"))
-            val err = expectError<FreshTokenException.Timeout> { session.token() }
+            val err = expectError<FreshTokenException.Timeout> { session.accessToken() }
             assertEquals("timeout", err.code)
             assertEquals("a request that may have been processed is not resent", 1, counting.calls.get())
             assertTrue("the refresh token is in doubt", session.status().inDoubt)

@@ -45,7 +45,7 @@ class KnownIssuesTest {
         )
         val session = client.session("u", MemoryTokenStore())
         session.seed(SeedOptions(refreshToken = "rt-1"))
-        runCatching { session.token() } // the backoff's sleep throws
-        assertEquals("at-ok", session.token())
+        runCatching { session.accessToken() } // the backoff's sleep throws
+        assertEquals("at-ok", session.accessToken())
     }
 }

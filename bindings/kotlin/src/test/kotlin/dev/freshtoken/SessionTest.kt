@@ -66,7 +66,7 @@ class SessionTest {
         val (session, oldRt) = seeded()
         val gate = store.gateSaves()
 
-        val pending = async(Dispatchers.Default) { session.token() }
+        val pending = async(Dispatchers.Default) { session.accessToken() }
         val saving = dev.freshtoken.support.Json.obj(gate.entered.await())
 
         // The server has rotated while the save still holds every caller.
@@ -90,7 +90,7 @@ class SessionTest {
         val (session, _) = seeded()
         // The refresh is held at the emulator until all 200 have joined it.
         emu.hold()
-        val tokens = callersThatJoin(emu, 200) { session.token() }
+        val tokens = callersThatJoin(emu, 200) { session.accessToken() }
 
         assertEquals(1L, emu.refreshRequests())
         assertEquals(1L, emu.counter("max_concurrent_token_requests"))
@@ -103,7 +103,7 @@ class SessionTest {
     @Test fun `200 concurrent handles (client session per call) share one refresh`() = blocking {
         seeded()
         emu.hold()
-        val tokens = callersThatJoin(emu, 200) { client.session("u1", store).use { it.token() } }
+        val tokens = callersThatJoin(emu, 200) { client.session("u1", store).use { it.accessToken() } }
         assertEquals(1L, emu.refreshRequests())
         assertEquals(1, tokens.toSet().size)
         assertEquals(1L, client.sessionCount())
@@ -111,21 +111,21 @@ class SessionTest {
 
     @Test fun `the cached path needs no store call, no request and no coroutine until the leeway`() = blocking {
         val (session, _) = seeded()
-        val first = session.token()
+        val first = session.accessToken()
         assertEquals(1L, emu.refreshRequests())
         val loads = store.loads.get()
         val saves = store.saves.get()
 
         clock.advance(839_000) // 900 s token, 60 s leeway
         repeat(1000) { same(session.cachedAccessToken(), first, "the cached token") }
-        same(session.token(), first, "token() takes the cached path")
+        same(session.accessToken(), first, "token() takes the cached path")
         assertEquals(loads, store.loads.get())
         assertEquals(saves, store.saves.get())
         assertEquals(1L, emu.refreshRequests())
 
         clock.advance(1_000)
         assertNull("stale at the leeway", session.cachedAccessToken())
-        val second = session.token()
+        val second = session.accessToken()
         differ(second, first, "a new token at the leeway")
         assertEquals(2L, emu.refreshRequests())
     }
@@ -158,7 +158,7 @@ class SessionTest {
             accessToken = family["access_token"] as String,
             expiresIn = 900,
         ))
-        same(session.token(), family["access_token"], "the seeded access token is used")
+        same(session.accessToken(), family["access_token"], "the seeded access token is used")
         assertEquals(0L, emu.refreshRequests())
         val err = dev.freshtoken.support.expectError<FreshTokenException.Config> {
             session.seed(SeedOptions(refreshToken = ""))
@@ -169,7 +169,7 @@ class SessionTest {
             session.seed(SeedOptions(refreshToken = "x", expiresIn = -1))
         }
         assertEquals("expires_in", negative.field)
-        same(session.token(), family["access_token"], "a rejected seed changed nothing")
+        same(session.accessToken(), family["access_token"], "a rejected seed changed nothing")
     }
 
     @Test fun `another process's rotation is picked up from the store without a request`() = blocking {
@@ -177,15 +177,15 @@ class SessionTest {
         val other = newClient()
         val b = other.session("u1", store)
         assertTrue(b.status().hasRecord)
-        val token = a.token()
-        same(b.token(), token, "B re-read the store before refreshing")
+        val token = a.accessToken()
+        same(b.accessToken(), token, "B re-read the store before refreshing")
         assertEquals(1L, emu.refreshRequests())
         assertEquals(0L, emu.counter("reuse_detected"))
     }
 
     @Test fun `ten concurrent forced refresh() calls share one request`() = blocking {
         val (session, _) = seeded()
-        val first = session.token()
+        val first = session.accessToken()
         emu.hold()
         val infos = callersThatJoin(emu, 10) { session.refresh() }
         assertEquals(2L, emu.refreshRequests())
@@ -195,7 +195,7 @@ class SessionTest {
 
     @Test fun `tokenRejected() refreshes once, and a stale rejection gets the new token without a request`() = blocking {
         val (session, _) = seeded()
-        val first = session.token()
+        val first = session.accessToken()
         val renewed = session.tokenRejected(first)
         differ(renewed.accessToken, first, "a new token after the rejection")
         assertEquals(2L, emu.refreshRequests())
@@ -207,9 +207,9 @@ class SessionTest {
     @Test fun `a cancelled caller does not cancel the shared refresh for the others`() = blocking {
         val (session, oldRt) = seeded()
         val gate = store.gateSaves()
-        val leader = async(Dispatchers.Default) { session.token() }
+        val leader = async(Dispatchers.Default) { session.accessToken() }
         gate.entered.await()
-        val follower = async(Dispatchers.Default) { session.token() }
+        val follower = async(Dispatchers.Default) { session.accessToken() }
         leader.cancel()
         gate.release.complete(Unit)
         val token = follower.await()

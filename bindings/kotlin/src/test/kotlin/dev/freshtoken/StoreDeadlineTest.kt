@@ -117,13 +117,13 @@ class StoreDeadlineTest {
         val (session, oldRt) = seeded(client, store)
         store.stallRotatedSaves = true
 
-        storageAfterDeadline { session.token() }
+        storageAfterDeadline { session.accessToken() }
         assertEquals("the server rotated before the save stalled", 1L, emu.refreshRequests())
         withTimeout(BOUND_MS) { store.abandoned.await() } // the core dropped the stalled call
 
         // A new handle with a healthy store: the renewed record is saved there first.
         val healthy = MemoryTokenStore()
-        val token = withTimeout(BOUND_MS) { client.session("u1", healthy).token() }
+        val token = withTimeout(BOUND_MS) { client.session("u1", healthy).accessToken() }
         val saved = Json.obj(healthy.get("u1")!!)
         same(saved["access_token"], token, "the kept record was saved to the healthy store")
         differ(saved["refresh_token"], oldRt, "with the rotated refresh token")
@@ -138,10 +138,10 @@ class StoreDeadlineTest {
         val session = client().session("u1", store) // another process: reads the store first
         store.stallLoads = true
 
-        storageAfterDeadline { session.token() }
+        storageAfterDeadline { session.accessToken() }
         assertEquals(0L, emu.refreshRequests())
         store.stallLoads = false
-        val token = withTimeout(BOUND_MS) { session.token() }
+        val token = withTimeout(BOUND_MS) { session.accessToken() }
         same(Json.obj(store.get("u1")!!)["access_token"], token, "refreshed and saved once the store answers")
         assertEquals(1L, emu.refreshRequests())
     }
@@ -154,13 +154,13 @@ class StoreDeadlineTest {
         store.lateRelease = late
         store.stallRotatedSaves = true
 
-        storageAfterDeadline { session.token() }
+        storageAfterDeadline { session.accessToken() }
         late.complete(Unit) // the abandoned save now writes the rotated record
         store.stallRotatedSaves = false
 
-        val token = withTimeout(BOUND_MS) { session.token() }
+        val token = withTimeout(BOUND_MS) { session.accessToken() }
         same(Json.obj(store.get("u1")!!)["access_token"], token, "the stored token is the one handed out")
-        same(client().session("u1", store).token(), token, "a restart serves it too")
+        same(client().session("u1", store).accessToken(), token, "a restart serves it too")
         assertEquals(1L, emu.refreshRequests())
         assertEquals(0L, emu.counter("reuse_detected"))
     }

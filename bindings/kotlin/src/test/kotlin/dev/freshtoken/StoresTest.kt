@@ -85,12 +85,12 @@ class StoresTest {
         )
         val session = client().session("user@example", FileTokenStore(dir))
         session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
-        val token = session.token()
+        val token = session.accessToken()
         assertEquals(1L, emu.refreshRequests())
 
         // Another process (a new client, a new store object on the same directory).
         val again = client().session("user@example", FileTokenStore(dir))
-        same(again.token(), token, "the stored token is served")
+        same(again.accessToken(), token, "the stored token is served")
         assertEquals(1L, emu.refreshRequests())
     }
 

@@ -1,0 +1,36 @@
+package dev.freshtoken
+
+/**
+ * Builds an immutable [TokenClientOptions] from Java (Kotlin callers use the
+ * data class's named arguments and defaults instead). Unset members keep the
+ * core's defaults.
+ *
+ * ```java
+ * TokenClientOptions options = new TokenClientOptionsBuilder(endpoint, "client-id")
+ *     .clientSecret(secret).storeTimeoutMs(2000).build();
+ * ```
+ */
+class TokenClientOptionsBuilder(private val tokenEndpoint: String, private val clientId: String) {
+    private var o = TokenClientOptions(tokenEndpoint = tokenEndpoint, clientId = clientId)
+
+    fun clientSecret(v: String?) = apply { o = o.copy(clientSecret = v) }
+    fun clientAuth(v: String?) = apply { o = o.copy(clientAuth = v) }
+    fun privateKeyPem(v: String?) = apply { o = o.copy(privateKeyPem = v) }
+    fun keyId(v: String?) = apply { o = o.copy(keyId = v) }
+    fun assertionAudience(v: String?) = apply { o = o.copy(assertionAudience = v) }
+    fun audience(v: String?) = apply { o = o.copy(audience = v) }
+    fun authorizationEndpoint(v: String?) = apply { o = o.copy(authorizationEndpoint = v) }
+    fun leewaySeconds(v: Long) = apply { o = o.copy(leewaySeconds = v) }
+    fun userTokenLifetimeSeconds(v: Long) = apply { o = o.copy(userTokenLifetimeSeconds = v) }
+    fun clientTokenLifetimeSeconds(v: Long) = apply { o = o.copy(clientTokenLifetimeSeconds = v) }
+    fun refreshTokenLifetimeSeconds(v: Long) = apply { o = o.copy(refreshTokenLifetimeSeconds = v) }
+    fun timeoutMs(v: Long) = apply { o = o.copy(timeoutMs = v) }
+    fun storeTimeoutMs(v: Long) = apply { o = o.copy(storeTimeoutMs = v) }
+    fun maxSessions(v: Long) = apply { o = o.copy(maxSessions = v) }
+    fun leaseTtlMs(v: Long) = apply { o = o.copy(leaseTtlMs = v) }
+    fun leaseWaitMs(v: Long) = apply { o = o.copy(leaseWaitMs = v) }
+    fun retry(v: RetryOptions?) = apply { o = o.copy(retry = v) }
+
+    /** The options (a value: later builder calls do not change it). */
+    fun build(): TokenClientOptions = o
+}

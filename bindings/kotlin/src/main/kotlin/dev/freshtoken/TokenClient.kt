@@ -1,0 +1,218 @@
+package dev.freshtoken
+
+import java.util.concurrent.CompletableFuture
+
+/**
+ * One OAuth client: user sessions, client tokens, the code flow.
+ *
+ * It keeps a bounded mirror of each session's fresh access token (key ->
+ * token and the instant it stays fresh until, on this client's clock), so
+ * `session(key, store).accessToken()` on a fresh token is a map lookup with
+ * no FFI call; everything else runs in the Rust core. Thread-safe; create one
+ * per OAuth client and share it. `AutoCloseable` (a Cleaner frees it otherwise).
+ */
+class TokenClient private constructor(
+    internal val ffi: FfiTokenClient,
+    private val clock: Clock?,
+    maxSessions: Long?,
+) : AutoCloseable {
+    /** A client sending token requests through [http] (default: [HttpUrlConnectionClient]), on the system clock. */
+    @JvmOverloads
+    @Throws(FreshTokenException::class)
+    constructor(options: TokenClientOptions, http: HttpClient = HttpUrlConnectionClient()) :
+        this(ffiCall { FfiTokenClient(options, http) }, null, options.maxSessions?.toLong())
+
+    private val mirrorCapacity = (maxSessions ?: DEFAULT_MAX_SESSIONS).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
+
+    internal val mirror = TokenMirror(mirrorCapacity, if (clock == null) null else ::nowMs)
+
+    @Volatile
+    private var closed = false
+
+    /** How many times a UserSession of this client went to its native object (tests check the mirror with it). */
+    internal val nativeUses = java.util.concurrent.atomic.AtomicLong()
+
+    /**
+     * A handle on the session [key], persisted through [store]. Cheap: no
+     * native object is made until a call needs one, and all handles with the
+     * same key in this client share one state, one refresh and one mirrored
+     * token, so create one per request. It checks nothing itself (that would
+     * cost the per-request path): an empty key is a `Config` error naming
+     * `key` at the handle's first call, which always goes to the core.
+     */
+    fun session(key: String, store: TokenStore): UserSession {
+        // (No closed check here: a closed client has cleared its mirror, so
+        // the handle's first call goes to the core path, which throws.)
+        return UserSession(this, key, store)
+    }
+
+    /** This client's name as a fleet lease owner. */
+    @Throws(FreshTokenException::class)
+    fun leaseOwner(): String = ffiCall { ffi.leaseOwner() }
+
+    /** How many session states the core holds in memory. */
+    @Throws(FreshTokenException::class)
+    fun sessionCount(): Long = ffiCall { ffi.sessionCount().toLong() }
+
+    /** A fresh client-credentials token for [scopes]. */
+    @Throws(FreshTokenException::class)
+    suspend fun clientToken(scopes: List<String>): String = ffiCall { ffi.clientToken(scopes) }
+
+    /** [clientToken], blocking the calling thread (for Java and synchronous code). */
+    @Throws(FreshTokenException::class)
+    fun clientTokenBlocking(scopes: List<String>): String = blocking { clientToken(scopes) }
+
+    /** [clientToken] as a [CompletableFuture] (for Java). */
+    fun clientTokenAsync(scopes: List<String>): CompletableFuture<String> = future { clientToken(scopes) }
+
+    /** The client-token cache. */
+    @Throws(FreshTokenException::class)
+    fun clientTokens(): ClientTokens = ClientTokens(ffiCall { ffi.clientTokens() })
+
+    /** The authorize URL (PKCE S256, state, nonce, `offline_access`). */
+    @Throws(FreshTokenException::class)
+    fun authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest =
+        ffiCall { ffi.authorizationUrl(options) }
+
+    /** Exchanges an authorization code, stores the first record under [key], and returns the session. */
+    @Throws(FreshTokenException::class)
+    suspend fun exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession {
+        mirror.drop(key)
+        val native = ffiCall { ffi.exchangeCode(options, key, store) }
+        remember(key, store, native)
+        return UserSession(this, key, store)
+    }
+
+    /** [exchangeCode], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun exchangeCodeBlocking(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession =
+        blocking { exchangeCode(options, key, store) }
+
+    /** [exchangeCode] as a [CompletableFuture]. */
+    fun exchangeCodeAsync(options: ExchangeCodeOptions, key: String, store: TokenStore): CompletableFuture<UserSession> =
+        future { exchangeCode(options, key, store) }
+
+    /** Frees the native client; later calls throw [IllegalStateException]. */
+    override fun close() {
+        closed = true
+        mirror.clear()
+        natives.clear()
+        ffi.close()
+    }
+
+    /** One native session per key (with the store it was made with), shared by every handle of the key. */
+    private class NativeSession(val store: TokenStore, val ffi: FfiUserSession)
+
+    private val natives = java.util.concurrent.ConcurrentHashMap<String, NativeSession>()
+
+    /**
+     * The key's native session, made on first need. Bounded like the mirror;
+     * a dropped one is freed by the Cleaner once no call uses it (never
+     * closed here: another thread may be calling it). A handle with a
+     * different store object gets (and keeps) a native session of its own store.
+     */
+    internal fun nativeSession(key: String, store: TokenStore): FfiUserSession {
+        nativeUses.incrementAndGet()
+        checkOpen()
+        natives[key]?.let { if (it.store === store) return it.ffi }
+        val created = ffiCall { ffi.session(key, store) }
+        remember(key, store, created)
+        return created
+    }
+
+    private fun remember(key: String, store: TokenStore, native: FfiUserSession) {
+        if (natives.size >= mirrorCapacity && !natives.containsKey(key)) {
+            natives.keys.firstOrNull()?.let { natives.remove(it) }
+        }
+        natives[key] = NativeSession(store, native)
+    }
+
+    /** The mirror missed: the core's in-memory token (one plain call), else its shared refresh. */
+    @PublishedApi
+    internal suspend fun accessTokenFromCore(key: String, store: TokenStore): String {
+        val epoch = mirror.epoch(key)
+        val native = nativeSession(key, store)
+        refill(key, native, epoch)?.let { return it }
+        val token = ffiCall { native.accessToken() }
+        refill(key, native, epoch)
+        return token
+    }
+
+    /** The core's in-memory fresh token (one plain call, no waiting), mirrored. */
+    internal fun cachedTokenFromCore(key: String, store: TokenStore): String? =
+        refill(key, nativeSession(key, store), mirror.epoch(key))
+
+    /** Drops the key's mirrored token, runs [call] in the core, and mirrors the core's token after a success. */
+    internal suspend inline fun <T> mirrored(key: String, store: TokenStore, call: (FfiUserSession) -> T): T {
+        mirror.drop(key)
+        val epoch = mirror.epoch(key)
+        val native = nativeSession(key, store)
+        val result = ffiCall { call(native) }
+        refill(key, native, epoch)
+        return result
+    }
+
+    /** Mirrors the core's fresh token for [key] (if it has one) and returns it. */
+    internal fun refill(key: String, native: FfiUserSession, epoch: Long): String? {
+        val (token, freshUntilMs) = ffiCall { native.cachedTokenPair() } ?: return null
+        mirror.fill(key, epoch, token, freshUntilMs)
+        return token
+    }
+
+    /** Now in ms on this client's clock (the host clock if given, else the system's), as the core reads it. */
+    internal fun nowMs(): Long {
+        val c = clock ?: return System.currentTimeMillis()
+        // The core falls back to the system clock when the host's throws; so does the mirror.
+        return try {
+            c.nowMs().toLong()
+        } catch (_: Throwable) {
+            System.currentTimeMillis()
+        }
+    }
+
+    internal fun checkOpen() {
+        check(!closed) { "TokenClient has been closed" }
+    }
+
+    companion object {
+        /** The core's default bound on sessions, also the mirror's. */
+        private const val DEFAULT_MAX_SESSIONS = 100_000L
+
+        /** A client on the host's [clock] (for tests with fake time); the mirror uses the same clock. */
+        @JvmStatic
+        @Throws(FreshTokenException::class)
+        fun withClock(options: TokenClientOptions, http: HttpClient, clock: Clock): TokenClient =
+            TokenClient(ffiCall { FfiTokenClient.withClock(options, http, clock) }, clock, options.maxSessions?.toLong())
+
+        /**
+         * A client from the provider's client-credentials JSON (`clientId`,
+         * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
+         * optionally `tokenEndpoint`); a missing member is a `Config` error naming it.
+         */
+        @JvmStatic
+        @JvmOverloads
+        @Throws(FreshTokenException::class)
+        fun fromCredentialsJson(json: String, http: HttpClient = HttpUrlConnectionClient()): TokenClient =
+            TokenClient(ffiCall { FfiTokenClient.fromCredentialsJson(json, http) }, null, null)
+    }
+}
+
+/** The client's own tokens (`client_credentials`), cached per scope set. */
+class ClientTokens internal constructor(private val ffi: FfiClientTokens) : AutoCloseable {
+    /** A fresh client token for [scopes] (order and duplicates ignored). */
+    @Throws(FreshTokenException::class)
+    suspend fun token(scopes: List<String>): String = ffiCall { ffi.token(scopes) }
+
+    /** [token], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun tokenBlocking(scopes: List<String>): String = blocking { token(scopes) }
+
+    /** [token] as a [CompletableFuture]. */
+    fun tokenAsync(scopes: List<String>): CompletableFuture<String> = future { token(scopes) }
+
+    /** Forgets the cached token for [scopes]. */
+    @Throws(FreshTokenException::class)
+    fun invalidate(scopes: List<String>) = ffiCall { ffi.invalidate(scopes) }
+
+    override fun close() = ffi.close()
+}

@@ -1,0 +1,136 @@
+package dev.freshtoken
+
+import java.util.concurrent.CompletableFuture
+
+/**
+ * One user's tokens, on the session [key] of a [TokenClient]. All handles
+ * with the same key in one client share one state in the core and one
+ * mirrored token in the client, so make one per request:
+ * `client.session(userId, store).accessToken()`.
+ *
+ * A handle is a plain view (client, key, store): making one allocates
+ * nothing native, and [accessToken] on a fresh mirrored token is a map
+ * lookup. The client makes one native session per key when a call first
+ * needs the core and reuses it for every handle of the key. Every other
+ * call drops the key's mirrored token first and mirrors the core's token
+ * again after it succeeds.
+ */
+class UserSession internal constructor(
+    @PublishedApi internal val client: TokenClient,
+    /** The session key. */
+    val key: String,
+    @PublishedApi internal val store: TokenStore,
+) : AutoCloseable {
+    // Plain fields only: the per-request `client.session(key, store)` must
+    // stay an allocation the JIT can remove (no volatile write, and no path
+    // on which this object escapes: the core calls take key and store).
+    private var closed = false
+
+    /**
+     * A fresh access token: the mirrored one while it is fresh on the
+     * client's clock (no FFI call), else from the core (in memory, or one
+     * refresh shared by every caller of this key, which returns only after
+     * the rotated refresh token is saved).
+     *
+     * @throws FreshTokenException (see [FreshTokenException.code])
+     */
+    @Throws(FreshTokenException::class)
+    @Suppress("NOTHING_TO_INLINE")
+    suspend inline fun accessToken(): String = mirroredToken() ?: client.accessTokenFromCore(key, store)
+    // (inline: a caller's coroutine pays for a suspension point only when the
+    // mirror misses, not on the fresh path)
+
+    /** [accessToken], blocking the calling thread (for Java and synchronous code); the fresh path never blocks. */
+    @Throws(FreshTokenException::class)
+    fun accessTokenBlocking(): String = mirroredToken() ?: blocking { client.accessTokenFromCore(key, store) }
+
+    /** [accessToken] as a [CompletableFuture] (for Java); already complete on the fresh path. */
+    fun accessTokenAsync(): CompletableFuture<String> =
+        mirroredToken()?.let { CompletableFuture.completedFuture(it) } ?: future { client.accessTokenFromCore(key, store) }
+
+    /**
+     * The access token if one is fresh in memory, else null; never waits or
+     * sends anything. The mirrored token when fresh (no FFI call), else one
+     * plain call asks the core (and mirrors its answer).
+     */
+    @Throws(FreshTokenException::class)
+    fun cachedAccessToken(): String? = mirroredToken() ?: client.cachedTokenFromCore(key, store)
+
+    /** The mirrored token if it is fresh on the client's clock; no FFI call. */
+    @PublishedApi
+    internal fun mirroredToken(): String? {
+        check(!closed) { "UserSession has been closed" }
+        // A closed client has cleared its mirror: the miss path then throws.
+        return client.mirror.get(key)
+    }
+
+    /** The fresh token with its expiry, scope, ID token and refresh expiry. */
+    @Throws(FreshTokenException::class)
+    suspend fun tokens(): TokenInfo = mirrored { TokenInfo(it.tokens()) }
+
+    /** [tokens], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun tokensBlocking(): TokenInfo = blocking { tokens() }
+
+    /** [tokens] as a [CompletableFuture]. */
+    fun tokensAsync(): CompletableFuture<TokenInfo> = future { tokens() }
+
+    /** A forced refresh, shared with concurrent callers. */
+    @Throws(FreshTokenException::class)
+    suspend fun refresh(): TokenInfo = mirrored { TokenInfo(it.refresh()) }
+
+    /** [refresh], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun refreshBlocking(): TokenInfo = blocking { refresh() }
+
+    /** [refresh] as a [CompletableFuture]. */
+    fun refreshAsync(): CompletableFuture<TokenInfo> = future { refresh() }
+
+    /** The API rejected [token] (a 401): refresh, unless another caller already did. */
+    @Throws(FreshTokenException::class)
+    suspend fun tokenRejected(token: String): TokenInfo = mirrored { TokenInfo(it.tokenRejected(token)) }
+
+    /** [tokenRejected], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun tokenRejectedBlocking(token: String): TokenInfo = blocking { tokenRejected(token) }
+
+    /** [tokenRejected] as a [CompletableFuture]. */
+    fun tokenRejectedAsync(token: String): CompletableFuture<TokenInfo> = future { tokenRejected(token) }
+
+    /** Adopts an existing refresh token (and optionally its access token). */
+    @Throws(FreshTokenException::class)
+    suspend fun seed(seed: SeedOptions): Unit = mirrored { it.seed(seed) }
+
+    /** [seed], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun seedBlocking(seed: SeedOptions): Unit = blocking { seed(seed) }
+
+    /** [seed] as a [CompletableFuture]. */
+    fun seedAsync(seed: SeedOptions): CompletableFuture<Unit> = future { seed(seed) }
+
+    /** What is known without sending anything. */
+    @Throws(FreshTokenException::class)
+    suspend fun status(): SessionStatus = mirrored { SessionStatus(it.status()) }
+
+    /** [status], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun statusBlocking(): SessionStatus = blocking { status() }
+
+    /** [status] as a [CompletableFuture]. */
+    fun statusAsync(): CompletableFuture<SessionStatus> = future { status() }
+
+    /**
+     * Marks this handle closed (later calls on it throw IllegalStateException).
+     * The native session belongs to the client (one per key, reused by every
+     * handle of the key, freed with the client or by the Cleaner).
+     */
+    override fun close() {
+        closed = true
+    }
+
+    /** Drops the key's mirrored token, runs [call] in the core, and mirrors the core's token after a success. */
+    private suspend inline fun <T> mirrored(call: (FfiUserSession) -> T): T {
+        check(!closed) { "UserSession has been closed" }
+        return client.mirrored(key, store, call)
+    }
+}

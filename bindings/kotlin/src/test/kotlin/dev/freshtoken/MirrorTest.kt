@@ -1,0 +1,171 @@
+package dev.freshtoken
+
+import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.FakeClock
+import dev.freshtoken.support.TestStore
+import dev.freshtoken.support.blocking
+import dev.freshtoken.support.differ
+import dev.freshtoken.support.expectError
+import dev.freshtoken.support.same
+import org.junit.AfterClass
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import org.junit.Before
+import org.junit.BeforeClass
+import org.junit.Test
+
+/**
+ * The client's token mirror: a fresh access token is served from a map in
+ * Kotlin (no FFI call: `nativeUses` counts every time a session goes to its
+ * native object), exactly until the core's fresh-until on the client's
+ * clock; every other call replaces it; handles of one key share it; it is
+ * bounded by maxSessions.
+ */
+class MirrorTest {
+    companion object {
+        private lateinit var emu: Emulator
+
+        @BeforeClass @JvmStatic fun start() { emu = Emulator.start() }
+        @AfterClass @JvmStatic fun stop() { emu.close() }
+
+        /** Default leeway: fresh until expiry minus 60 s. */
+        const val LEEWAY_MS = 60_000L
+    }
+
+    private val clock = FakeClock()
+    private val store = TestStore()
+    private lateinit var client: TokenClient
+
+    @Before fun setUp() {
+        emu.reset()
+        client = newClient()
+    }
+
+    private fun newClient(maxSessions: Long? = null) = TokenClient.withClock(
+        TokenClientOptions(
+            tokenEndpoint = emu.tokenEndpoint,
+            clientId = "test-client",
+            clientSecret = "test-secret",
+            maxSessions = maxSessions,
+        ),
+        HttpUrlConnectionClient(),
+        clock,
+    )
+
+    /** Seeds `key` with a new emulator family and the access token `at`, valid 900 s from now. */
+    private suspend fun seeded(key: String, at: String, c: TokenClient = client): UserSession {
+        val rt = emu.seed()["refresh_token"] as String
+        return c.session(key, store).also { it.seed(SeedOptions(refreshToken = rt, accessToken = at, expiresIn = 900)) }
+    }
+
+    @Test fun `a fresh token is served without an FFI call until exactly its fresh-until`() = blocking {
+        val t0 = clock.now()
+        val session = seeded("u1", "at-seeded")
+        val freshUntil = t0 + 900_000 - LEEWAY_MS
+        val before = client.nativeUses.get()
+
+        repeat(1000) { same(session.accessToken(), "at-seeded", "the mirrored token") }
+        same(session.accessTokenBlocking(), "at-seeded", "blocking, mirrored")
+        same(session.accessTokenAsync().get(), "at-seeded", "future, mirrored")
+        assertTrue("a completed future on the fresh path", session.accessTokenAsync().isDone)
+        clock.set(freshUntil - 1)
+        same(session.accessToken(), "at-seeded", "1 ms before fresh-until")
+        assertEquals("no FFI call while the mirror is fresh", before, client.nativeUses.get())
+        assertEquals(0L, emu.refreshRequests())
+
+        clock.set(freshUntil)
+        val renewed = session.accessToken()
+        differ(renewed, "at-seeded", "stale exactly at fresh-until: the core refreshed")
+        assertTrue("the stale read crossed into the core", client.nativeUses.get() > before)
+        assertEquals(1L, emu.refreshRequests())
+
+        val afterRefill = client.nativeUses.get()
+        repeat(100) { same(session.accessToken(), renewed, "the renewed token, mirrored") }
+        assertEquals("mirrored again after the refresh", afterRefill, client.nativeUses.get())
+    }
+
+    @Test fun `tokenRejected, refresh and seed replace the mirrored token`() = blocking {
+        val session = seeded("u1", "at-1")
+        same(session.accessToken(), "at-1", "seeded")
+
+        val rejected = session.tokenRejected("at-1")
+        differ(rejected.accessToken, "at-1", "a new token after tokenRejected")
+        same(session.accessToken(), rejected.accessToken, "tokenRejected's token is served")
+
+        val refreshed = session.refresh()
+        differ(refreshed.accessToken, rejected.accessToken, "a new token after refresh")
+        same(session.accessToken(), refreshed.accessToken, "refresh's token is served")
+
+        val rt = emu.seed()["refresh_token"] as String
+        session.seed(SeedOptions(refreshToken = rt, accessToken = "at-2", expiresIn = 900))
+        val before = client.nativeUses.get()
+        same(session.accessToken(), "at-2", "seed's token is served")
+        assertEquals("from the mirror", before, client.nativeUses.get())
+        assertEquals(2L, emu.refreshRequests())
+    }
+
+    @Test fun `handles of one key share the mirrored token and its replacement`() = blocking {
+        val a = seeded("u1", "at-shared")
+        val before = client.nativeUses.get()
+        val b = client.session("u1", store)
+        same(b.accessToken(), "at-shared", "a second handle reads the first one's token")
+        same(client.session("u1", store).accessTokenBlocking(), "at-shared", "a third, blocking")
+        assertEquals("no FFI call, no native handle for b", before, client.nativeUses.get())
+
+        val rejected = b.tokenRejected("at-shared")
+        same(a.accessToken(), rejected.accessToken, "a sees b's replacement")
+        assertEquals(1L, emu.refreshRequests())
+    }
+
+    @Test fun `the mirror holds at most maxSessions keys and an evicted key still gets its token`() = blocking {
+        val small = newClient(maxSessions = 2)
+        val keys = listOf("k1", "k2", "k3", "k4")
+        for (k in keys) seeded(k, "at-$k", small)
+        assertTrue("bounded: ${small.mirror.size}", small.mirror.size <= 2)
+        for (k in keys) same(small.session(k, store).accessToken(), "at-$k", "the core still has $k")
+        assertTrue("still bounded: ${small.mirror.size}", small.mirror.size <= 2)
+        assertEquals("nothing was refreshed", 0L, emu.refreshRequests())
+        small.close()
+    }
+
+    @Test fun `an empty key fails at the handle's first call with a Config error naming key`() = blocking {
+        val err = expectError<FreshTokenException.Config> { client.session("", store).accessToken() }
+        assertEquals("key", err.field)
+    }
+
+    @Test fun `a closed client's handles throw, also where the mirror had a token`() = blocking {
+        val session = seeded("u1", "at-1")
+        same(session.accessToken(), "at-1", "mirrored")
+        client.close()
+        try {
+            session.accessToken()
+            fail("a closed client served a token")
+        } catch (_: IllegalStateException) {
+        }
+    }
+
+    @Test fun `a drop during a read keeps the read from mirroring an old token`() {
+        var now = 0L
+        val mirror = TokenMirror(10) { now }
+        val epoch = mirror.epoch("u1")
+        mirror.drop("u1") // a tokenRejected started after the read's epoch
+        mirror.fill("u1", epoch, "old", Long.MAX_VALUE)
+        assertEquals(null, mirror.get("u1"))
+        mirror.fill("u1", mirror.epoch("u1"), "new", 10)
+        now = 9
+        same(mirror.get("u1"), "new", "a refill under the current epoch")
+        now = 10
+        assertEquals("stale at fresh-until", null, mirror.get("u1"))
+    }
+
+    @Test fun `on the system clock a token already past fresh-until is not mirrored`() {
+        val mirror = TokenMirror(10, null)
+        mirror.fill("u1", mirror.epoch("u1"), "late", System.currentTimeMillis() - 1)
+        assertEquals(null, mirror.get("u1"))
+        mirror.fill("u1", mirror.epoch("u1"), "fresh", System.currentTimeMillis() + 3_600_000)
+        same(mirror.get("u1"), "fresh", "served until its timer fires")
+        mirror.drop("u1")
+        assertEquals(null, mirror.get("u1"))
+    }
+}

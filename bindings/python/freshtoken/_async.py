@@ -1,0 +1,122 @@
+"""The asyncio client: ``AsyncClient`` and its ``AsyncSession``.
+
+Use them from any loop and any thread (``asyncio.run`` per request
+included): a cached ``await session.access_token()`` reads the client's
+mirror and clock without calling into the core; every other call runs on
+freshtoken's own loop and is awaited from yours. A caller that is cancelled
+(a timeout) or whose loop closes stops only its own wait; a refresh it
+joined still finishes and saves for everyone else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Optional
+
+from ._ffi.freshtoken import ExchangeCodeOptions, SeedOptions, SessionStatus, TokenInfo, TokenStore
+from . import _loop
+from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
+
+__all__ = ["AsyncClient", "AsyncSession"]
+
+# The system clock the mirror reads (a module global: the fastest lookup).
+_time = time.time
+
+
+class AsyncSession(SessionCore):
+    """One user's tokens, for asyncio code (from ``AsyncClient.session``).
+
+    Handles with the same key in one client share one state, one refresh and
+    one mirrored token, so making one per request is fine.
+    """
+
+    __slots__ = ()
+
+    async def access_token(self) -> str:
+        """A fresh access token. While the mirrored token is fresh on the
+        client's clock this is an attribute read and a clock read, no call
+        into the core and nothing scheduled on any loop; otherwise the core
+        answers (one refresh shared by all callers, the rotated record saved
+        before anyone gets the new token)."""
+        entry = self._entry
+        if _time() < entry.until:
+            return entry.token
+        return await self._access_token()
+
+    async def _access_token(self) -> str:
+        token = self._refill()
+        if token is not None:
+            return token
+        token = await _loop.run(self._handle().access_token)
+        self._refill()
+        return token
+
+    async def tokens(self) -> TokenInfo:
+        """The fresh token with its expiry, scope, ID token and refresh expiry."""
+        return await self._replacing("tokens")
+
+    async def refresh(self) -> TokenInfo:
+        """A forced refresh, shared with concurrent callers."""
+        return await self._replacing("refresh")
+
+    async def token_rejected(self, token: str) -> TokenInfo:
+        """The API rejected ``token``: refresh, unless another caller already did."""
+        return await self._replacing("token_rejected", token)
+
+    async def seed(self, options: Optional[SeedOptions] = None, **fields: Any) -> None:
+        """Adopts an existing refresh token: ``seed(refresh_token=…, access_token=…, expires_in=…)``."""
+        await self._replacing("seed", options if options is not None else SeedOptions(**fields))
+
+    async def status(self) -> SessionStatus:
+        """What is known without sending anything."""
+        return await self._replacing("status")
+
+    async def _replacing(self, method: str, *args: Any) -> Any:
+        result = await _loop.run(getattr(self._drop(), method), *args)
+        self._refill()
+        return result
+
+
+class _HostClockAsyncSession(AsyncSession):
+    """An ``AsyncSession`` of a client built with ``clock=``: the mirror reads that clock."""
+
+    __slots__ = ()
+
+    async def access_token(self) -> str:
+        entry = self._entry
+        try:
+            if self._now() < entry.until:
+                return entry.token
+        except Exception:  # noqa: BLE001 - a failing host clock: ask the core
+            pass
+        return await self._access_token()
+
+    access_token.__doc__ = AsyncSession.access_token.__doc__
+
+
+class AsyncClient(ClientCore):
+    """One OAuth client for asyncio code: user sessions, client tokens, the
+    code flow.
+
+    ``AsyncClient(token_endpoint, client_id, client_secret=…,
+    leeway_seconds=…, timeout_ms=…, retry={…}, …)`` takes the fields of
+    ``TokenClientOptions`` as keywords. ``http`` defaults to
+    :class:`UrllibHttpClient`; ``clock`` (for tests with fake time) to the
+    system clock.
+    """
+
+    _session_classes = (AsyncSession, _HostClockAsyncSession)
+
+    async def client_token(self, scopes: Iterable[str] = ()) -> str:
+        """A fresh client-credentials token for ``scopes`` (cached per scope set)."""
+        return await _loop.run(self._native.client_token, scopes_list(scopes))
+
+    async def exchange_code(self, key: str, store: TokenStore, *, code: str,
+                            code_verifier: str, redirect_uri: str) -> AsyncSession:
+        """Exchanges an authorization code; stores the first record under ``key``."""
+        check_key(key)
+        guarded = guarded_store(store)
+        options = ExchangeCodeOptions(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
+        self._mirror.drop(key)
+        handle = await _loop.run(self._native.exchange_code, options, key, guarded)
+        return self._exchanged(key, store, guarded, handle)

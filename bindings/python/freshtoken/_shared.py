@@ -1,0 +1,218 @@
+"""What the synchronous and the asyncio clients share: building the core's
+``TokenClient``, the token mirror, the per-key session handles, argument
+checks and the guards around host objects.
+
+Everything here converts and calls; the logic (freshness, single flight,
+rotation, persistence order, retries) is in the Rust core.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+
+from ._ffi.freshtoken import (
+    Clock,
+    HostError,
+    HttpClient,
+    RetryOptions,
+    TokenClient,
+    TokenClientOptions,
+    TokenStore,
+    UserSession,
+)
+from . import _loop
+from ._errors import config_error, native
+from ._host import GuardedClock, GuardedHttp, GuardedStore
+from ._http import UrllibHttpClient
+from ._mirror import Entry, Mirror
+from ._stores import TokenStoreBase
+
+__all__ = ["ClientCore", "SessionCore", "scopes_list"]
+
+# The core's default for max_sessions; the mirror and the handle cache use
+# the same bound.
+DEFAULT_MAX_SESSIONS = 100_000
+
+# HostError's str() is its message (uniffi's default is a field dump).
+HostError.__str__ = lambda self: getattr(self, "detail", None) or "timed out"
+
+class SessionCore:
+    """State shared by ``Session`` and ``AsyncSession``: the key, the store,
+    the key's mirror entry, and the native handle (made on first need)."""
+
+    __slots__ = ("_entry", "_now", "_store", "_key", "_client", "_guarded", "_native")
+
+    def __init__(self, client: "ClientCore", key: str, store: TokenStore,
+                 handle: Optional[UserSession] = None) -> None:
+        self._client = client
+        self._key = key
+        self._store = store
+        self._guarded: Optional[TokenStore] = None
+        self._native = handle
+        self._entry: Entry = client._mirror.entry(key)
+        self._now = client._mirror.now
+
+    @property
+    def key(self) -> str:
+        """The session key."""
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key={self._key!r})"
+
+    def cached_access_token(self) -> Optional[str]:
+        """The access token if it is fresh in memory, else None: no I/O, no waiting."""
+        entry = self._entry
+        try:
+            if self._now() < entry.until:
+                return entry.token
+        except Exception:  # noqa: BLE001 - a failing host clock: ask the core
+            pass
+        return self._refill()
+
+    def _handle(self) -> UserSession:
+        """The native handle (one synchronous FFI call, the first time only)."""
+        handle = self._native
+        if handle is None:
+            if self._guarded is None:
+                self._guarded = guarded_store(self._store)
+            handle = self._native = native(self._client._native.session, self._key, self._guarded)
+        return handle
+
+    def _refill(self) -> Optional[str]:
+        """Mirrors the core's fresh token (one synchronous FFI call); returns it, or None."""
+        self._entry, cached = self._client._mirror.refill(self._key, self._handle().cached_token)
+        return None if cached is None else cached.token
+
+    def _drop(self) -> UserSession:
+        """Before a call that may replace the token: forget the mirrored one."""
+        handle = self._handle()
+        self._client._mirror.drop(self._key)
+        return handle
+
+
+class ClientCore:
+    """One OAuth client: the native ``TokenClient``, the mirror, and the
+    session handles by key (bounded, like the core's session map)."""
+
+    #: (the session class for the system clock, the one for a host clock)
+    _session_classes: Tuple[Type[SessionCore], Type[SessionCore]] = (SessionCore, SessionCore)
+
+    def __init__(self, token_endpoint: str, client_id: str, *,
+                 http: Optional[HttpClient] = None, clock: Optional[Clock] = None,
+                 **options: Any) -> None:
+        _loop.event_loop()  # registered with uniffi before the core can call back
+        retry = options.get("retry")
+        if isinstance(retry, dict):
+            options["retry"] = RetryOptions(**retry)
+        config = TokenClientOptions(token_endpoint=token_endpoint, client_id=client_id, **options)
+        if clock is None:
+            inner = native(TokenClient, config, guarded_http(http))
+        else:
+            inner = native(TokenClient.with_clock, config, guarded_http(http), GuardedClock(clock))
+        self._setup(inner, clock, options.get("max_sessions"))
+
+    @classmethod
+    def from_credentials_json(cls, json: str, *, http: Optional[HttpClient] = None):
+        """A client from the provider's client-credentials JSON: ``clientId``,
+        ``clientSecret`` or ``certificate`` (a PEM with the RSA key, for
+        ``private_key_jwt``), ``slidingRefreshTokenLifetime`` and optionally
+        ``tokenEndpoint`` (default Stitch's). A missing member raises
+        ``ConfigError`` naming it."""
+        _loop.event_loop()
+        client = cls.__new__(cls)
+        client._setup(native(TokenClient.from_credentials_json, json, guarded_http(http)), None, None)
+        return client
+
+    def _setup(self, inner: TokenClient, clock: Optional[Clock], max_sessions: Optional[int]) -> None:
+        bound = max_sessions if isinstance(max_sessions, int) and max_sessions > 0 else DEFAULT_MAX_SESSIONS
+        self._native = inner
+        if clock is None:
+            self._mirror = Mirror(time.time, 0.001, bound)
+            self._session_class = self._session_classes[0]
+        else:
+            self._mirror = Mirror(clock.now_ms, 1, bound)
+            self._session_class = self._session_classes[1]
+        self._handles: Dict[str, SessionCore] = {}
+        self._bound = bound
+        self._lock = threading.Lock()
+
+    def session(self, key: str, store: TokenStore) -> Any:
+        """A handle on the session ``key``, persisted through ``store``.
+
+        Cheap enough to call per request: no native call is made until one is
+        needed, the handle for (key, store) is reused, and every handle of a
+        key shares the key's state, refresh and mirrored token."""
+        try:
+            handle = self._handles[key]
+            if handle._store is store:
+                return handle
+        except (KeyError, TypeError):
+            pass
+        return self._new_session(key, store)
+
+    @property
+    def session_count(self) -> int:
+        """How many session states the core holds in memory."""
+        return native(self._native.session_count)
+
+    def invalidate_client_token(self, scopes: Iterable[str] = ()) -> None:
+        """Forgets the cached client token for ``scopes``."""
+        native(self._native.client_tokens().invalidate, scopes_list(scopes))
+
+    def authorization_url(self, redirect_uri: str, **options: Any):
+        """The authorize URL (PKCE S256, state, nonce, ``offline_access``)."""
+        from ._ffi.freshtoken import AuthorizationUrlOptions
+
+        if "scopes" in options:
+            options["scopes"] = scopes_list(options["scopes"])
+        return native(self._native.authorization_url, AuthorizationUrlOptions(redirect_uri=redirect_uri, **options))
+
+    def _exchanged(self, key: str, store: TokenStore, guarded: TokenStore, handle: UserSession) -> Any:
+        """The session a code exchange made, its token mirrored."""
+        session = self._new_session(key, store, handle)
+        session._guarded = guarded
+        session._refill()
+        return session
+
+    def _new_session(self, key: str, store: TokenStore, handle: Optional[UserSession] = None) -> Any:
+        check_key(key)
+        if store is None:
+            raise config_error("store", "store must be a TokenStore, not None")
+        session = self._session_class(self, key, store, handle)
+        with self._lock:
+            self._handles[key] = session
+            while len(self._handles) > self._bound:
+                del self._handles[next(iter(self._handles))]
+        return session
+
+
+def check_key(key: Any) -> None:
+    """A session key must be a non-empty string that UTF-8 can carry."""
+    if not isinstance(key, str) or not key:
+        raise config_error("key", "key must be a non-empty string")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise config_error("key", "key must be valid Unicode (no lone surrogates)") from None
+
+
+def scopes_list(scopes: Union[str, Iterable[str]]) -> List[str]:
+    if isinstance(scopes, str):
+        # A bare string would be split into characters (JavaScript: ConfigError too).
+        raise config_error("scopes", "scopes must be a list of strings, not one string")
+    return list(scopes)
+
+
+def guarded_http(http: Optional[HttpClient]) -> HttpClient:
+    if http is None:
+        return UrllibHttpClient()
+    guarded = isinstance(http, GuardedHttp) or (
+        isinstance(http, UrllibHttpClient) and type(http).send is UrllibHttpClient.send)
+    return http if guarded else GuardedHttp(http)
+
+
+def guarded_store(store: TokenStore) -> TokenStore:
+    return store if isinstance(store, (TokenStoreBase, GuardedStore)) else GuardedStore(store)

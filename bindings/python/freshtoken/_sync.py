@@ -1,0 +1,125 @@
+"""The synchronous client, for apps without an event loop (Flask, Django,
+scripts, worker threads): ``Client`` and its ``Session``.
+
+Thread-safe: share one ``Client`` (and even one ``Session``) across threads.
+A cached ``access_token()`` reads the client's mirror and clock and returns
+without calling into the core. Every other call runs on freshtoken's own
+event loop (a daemon thread) and blocks the calling thread until it answers;
+``timeout=`` (seconds) bounds that wait with the built-in ``TimeoutError``,
+and only the wait ends: a refresh the caller started or joined still
+finishes and saves for everyone else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Optional
+
+from ._ffi.freshtoken import ExchangeCodeOptions, SeedOptions, SessionStatus, TokenInfo, TokenStore
+from . import _loop
+from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
+
+__all__ = ["Client", "Session"]
+
+# The system clock the mirror reads (a module global: the fastest lookup).
+_time = time.time
+
+
+class Session(SessionCore):
+    """One user's tokens, for synchronous code (from ``Client.session``).
+
+    Handles with the same key in one client share one state, one refresh and
+    one mirrored token, so making one per request is fine.
+    """
+
+    __slots__ = ()
+
+    def access_token(self, timeout: Optional[float] = None) -> str:
+        """A fresh access token. While the mirrored token is fresh on the
+        client's clock this is an attribute read and a clock read, no call
+        into the core; otherwise the core answers (one refresh shared by all
+        callers, the rotated record saved before anyone gets the new token).
+        ``timeout`` (seconds) bounds only this caller's wait."""
+        entry = self._entry
+        if _time() < entry.until:
+            return entry.token
+        return self._access_token(timeout)
+
+    def _access_token(self, timeout: Optional[float]) -> str:
+        token = self._refill()
+        if token is not None:
+            return token
+        token = _loop.call(self._handle().access_token, timeout=timeout)
+        self._refill()
+        return token
+
+    def tokens(self, *, timeout: Optional[float] = None) -> TokenInfo:
+        """The fresh token with its expiry, scope, ID token and refresh expiry."""
+        return self._replacing("tokens", timeout=timeout)
+
+    def refresh(self, *, timeout: Optional[float] = None) -> TokenInfo:
+        """A forced refresh, shared with concurrent callers."""
+        return self._replacing("refresh", timeout=timeout)
+
+    def token_rejected(self, token: str, *, timeout: Optional[float] = None) -> TokenInfo:
+        """The API rejected ``token``: refresh, unless another caller already did."""
+        return self._replacing("token_rejected", token, timeout=timeout)
+
+    def seed(self, options: Optional[SeedOptions] = None, *, timeout: Optional[float] = None,
+             **fields: Any) -> None:
+        """Adopts an existing refresh token: ``seed(refresh_token=…, access_token=…, expires_in=…)``."""
+        seed = options if options is not None else SeedOptions(**fields)
+        self._replacing("seed", seed, timeout=timeout)
+
+    def status(self, *, timeout: Optional[float] = None) -> SessionStatus:
+        """What is known without sending anything."""
+        return self._replacing("status", timeout=timeout)
+
+    def _replacing(self, method: str, *args: Any, timeout: Optional[float]) -> Any:
+        result = _loop.call(getattr(self._drop(), method), *args, timeout=timeout)
+        self._refill()
+        return result
+
+
+class _HostClockSession(Session):
+    """A ``Session`` of a client built with ``clock=``: the mirror reads that clock."""
+
+    __slots__ = ()
+
+    def access_token(self, timeout: Optional[float] = None) -> str:
+        entry = self._entry
+        try:
+            if self._now() < entry.until:
+                return entry.token
+        except Exception:  # noqa: BLE001 - a failing host clock: ask the core
+            pass
+        return self._access_token(timeout)
+
+    access_token.__doc__ = Session.access_token.__doc__
+
+
+class Client(ClientCore):
+    """One OAuth client for synchronous code: user sessions, client tokens,
+    the code flow. Thread-safe.
+
+    ``Client(token_endpoint, client_id, client_secret=…, leeway_seconds=…,
+    timeout_ms=…, retry={…}, …)`` takes the fields of ``TokenClientOptions``
+    as keywords. ``http`` defaults to :class:`UrllibHttpClient`; ``clock``
+    (for tests with fake time) to the system clock.
+    """
+
+    _session_classes = (Session, _HostClockSession)
+
+    def client_token(self, scopes: Iterable[str] = (), *, timeout: Optional[float] = None) -> str:
+        """A fresh client-credentials token for ``scopes`` (cached per scope set)."""
+        return _loop.call(self._native.client_token, scopes_list(scopes), timeout=timeout)
+
+    def exchange_code(self, key: str, store: TokenStore, *, code: str, code_verifier: str,
+                      redirect_uri: str, timeout: Optional[float] = None) -> Session:
+        """Exchanges an authorization code; stores the first record under ``key``."""
+        check_key(key)
+        guarded = guarded_store(store)
+        options = ExchangeCodeOptions(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
+        self._mirror.drop(key)
+        handle = _loop.call(self._native.exchange_code, options, key, guarded, timeout=timeout)
+        return self._exchanged(key, store, guarded, handle)

@@ -1,0 +1,173 @@
+"""The synchronous client: threads sharing one session, and a Flask-style
+request loop with per-request timeouts and a restart. Deterministic: the
+emulator's `hold` fault and a gated store decide the order, never sleeps."""
+
+import asyncio
+import threading
+
+import pytest
+
+import freshtoken
+from freshtoken import _loop
+
+from helpers import (FakeClock, TestStore, differ, make_sync_client, same, seeded_sync)
+
+
+def _run_on_freshtoken_loop(coroutine):
+    return asyncio.run_coroutine_threadsafe(coroutine, freshtoken.event_loop()).result(30)
+
+
+async def _turns(times):
+    """Lets freshtoken's loop run every ready callback `times` times."""
+    loop = asyncio.get_running_loop()
+    for _ in range(times):
+        done = loop.create_future()
+        loop.call_soon(done.set_result, None)
+        await done
+
+
+def test_8_threads_sharing_one_session_at_expiry_cause_exactly_one_refresh(emu, monkeypatch):
+    client, _ = make_sync_client(emu)
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    emu.fault({"kind": "hold", "grant": "refresh_token"})
+
+    # Count the calls handed to freshtoken's loop, to know when all 8 callers are in.
+    submitted = threading.Semaphore(0)
+    original = _loop._submit
+
+    def counting(loop, coroutine):
+        future = original(loop, coroutine)
+        submitted.release()
+        return future
+
+    monkeypatch.setattr(_loop, "_submit", counting)
+    results, errors = [None] * 8, []
+
+    def caller(i):
+        try:
+            results[i] = session.access_token(timeout=60)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for _ in range(8):
+        assert submitted.acquire(timeout=30), "every thread handed its call to freshtoken's loop"
+    assert emu.wait_held(1) == 1, "the one refresh is held at the server"
+    # The 8 calls were queued before these turns: each has started and joined the flight.
+    _run_on_freshtoken_loop(_turns(3))
+    assert emu.release_held() == 1
+    for thread in threads:
+        thread.join(60)
+
+    assert not errors, errors
+    assert emu.refresh_requests() == 1
+    counters = emu.counters()
+    assert counters["max_concurrent_token_requests"] == 1
+    assert counters["reuse_detected"] == 0
+    assert len(set(results)) == 1 and results[0] is not None, "every thread got the same token"
+    same(store.record("u1")["access_token"], results[0], "the stored token is the one handed out")
+
+
+def test_a_flask_style_loop_with_timeouts_loses_nothing(emu, tmp_path):
+    """Per-request handles and timeouts: a timeout fires while the rotated
+    record's save is slow, more requests come (and time out) while it still
+    is, then it finishes; later requests and a restarted process use the
+    saved record: one refresh in all, nothing lost, no refresh token reused."""
+    clock = FakeClock()
+    store = GatedFileStore(str(tmp_path / "tokens"))
+    client, _ = make_sync_client(emu, clock)
+    family = emu.seed()
+    client.session("u1", store).seed(refresh_token=family["refresh_token"])
+    store.gate()
+
+    def handle_request(timeout):
+        """What a Flask view does: a handle per request, a bounded wait."""
+        return client.session("u1", store).access_token(timeout=timeout)
+
+    with pytest.raises(TimeoutError):
+        handle_request(0.05)  # the save below is held: this request gives up
+    assert store.entered.wait(30), "the refresh reached the slow save"
+    assert emu.refresh_requests() == 1
+    for _ in range(3):
+        with pytest.raises(TimeoutError):
+            handle_request(0.05)  # joins the same refresh, gives up too
+    assert emu.refresh_requests() == 1, "the timed-out requests started nothing new"
+
+    store.open_gate()
+    token = handle_request(30)
+    for _ in range(20):
+        same(handle_request(30), token, "every later request gets the rotated token")
+    assert emu.refresh_requests() == 1
+    saved = store.record("u1")
+    same(saved["access_token"], token, "the saved record holds the token handed out")
+    differ(saved["refresh_token"], family["refresh_token"], "the rotated refresh token is saved")
+
+    # A restart: a new process (client) on the same directory.
+    restarted, _ = make_sync_client(emu, FakeClock(clock.ms))
+    same(restarted.session("u1", freshtoken.FileTokenStore(str(tmp_path / "tokens"))).access_token(), token,
+         "the restarted process reads the saved record")
+    assert emu.refresh_requests() == 1, "exactly one refresh in all"
+    assert emu.counters()["reuse_detected"] == 0
+    assert emu.refresh_token_state(saved["refresh_token"]) == "active"
+    assert emu.refresh_token_state(family["refresh_token"]) == "consumed"
+
+
+class GatedFileStore(freshtoken.FileTokenStore):
+    """A FileTokenStore whose saves of rotated records (not the write-ahead
+    marker) wait at a gate the test opens."""
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self._gate = None
+        self.entered = threading.Event()
+
+    def gate(self):
+        self._gate = threading.Event()
+
+    def open_gate(self):
+        self._gate.set()
+
+    async def save(self, key, record):
+        import json
+
+        if self._gate is not None and not json.loads(record).get("in_doubt"):
+            self.entered.set()
+            await asyncio.to_thread(self._gate.wait, 60)
+        await super().save(key, record)
+
+    def record(self, key):
+        import json
+
+        return json.loads(asyncio.run(self.load(key)))
+
+
+def test_sync_errors_are_the_top_level_classes(emu):
+    client, _ = make_sync_client(emu)
+    store = TestStore()
+    with pytest.raises(freshtoken.ReauthorizationRequired) as raised:
+        client.session("nobody", store).access_token()
+    err = raised.value
+    assert isinstance(err, freshtoken.FreshTokenError)
+    assert (err.code, err.reason) == ("reauthorization_required", "no_refresh_token")
+    with pytest.raises(freshtoken.ConfigError) as bad:
+        client.session("", store)
+    assert bad.value.field == "key" and isinstance(bad.value, ValueError)
+    with pytest.raises(freshtoken.ConfigError):
+        client.session("\ud800", store)
+
+
+def test_a_blocking_call_on_freshtokens_own_loop_is_refused(emu):
+    client, _ = make_sync_client(emu)
+    session = client.session("u1", TestStore())
+
+    async def from_the_loop():
+        try:
+            session.status()
+        except RuntimeError as error:
+            return str(error)
+        return "returned"
+
+    assert "async client" in _run_on_freshtoken_loop(from_the_loop())

@@ -6,7 +6,7 @@ import { hostCalls } from './host-calls.js';
 import { tokenInfoPrototype } from './token-info.js';
 
 /** The methods that return a Promise: a freed handle rejects instead of throwing. */
-const ASYNC = new Set(['accessToken', 'tokens', 'refresh', 'tokenRejected', 'seed', 'status', 'clientToken', 'exchangeCode']);
+const ASYNC = new Set(['accessToken', 'tokens', 'refresh', 'tokenRejected', 'seed', 'status', 'clientToken', 'exchangeCode', 'authorizationUrl']);
 
 /**
  * Makes every method and getter of a wasm class check its handle first. A

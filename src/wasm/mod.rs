@@ -21,12 +21,6 @@ mod timeout;
 
 pub use client::{refresh_tokens, WasmTokenClient};
 
-/// The allocator: Talc (well kept, made for wasm) in place of std's
-/// dlmalloc, without realloc-in-place (a copy instead): 7 KB less wasm,
-/// 3.1 KB less gzipped.
-#[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
-
 use std::future::Future;
 use std::pin::Pin;
 

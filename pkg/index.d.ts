@@ -208,7 +208,7 @@ export class TokenClient {
   session(key: string, store: TokenStore): UserSession;
   clientToken(scopes: string[]): Promise<string>;
   invalidateClientToken(scopes: string[]): void;
-  authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest;
+  authorizationUrl(options: AuthorizationUrlOptions): Promise<AuthorizationRequest>;
   exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore): Promise<UserSession>;
   readonly sessionCount: number;
   /** This client's name as a fleet lease owner (random, unique per client). */

@@ -134,11 +134,22 @@ impl TokenClient {
     }
 
     /// The authorize URL (PKCE S256, state, nonce, `offline_access`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn authorization_url(
         &self,
         params: AuthorizationParams,
     ) -> Result<AuthorizationRequest, Error> {
         authorize::authorization_url(&self.ctx.config, params)
+    }
+
+    /// The authorize URL (PKCE S256, state, nonce, `offline_access`); the
+    /// host's WebCrypto hashes the verifier.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn authorization_url(
+        &self,
+        params: AuthorizationParams,
+    ) -> Result<AuthorizationRequest, Error> {
+        authorize::authorization_url(&self.ctx.config, params).await
     }
 
     /// One refresh with no session, cache or store: the drop-in for

@@ -130,10 +130,12 @@ pub(crate) fn scope_key<S: AsRef<str>>(scopes: &[S]) -> Result<String, Error> {
                 "each scope must be a non-empty word",
             ));
         }
-        list.push(scope);
+        // Kept sorted and deduplicated as it grows (a handful of scopes):
+        // no sort linked into the wasm (see registry.rs's evict_idle).
+        if let Err(at) = list.binary_search(&scope) {
+            list.insert(at, scope);
+        }
     }
-    list.sort_unstable();
-    list.dedup();
     Ok(list.join(" "))
 }
 

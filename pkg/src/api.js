@@ -331,7 +331,8 @@ export function bind(wasm) {
       return TokenClient.#wasm(this).invalidateClientToken(scopes);
     }
 
-    authorizationUrl(options) {
+    /** The authorize URL with PKCE, state and nonce (async: the host's WebCrypto hashes the verifier). */
+    async authorizationUrl(options) {
       return TokenClient.#wasm(this).authorizationUrl(options);
     }
 

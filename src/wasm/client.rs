@@ -74,17 +74,24 @@ impl WasmTokenClient {
             .map_err(to_js)
     }
 
-    /// `client.authorizationUrl({ redirectUri, scopes, state?, nonce? })`.
+    /// `await client.authorizationUrl({ redirectUri, scopes, state?, nonce? })`
+    /// (async: WebCrypto hashes the PKCE verifier).
     #[wasm_bindgen(js_name = authorizationUrl)]
-    pub fn authorization_url(&self, params: JsValue) -> Result<JsValue, JsValue> {
-        let params = authorization_params(&params).map_err(to_js)?;
-        let request = self.inner.authorization_url(params).map_err(to_js)?;
-        Ok(object(&[
-            ("url", Some(request.url.into())),
-            ("codeVerifier", Some(request.code_verifier.into())),
-            ("state", Some(request.state.into())),
-            ("nonce", Some(request.nonce.into())),
-        ]))
+    pub fn authorization_url(&self, params: JsValue) -> Promise {
+        let client = self.inner.clone();
+        let params = authorization_params(&params);
+        super::promise(Box::pin(async move {
+            let request = client
+                .authorization_url(params.map_err(to_js)?)
+                .await
+                .map_err(to_js)?;
+            Ok(object(&[
+                ("url", Some(request.url.into())),
+                ("codeVerifier", Some(request.code_verifier.into())),
+                ("state", Some(request.state.into())),
+                ("nonce", Some(request.nonce.into())),
+            ]))
+        }))
     }
 
     /// `client.exchangeCode({ code, codeVerifier, redirectUri }, key, store)`:

@@ -1,5 +1,5 @@
 //! The platform's WebCrypto (`crypto.subtle`, a global in Node ≥ 20 and
-//! browsers) for the core in wasm: RS256 client assertions. Natively the
+//! browsers) for the core in wasm: RS256 client assertions and PKCE's SHA-256. Natively the
 //! core uses RustCrypto; here the host's native code signs, so no RSA is
 //! compiled into the wasm (RSA was 56 KB of the gzipped `freshtoken/jwt`
 //! entry).
@@ -55,6 +55,12 @@ async fn import_rs256_key(pkcs8_der: &[u8]) -> Result<CryptoKey, JsValue> {
     let usages = Array::of1(&JsValue::from_str("sign"));
     let imported = subtle()?.import_key_with_object("pkcs8", &der, &params, false, &usages)?;
     Ok(JsFuture::from(imported).await?.unchecked_into())
+}
+
+/// The SHA-256 of `data` (PKCE's S256 challenge).
+pub(crate) async fn sha256(data: &[u8]) -> Result<Vec<u8>, JsValue> {
+    let data = Uint8Array::from(data);
+    bytes_of(subtle()?.digest_with_str_and_buffer_source("SHA-256", &data)).await
 }
 
 /// The RS256 signature of `data` with `key`.

@@ -93,9 +93,9 @@ describe('entry points check their arguments', () => {
   });
 
   test('authorizationUrl(options), clientToken(scopes), invalidateClientToken(scopes)', async () => {
-    for (const bad of [null, 42, 'https://app.example/cb']) throwsNaming(() => client.authorizationUrl(bad), 'options', String(bad));
-    throwsNaming(() => client.authorizationUrl({ redirectUri: 'https://app.example/cb', scopes: 'openid' }), 'scopes');
-    throwsNaming(() => client.authorizationUrl({ redirectUri: 42 }), 'redirectUri');
+    for (const bad of [null, 42, 'https://app.example/cb']) await rejectsNaming(client.authorizationUrl(bad), 'options', String(bad));
+    await rejectsNaming(client.authorizationUrl({ redirectUri: 'https://app.example/cb', scopes: 'openid' }), 'scopes');
+    await rejectsNaming(client.authorizationUrl({ redirectUri: 42 }), 'redirectUri');
     const scopeLists = [
       'openid', null, 42, {}, [1], ['a', Symbol('b')], ['a\uD800'], revoked([]), revoked(),
       new Proxy(['a'], { get(target, name) { if (name === '0') throw new Error('trap'); return target[name]; } }),

@@ -30,9 +30,9 @@ describe('code flow against the emulator', () => {
 
   const confidential = () => new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret' });
 
-  test('authorizationUrl() carries an S256 challenge, state, nonce and offline_access', () => {
+  test('authorizationUrl() carries an S256 challenge, state, nonce and offline_access', async () => {
     const client = confidential();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });
     assert.deepEqual(Object.keys(request).sort(), ['codeVerifier', 'nonce', 'state', 'url']);
     const url = new URL(request.url);
     assert.equal(`${url.origin}${url.pathname}`, emu.authorizationEndpoint, 'the default: /token → /authorize');
@@ -49,23 +49,23 @@ describe('code flow against the emulator', () => {
     assert.ok(request.state.length >= 16 && request.nonce.length >= 16, 'unguessable state and nonce');
     assert.equal(q.has('client_secret'), false, 'no secret in a URL');
 
-    const again = client.authorizationUrl({ redirectUri: REDIRECT });
+    const again = await client.authorizationUrl({ redirectUri: REDIRECT });
     assert.notEqual(again.state, request.state);
     assert.ok(again.codeVerifier !== request.codeVerifier, 'a new verifier each time');
     assert.equal(new URL(again.url).searchParams.get('scope').split(' ').includes('offline_access'), true);
 
-    const given = client.authorizationUrl({ redirectUri: REDIRECT, state: 'my-state', nonce: 'my-nonce', scopes: ['offline_access'] });
+    const given = await client.authorizationUrl({ redirectUri: REDIRECT, state: 'my-state', nonce: 'my-nonce', scopes: ['offline_access'] });
     assert.equal(given.state, 'my-state');
     assert.equal(new URL(given.url).searchParams.get('nonce'), 'my-nonce');
     assert.equal(new URL(given.url).searchParams.get('scope'), 'offline_access', 'not added twice');
 
-    assert.throws(() => client.authorizationUrl({}), (err) => err instanceof ConfigError && /redirectUri/.test(err.message));
+    await assert.rejects(client.authorizationUrl({}), (err) => err instanceof ConfigError && /redirectUri/.test(err.message));
   });
 
   test('exchangeCode() stores the first record and returns a session that refreshes', async () => {
     const client = confidential();
     const store = new MemoryStore();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });
     const params = await approve(request.url);
     assert.equal(params.get('state'), request.state);
 
@@ -99,7 +99,7 @@ describe('code flow against the emulator', () => {
   test('a wrong verifier is OAuthError invalid_grant and stores nothing', async () => {
     const client = confidential();
     const store = new MemoryStore();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
     const params = await approve(request.url);
     const err = await client.exchangeCode(
       { code: params.get('code'), codeVerifier: 'a-different-verifier-of-sufficient-length-000000', redirectUri: REDIRECT },
@@ -116,7 +116,7 @@ describe('code flow against the emulator', () => {
   test('a public client uses PKCE without a secret', async () => {
     const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'public-client' });
     const store = new MemoryStore();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
     const params = await approve(request.url);
     const session = await client.exchangeCode(
       { code: params.get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT }, 'p1', store,

@@ -39,7 +39,7 @@ describe('code flow against oidc-provider', () => {
   test('the default authorization endpoint (/token → /authorize) is not oidc-provider\'s: pass it explicitly', async () => {
     const creds = op.clients.confidential;
     const fallback = new TokenClient({ tokenEndpoint: op.tokenEndpoint, clientId: creds.clientId, clientSecret: creds.clientSecret });
-    const { url } = fallback.authorizationUrl({ redirectUri: REDIRECT_URI });
+    const { url } = await fallback.authorizationUrl({ redirectUri: REDIRECT_URI });
     assert.equal(new URL(url).pathname, '/authorize');
     const response = await fetch(url, { redirect: 'manual' });
     await response.arrayBuffer();
@@ -50,7 +50,7 @@ describe('code flow against oidc-provider', () => {
   test('authorizationUrl() + exchangeCode(): oidc-provider issues a refresh token; stored, served, rotated', async () => {
     const client = clientFor();
     const store = new MemoryStore();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid', 'api'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid', 'api'] });
     const params = await op.authorize(request.url);
     assert.equal(params.get('error'), null);
     assert.equal(params.get('state'), request.state);
@@ -87,7 +87,7 @@ describe('code flow against oidc-provider', () => {
   test('authorizationUrl() as is obtains a refresh token from oidc-provider', async () => {
     const client = clientFor();
     const store = new MemoryStore();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid', 'api'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid', 'api'] });
     const query = new URL(request.url).searchParams;
     assert.ok(query.get('scope').split(' ').includes('offline_access'), 'offline_access asked for');
     assert.equal(query.get('prompt'), 'consent');
@@ -103,7 +103,7 @@ describe('code flow against oidc-provider', () => {
   test('a wrong verifier is oidc-provider\'s invalid_grant (OAuthError) and stores nothing', async () => {
     const client = clientFor();
     const store = new MemoryStore();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid'] });
     const params = await op.authorize(request.url);
     const err = await client.exchangeCode(
       { code: params.get('code'), codeVerifier: 'a-different-verifier-of-sufficient-length-000000', redirectUri: REDIRECT_URI },
@@ -121,7 +121,7 @@ describe('code flow against oidc-provider', () => {
   test('a public client uses PKCE without a secret, and refreshes with rotation', async () => {
     const client = clientFor('public');
     const store = new MemoryStore();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid'] });
     const params = await op.authorize(request.url);
     const session = await client.exchangeCode(
       { code: params.get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT_URI }, 'p1', store,
@@ -137,7 +137,7 @@ describe('code flow against oidc-provider', () => {
   // refuses the second redemption and revokes what the first one obtained.
   test('a code redeemed twice: the second is OAuthError invalid_grant, and oidc-provider revokes the first session\'s grant', async () => {
     const client = clientFor();
-    const request = client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid'] });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid'] });
     const params = await op.authorize(request.url);
     const code = { code: params.get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT_URI };
     const store = new MemoryStore();

@@ -125,13 +125,13 @@ export async function clientTokens(): Promise<string> {
 }
 
 export async function codeFlow(code: string, verifier: string): Promise<UserSession> {
-  const request: AuthorizationRequest = client.authorizationUrl({
+  const request: AuthorizationRequest = await client.authorizationUrl({
     redirectUri: 'https://app.example/callback',
     scopes: ['openid', 'accounts'],
     state: 'opaque',
     nonce: 'nonce',
   });
-  const minimal = client.authorizationUrl({ redirectUri: 'https://app.example/callback' });
+  const minimal = await client.authorizationUrl({ redirectUri: 'https://app.example/callback' });
   const kept: string[] = [request.url, request.codeVerifier, request.state, request.nonce, minimal.url];
   return client.exchangeCode({ code, codeVerifier: verifier || kept[1], redirectUri: 'https://app.example/callback' }, 'user-1', new MemoryStore());
 }

@@ -665,6 +665,8 @@ function markdown(info, rows, r, elapsedS) {
     lines.push(`| ${i + 1} | ${esc(x.measure)} | ${x.measured} | ${esc(x.anchor)} | ${x.anchorValue} | ${fmt(x.ratio, 2)}× | ${esc(x.goal)} | ${metText(x.met)} |`);
   });
   lines.push('');
+  lines.push('Where the wasm bytes go (twiggy, measured by hand): `bench/wasm-size.md`.');
+  lines.push('');
   lines.push('## How each row was measured');
   lines.push('');
   const c = r.cached;

@@ -50,26 +50,8 @@ const BY_CODE = {
   config: ConfigError,
 };
 
-const suffix = (f) => (f.description === undefined ? '' : `: ${f.description}`);
-
-// The core's messages (its Display text), composed here from the fields the
-// wasm sets: formatting them in wasm cost 675 bytes gzipped, these 370.
-const MESSAGES = {
-  reauthorization_required: (f) => `reauthorization required (${f.reason}): the user must authorize again`,
-  invalid_client: (f) => `the token endpoint rejected the client credentials (HTTP ${f.status})${suffix(f)}`,
-  oauth: (f) => `the token endpoint answered \`${f.oauthError}\` (HTTP ${f.status})${suffix(f)}`,
-  transient: (f) => `the token endpoint is unavailable (HTTP ${f.status}) after ${f.attempts} attempt(s)`,
-  network: (f) => `network error: ${f.detail}`,
-  timeout: () => 'the token request timed out',
-  invalid_response: (f) => `invalid response from the token endpoint${f.status === undefined ? '' : ` (HTTP ${f.status})`}: ${f.detail}`,
-  storage: (f) => `token storage failed: ${f.detail}`,
-  conflict: (f) => `token storage conflict: ${f.detail}`,
-  config: (f) => `invalid configuration \`${f.field}\`: ${f.detail}`,
-};
-
-/** Builds the error class for `fields.code` (called from wasm), with its message. */
+/** Builds the error class for `fields.code` (called from wasm). */
 export function makeError(fields) {
   const Class = BY_CODE[fields.code] ?? FreshTokenError;
-  const message = fields.message ?? MESSAGES[fields.code]?.(fields) ?? fields.code;
-  return new Class({ ...fields, message });
+  return new Class(fields);
 }

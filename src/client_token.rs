@@ -2,7 +2,8 @@
 //! single-flight, re-requested when stale. They never carry a refresh token.
 
 use crate::error::Error;
-use crate::exchange::{self, Context};
+use crate::events::{Details, EventKind};
+use crate::exchange::{self, CallFailure, Context};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::tokens::AccessToken;
@@ -97,16 +98,24 @@ fn start(ctx: Arc<Context>, cell: Arc<Cell>, scope: String) -> Flight {
 }
 
 async fn request(ctx: &Context, scope: &str) -> Result<AccessToken, Error> {
-    match exchange::call(ctx, &Grant::ClientCredentials { scope }).await {
-        // Any refresh_token in the answer is dropped here, never kept.
-        Ok(issued) => Ok(AccessToken::new(
-            issued.response.access_token,
-            issued.sent_at_ms,
-            issued.response.expires_in,
-            ctx.config.client_token_lifetime_secs,
-        )),
-        Err(failure) => Err(failure.into_error()),
-    }
+    let started = ctx.clock.now_ms();
+    let issued = exchange::call(ctx, &Grant::ClientCredentials { scope })
+        .await
+        .map_err(CallFailure::into_error)?;
+    let details = Details {
+        scope: Some(scope),
+        duration_ms: Some(ctx.since(started)),
+        attempts: Some(issued.attempts),
+        ..Details::default()
+    };
+    ctx.emit(EventKind::ClientTokenIssued, None, details);
+    // Any refresh_token in the answer is dropped here, never kept.
+    Ok(AccessToken::new(
+        issued.response.access_token,
+        issued.sent_at_ms,
+        issued.response.expires_in,
+        ctx.config.client_token_lifetime_secs,
+    ))
 }
 
 /// Removes the finished flight from its slot when dropped (also on a panic).

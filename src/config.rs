@@ -76,6 +76,8 @@ pub struct Config {
     #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
     pub(crate) assertion_key: Option<std::sync::Arc<crate::jwt::AssertionKey>>,
     pub(crate) assertion_audience: String,
+    /// Where events go, and what they show of session keys.
+    pub(crate) events: crate::events::Events,
 }
 
 impl Config {
@@ -174,6 +176,7 @@ pub struct ConfigBuilder {
     private_key: Option<Secret>,
     key_id: Option<String>,
     assertion_audience: Option<String>,
+    events: crate::events::Events,
 }
 
 impl ConfigBuilder {
@@ -285,6 +288,20 @@ impl ConfigBuilder {
     /// up with `conflict` (ms; default: the lease TTL + 5 s).
     pub fn lease_wait_ms(mut self, ms: i64) -> Self {
         self.lease_wait_ms = Some(ms);
+        self
+    }
+
+    /// Where events go (refreshes, failures, re-links, saves, lease waits):
+    /// see [`crate::Event`]. The sink runs inline and must return quickly;
+    /// a panic in it never affects the refresh.
+    pub fn on_event(mut self, sink: std::sync::Arc<dyn crate::EventSink>) -> Self {
+        self.events.sink = Some(sink);
+        self
+    }
+
+    /// What events show of session keys (default [`crate::EventKeys::Full`]).
+    pub fn event_keys(mut self, keys: crate::EventKeys) -> Self {
+        self.events.keys = keys;
         self
     }
 
@@ -448,6 +465,7 @@ impl ConfigBuilder {
             #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
             assertion_key,
             assertion_audience,
+            events: self.events,
         })
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Context {
 pub(crate) struct Issued {
     pub(crate) response: TokenResponse,
     pub(crate) sent_at_ms: u64,
+    /// Requests sent, retries included.
+    pub(crate) attempts: u32,
 }
 
 /// Why a token request failed.
@@ -48,6 +50,8 @@ pub(crate) struct CallFailure {
     pub(crate) maybe_processed: bool,
     /// A rotated refresh token from an otherwise unusable success answer.
     pub(crate) salvaged: Option<Secret>,
+    /// Requests sent, retries included.
+    pub(crate) attempts: u32,
 }
 
 impl CallFailure {
@@ -64,6 +68,7 @@ impl CallFailure {
             failure: Failure::Other(error),
             maybe_processed,
             salvaged: None,
+            attempts: 0,
         }
     }
 }
@@ -89,9 +94,23 @@ fn oauth_error(status: u16, body: OAuthErrorBody) -> Error {
 /// spent. Only answers that cannot have consumed anything (429, 5xx, and
 /// requests that never left) are retried.
 pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, CallFailure> {
+    let mut attempts = 0u32;
+    let mut result = send_with_retries(ctx, grant, &mut attempts).await;
+    match &mut result {
+        Ok(issued) => issued.attempts = attempts,
+        Err(failure) => failure.attempts = attempts,
+    }
+    result
+}
+
+/// The body of [`call`], counting the requests it sends in `attempts`.
+async fn send_with_retries(
+    ctx: &Context,
+    grant: &Grant<'_>,
+    attempts: &mut u32,
+) -> Result<Issued, CallFailure> {
     let policy = ctx.config.retry;
     let started = ctx.clock.now_ms();
-    let mut attempts = 0u32;
     let mut maybe_processed = false;
     loop {
         let request = match build_request(&ctx.config, grant, ctx.clock.now_ms()).await {
@@ -99,7 +118,7 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
             Err(error) => return Err(CallFailure::new(error, maybe_processed)),
         };
         let sent_at_ms = ctx.clock.now_ms();
-        attempts += 1;
+        *attempts += 1;
         log::debug!("freshtoken: {} request, attempt {attempts}", grant.name());
         let deadline = request.timeout_ms.saturating_add(HTTP_GRACE_MS);
         let sent = within(ctx.clock.as_ref(), deadline, ctx.http.send(request)).await;
@@ -142,6 +161,7 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
                     return Ok(Issued {
                         response,
                         sent_at_ms,
+                        attempts: 0,
                     })
                 }
                 Answer::OAuthError { status, mut body } => {
@@ -153,6 +173,7 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
                         failure: Failure::OAuth { status, body },
                         maybe_processed,
                         salvaged: None,
+                        attempts: 0,
                     });
                 }
                 Answer::Unusable {
@@ -178,16 +199,16 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
                     maybe_processed |= status >= 500;
                     let error = Error::Transient {
                         status,
-                        attempts,
+                        attempts: *attempts,
                         retry_after_ms,
                     };
                     (error, retry_after_ms)
                 }
             },
         };
-        let delay = policy.delay_ms(attempts, jitter(), retry_after_ms);
+        let delay = policy.delay_ms(*attempts, jitter(), retry_after_ms);
         let elapsed = ctx.clock.now_ms().saturating_sub(started);
-        if !policy.allows(attempts, elapsed, delay) {
+        if !policy.allows(*attempts, elapsed, delay) {
             return Err(CallFailure::new(final_error, maybe_processed));
         }
         log::debug!("freshtoken: retrying in {delay} ms after: {final_error}");

@@ -18,10 +18,27 @@ const MAX_WAIT_MS: u64 = 250;
 /// Takes the refresh lease of `session`'s key. `Ok(None)`: this process
 /// holds it now. `Ok(Some(info))`: while waiting, another process saved a
 /// record that serves this call, so no lease (and no request) is needed.
+/// A wait (another process held the lease) emits `lease_waited`.
 pub(crate) async fn take_lease(
     session: &Attached,
     force: bool,
     asked_at: u64,
+) -> Result<Option<TokenInfo>, Error> {
+    let mut waiting_since = None;
+    let result = wait_for_lease(session, force, asked_at, &mut waiting_since).await;
+    if let Some(since) = waiting_since {
+        session.lease_waited(since, &result);
+    }
+    result
+}
+
+/// The body of [`take_lease`]; sets `waiting_since` when the lease was
+/// first found held by another process.
+async fn wait_for_lease(
+    session: &Attached,
+    force: bool,
+    asked_at: u64,
+    waiting_since: &mut Option<u64>,
 ) -> Result<Option<TokenInfo>, Error> {
     let ctx = &session.ctx;
     let config = &ctx.config;
@@ -31,6 +48,7 @@ pub(crate) async fn take_lease(
         if session.acquire().await? {
             return Ok(None);
         }
+        waiting_since.get_or_insert_with(|| ctx.clock.now_ms());
         if ctx.clock.now_ms() >= deadline {
             return Err(Error::Conflict {
                 message: format!(

@@ -149,7 +149,13 @@ impl Attached {
         let grant = Grant::Refresh {
             refresh_token: refresh_token.expose(),
         };
-        match exchange::call(&self.ctx, &grant).await {
+        let started = self.refresh_started();
+        let answer = exchange::call(&self.ctx, &grant).await;
+        let attempts = match &answer {
+            Ok(issued) => issued.attempts,
+            Err(failure) => failure.attempts,
+        };
+        let result = match answer {
             Ok(issued) => self.rotate(issued, refresh_token).await,
             Err(CallFailure {
                 failure: Failure::OAuth { body, .. },
@@ -172,7 +178,9 @@ impl Attached {
                 }
                 Err(failure.into_error())
             }
-        }
+        };
+        self.refresh_ended(started, attempts, &result);
+        result
     }
 
     /// A successful refresh: the new record goes to memory first (so the
@@ -182,6 +190,7 @@ impl Attached {
         let Issued {
             response,
             sent_at_ms,
+            ..
         } = issued;
         let config = &self.ctx.config;
         let (generation, text, info) = {
@@ -229,6 +238,7 @@ impl Attached {
             rec.in_doubt = false;
         })
         .await;
+        self.reauthorization_required(reason);
         Err(Error::ReauthorizationRequired {
             reason,
             description,

@@ -42,6 +42,7 @@ mod credentials;
 mod deadline;
 mod endpoint;
 mod error;
+mod events;
 mod exchange;
 mod fleet;
 mod flight;
@@ -90,6 +91,7 @@ pub use config::{
 };
 pub use credentials::STITCH_TOKEN_ENDPOINT;
 pub use error::{Error, ErrorCode, ReauthReason};
+pub use events::{Event, EventKeys, EventKind, EventSink};
 pub use http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 pub use maybe_send::{BoxFuture, MaybeSendSync};
 pub use memory_store::MemoryStore;

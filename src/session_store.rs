@@ -94,11 +94,20 @@ impl Attached {
         Ok(())
     }
 
+    /// Saves `text` (see [`Attached::save_record`]) and emits `saved` or
+    /// `save_failed`.
+    pub(crate) async fn persist(&self, generation: u64, text: &str) -> Result<(), Error> {
+        let started = self.ctx.clock.now_ms();
+        let result = self.save_record(generation, text).await;
+        self.save_ended(started, &result);
+        result
+    }
+
     /// Saves `text`; on success the record is persisted unless it changed since.
     /// With a compare-and-swap store the save must match the version last
     /// seen; a mismatch is a `conflict` (DESIGN point 9), never an
     /// overwrite, and the stored record is read again on the next call.
-    pub(crate) async fn persist(&self, generation: u64, text: &str) -> Result<(), Error> {
+    async fn save_record(&self, generation: u64, text: &str) -> Result<(), Error> {
         let version = if self.store.supports_versions() {
             let expected = self.cell.lock().version.clone();
             let saved = self

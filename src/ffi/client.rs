@@ -70,6 +70,12 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
     if let Some(retry) = o.retry {
         b = b.retry(retry.try_into()?);
     }
+    if let Some(keys) = o.event_keys {
+        b = b.event_keys(crate::EventKeys::parse(&keys)?);
+    }
+    if let Some(listener) = o.on_event {
+        b = b.on_event(Arc::new(super::events::ListenerSink::new(listener)));
+    }
     b.build()
 }
 

@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+mod events;
 mod executor;
 mod host;
 mod redact;
@@ -16,6 +17,7 @@ mod types;
 
 pub use client::{ClientTokens, TokenClient};
 pub use error::{FreshTokenError, HostError};
+pub use events::{EventKind, EventListener, TokenEvent};
 pub use host::{Clock, HttpClient, TokenStore};
 pub use session::UserSession;
 pub use types::{

@@ -293,6 +293,8 @@ mod tests {
             lease_ttl_ms: None,
             lease_wait_ms: None,
             retry: None,
+            on_event: None,
+            event_keys: None,
         };
         let shown = format!("{options:?} {options}");
         assert_hidden(shown.clone());

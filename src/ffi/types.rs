@@ -193,6 +193,13 @@ pub struct TokenClientOptions {
     /// Retry policy; unset keeps the defaults.
     #[uniffi(default = None)]
     pub retry: Option<RetryOptions>,
+    /// Receives refreshes, failures, re-links, saves and lease waits (on a
+    /// thread of its own; see `EventListener`).
+    #[uniffi(default = None)]
+    pub on_event: Option<std::sync::Arc<dyn super::events::EventListener>>,
+    /// What events show of session keys: `full` (default) or `hidden`.
+    #[uniffi(default = None)]
+    pub event_keys: Option<String>,
 }
 
 /// What is known about a session without sending anything.

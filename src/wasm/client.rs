@@ -146,7 +146,12 @@ impl WasmTokenClient {
 #[wasm_bindgen(js_name = refreshTokens)]
 pub fn refresh_tokens(options: JsValue) -> Promise {
     super::promise(Box::pin(async move {
-        let mut allowed = OPTIONS.to_vec();
+        // One refresh with no session emits no events: onEvent is not an option here.
+        let mut allowed: Vec<&str> = OPTIONS
+            .iter()
+            .copied()
+            .filter(|k| !["onEvent", "eventKeys"].contains(k))
+            .collect();
         allowed.push("refreshToken");
         let client = build(&options, &allowed).map_err(to_js)?;
         let refresh_token = string(&options, "refreshToken").map_err(to_js)?;

@@ -42,6 +42,7 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("redirect_uri", "redirectUri"),
     ("code_verifier", "codeVerifier"),
     ("private_key", "privateKeyPem"),
+    ("event_keys", "eventKeys"),
 ];
 
 /// The JavaScript value thrown for `error`.

@@ -9,6 +9,7 @@ mod client;
 mod convert;
 pub(crate) mod crypto;
 mod error;
+mod events;
 mod fetch_http;
 mod host;
 pub(crate) mod http_date;

@@ -41,6 +41,8 @@ pub(crate) const OPTIONS: &[&str] = &[
     "fetch",
     "now",
     "sleep",
+    "onEvent",
+    "eventKeys",
 ];
 
 /// The options that name the client; `fromCredentialsJson` takes them
@@ -175,6 +177,12 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
             max_backoff_ms: field("maxBackoffMs", d.max_backoff_ms)?,
             budget_ms: field("budgetMs", d.budget_ms)?,
         });
+    }
+    if let Some(keys) = opt_string(o, "eventKeys")? {
+        b = b.event_keys(crate::EventKeys::parse(&keys)?);
+    }
+    if let Some(sink) = super::events::sink(opt_function(o, "onEvent")?) {
+        b = b.on_event(Arc::new(sink));
     }
     let config = b.build()?;
     let http = FetchHttp {

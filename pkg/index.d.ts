@@ -71,7 +71,53 @@ export interface TokenClientOptions {
   now?: () => number;
   /** Sleep override for retry backoff (default `setTimeout`), for tests. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Receives every event (refreshes, failures, re-links, saves, lease waits,
+   * client tokens), after the current turn; what it throws or rejects with
+   * is ignored. In Node every event is also published on
+   * diagnostics_channel `freshtoken:event`, with or without this option.
+   */
+  onEvent?: (event: TokenEvent) => void | Promise<void>;
+  /** What events show of session keys: `'full'` (default) or `'hidden'` (no `key`). */
+  eventKeys?: EventKeys;
 }
+
+/** What events show of session keys. */
+export type EventKeys = 'full' | 'hidden';
+
+/** What happened (the same names in every language). */
+export type EventKind =
+  | 'refresh_started'
+  | 'refreshed'
+  | 'refresh_failed'
+  | 'reauthorization_required'
+  | 'saved'
+  | 'save_failed'
+  | 'lease_waited'
+  | 'client_token_issued'
+  | 'revoked';
+
+/** One event: never a token, a secret or a message. Frozen. */
+export interface TokenEvent {
+  readonly kind: EventKind;
+  /** The session key (absent with `eventKeys: 'hidden'`, and for client tokens). */
+  readonly key?: string;
+  /** The scope set of a client token (sorted, space-separated). */
+  readonly scope?: string;
+  /** How long it took, in ms (`refreshed`, `refresh_failed`, `saved`, `save_failed`, `lease_waited`, `client_token_issued`). */
+  readonly durationMs?: number;
+  /** Token requests sent, retries included (`refreshed`, `refresh_failed`, `client_token_issued`). */
+  readonly attempts?: number;
+  /** The failure's code (`refresh_failed`, `save_failed`, `lease_waited` that gave up). */
+  readonly errorCode?: ErrorCode;
+  /** Why the user must authorize again (`reauthorization_required`). */
+  readonly reason?: ReauthorizationReason;
+  /** When it happened, on the client's clock (Unix ms). */
+  readonly at: number;
+}
+
+/** The diagnostics_channel name the Node build publishes every event on: `'freshtoken:event'`. */
+export const EVENT_CHANNEL: 'freshtoken:event';
 
 /** A stored record and its version (compare-and-swap stores). */
 export interface VersionedRecord {
@@ -228,7 +274,8 @@ export interface TokenResponse {
   id_token?: string;
 }
 
-export interface RefreshTokensOptions extends TokenClientOptions {
+/** One refresh with no session emits no events: no `onEvent` or `eventKeys` here. */
+export interface RefreshTokensOptions extends Omit<TokenClientOptions, 'onEvent' | 'eventKeys'> {
   refreshToken: string;
 }
 

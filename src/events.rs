@@ -173,6 +173,7 @@ pub(crate) struct Details<'a> {
 impl Context {
     /// Emits `kind` about session `key` (redacted per the configuration),
     /// stamped with the clock's now. Nothing happens without a sink.
+    #[inline(never)]
     pub(crate) fn emit(&self, kind: EventKind, key: Option<&str>, details: Details<'_>) {
         let events = &self.config.events;
         let Some(sink) = &events.sink else {
@@ -214,6 +215,8 @@ fn deliver(sink: &dyn EventSink, event: &Event) {
     sink.on_event(event);
 }
 
+// The helpers below are called once each from async code; not inlining
+// them keeps those state machines (and the wasm) smaller.
 impl Attached {
     /// Emits `kind` about this session.
     pub(crate) fn emit(&self, kind: EventKind, details: Details<'_>) {
@@ -221,6 +224,7 @@ impl Attached {
     }
 
     /// Emits `refresh_started`; returns when, for the refresh's duration.
+    #[inline(never)]
     pub(crate) fn refresh_started(&self) -> u64 {
         let started = self.ctx.clock.now_ms();
         self.emit(EventKind::RefreshStarted, Details::default());
@@ -229,6 +233,7 @@ impl Attached {
 
     /// Emits `refreshed` or `refresh_failed` for a refresh's `result`
     /// (nothing for reauthorization: `kill` emits that).
+    #[inline(never)]
     pub(crate) fn refresh_ended(
         &self,
         started: u64,
@@ -252,6 +257,7 @@ impl Attached {
     }
 
     /// Emits `saved` or `save_failed` for a save that began at `started`.
+    #[inline(never)]
     pub(crate) fn save_ended(&self, started: u64, result: &Result<(), Error>) {
         let (kind, error_code) = match result {
             Ok(()) => (EventKind::Saved, None),
@@ -268,6 +274,7 @@ impl Attached {
     }
 
     /// Emits `lease_waited` for a wait that began at `since` and ended with `result`.
+    #[inline(never)]
     pub(crate) fn lease_waited<T>(&self, since: u64, result: &Result<T, Error>) {
         self.emit(
             EventKind::LeaseWaited,
@@ -280,6 +287,7 @@ impl Attached {
     }
 
     /// Emits `reauthorization_required` with `reason`.
+    #[inline(never)]
     pub(crate) fn reauthorization_required(&self, reason: ReauthReason) {
         self.emit(
             EventKind::ReauthorizationRequired,

@@ -20,6 +20,7 @@
 //   and a key enters it on its second read through the core (`admit`).
 
 import { ConfigError, makeError } from './errors.js';
+import { eventDispatch } from './events.js';
 import { hostCalls } from './host-calls.js';
 import { tokenInfoPrototype } from './token-info.js';
 
@@ -194,12 +195,15 @@ class Keys {
 }
 
 /**
- * Registers the error factory and returns the classes and functions of one
- * wasm-bindgen build (each build gets classes of its own).
+ * Registers the error factory and the event dispatch, and returns the
+ * classes and functions of one wasm-bindgen build (each build gets classes
+ * of its own). `eventChannel`: the diagnostics_channel every event is
+ * published on (Node), or undefined.
  */
-export function bind(wasm) {
+export function bind(wasm, eventChannel) {
   wasm.setHostCalls(hostCalls);
   wasm.setErrorFactory(makeError);
+  wasm.setEventDispatch(eventDispatch(eventChannel), eventChannel !== undefined);
   wasm.setTokenInfoPrototype(tokenInfoPrototype(wasm.redactSecret));
   const Wasm = wasm.TokenClient;
   /** Set by `fromCredentialsJson` around `new TokenClient()`. */

@@ -15,3 +15,4 @@ export {
 } from './errors.js';
 export { MemoryStore } from './memory-store.js';
 export { authorizedFetch, isUnauthenticated } from './authorized-fetch.js';
+export { EVENT_CHANNEL } from './events.js';

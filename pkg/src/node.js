@@ -1,11 +1,14 @@
 // Node entry point: the `nodejs` wasm-bindgen build (CommonJS, loads the
-// wasm synchronously from disk) plus the Node-only FileStore.
+// wasm synchronously from disk) plus the Node-only FileStore, and every
+// event published on diagnostics_channel `freshtoken:event`.
 
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { createRequire } from 'node:module';
 import { bind } from './api.js';
+import { EVENT_CHANNEL } from './events.js';
 
 const require = createRequire(import.meta.url);
-const api = bind(require('../dist/node/freshtoken.js'));
+const api = bind(require('../dist/node/freshtoken.js'), diagnosticsChannel.channel(EVENT_CHANNEL));
 
 export const { TokenClient, UserSession, refreshTokens } = api;
 export * from './common.js';

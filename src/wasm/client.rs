@@ -3,7 +3,7 @@
 use super::convert::{get, object, object_arg, opt_string, string, string_arg, strings};
 use super::error::to_js;
 use super::js_store::JsStore;
-use super::options::{build, from_credentials, OPTIONS};
+use super::options::{build, from_credentials, EVENT_OPTIONS, OPTIONS};
 use crate::{AuthorizationParams, Error, TokenClient};
 use js_sys::Promise;
 use std::sync::Arc;
@@ -146,12 +146,9 @@ impl WasmTokenClient {
 #[wasm_bindgen(js_name = refreshTokens)]
 pub fn refresh_tokens(options: JsValue) -> Promise {
     super::promise(Box::pin(async move {
-        // One refresh with no session emits no events: onEvent is not an option here.
-        let mut allowed: Vec<&str> = OPTIONS
-            .iter()
-            .copied()
-            .filter(|k| !["onEvent", "eventKeys"].contains(k))
-            .collect();
+        // One refresh with no session emits no events: the event options
+        // (the last of OPTIONS) are not options here.
+        let mut allowed = OPTIONS[..OPTIONS.len() - EVENT_OPTIONS].to_vec();
         allowed.push("refreshToken");
         let client = build(&options, &allowed).map_err(to_js)?;
         let refresh_token = string(&options, "refreshToken").map_err(to_js)?;

@@ -18,6 +18,7 @@ const RETRY_OPTIONS: &[&str] = &[
 ];
 
 /// Every option `new TokenClient(options)` understands; others are typos.
+/// The event options come last (see [`EVENT_OPTIONS`]).
 pub(crate) const OPTIONS: &[&str] = &[
     "tokenEndpoint",
     "clientId",
@@ -44,6 +45,9 @@ pub(crate) const OPTIONS: &[&str] = &[
     "onEvent",
     "eventKeys",
 ];
+
+/// How many of the last [`OPTIONS`] configure events (`onEvent`, `eventKeys`).
+pub(crate) const EVENT_OPTIONS: usize = 2;
 
 /// The options that name the client; `fromCredentialsJson` takes them
 /// from the JSON instead.

@@ -53,6 +53,8 @@ const WRONG = {
   'store-without-save.ts': ['export const s: TokenStore = { load: async () => null };', 'TS2741'],
   'reason-not-narrowed.ts': ["export const r: 'invalid_grant' | 'refresh_expired' | 'lost_rotation' | 'no_refresh_token' = (err as FreshTokenError).reason;", 'TS2322'],
   'access-token-is-a-promise.ts': ['export const t: string = session.accessToken();', 'TS2322'],
+  'bad-event-keys.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', eventKeys: 'hashed' });", 'TS2322'],
+  'event-kind-typo.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', onEvent: (e) => { if (e.kind === 'refresh_succeeded') throw e; } });", 'TS2367'],
   'narrowed-code.ts': ["export function f() { if (err instanceof ReauthorizationRequiredError) { const c: 'storage' = err.code; return c; } return null; }", 'TS2322'],
 };
 
@@ -114,12 +116,19 @@ describe('index.d.ts matches the run-time exports', () => {
   const program = ts.createProgram([file], { strict: true, noEmit: true, target: ts.ScriptTarget.ES2022, lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'] });
   const checker = program.getTypeChecker();
   const declared = checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(file)));
-  const declaredValues = declared.filter((s) => s.flags & ts.SymbolFlags.Value).map((s) => s.name).sort();
+  const declaredSymbols = declared.filter((s) => s.flags & ts.SymbolFlags.Value);
+  const declaredValues = declaredSymbols.map((s) => s.name).sort();
 
   test('every declared value exists at run time with the declared kind', () => {
     assert.ok(declaredValues.length >= 18);
-    for (const name of declaredValues) {
-      assert.equal(typeof runtime[name], 'function', `${name} is exported`);
+    for (const symbol of declaredSymbols) {
+      const { name } = symbol;
+      const type = checker.getTypeOfSymbol(symbol);
+      if (symbol.flags & ts.SymbolFlags.Variable && type.isStringLiteral()) {
+        assert.equal(runtime[name], type.value, `${name} is exported with its declared value`);
+      } else {
+        assert.equal(typeof runtime[name], 'function', `${name} is exported`);
+      }
     }
   });
 

@@ -5,6 +5,7 @@
 import {
   ConfigError,
   ConflictError,
+  EVENT_CHANNEL,
   FileStore,
   FreshTokenError,
   InvalidClientError,
@@ -26,6 +27,8 @@ import type {
   AuthorizationRequest,
   ClientAuth,
   ErrorCode,
+  EventKeys,
+  EventKind,
   FetchLike,
   ReauthorizationReason,
   RefreshTokensOptions,
@@ -33,6 +36,7 @@ import type {
   SeedOptions,
   SessionStatus,
   TokenClientOptions,
+  TokenEvent,
   TokenInfo,
   TokenResponse,
   TokenStore,
@@ -77,7 +81,30 @@ const options: TokenClientOptions = {
   fetch: myFetch,
   now: () => Date.now(),
   sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
+  onEvent: (event: TokenEvent) => { recordEvent(event); },
+  eventKeys: 'hidden',
 };
+
+// --- events ---------------------------------------------------------------
+
+const eventCounts = new Map<EventKind, number>();
+const keys: EventKeys = 'full';
+const channel: 'freshtoken:event' = EVENT_CHANNEL;
+
+/** Counts events by kind and keeps the failures' codes, as a metrics exporter would. */
+function recordEvent(event: TokenEvent): void {
+  eventCounts.set(event.kind, (eventCounts.get(event.kind) ?? 0) + 1);
+  const code: ErrorCode | undefined = event.errorCode;
+  const reason: ReauthorizationReason | undefined = event.reason;
+  const ms: number | undefined = event.durationMs;
+  const attempts: number | undefined = event.attempts;
+  const key: string | undefined = event.key;
+  const at: number = event.at;
+  void [code, reason, ms, attempts, key, at, keys, channel];
+}
+
+/** An async handler is fine too: its rejection is ignored. */
+export const asyncHandler: TokenClientOptions['onEvent'] = async (event) => { await Promise.resolve(event.kind); };
 
 const client = new TokenClient(options);
 const count: number = client.sessionCount;

@@ -17,11 +17,11 @@ const MAX_WAIT_MS: u64 = 250;
 
 /// Takes the refresh lease of `session`'s key. `Ok(None)`: this process
 /// holds it now. `Ok(Some(info))`: while waiting, another process saved a
-/// record that serves this call, so no lease (and no request) is needed.
+/// record that serves this call (a refresh's `(force, asked_at)` given in
+/// `serves`), so no lease (and no request) is needed.
 pub(crate) async fn take_lease(
     session: &Attached,
-    force: bool,
-    asked_at: u64,
+    serves: Option<(bool, u64)>,
 ) -> Result<Option<TokenInfo>, Error> {
     let ctx = &session.ctx;
     let config = &ctx.config;
@@ -43,6 +43,9 @@ pub(crate) async fn take_lease(
             .sleep(wait + u64::from(jitter()) % (wait / 2 + 1))
             .await;
         wait = (wait * 2).min(MAX_WAIT_MS);
+        let Some((force, asked_at)) = serves else {
+            continue;
+        };
         session.sync().await?;
         match session.plan(force, asked_at)? {
             Plan::Serve(info) => return Ok(Some(info)),

@@ -275,6 +275,11 @@ export function bind(wasm) {
       return this.#replacing((wasm, key, ref) => wasm.sessionStatus(key, ref));
     }
 
+    /** Revokes the session at the server (RFC 7009) and marks it dead (`revoked`). */
+    revoke() {
+      return this.#replacing((wasm, key, ref) => wasm.sessionRevoke(key, ref));
+    }
+
     /** Makes this handle refuse every later call (the session's state stays with its client). */
     free() {
       if (!(#keys in this)) return;
@@ -305,6 +310,13 @@ export function bind(wasm) {
       return new TokenClient(options);
     }
 
+    /** A client whose endpoints come from `issuer`'s discovery document. */
+    static async discover(issuer, options) {
+      const wasm = await Wasm.discover(issuer, options);
+      adopting = wasm;
+      return new TokenClient(options);
+    }
+
     /** The live wasm client, or a ConfigError naming `this`. */
     static #wasm(self) {
       const wasm = #keys in self ? self.#keys.wasm : null;
@@ -329,6 +341,16 @@ export function bind(wasm) {
 
     invalidateClientToken(scopes) {
       return TokenClient.#wasm(this).invalidateClientToken(scopes);
+    }
+
+    /** Revokes every cached client token at the server and forgets it. */
+    async revokeClientTokens() {
+      return TokenClient.#wasm(this).revokeClientTokens();
+    }
+
+    /** The discovery document the client was made from, or undefined. */
+    get providerMetadata() {
+      return TokenClient.#wasm(this).providerMetadata;
     }
 
     /** The authorize URL with PKCE, state and nonce (async: the host's WebCrypto hashes the verifier). */

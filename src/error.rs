@@ -162,7 +162,7 @@ pub enum Error {
     #[error("the token request timed out")]
     Timeout,
     /// An answer that could not be understood.
-    #[error("invalid response from the token endpoint{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    #[error("invalid response from the authorization server{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     InvalidResponse {
         /// HTTP status, when there was an answer.
         status: Option<u16>,

@@ -275,9 +275,17 @@ export function bind(wasm) {
       return this.#replacing((wasm, key, ref) => wasm.sessionStatus(key, ref));
     }
 
-    /** Revokes the session at the server (RFC 7009) and marks it dead (`revoked`). */
+    /**
+     * Revokes the session at the server (RFC 7009) and marks it dead
+     * (`revoked`). The mirror is dropped before and again after: a refresh
+     * that finished while revoke() waited for it may have mirrored its token.
+     */
     revoke() {
-      return this.#replacing((wasm, key, ref) => wasm.sessionRevoke(key, ref));
+      const keys = UserSession.#live(this);
+      if (keys === null) return Promise.reject(notLive('UserSession'));
+      const key = this.#key;
+      keys.drop(key);
+      return keys.wasm.sessionRevoke(key, this.#ref).finally(() => keys.drop(key));
     }
 
     /** Makes this handle refuse every later call (the session's state stays with its client). */

@@ -112,7 +112,11 @@ describe('revocation against the emulator', () => {
     });
     assert.equal(await emu.releaseHeld(), 1);
     await refreshing;
+    // Read again while the revocation runs: the refreshed token may be mirrored now.
+    await session.accessToken();
+    await session.accessToken();
     await revoking;
+    await assert.rejects(session.accessToken(), (e) => e.reason === 'revoked', 'no mirrored token outlives revoke()');
     const rotated = await rotatedSeen;
     assert.equal(await emu.refreshTokenState(rotated), 'revoked');
     assert.equal(await emu.refreshTokenState(family.refresh_token), 'consumed');

@@ -40,8 +40,17 @@ export interface TokenClientOptions {
   assertionAudience?: string;
   /** `audience` of client-credentials requests (default: the token endpoint). */
   audience?: string;
-  /** Default: the token endpoint with `/token` replaced by `/authorize`. */
+  /**
+   * Default: from discovery, else the token endpoint with `/token`
+   * replaced by `/authorize`.
+   */
   authorizationEndpoint?: string;
+  /**
+   * The RFC 7009 revocation endpoint for `revoke()`. Default: from
+   * discovery, else the token endpoint with `/token` replaced by
+   * `/revocation` (Stitch's `…/connect/revocation`).
+   */
+  revocationEndpoint?: string;
   /** Refresh this many seconds before expiry (default 60, at most half a token's life). */
   leewaySeconds?: number;
   /** Assumed user-token lifetime when `expires_in` is missing (default 900). */
@@ -227,8 +236,32 @@ export class UserSession {
   tokenRejected(token: string): Promise<TokenInfo>;
   seed(seed: SeedOptions): Promise<void>;
   status(): Promise<SessionStatus>;
+  /**
+   * Revokes the session (RFC 7009) when the user unlinks or leaves: waits
+   * for a refresh in flight, marks the record dead (reason `revoked`) and
+   * saves it, then revokes the refresh token and a live access token. Every
+   * later call rejects with ReauthorizationRequiredError (`revoked`), here
+   * and, through the store, in other processes, until `seed()` or a code
+   * exchange. If the server could not be told, the error has
+   * `serverMayHoldToken: true` (the session is dead all the same; call
+   * `revoke()` again to retry).
+   */
+  revoke(): Promise<void>;
   free(): void;
 }
+
+/** What `TokenClient.discover` read from the provider's discovery document. */
+export interface ProviderMetadata {
+  issuer: string;
+  tokenEndpoint: string;
+  authorizationEndpoint?: string;
+  revocationEndpoint?: string;
+  tokenEndpointAuthMethods: string[];
+  revocationEndpointAuthMethods: string[];
+}
+
+/** Options of `TokenClient.discover`: the endpoints come from the issuer. */
+export type DiscoverOptions = Omit<TokenClientOptions, 'tokenEndpoint'>;
 
 /** Options of `TokenClient.fromCredentialsJson`: everything but the client's identity. */
 export type CredentialsJsonOptions = Omit<
@@ -246,6 +279,18 @@ export class TokenClient {
    * a missing one is a ConfigError naming it.
    */
   static fromCredentialsJson(json: string, options?: CredentialsJsonOptions): TokenClient;
+  /**
+   * A client for the provider `issuer`: reads and checks
+   * `{issuer}/.well-known/openid-configuration` (the issuer matches, the
+   * endpoints are https) and takes the token, authorization and revocation
+   * endpoints from it. A missing or bad document rejects with
+   * InvalidResponseError; an unreachable one with NetworkError.
+   */
+  static discover(issuer: string, options: DiscoverOptions): Promise<TokenClient>;
+  /** The discovery document the client was made from, if it was discovered. */
+  readonly providerMetadata: ProviderMetadata | undefined;
+  /** Revokes every cached client token at the server and forgets it. */
+  revokeClientTokens(): Promise<void>;
   /**
    * A handle on `key`'s session. Throws a ConfigError for a key that is not
    * a non-empty string or holds a lone UTF-16 surrogate, and for a store
@@ -294,7 +339,12 @@ export type ErrorCode =
   | 'conflict'
   | 'config';
 
-export type ReauthorizationReason = 'invalid_grant' | 'refresh_expired' | 'lost_rotation' | 'no_refresh_token';
+export type ReauthorizationReason =
+  | 'invalid_grant'
+  | 'refresh_expired'
+  | 'lost_rotation'
+  | 'no_refresh_token'
+  | 'revoked';
 
 export class FreshTokenError extends Error {
   readonly code: ErrorCode;
@@ -303,6 +353,8 @@ export class FreshTokenError extends Error {
   readonly oauthError?: string;
   readonly description?: string;
   readonly retryAfterMs?: number;
+  /** Set by `revoke()` when the server could not be told: it may still hold the token. */
+  readonly serverMayHoldToken?: boolean;
 }
 export class ReauthorizationRequiredError extends FreshTokenError {
   readonly code: 'reauthorization_required';

@@ -186,11 +186,24 @@ impl Attached {
     /// never stop it.
     fn start(&self, st: &mut SessionState, force: bool, asked_at: u64) -> Flight {
         let session = self.clone();
+        self.start_flight(
+            st,
+            Box::pin(async move { session.fly(force, asked_at).await }),
+        )
+    }
+
+    /// Registers `body` as the session's one flight (see [`Attached::start`]).
+    pub(crate) fn start_flight(
+        &self,
+        st: &mut SessionState,
+        body: BoxFuture<'static, Result<TokenInfo, Error>>,
+    ) -> Flight {
+        let cell = self.cell.clone();
         let fut: BoxFuture<'static, Result<TokenInfo, Error>> = Box::pin(async move {
             // Cleared however the flight ends, even by a panic in a host
             // callback, so the next call always starts a new attempt.
-            let _landed = Landed(session.cell.clone());
-            session.fly(force, asked_at).await
+            let _landed = Landed(cell);
+            body.await
         });
         let flight = fut.shared();
         st.inflight = Some(flight.clone());

@@ -3,7 +3,8 @@
 use crate::authorize::{self, AuthorizationParams, AuthorizationRequest};
 use crate::client_token::ClientTokens;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigBuilder};
+use crate::discovery::ProviderMetadata;
 use crate::error::{Error, ReauthReason};
 use crate::exchange::{self, CallFailure, Context, Failure};
 use crate::grant::Grant;
@@ -23,6 +24,8 @@ pub struct TokenClient {
     ctx: Arc<Context>,
     sessions: Arc<Registry>,
     client_tokens: Arc<ClientTokens>,
+    /// The provider's discovery document, when the client was discovered.
+    provider: Option<Arc<ProviderMetadata>>,
 }
 
 impl std::fmt::Debug for TokenClient {
@@ -74,7 +77,52 @@ impl TokenClient {
             client_tokens: Arc::new(ClientTokens::new(ctx.clone())),
             ctx,
             sessions,
+            provider: None,
         }
+    }
+
+    /// A client for the provider `issuer`: reads its discovery document
+    /// (`/.well-known/openid-configuration`) through `http`, checks it (the
+    /// issuer matches, the endpoints are https), and configures the token,
+    /// authorization and revocation endpoints from it. `options` is a
+    /// builder from [`Config::for_client`]; endpoints set on it explicitly
+    /// win. The document is kept: [`TokenClient::provider_metadata`].
+    pub async fn discover(
+        issuer: &str,
+        options: ConfigBuilder,
+        http: Arc<dyn HttpClient>,
+        clock: Arc<dyn Clock>,
+        spawn: Option<Arc<dyn Spawn>>,
+    ) -> Result<Self, Error> {
+        let timeout_ms = options.request_timeout_ms();
+        let metadata =
+            crate::discovery::discover(http.as_ref(), clock.as_ref(), issuer, timeout_ms).await?;
+        let config = options.provider(&metadata).build()?;
+        let mut client = Self::build(config, http, clock, spawn);
+        client.provider = Some(Arc::new(metadata));
+        Ok(client)
+    }
+
+    /// [`TokenClient::discover`] with [`crate::NativeHttp`], the system
+    /// clock and the current tokio runtime (call it inside one).
+    #[cfg(feature = "native-http")]
+    pub async fn discover_native(issuer: &str, options: ConfigBuilder) -> Result<Self, Error> {
+        let http = Arc::new(crate::NativeHttp::new()?);
+        let spawn: Arc<dyn Spawn> = Arc::new(crate::TokioSpawner::current()?);
+        Self::discover(
+            issuer,
+            options,
+            http,
+            Arc::new(crate::SystemClock),
+            Some(spawn),
+        )
+        .await
+    }
+
+    /// The provider's discovery document, when this client was made by
+    /// [`TokenClient::discover`].
+    pub fn provider_metadata(&self) -> Option<&ProviderMetadata> {
+        self.provider.as_deref()
     }
 
     /// A client using [`crate::NativeHttp`] and the system clock, its
@@ -126,6 +174,12 @@ impl TokenClient {
     /// A fresh client-credentials token for `scopes`.
     pub async fn client_token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<String, Error> {
         self.client_tokens.token(scopes).await
+    }
+
+    /// Revokes every cached client token at the server (RFC 7009) and
+    /// forgets it: the next `client_token` call requests a new one.
+    pub async fn revoke_client_tokens(&self) -> Result<(), Error> {
+        self.client_tokens.revoke_all().await
     }
 
     /// The client-token cache.

@@ -77,6 +77,35 @@ impl ClientTokens {
         Ok(())
     }
 
+    /// Revokes every cached client token at the server (RFC 7009) and
+    /// forgets it, after waiting for requests in flight. Every token is
+    /// tried; the first failure is returned.
+    pub async fn revoke_all(&self) -> Result<(), Error> {
+        let cells: Vec<Arc<Cell>> = {
+            let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+            cells.values().cloned().collect()
+        };
+        let mut result = Ok(());
+        for cell in cells {
+            let running = cell.lock().inflight.clone();
+            if let Some(flight) = running {
+                let _ = flight.await;
+            }
+            let Some(token) = cell.lock().token.take() else {
+                continue;
+            };
+            if token.expires_at_ms <= self.ctx.clock.now_ms() {
+                continue;
+            }
+            let revoked =
+                crate::revoke::revoke_token(&self.ctx, &token.value, "access_token").await;
+            if let (Ok(()), Err(e)) = (&result, revoked) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
     fn cell(&self, scope: &str) -> Arc<Cell> {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         cells.entry(scope.to_owned()).or_default().clone()

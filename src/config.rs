@@ -59,6 +59,9 @@ impl ClientAuthMethod {
 pub struct Config {
     pub(crate) token_endpoint: String,
     pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) revocation_endpoint: Option<String>,
+    /// The endpoints came from a discovery document: none is guessed.
+    pub(crate) discovered: bool,
     pub(crate) client_id: String,
     pub(crate) client_auth: ClientAuthMethod,
     pub(crate) client_secret: Option<Secret>,
@@ -91,6 +94,12 @@ impl Config {
             client_id: client_id.into(),
             ..ConfigBuilder::default()
         }
+    }
+
+    /// Starts a configuration for `client_id` whose endpoints come from a
+    /// discovery document ([`crate::TokenClient::discover`]).
+    pub fn for_client(client_id: impl Into<String>) -> ConfigBuilder {
+        Self::builder(String::new(), client_id)
     }
 
     /// The token endpoint URL.
@@ -128,11 +137,37 @@ impl Config {
         self.refresh_token_lifetime_ms
     }
 
-    /// The authorization endpoint: as configured, or derived from a token
-    /// endpoint ending in `/token` (Stitch's `/connect/token` → `/connect/authorize`).
+    /// The authorization endpoint: as configured or discovered, or else
+    /// derived from a token endpoint ending in `/token` (Stitch's
+    /// `/connect/token` → `/connect/authorize`).
     pub fn authorization_endpoint(&self) -> Result<String, Error> {
-        if let Some(url) = &self.authorization_endpoint {
+        self.endpoint(
+            "authorization_endpoint",
+            &self.authorization_endpoint,
+            "authorize",
+        )
+    }
+
+    /// The revocation endpoint (RFC 7009): as configured or discovered, or
+    /// else derived from a token endpoint ending in `/token` (Stitch's
+    /// `/connect/token` → `/connect/revocation`).
+    pub fn revocation_endpoint(&self) -> Result<String, Error> {
+        self.endpoint(
+            "revocation_endpoint",
+            &self.revocation_endpoint,
+            "revocation",
+        )
+    }
+
+    fn endpoint(&self, field: &str, set: &Option<String>, sibling: &str) -> Result<String, Error> {
+        if let Some(url) = set {
             return Ok(url.clone());
+        }
+        if self.discovered {
+            return Err(Error::config(
+                field,
+                "the provider's discovery document does not publish it",
+            ));
         }
         let (path, query) = match self.token_endpoint.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -140,13 +175,13 @@ impl Config {
         };
         let base = path.strip_suffix("/token").ok_or_else(|| {
             Error::config(
-                "authorization_endpoint",
+                field,
                 "is required when the token endpoint does not end in /token",
             )
         })?;
         Ok(match query {
-            Some(q) => format!("{base}/authorize?{q}"),
-            None => format!("{base}/authorize"),
+            Some(q) => format!("{base}/{sibling}?{q}"),
+            None => format!("{base}/{sibling}"),
         })
     }
 }
@@ -160,6 +195,10 @@ pub struct ConfigBuilder {
     token_endpoint: String,
     client_id: String,
     authorization_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+    /// Set from a discovery document: endpoints are never guessed, and the
+    /// default client authentication is one the provider supports.
+    discovered_auth_methods: Option<Vec<String>>,
     client_auth: Option<ClientAuthMethod>,
     client_secret: Option<Secret>,
     audience: Option<String>,
@@ -215,6 +254,27 @@ impl ConfigBuilder {
     /// The authorization endpoint for the code flow.
     pub fn authorization_endpoint(mut self, url: impl Into<String>) -> Self {
         self.authorization_endpoint = Some(url.into());
+        self
+    }
+
+    /// The revocation endpoint (RFC 7009) for `revoke()`.
+    pub fn revocation_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.revocation_endpoint = Some(url.into());
+        self
+    }
+
+    /// Takes the endpoints from a discovery document (those set explicitly
+    /// win), and picks a client authentication the provider supports when
+    /// none is given.
+    pub fn provider(mut self, metadata: &crate::ProviderMetadata) -> Self {
+        self.token_endpoint = metadata.token_endpoint.clone();
+        self.authorization_endpoint = self
+            .authorization_endpoint
+            .or_else(|| metadata.authorization_endpoint.clone());
+        self.revocation_endpoint = self
+            .revocation_endpoint
+            .or_else(|| metadata.revocation_endpoint.clone());
+        self.discovered_auth_methods = Some(metadata.token_endpoint_auth_methods.clone());
         self
     }
 
@@ -305,11 +365,23 @@ impl ConfigBuilder {
         self
     }
 
+    /// The timeout of one request as configured so far (for discovery,
+    /// before the configuration is built).
+    pub(crate) fn request_timeout_ms(&self) -> u64 {
+        self.timeout_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .filter(|ms| (1..=600_000).contains(ms))
+            .unwrap_or(DEFAULT_TIMEOUT_MS as u64)
+    }
+
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<Config, Error> {
         endpoint::validate("token_endpoint", &self.token_endpoint)?;
         if let Some(url) = &self.authorization_endpoint {
             endpoint::validate("authorization_endpoint", url)?;
+        }
+        if let Some(url) = &self.revocation_endpoint {
+            endpoint::validate("revocation_endpoint", url)?;
         }
         if self.client_id.is_empty() {
             return Err(Error::config("client_id", "must not be empty"));
@@ -348,7 +420,13 @@ impl ConfigBuilder {
                 ClientAuthMethod::None
             }
             (Some(method), Some(_), None) => method,
-            (None, Some(_), None) => ClientAuthMethod::ClientSecretPost,
+            (None, Some(_), None) => match &self.discovered_auth_methods {
+                // Discovery's default is client_secret_basic (RFC 8414 §2).
+                Some(m) if !m.iter().any(|m| m == "client_secret_post") => {
+                    ClientAuthMethod::ClientSecretBasic
+                }
+                _ => ClientAuthMethod::ClientSecretPost,
+            },
             (Some(_), None, None) => {
                 return Err(Error::config(
                     "client_secret",
@@ -448,6 +526,8 @@ impl ConfigBuilder {
         Ok(Config {
             token_endpoint: self.token_endpoint,
             authorization_endpoint: self.authorization_endpoint,
+            revocation_endpoint: self.revocation_endpoint,
+            discovered: self.discovered_auth_methods.is_some(),
             client_id: self.client_id,
             client_auth,
             client_secret: secret,

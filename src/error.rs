@@ -15,6 +15,8 @@ pub enum ReauthReason {
     LostRotation,
     /// There is no refresh token to use (none stored, or none issued).
     NoRefreshToken,
+    /// The session was revoked (`revoke()`): the user unlinked or left.
+    Revoked,
 }
 
 impl ReauthReason {
@@ -25,6 +27,7 @@ impl ReauthReason {
             ReauthReason::RefreshExpired => "refresh_expired",
             ReauthReason::LostRotation => "lost_rotation",
             ReauthReason::NoRefreshToken => "no_refresh_token",
+            ReauthReason::Revoked => "revoked",
         }
     }
 }
@@ -37,6 +40,7 @@ impl ReauthReason {
             ReauthReason::RefreshExpired,
             ReauthReason::LostRotation,
             ReauthReason::NoRefreshToken,
+            ReauthReason::Revoked,
         ]
         .into_iter()
         .find(|r| r.as_str() == value)
@@ -158,7 +162,7 @@ pub enum Error {
     #[error("the token request timed out")]
     Timeout,
     /// An answer that could not be understood.
-    #[error("invalid response from the token endpoint{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    #[error("invalid response from the authorization server{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     InvalidResponse {
         /// HTTP status, when there was an answer.
         status: Option<u16>,
@@ -186,6 +190,14 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A revocation that failed for good: the session is marked revoked
+    /// here, but the server may still hold the token. Its code, status and
+    /// other fields are those of `cause`.
+    #[error("the session is marked revoked, but the server may still hold its token: {cause}")]
+    RevocationIncomplete {
+        /// Why the revocation request failed.
+        cause: Box<Error>,
+    },
 }
 
 fn suffix(description: &Option<String>) -> String {
@@ -209,13 +221,21 @@ impl Error {
             Error::Storage { .. } => ErrorCode::Storage,
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::Config { .. } => ErrorCode::Config,
+            Error::RevocationIncomplete { cause } => cause.code(),
         }
+    }
+
+    /// True when a revocation failed for good: the server may still hold
+    /// the token (the session is marked revoked all the same).
+    pub fn server_may_hold_token(&self) -> bool {
+        matches!(self, Error::RevocationIncomplete { .. })
     }
 
     /// The reauthorization reason, for `reauthorization_required` errors.
     pub fn reason(&self) -> Option<ReauthReason> {
         match self {
             Error::ReauthorizationRequired { reason, .. } => Some(*reason),
+            Error::RevocationIncomplete { cause } => cause.reason(),
             _ => None,
         }
     }
@@ -227,6 +247,7 @@ impl Error {
             | Error::OAuth { status, .. }
             | Error::Transient { status, .. } => Some(*status),
             Error::InvalidResponse { status, .. } => *status,
+            Error::RevocationIncomplete { cause } => cause.status(),
             _ => None,
         }
     }
@@ -240,6 +261,7 @@ impl Error {
                 reason: ReauthReason::InvalidGrant | ReauthReason::LostRotation,
                 ..
             } => Some("invalid_grant"),
+            Error::RevocationIncomplete { cause } => cause.oauth_error(),
             _ => None,
         }
     }
@@ -250,6 +272,7 @@ impl Error {
             Error::ReauthorizationRequired { description, .. }
             | Error::InvalidClient { description, .. }
             | Error::OAuth { description, .. } => description.as_deref(),
+            Error::RevocationIncomplete { cause } => cause.description(),
             _ => None,
         }
     }

@@ -94,21 +94,37 @@ fn oauth_error(status: u16, body: OAuthErrorBody) -> Error {
 /// spent. Only answers that cannot have consumed anything (429, 5xx, and
 /// requests that never left) are retried.
 pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, CallFailure> {
+    send(ctx, grant).await?.ok_or_else(|| {
+        let error = Error::invalid_response(None, "no token in the answer");
+        CallFailure::new(error, true)
+    })
+}
+
+/// Revokes `token` (RFC 7009) with the retry and error rules of token
+/// requests; any 2xx answer means done (the body is ignored, §2.2).
+pub(crate) async fn revoke(ctx: &Context, token: &str, hint: &str) -> Result<(), CallFailure> {
+    send(ctx, &Grant::Revoke { token, hint }).await.map(drop)
+}
+
+/// [`call`] for every grant: `None` is a revocation's accepted answer.
+async fn send(ctx: &Context, grant: &Grant<'_>) -> Result<Option<Issued>, CallFailure> {
     let mut attempts = 0u32;
     let mut result = send_with_retries(ctx, grant, &mut attempts).await;
     match &mut result {
-        Ok(issued) => issued.attempts = attempts,
+        Ok(Some(issued)) => issued.attempts = attempts,
+        Ok(None) => {}
         Err(failure) => failure.attempts = attempts,
     }
     result
 }
 
-/// The body of [`call`], counting the requests it sends in `attempts`.
+/// The body of [`send`], counting the requests it sends in `attempts`.
 async fn send_with_retries(
     ctx: &Context,
     grant: &Grant<'_>,
     attempts: &mut u32,
-) -> Result<Issued, CallFailure> {
+) -> Result<Option<Issued>, CallFailure> {
+    let revocation = matches!(grant, Grant::Revoke { .. });
     let policy = ctx.config.retry;
     let started = ctx.clock.now_ms();
     let mut maybe_processed = false;
@@ -156,13 +172,14 @@ async fn send_with_retries(
                     true,
                 ));
             }
+            Ok(response) if revocation && (200..300).contains(&response.status) => return Ok(None),
             Ok(response) => match classify(&response, ctx.clock.now_ms()) {
                 Answer::Success(response) => {
-                    return Ok(Issued {
+                    return Ok(Some(Issued {
                         response,
                         sent_at_ms,
                         attempts: 0,
-                    })
+                    }))
                 }
                 Answer::OAuthError { status, mut body } => {
                     let secrets = secrets_of(ctx, grant);

@@ -17,15 +17,15 @@ const MAX_WAIT_MS: u64 = 250;
 
 /// Takes the refresh lease of `session`'s key. `Ok(None)`: this process
 /// holds it now. `Ok(Some(info))`: while waiting, another process saved a
-/// record that serves this call, so no lease (and no request) is needed.
-/// A wait (another process held the lease) emits `lease_waited`.
+/// record that serves this call (a refresh's `(force, asked_at)` given in
+/// `serves`), so no lease (and no request) is needed. A wait (another
+/// process held the lease) emits `lease_waited`.
 pub(crate) async fn take_lease(
     session: &Attached,
-    force: bool,
-    asked_at: u64,
+    serves: Option<(bool, u64)>,
 ) -> Result<Option<TokenInfo>, Error> {
     let mut waiting_since = None;
-    let result = wait_for_lease(session, force, asked_at, &mut waiting_since).await;
+    let result = wait_for_lease(session, serves, &mut waiting_since).await;
     if let Some(since) = waiting_since {
         session.lease_waited(since, &result);
     }
@@ -36,8 +36,7 @@ pub(crate) async fn take_lease(
 /// first found held by another process.
 async fn wait_for_lease(
     session: &Attached,
-    force: bool,
-    asked_at: u64,
+    serves: Option<(bool, u64)>,
     waiting_since: &mut Option<u64>,
 ) -> Result<Option<TokenInfo>, Error> {
     let ctx = &session.ctx;
@@ -61,6 +60,9 @@ async fn wait_for_lease(
             .sleep(wait + u64::from(jitter()) % (wait / 2 + 1))
             .await;
         wait = (wait * 2).min(MAX_WAIT_MS);
+        let Some((force, asked_at)) = serves else {
+            continue;
+        };
         session.sync().await?;
         match session.plan(force, asked_at)? {
             Plan::Serve(info) => return Ok(Some(info)),

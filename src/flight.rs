@@ -44,7 +44,7 @@ impl Attached {
             return self.carry_out(plan).await;
         }
         // A fleet: one process refreshes, the others wait and re-read.
-        match crate::fleet::take_lease(self, force, asked_at).await? {
+        match crate::fleet::take_lease(self, Some((force, asked_at))).await? {
             Some(info) => Ok(info),
             None => {
                 let result = match self.sync().await {
@@ -264,7 +264,7 @@ impl Attached {
 
     /// Changes the record and saves it; a failed save leaves it unpersisted,
     /// to be saved before anything else on the next call.
-    async fn update(&self, change: impl FnOnce(&mut Record)) {
+    pub(crate) async fn update(&self, change: impl FnOnce(&mut Record)) {
         let now = self.ctx.clock.now_ms();
         let (generation, text) = {
             let mut st = self.cell.lock();

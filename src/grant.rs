@@ -17,6 +17,12 @@ pub(crate) enum Grant<'a> {
         code_verifier: &'a str,
         redirect_uri: &'a str,
     },
+    /// An RFC 7009 revocation of `token` (to the revocation endpoint).
+    Revoke {
+        token: &'a str,
+        /// `refresh_token` or `access_token`.
+        hint: &'a str,
+    },
 }
 
 impl Grant<'_> {
@@ -26,6 +32,7 @@ impl Grant<'_> {
             Grant::Refresh { .. } => "refresh_token",
             Grant::ClientCredentials { .. } => "client_credentials",
             Grant::AuthorizationCode { .. } => "authorization_code",
+            Grant::Revoke { .. } => "revocation",
         }
     }
 
@@ -39,6 +46,7 @@ impl Grant<'_> {
                 code_verifier,
                 ..
             } => vec![code, code_verifier],
+            Grant::Revoke { token, .. } => vec![token],
         }
     }
 }
@@ -68,7 +76,13 @@ pub(crate) async fn build_request(
         ),
         ("Accept".to_owned(), "application/json".to_owned()),
     ];
-    form.append_pair("grant_type", grant.name());
+    let url = match grant {
+        Grant::Revoke { .. } => config.revocation_endpoint()?,
+        _ => {
+            form.append_pair("grant_type", grant.name());
+            config.token_endpoint.clone()
+        }
+    };
     if config.client_auth != ClientAuthMethod::ClientSecretBasic {
         form.append_pair("client_id", &config.client_id);
     }
@@ -90,6 +104,10 @@ pub(crate) async fn build_request(
             form.append_pair("code", code);
             form.append_pair("redirect_uri", redirect_uri);
             form.append_pair("code_verifier", code_verifier);
+        }
+        Grant::Revoke { token, hint } => {
+            form.append_pair("token", token);
+            form.append_pair("token_type_hint", hint);
         }
     }
     match (&config.client_auth, &config.client_secret) {
@@ -114,7 +132,7 @@ pub(crate) async fn build_request(
     let _ = now_ms;
     Ok(HttpRequest {
         method: "POST".to_owned(),
-        url: config.token_endpoint.clone(),
+        url,
         headers,
         body: form.finish(),
         timeout_ms: config.timeout_ms,

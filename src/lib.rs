@@ -40,6 +40,7 @@ mod clock;
 mod config;
 mod credentials;
 mod deadline;
+mod discovery;
 mod endpoint;
 mod error;
 mod events;
@@ -61,6 +62,7 @@ mod random;
 mod registry;
 pub mod response;
 pub mod retry;
+mod revoke;
 mod secret;
 mod session;
 mod session_state;
@@ -90,6 +92,7 @@ pub use config::{
     DEFAULT_USER_TOKEN_LIFETIME_SECS, MAX_RESPONSE_BYTES,
 };
 pub use credentials::STITCH_TOKEN_ENDPOINT;
+pub use discovery::{discover, discovery_url, ProviderMetadata, DISCOVERY_PATH};
 pub use error::{Error, ErrorCode, ReauthReason};
 pub use events::{Event, EventKeys, EventKind, EventSink};
 pub use http::{HttpClient, HttpError, HttpRequest, HttpResponse};

@@ -225,6 +225,18 @@ impl UserSession {
         self.attach().seed(seed).await
     }
 
+    /// Revokes the session (RFC 7009) when the user unlinks or leaves:
+    /// waits for a refresh in flight, marks the record dead (reason
+    /// `revoked`) and saves it, then revokes the refresh token and a live
+    /// access token at the server. Every later call fails fast with
+    /// `reauthorization_required` / `revoked`, here and, through the store,
+    /// in other processes, until `seed()` or a code exchange. If the server
+    /// could not be told, the error is [`Error::RevocationIncomplete`] (the
+    /// record is dead all the same; calling `revoke()` again retries).
+    pub async fn revoke(&self) -> Result<(), Error> {
+        self.attach().revoke().await
+    }
+
     /// The session's state as far as it is known, reading the store if this
     /// process has not yet. Sends nothing.
     pub async fn status(&self) -> Result<SessionStatus, Error> {

@@ -279,6 +279,19 @@ export function bind(wasm, eventChannel) {
       return this.#replacing((wasm, key, ref) => wasm.sessionStatus(key, ref));
     }
 
+    /**
+     * Revokes the session at the server (RFC 7009) and marks it dead
+     * (`revoked`). The mirror is dropped before and again after: a refresh
+     * that finished while revoke() waited for it may have mirrored its token.
+     */
+    revoke() {
+      const keys = UserSession.#live(this);
+      if (keys === null) return Promise.reject(notLive('UserSession'));
+      const key = this.#key;
+      keys.drop(key);
+      return keys.wasm.sessionRevoke(key, this.#ref).finally(() => keys.drop(key));
+    }
+
     /** Makes this handle refuse every later call (the session's state stays with its client). */
     free() {
       if (!(#keys in this)) return;
@@ -309,6 +322,13 @@ export function bind(wasm, eventChannel) {
       return new TokenClient(options);
     }
 
+    /** A client whose endpoints come from `issuer`'s discovery document. */
+    static async discover(issuer, options) {
+      const wasm = await Wasm.discover(issuer, options);
+      adopting = wasm;
+      return new TokenClient(options);
+    }
+
     /** The live wasm client, or a ConfigError naming `this`. */
     static #wasm(self) {
       const wasm = #keys in self ? self.#keys.wasm : null;
@@ -333,6 +353,16 @@ export function bind(wasm, eventChannel) {
 
     invalidateClientToken(scopes) {
       return TokenClient.#wasm(this).invalidateClientToken(scopes);
+    }
+
+    /** Revokes every cached client token at the server and forgets it. */
+    async revokeClientTokens() {
+      return TokenClient.#wasm(this).revokeClientTokens();
+    }
+
+    /** The discovery document the client was made from, or undefined. */
+    get providerMetadata() {
+      return TokenClient.#wasm(this).providerMetadata;
     }
 
     /** The authorize URL with PKCE, state and nonce (async: the host's WebCrypto hashes the verifier). */

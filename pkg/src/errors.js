@@ -13,6 +13,7 @@ export class FreshTokenError extends Error {
     if (fields.oauthError !== undefined) this.oauthError = fields.oauthError;
     if (fields.description !== undefined) this.description = fields.description;
     if (fields.retryAfterMs !== undefined) this.retryAfterMs = fields.retryAfterMs;
+    if (fields.serverMayHoldToken) this.serverMayHoldToken = true;
   }
 }
 

@@ -6,9 +6,9 @@ use super::host::{Clock, ClockAdapter, HttpAdapter, HttpClient, StoreAdapter, To
 use super::session::UserSession;
 use super::types::{
     signed, unsigned, AuthorizationRequest, AuthorizationUrlOptions, ExchangeCodeOptions,
-    TokenClientOptions,
+    ProviderMetadata, TokenClientOptions,
 };
-use crate::{AuthorizationParams, ClientAuthMethod, Config, Error, SystemClock};
+use crate::{AuthorizationParams, ClientAuthMethod, Config, ConfigBuilder, Error, SystemClock};
 use std::sync::Arc;
 
 /// One OAuth client: sessions, client tokens, the code flow.
@@ -18,6 +18,11 @@ pub struct TokenClient {
 }
 
 fn config(o: TokenClientOptions) -> Result<Config, Error> {
+    builder(o)?.build()
+}
+
+/// The core builder from the options (all but the endpoint checked later).
+fn builder(o: TokenClientOptions) -> Result<ConfigBuilder, Error> {
     let mut b = Config::builder(o.token_endpoint, o.client_id);
     if let Some(secret) = o.client_secret {
         b = b.client_secret(secret);
@@ -39,6 +44,9 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
     }
     if let Some(url) = o.authorization_endpoint {
         b = b.authorization_endpoint(url);
+    }
+    if let Some(url) = o.revocation_endpoint {
+        b = b.revocation_endpoint(url);
     }
     if let Some(v) = o.leeway_seconds {
         b = b.leeway_secs(v);
@@ -76,7 +84,34 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
     if let Some(listener) = o.on_event {
         b = b.on_event(Arc::new(super::events::ListenerSink::new(listener)));
     }
-    b.build()
+    Ok(b)
+}
+
+/// A client for the provider `issuer`: its token, authorization and
+/// revocation endpoints are read from its discovery document
+/// (`/.well-known/openid-configuration`), checked (the issuer matches, the
+/// endpoints are https). `options.token_endpoint` stays empty; endpoints set
+/// in `options` win. `clock` is for tests with fake time (default: the system's).
+#[uniffi::export]
+pub async fn discover_client(
+    issuer: String,
+    options: TokenClientOptions,
+    http: Arc<dyn HttpClient>,
+    clock: Option<Arc<dyn Clock>>,
+) -> Result<Arc<TokenClient>, FreshTokenError> {
+    let clock: Arc<dyn crate::Clock> = match clock {
+        Some(clock) => Arc::new(ClockAdapter(clock)),
+        None => Arc::new(SystemClock),
+    };
+    let inner = crate::TokenClient::discover(
+        &issuer,
+        builder(options)?,
+        Arc::new(HttpAdapter(http)),
+        clock,
+        Some(Arc::new(FlightThread)),
+    )
+    .await?;
+    Ok(Arc::new(TokenClient { inner }))
 }
 
 #[uniffi::export]
@@ -139,6 +174,23 @@ impl TokenClient {
     ) -> Result<Arc<UserSession>, FreshTokenError> {
         let inner = self.inner.session(&key, Arc::new(StoreAdapter(store)))?;
         Ok(Arc::new(UserSession { inner }))
+    }
+
+    /// Revokes every cached client token at the server and forgets it.
+    pub async fn revoke_client_tokens(&self) -> Result<(), FreshTokenError> {
+        Ok(self.inner.revoke_client_tokens().await?)
+    }
+
+    /// The discovery document the client was made from (`discover_client`).
+    pub fn provider_metadata(&self) -> Option<ProviderMetadata> {
+        self.inner.provider_metadata().map(|m| ProviderMetadata {
+            issuer: m.issuer.clone(),
+            token_endpoint: m.token_endpoint.clone(),
+            authorization_endpoint: m.authorization_endpoint.clone(),
+            revocation_endpoint: m.revocation_endpoint.clone(),
+            token_endpoint_auth_methods: m.token_endpoint_auth_methods.clone(),
+            revocation_endpoint_auth_methods: m.revocation_endpoint_auth_methods.clone(),
+        })
     }
 
     /// This client's name as a fleet lease owner.

@@ -138,6 +138,29 @@ impl From<Error> for FreshTokenError {
             Error::Storage { .. } => FreshTokenError::Storage { detail },
             Error::Conflict { .. } => FreshTokenError::Conflict { detail },
             Error::Config { field, .. } => FreshTokenError::Config { field, detail },
+            // The cause's variant and fields, with the whole message.
+            Error::RevocationIncomplete { cause } => {
+                let mut exported = FreshTokenError::from(*cause);
+                *exported.detail_mut() = detail;
+                exported
+            }
+        }
+    }
+}
+
+impl FreshTokenError {
+    fn detail_mut(&mut self) -> &mut String {
+        match self {
+            FreshTokenError::ReauthorizationRequired { detail, .. }
+            | FreshTokenError::InvalidClient { detail, .. }
+            | FreshTokenError::OAuth { detail, .. }
+            | FreshTokenError::Transient { detail, .. }
+            | FreshTokenError::Network { detail, .. }
+            | FreshTokenError::Timeout { detail }
+            | FreshTokenError::InvalidResponse { detail, .. }
+            | FreshTokenError::Storage { detail }
+            | FreshTokenError::Conflict { detail }
+            | FreshTokenError::Config { detail, .. } => detail,
         }
     }
 }

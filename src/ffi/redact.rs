@@ -37,6 +37,7 @@ impl fmt::Debug for TokenClientOptions {
             .field("assertion_audience", &self.assertion_audience)
             .field("audience", &self.audience)
             .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("revocation_endpoint", &self.revocation_endpoint)
             .field("leeway_seconds", &self.leeway_seconds)
             .field("timeout_ms", &self.timeout_ms)
             .finish_non_exhaustive()
@@ -283,6 +284,7 @@ mod tests {
             assertion_audience: None,
             audience: None,
             authorization_endpoint: None,
+            revocation_endpoint: None,
             leeway_seconds: None,
             user_token_lifetime_seconds: None,
             client_token_lifetime_seconds: None,

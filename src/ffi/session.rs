@@ -55,6 +55,13 @@ impl UserSession {
         Ok(self.inner.seed(seed.into()).await?)
     }
 
+    /// Revokes the session at the server (RFC 7009) and marks it dead
+    /// (reason `revoked`); a failure still leaves it dead, and says the
+    /// server may still hold the token.
+    pub async fn revoke(&self) -> Result<(), FreshTokenError> {
+        Ok(self.inner.revoke().await?)
+    }
+
     /// What is known without sending anything.
     pub async fn status(&self) -> Result<SessionStatus, FreshTokenError> {
         Ok(self.inner.status().await?.into())

@@ -13,6 +13,8 @@ pub enum ReauthorizationReason {
     LostRotation,
     /// No refresh token is stored.
     NoRefreshToken,
+    /// The session was revoked (`revoke()`).
+    Revoked,
 }
 
 impl From<ReauthReason> for ReauthorizationReason {
@@ -22,6 +24,7 @@ impl From<ReauthReason> for ReauthorizationReason {
             ReauthReason::RefreshExpired => ReauthorizationReason::RefreshExpired,
             ReauthReason::LostRotation => ReauthorizationReason::LostRotation,
             ReauthReason::NoRefreshToken => ReauthorizationReason::NoRefreshToken,
+            ReauthReason::Revoked => ReauthorizationReason::Revoked,
         }
     }
 }
@@ -135,7 +138,9 @@ impl From<crate::CachedToken> for CachedToken {
 #[derive(Clone, uniffi::Record)]
 #[uniffi::export(Debug, Display)]
 pub struct TokenClientOptions {
-    /// `https://…/connect/token`; plain http only for loopback hosts.
+    /// `https://…/connect/token`; plain http only for loopback hosts. Left
+    /// empty for `discover_client`, which reads it from the issuer.
+    #[uniffi(default = "")]
     pub token_endpoint: String,
     /// The client id.
     pub client_id: String,
@@ -162,6 +167,10 @@ pub struct TokenClientOptions {
     /// Default: the token endpoint with `/token` replaced by `/authorize`.
     #[uniffi(default = None)]
     pub authorization_endpoint: Option<String>,
+    /// The RFC 7009 revocation endpoint. Default: the token endpoint with
+    /// `/token` replaced by `/revocation` (Stitch's).
+    #[uniffi(default = None)]
+    pub revocation_endpoint: Option<String>,
     /// Refresh this many seconds before expiry (default 60, at most half a token's life).
     #[uniffi(default = None)]
     pub leeway_seconds: Option<i64>,
@@ -403,4 +412,21 @@ mod tests {
         assert_eq!(signed(u64::MAX), i64::MAX);
         assert_eq!(signed(1_700_000_000_000), 1_700_000_000_000);
     }
+}
+
+/// What was read from a provider's discovery document.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ProviderMetadata {
+    /// The issuer.
+    pub issuer: String,
+    /// The token endpoint.
+    pub token_endpoint: String,
+    /// The authorization endpoint, when published.
+    pub authorization_endpoint: Option<String>,
+    /// The revocation endpoint, when published.
+    pub revocation_endpoint: Option<String>,
+    /// `token_endpoint_auth_methods_supported`.
+    pub token_endpoint_auth_methods: Vec<String>,
+    /// `revocation_endpoint_auth_methods_supported`.
+    pub revocation_endpoint_auth_methods: Vec<String>,
 }

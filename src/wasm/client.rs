@@ -3,7 +3,7 @@
 use super::convert::{get, object, object_arg, opt_string, string, string_arg, strings};
 use super::error::to_js;
 use super::js_store::JsStore;
-use super::options::{build, from_credentials, EVENT_OPTIONS, OPTIONS};
+use super::options::{build, discover, from_credentials, EVENT_OPTIONS, OPTIONS};
 use crate::{AuthorizationParams, Error, TokenClient};
 use js_sys::Promise;
 use std::sync::Arc;
@@ -48,6 +48,62 @@ impl WasmTokenClient {
             .and_then(|json| from_credentials(&json, &options))
             .map(WasmTokenClient::wrap)
             .map_err(to_js)
+    }
+
+    /// `await TokenClient.discover(issuer, options)`: the endpoints from the
+    /// issuer's discovery document; `options` as the constructor's, without
+    /// `tokenEndpoint`.
+    pub fn discover(issuer: JsValue, options: JsValue) -> Promise {
+        super::promise(Box::pin(async move {
+            let issuer = string_arg(&issuer, "issuer").map_err(to_js)?;
+            let client = discover(&issuer, &options).await.map_err(to_js)?;
+            Ok(WasmTokenClient::wrap(client).into())
+        }))
+    }
+
+    /// The discovery document the client was made from, or `undefined`.
+    #[wasm_bindgen(getter, js_name = providerMetadata)]
+    pub fn provider_metadata(&self) -> JsValue {
+        let Some(m) = self.inner.provider_metadata() else {
+            return JsValue::UNDEFINED;
+        };
+        let list = |names: &[String]| -> JsValue {
+            names
+                .iter()
+                .map(|n| JsValue::from_str(n))
+                .collect::<js_sys::Array>()
+                .into()
+        };
+        object(&[
+            ("issuer", Some(m.issuer.as_str().into())),
+            ("tokenEndpoint", Some(m.token_endpoint.as_str().into())),
+            (
+                "authorizationEndpoint",
+                m.authorization_endpoint.as_deref().map(Into::into),
+            ),
+            (
+                "revocationEndpoint",
+                m.revocation_endpoint.as_deref().map(Into::into),
+            ),
+            (
+                "tokenEndpointAuthMethods",
+                Some(list(&m.token_endpoint_auth_methods)),
+            ),
+            (
+                "revocationEndpointAuthMethods",
+                Some(list(&m.revocation_endpoint_auth_methods)),
+            ),
+        ])
+    }
+
+    /// `client.revokeClientTokens()`: revoke and forget every cached client token.
+    #[wasm_bindgen(js_name = revokeClientTokens)]
+    pub fn revoke_client_tokens(&self) -> Promise {
+        let client = self.inner.clone();
+        super::promise(Box::pin(async move {
+            client.revoke_client_tokens().await.map_err(to_js)?;
+            Ok(JsValue::UNDEFINED)
+        }))
     }
 
     /// `client.clientToken(scopes)`: a cached client-credentials token.

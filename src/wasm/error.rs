@@ -22,6 +22,7 @@ pub fn set_error_factory(factory: Function) {
 const JS_FIELDS: &[(&str, &str)] = &[
     ("token_endpoint", "tokenEndpoint"),
     ("authorization_endpoint", "authorizationEndpoint"),
+    ("revocation_endpoint", "revocationEndpoint"),
     ("client_id", "clientId"),
     ("client_secret", "clientSecret"),
     ("client_auth", "clientAuth"),
@@ -74,6 +75,9 @@ pub(crate) fn to_js(error: Error) -> JsValue {
     }
     if let Some(description) = error.description() {
         set("description", description.into());
+    }
+    if error.server_may_hold_token() {
+        set("serverMayHoldToken", true.into());
     }
     if let Error::Transient {
         retry_after_ms: Some(ms),

@@ -166,7 +166,9 @@ impl FetchHttp {
         let init = RequestInit::new();
         init.set_method(&request.method);
         init.set_headers(&headers);
-        init.set_body(&JsValue::from_str(&request.body));
+        if request.method != "GET" {
+            init.set_body(&JsValue::from_str(&request.body));
+        }
         init.set_redirect(RequestRedirect::Manual);
         init.set_credentials(RequestCredentials::Omit);
         init.set_signal(Some(&signal));

@@ -26,6 +26,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "clientAuth",
     "audience",
     "authorizationEndpoint",
+    "revocationEndpoint",
     "privateKeyPem",
     "keyId",
     "assertionAudience",
@@ -92,7 +93,27 @@ type IntSetter = fn(ConfigBuilder, i64) -> ConfigBuilder;
 pub(crate) fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, Error> {
     known_keys(options, "options", "", allowed)?;
     let o = options;
-    let mut b = Config::builder(string(o, "tokenEndpoint")?, string(o, "clientId")?);
+    let b = Config::builder(string(o, "tokenEndpoint")?, string(o, "clientId")?);
+    finish(identity(b, o)?, o)
+}
+
+/// `TokenClient.discover(issuer, options)`: the constructor's options but
+/// `tokenEndpoint`, the endpoints read from the issuer's discovery document.
+pub(crate) async fn discover(issuer: &str, options: &JsValue) -> Result<TokenClient, Error> {
+    let allowed: Vec<&str> = OPTIONS
+        .iter()
+        .copied()
+        .filter(|k| *k != "tokenEndpoint")
+        .collect();
+    known_keys(options, "options", "", &allowed)?;
+    let b = Config::for_client(string(options, "clientId")?);
+    let b = configure(identity(b, options)?, options)?;
+    let (http, clock) = host_parts(options)?;
+    TokenClient::discover(issuer, b, http, clock, Some(Arc::new(LocalSpawner))).await
+}
+
+/// The options that say who the client is and how it authenticates.
+fn identity(mut b: ConfigBuilder, o: &JsValue) -> Result<ConfigBuilder, Error> {
     if let Some(secret) = opt_string(o, "clientSecret")? {
         b = b.client_secret(secret);
     }
@@ -105,7 +126,7 @@ pub(crate) fn build(options: &JsValue, allowed: &[&str]) -> Result<TokenClient, 
     if let Some(kid) = opt_string(o, "keyId")? {
         b = b.key_id(kid);
     }
-    finish(b, o)
+    Ok(b)
 }
 
 /// A client from the provider's credentials JSON plus optional `options`.
@@ -124,7 +145,31 @@ pub(crate) fn from_credentials(json: &str, options: &JsValue) -> Result<TokenCli
 }
 
 /// Applies the options every client may take, and builds the client.
-fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
+fn finish(b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
+    let config = configure(b, o)?.build()?;
+    let (http, clock) = host_parts(o)?;
+    Ok(TokenClient::with_spawner(
+        config,
+        http,
+        clock,
+        Arc::new(LocalSpawner),
+    ))
+}
+
+/// The host's fetch and clock from the options.
+fn host_parts(o: &JsValue) -> Result<(Arc<FetchHttp>, Arc<JsClock>), Error> {
+    let http = FetchHttp {
+        fetch: opt_function(o, "fetch")?,
+    };
+    let clock = JsClock {
+        now: opt_function(o, "now")?,
+        sleep: opt_function(o, "sleep")?,
+    };
+    Ok((Arc::new(http), Arc::new(clock)))
+}
+
+/// Applies the options every client may take.
+fn configure(mut b: ConfigBuilder, o: &JsValue) -> Result<ConfigBuilder, Error> {
     if let Some(audience) = opt_string(o, "assertionAudience")? {
         b = b.assertion_audience(audience);
     }
@@ -133,6 +178,9 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
     }
     if let Some(url) = opt_string(o, "authorizationEndpoint")? {
         b = b.authorization_endpoint(url);
+    }
+    if let Some(url) = opt_string(o, "revocationEndpoint")? {
+        b = b.revocation_endpoint(url);
     }
     let ints: [(&str, IntSetter); 8] = [
         ("leewaySeconds", ConfigBuilder::leeway_secs),
@@ -188,18 +236,5 @@ fn finish(mut b: ConfigBuilder, o: &JsValue) -> Result<TokenClient, Error> {
     if let Some(sink) = super::events::sink(opt_function(o, "onEvent")?) {
         b = b.on_event(Arc::new(sink));
     }
-    let config = b.build()?;
-    let http = FetchHttp {
-        fetch: opt_function(o, "fetch")?,
-    };
-    let clock = JsClock {
-        now: opt_function(o, "now")?,
-        sleep: opt_function(o, "sleep")?,
-    };
-    Ok(TokenClient::with_spawner(
-        config,
-        Arc::new(http),
-        Arc::new(clock),
-        Arc::new(LocalSpawner),
-    ))
+    Ok(b)
 }

@@ -148,6 +148,15 @@ impl WasmTokenClient {
         })
     }
 
+    /// `session.revoke()`: revoke at the server and mark the record dead.
+    #[wasm_bindgen(js_name = sessionRevoke)]
+    pub fn session_revoke(&self, key: JsValue, store: &StoreRef) -> Promise {
+        self.on_session(&key, store, |session| async move {
+            session.revoke().await.map_err(to_js)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// `session.status()`: what is known without sending anything.
     #[wasm_bindgen(js_name = sessionStatus)]
     pub fn session_status(&self, key: JsValue, store: &StoreRef) -> Promise {

@@ -164,6 +164,9 @@ export async function startEmulator({
   const emulator = {
     tokenEndpoint: ready.token_endpoint,
     authorizationEndpoint: ready.authorization_endpoint,
+    revocationEndpoint: ready.revocation_endpoint,
+    /** The issuer its discovery document names (`{issuer}/.well-known/openid-configuration`). */
+    discoveryIssuer: ready.discovery_endpoint.replace(/\/\.well-known\/openid-configuration$/, ''),
     apiEndpoint: ready.api_endpoint,
     adminEndpoint: ready.admin_endpoint,
     issuer: ready.issuer,
@@ -210,6 +213,13 @@ export async function startEmulator({
      */
     config(obj = {}) {
       return admin('POST', 'config', obj);
+    },
+    /**
+     * Breaks (or mends) the discovery document: 'normal' | 'not_found' |
+     * 'wrong_issuer' | 'insecure_token_endpoint' | 'invalid_json'.
+     */
+    setDiscovery(mode) {
+      return admin('POST', 'discovery', { mode });
     },
     /** Forgets tokens, codes, counters and faults; restores the start-up clock, lifetimes and reuse detection. */
     reset() {

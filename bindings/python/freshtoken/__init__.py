@@ -17,6 +17,11 @@ asyncio::
                                     client_secret="…")
     token = await client.session("user-42", store).access_token()
 
+From the provider's discovery document, and revoking when a user unlinks::
+
+    client = freshtoken.Client.discover("https://auth.example", "my-client", client_secret="…")
+    client.session("user-42", store).revoke()   # later calls: ReauthorizationRequired, reason "revoked"
+
 Both keep one core state per session key, one refresh shared by every
 caller, and a mirror of the fresh token that cached reads serve without
 calling into the core. Work runs on freshtoken's own event loop (a daemon
@@ -48,6 +53,7 @@ from ._ffi.freshtoken import (  # noqa: E402  the generated records, enums and h
     HttpRequest,
     HttpResponse,
     InternalError,
+    ProviderMetadata,
     ReauthorizationReason,
     RetryOptions,
     SeedOptions,
@@ -124,6 +130,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "InternalError",
+    "ProviderMetadata",
     "ReauthorizationReason",
     "RetryOptions",
     "SeedOptions",

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Optional
 
-from ._ffi.freshtoken import ExchangeCodeOptions, SeedOptions, SessionStatus, TokenInfo, TokenStore
+from ._ffi.freshtoken import (Clock, ExchangeCodeOptions, HttpClient, SeedOptions, SessionStatus, TokenInfo,
+                              TokenStore, discover_client)
 from . import _loop
 from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
 
@@ -71,6 +72,24 @@ class AsyncSession(SessionCore):
         """What is known without sending anything."""
         return await self._replacing("status")
 
+    async def revoke(self) -> None:
+        """Revokes the session at the server (RFC 7009: the refresh token,
+        then a live access token) and marks it dead, reason ``"revoked"``:
+        every later call raises ``ReauthorizationRequired`` without a request,
+        in this process and, through the store, in others, until ``seed()``
+        or a new code exchange. A refresh in flight finishes first, so the
+        rotated token is the one revoked. A revocation that fails for good
+        raises the cause's class (``TransientError``, ``NetworkError``,
+        ``InvalidClientError``, …) whose message says the server may still
+        hold the token; the session is dead all the same, and ``revoke()``
+        again retries."""
+        try:
+            await _loop.run(self._drop().revoke)
+        finally:
+            # A caller that refilled while the revocation waited for a refresh
+            # in flight may have mirrored the token: the core now serves none.
+            self._client._mirror.drop(self._key)
+
     async def _replacing(self, method: str, *args: Any) -> Any:
         result = await _loop.run(getattr(self._drop(), method), *args)
         self._refill()
@@ -96,11 +115,14 @@ class _HostClockAsyncSession(AsyncSession):
 
 class AsyncClient(ClientCore):
     """One OAuth client for asyncio code: user sessions, client tokens, the
-    code flow.
+    code flow, revocation.
 
     ``AsyncClient(token_endpoint, client_id, client_secret=…,
-    leeway_seconds=…, timeout_ms=…, retry={…}, …)`` takes the fields of
-    ``TokenClientOptions`` as keywords. ``http`` defaults to
+    leeway_seconds=…, timeout_ms=…, retry={…}, revocation_endpoint=…, …)``
+    takes the fields of ``TokenClientOptions`` as keywords
+    (``revocation_endpoint`` defaults to the token endpoint's ``…/token`` →
+    ``…/revocation``); ``await AsyncClient.discover(issuer, client_id, …)``
+    reads the endpoints from the provider's discovery document instead. ``http`` defaults to
     :class:`UrllibHttpClient`; ``clock`` (for tests with fake time) to the
     system clock.
     """
@@ -110,6 +132,26 @@ class AsyncClient(ClientCore):
     async def client_token(self, scopes: Iterable[str] = ()) -> str:
         """A fresh client-credentials token for ``scopes`` (cached per scope set)."""
         return await _loop.run(self._native.client_token, scopes_list(scopes))
+
+    async def revoke_client_tokens(self) -> None:
+        """Revokes every cached client token at the server (RFC 7009) and
+        forgets it: the next ``client_token()`` asks for a new one."""
+        await _loop.run(self._native.revoke_client_tokens)
+
+    @classmethod
+    async def discover(cls, issuer: str, client_id: str, *, http: Optional[HttpClient] = None,
+                       clock: Optional[Clock] = None, **options: Any) -> "AsyncClient":
+        """A client for the provider ``issuer`` (``https://…``, or ``http`` on
+        loopback), its token, authorization and revocation endpoints read from
+        ``{issuer}/.well-known/openid-configuration`` and checked: the document's
+        ``issuer`` must be ``issuer``, its endpoints https. Takes the
+        constructor's keyword options (an endpoint given there wins over the
+        document's); ``client.provider_metadata`` keeps what was read. A
+        missing or bad document raises ``InvalidResponseError``, an
+        unreachable issuer ``NetworkError``, a plain-http issuer off loopback
+        ``ConfigError``."""
+        args = cls._discovery(issuer, client_id, http, clock, options)
+        return cls._discovered(await _loop.run(discover_client, *args), clock, options)
 
     async def exchange_code(self, key: str, store: TokenStore, *, code: str,
                             code_verifier: str, redirect_uri: str) -> AsyncSession:

@@ -4,7 +4,8 @@ the generated ``FreshTokenError.<Variant>`` classes.
 ``FreshTokenError`` is the base; every subclass carries ``code`` (the same
 strings as Rust's ``ErrorCode`` and JavaScript's ``error.code``) and
 ``reason`` (for ``ReauthorizationRequired``: ``"invalid_grant"``,
-``"refresh_expired"``, ``"lost_rotation"``, ``"no_refresh_token"``, …),
+``"refresh_expired"``, ``"lost_rotation"``, ``"no_refresh_token"``,
+``"revoked"``),
 both plain strings. ``str(error)`` is the core's message (Rust's
 ``Display``): a sentence that never holds a token or a secret.
 """

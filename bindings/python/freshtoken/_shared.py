@@ -16,6 +16,7 @@ from ._ffi.freshtoken import (
     Clock,
     HostError,
     HttpClient,
+    ProviderMetadata,
     RetryOptions,
     TokenClient,
     TokenClientOptions,
@@ -104,15 +105,28 @@ class ClientCore:
                  http: Optional[HttpClient] = None, clock: Optional[Clock] = None,
                  **options: Any) -> None:
         _loop.event_loop()  # registered with uniffi before the core can call back
-        retry = options.get("retry")
-        if isinstance(retry, dict):
-            options["retry"] = RetryOptions(**retry)
-        config = TokenClientOptions(token_endpoint=token_endpoint, client_id=client_id, **options)
+        config = client_options(token_endpoint, client_id, options)
         if clock is None:
             inner = native(TokenClient, config, guarded_http(http))
         else:
             inner = native(TokenClient.with_clock, config, guarded_http(http), GuardedClock(clock))
         self._setup(inner, clock, options.get("max_sessions"))
+
+    @classmethod
+    def _discovery(cls, issuer: str, client_id: str, http: Optional[HttpClient],
+                   clock: Optional[Clock], options: Dict[str, Any]) -> Tuple[Any, ...]:
+        """The arguments of the core's ``discover_client`` (the token endpoint
+        left empty: the discovery document names it)."""
+        _loop.event_loop()
+        config = client_options("", client_id, options)
+        return issuer, config, guarded_http(http), None if clock is None else GuardedClock(clock)
+
+    @classmethod
+    def _discovered(cls, inner: TokenClient, clock: Optional[Clock], options: Dict[str, Any]) -> Any:
+        """A client around the ``TokenClient`` that discovery made."""
+        client = cls.__new__(cls)
+        client._setup(inner, clock, options.get("max_sessions"))
+        return client
 
     @classmethod
     def from_credentials_json(cls, json: str, *, http: Optional[HttpClient] = None):
@@ -154,6 +168,14 @@ class ClientCore:
         return self._new_session(key, store)
 
     @property
+    def provider_metadata(self) -> Optional[ProviderMetadata]:
+        """What the provider's discovery document said (``issuer``,
+        ``token_endpoint``, ``authorization_endpoint``, ``revocation_endpoint``,
+        ``token_endpoint_auth_methods``, ``revocation_endpoint_auth_methods``);
+        None for a client not made by ``discover``."""
+        return native(self._native.provider_metadata)
+
+    @property
     def session_count(self) -> int:
         """How many session states the core holds in memory."""
         return native(self._native.session_count)
@@ -187,6 +209,14 @@ class ClientCore:
             while len(self._handles) > self._bound:
                 del self._handles[next(iter(self._handles))]
         return session
+
+
+def client_options(token_endpoint: str, client_id: str, options: Dict[str, Any]) -> TokenClientOptions:
+    """The core's ``TokenClientOptions`` from the keyword options (``retry`` may be a dict)."""
+    retry = options.get("retry")
+    if isinstance(retry, dict):
+        options["retry"] = RetryOptions(**retry)
+    return TokenClientOptions(token_endpoint=token_endpoint, client_id=client_id, **options)
 
 
 def check_key(key: Any) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Optional
 
-from ._ffi.freshtoken import ExchangeCodeOptions, SeedOptions, SessionStatus, TokenInfo, TokenStore
+from ._ffi.freshtoken import (Clock, ExchangeCodeOptions, HttpClient, SeedOptions, SessionStatus, TokenInfo,
+                              TokenStore, discover_client)
 from . import _loop
 from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
 
@@ -75,6 +76,24 @@ class Session(SessionCore):
         """What is known without sending anything."""
         return self._replacing("status", timeout=timeout)
 
+    def revoke(self, *, timeout: Optional[float] = None) -> None:
+        """Revokes the session at the server (RFC 7009: the refresh token,
+        then a live access token) and marks it dead, reason ``"revoked"``:
+        every later call raises ``ReauthorizationRequired`` without a request,
+        in this process and, through the store, in others, until ``seed()``
+        or a new code exchange. A refresh in flight finishes first, so the
+        rotated token is the one revoked. A revocation that fails for good
+        raises the cause's class (``TransientError``, ``NetworkError``,
+        ``InvalidClientError``, …) whose message says the server may still
+        hold the token; the session is dead all the same, and ``revoke()``
+        again retries. ``timeout`` (seconds) bounds only this caller's wait."""
+        try:
+            _loop.call(self._drop().revoke, timeout=timeout)
+        finally:
+            # A caller that refilled while the revocation waited for a refresh
+            # in flight may have mirrored the token: the core now serves none.
+            self._client._mirror.drop(self._key)
+
     def _replacing(self, method: str, *args: Any, timeout: Optional[float]) -> Any:
         result = _loop.call(getattr(self._drop(), method), *args, timeout=timeout)
         self._refill()
@@ -100,11 +119,14 @@ class _HostClockSession(Session):
 
 class Client(ClientCore):
     """One OAuth client for synchronous code: user sessions, client tokens,
-    the code flow. Thread-safe.
+    the code flow, revocation. Thread-safe.
 
     ``Client(token_endpoint, client_id, client_secret=…, leeway_seconds=…,
-    timeout_ms=…, retry={…}, …)`` takes the fields of ``TokenClientOptions``
-    as keywords. ``http`` defaults to :class:`UrllibHttpClient`; ``clock``
+    timeout_ms=…, retry={…}, revocation_endpoint=…, …)`` takes the fields of
+    ``TokenClientOptions`` as keywords (``revocation_endpoint`` defaults to
+    the token endpoint's ``…/token`` → ``…/revocation``);
+    ``Client.discover(issuer, client_id, …)`` reads the endpoints from the
+    provider's discovery document instead. ``http`` defaults to :class:`UrllibHttpClient`; ``clock``
     (for tests with fake time) to the system clock.
     """
 
@@ -113,6 +135,27 @@ class Client(ClientCore):
     def client_token(self, scopes: Iterable[str] = (), *, timeout: Optional[float] = None) -> str:
         """A fresh client-credentials token for ``scopes`` (cached per scope set)."""
         return _loop.call(self._native.client_token, scopes_list(scopes), timeout=timeout)
+
+    def revoke_client_tokens(self, *, timeout: Optional[float] = None) -> None:
+        """Revokes every cached client token at the server (RFC 7009) and
+        forgets it: the next ``client_token()`` asks for a new one."""
+        _loop.call(self._native.revoke_client_tokens, timeout=timeout)
+
+    @classmethod
+    def discover(cls, issuer: str, client_id: str, *, http: Optional[HttpClient] = None,
+                 clock: Optional[Clock] = None, timeout: Optional[float] = None, **options: Any) -> "Client":
+        """A client for the provider ``issuer`` (``https://…``, or ``http`` on
+        loopback), its token, authorization and revocation endpoints read from
+        ``{issuer}/.well-known/openid-configuration`` and checked: the document's
+        ``issuer`` must be ``issuer``, its endpoints https. Takes the
+        constructor's keyword options (an endpoint given there wins over the
+        document's); ``client.provider_metadata`` keeps what was read. A
+        missing or bad document raises ``InvalidResponseError``, an
+        unreachable issuer ``NetworkError``, a plain-http issuer off loopback
+        ``ConfigError``. Blocks on freshtoken's loop; ``timeout`` (seconds)
+        bounds the wait."""
+        args = cls._discovery(issuer, client_id, http, clock, options)
+        return cls._discovered(_loop.call(discover_client, *args, timeout=timeout), clock, options)
 
     def exchange_code(self, key: str, store: TokenStore, *, code: str, code_verifier: str,
                       redirect_uri: str, timeout: Optional[float] = None) -> Session:

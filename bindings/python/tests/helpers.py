@@ -32,6 +32,9 @@ class Emulator:
         self.token_endpoint = ready["token_endpoint"]
         self.admin_endpoint = ready["admin_endpoint"]
         self.port = ready["port"]
+        self.issuer = ready.get("issuer")
+        self.revocation_endpoint = ready.get("revocation_endpoint")
+        self.api_endpoint = ready.get("api_endpoint")
 
     @classmethod
     def start(cls, *args):
@@ -102,6 +105,11 @@ class Emulator:
     def wait_streams_ended(self, count=1):
         """The `endless` responses, once `count` of them have ended (long-poll, 30 s at most)."""
         return self._call("POST", "/streams/wait", {"count": count, "timeout_ms": 30_000}, timeout=40)
+
+    def discovery(self, mode, **fields):
+        """Makes the discovery document answer in `mode` ("normal", "not_found", "wrong_issuer",
+        "insecure_token_endpoint", "invalid_json") until changed or reset."""
+        return self._call("POST", "/discovery", {"mode": mode, **fields})
 
     def refresh_requests(self):
         return self.counters()["by_grant"].get("refresh_token", 0)

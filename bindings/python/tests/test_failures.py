@@ -326,7 +326,7 @@ def test_error_codes_match_the_rust_strings():
         assert cls.code == expected[name], name
         assert freshtoken.ERROR_CODES[cls] == expected[name]
     assert {reason.name.lower() for reason in ReauthorizationReason} == {
-        "invalid_grant", "refresh_expired", "lost_rotation", "no_refresh_token"}
+        "invalid_grant", "refresh_expired", "lost_rotation", "no_refresh_token", "revoked"}
     assert freshtoken.error_code(ValueError("x")) is None
 
 

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::discovery::DiscoveryMode;
 use crate::faults::Fault;
 use crate::http::{Request, Response};
 use crate::options::DEFAULT_CLIENT_ID;
@@ -51,6 +52,9 @@ struct WaitBody {
     count: Option<usize>,
     timeout_ms: Option<u64>,
 }
+
+/// The answer to a `POST /admin/discovery` without a body.
+const DISCOVERY_HELP: &str = "send {\"mode\":\"normal\"|\"not_found\"|\"wrong_issuer\"|\"insecure_token_endpoint\"|\"invalid_json\"}";
 
 /// How long a long-poll waits when not told.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
@@ -149,6 +153,15 @@ pub(crate) async fn handle(shared: &Shared, req: &Request) -> Response {
             let offset = st.advance_clock(b.advance_secs);
             ok(&json!({"offset_secs": offset, "now": st.now()}))
         }),
+        ("GET", "discovery") => ok(&json!(shared.lock().discovery)),
+        ("POST", "discovery") => with_body(req, |b: Option<DiscoveryMode>| {
+            let Some(mode) = b else {
+                return bad(DISCOVERY_HELP);
+            };
+            let mut st = shared.lock();
+            st.discovery = mode;
+            ok(&json!(st.discovery))
+        }),
         ("GET", "config") => ok(&json!(shared.lock().config)),
         ("POST", "config") => with_body(req, |b: Option<ConfigBody>| {
             let mut st = shared.lock();
@@ -194,6 +207,7 @@ pub(crate) async fn handle(shared: &Shared, req: &Request) -> Response {
             | "faults"
             | "clock"
             | "config"
+            | "discovery"
             | "refresh-token-state"
             | "reset"
             | "connections"

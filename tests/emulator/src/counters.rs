@@ -23,7 +23,7 @@ pub struct Counters {
     pub reuse_detected: u64,
     /// `invalid_grant` responses.
     pub invalid_grant: u64,
-    /// `invalid_client` responses.
+    /// `invalid_client` responses (token and revocation endpoints).
     pub invalid_client: u64,
     /// Tokens issued by the `client_credentials` grant.
     pub client_credentials_issued: u64,
@@ -41,6 +41,16 @@ pub struct Counters {
     pub last_audience: Option<String>,
     /// The most token requests being handled at the same moment.
     pub max_concurrent_token_requests: u64,
+    /// Every `POST /connect/revocation`, faulted ones included.
+    pub revocation_requests: u64,
+    /// `POST /connect/revocation` by `token_type_hint` as sent (requests
+    /// without one are not in it), faulted ones included.
+    pub revocation_by_hint: BTreeMap<String, u64>,
+    /// Revocation requests that found a live token of the calling client
+    /// and revoked it (one each, however many tokens went with it).
+    pub tokens_revoked: u64,
+    /// `GET /.well-known/openid-configuration`, whatever it answered.
+    pub discovery_requests: u64,
 }
 
 /// Counts one token request as in flight for as long as it lives.

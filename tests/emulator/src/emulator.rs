@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::counters::Counters;
+use crate::discovery::DiscoveryMode;
 use crate::endless::EndlessStream;
 use crate::faults::Fault;
 use crate::hold::HeldRequests;
@@ -96,7 +97,17 @@ impl Emulator {
 
     /// `{base}/connect/authorize`.
     pub fn authorization_endpoint(&self) -> String {
-        format!("{}/connect/authorize", self.shared.base_url)
+        self.shared.authorization_endpoint()
+    }
+
+    /// `{base}/connect/revocation` (RFC 7009).
+    pub fn revocation_endpoint(&self) -> String {
+        self.shared.revocation_endpoint()
+    }
+
+    /// `{base}/.well-known/openid-configuration`.
+    pub fn discovery_endpoint(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.shared.base_url)
     }
 
     /// `{base}/graphql`.
@@ -157,6 +168,17 @@ impl Emulator {
         self.shared.lock().config.reuse_detection = on;
     }
 
+    /// Makes the discovery endpoint answer in `mode` (until changed or
+    /// reset).
+    pub fn set_discovery(&self, mode: DiscoveryMode) {
+        self.shared.lock().discovery = mode;
+    }
+
+    /// What the discovery endpoint answers now.
+    pub fn discovery(&self) -> DiscoveryMode {
+        self.shared.lock().discovery.clone()
+    }
+
     /// Changes the lifetimes of tokens issued from now on (`None` keeps one).
     pub fn set_ttls(&self, access: Option<u64>, client: Option<u64>, refresh: Option<u64>) {
         let mut st = self.shared.lock();
@@ -171,7 +193,7 @@ impl Emulator {
         self.shared.lock().refresh_state(token)
     }
 
-    /// How many token requests the `hold` fault holds now.
+    /// How many token and revocation requests the `hold` fault holds now.
     pub fn held(&self) -> usize {
         self.shared.holds.count()
     }
@@ -217,8 +239,9 @@ impl Emulator {
     }
 
     /// Forgets tokens, codes, counters, faults and endless streams, and
-    /// restores the clock, lifetimes and reuse detection given at start;
-    /// then releases the held requests. Clients are kept.
+    /// restores the clock, lifetimes and reuse detection given at start and
+    /// the normal discovery document; then releases the held requests.
+    /// Clients are kept.
     pub fn reset(&self) {
         self.shared.reset();
     }

@@ -1,5 +1,6 @@
-//! Injected token-endpoint faults: their JSON shape, the FIFO queue they
-//! wait in, and the responses the non-processing ones produce.
+//! Injected faults for the token and revocation endpoints: their JSON
+//! shape, the FIFO queue they wait in, which requests they match, and the
+//! responses the non-processing ones produce.
 
 use std::collections::VecDeque;
 
@@ -12,6 +13,8 @@ use crate::http::Response;
 /// A fault for the next token-endpoint request(s). JSON: the kind's fields
 /// tagged by `"kind"`, plus optional `"count"` (default 1) and `"grant"`,
 /// e.g. `{"kind":"status","status":503,"count":2,"grant":"refresh_token"}`.
+/// With `"grant":"revocation"` ([`REVOCATION_SELECTOR`]) it is for the
+/// revocation endpoint instead, which no other fault matches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     /// What happens.
@@ -21,10 +24,36 @@ pub struct Fault {
     /// (0 counts as 1).
     #[serde(default = "one")]
     pub count: u32,
-    /// Only requests with this `grant_type` match; others pass it by and it
-    /// stays queued.
+    /// Only token requests with this `grant_type` match; others pass it by
+    /// and it stays queued. [`REVOCATION_SELECTOR`] matches revocation
+    /// requests (and nothing else); `None` matches every token request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+}
+
+/// The `grant` of faults for `POST /connect/revocation`: a pseudo grant
+/// that only revocation requests match.
+pub const REVOCATION_SELECTOR: &str = "revocation";
+
+/// The request a fault is taken for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target<'a> {
+    /// A token request, with its `grant_type` if it has one.
+    Token(Option<&'a str>),
+    /// A revocation request.
+    Revocation,
+}
+
+impl Target<'_> {
+    /// Whether a fault with this `grant` selector applies.
+    fn matches(self, selector: Option<&str>) -> bool {
+        match (self, selector) {
+            (Target::Revocation, s) => s == Some(REVOCATION_SELECTOR),
+            (Target::Token(_), None) => true,
+            (Target::Token(_), Some(REVOCATION_SELECTOR)) => false,
+            (Target::Token(grant), s) => s == grant,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -226,10 +255,15 @@ impl Fault {
         self
     }
 
-    /// Matches only requests with this `grant_type`.
+    /// Matches only token requests with this `grant_type`.
     pub fn for_grant(mut self, grant: impl Into<String>) -> Self {
         self.grant = Some(grant.into());
         self
+    }
+
+    /// Matches only revocation requests (`"grant":"revocation"`).
+    pub fn for_revocation(self) -> Self {
+        self.for_grant(REVOCATION_SELECTOR)
     }
 }
 
@@ -264,26 +298,26 @@ impl FaultQueue {
         self.items.iter().cloned().collect()
     }
 
-    /// Takes one application of the first fault matching `grant`.
-    pub fn take(&mut self, grant: Option<&str>) -> Option<FaultKind> {
-        self.take_where(grant, |_| true)
+    /// Takes one application of the first fault matching `target`.
+    pub fn take(&mut self, target: Target<'_>) -> Option<FaultKind> {
+        self.take_where(target, |_| true)
     }
 
     /// Like [`FaultQueue::take`], passing `hold` faults by: a released
     /// request is never held twice.
-    pub fn take_after_hold(&mut self, grant: Option<&str>) -> Option<FaultKind> {
-        self.take_where(grant, |kind| *kind != FaultKind::Hold)
+    pub fn take_after_hold(&mut self, target: Target<'_>) -> Option<FaultKind> {
+        self.take_where(target, |kind| *kind != FaultKind::Hold)
     }
 
     fn take_where(
         &mut self,
-        grant: Option<&str>,
+        target: Target<'_>,
         wanted: impl Fn(&FaultKind) -> bool,
     ) -> Option<FaultKind> {
         let index = self
             .items
             .iter()
-            .position(|f| (f.grant.is_none() || f.grant.as_deref() == grant) && wanted(&f.kind))?;
+            .position(|f| target.matches(f.grant.as_deref()) && wanted(&f.kind))?;
         let fault = &mut self.items[index];
         fault.count = fault.count.saturating_sub(1);
         if fault.count == 0 {
@@ -402,31 +436,62 @@ mod tests {
         q.push(Fault::status(500).for_grant("refresh_token"));
         q.push(Fault::delay(1).times(2));
         assert_eq!(
-            q.take(Some("client_credentials")),
+            q.take(Target::Token(Some("client_credentials"))),
             Some(FaultKind::Delay { ms: 1 })
         );
         assert_eq!(
-            q.take(Some("refresh_token")),
+            q.take(Target::Token(Some("refresh_token"))),
             Some(FaultKind::Status {
                 status: 500,
                 body: None
             })
         );
-        assert_eq!(q.take(None), Some(FaultKind::Delay { ms: 1 }));
-        assert_eq!(q.take(None), None);
+        assert_eq!(
+            q.take(Target::Token(None)),
+            Some(FaultKind::Delay { ms: 1 })
+        );
+        assert_eq!(q.take(Target::Token(None)), None);
 
         q.push(Fault::hold().times(2));
         q.push(Fault::status(503));
-        assert_eq!(q.take(None), Some(FaultKind::Hold));
+        assert_eq!(q.take(Target::Token(None)), Some(FaultKind::Hold));
         assert_eq!(
-            q.take_after_hold(None),
+            q.take_after_hold(Target::Token(None)),
             Some(FaultKind::Status {
                 status: 503,
                 body: None
             })
         );
-        assert_eq!(q.take_after_hold(None), None, "the other hold stays");
+        assert_eq!(
+            q.take_after_hold(Target::Token(None)),
+            None,
+            "the other hold stays"
+        );
         assert_eq!(q.pending(), vec![Fault::hold()]);
+    }
+
+    #[test]
+    fn revocation_faults_and_token_faults_never_meet() {
+        let mut q = FaultQueue::default();
+        q.push(Fault::status(500));
+        q.push(Fault::status(503).for_revocation());
+        assert_eq!(q.pending()[1].grant.as_deref(), Some("revocation"));
+        // A revocation request passes the unfiltered fault by.
+        assert_eq!(
+            q.take(Target::Revocation),
+            Some(FaultKind::Status {
+                status: 503,
+                body: None
+            })
+        );
+        assert_eq!(q.take(Target::Revocation), None);
+        // A token request never takes a revocation fault, whatever its
+        // grant_type says.
+        q.clear();
+        q.push(Fault::status(503).for_revocation());
+        assert_eq!(q.take(Target::Token(Some("revocation"))), None);
+        assert_eq!(q.take(Target::Token(None)), None);
+        assert_eq!(q.pending().len(), 1);
     }
 
     #[test]

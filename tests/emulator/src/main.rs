@@ -57,13 +57,16 @@ fn main() -> ExitCode {
     let quoted = |s: String| serde_json::Value::from(s).to_string();
     let ready = format!(
         "{{\"ready\":true,\"port\":{},\"issuer\":{},\"token_endpoint\":{},\
-         \"authorization_endpoint\":{},\"api_endpoint\":{},\"admin_endpoint\":{}}}",
+         \"authorization_endpoint\":{},\"api_endpoint\":{},\"admin_endpoint\":{},\
+         \"revocation_endpoint\":{},\"discovery_endpoint\":{}}}",
         emulator.port(),
         quoted(emulator.base_url()),
         quoted(emulator.token_endpoint()),
         quoted(emulator.authorization_endpoint()),
         quoted(emulator.api_endpoint()),
         quoted(emulator.admin_endpoint()),
+        quoted(emulator.revocation_endpoint()),
+        quoted(emulator.discovery_endpoint()),
     );
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{ready}")

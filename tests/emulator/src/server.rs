@@ -3,14 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::counters::InFlight;
 use crate::http::{self, Outcome, ReadError, Request, Response};
 use crate::state::Shared;
-use crate::{admin, api, authorize, endless, token_endpoint};
+use crate::{admin, api, authorize, discovery, endless, revocation, token_endpoint};
 
 /// Accepts connections until `shutdown` fires (or its sender is dropped).
 pub(crate) async fn serve(
@@ -98,9 +97,10 @@ async fn route(shared: &Shared, req: &Request) -> Outcome {
     }
     let response = match req.path.as_str() {
         "/connect/token" => return token_endpoint::handle(shared, req).await,
+        "/connect/revocation" => return revocation::handle(shared, req).await,
         "/connect/authorize" => authorize::handle(shared, req),
         "/graphql" => api::graphql(shared, req),
-        "/.well-known/openid-configuration" => discovery(shared),
+        "/.well-known/openid-configuration" => discovery::handle(shared, req),
         p if p.starts_with("/api/") => api::rest(shared, req),
         p if p.starts_with("/admin/") => admin::handle(shared, req).await,
         _ => Response::error(404, "not_found", "no such endpoint"),
@@ -117,24 +117,6 @@ fn preflight() -> Response {
             "authorization, content-type",
         )
         .header("Access-Control-Max-Age", "600")
-}
-
-/// A minimal OpenID discovery document.
-fn discovery(shared: &Shared) -> Response {
-    let base = &shared.base_url;
-    Response::json(
-        200,
-        &json!({
-            "issuer": base,
-            "token_endpoint": format!("{base}/connect/token"),
-            "authorization_endpoint": format!("{base}/connect/authorize"),
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported":
-                ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        }),
-    )
 }
 
 /// One stderr line per request when verbose: method, path (never the query

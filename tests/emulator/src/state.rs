@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::counters::Counters;
+use crate::discovery::DiscoveryMode;
 use crate::endless::Streams;
 use crate::faults::FaultQueue;
 use crate::hold::Holds;
@@ -23,7 +24,8 @@ pub enum TokenState {
     Active,
     /// Already used once (rotated away).
     Consumed,
-    /// Live when its family was revoked (reuse detected, or its code reused).
+    /// Live when its family was revoked (reuse detected, its code reused,
+    /// or a revocation request).
     Revoked,
     /// Live but past its sliding lifetime.
     Expired,
@@ -116,6 +118,8 @@ pub(crate) struct AccessRecord {
     pub scope: String,
     pub expires_at: u64,
     pub family: Option<u64>,
+    /// Revoked by a revocation request naming this token.
+    pub revoked: bool,
 }
 
 /// One issued authorization code.
@@ -153,6 +157,8 @@ pub(crate) struct State {
     pub seen_jtis: HashSet<String>,
     pub faults: FaultQueue,
     pub counters: Counters,
+    /// What `GET /.well-known/openid-configuration` answers.
+    pub discovery: DiscoveryMode,
     pub in_flight: u64,
     /// Connections accepted and not yet closed (`GET /admin/connections`).
     pub open_connections: u64,
@@ -167,7 +173,8 @@ pub(crate) fn real_now() -> u64 {
 }
 
 impl State {
-    fn new(opts: &Options) -> Self {
+    /// The state at start: `opts`' clients and lifetimes, nothing issued.
+    pub(crate) fn new(opts: &Options) -> Self {
         let config = Config {
             access_ttl_secs: opts.access_ttl_secs,
             client_ttl_secs: opts.client_ttl_secs,
@@ -191,6 +198,7 @@ impl State {
             seen_jtis: HashSet::new(),
             faults: FaultQueue::default(),
             counters: Counters::default(),
+            discovery: DiscoveryMode::default(),
             in_flight: 0,
             open_connections: 0,
         }
@@ -207,8 +215,9 @@ impl State {
         self.clock_offset
     }
 
-    /// Forgets tokens, codes, counters and faults, and restores the clock and
-    /// the start-up lifetimes and reuse detection. Clients are kept.
+    /// Forgets tokens, codes, counters and faults, and restores the clock,
+    /// the start-up lifetimes and reuse detection, and the normal discovery
+    /// document. Clients are kept.
     pub fn reset(&mut self) {
         let in_flight = self.in_flight;
         let open_connections = self.open_connections;
@@ -257,6 +266,7 @@ impl State {
             scope: scope.to_owned(),
             expires_at: self.now().saturating_add(ttl),
             family,
+            revoked: false,
         };
         self.access_tokens.insert(token.clone(), record);
         token
@@ -367,10 +377,11 @@ impl State {
         })
     }
 
-    /// The record of an access token that is known, unexpired and not revoked.
+    /// The record of an access token that is known, unexpired and not
+    /// revoked (by itself or with its family).
     pub fn valid_access(&self, token: &str) -> Option<&AccessRecord> {
         let rec = self.access_tokens.get(token)?;
-        let revoked = rec.family.is_some_and(|f| self.family_revoked(f));
+        let revoked = rec.revoked || rec.family.is_some_and(|f| self.family_revoked(f));
         (self.now() < rec.expires_at && !revoked).then_some(rec)
     }
 
@@ -396,7 +407,7 @@ pub(crate) struct Shared {
     pub base_url: String,
     /// Log one line per request to stderr.
     pub verbose: bool,
-    /// Token requests held by the `hold` fault.
+    /// Token and revocation requests held by the `hold` fault.
     pub holds: Holds,
     /// What the `endless` fault's responses wrote.
     pub streams: Streams,
@@ -431,5 +442,15 @@ impl Shared {
     /// The token endpoint URL, the only valid `audience`.
     pub fn token_endpoint(&self) -> String {
         format!("{}/connect/token", self.base_url)
+    }
+
+    /// The revocation endpoint URL (RFC 7009).
+    pub fn revocation_endpoint(&self) -> String {
+        format!("{}/connect/revocation", self.base_url)
+    }
+
+    /// The authorization endpoint URL.
+    pub fn authorization_endpoint(&self) -> String {
+        format!("{}/connect/authorize", self.base_url)
     }
 }

@@ -58,6 +58,7 @@ fn counters_have_exactly_the_documented_fields() {
             "client_credentials_issued",
             "code_exchanges",
             "codes_issued",
+            "discovery_requests",
             "faults_applied",
             "invalid_client",
             "invalid_grant",
@@ -65,8 +66,11 @@ fn counters_have_exactly_the_documented_fields() {
             "max_concurrent_token_requests",
             "refresh_success",
             "reuse_detected",
+            "revocation_by_hint",
+            "revocation_requests",
             "rotations",
             "token_requests",
+            "tokens_revoked",
         ]
     );
     assert_eq!(counters["by_grant"], json!({"client_credentials": 1}));
@@ -257,6 +261,10 @@ fn discovery_and_urls() {
         format!("{}/connect/authorize", em.base_url())
     );
     assert_eq!(em.api_endpoint(), format!("{}/graphql", em.base_url()));
+    assert_eq!(
+        em.revocation_endpoint(),
+        format!("{}/connect/revocation", em.base_url())
+    );
     let doc = send(
         em.port(),
         "GET",
@@ -268,6 +276,7 @@ fn discovery_and_urls() {
     .json();
     assert_eq!(doc["issuer"], em.base_url());
     assert_eq!(doc["token_endpoint"], em.token_endpoint());
+    assert_eq!(doc["revocation_endpoint"], em.revocation_endpoint());
 }
 
 #[tokio::test]

@@ -65,6 +65,14 @@ fn prints_one_ready_line_and_exits_when_stdin_closes() {
     );
     assert_eq!(ready["api_endpoint"], format!("{base}/graphql"));
     assert_eq!(ready["admin_endpoint"], format!("{base}/admin"));
+    assert_eq!(
+        ready["revocation_endpoint"],
+        format!("{base}/connect/revocation")
+    );
+    assert_eq!(
+        ready["discovery_endpoint"],
+        format!("{base}/.well-known/openid-configuration")
+    );
 
     let seeded = admin(port, "POST", "seed", None).json();
     assert_eq!(

@@ -163,6 +163,40 @@ pub fn refresh(port: u16, refresh_token: &str) -> Reply {
     try_refresh(port, refresh_token).expect("token endpoint answered")
 }
 
+/// Tries a form POST to the revocation endpoint with extra headers.
+pub fn try_revoke_with(
+    port: u16,
+    headers: &[(&str, &str)],
+    pairs: &[(&str, &str)],
+) -> io::Result<Reply> {
+    let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    send(
+        port,
+        "POST",
+        "/connect/revocation",
+        &all,
+        form(pairs).as_bytes(),
+    )
+}
+
+/// Tries to revoke `token` as `test-client` with `client_secret_post`,
+/// with a `token_type_hint` if given.
+pub fn try_revoke(port: u16, token: &str, hint: Option<&str>) -> io::Result<Reply> {
+    let mut pairs = vec![
+        ("client_id", "test-client"),
+        ("client_secret", "test-secret"),
+        ("token", token),
+    ];
+    pairs.extend(hint.map(|h| ("token_type_hint", h)));
+    try_revoke_with(port, &[], &pairs)
+}
+
+/// Revokes `token` as `test-client` (panics if no response).
+pub fn revoke(port: u16, token: &str, hint: Option<&str>) -> Reply {
+    try_revoke(port, token, hint).expect("revocation endpoint answered")
+}
+
 /// A `client_credentials` request as `test-client`.
 pub fn client_credentials(port: u16, extra: &[(&str, &str)]) -> Reply {
     let mut pairs = vec![
@@ -197,6 +231,11 @@ pub fn graphql(port: u16, access_token: Option<&str>) -> Value {
 pub fn api_accepts(port: u16, access_token: &str) -> bool {
     let body = graphql(port, Some(access_token));
     body.get("data").is_some() && body.get("errors").is_none()
+}
+
+/// `GET /.well-known/openid-configuration`.
+pub fn discovery(port: u16) -> Reply {
+    send(port, "GET", "/.well-known/openid-configuration", &[], b"").expect("discovery answered")
 }
 
 /// An admin call with an optional JSON body.

@@ -1,0 +1,269 @@
+// Revocation (RFC 7009: session.revoke(), client.revokeClientTokens()) and
+// discovery (TokenClient.discover) through the JS API, against the emulator
+// and against oidc-provider (revocation on, rotation on). Mirrors
+// tests/revocation.rs and tests/discovery.rs.
+
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+
+import {
+  InvalidResponseError,
+  MemoryStore,
+  NetworkError,
+  ReauthorizationRequiredError,
+  TokenClient,
+  TransientError,
+} from 'freshtoken';
+import { startEmulator } from '../support/emulator.mjs';
+import { startOidcProvider } from '../support/oidc-provider.mjs';
+
+const CLIENT_ID = 'test-client';
+const CLIENT_SECRET = 'test-secret';
+
+function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
+  const time = {
+    ms: start,
+    sleeps: [],
+    now: () => time.ms,
+    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
+    advance: (ms) => { time.ms += ms; },
+  };
+  return time;
+}
+
+const record = (store, key) => JSON.parse(store.get(key));
+
+describe('revocation against the emulator', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+  beforeEach(async () => { await emu.reset(); });
+
+  function setup(extra = {}) {
+    const time = fakeTime();
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      now: time.now,
+      sleep: time.sleep,
+      ...extra,
+    });
+    return { time, client, store: new MemoryStore() };
+  }
+
+  async function seeded(client, store, key = 'u1') {
+    const family = await emu.seed();
+    const session = client.session(key, store);
+    await session.seed({ refreshToken: family.refresh_token });
+    return { session, family };
+  }
+
+  test('revoke() revokes both tokens, marks the record dead and later calls fail fast', async () => {
+    const { client, store } = setup();
+    const { session } = await seeded(client, store);
+    await session.accessToken(); // mirrored from now on
+    const live = record(store, 'u1').refresh_token;
+
+    await session.revoke();
+
+    const counters = await emu.counters();
+    assert.equal(counters.revocation_requests, 2);
+    assert.deepEqual(counters.revocation_by_hint, { refresh_token: 1, access_token: 1 });
+    assert.equal(await emu.refreshTokenState(live), 'revoked');
+    const dead = record(store, 'u1');
+    assert.equal(dead.reauth, 'revoked');
+    assert.equal(dead.refresh_token, undefined);
+
+    const before = (await emu.counters()).token_requests;
+    for (const handle of [session, client.session('u1', store)]) {
+      await assert.rejects(handle.accessToken(), (e) => e instanceof ReauthorizationRequiredError && e.reason === 'revoked');
+    }
+    assert.equal((await emu.counters()).token_requests, before, 'nothing sent');
+    assert.equal((await session.status()).reauthorizationReason, 'revoked');
+  });
+
+  test('another client on the same store (another process) sees the revocation', async () => {
+    const { client, store } = setup();
+    const { session } = await seeded(client, store);
+    await session.revoke();
+    const other = setup().client;
+    await assert.rejects(
+      other.session('u1', store).accessToken(),
+      (e) => e instanceof ReauthorizationRequiredError && e.reason === 'revoked',
+    );
+  });
+
+  test('revoke() waits for a refresh in flight and revokes the rotated token', async () => {
+    const { client, store } = setup();
+    const { session, family } = await seeded(client, store);
+    await emu.fault({ kind: 'hold', grant: 'refresh_token' });
+    const refreshing = session.accessToken();
+    assert.equal(await emu.waitHeld(1), 1);
+    const revoking = session.revoke();
+    assert.equal((await emu.counters()).revocation_requests, 0, 'held back by the refresh');
+    const rotatedSeen = new Promise((resolve) => {
+      const save = store.save.bind(store);
+      store.save = async (key, text) => {
+        const r = JSON.parse(text);
+        if (!r.in_doubt && r.refresh_token && r.refresh_token !== family.refresh_token) resolve(r.refresh_token);
+        return save(key, text);
+      };
+    });
+    assert.equal(await emu.releaseHeld(), 1);
+    await refreshing;
+    // Read again while the revocation runs: the refreshed token may be mirrored now.
+    await session.accessToken();
+    await session.accessToken();
+    await revoking;
+    await assert.rejects(session.accessToken(), (e) => e.reason === 'revoked', 'no mirrored token outlives revoke()');
+    const rotated = await rotatedSeen;
+    assert.equal(await emu.refreshTokenState(rotated), 'revoked');
+    assert.equal(await emu.refreshTokenState(family.refresh_token), 'consumed');
+  });
+
+  test('a 503 from the revocation endpoint is retried', async () => {
+    const { client, store, time } = setup();
+    const { session, family } = await seeded(client, store);
+    await emu.fault({ kind: 'status', status: 503, grant: 'revocation' });
+    await session.revoke();
+    assert.equal((await emu.counters()).revocation_requests, 2);
+    assert.equal(time.sleeps.length, 1);
+    assert.equal(await emu.refreshTokenState(family.refresh_token), 'revoked');
+  });
+
+  test('a revocation that fails for good still kills the session and says the server may hold the token', async () => {
+    const { client, store } = setup({ retry: { maxAttempts: 2 } });
+    const { session, family } = await seeded(client, store);
+    await emu.fault([
+      { kind: 'status', status: 503, grant: 'revocation' },
+      { kind: 'status', status: 503, grant: 'revocation' },
+    ]);
+    const err = await session.revoke().then(() => null, (e) => e);
+    assert.ok(err instanceof TransientError, String(err));
+    assert.equal(err.serverMayHoldToken, true);
+    assert.match(err.message, /may still hold/);
+    assert.ok(!err.message.includes(family.refresh_token));
+    assert.equal(record(store, 'u1').reauth, 'revoked');
+    await assert.rejects(session.accessToken(), (e) => e.reason === 'revoked');
+    await session.revoke();
+    assert.equal(await emu.refreshTokenState(family.refresh_token), 'revoked');
+  });
+
+  test('revokeClientTokens() revokes every cached client token and forgets it', async () => {
+    const { client } = setup();
+    const a = await client.clientToken(['accounts']);
+    await client.clientToken(['balances']);
+    await client.revokeClientTokens();
+    const counters = await emu.counters();
+    assert.deepEqual(counters.revocation_by_hint, { access_token: 2 });
+    const b = await client.clientToken(['accounts']);
+    assert.ok(a !== b, 'a new client token');
+  });
+});
+
+describe('discovery against the emulator', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+  beforeEach(async () => { await emu.reset(); });
+
+  const options = () => ({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+
+  test('the endpoints come from the document, read once', async () => {
+    const client = await TokenClient.discover(emu.discoveryIssuer, options());
+    const meta = client.providerMetadata;
+    assert.equal(meta.issuer, emu.discoveryIssuer);
+    assert.equal(meta.tokenEndpoint, emu.tokenEndpoint);
+    assert.equal(meta.revocationEndpoint, emu.revocationEndpoint);
+    assert.ok(meta.tokenEndpointAuthMethods.includes('client_secret_post'));
+    const { url } = await client.authorizationUrl({ redirectUri: 'http://127.0.0.1/cb', scopes: ['openid'] });
+    assert.ok(url.startsWith(emu.authorizationEndpoint), 'the published authorization endpoint');
+
+    const family = await emu.seed();
+    const store = new MemoryStore();
+    const session = client.session('u1', store);
+    await session.seed({ refreshToken: family.refresh_token });
+    await session.accessToken();
+    await session.revoke();
+    const counters = await emu.counters();
+    assert.equal(counters.discovery_requests, 1);
+    assert.equal(counters.revocation_by_hint.refresh_token, 1);
+  });
+
+  test('missing or bad documents reject with typed errors', async () => {
+    for (const [mode, says] of [
+      ['not_found', /404/],
+      ['wrong_issuer', /issuer/],
+      ['insecure_token_endpoint', /https/],
+      ['invalid_json', /JSON/],
+    ]) {
+      await emu.setDiscovery(mode);
+      const err = await TokenClient.discover(emu.discoveryIssuer, options()).then(() => null, (e) => e);
+      assert.ok(err instanceof InvalidResponseError, `${mode}: ${err}`);
+      assert.match(err.message, says, mode);
+    }
+  });
+
+  test('an unreachable issuer is a NetworkError; options are checked', async () => {
+    const err = await TokenClient.discover('http://127.0.0.1:9', options()).then(() => null, (e) => e);
+    assert.ok(err instanceof NetworkError, String(err));
+    await assert.rejects(
+      TokenClient.discover(emu.discoveryIssuer, { ...options(), tokenEndpoint: emu.tokenEndpoint }),
+      (e) => e.code === 'config' && /tokenEndpoint/.test(e.message),
+    );
+  });
+});
+
+describe('revocation and discovery against oidc-provider', () => {
+  let op;
+  before(async () => { op = await startOidcProvider(); });
+  after(async () => { await op?.close(); });
+
+  async function discovered() {
+    const creds = op.clients.confidential;
+    const time = fakeTime();
+    const client = await TokenClient.discover(op.issuer, {
+      clientId: creds.clientId,
+      clientSecret: creds.clientSecret,
+      now: time.now,
+      sleep: time.sleep,
+    });
+    return { client, time };
+  }
+
+  test('discovery reads oidc-provider\'s endpoints (its authorization endpoint is /auth)', async () => {
+    const { client } = await discovered();
+    const meta = client.providerMetadata;
+    assert.equal(meta.tokenEndpoint, op.tokenEndpoint);
+    assert.equal(meta.authorizationEndpoint, op.authorizationEndpoint);
+    assert.match(meta.authorizationEndpoint, /\/auth$/);
+    assert.equal(typeof meta.revocationEndpoint, 'string');
+  });
+
+  test('a discovered client refreshes, then revoke() ends the grant at the server', async () => {
+    const { client, time } = await discovered();
+    const tokens = await op.obtainTokens({ client: 'confidential' });
+    const store = new MemoryStore();
+    const session = client.session('u1', store);
+    await session.seed({ refreshToken: tokens.refresh_token });
+    await session.accessToken();
+    time.advance(3600 * 1000);
+    await session.refresh();
+    const rotated = record(store, 'u1').refresh_token;
+    assert.equal(await op.grantAlive(rotated), true);
+
+    await session.revoke();
+    assert.equal(await op.grantAlive(rotated), false, 'oidc-provider revoked the grant');
+    await assert.rejects(session.accessToken(), (e) => e.reason === 'revoked');
+    assert.equal(record(store, 'u1').reauth, 'revoked');
+  });
+
+  test('revokeClientTokens() at oidc-provider', async () => {
+    const { client } = await discovered();
+    const token = await client.clientToken(['api']);
+    assert.ok(await op.provider.ClientCredentials.find(token), 'oidc-provider holds the token');
+    await client.revokeClientTokens();
+    assert.equal(await op.provider.ClientCredentials.find(token), undefined, 'and no longer does');
+  });
+});

@@ -1,0 +1,214 @@
+//! Provider discovery (OpenID Connect Discovery 1.0 §4, RFC 8414): read
+//! `{issuer}/.well-known/openid-configuration` once, check it, and take the
+//! endpoints from it instead of guessing them.
+
+use crate::clock::Clock;
+use crate::config::MAX_RESPONSE_BYTES;
+use crate::deadline::within;
+use crate::endpoint;
+use crate::error::Error;
+use crate::http::{HttpClient, HttpError, HttpRequest};
+use crate::json_text::{self, JsonError, Scalar};
+use serde::Deserialize;
+
+/// The path every OpenID provider publishes its metadata at.
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// What freshtoken reads from a provider's discovery document, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderMetadata {
+    /// The issuer, equal to the one asked for.
+    pub issuer: String,
+    /// The token endpoint (https, or http on a loopback host).
+    pub token_endpoint: String,
+    /// The authorization endpoint, when published.
+    pub authorization_endpoint: Option<String>,
+    /// The revocation endpoint (RFC 7009), when published.
+    pub revocation_endpoint: Option<String>,
+    /// `token_endpoint_auth_methods_supported` (empty when not published,
+    /// which means `client_secret_basic` only).
+    pub token_endpoint_auth_methods: Vec<String>,
+    /// `revocation_endpoint_auth_methods_supported`, when published.
+    pub revocation_endpoint_auth_methods: Vec<String>,
+}
+
+/// The members read, as sent.
+#[derive(Deserialize)]
+struct Document {
+    issuer: Option<Scalar>,
+    token_endpoint: Option<Scalar>,
+    authorization_endpoint: Option<Scalar>,
+    revocation_endpoint: Option<Scalar>,
+    token_endpoint_auth_methods_supported: Option<Vec<Scalar>>,
+    revocation_endpoint_auth_methods_supported: Option<Vec<Scalar>>,
+}
+
+/// The discovery document's URL for `issuer` (a trailing `/` is dropped).
+pub fn discovery_url(issuer: &str) -> Result<String, Error> {
+    endpoint::validate("issuer", issuer)?;
+    if issuer.contains('?') {
+        return Err(Error::config("issuer", "must not have a query"));
+    }
+    Ok(format!("{}{DISCOVERY_PATH}", issuer.trim_end_matches('/')))
+}
+
+/// Fetches and checks `issuer`'s discovery document through `http`, one
+/// request bounded by `timeout_ms`. A missing or bad document is
+/// `invalid_response`; an unreachable provider is `network` or `timeout`.
+pub async fn discover(
+    http: &dyn HttpClient,
+    clock: &dyn Clock,
+    issuer: &str,
+    timeout_ms: u64,
+) -> Result<ProviderMetadata, Error> {
+    let url = discovery_url(issuer)?;
+    let request = HttpRequest {
+        method: "GET".to_owned(),
+        url,
+        headers: vec![("Accept".to_owned(), "application/json".to_owned())],
+        body: String::new(),
+        timeout_ms,
+        max_response_bytes: MAX_RESPONSE_BYTES,
+    };
+    let sent = within(clock, timeout_ms.saturating_add(1_000), http.send(request)).await;
+    let response = match sent.unwrap_or(Err(HttpError::Timeout)) {
+        Ok(response) => response,
+        Err(HttpError::Timeout) => return Err(Error::Timeout),
+        Err(HttpError::NotSent(message)) => {
+            return Err(Error::Network {
+                message,
+                maybe_sent: false,
+            })
+        }
+        Err(HttpError::Interrupted(message)) => {
+            return Err(Error::Network {
+                message,
+                maybe_sent: true,
+            })
+        }
+        Err(HttpError::TooLarge) => return Err(bad(None, "the document is too large")),
+    };
+    let status = response.status;
+    match status {
+        200 => read(&response.body, issuer).map_err(|m| bad(Some(status), &m)),
+        429 | 500..=599 => Err(Error::Transient {
+            status,
+            attempts: 1,
+            retry_after_ms: None,
+        }),
+        _ => Err(bad(Some(status), "no discovery document")),
+    }
+}
+
+fn bad(status: Option<u16>, message: &str) -> Error {
+    Error::invalid_response(status, format!("discovery: {message}"))
+}
+
+/// Reads and checks the document's members.
+fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
+    let doc: Document = json_text::from_slice(body, MAX_RESPONSE_BYTES).map_err(|e| match e {
+        JsonError::Shape => "a member has the wrong type".to_owned(),
+        _ => "the document is not a JSON object".to_owned(),
+    })?;
+    let found = text(doc.issuer, "issuer")?.ok_or("issuer is missing")?;
+    if found.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err("issuer does not match the issuer asked for".to_owned());
+    }
+    let url = |value: Option<Scalar>, field: &str| -> Result<Option<String>, String> {
+        let value = text(value, field)?;
+        if let Some(url) = &value {
+            endpoint::validate(field, url).map_err(|e| e.to_string())?;
+        }
+        Ok(value)
+    };
+    Ok(ProviderMetadata {
+        issuer: found,
+        token_endpoint: url(doc.token_endpoint, "token_endpoint")?
+            .ok_or("token_endpoint is missing")?,
+        authorization_endpoint: url(doc.authorization_endpoint, "authorization_endpoint")?,
+        revocation_endpoint: url(doc.revocation_endpoint, "revocation_endpoint")?,
+        token_endpoint_auth_methods: names(doc.token_endpoint_auth_methods_supported),
+        revocation_endpoint_auth_methods: names(doc.revocation_endpoint_auth_methods_supported),
+    })
+}
+
+fn text(value: Option<Scalar>, field: &str) -> Result<Option<String>, String> {
+    match value {
+        None => Ok(None),
+        Some(Scalar::Str(s)) if !s.is_empty() => Ok(Some(s)),
+        Some(_) => Err(format!("{field} is not a non-empty string")),
+    }
+}
+
+fn names(values: Option<Vec<Scalar>>) -> Vec<String> {
+    values
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| match v {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUER: &str = "https://secure.stitch.money/connect";
+
+    fn doc(extra: &str) -> Vec<u8> {
+        format!(
+            r#"{{"issuer":"{ISSUER}","token_endpoint":"{ISSUER}/token",
+               "authorization_endpoint":"{ISSUER}/authorize",
+               "revocation_endpoint":"{ISSUER}/revocation",
+               "token_endpoint_auth_methods_supported":["client_secret_post","private_key_jwt"]{extra}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_good_document_gives_every_endpoint() {
+        let m = read(&doc(""), ISSUER).unwrap();
+        assert_eq!(m.token_endpoint, format!("{ISSUER}/token"));
+        assert_eq!(
+            m.revocation_endpoint.as_deref(),
+            Some(&*format!("{ISSUER}/revocation"))
+        );
+        assert_eq!(
+            m.token_endpoint_auth_methods,
+            ["client_secret_post", "private_key_jwt"]
+        );
+        assert!(read(&doc(""), &format!("{ISSUER}/")).is_ok());
+    }
+
+    #[test]
+    fn bad_documents_name_what_is_wrong() {
+        let wrong_issuer = read(&doc(""), "https://evil.example").unwrap_err();
+        assert!(wrong_issuer.contains("issuer"), "{wrong_issuer}");
+        let plain = br#"{"issuer":"https://secure.stitch.money/connect","token_endpoint":"http://secure.stitch.money/connect/token"}"#;
+        assert!(read(plain, ISSUER).unwrap_err().contains("https"));
+        let missing = br#"{"issuer":"https://secure.stitch.money/connect"}"#;
+        assert!(read(missing, ISSUER)
+            .unwrap_err()
+            .contains("token_endpoint"));
+        assert!(read(b"<html>", ISSUER).unwrap_err().contains("JSON"));
+        let typed = read(&doc(r#","revocation_endpoint":7"#), ISSUER);
+        assert!(typed.is_err());
+    }
+
+    #[test]
+    fn the_url_is_the_issuer_plus_the_well_known_path() {
+        assert_eq!(
+            discovery_url("https://example.com/").unwrap(),
+            "https://example.com/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            discovery_url("http://example.com")
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "config"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Revoking a session (RFC 7009): when a user unlinks or leaves, the
+//! session's tokens are revoked at the server and the record is marked dead
+//! with reason `revoked`, in this process and, through the store, in others.
+
+use crate::attached::Attached;
+use crate::error::{Error, ReauthReason};
+use crate::exchange::{self, Context, Failure};
+use crate::secret::Secret;
+use std::sync::{Arc, Mutex};
+
+impl Attached {
+    /// Revokes the session. Waits for a refresh in flight to settle (so the
+    /// freshly rotated token is the one revoked), then runs as the
+    /// session's one flight: callers that arrive meanwhile get
+    /// `reauthorization_required` / `revoked`.
+    pub(crate) async fn revoke(&self) -> Result<(), Error> {
+        let outcome: Arc<Mutex<Option<Result<(), Error>>>> = Arc::default();
+        let flight = loop {
+            let running = {
+                let mut st = self.cell.lock();
+                match &st.inflight {
+                    Some(flight) => flight.clone(),
+                    None => {
+                        let (session, slot) = (self.clone(), outcome.clone());
+                        break self.start_flight(
+                            &mut st,
+                            Box::pin(async move {
+                                let result = session.revoke_leased().await;
+                                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                                Err(Error::reauth(ReauthReason::Revoked))
+                            }),
+                        );
+                    }
+                }
+            };
+            let _ = running.await;
+        };
+        let _ = flight.await;
+        let result = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+        result.unwrap_or(Err(Error::reauth(ReauthReason::Revoked)))
+    }
+
+    /// In a fleet, holds the refresh lease while revoking, so no other
+    /// process rotates the token meanwhile.
+    async fn revoke_leased(&self) -> Result<(), Error> {
+        if !self.store.supports_lease() {
+            return self.revoke_now().await;
+        }
+        crate::fleet::take_lease(self, None).await?;
+        let result = self.revoke_now().await;
+        crate::fleet::release_lease(self).await;
+        result
+    }
+
+    /// Marks the record dead and saves it, then revokes the refresh token
+    /// and a live access token; once the server took them, the record keeps
+    /// no token at all. A record whose revocation failed keeps its tokens,
+    /// so that calling `revoke()` again retries.
+    async fn revoke_now(&self) -> Result<(), Error> {
+        // The newest record: another process may have rotated the token.
+        let synced = self.sync().await;
+        let now = self.ctx.clock.now_ms();
+        let (generation, text, refresh, access) = {
+            let mut st = self.cell.lock();
+            let Some(record) = st.record.clone() else {
+                // Nothing stored (or the store could not be read): nothing
+                // to revoke here.
+                return synced;
+            };
+            let access = record
+                .access_token
+                .as_ref()
+                .filter(|a| now < a.expires_at_ms)
+                .map(|a| a.value.clone());
+            let refresh = record.refresh_token.clone();
+            if record.reauth == Some(ReauthReason::Revoked) && refresh.is_none() && access.is_none()
+            {
+                return synced;
+            }
+            let mut dead = record;
+            dead.reauth = Some(ReauthReason::Revoked);
+            dead.in_doubt = false;
+            dead.updated_at_ms = now;
+            let (generation, text) = st.set_record(dead);
+            (generation, text, refresh, access)
+        };
+        log::info!("freshtoken: session {} revoked", self.key);
+        // Dead everywhere before the server hears of it: no process sends
+        // the refresh token again, whatever the server answers.
+        let saved = self.persist(generation, &text).await;
+        let mut revoked = Ok(());
+        if let Some(token) = &refresh {
+            revoked = revoke_token(&self.ctx, token, "refresh_token").await;
+        }
+        if let (Ok(()), Some(token)) = (&revoked, &access) {
+            revoked = revoke_token(&self.ctx, token, "access_token").await;
+        }
+        if let Err(cause) = revoked {
+            return Err(Error::RevocationIncomplete {
+                cause: Box::new(cause),
+            });
+        }
+        self.update(|rec| {
+            rec.refresh_token = None;
+            rec.access_token = None;
+            rec.id_token = None;
+        })
+        .await;
+        saved.and(synced)?;
+        let st = self.cell.lock();
+        if st.unpersisted {
+            return Err(Error::storage(
+                "the revoked record is not saved yet; it is saved on the next call",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Revokes one token. A server that does not revoke access tokens
+/// (`unsupported_token_type`, RFC 7009 §2.2.1) is done with them; one that
+/// will not revoke a refresh token still holds it, which is an error.
+pub(crate) async fn revoke_token(ctx: &Context, token: &Secret, hint: &str) -> Result<(), Error> {
+    match exchange::revoke(ctx, token.expose(), hint).await {
+        Ok(()) => Ok(()),
+        Err(failure) => match &failure.failure {
+            Failure::OAuth { body, .. }
+                if hint == "access_token" && body.error == "unsupported_token_type" =>
+            {
+                Ok(())
+            }
+            _ => Err(failure.into_error()),
+        },
+    }
+}

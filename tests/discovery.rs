@@ -1,0 +1,123 @@
+//! Discovery (`TokenClient::discover`) against the emulator's
+//! `/.well-known/openid-configuration`, good and broken.
+
+mod common;
+
+use common::{wall_ms, TestStore, CLIENT_ID, CLIENT_SECRET};
+use freshtoken::{Config, ErrorCode, ManualClock, NativeHttp, Seed, TokenClient};
+use freshtoken_emulator::{DiscoveryMode, Emulator, Options};
+use std::sync::Arc;
+
+async fn discover(emu: &Emulator) -> Result<TokenClient, freshtoken::Error> {
+    TokenClient::discover(
+        &emu.base_url(),
+        Config::for_client(CLIENT_ID).client_secret(CLIENT_SECRET),
+        Arc::new(NativeHttp::new().unwrap()),
+        Arc::new(ManualClock::new(wall_ms())),
+        None,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_client_uses_the_published_endpoints() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let client = discover(&emu).await.expect("discovered");
+    assert_eq!(emu.counters().discovery_requests, 1);
+    let config = client.config();
+    assert_eq!(config.token_endpoint(), emu.token_endpoint());
+    assert_eq!(
+        config.authorization_endpoint().unwrap(),
+        emu.authorization_endpoint()
+    );
+    assert_eq!(
+        config.revocation_endpoint().unwrap(),
+        emu.revocation_endpoint()
+    );
+    let metadata = client.provider_metadata().expect("kept");
+    assert_eq!(metadata.issuer, emu.base_url());
+    assert!(metadata
+        .token_endpoint_auth_methods
+        .iter()
+        .any(|m| m == "client_secret_post"));
+
+    // It works end to end: a refresh and a revocation.
+    let family = emu.seed(CLIENT_ID, "openid offline_access");
+    let session = client.session("u1", TestStore::new()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    session.access_token().await.unwrap();
+    session.revoke().await.unwrap();
+    assert_eq!(emu.counters().discovery_requests, 1, "read once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_bad_documents_are_typed_errors() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    for (mode, code, says) in [
+        (DiscoveryMode::NotFound, ErrorCode::InvalidResponse, "404"),
+        (
+            DiscoveryMode::WrongIssuer { issuer: None },
+            ErrorCode::InvalidResponse,
+            "issuer",
+        ),
+        (
+            DiscoveryMode::InsecureTokenEndpoint,
+            ErrorCode::InvalidResponse,
+            "https",
+        ),
+        (
+            DiscoveryMode::InvalidJson,
+            ErrorCode::InvalidResponse,
+            "JSON",
+        ),
+    ] {
+        emu.set_discovery(mode.clone());
+        let err = discover(&emu).await.unwrap_err();
+        assert_eq!(err.code(), code, "{mode:?}: {err}");
+        assert!(err.to_string().contains(says), "{mode:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_issuer_is_a_network_error_and_http_issuers_are_refused() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let closed = format!("http://127.0.0.1:{}", emu.port());
+    drop(emu);
+    let err = TokenClient::discover(
+        &closed,
+        Config::for_client(CLIENT_ID),
+        Arc::new(NativeHttp::new().unwrap()),
+        Arc::new(ManualClock::new(wall_ms())),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Network, "{err}");
+    let err = TokenClient::discover(
+        "http://issuer.example",
+        Config::for_client(CLIENT_ID),
+        Arc::new(NativeHttp::new().unwrap()),
+        Arc::new(ManualClock::new(wall_ms())),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config, "{err}");
+}
+
+#[test]
+fn without_discovery_the_authorize_endpoint_is_still_derived() {
+    let c = Config::builder("https://secure.stitch.money/connect/token", "id")
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.authorization_endpoint().unwrap(),
+        "https://secure.stitch.money/connect/authorize"
+    );
+}

@@ -1,0 +1,241 @@
+//! Revocation (RFC 7009) against the emulator's revocation endpoint:
+//! `session.revoke()` and `client.revoke_client_tokens()`.
+
+mod common;
+
+use common::{Harness, TestStore, CLIENT_ID, CLIENT_SECRET};
+use freshtoken::{Config, ErrorCode, ReauthReason, RetryPolicy};
+use freshtoken_emulator::{Fault, Options, TokenState};
+use std::sync::atomic::Ordering;
+
+fn reason(result: Result<String, freshtoken::Error>) -> Option<ReauthReason> {
+    result.unwrap_err().reason()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_revokes_both_tokens_marks_the_record_dead_and_fails_fast() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    let live_rt = h.store.refresh_token("u1").unwrap();
+
+    session.revoke().await.expect("revoked");
+
+    let counters = h.emu.counters();
+    assert_eq!(
+        counters.revocation_requests, 2,
+        "refresh token, then access token"
+    );
+    assert_eq!(counters.revocation_by_hint.get("refresh_token"), Some(&1));
+    assert_eq!(counters.revocation_by_hint.get("access_token"), Some(&1));
+    assert_eq!(h.emu.refresh_token_state(&live_rt), TokenState::Revoked);
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, Some(ReauthReason::Revoked));
+    assert!(stored.refresh_token.is_none() && stored.access_token.is_none());
+
+    let before = h.emu.counters().token_requests;
+    assert_eq!(
+        reason(session.access_token().await),
+        Some(ReauthReason::Revoked)
+    );
+    assert_eq!(
+        session.status().await.unwrap().reauth,
+        Some(ReauthReason::Revoked)
+    );
+    assert_eq!(h.emu.counters().token_requests, before, "nothing sent");
+    // A second revoke has nothing left to send.
+    session.revoke().await.unwrap();
+    assert_eq!(h.emu.counters().revocation_requests, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_sees_the_revocation_through_the_store() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.revoke().await.unwrap();
+    // Another process: its own client, the same store.
+    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let other = Harness::client_on(&h.emu, config, h.clock.clone());
+    let there = other.session("u1", h.store.clone()).unwrap();
+    let before = h.emu.counters().token_requests;
+    assert_eq!(
+        reason(there.access_token().await),
+        Some(ReauthReason::Revoked)
+    );
+    assert_eq!(h.emu.counters().token_requests, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_waits_for_a_refresh_in_flight_and_revokes_the_rotated_token() {
+    let h = Harness::new();
+    let (session, seeded_rt) = h.seeded("u1").await;
+    // Every settling save reports its record (and is let through at once).
+    let (mut saves, release) = h.store.gate_saves();
+    let records = tokio::spawn(async move {
+        let mut records = Vec::new();
+        while let Some(record) = saves.recv().await {
+            records.push(freshtoken::Record::decode(&record).unwrap());
+            release.notify_one();
+            if records.len() == 3 {
+                break;
+            }
+        }
+        records
+    });
+    h.emu.push_fault(Fault::hold());
+    let refreshing = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    h.emu.wait_held(1);
+    let revoking = tokio::spawn({
+        let session = session.clone();
+        async move { session.revoke().await }
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(h.emu.counters().revocation_requests, 0, "held back");
+    h.emu.release_held();
+    refreshing.await.unwrap().expect("the refresh completes");
+    revoking.await.unwrap().expect("then the revocation");
+    // Saved in order: the rotation, the dead record, the record emptied.
+    let records = records.await.unwrap();
+    let rotated = records[0].refresh_token.as_ref().unwrap().expose();
+    assert_ne!(rotated, seeded_rt);
+    assert_eq!(records[1].reauth, Some(ReauthReason::Revoked));
+    assert!(records[2].refresh_token.is_none());
+    assert_eq!(h.emu.refresh_token_state(rotated), TokenState::Revoked);
+    assert_eq!(h.emu.refresh_token_state(&seeded_rt), TokenState::Consumed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_revocation_failures_are_retried() {
+    let h = Harness::new();
+    let (session, rt) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::status(503).for_revocation());
+    session.revoke().await.expect("the retry succeeds");
+    assert_eq!(h.emu.counters().revocation_requests, 2);
+    assert_eq!(h.clock.sleeps().len(), 1, "one backoff");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_that_fails_for_good_still_kills_the_session_and_says_so() {
+    let h = Harness::with(Options::default(), |b| {
+        b.retry(RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        })
+    });
+    let (session, rt) = h.seeded("u1").await;
+    h.emu
+        .push_fault(Fault::status(503).for_revocation().times(2));
+    let err = session.revoke().await.unwrap_err();
+    assert!(err.server_may_hold_token(), "{err}");
+    assert_eq!(err.code(), ErrorCode::Transient);
+    assert!(err.to_string().contains("may still hold"), "{err}");
+    assert!(!err.to_string().contains(&rt), "no token in the message");
+    // Dead locally, and the token kept so that revoke() can be retried.
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, Some(ReauthReason::Revoked));
+    assert!(stored.refresh_token.is_some());
+    assert_eq!(
+        reason(session.access_token().await),
+        Some(ReauthReason::Revoked)
+    );
+    session.revoke().await.expect("the retry goes through");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
+    assert!(h.store.record("u1").unwrap().refresh_token.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_client_credentials_are_invalid_client() {
+    let h = Harness::with(Options::default(), |b| b.client_secret("wrong-secret"));
+    let store = TestStore::new();
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    session
+        .seed(freshtoken::Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = session.revoke().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidClient);
+    assert!(err.server_may_hold_token());
+    assert_eq!(
+        store.record("u1").unwrap().reauth,
+        Some(ReauthReason::Revoked)
+    );
+    assert_eq!(
+        h.emu.refresh_token_state(&family.refresh_token),
+        TokenState::Active
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_save_the_dead_record_is_reported() {
+    let h = Harness::new();
+    let (session, rt) = h.seeded("u1").await;
+    h.store.fail_saves.store(u32::MAX, Ordering::SeqCst);
+    let err = session.revoke().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Storage);
+    // The server revoked all the same; the session is dead in memory, and
+    // every call saves the pending record first (storage until it can).
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
+    let before = h.emu.counters().token_requests;
+    let again = session.access_token().await.unwrap_err();
+    assert_eq!(again.code(), ErrorCode::Storage);
+    assert_eq!(h.emu.counters().token_requests, before, "nothing sent");
+    h.store.fail_saves.store(0, Ordering::SeqCst);
+    session.revoke().await.expect("saved on the next call");
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        Some(ReauthReason::Revoked)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_brings_a_revoked_session_back() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.revoke().await.unwrap();
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    session
+        .seed(freshtoken::Seed {
+            refresh_token: family.refresh_token.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    session.access_token().await.expect("live again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_client_tokens_revokes_each_cached_token_and_forgets_it() {
+    let h = Harness::new();
+    let a = h.client.client_token(&["accounts"]).await.unwrap();
+    h.client.client_token(&["balances"]).await.unwrap();
+    h.client.revoke_client_tokens().await.unwrap();
+    let counters = h.emu.counters();
+    assert_eq!(counters.revocation_requests, 2);
+    assert_eq!(counters.revocation_by_hint.get("access_token"), Some(&2));
+    let b = h.client.client_token(&["accounts"]).await.unwrap();
+    assert_ne!(a, b, "a new token after revocation");
+    assert_eq!(h.grant_requests("client_credentials"), 3);
+}
+
+#[test]
+fn the_revocation_endpoint_is_stitchs_by_default() {
+    let c = Config::builder("https://secure.stitch.money/connect/token", "id")
+        .client_secret("s")
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.revocation_endpoint().unwrap(),
+        "https://secure.stitch.money/connect/revocation"
+    );
+}

@@ -111,13 +111,13 @@ export interface TokenEvent {
   readonly kind: EventKind;
   /** The session key (absent with `eventKeys: 'hidden'`, and for client tokens). */
   readonly key?: string;
-  /** The scope set of a client token (sorted, space-separated). */
+  /** The scope set of a client token (sorted, space-separated): `client_token_issued`, `revoked`. */
   readonly scope?: string;
-  /** How long it took, in ms (`refreshed`, `refresh_failed`, `saved`, `save_failed`, `lease_waited`, `client_token_issued`). */
+  /** How long it took, in ms (every kind but `refresh_started` and `reauthorization_required`). */
   readonly durationMs?: number;
   /** Token requests sent, retries included (`refreshed`, `refresh_failed`, `client_token_issued`). */
   readonly attempts?: number;
-  /** The failure's code (`refresh_failed`, `save_failed`, `lease_waited` that gave up). */
+  /** The failure's code (`refresh_failed`, `save_failed`, a `lease_waited` that gave up, a `revoked` the server could not take). */
   readonly errorCode?: ErrorCode;
   /** Why the user must authorize again (`reauthorization_required`). */
   readonly reason?: ReauthorizationReason;

@@ -81,12 +81,12 @@ impl ClientTokens {
     /// forgets it, after waiting for requests in flight. Every token is
     /// tried; the first failure is returned.
     pub async fn revoke_all(&self) -> Result<(), Error> {
-        let cells: Vec<Arc<Cell>> = {
+        let cells: Vec<(String, Arc<Cell>)> = {
             let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-            cells.values().cloned().collect()
+            cells.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
         };
         let mut result = Ok(());
-        for cell in cells {
+        for (scope, cell) in cells {
             let running = cell.lock().inflight.clone();
             if let Some(flight) = running {
                 let _ = flight.await;
@@ -97,8 +97,16 @@ impl ClientTokens {
             if token.expires_at_ms <= self.ctx.clock.now_ms() {
                 continue;
             }
+            let started = self.ctx.clock.now_ms();
             let revoked =
                 crate::revoke::revoke_token(&self.ctx, &token.value, "access_token").await;
+            let details = Details {
+                scope: Some(&scope),
+                duration_ms: Some(self.ctx.since(started)),
+                error_code: revoked.as_ref().err().map(Error::code),
+                ..Details::default()
+            };
+            self.ctx.emit(EventKind::Revoked, None, details);
             if let (Ok(()), Err(e)) = (&result, revoked) {
                 result = Err(e);
             }

@@ -41,7 +41,9 @@ pub enum EventKind {
     LeaseWaited,
     /// A client-credentials token was issued: `scope`, `duration_ms`, `attempts`.
     ClientTokenIssued,
-    /// A token was revoked at the server.
+    /// A session's tokens (or a client token) were revoked: `duration_ms`,
+    /// `scope` for a client token, and `error_code` when the server could
+    /// not be told (the session is dead all the same).
     Revoked,
 }
 
@@ -281,6 +283,20 @@ impl Attached {
             Details {
                 duration_ms: Some(self.ctx.since(since)),
                 error_code: result.as_ref().err().map(Error::code),
+                ..Details::default()
+            },
+        );
+    }
+
+    /// Emits `revoked` for a revocation that began at `started`, with the
+    /// error's code when the server could not be told.
+    #[inline(never)]
+    pub(crate) fn revoked(&self, started: u64, error: Option<&Error>) {
+        self.emit(
+            EventKind::Revoked,
+            Details {
+                duration_ms: Some(self.ctx.since(started)),
+                error_code: error.map(Error::code),
                 ..Details::default()
             },
         );

@@ -96,10 +96,13 @@ impl Attached {
             revoked = revoke_token(&self.ctx, token, "access_token").await;
         }
         if let Err(cause) = revoked {
-            return Err(Error::RevocationIncomplete {
+            let error = Error::RevocationIncomplete {
                 cause: Box::new(cause),
-            });
+            };
+            self.revoked(now, Some(&error));
+            return Err(error);
         }
+        self.revoked(now, None);
         self.update(|rec| {
             rec.refresh_token = None;
             rec.access_token = None;

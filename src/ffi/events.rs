@@ -40,7 +40,7 @@ pub enum EventKind {
     LeaseWaited,
     /// A client-credentials token was issued.
     ClientTokenIssued,
-    /// A token was revoked at the server.
+    /// A session's tokens (or a client token) were revoked.
     Revoked,
 }
 

@@ -4748,7 +4748,7 @@ public enum EventKind: Equatable, Hashable {
      */
     case clientTokenIssued
     /**
-     * A token was revoked at the server.
+     * A session's tokens (or a client token) were revoked.
      */
     case revoked
 

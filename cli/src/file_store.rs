@@ -168,6 +168,43 @@ mod tests {
         std::env::temp_dir().join(format!("freshtoken-cli-{name}-{}", to_hex(&random)))
     }
 
+    /// Key → file name: the table pinned by the JS (stores.file-names),
+    /// Python and Kotlin file-store tests, so all four stores share names.
+    fn pinned() -> Vec<(String, String)> {
+        let fixed = [
+            ("a", "x.61.json"),
+            ("JoHn", "x.4a6f486e.json"),
+            ("user@example", "x.75736572406578616d706c65.json"),
+            ("x\u{e9}\u{65e5}", "x.78c3a9e697a5.json"),
+            ("\u{1F511}", "x.f09f9491.json"),
+        ];
+        let mut table: Vec<(String, String)> = fixed
+            .iter()
+            .map(|(k, n)| (k.to_string(), n.to_string()))
+            .collect();
+        table.extend([
+            ("k".repeat(60), format!("x.{}.json", "6b".repeat(60))),
+            (
+                "k".repeat(61),
+                "h.3828098da5bc4c86c0488c22281c78f5e6c9d9699fa18cafa31a825452859529.json".into(),
+            ),
+            ("\u{e9}".repeat(30), format!("x.{}.json", "c3a9".repeat(30))),
+            (
+                "\u{e9}".repeat(31),
+                "h.f299f682f8ab27d5a1e24784fb220657d1d4c52e07988895131dbc1eae0e2e55.json".into(),
+            ),
+        ]);
+        table
+    }
+
+    #[test]
+    fn names_are_those_pinned_for_every_file_store() {
+        let store = FileStore::new("/d");
+        for (key, name) in pinned() {
+            assert_eq!(store.path_for(&key), Path::new("/d").join(&name), "{key:?}");
+        }
+    }
+
     #[test]
     fn names_match_the_npm_file_store() {
         let store = FileStore::new("/d");

@@ -12,4 +12,5 @@ mod link;
 mod npx;
 mod oidc_provider;
 mod revoke;
+mod shared_store;
 mod token;

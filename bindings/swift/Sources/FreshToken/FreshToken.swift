@@ -1054,6 +1054,16 @@ public protocol FfiTokenClientProtocol: AnyObject, Sendable {
     func leaseOwner()  -> String
     
     /**
+     * The discovery document the client was made from (`discover_client`).
+     */
+    func providerMetadata()  -> ProviderMetadata?
+    
+    /**
+     * Revokes every cached client token at the server and forgets it.
+     */
+    func revokeClientTokens() async throws 
+    
+    /**
      * A handle on the session `key`, persisted through `store`.
      */
     func session(key: String, store: TokenStore) throws  -> FfiUserSession
@@ -1240,6 +1250,37 @@ open func leaseOwner() -> String  {
 }
     
     /**
+     * The discovery document the client was made from (`discover_client`).
+     */
+open func providerMetadata() -> ProviderMetadata?  {
+    return try!  FfiConverterOptionTypeProviderMetadata.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_provider_metadata(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Revokes every cached client token at the server and forgets it.
+     */
+open func revokeClientTokens()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_tokenclient_revoke_client_tokens(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_void,
+            completeFunc: ffi_freshtoken_rust_future_complete_void,
+            freeFunc: ffi_freshtoken_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
      * A handle on the session `key`, persisted through `store`.
      */
 open func session(key: String, store: TokenStore)throws  -> FfiUserSession  {
@@ -1348,6 +1389,13 @@ public protocol FfiUserSessionProtocol: AnyObject, Sendable {
      * A forced refresh, shared with concurrent callers.
      */
     func refresh() async throws  -> TokenInfo
+    
+    /**
+     * Revokes the session at the server (RFC 7009) and marks it dead
+     * (reason `revoked`); a failure still leaves it dead, and says the
+     * server may still hold the token.
+     */
+    func revoke() async throws 
     
     /**
      * Adopts an existing refresh token (and optionally its access token).
@@ -1500,6 +1548,27 @@ open func refresh()async throws  -> TokenInfo  {
             completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
             freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
             liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * Revokes the session at the server (RFC 7009) and marks it dead
+     * (reason `revoked`); a failure still leaves it dead, and says the
+     * server may still hold the token.
+     */
+open func revoke()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_revoke(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_void,
+            completeFunc: ffi_freshtoken_rust_future_complete_void,
+            freeFunc: ffi_freshtoken_rust_future_free_void,
+            liftFunc: { $0 },
             errorHandler: FfiConverterTypeFreshTokenError_lift
         )
 }
@@ -3266,6 +3335,115 @@ public func FfiConverterTypeHttpResponse_lower(_ value: HttpResponse) -> RustBuf
 
 
 /**
+ * What was read from a provider's discovery document.
+ */
+public struct ProviderMetadata: Equatable, Hashable {
+    /**
+     * The issuer.
+     */
+    public var issuer: String
+    /**
+     * The token endpoint.
+     */
+    public var tokenEndpoint: String
+    /**
+     * The authorization endpoint, when published.
+     */
+    public var authorizationEndpoint: String?
+    /**
+     * The revocation endpoint, when published.
+     */
+    public var revocationEndpoint: String?
+    /**
+     * `token_endpoint_auth_methods_supported`.
+     */
+    public var tokenEndpointAuthMethods: [String]
+    /**
+     * `revocation_endpoint_auth_methods_supported`.
+     */
+    public var revocationEndpointAuthMethods: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The issuer.
+         */issuer: String, 
+        /**
+         * The token endpoint.
+         */tokenEndpoint: String, 
+        /**
+         * The authorization endpoint, when published.
+         */authorizationEndpoint: String?, 
+        /**
+         * The revocation endpoint, when published.
+         */revocationEndpoint: String?, 
+        /**
+         * `token_endpoint_auth_methods_supported`.
+         */tokenEndpointAuthMethods: [String], 
+        /**
+         * `revocation_endpoint_auth_methods_supported`.
+         */revocationEndpointAuthMethods: [String]) {
+        self.issuer = issuer
+        self.tokenEndpoint = tokenEndpoint
+        self.authorizationEndpoint = authorizationEndpoint
+        self.revocationEndpoint = revocationEndpoint
+        self.tokenEndpointAuthMethods = tokenEndpointAuthMethods
+        self.revocationEndpointAuthMethods = revocationEndpointAuthMethods
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ProviderMetadata: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeProviderMetadata: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ProviderMetadata {
+        return
+            try ProviderMetadata(
+                issuer: FfiConverterString.read(from: &buf), 
+                tokenEndpoint: FfiConverterString.read(from: &buf), 
+                authorizationEndpoint: FfiConverterOptionString.read(from: &buf), 
+                revocationEndpoint: FfiConverterOptionString.read(from: &buf), 
+                tokenEndpointAuthMethods: FfiConverterSequenceString.read(from: &buf), 
+                revocationEndpointAuthMethods: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ProviderMetadata, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.issuer, into: &buf)
+        FfiConverterString.write(value.tokenEndpoint, into: &buf)
+        FfiConverterOptionString.write(value.authorizationEndpoint, into: &buf)
+        FfiConverterOptionString.write(value.revocationEndpoint, into: &buf)
+        FfiConverterSequenceString.write(value.tokenEndpointAuthMethods, into: &buf)
+        FfiConverterSequenceString.write(value.revocationEndpointAuthMethods, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProviderMetadata_lift(_ buf: RustBuffer) throws -> ProviderMetadata {
+    return try FfiConverterTypeProviderMetadata.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProviderMetadata_lower(_ value: ProviderMetadata) -> RustBuffer {
+    return FfiConverterTypeProviderMetadata.lower(value)
+}
+
+
+/**
  * Retry policy for 5xx, 429 and unsent requests (unset fields keep defaults).
  */
 public struct RetryOptions: Equatable, Hashable {
@@ -3591,7 +3769,8 @@ public func FfiConverterTypeSessionStatus_lower(_ value: SessionStatus) -> RustB
  */
 public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
-     * `https://…/connect/token`; plain http only for loopback hosts.
+     * `https://…/connect/token`; plain http only for loopback hosts. Left
+     * empty for `discover_client`, which reads it from the issuer.
      */
     public var tokenEndpoint: String
     /**
@@ -3628,6 +3807,11 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
      * Default: the token endpoint with `/token` replaced by `/authorize`.
      */
     public var authorizationEndpoint: String?
+    /**
+     * The RFC 7009 revocation endpoint. Default: the token endpoint with
+     * `/token` replaced by `/revocation` (Stitch's).
+     */
+    public var revocationEndpoint: String?
     /**
      * Refresh this many seconds before expiry (default 60, at most half a token's life).
      */
@@ -3674,8 +3858,9 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
     // declare one manually.
     public init(
         /**
-         * `https://…/connect/token`; plain http only for loopback hosts.
-         */tokenEndpoint: String, 
+         * `https://…/connect/token`; plain http only for loopback hosts. Left
+         * empty for `discover_client`, which reads it from the issuer.
+         */tokenEndpoint: String = "", 
         /**
          * The client id.
          */clientId: String, 
@@ -3702,6 +3887,10 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
         /**
          * Default: the token endpoint with `/token` replaced by `/authorize`.
          */authorizationEndpoint: String? = nil, 
+        /**
+         * The RFC 7009 revocation endpoint. Default: the token endpoint with
+         * `/token` replaced by `/revocation` (Stitch's).
+         */revocationEndpoint: String? = nil, 
         /**
          * Refresh this many seconds before expiry (default 60, at most half a token's life).
          */leewaySeconds: Int64? = nil, 
@@ -3742,6 +3931,7 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
         self.assertionAudience = assertionAudience
         self.audience = audience
         self.authorizationEndpoint = authorizationEndpoint
+        self.revocationEndpoint = revocationEndpoint
         self.leewaySeconds = leewaySeconds
         self.userTokenLifetimeSeconds = userTokenLifetimeSeconds
         self.clientTokenLifetimeSeconds = clientTokenLifetimeSeconds
@@ -3801,6 +3991,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
                 assertionAudience: FfiConverterOptionString.read(from: &buf), 
                 audience: FfiConverterOptionString.read(from: &buf), 
                 authorizationEndpoint: FfiConverterOptionString.read(from: &buf), 
+                revocationEndpoint: FfiConverterOptionString.read(from: &buf), 
                 leewaySeconds: FfiConverterOptionInt64.read(from: &buf), 
                 userTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
                 clientTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
@@ -3824,6 +4015,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.assertionAudience, into: &buf)
         FfiConverterOptionString.write(value.audience, into: &buf)
         FfiConverterOptionString.write(value.authorizationEndpoint, into: &buf)
+        FfiConverterOptionString.write(value.revocationEndpoint, into: &buf)
         FfiConverterOptionInt64.write(value.leewaySeconds, into: &buf)
         FfiConverterOptionInt64.write(value.userTokenLifetimeSeconds, into: &buf)
         FfiConverterOptionInt64.write(value.clientTokenLifetimeSeconds, into: &buf)
@@ -4582,6 +4774,10 @@ public enum ReauthorizationReason: Equatable, Hashable {
      * No refresh token is stored.
      */
     case noRefreshToken
+    /**
+     * The session was revoked (`revoke()`).
+     */
+    case revoked
 
 
 
@@ -4611,6 +4807,8 @@ public struct FfiConverterTypeReauthorizationReason: FfiConverterRustBuffer {
         
         case 4: return .noRefreshToken
         
+        case 5: return .revoked
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -4633,6 +4831,10 @@ public struct FfiConverterTypeReauthorizationReason: FfiConverterRustBuffer {
         
         case .noRefreshToken:
             writeInt(&buf, Int32(4))
+        
+        
+        case .revoked:
+            writeInt(&buf, Int32(5))
         
         }
     }
@@ -4729,6 +4931,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeClock: FfiConverterRustBuffer {
+    typealias SwiftType = Clock?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeClock.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeClock.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeCachedToken: FfiConverterRustBuffer {
     typealias SwiftType = CachedToken?
 
@@ -4745,6 +4971,30 @@ fileprivate struct FfiConverterOptionTypeCachedToken: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeCachedToken.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeProviderMetadata: FfiConverterRustBuffer {
+    typealias SwiftType = ProviderMetadata?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeProviderMetadata.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeProviderMetadata.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -5009,6 +5259,27 @@ private func uniffiForeignFutureDroppedCallback(handle: UInt64) {
 public func uniffiForeignFutureHandleCountFreshtoken() -> Int {
     UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.count
 }
+/**
+ * A client for the provider `issuer`: its token, authorization and
+ * revocation endpoints are read from its discovery document
+ * (`/.well-known/openid-configuration`), checked (the issuer matches, the
+ * endpoints are https). `options.token_endpoint` stays empty; endpoints set
+ * in `options` win. `clock` is for tests with fake time (default: the system's).
+ */
+public func discoverClient(issuer: String, options: TokenClientOptions, http: HttpClient, clock: Clock?)async throws  -> FfiTokenClient  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_func_discover_client(FfiConverterString.lower(issuer),FfiConverterTypeTokenClientOptions_lower(options),FfiConverterTypeHttpClient_lower(http),FfiConverterOptionTypeClock.lower(clock)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_u64,
+            completeFunc: ffi_freshtoken_rust_future_complete_u64,
+            freeFunc: ffi_freshtoken_rust_future_free_u64,
+            liftFunc: FfiConverterTypeFfiTokenClient_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
 
 private enum InitializationResult {
     case ok
@@ -5024,6 +5295,9 @@ private let initializationResult: InitializationResult = {
     let scaffolding_contract_version = ffi_freshtoken_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
+    }
+    if (uniffi_freshtoken_checksum_func_discover_client() != 50493) {
+        return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 20463) {
         return InitializationResult.apiChecksumMismatch
@@ -5044,6 +5318,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_lease_owner() != 47672) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_tokenclient_provider_metadata() != 40629) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_tokenclient_revoke_client_tokens() != 28304) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_session() != 22365) {
@@ -5098,6 +5378,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_usersession_refresh() != 19086) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_usersession_revoke() != 58630) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_usersession_seed() != 61657) {

@@ -417,6 +417,16 @@ uint64_t uniffi_freshtoken_fn_method_tokenclient_exchange_code(uint64_t ptr, Rus
 RustBuffer uniffi_freshtoken_fn_method_tokenclient_lease_owner(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_PROVIDER_METADATA
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_PROVIDER_METADATA
+RustBuffer uniffi_freshtoken_fn_method_tokenclient_provider_metadata(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+uint64_t uniffi_freshtoken_fn_method_tokenclient_revoke_client_tokens(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 uint64_t uniffi_freshtoken_fn_method_tokenclient_session(uint64_t ptr, RustBuffer key, uint64_t store, RustCallStatus *_Nonnull out_status
@@ -562,6 +572,11 @@ RustBuffer uniffi_freshtoken_fn_method_usersession_key(uint64_t ptr, RustCallSta
 uint64_t uniffi_freshtoken_fn_method_usersession_refresh(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_REVOKE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_REVOKE
+uint64_t uniffi_freshtoken_fn_method_usersession_revoke(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_SEED
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_SEED
 uint64_t uniffi_freshtoken_fn_method_usersession_seed(uint64_t ptr, RustBuffer seed
@@ -685,6 +700,11 @@ RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_debug(RustBu
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
 RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_DISCOVER_CLIENT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_DISCOVER_CLIENT
+uint64_t uniffi_freshtoken_fn_func_discover_client(RustBuffer issuer, RustBuffer options, uint64_t http, RustBuffer clock
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
@@ -947,6 +967,12 @@ void ffi_freshtoken_rust_future_free_void(uint64_t handle
 void ffi_freshtoken_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_DISCOVER_CLIENT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_DISCOVER_CLIENT
+uint16_t uniffi_freshtoken_checksum_func_discover_client(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_INVALIDATE
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_INVALIDATE
 uint16_t uniffi_freshtoken_checksum_method_clienttokens_invalidate(void
@@ -986,6 +1012,18 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_exchange_code(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_LEASE_OWNER
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_LEASE_OWNER
 uint16_t uniffi_freshtoken_checksum_method_tokenclient_lease_owner(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_PROVIDER_METADATA
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_PROVIDER_METADATA
+uint16_t uniffi_freshtoken_checksum_method_tokenclient_provider_metadata(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+uint16_t uniffi_freshtoken_checksum_method_tokenclient_revoke_client_tokens(void
     
 );
 #endif
@@ -1094,6 +1132,12 @@ uint16_t uniffi_freshtoken_checksum_method_usersession_key(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_REFRESH
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_REFRESH
 uint16_t uniffi_freshtoken_checksum_method_usersession_refresh(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_REVOKE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_REVOKE
+uint16_t uniffi_freshtoken_checksum_method_usersession_revoke(void
     
 );
 #endif

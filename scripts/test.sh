@@ -59,7 +59,9 @@ step "clippy (wasm32 core and export)" cargo clippy --lib --target wasm32-unknow
 step "rustdoc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features native-http,ffi --quiet
 
 suite "cargo test (core, emulator, integration over loopback)" cargo_counts \
-  cargo test --workspace --features native-http,ffi,fuzzing --no-fail-fast -- --skip fault_matrix
+  cargo test --workspace --exclude freshtoken-cli --features native-http,ffi,fuzzing --no-fail-fast -- --skip fault_matrix
+suite "freshtoken command (every subcommand against the emulator; oidc-provider; npx wrapper)" cargo_counts \
+  env FRESHTOKEN_REQUIRE_SERVERS=1 cargo test -p freshtoken-cli --no-fail-fast
 # Run on its own so that its table is printed (issue 6).
 suite "fault matrix (every fault against both token flows)" cargo_counts \
   cargo test --features native-http --test fault_matrix -- --nocapture

@@ -690,10 +690,24 @@ def main():
             reasons.append(f"{method}() does not drop the mirror first")
         elif call < 0 or "client.mirror.refill(key: key, from: ffi)" not in body[call:]:
             reasons.append(f"{method}() does not refill the mirror after ffi.{method}(...)")
+    # revoke(): dropped before, and again however the call ends (a reader
+    # may have refilled the entry before the core marked the record dead).
+    revoke = body_of(r"public\s+func\s+revoke\s*\(\s*\)\s*async\s+throws\s*")
+    lines = statements(revoke)
+    call = revoke.find("ffi.revoke()")
+    again = re.search(r"defer\s*\{\s*client\.mirror\.drop\(key:\s*key\)\s*\}", revoke)
+    if not revoke:
+        reasons.append("UserSession has no `public func revoke() async throws`")
+    elif not lines or lines[0] != "let ffi = try dropped()":
+        reasons.append("revoke() does not drop the mirror first")
+    elif call < 0:
+        reasons.append("revoke() never calls the generated `ffi.revoke()`")
+    elif not again or again.start() > call:
+        reasons.append("revoke() does not drop the mirror again however the call ends (`defer { client.mirror.drop(key: key) }` before `ffi.revoke()`)")
     exchange = body_of(r"public\s+func\s+exchangeCode\s*\([^)]*\)\s*async\s+throws[^{]*")
     if not statements(exchange) or statements(exchange)[0] != "mirror.drop(key: key)":
         reasons.append("exchangeCode() does not drop the key's mirror entry first")
-    check("mirror: every other session call drops the key's entry before the FFI call and refills it after", reasons)
+    check("mirror: every other session call drops the key's entry before the FFI call and refills it after; revoke() drops it before and after", reasons)
 
     reasons = []
     for path, code in lexed.items():

@@ -41,6 +41,20 @@ public final class TokenClient: @unchecked Sendable {
         return TokenClient(ffi: ffi, clock: nil, maxSessions: nil)
     }
 
+    /// A client for the provider `issuer` (e.g. `https://secure.stitch.money`):
+    /// its token, authorization and revocation endpoints are read from
+    /// `{issuer}/.well-known/openid-configuration` and checked (the
+    /// document's issuer is `issuer`, the endpoints are https or loopback).
+    /// Leave `options.tokenEndpoint` empty (its default); an endpoint set in
+    /// `options` wins. `clock` is for tests with fake time (the mirror reads
+    /// it too). A missing or bad document throws `.InvalidResponse` (its
+    /// detail starts with "discovery:"), an unreachable issuer `.Network`,
+    /// a plain-http issuer that is not loopback `.Config`.
+    public static func discover(issuer: String, options: TokenClientOptions, http: HttpClient, clock: Clock? = nil) async throws -> TokenClient {
+        let ffi = try await discoverClient(issuer: issuer, options: options, http: http, clock: clock)
+        return TokenClient(ffi: ffi, clock: clock, maxSessions: options.maxSessions)
+    }
+
     init(ffi: FfiTokenClient, clock: Clock?, maxSessions: Int64?) {
         let bound = Int(clamping: maxSessions ?? TokenMirror.defaultBound)
         self.ffi = ffi
@@ -87,6 +101,19 @@ public final class TokenClient: @unchecked Sendable {
     /// The client-token cache (`invalidate(scopes:)`).
     public func clientTokens() -> ClientTokens {
         ffi.clientTokens()
+    }
+
+    /// Revokes every cached client token at the revocation endpoint (RFC
+    /// 7009) and forgets it; the next `clientToken(scopes:)` fetches anew.
+    public func revokeClientTokens() async throws {
+        try await ffi.revokeClientTokens()
+    }
+
+    /// What the provider's discovery document said (issuer, endpoints, the
+    /// client authentications it lists), for a client made by
+    /// `discover(issuer:options:http:clock:)`; nil for one made from options.
+    public var providerMetadata: ProviderMetadata? {
+        ffi.providerMetadata()
     }
 
     /// How many session states the core holds in memory.
@@ -186,6 +213,22 @@ public final class UserSession: @unchecked Sendable {
         let ffi = try dropped()
         try await ffi.seed(seed: seed)
         _ = client.mirror.refill(key: key, from: ffi)
+    }
+
+    /// Revokes the session at the server (RFC 7009): waits for a refresh in
+    /// flight, marks the stored record dead (reason `.revoked`) and saves it
+    /// before the server hears of it, then revokes the refresh token and a
+    /// live access token. Every later call throws `.ReauthorizationRequired`
+    /// without sending anything, until `seed(seed:)`. If the server could
+    /// not be told for good, this throws the cause's case (`.Transient`,
+    /// `.Network`, `.InvalidClient`, …): the session is dead all the same,
+    /// the detail says the server may still hold its token, and calling
+    /// `revoke()` again retries. The mirrored token is dropped before the
+    /// call and again after it (a reader may have refilled it meanwhile).
+    public func revoke() async throws {
+        let ffi = try dropped()
+        defer { client.mirror.drop(key: key) }
+        try await ffi.revoke()
     }
 
     /// What is known without sending anything.

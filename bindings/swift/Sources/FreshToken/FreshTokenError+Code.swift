@@ -63,6 +63,7 @@ extension ReauthorizationReason {
         case .refreshExpired: return "refresh_expired"
         case .lostRotation: return "lost_rotation"
         case .noRefreshToken: return "no_refresh_token"
+        case .revoked: return "revoked"
         }
     }
 }

@@ -19,7 +19,7 @@ sealed class FreshTokenException(
         val description: String?,
         detail: String,
     ) : FreshTokenException("reauthorization_required", detail) {
-        /** [reason] as its stable string: `invalid_grant`, `refresh_expired`, `lost_rotation`, `no_refresh_token`. */
+        /** [reason] as its stable string: `invalid_grant`, `refresh_expired`, `lost_rotation`, `no_refresh_token`, `revoked`. */
         val reasonCode: String get() = reason.code
     }
 
@@ -54,13 +54,14 @@ sealed class FreshTokenException(
     class Config(val field: String, detail: String) : FreshTokenException("config", detail)
 }
 
-/** The stable reason string (`invalid_grant`, `refresh_expired`, `lost_rotation`, `no_refresh_token`). */
+/** The stable reason string (`invalid_grant`, `refresh_expired`, `lost_rotation`, `no_refresh_token`, `revoked`). */
 val ReauthorizationReason.code: String
     get() = when (this) {
         ReauthorizationReason.INVALID_GRANT -> "invalid_grant"
         ReauthorizationReason.REFRESH_EXPIRED -> "refresh_expired"
         ReauthorizationReason.LOST_ROTATION -> "lost_rotation"
         ReauthorizationReason.NO_REFRESH_TOKEN -> "no_refresh_token"
+        ReauthorizationReason.REVOKED -> "revoked"
     }
 
 /** The generated error as ours (same fields, [FreshTokenException.code] as a property). */

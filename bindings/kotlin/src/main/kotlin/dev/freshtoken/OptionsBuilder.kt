@@ -8,9 +8,15 @@ package dev.freshtoken
  * ```java
  * TokenClientOptions options = new TokenClientOptionsBuilder(endpoint, "client-id")
  *     .clientSecret(secret).storeTimeoutMs(2000).build();
+ * // for discovery, the client id alone (the endpoints come from the issuer):
+ * TokenClient client = TokenClient.discoverBlocking(issuer,
+ *     new TokenClientOptionsBuilder("client-id").clientSecret(secret).build());
  * ```
  */
-class TokenClientOptionsBuilder(private val tokenEndpoint: String, private val clientId: String) {
+class TokenClientOptionsBuilder(tokenEndpoint: String, clientId: String) {
+    /** For [TokenClient.discoverBlocking] / [TokenClient.discoverAsync]: the endpoints come from the issuer. */
+    constructor(clientId: String) : this("", clientId)
+
     private var o = TokenClientOptions(tokenEndpoint = tokenEndpoint, clientId = clientId)
 
     fun clientSecret(v: String?) = apply { o = o.copy(clientSecret = v) }
@@ -20,6 +26,7 @@ class TokenClientOptionsBuilder(private val tokenEndpoint: String, private val c
     fun assertionAudience(v: String?) = apply { o = o.copy(assertionAudience = v) }
     fun audience(v: String?) = apply { o = o.copy(audience = v) }
     fun authorizationEndpoint(v: String?) = apply { o = o.copy(authorizationEndpoint = v) }
+    fun revocationEndpoint(v: String?) = apply { o = o.copy(revocationEndpoint = v) }
     fun leewaySeconds(v: Long) = apply { o = o.copy(leewaySeconds = v) }
     fun userTokenLifetimeSeconds(v: Long) = apply { o = o.copy(userTokenLifetimeSeconds = v) }
     fun clientTokenLifetimeSeconds(v: Long) = apply { o = o.copy(clientTokenLifetimeSeconds = v) }

@@ -3,7 +3,9 @@ package dev.freshtoken
 import java.util.concurrent.CompletableFuture
 
 /**
- * One OAuth client: user sessions, client tokens, the code flow.
+ * One OAuth client: user sessions, client tokens, the code flow,
+ * revocation. Made from options (constructor, [withClock]) or from the
+ * provider's discovery document ([discover]).
  *
  * It keeps a bounded mirror of each session's fresh access token (key ->
  * token and the instant it stays fresh until, on this client's clock), so
@@ -64,6 +66,31 @@ class TokenClient private constructor(
 
     /** [clientToken] as a [CompletableFuture] (for Java). */
     fun clientTokenAsync(scopes: List<String>): CompletableFuture<String> = future { clientToken(scopes) }
+
+    /**
+     * Revokes every cached client token at the revocation endpoint (RFC
+     * 7009) and forgets it; the next [clientToken] fetches a new one.
+     */
+    @Throws(FreshTokenException::class)
+    suspend fun revokeClientTokens(): Unit = ffiCall { ffi.revokeClientTokens() }
+
+    /** [revokeClientTokens], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun revokeClientTokensBlocking(): Unit = blocking { revokeClientTokens() }
+
+    /** [revokeClientTokens] as a [CompletableFuture]. */
+    fun revokeClientTokensAsync(): CompletableFuture<Unit> = future { revokeClientTokens() }
+
+    /**
+     * What the provider's discovery document said (issuer, endpoints, the
+     * client authentications it lists), for a client made by [discover];
+     * null for one made from options.
+     */
+    val providerMetadata: ProviderMetadata?
+        get() {
+            checkOpen()
+            return ffi.providerMetadata()
+        }
 
     /** The client-token cache. */
     @Throws(FreshTokenException::class)
@@ -127,6 +154,22 @@ class TokenClient private constructor(
         natives[key] = NativeSession(store, native)
     }
 
+    /**
+     * Revokes the key's session in the core. The mirrored token is dropped
+     * before the call and again after it, whatever its outcome: a reader
+     * that mirrored the token in between (before the core marked the record
+     * dead) is overruled, so no revoked token is served from the mirror.
+     */
+    internal suspend fun revoke(key: String, store: TokenStore) {
+        mirror.drop(key)
+        try {
+            val native = nativeSession(key, store)
+            ffiCall { native.revoke() }
+        } finally {
+            mirror.drop(key)
+        }
+    }
+
     /** The mirror missed: the core's in-memory token (one plain call), else its shared refresh. */
     @PublishedApi
     internal suspend fun accessTokenFromCore(key: String, store: TokenStore): String {
@@ -183,6 +226,50 @@ class TokenClient private constructor(
         @Throws(FreshTokenException::class)
         fun withClock(options: TokenClientOptions, http: HttpClient, clock: Clock): TokenClient =
             TokenClient(ffiCall { FfiTokenClient.withClock(options, http, clock) }, clock, options.maxSessions?.toLong())
+
+        /**
+         * A client for the provider [issuer] (e.g. `https://secure.stitch.money`):
+         * its token, authorization and revocation endpoints are read from
+         * `{issuer}/.well-known/openid-configuration` and checked (the
+         * document's issuer is [issuer], the endpoints are https or
+         * loopback). Leave `options.tokenEndpoint` empty; an endpoint set in
+         * [options] wins over the document's. [clock] is for tests with fake
+         * time (the mirror reads it too; default: the system clock).
+         *
+         * @throws FreshTokenException.InvalidResponse for a missing or bad
+         *   document (the message starts with "discovery:"),
+         *   [FreshTokenException.Network] for an unreachable issuer,
+         *   [FreshTokenException.Config] for a plain-http issuer that is not loopback
+         */
+        @Throws(FreshTokenException::class)
+        suspend fun discover(
+            issuer: String,
+            options: TokenClientOptions,
+            http: HttpClient = HttpUrlConnectionClient(),
+            clock: Clock? = null,
+        ): TokenClient =
+            TokenClient(ffiCall { discoverClient(issuer, options, http, clock) }, clock, options.maxSessions?.toLong())
+
+        /** [discover], blocking the calling thread (for Java and synchronous code). */
+        @JvmStatic
+        @JvmOverloads
+        @Throws(FreshTokenException::class)
+        fun discoverBlocking(
+            issuer: String,
+            options: TokenClientOptions,
+            http: HttpClient = HttpUrlConnectionClient(),
+            clock: Clock? = null,
+        ): TokenClient = blocking { discover(issuer, options, http, clock) }
+
+        /** [discover] as a [CompletableFuture] (for Java). */
+        @JvmStatic
+        @JvmOverloads
+        fun discoverAsync(
+            issuer: String,
+            options: TokenClientOptions,
+            http: HttpClient = HttpUrlConnectionClient(),
+            clock: Clock? = null,
+        ): CompletableFuture<TokenClient> = future { discover(issuer, options, http, clock) }
 
         /**
          * A client from the provider's client-credentials JSON (`clientId`,

@@ -108,6 +108,33 @@ class UserSession internal constructor(
     /** [seed] as a [CompletableFuture]. */
     fun seedAsync(seed: SeedOptions): CompletableFuture<Unit> = future { seed(seed) }
 
+    /**
+     * Revokes the session at the server (RFC 7009): waits for a refresh in
+     * flight, marks the stored record dead (reason
+     * [ReauthorizationReason.REVOKED]) and saves it before the server hears
+     * of it, then revokes the refresh token and a live access token. From
+     * then on every call fails with [FreshTokenException.ReauthorizationRequired]
+     * without sending anything, until [seed] (or `exchangeCode`) starts the
+     * session again. The mirrored token is dropped before and after the call.
+     *
+     * @throws FreshTokenException when the server could not be told for good
+     *   (the cause's type: `Transient`, `Network`, `InvalidClient`, …): the
+     *   session is dead all the same, the message says the server may still
+     *   hold its token, and calling revoke() again retries the revocation.
+     */
+    @Throws(FreshTokenException::class)
+    suspend fun revoke() {
+        check(!closed) { "UserSession has been closed" }
+        client.revoke(key, store)
+    }
+
+    /** [revoke], blocking the calling thread. */
+    @Throws(FreshTokenException::class)
+    fun revokeBlocking(): Unit = blocking { revoke() }
+
+    /** [revoke] as a [CompletableFuture]. */
+    fun revokeAsync(): CompletableFuture<Unit> = future { revoke() }
+
     /** What is known without sending anything. */
     @Throws(FreshTokenException::class)
     suspend fun status(): SessionStatus = mirrored { SessionStatus(it.status()) }

@@ -8,6 +8,7 @@ import static org.junit.Assert.fail;
 
 import dev.freshtoken.support.Emulator;
 import java.time.Instant;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -90,6 +91,49 @@ public class JavaApiTest {
             FreshTokenException config = assertThrows(FreshTokenException.class, empty::accessTokenBlocking);
             assertEquals("config", config.getCode());
             assertEquals("key", ((FreshTokenException.Config) config).getField());
+        }
+    }
+
+    @Test public void revocationAndDiscovery() throws Exception {
+        TokenClientOptions discovery = new TokenClientOptionsBuilder("test-client").clientSecret("test-secret").build();
+        try (TokenClient client = TokenClient.discoverBlocking(emu.getIssuer(), discovery)) {
+            ProviderMetadata metadata = client.getProviderMetadata();
+            assertEquals(emu.getTokenEndpoint(), metadata.getTokenEndpoint());
+            assertEquals(emu.getRevocationEndpoint(), metadata.getRevocationEndpoint());
+            UserSession session = client.session("java-revoked", new MemoryTokenStore());
+            session.seedBlocking(new SeedOptions(newRefreshToken(), null, null, null, null));
+            session.accessTokenBlocking();
+            session.revokeBlocking();
+            assertEquals(2L, emu.counter("revocation_requests"));
+            FreshTokenException.ReauthorizationRequired dead =
+                assertThrows(FreshTokenException.ReauthorizationRequired.class, session::accessTokenBlocking);
+            assertEquals("revoked", dead.getReasonCode());
+            assertEquals(ReauthorizationReason.REVOKED, dead.getReason());
+            session.revokeAsync().get(10, TimeUnit.SECONDS); // nothing left to send
+            client.clientTokenBlocking(List.of("accounts"));
+            client.revokeClientTokensAsync().get(10, TimeUnit.SECONDS);
+            assertEquals(3L, emu.counter("revocation_requests"));
+        }
+        try (TokenClient client = TokenClient.discoverAsync(emu.getIssuer(), discovery).get(10, TimeUnit.SECONDS)) {
+            assertEquals(emu.getIssuer(), client.getProviderMetadata().getIssuer());
+        }
+        ExecutionException failed = assertThrows(ExecutionException.class,
+            () -> TokenClient.discoverAsync("http://issuer.example", discovery).get(10, TimeUnit.SECONDS));
+        assertEquals("config", ((FreshTokenException) failed.getCause()).getCode());
+
+        // The revocation endpoint as a builder option: nothing listens there.
+        String closed = "http://127.0.0.1:" + Emulator.Companion.closedPort() + "/connect/revocation";
+        TokenClientOptions elsewhere = new TokenClientOptionsBuilder(emu.getTokenEndpoint(), "test-client")
+            .clientSecret("test-secret").revocationEndpoint(closed).retry(new RetryOptions(1, null, null, null)).build();
+        try (TokenClient client = new TokenClient(elsewhere)) {
+            assertEquals(null, client.getProviderMetadata());
+            UserSession session = client.session("java-elsewhere", new MemoryTokenStore());
+            session.seedBlocking(new SeedOptions(newRefreshToken(), null, null, null, null));
+            FreshTokenException e = assertThrows(FreshTokenException.class, session::revokeBlocking);
+            assertEquals("network", e.getCode());
+            assertTrue(e.getMessage(), e.getMessage().contains("may still hold"));
+            assertEquals("revoked", ((FreshTokenException.ReauthorizationRequired)
+                assertThrows(FreshTokenException.class, session::accessTokenBlocking)).getReasonCode());
         }
     }
 }

@@ -22,6 +22,10 @@ class Emulator private constructor(private val process: Process, ready: Map<Stri
     val tokenEndpoint = ready["token_endpoint"] as String
     val authorizationEndpoint = ready["authorization_endpoint"] as String
     val adminEndpoint = (ready["admin_endpoint"] as String).trimEnd('/')
+    /** The base URL, the `issuer` of its discovery document. */
+    val issuer = ready["issuer"] as String
+    val revocationEndpoint = ready["revocation_endpoint"] as String
+    val discoveryEndpoint = ready["discovery_endpoint"] as String
     val port = (ready["port"] as Long).toInt()
 
     /** A token set as if a user had just linked (refresh_token, access_token, …). */
@@ -40,6 +44,16 @@ class Emulator private constructor(private val process: Process, ready: Map<Stri
     fun refreshRequests(): Long = grantRequests("refresh_token")
 
     fun counter(name: String): Long = counters()[name] as Long
+
+    /** `revocation_by_hint[hint]` of the counters: revocation requests with that `token_type_hint`. */
+    fun revocationsByHint(hint: String): Long {
+        @Suppress("UNCHECKED_CAST")
+        val byHint = counters()["revocation_by_hint"] as Map<String, Any?>? ?: return 0
+        return byHint[hint] as Long? ?: 0
+    }
+
+    /** Serves the discovery document in [mode] (`normal`, `not_found`, `wrong_issuer`, `insecure_token_endpoint`, `invalid_json`) until changed or reset. */
+    fun discovery(mode: String): Map<String, Any?> = admin("POST", "discovery", mapOf("mode" to mode))
 
     /** Queues one fault object (see the README's fault table). */
     fun fault(vararg pairs: Pair<String, Any?>): Map<String, Any?> = admin("POST", "faults", mapOf(*pairs))

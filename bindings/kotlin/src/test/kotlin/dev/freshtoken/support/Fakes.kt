@@ -42,6 +42,8 @@ class TestStore : MemoryTokenStore() {
      */
     @Volatile var failOnly: ((Map<String, Any?>) -> Boolean)? = null
     @Volatile var failLoads = 0
+    /** Every record saved (in order), the core's in-doubt markers included. */
+    val saved: MutableList<String> = Collections.synchronizedList(mutableListOf())
     @Volatile private var gate: Gate? = null
 
     class Gate {
@@ -78,6 +80,7 @@ class TestStore : MemoryTokenStore() {
             it.release.await()
         }
         super.save(key, record)
+        saved.add(record)
     }
 
     /** The stored record as JSON fields (null when none). */

@@ -1,0 +1,149 @@
+//! What a command can fail with, its stable code and its exit status.
+
+use freshtoken::{Error, ErrorCode};
+use std::fmt;
+
+/// The exit status of each outcome, as `--help` and the README list them.
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0   ok
+  1   failure outside the token flow (cannot start, cannot write the output)
+  2   usage error (bad or missing arguments)
+  3   config                    bad credentials file, option or argument
+  4   reauthorization_required  the user must link again (reason in the message)
+  5   invalid_client            the server rejected the client credentials
+  6   oauth                     any other OAuth error (e.g. access_denied at link)
+  7   transient                 5xx/429 after the retries
+  8   network                   the server could not be reached
+  9   timeout                   the request timed out
+  10  invalid_response          the server's answer could not be understood
+  11  storage                   the store directory could not be read or written
+  12  conflict                  a concurrent save won
+  13  state_mismatch            link: the returned state is not the one sent
+
+Secrets (client secret, certificate, authorization code) come from files,
+standard input or environment variables, never from arguments.";
+
+/// A failed command.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error of the freshtoken core (or one the CLI maps onto its codes).
+    Core(Error),
+    /// The authorization server sent the user back with an error (`link`).
+    Authorization {
+        /// The RFC 6749 `error` code (`access_denied`, …).
+        error: String,
+        /// Its `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The state returned to `link` is not the one it sent.
+    StateMismatch,
+    /// Arguments that do not go together (as clap's own usage errors).
+    Usage(String),
+    /// Anything outside the token flow (runtime, emulator, output).
+    Other(String),
+}
+
+impl Failure {
+    /// The stable code, as in `--json` errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::Core(e) => e.code().as_str(),
+            Failure::Authorization { .. } => ErrorCode::OAuth.as_str(),
+            Failure::StateMismatch => "state_mismatch",
+            Failure::Usage(_) => "usage",
+            Failure::Other(_) => "failure",
+        }
+    }
+
+    /// The process exit status.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Core(e) => exit_code(e.code()),
+            Failure::Authorization { .. } => exit_code(ErrorCode::OAuth),
+            Failure::StateMismatch => 13,
+            Failure::Usage(_) => 2,
+            Failure::Other(_) => 1,
+        }
+    }
+
+    /// A `config` failure naming `field`.
+    pub fn config(field: &str, message: impl Into<String>) -> Self {
+        Failure::Core(Error::config(field, message))
+    }
+
+    /// A `storage` failure.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Failure::Core(Error::storage(message))
+    }
+}
+
+/// The exit status of each core error code (stable: scripts test them).
+pub fn exit_code(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::Config => 3,
+        ErrorCode::ReauthorizationRequired => 4,
+        ErrorCode::InvalidClient => 5,
+        ErrorCode::OAuth => 6,
+        ErrorCode::Transient => 7,
+        ErrorCode::Network => 8,
+        ErrorCode::Timeout => 9,
+        ErrorCode::InvalidResponse => 10,
+        ErrorCode::Storage => 11,
+        ErrorCode::Conflict => 12,
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Core(e)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Core(e) => write!(f, "{e}"),
+            Failure::Authorization { error, description } => {
+                write!(f, "the authorization server answered `{error}`")?;
+                match description {
+                    Some(d) => write!(f, ": {d}"),
+                    None => Ok(()),
+                }
+            }
+            Failure::StateMismatch => f.write_str(
+                "the state sent back is not the one this link sent (a forged or stale redirect); nothing was exchanged",
+            ),
+            Failure::Usage(message) | Failure::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_own_status_and_the_table_lists_it() {
+        let codes = [
+            ErrorCode::Config,
+            ErrorCode::ReauthorizationRequired,
+            ErrorCode::InvalidClient,
+            ErrorCode::OAuth,
+            ErrorCode::Transient,
+            ErrorCode::Network,
+            ErrorCode::Timeout,
+            ErrorCode::InvalidResponse,
+            ErrorCode::Storage,
+            ErrorCode::Conflict,
+        ];
+        let mut seen = vec![0u8, 1, 2, 13];
+        for code in codes {
+            let status = exit_code(code);
+            assert!(!seen.contains(&status), "{code} reuses {status}");
+            seen.push(status);
+            let row = format!("  {status:<3} {code}");
+            assert!(EXIT_CODES.contains(&row), "table lacks {row:?}");
+        }
+    }
+}

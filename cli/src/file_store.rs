@@ -1,0 +1,261 @@
+//! A directory store: one file per session key, in the npm package's
+//! `FileStore` layout (`x.<hex of the key>.json`, or `h.<SHA-256 hex>.json`
+//! for keys over 60 bytes; temporary files `<name>.<pid>.<12 hex>.tmp`), so
+//! the command and a Node service can share a directory. Writes go to a
+//! temporary file (0600), are fsynced, renamed over the record and the
+//! directory is fsynced: a crash leaves the old record or the new one.
+//!
+//! Concurrent invocations on one key are serialised by an advisory lock on
+//! `<stem>.lock` (released by the OS if a process dies), so that two never
+//! both spend the same single-use refresh token.
+
+use freshtoken::{async_trait, StoreError, TokenStore, MAX_RECORD_BYTES};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Longest hex stem used as is (keys up to 60 UTF-8 bytes); longer keys are hashed.
+const MAX_HEX: usize = 120;
+
+/// Records as files in one directory.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+/// The advisory lock on one key, held until dropped.
+#[derive(Debug)]
+pub struct KeyLock {
+    _file: File,
+}
+
+impl FileStore {
+    /// A store in `dir` (created on the first save or lock).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileStore { dir: dir.into() }
+    }
+
+    /// The file name stem of `key`: `x.<hex>` or `h.<sha256 hex>`.
+    fn stem(key: &str) -> String {
+        let hex = to_hex(key.as_bytes());
+        if hex.len() <= MAX_HEX {
+            format!("x.{hex}")
+        } else {
+            format!("h.{}", to_hex(&Sha256::digest(key.as_bytes())))
+        }
+    }
+
+    /// The record file of `key`.
+    pub fn path_for(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", Self::stem(key)))
+    }
+
+    /// The record stored under `key`, or `None`.
+    pub fn read(&self, key: &str) -> io::Result<Option<String>> {
+        read_capped(&self.path_for(key), MAX_RECORD_BYTES)
+    }
+
+    /// Saves `record` under `key` durably (see the module docs).
+    pub fn write(&self, key: &str, record: &str) -> io::Result<()> {
+        create_private_dir(&self.dir)?;
+        write_private(&self.path_for(key), record.as_bytes())
+    }
+
+    /// Takes the advisory lock on `key`, waiting for another process that
+    /// holds it.
+    pub fn lock(&self, key: &str) -> io::Result<KeyLock> {
+        create_private_dir(&self.dir)?;
+        let path = self.dir.join(format!("{}.lock", Self::stem(key)));
+        let file = private_options().read(true).write(true).open(path)?;
+        file.lock()?;
+        Ok(KeyLock { _file: file })
+    }
+}
+
+#[async_trait]
+impl TokenStore for FileStore {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.read(key)
+            .map_err(|e| StoreError(format!("cannot read the record ({})", e.kind())))
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.write(key, record)
+            .map_err(|e| StoreError(format!("cannot write the record ({})", e.kind())))
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Options that create a file readable by its owner only.
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Creates `dir` (and its parents) if missing; a new directory is 0700.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// The file's text, `None` if it does not exist; a file over `cap` bytes
+/// is read only to `cap + 1` bytes (the caller refuses it).
+pub fn read_capped(path: &Path, cap: usize) -> io::Result<Option<String>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(cap as u64 + 1).read_to_end(&mut bytes)?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// Writes `contents` to `path` atomically and durably, readable by the
+/// owner only: a temporary file beside it (0600), fsync, rename, fsync of
+/// the directory.
+pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut random = [0u8; 6];
+    getrandom::getrandom(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.{}.tmp", std::process::id(), to_hex(&random)));
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let mut file = private_options().write(true).create_new(true).open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Makes the rename durable; not possible on every platform.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let mut random = [0u8; 6];
+        getrandom::getrandom(&mut random).unwrap();
+        std::env::temp_dir().join(format!("freshtoken-cli-{name}-{}", to_hex(&random)))
+    }
+
+    /// Key → file name: the table pinned by the JS (stores.file-names),
+    /// Python and Kotlin file-store tests, so all four stores share names.
+    fn pinned() -> Vec<(String, String)> {
+        let fixed = [
+            ("a", "x.61.json"),
+            ("JoHn", "x.4a6f486e.json"),
+            ("user@example", "x.75736572406578616d706c65.json"),
+            ("x\u{e9}\u{65e5}", "x.78c3a9e697a5.json"),
+            ("\u{1F511}", "x.f09f9491.json"),
+        ];
+        let mut table: Vec<(String, String)> = fixed
+            .iter()
+            .map(|(k, n)| (k.to_string(), n.to_string()))
+            .collect();
+        table.extend([
+            ("k".repeat(60), format!("x.{}.json", "6b".repeat(60))),
+            (
+                "k".repeat(61),
+                "h.3828098da5bc4c86c0488c22281c78f5e6c9d9699fa18cafa31a825452859529.json".into(),
+            ),
+            ("\u{e9}".repeat(30), format!("x.{}.json", "c3a9".repeat(30))),
+            (
+                "\u{e9}".repeat(31),
+                "h.f299f682f8ab27d5a1e24784fb220657d1d4c52e07988895131dbc1eae0e2e55.json".into(),
+            ),
+        ]);
+        table
+    }
+
+    #[test]
+    fn names_are_those_pinned_for_every_file_store() {
+        let store = FileStore::new("/d");
+        for (key, name) in pinned() {
+            assert_eq!(store.path_for(&key), Path::new("/d").join(&name), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn names_match_the_npm_file_store() {
+        let store = FileStore::new("/d");
+        // The JS FileStore's pathFor: lowercase hex of the UTF-8 bytes.
+        assert_eq!(
+            store.path_for("user-42"),
+            Path::new("/d/x.757365722d3432.json")
+        );
+        assert_eq!(store.path_for("Ä"), Path::new("/d/x.c384.json"));
+        let long = "k".repeat(61);
+        let expected = format!("/d/h.{}.json", to_hex(&Sha256::digest(long.as_bytes())));
+        assert_eq!(store.path_for(&long), PathBuf::from(expected));
+        assert!(store
+            .path_for(&"k".repeat(60))
+            .to_string_lossy()
+            .contains("/x."));
+        // Case never collides, no key escapes the directory.
+        assert_ne!(store.path_for("JoHn"), store.path_for("john"));
+        assert_eq!(store.path_for("../x").parent(), Some(Path::new("/d")));
+    }
+
+    #[test]
+    fn writes_are_private_and_leave_no_temporary_file() {
+        let dir = scratch("store");
+        let store = FileStore::new(dir.join("nested"));
+        assert_eq!(store.read("u").unwrap(), None);
+        store.write("u", "{\"a\":1}").unwrap();
+        store.write("u", "{\"a\":2}").unwrap();
+        assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":2}"));
+        let names: Vec<String> = fs::read_dir(dir.join("nested"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["x.75.json".to_owned()]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&store.path_for("u")), 0o600);
+            assert_eq!(mode(&dir.join("nested")), 0o700);
+        }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_oversized_file_is_read_only_past_the_cap() {
+        let dir = scratch("cap");
+        create_private_dir(&dir).unwrap();
+        let path = dir.join("big");
+        fs::write(&path, vec![b'x'; 100]).unwrap();
+        assert_eq!(read_capped(&path, 10).unwrap().unwrap().len(), 11);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,453 @@
+//! `freshtoken link`: the authorization-code flow for scripts. Starting
+//! prints the authorization URL and keeps the PKCE verifier, state and
+//! nonce in a state file (0600); finishing reads the redirect URL (or the
+//! bare code) from standard input or `FRESHTOKEN_CODE`, checks the state,
+//! exchanges the code and stores the session. Without a code source but
+//! with `--store` and `--key`, it does both in one run, for people.
+
+use crate::args::LinkArgs;
+use crate::failure::Failure;
+use crate::file_store::{read_capped, write_private, FileStore};
+use crate::output::{now_ms, when, Output};
+use freshtoken::{AuthorizationParams, AuthorizationRequest, TokenClient};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// The environment variable `--code-env` reads.
+pub const CODE_ENV: &str = "FRESHTOKEN_CODE";
+
+/// The state file's schema tag.
+const STATE_SCHEMA: &str = "freshtoken.link/1";
+
+/// Largest state file or code input read.
+const MAX_INPUT_BYTES: usize = 16 * 1024;
+
+/// Authorization parameters the core sets itself.
+const RESERVED: [&str; 9] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "code_verifier",
+];
+
+/// What is kept between the two steps. The verifier is secret: the file
+/// is written 0600 and removed once the code is exchanged.
+#[derive(Serialize, Deserialize)]
+struct LinkState {
+    schema: String,
+    client_id: String,
+    redirect_uri: String,
+    state: String,
+    nonce: String,
+    code_verifier: String,
+    created_at_ms: u64,
+}
+
+impl Drop for LinkState {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.code_verifier);
+    }
+}
+
+/// What came back from the authorization server.
+struct CodeInput {
+    code: Option<Zeroizing<String>>,
+    state: Option<String>,
+    error: Option<(String, Option<String>)>,
+}
+
+/// Reads a redirect URL (`…?code=…&state=…`, or its query alone) or a bare
+/// code.
+fn parse_code_input(text: &str) -> CodeInput {
+    let text = text.trim();
+    let query = match text.split_once('?') {
+        Some((_, query)) => Some(query),
+        None if text.starts_with("code=")
+            || text.starts_with("error=")
+            || text.contains("&code=") =>
+        {
+            Some(text)
+        }
+        None => None,
+    };
+    let Some(query) = query else {
+        return CodeInput {
+            code: (!text.is_empty()).then(|| Zeroizing::new(text.to_owned())),
+            state: None,
+            error: None,
+        };
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    let mut input = CodeInput {
+        code: None,
+        state: None,
+        error: None,
+    };
+    let mut description = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "code" if !value.is_empty() => input.code = Some(Zeroizing::new(value.into_owned())),
+            "state" => input.state = Some(value.into_owned()),
+            "error" => input.error = Some((value.into_owned(), None)),
+            "error_description" => description = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    if let Some((_, d)) = &mut input.error {
+        *d = description;
+    }
+    input
+}
+
+/// The code input from standard input (its first line) or the environment.
+fn read_code_input(from_env: bool) -> Result<CodeInput, Failure> {
+    let text = if from_env {
+        Zeroizing::new(std::env::var(CODE_ENV).map_err(|_| {
+            Failure::config(
+                CODE_ENV,
+                "is not set (or not UTF-8); --code-env reads the code from it",
+            )
+        })?)
+    } else {
+        read_line_from_stdin()?
+    };
+    Ok(parse_code_input(&text))
+}
+
+/// One line of standard input (at most 16 KiB).
+fn read_line_from_stdin() -> Result<Zeroizing<String>, Failure> {
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .take(MAX_INPUT_BYTES as u64)
+        .read_line(&mut line)
+        .map_err(|e| Failure::config("stdin", format!("cannot read the code ({})", e.kind())))?;
+    Ok(line)
+}
+
+/// The authorization request these arguments ask for.
+fn authorization_params(
+    args: &LinkArgs,
+    redirect_uri: &str,
+) -> Result<AuthorizationParams, Failure> {
+    let mut params = AuthorizationParams {
+        redirect_uri: redirect_uri.to_owned(),
+        scopes: crate::client_token::scopes(&args.scopes),
+        ..AuthorizationParams::default()
+    };
+    for param in &args.params {
+        let Some((name, value)) = param.split_once('=').filter(|(n, _)| !n.is_empty()) else {
+            return Err(Failure::Usage(format!(
+                "--param takes NAME=VALUE, not {param:?}"
+            )));
+        };
+        if RESERVED.contains(&name) {
+            return Err(Failure::Usage(format!(
+                "--param cannot set {name}: freshtoken sets it"
+            )));
+        }
+        if name == "prompt" {
+            params.prompt = Some(value.to_owned());
+        } else {
+            params.extra.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(params)
+}
+
+/// The state to keep for `request`.
+fn link_state(
+    client: &TokenClient,
+    redirect_uri: &str,
+    request: &AuthorizationRequest,
+) -> LinkState {
+    LinkState {
+        schema: STATE_SCHEMA.to_owned(),
+        client_id: client.config().client_id().to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        state: request.state.clone(),
+        nonce: request.nonce.clone(),
+        code_verifier: request.code_verifier.clone(),
+        created_at_ms: now_ms(),
+    }
+}
+
+fn write_state(path: &Path, state: &LinkState) -> Result<(), Failure> {
+    let text = Zeroizing::new(serde_json::to_string(state).unwrap_or_default());
+    write_private(path, text.as_bytes()).map_err(|e| {
+        Failure::config(
+            "state_file",
+            format!("cannot write {} ({})", path.display(), e.kind()),
+        )
+    })
+}
+
+fn read_state(path: &Path) -> Result<LinkState, Failure> {
+    let unreadable =
+        |what: &str| Failure::config("state_file", format!("{} {what}", path.display()));
+    let text = read_capped(path, MAX_INPUT_BYTES)
+        .map_err(|e| unreadable(&format!("cannot be read ({})", e.kind())))?
+        .map(Zeroizing::new)
+        .ok_or_else(|| {
+            unreadable("does not exist (start with `freshtoken link … --state-file FILE`)")
+        })?;
+    let state: LinkState = serde_json::from_str(&text)
+        .map_err(|_| unreadable("is not a freshtoken link state file"))?;
+    if state.schema != STATE_SCHEMA {
+        return Err(unreadable("is not a freshtoken link state file"));
+    }
+    Ok(state)
+}
+
+/// The `--json` result of starting.
+#[derive(Serialize)]
+struct StartJson<'a> {
+    authorization_url: &'a str,
+    state: &'a str,
+    redirect_uri: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_file: Option<String>,
+}
+
+/// The `--json` result of finishing.
+#[derive(Serialize)]
+struct LinkedJson<'a> {
+    key: &'a str,
+    linked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_expires_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_expires_at_ms: Option<u64>,
+}
+
+/// What the mode needs, or a usage error naming what is missing.
+fn need<'a, T: ?Sized>(value: Option<&'a T>, flag: &str, mode: &str) -> Result<&'a T, Failure> {
+    value.ok_or_else(|| Failure::Usage(format!("{mode} needs {flag}")))
+}
+
+/// Runs `link` in the mode its arguments select.
+pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
+    let finishing = args.code_stdin || args.code_env;
+    // One step when a key is named without a code source (the store may
+    // come from FRESHTOKEN_STORE, so it does not decide).
+    let one_step_wanted = args.key.is_some();
+    let reads_code_from_stdin = args.code_stdin || (!finishing && one_step_wanted);
+    if reads_code_from_stdin && args.client.credentials.as_os_str() == "-" {
+        return Err(Failure::Usage(
+            "the code comes from standard input here: give --credentials a file".into(),
+        ));
+    }
+    if finishing {
+        let state_file = need(
+            args.state_file.as_deref(),
+            "--state-file",
+            "finishing a link",
+        )?;
+        let store = need(args.store.as_deref(), "--store", "finishing a link")?;
+        let key = need(args.key.as_deref(), "--key", "finishing a link")?;
+        let saved = read_state(state_file)?;
+        let input = read_code_input(args.code_env)?;
+        let client = crate::client::build(&args.client).await?;
+        finish(&client, &args, &saved, input, store, key, out).await?;
+        let _ = std::fs::remove_file(state_file);
+        return Ok(());
+    }
+    if args.state.is_some() {
+        return Err(Failure::Usage(
+            "--state goes with --code-stdin or --code-env".into(),
+        ));
+    }
+    let redirect_uri = need(
+        args.redirect_uri.as_deref(),
+        "--redirect-uri",
+        "starting a link",
+    )?;
+    let one_step = if one_step_wanted {
+        Some((
+            need(args.store.as_deref(), "--store", "linking in one step")?,
+            need(args.key.as_deref(), "--key", "linking in one step")?,
+        ))
+    } else {
+        need(
+            args.state_file.as_deref(),
+            "--state-file",
+            "starting a link without --key",
+        )?;
+        None
+    };
+    let params = authorization_params(&args, redirect_uri)?;
+    let client = crate::client::build(&args.client).await?;
+    let request = client.authorization_url(params)?;
+    let saved = link_state(&client, redirect_uri, &request);
+    if let Some(path) = &args.state_file {
+        write_state(path, &saved)?;
+    }
+    let state_file = args.state_file.as_deref().map(|p| p.display().to_string());
+    out.result(
+        || match &state_file {
+            Some(file) if one_step.is_none() => format!(
+                "Open this URL, approve, then finish with\n  freshtoken link --credentials … --state-file {file} --store DIR --key USER --code-stdin\nand paste the URL you were sent back to:\n{}\n",
+                request.url
+            ),
+            _ => format!("Open this URL and approve:\n{}\n", request.url),
+        },
+        Some(&request.url),
+        &StartJson {
+            authorization_url: &request.url,
+            state: &request.state,
+            redirect_uri,
+            state_file: state_file.clone(),
+        },
+    )?;
+    let Some((store, key)) = one_step else {
+        return Ok(());
+    };
+    if out.format == crate::output::Format::Human {
+        eprint!("Paste the URL you were sent back to (or the code): ");
+        let _ = std::io::stderr().flush();
+    }
+    let input = parse_code_input(&read_line_from_stdin()?);
+    finish(&client, &args, &saved, input, store, key, out).await?;
+    if let Some(path) = &args.state_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Checks the answer against the kept state, exchanges the code, stores
+/// the session and reports it.
+async fn finish(
+    client: &TokenClient,
+    args: &LinkArgs,
+    saved: &LinkState,
+    input: CodeInput,
+    store: &Path,
+    key: &str,
+    out: Output,
+) -> Result<(), Failure> {
+    if let Some((error, description)) = input.error {
+        return Err(Failure::Authorization { error, description });
+    }
+    let code = input
+        .code
+        .ok_or_else(|| Failure::config("code", "the input carries no code"))?;
+    let state =
+        match (input.state, &args.state) {
+            (Some(sent), Some(given)) if &sent != given => return Err(Failure::StateMismatch),
+            (Some(sent), _) => sent,
+            (None, Some(given)) => given.clone(),
+            (None, None) => return Err(Failure::Usage(
+                "the state is missing: pass the whole redirect URL, or --state with the bare code"
+                    .into(),
+            )),
+        };
+    if state != saved.state {
+        return Err(Failure::StateMismatch);
+    }
+    if args
+        .redirect_uri
+        .as_deref()
+        .is_some_and(|r| r != saved.redirect_uri)
+    {
+        return Err(Failure::config(
+            "redirect_uri",
+            "differs from the one the link started with",
+        ));
+    }
+    if client.config().client_id() != saved.client_id {
+        return Err(Failure::config(
+            "credentials",
+            "the link was started with another client id",
+        ));
+    }
+    let files = FileStore::new(PathBuf::from(store));
+    let _lock = files
+        .lock(key)
+        .map_err(|e| Failure::storage(format!("cannot lock the session ({})", e.kind())))?;
+    let session = client
+        .exchange_code(
+            &code,
+            &saved.code_verifier,
+            &saved.redirect_uri,
+            key,
+            Arc::new(files),
+        )
+        .await?;
+    let status = session.status().await?;
+    let json = LinkedJson {
+        key,
+        linked: true,
+        access_expires_at_ms: status.access_expires_at_ms,
+        refresh_expires_at_ms: status.refresh_expires_at_ms,
+    };
+    if status.refresh_expires_at_ms.is_none() {
+        out.note("warning: the server issued no refresh token (offline_access not granted?): `freshtoken token` fails once the access token expires");
+    }
+    out.result(
+        || {
+            let mut text = format!("Linked {key}.");
+            if let Some(at) = status.access_expires_at_ms {
+                text.push_str(&format!(" Access token expires {}.", when(at)));
+            }
+            if let Some(at) = status.refresh_expires_at_ms {
+                text.push_str(&format!(" Refresh token valid until {}.", when(at)));
+            }
+            text.push_str(&format!(
+                "\nA fresh token: freshtoken token --store {} --key {key}\n",
+                store.display()
+            ));
+            text
+        },
+        None,
+        &json,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(input: &CodeInput) -> Option<&str> {
+        input.code.as_ref().map(|c| c.as_str())
+    }
+
+    #[test]
+    fn a_redirect_url_gives_code_and_state() {
+        let input = parse_code_input("  https://app.example/cb?code=a%2Bb&state=s%26t#frag\n");
+        assert_eq!(code(&input), Some("a+b"));
+        assert_eq!(input.state.as_deref(), Some("s&t"));
+        assert_eq!(input.error, None);
+        let query_only = parse_code_input("code=c1&state=s1");
+        assert_eq!(
+            (code(&query_only), query_only.state.as_deref()),
+            (Some("c1"), Some("s1"))
+        );
+    }
+
+    #[test]
+    fn a_bare_code_is_taken_as_is() {
+        let input = parse_code_input("Xy-123_abc\n");
+        assert_eq!(code(&input), Some("Xy-123_abc"));
+        assert_eq!(input.state, None);
+        assert_eq!(code(&parse_code_input("\n")), None);
+    }
+
+    #[test]
+    fn an_error_redirect_is_reported() {
+        let input =
+            parse_code_input("http://x/cb?error=access_denied&error_description=no+thanks&state=s");
+        assert_eq!(
+            input.error,
+            Some(("access_denied".to_owned(), Some("no thanks".to_owned())))
+        );
+        assert_eq!(code(&input), None);
+    }
+}

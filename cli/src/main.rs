@@ -1,0 +1,61 @@
+//! `freshtoken`: the command for scripts. Client tokens, linking a user,
+//! fresh user tokens from a stored session (rotated refresh tokens saved
+//! before the token is printed), inspection, revocation, and the emulator.
+//! Secrets come from files, standard input or environment variables, never
+//! from arguments; the exit status says which error code a failure has.
+
+mod args;
+mod client;
+mod client_token;
+mod emulator;
+mod failure;
+mod file_store;
+mod inspect;
+mod link;
+mod output;
+mod revoke;
+mod token;
+
+use args::{Cli, Command};
+use clap::Parser;
+use failure::Failure;
+use output::{Format, Output};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Usage errors exit 2 and --help/--version 0, as clap does.
+    let cli = Cli::parse();
+    let out = Output {
+        format: if cli.json {
+            Format::Json
+        } else if cli.quiet {
+            Format::Quiet
+        } else {
+            Format::Human
+        },
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(format!("cannot start: {e}")))
+        .and_then(|runtime| runtime.block_on(run(cli.command, out)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            out.failure(&failure);
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+/// Runs one subcommand.
+async fn run(command: Command, out: Output) -> Result<(), Failure> {
+    match command {
+        Command::ClientToken(args) => client_token::run(args, out).await,
+        Command::Link(args) => link::run(args, out).await,
+        Command::Token(args) => token::run(args, out).await,
+        Command::Inspect(args) => inspect::run(args, out),
+        Command::Revoke(args) => revoke::run(args, out).await,
+        Command::Emulator(args) => emulator::run(args, out).await,
+    }
+}

@@ -1,0 +1,48 @@
+//! `freshtoken revoke`: revokes a stored session at the server (RFC 7009)
+//! and marks it dead (reason `revoked`), for when a user unlinks or leaves.
+
+use crate::args::RevokeArgs;
+use crate::failure::Failure;
+use crate::file_store::FileStore;
+use crate::output::Output;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The `--json` result.
+#[derive(Serialize)]
+struct RevokeJson<'a> {
+    key: &'a str,
+    /// False when nothing was stored under the key.
+    revoked: bool,
+}
+
+/// Revokes the session; a key with nothing stored is not an error.
+pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
+    let client = crate::client::build(&args.client).await?;
+    let store = FileStore::new(&args.store.store);
+    let key = args.store.key.as_str();
+    let _lock = store
+        .lock(key)
+        .map_err(|e| Failure::storage(format!("cannot lock the session ({})", e.kind())))?;
+    let stored = store
+        .read(key)
+        .map_err(|e| Failure::storage(format!("cannot read the record ({})", e.kind())))?
+        .is_some();
+    if stored {
+        client.session(key, Arc::new(store))?.revoke().await?;
+    }
+    out.result(
+        || {
+            if stored {
+                format!("Revoked {key}: the server dropped its tokens; the session is marked revoked.\n")
+            } else {
+                format!("Nothing stored under {key}: nothing to revoke.\n")
+            }
+        },
+        None,
+        &RevokeJson {
+            key,
+            revoked: stored,
+        },
+    )
+}

@@ -1,0 +1,92 @@
+//! `freshtoken inspect`: each status, expiry times, the dead reason, and
+//! never a token in the output. No credentials, no request.
+
+use crate::support::Env;
+
+fn status(env: &Env, key: &str) -> String {
+    env.on(&["-q", "inspect"], key)
+        .run()
+        .ok()
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn shows_each_status_with_tokens_redacted() {
+    let env = Env::new("inspect");
+    assert_eq!(status(&env, "user-42"), "missing");
+    let missing = env.on(&["--json", "inspect"], "user-42").run().ok().json();
+    assert_eq!(missing["status"], "missing");
+    assert!(missing.get("access_token").is_none());
+
+    env.link("user-42");
+    let record = env.record("user-42").unwrap();
+    let secrets = [
+        env.access_token("user-42"),
+        env.refresh_token("user-42"),
+        record.id_token.as_ref().unwrap().expose().to_owned(),
+    ];
+    assert_eq!(status(&env, "user-42"), "fresh");
+    let json = env.on(&["--json", "inspect"], "user-42").run().ok().json();
+    assert_eq!(json["status"], "fresh");
+    assert_eq!(json["key"], "user-42");
+    assert_eq!(json["scope"], "accounts offline_access");
+    assert_eq!(json["in_doubt"], false);
+    let access = record.access_token.as_ref().unwrap();
+    assert_eq!(json["access_expires_at_ms"], access.expires_at_ms);
+    assert_eq!(
+        json["refresh_expires_at_ms"],
+        record.refresh_expires_at_ms.unwrap()
+    );
+    let shown = json["access_token"].as_str().unwrap();
+    assert_eq!(
+        shown,
+        format!("{}… ({} chars)", &secrets[0][..3], secrets[0].len())
+    );
+    assert!(json["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("x.757365722d3432.json"));
+
+    let human = env.on(&["inspect"], "user-42").run().ok();
+    assert!(
+        human.stdout.contains("status         fresh"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("refresh until"), "{}", human.stdout);
+    for run in [&human.stdout, &json.to_string()] {
+        for secret in &secrets {
+            assert!(!run.contains(secret.as_str()), "a token leaked: {run}");
+        }
+    }
+
+    env.expire_access_token("user-42");
+    assert_eq!(status(&env, "user-42"), "refreshable");
+
+    env.full(&["revoke"], "user-42").run().ok();
+    let dead = env.on(&["--json", "inspect"], "user-42").run().ok().json();
+    assert_eq!(dead["status"], "reauthorization_required");
+    assert_eq!(dead["reason"], "revoked");
+    let human = env.on(&["inspect"], "user-42").run().ok();
+    assert!(
+        human.stdout.contains("reauthorization_required (revoked)"),
+        "{}",
+        human.stdout
+    );
+    assert_eq!(
+        env.emu.counters().refresh_success,
+        0,
+        "inspect never refreshes"
+    );
+}
+
+#[test]
+fn a_corrupt_record_is_a_storage_error() {
+    let env = Env::new("inspect-corrupt");
+    std::fs::create_dir_all(&env.store).unwrap();
+    std::fs::write(env.record_path("k"), "[]").unwrap();
+    let run = env.on(&["--json", "inspect"], "k").run().exits(11);
+    assert_eq!(run.json()["error"]["code"], "storage");
+}

@@ -1,0 +1,217 @@
+//! `freshtoken link` against the emulator's (self-approving) authorize
+//! endpoint: both steps, the code's sources, state checks, one-step mode.
+
+use crate::support::{authorize, query_param, Env, REDIRECT_URI};
+use std::io::{BufRead, BufReader, Write};
+
+/// Starts a link; returns the authorization URL.
+fn start(env: &Env, state_file: &std::path::Path, extra: &[&str]) -> String {
+    let run = env
+        .with_creds(&[
+            "-q",
+            "link",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--scope",
+            "accounts",
+        ])
+        .args(extra)
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .run()
+        .ok();
+    run.stdout.trim().to_owned()
+}
+
+#[test]
+fn two_steps_store_the_session_and_use_the_state_file_once() {
+    let env = Env::new("link-two-steps");
+    let state_file = env.scratch.path("link.json");
+    let url = start(&env, &state_file, &["--param", "provider=fnb"]);
+    assert!(url.starts_with(&env.emu.authorization_endpoint()), "{url}");
+    assert_eq!(
+        query_param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(
+        query_param(&url, "scope").as_deref(),
+        Some("accounts offline_access")
+    );
+    assert_eq!(query_param(&url, "provider").as_deref(), Some("fnb"));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    assert_eq!(
+        saved["state"].as_str(),
+        query_param(&url, "state").as_deref()
+    );
+    assert_eq!(
+        saved["nonce"].as_str(),
+        query_param(&url, "nonce").as_deref()
+    );
+    let verifier = saved["code_verifier"].as_str().unwrap();
+    assert_eq!(
+        query_param(&url, "code_challenge").unwrap(),
+        freshtoken::code_challenge(verifier)
+    );
+    assert!(!url.contains(verifier));
+    #[cfg(unix)]
+    assert!(crate::support::is_private(&state_file));
+
+    let redirect = authorize(&url);
+    let run = env
+        .full(&["link", "--code-stdin"], "user-42")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(format!("{redirect}\n"))
+        .run()
+        .ok();
+    assert!(run.stdout.starts_with("Linked user-42."), "{}", run.stdout);
+    let record = env.record("user-42").expect("the session is stored");
+    assert!(record.refresh_token.is_some() && record.access_token.is_some());
+    assert_eq!(record.scope.as_deref(), Some("accounts offline_access"));
+    assert!(env.api_accepts(&env.access_token("user-42")));
+    #[cfg(unix)]
+    assert!(crate::support::is_private(&env.record_path("user-42")));
+    assert!(!state_file.exists(), "the verifier is gone once used");
+    assert_eq!(env.emu.counters().code_exchanges, 1);
+    // The code never shows in the output.
+    let code = query_param(&redirect, "code").unwrap();
+    assert!(!run.all().contains(&code));
+
+    // The state file is single use: finishing again is a config error.
+    env.full(&["link", "--code-stdin"], "user-42")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(redirect)
+        .run()
+        .exits(3);
+    assert_eq!(env.emu.counters().code_exchanges, 1);
+}
+
+#[test]
+fn the_code_may_be_bare_with_state_or_come_from_the_environment() {
+    let env = Env::new("link-sources");
+    // A bare code on stdin, the state as an option; JSON both ways.
+    let state_file = env.scratch.path("a.json");
+    // FRESHTOKEN_STORE (set for `token`) does not turn a start into one step.
+    let started = env
+        .with_creds(&["--json", "link", "--redirect-uri", REDIRECT_URI])
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .env("FRESHTOKEN_STORE", &env.store)
+        .run()
+        .ok()
+        .json();
+    let url = started["authorization_url"].as_str().unwrap();
+    let state = started["state"].as_str().unwrap();
+    assert_eq!(query_param(url, "state").as_deref(), Some(state));
+    assert!(started.get("code_verifier").is_none());
+    let redirect = authorize(url);
+    let linked = env
+        .full(
+            &["--json", "link", "--code-stdin", "--state", state],
+            "alice",
+        )
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(query_param(&redirect, "code").unwrap())
+        .run()
+        .ok()
+        .json();
+    assert_eq!(linked["key"], "alice");
+    assert_eq!(linked["linked"], true);
+    assert!(linked["refresh_expires_at_ms"].as_u64().unwrap() > crate::support::now_ms());
+
+    // The whole redirect URL from FRESHTOKEN_CODE, nothing on the command line.
+    let state_file = env.scratch.path("b.json");
+    let redirect = authorize(&start(&env, &state_file, &[]));
+    env.full(&["-q", "link", "--code-env"], "bob")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .env("FRESHTOKEN_CODE", &redirect)
+        .run()
+        .ok();
+    assert!(env.record("bob").is_some());
+    assert_eq!(env.emu.counters().code_exchanges, 2);
+}
+
+#[test]
+fn a_foreign_state_or_an_error_redirect_exchanges_nothing() {
+    let env = Env::new("link-refusals");
+    let state_file = env.scratch.path("link.json");
+    let url = start(&env, &state_file, &[]);
+    let redirect = authorize(&url);
+    let code = query_param(&redirect, "code").unwrap();
+
+    let forged = format!("{REDIRECT_URI}?code={code}&state=someone-elses");
+    let run = env
+        .full(&["--json", "link", "--code-stdin"], "eve")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(forged)
+        .run()
+        .exits(13);
+    assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    let run = env
+        .full(&["link", "--code-stdin", "--state", "someone-elses"], "eve")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(code.clone())
+        .run()
+        .exits(13);
+    assert!(run.stderr.contains("state"), "{}", run.stderr);
+    // A bare code without its state cannot be checked: a usage error.
+    env.full(&["link", "--code-stdin"], "eve")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(code)
+        .run()
+        .exits(2);
+
+    // The user said no: the server's error, exit status of `oauth` (6).
+    let state = query_param(&url, "state").unwrap();
+    let denied = format!(
+        "{REDIRECT_URI}?error=access_denied&error_description=the+user+declined&state={state}"
+    );
+    let run = env
+        .full(&["--json", "link", "--code-stdin"], "eve")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(denied)
+        .run()
+        .exits(6);
+    assert_eq!(run.json()["error"]["oauth_error"], "access_denied");
+    assert_eq!(run.json()["error"]["description"], "the user declined");
+
+    assert_eq!(env.emu.counters().code_exchanges, 0);
+    assert!(env.record("eve").is_none());
+    assert!(
+        state_file.exists(),
+        "a refused answer keeps the state for the real one"
+    );
+    // The real answer still links.
+    env.full(&["-q", "link", "--code-stdin"], "eve")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(redirect)
+        .run()
+        .ok();
+    assert!(env.record("eve").is_some());
+}
+
+#[test]
+fn one_step_prints_the_url_then_reads_the_redirect() {
+    let env = Env::new("link-one-step");
+    let mut child = env
+        .full(
+            &[
+                "-q",
+                "link",
+                "--redirect-uri",
+                REDIRECT_URI,
+                "--scope",
+                "accounts",
+            ],
+            "carol",
+        )
+        .spawn();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let redirect = authorize(url.trim());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{redirect}").unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "one-step link exits 0");
+    assert!(env.record("carol").is_some());
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests of the `freshtoken` binary: every subcommand against
+//! the emulator (in process, over loopback), client tokens and refresh
+//! against oidc-provider, and the npm wrapper.
+
+mod support;
+
+mod client_token;
+mod emulator;
+mod help;
+mod inspect;
+mod link;
+mod npx;
+mod oidc_provider;
+mod revoke;
+mod shared_store;
+mod token;

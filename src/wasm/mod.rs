@@ -16,6 +16,7 @@ mod js_clock;
 mod js_store;
 pub(crate) mod json_text;
 mod options;
+pub(crate) mod record_cipher;
 mod session;
 mod timeout;
 

@@ -25,13 +25,13 @@
 //!   inner store unchanged (versions are the inner store's), so a Redis or
 //!   PostgreSQL fleet works encrypted as it works plain.
 
-use crate::cipher::{RecordCipher, KEY_BYTES, NONCE_BYTES};
+use crate::cipher::{CipherError, RecordCipher, KEY_BYTES, NONCE_BYTES};
 use crate::error::Error;
-use crate::json_text::{self, Scalar};
+use crate::json_text;
 use crate::store::{CasOutcome, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES};
 use async_trait::async_trait;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -167,7 +167,7 @@ impl EncryptionKeys {
             if self.find(&key.id).is_some() {
                 return Err(Error::config(
                     "encryption_keys.old",
-                    format!("key id {:?} is given twice", key.id),
+                    format!("key id {} is given twice", quoted(&key.id)),
                 ));
             }
             self.old.push(key);
@@ -199,11 +199,151 @@ impl EncryptionKeys {
         self.refuse_plaintext
     }
 
+    /// `record` as the envelope saved under the session key `key`,
+    /// encrypted with the current key and a fresh random nonce.
+    pub async fn seal(&self, key: &str, record: &str) -> Result<String, StoreError> {
+        let current = &self.current;
+        let mut nonce = [0u8; NONCE_BYTES];
+        let aad = associated_data(&current.id, key);
+        let sealed = match getrandom::getrandom(&mut nonce) {
+            Ok(()) => current.cipher.seal(&nonce, &aad, record.as_bytes()).await,
+            Err(_) => Err(CipherError),
+        };
+        let sealed = sealed.map_err(|_| {
+            failure(
+                key,
+                Some(&current.id),
+                "could not be encrypted (no secure random source, or no AES-GCM on this platform)",
+            )
+        })?;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let envelope = Envelope {
+            schema: ENCRYPTED_SCHEMA_V1,
+            kid: &current.id,
+            nonce: &b64.encode(nonce),
+            ciphertext: &b64.encode(sealed),
+        };
+        // Strings only: writing cannot fail.
+        json_text::to_string(&envelope)
+            .map_err(|_| failure(key, Some(&current.id), "could not be written"))
+    }
+
+    /// The record in `stored` (what the inner store holds under the session
+    /// key `key`): an envelope decrypted, or a plain record as it is (unless
+    /// plain records are refused). Errors name the key id and the session
+    /// key, never the contents.
+    pub async fn open(&self, key: &str, stored: &str) -> Result<String, StoreError> {
+        let members = json_text::string_members(
+            stored.as_bytes(),
+            MAX_ENVELOPE_BYTES,
+            &["schema", "kid", "nonce", "ciphertext"],
+        )
+        .ok()
+        .filter(|m| {
+            m[0].as_deref()
+                .is_some_and(|schema| schema.starts_with(ENCRYPTED_SCHEMA_PREFIX))
+        });
+        let Some([schema, kid, nonce, ciphertext]) =
+            members.and_then(|m| <[_; 4]>::try_from(m).ok())
+        else {
+            if self.refuse_plaintext {
+                return Err(failure(
+                    key,
+                    None,
+                    "is not encrypted, and plain records are refused (refuse_plaintext)",
+                ));
+            }
+            // Read as it is; the next save encrypts it.
+            return Ok(stored.to_owned());
+        };
+        if schema.as_deref() != Some(ENCRYPTED_SCHEMA_V1) {
+            return Err(failure(
+                key,
+                None,
+                "is in an encrypted envelope of a later version than freshtoken.encrypted/1; upgrade freshtoken to read it",
+            ));
+        }
+        let Some(kid) = kid else {
+            return Err(failure(key, None, "is encrypted but names no key id"));
+        };
+        let Some(found) = self.find(&kid) else {
+            return Err(failure(
+                key,
+                Some(&kid),
+                "is encrypted with a key that is not among the keys given",
+            ));
+        };
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let nonce: Option<[u8; NONCE_BYTES]> = nonce
+            .and_then(|n| b64.decode(n).ok())
+            .and_then(|n| n.try_into().ok());
+        let ciphertext = ciphertext.and_then(|c| b64.decode(c).ok());
+        let (Some(nonce), Some(ciphertext)) = (nonce, ciphertext) else {
+            return Err(failure(
+                key,
+                Some(&kid),
+                "is damaged: its nonce or ciphertext is not base64url",
+            ));
+        };
+        let aad = associated_data(&kid, key);
+        let plain = found.cipher.open(&nonce, &aad, &ciphertext).await;
+        let plain = plain.map_err(|_| {
+            failure(
+                key,
+                Some(&kid),
+                "failed to decrypt: it was altered, or it belongs to another session key",
+            )
+        })?;
+        String::from_utf8(plain).map_err(|e| {
+            drop(Zeroizing::new(e.into_bytes()));
+            failure(key, Some(&kid), "decrypted to text that is not UTF-8")
+        })
+    }
+
     fn find(&self, id: &str) -> Option<&EncryptionKey> {
         std::iter::once(&self.current)
             .chain(&self.old)
             .find(|k| k.id == id)
     }
+}
+
+/// An envelope as written.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    schema: &'a str,
+    kid: &'a str,
+    nonce: &'a str,
+    ciphertext: &'a str,
+}
+
+/// `text` in quotes for an error message: at most [`QUOTED_CHARS`]
+/// characters, control characters shown as `?`. (Not `{:?}`: its escaping
+/// links Unicode tables into the wasm.)
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4 * QUOTED_CHARS) + 5);
+    out.push('"');
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(QUOTED_CHARS) {
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out.push('"');
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The associated data: the envelope version, the key id and the session
+/// key. The id never holds a NUL (it is printable ASCII), so the encoding
+/// is unambiguous.
+fn associated_data(kid: &str, key: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(ENCRYPTED_SCHEMA_V1.len() + kid.len() + key.len() + 2);
+    aad.extend_from_slice(ENCRYPTED_SCHEMA_V1.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(kid.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(key.as_bytes());
+    aad
 }
 
 /// A [`TokenStore`] that keeps every record encrypted in `inner` (see the
@@ -219,47 +359,6 @@ impl fmt::Debug for EncryptedStore {
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
-}
-
-/// An envelope as read: only the members named here, each any JSON value.
-#[derive(Deserialize)]
-struct StoredEnvelope {
-    schema: Option<Scalar>,
-    kid: Option<Scalar>,
-    nonce: Option<Scalar>,
-    ciphertext: Option<Scalar>,
-}
-
-/// An envelope as written.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    schema: &'a str,
-    kid: &'a str,
-    nonce: &'a str,
-    ciphertext: &'a str,
-}
-
-/// `text` quoted for an error message, at most [`QUOTED_CHARS`] characters.
-fn quoted(text: &str) -> String {
-    let cut: String = text.chars().take(QUOTED_CHARS).collect();
-    if cut.len() < text.len() {
-        format!("{cut:?}…")
-    } else {
-        format!("{cut:?}")
-    }
-}
-
-/// The associated data: the envelope version, the key id and the session
-/// key. The id never holds a NUL (it is printable ASCII), so the encoding
-/// is unambiguous.
-fn associated_data(kid: &str, key: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(ENCRYPTED_SCHEMA_V1.len() + kid.len() + key.len() + 2);
-    aad.extend_from_slice(ENCRYPTED_SCHEMA_V1.as_bytes());
-    aad.push(0);
-    aad.extend_from_slice(kid.as_bytes());
-    aad.push(0);
-    aad.extend_from_slice(key.as_bytes());
-    aad
 }
 
 impl EncryptedStore {
@@ -278,121 +377,28 @@ impl EncryptedStore {
         &self.keys
     }
 
-    /// `record` as the envelope saved under the session key `key`,
-    /// encrypted with the current key and a fresh random nonce.
+    /// `record` as the envelope saved under the session key `key`
+    /// (see [`EncryptionKeys::seal`]).
     pub async fn seal(&self, key: &str, record: &str) -> Result<String, StoreError> {
-        let current = &self.keys.current;
-        let mut nonce = [0u8; NONCE_BYTES];
-        getrandom::getrandom(&mut nonce).map_err(|_| {
-            StoreError("cannot encrypt the record: the platform has no secure random source".into())
-        })?;
-        let aad = associated_data(&current.id, key);
-        let sealed = current
-            .cipher
-            .seal(&nonce, &aad, record.as_bytes())
-            .await
-            .map_err(|_| {
-                StoreError(format!(
-                    "cannot encrypt the record of session key {} with key id {}",
-                    quoted(key),
-                    quoted(&current.id)
-                ))
-            })?;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let envelope = Envelope {
-            schema: ENCRYPTED_SCHEMA_V1,
-            kid: &current.id,
-            nonce: &b64.encode(nonce),
-            ciphertext: &b64.encode(sealed),
-        };
-        // Strings only: writing cannot fail.
-        json_text::to_string(&envelope)
-            .map_err(|_| StoreError("cannot write the encrypted record".into()))
+        self.keys.seal(key, record).await
     }
 
-    /// The record in `stored` (what the inner store holds under the session
-    /// key `key`): an envelope decrypted, or a plain record as it is (unless
-    /// plain records are refused). Errors name the key id and the session
-    /// key, never the contents.
+    /// The record in `stored`, what the inner store holds under the session
+    /// key `key` (see [`EncryptionKeys::open`]).
     pub async fn open(&self, key: &str, stored: &str) -> Result<String, StoreError> {
-        let envelope = json_text::from_slice::<StoredEnvelope>(
-            stored.as_bytes(),
-            MAX_ENVELOPE_BYTES,
-        )
-        .ok()
-        .filter(
-            |e| matches!(&e.schema, Some(Scalar::Str(s)) if s.starts_with(ENCRYPTED_SCHEMA_PREFIX)),
-        );
-        let Some(envelope) = envelope else {
-            if self.keys.refuse_plaintext {
-                return Err(StoreError(format!(
-                    "the record of session key {} is not encrypted, and plain records are refused (refuse_plaintext)",
-                    quoted(key)
-                )));
-            }
-            // Read as it is; the next save encrypts it.
-            return Ok(stored.to_owned());
-        };
-        let text = |member: Option<Scalar>| match member {
-            Some(Scalar::Str(s)) => Some(s),
-            _ => None,
-        };
-        let schema = text(envelope.schema).unwrap_or_default();
-        if schema != ENCRYPTED_SCHEMA_V1 {
-            return Err(StoreError(format!(
-                "the record of session key {} is in encrypted envelope version {}, which this version of freshtoken cannot read",
-                quoted(key),
-                quoted(&schema)
-            )));
-        }
-        let Some(kid) = text(envelope.kid) else {
-            return Err(StoreError(format!(
-                "the encrypted record of session key {} names no key id",
-                quoted(key)
-            )));
-        };
-        let damaged = || {
-            StoreError(format!(
-                "the encrypted record of session key {} (key id {}) is damaged: its nonce or ciphertext is not valid base64url",
-                quoted(key),
-                quoted(&kid)
-            ))
-        };
-        let Some(found) = self.keys.find(&kid) else {
-            return Err(StoreError(format!(
-                "the record of session key {} is encrypted with key id {}, which is not among the keys given",
-                quoted(key),
-                quoted(&kid)
-            )));
-        };
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let nonce: [u8; NONCE_BYTES] = text(envelope.nonce)
-            .and_then(|n| b64.decode(n).ok())
-            .and_then(|n| n.try_into().ok())
-            .ok_or_else(damaged)?;
-        let ciphertext = text(envelope.ciphertext)
-            .and_then(|c| b64.decode(c).ok())
-            .ok_or_else(damaged)?;
-        let aad = associated_data(&kid, key);
-        let plain = found
-            .cipher
-            .open(&nonce, &aad, &ciphertext)
-            .await
-            .map_err(|_| {
-                StoreError(format!(
-                    "the record of session key {} failed to decrypt with key id {}: it was altered, or it belongs to another session key",
-                    quoted(key),
-                    quoted(&kid)
-                ))
-            })?;
-        String::from_utf8(plain).map_err(|e| {
-            drop(Zeroizing::new(e.into_bytes()));
-            StoreError(format!(
-                "the decrypted record of session key {} is not UTF-8 text",
-                quoted(key)
-            ))
-        })
+        self.keys.open(key, stored).await
     }
+}
+
+/// A store error about the record of session key `key` (encrypted with key
+/// id `kid`, when known).
+fn failure(key: &str, kid: Option<&str>, what: &str) -> StoreError {
+    let kid = kid.map(|kid| format!(" (key id {})", quoted(kid)));
+    StoreError(format!(
+        "the record of session key {}{} {what}",
+        quoted(key),
+        kid.unwrap_or_default()
+    ))
 }
 
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
@@ -723,7 +729,7 @@ mod tests {
             .save("u", &with_member(&raw, "schema", "freshtoken.encrypted/2"))
             .await
             .unwrap();
-        assert!(storage_error(s.load("u").await).contains("freshtoken.encrypted/2"));
+        assert!(storage_error(s.load("u").await).contains("later version"));
         let mut m = members(&raw);
         m.remove("kid");
         inner

@@ -53,6 +53,37 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
     text_to_value(text)
 }
 
+/// The string members `names` of one JSON object of at most `max_bytes`
+/// bytes, each `None` when absent or not a string; other members are not
+/// looked at. (No type of its own to deserialize: in the wasm build this is
+/// `JSON.parse` and a property read per name, no serde code.)
+pub(crate) fn string_members(
+    bytes: &[u8],
+    max_bytes: usize,
+    names: &[&str],
+) -> Result<Vec<Option<String>>, JsonError> {
+    if bytes.len() > max_bytes {
+        return Err(JsonError::TooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Syntax)?;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let object: serde_json::Map<String, serde_json::Value> = from_slice(bytes, max_bytes)?;
+        let _ = text;
+        Ok(names
+            .iter()
+            .map(|name| {
+                object
+                    .get(*name)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+    #[cfg(target_arch = "wasm32")]
+    crate::wasm::json_text::string_members(text, names)
+}
+
 /// `value` as JSON text.
 pub(crate) fn to_string<T: Serialize>(value: &T) -> Result<String, JsonError> {
     value_to_text(value)

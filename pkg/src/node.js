@@ -3,10 +3,13 @@
 
 import { createRequire } from 'node:module';
 import { bind } from './api.js';
+import { encryptedStoreClass } from './encrypted-store.js';
 
 const require = createRequire(import.meta.url);
-const api = bind(require('../dist/node/freshtoken.js'));
+const wasm = require('../dist/node/freshtoken.js');
+const api = bind(wasm);
 
 export const { TokenClient, UserSession, refreshTokens } = api;
+export const EncryptedStore = encryptedStoreClass(wasm);
 export * from './common.js';
 export { FileStore } from './file-store.js';

@@ -8,6 +8,7 @@
 mod client;
 mod convert;
 pub(crate) mod crypto;
+mod encrypted_store;
 mod error;
 mod fetch_http;
 mod host;
@@ -21,6 +22,7 @@ mod session;
 mod timeout;
 
 pub use client::{refresh_tokens, WasmTokenClient};
+pub use encrypted_store::WasmEncryptedStore;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -7,6 +7,7 @@
 //! map one to one onto [`FreshTokenError`].
 
 mod client;
+mod encrypted_store;
 mod error;
 mod executor;
 mod host;
@@ -15,6 +16,7 @@ mod session;
 mod types;
 
 pub use client::{ClientTokens, TokenClient};
+pub use encrypted_store::{encrypted_store, EncryptionKey, EncryptionKeys};
 pub use error::{FreshTokenError, HostError};
 pub use host::{Clock, HttpClient, TokenStore};
 pub use session::UserSession;

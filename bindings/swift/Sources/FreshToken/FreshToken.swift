@@ -1023,6 +1023,166 @@ public func FfiConverterTypeClock_lower(_ value: Clock) -> UInt64 {
 
 
 /**
+ * An AES-256 key and its id. The key's bytes stay inside freshtoken (they
+ * never come back to the host) and are wiped when the last reference goes.
+ */
+public protocol EncryptionKeyProtocol: AnyObject, Sendable {
+    
+    /**
+     * The key's id.
+     */
+    func id()  -> String
+    
+}
+/**
+ * An AES-256 key and its id. The key's bytes stay inside freshtoken (they
+ * never come back to the host) and are wiped when the last reference goes.
+ */
+open class EncryptionKey: EncryptionKeyProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_freshtoken_fn_clone_encryptionkey(self.handle, $0) }
+    }
+    /**
+     * A key from its 32 bytes. `id` names it in every record it encrypts:
+     * 1 to 64 printable ASCII characters without spaces (e.g. `2026-11`).
+     * Anything else is a `Config` error naming `id` or `key`.
+     */
+public convenience init(id: String, key: Data)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_encryptionkey_new(
+        FfiConverterString.lower(id),
+        FfiConverterData.lower(key),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_freshtoken_fn_free_encryptionkey(handle, $0) }
+    }
+
+    
+    /**
+     * A key from its 32 bytes in base64 (standard or URL-safe alphabet,
+     * padding optional), as `openssl rand -base64 32` prints them.
+     */
+public static func fromBase64(id: String, key: String)throws  -> EncryptionKey  {
+    return try  FfiConverterTypeEncryptionKey_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_encryptionkey_from_base64(
+        FfiConverterString.lower(id),
+        FfiConverterString.lower(key),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The key's id.
+     */
+open func id() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_encryptionkey_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEncryptionKey: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = EncryptionKey
+
+    public static func lift(_ handle: UInt64) throws -> EncryptionKey {
+        return EncryptionKey(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: EncryptionKey) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EncryptionKey {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: EncryptionKey, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEncryptionKey_lift(_ handle: UInt64) throws -> EncryptionKey {
+    return try FfiConverterTypeEncryptionKey.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEncryptionKey_lower(_ value: EncryptionKey) -> UInt64 {
+    return FfiConverterTypeEncryptionKey.lower(value)
+}
+
+
+
+
+
+
+/**
  * One OAuth client: sessions, client tokens, the code flow.
  */
 public protocol FfiTokenClientProtocol: AnyObject, Sendable {
@@ -1052,6 +1212,16 @@ public protocol FfiTokenClientProtocol: AnyObject, Sendable {
      * This client's name as a fleet lease owner.
      */
     func leaseOwner()  -> String
+    
+    /**
+     * The discovery document the client was made from (`discover_client`).
+     */
+    func providerMetadata()  -> ProviderMetadata?
+    
+    /**
+     * Revokes every cached client token at the server and forgets it.
+     */
+    func revokeClientTokens() async throws 
     
     /**
      * A handle on the session `key`, persisted through `store`.
@@ -1240,6 +1410,37 @@ open func leaseOwner() -> String  {
 }
     
     /**
+     * The discovery document the client was made from (`discover_client`).
+     */
+open func providerMetadata() -> ProviderMetadata?  {
+    return try!  FfiConverterOptionTypeProviderMetadata.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_provider_metadata(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Revokes every cached client token at the server and forgets it.
+     */
+open func revokeClientTokens()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_tokenclient_revoke_client_tokens(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_void,
+            completeFunc: ffi_freshtoken_rust_future_complete_void,
+            freeFunc: ffi_freshtoken_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
      * A handle on the session `key`, persisted through `store`.
      */
 open func session(key: String, store: TokenStore)throws  -> FfiUserSession  {
@@ -1348,6 +1549,13 @@ public protocol FfiUserSessionProtocol: AnyObject, Sendable {
      * A forced refresh, shared with concurrent callers.
      */
     func refresh() async throws  -> TokenInfo
+    
+    /**
+     * Revokes the session at the server (RFC 7009) and marks it dead
+     * (reason `revoked`); a failure still leaves it dead, and says the
+     * server may still hold the token.
+     */
+    func revoke() async throws 
     
     /**
      * Adopts an existing refresh token (and optionally its access token).
@@ -1500,6 +1708,27 @@ open func refresh()async throws  -> TokenInfo  {
             completeFunc: ffi_freshtoken_rust_future_complete_rust_buffer,
             freeFunc: ffi_freshtoken_rust_future_free_rust_buffer,
             liftFunc: FfiConverterTypeTokenInfo_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * Revokes the session at the server (RFC 7009) and marks it dead
+     * (reason `revoked`); a failure still leaves it dead, and says the
+     * server may still hold the token.
+     */
+open func revoke()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_usersession_revoke(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_void,
+            completeFunc: ffi_freshtoken_rust_future_complete_void,
+            freeFunc: ffi_freshtoken_rust_future_free_void,
+            liftFunc: { $0 },
             errorHandler: FfiConverterTypeFreshTokenError_lift
         )
 }
@@ -2839,6 +3068,91 @@ public func FfiConverterTypeCachedToken_lower(_ value: CachedToken) -> RustBuffe
 
 
 /**
+ * The keys of an encrypted store.
+ */
+public struct EncryptionKeys {
+    /**
+     * Encrypts every save.
+     */
+    public var current: EncryptionKey
+    /**
+     * Only decrypt: records written under them are rewritten under
+     * `current` by their next save.
+     */
+    public var old: [EncryptionKey]
+    /**
+     * A stored record that is not encrypted is a storage error instead of
+     * being read (and encrypted by its next save). Switch it on once every
+     * record has been rewritten.
+     */
+    public var refusePlaintext: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Encrypts every save.
+         */current: EncryptionKey, 
+        /**
+         * Only decrypt: records written under them are rewritten under
+         * `current` by their next save.
+         */old: [EncryptionKey] = [], 
+        /**
+         * A stored record that is not encrypted is a storage error instead of
+         * being read (and encrypted by its next save). Switch it on once every
+         * record has been rewritten.
+         */refusePlaintext: Bool = false) {
+        self.current = current
+        self.old = old
+        self.refusePlaintext = refusePlaintext
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension EncryptionKeys: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEncryptionKeys: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EncryptionKeys {
+        return
+            try EncryptionKeys(
+                current: FfiConverterTypeEncryptionKey.read(from: &buf), 
+                old: FfiConverterSequenceTypeEncryptionKey.read(from: &buf), 
+                refusePlaintext: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: EncryptionKeys, into buf: inout [UInt8]) {
+        FfiConverterTypeEncryptionKey.write(value.current, into: &buf)
+        FfiConverterSequenceTypeEncryptionKey.write(value.old, into: &buf)
+        FfiConverterBool.write(value.refusePlaintext, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEncryptionKeys_lift(_ buf: RustBuffer) throws -> EncryptionKeys {
+    return try FfiConverterTypeEncryptionKeys.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEncryptionKeys_lower(_ value: EncryptionKeys) -> RustBuffer {
+    return FfiConverterTypeEncryptionKeys.lower(value)
+}
+
+
+/**
  * The code exchange's inputs.
  */
 public struct ExchangeCodeOptions: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
@@ -3266,6 +3580,115 @@ public func FfiConverterTypeHttpResponse_lower(_ value: HttpResponse) -> RustBuf
 
 
 /**
+ * What was read from a provider's discovery document.
+ */
+public struct ProviderMetadata: Equatable, Hashable {
+    /**
+     * The issuer.
+     */
+    public var issuer: String
+    /**
+     * The token endpoint.
+     */
+    public var tokenEndpoint: String
+    /**
+     * The authorization endpoint, when published.
+     */
+    public var authorizationEndpoint: String?
+    /**
+     * The revocation endpoint, when published.
+     */
+    public var revocationEndpoint: String?
+    /**
+     * `token_endpoint_auth_methods_supported`.
+     */
+    public var tokenEndpointAuthMethods: [String]
+    /**
+     * `revocation_endpoint_auth_methods_supported`.
+     */
+    public var revocationEndpointAuthMethods: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The issuer.
+         */issuer: String, 
+        /**
+         * The token endpoint.
+         */tokenEndpoint: String, 
+        /**
+         * The authorization endpoint, when published.
+         */authorizationEndpoint: String?, 
+        /**
+         * The revocation endpoint, when published.
+         */revocationEndpoint: String?, 
+        /**
+         * `token_endpoint_auth_methods_supported`.
+         */tokenEndpointAuthMethods: [String], 
+        /**
+         * `revocation_endpoint_auth_methods_supported`.
+         */revocationEndpointAuthMethods: [String]) {
+        self.issuer = issuer
+        self.tokenEndpoint = tokenEndpoint
+        self.authorizationEndpoint = authorizationEndpoint
+        self.revocationEndpoint = revocationEndpoint
+        self.tokenEndpointAuthMethods = tokenEndpointAuthMethods
+        self.revocationEndpointAuthMethods = revocationEndpointAuthMethods
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ProviderMetadata: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeProviderMetadata: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ProviderMetadata {
+        return
+            try ProviderMetadata(
+                issuer: FfiConverterString.read(from: &buf), 
+                tokenEndpoint: FfiConverterString.read(from: &buf), 
+                authorizationEndpoint: FfiConverterOptionString.read(from: &buf), 
+                revocationEndpoint: FfiConverterOptionString.read(from: &buf), 
+                tokenEndpointAuthMethods: FfiConverterSequenceString.read(from: &buf), 
+                revocationEndpointAuthMethods: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ProviderMetadata, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.issuer, into: &buf)
+        FfiConverterString.write(value.tokenEndpoint, into: &buf)
+        FfiConverterOptionString.write(value.authorizationEndpoint, into: &buf)
+        FfiConverterOptionString.write(value.revocationEndpoint, into: &buf)
+        FfiConverterSequenceString.write(value.tokenEndpointAuthMethods, into: &buf)
+        FfiConverterSequenceString.write(value.revocationEndpointAuthMethods, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProviderMetadata_lift(_ buf: RustBuffer) throws -> ProviderMetadata {
+    return try FfiConverterTypeProviderMetadata.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProviderMetadata_lower(_ value: ProviderMetadata) -> RustBuffer {
+    return FfiConverterTypeProviderMetadata.lower(value)
+}
+
+
+/**
  * Retry policy for 5xx, 429 and unsent requests (unset fields keep defaults).
  */
 public struct RetryOptions: Equatable, Hashable {
@@ -3591,7 +4014,8 @@ public func FfiConverterTypeSessionStatus_lower(_ value: SessionStatus) -> RustB
  */
 public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
     /**
-     * `https://…/connect/token`; plain http only for loopback hosts.
+     * `https://…/connect/token`; plain http only for loopback hosts. Left
+     * empty for `discover_client`, which reads it from the issuer.
      */
     public var tokenEndpoint: String
     /**
@@ -3628,6 +4052,11 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
      * Default: the token endpoint with `/token` replaced by `/authorize`.
      */
     public var authorizationEndpoint: String?
+    /**
+     * The RFC 7009 revocation endpoint. Default: the token endpoint with
+     * `/token` replaced by `/revocation` (Stitch's).
+     */
+    public var revocationEndpoint: String?
     /**
      * Refresh this many seconds before expiry (default 60, at most half a token's life).
      */
@@ -3674,8 +4103,9 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
     // declare one manually.
     public init(
         /**
-         * `https://…/connect/token`; plain http only for loopback hosts.
-         */tokenEndpoint: String, 
+         * `https://…/connect/token`; plain http only for loopback hosts. Left
+         * empty for `discover_client`, which reads it from the issuer.
+         */tokenEndpoint: String = "", 
         /**
          * The client id.
          */clientId: String, 
@@ -3702,6 +4132,10 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
         /**
          * Default: the token endpoint with `/token` replaced by `/authorize`.
          */authorizationEndpoint: String? = nil, 
+        /**
+         * The RFC 7009 revocation endpoint. Default: the token endpoint with
+         * `/token` replaced by `/revocation` (Stitch's).
+         */revocationEndpoint: String? = nil, 
         /**
          * Refresh this many seconds before expiry (default 60, at most half a token's life).
          */leewaySeconds: Int64? = nil, 
@@ -3742,6 +4176,7 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
         self.assertionAudience = assertionAudience
         self.audience = audience
         self.authorizationEndpoint = authorizationEndpoint
+        self.revocationEndpoint = revocationEndpoint
         self.leewaySeconds = leewaySeconds
         self.userTokenLifetimeSeconds = userTokenLifetimeSeconds
         self.clientTokenLifetimeSeconds = clientTokenLifetimeSeconds
@@ -3801,6 +4236,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
                 assertionAudience: FfiConverterOptionString.read(from: &buf), 
                 audience: FfiConverterOptionString.read(from: &buf), 
                 authorizationEndpoint: FfiConverterOptionString.read(from: &buf), 
+                revocationEndpoint: FfiConverterOptionString.read(from: &buf), 
                 leewaySeconds: FfiConverterOptionInt64.read(from: &buf), 
                 userTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
                 clientTokenLifetimeSeconds: FfiConverterOptionInt64.read(from: &buf), 
@@ -3824,6 +4260,7 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.assertionAudience, into: &buf)
         FfiConverterOptionString.write(value.audience, into: &buf)
         FfiConverterOptionString.write(value.authorizationEndpoint, into: &buf)
+        FfiConverterOptionString.write(value.revocationEndpoint, into: &buf)
         FfiConverterOptionInt64.write(value.leewaySeconds, into: &buf)
         FfiConverterOptionInt64.write(value.userTokenLifetimeSeconds, into: &buf)
         FfiConverterOptionInt64.write(value.clientTokenLifetimeSeconds, into: &buf)
@@ -4582,6 +5019,10 @@ public enum ReauthorizationReason: Equatable, Hashable {
      * No refresh token is stored.
      */
     case noRefreshToken
+    /**
+     * The session was revoked (`revoke()`).
+     */
+    case revoked
 
 
 
@@ -4611,6 +5052,8 @@ public struct FfiConverterTypeReauthorizationReason: FfiConverterRustBuffer {
         
         case 4: return .noRefreshToken
         
+        case 5: return .revoked
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -4633,6 +5076,10 @@ public struct FfiConverterTypeReauthorizationReason: FfiConverterRustBuffer {
         
         case .noRefreshToken:
             writeInt(&buf, Int32(4))
+        
+        
+        case .revoked:
+            writeInt(&buf, Int32(5))
         
         }
     }
@@ -4729,6 +5176,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeClock: FfiConverterRustBuffer {
+    typealias SwiftType = Clock?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeClock.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeClock.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeCachedToken: FfiConverterRustBuffer {
     typealias SwiftType = CachedToken?
 
@@ -4745,6 +5216,30 @@ fileprivate struct FfiConverterOptionTypeCachedToken: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeCachedToken.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeProviderMetadata: FfiConverterRustBuffer {
+    typealias SwiftType = ProviderMetadata?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeProviderMetadata.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeProviderMetadata.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4842,6 +5337,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeEncryptionKey: FfiConverterRustBuffer {
+    typealias SwiftType = [EncryptionKey]
+
+    public static func write(_ value: [EncryptionKey], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeEncryptionKey.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [EncryptionKey] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [EncryptionKey]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeEncryptionKey.read(from: &buf))
         }
         return seq
     }
@@ -5009,6 +5529,44 @@ private func uniffiForeignFutureDroppedCallback(handle: UInt64) {
 public func uniffiForeignFutureHandleCountFreshtoken() -> Int {
     UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.count
 }
+/**
+ * A client for the provider `issuer`: its token, authorization and
+ * revocation endpoints are read from its discovery document
+ * (`/.well-known/openid-configuration`), checked (the issuer matches, the
+ * endpoints are https). `options.token_endpoint` stays empty; endpoints set
+ * in `options` win. `clock` is for tests with fake time (default: the system's).
+ */
+public func discoverClient(issuer: String, options: TokenClientOptions, http: HttpClient, clock: Clock?)async throws  -> FfiTokenClient  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_func_discover_client(FfiConverterString.lower(issuer),FfiConverterTypeTokenClientOptions_lower(options),FfiConverterTypeHttpClient_lower(http),FfiConverterOptionTypeClock.lower(clock)
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_u64,
+            completeFunc: ffi_freshtoken_rust_future_complete_u64,
+            freeFunc: ffi_freshtoken_rust_future_free_u64,
+            liftFunc: FfiConverterTypeFfiTokenClient_lift,
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+/**
+ * `inner` with every record it keeps encrypted (AES-256-GCM, a random
+ * 96-bit nonce per save, the session key and key id bound as associated
+ * data). An unknown key id or a failed decryption is a storage error
+ * naming the key id; the lease and compare-and-swap members pass through,
+ * so fleet stores keep working. Two keys with one id are a `Config` error
+ * naming `old`.
+ */
+public func encryptedStore(inner: TokenStore, keys: EncryptionKeys)throws  -> TokenStore  {
+    return try  FfiConverterTypeTokenStore_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_func_encrypted_store(
+        FfiConverterTypeTokenStore_lower(inner),
+        FfiConverterTypeEncryptionKeys_lower(keys),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -5024,6 +5582,12 @@ private let initializationResult: InitializationResult = {
     let scaffolding_contract_version = ffi_freshtoken_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
+    }
+    if (uniffi_freshtoken_checksum_func_discover_client() != 50493) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_func_encrypted_store() != 34069) {
+        return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 20463) {
         return InitializationResult.apiChecksumMismatch
@@ -5046,10 +5610,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_tokenclient_lease_owner() != 47672) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_freshtoken_checksum_method_tokenclient_provider_metadata() != 40629) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_tokenclient_revoke_client_tokens() != 28304) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_freshtoken_checksum_method_tokenclient_session() != 22365) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_session_count() != 40085) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_encryptionkey_id() != 59014) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clock_now_ms() != 20621) {
@@ -5100,6 +5673,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_usersession_refresh() != 19086) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_freshtoken_checksum_method_usersession_revoke() != 58630) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_freshtoken_checksum_method_usersession_seed() != 61657) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5119,6 +5695,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_constructor_tokenclient_with_clock() != 24155) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_constructor_encryptionkey_from_base64() != 10074) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_constructor_encryptionkey_new() != 13179) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -417,6 +417,16 @@ uint64_t uniffi_freshtoken_fn_method_tokenclient_exchange_code(uint64_t ptr, Rus
 RustBuffer uniffi_freshtoken_fn_method_tokenclient_lease_owner(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_PROVIDER_METADATA
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_PROVIDER_METADATA
+RustBuffer uniffi_freshtoken_fn_method_tokenclient_provider_metadata(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+uint64_t uniffi_freshtoken_fn_method_tokenclient_revoke_client_tokens(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 uint64_t uniffi_freshtoken_fn_method_tokenclient_session(uint64_t ptr, RustBuffer key, uint64_t store, RustCallStatus *_Nonnull out_status
@@ -425,6 +435,31 @@ uint64_t uniffi_freshtoken_fn_method_tokenclient_session(uint64_t ptr, RustBuffe
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION_COUNT
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION_COUNT
 int64_t uniffi_freshtoken_fn_method_tokenclient_session_count(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_ENCRYPTIONKEY
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_ENCRYPTIONKEY
+uint64_t uniffi_freshtoken_fn_clone_encryptionkey(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_ENCRYPTIONKEY
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_ENCRYPTIONKEY
+void uniffi_freshtoken_fn_free_encryptionkey(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+uint64_t uniffi_freshtoken_fn_constructor_encryptionkey_from_base64(RustBuffer id, RustBuffer key, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+uint64_t uniffi_freshtoken_fn_constructor_encryptionkey_new(RustBuffer id, RustBuffer key, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_ENCRYPTIONKEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_ENCRYPTIONKEY_ID
+RustBuffer uniffi_freshtoken_fn_method_encryptionkey_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_CLOCK
@@ -562,6 +597,11 @@ RustBuffer uniffi_freshtoken_fn_method_usersession_key(uint64_t ptr, RustCallSta
 uint64_t uniffi_freshtoken_fn_method_usersession_refresh(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_REVOKE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_REVOKE
+uint64_t uniffi_freshtoken_fn_method_usersession_revoke(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_SEED
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_USERSESSION_SEED
 uint64_t uniffi_freshtoken_fn_method_usersession_seed(uint64_t ptr, RustBuffer seed
@@ -685,6 +725,16 @@ RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_debug(RustBu
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_VERSIONEDRECORD_UNIFFI_TRAIT_DISPLAY
 RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_DISCOVER_CLIENT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_DISCOVER_CLIENT
+uint64_t uniffi_freshtoken_fn_func_discover_client(RustBuffer issuer, RustBuffer options, uint64_t http, RustBuffer clock
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_ENCRYPTED_STORE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_ENCRYPTED_STORE
+uint64_t uniffi_freshtoken_fn_func_encrypted_store(uint64_t inner, RustBuffer keys, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
@@ -947,6 +997,18 @@ void ffi_freshtoken_rust_future_free_void(uint64_t handle
 void ffi_freshtoken_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_DISCOVER_CLIENT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_DISCOVER_CLIENT
+uint16_t uniffi_freshtoken_checksum_func_discover_client(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_ENCRYPTED_STORE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_ENCRYPTED_STORE
+uint16_t uniffi_freshtoken_checksum_func_encrypted_store(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_INVALIDATE
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_INVALIDATE
 uint16_t uniffi_freshtoken_checksum_method_clienttokens_invalidate(void
@@ -989,6 +1051,18 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_lease_owner(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_PROVIDER_METADATA
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_PROVIDER_METADATA
+uint16_t uniffi_freshtoken_checksum_method_tokenclient_provider_metadata(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
+uint16_t uniffi_freshtoken_checksum_method_tokenclient_revoke_client_tokens(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_SESSION
 uint16_t uniffi_freshtoken_checksum_method_tokenclient_session(void
@@ -998,6 +1072,12 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_session(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_SESSION_COUNT
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_SESSION_COUNT
 uint16_t uniffi_freshtoken_checksum_method_tokenclient_session_count(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_ENCRYPTIONKEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_ENCRYPTIONKEY_ID
+uint16_t uniffi_freshtoken_checksum_method_encryptionkey_id(void
     
 );
 #endif
@@ -1097,6 +1177,12 @@ uint16_t uniffi_freshtoken_checksum_method_usersession_refresh(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_REVOKE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_REVOKE
+uint16_t uniffi_freshtoken_checksum_method_usersession_revoke(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_SEED
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_USERSESSION_SEED
 uint16_t uniffi_freshtoken_checksum_method_usersession_seed(void
@@ -1136,6 +1222,18 @@ uint16_t uniffi_freshtoken_checksum_constructor_tokenclient_new(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_TOKENCLIENT_WITH_CLOCK
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_TOKENCLIENT_WITH_CLOCK
 uint16_t uniffi_freshtoken_checksum_constructor_tokenclient_with_clock(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+uint16_t uniffi_freshtoken_checksum_constructor_encryptionkey_from_base64(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+uint16_t uniffi_freshtoken_checksum_constructor_encryptionkey_new(void
     
 );
 #endif

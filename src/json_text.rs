@@ -211,6 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn string_members_reads_strings_by_name_and_nothing_else() {
+        let names = ["a", "b", "c", "d"];
+        let read = |text: &str| string_members(text.as_bytes(), 1 << 10, &names);
+        assert_eq!(
+            read(r#"{"b":"x","a":"\u00e9","c":1,"d":{"e":"f"},"z":"y"}"#),
+            Ok(vec![Some("é".into()), Some("x".into()), None, None])
+        );
+        assert_eq!(read("{}"), Ok(vec![None; 4]));
+        for text in ["", "[\"a\"]", "\"a\"", "nope", "{"] {
+            assert!(read(text).is_err(), "{text:?}");
+        }
+        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(2000));
+        assert_eq!(read(&big), Err(JsonError::TooLarge));
+    }
+
+    #[test]
     fn what_is_not_an_object_is_refused() {
         for text in [
             "", "[1]", r#"["x"]"#, "null", "\"a\"", "1", "<html>", "nope",

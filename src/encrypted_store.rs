@@ -48,8 +48,9 @@ const MAX_ENVELOPE_BYTES: usize = (MAX_RECORD_BYTES + 16) / 3 * 4 + 4 + 512;
 /// How much of a session key or key id an error message quotes.
 const QUOTED_CHARS: usize = 80;
 
-/// An AES-256 key and the id it is known by. `Debug` shows the id only; the
-/// key material is wiped from memory when the last clone is dropped.
+/// An AES-256 key and the id it is known by. `Debug` shows the id only;
+/// the key material (natively each clone's expanded key, in wasm the raw
+/// bytes shared by clones) is wiped from memory when dropped.
 #[derive(Clone)]
 pub struct EncryptionKey {
     id: String,

@@ -402,6 +402,56 @@ export class FileStore implements TokenStore {
   recover(olderThanMs?: number): Promise<{ completed: number; removed: number }>;
 }
 
+/**
+ * One AES-256 key of an EncryptedStore: `id` names it in every record it
+ * encrypts (1 to 64 printable ASCII characters, no spaces, e.g. "2026-11");
+ * `key` is its 32 bytes, as a Uint8Array (a Buffer is one) or in base64
+ * (standard or URL-safe alphabet, padding optional: `openssl rand -base64 32`).
+ */
+export interface EncryptionKey {
+  id: string;
+  key: Uint8Array | string;
+}
+
+/** The keys of an EncryptedStore. */
+export interface EncryptionKeys {
+  /** Encrypts every save. */
+  current: EncryptionKey;
+  /** Only decrypt: records written under them are rewritten under `current` by their next save. */
+  old?: EncryptionKey[];
+  /**
+   * A stored record that is not encrypted is a StorageError instead of being
+   * read (and encrypted by its next save). Default false; switch it on once
+   * every record has been rewritten.
+   */
+  refusePlaintext?: boolean;
+}
+
+/**
+ * A store whose records `inner` keeps encrypted (AES-256-GCM by the host's
+ * WebCrypto, a random 96-bit nonce per save). `inner` holds a JSON envelope
+ * `{"schema":"freshtoken.encrypted/1","kid","nonce","ciphertext"}` whose
+ * associated data binds the session key and the key id: a record copied
+ * under another key, or altered, fails to decrypt. An unknown key id or a
+ * failed decryption is a StorageError naming the key id, never a fallback.
+ * The fleet members (lease, compare-and-swap) exist when `inner` has them;
+ * leases pass through unchanged. Throws a ConfigError naming a bad
+ * argument (`inner`, `keys.current.key`, …).
+ */
+export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenStore {
+  constructor(inner: S, keys: EncryptionKeys);
+  /** The store underneath (it holds the envelopes). */
+  readonly inner: S;
+  /** The record under `key`, decrypted (a plain record as it is), or null. */
+  load(key: string): Promise<string | null>;
+  /** Encrypts `record` with the current key and saves it under `key`. */
+  save(key: string, record: string): Promise<void>;
+  acquire?(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  release?(key: string, owner: string): Promise<void>;
+  loadVersioned?(key: string): Promise<VersionedRecord | null>;
+  saveVersioned?(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
+}
+
 /** Whether a response says the access token was not accepted. */
 export function isUnauthenticated(response: Response): Promise<boolean>;
 

@@ -53,6 +53,37 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
     text_to_value(text)
 }
 
+/// The string members `names` of one JSON object of at most `max_bytes`
+/// bytes, each `None` when absent or not a string; other members are not
+/// looked at. (No type of its own to deserialize: in the wasm build this is
+/// `JSON.parse` and a property read per name, no serde code.)
+pub(crate) fn string_members(
+    bytes: &[u8],
+    max_bytes: usize,
+    names: &[&str],
+) -> Result<Vec<Option<String>>, JsonError> {
+    if bytes.len() > max_bytes {
+        return Err(JsonError::TooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Syntax)?;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let object: serde_json::Map<String, serde_json::Value> = from_slice(bytes, max_bytes)?;
+        let _ = text;
+        Ok(names
+            .iter()
+            .map(|name| {
+                object
+                    .get(*name)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+    #[cfg(target_arch = "wasm32")]
+    crate::wasm::json_text::string_members(text, names)
+}
+
 /// `value` as JSON text.
 pub(crate) fn to_string<T: Serialize>(value: &T) -> Result<String, JsonError> {
     value_to_text(value)
@@ -177,6 +208,22 @@ mod tests {
         ] {
             assert_eq!(read(text), Ok(Doc { a: expected }), "{text}");
         }
+    }
+
+    #[test]
+    fn string_members_reads_strings_by_name_and_nothing_else() {
+        let names = ["a", "b", "c", "d"];
+        let read = |text: &str| string_members(text.as_bytes(), 1 << 10, &names);
+        assert_eq!(
+            read(r#"{"b":"x","a":"\u00e9","c":1,"d":{"e":"f"},"z":"y"}"#),
+            Ok(vec![Some("é".into()), Some("x".into()), None, None])
+        );
+        assert_eq!(read("{}"), Ok(vec![None; 4]));
+        for text in ["", "[\"a\"]", "\"a\"", "nope", "{"] {
+            assert!(read(text).is_err(), "{text:?}");
+        }
+        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(2000));
+        assert_eq!(read(&big), Err(JsonError::TooLarge));
     }
 
     #[test]

@@ -34,6 +34,7 @@
 
 mod attached;
 mod authorize;
+mod cipher;
 mod client;
 mod client_token;
 mod clock;
@@ -41,6 +42,7 @@ mod config;
 mod credentials;
 mod deadline;
 mod discovery;
+mod encrypted_store;
 mod endpoint;
 mod error;
 mod events;
@@ -93,6 +95,7 @@ pub use config::{
 };
 pub use credentials::STITCH_TOKEN_ENDPOINT;
 pub use discovery::{discover, discovery_url, ProviderMetadata, DISCOVERY_PATH};
+pub use encrypted_store::{EncryptedStore, EncryptionKey, EncryptionKeys, ENCRYPTED_SCHEMA_V1};
 pub use error::{Error, ErrorCode, ReauthReason};
 pub use events::{Event, EventKeys, EventKind, EventSink};
 pub use http::{HttpClient, HttpError, HttpRequest, HttpResponse};

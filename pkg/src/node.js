@@ -5,11 +5,14 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { createRequire } from 'node:module';
 import { bind } from './api.js';
+import { encryptedStoreClass } from './encrypted-store.js';
 import { EVENT_CHANNEL } from './events.js';
 
 const require = createRequire(import.meta.url);
-const api = bind(require('../dist/node/freshtoken.js'), diagnosticsChannel.channel(EVENT_CHANNEL));
+const wasm = require('../dist/node/freshtoken.js');
+const api = bind(wasm, diagnosticsChannel.channel(EVENT_CHANNEL));
 
 export const { TokenClient, UserSession, refreshTokens } = api;
+export const EncryptedStore = encryptedStoreClass(wasm);
 export * from './common.js';
 export { FileStore } from './file-store.js';

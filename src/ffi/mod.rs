@@ -7,6 +7,7 @@
 //! map one to one onto [`FreshTokenError`].
 
 mod client;
+mod encrypted_store;
 mod error;
 mod events;
 mod executor;
@@ -16,6 +17,7 @@ mod session;
 mod types;
 
 pub use client::{ClientTokens, TokenClient};
+pub use encrypted_store::{encrypted_store, EncryptionKey, EncryptionKeys};
 pub use error::{FreshTokenError, HostError};
 pub use events::{EventKind, EventListener, TokenEvent};
 pub use host::{Clock, HttpClient, TokenStore};

@@ -31,7 +31,8 @@ extern "C" {
     fn modulus_length(this: &RsaKeyAlgorithm) -> Option<u32>;
 }
 
-fn subtle() -> Result<SubtleCrypto, JsValue> {
+/// The host's `crypto.subtle`.
+pub(crate) fn subtle() -> Result<SubtleCrypto, JsValue> {
     js_sys::global()
         .unchecked_into::<CryptoGlobal>()
         .crypto()

@@ -37,6 +37,24 @@ pub(crate) fn text_to_value<T: DeserializeOwned>(text: &str) -> Result<T, JsonEr
     T::deserialize(Parsed(value)).map_err(|_| JsonError::Shape)
 }
 
+/// The string members `names` of the object `JSON.parse(text)` returns
+/// (see [`crate::json_text::string_members`]).
+pub(crate) fn string_members(text: &str, names: &[&str]) -> Result<Vec<Option<String>>, JsonError> {
+    let value = PARSE
+        .with(|parse| {
+            let parse = parse.as_ref()?;
+            host::call(parse, &JsValue::NULL, &[JsValue::from_str(text)]).ok()
+        })
+        .ok_or(JsonError::Syntax)?;
+    if !value.is_object() || Array::is_array(&value) {
+        return Err(JsonError::Syntax);
+    }
+    Ok(names
+        .iter()
+        .map(|name| host::get(&value, name).ok().and_then(|v| v.as_string()))
+        .collect())
+}
+
 /// `JSON.stringify` of `value` mapped to a JavaScript value (members in
 /// declaration order, `None`s left out).
 pub(crate) fn value_to_text<T: Serialize>(value: &T) -> Result<String, JsonError> {

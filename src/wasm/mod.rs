@@ -8,6 +8,7 @@
 mod client;
 mod convert;
 pub(crate) mod crypto;
+mod encrypted_store;
 mod error;
 mod events;
 mod fetch_http;
@@ -17,10 +18,12 @@ mod js_clock;
 mod js_store;
 pub(crate) mod json_text;
 mod options;
+pub(crate) mod record_cipher;
 mod session;
 mod timeout;
 
 pub use client::{refresh_tokens, WasmTokenClient};
+pub use encrypted_store::WasmEncryptedStore;
 
 use std::future::Future;
 use std::pin::Pin;

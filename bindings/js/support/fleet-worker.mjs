@@ -3,7 +3,8 @@
 //
 //   { store: 'redis' | 'postgres', redisUrl, prefix, pg: {host, port, user, database},
 //     tables: {table, leaseTable}, tokenEndpoint, clientId, clientSecret, key,
-//     callers: 100, pauseMs: [min, max], clientOptions: {…}, reportBatches: false }
+//     callers: 100, pauseMs: [min, max], clientOptions: {…}, reportBatches: false,
+//     encryption: undefined | { current: { id, key (base64) }, … } (an EncryptedStore around the store) }
 //
 // It connects its own store client, makes its own TokenClient, and says
 // { type: 'ready', pid, leaseOwner }. On { type: 'start' } it fires `callers`
@@ -48,6 +49,10 @@ if (config.store === 'redis') {
 } else {
   console.error(`fleet-worker: unknown store ${config.store}`);
   process.exit(2);
+}
+if (config.encryption) {
+  const { EncryptedStore } = await import('freshtoken');
+  store = new EncryptedStore(store, config.encryption);
 }
 
 const client = new TokenClient({

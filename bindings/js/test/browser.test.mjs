@@ -261,4 +261,47 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
     assert.equal(result.status.reauthorizationReason, 'invalid_grant');
     assert.deepEqual(pageErrors, [], 'no page errors');
   });
+
+  test('EncryptedStore in the browser: the page\'s WebCrypto encrypts; the Rust build\'s envelope decrypts; tampering is a StorageError', async () => {
+    const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
+    const before = await emu.refreshRequests();
+    // The envelope src/encrypted_store.rs pins (FROZEN_V1): key 32 × 0x42, session key `user-42`.
+    const frozen = '{"schema":"freshtoken.encrypted/1","kid":"2026-11","nonce":"2-uqFOs9KQa__xFw","ciphertext":"h_EdT1HjmXKYom8z0O-qz76aoPcHB59Ei_xAeNVCCP7SYJdAeVceCmgJJbIYN0ePFl8H0gBMObYXbsc6fwNFtbROy5we8g5XPOJk_0FwBHIokaUXhq2r-_8FIQ"}';
+    const result = await page.evaluate(async ({ tokenEndpoint, refreshToken, frozen }) => {
+      const { TokenClient, MemoryStore, EncryptedStore, StorageError } = window.ft;
+      const key = new Uint8Array(32).fill(0x42);
+      const inner = new MemoryStore();
+      const store = new EncryptedStore(inner, { current: { id: '2026-11', key } });
+      const client = new TokenClient({ tokenEndpoint, clientId: 'public-client' });
+      const session = client.session('browser-enc', store);
+      await session.seed({ refreshToken });
+      const token = await session.accessToken();
+      const raw = inner.get('browser-enc');
+      const decrypted = await store.load('browser-enc');
+      await inner.save('user-42', frozen);
+      const frozenRecord = await store.load('user-42');
+      const envelope = JSON.parse(raw);
+      envelope.ciphertext = (envelope.ciphertext[0] === 'A' ? 'B' : 'A') + envelope.ciphertext.slice(1);
+      await inner.save('browser-enc', JSON.stringify(envelope));
+      let failure;
+      try {
+        await store.load('browser-enc');
+      } catch (e) {
+        failure = { storage: e instanceof StorageError, message: String(e.message) };
+      }
+      client.free();
+      return { token, raw, decrypted, frozenRecord, failure };
+    }, { tokenEndpoint: emu.tokenEndpoint, refreshToken: seeded.refresh_token, frozen });
+
+    assert.equal(await emu.refreshRequests() - before, 1);
+    const envelope = JSON.parse(result.raw);
+    assert.equal(envelope.schema, 'freshtoken.encrypted/1');
+    assert.equal(envelope.kid, '2026-11');
+    assert.ok(!result.raw.includes(result.token) && !result.raw.includes(seeded.refresh_token), 'no token in the raw record');
+    assert.ok(JSON.parse(result.decrypted).access_token === result.token, 'the decrypted record holds the token served');
+    assert.equal(result.frozenRecord, '{"schema":"freshtoken.record/1","refresh_token":"rt-frozen","updated_at":1}');
+    assert.equal(result.failure?.storage, true, 'a tampered record is a StorageError');
+    assert.match(result.failure.message, /key id "2026-11"/);
+    assert.deepEqual(pageErrors, [], 'no page errors');
+  });
 });

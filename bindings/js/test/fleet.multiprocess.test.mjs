@@ -7,6 +7,9 @@
 //    per window (the emulator's refresh_success = refresh requests = distinct
 //    tokens served), no invalid_grant, no reuse detected, every call served,
 //    no token served past its lifetime, the store ends with the last token.
+//    The steady state runs again on Redis with every record encrypted
+//    (EncryptedStore around each process's RedisStore): the same one refresh
+//    per window, and no token ever in Redis.
 // 2. The lease holder is SIGKILLed in the middle of its refresh (held open by
 //    an emulator delay fault): the survivors resume within the lease TTL (plus
 //    one poll) and the test reports what became of the session.
@@ -23,7 +26,7 @@ import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
 import { createClient } from 'redis';
-import { TokenClient } from 'freshtoken';
+import { EncryptedStore, TokenClient } from 'freshtoken';
 import { RedisStore } from 'freshtoken/redis';
 import { PostgresStore } from 'freshtoken/postgres';
 
@@ -43,6 +46,8 @@ const MAX_POLL_MS = 315;
 const HOLD_MS = 1_500;
 const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
 const CLIENT_OPTIONS = { leewaySeconds: 0, timeoutMs: TIMEOUT_MS, retry: { budgetMs: 500 }, leaseTtlMs: LEASE_TTL_MS };
+/** The keys of the encrypted Redis run (base64, as a host would keep them in its secret store). */
+const ENCRYPTION = { current: { id: 'fleet-2026', key: Buffer.alloc(32, 7).toString('base64') } };
 
 const installed = serversInstalled();
 const skip = !(installed.redis && installed.postgres) && process.env.FRESHTOKEN_REQUIRE_SERVERS !== '1'
@@ -153,6 +158,17 @@ describe('fleet: 8 processes × 100 callers share one session', { skip }, () => 
         await redis.quit().catch(() => {});
         await redisServer.stop();
       },
+    };
+    const encryptedRedis = new RedisStore(redis, { prefix: 'fleetenc:' });
+    backends.redisEncrypted = {
+      name: 'Redis (encrypted)',
+      server: redisServer,
+      store: new EncryptedStore(encryptedRedis, ENCRYPTION),
+      leases: encryptedRedis,
+      /** What Redis itself holds for `key` (the envelope). */
+      raw: (key) => redis.sendCommand(['HGET', encryptedRedis.recordKey(key), 'record']),
+      config: (key) => ({ store: 'redis', redisUrl: redisServer.url, prefix: 'fleetenc:', key, encryption: ENCRYPTION }),
+      async close() {}, // the Redis backend's connection and server
     };
     const pgServer = await startPostgres();
     const pool = new pg.Pool({ ...pgServer.connection, max: 4 });
@@ -270,7 +286,14 @@ describe('fleet: 8 processes × 100 callers share one session', { skip }, () => 
     assert.equal(record.reauth, undefined);
     assert.equal(await emu.refreshTokenState(record.refresh_token), 'active', 'the stored refresh token is the live one');
     assert.equal(await emu.refreshTokenState(family.refresh_token), 'consumed');
-    assert.equal(await backend.store.leaseHolder(key), null, 'no lease left behind');
+    assert.equal(await (backend.leases ?? backend.store).leaseHolder(key), null, 'no lease left behind');
+    if (backend.raw) {
+      // Encrypted: Redis holds the envelope, and no token served or stored.
+      const raw = await backend.raw(key);
+      assert.equal(JSON.parse(raw).schema, 'freshtoken.encrypted/1');
+      const secrets = [...byToken.keys(), record.refresh_token, family.refresh_token];
+      assert.ok(secrets.every((t) => typeof t === 'string' && t.length > 8 && !raw.includes(t)), 'no token in Redis');
+    }
   }
 
   async function killRun(backend) {
@@ -367,6 +390,10 @@ describe('fleet: 8 processes × 100 callers share one session', { skip }, () => 
     assert.equal(record.refresh_token, family.refresh_token, 'the store still holds the seeded, now consumed, refresh token');
     assert.equal(await backend.store.leaseHolder(key), null, 'the survivor released its lease');
   }
+
+  test(`Redis, every record encrypted: one refresh per 2 s window for ${WINDOWS}+ windows, no token in Redis`, { timeout: 90_000 }, async () => {
+    await steadyRun(backends.redisEncrypted);
+  });
 
   for (const kind of ['redis', 'postgres']) {
     const label = kind === 'redis' ? 'Redis' : 'PostgreSQL';

@@ -85,6 +85,7 @@ from ._async import AsyncClient, AsyncSession  # noqa: E402
 from ._loop import event_loop  # noqa: E402
 from ._http import UrllibHttpClient  # noqa: E402
 from ._stores import FileTokenStore, MemoryTokenStore, TokenStoreBase  # noqa: E402
+from ._encrypted import EncryptedStore, EncryptionKey  # noqa: E402
 
 
 def reason_code(reason):
@@ -118,6 +119,8 @@ __all__ = [
     "TokenStoreBase",
     "MemoryTokenStore",
     "FileTokenStore",
+    "EncryptedStore",
+    "EncryptionKey",
     # generated records, enums and host interfaces
     "AuthorizationRequest",
     "AuthorizationUrlOptions",

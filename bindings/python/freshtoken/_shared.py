@@ -21,6 +21,7 @@ from ._ffi.freshtoken import (
     TokenClient,
     TokenClientOptions,
     TokenStore,
+    TokenStoreImpl,
     UserSession,
 )
 from . import _loop
@@ -245,4 +246,5 @@ def guarded_http(http: Optional[HttpClient]) -> HttpClient:
 
 
 def guarded_store(store: TokenStore) -> TokenStore:
-    return store if isinstance(store, (TokenStoreBase, GuardedStore)) else GuardedStore(store)
+    # A store implemented in Rust (EncryptedStore) is passed as it is: it raises nothing unexpected.
+    return store if isinstance(store, (TokenStoreBase, GuardedStore, TokenStoreImpl)) else GuardedStore(store)

@@ -23,6 +23,8 @@ import {
   isUnauthenticated,
   refreshTokens,
 } from 'freshtoken';
+import { EncryptedStore } from 'freshtoken';
+import type { EncryptionKeys } from 'freshtoken';
 import type {
   AuthorizationRequest,
   ClientAuth,
@@ -228,4 +230,13 @@ export function describeError(err: unknown): string {
     }
   }
   return err instanceof Error ? err.name : 'unknown';
+}
+
+// Records encrypted at rest: keys as bytes or base64; the inner store stays reachable.
+export async function encryptedAtRest(client: TokenClient, current: Uint8Array, old: string): Promise<string> {
+  const keys: EncryptionKeys = { current: { id: '2026-11', key: current }, old: [{ id: '2025-11', key: old }], refusePlaintext: false };
+  const store = new EncryptedStore(new MemoryStore(), keys);
+  const raw: string | null = store.inner.get('user-1');
+  const fleet: boolean = typeof store.acquire === 'function';
+  return `${raw ?? ''}${fleet}${await client.session('user-1', store).accessToken()}`;
 }

@@ -243,13 +243,6 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_EVENT_LISTENER_METHOD0
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_EVENT_LISTENER_METHOD0
-typedef void (*UniffiCallbackInterfaceEventListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD0
 typedef void (*UniffiCallbackInterfaceClockMethod0)(uint64_t, int64_t* _Nonnull, 
@@ -317,15 +310,6 @@ typedef void (*UniffiCallbackInterfaceTokenStoreMethod6)(uint64_t, RustBuffer, U
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD7
 typedef void (*UniffiCallbackInterfaceTokenStoreMethod7)(uint64_t, RustBuffer, RustBuffer, RustBuffer, UniffiForeignFutureCompleteRustBuffer _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
     );
-
-#endif
-#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_EVENT_LISTENER
-#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_EVENT_LISTENER
-typedef struct UniffiVTableCallbackInterfaceEventListener {
-    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
-    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
-    UniffiCallbackInterfaceEventListenerMethod0 _Nonnull onEvent;
-} UniffiVTableCallbackInterfaceEventListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CLOCK
@@ -453,24 +437,29 @@ uint64_t uniffi_freshtoken_fn_method_tokenclient_session(uint64_t ptr, RustBuffe
 int64_t uniffi_freshtoken_fn_method_tokenclient_session_count(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_EVENTLISTENER
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_EVENTLISTENER
-uint64_t uniffi_freshtoken_fn_clone_eventlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_ENCRYPTIONKEY
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_ENCRYPTIONKEY
+uint64_t uniffi_freshtoken_fn_clone_encryptionkey(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_EVENTLISTENER
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_EVENTLISTENER
-void uniffi_freshtoken_fn_free_eventlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_ENCRYPTIONKEY
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_ENCRYPTIONKEY
+void uniffi_freshtoken_fn_free_encryptionkey(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_INIT_CALLBACK_VTABLE_EVENTLISTENER
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_INIT_CALLBACK_VTABLE_EVENTLISTENER
-void uniffi_freshtoken_fn_init_callback_vtable_eventlistener(const UniffiVTableCallbackInterfaceEventListener* _Nonnull vtable
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+uint64_t uniffi_freshtoken_fn_constructor_encryptionkey_from_base64(RustBuffer id, RustBuffer key, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_EVENTLISTENER_ON_EVENT
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_EVENTLISTENER_ON_EVENT
-void uniffi_freshtoken_fn_method_eventlistener_on_event(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+uint64_t uniffi_freshtoken_fn_constructor_encryptionkey_new(RustBuffer id, RustBuffer key, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_ENCRYPTIONKEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_ENCRYPTIONKEY_ID
+RustBuffer uniffi_freshtoken_fn_method_encryptionkey_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_CLOCK
@@ -743,6 +732,11 @@ RustBuffer uniffi_freshtoken_fn_method_versionedrecord_uniffi_trait_display(Rust
 uint64_t uniffi_freshtoken_fn_func_discover_client(RustBuffer issuer, RustBuffer options, uint64_t http, RustBuffer clock
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_ENCRYPTED_STORE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_ENCRYPTED_STORE
+uint64_t uniffi_freshtoken_fn_func_encrypted_store(uint64_t inner, RustBuffer keys, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
 #define UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
 RustBuffer ffi_freshtoken_rustbuffer_alloc(uint64_t size, RustCallStatus *_Nonnull out_status
@@ -1009,6 +1003,12 @@ uint16_t uniffi_freshtoken_checksum_func_discover_client(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_ENCRYPTED_STORE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_ENCRYPTED_STORE
+uint16_t uniffi_freshtoken_checksum_func_encrypted_store(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_INVALIDATE
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_INVALIDATE
 uint16_t uniffi_freshtoken_checksum_method_clienttokens_invalidate(void
@@ -1075,9 +1075,9 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_session_count(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_EVENTLISTENER_ON_EVENT
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_EVENTLISTENER_ON_EVENT
-uint16_t uniffi_freshtoken_checksum_method_eventlistener_on_event(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_ENCRYPTIONKEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_ENCRYPTIONKEY_ID
+uint16_t uniffi_freshtoken_checksum_method_encryptionkey_id(void
     
 );
 #endif
@@ -1222,6 +1222,18 @@ uint16_t uniffi_freshtoken_checksum_constructor_tokenclient_new(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_TOKENCLIENT_WITH_CLOCK
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_TOKENCLIENT_WITH_CLOCK
 uint16_t uniffi_freshtoken_checksum_constructor_tokenclient_with_clock(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_FROM_BASE64
+uint16_t uniffi_freshtoken_checksum_constructor_encryptionkey_from_base64(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_CONSTRUCTOR_ENCRYPTIONKEY_NEW
+uint16_t uniffi_freshtoken_checksum_constructor_encryptionkey_new(void
     
 );
 #endif

@@ -1,0 +1,77 @@
+package dev.freshtoken
+
+/**
+ * An AES-256 key for [EncryptedStore]. [id] names it in every record it
+ * encrypts: 1 to 64 printable ASCII characters without spaces (e.g.
+ * `"2026-11"`). The key's 32 bytes are copied into freshtoken's native
+ * memory, never come back, and are wiped when the key is closed (or
+ * collected) and no store uses it any more; wipe your own copy after.
+ *
+ * Throws [FreshTokenException.Config] naming `id` or `key` for a bad one.
+ */
+class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : AutoCloseable {
+    /** A key from its 32 bytes. */
+    constructor(id: String, key: ByteArray) : this(ffiCall { FfiEncryptionKey(id, key) })
+
+    /** The key's id. */
+    val id: String get() = ffi.id()
+
+    /** Drops this handle on the native key (a store made with it keeps its own). */
+    override fun close() = ffi.close()
+
+    /** The id only, never the key. */
+    override fun toString(): String = "EncryptionKey(id=$id)"
+
+    companion object {
+        /** A key from its 32 bytes in base64 (standard or URL-safe, padding optional: `openssl rand -base64 32`). */
+        @JvmStatic
+        fun fromBase64(id: String, key: String): EncryptionKey =
+            EncryptionKey(ffiCall { FfiEncryptionKey.fromBase64(id, key) })
+    }
+}
+
+/**
+ * A [TokenStore] whose records [inner] keeps encrypted at rest: AES-256-GCM
+ * in freshtoken's Rust core, a random 96-bit nonce per save, and the session
+ * key and key id bound as associated data, so a record copied under another
+ * key, or altered, fails to decrypt. [inner] holds a JSON envelope
+ * `{"schema":"freshtoken.encrypted/1","kid",…}` instead of the record.
+ *
+ * [current] encrypts every save; [old] keys only decrypt, and a record read
+ * under one is rewritten under [current] by its next save. An unknown key id
+ * or a failed decryption is a [FreshTokenException.Storage] naming the key
+ * id, never a fallback. Plain records written before encryption was switched
+ * on are read and encrypted by their next save, unless [refusePlaintext].
+ * The lease and compare-and-swap members pass through to [inner], so fleet
+ * stores keep working.
+ *
+ * The store is implemented natively: a session calls it without crossing
+ * back into Kotlin except for [inner]'s own calls. Two keys with one id are a
+ * [FreshTokenException.Config] naming `old`.
+ *
+ * On Android, when the records live on the device only, consider a store on
+ * storage that the Android Keystore protects instead (a Keystore key is
+ * hardware-backed and never leaves the device); this class serves records
+ * kept off the device or in files and databases the app manages itself.
+ */
+class EncryptedStore private constructor(
+    /** The store underneath (it holds the envelopes). */
+    val inner: TokenStore,
+    handle: Long,
+) : TokenStoreImpl(UniffiWithHandle, handle) {
+    @JvmOverloads
+    constructor(
+        inner: TokenStore,
+        current: EncryptionKey,
+        old: List<EncryptionKey> = emptyList(),
+        refusePlaintext: Boolean = false,
+    ) : this(inner, nativeHandle(inner, FfiEncryptionKeys(current.ffi, old.map { it.ffi }, refusePlaintext)))
+
+    private companion object {
+        /** The handle of the core's encrypted store over [inner] (its own reference, kept by this object). */
+        fun nativeHandle(inner: TokenStore, keys: FfiEncryptionKeys): Long {
+            val store = ffiCall { encryptedStore(inner, keys) }
+            return (store as TokenStoreImpl).use { it.uniffiCloneHandle() }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+package dev.freshtoken
+
+import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.FakeClock
+import dev.freshtoken.support.Json
+import dev.freshtoken.support.blocking
+import dev.freshtoken.support.expectError
+import dev.freshtoken.support.same
+import java.util.Base64
+import org.junit.AfterClass
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
+import org.junit.Assert.assertTrue
+import org.junit.Before
+import org.junit.BeforeClass
+import org.junit.Test
+
+/** EncryptedStore over a MemoryTokenStore: under a session on the emulator, tampering, rotation, key errors. */
+class EncryptedStoreTest {
+    companion object {
+        private lateinit var emu: Emulator
+
+        @BeforeClass @JvmStatic fun start() { emu = Emulator.start() }
+        @AfterClass @JvmStatic fun stop() { emu.close() }
+
+        private val KEY_A = ByteArray(32) { 0xA1.toByte() }
+        private val KEY_B = ByteArray(32) { 0xB2.toByte() }
+    }
+
+    @Before fun setUp() { emu.reset() }
+
+    private fun client(clock: FakeClock) = TokenClient.withClock(
+        TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+        HttpUrlConnectionClient(),
+        clock,
+    )
+
+    private fun envelope(raw: String?): Map<String, Any?> = Json.obj(raw ?: throw AssertionError("no record"))
+
+    @Test fun `a session refreshes through the encrypted store and its raw contents hold no token`() = blocking {
+        val inner = MemoryTokenStore()
+        val store = EncryptedStore(inner, EncryptionKey("2026-11", KEY_A))
+        assertTrue(store.inner === inner)
+        val clock = FakeClock()
+        val family = emu.seed()
+        val seeded = family["refresh_token"] as String
+        val session = client(clock).session("user-42", store)
+        session.seed(SeedOptions(refreshToken = seeded))
+        val first = session.accessToken()
+        clock.advance(901_000)
+        val second = session.accessToken()
+        assertEquals(2L, emu.refreshRequests())
+
+        val raw = inner.get("user-42")!!
+        val env = envelope(raw)
+        assertEquals("freshtoken.encrypted/1", env["schema"])
+        assertEquals("2026-11", env["kid"])
+        val record = Json.obj(store.load("user-42")!!)
+        same(record["access_token"], second, "the decrypted record holds the token served")
+        val tokens = listOf(seeded, first, second, record["refresh_token"] as String)
+        assertTrue("no token in the raw record", tokens.all { it.length > 8 && !raw.contains(it) })
+        assertFalse(raw.contains("refresh_token"))
+
+        // A new client (a restart) reads the encrypted record without a refresh.
+        same(client(clock).session("user-42", store).accessToken(), second, "read back")
+        assertEquals(2L, emu.refreshRequests())
+    }
+
+    @Test fun `a tampered record is a Storage error naming the key id and nothing is sent`() = blocking {
+        val inner = MemoryTokenStore()
+        val store = EncryptedStore(inner, EncryptionKey("2026-11", KEY_A))
+        val clock = FakeClock()
+        val seeded = emu.seed()["refresh_token"] as String
+        client(clock).session("alice", store).seed(SeedOptions(refreshToken = seeded))
+        val raw = inner.get("alice")!!
+        val ciphertext = envelope(raw)["ciphertext"] as String
+        val flipped = (if (ciphertext[0] == 'A') "B" else "A") + ciphertext.substring(1)
+        inner.save("alice", raw.replace(ciphertext, flipped))
+        val err = expectError<FreshTokenException.Storage> { client(clock).session("alice", store).accessToken() }
+        assertEquals("storage", err.code)
+        assertTrue(err.message, err.message!!.contains("key id \"2026-11\""))
+        assertFalse(err.message!!.contains(seeded))
+        // The intact record copied under another user's key fails too.
+        inner.save("alice", raw)
+        inner.save("mallory", raw)
+        expectError<FreshTokenException.Storage> { client(clock).session("mallory", store).accessToken() }
+        assertEquals(0L, emu.refreshRequests())
+    }
+
+    @Test fun `rotation reads under the old key and the next save uses the current one`() = blocking {
+        val inner = MemoryTokenStore()
+        val clock = FakeClock()
+        val seeded = emu.seed()["refresh_token"] as String
+        client(clock).session("u", EncryptedStore(inner, EncryptionKey("2025", KEY_A))).seed(SeedOptions(refreshToken = seeded))
+        assertEquals("2025", envelope(inner.get("u"))["kid"])
+        val rotated = EncryptedStore(
+            inner,
+            EncryptionKey.fromBase64("2026", Base64.getEncoder().encodeToString(KEY_B)),
+            old = listOf(EncryptionKey("2025", KEY_A)),
+        )
+        client(clock).session("u", rotated).accessToken()
+        assertEquals("2026", envelope(inner.get("u"))["kid"])
+        val strict = EncryptedStore(inner, EncryptionKey("2026", KEY_B), refusePlaintext = true)
+        assertTrue(strict.load("u")!!.contains("freshtoken.record/1"))
+        inner.save("plain", """{"schema":"freshtoken.record/1","refresh_token":"rt-SENTINEL","updated_at":1}""")
+        val refused = expectError<FreshTokenException.Storage> { client(clock).session("plain", strict).accessToken() }
+        assertTrue(refused.message, refused.message!!.contains("not encrypted"))
+    }
+
+    @Test fun `bad keys are Config errors naming the field, and a key never shows itself`() {
+        val short = expectError<FreshTokenException.Config> { EncryptionKey("k", ByteArray(16)) }
+        assertEquals("key", short.field)
+        assertEquals("id", expectError<FreshTokenException.Config> { EncryptionKey("has space", KEY_A) }.field)
+        assertEquals("key", expectError<FreshTokenException.Config> { EncryptionKey.fromBase64("k", "not base64!") }.field)
+        val duplicate = expectError<FreshTokenException.Config> {
+            EncryptedStore(MemoryTokenStore(), EncryptionKey("k", KEY_A), listOf(EncryptionKey("k", KEY_B)))
+        }
+        assertEquals("old", duplicate.field)
+        val key = EncryptionKey("2026-11", KEY_A)
+        assertEquals("2026-11", key.id)
+        assertEquals("EncryptionKey(id=2026-11)", key.toString())
+    }
+}

@@ -1,0 +1,128 @@
+"""EncryptedStore over a MemoryTokenStore: behind sessions on the emulator
+(no token in the store's raw contents), tampering and moved records,
+rotation, plain records and key errors."""
+
+import asyncio
+import base64
+import json
+
+import pytest
+
+import freshtoken
+from freshtoken import (
+    ConfigError,
+    EncryptedStore,
+    EncryptionKey,
+    MemoryTokenStore,
+    StorageError,
+)
+
+from helpers import make_client, make_sync_client, same
+
+KEY_A = bytes([0xA1]) * 32
+KEY_B = bytes([0xB2]) * 32
+
+
+def envelope(raw):
+    return json.loads(raw)
+
+
+def test_sessions_refresh_through_the_encrypted_store_and_no_token_reaches_its_raw_contents(emu):
+    inner = MemoryTokenStore()
+    store = EncryptedStore(inner, EncryptionKey("2026-11", KEY_A))
+    assert store.inner is inner
+    client, clock = make_sync_client(emu)
+    family = emu.seed()
+    session = client.session("user-42", store)
+    session.seed(refresh_token=family["refresh_token"])
+    first = session.access_token()
+    clock.advance(901_000)
+    second = client.session("user-42", store).access_token()
+    assert emu.refresh_requests() == 2
+
+    raw = inner.get("user-42")
+    env = envelope(raw)
+    assert list(env) == ["schema", "kid", "nonce", "ciphertext"]
+    assert env["schema"] == "freshtoken.encrypted/1" and env["kid"] == "2026-11"
+    record = json.loads(asyncio.run(store.load("user-42")))
+    same(record["access_token"], second, "the decrypted record holds the token served")
+    tokens = [family["refresh_token"], first, second, record["refresh_token"]]
+    assert all(len(t) > 8 and t not in raw for t in tokens), "no token in the raw record"
+
+    # A new client (a restart, asyncio this time) reads the encrypted record back.
+    async def restarted():
+        later, _ = make_client(emu, clock)
+        return await later.session("user-42", store).access_token()
+
+    same(asyncio.run(restarted()), second, "read back without a refresh")
+    assert emu.refresh_requests() == 2
+
+
+def test_a_tampered_or_moved_record_is_a_storage_error_naming_the_key_id(emu):
+    inner = MemoryTokenStore()
+    store = EncryptedStore(inner, EncryptionKey("2026-11", KEY_A))
+    client, clock = make_sync_client(emu)
+    family = emu.seed()
+    client.session("alice", store).seed(refresh_token=family["refresh_token"])
+    raw = inner.get("alice")
+    env = envelope(raw)
+    ciphertext = bytearray(base64.urlsafe_b64decode(env["ciphertext"] + "=="))
+    ciphertext[3] ^= 0x01
+    env["ciphertext"] = base64.urlsafe_b64encode(bytes(ciphertext)).decode().rstrip("=")
+    inner._records["alice"] = json.dumps(env)
+
+    fresh, _ = make_sync_client(emu, clock)
+    with pytest.raises(StorageError) as raised:
+        fresh.session("alice", store).access_token()
+    assert raised.value.code == "storage"
+    assert 'key id "2026-11"' in str(raised.value) and '"alice"' in str(raised.value)
+    assert family["refresh_token"] not in str(raised.value)
+
+    inner._records["alice"] = raw
+    inner._records["mallory"] = raw
+    with pytest.raises(StorageError):
+        fresh.session("mallory", store).access_token()
+    assert emu.refresh_requests() == 0, "nothing sent"
+
+
+def test_rotation_and_plain_records(emu):
+    inner = MemoryTokenStore()
+    client, clock = make_sync_client(emu)
+    family = emu.seed()
+    client.session("u", EncryptedStore(inner, EncryptionKey("2025", KEY_A))).seed(
+        refresh_token=family["refresh_token"])
+    assert envelope(inner.get("u"))["kid"] == "2025"
+
+    rotated = EncryptedStore(inner, EncryptionKey("2026", base64.b64encode(KEY_B).decode()),
+                             [EncryptionKey("2025", KEY_A)])
+    later, _ = make_sync_client(emu, clock)
+    later.session("u", rotated).access_token()
+    assert envelope(inner.get("u"))["kid"] == "2026", "the next save used the current key"
+
+    inner._records["plain"] = '{"schema":"freshtoken.record/1","refresh_token":"rt-SENTINEL","updated_at":1}'
+    strict = EncryptedStore(inner, EncryptionKey("2026", KEY_B), refuse_plaintext=True)
+    with pytest.raises(StorageError) as raised:
+        later.session("plain", strict).access_token()
+    assert "not encrypted" in str(raised.value) and "SENTINEL" not in str(raised.value)
+    assert json.loads(asyncio.run(strict.load("u")))["schema"] == "freshtoken.record/1"
+
+
+def test_bad_keys_are_config_errors_naming_the_field_and_keys_never_show_themselves():
+    with pytest.raises(ConfigError) as raised:
+        EncryptionKey("k", bytes(16))
+    assert raised.value.field == "key" and "32 bytes" in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        EncryptionKey("has space", KEY_A)
+    assert raised.value.field == "id"
+    with pytest.raises(ConfigError) as raised:
+        EncryptionKey("k", "not base64!")
+    assert raised.value.field == "key"
+    with pytest.raises(ConfigError) as raised:
+        EncryptedStore(MemoryTokenStore(), EncryptionKey("k", KEY_A), [EncryptionKey("k", KEY_B)])
+    assert raised.value.field == "old"
+    with pytest.raises(ConfigError):
+        EncryptedStore(MemoryTokenStore(), KEY_A)
+    key = EncryptionKey("2026-11", KEY_A)
+    assert key.id == "2026-11"
+    assert repr(key) == "EncryptionKey(id='2026-11')"
+    assert "EncryptedStore" in freshtoken.__all__ and "EncryptionKey" in freshtoken.__all__

@@ -1,0 +1,65 @@
+// EncryptedStore: any TokenStore with its records encrypted at rest. The
+// core (src/encrypted_store.rs, through src/wasm/encrypted_store.rs) checks
+// the keys, writes the envelope and reads old, rotated and plain records;
+// the host's WebCrypto runs AES-256-GCM. This class only threads each
+// record through the core's `seal` on its way into the inner store and
+// `open` on its way out, and passes the lease through. It has the fleet
+// members exactly when the inner store has them, since the core finds a
+// store's lease and compare-and-swap by their presence.
+
+import { ConfigError } from './errors.js';
+
+const has = (store, ...names) => names.every((name) => typeof store[name] === 'function');
+
+/** The EncryptedStore class of one wasm-bindgen build. */
+export function encryptedStoreClass(wasm) {
+  const Core = wasm.EncryptedStoreCore;
+
+  /** Records kept encrypted (AES-256-GCM) in `inner`; see index.d.ts. */
+  class EncryptedStore {
+    #core;
+    #inner;
+
+    constructor(inner, keys) {
+      if (inner === null || (typeof inner !== 'object' && typeof inner !== 'function') || !has(inner, 'load', 'save')) {
+        throw new ConfigError({ code: 'config', message: 'invalid configuration `inner`: must be a store with load() and save() methods' });
+      }
+      const core = new Core(keys);
+      this.#core = core;
+      this.#inner = inner;
+      if (has(inner, 'acquire', 'release')) {
+        // Leases hold no record: they pass through as they are.
+        this.acquire = (key, owner, ttlMs) => inner.acquire(key, owner, ttlMs);
+        this.release = (key, owner) => inner.release(key, owner);
+      }
+      if (has(inner, 'loadVersioned', 'saveVersioned')) {
+        this.loadVersioned = async (key) => {
+          const found = await inner.loadVersioned(key);
+          if (found === null || found === undefined) return null;
+          return { record: await core.open(key, found.record), version: found.version };
+        };
+        this.saveVersioned = async (key, record, expectedVersion) => (
+          inner.saveVersioned(key, await core.seal(key, record), expectedVersion)
+        );
+      }
+    }
+
+    /** The store underneath, which holds the envelopes. */
+    get inner() {
+      return this.#inner;
+    }
+
+    /** The record under `key`, decrypted, or null. */
+    async load(key) {
+      const stored = await this.#inner.load(key);
+      return stored === null || stored === undefined ? null : this.#core.open(key, stored);
+    }
+
+    /** Encrypts `record` with the current key and saves it under `key`. */
+    async save(key, record) {
+      await this.#inner.save(key, await this.#core.seal(key, record));
+    }
+  }
+
+  return EncryptedStore;
+}

@@ -1,0 +1,136 @@
+//! The core's record encryption for JavaScript: the package's
+//! `EncryptedStore` (pkg/src/encrypted-store.js) passes each record through
+//! `seal` on its way into the inner store and `open` on its way out; the
+//! envelope, the keys and every check are the core's
+//! ([`EncryptionKeys::seal`], [`EncryptionKeys::open`]), and the host's
+//! WebCrypto encrypts. (The inner store's I/O stays in JavaScript: it is
+//! one `await` each way, and the core's `TokenStore` impl for
+//! `EncryptedStore` would cost the wasm 3 KB for it.)
+//!
+//! `keys` is `{ current: { id, key }, old?: [{ id, key }], refusePlaintext? }`;
+//! each `key` is a `Uint8Array` of 32 bytes or those bytes in base64
+//! (standard or URL-safe, padding optional).
+
+use super::convert::{get, string_arg};
+use super::error::to_js;
+use super::options::known_keys;
+use crate::{EncryptionKey, EncryptionKeys, Error, StoreError};
+use js_sys::{Promise, Reflect, Uint8Array};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// The keys of one `EncryptedStore`, sealing and opening its records.
+#[wasm_bindgen(js_name = EncryptedStoreCore)]
+pub struct WasmEncryptedStore(Rc<EncryptionKeys>);
+
+/// One key from `{ id, key }` at `field` (`keys.current`, `keys.old[1]`).
+fn key_of(value: &JsValue, field: &str) -> Result<EncryptionKey, Error> {
+    known_keys(value, field, &format!("{field}."), &["id", "key"])?;
+    let id = get(value, "id")?;
+    let id = string_arg(&id, &format!("{field}.id"))?;
+    let key = get(value, "key")?;
+    let prefix = format!("{field}.");
+    if let Some(text) = key.as_string() {
+        let text = zeroize::Zeroizing::new(text);
+        EncryptionKey::checked_base64(&prefix, id, &text)
+    } else if let Some(bytes) = key.dyn_ref::<Uint8Array>() {
+        let bytes = zeroize::Zeroizing::new(bytes.to_vec());
+        EncryptionKey::checked(&prefix, id, &bytes)
+    } else {
+        Err(Error::config(
+            format!("{field}.key"),
+            "must be a Uint8Array of 32 bytes or a base64 string",
+        ))
+    }
+}
+
+/// The keys from the `keys` argument.
+fn keys_of(value: &JsValue) -> Result<EncryptionKeys, Error> {
+    known_keys(
+        value,
+        "keys",
+        "keys.",
+        &["current", "old", "refusePlaintext"],
+    )?;
+    let current = key_of(&get(value, "current")?, "keys.current")?;
+    let old = get(value, "old")?;
+    let mut keys = EncryptionKeys::new(current);
+    if !old.is_undefined() && !old.is_null() {
+        let items = super::host::array(&old)
+            .map_err(|_| Error::config("keys.old", "could not be read (it threw)"))?
+            .ok_or_else(|| Error::config("keys.old", "must be an array of { id, key }"))?;
+        for (i, item) in items.iter().enumerate() {
+            let key = key_of(&item, &format!("keys.old[{i}]"))?;
+            keys = keys.with_old([key]).map_err(|e| match e {
+                Error::Config { message, .. } => Error::config("keys.old", message),
+                other => other,
+            })?;
+        }
+    }
+    let refuse = get(value, "refusePlaintext")?;
+    let refuse = match refuse.as_bool() {
+        Some(refuse) => refuse,
+        None if refuse.is_undefined() => false,
+        None => return Err(Error::config("keys.refusePlaintext", "must be a boolean")),
+    };
+    Ok(keys.refuse_plaintext(refuse))
+}
+
+/// A store failure as the package's `StorageError`, its message the
+/// store's own (the session that calls this store adds its prefix).
+fn rejection(error: StoreError) -> JsValue {
+    let value = to_js(Error::storage(error.0.clone()));
+    let _ = Reflect::set(&value, &"message".into(), &error.0.into());
+    value
+}
+
+impl WasmEncryptedStore {
+    /// A Promise of `op(keys, key, text)` once both are checked strings.
+    fn run<Fut>(
+        &self,
+        key: &JsValue,
+        text: (&JsValue, &str),
+        op: impl FnOnce(Rc<EncryptionKeys>, String, String) -> Fut,
+    ) -> Promise
+    where
+        Fut: std::future::Future<Output = Result<String, StoreError>> + 'static,
+    {
+        let args = string_arg(key, "key").and_then(|key| Ok((key, string_arg(text.0, text.1)?)));
+        match args {
+            Ok((key, text)) => {
+                let call = op(self.0.clone(), key, text);
+                super::promise(Box::pin(async move {
+                    call.await.map(JsValue::from).map_err(rejection)
+                }))
+            }
+            Err(e) => Promise::reject(&to_js(e)),
+        }
+    }
+}
+
+#[wasm_bindgen(js_class = EncryptedStoreCore)]
+impl WasmEncryptedStore {
+    /// The keys from `keys`; a `config` error names a bad one
+    /// (`keys.current.key`, `keys.old[1].id`, …).
+    #[wasm_bindgen(constructor)]
+    pub fn new(keys: JsValue) -> Result<WasmEncryptedStore, JsValue> {
+        keys_of(&keys)
+            .map(|keys| WasmEncryptedStore(Rc::new(keys)))
+            .map_err(to_js)
+    }
+
+    /// `record` as the envelope to store under the session key `key`.
+    pub fn seal(&self, key: JsValue, record: JsValue) -> Promise {
+        self.run(&key, (&record, "record"), |keys, key, record| async move {
+            keys.seal(&key, &record).await
+        })
+    }
+
+    /// The record in `stored` (the inner store's text under `key`).
+    pub fn open(&self, key: JsValue, stored: JsValue) -> Promise {
+        self.run(&key, (&stored, "stored"), |keys, key, stored| async move {
+            keys.open(&key, &stored).await
+        })
+    }
+}

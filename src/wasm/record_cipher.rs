@@ -1,0 +1,97 @@
+//! AES-256-GCM for [`crate::EncryptedStore`] in the wasm build: the host's
+//! WebCrypto (`crypto.subtle`, Node ≥ 20 and browsers) encrypts, so no AES
+//! is compiled into the wasm. The raw key is imported once, as a
+//! non-extractable `CryptoKey`, on first use.
+
+use super::crypto::subtle;
+use crate::cipher::{CipherError, KEY_BYTES, NONCE_BYTES};
+use js_sys::{Array, ArrayBuffer, Object, Uint8Array};
+use std::cell::OnceCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AesGcmParams, CryptoKey};
+
+const AES_GCM: &str = "AES-GCM";
+
+/// One AES-256-GCM key: the raw bytes (wiped on drop) until WebCrypto has
+/// imported them, and the imported `CryptoKey`, shared by clones.
+#[derive(Clone)]
+pub(crate) struct RecordCipher {
+    raw: Rc<zeroize::Zeroizing<[u8; KEY_BYTES]>>,
+    imported: Rc<OnceCell<CryptoKey>>,
+}
+
+impl RecordCipher {
+    /// The cipher of `key`.
+    pub(crate) fn new(key: &[u8; KEY_BYTES]) -> Self {
+        RecordCipher {
+            raw: Rc::new(zeroize::Zeroizing::new(*key)),
+            imported: Rc::default(),
+        }
+    }
+
+    /// The imported key (imported on first use).
+    async fn key(&self) -> Result<CryptoKey, JsValue> {
+        if let Some(key) = self.imported.get() {
+            return Ok(key.clone());
+        }
+        let raw = Uint8Array::from(&self.raw[..]);
+        let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
+        let imported = subtle()?.import_key_with_str("raw", &raw, AES_GCM, false, &usages);
+        // WebCrypto copied the bytes: wipe this copy in the JS heap.
+        raw.fill(0, 0, KEY_BYTES as u32);
+        let key: CryptoKey = JsFuture::from(imported?).await?.unchecked_into();
+        Ok(self.imported.get_or_init(|| key).clone())
+    }
+
+    /// `data` encrypted (`seal`) or decrypted (`open`) by WebCrypto.
+    async fn run(
+        &self,
+        seal: bool,
+        nonce: &[u8; NONCE_BYTES],
+        aad: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, JsValue> {
+        let key = self.key().await?;
+        let params = AesGcmParams::new(AES_GCM, &Uint8Array::from(&nonce[..]));
+        params.set_additional_data(&Uint8Array::from(aad));
+        let data: Object = Uint8Array::from(data).into();
+        let subtle = subtle()?;
+        let promise = if seal {
+            subtle.encrypt_with_object_and_buffer_source(&params, &key, &data)
+        } else {
+            subtle.decrypt_with_object_and_buffer_source(&params, &key, &data)
+        };
+        let buffer = JsFuture::from(promise?).await?;
+        let buffer = buffer
+            .dyn_into::<ArrayBuffer>()
+            .map_err(|_| JsValue::from_str("WebCrypto gave no ArrayBuffer"))?;
+        Ok(Uint8Array::new(&buffer).to_vec())
+    }
+
+    /// `plaintext` encrypted, with the tag appended.
+    pub(crate) async fn seal(
+        &self,
+        nonce: &[u8; NONCE_BYTES],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CipherError> {
+        self.run(true, nonce, aad, plaintext)
+            .await
+            .map_err(|_| CipherError)
+    }
+
+    /// The plaintext of `ciphertext` (tag appended), if it authenticates.
+    pub(crate) async fn open(
+        &self,
+        nonce: &[u8; NONCE_BYTES],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, CipherError> {
+        self.run(false, nonce, aad, ciphertext)
+            .await
+            .map_err(|_| CipherError)
+    }
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Two changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Four changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -36,12 +36,23 @@
 #    the Display trait methods of TokenInfo and the error their old converters. Each is
 #    replaced by the renamed one, with the exact count checked.
 #
+# 4. The event listener's thread is a named daemon, attached once.
+#    The core calls EventListener.onEvent on a thread of its own per client
+#    (src/ffi/events.rs). JNA attaches such a native thread to the JVM for
+#    each callback by default: as an anonymous non-daemon "Thread-N" (a
+#    listener stuck in a call could hold up the JVM's exit), attached and
+#    detached again for every event. The patch gives the onEvent callback a
+#    CallbackThreadInitializer (daemon, stays attached, "freshtoken-events")
+#    before the vtable that holds it is first written to native memory;
+#    JNA detaches the thread when it ends (its thread-local destructor).
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
 fail() { echo "[patch-generated] $* in $file (uniffi's output changed: review the patch)" >&2; exit 1; }
 
-if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file"; then
+if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file" \
+  && grep -qF 'freshtoken: the event listener' "$file"; then
   exit 0 # already patched
 fi
 
@@ -95,5 +106,20 @@ for old, new, n in [
         sys.stderr.write(f"[patch-generated] expected {n} x {old!r}, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
         sys.exit(1)
     text = text.replace(old, new)
+# 4: the event listener's thread (a named daemon, attached once).
+vtable = "    internal var vtable = UniffiVTableCallbackInterfaceEventListener.UniffiByValue(\n"
+if text.count(vtable) != 1:
+    sys.stderr.write(f"[patch-generated] expected the EventListener vtable once, found it {text.count(vtable)} times in {path} (uniffi's output changed: review the patch)\n")
+    sys.exit(1)
+text = text.replace(vtable, """    // freshtoken: the event listener's thread is a daemon named freshtoken-events, attached
+    // once (bindings/kotlin/tools/patch-generated.sh); set before the vtable below is written.
+    init {
+        com.sun.jna.Native.setCallbackThreadInitializer(
+            `onEvent`,
+            com.sun.jna.CallbackThreadInitializer(true, false, "freshtoken-events"),
+        )
+    }
+
+""" + vtable)
 open(path, "w", encoding="utf-8").write(text)
 PY

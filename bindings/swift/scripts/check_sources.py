@@ -397,6 +397,55 @@ def main():
         reasons.append(f"Swift has {len(swift_reasons)} reason strings, Rust {len(ffi_to_string)}")
     check(f"reason codes: Swift ReauthorizationReason.code = Rust ReauthReason::as_str ({len(swift_reasons)})", reasons)
 
+    # ---- events: kind names vs Rust, the closure listener, TokenEvent's extras
+    kind_as_str = dict(re.findall(r'EventKind::(\w+)\s*=>\s*"([a-z_]+)"', (ROOT / "src/events.rs").read_text()))
+    core_to_ffi_kind = rust_map(ROOT / "src/ffi/events.rs", r"K::(\w+)\s*=>\s*EventKind::(\w+)")
+    ffi_kind_to_string = {ffi: kind_as_str[core] for core, ffi in core_to_ffi_kind.items() if core in kind_as_str}
+    client_src = sources.get(SRC / "Client.swift", "")
+    kind_body = fn_body(client_src, r"extension\s+EventKind\s*\{[^}]*?var\s+code\s*:\s*String\s*") or ""
+    swift_kinds = dict(re.findall(r'case\s+\.(\w+)\s*:\s*return\s+"([a-z_]+)"', kind_body))
+    reasons = []
+    swift_kind_cases = api.enums.get("EventKind", {}).get("cases", {})
+    if not swift_kind_cases:
+        reasons.append("the generated FreshToken.swift has no enum EventKind")
+    for case in swift_kind_cases:
+        rust_name = case[0].upper() + case[1:]  # uniffi: lowerCamelCase enum cases
+        if rust_name not in ffi_kind_to_string:
+            reasons.append(f"EventKind.{case}: no Rust name (src/events.rs as_str through src/ffi/events.rs)")
+        elif swift_kinds.get(case) != ffi_kind_to_string[rust_name]:
+            reasons.append(f"EventKind.{case}: Swift {swift_kinds.get(case)!r}, Rust {ffi_kind_to_string[rust_name]!r}")
+    if len(swift_kinds) != len(kind_as_str) or not swift_kinds:
+        reasons.append(f"Swift has {len(swift_kinds)} kind names, Rust {len(kind_as_str)}")
+    check(f"event kinds: Swift EventKind.code = Rust EventKind::as_str ({len(swift_kinds)})", reasons)
+
+    client_code = lexed.get(SRC / "Client.swift", "")
+    reasons = []
+    listener = re.search(r"\bpublic\s+final\s+class\s+ClosureEventListener\s*:\s*([^{]+)\{", client_code)
+    if not listener or "EventListener" not in [p.strip() for p in listener.group(1).split(",")]:
+        reasons.append("Client.swift has no `public final class ClosureEventListener: EventListener`")
+    else:
+        body = block_after(client_code, listener.end() - 1)
+        closure = r"@Sendable\s*\(\s*TokenEvent\s*\)\s*throws\s*->\s*Void"
+        if not re.search(r"\blet\s+handler\s*:\s*" + closure, body):
+            reasons.append("ClosureEventListener does not keep a `let handler: @Sendable (TokenEvent) throws -> Void`")
+        if not re.search(r"\bpublic\s+init\s*\(\s*_\s+handler\s*:\s*@escaping\s+" + closure + r"\s*\)", body):
+            reasons.append("ClosureEventListener has no `public init(_ handler: @escaping @Sendable (TokenEvent) throws -> Void)`")
+        on_event = fn_body(body, r"\bpublic\s+func\s+onEvent\s*\(\s*event\s*:\s*TokenEvent\s*\)\s*throws\s*")
+        if on_event is None or not re.fullmatch(r"\s*try\s+handler\(\s*event\s*\)\s*", on_event):
+            reasons.append("ClosureEventListener.onEvent(event:) does not just call the closure (`try handler(event)`)")
+        if re.search(r"\bvar\b", body):
+            reasons.append("ClosureEventListener has a `var`: it must stay immutable (Sendable)")
+    extension = re.search(r"\bextension\s+TokenEvent\s*\{", client_code)
+    extras = block_after(client_code, extension.end() - 1) if extension else ""
+    for what, pattern in [
+        ("TokenEvent.kindCode: String (kind.code)", r"public\s+var\s+kindCode\s*:\s*String\s*\{\s*kind\.code\s*\}"),
+        ("TokenEvent.at: Date (from atMs)", r"public\s+var\s+at\s*:\s*Date\s*\{\s*date\(fromMs:\s*atMs\)\s*\}"),
+        ("TokenEvent.reasonCode: String? (reason?.code)", r"public\s+var\s+reasonCode\s*:\s*String\?\s*\{\s*reason\?\.code\s*\}"),
+    ]:
+        if not re.search(pattern, extras):
+            reasons.append(f"no {what} in `extension TokenEvent`")
+    check("events: ClosureEventListener (a @Sendable closure as the generated EventListener), TokenEvent.kindCode / at: Date / reasonCode", reasons)
+
     # ---- references from the hand-written files -------------------------
     declared = set()
     refinements = {}  # hand-written protocol -> generated protocols it refines

@@ -365,3 +365,52 @@ extension SessionStatus {
     /// When the refresh token's sliding lifetime ends, if known.
     public var refreshExpiresAt: Date? { refreshExpiresAtMs.map(date(fromMs:)) }
 }
+
+/// An `EventListener` made from a closure, for
+/// `TokenClientOptions(…, onEvent: ClosureEventListener { event in … })`.
+/// The core calls it on the client's own `freshtoken-events` thread, in
+/// order, after the fact: a slow closure delays no refresh (events that find
+/// 1,024 others waiting are dropped), and what it throws is ignored. The
+/// closure is `@Sendable`: it runs on that thread, not on the caller's actor.
+public final class ClosureEventListener: EventListener, Sendable {
+    private let handler: @Sendable (TokenEvent) throws -> Void
+
+    /// Calls `handler` with every event.
+    public init(_ handler: @escaping @Sendable (TokenEvent) throws -> Void) {
+        self.handler = handler
+    }
+
+    /// Hands the event to the closure.
+    public func onEvent(event: TokenEvent) throws {
+        try handler(event)
+    }
+}
+
+extension EventKind {
+    /// The stable name, the same in every binding (Rust's
+    /// `EventKind::as_str`): `"refresh_started"`, `"refreshed"`, ….
+    public var code: String {
+        switch self {
+        case .refreshStarted: return "refresh_started"
+        case .refreshed: return "refreshed"
+        case .refreshFailed: return "refresh_failed"
+        case .reauthorizationRequired: return "reauthorization_required"
+        case .saved: return "saved"
+        case .saveFailed: return "save_failed"
+        case .leaseWaited: return "lease_waited"
+        case .clientTokenIssued: return "client_token_issued"
+        case .revoked: return "revoked"
+        }
+    }
+}
+
+extension TokenEvent {
+    /// `kind` as its stable name (`event.kindCode == "refresh_failed"`).
+    public var kindCode: String { kind.code }
+    /// When it happened, on the client's clock (`atMs` as a `Date`).
+    public var at: Date { date(fromMs: atMs) }
+    /// `durationMs` in seconds, where the kind has a duration.
+    public var duration: TimeInterval? { durationMs.map { Double($0) / 1000 } }
+    /// `reason` as its stable string (`"invalid_grant"`, …), for `reauthorization_required`.
+    public var reasonCode: String? { reason?.code }
+}

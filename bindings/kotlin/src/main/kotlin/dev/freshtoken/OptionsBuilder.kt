@@ -7,7 +7,9 @@ package dev.freshtoken
  *
  * ```java
  * TokenClientOptions options = new TokenClientOptionsBuilder(endpoint, "client-id")
- *     .clientSecret(secret).storeTimeoutMs(2000).build();
+ *     .clientSecret(secret).storeTimeoutMs(2000)
+ *     .onEvent(e -> log.info("{} {}", e.getKind(), e.getDurationMs())).eventKeys("hidden")
+ *     .build();
  * // for discovery, the client id alone (the endpoints come from the issuer):
  * TokenClient client = TokenClient.discoverBlocking(issuer,
  *     new TokenClientOptionsBuilder("client-id").clientSecret(secret).build());
@@ -37,6 +39,15 @@ class TokenClientOptionsBuilder(tokenEndpoint: String, clientId: String) {
     fun leaseTtlMs(v: Long) = apply { o = o.copy(leaseTtlMs = v) }
     fun leaseWaitMs(v: Long) = apply { o = o.copy(leaseWaitMs = v) }
     fun retry(v: RetryOptions?) = apply { o = o.copy(retry = v) }
+
+    /**
+     * Receives the client's events on a thread of its own (a Java lambda
+     * will do: `.onEvent(e -> counter.increment(e.getKind()))`).
+     */
+    fun onEvent(v: EventListener?) = apply { o = o.copy(onEvent = v) }
+
+    /** What events show of session keys: `"full"` (default) or `"hidden"` (every key null). */
+    fun eventKeys(v: String?) = apply { o = o.copy(eventKeys = v) }
 
     /** The options (a value: later builder calls do not change it). */
     fun build(): TokenClientOptions = o

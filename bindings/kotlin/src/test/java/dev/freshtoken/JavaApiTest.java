@@ -7,10 +7,13 @@ import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
 import dev.freshtoken.support.Emulator;
+import java.time.Duration;
 import java.time.Instant;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.junit.AfterClass;
 import org.junit.Before;
@@ -20,7 +23,8 @@ import org.junit.Test;
 /**
  * The API as a Java caller sees it (compiled with javac against the jar):
  * options from the builder, blocking and CompletableFuture calls, the error
- * code and the Rust sentence as getters, Instants beside millis.
+ * code and the Rust sentence as getters, Instants beside millis, an event
+ * listener as a lambda.
  */
 public class JavaApiTest {
     private static Emulator emu;
@@ -135,5 +139,36 @@ public class JavaApiTest {
             assertEquals("revoked", ((FreshTokenException.ReauthorizationRequired)
                 assertThrows(FreshTokenException.class, session::accessTokenBlocking)).getReasonCode());
         }
+    }
+
+    @Test public void eventsToALambdaFromTheBuilder() throws Exception {
+        LinkedBlockingQueue<TokenEvent> events = new LinkedBlockingQueue<>();
+        TokenClientOptions options = new TokenClientOptionsBuilder(emu.getTokenEndpoint(), "test-client")
+            .clientSecret("test-secret")
+            .onEvent(events::add)
+            .eventKeys("hidden")
+            .build();
+        try (TokenClient client = new TokenClient(options)) {
+            UserSession session = client.session("java-events", new MemoryTokenStore());
+            session.seedBlocking(new SeedOptions(newRefreshToken(), null, null, null, null));
+            session.accessTokenBlocking();
+            List<String> kinds = new ArrayList<>();
+            TokenEvent event;
+            do {
+                event = events.poll(20, TimeUnit.SECONDS);
+                assertTrue("an event came after " + kinds, event != null);
+                kinds.add(TokenEvents.getKindCode(event));
+            } while (event.getKind() != EventKind.REFRESHED);
+            assertEquals(List.of("saved", "saved", "refresh_started", "saved", "refreshed"), kinds);
+            assertEquals(null, event.getKey());
+            assertEquals(Integer.valueOf(1), event.getAttempts());
+            assertEquals(Instant.ofEpochMilli(event.getAtMs()), TokenEvents.getAt(event));
+            assertEquals(Duration.ofMillis(event.getDurationMs()), TokenEvents.getDuration(event));
+            assertEquals(null, event.getErrorCode());
+        }
+        TokenClientOptions bad = new TokenClientOptionsBuilder(emu.getTokenEndpoint(), "test-client")
+            .clientSecret("test-secret").eventKeys("hashed").build();
+        FreshTokenException e = assertThrows(FreshTokenException.class, () -> new TokenClient(bad));
+        assertEquals("event_keys", ((FreshTokenException.Config) e).getField());
     }
 }

@@ -1183,6 +1183,223 @@ public func FfiConverterTypeEncryptionKey_lower(_ value: EncryptionKey) -> UInt6
 
 
 /**
+ * Receives the client's events (the `on_event` option). Called on one
+ * freshtoken thread per client, in order, after the fact; what it throws
+ * is ignored. Return quickly: events that find 1,024 others waiting are
+ * dropped.
+ */
+public protocol EventListener: AnyObject, Sendable {
+    
+    /**
+     * Called once per event.
+     */
+    func onEvent(event: TokenEvent) throws 
+    
+}
+/**
+ * Receives the client's events (the `on_event` option). Called on one
+ * freshtoken thread per client, in order, after the fact; what it throws
+ * is ignored. Return quickly: events that find 1,024 others waiting are
+ * dropped.
+ */
+open class EventListenerImpl: EventListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_freshtoken_fn_clone_eventlistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_freshtoken_fn_free_eventlistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Called once per event.
+     */
+open func onEvent(event: TokenEvent)throws   {try rustCallWithError(FfiConverterTypeHostError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_eventlistener_on_event(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTokenEvent_lower(event),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceEventListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceEventListener = UniffiVTableCallbackInterfaceEventListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeEventListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface EventListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeEventListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface EventListener: handle missing in uniffiClone")
+            }
+        },
+        onEvent: { (
+            uniffiHandle: UInt64,
+            event: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeEventListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onEvent(
+                     event: try FfiConverterTypeTokenEvent_lift(event)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeHostError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceEventListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceEventListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitEventListener() {
+    uniffi_freshtoken_fn_init_callback_vtable_eventlistener(UniffiCallbackInterfaceEventListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEventListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<EventListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = EventListener
+
+    public static func lift(_ handle: UInt64) throws -> EventListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return EventListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: EventListener) -> UInt64 {
+         if let rustImpl = value as? EventListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EventListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: EventListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEventListener_lift(_ handle: UInt64) throws -> EventListener {
+    return try FfiConverterTypeEventListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEventListener_lower(_ value: EventListener) -> UInt64 {
+    return FfiConverterTypeEventListener.lower(value)
+}
+
+
+
+
+
+
+/**
  * One OAuth client: sessions, client tokens, the code flow.
  */
 public protocol FfiTokenClientProtocol: AnyObject, Sendable {
@@ -4012,7 +4229,7 @@ public func FfiConverterTypeSessionStatus_lower(_ value: SessionStatus) -> RustB
 /**
  * Options of a `TokenClient` (the same names as JavaScript's, snake_case).
  */
-public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
+public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConvertible {
     /**
      * `https://…/connect/token`; plain http only for loopback hosts. Left
      * empty for `discover_client`, which reads it from the issuer.
@@ -4098,6 +4315,15 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
      * Retry policy; unset keeps the defaults.
      */
     public var retry: RetryOptions?
+    /**
+     * Receives refreshes, failures, re-links, saves and lease waits (on a
+     * thread of its own; see `EventListener`).
+     */
+    public var onEvent: EventListener?
+    /**
+     * What events show of session keys: `full` (default) or `hidden`.
+     */
+    public var eventKeys: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4166,7 +4392,14 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
          */leaseWaitMs: Int64? = nil, 
         /**
          * Retry policy; unset keeps the defaults.
-         */retry: RetryOptions? = nil) {
+         */retry: RetryOptions? = nil, 
+        /**
+         * Receives refreshes, failures, re-links, saves and lease waits (on a
+         * thread of its own; see `EventListener`).
+         */onEvent: EventListener? = nil, 
+        /**
+         * What events show of session keys: `full` (default) or `hidden`.
+         */eventKeys: String? = nil) {
         self.tokenEndpoint = tokenEndpoint
         self.clientId = clientId
         self.clientSecret = clientSecret
@@ -4187,6 +4420,8 @@ public struct TokenClientOptions: Equatable, Hashable, CustomDebugStringConverti
         self.leaseTtlMs = leaseTtlMs
         self.leaseWaitMs = leaseWaitMs
         self.retry = retry
+        self.onEvent = onEvent
+        self.eventKeys = eventKeys
     }
 
     
@@ -4246,7 +4481,9 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
                 maxSessions: FfiConverterOptionInt64.read(from: &buf), 
                 leaseTtlMs: FfiConverterOptionInt64.read(from: &buf), 
                 leaseWaitMs: FfiConverterOptionInt64.read(from: &buf), 
-                retry: FfiConverterOptionTypeRetryOptions.read(from: &buf)
+                retry: FfiConverterOptionTypeRetryOptions.read(from: &buf), 
+                onEvent: FfiConverterOptionTypeEventListener.read(from: &buf), 
+                eventKeys: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -4271,6 +4508,8 @@ public struct FfiConverterTypeTokenClientOptions: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.leaseTtlMs, into: &buf)
         FfiConverterOptionInt64.write(value.leaseWaitMs, into: &buf)
         FfiConverterOptionTypeRetryOptions.write(value.retry, into: &buf)
+        FfiConverterOptionTypeEventListener.write(value.onEvent, into: &buf)
+        FfiConverterOptionString.write(value.eventKeys, into: &buf)
     }
 }
 
@@ -4287,6 +4526,135 @@ public func FfiConverterTypeTokenClientOptions_lift(_ buf: RustBuffer) throws ->
 #endif
 public func FfiConverterTypeTokenClientOptions_lower(_ value: TokenClientOptions) -> RustBuffer {
     return FfiConverterTypeTokenClientOptions.lower(value)
+}
+
+
+/**
+ * One event: never a token, a secret or a message.
+ */
+public struct TokenEvent: Equatable, Hashable {
+    /**
+     * What happened.
+     */
+    public var kind: EventKind
+    /**
+     * The session key (absent with `event_keys = "hidden"`, and for client tokens).
+     */
+    public var key: String?
+    /**
+     * The scope set of a client token.
+     */
+    public var scope: String?
+    /**
+     * How long it took, in ms.
+     */
+    public var durationMs: Int64?
+    /**
+     * Token requests sent (retries included).
+     */
+    public var attempts: Int32?
+    /**
+     * The failure's stable code (`storage`, `transient`, …: the error codes).
+     */
+    public var errorCode: String?
+    /**
+     * Why the user must authorize again.
+     */
+    public var reason: ReauthorizationReason?
+    /**
+     * When it happened, on the client's clock (Unix ms).
+     */
+    public var atMs: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * What happened.
+         */kind: EventKind, 
+        /**
+         * The session key (absent with `event_keys = "hidden"`, and for client tokens).
+         */key: String?, 
+        /**
+         * The scope set of a client token.
+         */scope: String?, 
+        /**
+         * How long it took, in ms.
+         */durationMs: Int64?, 
+        /**
+         * Token requests sent (retries included).
+         */attempts: Int32?, 
+        /**
+         * The failure's stable code (`storage`, `transient`, …: the error codes).
+         */errorCode: String?, 
+        /**
+         * Why the user must authorize again.
+         */reason: ReauthorizationReason?, 
+        /**
+         * When it happened, on the client's clock (Unix ms).
+         */atMs: Int64) {
+        self.kind = kind
+        self.key = key
+        self.scope = scope
+        self.durationMs = durationMs
+        self.attempts = attempts
+        self.errorCode = errorCode
+        self.reason = reason
+        self.atMs = atMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TokenEvent: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTokenEvent: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TokenEvent {
+        return
+            try TokenEvent(
+                kind: FfiConverterTypeEventKind.read(from: &buf), 
+                key: FfiConverterOptionString.read(from: &buf), 
+                scope: FfiConverterOptionString.read(from: &buf), 
+                durationMs: FfiConverterOptionInt64.read(from: &buf), 
+                attempts: FfiConverterOptionInt32.read(from: &buf), 
+                errorCode: FfiConverterOptionString.read(from: &buf), 
+                reason: FfiConverterOptionTypeReauthorizationReason.read(from: &buf), 
+                atMs: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TokenEvent, into buf: inout [UInt8]) {
+        FfiConverterTypeEventKind.write(value.kind, into: &buf)
+        FfiConverterOptionString.write(value.key, into: &buf)
+        FfiConverterOptionString.write(value.scope, into: &buf)
+        FfiConverterOptionInt64.write(value.durationMs, into: &buf)
+        FfiConverterOptionInt32.write(value.attempts, into: &buf)
+        FfiConverterOptionString.write(value.errorCode, into: &buf)
+        FfiConverterOptionTypeReauthorizationReason.write(value.reason, into: &buf)
+        FfiConverterInt64.write(value.atMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenEvent_lift(_ buf: RustBuffer) throws -> TokenEvent {
+    return try FfiConverterTypeTokenEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenEvent_lower(_ value: TokenEvent) -> RustBuffer {
+    return FfiConverterTypeTokenEvent.lower(value)
 }
 
 
@@ -4582,6 +4950,151 @@ public func FfiConverterTypeCasResult_lift(_ buf: RustBuffer) throws -> CasResul
 #endif
 public func FfiConverterTypeCasResult_lower(_ value: CasResult) -> RustBuffer {
     return FfiConverterTypeCasResult.lower(value)
+}
+
+
+
+/**
+ * What happened (the same names as the core's, `refresh_started`, …).
+ */
+
+public enum EventKind: Equatable, Hashable {
+    
+    /**
+     * A refresh request is about to be sent (after the write-ahead save).
+     */
+    case refreshStarted
+    /**
+     * A refresh succeeded and its rotated record is saved.
+     */
+    case refreshed
+    /**
+     * A refresh failed with anything but reauthorization.
+     */
+    case refreshFailed
+    /**
+     * The session became dead: the user must authorize again.
+     */
+    case reauthorizationRequired
+    /**
+     * A record was saved (the write-ahead marker included).
+     */
+    case saved
+    /**
+     * A save failed.
+     */
+    case saveFailed
+    /**
+     * This process waited for another process's fleet lease.
+     */
+    case leaseWaited
+    /**
+     * A client-credentials token was issued.
+     */
+    case clientTokenIssued
+    /**
+     * A session's tokens (or a client token) were revoked.
+     */
+    case revoked
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension EventKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEventKind: FfiConverterRustBuffer {
+    typealias SwiftType = EventKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EventKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .refreshStarted
+        
+        case 2: return .refreshed
+        
+        case 3: return .refreshFailed
+        
+        case 4: return .reauthorizationRequired
+        
+        case 5: return .saved
+        
+        case 6: return .saveFailed
+        
+        case 7: return .leaseWaited
+        
+        case 8: return .clientTokenIssued
+        
+        case 9: return .revoked
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: EventKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .refreshStarted:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .refreshed:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .refreshFailed:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .reauthorizationRequired:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .saved:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .saveFailed:
+            writeInt(&buf, Int32(6))
+        
+        
+        case .leaseWaited:
+            writeInt(&buf, Int32(7))
+        
+        
+        case .clientTokenIssued:
+            writeInt(&buf, Int32(8))
+        
+        
+        case .revoked:
+            writeInt(&buf, Int32(9))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEventKind_lift(_ buf: RustBuffer) throws -> EventKind {
+    return try FfiConverterTypeEventKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEventKind_lower(_ value: EventKind) -> RustBuffer {
+    return FfiConverterTypeEventKind.lower(value)
 }
 
 
@@ -5200,6 +5713,30 @@ fileprivate struct FfiConverterOptionTypeClock: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeEventListener: FfiConverterRustBuffer {
+    typealias SwiftType = EventListener?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeEventListener.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeEventListener.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeCachedToken: FfiConverterRustBuffer {
     typealias SwiftType = CachedToken?
 
@@ -5625,6 +6162,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_encryptionkey_id() != 59014) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_freshtoken_checksum_method_eventlistener_on_event() != 11678) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_freshtoken_checksum_method_clock_now_ms() != 20621) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5705,6 +6245,7 @@ private let initializationResult: InitializationResult = {
     }
 
     uniffiCallbackInitClock()
+    uniffiCallbackInitEventListener()
     uniffiCallbackInitHttpClient()
     uniffiCallbackInitTokenStore()
     return InitializationResult.ok

@@ -243,6 +243,13 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_EVENT_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_EVENT_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceEventListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLOCK_METHOD0
 typedef void (*UniffiCallbackInterfaceClockMethod0)(uint64_t, int64_t* _Nonnull, 
@@ -310,6 +317,15 @@ typedef void (*UniffiCallbackInterfaceTokenStoreMethod6)(uint64_t, RustBuffer, U
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD7
 typedef void (*UniffiCallbackInterfaceTokenStoreMethod7)(uint64_t, RustBuffer, RustBuffer, RustBuffer, UniffiForeignFutureCompleteRustBuffer _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
     );
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_EVENT_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_EVENT_LISTENER
+typedef struct UniffiVTableCallbackInterfaceEventListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceEventListenerMethod0 _Nonnull onEvent;
+} UniffiVTableCallbackInterfaceEventListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CLOCK
@@ -460,6 +476,26 @@ uint64_t uniffi_freshtoken_fn_constructor_encryptionkey_new(RustBuffer id, RustB
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_ENCRYPTIONKEY_ID
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_ENCRYPTIONKEY_ID
 RustBuffer uniffi_freshtoken_fn_method_encryptionkey_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_EVENTLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_EVENTLISTENER
+uint64_t uniffi_freshtoken_fn_clone_eventlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_EVENTLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FREE_EVENTLISTENER
+void uniffi_freshtoken_fn_free_eventlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_INIT_CALLBACK_VTABLE_EVENTLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_INIT_CALLBACK_VTABLE_EVENTLISTENER
+void uniffi_freshtoken_fn_init_callback_vtable_eventlistener(const UniffiVTableCallbackInterfaceEventListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_EVENTLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_EVENTLISTENER_ON_EVENT
+void uniffi_freshtoken_fn_method_eventlistener_on_event(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_CLOCK
@@ -1078,6 +1114,12 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_session_count(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_ENCRYPTIONKEY_ID
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_ENCRYPTIONKEY_ID
 uint16_t uniffi_freshtoken_checksum_method_encryptionkey_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_EVENTLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_EVENTLISTENER_ON_EVENT
+uint16_t uniffi_freshtoken_checksum_method_eventlistener_on_event(void
     
 );
 #endif

@@ -22,6 +22,14 @@ From the provider's discovery document, and revoking when a user unlinks::
     client = freshtoken.Client.discover("https://auth.example", "my-client", client_secret="…")
     client.session("user-42", store).revoke()   # later calls: ReauthorizationRequired, reason "revoked"
 
+Events for metrics (every refresh, failure, re-link, save, lease wait,
+client token and revocation), handed to a callable on freshtoken's events
+thread; never a token or a secret::
+
+    client = freshtoken.Client(endpoint, "my-client", client_secret="…",
+                               on_event=lambda e: print(e.kind, e.duration_ms, e.error_code),
+                               event_keys="hidden")
+
 Both keep one core state per session key, one refresh shared by every
 caller, and a mirror of the fresh token that cached reads serve without
 calling into the core. Work runs on freshtoken's own event loop (a daemon
@@ -46,6 +54,7 @@ from ._ffi.freshtoken import (  # noqa: E402  the generated records, enums and h
     AuthorizationUrlOptions,
     CasResult,
     Clock,
+    EventListener,
     ExchangeCodeOptions,
     HostError,
     HttpClient,
@@ -80,6 +89,7 @@ from ._errors import (  # noqa: E402
 )
 from . import _times  # noqa: E402,F401  (datetime properties on TokenInfo and SessionStatus)
 from ._times import from_ms  # noqa: E402
+from ._events import EVENT_KINDS, TokenEvent  # noqa: E402
 from ._sync import Client, Session  # noqa: E402
 from ._async import AsyncClient, AsyncSession  # noqa: E402
 from ._loop import event_loop  # noqa: E402
@@ -114,6 +124,8 @@ __all__ = [
     "error_code",
     "reason_code",
     "from_ms",
+    "TokenEvent",
+    "EVENT_KINDS",
     "event_loop",
     "UrllibHttpClient",
     "TokenStoreBase",
@@ -126,6 +138,7 @@ __all__ = [
     "AuthorizationUrlOptions",
     "CasResult",
     "Clock",
+    "EventListener",
     "ExchangeCodeOptions",
     "HostError",
     "HttpClient",

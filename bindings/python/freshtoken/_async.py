@@ -125,6 +125,16 @@ class AsyncClient(ClientCore):
     reads the endpoints from the provider's discovery document instead. ``http`` defaults to
     :class:`UrllibHttpClient`; ``clock`` (for tests with fake time) to the
     system clock.
+
+    ``on_event=callable`` receives every event (refresh, failure, re-link,
+    save, lease wait, client token, revocation) as a :class:`TokenEvent`,
+    on freshtoken's events thread, after the fact: what it raises is
+    ignored, and a slow one never delays a refresh. An ``async def``
+    callable's coroutine runs on the loop that was running where the client
+    was made (``await AsyncClient.discover(…)``, or a constructor called in
+    a coroutine); made outside any loop, the coroutine is closed unrun.
+    ``event_keys="hidden"`` leaves the session key out of events (default
+    ``"full"``).
     """
 
     _session_classes = (AsyncSession, _HostClockAsyncSession)

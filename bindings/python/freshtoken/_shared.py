@@ -26,6 +26,7 @@ from ._ffi.freshtoken import (
 )
 from . import _loop
 from ._errors import config_error, native
+from ._events import keep_until_exit, listener
 from ._host import GuardedClock, GuardedHttp, GuardedStore
 from ._http import UrllibHttpClient
 from ._mirror import Entry, Mirror
@@ -111,6 +112,7 @@ class ClientCore:
             inner = native(TokenClient, config, guarded_http(http))
         else:
             inner = native(TokenClient.with_clock, config, guarded_http(http), GuardedClock(clock))
+        keep_until_exit(inner, config.on_event)
         self._setup(inner, clock, options.get("max_sessions"))
 
     @classmethod
@@ -125,6 +127,7 @@ class ClientCore:
     @classmethod
     def _discovered(cls, inner: TokenClient, clock: Optional[Clock], options: Dict[str, Any]) -> Any:
         """A client around the ``TokenClient`` that discovery made."""
+        keep_until_exit(inner, options.get("on_event"))
         client = cls.__new__(cls)
         client._setup(inner, clock, options.get("max_sessions"))
         return client
@@ -213,10 +216,14 @@ class ClientCore:
 
 
 def client_options(token_endpoint: str, client_id: str, options: Dict[str, Any]) -> TokenClientOptions:
-    """The core's ``TokenClientOptions`` from the keyword options (``retry`` may be a dict)."""
+    """The core's ``TokenClientOptions`` from the keyword options (``retry``
+    may be a dict, ``on_event`` a callable taking a ``TokenEvent``: both are
+    replaced in ``options`` by what the core takes)."""
     retry = options.get("retry")
     if isinstance(retry, dict):
         options["retry"] = RetryOptions(**retry)
+    if options.get("on_event") is not None:
+        options["on_event"] = listener(options["on_event"])
     return TokenClientOptions(token_endpoint=token_endpoint, client_id=client_id, **options)
 
 

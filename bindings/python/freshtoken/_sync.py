@@ -128,6 +128,12 @@ class Client(ClientCore):
     ``Client.discover(issuer, client_id, …)`` reads the endpoints from the
     provider's discovery document instead. ``http`` defaults to :class:`UrllibHttpClient`; ``clock``
     (for tests with fake time) to the system clock.
+
+    ``on_event=callable`` receives every event (refresh, failure, re-link,
+    save, lease wait, client token, revocation) as a :class:`TokenEvent`,
+    on freshtoken's events thread, after the fact: what it raises is
+    ignored, and a slow one never delays a refresh. ``event_keys="hidden"``
+    leaves the session key out of events (default ``"full"``).
     """
 
     _session_classes = (Session, _HostClockSession)

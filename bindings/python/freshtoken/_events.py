@@ -1,0 +1,247 @@
+"""Events for operators (issue 14): ``on_event=`` and ``event_keys=`` on
+``Client`` and ``AsyncClient``.
+
+The core emits every refresh, failure, re-link, save, lease wait, client
+token and revocation, and its uniffi export hands them, in order, to one
+``EventListener`` per client on a freshtoken thread of its own
+(``freshtoken-events``; a queue of 1,024, later events dropped while it is
+full). Here that listener converts each generated record into a frozen
+:class:`TokenEvent` and calls the application's callable with it.
+Whatever the callable raises is swallowed (a warning naming only the
+exception's type is logged once per client on the ``freshtoken`` logger);
+a slow callable delays later events, never a refresh.
+
+A callable that returns an awaitable (an ``async def``) gets it run on the
+event loop that was running in the thread that made the client, if there
+was one and it is still open (``asyncio.run_coroutine_threadsafe``; the
+events thread does not wait for it, and what it raises is ignored).
+Otherwise the awaitable is closed unrun, with a warning logged once.
+
+At exit, clients with a listener are kept alive for good and released
+listeners waited for (see "Exit" below): no events thread may call into
+Python while the interpreter finalizes.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import atexit
+import inspect
+import logging
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Awaitable, Callable, Optional
+
+from ._ffi import freshtoken as _generated
+from ._errors import config_error
+from ._loop import on_event_loop
+from ._times import from_ms
+
+__all__ = ["TokenEvent", "EVENT_KINDS", "listener", "keep_until_exit"]
+
+#: Every event kind, in the core's order: the strings of ``TokenEvent.kind``
+#: (Rust's ``EventKind::as_str``, JavaScript's ``event.kind``).
+EVENT_KINDS = (
+    "refresh_started",
+    "refreshed",
+    "refresh_failed",
+    "reauthorization_required",
+    "saved",
+    "save_failed",
+    "lease_waited",
+    "client_token_issued",
+    "revoked",
+)
+
+_log = logging.getLogger("freshtoken")
+
+
+@dataclass(frozen=True, repr=False)
+class TokenEvent:
+    """One event of a client (immutable). Never a token, a secret or a message.
+
+    ``kind`` is one of :data:`EVENT_KINDS`; ``key`` the session key (None
+    with ``event_keys="hidden"``, and for client tokens); ``scope`` a client
+    token's scope set; ``duration_ms`` how long it took (``duration``: the
+    same as a ``timedelta``); ``attempts`` the token requests sent, retries
+    included; ``error_code`` the failure's code (the strings of
+    ``FreshTokenError.code``: ``"transient"``, ``"storage"``, …); ``reason``
+    why the user must authorize again (the strings of
+    ``ReauthorizationRequired.reason``); ``at_ms`` when it happened on the
+    client's clock, Unix ms (``at``: an aware UTC ``datetime``). Fields that
+    do not apply to the kind are None.
+    """
+
+    kind: str
+    key: Optional[str] = None
+    scope: Optional[str] = None
+    duration_ms: Optional[int] = None
+    attempts: Optional[int] = None
+    error_code: Optional[str] = None
+    reason: Optional[str] = None
+    at_ms: int = 0
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in vars(self).items()
+                          if value is not None and name != "kind")
+        return f"TokenEvent({self.kind!r}, {shown})"
+
+    @property
+    def at(self) -> datetime:
+        """When it happened (aware UTC ``datetime``, on the client's clock)."""
+        return from_ms(self.at_ms)
+
+    @property
+    def duration(self) -> Optional[timedelta]:
+        """``duration_ms`` as a ``timedelta``; None when the kind has none."""
+        return None if self.duration_ms is None else timedelta(milliseconds=self.duration_ms)
+
+    @classmethod
+    def _from_generated(cls, event: Any) -> "TokenEvent":
+        reason = event.reason
+        return cls(
+            kind=event.kind.name.lower(),
+            key=event.key,
+            scope=event.scope,
+            duration_ms=event.duration_ms,
+            attempts=event.attempts,
+            error_code=event.error_code,
+            reason=None if reason is None else reason.name.lower(),
+            at_ms=event.at_ms,
+        )
+
+
+class _Listener(_generated.EventListener):
+    """The generated ``EventListener`` around the application's callable
+    (``convert``: hand it a :class:`TokenEvent`, else the generated record)."""
+
+
+    def __init__(self, callback: Callable[[Any], Any], convert: bool,
+                 loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        self._callback = callback
+        self._convert = convert
+        self._loop = loop
+        self._warned = set()
+        with _released:
+            _listeners.add(weakref.ref(self, _on_release))
+
+    def on_event(self, event: Any) -> None:
+        try:
+            result = self._callback(TokenEvent._from_generated(event) if self._convert else event)
+            if inspect.isawaitable(result):
+                self._schedule(result)
+        except Exception as error:  # noqa: BLE001 - a callback's failure never reaches the core
+            self._warn("raised", "freshtoken: the on_event callback raised %s", type(error).__name__)
+        except (KeyboardInterrupt, SystemExit) as interrupt:
+            # As in store callbacks: an interrupt goes on to the main thread.
+            if isinstance(interrupt, KeyboardInterrupt):
+                _thread.interrupt_main()
+
+    def _schedule(self, awaitable: Awaitable[Any]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(_awaited(awaitable), loop)
+                return
+            except RuntimeError:
+                pass  # closed meanwhile
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+        self._warn("dropped", "freshtoken: the on_event callback returned an awaitable, but no event loop "
+                   "was running where the client was made (or it is closed): it was not run")
+
+    def _warn(self, what: str, message: str, *args: Any) -> None:
+        level = logging.DEBUG if what in self._warned else logging.WARNING
+        self._warned.add(what)
+        _log.log(level, message, *args)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:  # noqa: BLE001 - ignored, like a plain callback's
+        pass
+
+
+def listener(on_event: Any) -> Any:
+    """The core's ``on_event`` option for the keyword ``on_event``: None, or
+    a listener around a callable taking one :class:`TokenEvent` (or around a
+    generated ``EventListener``, whose ``on_event`` gets the generated
+    records)."""
+    if on_event is None:
+        return None
+    if isinstance(on_event, _generated.EventListener):
+        return _Listener(on_event.on_event, False, None)
+    if not callable(on_event):
+        raise config_error("on_event", "on_event must be a callable taking one TokenEvent")
+    loop = None
+    if not on_event_loop():
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+    return _Listener(on_event, True, loop)
+
+
+# --- Exit ---
+#
+# Each listener is released (uniffi's free callback, a call into Python) by
+# its client's events thread when the client is dropped. That thread is not
+# a Python thread: if it calls into Python once the interpreter has begun to
+# finalize, CPython (before 3.14) ends it with pthread_exit, which the Rust
+# thread cannot unwind through, and the process aborts ("FATAL: exception
+# not rethrown"). Clients still alive at exit (cyclic garbage included,
+# which the finalizing collector would free) are therefore kept alive for
+# good, and listeners whose client is gone are waited for until released.
+
+# A weak reference to every listener not yet released (under _released).
+_listeners: "set[weakref.ref[_Listener]]" = set()
+_released = threading.Condition()
+# The native clients made with a listener, each with it as ``_freshtoken_listener``.
+_with_listeners: "weakref.WeakSet[Any]" = weakref.WeakSet()
+# How long exit waits for events threads to release their listeners.
+_EXIT_WAIT_S = 2.0
+
+
+def _on_release(ref: "weakref.ref[_Listener]") -> None:
+    with _released:
+        _listeners.discard(ref)
+        _released.notify_all()
+
+
+def keep_until_exit(native: Any, listener: Any) -> None:
+    """Remembers the native ``TokenClient`` made with ``listener`` (one of
+    :func:`listener`'s), to keep it alive through the interpreter's exit."""
+    if isinstance(listener, _Listener):
+        native._freshtoken_listener = listener
+        _with_listeners.add(native)
+
+
+def _at_exit() -> None:
+    """Takes one more native reference on every client that still has a
+    listener, and never gives it back, so that no client is dropped while
+    the interpreter finalizes; then waits (bounded) until every other
+    listener has been released by its events thread."""
+    kept = set()
+    for native in list(_with_listeners):
+        clone = getattr(native, "_uniffi_clone_handle", None)
+        if clone is None:
+            continue
+        try:
+            clone()
+        except Exception:  # noqa: BLE001 - released meanwhile: nothing to keep
+            continue
+        kept.add(id(getattr(native, "_freshtoken_listener", None)))
+
+    def only_kept() -> bool:
+        return all(ref() is None or id(ref()) in kept for ref in list(_listeners))
+
+    with _released:
+        _released.wait_for(only_kept, _EXIT_WAIT_S)
+
+
+atexit.register(_at_exit)

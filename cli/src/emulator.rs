@@ -5,10 +5,7 @@ use crate::args::EmulatorArgs;
 use crate::failure::Failure;
 use crate::file_store::{read_capped, write_private};
 use crate::output::{write_stdout, Output};
-use freshtoken_emulator::{ClientSpec, Emulator, Options};
-use std::future::Future;
-use std::io::Read;
-use std::pin::Pin;
+use freshtoken_emulator::{ClientSpec, Emulator, ExitSignals, Options};
 
 /// The environment variable of the reuse-detection default (0 or 1).
 const REUSE_ENV: &str = "FRESHTOKEN_EMULATOR_REUSE_DETECTION";
@@ -74,24 +71,6 @@ fn options(args: &EmulatorArgs) -> Result<Options, Failure> {
     Ok(options)
 }
 
-/// The ready line, keys in the documented order (the emulator binary's).
-fn ready_line(emulator: &Emulator) -> String {
-    let quoted = |s: String| serde_json::Value::from(s).to_string();
-    format!(
-        "{{\"ready\":true,\"port\":{},\"issuer\":{},\"token_endpoint\":{},\
-         \"authorization_endpoint\":{},\"api_endpoint\":{},\"admin_endpoint\":{},\
-         \"revocation_endpoint\":{},\"discovery_endpoint\":{}}}\n",
-        emulator.port(),
-        quoted(emulator.base_url()),
-        quoted(emulator.token_endpoint()),
-        quoted(emulator.authorization_endpoint()),
-        quoted(emulator.api_endpoint()),
-        quoted(emulator.admin_endpoint()),
-        quoted(emulator.revocation_endpoint()),
-        quoted(emulator.discovery_endpoint()),
-    )
-}
-
 /// A credentials JSON for `client` at `emulator`, as a provider hands out.
 fn credentials_for(client: &ClientSpec, emulator: &Emulator, refresh_ttl: u64) -> String {
     serde_json::json!({
@@ -103,57 +82,13 @@ fn credentials_for(client: &ClientSpec, emulator: &Emulator, refresh_ttl: u64) -
     .to_string()
 }
 
-type ExitSignal = Pin<Box<dyn Future<Output = ()>>>;
-
-/// SIGINT, SIGTERM and, if asked, the end of standard input.
-fn exit_signals(exit_on_stdin_eof: bool) -> Vec<ExitSignal> {
-    let mut signals: Vec<ExitSignal> = Vec::new();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-            if let Ok(mut stream) = signal(kind) {
-                signals.push(Box::pin(async move {
-                    stream.recv().await;
-                }));
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    signals.push(Box::pin(async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }));
-    if exit_on_stdin_eof {
-        let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = [0u8; 4096];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = eof_tx.send(());
-        });
-        signals.push(Box::pin(async move {
-            let _ = eof_rx.await;
-        }));
-    }
-    signals
-}
-
 /// Serves until a signal (or stdin's end): prints the ready line first.
 /// Call inside the tokio runtime (for the signal handlers).
 pub async fn run(args: EmulatorArgs, out: Output) -> Result<(), Failure> {
     let options = options(&args)?;
     // Handlers are in place before the ready line, so a harness that
     // signals right after reading it never kills the process uncleanly.
-    let signals = exit_signals(args.exit_on_stdin_eof);
+    let signals = ExitSignals::register(args.exit_on_stdin_eof);
     let credentials_client = options.clients.iter().find(|c| c.secret.is_some()).cloned();
     let refresh_ttl = options.refresh_ttl_secs;
     let emulator = Emulator::start(options)
@@ -170,24 +105,12 @@ pub async fn run(args: EmulatorArgs, out: Output) -> Result<(), Failure> {
             )
         })?;
     }
-    write_stdout(&ready_line(&emulator))?;
+    write_stdout(&format!("{}\n", emulator.ready_line()))?;
     out.note(&format!(
         "freshtoken emulator: token endpoint {} (client test-client / test-secret unless replaced); Ctrl-C stops it",
         emulator.token_endpoint()
     ));
-    first_of(signals).await;
+    signals.first().await;
     drop(emulator);
     Ok(())
-}
-
-/// Resolves when the first of the signals does (never if none).
-async fn first_of(mut signals: Vec<ExitSignal>) {
-    std::future::poll_fn(|cx| {
-        if signals.iter_mut().any(|f| f.as_mut().poll(cx).is_ready()) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }

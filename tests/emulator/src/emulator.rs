@@ -120,6 +120,25 @@ impl Emulator {
         format!("{}/admin", self.shared.base_url)
     }
 
+    /// The one JSON line a served emulator prints when it is ready, keys in
+    /// the documented order (serde_json's map would sort them).
+    pub fn ready_line(&self) -> String {
+        let quoted = |s: String| serde_json::Value::from(s).to_string();
+        format!(
+            "{{\"ready\":true,\"port\":{},\"issuer\":{},\"token_endpoint\":{},\
+             \"authorization_endpoint\":{},\"api_endpoint\":{},\"admin_endpoint\":{},\
+             \"revocation_endpoint\":{},\"discovery_endpoint\":{}}}",
+            self.port(),
+            quoted(self.base_url()),
+            quoted(self.token_endpoint()),
+            quoted(self.authorization_endpoint()),
+            quoted(self.api_endpoint()),
+            quoted(self.admin_endpoint()),
+            quoted(self.revocation_endpoint()),
+            quoted(self.discovery_endpoint()),
+        )
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port

@@ -40,6 +40,7 @@ mod oauth;
 mod options;
 mod revocation;
 mod server;
+mod shutdown;
 mod state;
 mod token_endpoint;
 mod tokens;
@@ -54,4 +55,5 @@ pub use hold::HeldRequests;
 pub use options::{
     ClientSpec, Options, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PUBLIC_CLIENT_ID,
 };
+pub use shutdown::ExitSignals;
 pub use state::{Seeded, TokenState};

@@ -4,15 +4,10 @@
 
 mod cli;
 
-use std::future::Future;
-use std::io::{Read, Write};
-use std::pin::Pin;
+use std::io::Write;
 use std::process::ExitCode;
 
-use freshtoken_emulator::Emulator;
-
-/// A future that resolves when the process should exit.
-type ExitSignal = Pin<Box<dyn Future<Output = ()>>>;
+use freshtoken_emulator::{Emulator, ExitSignals};
 
 fn main() -> ExitCode {
     let (options, exit_on_stdin_eof) =
@@ -44,7 +39,7 @@ fn main() -> ExitCode {
     // signals right after reading it never kills us uncleanly.
     let exit_signals = {
         let _context = runtime.enter();
-        exit_signals(exit_on_stdin_eof)
+        ExitSignals::register(exit_on_stdin_eof)
     };
     let emulator = match Emulator::start(options) {
         Ok(e) => e,
@@ -53,21 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Keys in the documented order (serde_json's map would sort them).
-    let quoted = |s: String| serde_json::Value::from(s).to_string();
-    let ready = format!(
-        "{{\"ready\":true,\"port\":{},\"issuer\":{},\"token_endpoint\":{},\
-         \"authorization_endpoint\":{},\"api_endpoint\":{},\"admin_endpoint\":{},\
-         \"revocation_endpoint\":{},\"discovery_endpoint\":{}}}",
-        emulator.port(),
-        quoted(emulator.base_url()),
-        quoted(emulator.token_endpoint()),
-        quoted(emulator.authorization_endpoint()),
-        quoted(emulator.api_endpoint()),
-        quoted(emulator.admin_endpoint()),
-        quoted(emulator.revocation_endpoint()),
-        quoted(emulator.discovery_endpoint()),
-    );
+    let ready = emulator.ready_line();
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{ready}")
         .and_then(|()| stdout.flush())
@@ -76,62 +57,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     drop(stdout);
-    runtime.block_on(first_of(exit_signals));
+    runtime.block_on(exit_signals.first());
     drop(emulator);
     ExitCode::SUCCESS
-}
-
-/// Resolves when the first of the exit signals does (never if none).
-async fn first_of(mut signals: Vec<ExitSignal>) {
-    std::future::poll_fn(|cx| {
-        if signals.iter_mut().any(|f| f.as_mut().poll(cx).is_ready()) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
-/// Registers the exit conditions: SIGINT, SIGTERM and, if asked, stdin EOF.
-/// Must run inside the runtime's context.
-fn exit_signals(exit_on_stdin_eof: bool) -> Vec<ExitSignal> {
-    let mut signals: Vec<ExitSignal> = Vec::new();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-            if let Ok(mut stream) = signal(kind) {
-                signals.push(Box::pin(async move {
-                    stream.recv().await;
-                }));
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    signals.push(Box::pin(async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }));
-    if exit_on_stdin_eof {
-        let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = [0u8; 4096];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = eof_tx.send(());
-        });
-        signals.push(Box::pin(async move {
-            let _ = eof_rx.await;
-        }));
-    }
-    signals
 }

@@ -7,29 +7,18 @@
 
 mod common;
 
-use common::{wall_ms, OffsetClock, CLIENT_ID, CLIENT_SECRET};
+use common::{
+    one_refresh_per_window, plain_client as client, refreshes, wall_ms, OffsetClock, CLIENT_ID,
+};
 use freshtoken::{
-    Clock, Config, EncryptedStore, EncryptionKey, EncryptionKeys, Error, ManualClock, MemoryStore,
-    Seed, TokenClient, TokenStore,
+    EncryptedStore, EncryptionKey, EncryptionKeys, Error, ManualClock, MemoryStore, Seed,
+    TokenClient, TokenStore,
 };
 use freshtoken_emulator::{Emulator, Options, TokenState};
-use futures_util::future::join_all;
 use std::sync::Arc;
 
 const KEY_2025: [u8; 32] = [0x25; 32];
 const KEY_2026: [u8; 32] = [0x26; 32];
-
-fn client(emu: &Emulator, clock: Arc<dyn Clock>) -> TokenClient {
-    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .build()
-        .unwrap();
-    TokenClient::new(
-        config,
-        Arc::new(freshtoken::NativeHttp::new().unwrap()),
-        clock,
-    )
-}
 
 fn keys(current: (&str, &[u8; 32]), old: &[(&str, &[u8; 32])]) -> EncryptionKeys {
     let key = |(id, bytes): (&str, &[u8; 32])| EncryptionKey::new(id, bytes).unwrap();
@@ -40,14 +29,6 @@ fn keys(current: (&str, &[u8; 32]), old: &[(&str, &[u8; 32])]) -> EncryptionKeys
 
 fn encrypted(inner: &Arc<MemoryStore>, keys: EncryptionKeys) -> Arc<EncryptedStore> {
     Arc::new(EncryptedStore::new(inner.clone(), keys))
-}
-
-fn refreshes(emu: &Emulator) -> u64 {
-    emu.counters()
-        .by_grant
-        .get("refresh_token")
-        .copied()
-        .unwrap_or(0)
 }
 
 /// The envelope's key id, read from the raw stored text.
@@ -295,31 +276,7 @@ async fn a_fleet_shares_one_encrypted_session_with_one_refresh_per_window() {
     .await;
 
     let mut tokens_seen = vec![family.refresh_token.clone()];
-    for window in 1..=10u64 {
-        let mut calls = Vec::new();
-        for c in &clients {
-            for _ in 0..25 {
-                let session = c.session("u1", store.clone()).unwrap();
-                calls.push(async move { session.access_token().await });
-            }
-        }
-        let tokens: Vec<String> = join_all(calls)
-            .await
-            .into_iter()
-            .map(|r| r.expect("every call is served"))
-            .collect();
-        assert!(
-            tokens.iter().all(|t| *t == tokens[0]),
-            "window {window}: one token"
-        );
-        assert_eq!(
-            refreshes(&emu),
-            window,
-            "window {window}: exactly one refresh"
-        );
-        tokens_seen.push(tokens[0].clone());
-        clock.advance(900_000);
-    }
+    tokens_seen.extend(one_refresh_per_window(&emu, &clients, store.clone(), &clock, 10).await);
     let c = emu.counters();
     assert_eq!((c.reuse_detected, c.invalid_grant), (0, 0));
     let all: Vec<&str> = tokens_seen.iter().map(String::as_str).collect();

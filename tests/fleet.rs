@@ -5,31 +5,16 @@
 
 mod common;
 
-use common::{wall_ms, OffsetClock, CLIENT_ID, CLIENT_SECRET};
+use common::{
+    one_refresh_per_window, plain_client as client, refreshes, wall_ms, OffsetClock, CLIENT_ID,
+    CLIENT_SECRET,
+};
 use freshtoken::{
     async_trait, CasOutcome, Clock, Config, ManualClock, MemoryStore, Seed, StoreError,
     TokenClient, TokenStore, Versioned,
 };
 use freshtoken_emulator::{Emulator, Options, TokenState};
-use futures_util::future::join_all;
 use std::sync::{Arc, Mutex};
-
-fn client(emu: &Emulator, clock: Arc<dyn Clock>) -> TokenClient {
-    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .build()
-        .unwrap();
-    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
-    TokenClient::new(config, http, clock)
-}
-
-fn refreshes(emu: &Emulator) -> u64 {
-    emu.counters()
-        .by_grant
-        .get("refresh_token")
-        .copied()
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_clients_share_one_refresh_per_expiry_window() {
@@ -49,30 +34,7 @@ async fn four_clients_share_one_refresh_per_expiry_window() {
         .await
         .unwrap();
 
-    for window in 1..=20u64 {
-        let mut calls = Vec::new();
-        for c in &clients {
-            for _ in 0..25 {
-                let session = c.session("u1", store.clone()).unwrap();
-                calls.push(async move { session.access_token().await });
-            }
-        }
-        let tokens: Vec<String> = join_all(calls)
-            .await
-            .into_iter()
-            .map(|r| r.expect("every call is served"))
-            .collect();
-        assert!(
-            tokens.iter().all(|t| *t == tokens[0]),
-            "window {window}: one token"
-        );
-        assert_eq!(
-            refreshes(&emu),
-            window,
-            "window {window}: exactly one refresh"
-        );
-        clock.advance(900_000); // the next window starts stale
-    }
+    one_refresh_per_window(&emu, &clients, store.clone(), &clock, 20).await;
     let c = emu.counters();
     assert_eq!((c.reuse_detected, c.invalid_grant), (0, 0));
 }

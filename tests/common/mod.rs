@@ -293,3 +293,66 @@ impl freshtoken::Clock for OffsetClock {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
+
+/// A client of the emulator with the test credentials on `clock`, its
+/// refreshes driven by their callers (as another process's would be).
+pub fn plain_client(emu: &Emulator, clock: Arc<dyn freshtoken::Clock>) -> TokenClient {
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    TokenClient::new(
+        config,
+        Arc::new(freshtoken::NativeHttp::new().unwrap()),
+        clock,
+    )
+}
+
+/// Refresh-grant requests the emulator has received.
+pub fn refreshes(emu: &Emulator) -> u64 {
+    emu.counters()
+        .by_grant
+        .get("refresh_token")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A fleet's expiry windows: in each, 25 callers per client ask for
+/// `key`'s token at once through `store`; every caller gets the same token
+/// and exactly one refresh is sent (counting from none); then `clock`
+/// moves past the token's life. Returns each window's token.
+pub async fn one_refresh_per_window(
+    emu: &Emulator,
+    clients: &[TokenClient],
+    store: Arc<dyn TokenStore>,
+    clock: &OffsetClock,
+    windows: u64,
+) -> Vec<String> {
+    let mut per_window = Vec::new();
+    for window in 1..=windows {
+        let mut calls = Vec::new();
+        for c in clients {
+            for _ in 0..25 {
+                let session = c.session("u1", store.clone()).unwrap();
+                calls.push(async move { session.access_token().await });
+            }
+        }
+        let tokens: Vec<String> = join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.expect("every call is served"))
+            .collect();
+        assert!(
+            tokens.iter().all(|t| *t == tokens[0]),
+            "window {window}: one token"
+        );
+        assert_eq!(
+            refreshes(emu),
+            window,
+            "window {window}: exactly one refresh"
+        );
+        per_window.push(tokens[0].clone());
+        clock.advance(900_000); // the next window starts stale
+    }
+    per_window
+}

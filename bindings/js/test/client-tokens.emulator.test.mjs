@@ -8,17 +8,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { ConfigError, OAuthError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
-
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    sleeps: [],
-    now: () => time.ms,
-    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-  };
-  return time;
-}
+import { fakeTime } from '../support/fake-time.mjs';
 
 const same = (a, b, message) => assert.ok(typeof a === 'string' && a === b, message);
 const differ = (a, b, message) => assert.ok(typeof a === 'string' && typeof b === 'string' && a !== b, message);

@@ -15,6 +15,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { ConfigError, EVENT_CHANNEL, MemoryStore, TokenClient, refreshTokens } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
+import { fakeTime } from '../support/fake-time.mjs';
 
 const CLIENT_ID = 'test-client';
 const CLIENT_SECRET = 'test-secret';
@@ -22,17 +23,6 @@ const REDIRECT = 'https://app.example/callback';
 
 /** Lets every queued microtask and pending I/O callback run once. */
 const turn = () => new Promise((resolve) => setImmediate(resolve));
-
-/** Fake time: `now` only moves when the test (or a recorded sleep) moves it. */
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    now: () => time.ms,
-    sleep: async (ms) => { time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-  };
-  return time;
-}
 
 /** A store with a lease and compare-and-swap (a fleet's store), on fake time. */
 class LeaseStore extends MemoryStore {

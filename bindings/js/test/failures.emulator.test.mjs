@@ -27,21 +27,10 @@ import {
   refreshTokens,
 } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
+import { fakeTime } from '../support/fake-time.mjs';
 
 const CLIENT_ID = 'test-client';
 const CLIENT_SECRET = 'test-secret';
-
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    sleeps: [],
-    now: () => time.ms,
-    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-    set: (ms) => { time.ms = ms; },
-  };
-  return time;
-}
 
 /**
  * A MemoryStore whose next loads/saves fail on command (Infinity: all of

@@ -14,17 +14,7 @@ import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import { ConfigError, OAuthError, TokenClient } from 'freshtoken';
 import { startFaultProxy } from '../support/fault-proxy.mjs';
 import { startOidcProvider } from '../support/oidc-provider.mjs';
-
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    sleeps: [],
-    now: () => time.ms,
-    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-  };
-  return time;
-}
+import { fakeTime } from '../support/fake-time.mjs';
 
 const same = (a, b, message) => assert.ok(typeof a === 'string' && a === b, message);
 const differ = (a, b, message) => assert.ok(typeof a === 'string' && typeof b === 'string' && a !== b, message);

@@ -33,18 +33,7 @@ import {
 } from 'freshtoken';
 import { startFaultProxy } from '../support/fault-proxy.mjs';
 import { startOidcProvider } from '../support/oidc-provider.mjs';
-
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    sleeps: [],
-    now: () => time.ms,
-    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-    set: (ms) => { time.ms = ms; },
-  };
-  return time;
-}
+import { fakeTime } from '../support/fake-time.mjs';
 
 /** A MemoryStore with the stored record readable as an object, whose next loads/saves fail on command. */
 class RecordStore extends MemoryStore {

@@ -27,15 +27,7 @@ import {
 } from 'freshtoken';
 import { startFaultProxy } from '../support/fault-proxy.mjs';
 import { basicAuthorization, startOidcProvider } from '../support/oidc-provider.mjs';
-
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    now: () => time.ms,
-    sleep: async (ms) => { time.ms += ms; },
-  };
-  return time;
-}
+import { fakeTime } from '../support/fake-time.mjs';
 
 describe('secrets never appear in errors (oidc-provider, through the fault proxy)', () => {
   let op;

@@ -23,17 +23,7 @@ import {
   refreshTokens,
 } from 'freshtoken';
 import { startOidcProvider } from '../support/oidc-provider.mjs';
-
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    sleeps: [],
-    now: () => time.ms,
-    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-  };
-  return time;
-}
+import { fakeTime } from '../support/fake-time.mjs';
 
 /** A MemoryStore whose next saves (of records `failOnly` matches, if set) fail on command. */
 class FlakyStore {

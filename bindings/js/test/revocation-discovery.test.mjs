@@ -16,20 +16,10 @@ import {
 } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 import { startOidcProvider } from '../support/oidc-provider.mjs';
+import { fakeTime } from '../support/fake-time.mjs';
 
 const CLIENT_ID = 'test-client';
 const CLIENT_SECRET = 'test-secret';
-
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    sleeps: [],
-    now: () => time.ms,
-    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-  };
-  return time;
-}
 
 const record = (store, key) => JSON.parse(store.get(key));
 

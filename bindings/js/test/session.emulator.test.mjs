@@ -12,6 +12,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { ConfigError, MemoryStore, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
+import { fakeTime } from '../support/fake-time.mjs';
 
 const CLIENT_ID = 'test-client';
 const CLIENT_SECRET = 'test-secret';
@@ -22,18 +23,6 @@ function deferred() {
   let reject;
   const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
   return { promise, resolve, reject };
-}
-
-/** Fake time: `now` only moves when the test (or a recorded sleep) moves it. */
-function fakeTime(start = Math.floor(Date.now() / 1000) * 1000) {
-  const time = {
-    ms: start,
-    sleeps: [],
-    now: () => time.ms,
-    sleep: async (ms) => { time.sleeps.push(ms); time.ms += ms; },
-    advance: (ms) => { time.ms += ms; },
-  };
-  return time;
 }
 
 /** A MemoryStore that counts loads and saves and can hold saves at a gate. */

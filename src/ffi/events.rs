@@ -6,7 +6,8 @@ use super::error::HostError;
 use super::types::{signed, ReauthorizationReason};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Events waiting for a slow listener at most; later ones are dropped.
 const QUEUE: usize = 1024;
@@ -97,12 +98,78 @@ impl From<&crate::Event> for TokenEvent {
     }
 }
 
+/// Process-wide: whether the host is exiting, and how many listener calls
+/// are running. Once exiting, no listener is called or released again.
+struct Exit {
+    exiting: bool,
+    calls: usize,
+}
+
+static EXIT: Mutex<Exit> = Mutex::new(Exit {
+    exiting: false,
+    calls: 0,
+});
+static CALLS_DONE: Condvar = Condvar::new();
+
+fn exit_state() -> MutexGuard<'static, Exit> {
+    EXIT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stops event delivery in every client for good, for a host that is
+/// exiting: no freshtoken thread calls or releases a listener afterwards
+/// (queued events are dropped; the listeners' memory is left to the
+/// process's exit). Waits up to `timeout_ms` for listener calls already
+/// running, and returns whether none still is. Python calls it at exit: a
+/// thread that is not Python's must not call into an interpreter that is
+/// finalizing (CPython before 3.14 aborts the process). A negative
+/// `timeout_ms` waits for nothing.
+#[uniffi::export]
+pub fn shutdown_events(timeout_ms: i64) -> bool {
+    let mut state = exit_state();
+    state.exiting = true;
+    let wait = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+    let (state, _) = CALLS_DONE
+        .wait_timeout_while(state, wait, |s| s.calls > 0)
+        .unwrap_or_else(|e| e.into_inner());
+    state.calls == 0
+}
+
+/// Calls the listener unless the host is exiting, counted for
+/// [`shutdown_events`].
+fn deliver(listener: &dyn EventListener, event: TokenEvent) {
+    {
+        let mut state = exit_state();
+        if state.exiting {
+            return;
+        }
+        state.calls += 1;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| listener.on_event(event)));
+    exit_state().calls -= 1;
+    CALLS_DONE.notify_all();
+}
+
+/// Drops a reference to the listener, unless the host is exiting: then it
+/// is leaked, because the last one calls into the host to release it. The
+/// lock is held while dropping, so [`shutdown_events`] returns only after a
+/// release that began before it.
+fn release(listener: Arc<dyn EventListener>) {
+    let state = exit_state();
+    if state.exiting {
+        std::mem::forget(listener);
+    } else {
+        drop(listener);
+    }
+    drop(state);
+}
+
 /// The host's listener as the core's sink: events queue for the listener's
 /// thread, which ends when the client is dropped.
 pub(crate) struct ListenerSink {
     /// `None` when no thread could be started: then the listener is called inline.
     queue: Option<SyncSender<TokenEvent>>,
-    listener: Arc<dyn EventListener>,
+    /// Released through [`release`] when the sink is dropped (always `Some` before).
+    listener: Option<Arc<dyn EventListener>>,
 }
 
 impl ListenerSink {
@@ -114,12 +181,21 @@ impl ListenerSink {
             .name("freshtoken-events".into())
             .spawn(move || {
                 for event in events {
-                    let _ = catch_unwind(AssertUnwindSafe(|| host.on_event(event)));
+                    deliver(host.as_ref(), event);
                 }
+                release(host);
             });
         ListenerSink {
             queue: thread.ok().map(|_| queue),
-            listener,
+            listener: Some(listener),
+        }
+    }
+}
+
+impl Drop for ListenerSink {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            release(listener);
         }
     }
 }
@@ -134,7 +210,9 @@ impl crate::EventSink for ListenerSink {
                 }
             }
             None => {
-                let _ = self.listener.on_event(event);
+                if let Some(listener) = &self.listener {
+                    deliver(listener.as_ref(), event);
+                }
             }
         }
     }
@@ -185,5 +263,129 @@ mod tests {
         assert_eq!(seen[0].attempts, Some(2));
         assert_eq!(seen[0].error_code.as_deref(), Some("transient"));
         assert_eq!(seen[0].at_ms, 1_700_000_000_000);
+    }
+}
+
+/// [`shutdown_events`] is process-wide for good, so its test runs in a
+/// child process of its own (this test binary, filtered to it).
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::sync::Barrier;
+
+    const CHILD: &str = "FRESHTOKEN_EVENTS_EXIT_CHILD";
+
+    /// Counts its calls, can hold one until released, and notes its drop.
+    struct Probe {
+        calls: AtomicUsize,
+        entered: Mutex<Sender<()>>,
+        hold: Option<Arc<Barrier>>,
+        dropped: Arc<AtomicBool>,
+    }
+
+    impl EventListener for Probe {
+        fn on_event(&self, _: TokenEvent) -> Result<(), HostError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let _ = self.entered.lock().unwrap().send(());
+            if let Some(hold) = &self.hold {
+                hold.wait();
+            }
+            Ok(())
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.dropped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn probe(hold: Option<Arc<Barrier>>) -> (Arc<Probe>, Receiver<()>, Arc<AtomicBool>) {
+        let (tx, rx) = channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let probe = Probe {
+            calls: AtomicUsize::new(0),
+            entered: Mutex::new(tx),
+            hold,
+            dropped: dropped.clone(),
+        };
+        (Arc::new(probe), rx, dropped)
+    }
+
+    fn event() -> TokenEvent {
+        TokenEvent {
+            kind: EventKind::Saved,
+            key: None,
+            scope: None,
+            duration_ms: None,
+            attempts: None,
+            error_code: None,
+            reason: None,
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn after_shutdown_no_listener_is_called_or_released() {
+        if std::env::var_os(CHILD).is_none() {
+            let run = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "ffi::events::exit_tests::after_shutdown_no_listener_is_called_or_released",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "the child process failed: {}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            );
+            return;
+        }
+
+        // Before: a released listener is dropped.
+        let (released, _, released_dropped) = probe(None);
+        release(released);
+        assert!(released_dropped.load(Ordering::SeqCst));
+
+        // A call in progress holds up shutdown until it returns.
+        let hold = Arc::new(Barrier::new(2));
+        let (held, entered, _) = probe(Some(hold.clone()));
+        let sink = ListenerSink::new(held.clone());
+        let saved = crate::Event {
+            kind: crate::EventKind::Saved,
+            key: None,
+            scope: None,
+            duration_ms: None,
+            attempts: None,
+            error_code: None,
+            reason: None,
+            at_ms: 0,
+        };
+        crate::EventSink::on_event(&sink, &saved);
+        entered.recv().unwrap();
+        assert!(!shutdown_events(10), "a listener call is still running");
+        hold.wait();
+        assert!(shutdown_events(10_000), "the call returned");
+        assert_eq!(held.calls.load(Ordering::SeqCst), 1);
+
+        // After: nothing is delivered, inline or queued, and the last
+        // reference is leaked instead of released.
+        let (after, _, after_dropped) = probe(None);
+        deliver(after.as_ref(), event());
+        assert_eq!(after.calls.load(Ordering::SeqCst), 0);
+        let only = after.clone();
+        drop(after);
+        release(only);
+        assert!(
+            !after_dropped.load(Ordering::SeqCst),
+            "leaked, not released"
+        );
+        drop(sink);
     }
 }

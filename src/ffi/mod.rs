@@ -19,7 +19,7 @@ mod types;
 pub use client::{ClientTokens, TokenClient};
 pub use encrypted_store::{encrypted_store, EncryptionKey, EncryptionKeys};
 pub use error::{FreshTokenError, HostError};
-pub use events::{EventKind, EventListener, TokenEvent};
+pub use events::{shutdown_events, EventKind, EventListener, TokenEvent};
 pub use host::{Clock, HttpClient, TokenStore};
 pub use session::UserSession;
 pub use types::{

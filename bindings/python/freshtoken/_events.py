@@ -17,9 +17,8 @@ was one and it is still open (``asyncio.run_coroutine_threadsafe``; the
 events thread does not wait for it, and what it raises is ignored).
 Otherwise the awaitable is closed unrun, with a warning logged once.
 
-At exit, clients with a listener are kept alive for good and released
-listeners waited for (see "Exit" below): no events thread may call into
-Python while the interpreter finalizes.
+At exit, event delivery stops for good (see "Exit" below): no events
+thread may call into Python while the interpreter finalizes.
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ import asyncio
 import atexit
 import inspect
 import logging
-import threading
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Optional
@@ -40,7 +37,7 @@ from ._errors import config_error
 from ._loop import on_event_loop
 from ._times import from_ms
 
-__all__ = ["TokenEvent", "EVENT_KINDS", "listener", "keep_until_exit"]
+__all__ = ["TokenEvent", "EVENT_KINDS", "listener"]
 
 #: Every event kind, in the core's order: the strings of ``TokenEvent.kind``
 #: (Rust's ``EventKind::as_str``, JavaScript's ``event.kind``).
@@ -125,8 +122,6 @@ class _Listener(_generated.EventListener):
         self._convert = convert
         self._loop = loop
         self._warned = set()
-        with _released:
-            _listeners.add(weakref.ref(self, _on_release))
 
     def on_event(self, event: Any) -> None:
         try:
@@ -189,59 +184,22 @@ def listener(on_event: Any) -> Any:
 
 # --- Exit ---
 #
-# Each listener is released (uniffi's free callback, a call into Python) by
-# its client's events thread when the client is dropped. That thread is not
-# a Python thread: if it calls into Python once the interpreter has begun to
-# finalize, CPython (before 3.14) ends it with pthread_exit, which the Rust
-# thread cannot unwind through, and the process aborts ("FATAL: exception
-# not rethrown"). Clients still alive at exit (cyclic garbage included,
-# which the finalizing collector would free) are therefore kept alive for
-# good, and listeners whose client is gone are waited for until released.
+# The events thread that calls listeners (and releases them when their
+# client is dropped: uniffi's free callback) is a Rust thread, not a Python
+# one. If it calls into Python once the interpreter has begun to finalize,
+# CPython (before 3.14) ends it with pthread_exit, which the Rust thread
+# cannot unwind through, and the process aborts ("FATAL: exception not
+# rethrown"). So at exit the core is told to stop for good: queued and later
+# events are dropped, listeners are never released again (the process is
+# ending), and listener calls already running are waited for (bounded).
 
-# A weak reference to every listener not yet released (under _released).
-_listeners: "set[weakref.ref[_Listener]]" = set()
-_released = threading.Condition()
-# The native clients made with a listener, each with it as ``_freshtoken_listener``.
-_with_listeners: "weakref.WeakSet[Any]" = weakref.WeakSet()
-# How long exit waits for events threads to release their listeners.
-_EXIT_WAIT_S = 2.0
-
-
-def _on_release(ref: "weakref.ref[_Listener]") -> None:
-    with _released:
-        _listeners.discard(ref)
-        _released.notify_all()
-
-
-def keep_until_exit(native: Any, listener: Any) -> None:
-    """Remembers the native ``TokenClient`` made with ``listener`` (one of
-    :func:`listener`'s), to keep it alive through the interpreter's exit."""
-    if isinstance(listener, _Listener):
-        native._freshtoken_listener = listener
-        _with_listeners.add(native)
+# How long exit waits for listener calls already running.
+_EXIT_WAIT_MS = 2000
 
 
 def _at_exit() -> None:
-    """Takes one more native reference on every client that still has a
-    listener, and never gives it back, so that no client is dropped while
-    the interpreter finalizes; then waits (bounded) until every other
-    listener has been released by its events thread."""
-    kept = set()
-    for native in list(_with_listeners):
-        clone = getattr(native, "_uniffi_clone_handle", None)
-        if clone is None:
-            continue
-        try:
-            clone()
-        except Exception:  # noqa: BLE001 - released meanwhile: nothing to keep
-            continue
-        kept.add(id(getattr(native, "_freshtoken_listener", None)))
-
-    def only_kept() -> bool:
-        return all(ref() is None or id(ref()) in kept for ref in list(_listeners))
-
-    with _released:
-        _released.wait_for(only_kept, _EXIT_WAIT_S)
+    """Stops every client's event delivery before the interpreter finalizes."""
+    _generated.shutdown_events(_EXIT_WAIT_MS)
 
 
 atexit.register(_at_exit)

@@ -26,7 +26,7 @@ from ._ffi.freshtoken import (
 )
 from . import _loop
 from ._errors import config_error, native
-from ._events import keep_until_exit, listener
+from ._events import listener
 from ._host import GuardedClock, GuardedHttp, GuardedStore
 from ._http import UrllibHttpClient
 from ._mirror import Entry, Mirror
@@ -112,7 +112,6 @@ class ClientCore:
             inner = native(TokenClient, config, guarded_http(http))
         else:
             inner = native(TokenClient.with_clock, config, guarded_http(http), GuardedClock(clock))
-        keep_until_exit(inner, config.on_event)
         self._setup(inner, clock, options.get("max_sessions"))
 
     @classmethod
@@ -127,7 +126,6 @@ class ClientCore:
     @classmethod
     def _discovered(cls, inner: TokenClient, clock: Optional[Clock], options: Dict[str, Any]) -> Any:
         """A client around the ``TokenClient`` that discovery made."""
-        keep_until_exit(inner, options.get("on_event"))
         client = cls.__new__(cls)
         client._setup(inner, clock, options.get("max_sessions"))
         return client

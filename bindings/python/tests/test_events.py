@@ -597,21 +597,47 @@ gc.disable()
 """
 
 
-def test_a_process_with_clients_to_release_exits_cleanly(tmp_path):
-    # Each client's listener is released by its events thread, a Rust
-    # thread; one that called into Python during finalization was ended by
-    # CPython with pthread_exit and aborted the process ("FATAL: exception
-    # not rethrown"). Without freshtoken's exit guard (_events._at_exit)
-    # this script aborted in 13 to 18 runs of 20; four runs all exiting
-    # cleanly leave a regression about one chance in ten thousand.
+# Events still queued when the script ends: the events thread would deliver
+# them while the interpreter finalizes. Each event takes the listener 2 ms
+# and 300 arrive within a few ms, so hundreds are still waiting at exit.
+QUEUED_AT_EXIT_SCRIPT = """
+import time
+import freshtoken
+
+client = freshtoken.Client("http://127.0.0.1:9/connect/token", "c", client_secret="s",
+                           on_event=lambda event: time.sleep(0.002))
+store = freshtoken.MemoryTokenStore()
+for i in range(300):
+    client.session(f"user-{i}", store).seed(refresh_token=f"refresh-token-{i:04}")
+"""
+
+
+def run_exit_script(tmp_path, text, runs):
+    """Runs ``text`` as a script ``runs`` times; each must exit with 0 and no FATAL."""
     import os
     import subprocess
     import sys
 
     script = tmp_path / "exit.py"
-    script.write_text(EXIT_SCRIPT)
+    script.write_text(text)
     package_dir = os.path.dirname(os.path.dirname(freshtoken.__file__))
     env = dict(os.environ, PYTHONPATH=package_dir)
-    for _ in range(4):
+    for _ in range(runs):
         run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
         assert (run.returncode, "FATAL" in run.stderr) == (0, False), run.stderr[-2000:]
+
+
+def test_a_process_with_events_queued_at_exit_exits_cleanly(tmp_path):
+    # Without the exit hook (shutdown_events: nothing is delivered or
+    # released once the interpreter exits) this script aborted in every run.
+    run_exit_script(tmp_path, QUEUED_AT_EXIT_SCRIPT, 3)
+
+
+def test_a_process_with_clients_to_release_exits_cleanly(tmp_path):
+    # Each client's listener is released by its events thread, a Rust
+    # thread; one that called into Python during finalization was ended by
+    # CPython with pthread_exit and aborted the process ("FATAL: exception
+    # not rethrown"). Without freshtoken's exit hook (_events._at_exit)
+    # this script aborted in 13 to 18 runs of 20; four runs all exiting
+    # cleanly leave a regression about one chance in ten thousand.
+    run_exit_script(tmp_path, EXIT_SCRIPT, 4)

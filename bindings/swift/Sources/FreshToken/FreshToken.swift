@@ -6104,6 +6104,24 @@ public func encryptedStore(inner: TokenStore, keys: EncryptionKeys)throws  -> To
     )
 })
 }
+/**
+ * Stops event delivery in every client for good, for a host that is
+ * exiting: no freshtoken thread calls or releases a listener afterwards
+ * (queued events are dropped; the listeners' memory is left to the
+ * process's exit). Waits up to `timeout_ms` for listener calls already
+ * running, and returns whether none still is. Python calls it at exit: a
+ * thread that is not Python's must not call into an interpreter that is
+ * finalizing (CPython before 3.14 aborts the process). A negative
+ * `timeout_ms` waits for nothing.
+ */
+public func shutdownEvents(timeoutMs: Int64) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_func_shutdown_events(
+        FfiConverterInt64.lower(timeoutMs),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -6124,6 +6142,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_func_encrypted_store() != 34069) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_func_shutdown_events() != 220) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 20463) {

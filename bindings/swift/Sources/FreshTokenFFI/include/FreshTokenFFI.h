@@ -773,6 +773,11 @@ uint64_t uniffi_freshtoken_fn_func_discover_client(RustBuffer issuer, RustBuffer
 uint64_t uniffi_freshtoken_fn_func_encrypted_store(uint64_t inner, RustBuffer keys, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_SHUTDOWN_EVENTS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_SHUTDOWN_EVENTS
+int8_t uniffi_freshtoken_fn_func_shutdown_events(int64_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
 #define UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
 RustBuffer ffi_freshtoken_rustbuffer_alloc(uint64_t size, RustCallStatus *_Nonnull out_status
@@ -1042,6 +1047,12 @@ uint16_t uniffi_freshtoken_checksum_func_discover_client(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_ENCRYPTED_STORE
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_ENCRYPTED_STORE
 uint16_t uniffi_freshtoken_checksum_func_encrypted_store(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_EVENTS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_EVENTS
+uint16_t uniffi_freshtoken_checksum_func_shutdown_events(void
     
 );
 #endif

@@ -22,20 +22,47 @@ fn config(o: TokenClientOptions) -> Result<Config, Error> {
 }
 
 /// The core builder from the options (all but the endpoint checked later).
-fn builder(o: TokenClientOptions) -> Result<ConfigBuilder, Error> {
-    let mut b = Config::builder(o.token_endpoint, o.client_id);
-    if let Some(secret) = o.client_secret {
+fn builder(mut o: TokenClientOptions) -> Result<ConfigBuilder, Error> {
+    let endpoint = std::mem::take(&mut o.token_endpoint);
+    let mut b = Config::builder(endpoint, std::mem::take(&mut o.client_id));
+    if let Some(secret) = o.client_secret.take() {
         b = b.client_secret(secret);
     }
-    if let Some(method) = o.client_auth {
+    if let Some(method) = o.client_auth.take() {
         b = b.client_auth(ClientAuthMethod::parse(&method)?);
     }
-    if let Some(pem) = o.private_key_pem {
+    if let Some(pem) = o.private_key_pem.take() {
         b = b.private_key_pem(pem);
     }
-    if let Some(kid) = o.key_id {
+    if let Some(kid) = o.key_id.take() {
         b = b.key_id(kid);
     }
+    configure(b, o)
+}
+
+/// The builder of a client from the provider's credentials JSON, with the
+/// options it does not set; an identity member set in the options (the
+/// JSON's to set) is a `Config` error naming it.
+fn credentials_builder(json: &str, o: TokenClientOptions) -> Result<ConfigBuilder, Error> {
+    let identity = [
+        ("token_endpoint", !o.token_endpoint.is_empty()),
+        ("client_id", !o.client_id.is_empty()),
+        ("client_secret", o.client_secret.is_some()),
+        ("client_auth", o.client_auth.is_some()),
+        ("private_key_pem", o.private_key_pem.is_some()),
+        ("key_id", o.key_id.is_some()),
+    ];
+    if let Some((name, _)) = identity.iter().find(|(_, set)| *set) {
+        return Err(Error::config(
+            *name,
+            "comes from the credentials JSON: leave it unset",
+        ));
+    }
+    configure(Config::from_credentials_json(json)?, o)
+}
+
+/// Applies the options every client may take (all but the identity).
+fn configure(mut b: ConfigBuilder, o: TokenClientOptions) -> Result<ConfigBuilder, Error> {
     if let Some(audience) = o.assertion_audience {
         b = b.assertion_audience(audience);
     }
@@ -92,6 +119,14 @@ fn builder(o: TokenClientOptions) -> Result<ConfigBuilder, Error> {
 /// (`/.well-known/openid-configuration`), checked (the issuer matches, the
 /// endpoints are https). `options.token_endpoint` stays empty; endpoints set
 /// in `options` win. `clock` is for tests with fake time (default: the system's).
+/// The host's clock, or the system's.
+fn clock_or_system(clock: Option<Arc<dyn Clock>>) -> Arc<dyn crate::Clock> {
+    match clock {
+        Some(clock) => Arc::new(ClockAdapter(clock)),
+        None => Arc::new(SystemClock),
+    }
+}
+
 #[uniffi::export]
 pub async fn discover_client(
     issuer: String,
@@ -99,15 +134,11 @@ pub async fn discover_client(
     http: Arc<dyn HttpClient>,
     clock: Option<Arc<dyn Clock>>,
 ) -> Result<Arc<TokenClient>, FreshTokenError> {
-    let clock: Arc<dyn crate::Clock> = match clock {
-        Some(clock) => Arc::new(ClockAdapter(clock)),
-        None => Arc::new(SystemClock),
-    };
     let inner = crate::TokenClient::discover(
         &issuer,
         builder(options)?,
         Arc::new(HttpAdapter(http)),
-        clock,
+        clock_or_system(clock),
         Some(Arc::new(FlightThread)),
     )
     .await?;
@@ -145,6 +176,30 @@ impl TokenClient {
             config,
             Arc::new(HttpAdapter(http)),
             Arc::new(SystemClock),
+            Arc::new(FlightThread),
+        );
+        Ok(Arc::new(TokenClient { inner }))
+    }
+
+    /// A client from the provider's client-credentials JSON, with `options`
+    /// for what the JSON does not say (leeway, timeouts, retries, sessions
+    /// kept, events, endpoints other than the token endpoint). The identity
+    /// members of `options` (`token_endpoint`, `client_id`, `client_secret`,
+    /// `client_auth`, `private_key_pem`, `key_id`) stay empty: the JSON sets
+    /// them, and one set there is a `Config` error naming it. `clock` is for
+    /// tests with fake time (default: the system's).
+    #[uniffi::constructor]
+    pub fn from_credentials_json_with(
+        json: String,
+        options: TokenClientOptions,
+        http: Arc<dyn HttpClient>,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Result<Arc<Self>, FreshTokenError> {
+        let config = credentials_builder(&json, options)?.build()?;
+        let inner = crate::TokenClient::with_spawner(
+            config,
+            Arc::new(HttpAdapter(http)),
+            clock_or_system(clock),
             Arc::new(FlightThread),
         );
         Ok(Arc::new(TokenClient { inner }))

@@ -29,7 +29,7 @@
 #    that carried an error is dropped.
 #
 # 3. uniffi 0.32's `rename` (uniffi.toml [bindings.kotlin.rename]) misses
-#    a few places: secondary constructors (TokenClient's and EncryptionKey's)
+#    a few places: secondary constructors (TokenClient's three and EncryptionKey's)
 #    still name the old error type
 #    (`FreshTokenException`), return type and converter of TokenClient and
 #    of EncryptionKey.fromBase64, and
@@ -92,13 +92,14 @@ text = text.replace(expected, replacement)
 text = text.replace(pattern, "} catch(e: kotlin.Throwable) { // freshtoken: catches Throwable (bindings/kotlin/tools/patch-generated.sh)")
 # 3: names uniffi's rename missed: (old, new, how many).
 for old, new, n in [
-    ("uniffiRustCallWithError(FreshTokenException)", "uniffiRustCallWithError(FfiFreshTokenException)", 5),
-    ("FfiConverterTypeTokenClient.lift(", "FfiConverterTypeFfiTokenClient.lift(", 2),
+    ("uniffiRustCallWithError(FreshTokenException)", "uniffiRustCallWithError(FfiFreshTokenException)", 6),
+    ("FfiConverterTypeTokenClient.lift(", "FfiConverterTypeFfiTokenClient.lift(", 3),
     ("FfiConverterTypeTokenInfo.lower(", "FfiConverterTypeFfiTokenInfo.lower(", 1),
     ("FfiConverterTypeFreshTokenError.lower(", "FfiConverterTypeFfiFreshTokenError.lower(", 1),
-    ("@Throws(FreshTokenException::class) fun `", "@Throws(FfiFreshTokenException::class) fun `", 3),
+    ("@Throws(FreshTokenException::class) fun `", "@Throws(FfiFreshTokenException::class) fun `", 4),
     ("`http`: HttpClient): TokenClient {", "`http`: HttpClient): FfiTokenClient {", 1),
     ("`clock`: Clock): TokenClient {", "`clock`: Clock): FfiTokenClient {", 1),
+    ("`clock`: Clock?): TokenClient {", "`clock`: Clock?): FfiTokenClient {", 1),
     ("FfiConverterTypeEncryptionKey.lift(", "FfiConverterTypeFfiEncryptionKey.lift(", 1),
     ("`key`: kotlin.String): EncryptionKey {", "`key`: kotlin.String): FfiEncryptionKey {", 1),
 ]:

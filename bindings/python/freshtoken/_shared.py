@@ -131,15 +131,22 @@ class ClientCore:
         return client
 
     @classmethod
-    def from_credentials_json(cls, json: str, *, http: Optional[HttpClient] = None):
+    def from_credentials_json(cls, json: str, *, http: Optional[HttpClient] = None,
+                              clock: Optional[Clock] = None, **options: Any):
         """A client from the provider's client-credentials JSON: ``clientId``,
         ``clientSecret`` or ``certificate`` (a PEM with the RSA key, for
         ``private_key_jwt``), ``slidingRefreshTokenLifetime`` and optionally
         ``tokenEndpoint`` (default Stitch's). A missing member raises
-        ``ConfigError`` naming it."""
+        ``ConfigError`` naming it. Takes the constructor's keyword options for
+        what the JSON does not say (``leeway_seconds``, ``timeout_ms``,
+        ``retry``, ``max_sessions``, ``on_event``, …); one the JSON sets
+        (``client_secret``, ``token_endpoint``, …) raises ``ConfigError``."""
         _loop.event_loop()
+        config = client_options(options.pop("token_endpoint", ""), options.pop("client_id", ""), options)
+        inner = native(TokenClient.from_credentials_json_with, json, config, guarded_http(http),
+                       None if clock is None else GuardedClock(clock))
         client = cls.__new__(cls)
-        client._setup(native(TokenClient.from_credentials_json, json, guarded_http(http)), None, None)
+        client._setup(inner, clock, options.get("max_sessions"))
         return client
 
     def _setup(self, inner: TokenClient, clock: Optional[Clock], max_sessions: Optional[int]) -> None:

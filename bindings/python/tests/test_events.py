@@ -79,6 +79,37 @@ class Recorder:
             return list(self.events)
 
 
+def test_a_client_from_credentials_json_takes_the_options_the_json_does_not_set(emu):
+    # Stitch's credentials JSON sets the identity; the keyword options set
+    # the rest: here the listener, the clock and the leeway.
+    import json
+
+    recorder = Recorder()
+    credentials = json.dumps({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
+                              "tokenEndpoint": emu.token_endpoint, "slidingRefreshTokenLifetime": 3600})
+    clock = FakeClock()
+    client = freshtoken.Client.from_credentials_json(credentials, clock=clock, on_event=recorder,
+                                                     leeway_seconds=120)
+    store = MemoryTokenStore()
+    session = client.session("u1", store)
+    session.seed(refresh_token=emu.seed()["refresh_token"])
+    first = session.access_token()
+    assert [e.key for e in recorder.until("refreshed")][-1] == "u1"
+    assert emu.grant_requests("refresh_token") == 1
+    clock.advance((900 - 121) * 1000)  # within the 120 s leeway, on the fake clock
+    assert session.access_token() == first, "not yet within the leeway"
+    clock.advance(2000)
+    assert session.access_token() != first, "refreshed 120 s before expiry"
+    recorder.until("refreshed")
+    assert emu.grant_requests("refresh_token") == 2
+    assert session.status().refresh_expires_at_ms == clock.now_ms() + 3600 * 1000, "the JSON's sliding lifetime"
+
+    for name, value in [("client_secret", "other"), ("token_endpoint", emu.token_endpoint), ("client_id", "x")]:
+        with pytest.raises(ConfigError) as raised:
+            freshtoken.Client.from_credentials_json(credentials, **{name: value})
+        assert raised.value.field == name and "credentials JSON" in str(raised.value)
+
+
 class LeaseStore(TestStore):
     """A store with a lease (expiring on ``clock``; never when ``clock`` is
     None or the ttl None) and compare-and-swap versions: a fleet's store."""

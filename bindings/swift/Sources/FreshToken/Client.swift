@@ -36,9 +36,19 @@ public final class TokenClient: @unchecked Sendable {
     /// A client from the provider's client-credentials JSON (`clientId`,
     /// `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
     /// optionally `tokenEndpoint`); a missing member is a `Config` error.
-    public static func fromCredentialsJson(json: String, http: HttpClient) throws -> TokenClient {
-        let ffi = try FfiTokenClient.fromCredentialsJson(json: json, http: http)
-        return TokenClient(ffi: ffi, clock: nil, maxSessions: nil)
+    /// `options` set what the JSON does not (leeway, timeouts, retries,
+    /// `maxSessions`, `onEvent`, …), their identity left empty:
+    /// `TokenClientOptions(clientId: "", onEvent: listener)`; an identity
+    /// member set there (`clientSecret`, `tokenEndpoint`, …) is a `Config`
+    /// error naming it. `clock` is for tests with fake time.
+    public static func fromCredentialsJson(
+        json: String,
+        http: HttpClient,
+        options: TokenClientOptions = TokenClientOptions(clientId: ""),
+        clock: Clock? = nil
+    ) throws -> TokenClient {
+        let ffi = try FfiTokenClient.fromCredentialsJsonWith(json: json, options: options, http: http, clock: clock)
+        return TokenClient(ffi: ffi, clock: clock, maxSessions: options.maxSessions)
     }
 
     /// A client for the provider `issuer` (e.g. `https://secure.stitch.money`):

@@ -1535,6 +1535,27 @@ public static func fromCredentialsJson(json: String, http: HttpClient)throws  ->
 }
     
     /**
+     * A client from the provider's client-credentials JSON, with `options`
+     * for what the JSON does not say (leeway, timeouts, retries, sessions
+     * kept, events, endpoints other than the token endpoint). The identity
+     * members of `options` (`token_endpoint`, `client_id`, `client_secret`,
+     * `client_auth`, `private_key_pem`, `key_id`) stay empty: the JSON sets
+     * them, and one set there is a `Config` error naming it. `clock` is for
+     * tests with fake time (default: the system's).
+     */
+public static func fromCredentialsJsonWith(json: String, options: TokenClientOptions, http: HttpClient, clock: Clock?)throws  -> FfiTokenClient  {
+    return try  FfiConverterTypeFfiTokenClient_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_constructor_tokenclient_from_credentials_json_with(
+        FfiConverterString.lower(json),
+        FfiConverterTypeTokenClientOptions_lower(options),
+        FfiConverterTypeHttpClient_lower(http),
+        FfiConverterOptionTypeClock.lower(clock),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The same, on the host's `clock` (for tests with fake time).
      */
 public static func withClock(options: TokenClientOptions, http: HttpClient, clock: Clock)throws  -> FfiTokenClient  {
@@ -6066,13 +6087,6 @@ private func uniffiForeignFutureDroppedCallback(handle: UInt64) {
 public func uniffiForeignFutureHandleCountFreshtoken() -> Int {
     UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.count
 }
-/**
- * A client for the provider `issuer`: its token, authorization and
- * revocation endpoints are read from its discovery document
- * (`/.well-known/openid-configuration`), checked (the issuer matches, the
- * endpoints are https). `options.token_endpoint` stays empty; endpoints set
- * in `options` win. `clock` is for tests with fake time (default: the system's).
- */
 public func discoverClient(issuer: String, options: TokenClientOptions, http: HttpClient, clock: Clock?)async throws  -> FfiTokenClient  {
     return
         try  await uniffiRustCallAsync(
@@ -6138,7 +6152,7 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
-    if (uniffi_freshtoken_checksum_func_discover_client() != 50493) {
+    if (uniffi_freshtoken_checksum_func_discover_client() != 6369) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_func_encrypted_store() != 34069) {
@@ -6250,6 +6264,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_constructor_tokenclient_from_credentials_json() != 34437) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_constructor_tokenclient_from_credentials_json_with() != 37101) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_constructor_tokenclient_new() != 21900) {

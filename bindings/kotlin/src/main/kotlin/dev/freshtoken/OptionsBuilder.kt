@@ -19,6 +19,9 @@ class TokenClientOptionsBuilder(tokenEndpoint: String, clientId: String) {
     /** For [TokenClient.discoverBlocking] / [TokenClient.discoverAsync]: the endpoints come from the issuer. */
     constructor(clientId: String) : this("", clientId)
 
+    /** For [TokenClient.fromCredentialsJson]: the credentials JSON sets the endpoint and the client. */
+    constructor() : this("", "")
+
     private var o = TokenClientOptions(tokenEndpoint = tokenEndpoint, clientId = clientId)
 
     fun clientSecret(v: String?) = apply { o = o.copy(clientSecret = v) }

@@ -275,12 +275,27 @@ class TokenClient private constructor(
          * A client from the provider's client-credentials JSON (`clientId`,
          * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
          * optionally `tokenEndpoint`); a missing member is a `Config` error naming it.
+         * [options] set what the JSON does not (leeway, timeouts, retries,
+         * `maxSessions`, `onEvent`, …) and leave the identity empty:
+         * `TokenClientOptions(clientId = "", onEvent = …)`, or from Java
+         * `new TokenClientOptionsBuilder().onEvent(…).build()`. An identity
+         * member set there (`clientSecret`, `tokenEndpoint`, …) is a `Config`
+         * error naming it. [clock] is for tests with fake time.
          */
         @JvmStatic
         @JvmOverloads
         @Throws(FreshTokenException::class)
-        fun fromCredentialsJson(json: String, http: HttpClient = HttpUrlConnectionClient()): TokenClient =
-            TokenClient(ffiCall { FfiTokenClient.fromCredentialsJson(json, http) }, null, null)
+        fun fromCredentialsJson(
+            json: String,
+            http: HttpClient = HttpUrlConnectionClient(),
+            options: TokenClientOptions = TokenClientOptions(clientId = ""),
+            clock: Clock? = null,
+        ): TokenClient =
+            TokenClient(
+                ffiCall { FfiTokenClient.fromCredentialsJsonWith(json, options, http, clock) },
+                clock,
+                options.maxSessions?.toLong(),
+            )
     }
 }
 

@@ -199,6 +199,35 @@ class EventsTest {
         assertTrue("a daemon: a stuck listener never holds up the JVM's exit", thread.isDaemon)
     }
 
+    @Test fun `a client from the credentials JSON takes the options the JSON does not set`() = blocking {
+        val recorder = Recorder()
+        val json = """{"clientId":"test-client","clientSecret":"$CLIENT_SECRET",""" +
+            """"tokenEndpoint":"${emu.tokenEndpoint}","slidingRefreshTokenLifetime":3600}"""
+        val client = TokenClient.fromCredentialsJson(
+            json, HttpUrlConnectionClient(), TokenClientOptions(clientId = "", onEvent = recorder, leewaySeconds = 120), clock,
+        ).also { clients.add(it) }
+        val (session, _) = seeded(client)
+        val first = session.accessToken()
+        assertEquals("u1", recorder.until(EventKind.REFRESHED).last().key)
+        clock.advance((900 - 121) * 1000L) // not yet within the 120 s leeway, on the fake clock
+        same(session.accessToken(), first, "still fresh")
+        clock.advance(2_000)
+        differ(session.accessToken(), first, "refreshed 120 s before expiry")
+        recorder.until(EventKind.REFRESHED)
+        assertEquals(2L, emu.refreshRequests())
+        assertEquals("the JSON's sliding lifetime", clock.now() + 3_600_000, session.status().refreshExpiresAtMs)
+
+        for ((name, options) in listOf(
+            "client_secret" to TokenClientOptionsBuilder().clientSecret("other").build(),
+            "token_endpoint" to TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = ""),
+            "client_id" to TokenClientOptions(clientId = "x"),
+        )) {
+            val err = expectError<FreshTokenException.Config> { TokenClient.fromCredentialsJson(json, options = options) }
+            assertEquals(name, err.field)
+            assertTrue(err.message!!, err.message!!.contains("credentials JSON"))
+        }
+    }
+
     @Test fun `a failed refresh emits refresh_failed with its code, attempts and backoff`() = blocking {
         val recorder = Recorder()
         val client = client(recorder)

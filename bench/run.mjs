@@ -596,6 +596,18 @@ function buildRows(r) {
       met: m.error ? false : measuredRatio <= goal,
     });
   }
+  const k = r.ffi.kotlin;
+  if (!k.error && k.blocking_ns_per_call) {
+    row({
+      measure: '(diagnostic) Kotlin: the same cached read through `accessTokenBlocking()` (Java, thread-per-request), in a plain loop',
+      measured: `${fmt(k.blocking_ns_per_call, 1)} ns/call`,
+      anchor: 'the same plain `HashMap` function, same JVM run',
+      anchorValue: `${fmt(k.hashmap_ns_per_call, 1)} ns/call`,
+      ratio: k.blocking_ratio_vs_hashmap,
+      goal: '— (what the suspend loop adds: its suspension point)',
+      met: null,
+    });
+  }
   for (const [label, m] of [['Kotlin', r.ffi.kotlin], ['Python', r.ffi.python]]) {
     if (m.error || !m.ffi_call_ns) continue;
     row({

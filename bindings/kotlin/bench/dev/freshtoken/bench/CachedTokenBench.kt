@@ -26,6 +26,19 @@ private suspend fun cachedRound(client: TokenClient, key: String, store: TokenSt
     return sink
 }
 
+/**
+ * [cachedRound] through the blocking API (`accessTokenBlocking()`, what Java
+ * and thread-per-request servers call), in a plain loop. The same fresh
+ * path; the suspend loop above also pays for its suspension point, which
+ * gives the JIT a loop with two entries (the resume label) that it optimizes
+ * less.
+ */
+private fun blockingRound(client: TokenClient, key: String, store: TokenStore, calls: Int): Long {
+    var sink = 0L
+    repeat(calls) { sink += client.session(key, store).accessTokenBlocking().length }
+    return sink
+}
+
 /** [plainRound] over many users' keys (no loop-invariant lookup for the JIT to hoist). */
 private fun plainRoundKeys(keys: Array<String>, calls: Int): Long {
     var sink = 0L
@@ -76,7 +89,8 @@ private fun DoubleArray.median(label: String): Double {
  * (clone the handle, call, through JNA).
  * Prints one JSON line (bench/run.mjs reads `ns_per_call`):
  * {"name":"kotlin cached accessToken()","ns_per_call":N,"hashmap_ns_per_call":N,
- *  "ratio_vs_hashmap":R,"ratio_vs_hashmap_1024_keys":R,"ffi_call_ns":N}
+ *  "ratio_vs_hashmap":R,"ratio_vs_hashmap_1024_keys":R,"blocking_ns_per_call":N,
+ *  "blocking_ratio_vs_hashmap":R,"ffi_call_ns":N}
  * (one key: the strict figure; 1024 keys: a server's many users, where the
  * anchor's lookup can no longer be hoisted out of the loop by the JIT)
  *   java … dev.freshtoken.bench.CachedTokenBenchKt [calls-per-round] [rounds]
@@ -100,13 +114,20 @@ fun main(args: Array<String>) = runBlocking {
         // The two interleaved, round by round, so that both see the same machine state.
         val plainRounds = DoubleArray(rounds)
         val cachedRounds = DoubleArray(rounds)
-        repeat(5) { plainRound(key, calls); cachedRound(client, key, store, calls) } // JIT warm-up
+        val blockingRounds = DoubleArray(rounds)
+        repeat(5) { // JIT warm-up
+            plainRound(key, calls)
+            cachedRound(client, key, store, calls)
+            blockingRound(client, key, store, calls)
+        }
         for (i in 0 until rounds) {
             plainRounds[i] = timeRounds(1, 0, calls) { plainRound(key, calls) }[0]
             cachedRounds[i] = timeRounds(1, 0, calls) { cachedRound(client, key, store, calls) }[0]
+            blockingRounds[i] = timeRounds(1, 0, calls) { blockingRound(client, key, store, calls) }[0]
         }
         val plain = plainRounds.median("plain HashMap function")
         val cached = cachedRounds.median("client.session(key, store).accessToken()")
+        val blocking = blockingRounds.median("client.session(key, store).accessTokenBlocking()")
         // The same over 1024 users, one seeded session each.
         val keys = Array(1024) { "user-$it" }
         for (k in keys) {
@@ -133,6 +154,8 @@ fun main(args: Array<String>) = runBlocking {
                 """"hashmap_ns_per_call":${"%.1f".format(java.util.Locale.ROOT, plain)},""" +
                 """"ratio_vs_hashmap":${"%.2f".format(java.util.Locale.ROOT, ratio)},""" +
                 """"ratio_vs_hashmap_1024_keys":${"%.2f".format(java.util.Locale.ROOT, ratioKeys)},""" +
+                """"blocking_ns_per_call":${"%.1f".format(java.util.Locale.ROOT, blocking)},""" +
+                """"blocking_ratio_vs_hashmap":${"%.2f".format(java.util.Locale.ROOT, blocking / plain)},""" +
                 """"ffi_call_ns":${"%.0f".format(java.util.Locale.ROOT, ffi)}}""",
         )
     }

@@ -175,6 +175,11 @@ export interface SessionStatus {
   unpersisted: boolean;
   /** The last refresh answer was lost. */
   inDoubt: boolean;
+  /**
+   * `revoke()` marked the session revoked, but its revocation failed for
+   * good: the server may still hold its token. `revoke()` again retries.
+   */
+  revocationPending: boolean;
 }
 
 /** Adopting an existing refresh token (migrating from hand-written code). */

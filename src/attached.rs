@@ -117,6 +117,7 @@ impl Attached {
         if !self.cell.lock().loaded {
             self.sync().await?;
         }
+        let now = self.ctx.clock.now_ms();
         let st = self.cell.lock();
         let rec = st.record.as_ref();
         Ok(SessionStatus {
@@ -128,6 +129,7 @@ impl Attached {
             refresh_expires_at_ms: rec.and_then(|r| r.refresh_expires_at_ms),
             unpersisted: st.unpersisted,
             in_doubt: rec.is_some_and(|r| r.in_doubt),
+            revocation_pending: rec.is_some_and(|r| crate::revoke::revocation_pending(r, now)),
         })
     }
 

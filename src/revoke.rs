@@ -6,6 +6,7 @@ use crate::attached::Attached;
 use crate::error::{Error, ReauthReason};
 use crate::exchange::{self, Context, Failure};
 use crate::secret::Secret;
+use crate::store::Record;
 use std::sync::{Arc, Mutex};
 
 impl Attached {
@@ -73,8 +74,7 @@ impl Attached {
                 .filter(|a| now < a.expires_at_ms)
                 .map(|a| a.value.clone());
             let refresh = record.refresh_token.clone();
-            if record.reauth == Some(ReauthReason::Revoked) && refresh.is_none() && access.is_none()
-            {
+            if record.reauth == Some(ReauthReason::Revoked) && !revocation_pending(&record, now) {
                 return synced;
             }
             let mut dead = record;
@@ -135,4 +135,15 @@ pub(crate) async fn revoke_token(ctx: &Context, token: &Secret, hint: &str) -> R
             _ => Err(failure.into_error()),
         },
     }
+}
+
+/// A record that `revoke()` marked revoked still holds a token the server
+/// may have: its refresh token, or an access token live at `now_ms`.
+pub(crate) fn revocation_pending(record: &Record, now_ms: u64) -> bool {
+    record.reauth == Some(ReauthReason::Revoked)
+        && (record.refresh_token.is_some()
+            || record
+                .access_token
+                .as_ref()
+                .is_some_and(|a| now_ms < a.expires_at_ms))
 }

@@ -72,6 +72,12 @@ pub struct SessionStatus {
     pub unpersisted: bool,
     /// The last refresh answer was lost; the next one may find the token rotated.
     pub in_doubt: bool,
+    /// `revoke()` marked the session revoked, but its revocation failed for
+    /// good: the server may still hold its refresh token (or a live access
+    /// token). Read from the record, so it survives restarts and shows in
+    /// every process; `revoke()` again retries, and clears it once the
+    /// server took the tokens.
+    pub revocation_pending: bool,
 }
 
 /// A handle on one user's tokens. Cheap to create and clone: handles with the

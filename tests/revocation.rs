@@ -145,9 +145,21 @@ async fn a_revocation_that_fails_for_good_still_kills_the_session_and_says_so() 
         reason(session.access_token().await),
         Some(ReauthReason::Revoked)
     );
+    let status = session.status().await.unwrap();
+    assert!(status.revocation_pending, "the server may hold the token");
+    assert_eq!(status.reauth, Some(ReauthReason::Revoked));
+    // Read from the record: another process's client of the store sees it too.
+    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let other = Harness::client_on(&h.emu, config, h.clock.clone());
+    let there = other.session("u1", h.store.clone()).unwrap();
+    assert!(there.status().await.unwrap().revocation_pending);
     session.revoke().await.expect("the retry goes through");
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
     assert!(h.store.record("u1").unwrap().refresh_token.is_none());
+    assert!(!session.status().await.unwrap().revocation_pending);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -226,6 +226,9 @@ pub struct SessionStatus {
     pub unpersisted: bool,
     /// The last refresh answer was lost.
     pub in_doubt: bool,
+    /// `revoke()` marked the session revoked, but the server may still hold
+    /// its token (the revocation failed for good): `revoke()` again retries.
+    pub revocation_pending: bool,
 }
 
 impl From<crate::SessionStatus> for SessionStatus {
@@ -237,6 +240,7 @@ impl From<crate::SessionStatus> for SessionStatus {
             refresh_expires_at_ms: s.refresh_expires_at_ms.map(signed),
             unpersisted: s.unpersisted,
             in_doubt: s.in_doubt,
+            revocation_pending: s.revocation_pending,
         }
     }
 }

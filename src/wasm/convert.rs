@@ -168,5 +168,6 @@ pub(crate) fn session_status(status: SessionStatus) -> JsValue {
         ("refreshExpiresAt", status.refresh_expires_at_ms.map(ms)),
         ("unpersisted", Some(status.unpersisted.into())),
         ("inDoubt", Some(status.in_doubt.into())),
+        ("revocationPending", Some(status.revocation_pending.into())),
     ])
 }

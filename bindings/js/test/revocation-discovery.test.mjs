@@ -136,8 +136,10 @@ describe('revocation against the emulator', () => {
     assert.ok(!err.message.includes(family.refresh_token));
     assert.equal(record(store, 'u1').reauth, 'revoked');
     await assert.rejects(session.accessToken(), (e) => e.reason === 'revoked');
+    assert.equal((await session.status()).revocationPending, true, 'the server may hold the token');
     await session.revoke();
     assert.equal(await emu.refreshTokenState(family.refresh_token), 'revoked');
+    assert.equal((await session.status()).revocationPending, false);
   });
 
   test('revokeClientTokens() revokes every cached client token and forgets it', async () => {

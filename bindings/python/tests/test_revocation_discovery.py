@@ -215,10 +215,12 @@ def test_a_revocation_failing_for_good_still_kills_the_session_and_says_so(emu):
         session.access_token()
     assert dead.value.reason == "revoked"
     assert emu.counters()["token_requests"] == token_requests
+    assert session.status().revocation_pending, "the server may hold the token"
 
     session.revoke()
     assert emu.refresh_token_state(rt) == "revoked"
     assert "refresh_token" not in store.record("u1")
+    assert not session.status().revocation_pending
 
 
 def test_the_revocation_endpoint_option_is_where_revoke_goes(emu):

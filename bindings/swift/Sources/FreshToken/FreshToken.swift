@@ -4166,6 +4166,11 @@ public struct SessionStatus: Equatable, Hashable {
      * The last refresh answer was lost.
      */
     public var inDoubt: Bool
+    /**
+     * `revoke()` marked the session revoked, but the server may still hold
+     * its token (the revocation failed for good): `revoke()` again retries.
+     */
+    public var revocationPending: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4187,13 +4192,18 @@ public struct SessionStatus: Equatable, Hashable {
          */unpersisted: Bool, 
         /**
          * The last refresh answer was lost.
-         */inDoubt: Bool) {
+         */inDoubt: Bool, 
+        /**
+         * `revoke()` marked the session revoked, but the server may still hold
+         * its token (the revocation failed for good): `revoke()` again retries.
+         */revocationPending: Bool) {
         self.hasRecord = hasRecord
         self.reauthorizationReason = reauthorizationReason
         self.accessExpiresAtMs = accessExpiresAtMs
         self.refreshExpiresAtMs = refreshExpiresAtMs
         self.unpersisted = unpersisted
         self.inDoubt = inDoubt
+        self.revocationPending = revocationPending
     }
 
     
@@ -4217,7 +4227,8 @@ public struct FfiConverterTypeSessionStatus: FfiConverterRustBuffer {
                 accessExpiresAtMs: FfiConverterOptionInt64.read(from: &buf), 
                 refreshExpiresAtMs: FfiConverterOptionInt64.read(from: &buf), 
                 unpersisted: FfiConverterBool.read(from: &buf), 
-                inDoubt: FfiConverterBool.read(from: &buf)
+                inDoubt: FfiConverterBool.read(from: &buf), 
+                revocationPending: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -4228,6 +4239,7 @@ public struct FfiConverterTypeSessionStatus: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.refreshExpiresAtMs, into: &buf)
         FfiConverterBool.write(value.unpersisted, into: &buf)
         FfiConverterBool.write(value.inDoubt, into: &buf)
+        FfiConverterBool.write(value.revocationPending, into: &buf)
     }
 }
 

@@ -60,6 +60,12 @@ class SessionStatus internal constructor(private val ffi: FfiSessionStatus) {
     /** A refresh may have reached the server without its answer reaching us. */
     val inDoubt: Boolean get() = ffi.inDoubt
 
+    /**
+     * `revoke()` marked the session revoked, but its revocation failed for
+     * good: the server may still hold its token. `revoke()` again retries.
+     */
+    val revocationPending: Boolean get() = ffi.revocationPending
+
     override fun equals(other: Any?): Boolean = other is SessionStatus && other.ffi == ffi
     override fun hashCode(): Int = ffi.hashCode()
     override fun toString(): String = ffi.toString()

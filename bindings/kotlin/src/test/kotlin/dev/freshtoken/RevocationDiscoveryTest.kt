@@ -197,11 +197,13 @@ class RevocationDiscoveryTest {
         assertEquals("revoked", stored["reauth"])
         same(stored["refresh_token"], rt, "kept for the retry")
         assertRevoked(session)
+        assertTrue("the server may hold the token", session.status().revocationPending)
 
         session.revoke()
         assertEquals("revoked", emu.refreshTokenState(rt))
         assertNull(store.record("u1")!!["refresh_token"])
         assertRevoked(session)
+        assertFalse(session.status().revocationPending)
         c.close()
     }
 

@@ -114,9 +114,10 @@ pub enum Error {
         /// The server's `error_description`, if it sent one.
         description: Option<String>,
     },
-    /// The token endpoint rejected the client credentials.
+    /// The authorization server (its token or revocation endpoint) rejected
+    /// the client credentials.
     #[error(
-        "the token endpoint rejected the client credentials (HTTP {status}){}",
+        "the authorization server rejected the client credentials (HTTP {status}){}",
         suffix(description)
     )]
     InvalidClient {
@@ -127,7 +128,7 @@ pub enum Error {
     },
     /// Another RFC 6749 §5.2 error.
     #[error(
-        "the token endpoint answered `{error}` (HTTP {status}){}",
+        "the authorization server answered `{error}` (HTTP {status}){}",
         suffix(description)
     )]
     OAuth {
@@ -141,7 +142,7 @@ pub enum Error {
         uri: Option<String>,
     },
     /// 5xx or 429 answers after every allowed retry.
-    #[error("the token endpoint is unavailable (HTTP {status}) after {attempts} attempt(s)")]
+    #[error("the authorization server is unavailable (HTTP {status}) after {attempts} attempt(s)")]
     Transient {
         /// Status of the last answer.
         status: u16,
@@ -159,7 +160,7 @@ pub enum Error {
         maybe_sent: bool,
     },
     /// The request timed out.
-    #[error("the token request timed out")]
+    #[error("the request to the authorization server timed out")]
     Timeout,
     /// An answer that could not be understood.
     #[error("invalid response from the authorization server{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
@@ -349,7 +350,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "the token endpoint answered `invalid_scope` (HTTP 400): unknown scope"
+            "the authorization server answered `invalid_scope` (HTTP 400): unknown scope"
         );
         assert_eq!(e.status(), Some(400));
     }

@@ -60,13 +60,13 @@ pub enum FreshTokenError {
         /// The message (never contains a token or secret).
         detail: String,
     },
-    /// The token request timed out.
+    /// A request to the authorization server timed out.
     #[error("{detail}")]
     Timeout {
         /// The message (never contains a token or secret).
         detail: String,
     },
-    /// The token endpoint's answer could not be understood.
+    /// The authorization server's answer could not be understood.
     #[error("{detail}")]
     InvalidResponse {
         /// HTTP status of the answer, when there was one.

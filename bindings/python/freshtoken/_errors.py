@@ -138,7 +138,7 @@ class NetworkError(FreshTokenError):
 
 
 class TimeoutError(FreshTokenError, builtins.TimeoutError):  # noqa: A001 - freshtoken.TimeoutError, like asyncio's
-    """The token request timed out (also a built-in ``TimeoutError``)."""
+    """A request to the authorization server timed out (also a built-in ``TimeoutError``)."""
 
     code = "timeout"
 

@@ -5213,7 +5213,7 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */detail: String
     )
     /**
-     * The token request timed out.
+     * A request to the authorization server timed out.
      */
     case Timeout(
         /**
@@ -5221,7 +5221,7 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */detail: String
     )
     /**
-     * The token endpoint's answer could not be understood.
+     * The authorization server's answer could not be understood.
      */
     case InvalidResponse(
         /**

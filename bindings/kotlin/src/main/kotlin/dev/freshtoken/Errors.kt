@@ -38,7 +38,7 @@ sealed class FreshTokenException(
     /** A transport failure; [maybeSent] is false when the request surely never left. */
     class Network(val maybeSent: Boolean, detail: String) : FreshTokenException("network", detail)
 
-    /** The token request timed out. */
+    /** A request to the authorization server (token or revocation endpoint) timed out. */
     class Timeout(detail: String) : FreshTokenException("timeout", detail)
 
     /** The token endpoint's answer could not be understood. */

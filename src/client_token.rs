@@ -11,7 +11,7 @@ use futures_util::future::{FutureExt, Shared};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-type Flight = Shared<BoxFuture<'static, Result<String, Error>>>;
+type Flight = Shared<BoxFuture<'static, Result<AccessToken, Error>>>;
 
 #[derive(Default)]
 struct Slot {
@@ -45,6 +45,14 @@ impl ClientTokens {
     /// A fresh client token for `scopes` (order and duplicates do not matter):
     /// cached while fresh, otherwise one shared request.
     pub async fn token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<String, Error> {
+        let token = self.access_token(scopes).await?;
+        Ok(token.value.expose().to_owned())
+    }
+
+    /// [`ClientTokens::token`] with when it was requested and when it
+    /// expires (for a caller that caches or reports it, like the
+    /// command line's `--json`).
+    pub async fn access_token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<AccessToken, Error> {
         let scope = scope_key(scopes)?;
         let cell = self.cell(&scope);
         let flight = {
@@ -55,7 +63,7 @@ impl ClientTokens {
                 .as_ref()
                 .filter(|t| t.is_fresh(now, self.ctx.config.leeway_ms))
             {
-                return Ok(token.value.expose().to_owned());
+                return Ok(token.clone());
             }
             match &slot.inflight {
                 Some(flight) => flight.clone(),
@@ -121,15 +129,14 @@ impl ClientTokens {
 }
 
 fn start(ctx: Arc<Context>, cell: Arc<Cell>, scope: String) -> Flight {
-    let fut: BoxFuture<'static, Result<String, Error>> = Box::pin(async move {
+    let fut: BoxFuture<'static, Result<AccessToken, Error>> = Box::pin(async move {
         let landed = Landed(cell.clone());
         let result = request(&ctx, &scope).await;
         drop(landed);
         let mut slot = cell.lock();
         let token = result?;
-        let value = token.value.expose().to_owned();
-        slot.token = Some(token);
-        Ok(value)
+        slot.token = Some(token.clone());
+        Ok(token)
     });
     fut.shared()
 }

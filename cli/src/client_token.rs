@@ -10,6 +10,10 @@ use serde::Serialize;
 struct ClientTokenJson<'a> {
     access_token: &'a str,
     token_type: &'static str,
+    /// Seconds until it expires (as in a token response).
+    expires_in: u64,
+    /// When it expires (Unix ms).
+    expires_at_ms: u64,
     scope: String,
 }
 
@@ -32,7 +36,11 @@ pub async fn run(args: ClientTokenArgs, out: Output) -> Result<(), Failure> {
         return Err(Failure::config("scope", "give at least one scope"));
     }
     let client = crate::client::build(&args.client).await?;
-    let token = zeroize::Zeroizing::new(client.client_token(&scopes).await?);
+    let issued = client.client_tokens().access_token(&scopes).await?;
+    let token = zeroize::Zeroizing::new(issued.value.expose().to_owned());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let scope = scopes.join(" ");
     out.result(
         || format!("Client token for scope \"{scope}\":\n{}\n", token.as_str()),
@@ -40,6 +48,8 @@ pub async fn run(args: ClientTokenArgs, out: Output) -> Result<(), Failure> {
         &ClientTokenJson {
             access_token: &token,
             token_type: "Bearer",
+            expires_in: issued.expires_at_ms.saturating_sub(now_ms) / 1000,
+            expires_at_ms: issued.expires_at_ms,
             scope: scope.clone(),
         },
     )

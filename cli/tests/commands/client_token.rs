@@ -49,6 +49,18 @@ fn prints_a_client_token_the_api_accepts_in_every_format() {
     assert_eq!(json["token_type"], "Bearer");
     assert_eq!(json["scope"], "accounts balances");
     assert!(env.api_accepts(json["access_token"].as_str().unwrap()));
+    // The emulator's client tokens live 3600 s, counted from before the request.
+    let expires_in = json["expires_in"].as_u64().expect("expires_in");
+    assert!((3500..=3600).contains(&expires_in), "{expires_in}");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let at = json["expires_at_ms"].as_u64().expect("expires_at_ms");
+    assert!(
+        at > now_ms + 3_500_000 && at <= now_ms + 3_600_000,
+        "{at} vs {now_ms}"
+    );
     assert_eq!(
         env.emu.counters().client_credentials_issued,
         3,

@@ -597,6 +597,17 @@ function buildRows(r) {
     });
   }
   const k = r.ffi.kotlin;
+  if (!k.error && k.suspending_hashmap_ns_per_call) {
+    row({
+      measure: '(diagnostic) Kotlin: the suspend cached read above, against an anchor in the same shape',
+      measured: `${fmt(k.ns_per_call, 1)} ns/call`,
+      anchor: 'the same plain `HashMap` function in a loop that also holds a suspension point, never taken (what any suspend call adds to its caller\'s loop), same JVM run',
+      anchorValue: `${fmt(k.suspending_hashmap_ns_per_call, 1)} ns/call`,
+      ratio: k.ratio_vs_suspending_hashmap,
+      goal: '— (the library\'s own share)',
+      met: null,
+    });
+  }
   if (!k.error && k.blocking_ns_per_call) {
     row({
       measure: '(diagnostic) Kotlin: the same cached read through `accessTokenBlocking()` (Java, thread-per-request), in a plain loop',

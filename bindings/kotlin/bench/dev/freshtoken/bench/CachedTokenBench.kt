@@ -7,6 +7,7 @@ import dev.freshtoken.TokenClient
 import dev.freshtoken.TokenClientOptions
 import dev.freshtoken.TokenStore
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.yield
 
 /** The anchor: a plain Kotlin function returning the same string from a HashMap. */
 private val plainMap = HashMap<String, String>()
@@ -16,6 +17,21 @@ private fun plainToken(key: String): String = plainMap[key]!!
 private fun plainRound(key: String, calls: Int): Long {
     var sink = 0L
     repeat(calls) { sink += plainToken(key).length }
+    return sink
+}
+
+/**
+ * [plainRound] in a loop that also holds a suspension point, never taken:
+ * what any suspend call puts in its caller's loop (the loop gets a second
+ * entry, the resume label, and the JIT optimizes it less). The anchor of
+ * the suspend read's diagnostic row.
+ */
+private suspend fun plainRoundSuspending(key: String, calls: Int): Long {
+    var sink = 0L
+    for (i in 0 until calls) {
+        sink += plainToken(key).length
+        if (i < 0) yield()
+    }
     return sink
 }
 
@@ -90,7 +106,8 @@ private fun DoubleArray.median(label: String): Double {
  * Prints one JSON line (bench/run.mjs reads `ns_per_call`):
  * {"name":"kotlin cached accessToken()","ns_per_call":N,"hashmap_ns_per_call":N,
  *  "ratio_vs_hashmap":R,"ratio_vs_hashmap_1024_keys":R,"blocking_ns_per_call":N,
- *  "blocking_ratio_vs_hashmap":R,"ffi_call_ns":N}
+ *  "blocking_ratio_vs_hashmap":R,"suspending_hashmap_ns_per_call":N,
+ *  "ratio_vs_suspending_hashmap":R,"ffi_call_ns":N}
  * (one key: the strict figure; 1024 keys: a server's many users, where the
  * anchor's lookup can no longer be hoisted out of the loop by the JIT)
  *   java … dev.freshtoken.bench.CachedTokenBenchKt [calls-per-round] [rounds]
@@ -115,8 +132,10 @@ fun main(args: Array<String>) = runBlocking {
         val plainRounds = DoubleArray(rounds)
         val cachedRounds = DoubleArray(rounds)
         val blockingRounds = DoubleArray(rounds)
+        val suspendingRounds = DoubleArray(rounds)
         repeat(5) { // JIT warm-up
             plainRound(key, calls)
+            plainRoundSuspending(key, calls)
             cachedRound(client, key, store, calls)
             blockingRound(client, key, store, calls)
         }
@@ -124,10 +143,12 @@ fun main(args: Array<String>) = runBlocking {
             plainRounds[i] = timeRounds(1, 0, calls) { plainRound(key, calls) }[0]
             cachedRounds[i] = timeRounds(1, 0, calls) { cachedRound(client, key, store, calls) }[0]
             blockingRounds[i] = timeRounds(1, 0, calls) { blockingRound(client, key, store, calls) }[0]
+            suspendingRounds[i] = timeRounds(1, 0, calls) { plainRoundSuspending(key, calls) }[0]
         }
         val plain = plainRounds.median("plain HashMap function")
         val cached = cachedRounds.median("client.session(key, store).accessToken()")
         val blocking = blockingRounds.median("client.session(key, store).accessTokenBlocking()")
+        val suspending = suspendingRounds.median("plain HashMap function, loop with a suspension point")
         // The same over 1024 users, one seeded session each.
         val keys = Array(1024) { "user-$it" }
         for (k in keys) {
@@ -156,6 +177,8 @@ fun main(args: Array<String>) = runBlocking {
                 """"ratio_vs_hashmap_1024_keys":${"%.2f".format(java.util.Locale.ROOT, ratioKeys)},""" +
                 """"blocking_ns_per_call":${"%.1f".format(java.util.Locale.ROOT, blocking)},""" +
                 """"blocking_ratio_vs_hashmap":${"%.2f".format(java.util.Locale.ROOT, blocking / plain)},""" +
+                """"suspending_hashmap_ns_per_call":${"%.1f".format(java.util.Locale.ROOT, suspending)},""" +
+                """"ratio_vs_suspending_hashmap":${"%.2f".format(java.util.Locale.ROOT, cached / suspending)},""" +
                 """"ffi_call_ns":${"%.0f".format(java.util.Locale.ROOT, ffi)}}""",
         )
     }

@@ -203,7 +203,10 @@ class Keys {
 export function bind(wasm, eventChannel) {
   wasm.setHostCalls(hostCalls);
   wasm.setErrorFactory(makeError);
-  wasm.setEventDispatch(eventDispatch(eventChannel), eventChannel !== undefined);
+  wasm.setEventDispatch(
+    eventDispatch(eventChannel),
+    eventChannel === undefined ? undefined : () => eventChannel.hasSubscribers,
+  );
   wasm.setTokenInfoPrototype(tokenInfoPrototype(wasm.redactSecret));
   const Wasm = wasm.TokenClient;
   /** Set by `fromCredentialsJson` around `new TokenClient()`. */

@@ -10,11 +10,12 @@ use js_sys::Function;
 use std::cell::OnceCell;
 use wasm_bindgen::prelude::*;
 
-/// The package's dispatcher, and whether every client needs a sink even
-/// without `onEvent` (Node: `diagnostics_channel` subscribers).
+/// The package's dispatcher, and, when every client needs a sink even
+/// without `onEvent` (Node: `diagnostics_channel` subscribers), the
+/// function that says whether anyone subscribes right now.
 struct Dispatch {
     dispatch: Function,
-    always: bool,
+    subscribed: Option<Function>,
 }
 
 thread_local! {
@@ -22,19 +23,36 @@ thread_local! {
 }
 
 /// Registers `dispatch(event, onEvent)` (once; later calls are ignored),
-/// called for every event; with `always`, clients without `onEvent` emit
-/// events too (`onEvent` is then `undefined`).
+/// called for every event. With `subscribed` (a function, else
+/// `undefined`), clients without `onEvent` emit events too (`onEvent` is
+/// then `undefined`), but only while `subscribed()` is true: an event
+/// nobody receives is not built (eight crossings and its strings).
 #[wasm_bindgen(js_name = setEventDispatch)]
-pub fn set_event_dispatch(dispatch: Function, always: bool) {
+pub fn set_event_dispatch(dispatch: Function, subscribed: JsValue) {
+    let subscribed = subscribed.dyn_into::<Function>().ok();
     DISPATCH.with(|d| {
-        let _ = d.set(Dispatch { dispatch, always });
+        let _ = d.set(Dispatch {
+            dispatch,
+            subscribed,
+        });
     });
+}
+
+/// Whether a client without `onEvent` has anyone to receive its event now.
+fn subscribed() -> bool {
+    DISPATCH.with(|d| {
+        d.get()
+            .and_then(|d| d.subscribed.as_ref())
+            .is_some_and(|f| {
+                host::call(f, &JsValue::UNDEFINED, &[]).is_ok_and(|v| v.as_bool() == Some(true))
+            })
+    })
 }
 
 /// The sink of a client with `onEvent` (or, with an `always` dispatcher,
 /// of every client); `None` when nothing would receive its events.
 pub(crate) fn sink(on_event: Option<Function>) -> Option<JsEventSink> {
-    let always = DISPATCH.with(|d| d.get().is_some_and(|d| d.always));
+    let always = DISPATCH.with(|d| d.get().is_some_and(|d| d.subscribed.is_some()));
     (on_event.is_some() || always).then_some(JsEventSink { on_event })
 }
 
@@ -45,6 +63,9 @@ pub(crate) struct JsEventSink {
 
 impl EventSink for JsEventSink {
     fn on_event(&self, event: &Event) {
+        if self.on_event.is_none() && !subscribed() {
+            return;
+        }
         let number = |n: f64| Some(JsValue::from_f64(n));
         let value = object(&[
             ("kind", Some(event.kind.as_str().into())),

@@ -37,4 +37,7 @@ export const hostCalls = {
   wellFormed: (text) => text.isWellFormed?.() ?? !/\p{Cs}/u.test(text),
   // A body stream (or its reader) no longer read: cancelling closes the connection.
   cancel: (stream) => { Promise.resolve(stream.cancel()).catch(() => {}); },
+  // Deadlines: the global timers as they are at call time (fake timers apply).
+  setTimer: (callback, ms) => setTimeout(callback, ms),
+  clearTimer: (id) => clearTimeout(id),
 };

@@ -32,6 +32,8 @@ struct HostCalls {
     apply: JsValue,
     well_formed: JsValue,
     cancel: JsValue,
+    set_timer: JsValue,
+    clear_timer: JsValue,
 }
 
 thread_local! {
@@ -39,7 +41,8 @@ thread_local! {
 }
 
 /// Registers the package's catching calls (once; later calls are ignored):
-/// `{ attempt, takeError, threw, get, keys, array, apply, wellFormed, cancel }`.
+/// `{ attempt, takeError, threw, get, keys, array, apply, wellFormed, cancel,
+/// setTimer, clearTimer }`.
 #[wasm_bindgen(js_name = setHostCalls)]
 pub fn set_host_calls(calls: JsValue) {
     let field = |name: &str| Reflect::get(&calls, &JsValue::from_str(name)).unwrap_or_default();
@@ -55,6 +58,8 @@ pub fn set_host_calls(calls: JsValue) {
             apply: field("apply"),
             well_formed: field("wellFormed"),
             cancel: field("cancel"),
+            set_timer: field("setTimer"),
+            clear_timer: field("clearTimer"),
         };
         CALLS.with(|c| {
             let _ = c.set(registered);
@@ -75,6 +80,21 @@ fn attempt(op: fn(&HostCalls) -> &JsValue, [a, b, c]: [&JsValue; 3]) -> Result<J
             Ok(result)
         }
     })
+}
+
+/// `setTimeout(callback, ms)` (the host's global at call time: fake timers
+/// apply); its id.
+pub(crate) fn set_timer(callback: &JsValue, ms: f64) -> Result<JsValue, JsValue> {
+    attempt(
+        |c| &c.set_timer,
+        [callback, &JsValue::from_f64(ms), &JsValue::UNDEFINED],
+    )
+}
+
+/// `clearTimeout(id)`, the same way.
+pub(crate) fn clear_timer(id: &JsValue) -> Result<JsValue, JsValue> {
+    let u = JsValue::UNDEFINED;
+    attempt(|c| &c.clear_timer, [id, &u, &u])
 }
 
 /// `obj[name]`; `undefined` when `obj` is not an object or a function.

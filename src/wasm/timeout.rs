@@ -47,18 +47,15 @@ impl Timeout {
                 waker.wake();
             }
         });
-        let global = js_sys::global();
-        let set = host::method(&global, "setTimeout").ok().flatten();
-        let id = set.and_then(|set| {
-            let args = [fire.as_ref().clone(), JsValue::from_f64(self.ms)];
-            host::call(&set, &JsValue::NULL, &args).ok()
-        });
-        match id {
-            Some(id) => {
+        // One catching crossing each way (host-calls.js `setTimer` and
+        // `clearTimer`), not a lookup of the global by name and a call: a
+        // timeout is set and cleared around every store call and request.
+        match host::set_timer(fire.as_ref(), self.ms) {
+            Ok(id) => {
                 self.armed = Some((fire, id));
                 true
             }
-            None => false,
+            Err(_) => false,
         }
     }
 }
@@ -89,11 +86,7 @@ impl Drop for Timeout {
         if self.shared.borrow().fired {
             return;
         }
-        let clear = host::method(&js_sys::global(), "clearTimeout")
-            .ok()
-            .flatten();
-        let cleared = clear.is_some_and(|clear| host::call(&clear, &JsValue::NULL, &[id]).is_ok());
-        if !cleared {
+        if host::clear_timer(&id).is_err() {
             // Still set: the callback must outlive this future.
             fire.forget();
         }

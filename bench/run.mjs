@@ -596,25 +596,25 @@ function buildRows(r) {
       met: m.error ? false : measuredRatio <= goal,
     });
   }
-  const k = r.ffi.kotlin;
-  if (!k.error && k.suspending_hashmap_ns_per_call) {
+  const kt = r.ffi.kotlin;
+  if (!kt.error && kt.suspending_hashmap_ns_per_call) {
     row({
       measure: '(diagnostic) Kotlin: the suspend cached read above, against an anchor in the same shape',
-      measured: `${fmt(k.ns_per_call, 1)} ns/call`,
+      measured: `${fmt(kt.ns_per_call, 1)} ns/call`,
       anchor: 'the same plain `HashMap` function in a loop that also holds a suspension point, never taken (what any suspend call adds to its caller\'s loop), same JVM run',
-      anchorValue: `${fmt(k.suspending_hashmap_ns_per_call, 1)} ns/call`,
-      ratio: k.ratio_vs_suspending_hashmap,
+      anchorValue: `${fmt(kt.suspending_hashmap_ns_per_call, 1)} ns/call`,
+      ratio: kt.ratio_vs_suspending_hashmap,
       goal: '— (the library\'s own share)',
       met: null,
     });
   }
-  if (!k.error && k.blocking_ns_per_call) {
+  if (!kt.error && kt.blocking_ns_per_call) {
     row({
       measure: '(diagnostic) Kotlin: the same cached read through `accessTokenBlocking()` (Java, thread-per-request), in a plain loop',
-      measured: `${fmt(k.blocking_ns_per_call, 1)} ns/call`,
+      measured: `${fmt(kt.blocking_ns_per_call, 1)} ns/call`,
       anchor: 'the same plain `HashMap` function, same JVM run',
-      anchorValue: `${fmt(k.hashmap_ns_per_call, 1)} ns/call`,
-      ratio: k.blocking_ratio_vs_hashmap,
+      anchorValue: `${fmt(kt.hashmap_ns_per_call, 1)} ns/call`,
+      ratio: kt.blocking_ratio_vs_hashmap,
       goal: '— (what the suspend loop adds: its suspension point)',
       met: null,
     });

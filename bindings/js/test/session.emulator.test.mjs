@@ -262,13 +262,15 @@ describe('UserSession against the emulator', () => {
   test('status() reports what is known without sending anything', async () => {
     const { client, store, time } = setup();
     const session = client.session('u1', store);
-    assert.deepEqual(await session.status(), { hasRecord: false, unpersisted: false, inDoubt: false });
+    assert.deepEqual(await session.status(), {
+      hasRecord: false, unpersisted: false, inDoubt: false, revocationPending: false,
+    });
 
     const family = await emu.seed();
     const seededAt = time.now();
     await session.seed({ refreshToken: family.refresh_token });
     assert.deepEqual(await session.status(), {
-      hasRecord: true, refreshExpiresAt: seededAt + YEAR_MS, unpersisted: false, inDoubt: false,
+      hasRecord: true, refreshExpiresAt: seededAt + YEAR_MS, unpersisted: false, inDoubt: false, revocationPending: false,
     });
 
     time.advance(5_000);
@@ -280,6 +282,7 @@ describe('UserSession against the emulator', () => {
       refreshExpiresAt: sentAt + YEAR_MS,
       unpersisted: false,
       inDoubt: false,
+      revocationPending: false,
     });
     assert.equal(await emu.refreshRequests(), 1, 'status() itself sent nothing');
 

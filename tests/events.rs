@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{wall_ms, Harness, CLIENT_ID, CLIENT_SECRET};
+use common::{seed_family, wall_ms, Harness, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{
     AuthorizationParams, Clock, Config, ErrorCode, Event, EventKeys, EventKind, EventSink,
     ManualClock, MemoryStore, ReauthReason, Record, Seed, TokenClient, TokenStore,
@@ -240,13 +240,7 @@ async fn waiting_for_another_process_lease_emits_lease_waited() {
     let events = Arc::new(Recorder::default());
     let client = fleet_client(&emu, clock.clone(), &events, None);
     let session = client.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
+    seed_family(&emu, &session).await;
 
     // Free lease: no wait, no event.
     session.access_token().await.unwrap();
@@ -287,13 +281,7 @@ async fn giving_up_on_a_lease_emits_lease_waited_with_conflict() {
     let events = Arc::new(Recorder::default());
     let client = fleet_client(&emu, clock.clone(), &events, Some(5_000));
     let session = client.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
+    seed_family(&emu, &session).await;
     events.take();
     assert!(store.acquire("u1", "busy", 3_600_000).await.unwrap());
     let error = session.access_token().await.unwrap_err();

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    one_refresh_per_window, plain_client as client, refreshes, wall_ms, OffsetClock, CLIENT_ID,
-    CLIENT_SECRET,
+    one_refresh_per_window, plain_client as client, refreshes, seed_family, wall_ms, OffsetClock,
+    CLIENT_ID, CLIENT_SECRET,
 };
 use freshtoken::{
     async_trait, CasOutcome, Clock, Config, ManualClock, MemoryStore, Seed, StoreError,
@@ -87,13 +87,7 @@ async fn a_lease_held_too_long_is_a_conflict_and_sends_nothing() {
         clock.clone(),
     );
     let session = a.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
+    seed_family(&emu, &session).await;
     assert!(store
         .acquire("u1", "busy-process", 3_600_000)
         .await
@@ -148,13 +142,7 @@ async fn a_save_that_lost_the_race_is_a_conflict_not_an_overwrite() {
     });
     let a = client(&emu, clock.clone());
     let session = a.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
+    seed_family(&emu, &session).await;
     // A new login elsewhere lands while this process refreshes.
     let relinked = emu.seed(CLIENT_ID, "offline_access").refresh_token;
     let other = freshtoken::Record {
@@ -233,13 +221,7 @@ async fn a_lease_holder_marks_the_token_in_doubt_before_sending_it() {
     });
     let holder = client(&emu, clock.clone());
     let session = holder.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: emu.seed(CLIENT_ID, "offline_access").refresh_token.into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
+    seed_family(&emu, &session).await;
     // The server rotates, but the answer never arrives (as if the holder died).
     emu.push_fault(freshtoken_emulator::Fault::drop_after_commit());
     assert_eq!(

@@ -2,7 +2,7 @@
 
 use crate::args::ClientTokenArgs;
 use crate::failure::Failure;
-use crate::output::Output;
+use crate::output::{now_ms, Output};
 use serde::Serialize;
 
 /// The `--json` result.
@@ -38,9 +38,6 @@ pub async fn run(args: ClientTokenArgs, out: Output) -> Result<(), Failure> {
     let client = crate::client::build(&args.client).await?;
     let issued = client.client_tokens().access_token(&scopes).await?;
     let token = zeroize::Zeroizing::new(issued.value.expose().to_owned());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let scope = scopes.join(" ");
     out.result(
         || format!("Client token for scope \"{scope}\":\n{}\n", token.as_str()),
@@ -48,7 +45,7 @@ pub async fn run(args: ClientTokenArgs, out: Output) -> Result<(), Failure> {
         &ClientTokenJson {
             access_token: &token,
             token_type: "Bearer",
-            expires_in: issued.expires_at_ms.saturating_sub(now_ms) / 1000,
+            expires_in: issued.expires_at_ms.saturating_sub(now_ms()) / 1000,
             expires_at_ms: issued.expires_at_ms,
             scope: scope.clone(),
         },

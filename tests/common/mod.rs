@@ -356,3 +356,17 @@ pub async fn one_refresh_per_window(
     }
     per_window
 }
+
+/// Seeds `session` with a new emulator family (scope `offline_access`: a
+/// refresh token, no access token) and returns its refresh token.
+pub async fn seed_family(emu: &Emulator, session: &UserSession) -> String {
+    let refresh_token = emu.seed(CLIENT_ID, "offline_access").refresh_token;
+    session
+        .seed(Seed {
+            refresh_token: refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    refresh_token
+}

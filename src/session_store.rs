@@ -4,7 +4,7 @@
 //! `sync` (save what is pending, else re-read) and `persist`.
 
 use crate::attached::Attached;
-use crate::deadline::within;
+use crate::deadline::{no_timer_text, within, Abandoned};
 use crate::error::Error;
 use crate::secret::{scrub, Secret};
 use crate::store::{CasOutcome, Record, StoreError, Versioned};
@@ -20,12 +20,26 @@ impl Attached {
     ) -> Result<T, Error> {
         let ms = self.ctx.config.store_timeout_ms;
         match within(self.ctx.clock.as_ref(), ms, call).await {
-            Some(Ok(value)) => Ok(value),
-            Some(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
-            None => Err(Error::storage(format!(
-                "the store's {op} did not answer within {ms} ms (store_timeout_ms)"
-            ))),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
+            Err(abandoned) => Err(self.abandoned(op, abandoned)),
         }
+    }
+
+    /// The error of the store call `op` that its deadline abandoned. Not
+    /// generic, so the wasm build carries its text once, not once per kind
+    /// of store call.
+    fn abandoned(&self, op: &str, abandoned: Abandoned) -> Error {
+        let ms = self.ctx.config.store_timeout_ms;
+        Error::storage(match abandoned {
+            Abandoned::Expired => {
+                format!("the store's {op} did not answer within {ms} ms (store_timeout_ms)")
+            }
+            Abandoned::NoTimer(why) => format!(
+                "the store's {op} was abandoned: {}",
+                self.scrubbed(&no_timer_text(&why))
+            ),
+        })
     }
 
     /// `message` with every token of the session and the client secret removed.

@@ -197,7 +197,7 @@ impl crate::Clock for ClockAdapter {
             ms.saturating_add(HOST_SLEEP_GRACE_MS),
             self.0.sleep(signed(ms)),
         );
-        if let Some(Err(_)) = host.await {
+        if let Ok(Err(_)) = host.await {
             crate::Clock::sleep(&crate::SystemClock, ms).await;
         }
     }

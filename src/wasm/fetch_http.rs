@@ -240,7 +240,16 @@ impl HttpClient for FetchHttp {
         let controller = AbortController::new().map_err(|e| transport_error(&e))?;
         let signal = controller.signal();
         let abort = AbortOnDrop(Some(controller));
-        let timeout = Timeout::new(request.timeout_ms);
+        let mut timeout = Timeout::new(request.timeout_ms);
+        // Set before `fetch` is called: a host whose `setTimeout` throws gets
+        // "not sent", never a request in doubt (a refresh token in doubt
+        // may cost the user a re-link).
+        timeout.start().map_err(|why| {
+            HttpError::NotSent(format!(
+                "the request was not sent: {}",
+                crate::deadline::no_timer_text(&why)
+            ))
+        })?;
         let exchange = Box::pin(self.exchange(request, signal));
         match select(exchange, timeout).await {
             Either::Left((answer, _)) => {
@@ -251,6 +260,7 @@ impl HttpClient for FetchHttp {
                 answer
             }
             // The exchange is dropped here, then `abort` aborts the request.
+            // (The timer is set, so it only ends by firing.)
             Either::Right(_) => Err(HttpError::Timeout),
         }
     }

@@ -91,6 +91,15 @@ pub(crate) fn set_timer(callback: &JsValue, ms: f64) -> Result<JsValue, JsValue>
     )
 }
 
+/// What a thrown value says: its `message` if that is a string, else the
+/// value itself if it is one (`throw 'text'`).
+pub(crate) fn thrown_message(error: &JsValue) -> Option<String> {
+    get(error, "message")
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| error.as_string())
+}
+
 /// `clearTimeout(id)`, the same way.
 pub(crate) fn clear_timer(id: &JsValue) -> Result<JsValue, JsValue> {
     let u = JsValue::UNDEFINED;

@@ -40,14 +40,23 @@ impl Clock for JsClock {
                     let _ = crate::deadline::within(self, grace, host::settle(&slept)).await;
                 }
             }
-            None => Timeout::new(ms).await,
+            // A sleep whose timer cannot be set ends at once (a retry's
+            // backoff is then skipped; its deadline fails the call anyway).
+            None => {
+                let _ = Timeout::new(ms).await;
+            }
         }
     }
 
     /// Deadlines of host callbacks run on the real `setTimeout`, whatever
     /// the host's `sleep` does (a test's may resolve at once).
     async fn timer(&self, ms: u64) {
-        Timeout::new(ms).await;
+        let _ = Timeout::new(ms).await;
+    }
+
+    /// [`Clock::timer`], or why `setTimeout` could not be used.
+    async fn deadline(&self, ms: u64) -> Result<(), String> {
+        Timeout::new(ms).await
     }
 }
 

@@ -64,11 +64,7 @@ impl JsStore {
 /// The host's error message (never the record: the core does not put it in
 /// the arguments of an error, and scrubs what the host's message quotes).
 fn store_error(method: &str, error: &JsValue) -> StoreError {
-    let message = host::get(error, "message")
-        .ok()
-        .and_then(|m| m.as_string())
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| "unknown error".into());
+    let message = host::thrown_message(error).unwrap_or_else(|| "unknown error".into());
     StoreError(format!("store.{method} failed: {message}"))
 }
 

@@ -11,7 +11,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use wasm_bindgen::prelude::*;
 
-/// Resolves `ms` milliseconds after its first poll.
+/// Resolves `ms` milliseconds after its first poll; at once with the host's
+/// reason if `setTimeout` threw.
 pub(crate) struct Timeout {
     ms: f64,
     shared: Rc<RefCell<Shared>>,
@@ -34,8 +35,17 @@ impl Timeout {
         }
     }
 
-    /// Sets the timeout; `false` if there is no working `setTimeout`.
-    fn arm(&mut self) -> bool {
+    /// Sets the timeout now rather than at the first poll (a no-op if it is
+    /// set); why not if the host's `setTimeout` threw.
+    pub(crate) fn start(&mut self) -> Result<(), String> {
+        if self.armed.is_some() {
+            return Ok(());
+        }
+        self.arm()
+    }
+
+    /// Sets the timeout; why not if the host's `setTimeout` threw.
+    fn arm(&mut self) -> Result<(), String> {
         let shared = self.shared.clone();
         let fire = Closure::<dyn FnMut()>::new(move || {
             let waker = {
@@ -53,28 +63,31 @@ impl Timeout {
         match host::set_timer(fire.as_ref(), self.ms) {
             Ok(id) => {
                 self.armed = Some((fire, id));
-                true
+                Ok(())
             }
-            Err(_) => false,
+            Err(e) => Err(format!(
+                "setTimeout threw: {}",
+                host::thrown_message(&e).unwrap_or_else(|| "a value that is not an Error".into())
+            )),
         }
     }
 }
 
 impl Future for Timeout {
-    type Output = ();
+    type Output = Result<(), String>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         {
             let mut shared = self.shared.borrow_mut();
             if shared.fired {
-                return Poll::Ready(());
+                return Poll::Ready(Ok(()));
             }
             shared.waker = Some(cx.waker().clone());
         }
-        if self.armed.is_none() && !self.arm() {
-            return Poll::Ready(());
+        match self.start() {
+            Ok(()) => Poll::Pending,
+            Err(why) => Poll::Ready(Err(why)),
         }
-        Poll::Pending
     }
 }
 

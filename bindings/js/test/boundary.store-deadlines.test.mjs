@@ -18,7 +18,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { MemoryStore, StorageError, TokenClient } from 'freshtoken';
+import { MemoryStore, NetworkError, StorageError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 
 const CLIENT_ID = 'test-client';
@@ -276,11 +276,50 @@ describe('store deadlines and callers that give up', () => {
     } finally {
       globalThis.setTimeout = realSetTimeout;
     }
-    // No deadline can be armed: the store call is cut off (fail closed), typed, nothing thrown raw.
+    // No deadline can be armed: the store call is cut off (fail closed), typed, nothing thrown raw,
+    // and the message says why (not that the store was too slow).
     assert.ok(failure instanceof StorageError, String(failure));
     assert.equal(failure.code, 'storage');
+    assert.match(failure.message, /was abandoned: no deadline could be set for it \(setTimeout threw: no timers here\)/);
+    assert.doesNotMatch(failure.message, /did not answer within/);
     await client.session('u1', store).seed({ refreshToken: 'refresh-token-0002' });
     assert.equal((await client.session('u1', store).status()).hasRecord, true);
     assert.equal(JSON.parse(store.get('u1')).refresh_token, 'refresh-token-0002');
+  });
+
+  test('a refresh whose request timer cannot be set is not sent, so its refresh token is never in doubt', async () => {
+    const HTTP_TIMEOUT_MS = 7_777; // only the fetch transport's own timer uses this length
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      timeoutMs: HTTP_TIMEOUT_MS,
+      retry: { maxAttempts: 1 },
+    });
+    const store = new MemoryStore();
+    const refreshToken = await seeded(client, store);
+    const realSetTimeout = globalThis.setTimeout;
+    globalThis.setTimeout = (callback, ms, ...rest) => {
+      if (ms === HTTP_TIMEOUT_MS) throw new Error('timer quota exceeded');
+      return realSetTimeout(callback, ms, ...rest);
+    };
+    let failure;
+    try {
+      failure = await client.session('u1', store).accessToken().then(() => null, (e) => e);
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    assert.ok(failure instanceof NetworkError, String(failure));
+    assert.equal(failure.code, 'network');
+    assert.match(failure.message, /not sent: no deadline could be set for it \(setTimeout threw: timer quota exceeded\)/);
+    assert.equal(await emu.refreshRequests(), 0, 'fetch was never called');
+    const status = await client.session('u1', store).status();
+    assert.equal(status.inDoubt, false, 'the write-ahead marker is withdrawn: nothing was sent');
+    assert.equal(await emu.refreshTokenState(refreshToken), 'active');
+
+    const token = await client.session('u1', store).accessToken();
+    assert.equal(typeof token, 'string');
+    assert.equal(await emu.refreshRequests(), 1, 'with timers back, exactly one refresh');
+    assert.equal(await emu.refreshTokenState(refreshToken), 'consumed');
   });
 });

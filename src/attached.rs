@@ -136,6 +136,7 @@ impl Attached {
     /// Replaces the record (seed, code exchange) once no flight is running,
     /// then saves it.
     pub(crate) async fn install(&self, record: Record) -> Result<(), Error> {
+        self.abandoned_save_ended().await?;
         // A deliberate replacement: compare-and-swap against what is stored now.
         let stored_version = if self.store.supports_versions() {
             Some(self.load_versioned().await?.map(|v| v.version))

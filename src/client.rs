@@ -72,6 +72,7 @@ impl TokenClient {
             clock,
             owner,
             spawn,
+            abandoned_saves: Default::default(),
         });
         TokenClient {
             client_tokens: Arc::new(ClientTokens::new(ctx.clone())),

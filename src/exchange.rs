@@ -25,6 +25,8 @@ pub(crate) struct Context {
     pub(crate) owner: String,
     /// Runs refreshes on their own, when the host provides a way.
     pub(crate) spawn: Option<Arc<dyn Spawn>>,
+    /// Saves the store deadline gave up on, still running in the host.
+    pub(crate) abandoned_saves: crate::abandoned_saves::AbandonedSaves,
 }
 
 /// A successful answer and when its request was sent.

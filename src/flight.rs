@@ -100,6 +100,7 @@ impl Attached {
                 refresh_token,
                 in_doubt,
             } => {
+                self.abandoned_save_ended().await?;
                 if !in_doubt {
                     self.write_ahead().await?;
                 }

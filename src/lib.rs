@@ -32,6 +32,7 @@
 // values on purpose (one thread, JS promises); natively it is `Send + Sync`.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+mod abandoned_saves;
 mod attached;
 mod authorize;
 mod cipher;

@@ -6,8 +6,10 @@
 use crate::attached::Attached;
 use crate::deadline::{no_timer_text, within, Abandoned};
 use crate::error::Error;
+use crate::maybe_send::BoxFuture;
 use crate::secret::{scrub, Secret};
 use crate::store::{CasOutcome, Record, StoreError, Versioned};
+use futures_util::future::FutureExt;
 use std::future::Future;
 
 impl Attached {
@@ -23,6 +25,49 @@ impl Attached {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
             Err(abandoned) => Err(self.abandoned(op, abandoned)),
+        }
+    }
+
+    /// A plain save (no compare-and-swap: a late write would land over
+    /// anything saved since), bounded by the store deadline. If the deadline
+    /// gives up on it, it is kept running to its end (see
+    /// [`crate::abandoned_saves`]).
+    async fn save_plain(&self, text: &str) -> Result<(), Error> {
+        let (store, key, record) = (self.store.clone(), self.key.clone(), text.to_owned());
+        let mut call: BoxFuture<'static, Result<(), StoreError>> =
+            Box::pin(async move { store.save(&key, &record).await });
+        let ms = self.ctx.config.store_timeout_ms;
+        match within(self.ctx.clock.as_ref(), ms, &mut call).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
+            Err(abandoned) => {
+                let end = Box::pin(call.map(drop));
+                let spawn = self.ctx.spawn.as_ref();
+                self.ctx.abandoned_saves.keep(self.key.clone(), end, spawn);
+                Err(self.abandoned("save", abandoned))
+            }
+        }
+    }
+
+    /// Waits, within the store deadline, for this key's abandoned save (if
+    /// any) to end. Called before anything that puts a new refresh token in
+    /// the store (a refresh, a seed, a code exchange): it fails, with
+    /// nothing sent or replaced, while the host may still write over it.
+    pub(crate) async fn abandoned_save_ended(&self) -> Result<(), Error> {
+        let Some(end) = self.ctx.abandoned_saves.pending(&self.key) else {
+            return Ok(());
+        };
+        let ms = self.ctx.config.store_timeout_ms;
+        match within(self.ctx.clock.as_ref(), ms, end.clone()).await {
+            Ok(()) => {
+                self.ctx.abandoned_saves.ended(&self.key, &end);
+                Ok(())
+            }
+            Err(_) => Err(Error::storage(format!(
+                "an earlier save of this session, abandoned at its deadline, has not ended \
+                 within {ms} ms (store_timeout_ms); no new token is requested or saved until it \
+                 has, so that its late write cannot replace a newer refresh token"
+            ))),
         }
     }
 
@@ -154,8 +199,7 @@ impl Attached {
                 }
             }
         } else {
-            self.store_call("save", self.store.save(&self.key, text))
-                .await?;
+            self.save_plain(text).await?;
             None
         };
         let mut st = self.cell.lock();

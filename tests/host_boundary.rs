@@ -218,6 +218,15 @@ async fn expire_deadline(h: &Harness, ms: u64) {
     h.clock.advance(ms);
 }
 
+/// [`expire_deadline`] for the call `task` makes, unless `task` ends first
+/// (then the call it was meant to time out never waited).
+async fn expire_deadline_of<T>(h: &Harness, ms: u64, task: &JoinHandle<T>) {
+    while h.clock.pending_timers() == 0 && !task.is_finished() {
+        tokio::task::yield_now().await;
+    }
+    h.clock.advance(ms);
+}
+
 fn storage_message(result: Result<impl std::fmt::Debug, Error>) -> String {
     match result {
         Err(e @ Error::Storage { .. }) => e.to_string(),
@@ -303,6 +312,63 @@ async fn a_late_answer_from_an_abandoned_save_changes_nothing() {
         store.record("u1").unwrap().refresh_token,
         rotated.refresh_token
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_abandoned_at_its_deadline_holds_back_every_newer_refresh_token() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, _) = seeded(&h, &store, "u1").await;
+    // The rotated record's save outlives its deadline; the host is still writing it.
+    let (caller, rotated, go, landed) = late_rotation_save(&store, &session).await;
+    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    storage_message(caller.await.unwrap());
+    // Re-saving the same refresh token is harmless: the session serves it.
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token, rotated.access_token.unwrap().value.expose());
+
+    // A forced refresh would make a newer refresh token that the late write
+    // could replace: it waits for the abandoned save, and sends nothing.
+    let forced = {
+        let session = session.clone();
+        tokio::spawn(async move { session.refresh().await })
+    };
+    expire_deadline_of(&h, STORE_TIMEOUT_MS, &forced).await;
+    let message = storage_message(forced.await.unwrap());
+    assert!(message.contains("abandoned at its deadline"), "{message}");
+    assert_eq!(
+        h.refresh_requests(),
+        1,
+        "no refresh while the save may land"
+    );
+    // So is a seed of another refresh token.
+    let seed = {
+        let session = h.client.session("u1", store.clone()).unwrap();
+        tokio::spawn(async move {
+            let seed = Seed {
+                refresh_token: "another-login".to_owned().into(),
+                ..Seed::default()
+            };
+            session.seed(seed).await
+        })
+    };
+    expire_deadline_of(&h, STORE_TIMEOUT_MS, &seed).await;
+    storage_message(seed.await.unwrap());
+
+    // The late write lands (the same refresh token); then refreshes go on,
+    // and the newest refresh token is what the store keeps.
+    go.send(()).unwrap();
+    landed.await.unwrap();
+    let renewed = session.refresh().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    let stored = store.record("u1").unwrap();
+    assert_eq!(
+        stored.access_token.unwrap().value.expose(),
+        renewed.access_token
+    );
+    let rt = stored.refresh_token.unwrap();
+    assert_ne!(Some(&rt), rotated.refresh_token.as_ref());
+    assert_eq!(h.emu.refresh_token_state(rt.expose()), TokenState::Active);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

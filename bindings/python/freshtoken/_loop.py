@@ -86,11 +86,15 @@ def call(function: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[fl
                            "store or HTTP callback) would wait for itself: use the async client there")
     future = _submit(loop, _translated(function, *args))
     try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise builtins.TimeoutError(
-            f"freshtoken gave no answer within {timeout} s (the refresh, if any, goes on)") from None
+        # Not future.result(timeout): its TimeoutError is the built-in one
+        # (Python 3.11+), which freshtoken.TimeoutError (the core's "timeout")
+        # also is, so the core's error could not be told from this wait's.
+        done, _ = concurrent.futures.wait((future,), timeout)
+        if not done:
+            future.cancel()
+            raise builtins.TimeoutError(
+                f"freshtoken gave no answer within {timeout} s (the refresh, if any, goes on)")
+        return future.result()
     except BaseException:
         future.cancel()
         raise

@@ -30,7 +30,7 @@ import urllib.request
 from typing import Optional
 
 from ._ffi.freshtoken import HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse
-from ._host import host_call
+from ._host import checked_response, host_call
 
 __all__ = ["UrllibHttpClient"]
 
@@ -135,7 +135,7 @@ class UrllibHttpClient(HttpClient):
         return _NoRedirects()
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        return await host_call(self._send, request)
+        return await host_call(self._send, request, check=checked_response)
 
     def _send(self, request: HttpRequest) -> HttpResponse:
         req = urllib.request.Request(

@@ -24,7 +24,9 @@ Called directly by application code (not on freshtoken's loop), only
 ``Exception``s are converted: cancellation and interrupts propagate as usual.
 
 Plain (non-async) methods run in a worker thread of freshtoken's loop, so one
-slow or blocking call never holds up the others.
+slow or blocking call never holds up the others: store and clock methods in
+the loop's default executor, HTTP sends in a pool of their own (see
+``_loop.STORE_WORKERS`` and ``_loop.HTTP_WORKERS``).
 
 The clock's ``now_ms`` is called synchronously by the core, on any thread:
 whatever it raises, and any value that is not an ``int`` within the signed
@@ -44,7 +46,7 @@ from typing import Any, Callable, Optional
 
 from ._ffi.freshtoken import (CasResult, Clock, HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse,
                               TokenStore, VersionedRecord)
-from ._loop import on_event_loop
+from ._loop import http_executor, on_event_loop
 
 __all__ = ["host_call", "store_call", "checked_response", "GuardedStore", "GuardedHttp", "GuardedClock"]
 
@@ -295,7 +297,7 @@ class GuardedStore(TokenStore):
 class GuardedHttp(HttpClient):
     """Any :class:`HttpClient` behind the guard. A cancelled or interrupted
     send is ``HostError.Failed``: the request may have left. Its answer goes
-    through :func:`checked_response`."""
+    through :func:`checked_response`; a plain ``send`` runs in the HTTP pool."""
 
     __slots__ = ("inner",)
 
@@ -303,7 +305,7 @@ class GuardedHttp(HttpClient):
         self.inner = inner
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        return await host_call(self.inner.send, request, check=checked_response)
+        return await host_call(self.inner.send, request, check=checked_response, executor=http_executor())
 
 
 class GuardedClock(Clock):

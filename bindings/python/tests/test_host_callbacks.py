@@ -477,3 +477,45 @@ def test_store_members_of_any_kind_in_the_class_are_guarded(emu, capfd):
         same(fresh.session("u1", store).access_token(), token, f"{type(store).__name__} loaded")
     assert capfd.readouterr().err == ""
 
+
+def test_hung_plain_store_calls_never_keep_token_requests_from_being_sent(emu):
+    """Plain store methods share STORE_WORKERS threads; the default HTTP
+    client has a pool of its own, so even with every store thread hung
+    (database calls that never return), token requests are still sent."""
+    from freshtoken._loop import STORE_WORKERS
+
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    class Hanging(TokenStoreBase):
+        def load(self, key):
+            entered.release()
+            release.wait(60)
+            return None
+
+        def save(self, key, record):
+            pass
+
+    client, _ = make_sync_client(emu, timeout_ms=2000)
+    hanging = Hanging()
+
+    def hung(i):
+        try:
+            client.session(f"hung-{i}", hanging).access_token()
+        except FreshTokenError:
+            pass  # no record: reauthorization_required, once released
+
+    threads = [threading.Thread(target=hung, args=(i,)) for i in range(STORE_WORKERS)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(STORE_WORKERS):
+            assert entered.acquire(timeout=30), "every store thread is taken"
+        session, family = seeded_sync(emu, client, MemoryTokenStore(), key="healthy")
+        token = session.access_token(timeout=30)
+        assert isinstance(token, str)
+        assert emu.refresh_requests() == 1
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)

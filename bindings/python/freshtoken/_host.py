@@ -10,41 +10,68 @@ it pending for good. Here, on freshtoken's loop:
   secrets from it);
 * ``CancelledError`` (the core gave up on the call, or the process is
   shutting down) → ``HostError.Failed("cancelled")``;
-* ``KeyboardInterrupt`` / ``SystemExit`` → ``HostError.Failed``, and a
-  ``KeyboardInterrupt`` is passed on to the main thread (where Ctrl-C
-  lands); a ``SystemExit`` ends only the call, as in any thread but the main
-  one.
+* any other ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``,
+  ``GeneratorExit``, …) → ``HostError.Failed``, and a ``KeyboardInterrupt``
+  is passed on to the main thread (where Ctrl-C lands); a ``SystemExit``
+  ends only the call, as in any thread but the main one;
+* a value of the wrong type (a store's ``load`` returning bytes, an HTTP
+  answer whose status is a string) → ``HostError.Failed`` naming the method
+  and the type it must return, instead of a failure inside uniffi's
+  generated code (which prints a traceback on stderr, or sends the core
+  garbage); bytes-like and ``str`` HTTP bodies are converted to ``bytes``.
 
 Called directly by application code (not on freshtoken's loop), only
 ``Exception``s are converted: cancellation and interrupts propagate as usual.
 
 Plain (non-async) methods run in a worker thread of freshtoken's loop, so one
-slow or blocking call never holds up the others.
+slow or blocking call never holds up the others: store and clock methods in
+the loop's default executor, HTTP sends in a pool of their own (see
+``_loop.STORE_WORKERS`` and ``_loop.HTTP_WORKERS``).
+
+The clock's ``now_ms`` is called synchronously by the core, on any thread:
+whatever it raises, and any value that is not an ``int`` within the signed
+64-bit range, is ``HostError.Failed``, and the core reads the system clock.
 """
 
 from __future__ import annotations
 
 import _thread
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import inspect
+import operator
 from typing import Any, Callable, Optional
 
-from ._ffi.freshtoken import CasResult, Clock, HostError, HttpClient, HttpRequest, HttpResponse, TokenStore, VersionedRecord
-from ._loop import on_event_loop
+from ._ffi.freshtoken import (CasResult, Clock, HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse,
+                              TokenStore, VersionedRecord)
+from ._loop import http_executor, on_event_loop
 
-__all__ = ["host_call", "GuardedStore", "GuardedHttp", "GuardedClock"]
+__all__ = ["host_call", "store_call", "checked_response", "GuardedStore", "GuardedHttp", "GuardedClock"]
+
+Check = Callable[[Any], Any]
+
+# The range of the core's i64 (a clock reading) and i32 (an HTTP status).
+_I64 = (-(1 << 63), 1 << 63)
+_I32 = (-(1 << 31), 1 << 31)
 
 
-async def host_call(method: Callable[..., Any], *args: Any) -> Any:
-    """Calls a host method (plain or async) and answers with its value or a HostError."""
+async def host_call(method: Callable[..., Any], *args: Any, check: Optional[Check] = None,
+                    executor: Optional[concurrent.futures.Executor] = None) -> Any:
+    """Calls a host method (plain or async) and answers with its value, passed
+    through ``check`` (which raises ``HostError`` for a value of the wrong
+    type), or a HostError. A plain method runs in ``executor`` (default: the
+    running loop's default executor)."""
     own = on_event_loop()
     try:
         if inspect.iscoroutinefunction(method):
-            return await method(*args)
-        result = await asyncio.to_thread(method, *args)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+            result = await method(*args)
+        else:
+            result = await _in_thread(executor, method, *args)
+            if inspect.isawaitable(result):
+                result = await result
+        return result if check is None else check(result)
     except HostError:
         raise
     except asyncio.CancelledError:
@@ -53,7 +80,7 @@ async def host_call(method: Callable[..., Any], *args: Any) -> Any:
         raise HostError.Failed(detail="cancelled") from None
     except Exception as error:  # noqa: BLE001 - reported to freshtoken, not swallowed
         raise HostError.Failed(detail=str(error) or type(error).__name__) from None
-    except (KeyboardInterrupt, SystemExit) as interrupt:
+    except BaseException as interrupt:  # KeyboardInterrupt, SystemExit, GeneratorExit, ...
         if not own:
             raise
         if isinstance(interrupt, KeyboardInterrupt):
@@ -61,9 +88,17 @@ async def host_call(method: Callable[..., Any], *args: Any) -> Any:
         raise HostError.Failed(detail=f"interrupted ({type(interrupt).__name__})") from None
 
 
+async def _in_thread(executor: Optional[concurrent.futures.Executor], method: Callable[..., Any], *args: Any) -> Any:
+    if executor is None:
+        return await asyncio.to_thread(method, *args)
+    # asyncio.to_thread, in another pool (the context goes along, as there).
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(context.run, method, *args))
+
+
 def sync_host_call(method: Callable[..., Any], *args: Any) -> Any:
-    """A plain host member the core calls synchronously (``supports_lease``,
-    ``now_ms``): any ``Exception`` becomes ``HostError.Failed``."""
+    """A plain host member the core calls synchronously (``supports_lease``):
+    any ``Exception`` becomes ``HostError.Failed``."""
     try:
         return method(*args)
     except HostError:
@@ -72,9 +107,162 @@ def sync_host_call(method: Callable[..., Any], *args: Any) -> Any:
         raise HostError.Failed(detail=str(error) or type(error).__name__) from None
 
 
+# --- what each host method must return ---------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _wrong(owner: str, method: str, value: Any, expected: str) -> HostError:
+    hint = ""
+    if isinstance(value, concurrent.futures.Future):
+        hint = f" (make {method} async, or wait for the future in it)"
+    elif isinstance(value, (bytes, bytearray, memoryview)) and "str" in expected:
+        hint = " (decode it, e.g. with .decode('utf-8'))"
+    return HostError.Failed(detail=f"{owner}'s {method}() returned {_type_name(value)}; it must return {expected}{hint}")
+
+
+def _text(value: Any) -> bool:
+    """``value`` is a ``str`` that UTF-8 can carry (no lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _optional_text(method: str) -> Check:
+    def check(value: Any) -> Optional[str]:
+        if value is None:
+            return None
+        if not _text(value):
+            if isinstance(value, str):
+                raise HostError.Failed(detail=f"the store's {method}() returned a str that is not valid Unicode "
+                                              "(a lone surrogate): records are UTF-8 text")
+            raise _wrong("the store", method, value, "str or None")
+        return value
+    return check
+
+
+def _nothing(method: str) -> Check:
+    def check(value: Any) -> None:
+        if isinstance(value, concurrent.futures.Future):
+            raise _wrong("the store", method, value, "None")
+        return None
+    return check
+
+
+def _flag(method: str) -> Check:
+    def check(value: Any) -> bool:
+        if isinstance(value, concurrent.futures.Future):
+            raise _wrong("the store", method, value, "bool")
+        return bool(value)
+    return check
+
+
+def _optional_versioned(method: str) -> Check:
+    def check(value: Any) -> Optional[VersionedRecord]:
+        if value is None:
+            return None
+        if not isinstance(value, VersionedRecord):
+            raise _wrong("the store", method, value, "VersionedRecord or None")
+        if not (_text(value.record) and _text(value.version)):
+            raise HostError.Failed(detail=f"the store's {method}() returned a VersionedRecord whose record and "
+                                          "version are not both str (valid Unicode)")
+        return value
+    return check
+
+
+def _cas_result(method: str) -> Check:
+    def check(value: Any) -> CasResult:
+        if isinstance(value, CasResult.CONFLICT):
+            return value
+        if not isinstance(value, CasResult.SAVED):
+            raise _wrong("the store", method, value, "CasResult.SAVED(version=...) or CasResult.CONFLICT()")
+        if not _text(value.version):
+            raise HostError.Failed(detail=f"the store's {method}() returned CasResult.SAVED whose version is "
+                                          f"{_type_name(value.version)}; it must be a str")
+        return value
+    return check
+
+
+#: The async members of a store, each with the check of what it returns.
+STORE_METHODS = {
+    "load": _optional_text("load"),
+    "save": _nothing("save"),
+    "acquire": _flag("acquire"),
+    "release": _nothing("release"),
+    "load_versioned": _optional_versioned("load_versioned"),
+    "save_versioned": _cas_result("save_versioned"),
+}
+
+
+async def store_call(name: str, method: Callable[..., Any], *args: Any) -> Any:
+    """``host_call`` for the store member ``name`` (checking what it returns)."""
+    return await host_call(method, *args, check=STORE_METHODS[name])
+
+
+def checked_response(response: Any) -> HttpResponse:
+    """The host HTTP client's answer as uniffi can send it to the core.
+
+    A bytes-like body becomes ``bytes`` and a ``str`` body its UTF-8; a
+    status that is not an ``int`` (or is a ``bool``), headers that are not a
+    list of ``HttpHeader`` with ``str`` names and values, or an answer that is
+    not an ``HttpResponse`` are ``HostError.Failed``: the request may have
+    been sent, and the core treats its refresh token as in doubt. A status
+    outside 100–599 is the core's to judge (one outside the 32-bit range
+    cannot reach it, and is a failure too)."""
+    if not isinstance(response, HttpResponse):
+        raise HostError.Failed(detail=f"the HTTP client's send() returned {_type_name(response)}; "
+                                      "it must return an HttpResponse")
+    status = response.status
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise HostError.Failed(detail=f"the HTTP client's answer has a status of type {_type_name(status)}; "
+                                      "it must be an int")
+    if not _I32[0] <= status < _I32[1]:
+        raise HostError.Failed(detail="the HTTP client's answer has a status outside the 32-bit range")
+    headers = response.headers
+    if not isinstance(headers, (list, tuple)):
+        raise HostError.Failed(detail=f"the HTTP client's answer has headers of type {_type_name(headers)}; "
+                                      "they must be a list of HttpHeader")
+    for header in headers:
+        if not isinstance(header, HttpHeader):
+            raise HostError.Failed(detail=f"the HTTP client's answer has a header of type {_type_name(header)}; "
+                                          "each must be an HttpHeader")
+        if not (_text(header.name) and _text(header.value)):
+            raise HostError.Failed(detail="the HTTP client's answer has a header whose name or value is not a str "
+                                          "(valid Unicode)")
+    body = response.body
+    if type(body) is not bytes:
+        if isinstance(body, str):
+            try:
+                body = body.encode("utf-8")
+            except UnicodeEncodeError:
+                raise HostError.Failed(detail="the HTTP client's answer has a str body that is not valid Unicode "
+                                              "(a lone surrogate)") from None
+        else:
+            try:
+                body = memoryview(body).tobytes()
+            except TypeError:
+                raise HostError.Failed(detail=f"the HTTP client's answer has a body of type {_type_name(body)}; "
+                                              "it must be bytes") from None
+    if type(status) is int and type(headers) is list and body is response.body:
+        return response
+    return HttpResponse(status=int(status), headers=list(headers), body=body)
+
+
 class GuardedStore(TokenStore):
     """Any :class:`TokenStore` behind the guard (``Client.session`` wraps
-    stores that do not derive from ``TokenStoreBase``, which guards itself)."""
+    stores that do not derive from ``TokenStoreBase``, which guards itself,
+    and those whose members were set on the instance)."""
 
     __slots__ = ("inner",)
 
@@ -82,33 +270,34 @@ class GuardedStore(TokenStore):
         self.inner = inner
 
     async def load(self, key: str) -> Optional[str]:
-        return await host_call(self.inner.load, key)
+        return await store_call("load", self.inner.load, key)
 
     async def save(self, key: str, record: str) -> None:
-        return await host_call(self.inner.save, key, record)
+        return await store_call("save", self.inner.save, key, record)
 
     def supports_lease(self) -> bool:
         return sync_host_call(self.inner.supports_lease)
 
     async def acquire(self, key: str, owner: str, ttl_ms: int) -> bool:
-        return await host_call(self.inner.acquire, key, owner, ttl_ms)
+        return await store_call("acquire", self.inner.acquire, key, owner, ttl_ms)
 
     async def release(self, key: str, owner: str) -> None:
-        return await host_call(self.inner.release, key, owner)
+        return await store_call("release", self.inner.release, key, owner)
 
     def supports_versions(self) -> bool:
         return sync_host_call(self.inner.supports_versions)
 
     async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
-        return await host_call(self.inner.load_versioned, key)
+        return await store_call("load_versioned", self.inner.load_versioned, key)
 
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
-        return await host_call(self.inner.save_versioned, key, record, expected)
+        return await store_call("save_versioned", self.inner.save_versioned, key, record, expected)
 
 
 class GuardedHttp(HttpClient):
     """Any :class:`HttpClient` behind the guard. A cancelled or interrupted
-    send is ``HostError.Failed``: the request may have left."""
+    send is ``HostError.Failed``: the request may have left. Its answer goes
+    through :func:`checked_response`; a plain ``send`` runs in the HTTP pool."""
 
     __slots__ = ("inner",)
 
@@ -116,11 +305,14 @@ class GuardedHttp(HttpClient):
         self.inner = inner
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        return await host_call(self.inner.send, request)
+        return await host_call(self.inner.send, request, check=checked_response, executor=http_executor())
 
 
 class GuardedClock(Clock):
-    """Any :class:`Clock` behind the guard."""
+    """Any :class:`Clock` behind the guard: a failing ``now_ms`` (whatever it
+    raises, or a value that is not an ``int`` in the signed 64-bit range)
+    makes the core read the system clock; a failing ``sleep`` makes it sleep
+    in real time."""
 
     __slots__ = ("inner",)
 
@@ -128,7 +320,27 @@ class GuardedClock(Clock):
         self.inner = inner
 
     def now_ms(self) -> int:
-        return sync_host_call(self.inner.now_ms)
+        try:
+            value = self.inner.now_ms()
+        except HostError:
+            raise
+        except BaseException as error:  # noqa: BLE001 - the core falls back to the system clock
+            # Called by the core on any thread: nothing may escape into the
+            # FFI (uniffi would read 0 ms, 1970). An interrupt goes on to the
+            # main thread, as Ctrl-C would.
+            if isinstance(error, KeyboardInterrupt):
+                _thread.interrupt_main()
+            raise HostError.Failed(detail=f"the clock's now_ms() raised {type(error).__name__}") from None
+        if isinstance(value, bool):
+            raise HostError.Failed(detail="the clock's now_ms() returned bool; it must return int (ms)")
+        try:
+            ms = operator.index(value)
+        except Exception:  # noqa: BLE001 - not an integer
+            raise HostError.Failed(detail=f"the clock's now_ms() returned {_type_name(value)}; "
+                                          "it must return int (ms)") from None
+        if not _I64[0] <= ms < _I64[1]:
+            raise HostError.Failed(detail="the clock's now_ms() returned a value outside the signed 64-bit range")
+        return ms
 
     async def sleep(self, ms: int) -> None:
-        return await host_call(self.inner.sleep, ms)
+        await host_call(self.inner.sleep, ms)

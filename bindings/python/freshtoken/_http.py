@@ -30,7 +30,8 @@ import urllib.request
 from typing import Optional
 
 from ._ffi.freshtoken import HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse
-from ._host import host_call
+from ._host import checked_response, host_call
+from ._loop import http_executor
 
 __all__ = ["UrllibHttpClient"]
 
@@ -112,9 +113,11 @@ def _read_at_most(stream, limit: int, deadline: float) -> bytes:
 class UrllibHttpClient(HttpClient):
     """freshtoken's :class:`HttpClient` over ``urllib.request``.
 
-    Each request runs in a worker thread of freshtoken's loop, so the loop
-    never blocks; the whole exchange (connect, send, the answer's headers and
-    body) ends within about twice the request's ``timeout_ms``, and a
+    Each request runs in a worker thread of freshtoken's HTTP pool
+    (``freshtoken-http_*``, up to 32 threads, apart from the threads plain
+    store methods run in), so the loop never blocks; the whole exchange
+    (connect, send, the answer's headers and body) ends within about twice
+    the request's ``timeout_ms``, and a
     cancelled send is ``HostError.Failed`` (it may have left). Pass ``opener`` to bring your own
     ``urllib.request.OpenerDirector`` (custom TLS context or proxies); it must
     not follow redirects -- include ``UrllibHttpClient.no_redirects()``.
@@ -135,7 +138,9 @@ class UrllibHttpClient(HttpClient):
         return _NoRedirects()
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        return await host_call(self._send, request)
+        # In freshtoken's HTTP pool, not the one plain store methods share:
+        # store calls that hang never keep a token request from being sent.
+        return await host_call(self._send, request, check=checked_response, executor=http_executor())
 
     def _send(self, request: HttpRequest) -> HttpResponse:
         req = urllib.request.Request(

@@ -24,17 +24,27 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 from ._ffi import freshtoken as _generated
 from ._errors import translate
 
-__all__ = ["event_loop", "on_event_loop", "run", "call"]
+__all__ = ["event_loop", "on_event_loop", "run", "call", "http_executor", "STORE_WORKERS", "HTTP_WORKERS"]
 
 T = TypeVar("T")
 
-# Host calls that block (sync store methods, urllib) run in this loop's
-# default executor; each worker mostly waits for I/O.
-_WORKERS = 32
+#: Threads for host calls that block: plain (non-async) store and clock
+#: methods run in this loop's default executor (``freshtoken-host_*``). A call
+#: the core abandoned at ``store_timeout_ms`` keeps its thread until it
+#: returns, so while this many plain calls hang, further plain calls (of any
+#: session) wait for a thread, and fail at their own deadline.
+STORE_WORKERS = 32
+#: Threads for HTTP requests (``freshtoken-http_*``): the default urllib
+#: client's, and plain ``send`` methods of host HTTP clients. A pool of their
+#: own, so that hung store calls never keep a token request from being sent;
+#: each urllib request ends within about twice its ``timeout_ms``.
+HTTP_WORKERS = 32
 
 _lock = threading.Lock()
 _loop: Optional[asyncio.AbstractEventLoop] = None
 _pid: Optional[int] = None
+_http: Optional[concurrent.futures.ThreadPoolExecutor] = None
+_http_pid: Optional[int] = None
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
@@ -86,14 +96,32 @@ def call(function: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[fl
                            "store or HTTP callback) would wait for itself: use the async client there")
     future = _submit(loop, _translated(function, *args))
     try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise builtins.TimeoutError(
-            f"freshtoken gave no answer within {timeout} s (the refresh, if any, goes on)") from None
+        # Not future.result(timeout): its TimeoutError is the built-in one
+        # (Python 3.11+), which freshtoken.TimeoutError (the core's "timeout")
+        # also is, so the core's error could not be told from this wait's.
+        done, _ = concurrent.futures.wait((future,), timeout)
+        if not done:
+            future.cancel()
+            raise builtins.TimeoutError(
+                f"freshtoken gave no answer within {timeout} s (the refresh, if any, goes on)")
+        return future.result()
     except BaseException:
         future.cancel()
         raise
+
+
+def http_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The HTTP requests' thread pool (made on first use, again in a forked child)."""
+    global _http, _http_pid
+    executor = _http
+    if executor is not None and _http_pid == os.getpid():
+        return executor
+    with _lock:
+        if _http is None or _http_pid != os.getpid():
+            _http = concurrent.futures.ThreadPoolExecutor(max_workers=HTTP_WORKERS,
+                                                          thread_name_prefix="freshtoken-http")
+            _http_pid = os.getpid()
+        return _http
 
 
 def _submit(loop: asyncio.AbstractEventLoop, coroutine: Awaitable[T]) -> "concurrent.futures.Future[T]":
@@ -115,7 +143,7 @@ def _start() -> asyncio.AbstractEventLoop:
             return _loop
         loop = asyncio.new_event_loop()
         loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="freshtoken-host"))
+            concurrent.futures.ThreadPoolExecutor(max_workers=STORE_WORKERS, thread_name_prefix="freshtoken-host"))
         started = threading.Event()
         thread = threading.Thread(target=_serve, args=(loop, started), name="freshtoken-loop", daemon=True)
         thread.start()
@@ -139,8 +167,9 @@ def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _loop, _pid
+    global _loop, _pid, _http, _http_pid
     _loop, _pid = None, None
+    _http, _http_pid = None, None  # the parent's pool has no threads here
     # The parent's lock may have been held at the fork.
     globals()["_lock"] = threading.Lock()
 

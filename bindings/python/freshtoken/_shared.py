@@ -30,7 +30,7 @@ from ._events import listener
 from ._host import GuardedClock, GuardedHttp, GuardedStore
 from ._http import UrllibHttpClient
 from ._mirror import Entry, Mirror
-from ._stores import TokenStoreBase
+from ._stores import TokenStoreBase, unguarded_members
 
 __all__ = ["ClientCore", "SessionCore", "scopes_list"]
 
@@ -259,4 +259,8 @@ def guarded_http(http: Optional[HttpClient]) -> HttpClient:
 
 def guarded_store(store: TokenStore) -> TokenStore:
     # A store implemented in Rust (EncryptedStore) is passed as it is: it raises nothing unexpected.
-    return store if isinstance(store, (TokenStoreBase, GuardedStore, TokenStoreImpl)) else GuardedStore(store)
+    # A TokenStoreBase guards its class's members itself; one with callables
+    # set on the instance (``self.load = f``) is guarded whole.
+    if isinstance(store, TokenStoreBase):
+        return GuardedStore(store) if unguarded_members(store) else store
+    return store if isinstance(store, (GuardedStore, TokenStoreImpl)) else GuardedStore(store)

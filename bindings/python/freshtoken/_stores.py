@@ -19,25 +19,47 @@ import tempfile
 from typing import Dict, Optional
 
 from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord
-from ._host import host_call
+from ._host import STORE_METHODS, store_call
 
 __all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore"]
 
 # The members a subclass may implement; each is wrapped (see _host.py) so
 # that it may be a plain or an async function, and so that it always answers
 # the core: any exception, cancellation included, reaches freshtoken as
-# HostError.Failed (message kept) instead of a future left pending or
-# uniffi's "unexpected error" with a traceback on stderr.
-_HOST_METHODS = ("load", "save", "acquire", "release", "load_versioned", "save_versioned")
+# HostError.Failed (message kept), and so does a value of the wrong type,
+# instead of a future left pending or uniffi's "unexpected error" with a
+# traceback on stderr. They are wrapped however they are defined: functions,
+# static or class methods, other callables in the class body; a store with
+# callables set on the instance (``self.load = ...``) is wrapped whole by
+# ``Client.session`` (see unguarded_members).
+_HOST_METHODS = tuple(STORE_METHODS)
 
 
-def _host_call(method):
-    @functools.wraps(method)
-    async def call(self, *args):
-        return await host_call(method, self, *args)
+def _host_call(name, member):
+    """A class member ``name`` behind the guard (bound as Python would bind it)."""
+    bind = getattr(type(member), "__get__", None)
+    if bind is None:  # a callable object: class attribute access does not bind it
+        async def call(self, *args):
+            return await store_call(name, member, *args)
+    else:
+        async def call(self, *args):
+            return await store_call(name, bind(member, self, type(self)), *args)
 
+    functools.update_wrapper(call, getattr(member, "__func__", member))
     call.__freshtoken_wrapped__ = True
     return call
+
+
+def unguarded_members(store) -> bool:
+    """Whether ``store`` (a TokenStoreBase) holds a callable host member in
+    its instance ``__dict__`` (``self.load = f``), which the class's wrapping
+    does not reach: ``Client.session`` then puts the whole store behind the
+    guard."""
+    members = getattr(store, "__dict__", None)
+    if not members:
+        return False
+    return any(callable(members.get(name)) and not getattr(members[name], "__freshtoken_wrapped__", False)
+               for name in _HOST_METHODS)
 
 
 class TokenStoreBase(TokenStore):
@@ -64,7 +86,7 @@ class TokenStoreBase(TokenStore):
         for name in _HOST_METHODS:
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__freshtoken_wrapped__", False):
-                setattr(cls, name, _host_call(method))
+                setattr(cls, name, _host_call(name, method))
 
     async def load(self, key: str) -> Optional[str]:
         raise NotImplementedError("TokenStoreBase subclasses implement load(key)")
@@ -89,6 +111,12 @@ class TokenStoreBase(TokenStore):
 
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
         raise HostError.Failed(detail="this store has no versions")
+
+
+# The base's own load and save (which raise NotImplementedError) are guarded too.
+for _name in ("load", "save"):
+    setattr(TokenStoreBase, _name, _host_call(_name, TokenStoreBase.__dict__[_name]))
+del _name
 
 
 class MemoryTokenStore(TokenStoreBase):

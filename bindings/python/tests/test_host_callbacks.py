@@ -15,7 +15,8 @@ import pytest
 import freshtoken
 from freshtoken import FreshTokenError, HostError, MemoryTokenStore, TokenStoreBase
 
-from helpers import CLIENT_ID, CLIENT_SECRET, Signal, TestStore, make_client, same, seeded
+from helpers import (CLIENT_ID, CLIENT_SECRET, Signal, TestStore, make_client, make_sync_client, same, seeded,
+                     seeded_sync)
 
 
 def test_callbacks_run_on_freshtokens_loop_and_plain_methods_in_worker_threads(emu):
@@ -341,3 +342,180 @@ def test_keyboard_interrupt_in_a_store_reaches_the_main_thread_and_the_session_g
     # The interrupt reached the main thread as SIGINT (once), the core got a
     # failure (storage), and the session went on.
     assert report == {"first": "storage", "interrupted": 1, "stored": True}, report
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_generator_exit_in_a_store_fails_the_call_at_once(emu, kind):
+    """GeneratorExit is a BaseException like CancelledError and SystemExit: it
+    fails the call (StorageError naming it) instead of leaving the core to
+    wait out store_timeout_ms."""
+    class Exiting(TestStore):
+        __test__ = False
+        exit_next = False
+
+        def _exit(self):
+            if self.exit_next:
+                self.exit_next = False
+                raise GeneratorExit
+
+        if kind == "plain":
+            def load(self, key):
+                self._exit()
+                return self._records.get(key)
+        else:
+            async def load(self, key):
+                self._exit()
+                return self._records.get(key)
+
+    client, _ = make_sync_client(emu, store_timeout_ms=2000)
+    store = Exiting()
+    family = emu.seed()
+    client.session("u1", store).seed(refresh_token=family["refresh_token"])
+    fresh, _ = make_sync_client(emu, store_timeout_ms=2000)  # nothing in memory: its first call loads
+    store.exit_next = True
+    with pytest.raises(freshtoken.StorageError) as raised:
+        fresh.session("u1", store).access_token()
+    assert "GeneratorExit" in str(raised.value), f"the cause, not a deadline: {raised.value}"
+    assert emu.refresh_requests() == 0
+    assert isinstance(fresh.session("u1", store).access_token(), str), "the session goes on"
+
+
+def test_generator_exit_in_an_http_client_is_a_network_failure_at_once(emu):
+    class Exiting(freshtoken.HttpClient):
+        def __init__(self):
+            self.real = freshtoken.UrllibHttpClient()
+            self.exit_next = False
+
+        async def send(self, request):
+            if self.exit_next:
+                self.exit_next = False
+                raise GeneratorExit
+            return await self.real.send(request)
+
+    http = Exiting()
+    client, _ = make_sync_client(emu, http=http, timeout_ms=1000)
+    session, _ = seeded_sync(emu, client, TestStore())
+    http.exit_next = True
+    with pytest.raises(freshtoken.NetworkError) as raised:
+        session.access_token()
+    assert "GeneratorExit" in str(raised.value), f"the cause, not a deadline: {raised.value}"
+    assert raised.value.maybe_sent is True, "whether it left is unknown"
+    assert emu.refresh_requests() == 0
+
+
+class PerInstance(TokenStoreBase):
+    """Members set on the instance, plain functions (no `self`), which the
+    class's wrapping does not see."""
+
+    def __init__(self, load_result=None):
+        self.records = {}
+        self.threads = []
+
+        def load(key):
+            self.threads.append(threading.current_thread().name)
+            if load_result is not None:
+                return load_result
+            return self.records.get(key)
+
+        def save(key, record):
+            self.records[key] = record
+
+        self.load = load
+        self.save = save
+
+
+def test_store_members_set_on_the_instance_are_guarded(emu, capfd):
+    client, _ = make_sync_client(emu)
+    store = PerInstance()
+    session, family = seeded_sync(emu, client, store)
+    token = session.access_token()
+    same(json.loads(store.records["u1"])["access_token"], token, "saved through the instance's save")
+    fresh, _ = make_sync_client(emu)
+    same(fresh.session("u1", store).access_token(), token, "loaded through the instance's load")
+    assert store.threads and all(name.startswith("freshtoken-host") for name in store.threads), \
+        "plain members run in worker threads"
+
+    wrong, _ = make_sync_client(emu)
+    with pytest.raises(freshtoken.StorageError) as raised:
+        wrong.session("u1", PerInstance(load_result=b"bytes")).access_token()
+    assert "load()" in str(raised.value) and "str or None" in str(raised.value), str(raised.value)
+    assert capfd.readouterr().err == "", "nothing printed"
+
+
+def test_store_members_of_any_kind_in_the_class_are_guarded(emu, capfd):
+    records = {}
+
+    class Saver:
+        """A callable object as a class attribute (not bound to the store)."""
+
+        def __call__(self, key, record):
+            records[key] = record
+
+    class Odd(TokenStoreBase):
+        @staticmethod
+        def load(key):
+            return records.get(key)
+
+        save = Saver()
+
+    class OddClass(TokenStoreBase):
+        @classmethod
+        async def load(cls, key):
+            return records.get(key)
+
+        @classmethod
+        def save(cls, key, record):
+            records[key] = record
+
+    for store in (Odd(), OddClass()):
+        records.clear()
+        client, _ = make_sync_client(emu)
+        session, _ = seeded_sync(emu, client, store)
+        token = session.access_token()
+        same(json.loads(records["u1"])["access_token"], token, f"{type(store).__name__} saved")
+        fresh, _ = make_sync_client(emu)
+        same(fresh.session("u1", store).access_token(), token, f"{type(store).__name__} loaded")
+    assert capfd.readouterr().err == ""
+
+
+def test_hung_plain_store_calls_never_keep_token_requests_from_being_sent(emu):
+    """Plain store methods share STORE_WORKERS threads; the default HTTP
+    client has a pool of its own, so even with every store thread hung
+    (database calls that never return), token requests are still sent."""
+    from freshtoken._loop import STORE_WORKERS
+
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    class Hanging(TokenStoreBase):
+        def load(self, key):
+            entered.release()
+            release.wait(60)
+            return None
+
+        def save(self, key, record):
+            pass
+
+    client, _ = make_sync_client(emu, timeout_ms=2000)
+    hanging = Hanging()
+
+    def hung(i):
+        try:
+            client.session(f"hung-{i}", hanging).access_token()
+        except FreshTokenError:
+            pass  # no record: reauthorization_required, once released
+
+    threads = [threading.Thread(target=hung, args=(i,)) for i in range(STORE_WORKERS)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(STORE_WORKERS):
+            assert entered.acquire(timeout=30), "every store thread is taken"
+        session, family = seeded_sync(emu, client, MemoryTokenStore(), key="healthy")
+        token = session.access_token(timeout=30)
+        assert isinstance(token, str)
+        assert emu.refresh_requests() == 1
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)

@@ -10,7 +10,8 @@ import pytest
 import freshtoken
 from freshtoken import _loop
 
-from helpers import (FakeClock, TestStore, differ, make_sync_client, same, seeded_sync)
+from helpers import (CLIENT_ID, CLIENT_SECRET, FakeClock, TestStore, differ, make_sync_client, same,
+                     seeded_sync)
 
 
 def _run_on_freshtoken_loop(coroutine):
@@ -171,3 +172,54 @@ def test_a_blocking_call_on_freshtokens_own_loop_is_refused(emu):
         return "returned"
 
     assert "async client" in _run_on_freshtoken_loop(from_the_loop())
+
+
+def test_a_core_timeout_reaches_sync_callers_as_freshtokens_timeout_error(emu):
+    """The core's `timeout` (the request got no answer within timeout_ms) is
+    freshtoken.TimeoutError with its code, as from the asyncio client, whether
+    or not the caller bounded its own wait; only the caller's own wait running
+    out is the plain built-in TimeoutError."""
+    client, _ = make_sync_client(emu, timeout_ms=300)
+    first, _ = seeded_sync(emu, client, TestStore(), key="u1")
+    second, _ = seeded_sync(emu, client, TestStore(), key="u2")
+    emu.fault({"kind": "hold", "grant": "refresh_token", "count": 2})  # never answered (reset releases them)
+
+    errors = []
+    for session, timeout in ((first, None), (second, 30)):
+        with pytest.raises(freshtoken.TimeoutError) as raised:
+            session.refresh(timeout=timeout)
+        errors.append(raised.value)
+    for error in errors:
+        assert type(error) is freshtoken.TimeoutError and error.code == "timeout", repr(error)
+        assert "within" not in str(error), "the core's message, not the caller's wait's"
+
+    async def from_asyncio():
+        aclient = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET,
+                                         clock=FakeClock(), timeout_ms=300)
+        session = aclient.session("u3", TestStore())
+        await session.seed(refresh_token=emu.seed()["refresh_token"])
+        emu.fault({"kind": "hold", "grant": "refresh_token"})
+        try:
+            await session.refresh()
+        except freshtoken.FreshTokenError as error:
+            return error
+        raise AssertionError("a held request must time out")
+
+    async_error = asyncio.run(from_asyncio())
+    assert type(async_error) is type(errors[0]) and str(async_error) == str(errors[0]), \
+        "the asyncio and the synchronous client raise the same exception"
+
+
+def test_only_the_callers_own_wait_running_out_is_the_builtin_timeout_error(emu):
+    client, _ = make_sync_client(emu)  # timeout_ms: the default (the core waits long)
+    session, _ = seeded_sync(emu, client, TestStore())
+    emu.fault({"kind": "hold", "grant": "refresh_token"})
+    try:
+        with pytest.raises(TimeoutError) as raised:
+            session.refresh(timeout=0.05)
+        assert type(raised.value) is TimeoutError, "the built-in class, not freshtoken's"
+        assert not isinstance(raised.value, freshtoken.FreshTokenError)
+        assert "0.05 s" in str(raised.value)
+    finally:
+        assert emu.wait_held(1) == 1
+        emu.release_held()

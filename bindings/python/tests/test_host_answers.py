@@ -1,0 +1,378 @@
+"""What host callbacks hand back, at the boundary: HTTP answers with bodies,
+statuses and headers of other types, stores returning the wrong type, and
+clocks that raise or read outside the core's range. Each is converted or
+becomes a clear typed failure, never garbage sent to the core, a call left
+pending, or a traceback from uniffi's generated code on stderr."""
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import freshtoken
+from freshtoken import (CasResult, FreshTokenError, HostError, HttpClient, HttpHeader, MemoryTokenStore,
+                        TokenStoreBase, VersionedRecord)
+from freshtoken._host import GuardedClock
+
+from helpers import TestStore, make_sync_client, same, seeded_sync
+
+# -- HTTP answers ----------------------------------------------------------------
+
+
+class Reshaping(HttpClient):
+    """The default client, whose next token answer `reshape` changes (as a host
+    client built on another library might hand it back)."""
+
+    def __init__(self, reshape):
+        self.real = freshtoken.UrllibHttpClient()
+        self.reshape = reshape
+        self.armed = False
+
+    async def send(self, request):
+        response = await self.real.send(request)
+        if self.armed:
+            self.armed = False
+            changed = self.reshape(response)
+            return response if changed is None else changed
+        return response
+
+
+def body_as(convert):
+    def reshape(response):
+        response.body = convert(response.body)
+    return reshape
+
+
+@pytest.mark.parametrize("convert", [bytearray, memoryview, lambda body: body.decode("utf-8")],
+                         ids=["bytearray", "memoryview", "str"])
+def test_bytes_like_and_str_bodies_reach_the_core_as_their_bytes(emu, capfd, convert):
+    http = Reshaping(body_as(convert))
+    client, _ = make_sync_client(emu, http=http)
+    store = TestStore()
+    session, family = seeded_sync(emu, client, store)
+    http.armed = True
+    token = session.access_token()
+    record = store.record("u1")
+    same(record["access_token"], token, "the answer was read, and the rotated record saved")
+    assert emu.refresh_token_state(record["refresh_token"]) == "active"
+    # Nothing lost: a well-behaved client in another process goes on from it.
+    other, _ = make_sync_client(emu)
+    same(other.session("u1", store).access_token(), token, "the saved token is the one handed out")
+    assert emu.refresh_requests() == 1 and emu.counters()["reuse_detected"] == 0
+    assert capfd.readouterr().err == ""
+
+
+def status_as(value):
+    def reshape(response):
+        response.status = value
+    return reshape
+
+
+def headers_as(value):
+    def reshape(response):
+        response.headers = value(response.headers)
+    return reshape
+
+
+WRONG_ANSWERS = {
+    "status str": (status_as("200"), "status of type str"),
+    "status float": (status_as(200.0), "status of type float"),
+    "status bool": (status_as(True), "status of type bool"),
+    "status None": (status_as(None), "status of type NoneType"),
+    "status past 32 bits": (status_as(2 ** 31), "32-bit"),
+    "headers dict": (headers_as(lambda hs: {h.name: h.value for h in hs}), "headers of type dict"),
+    "headers tuples": (headers_as(lambda hs: [(h.name, h.value) for h in hs]), "header of type tuple"),
+    "header value int": (headers_as(lambda hs: hs + [HttpHeader(name="x-n", value=5)]), "not a str"),
+    "headers None": (headers_as(lambda hs: None), "headers of type NoneType"),
+    "body None": (body_as(lambda body: None), "body of type NoneType"),
+    "body int": (body_as(lambda body: 5), "body of type int"),
+    "not a response": (lambda response: {"status": 200, "headers": [], "body": response.body}, "returned dict"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_ANSWERS))
+def test_an_answer_of_the_wrong_types_is_a_failure_of_the_send(emu, capfd, case):
+    reshape, named = WRONG_ANSWERS[case]
+    http = Reshaping(reshape)
+    client, _ = make_sync_client(emu, http=http, retry={"max_attempts": 1})
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    http.armed = True
+    with pytest.raises(freshtoken.NetworkError) as raised:
+        session.access_token()
+    error = raised.value
+    assert named in str(error), f"the message says what was wrong: {error}"
+    assert error.maybe_sent is True, "the request was sent: its refresh token is in doubt"
+    assert session.status().in_doubt is True
+    assert capfd.readouterr().err == "", "no traceback from the generated code"
+
+
+@pytest.mark.parametrize("status", [0, 99, 600, 70000, -200])
+def test_int_statuses_outside_100_to_599_reach_the_core_unchanged(emu, capfd, status):
+    http = Reshaping(status_as(status))
+    client, _ = make_sync_client(emu, http=http, retry={"max_attempts": 1})
+    session, _ = seeded_sync(emu, client, TestStore())
+    http.armed = True
+    with pytest.raises(FreshTokenError) as raised:
+        session.access_token()
+    assert "HTTP client's answer" not in str(raised.value), "the binding let it through"
+    if 0 <= status <= 0xFFFF:  # (the core's report shows a status that fits 16 bits)
+        assert str(status) in str(raised.value), f"the core saw the status: {raised.value}"
+    assert capfd.readouterr().err == ""
+
+
+# -- store results ---------------------------------------------------------------
+
+
+class Versioned(TokenStoreBase):
+    """A fleet store in memory (lease and compare-and-swap), whose member
+    `wrong` returns `value` instead of what it should."""
+
+    def __init__(self, wrong=None, value=None):
+        self.records = {}
+        self.wrong = wrong
+        self.value = value
+
+    def _answer(self, name, right):
+        return self.value if name == self.wrong else right
+
+    def load(self, key):
+        return self._answer("load", self.records.get(key, (None,))[0])
+
+    def save(self, key, record):
+        self.records[key] = (record, str(len(self.records) + 1))
+        return self._answer("save", None)
+
+    def supports_lease(self):
+        return True
+
+    def acquire(self, key, owner, ttl_ms):
+        return self._answer("acquire", True)
+
+    def release(self, key, owner):
+        return self._answer("release", None)
+
+    def supports_versions(self):
+        return True
+
+    def load_versioned(self, key):
+        found = self.records.get(key)
+        right = None if found is None else VersionedRecord(record=found[0], version=found[1])
+        return self._answer("load_versioned", right)
+
+    def save_versioned(self, key, record, expected):
+        found = self.records.get(key)
+        if (found and found[1]) != expected:
+            return self._answer("save_versioned", CasResult.CONFLICT())
+        version = str(int(expected or 0) + 1)
+        self.records[key] = (record, version)
+        return self._answer("save_versioned", CasResult.SAVED(version=version))
+
+
+def a_future():
+    future = concurrent.futures.Future()
+    future.set_result("{}")
+    return future
+
+
+class Plain(TokenStoreBase):
+    """A one-process store whose load returns `value`."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def load(self, key):
+        return self.value
+
+    def save(self, key, record):
+        pass
+
+
+WRONG_RESULTS = {
+    "load bytes": (lambda: Plain(b'{"refresh_token": "x"}'), "load()", "str or None"),
+    "load int": (lambda: Plain(7), "load()", "str or None"),
+    "load list": (lambda: Plain(["{}"]), "load()", "str or None"),
+    "load future": (lambda: Plain(a_future()), "load()", "str or None"),
+    "load lone surrogate": (lambda: Plain('{"refresh_token": "x\udc80"}'), "load()", "not valid Unicode"),
+    "load_versioned dict": (lambda: Versioned("load_versioned", {"record": "{}", "version": "1"}),
+                            "load_versioned()", "VersionedRecord or None"),
+    "save_versioned bool": (lambda: Versioned("save_versioned", True), "save_versioned()", "CasResult"),
+    "acquire future": (lambda: Versioned("acquire", a_future()), "acquire()", "bool"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_RESULTS))
+def test_a_store_result_of_the_wrong_type_is_a_storage_error_naming_the_method(emu, capfd, case):
+    make, method, expected = WRONG_RESULTS[case]
+    store = make()
+    if isinstance(store, Versioned):
+        good = Versioned()
+        seeded_sync(emu, make_sync_client(emu)[0], good)  # a good record to read
+        store.records = good.records
+    session = make_sync_client(emu)[0].session("u1", store)
+    with pytest.raises(FreshTokenError) as raised:
+        session.access_token()
+    error = raised.value
+    assert isinstance(error, (freshtoken.StorageError, freshtoken.ConflictError)), repr(error)
+    assert method in str(error) and expected in str(error), f"names the method and the type: {error}"
+    assert capfd.readouterr().err == "", "no traceback from the generated code"
+
+
+def test_a_save_returning_a_future_is_a_storage_error_not_a_save(emu, capfd):
+    class Deferred(MemoryTokenStore):
+        def save(self, key, record):
+            return a_future()  # the work happens elsewhere: nothing says it is done
+
+    client, _ = make_sync_client(emu)
+    with pytest.raises(freshtoken.StorageError) as raised:
+        client.session("u1", Deferred()).seed(refresh_token=emu.seed()["refresh_token"])
+    assert "save()" in str(raised.value) and "None" in str(raised.value), str(raised.value)
+    assert capfd.readouterr().err == ""
+
+
+# -- clocks ---------------------------------------------------------------------
+
+
+class Misreading(freshtoken.Clock):
+    """The system clock, except when the core reads it (off the main thread)
+    while armed: then it misbehaves as `kind` says. The mirror's own reads, on
+    the caller's (main) thread, stay right."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.armed = False
+        self.misread = 0
+
+    def now_ms(self):
+        if self.armed and threading.current_thread() is not threading.main_thread():
+            self.misread += 1
+            if self.kind == "past 64 bits":
+                return 2 ** 64 + 5000  # would wrap to 5000 ms (1970)
+            if self.kind == "below 64 bits":
+                return -(2 ** 63) - 1
+            if self.kind == "bool":
+                return True
+            if self.kind == "SystemExit":
+                raise SystemExit(1)
+            if self.kind == "GeneratorExit":
+                raise GeneratorExit
+        return int(time.time() * 1000)
+
+    async def sleep(self, ms):
+        await asyncio.sleep(ms / 1000)
+
+
+@pytest.mark.parametrize("kind", ["past 64 bits", "below 64 bits", "bool", "SystemExit", "GeneratorExit"])
+def test_a_clock_reading_the_core_cannot_use_falls_back_to_the_system_clock(emu, capfd, kind):
+    clock = Misreading(kind)
+    client = freshtoken.Client(emu.token_endpoint, "test-client", client_secret="test-secret", clock=clock)
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    before = int(time.time() * 1000)
+    clock.armed = True
+    token = session.access_token()
+    clock.armed = False
+    after = int(time.time() * 1000)
+    assert clock.misread > 0, "the core read the clock"
+    record = store.record("u1")
+    assert before <= record["expires_at"] <= after + 24 * 3600 * 1000, \
+        "the expiry was computed on the system clock, not on a wrapped or zero reading"
+    same(session.access_token(), token, "still fresh: no refresh, no re-link")
+    assert emu.refresh_requests() == 1
+    assert session.status().reauthorization_reason is None
+    assert capfd.readouterr().err == "", "nothing escaped into the FFI"
+
+
+CLOCK_INTERRUPT = r"""
+import json, signal, sys, threading, time
+import freshtoken
+
+# Our own SIGINT handler records the interrupt instead of raising it.
+interrupts = []
+signal.signal(signal.SIGINT, lambda signum, frame: interrupts.append(signum))
+
+class Interrupting(freshtoken.Clock):
+    armed = False
+    def now_ms(self):
+        if self.armed and threading.current_thread() is not threading.main_thread():
+            self.armed = False
+            raise KeyboardInterrupt
+        return int(time.time() * 1000)
+    async def sleep(self, ms):
+        pass
+
+endpoint, refresh_token = sys.argv[1], sys.argv[2]
+clock = Interrupting()
+store = freshtoken.MemoryTokenStore()
+client = freshtoken.Client(endpoint, "test-client", client_secret="test-secret", clock=clock)
+session = client.session("u1", store)
+session.seed(refresh_token=refresh_token)
+before = int(time.time() * 1000)
+clock.armed = True
+session.access_token()
+report = {"interrupted": len(interrupts), "read": not clock.armed,
+          "expiry_on_system_clock": json.loads(store.get("u1"))["expires_at"] >= before}
+print(json.dumps(report))
+"""
+
+
+def test_a_keyboard_interrupt_in_the_clock_reaches_the_main_thread_and_the_core_reads_the_system_clock(emu, tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
+    family = emu.seed()
+    result = subprocess.run([sys.executable, "-c", CLOCK_INTERRUPT, emu.token_endpoint, family["refresh_token"]],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"interrupted": 1, "read": True, "expiry_on_system_clock": True}, report
+    assert result.stderr == "", result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("raised", [GeneratorExit, SystemExit, KeyboardInterrupt, RuntimeError])
+def test_a_clock_sleep_that_raises_is_a_failure_for_the_core(raised, monkeypatch):
+    """What the core gets from a host sleep that raises: HostError (then it
+    sleeps in real time), never the exception itself or a call left pending."""
+    import _thread
+
+    interrupts = []
+    monkeypatch.setattr(_thread, "interrupt_main", lambda *args: interrupts.append(args))
+
+    class Raising(freshtoken.Clock):
+        def now_ms(self):
+            return 0
+
+        async def sleep(self, ms):
+            raise raised()
+
+    future = asyncio.run_coroutine_threadsafe(GuardedClock(Raising()).sleep(5), freshtoken.event_loop())
+    with pytest.raises(HostError.Failed):
+        future.result(30)
+    assert len(interrupts) == (1 if raised is KeyboardInterrupt else 0), "Ctrl-C goes on to the main thread"
+
+
+def test_a_clock_whose_sleep_raises_still_lets_retries_run(emu, capfd):
+    class Exiting(freshtoken.Clock):
+        def __init__(self):
+            self.sleeps = 0
+
+        def now_ms(self):
+            return int(time.time() * 1000)
+
+        async def sleep(self, ms):
+            self.sleeps += 1
+            raise GeneratorExit
+
+    clock = Exiting()
+    client = freshtoken.Client(emu.token_endpoint, "test-client", client_secret="test-secret", clock=clock,
+                               retry={"max_attempts": 2, "initial_backoff_ms": 1, "max_backoff_ms": 1})
+    session, _ = seeded_sync(emu, client, TestStore())
+    emu.fault({"kind": "status", "status": 503, "grant": "refresh_token"})
+    assert isinstance(session.access_token(timeout=30), str)
+    assert clock.sleeps == 1 and emu.refresh_requests() == 2
+    assert capfd.readouterr().err == ""

@@ -38,6 +38,13 @@ pub trait Clock: MaybeSendSync {
     }
 }
 
+/// The end of year 9999 in Unix milliseconds. A host clock reading past it
+/// is a unit mistake (nanoseconds, microseconds) or a broken clock, not a
+/// time: the core then reads the system clock, as for a negative reading,
+/// so that no token is judged expired (or stored with an instant no record
+/// can hold) by it.
+pub(crate) const LATEST_PLAUSIBLE_MS: u64 = 253_402_300_799_999;
+
 /// The operating system's clock, with a runtime-free timer for sleeps.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Default, Clone, Copy)]

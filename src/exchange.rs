@@ -207,7 +207,11 @@ async fn send_with_retries(
                     });
                 }
                 Answer::Invalid { status, message } => {
-                    let processed = maybe_processed || (200..300).contains(&status);
+                    // A success the core cannot use, or an answer that is not
+                    // HTTP at all: the server may have acted on the request.
+                    let processed = maybe_processed
+                        || (200..300).contains(&status)
+                        || !crate::response::is_http_status(status.into());
                     let error = Error::invalid_response(Some(status), message);
                     return Err(CallFailure::new(error, processed));
                 }

@@ -130,11 +130,21 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
             status,
             message: "redirect from the token endpoint (not followed)".to_owned(),
         },
+        _ if !is_http_status(status.into()) => Answer::Invalid {
+            status,
+            message: "not an HTTP status".to_owned(),
+        },
         _ => Answer::Invalid {
             status,
             message: "unexpected HTTP status".to_owned(),
         },
     }
+}
+
+/// Whether `status` is an HTTP status (100–599). Anything else is an
+/// answer that was not understood, which the server may have acted on.
+pub fn is_http_status(status: i32) -> bool {
+    (100..=599).contains(&status)
 }
 
 /// The members of a token-endpoint answer (RFC 6749 §5.1 and §5.2), as

@@ -511,6 +511,50 @@ async fn http_messages_that_quote_the_request_show_no_secret() {
     }
 }
 
+/// HTTP from the host that sends the request for real, then reports the
+/// answer with a status that is not an HTTP status (as a client does whose
+/// answer was not understood).
+struct GarbledStatusHttp(freshtoken::NativeHttp, u16);
+
+#[async_trait]
+impl HttpClient for GarbledStatusHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let mut answer = self.0.send(request).await?;
+        answer.status = self.1;
+        Ok(answer)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_not_http_may_have_rotated_the_token() {
+    for status in [0, 99, 600, 65_535] {
+        let h = harness();
+        let http = GarbledStatusHttp(freshtoken::NativeHttp::new().unwrap(), status);
+        let client = TokenClient::new(h.client.config().clone(), Arc::new(http), h.clock.clone());
+        let family = h.emu.seed(CLIENT_ID, SCOPE);
+        let (session, store) = memory_session(&client, &family.refresh_token).await;
+        let error = session.access_token().await.unwrap_err();
+        assert_eq!(
+            error.code().as_str(),
+            "invalid_response",
+            "{status}: {error}"
+        );
+        assert!(error.to_string().contains("not an HTTP status"), "{error}");
+        assert_eq!(h.refresh_requests(), 1);
+        let stored = Record::decode(&store.get("u1").unwrap()).unwrap();
+        assert!(stored.in_doubt, "{status}: the server may have rotated");
+
+        // The server did rotate: the token it consumed now reads lost_rotation.
+        let again = h.client.session("u1", store.clone()).unwrap();
+        match again.access_token().await {
+            Err(Error::ReauthorizationRequired { reason, .. }) => {
+                assert_eq!(reason, ReauthReason::LostRotation, "{status}")
+            }
+            other => panic!("{status}: expected lost_rotation, got {other:?}"),
+        }
+    }
+}
+
 /// HTTP from the host that never answers, whatever its timeout says.
 struct SilentHttp;
 

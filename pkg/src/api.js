@@ -35,7 +35,15 @@ const notLive = (name) => new ConfigError({
   message: `invalid configuration \`this\`: not a live ${name} (free() was called, or it is another object)`,
 });
 
-/** The clock the core uses: the host's `now()` when given, else Date.now (see src/wasm/js_clock.rs). */
+/** The latest plausible reading: the end of year 9999 (src/clock.rs LATEST_PLAUSIBLE_MS). */
+const LATEST_PLAUSIBLE_MS = 253_402_300_799_999;
+
+/**
+ * The clock the core uses: the host's `now()` when it reads a plausible time
+ * (a number of ms after 1970 and before year 10000), else Date.now — the
+ * rule of src/wasm/js_clock.rs, so the mirror never judges freshness by a
+ * reading the core refused.
+ */
 function clockOf(options) {
   let now;
   try {
@@ -47,7 +55,7 @@ function clockOf(options) {
   return () => {
     try {
       const t = Reflect.apply(now, null, []);
-      return typeof t === 'number' ? t : Date.now();
+      return typeof t === 'number' && t > 0 && t <= LATEST_PLAUSIBLE_MS ? t : Date.now();
     } catch {
       return Date.now();
     }

@@ -159,8 +159,15 @@ impl crate::HttpClient for HttpAdapter {
         };
         // An oversize body passes through: the core judges it by the status.
         match self.0.send(request).await {
+            // Not an HTTP status (HttpURLConnection's -1 for an answer that
+            // was not HTTP): the request was sent and its answer is unknown.
+            Ok(response) if !crate::response::is_http_status(response.status) => {
+                Err(crate::HttpError::Interrupted(format!(
+                    "the HTTP client answered with status {}, which is not an HTTP status",
+                    response.status
+                )))
+            }
             Ok(response) => Ok(crate::HttpResponse {
-                // A status outside 0..=65535 reads as 0: no valid answer.
                 status: u16::try_from(response.status).unwrap_or(0),
                 headers: response
                     .headers
@@ -183,9 +190,10 @@ pub(crate) struct ClockAdapter(pub(crate) Arc<dyn Clock>);
 #[async_trait::async_trait]
 impl crate::Clock for ClockAdapter {
     fn now_ms(&self) -> u64 {
-        // A failing or negative host clock falls back to the system clock.
+        // A failing, negative or implausibly late host clock falls back to
+        // the system clock.
         match self.0.now_ms().map(u64::try_from) {
-            Ok(Ok(ms)) => ms,
+            Ok(Ok(ms)) if ms <= crate::clock::LATEST_PLAUSIBLE_MS => ms,
             _ => crate::Clock::now_ms(&crate::SystemClock),
         }
     }
@@ -211,3 +219,49 @@ impl crate::Clock for ClockAdapter {
 
 /// How long past its length a host clock's sleep may run.
 const HOST_SLEEP_GRACE_MS: u64 = 1_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host clock that reads `0` (or fails).
+    struct Reads(Result<i64, ()>);
+
+    #[async_trait::async_trait]
+    impl Clock for Reads {
+        fn now_ms(&self) -> Result<i64, HostError> {
+            self.0.map_err(|()| HostError::Failed {
+                detail: "broken".into(),
+            })
+        }
+        async fn sleep(&self, _ms: i64) -> Result<(), HostError> {
+            Ok(())
+        }
+    }
+
+    fn read(reading: Result<i64, ()>) -> u64 {
+        crate::Clock::now_ms(&ClockAdapter(Arc::new(Reads(reading))))
+    }
+
+    #[test]
+    fn a_plausible_host_reading_is_the_time() {
+        assert_eq!(read(Ok(1_796_138_933_282)), 1_796_138_933_282);
+        assert_eq!(
+            read(Ok(crate::clock::LATEST_PLAUSIBLE_MS as i64)),
+            crate::clock::LATEST_PLAUSIBLE_MS
+        );
+    }
+
+    #[test]
+    fn a_failing_negative_or_implausibly_late_reading_is_the_system_clock() {
+        let system = crate::Clock::now_ms(&crate::SystemClock);
+        let nanoseconds = i64::try_from(system).unwrap() * 1_000_000;
+        for reading in [Err(()), Ok(-1), Ok(i64::MAX), Ok(nanoseconds)] {
+            let now = read(reading);
+            assert!(
+                now >= system && now < system + 60_000,
+                "{reading:?} read as {now}"
+            );
+        }
+    }
+}

@@ -16,14 +16,16 @@ pub(crate) struct JsClock {
 
 #[async_trait(?Send)]
 impl Clock for JsClock {
+    /// The host's `now()` when it reads a plausible time (a finite number of
+    /// milliseconds after 1970 and before the year 10000), else `Date.now()`
+    /// — the rule of every binding's clock, and of the package's mirror.
     fn now_ms(&self) -> u64 {
-        let now = match &self.now {
-            Some(f) => host::call(f, &JsValue::NULL, &[])
-                .ok()
-                .and_then(|v| v.as_f64())
-                .unwrap_or_else(js_sys::Date::now),
-            None => js_sys::Date::now(),
-        };
+        let latest = crate::clock::LATEST_PLAUSIBLE_MS as f64;
+        let host = self.now.as_ref().and_then(|f| {
+            let now = host::call(f, &JsValue::NULL, &[]).ok()?.as_f64()?;
+            (now > 0.0 && now <= latest).then_some(now)
+        });
+        let now = host.unwrap_or_else(js_sys::Date::now);
         if now.is_finite() && now > 0.0 {
             now as u64
         } else {

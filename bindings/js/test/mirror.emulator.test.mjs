@@ -156,4 +156,29 @@ describe('the mirror of cached tokens', () => {
     const again = await session.accessToken();
     same(again, tokens[0], 'and it is served afterwards');
   });
+
+  test('a clock reading that is not a plausible time is replaced by Date.now, in the mirror as in the core', async () => {
+    // Seeded and mirrored 2,000 s ago on the fake clock: stale by real time.
+    const time = { ms: Date.now() - 2_000_000 };
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT, now: () => time.ms });
+    const store = new MemoryStore();
+    const family = await emu.seed();
+    const session = client.session('u1', store);
+    await session.seed({ refreshToken: family.refresh_token, accessToken: 'at-seeded', expiresIn: 900 });
+    same(await session.accessToken(), 'at-seeded', 'first read');
+    same(await session.accessToken(), 'at-seeded', 'second read: mirrored');
+
+    // A negative reading must not keep the mirrored token fresh forever.
+    time.ms = -1;
+    differ(await session.accessToken(), 'at-seeded', 'stale by Date.now: refreshed');
+    assert.equal(await emu.refreshRequests(), 1);
+
+    // Nanoseconds by mistake: the core reads Date.now, so instants stay real.
+    time.ms = Date.now() * 1e6;
+    const before = Date.now();
+    await session.seed({ refreshToken: 'rt-later', accessToken: 'at-later', expiresIn: 900 });
+    const { accessExpiresAt: accessExpiresAtMs, refreshExpiresAt: refreshExpiresAtMs } = await session.status();
+    assert.ok(accessExpiresAtMs >= before + 900_000 && accessExpiresAtMs <= Date.now() + 900_000, `${accessExpiresAtMs} vs ${before}`);
+    assert.ok(refreshExpiresAtMs < Date.now() + 400 * 86_400_000, String(refreshExpiresAtMs));
+  });
 });

@@ -7,21 +7,42 @@
 //! running to its end, and sends no refresh and replaces no record of that
 //! key until it has ended: every newer refresh token is saved after it.
 //!
+//! Not forever: a save that has not ended [`HORIZON_FACTOR`] store deadlines
+//! after it was abandoned (a minute by default) is given up for good — it is
+//! dropped, which cancels it where the host can cancel — so that a store
+//! call that never returns leaves no session stuck. A write that lands even
+//! later can still replace a newer record; a store whose writes can land
+//! that late should do compare-and-swap (`save_versioned`), which makes
+//! every late write harmless.
+//!
 //! Kept per client, by key, outside the session state: rare, so no session
 //! pays for it, and it outlives the eviction of its session's state.
 
 use crate::maybe_send::BoxFuture;
 use crate::spawn::Spawn;
-use futures_util::future::{FutureExt, Shared};
+use futures_util::future::{AbortHandle, Abortable, FutureExt, Shared};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// An abandoned save, resolving when the host's call ends (whatever its result).
 pub(crate) type SaveEnd = Shared<BoxFuture<'static, ()>>;
 
-/// The abandoned saves of one client's sessions, by key.
+/// How many store deadlines an abandoned save is waited for, from when it
+/// was abandoned, before it is given up for good.
+pub(crate) const HORIZON_FACTOR: u64 = 12;
+
+/// The abandoned saves of one client's sessions, by key, with when each
+/// was abandoned (ms on the client's clock).
 #[derive(Default)]
-pub(crate) struct AbandonedSaves(Mutex<HashMap<Arc<str>, SaveEnd>>);
+pub(crate) struct AbandonedSaves(Mutex<HashMap<Arc<str>, Kept>>);
+
+/// One abandoned save: its end, when it was abandoned, and the handle that
+/// stops the task driving it (with a spawner).
+struct Kept {
+    end: SaveEnd,
+    abandoned_at_ms: u64,
+    driver: Option<AbortHandle>,
+}
 
 impl AbandonedSaves {
     /// Keeps `call`, a save of `key` its deadline gave up on, running to its
@@ -31,35 +52,130 @@ impl AbandonedSaves {
         key: Arc<str>,
         call: BoxFuture<'static, ()>,
         spawn: Option<&Arc<dyn Spawn>>,
+        now_ms: u64,
     ) {
         let end = call.shared();
-        if let Some(spawn) = spawn {
-            spawn.spawn(Box::pin(end.clone()));
-        }
-        self.lock().insert(key, end);
+        let driver = spawn.map(|spawn| {
+            let (driver, registration) = AbortHandle::new_pair();
+            spawn.spawn(Box::pin(
+                Abortable::new(end.clone(), registration).map(drop),
+            ));
+            driver
+        });
+        let kept = Kept {
+            end,
+            abandoned_at_ms: now_ms,
+            driver,
+        };
+        self.lock().insert(key, kept);
     }
 
-    /// The abandoned save of `key` still to wait for, if any; forgets one
-    /// that has ended.
-    pub(crate) fn pending(&self, key: &str) -> Option<SaveEnd> {
+    /// The abandoned save of `key` still to wait for, if any. Forgets one
+    /// that has ended, and gives up one abandoned `horizon_ms` or more
+    /// before `now_ms` (dropping it: see the module's notes).
+    pub(crate) fn pending(&self, key: &str, now_ms: u64, horizon_ms: u64) -> Option<SaveEnd> {
         let mut saves = self.lock();
-        let end = saves.get(key)?;
-        if end.peek().is_some() {
+        let kept = saves.get(key)?;
+        if kept.end.peek().is_some() {
             saves.remove(key);
             return None;
         }
-        Some(end.clone())
+        if now_ms >= kept.abandoned_at_ms.saturating_add(horizon_ms) {
+            log::warn!("freshtoken: a save abandoned {horizon_ms} ms ago never ended; given up");
+            if let Some(driver) = saves.remove(key).and_then(|kept| kept.driver) {
+                driver.abort();
+            }
+            return None;
+        }
+        Some(kept.end.clone())
     }
 
     /// Forgets `end` (it has ended), unless a newer abandoned save replaced it.
     pub(crate) fn ended(&self, key: &str, end: &SaveEnd) {
         let mut saves = self.lock();
-        if saves.get(key).is_some_and(|e| e.ptr_eq(end)) {
+        if saves.get(key).is_some_and(|kept| kept.end.ptr_eq(end)) {
             saves.remove(key);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, SaveEnd>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Kept>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Sets its flag when dropped (the host's call was given up).
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A save that never ends, and the flag its dropping sets.
+    fn never_ending() -> (BoxFuture<'static, ()>, Arc<AtomicBool>) {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(dropped.clone());
+        let call = Box::pin(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await
+        });
+        (call, dropped)
+    }
+
+    #[test]
+    fn an_abandoned_save_is_waited_for_until_the_horizon_then_dropped() {
+        let saves = AbandonedSaves::default();
+        let (call, dropped) = never_ending();
+        saves.keep(Arc::from("u1"), call, None, 1_000);
+        assert!(saves.pending("u2", 1_000, 60_000).is_none(), "per key");
+        let end = saves.pending("u1", 60_999, 60_000).expect("still running");
+        drop(end);
+        assert!(!dropped.load(Ordering::SeqCst));
+        assert!(saves.pending("u1", 61_000, 60_000).is_none(), "given up");
+        assert!(dropped.load(Ordering::SeqCst), "and dropped (cancelled)");
+        assert!(
+            saves.pending("u1", 61_000, 60_000).is_none(),
+            "and forgotten"
+        );
+    }
+
+    /// Keeps the tasks it is given, for the test to poll.
+    #[derive(Default)]
+    struct Tasks(Mutex<Vec<BoxFuture<'static, ()>>>);
+
+    impl Spawn for Tasks {
+        fn spawn(&self, task: BoxFuture<'static, ()>) {
+            self.0.lock().unwrap().push(task);
+        }
+    }
+
+    #[test]
+    fn giving_up_stops_the_task_that_drives_the_save() {
+        let saves = AbandonedSaves::default();
+        let tasks = Arc::new(Tasks::default());
+        let spawn: Arc<dyn Spawn> = tasks.clone();
+        let (call, dropped) = never_ending();
+        saves.keep(Arc::from("u1"), call, Some(&spawn), 0);
+        let mut task = tasks.0.lock().unwrap().pop().expect("spawned");
+        assert!((&mut task).now_or_never().is_none(), "drives the save");
+        assert!(saves.pending("u1", 60_000, 60_000).is_none(), "given up");
+        assert!(task.now_or_never().is_some(), "the driving task ends");
+        assert!(dropped.load(Ordering::SeqCst), "and the save is dropped");
+    }
+
+    #[test]
+    fn an_ended_save_is_forgotten() {
+        let saves = AbandonedSaves::default();
+        saves.keep(Arc::from("u1"), Box::pin(async {}), None, 0);
+        let end = saves.pending("u1", 0, 60_000).expect("not polled yet");
+        futures_util::FutureExt::now_or_never(end.clone()).expect("ends at once");
+        assert!(saves.pending("u1", 0, 60_000).is_none());
+        saves.ended("u1", &end);
     }
 }

@@ -43,6 +43,7 @@ pub trait Clock: MaybeSendSync {
 /// time: the core then reads the system clock, as for a negative reading,
 /// so that no token is judged expired (or stored with an instant no record
 /// can hold) by it.
+#[cfg_attr(not(any(feature = "ffi", target_arch = "wasm32")), allow(dead_code))]
 pub(crate) const LATEST_PLAUSIBLE_MS: u64 = 253_402_300_799_999;
 
 /// The operating system's clock, with a runtime-free timer for sleeps.

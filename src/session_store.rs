@@ -43,7 +43,10 @@ impl Attached {
             Err(abandoned) => {
                 let end = Box::pin(call.map(drop));
                 let spawn = self.ctx.spawn.as_ref();
-                self.ctx.abandoned_saves.keep(self.key.clone(), end, spawn);
+                let now = self.ctx.clock.now_ms();
+                self.ctx
+                    .abandoned_saves
+                    .keep(self.key.clone(), end, spawn, now);
                 Err(self.abandoned("save", abandoned))
             }
         }
@@ -54,10 +57,12 @@ impl Attached {
     /// the store (a refresh, a seed, a code exchange): it fails, with
     /// nothing sent or replaced, while the host may still write over it.
     pub(crate) async fn abandoned_save_ended(&self) -> Result<(), Error> {
-        let Some(end) = self.ctx.abandoned_saves.pending(&self.key) else {
+        let ms = self.ctx.config.store_timeout_ms;
+        let horizon = ms.saturating_mul(crate::abandoned_saves::HORIZON_FACTOR);
+        let now = self.ctx.clock.now_ms();
+        let Some(end) = self.ctx.abandoned_saves.pending(&self.key, now, horizon) else {
             return Ok(());
         };
-        let ms = self.ctx.config.store_timeout_ms;
         match within(self.ctx.clock.as_ref(), ms, end.clone()).await {
             Ok(()) => {
                 self.ctx.abandoned_saves.ended(&self.key, &end);
@@ -66,7 +71,8 @@ impl Attached {
             Err(_) => Err(Error::storage(format!(
                 "an earlier save of this session, abandoned at its deadline, has not ended \
                  within {ms} ms (store_timeout_ms); no new token is requested or saved until it \
-                 has, so that its late write cannot replace a newer refresh token"
+                 has (or is given up, {horizon} ms after it was abandoned), so that its late \
+                 write cannot replace a newer refresh token"
             ))),
         }
     }

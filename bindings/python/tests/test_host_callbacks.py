@@ -121,7 +121,7 @@ class StallingStore(TestStore):
 @pytest.mark.parametrize("stalled", ["marker", "rotated"])
 def test_a_save_that_never_returns_is_storage_within_the_deadline_and_the_session_goes_on(emu, stalled):
     async def checked():
-        client, _ = make_client(emu, store_timeout_ms=300)
+        client, clock = make_client(emu, store_timeout_ms=300)
         store = StallingStore()
         session, family = await seeded(emu, client, store)
         if stalled == "marker":
@@ -138,10 +138,25 @@ def test_a_save_that_never_returns_is_storage_within_the_deadline_and_the_sessio
         else:
             raise AssertionError("a save that never returns must fail the call")
         assert elapsed >= 0.3, f"failed after {elapsed:.2f} s, before the deadline"
-        assert await asyncio.to_thread(store.abandoned.wait_blocking), "the stalled save was cancelled"
+        # The stalled save is kept, not cancelled: were it a write still under
+        # way, it could land later over a newer refresh token.
+        assert not store.abandoned.is_set(), "the stalled save is kept running"
         # A stalled marker save lets nothing be sent; a stalled rotated save
         # comes after the one request, whose answer is kept in memory.
         assert emu.refresh_requests() == (0 if stalled == "marker" else 1)
+
+        if stalled == "marker":
+            # A refresh would make a newer refresh token: it waits for the
+            # stalled save (within the deadline) and sends nothing ...
+            try:
+                await asyncio.wait_for(session.access_token(), 30)
+            except FreshTokenError.Storage as err:
+                assert "abandoned at its deadline" in str(err), str(err)
+            else:
+                raise AssertionError("no refresh while the stalled save may still land")
+            assert emu.refresh_requests() == 0
+            # ... until the save is given up, 12 store deadlines after it was abandoned.
+            clock.advance(12 * 300)
 
         # Not stuck: the next call (same handle, or a new one) works, sending the
         # consumed refresh token never again.
@@ -151,6 +166,8 @@ def test_a_save_that_never_returns_is_storage_within_the_deadline_and_the_sessio
         assert emu.refresh_requests() == 1, "the consumed refresh token was never sent again"
         assert emu.counters()["reuse_detected"] == 0
         assert emu.refresh_token_state(store.record("u1")["refresh_token"]) == "active"
+        if stalled == "marker":
+            assert await asyncio.to_thread(store.abandoned.wait_blocking), "given up: cancelled"
 
     asyncio.run(checked())
 

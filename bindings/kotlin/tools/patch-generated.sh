@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Four changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Five changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -46,13 +46,42 @@
 #    before the vtable that holds it is first written to native memory;
 #    JNA detaches the thread when it ends (its thread-local destructor).
 #
+# 5. What a host callback hands back, or leaves behind, always reaches Rust
+#    properly (the async helpers, and the interrupt flag in the sync one).
+#    - The conversion of an async callback's result for Rust (`handleSuccess`:
+#      lowering the value, writing the struct) ran outside the `try`: a
+#      value the converter cannot lower (a null HttpResponse or CasResult
+#      from Java code, a null element in a headers list) threw there, so
+#      neither success nor error reached Rust; the call waited out its
+#      whole deadline (a misleading "did not answer within" or Timeout) and
+#      the exception went to the uncaught-exception handler. Now a failure
+#      before the JNA call into Rust is reported as the callback's failure
+#      (Storage for a store; Network that may have been sent for HTTP, since
+#      the host's send ran). Each of the 8 success lambdas wraps its JNA
+#      call in `uniffiSuccessCallback`, so a failure of that call itself
+#      (Rust may hold its answer) is never answered a second time.
+#    - The failure's text was `e.toString()`, unguarded: an exception whose
+#      toString() throws escaped the same way. Now it falls back to the
+#      class name; a HostException whose lowering fails is reported as an
+#      unexpected error instead.
+#    - A callback that sets its thread's interrupt flag (Java's idiom:
+#      `Thread.currentThread().interrupt(); throw …`) left a shared
+#      Dispatchers.Default worker interrupted until it next idled; a later
+#      FileChannel on it (FileTokenStore) failed with
+#      ClosedByInterruptException. The async helpers clear the flag when
+#      the callback ends (their coroutine runs on Dispatchers.Default,
+#      never a caller's thread); the sync one (Clock.nowMs, supportsLease,
+#      …, which run on the thread that polls the core, possibly the
+#      caller's own) clears it only on a DefaultDispatcher worker whose
+#      flag was clear before the callback.
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
 fail() { echo "[patch-generated] $* in $file (uniffi's output changed: review the patch)" >&2; exit 1; }
 
 if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file" \
-  && grep -qF 'freshtoken: the event listener' "$file"; then
+  && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file"; then
   exit 0 # already patched
 fi
 
@@ -122,5 +151,161 @@ text = text.replace(vtable, """    // freshtoken: the event listener's thread is
     }
 
 """ + vtable)
+# 5: results, failures and interrupt flags of host callbacks (on the text as patched by 1).
+CATCH = "catch(e: kotlin.Throwable) { // freshtoken: catches Throwable (bindings/kotlin/tools/patch-generated.sh)"
+MARK = "// freshtoken: host results reach Rust (bindings/kotlin/tools/patch-generated.sh, change 5)"
+async_plain = """        val callResult = try {
+            makeCall()
+        } CATCH
+            handleError(
+                UniffiRustCallStatus.create(
+                    UNIFFI_CALL_UNEXPECTED_ERROR,
+                    FfiConverterString.lower(e.toString()),
+                )
+            )
+            return@coroutineBlock
+        }
+        handleSuccess(callResult)
+""".replace("CATCH", CATCH)
+async_plain_new = """        MARK
+        val callResult = try {
+            try { makeCall() } finally { uniffiHostCallbackEnded() }
+        } CATCH
+            handleError(uniffiUnexpectedCallbackError(e, null))
+            return@coroutineBlock
+        }
+        uniffiSUCCESS
+""".replace("CATCH", CATCH).replace("MARK", MARK)
+async_error = """        val callResult = try {
+            makeCall()
+        } CATCH
+            if (e is E) {
+                handleError(
+                    UniffiRustCallStatus.create(
+                        UNIFFI_CALL_ERROR,
+                        lowerError(e),
+                    )
+                )
+            } else {
+                handleError(
+                    UniffiRustCallStatus.create(
+                        UNIFFI_CALL_UNEXPECTED_ERROR,
+                        FfiConverterString.lower(e.toString()),
+                    )
+                )
+            }
+            return@coroutineBlock
+        }
+        handleSuccess(callResult)
+""".replace("CATCH", CATCH)
+async_error_new = """        MARK
+        val callResult = try {
+            try { makeCall() } finally { uniffiHostCallbackEnded() }
+        } CATCH
+            val status = if (e is E) {
+                try {
+                    UniffiRustCallStatus.create(UNIFFI_CALL_ERROR, lowerError(e))
+                } catch(_: kotlin.Throwable) {
+                    uniffiUnexpectedCallbackError(e, null)
+                }
+            } else {
+                uniffiUnexpectedCallbackError(e, null)
+            }
+            handleError(status)
+            return@coroutineBlock
+        }
+        uniffiSUCCESS
+""".replace("CATCH", CATCH).replace("MARK", MARK)
+success = """try {
+            handleSuccess(callResult)
+        } catch(e: UniffiSuccessCallbackFailed) {
+            // The JNA call into Rust failed: Rust may hold its answer, so it gets no second one.
+            throw e.cause ?: e
+        } catch(e: kotlin.Throwable) {
+            // Converting the host's result for Rust failed (a null from Java code, a null
+            // element in a list, ...): nothing reached Rust yet, so it gets this failure.
+            handleError(uniffiUnexpectedCallbackError(e, "the host's result cannot be passed to freshtoken"))
+        }
+"""
+async_plain_new = async_plain_new.replace("uniffiSUCCESS\n", success)
+async_error_new = async_error_new.replace("uniffiSUCCESS\n", success)
+sync_error = """    try {
+        writeReturn(makeCall())
+    } CATCH
+        if (e is E) {
+            callStatus.code = UNIFFI_CALL_ERROR
+            callStatus.error_buf = lowerError(e)
+        } else {
+""".replace("CATCH", CATCH)
+sync_error_new = """    MARK
+    val uniffiClearsInterrupt = uniffiMayClearInterrupt()
+    try {
+        try { writeReturn(makeCall()) } finally { if (uniffiClearsInterrupt) Thread.interrupted() }
+    } CATCH
+        val lowered = if (e is E) {
+            try { lowerError(e) } catch(_: kotlin.Throwable) { null }
+        } else {
+            null
+        }
+        if (lowered != null) {
+            callStatus.code = UNIFFI_CALL_ERROR
+            callStatus.error_buf = lowered
+        } else {
+""".replace("CATCH", CATCH).replace("MARK", MARK)
+helpers_anchor = "internal inline fun<T> uniffiTraitInterfaceCallAsync(\n"
+helpers = """// freshtoken: helpers of the host-callback wrappers (bindings/kotlin/tools/patch-generated.sh, change 5).
+
+/** A host callback's failure as uniffi's unexpected-error status; describing it never throws. */
+internal fun uniffiUnexpectedCallbackError(e: Throwable, context: String?): UniffiRustCallStatus.ByValue {
+    val described = try { e.toString() } catch(_: Throwable) { e.javaClass.name }
+    val text = if (context == null) described else "$context ($described)"
+    return UniffiRustCallStatus.create(UNIFFI_CALL_UNEXPECTED_ERROR, FfiConverterString.lower(text))
+}
+
+/** An async callback's JNA call into Rust (its success) failed; Rust may already hold the answer. */
+internal class UniffiSuccessCallbackFailed(cause: Throwable) : RuntimeException(cause)
+
+/** Runs a success lambda's JNA call into Rust, marking what it throws as [UniffiSuccessCallbackFailed]. */
+internal inline fun uniffiSuccessCallback(call: () -> Unit) {
+    try {
+        call()
+    } catch(e: Throwable) {
+        throw UniffiSuccessCallbackFailed(e)
+    }
+}
+
+/**
+ * An async host callback ended (returned or threw) on this thread, a
+ * Dispatchers.Default worker: clears an interrupt flag it may have left, so
+ * that the next task on the worker (a FileChannel write, say) is not interrupted.
+ */
+internal fun uniffiHostCallbackEnded() {
+    Thread.interrupted()
+}
+
+/**
+ * Whether a sync host callback about to run here may have its interrupt
+ * flag cleared afterwards: only on a shared DefaultDispatcher worker that
+ * is not interrupted now (a caller's own thread, and an interrupt that was
+ * there before, are left alone).
+ */
+internal fun uniffiMayClearInterrupt(): Boolean {
+    val thread = Thread.currentThread()
+    return thread.name.startsWith("DefaultDispatcher-worker-") && !thread.isInterrupted
+}
+
+"""
+success_call = "uniffiFutureCallback.callback(uniffiCallbackData, uniffiResult)"
+for old, new, n in [
+    (async_plain, async_plain_new, 1),
+    (async_error, async_error_new, 1),
+    (sync_error, sync_error_new, 1),
+    (helpers_anchor, helpers + helpers_anchor, 1),
+    (success_call, "uniffiSuccessCallback { " + success_call + " }", 8),
+]:
+    if text.count(old) != n:
+        sys.stderr.write(f"[patch-generated] change 5: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
+        sys.exit(1)
+    text = text.replace(old, new)
 open(path, "w", encoding="utf-8").write(text)
 PY

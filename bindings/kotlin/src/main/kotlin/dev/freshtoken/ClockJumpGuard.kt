@@ -47,6 +47,11 @@ internal object ClockJumpGuard {
         }
     }
 
+    /** Stops watching [mirror] (its client closed). */
+    fun unwatch(mirror: TokenMirror) {
+        mirrors.remove(mirror)
+    }
+
     /** Drops every watched mirror's tokens. */
     fun clearAll() {
         val all = synchronized(mirrors) { mirrors.toList() }

@@ -58,18 +58,27 @@ class TokenClient private constructor(
 
     /** This client's name as a fleet lease owner. */
     @Throws(FreshTokenException::class)
-    fun leaseOwner(): String = ffiCall { ffi.leaseOwner() }
+    fun leaseOwner(): String {
+        checkOpen()
+        return ffiCall { ffi.leaseOwner() }
+    }
 
     /** How many session states the core holds in memory. */
     @Throws(FreshTokenException::class)
-    fun sessionCount(): Long = ffiCall { ffi.sessionCount().toLong() }
+    fun sessionCount(): Long {
+        checkOpen()
+        return ffiCall { ffi.sessionCount().toLong() }
+    }
 
     /** A fresh client-credentials token for [scopes]. */
     @Throws(FreshTokenException::class)
-    suspend fun clientToken(scopes: List<String>): String = ffiCall { ffi.clientToken(scopes) }
+    suspend fun clientToken(scopes: List<String>): String {
+        checkOpen()
+        return ffiCall { ffi.clientToken(scopes) }
+    }
 
     /** [clientToken], blocking the calling thread (for Java and synchronous code). */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun clientTokenBlocking(scopes: List<String>): String = blocking { clientToken(scopes) }
 
     /** [clientToken] as a [CompletableFuture] (for Java). */
@@ -80,10 +89,13 @@ class TokenClient private constructor(
      * 7009) and forgets it; the next [clientToken] fetches a new one.
      */
     @Throws(FreshTokenException::class)
-    suspend fun revokeClientTokens(): Unit = ffiCall { ffi.revokeClientTokens() }
+    suspend fun revokeClientTokens() {
+        checkOpen()
+        ffiCall { ffi.revokeClientTokens() }
+    }
 
     /** [revokeClientTokens], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun revokeClientTokensBlocking(): Unit = blocking { revokeClientTokens() }
 
     /** [revokeClientTokens] as a [CompletableFuture]. */
@@ -102,16 +114,22 @@ class TokenClient private constructor(
 
     /** The client-token cache. */
     @Throws(FreshTokenException::class)
-    fun clientTokens(): ClientTokens = ClientTokens(ffiCall { ffi.clientTokens() })
+    fun clientTokens(): ClientTokens {
+        checkOpen()
+        return ClientTokens(ffiCall { ffi.clientTokens() })
+    }
 
     /** The authorize URL (PKCE S256, state, nonce, `offline_access`). */
     @Throws(FreshTokenException::class)
-    fun authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest =
-        ffiCall { ffi.authorizationUrl(options) }
+    fun authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest {
+        checkOpen()
+        return ffiCall { ffi.authorizationUrl(options) }
+    }
 
     /** Exchanges an authorization code, stores the first record under [key], and returns the session. */
     @Throws(FreshTokenException::class)
     suspend fun exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession {
+        checkOpen()
         mirror.drop(key)
         val native = ffiCall { ffi.exchangeCode(options, key, store) }
         remember(key, store, native)
@@ -119,7 +137,7 @@ class TokenClient private constructor(
     }
 
     /** [exchangeCode], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun exchangeCodeBlocking(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession =
         blocking { exchangeCode(options, key, store) }
 
@@ -127,10 +145,15 @@ class TokenClient private constructor(
     fun exchangeCodeAsync(options: ExchangeCodeOptions, key: String, store: TokenStore): CompletableFuture<UserSession> =
         future { exchangeCode(options, key, store) }
 
-    /** Frees the native client; later calls throw [IllegalStateException]. */
+    /**
+     * Frees the native client; later calls (on this client and on every
+     * session handle of it) throw [IllegalStateException]. A call already in
+     * flight may still return its token, but nothing is mirrored any more and
+     * the mirror's expiry timers are cancelled.
+     */
     override fun close() {
         closed = true
-        mirror.clear()
+        mirror.close()
         natives.clear()
         ffi.close()
     }
@@ -210,15 +233,20 @@ class TokenClient private constructor(
         return token
     }
 
-    /** Now in ms on this client's clock (the host clock if given, else the system's), as the core reads it. */
+    /**
+     * Now in ms on this client's clock, exactly as the core reads it: the
+     * host clock if given, else the system's; a host clock that throws or
+     * reads negative is replaced by the system clock (the core's rule, in
+     * `ClockAdapter::now_ms`), so the mirror judges freshness on the same time.
+     */
     internal fun nowMs(): Long {
         val c = clock ?: return System.currentTimeMillis()
-        // The core falls back to the system clock when the host's throws; so does the mirror.
-        return try {
-            c.nowMs().toLong()
+        val ms = try {
+            c.nowMs()
         } catch (_: Throwable) {
-            System.currentTimeMillis()
+            return System.currentTimeMillis()
         }
+        return if (ms >= 0) ms else System.currentTimeMillis()
     }
 
     internal fun checkOpen() {
@@ -261,7 +289,7 @@ class TokenClient private constructor(
         /** [discover], blocking the calling thread (for Java and synchronous code). */
         @JvmStatic
         @JvmOverloads
-        @Throws(FreshTokenException::class)
+        @Throws(FreshTokenException::class, InterruptedException::class)
         fun discoverBlocking(
             issuer: String,
             options: TokenClientOptions,
@@ -314,7 +342,7 @@ class ClientTokens internal constructor(private val ffi: FfiClientTokens) : Auto
     suspend fun token(scopes: List<String>): String = ffiCall { ffi.token(scopes) }
 
     /** [token], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun tokenBlocking(scopes: List<String>): String = blocking { token(scopes) }
 
     /** [token] as a [CompletableFuture]. */

@@ -28,7 +28,9 @@ import java.util.concurrent.atomic.AtomicLongArray
  *
  * A call that may replace a token ([drop]) bumps the key's epoch; a refill
  * taken under an older epoch is discarded, so a slow reader never puts back
- * a token that a concurrent refresh or tokenRejected has replaced.
+ * a token that a concurrent refresh or tokenRejected has replaced. [close]
+ * (the client's) bumps every epoch and refuses every later refill: a call
+ * still in flight then never mirrors its token.
  */
 internal class TokenMirror(private val capacity: Int, private val hostNowMs: (() -> Long)?) {
     /** A mirrored token with its fresh-until, on a host clock. */
@@ -49,6 +51,9 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
     /** key -> its entry's expiry timer (system clock only). */
     private val expiries = ConcurrentHashMap<String, Expiry>()
     private val epochs = AtomicLongArray(STRIPES)
+
+    /** Set by [close]: nothing is mirrored any more. */
+    @Volatile private var closed = false
 
     init {
         if (hostNowMs == null) ClockJumpGuard.watch(this, expiryTimer)
@@ -76,7 +81,7 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
     /** Mirrors [token] until [freshUntilMs], unless a [drop] happened since [epoch] was read. */
     fun fill(key: String, epoch: Long, token: String, freshUntilMs: Long) {
         val stripe = stripe(key)
-        if (epochs.get(stripe) != epoch) return
+        if (closed || epochs.get(stripe) != epoch) return
         val value: Any
         if (hostNowMs == null) {
             val delay = freshUntilMs - System.currentTimeMillis()
@@ -94,8 +99,8 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
             entries.keys.firstOrNull()?.let { remove(it) }
         }
         entries[key] = value
-        // A drop between the check and the put: take the refill back.
-        if (epochs.get(stripe) != epoch) remove(key)
+        // A drop or close between the check and the put: take the refill back.
+        if (closed || epochs.get(stripe) != epoch) remove(key)
     }
 
     private fun remove(key: String) {
@@ -103,11 +108,30 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
         expiries.remove(key)?.future?.cancel(false)
     }
 
+    /** Forgets every token (a clock jump); refills go on as before. */
     fun clear() {
         for (key in entries.keys) remove(key)
     }
 
+    /**
+     * Forgets every token and cancels every expiry timer, for good: a refill
+     * started before (a call in flight when its client closed) is discarded,
+     * and so is every later one.
+     */
+    fun close() {
+        closed = true
+        for (stripe in 0 until STRIPES) epochs.incrementAndGet(stripe)
+        ClockJumpGuard.unwatch(this)
+        clear()
+        // A fill between its timer and its entry: its own re-check removes
+        // the entry; its timer is cancelled here.
+        for (key in expiries.keys) expiries.remove(key)?.future?.cancel(false)
+    }
+
     val size: Int get() = entries.size
+
+    /** How many expiry timers are pending (tests). */
+    val timerCount: Int get() = expiries.size
 
     private fun stripe(key: String) = key.hashCode() and (STRIPES - 1)
 

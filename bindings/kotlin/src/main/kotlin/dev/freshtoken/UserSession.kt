@@ -40,8 +40,13 @@ class UserSession internal constructor(
     // (inline: a caller's coroutine pays for a suspension point only when the
     // mirror misses, not on the fresh path)
 
-    /** [accessToken], blocking the calling thread (for Java and synchronous code); the fresh path never blocks. */
-    @Throws(FreshTokenException::class)
+    /**
+     * [accessToken], blocking the calling thread (for Java and synchronous
+     * code); the fresh path never blocks. Like every `…Blocking` method, it
+     * throws [InterruptedException] when the thread is interrupted while it
+     * waits (or was already, on a miss); the refresh goes on and is saved.
+     */
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun accessTokenBlocking(): String = mirroredToken() ?: blocking { client.accessTokenFromCore(key, store) }
 
     /** [accessToken] as a [CompletableFuture] (for Java); already complete on the fresh path. */
@@ -70,7 +75,7 @@ class UserSession internal constructor(
     suspend fun tokens(): TokenInfo = mirrored { TokenInfo(it.tokens()) }
 
     /** [tokens], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun tokensBlocking(): TokenInfo = blocking { tokens() }
 
     /** [tokens] as a [CompletableFuture]. */
@@ -81,7 +86,7 @@ class UserSession internal constructor(
     suspend fun refresh(): TokenInfo = mirrored { TokenInfo(it.refresh()) }
 
     /** [refresh], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun refreshBlocking(): TokenInfo = blocking { refresh() }
 
     /** [refresh] as a [CompletableFuture]. */
@@ -92,7 +97,7 @@ class UserSession internal constructor(
     suspend fun tokenRejected(token: String): TokenInfo = mirrored { TokenInfo(it.tokenRejected(token)) }
 
     /** [tokenRejected], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun tokenRejectedBlocking(token: String): TokenInfo = blocking { tokenRejected(token) }
 
     /** [tokenRejected] as a [CompletableFuture]. */
@@ -103,7 +108,7 @@ class UserSession internal constructor(
     suspend fun seed(seed: SeedOptions): Unit = mirrored { it.seed(seed) }
 
     /** [seed], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun seedBlocking(seed: SeedOptions): Unit = blocking { seed(seed) }
 
     /** [seed] as a [CompletableFuture]. */
@@ -130,7 +135,7 @@ class UserSession internal constructor(
     }
 
     /** [revoke], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun revokeBlocking(): Unit = blocking { revoke() }
 
     /** [revoke] as a [CompletableFuture]. */
@@ -141,7 +146,7 @@ class UserSession internal constructor(
     suspend fun status(): SessionStatus = mirrored { SessionStatus(it.status()) }
 
     /** [status], blocking the calling thread. */
-    @Throws(FreshTokenException::class)
+    @Throws(FreshTokenException::class, InterruptedException::class)
     fun statusBlocking(): SessionStatus = blocking { status() }
 
     /** [status] as a [CompletableFuture]. */

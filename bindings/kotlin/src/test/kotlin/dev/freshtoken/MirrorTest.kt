@@ -7,6 +7,9 @@ import dev.freshtoken.support.blocking
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.withContext
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
@@ -142,6 +145,58 @@ class MirrorTest {
             session.accessToken()
             fail("a closed client served a token")
         } catch (_: IllegalStateException) {
+        }
+    }
+
+    @Test fun `a host clock that goes negative is replaced by the system clock, as in the core`() = blocking {
+        // The fake clock starts ten days back: the seeded token is fresh on
+        // it, and long stale on the system clock.
+        clock.set(System.currentTimeMillis() - 10 * 86_400_000L)
+        val session = seeded("u1", "at-seeded")
+        same(session.accessToken(), "at-seeded", "fresh on the host clock")
+        assertEquals(0L, emu.refreshRequests())
+
+        // A negative reading: the core falls back to the system clock, on
+        // which the token is stale; so must the mirror.
+        clock.set(-1)
+        val renewed = session.accessToken()
+        differ(renewed, "at-seeded", "stale on the system clock: the core refreshed")
+        assertEquals(1L, emu.refreshRequests())
+        same(session.accessToken(), renewed, "the renewed token, fresh on the system clock")
+        assertEquals(1L, emu.refreshRequests())
+    }
+
+    @Test fun `close during a refresh in flight leaves nothing mirrored and every call throws`() = blocking {
+        // The system clock: the mirror also keeps an expiry timer per token.
+        val client = TokenClient(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+        )
+        val rt = emu.seed()["refresh_token"] as String
+        val session = client.session("u1", store)
+        session.seed(SeedOptions(refreshToken = rt))
+        emu.hold()
+        val inFlight = async(Dispatchers.Default) { runCatching { client.session("u1", store).accessToken() } }
+        withContext(Dispatchers.IO) { emu.waitHeld(1) }
+        client.close()
+        withContext(Dispatchers.IO) { emu.releaseHeld() }
+        inFlight.await() // a token or an error: it was already in flight
+
+        assertEquals("mirrored entries after close", 0, client.mirror.size)
+        assertEquals("expiry timers after close", 0, client.mirror.timerCount)
+        val calls = listOf<Pair<String, suspend () -> Any?>>(
+            "accessToken" to { session.accessToken() },
+            "accessTokenBlocking" to { session.accessTokenBlocking() },
+            "accessTokenAsync" to { session.accessTokenAsync().join() },
+            "cachedAccessToken" to { session.cachedAccessToken() },
+            "a new handle's accessToken" to { client.session("u1", store).accessToken() },
+            "tokens" to { session.tokens() },
+            "status" to { session.status() },
+            "sessionCount" to { client.sessionCount() },
+        )
+        for ((name, call) in calls) {
+            val thrown = runCatching { call() }.exceptionOrNull()
+            val cause = (thrown as? java.util.concurrent.CompletionException)?.cause ?: thrown
+            assertTrue("$name after close: ${thrown?.javaClass?.name ?: "returned"}", cause is IllegalStateException)
         }
     }
 

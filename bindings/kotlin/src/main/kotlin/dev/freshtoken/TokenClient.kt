@@ -235,8 +235,9 @@ class TokenClient private constructor(
 
     /**
      * Now in ms on this client's clock, exactly as the core reads it: the
-     * host clock if given, else the system's; a host clock that throws or
-     * reads negative is replaced by the system clock (the core's rule, in
+     * host clock if given, else the system's; a host clock that throws, reads
+     * negative or past the year 9999 is replaced by the system clock (the
+     * core's rule, in
      * `ClockAdapter::now_ms`), so the mirror judges freshness on the same time.
      */
     internal fun nowMs(): Long {
@@ -246,7 +247,7 @@ class TokenClient private constructor(
         } catch (_: Throwable) {
             return System.currentTimeMillis()
         }
-        return if (ms >= 0) ms else System.currentTimeMillis()
+        return if (ms in 0..LATEST_PLAUSIBLE_MS) ms else System.currentTimeMillis()
     }
 
     internal fun checkOpen() {
@@ -256,6 +257,9 @@ class TokenClient private constructor(
     companion object {
         /** The core's default bound on sessions, also the mirror's. */
         private const val DEFAULT_MAX_SESSIONS = 100_000L
+
+        /** The end of year 9999 in Unix ms: a later reading is no time (src/clock.rs). */
+        private const val LATEST_PLAUSIBLE_MS = 253_402_300_799_999L
 
         /** A client on the host's [clock] (for tests with fake time); the mirror uses the same clock. */
         @JvmStatic

@@ -164,6 +164,17 @@ class MirrorTest {
         assertEquals(1L, emu.refreshRequests())
         same(session.accessToken(), renewed, "the renewed token, fresh on the system clock")
         assertEquals(1L, emu.refreshRequests())
+
+        // Past the year 9999 (Long.MAX_VALUE, nanoseconds by mistake): the
+        // system clock again, for the core and the mirror; the renewed token
+        // stays fresh and its record keeps real instants.
+        clock.set(Long.MAX_VALUE)
+        same(session.accessToken(), renewed, "still fresh on the system clock")
+        clock.set(System.currentTimeMillis() * 1_000_000)
+        session.seed(SeedOptions(refreshToken = "rt-later", accessToken = "at-later", expiresIn = 900))
+        val expires = session.status().accessExpiresAtMs!!
+        assertTrue("$expires", expires <= System.currentTimeMillis() + 900_000)
+        assertEquals(1L, emu.refreshRequests())
     }
 
     @Test fun `close during a refresh in flight leaves nothing mirrored and every call throws`() = blocking {

@@ -68,6 +68,8 @@ impl fmt::Debug for Hidden<'_> {
 /// Servers that echo the request show secrets form- or percent-encoded, so
 /// those spellings are removed too.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
+    let text = redact_members(text);
+    let text = text.as_str();
     let spellings: Vec<String> = secrets
         .iter()
         .filter(|s| s.len() >= 4)
@@ -89,6 +91,78 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
         return "[redacted]".to_owned();
     }
     out
+}
+
+/// Members whose values are secrets wherever a message quotes them.
+const SECRET_MEMBERS: [&str; 6] = [
+    "refresh_token",
+    "access_token",
+    "id_token",
+    "client_secret",
+    "client_assertion",
+    "code_verifier",
+];
+
+/// `text` with the value of every secret member it quotes replaced by
+/// `[redacted]`: `"refresh_token": "…"` as JSON writes it (also escaped
+/// inside a JSON string, or with single quotes as a Python dict prints
+/// it) and `refresh_token=…` as a form does. It catches what a host's
+/// message quotes of a record or an answer whose tokens the session does
+/// not know yet (a load in a new process, the answer of a refresh). A
+/// search for the names, not a parser: whatever follows a name that does
+/// not look like a value is left as it is.
+fn redact_members(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, name)) = next_member(rest) {
+        let after = at + name.len();
+        let value = value_span(&rest[after..]);
+        match value {
+            Some((start, end)) if end > start => {
+                out.push_str(&rest[..after + start]);
+                out.push_str("[redacted]");
+                rest = &rest[after + end..];
+            }
+            _ => {
+                out.push_str(&rest[..after]);
+                rest = &rest[after..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first secret member name in `text`: its byte offset and the name.
+fn next_member(text: &str) -> Option<(usize, &'static str)> {
+    SECRET_MEMBERS
+        .iter()
+        .filter_map(|name| text.find(name).map(|at| (at, *name)))
+        .min_by_key(|(at, _)| *at)
+}
+
+/// Where the value after a member name starts and ends in `after` (byte
+/// offsets): `=value` (a form: up to `&`, a quote or whitespace), or a
+/// closing quote, `:` and a quoted value (up to its closing quote or a
+/// backslash).
+fn value_span(after: &str) -> Option<(usize, usize)> {
+    let is_quote = |c: char| c == '"' || c == '\'' || c == '\\';
+    if let Some(form) = after.strip_prefix('=') {
+        let len = form
+            .find(|c: char| c == '&' || c.is_whitespace() || is_quote(c))
+            .unwrap_or(form.len());
+        return Some((1, 1 + len));
+    }
+    let unquoted = after.trim_start_matches(is_quote);
+    let colon = unquoted.trim_start().strip_prefix(':')?;
+    let value = colon.trim_start();
+    let opened = value.trim_start_matches(is_quote);
+    if opened.len() == value.len() {
+        return None; // not a quoted string (a number, null, an object)
+    }
+    let start = after.len() - opened.len();
+    let len = opened.find(is_quote).unwrap_or(opened.len());
+    Some((start, start + len))
 }
 
 #[cfg(test)]
@@ -125,6 +199,28 @@ mod tests {
             scrub("ab d] cd", &["ted]"]),
             "ab d] cd",
             "no secret, no change"
+        );
+    }
+
+    #[test]
+    fn scrub_redacts_secret_members_it_does_not_know() {
+        let quoted = [
+            r#"row {"schema":"freshtoken.record/1","refresh_token":"rt-UNKNOWN-1","issued_at":1}"#,
+            r#"{"error":"{\"access_token\": \"at-UNKNOWN-2\", \"expires_in\": 900}"}"#,
+            "UnicodeEncodeError('{'id_token': 'id-UNKNOWN-3'}')",
+            "sent grant_type=refresh_token&refresh_token=rt-UNKNOWN-4&client_secret=cs-UNKNOWN-5 x",
+        ];
+        for text in quoted {
+            let out = scrub(text, &[]);
+            assert!(!out.contains("UNKNOWN"), "{out}");
+            assert!(out.contains("[redacted]"), "{out}");
+        }
+        let kept =
+            r#"{"refresh_token": null, "access_token": 12, "note": "refresh_token rotated"}"#;
+        assert_eq!(scrub(kept, &[]), kept, "no quoted value, no change");
+        assert_eq!(
+            scrub(r#"{"refresh_token":"rt-x","scope":"a b"}"#, &[]),
+            r#"{"refresh_token":"[redacted]","scope":"a b"}"#
         );
     }
 

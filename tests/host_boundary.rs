@@ -480,6 +480,34 @@ async fn store_messages_that_quote_the_record_show_no_token() {
     assert!(!shown.contains(CLIENT_SECRET), "{shown}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_quoting_a_record_this_process_never_saw_shows_no_token() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, _) = seeded(&h, &store, "u1").await;
+    session.access_token().await.unwrap();
+    let stored = store.record("u1").unwrap();
+    // Another process: it knows none of the record's tokens.
+    let other = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let _entered = store.next(Which::Load, Act::FailQuoting);
+    let error = other
+        .session("u1", store.clone())
+        .unwrap()
+        .access_token()
+        .await
+        .unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("constraint violated"), "{shown}");
+    let secrets = [
+        stored.refresh_token.unwrap().expose().to_owned(),
+        stored.access_token.unwrap().value.expose().to_owned(),
+        stored.id_token.unwrap().expose().to_owned(),
+    ];
+    for secret in &secrets {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+}
+
 /// HTTP from the host that fails quoting the request it was given.
 struct QuotingHttp;
 

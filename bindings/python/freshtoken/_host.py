@@ -98,13 +98,19 @@ async def _in_thread(executor: Optional[concurrent.futures.Executor], method: Ca
 
 def sync_host_call(method: Callable[..., Any], *args: Any) -> Any:
     """A plain host member the core calls synchronously (``supports_lease``):
-    any ``Exception`` becomes ``HostError.Failed``."""
+    any exception becomes ``HostError.Failed`` (a ``BaseException`` would
+    otherwise be printed and dropped by the ctypes callback, and the core read
+    a default); a ``KeyboardInterrupt`` also goes on to the main thread."""
     try:
         return method(*args)
     except HostError:
         raise
     except Exception as error:  # noqa: BLE001
         raise HostError.Failed(detail=str(error) or type(error).__name__) from None
+    except BaseException as interrupt:  # SystemExit, GeneratorExit, KeyboardInterrupt, ...
+        if isinstance(interrupt, KeyboardInterrupt):
+            _thread.interrupt_main()
+        raise HostError.Failed(detail=f"interrupted ({type(interrupt).__name__})") from None
 
 
 # --- what each host method must return ---------------------------------------

@@ -19,7 +19,7 @@ import tempfile
 from typing import Dict, Optional
 
 from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord
-from ._host import STORE_METHODS, store_call
+from ._host import STORE_METHODS, store_call, sync_host_call
 
 __all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore"]
 
@@ -33,6 +33,8 @@ __all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore"]
 # callables set on the instance (``self.load = ...``) is wrapped whole by
 # ``Client.session`` (see unguarded_members).
 _HOST_METHODS = tuple(STORE_METHODS)
+# The members the core calls synchronously.
+_SYNC_METHODS = ("supports_lease", "supports_versions")
 
 
 def _host_call(name, member):
@@ -50,6 +52,19 @@ def _host_call(name, member):
     return call
 
 
+def _sync_host_call(member):
+    """A synchronous class member behind the guard (``supports_lease``)."""
+    bind = getattr(type(member), "__get__", None)
+
+    def call(self, *args):
+        target = member if bind is None else bind(member, self, type(self))
+        return sync_host_call(target, *args)
+
+    functools.update_wrapper(call, getattr(member, "__func__", member))
+    call.__freshtoken_wrapped__ = True
+    return call
+
+
 def unguarded_members(store) -> bool:
     """Whether ``store`` (a TokenStoreBase) holds a callable host member in
     its instance ``__dict__`` (``self.load = f``), which the class's wrapping
@@ -59,7 +74,7 @@ def unguarded_members(store) -> bool:
     if not members:
         return False
     return any(callable(members.get(name)) and not getattr(members[name], "__freshtoken_wrapped__", False)
-               for name in _HOST_METHODS)
+               for name in _HOST_METHODS + _SYNC_METHODS)
 
 
 class TokenStoreBase(TokenStore):
@@ -83,10 +98,11 @@ class TokenStoreBase(TokenStore):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for name in _HOST_METHODS:
+        for name in _HOST_METHODS + _SYNC_METHODS:
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__freshtoken_wrapped__", False):
-                setattr(cls, name, _host_call(name, method))
+                wrapped = _sync_host_call(method) if name in _SYNC_METHODS else _host_call(name, method)
+                setattr(cls, name, wrapped)
 
     async def load(self, key: str) -> Optional[str]:
         raise NotImplementedError("TokenStoreBase subclasses implement load(key)")

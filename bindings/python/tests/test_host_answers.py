@@ -122,9 +122,27 @@ def test_int_statuses_outside_100_to_599_reach_the_core_unchanged(emu, capfd, st
     with pytest.raises(FreshTokenError) as raised:
         session.access_token()
     assert "HTTP client's answer" not in str(raised.value), "the binding let it through"
-    if 0 <= status <= 0xFFFF:  # (the core's report shows a status that fits 16 bits)
-        assert str(status) in str(raised.value), f"the core saw the status: {raised.value}"
+    assert str(status) in str(raised.value), f"the core saw the status: {raised.value}"
+    # Not an HTTP status: an answer not understood, which the server may have
+    # acted on (it did: the emulator rotated), so the record stays in doubt.
+    assert isinstance(raised.value, freshtoken.NetworkError), repr(raised.value)
+    assert "not an HTTP status" in str(raised.value), str(raised.value)
+    assert session.status().in_doubt
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("raised", [SystemExit, GeneratorExit])
+def test_a_supports_lease_that_raises_is_a_failure_not_a_dropped_exception(emu, capfd, raised):
+    class Raising(MemoryTokenStore):
+        def supports_lease(self):
+            raise raised()
+
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, Raising())
+    assert isinstance(session.access_token(), str), "read as a store without leases"
+    assert emu.refresh_requests() == 1
+    assert capfd.readouterr().err == "", "nothing printed by the ctypes callback"
 
 
 # -- store results ---------------------------------------------------------------

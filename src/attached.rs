@@ -137,6 +137,14 @@ impl Attached {
     /// then saves it.
     pub(crate) async fn install(&self, record: Record) -> Result<(), Error> {
         self.abandoned_save_ended().await?;
+        self.replace(record).await
+    }
+
+    /// [`Attached::install`] for a record the server already issued (a code
+    /// exchange): not held back by an abandoned save, which its caller
+    /// waited for before redeeming the code, since refusing it now would
+    /// throw the issued refresh token away.
+    pub(crate) async fn replace(&self, record: Record) -> Result<(), Error> {
         // A deliberate replacement: compare-and-swap against what is stored now.
         let stored_version = if self.store.supports_versions() {
             Some(self.load_versioned().await?.map(|v| v.version))

@@ -260,6 +260,8 @@ impl TokenClient {
             redirect_uri,
         };
         let config = &self.ctx.config;
+        // Before the code is redeemed: the tokens it brings must be saved.
+        session.attach().abandoned_save_ended().await?;
         let issued = match exchange::call(&self.ctx, &grant).await {
             Ok(issued) => issued,
             Err(mut failure) => {
@@ -275,7 +277,7 @@ impl TokenClient {
                         updated_at_ms: now,
                         ..Record::default()
                     };
-                    if let Err(e) = session.attach().install(record).await {
+                    if let Err(e) = session.attach().replace(record).await {
                         log::warn!("freshtoken: session {key}: {e}");
                     }
                 }
@@ -302,7 +304,7 @@ impl TokenClient {
             in_doubt: false,
             updated_at_ms: self.ctx.clock.now_ms(),
         };
-        session.attach().install(record).await?;
+        session.attach().replace(record).await?;
         Ok(session)
     }
 }

@@ -58,6 +58,9 @@ impl Attached {
     /// no token at all. A record whose revocation failed keeps its tokens,
     /// so that calling `revoke()` again retries.
     async fn revoke_now(&self) -> Result<(), Error> {
+        // A save still writing could land over the revoked mark and bring
+        // the refresh token back: wait for it first (nothing sent otherwise).
+        self.abandoned_save_ended().await?;
         // The newest record: another process may have rotated the token.
         let synced = self.sync().await;
         let now = self.ctx.clock.now_ms();

@@ -54,8 +54,9 @@ impl Attached {
 
     /// Waits, within the store deadline, for this key's abandoned save (if
     /// any) to end. Called before anything that puts a new refresh token in
-    /// the store (a refresh, a seed, a code exchange): it fails, with
-    /// nothing sent or replaced, while the host may still write over it.
+    /// the store (a refresh, a seed, a code exchange before its code is
+    /// sent) or marks the session revoked: it fails, with nothing sent or
+    /// replaced, while the host may still write over it.
     pub(crate) async fn abandoned_save_ended(&self) -> Result<(), Error> {
         let ms = self.ctx.config.store_timeout_ms;
         let horizon = ms.saturating_mul(crate::abandoned_saves::HORIZON_FACTOR);

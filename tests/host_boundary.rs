@@ -354,6 +354,32 @@ async fn a_save_abandoned_at_its_deadline_holds_back_every_newer_refresh_token()
     };
     expire_deadline_of(&h, STORE_TIMEOUT_MS, &seed).await;
     storage_message(seed.await.unwrap());
+    // A code exchange is refused before its code is redeemed (the tokens it
+    // brings could not be saved safely) ...
+    let exchange = {
+        let (client, store) = (h.client.clone(), store.clone());
+        tokio::spawn(async move {
+            let verifier = "v".repeat(43);
+            let redirect = "https://app.example/callback";
+            let exchanged = client.exchange_code("code-1", &verifier, redirect, "u1", store);
+            exchanged.await.map(drop)
+        })
+    };
+    expire_deadline_of(&h, STORE_TIMEOUT_MS, &exchange).await;
+    storage_message(exchange.await.unwrap());
+    assert_eq!(
+        h.grant_requests("authorization_code"),
+        0,
+        "the code was not sent"
+    );
+    // ... and so is a revocation: the late write would bring the token back.
+    let revoke = {
+        let session = session.clone();
+        tokio::spawn(async move { session.revoke().await })
+    };
+    expire_deadline_of(&h, STORE_TIMEOUT_MS, &revoke).await;
+    storage_message(revoke.await.unwrap());
+    assert_eq!(h.emu.counters().revocation_requests, 0);
 
     // The late write lands (the same refresh token); then refreshes go on,
     // and the newest refresh token is what the store keeps.

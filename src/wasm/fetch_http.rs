@@ -20,10 +20,9 @@ use futures_util::future::{select, Either};
 use js_sys::{ArrayBuffer, Function, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AbortController, AbortSignal, Headers, ReadableStream, ReadableStreamDefaultReader,
-    ReadableStreamReadResult, RequestCredentials, RequestInit, RequestRedirect, Response,
+    AbortController, AbortSignal, Headers, ReadableStream, RequestCredentials, RequestInit,
+    RequestRedirect,
 };
 
 /// Errors whose cause shows the request never left (Node's undici codes).
@@ -43,19 +42,6 @@ const HEADERS_READ: &[&str] = &[
     "content-length",
     "www-authenticate",
 ];
-
-#[wasm_bindgen]
-extern "C" {
-    /// `globalThis`, as far as its `fetch` goes.
-    type FetchGlobal;
-    #[wasm_bindgen(method, getter)]
-    fn fetch(this: &FetchGlobal) -> Option<Function>;
-
-    /// A failed `fetch`'s `cause` (Node: a system error with a `code`).
-    type FetchCause;
-    #[wasm_bindgen(method, getter)]
-    fn code(this: &FetchCause) -> Option<String>;
-}
 
 /// `fetch`, from the options or from `globalThis` at call time.
 pub(crate) struct FetchHttp {
@@ -87,29 +73,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// An error's message (`Error.prototype.message`), if it is an `Error`.
+/// An error's message, if it is an `Error` (read through a catching host call).
 fn message_of(error: &JsValue) -> Option<String> {
     error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
+        .is_instance_of::<js_sys::Error>()
+        .then(|| text(error, "message"))
+        .flatten()
+}
+
+/// A string member of a host object, `None` if absent or if reading it threw.
+fn text(obj: &JsValue, name: &str) -> Option<String> {
+    host::get(obj, name).ok().and_then(|v| v.as_string())
 }
 
 /// Sorts a failed `fetch` into "never sent", "timed out" or "maybe sent".
+/// Every member is read through a catching host call: the error is the
+/// host's object, and a getter of it may throw.
 fn transport_error(error: &JsValue) -> HttpError {
-    let Some(e) = error.dyn_ref::<js_sys::Error>() else {
+    if !error.is_instance_of::<js_sys::Error>() {
         return HttpError::Interrupted(error.as_string().unwrap_or_else(|| "fetch failed".into()));
-    };
-    let name = String::from(e.name());
+    }
+    let name = text(error, "name").unwrap_or_default();
     if name == "TimeoutError" || name == "AbortError" {
         return HttpError::Timeout;
     }
-    let cause = e.cause();
-    let code = cause
-        .is_object()
-        .then(|| cause.unchecked_ref::<FetchCause>().code())
-        .flatten()
-        .unwrap_or_default();
-    let mut message = String::from(e.message());
+    let cause = host::get(error, "cause").unwrap_or(JsValue::UNDEFINED);
+    let code = text(&cause, "code").unwrap_or_default();
+    let mut message = text(error, "message").unwrap_or_else(|| "fetch failed".into());
     if let Some(detail) = message_of(&cause) {
         message.push_str(": ");
         message.push_str(&detail);
@@ -121,16 +111,41 @@ fn transport_error(error: &JsValue) -> HttpError {
     }
 }
 
+/// The answer's status: a number (or a numeric string, as some adapters
+/// give), else 0, which the core reads as "not an HTTP status".
+fn status_of(answer: &JsValue) -> Result<u16, JsValue> {
+    let status = host::get(answer, "status")?;
+    // (An integer parse: a float one would link core's float tables, ~10 KB.)
+    let number = status.as_f64().or_else(|| {
+        let text = status.as_string()?;
+        text.trim().parse::<u16>().ok().map(f64::from)
+    });
+    Ok(number
+        .filter(|n| n.fract() == 0.0 && (0.0..=65_535.0).contains(n))
+        .map_or(0, |n| n as u16))
+}
+
+/// The message of an answer that is not a `Response` the core can read.
+fn not_a_response(what: &str) -> JsValue {
+    JsValue::from_str(&format!(
+        "fetch resolved with something that is not a Response ({what})"
+    ))
+}
+
 /// The first `limit` bytes of the body (fewer if it ends first), read from
 /// its stream chunk by chunk; the stream is cancelled once `limit` is
 /// reached. An answer without a stream (a host's own `fetch`) is read whole.
-async fn read_body(response: &Response, limit: usize) -> Result<Vec<u8>, JsValue> {
-    let stream = response
-        .body()
-        .and_then(|body| body.dyn_into::<ReadableStream>().ok())
-        .filter(|stream| !stream.locked());
+/// The answer, its stream, reader and chunks are the host's objects: every
+/// member is read and called through a catching host call.
+async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue> {
+    let stream = match host::get(response, "body")?.dyn_into::<ReadableStream>() {
+        Ok(stream) if !host::get(&stream, "locked")?.is_truthy() => Some(stream),
+        _ => None,
+    };
     let Some(stream) = stream else {
-        let buffer = host::settle(&response.array_buffer()?.into()).await?;
+        let read = host::method(response, "arrayBuffer")?
+            .ok_or_else(|| not_a_response("no body stream and no arrayBuffer()"))?;
+        let buffer = host::settle(&host::call(&read, response, &[])?).await?;
         let buffer = buffer
             .dyn_into::<ArrayBuffer>()
             .map_err(|_| JsValue::from_str("arrayBuffer() did not give an ArrayBuffer"))?;
@@ -138,15 +153,18 @@ async fn read_body(response: &Response, limit: usize) -> Result<Vec<u8>, JsValue
         let len = (bytes.length() as usize).min(limit);
         return Ok(bytes.subarray(0, len as u32).to_vec());
     };
-    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let get_reader = host::method(&stream, "getReader")?
+        .ok_or_else(|| not_a_response("a body stream without getReader()"))?;
+    let reader = host::call(&get_reader, &stream, &[])?;
+    let read = host::method(&reader, "read")?
+        .ok_or_else(|| not_a_response("a body reader without read()"))?;
     let mut body = Vec::new();
     while body.len() < limit {
-        let chunk: ReadableStreamReadResult = JsFuture::from(reader.read()).await?.unchecked_into();
-        if chunk.get_done().unwrap_or(false) {
+        let chunk = host::settle(&host::call(&read, &reader, &[])?).await?;
+        if host::get(&chunk, "done")?.is_truthy() {
             return Ok(body);
         }
-        let bytes = chunk
-            .get_value()
+        let bytes = host::get(&chunk, "value")?
             .dyn_into::<Uint8Array>()
             .map_err(|_| JsValue::from_str("the body stream gave no bytes"))?;
         let start = body.len();
@@ -167,9 +185,9 @@ impl FetchHttp {
     ) -> Result<HttpResponse, HttpError> {
         let fetch = match &self.fetch {
             Some(f) => f.clone(),
-            None => js_sys::global()
-                .unchecked_into::<FetchGlobal>()
-                .fetch()
+            None => host::method(&js_sys::global(), "fetch")
+                .ok()
+                .flatten()
                 .ok_or_else(|| HttpError::NotSent("no global fetch: pass options.fetch".into()))?,
         };
         // Plain header names and values (the core's own), so `set` accepts them.
@@ -196,10 +214,10 @@ impl FetchHttp {
         if !answer.is_object() {
             return Err(HttpError::Interrupted("fetch gave no Response".into()));
         }
-        let response: Response = answer.unchecked_into();
-
-        let status = response.status();
-        let answer_headers = response.headers();
+        let status = status_of(&answer).map_err(|e| transport_error(&e))?;
+        let answer_headers: Headers = host::get(&answer, "headers")
+            .map_err(|e| transport_error(&e))?
+            .unchecked_into();
         let mut headers = Vec::new();
         for name in HEADERS_READ {
             if let Ok(Some(value)) = answer_headers.get(name) {
@@ -212,7 +230,7 @@ impl FetchHttp {
             .find(|(n, _)| n == "content-length")
             .and_then(|(_, v)| v.trim().parse::<usize>().ok());
         if declared.is_some_and(|len| len >= limit) {
-            if let Some(stream) = response.body() {
+            if let Ok(stream) = host::get(&answer, "body") {
                 host::cancel(&stream);
             }
             // Unread: a body one byte over the cap stands for it, so the
@@ -223,7 +241,7 @@ impl FetchHttp {
                 body: vec![0; limit],
             });
         }
-        let body = read_body(&response, limit)
+        let body = read_body(&answer, limit)
             .await
             .map_err(|e| transport_error(&e))?;
         Ok(HttpResponse {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { ConfigError, MemoryStore, StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, MemoryStore, NetworkError, ReauthorizationRequiredError, StorageError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 import { wasmMemoryBytes } from '../support/wasm-memory.mjs';
 
@@ -85,5 +85,63 @@ describe('host exceptions through wasm', () => {
     assert.equal(await emu.refreshRequests(), 1);
     const saved = JSON.parse(store.get('u1'));
     assert.equal(await emu.refreshTokenState(saved.refresh_token), 'active', 'the rotated refresh token was saved');
+  });
+
+  // The answer of an options.fetch is the host's object too: a getter of it
+  // that throws must end the request as a typed error, not escape through
+  // wasm (it crashed the process and left the flight pending for good).
+  for (const member of ['status', 'headers', 'body']) {
+    test(`a Response whose ${member} getter throws: a NetworkError, the flight ends, nothing escapes`, async () => {
+      const escaped = [];
+      const onEscape = (e) => escaped.push(e);
+      process.on('uncaughtException', onEscape);
+      process.on('unhandledRejection', onEscape);
+      try {
+        const broken = async (...args) => {
+          const response = await fetch(...args);
+          return new Proxy(response, {
+            get(target, name) {
+              if (name === member) throw new Error(`${member} getter threw`);
+              const value = Reflect.get(target, name, target);
+              return typeof value === 'function' ? value.bind(target) : value;
+            },
+          });
+        };
+        const client = new TokenClient({
+          tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET,
+          fetch: broken, retry: { maxAttempts: 1 },
+        });
+        const family = await emu.seed();
+        const store = new MemoryStore();
+        await client.session('u1', store).seed({ refreshToken: family.refresh_token });
+        const failure = await client.session('u1', store).accessToken().then(() => null, (e) => e);
+        assert.ok(failure instanceof NetworkError, String(failure));
+        assert.match(failure.message, new RegExp(`${member} getter threw`));
+        assert.equal((await client.session('u1', store).status()).inDoubt, true, 'the server may have rotated');
+        // Not wedged: the next call, with a working fetch, settles (the
+        // server did rotate, so the token it consumed reads lost_rotation).
+        const healthy = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+        const again = await healthy.session('u1', store).accessToken().then(() => null, (e) => e);
+        assert.ok(again instanceof ReauthorizationRequiredError, String(again));
+        assert.equal(again.reason, 'lost_rotation');
+        await new Promise((resolve) => { setImmediate(resolve); });
+        assert.deepEqual(escaped, [], 'nothing escaped to the process');
+      } finally {
+        process.off('uncaughtException', onEscape);
+        process.off('unhandledRejection', onEscape);
+      }
+    });
+  }
+
+  test('an answer that is not a Response says so', async () => {
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET,
+      fetch: async () => ({ status: 200, headers: new Headers() }), retry: { maxAttempts: 1 },
+    });
+    const store = new MemoryStore();
+    await client.session('u1', store).seed({ refreshToken: 'refresh-token-0001' });
+    const failure = await client.session('u1', store).accessToken().then(() => null, (e) => e);
+    assert.ok(failure instanceof NetworkError, String(failure));
+    assert.match(failure.message, /not a Response \(no body stream and no arrayBuffer\(\)\)/);
   });
 });

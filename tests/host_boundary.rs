@@ -218,13 +218,19 @@ async fn expire_deadline(h: &Harness, ms: u64) {
     h.clock.advance(ms);
 }
 
-/// [`expire_deadline`] for the call `task` makes, unless `task` ends first
-/// (then the call it was meant to time out never waited).
-async fn expire_deadline_of<T>(h: &Harness, ms: u64, task: &JoinHandle<T>) {
+/// Runs `call` as a task, moves time past the store deadline it waits on
+/// (unless it ends first: then it never waited), and returns its storage
+/// error's message.
+async fn held_back<T: std::fmt::Debug + Send + 'static>(
+    h: &Harness,
+    call: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> String {
+    let task = tokio::spawn(call);
     while h.clock.pending_timers() == 0 && !task.is_finished() {
         tokio::task::yield_now().await;
     }
-    h.clock.advance(ms);
+    h.clock.advance(STORE_TIMEOUT_MS);
+    storage_message(task.await.unwrap())
 }
 
 fn storage_message(result: Result<impl std::fmt::Debug, Error>) -> String {
@@ -329,12 +335,8 @@ async fn a_save_abandoned_at_its_deadline_holds_back_every_newer_refresh_token()
 
     // A forced refresh would make a newer refresh token that the late write
     // could replace: it waits for the abandoned save, and sends nothing.
-    let forced = {
-        let session = session.clone();
-        tokio::spawn(async move { session.refresh().await })
-    };
-    expire_deadline_of(&h, STORE_TIMEOUT_MS, &forced).await;
-    let message = storage_message(forced.await.unwrap());
+    let forced = session.clone();
+    let message = held_back(&h, async move { forced.refresh().await }).await;
     assert!(message.contains("abandoned at its deadline"), "{message}");
     assert_eq!(
         h.refresh_requests(),
@@ -342,43 +344,30 @@ async fn a_save_abandoned_at_its_deadline_holds_back_every_newer_refresh_token()
         "no refresh while the save may land"
     );
     // So is a seed of another refresh token.
-    let seed = {
-        let session = h.client.session("u1", store.clone()).unwrap();
-        tokio::spawn(async move {
-            let seed = Seed {
-                refresh_token: "another-login".to_owned().into(),
-                ..Seed::default()
-            };
-            session.seed(seed).await
-        })
+    let other = h.client.session("u1", store.clone()).unwrap();
+    let seed = Seed {
+        refresh_token: "another-login".to_owned().into(),
+        ..Seed::default()
     };
-    expire_deadline_of(&h, STORE_TIMEOUT_MS, &seed).await;
-    storage_message(seed.await.unwrap());
+    held_back(&h, async move { other.seed(seed).await }).await;
     // A code exchange is refused before its code is redeemed (the tokens it
     // brings could not be saved safely) ...
-    let exchange = {
-        let (client, store) = (h.client.clone(), store.clone());
-        tokio::spawn(async move {
-            let verifier = "v".repeat(43);
-            let redirect = "https://app.example/callback";
-            let exchanged = client.exchange_code("code-1", &verifier, redirect, "u1", store);
-            exchanged.await.map(drop)
-        })
-    };
-    expire_deadline_of(&h, STORE_TIMEOUT_MS, &exchange).await;
-    storage_message(exchange.await.unwrap());
+    let (client, held) = (h.client.clone(), store.clone());
+    held_back(&h, async move {
+        let verifier = "v".repeat(43);
+        let redirect = "https://app.example/callback";
+        let exchanged = client.exchange_code("code-1", &verifier, redirect, "u1", held);
+        exchanged.await.map(drop)
+    })
+    .await;
     assert_eq!(
         h.grant_requests("authorization_code"),
         0,
         "the code was not sent"
     );
     // ... and so is a revocation: the late write would bring the token back.
-    let revoke = {
-        let session = session.clone();
-        tokio::spawn(async move { session.revoke().await })
-    };
-    expire_deadline_of(&h, STORE_TIMEOUT_MS, &revoke).await;
-    storage_message(revoke.await.unwrap());
+    let revoking = session.clone();
+    held_back(&h, async move { revoking.revoke().await }).await;
     assert_eq!(h.emu.counters().revocation_requests, 0);
 
     // The late write lands (the same refresh token); then refreshes go on,

@@ -1,5 +1,6 @@
 package dev.freshtoken
 
+import dev.freshtoken.support.GatedSaveStore
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.Json
 import dev.freshtoken.support.blocking
@@ -7,9 +8,7 @@ import dev.freshtoken.support.same
 import java.util.concurrent.Callable
 import java.util.concurrent.Executors
 import java.util.concurrent.TimeUnit
-import java.util.concurrent.atomic.AtomicInteger
 import java.util.concurrent.atomic.AtomicReference
-import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.TimeoutCancellationException
 import kotlinx.coroutines.async
@@ -53,42 +52,18 @@ class CancellationTest {
         HttpUrlConnectionClient(),
     )
 
-    /**
-     * A store whose save of a rotated record (one holding a refresh token
-     * other than the seeded one) waits until [release]: the slow save.
-     */
-    private class SlowSaveStore(private val seeded: String) : MemoryTokenStore() {
-        /** Completed when the rotated record reaches save(). */
-        val held = CompletableDeferred<Unit>()
-        val release = CompletableDeferred<Unit>()
-        /** Completed when a rotated record has been saved. */
-        val saved = CompletableDeferred<Unit>()
-        val rotatedSaves = AtomicInteger()
+    /** The record stored under [key]. */
+    private fun record(store: GatedSaveStore, key: String): Map<String, Any?> = Json.obj(store.get(key)!!)
 
-        override suspend fun save(key: String, record: String) {
-            val rotated = Json.obj(record)["refresh_token"] != seeded
-            if (rotated) {
-                held.complete(Unit)
-                release.await()
-            }
-            super.save(key, record)
-            if (rotated) {
-                rotatedSaves.incrementAndGet()
-                saved.complete(Unit)
-            }
-        }
-
-        fun record(key: String): Map<String, Any?> = Json.obj(get(key)!!)
-    }
-
-    private suspend fun seededStore(client: TokenClient, key: String = "u1"): Pair<SlowSaveStore, String> {
+    /** A seeded session's store whose save of a rotated record waits at its gate: the slow save. */
+    private suspend fun seededStore(client: TokenClient, key: String = "u1"): Pair<GatedSaveStore, String> {
         val rt = emu.seed()["refresh_token"] as String
-        val store = SlowSaveStore(rt)
+        val store = GatedSaveStore(rt)
         client.session(key, store).use { it.seed(SeedOptions(refreshToken = rt)) }
         return store to rt
     }
 
-    private suspend fun awaitHeld(store: SlowSaveStore) {
+    private suspend fun awaitHeld(store: GatedSaveStore) {
         try {
             withTimeout(BOUND_MS) { store.held.await() }
         } catch (e: TimeoutCancellationException) {
@@ -100,14 +75,14 @@ class CancellationTest {
      * Releases the held save, with no caller waiting any more, and waits for
      * it to complete; returns the access token it saved.
      */
-    private fun releaseAndAwaitSave(client: TokenClient, store: SlowSaveStore): String = runBlocking {
-        store.release.complete(Unit)
+    private fun releaseAndAwaitSave(client: TokenClient, store: GatedSaveStore): String = runBlocking {
+        store.release()
         try {
             withTimeout(BOUND_MS) { store.saved.await() }
         } catch (e: TimeoutCancellationException) {
             fail("the rotated record was never saved: the refresh stopped when its callers gave up")
         }
-        val saved = store.record("u1")["access_token"] as String
+        val saved = record(store, "u1")["access_token"] as String
         // The core, not only the store, finished the refresh with nobody
         // waiting: its memory serves the saved token without a suspending call.
         // (Nothing signals that moment, so this checks until a bound, never pausing.)
@@ -121,8 +96,8 @@ class CancellationTest {
     }
 
     /** After the run: one refresh, the handed-out token stored, the rotated refresh token alive. */
-    private fun assertSavedOnce(store: SlowSaveStore, oldRt: String, token: String) {
-        val stored = store.record("u1")
+    private fun assertSavedOnce(store: GatedSaveStore, oldRt: String, token: String) {
+        val stored = record(store, "u1")
         same(stored["access_token"], token, "the stored access token is the one handed out")
         assertEquals(1L, emu.refreshRequests())
         assertEquals(1, store.rotatedSaves.get())
@@ -132,13 +107,13 @@ class CancellationTest {
     }
 
     /** A restart: a new client on the same store serves the saved token and sends nothing. */
-    private fun assertRestartCarriesOn(store: SlowSaveStore, oldRt: String, token: String) = runBlocking {
+    private fun assertRestartCarriesOn(store: GatedSaveStore, oldRt: String, token: String) = runBlocking {
         val restarted = moduleClient()
         same(restarted.session("u1", store).accessToken(), token, "the restarted process serves the saved token")
         assertEquals("exactly one refresh, the consumed refresh token never resent", 1L, emu.refreshRequests())
         assertEquals("consumed", emu.refreshTokenState(oldRt))
         assertEquals("the family is not revoked", "active",
-            emu.refreshTokenState(store.record("u1")["refresh_token"] as String))
+            emu.refreshTokenState(record(store, "u1")["refresh_token"] as String))
         assertEquals(0L, emu.counter("reuse_detected"))
     }
 

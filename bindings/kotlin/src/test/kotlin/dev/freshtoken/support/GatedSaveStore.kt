@@ -12,9 +12,11 @@ import kotlinx.coroutines.withTimeoutOrNull
  * tests (which cannot write a suspending store).
  */
 class GatedSaveStore(private val seeded: String) : MemoryTokenStore() {
-    private val held = CompletableDeferred<Unit>()
+    /** Completed when a rotated record reaches save() (Kotlin tests await it). */
+    val held = CompletableDeferred<Unit>()
     private val released = CompletableDeferred<Unit>()
-    private val saved = CompletableDeferred<Unit>()
+    /** Completed when a rotated record has been saved. */
+    val saved = CompletableDeferred<Unit>()
 
     /** How many rotated records were saved. */
     val rotatedSaves = AtomicInteger()

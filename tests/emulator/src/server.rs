@@ -25,10 +25,7 @@ pub(crate) async fn serve(
                     // Counted here, before the next accept, so a connection
                     // accepted later sees every earlier one counted.
                     let open = OpenConnection::enter(&shared);
-                    tokio::spawn(async move {
-                        connection(stream, Arc::clone(&open.0)).await;
-                        drop(open);
-                    });
+                    tokio::spawn(connection(stream, Arc::clone(&shared), open));
                 }
                 // E.g. out of file descriptors: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -54,8 +51,10 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Serves one request on one connection, then closes it.
-async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
+/// Serves one request on one connection, then closes it. `open` counts it
+/// until just before the client can see its end, so a connection the client
+/// opens next never sees this one still counted.
+async fn connection(mut stream: TcpStream, shared: Arc<Shared>, open: OpenConnection) {
     let _ = stream.set_nodelay(true);
     let started = Instant::now();
     let req = match http::read_request(&mut stream).await {
@@ -63,6 +62,7 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
         Err(ReadError::Closed) => return,
         Err(ReadError::Reject(response)) => {
             log(&shared, "-", "-", Some(response.status), started);
+            drop(open);
             http::write_rejection(&mut stream, &response).await;
             return;
         }
@@ -83,6 +83,7 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
     // Out of flight before the client can see the end of the answer, so a
     // request it sends next is never counted as overlapping this one.
     drop(in_flight);
+    drop(open);
     match status {
         Some(_) => http::finish(&mut stream).await,
         None => drop(stream),

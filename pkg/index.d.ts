@@ -378,7 +378,13 @@ export class ConflictError extends FreshTokenError {}
 /** Invalid configuration or argument (`this` for a freed handle); the message names it. */
 export class ConfigError extends FreshTokenError {}
 
-/** Records in memory. */
+/**
+ * Records in memory (nothing survives a restart). A session on a plain
+ * MemoryStore shares its record with the store (no second copy as text) and
+ * saves with compare-and-swap, so two clients on one store never overwrite
+ * each other's rotation; a subclass is called through its methods like any
+ * store.
+ */
 export class MemoryStore implements TokenStore {
   load(key: string): Promise<string | null>;
   save(key: string, record: string): Promise<void>;

@@ -146,12 +146,8 @@ impl Attached {
     /// throw the issued refresh token away.
     pub(crate) async fn replace(&self, record: Record) -> Result<(), Error> {
         // A deliberate replacement: compare-and-swap against what is stored now.
-        let stored_version = if self.store.supports_versions() {
-            Some(self.load_versioned().await?.map(|v| v.version))
-        } else {
-            None
-        };
-        let (generation, text) = loop {
+        let stored_version = self.stored_version().await?;
+        let (generation, record) = loop {
             let running = {
                 let mut st = self.cell.lock();
                 match &st.inflight {
@@ -166,7 +162,7 @@ impl Attached {
             };
             let _ = running.await;
         };
-        let saved = self.persist(generation, &text).await;
+        let saved = self.persist(generation, &record).await;
         self.cell.lock().arrivals += 1;
         saved
     }

@@ -117,20 +117,20 @@ impl Attached {
     /// all, the marker only makes a later `invalid_grant` read
     /// `lost_rotation`).
     async fn write_ahead(&self) -> Result<(), Error> {
-        let (generation, text) = {
+        let (generation, saved_record) = {
             let mut st = self.cell.lock();
-            let Some(mut record) = st.record.clone() else {
+            let Some(mut record) = st.record.as_deref().cloned() else {
                 return Ok(());
             };
             record.in_doubt = true;
             record.updated_at_ms = self.ctx.clock.now_ms();
             st.set_record(record)
         };
-        let saved = self.persist(generation, &text).await;
+        let saved = self.persist(generation, &saved_record).await;
         if saved.is_err() {
             let mut st = self.cell.lock();
             if st.generation == generation {
-                let mut record = st.record.clone().unwrap_or_default();
+                let mut record = st.record.as_deref().cloned().unwrap_or_default();
                 record.in_doubt = false;
                 st.set_record(record);
                 st.unpersisted = false;
@@ -194,9 +194,9 @@ impl Attached {
             ..
         } = issued;
         let config = &self.ctx.config;
-        let (generation, text, info) = {
+        let (generation, saved_record, info) = {
             let mut st = self.cell.lock();
-            let old = st.record.clone().unwrap_or_default();
+            let old = st.record.as_deref().cloned().unwrap_or_default();
             let record = Record {
                 access_token: Some(AccessToken::new(
                     response.access_token,
@@ -215,10 +215,10 @@ impl Attached {
                 updated_at_ms: self.ctx.clock.now_ms(),
             };
             let info = info_of(&record);
-            let (generation, text) = st.set_record(record);
-            (generation, text, info)
+            let (generation, saved_record) = st.set_record(record);
+            (generation, saved_record, info)
         };
-        let saved = self.persist(generation, &text).await;
+        let saved = self.persist(generation, &saved_record).await;
         self.cell.lock().arrivals += 1;
         saved.map(|()| info)
     }
@@ -267,16 +267,16 @@ impl Attached {
     /// to be saved before anything else on the next call.
     pub(crate) async fn update(&self, change: impl FnOnce(&mut Record)) {
         let now = self.ctx.clock.now_ms();
-        let (generation, text) = {
+        let (generation, saved_record) = {
             let mut st = self.cell.lock();
-            let Some(mut record) = st.record.clone() else {
+            let Some(mut record) = st.record.as_deref().cloned() else {
                 return;
             };
             change(&mut record);
             record.updated_at_ms = now;
             st.set_record(record)
         };
-        if let Err(e) = self.persist(generation, &text).await {
+        if let Err(e) = self.persist(generation, &saved_record).await {
             log::warn!("freshtoken: session {}: {e}", self.key);
         }
     }

@@ -64,9 +64,9 @@ impl Attached {
         // The newest record: another process may have rotated the token.
         let synced = self.sync().await;
         let now = self.ctx.clock.now_ms();
-        let (generation, text, refresh, access) = {
+        let (generation, record, refresh, access) = {
             let mut st = self.cell.lock();
-            let Some(record) = st.record.clone() else {
+            let Some(record) = st.record.as_deref().cloned() else {
                 // Nothing stored (or the store could not be read): nothing
                 // to revoke here.
                 return synced;
@@ -84,13 +84,13 @@ impl Attached {
             dead.reauth = Some(ReauthReason::Revoked);
             dead.in_doubt = false;
             dead.updated_at_ms = now;
-            let (generation, text) = st.set_record(dead);
-            (generation, text, refresh, access)
+            let (generation, saved) = st.set_record(dead);
+            (generation, saved, refresh, access)
         };
         log::info!("freshtoken: session {} revoked", self.key);
         // Dead everywhere before the server hears of it: no process sends
         // the refresh token again, whatever the server answers.
-        let saved = self.persist(generation, &text).await;
+        let saved = self.persist(generation, &record).await;
         let mut revoked = Ok(());
         if let Some(token) = &refresh {
             revoked = revoke_token(&self.ctx, token, "refresh_token").await;

@@ -8,7 +8,7 @@ use crate::store::Record;
 use crate::tokens::TokenInfo;
 use futures_util::future::Shared;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A refresh (or load) in progress, shared by every waiting caller.
 pub(crate) type Flight = Shared<BoxFuture<'static, Result<TokenInfo, Error>>>;
@@ -52,8 +52,9 @@ impl Default for SessionCell {
 pub(crate) struct SessionState {
     /// The store has been read at least once.
     pub(crate) loaded: bool,
-    /// The latest record known to this process.
-    pub(crate) record: Option<Record>,
+    /// The latest record known to this process. Shared with a
+    /// [`crate::MemoryStore`] that holds it, so it is never changed in place.
+    pub(crate) record: Option<Arc<Record>>,
     /// `record` differs from what the store holds: save it before anything else.
     pub(crate) unpersisted: bool,
     /// Changes (to a process-wide unique value) whenever `record` does.
@@ -84,20 +85,20 @@ impl SessionState {
     }
 
     /// Puts `record` in memory as the newest, not yet saved, and returns its
-    /// generation and encoding.
-    pub(crate) fn set_record(&mut self, record: Record) -> (u64, String) {
-        let text = record.encode();
-        if let Some(old) = self.record.replace(record) {
+    /// generation and the record to save.
+    pub(crate) fn set_record(&mut self, record: Record) -> (u64, Arc<Record>) {
+        let record = Arc::new(record);
+        if let Some(old) = self.record.replace(record.clone()) {
             self.retired = record_secrets(&old);
         }
         self.loaded = true;
         self.unpersisted = true;
         self.generation = next_generation();
-        (self.generation, text)
+        (self.generation, record)
     }
 
     /// Adopts a record read from the store.
-    pub(crate) fn adopt(&mut self, record: Option<Record>, version: Option<String>) {
+    pub(crate) fn adopt(&mut self, record: Option<Arc<Record>>, version: Option<String>) {
         if self.loaded && self.record != record {
             self.generation = next_generation();
             self.arrivals += 1;

@@ -11,6 +11,7 @@ use crate::secret::{scrub, Secret};
 use crate::store::{CasOutcome, Record, StoreError, Versioned};
 use futures_util::future::FutureExt;
 use std::future::Future;
+use std::sync::Arc;
 
 impl Attached {
     /// Runs the store call `op`, bounded by the store deadline; its error
@@ -129,16 +130,30 @@ impl Attached {
     pub(crate) async fn sync(&self) -> Result<(), Error> {
         let (pending, generation) = {
             let st = self.cell.lock();
-            let pending = st
-                .unpersisted
-                .then(|| st.record.as_ref().map(Record::encode));
-            (pending, st.generation)
+            (st.unpersisted.then(|| st.record.clone()), st.generation)
         };
         if let Some(pending) = pending {
             return match pending {
-                Some(text) => self.persist(generation, &text).await,
+                Some(record) => self.persist(generation, &record).await,
                 None => Ok(()),
             };
+        }
+        let (record, version) = self.load_current().await?;
+        let mut st = self.cell.lock();
+        if st.generation != generation || st.unpersisted {
+            return Ok(()); // changed meanwhile by this process: keep ours
+        }
+        st.adopt(record, version);
+        Ok(())
+    }
+
+    /// The stored record, read, and its version (stores with compare-and-swap).
+    async fn load_current(&self) -> Result<(Option<Arc<Record>>, Option<String>), Error> {
+        if let Some(memory) = self.store.in_memory() {
+            return Ok(match memory.load_shared(&self.key)? {
+                Some((record, version)) => (Some(record), Some(version)),
+                None => (None, None),
+            });
         }
         let (stored, version) = if self.store.supports_versions() {
             match self.load_versioned().await? {
@@ -152,33 +167,48 @@ impl Attached {
             )
         };
         let record = stored.as_deref().map(Record::decode).transpose()?;
-        let mut st = self.cell.lock();
-        if st.generation != generation || st.unpersisted {
-            return Ok(()); // changed meanwhile by this process: keep ours
-        }
-        st.adopt(record, version);
-        Ok(())
+        Ok((record.map(Arc::new), version))
     }
 
-    /// Saves `text` (see [`Attached::save_record`]) and emits `saved` or
+    /// The version of the stored record (`Some(None)`: nothing is stored),
+    /// or `None` for a store without compare-and-swap.
+    pub(crate) async fn stored_version(&self) -> Result<Option<Option<String>>, Error> {
+        if let Some(memory) = self.store.in_memory() {
+            return Ok(Some(memory.version(&self.key)?));
+        }
+        if !self.store.supports_versions() {
+            return Ok(None);
+        }
+        Ok(Some(self.load_versioned().await?.map(|v| v.version)))
+    }
+
+    /// Saves `record` (see [`Attached::save_record`]) and emits `saved` or
     /// `save_failed`.
-    pub(crate) async fn persist(&self, generation: u64, text: &str) -> Result<(), Error> {
+    pub(crate) async fn persist(&self, generation: u64, record: &Arc<Record>) -> Result<(), Error> {
         let started = self.ctx.clock.now_ms();
-        let result = self.save_record(generation, text).await;
+        let result = self.save_record(generation, record).await;
         self.save_ended(started, &result);
         result
     }
 
-    /// Saves `text`; on success the record is persisted unless it changed since.
-    /// With a compare-and-swap store the save must match the version last
-    /// seen; a mismatch is a `conflict` (DESIGN point 9), never an
-    /// overwrite, and the stored record is read again on the next call.
-    async fn save_record(&self, generation: u64, text: &str) -> Result<(), Error> {
-        let version = if self.store.supports_versions() {
+    /// Saves `record`; on success the record is persisted unless it changed
+    /// since. With a compare-and-swap store the save must match the version
+    /// last seen; a mismatch is a `conflict` (DESIGN point 9), never an
+    /// overwrite, and the stored record is read again on the next call. A
+    /// [`crate::MemoryStore`] keeps the record object itself, not its text.
+    async fn save_record(&self, generation: u64, record: &Arc<Record>) -> Result<(), Error> {
+        let version = if let Some(memory) = self.store.in_memory() {
+            let expected = self.cell.lock().version.clone();
+            match memory.save_shared(&self.key, record, expected.as_deref())? {
+                CasOutcome::Saved { version } => Some(version),
+                CasOutcome::Conflict => return Err(self.conflicted()),
+            }
+        } else if self.store.supports_versions() {
+            let text = record.encode();
             let expected = self.cell.lock().version.clone();
             let saved = self
                 .store
-                .save_versioned(&self.key, text, expected.as_deref());
+                .save_versioned(&self.key, &text, expected.as_deref());
             match self.store_call("save_versioned", saved).await? {
                 CasOutcome::Saved { version } => Some(version),
                 CasOutcome::Conflict => {
@@ -194,19 +224,11 @@ impl Attached {
                             return Ok(());
                         }
                     }
-                    let mut st = self.cell.lock();
-                    st.loaded = false;
-                    st.unpersisted = false;
-                    st.generation = crate::session_state::next_generation();
-                    return Err(Error::Conflict {
-                        message: "the stored record changed since it was read (another process \
-                                  or a new login saved it); it was not overwritten"
-                            .to_owned(),
-                    });
+                    return Err(self.conflicted());
                 }
             }
         } else {
-            self.save_plain(text).await?;
+            self.save_plain(&record.encode()).await?;
             None
         };
         let mut st = self.cell.lock();
@@ -217,5 +239,19 @@ impl Attached {
             st.unpersisted = false;
         }
         Ok(())
+    }
+
+    /// A compare-and-swap save found a newer record: nothing was written, and
+    /// the next call reads the store again.
+    fn conflicted(&self) -> Error {
+        let mut st = self.cell.lock();
+        st.loaded = false;
+        st.unpersisted = false;
+        st.generation = crate::session_state::next_generation();
+        Error::Conflict {
+            message: "the stored record changed since it was read (another process \
+                      or a new login saved it); it was not overwritten"
+                .to_owned(),
+        }
     }
 }

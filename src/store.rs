@@ -79,6 +79,14 @@ pub trait TokenStore: MaybeSendSync {
         Ok(())
     }
 
+    /// This store as the crate's [`crate::MemoryStore`], which sessions
+    /// share their record objects with instead of saving text. Every other
+    /// store keeps the default, `None`.
+    #[doc(hidden)]
+    fn in_memory(&self) -> Option<&crate::MemoryStore> {
+        None
+    }
+
     /// Whether the versioned members do compare-and-swap.
     fn supports_versions(&self) -> bool {
         false

@@ -22,6 +22,7 @@
 import { ConfigError, makeError } from './errors.js';
 import { eventDispatch } from './events.js';
 import { hostCalls } from './host-calls.js';
+import { memoryStoreClass } from './memory-store.js';
 import { tokenInfoPrototype } from './token-info.js';
 
 /** The most keys the mirror's doorkeeper remembers (then it starts afresh). */
@@ -68,8 +69,9 @@ function clockOf(options) {
  * exported; a session reaches it through a private field.
  */
 class Keys {
-  constructor(wasm, now) {
+  constructor(wasm, now, coreOf) {
     this.wasm = wasm;
+    this.coreOf = coreOf;
     this.now = now;
     this.max = Math.max(1, wasm.maxSessions);
     /**
@@ -90,7 +92,8 @@ class Keys {
   open(key, store) {
     let ref = this.stores.get(store);
     if (ref === undefined) {
-      ref = this.wasm.sessionOpen(key, store);
+      const core = this.coreOf(store);
+      ref = core === undefined ? this.wasm.sessionOpen(key, store) : this.wasm.sessionOpenMemory(key, core);
       this.stores.set(store, ref);
     } else {
       this.wasm.sessionCheck(key, ref);
@@ -217,6 +220,7 @@ export function bind(wasm, eventChannel) {
   );
   wasm.setTokenInfoPrototype(tokenInfoPrototype(wasm.redactSecret));
   const Wasm = wasm.TokenClient;
+  const { MemoryStore, coreOf } = memoryStoreClass(wasm);
   /** Set by `fromCredentialsJson` around `new TokenClient()`. */
   let adopting = null;
 
@@ -324,7 +328,7 @@ export function bind(wasm, eventChannel) {
     constructor(options) {
       const wasm = adopting ?? new Wasm(options);
       adopting = null;
-      this.#keys = new Keys(wasm, clockOf(options));
+      this.#keys = new Keys(wasm, clockOf(options), coreOf);
     }
 
     /** A client from the provider's credentials JSON (see index.d.ts). */
@@ -415,5 +419,5 @@ export function bind(wasm, eventChannel) {
     }
   }
 
-  return { TokenClient, UserSession, refreshTokens: wasm.refreshTokens };
+  return { TokenClient, UserSession, MemoryStore, refreshTokens: wasm.refreshTokens };
 }

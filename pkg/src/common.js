@@ -13,6 +13,5 @@ export {
   ConflictError,
   ConfigError,
 } from './errors.js';
-export { MemoryStore } from './memory-store.js';
 export { authorizedFetch, isUnauthenticated } from './authorized-fetch.js';
 export { EVENT_CHANNEL } from './events.js';

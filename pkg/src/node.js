@@ -12,7 +12,7 @@ const require = createRequire(import.meta.url);
 const wasm = require('../dist/node/freshtoken.js');
 const api = bind(wasm, diagnosticsChannel.channel(EVENT_CHANNEL));
 
-export const { TokenClient, UserSession, refreshTokens } = api;
+export const { TokenClient, UserSession, MemoryStore, refreshTokens } = api;
 export const EncryptedStore = encryptedStoreClass(wasm);
 export * from './common.js';
 export { FileStore } from './file-store.js';

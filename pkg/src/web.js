@@ -8,6 +8,6 @@ import { encryptedStoreClass } from './encrypted-store.js';
 await init({ module_or_path: new URL('../dist/web/freshtoken_bg.wasm', import.meta.url) });
 const api = bind(wasm);
 
-export const { TokenClient, UserSession, refreshTokens } = api;
+export const { TokenClient, UserSession, MemoryStore, refreshTokens } = api;
 export const EncryptedStore = encryptedStoreClass(wasm);
 export * from './common.js';

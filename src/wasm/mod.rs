@@ -17,6 +17,7 @@ pub(crate) mod http_date;
 mod js_clock;
 mod js_store;
 pub(crate) mod json_text;
+mod memory_store;
 mod options;
 pub(crate) mod record_cipher;
 mod session;
@@ -24,6 +25,7 @@ mod timeout;
 
 pub use client::{refresh_tokens, WasmTokenClient};
 pub use encrypted_store::WasmEncryptedStore;
+pub use memory_store::WasmMemoryStore;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -14,16 +14,17 @@ use super::convert::{
 };
 use super::error::to_js;
 use super::js_store::JsStore;
-use crate::{Error, Seed, UserSession};
+use super::memory_store::WasmMemoryStore;
+use crate::{Error, Seed, TokenStore, UserSession};
 use js_sys::{Array, Promise};
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 /// A host store object, checked once (it has `load` and `save`) and
-/// wrapped. The package keeps one per store object (a WeakMap), so every
-/// session on that store shares it.
+/// wrapped, or the core's own in-memory store. The package keeps one per
+/// store object (a WeakMap), so every session on that store shares it.
 #[wasm_bindgen]
-pub struct StoreRef(Arc<JsStore>);
+pub struct StoreRef(Arc<dyn TokenStore>);
 
 impl WasmTokenClient {
     /// A core handle on `key` with `store`, for one call.
@@ -59,6 +60,19 @@ impl WasmTokenClient {
             Ok(store)
         };
         open().map_err(to_js)
+    }
+
+    /// `client.session(key, store)` for the package's `MemoryStore` seen for
+    /// the first time: the core's store it holds, used directly.
+    #[wasm_bindgen(js_name = sessionOpenMemory)]
+    pub fn session_open_memory(
+        &self,
+        key: JsValue,
+        store: &WasmMemoryStore,
+    ) -> Result<StoreRef, JsValue> {
+        let store = StoreRef(store.0.clone());
+        self.attach(&key, &store).map_err(to_js)?;
+        Ok(store)
     }
 
     /// `client.session(key, store)` for a store already wrapped: checks

@@ -191,6 +191,80 @@ describe('stores under a session against the emulator', () => {
     assert.equal((await emu.counters()).reuse_detected, 0);
   });
 
+  test('a plain MemoryStore is the core\'s: its methods are not called, and get() shows the stored format', async () => {
+    const calls = [];
+    const proto = MemoryStore.prototype;
+    const originals = { load: proto.load, save: proto.save };
+    proto.load = function load(...args) { calls.push('load'); return originals.load.apply(this, args); };
+    proto.save = function save(...args) { calls.push('save'); return originals.save.apply(this, args); };
+    try {
+      const store = new MemoryStore();
+      const family = await emu.seed();
+      const before = await emu.refreshRequests();
+      const session = clientAt(Date.now()).session('u1', store);
+      await session.seed({ refreshToken: family.refresh_token });
+      const token = await session.accessToken();
+      assert.equal(await emu.refreshRequests(), before + 1);
+      assert.deepEqual(calls, [], 'sessions share the record with the core store, no JS call');
+      const stored = JSON.parse(store.get('u1'));
+      assert.equal(stored.schema, 'freshtoken.record/1');
+      assert.equal(stored.access_token, token);
+      assert.equal(await emu.refreshTokenState(stored.refresh_token), 'active', 'the rotated token is stored');
+      assert.equal(await store.load('u1'), store.get('u1'), 'load() reads the same text');
+    } finally {
+      Object.assign(proto, originals);
+    }
+  });
+
+  test('a MemoryStore given a method of its own before its first session is called through it', async () => {
+    const store = new MemoryStore();
+    const saved = [];
+    const save = store.save.bind(store);
+    store.save = async (key, text) => { saved.push(key); return save(key, text); };
+    const family = await emu.seed();
+    await clientAt(Date.now()).session('u1', store).seed({ refreshToken: family.refresh_token });
+    assert.deepEqual(saved, ['u1']);
+  });
+
+  test('a record saved as text through save() is read by sessions', async () => {
+    const now = Date.now();
+    const family = await emu.seed();
+    const first = new MemoryStore();
+    await clientAt(now).session('u1', first).seed({ refreshToken: family.refresh_token });
+    const token = await clientAt(now).session('u1', first).accessToken();
+    const before = await emu.refreshRequests();
+
+    const copy = new MemoryStore();
+    await copy.save('u1', first.get('u1'));
+    assert.ok((await clientAt(now).session('u1', copy).accessToken()) === token, 'served from the copied record');
+    assert.equal(await emu.refreshRequests(), before, 'no request');
+    await copy.save('u2', '{"not":"a record"}');
+    const err = await clientAt(now).session('u2', copy).accessToken().then(() => assert.fail('served'), (e) => e);
+    assert.ok(err instanceof StorageError, `${err.name}: ${err.message}`);
+  });
+
+  test('two clients on one MemoryStore: the second is answered by the first one\'s rotation', async () => {
+    const now = Date.now();
+    const family = await emu.seed();
+    const store = new MemoryStore();
+    const a = clientAt(now);
+    const b = clientAt(now);
+    await a.session('u1', store).seed({ refreshToken: family.refresh_token });
+    await b.session('u1', store).status(); // b has read the seeded record
+    const before = await emu.refreshRequests();
+    const fromA = await a.session('u1', store).refresh(); // a rotates
+    const rotated = JSON.parse(store.get('u1')).refresh_token;
+    assert.notEqual(rotated, family.refresh_token);
+
+    // b asked for a new token after a's arrived: it reads the store again
+    // and is answered by it, sending nothing (and never the consumed token).
+    const fromB = await b.session('u1', store).refresh();
+    assert.ok(fromB.accessToken === fromA.accessToken, 'b got the token a refreshed');
+    assert.equal(await emu.refreshRequests(), before + 1);
+    assert.equal(await emu.refreshTokenState(rotated), 'active');
+    assert.equal((await emu.counters()).reuse_detected, 0);
+  });
+
   test('a FileStore that cannot write turns into a StorageError without secrets', async () => {
     await writeFile(join(dir, 'not-a-dir'), 'x');
     const family = await emu.seed();

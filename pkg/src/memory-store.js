@@ -12,21 +12,16 @@
  * any other store.
  */
 export function memoryStoreClass(wasm) {
-  /** Instances of MemoryStore itself (not of a subclass). */
-  const plain = new WeakSet();
-  let coreOf;
+  /** Instances of MemoryStore itself (not of a subclass) -> their core store, made on first use. */
+  const plain = new WeakMap();
 
   /** Records in memory, keyed by session key. */
   class MemoryStore {
     /** The core store, created on first use: an unused MemoryStore holds no wasm memory. */
     #store = null;
 
-    static {
-      coreOf = (store) => (plain.has(store) && Reflect.ownKeys(store).length === 0 ? store.#core() : undefined);
-    }
-
     constructor() {
-      if (new.target === MemoryStore) plain.add(this);
+      if (new.target === MemoryStore) plain.set(this, () => this.#core());
     }
 
     #core() {
@@ -48,6 +43,12 @@ export function memoryStoreClass(wasm) {
     get(key) {
       return this.#core().get(key) ?? null;
     }
+  }
+
+  /** The core store of a plain, unmodified MemoryStore, else undefined. */
+  function coreOf(store) {
+    const core = plain.get(store);
+    return core !== undefined && Reflect.ownKeys(store).length === 0 ? core() : undefined;
   }
 
   return { MemoryStore, coreOf };

@@ -7,9 +7,15 @@
 // members exactly when the inner store has them, since the core finds a
 // store's lease and compare-and-swap by their presence.
 
-import { ConfigError } from './errors.js';
+import { ConfigError, StorageError } from './errors.js';
 
 const has = (store, ...names) => names.every((name) => typeof store[name] === 'function');
+
+/** What the inner store returned, if it is a string: anything else is a StorageError naming `method`. */
+function storedText(stored, method) {
+  if (typeof stored === 'string') return stored;
+  throw new StorageError({ code: 'storage', message: `the inner store's ${method}() must resolve to a string or null` });
+}
 
 /** The EncryptedStore class of one wasm-bindgen build. */
 export function encryptedStoreClass(wasm) {
@@ -36,7 +42,7 @@ export function encryptedStoreClass(wasm) {
         this.loadVersioned = async (key) => {
           const found = await inner.loadVersioned(key);
           if (found === null || found === undefined) return null;
-          return { record: await core.open(key, found.record), version: found.version };
+          return { record: await core.open(key, storedText(found.record, 'loadVersioned')), version: found.version };
         };
         this.saveVersioned = async (key, record, expectedVersion) => (
           inner.saveVersioned(key, await core.seal(key, record), expectedVersion)
@@ -52,7 +58,7 @@ export function encryptedStoreClass(wasm) {
     /** The record under `key`, decrypted, or null. */
     async load(key) {
       const stored = await this.#inner.load(key);
-      return stored === null || stored === undefined ? null : this.#core.open(key, stored);
+      return stored === null || stored === undefined ? null : this.#core.open(key, storedText(stored, 'load'));
     }
 
     /** Encrypts `record` with the current key and saves it under `key`. */

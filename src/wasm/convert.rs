@@ -17,21 +17,13 @@ pub(crate) fn get(obj: &JsValue, name: &str) -> Result<JsValue, Error> {
 /// `value` as a Rust string if it is a JavaScript string. A lone UTF-16
 /// surrogate is an error: converted, it would become U+FFFD, and distinct
 /// strings (two session keys) would become one.
-fn as_text(value: &JsValue, name: &str) -> Result<Option<String>, Error> {
-    let Some(text) = value.as_string() else {
+pub(crate) fn as_text(value: &JsValue, name: &str) -> Result<Option<String>, Error> {
+    if !value.is_string() {
         return Ok(None);
-    };
-    // Only a string that converted to U+FFFD can have held a lone surrogate.
-    // A scan for its first UTF-8 byte (0xEF) comes first: searching for a
-    // non-ASCII char builds a substring searcher, about 1 µs in Node on every
-    // key and token that crosses, and keys and tokens are ASCII.
-    if text.bytes().any(|b| b == 0xEF) && text.contains('\u{FFFD}') && !host::well_formed(value) {
-        return Err(Error::config(
-            name,
-            "must not contain a lone UTF-16 surrogate",
-        ));
     }
-    Ok(Some(text))
+    host::lossless_string(value)
+        .map(Some)
+        .ok_or_else(|| Error::config(name, "must not contain a lone UTF-16 surrogate"))
 }
 
 /// An object argument (options): anything else is a `config` error naming it.

@@ -152,8 +152,24 @@ pub(crate) async fn settle(value: &JsValue) -> Result<JsValue, JsValue> {
     Ok(values.unchecked_into::<Array>().get(0))
 }
 
+/// The JavaScript string `text` as a Rust string, or `None` if it is not a
+/// string or holds a lone UTF-16 surrogate: converted, that would become
+/// U+FFFD, a different string (two session keys merged, a refresh token
+/// sent changed).
+pub(crate) fn lossless_string(text: &JsValue) -> Option<String> {
+    let s = text.as_string()?;
+    // Only a string that converted to U+FFFD can have held a lone surrogate.
+    // A scan for its first UTF-8 byte (0xEF) comes first: searching for a
+    // non-ASCII char builds a substring searcher, about 1 µs in Node on every
+    // key and token that crosses, and keys and tokens are ASCII.
+    if s.bytes().any(|b| b == 0xEF) && s.contains('\u{FFFD}') && !well_formed(text) {
+        return None;
+    }
+    Some(s)
+}
+
 /// Whether a JavaScript string has no lone UTF-16 surrogate.
-pub(crate) fn well_formed(text: &JsValue) -> bool {
+fn well_formed(text: &JsValue) -> bool {
     let u = JsValue::UNDEFINED;
     attempt(|c| &c.well_formed, [text, &u, &u]).is_ok_and(|ok| ok.is_truthy())
 }

@@ -61,6 +61,21 @@ impl JsStore {
     }
 }
 
+/// The text of a record a store returned, if it is a string. One with a
+/// lone UTF-16 surrogate is refused: converted, it would become U+FFFD, and
+/// its refresh token would be sent changed, refused by the server, and the
+/// user would have to sign in again.
+fn record_text(value: &JsValue, method: &str) -> Result<Option<String>, StoreError> {
+    if !value.is_string() {
+        return Ok(None);
+    }
+    host::lossless_string(value).map(Some).ok_or_else(|| {
+        StoreError(format!(
+            "store.{method} returned a record with a lone UTF-16 surrogate; it was not read"
+        ))
+    })
+}
+
 /// The host's error message (never the record: the core does not put it in
 /// the arguments of an error, and scrubs what the host's message quotes).
 fn store_error(method: &str, error: &JsValue) -> StoreError {
@@ -75,8 +90,7 @@ impl TokenStore for JsStore {
         if value.is_null() || value.is_undefined() {
             return Ok(None);
         }
-        value
-            .as_string()
+        record_text(&value, "load")?
             .map(Some)
             .ok_or_else(|| StoreError("store.load must resolve to a string or null".into()))
     }
@@ -116,8 +130,12 @@ impl TokenStore for JsStore {
         if found.is_null() || found.is_undefined() {
             return Ok(None);
         }
-        let field = |name: &str| host::get(&found, name).ok().and_then(|v| v.as_string());
-        match (field("record"), field("version")) {
+        let record = host::get(&found, "record").unwrap_or(JsValue::UNDEFINED);
+        let record = record_text(&record, "loadVersioned")?;
+        let version = host::get(&found, "version")
+            .ok()
+            .and_then(|v| v.as_string());
+        match (record, version) {
             (Some(record), Some(version)) => Ok(Some(Versioned { record, version })),
             _ => Err(StoreError(
                 "store.loadVersioned must resolve to { record, version } (strings) or null".into(),

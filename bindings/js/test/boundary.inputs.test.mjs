@@ -71,6 +71,39 @@ describe('entry points check their arguments', () => {
     assert.equal(store.get('x\uFFFD'), null, 'two keys, two records');
   });
 
+  test('a stored record with a lone surrogate is a StorageError, and its refresh token is never sent changed', async () => {
+    // JSON.stringify writes a lone surrogate as an escape (\ud800); `raw` puts the character itself in the text.
+    const escaped = (rt) => JSON.stringify({ schema: 'freshtoken.record/1', refresh_token: rt, updated_at: 1 });
+    const raw = (rt) => escaped(rt).replace(/\\u(d[89a-f][0-9a-f]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+    assert.ok(raw('rt-\uD800').includes('\uD800') && escaped('rt-\uD800').includes('\\ud800'));
+    const versioned = (text) => ({
+      load: async () => null,
+      save: async () => {},
+      loadVersioned: async () => ({ record: text, version: '1' }),
+      saveVersioned: async () => '2',
+    });
+    const cases = [
+      ['load', { load: async () => raw('rt-\uD800-1'), save: async () => {} }, /store\.load returned a record with a lone UTF-16 surrogate; it was not read/],
+      ['loadVersioned', versioned(raw('rt-\uDFFF-2')), /store\.loadVersioned returned a record with a lone UTF-16 surrogate; it was not read/],
+      // As serde_json does natively: a lone surrogate's escape is not JSON.
+      ['load, escaped', { load: async () => escaped('rt-\uD800-3'), save: async () => {} }, /the stored record is not JSON/],
+      ['loadVersioned, escaped', versioned(escaped('rt-\uDBFF-4')), /the stored record is not JSON/],
+    ];
+    const client = new TokenClient(BASE); // nothing listens: a refresh would be a NetworkError
+    for (const [i, [label, store, message]] of cases.entries()) {
+      const error = await client.session(`u${i}`, store).accessToken().then(() => assert.fail('served'), (e) => e);
+      assert.equal(error.code, 'storage', `${label}: ${error.code}: ${error.message}`);
+      assert.match(error.message, message, label);
+    }
+    // A paired surrogate is a character like any other: read, then refreshed (here: no server).
+    for (const text of [raw('rt-\uD83D\uDE00'), escaped('rt-\uD83D\uDE00')]) {
+      const paired = { load: async () => text, save: async () => {} };
+      const error = await client.session('paired', paired).accessToken().then(() => assert.fail('served'), (e) => e);
+      assert.equal(error.code, 'network', `${error.code}: ${error.message}`);
+    }
+    client.free();
+  });
+
   test('session methods: tokenRejected(token) and seed(seed) name their argument', async () => {
     const session = client.session('u1', store);
     for (const [label, token] of NOT_STRINGS) await rejectsNaming(session.tokenRejected(token), 'token', label);

@@ -126,6 +126,18 @@ describe('EncryptedStore over a MemoryStore', () => {
     assertStorage(await rejection(store.load('alice')), { kid: 'old', key: 'alice' });
   });
 
+  test('an inner store that returns something other than a string: a StorageError naming its method', async () => {
+    for (const bad of [42, {}, true]) {
+      const inner = { load: async () => bad, save: async () => {}, loadVersioned: async () => ({ record: bad, version: '1' }), saveVersioned: async () => '2' };
+      const store = new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } });
+      for (const [method, call] of [['load', () => store.load('u')], ['loadVersioned', () => store.loadVersioned('u')]]) {
+        const error = await rejection(call());
+        assert.ok(error instanceof StorageError, `${method} of ${typeof bad}: ${error}`);
+        assert.equal(error.message, `the inner store's ${method}() must resolve to a string or null`);
+      }
+    }
+  });
+
   test('an unknown key id is a StorageError naming it, never a fallback', async () => {
     const inner = new MemoryStore();
     await new EncryptedStore(inner, { current: { id: '2025-01', key: KEY_A } }).save('u', RECORD);

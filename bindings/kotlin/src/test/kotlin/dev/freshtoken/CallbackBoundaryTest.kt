@@ -2,6 +2,7 @@ package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.Json
+import dev.freshtoken.support.NoUncaughtExceptions
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
@@ -12,13 +13,13 @@ import kotlinx.coroutines.TimeoutCancellationException
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.withTimeout
-import org.junit.After
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
 import org.junit.Before
 import org.junit.BeforeClass
+import org.junit.Rule
 import org.junit.Test
 
 /**
@@ -55,19 +56,10 @@ class CallbackBoundaryTest {
         fun <T> javaNull(): T = null as T
     }
 
-    private val uncaught: MutableList<Throwable> = Collections.synchronizedList(mutableListOf())
-    private var previousHandler: Thread.UncaughtExceptionHandler? = null
+    @get:Rule val noUncaught = NoUncaughtExceptions()
 
     @Before fun setUp() {
         emu.reset()
-        previousHandler = Thread.getDefaultUncaughtExceptionHandler()
-        Thread.setDefaultUncaughtExceptionHandler { _, e -> uncaught.add(e) }
-    }
-
-    @After fun tearDown() {
-        Thread.setDefaultUncaughtExceptionHandler(previousHandler)
-        assertEquals("nothing reached the uncaught-exception handler",
-            emptyList<String>(), uncaught.map { it.javaClass.name })
     }
 
     private fun client(http: HttpClient = HttpUrlConnectionClient()) = TokenClient(

@@ -192,6 +192,19 @@ async fn late_rotation_save(
     (caller, rotated, go, landed)
 }
 
+/// [`late_rotation_save`] past the store deadline: the caller has had its
+/// `storage` error, and the host is still writing the rotated record.
+async fn abandoned_rotation_save(
+    h: &Harness,
+    store: &HostStore,
+    session: &UserSession,
+) -> (Record, oneshot::Sender<()>, oneshot::Receiver<()>) {
+    let (caller, rotated, go, landed) = late_rotation_save(store, session).await;
+    expire_deadline(h, STORE_TIMEOUT_MS).await;
+    storage_message(caller.await.unwrap());
+    (rotated, go, landed)
+}
+
 /// A session of `client` on a memory store, seeded with `refresh_token`.
 async fn memory_session(
     client: &TokenClient,
@@ -302,9 +315,7 @@ async fn a_late_answer_from_an_abandoned_save_changes_nothing() {
     let h = harness();
     let store = HostStore::new();
     let (session, _) = seeded(&h, &store, "u1").await;
-    let (caller, rotated, go, landed) = late_rotation_save(&store, &session).await;
-    expire_deadline(&h, STORE_TIMEOUT_MS).await;
-    storage_message(caller.await.unwrap());
+    let (rotated, go, landed) = abandoned_rotation_save(&h, &store, &session).await;
     // The host finishes its write after the core gave up on it.
     go.send(()).unwrap();
     landed.await.unwrap();
@@ -326,9 +337,7 @@ async fn a_save_abandoned_at_its_deadline_holds_back_every_newer_refresh_token()
     let store = HostStore::new();
     let (session, _) = seeded(&h, &store, "u1").await;
     // The rotated record's save outlives its deadline; the host is still writing it.
-    let (caller, rotated, go, landed) = late_rotation_save(&store, &session).await;
-    expire_deadline(&h, STORE_TIMEOUT_MS).await;
-    storage_message(caller.await.unwrap());
+    let (rotated, go, landed) = abandoned_rotation_save(&h, &store, &session).await;
     // Re-saving the same refresh token is harmless: the session serves it.
     let token = session.access_token().await.unwrap();
     assert_eq!(token, rotated.access_token.unwrap().value.expose());

@@ -31,7 +31,7 @@ export function memoryStoreClass(wasm) {
 
     /** The record saved under `key`, or null. */
     async load(key) {
-      return this.get(key);
+      return this.#core().get(key) ?? null;
     }
 
     /** Saves the record text `record` under `key`. */

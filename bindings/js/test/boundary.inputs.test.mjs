@@ -88,6 +88,9 @@ describe('entry points check their arguments', () => {
       // As serde_json does natively: a lone surrogate's escape is not JSON.
       ['load, escaped', { load: async () => escaped('rt-\uD800-3'), save: async () => {} }, /the stored record is not JSON/],
       ['loadVersioned, escaped', versioned(escaped('rt-\uDBFF-4')), /the stored record is not JSON/],
+      // Not a string at all: said so, as the store's wrong type.
+      ['load, a number', { load: async () => 42, save: async () => {} }, /store\.load must resolve to a string or null/],
+      ['loadVersioned, a number', versioned(42), /store\.loadVersioned must resolve to \{ record, version \} \(strings\) or null/],
     ];
     const client = new TokenClient(BASE); // nothing listens: a refresh would be a NetworkError
     for (const [i, [label, store, message]] of cases.entries()) {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 
-import { FileStore, MemoryStore, StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, FileStore, MemoryStore, StorageError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 
 const RECORD = '{"schema":"freshtoken.record/1","refresh_token":"rt-SENTINEL-record","updated_at":1}';
@@ -149,6 +149,18 @@ describe('MemoryStore', () => {
     await store.save('u1', 'c');
     assert.equal(store.get('u1'), 'c');
     assert.equal(new MemoryStore().get('u1'), null, 'instances do not share records');
+  });
+});
+
+describe('MemoryStore arguments', () => {
+  test('a key or record that is not a string is a ConfigError naming it, and nothing is stored', async () => {
+    const store = new MemoryStore();
+    for (const bad of [42, null, undefined, {}, Symbol('s')]) {
+      await assert.rejects(store.save('u1', bad), (e) => e instanceof ConfigError && /`record`/.test(e.message), `record ${String(bad)}`);
+      await assert.rejects(store.save(bad, '{}'), (e) => e instanceof ConfigError && /`key`/.test(e.message), `key ${String(bad)}`);
+      assert.throws(() => store.get(bad), ConfigError);
+    }
+    assert.equal(store.get('u1'), null);
   });
 });
 

@@ -13,7 +13,18 @@ wasm=target/wasm32-unknown-unknown/release/freshtoken.wasm
 wasm_opt=.tools/node_modules/.bin/wasm-opt
 
 rm -rf pkg/dist
-cargo build --quiet --release --lib --target wasm32-unknown-unknown
+# Panic locations name their source files. Dependencies' paths would carry
+# the builder's home directory and registry folder into the package: map
+# each registry folder to nothing, so the wasm is the same whoever builds it
+# ("base64-0.22.1/src/…"), and names no machine.
+cargo fetch --quiet --target wasm32-unknown-unknown # unpacks them, so the folders exist
+remap=()
+for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
+  if [ -d "$dir" ]; then remap+=("\"--remap-path-prefix=$dir=\""); fi
+done
+flags=$(IFS=,; echo "${remap[*]}")
+cargo build --quiet --release --lib --target wasm32-unknown-unknown \
+  --config "target.wasm32-unknown-unknown.rustflags=[$flags]"
 for target in nodejs web; do
   out=pkg/dist/${target/nodejs/node}
   wasm-bindgen --target "$target" --out-dir "$out" --out-name freshtoken \

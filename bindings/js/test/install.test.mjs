@@ -4,8 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -38,6 +38,18 @@ test('the installed package ships only its files and has no dependencies', async
   assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'jwt.d.ts', 'package.json', 'postgres.d.ts', 'redis.d.ts', 'src']);
   const modules = (await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.'));
   assert.deepEqual(modules, ['freshtoken'], 'zero runtime dependencies: the optional peers (redis, pg) are not installed');
+});
+
+test('the shipped wasm names no folder of the machine that built it', async () => {
+  // Panic locations carry source paths; scripts/build-js.sh maps the
+  // dependency folders (under the cargo home) to relative ones.
+  const cargoHome = process.env.CARGO_HOME ?? join(homedir(), '.cargo');
+  for (const dir of ['node', 'web']) {
+    const text = (await readFile(join(pkgDir, 'dist', dir, 'freshtoken_bg.wasm'))).toString('latin1');
+    assert.ok(text.includes('src/'), 'the wasm still names its sources (relative): the check looks at the right text');
+    assert.ok(!text.includes(cargoHome), `dist/${dir} names the cargo home ${cargoHome}`);
+    assert.ok(!text.includes('/registry/src/'), `dist/${dir} names a registry folder`);
+  }
 });
 
 test('the fleet entry points load without their optional peers installed', async () => {

@@ -226,10 +226,31 @@ fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
         Some(Scalar::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
         other => panic!("accepted token_type {other:?}"),
     }
+    if let Some(secs) = token.expires_in {
+        assert!(secs <= MAX_EXPIRES_IN_SECS, "expires_in above its bound");
+    }
     match (token.expires_in, member("expires_in")) {
-        (Some(secs), Some(Scalar::Int(n))) => {
-            assert!(secs <= MAX_EXPIRES_IN_SECS, "expires_in above its bound");
-            assert_eq!(i64::try_from(secs).ok(), Some(*n));
+        (Some(secs), Some(Scalar::Int(n))) => assert_eq!(i64::try_from(secs).ok(), Some(*n)),
+        // A fraction is cut to whole seconds, never rounded up.
+        (Some(secs), Some(Scalar::OtherNumber(n))) => {
+            assert!(
+                *n >= 0.0 && (secs as f64) <= *n && *n < secs as f64 + 1.0,
+                "{n} read as {secs}"
+            );
+        }
+        // A decimal string: its whole part, and nothing but digits and one dot.
+        (Some(secs), Some(Scalar::Str(text))) => {
+            let text = text.trim();
+            assert!(
+                text.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+                "read {text:?}"
+            );
+            let whole = text.split('.').next().unwrap_or_default();
+            assert_eq!(
+                whole.parse::<u64>().ok(),
+                Some(secs),
+                "{text:?} read as {secs}"
+            );
         }
         (None, None) => {}
         (got, member) => panic!("expires_in {got:?} from {member:?}"),

@@ -110,14 +110,16 @@ use crate::wasm::json_text::{text_to_value, value_to_text};
 /// One member's value, as far as the core looks at it: which kind it is,
 /// so that an error can name the member and say what was wrong. Arrays and
 /// objects are skipped, never read. (`null` is `None` of an `Option`.)
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Scalar {
     /// A string.
     Str(String),
     /// An integer that fits in `i64`.
     Int(i64),
-    /// Any other number (a fraction, an exponent, out of `i64` range).
-    OtherNumber,
+    /// Any other number (a fraction, an exponent, out of `i64` range). In
+    /// the wasm build a whole number up to 2^53 arrives as `Int` whatever
+    /// its spelling (`900.0`, `9e2`): JavaScript numbers do not keep it.
+    OtherNumber(f64),
     /// `true` or `false`.
     Bool(bool),
     /// An array or an object (its content skipped).
@@ -148,11 +150,11 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-        Ok(i64::try_from(v).map_or(Scalar::OtherNumber, Scalar::Int))
+        Ok(i64::try_from(v).map_or(Scalar::OtherNumber(v as f64), Scalar::Int))
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
-        Ok(Scalar::OtherNumber)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar::OtherNumber(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
@@ -193,9 +195,12 @@ mod tests {
             (r#"{"a":"x"}"#, Some(Scalar::Str("x".into()))),
             (r#"{"a":900}"#, Some(Scalar::Int(900))),
             (r#"{"a":-1}"#, Some(Scalar::Int(-1))),
-            (r#"{"a":1.5}"#, Some(Scalar::OtherNumber)),
-            (r#"{"a":1e3}"#, Some(Scalar::OtherNumber)),
-            (r#"{"a":99999999999999999999}"#, Some(Scalar::OtherNumber)),
+            (r#"{"a":1.5}"#, Some(Scalar::OtherNumber(1.5))),
+            (r#"{"a":1e3}"#, Some(Scalar::OtherNumber(1e3))),
+            (
+                r#"{"a":99999999999999999999}"#,
+                Some(Scalar::OtherNumber(1e20)),
+            ),
             (r#"{"a":true}"#, Some(Scalar::Bool(true))),
             (r#"{"a":[1,{"k":[]}]}"#, Some(Scalar::Compound)),
             (r#"{"a":{"b":1}}"#, Some(Scalar::Compound)),

@@ -165,6 +165,38 @@ struct Body {
     error_uri: Option<Scalar>,
 }
 
+/// `expires_in` in whole seconds. RFC 6749 sends a JSON integer; like
+/// openid-client, a fraction (`3599.5`) and a decimal string (`"3599"`:
+/// Azure AD v1, SAP and others) are read too, since refusing them would
+/// make every refresh with such a provider fail after its refresh token
+/// was consumed. A fraction is cut, so a token is never kept longer than
+/// it lives.
+fn expires_in_secs(value: Scalar) -> Result<u64, &'static str> {
+    let secs = match value {
+        Scalar::Int(n) => u64::try_from(n).map_err(|_| "expires_in is negative")?,
+        Scalar::OtherNumber(n) if n < 0.0 => return Err("expires_in is negative"),
+        // `as` saturates: anything past u64 stays past the bound below.
+        Scalar::OtherNumber(n) => n as u64,
+        Scalar::Str(text) => decimal_secs(text.trim()).ok_or("expires_in is not a number")?,
+        _ => return Err("expires_in is not a number"),
+    };
+    if secs > MAX_EXPIRES_IN_SECS {
+        return Err("expires_in is implausibly large");
+    }
+    Ok(secs)
+}
+
+/// The whole part of `digits[.digits]` (no sign, no exponent), saturating;
+/// `None` for anything else.
+fn decimal_secs(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    Some(whole.parse::<u64>().unwrap_or(u64::MAX))
+}
+
 fn parse_body(body: &[u8]) -> Option<Body> {
     json_text::from_slice(body, MAX_RESPONSE_BYTES).ok()
 }
@@ -188,13 +220,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
     }
     let expires_in = match object.expires_in {
         None => None,
-        Some(Scalar::Int(n)) => match u64::try_from(n) {
-            Ok(secs) if secs <= MAX_EXPIRES_IN_SECS => Some(secs),
-            Ok(_) => return Err("expires_in is implausibly large".into()),
-            Err(_) => return Err("expires_in is not a non-negative integer".into()),
-        },
-        Some(Scalar::OtherNumber) => return Err("expires_in is not a non-negative integer".into()),
-        Some(_) => return Err("expires_in is not a number".into()),
+        Some(value) => Some(expires_in_secs(value)?),
     };
     let refresh_token = match optional_string(object.refresh_token, "refresh_token")? {
         Some(s) if s.is_empty() => None,
@@ -319,6 +345,43 @@ mod tests {
     }
 
     #[test]
+    fn expires_in_as_providers_send_it() {
+        // (JSON value, whole seconds kept)
+        for (value, secs) in [
+            ("900", 900),
+            ("0", 0),
+            ("3599.0", 3599),
+            ("3599.9", 3599),
+            ("9e2", 900),
+            (r#""3599""#, 3599),
+            (r#"" 3599 ""#, 3599),
+            (r#""3599.75""#, 3599),
+            (r#""007""#, 7),
+        ] {
+            let body =
+                format!(r#"{{"access_token":"a","token_type":"Bearer","expires_in":{value}}}"#);
+            assert_eq!(ok(&body).expires_in, Some(secs), "{value}");
+        }
+        for value in [
+            r#""""#,
+            r#""abc""#,
+            r#""-5""#,
+            r#""+5""#,
+            r#""1e3""#,
+            r#"".5""#,
+            r#""5s""#,
+            r#""NaN""#,
+            r#""inf""#,
+            r#""0x10""#,
+            r#""3 599""#,
+        ] {
+            let body =
+                format!(r#"{{"access_token":"a","token_type":"Bearer","expires_in":{value}}}"#);
+            assert_eq!(bad(&body), "expires_in is not a number", "{value}");
+        }
+    }
+
+    #[test]
     fn invalid_success_bodies_say_which_field() {
         let cases = [
             ("not json", "not a JSON object"),
@@ -340,19 +403,27 @@ mod tests {
             (r#"{"access_token":"a"}"#, "token_type is missing"),
             (
                 r#"{"access_token":"a","token_type":"Bearer","expires_in":-1}"#,
-                "non-negative",
+                "expires_in is negative",
             ),
             (
-                r#"{"access_token":"a","token_type":"Bearer","expires_in":1.5}"#,
-                "non-negative",
-            ),
-            (
-                r#"{"access_token":"a","token_type":"Bearer","expires_in":"900"}"#,
-                "not a number",
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":-0.5}"#,
+                "expires_in is negative",
             ),
             (
                 r#"{"access_token":"a","token_type":"Bearer","expires_in":1e300}"#,
-                "non-negative",
+                "implausibly large",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":"99999999999999999999999"}"#,
+                "implausibly large",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":true}"#,
+                "expires_in is not a number",
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":[900]}"#,
+                "expires_in is not a number",
             ),
             (
                 r#"{"access_token":"a","token_type":"Bearer","expires_in":999999999999}"#,

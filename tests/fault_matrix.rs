@@ -89,6 +89,9 @@ enum Case {
     WrongTokenType,
     /// 200 with this raw `expires_in` value (with a rotated refresh token).
     ExpiresIn(&'static str),
+    /// The grant processed (rotated), its answer's `expires_in` this raw
+    /// JSON value: a provider's dialect.
+    ExpiresInAs(&'static str),
     /// 200 with a 100 kB JSON body (the cap is 64 KiB).
     Oversize,
     /// A `text/html` error page with this status, once.
@@ -184,6 +187,10 @@ fn arm(h: &Harness, case: Case) -> Option<String> {
                 Fault::body(200, faulty_success_body(&rt, &fields)),
                 Some(rt),
             )
+        }
+        Case::ExpiresInAs(value) => {
+            let value = serde_json::from_str(value).expect("a JSON value");
+            (Fault::expires_in_as(value), None)
         }
         Case::Oversize => (Fault::oversize(100_000), None),
         Case::Html(status) => (Fault::new(FaultKind::Html { status }), None),
@@ -783,7 +790,7 @@ fn rows() -> Vec<Row> {
         row(
             "expires_in -900",
             Case::ExpiresIn("-900"),
-            salvage("expires_in is not a non-negative integer"),
+            salvage("expires_in is negative"),
         ),
         row(
             "expires_in 10^12 s",
@@ -791,9 +798,14 @@ fn rows() -> Vec<Row> {
             salvage("expires_in is implausibly large"),
         ),
         row(
-            "expires_in \"900\" (a string)",
-            Case::ExpiresIn("\"900\""),
+            "expires_in \"soon\" (a string, not a number)",
+            Case::ExpiresIn("\"soon\""),
             salvage("expires_in is not a number"),
+        ),
+        row(
+            "expires_in \"3599\" (a decimal string: Azure AD v1, SAP)",
+            Case::ExpiresInAs("\"3599\""),
+            absorbed(1, Waits::None),
         ),
         row(
             "oversize body (100 kB, cap 64 KiB)",

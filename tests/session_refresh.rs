@@ -151,6 +151,33 @@ async fn tokens_reports_expiry_scope_id_token_and_refresh_lifetime() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_sending_expires_in_as_a_string_or_a_fraction_is_understood() {
+    // Azure AD v1, SAP and others send "3599"; a fraction is cut to whole seconds.
+    for (value, secs) in [
+        (serde_json::json!("3599"), 3599),
+        (serde_json::json!(1800.9), 1800),
+    ] {
+        let h = Harness::new();
+        let (session, old_rt) = h.seeded("u1").await;
+        h.emu
+            .push_fault(Fault::expires_in_as(value.clone()).for_grant("refresh_token"));
+        let sent_at = h.clock.now_ms();
+        let info = session.tokens().await.expect("the answer is understood");
+        assert_eq!(info.expires_at_ms, sent_at + secs * 1000, "{value}");
+        assert_eq!(h.emu.refresh_token_state(&old_rt), TokenState::Consumed);
+        let rotated = h.store.refresh_token("u1").expect("the rotation was saved");
+        assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
+        // Fresh for that lifetime less the 60 s leeway, with no request.
+        h.clock.advance((secs - 61) * 1000);
+        assert_eq!(session.access_token().await.unwrap(), info.access_token);
+        assert_eq!(h.refresh_requests(), 1, "{value}");
+        h.clock.advance(1000);
+        assert_ne!(session.access_token().await.unwrap(), info.access_token);
+        assert_eq!(h.refresh_requests(), 2, "{value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_refreshes_share_one_request() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;

@@ -351,6 +351,30 @@ describe('UserSession against the emulator', () => {
     }
   });
 
+  test('expires_in sent as a string or a fraction (Azure AD v1, SAP) is read as whole seconds', async () => {
+    // The wasm build reads JSON with the host's JSON.parse: its numbers and strings reach the core
+    // differently from serde_json's, and must give the same seconds.
+    for (const [value, seconds] of [['3599', 3599], [' 3599.9 ', 3599], [1800.9, 1800], [9e2, 900], [1e21, null]]) {
+      await emu.reset();
+      const { client, store, time } = setup();
+      const { session, family } = await seeded(client, store);
+      await emu.fault({ kind: 'expires_in_as', value, grant: 'refresh_token' });
+      const sentAt = time.now();
+      if (seconds === null) {
+        const err = await session.tokens().then(() => null, (e) => e);
+        assert.equal(err?.code, 'invalid_response', `${value}: past ten years is refused`);
+        assert.match(err.message, /expires_in is implausibly large/);
+      } else {
+        const info = await session.tokens();
+        assert.equal(info.expiresAt, sentAt + seconds * 1000, `${value}`);
+      }
+      // Either way the rotated refresh token was kept.
+      assert.equal(await emu.refreshTokenState(family.refresh_token), 'consumed');
+      assert.equal(await emu.refreshTokenState(store.record('u1').refresh_token), 'active', `${value}`);
+      assert.equal(await emu.refreshRequests(), 1);
+    }
+  });
+
   test('seed() during a refresh waits for it, then replaces the record', async () => {
     const { client, store } = setup();
     const { session } = await seeded(client, store);

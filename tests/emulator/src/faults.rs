@@ -97,6 +97,13 @@ pub enum FaultKind {
     DropAfterCommit,
     /// Answer 200 `application/json` with truncated JSON; not processed.
     MalformedJson,
+    /// Process the grant fully (rotation committed) and answer as usual,
+    /// but with the success body's `expires_in` set to `value`: a
+    /// provider's dialect, such as `"3599"` (a string) or `3599.5`.
+    ExpiresInAs {
+        /// The JSON value sent as `expires_in`.
+        value: serde_json::Value,
+    },
     /// Answer exactly this response; not processed.
     Body {
         /// HTTP status (default 200).
@@ -225,6 +232,11 @@ impl Fault {
         })
     }
 
+    /// `{"kind":"expires_in_as","value":value}`: processed, with this `expires_in`.
+    pub fn expires_in_as(value: serde_json::Value) -> Self {
+        Fault::new(FaultKind::ExpiresInAs { value })
+    }
+
     /// `{"kind":"oversize","bytes":bytes}`.
     pub fn oversize(bytes: usize) -> Self {
         Fault::new(FaultKind::Oversize { bytes })
@@ -333,6 +345,7 @@ impl FaultQueue {
 pub(crate) fn response(kind: &FaultKind) -> Option<Response> {
     let response = match kind {
         FaultKind::Delay { .. }
+        | FaultKind::ExpiresInAs { .. }
         | FaultKind::DropBefore
         | FaultKind::DropAfterCommit
         | FaultKind::Hold

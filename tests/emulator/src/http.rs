@@ -125,6 +125,22 @@ impl Response {
         self
     }
 
+    /// A 200 JSON object body with its member `name` (if present) set to
+    /// `value`; any other response unchanged.
+    pub fn with_member(self, name: &str, value: &Value) -> Self {
+        if self.status != 200 {
+            return self;
+        }
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(Value::Object(mut object)) if object.contains_key(name) => {
+                object.insert(name.to_owned(), value.clone());
+                let body = Value::Object(object).to_string();
+                self.body(body)
+            }
+            _ => self,
+        }
+    }
+
     /// The serialized response, with CORS, length and `Connection: close`.
     fn to_bytes(&self) -> Vec<u8> {
         let length = format!("Content-Length: {}", self.body.len());

@@ -43,6 +43,9 @@ pub(crate) async fn apply(
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Outcome::Respond(run())
         }
+        Some(FaultKind::ExpiresInAs { value }) => {
+            Outcome::Respond(run().with_member("expires_in", &value))
+        }
         Some(FaultKind::DropBefore) => Outcome::Close,
         Some(FaultKind::DropAfterCommit) => {
             let _ = run();

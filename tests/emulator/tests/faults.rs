@@ -113,6 +113,31 @@ fn drop_after_commit_rotates_then_closes_silently() {
 }
 
 #[test]
+fn expires_in_as_rotates_and_sends_that_expires_in() {
+    let em = start();
+    let seeded = em.seed("test-client", "openid offline_access");
+    em.push_fault(Fault::expires_in_as(json!("3599")).for_grant("refresh_token"));
+    let reply = refresh(em.port(), &seeded.refresh_token);
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(body["expires_in"], json!("3599"));
+    assert_eq!(body["token_type"], "Bearer");
+    let rotated = body["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        em.refresh_token_state(&seeded.refresh_token),
+        TokenState::Consumed
+    );
+    assert_eq!(em.refresh_token_state(rotated), TokenState::Active);
+    // An error answer is left as it is.
+    em.push_fault(Fault::expires_in_as(json!(1.5)));
+    let refused = refresh(em.port(), "no-such-token");
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "invalid_grant");
+    assert_eq!(refused.json().get("expires_in"), None);
+    assert_eq!(em.counters().faults_applied, 2);
+}
+
+#[test]
 fn malformed_json_is_a_truncated_body() {
     let em = start();
     let seeded = em.seed("test-client", "openid offline_access");

@@ -4,7 +4,7 @@ use crate::clock::Clock;
 use crate::config::{Config, MAX_RESPONSE_BYTES};
 use crate::deadline::{no_timer_text, within, Abandoned};
 use crate::error::Error;
-use crate::grant::{build_request, Grant};
+use crate::grant::{build_request, client_secret_spellings, Grant};
 use crate::http::{HttpClient, HttpError};
 use crate::random::jitter;
 use crate::response::{classify, Answer, OAuthErrorBody, TokenResponse};
@@ -145,10 +145,8 @@ async fn send_with_retries(
             .map_err(|e| match e {
                 // The host's message may quote the request (the refresh token,
                 // the client secret): scrub it like a server's error body.
-                HttpError::NotSent(m) => HttpError::NotSent(scrub(&m, &secrets_of(ctx, grant))),
-                HttpError::Interrupted(m) => {
-                    HttpError::Interrupted(scrub(&m, &secrets_of(ctx, grant)))
-                }
+                HttpError::NotSent(m) => HttpError::NotSent(scrubbed(ctx, grant, &m)),
+                HttpError::Interrupted(m) => HttpError::Interrupted(scrubbed(ctx, grant, &m)),
                 other => other,
             });
         let (final_error, retry_after_ms) = match sent {
@@ -184,10 +182,9 @@ async fn send_with_retries(
                     }))
                 }
                 Answer::OAuthError { status, mut body } => {
-                    let secrets = secrets_of(ctx, grant);
-                    body.error = scrub(&body.error, &secrets);
-                    body.description = body.description.map(|d| scrub(&d, &secrets));
-                    body.uri = body.uri.map(|u| scrub(&u, &secrets));
+                    body.error = scrubbed(ctx, grant, &body.error);
+                    body.description = body.description.map(|d| scrubbed(ctx, grant, &d));
+                    body.uri = body.uri.map(|u| scrubbed(ctx, grant, &u));
                     return Err(CallFailure {
                         failure: Failure::OAuth { status, body },
                         maybe_processed,
@@ -253,10 +250,10 @@ pub(crate) fn abandoned_request(abandoned: Abandoned) -> HttpError {
     }
 }
 
-fn secrets_of<'a>(ctx: &'a Context, grant: &'a Grant<'_>) -> Vec<&'a str> {
+/// `text` with every secret of the request removed: the grant's and the client's.
+fn scrubbed(ctx: &Context, grant: &Grant<'_>, text: &str) -> String {
+    let client = client_secret_spellings(&ctx.config);
     let mut secrets = grant.secrets();
-    if let Some(secret) = &ctx.config.client_secret {
-        secrets.push(secret.expose());
-    }
-    secrets
+    secrets.extend(client.iter().map(Secret::expose));
+    scrub(text, &secrets)
 }

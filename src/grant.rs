@@ -3,6 +3,7 @@
 use crate::config::{ClientAuthMethod, Config, MAX_RESPONSE_BYTES};
 use crate::error::Error;
 use crate::http::HttpRequest;
+use crate::secret::Secret;
 use base64::Engine;
 
 /// One token request's grant and its parameters.
@@ -142,10 +143,29 @@ pub(crate) async fn build_request(
 
 /// RFC 6749 §2.3.1: id and secret are form-encoded *before* base64.
 pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> String {
+    format!("Basic {}", basic_credential(client_id, secret))
+}
+
+/// The base64 credential of `Authorization: Basic`.
+fn basic_credential(client_id: &str, secret: &str) -> String {
     let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
     let secret: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-    format!("Basic {encoded}")
+    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+}
+
+/// What a message must not show of the client's secret: the secret and,
+/// under `client_secret_basic`, the Basic credential that carries it (a
+/// host's HTTP error quoting the request's headers shows that one).
+pub(crate) fn client_secret_spellings(config: &Config) -> Vec<Secret> {
+    let Some(secret) = &config.client_secret else {
+        return Vec::new();
+    };
+    let mut spellings = vec![secret.clone()];
+    if config.client_auth == ClientAuthMethod::ClientSecretBasic {
+        let credential = basic_credential(&config.client_id, secret.expose());
+        spellings.push(Secret::new(credential));
+    }
+    spellings
 }
 
 #[cfg(test)]

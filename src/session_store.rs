@@ -6,6 +6,7 @@
 use crate::attached::Attached;
 use crate::deadline::{no_timer_text, within, Abandoned};
 use crate::error::Error;
+use crate::grant::client_secret_spellings;
 use crate::maybe_send::BoxFuture;
 use crate::secret::{scrub, Secret};
 use crate::store::{CasOutcome, Record, StoreError, Versioned};
@@ -98,7 +99,7 @@ impl Attached {
     /// `message` with every token of the session and the client secret removed.
     pub(crate) fn scrubbed(&self, message: &str) -> String {
         let mut secrets: Vec<Secret> = self.cell.lock().secrets();
-        secrets.extend(self.ctx.config.client_secret.clone());
+        secrets.extend(client_secret_spellings(&self.ctx.config));
         let exposed: Vec<&str> = secrets.iter().map(Secret::expose).collect();
         scrub(message, &exposed)
     }

@@ -8,8 +8,8 @@ mod common;
 
 use common::{joined_then_released, Harness, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{
-    async_trait, Error, HttpClient, HttpError, HttpRequest, HttpResponse, MemoryStore,
-    ReauthReason, Record, Seed, StoreError, TokenClient, TokenStore, UserSession,
+    async_trait, ClientAuthMethod, Error, HttpClient, HttpError, HttpRequest, HttpResponse,
+    MemoryStore, ReauthReason, Record, Seed, StoreError, TokenClient, TokenStore, UserSession,
 };
 use freshtoken_emulator::{Fault, TokenState};
 use std::sync::{Arc, Mutex};
@@ -538,28 +538,43 @@ struct QuotingHttp;
 #[async_trait]
 impl HttpClient for QuotingHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // As a logging proxy or middleware does: the body and the headers.
         Err(HttpError::Interrupted(format!(
-            "connection reset while sending {}",
-            request.body
+            "connection reset while sending {} with headers {:?}",
+            request.body, request.headers
         )))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_messages_that_quote_the_request_show_no_secret() {
-    let h = harness();
-    let client = TokenClient::new(
-        h.client.config().clone(),
-        Arc::new(QuotingHttp),
-        h.clock.clone(),
-    );
-    let (session, _) = memory_session(&client, "rt-SENTINEL-0123456789").await;
-    let error = session.access_token().await.unwrap_err();
-    assert_eq!(error.code().as_str(), "network");
-    let shown = format!("{error} {error:?}");
-    assert!(shown.contains("connection reset while sending"), "{shown}");
-    for secret in ["rt-SENTINEL-0123456789", CLIENT_SECRET] {
-        assert!(!shown.contains(secret), "{shown}");
+    for auth in [
+        ClientAuthMethod::ClientSecretPost,
+        ClientAuthMethod::ClientSecretBasic,
+    ] {
+        let h = Harness::with(Default::default(), |b| b.client_auth(auth));
+        let client = TokenClient::new(
+            h.client.config().clone(),
+            Arc::new(QuotingHttp),
+            h.clock.clone(),
+        );
+        let (session, _) = memory_session(&client, "rt-SENTINEL-0123456789").await;
+        let error = session.access_token().await.unwrap_err();
+        assert_eq!(error.code().as_str(), "network");
+        let shown = format!("{error} {error:?}");
+        assert!(shown.contains("connection reset while sending"), "{shown}");
+        // Basic carries the secret inside base64(id ":" secret) (RFC 6749 §2.3.1).
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+        assert_eq!(
+            shown.contains("Authorization"),
+            auth == ClientAuthMethod::ClientSecretBasic,
+            "the headers are quoted: {shown}"
+        );
+        for secret in ["rt-SENTINEL-0123456789", CLIENT_SECRET, basic.as_str()] {
+            assert!(!shown.contains(secret), "{auth:?}: {shown}");
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::authorize::{self, AuthorizationParams, AuthorizationRequest};
 use crate::client_token::ClientTokens;
 use crate::clock::Clock;
+use crate::code_exchange;
 use crate::config::{Config, ConfigBuilder};
 use crate::discovery::ProviderMetadata;
 use crate::error::{Error, ReauthReason};
@@ -12,9 +13,8 @@ use crate::http::HttpClient;
 use crate::registry::Registry;
 use crate::response::TokenResponse;
 use crate::session::UserSession;
-use crate::spawn::Spawn;
-use crate::store::{Record, TokenStore};
-use crate::tokens::AccessToken;
+use crate::spawn::{run_detached, Spawn};
+use crate::store::TokenStore;
 use std::sync::Arc;
 
 /// The entry point: configuration, HTTP and clock, the shared session
@@ -254,57 +254,21 @@ impl TokenClient {
             }
         }
         let session = self.session(key, store)?;
-        let grant = Grant::AuthorizationCode {
-            code,
-            code_verifier,
-            redirect_uri,
-        };
-        let config = &self.ctx.config;
         // Before the code is redeemed: the tokens it brings must be saved.
         session.attach().abandoned_save_ended().await?;
-        let issued = match exchange::call(&self.ctx, &grant).await {
-            Ok(issued) => issued,
-            Err(mut failure) => {
-                // An unusable answer that still carries the first refresh
-                // token: keep it, or the user has to log in again.
-                if let Some(refresh_token) = failure.salvaged.take() {
-                    let now = self.ctx.clock.now_ms();
-                    let record = Record {
-                        refresh_token: Some(refresh_token),
-                        refresh_expires_at_ms: Some(
-                            now.saturating_add(config.refresh_token_lifetime_ms),
-                        ),
-                        updated_at_ms: now,
-                        ..Record::default()
-                    };
-                    if let Err(e) = session.attach().replace(record).await {
-                        log::warn!("freshtoken: session {key}: {e}");
-                    }
-                }
-                return Err(failure.into_error());
-            }
-        };
-        let response = issued.response;
-        let record = Record {
-            access_token: Some(AccessToken::new(
-                response.access_token,
-                issued.sent_at_ms,
-                response.expires_in,
-                config.user_token_lifetime_secs,
-            )),
-            scope: response.scope,
-            id_token: response.id_token,
-            refresh_expires_at_ms: response.refresh_token.as_ref().map(|_| {
-                issued
-                    .sent_at_ms
-                    .saturating_add(config.refresh_token_lifetime_ms)
-            }),
-            refresh_token: response.refresh_token,
-            reauth: None,
-            in_doubt: false,
-            updated_at_ms: self.ctx.clock.now_ms(),
-        };
-        session.attach().replace(record).await?;
+        // The code is single use: once it is sent, redeeming it and saving
+        // what it brings runs to its end even if the caller stops waiting
+        // (DESIGN point 15), or the user would have to log in again.
+        let redeem = code_exchange::redeem(
+            self.ctx.clone(),
+            session.attach(),
+            code_exchange::Code {
+                code: code.into(),
+                code_verifier: code_verifier.into(),
+                redirect_uri: redirect_uri.into(),
+            },
+        );
+        run_detached(self.ctx.spawn.as_ref(), Box::pin(redeem)).await?;
         Ok(session)
     }
 }

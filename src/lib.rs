@@ -39,6 +39,7 @@ mod cipher;
 mod client;
 mod client_token;
 mod clock;
+mod code_exchange;
 mod config;
 mod credentials;
 mod deadline;

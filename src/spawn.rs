@@ -6,6 +6,8 @@
 //! when all of them stop waiting, to resume with the next caller.
 
 use crate::maybe_send::{BoxFuture, MaybeSendSync};
+use futures_util::future::FutureExt;
+use std::sync::Arc;
 
 /// Runs a task to completion independently of whoever started it: the
 /// wasm export spawns on the JavaScript event loop, the uniffi export on a
@@ -13,4 +15,22 @@ use crate::maybe_send::{BoxFuture, MaybeSendSync};
 pub trait Spawn: MaybeSendSync {
     /// Starts `task`; it must be polled until it completes.
     fn spawn(&self, task: BoxFuture<'static, ()>);
+}
+
+/// Runs `task` to its end even if the caller stops waiting: as a task of
+/// `spawn` when the client has one (the caller waits for its shared
+/// result), else driven by the caller, like a refresh without a spawner.
+pub(crate) async fn run_detached<T>(
+    spawn: Option<&Arc<dyn Spawn>>,
+    task: BoxFuture<'static, T>,
+) -> T
+where
+    T: Clone + MaybeSendSync + 'static,
+{
+    let Some(spawn) = spawn else {
+        return task.await;
+    };
+    let shared = task.shared();
+    spawn.spawn(Box::pin(shared.clone().map(drop)));
+    shared.await
 }

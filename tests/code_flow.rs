@@ -5,7 +5,8 @@ mod common;
 
 use common::Harness;
 use freshtoken::{AuthorizationParams, TokenClient, UserSession};
-use freshtoken_emulator::TokenState;
+use freshtoken_emulator::{Fault, TokenState};
+use std::time::Duration;
 
 /// Follows the authorize URL (the emulator approves at once) and returns the
 /// `code` and `state` from its redirect.
@@ -105,5 +106,57 @@ async fn a_public_client_uses_pkce_without_a_secret() {
             .unwrap_err()
             .oauth_error(),
         Some("unauthorized_client")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_after_the_code_was_sent_still_gets_its_tokens_saved() {
+    // The code is single use: a caller that stops waiting (a timeout, a
+    // closed screen) after sending it must not throw away what it brings.
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let (mut saving, release_save) = h.store.gate_saves();
+    let client = h.client.clone();
+    let store = h.store.clone();
+    let verifier = request.code_verifier.clone();
+    let caller = tokio::spawn(async move {
+        client
+            .exchange_code(&code, &verifier, REDIRECT, "u1", store)
+            .await
+    });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+
+    // The server answers after the caller left; the answer is still saved.
+    assert_eq!(h.emu.release_held(), 1);
+    let guard = Duration::from_secs(10); // fails the test instead of hanging it
+    let record = tokio::time::timeout(guard, saving.recv())
+        .await
+        .expect("the exchange went on and saved what the code brought")
+        .unwrap();
+    release_save.notify_one();
+    tokio::time::timeout(guard, h.store.landed.notified())
+        .await
+        .unwrap();
+    let rt = h
+        .store
+        .refresh_token("u1")
+        .expect("the first refresh token");
+    assert!(record.contains("refresh_token"));
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    // A later call (another handle, as in a new request) uses it.
+    let session = h.session("u1");
+    session.access_token().await.unwrap();
+    assert_eq!(
+        h.refresh_requests(),
+        0,
+        "the exchanged access token is fresh"
     );
 }

@@ -50,6 +50,8 @@ pub struct TestStore {
     pub saves: AtomicU32,
     pub loads: AtomicU32,
     gate: Mutex<Option<(mpsc::UnboundedSender<String>, Arc<Notify>)>>,
+    /// Notified after each save (write-ahead marker excepted) that landed.
+    pub landed: Notify,
     /// The record of the latest save attempt, whether it succeeded or not.
     last_attempt: Mutex<Option<String>>,
 }
@@ -149,7 +151,9 @@ impl TokenStore for TestStore {
         if take_failure(&self.fail_saves) {
             return Err(StoreError("disk full".into()));
         }
-        self.inner.save(key, record).await
+        self.inner.save(key, record).await?;
+        self.landed.notify_one();
+        Ok(())
     }
 }
 

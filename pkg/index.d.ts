@@ -69,9 +69,9 @@ export interface TokenClientOptions {
   storeTimeoutMs?: number;
   /** Idle sessions kept in memory (default 100000). */
   maxSessions?: number;
-  /** Fleet stores: how long a refresh lease lasts (ms; default timeout + retry budget + 10 s; must exceed timeoutMs). */
+  /** Fleet stores: how long a refresh lease lasts (ms; default timeout + retry budget + 10 s; must exceed timeoutMs; at most one hour). */
   leaseTtlMs?: number;
-  /** Fleet stores: how long to wait for another process's lease before a ConflictError (ms; default lease TTL + 5 s). */
+  /** Fleet stores: how long to wait for another process's lease before a ConflictError (ms; default lease TTL + 5 s; at most one hour and 5 s). */
   leaseWaitMs?: number;
   retry?: RetryOptions;
   /** HTTP override (default `globalThis.fetch`). */

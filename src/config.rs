@@ -514,11 +514,23 @@ impl ConfigBuilder {
                 "must be longer than timeout_ms plus the retry budget",
             ));
         }
+        if lease_ttl > MAX_LEASE_MS {
+            return Err(Error::config(
+                "lease_ttl_ms",
+                "must be at most 3600000 (one hour)",
+            ));
+        }
         let lease_wait = positive(
             "lease_wait_ms",
             self.lease_wait_ms,
             (lease_ttl + 5_000) as i64,
         )?;
+        if lease_wait > MAX_LEASE_MS + 5_000 {
+            return Err(Error::config(
+                "lease_wait_ms",
+                "must be at most 3605000 (one hour and 5 s)",
+            ));
+        }
         let max_sessions = self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
         if max_sessions == 0 {
             return Err(Error::config("max_sessions", "must be at least 1"));
@@ -554,6 +566,10 @@ fn non_negative(field: &str, value: Option<i64>, default: i64) -> Result<u64, Er
     let value = value.unwrap_or(default);
     u64::try_from(value).map_err(|_| Error::config(field, "must not be negative"))
 }
+
+/// The longest fleet lease: a process that dies holding one keeps the
+/// others from refreshing that user for this long.
+const MAX_LEASE_MS: u64 = 3_600_000;
 
 fn positive(field: &str, value: Option<i64>, default: i64) -> Result<u64, Error> {
     match non_negative(field, value, default)? {
@@ -628,6 +644,18 @@ mod tests {
         assert_eq!(field_of(b().lease_ttl_ms(50_000).build()), "lease_ttl_ms");
         assert!(b().lease_ttl_ms(50_001).build().is_ok());
         assert_eq!(field_of(b().lease_wait_ms(-1).build()), "lease_wait_ms");
+        // The largest values are refused naming the field that was set.
+        assert_eq!(field_of(b().lease_ttl_ms(i64::MAX).build()), "lease_ttl_ms");
+        assert_eq!(
+            field_of(b().lease_ttl_ms(3_600_001).build()),
+            "lease_ttl_ms"
+        );
+        assert!(b().lease_ttl_ms(3_600_000).build().is_ok());
+        assert_eq!(
+            field_of(b().lease_wait_ms(i64::MAX).build()),
+            "lease_wait_ms"
+        );
+        assert!(b().lease_wait_ms(3_605_000).build().is_ok());
         assert_eq!(
             field_of(Config::builder("http://example.com/t", "c").build()),
             "token_endpoint"

@@ -51,10 +51,11 @@ impl Attached {
     pub(crate) async fn refresh_unless(&self, rejected: Option<&str>) -> Result<TokenInfo, Error> {
         let asked_at = self.cell.lock().arrivals;
         loop {
+            let now = self.ctx.clock.now_ms();
             let (flight, mine) = {
                 let mut st = self.cell.lock();
                 if let Some(rejected) = rejected {
-                    let other = serve(&st, &self.ctx, |rec, at, _| {
+                    let other = serve(&st, &self.ctx, now, |rec, at, _| {
                         (at.value.expose() != rejected).then(|| info_of(rec))
                     });
                     if let Some(info) = other.flatten() {
@@ -170,7 +171,8 @@ impl Attached {
     /// `f` of the record when its access token is fresh and nothing is
     /// pending: the cached path, a lock and a comparison.
     pub(crate) fn cached<T>(&self, f: impl FnOnce(&Record, &AccessToken, u64) -> T) -> Option<T> {
-        serve(&self.cell.lock(), &self.ctx, f)
+        let now = self.ctx.clock.now_ms();
+        serve(&self.cell.lock(), &self.ctx, now, f)
     }
 
     async fn join_or_start(&self) -> Result<TokenInfo, Error> {
@@ -221,10 +223,13 @@ impl Attached {
     }
 }
 
-/// `f` of the record in `st` when the cached path may serve its token.
+/// `f` of the record in `st` when the cached path may serve its token at
+/// `now`. The clock is read before `st` is locked: a host clock that calls
+/// back into the session (a contrived one) must not find it locked.
 pub(crate) fn serve<T>(
     st: &SessionState,
     ctx: &Context,
+    now: u64,
     f: impl FnOnce(&Record, &AccessToken, u64) -> T,
 ) -> Option<T> {
     if !st.loaded || st.unpersisted {
@@ -232,7 +237,7 @@ pub(crate) fn serve<T>(
     }
     let rec = st.record.as_ref()?;
     let at = rec.access_token.as_ref()?;
-    if rec.reauth.is_some() || !at.is_fresh(ctx.clock.now_ms(), ctx.config.leeway_ms) {
+    if rec.reauth.is_some() || !at.is_fresh(now, ctx.config.leeway_ms) {
         return None;
     }
     Some(f(rec, at, st.generation))

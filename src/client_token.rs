@@ -55,9 +55,10 @@ impl ClientTokens {
     pub async fn access_token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<AccessToken, Error> {
         let scope = scope_key(scopes)?;
         let cell = self.cell(&scope);
+        // Read before the lock, like a session's cached path (attached::serve).
+        let now = self.ctx.clock.now_ms();
         let flight = {
             let mut slot = cell.lock();
-            let now = self.ctx.clock.now_ms();
             if let Some(token) = slot
                 .token
                 .as_ref()

@@ -192,7 +192,8 @@ impl UserSession {
     }
 
     fn cached<T>(&self, f: impl FnOnce(&Record, &AccessToken, u64) -> T) -> Option<T> {
-        serve(&self.cell().lock(), &self.ctx, f)
+        let now = self.ctx.clock.now_ms();
+        serve(&self.cell().lock(), &self.ctx, now, f)
     }
 
     /// A fresh access token: from memory with no I/O when it is fresh,

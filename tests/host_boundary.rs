@@ -697,3 +697,65 @@ async fn max_sessions_bounds_state_whatever_handles_exist() {
     assert_eq!(h.refresh_requests(), 1);
     assert!(h.client.session_count() <= 1_100);
 }
+
+/// A host clock that, once given a session, reads that session's cached
+/// token whenever it is read (not from inside its own reading).
+struct ReentrantClock {
+    inner: Arc<freshtoken::ManualClock>,
+    session: std::sync::OnceLock<UserSession>,
+    inside: std::sync::atomic::AtomicBool,
+    reentered: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl freshtoken::Clock for ReentrantClock {
+    fn now_ms(&self) -> u64 {
+        use std::sync::atomic::Ordering::SeqCst;
+        if let Some(session) = self.session.get() {
+            if !self.inside.swap(true, SeqCst) {
+                let _ = session.cached_access_token();
+                self.reentered.fetch_add(1, SeqCst);
+                self.inside.store(false, SeqCst);
+            }
+        }
+        self.inner.now_ms()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        self.inner.sleep(ms).await
+    }
+
+    async fn timer(&self, ms: u64) {
+        self.inner.timer(ms).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_that_reads_the_same_session_does_not_deadlock_it() {
+    let h = harness();
+    let clock = Arc::new(ReentrantClock {
+        inner: h.clock.clone(),
+        session: Default::default(),
+        inside: Default::default(),
+        reentered: Default::default(),
+    });
+    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+    let client = TokenClient::new(h.client.config().clone(), http, clock.clone());
+    let family = h.emu.seed(CLIENT_ID, SCOPE);
+    let (session, store) = memory_session(&client, &family.refresh_token).await;
+    let token = session.access_token().await.unwrap();
+    let _ = clock.session.set(client.session("u1", store).unwrap());
+    // The cached path reads the clock, which re-enters the session. On a
+    // thread of its own, so a deadlock fails the test instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    let reader = session.clone();
+    std::thread::spawn(move || {
+        let cached = reader.cached_access_token();
+        let _ = done.send(cached);
+    });
+    let cached = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the cached read returned: the session was not locked by its own clock");
+    assert_eq!(cached.as_deref(), Some(token.as_str()));
+    assert!(clock.reentered.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}

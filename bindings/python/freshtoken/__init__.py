@@ -49,6 +49,7 @@ except ImportError as _error:  # pragma: no cover - a source checkout without th
         "bindings/python/build/dev/"
     ) from _error
 
+from . import _strings  # noqa: E402,F401  (every str crossing into Rust is encoded by str.encode itself)
 from ._ffi.freshtoken import (  # noqa: E402  the generated records, enums and host interfaces
     AuthorizationRequest,
     AuthorizationUrlOptions,

@@ -15,8 +15,8 @@ from typing import Any, Iterable, Optional
 
 from ._ffi.freshtoken import (Clock, ExchangeCodeOptions, HttpClient, SeedOptions, SessionStatus, TokenInfo,
                               TokenStore, discover_client)
-from . import _loop
-from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
+from . import _check, _loop
+from ._shared import ClientCore, SessionCore, guarded_store, scopes_list, seed_options
 
 __all__ = ["AsyncClient", "AsyncSession"]
 
@@ -62,11 +62,11 @@ class AsyncSession(SessionCore):
 
     async def token_rejected(self, token: str) -> TokenInfo:
         """The API rejected ``token``: refresh, unless another caller already did."""
-        return await self._replacing("token_rejected", token)
+        return await self._replacing("token_rejected", _check.text(token, "token"))
 
     async def seed(self, options: Optional[SeedOptions] = None, **fields: Any) -> None:
         """Adopts an existing refresh token: ``seed(refresh_token=…, access_token=…, expires_in=…)``."""
-        await self._replacing("seed", options if options is not None else SeedOptions(**fields))
+        await self._replacing("seed", seed_options(options, fields))
 
     async def status(self) -> SessionStatus:
         """What is known without sending anything."""
@@ -166,9 +166,10 @@ class AsyncClient(ClientCore):
     async def exchange_code(self, key: str, store: TokenStore, *, code: str,
                             code_verifier: str, redirect_uri: str) -> AsyncSession:
         """Exchanges an authorization code; stores the first record under ``key``."""
-        check_key(key)
+        key = _check.key(key)
         guarded = guarded_store(store)
-        options = ExchangeCodeOptions(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
+        options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,
+                                                          redirect_uri=redirect_uri))
         self._mirror.drop(key)
         handle = await _loop.run(self._native.exchange_code, options, key, guarded)
         return self._exchanged(key, store, guarded, handle)

@@ -14,7 +14,7 @@ from ._ffi.freshtoken import EncryptionKey as _FfiEncryptionKey
 from ._ffi.freshtoken import EncryptionKeys as _FfiEncryptionKeys
 from ._ffi.freshtoken import CasResult, TokenStore, TokenStoreImpl, VersionedRecord, encrypted_store
 from ._errors import config_error, native
-from . import _loop
+from . import _check, _loop
 from ._shared import guarded_store
 
 __all__ = ["EncryptionKey", "EncryptedStore"]
@@ -35,8 +35,9 @@ class EncryptionKey:
     __slots__ = ("_native",)
 
     def __init__(self, id: str, key: Union[bytes, bytearray, memoryview, str]) -> None:  # noqa: A002
+        id = _check.text(id, "id")  # noqa: A001
         if isinstance(key, str):
-            self._native = native(_FfiEncryptionKey.from_base64, id, key)
+            self._native = native(_FfiEncryptionKey.from_base64, id, _check.text(key, "key"))
         elif isinstance(key, (bytes, bytearray, memoryview)):
             self._native = native(_FfiEncryptionKey, id, bytes(key))
         else:
@@ -72,15 +73,16 @@ class EncryptedStore(TokenStoreImpl):
 
     def __init__(self, inner: TokenStore, current: EncryptionKey,
                  old: Iterable[EncryptionKey] = (), *, refuse_plaintext: bool = False) -> None:
-        if inner is None:
-            raise config_error("inner", "inner must be a TokenStore, not None")
+        guarded = guarded_store(inner, "inner")
+        if isinstance(old, (str, bytes)) or not isinstance(old, Iterable):
+            raise config_error("old", f"old must be a list of EncryptionKey, not {_check.type_name(old)}")
         keys = [current, *old]
         if not all(isinstance(k, EncryptionKey) for k in keys):
             raise config_error("current" if not isinstance(current, EncryptionKey) else "old",
                                "keys must be freshtoken.EncryptionKey objects")
         ffi_keys = _FfiEncryptionKeys(current=current._native, old=[k._native for k in keys[1:]],
                                       refuse_plaintext=bool(refuse_plaintext))
-        made = native(encrypted_store, guarded_store(inner), ffi_keys)
+        made = native(encrypted_store, guarded, ffi_keys)
         # This object holds its own reference to the native store; `made` drops its one.
         self._handle = made._uniffi_clone_handle()
         self.inner = inner

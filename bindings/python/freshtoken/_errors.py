@@ -161,8 +161,13 @@ class ConflictError(FreshTokenError):
     code = "conflict"
 
 
-class ConfigError(FreshTokenError, ValueError):
-    """Invalid configuration or argument; ``field`` names it (also a ``ValueError``)."""
+class ConfigError(FreshTokenError, ValueError, TypeError):
+    """Invalid configuration or argument; ``field`` names it.
+
+    Also a ``ValueError`` and a ``TypeError``: an argument of the wrong type
+    (``Client(None, …)``, ``timeout="1"``, an unknown keyword) is refused
+    with this class too, so code written for the built-in exceptions Python
+    raises for bad arguments keeps catching it."""
 
     code = "config"
 

@@ -128,12 +128,13 @@ class _Listener(_generated.EventListener):
             result = self._callback(TokenEvent._from_generated(event) if self._convert else event)
             if inspect.isawaitable(result):
                 self._schedule(result)
-        except Exception as error:  # noqa: BLE001 - a callback's failure never reaches the core
-            self._warn("raised", "freshtoken: the on_event callback raised %s", type(error).__name__)
-        except (KeyboardInterrupt, SystemExit) as interrupt:
+        except KeyboardInterrupt:
             # As in store callbacks: an interrupt goes on to the main thread.
-            if isinstance(interrupt, KeyboardInterrupt):
-                _thread.interrupt_main()
+            _thread.interrupt_main()
+        except BaseException as error:  # noqa: BLE001 - a callback's failure never reaches the core
+            # Any other BaseException (SystemExit, GeneratorExit, one of the
+            # app's own) too: escaping, it would be printed by ctypes.
+            self._warn("raised", "freshtoken: the on_event callback raised %s", type(error).__name__)
 
     def _schedule(self, awaitable: Awaitable[Any]) -> None:
         loop = self._loop

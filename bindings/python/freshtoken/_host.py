@@ -18,7 +18,14 @@ it pending for good. Here, on freshtoken's loop:
   answer whose status is a string) → ``HostError.Failed`` naming the method
   and the type it must return, instead of a failure inside uniffi's
   generated code (which prints a traceback on stderr, or sends the core
-  garbage); bytes-like and ``str`` HTTP bodies are converted to ``bytes``.
+  garbage); bytes-like and ``str`` HTTP bodies are converted to ``bytes``;
+* a message UTF-8 cannot carry (a lone surrogate, from ``os.fsdecode`` of a
+  non-UTF-8 path; a ``HostError`` whose ``detail`` is not a ``str``) is
+  escaped, and an exception whose ``__str__`` raises is named by its class:
+  uniffi's generated code would fail to send it and print a traceback;
+* a member the host object lacks is looked up here too, and fails the call
+  naming it (a store without ``supports_lease``/``supports_versions``
+  serves one process, as ``TokenStoreBase``'s defaults).
 
 Called directly by application code (not on freshtoken's loop), only
 ``Exception``s are converted: cancellation and interrupts propagate as usual.
@@ -46,9 +53,11 @@ from typing import Any, Callable, Optional
 
 from ._ffi.freshtoken import (CasResult, Clock, HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse,
                               TokenStore, VersionedRecord)
+from ._check import type_name as _type_name, utf8_safe
 from ._loop import http_executor, on_event_loop
 
-__all__ = ["host_call", "store_call", "checked_response", "GuardedStore", "GuardedHttp", "GuardedClock"]
+__all__ = ["host_call", "store_call", "sync_store_call", "checked_response", "failed", "member", "GuardedStore",
+           "GuardedHttp", "GuardedClock"]
 
 Check = Callable[[Any], Any]
 
@@ -72,20 +81,20 @@ async def host_call(method: Callable[..., Any], *args: Any, check: Optional[Chec
             if inspect.isawaitable(result):
                 result = await result
         return result if check is None else check(result)
-    except HostError:
-        raise
+    except HostError as error:
+        raise answerable(error) from None
     except asyncio.CancelledError:
         if not own:
             raise
-        raise HostError.Failed(detail="cancelled") from None
+        raise failed("cancelled") from None
     except Exception as error:  # noqa: BLE001 - reported to freshtoken, not swallowed
-        raise HostError.Failed(detail=str(error) or type(error).__name__) from None
+        raise failed(message_of(error)) from None
     except BaseException as interrupt:  # KeyboardInterrupt, SystemExit, GeneratorExit, ...
         if not own:
             raise
         if isinstance(interrupt, KeyboardInterrupt):
             _thread.interrupt_main()
-        raise HostError.Failed(detail=f"interrupted ({type(interrupt).__name__})") from None
+        raise failed(f"interrupted ({_class_name(interrupt)})") from None
 
 
 async def _in_thread(executor: Optional[concurrent.futures.Executor], method: Callable[..., Any], *args: Any) -> Any:
@@ -96,31 +105,65 @@ async def _in_thread(executor: Optional[concurrent.futures.Executor], method: Ca
     return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(context.run, method, *args))
 
 
-def sync_host_call(method: Callable[..., Any], *args: Any) -> Any:
-    """A plain host member the core calls synchronously (``supports_lease``):
-    any exception becomes ``HostError.Failed`` (a ``BaseException`` would
-    otherwise be printed and dropped by the ctypes callback, and the core read
-    a default); a ``KeyboardInterrupt`` also goes on to the main thread."""
+def sync_store_call(name: str, method: Callable[..., Any]) -> bool:
+    """A store member the core asks synchronously (``supports_lease``,
+    ``supports_versions``), answering a ``bool``. Any exception becomes
+    ``HostError.Failed`` (a ``BaseException`` would otherwise be printed and
+    dropped by the ctypes callback), and so does an awaitable (an ``async
+    def``, which cannot be awaited here: it is closed unrun, so no "never
+    awaited" warning); the core then reads False. A ``KeyboardInterrupt``
+    also goes on to the main thread."""
     try:
-        return method(*args)
-    except HostError:
-        raise
+        value = method()
+        if inspect.isawaitable(value) or isinstance(value, concurrent.futures.Future):
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
+            raise failed(f"the store's {name}() returned {_type_name(value)}; it must be a plain method "
+                         "returning bool (the core asks it synchronously)")
+        return bool(value)
+    except HostError as error:
+        raise answerable(error) from None
     except Exception as error:  # noqa: BLE001
-        raise HostError.Failed(detail=str(error) or type(error).__name__) from None
+        raise failed(message_of(error)) from None
     except BaseException as interrupt:  # SystemExit, GeneratorExit, KeyboardInterrupt, ...
         if isinstance(interrupt, KeyboardInterrupt):
             _thread.interrupt_main()
-        raise HostError.Failed(detail=f"interrupted ({type(interrupt).__name__})") from None
+        raise failed(f"interrupted ({_class_name(interrupt)})") from None
+
+
+# --- messages that can cross --------------------------------------------------
+
+
+def failed(detail: str) -> HostError:
+    """``HostError.Failed`` with ``detail`` as UTF-8 can carry it."""
+    return HostError.Failed(detail=utf8_safe(detail))
+
+
+def _class_name(error: BaseException) -> str:
+    return utf8_safe(type(error).__name__)
+
+
+def message_of(error: BaseException) -> str:
+    """``str(error)``, or its class name when that is empty or raises."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - a __str__ that raises
+        text = ""
+    return text if isinstance(text, str) and text else _class_name(error)
+
+
+def answerable(error: HostError) -> HostError:
+    """A ``HostError`` the host raised, its ``detail`` made a ``str`` that
+    UTF-8 can carry (else uniffi's generated code fails to send it, and
+    prints a traceback)."""
+    if "detail" in vars(error):
+        detail = error.detail
+        error.detail = utf8_safe(detail) if isinstance(detail, str) else f"a HostError with a {_type_name(detail)} detail"
+    return error
 
 
 # --- what each host method must return ---------------------------------------
-
-
-def _type_name(value: Any) -> str:
-    kind = type(value)
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _wrong(owner: str, method: str, value: Any, expected: str) -> HostError:
@@ -129,20 +172,26 @@ def _wrong(owner: str, method: str, value: Any, expected: str) -> HostError:
         hint = f" (make {method} async, or wait for the future in it)"
     elif isinstance(value, (bytes, bytearray, memoryview)) and "str" in expected:
         hint = " (decode it, e.g. with .decode('utf-8'))"
-    return HostError.Failed(detail=f"{owner}'s {method}() returned {_type_name(value)}; it must return {expected}{hint}")
+    return failed(f"{owner}'s {method}() returned {_type_name(value)}; it must return {expected}{hint}")
 
 
 def _text(value: Any) -> bool:
-    """``value`` is a ``str`` that UTF-8 can carry (no lone surrogates)."""
+    """``value`` is a ``str`` that UTF-8 can carry (no lone surrogates),
+    judged by ``str``'s own methods (a subclass may override them)."""
     if not isinstance(value, str):
         return False
-    if value.isascii():
+    if str.isascii(value):
         return True
     try:
-        value.encode("utf-8")
+        str.encode(value, "utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _exact(value: str) -> str:
+    """An exact ``str`` with ``value``'s characters (see ``_check.text``)."""
+    return value if type(value) is str else str.__str__(value)
 
 
 def _optional_text(method: str) -> Check:
@@ -151,10 +200,10 @@ def _optional_text(method: str) -> Check:
             return None
         if not _text(value):
             if isinstance(value, str):
-                raise HostError.Failed(detail=f"the store's {method}() returned a str that is not valid Unicode "
-                                              "(a lone surrogate): records are UTF-8 text")
+                raise failed(f"the store's {method}() returned a str that is not valid Unicode "
+                             "(a lone surrogate): records are UTF-8 text")
             raise _wrong("the store", method, value, "str or None")
-        return value
+        return _exact(value)
     return check
 
 
@@ -181,8 +230,8 @@ def _optional_versioned(method: str) -> Check:
         if not isinstance(value, VersionedRecord):
             raise _wrong("the store", method, value, "VersionedRecord or None")
         if not (_text(value.record) and _text(value.version)):
-            raise HostError.Failed(detail=f"the store's {method}() returned a VersionedRecord whose record and "
-                                          "version are not both str (valid Unicode)")
+            raise failed(f"the store's {method}() returned a VersionedRecord whose record and "
+                         "version are not both str (valid Unicode)")
         return value
     return check
 
@@ -194,8 +243,8 @@ def _cas_result(method: str) -> Check:
         if not isinstance(value, CasResult.SAVED):
             raise _wrong("the store", method, value, "CasResult.SAVED(version=...) or CasResult.CONFLICT()")
         if not _text(value.version):
-            raise HostError.Failed(detail=f"the store's {method}() returned CasResult.SAVED whose version is "
-                                          f"{_type_name(value.version)}; it must be a str")
+            raise failed(f"the store's {method}() returned CasResult.SAVED whose version is "
+                         f"{_type_name(value.version)}; it must be a str")
         return value
     return check
 
@@ -227,42 +276,54 @@ def checked_response(response: Any) -> HttpResponse:
     outside 100–599 is the core's to judge (one outside the 32-bit range
     cannot reach it, and is a failure too)."""
     if not isinstance(response, HttpResponse):
-        raise HostError.Failed(detail=f"the HTTP client's send() returned {_type_name(response)}; "
-                                      "it must return an HttpResponse")
+        raise failed(f"the HTTP client's send() returned {_type_name(response)}; "
+                     "it must return an HttpResponse")
     status = response.status
     if isinstance(status, bool) or not isinstance(status, int):
-        raise HostError.Failed(detail=f"the HTTP client's answer has a status of type {_type_name(status)}; "
-                                      "it must be an int")
+        raise failed(f"the HTTP client's answer has a status of type {_type_name(status)}; "
+                     "it must be an int")
     if not _I32[0] <= status < _I32[1]:
-        raise HostError.Failed(detail="the HTTP client's answer has a status outside the 32-bit range")
+        raise failed("the HTTP client's answer has a status outside the 32-bit range")
     headers = response.headers
     if not isinstance(headers, (list, tuple)):
-        raise HostError.Failed(detail=f"the HTTP client's answer has headers of type {_type_name(headers)}; "
-                                      "they must be a list of HttpHeader")
+        raise failed(f"the HTTP client's answer has headers of type {_type_name(headers)}; "
+                     "they must be a list of HttpHeader")
     for header in headers:
         if not isinstance(header, HttpHeader):
-            raise HostError.Failed(detail=f"the HTTP client's answer has a header of type {_type_name(header)}; "
-                                          "each must be an HttpHeader")
+            raise failed(f"the HTTP client's answer has a header of type {_type_name(header)}; "
+                         "each must be an HttpHeader")
         if not (_text(header.name) and _text(header.value)):
-            raise HostError.Failed(detail="the HTTP client's answer has a header whose name or value is not a str "
-                                          "(valid Unicode)")
+            raise failed("the HTTP client's answer has a header whose name or value is not a str "
+                         "(valid Unicode)")
     body = response.body
     if type(body) is not bytes:
         if isinstance(body, str):
             try:
                 body = body.encode("utf-8")
             except UnicodeEncodeError:
-                raise HostError.Failed(detail="the HTTP client's answer has a str body that is not valid Unicode "
-                                              "(a lone surrogate)") from None
+                raise failed("the HTTP client's answer has a str body that is not valid Unicode "
+                             "(a lone surrogate)") from None
         else:
             try:
                 body = memoryview(body).tobytes()
             except TypeError:
-                raise HostError.Failed(detail=f"the HTTP client's answer has a body of type {_type_name(body)}; "
-                                              "it must be bytes") from None
+                raise failed(f"the HTTP client's answer has a body of type {_type_name(body)}; "
+                             "it must be bytes") from None
     if type(status) is int and type(headers) is list and body is response.body:
         return response
     return HttpResponse(status=int(status), headers=list(headers), body=body)
+
+
+def member(host: Any, name: str, owner: str = "the store") -> Callable[..., Any]:
+    """``host.name``, looked up inside the guard: a missing member (or one
+    whose lookup raises) is ``HostError.Failed`` naming it."""
+    try:
+        found = getattr(host, name)
+    except Exception:  # noqa: BLE001 - AttributeError, or a property that raises
+        found = None
+    if not callable(found):
+        raise failed(f"{owner} ({_type_name(host)}) has no {name}() method")
+    return found
 
 
 class GuardedStore(TokenStore):
@@ -276,28 +337,36 @@ class GuardedStore(TokenStore):
         self.inner = inner
 
     async def load(self, key: str) -> Optional[str]:
-        return await store_call("load", self.inner.load, key)
+        return await store_call("load", member(self.inner, "load"), key)
 
     async def save(self, key: str, record: str) -> None:
-        return await store_call("save", self.inner.save, key, record)
+        return await store_call("save", member(self.inner, "save"), key, record)
 
     def supports_lease(self) -> bool:
-        return sync_host_call(self.inner.supports_lease)
+        return self._supports("supports_lease")
 
     async def acquire(self, key: str, owner: str, ttl_ms: int) -> bool:
-        return await store_call("acquire", self.inner.acquire, key, owner, ttl_ms)
+        return await store_call("acquire", member(self.inner, "acquire"), key, owner, ttl_ms)
 
     async def release(self, key: str, owner: str) -> None:
-        return await store_call("release", self.inner.release, key, owner)
+        return await store_call("release", member(self.inner, "release"), key, owner)
 
     def supports_versions(self) -> bool:
-        return sync_host_call(self.inner.supports_versions)
+        return self._supports("supports_versions")
 
     async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
-        return await store_call("load_versioned", self.inner.load_versioned, key)
+        return await store_call("load_versioned", member(self.inner, "load_versioned"), key)
 
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
-        return await store_call("save_versioned", self.inner.save_versioned, key, record, expected)
+        return await store_call("save_versioned", member(self.inner, "save_versioned"), key, record, expected)
+
+    def _supports(self, name: str) -> bool:
+        # A store without the member serves one process, as TokenStoreBase's default.
+        try:
+            found = getattr(self.inner, name, None)
+        except Exception:  # noqa: BLE001 - a property that raises
+            found = None
+        return False if found is None else sync_store_call(name, found)
 
 
 class GuardedHttp(HttpClient):
@@ -311,7 +380,8 @@ class GuardedHttp(HttpClient):
         self.inner = inner
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        return await host_call(self.inner.send, request, check=checked_response, executor=http_executor())
+        send = member(self.inner, "send", "the HTTP client")
+        return await host_call(send, request, check=checked_response, executor=http_executor())
 
 
 class GuardedClock(Clock):
@@ -328,25 +398,25 @@ class GuardedClock(Clock):
     def now_ms(self) -> int:
         try:
             value = self.inner.now_ms()
-        except HostError:
-            raise
+        except HostError as error:
+            raise answerable(error) from None
         except BaseException as error:  # noqa: BLE001 - the core falls back to the system clock
             # Called by the core on any thread: nothing may escape into the
             # FFI (uniffi would read 0 ms, 1970). An interrupt goes on to the
             # main thread, as Ctrl-C would.
             if isinstance(error, KeyboardInterrupt):
                 _thread.interrupt_main()
-            raise HostError.Failed(detail=f"the clock's now_ms() raised {type(error).__name__}") from None
+            raise failed(f"the clock's now_ms() raised {_class_name(error)}") from None
         if isinstance(value, bool):
-            raise HostError.Failed(detail="the clock's now_ms() returned bool; it must return int (ms)")
+            raise failed("the clock's now_ms() returned bool; it must return int (ms)")
         try:
             ms = operator.index(value)
         except Exception:  # noqa: BLE001 - not an integer
-            raise HostError.Failed(detail=f"the clock's now_ms() returned {_type_name(value)}; "
-                                          "it must return int (ms)") from None
+            raise failed(f"the clock's now_ms() returned {_type_name(value)}; "
+                         "it must return int (ms)") from None
         if not _I64[0] <= ms < _I64[1]:
-            raise HostError.Failed(detail="the clock's now_ms() returned a value outside the signed 64-bit range")
+            raise failed("the clock's now_ms() returned a value outside the signed 64-bit range")
         return ms
 
     async def sleep(self, ms: int) -> None:
-        await host_call(self.inner.sleep, ms)
+        await host_call(member(self.inner, "sleep", "the clock"), ms)

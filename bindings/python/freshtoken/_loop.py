@@ -22,6 +22,7 @@ import threading
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from ._ffi import freshtoken as _generated
+from . import _check
 from ._errors import translate
 
 __all__ = ["event_loop", "on_event_loop", "run", "call", "http_executor", "STORE_WORKERS", "HTTP_WORKERS"]
@@ -88,8 +89,11 @@ def call(function: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[fl
     Past ``timeout`` seconds (None: no limit) this raises the built-in
     ``TimeoutError`` and cancels only this caller's wait: a refresh it started
     or joined goes on and saves for everyone else, as when an async caller is
-    cancelled. So does an interrupt (Ctrl-C) while blocked here.
+    cancelled. So does an interrupt (Ctrl-C) while blocked here. A
+    ``timeout`` that is not None or a finite number ≥ 0 is a ``ConfigError``,
+    raised before anything is scheduled.
     """
+    timeout = _check.timeout(timeout)
     loop = event_loop()
     if on_event_loop():
         raise RuntimeError("a blocking freshtoken call on freshtoken's own event loop (from an async "

@@ -18,13 +18,14 @@ from ._ffi.freshtoken import (
     HttpClient,
     ProviderMetadata,
     RetryOptions,
+    SeedOptions,
     TokenClient,
     TokenClientOptions,
     TokenStore,
     TokenStoreImpl,
     UserSession,
 )
-from . import _loop
+from . import _check, _loop
 from ._errors import config_error, native
 from ._events import listener
 from ._host import GuardedClock, GuardedHttp, GuardedStore
@@ -32,7 +33,7 @@ from ._http import UrllibHttpClient
 from ._mirror import Entry, Mirror
 from ._stores import TokenStoreBase, unguarded_members
 
-__all__ = ["ClientCore", "SessionCore", "scopes_list"]
+__all__ = ["ClientCore", "SessionCore", "scopes_list", "seed_options", "guarded_store", "guarded_http"]
 
 # The core's default for max_sessions; the mirror and the handle cache use
 # the same bound.
@@ -108,6 +109,7 @@ class ClientCore:
                  **options: Any) -> None:
         _loop.event_loop()  # registered with uniffi before the core can call back
         config = client_options(token_endpoint, client_id, options)
+        _check.clock(clock)
         if clock is None:
             inner = native(TokenClient, config, guarded_http(http))
         else:
@@ -120,7 +122,10 @@ class ClientCore:
         """The arguments of the core's ``discover_client`` (the token endpoint
         left empty: the discovery document names it)."""
         _loop.event_loop()
-        config = client_options("", client_id, options)
+        issuer = _check.text(issuer, "issuer")
+        # An endpoint given here wins over the document's; empty: the document's.
+        config = client_options(options.pop("token_endpoint", ""), client_id, options)
+        _check.clock(clock)
         return issuer, config, guarded_http(http), None if clock is None else GuardedClock(clock)
 
     @classmethod
@@ -142,7 +147,9 @@ class ClientCore:
         ``retry``, ``max_sessions``, ``on_event``, …); one the JSON sets
         (``client_secret``, ``token_endpoint``, …) raises ``ConfigError``."""
         _loop.event_loop()
+        json = _check.text(json, "json")
         config = client_options(options.pop("token_endpoint", ""), options.pop("client_id", ""), options)
+        _check.clock(clock)
         inner = native(TokenClient.from_credentials_json_with, json, config, guarded_http(http),
                        None if clock is None else GuardedClock(clock))
         client = cls.__new__(cls)
@@ -197,9 +204,8 @@ class ClientCore:
         """The authorize URL (PKCE S256, state, nonce, ``offline_access``)."""
         from ._ffi.freshtoken import AuthorizationUrlOptions
 
-        if "scopes" in options:
-            options["scopes"] = scopes_list(options["scopes"])
-        return native(self._native.authorization_url, AuthorizationUrlOptions(redirect_uri=redirect_uri, **options))
+        request = _check.record(AuthorizationUrlOptions, dict(options, redirect_uri=redirect_uri))
+        return native(self._native.authorization_url, request)
 
     def _exchanged(self, key: str, store: TokenStore, guarded: TokenStore, handle: UserSession) -> Any:
         """The session a code exchange made, its token mirrored."""
@@ -209,9 +215,8 @@ class ClientCore:
         return session
 
     def _new_session(self, key: str, store: TokenStore, handle: Optional[UserSession] = None) -> Any:
-        check_key(key)
-        if store is None:
-            raise config_error("store", "store must be a TokenStore, not None")
+        key = _check.key(key)
+        _check.store(store)
         session = self._session_class(self, key, store, handle)
         with self._lock:
             self._handles[key] = session
@@ -221,35 +226,39 @@ class ClientCore:
 
 
 def client_options(token_endpoint: str, client_id: str, options: Dict[str, Any]) -> TokenClientOptions:
-    """The core's ``TokenClientOptions`` from the keyword options (``retry``
-    may be a dict, ``on_event`` a callable taking a ``TokenEvent``: both are
-    replaced in ``options`` by what the core takes)."""
-    retry = options.get("retry")
-    if isinstance(retry, dict):
-        options["retry"] = RetryOptions(**retry)
+    """The core's ``TokenClientOptions`` from the keyword options, each
+    checked (``retry`` may be a dict or a ``RetryOptions``, ``on_event`` a
+    callable taking a ``TokenEvent``: both are replaced in ``options`` by
+    what the core takes). A bad or unknown one raises ``ConfigError``."""
+    if options.get("retry") is not None:
+        options["retry"] = _check.nested(RetryOptions, options["retry"], "retry")
     if options.get("on_event") is not None:
         options["on_event"] = listener(options["on_event"])
-    return TokenClientOptions(token_endpoint=token_endpoint, client_id=client_id, **options)
+    values = dict(options, token_endpoint=token_endpoint, client_id=client_id)
+    return _check.record(TokenClientOptions, values)
 
 
-def check_key(key: Any) -> None:
-    """A session key must be a non-empty string that UTF-8 can carry."""
-    if not isinstance(key, str) or not key:
-        raise config_error("key", "key must be a non-empty string")
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise config_error("key", "key must be valid Unicode (no lone surrogates)") from None
+def seed_options(options: Optional[SeedOptions], fields: Dict[str, Any]) -> SeedOptions:
+    """``seed()``'s argument: a ``SeedOptions`` or its fields as keywords
+    (not both), checked field by field."""
+    if options is None:
+        return _check.record(SeedOptions, fields)
+    if fields:
+        raise config_error("options", "give seed() a SeedOptions or keyword fields, not both")
+    if not isinstance(options, SeedOptions):
+        raise config_error("options", f"options must be a SeedOptions, not {_check.type_name(options)} "
+                                      "(or pass its fields as keywords: seed(refresh_token=...))")
+    return _check.record(SeedOptions, _check.fields_of(options))
 
 
 def scopes_list(scopes: Union[str, Iterable[str]]) -> List[str]:
-    if isinstance(scopes, str):
-        # A bare string would be split into characters (JavaScript: ConfigError too).
-        raise config_error("scopes", "scopes must be a list of strings, not one string")
-    return list(scopes)
+    """A scope set as the core takes it: a list of strings (``ConfigError`` otherwise)."""
+    return _check.text_list(scopes, "scopes")
 
 
 def guarded_http(http: Optional[HttpClient]) -> HttpClient:
+    """``http`` (checked) behind the guard; None: the default urllib client."""
+    _check.http(http)
     if http is None:
         return UrllibHttpClient()
     guarded = isinstance(http, GuardedHttp) or (
@@ -257,7 +266,9 @@ def guarded_http(http: Optional[HttpClient]) -> HttpClient:
     return http if guarded else GuardedHttp(http)
 
 
-def guarded_store(store: TokenStore) -> TokenStore:
+def guarded_store(store: TokenStore, field: str = "store") -> TokenStore:
+    """``store`` (checked: ``ConfigError(field)``) behind the guard."""
+    _check.store(store, field)
     # A store implemented in Rust (EncryptedStore) is passed as it is: it raises nothing unexpected.
     # A TokenStoreBase guards its class's members itself; one with callables
     # set on the instance (``self.load = f``) is guarded whole.

@@ -19,7 +19,8 @@ import tempfile
 from typing import Dict, Optional
 
 from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord
-from ._host import STORE_METHODS, store_call, sync_host_call
+from ._check import SYNC_STORE_MEMBERS
+from ._host import STORE_METHODS, store_call, sync_store_call
 
 __all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore"]
 
@@ -33,8 +34,9 @@ __all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore"]
 # callables set on the instance (``self.load = ...``) is wrapped whole by
 # ``Client.session`` (see unguarded_members).
 _HOST_METHODS = tuple(STORE_METHODS)
-# The members the core calls synchronously.
-_SYNC_METHODS = ("supports_lease", "supports_versions")
+# The members the core calls synchronously: plain methods only (an ``async
+# def`` one is refused by ``Client.session``; see _check.store).
+_SYNC_METHODS = SYNC_STORE_MEMBERS
 
 
 def _host_call(name, member):
@@ -52,13 +54,13 @@ def _host_call(name, member):
     return call
 
 
-def _sync_host_call(member):
-    """A synchronous class member behind the guard (``supports_lease``)."""
+def _sync_host_call(name, member):
+    """A synchronous class member ``name`` behind the guard (``supports_lease``)."""
     bind = getattr(type(member), "__get__", None)
 
-    def call(self, *args):
+    def call(self):
         target = member if bind is None else bind(member, self, type(self))
-        return sync_host_call(target, *args)
+        return sync_store_call(name, target)
 
     functools.update_wrapper(call, getattr(member, "__func__", member))
     call.__freshtoken_wrapped__ = True
@@ -101,7 +103,7 @@ class TokenStoreBase(TokenStore):
         for name in _HOST_METHODS + _SYNC_METHODS:
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__freshtoken_wrapped__", False):
-                wrapped = _sync_host_call(method) if name in _SYNC_METHODS else _host_call(name, method)
+                wrapped = _sync_host_call(name, method) if name in _SYNC_METHODS else _host_call(name, method)
                 setattr(cls, name, wrapped)
 
     async def load(self, key: str) -> Optional[str]:

@@ -17,8 +17,8 @@ from typing import Any, Iterable, Optional
 
 from ._ffi.freshtoken import (Clock, ExchangeCodeOptions, HttpClient, SeedOptions, SessionStatus, TokenInfo,
                               TokenStore, discover_client)
-from . import _loop
-from ._shared import ClientCore, SessionCore, check_key, guarded_store, scopes_list
+from . import _check, _loop
+from ._shared import ClientCore, SessionCore, guarded_store, scopes_list, seed_options
 
 __all__ = ["Client", "Session"]
 
@@ -64,13 +64,12 @@ class Session(SessionCore):
 
     def token_rejected(self, token: str, *, timeout: Optional[float] = None) -> TokenInfo:
         """The API rejected ``token``: refresh, unless another caller already did."""
-        return self._replacing("token_rejected", token, timeout=timeout)
+        return self._replacing("token_rejected", _check.text(token, "token"), timeout=timeout)
 
     def seed(self, options: Optional[SeedOptions] = None, *, timeout: Optional[float] = None,
              **fields: Any) -> None:
         """Adopts an existing refresh token: ``seed(refresh_token=…, access_token=…, expires_in=…)``."""
-        seed = options if options is not None else SeedOptions(**fields)
-        self._replacing("seed", seed, timeout=timeout)
+        self._replacing("seed", seed_options(options, fields), timeout=timeout)
 
     def status(self, *, timeout: Optional[float] = None) -> SessionStatus:
         """What is known without sending anything."""
@@ -166,9 +165,10 @@ class Client(ClientCore):
     def exchange_code(self, key: str, store: TokenStore, *, code: str, code_verifier: str,
                       redirect_uri: str, timeout: Optional[float] = None) -> Session:
         """Exchanges an authorization code; stores the first record under ``key``."""
-        check_key(key)
+        key = _check.key(key)
         guarded = guarded_store(store)
-        options = ExchangeCodeOptions(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
+        options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,
+                                                          redirect_uri=redirect_uri))
         self._mirror.drop(key)
         handle = _loop.call(self._native.exchange_code, options, key, guarded, timeout=timeout)
         return self._exchanged(key, store, guarded, handle)

@@ -38,7 +38,10 @@ async def main():
 
 print(json.dumps({"file": freshtoken.__file__, "cached": cached, "code": code,
                   "stored": json.loads(open(store.path("user-42")).read())["access_token"] == token,
-                  "async_same": asyncio.run(main()) == token}))
+                  "async_same": asyncio.run(main()) == token,
+                  # maturin generated this module: its string converter is replaced too.
+                  "str_encode": freshtoken._ffi.freshtoken._UniffiFfiConverterString.lower
+                                is freshtoken._strings._lower}))
 """
 
 
@@ -59,6 +62,6 @@ def test_the_installed_wheel_runs_a_session(emu, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["file"].startswith(str(venv)), "imported from the installed wheel"
-    assert report["cached"] and report["stored"] and report["async_same"]
+    assert report["cached"] and report["stored"] and report["async_same"] and report["str_encode"]
     assert report["code"] == ["reauthorization_required", "no_refresh_token"]
     assert emu.refresh_requests() == 1

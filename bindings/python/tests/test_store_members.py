@@ -1,0 +1,140 @@
+"""Store members the core asks synchronously (``supports_lease``,
+``supports_versions``) and members a duck-typed store lacks. An ``async
+def`` supports_* would answer with a coroutine, which is truthy: the store
+was read as a fleet store ("this store has no versions" on every call) and
+Python warned "coroutine … was never awaited". Now ``client.session``
+refuses it as ``ConfigError`` naming the store; a coroutine that still
+arrives at run time is closed unrun and read as False. A duck-typed store's
+missing members are looked up inside the guard: a typed failure naming the
+member, never a traceback from uniffi's generated code."""
+
+import gc
+import warnings
+
+import pytest
+
+import freshtoken
+from freshtoken import ConfigError, MemoryTokenStore
+
+from helpers import make_sync_client, same
+
+
+class AsyncSupports(MemoryTokenStore):
+    async def supports_versions(self):
+        return False
+
+    async def supports_lease(self):
+        return False
+
+
+class DuckAsyncSupports:
+    def __init__(self):
+        self.records = {}
+
+    async def load(self, key):
+        return self.records.get(key)
+
+    async def save(self, key, record):
+        self.records[key] = record
+
+    async def supports_versions(self):
+        return False
+
+
+class InstanceAsyncSupports(MemoryTokenStore):
+    def __init__(self):
+        super().__init__()
+
+        async def supports_lease():
+            return False
+
+        self.supports_lease = supports_lease
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("make", [AsyncSupports, DuckAsyncSupports, InstanceAsyncSupports],
+                         ids=lambda c: c.__name__)
+def test_an_async_supports_member_is_refused_by_session(emu, capfd, make):
+    client, _ = make_sync_client(emu)
+    store = make()
+    with pytest.raises(ConfigError) as raised:
+        client.session("u1", store)
+    assert raised.value.field == "store"
+    assert "plain method" in str(raised.value) and "supports_" in str(raised.value)
+    with pytest.raises(ConfigError):
+        client.exchange_code("u1", store, code="c", code_verifier="v" * 43, redirect_uri="https://app.example/cb")
+    assert emu.grant_requests("authorization_code") == 0
+    gc.collect()
+    assert capfd.readouterr().err == ""
+
+
+class CoroutineAtRunTime(MemoryTokenStore):
+    """A plain ``supports_versions`` (it passes the check) that hands back a
+    coroutine all the same."""
+
+    def __init__(self):
+        super().__init__()
+        self.handed = []
+
+    def supports_versions(self):
+        async def answer():
+            return True
+
+        coroutine = answer()
+        self.handed.append(coroutine)
+        return coroutine
+
+
+def test_a_coroutine_from_a_plain_supports_member_is_closed_and_read_as_false(emu, capfd):
+    client, _ = make_sync_client(emu)
+    store = CoroutineAtRunTime()
+    family = emu.seed()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = client.session("u1", store)
+        session.seed(refresh_token=family["refresh_token"])
+        token = session.access_token()
+        gc.collect()
+    assert store.handed, "the core asked"
+    assert all(c.cr_frame is None for c in store.handed), "each coroutine was closed"
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+    same(token, __import__("json").loads(store.get("u1"))["access_token"], "read as a one-process store")
+    assert emu.refresh_requests() == 1
+    assert capfd.readouterr().err == ""
+
+
+class Duck:
+    """A store that is no TokenStoreBase, with load and save only."""
+
+    def __init__(self):
+        self.records = {}
+
+    async def load(self, key):
+        return self.records.get(key)
+
+    def save(self, key, record):
+        self.records[key] = record
+
+
+def test_a_duck_store_without_supports_members_serves_one_process(emu, capfd):
+    client, _ = make_sync_client(emu)
+    store = Duck()
+    family = emu.seed()
+    client.session("u1", store).seed(refresh_token=family["refresh_token"])
+    token = client.session("u1", store).access_token()
+    assert emu.refresh_requests() == 1 and isinstance(token, str)
+    assert capfd.readouterr().err == "", "no lookup outside the guard"
+
+
+class DuckClaimingVersions(Duck):
+    def supports_versions(self):
+        return True
+
+
+def test_a_duck_store_missing_a_member_it_claims_is_a_storage_error_naming_it(emu, capfd):
+    client, _ = make_sync_client(emu)
+    with pytest.raises(freshtoken.StorageError) as raised:
+        client.session("u1", DuckClaimingVersions()).seed(refresh_token=emu.seed()["refresh_token"])
+    assert "load_versioned()" in str(raised.value) and "DuckClaimingVersions" in str(raised.value)
+    assert emu.refresh_requests() == 0
+    assert capfd.readouterr().err == "", "no traceback from uniffi's generated code"

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import freshtoken
@@ -286,6 +288,22 @@ def closed_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_no_redirects = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}),
+    type("NoRedirects", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})())
+
+
+def authorization_code(url):
+    """The code the emulator's authorize endpoint (which approves at once) redirects with."""
+    try:
+        _no_redirects.open(url, timeout=30).close()
+        raise AssertionError("the authorize endpoint did not redirect")
+    except urllib.error.HTTPError as answer:
+        location = answer.headers["location"]
+        answer.close()
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))["code"]
 
 
 def make_client(emu, clock=None, **options):

@@ -11,7 +11,7 @@ import threading
 import freshtoken
 from freshtoken import FreshTokenError
 
-from helpers import CLIENT_ID, CLIENT_SECRET, Signal, TestStore, same
+from helpers import CLIENT_ID, CLIENT_SECRET, Signal, TestStore, authorization_code, same
 
 TIMEOUT = 0.05  # the app's per-request timeout
 
@@ -207,3 +207,42 @@ def test_a_caller_cancelled_while_waiting_does_not_cancel_the_refresh_for_others
         assert emu.refresh_requests() == 1
 
     asyncio.run(scenario())
+
+
+class LandedStore(TestStore):
+    """A store that tells when a save has written."""
+
+    __test__ = False
+
+    def __init__(self):
+        super().__init__()
+        self.saved = Signal()
+
+    async def save(self, key, record):
+        await super().save(key, record)
+        self.saved.set()
+
+
+def test_a_code_exchange_whose_caller_gave_up_still_saves_what_the_code_brought(emu):
+    """The code is single use: once it was sent, a caller whose wait ends
+    (a request timeout) must not throw away the tokens the server issued."""
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    store = LandedStore()
+    request = client.authorization_url("https://app.example/callback", scopes=["openid", "offline_access"])
+    code = authorization_code(request.url)
+    emu.fault({"kind": "hold", "grant": "authorization_code"})  # answered only when the test says
+    try:
+        client.exchange_code("u1", store, code=code, code_verifier=request.code_verifier,
+                             redirect_uri="https://app.example/callback", timeout=TIMEOUT)
+    except TimeoutError:
+        pass
+    else:
+        raise AssertionError("the exchange should have timed out: its request is held")
+    assert emu.wait_held(1) == 1, "the code was sent"
+    assert store.record("u1") is None
+    assert emu.release_held() == 1  # the server answers after the caller left
+    assert store.saved.wait_blocking(), "the exchange went on and saved"
+    refresh_token = store.record("u1")["refresh_token"]
+    assert emu.refresh_token_state(refresh_token) == "active"
+    client.session("u1", store).access_token(timeout=30)
+    assert emu.refresh_requests() == 0, "the exchanged access token is used"

@@ -18,9 +18,6 @@ import dataclasses
 import inspect
 import logging
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
 
@@ -28,8 +25,8 @@ import freshtoken
 from freshtoken import (EVENT_KINDS, ConfigError, ConflictError, MemoryTokenStore, ReauthorizationRequired,
                         StorageError, TokenEvent, TransientError)
 
-from helpers import (CLIENT_ID, CLIENT_SECRET, FakeClock, TestStore, differ, make_client, make_sync_client, same,
-                     seeded, seeded_sync)
+from helpers import (CLIENT_ID, CLIENT_SECRET, FakeClock, TestStore, authorization_code, differ, make_client,
+                     make_sync_client, same, seeded, seeded_sync)
 
 REDIRECT_URI = "https://app.example/callback"
 # A bound on every wait for an event (safety only: events come at once).
@@ -515,22 +512,6 @@ def test_an_event_prints_only_the_fields_that_apply():
 
 
 # --- The secret scan: every kind, from a scenario that produces it ---
-
-
-_no_redirects = urllib.request.build_opener(
-    urllib.request.ProxyHandler({}),
-    type("NoRedirects", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})())
-
-
-def authorization_code(url):
-    """The code the emulator's authorize endpoint (which approves at once) redirects with."""
-    try:
-        _no_redirects.open(url, timeout=WAIT).close()
-        raise AssertionError("the authorize endpoint did not redirect")
-    except urllib.error.HTTPError as answer:
-        location = answer.headers["location"]
-        answer.close()
-    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))["code"]
 
 
 def scenario(emu, kind):

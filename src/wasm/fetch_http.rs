@@ -215,8 +215,11 @@ impl FetchHttp {
         init.set_credentials(RequestCredentials::Omit);
         init.set_signal(Some(&signal));
         let url = JsValue::from_str(&request.url);
+        // A `fetch` that throws instead of rejecting may have sent the
+        // request first (a wrapper that fails after calling the real one):
+        // only a rejection's cause can prove it never left (DESIGN point 5).
         let pending = host::call(&fetch, &JsValue::NULL, &[url, init.into()]).map_err(|e| {
-            HttpError::NotSent(message_of(&e).unwrap_or_else(|| "fetch threw".into()))
+            HttpError::Interrupted(message_of(&e).unwrap_or_else(|| "fetch threw".into()))
         })?;
         let answer = host::settle(&pending)
             .await

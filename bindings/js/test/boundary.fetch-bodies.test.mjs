@@ -198,4 +198,51 @@ describe('odd answers from a host fetch', () => {
     const grown = wasmMemoryBytes() - startBytes;
     assert.ok(grown < 1024 * 1024, `wasm memory grew by ${grown} bytes`);
   });
+
+  // DESIGN point 5: a `fetch` that throws instead of returning a Promise
+  // may have sent the request first (a wrapper whose instrumentation fails
+  // after calling the real fetch). It used to be "not sent" and retried at
+  // once with the refresh token the server had just consumed.
+  test('a fetch that sends, then throws synchronously: in doubt, never resent', TIMEOUT, async () => {
+    await emu.reset();
+    const sent = [];
+    const client = new TokenClient({
+      ...options,
+      fetch: (url, init) => {
+        // Without the signal: the request leaves even though the core aborts it.
+        const real = globalThis.fetch(url, { ...init, signal: undefined });
+        sent.push(real.then((r) => r.arrayBuffer(), () => null));
+        if (sent.length === 1) throw new Error('metrics hook threw');
+        return real;
+      },
+    });
+    const family = await emu.seed();
+    const session = client.session('u1', new MemoryStore());
+    await session.seed({ refreshToken: family.refresh_token });
+    const failure = await session.accessToken().then(() => null, (e) => e);
+    await Promise.all(sent); // every request that left has reached the emulator
+    assert.ok(failure instanceof NetworkError, String(failure));
+    assert.match(failure.message, /metrics hook threw/);
+    assert.equal(sent.length, 1, 'the consumed refresh token was not sent again');
+    assert.equal(await emu.refreshRequests(), 1);
+    assert.equal((await session.status()).inDoubt, true);
+  });
+
+  test('a fetch that rejects with a not-sent cause is still retried', TIMEOUT, async () => {
+    await emu.reset();
+    let calls = 0;
+    const client = new TokenClient({
+      ...options,
+      fetch: async (url, init) => {
+        calls += 1;
+        if (calls === 1) throw new TypeError('fetch failed', { cause: Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }) });
+        return globalThis.fetch(url, init);
+      },
+    });
+    const session = client.session('u1', new MemoryStore());
+    await session.seed({ refreshToken: (await emu.seed()).refresh_token });
+    assert.ok((await session.accessToken()).length > 0);
+    assert.equal(calls, 2);
+    assert.equal(await emu.refreshRequests(), 1);
+  });
 });

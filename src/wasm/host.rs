@@ -160,7 +160,10 @@ pub(crate) fn bytes(
     if copy.length() as usize > limit {
         return Err(JsValue::from_str("the bytes could not be read"));
     }
-    Ok(Some(copy.to_vec()))
+    let bytes = copy.to_vec();
+    // The copy is ours: wipe it (its bytes may be a key or a token).
+    copy.fill(0, 0, copy.length());
+    Ok(Some(bytes))
 }
 
 /// The own enumerable string keys of an object.

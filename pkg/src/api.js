@@ -15,8 +15,10 @@
 //   returns it with no wasm call while the clock reads less; otherwise it
 //   asks the core and refills the mirror from the core's cached token. Every
 //   other call on the key drops the key's entry first and refills it only
-//   after a success. Dropping an entry is always safe: the next read asks the
-//   core. The mirror is bounded like the core's session map (maxSessions),
+//   after a success. While such a call is in flight nothing fills the key's
+//   entry: a read during it gets the core's token of the moment, which the
+//   call may be replacing, and must not leave it mirrored after the call
+//   ends. Dropping an entry is always safe: the next read asks the core. The mirror is bounded like the core's session map (maxSessions),
 //   and a key enters it on its second read through the core (`admit`).
 
 import { ConfigError, makeError } from './errors.js';
@@ -84,6 +86,11 @@ class Keys {
     this.pending = new Map();
     /** Keys read once through the core, not yet mirrored (see `admit`). */
     this.seen = new Set();
+    /**
+     * key -> how many calls that may replace its token (seed, refresh,
+     * tokenRejected, exchangeCode, …) are in flight: no fill lands meanwhile.
+     */
+    this.busy = new Map();
     /** store object -> its wasm wrapper (a StoreRef), checked once and shared. */
     this.stores = new WeakMap();
   }
@@ -134,6 +141,7 @@ class Keys {
    * and never gain from it. The doorkeeper holds at most SEEN_MAX keys.
    */
   admit(key, cached) {
+    if (this.busy.has(key)) return; // a token a call in flight may be replacing
     if (this.seen.delete(key)) this.fill(key, cached[0], cached[1]);
     else this.sighted(key);
   }
@@ -195,13 +203,52 @@ class Keys {
     return call;
   }
 
-  /** Any other call on `key`: drop its entry, run `call`, refill after a success. */
-  replacing(key, ref, call) {
+  /**
+   * Marks `key` busy for a call that may replace its token, and drops what
+   * this side knows of it; `done(key)` ends the mark.
+   */
+  begin(key) {
+    this.busy.set(key, (this.busy.get(key) ?? 0) + 1);
     this.drop(key);
-    return call.then((value) => {
-      this.refill(key, ref);
-      return value;
-    });
+  }
+
+  /** A call that `begin` marked has settled: once none is left, fills may land again. */
+  done(key) {
+    const left = (this.busy.get(key) ?? 1) - 1;
+    if (left > 0) {
+      this.busy.set(key, left);
+    } else {
+      this.busy.delete(key);
+    }
+    // Nothing filled or pending from before (or during) the call is served
+    // after it: the next read asks the core.
+    this.drop(key);
+  }
+
+  /**
+   * Any other call on `key`: drop its entry, run `start()`, refill after a
+   * success. No fill of the key lands while it runs (see `busy`).
+   */
+  replacing(key, ref, start) {
+    this.begin(key);
+    let call;
+    try {
+      call = start();
+    } catch (e) {
+      this.done(key);
+      return Promise.reject(e);
+    }
+    return call.then(
+      (value) => {
+        this.done(key);
+        this.refill(key, ref);
+        return value;
+      },
+      (error) => {
+        this.done(key);
+        throw error;
+      },
+    );
   }
 }
 
@@ -296,15 +343,13 @@ export function bind(wasm, eventChannel) {
 
     /**
      * Revokes the session at the server (RFC 7009) and marks it dead
-     * (`revoked`). The mirror is dropped before and again after: a refresh
-     * that finished while revoke() waited for it may have mirrored its token.
+     * (`revoked`). Like every replacing call, no token is mirrored while it
+     * runs (a refresh that finished while it waited cannot be served after).
      */
     revoke() {
       const keys = UserSession.#live(this);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      const key = this.#key;
-      keys.drop(key);
-      return keys.wasm.sessionRevoke(key, this.#ref).finally(() => keys.drop(key));
+      return keys.replacing(this.#key, this.#ref, () => keys.wasm.sessionRevoke(this.#key, this.#ref));
     }
 
     /** Makes this handle refuse every later call (the session's state stays with its client). */
@@ -317,7 +362,7 @@ export function bind(wasm, eventChannel) {
     #replacing(call) {
       const keys = UserSession.#live(this);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      return keys.replacing(this.#key, this.#ref, call(keys.wasm, this.#key, this.#ref));
+      return keys.replacing(this.#key, this.#ref, () => call(keys.wasm, this.#key, this.#ref));
     }
   }
 
@@ -389,8 +434,14 @@ export function bind(wasm, eventChannel) {
     async exchangeCode(options, key, store) {
       const wasm = TokenClient.#wasm(this);
       const keys = this.#keys;
-      if (typeof key === 'string') keys.drop(key);
-      await wasm.exchangeCode(options, key, store);
+      // (A key that is not a string is refused by the core, naming `key`.)
+      const marked = typeof key === 'string';
+      if (marked) keys.begin(key);
+      try {
+        await wasm.exchangeCode(options, key, store);
+      } finally {
+        if (marked) keys.done(key);
+      }
       const ref = keys.open(key, store);
       keys.refill(key, ref);
       return new UserSession(INTERNAL, keys, key, ref);
@@ -415,6 +466,7 @@ export function bind(wasm, eventChannel) {
       keys.mirror.clear();
       keys.pending.clear();
       keys.seen.clear();
+      keys.busy.clear();
       wasm.free();
     }
   }

@@ -38,6 +38,9 @@ const notLive = (name) => new ConfigError({
   message: `invalid configuration \`this\`: not a live ${name} (free() was called, or it is another object)`,
 });
 
+/** Whether `value` can hold private fields (`#x in value` throws for anything else). */
+const isObject = (value) => (typeof value === 'object' && value !== null) || typeof value === 'function';
+
 /** The latest plausible reading: the end of year 9999 (src/clock.rs LATEST_PLAUSIBLE_MS). */
 const LATEST_PLAUSIBLE_MS = 253_402_300_799_999;
 
@@ -288,7 +291,7 @@ export function bind(wasm, eventChannel) {
 
     /** The Keys of a live session, or null (freed, its client freed, or a foreign `this`). */
     static #live(self) {
-      if (!(#keys in self)) return null;
+      if (!isObject(self) || !(#keys in self)) return null;
       const keys = self.#keys;
       return keys !== null && keys.wasm !== null ? keys : null;
     }
@@ -322,23 +325,23 @@ export function bind(wasm, eventChannel) {
     }
 
     tokens() {
-      return this.#replacing((wasm, key, ref) => wasm.sessionTokens(key, ref));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionTokens(key, ref));
     }
 
     refresh() {
-      return this.#replacing((wasm, key, ref) => wasm.sessionRefresh(key, ref));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionRefresh(key, ref));
     }
 
     tokenRejected(token) {
-      return this.#replacing((wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
     }
 
     seed(seed) {
-      return this.#replacing((wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
     }
 
     status() {
-      return this.#replacing((wasm, key, ref) => wasm.sessionStatus(key, ref));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionStatus(key, ref));
     }
 
     /**
@@ -354,15 +357,17 @@ export function bind(wasm, eventChannel) {
 
     /** Makes this handle refuse every later call (the session's state stays with its client). */
     free() {
+      if (!isObject(this)) throw notLive('UserSession');
       if (!(#keys in this)) return;
       this.#keys = null;
       this.#entry = null;
     }
 
-    #replacing(call) {
-      const keys = UserSession.#live(this);
+    /** `call` on a live session's key as a replacing call (static: `self` may be any value). */
+    static #replacing(self, call) {
+      const keys = UserSession.#live(self);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      return keys.replacing(this.#key, this.#ref, () => call(keys.wasm, this.#key, this.#ref));
+      return keys.replacing(self.#key, self.#ref, () => call(keys.wasm, self.#key, self.#ref));
     }
   }
 
@@ -391,7 +396,7 @@ export function bind(wasm, eventChannel) {
 
     /** The live wasm client, or a ConfigError naming `this`. */
     static #wasm(self) {
-      const wasm = #keys in self ? self.#keys.wasm : null;
+      const wasm = isObject(self) && #keys in self ? self.#keys.wasm : null;
       if (wasm === null) throw notLive('TokenClient');
       return wasm;
     }
@@ -457,6 +462,7 @@ export function bind(wasm, eventChannel) {
 
     /** Frees the client's wasm memory; it and its sessions then refuse every call. */
     free() {
+      if (!isObject(this)) throw notLive('TokenClient');
       if (!(#keys in this)) return;
       const keys = this.#keys;
       if (keys.wasm === null) return;

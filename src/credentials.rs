@@ -37,7 +37,7 @@ struct CredentialsJson {
 
 /// The largest credentials JSON read (bytes): a PEM with a certificate
 /// chain and a 4096-bit key fits many times over.
-const MAX_CREDENTIALS_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_CREDENTIALS_BYTES: usize = 256 * 1024;
 
 /// The first spelling given: a non-empty string, or a `config` error naming
 /// that spelling.

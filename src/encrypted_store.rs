@@ -44,7 +44,7 @@ const ENCRYPTED_SCHEMA_PREFIX: &str = "freshtoken.encrypted/";
 const MAX_KEY_ID_CHARS: usize = 64;
 /// Largest stored text read as an envelope: a record of
 /// [`MAX_RECORD_BYTES`] and its tag in base64, with room for the members.
-const MAX_ENVELOPE_BYTES: usize = (MAX_RECORD_BYTES + 16) / 3 * 4 + 4 + 512;
+pub(crate) const MAX_ENVELOPE_BYTES: usize = (MAX_RECORD_BYTES + 16) / 3 * 4 + 4 + 512;
 /// How much of a session key or key id an error message quotes.
 const QUOTED_CHARS: usize = 80;
 

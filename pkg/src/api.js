@@ -15,8 +15,10 @@
 //   returns it with no wasm call while the clock reads less; otherwise it
 //   asks the core and refills the mirror from the core's cached token. Every
 //   other call on the key drops the key's entry first and refills it only
-//   after a success. Dropping an entry is always safe: the next read asks the
-//   core. The mirror is bounded like the core's session map (maxSessions),
+//   after a success. While such a call is in flight nothing fills the key's
+//   entry: a read during it gets the core's token of the moment, which the
+//   call may be replacing, and must not leave it mirrored after the call
+//   ends. Dropping an entry is always safe: the next read asks the core. The mirror is bounded like the core's session map (maxSessions),
 //   and a key enters it on its second read through the core (`admit`).
 
 import { ConfigError, makeError } from './errors.js';
@@ -35,6 +37,9 @@ const notLive = (name) => new ConfigError({
   code: 'config',
   message: `invalid configuration \`this\`: not a live ${name} (free() was called, or it is another object)`,
 });
+
+/** Whether `value` can hold private fields (`#x in value` throws for anything else). */
+const isObject = (value) => (typeof value === 'object' && value !== null) || typeof value === 'function';
 
 /** The latest plausible reading: the end of year 9999 (src/clock.rs LATEST_PLAUSIBLE_MS). */
 const LATEST_PLAUSIBLE_MS = 253_402_300_799_999;
@@ -84,6 +89,11 @@ class Keys {
     this.pending = new Map();
     /** Keys read once through the core, not yet mirrored (see `admit`). */
     this.seen = new Set();
+    /**
+     * key -> how many calls that may replace its token (seed, refresh,
+     * tokenRejected, exchangeCode, …) are in flight: no fill lands meanwhile.
+     */
+    this.busy = new Map();
     /** store object -> its wasm wrapper (a StoreRef), checked once and shared. */
     this.stores = new WeakMap();
   }
@@ -134,6 +144,7 @@ class Keys {
    * and never gain from it. The doorkeeper holds at most SEEN_MAX keys.
    */
   admit(key, cached) {
+    if (this.busy.has(key)) return; // a token a call in flight may be replacing
     if (this.seen.delete(key)) this.fill(key, cached[0], cached[1]);
     else this.sighted(key);
   }
@@ -195,13 +206,52 @@ class Keys {
     return call;
   }
 
-  /** Any other call on `key`: drop its entry, run `call`, refill after a success. */
-  replacing(key, ref, call) {
+  /**
+   * Marks `key` busy for a call that may replace its token, and drops what
+   * this side knows of it; `done(key)` ends the mark.
+   */
+  begin(key) {
+    this.busy.set(key, (this.busy.get(key) ?? 0) + 1);
     this.drop(key);
-    return call.then((value) => {
-      this.refill(key, ref);
-      return value;
-    });
+  }
+
+  /** A call that `begin` marked has settled: once none is left, fills may land again. */
+  done(key) {
+    const left = (this.busy.get(key) ?? 1) - 1;
+    if (left > 0) {
+      this.busy.set(key, left);
+    } else {
+      this.busy.delete(key);
+    }
+    // Nothing filled or pending from before (or during) the call is served
+    // after it: the next read asks the core.
+    this.drop(key);
+  }
+
+  /**
+   * Any other call on `key`: drop its entry, run `start()`, refill after a
+   * success. No fill of the key lands while it runs (see `busy`).
+   */
+  replacing(key, ref, start) {
+    this.begin(key);
+    let call;
+    try {
+      call = start();
+    } catch (e) {
+      this.done(key);
+      return Promise.reject(e);
+    }
+    return call.then(
+      (value) => {
+        this.done(key);
+        this.refill(key, ref);
+        return value;
+      },
+      (error) => {
+        this.done(key);
+        throw error;
+      },
+    );
   }
 }
 
@@ -241,7 +291,7 @@ export function bind(wasm, eventChannel) {
 
     /** The Keys of a live session, or null (freed, its client freed, or a foreign `this`). */
     static #live(self) {
-      if (!(#keys in self)) return null;
+      if (!isObject(self) || !(#keys in self)) return null;
       const keys = self.#keys;
       return keys !== null && keys.wasm !== null ? keys : null;
     }
@@ -275,49 +325,49 @@ export function bind(wasm, eventChannel) {
     }
 
     tokens() {
-      return this.#replacing((wasm, key, ref) => wasm.sessionTokens(key, ref));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionTokens(key, ref));
     }
 
     refresh() {
-      return this.#replacing((wasm, key, ref) => wasm.sessionRefresh(key, ref));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionRefresh(key, ref));
     }
 
     tokenRejected(token) {
-      return this.#replacing((wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
     }
 
     seed(seed) {
-      return this.#replacing((wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
     }
 
     status() {
-      return this.#replacing((wasm, key, ref) => wasm.sessionStatus(key, ref));
+      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionStatus(key, ref));
     }
 
     /**
      * Revokes the session at the server (RFC 7009) and marks it dead
-     * (`revoked`). The mirror is dropped before and again after: a refresh
-     * that finished while revoke() waited for it may have mirrored its token.
+     * (`revoked`). Like every replacing call, no token is mirrored while it
+     * runs (a refresh that finished while it waited cannot be served after).
      */
     revoke() {
       const keys = UserSession.#live(this);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      const key = this.#key;
-      keys.drop(key);
-      return keys.wasm.sessionRevoke(key, this.#ref).finally(() => keys.drop(key));
+      return keys.replacing(this.#key, this.#ref, () => keys.wasm.sessionRevoke(this.#key, this.#ref));
     }
 
     /** Makes this handle refuse every later call (the session's state stays with its client). */
     free() {
+      if (!isObject(this)) throw notLive('UserSession');
       if (!(#keys in this)) return;
       this.#keys = null;
       this.#entry = null;
     }
 
-    #replacing(call) {
-      const keys = UserSession.#live(this);
+    /** `call` on a live session's key as a replacing call (static: `self` may be any value). */
+    static #replacing(self, call) {
+      const keys = UserSession.#live(self);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      return keys.replacing(this.#key, this.#ref, call(keys.wasm, this.#key, this.#ref));
+      return keys.replacing(self.#key, self.#ref, () => call(keys.wasm, self.#key, self.#ref));
     }
   }
 
@@ -346,7 +396,7 @@ export function bind(wasm, eventChannel) {
 
     /** The live wasm client, or a ConfigError naming `this`. */
     static #wasm(self) {
-      const wasm = #keys in self ? self.#keys.wasm : null;
+      const wasm = isObject(self) && #keys in self ? self.#keys.wasm : null;
       if (wasm === null) throw notLive('TokenClient');
       return wasm;
     }
@@ -389,8 +439,14 @@ export function bind(wasm, eventChannel) {
     async exchangeCode(options, key, store) {
       const wasm = TokenClient.#wasm(this);
       const keys = this.#keys;
-      if (typeof key === 'string') keys.drop(key);
-      await wasm.exchangeCode(options, key, store);
+      // (A key that is not a string is refused by the core, naming `key`.)
+      const marked = typeof key === 'string';
+      if (marked) keys.begin(key);
+      try {
+        await wasm.exchangeCode(options, key, store);
+      } finally {
+        if (marked) keys.done(key);
+      }
       const ref = keys.open(key, store);
       keys.refill(key, ref);
       return new UserSession(INTERNAL, keys, key, ref);
@@ -406,6 +462,7 @@ export function bind(wasm, eventChannel) {
 
     /** Frees the client's wasm memory; it and its sessions then refuse every call. */
     free() {
+      if (!isObject(this)) throw notLive('TokenClient');
       if (!(#keys in this)) return;
       const keys = this.#keys;
       if (keys.wasm === null) return;
@@ -415,6 +472,7 @@ export function bind(wasm, eventChannel) {
       keys.mirror.clear();
       keys.pending.clear();
       keys.seen.clear();
+      keys.busy.clear();
       wasm.free();
     }
   }

@@ -1,7 +1,34 @@
 // fetch with the session's Bearer token; on HTTP 401, or a GraphQL answer
 // whose errors[].message starts with "UNAUTHENTICATED" (Stitch's "Token is
 // expired or malformed"), it refreshes once — unless another caller already
-// did — and retries once.
+// did — and retries once. Arguments that are not what the types say are
+// ConfigErrors naming them, before anything is sent.
+
+import { configError } from './errors.js';
+
+/** `options.fetch`, or the global fetch; a ConfigError for anything else. */
+function fetchOf(options) {
+  if (options === undefined) return globalThis.fetch;
+  if (options === null || typeof options !== 'object') throw configError('options', 'must be an object');
+  let fetchImpl;
+  try {
+    fetchImpl = options.fetch;
+  } catch {
+    throw configError('options', 'could not be read (it threw)');
+  }
+  if (fetchImpl === undefined) return globalThis.fetch;
+  if (typeof fetchImpl !== 'function') throw configError('options.fetch', 'must be a function');
+  return fetchImpl;
+}
+
+/** Whether `session` has the methods authorizedFetch calls (read once, safely). */
+function isSession(session) {
+  try {
+    return typeof session?.accessToken === 'function' && typeof session.tokenRejected === 'function';
+  } catch {
+    return false;
+  }
+}
 
 /** `init` with `Authorization: Bearer <token>`, keeping a Request's own headers. */
 const withBearer = (input, init, token) => {
@@ -11,8 +38,19 @@ const withBearer = (input, init, token) => {
   return { ...init, headers };
 };
 
+/** Whether `value` is a Response (of this realm or another: its brand, not `instanceof`). */
+function isResponse(value) {
+  try {
+    return Object.prototype.toString.call(value) === '[object Response]'
+      && typeof value.headers?.get === 'function';
+  } catch {
+    return false; // a revoked Proxy, a throwing getter
+  }
+}
+
 /** Whether `response` says the access token was not accepted. */
 export async function isUnauthenticated(response) {
+  if (!isResponse(response)) throw configError('response', 'must be a Response');
   if (response.status === 401) return true;
   const type = response.headers.get('content-type') ?? '';
   if (!type.includes('json')) return false;
@@ -32,10 +70,24 @@ export async function isUnauthenticated(response) {
  * request body must be re-sendable (a string, Blob, FormData or a Request,
  * not a stream in `init`).
  */
-export async function authorizedFetch(session, input, init = undefined, { fetch: fetchImpl = globalThis.fetch } = {}) {
-  const retryInput = input instanceof Request ? input.clone() : input;
+export async function authorizedFetch(session, input, init = undefined, options = undefined) {
+  const fetchImpl = fetchOf(options);
+  if (!isSession(session)) throw configError('session', 'must be a UserSession (from client.session(key, store))');
+  let isRequest;
+  try {
+    isRequest = input instanceof Request;
+  } catch {
+    throw configError('input', 'could not be read (it threw)');
+  }
+  const retryInput = isRequest ? input.clone() : input;
   const token = await session.accessToken();
-  const first = await fetchImpl(input, withBearer(input, init, token));
+  let bearer;
+  try {
+    bearer = withBearer(input, init, token);
+  } catch {
+    throw configError('init', 'could not be read (a throwing getter, a revoked Proxy, or headers that are not headers)');
+  }
+  const first = await fetchImpl(input, bearer);
   if (!(await isUnauthenticated(first))) return first;
   const { accessToken } = await session.tokenRejected(token);
   return fetchImpl(retryInput, withBearer(retryInput, init, accessToken));

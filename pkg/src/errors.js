@@ -51,6 +51,11 @@ const BY_CODE = {
   config: ConfigError,
 };
 
+/** A ConfigError naming `name`, worded as the core words them. */
+export function configError(name, problem) {
+  return new ConfigError({ code: 'config', message: `invalid configuration \`${name}\`: ${problem}` });
+}
+
 /** Builds the error class for `fields.code` (called from wasm). */
 export function makeError(fields) {
   const Class = BY_CODE[fields.code] ?? FreshTokenError;

@@ -6,6 +6,8 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/pr
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
+import { configError } from './errors.js';
+
 /** Longest hex stem used as is (keys up to 60 UTF-8 bytes); longer keys are hashed. */
 const MAX_HEX = 120;
 
@@ -141,6 +143,9 @@ export class FileStore {
    * another process may be saving them. Resolves to `{ completed, removed }`.
    */
   async recover(olderThanMs = 60_000) {
+    if (typeof olderThanMs !== 'number' || Number.isNaN(olderThanMs)) {
+      throw configError('olderThanMs', 'must be a number of milliseconds');
+    }
     let names;
     try {
       names = await readdir(this.#dir);

@@ -1,6 +1,8 @@
 //! `TokenClient` and `refreshTokens` for JavaScript.
 
-use super::convert::{get, object, object_arg, opt_string, string, string_arg, strings};
+use super::convert::{
+    get, object, object_arg, opt_string, string, string_arg, string_arg_within, strings,
+};
 use super::error::to_js;
 use super::js_store::JsStore;
 use super::options::{build, discover, from_credentials, EVENT_OPTIONS, OPTIONS};
@@ -44,7 +46,7 @@ impl WasmTokenClient {
         json: JsValue,
         options: JsValue,
     ) -> Result<WasmTokenClient, JsValue> {
-        string_arg(&json, "json")
+        string_arg_within(&json, "json", crate::credentials::MAX_CREDENTIALS_BYTES)
             .and_then(|json| from_credentials(&json, &options))
             .map(WasmTokenClient::wrap)
             .map_err(to_js)

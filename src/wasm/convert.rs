@@ -4,7 +4,7 @@
 
 use super::host;
 use crate::{Error, SessionStatus, TokenInfo};
-use js_sys::{Function, Object, Reflect};
+use js_sys::{Function, JsString, Object, Reflect};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -14,12 +14,28 @@ pub(crate) fn get(obj: &JsValue, name: &str) -> Result<JsValue, Error> {
     host::get(obj, name).map_err(|_| Error::config(name, "could not be read (it threw)"))
 }
 
+/// The longest string argument (keys, tokens, option strings) in UTF-16
+/// units: the response body cap, since every token came in a response.
+pub(crate) const MAX_ARG_CHARS: usize = crate::MAX_RESPONSE_BYTES;
+
 /// `value` as a Rust string if it is a JavaScript string. A lone UTF-16
 /// surrogate is an error: converted, it would become U+FFFD, and distinct
 /// strings (two session keys) would become one.
 pub(crate) fn as_text(value: &JsValue, name: &str) -> Result<Option<String>, Error> {
-    if !value.is_string() {
+    as_text_within(value, name, MAX_ARG_CHARS)
+}
+
+/// [`as_text`] with the cap `max` (UTF-16 units, a lower bound of the UTF-8
+/// bytes), checked before the string is copied into wasm memory.
+fn as_text_within(value: &JsValue, name: &str, max: usize) -> Result<Option<String>, Error> {
+    let Some(text) = value.dyn_ref::<JsString>() else {
         return Ok(None);
+    };
+    if text.length() as usize > max {
+        return Err(Error::config(
+            name,
+            format!("is longer than {max} characters"),
+        ));
     }
     host::lossless_string(value)
         .map(Some)
@@ -38,10 +54,15 @@ pub(crate) fn object_arg(value: &JsValue, name: &str) -> Result<(), Error> {
 /// A string argument: anything else (`null`, a number, a Symbol) is a
 /// `config` error naming it.
 pub(crate) fn string_arg(value: &JsValue, name: &str) -> Result<String, Error> {
+    string_arg_within(value, name, MAX_ARG_CHARS)
+}
+
+/// [`string_arg`] with the cap `max` (records, credentials JSON).
+pub(crate) fn string_arg_within(value: &JsValue, name: &str, max: usize) -> Result<String, Error> {
     if value.is_undefined() || value.is_null() {
         return Err(Error::config(name, "is required"));
     }
-    as_text(value, name)?.ok_or_else(|| Error::config(name, "must be a string"))
+    as_text_within(value, name, max)?.ok_or_else(|| Error::config(name, "must be a string"))
 }
 
 /// An optional string field; anything but a string, `null` or `undefined`

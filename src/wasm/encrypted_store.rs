@@ -11,18 +11,43 @@
 //! each `key` is a `Uint8Array` of 32 bytes or those bytes in base64
 //! (standard or URL-safe, padding optional).
 
-use super::convert::{get, string_arg};
+use super::convert::{get, string_arg, string_arg_within};
 use super::error::to_js;
+use super::host;
 use super::options::known_keys;
+use crate::cipher::KEY_BYTES;
+use crate::encrypted_store::MAX_ENVELOPE_BYTES;
+use crate::store::MAX_RECORD_BYTES;
 use crate::{EncryptionKey, EncryptionKeys, Error, StoreError};
-use js_sys::{Promise, Reflect, Uint8Array};
+use js_sys::{Promise, Reflect};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
+use zeroize::Zeroizing;
 
 /// The keys of one `EncryptedStore`, sealing and opening its records.
 #[wasm_bindgen(js_name = EncryptedStoreCore)]
 pub struct WasmEncryptedStore(Rc<EncryptionKeys>);
+
+/// The bytes of a `Uint8Array` key, copied by the package's catching
+/// `bytes` with the engine's accessors (a Proxy is not one; a detached
+/// buffer or a `length` that throws or lies is never trusted), and at most
+/// one byte past the key size: no allocation is sized by the host's claim.
+/// `None` if `key` is not a `Uint8Array`.
+fn key_bytes(key: &JsValue, field: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+    let bytes = host::bytes(key, KEY_BYTES + 1, false).map_err(|_| {
+        Error::config(
+            format!("{field}.key"),
+            "could not be read (a detached buffer?)",
+        )
+    })?;
+    match bytes.map(Zeroizing::new) {
+        Some(bytes) if bytes.len() > KEY_BYTES => Err(Error::config(
+            format!("{field}.key"),
+            format!("must be exactly {KEY_BYTES} bytes (AES-256), not more"),
+        )),
+        other => Ok(other),
+    }
+}
 
 /// One key from `{ id, key }` at `field` (`keys.current`, `keys.old[1]`).
 fn key_of(value: &JsValue, field: &str) -> Result<EncryptionKey, Error> {
@@ -31,11 +56,12 @@ fn key_of(value: &JsValue, field: &str) -> Result<EncryptionKey, Error> {
     let id = string_arg(&id, &format!("{field}.id"))?;
     let key = get(value, "key")?;
     let prefix = format!("{field}.");
-    if let Some(text) = key.as_string() {
-        let text = zeroize::Zeroizing::new(text);
-        EncryptionKey::checked_base64(&prefix, id, &text)
-    } else if let Some(bytes) = key.dyn_ref::<Uint8Array>() {
-        let bytes = zeroize::Zeroizing::new(bytes.to_vec());
+    if key.is_string() {
+        // Base64 of 32 bytes is 44 characters: a longer string is not copied in.
+        let text = host::text_within(&key, 4 * KEY_BYTES)
+            .ok_or_else(|| Error::config(format!("{field}.key"), "is too long for a base64 key"))?;
+        EncryptionKey::checked_base64(&prefix, id, &Zeroizing::new(text))
+    } else if let Some(bytes) = key_bytes(&key, field)? {
         EncryptionKey::checked(&prefix, id, &bytes)
     } else {
         Err(Error::config(
@@ -90,13 +116,14 @@ impl WasmEncryptedStore {
     fn run<Fut>(
         &self,
         key: &JsValue,
-        text: (&JsValue, &str),
+        text: (&JsValue, &str, usize),
         op: impl FnOnce(Rc<EncryptionKeys>, String, String) -> Fut,
     ) -> Promise
     where
         Fut: std::future::Future<Output = Result<String, StoreError>> + 'static,
     {
-        let args = string_arg(key, "key").and_then(|key| Ok((key, string_arg(text.0, text.1)?)));
+        let args = string_arg(key, "key")
+            .and_then(|key| Ok((key, string_arg_within(text.0, text.1, text.2)?)));
         match args {
             Ok((key, text)) => {
                 let call = op(self.0.clone(), key, text);
@@ -122,15 +149,19 @@ impl WasmEncryptedStore {
 
     /// `record` as the envelope to store under the session key `key`.
     pub fn seal(&self, key: JsValue, record: JsValue) -> Promise {
-        self.run(&key, (&record, "record"), |keys, key, record| async move {
-            keys.seal(&key, &record).await
-        })
+        self.run(
+            &key,
+            (&record, "record", MAX_RECORD_BYTES),
+            |keys, key, record| async move { keys.seal(&key, &record).await },
+        )
     }
 
     /// The record in `stored` (the inner store's text under `key`).
     pub fn open(&self, key: JsValue, stored: JsValue) -> Promise {
-        self.run(&key, (&stored, "stored"), |keys, key, stored| async move {
-            keys.open(&key, &stored).await
-        })
+        self.run(
+            &key,
+            (&stored, "stored", MAX_ENVELOPE_BYTES),
+            |keys, key, stored| async move { keys.open(&key, &stored).await },
+        )
     }
 }

@@ -17,7 +17,7 @@ use super::timeout::Timeout;
 use crate::{HttpClient, HttpError, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use futures_util::future::{select, Either};
-use js_sys::{ArrayBuffer, Function, Uint8Array};
+use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
@@ -83,7 +83,9 @@ fn message_of(error: &JsValue) -> Option<String> {
 
 /// A string member of a host object, `None` if absent or if reading it threw.
 fn text(obj: &JsValue, name: &str) -> Option<String> {
-    host::get(obj, name).ok().and_then(|v| v.as_string())
+    host::get(obj, name)
+        .ok()
+        .and_then(|v| host::text_within(&v, host::MAX_MESSAGE_CHARS))
 }
 
 /// Sorts a failed `fetch` into "never sent", "timed out" or "maybe sent".
@@ -91,7 +93,10 @@ fn text(obj: &JsValue, name: &str) -> Option<String> {
 /// host's object, and a getter of it may throw.
 fn transport_error(error: &JsValue) -> HttpError {
     if !error.is_instance_of::<js_sys::Error>() {
-        return HttpError::Interrupted(error.as_string().unwrap_or_else(|| "fetch failed".into()));
+        return HttpError::Interrupted(
+            host::text_within(error, host::MAX_MESSAGE_CHARS)
+                .unwrap_or_else(|| "fetch failed".into()),
+        );
     }
     let name = text(error, "name").unwrap_or_default();
     if name == "TimeoutError" || name == "AbortError" {
@@ -111,13 +116,23 @@ fn transport_error(error: &JsValue) -> HttpError {
     }
 }
 
+/// A failure once an answer arrived: the request was sent, so whatever the
+/// host's error says, never "not sent" (a retry would resend a refresh
+/// token the server may have consumed).
+fn answered(error: &JsValue) -> HttpError {
+    match transport_error(error) {
+        HttpError::NotSent(message) => HttpError::Interrupted(message),
+        other => other,
+    }
+}
+
 /// The answer's status: a number (or a numeric string, as some adapters
 /// give), else 0, which the core reads as "not an HTTP status".
 fn status_of(answer: &JsValue) -> Result<u16, JsValue> {
     let status = host::get(answer, "status")?;
     // (An integer parse: a float one would link core's float tables, ~10 KB.)
     let number = status.as_f64().or_else(|| {
-        let text = status.as_string()?;
+        let text = host::text_within(&status, 16)?;
         text.trim().parse::<u16>().ok().map(f64::from)
     });
     Ok(number
@@ -136,7 +151,9 @@ fn not_a_response(what: &str) -> JsValue {
 /// its stream chunk by chunk; the stream is cancelled once `limit` is
 /// reached. An answer without a stream (a host's own `fetch`) is read whole.
 /// The answer, its stream, reader and chunks are the host's objects: every
-/// member is read and called through a catching host call.
+/// member is read and called through a catching host call, and the bytes of
+/// each chunk (or of the `ArrayBuffer`) are copied by [`host::bytes`], never
+/// by calling the host's object: one that cannot be read fails the request.
 async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue> {
     let stream = match host::get(response, "body")?.dyn_into::<ReadableStream>() {
         Ok(stream) if !host::get(&stream, "locked")?.is_truthy() => Some(stream),
@@ -146,12 +163,8 @@ async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue>
         let read = host::method(response, "arrayBuffer")?
             .ok_or_else(|| not_a_response("no body stream and no arrayBuffer()"))?;
         let buffer = host::settle(&host::call(&read, response, &[])?).await?;
-        let buffer = buffer
-            .dyn_into::<ArrayBuffer>()
-            .map_err(|_| JsValue::from_str("arrayBuffer() did not give an ArrayBuffer"))?;
-        let bytes = Uint8Array::new(&buffer);
-        let len = (bytes.length() as usize).min(limit);
-        return Ok(bytes.subarray(0, len as u32).to_vec());
+        return host::bytes(&buffer, limit, true)?
+            .ok_or_else(|| JsValue::from_str("arrayBuffer() did not give an ArrayBuffer"));
     };
     let get_reader = host::method(&stream, "getReader")?
         .ok_or_else(|| not_a_response("a body stream without getReader()"))?;
@@ -164,13 +177,10 @@ async fn read_body(response: &JsValue, limit: usize) -> Result<Vec<u8>, JsValue>
         if host::get(&chunk, "done")?.is_truthy() {
             return Ok(body);
         }
-        let bytes = host::get(&chunk, "value")?
-            .dyn_into::<Uint8Array>()
-            .map_err(|_| JsValue::from_str("the body stream gave no bytes"))?;
-        let start = body.len();
-        let take = (bytes.length() as usize).min(limit - start);
-        body.resize(start + take, 0);
-        bytes.subarray(0, take as u32).copy_to(&mut body[start..]);
+        let value = host::get(&chunk, "value")?;
+        let bytes = host::bytes(&value, limit - body.len(), false)?
+            .ok_or_else(|| JsValue::from_str("the body stream gave no bytes"))?;
+        body.extend_from_slice(&bytes);
     }
     host::cancel(&reader);
     Ok(body)
@@ -205,8 +215,11 @@ impl FetchHttp {
         init.set_credentials(RequestCredentials::Omit);
         init.set_signal(Some(&signal));
         let url = JsValue::from_str(&request.url);
+        // A `fetch` that throws instead of rejecting may have sent the
+        // request first (a wrapper that fails after calling the real one):
+        // only a rejection's cause can prove it never left (DESIGN point 5).
         let pending = host::call(&fetch, &JsValue::NULL, &[url, init.into()]).map_err(|e| {
-            HttpError::NotSent(message_of(&e).unwrap_or_else(|| "fetch threw".into()))
+            HttpError::Interrupted(message_of(&e).unwrap_or_else(|| "fetch threw".into()))
         })?;
         let answer = host::settle(&pending)
             .await
@@ -214,13 +227,18 @@ impl FetchHttp {
         if !answer.is_object() {
             return Err(HttpError::Interrupted("fetch gave no Response".into()));
         }
-        let status = status_of(&answer).map_err(|e| transport_error(&e))?;
-        let answer_headers: Headers = host::get(&answer, "headers")
-            .map_err(|e| transport_error(&e))?
-            .unchecked_into();
+        let status = status_of(&answer).map_err(|e| answered(&e))?;
+        // The host's `headers.get`, called through a catching call: its
+        // answer may be anything, and only a string within the cap is read.
+        let answer_headers = host::get(&answer, "headers").map_err(|e| answered(&e))?;
+        let get = host::method(&answer_headers, "get").ok().flatten();
         let mut headers = Vec::new();
-        for name in HEADERS_READ {
-            if let Ok(Some(value)) = answer_headers.get(name) {
+        for name in HEADERS_READ.iter().filter(|_| get.is_some()) {
+            let value = get
+                .as_ref()
+                .and_then(|get| host::call(get, &answer_headers, &[(*name).into()]).ok())
+                .and_then(|value| host::text_within(&value, request.max_response_bytes));
+            if let Some(value) = value {
                 headers.push(((*name).to_owned(), value));
             }
         }
@@ -241,9 +259,7 @@ impl FetchHttp {
                 body: vec![0; limit],
             });
         }
-        let body = read_body(&answer, limit)
-            .await
-            .map_err(|e| transport_error(&e))?;
+        let body = read_body(&answer, limit).await.map_err(|e| answered(&e))?;
         Ok(HttpResponse {
             status,
             headers,

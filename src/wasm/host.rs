@@ -8,7 +8,7 @@
 //! package therefore registers `attempt` (pkg/src/host-calls.js), which
 //! catches in JavaScript and returns a sentinel instead.
 
-use js_sys::{Array, Function, Promise, Reflect};
+use js_sys::{Array, Function, JsString, Promise, Reflect, Uint8Array};
 use std::cell::OnceCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -30,6 +30,7 @@ struct HostCalls {
     keys: JsValue,
     array: JsValue,
     apply: JsValue,
+    bytes: JsValue,
     well_formed: JsValue,
     cancel: JsValue,
     set_timer: JsValue,
@@ -41,8 +42,8 @@ thread_local! {
 }
 
 /// Registers the package's catching calls (once; later calls are ignored):
-/// `{ attempt, takeError, threw, get, keys, array, apply, wellFormed, cancel,
-/// setTimer, clearTimer }`.
+/// `{ attempt, takeError, threw, get, keys, array, apply, bytes, wellFormed,
+/// cancel, setTimer, clearTimer }`.
 #[wasm_bindgen(js_name = setHostCalls)]
 pub fn set_host_calls(calls: JsValue) {
     let field = |name: &str| Reflect::get(&calls, &JsValue::from_str(name)).unwrap_or_default();
@@ -56,6 +57,7 @@ pub fn set_host_calls(calls: JsValue) {
             keys: field("keys"),
             array: field("array"),
             apply: field("apply"),
+            bytes: field("bytes"),
             well_formed: field("wellFormed"),
             cancel: field("cancel"),
             set_timer: field("setTimer"),
@@ -82,6 +84,10 @@ fn attempt(op: fn(&HostCalls) -> &JsValue, [a, b, c]: [&JsValue; 3]) -> Result<J
     })
 }
 
+/// The longest message of a host's error that is read (in UTF-16 units);
+/// a longer one is not copied into wasm.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
+
 /// `setTimeout(callback, ms)` (the host's global at call time: fake timers
 /// apply); its id.
 pub(crate) fn set_timer(callback: &JsValue, ms: f64) -> Result<JsValue, JsValue> {
@@ -96,8 +102,8 @@ pub(crate) fn set_timer(callback: &JsValue, ms: f64) -> Result<JsValue, JsValue>
 pub(crate) fn thrown_message(error: &JsValue) -> Option<String> {
     get(error, "message")
         .ok()
-        .and_then(|m| m.as_string())
-        .or_else(|| error.as_string())
+        .and_then(|m| text_within(&m, MAX_MESSAGE_CHARS))
+        .or_else(|| text_within(error, MAX_MESSAGE_CHARS))
 }
 
 /// `clearTimeout(id)`, the same way.
@@ -129,6 +135,35 @@ pub(crate) fn call(f: &Function, this: &JsValue, args: &[JsValue]) -> Result<JsV
         [a, b, c, ..] => Array::of3(a, b, c),
     };
     attempt(|c| &c.apply, [f, this, &list])
+}
+
+/// The first `limit` bytes (or fewer) of a host's `Uint8Array` (with
+/// `buffer`, of an `ArrayBuffer`), or `None` if `value` is not one. The
+/// package copies them with the engine's own accessors into a new array
+/// first: the host's object may be a Proxy, a view of a detached buffer, or
+/// a subclass whose `length` throws or lies, and none of that may throw
+/// through wasm, trap, or size an allocation here.
+pub(crate) fn bytes(
+    value: &JsValue,
+    limit: usize,
+    buffer: bool,
+) -> Result<Option<Vec<u8>>, JsValue> {
+    let limit_js = JsValue::from_f64(limit as f64);
+    let copy = attempt(
+        |c| &c.bytes,
+        [value, &limit_js, &JsValue::from_bool(buffer)],
+    )?;
+    if copy.is_null() {
+        return Ok(None);
+    }
+    let copy: Uint8Array = copy.unchecked_into();
+    if copy.length() as usize > limit {
+        return Err(JsValue::from_str("the bytes could not be read"));
+    }
+    let bytes = copy.to_vec();
+    // The copy is ours: wipe it (its bytes may be a key or a token).
+    copy.fill(0, 0, copy.length());
+    Ok(Some(bytes))
 }
 
 /// The own enumerable string keys of an object.
@@ -166,6 +201,17 @@ pub(crate) fn lossless_string(text: &JsValue) -> Option<String> {
         return None;
     }
     Some(s)
+}
+
+/// `value` as a Rust string if it is a JavaScript string of at most `max`
+/// UTF-16 units (a lower bound of its UTF-8 bytes), checked before it is
+/// copied into wasm: a host's huge string never reaches wasm memory.
+pub(crate) fn text_within(value: &JsValue, max: usize) -> Option<String> {
+    let text = value.dyn_ref::<JsString>()?;
+    if text.length() as usize > max {
+        return None;
+    }
+    value.as_string()
 }
 
 /// Whether a JavaScript string has no lone UTF-16 surrogate.

@@ -6,8 +6,9 @@
 //! the new version, or `null` when `expected` no longer matches.
 
 use super::host;
-use crate::{CasOutcome, StoreError, TokenStore, Versioned};
+use crate::{CasOutcome, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES};
 use async_trait::async_trait;
+use js_sys::JsString;
 use wasm_bindgen::prelude::*;
 
 /// The host's store object.
@@ -65,9 +66,17 @@ impl JsStore {
 /// lone UTF-16 surrogate is refused: converted, it would become U+FFFD, and
 /// its refresh token would be sent changed, refused by the server, and the
 /// user would have to sign in again.
+///
+/// Its length is checked before it is copied into wasm memory: a record
+/// over [`MAX_RECORD_BYTES`] is refused unread.
 fn record_text(value: &JsValue, method: &str) -> Result<Option<String>, StoreError> {
-    if !value.is_string() {
+    let Some(text) = value.dyn_ref::<JsString>() else {
         return Ok(None);
+    };
+    if text.length() as usize > MAX_RECORD_BYTES {
+        return Err(StoreError(format!(
+            "store.{method} returned a record larger than {MAX_RECORD_BYTES} bytes; it was not read"
+        )));
     }
     host::lossless_string(value).map(Some).ok_or_else(|| {
         StoreError(format!(
@@ -134,7 +143,7 @@ impl TokenStore for JsStore {
         let record = record_text(&record, "loadVersioned")?;
         let version = host::get(&found, "version")
             .ok()
-            .and_then(|v| v.as_string());
+            .and_then(|v| host::text_within(&v, host::MAX_MESSAGE_CHARS));
         match (record, version) {
             (Some(record), Some(version)) => Ok(Some(Versioned { record, version })),
             _ => Err(StoreError(
@@ -156,8 +165,7 @@ impl TokenStore for JsStore {
         if saved.is_null() || saved.is_undefined() {
             return Ok(CasOutcome::Conflict);
         }
-        saved
-            .as_string()
+        host::text_within(&saved, host::MAX_MESSAGE_CHARS)
             .map(|version| CasOutcome::Saved { version })
             .ok_or_else(|| {
                 StoreError("store.saveVersioned must resolve to the new version or null".into())

@@ -3,7 +3,7 @@
 //! instead of the store keeping a second copy as JavaScript text (half the
 //! memory of the 100,000-sessions heap row in bench/run.mjs).
 
-use super::convert::string_arg;
+use super::convert::{string_arg, string_arg_within};
 use super::error::to_js;
 use crate::MemoryStore;
 use std::sync::Arc;
@@ -31,7 +31,8 @@ impl WasmMemoryStore {
     /// Saves the record text `record` under `key`.
     pub fn put(&self, key: JsValue, record: JsValue) -> Result<(), JsValue> {
         let key = string_arg(&key, "key").map_err(to_js)?;
-        let record = string_arg(&record, "record").map_err(to_js)?;
+        let record =
+            string_arg_within(&record, "record", crate::MAX_RECORD_BYTES).map_err(to_js)?;
         self.0.save_text(&key, &record).map_err(|e| to_js(e.into()))
     }
 }

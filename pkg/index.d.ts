@@ -463,7 +463,10 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
   saveVersioned?(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
 }
 
-/** Whether a response says the access token was not accepted. */
+/**
+ * Whether a response says the access token was not accepted. Rejects with a
+ * ConfigError naming `response` when it is not a Response.
+ */
 export function isUnauthenticated(response: Response): Promise<boolean>;
 
 /**

@@ -85,7 +85,7 @@ fn message_of(error: &JsValue) -> Option<String> {
 fn text(obj: &JsValue, name: &str) -> Option<String> {
     host::get(obj, name)
         .ok()
-        .and_then(|v| host::text_within(&v, host::MAX_MESSAGE_CHARS))
+        .and_then(|v| host::message_text(&v))
 }
 
 /// Sorts a failed `fetch` into "never sent", "timed out" or "maybe sent".
@@ -94,8 +94,7 @@ fn text(obj: &JsValue, name: &str) -> Option<String> {
 fn transport_error(error: &JsValue) -> HttpError {
     if !error.is_instance_of::<js_sys::Error>() {
         return HttpError::Interrupted(
-            host::text_within(error, host::MAX_MESSAGE_CHARS)
-                .unwrap_or_else(|| "fetch failed".into()),
+            host::message_text(error).unwrap_or_else(|| "fetch failed".into()),
         );
     }
     let name = text(error, "name").unwrap_or_default();

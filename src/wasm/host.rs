@@ -85,7 +85,7 @@ fn attempt(op: fn(&HostCalls) -> &JsValue, [a, b, c]: [&JsValue; 3]) -> Result<J
 }
 
 /// The longest message of a host's error that is read (in UTF-16 units);
-/// a longer one is not copied into wasm.
+/// a longer one is cut on the JavaScript side before it is copied in.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
 
 /// `setTimeout(callback, ms)` (the host's global at call time: fake timers
@@ -102,8 +102,20 @@ pub(crate) fn set_timer(callback: &JsValue, ms: f64) -> Result<JsValue, JsValue>
 pub(crate) fn thrown_message(error: &JsValue) -> Option<String> {
     get(error, "message")
         .ok()
-        .and_then(|m| text_within(&m, MAX_MESSAGE_CHARS))
-        .or_else(|| text_within(error, MAX_MESSAGE_CHARS))
+        .and_then(|m| message_text(&m))
+        .or_else(|| message_text(error))
+}
+
+/// A host's message as Rust text, if it is a string: its first
+/// [`MAX_MESSAGE_CHARS`] UTF-16 units and `…` when it is longer (cut by
+/// the host's `slice`, so a huge message never reaches wasm memory).
+pub(crate) fn message_text(value: &JsValue) -> Option<String> {
+    let text = value.dyn_ref::<JsString>()?;
+    if text.length() as usize <= MAX_MESSAGE_CHARS {
+        return value.as_string();
+    }
+    let cut = text.slice(0, MAX_MESSAGE_CHARS as u32).as_string()?;
+    Some(cut + "…")
 }
 
 /// `clearTimeout(id)`, the same way.

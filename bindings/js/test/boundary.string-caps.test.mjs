@@ -102,6 +102,17 @@ describe('host strings are measured before they are copied into wasm', () => {
     await noGrowth(() => assert.rejects(new MemoryStore().save('u1', memoryRecord), names('record')));
   });
 
+  test('a store error with a huge message: its first 4096 characters, nothing more copied in', async () => {
+    const message = `disk full: ${bigger()}`;
+    await noGrowth(async () => {
+      const session = client.session('huge-message', { load: async () => { throw new Error(message); }, save: async () => {} });
+      const error = await session.accessToken().then(() => null, (e) => e);
+      assert.ok(error instanceof StorageError, `${error}`);
+      assert.match(error.message, /disk full: x+…/);
+      assert.ok(error.message.length < 4096 + 200, `${error.message.length} characters`);
+    });
+  });
+
   test('a token at the cap still works; afterwards a normal refresh', async () => {
     const session = client.session('at-cap', new MemoryStore());
     await session.seed({ refreshToken: (await emu.seed()).refresh_token, accessToken: 'a'.repeat(64 * 1024), expiresIn: 3600 });

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Five changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Six changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -75,13 +75,26 @@
 #      caller's own) clears it only on a DefaultDispatcher worker whose
 #      flag was clear before the callback.
 #
+# 6. A string without UTF-8 is a typed error, never a checked IOException.
+#    FfiConverterString.toUtf8 (every String lowered for Rust) encodes with
+#    CodingErrorAction.REPORT, so a lone UTF-16 surrogate threw
+#    java.nio.charset.MalformedInputException, a checked IOException that no
+#    public method declares. The hand-written layer checks every String
+#    argument first (Arguments.kt: a Config error naming the parameter);
+#    as a backstop for one it misses, the converter throws
+#    FfiFreshTokenException.Config (field `argument`, the value never
+#    quoted) instead, which the layer's ffiCall turns into
+#    FreshTokenException.Config. (A host callback's result with a lone
+#    surrogate is the callback's failure through change 5, as before.)
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
 fail() { echo "[patch-generated] $* in $file (uniffi's output changed: review the patch)" >&2; exit 1; }
 
 if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file" \
-  && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file"; then
+  && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file" \
+  && grep -qF 'freshtoken: a string without UTF-8' "$file"; then
   exit 0 # already patched
 fi
 
@@ -307,5 +320,34 @@ for old, new, n in [
         sys.stderr.write(f"[patch-generated] change 5: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
         sys.exit(1)
     text = text.replace(old, new)
+# 6: a string without UTF-8 (a lone surrogate) is a typed error, not MalformedInputException.
+to_utf8 = """    fun toUtf8(value: String): ByteBuffer {
+        // Make sure we don't have invalid UTF-16, check for lone surrogates.
+        return Charsets.UTF_8.newEncoder().run {
+            onMalformedInput(CodingErrorAction.REPORT)
+            encode(CharBuffer.wrap(value))
+        }
+    }
+"""
+to_utf8_new = """    fun toUtf8(value: String): ByteBuffer {
+        // Make sure we don't have invalid UTF-16, check for lone surrogates.
+        // freshtoken: a string without UTF-8 is a typed error (bindings/kotlin/tools/patch-generated.sh, change 6)
+        return try {
+            Charsets.UTF_8.newEncoder().run {
+                onMalformedInput(CodingErrorAction.REPORT)
+                encode(CharBuffer.wrap(value))
+            }
+        } catch(_: java.nio.charset.CharacterCodingException) {
+            throw FfiFreshTokenException.Config(
+                "argument",
+                "invalid configuration `argument`: a string contains a lone UTF-16 surrogate (it has no UTF-8)",
+            )
+        }
+    }
+"""
+if text.count(to_utf8) != 1:
+    sys.stderr.write(f"[patch-generated] change 6: expected FfiConverterString.toUtf8 exactly once as written in the script, found it {text.count(to_utf8)} times in {path} (uniffi's output changed: review the patch)\n")
+    sys.exit(1)
+text = text.replace(to_utf8, to_utf8_new)
 open(path, "w", encoding="utf-8").write(text)
 PY

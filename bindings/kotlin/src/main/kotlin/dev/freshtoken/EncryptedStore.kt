@@ -11,7 +11,8 @@ package dev.freshtoken
  */
 class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : AutoCloseable {
     /** A key from its 32 bytes. */
-    constructor(id: String, key: ByteArray) : this(ffiCall { FfiEncryptionKey(id, key) })
+    @Throws(FreshTokenException::class)
+    constructor(id: String, key: ByteArray) : this(ffiCall { FfiEncryptionKey(id.also { checkText("id", it) }, key) })
 
     /** The key's id. */
     val id: String get() = ffi.id()
@@ -25,8 +26,12 @@ class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : Au
     companion object {
         /** A key from its 32 bytes in base64 (standard or URL-safe, padding optional: `openssl rand -base64 32`). */
         @JvmStatic
-        fun fromBase64(id: String, key: String): EncryptionKey =
-            EncryptionKey(ffiCall { FfiEncryptionKey.fromBase64(id, key) })
+        @Throws(FreshTokenException::class)
+        fun fromBase64(id: String, key: String): EncryptionKey {
+            checkText("id", id)
+            checkText("key", key)
+            return EncryptionKey(ffiCall { FfiEncryptionKey.fromBase64(id, key) })
+        }
     }
 }
 

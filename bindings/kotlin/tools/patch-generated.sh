@@ -64,6 +64,17 @@
 #      toString() throws escaped the same way. Now it falls back to the
 #      class name; a HostException whose lowering fails is reported as an
 #      unexpected error instead.
+#    - A failure's text with a lone UTF-16 surrogate (a message holding
+#      one, e.g. a driver quoting a bad row) has no UTF-8: lowering it threw
+#      inside the catch, so again nothing reached Rust (the call waited out
+#      its deadline, the exception went to the uncaught-exception handler,
+#      and an abandoned save locked the key out for 12 deadlines). Now every
+#      failure text is made safe first (`uniffiSafeText`: each lone
+#      surrogate becomes U+FFFD), in the async helpers and the sync ones (the
+#      stack trace they report), and a HostException is lowered as the
+#      same kind with its message made safe (`uniffiSafeHostError`, in each
+#      of the 12 lowerError lambdas), so it reaches Rust at once as
+#      itself: Failed as `storage`/`network`, NotSent still retried.
 #    - A callback that sets its thread's interrupt flag (Java's idiom:
 #      `Thread.currentThread().interrupt(); throw …`) left a shared
 #      Dispatchers.Default worker interrupted until it next idled; a later
@@ -268,11 +279,46 @@ sync_error_new = """    MARK
 helpers_anchor = "internal inline fun<T> uniffiTraitInterfaceCallAsync(\n"
 helpers = """// freshtoken: helpers of the host-callback wrappers (bindings/kotlin/tools/patch-generated.sh, change 5).
 
-/** A host callback's failure as uniffi's unexpected-error status; describing it never throws. */
+/** A host callback's failure as uniffi's unexpected-error status; describing and lowering it never throw. */
 internal fun uniffiUnexpectedCallbackError(e: Throwable, context: String?): UniffiRustCallStatus.ByValue {
     val described = try { e.toString() } catch(_: Throwable) { e.javaClass.name }
     val text = if (context == null) described else "$context ($described)"
-    return UniffiRustCallStatus.create(UNIFFI_CALL_UNEXPECTED_ERROR, FfiConverterString.lower(text))
+    return UniffiRustCallStatus.create(UNIFFI_CALL_UNEXPECTED_ERROR, FfiConverterString.lower(uniffiSafeText(text)))
+}
+
+/**
+ * [text] with each lone UTF-16 surrogate replaced by U+FFFD (the same
+ * instance when it has none): a host's message with one has no UTF-8, and
+ * lowering it would throw inside the failure path, so the failure would
+ * never reach Rust.
+ */
+internal fun uniffiSafeText(text: String): String {
+    var out: StringBuilder? = null
+    var i = 0
+    while (i < text.length) {
+        val c = text[i]
+        val pair = Character.isHighSurrogate(c) && i + 1 < text.length && Character.isLowSurrogate(text[i + 1])
+        if (pair) {
+            out?.append(c)?.append(text[i + 1])
+            i += 2
+            continue
+        }
+        if (Character.isSurrogate(c)) {
+            if (out == null) out = StringBuilder(text.length).append(text, 0, i)
+            out.append('\\uFFFD')
+        } else {
+            out?.append(c)
+        }
+        i++
+    }
+    return out?.toString() ?: text
+}
+
+/** [e], or the same HostException with its message made safe by [uniffiSafeText], so that it lowers as its own kind. */
+internal fun uniffiSafeHostError(e: HostException): HostException = when (e) {
+    is HostException.Failed -> uniffiSafeText(e.detail).let { if (it === e.detail) e else HostException.Failed(it) }
+    is HostException.NotSent -> uniffiSafeText(e.detail).let { if (it === e.detail) e else HostException.NotSent(it) }
+    is HostException.Timeout -> e
 }
 
 /** An async callback's JNA call into Rust (its success) failed; Rust may already hold the answer. */
@@ -315,6 +361,12 @@ for old, new, n in [
     (sync_error, sync_error_new, 1),
     (helpers_anchor, helpers + helpers_anchor, 1),
     (success_call, "uniffiSuccessCallback { " + success_call + " }", 8),
+    # A HostException lowers with its message made safe (still its own kind: NotSent stays retryable).
+    ("{ e: HostException -> FfiConverterTypeHostError.lower(e) }",
+     "{ e: HostException -> FfiConverterTypeHostError.lower(uniffiSafeHostError(e)) }", 12),
+    # The sync helpers' unexpected-error text (a stack trace) too.
+    ("callStatus.error_buf = FfiConverterString.lower(err)",
+     "callStatus.error_buf = FfiConverterString.lower(uniffiSafeText(err))", 2),
 ]:
     if text.count(old) != n:
         sys.stderr.write(f"[patch-generated] change 5: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")

@@ -135,7 +135,7 @@ class TokenClient private constructor(
         checkText("key", key)
         options.checked()
         mirror.drop(key)
-        val native = ffiCall { ffi.exchangeCode(options, key, store) }
+        val native = ffiCall { ffi.exchangeCode(options, key, FixedCapabilities.of(store)) }
         remember(key, store, native)
         return UserSession(this, key, store)
     }
@@ -178,7 +178,7 @@ class TokenClient private constructor(
         checkOpen()
         natives[key]?.let { if (it.store === store) return it.ffi }
         checkText("key", key)
-        val created = ffiCall { ffi.session(key, store) }
+        val created = ffiCall { ffi.session(key, FixedCapabilities.of(store)) }
         remember(key, store, created)
         return created
     }

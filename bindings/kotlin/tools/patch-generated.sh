@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Five changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Six changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -64,6 +64,17 @@
 #      toString() throws escaped the same way. Now it falls back to the
 #      class name; a HostException whose lowering fails is reported as an
 #      unexpected error instead.
+#    - A failure's text with a lone UTF-16 surrogate (a message holding
+#      one, e.g. a driver quoting a bad row) has no UTF-8: lowering it threw
+#      inside the catch, so again nothing reached Rust (the call waited out
+#      its deadline, the exception went to the uncaught-exception handler,
+#      and an abandoned save locked the key out for 12 deadlines). Now every
+#      failure text is made safe first (`uniffiSafeText`: each lone
+#      surrogate becomes U+FFFD), in the async helpers and the sync ones (the
+#      stack trace they report), and a HostException is lowered as the
+#      same kind with its message made safe (`uniffiSafeHostError`, in each
+#      of the 12 lowerError lambdas), so it reaches Rust at once as
+#      itself: Failed as `storage`/`network`, NotSent still retried.
 #    - A callback that sets its thread's interrupt flag (Java's idiom:
 #      `Thread.currentThread().interrupt(); throw …`) left a shared
 #      Dispatchers.Default worker interrupted until it next idled; a later
@@ -75,13 +86,26 @@
 #      caller's own) clears it only on a DefaultDispatcher worker whose
 #      flag was clear before the callback.
 #
+# 6. A string without UTF-8 is a typed error, never a checked IOException.
+#    FfiConverterString.toUtf8 (every String lowered for Rust) encodes with
+#    CodingErrorAction.REPORT, so a lone UTF-16 surrogate threw
+#    java.nio.charset.MalformedInputException, a checked IOException that no
+#    public method declares. The hand-written layer checks every String
+#    argument first (Arguments.kt: a Config error naming the parameter);
+#    as a backstop for one it misses, the converter throws
+#    FfiFreshTokenException.Config (field `argument`, the value never
+#    quoted) instead, which the layer's ffiCall turns into
+#    FreshTokenException.Config. (A host callback's result with a lone
+#    surrogate is the callback's failure through change 5, as before.)
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
 fail() { echo "[patch-generated] $* in $file (uniffi's output changed: review the patch)" >&2; exit 1; }
 
 if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file" \
-  && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file"; then
+  && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file" \
+  && grep -qF 'freshtoken: a string without UTF-8' "$file"; then
   exit 0 # already patched
 fi
 
@@ -255,11 +279,46 @@ sync_error_new = """    MARK
 helpers_anchor = "internal inline fun<T> uniffiTraitInterfaceCallAsync(\n"
 helpers = """// freshtoken: helpers of the host-callback wrappers (bindings/kotlin/tools/patch-generated.sh, change 5).
 
-/** A host callback's failure as uniffi's unexpected-error status; describing it never throws. */
+/** A host callback's failure as uniffi's unexpected-error status; describing and lowering it never throw. */
 internal fun uniffiUnexpectedCallbackError(e: Throwable, context: String?): UniffiRustCallStatus.ByValue {
     val described = try { e.toString() } catch(_: Throwable) { e.javaClass.name }
     val text = if (context == null) described else "$context ($described)"
-    return UniffiRustCallStatus.create(UNIFFI_CALL_UNEXPECTED_ERROR, FfiConverterString.lower(text))
+    return UniffiRustCallStatus.create(UNIFFI_CALL_UNEXPECTED_ERROR, FfiConverterString.lower(uniffiSafeText(text)))
+}
+
+/**
+ * [text] with each lone UTF-16 surrogate replaced by U+FFFD (the same
+ * instance when it has none): a host's message with one has no UTF-8, and
+ * lowering it would throw inside the failure path, so the failure would
+ * never reach Rust.
+ */
+internal fun uniffiSafeText(text: String): String {
+    var out: StringBuilder? = null
+    var i = 0
+    while (i < text.length) {
+        val c = text[i]
+        val pair = Character.isHighSurrogate(c) && i + 1 < text.length && Character.isLowSurrogate(text[i + 1])
+        if (pair) {
+            out?.append(c)?.append(text[i + 1])
+            i += 2
+            continue
+        }
+        if (Character.isSurrogate(c)) {
+            if (out == null) out = StringBuilder(text.length).append(text, 0, i)
+            out.append('\\uFFFD')
+        } else {
+            out?.append(c)
+        }
+        i++
+    }
+    return out?.toString() ?: text
+}
+
+/** [e], or the same HostException with its message made safe by [uniffiSafeText], so that it lowers as its own kind. */
+internal fun uniffiSafeHostError(e: HostException): HostException = when (e) {
+    is HostException.Failed -> uniffiSafeText(e.detail).let { if (it === e.detail) e else HostException.Failed(it) }
+    is HostException.NotSent -> uniffiSafeText(e.detail).let { if (it === e.detail) e else HostException.NotSent(it) }
+    is HostException.Timeout -> e
 }
 
 /** An async callback's JNA call into Rust (its success) failed; Rust may already hold the answer. */
@@ -302,10 +361,45 @@ for old, new, n in [
     (sync_error, sync_error_new, 1),
     (helpers_anchor, helpers + helpers_anchor, 1),
     (success_call, "uniffiSuccessCallback { " + success_call + " }", 8),
+    # A HostException lowers with its message made safe (still its own kind: NotSent stays retryable).
+    ("{ e: HostException -> FfiConverterTypeHostError.lower(e) }",
+     "{ e: HostException -> FfiConverterTypeHostError.lower(uniffiSafeHostError(e)) }", 12),
+    # The sync helpers' unexpected-error text (a stack trace) too.
+    ("callStatus.error_buf = FfiConverterString.lower(err)",
+     "callStatus.error_buf = FfiConverterString.lower(uniffiSafeText(err))", 2),
 ]:
     if text.count(old) != n:
         sys.stderr.write(f"[patch-generated] change 5: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
         sys.exit(1)
     text = text.replace(old, new)
+# 6: a string without UTF-8 (a lone surrogate) is a typed error, not MalformedInputException.
+to_utf8 = """    fun toUtf8(value: String): ByteBuffer {
+        // Make sure we don't have invalid UTF-16, check for lone surrogates.
+        return Charsets.UTF_8.newEncoder().run {
+            onMalformedInput(CodingErrorAction.REPORT)
+            encode(CharBuffer.wrap(value))
+        }
+    }
+"""
+to_utf8_new = """    fun toUtf8(value: String): ByteBuffer {
+        // Make sure we don't have invalid UTF-16, check for lone surrogates.
+        // freshtoken: a string without UTF-8 is a typed error (bindings/kotlin/tools/patch-generated.sh, change 6)
+        return try {
+            Charsets.UTF_8.newEncoder().run {
+                onMalformedInput(CodingErrorAction.REPORT)
+                encode(CharBuffer.wrap(value))
+            }
+        } catch(_: java.nio.charset.CharacterCodingException) {
+            throw FfiFreshTokenException.Config(
+                "argument",
+                "invalid configuration `argument`: a string contains a lone UTF-16 surrogate (it has no UTF-8)",
+            )
+        }
+    }
+"""
+if text.count(to_utf8) != 1:
+    sys.stderr.write(f"[patch-generated] change 6: expected FfiConverterString.toUtf8 exactly once as written in the script, found it {text.count(to_utf8)} times in {path} (uniffi's output changed: review the patch)\n")
+    sys.exit(1)
+text = text.replace(to_utf8, to_utf8_new)
 open(path, "w", encoding="utf-8").write(text)
 PY

@@ -11,7 +11,8 @@ package dev.freshtoken
  */
 class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : AutoCloseable {
     /** A key from its 32 bytes. */
-    constructor(id: String, key: ByteArray) : this(ffiCall { FfiEncryptionKey(id, key) })
+    @Throws(FreshTokenException::class)
+    constructor(id: String, key: ByteArray) : this(ffiCall { FfiEncryptionKey(id.also { checkText("id", it) }, key) })
 
     /** The key's id. */
     val id: String get() = ffi.id()
@@ -25,8 +26,12 @@ class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : Au
     companion object {
         /** A key from its 32 bytes in base64 (standard or URL-safe, padding optional: `openssl rand -base64 32`). */
         @JvmStatic
-        fun fromBase64(id: String, key: String): EncryptionKey =
-            EncryptionKey(ffiCall { FfiEncryptionKey.fromBase64(id, key) })
+        @Throws(FreshTokenException::class)
+        fun fromBase64(id: String, key: String): EncryptionKey {
+            checkText("id", id)
+            checkText("key", key)
+            return EncryptionKey(ffiCall { FfiEncryptionKey.fromBase64(id, key) })
+        }
     }
 }
 
@@ -43,7 +48,9 @@ class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : Au
  * id, never a fallback. Plain records written before encryption was switched
  * on are read and encrypted by their next save, unless [refusePlaintext].
  * The lease and compare-and-swap members pass through to [inner], so fleet
- * stores keep working.
+ * stores keep working; [inner]'s `supportsLease()` and `supportsVersions()`
+ * are read once, here, on the calling thread (one that throws is a
+ * [FreshTokenException.Storage] naming it).
  *
  * The store is implemented natively: a session calls it without crossing
  * back into Kotlin except for [inner]'s own calls. Two keys with one id are a
@@ -60,12 +67,13 @@ class EncryptedStore private constructor(
     handle: Long,
 ) : TokenStoreImpl(UniffiWithHandle, handle) {
     @JvmOverloads
+    @Throws(FreshTokenException::class)
     constructor(
         inner: TokenStore,
         current: EncryptionKey,
         old: List<EncryptionKey> = emptyList(),
         refusePlaintext: Boolean = false,
-    ) : this(inner, nativeHandle(inner, FfiEncryptionKeys(current.ffi, old.map { it.ffi }, refusePlaintext)))
+    ) : this(inner, nativeHandle(FixedCapabilities.of(inner), FfiEncryptionKeys(current.ffi, old.map { it.ffi }, refusePlaintext)))
 
     private companion object {
         /** The handle of the core's encrypted store over [inner] (its own reference, kept by this object). */

@@ -37,12 +37,19 @@ abstract class TokenStoreBase : TokenStore {
     /** Saves `record` under `key`, durably, before returning. */
     abstract override suspend fun save(key: String, record: String)
 
+    /**
+     * False: no lease. A fleet store answers true. Like [supportsVersions] it
+     * must answer at once (a constant): freshtoken reads both once, on the
+     * thread that opens a session's native object (its first call that goes
+     * to the core, or `exchangeCode`), and keeps the answers for that session.
+     */
     override fun supportsLease(): Boolean = false
 
     override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = true
 
     override suspend fun release(key: String, owner: String) {}
 
+    /** False: no compare-and-swap versions (read once per session, see [supportsLease]). */
     override fun supportsVersions(): Boolean = false
 
     override suspend fun loadVersioned(key: String): VersionedRecord? =

@@ -22,7 +22,7 @@ class TokenClient private constructor(
     @JvmOverloads
     @Throws(FreshTokenException::class)
     constructor(options: TokenClientOptions, http: HttpClient = HttpUrlConnectionClient()) :
-        this(ffiCall { FfiTokenClient(options, http) }, null, options.maxSessions?.toLong())
+        this(ffiCall { FfiTokenClient(options.checked(), http) }, null, options.maxSessions?.toLong())
 
     private val mirrorCapacity = (maxSessions ?: DEFAULT_MAX_SESSIONS).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
 
@@ -47,8 +47,9 @@ class TokenClient private constructor(
      * native object is made until a call needs one, and all handles with the
      * same key in this client share one state, one refresh and one mirrored
      * token, so create one per request. It checks nothing itself (that would
-     * cost the per-request path): an empty key is a `Config` error naming
-     * `key` at the handle's first call, which always goes to the core.
+     * cost the per-request path): an empty key, or one with a lone UTF-16
+     * surrogate, is a `Config` error naming `key` at the handle's first
+     * call, which always goes to the core.
      */
     fun session(key: String, store: TokenStore): UserSession {
         // (No closed check here: a closed client has cleared its mirror, so
@@ -74,6 +75,7 @@ class TokenClient private constructor(
     @Throws(FreshTokenException::class)
     suspend fun clientToken(scopes: List<String>): String {
         checkOpen()
+        checkTexts("scopes", scopes)
         return ffiCall { ffi.clientToken(scopes) }
     }
 
@@ -123,15 +125,17 @@ class TokenClient private constructor(
     @Throws(FreshTokenException::class)
     fun authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest {
         checkOpen()
-        return ffiCall { ffi.authorizationUrl(options) }
+        return ffiCall { ffi.authorizationUrl(options.checked()) }
     }
 
     /** Exchanges an authorization code, stores the first record under [key], and returns the session. */
     @Throws(FreshTokenException::class)
     suspend fun exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession {
         checkOpen()
+        checkText("key", key)
+        options.checked()
         mirror.drop(key)
-        val native = ffiCall { ffi.exchangeCode(options, key, store) }
+        val native = ffiCall { ffi.exchangeCode(options, key, FixedCapabilities.of(store)) }
         remember(key, store, native)
         return UserSession(this, key, store)
     }
@@ -173,7 +177,8 @@ class TokenClient private constructor(
         nativeUses.incrementAndGet()
         checkOpen()
         natives[key]?.let { if (it.store === store) return it.ffi }
-        val created = ffiCall { ffi.session(key, store) }
+        checkText("key", key)
+        val created = ffiCall { ffi.session(key, FixedCapabilities.of(store)) }
         remember(key, store, created)
         return created
     }
@@ -265,7 +270,7 @@ class TokenClient private constructor(
         @JvmStatic
         @Throws(FreshTokenException::class)
         fun withClock(options: TokenClientOptions, http: HttpClient, clock: Clock): TokenClient =
-            TokenClient(ffiCall { FfiTokenClient.withClock(options, http, clock) }, clock, options.maxSessions?.toLong())
+            TokenClient(ffiCall { FfiTokenClient.withClock(options.checked(), http, clock) }, clock, options.maxSessions?.toLong())
 
         /**
          * A client for the provider [issuer] (e.g. `https://secure.stitch.money`):
@@ -287,8 +292,11 @@ class TokenClient private constructor(
             options: TokenClientOptions,
             http: HttpClient = HttpUrlConnectionClient(),
             clock: Clock? = null,
-        ): TokenClient =
-            TokenClient(ffiCall { discoverClient(issuer, options, http, clock) }, clock, options.maxSessions?.toLong())
+        ): TokenClient {
+            checkText("issuer", issuer)
+            options.checked()
+            return TokenClient(ffiCall { discoverClient(issuer, options, http, clock) }, clock, options.maxSessions?.toLong())
+        }
 
         /** [discover], blocking the calling thread (for Java and synchronous code). */
         @JvmStatic
@@ -330,12 +338,15 @@ class TokenClient private constructor(
             http: HttpClient = HttpUrlConnectionClient(),
             options: TokenClientOptions = TokenClientOptions(clientId = ""),
             clock: Clock? = null,
-        ): TokenClient =
-            TokenClient(
+        ): TokenClient {
+            checkText("credentials", json)
+            options.checked()
+            return TokenClient(
                 ffiCall { FfiTokenClient.fromCredentialsJsonWith(json, options, http, clock) },
                 clock,
                 options.maxSessions?.toLong(),
             )
+        }
     }
 }
 
@@ -343,7 +354,10 @@ class TokenClient private constructor(
 class ClientTokens internal constructor(private val ffi: FfiClientTokens) : AutoCloseable {
     /** A fresh client token for [scopes] (order and duplicates ignored). */
     @Throws(FreshTokenException::class)
-    suspend fun token(scopes: List<String>): String = ffiCall { ffi.token(scopes) }
+    suspend fun token(scopes: List<String>): String {
+        checkTexts("scopes", scopes)
+        return ffiCall { ffi.token(scopes) }
+    }
 
     /** [token], blocking the calling thread. */
     @Throws(FreshTokenException::class, InterruptedException::class)
@@ -354,7 +368,10 @@ class ClientTokens internal constructor(private val ffi: FfiClientTokens) : Auto
 
     /** Forgets the cached token for [scopes]. */
     @Throws(FreshTokenException::class)
-    fun invalidate(scopes: List<String>) = ffiCall { ffi.invalidate(scopes) }
+    fun invalidate(scopes: List<String>) {
+        checkTexts("scopes", scopes)
+        ffiCall { ffi.invalidate(scopes) }
+    }
 
     override fun close() = ffi.close()
 }

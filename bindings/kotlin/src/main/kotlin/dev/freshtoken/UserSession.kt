@@ -94,7 +94,10 @@ class UserSession internal constructor(
 
     /** The API rejected [token] (a 401): refresh, unless another caller already did. */
     @Throws(FreshTokenException::class)
-    suspend fun tokenRejected(token: String): TokenInfo = mirrored { TokenInfo(it.tokenRejected(token)) }
+    suspend fun tokenRejected(token: String): TokenInfo {
+        checkText("token", token)
+        return mirrored { TokenInfo(it.tokenRejected(token)) }
+    }
 
     /** [tokenRejected], blocking the calling thread. */
     @Throws(FreshTokenException::class, InterruptedException::class)
@@ -105,7 +108,10 @@ class UserSession internal constructor(
 
     /** Adopts an existing refresh token (and optionally its access token). */
     @Throws(FreshTokenException::class)
-    suspend fun seed(seed: SeedOptions): Unit = mirrored { it.seed(seed) }
+    suspend fun seed(seed: SeedOptions) {
+        seed.checked()
+        mirrored { it.seed(seed) }
+    }
 
     /** [seed], blocking the calling thread. */
     @Throws(FreshTokenException::class, InterruptedException::class)

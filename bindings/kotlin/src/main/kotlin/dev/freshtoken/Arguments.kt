@@ -1,0 +1,82 @@
+package dev.freshtoken
+
+/*
+ * The boundary's one check of String arguments (DESIGN point 16): a lone
+ * UTF-16 surrogate has no UTF-8, so it cannot reach the core. uniffi's
+ * converter would throw java.nio.charset.MalformedInputException (a checked
+ * IOException nobody declares); every public entry point checks its strings
+ * first and throws FreshTokenException.Config naming the parameter instead,
+ * with the field names the core itself uses (`key`, `refresh_token`, ...).
+ * Nothing else is checked here: empty values and the rest are the core's.
+ * (The generated converter is patched too, as a backstop: see
+ * tools/patch-generated.sh, change 6.)
+ */
+
+/** True when [text] is well-formed UTF-16: every surrogate is half of a pair. */
+internal fun isWellFormed(text: String): Boolean {
+    var i = 0
+    val n = text.length
+    while (i < n) {
+        val c = text[i]
+        if (Character.isSurrogate(c)) {
+            if (!Character.isHighSurrogate(c) || i + 1 >= n || !Character.isLowSurrogate(text[i + 1])) return false
+            i += 2
+        } else {
+            i++
+        }
+    }
+    return true
+}
+
+/** The Config error for a string argument [name] with a lone surrogate (never quotes the value). */
+internal fun loneSurrogate(name: String): FreshTokenException.Config =
+    FreshTokenException.Config(name, "invalid configuration `$name`: must not contain a lone UTF-16 surrogate")
+
+/** Throws [FreshTokenException.Config] naming [name] when [value] holds a lone UTF-16 surrogate. */
+internal fun checkText(name: String, value: String?) {
+    if (value != null && !isWellFormed(value)) throw loneSurrogate(name)
+}
+
+/** [checkText] for each element of a list argument (e.g. `scopes`). */
+internal fun checkTexts(name: String, values: List<String>) {
+    for (value in values) checkText(name, value)
+}
+
+/** These options, after checking each of their strings. */
+internal fun TokenClientOptions.checked(): TokenClientOptions = apply {
+    checkText("token_endpoint", tokenEndpoint)
+    checkText("client_id", clientId)
+    checkText("client_secret", clientSecret)
+    checkText("client_auth", clientAuth)
+    checkText("private_key_pem", privateKeyPem)
+    checkText("key_id", keyId)
+    checkText("assertion_audience", assertionAudience)
+    checkText("audience", audience)
+    checkText("authorization_endpoint", authorizationEndpoint)
+    checkText("revocation_endpoint", revocationEndpoint)
+    checkText("event_keys", eventKeys)
+}
+
+/** This seed, after checking each of its strings. */
+internal fun SeedOptions.checked(): SeedOptions = apply {
+    checkText("refresh_token", refreshToken)
+    checkText("access_token", accessToken)
+    checkText("scope", scope)
+    checkText("id_token", idToken)
+}
+
+/** These options, after checking each of their strings. */
+internal fun AuthorizationUrlOptions.checked(): AuthorizationUrlOptions = apply {
+    checkText("redirect_uri", redirectUri)
+    checkTexts("scopes", scopes)
+    checkText("state", state)
+    checkText("nonce", nonce)
+    checkText("prompt", prompt)
+}
+
+/** These options, after checking each of their strings. */
+internal fun ExchangeCodeOptions.checked(): ExchangeCodeOptions = apply {
+    checkText("code", code)
+    checkText("code_verifier", codeVerifier)
+    checkText("redirect_uri", redirectUri)
+}

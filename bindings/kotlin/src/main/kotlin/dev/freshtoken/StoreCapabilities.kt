@@ -1,0 +1,53 @@
+package dev.freshtoken
+
+/**
+ * A host store as the core is handed it: its two synchronous members,
+ * [TokenStore.supportsLease] and [TokenStore.supportsVersions], read once on
+ * the calling thread (when a session's native object is made, a code is
+ * exchanged, or an [EncryptedStore] is made over the store) and answered from
+ * fields from then on; every other member passes through.
+ *
+ * The core asks both on its own threads (the process-wide flight thread that
+ * finishes every client's abandoned refreshes among them), where a
+ * synchronous call has no deadline: a store whose answer blocked there hung
+ * its caller for good and stalled other clients' refreshes. With fixed
+ * answers the core never runs host code synchronously for them.
+ */
+internal class FixedCapabilities private constructor(
+    private val store: TokenStore,
+    private val lease: Boolean,
+    private val versions: Boolean,
+) : TokenStore by store {
+    override fun supportsLease(): Boolean = lease
+
+    override fun supportsVersions(): Boolean = versions
+
+    companion object {
+        /**
+         * [store] with its capabilities read now. A native store (an
+         * [EncryptedStore]) is returned as it is: the core answers it, from
+         * the inner store fixed when it was made.
+         *
+         * @throws FreshTokenException.Storage when either member throws
+         *   (naming the member and the exception's class, never its message);
+         *   nothing was done, and the next call asks again.
+         */
+        fun of(store: TokenStore): TokenStore =
+            if (store is TokenStoreImpl || store is FixedCapabilities) {
+                store
+            } else {
+                FixedCapabilities(
+                    store,
+                    read("supportsLease") { store.supportsLease() },
+                    read("supportsVersions") { store.supportsVersions() },
+                )
+            }
+
+        private inline fun read(member: String, ask: () -> Boolean): Boolean =
+            try {
+                ask()
+            } catch (e: Exception) {
+                throw FreshTokenException.Storage("token storage failed: the store's $member() threw ${e.javaClass.name}")
+            }
+    }
+}

@@ -227,7 +227,9 @@ impl TokenClient {
         key: String,
         store: Arc<dyn TokenStore>,
     ) -> Result<Arc<UserSession>, FreshTokenError> {
-        let inner = self.inner.session(&key, Arc::new(StoreAdapter(store)))?;
+        let inner = self
+            .inner
+            .session(&key, Arc::new(StoreAdapter::new(store)))?;
         Ok(Arc::new(UserSession { inner }))
     }
 
@@ -306,7 +308,7 @@ impl TokenClient {
                 &options.code_verifier,
                 &options.redirect_uri,
                 &key,
-                Arc::new(StoreAdapter(store)),
+                Arc::new(StoreAdapter::new(store)),
             )
             .await?;
         Ok(Arc::new(UserSession { inner }))

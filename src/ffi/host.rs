@@ -63,47 +63,69 @@ fn store_error(e: HostError) -> StoreError {
     StoreError(e.to_string())
 }
 
-/// The host's store as the core's.
-pub(crate) struct StoreAdapter(pub(crate) Arc<dyn TokenStore>);
+/// The host's store as the core's. Its two synchronous members are asked
+/// once, when the adapter is made on the caller's thread (`session()`, a
+/// code exchange, an encrypted store over it): the core would otherwise
+/// ask them on its own threads, where a synchronous callback has no
+/// deadline and one that blocks would stall every client's flights. A
+/// member that fails reads as false, as before.
+pub(crate) struct StoreAdapter {
+    store: Arc<dyn TokenStore>,
+    lease: bool,
+    versions: bool,
+}
+
+impl StoreAdapter {
+    /// Adapts `store`, asking its capabilities now.
+    pub(crate) fn new(store: Arc<dyn TokenStore>) -> Self {
+        let lease = store.supports_lease().unwrap_or(false);
+        let versions = store.supports_versions().unwrap_or(false);
+        StoreAdapter {
+            store,
+            lease,
+            versions,
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl crate::TokenStore for StoreAdapter {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.0.load(key.to_owned()).await.map_err(store_error)
+        self.store.load(key.to_owned()).await.map_err(store_error)
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.0
+        self.store
             .save(key.to_owned(), record.to_owned())
             .await
             .map_err(store_error)
     }
 
     fn supports_lease(&self) -> bool {
-        self.0.supports_lease().unwrap_or(false)
+        self.lease
     }
 
     async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        self.0
+        self.store
             .acquire(key.to_owned(), owner.to_owned(), signed(ttl_ms))
             .await
             .map_err(store_error)
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.0
+        self.store
             .release(key.to_owned(), owner.to_owned())
             .await
             .map_err(store_error)
     }
 
     fn supports_versions(&self) -> bool {
-        self.0.supports_versions().unwrap_or(false)
+        self.versions
     }
 
     async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let found = self
-            .0
+            .store
             .load_versioned(key.to_owned())
             .await
             .map_err(store_error)?;
@@ -120,7 +142,7 @@ impl crate::TokenStore for StoreAdapter {
         expected: Option<&str>,
     ) -> Result<CasOutcome, StoreError> {
         let result = self
-            .0
+            .store
             .save_versioned(
                 key.to_owned(),
                 record.to_owned(),

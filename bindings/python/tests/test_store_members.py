@@ -9,6 +9,7 @@ missing members are looked up inside the guard: a typed failure naming the
 member, never a traceback from uniffi's generated code."""
 
 import gc
+import threading
 import warnings
 
 import pytest
@@ -138,3 +139,34 @@ def test_a_duck_store_missing_a_member_it_claims_is_a_storage_error_naming_it(em
     assert "load_versioned()" in str(raised.value) and "DuckClaimingVersions" in str(raised.value)
     assert emu.refresh_requests() == 0
     assert capfd.readouterr().err == "", "no traceback from uniffi's generated code"
+
+
+class CountingSupports(MemoryTokenStore):
+    """Records the thread of every capability question."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def supports_lease(self):
+        self.asked.append(("lease", threading.get_ident()))
+        return False
+
+    def supports_versions(self):
+        self.asked.append(("versions", threading.get_ident()))
+        return False
+
+
+def test_capabilities_are_asked_once_on_the_callers_thread(emu):
+    # The core would otherwise ask them on its own threads, where a blocking
+    # answer has no deadline and stalls every client's refreshes.
+    client, _ = make_sync_client(emu)
+    store = CountingSupports()
+    family = emu.seed()
+    session = client.session("u1", store)
+    session.seed(refresh_token=family["refresh_token"])
+    session.access_token()
+    session.refresh()
+    assert emu.refresh_requests() == 2
+    here = threading.get_ident()
+    assert sorted(store.asked) == [("lease", here), ("versions", here)], store.asked

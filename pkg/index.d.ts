@@ -400,7 +400,9 @@ export class FileStore implements TokenStore {
    * stores' names). Lowercase only, so safe on case-insensitive file systems.
    * Files of the earlier base64url names are still read (under the exact name
    * the directory lists), and the next save moves the record to this name.
-   * Throws a TypeError for a key with a lone UTF-16 surrogate.
+   * Throws a TypeError for a key that is not a string or has a lone UTF-16
+   * surrogate (and `save` rejects with one for a record that is not a
+   * string), before any I/O.
    */
   pathFor(key: string): string;
   load(key: string): Promise<string | null>;

@@ -46,6 +46,7 @@ export class FileStore {
    * key can escape the directory.
    */
   pathFor(key) {
+    if (typeof key !== 'string') throw new TypeError('FileStore: a key must be a string');
     if (!key.isWellFormed()) throw new TypeError('FileStore: a key must not contain a lone UTF-16 surrogate');
     const hex = Buffer.from(key, 'utf8').toString('hex');
     const stem = hex.length <= MAX_HEX ? `x.${hex}` : `h.${sha256(key)}`;
@@ -95,12 +96,13 @@ export class FileStore {
    * durable by then, so a crash at any point leaves a readable record).
    */
   async save(key, record) {
+    if (typeof record !== 'string') throw new TypeError('FileStore: a record must be a string');
+    const path = this.pathFor(key);
     try {
       await mkdir(this.#dir, { recursive: true });
     } catch (error) {
       throw new Error(`cannot write the record (${error.code ?? 'error'})`);
     }
-    const path = this.pathFor(key);
     const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     let file;
     try {

@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -109,6 +109,18 @@ describe('FileStore file names', () => {
 
   test('a key with a lone surrogate has no file name', () => {
     assert.throws(() => new FileStore(dir).pathFor('x\uD800'), TypeError);
+  });
+
+  test('keys and records that are not strings are TypeErrors, before any I/O', async () => {
+    const store = new FileStore(join(dir, 'never-created'));
+    for (const key of [42, null, Symbol('k'), 10n, { toString: () => 'k' }]) {
+      assert.throws(() => store.pathFor(key), { name: 'TypeError', message: /a key must be a string/ });
+      await assert.rejects(store.load(key), { name: 'TypeError', message: /a key must be a string/ });
+    }
+    for (const record of [42, null, undefined, new Uint8Array(2), { toString: () => RECORD }]) {
+      await assert.rejects(store.save('k', record), { name: 'TypeError', message: /a record must be a string/ });
+    }
+    assert.equal(await stat(join(dir, 'never-created')).then(() => true, () => false), false, 'nothing was written');
   });
 
   for (const [label, key] of [['a short key', 'JoHn'], ['a long (hashed) key', `tenant|${'u'.repeat(150)}`]]) {

@@ -96,8 +96,25 @@ pub enum FreshTokenError {
     },
 }
 
+/// A core field name as the exported options spell it: durations in
+/// seconds are `…_seconds` there (`ClientOptions.leeway_seconds`, Kotlin's
+/// `leewaySeconds`), `…_secs` in the core's builder.
+fn ffi_field(field: String) -> String {
+    match field.strip_suffix("_secs") {
+        Some(stem) => format!("{stem}_seconds"),
+        None => field,
+    }
+}
+
 impl From<Error> for FreshTokenError {
     fn from(error: Error) -> Self {
+        let error = match error {
+            Error::Config { field, message } => Error::Config {
+                field: ffi_field(field),
+                message,
+            },
+            other => other,
+        };
         let detail = error.to_string();
         let description = error.description().map(str::to_owned);
         let status = error.status();
@@ -246,7 +263,7 @@ mod tests {
             Error::Conflict {
                 message: "newer version".into(),
             },
-            Error::config("leeway_secs", "must not be negative"),
+            Error::config("timeout_ms", "must not be negative"),
         ];
         for error in errors {
             let (code, message) = (error.code(), error.to_string());
@@ -268,5 +285,19 @@ mod tests {
             FreshTokenError::Config { field, .. } => assert_eq!(field, "timeout_ms"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn config_fields_are_named_as_the_exported_options() {
+        let exported = FreshTokenError::from(Error::config("leeway_secs", "must not be negative"));
+        match &exported {
+            FreshTokenError::Config { field, detail } => {
+                assert_eq!(field, "leeway_seconds");
+                assert!(detail.contains("`leeway_seconds`"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let exported = FreshTokenError::from(Error::config("timeout_ms", "is too long"));
+        assert!(matches!(exported, FreshTokenError::Config { field, .. } if field == "timeout_ms"));
     }
 }

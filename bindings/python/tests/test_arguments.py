@@ -260,3 +260,13 @@ def test_the_narrow_int_fields_are_those_the_generated_converters_check(cls):
         except ValueError:
             narrow = True
         assert narrow == ((cls.__name__, name) in _check._NARROW), f"{cls.__name__}.{name}"
+
+
+@pytest.mark.parametrize("option", ["leeway_seconds", "user_token_lifetime_seconds",
+                                    "client_token_lifetime_seconds", "refresh_token_lifetime_seconds"])
+def test_the_cores_own_refusals_name_the_keyword_the_caller_used(emu, option):
+    # The core's builder says `leeway_secs`; a Python caller wrote `leeway_seconds`.
+    with pytest.raises(ConfigError) as raised:
+        freshtoken.Client(emu.token_endpoint, "test-client", client_secret="test-secret", **{option: -5})
+    assert raised.value.field == option
+    assert f"`{option}`" in str(raised.value)

@@ -16,7 +16,6 @@ use crate::session::{Seed, SessionStatus};
 use crate::session_state::{info_of, Flight, SessionCell, SessionState};
 use crate::store::{Record, TokenStore};
 use crate::tokens::{AccessToken, TokenInfo};
-use futures_util::future::FutureExt;
 use std::sync::Arc;
 
 /// One session's key, state, store and client context, held strongly.
@@ -214,11 +213,8 @@ impl Attached {
             let _landed = Landed(cell);
             body.await
         });
-        let flight = fut.shared();
+        let flight = crate::spawn::detached(self.ctx.spawn.as_ref(), fut);
         st.inflight = Some(flight.clone());
-        if let Some(spawn) = &self.ctx.spawn {
-            spawn.spawn(Box::pin(flight.clone().map(drop)));
-        }
         flight
     }
 }

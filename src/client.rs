@@ -13,7 +13,7 @@ use crate::http::HttpClient;
 use crate::registry::Registry;
 use crate::response::TokenResponse;
 use crate::session::UserSession;
-use crate::spawn::{run_detached, Spawn};
+use crate::spawn::{detached, Spawn};
 use crate::store::TokenStore;
 use std::sync::Arc;
 
@@ -268,7 +268,7 @@ impl TokenClient {
                 redirect_uri: redirect_uri.into(),
             },
         );
-        run_detached(self.ctx.spawn.as_ref(), Box::pin(redeem)).await?;
+        detached(self.ctx.spawn.as_ref(), Box::pin(redeem)).await?;
         Ok(session)
     }
 }

@@ -6,7 +6,7 @@
 //! when all of them stop waiting, to resume with the next caller.
 
 use crate::maybe_send::{BoxFuture, MaybeSendSync};
-use futures_util::future::FutureExt;
+use futures_util::future::{FutureExt, Shared};
 use std::sync::Arc;
 
 /// Runs a task to completion independently of whoever started it: the
@@ -17,20 +17,20 @@ pub trait Spawn: MaybeSendSync {
     fn spawn(&self, task: BoxFuture<'static, ()>);
 }
 
-/// Runs `task` to its end even if the caller stops waiting: as a task of
-/// `spawn` when the client has one (the caller waits for its shared
-/// result), else driven by the caller, like a refresh without a spawner.
-pub(crate) async fn run_detached<T>(
+/// `task` as a shared future that runs to its end even if every caller
+/// stops waiting: as a task of `spawn` when the client has one, else driven
+/// by whoever awaits it (and paused while nobody does). Refreshes,
+/// revocations and code exchanges run this way.
+pub(crate) fn detached<T>(
     spawn: Option<&Arc<dyn Spawn>>,
     task: BoxFuture<'static, T>,
-) -> T
+) -> Shared<BoxFuture<'static, T>>
 where
     T: Clone + MaybeSendSync + 'static,
 {
-    let Some(spawn) = spawn else {
-        return task.await;
-    };
     let shared = task.shared();
-    spawn.spawn(Box::pin(shared.clone().map(drop)));
-    shared.await
+    if let Some(spawn) = spawn {
+        spawn.spawn(Box::pin(shared.clone().map(drop)));
+    }
+    shared
 }

@@ -12,6 +12,12 @@ package dev.freshtoken
  * synchronous call has no deadline: a store whose answer blocked there hung
  * its caller for good and stalled other clients' refreshes. With fixed
  * answers the core never runs host code synchronously for them.
+ *
+ * The core's store adapter now asks them once too (src/ffi/host.rs), for
+ * every binding; this layer remains for its failure rule: a member that
+ * throws fails the call with Storage here, where the core reads it as
+ * false (Python's documented behaviour). One rule for all is an open
+ * decision (see the closing note of 2026-12-01).
  */
 internal class FixedCapabilities private constructor(
     private val store: TokenStore,

@@ -309,7 +309,7 @@ export class TokenClient {
   readonly sessionCount: number;
   /** This client's name as a fleet lease owner (random, unique per client). */
   readonly leaseOwner: string;
-  /** Frees the client's memory at once; it and its sessions then refuse every call. */
+  /** Retires the client at once (it and its sessions then refuse every call); its memory is freed once the calls on the stack return. */
   free(): void;
 }
 

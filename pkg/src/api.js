@@ -473,7 +473,11 @@ export function bind(wasm, eventChannel) {
       keys.pending.clear();
       keys.seen.clear();
       keys.busy.clear();
-      wasm.free();
+      // Released once the calls on the stack have returned: free() may run
+      // inside a host callback (a store's `load`, `fetch`, `now`) that a call
+      // into this client made, which holds the wasm object borrowed until it
+      // returns; freeing it then would throw and leak it.
+      queueMicrotask(() => wasm.free());
     }
   }
 

@@ -1,0 +1,123 @@
+// Host callbacks that run inside a call into the package. A call's work
+// starts before the call returns (src/wasm/mod.rs `promise`), so a store's
+// `load` and `fetch` run within `accessToken()` itself, while the call
+// holds the wasm client. A callback that calls back into the package there
+// (another session call, `client.free()`) must get what it would get
+// anywhere else, and every call must settle.
+
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+
+import { ConfigError, MemoryStore, ReauthorizationRequiredError, TokenClient } from 'freshtoken';
+import { startEmulator } from '../support/emulator.mjs';
+import { collectGarbage, wasmMemoryBytes } from '../support/wasm-memory.mjs';
+
+const CLIENT_ID = 'test-client';
+const CLIENT_SECRET = 'test-secret';
+
+describe('host callbacks that call back into the package', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+  beforeEach(async () => { await emu.reset(); });
+
+  const newClient = (extra = {}) => new TokenClient({
+    tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...extra,
+  });
+
+  test('the refresh request leaves within the first accessToken() call, before the other callers join', async () => {
+    // 10,000 callers at expiry (bench/run.mjs row 2): the one request must not
+    // wait for the callers' synchronous code to end.
+    let sent = 0;
+    const client = newClient({ fetch: (url, init) => { sent += 1; return fetch(url, init); } });
+    const store = new MemoryStore();
+    const family = await emu.seed();
+    const session = client.session('u1', store);
+    await session.seed({ refreshToken: family.refresh_token });
+
+    const first = session.accessToken();
+    assert.equal(sent, 1, 'the request was sent before accessToken() returned');
+    const rest = Array.from({ length: 999 }, () => session.accessToken());
+    assert.equal(sent, 1);
+    const tokens = await Promise.all([first, ...rest]);
+
+    assert.equal(new Set(tokens).size, 1, 'every caller got the same token');
+    assert.equal(await emu.refreshRequests(), 1);
+    assert.equal(JSON.parse(store.get('u1')).access_token === tokens[0], true, 'the handed-out token is stored');
+    client.free();
+  });
+
+  test("a store's load that calls accessToken() on its own key joins the same refresh", async () => {
+    const client = newClient();
+    const inner = new MemoryStore();
+    const family = await emu.seed();
+    await client.session('u1', inner).seed({ refreshToken: family.refresh_token });
+    let nested = null;
+    const store = {
+      load(key) {
+        nested ??= client.session(key, store).accessToken();
+        return inner.load(key);
+      },
+      save: (key, record, expected) => inner.save(key, record, expected),
+    };
+
+    const outer = await client.session('u1', store).accessToken();
+    assert.equal(await nested, outer, 'both calls got the one refresh');
+    assert.equal(await emu.refreshRequests(), 1);
+    client.free();
+  });
+
+  test("client.free() inside a store's load does not throw; the call settles and the client is freed", async () => {
+    let thrown = null;
+    const run = async () => {
+      const client = newClient();
+      const store = {
+        load() {
+          try {
+            client.free();
+          } catch (e) {
+            thrown ??= e;
+          }
+          return null;
+        },
+        save: async () => {},
+      };
+      await assert.rejects(client.session('u1', store).accessToken(), ReauthorizationRequiredError);
+      assert.throws(() => client.sessionCount, ConfigError, 'the client is freed');
+    };
+    await run();
+    assert.equal(thrown, null, 'free() threw inside load');
+
+    // Each client freed this way releases its wasm memory (a free that threw
+    // left it allocated for good).
+    for (let i = 0; i < 200; i++) await run();
+    await collectGarbage();
+    const base = wasmMemoryBytes();
+    for (let i = 0; i < 5_000; i++) await run();
+    await collectGarbage();
+    assert.equal(thrown, null);
+    assert.ok(wasmMemoryBytes() - base < 1024 * 1024, `wasm memory grew by ${wasmMemoryBytes() - base} bytes over 5,000 clients`);
+  });
+
+  test('client.free() inside fetch: the request in flight still completes and its rotation is saved', async () => {
+    const store = new MemoryStore();
+    const family = await emu.seed();
+    let client;
+    let freedInside = false;
+    client = newClient({
+      fetch: (url, init) => {
+        client.free();
+        freedInside = true;
+        return fetch(url, init);
+      },
+    });
+    await client.session('u1', store).seed({ refreshToken: family.refresh_token });
+
+    const token = await client.session('u1', store).accessToken();
+    assert.equal(freedInside, true);
+    const record = JSON.parse(store.get('u1'));
+    assert.ok(record.access_token === token, 'the token handed out is the one stored');
+    assert.ok(record.refresh_token !== family.refresh_token, 'the rotated refresh token is stored');
+    assert.equal(await emu.refreshTokenState(record.refresh_token), 'active');
+  });
+});

@@ -26,7 +26,7 @@ const require = createRequire(import.meta.url);
 
 // ---- knobs (sized to finish well under 2 minutes on 2 cores) ---------------
 const CACHED = { warmup: 50_000, iterations: 100_000, rounds: 11 };
-const CONCURRENT = { callers: 10_000, warmups: 2, reps: 11 };
+const CONCURRENT = { callers: 10_000, warmups: 5, reps: 31 };
 const HEAP = { sessions: 100_000 };
 const LEASES = { warmup: 300, iterations: 2_000, recordBytes: 1_500 };
 const CONFIDENTIAL = { clientId: 'test-client', clientSecret: 'test-secret' }; // the emulator's default confidential client

@@ -182,7 +182,11 @@ export interface SessionStatus {
   revocationPending: boolean;
 }
 
-/** Adopting an existing refresh token (migrating from hand-written code). */
+/**
+ * Adopting an existing refresh token (migrating from hand-written code): the
+ * argument of `session.seed(…)`. Unknown keys reject with a ConfigError
+ * naming them (`expires_in` is not `expiresIn`).
+ */
 export interface SeedOptions {
   refreshToken: string;
   accessToken?: string;
@@ -192,6 +196,7 @@ export interface SeedOptions {
   idToken?: string;
 }
 
+/** Options of `client.authorizationUrl(…)`. Unknown keys reject with a ConfigError naming them (`scope` is not `scopes`). */
 export interface AuthorizationUrlOptions {
   redirectUri: string;
   /** `offline_access` is added when missing. */

@@ -5,7 +5,7 @@ use super::convert::{
 };
 use super::error::to_js;
 use super::js_store::JsStore;
-use super::options::{build, discover, from_credentials, EVENT_OPTIONS, OPTIONS};
+use super::options::{build, discover, from_credentials, known_keys, EVENT_OPTIONS, OPTIONS};
 use crate::{AuthorizationParams, Error, TokenClient};
 use js_sys::Promise;
 use std::sync::Arc;
@@ -229,7 +229,14 @@ pub fn refresh_tokens(options: JsValue) -> Promise {
 }
 
 fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> {
-    object_arg(params, "options")?;
+    // A misspelt member (`scope` for `scopes`) would be dropped silently,
+    // and the user asked to consent to the wrong scopes.
+    known_keys(
+        params,
+        "options",
+        "",
+        &["redirectUri", "scopes", "state", "nonce", "prompt"],
+    )?;
     let scopes = get(params, "scopes")?;
     Ok(AuthorizationParams {
         redirect_uri: string(params, "redirectUri")?,

@@ -1,6 +1,7 @@
 //! Core errors as JavaScript values: the package registers a factory that
 //! builds its `FreshTokenError` subclasses from the fields set here.
 
+use super::options::UNKNOWN_OPTION;
 use crate::Error;
 use js_sys::{Function, Object, Reflect};
 use std::cell::RefCell;
@@ -49,7 +50,7 @@ const JS_FIELDS: &[(&str, &str)] = &[
 /// The JavaScript value thrown for `error`.
 pub(crate) fn to_js(error: Error) -> JsValue {
     let error = match error {
-        Error::Config { field, message } => Error::Config {
+        Error::Config { field, message } if message != UNKNOWN_OPTION => Error::Config {
             field: JS_FIELDS
                 .iter()
                 .find(|(core, _)| *core == field)

@@ -110,11 +110,17 @@ pub(crate) fn thrown_message(error: &JsValue) -> Option<String> {
 /// [`MAX_MESSAGE_CHARS`] UTF-16 units and `…` when it is longer (cut by
 /// the host's `slice`, so a huge message never reaches wasm memory).
 pub(crate) fn message_text(value: &JsValue) -> Option<String> {
+    text_cut(value, MAX_MESSAGE_CHARS)
+}
+
+/// A host string as Rust text, if it is one: its first `max` UTF-16 units
+/// and `…` when it is longer, cut by the host before the copy.
+pub(crate) fn text_cut(value: &JsValue, max: usize) -> Option<String> {
     let text = value.dyn_ref::<JsString>()?;
-    if text.length() as usize <= MAX_MESSAGE_CHARS {
+    if text.length() as usize <= max {
         return value.as_string();
     }
-    let cut = text.slice(0, MAX_MESSAGE_CHARS as u32).as_string()?;
+    let cut = text.slice(0, max as u32).as_string()?;
     Some(cut + "…")
 }
 

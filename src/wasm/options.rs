@@ -61,6 +61,13 @@ const IDENTITY: &[&str] = &[
     "keyId",
 ];
 
+/// The message of a key that is no option: its name is the caller's own
+/// spelling, never renamed like a core field (`client_id` is not `clientId`).
+pub(crate) const UNKNOWN_OPTION: &str = "is not a known option";
+
+/// The longest option name an error quotes whole (every option's is shorter).
+const MAX_KEY_CHARS: usize = 64;
+
 /// Checks that `value` is an object whose keys are all in `allowed`: a typo
 /// is a `config` error naming it, never silently ignored.
 pub(crate) fn known_keys(
@@ -75,12 +82,12 @@ pub(crate) fn known_keys(
     let keys =
         host::keys(value).map_err(|_| Error::config(name, "could not be read (it threw)"))?;
     for key in keys.iter() {
-        let key = key.as_string().unwrap_or_default();
+        // Cut before the copy: an option's name is short, and a key of any
+        // length would otherwise be copied into wasm memory whole (which
+        // never shrinks) only to be named in the error.
+        let key = host::text_cut(&key, MAX_KEY_CHARS).unwrap_or_default();
         if !allowed.contains(&key.as_str()) {
-            return Err(Error::config(
-                format!("{prefix}{key}"),
-                "is not a known option",
-            ));
+            return Err(Error::config(format!("{prefix}{key}"), UNKNOWN_OPTION));
         }
     }
     Ok(())

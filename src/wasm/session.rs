@@ -9,16 +9,24 @@
 //! state per key and owns single flight, rotation and errors.
 
 use super::client::WasmTokenClient;
-use super::convert::{
-    object_arg, opt_int, opt_string, session_status, string, string_arg, token_info,
-};
+use super::convert::{opt_int, opt_string, session_status, string, string_arg, token_info};
 use super::error::to_js;
 use super::js_store::JsStore;
 use super::memory_store::WasmMemoryStore;
+use super::options::known_keys;
 use crate::{Error, Seed, TokenStore, UserSession};
 use js_sys::{Array, Promise};
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
+
+/// The members of `session.seed()`'s argument.
+const SEED_MEMBERS: &[&str] = &[
+    "refreshToken",
+    "accessToken",
+    "expiresIn",
+    "scope",
+    "idToken",
+];
 
 /// A host store object, checked once (it has `load` and `save`) and
 /// wrapped, or the core's own in-memory store. The package keeps one per
@@ -147,7 +155,9 @@ impl WasmTokenClient {
     pub fn session_seed(&self, key: JsValue, store: &StoreRef, seed: JsValue) -> Promise {
         self.on_session(&key, store, |session| async move {
             let read = || -> Result<Seed, Error> {
-                object_arg(&seed, "seed")?;
+                // A misspelt optional member (`expires_in`) would be dropped
+                // silently, and the token it came with refreshed at once.
+                known_keys(&seed, "seed", "", SEED_MEMBERS)?;
                 Ok(Seed {
                     refresh_token: string(&seed, "refreshToken")?.into(),
                     access_token: opt_string(&seed, "accessToken")?.map(Into::into),

@@ -112,7 +112,9 @@ describe('entry points check their arguments', () => {
     for (const [label, token] of NOT_STRINGS) await rejectsNaming(session.tokenRejected(token), 'token', label);
     await rejectsNaming(session.tokenRejected('at\uD800'), 'token', 'a lone surrogate');
     for (const seed of [null, undefined, 42, 'rt']) await rejectsNaming(session.seed(seed), 'seed', typeof seed);
-    await rejectsNaming(session.seed(revoked()), 'refreshToken', 'a revoked Proxy');
+    await rejectsNaming(session.seed(revoked()), 'seed', 'a revoked Proxy');
+    // A misspelt optional member is named, not dropped (the token would be refreshed at once).
+    await rejectsNaming(session.seed({ refreshToken: 'rt', accessToken: 'at', expires_in: 900 }), 'expires_in');
     await rejectsNaming(session.seed({ refreshToken: 42 }), 'refreshToken');
     await rejectsNaming(session.seed({ refreshToken: 'rt', expiresIn: 10n }), 'expiresIn');
     await rejectsNaming(session.seed({ refreshToken: 'rt', scope: Symbol('s') }), 'scope');
@@ -132,6 +134,8 @@ describe('entry points check their arguments', () => {
     for (const bad of [null, 42, 'https://app.example/cb']) await rejectsNaming(client.authorizationUrl(bad), 'options', String(bad));
     await rejectsNaming(client.authorizationUrl({ redirectUri: 'https://app.example/cb', scopes: 'openid' }), 'scopes');
     await rejectsNaming(client.authorizationUrl({ redirectUri: 42 }), 'redirectUri');
+    // `scope` for `scopes` would ask the user to consent to offline_access alone.
+    await rejectsNaming(client.authorizationUrl({ redirectUri: 'https://app.example/cb', scope: 'openid accounts' }), 'scope');
     const scopeLists = [
       'openid', null, 42, {}, [1], ['a', Symbol('b')], ['a\uD800'], revoked([]), revoked(),
       new Proxy(['a'], { get(target, name) { if (name === '0') throw new Error('trap'); return target[name]; } }),

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { ConfigError, MemoryStore, ReauthorizationRequiredError, TokenClient } from 'freshtoken';
+import { ConfigError, FreshTokenError, MemoryStore, ReauthorizationRequiredError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 import { collectGarbage, wasmMemoryBytes } from '../support/wasm-memory.mjs';
 
@@ -97,6 +97,54 @@ describe('host callbacks that call back into the package', () => {
     await collectGarbage();
     assert.equal(thrown, null);
     assert.ok(wasmMemoryBytes() - base < 1024 * 1024, `wasm memory grew by ${wasmMemoryBytes() - base} bytes over 5,000 clients`);
+  });
+
+  test('load, save, fetch and now calling any session or client method: every call settles, nothing traps', { timeout: 60_000 }, async () => {
+    const ops = {
+      accessToken: (client, store) => client.session('u1', store).accessToken(),
+      status: (client, store) => client.session('u1', store).status(),
+      refresh: (client, store) => client.session('u1', store).refresh(),
+      seed: (client, store) => client.session('u1', store).seed({ refreshToken: 'another' }),
+      revoke: (client, store) => client.session('u1', store).revoke(),
+      clientToken: (client) => client.clientToken(['accounts']),
+    };
+    for (const where of ['load', 'save', 'fetch', 'now']) {
+      for (const [name, op] of Object.entries(ops)) {
+        const inner = new MemoryStore();
+        let client;
+        let armed = false;
+        let nested = null;
+        const fire = () => {
+          if (!armed) return;
+          armed = false;
+          nested = op(client, store);
+        };
+        const store = {
+          load: (key) => { if (where === 'load') fire(); return inner.load(key); },
+          save: (key, record) => { if (where === 'save') fire(); return inner.save(key, record); },
+        };
+        client = newClient({
+          fetch: (url, init) => { if (where === 'fetch') fire(); return fetch(url, init); },
+          now: () => { if (where === 'now') fire(); return Date.now(); },
+        });
+        const family = await emu.seed();
+        await client.session('u1', store).seed({ refreshToken: family.refresh_token });
+        armed = true;
+        const outer = await client.session('u1', store).accessToken().then(() => null, (e) => e);
+        const label = `${name}() inside ${where}`;
+        assert.ok(nested !== null, `${label}: the callback ran`);
+        const result = await nested.then(() => null, (e) => e);
+        // Only the core's own verdicts: a seed or revoke that won the race may leave the outer call nothing to refresh with.
+        for (const e of [outer, result]) assert.ok(e === null || e instanceof FreshTokenError, `${label}: ${e}`);
+        client.free();
+      }
+    }
+    const family = await emu.seed();
+    const store = new MemoryStore();
+    const client = newClient();
+    await client.session('after', store).seed({ refreshToken: family.refresh_token });
+    assert.equal(typeof await client.session('after', store).accessToken(), 'string', 'the instance works afterwards');
+    client.free();
   });
 
   test('client.free() inside fetch: the request in flight still completes and its rotation is saved', async () => {

@@ -10,6 +10,7 @@
 // - token-like arguments (tokenRejected, seed): over the response body cap
 //   (64 KiB, every token came in a response), a ConfigError naming them;
 // - EncryptedStore's envelopes and records, MemoryStore records: the same.
+// - option names: quoted in the error up to 64 characters, never copied whole.
 // In each case wasm memory does not grow, and the instance works after.
 
 import assert from 'node:assert/strict';
@@ -111,6 +112,16 @@ describe('host strings are measured before they are copied into wasm', () => {
       assert.match(error.message, /disk full: x+…/);
       assert.ok(error.message.length < 4096 + 200, `${error.message.length} characters`);
     });
+  });
+
+  test('an option whose name is 8 MiB long: a ConfigError quoting its first 64 characters, nothing copied in', async () => {
+    const quotesStart = (e) => e instanceof ConfigError && /`(options\.)?x{64}…`: is not a known option/.test(e.message) && e.message.length < 300;
+    const name = bigger();
+    await noGrowth(() => {
+      assert.throws(() => new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', [name]: 1 }), quotesStart);
+    });
+    const seedName = bigger();
+    await noGrowth(() => assert.rejects(client.session('big-option', new MemoryStore()).seed({ refreshToken: 'rt', [seedName]: 1 }), quotesStart));
   });
 
   test('a token at the cap still works; afterwards a normal refresh', async () => {

@@ -37,6 +37,9 @@ describe('TokenClient options', () => {
   test('an unknown option is named', () => {
     configError(() => new TokenClient({ ...BASE, tokenEndpiont: 'x' }), 'tokenEndpiont');
     configError(() => new TokenClient({ ...BASE, leeway: 30 }), 'leeway');
+    // Named as written: the core's snake_case names are not the option's.
+    const err = configError(() => new TokenClient({ ...BASE, client_id: 'x' }), 'client_id');
+    assert.ok(!err.message.includes('clientId'), err.message);
   });
 
   test('a non-https, non-loopback endpoint names tokenEndpoint', () => {

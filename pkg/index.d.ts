@@ -478,7 +478,10 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
 
 /**
  * fetch with the session's Bearer token; on 401 or a GraphQL
- * "UNAUTHENTICATED" error, one forced refresh and one retry.
+ * "UNAUTHENTICATED" error, one forced refresh and one retry. A `session`,
+ * `input` (a Request whose body was read included) or `init` that is not
+ * what the types say rejects with a ConfigError naming it before a token is
+ * asked for.
  */
 export function authorizedFetch(
   session: UserSession,

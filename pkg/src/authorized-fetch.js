@@ -2,7 +2,8 @@
 // whose errors[].message starts with "UNAUTHENTICATED" (Stitch's "Token is
 // expired or malformed"), it refreshes once — unless another caller already
 // did — and retries once. Arguments that are not what the types say are
-// ConfigErrors naming them, before anything is sent.
+// ConfigErrors naming them, before a token is asked for (which may cost a
+// refresh) or anything is sent.
 
 import { configError } from './errors.js';
 
@@ -30,13 +31,38 @@ function isSession(session) {
   }
 }
 
-/** `init` with `Authorization: Bearer <token>`, keeping a Request's own headers. */
-const withBearer = (input, init, token) => {
-  const base = init?.headers ?? (input instanceof Request ? input.headers : undefined);
+/**
+ * Reads `init` now and returns `(token) => init` with `Authorization: Bearer
+ * <token>`, keeping a Request's own headers when `init` has none.
+ */
+function bearerInit(input, isRequest, init) {
+  const base = init?.headers ?? (isRequest ? input.headers : undefined);
   const headers = new Headers(base);
-  headers.set('Authorization', `Bearer ${token}`);
-  return { ...init, headers };
-};
+  const rest = { ...init };
+  return (token) => {
+    const own = new Headers(headers);
+    own.set('Authorization', `Bearer ${token}`);
+    return { ...rest, headers: own };
+  };
+}
+
+/**
+ * Whether `input` is a Request (true) or a URL string or URL (false), by
+ * brand as well, so one of another realm counts; a ConfigError for anything
+ * else, before a token is asked for (it may cost a refresh).
+ */
+function isRequestInput(input) {
+  if (typeof input === 'string') return false;
+  let brand;
+  try {
+    brand = Object.prototype.toString.call(input);
+    if (input instanceof Request || brand === '[object Request]') return true;
+    if (input instanceof URL || brand === '[object URL]') return false;
+  } catch {
+    throw configError('input', 'could not be read (it threw)');
+  }
+  throw configError('input', 'must be a URL string, a URL or a Request');
+}
 
 /** Whether `value` is a Response (of this realm or another: its brand, not `instanceof`). */
 function isResponse(value) {
@@ -73,22 +99,27 @@ export async function isUnauthenticated(response) {
 export async function authorizedFetch(session, input, init = undefined, options = undefined) {
   const fetchImpl = fetchOf(options);
   if (!isSession(session)) throw configError('session', 'must be a UserSession (from client.session(key, store))');
-  let isRequest;
-  try {
-    isRequest = input instanceof Request;
-  } catch {
-    throw configError('input', 'could not be read (it threw)');
-  }
-  const retryInput = isRequest ? input.clone() : input;
-  const token = await session.accessToken();
+  const isRequest = isRequestInput(input);
   let bearer;
   try {
-    bearer = withBearer(input, init, token);
+    bearer = bearerInit(input, isRequest, init);
   } catch {
     throw configError('init', 'could not be read (a throwing getter, a revoked Proxy, or headers that are not headers)');
   }
-  const first = await fetchImpl(input, bearer);
+  let retryInput = input;
+  if (isRequest) {
+    let used;
+    try {
+      used = input.bodyUsed;
+      retryInput = input.clone();
+    } catch {
+      throw configError('input', 'could not be cloned (not a real Request)');
+    }
+    if (used) throw configError('input', 'is a Request whose body was already read');
+  }
+  const token = await session.accessToken();
+  const first = await fetchImpl(input, bearer(token));
   if (!(await isUnauthenticated(first))) return first;
   const { accessToken } = await session.tokenRejected(token);
-  return fetchImpl(retryInput, withBearer(retryInput, init, accessToken));
+  return fetchImpl(retryInput, bearer(accessToken));
 }

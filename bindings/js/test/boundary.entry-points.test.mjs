@@ -70,6 +70,25 @@ describe('JavaScript entry points answer bad arguments with ConfigErrors', () =>
     assert.equal(fetchCalls, 1);
   });
 
+  test('authorizedFetch: an input that is not a URL string, a URL or a Request, and nothing is asked of the session first', async () => {
+    // A session whose token has expired: asking it for one would refresh (a new banking session).
+    fetchCalls = 0;
+    const before = await emu.refreshRequests();
+    const stale = client.session('stale', new MemoryStore());
+    await stale.seed({ refreshToken: (await emu.seed()).refresh_token });
+    const used = new Request(API, { method: 'POST', body: 'x' });
+    await used.text();
+    const inputs = [...PRIMITIVES.filter((x) => typeof x !== 'string'), {}, { href: API }, revoked(), used];
+    for (const [i, bad] of inputs.entries()) {
+      await assert.rejects(authorizedFetch(stale, bad, undefined, { fetch: countingFetch }), naming('input'), `input #${i}`);
+    }
+    await assert.rejects(authorizedFetch(stale, API, revoked(), { fetch: countingFetch }), naming('init'));
+    assert.equal(fetchCalls, 0);
+    assert.equal(await emu.refreshRequests(), before, 'no refresh was sent for a call refused');
+    const answer = await authorizedFetch(session, new URL(API), undefined, { fetch: countingFetch });
+    assert.equal(answer.status, 200, 'a URL object works');
+  });
+
   test('isUnauthenticated: anything but a Response', async () => {
     for (const bad of [...PRIMITIVES, {}, { status: 401, headers: new Headers() }, revoked()]) {
       await assert.rejects(isUnauthenticated(bad), naming('response'));

@@ -15,6 +15,8 @@ import { createRequire } from 'node:module';
 import { cpus, totalmem, platform, arch, release } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { gzipSync } from 'node:zlib';
 
 import { startEmulator, emulatorBinaryPath } from '../bindings/js/support/emulator.mjs';
@@ -41,6 +43,19 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const nowNs = () => process.hrtime.bigint();
+
+// V8's `gc`, reached without the --expose-gc command-line flag (as
+// bindings/js/support/wasm-memory.mjs does).
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc');
+/**
+ * A young-generation collection before a timed run of row 2: each run then
+ * collects only its own garbage. Without it, a run paid for the garbage of
+ * the run before it (10,000 promises, or 10,000 callers' arrays), and which
+ * kind ran before which decided the ratio: 1.0–1.6x from process to
+ * process, against 0.98–1.06x with it.
+ */
+const startClean = () => gc({ type: 'minor' });
 const fmt = (x, digits) => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
 
@@ -135,6 +150,7 @@ async function benchConcurrent(emu, ft) {
   async function rawFetch() {
     const seeded = await emu.seed({ clientId: CONFIDENTIAL.clientId });
     const before = await emu.refreshRequests();
+    startClean();
     const t = performance.now();
     await postRefresh(seeded.refresh_token);
     const ms = performance.now() - t;
@@ -152,6 +168,7 @@ async function benchConcurrent(emu, ft) {
       inflight ??= postRefresh(seeded.refresh_token).then((json) => { cached = json.access_token; inflight = null; return cached; });
       return inflight;
     }
+    startClean();
     const t = performance.now();
     const tokens = await Promise.all(Array.from({ length: callers }, () => accessToken()));
     const ms = performance.now() - t;
@@ -166,6 +183,7 @@ async function benchConcurrent(emu, ft) {
     const session = client.session(key, store);
     await session.seed({ refreshToken: seeded.refresh_token }); // no access token: the first use refreshes
     const before = await emu.refreshRequests();
+    startClean();
     const t = performance.now();
     const tokens = await Promise.all(Array.from({ length: callers }, () => session.accessToken()));
     const ms = performance.now() - t;
@@ -695,7 +713,7 @@ function markdown(info, rows, r, elapsedS) {
   const c = r.cached;
   lines.push(`1. **Cached token.** One session seeded with the emulator's refresh + access token and \`expiresIn: 900\`; one \`OAuth2Client({clientId, clientSecret})\` with \`setCredentials({access_token, refresh_token, expiry_date: +10 years})\`. Both first checked to return the seeded token. ${fmt(CACHED.warmup, 0)} warm-up calls each, then ${CACHED.rounds} interleaved rounds of ${fmt(CACHED.iterations, 0)} sequential awaited calls each (alternating which goes first); the median round is shown. Token requests sent during the row: ${c.sent}. Per-round ratios: ${c.ftNs.map((x, i) => fmt(x / c.galNs[i], 2)).join(', ')} (median ${fmt(median(c.ftNs.map((x, i) => x / c.galNs[i])), 2)}×). Rounds (ns/call) — freshtoken: ${c.ftNs.map((x) => fmt(x, 0)).join(', ')}; google-auth-library: ${c.galNs.map((x) => fmt(x, 0)).join(', ')}.`);
   const k = r.concurrent;
-  lines.push(`2. **${fmt(CONCURRENT.callers, 0)} callers at expiry.** Per run: a freshly seeded refresh token, a new session (MemoryStore) seeded with it and no access token, then the wall time of \`Promise.all\` over ${fmt(CONCURRENT.callers, 0)} \`accessToken()\` calls (store read, one refresh POST, save, fan-out). Its anchor is the same number of callers of a hand-written JS single flight (one shared promise of the raw POST below). The diagnostic anchor is a raw \`fetch\` POST of the same \`grant_type=refresh_token\` form (\`client_secret_post\`) to the same emulator endpoint, with a freshly seeded token each time, including \`res.json()\`. ${CONCURRENT.warmups} warm-up runs each, then ${CONCURRENT.reps} interleaved runs each; medians shown. POSTs counted at the emulator — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyPosts.join(', ')}; 1 caller: ${k.onePosts.join(', ')}; raw: ${k.rawPosts.join(', ')}; JS single flight: ${k.jsPosts.join(', ')}. All callers got the same token: ${k.allSame}; the store holds the rotated refresh token and the old one is \`consumed\`: ${k.rotated}. Runs (ms) — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyAll.map((x) => fmt(x, 2)).join(', ')}; JS single flight: ${k.jsAll.map((x) => fmt(x, 2)).join(', ')}; raw fetch: ${k.rawAll.map((x) => fmt(x, 2)).join(', ')}.`);
+  lines.push(`2. **${fmt(CONCURRENT.callers, 0)} callers at expiry.** Per run: a freshly seeded refresh token, a new session (MemoryStore) seeded with it and no access token, then the wall time of \`Promise.all\` over ${fmt(CONCURRENT.callers, 0)} \`accessToken()\` calls (store read, one refresh POST, save, fan-out). Its anchor is the same number of callers of a hand-written JS single flight (one shared promise of the raw POST below). The diagnostic anchor is a raw \`fetch\` POST of the same \`grant_type=refresh_token\` form (\`client_secret_post\`) to the same emulator endpoint, with a freshly seeded token each time, including \`res.json()\`. ${CONCURRENT.warmups} warm-up runs each, then ${CONCURRENT.reps} interleaved runs each, every timed run after a young-generation collection (so that it collects only its own garbage, not the run's before it); medians shown. POSTs counted at the emulator — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyPosts.join(', ')}; 1 caller: ${k.onePosts.join(', ')}; raw: ${k.rawPosts.join(', ')}; JS single flight: ${k.jsPosts.join(', ')}. All callers got the same token: ${k.allSame}; the store holds the rotated refresh token and the old one is \`consumed\`: ${k.rotated}. Runs (ms) — ${fmt(CONCURRENT.callers, 0)} callers: ${k.manyAll.map((x) => fmt(x, 2)).join(', ')}; JS single flight: ${k.jsAll.map((x) => fmt(x, 2)).join(', ')}; raw fetch: ${k.rawAll.map((x) => fmt(x, 2)).join(', ')}.`);
   const h = r.heap;
   const hb = (m) => `heapUsed +${fmt(m.heapUsed / MiB, 1)} MB, external +${fmt(m.external / MiB, 1)} MB, rss +${fmt(m.rss / MiB, 1)} MB${m.sessionCount !== null ? `, \`client.sessionCount\` ${fmt(m.sessionCount, 0)}` : ''}${m.storeRecordChars ? `, MemoryStore record text ${fmt(m.storeRecordChars / MiB, 1)} M chars` : ''}, ${fmt(m.elapsedMs / 1000, 1)} s to create`;
   lines.push(`3. **Heap.** Each figure comes from its own \`node --expose-gc bench/heap-child.mjs\` process: baseline after import, warm-up and gc; then ${fmt(HEAP.sessions, 0)} sessions (one \`TokenClient\` with default options, one shared \`MemoryStore\`, which is the core's own store: each session's record object is shared with it, not copied as text), each \`seed({refreshToken, accessToken, expiresIn: 900})\` with random base64url tokens of the emulator's lengths (${h.rtLen} and ${h.atLen} chars) and \`accessToken()\` once; then gc (letting wasm-bindgen's FinalizationRegistry run) and \`process.memoryUsage()\`. Measured = Δ\`heapUsed\` + Δ\`external\` (in Node \`external\` includes the wasm linear memory; \`arrayBuffers\` does not). MB = 2^20 bytes. Breakdown — handles dropped: ${hb(h.dropped)}. Handles kept: ${hb(h.held)}. Plain objects: ${hb(h.plain)}.`);

@@ -111,11 +111,16 @@ export async function authorizedFetch(session, input, init = undefined, options 
     let used;
     try {
       used = input.bodyUsed;
+    } catch {
+      throw configError('input', 'could not be read (not a real Request)');
+    }
+    // Checked first: clone() of a used Request throws too, without saying why.
+    if (used) throw configError('input', 'is a Request whose body was already read');
+    try {
       retryInput = input.clone();
     } catch {
       throw configError('input', 'could not be cloned (not a real Request)');
     }
-    if (used) throw configError('input', 'is a Request whose body was already read');
   }
   const token = await session.accessToken();
   const first = await fetchImpl(input, bearer(token));

@@ -228,15 +228,13 @@ pub fn refresh_tokens(options: JsValue) -> Promise {
     }))
 }
 
+/// The members of `client.authorizationUrl()`'s options.
+const AUTHORIZATION_MEMBERS: &[&str] = &["redirectUri", "scopes", "state", "nonce", "prompt"];
+
 fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> {
     // A misspelt member (`scope` for `scopes`) would be dropped silently,
     // and the user asked to consent to the wrong scopes.
-    known_keys(
-        params,
-        "options",
-        "",
-        &["redirectUri", "scopes", "state", "nonce", "prompt"],
-    )?;
+    known_keys(params, "options", "", AUTHORIZATION_MEMBERS)?;
     let scopes = get(params, "scopes")?;
     Ok(AuthorizationParams {
         redirect_uri: string(params, "redirectUri")?,

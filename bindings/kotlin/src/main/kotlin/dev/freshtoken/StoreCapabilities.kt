@@ -16,8 +16,8 @@ package dev.freshtoken
  * The core's store adapter now asks them once too (src/ffi/host.rs), for
  * every binding; this layer remains for its failure rule: a member that
  * throws fails the call with Storage here, where the core reads it as
- * false (Python's documented behaviour). One rule for all is an open
- * decision (see the closing note of 2026-12-01).
+ * false (Python's documented behaviour). One rule for all bindings is
+ * still to be decided.
  */
 internal class FixedCapabilities private constructor(
     private val store: TokenStore,

@@ -141,6 +141,11 @@ export interface VersionedRecord {
  * whose version no longer matches is a ConflictError, never an overwrite.
  * Every call must settle within `storeTimeoutMs`; a thrown or rejected
  * error becomes a StorageError whose message has every token removed.
+ * The members are looked up once, by `client.session()` and
+ * `exchangeCode()`: a store with one member of a pair (`acquire` without
+ * `release`, `loadVersioned` without `saveVersioned`) is a ConfigError, and
+ * a member whose lookup throws a StorageError, before anything is sent:
+ * read as absent, a fleet store would refresh without its lease.
  */
 export interface TokenStore {
   load(key: string): Promise<string | null>;

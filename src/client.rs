@@ -161,6 +161,21 @@ impl TokenClient {
         ))
     }
 
+    /// `error` with a storage message scrubbed of the client secret: for a
+    /// store that failed while a binding read it, before any session state
+    /// (whose tokens the session's own scrubbing covers) was involved.
+    pub(crate) fn scrub_storage(&self, error: Error) -> Error {
+        match error {
+            Error::Storage { message } => {
+                let secrets = crate::grant::client_secret_spellings(&self.ctx.config);
+                let exposed: Vec<&str> =
+                    secrets.iter().map(crate::secret::Secret::expose).collect();
+                Error::storage(crate::secret::scrub(&message, &exposed))
+            }
+            other => other,
+        }
+    }
+
     /// This client's name as a fleet lease owner (random, unique per
     /// client): what a store's lease holds while this client refreshes.
     pub fn lease_owner(&self) -> &str {

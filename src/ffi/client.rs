@@ -227,9 +227,8 @@ impl TokenClient {
         key: String,
         store: Arc<dyn TokenStore>,
     ) -> Result<Arc<UserSession>, FreshTokenError> {
-        let inner = self
-            .inner
-            .session(&key, Arc::new(StoreAdapter::new(store)))?;
+        let store = StoreAdapter::new(store).map_err(|e| self.inner.scrub_storage(e))?;
+        let inner = self.inner.session(&key, Arc::new(store))?;
         Ok(Arc::new(UserSession { inner }))
     }
 
@@ -301,6 +300,7 @@ impl TokenClient {
         key: String,
         store: Arc<dyn TokenStore>,
     ) -> Result<Arc<UserSession>, FreshTokenError> {
+        let store = StoreAdapter::new(store).map_err(|e| self.inner.scrub_storage(e))?;
         let inner = self
             .inner
             .exchange_code(
@@ -308,7 +308,7 @@ impl TokenClient {
                 &options.code_verifier,
                 &options.redirect_uri,
                 &key,
-                Arc::new(StoreAdapter::new(store)),
+                Arc::new(store),
             )
             .await?;
         Ok(Arc::new(UserSession { inner }))

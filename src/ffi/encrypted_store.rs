@@ -78,7 +78,7 @@ pub fn encrypted_store(
             other => other,
         })?
         .refuse_plaintext(keys.refuse_plaintext);
-    let store = crate::EncryptedStore::new(Arc::new(StoreAdapter::new(inner)), core);
+    let store = crate::EncryptedStore::new(Arc::new(StoreAdapter::new(inner)?), core);
     Ok(Arc::new(EncryptedHostStore(store)))
 }
 

@@ -67,8 +67,7 @@ fn store_error(e: HostError) -> StoreError {
 /// once, when the adapter is made on the caller's thread (`session()`, a
 /// code exchange, an encrypted store over it): the core would otherwise
 /// ask them on its own threads, where a synchronous callback has no
-/// deadline and one that blocks would stall every client's flights. A
-/// member that fails reads as false, as before.
+/// deadline and one that blocks would stall every client's flights.
 pub(crate) struct StoreAdapter {
     store: Arc<dyn TokenStore>,
     lease: bool,
@@ -77,14 +76,23 @@ pub(crate) struct StoreAdapter {
 
 impl StoreAdapter {
     /// Adapts `store`, asking its capabilities now.
-    pub(crate) fn new(store: Arc<dyn TokenStore>) -> Self {
-        let lease = store.supports_lease().unwrap_or(false);
-        let versions = store.supports_versions().unwrap_or(false);
-        StoreAdapter {
+    ///
+    /// A member that fails is a `storage` error, and nothing is done: read
+    /// as false, a fleet store whose `supports_lease` failed once would
+    /// refresh without its lease, beside another process refreshing the
+    /// same single-use token, and one of them would lose the rotation (a
+    /// re-link for the user). The next call asks again.
+    pub(crate) fn new(store: Arc<dyn TokenStore>) -> Result<Self, crate::Error> {
+        let ask = |member: &str, answer: Result<bool, HostError>| {
+            answer.map_err(|e| crate::Error::storage(format!("the store's {member}() failed: {e}")))
+        };
+        let lease = ask("supports_lease", store.supports_lease())?;
+        let versions = ask("supports_versions", store.supports_versions())?;
+        Ok(StoreAdapter {
             store,
             lease,
             versions,
-        }
+        })
     }
 }
 

@@ -166,7 +166,7 @@ impl WasmTokenClient {
                     string(&params, "codeVerifier")?,
                     string(&params, "redirectUri")?,
                     string_arg(&key, "key")?,
-                    JsStore::new(store)?,
+                    JsStore::new(store).map_err(|e| client.scrub_storage(e))?,
                 ))
             };
             let (code, verifier, redirect_uri, key, store) = read().map_err(to_js)?;

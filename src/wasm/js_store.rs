@@ -19,14 +19,38 @@ pub(crate) struct JsStore {
 }
 
 /// Whether `object` has every method in `names` (a throwing getter: no).
-fn has_methods(object: &JsValue, names: &[&str]) -> bool {
-    names
-        .iter()
-        .all(|name| matches!(host::method(object, name), Ok(Some(_))))
+fn has_method(object: &JsValue, name: &str) -> bool {
+    matches!(host::method(object, name), Ok(Some(_)))
+}
+
+/// Whether `object` offers the pair of methods `pair` (a lease, or the
+/// versioned members). Half a pair is a `config` error, and a member that
+/// throws when read is a `storage` error: read as "not offered", either
+/// would let a fleet store refresh without its lease or overwrite without
+/// compare-and-swap, beside another process using the same single-use
+/// refresh token.
+fn offers(object: &JsValue, pair: [&str; 2]) -> Result<bool, crate::Error> {
+    let mut found = [false; 2];
+    for (slot, name) in found.iter_mut().zip(pair) {
+        *slot = host::method(object, name)
+            .map_err(|e| crate::Error::storage(store_error(name, &e).0))?
+            .is_some();
+    }
+    match found {
+        [true, false] | [false, true] => Err(crate::Error::config(
+            "store",
+            format!(
+                "has only one of {}() and {}(): a fleet store needs both",
+                pair[0], pair[1]
+            ),
+        )),
+        [offered, _] => Ok(offered),
+    }
 }
 
 impl JsStore {
-    /// Wraps `object` after checking it has `load` and `save` methods.
+    /// Wraps `object` after checking it has `load` and `save` methods, and
+    /// both or neither of each fleet pair.
     pub(crate) fn new(object: JsValue) -> Result<Self, crate::Error> {
         if !object.is_object() && !object.is_function() {
             return Err(crate::Error::config(
@@ -35,7 +59,7 @@ impl JsStore {
             ));
         }
         for method in ["load", "save"] {
-            if !has_methods(&object, &[method]) {
+            if !has_method(&object, method) {
                 return Err(crate::Error::config(
                     "store",
                     format!("must have a {method}() method"),
@@ -43,8 +67,8 @@ impl JsStore {
             }
         }
         Ok(JsStore {
-            lease: has_methods(&object, &["acquire", "release"]),
-            versions: has_methods(&object, &["loadVersioned", "saveVersioned"]),
+            lease: offers(&object, ["acquire", "release"])?,
+            versions: offers(&object, ["loadVersioned", "saveVersioned"])?,
             object,
         })
     }

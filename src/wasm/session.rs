@@ -63,7 +63,8 @@ impl WasmTokenClient {
     pub fn session_open(&self, key: JsValue, store: JsValue) -> Result<StoreRef, JsValue> {
         let open = || -> Result<StoreRef, Error> {
             string_arg(&key, "key")?;
-            let store = StoreRef(Arc::new(JsStore::new(store)?));
+            let store = JsStore::new(store).map_err(|e| self.inner().scrub_storage(e))?;
+            let store = StoreRef(Arc::new(store));
             self.attach(&key, &store)?;
             Ok(store)
         };

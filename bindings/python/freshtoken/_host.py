@@ -111,8 +111,10 @@ def sync_store_call(name: str, method: Callable[..., Any]) -> bool:
     ``HostError.Failed`` (a ``BaseException`` would otherwise be printed and
     dropped by the ctypes callback), and so does an awaitable (an ``async
     def``, which cannot be awaited here: it is closed unrun, so no "never
-    awaited" warning); the core then reads False. A ``KeyboardInterrupt``
-    also goes on to the main thread."""
+    awaited" warning); the core then fails the call that asked
+    (a session's first call, ``exchange_code``, ``EncryptedStore``) with
+    ``StorageError``: read as False, a fleet store's lease would be
+    skipped. A ``KeyboardInterrupt`` also goes on to the main thread."""
     try:
         value = method()
         if inspect.isawaitable(value) or isinstance(value, concurrent.futures.Future):

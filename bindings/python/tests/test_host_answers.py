@@ -20,7 +20,7 @@ from freshtoken import (CasResult, FreshTokenError, HostError, HttpClient, HttpH
                         TokenStoreBase, VersionedRecord)
 from freshtoken._host import GuardedClock
 
-from helpers import TestStore, make_sync_client, same, seeded_sync
+from helpers import CLIENT_SECRET, TestStore, make_sync_client, same, seeded_sync
 
 # -- HTTP answers ----------------------------------------------------------------
 
@@ -139,10 +139,91 @@ def test_a_supports_lease_that_raises_is_a_failure_not_a_dropped_exception(emu, 
             raise raised()
 
     client, _ = make_sync_client(emu)
-    session, _ = seeded_sync(emu, client, Raising())
-    assert isinstance(session.access_token(), str), "read as a store without leases"
-    assert emu.refresh_requests() == 1
+    session = client.session("u1", Raising())
+    with pytest.raises(freshtoken.StorageError) as error:
+        session.seed(refresh_token=emu.seed()["refresh_token"])
+    assert "supports_lease()" in str(error.value), str(error.value)
+    assert emu.refresh_requests() == 0
     assert capfd.readouterr().err == "", "nothing printed by the ctypes callback"
+
+
+class FlakyCapabilities(TokenStoreBase):
+    """A fleet store (lease and compare-and-swap in memory) whose `member`
+    raises the first time it is asked, quoting the client secret."""
+
+    def __init__(self, member):
+        self.records = {}
+        self.leases = {}
+        self.acquired = 0
+        self.failing = member
+
+    def _fail_once(self, member):
+        if self.failing == member:
+            self.failing = None
+            raise ConnectionError(f"replica down (client secret {CLIENT_SECRET})")
+
+    def supports_lease(self):
+        self._fail_once("supports_lease")
+        return True
+
+    def supports_versions(self):
+        self._fail_once("supports_versions")
+        return True
+
+    def load(self, key):
+        return self.records.get(key, (None,))[0]
+
+    def save(self, key, record):
+        self.records[key] = (record, str(len(self.records) + 1))
+
+    def acquire(self, key, owner, ttl_ms):
+        if self.leases.setdefault(key, owner) != owner:
+            return False
+        self.acquired += 1
+        return True
+
+    def release(self, key, owner):
+        if self.leases.get(key) == owner:
+            del self.leases[key]
+
+    def load_versioned(self, key):
+        found = self.records.get(key)
+        return VersionedRecord(record=found[0], version=found[1]) if found else None
+
+    def save_versioned(self, key, record, expected):
+        if self.records.get(key, (None, None))[1] != expected:
+            return CasResult.CONFLICT()
+        version = str(int(expected or 0) + 1)
+        self.records[key] = (record, version)
+        return CasResult.SAVED(version=version)
+
+
+@pytest.mark.parametrize("member", ["supports_lease", "supports_versions"])
+def test_a_fleet_store_whose_capability_raises_is_refused_not_run_without_its_lease(emu, capfd, member):
+    # Read as False (as before), the store's lease was skipped: this process
+    # would refresh beside another one refreshing the same single-use token.
+    client, _ = make_sync_client(emu)
+    store = FlakyCapabilities(member)
+    family = emu.seed()
+    session = client.session("u1", store)  # opened in the core at its first call
+    with pytest.raises(freshtoken.StorageError) as raised:
+        session.seed(refresh_token=family["refresh_token"])
+    text = str(raised.value)
+    assert f"{member}()" in text and "replica down" in text, text
+    assert CLIENT_SECRET not in text, text
+    with pytest.raises(freshtoken.StorageError):
+        client.exchange_code("u1", FlakyCapabilities(member), code="c", code_verifier="v" * 43,
+                             redirect_uri="https://app.example/cb")
+    with pytest.raises(freshtoken.StorageError):
+        freshtoken.EncryptedStore(FlakyCapabilities(member), current=freshtoken.EncryptionKey("k1", bytes(32)))
+    assert emu.counters()["token_requests"] == 0, "nothing sent"
+
+    # Asked again by the next call: the store now answers, and the refresh
+    # takes its lease.
+    session.seed(refresh_token=family["refresh_token"])
+    assert isinstance(session.access_token(), str)
+    assert emu.refresh_requests() == 1 and store.acquired == 1
+    assert capfd.readouterr().err == ""
 
 
 # -- store results ---------------------------------------------------------------

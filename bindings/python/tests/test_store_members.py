@@ -4,7 +4,8 @@ def`` supports_* would answer with a coroutine, which is truthy: the store
 was read as a fleet store ("this store has no versions" on every call) and
 Python warned "coroutine … was never awaited". Now ``client.session``
 refuses it as ``ConfigError`` naming the store; a coroutine that still
-arrives at run time is closed unrun and read as False. A duck-typed store's
+arrives at run time is closed unrun and fails the session with
+``StorageError``. A duck-typed store's
 missing members are looked up inside the guard: a typed failure naming the
 member, never a traceback from uniffi's generated code."""
 
@@ -86,21 +87,22 @@ class CoroutineAtRunTime(MemoryTokenStore):
         return coroutine
 
 
-def test_a_coroutine_from_a_plain_supports_member_is_closed_and_read_as_false(emu, capfd):
+def test_a_coroutine_from_a_plain_supports_member_is_closed_and_fails_the_session(emu, capfd):
+    # Read as False, a fleet store's lease would be skipped; the session is
+    # refused instead, with nothing sent.
     client, _ = make_sync_client(emu)
     store = CoroutineAtRunTime()
-    family = emu.seed()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        session = client.session("u1", store)
-        session.seed(refresh_token=family["refresh_token"])
-        token = session.access_token()
+        session = client.session("u1", store)  # opened in the core at its first call
+        with pytest.raises(freshtoken.StorageError) as raised:
+            session.seed(refresh_token=emu.seed()["refresh_token"])
         gc.collect()
+    assert "supports_versions()" in str(raised.value) and "plain method" in str(raised.value), str(raised.value)
     assert store.handed, "the core asked"
     assert all(c.cr_frame is None for c in store.handed), "each coroutine was closed"
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
-    same(token, __import__("json").loads(store.get("u1"))["access_token"], "read as a one-process store")
-    assert emu.refresh_requests() == 1
+    assert emu.grant_requests("refresh_token") == 0
     assert capfd.readouterr().err == ""
 
 

@@ -14,10 +14,10 @@ package dev.freshtoken
  * answers the core never runs host code synchronously for them.
  *
  * The core's store adapter now asks them once too (src/ffi/host.rs), for
- * every binding; this layer remains for its failure rule: a member that
- * throws fails the call with Storage here, where the core reads it as
- * false (Python's documented behaviour). One rule for all bindings is
- * still to be decided.
+ * every binding, with the same failure rule: a member that throws fails
+ * the call with Storage, and nothing is sent (read as false, a fleet
+ * store's lease would be skipped). This layer keeps its own message, which
+ * names the exception's class and never its text.
  */
 internal class FixedCapabilities private constructor(
     private val store: TokenStore,

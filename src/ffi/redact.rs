@@ -17,6 +17,24 @@ fn hidden_opt(value: &Option<String>) -> Option<Hidden<'_>> {
     value.as_deref().map(Hidden)
 }
 
+/// A URL with its query replaced by its length: endpoints are checked to
+/// carry no credentials or fragment, but a query may hold an API key
+/// (`?code=…`), and requests and options are printed into logs.
+struct QueryHidden<'a>(&'a str);
+
+impl fmt::Debug for QueryHidden<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.split_once('?') {
+            Some((base, query)) => write!(f, "\"{base}?<{} chars>\"", query.chars().count()),
+            None => fmt::Debug::fmt(self.0, f),
+        }
+    }
+}
+
+fn url_opt(value: &Option<String>) -> Option<QueryHidden<'_>> {
+    value.as_deref().map(QueryHidden)
+}
+
 /// Header names whose values are credentials (compared lowercase).
 fn is_credential_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -28,7 +46,7 @@ fn is_credential_header(name: &str) -> bool {
 impl fmt::Debug for TokenClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClientOptions")
-            .field("token_endpoint", &self.token_endpoint)
+            .field("token_endpoint", &QueryHidden(&self.token_endpoint))
             .field("client_id", &self.client_id)
             .field("client_secret", &hidden_opt(&self.client_secret))
             .field("client_auth", &self.client_auth)
@@ -36,8 +54,8 @@ impl fmt::Debug for TokenClientOptions {
             .field("key_id", &self.key_id)
             .field("assertion_audience", &self.assertion_audience)
             .field("audience", &self.audience)
-            .field("authorization_endpoint", &self.authorization_endpoint)
-            .field("revocation_endpoint", &self.revocation_endpoint)
+            .field("authorization_endpoint", &url_opt(&self.authorization_endpoint))
+            .field("revocation_endpoint", &url_opt(&self.revocation_endpoint))
             .field("leeway_seconds", &self.leeway_seconds)
             .field("timeout_ms", &self.timeout_ms)
             .finish_non_exhaustive()
@@ -94,7 +112,7 @@ impl fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
-            .field("url", &self.url)
+            .field("url", &QueryHidden(&self.url))
             .field("headers", &self.headers)
             .field("body", &Hidden(&self.body))
             .field("timeout_ms", &self.timeout_ms)
@@ -202,7 +220,7 @@ mod tests {
 
         let request = HttpRequest {
             method: "POST".into(),
-            url: "https://x.example/token".into(),
+            url: format!("https://x.example/token?code={SENTINEL}"),
             headers: vec![
                 HttpHeader {
                     name: "Authorization".into(),
@@ -220,7 +238,8 @@ mod tests {
         let shown = format!("{request:?} {request}");
         assert_hidden(shown.clone());
         assert!(
-            shown.contains("application/x-www-form-urlencoded"),
+            shown.contains("application/x-www-form-urlencoded")
+                && shown.contains("\"https://x.example/token?<31 chars>\""),
             "{shown}"
         );
 

@@ -140,10 +140,10 @@ def test_records_never_print_secrets():
                                 id_token="id-SECRET", refresh_expires_at_ms=None)
     seed = freshtoken.SeedOptions(refresh_token="rt-SECRET")
     request = freshtoken.HttpRequest(
-        method="POST", url="https://x/connect/token",
+        method="POST", url="https://x/connect/token?code=SECRET",
         headers=[freshtoken.HttpHeader(name="authorization", value="Basic SECRET")],
         body="refresh_token=rt-SECRET&client_secret=SECRET", timeout_ms=1, max_response_bytes=1)
-    options = freshtoken.TokenClientOptions(token_endpoint="https://x", client_id="c", client_secret="SECRET")
+    options = freshtoken.TokenClientOptions(token_endpoint="https://x?key=SECRET", client_id="c", client_secret="SECRET")
     stored = freshtoken.VersionedRecord(record='{"refresh_token":"rt-SECRET"}', version="1")
     code = freshtoken.ExchangeCodeOptions(code="c-SECRET", code_verifier="v-SECRET", redirect_uri="app://cb")
     for record in (info, seed, request, options, request.headers[0], stored, code):
@@ -151,6 +151,8 @@ def test_records_never_print_secrets():
     # The text is the core's redacting Debug, the same as Kotlin's toString().
     assert "expires_at_ms: 1" in str(info) and repr(info) == str(info)
     assert "authorization" in str(request)
+    # A URL's query may hold an API key: its length shows, not its text.
+    assert '"https://x/connect/token?<11 chars>"' in str(request), str(request)
 
 
 def test_session_wrapper_seeds_with_keywords_or_options(emu):

@@ -48,7 +48,7 @@ const keyOf = (i) => `user-${String(i).padStart(7, '0')}`;
 const endpoint = 'http://127.0.0.1:9/connect/token'; // never contacted
 let ft;
 if (mode !== 'plain') {
-  ft = await import('../pkg/src/node.js');
+  ft = await import('../pkg/lib/node.js');
   // Warm up the code paths on a throwaway client, so the baseline holds the
   // module, the JIT and the wasm memory's start-up size.
   const warm = new ft.TokenClient({ tokenEndpoint: endpoint, clientId: 'bench-client', clientSecret: 'bench-secret' });

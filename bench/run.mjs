@@ -67,7 +67,7 @@ function machineInfo(freshtokenVersion, galVersion) {
     ['platform', `${platform()} ${release()} ${arch()}`],
     ['CPUs', `${cpuList.length} × ${cpuList[0]?.model?.trim() ?? 'unknown'}`],
     ['memory', `${fmt(totalmem() / MiB / 1024, 1)} GiB`],
-    ['freshtoken', `${freshtokenVersion} (pkg/src/node.js, nodejs wasm-bindgen build)`],
+    ['freshtoken', `${freshtokenVersion} (pkg/lib/node.js, nodejs wasm-bindgen build)`],
     ['google-auth-library', galVersion],
   ];
 }
@@ -329,14 +329,21 @@ function benchFfi() {
   return { kotlin: run('scripts/bench-kotlin.sh'), python: run('scripts/bench-python.sh') };
 }
 
+/** The file pkg/package.json's `exports[subpath][condition]` names, or null. */
+function exported(subpath, condition) {
+  const target = JSON.parse(readFileSync(resolve(PKG, 'package.json'), 'utf8')).exports?.[subpath]?.[condition];
+  return target ? resolve(PKG, target) : null;
+}
+
 async function benchSize() {
   log('package size …');
-  const nodeFiles = entryFileTree(resolve(PKG, 'src/node.js'));
-  const webFiles = entryFileTree(resolve(PKG, 'src/web.js'));
+  // The files the package's exports name, as an installed package loads them.
+  const nodeFiles = entryFileTree(exported('.', 'node'));
+  const webFiles = entryFileTree(exported('.', 'browser'));
   // The 'freshtoken/jwt' entry may be gone (one entry does everything) or an alias.
-  const tree = (file) => (existsSync(resolve(PKG, file)) ? entryFileTree(resolve(PKG, file)) : null);
-  const nodeJwtFiles = tree('src/node-jwt.js');
-  const webJwtFiles = tree('src/web-jwt.js');
+  const tree = (file) => (file && existsSync(file) ? entryFileTree(file) : null);
+  const nodeJwtFiles = tree(exported('./jwt', 'node'));
+  const webJwtFiles = tree(exported('./jwt', 'browser'));
   const galFiles = await galLoadedFiles();
   const galRoot = dirname(require.resolve('google-auth-library/package.json'));
   const galOwn = galFiles.filter((f) => f.startsWith(`${galRoot}/`));
@@ -418,7 +425,7 @@ async function benchLeases() {
 
   result.redis = installed.redis ? await (async () => {
     const { createClient } = lib('redis');
-    const { RedisStore } = await import('../pkg/src/redis-store.js');
+    const { RedisStore } = await import('../pkg/lib/redis-store.js');
     const server = await servers.startRedis();
     try {
       const client = createClient({ url: server.url });
@@ -446,7 +453,7 @@ async function benchLeases() {
 
   result.postgres = installed.postgres ? await (async () => {
     const pg = lib('pg');
-    const { PostgresStore } = await import('../pkg/src/postgres-store.js');
+    const { PostgresStore } = await import('../pkg/lib/postgres-store.js');
     const server = await servers.startPostgres();
     try {
       // One connection: the lease and the anchor pay the same pool checkout.
@@ -539,7 +546,7 @@ function buildRows(r) {
   }
 
   const s = r.size;
-  for (const [label, m] of [['Node build (`src/node.js` entry)', s.node], ['web build (`src/web.js` entry)', s.web]]) {
+  for (const [label, m] of [['Node build (`lib/node.js` entry)', s.node], ['web build (`lib/web.js` entry)', s.web]]) {
     row({
       measure: `package size, gzip -9: ${label} — ${m.files.length} files`,
       measured: `${fmt(m.gz / KiB, 1)} KB`,
@@ -551,8 +558,8 @@ function buildRows(r) {
     });
   }
   for (const [label, m, lean] of [
-    ["'freshtoken/jwt' Node build (`src/node-jwt.js`, private_key_jwt)", s.nodeJwt, s.node],
-    ["'freshtoken/jwt' web build (`src/web-jwt.js`, private_key_jwt)", s.webJwt, s.web],
+    ["'freshtoken/jwt' Node build (`lib/node-jwt.js`, private_key_jwt)", s.nodeJwt, s.node],
+    ["'freshtoken/jwt' web build (`lib/web-jwt.js`, private_key_jwt)", s.webJwt, s.web],
   ].filter(([, m]) => m !== null)) {
     row({
       measure: `package size, gzip -9: ${label} — what RSA signing adds`,
@@ -719,7 +726,7 @@ function markdown(info, rows, r, elapsedS) {
   lines.push(`3. **Heap.** Each figure comes from its own \`node --expose-gc bench/heap-child.mjs\` process: baseline after import, warm-up and gc; then ${fmt(HEAP.sessions, 0)} sessions (one \`TokenClient\` with default options, one shared \`MemoryStore\`, which is the core's own store: each session's record object is shared with it, not copied as text), each \`seed({refreshToken, accessToken, expiresIn: 900})\` with random base64url tokens of the emulator's lengths (${h.rtLen} and ${h.atLen} chars) and \`accessToken()\` once; then gc (letting wasm-bindgen's FinalizationRegistry run) and \`process.memoryUsage()\`. Measured = Δ\`heapUsed\` + Δ\`external\` (in Node \`external\` includes the wasm linear memory; \`arrayBuffers\` does not). MB = 2^20 bytes. Breakdown — handles dropped: ${hb(h.dropped)}. Handles kept: ${hb(h.held)}. Plain objects: ${hb(h.plain)}.`);
   const s = r.size;
   const list = (m) => m.files.map((f) => `\`${relative(REPO, f)}\` ${fmt(gz9(f) / KiB, 1)} KB`).join(', ');
-  lines.push(`4. **Package size.** Every file the entry point loads (relative imports followed; the wasm-bindgen glue brings its \`.wasm\`), each compressed with zlib gzip level 9 (as \`gzip -9\`), summed — what a server sending each file gzipped would transfer. Node build: ${fmt(s.node.gz / KiB, 1)} KB gzipped (${fmt(s.node.raw / KiB, 1)} KB raw): ${list(s.node)}. Web build: ${fmt(s.web.gz / KiB, 1)} KB gzipped (${fmt(s.web.raw / KiB, 1)} KB raw): ${list(s.web)}. Anchor: the CommonJS files in \`require.cache\` after \`require('google-auth-library')\` in a clean process — ${s.gal.files.length} files, ${fmt(s.gal.gz / KiB, 1)} KB gzipped (${fmt(s.gal.raw / KiB, 1)} KB raw); of them google-auth-library's own: ${s.galOwn.files.length} files, ${fmt(s.galOwn.gz / KiB, 1)} KB gzipped. The anchor is informational (what a common OAuth client costs); the goal is the absolute 64 KB, 40 KB beyond it (KB = 1024 bytes).`);
+  lines.push(`4. **Package size.** Every file the entry point that `package.json`'s `exports` names loads (relative imports followed; the JavaScript as shipped, minified by `scripts/minify-js.mjs`; the wasm-bindgen glue brings its \`.wasm\`), each compressed with zlib gzip level 9 (as \`gzip -9\`), summed — what a server sending each file gzipped would transfer. Node build: ${fmt(s.node.gz / KiB, 1)} KB gzipped (${fmt(s.node.raw / KiB, 1)} KB raw): ${list(s.node)}. Web build: ${fmt(s.web.gz / KiB, 1)} KB gzipped (${fmt(s.web.raw / KiB, 1)} KB raw): ${list(s.web)}. Anchor: the CommonJS files in \`require.cache\` after \`require('google-auth-library')\` in a clean process — ${s.gal.files.length} files, ${fmt(s.gal.gz / KiB, 1)} KB gzipped (${fmt(s.gal.raw / KiB, 1)} KB raw); of them google-auth-library's own: ${s.galOwn.files.length} files, ${fmt(s.galOwn.gz / KiB, 1)} KB gzipped. The anchor is informational (what a common OAuth client costs); the goal is the absolute 64 KB, 40 KB beyond it (KB = 1024 bytes).`);
   lines.push(`5. **Cached reads in Kotlin and Python.** \`scripts/bench-kotlin.sh\` and \`scripts/bench-python.sh\` build the release uniffi library (\`scripts/build-ffi.sh --release\`) and time the per-request pattern \`client.session(key, store).accessToken()\` / \`.access_token()\` (served by the language-side mirror, no FFI call) against a plain function returning the same string from a \`HashMap\` / \`dict\`, interleaved rounds after warm-up, medians. Kotlin: ${r.ffi.kotlin.error ?? JSON.stringify(r.ffi.kotlin)}; Python: ${r.ffi.python.error ?? JSON.stringify(r.ffi.python)}.`);
   const lz = r.leases;
   const leaseText = (name, m) => (m.error ? `${name}: not measured (${m.error}).`
@@ -744,9 +751,9 @@ async function main() {
   }
   let ft;
   try {
-    ft = await import('../pkg/src/node.js');
+    ft = await import('../pkg/lib/node.js');
   } catch (err) {
-    console.error(`cannot load ../pkg/src/node.js (build it with \`bash scripts/build-js.sh\`): ${err.message}`);
+    console.error(`cannot load ../pkg/lib/node.js (build it with \`bash scripts/build-js.sh\`): ${err.message}`);
     process.exit(2);
   }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the npm package in pkg/: the core for wasm32 (release), then the
 # wasm-bindgen CLI for Node (nodejs) and browsers (web), then wasm-opt from
-# npm binaryen. Run scripts/setup.sh first (demo.sh and test.sh do).
+# npm binaryen, then esbuild minifies the JavaScript the entries load
+# (pkg/lib/ from pkg/src/, and the glue; scripts/minify-js.mjs). Run
+# scripts/setup.sh first (demo.sh and test.sh do).
 #
 # One build per target: private_key_jwt is in it (the host's WebCrypto
 # signs, so it costs no wasm), and 'freshtoken/jwt' is an alias of 'freshtoken'.
@@ -39,6 +41,8 @@ for target in nodejs web; do
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
     "$out/freshtoken_bg.wasm" -o "$out/freshtoken_bg.wasm"
 done
+# pkg/lib/ (what the entries load) and the glue, minified.
+node scripts/minify-js.mjs
 # The nodejs glue is CommonJS inside a "type": "module" package.
 echo '{ "type": "commonjs" }' > pkg/dist/node/package.json
 echo "[build-js] pkg/dist built: $(wc -c < pkg/dist/node/freshtoken_bg.wasm) bytes of wasm"

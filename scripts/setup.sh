@@ -48,6 +48,17 @@ if [ ! -x .tools/node_modules/.bin/wasm-opt ]; then
   (cd .tools && npm install --no-audit --no-fund --no-save --loglevel=error binaryen@132)
 fi
 
+# esbuild, which minifies the package's JavaScript (scripts/minify-js.mjs).
+# Its own folder: an `npm install --no-save` in .tools/ prunes what its
+# package.json does not list.
+ESBUILD_VERSION=0.25.12
+if [ "$(node -p "require('./.tools/esbuild/node_modules/esbuild/package.json').version" 2>/dev/null)" != "$ESBUILD_VERSION" ]; then
+  log "installing esbuild ${ESBUILD_VERSION} into .tools/esbuild/"
+  mkdir -p .tools/esbuild
+  [ -f .tools/esbuild/package.json ] || echo '{ "private": true }' > .tools/esbuild/package.json
+  (cd .tools/esbuild && npm install --no-audit --no-fund --no-save --loglevel=error "esbuild@${ESBUILD_VERSION}")
+fi
+
 # cargo-fuzz (and a C++ compiler for libFuzzer) for the bounded fuzz run.
 bash scripts/setup-fuzz.sh
 

@@ -1,4 +1,4 @@
-// The browser build of the npm package (pkg/src/web.js over pkg/dist/web/) in
+// The browser build of the npm package (pkg/lib/web.js over pkg/dist/web/) in
 // a real headless Chromium, driven by playwright-core. The package is served
 // from a node:http static server on one loopback origin and talks to the token
 // emulator on another, so every token request is a real cross-origin (CORS)
@@ -53,14 +53,14 @@ const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>freshtoken browser test</title></head>
 <body>
 <script type="module">
-  import('/src/web.js').then(
+  import('/lib/web.js').then(
     (ft) => { window.ft = ft; window.__ftLoaded = 'ok'; },
     (err) => { window.__ftLoaded = 'error: ' + (err && err.stack || err); },
   );
 </script>
 </body></html>`;
 
-/** Serves pkg/src/ and pkg/dist/web/ plus the test page on 127.0.0.1:0. */
+/** Serves pkg/lib/ and pkg/dist/web/ plus the test page on 127.0.0.1:0. */
 async function startStaticServer() {
   const served = [];
   const server = createServer(async (req, res) => {
@@ -74,7 +74,7 @@ async function startStaticServer() {
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed');
     if (path === '/' || path === '/index.html') return send(200, MIME['.html'], PAGE);
     if (path === '/favicon.ico') return send(204, 'text/plain', '');
-    if (!path.startsWith('/src/') && !path.startsWith('/dist/web/')) return send(404, 'text/plain', 'not found');
+    if (!path.startsWith('/lib/') && !path.startsWith('/dist/web/')) return send(404, 'text/plain', 'not found');
     const file = normalize(join(PKG_DIR, path));
     if (!file.startsWith(PKG_DIR) || file.includes(`${sep}..${sep}`)) return send(403, 'text/plain', 'forbidden');
     const type = MIME[extname(file)];
@@ -143,7 +143,7 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
     await page.goto(`${site.origin}/`);
     await page.waitForFunction(() => window.__ftLoaded !== undefined, null, { timeout: 30_000 });
     const loaded = await page.evaluate(() => window.__ftLoaded);
-    assert.equal(loaded, 'ok', `pkg/src/web.js did not load in Chromium: ${loaded}; page errors: ${pageErrors.join(' | ')}`);
+    assert.equal(loaded, 'ok', `pkg/lib/web.js did not load in Chromium: ${loaded}; page errors: ${pageErrors.join(' | ')}`);
     assert.ok(site.served.includes('/dist/web/freshtoken_bg.wasm'), 'the wasm came from the static server');
   });
 

@@ -35,7 +35,7 @@ after(async () => {
 test('the installed package ships only its files and has no dependencies', async () => {
   const installed = join(project, 'node_modules', 'freshtoken');
   const top = (await readdir(installed)).sort();
-  assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'jwt.d.ts', 'package.json', 'postgres.d.ts', 'redis.d.ts', 'src']);
+  assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'jwt.d.ts', 'lib', 'package.json', 'postgres.d.ts', 'redis.d.ts', 'src']);
   const modules = (await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.'));
   assert.deepEqual(modules, ['freshtoken'], 'zero runtime dependencies: the optional peers (redis, pg) are not installed');
 });
@@ -50,6 +50,24 @@ test('the shipped wasm names no folder of the machine that built it', async () =
     assert.ok(!text.includes(cargoHome), `dist/${dir} names the cargo home ${cargoHome}`);
     assert.ok(!text.includes('/registry/src/'), `dist/${dir} names a registry folder`);
   }
+});
+
+test('the entries load the minified lib/, whose source maps lead to the readable src/', async () => {
+  // scripts/minify-js.mjs writes lib/ (names kept) with a map per file.
+  const script = `
+    import { TokenClient } from 'freshtoken';
+    try { new TokenClient({ tokenEndpoint: 'ftp://x', clientId: 'c' }); } catch (e) { console.log(JSON.stringify({ name: e.name, stack: e.stack })); }
+  `;
+  await writeFile(join(project, 'stack.mjs'), script);
+  const plain = JSON.parse((await run('node', ['stack.mjs'], { cwd: project })).stdout.trim());
+  assert.equal(plain.name, 'ConfigError', 'error classes keep their names');
+  assert.match(plain.stack, /freshtoken\/lib\/[a-z-]+\.js:1:\d+/, 'the minified file, one line');
+  assert.match(plain.stack, /makeError/, 'function names kept');
+  const mapped = JSON.parse((await run('node', ['--enable-source-maps', 'stack.mjs'], { cwd: project })).stdout.trim());
+  assert.match(mapped.stack, /freshtoken\/src\/errors\.js:\d+:\d+/, 'mapped back to the readable source');
+  const installed = join(project, 'node_modules', 'freshtoken');
+  const api = await readFile(join(installed, 'lib', 'api.js'), 'utf8');
+  assert.ok(!api.includes('/**'), 'no comments in what loads');
 });
 
 test('the fleet entry points load without their optional peers installed', async () => {

@@ -385,8 +385,16 @@ export class TimeoutError extends FreshTokenError {}
 export class InvalidResponseError extends FreshTokenError {}
 export class StorageError extends FreshTokenError {}
 export class ConflictError extends FreshTokenError {}
-/** Invalid configuration or argument (`this` for a freed handle); the message names it. */
-export class ConfigError extends FreshTokenError {}
+/** Invalid configuration or argument; `field` and the message name it. */
+export class ConfigError extends FreshTokenError {
+  readonly code: 'config';
+  /**
+   * The option or argument, as the caller spells it (`clientSecret`,
+   * `store`, `expiresIn`; `this` for a freed handle; an unknown option's
+   * own name, cut to 64 characters).
+   */
+  readonly field: string;
+}
 
 /**
  * Records in memory (nothing survives a restart). A session on a plain

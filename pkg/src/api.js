@@ -35,6 +35,7 @@ const INTERNAL = Symbol('freshtoken.internal');
 
 const notLive = (name) => new ConfigError({
   code: 'config',
+  field: 'this',
   message: `invalid configuration \`this\`: not a live ${name} (free() was called, or it is another object)`,
 });
 

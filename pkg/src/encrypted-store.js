@@ -28,7 +28,7 @@ export function encryptedStoreClass(wasm) {
 
     constructor(inner, keys) {
       if (inner === null || (typeof inner !== 'object' && typeof inner !== 'function') || !has(inner, 'load', 'save')) {
-        throw new ConfigError({ code: 'config', message: 'invalid configuration `inner`: must be a store with load() and save() methods' });
+        throw new ConfigError({ code: 'config', field: 'inner', message: 'invalid configuration `inner`: must be a store with load() and save() methods' });
       }
       const core = new Core(keys);
       this.#core = core;

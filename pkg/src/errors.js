@@ -8,6 +8,7 @@ export class FreshTokenError extends Error {
     super(fields.message);
     this.name = new.target.name;
     this.code = fields.code;
+    if (fields.field !== undefined) this.field = fields.field;
     if (fields.reason !== undefined) this.reason = fields.reason;
     if (fields.status !== undefined) this.status = fields.status;
     if (fields.oauthError !== undefined) this.oauthError = fields.oauthError;
@@ -35,7 +36,7 @@ export class InvalidResponseError extends FreshTokenError {}
 export class StorageError extends FreshTokenError {}
 /** A compare-and-swap save lost to a newer version. */
 export class ConflictError extends FreshTokenError {}
-/** Invalid configuration or argument; the message names the field. */
+/** Invalid configuration or argument; `field` and the message name it. */
 export class ConfigError extends FreshTokenError {}
 
 const BY_CODE = {
@@ -53,7 +54,7 @@ const BY_CODE = {
 
 /** A ConfigError naming `name`, worded as the core words them. */
 export function configError(name, problem) {
-  return new ConfigError({ code: 'config', message: `invalid configuration \`${name}\`: ${problem}` });
+  return new ConfigError({ code: 'config', field: name, message: `invalid configuration \`${name}\`: ${problem}` });
 }
 
 /** Builds the error class for `fields.code` (called from wasm). */

@@ -65,6 +65,9 @@ pub(crate) fn to_js(error: Error) -> JsValue {
     };
     set("code", error.code().as_str().into());
     set("message", error.to_string().into());
+    if let Error::Config { field, .. } = &error {
+        set("field", field.as_str().into());
+    }
     if let Some(reason) = error.reason() {
         set("reason", reason.as_str().into());
     }

@@ -22,7 +22,7 @@ const revoked = () => {
 const PRIMITIVES = [undefined, null, 42, 'x', Symbol('s'), 10n, true];
 
 /** Asserts a ConfigError whose message names `name`. */
-const naming = (name) => (e) => e instanceof ConfigError && e.code === 'config' && e.message.includes(`\`${name}\``);
+const naming = (name) => (e) => e instanceof ConfigError && e.code === 'config' && e.field === name && e.message.includes(`\`${name}\``);
 
 describe('JavaScript entry points answer bad arguments with ConfigErrors', () => {
   let emu;

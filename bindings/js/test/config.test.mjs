@@ -22,6 +22,7 @@ function configError(make, field) {
   assert.equal(thrown.code, 'config');
   assert.equal(thrown.name, 'ConfigError');
   assert.ok(thrown.message.includes(`\`${field}\``), `message names ${field}: ${thrown.message}`);
+  assert.equal(thrown.field, field, 'and so does its `field`');
   return thrown;
 }
 

@@ -203,6 +203,11 @@ export function describeError(err: unknown): string {
   }
   if (err instanceof TransientError) return `retry in ${err.retryAfterMs ?? 1000} ms`;
   if (err instanceof StorageError) return 'the store failed; the renewed tokens are kept';
+  if (err instanceof ConfigError) {
+    const field: string = err.field; // not optional here
+    const code: 'config' = err.code;
+    return `${code}: fix \`${field}\``;
+  }
   if (
     err instanceof InvalidClientError || err instanceof NetworkError || err instanceof TimeoutError
     || err instanceof InvalidResponseError || err instanceof ConflictError || err instanceof ConfigError

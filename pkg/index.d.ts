@@ -467,7 +467,8 @@ export interface EncryptionKeys {
  * failed decryption is a StorageError naming the key id, never a fallback.
  * The fleet members (lease, compare-and-swap) exist when `inner` has them;
  * leases pass through unchanged. Throws a ConfigError naming a bad
- * argument (`inner`, `keys.current.key`, …).
+ * argument (`inner`, `keys.current.key`, …; `inner` with one member of a
+ * fleet pair), and a StorageError if reading a member of `inner` throws.
  */
 export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenStore {
   constructor(inner: S, keys: EncryptionKeys);

@@ -5,11 +5,32 @@
 // record through the core's `seal` on its way into the inner store and
 // `open` on its way out, and passes the lease through. It has the fleet
 // members exactly when the inner store has them, since the core finds a
-// store's lease and compare-and-swap by their presence.
+// store's lease and compare-and-swap by their presence; and it checks them
+// as the core checks a store.
 
-import { ConfigError, StorageError } from './errors.js';
+import { StorageError, configError } from './errors.js';
 
-const has = (store, ...names) => names.every((name) => typeof store[name] === 'function');
+/** Whether `inner[name]` is a function; a getter that throws is a StorageError naming it. */
+function hasMethod(inner, name) {
+  try {
+    return typeof inner[name] === 'function';
+  } catch {
+    throw new StorageError({ code: 'storage', message: `token storage failed: the inner store's ${name} could not be read (it threw)` });
+  }
+}
+
+/**
+ * Whether `inner` has both methods of a fleet pair. One alone is a
+ * ConfigError: read as absent, a fleet store would refresh without its
+ * lease (or save without compare-and-swap) beside another process.
+ */
+function offers(inner, first, second) {
+  const found = hasMethod(inner, first);
+  if (found !== hasMethod(inner, second)) {
+    throw configError('inner', `has only one of ${first}() and ${second}(): a fleet store needs both`);
+  }
+  return found;
+}
 
 /** What the inner store returned, if it is a string: anything else is a StorageError naming `method`. */
 function storedText(stored, method) {
@@ -27,18 +48,20 @@ export function encryptedStoreClass(wasm) {
     #inner;
 
     constructor(inner, keys) {
-      if (inner === null || (typeof inner !== 'object' && typeof inner !== 'function') || !has(inner, 'load', 'save')) {
-        throw new ConfigError({ code: 'config', field: 'inner', message: 'invalid configuration `inner`: must be a store with load() and save() methods' });
+      if (inner === null || (typeof inner !== 'object' && typeof inner !== 'function') || !hasMethod(inner, 'load') || !hasMethod(inner, 'save')) {
+        throw configError('inner', 'must be a store with load() and save() methods');
       }
+      const lease = offers(inner, 'acquire', 'release');
+      const versions = offers(inner, 'loadVersioned', 'saveVersioned');
       const core = new Core(keys);
       this.#core = core;
       this.#inner = inner;
-      if (has(inner, 'acquire', 'release')) {
+      if (lease) {
         // Leases hold no record: they pass through as they are.
         this.acquire = (key, owner, ttlMs) => inner.acquire(key, owner, ttlMs);
         this.release = (key, owner) => inner.release(key, owner);
       }
-      if (has(inner, 'loadVersioned', 'saveVersioned')) {
+      if (versions) {
         this.loadVersioned = async (key) => {
           const found = await inner.loadVersioned(key);
           if (found === null || found === undefined) return null;

@@ -54,7 +54,10 @@ impl fmt::Debug for TokenClientOptions {
             .field("key_id", &self.key_id)
             .field("assertion_audience", &self.assertion_audience)
             .field("audience", &self.audience)
-            .field("authorization_endpoint", &url_opt(&self.authorization_endpoint))
+            .field(
+                "authorization_endpoint",
+                &url_opt(&self.authorization_endpoint),
+            )
             .field("revocation_endpoint", &url_opt(&self.revocation_endpoint))
             .field("leeway_seconds", &self.leeway_seconds)
             .field("timeout_ms", &self.timeout_ms)

@@ -18,7 +18,7 @@ pub(crate) struct JsStore {
     versions: bool,
 }
 
-/// Whether `object` has every method in `names` (a throwing getter: no).
+/// Whether `object` has a method `name` (a getter that throws: no).
 fn has_method(object: &JsValue, name: &str) -> bool {
     matches!(host::method(object, name), Ok(Some(_)))
 }

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { ConfigError, StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, EncryptedStore, StorageError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 
 const CLIENT_SECRET = 'test-secret'; // the emulator's
@@ -88,6 +88,26 @@ describe('store capabilities', () => {
       assert.equal(counters.token_requests ?? 0, 0, 'no token request');
     });
   }
+
+  test('an EncryptedStore checks its inner store the same way', async () => {
+    const keys = { current: { id: 'k1', key: new Uint8Array(32).fill(7) } };
+    assert.throws(() => new EncryptedStore(fleetStore({ drop: ['release'] }), keys),
+      (e) => e instanceof ConfigError && e.field === 'inner' && /acquire\(\) and release\(\)/.test(e.message));
+    assert.throws(() => new EncryptedStore(fleetStore({ drop: ['loadVersioned'] }), keys),
+      (e) => e instanceof ConfigError && e.field === 'inner' && /loadVersioned\(\) and saveVersioned\(\)/.test(e.message));
+    assert.throws(() => new EncryptedStore(fleetStore({ throwing: 'release' }), keys),
+      (e) => e instanceof StorageError && /inner store's release could not be read/.test(e.message));
+
+    // Whole pairs pass through, and the session over it takes the lease.
+    const family = await emu.seed();
+    const inner = fleetStore();
+    const encrypted = new EncryptedStore(inner, keys);
+    assert.ok(['acquire', 'release', 'loadVersioned', 'saveVersioned'].every((m) => typeof encrypted[m] === 'function'));
+    const session = client.session('u1', encrypted);
+    await session.seed({ refreshToken: family.refresh_token });
+    assert.equal(typeof (await session.accessToken()), 'string');
+    assert.equal(inner.stats.acquired, 1);
+  });
 
   test('neither member of a pair is a store without it, as before', async () => {
     const family = await emu.seed();

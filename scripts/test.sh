@@ -56,6 +56,9 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo fmt --check (fuzz/)" bash -c 'cd fuzz && cargo fmt -- --check'
 step "clippy (native, all targets)" cargo clippy --workspace --all-targets --features native-http,uniffi-cli,fuzzing -- -D warnings
 step "clippy (wasm32 core and export)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+# The core as Rust users and the command get it (no ffi feature): code that
+# only the exports use must be gated, not just unused there.
+step "clippy (native core, default features)" cargo clippy --lib -- -D warnings
 step "rustdoc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features native-http,ffi --quiet
 
 suite "cargo test (core, emulator, integration over loopback)" cargo_counts \

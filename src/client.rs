@@ -164,6 +164,7 @@ impl TokenClient {
     /// `error` with a storage message scrubbed of the client secret: for a
     /// store that failed while a binding read it, before any session state
     /// (whose tokens the session's own scrubbing covers) was involved.
+    #[cfg(any(feature = "ffi", target_arch = "wasm32"))]
     pub(crate) fn scrub_storage(&self, error: Error) -> Error {
         match error {
             Error::Storage { message } => {

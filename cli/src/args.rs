@@ -184,7 +184,9 @@ pub struct LinkArgs {
     #[arg(long)]
     pub code_env: bool,
     /// The state the provider sent back, when only the bare code is given.
-    #[arg(long, value_name = "STATE")]
+    /// Hyphen values allowed: a state is random base64url, and one in 64
+    /// begins with `-`, which clap would otherwise read as an option.
+    #[arg(long, value_name = "STATE", allow_hyphen_values = true)]
     pub state: Option<String>,
     /// The store directory to save the session in (finishing).
     #[arg(
@@ -287,4 +289,27 @@ pub struct EmulatorArgs {
     /// Log method, path and status of each request to stderr (never tokens).
     #[arg(long)]
     pub verbose: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_that_begins_with_a_hyphen_is_a_value() {
+        let cli = Cli::try_parse_from([
+            "freshtoken",
+            "link",
+            "--credentials",
+            "c.json",
+            "--code-stdin",
+            "--state",
+            "-sQx9_Zp",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Link(args) => assert_eq!(args.state.as_deref(), Some("-sQx9_Zp")),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

@@ -169,9 +169,7 @@ impl TokenClient {
         match error {
             Error::Storage { message } => {
                 let secrets = crate::grant::client_secret_spellings(&self.ctx.config);
-                let exposed: Vec<&str> =
-                    secrets.iter().map(crate::secret::Secret::expose).collect();
-                Error::storage(crate::secret::scrub(&message, &exposed))
+                Error::storage(crate::secret::scrub_secrets(&message, &secrets))
             }
             other => other,
         }

@@ -93,6 +93,12 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// [`scrub`] for secrets held as [`Secret`]s.
+pub(crate) fn scrub_secrets(text: &str, secrets: &[Secret]) -> String {
+    let exposed: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    scrub(text, &exposed)
+}
+
 /// Members whose values are secrets wherever a message quotes them.
 const SECRET_MEMBERS: [&str; 6] = [
     "refresh_token",

@@ -8,7 +8,7 @@ use crate::deadline::{no_timer_text, within, Abandoned};
 use crate::error::Error;
 use crate::grant::client_secret_spellings;
 use crate::maybe_send::BoxFuture;
-use crate::secret::{scrub, Secret};
+use crate::secret::{scrub_secrets, Secret};
 use crate::store::{CasOutcome, Record, StoreError, Versioned};
 use futures_util::future::FutureExt;
 use std::future::Future;
@@ -100,8 +100,7 @@ impl Attached {
     pub(crate) fn scrubbed(&self, message: &str) -> String {
         let mut secrets: Vec<Secret> = self.cell.lock().secrets();
         secrets.extend(client_secret_spellings(&self.ctx.config));
-        let exposed: Vec<&str> = secrets.iter().map(Secret::expose).collect();
-        scrub(message, &exposed)
+        scrub_secrets(message, &secrets)
     }
 
     /// The stored record and its version (stores with compare-and-swap).

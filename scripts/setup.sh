@@ -62,6 +62,12 @@ fi
 # cargo-fuzz (and a C++ compiler for libFuzzer) for the bounded fuzz run.
 bash scripts/setup-fuzz.sh
 
+# rust-src: the npm package's wasm rebuilds std for size (scripts/build-js.sh).
+if ! grep -q '^rust-src' <<<"$installed_components"; then
+  log "adding rustup component rust-src"
+  rustup component add rust-src
+fi
+
 # The npm package must exist before the JS tests link it.
 bash scripts/build-js.sh
 

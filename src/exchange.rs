@@ -236,7 +236,6 @@ async fn send_with_retries(
     }
 }
 
-/// The secrets a request for `grant` carries.
 /// The transport error of a request whose deadline abandoned it: a timeout,
 /// or, when no timer could be set, an interruption saying so (the request
 /// was started, so it may have been sent).

@@ -140,12 +140,25 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
       } catch { /* page gone */ }
     });
 
-    await page.goto(`${site.origin}/`);
-    await page.waitForFunction(() => window.__ftLoaded !== undefined, null, { timeout: 30_000 });
-    const loaded = await page.evaluate(() => window.__ftLoaded);
-    assert.equal(loaded, 'ok', `pkg/lib/web.js did not load in Chromium: ${loaded}; page errors: ${pageErrors.join(' | ')}`);
+    await load(page);
     assert.ok(site.served.includes('/dist/web/freshtoken_bg.wasm'), 'the wasm came from the static server');
   });
+
+  /** Opens the test page in `tab` and waits until the package loaded there. */
+  async function load(tab) {
+    await tab.goto(`${site.origin}/`);
+    await tab.waitForFunction(() => window.__ftLoaded !== undefined, null, { timeout: 30_000 });
+    const loaded = await tab.evaluate(() => window.__ftLoaded);
+    assert.equal(loaded, 'ok', `pkg/lib/web.js did not load in Chromium: ${loaded}; page errors: ${pageErrors.join(' | ')}`);
+  }
+
+  /** A second tab of the same origin (same localStorage, same Web Locks). */
+  async function openTab() {
+    const tab = await context.newPage();
+    tab.on('pageerror', (err) => pageErrors.push(String(err?.message ?? err)));
+    await load(tab);
+    return tab;
+  }
 
   after(async () => {
     const steps = [
@@ -303,5 +316,130 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
     assert.equal(result.failure?.storage, true, 'a tampered record is a StorageError');
     assert.match(result.failure.message, /key id "2026-11"/);
     assert.deepEqual(pageErrors, [], 'no page errors');
+  });
+
+  // Tabs share localStorage, so to the core they are a fleet. Each tab's
+  // session sits on a LocalStorageStore; the first tab's refresh is held at
+  // the emulator until the second tab has been refused the lease at least
+  // once, so "the other tab waited" is certain, not timed.
+  /** In `tab`: a client and a session on `store` ('lease': LocalStorageStore; 'plain': localStorage without a lease), seeded with `refreshToken` when given. Counts refused acquires in window.__refused. */
+  const tabSession = (tab, { store, refreshToken, prefix }) => tab.evaluate(async ({ tokenEndpoint, store, refreshToken, prefix }) => {
+    const { LocalStorageStore } = await import('/lib/local-storage-store.js');
+    let chosen;
+    if (store === 'lease') {
+      chosen = new LocalStorageStore({ prefix });
+      const acquire = chosen.acquire.bind(chosen);
+      window.__refused = 0;
+      chosen.acquire = async (...args) => {
+        const got = await acquire(...args);
+        if (!got) window.__refused += 1;
+        return got;
+      };
+    } else {
+      chosen = {
+        load: async (key) => localStorage.getItem(prefix + key),
+        save: async (key, record) => localStorage.setItem(prefix + key, record),
+      };
+    }
+    const client = new window.ft.TokenClient({ tokenEndpoint, clientId: 'public-client' });
+    window.__tabSession = client.session('tab-user', chosen);
+    if (refreshToken) await window.__tabSession.seed({ refreshToken });
+  }, { tokenEndpoint: emu.tokenEndpoint, store, refreshToken, prefix });
+
+  /** Starts accessToken() in `tab`; the outcome waits in window.__tabCall. */
+  const startCall = (tab) => tab.evaluate(() => {
+    window.__tabCall = window.__tabSession.accessToken().then(
+      (token) => ({ token }),
+      (e) => ({ error: e?.name, reason: e?.reason }),
+    );
+  });
+  const outcome = (tab) => tab.evaluate(() => window.__tabCall);
+
+  test('two tabs on a LocalStorageStore at expiry: one refresh; the other tab waits on the Web Lock and uses the rotated record', async () => {
+    const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
+    const before = await emu.refreshRequests();
+    const other = await openTab();
+    try {
+      await tabSession(page, { store: 'lease', refreshToken: seeded.refresh_token, prefix: 'tabs-lease:' });
+      await tabSession(other, { store: 'lease', prefix: 'tabs-lease:' });
+      await emu.fault({ kind: 'hold' });
+      await startCall(page);
+      await emu.waitHeld(1);
+      await startCall(other);
+      await other.waitForFunction(() => window.__refused > 0, null, { timeout: 30_000 });
+      await emu.releaseHeld();
+      const [first, second] = [await outcome(page), await outcome(other)];
+
+      assert.equal(await emu.refreshRequests() - before, 1, 'one refresh request for both tabs');
+      assert.equal(typeof first.token, 'string', `the first tab got a token (${first.error})`);
+      assert.ok(second.token === first.token, `the second tab got the token the first one saved (${second.error})`);
+      const record = JSON.parse(await other.evaluate(() => localStorage.getItem('tabs-lease:tab-user')));
+      assert.ok(record.access_token === first.token, 'localStorage holds the rotated record');
+      assert.equal(await emu.refreshTokenState(seeded.refresh_token), 'consumed');
+      assert.equal(await emu.refreshTokenState(record.refresh_token), 'active', 'the rotated refresh token is alive');
+      assert.deepEqual(pageErrors, [], 'no page errors');
+    } finally {
+      await other.close();
+    }
+  });
+
+  test('the same two tabs on localStorage without a lease spend the refresh token twice, and the user must re-link (why LocalStorageStore holds one)', async () => {
+    const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
+    const before = await emu.refreshRequests();
+    const other = await openTab();
+    try {
+      await tabSession(page, { store: 'plain', refreshToken: seeded.refresh_token, prefix: 'tabs-plain:' });
+      await tabSession(other, { store: 'plain', prefix: 'tabs-plain:' });
+      await emu.fault({ kind: 'hold' });
+      await startCall(page);
+      await emu.waitHeld(1);
+      await startCall(other);
+      const second = await outcome(other); // not held: the emulator rotates for it
+      await emu.releaseHeld();
+      const first = await outcome(page);
+
+      assert.equal(await emu.refreshRequests() - before, 2, 'each tab sent the same refresh token');
+      assert.equal(typeof second.token, 'string', 'the second tab\'s request rotated the token');
+      assert.equal(first.error, 'ReauthorizationRequiredError', 'the first tab\'s request met a consumed token');
+      assert.equal(await emu.refreshTokenState(seeded.refresh_token), 'consumed');
+    } finally {
+      await other.close();
+    }
+  });
+
+  test('a LocalStorageStore lease: refused to another owner, renewed for its own, given back when its tab closes or its TTL lapses', async () => {
+    const other = await openTab();
+    const lease = (tab, ...args) => tab.evaluate(async ([method, ...rest]) => {
+      const { LocalStorageStore } = await import('/lib/local-storage-store.js');
+      return new LocalStorageStore({ prefix: 'lease-test:' })[method](...rest);
+    }, args);
+    // Resolves once nobody holds the lock (a plain, waiting Web Lock request).
+    const freed = (tab, name) => tab.evaluate((n) => navigator.locks.request(n, () => true), name);
+    try {
+      assert.equal(await lease(page, 'acquire', 'k', 'a', 60_000), true);
+      assert.equal(await lease(page, 'acquire', 'k', 'b', 60_000), false, 'another owner in the same tab');
+      assert.equal(await lease(other, 'acquire', 'k', 'b', 60_000), false, 'another owner in another tab');
+      assert.equal(await lease(page, 'acquire', 'k', 'a', 60_000), true, 'the holder renews');
+      await lease(page, 'release', 'k', 'b');
+      assert.equal(await lease(other, 'acquire', 'k', 'b', 60_000), false, 'a release by another owner gives nothing back');
+
+      // A closed tab's locks go back at once.
+      const third = await openTab();
+      assert.equal(await lease(third, 'acquire', 'closing', 'c', 60_000), true);
+      assert.equal(await lease(other, 'acquire', 'closing', 'b', 60_000), false);
+      await third.close();
+      await freed(other, 'lease-test:lease:closing');
+      assert.equal(await lease(other, 'acquire', 'closing', 'b', 60_000), true, 'the closed tab\'s lease is free');
+
+      // A lease lapses after its TTL, like a Redis lease.
+      assert.equal(await lease(page, 'acquire', 'ttl', 'a', 50), true);
+      await freed(other, 'lease-test:lease:ttl');
+      assert.equal(await lease(other, 'acquire', 'ttl', 'b', 60_000), true, 'the lapsed lease is free');
+      await lease(page, 'release', 'k', 'a');
+      assert.equal(await lease(other, 'acquire', 'k', 'b', 60_000), true, 'the holder\'s release gives it back');
+      assert.deepEqual(pageErrors, [], 'no page errors');
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -1,7 +1,9 @@
-// The declarations of the fleet entry points (pkg/redis.d.ts and
-// pkg/postgres.d.ts, found through the exports map's "types" conditions):
-// test/types/fleet-usage.ts compiles under `tsc --strict`; the real
-// node-redis client fits the store's structural client type; deliberate
+// The declarations of the fleet entry points (pkg/redis.d.ts,
+// pkg/postgres.d.ts and pkg/local-storage.d.ts, found through the exports
+// map's "types" conditions): test/types/fleet-usage.ts compiles under
+// `tsc --strict` (the DOM's localStorage and navigator.locks fit the
+// browser store's structural types); the real node-redis client fits the
+// store's structural client type; deliberate
 // mistakes do not compile; and what the declarations name exists at run time.
 
 import assert from 'node:assert/strict';
@@ -15,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import ts from 'typescript';
 import * as redisEntry from 'freshtoken/redis';
 import * as postgresEntry from 'freshtoken/postgres';
+import * as localStorageEntry from 'freshtoken/local-storage';
 
 const JS_DIR = fileURLToPath(new URL('../', import.meta.url));
 const TSC = join(JS_DIR, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -38,8 +41,12 @@ function tsc(args, cwd) {
 
 const HEADER = "import { RedisStore } from 'freshtoken/redis';\n"
   + "import { PostgresStore } from 'freshtoken/postgres';\n"
+  + "import { LocalStorageStore } from 'freshtoken/local-storage';\n"
   + "import type { RedisCommandClient } from 'freshtoken/redis';\n"
   + 'declare const c: RedisCommandClient;\n';
+
+/** The line each mistake sits on: the one after HEADER. */
+const MISTAKE_LINE = HEADER.split('\n').length;
 
 const WRONG = {
   'expected-version-number.ts': ["export const p = new RedisStore(c).saveVersioned('k', 'r', 3);", 'TS2345'],
@@ -47,6 +54,8 @@ const WRONG = {
   'not-a-client.ts': ["export const s = new RedisStore({ send: async () => 1 });", 'TS2353'],
   'pool-without-query.ts': ["export const s = new PostgresStore({ connect: async () => 1 });", 'TS2353'],
   'unknown-option.ts': ["export const s = new PostgresStore({ query: async () => ({ rows: [] }) }, { tableName: 'x' });", 'TS2353'],
+  'lock-manager-misspelt.ts': ["export const s = new LocalStorageStore({ lock: navigator.locks });", 'TS2561'],
+  'storage-without-setitem.ts': ["export const s = new LocalStorageStore({ storage: { getItem: (k: string) => k } });", 'TS2741'],
   'version-is-a-string.ts': ["export async function f() { const v: number | null = await new RedisStore(c).saveVersioned('k', 'r', null); return v; }", 'TS2322'],
 };
 
@@ -91,7 +100,7 @@ describe('fleet store declarations', () => {
       test(`${file}: ${diagnostic} on the mistake's line`, () => {
         const errors = result.output.split('\n').filter((l) => l.startsWith(`${file}(`) && l.includes(': error TS'));
         assert.ok(errors.length > 0, `no diagnostic for ${file}:\n${result.output}`);
-        assert.ok(errors.every((l) => l.startsWith(`${file}(5,`)), `errors only on the mistake's line:\n${errors.join('\n')}`);
+        assert.ok(errors.every((l) => l.startsWith(`${file}(${MISTAKE_LINE},`)), `errors only on the mistake's line:\n${errors.join('\n')}`);
         assert.ok(errors.some((l) => l.includes(`error ${diagnostic}:`)), `expected ${diagnostic}:\n${errors.join('\n')}`);
       });
     }
@@ -100,6 +109,7 @@ describe('fleet store declarations', () => {
   for (const [file, runtime, className] of [
     ['redis.d.ts', redisEntry, 'RedisStore'],
     ['postgres.d.ts', postgresEntry, 'PostgresStore'],
+    ['local-storage.d.ts', localStorageEntry, 'LocalStorageStore'],
   ]) {
     test(`${file} matches the run-time exports of its entry point`, () => {
       const path = join(PKG_DIR, file);

@@ -1,4 +1,5 @@
-// A typed tour of `freshtoken/redis` and `freshtoken/postgres`, compiled by
+// A typed tour of `freshtoken/redis`, `freshtoken/postgres` and
+// `freshtoken/local-storage`, compiled by
 // types.fleet.test.mjs with `tsc --noEmit --strict` (never run). The clients
 // are declared structurally, as the declarations type them, so neither
 // @types/node nor @types/pg is needed.
@@ -9,6 +10,8 @@ import { RedisStore } from 'freshtoken/redis';
 import type { LeaseHolder, RedisCommandClient, RedisStoreOptions } from 'freshtoken/redis';
 import { PostgresStore } from 'freshtoken/postgres';
 import type { PgQueryable, PostgresStoreOptions } from 'freshtoken/postgres';
+import { LocalStorageStore } from 'freshtoken/local-storage';
+import type { LocalStorageStoreOptions } from 'freshtoken/local-storage';
 
 declare const redisClient: RedisCommandClient;
 declare const pool: PgQueryable;
@@ -43,4 +46,18 @@ export async function tour(): Promise<void> {
   const owner: string = client.leaseOwner;
   const token: string = await client.session('u1', r).accessToken();
   void [keys, taken, next, ms, owner, token];
+}
+
+// The page's own localStorage and navigator.locks fit the browser store.
+const tabOptions: LocalStorageStoreOptions = { storage: localStorage, locks: navigator.locks, prefix: 'app:' };
+export const tabs: TokenStore = new LocalStorageStore(tabOptions);
+
+export async function browserTour(): Promise<void> {
+  const store = new LocalStorageStore();
+  const names: string[] = [store.recordKey('u1'), store.leaseName('u1')];
+  const taken: boolean = await store.acquire('u1', 'owner', 3_000);
+  await store.release('u1', 'owner');
+  const record: string | null = await store.load('u1');
+  await store.save('u1', record ?? '{}');
+  void [names, taken];
 }

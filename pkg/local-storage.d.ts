@@ -1,0 +1,51 @@
+// Type declarations for `freshtoken/local-storage`: a TokenStore on the
+// page's localStorage whose refresh lease is a Web Lock, so that the tabs of
+// an origin share sessions without two of them spending one refresh token.
+// Storage and lock manager are typed by the methods the store calls, so
+// these declarations need no DOM types.
+
+import type { TokenStore } from './index.js';
+
+/** What the store needs of a `Storage` (`localStorage`, `sessionStorage`). */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
+/** What the store needs of a `LockManager` (`navigator.locks`). */
+export interface LockManagerLike {
+  request(name: string, options: { ifAvailable: boolean }, callback: (lock: unknown) => unknown): Promise<unknown>;
+}
+
+export interface LocalStorageStoreOptions {
+  /** Default `globalThis.localStorage`. */
+  storage?: StorageLike;
+  /** Default `globalThis.navigator.locks`; without one the constructor throws (tabs need the lease). */
+  locks?: LockManagerLike;
+  /** Prepended to every key and lock name (default `"freshtoken:"`). */
+  prefix?: string;
+}
+
+/**
+ * Records in localStorage, shared by the origin's tabs, with the refresh
+ * lease held as a Web Lock: one tab refreshes, the others wait and use what
+ * it saved. A tab that closes gives its locks back; a lease also lapses
+ * after its TTL.
+ *
+ * Keys: `${prefix}${key}` holds the record; the lock is `${prefix}lease:${key}`.
+ */
+export class LocalStorageStore implements TokenStore {
+  /** Throws a `TypeError` when there is no storage or no Web Locks API. */
+  constructor(options?: LocalStorageStoreOptions);
+  /** The localStorage key holding `key`'s record. */
+  recordKey(key: string): string;
+  /** The name of the Web Lock that is `key`'s refresh lease. */
+  leaseName(key: string): string;
+  load(key: string): Promise<string | null>;
+  /** Rejects when the storage refuses the write (full, or disabled). */
+  save(key: string, record: string): Promise<void>;
+  /** The Web Lock if no tab holds it (renewed when `owner` already does); false otherwise. */
+  acquire(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Gives the lock back, if `owner` still holds it. */
+  release(key: string, owner: string): Promise<void>;
+}

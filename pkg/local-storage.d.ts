@@ -4,7 +4,7 @@
 // Storage and lock manager are typed by the methods the store calls, so
 // these declarations need no DOM types.
 
-import type { TokenStore } from './index.js';
+import type { TokenStore, VersionedRecord } from './index.js';
 
 /** What the store needs of a `Storage` (`localStorage`, `sessionStorage`). */
 export interface StorageLike {
@@ -30,20 +30,25 @@ export interface LocalStorageStoreOptions {
  * Records in localStorage, shared by the origin's tabs, with the refresh
  * lease held as a Web Lock: one tab refreshes, the others wait and use what
  * it saved. A tab that closes gives its locks back; a lease also lapses
- * after its TTL.
+ * after its TTL. Saves are versioned (compare-and-swap under a second Web
+ * Lock), so a save whose version moved on is a conflict, never an overwrite.
  *
- * Keys: `${prefix}${key}` holds the record; the lock is `${prefix}lease:${key}`.
+ * Keys: `${prefix}${key}` holds `{"version":"N","record":"…"}`; the locks are
+ * `${prefix}lease:${key}` and `${prefix}write:${key}`.
  */
 export class LocalStorageStore implements TokenStore {
   /** Throws a `TypeError` when there is no storage or no Web Locks API. */
   constructor(options?: LocalStorageStoreOptions);
-  /** The localStorage key holding `key`'s record. */
+  /** The localStorage key holding `key`'s `{version, record}`. */
   recordKey(key: string): string;
   /** The name of the Web Lock that is `key`'s refresh lease. */
   leaseName(key: string): string;
   load(key: string): Promise<string | null>;
-  /** Rejects when the storage refuses the write (full, or disabled). */
+  /** Saves unconditionally (the version still moves on); rejects when the storage refuses the write (full, or disabled). */
   save(key: string, record: string): Promise<void>;
+  loadVersioned(key: string): Promise<VersionedRecord | null>;
+  /** The new version, or null when the stored version is not `expectedVersion` (null: when a record exists). */
+  saveVersioned(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
   /** The Web Lock if no tab holds it (renewed when `owner` already does); false otherwise. */
   acquire(key: string, owner: string, ttlMs: number): Promise<boolean>;
   /** Gives the lock back, if `owner` still holds it. */

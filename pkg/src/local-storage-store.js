@@ -11,8 +11,14 @@
 // lease also lapses after its TTL, like a Redis lease, so a refresh whose
 // promise never settles cannot hold it forever.
 //
-// Keys: `${prefix}${key}` holds the record; the lock is named
-// `${prefix}lease:${key}`.
+// It offers versioned saves as well, so that a save whose version moved on
+// (a tab re-linked the user while another was refreshing) is a conflict,
+// never an overwrite: every write runs under a second, short Web Lock, which
+// makes the compare-and-swap atomic across tabs.
+//
+// Keys: `${prefix}${key}` holds `{"version":"N","record":"…"}` (one item,
+// so a write is whole or not at all); the locks are named
+// `${prefix}lease:${key}` (the refresh lease) and `${prefix}write:${key}`.
 
 const NAME = 'LocalStorageStore';
 
@@ -33,11 +39,15 @@ function checkKey(key) {
   if (typeof key !== 'string') throw new TypeError(`${NAME}: the key must be a string`);
 }
 
+function checkRecord(record) {
+  if (typeof record !== 'string') throw new TypeError(`${NAME}: the record must be a string`);
+}
+
 function checkOwner(owner) {
   if (typeof owner !== 'string' || owner === '') throw new TypeError(`${NAME}: the lease owner must be a non-empty string`);
 }
 
-/** A TokenStore on localStorage whose refresh lease is a Web Lock: tabs share sessions safely. */
+/** A TokenStore on localStorage whose refresh lease is a Web Lock, with versioned saves: tabs share sessions safely. */
 export class LocalStorageStore {
   #storage;
   #locks;
@@ -64,7 +74,7 @@ export class LocalStorageStore {
     this.#prefix = prefix;
   }
 
-  /** The localStorage key holding session `key`'s record. */
+  /** The localStorage key holding session `key`'s `{version, record}`. */
   recordKey(key) {
     checkKey(key);
     return `${this.#prefix}${key}`;
@@ -76,15 +86,75 @@ export class LocalStorageStore {
     return `${this.#prefix}lease:${key}`;
   }
 
-  /** The record saved under `key`, or null. */
-  async load(key) {
-    return this.#storage.getItem(this.recordKey(key));
+  /** The stored `{version, record}` of `key`, or null; rejects on an item this store did not write. */
+  #read(key) {
+    const name = this.recordKey(key);
+    const text = this.#storage.getItem(name);
+    if (text === null) return null;
+    let entry = null;
+    try {
+      entry = JSON.parse(text);
+    } catch { /* not JSON: refused below */ }
+    if (typeof entry?.record !== 'string' || typeof entry?.version !== 'string') {
+      throw new Error(`${NAME}: ${name} holds no record written by this store`);
+    }
+    return entry;
   }
 
-  /** Saves `record` under `key` (a full storage rejects, and the session's caller gets a StorageError). */
+  /** Writes `record` as the version after `previous`'s; returns the new version. One setItem: whole or not at all. */
+  #write(key, record, previous) {
+    const version = String((Number(previous?.version) || 0) + 1);
+    this.#storage.setItem(this.recordKey(key), JSON.stringify({ version, record }));
+    return version;
+  }
+
+  /** Runs `body` (synchronous reads and writes) holding `key`'s write lock, which every write of every tab takes. */
+  #locked(key, body) {
+    checkKey(key);
+    return this.#locks.request(`${this.#prefix}write:${key}`, body);
+  }
+
+  /** The record saved under `key`, or null. */
+  async load(key) {
+    return this.#read(key)?.record ?? null;
+  }
+
+  /** The record and its version, or null. */
+  async loadVersioned(key) {
+    const entry = this.#read(key);
+    return entry && { record: entry.record, version: entry.version };
+  }
+
+  /**
+   * Saves `record` under `key` unconditionally (its version still moves on,
+   * so a compare-and-swap against the old one fails). A full storage
+   * rejects, and the session's caller gets a StorageError.
+   */
   async save(key, record) {
-    if (typeof record !== 'string') throw new TypeError(`${NAME}: the record must be a string`);
-    this.#storage.setItem(this.recordKey(key), record);
+    checkRecord(record);
+    await this.#locked(key, () => {
+      let previous = null;
+      try {
+        previous = this.#read(key);
+      } catch { /* replaced: an unconditional save may overwrite what it cannot read */ }
+      this.#write(key, record, previous);
+    });
+  }
+
+  /**
+   * Saves only if the stored version is still `expectedVersion` (null: only
+   * if nothing is stored). Resolves to the new version, or null on a conflict.
+   */
+  async saveVersioned(key, record, expectedVersion) {
+    checkRecord(record);
+    if (expectedVersion !== null && typeof expectedVersion !== 'string') {
+      throw new TypeError(`${NAME}: the expected version must be a string or null`);
+    }
+    return this.#locked(key, () => {
+      const current = this.#read(key);
+      const matches = expectedVersion === null ? current === null : current?.version === expectedVersion;
+      return matches ? this.#write(key, record, current) : null;
+    });
   }
 
   /**

@@ -322,7 +322,7 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
   // session sits on a LocalStorageStore; the first tab's refresh is held at
   // the emulator until the second tab has been refused the lease at least
   // once, so "the other tab waited" is certain, not timed.
-  /** In `tab`: a client and a session on `store` ('lease': LocalStorageStore; 'plain': localStorage without a lease), seeded with `refreshToken` when given. Counts refused acquires in window.__refused. */
+  /** In `tab`: a client and a session on `store` ('lease': LocalStorageStore; 'lease-only': the same without its versioned saves; 'plain': localStorage without a lease), seeded with `refreshToken` when given. Counts refused acquires in window.__refused. */
   const tabSession = (tab, { store, refreshToken, prefix }) => tab.evaluate(async ({ tokenEndpoint, store, refreshToken, prefix }) => {
     const { LocalStorageStore } = await import('/lib/local-storage-store.js');
     let chosen;
@@ -334,6 +334,14 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
         const got = await acquire(...args);
         if (!got) window.__refused += 1;
         return got;
+      };
+    } else if (store === 'lease-only') {
+      const full = new LocalStorageStore({ prefix });
+      chosen = {
+        load: (key) => full.load(key),
+        save: (key, record) => full.save(key, record),
+        acquire: (...args) => full.acquire(...args),
+        release: (...args) => full.release(...args),
       };
     } else {
       chosen = {
@@ -373,7 +381,7 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
       assert.equal(await emu.refreshRequests() - before, 1, 'one refresh request for both tabs');
       assert.equal(typeof first.token, 'string', `the first tab got a token (${first.error})`);
       assert.ok(second.token === first.token, `the second tab got the token the first one saved (${second.error})`);
-      const record = JSON.parse(await other.evaluate(() => localStorage.getItem('tabs-lease:tab-user')));
+      const record = JSON.parse(JSON.parse(await other.evaluate(() => localStorage.getItem('tabs-lease:tab-user'))).record);
       assert.ok(record.access_token === first.token, 'localStorage holds the rotated record');
       assert.equal(await emu.refreshTokenState(seeded.refresh_token), 'consumed');
       assert.equal(await emu.refreshTokenState(record.refresh_token), 'active', 'the rotated refresh token is alive');
@@ -441,5 +449,43 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
     } finally {
       await other.close();
     }
+  });
+
+  // The user re-links in one tab (a new seed) while the other tab's refresh
+  // of the old link is held at the emulator: the versioned saves keep the
+  // new link; without them the refreshing tab's save overwrites it.
+  const relinkDuringRefresh = async (store, prefix) => {
+    const old = await emu.seed({ clientId: PUBLIC_CLIENT });
+    const relinked = await emu.seed({ clientId: PUBLIC_CLIENT });
+    const other = await openTab();
+    try {
+      await tabSession(page, { store, refreshToken: old.refresh_token, prefix });
+      await tabSession(other, { store, prefix });
+      await emu.fault({ kind: 'hold' });
+      await startCall(page);
+      await emu.waitHeld(1);
+      await other.evaluate((refreshToken) => window.__tabSession.seed({ refreshToken }), relinked.refresh_token);
+      await emu.releaseHeld();
+      const refreshing = await outcome(page);
+      const stored = JSON.parse(JSON.parse(await other.evaluate((p) => localStorage.getItem(`${p}tab-user`), prefix)).record);
+      return { old, relinked, refreshing, stored };
+    } finally {
+      await other.close();
+    }
+  };
+
+  test('a re-link in one tab while another refreshes: the refreshing tab\'s save is a conflict, and the new link stays', async () => {
+    const { old, relinked, refreshing, stored } = await relinkDuringRefresh('lease', 'relink-cas:');
+    assert.ok(stored.refresh_token === relinked.refresh_token, 'the stored record is the new link');
+    assert.equal(refreshing.error, 'ConflictError', 'the refreshing tab learns that the record moved on');
+    assert.equal(await emu.refreshTokenState(old.refresh_token), 'consumed', 'the old link was refreshed at the server');
+    assert.equal(await emu.refreshTokenState(relinked.refresh_token), 'active');
+    assert.deepEqual(pageErrors, [], 'no page errors');
+  });
+
+  test('the same re-link on a store with the lease but no versioned saves: the refreshing tab overwrites the new link (why LocalStorageStore versions its saves)', async () => {
+    const { relinked, refreshing, stored } = await relinkDuringRefresh('lease-only', 'relink-plain:');
+    assert.equal(typeof refreshing.token, 'string', 'the refreshing tab saved its rotated record');
+    assert.ok(stored.refresh_token !== relinked.refresh_token, 'the new link was overwritten');
   });
 });

@@ -31,17 +31,56 @@ test('options are checked: unknown keys and a prefix that is no string', () => {
   assert.equal(store.leaseName('u1'), 'app:lease:u1');
 });
 
-test('records round-trip through the storage; bad arguments reject before anything is written', async () => {
+/** A LockManager's `request` that runs the callback at once (one caller at a time here; real locks run in Chromium). */
+const locks = { request: async (name, options, callback) => (callback ?? options)({ name }) };
+
+test('records round-trip through one item with their version; compare-and-swap saves; bad arguments reject before anything is written', async () => {
   const backing = storage();
-  const store = new LocalStorageStore({ storage: backing, locks: { request: async () => undefined } });
+  const store = new LocalStorageStore({ storage: backing, locks });
   assert.equal(await store.load('u1'), null);
+  assert.equal(await store.loadVersioned('u1'), null);
   await store.save('u1', '{"schema":"freshtoken.record/1"}');
-  assert.equal(backing.getItem('freshtoken:u1'), '{"schema":"freshtoken.record/1"}');
+  assert.deepEqual(JSON.parse(backing.getItem('freshtoken:u1')), { version: '1', record: '{"schema":"freshtoken.record/1"}' });
   assert.equal(await store.load('u1'), '{"schema":"freshtoken.record/1"}');
+  assert.deepEqual(await store.loadVersioned('u1'), { version: '1', record: '{"schema":"freshtoken.record/1"}' });
+
+  assert.equal(await store.saveVersioned('u1', 'r2', null), null, 'null expects nothing stored');
+  assert.equal(await store.saveVersioned('u1', 'r2', '7'), null, 'a version that moved on is a conflict');
+  assert.equal(await store.load('u1'), '{"schema":"freshtoken.record/1"}', 'a conflict writes nothing');
+  assert.equal(await store.saveVersioned('u1', 'r2', '1'), '2');
+  assert.equal(await store.saveVersioned('u2', 'first', null), '1', 'null: only if nothing is stored');
+  await store.save('u1', 'r3');
+  assert.equal(await store.saveVersioned('u1', 'r4', '2'), null, 'an unconditional save still moves the version on');
+
   await assert.rejects(store.save('u1', 42), { name: 'TypeError', message: /record must be a string/ });
+  await assert.rejects(store.saveVersioned('u1', 'r', 3), { name: 'TypeError', message: /expected version must be a string or null/ });
   await assert.rejects(store.load(7), { name: 'TypeError', message: /key must be a string/ });
   await assert.rejects(store.acquire('u1', '', 1000), { message: /owner must be a non-empty string/ });
   await assert.rejects(store.acquire('u1', 'o', 0), { message: /TTL must be a positive number/ });
   await assert.rejects(store.acquire('u1', 'o', Infinity), { message: /TTL must be a positive number/ });
-  assert.equal(backing.getItem('freshtoken:u1'), '{"schema":"freshtoken.record/1"}', 'the record is untouched');
+  assert.equal(await store.load('u1'), 'r3', 'the record is untouched');
+});
+
+test('an item this store did not write is refused on read, and replaced by an unconditional save', async () => {
+  const backing = storage();
+  const store = new LocalStorageStore({ storage: backing, locks });
+  for (const foreign of ['{"schema":"freshtoken.record/1"}', 'not json', '{"version":1,"record":"r"}']) {
+    backing.setItem('freshtoken:u1', foreign);
+    await assert.rejects(store.load('u1'), { message: /freshtoken:u1 holds no record written by this store/ });
+    await assert.rejects(store.saveVersioned('u1', 'r', null), { message: /holds no record written by this store/ });
+    assert.equal(backing.getItem('freshtoken:u1'), foreign, 'a refused compare-and-swap writes nothing');
+  }
+  await store.save('u1', 'mine');
+  assert.deepEqual(await store.loadVersioned('u1'), { version: '1', record: 'mine' });
+});
+
+test('a storage that refuses the write (full) rejects the save and keeps the stored record', async () => {
+  const backing = storage();
+  const store = new LocalStorageStore({ storage: backing, locks });
+  await store.save('u1', 'kept');
+  const full = { getItem: backing.getItem, setItem: () => { throw new DOMException('quota', 'QuotaExceededError'); } };
+  const refusing = new LocalStorageStore({ storage: full, locks });
+  await assert.rejects(refusing.save('u1', 'lost'), { name: 'QuotaExceededError' });
+  await assert.rejects(refusing.saveVersioned('u1', 'lost', '1'), { name: 'QuotaExceededError' });
+  assert.deepEqual(await store.loadVersioned('u1'), { version: '1', record: 'kept' });
 });

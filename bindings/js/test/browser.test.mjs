@@ -363,17 +363,23 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
   });
   const outcome = (tab) => tab.evaluate(() => window.__tabCall);
 
-  test('two tabs on a LocalStorageStore at expiry: one refresh; the other tab waits on the Web Lock and uses the rotated record', async () => {
+  /** Both tabs on `store` at expiry: the first tab's refresh is held at the emulator, then `other` calls too. */
+  const bothCall = async (other, store, prefix) => {
     const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
     const before = await emu.refreshRequests();
+    await tabSession(page, { store, refreshToken: seeded.refresh_token, prefix });
+    await tabSession(other, { store, prefix });
+    await emu.fault({ kind: 'hold' });
+    await startCall(page);
+    await emu.waitHeld(1);
+    await startCall(other);
+    return { seeded, before };
+  };
+
+  test('two tabs on a LocalStorageStore at expiry: one refresh; the other tab waits on the Web Lock and uses the rotated record', async () => {
     const other = await openTab();
     try {
-      await tabSession(page, { store: 'lease', refreshToken: seeded.refresh_token, prefix: 'tabs-lease:' });
-      await tabSession(other, { store: 'lease', prefix: 'tabs-lease:' });
-      await emu.fault({ kind: 'hold' });
-      await startCall(page);
-      await emu.waitHeld(1);
-      await startCall(other);
+      const { seeded, before } = await bothCall(other, 'lease', 'tabs-lease:');
       await other.waitForFunction(() => window.__refused > 0, null, { timeout: 30_000 });
       await emu.releaseHeld();
       const [first, second] = [await outcome(page), await outcome(other)];
@@ -392,16 +398,9 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
   });
 
   test('the same two tabs on localStorage without a lease spend the refresh token twice, and the user must re-link (why LocalStorageStore holds one)', async () => {
-    const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
-    const before = await emu.refreshRequests();
     const other = await openTab();
     try {
-      await tabSession(page, { store: 'plain', refreshToken: seeded.refresh_token, prefix: 'tabs-plain:' });
-      await tabSession(other, { store: 'plain', prefix: 'tabs-plain:' });
-      await emu.fault({ kind: 'hold' });
-      await startCall(page);
-      await emu.waitHeld(1);
-      await startCall(other);
+      const { seeded, before } = await bothCall(other, 'plain', 'tabs-plain:');
       const second = await outcome(other); // not held: the emulator rotates for it
       await emu.releaseHeld();
       const first = await outcome(page);

@@ -409,7 +409,12 @@ export class MemoryStore implements TokenStore {
   get(key: string): string | null;
 }
 
-/** Records as files (Node only): temp file, fsync, rename. */
+/**
+ * Records as files (Node only): temp file, fsync, rename. One process: it
+ * has no lease, so processes sharing its directory (cluster workers, PM2)
+ * could both spend one refresh token; give those a fleet store
+ * (`freshtoken/redis`, `freshtoken/postgres`).
+ */
 export class FileStore implements TokenStore {
   constructor(directory: string);
   /**

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import os
@@ -17,6 +18,11 @@ import re
 import threading
 import tempfile
 from typing import Dict, Optional
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): FileTokenStore serves one process there
+    fcntl = None
 
 from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord
 from ._check import SYNC_STORE_MEMBERS
@@ -167,7 +173,17 @@ class FileTokenStore(TokenStoreBase):
     A save writes a temporary file in the same directory, fsyncs it, renames
     it over the old one (``os.replace``) and fsyncs the directory: a crash
     leaves the old record or the new one, never half of one. File I/O runs in
-    a worker thread. One process only: it has no lease and no versions.
+    a worker thread.
+
+    Several processes (web server workers) may share the directory: where
+    the OS has ``flock`` (Linux, macOS), the store offers the refresh lease
+    and compare-and-swap versions, so one process at a time refreshes a
+    session and a save whose version moved on is a conflict. The lease is an
+    exclusive ``flock`` on ``<name>.lock`` (the ``freshtoken`` command locks
+    the same file), given back by the OS when its process dies and after its
+    TTL; every write holds ``<name>.write.lock`` for its compare-and-swap;
+    a record's version is the SHA-256 of its text. Without ``flock``
+    (Windows) it serves one process: no lease and no versions.
 
     Files written by earlier versions (``k.<base64url>.json``, whose
     names could differ only in case) are still read, and each is deleted
@@ -187,11 +203,59 @@ class FileTokenStore(TokenStoreBase):
         """The file that holds ``key``'s record."""
         return os.path.join(self.directory, file_name(key, self.MAX_NAME_KEY))
 
+    def lock_path(self, key: str, kind: str = "lease") -> str:
+        """``key``'s lock file (empty, 0600): ``<name>.lock`` for the refresh
+        lease, or ``<name>.write.lock`` (``kind="write"``) for its writes."""
+        stem = self.path(key)[: -len(".json")]
+        return stem + (".write.lock" if kind == "write" else ".lock")
+
     async def load(self, key: str) -> Optional[str]:
         return await asyncio.to_thread(self._load, key)
 
     async def save(self, key: str, record: str) -> None:
-        await asyncio.to_thread(self._save, key, record)
+        await asyncio.to_thread(self._save_locked, key, record)
+
+    def supports_lease(self) -> bool:
+        return fcntl is not None
+
+    def supports_versions(self) -> bool:
+        return fcntl is not None
+
+    async def acquire(self, key: str, owner: str, ttl_ms: int) -> bool:
+        return await asyncio.to_thread(_take_lease, self.lock_path(key), owner, ttl_ms)
+
+    async def release(self, key: str, owner: str) -> None:
+        await asyncio.to_thread(_end_lease, self.lock_path(key), owner)
+
+    async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
+        record = await asyncio.to_thread(self._load, key)
+        return None if record is None else VersionedRecord(record=record, version=_version(record))
+
+    async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
+        return await asyncio.to_thread(self._save_versioned, key, record, expected)
+
+    def _save_locked(self, key: str, record: str) -> None:
+        with self._writing(key):
+            self._save(key, record)
+
+    def _save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
+        with self._writing(key):
+            current = self._load(key)
+            if (None if current is None else _version(current)) != expected:
+                return CasResult.CONFLICT()
+            self._save(key, record)
+        return CasResult.SAVED(version=_version(record))
+
+    @contextlib.contextmanager
+    def _writing(self, key: str):
+        """Holds ``key``'s write lock (every process's writes take it), so that a
+        compare-and-swap reads and writes with no other write in between."""
+        if fcntl is None:
+            yield
+            return
+        with _open_lock_file(self.lock_path(key, "write")) as file:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     def _load(self, key: str) -> Optional[str]:
         record = _read(self.path(key))
@@ -241,6 +305,80 @@ class FileTokenStore(TokenStoreBase):
             pass
         finally:
             os.close(fd)
+
+
+def _version(record: str) -> str:
+    """A record's version in a FileTokenStore: the SHA-256 of its text (a
+    rewrite of the same text is the same record)."""
+    return hashlib.sha256(record.encode("utf-8")).hexdigest()
+
+
+def _open_lock_file(path: str):
+    """``path`` opened for locking, created 0600 if missing (lock files stay: removing one races)."""
+    return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
+
+
+class _Lease:
+    """A refresh lease this process holds: its owner, its locked file, its TTL timer."""
+
+    def __init__(self, path: str, owner: str, file) -> None:
+        self.path = path
+        self.owner = owner
+        self.file = file
+        self.timer: Optional[threading.Timer] = None
+
+    def expire_in(self, ttl_ms: int) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = threading.Timer(max(ttl_ms, 0) / 1000, _give_back, (self,))
+        self.timer.daemon = True
+        self.timer.start()
+
+
+# The leases this process holds, by lock file: shared by every FileTokenStore
+# on the directory, as the locks are (flock excludes another open file even
+# in the same process).
+_leases: Dict[str, _Lease] = {}
+_leases_lock = threading.Lock()
+
+
+def _take_lease(path: str, owner: str, ttl_ms: int) -> bool:
+    with _leases_lock:
+        held = _leases.get(path)
+        if held is not None:
+            if held.owner != owner:
+                return False
+            held.expire_in(ttl_ms)
+            return True
+        file = _open_lock_file(path)
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            return False
+        except BaseException:
+            file.close()
+            raise
+        lease = _leases[path] = _Lease(path, owner, file)
+        lease.expire_in(ttl_ms)
+        return True
+
+
+def _end_lease(path: str, owner: str) -> None:
+    with _leases_lock:
+        held = _leases.get(path)
+    if held is not None and held.owner == owner:
+        _give_back(held)
+
+
+def _give_back(lease: _Lease) -> None:
+    """Ends ``lease`` if it is still the one held (its TTL timer or its release)."""
+    with _leases_lock:
+        if _leases.get(lease.path) is not lease:
+            return
+        del _leases[lease.path]
+        lease.timer.cancel()
+        lease.file.close()  # closing the file gives the flock back
 
 
 def file_name(key: str, max_encoded: int = FileTokenStore.MAX_NAME_KEY) -> str:

@@ -84,12 +84,17 @@ def test_file_store_round_trip_names_and_permissions(tmp_path):
         long_key = "k" * 500
         await store.save(long_key, "long")
         assert await store.load(long_key) == "long"
-        names = sorted(os.listdir(directory))
-        assert len(names) == 2, "one file per key, no temporary files left"
-        assert all(len(name) < 200 for name in names)
+        listed = sorted(os.listdir(directory))
+        names = [name for name in listed if name.endswith(".json")]
+        assert len(names) == 2, "one record file per key"
+        assert sorted(set(listed) - set(names)) == sorted(
+            os.path.basename(store.lock_path(key, "write")) for key in ("user/1", long_key)), \
+            "beside them only each key's write lock: no temporary files left"
+        assert all(len(name) < 200 for name in listed)
         assert any(name.startswith("h.") for name in names), "a long key is hashed"
         assert os.path.basename(store.path("user/1")) == "x.757365722f31.json"
-        for name in names:
+        assert os.path.basename(store.lock_path("user/1")) == "x.757365722f31.lock"
+        for name in listed:
             assert stat.S_IMODE(os.stat(directory / name).st_mode) == 0o600
 
         # Keys that differ only in case or by '/' never share a file.
@@ -291,7 +296,7 @@ def test_file_names_are_those_of_the_javascript_and_kotlin_stores(tmp_path, key,
     store = FileTokenStore(tmp_path)
     assert os.path.basename(store.path(key)) == name
     asyncio.run(store.save(key, "record"))
-    assert os.listdir(tmp_path) == [name]
+    assert sorted(os.listdir(tmp_path)) == [name, name[: -len(".json")] + ".write.lock"]
 
 
 def test_records_under_old_file_names_are_read_and_moved_on_save(tmp_path):
@@ -313,7 +318,8 @@ def test_records_under_old_file_names_are_read_and_moved_on_save(tmp_path):
         await store.save(middle, "new-middle")
         assert await store.load(short) == "new-short"
         assert await store.load(middle) == "new-middle"
-        assert sorted(os.listdir(directory)) == sorted([file_name(short), file_name(middle), file_name(long_key)]), \
+        assert sorted(n for n in os.listdir(directory) if n.endswith(".json")) == sorted(
+            [file_name(short), file_name(middle), file_name(long_key)]), \
             "the old files are gone once the new ones are saved"
         # A new store (a restart) reads the new names.
         again = FileTokenStore(directory)

@@ -131,13 +131,21 @@ class GatedFileStore(freshtoken.FileTokenStore):
     def open_gate(self):
         self._gate.set()
 
-    async def save(self, key, record):
+    async def _pass_gate(self, record):
         import json
 
         if self._gate is not None and not json.loads(record).get("in_doubt"):
             self.entered.set()
             await asyncio.to_thread(self._gate.wait, 60)
+
+    async def save(self, key, record):
+        await self._pass_gate(record)
         await super().save(key, record)
+
+    async def save_versioned(self, key, record, expected):
+        # The store has versions (flock): freshtoken saves through this one.
+        await self._pass_gate(record)
+        return await super().save_versioned(key, record, expected)
 
     def record(self, key):
         import json

@@ -1,0 +1,159 @@
+"""FileTokenStore shared by several processes (web server workers): where
+the OS has flock, the store's lease makes one process refresh while the
+others wait and use its saved record, and its versions keep a re-link made
+by one process from being overwritten by another's refresh. Real processes,
+the emulator holding the first refresh until the other process has been
+refused the lease (no timing)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import freshtoken
+from freshtoken import FileTokenStore
+
+from helpers import CLIENT_ID, CLIENT_SECRET, same
+
+pytestmark = pytest.mark.skipif(not FileTokenStore("/tmp").supports_lease(), reason="no flock on this OS")
+
+# The other process: one access_token() on the same directory. It prints
+# "refused" each time the lease is refused, then its outcome as JSON.
+OTHER_PROCESS = r"""
+import json, sys
+import freshtoken
+
+endpoint, client_id, secret, directory, one_process = sys.argv[1:6]
+
+class Store(freshtoken.FileTokenStore):
+    async def acquire(self, key, owner, ttl_ms):
+        got = await super().acquire(key, owner, ttl_ms)
+        if not got:
+            print("refused", flush=True)
+        return got
+
+    if one_process == "1":
+        def supports_lease(self):
+            return False
+
+        def supports_versions(self):
+            return False
+
+client = freshtoken.Client(endpoint, client_id, client_secret=secret)
+try:
+    print(json.dumps({"token": client.session("u1", Store(directory)).access_token(timeout=60)}), flush=True)
+except freshtoken.FreshTokenError as err:
+    print(json.dumps({"error": err.code}), flush=True)
+"""
+
+
+class OneProcessStore(FileTokenStore):
+    """The store as it was: no lease, no versions."""
+
+    def supports_lease(self):
+        return False
+
+    def supports_versions(self):
+        return False
+
+
+def start_other_process(emu, directory, one_process=False):
+    package = os.path.dirname(os.path.dirname(freshtoken.__file__))
+    env = dict(os.environ, PYTHONPATH=package)
+    return subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS, emu.token_endpoint, CLIENT_ID, CLIENT_SECRET, str(directory),
+         "1" if one_process else "0"],
+        stdout=subprocess.PIPE, env=env, cwd=str(directory))  # not beside the package's sources
+
+
+def outcome(child):
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 0
+    return json.loads(out.splitlines()[-1])
+
+
+def in_thread(call):
+    """Runs `call` in a thread; returns (thread, result dict with "token" or "error")."""
+    result = {}
+
+    def run():
+        try:
+            result["token"] = call()
+        except freshtoken.FreshTokenError as err:
+            result["error"] = err.code
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def two_processes_at_expiry(emu, tmp_path, store_class, one_process):
+    """This process refreshes (held at the emulator), then the other process calls."""
+    directory = tmp_path / "tokens"
+    store = store_class(directory)
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    family = emu.seed()
+    client.session("u1", store).seed(refresh_token=family["refresh_token"])
+    before = emu.refresh_requests()
+    emu.fault({"kind": "hold", "grant": "refresh_token"})
+    thread, mine = in_thread(lambda: client.session("u1", store).access_token(timeout=60))
+    assert emu.wait_held(1) == 1
+    return directory, store, family, before, thread, mine, start_other_process(emu, directory, one_process)
+
+
+def test_two_processes_at_expiry_one_refresh_the_other_waits_on_the_lease(emu, tmp_path):
+    directory, store, family, before, thread, mine, child = two_processes_at_expiry(
+        emu, tmp_path, FileTokenStore, one_process=False)
+    waited = child.stdout.readline().strip() == b"refused"  # (a bool: a failure must not print the line, a token)
+    assert waited, "the other process waits for this one's lease"
+    assert emu.release_held() == 1
+    thread.join(60)
+    theirs = outcome(child)
+
+    assert emu.refresh_requests() - before == 1, "one refresh for both processes"
+    assert "token" in mine and "token" in theirs, (mine.get("error"), theirs.get("error"))
+    same(theirs["token"], mine["token"], "the other process used the record this one saved")
+    saved = json.loads(open(store.path("u1")).read())
+    same(saved["access_token"], mine["token"], "the saved record holds the token handed out")
+    assert emu.refresh_token_state(family["refresh_token"]) == "consumed"
+    assert emu.refresh_token_state(saved["refresh_token"]) == "active"
+
+
+def test_without_the_lease_both_processes_spend_the_token_and_the_user_must_relink(emu, tmp_path):
+    directory, store, family, before, thread, mine, child = two_processes_at_expiry(
+        emu, tmp_path, OneProcessStore, one_process=True)
+    theirs = outcome(child)  # not held: the emulator rotates for it
+    assert emu.release_held() == 1
+    thread.join(60)
+
+    assert emu.refresh_requests() - before == 2, "each process sent the same refresh token"
+    assert "token" in theirs
+    assert mine.get("error") == "reauthorization_required", "this process's request met a consumed token"
+
+
+@pytest.mark.parametrize("store_class, kept", [(FileTokenStore, True), (OneProcessStore, False)])
+def test_a_relink_in_one_process_while_another_refreshes(emu, tmp_path, store_class, kept):
+    """With versions the refreshing process's save is a conflict and the new
+    link stays; without them (the store as it was) the refresh overwrites it."""
+    directory = tmp_path / "tokens"
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    other = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)  # another process's client
+    old, relinked = emu.seed(), emu.seed()
+    client.session("u1", store_class(directory)).seed(refresh_token=old["refresh_token"])
+    emu.fault({"kind": "hold", "grant": "refresh_token"})
+    thread, mine = in_thread(lambda: client.session("u1", store_class(directory)).access_token(timeout=60))
+    assert emu.wait_held(1) == 1
+    other.session("u1", store_class(directory)).seed(refresh_token=relinked["refresh_token"])
+    assert emu.release_held() == 1
+    thread.join(60)
+
+    stored = json.loads(open(FileTokenStore(directory).path("u1")).read())
+    if kept:
+        assert stored["refresh_token"] == relinked["refresh_token"], "the new link stays"
+        assert mine.get("error") == "conflict", "the refreshing process learns the record moved on"
+    else:
+        assert stored["refresh_token"] != relinked["refresh_token"], "the new link was overwritten"
+        assert "token" in mine

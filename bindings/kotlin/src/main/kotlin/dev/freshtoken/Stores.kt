@@ -6,6 +6,8 @@ import java.nio.ByteBuffer
 import java.nio.CharBuffer
 import java.nio.charset.CharacterCodingException
 import java.nio.channels.FileChannel
+import java.nio.channels.FileLock
+import java.nio.channels.OverlappingFileLockException
 import java.nio.file.AtomicMoveNotSupportedException
 import java.nio.file.Files
 import java.nio.file.NoSuchFileException
@@ -17,6 +19,9 @@ import java.security.MessageDigest
 import java.util.Base64
 import java.util.UUID
 import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.Executors
+import java.util.concurrent.ScheduledFuture
+import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
@@ -100,6 +105,18 @@ open class MemoryTokenStore : TokenStoreBase() {
  * in case, and a case-insensitive file system opens one for the other); the
  * old file is removed once the record is saved under the new name.
  *
+ * Several processes may share the directory (an Android app's `:sync`
+ * process beside its main one, several JVMs on one host): the store offers
+ * the refresh lease and compare-and-swap versions, so one process at a time
+ * refreshes a session, the others wait and use what it saved, and a re-link
+ * made by one process is never overwritten by another's refresh (that save
+ * is a [FreshTokenException.Conflict]). The lease is an exclusive
+ * [FileLock] on `<name>.lock` (the file the `freshtoken` command locks),
+ * given back when its process dies and after its TTL; every write holds
+ * `<name>.write.lock` for its compare-and-swap; a record's version is the
+ * SHA-256 of its text. The lock files are empty and stay. On a network file
+ * system the lock may not exclude other machines: use a database there.
+ *
  * Needs `java.nio.file` (Android 8.0, API 26, and later). An example: on
  * Android, prefer storage encrypted with a Keystore key for refresh tokens.
  */
@@ -112,13 +129,83 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     /** The file that holds `key`'s record. */
     fun fileFor(key: String): Path = dir.resolve(fileName(key))
 
-    override suspend fun load(key: String): String? = withContext(Dispatchers.IO) {
-        val file = fileFor(key)
-        // A save that moved the record meanwhile removed the old file: read the new one again.
-        read(file) ?: legacyFile(key)?.let { read(it) ?: read(file) }
-    }
+    /** `key`'s lock file (empty): `<name>.lock` for the refresh lease, or `<name>.write.lock` for its writes. */
+    fun lockFileFor(key: String, write: Boolean = false): Path =
+        dir.resolve(fileName(key).removeSuffix(".json") + if (write) ".write.lock" else ".lock")
+
+    override suspend fun load(key: String): String? = withContext(Dispatchers.IO) { readRecord(key) }
 
     override suspend fun save(key: String, record: String): Unit = withContext(Dispatchers.IO) {
+        writing(key) { writeRecord(key, record) }
+    }
+
+    /** True: the lease is a [FileLock] on [lockFileFor]. */
+    override fun supportsLease(): Boolean = true
+
+    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = withContext(Dispatchers.IO) {
+        FileLeases.take(lockFileFor(key), owner, ttlMs) { openLockFile(it) }
+    }
+
+    override suspend fun release(key: String, owner: String): Unit = withContext(Dispatchers.IO) {
+        FileLeases.end(lockFileFor(key), owner)
+    }
+
+    /** True: a record's version is the SHA-256 of its text. */
+    override fun supportsVersions(): Boolean = true
+
+    override suspend fun loadVersioned(key: String): VersionedRecord? = withContext(Dispatchers.IO) {
+        readRecord(key)?.let { VersionedRecord(it, version(it)) }
+    }
+
+    override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult =
+        withContext(Dispatchers.IO) {
+            writing(key) {
+                if (readRecord(key)?.let { version(it) } != expected) {
+                    CasResult.Conflict
+                } else {
+                    writeRecord(key, record)
+                    CasResult.Saved(version(record))
+                }
+            }
+        }
+
+    /**
+     * Runs `block` holding `key`'s write lock, which every write of every
+     * process takes: a compare-and-swap reads and writes with no other write
+     * between. In this JVM the writers of a key wait on a monitor first (a
+     * second lock on the file from one JVM throws instead of waiting).
+     */
+    private fun <T> writing(key: String, block: () -> T): T {
+        val file = lockFileFor(key, write = true)
+        synchronized(WRITE_MONITORS[Math.floorMod(file.toAbsolutePath().toString().hashCode(), WRITE_MONITORS.size)]) {
+            val channel = try {
+                openLockFile(file)
+            } catch (e: IOException) {
+                throw HostException.Failed("cannot open the record's lock file (${e.javaClass.simpleName})")
+            }
+            channel.use {
+                val lock = try {
+                    it.lock()
+                } catch (e: IOException) {
+                    throw HostException.Failed("cannot lock the record file (${e.javaClass.simpleName})")
+                }
+                return lock.use { block() }
+            }
+        }
+    }
+
+    private fun openLockFile(file: Path): FileChannel {
+        Files.createDirectories(dir)
+        return FileChannel.open(file, lockOptions, *ownerOnly())
+    }
+
+    private fun readRecord(key: String): String? {
+        val file = fileFor(key)
+        // A save that moved the record meanwhile removed the old file: read the new one again.
+        return read(file) ?: legacyFile(key)?.let { read(it) ?: read(file) }
+    }
+
+    private fun writeRecord(key: String, record: String) {
         val target = fileFor(key)
         val temp = dir.resolve(".${target.fileName}.${UUID.randomUUID()}.tmp")
         try {
@@ -222,6 +309,18 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             StandardOpenOption.WRITE,
         )
 
+        private val lockOptions = setOf(
+            StandardOpenOption.CREATE,
+            StandardOpenOption.WRITE,
+        )
+
+        /** The monitors this JVM's writers wait on, by lock file (striped). */
+        private val WRITE_MONITORS = Array(64) { Any() }
+
+        /** A record's version: the SHA-256 of its text, lowercase hex (a rewrite of the same text is the same record). */
+        private fun version(record: String): String =
+            hex(MessageDigest.getInstance("SHA-256").digest(record.toByteArray(Charsets.UTF_8)))
+
         /** The longest key (in UTF-8 bytes) whose hex is the name; longer keys are hashed. */
         private const val MAX_KEY_BYTES = 60
 
@@ -273,6 +372,82 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
                 append(HEX[(b.toInt() shr 4) and 15])
                 append(HEX[b.toInt() and 15])
             }
+        }
+    }
+}
+
+/**
+ * The refresh leases this JVM holds on [FileTokenStore] lock files, by path:
+ * shared by every store on a directory, as the locks are. An exclusive
+ * [FileLock], taken without waiting; given back by [end], by its TTL, or by
+ * the OS when the process dies.
+ */
+private object FileLeases {
+    private class Lease(val owner: String, val channel: FileChannel, val lock: FileLock) {
+        var expiry: ScheduledFuture<*>? = null
+    }
+
+    private val held = HashMap<String, Lease>()
+
+    private val timer = Executors.newSingleThreadScheduledExecutor { task ->
+        Thread(task, "freshtoken-file-leases").apply { isDaemon = true }
+    }
+
+    /** Takes the lease on `file` for `owner` (renewed if it holds it); false if another holds it. */
+    fun take(file: Path, owner: String, ttlMs: Long, open: (Path) -> FileChannel): Boolean {
+        val path = file.toAbsolutePath().normalize().toString()
+        synchronized(held) { return takeLocked(path, file, owner, ttlMs, open) }
+    }
+
+    private fun takeLocked(path: String, file: Path, owner: String, ttlMs: Long, open: (Path) -> FileChannel): Boolean {
+        held[path]?.let { lease ->
+            if (lease.owner != owner) return false
+            expireIn(path, lease, ttlMs)
+            return true
+        }
+        val channel = try {
+            open(file)
+        } catch (e: IOException) {
+            throw HostException.Failed("cannot open the lease file (${e.javaClass.simpleName})")
+        }
+        // No lock of this JVM is on the file (held has none): closing the channel releases nothing else.
+        val lock = try {
+            channel.tryLock()
+        } catch (_: OverlappingFileLockException) {
+            null
+        } catch (e: IOException) {
+            channel.close()
+            throw HostException.Failed("cannot lock the lease file (${e.javaClass.simpleName})")
+        }
+        if (lock == null) {
+            channel.close()
+            return false
+        }
+        val lease = Lease(owner, channel, lock)
+        held[path] = lease
+        expireIn(path, lease, ttlMs)
+        return true
+    }
+
+    /** Gives the lease on `file` back, if `owner` holds it. */
+    fun end(file: Path, owner: String) {
+        val path = file.toAbsolutePath().normalize().toString()
+        synchronized(held) { held[path]?.takeIf { it.owner == owner } }?.let { giveBack(path, it) }
+    }
+
+    private fun expireIn(path: String, lease: Lease, ttlMs: Long) {
+        lease.expiry?.cancel(false)
+        lease.expiry = timer.schedule({ giveBack(path, lease) }, ttlMs.coerceAtLeast(0), TimeUnit.MILLISECONDS)
+    }
+
+    /** Ends `lease` if it is still the one held on `path`. */
+    private fun giveBack(path: String, lease: Lease) {
+        synchronized(held) {
+            if (held[path] !== lease) return
+            held.remove(path)
+            lease.expiry?.cancel(false)
+            runCatching { lease.lock.release() }
+            runCatching { lease.channel.close() }
         }
     }
 }

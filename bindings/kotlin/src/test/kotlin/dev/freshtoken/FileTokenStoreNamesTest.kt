@@ -3,6 +3,7 @@ package dev.freshtoken
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.blocking
+import dev.freshtoken.support.recordFiles
 import dev.freshtoken.support.same
 import java.nio.file.Files
 import java.security.MessageDigest
@@ -150,7 +151,7 @@ class FileTokenStoreNamesTest {
         assertTrue(Files.exists(store.fileFor("JoHn")))
         assertFalse("the old file is gone once the new one is durable", Files.exists(dir.resolve(oldName("JoHn"))))
         assertTrue("other keys' old files stay", Files.exists(dir.resolve(oldName(long))))
-        val names = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet()
+        val names = recordFiles(dir)
         assertEquals(setOf(FileTokenStore.fileName("JoHn"), oldName(long)), names)
     }
 
@@ -173,7 +174,7 @@ class FileTokenStoreNamesTest {
         assertEquals("old record of JoHn", store.load("JoHn"))
         store.save("JoHn", "new record of JoHn")
         assertEquals("new record of JoHn", FileTokenStore(dir).load("JoHn"))
-        val names = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet()
+        val names = recordFiles(dir)
         assertEquals(listOf("Jobn", "john", "JOHN", "JoHn").map { FileTokenStore.fileName(it) }.toSet(), names)
     }
 

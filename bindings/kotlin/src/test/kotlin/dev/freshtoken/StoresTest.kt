@@ -4,6 +4,7 @@ import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.expectError
+import dev.freshtoken.support.recordFiles
 import dev.freshtoken.support.same
 import java.nio.file.Files
 import java.nio.file.attribute.PosixFilePermissions
@@ -54,8 +55,12 @@ class StoresTest {
         val long = "k".repeat(500)
         store.save(long, "long key")
         assertEquals("long key", store.load(long))
-        val names = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet()
+        val names = recordFiles(dir)
         assertEquals(setOf(FileTokenStore.fileName("user/1"), FileTokenStore.fileName(long)), names)
+        val locks = Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }.toSet() - names
+        assertEquals("beside the records only each key's write lock: no temporary files left",
+            setOf("user/1", long).map { store.lockFileFor(it, write = true).fileName.toString() }.toSet(), locks)
+        assertEquals("x.757365722f31.lock", store.lockFileFor("user/1").fileName.toString())
         assertTrue(FileTokenStore.fileName("user/1").startsWith("x."))
         assertTrue(FileTokenStore.fileName(long).startsWith("h."))
         assertTrue(names.all { it.length <= 122 && !it.contains('/') })

@@ -131,3 +131,8 @@ suspend fun <T> kotlinx.coroutines.CoroutineScope.callersThatJoin(
     kotlinx.coroutines.withContext(kotlinx.coroutines.Dispatchers.IO) { emu.releaseHeld() }
     return (listOf(first) + rest).awaitAll()
 }
+
+/** The record files in a [dev.freshtoken.FileTokenStore] directory: its names but the lock files (`.lock`). */
+fun recordFiles(dir: java.nio.file.Path): Set<String> =
+    java.nio.file.Files.list(dir).use { s -> s.map { it.fileName.toString() }.toList() }
+        .filterNot { it.endsWith(".lock") }.toSet()

@@ -1,0 +1,148 @@
+package dev.freshtoken
+
+import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.Json
+import dev.freshtoken.support.same
+import java.io.File
+import java.nio.file.Files
+import java.nio.file.Path
+import java.util.concurrent.ExecutionException
+import java.util.concurrent.TimeUnit
+import org.junit.AfterClass
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Before
+import org.junit.BeforeClass
+import org.junit.Rule
+import org.junit.Test
+import org.junit.rules.TemporaryFolder
+
+/**
+ * [FileTokenStore] shared by several processes (an app's `:sync` process,
+ * several JVMs on a host): its lease makes one process refresh while the
+ * others wait and use its saved record, and its versions keep a re-link
+ * made by one process from being overwritten by another's refresh. The
+ * other process is a real child JVM (support/OtherProcess.kt); the emulator
+ * holds the first refresh until it has been refused the lease (no timing).
+ * Mirrors the Python test_file_store_processes.py.
+ */
+class FileTokenStoreProcessesTest {
+    companion object {
+        private lateinit var emu: Emulator
+
+        @BeforeClass @JvmStatic fun start() { emu = Emulator.start() }
+        @AfterClass @JvmStatic fun stop() { emu.close() }
+    }
+
+    @get:Rule val tmp = TemporaryFolder()
+
+    @Before fun setUp() { emu.reset() }
+
+    /** The store as it was: no lease, no versions. */
+    private class OneProcessStore(dir: Path) : FileTokenStore(dir) {
+        override fun supportsLease() = false
+        override fun supportsVersions() = false
+    }
+
+    private fun client() = TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret"))
+
+    /** The other process: a child JVM on this test's classpath and native library. */
+    private fun otherProcess(dir: Path, mode: String): Process {
+        val java = File(System.getProperty("java.home"), "bin/java").path
+        return ProcessBuilder(
+            java, "-Djna.library.path=${System.getProperty("jna.library.path")}",
+            "-Djna.tmpdir=${System.getProperty("jna.tmpdir")}", "-cp", System.getProperty("java.class.path"),
+            "dev.freshtoken.support.OtherProcessKt", emu.tokenEndpoint, dir.toString(), mode,
+        ).redirectError(ProcessBuilder.Redirect.INHERIT).start()
+    }
+
+    private fun storedRefreshToken(dir: Path): String =
+        Json.obj(String(Files.readAllBytes(FileTokenStore(dir).fileFor("u1")), Charsets.UTF_8))["refresh_token"] as String
+
+    /** This process's refresh held at the emulator, then the other process calls: its output and this call. */
+    private fun twoProcessesAtExpiry(store: FileTokenStore, dir: Path, mode: String, check: (Process, java.util.concurrent.CompletableFuture<String>, Long) -> Unit) {
+        client().use { client ->
+            client.session("u1", store).seedBlocking(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
+            val before = emu.refreshRequests()
+            emu.hold()
+            val mine = client.session("u1", store).accessTokenAsync()
+            assertEquals(1L, emu.waitHeld(1))
+            val child = otherProcess(dir, mode)
+            try {
+                check(child, mine, before)
+            } finally {
+                child.destroyForcibly()
+            }
+        }
+    }
+
+    @Test fun `two processes at expiry send one refresh, and the other waits on the lease and uses the saved record`() {
+        val dir = tmp.root.toPath().resolve("tokens")
+        twoProcessesAtExpiry(FileTokenStore(dir), dir, "lease") { child, mine, before ->
+            val out = child.inputStream.bufferedReader()
+            val waited = out.readLine() == "refused"
+            assertTrue("the other process waits for this one's lease", waited)
+            assertEquals(1L, emu.releaseHeld())
+            val token = mine.get(60, TimeUnit.SECONDS)
+            val theirs = out.readLines().last()
+            assertEquals(0, child.waitFor())
+            same(theirs.removePrefix("token "), token, "the other process used the record this one saved")
+            assertEquals("one refresh for both processes", 1L, emu.refreshRequests() - before)
+            assertEquals("active", emu.refreshTokenState(storedRefreshToken(dir)))
+        }
+    }
+
+    @Test fun `without the lease both processes spend the refresh token, and the user must re-link`() {
+        val dir = tmp.root.toPath().resolve("tokens")
+        twoProcessesAtExpiry(OneProcessStore(dir), dir, "one-process") { child, mine, before ->
+            val theirs = child.inputStream.bufferedReader().readLines().last() // not held: the emulator rotates for it
+            assertEquals(0, child.waitFor())
+            assertEquals(1L, emu.releaseHeld())
+            val failure = try {
+                mine.get(60, TimeUnit.SECONDS)
+                null
+            } catch (e: ExecutionException) {
+                e.cause
+            }
+            assertTrue("the other process got a token", theirs.startsWith("token "))
+            assertTrue("this process's request met a consumed token: $failure", failure is FreshTokenException.ReauthorizationRequired)
+            assertEquals("each process sent the same refresh token", 2L, emu.refreshRequests() - before)
+        }
+    }
+
+    /** The user re-links through another client while this one's refresh is held; returns the outcome and both links. */
+    private fun relinkDuringRefresh(newStore: (Path) -> FileTokenStore): Triple<Throwable?, String, String> {
+        val dir = tmp.root.toPath().resolve("tokens")
+        val old = emu.seed()["refresh_token"] as String
+        val relinked = emu.seed()["refresh_token"] as String
+        client().use { refreshing ->
+            client().use { other ->
+                refreshing.session("u1", newStore(dir)).seedBlocking(SeedOptions(refreshToken = old))
+                emu.hold()
+                val mine = refreshing.session("u1", newStore(dir)).accessTokenAsync()
+                assertEquals(1L, emu.waitHeld(1))
+                other.session("u1", newStore(dir)).seedBlocking(SeedOptions(refreshToken = relinked))
+                assertEquals(1L, emu.releaseHeld())
+                val failure = try {
+                    mine.get(60, TimeUnit.SECONDS)
+                    null
+                } catch (e: ExecutionException) {
+                    e.cause
+                }
+                return Triple(failure, relinked, storedRefreshToken(dir))
+            }
+        }
+    }
+
+    @Test fun `a re-link during another client's refresh stays, and that refresh's save is a conflict`() {
+        val (failure, relinked, stored) = relinkDuringRefresh { FileTokenStore(it) }
+        same(stored, relinked, "the new link stays")
+        assertTrue("the refreshing client learns the record moved on: $failure", failure is FreshTokenException.Conflict)
+    }
+
+    @Test fun `without versions the same refresh overwrites the re-link`() {
+        val (failure, relinked, stored) = relinkDuringRefresh { OneProcessStore(it) }
+        assertEquals(null, failure)
+        assertTrue("the new link was overwritten", stored != relinked)
+    }
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -179,9 +180,10 @@ class FileTokenStore(TokenStoreBase):
     the OS has ``flock`` (Linux, macOS), the store offers the refresh lease
     and compare-and-swap versions, so one process at a time refreshes a
     session and a save whose version moved on is a conflict. The lease is an
-    exclusive ``flock`` on ``<name>.lock`` (the ``freshtoken`` command locks
-    the same file), given back by the OS when its process dies and after its
-    TTL; every write holds ``<name>.write.lock`` for its compare-and-swap;
+    exclusive lock on ``<name>.lock``, taken both as ``flock`` (which the
+    ``freshtoken`` command takes on the same file) and as a POSIX record
+    lock (which the Kotlin store's ``FileLock`` takes), given back by the OS
+    when its process dies and after its TTL; every write holds ``<name>.write.lock`` for its compare-and-swap;
     a record's version is the SHA-256 of its text. Without ``flock``
     (Windows) it serves one process: no lease and no versions.
 
@@ -254,7 +256,7 @@ class FileTokenStore(TokenStoreBase):
             yield
             return
         with _open_lock_file(self.lock_path(key, "write")) as file:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            _lock_both(file, blocking=True)  # released when the file closes
             yield
 
     def _load(self, key: str) -> Optional[str]:
@@ -313,6 +315,24 @@ def _version(record: str) -> str:
     return hashlib.sha256(record.encode("utf-8")).hexdigest()
 
 
+def _lock_both(file, blocking: bool) -> None:
+    """Locks ``file`` exclusively both ways there are: ``flock`` (the
+    ``freshtoken`` command's, and this store's in other processes) and a POSIX
+    record lock (a JVM's ``FileLock``: the Kotlin store's), which on Linux do
+    not exclude each other. ``flock`` first, so two of this store's threads
+    never meet at the record lock (which does not exclude within a process).
+    Raises BlockingIOError when not ``blocking`` and either is held elsewhere."""
+    extra = 0 if blocking else fcntl.LOCK_NB
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX | extra)
+    try:
+        fcntl.lockf(file.fileno(), fcntl.LOCK_EX | extra)
+    except BaseException as err:
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+        if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EAGAIN):
+            raise BlockingIOError(err.errno, "held by another process") from None  # POSIX allows either
+        raise
+
+
 def _open_lock_file(path: str):
     """``path`` opened for locking, created 0600 if missing (lock files stay: removing one races)."""
     return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
@@ -352,7 +372,7 @@ def _take_lease(path: str, owner: str, ttl_ms: int) -> bool:
             return True
         file = _open_lock_file(path)
         try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_both(file, blocking=False)
         except BlockingIOError:
             file.close()
             return False

@@ -5,6 +5,7 @@ by one process from being overwritten by another's refresh. Real processes,
 the emulator holding the first refresh until the other process has been
 refused the lease (no timing)."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -157,3 +158,30 @@ def test_a_relink_in_one_process_while_another_refreshes(emu, tmp_path, store_cl
     else:
         assert stored["refresh_token"] != relinked["refresh_token"], "the new link was overwritten"
         assert "token" in mine
+
+
+# A JVM's FileLock (the Kotlin store's lease) is a POSIX record lock, which
+# on Linux does not exclude flock: the store takes both.
+HOLD_RECORD_LOCK = r"""
+import fcntl, sys
+with open(sys.argv[1], "r+b") as file:
+    fcntl.lockf(file.fileno(), fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes stdin
+"""
+
+
+def test_a_record_lock_held_by_another_process_refuses_the_lease_as_a_jvm_file_lock_would(tmp_path):
+    store = FileTokenStore(tmp_path / "tokens")
+    path = store.lock_path("u1")
+    open(path, "ab").close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_RECORD_LOCK, path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        assert asyncio.run(store.acquire("u1", "me", 60_000)) is False, "a POSIX record lock excludes the lease"
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert asyncio.run(store.acquire("u1", "me", 60_000)) is True, "once it is gone the lease is free"
+    asyncio.run(store.release("u1", "me"))

@@ -111,7 +111,8 @@ open class MemoryTokenStore : TokenStoreBase() {
  * refreshes a session, the others wait and use what it saved, and a re-link
  * made by one process is never overwritten by another's refresh (that save
  * is a [FreshTokenException.Conflict]). The lease is an exclusive
- * [FileLock] on `<name>.lock` (the file the `freshtoken` command locks),
+ * [FileLock] on `<name>.lock` (a POSIX record lock, which the Python store
+ * takes too; on Linux it does not see the `freshtoken` command's `flock`),
  * given back when its process dies and after its TTL; every write holds
  * `<name>.write.lock` for its compare-and-swap; a record's version is the
  * SHA-256 of its text. The lock files are empty and stay. On a network file

@@ -56,6 +56,14 @@ class FileTokenStoreProcessesTest {
         ).redirectError(ProcessBuilder.Redirect.INHERIT).start()
     }
 
+    /** What `call` failed with, or null when it gave a token. */
+    private fun failureOf(call: java.util.concurrent.CompletableFuture<String>): Throwable? = try {
+        call.get(60, TimeUnit.SECONDS)
+        null
+    } catch (e: ExecutionException) {
+        e.cause
+    }
+
     private fun storedRefreshToken(dir: Path): String =
         Json.obj(String(Files.readAllBytes(FileTokenStore(dir).fileFor("u1")), Charsets.UTF_8))["refresh_token"] as String
 
@@ -98,12 +106,7 @@ class FileTokenStoreProcessesTest {
             val theirs = child.inputStream.bufferedReader().readLines().last() // not held: the emulator rotates for it
             assertEquals(0, child.waitFor())
             assertEquals(1L, emu.releaseHeld())
-            val failure = try {
-                mine.get(60, TimeUnit.SECONDS)
-                null
-            } catch (e: ExecutionException) {
-                e.cause
-            }
+            val failure = failureOf(mine)
             assertTrue("the other process got a token", theirs.startsWith("token "))
             assertTrue("this process's request met a consumed token: $failure", failure is FreshTokenException.ReauthorizationRequired)
             assertEquals("each process sent the same refresh token", 2L, emu.refreshRequests() - before)
@@ -123,12 +126,7 @@ class FileTokenStoreProcessesTest {
                 assertEquals(1L, emu.waitHeld(1))
                 other.session("u1", newStore(dir)).seedBlocking(SeedOptions(refreshToken = relinked))
                 assertEquals(1L, emu.releaseHeld())
-                val failure = try {
-                    mine.get(60, TimeUnit.SECONDS)
-                    null
-                } catch (e: ExecutionException) {
-                    e.cause
-                }
+                val failure = failureOf(mine)
                 return Triple(failure, relinked, storedRefreshToken(dir))
             }
         }

@@ -35,6 +35,15 @@ function giveBack(name, lease) {
   lease.end();
 }
 
+/** The page's localStorage, or undefined where reading it throws (a sandboxed frame, storage disabled). */
+function pageStorage() {
+  try {
+    return globalThis.localStorage;
+  } catch {
+    return undefined;
+  }
+}
+
 function checkKey(key) {
   if (typeof key !== 'string') throw new TypeError(`${NAME}: the key must be a string`);
 }
@@ -58,7 +67,7 @@ export class LocalStorageStore {
    * @param options.locks   a LockManager (default `globalThis.navigator.locks`)
    * @param options.prefix  prepended to every key and lock name (default "freshtoken:")
    */
-  constructor({ storage = globalThis.localStorage, locks = globalThis.navigator?.locks, prefix = 'freshtoken:', ...rest } = {}) {
+  constructor({ storage = pageStorage(), locks = globalThis.navigator?.locks, prefix = 'freshtoken:', ...rest } = {}) {
     const unknown = Object.keys(rest);
     if (unknown.length) throw new TypeError(`${NAME}: unknown option ${unknown[0]}`);
     if (!storage || typeof storage.getItem !== 'function' || typeof storage.setItem !== 'function') {

@@ -22,6 +22,18 @@ test('without localStorage or the Web Locks API the constructor throws: tabs sha
   assert.throws(() => new LocalStorageStore({ storage: { getItem() {} }, locks: { request() {} } }), { message: /no localStorage here/ });
 });
 
+test('a localStorage that throws when read (a sandboxed frame, storage disabled) is "no localStorage here", not its SecurityError', () => {
+  Object.defineProperty(globalThis, 'localStorage', {
+    configurable: true,
+    get() { throw new DOMException('access denied', 'SecurityError'); },
+  });
+  try {
+    assert.throws(() => new LocalStorageStore({ locks: { request: async () => undefined } }), { name: 'TypeError', message: /no localStorage here/ });
+  } finally {
+    delete globalThis.localStorage;
+  }
+});
+
 test('options are checked: unknown keys and a prefix that is no string', () => {
   const locks = { request: async () => undefined };
   assert.throws(() => new LocalStorageStore({ storage: storage(), locks, lock: locks }), { name: 'TypeError', message: /unknown option lock/ });

@@ -183,9 +183,10 @@ class FileTokenStore(TokenStoreBase):
     exclusive lock on ``<name>.lock``, taken both as ``flock`` (which the
     ``freshtoken`` command takes on the same file) and as a POSIX record
     lock (which the Kotlin store's ``FileLock`` takes), given back by the OS
-    when its process dies and after its TTL; every write holds ``<name>.write.lock`` for its compare-and-swap;
-    a record's version is the SHA-256 of its text. Without ``flock``
-    (Windows) it serves one process: no lease and no versions.
+    when its process dies and after its TTL. Every write holds
+    ``<name>.write.lock`` for its compare-and-swap; a record's version is
+    the SHA-256 of its text. Without ``flock`` (Windows) it serves one
+    process: no lease and no versions.
 
     Files written by earlier versions (``k.<base64url>.json``, whose
     names could differ only in case) are still read, and each is deleted
@@ -355,14 +356,16 @@ class _Lease:
         self.timer.start()
 
 
-# The leases this process holds, by lock file: shared by every FileTokenStore
-# on the directory, as the locks are (flock excludes another open file even
-# in the same process).
+# The leases this process holds, by lock file (its real path): shared by
+# every FileTokenStore on the directory, however it was spelt, as the locks
+# are. Only a file with no lease here is opened and, when refused, closed:
+# closing a file drops every POSIX record lock this process holds on it.
 _leases: Dict[str, _Lease] = {}
 _leases_lock = threading.Lock()
 
 
 def _take_lease(path: str, owner: str, ttl_ms: int) -> bool:
+    path = os.path.realpath(path)
     with _leases_lock:
         held = _leases.get(path)
         if held is not None:
@@ -385,6 +388,7 @@ def _take_lease(path: str, owner: str, ttl_ms: int) -> bool:
 
 
 def _end_lease(path: str, owner: str) -> None:
+    path = os.path.realpath(path)
     with _leases_lock:
         held = _leases.get(path)
     if held is not None and held.owner == owner:

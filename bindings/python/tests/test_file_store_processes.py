@@ -185,3 +185,19 @@ def test_a_record_lock_held_by_another_process_refuses_the_lease_as_a_jvm_file_l
         holder.wait(30)
     assert asyncio.run(store.acquire("u1", "me", 60_000)) is True, "once it is gone the lease is free"
     asyncio.run(store.release("u1", "me"))
+
+
+def test_one_lease_per_file_however_the_directory_is_spelt(tmp_path):
+    """Stores on one directory through a symlink share this process's lease
+    table: another owner is refused, and the holder's release through either
+    store gives the lease back (closing a second open file would drop the
+    holder's record lock)."""
+    (tmp_path / "tokens").mkdir()
+    os.symlink(tmp_path / "tokens", tmp_path / "alias")
+    plain, aliased = FileTokenStore(tmp_path / "tokens"), FileTokenStore(tmp_path / "alias")
+    assert asyncio.run(plain.acquire("u1", "a", 60_000)) is True
+    assert asyncio.run(aliased.acquire("u1", "b", 60_000)) is False
+    assert asyncio.run(aliased.acquire("u1", "a", 60_000)) is True, "the holder renews through either name"
+    asyncio.run(aliased.release("u1", "a"))
+    assert asyncio.run(plain.acquire("u1", "b", 60_000)) is True
+    asyncio.run(plain.release("u1", "b"))

@@ -144,11 +144,11 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     override fun supportsLease(): Boolean = true
 
     override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = withContext(Dispatchers.IO) {
-        FileLeases.take(lockFileFor(key), owner, ttlMs) { openLockFile(it) }
+        FileLeases.take(realLockFile(key, write = false), owner, ttlMs) { openLockFile(it) }
     }
 
     override suspend fun release(key: String, owner: String): Unit = withContext(Dispatchers.IO) {
-        FileLeases.end(lockFileFor(key), owner)
+        FileLeases.end(realLockFile(key, write = false), owner)
     }
 
     /** True: a record's version is the SHA-256 of its text. */
@@ -177,8 +177,8 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * second lock on the file from one JVM throws instead of waiting).
      */
     private fun <T> writing(key: String, block: () -> T): T {
-        val file = lockFileFor(key, write = true)
-        synchronized(WRITE_MONITORS[Math.floorMod(file.toAbsolutePath().toString().hashCode(), WRITE_MONITORS.size)]) {
+        val file = realLockFile(key, write = true)
+        synchronized(WRITE_MONITORS[Math.floorMod(file.toString().hashCode(), WRITE_MONITORS.size)]) {
             val channel = try {
                 openLockFile(file)
             } catch (e: IOException) {
@@ -195,10 +195,19 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
     }
 
-    private fun openLockFile(file: Path): FileChannel {
+    /**
+     * `key`'s lock file under the directory's real path: one JVM must lock a
+     * file through one name only, since closing any channel on a file may
+     * drop every lock the JVM holds on it (see [FileLock]).
+     */
+    private fun realLockFile(key: String, write: Boolean): Path = try {
         Files.createDirectories(dir)
-        return FileChannel.open(file, lockOptions, *ownerOnly())
+        dir.toRealPath().resolve(lockFileFor(key, write).fileName)
+    } catch (e: IOException) {
+        throw HostException.Failed("cannot open the record directory (${e.javaClass.simpleName})")
     }
+
+    private fun openLockFile(file: Path): FileChannel = FileChannel.open(file, lockOptions, *ownerOnly())
 
     private fun readRecord(key: String): String? {
         val file = fileFor(key)
@@ -378,10 +387,10 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
 }
 
 /**
- * The refresh leases this JVM holds on [FileTokenStore] lock files, by path:
- * shared by every store on a directory, as the locks are. An exclusive
- * [FileLock], taken without waiting; given back by [end], by its TTL, or by
- * the OS when the process dies.
+ * The refresh leases this JVM holds on [FileTokenStore] lock files, by real
+ * path: shared by every store on a directory, however it was spelt, as the
+ * locks are. An exclusive [FileLock], taken without waiting; given back by
+ * [end], by its TTL, or by the OS when the process dies.
  */
 private object FileLeases {
     private class Lease(val owner: String, val channel: FileChannel, val lock: FileLock) {
@@ -396,7 +405,7 @@ private object FileLeases {
 
     /** Takes the lease on `file` for `owner` (renewed if it holds it); false if another holds it. */
     fun take(file: Path, owner: String, ttlMs: Long, open: (Path) -> FileChannel): Boolean {
-        val path = file.toAbsolutePath().normalize().toString()
+        val path = file.toString()
         synchronized(held) { return takeLocked(path, file, owner, ttlMs, open) }
     }
 
@@ -432,7 +441,7 @@ private object FileLeases {
 
     /** Gives the lease on `file` back, if `owner` holds it. */
     fun end(file: Path, owner: String) {
-        val path = file.toAbsolutePath().normalize().toString()
+        val path = file.toString()
         synchronized(held) { held[path]?.takeIf { it.owner == owner } }?.let { giveBack(path, it) }
     }
 

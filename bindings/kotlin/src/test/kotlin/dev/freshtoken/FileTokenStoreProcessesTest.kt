@@ -2,6 +2,7 @@ package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.Json
+import dev.freshtoken.support.blocking
 import dev.freshtoken.support.same
 import java.io.File
 import java.nio.file.Files
@@ -10,6 +11,7 @@ import java.util.concurrent.ExecutionException
 import java.util.concurrent.TimeUnit
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Assert.assertTrue
 import org.junit.Before
 import org.junit.BeforeClass
@@ -142,5 +144,20 @@ class FileTokenStoreProcessesTest {
         val (failure, relinked, stored) = relinkDuringRefresh { OneProcessStore(it) }
         assertEquals(null, failure)
         assertTrue("the new link was overwritten", stored != relinked)
+    }
+
+    @Test fun `one lease per file however the directory is spelt`() = blocking {
+        // Stores through a symlink share this JVM's lease table: a second
+        // channel on the file would drop the holder's lock when closed.
+        val real = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val alias = Files.createSymbolicLink(tmp.root.toPath().resolve("alias"), real)
+        val plain = FileTokenStore(real)
+        val aliased = FileTokenStore(alias)
+        assertTrue(plain.acquire("u1", "a", 60_000))
+        assertFalse(aliased.acquire("u1", "b", 60_000))
+        assertTrue("the holder renews through either name", aliased.acquire("u1", "a", 60_000))
+        aliased.release("u1", "a")
+        assertTrue(plain.acquire("u1", "b", 60_000))
+        plain.release("u1", "b")
     }
 }

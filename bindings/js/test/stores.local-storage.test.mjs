@@ -1,12 +1,14 @@
-// freshtoken/local-storage's argument checks, in Node (which has neither
-// localStorage nor navigator.locks). What the store does with real ones —
+// freshtoken/local-storage's argument checks and a misbehaving lock
+// manager, in Node (which has neither localStorage nor navigator.locks). What the store does with real ones —
 // two tabs, one refresh, the Web Lock as lease — runs in Chromium
 // (browser.test.mjs).
 
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
+import { StorageError, TokenClient } from 'freshtoken';
 import { LocalStorageStore } from 'freshtoken/local-storage';
+import { startEmulator } from '../support/emulator.mjs';
 
 /** A Storage's two methods over a Map (Node has no localStorage). */
 const storage = () => {
@@ -95,4 +97,39 @@ test('a storage that refuses the write (full) rejects the save and keeps the sto
   await assert.rejects(refusing.save('u1', 'lost'), { name: 'QuotaExceededError' });
   await assert.rejects(refusing.saveVersioned('u1', 'lost', '1'), { name: 'QuotaExceededError' });
   assert.deepEqual(await store.loadVersioned('u1'), { version: '1', record: 'kept' });
+});
+
+// The lock manager is a host callback too: one that never answers, throws a
+// non-Error or answers with the wrong type ends the session's call with a
+// StorageError at the store deadline (or at once), and nothing is sent.
+describe('a LocalStorageStore whose lock manager misbehaves, through a session', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+
+  const misbehaving = {
+    'never answers': () => new Promise(() => {}),
+    'throws a string': () => { throw 'locks are off'; }, // eslint-disable-line no-throw-literal
+    'answers with no promise': () => 42,
+  };
+  for (const [name, request] of Object.entries(misbehaving)) {
+    test(`request() ${name}: a StorageError, no refresh sent, the record untouched`, async () => {
+      const backing = storage();
+      const family = await emu.seed();
+      await new LocalStorageStore({ storage: backing, locks }).save('u1', JSON.stringify({
+        schema: 'freshtoken.record/1', refresh_token: family.refresh_token, updated_at: 1,
+      }));
+      const before = await emu.refreshRequests();
+      const stored = backing.getItem('freshtoken:u1');
+      const client = new TokenClient({
+        tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret', storeTimeoutMs: 150,
+      });
+      const session = client.session('u1', new LocalStorageStore({ storage: backing, locks: { request } }));
+      await assert.rejects(session.accessToken(), StorageError);
+      await assert.rejects(session.seed({ refreshToken: 'rt-new' }), StorageError, 'a save takes the write lock too');
+      assert.equal(await emu.refreshRequests() - before, 0, 'nothing was sent');
+      assert.equal(backing.getItem('freshtoken:u1'), stored, 'the record is untouched');
+      client.free();
+    });
+  }
 });

@@ -201,3 +201,37 @@ def test_one_lease_per_file_however_the_directory_is_spelt(tmp_path):
     asyncio.run(aliased.release("u1", "a"))
     assert asyncio.run(plain.acquire("u1", "b", 60_000)) is True
     asyncio.run(plain.release("u1", "b"))
+
+
+# A process that stalls holding a key's write lock (a writer hung mid-save)
+# must not hang this one: the save ends at the store deadline with a
+# StorageError, and once the lock is free the key is written again.
+HOLD_BOTH_LOCKS = r"""
+import fcntl, sys
+with open(sys.argv[1], "r+b") as file:
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+    fcntl.lockf(file.fileno(), fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes stdin
+"""
+
+
+def test_a_process_stalled_on_the_write_lock_ends_a_save_at_the_store_deadline(emu, tmp_path):
+    store = FileTokenStore(tmp_path / "tokens")
+    path = store.lock_path("u1", "write")
+    open(path, "ab").close()
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, store_timeout_ms=200)
+    family = emu.seed()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_BOTH_LOCKS, path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        with pytest.raises(freshtoken.StorageError):
+            client.session("u1", store).seed(refresh_token=family["refresh_token"])
+        assert not os.path.exists(store.path("u1")), "nothing was written past the stalled writer"
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    other = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    other.session("u1", FileTokenStore(tmp_path / "tokens")).seed(refresh_token=family["refresh_token"])
+    assert json.loads(open(store.path("u1")).read())["refresh_token"] == family["refresh_token"]

@@ -27,6 +27,12 @@ const NAME = 'LocalStorageStore';
 // may release what another instance acquired.
 const HELD = new Map();
 
+/** (Re)starts `lease`'s TTL: it ends `ttlMs` from now unless released or renewed first. */
+function expireIn(name, lease, ttlMs) {
+  clearTimeout(lease.timer);
+  lease.timer = setTimeout(() => giveBack(name, lease), ttlMs);
+}
+
 /** Ends `lease` on `name` (if it is still the one held): the lock goes back. */
 function giveBack(name, lease) {
   if (HELD.get(name) !== lease) return;
@@ -180,8 +186,7 @@ export class LocalStorageStore {
     if (held) {
       // Held by this page; the lock itself would only say "not available".
       if (held.owner !== owner) return false;
-      clearTimeout(held.timer);
-      held.timer = setTimeout(() => giveBack(name, held), ttlMs);
+      expireIn(name, held, ttlMs);
       return true;
     }
     return new Promise((resolve, reject) => {
@@ -193,7 +198,7 @@ export class LocalStorageStore {
         // The lock is held until this promise settles.
         return new Promise((end) => {
           const lease = { owner, end, timer: undefined };
-          lease.timer = setTimeout(() => giveBack(name, lease), ttlMs);
+          expireIn(name, lease, ttlMs);
           HELD.set(name, lease);
           resolve(true);
         });

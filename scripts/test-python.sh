@@ -2,7 +2,7 @@
 # Builds and tests the Python binding (bindings/python):
 #   1. the Python tools (scripts/setup-python.sh → .tools/venv: maturin, pytest);
 #   2. the uniffi library and generated module (scripts/build-ffi.sh, debug);
-#   3. the token emulator the tests run against;
+#   3. the token emulator the tests run against, and the freshtoken command;
 #   4. the importable package in bindings/python/build/dev/ (assemble.sh);
 #   5. the wheel, with maturin from bindings/python/pyproject.toml — in the dev
 #      profile, to stay fast (a release build of the library takes minutes on
@@ -17,7 +17,7 @@ log() { printf '[test-python] %s\n' "$*"; }
 
 bash scripts/setup-python.sh
 bash scripts/build-ffi.sh
-cargo build --quiet -p freshtoken-emulator
+cargo build --quiet -p freshtoken-emulator -p freshtoken-cli
 bash bindings/python/assemble.sh debug bindings/python/build/dev
 
 wheels=bindings/python/build/wheels

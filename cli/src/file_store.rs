@@ -5,13 +5,19 @@
 //! temporary file (0600), are fsynced, renamed over the record and the
 //! directory is fsynced: a crash leaves the old record or the new one.
 //!
-//! Concurrent invocations on one key are serialised by an advisory lock on
-//! `<stem>.lock` (released by the OS if a process dies), so that two never
-//! both spend the same single-use refresh token.
+//! Concurrent invocations on one key are serialised by the key's lock,
+//! `<stem>.lock`, which the Python and Kotlin `FileTokenStore`s take as
+//! their refresh lease (see `key_locks`): the command, a web server's
+//! workers and an app's processes never both spend the same single-use
+//! refresh token. Every write holds `<stem>.write.lock`, as theirs do, and
+//! saves compare-and-swap on the SHA-256 of the record text, their version:
+//! a re-link another process saves during a command's refresh is kept, and
+//! the command's save ends in a conflict instead of overwriting it.
 
-use freshtoken::{async_trait, StoreError, TokenStore, MAX_RECORD_BYTES};
+use crate::key_locks::{lock_exclusive, private_options, HeldLock};
+use freshtoken::{async_trait, CasOutcome, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES};
 use sha2::{Digest, Sha256};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -22,12 +28,6 @@ const MAX_HEX: usize = 120;
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
-}
-
-/// The advisory lock on one key, held until dropped.
-#[derive(Debug)]
-pub struct KeyLock {
-    _file: File,
 }
 
 impl FileStore {
@@ -56,50 +56,97 @@ impl FileStore {
         read_capped(&self.path_for(key), MAX_RECORD_BYTES)
     }
 
-    /// Saves `record` under `key` durably (see the module docs).
+    /// Saves `record` under `key` durably, holding the key's write lock
+    /// (see the module docs).
     pub fn write(&self, key: &str, record: &str) -> io::Result<()> {
-        create_private_dir(&self.dir)?;
+        let _writing = self.write_lock(key)?;
         write_private(&self.path_for(key), record.as_bytes())
     }
 
-    /// Takes the advisory lock on `key`, waiting for another process that
-    /// holds it.
-    pub fn lock(&self, key: &str) -> io::Result<KeyLock> {
-        create_private_dir(&self.dir)?;
-        let path = self.dir.join(format!("{}.lock", Self::stem(key)));
-        let file = private_options().read(true).write(true).open(path)?;
-        file.lock()?;
-        Ok(KeyLock { _file: file })
+    /// Saves `record` only if the stored record's version is still
+    /// `expected` (`None`: only if nothing is stored); `Ok(None)` when it
+    /// is not. The read and the write hold the key's write lock.
+    pub fn write_if(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> io::Result<Option<String>> {
+        let _writing = self.write_lock(key)?;
+        let current = self.read(key)?.map(|text| version(&text));
+        if current.as_deref() != expected {
+            return Ok(None);
+        }
+        write_private(&self.path_for(key), record.as_bytes())?;
+        Ok(Some(version(record)))
     }
+
+    /// Takes the key's lock (the refresh lease of the other file stores),
+    /// waiting for another process that holds it.
+    pub fn lock(&self, key: &str) -> io::Result<HeldLock> {
+        create_private_dir(&self.dir)?;
+        lock_exclusive(&self.dir.join(format!("{}.lock", Self::stem(key))))
+    }
+
+    /// Takes the key's write lock, waiting for a write in another process.
+    fn write_lock(&self, key: &str) -> io::Result<HeldLock> {
+        create_private_dir(&self.dir)?;
+        lock_exclusive(&self.dir.join(format!("{}.write.lock", Self::stem(key))))
+    }
+}
+
+/// A record's version, as every file store computes it: the lowercase hex
+/// SHA-256 of its text.
+fn version(record: &str) -> String {
+    to_hex(&Sha256::digest(record.as_bytes()))
+}
+
+fn read_error(e: io::Error) -> StoreError {
+    StoreError(format!("cannot read the record ({})", e.kind()))
+}
+
+fn write_error(e: io::Error) -> StoreError {
+    StoreError(format!("cannot write the record ({})", e.kind()))
 }
 
 #[async_trait]
 impl TokenStore for FileStore {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.read(key)
-            .map_err(|e| StoreError(format!("cannot read the record ({})", e.kind())))
+        self.read(key).map_err(read_error)
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.write(key, record)
-            .map_err(|e| StoreError(format!("cannot write the record ({})", e.kind())))
+        self.write(key, record).map_err(write_error)
+    }
+
+    fn supports_versions(&self) -> bool {
+        true
+    }
+
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self.read(key).map_err(read_error)?.map(|record| Versioned {
+            version: version(&record),
+            record,
+        }))
+    }
+
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        Ok(
+            match self.write_if(key, record, expected).map_err(write_error)? {
+                Some(version) => CasOutcome::Saved { version },
+                None => CasOutcome::Conflict,
+            },
+        )
     }
 }
 
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Options that create a file readable by its owner only.
-fn private_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    options.create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
 }
 
 /// Creates `dir` (and its parents) if missing; a new directory is 0700.
@@ -234,16 +281,18 @@ mod tests {
         store.write("u", "{\"a\":1}").unwrap();
         store.write("u", "{\"a\":2}").unwrap();
         assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":2}"));
-        let names: Vec<String> = fs::read_dir(dir.join("nested"))
+        let mut names: Vec<String> = fs::read_dir(dir.join("nested"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec!["x.75.json".to_owned()]);
+        names.sort();
+        assert_eq!(names, vec!["x.75.json", "x.75.write.lock"]);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(&store.path_for("u")), 0o600);
+            assert_eq!(mode(&dir.join("nested/x.75.write.lock")), 0o600);
             assert_eq!(mode(&dir.join("nested")), 0o700);
         }
         fs::remove_dir_all(dir).unwrap();

@@ -8,9 +8,10 @@ use freshtoken::{Error, ErrorCode, TokenInfo, UserSession};
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Extra attempts after a `storage` failure: each first saves the renewed
+/// Extra attempts after a `storage` failure (each first saves the renewed
 /// record the core keeps in memory, which this process would otherwise
-/// take with it when it exits.
+/// take with it when it exits) or a `conflict` (each reads the record
+/// another process saved).
 const STORAGE_RETRIES: usize = 2;
 
 /// The `--json` result.
@@ -38,6 +39,9 @@ async fn fresh_tokens(session: &UserSession, force: bool) -> Result<TokenInfo, E
     for _ in 0..STORAGE_RETRIES {
         match &result {
             Err(e) if e.code() == ErrorCode::Storage => result = session.tokens().await,
+            // Another process saved the session (a re-link) during this
+            // refresh, and nothing was overwritten: serve what it saved.
+            Err(e) if e.code() == ErrorCode::Conflict => result = session.tokens().await,
             _ => break,
         }
     }

@@ -180,9 +180,9 @@ class FileTokenStore(TokenStoreBase):
     the OS has ``flock`` (Linux, macOS), the store offers the refresh lease
     and compare-and-swap versions, so one process at a time refreshes a
     session and a save whose version moved on is a conflict. The lease is an
-    exclusive lock on ``<name>.lock``, taken both as ``flock`` (which the
-    ``freshtoken`` command takes on the same file) and as a POSIX record
-    lock (which the Kotlin store's ``FileLock`` takes), given back by the OS
+    exclusive lock on ``<name>.lock``, taken both as ``flock`` and as a
+    POSIX record lock (the Kotlin store's ``FileLock``; the ``freshtoken``
+    command takes both, too), given back by the OS
     when its process dies and after its TTL. Every write holds
     ``<name>.write.lock`` for its compare-and-swap; a record's version is
     the SHA-256 of its text. Without ``flock`` (Windows) it serves one

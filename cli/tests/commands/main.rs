@@ -6,6 +6,7 @@ mod support;
 
 mod client_token;
 mod emulator;
+mod file_locks;
 mod help;
 mod inspect;
 mod link;

@@ -112,8 +112,7 @@ open class MemoryTokenStore : TokenStoreBase() {
  * made by one process is never overwritten by another's refresh (that save
  * is a [FreshTokenException.Conflict]). The lease is an exclusive
  * [FileLock] on `<name>.lock` (a POSIX record lock, which the Python store
- * takes too; on Linux it does not see the `freshtoken` command's `flock`),
- * given back when its process dies and after its TTL; every write holds
+ * and the `freshtoken` command take too), given back when its process dies and after its TTL; every write holds
  * `<name>.write.lock` for its compare-and-swap; a record's version is the
  * SHA-256 of its text. The lock files are empty and stay. On a network file
  * system the lock may not exclude other machines: use a database there.

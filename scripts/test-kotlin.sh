@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Kotlin binding's tests, from a fresh machine: installs what is missing
 # (scripts/setup-kotlin.sh), builds the uniffi library and its generated
-# Kotlin (scripts/build-ffi.sh) and the token-endpoint emulator, compiles
+# Kotlin (scripts/build-ffi.sh), the token-endpoint emulator and the
+# `freshtoken` command (a test shares a directory with it), compiles
 # generated + hand-written code and the tests with kotlinc into jars under
 # target/kotlin/ (skipped when the inputs are unchanged), and runs them with
 # JUnit 4. Ends with JUnit's summary and one "N passed, N failed" line; the
@@ -19,7 +20,7 @@ echo "$built"
 # build-ffi.sh names the library it built ("[build-ffi] <path> and bindings …").
 lib=$(sed -n 's/^\[build-ffi\] \([^ ]*libfreshtoken\.so\) .*/\1/p' <<<"$built" | tail -1)
 [ -n "$lib" ] && [ -f "$lib" ] || lib=target/debug/libfreshtoken.so
-cargo build --quiet -p freshtoken-emulator || fail_build "building the emulator failed"
+cargo build --quiet -p freshtoken-emulator -p freshtoken-cli || fail_build "building the emulator and the command failed"
 
 K=.tools/node_modules/kotlin-compiler/lib
 J=/usr/share/java

@@ -3,15 +3,19 @@
 //! one directory exclude each other: `<stem>.lock` while one of them may
 //! spend the key's refresh token, `<stem>.write.lock` around each write.
 //!
-//! Each lock is taken both ways Unix has, because on Linux they do not see
-//! each other: `flock` (what the Python store also takes) and a POSIX
-//! record lock on the whole file (a JVM's `FileLock`: the Kotlin store's).
-//! Both are given back by the OS when the process dies. Lock files stay
-//! (removing one races with a process about to lock it).
+//! Each lock is a `flock` (what the Python store takes) and, where the file
+//! system keeps them apart (Linux's local file systems), also a POSIX record
+//! lock on the whole file (a JVM's `FileLock`: the Kotlin store's). Where
+//! the two are one mechanism (macOS and the BSDs; NFS and SMB mounts on
+//! Linux) the `flock` already excludes a `FileLock`, and taking both would
+//! conflict with itself. Both are given back by the OS when the process
+//! dies. Lock files stay (removing one races with a process about to lock it).
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
+#[cfg(unix)]
+use std::{collections::HashMap, fs, path::PathBuf, sync::Mutex};
 
 /// A lock file held exclusively until dropped.
 #[derive(Debug)]
@@ -22,13 +26,56 @@ pub struct HeldLock {
 /// Takes the lock file at `path` (created 0600 if missing) exclusively,
 /// waiting for another process that holds it.
 pub fn lock_exclusive(path: &Path) -> io::Result<HeldLock> {
+    #[cfg(unix)]
+    let separate = match path.parent() {
+        Some(dir) => record_locks_are_separate(dir)?,
+        None => true,
+    };
     let file = private_options().read(true).write(true).open(path)?;
     // flock first: two threads of this process then never meet at the
     // record lock, which does not exclude within a process.
     file.lock()?;
     #[cfg(unix)]
-    rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    if separate {
+        rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    }
     Ok(HeldLock { _file: file })
+}
+
+/// What [`record_locks_are_separate`] found, by the directory's real path.
+#[cfg(unix)]
+static PROBED: Mutex<Option<HashMap<PathBuf, bool>>> = Mutex::new(None);
+
+/// Whether `dir`'s file system keeps POSIX record locks apart from `flock`,
+/// probed once per directory: a `flock` on a new file no other process
+/// knows, then a record lock on it, which only a file system where the two
+/// are one mechanism refuses.
+#[cfg(unix)]
+pub fn record_locks_are_separate(dir: &Path) -> io::Result<bool> {
+    let dir = fs::canonicalize(dir)?;
+    let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&separate) = probed.get_or_insert_with(HashMap::new).get(&dir) {
+        return Ok(separate);
+    }
+    let mut random = [0u8; 6];
+    getrandom::getrandom(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let probe = dir.join(format!(".lock-probe.{}.{hex}.tmp", std::process::id()));
+    let file = private_options().write(true).create_new(true).open(&probe);
+    let separate = file.and_then(|file| {
+        file.lock()?;
+        match rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    });
+    let _ = fs::remove_file(&probe);
+    let separate = separate?;
+    probed
+        .get_or_insert_with(HashMap::new)
+        .insert(dir, separate);
+    Ok(separate)
 }
 
 /// Options that create a file readable by its owner only.
@@ -41,4 +88,71 @@ pub fn private_options() -> OpenOptions {
         options.mode(0o600);
     }
     options
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The kinds of the locks this process holds on `path` (/proc/locks).
+    fn lock_kinds_on(path: &Path) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
+        let pid = std::process::id().to_string();
+        let inode = fs::metadata(path).unwrap().ino().to_string();
+        let mut kinds: Vec<String> = fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let on_file = words.get(5).and_then(|w| w.rsplit(':').next()) == Some(&inode);
+                (words.get(1) != Some(&"->") && words.get(4) == Some(&pid.as_str()) && on_file)
+                    .then(|| words[1].to_owned())
+            })
+            .collect();
+        kinds.sort();
+        kinds
+    }
+
+    #[test]
+    fn on_a_local_linux_file_system_both_kinds_are_taken_and_the_probe_leaves_nothing() {
+        let mut random = [0u8; 6];
+        getrandom::getrandom(&mut random).unwrap();
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("freshtoken-cli-locks-{hex}"));
+        fs::create_dir_all(&dir).unwrap();
+        assert!(record_locks_are_separate(&dir).unwrap());
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            0,
+            "the probe file is gone"
+        );
+
+        let path = dir.join("x.75.lock");
+        let held = lock_exclusive(&path).unwrap();
+        assert_eq!(lock_kinds_on(&path), ["FLOCK", "POSIX"]);
+        drop(held);
+        assert!(
+            lock_kinds_on(&path).is_empty(),
+            "closing the file gives both back"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn where_the_two_are_one_mechanism_a_flock_alone_is_taken() {
+        // macOS, the BSDs, NFS (simulated: this file system keeps them apart).
+        let dir = std::env::temp_dir().join(format!("freshtoken-cli-one-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let real = fs::canonicalize(&dir).unwrap();
+        PROBED
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(real, false);
+        let path = dir.join("x.75.lock");
+        let held = lock_exclusive(&path).unwrap();
+        assert_eq!(lock_kinds_on(&path), ["FLOCK"]);
+        drop(held);
+        fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -180,9 +180,10 @@ class FileTokenStore(TokenStoreBase):
     the OS has ``flock`` (Linux, macOS), the store offers the refresh lease
     and compare-and-swap versions, so one process at a time refreshes a
     session and a save whose version moved on is a conflict. The lease is an
-    exclusive lock on ``<name>.lock``, taken both as ``flock`` and as a
-    POSIX record lock (the Kotlin store's ``FileLock``; the ``freshtoken``
-    command takes both, too), given back by the OS
+    exclusive lock on ``<name>.lock``, taken both as ``flock`` and, where
+    the file system keeps the two apart (Linux), as a POSIX record lock (the
+    Kotlin store's ``FileLock``; the ``freshtoken`` command takes the same),
+    given back by the OS
     when its process dies and after its TTL. Every write holds
     ``<name>.write.lock`` for its compare-and-swap; a record's version is
     the SHA-256 of its text. Without ``flock`` (Windows) it serves one
@@ -256,8 +257,9 @@ class FileTokenStore(TokenStoreBase):
         if fcntl is None:
             yield
             return
-        with _open_lock_file(self.lock_path(key, "write")) as file:
-            _lock_both(file, blocking=True)  # released when the file closes
+        path = self.lock_path(key, "write")
+        with _open_lock_file(path) as file:
+            _lock_both(file, path, blocking=True)  # released when the file closes
             yield
 
     def _load(self, key: str) -> Optional[str]:
@@ -316,15 +318,20 @@ def _version(record: str) -> str:
     return hashlib.sha256(record.encode("utf-8")).hexdigest()
 
 
-def _lock_both(file, blocking: bool) -> None:
-    """Locks ``file`` exclusively both ways there are: ``flock`` (the
-    ``freshtoken`` command's, and this store's in other processes) and a POSIX
-    record lock (a JVM's ``FileLock``: the Kotlin store's), which on Linux do
-    not exclude each other. ``flock`` first, so two of this store's threads
-    never meet at the record lock (which does not exclude within a process).
-    Raises BlockingIOError when not ``blocking`` and either is held elsewhere."""
+def _lock_both(file, path: str, blocking: bool) -> None:
+    """Locks ``file`` (the lock file at ``path``) exclusively both ways there
+    are: ``flock`` (the ``freshtoken`` command's, and this store's in other
+    processes) and a POSIX record lock (a JVM's ``FileLock``: the Kotlin
+    store's), where the file system keeps them apart (see
+    ``_record_locks_are_separate``). ``flock`` first, so two of this store's
+    threads never meet at the record lock (which does not exclude within a
+    process). Raises BlockingIOError when not ``blocking`` and either is held
+    elsewhere."""
     extra = 0 if blocking else fcntl.LOCK_NB
+    separate = _record_locks_are_separate(os.path.dirname(path))
     fcntl.flock(file.fileno(), fcntl.LOCK_EX | extra)
+    if not separate:
+        return
     try:
         fcntl.lockf(file.fileno(), fcntl.LOCK_EX | extra)
     except BaseException as err:
@@ -332,6 +339,42 @@ def _lock_both(file, blocking: bool) -> None:
         if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EAGAIN):
             raise BlockingIOError(err.errno, "held by another process") from None  # POSIX allows either
         raise
+
+
+# Whether each directory's file system (by real path) keeps POSIX record
+# locks apart from flock.
+_separate: Dict[str, bool] = {}
+_separate_lock = threading.Lock()
+
+
+def _record_locks_are_separate(directory: str) -> bool:
+    """Whether ``directory``'s file system keeps POSIX record locks apart
+    from ``flock``, as Linux's local file systems do: then the store takes
+    both. Where they are one mechanism (macOS and the BSDs; NFS and SMB
+    mounts on Linux) a ``flock`` already excludes a JVM's ``FileLock``, and
+    taking both would conflict with itself. Probed once per directory: a
+    ``flock`` on a new file no other process knows, then a record lock on
+    it, which only a file system where the two are one mechanism refuses."""
+    real = os.path.realpath(directory)
+    with _separate_lock:
+        known = _separate.get(real)
+        if known is not None:
+            return known
+        fd, probe = tempfile.mkstemp(dir=real, prefix=".lock-probe-", suffix=".tmp")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                separate = True
+            except OSError as err:
+                if err.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                separate = False
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+        _separate[real] = separate
+        return separate
 
 
 def _open_lock_file(path: str):
@@ -375,7 +418,7 @@ def _take_lease(path: str, owner: str, ttl_ms: int) -> bool:
             return True
         file = _open_lock_file(path)
         try:
-            _lock_both(file, blocking=False)
+            _lock_both(file, path, blocking=False)
         except BlockingIOError:
             file.close()
             return False

@@ -235,3 +235,42 @@ def test_a_process_stalled_on_the_write_lock_ends_a_save_at_the_store_deadline(e
     other = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
     other.session("u1", FileTokenStore(tmp_path / "tokens")).seed(refresh_token=family["refresh_token"])
     assert json.loads(open(store.path("u1")).read())["refresh_token"] == family["refresh_token"]
+
+
+def lock_kinds_on(path):
+    """The kinds of the locks this process holds on ``path`` (Linux's /proc/locks)."""
+    inode = str(os.stat(path).st_ino)
+    with open("/proc/locks") as table:
+        rows = [line.split() for line in table]
+    return sorted(r[1] for r in rows if r[1] != "->" and r[4] == str(os.getpid()) and r[5].rsplit(":", 1)[-1] == inode)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="reads Linux's lock table")
+def test_on_a_local_linux_file_system_the_lease_is_a_flock_and_a_record_lock(tmp_path):
+    store = FileTokenStore(tmp_path / "tokens")
+    assert asyncio.run(store.acquire("u1", "me", 60_000)) is True
+    try:
+        assert lock_kinds_on(store.lock_path("u1")) == ["FLOCK", "POSIX"]
+        assert os.listdir(tmp_path / "tokens") == [os.path.basename(store.lock_path("u1"))], \
+            "the file system's probe left no file"
+    finally:
+        asyncio.run(store.release("u1", "me"))
+    assert lock_kinds_on(store.lock_path("u1")) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="reads Linux's lock table")
+def test_where_flock_and_record_locks_are_one_mechanism_the_store_takes_a_flock_alone(tmp_path, monkeypatch):
+    """macOS, the BSDs and NFS mounts (simulated: this file system keeps them
+    apart): there a flock already excludes a JVM's FileLock, and a record
+    lock taken beside it would conflict with the store's own flock."""
+    from freshtoken import _stores
+    directory = tmp_path / "tokens"
+    store = FileTokenStore(directory)
+    monkeypatch.setitem(_stores._separate, os.path.realpath(directory), False)
+    assert asyncio.run(store.acquire("u1", "me", 60_000)) is True
+    try:
+        assert lock_kinds_on(store.lock_path("u1")) == ["FLOCK"]
+        asyncio.run(store.save_versioned("u1", "{}", None))  # the write lock, a flock too
+    finally:
+        asyncio.run(store.release("u1", "me"))
+    assert open(store.path("u1")).read() == "{}"

@@ -215,3 +215,25 @@ fn one_step_prints_the_url_then_reads_the_redirect() {
     assert!(status.success(), "one-step link exits 0");
     assert!(env.record("carol").is_some());
 }
+
+#[test]
+fn linking_again_replaces_a_dead_session_and_the_next_token_comes_from_the_new_link() {
+    let env = Env::new("link-again");
+    env.link("user-42");
+    let first = env.refresh_token("user-42");
+    let mut dead = env.record("user-42").unwrap();
+    dead.access_token = None;
+    dead.reauth = Some(freshtoken::ReauthReason::InvalidGrant);
+    env.write_record("user-42", &dead);
+    env.full(&["token"], "user-42").run().exits(4);
+
+    env.link("user-42"); // the user re-links: the stored record moved on
+    let record = env.record("user-42").unwrap();
+    assert!(record.reauth.is_none(), "the new link is alive");
+    assert!(
+        env.refresh_token("user-42") != first,
+        "and holds the new link's refresh token"
+    );
+    let token = env.full(&["-q", "token"], "user-42").run().ok().stdout;
+    assert!(env.api_accepts(token.trim()));
+}

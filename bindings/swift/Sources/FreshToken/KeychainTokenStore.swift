@@ -64,6 +64,8 @@ public final class KeychainTokenStore: SingleProcessTokenStore, Sendable {
     /// - Parameters:
     ///   - service: names this store's items, e.g. your bundle id + ".freshtoken".
     ///   - accessGroup: a Keychain access group shared with extensions, if any.
+    ///     They are other processes and this store has no refresh lease: see
+    ///     the README ("The Keychain store") before two of them open sessions.
     ///   - useDataProtectionKeychain: on macOS, use the iOS-style data
     ///     protection keychain (needs a signed app with a keychain entitlement;
     ///     pass false for unsigned command-line tools). No effect on iOS.

@@ -59,8 +59,11 @@ pub fn record_locks_are_separate(dir: &Path) -> io::Result<bool> {
     }
     let mut random = [0u8; 6];
     getrandom::getrandom(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let probe = dir.join(format!(".lock-probe.{}.{hex}.tmp", std::process::id()));
+    let probe = dir.join(format!(
+        ".lock-probe.{}.{}.tmp",
+        std::process::id(),
+        crate::file_store::to_hex(&random)
+    ));
     let file = private_options().write(true).create_new(true).open(&probe);
     let separate = file.and_then(|file| {
         file.lock()?;

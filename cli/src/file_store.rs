@@ -63,6 +63,18 @@ impl FileStore {
         write_private(&self.path_for(key), record.as_bytes())
     }
 
+    /// The stored record and its version, or `None`. A file that is not
+    /// UTF-8 is read lossily (the core then refuses it as corrupt) and
+    /// versioned by its bytes, so that a new link can still replace it.
+    pub fn read_versioned(&self, key: &str) -> io::Result<Option<(String, String)>> {
+        Ok(
+            read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES)?.map(|bytes| {
+                let version = to_hex(&Sha256::digest(&bytes));
+                (String::from_utf8_lossy(&bytes).into_owned(), version)
+            }),
+        )
+    }
+
     /// Saves `record` only if the stored record's version is still
     /// `expected` (`None`: only if nothing is stored); `Ok(None)` when it
     /// is not. The read and the write hold the key's write lock.
@@ -73,7 +85,7 @@ impl FileStore {
         expected: Option<&str>,
     ) -> io::Result<Option<String>> {
         let _writing = self.write_lock(key)?;
-        let current = self.read(key)?.map(|text| version(&text));
+        let current = self.read_versioned(key)?.map(|(_, version)| version);
         if current.as_deref() != expected {
             return Ok(None);
         }
@@ -96,7 +108,7 @@ impl FileStore {
 }
 
 /// A record's version, as every file store computes it: the lowercase hex
-/// SHA-256 of its text.
+/// SHA-256 of its text (of its bytes, for a file that is not text).
 fn version(record: &str) -> String {
     to_hex(&Sha256::digest(record.as_bytes()))
 }
@@ -124,10 +136,10 @@ impl TokenStore for FileStore {
     }
 
     async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self.read(key).map_err(read_error)?.map(|record| Versioned {
-            version: version(&record),
-            record,
-        }))
+        Ok(self
+            .read_versioned(key)
+            .map_err(read_error)?
+            .map(|(record, version)| Versioned { record, version }))
     }
 
     async fn save_versioned(
@@ -165,6 +177,16 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// The file's text, `None` if it does not exist; a file over `cap` bytes
 /// is read only to `cap + 1` bytes (the caller refuses it).
 pub fn read_capped(path: &Path, cap: usize) -> io::Result<Option<String>> {
+    read_capped_bytes(path, cap)?
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+        })
+        .transpose()
+}
+
+/// The file's bytes, as [`read_capped`] reads them.
+fn read_capped_bytes(path: &Path, cap: usize) -> io::Result<Option<Vec<u8>>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -172,9 +194,7 @@ pub fn read_capped(path: &Path, cap: usize) -> io::Result<Option<String>> {
     };
     let mut bytes = Vec::new();
     file.take(cap as u64 + 1).read_to_end(&mut bytes)?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+    Ok(Some(bytes))
 }
 
 /// Writes `contents` to `path` atomically and durably, readable by the

@@ -468,8 +468,12 @@ def legacy_file_name(key: str) -> str:
 
 
 def _read(path: str) -> Optional[str]:
+    """The file's text, or None. A file that is not UTF-8 is read with
+    replacement characters: freshtoken then refuses it as corrupt (a
+    StorageError), and its version stays stable, so that a new link
+    (``seed``) can still replace it."""
     try:
-        with open(path, "r", encoding="utf-8") as file:
+        with open(path, "r", encoding="utf-8", errors="replace") as file:
             return file.read()
     except FileNotFoundError:
         return None

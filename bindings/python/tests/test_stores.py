@@ -121,6 +121,21 @@ def test_file_store_failure_is_a_storage_error_behind_a_session(emu, tmp_path):
     asyncio.run(scenario())
 
 
+def test_a_record_file_that_is_not_text_is_a_storage_error_and_a_new_link_replaces_it(emu, tmp_path):
+    async def scenario():
+        client, _ = make_client(emu)
+        store = FileTokenStore(tmp_path / "tokens")
+        with open(store.path("u1"), "wb") as file:
+            file.write(b"\xff\xfe{\x80")
+        with pytest.raises(FreshTokenError.Storage):
+            await client.session("u1", store).access_token()
+        session, _ = await seeded(emu, client, store)  # the user links again: compare-and-swap over the bytes
+        assert json.loads(await store.load("u1"))["refresh_token"]
+        assert await session.access_token()
+
+    asyncio.run(scenario())
+
+
 def test_a_session_on_a_file_store_survives_a_new_client(emu, tmp_path):
     async def scenario():
         client, clock = make_client(emu)

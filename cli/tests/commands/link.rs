@@ -237,3 +237,17 @@ fn linking_again_replaces_a_dead_session_and_the_next_token_comes_from_the_new_l
     let token = env.full(&["-q", "token"], "user-42").run().ok().stdout;
     assert!(env.api_accepts(token.trim()));
 }
+
+#[test]
+fn a_record_that_is_not_text_is_a_storage_error_and_linking_again_replaces_it() {
+    let env = Env::new("link-over-garbage");
+    std::fs::create_dir_all(&env.store).unwrap();
+    std::fs::write(env.record_path("user-42"), [0xff, 0xfe, b'{', 0x80]).unwrap();
+    let run = env.full(&["token"], "user-42").run().exits(11);
+    assert!(run.stderr.contains("storage"), "{}", run.stderr);
+
+    env.link("user-42");
+    assert!(env.record("user-42").unwrap().reauth.is_none());
+    let token = env.full(&["-q", "token"], "user-42").run().ok().stdout;
+    assert!(env.api_accepts(token.trim()));
+}

@@ -113,4 +113,17 @@ class StoresTest {
         }
         assertEquals("storage", err.code)
     }
+
+    @Test fun `a record file that is not text is a Storage error and a new link replaces it`() = blocking {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val store = FileTokenStore(dir)
+        Files.write(store.fileFor("u"), byteArrayOf(0xff.toByte(), 0xfe.toByte(), '{'.code.toByte(), 0x80.toByte()))
+        val client = TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret"))
+        expectError<FreshTokenException.Storage> { client.session("u", store).accessToken() }
+        // The user links again: the compare-and-swap is over what the file holds.
+        val session = client.session("u", store)
+        session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
+        assertTrue(session.accessToken().isNotEmpty())
+        client.close()
+    }
 }

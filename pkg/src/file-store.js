@@ -2,7 +2,7 @@
 // written to a temporary file, fsynced, then renamed over the old one, so a
 // crash leaves either the old record or the new one, never half of one.
 
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -205,10 +205,37 @@ async function listLegacy(dir) {
   }
 }
 
+/**
+ * The most of a file read: well above the largest record freshtoken writes
+ * (256 KiB) and an EncryptedStore envelope of one. A bigger file is read
+ * only to one byte past this, and freshtoken refuses it.
+ */
+const MAX_FILE_BYTES = 1024 * 1024;
+
+/** The file's text (its first MAX_FILE_BYTES + 1 bytes; not UTF-8: with replacement characters). */
+async function readCapped(path) {
+  const handle = await open(path, 'r');
+  try {
+    const chunks = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, MAX_FILE_BYTES + 1 - length));
+      if (chunk.length === 0) break;
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+    }
+    return Buffer.concat(chunks, length).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The file's text, or null if there is no such file. */
 async function readRecord(path) {
   try {
-    return await readFile(path, 'utf8');
+    return await readCapped(path);
   } catch (error) {
     if (error.code === 'ENOENT') return null;
     throw new Error(`cannot read the record (${error.code ?? 'error'})`);
@@ -218,7 +245,7 @@ async function readRecord(path) {
 /** Whether `path` holds a whole record (a JSON object; a cut-off write is not one). */
 async function isCompleteRecord(path) {
   try {
-    const value = JSON.parse(await readFile(path, 'utf8'));
+    const value = JSON.parse(await readCapped(path));
     return value !== null && typeof value === 'object' && !Array.isArray(value);
   } catch {
     return false;

@@ -129,6 +129,19 @@ describe('FileStore', () => {
     assert.equal(await store.load(key), RECORD);
   });
 
+  test('a record file over the cap is read only to one byte past it', async () => {
+    const MAX_FILE_BYTES = 1024 * 1024; // file-store.js
+    const store = new FileStore(dir);
+    await writeFile(store.pathFor('big'), 'x'.repeat(3 * MAX_FILE_BYTES));
+    assert.equal((await store.load('big')).length, MAX_FILE_BYTES + 1);
+  });
+
+  test('a record file that is not UTF-8 loads with replacement characters', async () => {
+    const store = new FileStore(dir);
+    await writeFile(store.pathFor('bytes'), Buffer.from([0xff, 0xfe, 0x7b, 0x80]));
+    assert.equal(await store.load('bytes'), '\ufffd\ufffd{\ufffd');
+  });
+
   test('the constructor wants a directory path', () => {
     assert.throws(() => new FileStore(''), TypeError);
     assert.throws(() => new FileStore(), TypeError);

@@ -467,14 +467,20 @@ def legacy_file_name(key: str) -> str:
     return f"h.{hashlib.sha256(data).hexdigest()}.json"  # the same as today's
 
 
+# The most of a record file read: well above the largest record freshtoken
+# writes (256 KiB) and an EncryptedStore envelope of one. A bigger file is
+# read only to one character past this, and freshtoken refuses it.
+MAX_FILE_CHARS = 1024 * 1024
+
+
 def _read(path: str) -> Optional[str]:
-    """The file's text, or None. A file that is not UTF-8 is read with
-    replacement characters: freshtoken then refuses it as corrupt (a
-    StorageError), and its version stays stable, so that a new link
-    (``seed``) can still replace it."""
+    """The file's text (at most MAX_FILE_CHARS + 1 characters), or None. A
+    file that is not UTF-8 is read with replacement characters: freshtoken
+    then refuses it as corrupt (a StorageError), and its version stays
+    stable, so that a new link (``seed``) can still replace it."""
     try:
         with open(path, "r", encoding="utf-8", errors="replace") as file:
-            return file.read()
+            return file.read(MAX_FILE_CHARS + 1)
     except FileNotFoundError:
         return None
 

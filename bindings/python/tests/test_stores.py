@@ -136,6 +136,20 @@ def test_a_record_file_that_is_not_text_is_a_storage_error_and_a_new_link_replac
     asyncio.run(scenario())
 
 
+def test_a_record_file_over_the_cap_is_read_only_past_it_and_a_session_refuses_it(emu, tmp_path):
+    async def scenario():
+        from freshtoken._stores import MAX_FILE_CHARS
+        client, _ = make_client(emu)
+        store = FileTokenStore(tmp_path / "tokens")
+        with open(store.path("u1"), "w") as file:
+            file.write("x" * (3 * MAX_FILE_CHARS))
+        assert len(await store.load("u1")) == MAX_FILE_CHARS + 1
+        with pytest.raises(FreshTokenError.Storage):
+            await client.session("u1", store).access_token()
+
+    asyncio.run(scenario())
+
+
 def test_a_session_on_a_file_store_survives_a_new_client(emu, tmp_path):
     async def scenario():
         client, clock = make_client(emu)

@@ -251,8 +251,9 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
     }
 
+    /** The file's text, read to at most [MAX_FILE_BYTES] + 1 bytes (freshtoken refuses a bigger one). */
     private fun read(file: Path): String? = try {
-        String(Files.readAllBytes(file), Charsets.UTF_8)
+        String(readAtMost(file, MAX_FILE_BYTES + 1), Charsets.UTF_8)
     } catch (e: NoSuchFileException) {
         null
     } catch (e: IOException) {
@@ -329,6 +330,24 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         /** A record's version: the SHA-256 of its text, lowercase hex (a rewrite of the same text is the same record). */
         private fun version(record: String): String =
             hex(MessageDigest.getInstance("SHA-256").digest(record.toByteArray(Charsets.UTF_8)))
+
+        /**
+         * The most of a record file read: well above the largest record
+         * freshtoken writes (256 KiB) and an [EncryptedStore] envelope of one.
+         */
+        const val MAX_FILE_BYTES = 1024 * 1024
+
+        /** The first `limit` bytes of `file` (InputStream.readNBytes needs Android 13). */
+        private fun readAtMost(file: Path, limit: Int): ByteArray = Files.newInputStream(file).use { input ->
+            val out = java.io.ByteArrayOutputStream()
+            val chunk = ByteArray(8192)
+            while (out.size() < limit) {
+                val n = input.read(chunk, 0, minOf(chunk.size, limit - out.size()))
+                if (n < 0) break
+                out.write(chunk, 0, n)
+            }
+            out.toByteArray()
+        }
 
         /** The longest key (in UTF-8 bytes) whose hex is the name; longer keys are hashed. */
         private const val MAX_KEY_BYTES = 60

@@ -126,4 +126,14 @@ class StoresTest {
         assertTrue(session.accessToken().isNotEmpty())
         client.close()
     }
+
+    @Test fun `a record file over the cap is read only past it, and a session refuses it as Storage`() = blocking {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val store = FileTokenStore(dir)
+        Files.write(store.fileFor("u"), ByteArray(3 * FileTokenStore.MAX_FILE_BYTES) { 'x'.code.toByte() })
+        assertEquals(FileTokenStore.MAX_FILE_BYTES + 1, store.load("u")!!.length)
+        TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret")).use { client ->
+            expectError<FreshTokenException.Storage> { client.session("u", store).accessToken() }
+        }
+    }
 }

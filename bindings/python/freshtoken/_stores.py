@@ -183,11 +183,10 @@ class FileTokenStore(TokenStoreBase):
     exclusive lock on ``<name>.lock``, taken both as ``flock`` and, where
     the file system keeps the two apart (Linux), as a POSIX record lock (the
     Kotlin store's ``FileLock``; the ``freshtoken`` command takes the same),
-    given back by the OS
-    when its process dies and after its TTL. Every write holds
-    ``<name>.write.lock`` for its compare-and-swap; a record's version is
-    the SHA-256 of its text. Without ``flock`` (Windows) it serves one
-    process: no lease and no versions.
+    given back by the OS when its process dies and after its TTL. Every
+    write holds ``<name>.write.lock`` for its compare-and-swap; a record's
+    version is the SHA-256 of its text. Without ``flock`` (Windows) it
+    serves one process: no lease and no versions.
 
     Files written by earlier versions (``k.<base64url>.json``, whose
     names could differ only in case) are still read, and each is deleted

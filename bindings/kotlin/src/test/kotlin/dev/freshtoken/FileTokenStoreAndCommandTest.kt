@@ -21,7 +21,8 @@ import org.junit.rules.TemporaryFolder
  * [FileTokenStore] and the `freshtoken` command on one directory (a cron
  * job beside a service): the command waits for this store's lease (a
  * `FileLock`, which the command takes as a POSIX record lock beside its
- * `flock`) and serves the record the store saved. The real command binary
+ * `flock`) and serves the record the store saved, and a re-link the store
+ * saves during the command's refresh is kept. The real command binary
  * (<repo>/target/debug/freshtoken, or $FRESHTOKEN_COMMAND_BIN); waits are
  * on Linux's lock table and the emulator's held requests, never on time.
  * Mirrors the Python test_file_store_and_command.py.
@@ -98,6 +99,35 @@ class FileTokenStoreAndCommandTest {
                 assertEquals("one refresh for both", 1L, emu.refreshRequests() - before)
                 val stored = Json.obj(String(Files.readAllBytes(store.fileFor("u1")), Charsets.UTF_8))
                 assertEquals("active", emu.refreshTokenState(stored["refresh_token"] as String))
+            } finally {
+                process.destroyForcibly()
+            }
+        }
+    }
+
+    @Test fun `a re-link this store saves during the command's refresh is kept`() {
+        val dir = tmp.root.toPath().resolve("tokens")
+        val old = emu.seed()["refresh_token"] as String
+        val relinked = emu.seed()["refresh_token"] as String
+        TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret")).use { client ->
+            client.session("u1", FileTokenStore(dir)).seedBlocking(SeedOptions(refreshToken = old))
+            emu.hold()
+            val process = startCommand(dir)
+            try {
+                assertEquals(1L, emu.waitHeld(1)) // the command's refresh of the old link
+                client.session("u1", FileTokenStore(dir)).seedBlocking(SeedOptions(refreshToken = relinked))
+                assertEquals(1L, emu.releaseHeld())
+                val out = String(process.inputStream.readBytes(), Charsets.UTF_8)
+                assertEquals(String(process.errorStream.readBytes(), Charsets.UTF_8).takeLast(400), 0, process.waitFor())
+
+                val stored = Json.obj(String(Files.readAllBytes(FileTokenStore(dir).fileFor("u1")), Charsets.UTF_8))
+                assertEquals("consumed", emu.refreshTokenState(old))
+                assertEquals(
+                    "the command's save met the re-link and went on from it, instead of overwriting it",
+                    "consumed", emu.refreshTokenState(relinked),
+                )
+                assertEquals("active", emu.refreshTokenState(stored["refresh_token"] as String))
+                same(Json.obj(out)["access_token"] as String, stored["access_token"] as String, "the command served the re-linked session")
             } finally {
                 process.destroyForcibly()
             }

@@ -2,6 +2,7 @@
 // written to a temporary file, fsynced, then renamed over the old one, so a
 // crash leaves either the old record or the new one, never half of one.
 
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -214,22 +215,9 @@ const MAX_FILE_BYTES = 1024 * 1024;
 
 /** The file's text (its first MAX_FILE_BYTES + 1 bytes; not UTF-8: with replacement characters). */
 async function readCapped(path) {
-  const handle = await open(path, 'r');
-  try {
-    const chunks = [];
-    let length = 0;
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, MAX_FILE_BYTES + 1 - length));
-      if (chunk.length === 0) break;
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
-      if (bytesRead === 0) break;
-      chunks.push(chunk.subarray(0, bytesRead));
-      length += bytesRead;
-    }
-    return Buffer.concat(chunks, length).toString('utf8');
-  } finally {
-    await handle.close();
-  }
+  const chunks = [];
+  for await (const chunk of createReadStream(path, { end: MAX_FILE_BYTES })) chunks.push(chunk); // `end` is inclusive
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** The file's text, or null if there is no such file. */

@@ -69,8 +69,10 @@ impl FileStore {
     pub fn read_versioned(&self, key: &str) -> io::Result<Option<(String, String)>> {
         Ok(
             read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES)?.map(|bytes| {
-                let version = to_hex(&Sha256::digest(&bytes));
-                (String::from_utf8_lossy(&bytes).into_owned(), version)
+                (
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                    version(&bytes),
+                )
             }),
         )
     }
@@ -90,7 +92,7 @@ impl FileStore {
             return Ok(None);
         }
         write_private(&self.path_for(key), record.as_bytes())?;
-        Ok(Some(version(record)))
+        Ok(Some(version(record.as_bytes())))
     }
 
     /// Takes the key's lock (the refresh lease of the other file stores),
@@ -108,9 +110,9 @@ impl FileStore {
 }
 
 /// A record's version, as every file store computes it: the lowercase hex
-/// SHA-256 of its text (of its bytes, for a file that is not text).
-fn version(record: &str) -> String {
-    to_hex(&Sha256::digest(record.as_bytes()))
+/// SHA-256 of its text's bytes (of the file's bytes, if they are not text).
+fn version(bytes: &[u8]) -> String {
+    to_hex(&Sha256::digest(bytes))
 }
 
 fn read_error(e: io::Error) -> StoreError {

@@ -120,7 +120,7 @@ mod tests {
     fn on_a_local_linux_file_system_both_kinds_are_taken_and_the_probe_leaves_nothing() {
         let mut random = [0u8; 6];
         getrandom::getrandom(&mut random).unwrap();
-        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::file_store::to_hex(&random);
         let dir = std::env::temp_dir().join(format!("freshtoken-cli-locks-{hex}"));
         fs::create_dir_all(&dir).unwrap();
         assert!(record_locks_are_separate(&dir).unwrap());

@@ -258,7 +258,7 @@ class FileTokenStore(TokenStoreBase):
             return
         path = self.lock_path(key, "write")
         with _open_lock_file(path) as file:
-            _lock_both(file, path, blocking=True)  # released when the file closes
+            _lock_exclusive(file, path, blocking=True)  # released when the file closes
             yield
 
     def _load(self, key: str) -> Optional[str]:
@@ -317,12 +317,12 @@ def _version(record: str) -> str:
     return hashlib.sha256(record.encode("utf-8")).hexdigest()
 
 
-def _lock_both(file, path: str, blocking: bool) -> None:
-    """Locks ``file`` (the lock file at ``path``) exclusively both ways there
-    are: ``flock`` (the ``freshtoken`` command's, and this store's in other
-    processes) and a POSIX record lock (a JVM's ``FileLock``: the Kotlin
-    store's), where the file system keeps them apart (see
-    ``_record_locks_are_separate``). ``flock`` first, so two of this store's
+def _lock_exclusive(file, path: str, blocking: bool) -> None:
+    """Locks ``file`` (the lock file at ``path``) exclusively: a ``flock``
+    (the ``freshtoken`` command's, and this store's in other processes) and,
+    where the file system keeps the two apart (see
+    ``_record_locks_are_separate``), a POSIX record lock (a JVM's
+    ``FileLock``: the Kotlin store's). ``flock`` first, so two of this store's
     threads never meet at the record lock (which does not exclude within a
     process). Raises BlockingIOError when not ``blocking`` and either is held
     elsewhere."""
@@ -417,7 +417,7 @@ def _take_lease(path: str, owner: str, ttl_ms: int) -> bool:
             return True
         file = _open_lock_file(path)
         try:
-            _lock_both(file, path, blocking=False)
+            _lock_exclusive(file, path, blocking=False)
         except BlockingIOError:
             file.close()
             return False

@@ -112,9 +112,9 @@ open class MemoryTokenStore : TokenStoreBase() {
  * made by one process is never overwritten by another's refresh (that save
  * is a [FreshTokenException.Conflict]). The lease is an exclusive
  * [FileLock] on `<name>.lock` (a POSIX record lock, which the Python store
- * and the `freshtoken` command take too), given back when its process dies and after its TTL; every write holds
- * `<name>.write.lock` for its compare-and-swap; a record's version is the
- * SHA-256 of its text. The lock files are empty and stay. On a network file
+ * and the `freshtoken` command take too), given back when its process dies
+ * and after its TTL; every write holds `<name>.write.lock` for its
+ * compare-and-swap; a record's version is the SHA-256 of its text. The lock files are empty and stay. On a network file
  * system the lock may not exclude other machines: use a database there.
  *
  * Needs `java.nio.file` (Android 8.0, API 26, and later). An example: on

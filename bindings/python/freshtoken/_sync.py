@@ -42,12 +42,22 @@ class Session(SessionCore):
         callers, the rotated record saved before anyone gets the new token).
         ``timeout`` (seconds) bounds only this caller's wait."""
         entry = self._entry
-        if _time() < entry.until:
+        if timeout is None and _time() < entry.until:
             return entry.token
         return self._access_token(timeout)
 
+    def _mirrored(self) -> Optional[str]:
+        """The mirrored token if it is fresh on the client's clock, else None."""
+        entry = self._entry
+        return entry.token if _time() < entry.until else None
+
     def _access_token(self, timeout: Optional[float]) -> str:
-        token = self._refill()
+        # A timeout is checked on every path, the mirrored one too: a bad one
+        # must not pass while a token is fresh and fail only once it is not.
+        timeout = _check.timeout(timeout)
+        token = self._mirrored()
+        if token is None:
+            token = self._refill()
         if token is not None:
             return token
         token = _loop.call(self._handle().access_token, timeout=timeout)
@@ -105,13 +115,17 @@ class _HostClockSession(Session):
     __slots__ = ()
 
     def access_token(self, timeout: Optional[float] = None) -> str:
+        token = self._mirrored() if timeout is None else None
+        return token if token is not None else self._access_token(timeout)
+
+    def _mirrored(self) -> Optional[str]:
         entry = self._entry
         try:
             if self._now() < entry.until:
                 return entry.token
         except Exception:  # noqa: BLE001 - a failing host clock: ask the core
             pass
-        return self._access_token(timeout)
+        return None
 
     access_token.__doc__ = Session.access_token.__doc__
 

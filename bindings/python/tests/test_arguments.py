@@ -147,6 +147,22 @@ def test_a_sync_timeout_that_is_not_a_number_of_seconds_is_refused_before_the_ca
     assert emu.refresh_requests() == 0, "no refresh was started"
 
 
+@pytest.mark.parametrize("host_clock", [True, False], ids=["host clock", "system clock"])
+@pytest.mark.parametrize("timeout", [float("nan"), -1, "1"])
+def test_a_bad_sync_timeout_is_refused_while_the_mirrored_token_is_fresh(emu, host_clock, timeout):
+    if host_clock:
+        client, _ = make_sync_client(emu)
+    else:
+        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    session, _ = seeded_sync(emu, client, TestStore())
+    token = session.access_token()
+    assert session.access_token(timeout=5) == token, "the mirrored token, with a good timeout"
+    with pytest.raises(ConfigError) as raised:
+        session.access_token(timeout=timeout)
+    assert raised.value.field == "timeout"
+    assert emu.refresh_requests() == 1
+
+
 def test_a_sync_timeout_beyond_what_locks_can_wait_is_no_limit(emu):
     client, _ = make_sync_client(emu)
     session, _ = seeded_sync(emu, client, TestStore())

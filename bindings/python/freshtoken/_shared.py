@@ -175,12 +175,14 @@ class ClientCore:
         Cheap enough to call per request: no native call is made until one is
         needed, the handle for (key, store) is reused, and every handle of a
         key shares the key's state, refresh and mirrored token."""
-        try:
-            handle = self._handles[key]
-            if handle._store is store:
+        # Only an exact str is looked up as it is: a subclass's own __hash__
+        # and __eq__ could match another user's key (a case-insensitive key
+        # type would hand "ALICE" alice's handle). Anything else is checked
+        # and copied to a str first, by _new_session.
+        if type(key) is str:
+            handle = self._handles.get(key)
+            if handle is not None and handle._store is store:
                 return handle
-        except (KeyError, TypeError):
-            pass
         return self._new_session(key, store)
 
     @property

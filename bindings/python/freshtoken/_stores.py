@@ -257,9 +257,12 @@ class FileTokenStore(TokenStoreBase):
             yield
             return
         path = self.lock_path(key, "write")
-        with _open_lock_file(path) as file:
-            _lock_exclusive(file, path, blocking=True)  # released when the file closes
+        file = _open_lock_file(path)
+        try:
+            _lock_exclusive(file, path, blocking=True)
             yield
+        finally:
+            _unlock_and_close(file)
 
     def _load(self, key: str) -> Optional[str]:
         record = _read(self.path(key))
@@ -381,6 +384,19 @@ def _open_lock_file(path: str):
     return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
 
 
+def _unlock_and_close(file) -> None:
+    """Gives ``file``'s locks back, then closes it. The ``flock`` belongs to the
+    open file, which a forked child shares: closing only this process's
+    descriptor would leave the lock held for as long as the child lives
+    (``multiprocessing``'s fork, a prefork server's workers), refusing the
+    key's lease and writes to every process. Closing gives the record lock
+    back."""
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+    finally:
+        file.close()
+
+
 class _Lease:
     """A refresh lease this process holds: its owner, its locked file, its TTL timer."""
 
@@ -444,7 +460,24 @@ def _give_back(lease: _Lease) -> None:
             return
         del _leases[lease.path]
         lease.timer.cancel()
-        lease.file.close()  # closing the file gives the flock back
+        _unlock_and_close(lease.file)
+
+
+def _forget_leases_in_child() -> None:
+    """After a fork, in the child: the parent's leases are the parent's. The
+    child closes its copies of their files without unlocking them (that
+    would unlock the parent's), so that it neither renews nor ends them and
+    the parent's release frees them. Its lock is new: another thread may
+    have held the parent's at the fork."""
+    global _leases_lock
+    _leases_lock = threading.Lock()
+    for lease in _leases.values():
+        lease.file.close()
+    _leases.clear()
+
+
+if fcntl is not None and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_leases_in_child)
 
 
 def file_name(key: str, max_encoded: int = FileTokenStore.MAX_NAME_KEY) -> str:

@@ -187,6 +187,57 @@ def test_a_record_lock_held_by_another_process_refuses_the_lease_as_a_jvm_file_l
     asyncio.run(store.release("u1", "me"))
 
 
+def _fork_holding(run_in_child):
+    """Forks a child that runs ``run_in_child()`` (its answer, one byte, is
+    returned) and then lives on, holding its copies of every open file,
+    until the returned ``finish()``."""
+    to_child, from_child = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.write(from_child[1], run_in_child())
+            os.read(to_child[0], 1)
+        finally:
+            os._exit(0)
+    answer = os.read(from_child[0], 1)
+
+    def finish():
+        os.write(to_child[1], b"x")
+        os.waitpid(pid, 0)
+        for fd in (*to_child, *from_child):
+            os.close(fd)
+    return answer, finish
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_neither_takes_nor_keeps_the_parents_lease(tmp_path):
+    store = FileTokenStore(tmp_path / "tokens")
+    assert asyncio.run(store.acquire("u1", "parent", 60_000)) is True
+    taken, finish = _fork_holding(lambda: b"1" if asyncio.run(store.acquire("u1", "child", 60_000)) else b"0")
+    try:
+        assert taken == b"0", "the child is refused the lease the parent holds"
+        asyncio.run(store.release("u1", "parent"))
+        # The child still has its copy of the lease's file, and lives on.
+        assert asyncio.run(store.acquire("u1", "next", 60_000)) is True, "the parent's release freed the lease"
+        asyncio.run(store.release("u1", "next"))
+    finally:
+        finish()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_child_forked_during_a_write_does_not_keep_the_write_lock(tmp_path):
+    import fcntl
+
+    store = FileTokenStore(tmp_path / "tokens")
+    with store._writing("u1"):
+        _, finish = _fork_holding(lambda: b".")
+    try:
+        with open(store.lock_path("u1", "write"), "r+b") as other:
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if still held
+    finally:
+        finish()
+
+
 def test_one_lease_per_file_however_the_directory_is_spelt(tmp_path):
     """Stores on one directory through a symlink share this process's lease
     table: another owner is refused, and the holder's release through either

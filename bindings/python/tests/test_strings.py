@@ -99,6 +99,31 @@ def test_a_subclass_key_client_id_and_refresh_token_cross_intact(emu):
     assert emu.refresh_requests() == 2, "token_rejected compared the real text, and refreshed"
 
 
+class CaseInsensitive(str):
+    """A key type equal to, and hashing like, any spelling of its letters."""
+
+    def __eq__(self, other):
+        return isinstance(other, str) and str.lower(self) == str.lower(other)
+
+    def __hash__(self):
+        return hash(str.lower(self))
+
+
+def test_a_subclass_key_equal_to_another_users_key_gets_its_own_session(emu):
+    client, _ = make_sync_client(emu)
+    store = MemoryTokenStore()
+    alice = client.session("alice", store)
+    alice.seed(refresh_token=emu.seed()["refresh_token"])
+    alices_token = alice.access_token()
+    assert client.session("alice", store) is alice, "an exact str is looked up"
+    other = client.session(CaseInsensitive("ALICE"), store)
+    assert other is not alice and other.key == "ALICE", "the key's own characters, not a match by __eq__"
+    with pytest.raises(freshtoken.ReauthorizationRequired) as raised:
+        other.access_token()
+    assert raised.value.reason == "no_refresh_token", "nothing stored under ALICE: alice's token is not served"
+    assert alice.access_token() == alices_token and emu.refresh_requests() == 1
+
+
 class GarblingLoad(TokenStoreBase):
     """A store that hands its records back as Garbling strings."""
 

@@ -200,7 +200,7 @@ def timeout(value: Any) -> Optional[float]:
     try:
         seconds = float(value)
     except OverflowError:
-        seconds = math.inf
+        return None  # an int too big for a float: beyond any lock's wait, so no limit
     if math.isnan(seconds) or math.isinf(seconds):
         raise _error("timeout", "timeout must be a finite number of seconds (None: no limit)")
     if seconds < 0:

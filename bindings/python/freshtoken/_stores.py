@@ -75,15 +75,24 @@ def _sync_host_call(name, member):
 
 
 def unguarded_members(store) -> bool:
-    """Whether ``store`` (a TokenStoreBase) holds a callable host member in
-    its instance ``__dict__`` (``self.load = f``), which the class's wrapping
-    does not reach: ``Client.session`` then puts the whole store behind the
-    guard."""
-    members = getattr(store, "__dict__", None)
-    if not members:
-        return False
-    return any(callable(members.get(name)) and not getattr(members[name], "__freshtoken_wrapped__", False)
-               for name in _HOST_METHODS + _SYNC_METHODS)
+    """Whether ``store`` (a TokenStoreBase) has a host member the class's
+    wrapping does not reach: one set on the instance (``self.load = f``),
+    one inherited from a mixin that is not a TokenStoreBase, or one set on
+    the class after it was made (``Store.load = f``). ``Client.session``
+    then puts the whole store behind the guard."""
+    members = getattr(store, "__dict__", None) or {}
+    for name in _HOST_METHODS + _SYNC_METHODS:
+        if name in members:
+            member = members[name]
+        else:
+            owner = next((klass for klass in type(store).__mro__ if name in vars(klass)), TokenStoreBase)
+            if owner is TokenStoreBase:
+                continue  # the default, or nothing
+            member = vars(owner)[name]
+        host_member = callable(member) or isinstance(member, (classmethod, staticmethod))
+        if host_member and not getattr(member, "__freshtoken_wrapped__", False):
+            return True
+    return False
 
 
 class TokenStoreBase(TokenStore):

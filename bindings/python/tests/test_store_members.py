@@ -10,6 +10,7 @@ missing members are looked up inside the guard: a typed failure naming the
 member, never a traceback from uniffi's generated code."""
 
 import gc
+import json
 import threading
 import warnings
 
@@ -172,3 +173,65 @@ def test_capabilities_are_asked_once_on_the_callers_thread(emu):
     assert emu.refresh_requests() == 2
     here = threading.get_ident()
     assert sorted(store.asked) == [("lease", here), ("versions", here)], store.asked
+
+
+class PlainDictMixin:
+    """Plain (blocking-driver style) members from a class that is not a TokenStoreBase."""
+
+    def load(self, key):
+        return self.records.get(key)
+
+    def save(self, key, record):
+        self.records[key] = record
+
+
+class MixinStore(PlainDictMixin, freshtoken.TokenStoreBase):
+    def __init__(self):
+        self.records = {}
+
+
+class BytesMixin:
+    async def load(self, key):
+        return b'{"schema":"freshtoken.record/1"}'
+
+    async def save(self, key, record):
+        pass
+
+
+class BytesMixinStore(BytesMixin, freshtoken.TokenStoreBase):
+    pass
+
+
+class PatchedLater(freshtoken.TokenStoreBase):
+    def __init__(self):
+        self.records = {}
+
+    async def load(self, key):
+        return None
+
+    async def save(self, key, record):
+        pass
+
+
+PatchedLater.load = PlainDictMixin.load  # set on the class after __init_subclass__ ran
+PatchedLater.save = PlainDictMixin.save
+
+
+@pytest.mark.parametrize("make", [MixinStore, PatchedLater], ids=["mixin", "patched later"])
+def test_plain_members_from_a_mixin_or_set_later_run_behind_the_guard(emu, capfd, make):
+    client, _ = make_sync_client(emu)
+    store = make()
+    family = emu.seed()
+    client.session("u1", store).seed(refresh_token=family["refresh_token"])
+    token = client.session("u1", store).access_token()
+    assert emu.refresh_requests() == 1
+    same(json.loads(store.records["u1"])["access_token"], token, "saved through the plain member")
+    assert capfd.readouterr().err == "", "no traceback from uniffi's generated code"
+
+
+def test_a_mixin_member_answering_the_wrong_type_is_a_storage_error_naming_it(emu, capfd):
+    client, _ = make_sync_client(emu)
+    with pytest.raises(freshtoken.StorageError) as raised:
+        client.session("u1", BytesMixinStore()).access_token()
+    assert "load()" in str(raised.value), str(raised.value)
+    assert capfd.readouterr().err == "", "no traceback from uniffi's generated code"

@@ -62,7 +62,7 @@ impl Clock for SystemClock {
     }
 
     async fn sleep(&self, ms: u64) {
-        futures_timer::Delay::new(std::time::Duration::from_millis(ms)).await;
+        crate::timer_thread::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
 

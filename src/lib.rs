@@ -62,6 +62,8 @@ mod maybe_send;
 mod memory_store;
 #[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]
 mod native_http;
+#[cfg(not(target_arch = "wasm32"))]
+mod per_process;
 mod random;
 mod registry;
 pub mod response;
@@ -73,6 +75,8 @@ mod session_state;
 mod session_store;
 mod spawn;
 mod store;
+#[cfg(not(target_arch = "wasm32"))]
+mod timer_thread;
 mod tokens;
 
 #[cfg(all(feature = "ffi", not(target_arch = "wasm32")))]

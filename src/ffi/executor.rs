@@ -5,23 +5,25 @@
 //! 15), so it cannot live on the caller's executor.
 
 use crate::maybe_send::BoxFuture;
+use crate::per_process::PerProcess;
 use futures_executor::ThreadPool;
 use futures_util::future::FutureExt;
-use std::sync::OnceLock;
 
 /// Spawns refresh tasks on the process-wide flight thread.
 pub(crate) struct FlightThread;
 
+/// This process's flight thread: a forked child starts its own (its
+/// parent's is not in it), see [`PerProcess`].
 fn pool() -> Option<&'static ThreadPool> {
-    static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
+    static POOL: PerProcess<Option<ThreadPool>> = PerProcess::new();
+    POOL.get(|| {
         ThreadPool::builder()
             .pool_size(1)
             .name_prefix("freshtoken-flights-")
             .create()
             .ok()
     })
-    .as_ref()
+    .and_then(Option::as_ref)
 }
 
 impl crate::Spawn for FlightThread {

@@ -1,0 +1,116 @@
+"""A process forked after its parent used freshtoken (a prefork server's
+workers, multiprocessing's fork) has none of the parent's threads: the
+core's timer (every store and HTTP deadline, every retry backoff) and the
+thread that finishes a refresh its caller gave up on. The child starts its
+own. Each child reports through a pipe; the parent waits for it within a
+bound and fails the test if the child hung."""
+
+import asyncio
+import json
+import os
+import select
+import signal
+import threading
+
+import pytest
+
+import freshtoken
+from freshtoken import MemoryTokenStore, TokenStoreBase
+
+from helpers import CLIENT_ID, CLIENT_SECRET, make_sync_client, seeded_sync
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+
+CHILD_BOUND_S = 30
+
+
+def in_forked_child(run):
+    """``run()``'s JSON-able answer, computed in a forked child; None if the
+    child gave none within CHILD_BOUND_S (it is then killed)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.write(write_end, json.dumps(run()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], CHILD_BOUND_S)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            return None
+        answer = os.read(read_end, 65536)
+        return json.loads(answer) if answer else None
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+
+
+def warm_up(emu):
+    """The parent uses a client: a refresh under store deadlines starts the
+    core's timer and flight threads in this process."""
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, MemoryTokenStore(), key="parent")
+    session.access_token()
+
+
+class SilentLoad(TokenStoreBase):
+    """A store whose load never answers (a stuck database driver)."""
+
+    async def load(self, key):
+        await asyncio.Event().wait()
+
+    async def save(self, key, record):
+        pass
+
+
+def test_a_store_deadline_fires_in_a_child_forked_after_the_parent_used_deadlines(emu):
+    warm_up(emu)
+
+    def child():
+        client, _ = make_sync_client(emu, store_timeout_ms=300)
+        try:
+            client.session("child", SilentLoad()).status()
+            return "answered"
+        except freshtoken.StorageError:
+            return "StorageError"
+
+    assert in_forked_child(child) == "StorageError", "the child's store deadline fired (None: it hung)"
+
+
+class SignalsRotation(MemoryTokenStore):
+    """Sets ``rotated`` once a record that is not the in-doubt marker is saved."""
+
+    def __init__(self):
+        super().__init__()
+        self.rotated = threading.Event()
+
+    async def save(self, key, record):
+        await super().save(key, record)
+        if not json.loads(record).get("in_doubt"):
+            self.rotated.set()
+
+
+def test_in_a_forked_child_a_refresh_its_caller_gave_up_on_still_saves(emu):
+    warm_up(emu)
+
+    def child():
+        client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+        store = SignalsRotation()
+        session, family = seeded_sync(emu, client, store)
+        store.rotated.clear()  # the seed's own save
+        emu.fault({"kind": "hold", "grant": "refresh_token"})
+        try:
+            session.access_token(timeout=0.1)  # gives up while the server holds the answer
+            return "answered while held"
+        except TimeoutError:
+            pass
+        held = emu.wait_held(1)
+        emu.release_held()
+        saved = store.rotated.wait(CHILD_BOUND_S / 2)
+        record = json.loads(store.get("u1"))
+        return dict(held=held, saved=saved, rotated=record["refresh_token"] != family["refresh_token"])
+
+    assert in_forked_child(child) == dict(held=1, saved=True, rotated=True), (
+        "the child's flight thread sent the refresh and saved the rotated token")

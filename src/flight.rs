@@ -117,13 +117,15 @@ impl Attached {
     /// all, the marker only makes a later `invalid_grant` read
     /// `lost_rotation`).
     async fn write_ahead(&self) -> Result<(), Error> {
+        // The clock is read before the lock, as everywhere (see `serve`).
+        let now = self.ctx.clock.now_ms();
         let (generation, saved_record) = {
             let mut st = self.cell.lock();
             let Some(mut record) = st.record.as_deref().cloned() else {
                 return Ok(());
             };
             record.in_doubt = true;
-            record.updated_at_ms = self.ctx.clock.now_ms();
+            record.updated_at_ms = now;
             st.set_record(record)
         };
         let saved = self.persist(generation, &saved_record).await;
@@ -194,6 +196,7 @@ impl Attached {
             ..
         } = issued;
         let config = &self.ctx.config;
+        let now = self.ctx.clock.now_ms(); // before the lock (see `serve`)
         let (generation, saved_record, info) = {
             let mut st = self.cell.lock();
             let old = st.record.as_deref().cloned().unwrap_or_default();
@@ -212,7 +215,7 @@ impl Attached {
                 ),
                 reauth: None,
                 in_doubt: false,
-                updated_at_ms: self.ctx.clock.now_ms(),
+                updated_at_ms: now,
             };
             let info = info_of(&record);
             let (generation, saved_record) = st.set_record(record);

@@ -42,13 +42,20 @@ async fn wait_for_lease(
     let ctx = &session.ctx;
     let config = &ctx.config;
     let deadline = ctx.clock.now_ms().saturating_add(config.lease_wait_ms);
+    // The looks are bounded too, by as many of the shortest pauses as fit
+    // in the wait: under a host clock whose `sleep` returns at once and
+    // whose time stands still (a fake one), the deadline never comes, and
+    // the loop would ask the store for the lease forever, without yielding
+    // (in JavaScript, starving the whole event loop).
+    let mut looks_left = config.lease_wait_ms / FIRST_WAIT_MS + 1;
     let mut wait = FIRST_WAIT_MS;
     loop {
         if session.acquire().await? {
             return Ok(None);
         }
         waiting_since.get_or_insert_with(|| ctx.clock.now_ms());
-        if ctx.clock.now_ms() >= deadline {
+        looks_left = looks_left.saturating_sub(1);
+        if ctx.clock.now_ms() >= deadline || looks_left == 0 {
             return Err(Error::Conflict {
                 message: format!(
                     "another process held the refresh lease for more than {} ms",

@@ -97,6 +97,89 @@ async fn a_lease_held_too_long_is_a_conflict_and_sends_nothing() {
     assert_eq!(refreshes(&emu), 0);
 }
 
+/// A host clock that stands still and whose sleeps return at once (the
+/// shape of many fake clocks); its deadlines never fire.
+struct Frozen(u64);
+
+#[async_trait]
+impl Clock for Frozen {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+    async fn sleep(&self, _ms: u64) {}
+    async fn timer(&self, _ms: u64) {
+        std::future::pending::<()>().await
+    }
+}
+
+/// A lease store that counts the looks at the lease, and fails one past
+/// `LOOKS_ALLOWED` (a wait that would never end ends there, as `storage`).
+struct CountsLooks {
+    inner: MemoryStore,
+    looks: Mutex<u64>,
+}
+
+#[async_trait]
+impl TokenStore for CountsLooks {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+    fn supports_lease(&self) -> bool {
+        true
+    }
+    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
+        let looks = {
+            let mut looks = self.looks.lock().unwrap();
+            *looks += 1;
+            *looks
+        };
+        if looks > LOOKS_ALLOWED {
+            return Err(StoreError("asked for the lease too often".into()));
+        }
+        self.inner.acquire(key, owner, ttl).await
+    }
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release(key, owner).await
+    }
+}
+
+const LOOKS_ALLOWED: u64 = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_clock_that_stands_still_the_lease_wait_still_ends() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(Frozen(wall_ms()));
+    let store = Arc::new(CountsLooks {
+        inner: MemoryStore::with_leases(clock.clone()),
+        looks: Mutex::new(0),
+    });
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .lease_wait_ms(5_000)
+        .build()
+        .unwrap();
+    let a = TokenClient::new(
+        config,
+        Arc::new(freshtoken::NativeHttp::new().unwrap()),
+        clock,
+    );
+    let session = a.session("u1", store.clone()).unwrap();
+    seed_family(&emu, &session).await;
+    assert!(store
+        .inner
+        .acquire("u1", "busy-process", 3_600_000)
+        .await
+        .unwrap());
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    let looks = *store.looks.lock().unwrap();
+    assert!(looks <= 5_000 / 50 + 1, "{looks} looks at the lease");
+    assert_eq!(refreshes(&emu), 0);
+}
+
 /// A store where another writer saves just before this process's next
 /// compare-and-swap save lands.
 struct Interloper {

@@ -109,6 +109,17 @@ impl Attached {
             in_doubt: false,
             updated_at_ms: now,
         };
+        // A record over the cap would be saved, and then refused by every
+        // later load (a new process could not read the session back).
+        if record.encode().len() > crate::MAX_RECORD_BYTES {
+            return Err(Error::config(
+                largest_member(&record),
+                format!(
+                    "is too large: the session's record would exceed {} bytes",
+                    crate::MAX_RECORD_BYTES
+                ),
+            ));
+        }
         self.install(record).await
     }
 
@@ -237,4 +248,27 @@ pub(crate) fn serve<T>(
         return None;
     }
     Some(f(rec, at, st.generation))
+}
+
+/// The name of `record`'s longest seeded member (for a seed too large).
+fn largest_member(record: &Record) -> &'static str {
+    let length = |text: Option<&str>| text.map_or(0, str::len);
+    [
+        (
+            "refresh_token",
+            length(record.refresh_token.as_ref().map(|t| t.expose())),
+        ),
+        (
+            "access_token",
+            length(record.access_token.as_ref().map(|a| a.value.expose())),
+        ),
+        (
+            "id_token",
+            length(record.id_token.as_ref().map(|t| t.expose())),
+        ),
+        ("scope", length(record.scope.as_deref())),
+    ]
+    .into_iter()
+    .max_by_key(|(_, len)| *len)
+    .map_or("refresh_token", |(name, _)| name)
 }

@@ -212,7 +212,10 @@ async fn seed_adopts_an_existing_access_token_and_saves_the_record() {
         .unwrap();
     assert_eq!(session.access_token().await.unwrap(), family.access_token);
     assert_eq!(h.refresh_requests(), 0);
-    assert_eq!(h.store.refresh_token("u1"), Some(family.refresh_token));
+    assert_eq!(
+        h.store.refresh_token("u1"),
+        Some(family.refresh_token.clone())
+    );
     let e = session.seed(Seed::default()).await.unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -227,6 +230,21 @@ async fn seed_adopts_an_existing_access_token_and_saves_the_record() {
         .await
         .unwrap_err();
     assert_eq!(e.code().as_str(), "config");
+    // A seed whose record would be over the cap every load enforces is
+    // refused, and the stored session is kept: a new process could not
+    // have read the session back.
+    let e = session
+        .seed(Seed {
+            refresh_token: "r".repeat(freshtoken::MAX_RECORD_BYTES).into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, freshtoken::Error::Config { field, .. } if field == "refresh_token"),
+        "{e}"
+    );
+    assert_eq!(h.store.refresh_token("u1"), Some(family.refresh_token));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Six changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Eight changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -80,8 +80,8 @@
 #      Dispatchers.Default worker interrupted until it next idled; a later
 #      FileChannel on it (FileTokenStore) failed with
 #      ClosedByInterruptException. The async helpers clear the flag when
-#      the callback ends (their coroutine runs on Dispatchers.Default,
-#      never a caller's thread); the sync one (Clock.nowMs, supportsLease,
+#      the callback ends (their coroutine runs on a shared dispatcher
+#      worker, never a caller's thread: change 8); the sync one (Clock.nowMs, supportsLease,
 #      …, which run on the thread that polls the core, possibly the
 #      caller's own) clears it only on a DefaultDispatcher worker whose
 #      flag was clear before the callback.
@@ -98,6 +98,41 @@
 #    FreshTokenException.Config. (A host callback's result with a lone
 #    surrogate is the callback's failure through change 5, as before.)
 #
+# 7. A closed (destroyed) object never reaches Rust.
+#    Every object's uniffiCloneHandle(), which the converters' `lower` call
+#    when the object is passed as an argument (an EncryptionKey to
+#    EncryptedStore, an EncryptedStore to a session), cloned the native Arc
+#    without asking whether destroy() had already freed it: a closed key or
+#    store used again crashed the JVM (SIGILL/SIGSEGV in Arc's refcount).
+#    It now keeps the object alive for the clone with the same call counter
+#    its methods use (callWithHandle), and throws IllegalStateException
+#    ("… object has already been destroyed", as a closed object's own
+#    methods do) once it was destroyed. The hand-written layer checks first
+#    and names the parameter (FreshTokenException.Config); this is the
+#    backstop for every uniffi object, and closes the check-then-use race.
+#
+# 8. Host callbacks run, and are cancelled, on freshtoken's own dispatcher.
+#    - uniffi launches each async callback (store, HTTP) in GlobalScope on
+#      Dispatchers.Default. An app that keeps Default's workers (one per
+#      CPU) busy, with CPU work or runBlocking, held a callback's answer past
+#      its deadline: the HTTP response with a rotated refresh token never
+#      reached Rust, the call ended in Timeout, and the next one in
+#      ReauthorizationRequired(LOST_ROTATION). They now run on
+#      uniffiHostDispatcher, a view of Dispatchers.IO with its own
+#      parallelism (see the comment on it for why not IO itself).
+#    - When Rust drops a callback's future (its deadline passed),
+#      uniffiForeignFutureDroppedCallbackImpl called job.cancel() at once, on
+#      the Rust thread that dropped it (the caller's, or the process-wide
+#      freshtoken-flights thread): a host cancellation handler that blocked
+#      (invokeOnCancellation, a CompletableFuture's dependent stage under
+#      await()) held up the caller's deadline and other clients' abandoned
+#      refreshes. The cancel is now handed off to uniffiHostDispatcher.
+#    - A cancellation handler that threw reached the uncaught-exception
+#      handler (CompletionHandlerException; on Android the app dies). The
+#      callbacks' context has a CoroutineExceptionHandler that drops those
+#      (the core already took the callback's failure) and passes anything
+#      else to the thread's uncaught-exception handler, as before.
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
@@ -105,7 +140,8 @@ fail() { echo "[patch-generated] $* in $file (uniffi's output changed: review th
 
 if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file" \
   && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file" \
-  && grep -qF 'freshtoken: a string without UTF-8' "$file"; then
+  && grep -qF 'freshtoken: a string without UTF-8' "$file" && grep -qF 'freshtoken: a destroyed object' "$file" \
+  && grep -qF 'freshtoken: host callbacks run on' "$file"; then
   exit 0 # already patched
 fi
 
@@ -334,8 +370,8 @@ internal inline fun uniffiSuccessCallback(call: () -> Unit) {
 }
 
 /**
- * An async host callback ended (returned or threw) on this thread, a
- * Dispatchers.Default worker: clears an interrupt flag it may have left, so
+ * An async host callback ended (returned or threw) on this thread, a shared
+ * dispatcher worker (change 8): clears an interrupt flag it may have left, so
  * that the next task on the worker (a FileChannel write, say) is not interrupted.
  */
 internal fun uniffiHostCallbackEnded() {
@@ -401,5 +437,112 @@ if text.count(to_utf8) != 1:
     sys.stderr.write(f"[patch-generated] change 6: expected FfiConverterString.toUtf8 exactly once as written in the script, found it {text.count(to_utf8)} times in {path} (uniffi's output changed: review the patch)\n")
     sys.exit(1)
 text = text.replace(to_utf8, to_utf8_new)
+# 7: a destroyed object never reaches Rust (its handle is cloned under the call counter).
+import re
+clone = re.compile(r"""    fun uniffiCloneHandle\(\): Long \{
+        if \(handle == 0\.toLong\(\)\) \{
+            throw InternalException\("uniffiCloneHandle\(\) called on NoHandle object"\);
+        \}
+        return uniffiRustCall\(\) \{ status ->
+            UniffiLib\.(uniffi_freshtoken_fn_clone_\w+)\(handle, status\)
+        \}
+    \}
+""")
+clone_new = r"""    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        // freshtoken: a destroyed object never reaches Rust (bindings/kotlin/tools/patch-generated.sh, change 7)
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("$${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("$${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        try {
+            return uniffiRustCall() { status ->
+                UniffiLib.\1(handle, status)
+            }
+        } finally {
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+""".replace("$$", "$")
+n_defs = text.count("    fun uniffiCloneHandle(): Long {\n")
+text, n = clone.subn(clone_new, text)
+if n != 8 or n_defs != 8:
+    sys.stderr.write(f"[patch-generated] change 7: expected 8 uniffiCloneHandle() as written in the script, found {n} of {n_defs} in {path} (uniffi's output changed: review the patch)\n")
+    sys.exit(1)
+# 8: host callbacks run, and are cancelled, on freshtoken's dispatcher.
+host_helpers = """// freshtoken: host callbacks run on their own dispatcher (bindings/kotlin/tools/patch-generated.sh, change 8).
+
+/**
+ * Where every async host callback (store, HTTP) and its cancellation run.
+ * Not Dispatchers.Default (uniffi's choice): an app that keeps its few
+ * workers (one per CPU) busy held a callback's answer, a rotated refresh
+ * token among them, past its deadline. Not Dispatchers.IO itself: the app's
+ * own blocking I/O may fill its 64 threads. A view of IO with 64 of its own
+ * is bounded by neither, and shares IO's daemon threads (nothing to shut down).
+ */
+@OptIn(kotlinx.coroutines.ExperimentalCoroutinesApi::class)
+internal val uniffiHostDispatcher: kotlinx.coroutines.CoroutineDispatcher =
+    kotlinx.coroutines.Dispatchers.IO.limitedParallelism(64)
+
+/**
+ * What a host callback's coroutine reports: a host cancellation handler that
+ * threw (CompletionHandlerException) is dropped, since the core already took
+ * the callback's failure (on Android the uncaught-exception handler ends the
+ * app); anything else (a failed JNA call into Rust) goes to the thread's
+ * uncaught-exception handler, as it did.
+ */
+@OptIn(kotlinx.coroutines.InternalCoroutinesApi::class)
+internal fun uniffiHostCallbackReport(e: Throwable) {
+    if (e is kotlinx.coroutines.CompletionHandlerException) return
+    val thread = Thread.currentThread()
+    thread.uncaughtExceptionHandler?.uncaughtException(thread, e)
+}
+
+/** The context host callbacks are launched in. */
+internal val uniffiHostCallbackContext: kotlin.coroutines.CoroutineContext =
+    uniffiHostDispatcher + kotlinx.coroutines.CoroutineExceptionHandler { _, e -> uniffiHostCallbackReport(e) }
+
+/**
+ * Cancels an abandoned host callback on [uniffiHostDispatcher], never on the
+ * Rust thread that dropped its future (the caller's, or freshtoken-flights):
+ * a host cancellation handler runs inside cancel(), and one that blocked
+ * there held up the caller's deadline and other clients' refreshes.
+ */
+@OptIn(DelicateCoroutinesApi::class)
+internal fun uniffiCancelHostCallback(job: Job) {
+    GlobalScope.launch(uniffiHostCallbackContext) { job.cancel() }
+}
+
+"""
+dropped = """        val job = uniffiForeignFutureHandleMap.remove(handle)
+        if (!job.isCompleted) {
+            job.cancel()
+        }
+"""
+dropped_new = """        val job = uniffiForeignFutureHandleMap.remove(handle)
+        if (!job.isCompleted) {
+            uniffiCancelHostCallback(job) // freshtoken: handed off (change 8)
+        }
+"""
+for old, new, n in [
+    ("    val job = GlobalScope.launch coroutineBlock@ {\n",
+     "    val job = GlobalScope.launch(uniffiHostCallbackContext) coroutineBlock@ { // freshtoken: change 8\n", 2),
+    (dropped, dropped_new, 1),
+    ("internal val uniffiForeignFutureHandleMap = UniffiHandleMap<Job>()\n",
+     host_helpers + "internal val uniffiForeignFutureHandleMap = UniffiHandleMap<Job>()\n", 1),
+]:
+    if text.count(old) != n:
+        sys.stderr.write(f"[patch-generated] change 8: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
+        sys.exit(1)
+    text = text.replace(old, new)
 open(path, "w", encoding="utf-8").write(text)
 PY

@@ -80,3 +80,12 @@ internal fun ExchangeCodeOptions.checked(): ExchangeCodeOptions = apply {
     checkText("code_verifier", codeVerifier)
     checkText("redirect_uri", redirectUri)
 }
+
+/**
+ * The Config error for a closed native object ([what], e.g. `EncryptionKey`)
+ * passed as the argument [name]: checked before it is lowered, since uniffi
+ * would hand its freed handle to the core (the patched generated code throws
+ * IllegalStateException there as a backstop).
+ */
+internal fun closedArgument(name: String, what: String): FreshTokenException.Config =
+    FreshTokenException.Config(name, "invalid configuration `$name`: the $what was closed")

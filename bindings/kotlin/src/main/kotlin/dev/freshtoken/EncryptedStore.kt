@@ -17,11 +17,22 @@ class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : Au
     /** The key's id. */
     val id: String get() = ffi.id()
 
-    /** Drops this handle on the native key (a store made with it keeps its own). */
+    /**
+     * Drops this handle on the native key (a store made with it keeps its
+     * own). A closed key given to [EncryptedStore] is a
+     * [FreshTokenException.Config] naming the parameter; [id] throws
+     * [IllegalStateException].
+     */
     override fun close() = ffi.close()
 
-    /** The id only, never the key. */
-    override fun toString(): String = "EncryptionKey(id=$id)"
+    /** The native key for the parameter [name]; Config naming it once the key was closed. */
+    internal fun open(name: String): FfiEncryptionKey {
+        if (ffi.uniffiIsDestroyed) throw closedArgument(name, "EncryptionKey")
+        return ffi
+    }
+
+    /** The id only, never the key (a closed key: `EncryptionKey(closed)`). */
+    override fun toString(): String = if (ffi.uniffiIsDestroyed) "EncryptionKey(closed)" else "EncryptionKey(id=$id)"
 
     companion object {
         /** A key from its 32 bytes in base64 (standard or URL-safe, padding optional: `openssl rand -base64 32`). */
@@ -54,7 +65,12 @@ class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : Au
  *
  * The store is implemented natively: a session calls it without crossing
  * back into Kotlin except for [inner]'s own calls. Two keys with one id are a
- * [FreshTokenException.Config] naming `old`.
+ * [FreshTokenException.Config] naming `old`; a closed key or [inner] one
+ * naming `current`, `old` or `inner`. Once this store is closed its own
+ * members throw [IllegalStateException], and a session made with it
+ * afterwards a [FreshTokenException.Config] naming `store` (one made before
+ * keeps the native store). Its members called directly check their strings
+ * like every entry point (a lone surrogate is a Config naming `key`, `record`, …).
  *
  * On Android, when the records live on the device only, consider a store on
  * storage that the Android Keystore protects instead (a Keystore key is
@@ -73,7 +89,55 @@ class EncryptedStore private constructor(
         current: EncryptionKey,
         old: List<EncryptionKey> = emptyList(),
         refusePlaintext: Boolean = false,
-    ) : this(inner, nativeHandle(FixedCapabilities.of(inner), FfiEncryptionKeys(current.ffi, old.map { it.ffi }, refusePlaintext)))
+    ) : this(
+        inner,
+        nativeHandle(
+            FixedCapabilities.of(inner, "inner"),
+            FfiEncryptionKeys(current.open("current"), old.map { it.open("old") }, refusePlaintext),
+        ),
+    )
+
+    // The inherited members, called by the host, with the checks of every entry point.
+    @Throws(HostException::class, FreshTokenException::class)
+    override suspend fun load(key: String): String? {
+        checkText("key", key)
+        return ffiCall { super.load(key) }
+    }
+
+    @Throws(HostException::class, FreshTokenException::class)
+    override suspend fun save(key: String, record: String) {
+        checkText("key", key)
+        checkText("record", record)
+        ffiCall { super.save(key, record) }
+    }
+
+    @Throws(HostException::class, FreshTokenException::class)
+    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean {
+        checkText("key", key)
+        checkText("owner", owner)
+        return ffiCall { super.acquire(key, owner, ttlMs) }
+    }
+
+    @Throws(HostException::class, FreshTokenException::class)
+    override suspend fun release(key: String, owner: String) {
+        checkText("key", key)
+        checkText("owner", owner)
+        ffiCall { super.release(key, owner) }
+    }
+
+    @Throws(HostException::class, FreshTokenException::class)
+    override suspend fun loadVersioned(key: String): VersionedRecord? {
+        checkText("key", key)
+        return ffiCall { super.loadVersioned(key) }
+    }
+
+    @Throws(HostException::class, FreshTokenException::class)
+    override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult {
+        checkText("key", key)
+        checkText("record", record)
+        checkText("expected", expected)
+        return ffiCall { super.saveVersioned(key, record, expected) }
+    }
 
     private companion object {
         /** The handle of the core's encrypted store over [inner] (its own reference, kept by this object). */

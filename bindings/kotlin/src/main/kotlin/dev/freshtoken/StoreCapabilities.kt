@@ -37,9 +37,14 @@ internal class FixedCapabilities private constructor(
          * @throws FreshTokenException.Storage when either member throws
          *   (naming the member and the exception's class, never its message);
          *   nothing was done, and the next call asks again.
+         * @throws FreshTokenException.Config naming [name] for a closed
+         *   native store (its handle must never reach the core).
          */
-        fun of(store: TokenStore): TokenStore =
-            if (store is TokenStoreImpl || store is FixedCapabilities) {
+        fun of(store: TokenStore, name: String = "store"): TokenStore =
+            if (store is TokenStoreImpl) {
+                if (store.uniffiIsDestroyed) throw closedArgument(name, store.javaClass.simpleName)
+                store
+            } else if (store is FixedCapabilities) {
                 store
             } else {
                 FixedCapabilities(

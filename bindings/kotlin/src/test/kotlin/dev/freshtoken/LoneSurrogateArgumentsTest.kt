@@ -150,6 +150,21 @@ class LoneSurrogateArgumentsTest {
         EncryptionKey.fromBase64("k1", "A".repeat(43)).use { assertEquals("k1", it.id) }
     }
 
+    @Test fun `an EncryptedStore's own members called directly`() = blocking {
+        val inner = MemoryTokenStore()
+        val store = EncryptionKey("k1", ByteArray(32)).use { EncryptedStore(inner, it) }
+        config("key") { store.load(LONE) }
+        config("key") { store.save(LONE, "{}") }
+        config("record") { store.save("u1", LONE) }
+        config("owner") { store.acquire("u1", LONE, 1_000) }
+        config("owner") { store.release("u1", LONE) }
+        config("key") { store.loadVersioned(LONE) }
+        config("expected") { store.saveVersioned("u1", "{}", LONE) }
+        assertEquals("nothing was written", null, inner.get("u1"))
+        store.save("u1", "{}")
+        assertEquals("{}", store.load("u1"))
+    }
+
     @Test fun `a string that reaches the generated converter unchecked is a typed Config error too`() {
         // The backstop (tools/patch-generated.sh, change 6): the generated
         // API, called directly, without the layer's checks.

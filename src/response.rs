@@ -165,6 +165,14 @@ struct Body {
     error_uri: Option<Scalar>,
 }
 
+/// Only the `refresh_token` of an answer, every other member skipped
+/// unread: one that cannot be read (a string with a lone surrogate) must not
+/// hide a valid rotated refresh token.
+#[derive(Deserialize)]
+struct RefreshTokenOnly {
+    refresh_token: Option<Scalar>,
+}
+
 /// `expires_in` in whole seconds. RFC 6749 sends a JSON integer; like
 /// openid-client, a fraction (`3599.5`) and a decimal string (`"3599"`:
 /// Azure AD v1, SAP and others) are read too, since refusing them would
@@ -245,7 +253,8 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
 /// The `refresh_token` of a success body that failed validation, if it is
 /// itself valid: losing it would cost the user a re-link.
 pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
-    match parse_body(body)?.refresh_token {
+    let only = json_text::from_slice::<RefreshTokenOnly>(body, MAX_RESPONSE_BYTES).ok()?;
+    match only.refresh_token {
         Some(Scalar::Str(s)) if is_printable_token(&s) => Some(Secret::new(s)),
         _ => None,
     }
@@ -534,6 +543,24 @@ mod tests {
         }
         let no_rt = r#"{"access_token":"at","token_type":"mac","refresh_token":"bad\ntoken"}"#;
         assert!(matches!(answer(200, &[], no_rt), Answer::Invalid { .. }));
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_is_salvaged_past_an_unreadable_member() {
+        for body in [
+            r#"{"access_token":"at","token_type":"Bearer","refresh_token":"rt-new","scope":"\ud800"}"#,
+            r#"{"access_token":"at","token_type":"Bearer","refresh_token":"rt-new","x":"\ud800"}"#,
+        ] {
+            match answer(200, &[], body) {
+                Answer::Unusable { refresh_token, .. } => {
+                    assert_eq!(refresh_token.expose(), "rt-new", "{body}")
+                }
+                Answer::Success(t) => {
+                    assert_eq!(t.refresh_token.unwrap().expose(), "rt-new", "{body}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@
 
 import { ConfigError, makeError } from './errors.js';
 import { eventDispatch } from './events.js';
-import { hostCalls } from './host-calls.js';
+import { hostCalls, member } from './host-calls.js';
 import { memoryStoreClass } from './memory-store.js';
 import { tokenInfoPrototype } from './token-info.js';
 
@@ -54,7 +54,7 @@ const LATEST_PLAUSIBLE_MS = 253_402_300_799_999;
 function clockOf(options) {
   let now;
   try {
-    now = options?.now;
+    now = member(options, 'now'); // as the core reads it (host-calls.js)
   } catch {
     now = undefined;
   }
@@ -95,17 +95,32 @@ class Keys {
      * tokenRejected, exchangeCode, …) are in flight: no fill lands meanwhile.
      */
     this.busy = new Map();
-    /** store object -> its wasm wrapper (a StoreRef), checked once and shared. */
+    /**
+     * store object -> its wasm wrapper (a StoreRef), checked once and shared
+     * by the store's handles. A host store's wrapper holds the store through
+     * the wasm externref table, a GC root: held here, it would keep its own
+     * key alive, and a store made per request would live as long as the
+     * client. So that entry is a WeakRef: the handles hold the wrapper; once
+     * they are gone, wasm-bindgen's FinalizationRegistry frees it, then the
+     * store can go (a refresh in flight holds it until it ends). A
+     * MemoryStore's wrapper holds no JavaScript object and is kept as is.
+     */
     this.stores = new WeakMap();
   }
 
   /** Checks `key` and `store` as `client.session()` does; the store's wasm wrapper. */
   open(key, store) {
-    let ref = this.stores.get(store);
+    const held = this.stores.get(store);
+    let ref = held instanceof WeakRef ? held.deref() : held;
     if (ref === undefined) {
       const core = this.coreOf(store);
-      ref = core === undefined ? this.wasm.sessionOpen(key, store) : this.wasm.sessionOpenMemory(key, core);
-      this.stores.set(store, ref);
+      if (core === undefined) {
+        ref = this.wasm.sessionOpen(key, store);
+        this.stores.set(store, new WeakRef(ref));
+      } else {
+        ref = this.wasm.sessionOpenMemory(key, core);
+        this.stores.set(store, ref);
+      }
     } else {
       this.wasm.sessionCheck(key, ref);
     }

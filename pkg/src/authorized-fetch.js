@@ -6,6 +6,7 @@
 // refresh) or anything is sent.
 
 import { configError } from './errors.js';
+import { member } from './host-calls.js';
 
 /** `options.fetch`, or the global fetch; a ConfigError for anything else. */
 function fetchOf(options) {
@@ -13,7 +14,7 @@ function fetchOf(options) {
   if (options === null || typeof options !== 'object') throw configError('options', 'must be an object');
   let fetchImpl;
   try {
-    fetchImpl = options.fetch;
+    fetchImpl = member(options, 'fetch'); // never one inherited from Object.prototype
   } catch {
     throw configError('options', 'could not be read (it threw)');
   }

@@ -9,11 +9,12 @@
 // as the core checks a store.
 
 import { StorageError, configError } from './errors.js';
+import { member } from './host-calls.js';
 
 /** Whether `inner[name]` is a function; a getter that throws is a StorageError naming it. */
 function hasMethod(inner, name) {
   try {
-    return typeof inner[name] === 'function';
+    return typeof member(inner, name) === 'function'; // as the core reads a store (host-calls.js)
   } catch {
     throw new StorageError({ code: 'storage', message: `token storage failed: the inner store's ${name} could not be read (it threw)` });
   }

@@ -58,21 +58,70 @@ function bytes(value, limit, buffer) {
   return copy;
 }
 
+// Prototypes every object of a kind inherits from: a member only they
+// define is not the caller's (prototype pollution: `Object.prototype.fetch
+// = …` elsewhere in the app must not become a client's `fetch`, nor an
+// inherited `accessToken` a seed's). A class's own prototype (its methods
+// and getters) is the caller's, as is what a Proxy's `get` trap answers.
+const shared = new Set([Object.prototype, Function.prototype]);
+const { getPrototypeOf } = Reflect;
+const { hasOwn } = Object;
+
+/** Whether `level` is a prototype shared by every object: this realm's, or another realm's `Object.prototype`. */
+const isShared = (level) => shared.has(level) || (getPrototypeOf(level) === null && hasOwn(level, '__proto__'));
+
+/** The longest prototype chain walked (a Proxy's `getPrototypeOf` may loop). */
+const MAX_DEPTH = 64;
+
+/**
+ * `obj[key]`, or undefined when `obj` only inherits it from a shared
+ * prototype (see `shared`). Getters and Proxy traps run as for `obj[key]`.
+ */
+export function member(obj, key) {
+  const value = obj[key];
+  if (value === undefined) return value;
+  let level = obj;
+  for (let depth = 0; level !== null && depth < MAX_DEPTH; depth += 1) {
+    if (hasOwn(level, key)) return isShared(level) ? undefined : value;
+    level = getPrototypeOf(level);
+  }
+  if (level !== null) throw new TypeError('its prototype chain is too long');
+  return value; // no level defines it: a Proxy's `get` trap made it up
+}
+
+/**
+ * A copy of `value` as a plain array; null if it is not an array, its
+ * length if that is over `max`. Its `length` is read once and checked
+ * before anything is copied, and the copy goes by index (an array's own
+ * iterator could yield without end).
+ */
+function array(value, max) {
+  if (!Array.isArray(value)) return null;
+  const { length } = value;
+  if (typeof length !== 'number') return null; // a Proxy's trap
+  if (!(length <= max)) return length;
+  const copy = [];
+  for (let i = 0; i < length; i += 1) copy.push(value[i]);
+  return copy;
+}
+
 /** What `setHostCalls` takes: `attempt`, `takeError`, `threw` and the operations. */
 export const hostCalls = {
   attempt,
   takeError,
   threw,
-  get: (obj, key) => obj[key],
+  get: member,
   keys: (obj) => Object.keys(obj),
-  array: (value) => (Array.isArray(value) ? Array.from(value) : null),
+  array,
   apply: (f, self, args) => Reflect.apply(f, self, args),
   bytes,
   // A lone surrogate is the only code point of category Cs a `u` regex sees.
   wellFormed: (text) => text.isWellFormed?.() ?? !/\p{Cs}/u.test(text),
   // A body stream (or its reader) no longer read: cancelling closes the connection.
   cancel: (stream) => { Promise.resolve(stream.cancel()).catch(() => {}); },
-  // Deadlines: the global timers as they are at call time (fake timers apply).
-  setTimer: (callback, ms) => setTimeout(callback, ms),
+  // Deadlines: the global timers as they are at call time (fake timers
+  // apply). `callback` is the core's one timer callback; `id` names the
+  // deadline (src/wasm/timeout.rs).
+  setTimer: (callback, ms, id) => setTimeout(() => callback(id), ms),
   clearTimer: (id) => clearTimeout(id),
 };

@@ -4,7 +4,7 @@
 
 use super::host;
 use crate::{Error, SessionStatus, TokenInfo};
-use js_sys::{Function, JsString, Object, Reflect};
+use js_sys::{Array, Function, JsString, Object, Reflect};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -106,15 +106,33 @@ pub(crate) fn opt_function(obj: &JsValue, name: &str) -> Result<Option<Function>
     Ok(Some(value.unchecked_into()))
 }
 
+/// The most items an array argument (scopes) may have, checked before it
+/// is copied: `n` non-empty scopes joined by spaces are `2n - 1` characters
+/// or more, so more than this could not fit in a string argument.
+pub(crate) const MAX_ARRAY_ITEMS: usize = MAX_ARG_CHARS / 2;
+
+/// A copy of the array argument `value`, its length checked against
+/// [`MAX_ARRAY_ITEMS`] before anything is copied; anything but an array is
+/// a `config` error saying `what` it must be.
+pub(crate) fn array(value: &JsValue, name: &str, what: &str) -> Result<Array, Error> {
+    match host::array(value, MAX_ARRAY_ITEMS) {
+        Ok(host::Listed::Items(items)) => Ok(items),
+        Ok(host::Listed::NotArray) => Err(Error::config(name, what)),
+        Ok(host::Listed::TooLong) => Err(Error::config(
+            name,
+            format!("has more than {MAX_ARRAY_ITEMS} items"),
+        )),
+        Err(_) => Err(Error::config(name, "could not be read (it threw)")),
+    }
+}
+
 /// An array of strings.
 pub(crate) fn strings(value: &JsValue, name: &str) -> Result<Vec<String>, Error> {
-    let wrong = || Error::config(name, "must be an array of strings");
-    let items = host::array(value)
-        .map_err(|_| Error::config(name, "could not be read (it threw)"))?
-        .ok_or_else(wrong)?;
+    const WRONG: &str = "must be an array of strings";
+    let items = array(value, name, WRONG)?;
     items
         .iter()
-        .map(|v| as_text(&v, name)?.ok_or_else(wrong))
+        .map(|v| as_text(&v, name)?.ok_or_else(|| Error::config(name, WRONG)))
         .collect()
 }
 

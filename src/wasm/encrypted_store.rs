@@ -11,7 +11,7 @@
 //! each `key` is a `Uint8Array` of 32 bytes or those bytes in base64
 //! (standard or URL-safe, padding optional).
 
-use super::convert::{get, string_arg, string_arg_within};
+use super::convert::{array, get, string_arg, string_arg_within};
 use super::error::to_js;
 use super::host;
 use super::options::known_keys;
@@ -83,9 +83,7 @@ fn keys_of(value: &JsValue) -> Result<EncryptionKeys, Error> {
     let old = get(value, "old")?;
     let mut keys = EncryptionKeys::new(current);
     if !old.is_undefined() && !old.is_null() {
-        let items = super::host::array(&old)
-            .map_err(|_| Error::config("keys.old", "could not be read (it threw)"))?
-            .ok_or_else(|| Error::config("keys.old", "must be an array of { id, key }"))?;
+        let items = array(&old, "keys.old", "must be an array of { id, key }")?;
         for (i, item) in items.iter().enumerate() {
             let key = key_of(&item, &format!("keys.old[{i}]"))?;
             keys = keys.with_old([key]).map_err(|e| match e {

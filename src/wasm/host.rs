@@ -88,12 +88,12 @@ fn attempt(op: fn(&HostCalls) -> &JsValue, [a, b, c]: [&JsValue; 3]) -> Result<J
 /// a longer one is cut on the JavaScript side before it is copied in.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
 
-/// `setTimeout(callback, ms)` (the host's global at call time: fake timers
-/// apply); its id.
-pub(crate) fn set_timer(callback: &JsValue, ms: f64) -> Result<JsValue, JsValue> {
+/// `setTimeout(() => callback(id), ms)` (the host's global at call time:
+/// fake timers apply); the host's timer id.
+pub(crate) fn set_timer(callback: &JsValue, ms: f64, id: f64) -> Result<JsValue, JsValue> {
     attempt(
         |c| &c.set_timer,
-        [callback, &JsValue::from_f64(ms), &JsValue::UNDEFINED],
+        [callback, &JsValue::from_f64(ms), &JsValue::from_f64(id)],
     )
 }
 
@@ -130,7 +130,10 @@ pub(crate) fn clear_timer(id: &JsValue) -> Result<JsValue, JsValue> {
     attempt(|c| &c.clear_timer, [id, &u, &u])
 }
 
-/// `obj[name]`; `undefined` when `obj` is not an object or a function.
+/// `obj[name]`; `undefined` when `obj` is not an object or a function, or
+/// when it only inherits `name` from `Object.prototype` or
+/// `Function.prototype` (prototype pollution is not read; a class's own
+/// methods and getters are).
 pub(crate) fn get(obj: &JsValue, name: &str) -> Result<JsValue, JsValue> {
     if !obj.is_object() && !obj.is_function() {
         return Ok(JsValue::UNDEFINED);
@@ -190,11 +193,26 @@ pub(crate) fn keys(obj: &JsValue) -> Result<Array, JsValue> {
     attempt(|c| &c.keys, [obj, &u, &u]).map(JsCast::unchecked_into)
 }
 
-/// A copy of `value` as a plain array, or `None` if it is not an array.
-pub(crate) fn array(value: &JsValue) -> Result<Option<Array>, JsValue> {
+/// What [`array`] found.
+pub(crate) enum Listed {
+    NotArray,
+    /// An array longer than the cap; nothing was copied.
+    TooLong,
+    Items(Array),
+}
+
+/// A copy of `value` as a plain array if it is one of at most `max` items:
+/// the length is checked before anything is copied.
+pub(crate) fn array(value: &JsValue, max: usize) -> Result<Listed, JsValue> {
     let u = JsValue::UNDEFINED;
-    let copy = attempt(|c| &c.array, [value, &u, &u])?;
-    Ok((!copy.is_null()).then(|| copy.unchecked_into()))
+    let copy = attempt(|c| &c.array, [value, &JsValue::from_f64(max as f64), &u])?;
+    Ok(if copy.is_null() {
+        Listed::NotArray
+    } else if copy.as_f64().is_some() {
+        Listed::TooLong
+    } else {
+        Listed::Items(copy.unchecked_into())
+    })
 }
 
 /// Awaits `value` like `await value` does: a Promise, any thenable (from

@@ -2,35 +2,113 @@
 //! deadlines never fire (the store or the server answers first); a timer
 //! awaited through a Promise would keep its callback, its wasm closure and
 //! the event loop alive until it did.
+//!
+//! One callback, made once, serves every timeout: the host calls it with
+//! the id of the timeout that fired, looked up in a table of live ones. A
+//! dropped timeout leaves the table, so a timer the host's `clearTimeout`
+//! did not clear (fake timers installed while it was set) finds nothing
+//! when it fires, and does nothing. A closure per timeout would have to be
+//! dropped (a late call then throws "closure invoked … after being dropped"
+//! into the event loop, which ends a Node process), leaked, or left to the
+//! garbage collector (its memory and a FinalizationRegistry entry per
+//! deadline until a collection); an entry here is freed when it is dropped.
 
 use super::host;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use wasm_bindgen::prelude::*;
+
+/// A live timeout's entry.
+enum Slot {
+    /// Not fired; the waker of its latest poll.
+    Set(Option<Waker>),
+    Fired,
+}
+
+/// The live timeouts: slot `i` holds `(generation, entry)`. An id is
+/// `generation * 2^32 + i` (below 2^53, exact in a JavaScript number), so
+/// a slot used again answers no stale id (until its 2^21st reuse).
+struct Table {
+    slots: Vec<(u32, Option<Slot>)>,
+    free: Vec<u32>,
+}
+
+impl Table {
+    fn insert(&mut self) -> u64 {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push((0, None));
+            (self.slots.len() - 1) as u32
+        });
+        let (generation, slot) = &mut self.slots[index as usize];
+        *slot = Some(Slot::Set(None));
+        (u64::from(*generation) << 32) | u64::from(index)
+    }
+
+    /// The live entry of `id`; `None` for a stale or unknown id.
+    fn get(&mut self, id: u64) -> Option<&mut Slot> {
+        let (generation, slot) = self.slots.get_mut((id & 0xFFFF_FFFF) as usize)?;
+        (u64::from(*generation) == id >> 32)
+            .then_some(slot.as_mut())
+            .flatten()
+    }
+
+    /// Ends `id`'s entry; whether it had fired.
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(slot) = self.get(id) else {
+            return false;
+        };
+        let fired = matches!(slot, Slot::Fired);
+        let index = id as u32;
+        let (generation, slot) = &mut self.slots[index as usize];
+        *slot = None;
+        *generation = (*generation + 1) & GENERATIONS;
+        self.free.push(index);
+        fired
+    }
+}
+
+/// Generations wrap here, so that every id is below 2^53.
+const GENERATIONS: u32 = (1 << 21) - 1;
+
+thread_local! {
+    static TABLE: RefCell<Table> = const {
+        RefCell::new(Table {
+            slots: Vec::new(),
+            free: Vec::new(),
+        })
+    };
+    /// The one callback: `fire(id)`, made on first use. Lives as long as the instance.
+    static FIRE: OnceCell<JsValue> = const { OnceCell::new() };
+}
+
+/// The host's timer for `id` ran out: wake its future, if it is still live.
+fn fire(id: f64) {
+    let waker = TABLE.with(|t| match t.borrow_mut().get(id as u64) {
+        Some(slot) => match std::mem::replace(slot, Slot::Fired) {
+            Slot::Set(waker) => waker,
+            Slot::Fired => None,
+        },
+        None => None,
+    });
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
 
 /// Resolves `ms` milliseconds after its first poll; at once with the host's
 /// reason if `setTimeout` threw.
 pub(crate) struct Timeout {
     ms: f64,
-    shared: Rc<RefCell<Shared>>,
-    /// The callback and the timer id while the timeout is set.
-    armed: Option<(Closure<dyn FnMut()>, JsValue)>,
-}
-
-#[derive(Default)]
-struct Shared {
-    fired: bool,
-    waker: Option<Waker>,
+    /// The table id and the host's timer id while the timeout is set.
+    armed: Option<(u64, JsValue)>,
 }
 
 impl Timeout {
     pub(crate) fn new(ms: u64) -> Self {
         Timeout {
             ms: ms as f64,
-            shared: Rc::default(),
             armed: None,
         }
     }
@@ -41,34 +119,28 @@ impl Timeout {
         if self.armed.is_some() {
             return Ok(());
         }
-        self.arm()
-    }
-
-    /// Sets the timeout; why not if the host's `setTimeout` threw.
-    fn arm(&mut self) -> Result<(), String> {
-        let shared = self.shared.clone();
-        let fire = Closure::<dyn FnMut()>::new(move || {
-            let waker = {
-                let mut shared = shared.borrow_mut();
-                shared.fired = true;
-                shared.waker.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        });
+        let id = TABLE.with(|t| t.borrow_mut().insert());
         // One catching crossing each way (host-calls.js `setTimer` and
         // `clearTimer`), not a lookup of the global by name and a call: a
         // timeout is set and cleared around every store call and request.
-        match host::set_timer(fire.as_ref(), self.ms) {
-            Ok(id) => {
-                self.armed = Some((fire, id));
+        let set = FIRE.with(|callback| {
+            let callback =
+                callback.get_or_init(|| Closure::<dyn Fn(f64)>::new(fire).into_js_value());
+            host::set_timer(callback, self.ms, id as f64)
+        });
+        match set {
+            Ok(timer) => {
+                self.armed = Some((id, timer));
                 Ok(())
             }
-            Err(e) => Err(format!(
-                "setTimeout threw: {}",
-                host::thrown_message(&e).unwrap_or_else(|| "a value that is not an Error".into())
-            )),
+            Err(e) => {
+                TABLE.with(|t| t.borrow_mut().remove(id));
+                Err(format!(
+                    "setTimeout threw: {}",
+                    host::thrown_message(&e)
+                        .unwrap_or_else(|| "a value that is not an Error".into())
+                ))
+            }
         }
     }
 }
@@ -77,31 +149,29 @@ impl Future for Timeout {
     type Output = Result<(), String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        {
-            let mut shared = self.shared.borrow_mut();
-            if shared.fired {
-                return Poll::Ready(Ok(()));
+        if let Err(why) = self.start() {
+            return Poll::Ready(Err(why));
+        }
+        let id = self.armed.as_ref().map_or(0, |(id, _)| *id);
+        TABLE.with(|t| match t.borrow_mut().get(id) {
+            Some(Slot::Set(waker)) => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
             }
-            shared.waker = Some(cx.waker().clone());
-        }
-        match self.start() {
-            Ok(()) => Poll::Pending,
-            Err(why) => Poll::Ready(Err(why)),
-        }
+            _ => Poll::Ready(Ok(())),
+        })
     }
 }
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        let Some((fire, id)) = self.armed.take() else {
+        let Some((id, timer)) = self.armed.take() else {
             return;
         };
-        if self.shared.borrow().fired {
-            return;
-        }
-        if host::clear_timer(&id).is_err() {
-            // Still set: the callback must outlive this future.
-            fire.forget();
+        // Out of the table first: should the host not clear the timer, its
+        // late call finds nothing.
+        if !TABLE.with(|t| t.borrow_mut().remove(id)) {
+            let _ = host::clear_timer(&timer);
         }
     }
 }

@@ -1,0 +1,93 @@
+// Members inherited from Object.prototype are not read (DESIGN point 16;
+// pkg/src/host-calls.js `member`). Another bug in an app may have set
+// `Object.prototype.fetch` or `.accessToken`: a client's options and a
+// seed must not pick them up, or an inherited `fetch` receives the client
+// secret and the refresh token, and a seed serves an access token nobody
+// gave it. Members of a class's own prototype (getters, methods) are the
+// caller's and are read. Each test removes its pollution in `finally`.
+
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+
+import { MemoryStore, TokenClient } from 'freshtoken';
+import { startEmulator } from '../support/emulator.mjs';
+
+const CLIENT_ID = 'test-client';
+const CLIENT_SECRET = 'test-secret';
+
+/** Sets `members` on Object.prototype, as a polluting assignment does; returns the undo. */
+function pollute(members) {
+  Object.assign(Object.prototype, members); // eslint-disable-line no-extend-native
+  return () => {
+    for (const name of Object.keys(members)) delete Object.prototype[name];
+  };
+}
+
+describe('prototype pollution', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+  beforeEach(async () => { await emu.reset(); });
+
+  test('an inherited Object.prototype.fetch is not the client\'s fetch: it never sees a secret', async () => {
+    const bodies = [];
+    const undo = pollute({
+      fetch(url, init) {
+        bodies.push(String(init?.body ?? ''));
+        return globalThis.fetch(url, init);
+      },
+    });
+    try {
+      const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+      const store = new MemoryStore();
+      const family = await emu.seed();
+      await client.session('u1', store).seed({ refreshToken: family.refresh_token });
+      assert.equal(typeof await client.session('u1', store).accessToken(), 'string');
+      assert.equal(await emu.refreshRequests(), 1, 'refreshed through the global fetch');
+      assert.deepEqual(bodies, [], 'the inherited fetch was never called');
+    } finally {
+      undo();
+    }
+  });
+
+  test('seed({ refreshToken }) does not adopt an inherited accessToken or expiresIn', async () => {
+    const undo = pollute({ accessToken: 'inherited-token', expiresIn: 3600 });
+    try {
+      const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+      const session = client.session('u1', new MemoryStore());
+      const family = await emu.seed();
+      await session.seed({ refreshToken: family.refresh_token });
+      const token = await session.accessToken();
+      assert.notEqual(token, 'inherited-token');
+      assert.equal(await emu.refreshRequests(), 1, 'the seed had no access token: the first read refreshed');
+    } finally {
+      undo();
+    }
+  });
+
+  test('getters and methods of a class\'s own prototype are still read', async () => {
+    let fetches = 0;
+    class Options {
+      get tokenEndpoint() { return emu.tokenEndpoint; }
+
+      get clientId() { return CLIENT_ID; }
+
+      get clientSecret() { return CLIENT_SECRET; }
+
+      fetch(url, init) {
+        fetches += 1;
+        return globalThis.fetch(url, init);
+      }
+    }
+    const family = await emu.seed();
+    class Seed {
+      get refreshToken() { return family.refresh_token; }
+    }
+    const client = new TokenClient(new Options());
+    const session = client.session('u1', new MemoryStore());
+    await session.seed(new Seed());
+    assert.equal(typeof await session.accessToken(), 'string');
+    assert.equal(fetches, 1, 'the class\'s fetch sent the refresh');
+    assert.equal(await emu.refreshRequests(), 1);
+  });
+});

@@ -180,9 +180,12 @@ class ClientCore:
         # type would hand "ALICE" alice's handle). Anything else is checked
         # and copied to a str first, by _new_session.
         if type(key) is str:
-            handle = self._handles.get(key)
-            if handle is not None and handle._store is store:
-                return handle
+            try:
+                handle = self._handles[key]
+                if handle._store is store:
+                    return handle
+            except KeyError:
+                pass
         return self._new_session(key, store)
 
     @property

@@ -283,8 +283,11 @@ def test_a_process_stalled_on_the_write_lock_ends_a_save_at_the_store_deadline(e
     finally:
         holder.stdin.close()
         holder.wait(30)
-    other = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
-    other.session("u1", FileTokenStore(tmp_path / "tokens")).seed(refresh_token=family["refresh_token"])
+        holder.stdout.close()
+    # The same client seeds again: it first waits for its abandoned save,
+    # which now gets the lock and lands. (Another client would race it: its
+    # compare-and-swap could meet that save's record and read a conflict.)
+    client.session("u1", FileTokenStore(tmp_path / "tokens")).seed(refresh_token=family["refresh_token"])
     assert json.loads(open(store.path("u1")).read())["refresh_token"] == family["refresh_token"]
 
 

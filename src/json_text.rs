@@ -68,20 +68,88 @@ pub(crate) fn string_members(
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Syntax)?;
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let object: serde_json::Map<String, serde_json::Value> = from_slice(bytes, max_bytes)?;
         let _ = text;
-        Ok(names
-            .iter()
-            .map(|name| {
-                object
-                    .get(*name)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            })
-            .collect())
+        let seed = NamedStrings(names);
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let members = serde::de::DeserializeSeed::deserialize(seed, &mut de)
+            .and_then(|members| de.end().map(|()| members))
+            .map_err(|_| JsonError::Syntax)?;
+        Ok(members)
     }
     #[cfg(target_arch = "wasm32")]
     crate::wasm::json_text::string_members(text, names)
+}
+
+/// Reads the string members `names` of one JSON object natively, as the
+/// host's `JSON.parse` and a property read per name do in the wasm build:
+/// member names are read as bytes, so a name with a lone surrogate's escape
+/// (which a Rust string cannot hold) is only a name that matches none of
+/// `names`; other members' values are skipped unread; a repeated name keeps
+/// its last value; a named member that is not a string is `None`. (A named
+/// member's string with a lone surrogate fails the whole object: unlike the
+/// host's reading, which gives `None`, `serde_json` cannot go on past it.)
+#[cfg(not(target_arch = "wasm32"))]
+struct NamedStrings<'a>(&'a [&'a str]);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl<'de> de::DeserializeSeed<'de> for NamedStrings<'_> {
+    type Value = Vec<Option<String>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl<'de> Visitor<'de> for NamedStrings<'_> {
+    type Value = Vec<Option<String>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = vec![None; self.0.len()];
+        while let Some(MemberName(name)) = map.next_key()? {
+            match self.0.iter().position(|n| n.as_bytes() == name.as_slice()) {
+                Some(i) => {
+                    found[i] = match map.next_value::<Option<Scalar>>()? {
+                        Some(Scalar::Str(s)) => Some(s),
+                        _ => None,
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A member name as the bytes `serde_json` decodes it to: a lone
+/// surrogate's escape becomes its WTF-8 bytes instead of an error.
+#[cfg(not(target_arch = "wasm32"))]
+struct MemberName(Vec<u8>);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl<'de> Deserialize<'de> for MemberName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl Visitor<'_> for Bytes {
+            type Value = MemberName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<MemberName, E> {
+                Ok(MemberName(v.to_vec()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MemberName, E> {
+                Ok(MemberName(v.as_bytes().to_vec()))
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
+    }
 }
 
 /// `value` as JSON text.
@@ -229,6 +297,26 @@ mod tests {
         }
         let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(2000));
         assert_eq!(read(&big), Err(JsonError::TooLarge));
+    }
+
+    #[test]
+    fn string_members_reads_past_lone_surrogates_in_other_members() {
+        let names = ["a", "b"];
+        let read = |text: &str| string_members(text.as_bytes(), 1 << 10, &names);
+        assert_eq!(
+            read(r#"{"\ud800":1,"x":"\udc00","a":"y","\ud800b":"z","b":"w"}"#),
+            Ok(vec![Some("y".into()), Some("w".into())])
+        );
+        // A repeated name keeps its last value, as JSON.parse does.
+        assert_eq!(
+            read(r#"{"a":"1","a":"2","b":"3","b":4}"#),
+            Ok(vec![Some("2".into()), None])
+        );
+        // Escaped names match.
+        assert_eq!(read(r#"{"\u0061":"e"}"#), Ok(vec![Some("e".into()), None]));
+        for text in [r#"{"a":"x"} 1"#, r#"{"a":"x""#, "[]"] {
+            assert_eq!(read(text), Err(JsonError::Syntax), "{text:?}");
+        }
     }
 
     #[test]

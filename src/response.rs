@@ -165,14 +165,6 @@ struct Body {
     error_uri: Option<Scalar>,
 }
 
-/// Only the `refresh_token` of an answer, every other member skipped
-/// unread: one that cannot be read (a string with a lone surrogate) must not
-/// hide a valid rotated refresh token.
-#[derive(Deserialize)]
-struct RefreshTokenOnly {
-    refresh_token: Option<Scalar>,
-}
-
 /// `expires_in` in whole seconds. RFC 6749 sends a JSON integer; like
 /// openid-client, a fraction (`3599.5`) and a decimal string (`"3599"`:
 /// Azure AD v1, SAP and others) are read too, since refusing them would
@@ -251,11 +243,13 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
 }
 
 /// The `refresh_token` of a success body that failed validation, if it is
-/// itself valid: losing it would cost the user a re-link.
+/// itself valid: losing it would cost the user a re-link. Every other member
+/// is skipped unread, names included: one that cannot be read (a lone
+/// surrogate's escape in a name or a value) must not hide it.
 pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
-    let only = json_text::from_slice::<RefreshTokenOnly>(body, MAX_RESPONSE_BYTES).ok()?;
-    match only.refresh_token {
-        Some(Scalar::Str(s)) if is_printable_token(&s) => Some(Secret::new(s)),
+    let members = json_text::string_members(body, MAX_RESPONSE_BYTES, &["refresh_token"]).ok()?;
+    match members.into_iter().next().flatten() {
+        Some(s) if is_printable_token(&s) => Some(Secret::new(s)),
         _ => None,
     }
 }
@@ -550,6 +544,8 @@ mod tests {
         for body in [
             r#"{"access_token":"at","token_type":"Bearer","refresh_token":"rt-new","scope":"\ud800"}"#,
             r#"{"access_token":"at","token_type":"Bearer","refresh_token":"rt-new","x":"\ud800"}"#,
+            r#"{"access_token":"at","token_type":"Bearer","refresh_token":"rt-new","\ud800":1}"#,
+            r#"{"\udc00x":{"\ud800":["\udfff"]},"refresh_token":"rt-new","access_token":"at"}"#,
         ] {
             match answer(200, &[], body) {
                 Answer::Unusable { refresh_token, .. } => {

@@ -1,6 +1,6 @@
 // A success answer the core cannot use still carries the server's rotated
 // refresh token: it is kept (the next call spends it), whatever else in the
-// body could not be read. Here a member holds a lone surrogate, which
+// body could not be read. Here a member (its value or its name) holds a lone surrogate, which
 // JSON.parse accepts and a Rust string cannot hold: it must not hide the
 // refresh token (src/response.rs `salvage_refresh_token`).
 
@@ -16,7 +16,12 @@ describe('a rotated refresh token in an answer with an unreadable member', () =>
   after(async () => { await emu?.stop(); });
   beforeEach(async () => { await emu.reset(); });
 
-  for (const [label, extra] of [['scope', '"scope":"\\ud800"'], ['an unknown member', '"note":"\\ud800"']]) {
+  for (const [label, extra] of [
+    ['scope', '"scope":"\\ud800"'],
+    ['an unknown member', '"note":"\\ud800"'],
+    ['a member name', '"\\ud800":1'],
+    ['a nested member name', '"note":{"\\udc00":["\\udfff"]}'],
+  ]) {
     test(`a lone surrogate in ${label}: the refresh token is kept`, async () => {
       const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret' });
       const store = new MemoryStore();

@@ -157,10 +157,17 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A Unix-ms instant for people: the HTTP date and how far from now.
+/// The first instant HTTP dates cannot show (year 10000, Unix seconds):
+/// `httpdate` panics from there on.
+const HTTP_DATE_END_SECS: u64 = 253_402_300_800;
+
+/// A Unix-ms instant for people: the HTTP date and how far from now. A
+/// record's times come from outside (any file in the store directory), so
+/// an instant past year 9999 is shown as "far future", never a panic.
 pub fn when(ms: u64) -> String {
     let date = UNIX_EPOCH
         .checked_add(Duration::from_millis(ms))
+        .filter(|_| ms / 1000 < HTTP_DATE_END_SECS)
         .map_or_else(|| "far future".to_owned(), httpdate::fmt_http_date);
     let now = now_ms();
     if ms >= now {
@@ -215,6 +222,14 @@ mod tests {
         assert_eq!(span(843), "14m 3s");
         assert_eq!(span(3600), "1h");
         assert_eq!(span(365 * 86_400 - 3600), "364d 23h");
+    }
+
+    #[test]
+    fn instants_past_year_9999_are_far_future() {
+        let last = (HTTP_DATE_END_SECS - 1) * 1000;
+        assert!(when(last).starts_with("Fri, 31 Dec 9999 23:59:59 GMT"));
+        assert!(when(last + 1000).starts_with("far future (in "));
+        assert!(when(u64::MAX).starts_with("far future (in "));
     }
 
     #[test]

@@ -90,3 +90,33 @@ fn a_corrupt_record_is_a_storage_error() {
     let run = env.on(&["--json", "inspect"], "k").run().exits(11);
     assert_eq!(run.json()["error"]["code"], "storage");
 }
+
+#[test]
+fn times_past_year_9999_are_shown_not_a_panic() {
+    let env = Env::new("inspect-far");
+    env.link("user-42");
+    // Any file in the directory is outside input: here, times no HTTP date
+    // can show (year 10000 on).
+    let mut record = env.record("user-42").unwrap();
+    let far = 253_402_300_800_000 + 86_400_000;
+    record.access_token.as_mut().unwrap().expires_at_ms = far;
+    record.refresh_expires_at_ms = Some(far);
+    env.write_record("user-42", &record);
+
+    let human = env.on(&["inspect"], "user-42").run().ok();
+    assert!(human.stdout.contains("far future (in "), "{}", human.stdout);
+    let requests = env.emu.counters().token_requests;
+    let token = env.full(&["token"], "user-42").run().ok();
+    assert!(
+        token
+            .stdout
+            .starts_with("Access token for user-42, expires far future"),
+        "{}",
+        token.stdout
+    );
+    assert_eq!(
+        env.emu.counters().token_requests,
+        requests,
+        "served as fresh"
+    );
+}

@@ -11,7 +11,7 @@ use crate::file_store::{read_capped, write_private, FileStore};
 use crate::output::{now_ms, when, Output};
 use freshtoken::{AuthorizationParams, AuthorizationRequest, TokenClient};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -311,8 +311,7 @@ pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
         return Ok(());
     };
     if out.format == crate::output::Format::Human {
-        eprint!("Paste the URL you were sent back to (or the code): ");
-        let _ = std::io::stderr().flush();
+        crate::output::write_stderr("Paste the URL you were sent back to (or the code): ");
     }
     let input = parse_code_input(&read_line_from_stdin()?);
     finish(&client, &args, &saved, input, store, key, out).await?;

@@ -48,7 +48,7 @@ impl Output {
     /// A note for people on stderr (not with `--quiet` or `--json`).
     pub fn note(&self, text: &str) {
         if self.format == Format::Human {
-            eprintln!("{text}");
+            write_stderr(&format!("{text}\n"));
         }
     }
 
@@ -59,10 +59,11 @@ impl Output {
             let _ = write_stdout(&json_line(&ErrorJson::of(failure)));
             return;
         }
-        eprintln!("freshtoken: {failure}");
+        let mut text = format!("freshtoken: {failure}\n");
         if let Some(hint) = hint(failure) {
-            eprintln!("hint: {hint}");
+            text.push_str(&format!("hint: {hint}\n"));
         }
+        write_stderr(&text);
     }
 }
 
@@ -79,6 +80,14 @@ pub fn write_stdout(text: &str) -> Result<(), Failure> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| Failure::Other(format!("cannot write the output ({})", e.kind())))
+}
+
+/// Writes to stderr, ignoring a closed pipe or a full disk there: the
+/// exit status (the outcome scripts test) must not turn into a panic's 101
+/// because nobody reads the message (`eprintln!` panics on those errors).
+pub fn write_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
 /// What to do next, for the failures where that is clear.

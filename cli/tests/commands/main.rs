@@ -5,6 +5,7 @@
 mod support;
 
 mod client_token;
+mod closed_stderr;
 mod emulator;
 mod file_locks;
 mod help;

@@ -153,6 +153,17 @@ impl Cli {
             .expect("the binary starts")
     }
 
+    /// Starts the process with `stderr` as its standard error (stdin and
+    /// stdout piped, stdin left open).
+    pub fn spawn_with_stderr(mut self, stderr: impl Into<Stdio>) -> std::process::Child {
+        self.command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("the binary starts")
+    }
+
     pub fn run(self) -> Run {
         let input = self.stdin.clone();
         let mut child = self.spawn();

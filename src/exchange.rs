@@ -131,8 +131,9 @@ async fn send_with_retries(
     let started = ctx.clock.now_ms();
     let mut maybe_processed = false;
     loop {
-        let request = match build_request(&ctx.config, grant, ctx.clock.now_ms()).await {
-            Ok(request) => request,
+        let (request, assertion) = match build_request(&ctx.config, grant, ctx.clock.now_ms()).await
+        {
+            Ok(built) => built,
             Err(error) => return Err(CallFailure::new(error, maybe_processed)),
         };
         let sent_at_ms = ctx.clock.now_ms();
@@ -145,8 +146,10 @@ async fn send_with_retries(
             .map_err(|e| match e {
                 // The host's message may quote the request (the refresh token,
                 // the client secret): scrub it like a server's error body.
-                HttpError::NotSent(m) => HttpError::NotSent(scrubbed(ctx, grant, &m)),
-                HttpError::Interrupted(m) => HttpError::Interrupted(scrubbed(ctx, grant, &m)),
+                HttpError::NotSent(m) => HttpError::NotSent(scrubbed(ctx, grant, &assertion, &m)),
+                HttpError::Interrupted(m) => {
+                    HttpError::Interrupted(scrubbed(ctx, grant, &assertion, &m))
+                }
                 other => other,
             });
         let (final_error, retry_after_ms) = match sent {
@@ -182,9 +185,10 @@ async fn send_with_retries(
                     }))
                 }
                 Answer::OAuthError { status, mut body } => {
-                    body.error = scrubbed(ctx, grant, &body.error);
-                    body.description = body.description.map(|d| scrubbed(ctx, grant, &d));
-                    body.uri = body.uri.map(|u| scrubbed(ctx, grant, &u));
+                    let scrub = |text: &str| scrubbed(ctx, grant, &assertion, text);
+                    body.error = scrub(&body.error);
+                    body.description = body.description.map(|d| scrub(&d));
+                    body.uri = body.uri.map(|u| scrub(&u));
                     return Err(CallFailure {
                         failure: Failure::OAuth { status, body },
                         maybe_processed,
@@ -249,10 +253,11 @@ pub(crate) fn abandoned_request(abandoned: Abandoned) -> HttpError {
     }
 }
 
-/// `text` with every secret of the request removed: the grant's and the client's.
-fn scrubbed(ctx: &Context, grant: &Grant<'_>, text: &str) -> String {
+/// `text` with every secret of the request removed: the grant's, the
+/// client's and the request's client assertion.
+fn scrubbed(ctx: &Context, grant: &Grant<'_>, assertion: &Option<Secret>, text: &str) -> String {
     let client = client_secret_spellings(&ctx.config);
     let mut secrets = grant.secrets();
-    secrets.extend(client.iter().map(Secret::expose));
+    secrets.extend(client.iter().chain(assertion).map(Secret::expose));
     scrub(text, &secrets)
 }

@@ -54,12 +54,13 @@ impl Grant<'_> {
 
 /// The form body and headers of `grant` for `config`'s client, at `now_ms`
 /// (client assertions are dated; the host's WebCrypto signs them in wasm,
-/// hence async).
+/// hence async), with the client assertion it carries, if any: made for
+/// this request alone, it is a secret no scrubbing list knows otherwise.
 pub(crate) async fn build_request(
     config: &Config,
     grant: &Grant<'_>,
     now_ms: u64,
-) -> Result<HttpRequest, Error> {
+) -> Result<(HttpRequest, Option<Secret>), Error> {
     // Signed first: the form serializer is not `Send` across an await.
     #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
     let assertion = match (&config.client_auth, &config.assertion_key) {
@@ -124,21 +125,27 @@ pub(crate) async fn build_request(
         #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
         (ClientAuthMethod::PrivateKeyJwt, _) => {
             let assertion = assertion
+                .as_deref()
                 .ok_or_else(|| Error::config("private_key", "is required for private_key_jwt"))?;
             form.append_pair("client_assertion_type", crate::jwt::ASSERTION_TYPE);
-            form.append_pair("client_assertion", &assertion);
+            form.append_pair("client_assertion", assertion);
         }
         _ => {}
     }
+    #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
+    let signed = assertion.map(Secret::new);
+    #[cfg(not(any(feature = "private-key-jwt", target_arch = "wasm32")))]
+    let signed = None;
     let _ = now_ms;
-    Ok(HttpRequest {
+    let request = HttpRequest {
         method: "POST".to_owned(),
         url,
         headers,
         body: form.finish(),
         timeout_ms: config.timeout_ms,
         max_response_bytes: MAX_RESPONSE_BYTES,
-    })
+    };
+    Ok((request, signed))
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-encoded *before* base64.
@@ -203,7 +210,8 @@ mod tests {
         )
         .now_or_never()
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(r.url, EP);
         assert_eq!(
             pairs(&r.body),
@@ -232,7 +240,8 @@ mod tests {
         )
         .now_or_never()
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             pairs(&r.body),
             strs(&[
@@ -272,7 +281,8 @@ mod tests {
         )
         .now_or_never()
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             pairs(&r.body),
             strs(&[("grant_type", "refresh_token"), ("refresh_token", "rt")])
@@ -297,7 +307,8 @@ mod tests {
         )
         .now_or_never()
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             pairs(&r.body),
             strs(&[

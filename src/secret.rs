@@ -150,7 +150,10 @@ fn next_member(text: &str) -> Option<(usize, &'static str)> {
 /// Where the value after a member name starts and ends in `after` (byte
 /// offsets): `=value` (a form: up to `&`, a quote or whitespace), or a
 /// closing quote, `:` and a quoted value (up to its closing quote or a
-/// backslash).
+/// backslash). The quoted value may stand first in a list (`: ['…']`, a
+/// form decoded by Python's `parse_qs`), a pair may be written with a comma
+/// (`('name', '…')`, `parse_qsl`), and a Python bytes literal (`b'…'`) is
+/// a quoted value too.
 fn value_span(after: &str) -> Option<(usize, usize)> {
     let is_quote = |c: char| c == '"' || c == '\'' || c == '\\';
     if let Some(form) = after.strip_prefix('=') {
@@ -160,8 +163,19 @@ fn value_span(after: &str) -> Option<(usize, usize)> {
         return Some((1, 1 + len));
     }
     let unquoted = after.trim_start_matches(is_quote);
-    let colon = unquoted.trim_start().strip_prefix(':')?;
-    let value = colon.trim_start();
+    let separated = unquoted.trim_start();
+    let rest = match separated.strip_prefix(':') {
+        Some(rest) => rest,
+        // A comma only after a quoted name: "refresh_token, then" is prose.
+        None if unquoted.len() < after.len() => separated.strip_prefix(',')?,
+        None => return None,
+    };
+    let value = rest.trim_start();
+    let value = value.strip_prefix('[').map_or(value, str::trim_start);
+    let value = match value.strip_prefix('b') {
+        Some(bytes) if bytes.starts_with(is_quote) => bytes,
+        _ => value,
+    };
     let opened = value.trim_start_matches(is_quote);
     if opened.len() == value.len() {
         return None; // not a quoted string (a number, null, an object)
@@ -215,6 +229,11 @@ mod tests {
             r#"{"error":"{\"access_token\": \"at-UNKNOWN-2\", \"expires_in\": 900}"}"#,
             "UnicodeEncodeError('{'id_token': 'id-UNKNOWN-3'}')",
             "sent grant_type=refresh_token&refresh_token=rt-UNKNOWN-4&client_secret=cs-UNKNOWN-5 x",
+            // Forms decoded by Python's parse_qs / parse_qsl (str or bytes), and JSON pairs.
+            "{'client_assertion': ['ey-UNKNOWN-6'], 'grant_type': ['refresh_token']}",
+            "[('refresh_token', 'rt-UNKNOWN-7'), ('client_id', 'c')]",
+            "{b'client_secret': [b'cs-UNKNOWN-8']}",
+            r#"[["code_verifier", "v-UNKNOWN-9"]]"#,
         ];
         for text in quoted {
             let out = scrub(text, &[]);
@@ -224,6 +243,12 @@ mod tests {
         let kept =
             r#"{"refresh_token": null, "access_token": 12, "note": "refresh_token rotated"}"#;
         assert_eq!(scrub(kept, &[]), kept, "no quoted value, no change");
+        let prose = "no refresh_token, 'so' it stops; access_token: [1]";
+        assert_eq!(
+            scrub(prose, &[]),
+            prose,
+            "an unquoted name and a comma are prose"
+        );
         assert_eq!(
             scrub(r#"{"refresh_token":"rt-x","scope":"a b"}"#, &[]),
             r#"{"refresh_token":"[redacted]","scope":"a b"}"#

@@ -118,3 +118,83 @@ async fn the_credentials_json_with_a_certificate_works_end_to_end() {
     client.client_token(&["accounts"]).await.unwrap();
     assert_eq!(h.emu.counters().client_credentials_issued, 1);
 }
+
+/// HTTP from the host that fails quoting the request's form as Python's
+/// `parse_qs` and `parse_qsl` print it (`{'name': ['value']}`,
+/// `[('name', 'value')]`) and as JSON arrays do; keeps each assertion sent.
+struct QuotingForms(std::sync::Mutex<Vec<String>>);
+
+#[freshtoken::async_trait]
+impl freshtoken::HttpClient for QuotingForms {
+    async fn send(
+        &self,
+        request: freshtoken::HttpRequest,
+    ) -> Result<freshtoken::HttpResponse, freshtoken::HttpError> {
+        let form: Vec<(String, String)> = form_urlencoded::parse(request.body.as_bytes())
+            .into_owned()
+            .collect();
+        let assertion = form
+            .iter()
+            .find(|(name, _)| name == "client_assertion")
+            .map(|(_, value)| value.clone())
+            .expect("a client assertion in the form");
+        self.0.lock().unwrap().push(assertion);
+        let lists: Vec<String> = form
+            .iter()
+            .map(|(n, v)| format!("'{n}': ['{v}']"))
+            .collect();
+        let pairs: Vec<String> = form
+            .iter()
+            .map(|(n, v)| format!("('{n}', '{v}')"))
+            .collect();
+        let json: Vec<String> = form
+            .iter()
+            .map(|(n, v)| format!("[\"{n}\", \"{v}\"]"))
+            .collect();
+        Err(freshtoken::HttpError::NotSent(format!(
+            "refused {{{}}} [{}] [{}]",
+            lists.join(", "),
+            pairs.join(", "),
+            json.join(", ")
+        )))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_message_quoting_the_parsed_form_shows_no_assertion() {
+    let h = Harness::new();
+    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .private_key_pem(KEY)
+        .build()
+        .unwrap();
+    let http = std::sync::Arc::new(QuotingForms(Default::default()));
+    let client = freshtoken::TokenClient::new(config, http.clone(), h.clock.clone());
+    let session = client.session("u1", h.store.clone()).unwrap();
+    session
+        .seed(freshtoken::Seed {
+            refresh_token: "rt-SENTINEL-0123456789".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let error = session.access_token().await.unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("'client_id': ['test-client']"), "{shown}");
+    let sent = http.0.lock().unwrap().clone();
+    assert!(!sent.is_empty());
+    for assertion in &sent {
+        // Any of its three parts would do harm: the whole is the credential.
+        for part in assertion.split('.') {
+            // (The message is not printed: it would show the assertion.)
+            assert!(
+                !shown.contains(part),
+                "a part of the assertion is shown, {} bytes",
+                part.len()
+            );
+        }
+    }
+    assert!(
+        !shown.contains("rt-SENTINEL-0123456789"),
+        "the refresh token is shown"
+    );
+}

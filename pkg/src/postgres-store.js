@@ -11,6 +11,13 @@
 
 const DEFAULT_TABLES = { table: 'freshtoken_records', leaseTable: 'freshtoken_leases' };
 
+/**
+ * The most of a record read: well above the largest record freshtoken writes
+ * (256 KiB) and an EncryptedStore envelope of one, as in the file stores. A
+ * bigger one is left in the table: only its size is sent (DESIGN point 16).
+ */
+const MAX_RECORD_BYTES = 1024 * 1024;
+
 /** `name` or `schema.name` as a quoted SQL identifier. */
 function identifier(option, name) {
   if (typeof name !== 'string' || name === '') throw new TypeError(`PostgresStore: ${option} must be a non-empty string`);
@@ -86,8 +93,8 @@ export class PostgresStore {
     this.#pool = pool;
     this.#ddl = ddl(names);
     this.#sql = {
-      load: `SELECT record FROM ${t} WHERE key = $1`,
-      loadVersioned: `SELECT record, version::text AS version FROM ${t} WHERE key = $1`,
+      load: `SELECT CASE WHEN octet_length(record) <= ${MAX_RECORD_BYTES} THEN record END AS record,
+        octet_length(record) AS bytes, version::text AS version FROM ${t} WHERE key = $1`,
       save: `INSERT INTO ${t} AS r (key, record, version) VALUES ($1, $2, 1)
         ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, version = r.version + 1`,
       update: `UPDATE ${t} SET record = $2, version = version + 1
@@ -114,11 +121,20 @@ export class PostgresStore {
     await this.#pool.query(`SELECT pg_advisory_xact_lock(hashtext('freshtoken.migrate'));\n${this.#ddl}`);
   }
 
-  /** The record saved under `key`, or null. */
-  async load(key) {
+  /** The row of `key` ({ record, version }), or null; rejects when the record is over MAX_RECORD_BYTES, unread. */
+  async #read(key) {
     checkKey(key);
     const { rows } = await this.#pool.query(this.#sql.load, [key]);
-    return rows.length ? rows[0].record : null;
+    if (!rows.length) return null;
+    if (rows[0].record === null && rows[0].bytes !== null) {
+      throw new Error(`PostgresStore: the record of this key is larger than ${MAX_RECORD_BYTES} bytes; it was not read`);
+    }
+    return rows[0];
+  }
+
+  /** The record saved under `key`, or null. */
+  async load(key) {
+    return (await this.#read(key))?.record ?? null;
   }
 
   /** Saves `record` under `key` unconditionally (its version still increments). */
@@ -130,9 +146,8 @@ export class PostgresStore {
 
   /** The record and its version, or null. */
   async loadVersioned(key) {
-    checkKey(key);
-    const { rows } = await this.#pool.query(this.#sql.loadVersioned, [key]);
-    return rows.length ? { record: rows[0].record, version: rows[0].version } : null;
+    const row = await this.#read(key);
+    return row && { record: row.record, version: row.version };
   }
 
   /**

@@ -55,6 +55,14 @@ redis.call('HSET', KEYS[1], 'record', ARGV[1])
 return version
 `;
 
+// The record and its version, unless the record is over ARGV[1] bytes: then
+// its size alone, so a huge value never crosses the wire (DESIGN point 16).
+const LOAD = `
+local size = redis.call('HSTRLEN', KEYS[1], 'record')
+if size > tonumber(ARGV[1]) then return size end
+return redis.call('HMGET', KEYS[1], 'record', 'version')
+`;
+
 // The lease's owner and remaining ms, read together; nil when nobody holds it.
 const HOLDER = `
 local owner = redis.call('GET', KEYS[1])
@@ -64,10 +72,16 @@ return { owner, redis.call('PTTL', KEYS[1]) }
 
 const sha1 = (text) => createHash('sha1').update(text).digest('hex');
 const SCRIPTS = Object.fromEntries(
-  Object.entries({ ACQUIRE, RELEASE, SAVE_VERSIONED, SAVE, HOLDER }).map(([name, body]) => [name, { body, sha: sha1(body) }]),
+  Object.entries({ ACQUIRE, RELEASE, SAVE_VERSIONED, SAVE, LOAD, HOLDER }).map(([name, body]) => [name, { body, sha: sha1(body) }]),
 );
 
 const decoder = new TextDecoder();
+
+/**
+ * The most of a record read: well above the largest record freshtoken writes
+ * (256 KiB) and an EncryptedStore envelope of one, as in the file stores.
+ */
+const MAX_RECORD_BYTES = 1024 * 1024;
 
 /** A reply as a string (node-redis may hand back Buffers or numbers), or null. */
 function text(reply) {
@@ -132,9 +146,17 @@ export class RedisStore {
     }
   }
 
+  /** `[record, version]` of `key` (each null when absent); rejects when the record is over MAX_RECORD_BYTES, unread. */
+  async #read(key) {
+    const name = this.recordKey(key);
+    const reply = await this.#script(SCRIPTS.LOAD, [name], [String(MAX_RECORD_BYTES)]);
+    if (!Array.isArray(reply)) throw new Error(`RedisStore: ${name} holds a record larger than ${MAX_RECORD_BYTES} bytes; it was not read`);
+    return reply.map(text);
+  }
+
   /** The record saved under `key`, or null. */
   async load(key) {
-    return text(await this.#send(['HGET', this.recordKey(key), 'record']));
+    return (await this.#read(key))[0];
   }
 
   /** Saves `record` under `key` unconditionally (its version still increments). */
@@ -145,8 +167,7 @@ export class RedisStore {
 
   /** The record and its version, or null. */
   async loadVersioned(key) {
-    const reply = await this.#send(['HMGET', this.recordKey(key), 'record', 'version']);
-    const [record, version] = Array.isArray(reply) ? reply.map(text) : [null, null];
+    const [record, version] = await this.#read(key);
     if (record === null) return null;
     if (version === null) throw new Error(`RedisStore: ${this.recordKey(key)} has a record but no version field`);
     return { record, version };

@@ -1,5 +1,6 @@
 //! What a command can fail with, its stable code and its exit status.
 
+use crate::interrupt::Caught;
 use freshtoken::{Error, ErrorCode};
 use std::fmt;
 
@@ -20,6 +21,8 @@ Exit status:
   11  storage                   the store directory could not be read or written
   12  conflict                  a concurrent save won
   13  state_mismatch            link: the returned state is not the one sent
+  130 interrupted               SIGINT (143 SIGTERM, 129 SIGHUP) during a token request:
+                                the request was finished and its result saved first
 
 Secrets (client secret, certificate, authorization code) come from files,
 standard input or environment variables, never from arguments.";
@@ -42,6 +45,9 @@ pub enum Failure {
     Usage(String),
     /// Anything outside the token flow (runtime, emulator, output).
     Other(String),
+    /// A signal arrived during a token request, which was finished (and
+    /// its result saved) first; nothing is printed.
+    Interrupted(Caught),
 }
 
 impl Failure {
@@ -53,6 +59,7 @@ impl Failure {
             Failure::StateMismatch => "state_mismatch",
             Failure::Usage(_) => "usage",
             Failure::Other(_) => "failure",
+            Failure::Interrupted(_) => "interrupted",
         }
     }
 
@@ -64,6 +71,7 @@ impl Failure {
             Failure::StateMismatch => 13,
             Failure::Usage(_) => 2,
             Failure::Other(_) => 1,
+            Failure::Interrupted(signal) => 128u8.saturating_add(signal.number),
         }
     }
 
@@ -115,6 +123,11 @@ impl fmt::Display for Failure {
                 "the state sent back is not the one this link sent (a forged or stale redirect); nothing was exchanged",
             ),
             Failure::Usage(message) | Failure::Other(message) => f.write_str(message),
+            Failure::Interrupted(signal) => write!(
+                f,
+                "interrupted by {}: the token request in flight was finished and its result saved; nothing printed",
+                signal.name
+            ),
         }
     }
 }

@@ -371,16 +371,19 @@ async fn finish(
     let _lock = files
         .lock(key)
         .map_err(|e| Failure::storage(format!("cannot lock the session ({})", e.kind())))?;
-    let session = client
-        .exchange_code(
-            &code,
-            &saved.code_verifier,
-            &saved.redirect_uri,
-            key,
-            Arc::new(files),
-        )
-        .await?;
-    let status = session.status().await?;
+    let flow = async {
+        let session = client
+            .exchange_code(
+                &code,
+                &saved.code_verifier,
+                &saved.redirect_uri,
+                key,
+                Arc::new(files),
+            )
+            .await?;
+        Ok(session.status().await?)
+    };
+    let status = crate::interrupt::shielded(flow, |text| out.note(text)).await?;
     let json = LinkedJson {
         key,
         linked: true,

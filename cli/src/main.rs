@@ -11,6 +11,7 @@ mod emulator;
 mod failure;
 mod file_store;
 mod inspect;
+mod interrupt;
 mod key_locks;
 mod link;
 mod output;

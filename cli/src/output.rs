@@ -153,7 +153,10 @@ impl ErrorJson {
                 body.oauth_error = Some(error.clone());
                 body.description = description.clone();
             }
-            Failure::StateMismatch | Failure::Usage(_) | Failure::Other(_) => {}
+            Failure::StateMismatch
+            | Failure::Usage(_)
+            | Failure::Other(_)
+            | Failure::Interrupted(_) => {}
         }
         ErrorJson { error: body }
     }

@@ -29,7 +29,9 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
         .map_err(|e| Failure::storage(format!("cannot read the record ({})", e.kind())))?
         .is_some();
     if stored {
-        client.session(key, Arc::new(store))?.revoke().await?;
+        let session = client.session(key, Arc::new(store))?;
+        let flow = async { Ok(session.revoke().await?) };
+        crate::interrupt::shielded(flow, |text| out.note(text)).await?;
     }
     out.result(
         || {

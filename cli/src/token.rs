@@ -58,7 +58,8 @@ pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
         .lock(key)
         .map_err(|e| Failure::storage(format!("cannot lock the session ({})", e.kind())))?;
     let session = client.session(key, Arc::new(store))?;
-    let info = fresh_tokens(&session, args.refresh).await?;
+    let flow = async { Ok(fresh_tokens(&session, args.refresh).await?) };
+    let info = crate::interrupt::shielded(flow, |text| out.note(text)).await?;
     let json = TokenJson {
         key,
         access_token: &info.access_token,

@@ -10,6 +10,7 @@ mod emulator;
 mod file_locks;
 mod help;
 mod inspect;
+mod interrupted;
 mod link;
 mod npx;
 mod oidc_provider;

@@ -7,7 +7,8 @@ import type { TokenStore, VersionedRecord } from './index.js';
 
 /**
  * What the store needs of a node-redis client: `sendCommand` of a client
- * from `createClient()` (connected). Cluster clients are not supported.
+ * from `createClient()` (connected). Cluster clients and
+ * legacy-mode ones (whose `sendCommand` returns no Promise) are not supported.
  */
 export interface RedisCommandClient {
   sendCommand(args: string[]): Promise<unknown>;

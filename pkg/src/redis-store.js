@@ -131,8 +131,17 @@ export class RedisStore {
     return `${this.#prefix}lease:${key}`;
   }
 
+  /**
+   * `sendCommand(args)`, which must return a Promise: in legacy (callback)
+   * mode it returns nothing, and that nothing must not pass for an empty
+   * reply (a stored record read as absent, a save that wrote nothing).
+   */
   #send(args) {
-    return this.#client.sendCommand(args);
+    const reply = this.#client.sendCommand(args);
+    if (typeof reply?.then !== 'function') {
+      throw new TypeError('RedisStore: the client\'s sendCommand() returned no Promise: pass a node-redis client in its default mode, not client.legacy() or legacyMode');
+    }
+    return reply;
   }
 
   /** Runs a script by its SHA1; loads it with EVAL when the server does not know it (yet). */
@@ -150,8 +159,9 @@ export class RedisStore {
   async #read(key) {
     const name = this.recordKey(key);
     const reply = await this.#script(SCRIPTS.LOAD, [name], [String(MAX_RECORD_BYTES)]);
-    if (!Array.isArray(reply)) throw new Error(`RedisStore: ${name} holds a record larger than ${MAX_RECORD_BYTES} bytes; it was not read`);
-    return reply.map(text);
+    if (Array.isArray(reply)) return reply.map(text);
+    if (Number(text(reply)) > MAX_RECORD_BYTES) throw new Error(`RedisStore: ${name} holds a record larger than ${MAX_RECORD_BYTES} bytes; it was not read`);
+    throw new Error(`RedisStore: an unexpected reply to reading ${name}`);
   }
 
   /** The record saved under `key`, or null. */

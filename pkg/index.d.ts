@@ -490,8 +490,12 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
 }
 
 /**
- * Whether a response says the access token was not accepted. Rejects with a
- * ConfigError naming `response` when it is not a Response.
+ * Whether a response says the access token was not accepted: HTTP 401, or
+ * a GraphQL answer whose `errors[].message` starts with "UNAUTHENTICATED".
+ * Only a body of one JSON text (`application/json` or a `+json` type) of
+ * at most 64 KiB is looked into, through a clone: a stream of JSON texts
+ * (NDJSON) or a bigger body is not read, and `response` stays unread.
+ * Rejects with a ConfigError naming `response` when it is not a Response.
  */
 export function isUnauthenticated(response: Response): Promise<boolean>;
 

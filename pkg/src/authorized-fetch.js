@@ -75,14 +75,45 @@ function isResponse(value) {
   }
 }
 
+/** The most of a body looked into for GraphQL errors: an answer of errors only is far smaller. */
+const MAX_ERRORS_BYTES = 64 * 1024;
+
+/**
+ * Whether a Content-Type is one JSON text: application/json or a `+json`
+ * type, not a stream of them (application/x-ndjson, json-seq), whose end
+ * may never come.
+ */
+function isJsonText(type) {
+  const essence = type.split(';', 1)[0].trim().toLowerCase();
+  return essence === 'application/json' || essence.endsWith('+json');
+}
+
+/** A clone's body as text, read to at most MAX_ERRORS_BYTES; undefined if longer. `response` stays readable. */
+async function smallBody(response) {
+  const reader = response.clone().body?.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = reader ? await reader.read() : { done: true };
+    if (done) return new Blob(chunks).text();
+    size += value.byteLength;
+    if (size > MAX_ERRORS_BYTES) {
+      reader.cancel().catch(() => {}); // the clone only: `response` reads on
+      return undefined;
+    }
+    chunks.push(value);
+  }
+}
+
 /** Whether `response` says the access token was not accepted. */
 export async function isUnauthenticated(response) {
   if (!isResponse(response)) throw configError('response', 'must be a Response');
   if (response.status === 401) return true;
-  const type = response.headers.get('content-type') ?? '';
-  if (!type.includes('json')) return false;
+  if (!isJsonText(response.headers.get('content-type') ?? '')) return false;
   try {
-    const body = await response.clone().json();
+    const text = await smallBody(response);
+    if (text === undefined) return false;
+    const body = JSON.parse(text);
     const errors = Array.isArray(body?.errors) ? body.errors : [];
     return errors.some((e) => typeof e?.message === 'string' && e.message.startsWith('UNAUTHENTICATED'));
   } catch {

@@ -1,0 +1,111 @@
+// authorizedFetch() and bodies that can be read only once, against
+// real servers: the emulator (tokens) and a loopback API whose answers
+// stream.
+//
+// - An answer's body is looked into for GraphQL errors only when it is one
+//   JSON text (application/json or +json), and only its first 64 KiB:
+//   a stream of JSON texts (NDJSON) or a big download is handed back at
+//   once, unread, instead of being read to its end first (which never
+//   comes for an open stream).
+
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { after, before, beforeEach, describe, test } from 'node:test';
+
+import { MemoryStore, TokenClient, authorizedFetch, isUnauthenticated } from 'freshtoken';
+import { startEmulator } from '../support/emulator.mjs';
+
+const MiB = 1024 * 1024;
+/** Bounds a call that used to wait for a body's end: a failure, not a hang. */
+const BOUND = { timeout: 10_000 };
+
+describe('authorizedFetch() and bodies read or sent once', () => {
+  let emu;
+  let api;
+  /** The streaming API's open responses, by path, for the test to end. */
+  const open = new Map();
+  /** Bytes the /big route has written so far. */
+  let bigWritten = 0;
+
+  before(async () => {
+    emu = await startEmulator();
+    api = createServer(async (req, res) => {
+      if (req.url === '/ndjson') {
+        // One event, then the stream stays open (a watch API).
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.write('{"event":1}\n');
+        open.set(req.url, res);
+      } else if (req.url === '/big') {
+        // 64 MiB of one JSON text, written as fast as it is read.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"data":"');
+        const chunk = 'x'.repeat(64 * 1024);
+        for (let i = 0; i < 1024; i += 1) {
+          bigWritten += chunk.length;
+          if (!res.write(chunk)) await new Promise((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+          if (res.destroyed) return;
+        }
+        res.end('"}');
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise((resolve) => { api.listen(0, '127.0.0.1', resolve); });
+  });
+
+  after(async () => {
+    for (const res of open.values()) res.end();
+    api?.closeAllConnections();
+    await new Promise((resolve) => (api ? api.close(resolve) : resolve()));
+    await emu?.stop();
+  });
+
+  beforeEach(async () => { await emu.reset(); });
+
+  const url = (path) => `http://127.0.0.1:${api.address().port}${path}`;
+
+  /** A session holding a fresh (900 s) access token from a new emulator family. */
+  async function freshSession() {
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret' });
+    const family = await emu.seed();
+    const session = client.session('u1', new MemoryStore());
+    await session.seed({ refreshToken: family.refresh_token, accessToken: family.access_token, expiresIn: 900 });
+    return { client, session };
+  }
+
+  test('an NDJSON answer that stays open is returned at once, its body unread', BOUND, async () => {
+    const { client, session } = await freshSession();
+    const response = await authorizedFetch(session, url('/ndjson'));
+    assert.equal(response.status, 200);
+    assert.equal(await emu.refreshRequests(), 0);
+    open.get('/ndjson').end('{"event":2}\n');
+    assert.equal(await response.text(), '{"event":1}\n{"event":2}\n', 'the caller reads the whole stream');
+    client.free();
+  });
+
+  test('a 64 MiB JSON answer is returned after at most 64 KiB of it was looked at, and reads whole', BOUND, async () => {
+    const { client, session } = await freshSession();
+    bigWritten = 0;
+    const response = await authorizedFetch(session, url('/big'));
+    // What the kernel's and fetch's buffers hold is written too: a few MiB at most.
+    assert.ok(bigWritten < 32 * MiB, `${bigWritten} bytes were written before the answer came back`);
+    const text = await response.text();
+    assert.equal(text.length, 64 * MiB + '{"data":""}'.length, 'the caller still reads all of it');
+    assert.equal(await emu.refreshRequests(), 0);
+    client.free();
+  });
+
+  test('isUnauthenticated: JSON and +json bodies are looked into; NDJSON and bodies over 64 KiB are not', async () => {
+    const answer = (type, body) => new Response(body, { status: 200, headers: { 'content-type': type } });
+    const rejected = JSON.stringify({ errors: [{ message: 'UNAUTHENTICATED: Token is expired or malformed' }] });
+    assert.equal(await isUnauthenticated(answer('application/json; charset=utf-8', rejected)), true);
+    assert.equal(await isUnauthenticated(answer('application/graphql-response+json', rejected)), true);
+    assert.equal(await isUnauthenticated(answer('Application/JSON', rejected)), true);
+    assert.equal(await isUnauthenticated(answer('application/x-ndjson', rejected)), false);
+    assert.equal(await isUnauthenticated(answer('application/json-seq', rejected)), false);
+    const padded = JSON.stringify({ errors: [{ message: 'UNAUTHENTICATED: x' }], pad: 'p'.repeat(64 * 1024) });
+    const big = answer('application/json', padded);
+    assert.equal(await isUnauthenticated(big), false, 'not an error answer: read no further than 64 KiB');
+    assert.equal((await big.text()).length, padded.length, 'the body stays readable');
+  });
+});

@@ -148,6 +148,17 @@ pub struct StoreArgs {
     pub key: String,
 }
 
+/// Waiting for another process using the same session.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Longest wait for another process refreshing, linking or revoking the
+    /// same session (its lock file), after which the command gives up with
+    /// conflict (12) having sent nothing. Default: --timeout plus 35 s, the
+    /// longest refresh another process may be making.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub lock_wait: Option<u32>,
+}
+
 /// `client-token`.
 #[derive(Debug, Args)]
 pub struct ClientTokenArgs {
@@ -199,6 +210,8 @@ pub struct LinkArgs {
     /// The session key (finishing).
     #[arg(long, value_name = "USER", value_parser = NonEmptyStringValueParser::new())]
     pub key: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// `token`.
@@ -208,6 +221,8 @@ pub struct TokenArgs {
     pub client: ClientArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Refresh even if the stored access token is still fresh (e.g. the API
     /// rejected it). Each refresh may cost the user a banking session.
     #[arg(long)]
@@ -228,6 +243,8 @@ pub struct RevokeArgs {
     pub client: ClientArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// `emulator`.

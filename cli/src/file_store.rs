@@ -20,6 +20,13 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Longest wait for another process's write (which holds the write lock
+/// for one read and one write): past it the writer is stalled, and the save
+/// fails with `storage` before the core's own store deadline (5 s) passes.
+/// Before a refresh that means nothing is sent.
+pub const WRITE_LOCK_WAIT: Duration = Duration::from_secs(4);
 
 /// Longest hex stem used as is (keys up to 60 UTF-8 bytes); longer keys are hashed.
 const MAX_HEX: usize = 120;
@@ -58,8 +65,8 @@ impl FileStore {
 
     /// Saves `record` under `key` durably, holding the key's write lock
     /// (see the module docs).
-    pub fn write(&self, key: &str, record: &str) -> io::Result<()> {
-        let _writing = self.write_lock(key)?;
+    pub async fn write(&self, key: &str, record: &str) -> io::Result<()> {
+        let _writing = self.write_lock(key).await?;
         write_private(&self.path_for(key), record.as_bytes())
     }
 
@@ -80,13 +87,13 @@ impl FileStore {
     /// Saves `record` only if the stored record's version is still
     /// `expected` (`None`: only if nothing is stored); `Ok(None)` when it
     /// is not. The read and the write hold the key's write lock.
-    pub fn write_if(
+    pub async fn write_if(
         &self,
         key: &str,
         record: &str,
         expected: Option<&str>,
     ) -> io::Result<Option<String>> {
-        let _writing = self.write_lock(key)?;
+        let _writing = self.write_lock(key).await?;
         let current = self.read_versioned(key)?.map(|(_, version)| version);
         if current.as_deref() != expected {
             return Ok(None);
@@ -96,16 +103,19 @@ impl FileStore {
     }
 
     /// Takes the key's lock (the refresh lease of the other file stores),
-    /// waiting for another process that holds it.
-    pub fn lock(&self, key: &str) -> io::Result<HeldLock> {
+    /// waiting at most `wait` for another process that holds it (then
+    /// `TimedOut`).
+    pub async fn lock(&self, key: &str, wait: Duration) -> io::Result<HeldLock> {
         create_private_dir(&self.dir)?;
-        lock_exclusive(&self.dir.join(format!("{}.lock", Self::stem(key))))
+        lock_exclusive(&self.dir.join(format!("{}.lock", Self::stem(key))), wait).await
     }
 
-    /// Takes the key's write lock, waiting for a write in another process.
-    fn write_lock(&self, key: &str) -> io::Result<HeldLock> {
+    /// Takes the key's write lock, waiting at most [`WRITE_LOCK_WAIT`] for
+    /// a write in another process.
+    async fn write_lock(&self, key: &str) -> io::Result<HeldLock> {
         create_private_dir(&self.dir)?;
-        lock_exclusive(&self.dir.join(format!("{}.write.lock", Self::stem(key))))
+        let path = self.dir.join(format!("{}.write.lock", Self::stem(key)));
+        lock_exclusive(&path, WRITE_LOCK_WAIT).await
     }
 }
 
@@ -120,6 +130,12 @@ fn read_error(e: io::Error) -> StoreError {
 }
 
 fn write_error(e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        return StoreError(format!(
+            "cannot write the record: another process has held its write lock for {} s",
+            WRITE_LOCK_WAIT.as_secs()
+        ));
+    }
     StoreError(format!("cannot write the record ({})", e.kind()))
 }
 
@@ -130,7 +146,7 @@ impl TokenStore for FileStore {
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.write(key, record).map_err(write_error)
+        self.write(key, record).await.map_err(write_error)
     }
 
     fn supports_versions(&self) -> bool {
@@ -151,7 +167,11 @@ impl TokenStore for FileStore {
         expected: Option<&str>,
     ) -> Result<CasOutcome, StoreError> {
         Ok(
-            match self.write_if(key, record, expected).map_err(write_error)? {
+            match self
+                .write_if(key, record, expected)
+                .await
+                .map_err(write_error)?
+            {
                 Some(version) => CasOutcome::Saved { version },
                 None => CasOutcome::Conflict,
             },
@@ -301,8 +321,12 @@ mod tests {
         let dir = scratch("store");
         let store = FileStore::new(dir.join("nested"));
         assert_eq!(store.read("u").unwrap(), None);
-        store.write("u", "{\"a\":1}").unwrap();
-        store.write("u", "{\"a\":2}").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(store.write("u", "{\"a\":1}")).unwrap();
+        runtime.block_on(store.write("u", "{\"a\":2}")).unwrap();
         assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":2}"));
         let mut names: Vec<String> = fs::read_dir(dir.join("nested"))
             .unwrap()

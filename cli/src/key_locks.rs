@@ -11,9 +11,10 @@
 //! conflict with itself. Both are given back by the OS when the process
 //! dies. Lock files stay (removing one races with a process about to lock it).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 #[cfg(unix)]
 use std::{collections::HashMap, fs, path::PathBuf, sync::Mutex};
 
@@ -23,23 +24,63 @@ pub struct HeldLock {
     _file: File,
 }
 
+/// Longest pause between two tries at a lock another process holds.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
 /// Takes the lock file at `path` (created 0600 if missing) exclusively,
-/// waiting for another process that holds it.
-pub fn lock_exclusive(path: &Path) -> io::Result<HeldLock> {
+/// waiting at most `wait` for another process that holds it (then
+/// `TimedOut`). It waits by trying again after short pauses on the tokio
+/// timer, never in a blocking call: a stalled holder cannot hang the
+/// command, and a caller that gives up (the core's store deadline drops its
+/// future) leaves nothing behind that could take the lock, and write, late.
+pub async fn lock_exclusive(path: &Path, wait: Duration) -> io::Result<HeldLock> {
     #[cfg(unix)]
     let separate = match path.parent() {
         Some(dir) => record_locks_are_separate(dir)?,
         None => true,
     };
     let file = private_options().read(true).write(true).open(path)?;
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(1);
     // flock first: two threads of this process then never meet at the
     // record lock, which does not exclude within a process.
-    file.lock()?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => pause_or_give_up(&mut pause, deadline).await?,
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
     #[cfg(unix)]
     if separate {
-        rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        use rustix::fs::{fcntl_lock, FlockOperation};
+        use rustix::io::Errno;
+        loop {
+            match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) if e == Errno::AGAIN || e == Errno::ACCESS => {
+                    pause_or_give_up(&mut pause, deadline).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(HeldLock { _file: file })
+}
+
+/// Pauses before the next try (doubling up to [`MAX_PAUSE`]), or fails
+/// with `TimedOut` once `deadline` has passed.
+async fn pause_or_give_up(pause: &mut Duration, deadline: Instant) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "another process holds the lock",
+        ));
+    }
+    tokio::time::sleep((*pause).min(left)).await;
+    *pause = (*pause * 2).min(MAX_PAUSE);
+    Ok(())
 }
 
 /// What [`record_locks_are_separate`] found, by the directory's real path.
@@ -97,6 +138,14 @@ pub fn private_options() -> OpenOptions {
 mod tests {
     use super::*;
 
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     /// The kinds of the locks this process holds on `path` (/proc/locks).
     fn lock_kinds_on(path: &Path) -> Vec<String> {
         use std::os::unix::fs::MetadataExt;
@@ -131,13 +180,28 @@ mod tests {
         );
 
         let path = dir.join("x.75.lock");
-        let held = lock_exclusive(&path).unwrap();
+        let held = block_on(lock_exclusive(&path, Duration::ZERO)).unwrap();
         assert_eq!(lock_kinds_on(&path), ["FLOCK", "POSIX"]);
         drop(held);
         assert!(
             lock_kinds_on(&path).is_empty(),
             "closing the file gives both back"
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_is_waited_for_at_most_the_wait() {
+        let dir = std::env::temp_dir().join(format!("freshtoken-cli-wait-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.75.lock");
+        // Another open file's flock excludes this one, as another process's.
+        let holder = private_options().write(true).open(&path).unwrap();
+        holder.lock().unwrap();
+        let e = block_on(lock_exclusive(&path, Duration::from_millis(20))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        drop(holder);
+        block_on(lock_exclusive(&path, Duration::ZERO)).unwrap();
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -153,7 +217,7 @@ mod tests {
             .get_or_insert_with(HashMap::new)
             .insert(real, false);
         let path = dir.join("x.75.lock");
-        let held = lock_exclusive(&path).unwrap();
+        let held = block_on(lock_exclusive(&path, Duration::ZERO)).unwrap();
         assert_eq!(lock_kinds_on(&path), ["FLOCK"]);
         drop(held);
         fs::remove_dir_all(dir).unwrap();

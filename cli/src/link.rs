@@ -368,9 +368,8 @@ async fn finish(
         ));
     }
     let files = FileStore::new(PathBuf::from(store));
-    let _lock = files
-        .lock(key)
-        .map_err(|e| Failure::storage(format!("cannot lock the session ({})", e.kind())))?;
+    let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
+    let _lock = crate::session_lock::lock_session(&files, key, wait).await?;
     let flow = async {
         let session = client
             .exchange_code(

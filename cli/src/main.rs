@@ -16,6 +16,7 @@ mod key_locks;
 mod link;
 mod output;
 mod revoke;
+mod session_lock;
 mod token;
 
 use args::{Cli, Command};

@@ -21,9 +21,8 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
     let client = crate::client::build(&args.client).await?;
     let store = FileStore::new(&args.store.store);
     let key = args.store.key.as_str();
-    let _lock = store
-        .lock(key)
-        .map_err(|e| Failure::storage(format!("cannot lock the session ({})", e.kind())))?;
+    let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
+    let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
     let stored = store
         .read(key)
         .map_err(|e| Failure::storage(format!("cannot read the record ({})", e.kind())))?

@@ -35,18 +35,22 @@ fn record_lock(path: &Path) -> File {
     file
 }
 
-/// Waits until `child` is blocked on a POSIX lock (a `->` line of
-/// /proc/locks names its pid); fails at once if it exits first.
-fn wait_blocked_on_record_lock(child: &mut Child) {
+/// Waits until `child` waits for the record lock on `path`: it then holds
+/// the file's `flock` (taken first) and tries the record lock again and
+/// again (never blocking in the kernel, so that it can give up); fails at
+/// once if it exits first.
+fn wait_waiting_for_record_lock(child: &mut Child, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
     let pid = child.id().to_string();
+    let inode = format!(":{}", std::fs::metadata(path).unwrap().ino());
     let limit = Instant::now() + Duration::from_secs(30);
     loop {
         let table = std::fs::read_to_string("/proc/locks").unwrap();
         let waiting = table.lines().any(|line| {
-            let mut words = line.split_whitespace().skip(1);
-            words.next() == Some("->")
-                && words.next() == Some("POSIX")
-                && words.nth(2) == Some(pid.as_str())
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.get(1) == Some(&"FLOCK")
+                && words.get(4) == Some(&pid.as_str())
+                && words.get(5).is_some_and(|w| w.ends_with(&inode))
         });
         if waiting {
             return;
@@ -62,6 +66,24 @@ fn wait_blocked_on_record_lock(child: &mut Child) {
     }
 }
 
+/// Waits for `child` to end, failing (and ending it) if it is still
+/// running after `limit`: the command must never hang.
+fn wait_at_most(mut child: Child, limit: Duration) -> std::process::Output {
+    let end = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the command still ran after {limit:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// `key`'s record text.
 fn record_text(env: &Env, key: &str) -> String {
     std::fs::read_to_string(env.record_path(key)).unwrap()
@@ -73,11 +95,12 @@ fn the_command_waits_for_a_lease_taken_as_a_record_lock_and_uses_the_saved_recor
     env.link("user-42");
     env.link("holder"); // a fresh record, as the lease holder's refresh saves it
     env.expire_access_token("user-42");
-    let lease = record_lock(&lock_path(&env, "user-42", ".lock"));
+    let lease_path = lock_path(&env, "user-42", ".lock");
+    let lease = record_lock(&lease_path);
     let requests = env.emu.counters().token_requests;
 
     let mut child = env.full(&["-q", "token"], "user-42").spawn();
-    wait_blocked_on_record_lock(&mut child);
+    wait_waiting_for_record_lock(&mut child, &lease_path);
     assert_eq!(
         env.emu.counters().token_requests,
         requests,
@@ -117,10 +140,11 @@ fn a_relink_saved_during_the_commands_refresh_is_kept() {
     env.emu.wait_held(1);
     // Another store's seed: the new record written under the write lock,
     // which the command's save must then wait for.
-    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    let write_lock = lock_path(&env, "user-42", ".write.lock");
+    let writing = record_lock(&write_lock);
     std::fs::write(env.record_path("user-42"), &relink).unwrap();
     env.emu.release_held();
-    wait_blocked_on_record_lock(&mut child);
+    wait_waiting_for_record_lock(&mut child, &write_lock);
     drop(writing);
 
     let output = child.wait_with_output().unwrap();
@@ -141,5 +165,52 @@ fn a_relink_saved_during_the_commands_refresh_is_kept() {
         env.emu.counters().rotations,
         1,
         "one refresh, of the old link"
+    );
+}
+
+#[test]
+fn a_stalled_lease_holder_ends_the_wait_with_conflict_and_nothing_sent() {
+    let env = Env::new("locks-stalled-lease");
+    env.link("user-42");
+    env.expire_access_token("user-42");
+    // A process that took the lease and stopped (SIGSTOP, a debugger).
+    let _lease = record_lock(&lock_path(&env, "user-42", ".lock"));
+    let requests = env.emu.counters().token_requests;
+
+    let child = env
+        .full(&["--json", "token", "--lock-wait", "1"], "user-42")
+        .spawn();
+    let output = wait_at_most(child, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(12), "conflict");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nothing was sent"));
+    assert_eq!(env.emu.counters().token_requests, requests);
+}
+
+#[test]
+fn a_stalled_writer_fails_the_write_ahead_with_storage_and_nothing_sent() {
+    let env = Env::new("locks-stalled-writer");
+    env.link("user-42");
+    env.expire_access_token("user-42");
+    let before = record_text(&env, "user-42");
+    // A process that stopped in the middle of a save.
+    let _writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    let requests = env.emu.counters().token_requests;
+
+    let child = env.full(&["--json", "token"], "user-42").spawn();
+    // Three tries (the command's retries of a storage failure) of 4 s each.
+    let output = wait_at_most(child, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(11), "storage");
+    assert_eq!(
+        env.emu.counters().token_requests,
+        requests,
+        "no refresh token is spent while the record cannot be written"
+    );
+    assert!(
+        record_text(&env, "user-42") == before,
+        "the record is untouched"
     );
 }

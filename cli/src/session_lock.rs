@@ -1,0 +1,46 @@
+//! The key's lock around a whole command (`token`, `link`, `revoke`): how
+//! long it waits for another process using the same session, and what
+//! giving up reports.
+
+use crate::args::{ClientArgs, LockArgs};
+use crate::failure::Failure;
+use crate::file_store::FileStore;
+use crate::key_locks::HeldLock;
+use freshtoken::{Error, RetryPolicy};
+use std::io;
+use std::time::Duration;
+
+/// The slack over another process's longest refresh, as the core's lease
+/// wait has it (lease TTL = timeout + retry budget + 10 s, wait = TTL + 5 s).
+const SLACK_SECS: u64 = 15;
+
+/// The wait the options give: `--lock-wait`, else as long as the core
+/// waits for another process's refresh lease with these settings.
+pub fn lock_wait(client: &ClientArgs, lock: &LockArgs) -> Duration {
+    let secs = match lock.lock_wait {
+        Some(secs) => u64::from(secs),
+        None => u64::from(client.timeout) + RetryPolicy::default().budget_ms / 1000 + SLACK_SECS,
+    };
+    Duration::from_secs(secs)
+}
+
+/// Takes `key`'s lock, waiting at most `wait`: a holder that does not let
+/// go by then (a stalled process) gives `conflict`, and nothing is sent.
+pub async fn lock_session(
+    store: &FileStore,
+    key: &str,
+    wait: Duration,
+) -> Result<HeldLock, Failure> {
+    store.lock(key, wait).await.map_err(|e| {
+        if e.kind() == io::ErrorKind::TimedOut {
+            Failure::Core(Error::Conflict {
+                message: format!(
+                    "another process has held this session's lock for {} s (a refresh, link or revocation elsewhere, or a stalled process); nothing was sent",
+                    wait.as_secs()
+                ),
+            })
+        } else {
+            Failure::storage(format!("cannot lock the session ({})", e.kind()))
+        }
+    })
+}

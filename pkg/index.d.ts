@@ -501,7 +501,10 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
 
 /**
  * fetch with the session's Bearer token; on 401 or a GraphQL
- * "UNAUTHENTICATED" error, one forced refresh and one retry. A `session`,
+ * "UNAUTHENTICATED" error (see isUnauthenticated), one forced refresh and
+ * one retry. A stream in `init.body` (a ReadableStream, an async iterable)
+ * can be sent only once: on a rejection the token is still replaced and
+ * the rejected response is returned, for the caller to send again. A `session`,
  * `input` (a Request whose body was read included) or `init` that is not
  * what the types say rejects with a ConfigError naming it before a token is
  * asked for.

@@ -34,17 +34,22 @@ function isSession(session) {
 
 /**
  * Reads `init` now and returns `(token) => init` with `Authorization: Bearer
- * <token>`, keeping a Request's own headers when `init` has none.
+ * <token>`, keeping a Request's own headers when `init` has none, and
+ * whether `init.body` can be sent only once (a stream, an async iterable).
  */
 function bearerInit(input, isRequest, init) {
   const base = init?.headers ?? (isRequest ? input.headers : undefined);
   const headers = new Headers(base);
   const rest = { ...init };
-  return (token) => {
+  const { body } = rest;
+  const once = typeof body === 'object' && body !== null
+    && (Object.prototype.toString.call(body) === '[object ReadableStream]' || typeof body[Symbol.asyncIterator] === 'function');
+  const bearer = (token) => {
     const own = new Headers(headers);
     own.set('Authorization', `Bearer ${token}`);
     return { ...rest, headers: own };
   };
+  return { bearer, once };
 }
 
 /**
@@ -125,16 +130,17 @@ export async function isUnauthenticated(response) {
  * `fetch(input, init)` with `Authorization: Bearer <fresh token>`; retried
  * once when the API rejects the token, with a token refreshed by this call
  * or by a concurrent one (never two refreshes for one rejected token). A
- * request body must be re-sendable (a string, Blob, FormData or a Request,
- * not a stream in `init`).
+ * stream in `init.body` is sent once: on a rejection the session still
+ * replaces the token, and the rejected response is returned.
  */
 export async function authorizedFetch(session, input, init = undefined, options = undefined) {
   const fetchImpl = fetchOf(options);
   if (!isSession(session)) throw configError('session', 'must be a UserSession (from client.session(key, store))');
   const isRequest = isRequestInput(input);
   let bearer;
+  let once;
   try {
-    bearer = bearerInit(input, isRequest, init);
+    ({ bearer, once } = bearerInit(input, isRequest, init));
   } catch {
     throw configError('init', 'could not be read (a throwing getter, a revoked Proxy, or headers that are not headers)');
   }
@@ -158,5 +164,6 @@ export async function authorizedFetch(session, input, init = undefined, options 
   const first = await fetchImpl(input, bearer(token));
   if (!(await isUnauthenticated(first))) return first;
   const { accessToken } = await session.tokenRejected(token);
+  if (once) return first; // its body is spent: the caller sends again, with the new token
   return fetchImpl(retryInput, bearer(accessToken));
 }

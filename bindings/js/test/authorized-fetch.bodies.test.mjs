@@ -1,12 +1,16 @@
-// authorizedFetch() and bodies that can be read only once, against
+// authorizedFetch() and bodies that can be read or sent only once, against
 // real servers: the emulator (tokens) and a loopback API whose answers
-// stream.
+// stream, and which rejects the first token it sees (401).
 //
 // - An answer's body is looked into for GraphQL errors only when it is one
 //   JSON text (application/json or +json), and only its first 64 KiB:
 //   a stream of JSON texts (NDJSON) or a big download is handed back at
 //   once, unread, instead of being read to its end first (which never
 //   comes for an open stream).
+// - A request body that is a stream is consumed by the first send: when the
+//   API rejects the token, the session is told (the next call has a new
+//   token) and the rejection is returned, instead of fetch throwing a
+//   TypeError on the resend.
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -26,6 +30,9 @@ describe('authorizedFetch() and bodies read or sent once', () => {
   const open = new Map();
   /** Bytes the /big route has written so far. */
   let bigWritten = 0;
+  /** The bodies /upload received, and the one token it rejects (the first it saw). */
+  const uploads = [];
+  let rejectedToken;
 
   before(async () => {
     emu = await startEmulator();
@@ -46,6 +53,12 @@ describe('authorizedFetch() and bodies read or sent once', () => {
           if (res.destroyed) return;
         }
         res.end('"}');
+      } else if (req.url === '/upload') {
+        const chunks = [];
+        for await (const chunk of req) chunks.push(chunk);
+        uploads.push(Buffer.concat(chunks).toString('utf8'));
+        rejectedToken ??= req.headers.authorization;
+        res.writeHead(req.headers.authorization === rejectedToken ? 401 : 200).end();
       } else {
         res.writeHead(404).end();
       }
@@ -107,5 +120,25 @@ describe('authorizedFetch() and bodies read or sent once', () => {
     const big = answer('application/json', padded);
     assert.equal(await isUnauthenticated(big), false, 'not an error answer: read no further than 64 KiB');
     assert.equal((await big.text()).length, padded.length, 'the body stays readable');
+  });
+
+  test('a stream request body: on 401 the session is told and the 401 returned, nothing sent twice', async () => {
+    const { client, session } = await freshSession();
+    const body = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"upload":1}'));
+        controller.close();
+      },
+    });
+    const response = await authorizedFetch(session, url('/upload'), { method: 'POST', body, duplex: 'half' });
+    assert.equal(response.status, 401, 'the rejection, as fetch would have returned it');
+    assert.deepEqual(uploads, ['{"upload":1}'], 'the stream was sent once');
+    assert.equal(await emu.refreshRequests(), 1, 'one refresh: the rejected token is replaced');
+    // The caller sends again (a new body), with the new token and no other refresh.
+    const again = await authorizedFetch(session, url('/upload'), { method: 'POST', body: '{"upload":1}' });
+    assert.equal(again.status, 200);
+    assert.equal(uploads.length, 2);
+    assert.equal(await emu.refreshRequests(), 1);
+    client.free();
   });
 });

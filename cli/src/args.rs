@@ -224,7 +224,9 @@ pub struct TokenArgs {
     #[command(flatten)]
     pub lock: LockArgs,
     /// Refresh even if the stored access token is still fresh (e.g. the API
-    /// rejected it). Each refresh may cost the user a banking session.
+    /// rejected it). Each refresh may cost the user a banking session, so
+    /// if another process renews the session while this one waits for it,
+    /// that renewed token is printed instead of refreshing again.
     #[arg(long)]
     pub refresh: bool,
 }

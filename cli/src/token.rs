@@ -4,9 +4,10 @@ use crate::args::TokenArgs;
 use crate::failure::Failure;
 use crate::file_store::FileStore;
 use crate::output::{seconds_until, when, Output};
-use freshtoken::{Error, ErrorCode, TokenInfo, UserSession};
+use freshtoken::{Error, ErrorCode, Record, TokenInfo, UserSession};
 use serde::Serialize;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Extra attempts after a `storage` failure (each first saves the renewed
 /// record the core keeps in memory, which this process would otherwise
@@ -28,13 +29,38 @@ struct TokenJson<'a> {
     refresh_expires_at_ms: Option<u64>,
 }
 
-/// The session's tokens, refreshed when stale (or when `force`), with the
-/// save of a renewed record retried before giving up.
-async fn fresh_tokens(session: &UserSession, force: bool) -> Result<TokenInfo, Error> {
-    let mut result = if force {
-        session.refresh().await
-    } else {
-        session.tokens().await
+/// The access token stored before this command waited for the key's lock:
+/// the one a forced refresh is meant to replace. Anything unreadable gives
+/// `None` (then the refresh is forced as asked; the core reports the error).
+fn stored_access_token(store: &FileStore, key: &str) -> Option<Zeroizing<String>> {
+    let text = Zeroizing::new(store.read(key).ok()??);
+    let record = Record::decode(&text).ok()?;
+    Some(Zeroizing::new(
+        record.access_token?.value.expose().to_owned(),
+    ))
+}
+
+/// The session's tokens, refreshed when stale, with the save of a renewed
+/// record retried before giving up. With `force`, refreshed even when
+/// fresh, unless the stored token is no longer `replacing` (another process
+/// renewed the session while this one waited: that refresh is this one's).
+async fn fresh_tokens(
+    session: &UserSession,
+    force: bool,
+    replacing: Option<&str>,
+) -> Result<TokenInfo, Error> {
+    let mut result = match (force, replacing) {
+        (false, _) => session.tokens().await,
+        (true, Some(token)) => {
+            // token_rejected compares with the record this process holds:
+            // read the store first (a new process holds none), so that a
+            // renewal another process saved counts.
+            match session.status().await {
+                Ok(_) => session.token_rejected(token).await,
+                Err(e) => Err(e),
+            }
+        }
+        (true, None) => session.refresh().await,
     };
     for _ in 0..STORAGE_RETRIES {
         match &result {
@@ -54,10 +80,17 @@ pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
     let client = crate::client::build(&args.client).await?;
     let store = FileStore::new(&args.store.store);
     let key = args.store.key.as_str();
+    let replacing = args
+        .refresh
+        .then(|| stored_access_token(&store, key))
+        .flatten();
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
     let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
     let session = client.session(key, Arc::new(store))?;
-    let flow = async { Ok(fresh_tokens(&session, args.refresh).await?) };
+    let flow = async {
+        let replacing = replacing.as_ref().map(|t| t.as_str());
+        Ok(fresh_tokens(&session, args.refresh, replacing).await?)
+    };
     let info = crate::interrupt::shielded(flow, |text| out.note(text)).await?;
     let json = TokenJson {
         key,

@@ -214,3 +214,41 @@ fn a_stalled_writer_fails_the_write_ahead_with_storage_and_nothing_sent() {
         "the record is untouched"
     );
 }
+
+#[test]
+fn a_forced_refresh_is_served_by_a_renewal_made_while_it_waited() {
+    let env = Env::new("locks-forced");
+    env.link("user-42");
+    env.link("renewed"); // the record another process's refresh saves
+    let lease_path = lock_path(&env, "user-42", ".lock");
+    let lease = record_lock(&lease_path);
+    let rotations = env.emu.counters().rotations;
+
+    // The API rejected the stored token; the command is asked to replace it
+    // while another process (a worker that got the same rejection) renews.
+    let mut child = env.full(&["-q", "token", "--refresh"], "user-42").spawn();
+    wait_waiting_for_record_lock(&mut child, &lease_path);
+    std::fs::write(env.record_path("user-42"), record_text(&env, "renewed")).unwrap();
+    drop(lease);
+
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8(output.stdout).unwrap().trim() == env.access_token("renewed"),
+        "the command serves the renewed token"
+    );
+    assert_eq!(
+        env.emu.counters().rotations,
+        rotations,
+        "and spends no second banking session"
+    );
+    // Asked again now, for the token it holds, it refreshes.
+    env.full(&["-q", "token", "--refresh"], "user-42")
+        .run()
+        .ok();
+    assert_eq!(env.emu.counters().rotations, rotations + 1);
+}

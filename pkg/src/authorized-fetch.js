@@ -93,17 +93,24 @@ function isJsonText(type) {
   return essence === 'application/json' || essence.endsWith('+json');
 }
 
-/** A clone's body as text, read to at most MAX_ERRORS_BYTES; undefined if longer. `response` stays readable. */
+/**
+ * A clone's body as text, read to at most MAX_ERRORS_BYTES; undefined if
+ * longer. `response` stays readable. The body is a web stream, or a Node
+ * stream (node-fetch as `options.fetch`), read through its async iterator.
+ */
 async function smallBody(response) {
-  const reader = response.clone().body?.getReader();
+  const body = response.clone().body;
+  if (body === null || body === undefined) return '';
   const chunks = [];
   let size = 0;
+  const reader = typeof body.getReader === 'function' ? body.getReader() : body[Symbol.asyncIterator]();
   for (;;) {
-    const { done, value } = reader ? await reader.read() : { done: true };
+    const { done, value } = await (reader.read?.() ?? reader.next());
     if (done) return new Blob(chunks).text();
     size += value.byteLength;
     if (size > MAX_ERRORS_BYTES) {
-      reader.cancel().catch(() => {}); // the clone only: `response` reads on
+      // The clone only: `response` reads on.
+      Promise.resolve(reader.cancel?.() ?? reader.return?.()).catch(() => {});
       return undefined;
     }
     chunks.push(value);
@@ -115,6 +122,8 @@ export async function isUnauthenticated(response) {
   if (!isResponse(response)) throw configError('response', 'must be a Response');
   if (response.status === 401) return true;
   if (!isJsonText(response.headers.get('content-type') ?? '')) return false;
+  // Said to be longer: not cloned at all (node-fetch's clone stalls unless both copies are read).
+  if (Number(response.headers.get('content-length')) > MAX_ERRORS_BYTES) return false;
   try {
     const text = await smallBody(response);
     if (text === undefined) return false;

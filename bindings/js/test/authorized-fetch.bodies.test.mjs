@@ -7,6 +7,8 @@
 //   a stream of JSON texts (NDJSON) or a big download is handed back at
 //   once, unread, instead of being read to its end first (which never
 //   comes for an open stream).
+// - A fetch whose bodies are Node streams (node-fetch, as `options.fetch`)
+//   is looked into the same way.
 // - A request body that is a stream is consumed by the first send: when the
 //   API rejects the token, the session is told (the next call has a new
 //   token) and the rejection is returned, instead of fetch throwing a
@@ -16,6 +18,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
+import nodeFetch from 'node-fetch';
 import { MemoryStore, TokenClient, authorizedFetch, isUnauthenticated } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 
@@ -53,6 +56,11 @@ describe('authorizedFetch() and bodies read or sent once', () => {
           if (res.destroyed) return;
         }
         res.end('"}');
+      } else if (req.url === '/sized') {
+        // 1 MiB of one JSON text, its length said.
+        const text = JSON.stringify({ data: 's'.repeat(MiB) });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
       } else if (req.url === '/upload') {
         const chunks = [];
         for await (const chunk of req) chunks.push(chunk);
@@ -120,6 +128,28 @@ describe('authorizedFetch() and bodies read or sent once', () => {
     const big = answer('application/json', padded);
     assert.equal(await isUnauthenticated(big), false, 'not an error answer: read no further than 64 KiB');
     assert.equal((await big.text()).length, padded.length, 'the body stays readable');
+  });
+
+  test('node-fetch as options.fetch: a GraphQL UNAUTHENTICATED answer (a Node stream body) is one refresh and one retry', BOUND, async () => {
+    const { client, session } = await freshSession();
+    await emu.advanceClock(1000); // the API now rejects the token the client thinks fresh
+    const response = await authorizedFetch(session, emu.apiEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ viewer { clientId } }' }),
+    }, { fetch: nodeFetch });
+    assert.equal((await response.json()).data?.viewer?.clientId, 'test-client');
+    assert.equal(await emu.refreshRequests(), 1);
+    const counters = await emu.counters();
+    assert.equal(counters.api_requests, 2);
+    assert.equal(counters.api_unauthenticated, 1);
+    const rejected = await nodeFetch(emu.apiEndpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ viewer { clientId } }"}' });
+    assert.equal(await isUnauthenticated(rejected), true, 'no token: UNAUTHENTICATED');
+    assert.match((await rejected.json()).errors[0].message, /^UNAUTHENTICATED/, 'the body stays readable');
+    // Longer than 64 KiB by its Content-Length: returned unread (node-fetch's clone would stall).
+    const sized = await authorizedFetch(session, url('/sized'), undefined, { fetch: nodeFetch });
+    assert.equal((await sized.text()).length, MiB + '{"data":""}'.length);
+    client.free();
   });
 
   test('a stream request body: on 401 the session is told and the 401 returned, nothing sent twice', async () => {

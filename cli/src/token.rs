@@ -7,13 +7,17 @@ use crate::output::{seconds_until, when, Output};
 use freshtoken::{Error, ErrorCode, Record, TokenInfo, UserSession};
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// Extra attempts after a `storage` failure (each first saves the renewed
-/// record the core keeps in memory, which this process would otherwise
-/// take with it when it exits) or a `conflict` (each reads the record
-/// another process saved).
+/// Extra attempts after a `storage` failure with nothing renewed held, or
+/// a `conflict` (each reads the record another process saved).
 const STORAGE_RETRIES: usize = 2;
+
+/// Pause between two tries at saving a renewed record (a full disk, a
+/// stalled writer); they go on for as long as the command waits for the
+/// key's lock (`--lock-wait`).
+const SAVE_PAUSE: Duration = Duration::from_millis(500);
 
 /// The `--json` result.
 #[derive(Serialize)]
@@ -48,6 +52,8 @@ async fn fresh_tokens(
     session: &UserSession,
     force: bool,
     replacing: Option<&str>,
+    saving: Duration,
+    out: Output,
 ) -> Result<TokenInfo, Error> {
     let mut result = match (force, replacing) {
         (false, _) => session.tokens().await,
@@ -62,16 +68,48 @@ async fn fresh_tokens(
         }
         (true, None) => session.refresh().await,
     };
-    for _ in 0..STORAGE_RETRIES {
+    let mut retries = STORAGE_RETRIES;
+    let mut unsaved_since: Option<Instant> = None;
+    loop {
         match &result {
-            Err(e) if e.code() == ErrorCode::Storage => result = session.tokens().await,
-            // Another process saved the session (a re-link) during this
-            // refresh, and nothing was overwritten: serve what it saved.
-            Err(e) if e.code() == ErrorCode::Conflict => result = session.tokens().await,
-            _ => break,
+            Err(e) if e.code() == ErrorCode::Storage && holds_unsaved(session).await => {
+                let since = *unsaved_since.get_or_insert_with(|| {
+                    out.note(&format!(
+                        "freshtoken: the renewed session could not be saved yet ({e}); trying again for up to {} s",
+                        saving.as_secs()
+                    ));
+                    Instant::now()
+                });
+                if since.elapsed() >= saving {
+                    return Err(Error::storage(format!(
+                        "the renewed session could not be saved in {} s ({e}); the server has already rotated the refresh token, so this session will need a new link",
+                        saving.as_secs()
+                    )));
+                }
+                tokio::time::sleep(SAVE_PAUSE).await;
+                // The core saves the renewed record before anything else.
+                result = session.tokens().await;
+            }
+            Err(e)
+                if retries > 0 && matches!(e.code(), ErrorCode::Storage | ErrorCode::Conflict) =>
+            {
+                // Storage: nothing renewed is held (a write-ahead failed).
+                // Conflict: another process saved the session (a re-link)
+                // during this refresh, and nothing was overwritten: serve
+                // what it saved.
+                retries -= 1;
+                result = session.tokens().await;
+            }
+            _ => return result,
         }
     }
-    result
+}
+
+/// Whether the core holds a renewed record it could not save: the only
+/// copy of the rotated refresh token, which this process would take with
+/// it when it exits.
+async fn holds_unsaved(session: &UserSession) -> bool {
+    session.status().await.is_ok_and(|s| s.unpersisted)
 }
 
 /// Prints a fresh access token for the key, refreshing (and saving the
@@ -89,7 +127,7 @@ pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
     let session = client.session(key, Arc::new(store))?;
     let flow = async {
         let replacing = replacing.as_ref().map(|t| t.as_str());
-        Ok(fresh_tokens(&session, args.refresh, replacing).await?)
+        Ok(fresh_tokens(&session, args.refresh, replacing, wait, out).await?)
     };
     let info = crate::interrupt::shielded(flow, |text| out.note(text)).await?;
     let json = TokenJson {

@@ -7,9 +7,10 @@
 #![cfg(target_os = "linux")]
 
 use crate::support::Env;
-use freshtoken_emulator::Fault;
+use freshtoken_emulator::{Fault, TokenState};
 use rustix::fs::{fcntl_lock, FlockOperation};
 use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -251,4 +252,49 @@ fn a_forced_refresh_is_served_by_a_renewal_made_while_it_waited() {
         .run()
         .ok();
     assert_eq!(env.emu.counters().rotations, rotations + 1);
+}
+
+#[test]
+fn a_rotation_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
+    let env = Env::new("locks-unsaved");
+    env.link("user-42");
+    env.expire_access_token("user-42");
+    let old_refresh = env.refresh_token("user-42");
+    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
+
+    let mut child = env.full(&["token"], "user-42").spawn();
+    env.emu.wait_held(1);
+    // The server rotates while another process has stopped mid-save: the
+    // rotated refresh token exists only in the command's memory.
+    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    env.emu.release_held();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the command ended without trying the save again");
+        }
+        if line.contains("could not be saved yet") {
+            break;
+        }
+    }
+    drop(writing);
+
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {}", output.status);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.lines().last() == Some(env.access_token("user-42").as_str()));
+    assert!(
+        !env.record("user-42").unwrap().in_doubt,
+        "the rotation is saved"
+    );
+    let new_refresh = env.refresh_token("user-42");
+    assert_eq!(
+        env.emu.refresh_token_state(&old_refresh),
+        TokenState::Consumed
+    );
+    assert_eq!(
+        env.emu.refresh_token_state(&new_refresh),
+        TokenState::Active
+    );
 }

@@ -9,6 +9,7 @@ use crate::args::LinkArgs;
 use crate::failure::Failure;
 use crate::file_store::{read_capped, write_private, FileStore};
 use crate::output::{now_ms, when, Output};
+use crate::unsaved::{holds_unsaved, save_held};
 use freshtoken::{AuthorizationParams, AuthorizationRequest, TokenClient};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
@@ -371,15 +372,27 @@ async fn finish(
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
     let _lock = crate::session_lock::lock_session(&files, key, wait).await?;
     let flow = async {
-        let session = client
+        let exchanged = client
             .exchange_code(
                 &code,
                 &saved.code_verifier,
                 &saved.redirect_uri,
                 key,
-                Arc::new(files),
+                Arc::new(files.clone()),
             )
-            .await?;
+            .await;
+        let session = match exchanged {
+            Ok(session) => session,
+            // The code is spent: the new session exists only in memory.
+            Err(e) => {
+                let session = client.session(key, Arc::new(files))?;
+                if e.code() != freshtoken::ErrorCode::Storage || !holds_unsaved(&session).await {
+                    return Err(e.into());
+                }
+                save_held(&session, e, wait, out).await?;
+                session
+            }
+        };
         Ok(session.status().await?)
     };
     let status = crate::interrupt::shielded(flow, |text| out.note(text)).await?;

@@ -18,6 +18,7 @@ mod output;
 mod revoke;
 mod session_lock;
 mod token;
+mod unsaved;
 
 use args::{Cli, Command};
 use clap::Parser;

@@ -4,20 +4,16 @@ use crate::args::TokenArgs;
 use crate::failure::Failure;
 use crate::file_store::FileStore;
 use crate::output::{seconds_until, when, Output};
+use crate::unsaved::{holds_unsaved, save_held};
 use freshtoken::{Error, ErrorCode, Record, TokenInfo, UserSession};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Extra attempts after a `storage` failure with nothing renewed held, or
 /// a `conflict` (each reads the record another process saved).
 const STORAGE_RETRIES: usize = 2;
-
-/// Pause between two tries at saving a renewed record (a full disk, a
-/// stalled writer); they go on for as long as the command waits for the
-/// key's lock (`--lock-wait`).
-const SAVE_PAUSE: Duration = Duration::from_millis(500);
 
 /// The `--json` result.
 #[derive(Serialize)]
@@ -69,26 +65,10 @@ async fn fresh_tokens(
         (true, None) => session.refresh().await,
     };
     let mut retries = STORAGE_RETRIES;
-    let mut unsaved_since: Option<Instant> = None;
     loop {
-        match &result {
+        match result {
             Err(e) if e.code() == ErrorCode::Storage && holds_unsaved(session).await => {
-                let since = *unsaved_since.get_or_insert_with(|| {
-                    out.note(&format!(
-                        "freshtoken: the renewed session could not be saved yet ({e}); trying again for up to {} s",
-                        saving.as_secs()
-                    ));
-                    Instant::now()
-                });
-                if since.elapsed() >= saving {
-                    return Err(Error::storage(format!(
-                        "the renewed session could not be saved in {} s ({e}); the server has already rotated the refresh token, so this session will need a new link",
-                        saving.as_secs()
-                    )));
-                }
-                tokio::time::sleep(SAVE_PAUSE).await;
-                // The core saves the renewed record before anything else.
-                result = session.tokens().await;
+                return save_held(session, e, saving, out).await;
             }
             Err(e)
                 if retries > 0 && matches!(e.code(), ErrorCode::Storage | ErrorCode::Conflict) =>
@@ -100,16 +80,9 @@ async fn fresh_tokens(
                 retries -= 1;
                 result = session.tokens().await;
             }
-            _ => return result,
+            other => return other,
         }
     }
-}
-
-/// Whether the core holds a renewed record it could not save: the only
-/// copy of the rotated refresh token, which this process would take with
-/// it when it exits.
-async fn holds_unsaved(session: &UserSession) -> bool {
-    session.status().await.is_ok_and(|s| s.unpersisted)
 }
 
 /// Prints a fresh access token for the key, refreshing (and saving the

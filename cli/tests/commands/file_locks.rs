@@ -6,11 +6,11 @@
 //! emulator's held requests), never on time.
 #![cfg(target_os = "linux")]
 
-use crate::support::Env;
+use crate::support::{authorize, Env, REDIRECT_URI};
 use freshtoken_emulator::{Fault, TokenState};
 use rustix::fs::{fcntl_lock, FlockOperation};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -83,6 +83,21 @@ fn wait_at_most(mut child: Child, limit: Duration) -> std::process::Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// Reads `child`'s stderr until a line containing `text`; fails if it
+/// ends first.
+fn read_stderr_until(child: &mut Child, text: &str) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the command ended without saying {text:?}");
+        }
+        if line.contains(text) {
+            return;
+        }
+    }
 }
 
 /// `key`'s record text.
@@ -268,16 +283,7 @@ fn a_rotation_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
     // rotated refresh token exists only in the command's memory.
     let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
     env.emu.release_held();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("the command ended without trying the save again");
-        }
-        if line.contains("could not be saved yet") {
-            break;
-        }
-    }
+    read_stderr_until(&mut child, "could not be saved yet");
     drop(writing);
 
     let output = child.wait_with_output().unwrap();
@@ -297,4 +303,36 @@ fn a_rotation_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
         env.emu.refresh_token_state(&new_refresh),
         TokenState::Active
     );
+}
+
+#[test]
+fn a_new_link_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
+    let env = Env::new("locks-unsaved-link");
+    let state_file = env.scratch.path("link.json");
+    let url = env
+        .with_creds(&["-q", "link", "--redirect-uri", REDIRECT_URI])
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .run()
+        .ok()
+        .stdout;
+    let redirect = authorize(url.trim());
+    std::fs::create_dir_all(&env.store).unwrap();
+    env.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let mut child = env
+        .full(&["link", "--code-stdin"], "user-42")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .spawn();
+    writeln!(child.stdin.take().unwrap(), "{redirect}").unwrap();
+    env.emu.wait_held(1);
+    // The code is redeemed while another process has stopped mid-save.
+    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    env.emu.release_held();
+    read_stderr_until(&mut child, "could not be saved yet");
+    drop(writing);
+
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {}", output.status);
+    let refresh = env.refresh_token("user-42");
+    assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
 }

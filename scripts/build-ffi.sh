@@ -15,11 +15,27 @@ profile=debug
 flags=()
 # release-ffi: the release profile with unwinding, so that a Rust panic
 # becomes an error in the host language instead of aborting the app.
-if [ "${1:-}" = "--release" ]; then profile=release-ffi; flags=(--profile release-ffi); fi
+if [ "${1:-}" = "--release" ]; then
+  profile=release-ffi
+  flags=(--profile release-ffi)
+  # The shipped library (the wheel, the jar) names no machine: the panic
+  # messages' source paths of dependencies and std lose the builder's home
+  # directory, as the wasm's do (scripts/build-js.sh). Release only: other
+  # flags for the test builds would rebuild every dependency.
+  remap=("\"--remap-path-prefix=$PWD/=\"")
+  for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ "$(rustc --print sysroot)/lib/rustlib/src/rust/"; do
+    if [ -d "$dir" ]; then remap+=("\"--remap-path-prefix=$dir=\""); fi
+  done
+  flags+=(--config "build.rustflags=[$(IFS=,; echo "${remap[*]}")]")
+fi
 
 cargo build --quiet "${flags[@]}" --features ffi --lib
 cargo build --quiet --features uniffi-cli --bin uniffi-bindgen
 lib="target/$profile/libfreshtoken.so"
+if [ "$profile" = release-ffi ] && grep -qaF -e "$PWD/" -e "${CARGO_HOME:-$HOME/.cargo}/" "$lib"; then
+  echo "[build-ffi] $lib names a path of this machine (see the remapping above)" >&2
+  exit 1
+fi
 bindgen=target/debug/uniffi-bindgen
 
 for language in kotlin python; do

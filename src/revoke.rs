@@ -62,7 +62,16 @@ impl Attached {
         // the refresh token back: wait for it first (nothing sent otherwise).
         self.abandoned_save_ended().await?;
         // The newest record: another process may have rotated the token.
+        // If the store could not be read, the record in memory may be an
+        // older one: revoking it and saving it dead would overwrite, and
+        // leave live at the server, the token the store holds. Nothing is
+        // sent or saved then. (A record of this process still unsaved is
+        // the newest there is: its failed save does not stop the revocation.)
+        let pending = self.cell.lock().unpersisted;
         let synced = self.sync().await;
+        if synced.is_err() && !pending {
+            return synced;
+        }
         let now = self.ctx.clock.now_ms();
         let (generation, record, refresh, access) = {
             let mut st = self.cell.lock();

@@ -210,6 +210,42 @@ async fn a_store_that_cannot_save_the_dead_record_is_reported() {
     );
 }
 
+/// Another process rotated the token since this one read it, and the store
+/// cannot be read when `revoke()` asks for the newest record: revoking the
+/// older token in memory and saving it dead would overwrite the live one,
+/// which the server would keep for its whole lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_store_stops_revoke_before_it_sends_or_saves_anything() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let other = Harness::client_on(&h.emu, config, h.clock.clone());
+    let there = other.session("u1", h.store.clone()).unwrap();
+    there.refresh().await.unwrap();
+    let newest = h.store.refresh_token("u1").unwrap();
+
+    h.store.fail_loads.store(1, Ordering::SeqCst);
+    let err = session.revoke().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Storage, "{err}");
+    assert_eq!(h.emu.counters().revocation_requests, 0, "nothing sent");
+    assert_eq!(
+        h.store.refresh_token("u1").as_deref(),
+        Some(newest.as_str()),
+        "the newest token is still stored"
+    );
+    assert_eq!(h.store.record("u1").unwrap().reauth, None);
+
+    session.revoke().await.expect("the store reads again");
+    assert_eq!(h.emu.refresh_token_state(&newest), TokenState::Revoked);
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, Some(ReauthReason::Revoked));
+    assert!(stored.refresh_token.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_brings_a_revoked_session_back() {
     let h = Harness::new();

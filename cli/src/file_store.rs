@@ -60,7 +60,9 @@ impl FileStore {
 
     /// The record stored under `key`, or `None`.
     pub fn read(&self, key: &str) -> io::Result<Option<String>> {
-        read_capped(&self.path_for(key), MAX_RECORD_BYTES)
+        read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES, Kind::RegularOnly)?
+            .map(utf8)
+            .transpose()
     }
 
     /// Saves `record` under `key` durably, holding the key's write lock
@@ -75,12 +77,14 @@ impl FileStore {
     /// versioned by its bytes, so that a new link can still replace it.
     pub fn read_versioned(&self, key: &str) -> io::Result<Option<(String, String)>> {
         Ok(
-            read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES)?.map(|bytes| {
-                (
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                    version(&bytes),
-                )
-            }),
+            read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES, Kind::RegularOnly)?.map(
+                |bytes| {
+                    (
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                        version(&bytes),
+                    )
+                },
+            ),
         )
     }
 
@@ -126,7 +130,16 @@ fn version(bytes: &[u8]) -> String {
 }
 
 fn read_error(e: io::Error) -> StoreError {
-    StoreError(format!("cannot read the record ({})", e.kind()))
+    StoreError(format!("cannot read the record ({})", describe(&e)))
+}
+
+/// What went wrong, for messages: the error's kind, or that a record path
+/// is not a regular file.
+pub fn describe(e: &io::Error) -> String {
+    match e.get_ref() {
+        Some(inner) if inner.to_string() == NOT_REGULAR => NOT_REGULAR.to_owned(),
+        _ => e.kind().to_string(),
+    }
 }
 
 fn write_error(e: io::Error) -> StoreError {
@@ -197,23 +210,50 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The file's text, `None` if it does not exist; a file over `cap` bytes
-/// is read only to `cap + 1` bytes (the caller refuses it).
+/// is read only to `cap + 1` bytes (the caller refuses it). Pipes are read
+/// too (`--credentials <(…)`).
 pub fn read_capped(path: &Path, cap: usize) -> io::Result<Option<String>> {
-    read_capped_bytes(path, cap)?
-        .map(|bytes| {
-            String::from_utf8(bytes)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
-        })
+    read_capped_bytes(path, cap, Kind::Any)?
+        .map(utf8)
         .transpose()
 }
 
+fn utf8(bytes: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// The message of a record path that is not a regular file.
+const NOT_REGULAR: &str = "not a regular file";
+
+/// Which files a read accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Whatever opens (a credentials file may be a pipe).
+    Any,
+    /// Regular files only: a record path that is a FIFO, a device or a
+    /// directory is refused, without the open that would wait for a FIFO's
+    /// writer forever.
+    RegularOnly,
+}
+
 /// The file's bytes, as [`read_capped`] reads them.
-fn read_capped_bytes(path: &Path, cap: usize) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
+fn read_capped_bytes(path: &Path, cap: usize, kind: Kind) -> io::Result<Option<Vec<u8>>> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    if kind == Kind::RegularOnly {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opening a FIFO without a writer returns at once, not never.
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = match options.open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    if kind == Kind::RegularOnly && !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, NOT_REGULAR));
+    }
     let mut bytes = Vec::new();
     file.take(cap as u64 + 1).read_to_end(&mut bytes)?;
     Ok(Some(bytes))

@@ -100,9 +100,12 @@ pub fn run(args: InspectArgs, out: Output) -> Result<(), Failure> {
     let store = FileStore::new(&args.store.store);
     let key = args.store.key.as_str();
     let path = store.path_for(key);
-    let text = store
-        .read(key)
-        .map_err(|e| Failure::storage(format!("cannot read the record ({})", e.kind())))?;
+    let text = store.read(key).map_err(|e| {
+        Failure::storage(format!(
+            "cannot read the record ({})",
+            crate::file_store::describe(&e)
+        ))
+    })?;
     let record = text.as_deref().map(Record::decode).transpose()?;
     let status = Status::of(record.as_ref(), now_ms());
     let access = record.as_ref().and_then(|r| r.access_token.as_ref());

@@ -25,7 +25,12 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
     let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
     let stored = store
         .read(key)
-        .map_err(|e| Failure::storage(format!("cannot read the record ({})", e.kind())))?
+        .map_err(|e| {
+            Failure::storage(format!(
+                "cannot read the record ({})",
+                crate::file_store::describe(&e)
+            ))
+        })?
         .is_some();
     if stored {
         let session = client.session(key, Arc::new(store))?;

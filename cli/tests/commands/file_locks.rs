@@ -6,7 +6,7 @@
 //! emulator's held requests), never on time.
 #![cfg(target_os = "linux")]
 
-use crate::support::{authorize, Env, REDIRECT_URI};
+use crate::support::{authorize, wait_at_most, Env, REDIRECT_URI};
 use freshtoken_emulator::{Fault, TokenState};
 use rustix::fs::{fcntl_lock, FlockOperation};
 use std::fs::{File, OpenOptions};
@@ -65,24 +65,6 @@ fn wait_waiting_for_record_lock(child: &mut Child, path: &Path) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Waits for `child` to end, failing (and ending it) if it is still
-/// running after `limit`: the command must never hang.
-fn wait_at_most(mut child: Child, limit: Duration) -> std::process::Output {
-    let end = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > end {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the command still ran after {limit:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// Reads `child`'s stderr until a line containing `text`; fails if it

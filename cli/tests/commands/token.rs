@@ -190,3 +190,31 @@ fn a_missing_session_or_an_unusable_store_fails_with_its_code() {
     env.full(&["token"], "broken").run().exits(11);
     assert_eq!(env.emu.counters().token_requests, 0);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_record_path_that_is_not_a_file_fails_at_once() {
+    let env = Env::new("token-fifo");
+    std::fs::create_dir_all(&env.store).unwrap();
+    // A FIFO: opening it for reading would wait for a writer forever.
+    let made = std::process::Command::new("mkfifo")
+        .arg(env.record_path("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let limit = std::time::Duration::from_secs(30);
+    let runs = [
+        env.on(&["--json", "inspect"], "fifo"),
+        env.full(&["--json", "token"], "fifo"),
+    ];
+    for run in runs {
+        let output = crate::support::wait_at_most(run.spawn(), limit);
+        assert_eq!(output.status.code(), Some(11));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"));
+    }
+    assert_eq!(env.emu.counters().token_requests, 0);
+}

@@ -74,10 +74,14 @@ fn credentials_json(
 /// issuer is given). Call inside the tokio runtime.
 pub async fn build(args: &ClientArgs) -> Result<TokenClient, Failure> {
     let text = read_credentials(&args.credentials)?;
-    let secret = std::env::var(SECRET_ENV)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(Zeroizing::new);
+    let secret = match std::env::var(SECRET_ENV) {
+        Ok(secret) if !secret.is_empty() => Some(Zeroizing::new(secret)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => None,
+        // Set but unusable: never fall back on the file's secret silently.
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(Failure::config(SECRET_ENV, "is set but not UTF-8"))
+        }
+    };
     let json = credentials_json(
         &text,
         secret.as_deref().map(String::as_str),

@@ -251,3 +251,29 @@ fn endpoints_can_come_from_discovery() {
         .ok();
     assert_eq!(env.emu.counters().client_credentials_issued, 2);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_secret_variable_that_is_not_utf8_is_refused_not_ignored() {
+    use std::os::unix::ffi::OsStringExt;
+    let env = Env::new("client-secret-bytes");
+    let run = env
+        .with_creds(&["--json", "client-token", "--scope", "accounts"])
+        .env(
+            "FRESHTOKEN_CLIENT_SECRET",
+            std::ffi::OsString::from_vec(vec![0xff, 0xfe, b's']),
+        )
+        .run()
+        .exits(3);
+    let error = &run.json()["error"];
+    assert_eq!(error["code"], "config");
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("FRESHTOKEN_CLIENT_SECRET"));
+    assert_eq!(
+        env.emu.counters().token_requests,
+        0,
+        "the file's secret was not used"
+    );
+}

@@ -65,10 +65,18 @@ async fn fresh_tokens(
         (true, None) => session.refresh().await,
     };
     let mut retries = STORAGE_RETRIES;
+    let mut held_saving_tried = false;
     loop {
         match result {
-            Err(e) if e.code() == ErrorCode::Storage && holds_unsaved(session).await => {
-                return save_held(session, e, saving, out).await;
+            Err(e)
+                if !held_saving_tried
+                    && e.code() == ErrorCode::Storage
+                    && holds_unsaved(session).await =>
+            {
+                // A conflict after it (a re-link saved meanwhile) is served
+                // below, as after any refresh.
+                held_saving_tried = true;
+                result = save_held(session, e, saving, out).await;
             }
             Err(e)
                 if retries > 0 && matches!(e.code(), ErrorCode::Storage | ErrorCode::Conflict) =>

@@ -318,3 +318,34 @@ fn a_new_link_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
     let refresh = env.refresh_token("user-42");
     assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
 }
+
+#[test]
+fn a_relink_that_ends_a_stalled_save_is_kept_and_served() {
+    let env = Env::new("locks-unsaved-relink");
+    env.link("user-42");
+    env.link("relinked");
+    env.expire_access_token("user-42");
+    let relink = record_text(&env, "relinked");
+    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
+
+    let mut child = env.full(&["token"], "user-42").spawn();
+    env.emu.wait_held(1);
+    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    env.emu.release_held();
+    read_stderr_until(&mut child, "could not be saved yet");
+    // The stalled process goes on: its save was a new link.
+    std::fs::write(env.record_path("user-42"), &relink).unwrap();
+    drop(writing);
+
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {}", output.status);
+    assert!(
+        record_text(&env, "user-42") == relink,
+        "the re-link is kept"
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.lines().last() == Some(env.access_token("relinked").as_str()),
+        "and served"
+    );
+}

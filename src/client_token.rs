@@ -17,6 +17,9 @@ type Flight = Shared<BoxFuture<'static, Result<AccessToken, Error>>>;
 struct Slot {
     token: Option<AccessToken>,
     inflight: Option<Flight>,
+    /// A token whose revocation failed: no longer served, tried again by
+    /// the next [`ClientTokens::revoke_all`] while it lives.
+    unrevoked: Option<AccessToken>,
 }
 
 #[derive(Default)]
@@ -87,8 +90,9 @@ impl ClientTokens {
     }
 
     /// Revokes every cached client token at the server (RFC 7009) and
-    /// forgets it, after waiting for requests in flight. Every token is
-    /// tried; the first failure is returned.
+    /// forgets it, after waiting for requests in flight. Every scope is
+    /// tried; the first failure is returned, and a token the server may
+    /// still hold is tried again by the next call.
     pub async fn revoke_all(&self) -> Result<(), Error> {
         let cells: Vec<(String, Arc<Cell>)> = {
             let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,24 +104,40 @@ impl ClientTokens {
             if let Some(flight) = running {
                 let _ = flight.await;
             }
-            let Some(token) = cell.lock().token.take() else {
-                continue;
-            };
-            if token.expires_at_ms <= self.ctx.clock.now_ms() {
-                continue;
-            }
-            let started = self.ctx.clock.now_ms();
-            let revoked =
-                crate::revoke::revoke_token(&self.ctx, &token.value, "access_token").await;
-            let details = Details {
-                scope: Some(&scope),
-                duration_ms: Some(self.ctx.since(started)),
-                error_code: revoked.as_ref().err().map(Error::code),
-                ..Details::default()
-            };
-            self.ctx.emit(EventKind::Revoked, None, details);
-            if let (Ok(()), Err(e)) = (&result, revoked) {
-                result = Err(e);
+            // The one whose revocation failed before, then the cached one
+            // (left cached if the first fails again: one is kept per scope).
+            for pending in [true, false] {
+                let token = {
+                    let mut slot = cell.lock();
+                    if pending {
+                        slot.unrevoked.take()
+                    } else {
+                        slot.token.take()
+                    }
+                };
+                let Some(token) = token else {
+                    continue;
+                };
+                if token.expires_at_ms <= self.ctx.clock.now_ms() {
+                    continue;
+                }
+                let started = self.ctx.clock.now_ms();
+                let revoked =
+                    crate::revoke::revoke_token(&self.ctx, &token.value, "access_token").await;
+                let details = Details {
+                    scope: Some(&scope),
+                    duration_ms: Some(self.ctx.since(started)),
+                    error_code: revoked.as_ref().err().map(Error::code),
+                    ..Details::default()
+                };
+                self.ctx.emit(EventKind::Revoked, None, details);
+                if let Err(e) = revoked {
+                    cell.lock().unrevoked = Some(token);
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                    break;
+                }
             }
         }
         result

@@ -276,6 +276,41 @@ async fn revoke_client_tokens_revokes_each_cached_token_and_forgets_it() {
     assert_eq!(h.grant_requests("client_credentials"), 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_whose_revocation_failed_is_tried_again_not_forgotten() {
+    let h = Harness::with(Options::default(), |b| {
+        b.retry(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        })
+    });
+    let first = h.client.client_token(&["accounts"]).await.unwrap();
+    h.emu.push_fault(Fault::status(503).for_revocation());
+    let err = h.client.revoke_client_tokens().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Transient, "{err}");
+    assert_eq!(h.emu.counters().tokens_revoked, 0);
+    // Not served again, though the server may still hold it.
+    let second = h.client.client_token(&["accounts"]).await.unwrap();
+    assert_ne!(first, second);
+
+    h.client
+        .revoke_client_tokens()
+        .await
+        .expect("both go through");
+    let counters = h.emu.counters();
+    assert_eq!(
+        counters.revocation_requests, 3,
+        "the failed one again, then the new one"
+    );
+    assert_eq!(counters.tokens_revoked, 2);
+    h.client.revoke_client_tokens().await.unwrap();
+    assert_eq!(
+        h.emu.counters().revocation_requests,
+        3,
+        "nothing left to send"
+    );
+}
+
 #[test]
 fn the_revocation_endpoint_is_stitchs_by_default() {
     let c = Config::builder("https://secure.stitch.money/connect/token", "id")

@@ -14,7 +14,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 #[cfg(unix)]
 use std::{collections::HashMap, fs, path::PathBuf, sync::Mutex};
 
@@ -24,62 +24,79 @@ pub struct HeldLock {
     _file: File,
 }
 
-/// Longest pause between two tries at a lock another process holds.
-const MAX_PAUSE: Duration = Duration::from_millis(50);
-
 /// Takes the lock file at `path` (created 0600 if missing) exclusively,
 /// waiting at most `wait` for another process that holds it (then
-/// `TimedOut`). It waits by trying again after short pauses on the tokio
-/// timer, never in a blocking call: a stalled holder cannot hang the
-/// command, and a caller that gives up (the core's store deadline drops its
-/// future) leaves nothing behind that could take the lock, and write, late.
+/// `TimedOut`). A free lock is taken at once; a held one is waited for by
+/// a thread of its own, blocked in the kernel as every file store's waiter
+/// is (the lock table shows it waiting), while the command waits only
+/// until the deadline. A thread still waiting when its caller has gone
+/// (the deadline passed, or the core's store deadline dropped the future)
+/// gives the lock back as soon as it gets it: nothing is written late.
 pub async fn lock_exclusive(path: &Path, wait: Duration) -> io::Result<HeldLock> {
     #[cfg(unix)]
     let separate = match path.parent() {
         Some(dir) => record_locks_are_separate(dir)?,
         None => true,
     };
+    #[cfg(not(unix))]
+    let separate = false;
     let file = private_options().read(true).write(true).open(path)?;
-    let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_millis(1);
-    // flock first: two threads of this process then never meet at the
-    // record lock, which does not exclude within a process.
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) => pause_or_give_up(&mut pause, deadline).await?,
-            Err(TryLockError::Error(e)) => return Err(e),
-        }
+    if try_lock(&file, separate)? {
+        return Ok(HeldLock { _file: file });
+    }
+    let (taken, waiting) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("freshtoken-lock".into())
+        .spawn(move || {
+            // A send to a caller that has gone drops the file: unlocked.
+            let _ = taken.send(lock_blocking(&file, separate).map(|()| file));
+        })?;
+    match tokio::time::timeout(wait, waiting).await {
+        Ok(Ok(locked)) => locked.map(|file| HeldLock { _file: file }),
+        Ok(Err(_)) => Err(io::Error::other("the lock's waiting thread ended")),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "another process holds the lock",
+        )),
+    }
+}
+
+/// Takes both locks if both are free now (`false`, holding none, if not).
+/// `flock` first: two threads of this process then never meet at the
+/// record lock, which does not exclude within a process.
+fn try_lock(file: &File, separate: bool) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(false),
+        Err(TryLockError::Error(e)) => return Err(e),
     }
     #[cfg(unix)]
     if separate {
         use rustix::fs::{fcntl_lock, FlockOperation};
         use rustix::io::Errno;
-        loop {
-            match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => break,
-                Err(e) if e == Errno::AGAIN || e == Errno::ACCESS => {
-                    pause_or_give_up(&mut pause, deadline).await?
-                }
-                Err(e) => return Err(e.into()),
+        match fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == Errno::AGAIN || e == Errno::ACCESS => {
+                file.unlock()?;
+                return Ok(false);
             }
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(HeldLock { _file: file })
+    #[cfg(not(unix))]
+    let _ = separate;
+    Ok(true)
 }
 
-/// Pauses before the next try (doubling up to [`MAX_PAUSE`]), or fails
-/// with `TimedOut` once `deadline` has passed.
-async fn pause_or_give_up(pause: &mut Duration, deadline: Instant) -> io::Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "another process holds the lock",
-        ));
+/// Takes both locks, waiting in the kernel for each.
+fn lock_blocking(file: &File, separate: bool) -> io::Result<()> {
+    file.lock()?;
+    #[cfg(unix)]
+    if separate {
+        rustix::fs::fcntl_lock(file, rustix::fs::FlockOperation::LockExclusive)?;
     }
-    tokio::time::sleep((*pause).min(left)).await;
-    *pause = (*pause * 2).min(MAX_PAUSE);
+    #[cfg(not(unix))]
+    let _ = separate;
     Ok(())
 }
 
@@ -201,7 +218,8 @@ mod tests {
         let e = block_on(lock_exclusive(&path, Duration::from_millis(20))).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         drop(holder);
-        block_on(lock_exclusive(&path, Duration::ZERO)).unwrap();
+        // The abandoned waiter may hold it for a moment: wait for it.
+        block_on(lock_exclusive(&path, Duration::from_secs(30))).unwrap();
         fs::remove_dir_all(dir).unwrap();
     }
 

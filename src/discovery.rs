@@ -115,10 +115,16 @@ fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
     if found.trim_end_matches('/') != issuer.trim_end_matches('/') {
         return Err("issuer does not match the issuer asked for".to_owned());
     }
+    // Plain http is for loopback tests: an https issuer's document must
+    // not send the client's secrets and tokens over it (to a local port).
+    let secure = is_https(issuer);
     let url = |value: Option<Scalar>, field: &str| -> Result<Option<String>, String> {
         let value = text(value, field)?;
         if let Some(url) = &value {
             endpoint::validate(field, url).map_err(|e| e.to_string())?;
+            if secure && !is_https(url) {
+                return Err(format!("{field} must use https, as the issuer does"));
+            }
         }
         Ok(value)
     };
@@ -131,6 +137,11 @@ fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
         token_endpoint_auth_methods: names(doc.token_endpoint_auth_methods_supported),
         revocation_endpoint_auth_methods: names(doc.revocation_endpoint_auth_methods_supported),
     })
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
 fn text(value: Option<Scalar>, field: &str) -> Result<Option<String>, String> {
@@ -196,6 +207,30 @@ mod tests {
         assert!(read(b"<html>", ISSUER).unwrap_err().contains("JSON"));
         let typed = read(&doc(r#","revocation_endpoint":7"#), ISSUER);
         assert!(typed.is_err());
+    }
+
+    #[test]
+    fn an_https_issuer_names_no_plain_http_endpoint_even_on_loopback() {
+        for field in [
+            "token_endpoint",
+            "authorization_endpoint",
+            "revocation_endpoint",
+        ] {
+            let good = format!("{ISSUER}/token");
+            let mut members = vec![("issuer", ISSUER), ("token_endpoint", good.as_str())];
+            members.retain(|(name, _)| *name != field);
+            members.push((field, "http://127.0.0.1:6379/token"));
+            let text: Vec<String> = members
+                .iter()
+                .map(|(name, value)| format!(r#""{name}":"{value}""#))
+                .collect();
+            let err = read(format!("{{{}}}", text.join(",")).as_bytes(), ISSUER).unwrap_err();
+            assert!(err.contains(field) && err.contains("https"), "{err}");
+        }
+        // A loopback issuer (tests) may use plain http throughout.
+        let local =
+            br#"{"issuer":"http://127.0.0.1:8080","token_endpoint":"http://127.0.0.1:8080/token"}"#;
+        assert!(read(local, "http://127.0.0.1:8080").is_ok());
     }
 
     #[test]

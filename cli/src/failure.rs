@@ -19,7 +19,8 @@ Exit status:
   9   timeout                   the request timed out
   10  invalid_response          the server's answer could not be understood
   11  storage                   the store directory could not be read or written
-  12  conflict                  a concurrent save won
+  12  conflict                  a concurrent save won, or another process kept the
+                                session's lock past --lock-wait (nothing was sent)
   13  state_mismatch            link: the returned state is not the one sent
   130 interrupted               SIGINT (143 SIGTERM, 129 SIGHUP) during a token request:
                                 the request was finished and its result saved first

@@ -267,7 +267,9 @@ impl ConfigBuilder {
     /// win), and picks a client authentication the provider supports when
     /// none is given.
     pub fn provider(mut self, metadata: &crate::ProviderMetadata) -> Self {
-        self.token_endpoint = metadata.token_endpoint.clone();
+        if self.token_endpoint.is_empty() {
+            self.token_endpoint = metadata.token_endpoint.clone();
+        }
         self.authorization_endpoint = self
             .authorization_endpoint
             .or_else(|| metadata.authorization_endpoint.clone());

@@ -56,6 +56,35 @@ async fn a_discovered_client_uses_the_published_endpoints() {
     assert_eq!(emu.counters().discovery_requests, 1, "read once");
 }
 
+/// A host that sets the token endpoint (where the client secret and the
+/// refresh tokens go) keeps it: the document names the other endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_set_by_the_host_wins_over_the_document() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let pinned = format!("http://localhost:{}/connect/token", emu.port());
+    let client = TokenClient::discover(
+        &emu.base_url(),
+        Config::builder(&pinned, CLIENT_ID).client_secret(CLIENT_SECRET),
+        Arc::new(NativeHttp::new().unwrap()),
+        Arc::new(ManualClock::new(wall_ms())),
+        None,
+    )
+    .await
+    .expect("discovered");
+    assert_eq!(client.config().token_endpoint(), pinned);
+    assert_eq!(
+        client.config().revocation_endpoint().unwrap(),
+        emu.revocation_endpoint(),
+        "the others from the document"
+    );
+    let metadata = client.provider_metadata().unwrap();
+    assert_eq!(
+        metadata.token_endpoint,
+        emu.token_endpoint(),
+        "as published"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_bad_documents_are_typed_errors() {
     let emu = Emulator::start(Options::default()).unwrap();

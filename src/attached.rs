@@ -48,6 +48,13 @@ impl Attached {
     /// holds a different fresh token; shares a refresh in progress, and a
     /// refresh that completed after this call began counts as this call's.
     pub(crate) async fn refresh_unless(&self, rejected: Option<&str>) -> Result<TokenInfo, Error> {
+        // A process that has not read the record yet compares the rejected
+        // token with the stored one (DESIGN point 12): another process's
+        // renewal answers it. (The flight's own read cannot tell: a first
+        // read is no arrival.)
+        if rejected.is_some() && !self.cell.lock().loaded {
+            self.sync().await?;
+        }
         let asked_at = self.cell.lock().arrivals;
         loop {
             let now = self.ctx.clock.now_ms();

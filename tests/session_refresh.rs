@@ -299,6 +299,28 @@ async fn a_server_that_does_not_rotate_keeps_the_old_refresh_token() {
     assert!(h.store.load("u1").await.unwrap().is_some());
 }
 
+/// DESIGN point 12 in a process that has not read the record yet (a new
+/// worker, a command, a serverless call): the renewal another process saved
+/// answers a rejection of the token before it, with no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rejected_in_a_new_process_is_answered_by_the_stored_renewal() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let old = session.access_token().await.unwrap();
+    let new = session.token_rejected(&old).await.unwrap().access_token;
+    assert_eq!(h.refresh_requests(), 2);
+    // Another process, whose API call was made with `old`.
+    let other = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let there = other.session("u1", h.store.clone()).unwrap();
+    let served = there.token_rejected(&old).await.unwrap().access_token;
+    assert!(served == new, "not the stored renewal");
+    assert_eq!(h.refresh_requests(), 2, "the stored renewal was not used");
+    // A rejection of the current token does refresh, there too.
+    let newest = there.token_rejected(&new).await.unwrap().access_token;
+    assert_ne!(newest, new);
+    assert_eq!(h.refresh_requests(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_rejected_after_another_caller_refreshed_costs_no_request() {
     let h = Harness::new();

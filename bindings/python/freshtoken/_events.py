@@ -4,9 +4,10 @@
 The core emits every refresh, failure, re-link, save, lease wait, client
 token and revocation, and its uniffi export hands them, in order, to one
 ``EventListener`` per client on a freshtoken thread of its own
-(``freshtoken-events``; a queue of 1,024, later events dropped while it is
-full). Here that listener converts each generated record into a frozen
-:class:`TokenEvent` and calls the application's callable with it.
+(``freshtoken-events``). Here that listener only queues each event for a
+Python daemon thread of the client's (``freshtoken-on-event``; a queue of
+1,024, later events dropped while it is full), which converts it into a
+frozen :class:`TokenEvent` and calls the application's callable with it.
 Whatever the callable raises is swallowed (a warning naming only the
 exception's type is logged once per client on the ``freshtoken`` logger);
 a slow callable delays later events, never a refresh.
@@ -18,7 +19,10 @@ events thread does not wait for it, and what it raises is ignored).
 Otherwise the awaitable is closed unrun, with a warning logged once.
 
 At exit, event delivery stops for good (see "Exit" below): no events
-thread may call into Python while the interpreter finalizes.
+thread may call into Python while the interpreter finalizes. The callable
+runs on a Python thread for that reason too: one still running when the
+interpreter finalizes (a slow one) ends there like any daemon thread,
+whereas on the core's thread it aborted the process.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import asyncio
 import atexit
 import inspect
 import logging
+import queue
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Optional
@@ -111,19 +118,73 @@ class TokenEvent:
         )
 
 
+#: Events waiting for a slow callable at most; later ones are dropped.
+_QUEUE = 1024
+#: Ends a listener's thread (queued when the listener is released).
+_STOP = object()
+
+
 class _Listener(_generated.EventListener):
     """The generated ``EventListener`` around the application's callable
-    (``convert``: hand it a :class:`TokenEvent`, else the generated record)."""
+    (``convert``: hand it a :class:`TokenEvent`, else the generated record).
+    The core calls ``on_event`` on its own thread, which must never be in
+    Python code when the interpreter finalizes: it only queues the event for
+    this listener's Python thread, which calls the callable."""
 
+    def __init__(self, callback: Callable[[Any], Any], convert: bool,
+                 loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        self._delivery = _Delivery(callback, convert, loop)
+        self._queue: "queue.Queue[Any]" = queue.Queue(_QUEUE)
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        weakref.finalize(self, _stop, self._queue, self._delivery).atexit = False
+
+    def on_event(self, event: Any) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._delivery.warn("behind", "freshtoken: the on_event callback is 1,024 events behind; "
+                                "an event was dropped")
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=_deliver_all, args=(self._queue, self._delivery),
+                                                name="freshtoken-on-event", daemon=True)
+                self._thread.start()
+
+
+def _stop(events: "queue.Queue[Any]", delivery: "_Delivery") -> None:
+    """Ends the thread of a released listener, after the events queued before."""
+    delivery.stopped = True
+    try:
+        events.put_nowait(_STOP)
+    except queue.Full:
+        pass  # the thread sees `stopped` once it has drained the queue
+
+
+def _deliver_all(events: "queue.Queue[Any]", delivery: "_Delivery") -> None:
+    """A listener's thread: calls the callable with each event, in order."""
+    while True:
+        event = events.get()
+        if event is _STOP:
+            return
+        delivery.deliver(event)
+        if delivery.stopped and events.empty():
+            return
+
+
+class _Delivery:
+    """Calls the application's callable with one event (on its listener's thread)."""
 
     def __init__(self, callback: Callable[[Any], Any], convert: bool,
                  loop: Optional[asyncio.AbstractEventLoop]) -> None:
         self._callback = callback
         self._convert = convert
         self._loop = loop
-        self._warned = set()
+        self._warned: set = set()
+        self.stopped = False
 
-    def on_event(self, event: Any) -> None:
+    def deliver(self, event: Any) -> None:
         try:
             result = self._callback(TokenEvent._from_generated(event) if self._convert else event)
             if inspect.isawaitable(result):
@@ -133,8 +194,8 @@ class _Listener(_generated.EventListener):
             _thread.interrupt_main()
         except BaseException as error:  # noqa: BLE001 - a callback's failure never reaches the core
             # Any other BaseException (SystemExit, GeneratorExit, one of the
-            # app's own) too: escaping, it would be printed by ctypes.
-            self._warn("raised", "freshtoken: the on_event callback raised %s", type(error).__name__)
+            # app's own) too: escaping, it would end this thread.
+            self.warn("raised", "freshtoken: the on_event callback raised %s", type(error).__name__)
 
     def _schedule(self, awaitable: Awaitable[Any]) -> None:
         loop = self._loop
@@ -147,10 +208,10 @@ class _Listener(_generated.EventListener):
         close = getattr(awaitable, "close", None)
         if close is not None:
             close()
-        self._warn("dropped", "freshtoken: the on_event callback returned an awaitable, but no event loop "
-                   "was running where the client was made (or it is closed): it was not run")
+        self.warn("dropped", "freshtoken: the on_event callback returned an awaitable, but no event loop "
+                  "was running where the client was made (or it is closed): it was not run")
 
-    def _warn(self, what: str, message: str, *args: Any) -> None:
+    def warn(self, what: str, message: str, *args: Any) -> None:
         level = logging.DEBUG if what in self._warned else logging.WARNING
         self._warned.add(what)
         _log.log(level, message, *args)
@@ -190,11 +251,13 @@ def listener(on_event: Any) -> Any:
 # one. If it calls into Python once the interpreter has begun to finalize,
 # CPython (before 3.14) ends it with pthread_exit, which the Rust thread
 # cannot unwind through, and the process aborts ("FATAL: exception not
-# rethrown"). So at exit the core is told to stop for good: queued and later
+# rethrown"). So that thread only hands events over to the listener's Python
+# thread (where a callable still running at exit ends like any daemon
+# thread), and at exit the core is told to stop for good: queued and later
 # events are dropped, listeners are never released again (the process is
-# ending), and listener calls already running are waited for (bounded).
+# ending), and hand-overs already running are waited for (bounded).
 
-# How long exit waits for listener calls already running.
+# How long exit waits for listener calls (hand-overs) already running.
 _EXIT_WAIT_MS = 2000
 
 

@@ -653,3 +653,34 @@ def test_a_process_with_clients_to_release_exits_cleanly(tmp_path):
     # this script aborted in 13 to 18 runs of 20; four runs all exiting
     # cleanly leave a regression about one chance in ten thousand.
     run_exit_script(tmp_path, EXIT_SCRIPT, 4)
+
+
+# A callback that never returns (it polls for something that never comes),
+# still running when the script ends. On the core's events thread it was
+# ended by CPython with pthread_exit once the interpreter finalized, and the
+# process aborted ("FATAL: exception not rethrown") in every run: exit waits
+# for it at most _EXIT_WAIT_MS. On the listener's Python thread it ends like
+# any daemon thread.
+STALLED_AT_EXIT_SCRIPT = """
+import threading
+import time
+import freshtoken
+
+entered = threading.Event()
+
+
+def never_returns(event):
+    entered.set()
+    while True:
+        time.sleep(0.001)
+
+
+client = freshtoken.Client("http://127.0.0.1:9/connect/token", "c", client_secret="s",
+                           on_event=never_returns)
+client.session("u", freshtoken.MemoryTokenStore()).seed(refresh_token="refresh-token-0001")
+assert entered.wait(30)
+"""
+
+
+def test_a_process_whose_callback_never_returns_exits_cleanly(tmp_path):
+    run_exit_script(tmp_path, STALLED_AT_EXIT_SCRIPT, 2)

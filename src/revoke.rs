@@ -13,27 +13,38 @@ impl Attached {
     /// Revokes the session. Waits for a refresh in flight to settle (so the
     /// freshly rotated token is the one revoked), then runs as the
     /// session's one flight: callers that arrive meanwhile get
-    /// `reauthorization_required` / `revoked`.
+    /// `reauthorization_required` / `revoked`, or, when the session was not
+    /// marked revoked (the store could not be read, a fleet lease was not
+    /// taken), the error that stopped it.
     pub(crate) async fn revoke(&self) -> Result<(), Error> {
         let outcome: Arc<Mutex<Option<Result<(), Error>>>> = Arc::default();
         let flight = loop {
-            let running = {
-                let mut st = self.cell.lock();
-                match &st.inflight {
-                    Some(flight) => flight.clone(),
-                    None => {
-                        let (session, slot) = (self.clone(), outcome.clone());
-                        break self.start_flight(
-                            &mut st,
-                            Box::pin(async move {
-                                let result = session.revoke_leased().await;
-                                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-                                Err(Error::reauth(ReauthReason::Revoked))
-                            }),
-                        );
+            let running =
+                {
+                    let mut st = self.cell.lock();
+                    match &st.inflight {
+                        Some(flight) => flight.clone(),
+                        None => {
+                            let (session, slot) = (self.clone(), outcome.clone());
+                            break self.start_flight(
+                                &mut st,
+                                Box::pin(async move {
+                                    let result = session.revoke_leased().await;
+                                    let dead =
+                                        session.cell.lock().record.as_ref().is_some_and(|r| {
+                                            r.reauth == Some(ReauthReason::Revoked)
+                                        });
+                                    let joined = match &result {
+                                        Err(e) if !dead => Err(e.clone()),
+                                        _ => Err(Error::reauth(ReauthReason::Revoked)),
+                                    };
+                                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                                    joined
+                                }),
+                            );
+                        }
                     }
-                }
-            };
+                };
             let _ = running.await;
         };
         let _ = flight.await;

@@ -3,10 +3,14 @@
 
 mod common;
 
-use common::{Harness, TestStore, CLIENT_ID, CLIENT_SECRET};
-use freshtoken::{Config, ErrorCode, ReauthReason, RetryPolicy};
-use freshtoken_emulator::{Fault, Options, TokenState};
+use common::{refreshes, seed_family, Harness, OffsetClock, TestStore, CLIENT_ID, CLIENT_SECRET};
+use freshtoken::{Config, ErrorCode, NativeHttp, ReauthReason, RetryPolicy, TokenClient};
+use freshtoken_emulator::{Emulator, Fault, Options, TokenState};
+use futures_util::future::{maybe_done, poll_fn};
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
 
 fn reason(result: Result<String, freshtoken::Error>) -> Option<ReauthReason> {
     result.unwrap_err().reason()
@@ -244,6 +248,51 @@ async fn an_unreadable_store_stops_revoke_before_it_sends_or_saves_anything() {
     let stored = h.store.record("u1").unwrap();
     assert_eq!(stored.reauth, Some(ReauthReason::Revoked));
     assert!(stored.refresh_token.is_none());
+}
+
+/// A caller that joins a revocation which stopped before it marked the
+/// session revoked gets that error, not `revoked`: the session lives on,
+/// and a host told `reauthorization_required` would have the user re-link
+/// for nothing. (The store's load stalls until its deadline, so the
+/// revocation is surely still running when the second caller arrives.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_caller_joining_a_revocation_that_stopped_early_gets_its_error() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .store_timeout_ms(300)
+        .build()
+        .unwrap();
+    let client = TokenClient::new(
+        config,
+        Arc::new(NativeHttp::new().unwrap()),
+        Arc::new(OffsetClock::default()),
+    );
+    let store = TestStore::new();
+    let session = client.session("u1", store.clone()).unwrap();
+    seed_family(&emu, &session).await;
+    store.stall_loads.store(1, Ordering::SeqCst);
+    let mut revoking = Box::pin(maybe_done(session.revoke()));
+    let mut joining = Box::pin(maybe_done(session.access_token()));
+    poll_fn(|cx| {
+        let _ = revoking.as_mut().poll(cx);
+        let _ = joining.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
+    assert_eq!(
+        store.stalled.load(Ordering::SeqCst),
+        1,
+        "the revocation is reading"
+    );
+    tokio::join!(revoking.as_mut(), joining.as_mut());
+    let revoked = revoking.as_mut().take_output().unwrap().unwrap_err();
+    assert_eq!(revoked.code(), ErrorCode::Storage, "{revoked}");
+    let joined = joining.as_mut().take_output().unwrap().unwrap_err();
+    assert_eq!(joined.code(), ErrorCode::Storage, "{joined}");
+    assert_eq!(emu.counters().revocation_requests, 0);
+    assert_eq!(refreshes(&emu), 0, "it joined the revocation");
+    session.access_token().await.expect("the session is alive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,7 @@ fn bad(status: Option<u16>, message: &str) -> Error {
 fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
     let doc: Document = json_text::from_slice(body, MAX_RESPONSE_BYTES).map_err(|e| match e {
         JsonError::Shape => "a member has the wrong type".to_owned(),
+        JsonError::TooLarge => "the document is too large".to_owned(),
         _ => "the document is not a JSON object".to_owned(),
     })?;
     let found = text(doc.issuer, "issuer")?.ok_or("issuer is missing")?;

@@ -113,6 +113,20 @@ async fn missing_or_bad_documents_are_typed_errors() {
     }
 }
 
+/// A document over the response cap (here through a 100 KB `issuer`) is
+/// refused unread, and the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_over_the_cap_is_refused_as_too_large() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let issuer = format!("{}/{}", emu.base_url(), "i".repeat(100_000));
+    emu.set_discovery(DiscoveryMode::WrongIssuer {
+        issuer: Some(issuer),
+    });
+    let err = discover(&emu).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidResponse, "{err}");
+    assert!(err.to_string().contains("too large"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_issuer_is_a_network_error_and_http_issuers_are_refused() {
     let emu = Emulator::start(Options::default()).unwrap();

@@ -95,7 +95,9 @@ pub async fn discover(
         429 | 500..=599 => Err(Error::Transient {
             status,
             attempts: 1,
-            retry_after_ms: None,
+            retry_after_ms: response
+                .header("retry-after")
+                .and_then(|v| crate::retry::parse_retry_after(v, clock.now_ms())),
         }),
         _ => Err(bad(Some(status), "no discovery document")),
     }

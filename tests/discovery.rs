@@ -127,6 +127,27 @@ async fn a_document_over_the_cap_is_refused_as_too_large() {
     assert!(err.to_string().contains("too large"), "{err}");
 }
 
+/// A provider that is down says when to ask again: the `transient` error
+/// carries its `Retry-After`, as a token endpoint's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_provider_is_transient_with_its_retry_after() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    emu.set_discovery(DiscoveryMode::Unavailable {
+        retry_after: Some("7".into()),
+    });
+    match discover(&emu).await.unwrap_err() {
+        freshtoken::Error::Transient {
+            status,
+            retry_after_ms,
+            ..
+        } => {
+            assert_eq!(status, 503);
+            assert_eq!(retry_after_ms, Some(7_000));
+        }
+        other => panic!("{other}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_issuer_is_a_network_error_and_http_issuers_are_refused() {
     let emu = Emulator::start(Options::default()).unwrap();

@@ -46,6 +46,13 @@ pub enum DiscoveryMode {
     InsecureTokenEndpoint,
     /// 200 `application/json` with truncated JSON.
     InvalidJson,
+    /// 503 with a JSON error body and, when given, `Retry-After` exactly as
+    /// given (seconds or an HTTP-date).
+    Unavailable {
+        /// The `Retry-After` header's value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<String>,
+    },
 }
 
 /// The JSON of a [`DiscoveryMode`] as received: flat, so that a field the
@@ -55,6 +62,7 @@ pub enum DiscoveryMode {
 struct ModeWire {
     mode: ModeName,
     issuer: Option<String>,
+    retry_after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -65,18 +73,25 @@ enum ModeName {
     WrongIssuer,
     InsecureTokenEndpoint,
     InvalidJson,
+    Unavailable,
 }
 
 impl TryFrom<ModeWire> for DiscoveryMode {
     type Error = &'static str;
 
     fn try_from(w: ModeWire) -> Result<Self, Self::Error> {
+        if w.retry_after.is_some() && !matches!(w.mode, ModeName::Unavailable) {
+            return Err("retry_after is only for the unavailable mode");
+        }
         let mode = match w.mode {
             ModeName::WrongIssuer => return Ok(DiscoveryMode::WrongIssuer { issuer: w.issuer }),
             ModeName::Normal => DiscoveryMode::Normal,
             ModeName::NotFound => DiscoveryMode::NotFound,
             ModeName::InsecureTokenEndpoint => DiscoveryMode::InsecureTokenEndpoint,
             ModeName::InvalidJson => DiscoveryMode::InvalidJson,
+            ModeName::Unavailable => DiscoveryMode::Unavailable {
+                retry_after: w.retry_after,
+            },
         };
         match w.issuer {
             Some(_) => Err("issuer is only for the wrong_issuer mode"),
@@ -118,6 +133,13 @@ fn answer(shared: &Shared, mode: &DiscoveryMode) -> Response {
                 json!(shared.base_url)
             );
             return Response::with_body(200, "application/json", cut);
+        }
+        DiscoveryMode::Unavailable { retry_after } => {
+            let answer = Response::error(503, "temporarily_unavailable", "try again later");
+            return match retry_after {
+                Some(value) => answer.header("Retry-After", value),
+                None => answer,
+            };
         }
     }
     Response::json(200, &doc)
@@ -169,5 +191,12 @@ mod tests {
         assert!(parse(r#"{"mode":"wrong_issuer","isuer":"x"}"#).is_err());
         assert!(parse(r#"{"mode":"not_found","issuer":"x"}"#).is_err());
         assert!(parse(r#"{}"#).is_err());
+        assert_eq!(
+            parse(r#"{"mode":"unavailable","retry_after":"7"}"#).unwrap(),
+            DiscoveryMode::Unavailable {
+                retry_after: Some("7".into())
+            }
+        );
+        assert!(parse(r#"{"mode":"normal","retry_after":"7"}"#).is_err());
     }
 }

@@ -193,6 +193,9 @@ impl Config {
 #[derive(Clone, Debug, Default)]
 pub struct ConfigBuilder {
     token_endpoint: String,
+    /// `token_endpoint` is Stitch's, filled in by a credentials JSON that
+    /// names none: a discovery document replaces it, as an unset one.
+    token_endpoint_defaulted: bool,
     client_id: String,
     authorization_endpoint: Option<String>,
     revocation_endpoint: Option<String>,
@@ -263,12 +266,19 @@ impl ConfigBuilder {
         self
     }
 
+    /// Marks the token endpoint as the default a credentials JSON filled in.
+    pub(crate) fn token_endpoint_defaulted(mut self) -> Self {
+        self.token_endpoint_defaulted = true;
+        self
+    }
+
     /// Takes the endpoints from a discovery document (those set explicitly
     /// win), and picks a client authentication the provider supports when
     /// none is given.
     pub fn provider(mut self, metadata: &crate::ProviderMetadata) -> Self {
-        if self.token_endpoint.is_empty() {
+        if self.token_endpoint.is_empty() || self.token_endpoint_defaulted {
             self.token_endpoint = metadata.token_endpoint.clone();
+            self.token_endpoint_defaulted = false;
         }
         self.authorization_endpoint = self
             .authorization_endpoint

@@ -77,9 +77,12 @@ impl Config {
         let endpoint = text([
             ("tokenEndpoint", d.tokenEndpoint),
             ("token_endpoint", d.token_endpoint),
-        ])?
-        .unwrap_or_else(|| STITCH_TOKEN_ENDPOINT.to_owned());
-        let mut builder = Config::builder(endpoint, client_id);
+        ])?;
+        let mut builder = match endpoint {
+            Some(endpoint) => Config::builder(endpoint, client_id),
+            // Stitch's, unless a discovery document names another.
+            None => Config::builder(STITCH_TOKEN_ENDPOINT, client_id).token_endpoint_defaulted(),
+        };
         let secret = text([
             ("clientSecret", d.clientSecret),
             ("client_secret", d.client_secret),

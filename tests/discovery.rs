@@ -85,6 +85,41 @@ async fn a_token_endpoint_set_by_the_host_wins_over_the_document() {
     );
 }
 
+/// A credentials JSON that names no token endpoint gets Stitch's by
+/// default; with an issuer, the document's endpoint replaces that default
+/// (one the JSON names is kept, as one the host sets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credentials_default_endpoint_gives_way_to_the_document() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let pinned = format!("http://localhost:{}/connect/token", emu.port());
+    let named = format!(
+        r#"{{"clientId":"{CLIENT_ID}","clientSecret":"{CLIENT_SECRET}","slidingRefreshTokenLifetime":86400,"tokenEndpoint":"{pinned}"}}"#
+    );
+    let unnamed = format!(
+        r#"{{"clientId":"{CLIENT_ID}","clientSecret":"{CLIENT_SECRET}","slidingRefreshTokenLifetime":86400}}"#
+    );
+    for (json, expected) in [(&unnamed, emu.token_endpoint()), (&named, pinned.clone())] {
+        let client = TokenClient::discover(
+            &emu.base_url(),
+            Config::from_credentials_json(json).unwrap(),
+            Arc::new(NativeHttp::new().unwrap()),
+            Arc::new(ManualClock::new(wall_ms())),
+            None,
+        )
+        .await
+        .expect("discovered");
+        assert_eq!(client.config().token_endpoint(), expected);
+    }
+    // Without discovery the default stands.
+    let config = Config::from_credentials_json(&unnamed)
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(config
+        .token_endpoint()
+        .starts_with("https://secure.stitch.money/"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_bad_documents_are_typed_errors() {
     let emu = Emulator::start(Options::default()).unwrap();

@@ -10,7 +10,7 @@
 #![doc(hidden)]
 
 use crate::http::HttpResponse;
-use crate::json_text::Scalar;
+use crate::json_text::{MemberName, Scalar};
 use crate::response::{
     classify, parse_error_body, parse_token_response, salvage_refresh_token, Answer,
     OAuthErrorBody, TokenResponse, MAX_EXPIRES_IN_SECS,
@@ -551,16 +551,23 @@ fn members(data: &[u8], names: &'static [&'static str]) -> Option<Members> {
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
             let mut members = Members::new();
-            while let Some(key) = map.next_key::<String>()? {
-                if self.0.contains(&key.as_str()) {
-                    members.insert(key, map.next_value()?);
-                } else {
-                    map.next_value::<serde::de::IgnoredAny>()?;
+            // Names as bytes: one with a lone surrogate's escape is only a
+            // name none of `names` matches (JSON.parse reads it too).
+            while let Some(MemberName(key)) = map.next_key()? {
+                match self.0.iter().find(|n| n.as_bytes() == key.as_slice()) {
+                    Some(name) => {
+                        members.insert((*name).to_owned(), map.next_value()?);
+                    }
+                    None => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
                 }
             }
             Ok(members)
         }
     }
+    // Valid JSON first (names read as bytes skip serde_json's checks).
+    serde_json::from_slice::<serde::de::IgnoredAny>(data).ok()?;
     let mut de = serde_json::Deserializer::from_slice(data);
     let members = serde::Deserializer::deserialize_map(&mut de, Named(names)).ok()?;
     de.end().ok()?;

@@ -69,6 +69,11 @@ pub(crate) fn string_members(
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = text;
+        // Member names are read as bytes below, which serde_json does not
+        // check for raw control characters: so the text is checked as JSON
+        // first, skipping every value (lone surrogates' escapes pass, as in
+        // JSON.parse).
+        serde_json::from_slice::<IgnoredAny>(bytes).map_err(|_| JsonError::Syntax)?;
         let seed = NamedStrings(names);
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let members = serde::de::DeserializeSeed::deserialize(seed, &mut de)
@@ -130,7 +135,7 @@ impl<'de> Visitor<'de> for NamedStrings<'_> {
 /// A member name as the bytes `serde_json` decodes it to: a lone
 /// surrogate's escape becomes its WTF-8 bytes instead of an error.
 #[cfg(not(target_arch = "wasm32"))]
-struct MemberName(Vec<u8>);
+pub(crate) struct MemberName(pub(crate) Vec<u8>);
 
 #[cfg(not(target_arch = "wasm32"))]
 impl<'de> Deserialize<'de> for MemberName {
@@ -314,7 +319,13 @@ mod tests {
         );
         // Escaped names match.
         assert_eq!(read(r#"{"\u0061":"e"}"#), Ok(vec![Some("e".into()), None]));
-        for text in [r#"{"a":"x"} 1"#, r#"{"a":"x""#, "[]"] {
+        for text in [
+            r#"{"a":"x"} 1"#,
+            r#"{"a":"x""#,
+            "[]",
+            "{\"a\u{0}\":1,\"a\":\"x\"}",
+            "{\"b\":\"\n\",\"a\":\"x\"}",
+        ] {
             assert_eq!(read(text), Err(JsonError::Syntax), "{text:?}");
         }
     }

@@ -106,41 +106,46 @@ impl ClientTokens {
             }
             // The one whose revocation failed before, then the cached one
             // (left cached if the first fails again: one is kept per scope).
-            for pending in [true, false] {
-                let token = {
-                    let mut slot = cell.lock();
-                    if pending {
-                        slot.unrevoked.take()
-                    } else {
-                        slot.token.take()
-                    }
-                };
-                let Some(token) = token else {
-                    continue;
-                };
-                if token.expires_at_ms <= self.ctx.clock.now_ms() {
-                    continue;
-                }
-                let started = self.ctx.clock.now_ms();
-                let revoked =
-                    crate::revoke::revoke_token(&self.ctx, &token.value, "access_token").await;
-                let details = Details {
-                    scope: Some(&scope),
-                    duration_ms: Some(self.ctx.since(started)),
-                    error_code: revoked.as_ref().err().map(Error::code),
-                    ..Details::default()
-                };
-                self.ctx.emit(EventKind::Revoked, None, details);
-                if let Err(e) = revoked {
-                    cell.lock().unrevoked = Some(token);
-                    if result.is_ok() {
-                        result = Err(e);
-                    }
-                    break;
-                }
+            let unrevoked = cell.lock().unrevoked.take();
+            let mut revoked = self.revoke_one(&scope, &cell, unrevoked).await;
+            if revoked.is_ok() {
+                let cached = cell.lock().token.take();
+                revoked = self.revoke_one(&scope, &cell, cached).await;
+            }
+            if let (Ok(()), Err(e)) = (&result, revoked) {
+                result = Err(e);
             }
         }
         result
+    }
+
+    /// Revokes `token` of `scope` if it is still live; one the server may
+    /// still hold (the revocation failed) is kept in `cell` for the next call.
+    async fn revoke_one(
+        &self,
+        scope: &str,
+        cell: &Cell,
+        token: Option<AccessToken>,
+    ) -> Result<(), Error> {
+        let Some(token) = token else {
+            return Ok(());
+        };
+        if token.expires_at_ms <= self.ctx.clock.now_ms() {
+            return Ok(());
+        }
+        let started = self.ctx.clock.now_ms();
+        let revoked = crate::revoke::revoke_token(&self.ctx, &token.value, "access_token").await;
+        let details = Details {
+            scope: Some(scope),
+            duration_ms: Some(self.ctx.since(started)),
+            error_code: revoked.as_ref().err().map(Error::code),
+            ..Details::default()
+        };
+        self.ctx.emit(EventKind::Revoked, None, details);
+        if revoked.is_err() {
+            cell.lock().unrevoked = Some(token);
+        }
+        revoked
     }
 
     fn cell(&self, scope: &str) -> Arc<Cell> {

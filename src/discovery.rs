@@ -120,12 +120,12 @@ fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
     }
     // Plain http is for loopback tests: an https issuer's document must
     // not send the client's secrets and tokens over it (to a local port).
-    let secure = is_https(issuer);
+    let secure = endpoint::is_https(issuer);
     let url = |value: Option<Scalar>, field: &str| -> Result<Option<String>, String> {
         let value = text(value, field)?;
         if let Some(url) = &value {
             endpoint::validate(field, url).map_err(|e| e.to_string())?;
-            if secure && !is_https(url) {
+            if secure && !endpoint::is_https(url) {
                 return Err(format!("{field} must use https, as the issuer does"));
             }
         }
@@ -140,11 +140,6 @@ fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
         token_endpoint_auth_methods: names(doc.token_endpoint_auth_methods_supported),
         revocation_endpoint_auth_methods: names(doc.revocation_endpoint_auth_methods_supported),
     })
-}
-
-fn is_https(url: &str) -> bool {
-    url.get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
 fn text(value: Option<Scalar>, field: &str) -> Result<Option<String>, String> {

@@ -39,6 +39,12 @@ pub fn validate(field: &str, url: &str) -> Result<(), Error> {
     }
 }
 
+/// True when `url`'s scheme is `https` (any case).
+pub(crate) fn is_https(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
+}
+
 /// The host part of an authority (`host[:port]` or `[v6]:port`).
 fn host_of(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {

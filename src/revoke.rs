@@ -7,7 +7,11 @@ use crate::error::{Error, ReauthReason};
 use crate::exchange::{self, Context, Failure};
 use crate::secret::Secret;
 use crate::store::Record;
+use crate::tokens::TokenInfo;
 use std::sync::{Arc, Mutex};
+
+/// Where the revoking caller finds the revocation's own result.
+type Outcome = Arc<Mutex<Option<Result<(), Error>>>>;
 
 impl Attached {
     /// Revokes the session. Waits for a refresh in flight to settle (so the
@@ -17,39 +21,42 @@ impl Attached {
     /// marked revoked (the store could not be read, a fleet lease was not
     /// taken), the error that stopped it.
     pub(crate) async fn revoke(&self) -> Result<(), Error> {
-        let outcome: Arc<Mutex<Option<Result<(), Error>>>> = Arc::default();
+        let outcome: Outcome = Arc::default();
         let flight = loop {
-            let running =
-                {
-                    let mut st = self.cell.lock();
-                    match &st.inflight {
-                        Some(flight) => flight.clone(),
-                        None => {
-                            let (session, slot) = (self.clone(), outcome.clone());
-                            break self.start_flight(
-                                &mut st,
-                                Box::pin(async move {
-                                    let result = session.revoke_leased().await;
-                                    let dead =
-                                        session.cell.lock().record.as_ref().is_some_and(|r| {
-                                            r.reauth == Some(ReauthReason::Revoked)
-                                        });
-                                    let joined = match &result {
-                                        Err(e) if !dead => Err(e.clone()),
-                                        _ => Err(Error::reauth(ReauthReason::Revoked)),
-                                    };
-                                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-                                    joined
-                                }),
-                            );
-                        }
+            let running = {
+                let mut st = self.cell.lock();
+                match &st.inflight {
+                    Some(flight) => flight.clone(),
+                    None => {
+                        let body = self.clone().revoke_flight(outcome.clone());
+                        break self.start_flight(&mut st, Box::pin(body));
                     }
-                };
+                }
+            };
             let _ = running.await;
         };
         let _ = flight.await;
         let result = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
         result.unwrap_or(Err(Error::reauth(ReauthReason::Revoked)))
+    }
+
+    /// The revocation as the session's flight: its own result goes to
+    /// `outcome`; the callers that joined it get `revoked` once the record
+    /// is marked so, else the error that stopped it.
+    async fn revoke_flight(self, outcome: Outcome) -> Result<TokenInfo, Error> {
+        let result = self.revoke_leased().await;
+        let dead = self
+            .cell
+            .lock()
+            .record
+            .as_ref()
+            .is_some_and(|r| r.reauth == Some(ReauthReason::Revoked));
+        let joined = match &result {
+            Err(e) if !dead => Err(e.clone()),
+            _ => Err(Error::reauth(ReauthReason::Revoked)),
+        };
+        *outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        joined
     }
 
     /// In a fleet, holds the refresh lease while revoking, so no other

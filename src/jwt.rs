@@ -65,7 +65,8 @@ fn decode(der: &[u8], pkcs1: bool) -> Result<(Signer, Option<usize>), Error> {
     } else {
         rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS8))?
     };
-    let bits = key.size() * 8;
+    // Bits, not bytes: a 2047-bit modulus fills 256 bytes too.
+    let bits = key.n().bit_width() as usize;
     Ok((Signer::new(key), Some(bits)))
 }
 
@@ -301,6 +302,16 @@ mod tests {
         let a = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
         let b = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
         assert_ne!(a.get("jti"), b.get("jti"));
+    }
+
+    #[test]
+    fn a_key_one_bit_short_of_2048_is_refused() {
+        // 2047 bits fill 256 bytes like 2048 do: the size counts bits, as
+        // WebCrypto's modulusLength does in the wasm build.
+        let short = include_str!("../tests/fixtures/client-key-2047.pem");
+        let e = AssertionKey::from_pem(short, None).unwrap_err();
+        assert_eq!(e.code().as_str(), "config");
+        assert!(e.to_string().contains(TOO_SMALL), "{e}");
     }
 
     #[test]

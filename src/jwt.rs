@@ -98,16 +98,30 @@ impl AssertionKey {
     /// `PRIVATE KEY`) from `pem`, which may also hold certificates.
     pub fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, Error> {
         let mut found_encrypted = false;
-        for (label, der) in pem_blocks(pem) {
-            let (key, bits) = match label {
-                "RSA PRIVATE KEY" => decode(&der, true)?,
-                "PRIVATE KEY" => decode(&der, false)?,
+        for (label, body) in pem_blocks(pem) {
+            let pkcs1 = match label {
+                "RSA PRIVATE KEY" => true,
+                "PRIVATE KEY" => false,
                 "ENCRYPTED PRIVATE KEY" => {
                     found_encrypted = true;
                     continue;
                 }
                 _ => continue,
             };
+            let der = match body {
+                Body::Der(der) => der,
+                Body::Encrypted => {
+                    found_encrypted = true;
+                    continue;
+                }
+                Body::Undecodable => {
+                    return Err(Error::config(
+                        FIELD,
+                        format!("the {label} block is not valid base64"),
+                    ))
+                }
+            };
+            let (key, bits) = decode(&der, pkcs1)?;
             if bits.is_some_and(|bits| bits < MIN_BITS) {
                 return Err(Error::config(FIELD, TOO_SMALL));
             }
@@ -120,7 +134,7 @@ impl AssertionKey {
         Err(Error::config(
             FIELD,
             if found_encrypted {
-                "the private key is encrypted; decrypt it first (openssl pkcs8 -nocrypt)"
+                "the private key is encrypted; decrypt it first (openssl pkcs8 -topk8 -nocrypt)"
             } else {
                 "the PEM holds no RSA private key (RSA PRIVATE KEY or PRIVATE KEY block)"
             },
@@ -203,8 +217,20 @@ struct Claims<'a> {
     exp: u64,
 }
 
-/// The PEM blocks of `text`: label and decoded DER (undecodable blocks skipped).
-fn pem_blocks(text: &str) -> Vec<(&str, Vec<u8>)> {
+/// A PEM block's body.
+enum Body {
+    /// The decoded DER.
+    Der(Vec<u8>),
+    /// Encrypted with OpenSSL's traditional scheme (a `Proc-Type:
+    /// 4,ENCRYPTED` header, RFC 1421).
+    Encrypted,
+    /// Not base64.
+    Undecodable,
+}
+
+/// The PEM blocks of `text`: label and body. RFC 1421 header lines
+/// (`Name: value`) are left out of the base64.
+fn pem_blocks(text: &str) -> Vec<(&str, Body)> {
     let mut blocks = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
@@ -218,13 +244,26 @@ fn pem_blocks(text: &str) -> Vec<(&str, Vec<u8>)> {
         let Some(body_end) = body_start.find(&end_marker) else {
             break;
         };
-        let body: String = body_start[..body_end]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body) {
-            blocks.push((label, der));
-        }
+        let (headers, base64): (Vec<&str>, Vec<&str>) = body_start[..body_end]
+            .lines()
+            .partition(|line| line.contains(':'));
+        let body = if headers
+            .iter()
+            .any(|h| h.trim_start().starts_with("Proc-Type:") && h.contains("ENCRYPTED"))
+        {
+            Body::Encrypted
+        } else {
+            let base64: String = base64
+                .concat()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            match base64::engine::general_purpose::STANDARD.decode(base64) {
+                Ok(der) => Body::Der(der),
+                Err(_) => Body::Undecodable,
+            }
+        };
+        blocks.push((label, body));
         rest = &body_start[body_end + end_marker.len()..];
     }
     blocks
@@ -302,6 +341,31 @@ mod tests {
         let a = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
         let b = claims(&key.assertion("c", "a", 0).now_or_never().unwrap().unwrap());
         assert_ne!(a.get("jti"), b.get("jti"));
+    }
+
+    #[test]
+    fn an_encrypted_or_damaged_key_block_is_named_as_such() {
+        // OpenSSL's traditional encryption (`openssl genrsa -aes128`, or
+        // `-traditional`): an RSA PRIVATE KEY block with RFC 1421 headers.
+        let legacy = "-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\n\
+            DEK-Info: AES-128-CBC,F581A24AE7D4797E1163600F40BCA488\r\n\r\n\
+            c2VjcmV0LWtleS1tYXRlcmlhbA==\r\n-----END RSA PRIVATE KEY-----\r\n";
+        // A PKCS#8 block whose base64 was damaged (a stray character).
+        let damaged = PKCS8.replacen("\n", "\n!", 2);
+        for (pem, says) in [
+            // The hint is a command that decrypts both kinds (`openssl
+            // pkcs8 -nocrypt` alone expects an unencrypted key).
+            (legacy, "decrypt it first (openssl pkcs8 -topk8 -nocrypt)"),
+            (
+                damaged.as_str(),
+                "the PRIVATE KEY block is not valid base64",
+            ),
+        ] {
+            let e = AssertionKey::from_pem(pem, None).unwrap_err();
+            assert_eq!(e.code().as_str(), "config");
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(!e.to_string().contains("c2VjcmV0"), "no key material");
+        }
     }
 
     #[test]

@@ -25,9 +25,28 @@ pub struct AuthorizationParams {
     /// oidc-provider drop `offline_access` and issue no refresh token.
     /// `Some("")` sends none.
     pub prompt: Option<String>,
-    /// Further query parameters (e.g. Stitch's `prompt`, `provider`).
+    /// Further query parameters (e.g. Stitch's `provider`), each named once
+    /// and none that the URL already carries (`response_type`, `client_id`,
+    /// `redirect_uri`, `scope`, `state`, `nonce`, `code_challenge`,
+    /// `code_challenge_method`, `prompt`: those have fields or are made
+    /// here); a `config` error otherwise.
     pub extra: Vec<(String, String)>,
 }
+
+/// The query parameters the authorize URL sets itself: an
+/// [`AuthorizationParams::extra`] naming one is a `config` error (a
+/// parameter sent twice is refused, RFC 6749 §3.1).
+const SET_PARAMETERS: [&str; 9] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+];
 
 /// The URL to send the user to, and what to keep until they come back.
 #[derive(Clone, PartialEq, Eq)]
@@ -126,6 +145,15 @@ impl Pending {
             }
             if !scopes.contains(scope) {
                 scopes.push(scope.clone());
+            }
+        }
+        for (i, (name, _)) in params.extra.iter().enumerate() {
+            let repeated = params.extra[..i].iter().any(|(seen, _)| seen == name);
+            if name.is_empty() || repeated || SET_PARAMETERS.contains(&name.as_str()) {
+                return Err(Error::config(
+                    "extra",
+                    format!("`{name}` must be a parameter of its own, named once and not one the URL sets"),
+                ));
             }
         }
         let code_verifier = random_url_safe(32)?;
@@ -288,6 +316,43 @@ mod tests {
         };
         assert_eq!(with(Some("login consent")), vec!["login consent"]);
         assert!(with(Some("")).is_empty());
+    }
+
+    #[test]
+    fn extra_never_repeats_a_parameter() {
+        // RFC 6749 §3.1: a parameter sent twice is refused (oidc-provider:
+        // "invalid_request: 'prompt' parameter must not be provided twice").
+        let with = |extra: &[(&str, &str)]| {
+            let p = AuthorizationParams {
+                redirect_uri: "app://cb".into(),
+                extra: extra
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            };
+            authorization_url(&config(), p)
+        };
+        for extra in [
+            &[("prompt", "login")][..],
+            &[("state", "x")],
+            &[("code_challenge_method", "plain")],
+            &[("provider", "a"), ("provider", "b")],
+        ] {
+            let e = with(extra).unwrap_err();
+            assert!(
+                matches!(&e, Error::Config { field, .. } if field == "extra"),
+                "{extra:?}: {e}"
+            );
+        }
+        let url = with(&[("provider", "bank")]).unwrap().url;
+        let q = query(&url);
+        let names: Vec<&str> = q.iter().map(|(n, _)| n.as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "{names:?}");
+        assert!(q.contains(&("provider".to_owned(), "bank".to_owned())));
     }
 
     #[test]

@@ -53,6 +53,28 @@ impl<T> PerProcess<T> {
         }
         None
     }
+
+    /// This process's value, if it made one. The values of other processes
+    /// (ancestors whose threads are not in this one) are leaked, never
+    /// dropped: dropping them could wait on a lock such a thread held when
+    /// the process forked.
+    #[cfg(feature = "ffi")]
+    pub(crate) fn into_own(self) -> Option<T> {
+        self.into_own_in(std::process::id())
+    }
+
+    #[cfg(any(feature = "ffi", test))]
+    fn into_own_in(self, pid: u32) -> Option<T> {
+        let mut own = None;
+        for slot in self.slots {
+            match slot.into_inner() {
+                Some((owner, value)) if owner == pid => own = Some(value),
+                Some(other) => std::mem::forget(other),
+                None => {}
+            }
+        }
+        own
+    }
 }
 
 #[cfg(test)]
@@ -71,6 +93,27 @@ mod tests {
         );
         assert_eq!(values.get_in(1, || "again"), Some(&"parent"));
         assert_eq!(values.get_in(2, || "again"), Some(&"child"));
+    }
+
+    #[test]
+    fn a_process_takes_its_own_value_and_leaves_its_ancestors_alone() {
+        struct Dropped<'a>(&'a std::cell::Cell<u32>);
+        impl Drop for Dropped<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let drops = std::cell::Cell::new(0);
+        let values = PerProcess::new();
+        values.get_in(1, || Dropped(&drops));
+        values.get_in(2, || Dropped(&drops));
+        let own = values.into_own_in(2);
+        assert!(own.is_some());
+        assert_eq!(drops.get(), 0, "the parent's value is leaked, not dropped");
+        drop(own);
+        assert_eq!(drops.get(), 1);
+        let none: PerProcess<u32> = PerProcess::new();
+        assert_eq!(none.into_own_in(3), None);
     }
 
     #[test]

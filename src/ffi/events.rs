@@ -4,6 +4,7 @@
 
 use super::error::HostError;
 use super::types::{signed, ReauthorizationReason};
+use crate::per_process::PerProcess;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -164,31 +165,49 @@ fn release(listener: Arc<dyn EventListener>) {
 }
 
 /// The host's listener as the core's sink: events queue for the listener's
-/// thread, which ends when the client is dropped.
+/// thread, which ends when the client is dropped. Each process has its own
+/// thread: a child forked after the client was made (a prefork server's
+/// worker) has none of its parent's, and starts one at its first event.
 pub(crate) struct ListenerSink {
-    /// `None` when no thread could be started: then the listener is called inline.
-    queue: Option<SyncSender<TokenEvent>>,
+    /// Per process, the queue of its listener thread; `None` when no thread
+    /// could be started: then the listener is called inline. Always `Some`
+    /// before the sink is dropped.
+    queues: Option<PerProcess<Option<SyncSender<TokenEvent>>>>,
     /// Released through [`release`] when the sink is dropped (always `Some` before).
     listener: Option<Arc<dyn EventListener>>,
 }
 
+/// Starts a thread that hands `listener` the events of the returned queue,
+/// then releases it once the queue is closed; `None` if none could start.
+fn listener_thread(listener: Arc<dyn EventListener>) -> Option<SyncSender<TokenEvent>> {
+    let (queue, events) = sync_channel::<TokenEvent>(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("freshtoken-events".into())
+        .spawn(move || {
+            for event in events {
+                deliver(listener.as_ref(), event);
+            }
+            release(listener);
+        });
+    thread.ok().map(|_| queue)
+}
+
 impl ListenerSink {
-    /// Starts the listener's thread.
+    /// Starts the listener's thread in this process.
     pub(crate) fn new(listener: Arc<dyn EventListener>) -> Self {
-        let (queue, events) = sync_channel::<TokenEvent>(QUEUE);
-        let host = listener.clone();
-        let thread = std::thread::Builder::new()
-            .name("freshtoken-events".into())
-            .spawn(move || {
-                for event in events {
-                    deliver(host.as_ref(), event);
-                }
-                release(host);
-            });
-        ListenerSink {
-            queue: thread.ok().map(|_| queue),
+        let sink = ListenerSink {
+            queues: Some(PerProcess::new()),
             listener: Some(listener),
-        }
+        };
+        sink.queue();
+        sink
+    }
+
+    /// This process's queue, its thread started on first use.
+    fn queue(&self) -> Option<&SyncSender<TokenEvent>> {
+        let listener = self.listener.as_ref()?;
+        let queues = self.queues.as_ref()?;
+        queues.get(|| listener_thread(listener.clone()))?.as_ref()
     }
 }
 
@@ -197,13 +216,16 @@ impl Drop for ListenerSink {
         if let Some(listener) = self.listener.take() {
             release(listener);
         }
+        // Closes this process's queue: its thread ends and releases its
+        // reference. The queues of the parents' threads are left alone.
+        drop(self.queues.take().and_then(PerProcess::into_own));
     }
 }
 
 impl crate::EventSink for ListenerSink {
     fn on_event(&self, event: &crate::Event) {
         let event = TokenEvent::from(event);
-        match &self.queue {
+        match self.queue() {
             Some(queue) => {
                 if queue.try_send(event).is_err() {
                     log::warn!("freshtoken: the event listener is behind; an event was dropped");

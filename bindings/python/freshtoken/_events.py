@@ -32,6 +32,7 @@ import asyncio
 import atexit
 import inspect
 import logging
+import os
 import queue
 import threading
 import weakref
@@ -134,30 +135,49 @@ class _Listener(_generated.EventListener):
     def __init__(self, callback: Callable[[Any], Any], convert: bool,
                  loop: Optional[asyncio.AbstractEventLoop]) -> None:
         self._delivery = _Delivery(callback, convert, loop)
-        self._queue: "queue.Queue[Any]" = queue.Queue(_QUEUE)
-        self._thread: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
-        weakref.finalize(self, _stop, self._queue, self._delivery).atexit = False
+        self._worker = _Worker()
+        weakref.finalize(self, _stop, self._worker, self._delivery).atexit = False
 
     def on_event(self, event: Any) -> None:
+        worker = self._worker
+        if worker.pid != os.getpid():
+            # A child forked after the client was made (a prefork server's
+            # worker): the parent's thread is not here, and its queue and
+            # lock may have been held by a thread that is not either.
+            worker.reset()
         try:
-            self._queue.put_nowait(event)
+            worker.queue.put_nowait(event)
         except queue.Full:
             self._delivery.warn("behind", "freshtoken: the on_event callback is 1,024 events behind; "
                                 "an event was dropped")
             return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=_deliver_all, args=(self._queue, self._delivery),
-                                                name="freshtoken-on-event", daemon=True)
-                self._thread.start()
+        with worker.lock:
+            if worker.thread is None:
+                worker.thread = threading.Thread(target=_deliver_all, args=(worker.queue, self._delivery),
+                                                 name="freshtoken-on-event", daemon=True)
+                worker.thread.start()
 
 
-def _stop(events: "queue.Queue[Any]", delivery: "_Delivery") -> None:
+class _Worker:
+    """A listener's queue and the Python thread that drains it, in the
+    process that made them (``pid``). The core calls ``on_event`` from one
+    thread per process, so a child replaces them before any other use."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.pid = os.getpid()
+        self.queue: "queue.Queue[Any]" = queue.Queue(_QUEUE)
+        self.thread: Optional[threading.Thread] = None
+        self.lock = threading.Lock()
+
+
+def _stop(worker: _Worker, delivery: "_Delivery") -> None:
     """Ends the thread of a released listener, after the events queued before."""
     delivery.stopped = True
     try:
-        events.put_nowait(_STOP)
+        worker.queue.put_nowait(_STOP)
     except queue.Full:
         pass  # the thread sees `stopped` once it has drained the queue
 

@@ -114,3 +114,50 @@ def test_in_a_forked_child_a_refresh_its_caller_gave_up_on_still_saves(emu):
 
     assert in_forked_child(child) == dict(held=1, saved=True, rotated=True), (
         "the child's flight thread sent the refresh and saved the rotated token")
+
+
+def test_a_client_made_before_a_fork_delivers_its_events_in_the_child(emu):
+    """A prefork server that makes its client at import (gunicorn --preload):
+    the parent's events threads are not in the child, whose events must
+    still reach the callable."""
+    seen = []
+    got = threading.Event()
+
+    def on_event(event):
+        seen.append(event.kind)
+        if event.kind == "refreshed":
+            got.set()
+
+    client, _ = make_sync_client(emu, on_event=on_event)
+    session, _ = seeded_sync(emu, client, MemoryTokenStore(), key="parent")
+    session.access_token()
+    assert got.wait(CHILD_BOUND_S), "the parent's refresh reached the callable"
+
+    def child():
+        seen.clear()
+        got.clear()
+        session, _ = seeded_sync(emu, client, MemoryTokenStore(), key="child")
+        session.access_token()
+        return dict(delivered=got.wait(CHILD_BOUND_S / 2), kinds=sorted(set(seen)))
+
+    answer = in_forked_child(child)
+    assert answer is not None and answer["delivered"], f"the child's refresh reached the callable: {answer}"
+    assert "refreshed" in answer["kinds"]
+
+
+def test_a_client_made_in_a_forked_child_delivers_its_events(emu):
+    """The parent used events (its threads run); a child makes its own client."""
+    got = threading.Event()
+    client, _ = make_sync_client(emu, on_event=lambda event: got.set() if event.kind == "refreshed" else None)
+    session, _ = seeded_sync(emu, client, MemoryTokenStore(), key="parent")
+    session.access_token()
+    assert got.wait(CHILD_BOUND_S)
+
+    def child():
+        arrived = threading.Event()
+        own, _ = make_sync_client(emu, on_event=lambda event: arrived.set() if event.kind == "refreshed" else None)
+        session, _ = seeded_sync(emu, own, MemoryTokenStore(), key="child")
+        session.access_token()
+        return arrived.wait(CHILD_BOUND_S / 2)
+
+    assert in_forked_child(child) is True

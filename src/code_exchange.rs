@@ -1,14 +1,76 @@
 //! Redeeming an authorization code (RFC 6749 §4.1.3 with PKCE) and saving
 //! the first record it brings, as one task that outlives its caller.
+//!
+//! A code is sent once per process: servers refuse its second use and
+//! revoke what the first brought (RFC 6749 §4.1.2), so a callback handled
+//! twice (a reload, a double submit), or twice at once, would otherwise
+//! kill the session the first call saved. A repeat for the same session
+//! key joins the first redemption or gets its outcome; one for another key,
+//! or with another verifier, is refused unsent. Outcomes that issued
+//! nothing are forgotten (the code may be tried again); the others are
+//! kept for [`REMEMBERED_MS`].
 
 use crate::attached::Attached;
 use crate::error::Error;
 use crate::exchange::{self, Context};
 use crate::grant::Grant;
+use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
 use crate::store::Record;
 use crate::tokens::AccessToken;
+use futures_util::future::{FutureExt, Shared};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
+
+/// How long a redeemed code's outcome is kept: the longest lifetime RFC
+/// 6749 §4.1.2 recommends for a code (a later repeat is sent, and refused).
+const REMEMBERED_MS: u64 = 10 * 60 * 1000;
+/// The most finished redemptions kept.
+const MAX_REMEMBERED: usize = 1024;
+
+/// Whether the server issued anything, and the caller's result.
+type Outcome = (bool, Result<(), Error>);
+
+/// One code's redemption in this process, running or finished.
+struct Redemption {
+    /// Hash of the token endpoint, client id and code.
+    code: u64,
+    /// Hash of the verifier and redirect URI it is redeemed with.
+    with: u64,
+    /// The session key it is saved under.
+    key: Arc<str>,
+    started_ms: u64,
+    /// Drops the entry once it ends having issued nothing.
+    serial: u64,
+    outcome: Shared<BoxFuture<'static, Outcome>>,
+}
+
+/// The process's redemptions (`Shared` futures are `Send` natively only).
+#[cfg(not(target_arch = "wasm32"))]
+fn redemptions<T>(f: impl FnOnce(&mut Vec<Redemption>) -> T) -> T {
+    static LIST: std::sync::Mutex<Vec<Redemption>> = std::sync::Mutex::new(Vec::new());
+    f(&mut LIST.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+/// The process's redemptions (one thread in wasm).
+#[cfg(target_arch = "wasm32")]
+fn redemptions<T>(f: impl FnOnce(&mut Vec<Redemption>) -> T) -> T {
+    thread_local! {
+        static LIST: std::cell::RefCell<Vec<Redemption>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LIST.with(|list| f(&mut list.borrow_mut()))
+}
+
+/// A keyed hash of `parts` (keys drawn once per process).
+fn digest(parts: &[&str]) -> u64 {
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
+    for part in parts {
+        part.hash(&mut hasher);
+    }
+    hasher.finish()
+}
 
 /// The code and the PKCE parameters it is redeemed with.
 pub(crate) struct Code {
@@ -17,10 +79,64 @@ pub(crate) struct Code {
     pub(crate) redirect_uri: String,
 }
 
+/// Redeems `code` into `session` once per process (see the module docs):
+/// the first call sends it, a repeat joins it or gets its outcome.
+pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> Result<(), Error> {
+    let config = &ctx.config;
+    let id = digest(&[
+        &config.token_endpoint,
+        &config.client_id,
+        code.code.expose(),
+    ]);
+    let with = digest(&[code.code_verifier.expose(), &code.redirect_uri]);
+    let now = ctx.clock.now_ms();
+    let key = session.key.clone();
+    let outcome = redemptions(|list| {
+        list.retain(|r| {
+            r.outcome.peek().is_none() || now.saturating_sub(r.started_ms) < REMEMBERED_MS
+        });
+        if let Some(r) = list.iter().find(|r| r.code == id) {
+            if r.key != key || r.with != with {
+                return Err(Error::config(
+                    "code",
+                    "is already redeemed in this process, for another session key or with another code_verifier or redirect_uri",
+                ));
+            }
+            return Ok(r.outcome.clone());
+        }
+        if list.len() >= MAX_REMEMBERED {
+            if let Some(oldest) = list.iter().position(|r| r.outcome.peek().is_some()) {
+                list.remove(oldest);
+            }
+        }
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body: BoxFuture<'static, Outcome> = Box::pin(async move {
+            let outcome = send_and_save(ctx, session, code).await;
+            if !outcome.0 {
+                redemptions(|list| list.retain(|r| r.serial != serial));
+            }
+            outcome
+        });
+        let outcome = body.shared();
+        list.push(Redemption {
+            code: id,
+            with,
+            key,
+            started_ms: now,
+            serial,
+            outcome: outcome.clone(),
+        });
+        Ok(outcome)
+    })?;
+    outcome.await.1
+}
+
 /// Sends the code and saves the record it brings into `session`: the first
 /// tokens, or the refresh token of an unusable answer that still carries
-/// one (kept, or the user has to log in again).
-pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> Result<(), Error> {
+/// one (kept, or the user has to log in again). Also says whether the
+/// server issued anything.
+async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
     let config = &ctx.config;
     let grant = Grant::AuthorizationCode {
         code: code.code.expose(),
@@ -30,6 +146,7 @@ pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> 
     let issued = match exchange::call(&ctx, &grant).await {
         Ok(issued) => issued,
         Err(mut failure) => {
+            let salvaged = failure.salvaged.is_some();
             if let Some(refresh_token) = failure.salvaged.take() {
                 let now = ctx.clock.now_ms();
                 let record = Record {
@@ -44,7 +161,7 @@ pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> 
                     log::warn!("freshtoken: session {}: {e}", session.key);
                 }
             }
-            return Err(failure.into_error());
+            return (salvaged, Err(failure.into_error()));
         }
     };
     let response = issued.response;
@@ -67,5 +184,5 @@ pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> 
         in_doubt: false,
         updated_at_ms: ctx.clock.now_ms(),
     };
-    session.replace(record).await
+    (true, session.replace(record).await)
 }

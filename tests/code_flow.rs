@@ -163,3 +163,101 @@ async fn a_caller_that_gives_up_after_the_code_was_sent_still_gets_its_tokens_sa
         "the exchanged access token is fresh"
     );
 }
+
+// A callback handled twice (a reload, a double submit, a retried request)
+// or twice at once: servers refuse a code's second use and revoke what its
+// first brought (RFC 6749 §4.1.2; the emulator and oidc-provider do), so
+// sending it again would kill the session the first call saved.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchanged_again_for_the_same_session_is_not_sent_again() {
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap();
+    let rt = h.store.refresh_token("u1").unwrap();
+    // The same callback again, through another client of the process.
+    let other = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    for client in [&h.client, &other] {
+        exchange(client, &h, &code, &request.code_verifier)
+            .await
+            .expect("the first exchange's outcome");
+    }
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    h.session("u1").refresh().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_exchanges_of_one_code_send_it_once() {
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let verifier = request.code_verifier.as_str();
+    let results = common::joined_then_released(
+        &h.emu,
+        [
+            exchange(&h.client, &h, &code, verifier),
+            exchange(&h.client, &h, &code, verifier),
+        ],
+    )
+    .await;
+    for result in results {
+        result.expect("both callers get the one exchange's tokens");
+    }
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+    let rt = h.store.refresh_token("u1").unwrap();
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeemed_code_for_another_session_key_is_refused_unsent() {
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap();
+    let rt = h.store.refresh_token("u1").unwrap();
+    let error = h
+        .client
+        .exchange_code(
+            &code,
+            &request.code_verifier,
+            REDIRECT,
+            "u2",
+            h.store.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, freshtoken::Error::Config { field, .. } if field == "code"),
+        "{error}"
+    );
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert!(h.store.record("u2").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_whose_exchange_failed_can_be_sent_again() {
+    // Nothing was issued: a retry (here with the right verifier) is sent.
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::status(503).for_grant("authorization_code").times(4));
+    let error = exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().as_str(), "transient");
+    h.emu.clear_faults();
+    exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .expect("the code was never accepted: sent again");
+    assert!(h.store.refresh_token("u1").is_some());
+}

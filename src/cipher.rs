@@ -9,10 +9,17 @@ pub(crate) const KEY_BYTES: usize = 32;
 /// Length of a GCM nonce in bytes (96 bits, the size GCM is made for).
 pub(crate) const NONCE_BYTES: usize = 12;
 
-/// A seal or open that failed: a wrong key, altered bytes or associated
-/// data, or (wasm) a host without WebCrypto. Carries nothing secret.
-#[derive(Debug)]
-pub(crate) struct CipherError;
+/// A seal or open that failed. Carries nothing secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CipherError {
+    /// The bytes did not authenticate: a wrong key, altered bytes or
+    /// associated data (a record moved to another session key).
+    Rejected,
+    /// The platform could not run AES-GCM (wasm: no WebCrypto, or it
+    /// refused the key), so nothing was judged.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Unavailable,
+}
 
 /// One AES-256-GCM key, ready to use (natively: its expanded key schedule,
 /// wiped on drop).
@@ -42,7 +49,7 @@ impl RecordCipher {
         };
         self.0
             .encrypt(&(*nonce).into(), payload)
-            .map_err(|_| CipherError)
+            .map_err(|_| CipherError::Rejected)
     }
 
     /// The plaintext of `ciphertext` (tag appended), if it authenticates.
@@ -59,7 +66,7 @@ impl RecordCipher {
         };
         self.0
             .decrypt(&(*nonce).into(), payload)
-            .map_err(|_| CipherError)
+            .map_err(|_| CipherError::Rejected)
     }
 }
 

@@ -206,15 +206,19 @@ impl EncryptionKeys {
         let current = &self.current;
         let mut nonce = [0u8; NONCE_BYTES];
         let aad = associated_data(&current.id, key);
-        let sealed = match getrandom::getrandom(&mut nonce) {
-            Ok(()) => current.cipher.seal(&nonce, &aad, record.as_bytes()).await,
-            Err(_) => Err(CipherError),
-        };
+        if getrandom::getrandom(&mut nonce).is_err() {
+            return Err(failure(
+                key,
+                Some(&current.id),
+                "could not be encrypted: this platform has no secure random source",
+            ));
+        }
+        let sealed = current.cipher.seal(&nonce, &aad, record.as_bytes()).await;
         let sealed = sealed.map_err(|_| {
             failure(
                 key,
                 Some(&current.id),
-                "could not be encrypted (no secure random source, or no AES-GCM on this platform)",
+                "could not be encrypted: this platform has no AES-GCM (in JavaScript, WebCrypto's crypto.subtle)",
             )
         })?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -288,11 +292,18 @@ impl EncryptionKeys {
         };
         let aad = associated_data(&kid, key);
         let plain = found.cipher.open(&nonce, &aad, &ciphertext).await;
-        let plain = plain.map_err(|_| {
+        let plain = plain.map_err(|e| {
             failure(
                 key,
                 Some(&kid),
-                "failed to decrypt: it was altered, or it belongs to another session key",
+                match e {
+                    CipherError::Rejected => {
+                        "failed to decrypt: it was altered, or it belongs to another session key"
+                    }
+                    CipherError::Unavailable => {
+                        "could not be decrypted: this platform has no AES-GCM (in JavaScript, WebCrypto's crypto.subtle); the record itself was not judged"
+                    }
+                },
             )
         })?;
         String::from_utf8(plain).map_err(|e| {

@@ -4,6 +4,7 @@
 //! non-extractable `CryptoKey`, on first use.
 
 use super::crypto::subtle;
+use super::host;
 use crate::cipher::{CipherError, KEY_BYTES, NONCE_BYTES};
 use js_sys::{Array, ArrayBuffer, Object, Uint8Array};
 use std::cell::OnceCell;
@@ -46,28 +47,41 @@ impl RecordCipher {
         Ok(self.imported.get_or_init(|| key).clone())
     }
 
-    /// `data` encrypted (`seal`) or decrypted (`open`) by WebCrypto.
+    /// `data` encrypted (`seal`) or decrypted (`open`) by WebCrypto. Only
+    /// WebCrypto's own verdict on the bytes (an `OperationError`) is
+    /// [`CipherError::Rejected`]; anything else (no `crypto.subtle`, a key
+    /// it will not import, a call that throws) is
+    /// [`CipherError::Unavailable`], so that a platform without AES-GCM is
+    /// never reported as an altered record.
     async fn run(
         &self,
         seal: bool,
         nonce: &[u8; NONCE_BYTES],
         aad: &[u8],
         data: &[u8],
-    ) -> Result<Vec<u8>, JsValue> {
-        let key = self.key().await?;
+    ) -> Result<Vec<u8>, CipherError> {
+        let unavailable = |_| CipherError::Unavailable;
+        let key = self.key().await.map_err(unavailable)?;
         let params = AesGcmParams::new(AES_GCM, &Uint8Array::from(&nonce[..]));
         params.set_additional_data(&Uint8Array::from(aad));
         let data: Object = Uint8Array::from(data).into();
-        let subtle = subtle()?;
+        let subtle = subtle().map_err(unavailable)?;
         let promise = if seal {
             subtle.encrypt_with_object_and_buffer_source(&params, &key, &data)
         } else {
             subtle.decrypt_with_object_and_buffer_source(&params, &key, &data)
         };
-        let buffer = JsFuture::from(promise?).await?;
-        let buffer = buffer
-            .dyn_into::<ArrayBuffer>()
-            .map_err(|_| JsValue::from_str("WebCrypto gave no ArrayBuffer"))?;
+        let buffer = JsFuture::from(promise.map_err(unavailable)?)
+            .await
+            .map_err(|e| {
+                let name = host::get(&e, "name").ok().and_then(|n| n.as_string());
+                if name.as_deref() == Some("OperationError") {
+                    CipherError::Rejected
+                } else {
+                    CipherError::Unavailable
+                }
+            })?;
+        let buffer = buffer.dyn_into::<ArrayBuffer>().map_err(unavailable)?;
         Ok(Uint8Array::new(&buffer).to_vec())
     }
 
@@ -78,9 +92,7 @@ impl RecordCipher {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CipherError> {
-        self.run(true, nonce, aad, plaintext)
-            .await
-            .map_err(|_| CipherError)
+        self.run(true, nonce, aad, plaintext).await
     }
 
     /// The plaintext of `ciphertext` (tag appended), if it authenticates.
@@ -90,8 +102,6 @@ impl RecordCipher {
         aad: &[u8],
         ciphertext: &[u8],
     ) -> Result<Vec<u8>, CipherError> {
-        self.run(false, nonce, aad, ciphertext)
-            .await
-            .map_err(|_| CipherError)
+        self.run(false, nonce, aad, ciphertext).await
     }
 }

@@ -138,6 +138,28 @@ describe('EncryptedStore over a MemoryStore', () => {
     }
   });
 
+  test('a platform without WebCrypto is told apart from an altered record', async () => {
+    const inner = new MemoryStore();
+    await new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } }).save('u', RECORD);
+    const crypto = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
+    // No `crypto` at all, and a `crypto` without `subtle` (a browser page served over plain http).
+    for (const stand of [undefined, { subtle: undefined, getRandomValues: (a) => a }]) {
+      // A new store: its key has not been imported into WebCrypto yet.
+      const store = new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } });
+      Object.defineProperty(globalThis, 'crypto', { value: stand, configurable: true, writable: true });
+      let error;
+      try {
+        error = await rejection(store.load('u'));
+      } finally {
+        Object.defineProperty(globalThis, 'crypto', crypto);
+      }
+      assertStorage(error, { kid: 'k', key: 'u' });
+      assert.doesNotMatch(error.message, /altered|another session key/);
+      assert.match(error.message, /WebCrypto/);
+      assert.equal(await store.load('u'), RECORD, 'read once WebCrypto is back');
+    }
+  });
+
   test('an unknown key id is a StorageError naming it, never a fallback', async () => {
     const inner = new MemoryStore();
     await new EncryptedStore(inner, { current: { id: '2025-01', key: KEY_A } }).save('u', RECORD);

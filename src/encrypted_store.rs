@@ -40,6 +40,8 @@ use zeroize::Zeroizing;
 pub const ENCRYPTED_SCHEMA_V1: &str = "freshtoken.encrypted/1";
 /// What every envelope version's schema tag starts with.
 const ENCRYPTED_SCHEMA_PREFIX: &str = "freshtoken.encrypted/";
+/// The schema tag's start as it appears in an envelope's text.
+const ENVELOPE_MARK: &str = "\"freshtoken.encrypted/";
 /// Longest key id accepted (characters).
 const MAX_KEY_ID_CHARS: usize = 64;
 /// Largest stored text read as an envelope: a record of
@@ -238,12 +240,27 @@ impl EncryptionKeys {
     /// plain records are refused). Errors name the key id and the session
     /// key, never the contents.
     pub async fn open(&self, key: &str, stored: &str) -> Result<String, StoreError> {
-        let members = json_text::string_members(
+        if stored.len() > MAX_ENVELOPE_BYTES {
+            // Bigger than any envelope or record freshtoken writes.
+            return Err(too_large(key));
+        }
+        let members = match json_text::string_members(
             stored.as_bytes(),
             MAX_ENVELOPE_BYTES,
             &["schema", "kid", "nonce", "ciphertext"],
-        )
-        .ok()
+        ) {
+            Ok(members) => Some(members),
+            // Not a whole JSON object, yet it names the envelope's schema:
+            // an envelope cut short (a column too narrow), not a plain record.
+            Err(_) if stored.contains(ENVELOPE_MARK) => {
+                return Err(failure(
+                    key,
+                    None,
+                    "is a damaged encrypted envelope (not a whole JSON object: cut short?)",
+                ))
+            }
+            Err(_) => None,
+        }
         .filter(|m| {
             m[0].as_deref()
                 .is_some_and(|schema| schema.starts_with(ENCRYPTED_SCHEMA_PREFIX))
@@ -402,9 +419,18 @@ impl EncryptedStore {
     }
 }
 
+/// The error for a stored text over [`MAX_ENVELOPE_BYTES`] under the session key `key`.
+pub(crate) fn too_large(key: &str) -> StoreError {
+    failure(
+        key,
+        None,
+        &format!("is larger than {MAX_ENVELOPE_BYTES} bytes; it was not read"),
+    )
+}
+
 /// A store error about the record of session key `key` (encrypted with key
 /// id `kid`, when known).
-fn failure(key: &str, kid: Option<&str>, what: &str) -> StoreError {
+pub(crate) fn failure(key: &str, kid: Option<&str>, what: &str) -> StoreError {
     let kid = kid.map(|kid| format!(" (key id {})", quoted(kid)));
     StoreError(format!(
         "the record of session key {}{} {what}",
@@ -728,6 +754,43 @@ mod tests {
             inner.save("x", text).await.unwrap();
             assert_eq!(s.load("x").await.unwrap().as_deref(), Some(text));
             assert!(strict.load("x").await.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_or_cut_off_envelope_is_a_storage_error_that_says_so() {
+        let inner = Arc::new(MemoryStore::new());
+        let s = store(&inner, key("k", &KEY_A), vec![]);
+        let strict = EncryptedStore::new(
+            inner.clone(),
+            EncryptionKeys::new(key("k", &KEY_A)).refuse_plaintext(true),
+        );
+        // More than any envelope freshtoken writes: refused unread, and not
+        // handed on as a plain record (nor called one when those are refused).
+        let huge = format!(
+            r#"{{"schema":"freshtoken.encrypted/1","kid":"k","pad":"{}"}}"#,
+            "x".repeat(MAX_ENVELOPE_BYTES)
+        );
+        inner.save("u", &huge).await.unwrap();
+        for s in [&s, &strict] {
+            let message = storage_error(s.load("u").await);
+            assert!(
+                message.contains(&format!("larger than {MAX_ENVELOPE_BYTES} bytes"))
+                    && message.contains(r#"session key "u""#),
+                "{message}"
+            );
+        }
+        // An envelope cut short (a column too narrow for it): damaged, not
+        // a plain record.
+        s.save("u", RECORD).await.unwrap();
+        let raw = inner.get("u").unwrap();
+        inner.save("u", &raw[..raw.len() - 10]).await.unwrap();
+        for s in [&s, &strict] {
+            let message = storage_error(s.load("u").await);
+            assert!(
+                message.contains("damaged") && !message.contains("not encrypted"),
+                "{message}"
+            );
         }
     }
 

@@ -16,12 +16,13 @@ use super::error::to_js;
 use super::host;
 use super::options::known_keys;
 use crate::cipher::KEY_BYTES;
-use crate::encrypted_store::MAX_ENVELOPE_BYTES;
+use crate::encrypted_store::{failure, too_large, MAX_ENVELOPE_BYTES};
 use crate::store::MAX_RECORD_BYTES;
 use crate::{EncryptionKey, EncryptionKeys, Error, StoreError};
-use js_sys::{Promise, Reflect};
+use js_sys::{JsString, Promise, Reflect};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use zeroize::Zeroizing;
 
 /// The keys of one `EncryptedStore`, sealing and opening its records.
@@ -110,27 +111,43 @@ fn rejection(error: StoreError) -> JsValue {
 }
 
 impl WasmEncryptedStore {
-    /// A Promise of `op(keys, key, text)` once both are checked strings.
+    /// A Promise of `op(keys, key, text)` for the checked session key `key`
+    /// and `text` (`Err`: the Promise rejects with it).
     fn run<Fut>(
         &self,
-        key: &JsValue,
-        text: (&JsValue, &str, usize),
+        key: Result<String, Error>,
+        text: impl FnOnce(&str) -> Result<String, JsValue>,
         op: impl FnOnce(Rc<EncryptionKeys>, String, String) -> Fut,
     ) -> Promise
     where
         Fut: std::future::Future<Output = Result<String, StoreError>> + 'static,
     {
-        let args = string_arg(key, "key")
-            .and_then(|key| Ok((key, string_arg_within(text.0, text.1, text.2)?)));
-        match args {
-            Ok((key, text)) => {
+        let key = match key {
+            Ok(key) => key,
+            Err(e) => return Promise::reject(&to_js(e)),
+        };
+        match text(&key) {
+            Ok(text) => {
                 let call = op(self.0.clone(), key, text);
                 super::promise(Box::pin(async move {
                     call.await.map(JsValue::from).map_err(rejection)
                 }))
             }
-            Err(e) => Promise::reject(&to_js(e)),
+            Err(e) => Promise::reject(&e),
         }
+    }
+}
+
+/// The inner store's text under the session key `key`: one the core cannot
+/// take (too long, a lone surrogate, not a string) is the store's failure,
+/// a `storage` error, never a `config` error about an argument.
+fn stored_text(key: &str, stored: &JsValue) -> Result<String, JsValue> {
+    let refused = |what: &str| rejection(failure(key, None, what));
+    match stored.dyn_ref::<JsString>() {
+        None => Err(refused("is not a string")),
+        Some(text) if text.length() as usize > MAX_ENVELOPE_BYTES => Err(rejection(too_large(key))),
+        Some(_) => host::lossless_string(stored)
+            .ok_or_else(|| refused("holds a lone UTF-16 surrogate; it was not read")),
     }
 }
 
@@ -148,8 +165,8 @@ impl WasmEncryptedStore {
     /// `record` as the envelope to store under the session key `key`.
     pub fn seal(&self, key: JsValue, record: JsValue) -> Promise {
         self.run(
-            &key,
-            (&record, "record", MAX_RECORD_BYTES),
+            string_arg(&key, "key"),
+            |_| string_arg_within(&record, "record", MAX_RECORD_BYTES).map_err(to_js),
             |keys, key, record| async move { keys.seal(&key, &record).await },
         )
     }
@@ -157,8 +174,8 @@ impl WasmEncryptedStore {
     /// The record in `stored` (the inner store's text under `key`).
     pub fn open(&self, key: JsValue, stored: JsValue) -> Promise {
         self.run(
-            &key,
-            (&stored, "stored", MAX_ENVELOPE_BYTES),
+            string_arg(&key, "key"),
+            |key| stored_text(key, &stored),
             |keys, key, stored| async move { keys.open(&key, &stored).await },
         )
     }

@@ -138,6 +138,22 @@ describe('EncryptedStore over a MemoryStore', () => {
     }
   });
 
+  test('text from the inner store that cannot be read (too long, a lone surrogate) is a StorageError, not a ConfigError', async () => {
+    const texts = [
+      ['x'.repeat(400_000), /larger than|longer than/],
+      [`{"schema":"freshtoken.encrypted/1","kid":"k","nonce":"\ud800","ciphertext":"AAAA"}`, /lone UTF-16 surrogate/],
+    ];
+    for (const [text, reason] of texts) {
+      const inner = { load: async () => text, save: async () => {}, loadVersioned: async () => ({ record: text, version: '1' }), saveVersioned: async () => '2' };
+      const store = new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } });
+      for (const error of [await rejection(store.load('u-1')), await rejection(store.loadVersioned('u-1'))]) {
+        assertStorage(error, { key: 'u-1' });
+        assert.match(error.message, reason);
+        assert.ok(!('field' in error) || error.field === undefined, `no config field: ${error.field}`);
+      }
+    }
+  });
+
   test('a platform without WebCrypto is told apart from an altered record', async () => {
     const inner = new MemoryStore();
     await new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } }).save('u', RECORD);

@@ -117,6 +117,24 @@ describe('private_key_jwt configuration errors', () => {
     assert.doesNotMatch(error.message, /BEGIN/);
   });
 
+  test('a key encrypted the traditional way (Proc-Type header) is named as encrypted, its PEM never echoed', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = privateKey.export({ type: 'pkcs1', format: 'pem', cipher: 'aes-128-cbc', passphrase: 'pw' });
+    assert.match(pem, /Proc-Type: 4,ENCRYPTED/);
+    const body = pem.split('\n').filter((line) => /^[A-Za-z0-9+/=]{40,}$/.test(line));
+    assert.ok(body.length > 0);
+    const error = (() => {
+      try {
+        new TokenClient({ tokenEndpoint: endpoint, clientId: 'c', privateKeyPem: pem });
+      } catch (e) { return e; }
+      return null;
+    })();
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /`privateKeyPem`/);
+    assert.match(error.message, /encrypted; decrypt it first \(openssl pkcs8 -topk8 -nocrypt\)/);
+    for (const line of body) assert.ok(!error.message.includes(line.slice(0, 16)), 'no key material');
+  });
+
   test('a missing member of the credentials JSON is named', () => {
     assert.throws(
       () => TokenClient.fromCredentialsJson(JSON.stringify({ clientId: 'c', clientSecret: 's' })),

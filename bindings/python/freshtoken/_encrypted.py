@@ -80,8 +80,11 @@ class EncryptedStore(TokenStoreImpl):
         if not all(isinstance(k, EncryptionKey) for k in keys):
             raise config_error("current" if not isinstance(current, EncryptionKey) else "old",
                                "keys must be freshtoken.EncryptionKey objects")
+        if not isinstance(refuse_plaintext, bool):
+            raise config_error("refuse_plaintext",
+                               f"refuse_plaintext must be a bool, not {_check.type_name(refuse_plaintext)}")
         ffi_keys = _FfiEncryptionKeys(current=current._native, old=[k._native for k in keys[1:]],
-                                      refuse_plaintext=bool(refuse_plaintext))
+                                      refuse_plaintext=refuse_plaintext)
         made = native(encrypted_store, guarded, ffi_keys)
         # This object holds its own reference to the native store; `made` drops its one.
         self._handle = made._uniffi_clone_handle()
@@ -91,22 +94,25 @@ class EncryptedStore(TokenStoreImpl):
         return f"EncryptedStore(inner={self.inner!r})"
 
     # The native members, awaited on freshtoken's loop (a Rust future is
-    # polled on the loop uniffi was given). Sessions call the native store
-    # directly and never come through here.
+    # polled on the loop uniffi was given), their arguments checked as at
+    # every entry point (``ConfigError`` naming one). Sessions call the
+    # native store directly and never come through here.
     async def load(self, key: str) -> Optional[str]:
-        return await _loop.run(super().load, key)
+        return await _loop.run(super().load, _check.text(key, "key"))
 
     async def save(self, key: str, record: str) -> None:
-        return await _loop.run(super().save, key, record)
+        return await _loop.run(super().save, _check.text(key, "key"), _check.text(record, "record"))
 
     async def acquire(self, key: str, owner: str, ttl_ms: int) -> bool:
-        return await _loop.run(super().acquire, key, owner, ttl_ms)
+        return await _loop.run(super().acquire, _check.text(key, "key"), _check.text(owner, "owner"),
+                               _check.integer(ttl_ms, "ttl_ms"))
 
     async def release(self, key: str, owner: str) -> None:
-        return await _loop.run(super().release, key, owner)
+        return await _loop.run(super().release, _check.text(key, "key"), _check.text(owner, "owner"))
 
     async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
-        return await _loop.run(super().load_versioned, key)
+        return await _loop.run(super().load_versioned, _check.text(key, "key"))
 
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
-        return await _loop.run(super().save_versioned, key, record, expected)
+        return await _loop.run(super().save_versioned, _check.text(key, "key"), _check.text(record, "record"),
+                               _check.optional_text(expected, "expected"))

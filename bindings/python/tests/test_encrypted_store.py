@@ -126,3 +126,28 @@ def test_bad_keys_are_config_errors_naming_the_field_and_keys_never_show_themsel
     assert key.id == "2026-11"
     assert repr(key) == "EncryptionKey(id='2026-11')"
     assert "EncryptedStore" in freshtoken.__all__ and "EncryptionKey" in freshtoken.__all__
+
+
+def test_its_members_called_directly_check_their_arguments():
+    store = EncryptedStore(MemoryTokenStore(), EncryptionKey("k", KEY_A))
+    cases = [
+        (lambda: store.load("\ud800"), "key"),
+        (lambda: store.load(None), "key"),
+        (lambda: store.save("u", "\ud800"), "record"),
+        (lambda: store.save(7, "{}"), "key"),
+        (lambda: store.acquire("u", "\ud800", 1000), "owner"),
+        (lambda: store.acquire("u", "o", "1000"), "ttl_ms"),
+        (lambda: store.release("u", b"o"), "owner"),
+        (lambda: store.load_versioned("\ud800"), "key"),
+        (lambda: store.save_versioned("u", "{}", 5), "expected"),
+    ]
+    for call, field in cases:
+        with pytest.raises(ConfigError) as raised:
+            asyncio.run(call())
+        assert raised.value.field == field, (field, repr(raised.value))
+    with pytest.raises(ConfigError) as raised:
+        EncryptedStore(MemoryTokenStore(), EncryptionKey("k", KEY_A), refuse_plaintext="no")
+    assert raised.value.field == "refuse_plaintext"
+    # Good arguments still work.
+    asyncio.run(store.save("u", "{}"))
+    assert asyncio.run(store.load("u")) == "{}"

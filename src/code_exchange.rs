@@ -82,6 +82,13 @@ pub(crate) struct Code {
 /// Redeems `code` into `session` once per process (see the module docs):
 /// the first call sends it, a repeat joins it or gets its outcome.
 pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> Result<(), Error> {
+    if !is_verifier(code.code_verifier.expose()) {
+        // Conformant servers refuse it, and some drop the code first.
+        return Err(Error::config(
+            "code_verifier",
+            "must be 43 to 128 of A-Z a-z 0-9 - . _ ~ (RFC 7636 §4.1)",
+        ));
+    }
     let config = &ctx.config;
     let id = digest(&[
         &config.token_endpoint,
@@ -130,6 +137,14 @@ pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> 
         Ok(outcome)
     })?;
     outcome.await.1
+}
+
+/// Whether `verifier` is a PKCE code verifier (RFC 7636 §4.1).
+fn is_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Sends the code and saves the record it brings into `session`: the first

@@ -261,3 +261,34 @@ async fn a_code_whose_exchange_failed_can_be_sent_again() {
         .expect("the code was never accepted: sent again");
     assert!(h.store.refresh_token("u1").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_rfc_7636_forbids_is_a_config_error_and_the_code_is_kept() {
+    // A conformant server refuses such a verifier, and some (IdentityServer,
+    // which Stitch runs) drop the single-use code before checking PKCE.
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    let good = request.code_verifier.as_str();
+    for bad in [
+        "v".repeat(42),
+        "v".repeat(129),
+        format!("{}+/=", &good[..40]),
+        format!("{}é", &good[..42]),
+        format!("{} ", &good[..42]),
+    ] {
+        let error = exchange(&h.client, &h, &code, &bad).await.unwrap_err();
+        assert!(
+            matches!(&error, freshtoken::Error::Config { field, .. } if field == "code_verifier"),
+            "{error}"
+        );
+        assert!(
+            !error.to_string().contains(&bad[..20]),
+            "the verifier is shown"
+        );
+    }
+    assert_eq!(h.grant_requests("authorization_code"), 0, "nothing sent");
+    exchange(&h.client, &h, &code, good)
+        .await
+        .expect("the code is still good");
+}

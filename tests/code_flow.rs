@@ -264,8 +264,9 @@ async fn a_code_whose_exchange_failed_can_be_sent_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_rfc_7636_forbids_is_a_config_error_and_the_code_is_kept() {
-    // A conformant server refuses such a verifier, and some (IdentityServer,
-    // which Stitch runs) drop the single-use code before checking PKCE.
+    // A conformant server refuses such a verifier, and some drop the
+    // single-use code before checking it (IdentityServer4's token request
+    // validator removes the code, then checks redirect_uri and PKCE).
     let h = Harness::new();
     let request = h.client.authorization_url(params()).unwrap();
     let (code, _) = approve(&request.url).await;

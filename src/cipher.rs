@@ -15,9 +15,8 @@ pub(crate) enum CipherError {
     /// The bytes did not authenticate: a wrong key, altered bytes or
     /// associated data (a record moved to another session key).
     Rejected,
-    /// The platform could not run AES-GCM (wasm: no WebCrypto, or it
-    /// refused the key), so nothing was judged.
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    /// The platform could not run AES-GCM or draw a nonce (wasm: no
+    /// WebCrypto, or it refused the key), so nothing was judged.
     Unavailable,
 }
 

@@ -208,19 +208,15 @@ impl EncryptionKeys {
         let current = &self.current;
         let mut nonce = [0u8; NONCE_BYTES];
         let aad = associated_data(&current.id, key);
-        if getrandom::getrandom(&mut nonce).is_err() {
-            return Err(failure(
-                key,
-                Some(&current.id),
-                "could not be encrypted: this platform has no secure random source",
-            ));
-        }
-        let sealed = current.cipher.seal(&nonce, &aad, record.as_bytes()).await;
+        let sealed = match getrandom::getrandom(&mut nonce) {
+            Ok(()) => current.cipher.seal(&nonce, &aad, record.as_bytes()).await,
+            Err(_) => Err(CipherError::Unavailable),
+        };
         let sealed = sealed.map_err(|_| {
             failure(
                 key,
                 Some(&current.id),
-                "could not be encrypted: this platform has no AES-GCM (in JavaScript, WebCrypto's crypto.subtle)",
+                "could not be encrypted (no secure random source, or no AES-GCM on this platform)",
             )
         })?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -318,7 +314,7 @@ impl EncryptionKeys {
                         "failed to decrypt: it was altered, or it belongs to another session key"
                     }
                     CipherError::Unavailable => {
-                        "could not be decrypted: this platform has no AES-GCM (in JavaScript, WebCrypto's crypto.subtle); the record itself was not judged"
+                        "could not be decrypted: no AES-GCM on this platform (WebCrypto)"
                     }
                 },
             )

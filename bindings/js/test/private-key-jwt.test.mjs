@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
-import { TokenClient, ConfigError } from 'freshtoken';
+import { ConfigError, MemoryStore, TokenClient } from 'freshtoken';
 import * as alias from 'freshtoken/jwt';
 
-import { startOidcProvider } from '../support/oidc-provider.mjs';
+import { REDIRECT_URI, startOidcProvider } from '../support/oidc-provider.mjs';
 
 const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
 
@@ -75,6 +75,34 @@ describe('private_key_jwt against oidc-provider', () => {
     await assert.rejects(client.clientToken(['api:read']), (e) => e instanceof ConfigError
       && /`privateKeyPem`/.test(e.message) && /2048 bits/.test(e.message));
     assert.equal(op.tokenRequests(), before);
+  });
+
+  test('the code flow, a refresh and a revocation with private_key_jwt: oidc-provider accepts every assertion', async () => {
+    const metadata = await (await fetch(`${op.issuer}/.well-known/openid-configuration`)).json();
+    const bodies = [];
+    const recording = (url, init) => { bodies.push(new URLSearchParams(init.body)); return fetch(url, init); };
+    const client = jwtClient({
+      authorizationEndpoint: metadata.authorization_endpoint,
+      revocationEndpoint: metadata.revocation_endpoint,
+      fetch: recording,
+    });
+    const store = new MemoryStore();
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT_URI, scopes: ['openid'] });
+    const params = await op.authorize(request.url);
+    const session = await client.exchangeCode(
+      { code: params.get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT_URI }, 'u1', store,
+    );
+    await session.refresh();
+    const rotated = JSON.parse(store.get('u1')).refresh_token;
+    assert.equal(await op.grantAlive(rotated), true);
+    await session.revoke();
+    assert.equal(await op.grantAlive(rotated), false, 'the revocation was accepted');
+    const kinds = bodies.map((f) => f.get('grant_type') ?? `revoke ${f.get('token_type_hint')}`);
+    assert.deepEqual(kinds.slice(0, 2), ['authorization_code', 'refresh_token']);
+    assert.ok(kinds.includes('revoke refresh_token'), kinds.join());
+    const jtis = bodies.map((f) => b64json(f.get('client_assertion').split('.')[1]).jti);
+    assert.equal(new Set(jtis).size, bodies.length, 'a new assertion for every request');
+    assert.ok(bodies.every((f) => f.get('client_secret') === null));
   });
 
   test('fromCredentialsJson with the certificate, as Stitch hands it out', async () => {

@@ -20,7 +20,8 @@
 //! - **Plain records** written before encryption was switched on are read as
 //!   they are and encrypted by their next save, unless
 //!   [`EncryptionKeys::refuse_plaintext`] is set (then reading one is a
-//!   `storage` error).
+//!   `storage` error). A text larger than any envelope, or an envelope cut
+//!   short, is a `storage` error either way, never read as a plain record.
 //! - **Fleets.** The lease and compare-and-swap members pass through to the
 //!   inner store unchanged (versions are the inner store's), so a Redis or
 //!   PostgreSQL fleet works encrypted as it works plain.

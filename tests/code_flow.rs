@@ -293,3 +293,24 @@ async fn a_verifier_rfc_7636_forbids_is_a_config_error_and_the_code_is_kept() {
         .await
         .expect("the code is still good");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_code_leaves_the_existing_session_and_its_refresh_token() {
+    let h = Harness::new();
+    let (session, rt) = h.seeded("u1").await;
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    let error = exchange(
+        &h.client,
+        &h,
+        &format!("{code}-not-issued"),
+        &request.code_verifier,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.oauth_error(), Some("invalid_grant"));
+    assert_eq!(h.store.refresh_token("u1").as_deref(), Some(rt.as_str()));
+    assert!(session.status().await.unwrap().reauth.is_none());
+    session.access_token().await.unwrap();
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Consumed);
+}

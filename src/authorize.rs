@@ -137,10 +137,12 @@ impl Pending {
             .iter()
             .chain(std::iter::once(&"offline_access".to_owned()))
         {
-            if scope.is_empty() || scope.contains([' ', '"', '\\']) {
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+            let token = |b: u8| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
+            if scope.is_empty() || !scope.bytes().all(token) {
                 return Err(Error::config(
                     "scopes",
-                    "each scope must be a non-empty word",
+                    "each scope must be a non-empty word of printable ASCII without quotes or backslashes",
                 ));
             }
             if !scopes.contains(scope) {
@@ -316,6 +318,35 @@ mod tests {
         };
         assert_eq!(with(Some("login consent")), vec!["login consent"]);
         assert!(with(Some("")).is_empty());
+    }
+
+    #[test]
+    fn a_scope_outside_rfc_6749_is_a_config_error() {
+        // scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): no control
+        // characters (a tab or newline a server may split on), no non-ASCII.
+        for scope in [
+            "open\tid",
+            "openid\n",
+            "accounts\u{e9}",
+            "del\u{7f}",
+            "nbsp\u{a0}",
+        ] {
+            let p = AuthorizationParams {
+                redirect_uri: "app://cb".into(),
+                scopes: vec![scope.into()],
+                ..Default::default()
+            };
+            assert!(
+                matches!(authorization_url(&config(), p), Err(Error::Config { field, .. }) if field == "scopes"),
+                "{scope:?}"
+            );
+        }
+        let p = AuthorizationParams {
+            redirect_uri: "app://cb".into(),
+            scopes: vec!["a:b/c!#[]~".into()],
+            ..Default::default()
+        };
+        authorization_url(&config(), p).expect("every printable ASCII but space, quote, backslash");
     }
 
     #[test]

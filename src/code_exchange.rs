@@ -99,9 +99,9 @@ pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> 
     let now = ctx.clock.now_ms();
     let key = session.key.clone();
     let outcome = redemptions(|list| {
-        list.retain(|r| {
-            r.outcome.peek().is_none() || now.saturating_sub(r.started_ms) < REMEMBERED_MS
-        });
+        // By age alone: no exchange runs that long (its requests have
+        // deadlines), unless its callers left it with no spawner to run it.
+        list.retain(|r| now.saturating_sub(r.started_ms) < REMEMBERED_MS);
         if let Some(r) = list.iter().find(|r| r.code == id) {
             if r.key != key || r.with != with {
                 return Err(Error::config(

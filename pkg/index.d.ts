@@ -157,6 +157,8 @@ export interface TokenStore {
   release?(key: string, owner: string): Promise<void>;
   /** The record and its version, or null. */
   loadVersioned?(key: string): Promise<VersionedRecord | null>;
+  /** Optional, with the versioned members: the stored version without the record, or null; `seed()` and a code exchange compare against it (default: `loadVersioned`'s). */
+  loadVersion?(key: string): Promise<string | null>;
   /** Save only if the stored version is still `expectedVersion` (null: only if nothing is stored); the new version, or null on a conflict. */
   saveVersioned?(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
 }
@@ -486,6 +488,8 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
   acquire?(key: string, owner: string, ttlMs: number): Promise<boolean>;
   release?(key: string, owner: string): Promise<void>;
   loadVersioned?(key: string): Promise<VersionedRecord | null>;
+  /** The inner store's version, the envelope unopened: a re-link replaces a record no key opens. */
+  loadVersion?(key: string): Promise<string | null>;
   saveVersioned?(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
 }
 

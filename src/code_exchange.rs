@@ -153,6 +153,13 @@ fn is_verifier(verifier: &str) -> bool {
 /// server issued anything.
 async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
     let config = &ctx.config;
+    // The save after the exchange compares and swaps against the stored
+    // version: a store that cannot tell it now would refuse the issued
+    // tokens after the server gave them, and the code is single use. Asked
+    // first, nothing is sent (as the write-ahead save of a refresh).
+    if let Err(error) = session.stored_version().await {
+        return (false, Err(error));
+    }
     let grant = Grant::AuthorizationCode {
         code: code.code.expose(),
         code_verifier: code.code_verifier.expose(),

@@ -477,6 +477,13 @@ impl TokenStore for EncryptedStore {
         }
     }
 
+    /// The inner store's version, the envelope unopened: a re-link replaces
+    /// a record that no key given opens (a key removed too early, an altered
+    /// envelope, a plain record under `refuse_plaintext`).
+    async fn load_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load_version(key).await
+    }
+
     async fn save_versioned(
         &self,
         key: &str,

@@ -179,7 +179,9 @@ impl Attached {
         if !self.store.supports_versions() {
             return Ok(None);
         }
-        Ok(Some(self.load_versioned().await?.map(|v| v.version)))
+        let version = self.store.load_version(&self.key);
+        // Named as the member a store without `load_version` is asked.
+        Ok(Some(self.store_call("load_versioned", version).await?))
     }
 
     /// Saves `record` (see [`Attached::save_record`]) and emits `saved` or

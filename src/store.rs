@@ -100,6 +100,17 @@ pub trait TokenStore: MaybeSendSync {
         }))
     }
 
+    /// The version of the record stored under `key` (`None`: nothing is
+    /// stored), without the record: what a deliberate replacement (`seed`, a
+    /// code exchange) compares and swaps against. The default reads it
+    /// through [`TokenStore::load_versioned`]. A wrapper whose read can fail
+    /// on the record itself ([`crate::EncryptedStore`]: a key no longer
+    /// given, an altered envelope) passes its inner store's version through,
+    /// so that a re-link can still replace a record no key opens.
+    async fn load_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.load_versioned(key).await?.map(|v| v.version))
+    }
+
     /// Saves only if the stored version is still `expected` (`None`: only if
     /// nothing is stored).
     async fn save_versioned(

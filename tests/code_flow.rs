@@ -314,3 +314,99 @@ async fn a_refused_code_leaves_the_existing_session_and_its_refresh_token() {
     session.access_token().await.unwrap();
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Consumed);
 }
+
+/// A compare-and-swap store whose reads fail (a database that is down for
+/// reads); its writes work.
+struct UnreadableVersions(freshtoken::MemoryStore);
+
+#[async_trait::async_trait]
+impl freshtoken::TokenStore for UnreadableVersions {
+    async fn load(&self, _key: &str) -> Result<Option<String>, freshtoken::StoreError> {
+        Err(freshtoken::StoreError("reads are down".into()))
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), freshtoken::StoreError> {
+        self.0.save(key, record).await
+    }
+    fn supports_versions(&self) -> bool {
+        true
+    }
+    async fn load_versioned(
+        &self,
+        _key: &str,
+    ) -> Result<Option<freshtoken::Versioned>, freshtoken::StoreError> {
+        Err(freshtoken::StoreError("reads are down".into()))
+    }
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<freshtoken::CasOutcome, freshtoken::StoreError> {
+        self.0.save_versioned(key, record, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_tell_its_version_fails_the_exchange_before_the_code_is_sent() {
+    // The save after the exchange compares and swaps against the stored
+    // version: asked only then, the issued tokens were refused after the
+    // server gave them, and the single-use code was spent.
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    let down = std::sync::Arc::new(UnreadableVersions(freshtoken::MemoryStore::new()));
+    let error = h
+        .client
+        .exchange_code(&code, &request.code_verifier, REDIRECT, "u1", down)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(
+        h.grant_requests("authorization_code"),
+        0,
+        "the code was not sent"
+    );
+    exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .expect("the code is still good once the store answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchange_replaces_an_encrypted_record_no_key_opens() {
+    use freshtoken::{EncryptedStore, EncryptionKey, EncryptionKeys, MemoryStore, TokenStore};
+    let h = Harness::new();
+    let inner = std::sync::Arc::new(MemoryStore::new());
+    let sealed_by = |id: &str, byte: u8| {
+        std::sync::Arc::new(EncryptedStore::new(
+            inner.clone(),
+            EncryptionKeys::new(EncryptionKey::new(id, &[byte; 32]).unwrap()),
+        ))
+    };
+    sealed_by("2025", 0x25)
+        .save("u1", r#"{"schema":"freshtoken.record/1","refresh_token":"rt-under-a-removed-key","updated_at":1}"#)
+        .await
+        .unwrap();
+    let current = sealed_by("2026", 0x26);
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    let session = h
+        .client
+        .exchange_code(
+            &code,
+            &request.code_verifier,
+            REDIRECT,
+            "u1",
+            current.clone(),
+        )
+        .await
+        .expect("the re-link replaces the record no key opens");
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+    let stored = current
+        .load("u1")
+        .await
+        .unwrap()
+        .expect("saved under the current key");
+    let record = freshtoken::Record::decode(&stored).unwrap();
+    assert!(record.refresh_token.is_some() && record.access_token.is_some());
+    session.access_token().await.unwrap();
+}

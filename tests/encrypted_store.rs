@@ -292,3 +292,48 @@ async fn a_fleet_shares_one_encrypted_session_with_one_refresh_per_window() {
         "the seed, then per window the write-ahead marker and the rotation"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_no_key_opens_is_replaced_by_a_re_link() {
+    // A compare-and-swap store (MemoryStore's versions) holds a record under
+    // a key that was removed too early: every call on it is a storage error,
+    // but the user's re-link (seed) must replace it, not fail on it.
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let inner = Arc::new(MemoryStore::new());
+    let family = emu.seed(CLIENT_ID, "openid offline_access");
+    seed(
+        &client(&emu, clock.clone())
+            .session("u", encrypted(&inner, keys(("2025", &KEY_2025), &[])))
+            .unwrap(),
+        &family.refresh_token,
+    )
+    .await;
+    let only_new = encrypted(&inner, keys(("2026", &KEY_2026), &[]));
+    let c = client(&emu, clock.clone());
+    let session = c.session("u", only_new.clone()).unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+
+    let relinked = emu.seed(CLIENT_ID, "openid offline_access");
+    seed(&session, &relinked.refresh_token).await;
+    assert_eq!(
+        kid(&inner, "u"),
+        "2026",
+        "the new link is saved under the current key"
+    );
+    let stored = only_new
+        .load("u")
+        .await
+        .unwrap()
+        .expect("a record the current key opens");
+    assert!(stored.contains(&relinked.refresh_token));
+    let fresh = client(&emu, clock.clone());
+    fresh
+        .session("u", only_new)
+        .unwrap()
+        .access_token()
+        .await
+        .expect("another process serves the new link");
+    assert_eq!(refreshes(&emu), 1);
+}

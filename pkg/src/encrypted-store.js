@@ -63,6 +63,16 @@ export function encryptedStoreClass(wasm) {
         this.release = (key, owner) => inner.release(key, owner);
       }
       if (versions) {
+        const versionOnly = hasMethod(inner, 'loadVersion');
+        // The stored version, the envelope unopened: what a re-link (seed, a
+        // code exchange) compares and swaps against, so that it replaces a
+        // record no key given opens (a key removed too early, an altered
+        // envelope, a plain record under refusePlaintext).
+        this.loadVersion = async (key) => {
+          if (versionOnly) return inner.loadVersion(key);
+          const found = await inner.loadVersioned(key);
+          return found === null || found === undefined ? null : found.version;
+        };
         this.loadVersioned = async (key) => {
           const found = await inner.loadVersioned(key);
           if (found === null || found === undefined) return null;

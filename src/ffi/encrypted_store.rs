@@ -78,12 +78,45 @@ pub fn encrypted_store(
             other => other,
         })?
         .refuse_plaintext(keys.refuse_plaintext);
-    let store = crate::EncryptedStore::new(Arc::new(StoreAdapter::new(inner)?), core);
-    Ok(Arc::new(EncryptedHostStore(store)))
+    let store = Arc::new(crate::EncryptedStore::new(
+        Arc::new(StoreAdapter::new(inner)?),
+        core,
+    ));
+    let exported: Arc<dyn TokenStore> = Arc::new(EncryptedHostStore(store.clone()));
+    let mut made = made_here();
+    made.retain(|(_, core)| core.strong_count() > 0);
+    made.push((address(&exported), Arc::downgrade(&store)));
+    Ok(exported)
 }
 
 /// The core's encrypted store as the exported trait.
-struct EncryptedHostStore(crate::EncryptedStore);
+struct EncryptedHostStore(Arc<crate::EncryptedStore>);
+
+/// The encrypted stores [`encrypted_store`] made, by the address of the
+/// exported object, while it lives. A store handed back by the host is the
+/// same Rust object (uniffi returns a Rust-made trait object as itself), so
+/// a session can reach the core's store behind it for what the exported
+/// trait has no member for ([`crate::TokenStore::load_version`]). The weak
+/// reference keeps the address from being reused while it is listed.
+type Made = Vec<(usize, std::sync::Weak<crate::EncryptedStore>)>;
+
+fn made_here() -> std::sync::MutexGuard<'static, Made> {
+    static MADE: std::sync::Mutex<Made> = std::sync::Mutex::new(Vec::new());
+    MADE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn address(store: &Arc<dyn TokenStore>) -> usize {
+    Arc::as_ptr(store).cast::<()>() as usize
+}
+
+/// The core's encrypted store behind `store`, if [`encrypted_store`] made it.
+pub(crate) fn core_of(store: &Arc<dyn TokenStore>) -> Option<Arc<crate::EncryptedStore>> {
+    let at = address(store);
+    made_here()
+        .iter()
+        .find(|(address, _)| *address == at)
+        .and_then(|(_, core)| core.upgrade())
+}
 
 fn failed(e: StoreError) -> HostError {
     HostError::Failed { detail: e.0 }

@@ -72,6 +72,9 @@ pub(crate) struct StoreAdapter {
     store: Arc<dyn TokenStore>,
     lease: bool,
     versions: bool,
+    /// The core's store behind `store` when it is an encrypted store of
+    /// this library: asked for the stored version without opening the record.
+    encrypted: Option<Arc<crate::EncryptedStore>>,
 }
 
 impl StoreAdapter {
@@ -89,6 +92,7 @@ impl StoreAdapter {
         let lease = ask("supports_lease", store.supports_lease())?;
         let versions = ask("supports_versions", store.supports_versions())?;
         Ok(StoreAdapter {
+            encrypted: super::encrypted_store::core_of(&store),
             store,
             lease,
             versions,
@@ -141,6 +145,13 @@ impl crate::TokenStore for StoreAdapter {
             record: v.record,
             version: v.version,
         }))
+    }
+
+    async fn load_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match &self.encrypted {
+            Some(encrypted) => encrypted.load_version(key).await,
+            None => Ok(self.load_versioned(key).await?.map(|v| v.version)),
+        }
     }
 
     async fn save_versioned(

@@ -3,7 +3,10 @@
 //! Fleet stores add `acquire(key, owner, ttlMs)` → boolean and
 //! `release(key, owner)` (a lease), and `loadVersioned(key)` →
 //! `{ record, version } | null` and `saveVersioned(key, record, expected)` →
-//! the new version, or `null` when `expected` no longer matches.
+//! the new version, or `null` when `expected` no longer matches. A
+//! versioned store may add `loadVersion(key)` → the version or `null`,
+//! without the record (the package's `EncryptedStore` does, so that a
+//! re-link replaces a record no key opens).
 
 use super::host;
 use crate::{CasOutcome, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES};
@@ -16,6 +19,8 @@ pub(crate) struct JsStore {
     object: JsValue,
     lease: bool,
     versions: bool,
+    /// Whether a versioned store has `loadVersion`.
+    version_only: bool,
 }
 
 /// Whether `object` has a method `name` (a getter that throws: no).
@@ -66,9 +71,11 @@ impl JsStore {
                 ));
             }
         }
+        let versions = offers(&object, ["loadVersioned", "saveVersioned"])?;
         Ok(JsStore {
             lease: offers(&object, ["acquire", "release"])?,
-            versions: offers(&object, ["loadVersioned", "saveVersioned"])?,
+            version_only: versions && has_method(&object, "loadVersion"),
+            versions,
             object,
         })
     }
@@ -174,6 +181,21 @@ impl TokenStore for JsStore {
                 "store.loadVersioned must resolve to { record, version } (strings) or null".into(),
             )),
         }
+    }
+
+    async fn load_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if !self.version_only {
+            return Ok(self.load_versioned(key).await?.map(|v| v.version));
+        }
+        let found = self.call("loadVersion", &[key.into()]).await?;
+        if found.is_null() || found.is_undefined() {
+            return Ok(None);
+        }
+        host::text_within(&found, host::MAX_MESSAGE_CHARS)
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError("store.loadVersion must resolve to a version string or null".into())
+            })
     }
 
     async fn save_versioned(

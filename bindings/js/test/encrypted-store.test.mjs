@@ -285,8 +285,27 @@ describe('EncryptedStore over a MemoryStore', () => {
     assert.deepEqual(await store.loadVersioned('u'), { record: RECORD, version: '1' });
     assert.ok(!records.get('u').record.includes('SENTINEL'));
     assert.equal(await store.loadVersioned('nobody'), null);
+    assert.equal(await store.loadVersion('u'), '1', 'the version, the envelope unopened');
+    assert.equal(await store.loadVersion('nobody'), null);
+    assert.equal(typeof plain.loadVersion, 'undefined');
   });
 });
+
+/** A compare-and-swap store in memory (versions count the saves of a key). */
+function versionedStore() {
+  const records = new Map();
+  return {
+    records,
+    async load(key) { return records.get(key)?.record ?? null; },
+    async save(key, record) { records.set(key, { record, version: String(Number(records.get(key)?.version ?? 0) + 1) }); },
+    async loadVersioned(key) { return records.get(key) ?? null; },
+    async saveVersioned(key, record, expected) {
+      if ((records.get(key)?.version ?? null) !== expected) return null;
+      await this.save(key, record);
+      return records.get(key).version;
+    },
+  };
+}
 
 describe('EncryptedStore under sessions against the emulator', () => {
   let emu;
@@ -323,6 +342,25 @@ describe('EncryptedStore under sessions against the emulator', () => {
     assert.ok(typeof await restarted.session('user-42', store).accessToken() === 'string');
     client.free();
     restarted.free();
+  });
+
+  test('a record no key opens (its key removed too early) is replaced by a re-link', async () => {
+    const inner = versionedStore();
+    const { client } = fakeClient();
+    const old = await emu.seed();
+    await client.session('u', new EncryptedStore(inner, { current: { id: '2025', key: KEY_A } })).seed({ refreshToken: old.refresh_token });
+    const current = new EncryptedStore(inner, { current: { id: '2026', key: KEY_B } });
+    const { client: later } = fakeClient();
+    const session = later.session('u', current);
+    assertStorage(await rejection(session.accessToken()), { kid: '2025', key: 'u' });
+    const relinked = await emu.seed();
+    await session.seed({ refreshToken: relinked.refresh_token });
+    assert.equal(JSON.parse(inner.records.get('u').record).kid, '2026', 'the new link is saved under the current key');
+    assert.equal(JSON.parse(await current.load('u')).refresh_token, relinked.refresh_token);
+    assert.equal(typeof await session.accessToken(), 'string');
+    assert.equal(await emu.refreshRequests(), 1);
+    client.free();
+    later.free();
   });
 
   test('a tampered record is a StorageError naming the key id; nothing is sent', async () => {

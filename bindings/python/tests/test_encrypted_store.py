@@ -151,3 +151,27 @@ def test_its_members_called_directly_check_their_arguments():
     # Good arguments still work.
     asyncio.run(store.save("u", "{}"))
     assert asyncio.run(store.load("u")) == "{}"
+
+
+def test_a_record_no_key_opens_is_replaced_by_a_re_link(emu, tmp_path):
+    """A compare-and-swap store (the file store) holds a record under a key
+    removed too early: reading it is a StorageError, and the user's re-link
+    (seed) replaces it instead of failing on it."""
+    inner = freshtoken.FileTokenStore(str(tmp_path))
+    assert inner.supports_versions()
+    client, clock = make_sync_client(emu)
+    old = emu.seed()
+    client.session("u", EncryptedStore(inner, EncryptionKey("2025", KEY_A))).seed(
+        refresh_token=old["refresh_token"])
+
+    current = EncryptedStore(inner, EncryptionKey("2026", KEY_B))
+    later, _ = make_sync_client(emu, clock)
+    session = later.session("u", current)
+    with pytest.raises(StorageError):
+        session.access_token()
+    relinked = emu.seed()
+    session.seed(refresh_token=relinked["refresh_token"])
+    record = json.loads(asyncio.run(current.load("u")))
+    same(record["refresh_token"], relinked["refresh_token"], "the new link is stored under the current key")
+    session.access_token()
+    assert emu.refresh_requests() == 1

@@ -165,6 +165,38 @@ impl Attached {
     pub(crate) async fn replace(&self, record: Record) -> Result<(), Error> {
         // A deliberate replacement: compare-and-swap against what is stored now.
         let stored_version = self.stored_version().await?;
+        self.replace_at(record, stored_version).await
+    }
+
+    /// [`Attached::replace`] for a record the server issued after
+    /// `read_before`, the stored version read before its request was sent:
+    /// should the store fail to tell the version now, that one is compared
+    /// against, so a read failing between the two never throws the issued
+    /// tokens away (they stay in memory, unpersisted, if the save fails).
+    pub(crate) async fn replace_issued(
+        &self,
+        record: Record,
+        read_before: Option<Option<String>>,
+    ) -> Result<(), Error> {
+        let stored_version = match self.stored_version().await {
+            Ok(version) => version,
+            Err(e) => {
+                log::warn!(
+                    "freshtoken: session {}: {e}; saving against the version read before",
+                    self.key
+                );
+                read_before
+            }
+        };
+        self.replace_at(record, stored_version).await
+    }
+
+    /// Installs `record` as a replacement of the stored version `stored_version`, once no flight runs, then saves it.
+    async fn replace_at(
+        &self,
+        record: Record,
+        stored_version: Option<Option<String>>,
+    ) -> Result<(), Error> {
         let (generation, record) = loop {
             let running = {
                 let mut st = self.cell.lock();

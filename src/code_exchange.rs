@@ -154,12 +154,14 @@ fn is_verifier(verifier: &str) -> bool {
 async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
     let config = &ctx.config;
     // The save after the exchange compares and swaps against the stored
-    // version: a store that cannot tell it now would refuse the issued
-    // tokens after the server gave them, and the code is single use. Asked
-    // first, nothing is sent (as the write-ahead save of a refresh).
-    if let Err(error) = session.stored_version().await {
-        return (false, Err(error));
-    }
+    // version, and the code is single use: a store that cannot tell the
+    // version fails the exchange here, with nothing sent (as the write-ahead
+    // save of a refresh does). The version read now is the fallback should
+    // the store fail to tell it again once the tokens are issued.
+    let read_before = match session.stored_version().await {
+        Ok(version) => version,
+        Err(error) => return (false, Err(error)),
+    };
     let grant = Grant::AuthorizationCode {
         code: code.code.expose(),
         code_verifier: code.code_verifier.expose(),
@@ -179,7 +181,7 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
                     updated_at_ms: now,
                     ..Record::default()
                 };
-                if let Err(e) = session.replace(record).await {
+                if let Err(e) = session.replace_issued(record, read_before).await {
                     log::warn!("freshtoken: session {}: {e}", session.key);
                 }
             }
@@ -206,5 +208,5 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
         in_doubt: false,
         updated_at_ms: ctx.clock.now_ms(),
     };
-    (true, session.replace(record).await)
+    (true, session.replace_issued(record, read_before).await)
 }

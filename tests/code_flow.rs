@@ -315,9 +315,18 @@ async fn a_refused_code_leaves_the_existing_session_and_its_refresh_token() {
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Consumed);
 }
 
-/// A compare-and-swap store whose reads fail (a database that is down for
-/// reads); its writes work.
-struct UnreadableVersions(freshtoken::MemoryStore);
+/// A compare-and-swap store whose reads fail after the first `reads` (a
+/// database that went down for reads); its writes work.
+struct UnreadableVersions(freshtoken::MemoryStore, std::sync::atomic::AtomicU32);
+
+impl UnreadableVersions {
+    fn after(reads: u32) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(UnreadableVersions(
+            freshtoken::MemoryStore::new(),
+            reads.into(),
+        ))
+    }
+}
 
 #[async_trait::async_trait]
 impl freshtoken::TokenStore for UnreadableVersions {
@@ -332,9 +341,17 @@ impl freshtoken::TokenStore for UnreadableVersions {
     }
     async fn load_versioned(
         &self,
-        _key: &str,
+        key: &str,
     ) -> Result<Option<freshtoken::Versioned>, freshtoken::StoreError> {
-        Err(freshtoken::StoreError("reads are down".into()))
+        use std::sync::atomic::Ordering::SeqCst;
+        if self
+            .1
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(freshtoken::StoreError("reads are down".into()));
+        }
+        self.0.load_versioned(key).await
     }
     async fn save_versioned(
         &self,
@@ -354,7 +371,7 @@ async fn a_store_that_cannot_tell_its_version_fails_the_exchange_before_the_code
     let h = Harness::new();
     let request = h.client.authorization_url(params()).unwrap();
     let (code, _) = approve(&request.url).await;
-    let down = std::sync::Arc::new(UnreadableVersions(freshtoken::MemoryStore::new()));
+    let down = UnreadableVersions::after(0);
     let error = h
         .client
         .exchange_code(&code, &request.code_verifier, REDIRECT, "u1", down)
@@ -409,4 +426,23 @@ async fn a_code_exchange_replaces_an_encrypted_record_no_key_opens() {
     let record = freshtoken::Record::decode(&stored).unwrap();
     assert!(record.refresh_token.is_some() && record.access_token.is_some());
     session.access_token().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_tokens_are_saved_when_the_store_stops_telling_its_version_during_the_exchange() {
+    // The store answered before the code was sent and fails to after the
+    // server issued the tokens: they are saved against the version read
+    // before, not thrown away with the spent code.
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    let store = UnreadableVersions::after(1);
+    h.client
+        .exchange_code(&code, &request.code_verifier, REDIRECT, "u1", store.clone())
+        .await
+        .expect("the issued tokens are saved");
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+    let stored = store.0.get("u1").expect("a stored record");
+    let record = freshtoken::Record::decode(&stored).unwrap();
+    assert!(record.refresh_token.is_some() && record.access_token.is_some());
 }

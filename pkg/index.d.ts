@@ -317,6 +317,14 @@ export class TokenClient {
   clientToken(scopes: string[]): Promise<string>;
   invalidateClientToken(scopes: string[]): void;
   authorizationUrl(options: AuthorizationUrlOptions): Promise<AuthorizationRequest>;
+  /**
+   * The first tokens for `options.code`, stored under `key`. A code is sent
+   * once per process: a repeat for the same key within 10 minutes (a
+   * reloaded or double-submitted callback) joins the first call or gets its
+   * outcome; for another key or verifier it is a ConfigError naming `code`,
+   * with nothing sent. A store that cannot tell its stored version fails it
+   * before the code is sent.
+   */
   exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore): Promise<UserSession>;
   readonly sessionCount: number;
   /** This client's name as a fleet lease owner (random, unique per client). */

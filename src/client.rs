@@ -250,6 +250,14 @@ impl TokenClient {
     /// Exchanges an authorization code for the first tokens, stores them
     /// under `key`, and returns the session. Check the returned `state`
     /// against the one you sent before calling this.
+    ///
+    /// A code is sent once per process (servers refuse a second use and
+    /// revoke what the first issued): a repeat for the same key within 10
+    /// minutes (a reloaded or double-submitted callback, or two at once)
+    /// joins the first or gets its outcome; for another key, or with
+    /// another verifier, it is a `config` error naming `code`, nothing sent.
+    /// A store that cannot tell its stored version fails the exchange
+    /// before the code is sent.
     pub async fn exchange_code(
         &self,
         code: &str,

@@ -107,6 +107,30 @@ class EncryptedStoreTest {
         assertTrue(refused.message, refused.message!!.contains("not encrypted"))
     }
 
+    @Test fun `a record no key opens is replaced by a re-link`() = blocking {
+        // A compare-and-swap store (the file store) holds a record under a key
+        // removed too early: reading it is a Storage error, and the user's
+        // re-link (seed) replaces it instead of failing on it.
+        val dir = java.nio.file.Files.createTempDirectory("freshtoken-encrypted")
+        try {
+            val inner = FileTokenStore(dir)
+            assertTrue(inner.supportsVersions())
+            val clock = FakeClock()
+            val old = emu.seed()["refresh_token"] as String
+            client(clock).session("u", EncryptedStore(inner, EncryptionKey("2025", KEY_A))).seed(SeedOptions(refreshToken = old))
+            val current = EncryptedStore(inner, EncryptionKey("2026", KEY_B))
+            val session = client(clock).session("u", current)
+            expectError<FreshTokenException.Storage> { session.accessToken() }
+            val relinked = emu.seed()["refresh_token"] as String
+            session.seed(SeedOptions(refreshToken = relinked))
+            same(Json.obj(current.load("u")!!)["refresh_token"], relinked, "the new link is stored under the current key")
+            session.accessToken()
+            assertEquals(1L, emu.refreshRequests())
+        } finally {
+            dir.toFile().deleteRecursively()
+        }
+    }
+
     @Test fun `bad keys are Config errors naming the field, and a key never shows itself`() {
         val short = expectError<FreshTokenException.Config> { EncryptionKey("k", ByteArray(16)) }
         assertEquals("key", short.field)

@@ -137,14 +137,7 @@ impl Pending {
             .iter()
             .chain(std::iter::once(&"offline_access".to_owned()))
         {
-            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
-            let token = |b: u8| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
-            if scope.is_empty() || !scope.bytes().all(token) {
-                return Err(Error::config(
-                    "scopes",
-                    "each scope must be a non-empty word of printable ASCII without quotes or backslashes",
-                ));
-            }
+            crate::client_token::check_scope(scope)?;
             if !scopes.contains(scope) {
                 scopes.push(scope.clone());
             }

@@ -197,18 +197,27 @@ impl Drop for Landed {
     }
 }
 
+/// `scope` is one scope-token of RFC 6749 §3.3: printable ASCII without
+/// spaces, quotes or backslashes (`1*( %x21 / %x23-5B / %x5D-7E )`); else
+/// the `config` error naming `scopes`.
+pub(crate) fn check_scope(scope: &str) -> Result<(), Error> {
+    let token = |b: u8| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
+    if scope.is_empty() || !scope.bytes().all(token) {
+        return Err(Error::config(
+            "scopes",
+            "each scope must be a non-empty word of printable ASCII without quotes or backslashes",
+        ));
+    }
+    Ok(())
+}
+
 /// The scopes sorted, deduplicated and space-joined: the cache key and the
 /// `scope` parameter.
 pub(crate) fn scope_key<S: AsRef<str>>(scopes: &[S]) -> Result<String, Error> {
     let mut list: Vec<&str> = Vec::with_capacity(scopes.len());
     for scope in scopes {
         let scope = scope.as_ref();
-        if scope.is_empty() || scope.contains([' ', '"', '\\']) {
-            return Err(Error::config(
-                "scopes",
-                "each scope must be a non-empty word",
-            ));
-        }
+        check_scope(scope)?;
         // Kept sorted and deduplicated as it grows (a handful of scopes):
         // no sort linked into the wasm (see registry.rs's evict_idle).
         if let Err(at) = list.binary_search(&scope) {
@@ -228,5 +237,12 @@ mod tests {
         assert_eq!(scope_key::<&str>(&[]).unwrap(), "");
         assert!(scope_key(&["a b"]).is_err());
         assert!(scope_key(&[""]).is_err());
+        for outside in ["a\tb", "a\nb", "caf\u{e9}", "a\u{7f}", "\"q\"", "a\\b"] {
+            let error = scope_key(&["ok", outside]).unwrap_err();
+            assert!(
+                matches!(&error, Error::Config { field, .. } if field == "scopes"),
+                "{outside:?}: {error}"
+            );
+        }
     }
 }

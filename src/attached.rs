@@ -155,48 +155,30 @@ impl Attached {
     /// then saves it.
     pub(crate) async fn install(&self, record: Record) -> Result<(), Error> {
         self.abandoned_save_ended().await?;
-        self.replace(record).await
+        self.replace(record, None).await
     }
 
     /// [`Attached::install`] for a record the server already issued (a code
     /// exchange): not held back by an abandoned save, which its caller
     /// waited for before redeeming the code, since refusing it now would
     /// throw the issued refresh token away.
-    pub(crate) async fn replace(&self, record: Record) -> Result<(), Error> {
+    ///
+    /// `read_before`: for a record the server issued, the stored version
+    /// read before its request was sent. Should the store fail to tell the
+    /// version now, that one is compared against, so a read failing between
+    /// the two never throws the issued tokens away (they stay in memory,
+    /// unpersisted, if the save fails).
+    pub(crate) async fn replace(
+        &self,
+        record: Record,
+        read_before: Option<Option<Option<String>>>,
+    ) -> Result<(), Error> {
         // A deliberate replacement: compare-and-swap against what is stored now.
-        let stored_version = self.stored_version().await?;
-        self.replace_at(record, stored_version).await
-    }
-
-    /// [`Attached::replace`] for a record the server issued after
-    /// `read_before`, the stored version read before its request was sent:
-    /// should the store fail to tell the version now, that one is compared
-    /// against, so a read failing between the two never throws the issued
-    /// tokens away (they stay in memory, unpersisted, if the save fails).
-    pub(crate) async fn replace_issued(
-        &self,
-        record: Record,
-        read_before: Option<Option<String>>,
-    ) -> Result<(), Error> {
-        let stored_version = match self.stored_version().await {
-            Ok(version) => version,
-            Err(e) => {
-                log::warn!(
-                    "freshtoken: session {}: {e}; saving against the version read before",
-                    self.key
-                );
-                read_before
-            }
+        let stored_version = match (self.stored_version().await, read_before) {
+            (Ok(version), _) => version,
+            (Err(_), Some(version)) => version,
+            (Err(e), None) => return Err(e),
         };
-        self.replace_at(record, stored_version).await
-    }
-
-    /// Installs `record` as a replacement of the stored version `stored_version`, once no flight runs, then saves it.
-    async fn replace_at(
-        &self,
-        record: Record,
-        stored_version: Option<Option<String>>,
-    ) -> Result<(), Error> {
         let (generation, record) = loop {
             let running = {
                 let mut st = self.cell.lock();

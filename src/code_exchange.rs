@@ -181,7 +181,7 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
                     updated_at_ms: now,
                     ..Record::default()
                 };
-                if let Err(e) = session.replace_issued(record, read_before).await {
+                if let Err(e) = session.replace(record, Some(read_before)).await {
                     log::warn!("freshtoken: session {}: {e}", session.key);
                 }
             }
@@ -208,5 +208,5 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
         in_doubt: false,
         updated_at_ms: ctx.clock.now_ms(),
     };
-    (true, session.replace_issued(record, read_before).await)
+    (true, session.replace(record, Some(read_before)).await)
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// How long past its own timeout a host's HTTP request may run before the
 /// core abandons it (a host transport that ignores the timeout).
-const HTTP_GRACE_MS: u64 = 1_000;
+pub(crate) const HTTP_GRACE_MS: u64 = 1_000;
 
 /// What the token machinery needs: configuration, HTTP and time.
 pub(crate) struct Context {

@@ -78,6 +78,42 @@ async fn wait_for_lease(
     }
 }
 
+/// Just before a holder sends, when the lease it asked for at `since` (ms)
+/// may not outlast the request with its retries: renews the lease (an
+/// `acquire` by the holding owner extends it) and checks that the stored
+/// record is still the one it read or wrote under it. Slow store answers
+/// can outlast the lease; another process may then have taken it and sent
+/// this refresh token, and sending it again would revoke the family. If so,
+/// `conflict`: nothing is sent and the next call reads the store again.
+pub(crate) async fn confirm_lease(session: &Attached, since: u64) -> Result<(), Error> {
+    let config = &session.ctx.config;
+    let request = config.timeout_ms + config.retry.budget_ms + crate::exchange::HTTP_GRACE_MS;
+    let elapsed = session.ctx.clock.now_ms().saturating_sub(since);
+    if elapsed.saturating_add(request) < config.lease_ttl_ms {
+        return Ok(()); // still held for longer than the request can take
+    }
+    if !session.acquire().await? {
+        session.reread_next();
+        return Err(Error::Conflict {
+            message: "the refresh lease lapsed before the request was sent and another \
+                      process holds it; nothing was sent"
+                .to_owned(),
+        });
+    }
+    let expected = session.cell.lock().version.clone();
+    match session.stored_version().await? {
+        Some(stored) if stored != expected => {
+            session.reread_next();
+            Err(Error::Conflict {
+                message: "the refresh lease lapsed before the request was sent and another \
+                          process saved the record meanwhile; nothing was sent"
+                    .to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Gives the lease back. A failure only delays the others until the lease
 /// expires, so it is logged, not reported.
 pub(crate) async fn release_lease(session: &Attached) {

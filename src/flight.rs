@@ -41,15 +41,16 @@ impl Attached {
         self.sync().await?;
         let plan = self.plan(force, asked_at)?;
         if !matches!(plan, Plan::Refresh { .. }) || !self.store.supports_lease() {
-            return self.carry_out(plan).await;
+            return self.carry_out(plan, None).await;
         }
         // A fleet: one process refreshes, the others wait and re-read.
+        let leased_from = self.ctx.clock.now_ms();
         match crate::fleet::take_lease(self, Some((force, asked_at))).await? {
             Some(info) => Ok(info),
             None => {
                 let result = match self.sync().await {
                     Ok(()) => match self.plan(force, asked_at) {
-                        Ok(plan) => self.carry_out(plan).await,
+                        Ok(plan) => self.carry_out(plan, Some(leased_from)).await,
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -92,7 +93,8 @@ impl Attached {
     }
 
     /// Serves, marks the lapsed session dead, or writes ahead and sends.
-    async fn carry_out(&self, plan: Plan) -> Result<TokenInfo, Error> {
+    /// `leased_from`: under the fleet lease, asked for at this time (ms).
+    async fn carry_out(&self, plan: Plan, leased_from: Option<u64>) -> Result<TokenInfo, Error> {
         match plan {
             Plan::Serve(info) => Ok(info),
             Plan::Lapsed => self.kill(ReauthReason::RefreshExpired, None).await,
@@ -103,6 +105,9 @@ impl Attached {
                 self.abandoned_save_ended().await?;
                 if !in_doubt {
                     self.write_ahead().await?;
+                }
+                if let Some(since) = leased_from {
+                    crate::fleet::confirm_lease(self, since).await?;
                 }
                 self.send_refresh(refresh_token, in_doubt).await
             }

@@ -243,13 +243,19 @@ impl Attached {
         Ok(())
     }
 
-    /// A compare-and-swap save found a newer record: nothing was written, and
-    /// the next call reads the store again.
-    fn conflicted(&self) -> Error {
+    /// Drops what this process knows of the record (not saved): the next
+    /// call reads the store again.
+    pub(crate) fn reread_next(&self) {
         let mut st = self.cell.lock();
         st.loaded = false;
         st.unpersisted = false;
         st.generation = crate::session_state::next_generation();
+    }
+
+    /// A compare-and-swap save found a newer record: nothing was written, and
+    /// the next call reads the store again.
+    fn conflicted(&self) -> Error {
+        self.reread_next();
         Error::Conflict {
             message: "the stored record changed since it was read (another process \
                       or a new login saved it); it was not overwritten"

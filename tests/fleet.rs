@@ -370,3 +370,163 @@ async fn a_request_that_never_left_withdraws_the_in_doubt_marker() {
         "connection refused: the token was never sent"
     );
 }
+
+/// A fleet store whose answer to the write-ahead (the save that marks the
+/// token in doubt) comes back late: the write lands, the clock moves past
+/// the lease TTL, and another process acts before it answers.
+struct LateWriteAhead {
+    inner: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    late_ms: u64,
+    meanwhile: Mutex<Option<Meanwhile>>,
+    taker_result: Mutex<Option<Result<String, freshtoken::Error>>>,
+}
+
+/// What the other process does while the write-ahead's answer is late.
+enum Meanwhile {
+    /// Takes the lapsed lease and refreshes through this session.
+    Refresh(freshtoken::UserSession),
+    /// Takes the lapsed lease and is still busy with it.
+    HoldLease,
+}
+
+#[async_trait]
+impl TokenStore for LateWriteAhead {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+    fn supports_lease(&self) -> bool {
+        true
+    }
+    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
+        self.inner.acquire(key, owner, ttl).await
+    }
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release(key, owner).await
+    }
+    fn supports_versions(&self) -> bool {
+        true
+    }
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load_versioned(key).await
+    }
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        let outcome = self.inner.save_versioned(key, record, expected).await;
+        let in_doubt = freshtoken::Record::decode(record).unwrap().in_doubt;
+        let meanwhile = in_doubt
+            .then(|| self.meanwhile.lock().unwrap().take())
+            .flatten();
+        if let Some(meanwhile) = meanwhile {
+            self.clock.advance(self.late_ms);
+            let result = match meanwhile {
+                Meanwhile::Refresh(taker) => taker.access_token().await,
+                Meanwhile::HoldLease => {
+                    let taken = self.inner.acquire(key, "busy-process", 60_000).await;
+                    assert!(taken.unwrap(), "the holder's lease lapsed");
+                    Ok(String::new())
+                }
+            };
+            *self.taker_result.lock().unwrap() = Some(result);
+        }
+        outcome
+    }
+}
+
+/// A client on `clock` whose configuration is valid (the lease outlives
+/// the request and its retries) but whose lease does not outlive the
+/// request plus a slow store answer before it.
+fn tight_lease_client(emu: &Emulator, clock: &Arc<ManualClock>) -> TokenClient {
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .timeout_ms(1_000)
+        .retry(freshtoken::RetryPolicy {
+            budget_ms: 0,
+            ..freshtoken::RetryPolicy::none()
+        })
+        .lease_ttl_ms(1_500)
+        .build()
+        .unwrap();
+    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+    TokenClient::new(config, http, clock.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_lease_lapsed_before_it_sent_sends_nothing() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let client = || tight_lease_client(&emu, &clock);
+    let (a, b) = (client(), client());
+    let taker = b.session("u1", shared.clone()).unwrap();
+    seed_family(&emu, &taker).await;
+    let store = Arc::new(LateWriteAhead {
+        inner: shared.clone(),
+        clock: clock.clone(),
+        late_ms: 2_000, // within the store deadline (5 s), past the lease
+        meanwhile: Mutex::new(Some(Meanwhile::Refresh(taker))),
+        taker_result: Mutex::new(None),
+    });
+    let holder = a.session("u1", store.clone()).unwrap();
+
+    let held = holder.access_token().await.map(drop);
+
+    let taken = store.taker_result.lock().unwrap().take();
+    let taken = taken.expect("the other process ran while the answer was late");
+    taken.expect("the process that took the lapsed lease refreshed");
+    let error = held.expect_err("the holder's lease lapsed: it must not send");
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    assert_eq!(refreshes(&emu), 1, "the refresh token was sent once");
+    assert_eq!(
+        emu.counters().reuse_detected,
+        0,
+        "no reuse, no revoked family"
+    );
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    let rotated = stored.refresh_token.unwrap();
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Active,
+        "the rotated token in the store still works"
+    );
+    holder
+        .access_token()
+        .await
+        .expect("the holder reads it next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_lapsed_lease_another_process_holds_sends_nothing() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let store = Arc::new(LateWriteAhead {
+        inner: shared.clone(),
+        clock: clock.clone(),
+        late_ms: 2_000,
+        meanwhile: Mutex::new(Some(Meanwhile::HoldLease)),
+        taker_result: Mutex::new(None),
+    });
+    let holder = tight_lease_client(&emu, &clock)
+        .session("u1", store.clone())
+        .unwrap();
+    let seeded = seed_family(&emu, &holder).await;
+
+    let error = holder.access_token().await.err();
+
+    let error = error.expect("the holder's lease lapsed: it must not send");
+    assert!(
+        store.taker_result.lock().unwrap().is_some(),
+        "taken meanwhile"
+    );
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    assert_eq!(refreshes(&emu), 0, "nothing was sent");
+    assert_eq!(emu.refresh_token_state(&seeded), TokenState::Active);
+}

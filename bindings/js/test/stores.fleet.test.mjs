@@ -367,6 +367,48 @@ describe('fleet stores on real servers', { skip }, () => {
         b.free();
       });
 
+      test('a holder whose lease lapsed behind a late store answer sends nothing; the taker\'s rotation survives', async () => {
+        const { store } = kinds[kind];
+        const key = freshKey('lapsed-lease');
+        const family = await emu.seed();
+        // The lease outlives the request (timeoutMs, no retries) but not a
+        // late store answer before it.
+        const tight = { timeoutMs: 1_000, retry: { maxAttempts: 1, budgetMs: 0 }, leaseTtlMs: 1_500, storeTimeoutMs: 10_000 };
+        const { a, b } = twoClients(tight);
+        await b.session(key, store).seed({ refreshToken: family.refresh_token });
+        const before = await emu.refreshRequests();
+        let taker;
+        // a's write-ahead (the in-doubt marker) lands, but its answer comes
+        // only after b has waited out a's lease, taken it and refreshed.
+        const late = {
+          load: (k) => store.load(k),
+          save: (k, r) => store.save(k, r),
+          acquire: (k, o, t) => store.acquire(k, o, t),
+          release: (k, o) => store.release(k, o),
+          loadVersioned: (k) => store.loadVersioned(k),
+          async saveVersioned(k, r, expected) {
+            const saved = await store.saveVersioned(k, r, expected);
+            if (!taker && JSON.parse(r).in_doubt) {
+              taker = b.session(key, store).accessToken();
+              await taker.catch(() => {});
+            }
+            return saved;
+          },
+        };
+        const held = await a.session(key, late).accessToken().then(() => null, (e) => e);
+        assert.ok(taker, 'b ran while a\'s answer was late');
+        const rotated = await taker;
+        assert.ok(held instanceof ConflictError, `a must not send after its lease lapsed: ${held?.name}: ${held?.message}`);
+        assert.equal(await emu.refreshRequests(), before + 1, 'the refresh token was sent once');
+        const stored = JSON.parse(await store.load(key));
+        assert.ok(stored.access_token === rotated, 'the store holds b\'s rotation');
+        assert.equal(await emu.refreshTokenState(stored.refresh_token), 'active', 'b\'s rotated token still works');
+        assert.ok(await a.session(key, store).accessToken() === rotated, 'a reads it next');
+        assert.equal(await store.leaseHolder(key), null);
+        a.free();
+        b.free();
+      });
+
       test('a save that lost a race is a ConflictError and overwrites nothing', async () => {
         const { store } = kinds[kind];
         const key = freshKey('conflict');

@@ -55,7 +55,13 @@ impl Attached {
                     },
                     Err(e) => Err(e),
                 };
-                crate::fleet::release_lease(self).await;
+                // A rotation whose save failed is only in this process's
+                // memory until a later call saves it: the lease is kept (to
+                // its TTL), so that no other process meanwhile reads the
+                // in-doubt record and spends the token it replaced.
+                if !self.cell.lock().unpersisted {
+                    crate::fleet::release_lease(self).await;
+                }
                 result
             }
         }

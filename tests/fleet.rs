@@ -530,3 +530,113 @@ async fn a_holder_whose_lapsed_lease_another_process_holds_sends_nothing() {
     assert_eq!(refreshes(&emu), 0, "nothing was sent");
     assert_eq!(emu.refresh_token_state(&seeded), TokenState::Active);
 }
+
+/// A fleet store (over `inner`) that fails the first save after a refresh
+/// (the rotated record) as a connection reset, and whose first refused
+/// `acquire` runs `meanwhile` (the lease holder's caller trying again).
+struct FailsRotatedSave {
+    inner: Arc<MemoryStore>,
+    fail_next_rotation: std::sync::atomic::AtomicBool,
+    meanwhile: Mutex<Option<freshtoken::UserSession>>,
+    meanwhile_result: Mutex<Option<Result<(), freshtoken::Error>>>,
+}
+
+#[async_trait]
+impl TokenStore for FailsRotatedSave {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+    fn supports_lease(&self) -> bool {
+        true
+    }
+    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
+        let taken = self.inner.acquire(key, owner, ttl).await?;
+        let meanwhile = (!taken)
+            .then(|| self.meanwhile.lock().unwrap().take())
+            .flatten();
+        if let Some(session) = meanwhile {
+            let result = session.access_token().await.map(drop);
+            *self.meanwhile_result.lock().unwrap() = Some(result);
+        }
+        Ok(taken)
+    }
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release(key, owner).await
+    }
+    fn supports_versions(&self) -> bool {
+        true
+    }
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load_versioned(key).await
+    }
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        let rotated = freshtoken::Record::decode(record)
+            .unwrap()
+            .access_token
+            .is_some();
+        if rotated
+            && self
+                .fail_next_rotation
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError("connection reset by peer".into()));
+        }
+        self.inner.save_versioned(key, record, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_save_failed_keeps_the_lease_until_it_is_saved() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let (a, b) = (client(&emu, clock.clone()), client(&emu, clock.clone()));
+    let a_store = Arc::new(FailsRotatedSave {
+        inner: shared.clone(),
+        fail_next_rotation: true.into(),
+        meanwhile: Mutex::new(None),
+        meanwhile_result: Mutex::new(None),
+    });
+    let holder = a.session("u1", a_store.clone()).unwrap();
+    seed_family(&emu, &holder).await;
+    // The holder refreshes; the rotated record's save fails (the store blipped).
+    let error = holder.access_token().await.map(drop).unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(refreshes(&emu), 1);
+    // Another process asks for the same user at once; while it finds the
+    // lease held, the holder's caller tries again (and saves the rotation).
+    let b_store = Arc::new(FailsRotatedSave {
+        inner: shared.clone(),
+        fail_next_rotation: false.into(),
+        meanwhile: Mutex::new(Some(holder.clone())),
+        meanwhile_result: Mutex::new(None),
+    });
+    let other = b.session("u1", b_store.clone()).unwrap();
+
+    let served = other.access_token().await.map(drop);
+
+    assert_eq!(refreshes(&emu), 1, "the consumed token was not sent again");
+    assert_eq!(
+        emu.counters().reuse_detected,
+        0,
+        "no reuse, no revoked family"
+    );
+    let retried = b_store.meanwhile_result.lock().unwrap().take();
+    let retried = retried.expect("the other process found the holder's lease held");
+    retried.expect("the holder's retry saved its rotation");
+    served.expect("the other process is served the saved rotation");
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    let rotated = stored.refresh_token.unwrap();
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Active
+    );
+}

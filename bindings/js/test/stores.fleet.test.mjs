@@ -409,6 +409,58 @@ describe('fleet stores on real servers', { skip }, () => {
         b.free();
       });
 
+      test('a rotation whose save failed keeps the lease: another process waits for it instead of spending the old token', async () => {
+        const { store } = kinds[kind];
+        const { a, b } = twoClients();
+        const key = freshKey('unsaved-rotation');
+        const family = await emu.seed();
+        await a.session(key, store).seed({ refreshToken: family.refresh_token });
+        const before = await emu.refreshRequests();
+        const reuseBefore = (await emu.counters()).reuse_detected;
+        // a refreshes; the save of its rotated record fails (the store blipped).
+        let blip = true;
+        const flaky = {
+          load: (k) => store.load(k),
+          save: (k, r) => store.save(k, r),
+          acquire: (k, o, t) => store.acquire(k, o, t),
+          release: (k, o) => store.release(k, o),
+          loadVersioned: (k) => store.loadVersioned(k),
+          async saveVersioned(k, r, expected) {
+            if (blip && JSON.parse(r).access_token) {
+              blip = false;
+              throw new Error('connection reset by peer');
+            }
+            return store.saveVersioned(k, r, expected);
+          },
+        };
+        const failed = await a.session(key, flaky).accessToken().then(() => null, (e) => e);
+        assert.ok(failed instanceof StorageError, `${failed?.name}: ${failed?.message}`);
+        // b asks for the same user at once; while it finds the lease held,
+        // a's caller tries again and saves the rotation.
+        let retried;
+        const waiting = {
+          ...flaky,
+          async acquire(k, o, t) {
+            const taken = await store.acquire(k, o, t);
+            if (!taken && !retried) {
+              retried = a.session(key, flaky).accessToken();
+              await retried.catch(() => {});
+            }
+            return taken;
+          },
+        };
+        const served = await b.session(key, waiting).accessToken().then((t) => t, (e) => e);
+        assert.equal(await emu.refreshRequests(), before + 1, 'the replaced refresh token was not sent again');
+        assert.equal((await emu.counters()).reuse_detected, reuseBefore, 'no reuse, no revoked family');
+        assert.ok(retried, 'b found a\'s lease held');
+        const saved = await retried;
+        assert.ok(typeof served === 'string' && served === saved, `b is served a's saved rotation: ${served?.name ?? ''}`);
+        const stored = JSON.parse(await store.load(key));
+        assert.equal(await emu.refreshTokenState(stored.refresh_token), 'active');
+        a.free();
+        b.free();
+      });
+
       test('a save that lost a race is a ConflictError and overwrites nothing', async () => {
         const { store } = kinds[kind];
         const key = freshKey('conflict');

@@ -40,10 +40,12 @@ impl Attached {
     pub(crate) async fn fly(&self, force: bool, asked_at: u64) -> Result<TokenInfo, Error> {
         self.sync().await?;
         let plan = self.plan(force, asked_at)?;
-        if !matches!(plan, Plan::Refresh { .. }) || !self.store.supports_lease() {
+        if matches!(plan, Plan::Serve(_)) || !self.store.supports_lease() {
             return self.carry_out(plan, None).await;
         }
-        // A fleet: one process refreshes, the others wait and re-read.
+        // A fleet: one process refreshes, the others wait and re-read. A
+        // lapse is decided under the lease too: the holder may be renewing
+        // the refresh token that this process finds just past its lifetime.
         let leased_from = self.ctx.clock.now_ms();
         match crate::fleet::take_lease(self, Some((force, asked_at))).await? {
             Some(info) => Ok(info),

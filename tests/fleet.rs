@@ -640,3 +640,106 @@ async fn a_rotation_whose_save_failed_keeps_the_lease_until_it_is_saved() {
         TokenState::Active
     );
 }
+
+/// A fleet store whose first refused `acquire` lets the emulator's held
+/// request go on and waits for the lease holder's call to end.
+struct AwaitsHolder {
+    inner: Arc<MemoryStore>,
+    emu: Arc<Emulator>,
+    holder: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), freshtoken::Error>>>>,
+    holder_result: Mutex<Option<Result<(), freshtoken::Error>>>,
+}
+
+#[async_trait]
+impl TokenStore for AwaitsHolder {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+    fn supports_lease(&self) -> bool {
+        true
+    }
+    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
+        let taken = self.inner.acquire(key, owner, ttl).await?;
+        if !taken {
+            if let Some(holder) = self.holder.lock().await.take() {
+                assert_eq!(self.emu.release_held(), 1);
+                *self.holder_result.lock().unwrap() = Some(holder.await.unwrap());
+            }
+        }
+        Ok(taken)
+    }
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release(key, owner).await
+    }
+    fn supports_versions(&self) -> bool {
+        true
+    }
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load_versioned(key).await
+    }
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        self.inner.save_versioned(key, record, expected).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapse_seen_while_another_process_refreshes_waits_for_its_rotation() {
+    let emu = Arc::new(Emulator::start(Options::default()).unwrap());
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let client = || {
+        let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+            .client_secret(CLIENT_SECRET)
+            .refresh_token_lifetime_secs(3_600)
+            .build()
+            .unwrap();
+        let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+        TokenClient::new(config, http, clock.clone())
+    };
+    let (a, b) = (client(), client());
+    let holder = a.session("u1", shared.clone()).unwrap();
+    seed_family(&emu, &holder).await;
+    // A second before the refresh token's lifetime ends (by this fleet's
+    // reckoning), a refreshes; its request is held at the server.
+    clock.advance(3_600_000 - 1_000);
+    emu.push_fault(freshtoken_emulator::Fault::hold());
+    let refreshing = tokio::spawn(async move { holder.access_token().await.map(drop) });
+    let held = emu.clone();
+    tokio::task::spawn_blocking(move || held.wait_held(1))
+        .await
+        .unwrap();
+    // Two seconds later b finds the lifetime over while a's request is out.
+    clock.advance(2_000);
+    let store = Arc::new(AwaitsHolder {
+        inner: shared.clone(),
+        emu: emu.clone(),
+        holder: tokio::sync::Mutex::new(Some(refreshing)),
+        holder_result: Mutex::new(None),
+    });
+    let other = b.session("u1", store.clone()).unwrap();
+
+    let served = other.access_token().await.map(drop);
+
+    // Otherwise: b marks the record dead, a's rotation loses the
+    // compare-and-swap and is dropped, and the user must re-link although
+    // the server had just renewed the refresh token.
+    let holder_result = store.holder_result.lock().unwrap().take();
+    let holder_result = holder_result.expect("b found a's lease held and waited");
+    holder_result.expect("a's rotation is saved");
+    served.expect("b is served a's rotation");
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert_eq!(stored.reauth, None, "the session is alive");
+    let rotated = stored.refresh_token.unwrap();
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Active
+    );
+}

@@ -7,7 +7,7 @@ use crate::exchange::{self, CallFailure, Context};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::tokens::AccessToken;
-use futures_util::future::{FutureExt, Shared};
+use futures_util::future::Shared;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -154,46 +154,68 @@ impl ClientTokens {
     }
 }
 
+/// The request for `scope` as a shared flight that runs to its end even if
+/// every caller stops waiting (DESIGN point 15): as a task of the client's
+/// spawner when it has one, like a refresh. Its token is cached, and the
+/// flight cleared, under one lock.
 fn start(ctx: Arc<Context>, cell: Arc<Cell>, scope: String) -> Flight {
+    let spawn = ctx.spawn.clone();
     let fut: BoxFuture<'static, Result<AccessToken, Error>> = Box::pin(async move {
-        let landed = Landed(cell.clone());
+        let landed = Landed(Some(cell));
+        let started = ctx.clock.now_ms();
         let result = request(&ctx, &scope).await;
-        drop(landed);
-        let mut slot = cell.lock();
-        let token = result?;
-        slot.token = Some(token.clone());
+        landed.land(result.as_ref().ok().map(|(token, _)| token.clone()));
+        let (token, attempts) = result?;
+        let details = Details {
+            scope: Some(&scope),
+            duration_ms: Some(ctx.since(started)),
+            attempts: Some(attempts),
+            ..Details::default()
+        };
+        ctx.emit(EventKind::ClientTokenIssued, None, details);
         Ok(token)
     });
-    fut.shared()
+    crate::spawn::detached(spawn.as_ref(), fut)
 }
 
-async fn request(ctx: &Context, scope: &str) -> Result<AccessToken, Error> {
-    let started = ctx.clock.now_ms();
+/// One client-credentials request: the token and the requests it took.
+async fn request(ctx: &Context, scope: &str) -> Result<(AccessToken, u32), Error> {
     let issued = exchange::call(ctx, &Grant::ClientCredentials { scope })
         .await
         .map_err(CallFailure::into_error)?;
-    let details = Details {
-        scope: Some(scope),
-        duration_ms: Some(ctx.since(started)),
-        attempts: Some(issued.attempts),
-        ..Details::default()
-    };
-    ctx.emit(EventKind::ClientTokenIssued, None, details);
     // Any refresh_token in the answer is dropped here, never kept.
-    Ok(AccessToken::new(
+    let token = AccessToken::new(
         issued.response.access_token,
         issued.sent_at_ms,
         issued.response.expires_in,
         ctx.config.client_token_lifetime_secs,
-    ))
+    );
+    Ok((token, issued.attempts))
 }
 
-/// Removes the finished flight from its slot when dropped (also on a panic).
-struct Landed(Arc<Cell>);
+/// Removes the flight from its slot when it lands, or when it is dropped
+/// unfinished (also on a panic).
+struct Landed(Option<Arc<Cell>>);
+
+impl Landed {
+    /// Caches `token` (if any) and clears the flight in one step, so that
+    /// no caller finds neither and sends a second request.
+    fn land(mut self, token: Option<AccessToken>) {
+        if let Some(cell) = self.0.take() {
+            let mut slot = cell.lock();
+            if token.is_some() {
+                slot.token = token;
+            }
+            slot.inflight = None;
+        }
+    }
+}
 
 impl Drop for Landed {
     fn drop(&mut self) {
-        self.0.lock().inflight = None;
+        if let Some(cell) = self.0.take() {
+            cell.lock().inflight = None;
+        }
     }
 }
 

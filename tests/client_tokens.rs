@@ -4,7 +4,9 @@
 mod common;
 
 use common::{joined_then_released, Harness};
-use freshtoken_emulator::Fault;
+use freshtoken_emulator::{Fault, Options};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_per_sorted_scope_set_and_renewed_after_expiry() {
@@ -110,4 +112,56 @@ async fn a_refresh_token_in_a_client_credentials_answer_is_ignored() {
     ));
     assert_eq!(h.client.client_token(&["a"]).await.unwrap(), "cc-token");
     assert!(h.store.inner.get("a").is_none());
+}
+
+/// Sends each `client_token_issued` event's scope to a channel.
+struct Issued(std::sync::Mutex<std::sync::mpsc::Sender<String>>);
+
+impl freshtoken::EventSink for Issued {
+    fn on_event(&self, event: &freshtoken::Event) {
+        if event.kind == freshtoken::EventKind::ClientTokenIssued {
+            let scope = event.scope.clone().unwrap_or_default();
+            let _ = self.0.lock().unwrap().send(scope);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_caller_gave_up_is_finished_and_cached() {
+    // DESIGN point 15: a caller that gives up (a cancelled coroutine, an
+    // aborted task) never stops the shared request. Before, a client
+    // token's request paused with its last caller: its answer was never
+    // read or cached, and the next caller, however much later, resumed it
+    // and got `timeout` (its deadline long past) with nothing sent.
+    let (tx, issued) = std::sync::mpsc::channel();
+    let sink = Arc::new(Issued(std::sync::Mutex::new(tx)));
+    let h = Harness::with(Options::default(), |b| b.on_event(sink));
+    h.emu.push_fault(Fault::hold());
+    let client = h.client.clone();
+    let caller = tokio::spawn(async move { client.client_token(&["accounts"]).await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+
+    assert_eq!(h.emu.release_held(), 1);
+    let scope = tokio::task::spawn_blocking(move || issued.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the request went on without its caller and its token was cached");
+    assert_eq!(scope, "accounts");
+    let cached = h.client.client_token(&["accounts"]).await.unwrap();
+    assert_eq!(
+        h.grant_requests("client_credentials"),
+        1,
+        "served from the cache"
+    );
+
+    // An hour later the cached token is stale: a new one, never the old answer.
+    h.clock.advance(3_600_000);
+    let renewed = h.client.client_token(&["accounts"]).await.unwrap();
+    assert_ne!(renewed, cached);
+    assert_eq!(h.grant_requests("client_credentials"), 2);
 }

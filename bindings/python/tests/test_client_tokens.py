@@ -6,7 +6,7 @@ import asyncio
 
 from freshtoken import FreshTokenError
 
-from helpers import differ, held_then_released, make_client, same
+from helpers import Signal, differ, held_then_released, make_client, same
 
 
 def test_cached_per_scope_set_and_renewed_after_expiry(emu):
@@ -75,5 +75,35 @@ def test_an_oauth_error_is_typed_and_not_cached(emu):
         else:
             raise AssertionError("expected FreshTokenError.OAuth")
         assert isinstance(await client.client_token(["x"]), str), "a failure is not cached"
+
+    asyncio.run(scenario())
+
+
+def test_a_request_whose_caller_was_cancelled_is_finished_and_cached(emu):
+    """A caller that gives up (a cancelled task, a request timeout) never
+    stops the shared request: its token is cached for the next caller.
+    Before, the request paused with its caller, and the next caller, an hour
+    later, resumed it and got a TimeoutError with nothing sent."""
+
+    async def scenario():
+        issued = Signal()
+        client, clock = make_client(
+            emu, on_event=lambda event: event.kind == "client_token_issued" and issued.set())
+        emu.fault({"kind": "hold", "grant": "client_credentials"})
+        quitter = asyncio.ensure_future(client.client_token(["accounts"]))
+        assert await asyncio.to_thread(emu.wait_held, 1) == 1
+        quitter.cancel()
+        try:
+            await quitter
+        except asyncio.CancelledError:
+            pass
+        assert emu.release_held() == 1
+        assert await asyncio.to_thread(issued.wait_blocking), "the request went on without its caller"
+        cached = await client.client_token(["accounts"])
+        assert emu.grant_requests("client_credentials") == 1, "its token was cached"
+
+        clock.advance(3_600_000)  # stale an hour later: a new token, no TimeoutError
+        differ(await client.client_token(["accounts"]), cached, "a new token")
+        assert emu.grant_requests("client_credentials") == 2
 
     asyncio.run(scenario())

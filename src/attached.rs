@@ -13,7 +13,7 @@ use crate::flight::Landed;
 use crate::maybe_send::BoxFuture;
 use crate::response::MAX_EXPIRES_IN_SECS;
 use crate::session::{Seed, SessionStatus};
-use crate::session_state::{info_of, Flight, SessionCell, SessionState};
+use crate::session_state::{info_of, reauth_due, Flight, SessionCell, SessionState};
 use crate::store::{Record, TokenStore};
 use crate::tokens::{AccessToken, TokenInfo};
 use std::sync::Arc;
@@ -140,7 +140,7 @@ impl Attached {
         let rec = st.record.as_ref();
         Ok(SessionStatus {
             has_record: rec.is_some(),
-            reauth: rec.and_then(|r| r.reauth),
+            reauth: rec.and_then(|r| reauth_due(r, now, self.ctx.config.leeway_ms)),
             access_expires_at_ms: rec
                 .and_then(|r| r.access_token.as_ref())
                 .map(|a| a.expires_at_ms),

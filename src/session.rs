@@ -61,7 +61,9 @@ impl std::fmt::Debug for CachedToken {
 pub struct SessionStatus {
     /// A record exists for this key.
     pub has_record: bool,
-    /// Set when the user must authorize again.
+    /// Set when the user must authorize again: the reason the session was
+    /// marked dead with, or the one the next token call would meet without
+    /// sending anything (`refresh_expired`, `no_refresh_token`).
     pub reauth: Option<ReauthReason>,
     /// Expiry of the current access token (Unix ms).
     pub access_expires_at_ms: Option<u64>,

@@ -1,7 +1,7 @@
 //! The in-memory state of one session key, shared by every handle of it
 //! (DESIGN point 11), and the small pure helpers around it.
 
-use crate::error::Error;
+use crate::error::{Error, ReauthReason};
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
 use crate::store::Record;
@@ -136,6 +136,29 @@ fn record_secrets(rec: &Record) -> Vec<Secret> {
         .into_iter()
         .flatten()
         .collect()
+}
+
+/// Why the user must authorize again, as the next token call at `now_ms`
+/// would find it without sending anything (see `Attached::plan`): the
+/// record's mark, else, its access token stale, a missing refresh token or
+/// one past its sliding lifetime.
+pub(crate) fn reauth_due(rec: &Record, now_ms: u64, leeway_ms: u64) -> Option<ReauthReason> {
+    if rec.reauth.is_some() {
+        return rec.reauth;
+    }
+    let fresh = rec
+        .access_token
+        .as_ref()
+        .is_some_and(|a| a.is_fresh(now_ms, leeway_ms));
+    if fresh {
+        None
+    } else if rec.refresh_token.is_none() {
+        Some(ReauthReason::NoRefreshToken)
+    } else if rec.refresh_expires_at_ms.is_some_and(|t| now_ms >= t) {
+        Some(ReauthReason::RefreshExpired)
+    } else {
+        None
+    }
 }
 
 /// What callers get from a record.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_no_secret, joined_then_released, Harness, CLIENT_ID};
-use freshtoken::{Clock, Error, ReauthReason, RetryPolicy, Seed};
+use freshtoken::{AccessToken, Clock, Error, ReauthReason, Record, RetryPolicy, Seed, TokenStore};
 use freshtoken_emulator::{Fault, StreamEnd, TokenState};
 use std::sync::atomic::Ordering;
 
@@ -199,6 +199,52 @@ async fn a_refresh_token_past_its_sliding_lifetime_is_not_sent() {
         h.store.record("u1").unwrap().reauth,
         Some(ReauthReason::RefreshExpired)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_reauthorization_the_next_call_would_meet() {
+    // DESIGN points 7 and 13: the host reads status() to prompt the user to
+    // re-link before or when it is due. Before, a refresh token past its
+    // sliding lifetime, or a stale record without one, read `reauth: None`
+    // until a token call had failed on it.
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    let lapse = session
+        .status()
+        .await
+        .unwrap()
+        .refresh_expires_at_ms
+        .unwrap();
+    h.clock.set(lapse);
+    let status = session.status().await.unwrap();
+    assert_eq!(status.reauth, Some(ReauthReason::RefreshExpired));
+    assert_eq!(h.refresh_requests(), 1, "status() sends nothing");
+    assert_eq!(
+        session.access_token().await.unwrap_err().reason(),
+        status.reauth,
+        "what the next call says"
+    );
+
+    // A record without a refresh token (no offline_access): fine while its
+    // access token is fresh, then nothing can renew it.
+    let now = h.clock.now_ms();
+    let record = Record {
+        access_token: Some(AccessToken::new("at-only".into(), now, Some(900), 900)),
+        updated_at_ms: now,
+        ..Record::default()
+    };
+    h.store.inner.save("u2", &record.encode()).await.unwrap();
+    let other = h.session("u2");
+    assert_eq!(other.status().await.unwrap().reauth, None);
+    h.clock.advance(900_000);
+    let status = other.status().await.unwrap();
+    assert_eq!(status.reauth, Some(ReauthReason::NoRefreshToken));
+    assert_eq!(
+        other.access_token().await.unwrap_err().reason(),
+        status.reauth
+    );
+    assert_eq!(h.refresh_requests(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,7 +135,12 @@ class TokenClient private constructor(
         checkText("key", key)
         options.checked()
         mirror.drop(key)
-        val native = ffiCall { ffi.exchangeCode(options, key, FixedCapabilities.of(store)) }
+        val native = try {
+            ffiCall { ffi.exchangeCode(options, key, FixedCapabilities.of(store)) }
+        } finally {
+            // A read during the exchange may have mirrored the token it replaced.
+            mirror.drop(key)
+        }
         remember(key, store, native)
         return UserSession(this, key, store)
     }
@@ -221,13 +226,22 @@ class TokenClient private constructor(
     internal fun cachedTokenFromCore(key: String, store: TokenStore): String? =
         refill(key, nativeSession(key, store), mirror.epoch(key))
 
-    /** Drops the key's mirrored token, runs [call] in the core, and mirrors the core's token after a success. */
+    /**
+     * Drops the key's mirrored token, runs [call] in the core, drops it again
+     * whatever the outcome, and mirrors the core's token after a success. The
+     * second drop: a read during the call gets the core's token of that
+     * moment, which the call may be replacing (a rejected token, a session
+     * that then dies, the account a seed replaces), and may have mirrored it.
+     */
     internal suspend inline fun <T> mirrored(key: String, store: TokenStore, call: (FfiUserSession) -> T): T {
         mirror.drop(key)
-        val epoch = mirror.epoch(key)
         val native = nativeSession(key, store)
-        val result = ffiCall { call(native) }
-        refill(key, native, epoch)
+        val result = try {
+            ffiCall { call(native) }
+        } finally {
+            mirror.drop(key)
+        }
+        refill(key, native, mirror.epoch(key))
         return result
     }
 

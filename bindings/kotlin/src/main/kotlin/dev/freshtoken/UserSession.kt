@@ -12,8 +12,8 @@ import java.util.concurrent.CompletableFuture
  * nothing native, and [accessToken] on a fresh mirrored token is a map
  * lookup. The client makes one native session per key when a call first
  * needs the core and reuses it for every handle of the key. Every other
- * call drops the key's mirrored token first and mirrors the core's token
- * again after it succeeds.
+ * call drops the key's mirrored token when it starts and when it ends, and
+ * mirrors the core's token again after it succeeds.
  */
 class UserSession internal constructor(
     @PublishedApi internal val client: TokenClient,
@@ -167,7 +167,7 @@ class UserSession internal constructor(
         closed = true
     }
 
-    /** Drops the key's mirrored token, runs [call] in the core, and mirrors the core's token after a success. */
+    /** Runs [call] in the core as [TokenClient.mirrored] does (the mirrored token dropped before and after). */
     private suspend inline fun <T> mirrored(call: (FfiUserSession) -> T): T {
         check(!closed) { "UserSession has been closed" }
         return client.mirrored(key, store, call)

@@ -1,0 +1,143 @@
+package dev.freshtoken
+
+import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.FakeClock
+import dev.freshtoken.support.TestStore
+import dev.freshtoken.support.blocking
+import dev.freshtoken.support.differ
+import dev.freshtoken.support.expectError
+import dev.freshtoken.support.same
+import java.net.HttpURLConnection
+import java.net.URI
+import java.net.URLDecoder
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.withContext
+import org.junit.AfterClass
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Before
+import org.junit.BeforeClass
+import org.junit.Test
+
+/**
+ * The mirror against calls that replace a key's token. A read made while
+ * tokenRejected(), seed() or exchangeCode() on the same key is in flight
+ * gets the core's token of that moment (the core still serves it) and used
+ * to mirror it; when the call then left no fresh token to refill (the
+ * session died, a seed without an access token) or brought one later, the
+ * mirror kept serving the superseded token: a rejected one, a dead
+ * session's, or the previous account's after a re-link. Once such a call
+ * has ended, no read returns the old token.
+ *
+ * Against the emulator; the calls are held in flight by its `hold` fault
+ * (a seed waits for a held refresh): no sleeps.
+ */
+class MirrorRacesTest {
+    companion object {
+        private lateinit var emu: Emulator
+
+        @BeforeClass @JvmStatic fun start() { emu = Emulator.start() }
+        @AfterClass @JvmStatic fun stop() { emu.close() }
+
+        private const val REDIRECT = "https://app.example/callback"
+    }
+
+    private val clock = FakeClock()
+    private val store = TestStore()
+    private lateinit var client: TokenClient
+
+    @Before fun setUp() {
+        emu.reset()
+        client = TokenClient.withClock(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+            HttpUrlConnectionClient(),
+            clock,
+        )
+    }
+
+    /** `u1` seeded with the access token `at` (900 s) and read until it is mirrored. */
+    private suspend fun mirrored(at: String): UserSession {
+        val rt = emu.seed()["refresh_token"] as String
+        val session = client.session("u1", store)
+        session.seed(SeedOptions(refreshToken = rt, accessToken = at, expiresIn = 900))
+        same(session.accessToken(), at, "seeded")
+        val before = client.nativeUses.get()
+        same(session.accessToken(), at, "served again")
+        assertEquals("from the mirror", before, client.nativeUses.get())
+        return session
+    }
+
+    @Test fun `a failed tokenRejected that kills the session leaves the rejected token unserved`() = blocking {
+        val session = mirrored("at-rejected")
+        emu.hold()
+        emu.fault("kind" to "body", "status" to 400, "body" to "{\"error\":\"invalid_grant\"}")
+        val rejecting = async(start = CoroutineStart.UNDISPATCHED) { runCatching { session.tokenRejected("at-rejected") } }
+        withContext(Dispatchers.IO) { emu.waitHeld(1) }
+        same(session.accessToken(), "at-rejected", "during the call the core still serves it")
+        withContext(Dispatchers.IO) { emu.releaseHeld() }
+        val failure = rejecting.await().exceptionOrNull()
+        assertTrue("tokenRejected: $failure", failure is FreshTokenException.ReauthorizationRequired)
+
+        expectError<FreshTokenException.ReauthorizationRequired> { session.accessToken() }
+        expectError<FreshTokenException.ReauthorizationRequired> { client.session("u1", store).accessTokenBlocking() }
+        assertEquals("the core agrees", null, session.cachedAccessToken())
+        assertEquals(1L, emu.refreshRequests())
+    }
+
+    @Test fun `a seed of another refresh token while a read mirrors the old token leaves it unserved`() = blocking {
+        val session = mirrored("at-account-a")
+        val other = emu.seed()["refresh_token"] as String
+        emu.hold()
+        val refreshing = async(start = CoroutineStart.UNDISPATCHED) { session.refresh() }
+        withContext(Dispatchers.IO) { emu.waitHeld(1) }
+        // The seed waits for the refresh in flight, then installs a record
+        // with no access token.
+        val seeding = async(start = CoroutineStart.UNDISPATCHED) { session.seed(SeedOptions(refreshToken = other)) }
+        same(session.accessToken(), "at-account-a", "during the seed the core still serves the old token")
+        withContext(Dispatchers.IO) { emu.releaseHeld() }
+        refreshing.await()
+        seeding.await()
+
+        val after = session.accessToken()
+        differ(after, "at-account-a", "after seed(): a token of the seeded refresh token")
+        assertEquals("the seeded refresh token was spent", 2L, emu.refreshRequests())
+        same(client.session("u1", store).accessToken(), after, "and that one is mirrored")
+    }
+
+    @Test fun `exchangeCode on the key while a read mirrors the old token serves only the new one`() = blocking {
+        val session = mirrored("at-account-a")
+        val request = client.authorizationUrl(AuthorizationUrlOptions(redirectUri = REDIRECT, scopes = listOf("openid")))
+        val code = withContext(Dispatchers.IO) { approve(request.url) }
+        emu.hold(grant = "authorization_code")
+        val exchanging = async(start = CoroutineStart.UNDISPATCHED) {
+            client.exchangeCode(ExchangeCodeOptions(code, request.codeVerifier, REDIRECT), "u1", store)
+        }
+        withContext(Dispatchers.IO) { emu.waitHeld(1) }
+        same(session.accessToken(), "at-account-a", "during the exchange the core still serves the old token")
+        withContext(Dispatchers.IO) { emu.releaseHeld() }
+        val relinked = exchanging.await()
+
+        val fresh = store.record("u1")?.get("access_token")
+        differ(fresh, "at-account-a", "the exchange brought a new token")
+        repeat(3) {
+            same(session.accessToken(), fresh, "the old handle, read ${it + 1}")
+            same(relinked.accessToken(), fresh, "the new handle, read ${it + 1}")
+        }
+    }
+
+    /** The code the emulator's authorize endpoint redirects with. */
+    private fun approve(url: String): String {
+        val conn = URI(url).toURL().openConnection() as HttpURLConnection
+        try {
+            conn.instanceFollowRedirects = false
+            assertEquals(302, conn.responseCode)
+            val query = URI(conn.getHeaderField("location")).rawQuery
+            return query.split('&').map { it.split('=', limit = 2) }
+                .first { it[0] == "code" }[1].let { URLDecoder.decode(it, Charsets.UTF_8) }
+        } finally {
+            conn.disconnect()
+        }
+    }
+}

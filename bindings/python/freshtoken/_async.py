@@ -86,12 +86,13 @@ class AsyncSession(SessionCore):
         try:
             await _loop.run(self._drop().revoke)
         finally:
-            # A caller that refilled while the revocation waited for a refresh
-            # in flight may have mirrored the token: the core now serves none.
-            self._client._mirror.drop(self._key)
+            self._dropped()
 
     async def _replacing(self, method: str, *args: Any) -> Any:
-        result = await _loop.run(getattr(self._drop(), method), *args)
+        try:
+            result = await _loop.run(getattr(self._drop(), method), *args)
+        finally:
+            self._dropped()
         self._refill()
         return result
 
@@ -171,5 +172,8 @@ class AsyncClient(ClientCore):
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,
                                                           redirect_uri=redirect_uri))
         self._mirror.drop(key)
-        handle = await _loop.run(self._native.exchange_code, options, key, guarded)
+        try:
+            handle = await _loop.run(self._native.exchange_code, options, key, guarded)
+        finally:
+            self._mirror.drop(key)  # a read during it may have mirrored the token it replaced
         return self._exchanged(key, store, guarded, handle)

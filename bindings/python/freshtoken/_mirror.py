@@ -5,8 +5,9 @@ returns, without calling into the core. The core stays the only source of
 truth: the mirror is filled only from the core's ``cached_token()`` (the
 token with the instant until which the core itself would serve it, on the
 same clock), and every call that may replace a key's token early (refresh,
-token_rejected, seed, …) drops the key's entry before it starts. Dropping
-is always safe: the next read takes the slow path and refills.
+token_rejected, seed, …) drops the key's entry when it starts and again
+when it ends (a read during it may have mirrored the token it replaced).
+Dropping is always safe: the next read takes the slow path and refills.
 
 Races: a refill reads the core and writes the entry under the mirror's
 lock, and so does a drop, so the last read of the core is the last write: a

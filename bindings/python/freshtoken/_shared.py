@@ -96,6 +96,13 @@ class SessionCore:
         self._client._mirror.drop(self._key)
         return handle
 
+    def _dropped(self) -> None:
+        """After such a call, whatever its outcome: forget the mirrored token
+        again. A read during the call got the core's token of that moment,
+        which the call may have replaced (a rejected token, a session that
+        died, the account a seed replaced), and may have mirrored it."""
+        self._client._mirror.drop(self._key)
+
 
 class ClientCore:
     """One OAuth client: the native ``TokenClient``, the mirror, and the

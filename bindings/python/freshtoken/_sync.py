@@ -99,12 +99,13 @@ class Session(SessionCore):
         try:
             _loop.call(self._drop().revoke, timeout=timeout)
         finally:
-            # A caller that refilled while the revocation waited for a refresh
-            # in flight may have mirrored the token: the core now serves none.
-            self._client._mirror.drop(self._key)
+            self._dropped()
 
     def _replacing(self, method: str, *args: Any, timeout: Optional[float]) -> Any:
-        result = _loop.call(getattr(self._drop(), method), *args, timeout=timeout)
+        try:
+            result = _loop.call(getattr(self._drop(), method), *args, timeout=timeout)
+        finally:
+            self._dropped()
         self._refill()
         return result
 
@@ -184,5 +185,8 @@ class Client(ClientCore):
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,
                                                           redirect_uri=redirect_uri))
         self._mirror.drop(key)
-        handle = _loop.call(self._native.exchange_code, options, key, guarded, timeout=timeout)
+        try:
+            handle = _loop.call(self._native.exchange_code, options, key, guarded, timeout=timeout)
+        finally:
+            self._mirror.drop(key)  # a read during it may have mirrored the token it replaced
         return self._exchanged(key, store, guarded, handle)

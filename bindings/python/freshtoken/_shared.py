@@ -8,9 +8,10 @@ rotation, persistence order, retries) is in the Rust core.
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, Union
 
 from ._ffi.freshtoken import (
     Clock,
@@ -38,6 +39,10 @@ __all__ = ["ClientCore", "SessionCore", "scopes_list", "seed_options", "guarded_
 # The core's default for max_sessions; the mirror and the handle cache use
 # the same bound.
 DEFAULT_MAX_SESSIONS = 100_000
+
+# The end of year 9999 in Unix ms: a later host clock reading is no time
+# (src/clock.rs LATEST_PLAUSIBLE_MS).
+LATEST_PLAUSIBLE_MS = 253_402_300_799_999
 
 # HostError's str() is its message (uniffi's default is a field dump).
 HostError.__str__ = lambda self: getattr(self, "detail", None) or "timed out"
@@ -170,7 +175,7 @@ class ClientCore:
             self._mirror = Mirror(time.time, 0.001, bound)
             self._session_class = self._session_classes[0]
         else:
-            self._mirror = Mirror(clock.now_ms, 1, bound)
+            self._mirror = Mirror(core_time(clock), 1, bound)
             self._session_class = self._session_classes[1]
         self._handles: Dict[str, SessionCore] = {}
         self._bound = bound
@@ -235,6 +240,26 @@ class ClientCore:
             while len(self._handles) > self._bound:
                 del self._handles[next(iter(self._handles))]
         return session
+
+
+def core_time(clock: Clock) -> Callable[[], float]:
+    """The mirror's clock for a host ``clock``: its reading where the core
+    takes it (an integer, not a bool, from 0 to the end of year 9999, in
+    ms), else the system clock, which the core then reads instead (see
+    ``GuardedClock`` and the core's clock adapter). The mirror must never
+    judge freshness on a reading the core refused: it would serve a token
+    the core judges stale (a negative or float reading), or none at all."""
+
+    def now() -> float:
+        try:
+            value = clock.now_ms()
+            if not isinstance(value, bool) and 0 <= operator.index(value) <= LATEST_PLAUSIBLE_MS:
+                return value
+        except Exception:  # noqa: BLE001 - raised, or not an integer: the core reads the system clock
+            pass
+        return time.time() * 1000
+
+    return now
 
 
 def client_options(token_endpoint: str, client_id: str, options: Dict[str, Any]) -> TokenClientOptions:

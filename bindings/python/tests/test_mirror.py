@@ -5,11 +5,12 @@ handle of a key, and stay bounded. Time is a fake clock."""
 
 import asyncio
 import threading
+import time
 
 import freshtoken
 from freshtoken._mirror import STALE, Mirror
 
-from helpers import (TestStore, differ, make_client, make_sync_client, same, seeded, seeded_sync)
+from helpers import (FakeClock, TestStore, differ, make_client, make_sync_client, same, seeded, seeded_sync)
 
 # 900 s tokens, 60 s leeway: fresh until 840 s after the request was sent.
 FRESH_MS = 840_000
@@ -206,3 +207,28 @@ def test_a_system_clock_client_mirrors_in_seconds(emu, ffi_calls):
     until = client._mirror.entry("u1").until
     info = session.tokens()
     assert abs(until - (info.expires_at_ms - 60_000) / 1000) < 1e-6, "fresh until, in seconds"
+
+
+def test_a_host_clock_reading_the_core_refuses_is_the_system_clock_in_the_mirror_too(emu, ffi_calls):
+    """The core reads the system clock instead of a host reading that is no
+    time (negative, not an int, past the year 9999); so must the mirror, or
+    it serves a token the core judges stale, or never serves one at all."""
+    ten_days_back = int(time.time() * 1000) - 10 * 86_400_000
+    for reading in (-1, float(ten_days_back), True):
+        clock = FakeClock(ten_days_back)
+        client, _ = make_sync_client(emu, clock)
+        store = TestStore()
+        session = client.session("u1", store)
+        session.seed(refresh_token=emu.seed()["refresh_token"], access_token="at-seeded", expires_in=900)
+        same(session.access_token(), "at-seeded", "fresh on the host clock")
+        same(session.access_token(), "at-seeded", "mirrored")
+
+        clock.ms = reading
+        renewed = session.access_token()
+        differ(renewed, "at-seeded", f"a {type(reading).__name__} reading: stale on the system clock, as in the core")
+
+        clock.ms = 1 << 62  # nanoseconds by mistake
+        ffi_calls.clear()
+        same(session.access_token(), renewed, "fresh on the system clock")
+        assert sum(ffi_calls.values()) == 0, f"served from the mirror: {dict(ffi_calls)}"
+    assert emu.refresh_requests() == 3

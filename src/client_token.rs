@@ -29,20 +29,48 @@ impl Cell {
     fn lock(&self) -> MutexGuard<'_, Slot> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Whether the cell holds anything at `now_ms`: a request in flight, or
+    /// a token not yet expired (served, or still to be revoked).
+    fn holds_anything(&self, now_ms: u64) -> bool {
+        let slot = self.lock();
+        let live = |t: &Option<AccessToken>| t.as_ref().is_some_and(|t| t.expires_at_ms > now_ms);
+        slot.inflight.is_some() || live(&slot.token) || live(&slot.unrevoked)
+    }
 }
+
+/// The scope sets asked for so far, and when to next drop the ones that
+/// hold nothing.
+struct Cells {
+    map: HashMap<String, Arc<Cell>>,
+    sweep_at: usize,
+}
+
+/// The fewest scope sets at which the cache looks for ones to drop.
+const MIN_SWEEP: usize = 64;
 
 /// The client's own tokens (`client_credentials`), one per scope set.
 pub struct ClientTokens {
     ctx: Arc<Context>,
-    cells: Mutex<HashMap<String, Arc<Cell>>>,
+    cells: Mutex<Cells>,
 }
 
 impl ClientTokens {
     pub(crate) fn new(ctx: Arc<Context>) -> Self {
         ClientTokens {
             ctx,
-            cells: Mutex::new(HashMap::new()),
+            cells: Mutex::new(Cells {
+                map: HashMap::new(),
+                sweep_at: MIN_SWEEP,
+            }),
         }
+    }
+
+    /// How many scope sets the cache holds: those with a live token or a
+    /// request in flight, and others not dropped yet (no more than those,
+    /// or 64), which a request for a new scope set drops.
+    pub fn scope_sets(&self) -> usize {
+        self.cells().map.len()
     }
 
     /// A fresh client token for `scopes` (order and duplicates do not matter):
@@ -57,9 +85,9 @@ impl ClientTokens {
     /// command line's `--json`).
     pub async fn access_token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<AccessToken, Error> {
         let scope = scope_key(scopes)?;
-        let cell = self.cell(&scope);
-        // Read before the lock, like a session's cached path (attached::serve).
+        // Read before the locks, like a session's cached path (attached::serve).
         let now = self.ctx.clock.now_ms();
+        let cell = self.cell(&scope, now);
         let flight = {
             let mut slot = cell.lock();
             if let Some(token) = slot
@@ -85,7 +113,10 @@ impl ClientTokens {
     /// it), so the next call requests a new one.
     pub fn invalidate<S: AsRef<str>>(&self, scopes: &[S]) -> Result<(), Error> {
         let scope = scope_key(scopes)?;
-        self.cell(&scope).lock().token = None;
+        let cell = self.cells().map.get(&scope).cloned();
+        if let Some(cell) = cell {
+            cell.lock().token = None;
+        }
         Ok(())
     }
 
@@ -95,8 +126,12 @@ impl ClientTokens {
     /// still hold is tried again by the next call.
     pub async fn revoke_all(&self) -> Result<(), Error> {
         let cells: Vec<(String, Arc<Cell>)> = {
-            let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-            cells.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
+            let cells = self.cells();
+            cells
+                .map
+                .iter()
+                .map(|(s, c)| (s.clone(), c.clone()))
+                .collect()
         };
         let mut result = Ok(());
         for (scope, cell) in cells {
@@ -148,9 +183,29 @@ impl ClientTokens {
         revoked
     }
 
-    fn cell(&self, scope: &str) -> Arc<Cell> {
-        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        cells.entry(scope.to_owned()).or_default().clone()
+    fn cells(&self) -> MutexGuard<'_, Cells> {
+        self.cells.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cell of `scope`, made if new. A new one may first drop the
+    /// cells that hold nothing at `now_ms` (an expired token, a failed
+    /// request) and that no call is using, once their number doubled since
+    /// the last look: hosts that ask ever new scope sets (per tenant, per
+    /// request) keep only the live ones.
+    fn cell(&self, scope: &str, now_ms: u64) -> Arc<Cell> {
+        let mut cells = self.cells();
+        if let Some(cell) = cells.map.get(scope) {
+            return cell.clone();
+        }
+        if cells.map.len() >= cells.sweep_at {
+            cells
+                .map
+                .retain(|_, cell| Arc::strong_count(cell) > 1 || cell.holds_anything(now_ms));
+            cells.sweep_at = cells.map.len().saturating_mul(2).max(MIN_SWEEP);
+        }
+        let cell = Arc::new(Cell::default());
+        cells.map.insert(scope.to_owned(), cell.clone());
+        cell
     }
 }
 

@@ -165,3 +165,38 @@ async fn a_request_whose_caller_gave_up_is_finished_and_cached() {
     assert_ne!(renewed, cached);
     assert_eq!(h.grant_requests("client_credentials"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_sets_whose_tokens_lapsed_or_failed_are_not_kept_forever() {
+    // A service that asks per-tenant or per-request scope sets: before,
+    // every scope set ever asked (failed ones too) stayed in the cache for
+    // the client's life, so memory grew without limit. Now a scope set
+    // whose token has expired, or that never got one, is dropped as the
+    // cache grows; live tokens stay (revoke_client_tokens revokes them).
+    let h = Harness::new();
+    for i in 0..100 {
+        h.client
+            .client_token(&[format!("tenant:{i}")])
+            .await
+            .unwrap();
+    }
+    h.emu
+        .push_fault(Fault::body(400, r#"{"error":"invalid_scope"}"#).times(20));
+    for i in 0..20 {
+        let asked = h.client.client_token(&[format!("unknown:{i}")]).await;
+        assert_eq!(asked.unwrap_err().oauth_error(), Some("invalid_scope"));
+    }
+    assert_eq!(h.client.client_tokens().scope_sets(), 120);
+
+    // An hour later those tokens have all expired.
+    h.clock.advance(3_600_000);
+    for i in 0..100 {
+        h.client.client_token(&[format!("next:{i}")]).await.unwrap();
+    }
+    let kept = h.client.client_tokens().scope_sets();
+    assert!(kept < 128, "{kept} scope sets kept");
+    assert_eq!(h.grant_requests("client_credentials"), 220);
+    // The live ones are still served from the cache.
+    h.client.client_token(&["next:99"]).await.unwrap();
+    assert_eq!(h.grant_requests("client_credentials"), 220);
+}

@@ -205,6 +205,7 @@ export interface SeedOptions {
 
 /** Options of `client.authorizationUrl(…)`. Unknown keys reject with a ConfigError naming them (`scope` is not `scopes`). */
 export interface AuthorizationUrlOptions {
+  /** An absolute URI without a fragment (RFC 6749 §3.1.2), else a ConfigError naming it. */
   redirectUri: string;
   /** `offline_access` is added when missing. */
   scopes?: string[];
@@ -229,6 +230,7 @@ export interface AuthorizationRequest {
 export interface ExchangeCodeOptions {
   code: string;
   codeVerifier: string;
+  /** The authorize request's, exactly; one with a fragment or without a scheme is a ConfigError, and the code is not sent. */
   redirectUri: string;
 }
 

@@ -11,7 +11,9 @@ use std::fmt;
 /// What to ask the authorization server for.
 #[derive(Clone, Debug, Default)]
 pub struct AuthorizationParams {
-    /// Where the server sends the user back (registered with the client).
+    /// Where the server sends the user back (registered with the client):
+    /// an absolute URI without a fragment (RFC 6749 §3.1.2), else a
+    /// `config` error.
     pub redirect_uri: String,
     /// Scopes; `offline_access` is added when missing (no refresh token
     /// without it).
@@ -125,11 +127,40 @@ struct Pending {
     nonce: String,
 }
 
+/// Checks a redirection endpoint as RFC 6749 §3.1.2 requires it: an
+/// absolute URI (a scheme, RFC 3986 §3.1) without a fragment. Checked
+/// before the URL is made and before a code is sent: a server compares
+/// the two strings, and a code refused for its redirect URI is spent.
+pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), Error> {
+    if uri.is_empty() {
+        return Err(Error::config("redirect_uri", "must not be empty"));
+    }
+    let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
+    let is_scheme = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !is_scheme {
+        return Err(Error::config(
+            "redirect_uri",
+            "must be an absolute URI with a scheme (RFC 6749 §3.1.2)",
+        ));
+    }
+    if uri.contains('#') {
+        return Err(Error::config(
+            "redirect_uri",
+            "must not include a fragment (RFC 6749 §3.1.2)",
+        ));
+    }
+    Ok(())
+}
+
 impl Pending {
     fn new(config: &Config, params: AuthorizationParams) -> Result<Self, Error> {
-        if params.redirect_uri.is_empty() {
-            return Err(Error::config("redirect_uri", "must not be empty"));
-        }
+        check_redirect_uri(&params.redirect_uri)?;
         let endpoint = config.authorization_endpoint()?;
         let mut scopes: Vec<String> = Vec::new();
         for scope in params
@@ -394,5 +425,41 @@ mod tests {
         assert!(
             matches!(authorization_url(&config(), p), Err(Error::Config { field, .. }) if field == "scopes")
         );
+    }
+
+    #[test]
+    fn a_redirect_uri_must_be_absolute_and_without_a_fragment() {
+        for (uri, says) in [
+            ("https://app.example/cb#done", "fragment"),
+            ("app://cb#", "fragment"),
+            ("/cb", "absolute"),
+            ("cb", "absolute"),
+            ("://cb", "absolute"),
+            ("1app://cb", "absolute"),
+            ("a b://cb", "absolute"),
+        ] {
+            let p = AuthorizationParams {
+                redirect_uri: uri.into(),
+                ..Default::default()
+            };
+            let e = authorization_url(&config(), p).unwrap_err();
+            assert!(
+                matches!(&e, Error::Config { field, .. } if field == "redirect_uri"),
+                "{uri}: {e}"
+            );
+            assert!(e.to_string().contains(says), "{uri}: {e}");
+        }
+        for uri in [
+            "https://app.example/cb?x=1",
+            "com.example.app:/oauth2redirect",
+            "http://127.0.0.1:8080/cb",
+            "app+x.y-z://cb",
+        ] {
+            let p = AuthorizationParams {
+                redirect_uri: uri.into(),
+                ..Default::default()
+            };
+            assert!(authorization_url(&config(), p).is_ok(), "{uri}");
+        }
     }
 }

@@ -257,7 +257,8 @@ impl TokenClient {
     /// joins the first or gets its outcome; for another key, or with
     /// another verifier, it is a `config` error naming `code`, nothing sent.
     /// A store that cannot tell its stored version fails the exchange
-    /// before the code is sent.
+    /// before the code is sent, as does a `redirect_uri` that is not an
+    /// absolute URI without a fragment (`config`, RFC 6749 §3.1.2).
     pub async fn exchange_code(
         &self,
         code: &str,
@@ -266,15 +267,12 @@ impl TokenClient {
         key: &str,
         store: Arc<dyn TokenStore>,
     ) -> Result<UserSession, Error> {
-        for (field, value) in [
-            ("code", code),
-            ("code_verifier", code_verifier),
-            ("redirect_uri", redirect_uri),
-        ] {
+        for (field, value) in [("code", code), ("code_verifier", code_verifier)] {
             if value.is_empty() {
                 return Err(Error::config(field, "must not be empty"));
             }
         }
+        crate::authorize::check_redirect_uri(redirect_uri)?;
         let session = self.session(key, store)?;
         // Before the code is redeemed: the tokens it brings must be saved.
         session.attach().abandoned_save_ended().await?;

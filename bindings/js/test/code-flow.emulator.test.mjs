@@ -133,4 +133,23 @@ describe('code flow against the emulator', () => {
       (err) => err instanceof ConfigError && /store/.test(err.message));
     assert.equal((await emu.counters()).token_requests, 0);
   });
+
+  test('a redirect URI with a fragment or without a scheme is a ConfigError naming redirectUri, and the code is not spent', async () => {
+    // RFC 6749 §3.1.2: an absolute URI without a fragment. The server compares
+    // the exchange's redirect URI with the authorize request's, and a code
+    // refused for it is gone: checked before anything is sent.
+    const client = confidential();
+    const named = (err) => err instanceof ConfigError && /redirectUri/.test(err.message);
+    for (const redirectUri of [`${REDIRECT}#done`, '/callback', 'callback']) {
+      await assert.rejects(client.authorizationUrl({ redirectUri }), named, redirectUri);
+    }
+    const store = new MemoryStore();
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const params = await approve(request.url);
+    const code = { code: params.get('code'), codeVerifier: request.codeVerifier };
+    await assert.rejects(client.exchangeCode({ ...code, redirectUri: `${REDIRECT}#` }, 'u1', store), named);
+    assert.equal((await emu.counters()).token_requests, 0, 'nothing sent');
+    await client.exchangeCode({ ...code, redirectUri: REDIRECT }, 'u1', store);
+    assert.equal(JSON.parse(store.get('u1')).refresh_token.length > 0, true, 'the same code still redeems');
+  });
 });

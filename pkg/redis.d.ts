@@ -48,6 +48,8 @@ export class RedisStore implements TokenStore {
   /** Deletes the lease only if `owner` still holds it. */
   release(key: string, owner: string): Promise<void>;
   loadVersioned(key: string): Promise<VersionedRecord | null>;
+  /** The stored version without the record, or null: `seed()` and a code exchange replace a record too large to read. */
+  loadVersion(key: string): Promise<string | null>;
   /** The new version, or null when the stored version is not `expectedVersion` (null: when a record exists). */
   saveVersioned(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
   /** Who holds the lease on `key`, or null. */

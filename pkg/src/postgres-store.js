@@ -95,6 +95,7 @@ export class PostgresStore {
     this.#sql = {
       load: `SELECT CASE WHEN octet_length(record) <= ${MAX_RECORD_BYTES} THEN record END AS record,
         octet_length(record) AS bytes, version::text AS version FROM ${t} WHERE key = $1`,
+      version: `SELECT version::text AS version FROM ${t} WHERE key = $1`,
       save: `INSERT INTO ${t} AS r (key, record, version) VALUES ($1, $2, 1)
         ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, version = r.version + 1`,
       update: `UPDATE ${t} SET record = $2, version = version + 1
@@ -148,6 +149,17 @@ export class PostgresStore {
   async loadVersioned(key) {
     const row = await this.#read(key);
     return row && { record: row.record, version: row.version };
+  }
+
+  /**
+   * The version of the record under `key`, or null, without reading the
+   * record: what `seed()` and a code exchange compare and swap against, so
+   * that a re-link replaces a record too large to be read.
+   */
+  async loadVersion(key) {
+    checkKey(key);
+    const { rows } = await this.#pool.query(this.#sql.version, [key]);
+    return rows.length ? rows[0].version : null;
   }
 
   /**

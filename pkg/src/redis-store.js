@@ -63,6 +63,13 @@ if size > tonumber(ARGV[1]) then return size end
 return redis.call('HMGET', KEYS[1], 'record', 'version')
 `;
 
+// The version of a stored record without the record: nil when there is no
+// record, an empty list when it has no version field, else { version }.
+const VERSION = `
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return false end
+return { redis.call('HGET', KEYS[1], 'version') }
+`;
+
 // The lease's owner and remaining ms, read together; nil when nobody holds it.
 const HOLDER = `
 local owner = redis.call('GET', KEYS[1])
@@ -72,7 +79,7 @@ return { owner, redis.call('PTTL', KEYS[1]) }
 
 const sha1 = (text) => createHash('sha1').update(text).digest('hex');
 const SCRIPTS = Object.fromEntries(
-  Object.entries({ ACQUIRE, RELEASE, SAVE_VERSIONED, SAVE, LOAD, HOLDER }).map(([name, body]) => [name, { body, sha: sha1(body) }]),
+  Object.entries({ ACQUIRE, RELEASE, SAVE_VERSIONED, SAVE, LOAD, VERSION, HOLDER }).map(([name, body]) => [name, { body, sha: sha1(body) }]),
 );
 
 const decoder = new TextDecoder();
@@ -181,6 +188,19 @@ export class RedisStore {
     if (record === null) return null;
     if (version === null) throw new Error(`RedisStore: ${this.recordKey(key)} has a record but no version field`);
     return { record, version };
+  }
+
+  /**
+   * The version of the record under `key`, or null, without reading the
+   * record: what `seed()` and a code exchange compare and swap against, so
+   * that a re-link replaces a record too large to be read.
+   */
+  async loadVersion(key) {
+    const reply = await this.#script(SCRIPTS.VERSION, [this.recordKey(key)], []);
+    if (reply === null || reply === undefined) return null;
+    const version = Array.isArray(reply) ? text(reply[0]) : null;
+    if (version === null) throw new Error(`RedisStore: ${this.recordKey(key)} has a record but no version field`);
+    return version;
   }
 
   /**

@@ -99,6 +99,38 @@ describe('fleet stores read at most 1 MiB of a record', { skip }, () => {
     assert.equal(await store.loadVersioned('absent'), null);
   });
 
+  /**
+   * A re-link is not blocked by a record too large to read: `seed()` (as a
+   * code exchange) compares and swaps against the version alone, and
+   * replaces it.
+   */
+  async function replacedBySeed(store, key) {
+    const before = await store.loadVersion(key);
+    assert.match(before, /^[0-9]+$/);
+    assert.equal(await store.loadVersion('absent'), null);
+    const client = new TokenClient(CLIENT);
+    try {
+      await client.session(key, store).seed({ refreshToken: 'rt-relinked', accessToken: 'at-relinked', expiresIn: 600 });
+    } finally {
+      client.free();
+    }
+    const { record, version } = await store.loadVersioned(key);
+    assert.equal(JSON.parse(record).refresh_token, 'rt-relinked');
+    assert.equal(BigInt(version), BigInt(before) + 1n, 'replaced by a compare-and-swap on the version read');
+  }
+
+  test('RedisStore and PostgresStore: seed() replaces a record over 1 MiB, read by its version alone', async () => {
+    const redisStore = new RedisStore(redis);
+    await redisStore.save('huge-relink', HUGE);
+    await replacedBySeed(redisStore, 'huge-relink');
+    const pgStore = new PostgresStore(pgClient);
+    await pgStore.save('huge-relink', HUGE);
+    await replacedBySeed(pgStore, 'huge-relink');
+    // A hash with a record and no version field is named, not read as absent.
+    await redis.sendCommand(['HSET', redisStore.recordKey('no-version'), 'record', '{}']);
+    await assert.rejects(redisStore.loadVersion('no-version'), /has a record but no version field/);
+  });
+
   test('PostgresStore: a record over 1 MiB is refused in PostgreSQL; one of exactly 1 MiB is read', async () => {
     const store = new PostgresStore(pgClient);
     await store.save('huge', HUGE);

@@ -254,6 +254,7 @@ export class UserSession {
    */
   tokenRejected(token: string): Promise<TokenInfo>;
   seed(seed: SeedOptions): Promise<void>;
+  /** What is known without sending anything (a record not saved yet is saved first, as by every call). */
   status(): Promise<SessionStatus>;
   /**
    * Revokes the session (RFC 7009) when the user unlinks or leaves: waits

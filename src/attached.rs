@@ -130,8 +130,12 @@ impl Attached {
         self.install(record).await
     }
 
-    /// What is known without sending anything (reads the store once).
+    /// What is known without sending anything (reads the store once). Like
+    /// every call (DESIGN point 4), it first saves a record this process
+    /// could not save before; if that fails again, the status says
+    /// `unpersisted` (the error goes to the `save_failed` event).
     pub(crate) async fn status(&self) -> Result<SessionStatus, Error> {
+        self.save_pending().await;
         if !self.cell.lock().loaded {
             self.sync().await?;
         }
@@ -207,17 +211,56 @@ impl Attached {
     }
 
     async fn join_or_start(&self) -> Result<TokenInfo, Error> {
-        let flight = {
-            let mut st = self.cell.lock();
-            match &st.inflight {
-                Some(flight) => flight.clone(),
-                None => {
-                    let asked_at = st.arrivals;
-                    self.start(&mut st, false, asked_at)
+        loop {
+            let (flight, saving_only) = {
+                let mut st = self.cell.lock();
+                match &st.inflight {
+                    Some(flight) => (flight.clone(), st.saving_only),
+                    None => {
+                        let asked_at = st.arrivals;
+                        (self.start(&mut st, false, asked_at), false)
+                    }
                 }
+            };
+            let result = flight.await;
+            // After status()'s save of a pending record, go on as a new
+            // call; its failure is this call's (the call's own flight would
+            // have saved that record first).
+            if !saving_only || result.is_err() {
+                return result;
             }
-        };
-        flight.await
+        }
+    }
+
+    /// Saves the record this process could not save before, once no flight
+    /// runs (a flight saves it first itself), as a flight of its own: no
+    /// save of a newer record can start before this one has ended.
+    async fn save_pending(&self) {
+        loop {
+            let (flight, mine) = {
+                let mut st = self.cell.lock();
+                if !st.unpersisted {
+                    return;
+                }
+                match &st.inflight {
+                    Some(flight) => (flight.clone(), false),
+                    None => {
+                        let session = self.clone();
+                        let body = async move {
+                            session.sync().await?;
+                            Ok(info_of(&Record::default()))
+                        };
+                        let flight = self.start_flight(&mut st, Box::pin(body));
+                        st.saving_only = true;
+                        (flight, true)
+                    }
+                }
+            };
+            let _ = flight.await;
+            if mine {
+                return;
+            }
+        }
     }
 
     /// A new shared flight, registered in `st`. It clears itself from the
@@ -247,6 +290,7 @@ impl Attached {
         });
         let flight = crate::spawn::detached(self.ctx.spawn.as_ref(), fut);
         st.inflight = Some(flight.clone());
+        st.saving_only = false;
         flight
     }
 }

@@ -247,7 +247,9 @@ impl UserSession {
     }
 
     /// The session's state as far as it is known, reading the store if this
-    /// process has not yet. Sends nothing.
+    /// process has not yet. Sends nothing. Like every call, it first saves a
+    /// record this process could not save before (then `unpersisted` tells
+    /// whether that worked).
     pub async fn status(&self) -> Result<SessionStatus, Error> {
         self.attach().status().await
     }

@@ -41,6 +41,7 @@ impl Default for SessionCell {
                 generation: next_generation(),
                 arrivals: 0,
                 inflight: None,
+                saving_only: false,
                 version: None,
                 retired: Vec::new(),
             })),
@@ -65,6 +66,10 @@ pub(crate) struct SessionState {
     pub(crate) arrivals: u64,
     /// The refresh (or load) in progress, shared by every waiting caller.
     pub(crate) inflight: Option<Flight>,
+    /// `inflight` only saves a record this process could not save before
+    /// (for `status()`): a caller that needs a token waits for it, then
+    /// goes on as a new call.
+    pub(crate) saving_only: bool,
     /// The store's version of the record last read or written (stores with
     /// compare-and-swap only): the next save must still match it.
     pub(crate) version: Option<String>,

@@ -845,9 +845,10 @@ fn rows() -> Vec<Row> {
                 says: "disk full",
                 requests: 1,
                 waits: Waits::None,
-                held: "yes: rotated (active, unsaved)",
+                // Saved by the status() that looks (every call saves a
+                // pending record first, DESIGN point 4), without a request.
+                held: "yes: rotated (active)",
                 next: "ok",
-                // Saved on the next call, without a new request.
                 requests_after: 1,
                 held_after: ROTATED,
                 reuse: 0,
@@ -897,7 +898,8 @@ fn rows() -> Vec<Row> {
                 says: "save did not answer within 5000 ms",
                 requests: 1,
                 waits: Waits::None,
-                held: "yes: rotated (active, unsaved)",
+                // Saved by the status() that looks, as above.
+                held: "yes: rotated (active)",
                 next: "ok",
                 requests_after: 1,
                 held_after: ROTATED,

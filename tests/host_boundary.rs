@@ -274,8 +274,11 @@ async fn a_save_that_never_answers_ends_the_flight_and_loses_nothing() {
         "the write-ahead marker is what the store holds"
     );
     assert_eq!(stored.refresh_token.unwrap().expose(), seeded_rt);
-    let status = session.status().await.unwrap();
-    assert!(status.unpersisted, "the renewed record waits in memory");
+    // (Not status(): it would save the record first, as every call does.)
+    assert!(
+        session.cached_access_token().is_none(),
+        "the renewed record waits in memory, unsaved, and is not served"
+    );
 
     // Not stuck: a new handle (the store answers again) gets the renewed
     // token, which is saved first, with no second refresh.
@@ -319,8 +322,10 @@ async fn a_late_answer_from_an_abandoned_save_changes_nothing() {
     // The host finishes its write after the core gave up on it.
     go.send(()).unwrap();
     landed.await.unwrap();
-    let status = session.status().await.unwrap();
-    assert!(status.unpersisted, "the late answer did not reach the core");
+    assert!(
+        session.cached_access_token().is_none(),
+        "the late answer did not reach the core: the record is still unsaved"
+    );
     let token = session.access_token().await.unwrap();
     assert_eq!(token, rotated.access_token.unwrap().value.expose());
     assert_eq!(h.refresh_requests(), 1);

@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 async fn a_failed_save_loses_nothing_and_is_retried_first() {
     let h = Harness::new();
     let (session, old_rt) = h.seeded("u1").await;
-    h.store.fail_saves.store(1, Ordering::SeqCst);
+    // The rotated record's save, and status()'s retry of it.
+    h.store.fail_saves.store(2, Ordering::SeqCst);
 
     let error = session.access_token().await.unwrap_err();
     assert_eq!(error.code().as_str(), "storage");
@@ -39,6 +40,79 @@ async fn a_failed_save_loses_nothing_and_is_retried_first() {
     assert_eq!(h.emu.refresh_token_state(&new_rt), TokenState::Active);
     assert_eq!(h.emu.refresh_token_state(&old_rt), TokenState::Consumed);
     assert_eq!(h.emu.counters().reuse_detected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_saves_a_record_left_unsaved_first_like_every_call() {
+    // DESIGN point 4: every later call retries the save before anything
+    // else. Before, status() only reported `unpersisted`: a host that read
+    // it (to warn the user, or before shutting down) left the rotated
+    // refresh token in memory, to be lost with the process.
+    let h = Harness::new();
+    let (session, old_rt) = h.seeded("u1").await;
+    h.store.fail_saves.store(2, Ordering::SeqCst);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage");
+    let saves = h.store.saves.load(Ordering::SeqCst);
+
+    // The store still fails: status() tried, and says so.
+    assert!(session.status().await.unwrap().unpersisted);
+    assert_eq!(h.store.saves.load(Ordering::SeqCst), saves + 1);
+    assert_eq!(
+        h.store.refresh_token("u1").as_deref(),
+        Some(old_rt.as_str())
+    );
+
+    // It works again: status() saves the renewed record.
+    let status = session.status().await.unwrap();
+    assert!(!status.unpersisted && !status.in_doubt, "{status:?}");
+    let rt = h.store.refresh_token("u1").unwrap();
+    assert_ne!(rt, old_rt);
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert!(!h.store.record("u1").unwrap().in_doubt);
+
+    // A restart (another client on the store) uses it: no second refresh.
+    let restarted = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    let again = restarted.session("u1", h.store.clone()).unwrap();
+    assert_eq!(
+        again.access_token().await.unwrap(),
+        session.access_token().await.unwrap()
+    );
+    assert_eq!(h.refresh_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_call_waits_for_the_save_status_started_then_goes_on() {
+    // status()'s save of a pending record runs as the session's one flight,
+    // so that no later save can land before it; callers meanwhile wait for
+    // it, then are served as new calls.
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+    session.access_token().await.unwrap_err();
+    let (mut saving, release) = h.store.gate_saves();
+    let status = {
+        let session = h.session("u1");
+        tokio::spawn(async move { session.status().await })
+    };
+    let guard = std::time::Duration::from_secs(10); // fails instead of hanging
+    let pending = tokio::time::timeout(guard, saving.recv())
+        .await
+        .expect("status() saves the pending record")
+        .unwrap();
+    let other = h.session("u1");
+    let mut caller = Box::pin(other.access_token());
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(caller.as_mut(), cx))
+    })
+    .await;
+    assert!(first.is_pending(), "the caller waits for the save");
+    release.notify_one();
+    assert!(!status.await.unwrap().unwrap().unpersisted);
+    let token = caller.await.unwrap();
+    let saved = Record::decode(&pending).unwrap();
+    assert_eq!(saved.access_token.unwrap().value.expose(), token);
+    assert_eq!(h.refresh_requests(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

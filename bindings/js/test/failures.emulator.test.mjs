@@ -124,7 +124,7 @@ describe('session failures against the emulator', () => {
     test('a rejected save is a StorageError, loses nothing, and is retried before anything else', async () => {
       const { client, store } = setup();
       const { session, rt: oldRt } = await seeded(client, store);
-      store.failSaves = 1;
+      store.failSaves = 2; // the rotated record's save, and status()'s retry of it
       store.failOnly = (record) => record.refresh_token !== oldRt;
 
       const err = await rejection(session.accessToken(), StorageError);
@@ -134,6 +134,11 @@ describe('session failures against the emulator', () => {
       assert.equal((await emu.counters()).rotations, 1, 'the emulator rotated once');
       same(store.record('u1').refresh_token, oldRt, 'the store still holds the old record');
       assert.equal((await session.status()).unpersisted, true);
+      same(store.record('u1').refresh_token, oldRt, 'status() tried to save, and failed');
+
+      // The store works again: status() saves the renewed record first, as every call does.
+      assert.equal((await session.status()).unpersisted, false);
+      differ(store.record('u1').refresh_token, oldRt, 'status() saved the rotated refresh token');
 
       const token = await session.accessToken();
       assert.equal(await emu.refreshRequests(), 1, 'the consumed refresh token is not sent again');

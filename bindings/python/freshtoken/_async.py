@@ -69,7 +69,8 @@ class AsyncSession(SessionCore):
         await self._replacing("seed", seed_options(options, fields))
 
     async def status(self) -> SessionStatus:
-        """What is known without sending anything."""
+        """What is known without sending anything (a record not saved yet is
+        saved first, as by every call)."""
         return await self._replacing("status")
 
     async def revoke(self) -> None:

@@ -82,7 +82,8 @@ class Session(SessionCore):
         self._replacing("seed", seed_options(options, fields), timeout=timeout)
 
     def status(self, *, timeout: Optional[float] = None) -> SessionStatus:
-        """What is known without sending anything."""
+        """What is known without sending anything (a record not saved yet is
+        saved first, as by every call)."""
         return self._replacing("status", timeout=timeout)
 
     def revoke(self, *, timeout: Optional[float] = None) -> None:

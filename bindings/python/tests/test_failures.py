@@ -37,7 +37,7 @@ def test_store_save_failure_is_storage_and_loses_nothing(emu, capfd):
         store = TestStore()
         session, family = await seeded(emu, client, store)
         old_rt = family["refresh_token"]
-        store.fail_saves = 1
+        store.fail_saves = 2  # the rotated record's save, and status()'s retry of it
 
         err = await rejection(session.access_token(), FreshTokenError.Storage)
         assert err.code == "storage" and freshtoken.error_code(err) == "storage"
@@ -46,6 +46,11 @@ def test_store_save_failure_is_storage_and_loses_nothing(emu, capfd):
         assert emu.counters()["rotations"] == 1, "the emulator rotated once"
         same(store.record("u1")["refresh_token"], old_rt, "the store still holds the old record")
         assert (await session.status()).unpersisted is True
+        same(store.record("u1")["refresh_token"], old_rt, "status() tried to save, and failed")
+
+        # The store works again: status() saves the renewed record first, as every call does.
+        assert (await session.status()).unpersisted is False
+        differ(store.record("u1")["refresh_token"], old_rt, "status() saved the rotated refresh token")
 
         token = await session.access_token()
         assert emu.refresh_requests() == 1, "the consumed refresh token is not sent again"

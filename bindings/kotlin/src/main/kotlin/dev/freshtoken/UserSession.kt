@@ -147,7 +147,7 @@ class UserSession internal constructor(
     /** [revoke] as a [CompletableFuture]. */
     fun revokeAsync(): CompletableFuture<Unit> = future { revoke() }
 
-    /** What is known without sending anything. */
+    /** What is known without sending anything (a record not saved yet is saved first, as by every call). */
     @Throws(FreshTokenException::class)
     suspend fun status(): SessionStatus = mirrored { SessionStatus(it.status()) }
 

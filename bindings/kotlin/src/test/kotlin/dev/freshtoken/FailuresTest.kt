@@ -55,7 +55,7 @@ class FailuresTest {
 
     @Test fun `a failed save is Storage, loses nothing, and is retried before anything else`() = blocking {
         val (session, oldRt) = seeded()
-        store.failSaves = 1
+        store.failSaves = 2 // the rotated record's save, and status()'s retry of it
         store.failOnly = { it["refresh_token"] != oldRt } // the rotated record, not the in-doubt marker
 
         val err = expectError<FreshTokenException.Storage> { session.accessToken() }

@@ -12,6 +12,12 @@ import org.junit.Assert.assertEquals
 import org.junit.Before
 import org.junit.BeforeClass
 import org.junit.Test
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.withContext
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
 
 /** Client-credentials tokens cached per scope set. Mirrors client-tokens.emulator.test.mjs. */
 class ClientTokensTest {
@@ -83,5 +89,36 @@ class ClientTokensTest {
         assertEquals(400, err.status)
         assertEquals("config", expectError<FreshTokenException.Config> { client.clientToken(listOf("two words")) }.code)
         client.clientToken(listOf("x"))
+    }
+
+    @Test fun `a request whose coroutine was cancelled is finished and cached`() = blocking {
+        // A caller that gives up never stops the shared request (DESIGN point 15).
+        // Before, it paused with its coroutine: the next caller, an hour later,
+        // resumed it and got Timeout with nothing sent.
+        val issued = LinkedBlockingQueue<String>()
+        val listener = object : EventListener {
+            override fun onEvent(event: TokenEvent) {
+                if (event.kind == EventKind.CLIENT_TOKEN_ISSUED) issued.add(event.scope ?: "")
+            }
+        }
+        val client = TokenClient.withClock(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret", onEvent = listener),
+            HttpUrlConnectionClient(),
+            clock,
+        )
+        emu.hold(grant = "client_credentials")
+        val quitter = async(Dispatchers.Default) { client.clientToken(listOf("accounts")) }
+        assertEquals(1L, withContext(Dispatchers.IO) { emu.waitHeld(1) })
+        quitter.cancelAndJoin()
+        assertEquals(1L, emu.releaseHeld())
+        val scope = withContext(Dispatchers.IO) { issued.poll(10, TimeUnit.SECONDS) }
+        assertEquals("the request went on without its caller", "accounts", scope)
+        val cached = client.clientToken(listOf("accounts"))
+        assertEquals("its token was cached", 1L, ccRequests())
+
+        clock.advance(3_600_000) // stale an hour later: a new token, no Timeout
+        differ(client.clientToken(listOf("accounts")), cached, "a new token")
+        assertEquals(2L, ccRequests())
+        client.close()
     }
 }

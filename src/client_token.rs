@@ -121,37 +121,67 @@ impl ClientTokens {
     }
 
     /// Revokes every cached client token at the server (RFC 7009) and
-    /// forgets it, after waiting for requests in flight. Every scope is
-    /// tried; the first failure is returned, and a token the server may
-    /// still hold is tried again by the next call.
+    /// forgets it, after waiting for requests in flight. Every token is
+    /// forgotten at once, before anything is sent: a call from now on gets
+    /// a new one, never one about to be revoked. Every scope is tried; the
+    /// first failure is returned, and a token the server may still hold is
+    /// tried again by the next call.
     pub async fn revoke_all(&self) -> Result<(), Error> {
-        let cells: Vec<(String, Arc<Cell>)> = {
+        type Taken = (String, Arc<Cell>, Option<Flight>, Option<AccessToken>);
+        let taken: Vec<Taken> = {
             let cells = self.cells();
             cells
                 .map
                 .iter()
-                .map(|(s, c)| (s.clone(), c.clone()))
+                .map(|(scope, cell)| {
+                    let mut slot = cell.lock();
+                    let cached = slot.token.take();
+                    (scope.clone(), cell.clone(), slot.inflight.clone(), cached)
+                })
                 .collect()
         };
         let mut result = Ok(());
-        for (scope, cell) in cells {
-            let running = cell.lock().inflight.clone();
+        for (scope, cell, running, cached) in taken {
+            // A request in flight when this call began: its token goes too.
+            let mut landed = None;
             if let Some(flight) = running {
-                let _ = flight.await;
+                if let Ok(token) = flight.await {
+                    let mut slot = cell.lock();
+                    if slot.token.as_ref() == Some(&token) {
+                        landed = slot.token.take();
+                    }
+                }
             }
-            // The one whose revocation failed before, then the cached one
-            // (left cached if the first fails again: one is kept per scope).
-            let unrevoked = cell.lock().unrevoked.take();
-            let mut revoked = self.revoke_one(&scope, &cell, unrevoked).await;
-            if revoked.is_ok() {
-                let cached = cell.lock().token.take();
-                revoked = self.revoke_one(&scope, &cell, cached).await;
-            }
+            let revoked = self.revoke_cell(&scope, &cell, [cached, landed]).await;
             if let (Ok(()), Err(e)) = (&result, revoked) {
                 result = Err(e);
             }
         }
         result
+    }
+
+    /// Revokes the token of `scope` whose revocation failed before, then
+    /// `taken`. After a failure the rest are left cached, as they were (one
+    /// token the server may still hold is kept per scope set).
+    async fn revoke_cell(
+        &self,
+        scope: &str,
+        cell: &Cell,
+        taken: [Option<AccessToken>; 2],
+    ) -> Result<(), Error> {
+        let unrevoked = cell.lock().unrevoked.take();
+        let mut revoked = self.revoke_one(scope, cell, unrevoked).await;
+        for token in taken {
+            if revoked.is_ok() {
+                revoked = self.revoke_one(scope, cell, token).await;
+            } else if let Some(token) = token {
+                let mut slot = cell.lock();
+                if slot.token.is_none() {
+                    slot.token = Some(token);
+                }
+            }
+        }
+        revoked
     }
 
     /// Revokes `token` of `scope` if it is still live; one the server may

@@ -326,6 +326,38 @@ async fn revoke_client_tokens_revokes_each_cached_token_and_forgets_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_asked_while_revoke_client_tokens_runs_is_a_new_one() {
+    // Before, revoke_client_tokens() forgot each scope set's token only when
+    // its turn came, after the revocations before it: a call meanwhile was
+    // served a token about to be revoked, and its API calls failed.
+    let h = Harness::new();
+    let a = h.client.client_token(&["accounts"]).await.unwrap();
+    let b = h.client.client_token(&["balances"]).await.unwrap();
+    h.emu.push_fault(Fault::hold().for_revocation());
+    let client = h.client.clone();
+    let revoking = tokio::spawn(async move { client.revoke_client_tokens().await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+
+    // One revocation is held: both tokens are forgotten all the same.
+    let a2 = h.client.client_token(&["accounts"]).await.unwrap();
+    let b2 = h.client.client_token(&["balances"]).await.unwrap();
+    assert!(
+        a2 != a && b2 != b,
+        "new tokens, not ones about to be revoked"
+    );
+    assert_eq!(h.grant_requests("client_credentials"), 4);
+    assert_eq!(h.emu.release_held(), 1);
+    revoking.await.unwrap().unwrap();
+    assert_eq!(h.emu.counters().tokens_revoked, 2, "the two old ones");
+    assert_eq!(h.client.client_token(&["accounts"]).await.unwrap(), a2);
+    assert_eq!(h.client.client_token(&["balances"]).await.unwrap(), b2);
+    assert_eq!(h.grant_requests("client_credentials"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_token_whose_revocation_failed_is_tried_again_not_forgotten() {
     let h = Harness::with(Options::default(), |b| {
         b.retry(RetryPolicy {

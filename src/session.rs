@@ -246,6 +246,13 @@ impl UserSession {
         self.attach().revoke().await
     }
 
+    /// Whether this process holds a record of the session newer than the
+    /// store's (a rotation or a new link whose save failed). No I/O; the
+    /// next call, `status()` included, saves it first.
+    pub fn holds_unsaved(&self) -> bool {
+        self.cell().lock().unpersisted
+    }
+
     /// The session's state as far as it is known, reading the store if this
     /// process has not yet. Sends nothing. Like every call, it first saves a
     /// record this process could not save before (then `unpersisted` tells

@@ -386,7 +386,7 @@ async fn finish(
             // The code is spent: the new session exists only in memory.
             Err(e) => {
                 let session = client.session(key, Arc::new(files))?;
-                if e.code() != freshtoken::ErrorCode::Storage || !holds_unsaved(&session).await {
+                if e.code() != freshtoken::ErrorCode::Storage || !holds_unsaved(&session) {
                     return Err(e.into());
                 }
                 save_held(&session, e, wait, out).await?;

@@ -71,7 +71,7 @@ async fn fresh_tokens(
             Err(e)
                 if !held_saving_tried
                     && e.code() == ErrorCode::Storage
-                    && holds_unsaved(session).await =>
+                    && holds_unsaved(session) =>
             {
                 // A conflict after it (a re-link saved meanwhile) is served
                 // below, as after any refresh.

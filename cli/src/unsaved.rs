@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 /// Pause between two tries at the save.
 const SAVE_PAUSE: Duration = Duration::from_millis(500);
 
-/// Whether the core holds a renewed record it could not save.
-pub async fn holds_unsaved(session: &UserSession) -> bool {
-    session.status().await.is_ok_and(|s| s.unpersisted)
+/// Whether the core holds a renewed record it could not save (asked
+/// without saving it, as `status()` would first).
+pub fn holds_unsaved(session: &UserSession) -> bool {
+    session.holds_unsaved()
 }
 
 /// After `failure` (a `storage` error) left a renewed record unsaved, tries
@@ -41,7 +42,7 @@ pub async fn save_held(
         }
         tokio::time::sleep(SAVE_PAUSE).await;
         match session.tokens().await {
-            Err(e) if e.code() == ErrorCode::Storage && holds_unsaved(session).await => last = e,
+            Err(e) if e.code() == ErrorCode::Storage && holds_unsaved(session) => last = e,
             other => return other,
         }
     }

@@ -294,6 +294,18 @@ describe('UserSession against the emulator', () => {
     assert.equal(await emu.refreshRequests(), 1);
   });
 
+  test('status() names a lapsed refresh token before any call fails on it', async () => {
+    const { client, store, time } = setup();
+    const { session } = await seeded(client, store);
+    await session.accessToken();
+    const { refreshExpiresAt } = await session.status();
+    time.advance(refreshExpiresAt - time.now());
+    assert.equal((await session.status()).reauthorizationReason, 'refresh_expired', 'the host can prompt a re-link');
+    assert.equal(await emu.refreshRequests(), 1, 'status() sent nothing');
+    await assert.rejects(session.accessToken(), (err) => err.code === 'reauthorization_required' && err.reason === 'refresh_expired');
+    assert.equal(await emu.refreshRequests(), 1);
+  });
+
   test("another process's rotation is picked up from the store without a request", async () => {
     const { client, store, time } = setup();
     const { session: a } = await seeded(client, store);

@@ -123,11 +123,11 @@ impl ClientTokens {
     /// Revokes every cached client token at the server (RFC 7009) and
     /// forgets it, after waiting for requests in flight. Every token is
     /// forgotten at once, before anything is sent: a call from now on gets
-    /// a new one, never one about to be revoked. Every scope is tried; the
-    /// first failure is returned, and a token the server may still hold is
-    /// tried again by the next call.
+    /// a new one, never one about to be revoked. The revocations run to
+    /// their end even if the caller stops waiting (DESIGN point 15). Every
+    /// scope is tried; the first failure is returned, and a token the
+    /// server may still hold is tried again by the next call.
     pub async fn revoke_all(&self) -> Result<(), Error> {
-        type Taken = (String, Arc<Cell>, Option<Flight>, Option<AccessToken>);
         let taken: Vec<Taken> = {
             let cells = self.cells();
             cells
@@ -140,77 +140,8 @@ impl ClientTokens {
                 })
                 .collect()
         };
-        let mut result = Ok(());
-        for (scope, cell, running, cached) in taken {
-            // A request in flight when this call began: its token goes too.
-            let mut landed = None;
-            if let Some(flight) = running {
-                if let Ok(token) = flight.await {
-                    let mut slot = cell.lock();
-                    if slot.token.as_ref() == Some(&token) {
-                        landed = slot.token.take();
-                    }
-                }
-            }
-            let revoked = self.revoke_cell(&scope, &cell, [cached, landed]).await;
-            if let (Ok(()), Err(e)) = (&result, revoked) {
-                result = Err(e);
-            }
-        }
-        result
-    }
-
-    /// Revokes the token of `scope` whose revocation failed before, then
-    /// `taken`. After a failure the rest are left cached, as they were (one
-    /// token the server may still hold is kept per scope set).
-    async fn revoke_cell(
-        &self,
-        scope: &str,
-        cell: &Cell,
-        taken: [Option<AccessToken>; 2],
-    ) -> Result<(), Error> {
-        let unrevoked = cell.lock().unrevoked.take();
-        let mut revoked = self.revoke_one(scope, cell, unrevoked).await;
-        for token in taken {
-            if revoked.is_ok() {
-                revoked = self.revoke_one(scope, cell, token).await;
-            } else if let Some(token) = token {
-                let mut slot = cell.lock();
-                if slot.token.is_none() {
-                    slot.token = Some(token);
-                }
-            }
-        }
-        revoked
-    }
-
-    /// Revokes `token` of `scope` if it is still live; one the server may
-    /// still hold (the revocation failed) is kept in `cell` for the next call.
-    async fn revoke_one(
-        &self,
-        scope: &str,
-        cell: &Cell,
-        token: Option<AccessToken>,
-    ) -> Result<(), Error> {
-        let Some(token) = token else {
-            return Ok(());
-        };
-        if token.expires_at_ms <= self.ctx.clock.now_ms() {
-            return Ok(());
-        }
-        let started = self.ctx.clock.now_ms();
-        let revoked = crate::revoke::revoke_token(&self.ctx, &token.value, "access_token").await;
-        let details = Details {
-            scope: Some(scope),
-            duration_ms: Some(self.ctx.since(started)),
-            error_code: revoked.as_ref().err().map(Error::code),
-            ..Details::default()
-        };
-        self.ctx.emit(EventKind::Revoked, None, details);
-        if revoked.is_err() {
-            cell.lock().unrevoked = Some(token);
-        }
-        revoked
+        let revoking = revoke_taken(self.ctx.clone(), taken);
+        crate::spawn::detached(self.ctx.spawn.as_ref(), Box::pin(revoking)).await
     }
 
     fn cells(&self) -> MutexGuard<'_, Cells> {
@@ -237,6 +168,85 @@ impl ClientTokens {
         cells.map.insert(scope.to_owned(), cell.clone());
         cell
     }
+}
+
+/// A scope set's cell as `revoke_all` found it: its request in flight and
+/// the cached token it took.
+type Taken = (String, Arc<Cell>, Option<Flight>, Option<AccessToken>);
+
+/// The body of [`ClientTokens::revoke_all`].
+async fn revoke_taken(ctx: Arc<Context>, taken: Vec<Taken>) -> Result<(), Error> {
+    let mut result = Ok(());
+    for (scope, cell, running, cached) in taken {
+        // A request in flight when the call began: its token goes too.
+        let mut landed = None;
+        if let Some(flight) = running {
+            if let Ok(token) = flight.await {
+                let mut slot = cell.lock();
+                if slot.token.as_ref() == Some(&token) {
+                    landed = slot.token.take();
+                }
+            }
+        }
+        let revoked = revoke_cell(&ctx, &scope, &cell, [cached, landed]).await;
+        if let (Ok(()), Err(e)) = (&result, revoked) {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// Revokes the token of `scope` whose revocation failed before, then
+/// `taken`. After a failure the rest are left cached, as they were (one
+/// token the server may still hold is kept per scope set).
+async fn revoke_cell(
+    ctx: &Context,
+    scope: &str,
+    cell: &Cell,
+    taken: [Option<AccessToken>; 2],
+) -> Result<(), Error> {
+    let unrevoked = cell.lock().unrevoked.take();
+    let mut revoked = revoke_one(ctx, scope, cell, unrevoked).await;
+    for token in taken {
+        if revoked.is_ok() {
+            revoked = revoke_one(ctx, scope, cell, token).await;
+        } else if let Some(token) = token {
+            let mut slot = cell.lock();
+            if slot.token.is_none() {
+                slot.token = Some(token);
+            }
+        }
+    }
+    revoked
+}
+
+/// Revokes `token` of `scope` if it is still live; one the server may
+/// still hold (the revocation failed) is kept in `cell` for the next call.
+async fn revoke_one(
+    ctx: &Context,
+    scope: &str,
+    cell: &Cell,
+    token: Option<AccessToken>,
+) -> Result<(), Error> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    if token.expires_at_ms <= ctx.clock.now_ms() {
+        return Ok(());
+    }
+    let started = ctx.clock.now_ms();
+    let revoked = crate::revoke::revoke_token(ctx, &token.value, "access_token").await;
+    let details = Details {
+        scope: Some(scope),
+        duration_ms: Some(ctx.since(started)),
+        error_code: revoked.as_ref().err().map(Error::code),
+        ..Details::default()
+    };
+    ctx.emit(EventKind::Revoked, None, details);
+    if revoked.is_err() {
+        cell.lock().unrevoked = Some(token);
+    }
+    revoked
 }
 
 /// The request for `scope` as a shared flight that runs to its end even if

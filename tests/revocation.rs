@@ -357,6 +357,51 @@ async fn a_client_token_asked_while_revoke_client_tokens_runs_is_a_new_one() {
     assert_eq!(h.grant_requests("client_credentials"), 4);
 }
 
+/// Sends each `revoked` event's error code (`None`: revoked) to a channel.
+struct RevokedEvents(std::sync::Mutex<std::sync::mpsc::Sender<Option<ErrorCode>>>);
+
+impl freshtoken::EventSink for RevokedEvents {
+    fn on_event(&self, event: &freshtoken::Event) {
+        if event.kind == freshtoken::EventKind::Revoked {
+            let _ = self.0.lock().unwrap().send(event.error_code);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_token_revocations_whose_caller_gave_up_still_revoke_every_token() {
+    // DESIGN point 15, as for a session's revocation: a caller that gives
+    // up (a cancelled coroutine, an aborted task) does not stop it. Before,
+    // the revocations stopped with the caller, and the tokens it had
+    // already forgotten stayed live at the server, untracked.
+    let (tx, revoked) = std::sync::mpsc::channel();
+    let sink = Arc::new(RevokedEvents(std::sync::Mutex::new(tx)));
+    let h = Harness::with(Options::default(), |b| b.on_event(sink));
+    h.client.client_token(&["accounts"]).await.unwrap();
+    h.client.client_token(&["balances"]).await.unwrap();
+    h.emu.push_fault(Fault::hold().for_revocation());
+    let client = h.client.clone();
+    let caller = tokio::spawn(async move { client.revoke_client_tokens().await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+
+    assert_eq!(h.emu.release_held(), 1);
+    let outcomes = tokio::task::spawn_blocking(move || {
+        (0..2)
+            .map(|_| revoked.recv_timeout(std::time::Duration::from_secs(10)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .unwrap()
+    .expect("both revocations went on without their caller");
+    assert_eq!(outcomes, [None, None]);
+    assert_eq!(h.emu.counters().tokens_revoked, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_token_whose_revocation_failed_is_tried_again_not_forgotten() {
     let h = Harness::with(Options::default(), |b| {

@@ -250,7 +250,8 @@ export class UserSession {
   refresh(): Promise<TokenInfo>;
   /**
    * The API rejected `token`: refresh, unless another caller already did
-   * (then its token is returned without a request).
+   * (then its token is returned without a request). `token` is not handed
+   * out again: `accessToken()` meanwhile joins the refresh.
    */
   tokenRejected(token: string): Promise<TokenInfo>;
   seed(seed: SeedOptions): Promise<void>;

@@ -67,6 +67,9 @@ impl Attached {
                     if let Some(info) = other.flatten() {
                         return Ok(info);
                     }
+                    // The API refused it: no caller is handed it again; a
+                    // call that needs a token joins this refresh instead.
+                    st.rejected = Some(Box::new(rejected.into()));
                 }
                 match &st.inflight {
                     Some(flight) => (flight.clone(), false),
@@ -309,7 +312,7 @@ pub(crate) fn serve<T>(
     }
     let rec = st.record.as_ref()?;
     let at = rec.access_token.as_ref()?;
-    if rec.reauth.is_some() || !at.is_fresh(now, ctx.config.leeway_ms) {
+    if rec.reauth.is_some() || !at.is_fresh(now, ctx.config.leeway_ms) || st.is_rejected(at) {
         return None;
     }
     Some(f(rec, at, st.generation))

@@ -83,7 +83,7 @@ impl Attached {
         let fresh = rec
             .access_token
             .as_ref()
-            .is_some_and(|a| a.is_fresh(now, self.ctx.config.leeway_ms));
+            .is_some_and(|a| a.is_fresh(now, self.ctx.config.leeway_ms) && !st.is_rejected(a));
         if fresh && (!force || st.arrivals > asked_at) {
             return Ok(Plan::Serve(info_of(rec)));
         }

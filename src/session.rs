@@ -223,6 +223,8 @@ impl UserSession {
     /// The API rejected `token`: refresh, unless the session already holds
     /// a different fresh token (another caller refreshed first), which is
     /// then returned without a request. Shares a refresh in progress.
+    /// `token` is not handed out again by this process: callers that ask
+    /// meanwhile join the refresh, and after a failed one start another.
     pub async fn token_rejected(&self, token: &str) -> Result<TokenInfo, Error> {
         self.attach().refresh_unless(Some(token)).await
     }

@@ -5,7 +5,7 @@ use crate::error::{Error, ReauthReason};
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
 use crate::store::Record;
-use crate::tokens::TokenInfo;
+use crate::tokens::{AccessToken, TokenInfo};
 use futures_util::future::Shared;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,6 +44,7 @@ impl Default for SessionCell {
                 saving_only: false,
                 version: None,
                 retired: Vec::new(),
+                rejected: None,
             })),
             last_used: AtomicU64::new(0),
         }
@@ -76,9 +77,20 @@ pub(crate) struct SessionState {
     /// The tokens of the record `record` replaced: a store may still quote
     /// it in an error message, which must not show them.
     retired: Vec<Secret>,
+    /// The access token a caller reported rejected (`token_rejected`): never
+    /// served again, even while the refresh it caused is in flight or after
+    /// it failed. Boxed: most sessions never have one.
+    pub(crate) rejected: Option<Box<Secret>>,
 }
 
 impl SessionState {
+    /// Whether `token` is the one a caller reported rejected.
+    pub(crate) fn is_rejected(&self, token: &AccessToken) -> bool {
+        self.rejected
+            .as_ref()
+            .is_some_and(|rejected| rejected.expose() == token.value.expose())
+    }
+
     /// Every token this state knows (current and just replaced), for
     /// scrubbing messages that come from the host.
     pub(crate) fn secrets(&self) -> Vec<Secret> {

@@ -339,3 +339,46 @@ async fn a_token_rejected_after_another_caller_refreshed_costs_no_request() {
     assert_ne!(newest, new);
     assert_eq!(h.refresh_requests(), 3);
 }
+
+/// A token the API rejected is not handed out again: a caller that asks
+/// while the refresh it caused is in flight joins that refresh (instead of
+/// getting the rejected token for another failed API call), and after the
+/// refresh failed the next caller starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_is_not_served_while_its_refresh_runs_or_after_it_failed() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let old = session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 1);
+    // The rejection's refresh is held until the other caller has asked.
+    h.emu.push_fault(Fault::hold());
+    let other = h.session("u1");
+    let both = joined_then_released(
+        &h.emu,
+        [
+            Box::pin(async { session.token_rejected(&old).await.map(|i| i.access_token) })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
+            Box::pin(async { other.access_token().await }),
+        ],
+    )
+    .await;
+    let tokens: Vec<String> = both.into_iter().map(|r| r.unwrap()).collect();
+    assert_ne!(
+        tokens[1], old,
+        "the rejected token was served during its refresh"
+    );
+    assert_eq!(tokens[0], tokens[1]);
+    assert_eq!(h.refresh_requests(), 2, "one refresh for both");
+
+    // A rejection whose refresh fails: the token is still not served.
+    let current = tokens[0].clone();
+    h.emu.push_fault(Fault::status(400).times(1));
+    assert!(session.token_rejected(&current).await.is_err());
+    assert_eq!(h.refresh_requests(), 3);
+    let next = session.access_token().await.unwrap();
+    assert_ne!(
+        next, current,
+        "the rejected token was served after its refresh failed"
+    );
+    assert_eq!(h.refresh_requests(), 4);
+}

@@ -139,10 +139,12 @@ describe('the mirror never outlives a replacing call', () => {
     await emu.fault([{ kind: 'hold' }, { kind: 'body', status: 400, body: '{"error":"invalid_grant"}' }]);
     const pending = session.tokenRejected(token).then(() => null, (e) => e);
     await emu.waitHeld(1);
-    await session.accessToken();
+    // A read during the refresh is not handed the rejected token: it joins.
+    const during = session.accessToken().then((t) => (t === token ? 'the rejected token' : 'another token'), (e) => e.code);
     await emu.releaseHeld();
     const failure = await pending;
     assert.equal(failure?.code, 'reauthorization_required', String(failure));
+    assert.equal(await during, 'reauthorization_required');
     const after = await session.accessToken().then((t) => (t === token ? 'the rejected token' : 'another token'), (e) => e.code);
     assert.equal(after, 'reauthorization_required');
   });

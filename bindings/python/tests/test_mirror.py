@@ -175,7 +175,8 @@ def test_refills_read_the_core_under_the_lock_drops_and_evictions_go_stale():
 
 def test_a_call_that_may_replace_the_token_drops_it_first(emu, ffi_calls):
     """While token_rejected is in flight, reads ask the core instead of the
-    mirror; after it, the mirror holds the new token."""
+    mirror, which no longer serves the rejected token; after it, the mirror
+    holds the new token."""
     client, _ = make_sync_client(emu)
     store = TestStore()
     session, _ = seeded_sync(emu, client, store)
@@ -187,7 +188,7 @@ def test_a_call_that_may_replace_the_token_drops_it_first(emu, ffi_calls):
     assert emu.wait_held(1) == 1, "the refresh token_rejected started is held"
 
     ffi_calls.clear()
-    session.access_token()
+    assert session.cached_access_token() is None, "the rejected token is not served"
     assert ffi_calls["UserSession.cached_token"] == 1, "the mirror was dropped: the read asked the core"
     assert emu.release_held() == 1
     rejecting.join(60)

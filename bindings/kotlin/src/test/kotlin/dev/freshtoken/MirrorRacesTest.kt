@@ -23,9 +23,9 @@ import org.junit.Test
 
 /**
  * The mirror against calls that replace a key's token. A read made while
- * tokenRejected(), seed() or exchangeCode() on the same key is in flight
- * gets the core's token of that moment (the core still serves it) and used
- * to mirror it; when the call then left no fresh token to refill (the
+ * seed() or exchangeCode() on the same key is in flight gets the core's
+ * token of that moment (the core still serves it; a token given to
+ * tokenRejected() it no longer serves) and used to mirror it; when the call then left no fresh token to refill (the
  * session died, a seed without an access token) or brought one later, the
  * mirror kept serving the superseded token: a rejected one, a dead
  * session's, or the previous account's after a re-link. Once such a call
@@ -75,10 +75,14 @@ class MirrorRacesTest {
         emu.fault("kind" to "body", "status" to 400, "body" to "{\"error\":\"invalid_grant\"}")
         val rejecting = async(start = CoroutineStart.UNDISPATCHED) { runCatching { session.tokenRejected("at-rejected") } }
         withContext(Dispatchers.IO) { emu.waitHeld(1) }
-        same(session.accessToken(), "at-rejected", "during the call the core still serves it")
+        // The rejected token is not served during the call: a read joins it.
+        assertEquals("the core no longer serves it", null, session.cachedAccessToken())
+        val reading = async(start = CoroutineStart.UNDISPATCHED) { runCatching { session.accessToken() } }
         withContext(Dispatchers.IO) { emu.releaseHeld() }
         val failure = rejecting.await().exceptionOrNull()
         assertTrue("tokenRejected: $failure", failure is FreshTokenException.ReauthorizationRequired)
+        val read = reading.await().exceptionOrNull()
+        assertTrue("the read during the call: $read", read is FreshTokenException.ReauthorizationRequired)
 
         expectError<FreshTokenException.ReauthorizationRequired> { session.accessToken() }
         expectError<FreshTokenException.ReauthorizationRequired> { client.session("u1", store).accessTokenBlocking() }

@@ -139,12 +139,7 @@ async fn a_request_whose_caller_gave_up_is_finished_and_cached() {
     h.emu.push_fault(Fault::hold());
     let client = h.client.clone();
     let caller = tokio::spawn(async move { client.client_token(&["accounts"]).await });
-    let held = h.emu.held_requests();
-    tokio::task::spawn_blocking(move || held.wait(1))
-        .await
-        .unwrap();
-    caller.abort();
-    assert!(caller.await.unwrap_err().is_cancelled());
+    common::abandoned_once_held(&h.emu, caller).await;
 
     assert_eq!(h.emu.release_held(), 1);
     let scope = tokio::task::spawn_blocking(move || issued.recv_timeout(Duration::from_secs(10)))

@@ -127,12 +127,7 @@ async fn a_caller_that_gives_up_after_the_code_was_sent_still_gets_its_tokens_sa
             .exchange_code(&code, &verifier, REDIRECT, "u1", store)
             .await
     });
-    let held = h.emu.held_requests();
-    tokio::task::spawn_blocking(move || held.wait(1))
-        .await
-        .unwrap();
-    caller.abort();
-    assert!(caller.await.unwrap_err().is_cancelled());
+    common::abandoned_once_held(&h.emu, caller).await;
 
     // The server answers after the caller left; the answer is still saved.
     assert_eq!(h.emu.release_held(), 1);

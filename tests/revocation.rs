@@ -382,12 +382,7 @@ async fn client_token_revocations_whose_caller_gave_up_still_revoke_every_token(
     h.emu.push_fault(Fault::hold().for_revocation());
     let client = h.client.clone();
     let caller = tokio::spawn(async move { client.revoke_client_tokens().await });
-    let held = h.emu.held_requests();
-    tokio::task::spawn_blocking(move || held.wait(1))
-        .await
-        .unwrap();
-    caller.abort();
-    assert!(caller.await.unwrap_err().is_cancelled());
+    common::abandoned_once_held(&h.emu, caller).await;
 
     assert_eq!(h.emu.release_held(), 1);
     let outcomes = tokio::task::spawn_blocking(move || {

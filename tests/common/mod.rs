@@ -232,6 +232,21 @@ impl Harness {
 /// on its first poll) before the held request is released. Queue
 /// `Fault::hold()` (and whatever the request should meet next) first.
 /// Asserts that exactly one request was held; returns the outputs in order.
+/// Waits until the emulator holds `caller`'s request, then aborts the
+/// caller (a caller that gives up) and checks that it was cancelled; the
+/// request stays held for the test to release.
+pub async fn abandoned_once_held<T: std::fmt::Debug>(
+    emu: &Emulator,
+    caller: tokio::task::JoinHandle<T>,
+) {
+    let held = emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+}
+
 pub async fn joined_then_released<F: Future>(
     emu: &Emulator,
     callers: impl IntoIterator<Item = F>,

@@ -13,7 +13,7 @@ use crate::flight::Landed;
 use crate::maybe_send::BoxFuture;
 use crate::response::MAX_EXPIRES_IN_SECS;
 use crate::session::{Seed, SessionStatus};
-use crate::session_state::{info_of, reauth_due, Flight, SessionCell, SessionState};
+use crate::session_state::{info_of, reauth_due, Flight, Replacing, SessionCell, SessionState};
 use crate::store::{Record, TokenStore};
 use crate::tokens::{AccessToken, TokenInfo};
 use std::sync::Arc;
@@ -85,6 +85,7 @@ impl Attached {
 
     /// Adopts an existing refresh token (see [`crate::UserSession::seed`]).
     pub(crate) async fn seed(&self, seed: Seed) -> Result<(), Error> {
+        let _replacing = Replacing::start(self.cell.clone());
         if seed.refresh_token.is_empty() {
             return Err(Error::config("refresh_token", "must not be empty"));
         }

@@ -13,6 +13,7 @@ use crate::http::HttpClient;
 use crate::registry::Registry;
 use crate::response::TokenResponse;
 use crate::session::UserSession;
+use crate::session_state::Replacing;
 use crate::spawn::{detached, Spawn};
 use crate::store::TokenStore;
 use std::sync::Arc;
@@ -274,19 +275,23 @@ impl TokenClient {
         }
         crate::authorize::check_redirect_uri(redirect_uri)?;
         let session = self.session(key, store)?;
+        let attached = session.attach();
+        // Counted until the exchange ends, not until its caller leaves.
+        let replacing = Replacing::start(attached.cell.clone());
         // Before the code is redeemed: the tokens it brings must be saved.
-        session.attach().abandoned_save_ended().await?;
+        attached.abandoned_save_ended().await?;
         // The code is single use: once it is sent, redeeming it and saving
         // what it brings runs to its end even if the caller stops waiting
         // (DESIGN point 15), or the user would have to log in again.
         let redeem = code_exchange::redeem(
             self.ctx.clone(),
-            session.attach(),
+            attached,
             code_exchange::Code {
                 code: code.into(),
                 code_verifier: code_verifier.into(),
                 redirect_uri: redirect_uri.into(),
             },
+            replacing,
         );
         detached(self.ctx.spawn.as_ref(), Box::pin(redeem)).await?;
         Ok(session)

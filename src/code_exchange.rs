@@ -16,6 +16,7 @@ use crate::exchange::{self, Context};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
+use crate::session_state::Replacing;
 use crate::store::Record;
 use crate::tokens::AccessToken;
 use futures_util::future::{FutureExt, Shared};
@@ -81,7 +82,16 @@ pub(crate) struct Code {
 
 /// Redeems `code` into `session` once per process (see the module docs):
 /// the first call sends it, a repeat joins it or gets its outcome.
-pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> Result<(), Error> {
+///
+/// `replacing` counts the exchange as running on the session (no host
+/// mirror copies its token meanwhile) until the exchange that sends the
+/// code has ended: it moves into that exchange, shared by its repeats.
+pub(crate) async fn redeem(
+    ctx: Arc<Context>,
+    session: Attached,
+    code: Code,
+    replacing: Replacing,
+) -> Result<(), Error> {
     if !is_verifier(code.code_verifier.expose()) {
         // Conformant servers refuse it, and some drop the code first.
         return Err(Error::config(
@@ -120,6 +130,7 @@ pub(crate) async fn redeem(ctx: Arc<Context>, session: Attached, code: Code) -> 
         let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body: BoxFuture<'static, Outcome> = Box::pin(async move {
             let outcome = send_and_save(ctx, session, code).await;
+            drop(replacing);
             if !outcome.0 {
                 redemptions(|list| list.retain(|r| r.serial != serial));
             }

@@ -176,9 +176,18 @@ impl UserSession {
     /// its own side of the boundary and serve it without crossing it. The
     /// mirror must be dropped whenever the host calls anything else on the
     /// key (refresh, token rejected, seed): those may replace the token early.
+    /// `None` while such a call runs in the core, even one whose caller gave
+    /// up (its code exchange or refresh runs on): a token copied meanwhile
+    /// would outlive the call that replaced it.
     pub fn cached_token(&self) -> Option<CachedToken> {
         let leeway = self.ctx.config.leeway_ms;
-        self.cached(|_, at, generation| CachedToken {
+        let now = self.ctx.clock.now_ms();
+        let cell = self.cell();
+        let st = cell.lock();
+        if st.replacing() {
+            return None;
+        }
+        serve(&st, &self.ctx, now, |_, at, generation| CachedToken {
             token: at.value.expose().to_owned(),
             fresh_until_ms: at.fresh_until_ms(leeway),
             generation,

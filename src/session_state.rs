@@ -45,6 +45,7 @@ impl Default for SessionCell {
                 version: None,
                 retired: Vec::new(),
                 rejected: None,
+                replacing: 0,
             })),
             last_used: AtomicU64::new(0),
         }
@@ -81,9 +82,20 @@ pub(crate) struct SessionState {
     /// served again, even while the refresh it caused is in flight or after
     /// it failed. Boxed: most sessions never have one.
     pub(crate) rejected: Option<Box<Secret>>,
+    /// Seeds and code exchanges running (see [`Replacing`]).
+    pub(crate) replacing: u32,
 }
 
 impl SessionState {
+    /// Whether a call that may replace the access token is running: a
+    /// flight (a refresh, a revocation, a save) or a seed or code exchange,
+    /// even one whose caller gave up. A host mirror must not copy the token
+    /// meanwhile: once the call ends it would keep serving the token the
+    /// call replaced (another account's, after a re-link).
+    pub(crate) fn replacing(&self) -> bool {
+        self.inflight.is_some() || self.replacing > 0
+    }
+
     /// Whether `token` is the one a caller reported rejected.
     pub(crate) fn is_rejected(&self, token: &AccessToken) -> bool {
         self.rejected
@@ -143,6 +155,26 @@ impl SessionCell {
             Ok(st) => st.inflight.is_none() && !st.unpersisted,
             Err(_) => false,
         }
+    }
+}
+
+/// Counts a seed or code exchange as running on its cell for as long as it
+/// lives: a code exchange moves it into the task that runs to its end, so
+/// it still counts after its caller gave up.
+pub(crate) struct Replacing(Arc<SessionCell>);
+
+impl Replacing {
+    /// Counts a replacing call on `cell` until dropped.
+    pub(crate) fn start(cell: Arc<SessionCell>) -> Self {
+        cell.lock().replacing += 1;
+        Replacing(cell)
+    }
+}
+
+impl Drop for Replacing {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.replacing = st.replacing.saturating_sub(1);
     }
 }
 

@@ -159,6 +159,59 @@ async fn a_caller_that_gives_up_after_the_code_was_sent_still_gets_its_tokens_sa
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_mirror_copies_the_replaced_token_while_an_abandoned_exchange_runs_on() {
+    // A host mirror (Kotlin, Swift, Python) fills itself from
+    // cached_token() and drops the key when its caller's call ends. A
+    // caller that gave up ends before the exchange that runs on: a token
+    // copied then would be served, after the re-link, as the new account's.
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let old = session.access_token().await.unwrap();
+    assert!(session.cached_token().is_some());
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let (client, store) = (h.client.clone(), h.store.clone());
+    let (first_code, verifier) = (code.clone(), request.code_verifier.clone());
+    let caller = tokio::spawn(async move {
+        client
+            .exchange_code(&first_code, &verifier, REDIRECT, "u1", store)
+            .await
+    });
+    common::abandoned_once_held(&h.emu, caller).await;
+
+    assert!(
+        session.cached_token().is_none(),
+        "nothing to mirror while the exchange runs"
+    );
+    assert_eq!(
+        session.cached_access_token().as_deref(),
+        Some(old.as_str()),
+        "the core's own callers still get the token it has not yet replaced"
+    );
+
+    assert_eq!(h.emu.release_held(), 1);
+    // A repeat of the callback joins the exchange: its end is this one's.
+    let joined = h
+        .client
+        .exchange_code(
+            &code,
+            &request.code_verifier,
+            REDIRECT,
+            "u1",
+            h.store.clone(),
+        )
+        .await
+        .unwrap();
+    let new = joined
+        .cached_token()
+        .expect("the exchanged token, mirrorable");
+    assert_ne!(new.token, old);
+    assert_eq!(session.cached_token().unwrap().token, new.token);
+}
+
 // A callback handled twice (a reload, a double submit, a retried request)
 // or twice at once: servers refuse a code's second use and revoke what its
 // first brought (RFC 6749 §4.1.2; the emulator and oidc-provider do), so

@@ -101,6 +101,26 @@ async fn a_fresh_token_is_served_with_no_io_until_the_leeway() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_offered_to_a_mirror_while_a_forced_refresh_runs() {
+    // The refresh replaces the token: a mirror that copied the old one
+    // meanwhile would keep serving it after the refresh (Swift's drops its
+    // copy when a call starts, not when the core's call ends).
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let old = session.access_token().await.unwrap();
+    h.emu.push_fault(Fault::hold());
+    let refreshing = session.clone();
+    let caller = tokio::spawn(async move { refreshing.refresh().await });
+    common::abandoned_once_held(&h.emu, caller).await;
+    assert!(session.cached_token().is_none());
+    assert_eq!(session.cached_access_token().as_deref(), Some(old.as_str()));
+    assert_eq!(h.emu.release_held(), 1);
+    let new = session.refresh().await.unwrap().access_token;
+    assert_ne!(new, old);
+    assert_eq!(session.cached_token().unwrap().token, new);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cached_token_says_until_when_it_may_be_mirrored() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;

@@ -739,6 +739,8 @@ def main():
             reasons.append(f"{method}() does not drop the mirror first")
         elif call < 0 or "client.mirror.refill(key: key, from: ffi)" not in body[call:]:
             reasons.append(f"{method}() does not refill the mirror after ffi.{method}(...)")
+        elif not re.search(rf"client\.mirror\.droppedAfter\(key:\s*key\)\s*\{{\s*try\s+await\s+ffi\.{method}\(", body):
+            reasons.append(f"{method}() does not drop the mirror again however ffi.{method}(...) ends (`client.mirror.droppedAfter(key: key) {{ try await ffi.{method}(...) }}`)")
     # revoke(): dropped before, and again however the call ends (a reader
     # may have refilled the entry before the core marked the record dead).
     revoke = body_of(r"public\s+func\s+revoke\s*\(\s*\)\s*async\s+throws\s*")
@@ -756,7 +758,12 @@ def main():
     exchange = body_of(r"public\s+func\s+exchangeCode\s*\([^)]*\)\s*async\s+throws[^{]*")
     if not statements(exchange) or statements(exchange)[0] != "mirror.drop(key: key)":
         reasons.append("exchangeCode() does not drop the key's mirror entry first")
-    check("mirror: every other session call drops the key's entry before the FFI call and refills it after; revoke() drops it before and after", reasons)
+    elif not re.search(r"mirror\.droppedAfter\(key:\s*key\)\s*\{\s*try\s+await\s+ffi\.exchangeCode\(", exchange):
+        reasons.append("exchangeCode() does not drop the key's mirror entry again however the exchange ends")
+    dropped_after = body_of(r"func\s+droppedAfter\s*<T>\s*\(\s*key\s*:\s*String\s*,\s*_\s+call\s*:\s*\(\)\s*async\s+throws\s*->\s*T\s*\)\s*async\s+throws\s*->\s*T\s*")
+    if not re.search(r"defer\s*\{\s*drop\(key:\s*key\)\s*\}\s*return\s+try\s+await\s+call\(\)", dropped_after):
+        reasons.append("TokenMirror.droppedAfter does not drop the key however `call` ends (`defer { drop(key: key) }` then `return try await call()`)")
+    check("mirror: every other session call drops the key's entry before the FFI call and again however it ends, and refills it after a success", reasons)
 
     reasons = []
     for path, code in lexed.items():

@@ -91,7 +91,9 @@ public final class TokenClient: @unchecked Sendable {
     /// Exchanges an authorization code; stores the first record under `key`.
     public func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws -> UserSession {
         mirror.drop(key: key)
-        let ffiSession = try await ffi.exchangeCode(options: options, key: key, store: store)
+        let ffiSession = try await mirror.droppedAfter(key: key) {
+            try await ffi.exchangeCode(options: options, key: key, store: store)
+        }
         let handle = UserSession(client: self, key: key, store: store, ffi: ffiSession)
         remember(handle)
         _ = mirror.refill(key: key, from: ffiSession)
@@ -197,7 +199,7 @@ public final class UserSession: @unchecked Sendable {
     /// The fresh token with its expiry, scope, ID token and refresh expiry.
     public func tokens() async throws -> TokenInfo {
         let ffi = try dropped()
-        let info = try await ffi.tokens()
+        let info = try await client.mirror.droppedAfter(key: key) { try await ffi.tokens() }
         _ = client.mirror.refill(key: key, from: ffi)
         return info
     }
@@ -205,7 +207,7 @@ public final class UserSession: @unchecked Sendable {
     /// A forced refresh, shared with concurrent callers.
     public func refresh() async throws -> TokenInfo {
         let ffi = try dropped()
-        let info = try await ffi.refresh()
+        let info = try await client.mirror.droppedAfter(key: key) { try await ffi.refresh() }
         _ = client.mirror.refill(key: key, from: ffi)
         return info
     }
@@ -213,7 +215,7 @@ public final class UserSession: @unchecked Sendable {
     /// The API rejected `token`: refresh, unless another caller already did.
     public func tokenRejected(token: String) async throws -> TokenInfo {
         let ffi = try dropped()
-        let info = try await ffi.tokenRejected(token: token)
+        let info = try await client.mirror.droppedAfter(key: key) { try await ffi.tokenRejected(token: token) }
         _ = client.mirror.refill(key: key, from: ffi)
         return info
     }
@@ -221,7 +223,7 @@ public final class UserSession: @unchecked Sendable {
     /// Adopts an existing refresh token (and optionally its access token).
     public func seed(seed: SeedOptions) async throws {
         let ffi = try dropped()
-        try await ffi.seed(seed: seed)
+        try await client.mirror.droppedAfter(key: key) { try await ffi.seed(seed: seed) }
         _ = client.mirror.refill(key: key, from: ffi)
     }
 
@@ -244,7 +246,7 @@ public final class UserSession: @unchecked Sendable {
     /// What is known without sending anything.
     public func status() async throws -> SessionStatus {
         let ffi = try dropped()
-        let status = try await ffi.status()
+        let status = try await client.mirror.droppedAfter(key: key) { try await ffi.status() }
         _ = client.mirror.refill(key: key, from: ffi)
         return status
     }
@@ -324,6 +326,15 @@ final class TokenMirror: @unchecked Sendable {
             entries.removeValue(forKey: oldest)
         }
         return cached.token
+    }
+
+    /// Runs `call`, then forgets the key's token again however it ended: a
+    /// reader during the call may have copied the token the call replaced,
+    /// and the call may leave nothing to refill it with (a failed refresh,
+    /// a seed without an access token).
+    func droppedAfter<T>(key: String, _ call: () async throws -> T) async throws -> T {
+        defer { drop(key: key) }
+        return try await call()
     }
 
     /// Forgets the key's token before a call that may replace it (the entry

@@ -20,6 +20,9 @@ struct Slot {
     /// A token whose revocation failed: no longer served, tried again by
     /// the next [`ClientTokens::revoke_all`] while it lives.
     unrevoked: Option<AccessToken>,
+    /// Which request is `inflight`: one that `revoke_all` took out of the
+    /// slot lands nothing in it (its token is revoked, not cached).
+    serial: u64,
 }
 
 #[derive(Default)]
@@ -100,7 +103,8 @@ impl ClientTokens {
             match &slot.inflight {
                 Some(flight) => flight.clone(),
                 None => {
-                    let flight = start(self.ctx.clone(), cell.clone(), scope);
+                    slot.serial += 1;
+                    let flight = start(self.ctx.clone(), cell.clone(), slot.serial, scope);
                     slot.inflight = Some(flight.clone());
                     flight
                 }
@@ -122,8 +126,9 @@ impl ClientTokens {
 
     /// Revokes every cached client token at the server (RFC 7009) and
     /// forgets it, after waiting for requests in flight. Every token is
-    /// forgotten at once, before anything is sent: a call from now on gets
-    /// a new one, never one about to be revoked. The revocations run to
+    /// forgotten at once, before anything is sent, and every request in
+    /// flight is left to the callers that joined it before: a call from
+    /// now on gets a new one, never one about to be revoked. The revocations run to
     /// their end even if the caller stops waiting (DESIGN point 15). Every
     /// scope is tried; the first failure is returned, and a token the
     /// server may still hold is tried again by the next call.
@@ -136,7 +141,10 @@ impl ClientTokens {
                 .map(|(scope, cell)| {
                     let mut slot = cell.lock();
                     let cached = slot.token.take();
-                    (scope.clone(), cell.clone(), slot.inflight.clone(), cached)
+                    // Its token goes to its callers so far, then is revoked.
+                    slot.serial += 1;
+                    let running = slot.inflight.take();
+                    (scope.clone(), cell.clone(), running, cached)
                 })
                 .collect()
         };
@@ -178,16 +186,11 @@ type Taken = (String, Arc<Cell>, Option<Flight>, Option<AccessToken>);
 async fn revoke_taken(ctx: Arc<Context>, taken: Vec<Taken>) -> Result<(), Error> {
     let mut result = Ok(());
     for (scope, cell, running, cached) in taken {
-        // A request in flight when the call began: its token goes too.
-        let mut landed = None;
-        if let Some(flight) = running {
-            if let Ok(token) = flight.await {
-                let mut slot = cell.lock();
-                if slot.token.as_ref() == Some(&token) {
-                    landed = slot.token.take();
-                }
-            }
-        }
+        // A request in flight when the call began (never cached): its token goes too.
+        let landed = match running {
+            Some(flight) => flight.await.ok(),
+            None => None,
+        };
         let revoked = revoke_cell(&ctx, &scope, &cell, [cached, landed]).await;
         if let (Ok(()), Err(e)) = (&result, revoked) {
             result = Err(e);
@@ -253,10 +256,10 @@ async fn revoke_one(
 /// every caller stops waiting (DESIGN point 15): as a task of the client's
 /// spawner when it has one, like a refresh. Its token is cached, and the
 /// flight cleared, under one lock.
-fn start(ctx: Arc<Context>, cell: Arc<Cell>, scope: String) -> Flight {
+fn start(ctx: Arc<Context>, cell: Arc<Cell>, serial: u64, scope: String) -> Flight {
     let spawn = ctx.spawn.clone();
     let fut: BoxFuture<'static, Result<AccessToken, Error>> = Box::pin(async move {
-        let landed = Landed(Some(cell));
+        let landed = Landed(Some(cell), serial);
         let started = ctx.clock.now_ms();
         let result = request(&ctx, &scope).await;
         landed.land(result.as_ref().ok().map(|(token, _)| token.clone()));
@@ -288,9 +291,10 @@ async fn request(ctx: &Context, scope: &str) -> Result<(AccessToken, u32), Error
     Ok((token, issued.attempts))
 }
 
-/// Removes the flight from its slot when it lands, or when it is dropped
-/// unfinished (also on a panic).
-struct Landed(Option<Arc<Cell>>);
+/// Removes the flight (request number `.1`) from its slot when it lands,
+/// or when it is dropped unfinished (also on a panic); a flight that
+/// `revoke_all` took out of its slot leaves the slot as it is.
+struct Landed(Option<Arc<Cell>>, u64);
 
 impl Landed {
     /// Caches `token` (if any) and clears the flight in one step, so that
@@ -298,10 +302,12 @@ impl Landed {
     fn land(mut self, token: Option<AccessToken>) {
         if let Some(cell) = self.0.take() {
             let mut slot = cell.lock();
-            if token.is_some() {
-                slot.token = token;
+            if slot.serial == self.1 {
+                if token.is_some() {
+                    slot.token = token;
+                }
+                slot.inflight = None;
             }
-            slot.inflight = None;
         }
     }
 }
@@ -309,7 +315,10 @@ impl Landed {
 impl Drop for Landed {
     fn drop(&mut self) {
         if let Some(cell) = self.0.take() {
-            cell.lock().inflight = None;
+            let mut slot = cell.lock();
+            if slot.serial == self.1 {
+                slot.inflight = None;
+            }
         }
     }
 }

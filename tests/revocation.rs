@@ -357,6 +357,52 @@ async fn a_client_token_asked_while_revoke_client_tokens_runs_is_a_new_one() {
     assert_eq!(h.grant_requests("client_credentials"), 4);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_asked_after_revoke_client_tokens_began_never_joins_a_request_it_will_revoke(
+) {
+    // Before, a call made after the revocation began joined the request
+    // still in flight, whose token the revocation then revoked: its API
+    // calls failed though it asked after the revocation.
+    let h = Harness::new();
+    h.emu
+        .push_fault(Fault::hold().for_grant("client_credentials"));
+    let client = h.client.clone();
+    let before = tokio::spawn(async move { client.client_token(&["accounts"]).await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    // The revocation begins: polled once, it has taken the request.
+    let mut revoking = Box::pin(h.client.revoke_client_tokens());
+    poll_fn(|cx| {
+        assert!(revoking.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+
+    let after = h.client.client_token(&["accounts"]).await.unwrap();
+    assert_eq!(
+        h.grant_requests("client_credentials"),
+        2,
+        "a request of its own"
+    );
+    assert_eq!(h.emu.release_held(), 1);
+    let joined_before = before.await.unwrap().unwrap();
+    assert_ne!(after, joined_before);
+    revoking.await.unwrap();
+    assert_eq!(
+        h.emu.counters().tokens_revoked,
+        1,
+        "the token of the request it took"
+    );
+    assert_eq!(
+        h.client.client_token(&["accounts"]).await.unwrap(),
+        after,
+        "the new token stays cached; the revoked one was never cached"
+    );
+    assert_eq!(h.grant_requests("client_credentials"), 2);
+}
+
 /// Sends each `revoked` event's error code (`None`: revoked) to a channel.
 struct RevokedEvents(std::sync::Mutex<std::sync::mpsc::Sender<Option<ErrorCode>>>);
 

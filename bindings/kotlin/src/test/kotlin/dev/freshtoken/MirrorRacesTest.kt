@@ -10,9 +10,13 @@ import dev.freshtoken.support.same
 import java.net.HttpURLConnection
 import java.net.URI
 import java.net.URLDecoder
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
@@ -29,7 +33,9 @@ import org.junit.Test
  * session died, a seed without an access token) or brought one later, the
  * mirror kept serving the superseded token: a rejected one, a dead
  * session's, or the previous account's after a re-link. Once such a call
- * has ended, no read returns the old token.
+ * has ended, no read returns the old token. The same holds when the caller
+ * gave up (a cancelled coroutine): it drops the mirror when it leaves, but
+ * its exchange or refresh runs on in the core and replaces the token later.
  *
  * Against the emulator; the calls are held in flight by its `hold` fault
  * (a seed waits for a held refresh): no sleeps.
@@ -129,6 +135,65 @@ class MirrorRacesTest {
             same(session.accessToken(), fresh, "the old handle, read ${it + 1}")
             same(relinked.accessToken(), fresh, "the new handle, read ${it + 1}")
         }
+    }
+
+    @Test fun `an exchangeCode whose caller was cancelled leaves the previous account's token unserved once the exchange ends`() = blocking {
+        val session = mirrored("at-account-a")
+        val request = client.authorizationUrl(AuthorizationUrlOptions(redirectUri = REDIRECT, scopes = listOf("openid")))
+        val code = withContext(Dispatchers.IO) { approve(request.url) }
+        val options = ExchangeCodeOptions(code, request.codeVerifier, REDIRECT)
+        emu.hold(grant = "authorization_code")
+        val quitter = launch(Dispatchers.Default) { client.exchangeCode(options, "u1", store) }
+        withContext(Dispatchers.IO) { emu.waitHeld(1) }
+        // The caller gives up once the code was sent, and drops the mirror
+        // as it leaves; the exchange runs on in the core.
+        quitter.cancelAndJoin()
+        same(session.accessToken(), "at-account-a", "while the exchange runs on the core still serves the old token")
+        withContext(Dispatchers.IO) { emu.releaseHeld() }
+        // Waits for the exchange's end without touching this client's mirror
+        // (its own exchangeCode drops it, which would hide a stale copy): a
+        // repeat of the callback from another client of the process joins
+        // the exchange in the core and returns when it has ended.
+        TokenClient.withClock(
+            TokenClientOptions(tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret"),
+            HttpUrlConnectionClient(),
+            clock,
+        ).use { other -> other.exchangeCode(options, "u1", store) }
+        assertEquals("the code was sent once", 1L, emu.grantRequests("authorization_code"))
+
+        val fresh = store.record("u1")?.get("access_token")
+        differ(fresh, "at-account-a", "the exchange brought the new account's token")
+        repeat(3) { same(session.accessToken(), fresh, "the old handle after the exchange, read ${it + 1}") }
+        same(client.session("u1", store).accessToken(), fresh, "a new handle after the exchange")
+        same(client.cachedTokenFromCore("u1", store), fresh, "the core holds the same token")
+    }
+
+    @Test fun `a refresh whose caller was cancelled leaves the old token unserved once the refresh ends`() = blocking {
+        val refreshed = LinkedBlockingQueue<EventKind>()
+        client = TokenClient.withClock(
+            TokenClientOptions(
+                tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret",
+                onEvent = EventListener { if (it.kind == EventKind.REFRESHED) refreshed.add(it.kind) },
+            ),
+            HttpUrlConnectionClient(),
+            clock,
+        )
+        val session = mirrored("at-before-refresh")
+        emu.hold()
+        val quitter = launch(Dispatchers.Default) { session.refresh() }
+        withContext(Dispatchers.IO) { emu.waitHeld(1) }
+        quitter.cancelAndJoin()
+        same(session.accessToken(), "at-before-refresh", "while the refresh runs on the core still serves the old token")
+        withContext(Dispatchers.IO) { emu.releaseHeld() }
+        // The refresh has installed and saved its token when it says so
+        // (any call on the session would drop the mirror, hiding a stale copy).
+        assertEquals(EventKind.REFRESHED, withContext(Dispatchers.IO) { refreshed.poll(30, TimeUnit.SECONDS) })
+        assertEquals(1L, emu.refreshRequests())
+
+        val fresh = store.record("u1")?.get("access_token")
+        differ(fresh, "at-before-refresh", "the refresh brought a new token")
+        repeat(3) { same(session.accessToken(), fresh, "after the refresh, read ${it + 1}") }
+        same(client.session("u1", store).accessToken(), fresh, "a new handle after the refresh")
     }
 
     /** The code the emulator's authorize endpoint redirects with. */

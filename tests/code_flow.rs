@@ -194,15 +194,7 @@ async fn no_mirror_copies_the_replaced_token_while_an_abandoned_exchange_runs_on
 
     assert_eq!(h.emu.release_held(), 1);
     // A repeat of the callback joins the exchange: its end is this one's.
-    let joined = h
-        .client
-        .exchange_code(
-            &code,
-            &request.code_verifier,
-            REDIRECT,
-            "u1",
-            h.store.clone(),
-        )
+    let joined = exchange(&h.client, &h, &code, &request.code_verifier)
         .await
         .unwrap();
     let new = joined

@@ -79,7 +79,12 @@ class SessionCore:
                 return entry.token
         except Exception:  # noqa: BLE001 - a failing host clock: ask the core
             pass
-        return self._refill()
+        token = self._refill()
+        if token is None:
+            # While a refresh, seed or code exchange runs, the core offers
+            # nothing to mirror but still serves its token: read it unmirrored.
+            token = self._handle().cached_access_token()
+        return token
 
     def _handle(self) -> UserSession:
         """The native handle (one synchronous FFI call, the first time only)."""

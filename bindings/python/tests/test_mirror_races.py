@@ -140,6 +140,7 @@ def test_a_refresh_whose_caller_timed_out_leaves_the_old_token_unserved(emu):
         session.refresh(timeout=0.05)
     assert emu.wait_held(1) == 1
     same(session.access_token(), "at-before-refresh", "while the refresh runs on the core serves the old token")
+    same(session.cached_access_token(), "at-before-refresh", "cached_access_token() reads it too, unmirrored")
     assert emu.release_held() == 1
     # The refresh has installed and saved its token when it says so (any call
     # on the session would drop the mirror, hiding a stale copy).

@@ -188,12 +188,14 @@ public final class UserSession: @unchecked Sendable {
     }
 
     /// The access token if it is fresh in memory, else nil: never waits.
+    /// (While a refresh, seed or code exchange runs, the core offers nothing
+    /// to mirror but still serves its token: it is read unmirrored.)
     public func cachedAccessToken() -> String? {
         if let token = client.mirror.token(key: key) {
             return token
         }
         guard let ffi = try? native() else { return nil }
-        return client.mirror.refill(key: key, from: ffi)
+        return client.mirror.refill(key: key, from: ffi) ?? ffi.cachedAccessToken()
     }
 
     /// The fresh token with its expiry, scope, ID token and refresh expiry.

@@ -222,9 +222,15 @@ class TokenClient private constructor(
         return token
     }
 
-    /** The core's in-memory fresh token (one plain call, no waiting), mirrored. */
-    internal fun cachedTokenFromCore(key: String, store: TokenStore): String? =
-        refill(key, nativeSession(key, store), mirror.epoch(key))
+    /**
+     * The core's in-memory fresh token (no waiting), mirrored. While a call
+     * that may replace it runs in the core, the core offers nothing to mirror
+     * but still serves its token: a second plain call reads it, unmirrored.
+     */
+    internal fun cachedTokenFromCore(key: String, store: TokenStore): String? {
+        val native = nativeSession(key, store)
+        return refill(key, native, mirror.epoch(key)) ?: ffiCall { native.cachedAccessToken() }
+    }
 
     /**
      * Drops the key's mirrored token, runs [call] in the core, drops it again

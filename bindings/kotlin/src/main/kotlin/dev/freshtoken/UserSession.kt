@@ -56,7 +56,8 @@ class UserSession internal constructor(
     /**
      * The access token if one is fresh in memory, else null; never waits or
      * sends anything. The mirrored token when fresh (no FFI call), else one
-     * plain call asks the core (and mirrors its answer).
+     * plain call asks the core (and mirrors its answer; while a refresh, seed
+     * or code exchange runs, a second one reads the core's token unmirrored).
      */
     @Throws(FreshTokenException::class)
     fun cachedAccessToken(): String? = mirroredToken() ?: client.cachedTokenFromCore(key, store)

@@ -184,6 +184,7 @@ class MirrorRacesTest {
         withContext(Dispatchers.IO) { emu.waitHeld(1) }
         quitter.cancelAndJoin()
         same(session.accessToken(), "at-before-refresh", "while the refresh runs on the core still serves the old token")
+        same(session.cachedAccessToken(), "at-before-refresh", "cachedAccessToken() reads it too, unmirrored")
         withContext(Dispatchers.IO) { emu.releaseHeld() }
         // The refresh has installed and saved its token when it says so
         // (any call on the session would drop the mirror, hiding a stale copy).

@@ -26,6 +26,9 @@ impl UserSession {
     /// The fresh token with the instant until which it stays fresh, for the
     /// language layer's mirror: it serves the token without calling in
     /// again until then, and drops it when anything else is called on the key.
+    /// Null while a refresh, revocation, seed or code exchange runs in the
+    /// core (even one whose caller gave up): `cached_access_token` still
+    /// answers then, for reading without mirroring.
     pub fn cached_token(&self) -> Option<CachedToken> {
         self.inner.cached_token().map(Into::into)
     }

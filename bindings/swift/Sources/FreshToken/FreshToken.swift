@@ -1775,6 +1775,9 @@ public protocol FfiUserSessionProtocol: AnyObject, Sendable {
      * The fresh token with the instant until which it stays fresh, for the
      * language layer's mirror: it serves the token without calling in
      * again until then, and drops it when anything else is called on the key.
+     * Null while a refresh, revocation, seed or code exchange runs in the
+     * core (even one whose caller gave up): `cached_access_token` still
+     * answers then, for reading without mirroring.
      */
     func cachedToken()  -> CachedToken?
     
@@ -1909,6 +1912,9 @@ open func cachedAccessToken() -> String?  {
      * The fresh token with the instant until which it stays fresh, for the
      * language layer's mirror: it serves the token without calling in
      * again until then, and drops it when anything else is called on the key.
+     * Null while a refresh, revocation, seed or code exchange runs in the
+     * core (even one whose caller gave up): `cached_access_token` still
+     * answers then, for reading without mirroring.
      */
 open func cachedToken() -> CachedToken?  {
     return try!  FfiConverterOptionTypeCachedToken.lift(try! rustCall() {
@@ -6251,7 +6257,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_usersession_cached_access_token() != 14902) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_usersession_cached_token() != 60049) {
+    if (uniffi_freshtoken_checksum_method_usersession_cached_token() != 15377) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_usersession_key() != 24530) {

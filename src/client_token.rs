@@ -300,26 +300,26 @@ impl Landed {
     /// Caches `token` (if any) and clears the flight in one step, so that
     /// no caller finds neither and sends a second request.
     fn land(mut self, token: Option<AccessToken>) {
-        if let Some(cell) = self.0.take() {
-            let mut slot = cell.lock();
-            if slot.serial == self.1 {
-                if token.is_some() {
-                    slot.token = token;
-                }
-                slot.inflight = None;
-            }
+        self.release(token);
+    }
+
+    /// Clears the flight and caches `token`, once, if the slot is still its own.
+    fn release(&mut self, token: Option<AccessToken>) {
+        let Some(cell) = self.0.take() else { return };
+        let mut slot = cell.lock();
+        if slot.serial != self.1 {
+            return;
         }
+        if token.is_some() {
+            slot.token = token;
+        }
+        slot.inflight = None;
     }
 }
 
 impl Drop for Landed {
     fn drop(&mut self) {
-        if let Some(cell) = self.0.take() {
-            let mut slot = cell.lock();
-            if slot.serial == self.1 {
-                slot.inflight = None;
-            }
-        }
+        self.release(None);
     }
 }
 

@@ -45,7 +45,7 @@ impl Default for SessionCell {
                 version: None,
                 retired: Vec::new(),
                 rejected: None,
-                replacing: 0,
+                replacing_calls: 0,
             })),
             last_used: AtomicU64::new(0),
         }
@@ -83,7 +83,7 @@ pub(crate) struct SessionState {
     /// it failed. Boxed: most sessions never have one.
     pub(crate) rejected: Option<Box<Secret>>,
     /// Seeds and code exchanges running (see [`Replacing`]).
-    pub(crate) replacing: u32,
+    pub(crate) replacing_calls: u32,
 }
 
 impl SessionState {
@@ -93,7 +93,7 @@ impl SessionState {
     /// meanwhile: once the call ends it would keep serving the token the
     /// call replaced (another account's, after a re-link).
     pub(crate) fn replacing(&self) -> bool {
-        self.inflight.is_some() || self.replacing > 0
+        self.inflight.is_some() || self.replacing_calls > 0
     }
 
     /// Whether `token` is the one a caller reported rejected.
@@ -166,7 +166,7 @@ pub(crate) struct Replacing(Arc<SessionCell>);
 impl Replacing {
     /// Counts a replacing call on `cell` until dropped.
     pub(crate) fn start(cell: Arc<SessionCell>) -> Self {
-        cell.lock().replacing += 1;
+        cell.lock().replacing_calls += 1;
         Replacing(cell)
     }
 }
@@ -174,7 +174,7 @@ impl Replacing {
 impl Drop for Replacing {
     fn drop(&mut self) {
         let mut st = self.0.lock();
-        st.replacing = st.replacing.saturating_sub(1);
+        st.replacing_calls = st.replacing_calls.saturating_sub(1);
     }
 }
 

@@ -53,8 +53,12 @@ pub fn check_token_response(data: &[u8]) {
             is_printable_token(rt.expose()),
             "salvaged an unusable refresh token"
         );
+        // Read alone, as the salvage reads it: another member's string
+        // that a Rust string cannot hold (a lone surrogate's escape, which
+        // JSON.parse reads) fails the whole-body reading, not this one.
+        let alone = members(data, &["refresh_token"]);
         assert_eq!(
-            string_member(json.as_ref(), "refresh_token"),
+            string_member(alone.as_ref(), "refresh_token"),
             Some(rt.expose()),
             "the salvaged refresh token is not the body's"
         );

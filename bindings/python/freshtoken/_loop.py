@@ -18,6 +18,7 @@ import asyncio
 import builtins
 import concurrent.futures
 import os
+import queue
 import threading
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
@@ -114,6 +115,59 @@ def call(function: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[fl
         raise
 
 
+class HostPool(concurrent.futures.ThreadPoolExecutor):
+    """Up to ``max_workers`` daemon threads for host calls that block,
+    serving until the process ends.
+
+    Not ``ThreadPoolExecutor``'s own threads: when the main thread ends,
+    Python stops every ``ThreadPoolExecutor`` (``submit`` raises "cannot
+    schedule new futures after interpreter shutdown") *before* it waits for
+    the other non-daemon threads. A thread still in a refresh then could not
+    save the rotated refresh token through a plain or file store (the token
+    the server just issued would be lost, the old one already spent), nor
+    send a request. A ``ThreadPoolExecutor`` subclass all the same, because
+    ``loop.set_default_executor`` takes nothing else (``asyncio.to_thread``
+    runs here)."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)  # starts no thread
+        self._calls: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._count_lock = threading.Lock()
+        self._threads_started = 0
+        self._waiting = 0  # threads idle on the queue, not yet promised a call
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[Any]":
+        future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        self._calls.put((future, fn, args, kwargs))
+        with self._count_lock:
+            if self._waiting:
+                self._waiting -= 1
+                return future
+            if self._threads_started >= self._max_workers:
+                return future  # the next thread to finish takes it
+            self._threads_started += 1
+            number = self._threads_started
+        threading.Thread(target=self._serve, name=f"{self._thread_name_prefix}_{number - 1}", daemon=True).start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, fn, args, kwargs = self._calls.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as error:  # noqa: BLE001 - the caller's to handle, as ThreadPoolExecutor does
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+            del future, fn, args, kwargs
+            with self._count_lock:
+                self._waiting += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing: the threads serve until the process ends."""
+
+
 def http_executor() -> concurrent.futures.ThreadPoolExecutor:
     """The HTTP requests' thread pool (made on first use, again in a forked child)."""
     global _http, _http_pid
@@ -122,8 +176,7 @@ def http_executor() -> concurrent.futures.ThreadPoolExecutor:
         return executor
     with _lock:
         if _http is None or _http_pid != os.getpid():
-            _http = concurrent.futures.ThreadPoolExecutor(max_workers=HTTP_WORKERS,
-                                                          thread_name_prefix="freshtoken-http")
+            _http = HostPool(HTTP_WORKERS, "freshtoken-http")
             _http_pid = os.getpid()
         return _http
 
@@ -146,8 +199,7 @@ def _start() -> asyncio.AbstractEventLoop:
         if _loop is not None and _pid == os.getpid():
             return _loop
         loop = asyncio.new_event_loop()
-        loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=STORE_WORKERS, thread_name_prefix="freshtoken-host"))
+        loop.set_default_executor(HostPool(STORE_WORKERS, "freshtoken-host"))
         started = threading.Event()
         thread = threading.Thread(target=_serve, args=(loop, started), name="freshtoken-loop", daemon=True)
         thread.start()

@@ -1,0 +1,82 @@
+"""Interpreter shutdown with calls in flight: when the main thread ends while
+other (non-daemon) threads still use freshtoken, Python shuts down
+``concurrent.futures``' thread pools before it joins those threads. Host
+calls must still be served then: a refresh that got its answer while the
+process was ending must still save the rotated refresh token."""
+
+import json
+import os
+import subprocess
+import sys
+
+import freshtoken
+
+from helpers import CLIENT_ID, CLIENT_SECRET, make_sync_client
+
+# The main thread seeds a session, starts a worker thread whose access_token()
+# refreshes, and ends as soon as the refresh's answer has come back and its
+# rotated record is about to be saved. The store holds that save until the
+# main thread has ended (threading.main_thread().join() returns once Python's
+# shutdown has run its thread-pool exit hooks), then saves it through
+# FileTokenStore, whose file I/O runs in a worker thread.
+AT_EXIT = r"""
+import asyncio, json, sys, threading
+import freshtoken
+
+endpoint, refresh_token, directory = sys.argv[1:4]
+client = freshtoken.Client(endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, retry={"max_attempts": 1})
+answered = threading.Event()
+
+
+class EndingStore(freshtoken.FileTokenStore):
+    async def save_versioned(self, key, record, expected):
+        if self.armed and json.loads(record).get("in_doubt") is not True:  # the rotated record
+            loop = asyncio.get_running_loop()
+            ended = loop.create_future()
+
+            def wait_for_main():
+                threading.main_thread().join()
+                loop.call_soon_threadsafe(ended.set_result, None)
+
+            threading.Thread(target=wait_for_main, daemon=True).start()
+            answered.set()
+            await ended
+        return await super().save_versioned(key, record, expected)
+
+
+store = EndingStore(directory)
+store.armed = False
+client.session("u1", store).seed(refresh_token=refresh_token)
+store.armed = True
+
+
+def worker():
+    try:
+        client.session("u1", store).access_token()
+        print(json.dumps({"worker": "token"}), flush=True)
+    except freshtoken.FreshTokenError as error:
+        print(json.dumps({"worker": error.code, "message": str(error)}), flush=True)
+
+
+threading.Thread(target=worker).start()  # not a daemon: the interpreter waits for it
+answered.wait()
+""".replace("CLIENT_ID", repr(CLIENT_ID)).replace("CLIENT_SECRET", repr(CLIENT_SECRET))
+
+
+def test_a_refresh_answered_while_the_interpreter_shuts_down_still_saves_its_refresh_token(emu, tmp_path):
+    family = emu.seed()
+    directory = tmp_path / "tokens"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
+    result = subprocess.run([sys.executable, "-c", AT_EXIT, emu.token_endpoint, family["refresh_token"],
+                             str(directory)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"worker": "token"}, f"the worker's refresh was saved: {report}"
+    assert emu.refresh_requests() == 1
+    # The rotated refresh token is on disk: another process goes on from it.
+    client, _ = make_sync_client(emu)
+    store = freshtoken.FileTokenStore(directory)
+    assert client.session("u1", store).status().in_doubt is False
+    client.session("u1", store).refresh()
+    assert emu.refresh_requests() == 2 and emu.counters()["reuse_detected"] == 0

@@ -99,10 +99,23 @@ async def host_call(method: Callable[..., Any], *args: Any, check: Optional[Chec
 
 async def _in_thread(executor: Optional[concurrent.futures.Executor], method: Callable[..., Any], *args: Any) -> Any:
     if executor is None:
-        return await asyncio.to_thread(method, *args)
+        return await asyncio.to_thread(_stop_iteration_raised_as_error, method, *args)
     # asyncio.to_thread, in another pool (the context goes along, as there).
     context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(context.run, method, *args))
+    call = functools.partial(context.run, _stop_iteration_raised_as_error, method, *args)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+
+def _stop_iteration_raised_as_error(method: Callable[..., Any], *args: Any) -> Any:
+    """``method(*args)``, a ``StopIteration`` it raises (``next()`` on an
+    empty result) turned into a ``RuntimeError``, as a coroutine's is (PEP
+    479): an asyncio future cannot take a ``StopIteration`` from the
+    thread's future, so the wait for the answer would never end (the core
+    would wait out its deadline, and asyncio print a traceback)."""
+    try:
+        return method(*args)
+    except StopIteration:
+        raise RuntimeError("a plain host method raised StopIteration") from None
 
 
 def sync_store_call(name: str, method: Callable[..., Any]) -> bool:

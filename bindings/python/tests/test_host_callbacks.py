@@ -420,6 +420,58 @@ def test_generator_exit_in_an_http_client_is_a_network_failure_at_once(emu):
     assert emu.refresh_requests() == 0
 
 
+def test_stop_iteration_from_a_plain_store_method_fails_the_call_at_once(emu, capfd):
+    """``next()`` on an empty result in a plain (threaded) store method: an
+    asyncio future cannot take a StopIteration from the thread, so the call
+    waited out store_timeout_ms, and asyncio printed a traceback."""
+    class Rows(TestStore):
+        __test__ = False
+        empty_next = False
+
+        def load(self, key):
+            if self.empty_next:
+                self.empty_next = False
+                return next(iter([]))  # no row
+            return self._records.get(key)
+
+    client, _ = make_sync_client(emu, store_timeout_ms=2000)
+    store = Rows()
+    family = emu.seed()
+    client.session("u1", store).seed(refresh_token=family["refresh_token"])
+    fresh, _ = make_sync_client(emu, store_timeout_ms=2000)  # nothing in memory: its first call loads
+    store.empty_next = True
+    with pytest.raises(freshtoken.StorageError) as raised:
+        fresh.session("u1", store).access_token()
+    assert "StopIteration" in str(raised.value), f"the cause, not a deadline: {raised.value}"
+    assert emu.refresh_requests() == 0
+    assert isinstance(fresh.session("u1", store).access_token(), str), "the session goes on"
+    assert capfd.readouterr().err == "", "no traceback from asyncio"
+
+
+def test_stop_iteration_from_a_plain_send_is_a_network_failure_at_once(emu, capfd):
+    class Stopping(freshtoken.HttpClient):
+        def __init__(self):
+            self.real = freshtoken.UrllibHttpClient()
+            self.stop_next = False
+
+        def send(self, request):
+            if self.stop_next:
+                self.stop_next = False
+                raise StopIteration
+            return self.real._send(request)
+
+    http = Stopping()
+    client, _ = make_sync_client(emu, http=http, timeout_ms=2000, retry={"max_attempts": 1})
+    session, _ = seeded_sync(emu, client, TestStore())
+    http.stop_next = True
+    with pytest.raises(freshtoken.NetworkError) as raised:
+        session.access_token()
+    assert "StopIteration" in str(raised.value), f"the cause, not a timeout: {raised.value}"
+    assert emu.refresh_requests() == 0
+    assert isinstance(session.access_token(), str), "the session goes on"
+    assert capfd.readouterr().err == "", "no traceback from asyncio"
+
+
 class PerInstance(TokenStoreBase):
     """Members set on the instance, plain functions (no `self`), which the
     class's wrapping does not see."""

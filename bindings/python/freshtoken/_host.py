@@ -61,6 +61,9 @@ __all__ = ["host_call", "store_call", "sync_store_call", "checked_response", "fa
 
 Check = Callable[[Any], Any]
 
+# What uniffi can send the core: the variants, not HostError itself.
+_VARIANTS = (HostError.Failed, HostError.NotSent, HostError.Timeout)
+
 # The range of the core's i64 (a clock reading) and i32 (an HTTP status).
 _I64 = (-(1 << 63), 1 << 63)
 _I32 = (-(1 << 31), 1 << 31)
@@ -171,7 +174,16 @@ def message_of(error: BaseException) -> str:
 def answerable(error: HostError) -> HostError:
     """A ``HostError`` the host raised, its ``detail`` made a ``str`` that
     UTF-8 can carry (else uniffi's generated code fails to send it, and
-    prints a traceback)."""
+    prints a traceback). ``HostError`` itself, or a subclass that is none of
+    its variants (``raise HostError("db down")``), is ``HostError.Failed``
+    with its message: uniffi's generated code would send the core an empty
+    error, which it reads as "Error lifting from rust buffer"."""
+    if not isinstance(error, _VARIANTS):
+        try:
+            text = Exception.__str__(error)
+        except Exception:  # noqa: BLE001 - an argument whose __str__ raises
+            text = ""
+        return failed(text if isinstance(text, str) and text else _class_name(error))
     if "detail" in vars(error):
         detail = error.detail
         error.detail = utf8_safe(detail) if isinstance(detail, str) else f"a HostError with a {_type_name(detail)} detail"

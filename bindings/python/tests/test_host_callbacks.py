@@ -472,6 +472,56 @@ def test_stop_iteration_from_a_plain_send_is_a_network_failure_at_once(emu, capf
     assert capfd.readouterr().err == "", "no traceback from asyncio"
 
 
+class DatabaseDown(HostError):
+    """An application's own error type derived from HostError, none of its variants."""
+
+
+@pytest.mark.parametrize("raised", [lambda: HostError("database unavailable"),
+                                    lambda: DatabaseDown("database unavailable")],
+                         ids=["HostError", "a subclass"])
+def test_a_host_error_that_is_none_of_its_variants_is_a_failure_with_its_message(emu, capfd, raised):
+    """``raise HostError("…")`` (the base class, or an app's subclass of it):
+    uniffi's generated code sent the core an empty error, read as "Error
+    lifting from rust buffer", and the host's message was lost."""
+    class Down(TestStore):
+        __test__ = False
+        fail_next = False
+
+        async def load(self, key):
+            if self.fail_next:
+                self.fail_next = False
+                raise raised()
+            return await super().load(key)
+
+    class Refusing(freshtoken.HttpClient):
+        def __init__(self):
+            self.real = freshtoken.UrllibHttpClient()
+            self.fail_next = False
+
+        async def send(self, request):
+            if self.fail_next:
+                self.fail_next = False
+                raise raised()
+            return await self.real.send(request)
+
+    store = Down()
+    http = Refusing()
+    client, _ = make_sync_client(emu, http=http, retry={"max_attempts": 1})
+    session, _ = seeded_sync(emu, client, store)
+    fresh, _ = make_sync_client(emu)  # nothing in memory: its first call loads
+    store.fail_next = True
+    with pytest.raises(freshtoken.StorageError) as raised_storage:
+        fresh.session("u1", store).access_token()
+    assert "database unavailable" in str(raised_storage.value), str(raised_storage.value)
+    http.fail_next = True
+    with pytest.raises(freshtoken.NetworkError) as raised_network:
+        session.access_token()
+    assert "database unavailable" in str(raised_network.value), str(raised_network.value)
+    assert emu.refresh_requests() == 0
+    assert isinstance(session.access_token(), str), "the session goes on"
+    assert capfd.readouterr().err == ""
+
+
 class PerInstance(TokenStoreBase):
     """Members set on the instance, plain functions (no `self`), which the
     class's wrapping does not see."""

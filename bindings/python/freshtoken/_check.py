@@ -198,7 +198,9 @@ def timeout(value: Any) -> Optional[float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _error("timeout", f"timeout must be a number of seconds or None, not {type_name(value)}")
     try:
-        seconds = float(value)
+        # float's and int's own conversions: a subclass's __float__ is never
+        # called (it could raise, or give another number than its value).
+        seconds = float.__float__(value) if isinstance(value, float) else int.__float__(value)
     except OverflowError:
         return None  # an int too big for a float: beyond any lock's wait, so no limit
     if math.isnan(seconds) or math.isinf(seconds):

@@ -309,6 +309,7 @@ def checked_response(response: Any) -> HttpResponse:
     if isinstance(status, bool) or not isinstance(status, int):
         raise failed(f"the HTTP client's answer has a status of type {_type_name(status)}; "
                      "it must be an int")
+    status = int.__index__(status)  # its value (an int subclass's __int__ or __index__ is never called)
     if not _I32[0] <= status < _I32[1]:
         raise failed("the HTTP client's answer has a status outside the 32-bit range")
     headers = response.headers
@@ -336,9 +337,9 @@ def checked_response(response: Any) -> HttpResponse:
             except TypeError:
                 raise failed(f"the HTTP client's answer has a body of type {_type_name(body)}; "
                              "it must be bytes") from None
-    if type(status) is int and type(headers) is list and body is response.body:
+    if status is response.status and type(headers) is list and body is response.body:
         return response
-    return HttpResponse(status=int(status), headers=list(headers), body=body)
+    return HttpResponse(status=status, headers=list(headers), body=body)
 
 
 def member(host: Any, name: str, owner: str = "the store") -> Callable[..., Any]:
@@ -437,7 +438,7 @@ class GuardedClock(Clock):
         if isinstance(value, bool):
             raise failed("the clock's now_ms() returned bool; it must return int (ms)")
         try:
-            ms = operator.index(value)
+            ms = int.__index__(operator.index(value))  # an exact int (3.9's operator.index keeps a subclass)
         except Exception:  # noqa: BLE001 - not an integer
             raise failed(f"the clock's now_ms() returned {_type_name(value)}; "
                          "it must return int (ms)") from None

@@ -258,8 +258,10 @@ def core_time(clock: Clock) -> Callable[[], float]:
     def now() -> float:
         try:
             value = clock.now_ms()
-            if not isinstance(value, bool) and 0 <= operator.index(value) <= LATEST_PLAUSIBLE_MS:
-                return value
+            if not isinstance(value, bool):
+                ms = int.__index__(operator.index(value))  # its value: an int subclass compares as one
+                if 0 <= ms <= LATEST_PLAUSIBLE_MS:
+                    return ms
         except Exception:  # noqa: BLE001 - raised, or not an integer: the core reads the system clock
             pass
         return time.time() * 1000

@@ -287,3 +287,27 @@ def test_the_cores_own_refusals_name_the_keyword_the_caller_used(emu, option):
         freshtoken.Client(emu.token_endpoint, "test-client", client_secret="test-secret", **{option: -5})
     assert raised.value.field == option
     assert f"`{option}`" in str(raised.value)
+
+
+class FloatCallingSelfOff(float):
+    """A float whose own __float__ raises: it must count as its value."""
+
+    def __float__(self):
+        raise AssertionError("freshtoken called the subclass's __float__")
+
+
+class IntFloatingNegative(int):
+    """An int whose own __float__ gives another number than its value."""
+
+    def __float__(self):
+        return -1.0
+
+
+@pytest.mark.parametrize("timeout", [FloatCallingSelfOff(30.0), IntFloatingNegative(30)],
+                         ids=["float subclass", "int subclass"])
+def test_a_sync_timeout_of_a_number_subclass_counts_as_its_value(emu, timeout):
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, TestStore())
+    info = session.refresh(timeout=timeout)
+    assert isinstance(info.access_token, str)
+    assert emu.refresh_requests() == 1

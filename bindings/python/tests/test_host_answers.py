@@ -20,7 +20,7 @@ from freshtoken import (CasResult, FreshTokenError, HostError, HttpClient, HttpH
                         TokenStoreBase, VersionedRecord)
 from freshtoken._host import GuardedClock
 
-from helpers import CLIENT_SECRET, TestStore, make_sync_client, same, seeded_sync
+from helpers import CLIENT_SECRET, FakeClock, TestStore, make_sync_client, same, seeded_sync
 
 # -- HTTP answers ----------------------------------------------------------------
 
@@ -128,6 +128,30 @@ def test_int_statuses_outside_100_to_599_reach_the_core_unchanged(emu, capfd, st
     assert isinstance(raised.value, freshtoken.NetworkError), repr(raised.value)
     assert "not an HTTP status" in str(raised.value), str(raised.value)
     assert session.status().in_doubt
+    assert capfd.readouterr().err == ""
+
+
+class MisconvertingStatus(int):
+    """An int status whose own conversions give another number than its value."""
+
+    def __int__(self):
+        return 503
+
+    def __index__(self):
+        return 503
+
+
+def test_an_int_subclass_status_reaches_the_core_as_its_value(emu, capfd):
+    # Read through its __int__, the emulator's 200 reached the core as a 503:
+    # the rotation the server made was thrown away, its refresh token spent.
+    http = Reshaping(lambda response: status_as(MisconvertingStatus(response.status))(response))
+    client, _ = make_sync_client(emu, http=http, retry={"max_attempts": 1})
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    http.armed = True
+    token = session.access_token()
+    same(store.record("u1")["access_token"], token, "the 200 answer was read, and the rotated record saved")
+    assert emu.refresh_requests() == 1
     assert capfd.readouterr().err == ""
 
 
@@ -475,3 +499,28 @@ def test_a_clock_whose_sleep_raises_still_lets_retries_run(emu, capfd):
     assert isinstance(session.access_token(timeout=30), str)
     assert clock.sleeps == 1 and emu.refresh_requests() == 2
     assert capfd.readouterr().err == ""
+
+
+class AlwaysEarlier(int):
+    """A clock reading (an int subclass) that says it is earlier than anything."""
+
+    def __lt__(self, other):
+        return True
+
+
+class EarlierClock(FakeClock):
+    def now_ms(self):
+        return AlwaysEarlier(self.ms)
+
+
+def test_a_clock_reading_of_an_int_subclass_is_compared_as_its_value(emu):
+    # The mirror compared the reading itself, whose __lt__ said "fresh"
+    # forever: an expired token was served and nothing refreshed it.
+    clock = EarlierClock()
+    client, _ = make_sync_client(emu, clock=clock)
+    session, _ = seeded_sync(emu, client, TestStore())
+    first = session.access_token()
+    clock.advance(2 * 3600 * 1000)  # far past the token's expiry
+    second = session.access_token()
+    assert first != second, "the expired token was not served from the mirror"
+    assert emu.refresh_requests() == 2

@@ -238,9 +238,18 @@ class _Delivery:
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> None:
+    """Runs an async callable's coroutine on the app's loop. What it raises
+    is ignored, like a plain callable's, any ``BaseException`` included: a
+    ``SystemExit`` escaping this task would end the app's loop
+    (``asyncio.run``). A ``KeyboardInterrupt`` goes on to the main thread;
+    the loop cancelling its tasks (closing) cancels this one."""
     try:
         await awaitable
-    except Exception:  # noqa: BLE001 - ignored, like a plain callback's
+    except asyncio.CancelledError:
+        raise
+    except KeyboardInterrupt:
+        _thread.interrupt_main()
+    except BaseException:  # noqa: BLE001 - ignored, like a plain callback's
         pass
 
 

@@ -409,6 +409,34 @@ def test_an_async_callback_runs_on_the_loop_that_made_the_client(emu):
     asyncio.run(scenario())
 
 
+class AppAbort(BaseException):
+    """An application's own BaseException."""
+
+
+@pytest.mark.parametrize("raised", [SystemExit, GeneratorExit, AppAbort])
+def test_an_async_callback_raising_a_base_exception_does_not_reach_the_apps_loop(emu, raised):
+    # Raised in the task that runs the coroutine on the app's loop, a
+    # SystemExit ended the app's asyncio.run(); what it raises is ignored.
+    async def scenario():
+        seen = []
+        arrived = asyncio.Event()
+
+        async def on_event(event):
+            seen.append(event)
+            if event.kind == "refreshed":
+                arrived.set()
+            if event.kind == "refresh_started":
+                raise raised()
+
+        client, _ = make_client(emu, on_event=on_event)
+        session, _ = await seeded(emu, client, TestStore())
+        await session.access_token()
+        await asyncio.wait_for(arrived.wait(), WAIT)
+        return kinds(seen)
+
+    assert asyncio.run(scenario()) == ["saved", "saved", "refresh_started", "saved", "refreshed"]
+
+
 def test_a_coroutine_with_no_loop_to_run_on_is_closed_unrun(emu, caplog):
     caplog.set_level(logging.DEBUG, logger="freshtoken")
     ran = []

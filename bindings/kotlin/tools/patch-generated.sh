@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Eight changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Nine changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -133,6 +133,21 @@
 #      (the core already took the callback's failure) and passes anything
 #      else to the thread's uncaught-exception handler, as before.
 #
+# 9. A caller's coroutine never resumes inline on the thread that woke it.
+#    Rust wakes a pending call (uniffiRustFutureContinuationCallbackImpl) on
+#    whatever thread completed what it waited for: a host callback's worker
+#    inside its JNA call into Rust that delivers the answer, freshtoken-timer
+#    (a deadline), freshtoken-flights. uniffi resumed the continuation right
+#    there; a continuation with no dispatcher (Dispatchers.Unconfined, an
+#    unconfined test dispatcher, a suspend function called from Java with a
+#    bare Continuation) then ran on that thread, polled its Rust future again
+#    from inside the call that was delivering its answer, and hung there for
+#    good: the caller never returned (no deadline could end it) and a host
+#    worker was lost. Woken by the timer, it ran the caller's own code on
+#    freshtoken-timer, where a blocking line stopped every deadline of the
+#    process. Such a continuation is now resumed on Dispatchers.Default
+#    instead; one with a dispatcher is resumed as before (it dispatches).
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
@@ -141,7 +156,7 @@ fail() { echo "[patch-generated] $* in $file (uniffi's output changed: review th
 if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file" \
   && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file" \
   && grep -qF 'freshtoken: a string without UTF-8' "$file" && grep -qF 'freshtoken: a destroyed object' "$file" \
-  && grep -qF 'freshtoken: host callbacks run on' "$file"; then
+  && grep -qF 'freshtoken: host callbacks run on' "$file" && grep -qF 'freshtoken: a woken call resumes' "$file"; then
   exit 0 # already patched
 fi
 
@@ -544,5 +559,51 @@ for old, new, n in [
         sys.stderr.write(f"[patch-generated] change 8: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
         sys.exit(1)
     text = text.replace(old, new)
+# 9: a woken call never resumes inline on the waking (Rust or host-callback) thread.
+resume = """internal object uniffiRustFutureContinuationCallbackImpl: UniffiRustFutureContinuationCallback {
+    override fun callback(data: Long, pollResult: Byte) {
+        uniffiContinuationHandleMap.remove(data).resume(pollResult)
+    }
+}
+"""
+resume_new = """internal object uniffiRustFutureContinuationCallbackImpl: UniffiRustFutureContinuationCallback {
+    override fun callback(data: Long, pollResult: Byte) {
+        // freshtoken: a woken call resumes off the waking thread (bindings/kotlin/tools/patch-generated.sh, change 9)
+        val continuation = uniffiContinuationHandleMap.remove(data)
+        if (uniffiResumesInline(continuation)) {
+            kotlinx.coroutines.Dispatchers.Default.dispatch(
+                kotlin.coroutines.EmptyCoroutineContext,
+                Runnable { continuation.resume(pollResult) },
+            )
+        } else {
+            continuation.resume(pollResult)
+        }
+    }
+}
+
+/**
+ * Whether resuming [continuation] would run its coroutine right here, on the
+ * thread Rust wakes it on (a host callback's worker inside its call into
+ * Rust, freshtoken-timer, freshtoken-flights): it has no dispatcher
+ * (Dispatchers.Unconfined, a bare Continuation from Java) or one that needs
+ * no dispatch. Polling its Rust future again from inside the call that is
+ * delivering its answer hung it for good, and its own code on
+ * freshtoken-timer could stop every deadline of the process.
+ */
+internal fun uniffiResumesInline(continuation: CancellableContinuation<Byte>): Boolean {
+    val context = continuation.context
+    val interceptor = context[kotlin.coroutines.ContinuationInterceptor] ?: return true
+    val dispatcher = interceptor as? kotlinx.coroutines.CoroutineDispatcher ?: return false
+    return try {
+        !dispatcher.isDispatchNeeded(context)
+    } catch(_: kotlin.Throwable) {
+        false
+    }
+}
+"""
+if text.count(resume) != 1:
+    sys.stderr.write(f"[patch-generated] change 9: expected uniffiRustFutureContinuationCallbackImpl exactly as written in the script, found it {text.count(resume)} times in {path} (uniffi's output changed: review the patch)\n")
+    sys.exit(1)
+text = text.replace(resume, resume_new)
 open(path, "w", encoding="utf-8").write(text)
 PY

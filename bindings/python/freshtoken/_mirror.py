@@ -23,7 +23,9 @@ re-attaches to the key's current entry on its next slow path.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from typing import Any, Callable, Dict, Optional, Tuple
 
 __all__ = ["Entry", "Mirror", "STALE"]
@@ -53,7 +55,7 @@ class Mirror:
     core's ``fresh_until_ms`` into that unit.
     """
 
-    __slots__ = ("now", "_units_per_ms", "_bound", "_entries", "_lock")
+    __slots__ = ("now", "_units_per_ms", "_bound", "_entries", "_lock", "__weakref__")
 
     def __init__(self, now: Callable[[], float], units_per_ms: float, bound: int) -> None:
         self.now = now
@@ -61,6 +63,7 @@ class Mirror:
         self._bound = max(1, bound)
         self._entries: Dict[str, Entry] = {}
         self._lock = threading.Lock()
+        _mirrors.add(self)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,3 +102,19 @@ class Mirror:
             while len(self._entries) > self._bound:
                 self._entries.pop(next(iter(self._entries))).until = STALE
         return entry
+
+
+# Every mirror of this process, so that a forked child can make their locks
+# anew: a thread of the parent may have held one at the fork (a refill holds
+# it across the core's read, which calls a host clock), and the child has no
+# such thread to release it; its first slow read would wait for good.
+_mirrors: "weakref.WeakSet[Mirror]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for mirror in list(_mirrors):
+        mirror._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

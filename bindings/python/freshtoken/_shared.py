@@ -9,8 +9,10 @@ rotation, persistence order, retries) is in the Rust core.
 from __future__ import annotations
 
 import operator
+import os
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, Union
 
 from ._ffi.freshtoken import (
@@ -185,6 +187,7 @@ class ClientCore:
         self._handles: Dict[str, SessionCore] = {}
         self._bound = bound
         self._lock = threading.Lock()
+        _clients.add(self)
 
     def session(self, key: str, store: TokenStore) -> Any:
         """A handle on the session ``key``, persisted through ``store``.
@@ -245,6 +248,21 @@ class ClientCore:
             while len(self._handles) > self._bound:
                 del self._handles[next(iter(self._handles))]
         return session
+
+
+# Every client of this process: a forked child makes their handle-map locks
+# anew (a parent's thread may have held one at the fork), as _mirror.py does
+# for the mirrors' locks.
+_clients: "weakref.WeakSet[ClientCore]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_clients):
+        client._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def core_time(clock: Clock) -> Callable[[], float]:

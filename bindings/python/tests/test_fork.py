@@ -17,7 +17,7 @@ import pytest
 import freshtoken
 from freshtoken import MemoryTokenStore, TokenStoreBase
 
-from helpers import CLIENT_ID, CLIENT_SECRET, make_sync_client, seeded_sync
+from helpers import CLIENT_ID, CLIENT_SECRET, FakeClock, make_sync_client, seeded_sync
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 
@@ -161,6 +161,48 @@ def test_a_client_made_in_a_forked_child_delivers_its_events(emu):
         return arrived.wait(CHILD_BOUND_S / 2)
 
     assert in_forked_child(child) is True
+
+
+class ReaderGatedClock(FakeClock):
+    """Blocks the core's reading of the clock on the thread named "reader"
+    (its second reading there: the first is the mirror's own, outside the
+    mirror's lock) until released."""
+
+    def __init__(self):
+        super().__init__()
+        self.reader_calls = 0
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def now_ms(self):
+        if threading.current_thread().name == "reader":
+            self.reader_calls += 1
+            if self.reader_calls == 2:
+                self.inside.set()
+                self.release.wait(CHILD_BOUND_S)
+        return self.ms
+
+
+def test_a_child_forked_while_a_thread_refills_the_mirror_can_use_the_client(emu):
+    # A refill holds the client's mirror lock across the core's read, which
+    # reads the host clock; a fork then copied the lock held, with no thread
+    # in the child to release it: the child's first slow read (timeout= or
+    # not, it comes first) waited for good.
+    clock = ReaderGatedClock()
+    client, _ = make_sync_client(emu, clock=clock)
+    store = MemoryTokenStore()
+    session, _ = seeded_sync(emu, client, store)
+    session.access_token()
+    clock.advance(2 * 3600 * 1000)  # stale: a read refills from the core
+    reader = threading.Thread(target=session.cached_access_token, name="reader")
+    reader.start()
+    try:
+        assert clock.inside.wait(CHILD_BOUND_S), "the reader is in the core's read, holding the mirror's lock"
+        answer = in_forked_child(lambda: _outcome(lambda: client.session("u1", store).access_token(timeout=10)))
+    finally:
+        clock.release.set()
+        reader.join(CHILD_BOUND_S)
+    assert answer == "token", f"the child refreshed and answered (None: it hung): {answer}"
 
 
 @pytest.mark.xfail(strict=True, reason="core: a flight in progress at fork is copied into the child, where "

@@ -478,8 +478,11 @@ def _forget_leases_in_child() -> None:
     would unlock the parent's), so that it neither renews nor ends them and
     the parent's release frees them. Its lock is new: another thread may
     have held the parent's at the fork."""
-    global _leases_lock
+    global _leases_lock, _separate_lock, _legacy_lock
     _leases_lock = threading.Lock()
+    # So are the locks held across a directory's probe or listing (file I/O).
+    _separate_lock = threading.Lock()
+    _legacy_lock = threading.Lock()
     for lease in _leases.values():
         lease.file.close()
     _leases.clear()

@@ -205,6 +205,39 @@ def test_a_child_forked_while_a_thread_refills_the_mirror_can_use_the_client(emu
     assert answer == "token", f"the child refreshed and answered (None: it hung): {answer}"
 
 
+@pytest.mark.parametrize("lock", ["_legacy_lock", "_separate_lock"])
+def test_a_child_forked_while_a_thread_lists_a_store_directory_can_use_file_stores(emu, tmp_path, lock):
+    # FileTokenStore holds a process-wide lock across a directory's listing
+    # (old file names) or its lock probe, both file I/O. A fork while a
+    # parent's thread was in one copied the lock held: every file store call
+    # in the child then waited out store_timeout_ms, each keeping a worker
+    # thread for good.
+    from freshtoken import _stores
+
+    held, release = threading.Event(), threading.Event()
+
+    def listing():  # a thread of the parent, inside that I/O at the fork
+        with getattr(_stores, lock):
+            held.set()
+            release.wait(CHILD_BOUND_S)
+
+    lister = threading.Thread(target=listing)
+    lister.start()
+    try:
+        assert held.wait(CHILD_BOUND_S)
+
+        def child():
+            client, _ = make_sync_client(emu, store_timeout_ms=2000)
+            return _outcome(lambda: seeded_sync(emu, client, freshtoken.FileTokenStore(tmp_path / "tokens"))[0]
+                            .access_token(timeout=10))
+
+        answer = in_forked_child(child)
+    finally:
+        release.set()
+        lister.join(CHILD_BOUND_S)
+    assert answer == "token", f"the child's file store answered: {answer}"
+
+
 @pytest.mark.xfail(strict=True, reason="core: a flight in progress at fork is copied into the child, where "
                                        "nothing drives it or fires its deadlines; the child's callers of that "
                                        "key wait for good (src/flight.rs should fail such flights in the child)")

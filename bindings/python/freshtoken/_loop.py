@@ -214,8 +214,11 @@ def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
     loop.call_soon(started.set)
     while True:
         try:
+            # Nothing of freshtoken's stops this loop: a return means host
+            # code on it called loop.stop(). Serving ends only with the
+            # process; a loop no thread runs would leave every call in the
+            # process waiting for good.
             loop.run_forever()
-            return  # stopped on purpose (never, in practice)
         except (KeyboardInterrupt, SystemExit):
             # Raised by host code on this thread: the call that raised it
             # already failed (see _host.py); the loop serves on.

@@ -12,7 +12,7 @@ import pytest
 
 import freshtoken
 
-from helpers import make_client, seeded
+from helpers import TestStore, make_client, make_sync_client, same, seeded, seeded_sync
 
 
 def test_one_loop_per_process_on_a_daemon_thread():
@@ -74,3 +74,25 @@ def test_a_forked_child_gets_a_loop_of_its_own(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"parent_before": True, "child_exit": 0, "parent_after": True}, report
+
+
+def test_a_host_callback_that_stops_freshtokens_loop_does_not_stop_freshtoken(emu):
+    # loop.stop() in an async store method ended the loop's thread: every
+    # call in the process then waited for good (here, for its timeout=).
+    class Stopping(TestStore):
+        __test__ = False
+        stop_next = False
+
+        async def save(self, key, record):
+            if self.stop_next:
+                self.stop_next = False
+                asyncio.get_running_loop().stop()
+            await super().save(key, record)
+
+    client, _ = make_sync_client(emu)
+    store = Stopping()
+    session, family = seeded_sync(emu, client, store)
+    store.stop_next = True
+    token = session.access_token(timeout=10)
+    same(store.record("u1")["access_token"], token, "the refresh saved and answered")
+    assert client.session("u2", TestStore()).status(timeout=10).has_record is False, "other calls are served"

@@ -54,10 +54,16 @@ internal class FixedCapabilities private constructor(
                 )
             }
 
+        /**
+         * Asks [member]. Any Throwable counts (an `AssertionError`, `TODO()`'s
+         * `NotImplementedError`, a `StackOverflowError`), as for every other
+         * host callback (tools/patch-generated.sh, change 1): an Error used
+         * to escape every public call raw, past `catch (FreshTokenException)`.
+         */
         private inline fun read(member: String, ask: () -> Boolean): Boolean =
             try {
                 ask()
-            } catch (e: Exception) {
+            } catch (e: Throwable) {
                 throw FreshTokenException.Storage("token storage failed: the store's $member() threw ${e.javaClass.name}")
             }
     }

@@ -153,6 +153,39 @@ class StoreCapabilitiesTest {
         assertEquals(2L, emu.refreshRequests())
     }
 
+    @Test fun `a capability member that throws an Error is Storage too, from every kind of call, and the session then works`() = blocking {
+        val store = object : MemoryTokenStore() {
+            @Volatile var error: Throwable? = null
+            override fun supportsLease(): Boolean = error?.let { throw it } ?: false
+        }
+        val client = client()
+        seed(client.session("u1", store))
+        val rt = Json.obj(store.get("u1")!!)["refresh_token"]
+        val key = EncryptionKey("k1", ByteArray(32) { it.toByte() })
+        for (error in listOf(AssertionError("no"), NotImplementedError(), StackOverflowError(), ExceptionInInitializerError())) {
+            store.error = error
+            val name = error.javaClass.name
+            // A fresh client each time: the capabilities are read when a key's native session is made.
+            val fresh = client()
+            val e = expectError<FreshTokenException.Storage> { fresh.session("u1", store).accessTokenBlocking() }
+            assertTrue(e.message, e.message!!.contains("supportsLease()") && e.message!!.contains(name))
+            expectError<FreshTokenException.Storage> { fresh.session("u1", store).accessToken() }
+            expectError<FreshTokenException.Storage> {
+                try {
+                    fresh.session("u1", store).accessTokenAsync().get()
+                } catch (x: java.util.concurrent.ExecutionException) {
+                    throw x.cause!!
+                }
+            }
+            expectError<FreshTokenException.Storage> { EncryptedStore(store, key) }
+        }
+        assertEquals("nothing was sent", 0L, emu.refreshRequests())
+        same(rt, Json.obj(store.get("u1")!!)["refresh_token"], "the stored refresh token is untouched")
+        store.error = null
+        withTimeout(BOUND_MS) { client().session("u1", store).accessToken() }
+        assertEquals(1L, emu.refreshRequests())
+    }
+
     @Test fun `a capability member that throws is Storage naming it, nothing is sent, and the next call asks again`() = blocking {
         val store = object : MemoryTokenStore() {
             @Volatile var broken = true

@@ -15,11 +15,13 @@ threads).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import builtins
 import concurrent.futures
 import os
 import queue
 import threading
+import time
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from ._ffi import freshtoken as _generated
@@ -44,6 +46,7 @@ HTTP_WORKERS = 32
 
 _lock = threading.Lock()
 _loop: Optional[asyncio.AbstractEventLoop] = None
+_store_pool: Optional["HostPool"] = None  # the loop's default executor
 _pid: Optional[int] = None
 _http: Optional[concurrent.futures.ThreadPoolExecutor] = None
 _http_pid: Optional[int] = None
@@ -127,17 +130,26 @@ class HostPool(concurrent.futures.ThreadPoolExecutor):
     the server just issued would be lost, the old one already spent), nor
     send a request. A ``ThreadPoolExecutor`` subclass all the same, because
     ``loop.set_default_executor`` takes nothing else (``asyncio.to_thread``
-    runs here)."""
+    runs here).
+
+    Daemon threads are not waited for at exit, so an ``atexit`` hook waits
+    (up to ``EXIT_WAIT_S``) for the calls queued or running in them: a
+    plain store's write still in progress when the process ends finishes
+    (``ThreadPoolExecutor``'s exit hook joined its threads, without a bound)."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)  # starts no thread
         self._calls: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._count_lock = threading.Lock()
+        self._idle = threading.Condition(self._count_lock)
         self._threads_started = 0
         self._waiting = 0  # threads idle on the queue, not yet promised a call
+        self._busy = 0  # calls queued or running
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[Any]":
         future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        with self._count_lock:
+            self._busy += 1
         self._calls.put((future, fn, args, kwargs))
         with self._count_lock:
             if self._waiting:
@@ -163,9 +175,55 @@ class HostPool(concurrent.futures.ThreadPoolExecutor):
             del future, fn, args, kwargs
             with self._count_lock:
                 self._waiting += 1
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` s until no call is queued or running; whether none is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._busy, timeout)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Nothing: the threads serve until the process ends."""
+
+
+#: How long exit waits, at most, for host calls still queued or running in
+#: freshtoken's threads (a write of the rotated record, say).
+EXIT_WAIT_S = 30.0
+
+
+# Calls into the core that callers still wait for (``_submit``), by process.
+_in_progress = 0
+_in_progress_pid: Optional[int] = None
+_in_progress_idle = threading.Condition()
+
+
+def _wait_for_host_calls_at_exit() -> None:
+    """Until nothing is left to do, or ``EXIT_WAIT_S``: the calls callers
+    still wait for (a daemon thread's refresh), and the host calls queued or
+    running in freshtoken's threads. Each may start the other (a refresh's
+    save runs in a thread; the save's end lets the refresh answer), so it
+    looks again until it finds all of them idle at once."""
+    deadline = time.monotonic() + EXIT_WAIT_S
+    pools = [pool for pool, pid in ((_store_pool, _pid), (_http, _http_pid))
+             if pool is not None and pid == os.getpid()]
+    while True:
+        idle = True
+        if _in_progress_pid == os.getpid():
+            with _in_progress_idle:
+                if _in_progress:
+                    idle = False
+                    _in_progress_idle.wait_for(lambda: not _in_progress, max(0.0, deadline - time.monotonic()))
+        for pool in pools:
+            if not pool.wait_idle(0):
+                idle = False
+                pool.wait_idle(max(0.0, deadline - time.monotonic()))
+        if idle or time.monotonic() >= deadline:
+            return
+
+
+atexit.register(_wait_for_host_calls_at_exit)
 
 
 def http_executor() -> concurrent.futures.ThreadPoolExecutor:
@@ -182,8 +240,25 @@ def http_executor() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def _submit(loop: asyncio.AbstractEventLoop, coroutine: Awaitable[T]) -> "concurrent.futures.Future[T]":
-    """Schedules ``coroutine`` on freshtoken's loop (tests wrap this to see callers arrive)."""
-    return asyncio.run_coroutine_threadsafe(coroutine, loop)
+    """Schedules ``coroutine`` on freshtoken's loop (tests wrap this to see
+    callers arrive), counted in progress until it ends (see exit)."""
+    global _in_progress, _in_progress_pid
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    with _in_progress_idle:
+        if _in_progress_pid != os.getpid():  # a forked child: the parent's calls are not here
+            _in_progress, _in_progress_pid = 0, os.getpid()
+        _in_progress += 1
+    future.add_done_callback(_call_ended)
+    return future
+
+
+def _call_ended(future: "concurrent.futures.Future[Any]") -> None:
+    global _in_progress
+    with _in_progress_idle:
+        if _in_progress_pid == os.getpid():
+            _in_progress -= 1
+            if not _in_progress:
+                _in_progress_idle.notify_all()
 
 
 async def _translated(function: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -194,18 +269,19 @@ async def _translated(function: Callable[..., Awaitable[T]], *args: Any) -> T:
 
 
 def _start() -> asyncio.AbstractEventLoop:
-    global _loop, _pid
+    global _loop, _store_pool, _pid
     with _lock:
         if _loop is not None and _pid == os.getpid():
             return _loop
         loop = asyncio.new_event_loop()
-        loop.set_default_executor(HostPool(STORE_WORKERS, "freshtoken-host"))
+        pool = HostPool(STORE_WORKERS, "freshtoken-host")
+        loop.set_default_executor(pool)
         started = threading.Event()
         thread = threading.Thread(target=_serve, args=(loop, started), name="freshtoken-loop", daemon=True)
         thread.start()
         started.wait()
         _generated.uniffi_set_event_loop(loop)
-        _loop, _pid = loop, os.getpid()
+        _loop, _store_pool, _pid = loop, pool, os.getpid()
         return loop
 
 
@@ -226,11 +302,12 @@ def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _loop, _pid, _http, _http_pid
-    _loop, _pid = None, None
+    global _loop, _store_pool, _pid, _http, _http_pid
+    _loop, _store_pool, _pid = None, None, None
     _http, _http_pid = None, None  # the parent's pool has no threads here
-    # The parent's lock may have been held at the fork.
+    # The parent's locks may have been held at the fork.
     globals()["_lock"] = threading.Lock()
+    globals()["_in_progress_idle"] = threading.Condition()
 
 
 if hasattr(os, "register_at_fork"):

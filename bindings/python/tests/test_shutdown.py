@@ -80,3 +80,61 @@ def test_a_refresh_answered_while_the_interpreter_shuts_down_still_saves_its_ref
     assert client.session("u1", store).status().in_doubt is False
     client.session("u1", store).refresh()
     assert emu.refresh_requests() == 2 and emu.counters()["reuse_detected"] == 0
+
+
+# The main thread gives up on a refresh (its caller is a daemon thread) while
+# a plain store method writes the rotated record, and ends. The write goes on
+# in one of freshtoken's threads, which are daemons: the exit must wait for
+# it. The store holds the write until the script's own exit hook runs (so it
+# is still in progress when the interpreter begins to exit).
+GAVE_UP_AT_EXIT = r"""
+import atexit, json, os, sys, threading
+import freshtoken
+
+endpoint, refresh_token, path = sys.argv[1:4]
+client = freshtoken.Client(endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+writing, exiting = threading.Event(), threading.Event()
+
+
+class PlainFileStore(freshtoken.TokenStoreBase):
+    armed = False
+
+    def load(self, key):
+        try:
+            with open(path) as file:
+                return file.read()
+        except FileNotFoundError:
+            return None
+
+    def save(self, key, record):
+        if self.armed and json.loads(record).get("in_doubt") is not True:  # the rotated record
+            writing.set()
+            exiting.wait()
+        with open(path + ".tmp", "w") as file:
+            file.write(record)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(path + ".tmp", path)
+
+
+store = PlainFileStore()
+client.session("u1", store).seed(refresh_token=refresh_token)
+store.armed = True
+atexit.register(exiting.set)  # runs before freshtoken's own exit hooks (registered earlier)
+threading.Thread(target=lambda: client.session("u1", store).access_token(), daemon=True).start()
+writing.wait()
+""".replace("CLIENT_ID", repr(CLIENT_ID)).replace("CLIENT_SECRET", repr(CLIENT_SECRET))
+
+
+def test_a_plain_store_write_in_progress_at_exit_finishes(emu, tmp_path):
+    family = emu.seed()
+    path = tmp_path / "u1.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
+    result = subprocess.run([sys.executable, "-c", GAVE_UP_AT_EXIT, emu.token_endpoint, family["refresh_token"],
+                             str(path)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(path.read_text())
+    assert record.get("in_doubt") is not True, "the rotated record was written, not only the write-ahead marker"
+    assert emu.refresh_token_state(record["refresh_token"]) == "active", "the stored token is the current one"
+    assert emu.refresh_requests() == 1

@@ -39,7 +39,8 @@ class EncryptionKey:
         if isinstance(key, str):
             self._native = native(_FfiEncryptionKey.from_base64, id, _check.text(key, "key"))
         elif isinstance(key, (bytes, bytearray, memoryview)):
-            self._native = native(_FfiEncryptionKey, id, bytes(key))
+            # Its bytes as they are: bytes() would call a subclass's __bytes__.
+            self._native = native(_FfiEncryptionKey, id, memoryview(key).tobytes())
         else:
             raise config_error("key", "key must be 32 bytes or their base64 text")
 

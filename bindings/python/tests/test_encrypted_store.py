@@ -175,3 +175,26 @@ def test_a_record_no_key_opens_is_replaced_by_a_re_link(emu, tmp_path):
     same(record["refresh_token"], relinked["refresh_token"], "the new link is stored under the current key")
     session.access_token()
     assert emu.refresh_requests() == 1
+
+
+class OtherBytes(bytes):
+    """Key bytes whose own __bytes__ gives other bytes than its value."""
+
+    def __bytes__(self):
+        return KEY_B
+
+
+def test_a_bytes_subclass_key_encrypts_with_its_own_bytes(emu):
+    # bytes(key) called the subclass's __bytes__: records were encrypted
+    # under other bytes than the key the application gave, and a process
+    # reading them with that key (as bytes) could not decrypt them.
+    inner = MemoryTokenStore()
+    client, clock = make_sync_client(emu)
+    family = emu.seed()
+    session = client.session("u1", EncryptedStore(inner, EncryptionKey("k1", OtherBytes(KEY_A))))
+    session.seed(refresh_token=family["refresh_token"])
+    token = session.access_token()
+    restarted, _ = make_sync_client(emu, clock)
+    same(restarted.session("u1", EncryptedStore(inner, EncryptionKey("k1", KEY_A))).access_token(), token,
+         "read back with the key's own bytes")
+    assert emu.refresh_requests() == 1

@@ -312,17 +312,25 @@ def checked_response(response: Any) -> HttpResponse:
     status = int.__index__(status)  # its value (an int subclass's __int__ or __index__ is never called)
     if not _I32[0] <= status < _I32[1]:
         raise failed("the HTTP client's answer has a status outside the 32-bit range")
-    headers = response.headers
-    if not isinstance(headers, (list, tuple)):
-        raise failed(f"the HTTP client's answer has headers of type {_type_name(headers)}; "
+    given = response.headers
+    if not isinstance(given, (list, tuple)):
+        raise failed(f"the HTTP client's answer has headers of type {_type_name(given)}; "
                      "they must be a list of HttpHeader")
-    for header in headers:
+    # Read once, with list's and tuple's own iteration, and sent as read: a
+    # subclass's __iter__ or __len__ (or a header's properties) could hand
+    # uniffi's generated code other values than the ones checked here.
+    items = list(list.__iter__(given) if isinstance(given, list) else tuple.__iter__(given))
+    headers = []
+    for header in items:
         if not isinstance(header, HttpHeader):
             raise failed(f"the HTTP client's answer has a header of type {_type_name(header)}; "
                          "each must be an HttpHeader")
-        if not (_text(header.name) and _text(header.value)):
+        name, value = header.name, header.value
+        if not (_text(name) and _text(value)):
             raise failed("the HTTP client's answer has a header whose name or value is not a str "
                          "(valid Unicode)")
+        exact = type(header) is HttpHeader and type(name) is str and type(value) is str
+        headers.append(header if exact else HttpHeader(name=_exact(name), value=_exact(value)))
     body = response.body
     if type(body) is not bytes:
         if isinstance(body, str):
@@ -337,9 +345,7 @@ def checked_response(response: Any) -> HttpResponse:
             except TypeError:
                 raise failed(f"the HTTP client's answer has a body of type {_type_name(body)}; "
                              "it must be bytes") from None
-    if status is response.status and type(headers) is list and body is response.body:
-        return response
-    return HttpResponse(status=status, headers=list(headers), body=body)
+    return HttpResponse(status=status, headers=headers, body=body)
 
 
 def member(host: Any, name: str, owner: str = "the store") -> Callable[..., Any]:

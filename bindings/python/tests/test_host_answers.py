@@ -131,6 +131,56 @@ def test_int_statuses_outside_100_to_599_reach_the_core_unchanged(emu, capfd, st
     assert capfd.readouterr().err == ""
 
 
+class ChangingHeaders(list):
+    """Headers whose own iteration gives the real headers once (when they
+    are checked), then (tuples) what a well-formed answer cannot hold."""
+
+    def __init__(self, headers):
+        super().__init__(headers)
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        if self.passes == 1:
+            return list.__iter__(self)
+        return iter([(h.name, h.value) for h in list.__iter__(self)])
+
+
+class RenamingHeader(HttpHeader):
+    """A header whose name is a str when read first, then an int."""
+
+    def __init__(self, name, value):
+        super().__init__(name=name, value=value)
+        self.reads = 0
+
+    def __getattribute__(self, attribute):
+        if attribute == "name":
+            reads = object.__getattribute__(self, "reads") + 1
+            object.__setattr__(self, "reads", reads)
+            if reads > 1:
+                return 5
+        return object.__getattribute__(self, attribute)
+
+
+@pytest.mark.parametrize("reshape", [
+    headers_as(ChangingHeaders),
+    headers_as(lambda hs: [RenamingHeader(h.name, h.value) for h in hs]),
+], ids=["list subclass iterating otherwise", "header renamed after the check"])
+def test_headers_are_sent_to_the_core_as_they_were_checked(emu, capfd, reshape):
+    # The check read the headers once, uniffi's generated code again: it got
+    # values of the wrong type, printed a traceback and failed the send, and
+    # the rotation the server had made was thrown away.
+    http = Reshaping(reshape)
+    client, _ = make_sync_client(emu, http=http, retry={"max_attempts": 1})
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    http.armed = True
+    token = session.access_token()
+    same(store.record("u1")["access_token"], token, "the answer was read, and the rotated record saved")
+    assert emu.refresh_requests() == 1
+    assert capfd.readouterr().err == "", "no traceback from the generated code"
+
+
 class MisconvertingStatus(int):
     """An int status whose own conversions give another number than its value."""
 

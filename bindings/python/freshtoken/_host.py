@@ -256,23 +256,25 @@ def _optional_versioned(method: str) -> Check:
             return None
         if not isinstance(value, VersionedRecord):
             raise _wrong("the store", method, value, "VersionedRecord or None")
-        if not (_text(value.record) and _text(value.version)):
+        record, version = value.record, value.version  # read once: sent as checked
+        if not (_text(record) and _text(version)):
             raise failed(f"the store's {method}() returned a VersionedRecord whose record and "
                          "version are not both str (valid Unicode)")
-        return value
+        return VersionedRecord(record=_exact(record), version=_exact(version))
     return check
 
 
 def _cas_result(method: str) -> Check:
     def check(value: Any) -> CasResult:
         if isinstance(value, CasResult.CONFLICT):
-            return value
+            return CasResult.CONFLICT()
         if not isinstance(value, CasResult.SAVED):
             raise _wrong("the store", method, value, "CasResult.SAVED(version=...) or CasResult.CONFLICT()")
-        if not _text(value.version):
+        version = value.version  # read once: sent as checked
+        if not _text(version):
             raise failed(f"the store's {method}() returned CasResult.SAVED whose version is "
-                         f"{_type_name(value.version)}; it must be a str")
-        return value
+                         f"{_type_name(version)}; it must be a str")
+        return CasResult.SAVED(version=_exact(version))
     return check
 
 

@@ -397,6 +397,39 @@ def test_a_store_result_of_the_wrong_type_is_a_storage_error_naming_the_method(e
     assert capfd.readouterr().err == "", "no traceback from the generated code"
 
 
+class ChangingVersioned(VersionedRecord):
+    """A VersionedRecord whose version is a str when read first, then an int."""
+
+    def __getattribute__(self, attribute):
+        if attribute == "version":
+            reads = object.__getattribute__(self, "__dict__").get("reads", 0) + 1
+            object.__getattribute__(self, "__dict__")["reads"] = reads
+            if reads > 1:
+                return 7
+        return object.__getattribute__(self, attribute)
+
+
+class ReadsChangingVersion(Versioned):
+    def load_versioned(self, key):
+        found = self.records.get(key)
+        return None if found is None else ChangingVersioned(record=found[0], version=found[1])
+
+
+def test_a_versioned_record_reaches_the_core_as_it_was_checked(emu, capfd):
+    # Checked on one read of its fields and sent on another: a version that
+    # changed type in between failed in uniffi's generated code (a traceback,
+    # and StorageError) instead of reaching the core as checked.
+    good = Versioned()
+    seeded_sync(emu, make_sync_client(emu)[0], good)
+    store = ReadsChangingVersion()
+    store.records = good.records
+    client, _ = make_sync_client(emu)
+    token = client.session("u1", store).access_token()
+    same(json.loads(store.records["u1"][0])["access_token"], token, "refreshed, and saved by compare-and-swap")
+    assert emu.refresh_requests() == 1
+    assert capfd.readouterr().err == "", "no traceback from the generated code"
+
+
 def test_a_save_returning_a_future_is_a_storage_error_not_a_save(emu, capfd):
     class Deferred(MemoryTokenStore):
         def save(self, key, record):

@@ -268,7 +268,12 @@ def http(value: Any) -> Any:
 
 
 def clock(value: Any) -> Any:
-    """A clock with a ``now_ms`` method (None: the system clock)."""
+    """A clock with a ``now_ms`` method (None: the system clock), a plain
+    one: the core reads it synchronously, so an ``async def`` would answer
+    with a coroutine (never awaited), and the clock would be ignored."""
     if value is not None:
         _require(value, "clock", "a Clock", ("now_ms",))
+        if is_async(getattr(value, "now_ms")):
+            raise _error("clock", "the clock's now_ms() must be a plain method returning int ms, not async def "
+                                  "(the core reads it synchronously)")
     return value

@@ -27,6 +27,14 @@ class BadIndex:
         raise RuntimeError("boom")
 
 
+class AsyncNowClock(FakeClock):
+    """A clock whose now_ms is an async def: the core reads it synchronously,
+    so it would answer with a coroutine, never awaited, and be ignored."""
+
+    async def now_ms(self):
+        return self.ms
+
+
 def client_with(emu, **options):
     return freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, **options)
 
@@ -51,6 +59,7 @@ OPTIONS = [
     ("client_secret lone surrogate", dict(client_secret=SECRET + "\ud800"), "client_secret"),
     ("http object()", dict(http=object()), "http"),
     ("clock object()", dict(clock=object()), "clock"),
+    ("clock with an async now_ms", dict(clock=AsyncNowClock()), "clock"),
 ]
 
 

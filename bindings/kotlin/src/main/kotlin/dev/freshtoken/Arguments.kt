@@ -37,9 +37,47 @@ internal fun checkText(name: String, value: String?) {
     if (value != null && !isWellFormed(value)) throw loneSurrogate(name)
 }
 
-/** [checkText] for each element of a list argument (e.g. `scopes`). */
-internal fun checkTexts(name: String, values: List<String>) {
-    for (value in values) checkText(name, value)
+/**
+ * The list argument [name] (e.g. `scopes`) read once into a copy of its own,
+ * each element checked by [checkText]; the copy is what crosses to the core.
+ * uniffi's converter reads a list twice (sizes, then bytes): one that another
+ * thread changed in between, or whose `size` and iterator disagree, threw
+ * `BufferOverflowException`, and a `null` element (Java) or one that is no
+ * `String` (a raw Java list) threw `NullPointerException` or
+ * `ClassCastException`, none of them a [FreshTokenException]. Each is
+ * [FreshTokenException.Config] naming [name] now (never quoting a value).
+ */
+internal fun checkedTexts(name: String, values: List<String>): List<String> =
+    checkedElements(name, values, "a string") { checkText(name, it as String) }
+
+/**
+ * [values] read once into a new list, each element a [T] (checked by [check]);
+ * a null, an element of another class, or a list that cannot be read through
+ * (a concurrent change) is [FreshTokenException.Config] naming [name].
+ */
+internal inline fun <reified T : Any> checkedElements(
+    name: String,
+    values: List<T>,
+    what: String,
+    check: (T) -> Unit = {},
+): List<T> {
+    val copy = ArrayList<T>()
+    try {
+        for (value in values as List<*>) {
+            if (value !is T) {
+                val found = if (value == null) "null" else "a ${value.javaClass.name}"
+                throw FreshTokenException.Config(name, "invalid configuration `$name`: every element must be $what, found $found")
+            }
+            check(value)
+            copy.add(value)
+        }
+    } catch (e: FreshTokenException) {
+        throw e
+    } catch (e: RuntimeException) {
+        // ConcurrentModificationException and the like: the list changed while it was read.
+        throw FreshTokenException.Config(name, "invalid configuration `$name`: the list could not be read (${e.javaClass.name})")
+    }
+    return copy
 }
 
 /** These options, after checking each of their strings. */
@@ -65,13 +103,13 @@ internal fun SeedOptions.checked(): SeedOptions = apply {
     checkText("id_token", idToken)
 }
 
-/** These options, after checking each of their strings. */
-internal fun AuthorizationUrlOptions.checked(): AuthorizationUrlOptions = apply {
+/** These options, after checking each of their strings, with a copy of [AuthorizationUrlOptions.scopes] read once. */
+internal fun AuthorizationUrlOptions.checked(): AuthorizationUrlOptions {
     checkText("redirect_uri", redirectUri)
-    checkTexts("scopes", scopes)
     checkText("state", state)
     checkText("nonce", nonce)
     checkText("prompt", prompt)
+    return copy(scopes = checkedTexts("scopes", scopes))
 }
 
 /** These options, after checking each of their strings. */

@@ -93,7 +93,11 @@ class EncryptedStore private constructor(
         inner,
         nativeHandle(
             FixedCapabilities.of(inner, "inner"),
-            FfiEncryptionKeys(current.open("current"), old.map { it.open("old") }, refusePlaintext),
+            FfiEncryptionKeys(
+                current.open("current"),
+                checkedElements("old", old, "an EncryptionKey").map { it.open("old") },
+                refusePlaintext,
+            ),
         ),
     )
 

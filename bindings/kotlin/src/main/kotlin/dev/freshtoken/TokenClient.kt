@@ -75,8 +75,8 @@ class TokenClient private constructor(
     @Throws(FreshTokenException::class)
     suspend fun clientToken(scopes: List<String>): String {
         checkOpen()
-        checkTexts("scopes", scopes)
-        return ffiCall { ffi.clientToken(scopes) }
+        val checked = checkedTexts("scopes", scopes)
+        return ffiCall { ffi.clientToken(checked) }
     }
 
     /** [clientToken], blocking the calling thread (for Java and synchronous code). */
@@ -375,8 +375,8 @@ class ClientTokens internal constructor(private val ffi: FfiClientTokens) : Auto
     /** A fresh client token for [scopes] (order and duplicates ignored). */
     @Throws(FreshTokenException::class)
     suspend fun token(scopes: List<String>): String {
-        checkTexts("scopes", scopes)
-        return ffiCall { ffi.token(scopes) }
+        val checked = checkedTexts("scopes", scopes)
+        return ffiCall { ffi.token(checked) }
     }
 
     /** [token], blocking the calling thread. */
@@ -389,8 +389,8 @@ class ClientTokens internal constructor(private val ffi: FfiClientTokens) : Auto
     /** Forgets the cached token for [scopes]. */
     @Throws(FreshTokenException::class)
     fun invalidate(scopes: List<String>) {
-        checkTexts("scopes", scopes)
-        ffiCall { ffi.invalidate(scopes) }
+        val checked = checkedTexts("scopes", scopes)
+        ffiCall { ffi.invalidate(checked) }
     }
 
     override fun close() = ffi.close()

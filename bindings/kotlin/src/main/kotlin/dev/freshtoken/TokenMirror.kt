@@ -1,6 +1,7 @@
 package dev.freshtoken
 
 import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.ScheduledExecutorService
 import java.util.concurrent.ScheduledFuture
 import java.util.concurrent.ScheduledThreadPoolExecutor
 import java.util.concurrent.TimeUnit
@@ -31,8 +32,21 @@ import java.util.concurrent.atomic.AtomicLongArray
  * a token that a concurrent refresh or tokenRejected has replaced. [close]
  * (the client's) bumps every epoch and refuses every later refill: a call
  * still in flight then never mirrors its token.
+ *
+ * A key's entry, its expiry timer and their removal change together, under
+ * the key's stripe lock (never on the read path). Without it a timer that
+ * fired before its fill had stored the token (a filler thread descheduled
+ * between the two, with fresh-until a few ms away), or a second fill of
+ * the key that replaced the first one's timer but not its token, left a
+ * token mirrored with no timer: served, with no FFI call and no refresh,
+ * long past its expiry.
  */
-internal class TokenMirror(private val capacity: Int, private val hostNowMs: (() -> Long)?) {
+internal class TokenMirror(
+    private val capacity: Int,
+    private val hostNowMs: (() -> Long)?,
+    /** Where the system clock's expiry timers run (tests pass their own). */
+    private val timer: ScheduledExecutorService = expiryTimer,
+) {
     /** A mirrored token with its fresh-until, on a host clock. */
     private class Timed(val token: String, val freshUntilMs: Long)
 
@@ -51,6 +65,9 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
     /** key -> its entry's expiry timer (system clock only). */
     private val expiries = ConcurrentHashMap<String, Expiry>()
     private val epochs = AtomicLongArray(STRIPES)
+
+    /** One lock per stripe: a key's entry and expiry timer change together under it. */
+    private val locks = Array(STRIPES) { Any() }
 
     /** Set by [close]: nothing is mirrored any more. */
     @Volatile private var closed = false
@@ -82,30 +99,44 @@ internal class TokenMirror(private val capacity: Int, private val hostNowMs: (()
     fun fill(key: String, epoch: Long, token: String, freshUntilMs: Long) {
         val stripe = stripe(key)
         if (closed || epochs.get(stripe) != epoch) return
-        val value: Any
-        if (hostNowMs == null) {
-            val delay = freshUntilMs - System.currentTimeMillis()
-            if (delay <= 0) return
-            value = token
-            val expiry = Expiry()
-            expiries.put(key, expiry)?.future?.cancel(false)
-            expiry.future = expiryTimer.schedule({
-                if (expiries.remove(key, expiry)) entries.remove(key, value)
-            }, delay, TimeUnit.MILLISECONDS)
-        } else {
-            value = Timed(token, freshUntilMs)
-        }
+        // Make room first, outside this key's lock (remove takes the other key's).
         if (entries.size >= capacity && !entries.containsKey(key)) {
             entries.keys.firstOrNull()?.let { remove(it) }
         }
-        entries[key] = value
-        // A drop or close between the check and the put: take the refill back.
-        if (closed || epochs.get(stripe) != epoch) remove(key)
+        synchronized(locks[stripe]) {
+            // A drop or close since the first check: nothing to mirror (a drop
+            // after this one waits for the lock, and then removes what we put).
+            if (closed || epochs.get(stripe) != epoch) return
+            if (hostNowMs != null) {
+                entries[key] = Timed(token, freshUntilMs)
+                return
+            }
+            val delay = freshUntilMs - System.currentTimeMillis()
+            if (delay <= 0) return
+            // The token first, then its timer: the timer (which takes this
+            // lock) can only ever remove a token that is already there.
+            entries[key] = token
+            val expiry = Expiry()
+            expiries.put(key, expiry)?.future?.cancel(false)
+            expiry.future = timer.schedule({ expire(key, expiry) }, delay, TimeUnit.MILLISECONDS)
+        }
+    }
+
+    /** The timer [expiry] is due: removes the key's token if that timer is still the key's own. */
+    private fun expire(key: String, expiry: Expiry) {
+        synchronized(locks[stripe(key)]) {
+            if (expiries[key] === expiry) {
+                expiries.remove(key)
+                entries.remove(key)
+            }
+        }
     }
 
     private fun remove(key: String) {
-        entries.remove(key)
-        expiries.remove(key)?.future?.cancel(false)
+        synchronized(locks[stripe(key)]) {
+            entries.remove(key)
+            expiries.remove(key)?.future?.cancel(false)
+        }
     }
 
     /** Forgets every token (a clock jump); refills go on as before. */

@@ -213,7 +213,7 @@ class MirrorTest {
 
     @Test fun `a drop during a read keeps the read from mirroring an old token`() {
         var now = 0L
-        val mirror = TokenMirror(10) { now }
+        val mirror = TokenMirror(10, { now })
         val epoch = mirror.epoch("u1")
         mirror.drop("u1") // a tokenRejected started after the read's epoch
         mirror.fill("u1", epoch, "old", Long.MAX_VALUE)
@@ -233,6 +233,57 @@ class MirrorTest {
         same(mirror.get("u1"), "fresh", "served until its timer fires")
         mirror.drop("u1")
         assertEquals(null, mirror.get("u1"))
+    }
+
+    /** Expiry timers that fire before schedule() returns: a timer thread that ran before the filling thread went on. */
+    private class EarlyTimers : java.util.concurrent.ScheduledThreadPoolExecutor(1) {
+        override fun schedule(command: Runnable, delay: Long, unit: java.util.concurrent.TimeUnit): java.util.concurrent.ScheduledFuture<*> {
+            command.run()
+            return super.schedule({}, 0, unit)
+        }
+    }
+
+    @Test fun `a timer that fires before its fill went on leaves no token mirrored without a timer`() {
+        val timers = EarlyTimers()
+        try {
+            val mirror = TokenMirror(10, null, timers)
+            // Fresh for 5 ms more: a filling thread descheduled that long lets its timer fire first.
+            mirror.fill("u1", mirror.epoch("u1"), "due", System.currentTimeMillis() + 5)
+            assertEquals("nothing served past fresh-until", null, mirror.get("u1"))
+            assertEquals(0, mirror.size)
+            assertEquals(0, mirror.timerCount)
+        } finally {
+            timers.shutdownNow()
+        }
+    }
+
+    @Test fun `concurrent fills near fresh-until leave nothing mirrored once their timers are due`() {
+        val timers = java.util.concurrent.ScheduledThreadPoolExecutor(1)
+        val mirror = TokenMirror(1_000_000, null, timers)
+        val threads = 4
+        val start = java.util.concurrent.CountDownLatch(1)
+        val pool = java.util.concurrent.Executors.newFixedThreadPool(threads)
+        try {
+            val work = (0 until threads).map { t ->
+                pool.submit {
+                    start.await()
+                    for (i in 0 until 30_000) {
+                        // Shared keys, fresh for 1-3 ms: fills of a key race each other and its timers.
+                        val key = "k${i % 64}"
+                        mirror.fill(key, mirror.epoch(key), "t$t-$i", System.currentTimeMillis() + 1 + (i % 3))
+                    }
+                }
+            }
+            start.countDown()
+            work.forEach { it.get() }
+            // The timer thread runs tasks in due order: once a task due after every fill's
+            // fresh-until has run, every expiry timer has fired.
+            timers.schedule({}, 50, java.util.concurrent.TimeUnit.MILLISECONDS).get()
+            assertEquals("tokens still mirrored past their fresh-until", 0, mirror.size)
+        } finally {
+            pool.shutdown()
+            timers.shutdownNow()
+        }
     }
 
     @Test fun `a wall clock that moved apart from the monotonic one is noticed`() {

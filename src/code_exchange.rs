@@ -63,7 +63,7 @@ fn redemptions<T>(f: impl FnOnce(&mut Vec<Redemption>) -> T) -> T {
 }
 
 /// A keyed hash of `parts` (keys drawn once per process).
-fn digest(parts: &[&str]) -> u64 {
+pub(crate) fn digest(parts: &[&str]) -> u64 {
     static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
     let mut hasher = KEYS.get_or_init(Default::default).build_hasher();

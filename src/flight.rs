@@ -6,11 +6,15 @@ use crate::attached::Attached;
 use crate::error::{Error, ReauthReason};
 use crate::exchange::{self, CallFailure, Failure, Issued};
 use crate::grant::Grant;
+use crate::refresh_claims::Claimed;
 use crate::secret::Secret;
 use crate::session_state::{info_of, SessionCell};
 use crate::store::Record;
 use crate::tokens::{AccessToken, TokenInfo};
 use std::sync::Arc;
+
+/// How many rotations a flight takes from other states before it sends.
+const MAX_TAKEN: u32 = 8;
 
 /// What a flight must do, decided from the in-memory record.
 pub(crate) enum Plan {
@@ -36,10 +40,84 @@ impl Drop for Landed {
 }
 
 impl Attached {
-    /// The body of a flight.
+    /// The body of a flight. Without a lease, a refresh token is sent by
+    /// one flight in the process at a time, whatever client or key holds it
+    /// (see [`crate::refresh_claims`]): a flight that finds it claimed waits
+    /// and reads the store again, or takes the record it was rotated to.
     pub(crate) async fn fly(&self, force: bool, asked_at: u64) -> Result<TokenInfo, Error> {
-        self.sync().await?;
-        let plan = self.plan(force, asked_at)?;
+        let mut taken = 0;
+        loop {
+            // Also saves a record taken from another state below.
+            self.sync().await?;
+            let plan = self.plan(force, asked_at)?;
+            let claim = match &plan {
+                // With a lease, the lease already keeps two clients of one
+                // process apart, as it does two processes. Bounded: only a
+                // server handing out a spent token again could lead back
+                // to a record already taken.
+                Plan::Refresh { refresh_token, .. }
+                    if !self.store.supports_lease() && taken < MAX_TAKEN =>
+                {
+                    let own = self.cell.lock().inflight.clone();
+                    match own
+                        .map(|own| crate::refresh_claims::claim(&self.ctx, refresh_token, &own))
+                    {
+                        Some(Claimed::Running(other)) => {
+                            let _ = other.await;
+                            continue;
+                        }
+                        Some(Claimed::Rotated(record)) => {
+                            taken += 1;
+                            self.take_rotated(&record);
+                            continue;
+                        }
+                        Some(Claimed::Mine(claim)) => Some((claim, refresh_token.clone())),
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            let result = self.fly_planned(plan, force, asked_at).await;
+            if let Some((claim, spent)) = claim {
+                claim.end(&self.ctx, self.rotated_from(&spent));
+            }
+            return result;
+        }
+    }
+
+    /// This session's record, if the flight that sent `spent` left it with
+    /// another refresh token and alive: what `spent` was rotated to.
+    fn rotated_from(&self, spent: &Secret) -> Option<Arc<Record>> {
+        let st = self.cell.lock();
+        st.record
+            .as_ref()
+            .filter(|rec| {
+                rec.reauth.is_none()
+                    && rec
+                        .refresh_token
+                        .as_ref()
+                        .is_some_and(|t| t.expose() != spent.expose())
+            })
+            .cloned()
+    }
+
+    /// Takes the record another state rotated this session's refresh token
+    /// to, as a rotation of its own: unsaved (the next `sync` saves it), and
+    /// an arrival.
+    fn take_rotated(&self, record: &Record) {
+        let mut st = self.cell.lock();
+        st.set_record(record.clone());
+        st.arrivals += 1;
+    }
+
+    /// [`Attached::fly`] once the plan is made and, for a refresh, its
+    /// token claimed.
+    async fn fly_planned(
+        &self,
+        plan: Plan,
+        force: bool,
+        asked_at: u64,
+    ) -> Result<TokenInfo, Error> {
         if matches!(plan, Plan::Serve(_)) || !self.store.supports_lease() {
             return self.carry_out(plan, None).await;
         }
@@ -250,6 +328,12 @@ impl Attached {
             "freshtoken: session {} needs reauthorization ({reason})",
             self.key
         );
+        // No other state takes up this dead record as a rotation.
+        let refresh_token =
+            (self.cell.lock().record.as_ref()).and_then(|rec| rec.refresh_token.clone());
+        if let Some(token) = &refresh_token {
+            crate::refresh_claims::forget_chain_to(&self.ctx, token);
+        }
         self.update(|rec| {
             rec.reauth = Some(reason);
             rec.in_doubt = false;

@@ -65,6 +65,7 @@ mod native_http;
 #[cfg(not(target_arch = "wasm32"))]
 mod per_process;
 mod random;
+mod refresh_claims;
 mod registry;
 pub mod response;
 pub mod retry;

@@ -114,6 +114,9 @@ impl Attached {
             let (generation, saved) = st.set_record(dead);
             (generation, saved, refresh, access)
         };
+        if let Some(token) = &refresh {
+            crate::refresh_claims::forget_chain_to(&self.ctx, token);
+        }
         log::info!("freshtoken: session {} revoked", self.key);
         // Dead everywhere before the server hears of it: no process sends
         // the refresh token again, whatever the server answers.

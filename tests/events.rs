@@ -489,17 +489,10 @@ async fn scenario(kind: EventKind) -> Option<(Vec<Event>, Secrets)> {
         EventKind::ReauthorizationRequired => {
             let (session, rt) = h.seeded("u1").await;
             secrets.add(rt.clone());
-            // Used elsewhere first: the emulator revokes the family.
-            let other = h.client.session("u2", h.store.clone()).unwrap();
-            other
-                .seed(Seed {
-                    refresh_token: rt.into(),
-                    ..Seed::default()
-                })
-                .await
-                .unwrap();
-            secrets.add(other.access_token().await.unwrap());
-            secrets.record(h.store.record("u2"));
+            // The server refuses the token (as after its use elsewhere).
+            h.emu.push_fault(
+                Fault::body(400, r#"{"error":"invalid_grant"}"#).for_grant("refresh_token"),
+            );
             session.access_token().await.unwrap_err();
             secrets.store(&h);
         }

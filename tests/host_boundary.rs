@@ -8,7 +8,7 @@ mod common;
 
 use common::{joined_then_released, Harness, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{
-    async_trait, ClientAuthMethod, Error, HttpClient, HttpError, HttpRequest, HttpResponse,
+    async_trait, ClientAuthMethod, Config, Error, HttpClient, HttpError, HttpRequest, HttpResponse,
     MemoryStore, ReauthReason, Record, Seed, StoreError, TokenClient, TokenStore, UserSession,
 };
 use freshtoken_emulator::{Fault, TokenState};
@@ -432,7 +432,17 @@ async fn a_crash_after_the_server_rotated_reads_lost_rotation_without_a_lease() 
         caller.abort();
     }
     assert_eq!(h.refresh_requests(), 1);
-    let restarted = Harness::client_on(&h.emu, h.client.config().clone(), h.clock.clone());
+    // The restarted process's client. In this test process the dying flight
+    // still runs; a client of the same endpoint would wait for it (one
+    // flight per refresh token per process), so this one names the
+    // endpoint differently, which keeps the two apart as two processes are.
+    let endpoint = format!("{}?restarted", h.emu.token_endpoint());
+    let config = Config::builder(endpoint, CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .store_timeout_ms(STORE_TIMEOUT_MS as i64)
+        .build()
+        .unwrap();
+    let restarted = Harness::client_on(&h.emu, config, h.clock.clone());
     let session = restarted.session("u1", store.clone()).unwrap();
     let error = session.access_token().await.unwrap_err();
     assert_eq!(

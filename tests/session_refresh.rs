@@ -402,3 +402,113 @@ async fn a_rejected_token_is_not_served_while_its_refresh_runs_or_after_it_faile
     );
     assert_eq!(h.refresh_requests(), 4);
 }
+
+/// A second client with the harness client's configuration, in this process.
+fn twin_client(h: &Harness) -> freshtoken::TokenClient {
+    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    Harness::client_on(&h.emu, config, h.clock.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_of_one_process_on_one_store_send_the_refresh_token_once() {
+    // A client made per request or per module: without a lease, each kept
+    // its own flight, both sent the token, and the second use revoked the
+    // whole grant (a re-link).
+    let h = Harness::new();
+    let (a, old_rt) = h.seeded("u1").await;
+    let twin = twin_client(&h);
+    let b = twin.session("u1", h.store.clone()).unwrap();
+    h.emu.push_fault(Fault::hold());
+    let tokens = joined_then_released(&h.emu, [a.access_token(), b.access_token()]).await;
+    let tokens: Vec<String> = tokens.into_iter().map(|t| t.unwrap()).collect();
+    assert_eq!(tokens[0], tokens[1]);
+    assert_eq!(h.refresh_requests(), 1, "{:?}", h.emu.counters());
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+    assert_eq!(h.emu.refresh_token_state(&old_rt), TokenState::Consumed);
+    let stored = h.store.refresh_token("u1").unwrap();
+    assert_eq!(h.emu.refresh_token_state(&stored), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keys_seeded_with_one_refresh_token_send_it_once() {
+    let h = Harness::new();
+    let (u1, old_rt) = h.seeded("u1").await;
+    let u2 = h.session("u2");
+    u2.seed(Seed {
+        refresh_token: old_rt.clone().into(),
+        ..Seed::default()
+    })
+    .await
+    .unwrap();
+    h.emu.push_fault(Fault::hold());
+    let tokens = joined_then_released(&h.emu, [u1.access_token(), u2.access_token()]).await;
+    let tokens: Vec<String> = tokens.into_iter().map(|t| t.unwrap()).collect();
+    assert_eq!(tokens[0], tokens[1]);
+    assert_eq!(h.refresh_requests(), 1, "{:?}", h.emu.counters());
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+    let rotated = h.store.refresh_token("u1").unwrap();
+    assert_ne!(rotated, old_rt);
+    assert_eq!(h.store.refresh_token("u2"), Some(rotated));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_own_store_still_holds_a_spent_token_takes_its_rotation() {
+    // Two stores, each holding a copy of one refresh token: once one
+    // client rotated it, the other takes the new record instead of sending
+    // the spent token, both ways round.
+    let h = Harness::new();
+    let (a, old_rt) = h.seeded("u1").await;
+    let twin = twin_client(&h);
+    let b_store = common::TestStore::new();
+    let b = twin.session("u1", b_store.clone()).unwrap();
+    b.seed(Seed {
+        refresh_token: old_rt.clone().into(),
+        ..Seed::default()
+    })
+    .await
+    .unwrap();
+
+    let token = a.access_token().await.unwrap();
+    assert_eq!(b.access_token().await.unwrap(), token);
+    assert_eq!(h.refresh_requests(), 1);
+    let rotated = h.store.refresh_token("u1").unwrap();
+    assert_eq!(b_store.refresh_token("u1"), Some(rotated.clone()));
+
+    // The next rotation starts from B; A's store still holds `rotated`.
+    h.clock.advance(900_000);
+    let token = b.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(a.access_token().await.unwrap(), token);
+    assert_eq!(h.refresh_requests(), 2, "{:?}", h.emu.counters());
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+    assert_eq!(h.store.refresh_token("u1"), b_store.refresh_token("u1"));
+    assert_eq!(
+        h.emu
+            .refresh_token_state(&h.store.refresh_token("u1").unwrap()),
+        TokenState::Active
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_token_leads_to_the_newest_rotation_not_to_an_older_one() {
+    let h = Harness::new();
+    let (a, old_rt) = h.seeded("u1").await;
+    a.access_token().await.unwrap();
+    let newest = a.refresh().await.unwrap().access_token;
+    assert_eq!(h.refresh_requests(), 2);
+    let twin = twin_client(&h);
+    let b_store = common::TestStore::new();
+    let b = twin.session("u1", b_store.clone()).unwrap();
+    b.seed(Seed {
+        refresh_token: old_rt.into(),
+        ..Seed::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(b.access_token().await.unwrap(), newest);
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(b_store.refresh_token("u1"), h.store.refresh_token("u1"));
+}

@@ -301,10 +301,9 @@ describe('events against the emulator', () => {
       }
       case 'reauthorization_required': {
         const { session, family } = await seeded(client, store);
-        secrets.push(family.refresh_token);
-        const other = client.session('u2', store);
-        await other.seed({ refreshToken: family.refresh_token });
-        secrets.push(await other.accessToken(), ...recordSecrets(store.get('u2')));
+        secrets.push(family.refresh_token, family.access_token, ...recordSecrets(store.get('u1')));
+        // The server refuses the token (as after its use elsewhere).
+        await emu.fault({ kind: 'body', status: 400, body: '{"error":"invalid_grant"}', grant: 'refresh_token' });
         await assert.rejects(session.accessToken(), { code: 'reauthorization_required' });
         break;
       }

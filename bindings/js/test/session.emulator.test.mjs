@@ -322,6 +322,43 @@ describe('UserSession against the emulator', () => {
     assert.equal((await emu.counters()).reuse_detected, 0);
   });
 
+  test('two TokenClients in one process on one store send the refresh token once (a client per request)', async () => {
+    // Each client keeps its own sessions; without a lease both sent the
+    // token, and its second use revoked the whole grant.
+    const { client, store, time } = setup();
+    const { session: a, family } = await seeded(client, store);
+    const twin = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, now: time.now, sleep: time.sleep,
+    });
+    await emu.fault({ kind: 'hold' });
+    const calls = [a.accessToken(), twin.session('u1', store).accessToken()];
+    await emu.waitHeld(1);
+    assert.equal(await emu.releaseHeld(), 1, 'one request was held');
+    const [ta, tb] = await Promise.all(calls);
+    same(ta, tb, 'both clients got the one new token');
+    assert.equal(await emu.refreshRequests(), 1);
+    assert.equal((await emu.counters()).reuse_detected, 0);
+    assert.equal(await emu.refreshTokenState(family.refresh_token), 'consumed');
+    assert.equal(await emu.refreshTokenState(store.record('u1').refresh_token), 'active');
+  });
+
+  test('a client whose own store still holds a spent refresh token takes its rotation instead of sending it', async () => {
+    const { client, store, time } = setup();
+    const { session: a, family } = await seeded(client, store);
+    const twin = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, now: time.now, sleep: time.sleep,
+    });
+    const otherStore = new TestStore();
+    const b = twin.session('u1', otherStore);
+    await b.seed({ refreshToken: family.refresh_token });
+
+    const token = await a.accessToken();
+    same(await b.accessToken(), token);
+    assert.equal(await emu.refreshRequests(), 1);
+    same(otherStore.record('u1').refresh_token, store.record('u1').refresh_token, 'the rotation was saved to the other store');
+    assert.equal((await emu.counters()).reuse_detected, 0);
+  });
+
   test('leewaySeconds is capped at half a token\'s life', async () => {
     const { client, store, time } = setup({ leewaySeconds: 600 });
     const { session } = await seeded(client, store);

@@ -564,10 +564,9 @@ def scenario(emu, kind):
             session.access_token()
     elif kind == "reauthorization_required":
         session, family = seeded_sync(emu, client, store)
-        secrets.append(family["refresh_token"])
-        other = client.session("u2", store)
-        other.seed(refresh_token=family["refresh_token"])
-        secrets += [other.access_token(), *record_secrets(store, "u2")]
+        secrets += [family["refresh_token"], family["access_token"], *record_secrets(store, "u1")]
+        # The server refuses the token (as after its use elsewhere).
+        emu.fault({"kind": "body", "status": 400, "body": '{"error":"invalid_grant"}', "grant": "refresh_token"})
         with pytest.raises(ReauthorizationRequired):
             session.access_token()
     elif kind == "save_failed":

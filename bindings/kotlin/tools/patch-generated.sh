@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Nine changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Ten changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -148,6 +148,21 @@
 #    process. Such a continuation is now resumed on Dispatchers.Default
 #    instead; one with a dispatcher is resumed as before (it dispatches).
 #
+# 10. One host object's stuck callbacks cannot starve every other's.
+#    Every async callback of every client ran on the one dispatcher of
+#    change 8, 64 threads. A host whose callbacks block their thread for
+#    good (a blocking HTTP client with no read timeout against a server
+#    that never answers, a JDBC call on a dead connection) is abandoned by
+#    the core at each deadline but keeps the thread: once 64 were stuck,
+#    no callback of any client ran, not even the delivery of an answer
+#    that another client's healthy HttpClient had already received, so
+#    that client's rotated refresh token was lost (Timeout, in doubt,
+#    LOST_ROTATION). Each host object (a store, an HTTP client, a clock;
+#    a store under the per-session FixedCapabilities wrapper counts as
+#    itself) now gets its own view of 64 threads, within a process-wide
+#    view of 1024: one stuck host holds at most 64 threads, and the
+#    others' callbacks go on.
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
@@ -156,7 +171,8 @@ fail() { echo "[patch-generated] $* in $file (uniffi's output changed: review th
 if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reused call status' "$file" \
   && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file" \
   && grep -qF 'freshtoken: a string without UTF-8' "$file" && grep -qF 'freshtoken: a destroyed object' "$file" \
-  && grep -qF 'freshtoken: host callbacks run on' "$file" && grep -qF 'freshtoken: a woken call resumes' "$file"; then
+  && grep -qF 'freshtoken: host callbacks run on' "$file" && grep -qF 'freshtoken: a woken call resumes' "$file" \
+  && grep -qF 'freshtoken: a view per host object' "$file"; then
   exit 0 # already patched
 fi
 
@@ -605,5 +621,54 @@ if text.count(resume) != 1:
     sys.stderr.write(f"[patch-generated] change 9: expected uniffiRustFutureContinuationCallbackImpl exactly as written in the script, found it {text.count(resume)} times in {path} (uniffi's output changed: review the patch)\n")
     sys.exit(1)
 text = text.replace(resume, resume_new)
+# 10: a view of the host dispatcher per host object, within a larger process-wide one.
+per_host = """/**
+ * The context of a callback on [host] (a store, an HTTP client, a clock):
+ * its own view of [uniffiHostDispatcher] with 64 threads, so that a host
+ * whose callbacks block their threads for good holds at most 64 of them and
+ * every other host's callbacks (the delivery of a rotated refresh token
+ * among them) still run. A store under its per-session capability wrapper
+ * is itself here (hostObjectOf). Views are held weakly by their host.
+ */
+@OptIn(kotlinx.coroutines.ExperimentalCoroutinesApi::class)
+internal fun uniffiHostCallbackContextFor(host: Any): kotlin.coroutines.CoroutineContext = try {
+    val key = hostObjectOf(host)
+    synchronized(uniffiHostContexts) {
+        uniffiHostContexts.getOrPut(key) {
+            uniffiHostDispatcher.limitedParallelism(64) +
+                uniffiHostCallbackContext.minusKey(kotlin.coroutines.ContinuationInterceptor)
+        }
+    }
+} catch(_: kotlin.Throwable) {
+    uniffiHostCallbackContext // a host whose hashCode or equals throws shares the process-wide view
+}
+
+// freshtoken: a view per host object (bindings/kotlin/tools/patch-generated.sh, change 10), guarded by itself.
+private val uniffiHostContexts = java.util.WeakHashMap<Any, kotlin.coroutines.CoroutineContext>()
+
+"""
+helper_sig = """    uniffiOutDroppedCallback: UniffiForeignFutureDroppedCallbackStruct,
+) {
+    // Using `GlobalScope`"""
+helper_sig_err = """    uniffiOutDroppedCallback: UniffiForeignFutureDroppedCallbackStruct,
+) {
+    // See uniffiTraitInterfaceCallAsync for details on `DelicateCoroutinesApi`"""
+ctx_param = "    uniffiContext: kotlin.coroutines.CoroutineContext = uniffiHostCallbackContext, // freshtoken: change 10\n"
+for old, new, n in [
+    ("    kotlinx.coroutines.Dispatchers.IO.limitedParallelism(64)\n",
+     "    kotlinx.coroutines.Dispatchers.IO.limitedParallelism(1024) // freshtoken: change 10 (64 per host object)\n", 1),
+    ("    val job = GlobalScope.launch(uniffiHostCallbackContext) coroutineBlock@ { // freshtoken: change 8\n",
+     "    val job = GlobalScope.launch(uniffiContext) coroutineBlock@ { // freshtoken: changes 8 and 10\n", 2),
+    (helper_sig, helper_sig.replace(") {\n", ctx_param + ") {\n", 1), 1),
+    (helper_sig_err, helper_sig_err.replace(") {\n", ctx_param + ") {\n", 1), 1),
+    ("                uniffiOutDroppedCallback\n            )\n",
+     "                uniffiOutDroppedCallback,\n                uniffiHostCallbackContextFor(uniffiObj),\n            )\n", 8),
+    ("internal val uniffiForeignFutureHandleMap = UniffiHandleMap<Job>()\n",
+     per_host + "internal val uniffiForeignFutureHandleMap = UniffiHandleMap<Job>()\n", 1),
+]:
+    if text.count(old) != n:
+        sys.stderr.write(f"[patch-generated] change 10: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
+        sys.exit(1)
+    text = text.replace(old, new)
 open(path, "w", encoding="utf-8").write(text)
 PY

@@ -24,6 +24,9 @@ internal class FixedCapabilities private constructor(
     private val lease: Boolean,
     private val versions: Boolean,
 ) : TokenStore by store {
+    /** The host's own store under this wrapper. */
+    internal val host: TokenStore get() = store
+
     override fun supportsLease(): Boolean = lease
 
     override fun supportsVersions(): Boolean = versions
@@ -68,3 +71,10 @@ internal class FixedCapabilities private constructor(
             }
     }
 }
+
+/**
+ * The host object a callback runs on, for its share of the host dispatcher
+ * (tools/patch-generated.sh, change 10): a store under its per-session
+ * [FixedCapabilities] wrapper is the store itself, so all its sessions share one view.
+ */
+internal fun hostObjectOf(callbackObject: Any): Any = (callbackObject as? FixedCapabilities)?.host ?: callbackObject

@@ -78,11 +78,7 @@ async fn a_revoked_rotation_is_not_taken_up_by_a_client_still_holding_the_token_
     // revoked: B must not be handed the revoked rotation's tokens.
     let h = Harness::new();
     let (a, old_rt) = h.seeded("u1").await;
-    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .build()
-        .unwrap();
-    let twin = Harness::client_on(&h.emu, config, h.clock.clone());
+    let twin = h.twin();
     let b_store = TestStore::new();
     let b = twin.session("u1", b_store.clone()).unwrap();
     b.seed(freshtoken::Seed {

@@ -403,15 +403,6 @@ async fn a_rejected_token_is_not_served_while_its_refresh_runs_or_after_it_faile
     assert_eq!(h.refresh_requests(), 4);
 }
 
-/// A second client with the harness client's configuration, in this process.
-fn twin_client(h: &Harness) -> freshtoken::TokenClient {
-    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .build()
-        .unwrap();
-    Harness::client_on(&h.emu, config, h.clock.clone())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_of_one_process_on_one_store_send_the_refresh_token_once() {
     // A client made per request or per module: without a lease, each kept
@@ -419,7 +410,7 @@ async fn two_clients_of_one_process_on_one_store_send_the_refresh_token_once() {
     // whole grant (a re-link).
     let h = Harness::new();
     let (a, old_rt) = h.seeded("u1").await;
-    let twin = twin_client(&h);
+    let twin = h.twin();
     let b = twin.session("u1", h.store.clone()).unwrap();
     h.emu.push_fault(Fault::hold());
     let tokens = joined_then_released(&h.emu, [a.access_token(), b.access_token()]).await;
@@ -461,7 +452,7 @@ async fn a_client_whose_own_store_still_holds_a_spent_token_takes_its_rotation()
     // the spent token, both ways round.
     let h = Harness::new();
     let (a, old_rt) = h.seeded("u1").await;
-    let twin = twin_client(&h);
+    let twin = h.twin();
     let b_store = common::TestStore::new();
     let b = twin.session("u1", b_store.clone()).unwrap();
     b.seed(Seed {
@@ -499,7 +490,7 @@ async fn a_spent_token_leads_to_the_newest_rotation_not_to_an_older_one() {
     a.access_token().await.unwrap();
     let newest = a.refresh().await.unwrap().access_token;
     assert_eq!(h.refresh_requests(), 2);
-    let twin = twin_client(&h);
+    let twin = h.twin();
     let b_store = common::TestStore::new();
     let b = twin.session("u1", b_store.clone()).unwrap();
     b.seed(Seed {

@@ -192,6 +192,16 @@ impl Harness {
         TokenClient::with_spawner(config, http, clock, spawn)
     }
 
+    /// A second client with the test credentials, in this process: each
+    /// keeps its own session states (as a client made per request does).
+    pub fn twin(&self) -> TokenClient {
+        let config = Config::builder(self.emu.token_endpoint(), CLIENT_ID)
+            .client_secret(CLIENT_SECRET)
+            .build()
+            .unwrap();
+        Self::client_on(&self.emu, config, self.clock.clone())
+    }
+
     pub fn session(&self, key: &str) -> UserSession {
         self.client.session(key, self.store.clone()).unwrap()
     }

@@ -104,7 +104,7 @@ impl Attached {
     /// Takes the record another state rotated this session's refresh token
     /// to, as a rotation of its own: unsaved (the next `sync` saves it), and
     /// an arrival.
-    fn take_rotated(&self, record: &Record) {
+    pub(crate) fn take_rotated(&self, record: &Record) {
         let mut st = self.cell.lock();
         st.set_record(record.clone());
         st.arrivals += 1;

@@ -101,30 +101,43 @@ fn key_of(ctx: &Context, refresh_token: &Secret) -> u64 {
     ])
 }
 
+/// What other flights did or do with `token` (following its chain of
+/// rotations): `None` when nothing is known of it.
+fn look(list: &[Spend], token: u64, now: u64) -> Option<Claimed> {
+    let mut link = token;
+    let mut newest = None;
+    for _ in 0..MAX_LINKS {
+        let Some(spend) = find(list, link) else {
+            break;
+        };
+        if let Some(running) = spend.running.as_ref().and_then(WeakShared::upgrade) {
+            return Some(Claimed::Running(running));
+        }
+        match &spend.rotated {
+            Some((record, next)) if now.saturating_sub(spend.started_ms) < REMEMBERED_MS => {
+                newest = Some(record.clone());
+                link = *next;
+            }
+            _ => break,
+        }
+    }
+    newest.map(Claimed::Rotated)
+}
+
+/// What another flight does or did with `refresh_token`, without claiming
+/// it: `Running` or `Rotated`, or `None`.
+pub(crate) fn elsewhere(ctx: &Context, refresh_token: &Secret) -> Option<Claimed> {
+    let now = ctx.clock.now_ms();
+    claims(|list| look(list, key_of(ctx, refresh_token), now))
+}
+
 /// Claims `refresh_token` for `flight`, the caller's own running flight.
 pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> Claimed {
     let token = key_of(ctx, refresh_token);
     let now = ctx.clock.now_ms();
     claims(|list| {
-        let mut link = token;
-        let mut newest = None;
-        for _ in 0..MAX_LINKS {
-            let Some(spend) = find(list, link) else {
-                break;
-            };
-            if let Some(running) = spend.running.as_ref().and_then(WeakShared::upgrade) {
-                return Claimed::Running(running);
-            }
-            match &spend.rotated {
-                Some((record, next)) if now.saturating_sub(spend.started_ms) < REMEMBERED_MS => {
-                    newest = Some(record.clone());
-                    link = *next;
-                }
-                _ => break,
-            }
-        }
-        if let Some(record) = newest {
-            return Claimed::Rotated(record);
+        if let Some(found) = look(list, token, now) {
+            return found;
         }
         list.retain(|s| s.token != token);
         if list.len() >= PRUNE_AT {

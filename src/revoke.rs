@@ -5,6 +5,7 @@
 use crate::attached::Attached;
 use crate::error::{Error, ReauthReason};
 use crate::exchange::{self, Context, Failure};
+use crate::refresh_claims::Claimed;
 use crate::secret::Secret;
 use crate::store::Record;
 use crate::tokens::TokenInfo;
@@ -86,7 +87,7 @@ impl Attached {
         // sent or saved then. (A record of this process still unsaved is
         // the newest there is: its failed save does not stop the revocation.)
         let pending = self.cell.lock().unpersisted;
-        let synced = self.sync().await;
+        let synced = self.sync_past_other_clients().await;
         if synced.is_err() && !pending {
             return synced;
         }
@@ -150,6 +151,36 @@ impl Attached {
             ));
         }
         Ok(())
+    }
+}
+
+impl Attached {
+    /// Reads the store (as `sync`); then, without a lease, waits for a
+    /// refresh another client of this process runs with the refresh token
+    /// read, and takes the record it was rotated to: the token revoked is
+    /// the newest, never one an in-process refresh is replacing meanwhile.
+    async fn sync_past_other_clients(&self) -> Result<(), Error> {
+        let mut taken = 0;
+        loop {
+            let synced = self.sync().await;
+            let token = (self.cell.lock().record.as_ref()).and_then(|r| r.refresh_token.clone());
+            let found = match token {
+                Some(token) if !self.store.supports_lease() && taken < 8 => {
+                    crate::refresh_claims::elsewhere(&self.ctx, &token)
+                }
+                _ => None,
+            };
+            match found {
+                Some(Claimed::Running(other)) => {
+                    let _ = other.await;
+                }
+                Some(Claimed::Rotated(record)) => {
+                    taken += 1;
+                    self.take_rotated(&record);
+                }
+                _ => return synced,
+            }
+        }
     }
 }
 

@@ -96,6 +96,62 @@ async fn a_revoked_rotation_is_not_taken_up_by_a_client_still_holding_the_token_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_by_another_client_waits_for_its_refresh_and_revokes_the_rotated_token() {
+    // A logout through one client while another client of the process
+    // refreshes the same session: the token revoked is the new one, not the
+    // one being replaced (which left the rotation live at the server).
+    let h = Harness::new();
+    let (a, _) = h.seeded("u1").await;
+    let twin = h.twin();
+    let b = twin.session("u1", h.store.clone()).unwrap();
+    h.emu.push_fault(Fault::hold().for_grant("refresh_token"));
+    let refresh = tokio::spawn(async move { a.access_token().await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    // B reads the store while A's request is out (the record in doubt).
+    let loads = h.store.loads.load(Ordering::SeqCst);
+    let revoke = tokio::spawn(async move { b.revoke().await });
+    while h.store.loads.load(Ordering::SeqCst) == loads {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.emu.release_held(), 1);
+    let token = refresh.await.unwrap().expect("the refresh succeeded");
+    revoke.await.unwrap().expect("revoked");
+    assert!(
+        !api_accepts(&h, &token).await,
+        "the rotated family is revoked"
+    );
+    assert_eq!(
+        h.emu.counters().revocation_by_hint.get("refresh_token"),
+        Some(&1)
+    );
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        Some(ReauthReason::Revoked)
+    );
+}
+
+/// Whether the emulator's REST API takes `token`.
+async fn api_accepts(h: &Harness, token: &str) -> bool {
+    use freshtoken::HttpClient;
+    let response = NativeHttp::new()
+        .unwrap()
+        .send(freshtoken::HttpRequest {
+            method: "GET".into(),
+            url: format!("{}/api/accounts", h.emu.base_url()),
+            headers: vec![("Authorization".into(), format!("Bearer {token}"))],
+            body: String::new(),
+            timeout_ms: 5_000,
+            max_response_bytes: 65_536,
+        })
+        .await
+        .unwrap();
+    response.status == 200
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_waits_for_a_refresh_in_flight_and_revokes_the_rotated_token() {
     let h = Harness::new();
     let (session, seeded_rt) = h.seeded("u1").await;
@@ -246,11 +302,7 @@ async fn an_unreadable_store_stops_revoke_before_it_sends_or_saves_anything() {
     let h = Harness::new();
     let (session, _) = h.seeded("u1").await;
     session.access_token().await.unwrap();
-    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .build()
-        .unwrap();
-    let other = Harness::client_on(&h.emu, config, h.clock.clone());
+    let other = h.other_process();
     let there = other.session("u1", h.store.clone()).unwrap();
     there.refresh().await.unwrap();
     let newest = h.store.refresh_token("u1").unwrap();

@@ -202,6 +202,20 @@ impl Harness {
         Self::client_on(&self.emu, config, self.clock.clone())
     }
 
+    /// A client standing for another process's. A client of this process
+    /// would wait for, or take up, what this process's flights do with a
+    /// refresh token (one refresh per token per process), so this one names
+    /// the endpoint differently (a query the emulator ignores), which keeps
+    /// the two apart as two processes are.
+    pub fn other_process(&self) -> TokenClient {
+        let endpoint = format!("{}?other-process", self.emu.token_endpoint());
+        let config = Config::builder(endpoint, CLIENT_ID)
+            .client_secret(CLIENT_SECRET)
+            .build()
+            .unwrap();
+        Self::client_on(&self.emu, config, self.clock.clone())
+    }
+
     pub fn session(&self, key: &str) -> UserSession {
         self.client.session(key, self.store.clone()).unwrap()
     }

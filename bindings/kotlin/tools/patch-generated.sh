@@ -161,7 +161,9 @@
 #    a store under the per-session FixedCapabilities wrapper counts as
 #    itself) now gets its own view of 64 threads, within a process-wide
 #    view of 1024: one stuck host holds at most 64 threads, and the
-#    others' callbacks go on.
+#    others' callbacks go on. Hosts are told apart by identity (weakly
+#    held), never by their own hashCode/equals, which would run host code
+#    on the Rust thread that starts the callback.
 #
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
@@ -628,23 +630,39 @@ per_host = """/**
  * whose callbacks block their threads for good holds at most 64 of them and
  * every other host's callbacks (the delivery of a rotated refresh token
  * among them) still run. A store under its per-session capability wrapper
- * is itself here (hostObjectOf). Views are held weakly by their host.
+ * is itself here (hostObjectOf). Hosts are told apart by identity, never by
+ * their own equals/hashCode (host code, here on a Rust thread: a data
+ * class's hashCode over a big map, or one that blocks, would hold the
+ * call), and held weakly.
  */
 @OptIn(kotlinx.coroutines.ExperimentalCoroutinesApi::class)
-internal fun uniffiHostCallbackContextFor(host: Any): kotlin.coroutines.CoroutineContext = try {
+internal fun uniffiHostCallbackContextFor(host: Any): kotlin.coroutines.CoroutineContext {
     val key = hostObjectOf(host)
+    val id = System.identityHashCode(key)
     synchronized(uniffiHostContexts) {
-        uniffiHostContexts.getOrPut(key) {
-            uniffiHostDispatcher.limitedParallelism(64) +
-                uniffiHostCallbackContext.minusKey(kotlin.coroutines.ContinuationInterceptor)
+        while (true) {
+            val gone = uniffiHostGone.poll() as UniffiHostView? ?: break
+            uniffiHostContexts[gone.id]?.let { views ->
+                views.remove(gone)
+                if (views.isEmpty()) uniffiHostContexts.remove(gone.id)
+            }
         }
+        val views = uniffiHostContexts.getOrPut(id) { ArrayList(1) }
+        views.firstOrNull { it.get() === key }?.let { return it.context }
+        val context = uniffiHostDispatcher.limitedParallelism(64) +
+            uniffiHostCallbackContext.minusKey(kotlin.coroutines.ContinuationInterceptor)
+        views.add(UniffiHostView(key, id, context))
+        return context
     }
-} catch(_: kotlin.Throwable) {
-    uniffiHostCallbackContext // a host whose hashCode or equals throws shares the process-wide view
 }
 
+/** A host object's view (held weakly by its host), under its identity hash [id]. */
+internal class UniffiHostView(host: Any, val id: Int, val context: kotlin.coroutines.CoroutineContext) :
+    java.lang.ref.WeakReference<Any>(host, uniffiHostGone)
+
 // freshtoken: a view per host object (bindings/kotlin/tools/patch-generated.sh, change 10), guarded by itself.
-private val uniffiHostContexts = java.util.WeakHashMap<Any, kotlin.coroutines.CoroutineContext>()
+private val uniffiHostContexts = HashMap<Int, ArrayList<UniffiHostView>>()
+private val uniffiHostGone = java.lang.ref.ReferenceQueue<Any>()
 
 """
 helper_sig = """    uniffiOutDroppedCallback: UniffiForeignFutureDroppedCallbackStruct,

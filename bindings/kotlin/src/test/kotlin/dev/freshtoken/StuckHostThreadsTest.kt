@@ -121,4 +121,30 @@ class StuckHostThreadsTest {
             gate.countDown()
         }
     }
+
+    /** A store that is a bad map key: its hashCode blocks at [gate], its equals throws. */
+    private class BadKeyStore(val gate: CountDownLatch) : MemoryTokenStore() {
+        override fun hashCode(): Int {
+            gate.await()
+            return 1
+        }
+        override fun equals(other: Any?): Boolean = throw IllegalStateException("no equals")
+    }
+
+    @Test fun `a host object is told apart by identity, never by its own hashCode or equals`() = blocking {
+        val gate = CountDownLatch(1)
+        val store = BadKeyStore(gate)
+        try {
+            val session = TokenClient(options(2_000)).session("u1", store)
+            val rt = emu.seed()["refresh_token"] as String
+            val call = async(Dispatchers.Default) {
+                session.seed(SeedOptions(refreshToken = rt))
+                session.accessToken()
+            }
+            val token = withTimeout(BOUND_MS) { call.await() }
+            same(Json.obj(store.get("u1")!!)["access_token"], token, "refreshed and saved")
+        } finally {
+            gate.countDown()
+        }
+    }
 }

@@ -141,9 +141,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert!(again.iter().all(|t| *t == tokens[0]));
 
-    // Someone replays the consumed refresh token: the server sees reuse and
-    // revokes the whole family, as Stitch-style servers do.
-    let thief = client.session("attacker", store.clone())?;
+    // Someone replays the consumed refresh token. In this process the
+    // library refuses to send it: the token was rotated here.
+    let replayer = client.session("replayer", store.clone())?;
+    replayer
+        .seed(Seed {
+            refresh_token: linked.refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await?;
+    let refused = replayer.access_token().await.unwrap_err();
+    println!(
+        "6. Replaying the consumed token in this process: {} ({})",
+        refused.code(),
+        refused
+    );
+    // From elsewhere (another process, here a client of the same server
+    // named apart): the server sees reuse and revokes the whole family, as
+    // Stitch-style servers do.
+    let elsewhere = TokenClient::native(
+        Config::builder(
+            format!("{}?elsewhere", emulator.token_endpoint()),
+            "test-client",
+        )
+        .client_secret("test-secret")
+        .build()?,
+    )?;
+    let thief = elsewhere.session("attacker", store.clone())?;
     thief
         .seed(Seed {
             refresh_token: linked.refresh_token.clone().into(),
@@ -152,7 +176,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let replay = thief.access_token().await.unwrap_err();
     println!(
-        "6. Replaying the consumed token: {} ({})",
+        "   Replaying it from elsewhere: {} ({})",
         replay.code(),
         replay
     );

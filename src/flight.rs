@@ -13,9 +13,6 @@ use crate::store::Record;
 use crate::tokens::{AccessToken, TokenInfo};
 use std::sync::Arc;
 
-/// How many rotations a flight takes from other states before it sends.
-const MAX_TAKEN: u32 = 8;
-
 /// What a flight must do, decided from the in-memory record.
 pub(crate) enum Plan {
     /// The access token is fresh: hand it out.
@@ -43,21 +40,17 @@ impl Attached {
     /// The body of a flight. Without a lease, a refresh token is sent by
     /// one flight in the process at a time, whatever client or key holds it
     /// (see [`crate::refresh_claims`]): a flight that finds it claimed waits
-    /// and reads the store again, or takes the record it was rotated to.
+    /// and reads the store again; one that finds it rotated reads the store
+    /// again and never sends it.
     pub(crate) async fn fly(&self, force: bool, asked_at: u64) -> Result<TokenInfo, Error> {
-        let mut taken = 0;
+        let mut reread = false;
         loop {
-            // Also saves a record taken from another state below.
             self.sync().await?;
             let plan = self.plan(force, asked_at)?;
             let claim = match &plan {
                 // With a lease, the lease already keeps two clients of one
-                // process apart, as it does two processes. Bounded: only a
-                // server handing out a spent token again could lead back
-                // to a record already taken.
-                Plan::Refresh { refresh_token, .. }
-                    if !self.store.supports_lease() && taken < MAX_TAKEN =>
-                {
+                // process apart, as it does two processes.
+                Plan::Refresh { refresh_token, .. } if !self.store.supports_lease() => {
                     let own = self.cell.lock().inflight.clone();
                     match own
                         .map(|own| crate::refresh_claims::claim(&self.ctx, refresh_token, &own))
@@ -66,10 +59,18 @@ impl Attached {
                             let _ = other.await;
                             continue;
                         }
-                        Some(Claimed::Rotated(record)) => {
-                            taken += 1;
-                            self.take_rotated(&record);
+                        // Read before that rotation was saved: read again.
+                        Some(Claimed::Rotated) if !reread => {
+                            reread = true;
                             continue;
+                        }
+                        Some(Claimed::Rotated) => {
+                            return Err(Error::Conflict {
+                                message: "another client of this process already rotated this \
+                                      refresh token, and this session's store still holds the \
+                                      spent one; nothing was sent"
+                                    .to_owned(),
+                            })
                         }
                         Some(Claimed::Mine(claim)) => Some((claim, refresh_token.clone())),
                         None => None,
@@ -79,35 +80,20 @@ impl Attached {
             };
             let result = self.fly_planned(plan, force, asked_at).await;
             if let Some((claim, spent)) = claim {
-                claim.end(&self.ctx, self.rotated_from(&spent));
+                claim.end(self.rotated_away_from(&spent));
             }
             return result;
         }
     }
 
-    /// This session's record, if the flight that sent `spent` left it with
-    /// another refresh token and alive: what `spent` was rotated to.
-    fn rotated_from(&self, spent: &Secret) -> Option<Arc<Record>> {
+    /// Whether the flight that sent `spent` left this session with another
+    /// refresh token.
+    fn rotated_away_from(&self, spent: &Secret) -> bool {
         let st = self.cell.lock();
         st.record
             .as_ref()
-            .filter(|rec| {
-                rec.reauth.is_none()
-                    && rec
-                        .refresh_token
-                        .as_ref()
-                        .is_some_and(|t| t.expose() != spent.expose())
-            })
-            .cloned()
-    }
-
-    /// Takes the record another state rotated this session's refresh token
-    /// to, as a rotation of its own: unsaved (the next `sync` saves it), and
-    /// an arrival.
-    pub(crate) fn take_rotated(&self, record: &Record) {
-        let mut st = self.cell.lock();
-        st.set_record(record.clone());
-        st.arrivals += 1;
+            .and_then(|rec| rec.refresh_token.as_ref())
+            .is_some_and(|t| t.expose() != spent.expose())
     }
 
     /// [`Attached::fly`] once the plan is made and, for a refresh, its
@@ -328,12 +314,6 @@ impl Attached {
             "freshtoken: session {} needs reauthorization ({reason})",
             self.key
         );
-        // No other state takes up this dead record as a rotation.
-        let refresh_token =
-            (self.cell.lock().record.as_ref()).and_then(|rec| rec.refresh_token.clone());
-        if let Some(token) = &refresh_token {
-            crate::refresh_claims::forget_chain_to(&self.ctx, token);
-        }
         self.update(|rec| {
             rec.reauth = Some(reason);
             rec.in_doubt = false;

@@ -9,30 +9,27 @@
 //! the user. So a flight claims its refresh token here before writing
 //! ahead. A flight that finds the token claimed waits for that flight to
 //! end and reads its store again: on a shared store it finds the rotated
-//! record. A claim that rotated the token is kept for [`REMEMBERED_MS`]
-//! with the record it rotated to, so that a state whose own store still
-//! holds the spent token takes the newest record of that chain of
-//! rotations instead of sending the token. A chain that ends in a dead or
-//! revoked record is forgotten.
+//! record. That a claim rotated its token is kept for [`REMEMBERED_MS`]: a
+//! flight that read its store before the rotation was saved reads it
+//! again, and one whose store still holds the spent token then sends
+//! nothing (`conflict`). The rotated record itself is never handed to
+//! another state: a spent token replayed into this process (say, from a
+//! leaked copy) must meet the server's reuse detection, not get the newest
+//! tokens.
 
 use crate::code_exchange::digest;
 use crate::exchange::Context;
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
 use crate::session_state::Flight;
-use crate::store::Record;
 use crate::tokens::TokenInfo;
 use crate::Error;
 use futures_util::future::WeakShared;
-use std::sync::Arc;
 
-/// How long a rotated token's new record is kept for states that still
-/// hold the spent token.
+/// How long it is kept that a token was rotated.
 const REMEMBERED_MS: u64 = 10 * 60 * 1000;
 /// How many claims are kept before the ended ones are pruned.
 const PRUNE_AT: usize = 1024;
-/// The most links of a chain of rotations followed.
-const MAX_LINKS: usize = 64;
 
 /// A claim on one refresh token: running, or ended with a rotation.
 struct Spend {
@@ -41,18 +38,16 @@ struct Spend {
     /// Tells this claim's entry from a later one for the same token.
     serial: u64,
     started_ms: u64,
-    /// The flight sending the token, while it runs. Weak: a claim never
-    /// keeps a flight alive; a flight dropped unfinished drops its claim.
+    /// The flight sending the token, while it runs (`None`: it ended and
+    /// rotated the token). Weak: a claim never keeps a flight alive; a
+    /// flight dropped unfinished drops its claim.
     running: Option<WeakShared<BoxFuture<'static, Result<TokenInfo, Error>>>>,
-    /// The record the token was rotated to, once the flight ended, and
-    /// the key of that record's refresh token (the chain's next link).
-    rotated: Option<(Arc<Record>, u64)>,
 }
 
 /// The process's claims (`Shared` futures are `Send` natively only). A
 /// list, not a map: it holds the refreshes running now and at most
 /// [`PRUNE_AT`] ended ones, and a scan of it costs less than the map's
-/// code in the wasm (2 KB gzipped).
+/// code in the wasm.
 #[cfg(not(target_arch = "wasm32"))]
 fn claims<T>(f: impl FnOnce(&mut Vec<Spend>) -> T) -> T {
     static LIST: std::sync::Mutex<Vec<Spend>> = std::sync::Mutex::new(Vec::new());
@@ -68,21 +63,16 @@ fn claims<T>(f: impl FnOnce(&mut Vec<Spend>) -> T) -> T {
     LIST.with(|list| f(&mut list.borrow_mut()))
 }
 
-/// The claim on `token` in `list`.
-fn find(list: &[Spend], token: u64) -> Option<&Spend> {
-    list.iter().find(|s| s.token == token)
-}
-
 /// What a flight about to send a refresh token finds.
 pub(crate) enum Claimed {
     /// The token is this flight's to send; end the claim when done.
     Mine(Claim),
-    /// Another flight sends it (or the token it was rotated to): wait for
-    /// this (polling it drives it, should nothing else), then read the
-    /// store again.
+    /// Another flight sends it: wait for this (polling it drives it, should
+    /// nothing else), then read the store again.
     Running(Flight),
-    /// Other flights rotated it: take this newest record, send nothing.
-    Rotated(Arc<Record>),
+    /// Another flight of this process rotated it: read the store again,
+    /// and never send it.
+    Rotated,
 }
 
 /// This flight's claim on its refresh token. Dropped without a rotation
@@ -92,6 +82,15 @@ pub(crate) struct Claim {
     serial: u64,
 }
 
+/// What other flights do or did with `token`: `None` when nothing is known.
+fn look(list: &[Spend], token: u64, now: u64) -> Option<Claimed> {
+    let spend = list.iter().find(|s| s.token == token)?;
+    match &spend.running {
+        Some(running) => running.upgrade().map(Claimed::Running),
+        None => (now.saturating_sub(spend.started_ms) < REMEMBERED_MS).then_some(Claimed::Rotated),
+    }
+}
+
 /// The key of `refresh_token` for the client of `ctx`.
 fn key_of(ctx: &Context, refresh_token: &Secret) -> u64 {
     digest(&[
@@ -99,29 +98,6 @@ fn key_of(ctx: &Context, refresh_token: &Secret) -> u64 {
         &ctx.config.client_id,
         refresh_token.expose(),
     ])
-}
-
-/// What other flights did or do with `token` (following its chain of
-/// rotations): `None` when nothing is known of it.
-fn look(list: &[Spend], token: u64, now: u64) -> Option<Claimed> {
-    let mut link = token;
-    let mut newest = None;
-    for _ in 0..MAX_LINKS {
-        let Some(spend) = find(list, link) else {
-            break;
-        };
-        if let Some(running) = spend.running.as_ref().and_then(WeakShared::upgrade) {
-            return Some(Claimed::Running(running));
-        }
-        match &spend.rotated {
-            Some((record, next)) if now.saturating_sub(spend.started_ms) < REMEMBERED_MS => {
-                newest = Some(record.clone());
-                link = *next;
-            }
-            _ => break,
-        }
-    }
-    newest.map(Claimed::Rotated)
 }
 
 /// What another flight does or did with `refresh_token`, without claiming
@@ -157,28 +133,22 @@ pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> C
             serial,
             started_ms: now,
             running: flight.downgrade(),
-            rotated: None,
         });
         Claimed::Mine(Claim { serial })
     })
 }
 
 impl Claim {
-    /// Ends the claim: with the record its token was rotated to, that is
-    /// kept for states still holding the token; without, it is forgotten.
-    pub(crate) fn end(self, ctx: &Context, rotated: Option<Arc<Record>>) {
-        let Some(rotated) = rotated else {
-            return; // dropped: forgotten
-        };
-        let Some(next) = rotated.refresh_token.as_ref().map(|t| key_of(ctx, t)) else {
-            return;
-        };
-        claims(|list| {
-            if let Some(spend) = list.iter_mut().find(|s| s.serial == self.serial) {
-                spend.rotated = Some((rotated, next));
-                spend.running = None;
-            }
-        });
+    /// Ends the claim: when its flight rotated the token, that is kept;
+    /// otherwise it is forgotten.
+    pub(crate) fn end(self, rotated: bool) {
+        if rotated {
+            claims(|list| {
+                if let Some(spend) = list.iter_mut().find(|s| s.serial == self.serial) {
+                    spend.running = None;
+                }
+            });
+        }
     }
 }
 
@@ -186,22 +156,4 @@ impl Drop for Claim {
     fn drop(&mut self) {
         claims(|list| list.retain(|s| s.serial != self.serial || s.running.is_none()));
     }
-}
-
-/// Forgets the chain of rotations that led to `refresh_token` (its record
-/// is dead or being revoked): no state still holding one of the tokens it
-/// replaced takes up that record, or one before it, again.
-pub(crate) fn forget_chain_to(ctx: &Context, refresh_token: &Secret) {
-    let mut link = key_of(ctx, refresh_token);
-    claims(|list| {
-        for _ in 0..MAX_LINKS {
-            let Some(at) = list
-                .iter()
-                .position(|s| s.rotated.as_ref().is_some_and(|(_, next)| *next == link))
-            else {
-                break;
-            };
-            link = list.swap_remove(at).token;
-        }
-    });
 }

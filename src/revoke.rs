@@ -115,9 +115,6 @@ impl Attached {
             let (generation, saved) = st.set_record(dead);
             (generation, saved, refresh, access)
         };
-        if let Some(token) = &refresh {
-            crate::refresh_claims::forget_chain_to(&self.ctx, token);
-        }
         log::info!("freshtoken: session {} revoked", self.key);
         // Dead everywhere before the server hears of it: no process sends
         // the refresh token again, whatever the server answers.
@@ -157,15 +154,16 @@ impl Attached {
 impl Attached {
     /// Reads the store (as `sync`); then, without a lease, waits for a
     /// refresh another client of this process runs with the refresh token
-    /// read, and takes the record it was rotated to: the token revoked is
-    /// the newest, never one an in-process refresh is replacing meanwhile.
+    /// read, and reads again, as after one that rotated it meanwhile: the
+    /// token revoked is the newest the store holds, never one an in-process
+    /// refresh is replacing.
     async fn sync_past_other_clients(&self) -> Result<(), Error> {
-        let mut taken = 0;
+        let mut reread = false;
         loop {
             let synced = self.sync().await;
             let token = (self.cell.lock().record.as_ref()).and_then(|r| r.refresh_token.clone());
             let found = match token {
-                Some(token) if !self.store.supports_lease() && taken < 8 => {
+                Some(token) if !self.store.supports_lease() => {
                     crate::refresh_claims::elsewhere(&self.ctx, &token)
                 }
                 _ => None,
@@ -174,10 +172,7 @@ impl Attached {
                 Some(Claimed::Running(other)) => {
                     let _ = other.await;
                 }
-                Some(Claimed::Rotated(record)) => {
-                    taken += 1;
-                    self.take_rotated(&record);
-                }
+                Some(Claimed::Rotated) if !reread => reread = true,
                 _ => return synced,
             }
         }

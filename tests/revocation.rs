@@ -73,29 +73,6 @@ async fn another_process_sees_the_revocation_through_the_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_rotation_is_not_taken_up_by_a_client_still_holding_the_token_it_replaced() {
-    // B's own store holds a copy of the refresh token A rotated, then
-    // revoked: B must not be handed the revoked rotation's tokens.
-    let h = Harness::new();
-    let (a, old_rt) = h.seeded("u1").await;
-    let twin = h.twin();
-    let b_store = TestStore::new();
-    let b = twin.session("u1", b_store.clone()).unwrap();
-    b.seed(freshtoken::Seed {
-        refresh_token: old_rt.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    a.access_token().await.unwrap();
-    a.revoke().await.unwrap();
-
-    let error = b.access_token().await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
-    assert!(b_store.record("u1").unwrap().access_token.is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_by_another_client_waits_for_its_refresh_and_revokes_the_rotated_token() {
     // A logout through one client while another client of the process
     // refreshes the same session: the token revoked is the new one, not the

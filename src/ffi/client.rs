@@ -3,6 +3,7 @@
 use super::error::FreshTokenError;
 use super::executor::FlightThread;
 use super::host::{Clock, ClockAdapter, HttpAdapter, HttpClient, StoreAdapter, TokenStore};
+use super::host_exit::woken;
 use super::session::UserSession;
 use super::types::{
     signed, unsigned, AuthorizationRequest, AuthorizationUrlOptions, ExchangeCodeOptions,
@@ -114,19 +115,19 @@ fn configure(mut b: ConfigBuilder, o: TokenClientOptions) -> Result<ConfigBuilde
     Ok(b)
 }
 
+/// The host's clock, or the system's.
+fn clock_or_system(clock: Option<Arc<dyn Clock>>) -> Arc<dyn crate::Clock> {
+    match clock {
+        Some(clock) => Arc::new(ClockAdapter::new(clock)),
+        None => Arc::new(SystemClock),
+    }
+}
+
 /// A client for the provider `issuer`: its token, authorization and
 /// revocation endpoints are read from its discovery document
 /// (`/.well-known/openid-configuration`), checked (the issuer matches, the
 /// endpoints are https). `options.token_endpoint` stays empty; endpoints set
 /// in `options` win. `clock` is for tests with fake time (default: the system's).
-/// The host's clock, or the system's.
-fn clock_or_system(clock: Option<Arc<dyn Clock>>) -> Arc<dyn crate::Clock> {
-    match clock {
-        Some(clock) => Arc::new(ClockAdapter(clock)),
-        None => Arc::new(SystemClock),
-    }
-}
-
 #[uniffi::export]
 pub async fn discover_client(
     issuer: String,
@@ -134,13 +135,13 @@ pub async fn discover_client(
     http: Arc<dyn HttpClient>,
     clock: Option<Arc<dyn Clock>>,
 ) -> Result<Arc<TokenClient>, FreshTokenError> {
-    let inner = crate::TokenClient::discover(
+    let inner = woken(crate::TokenClient::discover(
         &issuer,
         builder(options)?,
-        Arc::new(HttpAdapter(http)),
+        Arc::new(HttpAdapter::new(http)),
         clock_or_system(clock),
         Some(Arc::new(FlightThread)),
-    )
+    ))
     .await?;
     Ok(Arc::new(TokenClient { inner }))
 }
@@ -155,7 +156,7 @@ impl TokenClient {
     ) -> Result<Arc<Self>, FreshTokenError> {
         let inner = crate::TokenClient::with_spawner(
             config(options)?,
-            Arc::new(HttpAdapter(http)),
+            Arc::new(HttpAdapter::new(http)),
             Arc::new(SystemClock),
             Arc::new(FlightThread),
         );
@@ -174,7 +175,7 @@ impl TokenClient {
         let config = Config::from_credentials_json(&json)?.build()?;
         let inner = crate::TokenClient::with_spawner(
             config,
-            Arc::new(HttpAdapter(http)),
+            Arc::new(HttpAdapter::new(http)),
             Arc::new(SystemClock),
             Arc::new(FlightThread),
         );
@@ -198,7 +199,7 @@ impl TokenClient {
         let config = credentials_builder(&json, options)?.build()?;
         let inner = crate::TokenClient::with_spawner(
             config,
-            Arc::new(HttpAdapter(http)),
+            Arc::new(HttpAdapter::new(http)),
             clock_or_system(clock),
             Arc::new(FlightThread),
         );
@@ -214,8 +215,8 @@ impl TokenClient {
     ) -> Result<Arc<Self>, FreshTokenError> {
         let inner = crate::TokenClient::with_spawner(
             config(options)?,
-            Arc::new(HttpAdapter(http)),
-            Arc::new(ClockAdapter(clock)),
+            Arc::new(HttpAdapter::new(http)),
+            Arc::new(ClockAdapter::new(clock)),
             Arc::new(FlightThread),
         );
         Ok(Arc::new(TokenClient { inner }))
@@ -234,7 +235,7 @@ impl TokenClient {
 
     /// Revokes every cached client token at the server and forgets it.
     pub async fn revoke_client_tokens(&self) -> Result<(), FreshTokenError> {
-        Ok(self.inner.revoke_client_tokens().await?)
+        Ok(woken(self.inner.revoke_client_tokens()).await?)
     }
 
     /// The discovery document the client was made from (`discover_client`).
@@ -261,7 +262,7 @@ impl TokenClient {
 
     /// A fresh client-credentials token for `scopes`.
     pub async fn client_token(&self, scopes: Vec<String>) -> Result<String, FreshTokenError> {
-        Ok(self.inner.client_token(&scopes).await?)
+        Ok(woken(self.inner.client_token(&scopes)).await?)
     }
 
     /// The client-token cache.
@@ -301,16 +302,14 @@ impl TokenClient {
         store: Arc<dyn TokenStore>,
     ) -> Result<Arc<UserSession>, FreshTokenError> {
         let store = StoreAdapter::new(store).map_err(|e| self.inner.scrub_storage(e))?;
-        let inner = self
-            .inner
-            .exchange_code(
-                &options.code,
-                &options.code_verifier,
-                &options.redirect_uri,
-                &key,
-                Arc::new(store),
-            )
-            .await?;
+        let inner = woken(self.inner.exchange_code(
+            &options.code,
+            &options.code_verifier,
+            &options.redirect_uri,
+            &key,
+            Arc::new(store),
+        ))
+        .await?;
         Ok(Arc::new(UserSession { inner }))
     }
 }
@@ -325,7 +324,7 @@ pub struct ClientTokens {
 impl ClientTokens {
     /// A fresh client token for `scopes` (order and duplicates ignored).
     pub async fn token(&self, scopes: Vec<String>) -> Result<String, FreshTokenError> {
-        Ok(self.client.client_tokens().token(&scopes).await?)
+        Ok(woken(self.client.client_tokens().token(&scopes)).await?)
     }
 
     /// Forgets the cached token for `scopes`.

@@ -3,12 +3,12 @@
 //! listener never delays or fails a refresh.
 
 use super::error::HostError;
+use super::host_exit::{self, HostObject};
 use super::types::{signed, ReauthorizationReason};
 use crate::per_process::PerProcess;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// Events waiting for a slow listener at most; later ones are dropped.
 const QUEUE: usize = 1024;
@@ -99,69 +99,18 @@ impl From<&crate::Event> for TokenEvent {
     }
 }
 
-/// Process-wide: whether the host is exiting, and how many listener calls
-/// are running. Once exiting, no listener is called or released again.
-struct Exit {
-    exiting: bool,
-    calls: usize,
-}
-
-static EXIT: Mutex<Exit> = Mutex::new(Exit {
-    exiting: false,
-    calls: 0,
-});
-static CALLS_DONE: Condvar = Condvar::new();
-
-fn exit_state() -> MutexGuard<'static, Exit> {
-    EXIT.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Stops event delivery in every client for good, for a host that is
-/// exiting: no freshtoken thread calls or releases a listener afterwards
-/// (queued events are dropped; the listeners' memory is left to the
-/// process's exit). Waits up to `timeout_ms` for listener calls already
-/// running, and returns whether none still is. Python calls it at exit: a
-/// thread that is not Python's must not call into an interpreter that is
-/// finalizing (CPython before 3.14 aborts the process). A negative
-/// `timeout_ms` waits for nothing.
-#[uniffi::export]
-pub fn shutdown_events(timeout_ms: i64) -> bool {
-    let mut state = exit_state();
-    state.exiting = true;
-    let wait = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
-    let (state, _) = CALLS_DONE
-        .wait_timeout_while(state, wait, |s| s.calls > 0)
-        .unwrap_or_else(|e| e.into_inner());
-    state.calls == 0
-}
-
-/// Calls the listener unless the host is exiting, counted for
-/// [`shutdown_events`].
+/// Calls the listener unless the host is exiting (a crossing into the
+/// host, see [`super::host_exit`]).
 fn deliver(listener: &dyn EventListener, event: TokenEvent) {
-    {
-        let mut state = exit_state();
-        if state.exiting {
-            return;
-        }
-        state.calls += 1;
+    if let Some(_crossing) = host_exit::enter() {
+        let _ = catch_unwind(AssertUnwindSafe(|| listener.on_event(event)));
     }
-    let _ = catch_unwind(AssertUnwindSafe(|| listener.on_event(event)));
-    exit_state().calls -= 1;
-    CALLS_DONE.notify_all();
 }
 
-/// Drops a reference to the listener, unless the host is exiting: then it
-/// is leaked, because the last one calls into the host to release it. The
-/// lock is held while dropping, so [`shutdown_events`] returns only after a
-/// release that began before it.
+/// Drops a reference to the listener: its last release calls into the
+/// host, so once the host is exiting it is leaked instead.
 fn release(listener: Arc<dyn EventListener>) {
-    let state = exit_state();
-    if state.exiting {
-        std::mem::forget(listener);
-    } else {
-        drop(listener);
-    }
-    drop(state);
+    drop(HostObject::new(listener));
 }
 
 /// The host's listener as the core's sink: events queue for the listener's
@@ -288,14 +237,14 @@ mod tests {
     }
 }
 
-/// [`shutdown_events`] is process-wide for good, so its test runs in a
+/// [`host_exit::shutdown_host_calls`] is process-wide for good, so its test runs in a
 /// child process of its own (this test binary, filtered to it).
 #[cfg(test)]
 mod exit_tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::mpsc::{channel, Receiver, Sender};
-    use std::sync::Barrier;
+    use std::sync::{Barrier, Mutex};
 
     const CHILD: &str = "FRESHTOKEN_EVENTS_EXIT_CHILD";
 
@@ -391,9 +340,12 @@ mod exit_tests {
         };
         crate::EventSink::on_event(&sink, &saved);
         entered.recv().unwrap();
-        assert!(!shutdown_events(10), "a listener call is still running");
+        assert!(
+            !host_exit::shutdown_host_calls(10),
+            "a listener call is still running"
+        );
         hold.wait();
-        assert!(shutdown_events(10_000), "the call returned");
+        assert!(host_exit::shutdown_host_calls(10_000), "the call returned");
         assert_eq!(held.calls.load(Ordering::SeqCst), 1);
 
         // After: nothing is delivered, inline or queued, and the last

@@ -31,7 +31,12 @@ impl crate::Spawn for FlightThread {
         // A panic inside a host callback must not take the thread (and
         // every later refresh) with it: the callers see it through the
         // shared flight instead.
-        let task = std::panic::AssertUnwindSafe(task).catch_unwind().map(drop);
+        // Counted until it ends (or is dropped): a host that exits waits
+        // for it, so that a refresh whose caller gave up still saves.
+        let running = super::host_exit::task();
+        let task = std::panic::AssertUnwindSafe(task)
+            .catch_unwind()
+            .map(move |_| drop(running));
         match pool() {
             Some(pool) => pool.spawn_ok(task),
             // No thread could be started: the callers drive the refresh.

@@ -2,8 +2,10 @@
 //! traits, and their adapters onto the core's traits.
 
 use super::error::HostError;
+use super::host_exit::{enter, host_call, Exiting, HostCall, HostObject};
 use super::types::{signed, CasResult, HttpHeader, HttpRequest, HttpResponse, VersionedRecord};
 use crate::{CasOutcome, StoreError, Versioned};
+use std::future::Future;
 use std::sync::Arc;
 
 /// Where the host keeps session records (a database, a Keychain item, a
@@ -63,13 +65,26 @@ fn store_error(e: HostError) -> StoreError {
     StoreError(e.to_string())
 }
 
+/// What a store call made while the host exits fails with.
+const STORE_EXITING: &str = "the app is exiting: its store was not called";
+
+/// The answer of a store call made through [`host_call`].
+async fn stored<T>(
+    call: HostCall<impl Future<Output = Result<T, HostError>>>,
+) -> Result<T, StoreError> {
+    match call.await {
+        Ok(answer) => answer.map_err(store_error),
+        Err(Exiting) => Err(StoreError(STORE_EXITING.into())),
+    }
+}
+
 /// The host's store as the core's. Its two synchronous members are asked
 /// once, when the adapter is made on the caller's thread (`session()`, a
 /// code exchange, an encrypted store over it): the core would otherwise
 /// ask them on its own threads, where a synchronous callback has no
 /// deadline and one that blocks would stall every client's flights.
 pub(crate) struct StoreAdapter {
-    store: Arc<dyn TokenStore>,
+    store: HostObject<dyn TokenStore>,
     lease: bool,
     versions: bool,
     /// The core's store behind `store` when it is an encrypted store of
@@ -86,14 +101,17 @@ impl StoreAdapter {
     /// same single-use token, and one of them would lose the rotation (a
     /// re-link for the user). The next call asks again.
     pub(crate) fn new(store: Arc<dyn TokenStore>) -> Result<Self, crate::Error> {
-        let ask = |member: &str, answer: Result<bool, HostError>| {
+        let ask = |member: &str, ask: &dyn Fn() -> Result<bool, HostError>| {
+            let crossing = enter().ok_or_else(|| crate::Error::storage(STORE_EXITING))?;
+            let answer = ask();
+            drop(crossing);
             answer.map_err(|e| crate::Error::storage(format!("the store's {member}() failed: {e}")))
         };
-        let lease = ask("supports_lease", store.supports_lease())?;
-        let versions = ask("supports_versions", store.supports_versions())?;
+        let lease = ask("supports_lease", &|| store.supports_lease())?;
+        let versions = ask("supports_versions", &|| store.supports_versions())?;
         Ok(StoreAdapter {
             encrypted: super::encrypted_store::core_of(&store),
-            store,
+            store: HostObject::new(store),
             lease,
             versions,
         })
@@ -103,14 +121,14 @@ impl StoreAdapter {
 #[async_trait::async_trait]
 impl crate::TokenStore for StoreAdapter {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.store.load(key.to_owned()).await.map_err(store_error)
+        stored(host_call(self.store.load(key.to_owned()))).await
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.store
-            .save(key.to_owned(), record.to_owned())
-            .await
-            .map_err(store_error)
+        stored(host_call(
+            self.store.save(key.to_owned(), record.to_owned()),
+        ))
+        .await
     }
 
     fn supports_lease(&self) -> bool {
@@ -118,17 +136,19 @@ impl crate::TokenStore for StoreAdapter {
     }
 
     async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        self.store
-            .acquire(key.to_owned(), owner.to_owned(), signed(ttl_ms))
-            .await
-            .map_err(store_error)
+        stored(host_call(self.store.acquire(
+            key.to_owned(),
+            owner.to_owned(),
+            signed(ttl_ms),
+        )))
+        .await
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.store
-            .release(key.to_owned(), owner.to_owned())
-            .await
-            .map_err(store_error)
+        stored(host_call(
+            self.store.release(key.to_owned(), owner.to_owned()),
+        ))
+        .await
     }
 
     fn supports_versions(&self) -> bool {
@@ -136,11 +156,7 @@ impl crate::TokenStore for StoreAdapter {
     }
 
     async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let found = self
-            .store
-            .load_versioned(key.to_owned())
-            .await
-            .map_err(store_error)?;
+        let found = stored(host_call(self.store.load_versioned(key.to_owned()))).await?;
         Ok(found.map(|v| Versioned {
             record: v.record,
             version: v.version,
@@ -160,15 +176,12 @@ impl crate::TokenStore for StoreAdapter {
         record: &str,
         expected: Option<&str>,
     ) -> Result<CasOutcome, StoreError> {
-        let result = self
-            .store
-            .save_versioned(
-                key.to_owned(),
-                record.to_owned(),
-                expected.map(str::to_owned),
-            )
-            .await
-            .map_err(store_error)?;
+        let result = stored(host_call(self.store.save_versioned(
+            key.to_owned(),
+            record.to_owned(),
+            expected.map(str::to_owned),
+        )))
+        .await?;
         Ok(match result {
             CasResult::Saved { version } => CasOutcome::Saved { version },
             CasResult::Conflict => CasOutcome::Conflict,
@@ -177,7 +190,14 @@ impl crate::TokenStore for StoreAdapter {
 }
 
 /// The host's HTTP client as the core's.
-pub(crate) struct HttpAdapter(pub(crate) Arc<dyn HttpClient>);
+pub(crate) struct HttpAdapter(HostObject<dyn HttpClient>);
+
+impl HttpAdapter {
+    /// Adapts `http`.
+    pub(crate) fn new(http: Arc<dyn HttpClient>) -> Self {
+        HttpAdapter(HostObject::new(http))
+    }
+}
 
 #[async_trait::async_trait]
 impl crate::HttpClient for HttpAdapter {
@@ -199,7 +219,15 @@ impl crate::HttpClient for HttpAdapter {
             max_response_bytes: signed(max as u64),
         };
         // An oversize body passes through: the core judges it by the status.
-        match self.0.send(request).await {
+        let answer = match host_call(self.0.send(request)).await {
+            Ok(answer) => answer,
+            Err(Exiting) => {
+                return Err(crate::HttpError::NotSent(
+                    "the app is exiting: the request was not sent".into(),
+                ))
+            }
+        };
+        match answer {
             // Not an HTTP status (HttpURLConnection's -1 for an answer that
             // was not HTTP): the request was sent and its answer is unknown.
             Ok(response) if !crate::response::is_http_status(response.status) => {
@@ -226,14 +254,25 @@ impl crate::HttpClient for HttpAdapter {
 }
 
 /// The host's clock as the core's.
-pub(crate) struct ClockAdapter(pub(crate) Arc<dyn Clock>);
+pub(crate) struct ClockAdapter(HostObject<dyn Clock>);
+
+impl ClockAdapter {
+    /// Adapts `clock`.
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        ClockAdapter(HostObject::new(clock))
+    }
+}
 
 #[async_trait::async_trait]
 impl crate::Clock for ClockAdapter {
     fn now_ms(&self) -> u64 {
         // A failing, negative or implausibly late host clock falls back to
-        // the system clock.
-        match self.0.now_ms().map(u64::try_from) {
+        // the system clock, and so does an exiting host.
+        let reading = enter().map(|_crossing| self.0.now_ms());
+        match reading
+            .unwrap_or(Err(HostError::Timeout))
+            .map(u64::try_from)
+        {
             Ok(Ok(ms)) if ms <= crate::clock::LATEST_PLAUSIBLE_MS => ms,
             _ => crate::Clock::now_ms(&crate::SystemClock),
         }
@@ -244,9 +283,9 @@ impl crate::Clock for ClockAdapter {
         let host = crate::deadline::within(
             &crate::SystemClock,
             ms.saturating_add(HOST_SLEEP_GRACE_MS),
-            self.0.sleep(signed(ms)),
+            host_call(self.0.sleep(signed(ms))),
         );
-        if let Ok(Err(_)) = host.await {
+        if let Ok(Err(_) | Ok(Err(_))) = host.await {
             crate::Clock::sleep(&crate::SystemClock, ms).await;
         }
     }
@@ -281,7 +320,7 @@ mod tests {
     }
 
     fn read(reading: Result<i64, ()>) -> u64 {
-        crate::Clock::now_ms(&ClockAdapter(Arc::new(Reads(reading))))
+        crate::Clock::now_ms(&ClockAdapter::new(Arc::new(Reads(reading))))
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod executor;
 mod host;
+mod host_exit;
 mod redact;
 mod session;
 mod types;
@@ -19,8 +20,9 @@ mod types;
 pub use client::{ClientTokens, TokenClient};
 pub use encrypted_store::{encrypted_store, EncryptionKey, EncryptionKeys};
 pub use error::{FreshTokenError, HostError};
-pub use events::{shutdown_events, EventKind, EventListener, TokenEvent};
+pub use events::{EventKind, EventListener, TokenEvent};
 pub use host::{Clock, HttpClient, TokenStore};
+pub use host_exit::shutdown_host_calls;
 pub use session::UserSession;
 pub use types::{
     AuthorizationRequest, AuthorizationUrlOptions, CachedToken, CasResult, ExchangeCodeOptions,

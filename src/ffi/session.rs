@@ -1,6 +1,7 @@
 //! `UserSession` for Kotlin, Swift and Python.
 
 use super::error::FreshTokenError;
+use super::host_exit::woken;
 use super::types::{CachedToken, SeedOptions, SessionStatus, TokenInfo};
 
 /// One user's tokens. Handles with the same key in one client share state.
@@ -35,38 +36,38 @@ impl UserSession {
 
     /// A fresh access token: from memory, or through one shared refresh.
     pub async fn access_token(&self) -> Result<String, FreshTokenError> {
-        Ok(self.inner.access_token().await?)
+        Ok(woken(self.inner.access_token()).await?)
     }
 
     /// The fresh token with its expiry, scope, ID token and refresh expiry.
     pub async fn tokens(&self) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.tokens().await?.into())
+        Ok(woken(self.inner.tokens()).await?.into())
     }
 
     /// A forced refresh, shared with concurrent callers.
     pub async fn refresh(&self) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.refresh().await?.into())
+        Ok(woken(self.inner.refresh()).await?.into())
     }
 
     /// The API rejected `token`: refresh, unless another caller already did.
     pub async fn token_rejected(&self, token: String) -> Result<TokenInfo, FreshTokenError> {
-        Ok(self.inner.token_rejected(&token).await?.into())
+        Ok(woken(self.inner.token_rejected(&token)).await?.into())
     }
 
     /// Adopts an existing refresh token (and optionally its access token).
     pub async fn seed(&self, seed: SeedOptions) -> Result<(), FreshTokenError> {
-        Ok(self.inner.seed(seed.into()).await?)
+        Ok(woken(self.inner.seed(seed.into())).await?)
     }
 
     /// Revokes the session at the server (RFC 7009) and marks it dead
     /// (reason `revoked`); a failure still leaves it dead, and says the
     /// server may still hold the token.
     pub async fn revoke(&self) -> Result<(), FreshTokenError> {
-        Ok(self.inner.revoke().await?)
+        Ok(woken(self.inner.revoke()).await?)
     }
 
     /// What is known without sending anything.
     pub async fn status(&self) -> Result<SessionStatus, FreshTokenError> {
-        Ok(self.inner.status().await?.into())
+        Ok(woken(self.inner.status()).await?.into())
     }
 }

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import _thread
 import asyncio
-import atexit
 import inspect
 import logging
 import os
@@ -277,22 +276,8 @@ def listener(on_event: Any) -> Any:
 #
 # The events thread that calls listeners (and releases them when their
 # client is dropped: uniffi's free callback) is a Rust thread, not a Python
-# one. If it calls into Python once the interpreter has begun to finalize,
-# CPython (before 3.14) ends it with pthread_exit, which the Rust thread
-# cannot unwind through, and the process aborts ("FATAL: exception not
-# rethrown"). So that thread only hands events over to the listener's Python
-# thread (where a callable still running at exit ends like any daemon
-# thread), and at exit the core is told to stop for good: queued and later
-# events are dropped, listeners are never released again (the process is
-# ending), and hand-overs already running are waited for (bounded).
-
-# How long exit waits for listener calls (hand-overs) already running.
-_EXIT_WAIT_MS = 2000
-
-
-def _at_exit() -> None:
-    """Stops every client's event delivery before the interpreter finalizes."""
-    _generated.shutdown_events(_EXIT_WAIT_MS)
-
-
-atexit.register(_at_exit)
+# one, so it only hands events over to the listener's Python thread (where a
+# callable still running at exit ends like any daemon thread). At exit,
+# ``_loop``'s hook stops the core from calling into Python for good
+# (``shutdown_host_calls``): queued and later events are dropped, and
+# listeners are never released again (the process is ending).

@@ -199,13 +199,36 @@ _in_progress_pid: Optional[int] = None
 _in_progress_idle = threading.Condition()
 
 
-def _wait_for_host_calls_at_exit() -> None:
-    """Until nothing is left to do, or ``EXIT_WAIT_S``: the calls callers
+#: How long the core is given, at least, to finish its own tasks at exit
+#: once the calls above ended (or ``EXIT_WAIT_S`` ran out).
+CORE_EXIT_WAIT_S = 2.0
+
+
+def _at_exit() -> None:
+    """Waits for the calls still running (``_wait_for_host_calls``), then
+    stops the core from calling into Python for good.
+
+    The core's own threads (the one finishing a refresh whose caller gave
+    up, the timer, the events thread) are not Python's. If one called into
+    the interpreter once it has begun to finalize, CPython (before 3.14)
+    would end it with pthread_exit, which a Rust thread cannot unwind
+    through, and the process would abort ("FATAL: exception not rethrown").
+    ``shutdown_host_calls`` first waits for the core's tasks still running
+    (a refresh answered now still saves its rotated refresh token), then no
+    host callback, release or wake-up crosses again: store calls fail,
+    requests are not sent, host objects are leaked, and events are dropped."""
+    deadline = time.monotonic() + EXIT_WAIT_S
+    _wait_for_host_calls(deadline)
+    left = max(deadline - time.monotonic(), CORE_EXIT_WAIT_S)
+    _generated.shutdown_host_calls(int(left * 1000))
+
+
+def _wait_for_host_calls(deadline: float) -> None:
+    """Until nothing is left to do, or ``deadline``: the calls callers
     still wait for (a daemon thread's refresh), and the host calls queued or
     running in freshtoken's threads. Each may start the other (a refresh's
     save runs in a thread; the save's end lets the refresh answer), so it
     looks again until it finds all of them idle at once."""
-    deadline = time.monotonic() + EXIT_WAIT_S
     pools = [pool for pool, pid in ((_store_pool, _pid), (_http, _http_pid))
              if pool is not None and pid == os.getpid()]
     while True:
@@ -223,7 +246,7 @@ def _wait_for_host_calls_at_exit() -> None:
             return
 
 
-atexit.register(_wait_for_host_calls_at_exit)
+atexit.register(_at_exit)
 
 
 def http_executor() -> concurrent.futures.ThreadPoolExecutor:

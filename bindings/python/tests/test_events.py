@@ -667,7 +667,7 @@ def run_exit_script(tmp_path, text, runs):
 
 
 def test_a_process_with_events_queued_at_exit_exits_cleanly(tmp_path):
-    # Without the exit hook (shutdown_events: nothing is delivered or
+    # Without the exit hook (shutdown_host_calls: nothing is delivered or
     # released once the interpreter exits) this script aborted in every run.
     run_exit_script(tmp_path, QUEUED_AT_EXIT_SCRIPT, 3)
 
@@ -676,7 +676,7 @@ def test_a_process_with_clients_to_release_exits_cleanly(tmp_path):
     # Each client's listener is released by its events thread, a Rust
     # thread; one that called into Python during finalization was ended by
     # CPython with pthread_exit and aborted the process ("FATAL: exception
-    # not rethrown"). Without freshtoken's exit hook (_events._at_exit)
+    # not rethrown"). Without freshtoken's exit hook (_loop._at_exit)
     # this script aborted in 13 to 18 runs of 20; four runs all exiting
     # cleanly leave a regression about one chance in ten thousand.
     run_exit_script(tmp_path, EXIT_SCRIPT, 4)
@@ -686,7 +686,7 @@ def test_a_process_with_clients_to_release_exits_cleanly(tmp_path):
 # still running when the script ends. On the core's events thread it was
 # ended by CPython with pthread_exit once the interpreter finalized, and the
 # process aborted ("FATAL: exception not rethrown") in every run: exit waits
-# for it at most _EXIT_WAIT_MS. On the listener's Python thread it ends like
+# for it at most _loop.CORE_EXIT_WAIT_S. On the listener's Python thread it ends like
 # any daemon thread.
 STALLED_AT_EXIT_SCRIPT = """
 import threading

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 import freshtoken
 
@@ -171,14 +170,10 @@ sys.stdin.readline()
 """.replace("CLIENT_ID", repr(CLIENT_ID)).replace("CLIENT_SECRET", repr(CLIENT_SECRET))
 
 
-# Not strict: the abort needs the core's thread to call in during
-# finalization, a race this machine lost about 1 run in 5; a run of 25
-# without one would read as fixed (XPASS) and fail CI while nothing changed.
-@pytest.mark.xfail(strict=False, reason="core: its threads call into Python (a host callback, a future's "
-                                        "wake-up) while the interpreter finalizes, and CPython ends such a "
-                                        "thread with pthread_exit, which Rust cannot unwind: the process "
-                                        "aborts. Needs a core shutdown for host calls, as shutdown_events is "
-                                        "for events")
+# The core's thread finishing the refresh (its save, its callers' wake-up)
+# called into Python while the interpreter finalized, and CPython ended it
+# with pthread_exit, which Rust cannot unwind: the process aborted, about 1
+# run in 5 here before the core's shutdown_host_calls (the exit hook).
 def test_a_refresh_finishing_while_the_interpreter_exits_never_aborts_the_process(emu, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test

@@ -6105,6 +6105,13 @@ private func uniffiForeignFutureDroppedCallback(handle: UInt64) {
 public func uniffiForeignFutureHandleCountFreshtoken() -> Int {
     UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.count
 }
+/**
+ * A client for the provider `issuer`: its token, authorization and
+ * revocation endpoints are read from its discovery document
+ * (`/.well-known/openid-configuration`), checked (the issuer matches, the
+ * endpoints are https). `options.token_endpoint` stays empty; endpoints set
+ * in `options` win. `clock` is for tests with fake time (default: the system's).
+ */
 public func discoverClient(issuer: String, options: TokenClientOptions, http: HttpClient, clock: Clock?)async throws  -> FfiTokenClient  {
     return
         try  await uniffiRustCallAsync(
@@ -6137,19 +6144,23 @@ public func encryptedStore(inner: TokenStore, keys: EncryptionKeys)throws  -> To
 })
 }
 /**
- * Stops event delivery in every client for good, for a host that is
- * exiting: no freshtoken thread calls or releases a listener afterwards
- * (queued events are dropped; the listeners' memory is left to the
- * process's exit). Waits up to `timeout_ms` for listener calls already
- * running, and returns whether none still is. Python calls it at exit: a
- * thread that is not Python's must not call into an interpreter that is
+ * Stops every call from freshtoken into the host, for good, for a host
+ * that is exiting. First waits, up to `timeout_ms` in all, for the core's
+ * detached tasks already running (a refresh whose caller gave up still
+ * saves its rotated refresh token through the host's store) and for the
+ * calls into the host they make; then no freshtoken thread calls a store,
+ * an HTTP client, a clock or a listener, releases one, or wakes a call
+ * the host awaits (store calls fail as storage errors, requests are not
+ * sent, host objects are leaked). Returns whether nothing was still
+ * running. Python calls it at exit, after its own calls ended: a thread
+ * that is not Python's must not call into an interpreter that is
  * finalizing (CPython before 3.14 aborts the process). A negative
  * `timeout_ms` waits for nothing.
  */
-public func shutdownEvents(timeoutMs: Int64) -> Bool  {
+public func shutdownHostCalls(timeoutMs: Int64) -> Bool  {
     return try!  FfiConverterBool.lift(try! rustCall() {
         uniffiCallStatus in
-    uniffi_freshtoken_fn_func_shutdown_events(
+    uniffi_freshtoken_fn_func_shutdown_host_calls(
         FfiConverterInt64.lower(timeoutMs),uniffiCallStatus
     )
 })
@@ -6170,13 +6181,13 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
-    if (uniffi_freshtoken_checksum_func_discover_client() != 6369) {
+    if (uniffi_freshtoken_checksum_func_discover_client() != 50493) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_func_encrypted_store() != 34069) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_func_shutdown_events() != 220) {
+    if (uniffi_freshtoken_checksum_func_shutdown_host_calls() != 19457) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 20463) {

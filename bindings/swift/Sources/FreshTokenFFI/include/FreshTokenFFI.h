@@ -778,9 +778,9 @@ uint64_t uniffi_freshtoken_fn_func_discover_client(RustBuffer issuer, RustBuffer
 uint64_t uniffi_freshtoken_fn_func_encrypted_store(uint64_t inner, RustBuffer keys, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_SHUTDOWN_EVENTS
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_SHUTDOWN_EVENTS
-int8_t uniffi_freshtoken_fn_func_shutdown_events(int64_t timeout_ms, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_SHUTDOWN_HOST_CALLS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_SHUTDOWN_HOST_CALLS
+int8_t uniffi_freshtoken_fn_func_shutdown_host_calls(int64_t timeout_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
@@ -1055,9 +1055,9 @@ uint16_t uniffi_freshtoken_checksum_func_encrypted_store(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_EVENTS
-#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_EVENTS
-uint16_t uniffi_freshtoken_checksum_func_shutdown_events(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_HOST_CALLS
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_HOST_CALLS
+uint16_t uniffi_freshtoken_checksum_func_shutdown_host_calls(void
     
 );
 #endif

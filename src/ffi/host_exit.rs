@@ -1,0 +1,362 @@
+//! The host's exit: once the host says it is exiting
+//! ([`shutdown_host_calls`]), no freshtoken thread calls into it again.
+//!
+//! Why: a thread that calls into a CPython interpreter that has begun to
+//! finalize is ended with `pthread_exit` (before Python 3.14), which cannot
+//! unwind through Rust frames, and the process aborts. The core's threads
+//! (the flight thread finishing a refresh whose caller gave up, the timer,
+//! the events thread) may call in at any moment: a host object's method
+//! (store, HTTP, clock, listener), the release of a host object, the
+//! wake-up of a call the host awaits. Each goes through a *crossing* here;
+//! once the host is exiting, none starts, and the ones already running are
+//! waited for (bounded). What is not called is given up: a store call
+//! fails as a storage error, a request is not sent, a host object is leaked
+//! instead of released, an awaited call is never woken (the process is
+//! ending).
+
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+/// Process-wide: whether the host is exiting, how many crossings into it
+/// are running, and how many detached core tasks (refreshes, revocations,
+/// code exchanges) are running.
+struct Exit {
+    /// The process these counts belong to: a forked child starts at zero
+    /// (a crossing running in another thread of its parent never ends in it).
+    pid: u32,
+    exiting: bool,
+    crossings: usize,
+    tasks: usize,
+}
+
+static EXIT: Mutex<Exit> = Mutex::new(Exit {
+    pid: 0,
+    exiting: false,
+    crossings: 0,
+    tasks: 0,
+});
+static CHANGED: Condvar = Condvar::new();
+
+/// This process's state (reset in a forked child).
+fn state() -> MutexGuard<'static, Exit> {
+    let mut state = EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if state.pid != pid {
+        *state = Exit {
+            pid,
+            exiting: false,
+            crossings: 0,
+            tasks: 0,
+        };
+    }
+    state
+}
+
+/// Stops every call from freshtoken into the host, for good, for a host
+/// that is exiting. First waits, up to `timeout_ms` in all, for the core's
+/// detached tasks already running (a refresh whose caller gave up still
+/// saves its rotated refresh token through the host's store) and for the
+/// calls into the host they make; then no freshtoken thread calls a store,
+/// an HTTP client, a clock or a listener, releases one, or wakes a call
+/// the host awaits (store calls fail as storage errors, requests are not
+/// sent, host objects are leaked). Returns whether nothing was still
+/// running. Python calls it at exit, after its own calls ended: a thread
+/// that is not Python's must not call into an interpreter that is
+/// finalizing (CPython before 3.14 aborts the process). A negative
+/// `timeout_ms` waits for nothing.
+#[uniffi::export]
+pub fn shutdown_host_calls(timeout_ms: i64) -> bool {
+    let wait = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+    let deadline = Instant::now() + wait;
+    let state = state();
+    let (mut state, _) = CHANGED
+        .wait_timeout_while(state, wait, |s| s.tasks > 0 || s.crossings > 0)
+        .unwrap_or_else(|e| e.into_inner());
+    state.exiting = true;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (state, _) = CHANGED
+        .wait_timeout_while(state, left, |s| s.crossings > 0)
+        .unwrap_or_else(|e| e.into_inner());
+    state.tasks == 0 && state.crossings == 0
+}
+
+/// One call into the host in progress; ends when dropped.
+pub(crate) struct Crossing(());
+
+/// A crossing into the host, or `None` once the host is exiting.
+pub(crate) fn enter() -> Option<Crossing> {
+    let mut state = state();
+    if state.exiting {
+        return None;
+    }
+    state.crossings += 1;
+    Some(Crossing(()))
+}
+
+impl Drop for Crossing {
+    fn drop(&mut self) {
+        let mut state = state();
+        state.crossings = state.crossings.saturating_sub(1);
+        drop(state);
+        CHANGED.notify_all();
+    }
+}
+
+/// One detached core task running (counted for [`shutdown_host_calls`]'s
+/// first wait); ends when dropped, with the task or when it is dropped.
+pub(crate) struct Task(());
+
+/// Counts a detached task until the returned value is dropped.
+pub(crate) fn task() -> Task {
+    state().tasks += 1;
+    Task(())
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        let mut state = state();
+        state.tasks = state.tasks.saturating_sub(1);
+        drop(state);
+        CHANGED.notify_all();
+    }
+}
+
+/// A host object (store, HTTP client, clock, listener) held by the core.
+/// Its last release calls into the host, so it happens in a crossing, or
+/// not at all once the host is exiting (the object is leaked).
+pub(crate) struct HostObject<T: ?Sized>(ManuallyDrop<Arc<T>>);
+
+impl<T: ?Sized> HostObject<T> {
+    /// Holds `object`.
+    pub(crate) fn new(object: Arc<T>) -> Self {
+        HostObject(ManuallyDrop::new(object))
+    }
+}
+
+impl<T: ?Sized> Clone for HostObject<T> {
+    fn clone(&self) -> Self {
+        HostObject::new(Arc::clone(&self.0))
+    }
+}
+
+impl<T: ?Sized> Deref for HostObject<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: ?Sized> Drop for HostObject<T> {
+    fn drop(&mut self) {
+        if let Some(_crossing) = enter() {
+            // SAFETY: dropped once, here; `self.0` is not used again.
+            unsafe { ManuallyDrop::drop(&mut self.0) }
+        }
+    }
+}
+
+/// The host is exiting: the call was not made (or its answer not awaited).
+#[derive(Debug)]
+pub(crate) struct Exiting;
+
+/// A call of a host object's async method: the call itself (made when
+/// first polled), every later poll and the release of its future (which
+/// calls into the host) each run in a crossing. Once the host is exiting it
+/// ends with [`Exiting`], and its future is leaked instead of released.
+pub(crate) struct HostCall<F>(ManuallyDrop<Pin<Box<F>>>);
+
+/// Wraps the host call `call` (not yet polled).
+pub(crate) fn host_call<F: Future>(call: F) -> HostCall<F> {
+    HostCall(ManuallyDrop::new(Box::pin(call)))
+}
+
+impl<F: Future> Future for HostCall<F> {
+    type Output = Result<F::Output, Exiting>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(_crossing) = enter() else {
+            return Poll::Ready(Err(Exiting));
+        };
+        self.0.as_mut().poll(cx).map(Ok)
+    }
+}
+
+impl<F> Drop for HostCall<F> {
+    fn drop(&mut self) {
+        if let Some(_crossing) = enter() {
+            // SAFETY: dropped once, here; `self.0` is not used again.
+            unsafe { ManuallyDrop::drop(&mut self.0) }
+        }
+    }
+}
+
+/// An exported call's future, whose wake-ups call into the host (the
+/// host's executor resumes its awaiting caller): each wake-up runs in a
+/// crossing, and none once the host is exiting.
+pub(crate) struct Woken<F> {
+    call: Pin<Box<F>>,
+    relay: Option<(Arc<Relay>, Waker)>,
+}
+
+/// Passes wake-ups on to the host's waker.
+struct Relay(Mutex<Waker>);
+
+impl Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let waker = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(_crossing) = enter() {
+            waker.wake();
+        }
+    }
+}
+
+/// Wraps the exported call `call`.
+pub(crate) fn woken<F: Future>(call: F) -> Woken<F> {
+    Woken {
+        call: Box::pin(call),
+        relay: None,
+    }
+}
+
+impl<F: Future> Future for Woken<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let (relay, waker) = this.relay.get_or_insert_with(|| {
+            let relay = Arc::new(Relay(Mutex::new(cx.waker().clone())));
+            let waker = Waker::from(relay.clone());
+            (relay, waker)
+        });
+        {
+            let mut host = relay.0.lock().unwrap_or_else(|e| e.into_inner());
+            if !host.will_wake(cx.waker()) {
+                host.clone_from(cx.waker());
+            }
+        }
+        this.call.as_mut().poll(&mut Context::from_waker(waker))
+    }
+}
+
+/// [`shutdown_host_calls`] is process-wide for good, so its test runs in a
+/// child process of its own (this test binary, filtered to it).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::mpsc::channel;
+
+    const CHILD: &str = "FRESHTOKEN_HOST_EXIT_CHILD";
+
+    /// Counts wake-ups.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Notes its drop (the release of a host object).
+    struct Released(Arc<AtomicBool>);
+
+    impl Drop for Released {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Pending until its waker is taken and woken by the test.
+    struct Parked(Arc<Mutex<Option<Waker>>>);
+
+    impl Future for Parked {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            *self.0.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn after_shutdown_the_host_is_never_called_released_or_woken() {
+        if std::env::var_os(CHILD).is_none() {
+            let run = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "ffi::host_exit::tests::after_shutdown_the_host_is_never_called_released_or_woken",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "the child process failed: {}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            );
+            return;
+        }
+
+        // Before: a wake-up reaches the host's waker; a host object is released.
+        let host = Arc::new(Count(AtomicUsize::new(0)));
+        let host_waker = Waker::from(host.clone());
+        let parked = Arc::new(Mutex::new(None));
+        let mut call = woken(Parked(parked.clone()));
+        let mut cx = Context::from_waker(&host_waker);
+        assert!(Pin::new(&mut call).poll(&mut cx).is_pending());
+        let inner = parked.lock().unwrap().take().unwrap();
+        inner.wake_by_ref();
+        assert_eq!(host.0.load(Ordering::SeqCst), 1, "woken before the exit");
+        let released = Arc::new(AtomicBool::new(false));
+        drop(HostObject::new(Arc::new(Released(released.clone()))));
+        assert!(released.load(Ordering::SeqCst));
+
+        // A running detached task holds up the shutdown until it ends,
+        // and so does a crossing it makes (a save of its rotated token).
+        let (started, running) = channel();
+        let (finish, finished) = channel::<()>();
+        let worker = std::thread::spawn(move || {
+            let task = task();
+            let crossing = enter().expect("not exiting yet");
+            started.send(()).unwrap();
+            finished.recv().unwrap();
+            drop(crossing);
+            drop(task);
+        });
+        running.recv().unwrap();
+        assert!(!shutdown_host_calls(10), "a task is still running");
+        assert!(enter().is_none(), "closed even when it gave up waiting");
+        finish.send(()).unwrap();
+        assert!(shutdown_host_calls(10_000), "the crossing ended");
+        worker.join().unwrap();
+
+        // After: no crossing, no wake-up, no release, no host call.
+        assert!(enter().is_none());
+        inner.wake();
+        assert_eq!(host.0.load(Ordering::SeqCst), 1, "not woken after the exit");
+        let after = Arc::new(AtomicBool::new(false));
+        drop(HostObject::new(Arc::new(Released(after.clone()))));
+        assert!(!after.load(Ordering::SeqCst), "leaked, not released");
+        let called = Arc::new(AtomicBool::new(false));
+        let flag = called.clone();
+        let mut never = host_call(async move { flag.store(true, Ordering::SeqCst) });
+        assert!(matches!(
+            Pin::new(&mut never).poll(&mut cx),
+            Poll::Ready(Err(Exiting))
+        ));
+        drop(never);
+        assert!(!called.load(Ordering::SeqCst), "the host call was not made");
+    }
+}

@@ -12,7 +12,8 @@ carry secrets.
 Failures are reported as the core needs them:
 
 * the request surely never left (connection refused, DNS, TLS handshake,
-  unreachable network): ``HostError.NotSent`` -- the core may retry it;
+  unreachable network, a connection or a request write that timed out):
+  ``HostError.NotSent`` -- the core may retry it;
 * no answer in time: ``HostError.Timeout``;
 * anything else (the connection broke after the request may have been
   sent): ``HostError.Failed`` -- the core treats the refresh token as in doubt.
@@ -72,11 +73,13 @@ def classify_connect_error(error: urllib.error.URLError) -> Exception:
 
     urllib wraps failures of ``connect()`` and of sending the request in
     ``URLError``; failures while waiting for or reading the answer are
-    raised unwrapped.
+    raised unwrapped. So a timeout here is one that struck before the whole
+    request was written: a server never acts on a request it did not get
+    whole, and the refresh token it carries is unspent.
     """
     reason = error.reason
     if _is_timeout(reason):
-        return HostError.Timeout()
+        return HostError.NotSent(detail="request not sent: timed out before the request was written")
     if isinstance(reason, str):
         # e.g. "unknown url type": nothing was sent.
         return HostError.NotSent(detail="request not sent: invalid URL")

@@ -71,6 +71,21 @@ def test_no_answer_in_time_is_timeout(emu):
         asyncio.run(UrllibHttpClient().send(request(emu.token_endpoint, timeout_ms=200)))
 
 
+def test_a_connect_that_times_out_is_not_sent():
+    # A listener whose one-place accept queue is full and never accepted:
+    # the kernel drops further connection attempts, so connect() times out
+    # before a byte of the request is written. The refresh token is unspent:
+    # NotSent lets the core retry it, where Timeout would leave it in doubt.
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued.connect(listener.getsockname())
+        with pytest.raises(HostError.NotSent) as raised:
+            asyncio.run(UrllibHttpClient().send(request(f"http://127.0.0.1:{listener.getsockname()[1]}/connect/token",
+                                                        timeout_ms=200)))
+        assert "timed out" in raised.value.detail
+
+
 def test_a_connection_closed_without_an_answer_is_failed(emu):
     emu.fault({"kind": "drop_before"})
     with pytest.raises(HostError.Failed):
@@ -82,8 +97,8 @@ def test_a_connection_closed_without_an_answer_is_failed(emu):
     (socket.gaierror(-2, "Name or service not known"), HostError.NotSent),
     (ssl.SSLCertVerificationError(1, "certificate verify failed"), HostError.NotSent),
     (OSError(101, "Network is unreachable"), HostError.NotSent),
-    (TimeoutError("timed out"), HostError.Timeout),
-    (socket.timeout("timed out"), HostError.Timeout),
+    (TimeoutError("timed out"), HostError.NotSent),  # connecting or writing: before the request was whole
+    (socket.timeout("timed out"), HostError.NotSent),
     (BrokenPipeError(32, "Broken pipe"), HostError.Failed),
     (ConnectionResetError(104, "Connection reset by peer"), HostError.Failed),
     ("unknown url type: ftp", HostError.NotSent),

@@ -294,6 +294,7 @@ impl Attached {
         });
         let flight = crate::spawn::detached(self.ctx.spawn.as_ref(), fut);
         st.inflight = Some(flight.clone());
+        st.started_by = crate::started_by::StartedBy::this();
         st.saving_only = false;
         flight
     }

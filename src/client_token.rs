@@ -23,6 +23,8 @@ struct Slot {
     /// Which request is `inflight`: one that `revoke_all` took out of the
     /// slot lands nothing in it (its token is revoked, not cached).
     serial: u64,
+    /// The process whose request `inflight` is (see [`crate::started_by`]).
+    started_by: crate::started_by::StartedBy,
 }
 
 #[derive(Default)]
@@ -30,7 +32,14 @@ struct Cell(Mutex<Slot>);
 
 impl Cell {
     fn lock(&self) -> MutexGuard<'_, Slot> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // A forked child's copy of its parent's request: nothing here
+        // drives it, so it is forgotten and the next call sends its own.
+        if slot.inflight.is_some() && slot.started_by.elsewhere() {
+            slot.inflight = None;
+            slot.serial += 1;
+        }
+        slot
     }
 
     /// Whether the cell holds anything at `now_ms`: a request in flight, or
@@ -106,6 +115,7 @@ impl ClientTokens {
                     slot.serial += 1;
                     let flight = start(self.ctx.clone(), cell.clone(), slot.serial, scope);
                     slot.inflight = Some(flight.clone());
+                    slot.started_by = crate::started_by::StartedBy::this();
                     flight
                 }
             }

@@ -60,9 +60,17 @@ impl Attached {
                             continue;
                         }
                         // Read before that rotation was saved: read again.
-                        Some(Claimed::Rotated) if !reread => {
+                        Some(Claimed::Rotated | Claimed::Forked) if !reread => {
                             reread = true;
                             continue;
+                        }
+                        Some(Claimed::Forked) => {
+                            return Err(Error::Conflict {
+                                message: "the parent process was sending this refresh token when \
+                                      this process was forked, and this session's store still \
+                                      holds it; nothing was sent"
+                                    .to_owned(),
+                            })
                         }
                         Some(Claimed::Rotated) => {
                             return Err(Error::Conflict {

@@ -75,6 +75,7 @@ mod session;
 mod session_state;
 mod session_store;
 mod spawn;
+mod started_by;
 mod store;
 #[cfg(not(target_arch = "wasm32"))]
 mod timer_thread;

@@ -22,6 +22,7 @@ use crate::exchange::Context;
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
 use crate::session_state::Flight;
+use crate::started_by::StartedBy;
 use crate::tokens::TokenInfo;
 use crate::Error;
 use futures_util::future::WeakShared;
@@ -38,6 +39,8 @@ struct Spend {
     /// Tells this claim's entry from a later one for the same token.
     serial: u64,
     started_ms: u64,
+    /// The process whose flight it is (see [`crate::started_by`]).
+    by: StartedBy,
     /// The flight sending the token, while it runs (`None`: it ended and
     /// rotated the token). Weak: a claim never keeps a flight alive; a
     /// flight dropped unfinished drops its claim.
@@ -73,6 +76,9 @@ pub(crate) enum Claimed {
     /// Another flight of this process rotated it: read the store again,
     /// and never send it.
     Rotated,
+    /// The parent process was sending it when this one was forked: read the
+    /// store again, and never send it (the answer went to the parent).
+    Forked,
 }
 
 /// This flight's claim on its refresh token. Dropped without a rotation
@@ -85,6 +91,9 @@ pub(crate) struct Claim {
 /// What other flights do or did with `token`: `None` when nothing is known.
 fn look(list: &[Spend], token: u64, now: u64) -> Option<Claimed> {
     let spend = list.iter().find(|s| s.token == token)?;
+    if spend.running.is_some() && spend.by.elsewhere() {
+        return Some(Claimed::Forked);
+    }
     match &spend.running {
         Some(running) => running.upgrade().map(Claimed::Running),
         None => (now.saturating_sub(spend.started_ms) < REMEMBERED_MS).then_some(Claimed::Rotated),
@@ -132,6 +141,7 @@ pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> C
             token,
             serial,
             started_ms: now,
+            by: StartedBy::this(),
             running: flight.downgrade(),
         });
         Claimed::Mine(Claim { serial })
@@ -155,5 +165,41 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         claims(|list| list.retain(|s| s.serial != self.serial || s.running.is_none()));
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use futures_util::future::FutureExt;
+
+    fn running(by: StartedBy) -> (Flight, Spend) {
+        let body: BoxFuture<'static, Result<TokenInfo, Error>> =
+            Box::pin(futures_util::future::pending());
+        let flight = body.shared();
+        let spend = Spend {
+            token: 7,
+            serial: 1,
+            started_ms: 0,
+            by,
+            running: flight.downgrade(),
+        };
+        (flight, spend)
+    }
+
+    #[test]
+    fn a_token_the_parent_was_sending_at_the_fork_is_never_waited_for_nor_sent() {
+        // This process's running flight is waited for; the parent's (copied
+        // into a forked child, where nothing drives it) is not.
+        let (_mine, spend) = running(StartedBy::this());
+        assert!(matches!(look(&[spend], 7, 0), Some(Claimed::Running(_))));
+        let (_parents, spend) = running(StartedBy::other());
+        assert!(matches!(look(&[spend], 7, 0), Some(Claimed::Forked)));
+        // However long ago: the child never sends it.
+        let (_parents, spend) = running(StartedBy::other());
+        assert!(matches!(
+            look(&[spend], 7, REMEMBERED_MS * 10),
+            Some(Claimed::Forked)
+        ));
     }
 }

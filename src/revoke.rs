@@ -172,7 +172,7 @@ impl Attached {
                 Some(Claimed::Running(other)) => {
                     let _ = other.await;
                 }
-                Some(Claimed::Rotated) if !reread => reread = true,
+                Some(Claimed::Rotated | Claimed::Forked) if !reread => reread = true,
                 _ => return synced,
             }
         }

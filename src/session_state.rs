@@ -4,6 +4,7 @@
 use crate::error::{Error, ReauthReason};
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
+use crate::started_by::StartedBy;
 use crate::store::Record;
 use crate::tokens::{AccessToken, TokenInfo};
 use futures_util::future::Shared;
@@ -46,6 +47,7 @@ impl Default for SessionCell {
                 retired: Vec::new(),
                 rejected: None,
                 replacing_calls: 0,
+                started_by: StartedBy::default(),
             })),
             last_used: AtomicU64::new(0),
         }
@@ -84,6 +86,8 @@ pub(crate) struct SessionState {
     pub(crate) rejected: Option<Box<Secret>>,
     /// Seeds and code exchanges running (see [`Replacing`]).
     pub(crate) replacing_calls: u32,
+    /// The process whose calls `inflight` and `replacing_calls` are.
+    pub(crate) started_by: StartedBy,
 }
 
 impl SessionState {
@@ -146,15 +150,31 @@ impl SessionCell {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Box<SessionState>> {
         // A poisoned lock only means a panic elsewhere; the state itself is
         // always consistent between statements, so keep using it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        forget_forked(&mut st);
+        st
     }
 
     /// Nothing in flight and nothing waiting to be saved: safe to evict.
     pub(crate) fn is_idle(&self) -> bool {
         match self.state.try_lock() {
-            Ok(st) => st.inflight.is_none() && !st.unpersisted,
+            Ok(mut st) => {
+                forget_forked(&mut st);
+                st.inflight.is_none() && !st.unpersisted
+            }
             Err(_) => false,
         }
+    }
+}
+
+/// In a child forked while a flight, seed or code exchange of the parent
+/// ran: forgets them (see [`crate::started_by`]). The record stays; the
+/// refresh token the parent's flight is spending is never sent from here.
+fn forget_forked(st: &mut SessionState) {
+    if (st.inflight.is_some() || st.replacing_calls > 0) && st.started_by.elsewhere() {
+        st.inflight = None;
+        st.saving_only = false;
+        st.replacing_calls = 0;
     }
 }
 
@@ -166,7 +186,10 @@ pub(crate) struct Replacing(Arc<SessionCell>);
 impl Replacing {
     /// Counts a replacing call on `cell` until dropped.
     pub(crate) fn start(cell: Arc<SessionCell>) -> Self {
-        cell.lock().replacing_calls += 1;
+        let mut st = cell.lock();
+        st.replacing_calls += 1;
+        st.started_by = StartedBy::this();
+        drop(st);
         Replacing(cell)
     }
 }

@@ -238,9 +238,10 @@ def test_a_child_forked_while_a_thread_lists_a_store_directory_can_use_file_stor
     assert answer == "token", f"the child's file store answered: {answer}"
 
 
-@pytest.mark.xfail(strict=True, reason="core: a flight in progress at fork is copied into the child, where "
-                                       "nothing drives it or fires its deadlines; the child's callers of that "
-                                       "key wait for good (src/flight.rs should fail such flights in the child)")
+# A flight in progress at the fork was copied into the child, where nothing
+# drives it or fires its deadlines: the child's callers of that key waited
+# for good. The core now forgets it there (src/started_by.rs), and never
+# sends the refresh token the parent is spending (a conflict, nothing sent).
 def test_a_call_in_a_child_forked_during_a_refresh_answers_within_the_deadlines(emu):
     # The parent's refresh of u1 is on the wire (held at the emulator) when a
     # prefork server forks a worker; the worker then serves u1.
@@ -265,7 +266,9 @@ def test_a_call_in_a_child_forked_during_a_refresh_answers_within_the_deadlines(
         parent.join(CHILD_BOUND_S)
     assert answer is not None, "the child hung"
     assert answer != "builtins.TimeoutError", "the child's call got no answer from the core within its deadlines"
+    assert answer.endswith(".ConflictError"), f"the child sent nothing and said why: {answer}"
     assert emu.counters()["reuse_detected"] == 0, "the child did not send the parent's refresh token again"
+    assert outcome == ["token"] and emu.refresh_requests() == 1, "the parent's refresh went on, alone"
 
 
 def _outcome(call):
@@ -274,3 +277,26 @@ def _outcome(call):
         return "token"
     except BaseException as error:  # noqa: BLE001 - reported to the test
         return f"{type(error).__module__}.{type(error).__name__}"
+
+
+def test_a_client_token_in_a_child_forked_during_its_request_is_requested_anew(emu):
+    # The parent's client-credentials request is on the wire (held at the
+    # emulator) at the fork. The child's copy of it had nothing to drive it:
+    # its caller waited for good. Now the child sends its own request.
+    client, _ = make_sync_client(emu, timeout_ms=5000)
+    emu.fault({"kind": "hold", "grant": "client_credentials"})
+    outcome = []
+    parent = threading.Thread(target=lambda: outcome.append(_outcome(lambda: client.client_token(timeout=60))))
+    parent.start()
+    try:
+        assert emu.wait_held(1) == 1
+
+        def child():
+            return _outcome(lambda: client.client_token(timeout=8))
+
+        answer = in_forked_child(child)
+    finally:
+        emu.release_held()
+        parent.join(CHILD_BOUND_S)
+    assert answer == "token", f"the child got its own client token: {answer}"
+    assert outcome == ["token"]

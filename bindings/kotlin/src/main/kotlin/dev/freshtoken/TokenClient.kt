@@ -118,7 +118,7 @@ class TokenClient private constructor(
     @Throws(FreshTokenException::class)
     fun clientTokens(): ClientTokens {
         checkOpen()
-        return ClientTokens(ffiCall { ffi.clientTokens() })
+        return ClientTokens(this, ffiCall { ffi.clientTokens() })
     }
 
     /** The authorize URL (PKCE S256, state, nonce, `offline_access`). */
@@ -370,11 +370,19 @@ class TokenClient private constructor(
     }
 }
 
-/** The client's own tokens (`client_credentials`), cached per scope set. */
-class ClientTokens internal constructor(private val ffi: FfiClientTokens) : AutoCloseable {
+/**
+ * The client's own tokens (`client_credentials`), cached per scope set.
+ * Closed with its client: once the [TokenClient] is closed, every call
+ * throws [IllegalStateException], as on the client's session handles.
+ */
+class ClientTokens internal constructor(
+    private val client: TokenClient,
+    private val ffi: FfiClientTokens,
+) : AutoCloseable {
     /** A fresh client token for [scopes] (order and duplicates ignored). */
     @Throws(FreshTokenException::class)
     suspend fun token(scopes: List<String>): String {
+        client.checkOpen()
         val checked = checkedTexts("scopes", scopes)
         return ffiCall { ffi.token(checked) }
     }
@@ -389,6 +397,7 @@ class ClientTokens internal constructor(private val ffi: FfiClientTokens) : Auto
     /** Forgets the cached token for [scopes]. */
     @Throws(FreshTokenException::class)
     fun invalidate(scopes: List<String>) {
+        client.checkOpen()
         val checked = checkedTexts("scopes", scopes)
         ffiCall { ffi.invalidate(checked) }
     }

@@ -49,9 +49,20 @@ class UserSession internal constructor(
     @Throws(FreshTokenException::class, InterruptedException::class)
     fun accessTokenBlocking(): String = mirroredToken() ?: blocking { client.accessTokenFromCore(key, store) }
 
-    /** [accessToken] as a [CompletableFuture] (for Java); already complete on the fresh path. */
-    fun accessTokenAsync(): CompletableFuture<String> =
-        mirroredToken()?.let { CompletableFuture.completedFuture(it) } ?: future { client.accessTokenFromCore(key, store) }
+    /**
+     * [accessToken] as a [CompletableFuture] (for Java); already complete on
+     * the fresh path. Like every `…Async` method it never throws: a closed
+     * handle or client is a future failed with [IllegalStateException].
+     */
+    fun accessTokenAsync(): CompletableFuture<String> {
+        val token = try {
+            mirroredToken()
+        } catch (closed: IllegalStateException) {
+            // (not failedFuture: Android has it only from API 31)
+            return CompletableFuture<String>().apply { completeExceptionally(closed) }
+        }
+        return token?.let { CompletableFuture.completedFuture(it) } ?: future { client.accessTokenFromCore(key, store) }
+    }
 
     /**
      * The access token if one is fresh in memory, else null; never waits or

@@ -87,6 +87,41 @@ class ClosedObjectsTest {
         }
     }
 
+    @Test fun `accessTokenAsync on a closed handle or client fails its future instead of throwing`() = blocking {
+        val rt = emu.seed()["refresh_token"] as String
+        val c = client()
+        val session = c.session("u1", MemoryTokenStore())
+        session.seed(SeedOptions(refreshToken = rt))
+        assertNotNull(session.accessTokenAsync().get()) // mirrored now: the fresh path
+        session.close()
+        val closedHandle = session.accessTokenAsync()
+        assertEquals(true, closedHandle.isCompletedExceptionally)
+        val cause = runCatching { closedHandle.join() }.exceptionOrNull()?.cause
+        assertEquals(IllegalStateException::class.java, cause?.javaClass)
+        val other = c.session("u1", MemoryTokenStore())
+        c.close()
+        val closedClient = runCatching { other.accessTokenAsync().join() }.exceptionOrNull()?.cause
+        assertEquals(IllegalStateException::class.java, closedClient?.javaClass)
+    }
+
+    @Test fun `ClientTokens taken before the client closed throw IllegalStateException after it`() = blocking {
+        val c = client()
+        val tokens = c.clientTokens()
+        assertNotNull(tokens.token(listOf("accounts")))
+        c.close()
+        val requests = emu.counter("token_requests")
+        for (call in listOf<suspend () -> Any?>({ tokens.token(listOf("accounts")) }, { tokens.invalidate(listOf("accounts")) })) {
+            try {
+                call()
+                fail("a ClientTokens of a closed client answered")
+            } catch (e: IllegalStateException) {
+                assertEquals("TokenClient has been closed", e.message)
+            }
+        }
+        assertEquals(true, runCatching { tokens.tokenAsync(listOf("accounts")).join() }.exceptionOrNull()?.cause is IllegalStateException)
+        assertEquals("nothing was sent", requests, emu.counter("token_requests"))
+    }
+
     @Test fun `the generated converters refuse a destroyed object`() {
         // The backstop behind the layer's checks, for every uniffi object.
         val key = EncryptionKey("k1", KEY).also { it.close() }

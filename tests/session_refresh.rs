@@ -424,6 +424,45 @@ async fn two_clients_of_one_process_on_one_store_send_the_refresh_token_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_for_another_clients_refresh_ends_with_that_refreshs_store_deadline() {
+    // Two clients of one process on one store: b waits for a's refresh of
+    // the token it also read (one request per token in the process). a's
+    // save of the rotation never answers: b's wait ends when a's store
+    // deadline passes, and b sends nothing (the token is spent).
+    let h = Harness::new();
+    let (a, old_rt) = h.seeded("u1").await;
+    let twin = h.twin();
+    let b = twin.session("u1", h.store.clone()).unwrap();
+    h.store.stall_saves.store(1, Ordering::SeqCst);
+    let first = tokio::spawn(async move { a.access_token().await });
+    while h.store.stalled.load(Ordering::SeqCst) == 0 || h.clock.pending_timers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let loads = h.store.loads.load(Ordering::SeqCst);
+    let second = tokio::spawn(async move { b.access_token().await });
+    while h.store.loads.load(Ordering::SeqCst) == loads {
+        tokio::task::yield_now().await;
+    }
+    h.clock.advance(freshtoken::DEFAULT_STORE_TIMEOUT_MS as u64);
+    // A guard against a hang only (the manual clock drives every deadline).
+    let guard = std::time::Duration::from_secs(30);
+    let second = tokio::time::timeout(guard, second).await;
+    let second = second.expect("b's wait ended with a's deadline").unwrap();
+    assert!(
+        matches!(second, Err(freshtoken::Error::Conflict { .. })),
+        "{second:?}"
+    );
+    let first = tokio::time::timeout(guard, first).await;
+    first
+        .expect("a's call ended with its deadline")
+        .unwrap()
+        .ok();
+    assert_eq!(h.refresh_requests(), 1, "{:?}", h.emu.counters());
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+    assert_eq!(h.emu.refresh_token_state(&old_rt), TokenState::Consumed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_keys_seeded_with_one_refresh_token_send_it_once() {
     // Each key's record holds the token: one sends it, the other, once it
     // is spent, sends nothing (conflict) instead of revoking the grant.

@@ -149,9 +149,7 @@ impl Attached {
         }
         Ok(())
     }
-}
 
-impl Attached {
     /// Reads the store (as `sync`); then, without a lease, waits for a
     /// refresh another client of this process runs with the refresh token
     /// read, and reads again, as after one that rotated it meanwhile: the

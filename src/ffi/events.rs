@@ -241,12 +241,11 @@ mod tests {
 /// child process of its own (this test binary, filtered to it).
 #[cfg(test)]
 mod exit_tests {
+    use super::super::host_exit::tests::ran_in_a_child_process;
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::mpsc::{channel, Receiver, Sender};
     use std::sync::{Barrier, Mutex};
-
-    const CHILD: &str = "FRESHTOKEN_EVENTS_EXIT_CHILD";
 
     /// Counts its calls, can hold one until released, and notes its drop.
     struct Probe {
@@ -300,22 +299,9 @@ mod exit_tests {
 
     #[test]
     fn after_shutdown_no_listener_is_called_or_released() {
-        if std::env::var_os(CHILD).is_none() {
-            let run = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "ffi::events::exit_tests::after_shutdown_no_listener_is_called_or_released",
-                    "--test-threads=1",
-                ])
-                .env(CHILD, "1")
-                .output()
-                .unwrap();
-            assert!(
-                run.status.success(),
-                "the child process failed: {}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
-            );
+        if ran_in_a_child_process(
+            "ffi::events::exit_tests::after_shutdown_no_listener_is_called_or_released",
+        ) {
             return;
         }
 

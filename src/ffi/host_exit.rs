@@ -251,12 +251,34 @@ impl<F: Future> Future for Woken<F> {
 /// [`shutdown_host_calls`] is process-wide for good, so its test runs in a
 /// child process of its own (this test binary, filtered to it).
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::mpsc::channel;
 
     const CHILD: &str = "FRESHTOKEN_HOST_EXIT_CHILD";
+
+    /// In the test process: runs the test `path` alone in a child process
+    /// (this test binary, filtered to it) and asserts it passed; returns
+    /// true. In that child: returns false, and the test runs. For tests of
+    /// [`shutdown_host_calls`], which is for good in its process.
+    pub(in crate::ffi) fn ran_in_a_child_process(path: &str) -> bool {
+        if std::env::var_os(CHILD).is_some() {
+            return false;
+        }
+        let run = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", path, "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "the child process failed: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        true
+    }
 
     /// Counts wake-ups.
     struct Count(AtomicUsize);
@@ -290,22 +312,9 @@ mod tests {
 
     #[test]
     fn after_shutdown_the_host_is_never_called_released_or_woken() {
-        if std::env::var_os(CHILD).is_none() {
-            let run = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "ffi::host_exit::tests::after_shutdown_the_host_is_never_called_released_or_woken",
-                    "--test-threads=1",
-                ])
-                .env(CHILD, "1")
-                .output()
-                .unwrap();
-            assert!(
-                run.status.success(),
-                "the child process failed: {}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
-            );
+        if ran_in_a_child_process(
+            "ffi::host_exit::tests::after_shutdown_the_host_is_never_called_released_or_woken",
+        ) {
             return;
         }
 

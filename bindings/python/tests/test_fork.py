@@ -238,37 +238,22 @@ def test_a_child_forked_while_a_thread_lists_a_store_directory_can_use_file_stor
     assert answer == "token", f"the child's file store answered: {answer}"
 
 
-# A flight in progress at the fork was copied into the child, where nothing
-# drives it or fires its deadlines: the child's callers of that key waited
-# for good. The core now forgets it there (src/started_by.rs), and never
-# sends the refresh token the parent is spending (a conflict, nothing sent).
-def test_a_call_in_a_child_forked_during_a_refresh_answers_within_the_deadlines(emu):
-    # The parent's refresh of u1 is on the wire (held at the emulator) when a
-    # prefork server forks a worker; the worker then serves u1.
-    client, _ = make_sync_client(emu, timeout_ms=1000, store_timeout_ms=1000, retry={"max_attempts": 1})
-    store = MemoryTokenStore()
-    session, _ = seeded_sync(emu, client, store)
-    emu.fault({"kind": "hold", "grant": "refresh_token"})
+def forked_while_held(emu, grant, in_parent, in_child):
+    """Runs ``in_parent()`` in a thread of this process until its token
+    request (``grant``) is held at the emulator, then ``in_child()`` in a
+    child forked meanwhile; lets the request go. Returns both outcomes
+    (``"token"`` or the error's class; the child's None if it hung)."""
+    emu.fault({"kind": "hold", "grant": grant})
     outcome = []
-    parent = threading.Thread(target=lambda: outcome.append(_outcome(lambda: session.access_token(timeout=60))))
+    parent = threading.Thread(target=lambda: outcome.append(_outcome(in_parent)))
     parent.start()
     try:
         assert emu.wait_held(1) == 1
-
-        def child():
-            # Far past both deadlines: only a call left waiting for a flight
-            # that no thread of this process drives gets the wait's TimeoutError.
-            return _outcome(lambda: client.session("u1", store).access_token(timeout=8))
-
-        answer = in_forked_child(child)
+        answer = in_forked_child(lambda: _outcome(in_child))
     finally:
         emu.release_held()
         parent.join(CHILD_BOUND_S)
-    assert answer is not None, "the child hung"
-    assert answer != "builtins.TimeoutError", "the child's call got no answer from the core within its deadlines"
-    assert answer.endswith(".ConflictError"), f"the child sent nothing and said why: {answer}"
-    assert emu.counters()["reuse_detected"] == 0, "the child did not send the parent's refresh token again"
-    assert outcome == ["token"] and emu.refresh_requests() == 1, "the parent's refresh went on, alone"
+    return outcome, answer
 
 
 def _outcome(call):
@@ -279,24 +264,33 @@ def _outcome(call):
         return f"{type(error).__module__}.{type(error).__name__}"
 
 
+# A flight in progress at the fork was copied into the child, where nothing
+# drives it or fires its deadlines: the child's callers of that key waited
+# for good. The core now forgets it there (src/started_by.rs), and never
+# sends the refresh token the parent is spending (a conflict, nothing sent).
+def test_a_call_in_a_child_forked_during_a_refresh_answers_within_the_deadlines(emu):
+    # The parent's refresh of u1 is on the wire (held at the emulator) when a
+    # prefork server forks a worker; the worker then serves u1.
+    client, _ = make_sync_client(emu, timeout_ms=1000, store_timeout_ms=1000, retry={"max_attempts": 1})
+    store = MemoryTokenStore()
+    session, _ = seeded_sync(emu, client, store)
+    # The child's call waits far past both deadlines: only a call left
+    # waiting for a flight that no thread of it drives gets TimeoutError.
+    outcome, answer = forked_while_held(emu, "refresh_token", lambda: session.access_token(timeout=60),
+                                        lambda: client.session("u1", store).access_token(timeout=8))
+    assert answer is not None, "the child hung"
+    assert answer != "builtins.TimeoutError", "the child's call got no answer from the core within its deadlines"
+    assert answer.endswith(".ConflictError"), f"the child sent nothing and said why: {answer}"
+    assert emu.counters()["reuse_detected"] == 0, "the child did not send the parent's refresh token again"
+    assert outcome == ["token"] and emu.refresh_requests() == 1, "the parent's refresh went on, alone"
+
+
 def test_a_client_token_in_a_child_forked_during_its_request_is_requested_anew(emu):
     # The parent's client-credentials request is on the wire (held at the
     # emulator) at the fork. The child's copy of it had nothing to drive it:
     # its caller waited for good. Now the child sends its own request.
     client, _ = make_sync_client(emu, timeout_ms=5000)
-    emu.fault({"kind": "hold", "grant": "client_credentials"})
-    outcome = []
-    parent = threading.Thread(target=lambda: outcome.append(_outcome(lambda: client.client_token(timeout=60))))
-    parent.start()
-    try:
-        assert emu.wait_held(1) == 1
-
-        def child():
-            return _outcome(lambda: client.client_token(timeout=8))
-
-        answer = in_forked_child(child)
-    finally:
-        emu.release_held()
-        parent.join(CHILD_BOUND_S)
+    outcome, answer = forked_while_held(emu, "client_credentials", lambda: client.client_token(timeout=60),
+                                        lambda: client.client_token(timeout=8))
     assert answer == "token", f"the child got its own client token: {answer}"
     assert outcome == ["token"]

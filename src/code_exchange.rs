@@ -17,6 +17,7 @@ use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
 use crate::session_state::Replacing;
+use crate::started_by::StartedBy;
 use crate::store::Record;
 use crate::tokens::AccessToken;
 use futures_util::future::{FutureExt, Shared};
@@ -43,6 +44,8 @@ struct Redemption {
     started_ms: u64,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
+    /// The process sending it (see [`crate::started_by`]).
+    by: StartedBy,
     outcome: Shared<BoxFuture<'static, Outcome>>,
 }
 
@@ -119,6 +122,16 @@ pub(crate) async fn redeem(
                     "is already redeemed in this process, for another session key or with another code_verifier or redirect_uri",
                 ));
             }
+            if r.by.elsewhere() && r.outcome.peek().is_none() {
+                // Copied into a forked child, where nothing drives it: the
+                // answer goes to the parent, and a second send would be
+                // refused (or revoke what the first one issued).
+                return Err(Error::Conflict {
+                    message: "the parent process was redeeming this code when this process \
+                              was forked; nothing was sent"
+                        .to_owned(),
+                });
+            }
             return Ok(r.outcome.clone());
         }
         if list.len() >= MAX_REMEMBERED {
@@ -143,6 +156,7 @@ pub(crate) async fn redeem(
             key,
             started_ms: now,
             serial,
+            by: StartedBy::this(),
             outcome: outcome.clone(),
         });
         Ok(outcome)

@@ -17,7 +17,7 @@ import pytest
 import freshtoken
 from freshtoken import MemoryTokenStore, TokenStoreBase
 
-from helpers import CLIENT_ID, CLIENT_SECRET, FakeClock, make_sync_client, seeded_sync
+from helpers import CLIENT_ID, CLIENT_SECRET, FakeClock, authorization_code, make_sync_client, seeded_sync
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 
@@ -294,3 +294,22 @@ def test_a_client_token_in_a_child_forked_during_its_request_is_requested_anew(e
                                         lambda: client.client_token(timeout=8))
     assert answer == "token", f"the child got its own client token: {answer}"
     assert outcome == ["token"]
+
+
+def test_a_code_the_parent_was_redeeming_at_the_fork_is_not_sent_by_the_child(emu):
+    # A callback handled twice, once in each process: the child's repeat of
+    # the exchange joined the parent's copied one, which nothing drove, and
+    # waited for good. Now it sends nothing (a second send would be refused,
+    # and revoke what the first one issued) and says so.
+    client, _ = make_sync_client(emu, timeout_ms=5000)
+    redirect_uri = "https://app.example/callback"
+    request = client.authorization_url(redirect_uri, scopes=["openid"])
+    exchange = dict(code=authorization_code(request.url), code_verifier=request.code_verifier,
+                    redirect_uri=redirect_uri)
+    store = MemoryTokenStore()
+    outcome, answer = forked_while_held(emu, "authorization_code",
+                                        lambda: client.exchange_code("u1", store, **exchange, timeout=60),
+                                        lambda: client.exchange_code("u1", store, **exchange, timeout=8))
+    assert answer is not None and answer.endswith(".ConflictError"), f"the child sent nothing and said why: {answer}"
+    assert outcome == ["token"]
+    assert emu.grant_requests("authorization_code") == 1, "the code was sent once, by the parent"

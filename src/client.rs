@@ -72,6 +72,7 @@ impl TokenClient {
             http,
             clock,
             owner,
+            made_by: crate::started_by::StartedBy::this(),
             spawn,
             abandoned_saves: Default::default(),
         });
@@ -177,9 +178,10 @@ impl TokenClient {
     }
 
     /// This client's name as a fleet lease owner (random, unique per
-    /// client): what a store's lease holds while this client refreshes.
-    pub fn lease_owner(&self) -> &str {
-        &self.ctx.owner
+    /// client and process: a forked child has its own): what a store's
+    /// lease holds while this client refreshes.
+    pub fn lease_owner(&self) -> String {
+        self.ctx.owner().into_owned()
     }
 
     /// How many session states this client holds in memory.

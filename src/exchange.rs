@@ -21,12 +21,30 @@ pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) http: Arc<dyn HttpClient>,
     pub(crate) clock: Arc<dyn Clock>,
-    /// This client's name as a lease owner (unique per process and client).
+    /// This client's name as a lease owner, in the process that made it
+    /// (see [`Context::owner`]).
     pub(crate) owner: String,
+    /// The process that made the client (nothing forks in wasm).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub(crate) made_by: crate::started_by::StartedBy,
     /// Runs refreshes on their own, when the host provides a way.
     pub(crate) spawn: Option<Arc<dyn Spawn>>,
     /// Saves the store deadline gave up on, still running in the host.
     pub(crate) abandoned_saves: crate::abandoned_saves::AbandonedSaves,
+}
+
+impl Context {
+    /// This client's name as a fleet lease owner, unique per client and
+    /// process. A forked child's is its own: with the parent's, the store
+    /// would take the child's `acquire` for the parent's renewal, and both
+    /// would send the refresh token the lease guards (a revoked grant).
+    pub(crate) fn owner(&self) -> std::borrow::Cow<'_, str> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.made_by.elsewhere() {
+            return format!("{}-{}", self.owner, std::process::id()).into();
+        }
+        self.owner.as_str().into()
+    }
 }
 
 /// A successful answer and when its request was sent.

@@ -114,14 +114,14 @@ impl Attached {
         let ttl = self.ctx.config.lease_ttl_ms;
         self.store_call(
             "acquire",
-            self.store.acquire(&self.key, &self.ctx.owner, ttl),
+            self.store.acquire(&self.key, &self.ctx.owner(), ttl),
         )
         .await
     }
 
     /// Gives the fleet refresh lease back.
     pub(crate) async fn release(&self) -> Result<(), Error> {
-        self.store_call("release", self.store.release(&self.key, &self.ctx.owner))
+        self.store_call("release", self.store.release(&self.key, &self.ctx.owner()))
             .await
     }
 

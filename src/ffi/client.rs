@@ -252,7 +252,7 @@ impl TokenClient {
 
     /// This client's name as a fleet lease owner.
     pub fn lease_owner(&self) -> String {
-        self.inner.lease_owner().to_owned()
+        self.inner.lease_owner()
     }
 
     /// How many session states the client holds in memory.

@@ -181,7 +181,7 @@ impl WasmTokenClient {
     /// This client's name as a fleet lease owner.
     #[wasm_bindgen(getter, js_name = leaseOwner)]
     pub fn lease_owner(&self) -> String {
-        self.inner.lease_owner().to_owned()
+        self.inner.lease_owner()
     }
 
     /// The most session states the client keeps (the package bounds its

@@ -313,3 +313,42 @@ def test_a_code_the_parent_was_redeeming_at_the_fork_is_not_sent_by_the_child(em
     assert answer is not None and answer.endswith(".ConflictError"), f"the child sent nothing and said why: {answer}"
     assert outcome == ["token"]
     assert emu.grant_requests("authorization_code") == 1, "the code was sent once, by the parent"
+
+
+class LeasedStore(TokenStoreBase):
+    """A fleet's store as one process holds it: records, and a lease per
+    key held by its owner until released (a forked child gets a copy)."""
+
+    def __init__(self):
+        self.records, self.leases = {}, {}
+
+    async def load(self, key):
+        return self.records.get(key)
+
+    async def save(self, key, record):
+        self.records[key] = record
+
+    def supports_lease(self):
+        return True
+
+    async def acquire(self, key, owner, ttl_ms):
+        return self.leases.setdefault(key, owner) == owner
+
+    async def release(self, key, owner):
+        if self.leases.get(key) == owner:
+            del self.leases[key]
+
+
+def test_a_child_forked_during_a_leased_refresh_is_refused_its_parents_lease(emu):
+    # The child's lease owner was its parent's: its acquire read as the
+    # holder renewing, and it sent the refresh token the parent was sending
+    # (the server then revokes the grant). Now a child has an owner of its own.
+    client, _ = make_sync_client(emu, timeout_ms=1000, store_timeout_ms=1000, retry={"max_attempts": 1},
+                                 lease_ttl_ms=600_000, lease_wait_ms=300)
+    store = LeasedStore()
+    session, _ = seeded_sync(emu, client, store)
+    outcome, answer = forked_while_held(emu, "refresh_token", lambda: session.access_token(timeout=60),
+                                        lambda: client.session("u1", store).access_token(timeout=8))
+    assert answer not in (None, "token", "builtins.TimeoutError"), f"the child sent nothing, and said so: {answer}"
+    assert emu.counters()["reuse_detected"] == 0, "the child did not send the parent's refresh token again"
+    assert outcome == ["token"] and emu.refresh_requests() == 1, "the parent's refresh went on, alone"

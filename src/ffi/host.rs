@@ -74,7 +74,10 @@ async fn stored<T>(
 ) -> Result<T, StoreError> {
     match call.await {
         Ok(answer) => answer.map_err(store_error),
-        Err(Exiting) => Err(StoreError(STORE_EXITING.into())),
+        Err(Exiting { made: false }) => Err(StoreError(STORE_EXITING.into())),
+        Err(Exiting { made: true }) => Err(StoreError(
+            "the app is exiting: its store's answer was not awaited".into(),
+        )),
     }
 }
 
@@ -221,9 +224,14 @@ impl crate::HttpClient for HttpAdapter {
         // An oversize body passes through: the core judges it by the status.
         let answer = match host_call(self.0.send(request)).await {
             Ok(answer) => answer,
-            Err(Exiting) => {
+            Err(Exiting { made: false }) => {
                 return Err(crate::HttpError::NotSent(
                     "the app is exiting: the request was not sent".into(),
+                ))
+            }
+            Err(Exiting { made: true }) => {
+                return Err(crate::HttpError::Interrupted(
+                    "the app is exiting: the request's answer was not awaited".into(),
                 ))
             }
         };

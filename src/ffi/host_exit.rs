@@ -18,71 +18,115 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-/// Process-wide: whether the host is exiting, how many crossings into it
-/// are running, and how many detached core tasks (refreshes, revocations,
-/// code exchanges) are running.
-struct Exit {
-    /// The process these counts belong to: a forked child starts at zero
-    /// (a crossing running in another thread of its parent never ends in it).
-    pid: u32,
-    exiting: bool,
-    crossings: usize,
-    tasks: usize,
-}
+/// Process-wide, in one word each so that no lock is taken on the way into
+/// the host (a lock a parent's thread held at a fork would stay locked in
+/// the child): the process the word belongs to (high 32 bits: a forked
+/// child starts afresh, since a crossing of its parent never ends in it),
+/// then for [`CROSSINGS`] whether the host is exiting ([`EXITING`]) and how
+/// many crossings into the host run, for [`TASKS`] how many detached core
+/// tasks (refreshes, revocations, code exchanges) run.
+static CROSSINGS: AtomicU64 = AtomicU64::new(0);
+static TASKS: AtomicU64 = AtomicU64::new(0);
+/// The exiting flag in [`CROSSINGS`]'s low half.
+const EXITING: u64 = 1 << 31;
+/// The count in a word's low half.
+const COUNT: u64 = EXITING - 1;
 
-static EXIT: Mutex<Exit> = Mutex::new(Exit {
-    pid: 0,
-    exiting: false,
-    crossings: 0,
-    tasks: 0,
-});
+/// Where [`shutdown_host_calls`] waits; only it locks this.
+static WAIT: Mutex<()> = Mutex::new(());
 static CHANGED: Condvar = Condvar::new();
 
-/// This process's state (reset in a forked child).
-fn state() -> MutexGuard<'static, Exit> {
-    let mut state = EXIT.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
-    if state.pid != pid {
-        *state = Exit {
-            pid,
-            exiting: false,
-            crossings: 0,
-            tasks: 0,
+/// How long [`shutdown_host_calls`] waits, at least, for calls into the
+/// host already running once it closed (they are short: a listener's
+/// hand-over, a store method's start).
+const CROSSINGS_WAIT: Duration = Duration::from_millis(200);
+
+/// Changes `word` by `change` of its low half (this process's), atomically;
+/// returns the new low half, or `None` (and no change) when `change` says so.
+fn update(word: &AtomicU64, change: impl Fn(u64) -> Option<u64>) -> Option<u64> {
+    let pid = u64::from(std::process::id()) << 32;
+    let mut seen = word.load(Ordering::SeqCst);
+    loop {
+        let low = if seen & !(EXITING | COUNT) == pid {
+            seen & (EXITING | COUNT)
+        } else {
+            0
         };
+        let new = change(low)?;
+        match word.compare_exchange(seen, pid | new, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return Some(new),
+            Err(now) => seen = now,
+        }
     }
-    state
+}
+
+/// This process's count in `word`.
+fn count(word: &AtomicU64) -> u64 {
+    update(word, Some).map_or(0, |low| low & COUNT)
+}
+
+/// One fewer in `word`'s count; wakes [`shutdown_host_calls`].
+fn end(word: &AtomicU64) {
+    update(word, |low| {
+        Some((low & EXITING) | (low & COUNT).saturating_sub(1))
+    });
+    CHANGED.notify_all();
+}
+
+/// Waits until `done()` or `deadline`; whether `done()`.
+fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
+    let mut guard = WAIT.lock().unwrap_or_else(|e| e.into_inner());
+    while !done() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // Counts change without this lock: look again every few ms, so
+        // that a wake-up sent between the check and the wait is not missed
+        // for long.
+        let slice = left.min(Duration::from_millis(5));
+        guard = CHANGED
+            .wait_timeout(guard, slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
 }
 
 /// Stops every call from freshtoken into the host, for good, for a host
-/// that is exiting. First waits, up to `timeout_ms` in all, for the core's
+/// that is exiting. First waits, up to `timeout_ms`, for the core's
 /// detached tasks already running (a refresh whose caller gave up still
 /// saves its rotated refresh token through the host's store) and for the
 /// calls into the host they make; then no freshtoken thread calls a store,
 /// an HTTP client, a clock or a listener, releases one, or wakes a call
 /// the host awaits (store calls fail as storage errors, requests are not
-/// sent, host objects are leaked). Returns whether nothing was still
-/// running. Python calls it at exit, after its own calls ended: a thread
-/// that is not Python's must not call into an interpreter that is
-/// finalizing (CPython before 3.14 aborts the process). A negative
-/// `timeout_ms` waits for nothing.
+/// sent, host objects are leaked, calls made later fail at once), and
+/// calls into the host already running get what is left of `timeout_ms`,
+/// 200 ms at least. Returns whether nothing was still running. Python calls
+/// it at exit, after its own calls ended: a thread that is not Python's
+/// must not call into an interpreter that is finalizing (CPython before
+/// 3.14 aborts the process). A negative `timeout_ms` waits for no task.
 #[uniffi::export]
 pub fn shutdown_host_calls(timeout_ms: i64) -> bool {
     let wait = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
     let deadline = Instant::now() + wait;
-    let state = state();
-    let (mut state, _) = CHANGED
-        .wait_timeout_while(state, wait, |s| s.tasks > 0 || s.crossings > 0)
-        .unwrap_or_else(|e| e.into_inner());
-    state.exiting = true;
+    let idle = wait_until(deadline, || count(&TASKS) == 0 && count(&CROSSINGS) == 0);
+    update(&CROSSINGS, |low| Some(low | EXITING));
     let left = deadline.saturating_duration_since(Instant::now());
-    let (state, _) = CHANGED
-        .wait_timeout_while(state, left, |s| s.crossings > 0)
-        .unwrap_or_else(|e| e.into_inner());
-    state.tasks == 0 && state.crossings == 0
+    let crossed = wait_until(Instant::now() + left.max(CROSSINGS_WAIT), || {
+        count(&CROSSINGS) == 0
+    });
+    idle && crossed && count(&TASKS) == 0
+}
+
+/// Whether the host is exiting.
+pub(crate) fn exiting() -> bool {
+    update(&CROSSINGS, Some).is_some_and(|low| low & EXITING != 0)
 }
 
 /// One call into the host in progress; ends when dropped.
@@ -90,20 +134,13 @@ pub(crate) struct Crossing(());
 
 /// A crossing into the host, or `None` once the host is exiting.
 pub(crate) fn enter() -> Option<Crossing> {
-    let mut state = state();
-    if state.exiting {
-        return None;
-    }
-    state.crossings += 1;
+    update(&CROSSINGS, |low| (low & EXITING == 0).then_some(low + 1))?;
     Some(Crossing(()))
 }
 
 impl Drop for Crossing {
     fn drop(&mut self) {
-        let mut state = state();
-        state.crossings = state.crossings.saturating_sub(1);
-        drop(state);
-        CHANGED.notify_all();
+        end(&CROSSINGS);
     }
 }
 
@@ -113,16 +150,13 @@ pub(crate) struct Task(());
 
 /// Counts a detached task until the returned value is dropped.
 pub(crate) fn task() -> Task {
-    state().tasks += 1;
+    update(&TASKS, |low| Some(low + 1));
     Task(())
 }
 
 impl Drop for Task {
     fn drop(&mut self) {
-        let mut state = state();
-        state.tasks = state.tasks.saturating_sub(1);
-        drop(state);
-        CHANGED.notify_all();
+        end(&TASKS);
     }
 }
 
@@ -161,19 +195,39 @@ impl<T: ?Sized> Drop for HostObject<T> {
     }
 }
 
-/// The host is exiting: the call was not made (or its answer not awaited).
+/// The host is exiting: a call into it was not made, or its answer is not
+/// awaited (`made`: the call was made, and may have done its work).
 #[derive(Debug)]
-pub(crate) struct Exiting;
+pub(crate) struct Exiting {
+    pub(crate) made: bool,
+}
+
+impl From<Exiting> for crate::Error {
+    /// A call of the host's made once it is exiting: nothing was sent.
+    fn from(_: Exiting) -> Self {
+        crate::Error::Network {
+            message: "the app is exiting: freshtoken no longer calls into it, and nothing was sent"
+                .to_owned(),
+            maybe_sent: false,
+        }
+    }
+}
 
 /// A call of a host object's async method: the call itself (made when
 /// first polled), every later poll and the release of its future (which
 /// calls into the host) each run in a crossing. Once the host is exiting it
 /// ends with [`Exiting`], and its future is leaked instead of released.
-pub(crate) struct HostCall<F>(ManuallyDrop<Pin<Box<F>>>);
+pub(crate) struct HostCall<F> {
+    call: ManuallyDrop<Pin<Box<F>>>,
+    made: bool,
+}
 
 /// Wraps the host call `call` (not yet polled).
 pub(crate) fn host_call<F: Future>(call: F) -> HostCall<F> {
-    HostCall(ManuallyDrop::new(Box::pin(call)))
+    HostCall {
+        call: ManuallyDrop::new(Box::pin(call)),
+        made: false,
+    }
 }
 
 impl<F: Future> Future for HostCall<F> {
@@ -181,24 +235,26 @@ impl<F: Future> Future for HostCall<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(_crossing) = enter() else {
-            return Poll::Ready(Err(Exiting));
+            return Poll::Ready(Err(Exiting { made: self.made }));
         };
-        self.0.as_mut().poll(cx).map(Ok)
+        self.made = true;
+        self.call.as_mut().poll(cx).map(Ok)
     }
 }
 
 impl<F> Drop for HostCall<F> {
     fn drop(&mut self) {
         if let Some(_crossing) = enter() {
-            // SAFETY: dropped once, here; `self.0` is not used again.
-            unsafe { ManuallyDrop::drop(&mut self.0) }
+            // SAFETY: dropped once, here; `self.call` is not used again.
+            unsafe { ManuallyDrop::drop(&mut self.call) }
         }
     }
 }
 
 /// An exported call's future, whose wake-ups call into the host (the
 /// host's executor resumes its awaiting caller): each wake-up runs in a
-/// crossing, and none once the host is exiting.
+/// crossing, and none once the host is exiting. Polled once the host is
+/// exiting, it ends with [`Exiting`] (its wake-ups would never come).
 pub(crate) struct Woken<F> {
     call: Pin<Box<F>>,
     relay: Option<(Arc<Relay>, Waker)>,
@@ -228,10 +284,17 @@ pub(crate) fn woken<F: Future>(call: F) -> Woken<F> {
     }
 }
 
-impl<F: Future> Future for Woken<F> {
+impl<F, T, E> Future for Woken<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: From<Exiting>,
+{
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if exiting() {
+            return Poll::Ready(Err(Exiting { made: false }.into()));
+        }
         let this = &mut *self;
         let (relay, waker) = this.relay.get_or_insert_with(|| {
             let relay = Arc::new(Relay(Mutex::new(cx.waker().clone())));
@@ -302,9 +365,9 @@ pub(super) mod tests {
     struct Parked(Arc<Mutex<Option<Waker>>>);
 
     impl Future for Parked {
-        type Output = ();
+        type Output = Result<(), crate::Error>;
 
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             *self.0.lock().unwrap() = Some(cx.waker().clone());
             Poll::Pending
         }
@@ -331,6 +394,10 @@ pub(super) mod tests {
         let released = Arc::new(AtomicBool::new(false));
         drop(HostObject::new(Arc::new(Released(released.clone()))));
         assert!(released.load(Ordering::SeqCst));
+        // A host call made before the exit, still waiting for its answer.
+        let parked_call = Arc::new(Mutex::new(None));
+        let mut made = host_call(Parked(parked_call.clone()));
+        assert!(Pin::new(&mut made).poll(&mut cx).is_pending());
 
         // A running detached task holds up the shutdown until it ends,
         // and so does a crossing it makes (a save of its rotated token).
@@ -363,9 +430,22 @@ pub(super) mod tests {
         let mut never = host_call(async move { flag.store(true, Ordering::SeqCst) });
         assert!(matches!(
             Pin::new(&mut never).poll(&mut cx),
-            Poll::Ready(Err(Exiting))
+            Poll::Ready(Err(Exiting { made: false }))
         ));
         drop(never);
         assert!(!called.load(Ordering::SeqCst), "the host call was not made");
+        // The call made before: its answer is not awaited, and it says it was made.
+        assert!(matches!(
+            Pin::new(&mut made).poll(&mut cx),
+            Poll::Ready(Err(Exiting { made: true }))
+        ));
+        // An exported call polled now fails at once (no wake-up would come).
+        assert!(matches!(
+            Pin::new(&mut call).poll(&mut cx),
+            Poll::Ready(Err(crate::Error::Network {
+                maybe_sent: false,
+                ..
+            }))
+        ));
     }
 }

@@ -203,3 +203,42 @@ def test_a_refresh_finishing_while_the_interpreter_exits_never_aborts_the_proces
             aborted.append((child.returncode, err.strip()[-200:]))
             break
     assert aborted == [], f"the process aborted at exit: {aborted}"
+
+
+# An exit hook registered before `import freshtoken` runs after freshtoken's
+# own, which has stopped the core from calling into Python: a call made
+# there got no wake-up and waited for good. It now fails at once.
+CALLED_AFTER_EXIT_HOOK = r"""
+import atexit, json, sys
+
+
+def late():
+    try:
+        session.access_token()
+        print(json.dumps({"late": "token"}), flush=True)
+    except freshtoken.FreshTokenError as error:
+        print(json.dumps({"late": error.code, "message": str(error)}), flush=True)
+
+
+atexit.register(late)  # before freshtoken's: runs after it
+
+import freshtoken
+
+endpoint, refresh_token = sys.argv[1:3]
+client = freshtoken.Client(endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+session = client.session("u1", freshtoken.MemoryTokenStore())
+session.seed(refresh_token=refresh_token)  # no access token: a call needs the core
+""".replace("CLIENT_ID", repr(CLIENT_ID)).replace("CLIENT_SECRET", repr(CLIENT_SECRET))
+
+
+def test_a_call_made_after_the_exit_hook_fails_at_once_and_sends_nothing(emu, tmp_path):
+    family = emu.seed()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
+    result = subprocess.run([sys.executable, "-c", CALLED_AFTER_EXIT_HOOK, emu.token_endpoint,
+                             family["refresh_token"]], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["late"] == "network" and "exiting" in report["message"], report
+    assert emu.refresh_requests() == 0

@@ -6145,17 +6145,18 @@ public func encryptedStore(inner: TokenStore, keys: EncryptionKeys)throws  -> To
 }
 /**
  * Stops every call from freshtoken into the host, for good, for a host
- * that is exiting. First waits, up to `timeout_ms` in all, for the core's
+ * that is exiting. First waits, up to `timeout_ms`, for the core's
  * detached tasks already running (a refresh whose caller gave up still
  * saves its rotated refresh token through the host's store) and for the
  * calls into the host they make; then no freshtoken thread calls a store,
  * an HTTP client, a clock or a listener, releases one, or wakes a call
  * the host awaits (store calls fail as storage errors, requests are not
- * sent, host objects are leaked). Returns whether nothing was still
- * running. Python calls it at exit, after its own calls ended: a thread
- * that is not Python's must not call into an interpreter that is
- * finalizing (CPython before 3.14 aborts the process). A negative
- * `timeout_ms` waits for nothing.
+ * sent, host objects are leaked, calls made later fail at once), and
+ * calls into the host already running get what is left of `timeout_ms`,
+ * 200 ms at least. Returns whether nothing was still running. Python calls
+ * it at exit, after its own calls ended: a thread that is not Python's
+ * must not call into an interpreter that is finalizing (CPython before
+ * 3.14 aborts the process). A negative `timeout_ms` waits for no task.
  */
 public func shutdownHostCalls(timeoutMs: Int64) -> Bool  {
     return try!  FfiConverterBool.lift(try! rustCall() {
@@ -6187,7 +6188,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_func_encrypted_store() != 34069) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_func_shutdown_host_calls() != 19457) {
+    if (uniffi_freshtoken_checksum_func_shutdown_host_calls() != 20210) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 20463) {

@@ -60,10 +60,16 @@ impl Attached {
                             continue;
                         }
                         // Read before that rotation was saved: read again.
-                        Some(Claimed::Rotated | Claimed::Forked) if !reread => {
+                        Some(Claimed::Rotated) if !reread => {
                             reread = true;
                             continue;
                         }
+                        #[cfg(not(target_arch = "wasm32"))]
+                        Some(Claimed::Forked) if !reread => {
+                            reread = true;
+                            continue;
+                        }
+                        #[cfg(not(target_arch = "wasm32"))]
                         Some(Claimed::Forked) => {
                             return Err(Error::Conflict {
                                 message: "the parent process was sending this refresh token when \

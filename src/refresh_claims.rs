@@ -40,6 +40,7 @@ struct Spend {
     serial: u64,
     started_ms: u64,
     /// The process whose flight it is (see [`crate::started_by`]).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     by: StartedBy,
     /// The flight sending the token, while it runs (`None`: it ended and
     /// rotated the token). Weak: a claim never keeps a flight alive; a
@@ -78,6 +79,8 @@ pub(crate) enum Claimed {
     Rotated,
     /// The parent process was sending it when this one was forked: read the
     /// store again, and never send it (the answer went to the parent).
+    /// Not in wasm, where nothing forks (its message would cost bytes).
+    #[cfg(not(target_arch = "wasm32"))]
     Forked,
 }
 
@@ -91,6 +94,7 @@ pub(crate) struct Claim {
 /// What other flights do or did with `token`: `None` when nothing is known.
 fn look(list: &[Spend], token: u64, now: u64) -> Option<Claimed> {
     let spend = list.iter().find(|s| s.token == token)?;
+    #[cfg(not(target_arch = "wasm32"))]
     if spend.running.is_some() && spend.by.elsewhere() {
         return Some(Claimed::Forked);
     }

@@ -170,7 +170,9 @@ impl Attached {
                 Some(Claimed::Running(other)) => {
                     let _ = other.await;
                 }
-                Some(Claimed::Rotated | Claimed::Forked) if !reread => reread = true,
+                Some(Claimed::Rotated) if !reread => reread = true,
+                #[cfg(not(target_arch = "wasm32"))]
+                Some(Claimed::Forked) if !reread => reread = true,
                 _ => return synced,
             }
         }

@@ -9,6 +9,7 @@ use crate::grant::Grant;
 use crate::refresh_claims::Claimed;
 use crate::secret::Secret;
 use crate::session_state::{info_of, SessionCell};
+use crate::started_by::StartedBy;
 use crate::store::Record;
 use crate::tokens::{AccessToken, TokenInfo};
 use std::sync::Arc;
@@ -43,6 +44,7 @@ impl Attached {
     /// and reads the store again; one that finds it rotated reads the store
     /// again and never sends it.
     pub(crate) async fn fly(&self, force: bool, asked_at: u64) -> Result<TokenInfo, Error> {
+        let flown_by = StartedBy::this();
         let mut reread = false;
         loop {
             self.sync().await?;
@@ -92,7 +94,7 @@ impl Attached {
                 }
                 _ => None,
             };
-            let result = self.fly_planned(plan, force, asked_at).await;
+            let result = self.fly_planned(plan, force, asked_at, flown_by).await;
             if let Some((claim, spent)) = claim {
                 claim.end(self.rotated_away_from(&spent));
             }
@@ -111,15 +113,16 @@ impl Attached {
     }
 
     /// [`Attached::fly`] once the plan is made and, for a refresh, its
-    /// token claimed.
+    /// token claimed; `flown_by`: the process that started the flight.
     async fn fly_planned(
         &self,
         plan: Plan,
         force: bool,
         asked_at: u64,
+        flown_by: StartedBy,
     ) -> Result<TokenInfo, Error> {
         if matches!(plan, Plan::Serve(_)) || !self.store.supports_lease() {
-            return self.carry_out(plan, None).await;
+            return self.carry_out(plan, None, flown_by).await;
         }
         // A fleet: one process refreshes, the others wait and re-read. A
         // lapse is decided under the lease too: the holder may be renewing
@@ -130,7 +133,7 @@ impl Attached {
             None => {
                 let result = match self.sync().await {
                     Ok(()) => match self.plan(force, asked_at) {
-                        Ok(plan) => self.carry_out(plan, Some(leased_from)).await,
+                        Ok(plan) => self.carry_out(plan, Some(leased_from), flown_by).await,
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -180,7 +183,12 @@ impl Attached {
 
     /// Serves, marks the lapsed session dead, or writes ahead and sends.
     /// `leased_from`: under the fleet lease, asked for at this time (ms).
-    async fn carry_out(&self, plan: Plan, leased_from: Option<u64>) -> Result<TokenInfo, Error> {
+    async fn carry_out(
+        &self,
+        plan: Plan,
+        leased_from: Option<u64>,
+        flown_by: StartedBy,
+    ) -> Result<TokenInfo, Error> {
         match plan {
             Plan::Serve(info) => Ok(info),
             Plan::Lapsed => self.kill(ReauthReason::RefreshExpired, None).await,
@@ -194,6 +202,16 @@ impl Attached {
                 }
                 if let Some(since) = leased_from {
                     crate::fleet::confirm_lease(self, since).await?;
+                }
+                // A flight copied into a forked child and polled there by a
+                // caller's future: its claim and its lease are the parent's,
+                // which may be sending this very token. (Never in wasm.)
+                if flown_by.elsewhere() {
+                    return Err(Error::Conflict {
+                        message: "this refresh was started by the parent of this forked \
+                                  process; nothing was sent"
+                            .to_owned(),
+                    });
                 }
                 self.send_refresh(refresh_token, in_doubt).await
             }

@@ -70,11 +70,15 @@ fn count(word: &AtomicU64) -> u64 {
     update(word, Some).map_or(0, |low| low & COUNT)
 }
 
-/// One fewer in `word`'s count; wakes [`shutdown_host_calls`].
-fn end(word: &AtomicU64) {
-    update(word, |low| {
-        Some((low & EXITING) | (low & COUNT).saturating_sub(1))
-    });
+/// One fewer in `word`'s count, if `pid` (the counted one's process) is
+/// still this process: one counted in a parent and ended in its forked
+/// child is not the child's. Wakes [`shutdown_host_calls`].
+fn end(word: &AtomicU64, pid: u32) {
+    if pid == std::process::id() {
+        update(word, |low| {
+            Some((low & EXITING) | (low & COUNT).saturating_sub(1))
+        });
+    }
     CHANGED.notify_all();
 }
 
@@ -114,7 +118,10 @@ fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
 #[uniffi::export]
 pub fn shutdown_host_calls(timeout_ms: i64) -> bool {
     let wait = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
-    let deadline = Instant::now() + wait;
+    // A wait an Instant cannot hold on some platform is a year: forever
+    // for an exiting process, and no overflow panic across the FFI.
+    let now = Instant::now();
+    let deadline = (now.checked_add(wait)).unwrap_or(now + Duration::from_secs(365 * 86_400));
     let idle = wait_until(deadline, || count(&TASKS) == 0 && count(&CROSSINGS) == 0);
     update(&CROSSINGS, |low| Some(low | EXITING));
     let left = deadline.saturating_duration_since(Instant::now());
@@ -129,34 +136,37 @@ pub(crate) fn exiting() -> bool {
     update(&CROSSINGS, Some).is_some_and(|low| low & EXITING != 0)
 }
 
-/// One call into the host in progress; ends when dropped.
-pub(crate) struct Crossing(());
+/// One call into the host in progress, counted in this process; ends
+/// when dropped.
+pub(crate) struct Crossing(u32);
 
 /// A crossing into the host, or `None` once the host is exiting.
 pub(crate) fn enter() -> Option<Crossing> {
+    let pid = std::process::id();
     update(&CROSSINGS, |low| (low & EXITING == 0).then_some(low + 1))?;
-    Some(Crossing(()))
+    Some(Crossing(pid))
 }
 
 impl Drop for Crossing {
     fn drop(&mut self) {
-        end(&CROSSINGS);
+        end(&CROSSINGS, self.0);
     }
 }
 
 /// One detached core task running (counted for [`shutdown_host_calls`]'s
 /// first wait); ends when dropped, with the task or when it is dropped.
-pub(crate) struct Task(());
+pub(crate) struct Task(u32);
 
 /// Counts a detached task until the returned value is dropped.
 pub(crate) fn task() -> Task {
+    let pid = std::process::id();
     update(&TASKS, |low| Some(low + 1));
-    Task(())
+    Task(pid)
 }
 
 impl Drop for Task {
     fn drop(&mut self) {
-        end(&TASKS);
+        end(&TASKS, self.0);
     }
 }
 
@@ -203,12 +213,17 @@ pub(crate) struct Exiting {
 }
 
 impl From<Exiting> for crate::Error {
-    /// A call of the host's made once it is exiting: nothing was sent.
-    fn from(_: Exiting) -> Self {
+    /// An exported call polled once the host is exiting: nothing was sent
+    /// when it was first polled then (`made`: it ran before, and may have).
+    fn from(exiting: Exiting) -> Self {
+        let message = if exiting.made {
+            "the app is exiting: freshtoken no longer calls into it, and this call's answer is not awaited"
+        } else {
+            "the app is exiting: freshtoken no longer calls into it, and nothing was sent"
+        };
         crate::Error::Network {
-            message: "the app is exiting: freshtoken no longer calls into it, and nothing was sent"
-                .to_owned(),
-            maybe_sent: false,
+            message: message.to_owned(),
+            maybe_sent: exiting.made,
         }
     }
 }
@@ -292,8 +307,9 @@ where
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let made = self.relay.is_some();
         if exiting() {
-            return Poll::Ready(Err(Exiting { made: false }.into()));
+            return Poll::Ready(Err(Exiting { made }.into()));
         }
         let this = &mut *self;
         let (relay, waker) = this.relay.get_or_insert_with(|| {
@@ -307,7 +323,11 @@ where
                 host.clone_from(cx.waker());
             }
         }
-        this.call.as_mut().poll(&mut Context::from_waker(waker))
+        match this.call.as_mut().poll(&mut Context::from_waker(waker)) {
+            // The host began to exit meanwhile: no wake-up would come.
+            Poll::Pending if exiting() => Poll::Ready(Err(Exiting { made: true }.into())),
+            polled => polled,
+        }
     }
 }
 
@@ -415,7 +435,10 @@ pub(super) mod tests {
         assert!(!shutdown_host_calls(10), "a task is still running");
         assert!(enter().is_none(), "closed even when it gave up waiting");
         finish.send(()).unwrap();
-        assert!(shutdown_host_calls(10_000), "the crossing ended");
+        assert!(
+            shutdown_host_calls(i64::MAX),
+            "the crossing ended (no overflow)"
+        );
         worker.join().unwrap();
 
         // After: no crossing, no wake-up, no release, no host call.
@@ -439,9 +462,18 @@ pub(super) mod tests {
             Pin::new(&mut made).poll(&mut cx),
             Poll::Ready(Err(Exiting { made: true }))
         ));
-        // An exported call polled now fails at once (no wake-up would come).
+        // An exported call polled now fails at once (no wake-up would
+        // come): one polled before may have sent; one made now sent nothing.
         assert!(matches!(
             Pin::new(&mut call).poll(&mut cx),
+            Poll::Ready(Err(crate::Error::Network {
+                maybe_sent: true,
+                ..
+            }))
+        ));
+        let mut late = woken(Parked(Arc::new(Mutex::new(None))));
+        assert!(matches!(
+            Pin::new(&mut late).poll(&mut cx),
             Poll::Ready(Err(crate::Error::Network {
                 maybe_sent: false,
                 ..

@@ -24,6 +24,10 @@ class TokenClient private constructor(
     constructor(options: TokenClientOptions, http: HttpClient = HttpUrlConnectionClient()) :
         this(ffiCall { FfiTokenClient(options.checked(), http) }, null, options.maxSessions?.toLong())
 
+    init {
+        ExitHook.register()
+    }
+
     private val mirrorCapacity = (maxSessions ?: DEFAULT_MAX_SESSIONS).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
 
     internal val mirror = TokenMirror(mirrorCapacity, if (clock == null) null else ::nowMs)

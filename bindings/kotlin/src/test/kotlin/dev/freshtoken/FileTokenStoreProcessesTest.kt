@@ -3,8 +3,8 @@ package dev.freshtoken
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.Json
 import dev.freshtoken.support.blocking
+import dev.freshtoken.support.childJvm
 import dev.freshtoken.support.same
-import java.io.File
 import java.nio.file.Files
 import java.nio.file.Path
 import java.util.concurrent.ExecutionException
@@ -49,14 +49,8 @@ class FileTokenStoreProcessesTest {
     private fun client() = TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret"))
 
     /** The other process: a child JVM on this test's classpath and native library. */
-    private fun otherProcess(dir: Path, mode: String): Process {
-        val java = File(System.getProperty("java.home"), "bin/java").path
-        return ProcessBuilder(
-            java, "-Djna.library.path=${System.getProperty("jna.library.path")}",
-            "-Djna.tmpdir=${System.getProperty("jna.tmpdir")}", "-cp", System.getProperty("java.class.path"),
-            "dev.freshtoken.support.OtherProcessKt", emu.tokenEndpoint, dir.toString(), mode,
-        ).redirectError(ProcessBuilder.Redirect.INHERIT).start()
-    }
+    private fun otherProcess(dir: Path, mode: String): Process =
+        childJvm("dev.freshtoken.support.OtherProcessKt", emu.tokenEndpoint, dir.toString(), mode)
 
     /** What `call` failed with, or null when it gave a token. */
     private fun failureOf(call: java.util.concurrent.CompletableFuture<String>): Throwable? = try {

@@ -81,6 +81,24 @@ fn describe_file(path: &std::path::Path) -> String {
     }
 }
 
+/// Seeds `key` of `client` with `refresh_token` and asks for an access
+/// token: the error a replay of a consumed token meets.
+async fn replay(
+    client: &TokenClient,
+    key: &str,
+    store: &Arc<FileStore>,
+    refresh_token: &str,
+) -> Result<freshtoken::Error, Box<dyn std::error::Error>> {
+    let session = client.session(key, store.clone())?;
+    session
+        .seed(Seed {
+            refresh_token: refresh_token.to_owned().into(),
+            ..Seed::default()
+        })
+        .await?;
+    Ok(session.access_token().await.unwrap_err())
+}
+
 async fn hundred_callers(session: &UserSession) -> Vec<String> {
     let calls = (0..100).map(|_| {
         let session = session.clone();
@@ -143,14 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Someone replays the consumed refresh token. In this process the
     // library refuses to send it: the token was rotated here.
-    let replayer = client.session("replayer", store.clone())?;
-    replayer
-        .seed(Seed {
-            refresh_token: linked.refresh_token.clone().into(),
-            ..Seed::default()
-        })
-        .await?;
-    let refused = replayer.access_token().await.unwrap_err();
+    let refused = replay(&client, "replayer", &store, &linked.refresh_token).await?;
     println!(
         "6. Replaying the consumed token in this process: {} ({})",
         refused.code(),
@@ -167,18 +178,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .client_secret("test-secret")
         .build()?,
     )?;
-    let thief = elsewhere.session("attacker", store.clone())?;
-    thief
-        .seed(Seed {
-            refresh_token: linked.refresh_token.clone().into(),
-            ..Seed::default()
-        })
-        .await?;
-    let replay = thief.access_token().await.unwrap_err();
+    let replayed = replay(&elsewhere, "attacker", &store, &linked.refresh_token).await?;
     println!(
         "   Replaying it from elsewhere: {} ({})",
-        replay.code(),
-        replay
+        replayed.code(),
+        replayed
     );
 
     match session.refresh().await {

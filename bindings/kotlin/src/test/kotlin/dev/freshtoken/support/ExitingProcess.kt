@@ -8,7 +8,7 @@ import java.nio.file.Paths
 import kotlin.system.exitProcess
 
 /**
- * The process of ExitHookTest, run in a child JVM: seeds `u1` in a
+ * The exiting process of FileTokenStoreProcessesTest, run in a child JVM: seeds `u1` in a
  * FileTokenStore directory, starts a refresh whose caller does not wait
  * (the emulator holds it), prints `started`; then, on a line on stdin,
  * prints `exiting` and exits the JVM. Arguments: token endpoint,

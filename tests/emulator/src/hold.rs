@@ -9,11 +9,13 @@ use crate::emulator::WAIT_LIMIT;
 use crate::state::Shared;
 use crate::watched::Watched;
 
-/// The requests held now, and how many releases there were.
+/// The requests held now, how many releases there were, and which was
+/// the last one made by a reset.
 #[derive(Default)]
 pub(crate) struct HoldState {
     held: usize,
     releases: u64,
+    reset_release: u64,
 }
 
 /// The held requests of one emulator.
@@ -21,8 +23,9 @@ pub(crate) struct HoldState {
 pub(crate) struct Holds(Watched<HoldState>);
 
 impl Holds {
-    /// Parks the calling request until the next release.
-    pub async fn hold(&self) {
+    /// Parks the calling request until the next release; whether a reset
+    /// released it.
+    pub async fn hold(&self) -> bool {
         let epoch = self.0.update(|h| {
             h.held += 1;
             h.releases
@@ -41,7 +44,9 @@ impl Holds {
             }
         }
         let _leave = Leave(self, epoch);
-        self.0.wait(|h| (h.releases != epoch).then_some(())).await;
+        self.0
+            .wait(|h| (h.releases != epoch).then_some(h.reset_release > epoch))
+            .await
     }
 
     /// How many requests are held now.
@@ -53,6 +58,16 @@ impl Holds {
     pub fn release(&self) -> usize {
         self.0.update(|h| {
             h.releases += 1;
+            std::mem::take(&mut h.held)
+        })
+    }
+
+    /// Lets every held request go on for a reset: they meet no fault, not
+    /// even one the next test queues right after the reset.
+    pub fn release_for_reset(&self) -> usize {
+        self.0.update(|h| {
+            h.releases += 1;
+            h.reset_release = h.releases;
             std::mem::take(&mut h.held)
         })
     }

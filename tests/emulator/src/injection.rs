@@ -32,10 +32,14 @@ pub(crate) async fn apply(
     run: impl FnOnce() -> Response,
 ) -> Outcome {
     // A held request waits for its release, then meets the next fault that
-    // is not a hold.
+    // is not a hold (none when a reset released it).
     if fault == Some(FaultKind::Hold) {
-        shared.holds.hold().await;
-        fault = take_fault(&mut shared.lock(), target, true);
+        let by_reset = shared.holds.hold().await;
+        fault = if by_reset {
+            None
+        } else {
+            take_fault(&mut shared.lock(), target, true)
+        };
     }
     match fault {
         None => Outcome::Respond(run()),

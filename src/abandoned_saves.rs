@@ -20,7 +20,7 @@
 
 use crate::maybe_send::BoxFuture;
 use crate::spawn::Spawn;
-use futures_util::future::{AbortHandle, Abortable, FutureExt, Shared};
+use futures_util::future::{join, AbortHandle, Abortable, FutureExt, Shared};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -36,17 +36,19 @@ pub(crate) const HORIZON_FACTOR: u64 = 12;
 #[derive(Default)]
 pub(crate) struct AbandonedSaves(Mutex<HashMap<Arc<str>, Kept>>);
 
-/// One abandoned save: its end, when it was abandoned, and the handle that
-/// stops the task driving it (with a spawner).
+/// One abandoned save (or several of one key, joined): its end, when it was
+/// abandoned, and the handles that stop the tasks driving it (with a spawner).
 struct Kept {
     end: SaveEnd,
     abandoned_at_ms: u64,
-    driver: Option<AbortHandle>,
+    drivers: Vec<AbortHandle>,
 }
 
 impl AbandonedSaves {
     /// Keeps `call`, a save of `key` its deadline gave up on, running to its
     /// end: on `spawn` when there is one, else driven by whoever waits for it.
+    /// An earlier save of `key` that has not ended stays waited for too: the
+    /// key's end is then that of both, counted from the earlier abandonment.
     pub(crate) fn keep(
         &self,
         key: Arc<str>,
@@ -54,35 +56,53 @@ impl AbandonedSaves {
         spawn: Option<&Arc<dyn Spawn>>,
         now_ms: u64,
     ) {
+        let mut saves = self.lock();
+        let earlier = saves.remove(&key).filter(|kept| kept.end.peek().is_none());
+        let (call, abandoned_at_ms, mut drivers) = match earlier {
+            Some(kept) => {
+                let both = join(kept.end, call).map(drop);
+                let call: BoxFuture<'static, ()> = Box::pin(both);
+                (call, kept.abandoned_at_ms.min(now_ms), kept.drivers)
+            }
+            None => (call, now_ms, Vec::new()),
+        };
         let end = call.shared();
-        let driver = spawn.map(|spawn| {
+        let task = spawn.map(|spawn| {
             let (driver, registration) = AbortHandle::new_pair();
-            spawn.spawn(Box::pin(
-                Abortable::new(end.clone(), registration).map(drop),
-            ));
-            driver
+            drivers.push(driver);
+            (spawn, Abortable::new(end.clone(), registration).map(drop))
         });
         let kept = Kept {
             end,
-            abandoned_at_ms: now_ms,
-            driver,
+            abandoned_at_ms,
+            drivers,
         };
-        self.lock().insert(key, kept);
+        saves.insert(key, kept);
+        drop(saves);
+        // Outside the lock: a spawner may poll the task at once.
+        if let Some((spawn, task)) = task {
+            spawn.spawn(Box::pin(task));
+        }
     }
 
     /// The abandoned save of `key` still to wait for, if any. Forgets one
     /// that has ended, and gives up one abandoned `horizon_ms` or more
     /// before `now_ms` (dropping it: see the module's notes).
+    ///
+    /// A clock read earlier than the abandonment (stepped back) restarts
+    /// the count from `now_ms`: the session stays held one horizon, not one
+    /// horizon plus the step.
     pub(crate) fn pending(&self, key: &str, now_ms: u64, horizon_ms: u64) -> Option<SaveEnd> {
         let mut saves = self.lock();
-        let kept = saves.get(key)?;
+        let kept = saves.get_mut(key)?;
         if kept.end.peek().is_some() {
             saves.remove(key);
             return None;
         }
+        kept.abandoned_at_ms = kept.abandoned_at_ms.min(now_ms);
         if now_ms >= kept.abandoned_at_ms.saturating_add(horizon_ms) {
             log::warn!("freshtoken: a save abandoned {horizon_ms} ms ago never ended; given up");
-            if let Some(driver) = saves.remove(key).and_then(|kept| kept.driver) {
+            for driver in saves.remove(key).into_iter().flat_map(|kept| kept.drivers) {
                 driver.abort();
             }
             return None;
@@ -177,5 +197,32 @@ mod tests {
         futures_util::FutureExt::now_or_never(end.clone()).expect("ends at once");
         assert!(saves.pending("u1", 0, 60_000).is_none());
         saves.ended("u1", &end);
+    }
+
+    #[test]
+    fn a_second_abandoned_save_of_a_key_does_not_forget_the_first() {
+        let saves = AbandonedSaves::default();
+        let (first, dropped) = never_ending();
+        saves.keep(Arc::from("u1"), first, None, 1_000);
+        // A retry of the save, abandoned too, that ends first.
+        saves.keep(Arc::from("u1"), Box::pin(async {}), None, 2_000);
+        let end = saves.pending("u1", 2_000, 60_000).expect("still running");
+        assert!(end.now_or_never().is_none(), "the first save has not ended");
+        // Counted from the first abandonment; both given up together.
+        assert!(saves.pending("u1", 60_999, 60_000).is_some());
+        assert!(saves.pending("u1", 61_000, 60_000).is_none(), "given up");
+        assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_holds_the_key_one_horizon_from_the_step() {
+        let saves = AbandonedSaves::default();
+        let (call, _dropped) = never_ending();
+        saves.keep(Arc::from("u1"), call, None, 3_600_000);
+        // The clock steps back an hour: counted from the step, not held an
+        // hour more.
+        assert!(saves.pending("u1", 1_000, 60_000).is_some());
+        assert!(saves.pending("u1", 60_999, 60_000).is_some());
+        assert!(saves.pending("u1", 61_000, 60_000).is_none(), "given up");
     }
 }

@@ -58,7 +58,7 @@ impl Attached {
         let asked_at = self.cell.lock().arrivals;
         loop {
             let now = self.ctx.clock.now_ms();
-            let (flight, mine) = {
+            let (flight, mine, saving_only) = {
                 let mut st = self.cell.lock();
                 if let Some(rejected) = rejected {
                     let other = serve(&st, &self.ctx, now, |rec, at, _| {
@@ -72,11 +72,16 @@ impl Attached {
                     st.rejected = Some(Box::new(rejected.into()));
                 }
                 match &st.inflight {
-                    Some(flight) => (flight.clone(), false),
-                    None => (self.start(&mut st, true, asked_at), true),
+                    Some(flight) => (flight.clone(), false, st.saving_only),
+                    None => (self.start(&mut st, true, asked_at), true, false),
                 }
             };
             let result = flight.await;
+            // A save of a seed or of a pending record is no refresh: go on
+            // (a seed counts as an arrival, so its fresh token answers).
+            if saving_only && result.is_ok() {
+                continue;
+            }
             if mine || result.is_err() || self.cell.lock().arrivals > asked_at {
                 return result;
             }
@@ -159,52 +164,71 @@ impl Attached {
         })
     }
 
-    /// Replaces the record (seed, code exchange) once no flight is running,
-    /// then saves it.
+    /// Replaces the record (seed, code exchange) once no flight is running
+    /// and no abandoned save of the key can still land, then saves it.
     pub(crate) async fn install(&self, record: Record) -> Result<(), Error> {
-        self.abandoned_save_ended().await?;
         self.replace(record, None).await
     }
 
-    /// [`Attached::install`] for a record the server already issued (a code
-    /// exchange): not held back by an abandoned save, which its caller
-    /// waited for before redeeming the code, since refusing it now would
-    /// throw the issued refresh token away.
+    /// [`Attached::install`]; with `read_before`, for a record the server
+    /// already issued (a code exchange): an abandoned save of the key is
+    /// then waited for until it ends or is given up, never refused, since
+    /// refusing would throw the issued refresh token away.
     ///
     /// `read_before`: for a record the server issued, the stored version
     /// read before its request was sent. Should the store fail to tell the
     /// version now, that one is compared against, so a read failing between
     /// the two never throws the issued tokens away (they stay in memory,
     /// unpersisted, if the save fails).
+    ///
+    /// The save runs as the session's flight (like [`Attached::save_pending`]):
+    /// a refresh asked for meanwhile starts only once it has ended, so no
+    /// later save of the key can land before it, and it runs to its end if
+    /// the caller stops waiting.
     pub(crate) async fn replace(
         &self,
         record: Record,
         read_before: Option<Option<Option<String>>>,
     ) -> Result<(), Error> {
+        let issued = read_before.is_some();
         // A deliberate replacement: compare-and-swap against what is stored now.
         let stored_version = match (self.stored_version().await, read_before) {
             (Ok(version), _) => version,
             (Err(_), Some(version)) => version,
             (Err(e), None) => return Err(e),
         };
-        let (generation, record) = loop {
+        let flight = loop {
+            // Checked under the state's lock: only a flight abandons a
+            // save, and none runs when this finds none.
             let running = {
                 let mut st = self.cell.lock();
                 match &st.inflight {
-                    Some(flight) => flight.clone(),
+                    Some(flight) => Some(flight.clone()),
+                    None if self.abandoned_save_pending() => None,
                     None => {
                         if let Some(version) = stored_version {
                             st.version = version;
                         }
-                        break st.set_record(record);
+                        let (generation, record) = st.set_record(record);
+                        let session = self.clone();
+                        let body = async move {
+                            let saved = session.persist(generation, &record).await;
+                            session.cell.lock().arrivals += 1;
+                            saved.map(|()| info_of(&Record::default()))
+                        };
+                        let flight = self.start_flight(&mut st, Box::pin(body));
+                        st.saving_only = true;
+                        break flight;
                     }
                 }
             };
-            let _ = running.await;
+            match running {
+                Some(flight) => drop(flight.await),
+                None if issued => self.abandoned_save_given_up().await,
+                None => self.abandoned_save_ended().await?,
+            }
         };
-        let saved = self.persist(generation, &record).await;
-        self.cell.lock().arrivals += 1;
-        saved
+        flight.await.map(drop)
     }
 
     /// `f` of the record when its access token is fresh and nothing is

@@ -61,7 +61,7 @@ impl Attached {
     /// replaced, while the host may still write over it.
     pub(crate) async fn abandoned_save_ended(&self) -> Result<(), Error> {
         let ms = self.ctx.config.store_timeout_ms;
-        let horizon = ms.saturating_mul(crate::abandoned_saves::HORIZON_FACTOR);
+        let horizon = self.abandoned_horizon_ms();
         let now = self.ctx.clock.now_ms();
         let Some(end) = self.ctx.abandoned_saves.pending(&self.key, now, horizon) else {
             return Ok(());
@@ -78,6 +78,45 @@ impl Attached {
                  write cannot replace a newer refresh token"
             ))),
         }
+    }
+
+    /// Whether an abandoned save of this key may still land (see
+    /// [`Attached::abandoned_save_ended`]); no waiting.
+    pub(crate) fn abandoned_save_pending(&self) -> bool {
+        let horizon = self.abandoned_horizon_ms();
+        let now = self.ctx.clock.now_ms();
+        self.ctx
+            .abandoned_saves
+            .pending(&self.key, now, horizon)
+            .is_some()
+    }
+
+    /// Waits for this key's abandoned save to end or be given up, for a
+    /// record the server already issued (which refusing would lose). Each
+    /// wait is one store deadline on the timer; at most as many as the
+    /// horizon holds, so a clock that stands still cannot make it endless.
+    pub(crate) async fn abandoned_save_given_up(&self) {
+        let ms = self.ctx.config.store_timeout_ms;
+        for _ in 0..=crate::abandoned_saves::HORIZON_FACTOR {
+            let now = self.ctx.clock.now_ms();
+            let horizon = self.abandoned_horizon_ms();
+            let Some(end) = self.ctx.abandoned_saves.pending(&self.key, now, horizon) else {
+                return;
+            };
+            if within(self.ctx.clock.as_ref(), ms, end.clone())
+                .await
+                .is_ok()
+            {
+                self.ctx.abandoned_saves.ended(&self.key, &end);
+                return;
+            }
+        }
+    }
+
+    /// How long an abandoned save is waited for before it is given up.
+    fn abandoned_horizon_ms(&self) -> u64 {
+        let ms = self.ctx.config.store_timeout_ms;
+        ms.saturating_mul(crate::abandoned_saves::HORIZON_FACTOR)
     }
 
     /// The error of the store call `op` that its deadline abandoned. Not

@@ -12,7 +12,10 @@ use freshtoken::{
     MemoryStore, ReauthReason, Record, Seed, StoreError, TokenClient, TokenStore, UserSession,
 };
 use freshtoken_emulator::{Fault, TokenState};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -53,6 +56,8 @@ struct HostStore {
     release: Mutex<Option<oneshot::Receiver<()>>>,
     /// Told when a `Late` write landed in the inner store.
     landed: Mutex<Option<oneshot::Sender<()>>>,
+    /// Saves begun so far.
+    saves: AtomicUsize,
 }
 
 impl HostStore {
@@ -134,6 +139,7 @@ impl TokenStore for HostStore {
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
         let which = if Record::decode(record).unwrap().in_doubt {
             Which::WriteAhead
         } else {
@@ -773,4 +779,111 @@ async fn a_clock_that_reads_the_same_session_does_not_deadlock_it() {
         .expect("the cached read returned: the session was not locked by its own clock");
     assert_eq!(cached.as_deref(), Some(token.as_str()));
     assert!(clock.reentered.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+/// Polls `call` once: a caller joins the session's flight, or starts one,
+/// on its first poll. Returns whether it is still pending.
+async fn polled_once<F: Future + Unpin>(call: &mut F) -> bool {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *call).poll(cx).is_pending()))
+        .await
+}
+
+/// A client on the harness's emulator and clock whose flights are driven
+/// by their callers (no spawner): a first poll runs a flight as far as it
+/// can go at once.
+fn caller_driven(h: &Harness) -> TokenClient {
+    let config = Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .store_timeout_ms(STORE_TIMEOUT_MS as i64)
+        .build()
+        .unwrap();
+    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+    TokenClient::new(config, http, h.clock.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_asked_for_while_a_seed_saves_starts_after_that_save() {
+    let h = harness();
+    let client = caller_driven(&h);
+    let store = HostStore::new();
+    let family = h.emu.seed(CLIENT_ID, SCOPE);
+    let session = client.session("u1", store.clone()).unwrap();
+    // The seed's save is being written (a pooled connection, a worker thread).
+    let (go, landed) = store.late_controls();
+    let mut entered = store.next(Which::Settled, Act::Late);
+    let seeding = {
+        let session = session.clone();
+        let seed = Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            ..Seed::default()
+        };
+        tokio::spawn(async move { session.seed(seed).await })
+    };
+    entered.recv().await.unwrap();
+
+    // A caller that needs a token meanwhile waits for that save: a refresh
+    // started now would save after it, and the seed's late write would then
+    // put the spent refresh token back.
+    let mut asking = Box::pin(session.access_token());
+    assert!(polled_once(&mut asking).await);
+    assert_eq!(
+        store.saves.load(Ordering::SeqCst),
+        1,
+        "nothing else saved while the seed's save is written"
+    );
+    assert_eq!(h.refresh_requests(), 0);
+
+    go.send(()).unwrap();
+    landed.await.unwrap();
+    seeding.await.unwrap().unwrap();
+    let token = asking.await.unwrap();
+    assert_eq!(h.refresh_requests(), 1);
+    let stored = store.record("u1").unwrap();
+    assert_eq!(stored.access_token.unwrap().value.expose(), token);
+    let rt = stored.refresh_token.unwrap();
+    assert_eq!(h.emu.refresh_token_state(rt.expose()), TokenState::Active);
+    assert_eq!(
+        h.emu.refresh_token_state(&family.refresh_token),
+        TokenState::Consumed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_waiting_for_a_refresh_waits_for_the_save_that_refresh_abandoned() {
+    let h = harness();
+    let store = HostStore::new();
+    let (session, _) = seeded(&h, &store, "u1").await;
+    // A refresh is saving its rotated record, slowly.
+    let (caller, rotated, go, landed) = late_rotation_save(&store, &session).await;
+    // A re-link arrives and waits for that refresh.
+    let relink = h.emu.seed(CLIENT_ID, SCOPE);
+    let seed = |token: &str| Seed {
+        refresh_token: token.to_owned().into(),
+        ..Seed::default()
+    };
+    let mut seeding = {
+        let session = session.clone();
+        let seed = seed(&relink.refresh_token);
+        Box::pin(async move { session.seed(seed).await })
+    };
+    assert!(polled_once(&mut seeding).await);
+    // The rotated record's save outlives its deadline; the host still writes it.
+    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    storage_message(caller.await.unwrap());
+
+    // The seed does not replace the record while that write may land over it.
+    let message = held_back(&h, seeding).await;
+    assert!(message.contains("abandoned at its deadline"), "{message}");
+    go.send(()).unwrap();
+    landed.await.unwrap();
+    assert_eq!(
+        store.record("u1").unwrap().refresh_token,
+        rotated.refresh_token
+    );
+
+    // Once it landed, the re-link replaces it, and stays.
+    session.seed(seed(&relink.refresh_token)).await.unwrap();
+    let stored = store.record("u1").unwrap().refresh_token.unwrap();
+    assert_eq!(stored.expose(), relink.refresh_token);
+    assert!(!session.status().await.unwrap().unpersisted);
 }

@@ -34,7 +34,9 @@ export interface LocalStorageStoreOptions {
  * Lock), so a save whose version moved on is a conflict, never an overwrite.
  *
  * Keys: `${prefix}${key}` holds `{"version":"N","record":"…"}`; the locks are
- * `${prefix}lease:${key}` and `${prefix}write:${key}`.
+ * `${prefix}lease:${key}` and `${prefix}write:${key}`. A new record's
+ * version starts at a random integer, so versions are not reused after
+ * the item is removed (a sign-out).
  */
 export class LocalStorageStore implements TokenStore {
   /** Throws a `TypeError` when there is no storage or no Web Locks API. */
@@ -46,7 +48,10 @@ export class LocalStorageStore implements TokenStore {
   load(key: string): Promise<string | null>;
   /** Saves unconditionally (the version still moves on); rejects when the storage refuses the write (full, or disabled). */
   save(key: string, record: string): Promise<void>;
+  /** Rejects on an item this store did not write (truncated, another library's value). */
   loadVersioned(key: string): Promise<VersionedRecord | null>;
+  /** The stored version without the record, or null; for an item no read accepts, one derived from its text: `seed()` and a code exchange replace it. */
+  loadVersion(key: string): Promise<string | null>;
   /** The new version, or null when the stored version is not `expectedVersion` (null: when a record exists). */
   saveVersioned(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
   /** The Web Lock if no tab holds it (renewed when `owner` already does); false otherwise. */

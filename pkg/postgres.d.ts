@@ -33,7 +33,9 @@ export interface LeaseHolder {
  * Tables: records `(key text primary key, record text not null, version
  * bigint not null)`; leases `(key text primary key, owner text not null,
  * expires_at timestamptz not null)`, with lease times from the server's
- * clock.
+ * clock. A new record's version starts at a random integer (then +1 per
+ * save), so versions are not reused after a DELETE (a sign-out). A NULL
+ * record is no record; a NULL version reads as "0".
  */
 export class PostgresStore implements TokenStore {
   /** The DDL of both tables (`CREATE TABLE IF NOT EXISTS …`). */
@@ -49,7 +51,7 @@ export class PostgresStore implements TokenStore {
   /** Deletes the lease only if `owner` still holds it. */
   release(key: string, owner: string): Promise<void>;
   loadVersioned(key: string): Promise<VersionedRecord | null>;
-  /** The stored version without the record, or null: `seed()` and a code exchange replace a record too large to read. */
+  /** The stored version without the record, or null: `seed()` and a code exchange replace a record too large (or unfit) to read. */
   loadVersion(key: string): Promise<string | null>;
   /** The new version, or null when the stored version is not `expectedVersion` (null: when a record exists). */
   saveVersioned(key: string, record: string, expectedVersion: string | null): Promise<string | null>;

@@ -31,8 +31,11 @@ export interface LeaseHolder {
  * processes can share sessions, and only one at a time refreshes each.
  *
  * Keys: `${prefix}record:${key}` is a hash `{record, version}` (version: an
- * integer as a string, incremented by every save); `${prefix}lease:${key}`
- * is a string holding the lease owner, with a PX expiry.
+ * integer as a string, incremented by every save, starting at a random one,
+ * so versions are not reused after a DEL; a hash without a record field is
+ * no record, one without a version field is version "0");
+ * `${prefix}lease:${key}` is a string holding the lease owner, with a PX
+ * expiry.
  */
 export class RedisStore implements TokenStore {
   constructor(client: RedisCommandClient, options?: RedisStoreOptions);
@@ -48,7 +51,7 @@ export class RedisStore implements TokenStore {
   /** Deletes the lease only if `owner` still holds it. */
   release(key: string, owner: string): Promise<void>;
   loadVersioned(key: string): Promise<VersionedRecord | null>;
-  /** The stored version without the record, or null: `seed()` and a code exchange replace a record too large to read. */
+  /** The stored version without the record, or null: `seed()` and a code exchange replace a record too large (or unfit) to read. */
   loadVersion(key: string): Promise<string | null>;
   /** The new version, or null when the stored version is not `expectedVersion` (null: when a record exists). */
   saveVersioned(key: string, record: string, expectedVersion: string | null): Promise<string | null>;

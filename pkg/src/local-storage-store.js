@@ -19,6 +19,14 @@
 // Keys: `${prefix}${key}` holds `{"version":"N","record":"…"}` (one item,
 // so a write is whole or not at all); the locks are named
 // `${prefix}lease:${key}` (the refresh lease) and `${prefix}write:${key}`.
+//
+// An item this store cannot read (truncated, another library's value, a
+// record with a lone surrogate) fails every read, but has a version too
+// (`loadVersion`), derived from its text: a re-link (`seed()`, a code
+// exchange) swaps against it and replaces the item instead of failing
+// forever. A new record's version starts at a random integer, so that a
+// tab holding a version from before a sign-out (`removeItem`) never swaps
+// over the next link's record.
 
 const NAME = 'LocalStorageStore';
 
@@ -48,6 +56,57 @@ function pageStorage() {
   } catch {
     return undefined;
   }
+}
+
+/** Whether `version` is one this store writes: a decimal it can add 1 to exactly. */
+function isVersion(version) {
+  return typeof version === 'string' && /^[0-9]{1,16}$/.test(version) && Number.isSafeInteger(Number(version) + 1);
+}
+
+/** The `{version, record}` an item holds, or null when there is none or it is not one this store wrote. */
+function entryOf(text) {
+  if (text === null) return null;
+  let entry = null;
+  try {
+    entry = JSON.parse(text);
+  } catch { /* not JSON: not an entry */ }
+  return typeof entry?.record === 'string' && isVersion(entry?.version) ? entry : null;
+}
+
+/**
+ * The version of an item that holds no entry: `u` (never a decimal, so no
+ * version this store writes), the length and two 32-bit FNV-1a-style
+ * hashes of the text. It changes when the text does, so a swap against it
+ * still fails when another tab wrote meanwhile. A hash, not the text: the
+ * item may hold a token, and versions appear in logs. Not cryptographic:
+ * only a writer outside this store changes an unreadable item.
+ */
+function unreadableVersion(text) {
+  let a = 0x811c9dc5;
+  let b = 0x9747b28c;
+  for (let i = 0; i < text.length; i += 1) {
+    const unit = text.charCodeAt(i);
+    a = Math.imul(a ^ unit, 0x01000193);
+    b = Math.imul(b ^ unit, 0x5bd1e995);
+  }
+  return `u${text.length}.${(a >>> 0).toString(16)}.${(b >>> 0).toString(16)}`;
+}
+
+/** The version of the item `text` (null: no item), readable or not. */
+function versionOf(text) {
+  if (text === null) return null;
+  return entryOf(text)?.version ?? unreadableVersion(text);
+}
+
+/**
+ * The version a new record starts at: a random integer in [2^32, 2^32 +
+ * 2^52), never 1, so that a version from before a `removeItem` (a sign-out)
+ * does not match the next link's record; above every version earlier
+ * releases counted up from 1; 2^52 increments below Number.MAX_SAFE_INTEGER.
+ */
+function firstVersion() {
+  const [high, low] = globalThis.crypto.getRandomValues(new Uint32Array(2));
+  return String(2 ** 32 + (high >>> 12) * 2 ** 32 + low);
 }
 
 function checkKey(key) {
@@ -101,24 +160,27 @@ export class LocalStorageStore {
     return `${this.#prefix}lease:${key}`;
   }
 
+  /** The item of `key` as stored (text), or null. */
+  #item(key) {
+    return this.#storage.getItem(this.recordKey(key));
+  }
+
   /** The stored `{version, record}` of `key`, or null; rejects on an item this store did not write. */
   #read(key) {
-    const name = this.recordKey(key);
-    const text = this.#storage.getItem(name);
+    const text = this.#item(key);
     if (text === null) return null;
-    let entry = null;
-    try {
-      entry = JSON.parse(text);
-    } catch { /* not JSON: refused below */ }
-    if (typeof entry?.record !== 'string' || typeof entry?.version !== 'string') {
-      throw new Error(`${NAME}: ${name} holds no record written by this store`);
-    }
+    const entry = entryOf(text);
+    if (!entry) throw new Error(`${NAME}: ${this.recordKey(key)} holds no record written by this store`);
     return entry;
   }
 
-  /** Writes `record` as the version after `previous`'s; returns the new version. One setItem: whole or not at all. */
+  /**
+   * Writes `record` as the version after `previous`'s (an entry, or null: a
+   * new record, at a random version); returns the new version. One setItem:
+   * whole or not at all.
+   */
   #write(key, record, previous) {
-    const version = String((Number(previous?.version) || 0) + 1);
+    const version = previous ? String(Number(previous.version) + 1) : firstVersion();
     this.#storage.setItem(this.recordKey(key), JSON.stringify({ version, record }));
     return version;
   }
@@ -147,13 +209,8 @@ export class LocalStorageStore {
    */
   async save(key, record) {
     checkRecord(record);
-    await this.#locked(key, () => {
-      let previous = null;
-      try {
-        previous = this.#read(key);
-      } catch { /* replaced: an unconditional save may overwrite what it cannot read */ }
-      this.#write(key, record, previous);
-    });
+    // An item it cannot read is replaced, as a new record.
+    await this.#locked(key, () => this.#write(key, record, entryOf(this.#item(key))));
   }
 
   /**
@@ -166,10 +223,19 @@ export class LocalStorageStore {
       throw new TypeError(`${NAME}: the expected version must be a string or null`);
     }
     return this.#locked(key, () => {
-      const current = this.#read(key);
-      const matches = expectedVersion === null ? current === null : current?.version === expectedVersion;
-      return matches ? this.#write(key, record, current) : null;
+      const text = this.#item(key);
+      if (versionOf(text) !== expectedVersion) return null;
+      return this.#write(key, record, entryOf(text));
     });
+  }
+
+  /**
+   * The version of `key`'s item, or null, without reading the record: also
+   * for an item no read accepts (see unreadableVersion), so that `seed()`
+   * and a code exchange, which swap against this, replace it.
+   */
+  async loadVersion(key) {
+    return versionOf(this.#item(key));
   }
 
   /**

@@ -8,6 +8,10 @@
 // Every operation is one statement: compare-and-swap by `version`, the lease
 // by an upsert that only takes over an expired row or renews the owner's
 // own. Lease times come from the server's clock (now()), never this host's.
+//
+// Rows only half there (a table made without NOT NULL, a hand edit) never
+// stick a session: a NULL record is no record (a create replaces it), and a
+// NULL version reads as version 0 (a re-link swaps against it).
 
 const DEFAULT_TABLES = { table: 'freshtoken_records', leaseTable: 'freshtoken_leases' };
 
@@ -17,6 +21,18 @@ const DEFAULT_TABLES = { table: 'freshtoken_records', leaseTable: 'freshtoken_le
  * bigger one is left in the table: only its size is sent (DESIGN point 16).
  */
 const MAX_RECORD_BYTES = 1024 * 1024;
+
+/**
+ * The version a new record starts at: a random integer in [2^32, 2^32 +
+ * 2^52), never 1, so that a version from before a DELETE (a sign-out) does
+ * not match the next link's record; above every version earlier releases
+ * counted up from 1; within bigint and exact as a JS number. The table is
+ * unchanged: existing rows count on from their versions.
+ */
+function firstVersion() {
+  const [high, low] = globalThis.crypto.getRandomValues(new Uint32Array(2));
+  return String(2 ** 32 + (high >>> 12) * 2 ** 32 + low);
+}
 
 /** `name` or `schema.name` as a quoted SQL identifier. */
 function identifier(option, name) {
@@ -94,14 +110,16 @@ export class PostgresStore {
     this.#ddl = ddl(names);
     this.#sql = {
       load: `SELECT CASE WHEN octet_length(record) <= ${MAX_RECORD_BYTES} THEN record END AS record,
-        octet_length(record) AS bytes, version::text AS version FROM ${t} WHERE key = $1`,
-      version: `SELECT version::text AS version FROM ${t} WHERE key = $1`,
-      save: `INSERT INTO ${t} AS r (key, record, version) VALUES ($1, $2, 1)
-        ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, version = r.version + 1`,
-      update: `UPDATE ${t} SET record = $2, version = version + 1
-        WHERE key = $1 AND version = $3::bigint RETURNING version::text AS version`,
-      create: `INSERT INTO ${t} (key, record, version) VALUES ($1, $2, 1)
-        ON CONFLICT (key) DO NOTHING RETURNING version::text AS version`,
+        octet_length(record) AS bytes, coalesce(version, 0)::text AS version FROM ${t} WHERE key = $1 AND record IS NOT NULL`,
+      version: `SELECT coalesce(version, 0)::text AS version FROM ${t} WHERE key = $1 AND record IS NOT NULL`,
+      // $3: the first version, used where no version is stored yet.
+      save: `INSERT INTO ${t} AS r (key, record, version) VALUES ($1, $2, $3::bigint)
+        ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, version = coalesce(r.version + 1, EXCLUDED.version)`,
+      update: `UPDATE ${t} SET record = $2, version = coalesce(version + 1, $4::bigint)
+        WHERE key = $1 AND record IS NOT NULL AND coalesce(version, 0) = $3::bigint RETURNING version::text AS version`,
+      create: `INSERT INTO ${t} AS r (key, record, version) VALUES ($1, $2, $3::bigint)
+        ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, version = coalesce(r.version + 1, EXCLUDED.version)
+        WHERE r.record IS NULL RETURNING version::text AS version`,
       acquire: `INSERT INTO ${l} AS l (key, owner, expires_at)
         VALUES ($1, $2, now() + $3::double precision * interval '1 millisecond')
         ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
@@ -142,7 +160,7 @@ export class PostgresStore {
   async save(key, record) {
     checkKey(key);
     checkRecord(record);
-    await this.#pool.query(this.#sql.save, [key, record]);
+    await this.#pool.query(this.#sql.save, [key, record, firstVersion()]);
   }
 
   /** The record and its version, or null. */
@@ -171,12 +189,12 @@ export class PostgresStore {
     checkRecord(record);
     let rows;
     if (expectedVersion === null) {
-      ({ rows } = await this.#pool.query(this.#sql.create, [key, record]));
+      ({ rows } = await this.#pool.query(this.#sql.create, [key, record, firstVersion()]));
     } else {
       if (typeof expectedVersion !== 'string') throw new TypeError('PostgresStore: the expected version must be a string or null');
       // Not a version this store could have written: it matches nothing.
       if (!/^[0-9]{1,18}$/.test(expectedVersion)) return null;
-      ({ rows } = await this.#pool.query(this.#sql.update, [key, record, expectedVersion]));
+      ({ rows } = await this.#pool.query(this.#sql.update, [key, record, expectedVersion, firstVersion()]));
     }
     return rows.length ? rows[0].version : null;
   }

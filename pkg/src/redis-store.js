@@ -34,25 +34,44 @@ end
 return 0
 `;
 
-// ARGV: record, '1' when a version is expected (else: only if absent), expected version.
+// Writes ARGV[1] as the record, with the version after `current` (the
+// stored version field): one more when it is an integer, else ARGV[2], the
+// random start of a new record, so that a key's versions never restart
+// after a DEL (a sign-out) and a stale compare-and-swap never matches the
+// next link's record. Returns the new version as stored (a string).
+const WRITE = `
+local function write(current)
+  -- At most 18 digits: HINCRBY (on an int64) cannot overflow.
+  if current and string.match(current, '^[0-9]+$') and #current <= 18 then
+    redis.call('HINCRBY', KEYS[1], 'version', 1)
+  else
+    redis.call('HSET', KEYS[1], 'version', ARGV[2])
+  end
+  redis.call('HSET', KEYS[1], 'record', ARGV[1])
+  return redis.call('HGET', KEYS[1], 'version')
+end
+`;
+
+// ARGV: record, first version, '1' when a version is expected (else: only
+// if there is no record), expected version. A hash without a record field
+// is no record, as for LOAD; one without a version field is version '0'
+// (NO_VERSION), as loadVersion reports it.
 // Returns the new version, or nil (a conflict).
-const SAVE_VERSIONED = `
-if ARGV[2] == '1' then
-  if redis.call('HGET', KEYS[1], 'version') ~= ARGV[3] then return false end
-elseif redis.call('EXISTS', KEYS[1]) == 1 then
+const SAVE_VERSIONED = `${WRITE}
+local current = redis.call('HGET', KEYS[1], 'version')
+local present = redis.call('HEXISTS', KEYS[1], 'record') == 1
+if ARGV[3] == '1' then
+  if not present or (current or '0') ~= ARGV[4] then return false end
+elseif present then
   return false
 end
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'record', ARGV[1])
-return version
+return write(current)
 `;
 
 // An unconditional save; the version still moves on, so that a
 // compare-and-swap against the previous version fails.
-const SAVE = `
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'record', ARGV[1])
-return version
+const SAVE = `${WRITE}
+return write(redis.call('HGET', KEYS[1], 'version'))
 `;
 
 // The record and its version, unless the record is over ARGV[1] bytes: then
@@ -64,7 +83,8 @@ return redis.call('HMGET', KEYS[1], 'record', 'version')
 `;
 
 // The version of a stored record without the record: nil when there is no
-// record, an empty list when it has no version field, else { version }.
+// record, an empty list when it has no version field (read as NO_VERSION),
+// else { version }.
 const VERSION = `
 if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return false end
 return { redis.call('HGET', KEYS[1], 'version') }
@@ -83,6 +103,24 @@ const SCRIPTS = Object.fromEntries(
 );
 
 const decoder = new TextDecoder();
+
+/**
+ * The version of a record whose hash has no version field (written by hand
+ * or by another tool): what a missing field counts as, so that the record
+ * loads and a re-link swaps against it instead of failing forever.
+ */
+const NO_VERSION = '0';
+
+/**
+ * The version a new record starts at: a random integer in [2^32, 2^32 +
+ * 2^52), never 1, so that a version from before a DEL (a sign-out) does
+ * not match the next link's record; above every version earlier releases
+ * counted up from 1; below 2^53, so exact as a JS number too.
+ */
+function firstVersion() {
+  const [high, low] = globalThis.crypto.getRandomValues(new Uint32Array(2));
+  return String(2 ** 32 + (high >>> 12) * 2 ** 32 + low);
+}
 
 /**
  * The most of a record read: well above the largest record freshtoken writes
@@ -179,15 +217,13 @@ export class RedisStore {
   /** Saves `record` under `key` unconditionally (its version still increments). */
   async save(key, record) {
     if (typeof record !== 'string') throw new TypeError('RedisStore: the record must be a string');
-    await this.#script(SCRIPTS.SAVE, [this.recordKey(key)], [record]);
+    await this.#script(SCRIPTS.SAVE, [this.recordKey(key)], [record, firstVersion()]);
   }
 
   /** The record and its version, or null. */
   async loadVersioned(key) {
     const [record, version] = await this.#read(key);
-    if (record === null) return null;
-    if (version === null) throw new Error(`RedisStore: ${this.recordKey(key)} has a record but no version field`);
-    return { record, version };
+    return record === null ? null : { record, version: version ?? NO_VERSION };
   }
 
   /**
@@ -198,9 +234,8 @@ export class RedisStore {
   async loadVersion(key) {
     const reply = await this.#script(SCRIPTS.VERSION, [this.recordKey(key)], []);
     if (reply === null || reply === undefined) return null;
-    const version = Array.isArray(reply) ? text(reply[0]) : null;
-    if (version === null) throw new Error(`RedisStore: ${this.recordKey(key)} has a record but no version field`);
-    return version;
+    if (!Array.isArray(reply)) throw new Error(`RedisStore: an unexpected reply to reading the version of ${this.recordKey(key)}`);
+    return text(reply[0]) ?? NO_VERSION;
   }
 
   /**
@@ -216,7 +251,7 @@ export class RedisStore {
     const reply = await this.#script(
       SCRIPTS.SAVE_VERSIONED,
       [this.recordKey(key)],
-      [record, expecting ? '1' : '0', expecting ? expectedVersion : ''],
+      [record, firstVersion(), expecting ? '1' : '0', expecting ? expectedVersion : ''],
     );
     return text(reply);
   }

@@ -30,6 +30,9 @@ const RECORD = '{"schema":"freshtoken.record/1","refresh_token":"rt-SENTINEL-rec
 const RACERS = 12;
 const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
 
+/** The version after `version` (a decimal; new records start at a random one). */
+const next = (version, by = 1) => String(BigInt(version) + BigInt(by));
+
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let unique = 0;
 const freshKey = (what) => `${what}-${process.pid}-${(unique += 1)}`;
@@ -123,10 +126,11 @@ describe('fleet stores on real servers', { skip }, () => {
         assert.equal(await store.loadVersioned(key), null);
         await store.save(key, RECORD);
         assert.equal(await store.load(key), RECORD);
-        assert.deepEqual(await store.loadVersioned(key), { record: RECORD, version: '1' });
+        const { version } = await store.loadVersioned(key);
+        assert.match(version, /^[0-9]+$/);
         await store.save(key, `${RECORD} `);
-        assert.deepEqual(await store.loadVersioned(key), { record: `${RECORD} `, version: '2' });
-        assert.equal(await store.saveVersioned(key, RECORD, '1'), null, 'a plain save moved the version on');
+        assert.deepEqual(await store.loadVersioned(key), { record: `${RECORD} `, version: next(version) });
+        assert.equal(await store.saveVersioned(key, RECORD, version), null, 'a plain save moved the version on');
         assert.equal(await store.load('é ünïcode 🔑 key'), null);
         await store.save('é ünïcode 🔑 key', 'ünïcode record ✓');
         assert.equal(await store.load('é ünïcode 🔑 key'), 'ünïcode record ✓');
@@ -135,14 +139,15 @@ describe('fleet stores on real servers', { skip }, () => {
       test('compare-and-swap: create only if absent, then only from the version read', async () => {
         const { store } = kinds[kind];
         const key = freshKey('cas');
-        assert.equal(await store.saveVersioned(key, 'v1', null), '1', 'created');
+        const v1 = await store.saveVersioned(key, 'v1', null);
+        assert.match(v1, /^[0-9]+$/, 'created');
         assert.equal(await store.saveVersioned(key, 'other', null), null, 'expected null but a record exists: conflict');
-        assert.deepEqual(await store.loadVersioned(key), { record: 'v1', version: '1' });
-        assert.equal(await store.saveVersioned(key, 'v2', '1'), '2');
-        assert.equal(await store.saveVersioned(key, 'stale', '1'), null, 'stale version: conflict');
-        assert.equal(await store.saveVersioned(key, 'future', '3'), null, 'a version never written: conflict');
+        assert.deepEqual(await store.loadVersioned(key), { record: 'v1', version: v1 });
+        assert.equal(await store.saveVersioned(key, 'v2', v1), next(v1));
+        assert.equal(await store.saveVersioned(key, 'stale', v1), null, 'stale version: conflict');
+        assert.equal(await store.saveVersioned(key, 'future', next(v1, 2)), null, 'a version never written: conflict');
         assert.equal(await store.saveVersioned(key, 'junk', 'not-a-version'), null);
-        assert.deepEqual(await store.loadVersioned(key), { record: 'v2', version: '2' }, 'conflicts overwrite nothing');
+        assert.deepEqual(await store.loadVersioned(key), { record: 'v2', version: next(v1) }, 'conflicts overwrite nothing');
         assert.equal(await store.saveVersioned(freshKey('cas'), 'x', '1'), null, 'a version expected but nothing stored: conflict');
       });
 
@@ -191,7 +196,7 @@ describe('fleet stores on real servers', { skip }, () => {
           const saved = await Promise.all(stores.map((s, i) => s.saveVersioned(key, `writer-${i}`, version)));
           const winners = saved.map((v, i) => [v, i]).filter(([v]) => v !== null);
           assert.equal(winners.length, 1, `round ${round}: one compare-and-swap wins`);
-          assert.equal(winners[0][0], String(Number(version) + 1));
+          assert.equal(winners[0][0], next(version));
           assert.deepEqual(await stores[1].loadVersioned(key), { record: `writer-${winners[0][1]}`, version: winners[0][0] });
           const leases = await Promise.all(stores.map((s, i) => s.acquire(key, `owner-${i}`, 5_000)));
           assert.equal(leases.filter(Boolean).length, 1, `round ${round}: one lease`);
@@ -217,14 +222,14 @@ describe('fleet stores on real servers', { skip }, () => {
     test('Redis: a hash {record, version} at <prefix>record:<key>; the owner at <prefix>lease:<key> with a PX expiry', async () => {
       const { raw } = kinds.redis;
       const store = new RedisStore(raw, { prefix: 'app1:' });
-      await store.saveVersioned('u1', RECORD, null);
+      const version = await store.saveVersioned('u1', RECORD, null);
       await store.acquire('u1', 'owner-a', 10_000);
       assert.equal(store.recordKey('u1'), 'app1:record:u1');
       assert.equal(store.leaseKey('u1'), 'app1:lease:u1');
       assert.equal(await raw.sendCommand(['TYPE', 'app1:record:u1']), 'hash');
       const pairs = await raw.sendCommand(['HGETALL', 'app1:record:u1']);
       const fields = Object.fromEntries(Array.from({ length: pairs.length / 2 }, (_, i) => [pairs[2 * i], pairs[2 * i + 1]]));
-      assert.deepEqual(fields, { record: RECORD, version: '1' }, 'exactly two fields');
+      assert.deepEqual(fields, { record: RECORD, version }, 'exactly two fields');
       assert.equal(await raw.sendCommand(['GET', 'app1:lease:u1']), 'owner-a');
       const pttl = await raw.sendCommand(['PTTL', 'app1:lease:u1']);
       assert.ok(pttl > 9_000 && pttl <= 10_000, `PX expiry (${pttl} ms)`);
@@ -234,9 +239,9 @@ describe('fleet stores on real servers', { skip }, () => {
     test('Redis: a server that forgot the scripts (SCRIPT FLUSH) still works', async () => {
       const { raw, store } = kinds.redis;
       const key = freshKey('flush');
-      assert.equal(await store.saveVersioned(key, 'a', null), '1');
+      const version = await store.saveVersioned(key, 'a', null);
       await raw.sendCommand(['SCRIPT', 'FLUSH']);
-      assert.equal(await store.saveVersioned(key, 'b', '1'), '2');
+      assert.equal(await store.saveVersioned(key, 'b', version), next(version));
       assert.equal(await store.acquire(key, 'o', 1000), true);
       await raw.sendCommand(['SCRIPT', 'FLUSH']);
       assert.equal(await store.acquire(key, 'o', 1000), true, 'renewal through EVAL after NOSCRIPT');
@@ -267,7 +272,7 @@ describe('fleet stores on real servers', { skip }, () => {
       const custom = Array.from({ length: 8 }, () => new PostgresStore(kinds.postgres.newPool(1), options));
       await Promise.all(custom.map((s) => s.migrate()));
       await custom[0].migrate();
-      assert.equal(await custom[0].saveVersioned('u1', RECORD, null), '1');
+      assert.match(await custom[0].saveVersioned('u1', RECORD, null), /^[0-9]+$/);
       assert.equal(await kinds.postgres.store.load('u1'), null, 'the default tables are separate');
       assert.throws(() => PostgresStore.schema({ table: 'a.b.c' }), TypeError);
       assert.throws(() => PostgresStore.schema({ table: '' }), TypeError);
@@ -305,7 +310,7 @@ describe('fleet stores on real servers', { skip }, () => {
         const key = freshKey('session');
         const family = await emu.seed();
         await a.session(key, store).seed({ refreshToken: family.refresh_token });
-        assert.equal((await store.loadVersioned(key)).version, '1');
+        const seeded = (await store.loadVersioned(key)).version;
         const before = await emu.refreshRequests();
         const seen = [];
         for (let window = 1; window <= 3; window += 1) {
@@ -322,7 +327,7 @@ describe('fleet stores on real servers', { skip }, () => {
         // The seed, then per refresh two saves: the in-doubt marker before the
         // request (a lease holder's insurance against dying mid-refresh) and
         // the rotated record after it.
-        assert.equal(stored.version, '7', 'seed + three refreshes × (marker + rotation)');
+        assert.equal(stored.version, next(seeded, 6), 'seed + three refreshes × (marker + rotation)');
         assert.equal(JSON.parse(stored.record).access_token, seen[2]);
         assert.equal(await emu.refreshTokenState(JSON.parse(stored.record).refresh_token), 'active');
         assert.equal(await store.leaseHolder(key), null);

@@ -59,5 +59,6 @@ export async function browserTour(): Promise<void> {
   await store.release('u1', 'owner');
   const record: string | null = await store.load('u1');
   await store.save('u1', record ?? '{}');
-  void [names, taken];
+  const version: string | null = await store.loadVersion('u1');
+  void [names, taken, version];
 }

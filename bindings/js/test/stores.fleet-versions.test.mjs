@@ -1,0 +1,162 @@
+// RedisStore and PostgresStore versions on real servers (support/servers.mjs):
+// a row only half there (written by another tool or by hand, or a table made
+// without NOT NULL) never sticks a session, since a re-link (`seed()`)
+// replaces it; and a key's versions are never reused after its record was
+// deleted (a sign-out), so a process still holding a version from before
+// cannot compare-and-swap over the next link's record.
+// Skipped when the servers are not installed, unless FRESHTOKEN_REQUIRE_SERVERS=1.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import pg from 'pg';
+import { createClient } from 'redis';
+import { TokenClient } from 'freshtoken';
+import { RedisStore } from 'freshtoken/redis';
+import { PostgresStore } from 'freshtoken/postgres';
+
+import { startEmulator } from '../support/emulator.mjs';
+import { serversInstalled, startPostgres, startRedis } from '../support/servers.mjs';
+
+const installed = serversInstalled();
+const skip = !(installed.redis && installed.postgres) && process.env.FRESHTOKEN_REQUIRE_SERVERS !== '1'
+  ? installed.hint
+  : false;
+
+const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
+const RECORD = '{"schema":"freshtoken.record/1","refresh_token":"rt-old-link","updated_at":1}';
+
+/** A version a new record starts at: a decimal in [2^32, 2^32 + 2^52). */
+function assertFreshVersion(version) {
+  assert.match(version, /^[0-9]+$/);
+  assert.ok(Number(version) >= 2 ** 32 && Number(version) < 2 ** 32 + 2 ** 52, `${version} is a random start`);
+}
+
+describe('fleet store versions on real servers', { skip }, () => {
+  let emu;
+  let redisServer;
+  let redis;
+  let pgServer;
+  let pool;
+  const stores = {};
+
+  before(async () => {
+    emu = await startEmulator();
+    redisServer = await startRedis();
+    redis = createClient({ url: redisServer.url });
+    redis.on('error', () => {});
+    await redis.connect();
+    pgServer = await startPostgres();
+    pool = new pg.Pool({ ...pgServer.connection, max: 4 });
+    pool.on('error', () => {});
+    stores.redis = new RedisStore(redis);
+    stores.postgres = new PostgresStore(pool);
+    await stores.postgres.migrate();
+    // A table as an older deployment or a hand migration may have made it: no NOT NULL.
+    await pool.query('CREATE TABLE loose_records (key text PRIMARY KEY, record text, version bigint)');
+    stores.loose = new PostgresStore(pool, { table: 'loose_records', leaseTable: 'loose_leases' });
+    await stores.loose.migrate();
+  });
+
+  after(async () => {
+    await redis?.quit().catch(() => {});
+    await pool?.end().catch(() => {});
+    await redisServer?.stop();
+    await pgServer?.stop();
+    await emu?.stop();
+  });
+
+  /** Re-links `key` on `store` through a session; the refresh token now stored. */
+  async function relink(store, key) {
+    const family = await emu.seed();
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT });
+    try {
+      await client.session(key, store).seed({ refreshToken: family.refresh_token });
+    } finally {
+      client.free();
+    }
+    const stored = JSON.parse(await store.load(key)).refresh_token;
+    assert.ok(stored === family.refresh_token, 'the new link is stored');
+  }
+
+  test('Redis: a hash with a version but no record is no record: seed() creates one over it', async () => {
+    const store = stores.redis;
+    await redis.sendCommand(['HSET', store.recordKey('version-only'), 'version', '4']);
+    assert.equal(await store.load('version-only'), null);
+    assert.equal(await store.loadVersion('version-only'), null);
+    assert.equal(await store.loadVersioned('version-only'), null);
+    await relink(store, 'version-only');
+    assert.equal((await store.loadVersioned('version-only')).version, '5', 'counted on from the stored version');
+  });
+
+  test('Redis: a hash with a record but no version reads as version "0", which seed() swaps against', async () => {
+    const store = stores.redis;
+    await redis.sendCommand(['HSET', store.recordKey('record-only'), 'record', RECORD]);
+    assert.equal(await store.loadVersion('record-only'), '0');
+    assert.deepEqual(await store.loadVersioned('record-only'), { record: RECORD, version: '0' });
+    await relink(store, 'record-only');
+    assertFreshVersion((await store.loadVersioned('record-only')).version);
+    assert.equal(await store.saveVersioned('record-only', 'stale', '0'), null, '"0" no longer matches');
+  });
+
+  test('PostgreSQL: a row whose version is NULL reads as version "0", which seed() swaps against', async () => {
+    const store = stores.loose;
+    await pool.query('INSERT INTO loose_records VALUES ($1, $2, NULL)', ['null-version', RECORD]);
+    assert.equal(await store.loadVersion('null-version'), '0');
+    assert.deepEqual(await store.loadVersioned('null-version'), { record: RECORD, version: '0' });
+    await relink(store, 'null-version');
+    assertFreshVersion((await store.loadVersioned('null-version')).version);
+    assert.equal(await store.saveVersioned('null-version', 'stale', '0'), null);
+  });
+
+  test('PostgreSQL: a row whose record is NULL is no record: seed() creates one over it', async () => {
+    const store = stores.loose;
+    await pool.query('INSERT INTO loose_records VALUES ($1, NULL, 3)', ['null-record']);
+    assert.equal(await store.load('null-record'), null);
+    assert.equal(await store.loadVersion('null-record'), null);
+    assert.equal(await store.loadVersioned('null-record'), null);
+    assert.equal(await store.saveVersioned('null-record', 'x', '3'), null, 'no record: no version matches');
+    await relink(store, 'null-record');
+    assert.equal((await store.loadVersioned('null-record')).version, '4');
+  });
+
+  const deleters = {
+    redis: (key) => redis.sendCommand(['DEL', stores.redis.recordKey(key)]),
+    postgres: (key) => pool.query('DELETE FROM freshtoken_records WHERE key = $1', [key]),
+  };
+
+  for (const kind of ['redis', 'postgres']) {
+    test(`${kind}: after a delete (sign-out) a stale version matches nothing; saves count on`, async () => {
+      const store = stores[kind];
+      const first = await store.saveVersioned('aba', 'link A', null);
+      assertFreshVersion(first);
+      const stale = await store.saveVersioned('aba', 'link A, rotated', first);
+      assert.equal(stale, String(BigInt(first) + 1n), 'each save adds one');
+      await deleters[kind]('aba');
+      const created = await store.saveVersioned('aba', 'link B', null);
+      assertFreshVersion(created);
+      assert.equal(await store.saveVersioned('aba', 'stale write', stale), null, 'the old link\'s version');
+      assert.equal(await store.saveVersioned('aba', 'stale write', first), null);
+      assert.equal(await store.load('aba'), 'link B');
+      // An unconditional save after a delete starts afresh too.
+      await deleters[kind]('aba');
+      await store.save('aba', 'link C');
+      const { version } = await store.loadVersioned('aba');
+      assertFreshVersion(version);
+      assert.ok(![first, stale, created].includes(version));
+      await store.save('aba', 'link C, saved again');
+      assert.equal((await store.loadVersioned('aba')).version, String(BigInt(version) + 1n));
+    });
+  }
+
+  test('records from earlier releases (versions counted from 1) still load and update', async () => {
+    await redis.sendCommand(['HSET', stores.redis.recordKey('old'), 'record', RECORD, 'version', '7']);
+    await pool.query('INSERT INTO freshtoken_records VALUES ($1, $2, 7)', ['old', RECORD]);
+    for (const store of [stores.redis, stores.postgres]) {
+      assert.deepEqual(await store.loadVersioned('old'), { record: RECORD, version: '7' });
+      assert.equal(await store.saveVersioned('old', 'next', '7'), '8');
+      await store.save('old', 'after');
+      assert.deepEqual(await store.loadVersioned('old'), { record: 'after', version: '9' });
+    }
+  });
+});

@@ -213,27 +213,48 @@ async function listLegacy(dir) {
  */
 const MAX_FILE_BYTES = 1024 * 1024;
 
-/** The file's text (its first MAX_FILE_BYTES + 1 bytes; not UTF-8: with replacement characters). */
+/** The file's first MAX_FILE_BYTES + 1 bytes. */
 async function readCapped(path) {
   const chunks = [];
   for await (const chunk of createReadStream(path, { end: MAX_FILE_BYTES })) chunks.push(chunk); // `end` is inclusive
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
-/** The file's text, or null if there is no such file. */
+/**
+ * The file's text, or null if there is no such file. Decoded strictly: a
+ * byte that is not UTF-8 inside the refresh token would otherwise read as
+ * U+FFFD, the altered token be sent once (`invalid_grant`) and the dead
+ * marker saved over the bytes an operator could repair. Such a file is a
+ * storage error and stays as it is; `seed()` or a code exchange replaces it
+ * (this store has no versions: those save without reading it).
+ */
 async function readRecord(path) {
+  let bytes;
   try {
-    return await readCapped(path);
+    bytes = await readCapped(path);
   } catch (error) {
     if (error.code === 'ENOENT') return null;
     throw new Error(`cannot read the record (${error.code ?? 'error'})`);
   }
+  try {
+    // A file cut at the cap may end inside a character: `stream` keeps that
+    // tail back, and freshtoken refuses the text as too large.
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+      .decode(bytes, { stream: bytes.length > MAX_FILE_BYTES });
+  } catch {
+    throw new Error('cannot read the record: the file is not UTF-8 (left unchanged; a re-link replaces it)');
+  }
 }
 
-/** Whether `path` holds a whole record (a JSON object; a cut-off write is not one). */
+/**
+ * Whether `path` holds a whole record (a JSON object; a cut-off write is not
+ * one). Read leniently: a damaged byte does not make a write incomplete, and
+ * a file renamed into place is kept (its load refuses it) where one judged
+ * incomplete would be deleted.
+ */
 async function isCompleteRecord(path) {
   try {
-    const value = JSON.parse(await readCapped(path));
+    const value = JSON.parse((await readCapped(path)).toString('utf8'));
     return value !== null && typeof value === 'object' && !Array.isArray(value);
   } catch {
     return false;

@@ -142,6 +142,18 @@ describe('FileStore file names', () => {
     });
   }
 
+  test('a file under the earlier name that is not UTF-8 is refused, kept, and replaced by the next save', async () => {
+    const store = new FileStore(dir);
+    const legacy = join(dir, legacyName('JoHn'));
+    const bytes = Buffer.from(RECORD.replace('SENTINEL', 'SENT\u00ffNEL'), 'latin1'); // a lone 0xff
+    await writeFile(legacy, bytes, { mode: 0o600 });
+    await assert.rejects(store.load('JoHn'), (e) => /not UTF-8/.test(e.message) && !e.message.includes('SENT'));
+    assert.deepEqual(await readFile(legacy), bytes, 'left as it was');
+    await store.save('JoHn', RECORD);
+    assert.equal(await store.load('JoHn'), RECORD);
+    assert.deepEqual(await readdir(dir), [basename(store.pathFor('JoHn'))], 'the save moved the key to today\'s name');
+  });
+
   test('an earlier file is read only for the key whose name the directory lists exactly', async () => {
     // 'JoHn' and 'Jobn' had names differing only in case (Sm9Ibg, Sm9ibg): on
     // a case-insensitive disk opening Jobn's name opens JoHn's file. Only a

@@ -3,7 +3,7 @@
 // emulator. Each test works in its own temporary directory.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile, chmod } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
@@ -136,10 +136,29 @@ describe('FileStore', () => {
     assert.equal((await store.load('big')).length, MAX_FILE_BYTES + 1);
   });
 
-  test('a record file that is not UTF-8 loads with replacement characters', async () => {
+  test('a record file that is not UTF-8 is refused, and left as it is', async () => {
+    // Read as U+FFFD, a damaged refresh token would be sent once and the
+    // dead marker saved over the bytes an operator could repair.
     const store = new FileStore(dir);
-    await writeFile(store.pathFor('bytes'), Buffer.from([0xff, 0xfe, 0x7b, 0x80]));
-    assert.equal(await store.load('bytes'), '\ufffd\ufffd{\ufffd');
+    const bytes = Buffer.concat([Buffer.from('{"refresh_token":"rt-SEN'), Buffer.from([0xff]), Buffer.from('TINEL"}')]);
+    await writeFile(store.pathFor('bytes'), bytes);
+    const err = await store.load('bytes').then(() => assert.fail('loaded'), (e) => e);
+    assert.match(err.message, /not UTF-8/);
+    assert.ok(!err.message.includes('SEN') && !err.message.includes('TINEL'), 'nothing of the file in the message');
+    assert.deepEqual(await readFile(store.pathFor('bytes')), bytes, 'the file is unchanged');
+    for (const other of [[0xc3], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80]]) { // cut, a surrogate, 5 bytes
+      await writeFile(store.pathFor('bytes'), Buffer.from([0x7b, ...other, 0x7d]));
+      await assert.rejects(store.load('bytes'), /not UTF-8/);
+    }
+    await writeFile(store.pathFor('bom'), `\ufeff${RECORD}`);
+    assert.equal(await store.load('bom'), `\ufeff${RECORD}`, 'a BOM is text like any other (freshtoken refuses it)');
+  });
+
+  test('a file over the cap cut inside a character reads to the last whole one (freshtoken then refuses its size)', async () => {
+    const MAX_FILE_BYTES = 1024 * 1024; // file-store.js
+    const store = new FileStore(dir);
+    await writeFile(store.pathFor('big'), '\u00e9'.repeat(MAX_FILE_BYTES)); // 2 bytes each: the cap + 1 cuts one
+    assert.equal(await store.load('big'), '\u00e9'.repeat(MAX_FILE_BYTES / 2), 'the half character past the cap is dropped');
   });
 
   test('the constructor wants a directory path', () => {
@@ -287,6 +306,38 @@ describe('stores under a session against the emulator', () => {
     assert.ok(fromB.accessToken === fromA.accessToken, 'b got the token a refreshed');
     assert.equal(await emu.refreshRequests(), before + 1);
     assert.equal(await emu.refreshTokenState(rotated), 'active');
+    assert.equal((await emu.counters()).reuse_detected, 0);
+  });
+
+  test('a FileStore record not UTF-8 inside its refresh token: StorageError, nothing sent, the file kept until a re-link', async () => {
+    const now = Date.now();
+    const family = await emu.seed();
+    const store = new FileStore(dir);
+    const token = Buffer.from(family.refresh_token, 'utf8');
+    token[3] = 0xff; // one damaged byte
+    const bytes = Buffer.concat([Buffer.from('{"schema":"freshtoken.record/1","refresh_token":"'), token,
+      Buffer.from('","updated_at":1}')]);
+    await writeFile(store.pathFor('damaged'), bytes, { mode: 0o600 });
+    const before = await emu.refreshRequests();
+
+    const session = clientAt(now).session('damaged', store);
+    for (const call of [() => session.accessToken(), () => session.refresh(), () => session.status()]) {
+      const err = await call().then(() => assert.fail('served'), (e) => e);
+      assert.ok(err instanceof StorageError, `${err.name}: ${err.message}`);
+      assert.equal(err.code, 'storage');
+      assert.match(err.message, /not UTF-8/);
+      assert.ok(!err.message.includes(family.refresh_token.slice(4)), 'nothing of the token in the message');
+    }
+    assert.equal(await emu.refreshRequests(), before, 'no refresh request was sent');
+    assert.equal(await emu.refreshTokenState(family.refresh_token), 'active', 'the real token is still good');
+    assert.deepEqual(await readFile(store.pathFor('damaged')), bytes, 'the file is byte for byte as it was');
+
+    // A re-link replaces it, and the session goes on from the new record.
+    const relinked = await emu.seed();
+    await session.seed({ refreshToken: relinked.refresh_token });
+    assert.equal(JSON.parse(await store.load('damaged')).refresh_token, relinked.refresh_token);
+    await clientAt(now).session('damaged', new FileStore(dir)).accessToken();
+    assert.equal(await emu.refreshRequests(), before + 1);
     assert.equal((await emu.counters()).reuse_detected, 0);
   });
 

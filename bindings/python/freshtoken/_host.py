@@ -14,7 +14,8 @@ it pending for good. Here, on freshtoken's loop:
   ``GeneratorExit``, …) → ``HostError.Failed``, and a ``KeyboardInterrupt``
   is passed on to the main thread (where Ctrl-C lands); a ``SystemExit``
   ends only the call, as in any thread but the main one;
-* a value of the wrong type (a store's ``load`` returning bytes, an HTTP
+* a value of the wrong type (a store's ``load`` returning bytes, an
+  ``acquire`` returning a truthy status string instead of a ``bool``, an HTTP
   answer whose status is a string) → ``HostError.Failed`` naming the method
   and the type it must return, instead of a failure inside uniffi's
   generated code (which prints a traceback on stderr, or sends the core
@@ -125,9 +126,10 @@ def sync_store_call(name: str, method: Callable[..., Any]) -> bool:
     """A store member the core asks synchronously (``supports_lease``,
     ``supports_versions``), answering a ``bool``. Any exception becomes
     ``HostError.Failed`` (a ``BaseException`` would otherwise be printed and
-    dropped by the ctypes callback), and so does an awaitable (an ``async
+    dropped by the ctypes callback), and so do an awaitable (an ``async
     def``, which cannot be awaited here: it is closed unrun, so no "never
-    awaited" warning); the core then fails the call that asked
+    awaited" warning) and any other value that is not a ``bool`` (see
+    ``_flag``); the core then fails the call that asked
     (a session's first call, ``exchange_code``, ``EncryptedStore``) with
     ``StorageError``: read as False, a fleet store's lease would be
     skipped. A ``KeyboardInterrupt`` also goes on to the main thread."""
@@ -139,7 +141,7 @@ def sync_store_call(name: str, method: Callable[..., Any]) -> bool:
                 close()
             raise failed(f"the store's {name}() returned {_type_name(value)}; it must be a plain method "
                          "returning bool (the core asks it synchronously)")
-        return bool(value)
+        return _flag(name)(value)
     except HostError as error:
         raise answerable(error) from None
     except Exception as error:  # noqa: BLE001
@@ -243,10 +245,19 @@ def _nothing(method: str) -> Check:
 
 
 def _flag(method: str) -> Check:
+    """``True`` or ``False`` only. Read with ``bool()``, a truthy "no" (asyncpg's
+    status ``"INSERT 0 0"``, a psycopg cursor, a redis-py reply) would be a
+    lease taken, and two processes would send the same single-use refresh
+    token. The message names the type, never the value."""
     def check(value: Any) -> bool:
-        if isinstance(value, concurrent.futures.Future):
-            raise _wrong("the store", method, value, "bool")
-        return bool(value)
+        if type(value) is not bool:  # bool cannot be subclassed
+            if isinstance(value, concurrent.futures.Future):
+                raise _wrong("the store", method, value, "bool")
+            hint = (": compare a database's answer, such as its row count, rather than return it"
+                    if method == "acquire" else "")
+            raise failed(f"the store's {method}() returned {_type_name(value)}; it must return bool "
+                         f"(True or False{hint})")
+        return value
     return check
 
 

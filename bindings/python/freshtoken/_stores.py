@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import contextlib
 import errno
 import functools
@@ -194,8 +195,18 @@ class FileTokenStore(TokenStoreBase):
     Kotlin store's ``FileLock``; the ``freshtoken`` command takes the same),
     given back by the OS when its process dies and after its TTL. Every
     write holds ``<name>.write.lock`` for its compare-and-swap; a record's
-    version is the SHA-256 of its text. Without ``flock`` (Windows) it
-    serves one process: no lease and no versions.
+    version is the SHA-256 of its file's bytes (of its text's UTF-8, as the
+    Kotlin store and the ``freshtoken`` command compute it). Without
+    ``flock`` (Windows) it serves one process: no lease and no versions.
+
+    A record file that is not UTF-8 (a damaged byte) is never read as
+    text: read with replacement characters, its refresh token would be sent
+    altered once (``invalid_grant``) and the dead marker saved over the bytes
+    an operator could repair. ``load`` raises instead; ``load_versioned``
+    answers :attr:`NOT_UTF8_RECORD`, which freshtoken refuses as corrupt
+    (``StorageError``, nothing sent), with the version of the file's bytes,
+    so that a new link (``seed``, a code exchange) replaces the file, as it
+    does any corrupt record. The file is otherwise left as it is.
 
     Files written by earlier versions (``k.<base64url>.json``, whose
     names could differ only in case) are still read, and each is deleted
@@ -206,6 +217,10 @@ class FileTokenStore(TokenStoreBase):
 
     #: Longest hex text used as a name; longer keys are hashed.
     MAX_NAME_KEY = 120
+
+    #: The record ``load_versioned`` answers for a file that is not UTF-8:
+    #: not JSON, so freshtoken refuses it as corrupt; it says why to a direct caller.
+    NOT_UTF8_RECORD = "freshtoken: the record file is not UTF-8"
 
     def __init__(self, directory) -> None:
         self.directory = os.fspath(directory)
@@ -240,8 +255,16 @@ class FileTokenStore(TokenStoreBase):
         await asyncio.to_thread(_end_lease, self.lock_path(key), owner)
 
     async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
-        record = await asyncio.to_thread(self._load, key)
-        return None if record is None else VersionedRecord(record=record, version=_version(record))
+        found = await asyncio.to_thread(self._load_bytes, key)
+        if found is None:
+            return None
+        try:
+            record = _decoded(found)
+        except UnicodeDecodeError:
+            # The core asks the version through this member alone: raising
+            # would refuse a new link too, and the file could never be replaced.
+            record = self.NOT_UTF8_RECORD
+        return VersionedRecord(record=record, version=_version(found))
 
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
         return await asyncio.to_thread(self._save_versioned, key, record, expected)
@@ -251,12 +274,13 @@ class FileTokenStore(TokenStoreBase):
             self._save(key, record)
 
     def _save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
+        encoded = record.encode("utf-8")
         with self._writing(key):
-            current = self._load(key)
+            current = self._load_bytes(key)
             if (None if current is None else _version(current)) != expected:
                 return CasResult.CONFLICT()
             self._save(key, record)
-        return CasResult.SAVED(version=_version(record))
+        return CasResult.SAVED(version=_version(encoded))
 
     @contextlib.contextmanager
     def _writing(self, key: str):
@@ -274,12 +298,22 @@ class FileTokenStore(TokenStoreBase):
             _unlock_and_close(file)
 
     def _load(self, key: str) -> Optional[str]:
-        record = _read(self.path(key))
-        if record is None:
+        found = self._load_bytes(key)
+        if found is None:
+            return None
+        try:
+            return _decoded(found)
+        except UnicodeDecodeError:
+            raise HostError.Failed(detail=NOT_UTF8_MESSAGE) from None  # no byte of the file in it
+
+    def _load_bytes(self, key: str) -> Optional[bytes]:
+        """The bytes of ``key``'s file (today's name, else the earlier one), or None."""
+        found = _read(self.path(key))
+        if found is None:
             legacy = _legacy_names(self.directory).existing(key)
             if legacy is not None:
-                record = _read(os.path.join(self.directory, legacy))
-        return record
+                found = _read(os.path.join(self.directory, legacy))
+        return found
 
     def _save(self, key: str, record: str) -> None:
         self._write(self.path(key), record)
@@ -323,10 +357,11 @@ class FileTokenStore(TokenStoreBase):
             os.close(fd)
 
 
-def _version(record: str) -> str:
-    """A record's version in a FileTokenStore: the SHA-256 of its text (a
-    rewrite of the same text is the same record)."""
-    return hashlib.sha256(record.encode("utf-8")).hexdigest()
+def _version(data: bytes) -> str:
+    """A record's version in a FileTokenStore: the SHA-256 of its file's
+    bytes, which are its text's UTF-8 (a rewrite of the same text is the same
+    record); a file that is not UTF-8 has one too, so a new link can replace it."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _lock_exclusive(file, path: str, blocking: bool) -> None:
@@ -513,20 +548,28 @@ def legacy_file_name(key: str) -> str:
 
 # The most of a record file read: well above the largest record freshtoken
 # writes (256 KiB) and an EncryptedStore envelope of one. A bigger file is
-# read only to one character past this, and freshtoken refuses it.
-MAX_FILE_CHARS = 1024 * 1024
+# read only to one byte past this, and freshtoken refuses it (as the
+# JavaScript and Kotlin stores do).
+MAX_FILE_BYTES = 1024 * 1024
+
+#: ``load``'s error for a record file that is not UTF-8.
+NOT_UTF8_MESSAGE = "cannot read the record: the file is not UTF-8 (left unchanged; a re-link replaces it)"
 
 
-def _read(path: str) -> Optional[str]:
-    """The file's text (at most MAX_FILE_CHARS + 1 characters), or None. A
-    file that is not UTF-8 is read with replacement characters: freshtoken
-    then refuses it as corrupt (a StorageError), and its version stays
-    stable, so that a new link (``seed``) can still replace it."""
+def _read(path: str) -> Optional[bytes]:
+    """The file's first MAX_FILE_BYTES + 1 bytes, or None."""
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as file:
-            return file.read(MAX_FILE_CHARS + 1)
+        with open(path, "rb") as file:
+            return file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return None
+
+
+def _decoded(data: bytes) -> str:
+    """``data`` as text, strictly (UnicodeDecodeError if it is not UTF-8). A
+    file cut at the cap may end inside a character: that tail is left out
+    (freshtoken refuses the text as too large all the same)."""
+    return codecs.getincrementaldecoder("utf-8")("strict").decode(data, final=len(data) <= MAX_FILE_BYTES)
 
 
 _LEGACY_NAME = re.compile(r"k\.[A-Za-z0-9_-]+\.json")

@@ -377,6 +377,10 @@ WRONG_RESULTS = {
                             "load_versioned()", "VersionedRecord or None"),
     "save_versioned bool": (lambda: Versioned("save_versioned", True), "save_versioned()", "CasResult"),
     "acquire future": (lambda: Versioned("acquire", a_future()), "acquire()", "bool"),
+    # Truthy or falsy, only a bool is an answer (asyncpg's execute() status, a row count, None).
+    "acquire status str": (lambda: Versioned("acquire", "INSERT 0 1"), "acquire() returned str", "bool"),
+    "acquire int": (lambda: Versioned("acquire", 1), "acquire() returned int", "bool"),
+    "acquire None": (lambda: Versioned("acquire", None), "acquire() returned NoneType", "bool"),
 }
 
 
@@ -395,6 +399,82 @@ def test_a_store_result_of_the_wrong_type_is_a_storage_error_naming_the_method(e
     assert isinstance(error, (freshtoken.StorageError, freshtoken.ConflictError)), repr(error)
     assert method in str(error) and expected in str(error), f"names the method and the type: {error}"
     assert capfd.readouterr().err == "", "no traceback from the generated code"
+
+
+class StatusLeaseStore(TokenStoreBase):
+    """Records and a real lease shared by several clients (processes), whose
+    acquire answers with the SQL command status, as asyncpg's execute() does:
+    "INSERT 0 0" (not taken) is truthy."""
+
+    def __init__(self, shared):
+        self.shared = shared
+
+    def load(self, key):
+        return self.shared["records"].get(key)
+
+    def save(self, key, record):
+        self.shared["records"][key] = record
+
+    def supports_lease(self):
+        return True
+
+    def acquire(self, key, owner, ttl_ms):
+        self.shared["asked"] += 1
+        holder = self.shared["leases"].get(key)
+        if holder is None or holder == owner:
+            self.shared["leases"][key] = owner
+            return "INSERT 0 1"
+        return "INSERT 0 0"
+
+    def release(self, key, owner):
+        if self.shared["leases"].get(key) == owner:
+            del self.shared["leases"][key]
+
+
+def test_an_acquire_answering_a_truthy_status_is_refused_and_nothing_is_sent(emu, capfd):
+    # Read with bool(), both clients "held" the lease and both sent the same
+    # single-use refresh token: the grant was revoked.
+    shared = {"records": {}, "leases": {}, "asked": 0}
+    family = emu.seed()
+    a, clock = make_sync_client(emu)
+    b, _ = make_sync_client(emu, clock)
+    a.session("u1", StatusLeaseStore(shared)).seed(refresh_token=family["refresh_token"])
+    for client in (a, b):
+        with pytest.raises(freshtoken.StorageError) as raised:
+            client.session("u1", StatusLeaseStore(shared)).access_token()
+        message = str(raised.value)
+        assert "acquire() returned str" in message and "bool" in message, message
+        assert "INSERT" not in message, "the value is not in the message"
+    assert shared["asked"] >= 2, "each client asked for the lease"
+    assert emu.refresh_requests() == 0, "no refresh token was sent"
+    assert emu.refresh_token_state(family["refresh_token"]) == "active"
+    assert capfd.readouterr().err == ""
+
+
+class TruthySupports(MemoryTokenStore):
+    def __init__(self, member, value):
+        super().__init__()
+        self.member, self.value = member, value
+
+    def supports_lease(self):
+        return self.value if self.member == "supports_lease" else False
+
+    def supports_versions(self):
+        return self.value if self.member == "supports_versions" else False
+
+
+@pytest.mark.parametrize("value", [1, "yes", None], ids=["int", "str", "None"])
+@pytest.mark.parametrize("member", ["supports_lease", "supports_versions"])
+def test_a_supports_member_answering_anything_but_a_bool_fails_the_session(emu, capfd, member, value):
+    client, _ = make_sync_client(emu)
+    session = client.session("u1", TruthySupports(member, value))
+    with pytest.raises(freshtoken.StorageError) as raised:
+        session.seed(refresh_token=emu.seed()["refresh_token"])
+    message = str(raised.value)
+    assert f"{member}() returned {type(value).__name__}" in message and "bool" in message, message
+    assert "yes" not in message
+    assert emu.grant_requests("refresh_token") == 0
+    assert capfd.readouterr().err == ""
 
 
 class ChangingVersioned(VersionedRecord):

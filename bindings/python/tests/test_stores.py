@@ -2,6 +2,7 @@
 session on the emulator."""
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -138,14 +139,84 @@ def test_a_record_file_that_is_not_text_is_a_storage_error_and_a_new_link_replac
 
 def test_a_record_file_over_the_cap_is_read_only_past_it_and_a_session_refuses_it(emu, tmp_path):
     async def scenario():
-        from freshtoken._stores import MAX_FILE_CHARS
+        from freshtoken._stores import MAX_FILE_BYTES
         client, _ = make_client(emu)
         store = FileTokenStore(tmp_path / "tokens")
         with open(store.path("u1"), "w") as file:
-            file.write("x" * (3 * MAX_FILE_CHARS))
-        assert len(await store.load("u1")) == MAX_FILE_CHARS + 1
+            file.write("x" * (3 * MAX_FILE_BYTES))
+        assert len(await store.load("u1")) == MAX_FILE_BYTES + 1
         with pytest.raises(FreshTokenError.Storage):
             await client.session("u1", store).access_token()
+        # Cut inside a character (2 bytes each): read to the last whole one, not refused as "not UTF-8".
+        with open(store.path("u2"), "w", encoding="utf-8") as file:
+            file.write("\u00e9" * MAX_FILE_BYTES)
+        assert await store.load("u2") == "\u00e9" * (MAX_FILE_BYTES // 2)
+        assert (await store.load_versioned("u2")).record == "\u00e9" * (MAX_FILE_BYTES // 2)
+        with pytest.raises(FreshTokenError.Storage) as raised:
+            await client.session("u2", store).access_token()
+        assert "larger than" in str(raised.value), str(raised.value)
+
+    asyncio.run(scenario())
+
+
+def _damaged_record(refresh_token):
+    """A record file whose refresh token has one byte that is not UTF-8."""
+    token = bytearray(refresh_token.encode())
+    token[3] = 0xFF
+    return b'{"schema":"freshtoken.record/1","refresh_token":"' + bytes(token) + b'","updated_at":1}'
+
+
+@pytest.mark.parametrize("versions", [True, False], ids=["versions", "no flock"])
+@pytest.mark.parametrize("name", ["today's", "earlier"])
+def test_a_refresh_token_not_utf8_is_refused_nothing_sent_the_file_kept_until_a_relink(
+        emu, tmp_path, monkeypatch, versions, name):
+    # Read with replacement characters, the altered token was sent once
+    # (invalid_grant) and the dead marker saved over the bytes.
+    if not versions:
+        monkeypatch.setattr(freshtoken._stores, "fcntl", None)  # as on Windows: load and save only
+    elif freshtoken._stores.fcntl is None:
+        pytest.skip("no flock on this OS")
+
+    async def scenario():
+        family = emu.seed()
+        directory = tmp_path / "tokens"
+        directory.mkdir()
+        store = FileTokenStore(directory)
+        path = store.path("u1") if name == "today's" else str(directory / legacy_file_name("u1"))
+        raw = _damaged_record(family["refresh_token"])
+        with open(path, "wb") as file:
+            file.write(raw)
+        assert store.supports_versions() is versions
+
+        with pytest.raises(HostError.Failed) as raised:
+            await store.load("u1")
+        assert "not UTF-8" in str(raised.value) and family["refresh_token"][4:] not in str(raised.value)
+        if versions:
+            found = await store.load_versioned("u1")
+            assert found.record == FileTokenStore.NOT_UTF8_RECORD
+            assert found.version == hashlib.sha256(raw).hexdigest(), "the version of the file's bytes"
+
+        client, _ = make_client(emu)
+        session = client.session("u1", store)
+        for call in (session.access_token, session.refresh, session.status):
+            with pytest.raises(freshtoken.StorageError) as raised:
+                await call()
+            assert family["refresh_token"][4:] not in str(raised.value)
+            if not versions:
+                assert "not UTF-8" in str(raised.value), str(raised.value)
+        assert emu.refresh_requests() == 0, "the damaged token was never sent"
+        assert emu.refresh_token_state(family["refresh_token"]) == "active"
+        with open(path, "rb") as file:
+            assert file.read() == raw, "the file is byte for byte as it was"
+
+        # A new link replaces it (compare-and-swap against the bytes' version).
+        relinked = emu.seed()
+        await session.seed(refresh_token=relinked["refresh_token"])
+        same(json.loads(await store.load("u1"))["refresh_token"], relinked["refresh_token"], "the new link is saved")
+        assert not os.path.exists(path) or path == store.path("u1")
+        other, _ = make_client(emu)
+        assert await other.session("u1", FileTokenStore(directory)).access_token()
+        assert emu.refresh_requests() == 1 and emu.counters()["reuse_detected"] == 0
 
     asyncio.run(scenario())
 

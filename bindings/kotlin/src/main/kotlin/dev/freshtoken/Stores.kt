@@ -5,6 +5,7 @@ import java.io.IOException
 import java.nio.ByteBuffer
 import java.nio.CharBuffer
 import java.nio.charset.CharacterCodingException
+import java.nio.charset.CodingErrorAction
 import java.nio.channels.FileChannel
 import java.nio.channels.FileLock
 import java.nio.channels.OverlappingFileLockException
@@ -114,8 +115,19 @@ open class MemoryTokenStore : TokenStoreBase() {
  * [FileLock] on `<name>.lock` (a POSIX record lock, which the Python store
  * and the `freshtoken` command take too), given back when its process dies
  * and after its TTL; every write holds `<name>.write.lock` for its
- * compare-and-swap; a record's version is the SHA-256 of its text. The lock files are empty and stay. On a network file
+ * compare-and-swap; a record's version is the SHA-256 of its file's bytes
+ * (its text's UTF-8, as the Python store and the `freshtoken` command
+ * compute it). The lock files are empty and stay. On a network file
  * system the lock may not exclude other machines: use a database there.
+ *
+ * A record file that is not UTF-8 (a damaged byte) is never read as text:
+ * with replacement characters its refresh token would be sent altered once
+ * (`invalid_grant`) and the dead marker saved over the bytes an operator
+ * could repair. [load] throws [HostException.Failed] instead;
+ * [loadVersioned] answers [NOT_UTF8_RECORD], which freshtoken refuses as
+ * corrupt ([FreshTokenException.Storage], nothing sent), with the version
+ * of the file's bytes, so that a new link (`seed`, `exchangeCode`) replaces
+ * the file, as it does any corrupt record. The file is otherwise left as it is.
  *
  * Needs `java.nio.file` (Android 8.0, API 26, and later). An example: on
  * Android, prefer storage encrypted with a Keystore key for refresh tokens.
@@ -133,7 +145,9 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     fun lockFileFor(key: String, write: Boolean = false): Path =
         dir.resolve(fileName(key).removeSuffix(".json") + if (write) ".write.lock" else ".lock")
 
-    override suspend fun load(key: String): String? = withContext(Dispatchers.IO) { readRecord(key) }
+    override suspend fun load(key: String): String? = withContext(Dispatchers.IO) {
+        readRecordBytes(key)?.let { decode(it) ?: throw HostException.Failed(NOT_UTF8_MESSAGE) }
+    }
 
     override suspend fun save(key: String, record: String): Unit = withContext(Dispatchers.IO) {
         writing(key) { writeRecord(key, record) }
@@ -150,21 +164,26 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         FileLeases.end(realLockFile(key, write = false), owner)
     }
 
-    /** True: a record's version is the SHA-256 of its text. */
+    /** True: a record's version is the SHA-256 of its file's bytes. */
     override fun supportsVersions(): Boolean = true
 
+    /**
+     * The record and the version of its file's bytes; [NOT_UTF8_RECORD] for a
+     * file that is not UTF-8. Not an exception: the core asks a new link's
+     * version through this member alone, and the file could never be replaced.
+     */
     override suspend fun loadVersioned(key: String): VersionedRecord? = withContext(Dispatchers.IO) {
-        readRecord(key)?.let { VersionedRecord(it, version(it)) }
+        readRecordBytes(key)?.let { VersionedRecord(decode(it) ?: NOT_UTF8_RECORD, version(it)) }
     }
 
     override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult =
         withContext(Dispatchers.IO) {
             writing(key) {
-                if (readRecord(key)?.let { version(it) } != expected) {
+                if (readRecordBytes(key)?.let { version(it) } != expected) {
                     CasResult.Conflict
                 } else {
                     writeRecord(key, record)
-                    CasResult.Saved(version(record))
+                    CasResult.Saved(version(record.toByteArray(Charsets.UTF_8)))
                 }
             }
         }
@@ -208,7 +227,8 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
 
     private fun openLockFile(file: Path): FileChannel = FileChannel.open(file, lockOptions, *ownerOnly())
 
-    private fun readRecord(key: String): String? {
+    /** The bytes of `key`'s file (today's name, else the earlier one), or null. */
+    private fun readRecordBytes(key: String): ByteArray? {
         val file = fileFor(key)
         // A save that moved the record meanwhile removed the old file: read the new one again.
         return read(file) ?: legacyFile(key)?.let { read(it) ?: read(file) }
@@ -251,9 +271,9 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
     }
 
-    /** The file's text, read to at most [MAX_FILE_BYTES] + 1 bytes (freshtoken refuses a bigger one). */
-    private fun read(file: Path): String? = try {
-        String(readAtMost(file, MAX_FILE_BYTES + 1), Charsets.UTF_8)
+    /** The file's bytes, read to at most [MAX_FILE_BYTES] + 1 (freshtoken refuses a bigger one). */
+    private fun read(file: Path): ByteArray? = try {
+        readAtMost(file, MAX_FILE_BYTES + 1)
     } catch (e: NoSuchFileException) {
         null
     } catch (e: IOException) {
@@ -327,15 +347,45 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         /** The monitors this JVM's writers wait on, by lock file (striped). */
         private val WRITE_MONITORS = Array(64) { Any() }
 
-        /** A record's version: the SHA-256 of its text, lowercase hex (a rewrite of the same text is the same record). */
-        private fun version(record: String): String =
-            hex(MessageDigest.getInstance("SHA-256").digest(record.toByteArray(Charsets.UTF_8)))
+        /**
+         * A record's version: the SHA-256 of its file's bytes (its text's
+         * UTF-8), lowercase hex. A rewrite of the same text is the same
+         * record; a file that is not UTF-8 has one too, so a new link can replace it.
+         */
+        private fun version(bytes: ByteArray): String = hex(MessageDigest.getInstance("SHA-256").digest(bytes))
 
         /**
          * The most of a record file read: well above the largest record
          * freshtoken writes (256 KiB) and an [EncryptedStore] envelope of one.
          */
         const val MAX_FILE_BYTES = 1024 * 1024
+
+        /**
+         * What [loadVersioned] answers for a record file that is not UTF-8:
+         * not JSON, so freshtoken refuses it as corrupt; it says why to a direct caller.
+         */
+        const val NOT_UTF8_RECORD = "freshtoken: the record file is not UTF-8"
+
+        /** [load]'s error for a record file that is not UTF-8 (nothing of the file in it). */
+        private const val NOT_UTF8_MESSAGE =
+            "cannot read the record: the file is not UTF-8 (left unchanged; a re-link replaces it)"
+
+        /**
+         * `bytes` as text, or null if they are not UTF-8 (strictly: no
+         * replacement characters). A file cut at the cap may end inside a
+         * character: that tail is left out (freshtoken refuses the text as
+         * too large all the same).
+         */
+        private fun decode(bytes: ByteArray): String? {
+            val decoder = Charsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT)
+            val complete = bytes.size <= MAX_FILE_BYTES
+            val text = CharBuffer.allocate(bytes.size) // UTF-8 never decodes to more chars than bytes
+            if (decoder.decode(ByteBuffer.wrap(bytes), text, complete).isError) return null
+            if (complete && decoder.flush(text).isError) return null
+            return String(text.array(), 0, text.position()) // not flip(): its return type differs on older Android
+        }
 
         /** The first `limit` bytes of `file` (InputStream.readNBytes needs Android 13). */
         private fun readAtMost(file: Path, limit: Int): ByteArray = Files.newInputStream(file).use { input ->

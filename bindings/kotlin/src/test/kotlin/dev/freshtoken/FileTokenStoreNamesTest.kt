@@ -178,6 +178,33 @@ class FileTokenStoreNamesTest {
         assertEquals(listOf("Jobn", "john", "JOHN", "JoHn").map { FileTokenStore.fileName(it) }.toSet(), names)
     }
 
+    @Test fun `an old file that is not UTF-8 is refused, kept, and replaced by a re-link under the new name`() = blocking {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val family = emu.seed()
+        val token = family["refresh_token"] as String
+        val raw = damagedRecord(token)
+        val old = dir.resolve(oldName("JoHn"))
+        Files.write(old, raw)
+        val store = FileTokenStore(dir)
+        val err = assertThrows(HostException.Failed::class.java) { kotlinx.coroutines.runBlocking { store.load("JoHn") } }
+        assertTrue(err.detail, err.detail.contains("not UTF-8"))
+        assertEquals(sha256(raw), store.loadVersioned("JoHn")!!.version)
+        TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret")).use { client ->
+            val session = client.session("JoHn", store)
+            try {
+                session.accessToken()
+                throw AssertionError("served")
+            } catch (e: FreshTokenException.Storage) {
+                assertFalse(e.message.orEmpty().contains(token.substring(4)))
+            }
+            assertEquals(0L, emu.refreshRequests())
+            assertTrue("left as it was", raw.contentEquals(Files.readAllBytes(old)))
+            session.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
+        }
+        assertEquals("the re-link moved the key to its new name", setOf(FileTokenStore.fileName("JoHn")), recordFiles(dir))
+        assertTrue(FileTokenStore(dir).load("JoHn")!!.contains("freshtoken.record/1"))
+    }
+
     @Test fun `a session stored by the previous version refreshes once after the upgrade`() = blocking {
         val dir = tmp.root.toPath().resolve("sessions")
         val clock = FakeClock()

@@ -2,15 +2,18 @@ package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
 import dev.freshtoken.support.FakeClock
+import dev.freshtoken.support.Json
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.recordFiles
 import dev.freshtoken.support.same
 import java.nio.file.Files
 import java.nio.file.attribute.PosixFilePermissions
+import java.security.MessageDigest
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
+import org.junit.Assert.assertNotNull
 import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
 import org.junit.Before
@@ -127,6 +130,72 @@ class StoresTest {
         client.close()
     }
 
+    @Test fun `a record file that is not UTF-8 is refused by load and left as it is`() = blocking {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val store = FileTokenStore(dir)
+        val raw = "{\"refresh_token\":\"rt-SEN".toByteArray() + 0xff.toByte() + "TINEL\"}".toByteArray()
+        Files.write(store.fileFor("u"), raw)
+        val err = loadFails(store, "u")
+        assertFalse("nothing of the file in the message", err.detail.contains("SEN") || err.detail.contains("TINEL"))
+        assertTrue("the file is unchanged", raw.contentEquals(Files.readAllBytes(store.fileFor("u"))))
+        val found = assertNotNullVersioned(store.loadVersioned("u"))
+        assertEquals(FileTokenStore.NOT_UTF8_RECORD, found.record)
+        assertEquals("the version of the file's bytes", sha256(raw), found.version)
+        // A cut sequence, an encoded surrogate, a 5-byte form: none is UTF-8.
+        for (bad in listOf(byteArrayOf(0xc3.toByte()), byteArrayOf(0xed.toByte(), 0xa0.toByte(), 0x80.toByte()),
+                byteArrayOf(0xf8.toByte(), 0x88.toByte(), 0x80.toByte(), 0x80.toByte(), 0x80.toByte()))) {
+            Files.write(store.fileFor("u"), byteArrayOf('{'.code.toByte()) + bad + '}'.code.toByte())
+            loadFails(store, "u")
+        }
+        // Text is read as it is, a BOM included (freshtoken refuses that one), and versioned by its UTF-8.
+        store.save("bom", "\ufeff{\"a\":\"\u00e9\"}")
+        assertEquals("\ufeff{\"a\":\"\u00e9\"}", store.load("bom"))
+        assertEquals(sha256(Files.readAllBytes(store.fileFor("bom"))), store.loadVersioned("bom")!!.version)
+    }
+
+    @Test fun `a refresh token that is not UTF-8 is refused, nothing is sent, and the file is kept until a re-link`() = blocking {
+        // Read with replacement characters, the altered token was sent once
+        // (invalid_grant) and the dead marker saved over the bytes.
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val store = FileTokenStore(dir)
+        val family = emu.seed()
+        val token = family["refresh_token"] as String
+        val raw = damagedRecord(token)
+        Files.write(store.fileFor("u"), raw)
+        TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret")).use { client ->
+            val session = client.session("u", store)
+            for (call in listOf<suspend () -> Any>({ session.accessToken() }, { session.refresh() }, { session.status() })) {
+                val err = expectError<FreshTokenException.Storage> { call() }
+                assertFalse("nothing of the token in the message", err.message.orEmpty().contains(token.substring(4)))
+            }
+            assertEquals("the damaged token was never sent", 0L, emu.refreshRequests())
+            assertEquals("active", emu.refreshTokenState(token))
+            assertTrue("the file is byte for byte as it was", raw.contentEquals(Files.readAllBytes(store.fileFor("u"))))
+
+            // A re-link replaces it (compare-and-swap against the bytes' version).
+            val relinked = emu.seed()["refresh_token"] as String
+            session.seed(SeedOptions(refreshToken = relinked))
+            same(Json.obj(store.load("u")!!)["refresh_token"], relinked, "the new link is saved")
+        }
+        TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret")).use { client ->
+            assertTrue(client.session("u", FileTokenStore(dir)).accessToken().isNotEmpty())
+        }
+        assertEquals(1L, emu.refreshRequests())
+        assertEquals(0L, emu.counter("reuse_detected"))
+    }
+
+    @Test fun `a record file over the cap cut inside a character reads to the last whole one`() = blocking {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val store = FileTokenStore(dir)
+        // 2 bytes a character: the cap + 1 ends inside one, which is left out (not refused as "not UTF-8").
+        Files.write(store.fileFor("u"), "\u00e9".repeat(FileTokenStore.MAX_FILE_BYTES).toByteArray())
+        assertEquals("\u00e9".repeat(FileTokenStore.MAX_FILE_BYTES / 2), store.load("u"))
+        TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret")).use { client ->
+            val err = expectError<FreshTokenException.Storage> { client.session("u", store).accessToken() }
+            assertTrue(err.message, err.message.orEmpty().contains("larger than"))
+        }
+    }
+
     @Test fun `a record file over the cap is read only past it, and a session refuses it as Storage`() = blocking {
         val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
         val store = FileTokenStore(dir)
@@ -136,4 +205,28 @@ class StoresTest {
             expectError<FreshTokenException.Storage> { client.session("u", store).accessToken() }
         }
     }
+
+    private suspend fun loadFails(store: FileTokenStore, key: String): HostException.Failed = try {
+        store.load(key)
+        throw AssertionError("loaded")
+    } catch (e: HostException.Failed) {
+        assertTrue(e.detail, e.detail.contains("not UTF-8"))
+        e
+    }
+
+    private fun assertNotNullVersioned(found: VersionedRecord?): VersionedRecord {
+        assertNotNull("a file is there", found)
+        return found!!
+    }
 }
+
+/** A record file whose refresh token has one byte that is not UTF-8. */
+internal fun damagedRecord(refreshToken: String): ByteArray {
+    val token = refreshToken.toByteArray()
+    token[3] = 0xff.toByte()
+    return "{\"schema\":\"freshtoken.record/1\",\"refresh_token\":\"".toByteArray() + token +
+        "\",\"updated_at\":1}".toByteArray()
+}
+
+internal fun sha256(bytes: ByteArray): String =
+    MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it) }

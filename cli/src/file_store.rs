@@ -73,18 +73,25 @@ impl FileStore {
     }
 
     /// The stored record and its version, or `None`. A file that is not
-    /// UTF-8 is read lossily (the core then refuses it as corrupt) and
-    /// versioned by its bytes, so that a new link can still replace it.
+    /// UTF-8 is an `InvalidData` error, never read with replacement
+    /// characters: an altered refresh token would be sent once and the dead
+    /// marker saved over the bytes an operator could repair.
     pub fn read_versioned(&self, key: &str) -> io::Result<Option<(String, String)>> {
+        read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES, Kind::RegularOnly)?
+            .map(|bytes| {
+                let version = version(&bytes);
+                Ok((utf8(bytes)?, version))
+            })
+            .transpose()
+    }
+
+    /// The stored record's version (of its bytes, whatever they hold), or
+    /// `None`: what a new link compares and swaps against, so it can
+    /// replace a file [`FileStore::read_versioned`] refuses.
+    pub fn read_version(&self, key: &str) -> io::Result<Option<String>> {
         Ok(
-            read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES, Kind::RegularOnly)?.map(
-                |bytes| {
-                    (
-                        String::from_utf8_lossy(&bytes).into_owned(),
-                        version(&bytes),
-                    )
-                },
-            ),
+            read_capped_bytes(&self.path_for(key), MAX_RECORD_BYTES, Kind::RegularOnly)?
+                .map(|bytes| version(&bytes)),
         )
     }
 
@@ -98,7 +105,7 @@ impl FileStore {
         expected: Option<&str>,
     ) -> io::Result<Option<String>> {
         let _writing = self.write_lock(key).await?;
-        let current = self.read_versioned(key)?.map(|(_, version)| version);
+        let current = self.read_version(key)?;
         if current.as_deref() != expected {
             return Ok(None);
         }
@@ -138,6 +145,7 @@ fn read_error(e: io::Error) -> StoreError {
 pub fn describe(e: &io::Error) -> String {
     match e.get_ref() {
         Some(inner) if inner.to_string() == NOT_REGULAR => NOT_REGULAR.to_owned(),
+        Some(inner) if inner.to_string() == NOT_UTF8 => NOT_UTF8.to_owned(),
         _ => e.kind().to_string(),
     }
 }
@@ -171,6 +179,10 @@ impl TokenStore for FileStore {
             .read_versioned(key)
             .map_err(read_error)?
             .map(|(record, version)| Versioned { record, version }))
+    }
+
+    async fn load_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.read_version(key).map_err(read_error)
     }
 
     async fn save_versioned(
@@ -219,8 +231,11 @@ pub fn read_capped(path: &Path, cap: usize) -> io::Result<Option<String>> {
 }
 
 fn utf8(bytes: Vec<u8>) -> io::Result<String> {
-    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, NOT_UTF8))
 }
+
+/// The message of a file that is not UTF-8.
+const NOT_UTF8: &str = "the file is not UTF-8 (left unchanged; a new link replaces it)";
 
 /// The message of a record path that is not a regular file.
 const NOT_REGULAR: &str = "not a regular file";
@@ -354,6 +369,33 @@ mod tests {
         // Case never collides, no key escapes the directory.
         assert_ne!(store.path_for("JoHn"), store.path_for("john"));
         assert_eq!(store.path_for("../x").parent(), Some(Path::new("/d")));
+    }
+
+    #[test]
+    fn a_record_that_is_not_utf8_is_refused_unchanged_and_a_new_link_replaces_it() {
+        let dir = scratch("not-utf8");
+        let store = FileStore::new(dir.clone());
+        fs::create_dir_all(&dir).unwrap();
+        let damaged = b"{\"refresh_token\":\"rt-\xff-1\"}".to_vec();
+        fs::write(store.path_for("u"), &damaged).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let refused = runtime.block_on(TokenStore::load_versioned(&store, "u"));
+        let message = refused.expect_err("refused").0;
+        assert!(message.contains("not UTF-8"), "{message}");
+        assert!(!message.contains("rt-"), "{message}");
+        assert_eq!(fs::read(store.path_for("u")).unwrap(), damaged);
+        // A new link compares and swaps against the bytes' version.
+        let version = runtime
+            .block_on(TokenStore::load_version(&store, "u"))
+            .unwrap();
+        assert_eq!(version, Some(super::version(&damaged)));
+        let saved = runtime.block_on(store.write_if("u", "{}", version.as_deref()));
+        assert!(saved.unwrap().is_some());
+        assert_eq!(store.read("u").unwrap().as_deref(), Some("{}"));
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

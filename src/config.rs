@@ -348,9 +348,11 @@ impl ConfigBuilder {
     }
 
     /// How long a fleet refresh lease lasts (ms; default: request timeout +
-    /// retry budget + 10 s). It must outlive a whole refresh with its
-    /// retries, so that no other process refreshes while the holder's
-    /// request may still land.
+    /// retry budget + the larger of 10 s and `store_timeout_ms` + 5 s). It
+    /// must be longer than `timeout_ms` + the retry budget + 1 s (the HTTP
+    /// grace) + `store_timeout_ms`: a whole refresh with its retries and the
+    /// save of the rotated record, so that no other process refreshes while
+    /// the holder's request may still land or its save is under way.
     pub fn lease_ttl_ms(mut self, ms: i64) -> Self {
         self.lease_ttl_ms = Some(ms);
         self
@@ -515,15 +517,22 @@ impl ConfigBuilder {
         }
         let retry = self.retry.unwrap_or_default();
         retry.validate()?;
-        let default_ttl = timeout + retry.budget_ms + 10_000;
-        let lease_ttl = positive("lease_ttl_ms", self.lease_ttl_ms, default_ttl as i64)?;
-        // The last attempt may start just before the retry budget ends and
-        // run for a whole timeout: the lease must outlive both, or another
-        // process could refresh while this one's request may still land.
-        if lease_ttl <= timeout + retry.budget_ms {
+        let held = lease_held_ms(timeout, retry.budget_ms, store_timeout);
+        let lease_ttl = positive(
+            "lease_ttl_ms",
+            self.lease_ttl_ms,
+            default_lease_ttl_ms(timeout, retry.budget_ms, store_timeout) as i64,
+        )?;
+        if lease_ttl <= held {
             return Err(Error::config(
                 "lease_ttl_ms",
-                "must be longer than timeout_ms plus the retry budget",
+                format!(
+                    "must be longer than timeout_ms + retry.budget_ms + {} ms (the grace of an \
+                     HTTP request past its timeout) + store_timeout_ms, here {held} ms: the \
+                     lease must outlive a whole refresh with its retries and the save of the \
+                     rotated refresh token",
+                    crate::exchange::HTTP_GRACE_MS
+                ),
             ));
         }
         if lease_ttl > MAX_LEASE_MS {
@@ -572,6 +581,24 @@ impl ConfigBuilder {
             events: self.events,
         })
     }
+}
+
+/// How long a lease holder may still need the lease once it is about to
+/// send (ms): the last attempt may start just before the retry budget ends
+/// and run for a whole timeout plus the HTTP grace, and the rotated record
+/// is saved after the answer, within one store deadline. Another process
+/// that takes the lease before that save lands would send the spent
+/// refresh token (a revoked grant).
+pub(crate) fn lease_held_ms(timeout_ms: u64, budget_ms: u64, store_timeout_ms: u64) -> u64 {
+    timeout_ms + budget_ms + crate::exchange::HTTP_GRACE_MS + store_timeout_ms
+}
+
+/// The lease TTL when none is set (ms): timeout + retry budget + the
+/// larger of 10 s and the store deadline + 5 s. That is 60 s with the
+/// defaults, and always a few seconds more than [`lease_held_ms`], so that a
+/// user who only raises `store_timeout_ms` gets a longer lease, not an error.
+fn default_lease_ttl_ms(timeout_ms: u64, budget_ms: u64, store_timeout_ms: u64) -> u64 {
+    timeout_ms + budget_ms + 10_000u64.max(store_timeout_ms + 5_000)
 }
 
 fn non_negative(field: &str, value: Option<i64>, default: i64) -> Result<u64, Error> {
@@ -653,8 +680,9 @@ mod tests {
         assert_eq!(field_of(b().audience("").build()), "audience");
         assert_eq!(field_of(b().max_sessions(0).build()), "max_sessions");
         assert_eq!(field_of(b().lease_ttl_ms(30_000).build()), "lease_ttl_ms");
-        assert_eq!(field_of(b().lease_ttl_ms(50_000).build()), "lease_ttl_ms");
-        assert!(b().lease_ttl_ms(50_001).build().is_ok());
+        // timeout 30 s + budget 20 s + HTTP grace 1 s + store deadline 5 s.
+        assert_eq!(field_of(b().lease_ttl_ms(56_000).build()), "lease_ttl_ms");
+        assert!(b().lease_ttl_ms(56_001).build().is_ok());
         assert_eq!(field_of(b().lease_wait_ms(-1).build()), "lease_wait_ms");
         // The largest values are refused naming the field that was set.
         assert_eq!(field_of(b().lease_ttl_ms(i64::MAX).build()), "lease_ttl_ms");
@@ -690,6 +718,55 @@ mod tests {
             ),
             "client_secret"
         );
+    }
+
+    #[test]
+    fn the_lease_must_outlive_the_request_and_the_rotated_save() {
+        let b = || Config::builder(EP, "client").client_secret("s");
+        let error = b()
+            .store_timeout_ms(10_000)
+            .lease_ttl_ms(60_000)
+            .build()
+            .unwrap_err();
+        let text = error.to_string();
+        for field in [
+            "lease_ttl_ms",
+            "timeout_ms",
+            "retry.budget_ms",
+            "store_timeout_ms",
+        ] {
+            assert!(text.contains(field), "{field} named in: {text}");
+        }
+        assert!(text.contains("61000 ms"), "{text}");
+        assert!(b()
+            .store_timeout_ms(10_000)
+            .lease_ttl_ms(61_001)
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_defaulted_lease_grows_with_the_store_deadline() {
+        let b = || Config::builder(EP, "client").client_secret("s");
+        // Raising only the store deadline lengthens the default lease.
+        let c = b().store_timeout_ms(10_000).build().unwrap();
+        assert_eq!(c.lease_ttl_ms, 30_000 + 20_000 + 15_000);
+        assert!(c.lease_ttl_ms > lease_held_ms(30_000, 20_000, 10_000));
+        assert_eq!(c.lease_wait_ms, c.lease_ttl_ms + 5_000);
+        // The largest deadlines still give a valid default.
+        let c = b()
+            .timeout_ms(600_000)
+            .store_timeout_ms(600_000)
+            .retry(RetryPolicy {
+                budget_ms: 600_000,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        assert!(c.lease_ttl_ms > lease_held_ms(600_000, 600_000, 600_000));
+        // A short store deadline keeps the 10 s margin.
+        let c = b().store_timeout_ms(100).build().unwrap();
+        assert_eq!(c.lease_ttl_ms, 60_000);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! A holder that dies delays the others by at most the lease TTL.
 
 use crate::attached::Attached;
+use crate::config::lease_held_ms;
 use crate::error::Error;
 use crate::flight::Plan;
 use crate::random::jitter;
@@ -79,19 +80,29 @@ async fn wait_for_lease(
 }
 
 /// Just before a holder sends, when the lease it asked for at `since` (ms)
-/// may not outlast the request with its retries: renews the lease (an
+/// may not outlast the request with its retries and the save of the
+/// rotated record after it ([`lease_held_ms`]): renews the lease (an
 /// `acquire` by the holding owner extends it) and checks that the stored
 /// record is still the one it read or wrote under it. Slow store answers
 /// can outlast the lease; another process may then have taken it and sent
 /// this refresh token, and sending it again would revoke the family. If so,
 /// `conflict`: nothing is sent and the next call reads the store again.
+/// A renewal that itself took so long that the renewed lease may not
+/// outlast the rest is `storage`, with nothing sent either.
 pub(crate) async fn confirm_lease(session: &Attached, since: u64) -> Result<(), Error> {
     let config = &session.ctx.config;
-    let request = config.timeout_ms + config.retry.budget_ms + crate::exchange::HTTP_GRACE_MS;
-    let elapsed = session.ctx.clock.now_ms().saturating_sub(since);
-    if elapsed.saturating_add(request) < config.lease_ttl_ms {
-        return Ok(()); // still held for longer than the request can take
+    let clock = &session.ctx.clock;
+    let held = lease_held_ms(
+        config.timeout_ms,
+        config.retry.budget_ms,
+        config.store_timeout_ms,
+    );
+    let elapsed = clock.now_ms().saturating_sub(since);
+    if elapsed.saturating_add(held) < config.lease_ttl_ms {
+        return Ok(()); // still held for longer than the request and save can take
     }
+    // The renewed lease counts from no earlier than this.
+    let renewing_from = clock.now_ms();
     if !session.acquire().await? {
         session.reread_next();
         return Err(Error::Conflict {
@@ -104,14 +115,24 @@ pub(crate) async fn confirm_lease(session: &Attached, since: u64) -> Result<(), 
     match session.stored_version().await? {
         Some(stored) if stored != expected => {
             session.reread_next();
-            Err(Error::Conflict {
+            return Err(Error::Conflict {
                 message: "the refresh lease lapsed before the request was sent and another \
                           process saved the record meanwhile; nothing was sent"
                     .to_owned(),
-            })
+            });
         }
-        _ => Ok(()),
+        _ => {}
     }
+    let renewing = clock.now_ms().saturating_sub(renewing_from);
+    if renewing.saturating_add(held) >= config.lease_ttl_ms {
+        return Err(Error::storage(format!(
+            "renewing the refresh lease took {renewing} ms, too long for the lease \
+             ({} ms, lease_ttl_ms) to outlast the request and the save after it; nothing \
+             was sent",
+            config.lease_ttl_ms
+        )));
+    }
+    Ok(())
 }
 
 /// Gives the lease back. A failure only delays the others until the lease

@@ -371,13 +371,16 @@ async fn a_request_that_never_left_withdraws_the_in_doubt_marker() {
     );
 }
 
-/// A fleet store whose answer to the write-ahead (the save that marks the
-/// token in doubt) comes back late: the write lands, the clock moves past
-/// the lease TTL, and another process acts before it answers.
+/// A fleet store whose answers to the lease and to the write-ahead (the
+/// save that marks the token in doubt) come back late, each within the
+/// store deadline: the writes land, the clock moves past the lease TTL,
+/// and another process acts before the write-ahead answers.
 struct LateWriteAhead {
     inner: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
+    /// How late each of the two answers comes (ms).
     late_ms: u64,
+    acquired_late: std::sync::atomic::AtomicBool,
     meanwhile: Mutex<Option<Meanwhile>>,
     taker_result: Mutex<Option<Result<String, freshtoken::Error>>>,
 }
@@ -402,7 +405,16 @@ impl TokenStore for LateWriteAhead {
         true
     }
     async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
-        self.inner.acquire(key, owner, ttl).await
+        let taken = self.inner.acquire(key, owner, ttl).await;
+        // The holder's lease is taken now, its answer comes late.
+        if self.meanwhile.lock().unwrap().is_some()
+            && !self
+                .acquired_late
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.clock.advance(self.late_ms);
+        }
+        taken
     }
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         self.inner.release(key, owner).await
@@ -441,8 +453,8 @@ impl TokenStore for LateWriteAhead {
 }
 
 /// A client on `clock` whose configuration is valid (the lease outlives
-/// the request and its retries) but whose lease does not outlive the
-/// request plus a slow store answer before it.
+/// the request, its retries and a store call after it) but whose lease does
+/// not outlive that plus two slow store answers before it.
 fn tight_lease_client(emu: &Emulator, clock: &Arc<ManualClock>) -> TokenClient {
     let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
         .client_secret(CLIENT_SECRET)
@@ -451,7 +463,9 @@ fn tight_lease_client(emu: &Emulator, clock: &Arc<ManualClock>) -> TokenClient {
             budget_ms: 0,
             ..freshtoken::RetryPolicy::none()
         })
-        .lease_ttl_ms(1_500)
+        .store_timeout_ms(2_500)
+        // timeout 1 s + no retries + HTTP grace 1 s + store deadline 2.5 s.
+        .lease_ttl_ms(4_600)
         .build()
         .unwrap();
     let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
@@ -470,7 +484,8 @@ async fn a_holder_whose_lease_lapsed_before_it_sent_sends_nothing() {
     let store = Arc::new(LateWriteAhead {
         inner: shared.clone(),
         clock: clock.clone(),
-        late_ms: 2_000, // within the store deadline (5 s), past the lease
+        late_ms: 2_400, // within the store deadline (2.5 s); twice, past the lease
+        acquired_late: Default::default(),
         meanwhile: Mutex::new(Some(Meanwhile::Refresh(taker))),
         taker_result: Mutex::new(None),
     });
@@ -510,7 +525,8 @@ async fn a_holder_whose_lapsed_lease_another_process_holds_sends_nothing() {
     let store = Arc::new(LateWriteAhead {
         inner: shared.clone(),
         clock: clock.clone(),
-        late_ms: 2_000,
+        late_ms: 2_400,
+        acquired_late: Default::default(),
         meanwhile: Mutex::new(Some(Meanwhile::HoldLease)),
         taker_result: Mutex::new(None),
     });

@@ -11,7 +11,8 @@ use std::io;
 use std::time::Duration;
 
 /// The slack over another process's longest refresh, as the core's lease
-/// wait has it (lease TTL = timeout + retry budget + 10 s, wait = TTL + 5 s).
+/// wait has it (lease TTL = timeout + retry budget + 10 s with the default
+/// 5 s store deadline, wait = TTL + 5 s).
 const SLACK_SECS: u64 = 15;
 
 /// The wait the options give: `--lock-wait`, else as long as the core

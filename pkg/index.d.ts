@@ -76,7 +76,7 @@ export interface TokenClientOptions {
   retry?: RetryOptions;
   /** HTTP override (default `globalThis.fetch`). */
   fetch?: FetchLike;
-  /** Clock override in Unix ms (default `Date.now`), for tests. */
+  /** Clock override in Unix ms (default `Date.now`), for tests. Durations (the retry budget, a lease's age) are also measured on `performance.now()`, and the longer counts: this clock can lengthen them, never shorten them. */
   now?: () => number;
   /** Sleep override for retry backoff (default `setTimeout`), for tests. */
   sleep?: (ms: number) => Promise<void>;

@@ -2,6 +2,9 @@
 //!
 //! wasm32 has no working `SystemTime::now`, so the core only ever asks a
 //! `Clock`; tests use [`ManualClock`] to make every time rule deterministic.
+//! Durations (a retry budget, a lease's age) are measured on the wall clock
+//! and on a monotonic one, and the larger counts (see `elapsed.rs`):
+//! a wall clock set back never stretches them.
 
 use crate::maybe_send::MaybeSendSync;
 use async_trait::async_trait;
@@ -15,6 +18,15 @@ use std::task::{Poll, Waker};
 pub trait Clock: MaybeSendSync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Milliseconds from an arbitrary origin on a clock that never steps
+    /// when the wall clock is set (NTP, a user). Only differences count.
+    /// Defaults to the platform's (`Instant` natively, `performance.now()`
+    /// in wasm), whatever `now_ms` reads; a fake clock overrides it so that
+    /// tests drive both readings ([`ManualClock`]).
+    fn monotonic_ms(&self) -> u64 {
+        platform_monotonic_ms()
+    }
     /// Waits `ms` milliseconds (used only between retries).
     async fn sleep(&self, ms: u64);
 
@@ -36,6 +48,21 @@ pub trait Clock: MaybeSendSync {
         self.timer(ms).await;
         Ok(())
     }
+}
+
+/// The platform's monotonic clock in milliseconds from an arbitrary origin.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn platform_monotonic_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The host's `performance.now()` in milliseconds (0 where the host has
+/// none: the wall clock alone then measures durations).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn platform_monotonic_ms() -> u64 {
+    crate::wasm::performance_now_ms()
 }
 
 /// The end of year 9999 in Unix milliseconds. A host clock reading past it
@@ -70,9 +97,14 @@ impl Clock for SystemClock {
 /// records the requested duration, so backoff is observable without waiting;
 /// a [`Clock::timer`] fires once the clock is moved past its deadline, so a
 /// stalled host callback times out exactly when the test says.
+///
+/// It has a monotonic reading too: [`ManualClock::advance`] (and `sleep`)
+/// moves both, [`ManualClock::set`] only the wall clock, as a step of the
+/// system clock would.
 #[derive(Debug, Default)]
 pub struct ManualClock {
     now: AtomicU64,
+    monotonic: AtomicU64,
     sleeps: Mutex<Vec<u64>>,
     /// Armed timers: id, deadline, and the waker of the task waiting for it.
     timers: Mutex<Vec<(u64, u64, Option<Waker>)>>,
@@ -84,19 +116,23 @@ impl ManualClock {
     pub fn new(now_ms: u64) -> Self {
         ManualClock {
             now: AtomicU64::new(now_ms),
+            monotonic: AtomicU64::new(0),
             sleeps: Mutex::new(Vec::new()),
             timers: Mutex::new(Vec::new()),
             next_timer: AtomicU64::new(0),
         }
     }
 
-    /// Moves the clock forward (firing the timers it passes).
+    /// Lets `ms` pass: moves the wall clock and the monotonic one forward
+    /// (firing the timers it passes).
     pub fn advance(&self, ms: u64) {
+        self.monotonic.fetch_add(ms, Ordering::SeqCst);
         self.now.fetch_add(ms, Ordering::SeqCst);
         self.fire_due();
     }
 
-    /// Sets the clock (firing the timers it passes).
+    /// Sets the wall clock, forward or back, as a step of the system clock
+    /// does (firing the timers it passes); the monotonic reading stays.
     pub fn set(&self, now_ms: u64) {
         self.now.store(now_ms, Ordering::SeqCst);
         self.fire_due();
@@ -143,6 +179,10 @@ impl Clock for ManualClock {
         self.now.load(Ordering::SeqCst)
     }
 
+    fn monotonic_ms(&self) -> u64 {
+        self.monotonic.load(Ordering::SeqCst)
+    }
+
     async fn sleep(&self, ms: u64) {
         if let Ok(mut sleeps) = self.sleeps.lock() {
             sleeps.push(ms);
@@ -181,5 +221,29 @@ struct Armed<'a> {
 impl Drop for Armed<'_> {
     fn drop(&mut self) {
         self.clock.lock_timers().retain(|(id, _, _)| *id != self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_advances_both_readings_and_steps_only_the_wall() {
+        let clock = ManualClock::new(1_000_000);
+        clock.advance(2_500);
+        assert_eq!((clock.now_ms(), clock.monotonic_ms()), (1_002_500, 2_500));
+        clock.set(5);
+        assert_eq!((clock.now_ms(), clock.monotonic_ms()), (5, 2_500));
+        futures_util::FutureExt::now_or_never(clock.sleep(100)).unwrap();
+        assert_eq!((clock.now_ms(), clock.monotonic_ms()), (105, 2_600));
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn the_default_monotonic_reading_is_the_platforms() {
+        let first = SystemClock.monotonic_ms();
+        let second = SystemClock.monotonic_ms();
+        assert!(second >= first);
     }
 }

@@ -146,7 +146,8 @@ async fn send_with_retries(
 ) -> Result<Option<Issued>, CallFailure> {
     let revocation = matches!(grant, Grant::Revoke { .. });
     let policy = ctx.config.retry;
-    let started = ctx.clock.now_ms();
+    // The budget counts on a wall clock set back too (see `elapsed`).
+    let started = crate::elapsed::Started::now(ctx.clock.as_ref());
     let mut maybe_processed = false;
     loop {
         let (request, assertion) = match build_request(&ctx.config, grant, ctx.clock.now_ms()).await
@@ -249,7 +250,7 @@ async fn send_with_retries(
             },
         };
         let delay = policy.delay_ms(*attempts, jitter(), retry_after_ms);
-        let elapsed = ctx.clock.now_ms().saturating_sub(started);
+        let elapsed = started.elapsed_ms(ctx.clock.as_ref());
         if !policy.allows(*attempts, elapsed, delay) {
             return Err(CallFailure::new(final_error, maybe_processed));
         }

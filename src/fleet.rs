@@ -5,6 +5,7 @@
 
 use crate::attached::Attached;
 use crate::config::lease_held_ms;
+use crate::elapsed::Started;
 use crate::error::Error;
 use crate::flight::Plan;
 use crate::random::jitter;
@@ -42,7 +43,7 @@ async fn wait_for_lease(
 ) -> Result<Option<TokenInfo>, Error> {
     let ctx = &session.ctx;
     let config = &ctx.config;
-    let deadline = ctx.clock.now_ms().saturating_add(config.lease_wait_ms);
+    let waiting = Started::now(ctx.clock.as_ref());
     // The looks are bounded too, by as many of the shortest pauses as fit
     // in the wait: under a host clock whose `sleep` returns at once and
     // whose time stands still (a fake one), the deadline never comes, and
@@ -56,7 +57,7 @@ async fn wait_for_lease(
         }
         waiting_since.get_or_insert_with(|| ctx.clock.now_ms());
         looks_left = looks_left.saturating_sub(1);
-        if ctx.clock.now_ms() >= deadline || looks_left == 0 {
+        if waiting.elapsed_ms(ctx.clock.as_ref()) >= config.lease_wait_ms || looks_left == 0 {
             return Err(Error::Conflict {
                 message: format!(
                     "another process held the refresh lease for more than {} ms",
@@ -79,8 +80,8 @@ async fn wait_for_lease(
     }
 }
 
-/// Just before a holder sends, when the lease it asked for at `since` (ms)
-/// may not outlast the request with its retries and the save of the
+/// Just before a holder sends, when the lease it asked for at `since` may
+/// not outlast the request with its retries and the save of the
 /// rotated record after it ([`lease_held_ms`]): renews the lease (an
 /// `acquire` by the holding owner extends it) and checks that the stored
 /// record is still the one it read or wrote under it. Slow store answers
@@ -89,20 +90,20 @@ async fn wait_for_lease(
 /// `conflict`: nothing is sent and the next call reads the store again.
 /// A renewal that itself took so long that the renewed lease may not
 /// outlast the rest is `storage`, with nothing sent either.
-pub(crate) async fn confirm_lease(session: &Attached, since: u64) -> Result<(), Error> {
+pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<(), Error> {
     let config = &session.ctx.config;
-    let clock = &session.ctx.clock;
+    let clock = session.ctx.clock.as_ref();
     let held = lease_held_ms(
         config.timeout_ms,
         config.retry.budget_ms,
         config.store_timeout_ms,
     );
-    let elapsed = clock.now_ms().saturating_sub(since);
+    let elapsed = since.elapsed_ms(clock);
     if elapsed.saturating_add(held) < config.lease_ttl_ms {
         return Ok(()); // still held for longer than the request and save can take
     }
     // The renewed lease counts from no earlier than this.
-    let renewing_from = clock.now_ms();
+    let renewing_from = Started::now(clock);
     if !session.acquire().await? {
         session.reread_next();
         return Err(Error::Conflict {
@@ -123,7 +124,7 @@ pub(crate) async fn confirm_lease(session: &Attached, since: u64) -> Result<(), 
         }
         _ => {}
     }
-    let renewing = clock.now_ms().saturating_sub(renewing_from);
+    let renewing = renewing_from.elapsed_ms(clock);
     if renewing.saturating_add(held) >= config.lease_ttl_ms {
         return Err(Error::storage(format!(
             "renewing the refresh lease took {renewing} ms, too long for the lease \

@@ -127,7 +127,7 @@ impl Attached {
         // A fleet: one process refreshes, the others wait and re-read. A
         // lapse is decided under the lease too: the holder may be renewing
         // the refresh token that this process finds just past its lifetime.
-        let leased_from = self.ctx.clock.now_ms();
+        let leased_from = crate::elapsed::Started::now(self.ctx.clock.as_ref());
         match crate::fleet::take_lease(self, Some((force, asked_at))).await? {
             Some(info) => Ok(info),
             None => {
@@ -182,11 +182,11 @@ impl Attached {
     }
 
     /// Serves, marks the lapsed session dead, or writes ahead and sends.
-    /// `leased_from`: under the fleet lease, asked for at this time (ms).
+    /// `leased_from`: under the fleet lease, asked for then.
     async fn carry_out(
         &self,
         plan: Plan,
-        leased_from: Option<u64>,
+        leased_from: Option<crate::elapsed::Started>,
         flown_by: StartedBy,
     ) -> Result<TokenInfo, Error> {
         match plan {

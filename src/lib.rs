@@ -44,6 +44,7 @@ mod config;
 mod credentials;
 mod deadline;
 mod discovery;
+mod elapsed;
 mod encrypted_store;
 mod endpoint;
 mod error;

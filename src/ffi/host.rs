@@ -52,6 +52,9 @@ pub trait HttpClient: Send + Sync {
 /// Time, for tests with a fake clock (the default is the system clock).
 /// Every member returns a result so that a host exception can never become
 /// a Rust panic; on failure freshtoken falls back to the system clock.
+/// Durations (the retry budget, a lease's age) are also measured on the
+/// system's monotonic clock, and the longer counts: a host clock can
+/// lengthen them, never shorten them.
 #[uniffi::export(with_foreign)]
 #[async_trait::async_trait]
 pub trait Clock: Send + Sync {
@@ -271,6 +274,8 @@ impl ClockAdapter {
     }
 }
 
+/// The host clock gives wall time only; durations are also measured on the
+/// platform's monotonic clock (the trait's default `monotonic_ms`).
 #[async_trait::async_trait]
 impl crate::Clock for ClockAdapter {
     fn now_ms(&self) -> u64 {

@@ -1,5 +1,5 @@
-//! Time for wasm: `Date.now()` (or the host's `now`), and sleeps through
-//! `setTimeout` (or the host's `sleep`).
+//! Time for wasm: `Date.now()` (or the host's `now`), `performance.now()`
+//! for durations, and sleeps through `setTimeout` (or the host's `sleep`).
 
 use super::host;
 use super::timeout::Timeout;
@@ -14,6 +14,8 @@ pub(crate) struct JsClock {
     pub(crate) sleep: Option<Function>,
 }
 
+/// The host's `now` gives wall time only; durations are also measured on
+/// `performance.now()` (the trait's default `monotonic_ms`).
 #[async_trait(?Send)]
 impl Clock for JsClock {
     /// The host's `now()` when it reads a plausible time (a finite number of
@@ -60,6 +62,32 @@ impl Clock for JsClock {
     async fn deadline(&self, ms: u64) -> Result<(), String> {
         Timeout::new(ms).await
     }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `globalThis`, as far as its `performance` goes.
+    type PerformanceGlobal;
+    #[wasm_bindgen(method, getter)]
+    fn performance(this: &PerformanceGlobal) -> Option<Performance>;
+
+    /// The host's `performance` (Node >= 16, browsers, workers).
+    type Performance;
+    #[wasm_bindgen(method, catch)]
+    fn now(this: &Performance) -> Result<JsValue, JsValue>;
+}
+
+/// The host's monotonic clock, `performance.now()`, in whole milliseconds;
+/// 0 when the host has none or it throws or reads no finite, non-negative
+/// number (the wall clock alone then measures durations).
+pub(crate) fn performance_now_ms() -> u64 {
+    let now = js_sys::global()
+        .unchecked_into::<PerformanceGlobal>()
+        .performance()
+        .and_then(|p| p.now().ok())
+        .and_then(|n| n.as_f64())
+        .filter(|n| n.is_finite() && *n >= 0.0);
+    now.map_or(0, |n| n as u64)
 }
 
 /// Runs detached refreshes on the JavaScript event loop.

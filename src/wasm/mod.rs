@@ -25,6 +25,7 @@ mod timeout;
 
 pub use client::{refresh_tokens, WasmTokenClient};
 pub use encrypted_store::WasmEncryptedStore;
+pub(crate) use js_clock::performance_now_ms;
 pub use memory_store::WasmMemoryStore;
 
 use std::future::Future;

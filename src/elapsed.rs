@@ -1,0 +1,58 @@
+//! Durations that a step of the wall clock cannot shorten: measured on a
+//! clock's wall and monotonic readings both, the larger counts. A wall
+//! clock set back would otherwise let retries run past their budget and a
+//! request outlive its fleet lease; a wall clock set forward only ends
+//! retries early or renews a lease sooner (both safe).
+
+use crate::clock::Clock;
+
+/// When something started, on both of a clock's readings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Started {
+    wall_ms: u64,
+    monotonic_ms: u64,
+}
+
+impl Started {
+    /// Now, on `clock`.
+    pub(crate) fn now(clock: &dyn Clock) -> Self {
+        Started {
+            wall_ms: clock.now_ms(),
+            monotonic_ms: clock.monotonic_ms(),
+        }
+    }
+
+    /// Milliseconds since then on `clock`: the larger of the wall and the
+    /// monotonic differences (a reading that went back counts as none).
+    pub(crate) fn elapsed_ms(&self, clock: &dyn Clock) -> u64 {
+        let wall = clock.now_ms().saturating_sub(self.wall_ms);
+        let monotonic = clock.monotonic_ms().saturating_sub(self.monotonic_ms);
+        wall.max(monotonic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn a_backward_step_does_not_shorten_the_elapsed_time() {
+        let clock = ManualClock::new(10_000_000);
+        let started = Started::now(&clock);
+        clock.advance(10_000);
+        clock.set(clock.now_ms() - 3_600_000);
+        assert_eq!(started.elapsed_ms(&clock), 10_000);
+        clock.advance(5_000);
+        assert_eq!(started.elapsed_ms(&clock), 15_000);
+    }
+
+    #[test]
+    fn a_forward_step_counts() {
+        let clock = ManualClock::new(10_000_000);
+        let started = Started::now(&clock);
+        clock.advance(1_000);
+        clock.set(clock.now_ms() + 3_600_000);
+        assert_eq!(started.elapsed_ms(&clock), 3_601_000);
+    }
+}

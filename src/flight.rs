@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub(crate) enum Plan {
     /// The access token is fresh: hand it out.
     Serve(TokenInfo),
-    /// The refresh token passed its sliding lifetime.
+    /// The refresh token passed its sliding lifetime on this clock.
     Lapsed,
     /// Send this refresh token.
     Refresh {
@@ -181,7 +181,7 @@ impl Attached {
         })
     }
 
-    /// Serves, marks the lapsed session dead, or writes ahead and sends.
+    /// Serves, reports the lapsed refresh token, or writes ahead and sends.
     /// `leased_from`: under the fleet lease, asked for then.
     async fn carry_out(
         &self,
@@ -191,7 +191,7 @@ impl Attached {
     ) -> Result<TokenInfo, Error> {
         match plan {
             Plan::Serve(info) => Ok(info),
-            Plan::Lapsed => self.kill(ReauthReason::RefreshExpired, None).await,
+            Plan::Lapsed => Err(self.lapsed()),
             Plan::Refresh {
                 refresh_token,
                 in_doubt,
@@ -333,6 +333,25 @@ impl Attached {
         let saved = self.persist(generation, &saved_record).await;
         self.cell.lock().arrivals += 1;
         saved.map(|()| info)
+    }
+
+    /// A refresh token past its sliding lifetime on this process's clock
+    /// (DESIGN point 7): `reauthorization_required` (`refresh_expired`),
+    /// with nothing sent and, unlike [`Attached::kill`], nothing stored.
+    /// The server said nothing; only this clock did, and a clock that ran
+    /// ahead (set by hand, a broken RTC, a VM before NTP) must not kill the
+    /// session in every process for good. Each process judges the lapse
+    /// from the record's `refresh_expires_at` on its own clock, at every
+    /// call (which emits the event each time), so a corrected clock
+    /// recovers.
+    fn lapsed(&self) -> Error {
+        let reason = ReauthReason::RefreshExpired;
+        log::info!(
+            "freshtoken: session {} needs reauthorization ({reason})",
+            self.key
+        );
+        self.reauthorization_required(reason);
+        Error::reauth(reason)
     }
 
     /// Marks the session dead (DESIGN point 13), saves that, and returns the

@@ -269,10 +269,12 @@ async fn a_refresh_token_past_its_sliding_lifetime_is_not_sent() {
         1,
         "no request for a lapsed refresh token"
     );
-    assert_eq!(
-        h.store.record("u1").unwrap().reauth,
-        Some(ReauthReason::RefreshExpired)
-    );
+    // Judged on this clock, not by the server: not stored as a verdict
+    // (tests/clock_steps.rs), and met again by the next call.
+    assert_eq!(h.store.record("u1").unwrap().reauth, None);
+    let again = session.access_token().await.unwrap_err();
+    assert_eq!(again.reason(), Some(ReauthReason::RefreshExpired));
+    assert_eq!(h.refresh_requests(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

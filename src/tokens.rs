@@ -61,7 +61,8 @@ impl AccessToken {
         }
     }
 
-    /// Whether the token may still be used at `now_ms`, given `leeway_ms`.
+    /// Whether the token may still be used at `now_ms`, given `leeway_ms`
+    /// (see [`is_fresh`]).
     pub fn is_fresh(&self, now_ms: u64, leeway_ms: u64) -> bool {
         is_fresh(now_ms, self.issued_at_ms, self.expires_at_ms, leeway_ms)
     }
@@ -89,10 +90,35 @@ pub fn effective_leeway(issued_at_ms: u64, expires_at_ms: u64, leeway_ms: u64) -
     leeway_ms.min(lifetime / 2)
 }
 
-/// A token is fresh while `now < expires_at - leeway`.
+/// The least clock skew tolerated before a token's issue time (ms): five
+/// minutes, the clock skew that Kerberos and the common JWT validators
+/// allow by default, and more than NTP-kept clocks of one fleet drift
+/// apart. See [`issue_tolerance_ms`].
+pub const MIN_ISSUE_TOLERANCE_MS: u64 = 5 * 60 * 1000;
+
+/// How far before a token's issue time (`issued_at`, read when its request
+/// was sent) a clock may read and still find it fresh: the larger of
+/// [`MIN_ISSUE_TOLERANCE_MS`] and the leeway. A clock further back than
+/// that is not ordinary skew between the fleet's processes (each refresh
+/// it causes costs the user a banking session, so skew must never cause
+/// one) but a clock that read ahead when the token was issued and has been
+/// corrected since: `expires_at`, counted on that reading, is then too
+/// late, and the token may already be expired at the server. The leeway
+/// counts as well because it is the margin the host chose against clocks
+/// and latency: a token issued by a clock ahead by no more than the
+/// tolerance is served at most `tolerance - leeway` past its expiry, and
+/// the API's refusal of it (`UserSession::token_rejected`) refreshes it.
+pub fn issue_tolerance_ms(leeway_ms: u64) -> u64 {
+    leeway_ms.max(MIN_ISSUE_TOLERANCE_MS)
+}
+
+/// A token is fresh while `now < expires_at - leeway`, and as long as
+/// `now` is no more than [`issue_tolerance_ms`] before `issued_at` (a clock
+/// that went back past the token's issue).
 pub fn is_fresh(now_ms: u64, issued_at_ms: u64, expires_at_ms: u64, leeway_ms: u64) -> bool {
     let leeway = effective_leeway(issued_at_ms, expires_at_ms, leeway_ms);
-    now_ms < expires_at_ms.saturating_sub(leeway)
+    let issued_since = now_ms.saturating_add(issue_tolerance_ms(leeway_ms)) >= issued_at_ms;
+    issued_since && now_ms < expires_at_ms.saturating_sub(leeway)
 }
 
 #[cfg(test)]
@@ -139,6 +165,27 @@ mod tests {
     #[test]
     fn zero_lifetime_is_never_fresh() {
         assert!(!is_fresh(T0, T0, T0, 60_000));
+    }
+
+    #[test]
+    fn a_clock_behind_the_issue_time_by_ordinary_skew_keeps_it_fresh() {
+        let token = AccessToken::new(Secret::new("a"), T0, Some(900), 900);
+        // Another process whose clock is 4 min 59 s behind the issuer's.
+        assert!(token.is_fresh(T0 - 299_999, 60_000));
+        assert!(token.is_fresh(T0 - 300_000, 60_000));
+        // Further back: the issuing clock read ahead; the token may be
+        // expired at the server.
+        assert!(!token.is_fresh(T0 - 300_001, 60_000));
+        assert!(!token.is_fresh(T0 - 3_600_000, 60_000));
+    }
+
+    #[test]
+    fn a_leeway_longer_than_five_minutes_is_the_tolerance() {
+        let token = AccessToken::new(Secret::new("a"), T0, Some(3600), 3600);
+        assert_eq!(issue_tolerance_ms(600_000), 600_000);
+        assert_eq!(issue_tolerance_ms(0), MIN_ISSUE_TOLERANCE_MS);
+        assert!(token.is_fresh(T0 - 600_000, 600_000));
+        assert!(!token.is_fresh(T0 - 600_001, 600_000));
     }
 
     #[test]

@@ -267,7 +267,9 @@ describe('session failures against the emulator', () => {
       const err = await rejection(session.accessToken(), ReauthorizationRequiredError);
       assert.equal(err.reason, 'refresh_expired');
       assert.equal(await emu.refreshRequests(), 1, 'no request for a lapsed refresh token');
-      assert.equal(store.record('u1').reauth, 'refresh_expired');
+      // Judged on this process's clock, so not stored as dead: a clock
+      // corrected later (or another process's) still uses the token.
+      assert.equal(store.record('u1').reauth ?? null, null);
     });
 
     test('the sliding lifetime restarts at every refresh', async () => {

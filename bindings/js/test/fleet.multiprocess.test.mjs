@@ -15,9 +15,10 @@
 //    one poll) and the test reports what became of the session.
 //
 // Clients run with leewaySeconds 0 (a token is used for its full 2 s),
-// timeoutMs 2000, a 500 ms retry budget and leaseTtlMs 3000 (the TTL must
-// outlive a whole refresh: timeout plus retry budget). Nothing here prints
-// a token.
+// timeoutMs 2000, a 500 ms retry budget, storeTimeoutMs 2000 and leaseTtlMs
+// 6000 (the TTL must outlive a whole refresh and its save: timeout, retry
+// budget, 1 s of HTTP grace and the store deadline). Nothing here prints a
+// token.
 
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
@@ -39,13 +40,14 @@ const CALLERS = 100;
 const WINDOWS = 20;
 const ACCESS_TTL_S = 2;
 const TIMEOUT_MS = 2_000;
-const LEASE_TTL_MS = 3_000;
+const LEASE_TTL_MS = 6_000;
+const STORE_TIMEOUT_MS = 2_000;
 /** The core's largest pause between two looks at another's lease (src/fleet.rs MAX_WAIT_MS) plus its jitter (up to a quarter). */
 const MAX_POLL_MS = 315;
 /** How long the emulator holds the doomed holder's refresh open. */
 const HOLD_MS = 1_500;
 const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
-const CLIENT_OPTIONS = { leewaySeconds: 0, timeoutMs: TIMEOUT_MS, retry: { budgetMs: 500 }, leaseTtlMs: LEASE_TTL_MS };
+const CLIENT_OPTIONS = { leewaySeconds: 0, timeoutMs: TIMEOUT_MS, retry: { budgetMs: 500 }, storeTimeoutMs: STORE_TIMEOUT_MS, leaseTtlMs: LEASE_TTL_MS };
 /** The keys of the encrypted Redis run (base64, as a host would keep them in its secret store). */
 const ENCRYPTION = { current: { id: 'fleet-2026', key: Buffer.alloc(32, 7).toString('base64') } };
 

@@ -748,6 +748,9 @@ public func FfiConverterTypeClientTokens_lower(_ value: ClientTokens) -> UInt64 
  * Time, for tests with a fake clock (the default is the system clock).
  * Every member returns a result so that a host exception can never become
  * a Rust panic; on failure freshtoken falls back to the system clock.
+ * Durations (the retry budget, a lease's age) are also measured on the
+ * system's monotonic clock, and the longer counts: a host clock can
+ * lengthen them, never shorten them.
  */
 public protocol Clock: AnyObject, Sendable {
     
@@ -766,6 +769,9 @@ public protocol Clock: AnyObject, Sendable {
  * Time, for tests with a fake clock (the default is the system clock).
  * Every member returns a result so that a host exception can never become
  * a Rust panic; on failure freshtoken falls back to the system clock.
+ * Durations (the retry budget, a lease's age) are also measured on the
+ * system's monotonic clock, and the longer counts: a host clock can
+ * lengthen them, never shorten them.
  */
 open class ClockImpl: Clock, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -4343,7 +4349,9 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
      */
     public var maxSessions: Int64?
     /**
-     * Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
+     * Fleet stores: how long a refresh lease lasts (ms; default timeout +
+     * retry budget + the larger of 10 s and `store_timeout_ms` + 5 s; must
+     * exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
      */
     public var leaseTtlMs: Int64?
     /**
@@ -4424,7 +4432,9 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
          * Idle sessions kept in memory (default 100000).
          */maxSessions: Int64? = nil, 
         /**
-         * Fleet stores: how long a refresh lease lasts (ms; must exceed `timeout_ms`).
+         * Fleet stores: how long a refresh lease lasts (ms; default timeout +
+         * retry budget + the larger of 10 s and `store_timeout_ms` + 5 s; must
+         * exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
          */leaseTtlMs: Int64? = nil, 
         /**
          * Fleet stores: how long to wait for another process's lease (ms).

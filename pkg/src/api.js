@@ -39,6 +39,9 @@ const notLive = (name) => new ConfigError({
   message: `invalid configuration \`this\`: not a live ${name} (free() was called, or it is another object)`,
 });
 
+/** Whether a mirror entry serves at `now`: from when it was filled until its fresh-until. */
+const fresh = (entry, now) => now < entry.until && now >= entry.since;
+
 /** Whether `value` can hold private fields (`#x in value` throws for anything else). */
 const isObject = (value) => (typeof value === 'object' && value !== null) || typeof value === 'function';
 
@@ -136,14 +139,19 @@ class Keys {
     }
   }
 
-  /** Mirrors `key`'s token until `until`. */
+  /**
+   * Mirrors `key`'s token until `until`, from now: a clock read earlier
+   * than that (set back) finds the entry stale and asks the core, whose
+   * freshness also has a lower bound (a token issued under a clock that
+   * read ahead; src/tokens.rs issue_tolerance_ms).
+   */
   fill(key, token, until) {
     const { mirror } = this;
     mirror.delete(key);
     // Oldest filled first out: a key is refilled once per token (every few
     // minutes), so this is close to least recently refreshed.
     if (mirror.size >= this.max) this.forget(mirror.keys().next().value);
-    mirror.set(key, { token, until, promise: Promise.resolve(token) });
+    mirror.set(key, { token, since: this.now(), until, promise: Promise.resolve(token) });
   }
 
   /** Notes that `key` was read once (see `admit`). */
@@ -198,7 +206,7 @@ class Keys {
     const pending = this.pending.get(key);
     if (pending !== undefined) return pending;
     const entry = this.mirror.get(key);
-    if (entry !== undefined && this.now() < entry.until) return entry.promise;
+    if (entry !== undefined && fresh(entry, this.now())) return entry.promise;
     this.forget(key); // stale (or absent)
     // The core may serve it still: another client of the store, a clock moved back.
     const cached = this.cached(key, ref);
@@ -326,13 +334,13 @@ export function bind(wasm, eventChannel) {
       } catch {
         return Promise.reject(notLive('UserSession')); // a foreign `this`
       }
-      // The hot path: a field, a clock reading, a comparison, a settled Promise.
+      // The hot path: a field, a clock reading, two comparisons, a settled Promise.
       // (An entry is only ever set while #keys is, and free() clears both.)
-      if (entry !== null && this.#keys.now() < entry.until) return entry.promise;
+      if (entry !== null && fresh(entry, this.#keys.now())) return entry.promise;
       const keys = UserSession.#live(this);
       if (keys === null) return Promise.reject(notLive('UserSession'));
       entry = keys.mirror.get(this.#key);
-      if (entry !== undefined && keys.now() < entry.until) {
+      if (entry !== undefined && fresh(entry, keys.now())) {
         this.#entry = entry;
         return entry.promise;
       }

@@ -52,6 +52,22 @@ describe('the mirror of cached tokens', () => {
     assert.equal(await emu.refreshRequests(), 0);
   });
 
+  test('a clock set back asks the core: within the skew tolerance it serves, an hour back it renews', async () => {
+    const { time, session } = await mirrored();
+    const seededAt = time.ms;
+    // Four minutes back (ordinary skew): the core still serves the token.
+    time.ms = seededAt - 240_000;
+    same(await session.accessToken(), 'at-seeded', 'served within the tolerance');
+    assert.ok(calls.count() >= 1, 'the mirror asked the core: its entry was filled later than now');
+    assert.equal(await emu.refreshRequests(), 0);
+    // An hour back: the token was issued under a clock that read ahead, and
+    // may be expired at the server; the mirror does not serve it either.
+    time.ms = seededAt - 3_600_000;
+    const renewed = await session.accessToken();
+    differ(renewed, 'at-seeded', 'renewed');
+    assert.equal(await emu.refreshRequests(), 1);
+  });
+
   test('a key read once goes through the core; its second read mirrors it', async () => {
     const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT });
     const store = new MemoryStore();

@@ -16,7 +16,8 @@ import java.util.concurrent.atomic.AtomicLongArray
  *
  * Freshness, on the client's clock:
  * - with a host clock ([hostNowMs], e.g. a fake clock in tests) every read
- *   compares it with fresh-until: stale exactly at fresh-until;
+ *   compares it with fresh-until and with when the entry was filled: stale
+ *   exactly at fresh-until, and when the clock was set back;
  * - on the system clock a read compares nothing: the entry is removed at
  *   fresh-until by a timer on one shared daemon thread (it sleeps until the
  *   next expiry; no polling). Reading the system clock costs 70-100 ns here,
@@ -47,8 +48,12 @@ internal class TokenMirror(
     /** Where the system clock's expiry timers run (tests pass their own). */
     private val timer: ScheduledExecutorService = expiryTimer,
 ) {
-    /** A mirrored token with its fresh-until, on a host clock. */
-    private class Timed(val token: String, val freshUntilMs: Long)
+    /**
+     * A mirrored token on a host clock: fresh from when it was filled (a
+     * clock set back asks the core, whose freshness has a lower bound too)
+     * until its fresh-until.
+     */
+    private class Timed(val token: String, val sinceMs: Long, val freshUntilMs: Long)
 
     /** One expiry timer; the holder lets the timer remove exactly its own bookkeeping. */
     private class Expiry {
@@ -83,7 +88,8 @@ internal class TokenMirror(
     fun fresh(value: Any): String? {
         if (value is String) return value // removed by its timer at fresh-until
         val timed = value as Timed
-        return if (hostNowMs!!() < timed.freshUntilMs) timed.token else null
+        val now = hostNowMs!!()
+        return if (now < timed.freshUntilMs && now >= timed.sinceMs) timed.token else null
     }
 
     /** The key's epoch, read before a call whose result may be mirrored. */
@@ -108,7 +114,7 @@ internal class TokenMirror(
             // after this one waits for the lock, and then removes what we put).
             if (closed || epochs.get(stripe) != epoch) return
             if (hostNowMs != null) {
-                entries[key] = Timed(token, freshUntilMs)
+                entries[key] = Timed(token, hostNowMs(), freshUntilMs)
                 return
             }
             val delay = freshUntilMs - System.currentTimeMillis()

@@ -88,6 +88,22 @@ class MirrorTest {
         assertEquals("mirrored again after the refresh", afterRefill, client.nativeUses.get())
     }
 
+    @Test fun `a host clock set back asks the core, which renews a token issued an hour ahead`() = blocking {
+        val t0 = clock.now()
+        val session = seeded("u1", "at-seeded")
+        same(session.accessToken(), "at-seeded", "mirrored")
+        // Four minutes back (ordinary skew): the core, asked, still serves it.
+        clock.set(t0 - 240_000)
+        val before = client.nativeUses.get()
+        same(session.accessToken(), "at-seeded", "within the skew tolerance")
+        assertTrue("the mirror asked the core", client.nativeUses.get() > before)
+        assertEquals(0L, emu.refreshRequests())
+        // An hour back: issued under a clock that read ahead; renewed.
+        clock.set(t0 - 3_600_000)
+        differ(session.accessToken(), "at-seeded", "an hour back: renewed")
+        assertEquals(1L, emu.refreshRequests())
+    }
+
     @Test fun `tokenRejected, refresh and seed replace the mirrored token`() = blocking {
         val session = seeded("u1", "at-1")
         same(session.accessToken(), "at-1", "seeded")

@@ -40,7 +40,7 @@ class AsyncSession(SessionCore):
         answers (one refresh shared by all callers, the rotated record saved
         before anyone gets the new token)."""
         entry = self._entry
-        if _time() < entry.until:
+        if entry.since <= _time() < entry.until:
             return entry.token
         return await self._access_token()
 
@@ -106,7 +106,7 @@ class _HostClockAsyncSession(AsyncSession):
     async def access_token(self) -> str:
         entry = self._entry
         try:
-            if self._now() < entry.until:
+            if entry.since <= self._now() < entry.until:
                 return entry.token
         except Exception:  # noqa: BLE001 - a failing host clock: ask the core
             pass

@@ -9,12 +9,18 @@ token_rejected, seed, …) drops the key's entry when it starts and again
 when it ends (a read during it may have mirrored the token it replaced).
 Dropping is always safe: the next read takes the slow path and refills.
 
-Races: a refill reads the core and writes the entry under the mirror's
-lock, and so does a drop, so the last read of the core is the last write: a
-refill that read the old token cannot land after one that read the new
-token. Readers take no lock: they read ``until`` and then ``token``; a
-writer sets ``token`` before ``until`` and never clears a token, so a reader
-that saw a fresh ``until`` returns a token that was fresh then.
+Races: a refill never holds the mirror's lock across its read of the core:
+the core may call the host clock (``clock=``) during that read, on the
+caller's thread, and the clock may read this very client (any key), which
+would then wait for the lock forever. Instead each entry has an ``epoch``,
+bumped under the lock by every drop, eviction and store: a refill notes it
+before the read and stores what it read only if it is unchanged after, so a
+token that a drop (refresh, token_rejected, seed, …) or another refill
+replaced during the read is never mirrored afterwards, and a refill that
+read the old token cannot land after one that stored since. Readers take no
+lock: they read ``until`` and then ``token``; a writer sets ``token`` before
+``until`` and never clears a token, so a reader that saw a fresh ``until``
+returns a token that was fresh then.
 
 The map is bounded (``max_sessions``, like the core's): past the bound the
 oldest entry is evicted and marked stale; a session still holding it
@@ -35,13 +41,20 @@ STALE = float("-inf")
 
 
 class Entry:
-    """One key's mirrored token. ``until`` is in the mirror clock's unit."""
+    """One key's mirrored token, fresh from ``since`` (when it was mirrored)
+    until ``until``, both in the mirror clock's unit: a clock set back
+    before ``since`` asks the core, whose freshness has a lower bound too (a
+    token issued under a clock that read ahead)."""
 
-    __slots__ = ("token", "until")
+    __slots__ = ("token", "since", "until", "epoch")
 
     def __init__(self) -> None:
         self.token: Optional[str] = None
+        self.since: float = STALE
         self.until: float = STALE
+        # Bumped under the mirror's lock by every drop, eviction and store;
+        # the read path never looks at it.
+        self.epoch = 0
 
     def __repr__(self) -> str:  # never the token
         return f"Entry(fresh={self.until != STALE})"
@@ -78,36 +91,54 @@ class Mirror:
 
     def refill(self, key: str, read: Callable[[], Any]) -> Tuple[Entry, Any]:
         """Reads the core's ``CachedToken`` (``read()``, a synchronous FFI call
-        without I/O) and mirrors it, both under the lock. Returns the key's
-        current entry and what was read (None: nothing fresh in the core)."""
+        without I/O) and mirrors it unless the key's entry was dropped,
+        evicted or stored since the read began. Returns the key's current
+        entry and what was read (None: nothing fresh in the core)."""
         with self._lock:
-            cached = read()
             entry = self._entry_locked(key)
-            if cached is not None:
-                entry.token = cached.token
+            epoch = entry.epoch
+        # Not under the lock: the core may call the host clock here, which
+        # may call into this client (see the module's docstring).
+        cached = read()
+        if cached is None:
+            return self.entry(key), cached
+        try:
+            since = self.now()  # not under the lock either: a host clock
+        except Exception:  # noqa: BLE001 - a failing host clock: mirror nothing
+            return self.entry(key), cached
+        with self._lock:
+            if entry.epoch == epoch:
+                entry.token = cached.token  # before since and until: see the readers
+                entry.since = since
                 entry.until = cached.fresh_until_ms * self._units_per_ms
-            return entry, cached
+                entry.epoch = epoch + 1
+            # An evicted entry is re-created: the session re-attaches to it.
+            return self._entry_locked(key), cached
 
     def drop(self, key: str) -> None:
-        """Forgets the key's token before a call that may replace it."""
+        """Forgets the key's token before a call that may replace it, and
+        voids every refill whose read began before."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 entry.until = STALE
+                entry.epoch += 1
 
     def _entry_locked(self, key: str) -> Entry:
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = Entry()
             while len(self._entries) > self._bound:
-                self._entries.pop(next(iter(self._entries))).until = STALE
+                evicted = self._entries.pop(next(iter(self._entries)))
+                evicted.until = STALE
+                evicted.epoch += 1  # a refill in flight on it must not store into it
         return entry
 
 
 # Every mirror of this process, so that a forked child can make their locks
-# anew: a thread of the parent may have held one at the fork (a refill holds
-# it across the core's read, which calls a host clock), and the child has no
-# such thread to release it; its first slow read would wait for good.
+# anew: a thread of the parent may have held one at the fork (briefly: no
+# host or FFI call is made under it), and the child has no such thread to
+# release it; its first slow read would wait for good.
 _mirrors: "weakref.WeakSet[Mirror]" = weakref.WeakSet()
 
 

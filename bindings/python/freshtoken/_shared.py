@@ -77,7 +77,7 @@ class SessionCore:
         """The access token if it is fresh in memory, else None: no I/O, no waiting."""
         entry = self._entry
         try:
-            if self._now() < entry.until:
+            if entry.since <= self._now() < entry.until:
                 return entry.token
         except Exception:  # noqa: BLE001 - a failing host clock: ask the core
             pass

@@ -42,14 +42,14 @@ class Session(SessionCore):
         callers, the rotated record saved before anyone gets the new token).
         ``timeout`` (seconds) bounds only this caller's wait."""
         entry = self._entry
-        if timeout is None and _time() < entry.until:
+        if timeout is None and entry.since <= _time() < entry.until:
             return entry.token
         return self._access_token(timeout)
 
     def _mirrored(self) -> Optional[str]:
         """The mirrored token if it is fresh on the client's clock, else None."""
         entry = self._entry
-        return entry.token if _time() < entry.until else None
+        return entry.token if entry.since <= _time() < entry.until else None
 
     def _access_token(self, timeout: Optional[float]) -> str:
         # A timeout is checked on every path, the mirrored one too: a bad one
@@ -123,7 +123,7 @@ class _HostClockSession(Session):
     def _mirrored(self) -> Optional[str]:
         entry = self._entry
         try:
-            if self._now() < entry.until:
+            if entry.since <= self._now() < entry.until:
                 return entry.token
         except Exception:  # noqa: BLE001 - a failing host clock: ask the core
             pass

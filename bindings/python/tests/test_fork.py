@@ -184,10 +184,11 @@ class ReaderGatedClock(FakeClock):
 
 
 def test_a_child_forked_while_a_thread_refills_the_mirror_can_use_the_client(emu):
-    # A refill holds the client's mirror lock across the core's read, which
-    # reads the host clock; a fork then copied the lock held, with no thread
-    # in the child to release it: the child's first slow read (timeout= or
-    # not, it comes first) waited for good.
+    # A refill once held the client's mirror lock across the core's read,
+    # which reads the host clock; a fork then copied the lock held, with no
+    # thread in the child to release it: the child's first slow read
+    # (timeout= or not, it comes first) waited for good. The lock is no
+    # longer held there, and a child still makes its mirrors' locks anew.
     clock = ReaderGatedClock()
     client, _ = make_sync_client(emu, clock=clock)
     store = MemoryTokenStore()

@@ -145,14 +145,16 @@ class _Cached:
         self.token, self.fresh_until_ms = token, fresh_until_ms
 
 
-def test_refills_read_the_core_under_the_lock_drops_and_evictions_go_stale():
-    """The last read of the core is the last write; a drop or an eviction
-    makes the entry serve nothing; no token in reprs."""
+def test_refills_read_the_core_outside_the_lock_drops_and_evictions_go_stale():
+    """The core is read outside the mirror's lock (the core may call a host
+    clock that reads the client); a drop or an eviction makes the entry serve
+    nothing; no token in reprs. (Refills racing drops, evictions and other
+    refills: test_mirror_reentrant_clock.py.)"""
     mirror = Mirror(lambda: 1_000, 1, bound=2)
 
     def read(token, until):
         def cached():
-            assert mirror._lock.locked(), "the core is read under the mirror's lock"
+            assert not mirror._lock.locked(), "the core is read outside the mirror's lock"
             return _Cached(token, until)
         return cached
 
@@ -233,3 +235,37 @@ def test_a_host_clock_reading_the_core_refuses_is_the_system_clock_in_the_mirror
         same(session.access_token(), renewed, "fresh on the system clock")
         assert sum(ffi_calls.values()) == 0, f"served from the mirror: {dict(ffi_calls)}"
     assert emu.refresh_requests() == 3
+
+
+def test_a_clock_set_back_asks_the_core_which_renews_a_token_issued_an_hour_ahead(emu, ffi_calls):
+    client, clock = make_sync_client(emu)
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    sent_at = clock.now_ms()
+    first = session.access_token()
+    same(session.access_token(), first, "mirrored")
+    # Four minutes back (ordinary skew): the mirror asks the core, which serves it.
+    clock.ms = sent_at - 240_000
+    ffi_calls.clear()
+    same(session.access_token(), first, "within the skew tolerance")
+    assert sum(ffi_calls.values()) >= 1, "the mirror asked the core"
+    assert emu.refresh_requests() == 1
+    # An hour back: issued under a clock that read ahead; renewed.
+    clock.ms = sent_at - 3_600_000
+    differ(session.access_token(), first, "an hour back: renewed")
+    assert emu.refresh_requests() == 2
+
+
+def test_an_async_mirror_asks_the_core_when_the_clock_is_set_back(emu, ffi_calls):
+    async def scenario():
+        client, clock = make_client(emu)
+        store = TestStore()
+        session, _ = await seeded(emu, client, store)
+        sent_at = clock.now_ms()
+        first = await session.access_token()
+        same(await session.access_token(), first, "mirrored")
+        clock.ms = sent_at - 3_600_000
+        differ(await session.access_token(), first, "an hour back: renewed")
+        assert emu.refresh_requests() == 2
+
+    asyncio.run(scenario())

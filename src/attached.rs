@@ -13,7 +13,9 @@ use crate::flight::Landed;
 use crate::maybe_send::BoxFuture;
 use crate::response::MAX_EXPIRES_IN_SECS;
 use crate::session::{Seed, SessionStatus};
-use crate::session_state::{info_of, reauth_due, Flight, Replacing, SessionCell, SessionState};
+use crate::session_state::{
+    info_of, reauth_due, verdict, Flight, Replacing, SessionCell, SessionState,
+};
 use crate::store::{Record, TokenStore};
 use crate::tokens::{AccessToken, TokenInfo};
 use std::sync::Arc;
@@ -338,7 +340,7 @@ pub(crate) fn serve<T>(
     }
     let rec = st.record.as_ref()?;
     let at = rec.access_token.as_ref()?;
-    if rec.reauth.is_some() || !at.is_fresh(now, ctx.config.leeway_ms) || st.is_rejected(at) {
+    if verdict(rec).is_some() || !at.is_fresh(now, ctx.config.leeway_ms) || st.is_rejected(at) {
         return None;
     }
     Some(f(rec, at, st.generation))

@@ -158,7 +158,7 @@ impl Attached {
             .record
             .as_ref()
             .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
-        if let Some(reason) = rec.reauth {
+        if let Some(reason) = crate::session_state::verdict(rec) {
             return Err(Error::reauth(reason));
         }
         let fresh = rec

@@ -215,8 +215,8 @@ fn record_secrets(rec: &Record) -> Vec<Secret> {
 /// record's mark, else, its access token stale, a missing refresh token or
 /// one past its sliding lifetime.
 pub(crate) fn reauth_due(rec: &Record, now_ms: u64, leeway_ms: u64) -> Option<ReauthReason> {
-    if rec.reauth.is_some() {
-        return rec.reauth;
+    if let Some(reason) = verdict(rec) {
+        return Some(reason);
     }
     let fresh = rec
         .access_token
@@ -231,6 +231,16 @@ pub(crate) fn reauth_due(rec: &Record, now_ms: u64, leeway_ms: u64) -> Option<Re
     } else {
         None
     }
+}
+
+/// The stored mark that the session is dead, if any. A `refresh_expired`
+/// mark, stored by earlier releases when this process's clock judged the
+/// refresh token lapsed, is no verdict: only a clock said so (one that ran
+/// ahead would have killed the session for good), so the lifetime is
+/// judged again on this clock, as a lapse now is (never stored).
+pub(crate) fn verdict(rec: &Record) -> Option<ReauthReason> {
+    rec.reauth
+        .filter(|reason| *reason != ReauthReason::RefreshExpired)
 }
 
 /// What callers get from a record.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::Harness;
-use freshtoken::{Clock, ReauthReason};
+use freshtoken::{Clock, ReauthReason, TokenStore};
 use freshtoken_emulator::TokenState;
 
 const MINUTE_MS: u64 = 60_000;
@@ -128,4 +128,24 @@ async fn a_client_token_issued_under_a_clock_ahead_is_requested_again() {
     let again = h.client.client_token(&["accounts"]).await.unwrap();
     assert_ne!(again, issued);
     assert_eq!(h.grant_requests("client_credentials"), 2);
+}
+
+/// Earlier releases stored `refresh_expired` when the process's clock
+/// judged the refresh token lapsed. Only a clock said so: a process whose
+/// clock finds the token within its lifetime refreshes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_expired_mark_stored_by_an_earlier_release_is_judged_again() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    let mut marked = h.store.record("u1").unwrap();
+    assert!(marked.refresh_expires_at_ms.unwrap() > h.clock.now_ms());
+    marked.reauth = Some(ReauthReason::RefreshExpired);
+    h.store.inner.save("u1", &marked.encode()).await.unwrap();
+
+    h.clock.advance(20 * MINUTE_MS); // the access token is stale
+    let other = h.other_process().session("u1", h.store.clone()).unwrap();
+    other.access_token().await.expect("the session lives");
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(h.store.record("u1").unwrap().reauth, None);
 }

@@ -61,8 +61,10 @@ impl AccessToken {
         }
     }
 
-    /// Whether the token may still be used at `now_ms`, given `leeway_ms`
-    /// (see [`is_fresh`]).
+    /// Whether the token may still be used at `now_ms`, given `leeway_ms`:
+    /// before its expiry less the leeway, and with the clock no further
+    /// back from its issue time than the larger of five minutes and the
+    /// leeway (a clock that read ahead when it was issued).
     pub fn is_fresh(&self, now_ms: u64, leeway_ms: u64) -> bool {
         is_fresh(now_ms, self.issued_at_ms, self.expires_at_ms, leeway_ms)
     }

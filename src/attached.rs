@@ -201,12 +201,14 @@ impl Attached {
         };
         let flight = loop {
             // Checked under the state's lock: only a flight abandons a
-            // save, and none runs when this finds none.
+            // save, and none runs when this finds none. The clock is read
+            // before the lock (a host clock may call back into the session).
+            let now = self.ctx.clock.now_ms();
             let running = {
                 let mut st = self.cell.lock();
                 match &st.inflight {
                     Some(flight) => Some(flight.clone()),
-                    None if self.abandoned_save_pending() => None,
+                    None if self.abandoned_save_pending(now) => None,
                     None => {
                         if let Some(version) = stored_version {
                             st.version = version;

@@ -80,11 +80,10 @@ impl Attached {
         }
     }
 
-    /// Whether an abandoned save of this key may still land (see
-    /// [`Attached::abandoned_save_ended`]); no waiting.
-    pub(crate) fn abandoned_save_pending(&self) -> bool {
+    /// Whether an abandoned save of this key may still land at `now` (see
+    /// [`Attached::abandoned_save_ended`]); no waiting, no host call.
+    pub(crate) fn abandoned_save_pending(&self, now: u64) -> bool {
         let horizon = self.abandoned_horizon_ms();
-        let now = self.ctx.clock.now_ms();
         self.ctx
             .abandoned_saves
             .pending(&self.key, now, horizon)

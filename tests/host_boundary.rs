@@ -779,6 +779,27 @@ async fn a_clock_that_reads_the_same_session_does_not_deadlock_it() {
         .expect("the cached read returned: the session was not locked by its own clock");
     assert_eq!(cached.as_deref(), Some(token.as_str()));
     assert!(clock.reentered.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    // So does a seed, which reads the clock while it holds the state to
+    // look for an abandoned save.
+    let relink = h.emu.seed(CLIENT_ID, SCOPE);
+    let (done, finished) = std::sync::mpsc::channel();
+    let seeding = session.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let seeded = runtime.block_on(seeding.seed(Seed {
+            refresh_token: relink.refresh_token.into(),
+            ..Seed::default()
+        }));
+        let _ = done.send(seeded.is_ok());
+    });
+    let seeded = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the seed returned: the session was not locked by its own clock");
+    assert!(seeded);
 }
 
 /// Polls `call` once: a caller joins the session's flight, or starts one,

@@ -18,6 +18,7 @@
 //! Kept per client, by key, outside the session state: rare, so no session
 //! pays for it, and it outlives the eviction of its session's state.
 
+use crate::elapsed::Started;
 use crate::maybe_send::BoxFuture;
 use crate::spawn::Spawn;
 use futures_util::future::{join, AbortHandle, Abortable, FutureExt, Shared};
@@ -40,7 +41,7 @@ pub(crate) struct AbandonedSaves(Mutex<HashMap<Arc<str>, Kept>>);
 /// abandoned, and the handles that stop the tasks driving it (with a spawner).
 struct Kept {
     end: SaveEnd,
-    abandoned_at_ms: u64,
+    abandoned: Started,
     drivers: Vec<AbortHandle>,
 }
 
@@ -54,17 +55,17 @@ impl AbandonedSaves {
         key: Arc<str>,
         call: BoxFuture<'static, ()>,
         spawn: Option<&Arc<dyn Spawn>>,
-        now_ms: u64,
+        now: Started,
     ) {
         let mut saves = self.lock();
         let earlier = saves.remove(&key).filter(|kept| kept.end.peek().is_none());
-        let (call, abandoned_at_ms, mut drivers) = match earlier {
+        let (call, abandoned, mut drivers) = match earlier {
             Some(kept) => {
                 let both = join(kept.end, call).map(drop);
                 let call: BoxFuture<'static, ()> = Box::pin(both);
-                (call, kept.abandoned_at_ms.min(now_ms), kept.drivers)
+                (call, kept.abandoned.earlier(now), kept.drivers)
             }
-            None => (call, now_ms, Vec::new()),
+            None => (call, now, Vec::new()),
         };
         let end = call.shared();
         let task = spawn.map(|spawn| {
@@ -74,7 +75,7 @@ impl AbandonedSaves {
         });
         let kept = Kept {
             end,
-            abandoned_at_ms,
+            abandoned,
             drivers,
         };
         saves.insert(key, kept);
@@ -87,27 +88,43 @@ impl AbandonedSaves {
 
     /// The abandoned save of `key` still to wait for, if any. Forgets one
     /// that has ended, and gives up one abandoned `horizon_ms` or more
-    /// before `now_ms` (dropping it: see the module's notes).
-    ///
-    /// A clock read earlier than the abandonment (stepped back) restarts
-    /// the count from `now_ms`: the session stays held one horizon, not one
-    /// horizon plus the step.
-    pub(crate) fn pending(&self, key: &str, now_ms: u64, horizon_ms: u64) -> Option<SaveEnd> {
+    /// before `now` (dropping it: see the module's notes). Counted on the
+    /// wall clock, unless it reads earlier than the abandonment (set back):
+    /// then on the monotonic one, so a step back neither holds the key for
+    /// its length nor, once corrected, ends the wait early.
+    pub(crate) fn pending(&self, key: &str, now: Started, horizon_ms: u64) -> Option<SaveEnd> {
         let mut saves = self.lock();
-        let kept = saves.get_mut(key)?;
+        let kept = saves.get(key)?;
         if kept.end.peek().is_some() {
             saves.remove(key);
             return None;
         }
-        kept.abandoned_at_ms = kept.abandoned_at_ms.min(now_ms);
-        if now_ms >= kept.abandoned_at_ms.saturating_add(horizon_ms) {
+        if kept.abandoned.waited_until(&now) >= horizon_ms {
+            let kept = saves.remove(key);
+            drop(saves);
             log::warn!("freshtoken: a save abandoned {horizon_ms} ms ago never ended; given up");
-            for driver in saves.remove(key).into_iter().flat_map(|kept| kept.drivers) {
-                driver.abort();
-            }
+            stop(kept);
             return None;
         }
         Some(kept.end.clone())
+    }
+
+    /// Whether `key` has an abandoned save still to wait for at `now`, as
+    /// [`AbandonedSaves::pending`] tells, but changing nothing: nothing is
+    /// dropped, so no host call is made (the caller may hold a lock).
+    pub(crate) fn holds(&self, key: &str, now: Started, horizon_ms: u64) -> bool {
+        self.lock().get(key).is_some_and(|kept| {
+            kept.end.peek().is_none() && kept.abandoned.waited_until(&now) < horizon_ms
+        })
+    }
+
+    /// Gives up `key`'s abandoned save for good (see [`stop`]).
+    pub(crate) fn give_up(&self, key: &str) {
+        let kept = self.lock().remove(key);
+        if kept.is_some() {
+            log::warn!("freshtoken: a save abandoned long ago never ended; given up");
+        }
+        stop(kept);
     }
 
     /// Forgets `end` (it has ended), unless a newer abandoned save replaced it.
@@ -123,10 +140,24 @@ impl AbandonedSaves {
     }
 }
 
+/// Drops a given-up save (which cancels it where the host can cancel) and
+/// stops the tasks driving it. Called with no lock held: dropping the
+/// host's call may call into the host.
+fn stop(kept: Option<Kept>) {
+    for driver in kept.into_iter().flat_map(|kept| kept.drivers) {
+        driver.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A reading whose wall and monotonic clocks agree.
+    fn at(ms: u64) -> Started {
+        Started::at(ms, ms)
+    }
 
     /// Sets its flag when dropped (the host's call was given up).
     struct DropFlag(Arc<AtomicBool>);
@@ -152,15 +183,20 @@ mod tests {
     fn an_abandoned_save_is_waited_for_until_the_horizon_then_dropped() {
         let saves = AbandonedSaves::default();
         let (call, dropped) = never_ending();
-        saves.keep(Arc::from("u1"), call, None, 1_000);
-        assert!(saves.pending("u2", 1_000, 60_000).is_none(), "per key");
-        let end = saves.pending("u1", 60_999, 60_000).expect("still running");
+        saves.keep(Arc::from("u1"), call, None, at(1_000));
+        assert!(saves.pending("u2", at(1_000), 60_000).is_none(), "per key");
+        let end = saves
+            .pending("u1", at(60_999), 60_000)
+            .expect("still running");
         drop(end);
         assert!(!dropped.load(Ordering::SeqCst));
-        assert!(saves.pending("u1", 61_000, 60_000).is_none(), "given up");
+        assert!(
+            saves.pending("u1", at(61_000), 60_000).is_none(),
+            "given up"
+        );
         assert!(dropped.load(Ordering::SeqCst), "and dropped (cancelled)");
         assert!(
-            saves.pending("u1", 61_000, 60_000).is_none(),
+            saves.pending("u1", at(61_000), 60_000).is_none(),
             "and forgotten"
         );
     }
@@ -181,10 +217,13 @@ mod tests {
         let tasks = Arc::new(Tasks::default());
         let spawn: Arc<dyn Spawn> = tasks.clone();
         let (call, dropped) = never_ending();
-        saves.keep(Arc::from("u1"), call, Some(&spawn), 0);
+        saves.keep(Arc::from("u1"), call, Some(&spawn), at(0));
         let mut task = tasks.0.lock().unwrap().pop().expect("spawned");
         assert!((&mut task).now_or_never().is_none(), "drives the save");
-        assert!(saves.pending("u1", 60_000, 60_000).is_none(), "given up");
+        assert!(
+            saves.pending("u1", at(60_000), 60_000).is_none(),
+            "given up"
+        );
         assert!(task.now_or_never().is_some(), "the driving task ends");
         assert!(dropped.load(Ordering::SeqCst), "and the save is dropped");
     }
@@ -192,10 +231,10 @@ mod tests {
     #[test]
     fn an_ended_save_is_forgotten() {
         let saves = AbandonedSaves::default();
-        saves.keep(Arc::from("u1"), Box::pin(async {}), None, 0);
-        let end = saves.pending("u1", 0, 60_000).expect("not polled yet");
+        saves.keep(Arc::from("u1"), Box::pin(async {}), None, at(0));
+        let end = saves.pending("u1", at(0), 60_000).expect("not polled yet");
         futures_util::FutureExt::now_or_never(end.clone()).expect("ends at once");
-        assert!(saves.pending("u1", 0, 60_000).is_none());
+        assert!(saves.pending("u1", at(0), 60_000).is_none());
         saves.ended("u1", &end);
     }
 
@@ -203,26 +242,44 @@ mod tests {
     fn a_second_abandoned_save_of_a_key_does_not_forget_the_first() {
         let saves = AbandonedSaves::default();
         let (first, dropped) = never_ending();
-        saves.keep(Arc::from("u1"), first, None, 1_000);
+        saves.keep(Arc::from("u1"), first, None, at(1_000));
         // A retry of the save, abandoned too, that ends first.
-        saves.keep(Arc::from("u1"), Box::pin(async {}), None, 2_000);
-        let end = saves.pending("u1", 2_000, 60_000).expect("still running");
+        saves.keep(Arc::from("u1"), Box::pin(async {}), None, at(2_000));
+        let end = saves
+            .pending("u1", at(2_000), 60_000)
+            .expect("still running");
         assert!(end.now_or_never().is_none(), "the first save has not ended");
         // Counted from the first abandonment; both given up together.
-        assert!(saves.pending("u1", 60_999, 60_000).is_some());
-        assert!(saves.pending("u1", 61_000, 60_000).is_none(), "given up");
+        assert!(saves.pending("u1", at(60_999), 60_000).is_some());
+        assert!(
+            saves.pending("u1", at(61_000), 60_000).is_none(),
+            "given up"
+        );
         assert!(dropped.load(Ordering::SeqCst));
     }
 
     #[test]
-    fn a_clock_stepped_back_holds_the_key_one_horizon_from_the_step() {
+    fn a_clock_stepped_back_counts_the_horizon_on_the_monotonic_clock() {
         let saves = AbandonedSaves::default();
         let (call, _dropped) = never_ending();
-        saves.keep(Arc::from("u1"), call, None, 3_600_000);
-        // The clock steps back an hour: counted from the step, not held an
-        // hour more.
-        assert!(saves.pending("u1", 1_000, 60_000).is_some());
-        assert!(saves.pending("u1", 60_999, 60_000).is_some());
-        assert!(saves.pending("u1", 61_000, 60_000).is_none(), "given up");
+        saves.keep(Arc::from("u1"), call, None, Started::at(3_600_000, 500));
+        // The wall clock steps back an hour: the monotonic one counts, so
+        // the key is not held for the step's length ...
+        assert!(saves
+            .pending("u1", Started::at(1_000, 1_000), 60_000)
+            .is_some());
+        // ... and a correction right after does not end the wait early.
+        assert!(saves
+            .pending("u1", Started::at(3_600_500, 1_000), 60_000)
+            .is_some());
+        assert!(saves
+            .pending("u1", Started::at(2_000, 60_499), 60_000)
+            .is_some());
+        assert!(
+            saves
+                .pending("u1", Started::at(2_000, 60_500), 60_000)
+                .is_none(),
+            "given up"
+        );
     }
 }

@@ -193,43 +193,53 @@ impl Attached {
         read_before: Option<Option<Option<String>>>,
     ) -> Result<(), Error> {
         let issued = read_before.is_some();
-        // A deliberate replacement: compare-and-swap against what is stored now.
-        let stored_version = match (self.stored_version().await, read_before) {
-            (Ok(version), _) => version,
-            (Err(_), Some(version)) => version,
-            (Err(e), None) => return Err(e),
-        };
+        // A deliberate replacement: compare-and-swap against what is stored
+        // once nothing of this process runs on the key (read after the
+        // waits: a refresh saved meanwhile moved the version on), at the
+        // generation it was read at.
+        let mut read = None;
         let flight = loop {
             // Checked under the state's lock: only a flight abandons a
             // save, and none runs when this finds none. The clock is read
             // before the lock (a host clock may call back into the session).
-            let now = self.ctx.clock.now_ms();
-            let running = {
+            let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
+            let step = {
                 let mut st = self.cell.lock();
                 match &st.inflight {
-                    Some(flight) => Some(flight.clone()),
-                    None if self.abandoned_save_pending(now) => None,
-                    None => {
-                        if let Some(version) = stored_version {
-                            st.version = version;
+                    Some(flight) => Step::Wait(flight.clone()),
+                    None if self.abandoned_save_pending(now) => Step::Abandoned,
+                    None => match read.take() {
+                        Some((generation, version)) if generation == st.generation => {
+                            if let Some(version) = version {
+                                st.version = version;
+                            }
+                            let (generation, record) = st.set_record(record);
+                            let session = self.clone();
+                            let body = async move {
+                                let saved = session.persist(generation, &record).await;
+                                session.cell.lock().arrivals += 1;
+                                saved.map(|()| info_of(&Record::default()))
+                            };
+                            let flight = self.start_flight(&mut st, Box::pin(body));
+                            st.saving_only = true;
+                            break flight;
                         }
-                        let (generation, record) = st.set_record(record);
-                        let session = self.clone();
-                        let body = async move {
-                            let saved = session.persist(generation, &record).await;
-                            session.cell.lock().arrivals += 1;
-                            saved.map(|()| info_of(&Record::default()))
-                        };
-                        let flight = self.start_flight(&mut st, Box::pin(body));
-                        st.saving_only = true;
-                        break flight;
-                    }
+                        _ => Step::Read(st.generation),
+                    },
                 }
             };
-            match running {
-                Some(flight) => drop(flight.await),
-                None if issued => self.abandoned_save_given_up().await,
-                None => self.abandoned_save_ended().await?,
+            match step {
+                Step::Wait(flight) => drop(flight.await),
+                Step::Abandoned if issued => self.abandoned_save_given_up().await,
+                Step::Abandoned => self.abandoned_save_ended().await?,
+                Step::Read(generation) => {
+                    let version = match (self.stored_version().await, &read_before) {
+                        (Ok(version), _) => version,
+                        (Err(_), Some(version)) => version.clone(),
+                        (Err(e), None) => return Err(e),
+                    };
+                    read = Some((generation, version));
+                }
             }
         };
         flight.await.map(drop)
@@ -369,4 +379,14 @@ fn largest_member(record: &Record) -> &'static str {
     .into_iter()
     .max_by_key(|(_, len)| *len)
     .map_or("refresh_token", |(name, _)| name)
+}
+
+/// What [`Attached::replace`] does next.
+enum Step {
+    /// Wait for the session's running flight.
+    Wait(Flight),
+    /// Wait for an abandoned save of the key.
+    Abandoned,
+    /// Read the stored version, nothing running at this generation.
+    Read(u64),
 }

@@ -29,6 +29,34 @@ impl Started {
         let monotonic = clock.monotonic_ms().saturating_sub(self.monotonic_ms);
         wall.max(monotonic)
     }
+
+    /// The earlier of two starts, on each reading.
+    pub(crate) fn earlier(self, other: Started) -> Started {
+        Started {
+            wall_ms: self.wall_ms.min(other.wall_ms),
+            monotonic_ms: self.monotonic_ms.min(other.monotonic_ms),
+        }
+    }
+
+    /// Milliseconds from then to `later`, for a wait that must not end
+    /// early (giving up on a save that may still land): the wall
+    /// difference, as fake clocks drive it, unless the wall clock reads
+    /// earlier than then (set back), when the monotonic one counts.
+    pub(crate) fn waited_until(&self, later: &Started) -> u64 {
+        match later.wall_ms.checked_sub(self.wall_ms) {
+            Some(wall) => wall,
+            None => later.monotonic_ms.saturating_sub(self.monotonic_ms),
+        }
+    }
+
+    /// A start at these readings (tests).
+    #[cfg(test)]
+    pub(crate) fn at(wall_ms: u64, monotonic_ms: u64) -> Self {
+        Started {
+            wall_ms,
+            monotonic_ms,
+        }
+    }
 }
 
 #[cfg(test)]

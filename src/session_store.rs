@@ -5,6 +5,7 @@
 
 use crate::attached::Attached;
 use crate::deadline::{no_timer_text, within, Abandoned};
+use crate::elapsed::Started;
 use crate::error::Error;
 use crate::grant::client_secret_spellings;
 use crate::maybe_send::BoxFuture;
@@ -45,7 +46,7 @@ impl Attached {
             Err(abandoned) => {
                 let end = Box::pin(call.map(drop));
                 let spawn = self.ctx.spawn.as_ref();
-                let now = self.ctx.clock.now_ms();
+                let now = Started::now(self.ctx.clock.as_ref());
                 self.ctx
                     .abandoned_saves
                     .keep(self.key.clone(), end, spawn, now);
@@ -62,7 +63,7 @@ impl Attached {
     pub(crate) async fn abandoned_save_ended(&self) -> Result<(), Error> {
         let ms = self.ctx.config.store_timeout_ms;
         let horizon = self.abandoned_horizon_ms();
-        let now = self.ctx.clock.now_ms();
+        let now = Started::now(self.ctx.clock.as_ref());
         let Some(end) = self.ctx.abandoned_saves.pending(&self.key, now, horizon) else {
             return Ok(());
         };
@@ -82,22 +83,20 @@ impl Attached {
 
     /// Whether an abandoned save of this key may still land at `now` (see
     /// [`Attached::abandoned_save_ended`]); no waiting, no host call.
-    pub(crate) fn abandoned_save_pending(&self, now: u64) -> bool {
+    pub(crate) fn abandoned_save_pending(&self, now: Started) -> bool {
         let horizon = self.abandoned_horizon_ms();
-        self.ctx
-            .abandoned_saves
-            .pending(&self.key, now, horizon)
-            .is_some()
+        self.ctx.abandoned_saves.holds(&self.key, now, horizon)
     }
 
     /// Waits for this key's abandoned save to end or be given up, for a
     /// record the server already issued (which refusing would lose). Each
     /// wait is one store deadline on the timer; at most as many as the
-    /// horizon holds, so a clock that stands still cannot make it endless.
+    /// horizon holds, after which the save is given up even under a clock
+    /// that stands still.
     pub(crate) async fn abandoned_save_given_up(&self) {
         let ms = self.ctx.config.store_timeout_ms;
         for _ in 0..=crate::abandoned_saves::HORIZON_FACTOR {
-            let now = self.ctx.clock.now_ms();
+            let now = Started::now(self.ctx.clock.as_ref());
             let horizon = self.abandoned_horizon_ms();
             let Some(end) = self.ctx.abandoned_saves.pending(&self.key, now, horizon) else {
                 return;
@@ -110,6 +109,7 @@ impl Attached {
                 return;
             }
         }
+        self.ctx.abandoned_saves.give_up(&self.key);
     }
 
     /// How long an abandoned save is waited for before it is given up.

@@ -908,3 +908,74 @@ async fn a_seed_waiting_for_a_refresh_waits_for_the_save_that_refresh_abandoned(
     assert_eq!(stored.expose(), relink.refresh_token);
     assert!(!session.status().await.unwrap().unpersisted);
 }
+
+/// HTTP whose refresh answers wait for a gate; a code exchange is answered
+/// at once. Answers are numbered in the order they are given.
+struct GatedRefresh {
+    gate: Mutex<Option<oneshot::Receiver<()>>>,
+    answered: AtomicUsize,
+}
+
+#[async_trait]
+impl HttpClient for GatedRefresh {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        if request.body.contains("grant_type=refresh_token") {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+        }
+        let n = self.answered.fetch_add(1, Ordering::SeqCst);
+        let body = format!(
+            r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":900,"refresh_token":"rt-{n}","scope":"offline_access"}}"#
+        );
+        Ok(HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into_bytes(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchanged_while_a_refresh_of_the_key_runs_is_saved_after_it() {
+    let (go, gate) = oneshot::channel();
+    let http = Arc::new(GatedRefresh {
+        gate: Mutex::new(Some(gate)),
+        answered: AtomicUsize::new(0),
+    });
+    let config = Config::builder("https://bank.example/connect/token", CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let clock = Arc::new(freshtoken::ManualClock::new(common::wall_ms()));
+    let client = TokenClient::new(config, http, clock);
+    let store = Arc::new(MemoryStore::new()); // compare-and-swap
+    let session = client.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: "rt-seed".to_owned().into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    // A refresh is on the wire; a re-link's code is exchanged meanwhile
+    // (answered first: at-0/rt-0) and waits for the refresh to end.
+    let mut refreshing = Box::pin(session.refresh());
+    assert!(polled_once(&mut refreshing).await);
+    let verifier = "v".repeat(43);
+    let redirect = "https://app.example/callback";
+    let mut linking =
+        Box::pin(client.exchange_code("code-1", &verifier, redirect, "u1", store.clone()));
+    assert!(polled_once(&mut linking).await);
+
+    // The refresh saves its rotation (the stored version moves on); the
+    // exchange then compares against that version, not the one it read
+    // before waiting, and the new link is saved.
+    go.send(()).unwrap();
+    refreshing.await.unwrap();
+    let linked = linking.await.expect("the new link is saved");
+    assert_eq!(linked.access_token().await.unwrap(), "at-0");
+    let stored = Record::decode(&store.get("u1").unwrap()).unwrap();
+    assert_eq!(stored.refresh_token.unwrap().expose(), "rt-0");
+}

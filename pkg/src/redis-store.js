@@ -41,8 +41,9 @@ return 0
 // next link's record. Returns the new version as stored (a string).
 const WRITE = `
 local function write(current)
-  -- At most 18 digits: HINCRBY (on an int64) cannot overflow.
-  if current and string.match(current, '^[0-9]+$') and #current <= 18 then
+  -- A canonical integer (HINCRBY refuses '007') of at most 18 digits
+  -- (HINCRBY, on an int64, cannot overflow); else a new start.
+  if current and (current == '0' or string.match(current, '^[1-9][0-9]*$')) and #current <= 18 then
     redis.call('HINCRBY', KEYS[1], 'version', 1)
   else
     redis.call('HSET', KEYS[1], 'version', ARGV[2])

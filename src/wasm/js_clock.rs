@@ -68,8 +68,9 @@ impl Clock for JsClock {
 extern "C" {
     /// `globalThis`, as far as its `performance` goes.
     type PerformanceGlobal;
-    #[wasm_bindgen(method, getter)]
-    fn performance(this: &PerformanceGlobal) -> Option<Performance>;
+    /// Caught: a sandbox or a test may define it as an accessor that throws.
+    #[wasm_bindgen(method, getter, catch)]
+    fn performance(this: &PerformanceGlobal) -> Result<Option<Performance>, JsValue>;
 
     /// The host's `performance` (Node >= 16, browsers, workers).
     type Performance;
@@ -84,6 +85,8 @@ pub(crate) fn performance_now_ms() -> u64 {
     let now = js_sys::global()
         .unchecked_into::<PerformanceGlobal>()
         .performance()
+        .ok()
+        .flatten()
         .and_then(|p| p.now().ok())
         .and_then(|n| n.as_f64())
         .filter(|n| n.is_finite() && *n >= 0.0);

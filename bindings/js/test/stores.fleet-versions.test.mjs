@@ -99,6 +99,14 @@ describe('fleet store versions on real servers', { skip }, () => {
     assert.equal(await store.saveVersioned('record-only', 'stale', '0'), null, '"0" no longer matches');
   });
 
+  test('Redis: a version written with leading zeros (HINCRBY refuses it) is replaced by a new start', async () => {
+    const store = stores.redis;
+    await redis.sendCommand(['HSET', store.recordKey('padded'), 'record', RECORD, 'version', '007']);
+    assert.equal(await store.loadVersion('padded'), '007');
+    await relink(store, 'padded');
+    assertFreshVersion((await store.loadVersioned('padded')).version);
+  });
+
   test('PostgreSQL: a row whose version is NULL reads as version "0", which seed() swaps against', async () => {
     const store = stores.loose;
     await pool.query('INSERT INTO loose_records VALUES ($1, $2, NULL)', ['null-version', RECORD]);

@@ -109,12 +109,14 @@ internal class TokenMirror(
         if (entries.size >= capacity && !entries.containsKey(key)) {
             entries.keys.firstOrNull()?.let { remove(it) }
         }
+        // Read before the lock: a host clock may call into this client.
+        val sinceMs = hostNowMs?.invoke()
         synchronized(locks[stripe]) {
             // A drop or close since the first check: nothing to mirror (a drop
             // after this one waits for the lock, and then removes what we put).
             if (closed || epochs.get(stripe) != epoch) return
-            if (hostNowMs != null) {
-                entries[key] = Timed(token, hostNowMs(), freshUntilMs)
+            if (sinceMs != null) {
+                entries[key] = Timed(token, sinceMs, freshUntilMs)
                 return
             }
             val delay = freshUntilMs - System.currentTimeMillis()

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{refreshes, seed_family, wall_ms, CLIENT_ID, CLIENT_SECRET};
+use common::{plain_client_at, refreshes, seed_family, wall_ms, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{
     async_trait, CasOutcome, Clock, Config, HttpClient, HttpError, HttpRequest, HttpResponse,
     ManualClock, MemoryStore, StoreError, TokenClient, TokenStore, UserSession, Versioned,
@@ -135,16 +135,7 @@ impl HttpClient for SlowHttp {
 /// A client standing for another process (a differently spelled endpoint
 /// keeps this process's per-token bookkeeping apart) on `clock`.
 fn other_process(emu: &Emulator, clock: Arc<dyn Clock>) -> TokenClient {
-    let endpoint = format!("{}?other-process", emu.token_endpoint());
-    let config = Config::builder(endpoint, CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .build()
-        .unwrap();
-    TokenClient::new(
-        config,
-        Arc::new(freshtoken::NativeHttp::new().unwrap()),
-        clock,
-    )
+    plain_client_at(&format!("{}?other-process", emu.token_endpoint()), clock)
 }
 
 /// The holder: the default configuration (timeout 30 s, retry budget 20 s,

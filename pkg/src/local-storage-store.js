@@ -28,6 +28,8 @@
 // tab holding a version from before a sign-out (`removeItem`) never swaps
 // over the next link's record.
 
+import { firstVersion } from './first-version.js';
+
 const NAME = 'LocalStorageStore';
 
 // The leases this page holds, by lock name: { owner, timer, end }. Shared by
@@ -96,17 +98,6 @@ function unreadableVersion(text) {
 function versionOf(text) {
   if (text === null) return null;
   return entryOf(text)?.version ?? unreadableVersion(text);
-}
-
-/**
- * The version a new record starts at: a random integer in [2^32, 2^32 +
- * 2^52), never 1, so that a version from before a `removeItem` (a sign-out)
- * does not match the next link's record; above every version earlier
- * releases counted up from 1; 2^52 increments below Number.MAX_SAFE_INTEGER.
- */
-function firstVersion() {
-  const [high, low] = globalThis.crypto.getRandomValues(new Uint32Array(2));
-  return String(2 ** 32 + (high >>> 12) * 2 ** 32 + low);
 }
 
 function checkKey(key) {

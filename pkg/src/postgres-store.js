@@ -13,6 +13,8 @@
 // stick a session: a NULL record is no record (a create replaces it), and a
 // NULL version reads as version 0 (a re-link swaps against it).
 
+import { firstVersion } from './first-version.js';
+
 const DEFAULT_TABLES = { table: 'freshtoken_records', leaseTable: 'freshtoken_leases' };
 
 /**
@@ -21,18 +23,6 @@ const DEFAULT_TABLES = { table: 'freshtoken_records', leaseTable: 'freshtoken_le
  * bigger one is left in the table: only its size is sent (DESIGN point 16).
  */
 const MAX_RECORD_BYTES = 1024 * 1024;
-
-/**
- * The version a new record starts at: a random integer in [2^32, 2^32 +
- * 2^52), never 1, so that a version from before a DELETE (a sign-out) does
- * not match the next link's record; above every version earlier releases
- * counted up from 1; within bigint and exact as a JS number. The table is
- * unchanged: existing rows count on from their versions.
- */
-function firstVersion() {
-  const [high, low] = globalThis.crypto.getRandomValues(new Uint32Array(2));
-  return String(2 ** 32 + (high >>> 12) * 2 ** 32 + low);
-}
 
 /** `name` or `schema.name` as a quoted SQL identifier. */
 function identifier(option, name) {

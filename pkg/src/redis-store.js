@@ -10,6 +10,7 @@
 // read-modify-write across round trips.
 
 import { createHash } from 'node:crypto';
+import { firstVersion } from './first-version.js';
 
 // Takes the lease when SET NX failed: succeeds if this owner already holds it
 // (its TTL is renewed) or if it expired in between.
@@ -111,17 +112,6 @@ const decoder = new TextDecoder();
  * loads and a re-link swaps against it instead of failing forever.
  */
 const NO_VERSION = '0';
-
-/**
- * The version a new record starts at: a random integer in [2^32, 2^32 +
- * 2^52), never 1, so that a version from before a DEL (a sign-out) does
- * not match the next link's record; above every version earlier releases
- * counted up from 1; below 2^53, so exact as a JS number too.
- */
-function firstVersion() {
-  const [high, low] = globalThis.crypto.getRandomValues(new Uint32Array(2));
-  return String(2 ** 32 + (high >>> 12) * 2 ** 32 + low);
-}
 
 /**
  * The most of a record read: well above the largest record freshtoken writes

@@ -340,7 +340,13 @@ impl freshtoken::Clock for OffsetClock {
 /// A client of the emulator with the test credentials on `clock`, its
 /// refreshes driven by their callers (as another process's would be).
 pub fn plain_client(emu: &Emulator, clock: Arc<dyn freshtoken::Clock>) -> TokenClient {
-    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+    plain_client_at(&emu.token_endpoint(), clock)
+}
+
+/// [`plain_client`] of the token endpoint `endpoint` (another process's
+/// client spells the emulator's differently: see [`Harness::other_process`]).
+pub fn plain_client_at(endpoint: &str, clock: Arc<dyn freshtoken::Clock>) -> TokenClient {
+    let config = Config::builder(endpoint, CLIENT_ID)
         .client_secret(CLIENT_SECRET)
         .build()
         .unwrap();

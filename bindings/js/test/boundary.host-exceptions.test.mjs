@@ -145,3 +145,33 @@ describe('host exceptions through wasm', () => {
     assert.match(failure.message, /not a Response \(no body stream and no arrayBuffer\(\)\)/);
   });
 });
+
+describe('a host whose performance clock throws', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+
+  for (const [name, property] of [
+    ['a performance getter that throws', { get() { throw 'no performance here'; } }],
+    ['a performance.now() that throws a non-Error', { value: { now() { throw 42; } } }],
+    ['a performance that is not an object', { value: 7 }],
+  ]) {
+    test(`${name}: refreshes still work (durations on the wall clock alone)`, async () => {
+      const saved = Object.getOwnPropertyDescriptor(globalThis, 'performance');
+      const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+      try {
+        const family = await emu.seed();
+        const session = client.session('u1', new MemoryStore());
+        await session.seed({ refreshToken: family.refresh_token });
+        const before = await emu.refreshRequests();
+        Object.defineProperty(globalThis, 'performance', { configurable: true, ...property });
+        const token = await session.accessToken();
+        assert.equal(typeof token, 'string');
+        assert.equal(await emu.refreshRequests(), before + 1);
+      } finally {
+        Object.defineProperty(globalThis, 'performance', saved);
+        client.free();
+      }
+    });
+  }
+});

@@ -80,8 +80,9 @@ impl Attached {
             };
             let result = flight.await;
             // A save of a seed or of a pending record is no refresh: go on
-            // (a seed counts as an arrival, so its fresh token answers).
-            if saving_only && result.is_ok() {
+            // (a seed counts as an arrival, so its fresh token answers), as
+            // after its conflict (join_or_start says why).
+            if saving_only && result.as_ref().map_or_else(is_conflict, |_| true) {
                 continue;
             }
             if mine || result.is_err() || self.cell.lock().arrivals > asked_at {
@@ -216,7 +217,15 @@ impl Attached {
                             let (generation, record) = st.set_record(record);
                             let session = self.clone();
                             let body = async move {
-                                let saved = session.persist(generation, &record).await;
+                                let mut saved = session.persist(generation, &record).await;
+                                let mut tries = 1;
+                                while issued
+                                    && tries < ISSUED_SAVE_TRIES
+                                    && matches!(saved, Err(Error::Conflict { .. }))
+                                {
+                                    tries += 1;
+                                    saved = session.save_over(&record).await;
+                                }
                                 session.cell.lock().arrivals += 1;
                                 saved.map(|()| info_of(&Record::default()))
                             };
@@ -245,6 +254,22 @@ impl Attached {
         flight.await.map(drop)
     }
 
+    /// Saves an issued `record` again after its compare-and-swap conflicted:
+    /// another process saved the key between this one's version read and
+    /// its save. The record is the re-link the user just made, and its
+    /// tokens exist nowhere else (the code is spent), so it replaces what
+    /// that process saved, as it would have, had that process saved a
+    /// moment earlier. It is held in memory (unpersisted) from the start, so
+    /// a store that then fails to tell the version loses nothing either.
+    async fn save_over(&self, record: &Arc<Record>) -> Result<(), Error> {
+        let (generation, _) = self.cell.lock().set_record(record.clone());
+        let version = self.stored_version().await?;
+        if let Some(version) = version {
+            self.cell.lock().version = version;
+        }
+        self.persist(generation, record).await
+    }
+
     /// `f` of the record when its access token is fresh and nothing is
     /// pending: the cached path, a lock and a comparison.
     pub(crate) fn cached<T>(&self, f: impl FnOnce(&Record, &AccessToken, u64) -> T) -> Option<T> {
@@ -265,10 +290,11 @@ impl Attached {
                 }
             };
             let result = flight.await;
-            // After status()'s save of a pending record, go on as a new
-            // call; its failure is this call's (the call's own flight would
-            // have saved that record first).
-            if !saving_only || result.is_err() {
+            // After a save of a seed or of a pending record, go on as a new
+            // call. Its storage failure is this call's (the call's own
+            // flight would have saved that record first); a conflict is
+            // not: the next flight reads the record another process saved.
+            if !saving_only || result.as_ref().is_err_and(|e| !is_conflict(e)) {
                 return result;
             }
         }
@@ -358,6 +384,12 @@ pub(crate) fn serve<T>(
     Some(f(rec, at, st.generation))
 }
 
+/// Whether `error` is a compare-and-swap `conflict`: the save found a record
+/// another process saved, and the session reads that one next.
+fn is_conflict(error: &Error) -> bool {
+    matches!(error, Error::Conflict { .. })
+}
+
 /// The name of `record`'s longest seeded member (for a seed too large).
 fn largest_member(record: &Record) -> &'static str {
     let length = |text: Option<&str>| text.map_or(0, str::len);
@@ -380,6 +412,13 @@ fn largest_member(record: &Record) -> &'static str {
     .max_by_key(|(_, len)| *len)
     .map_or("refresh_token", |(name, _)| name)
 }
+
+/// How many times a code exchange's tokens are saved when other processes'
+/// saves keep moving the version on between its read and its save. Each
+/// such save is a whole store round trip of another process; three in a
+/// row means the key is contended beyond a re-link's reach, and the
+/// caller gets `conflict`.
+const ISSUED_SAVE_TRIES: u32 = 3;
 
 /// What [`Attached::replace`] does next.
 enum Step {

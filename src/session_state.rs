@@ -119,8 +119,8 @@ impl SessionState {
 
     /// Puts `record` in memory as the newest, not yet saved, and returns its
     /// generation and the record to save.
-    pub(crate) fn set_record(&mut self, record: Record) -> (u64, Arc<Record>) {
-        let record = Arc::new(record);
+    pub(crate) fn set_record(&mut self, record: impl Into<Arc<Record>>) -> (u64, Arc<Record>) {
+        let record = record.into();
         if let Some(old) = self.record.replace(record.clone()) {
             self.retired = record_secrets(&old);
         }

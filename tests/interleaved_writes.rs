@@ -1,0 +1,215 @@
+//! Another process's save landing between a replacement's version read and
+//! its compare-and-swap save: a code exchange's issued tokens are saved over
+//! it (they exist nowhere else), and callers who joined a seed's save go on
+//! with the stored record instead of taking the seed's `conflict`.
+
+mod common;
+
+use common::{Harness, CLIENT_ID};
+use freshtoken::{CasOutcome, Clock, MemoryStore, Record, Seed, StoreError, TokenStore, Versioned};
+use freshtoken_emulator::TokenState;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use tokio::sync::Notify;
+
+const REDIRECT: &str = "https://app.example/callback";
+
+/// A compare-and-swap store where another process writes the key just
+/// before each of the next `interleave` saves of this process (so each of
+/// them conflicts); `hold` keeps the next save waiting until `release`.
+#[derive(Default)]
+struct Interleaved {
+    inner: MemoryStore,
+    /// What the other process writes.
+    theirs: std::sync::Mutex<String>,
+    interleave: AtomicU32,
+    /// Saves this process attempted.
+    saves: AtomicU32,
+    hold: AtomicU32,
+    held: Notify,
+    release: Notify,
+}
+
+#[async_trait::async_trait]
+impl TokenStore for Interleaved {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+    fn supports_versions(&self) -> bool {
+        true
+    }
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load_versioned(key).await
+    }
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        if take(&self.hold) {
+            self.held.notify_one();
+            self.release.notified().await;
+        }
+        if take(&self.interleave) {
+            let theirs = self.theirs.lock().unwrap().clone();
+            self.inner.save(key, &theirs).await?;
+        }
+        self.inner.save_versioned(key, record, expected).await
+    }
+}
+
+fn take(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+            0 => None,
+            u32::MAX => Some(u32::MAX),
+            n => Some(n - 1),
+        })
+        .is_ok()
+}
+
+/// A record another process saved: a refresh token of its own, and, when
+/// given, a fresh access token.
+fn their_record(refresh_token: &str, access_token: Option<&str>, now_ms: u64) -> String {
+    let access = access_token.map_or(String::new(), |at| {
+        format!(
+            r#","access_token":"{at}","issued_at":{now_ms},"expires_at":{}"#,
+            now_ms + 900_000
+        )
+    });
+    format!(
+        r#"{{"schema":"freshtoken.record/1","refresh_token":"{refresh_token}","updated_at":{now_ms}{access}}}"#
+    )
+}
+
+/// An authorization code for `u1`, approved by the emulator, and its verifier.
+async fn approved_code(h: &Harness) -> (String, String) {
+    let request = h
+        .client
+        .authorization_url(freshtoken::AuthorizationParams {
+            redirect_uri: REDIRECT.into(),
+            scopes: vec!["openid".into(), "accounts".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http.get(&request.url).send().await.unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let query = location.split_once('?').unwrap().1;
+    let code = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    (code, request.code_verifier)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchange_saves_its_tokens_over_a_save_that_landed_after_its_version_read() {
+    let h = Harness::new();
+    let store = Arc::new(Interleaved::default());
+    *store.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
+    store.interleave.store(1, Ordering::SeqCst);
+    let (code, verifier) = approved_code(&h).await;
+
+    let session = h
+        .client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await
+        .expect("the re-link is saved over the other process's save");
+
+    assert_eq!(
+        store.saves.load(Ordering::SeqCst),
+        2,
+        "one conflict, one save"
+    );
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+    let stored = Record::decode(&store.inner.get("u1").unwrap()).unwrap();
+    let rt = stored.refresh_token.unwrap().expose().to_owned();
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert!(!session.status().await.unwrap().unpersisted);
+    session.refresh().await.expect("the saved link refreshes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchange_the_store_keeps_moving_under_ends_in_conflict_after_three_saves() {
+    let h = Harness::new();
+    let store = Arc::new(Interleaved::default());
+    *store.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
+    store.interleave.store(u32::MAX, Ordering::SeqCst);
+    let (code, verifier) = approved_code(&h).await;
+
+    let error = h
+        .client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    assert_eq!(store.saves.load(Ordering::SeqCst), 3, "bounded");
+    assert_eq!(
+        h.grant_requests("authorization_code"),
+        1,
+        "the code was sent once"
+    );
+}
+
+/// Polls `call` once; true if it is still pending.
+async fn polled_once<F: Future + Unpin>(call: &mut F) -> bool {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *call).poll(cx).is_pending()))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_joined_a_seeds_save_gets_the_stored_token_when_that_save_conflicts() {
+    let h = Harness::new();
+    let store = Arc::new(Interleaved::default());
+    let theirs = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+    *store.theirs.lock().unwrap() = their_record(
+        &theirs.refresh_token,
+        Some(&theirs.access_token),
+        h.clock.now_ms(),
+    );
+    let session = h.client.session("u1", store.clone()).unwrap();
+
+    // The seed's save waits in the store; a caller asks for a token meanwhile
+    // and joins it.
+    store.hold.store(1, Ordering::SeqCst);
+    store.interleave.store(1, Ordering::SeqCst);
+    let mine = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+    let seeding = tokio::spawn({
+        let session = session.clone();
+        async move {
+            session
+                .seed(Seed {
+                    refresh_token: mine.refresh_token.into(),
+                    ..Seed::default()
+                })
+                .await
+        }
+    });
+    store.held.notified().await;
+    let mut asking = Box::pin(session.access_token());
+    assert!(
+        polled_once(&mut asking).await,
+        "the caller waits for the seed's save"
+    );
+
+    // Another process saves before the seed's save lands: the seed gets
+    // `conflict`; the caller reads what that process saved.
+    store.release.notify_one();
+    let seeded = seeding.await.unwrap().unwrap_err();
+    assert_eq!(seeded.code().as_str(), "conflict", "{seeded}");
+    assert_eq!(asking.await.expect("the stored token"), theirs.access_token);
+    assert_eq!(h.refresh_requests(), 0);
+}

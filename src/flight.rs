@@ -342,15 +342,23 @@ impl Attached {
     /// ahead (set by hand, a broken RTC, a VM before NTP) must not kill the
     /// session in every process for good. Each process judges the lapse
     /// from the record's `refresh_expires_at` on its own clock, at every
-    /// call (which emits the event each time), so a corrected clock
-    /// recovers.
+    /// call, so a corrected clock recovers. The event and the log line come
+    /// once per record, as for a stored verdict: a host that prompts the
+    /// user to re-link on the event must not prompt at every call.
     fn lapsed(&self) -> Error {
         let reason = ReauthReason::RefreshExpired;
-        log::info!(
-            "freshtoken: session {} needs reauthorization ({reason})",
-            self.key
-        );
-        self.reauthorization_required(reason);
+        let first = {
+            let mut st = self.cell.lock();
+            let generation = st.generation;
+            std::mem::replace(&mut st.lapse_reported, generation) != generation
+        };
+        if first {
+            log::info!(
+                "freshtoken: session {} needs reauthorization ({reason})",
+                self.key
+            );
+            self.reauthorization_required(reason);
+        }
         Error::reauth(reason)
     }
 

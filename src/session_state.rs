@@ -48,6 +48,7 @@ impl Default for SessionCell {
                 rejected: None,
                 replacing_calls: 0,
                 started_by: StartedBy::default(),
+                lapse_reported: 0,
             })),
             last_used: AtomicU64::new(0),
         }
@@ -88,6 +89,9 @@ pub(crate) struct SessionState {
     pub(crate) replacing_calls: u32,
     /// The process whose calls `inflight` and `replacing_calls` are.
     pub(crate) started_by: StartedBy,
+    /// The `generation` whose refresh-token lapse was last reported (0:
+    /// none): a lapse is judged at every call, and reported once per record.
+    pub(crate) lapse_reported: u64,
 }
 
 impl SessionState {

@@ -192,6 +192,21 @@ async fn a_lapsed_refresh_token_emits_reauthorization_required_without_a_request
         find(&seen, EventKind::ReauthorizationRequired).reason,
         Some(ReauthReason::RefreshExpired)
     );
+
+    // Every later call fails the same way, and says nothing new (a host
+    // prompting the user on the event prompts once).
+    let again = session.access_token().await.unwrap_err();
+    assert_eq!(again.reason(), Some(ReauthReason::RefreshExpired));
+    session.refresh().await.unwrap_err();
+    assert!(events.take().is_empty());
+
+    // A re-link that lapses in turn is reported again.
+    h.seeded("u1").await;
+    h.clock
+        .advance(h.client.config().refresh_token_lifetime_ms());
+    events.take();
+    session.access_token().await.unwrap_err();
+    assert_eq!(kinds(&events.take()), ["reauthorization_required"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

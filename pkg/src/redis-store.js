@@ -4,7 +4,10 @@
 //
 // Keys, for a session key K and the prefix P (default "freshtoken:"):
 //   P record:K  a hash {record, version}; version is an integer that every
-//               save increments (compare-and-swap by a Lua script)
+//               save increments (compare-and-swap by a Lua script). A key
+//               of another type (a string, a list…, set by hand or by
+//               another tool) is never read: it is a record whose version
+//               is "0" (NO_VERSION), which a re-link replaces
 //   P lease:K   a string holding the lease owner, with a PX expiry
 // Every operation is one atomic command or one Lua script: no WATCH, no
 // read-modify-write across round trips.
@@ -35,12 +38,23 @@ end
 return 0
 `;
 
+// The type of KEYS[1] ('string', 'list', a module's type…) when it holds
+// another type than the hash this store writes, else false (a hash, or no
+// key: TYPE's 'none').
+const FOREIGN = `
+local function foreign()
+  local kind = redis.call('TYPE', KEYS[1])['ok']
+  if kind == 'hash' or kind == 'none' then return false end
+  return kind
+end
+`;
+
 // Writes ARGV[1] as the record, with the version after `current` (the
 // stored version field): one more when it is an integer, else ARGV[2], the
 // random start of a new record, so that a key's versions never restart
 // after a DEL (a sign-out) and a stale compare-and-swap never matches the
 // next link's record. Returns the new version as stored (a string).
-const WRITE = `
+const WRITE = `${FOREIGN}
 local function write(current)
   -- A canonical integer (HINCRBY refuses '007') of at most 18 digits
   -- (HINCRBY, on an int64, cannot overflow); else a new start.
@@ -57,9 +71,15 @@ end
 // ARGV: record, first version, '1' when a version is expected (else: only
 // if there is no record), expected version. A hash without a record field
 // is no record, as for LOAD; one without a version field is version '0'
-// (NO_VERSION), as loadVersion reports it.
+// (NO_VERSION), as loadVersion reports it; so is a key of another type,
+// which a save expecting '0' deletes and replaces (a new start).
 // Returns the new version, or nil (a conflict).
 const SAVE_VERSIONED = `${WRITE}
+if foreign() then
+  if ARGV[3] ~= '1' or ARGV[4] ~= '0' then return false end
+  redis.call('DEL', KEYS[1])
+  return write(nil)
+end
 local current = redis.call('HGET', KEYS[1], 'version')
 local present = redis.call('HEXISTS', KEYS[1], 'record') == 1
 if ARGV[3] == '1' then
@@ -71,23 +91,30 @@ return write(current)
 `;
 
 // An unconditional save; the version still moves on, so that a
-// compare-and-swap against the previous version fails.
+// compare-and-swap against the previous version fails. It replaces a key of
+// another type (a new start).
 const SAVE = `${WRITE}
+if foreign() then redis.call('DEL', KEYS[1]) end
 return write(redis.call('HGET', KEYS[1], 'version'))
 `;
 
 // The record and its version, unless the record is over ARGV[1] bytes: then
-// its size alone, so a huge value never crosses the wire (DESIGN point 16).
-const LOAD = `
+// its size alone, so a huge value never crosses the wire (DESIGN point 16);
+// or, when the key holds another type than a hash, the type's name alone
+// (a status reply), never its contents.
+const LOAD = `${FOREIGN}
+local kind = foreign()
+if kind then return redis.status_reply(kind) end
 local size = redis.call('HSTRLEN', KEYS[1], 'record')
 if size > tonumber(ARGV[1]) then return size end
 return redis.call('HMGET', KEYS[1], 'record', 'version')
 `;
 
 // The version of a stored record without the record: nil when there is no
-// record, an empty list when it has no version field (read as NO_VERSION),
-// else { version }.
-const VERSION = `
+// record, an empty list when it has no version field or the key holds
+// another type than a hash (each read as NO_VERSION), else { version }.
+const VERSION = `${FOREIGN}
+if foreign() then return {} end
 if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return false end
 return { redis.call('HGET', KEYS[1], 'version') }
 `;
@@ -109,7 +136,9 @@ const decoder = new TextDecoder();
 /**
  * The version of a record whose hash has no version field (written by hand
  * or by another tool): what a missing field counts as, so that the record
- * loads and a re-link swaps against it instead of failing forever.
+ * loads and a re-link swaps against it instead of failing forever. A key of
+ * another type than a hash has it too: it never loads, but a re-link
+ * (which reads the version alone) replaces it.
  */
 const NO_VERSION = '0';
 
@@ -191,12 +220,21 @@ export class RedisStore {
     }
   }
 
-  /** `[record, version]` of `key` (each null when absent); rejects when the record is over MAX_RECORD_BYTES, unread. */
+  /**
+   * `[record, version]` of `key` (each null when absent); rejects, unread,
+   * when the record is over MAX_RECORD_BYTES or the key is not a hash.
+   */
   async #read(key) {
     const name = this.recordKey(key);
     const reply = await this.#script(SCRIPTS.LOAD, [name], [String(MAX_RECORD_BYTES)]);
     if (Array.isArray(reply)) return reply.map(text);
-    if (Number(text(reply)) > MAX_RECORD_BYTES) throw new Error(`RedisStore: ${name} holds a record larger than ${MAX_RECORD_BYTES} bytes; it was not read`);
+    const answer = text(reply);
+    if (/^[0-9]+$/.test(answer ?? '')) {
+      if (Number(answer) > MAX_RECORD_BYTES) throw new Error(`RedisStore: ${name} holds a record larger than ${MAX_RECORD_BYTES} bytes; it was not read`);
+    } else if (answer) {
+      // A type's name, from TYPE (`string`, `list`, a module's type…), never the key's contents.
+      throw new Error(`RedisStore: ${name} holds a Redis ${answer.slice(0, 32)}, not the hash {record, version} this store writes; it was not read (a re-link replaces it)`);
+    }
     throw new Error(`RedisStore: an unexpected reply to reading ${name}`);
   }
 
@@ -220,7 +258,8 @@ export class RedisStore {
   /**
    * The version of the record under `key`, or null, without reading the
    * record: what `seed()` and a code exchange compare and swap against, so
-   * that a re-link replaces a record too large to be read.
+   * that a re-link replaces a record too large to be read, or a key of
+   * another type than a hash (version NO_VERSION).
    */
   async loadVersion(key) {
     const reply = await this.#script(SCRIPTS.VERSION, [this.recordKey(key)], []);

@@ -1,7 +1,7 @@
 // RedisStore and PostgresStore versions on real servers (support/servers.mjs):
 // a row only half there (written by another tool or by hand, or a table made
-// without NOT NULL) never sticks a session, since a re-link (`seed()`)
-// replaces it; and a key's versions are never reused after its record was
+// without NOT NULL), or a Redis key of another type than the store's hash,
+// never sticks a session, since a re-link (`seed()`) replaces it; and a key's versions are never reused after its record was
 // deleted (a sign-out), so a process still holding a version from before
 // cannot compare-and-swap over the next link's record.
 // Skipped when the servers are not installed, unless FRESHTOKEN_REQUIRE_SERVERS=1.
@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
 import { createClient } from 'redis';
-import { TokenClient } from 'freshtoken';
+import { ConflictError, StorageError, TokenClient } from 'freshtoken';
 import { RedisStore } from 'freshtoken/redis';
 import { PostgresStore } from 'freshtoken/postgres';
 
@@ -105,6 +105,129 @@ describe('fleet store versions on real servers', { skip }, () => {
     assert.equal(await store.loadVersion('padded'), '007');
     await relink(store, 'padded');
     assertFreshVersion((await store.loadVersioned('padded')).version);
+  });
+
+  /** What `promise` rejected with; fails if it resolved. */
+  const rejection = (promise) => promise.then(() => assert.fail('resolved'), (e) => e);
+
+  /**
+   * Keys of another type than the hash the store writes (set by hand or by
+   * another tool), each holding a token-like sentinel that no message may
+   * quote: `write(name)` puts one at the Redis key `name`.
+   */
+  const wrongTypes = {
+    string: (name) => redis.sendCommand(['SET', name, '{"refresh_token":"rt-SENTINEL-string"}']),
+    list: (name) => redis.sendCommand(['RPUSH', name, 'rt-SENTINEL-list', 'record', 'version']),
+    set: (name) => redis.sendCommand(['SADD', name, 'rt-SENTINEL-set']),
+  };
+
+  /** Checks that a read of `key` was refused with a message that names the type and quotes nothing. */
+  function assertWrongTypeRefusal(err, type) {
+    assert.ok(err instanceof Error, String(err));
+    assert.match(err.message, new RegExp(`holds a Redis ${type}, not the hash`), err.message);
+    assert.ok(!err.message.includes('SENTINEL'), 'the message quotes nothing of the key');
+    assert.ok(!/WRONGTYPE/.test(err.message), 'the store says what is wrong, not Redis');
+  }
+
+  for (const type of ['string', 'list']) {
+    test(`Redis: a key holding a ${type} fails reads as a StorageError, sends nothing, and seed() replaces it`, async () => {
+      const store = stores.redis;
+      const key = `wrong-type-${type}`;
+      const name = store.recordKey(key);
+      await wrongTypes[type](name);
+      assertWrongTypeRefusal(await rejection(store.load(key)), type);
+      assertWrongTypeRefusal(await rejection(store.loadVersioned(key)), type);
+      assert.equal(await store.loadVersion(key), '0', 'a version a re-link swaps against, as a hash without one');
+
+      const family = await emu.seed();
+      const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT });
+      try {
+        const sentBefore = (await emu.counters()).token_requests;
+        const err = await rejection(client.session(key, store).accessToken());
+        assert.ok(err instanceof StorageError, `${err.name}: ${err.message}`);
+        assert.match(err.message, new RegExp(`holds a Redis ${type}`));
+        assert.ok(!err.message.includes('SENTINEL'));
+        assert.equal((await emu.counters()).token_requests, sentBefore, 'nothing was sent');
+        assert.equal(await redis.sendCommand(['TYPE', name]), type, 'a failed read changes nothing');
+
+        // A re-link replaces the key with the store's hash, at a new random version.
+        await client.session(key, store).seed({ refreshToken: family.refresh_token });
+        assert.equal(await redis.sendCommand(['TYPE', name]), 'hash');
+        const { record, version } = await store.loadVersioned(key);
+        assert.equal(JSON.parse(record).refresh_token, family.refresh_token);
+        assertFreshVersion(version);
+        assert.equal(await store.saveVersioned(key, 'stale', '0'), null, '"0" no longer matches');
+
+        const refreshesBefore = await emu.refreshRequests();
+        const token = await client.session(key, store).accessToken();
+        assert.equal(typeof token, 'string');
+        assert.equal(await emu.refreshRequests(), refreshesBefore + 1, 'one refresh');
+        assert.equal(await client.session(key, store).accessToken(), token, 'and then fresh');
+        assert.equal(await emu.refreshTokenState(family.refresh_token), 'consumed');
+        assert.equal(await store.leaseHolder(key), null);
+      } finally {
+        client.free();
+      }
+    });
+  }
+
+  test('Redis: a stale compare-and-swap against a key of another type (one not expecting "0") is a conflict and writes nothing', async () => {
+    const store = stores.redis;
+    for (const type of Object.keys(wrongTypes)) {
+      const key = `stale-cas-${type}`;
+      const name = store.recordKey(key);
+      await wrongTypes[type](name);
+      assert.equal(await store.saveVersioned(key, 'stale', '5'), null, `${type}: another version`);
+      assert.equal(await store.saveVersioned(key, 'stale', '4294967296'), null, `${type}: a random start`);
+      assert.equal(await store.saveVersioned(key, 'stale', '00'), null, `${type}: not "0" itself`);
+      assert.equal(await store.saveVersioned(key, 'new', null), null, `${type}: create-only: something is there`);
+      assert.equal(await redis.sendCommand(['TYPE', name]), type, `${type}: nothing was written`);
+    }
+    // The key a stale writer loses to keeps its contents.
+    assert.equal(await redis.sendCommand(['GET', store.recordKey('stale-cas-string')]), '{"refresh_token":"rt-SENTINEL-string"}');
+
+    // A session whose seed() read a version, and then found the key replaced
+    // by another type before its compare-and-swap: a ConflictError, and the
+    // key is left as it is.
+    const key = 'stale-seed';
+    const name = store.recordKey(key);
+    await store.save(key, RECORD);
+    const interloped = {
+      load: (k) => store.load(k),
+      save: (k, r) => store.save(k, r),
+      acquire: (k, o, t) => store.acquire(k, o, t),
+      release: (k, o) => store.release(k, o),
+      loadVersioned: (k) => store.loadVersioned(k),
+      loadVersion: (k) => store.loadVersion(k),
+      async saveVersioned(k, r, expected) {
+        await wrongTypes.string(name);
+        return store.saveVersioned(k, r, expected);
+      },
+    };
+    const family = await emu.seed();
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT });
+    try {
+      const err = await rejection(client.session(key, interloped).seed({ refreshToken: family.refresh_token }));
+      assert.ok(err instanceof ConflictError, `${err.name}: ${err.message}`);
+    } finally {
+      client.free();
+    }
+    assert.equal(await redis.sendCommand(['TYPE', name]), 'string', 'not overwritten');
+  });
+
+  test('Redis: an unconditional save replaces a key of another type, at a new random version; leases are apart', async () => {
+    const store = stores.redis;
+    for (const type of Object.keys(wrongTypes)) {
+      const key = `save-over-${type}`;
+      await wrongTypes[type](store.recordKey(key));
+      assert.equal(await store.acquire(key, 'owner', 10_000), true, `${type}: the lease is its own key`);
+      await store.save(key, RECORD);
+      const { record, version } = await store.loadVersioned(key);
+      assert.equal(record, RECORD);
+      assertFreshVersion(version);
+      assert.equal((await store.leaseHolder(key)).owner, 'owner', `${type}: the lease is untouched`);
+      await store.release(key, 'owner');
+    }
   });
 
   test('PostgreSQL: a row whose version is NULL reads as version "0", which seed() swaps against', async () => {

@@ -6,12 +6,12 @@
 mod common;
 
 use common::{
-    one_refresh_per_window, plain_client as client, refreshes, seed_family, wall_ms, OffsetClock,
-    CLIENT_ID, CLIENT_SECRET,
+    one_refresh_per_window, plain_client as client, refreshes, seed_family, wall_ms, Acquire,
+    ForwardingStore, OffsetClock, SaveVersioned, StoreHooks, CLIENT_ID, CLIENT_SECRET,
 };
 use freshtoken::{
     async_trait, CasOutcome, Clock, Config, ManualClock, MemoryStore, Seed, StoreError,
-    TokenClient, TokenStore, Versioned,
+    TokenClient, TokenStore,
 };
 use freshtoken_emulator::{Emulator, Options, TokenState};
 use std::sync::{Arc, Mutex};
@@ -112,25 +112,15 @@ impl Clock for Frozen {
     }
 }
 
-/// A lease store that counts the looks at the lease, and fails one past
-/// `LOOKS_ALLOWED` (a wait that would never end ends there, as `storage`).
+/// A lease store's looks at the lease, counted; one past `LOOKS_ALLOWED`
+/// fails (a wait that would never end ends there, as `storage`).
 struct CountsLooks {
-    inner: MemoryStore,
     looks: Mutex<u64>,
 }
 
 #[async_trait]
-impl TokenStore for CountsLooks {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_lease(&self) -> bool {
-        true
-    }
-    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
+impl StoreHooks for CountsLooks {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
         let looks = {
             let mut looks = self.looks.lock().unwrap();
             *looks += 1;
@@ -139,10 +129,7 @@ impl TokenStore for CountsLooks {
         if looks > LOOKS_ALLOWED {
             return Err(StoreError("asked for the lease too often".into()));
         }
-        self.inner.acquire(key, owner, ttl).await
-    }
-    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(key, owner).await
+        call.forward().await
     }
 }
 
@@ -152,10 +139,12 @@ const LOOKS_ALLOWED: u64 = 10_000;
 async fn under_a_clock_that_stands_still_the_lease_wait_still_ends() {
     let emu = Emulator::start(Options::default()).unwrap();
     let clock = Arc::new(Frozen(wall_ms()));
-    let store = Arc::new(CountsLooks {
-        inner: MemoryStore::with_leases(clock.clone()),
-        looks: Mutex::new(0),
-    });
+    let store = ForwardingStore::lease_only(
+        MemoryStore::with_leases(clock.clone()),
+        CountsLooks {
+            looks: Mutex::new(0),
+        },
+    );
     let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
         .client_secret(CLIENT_SECRET)
         .lease_wait_ms(5_000)
@@ -175,43 +164,25 @@ async fn under_a_clock_that_stands_still_the_lease_wait_still_ends() {
         .unwrap());
     let error = session.access_token().await.unwrap_err();
     assert_eq!(error.code().as_str(), "conflict", "{error}");
-    let looks = *store.looks.lock().unwrap();
+    let looks = *store.hooks.looks.lock().unwrap();
     assert!(looks <= 5_000 / 50 + 1, "{looks} looks at the lease");
     assert_eq!(refreshes(&emu), 0);
 }
 
-/// A store where another writer saves just before this process's next
+/// Another writer, who saves `next` just before this process's next
 /// compare-and-swap save lands.
 struct Interloper {
-    inner: MemoryStore,
     next: Mutex<Option<String>>,
 }
 
 #[async_trait]
-impl TokenStore for Interloper {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_versions(&self) -> bool {
-        true
-    }
-    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.load_versioned(key).await
-    }
-    async fn save_versioned(
-        &self,
-        key: &str,
-        record: &str,
-        expected: Option<&str>,
-    ) -> Result<CasOutcome, StoreError> {
+impl StoreHooks for Interloper {
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
         let interloping = self.next.lock().unwrap().take();
         if let Some(other) = interloping {
-            self.inner.save(key, &other).await?;
+            call.inner.save(call.key, &other).await?;
         }
-        self.inner.save_versioned(key, record, expected).await
+        call.forward().await
     }
 }
 
@@ -219,10 +190,12 @@ impl TokenStore for Interloper {
 async fn a_save_that_lost_the_race_is_a_conflict_not_an_overwrite() {
     let emu = Emulator::start(Options::default()).unwrap();
     let clock = Arc::new(ManualClock::new(wall_ms()));
-    let store = Arc::new(Interloper {
-        inner: MemoryStore::new(),
-        next: Mutex::new(None),
-    });
+    let store = ForwardingStore::versioned_only(
+        MemoryStore::new(),
+        Interloper {
+            next: Mutex::new(None),
+        },
+    );
     let a = client(&emu, clock.clone());
     let session = a.session("u1", store.clone()).unwrap();
     seed_family(&emu, &session).await;
@@ -232,7 +205,7 @@ async fn a_save_that_lost_the_race_is_a_conflict_not_an_overwrite() {
         refresh_token: Some(relinked.clone().into()),
         ..freshtoken::Record::default()
     };
-    *store.next.lock().unwrap() = Some(other.encode());
+    *store.hooks.next.lock().unwrap() = Some(other.encode());
     let error = session.access_token().await.unwrap_err();
     assert_eq!(error.code().as_str(), "conflict", "{error}");
     let stored = freshtoken::Record::decode(&store.inner.get("u1").unwrap()).unwrap();
@@ -246,49 +219,22 @@ async fn a_save_that_lost_the_race_is_a_conflict_not_an_overwrite() {
     assert_eq!(emu.refresh_token_state(&relinked), TokenState::Consumed);
 }
 
-/// A fleet store that notes, for each save, whether the record was marked
-/// in doubt and how many token requests the emulator had seen by then.
+/// A fleet store's witness: notes, for each save, whether the record was
+/// marked in doubt and how many token requests the emulator had seen by then.
 struct Witness {
-    inner: MemoryStore,
     emu_requests: Box<dyn Fn() -> u64 + Send + Sync>,
     saves: Mutex<Vec<(bool, u64)>>,
 }
 
 #[async_trait]
-impl TokenStore for Witness {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_lease(&self) -> bool {
-        true
-    }
-    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
-        self.inner.acquire(key, owner, ttl).await
-    }
-    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(key, owner).await
-    }
-    fn supports_versions(&self) -> bool {
-        true
-    }
-    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.load_versioned(key).await
-    }
-    async fn save_versioned(
-        &self,
-        key: &str,
-        record: &str,
-        expected: Option<&str>,
-    ) -> Result<CasOutcome, StoreError> {
-        let in_doubt = freshtoken::Record::decode(record).unwrap().in_doubt;
+impl StoreHooks for Witness {
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        let in_doubt = freshtoken::Record::decode(call.record).unwrap().in_doubt;
         self.saves
             .lock()
             .unwrap()
             .push((in_doubt, (self.emu_requests)()));
-        self.inner.save_versioned(key, record, expected).await
+        call.forward().await
     }
 }
 
@@ -297,11 +243,13 @@ async fn a_lease_holder_marks_the_token_in_doubt_before_sending_it() {
     let emu = Arc::new(Emulator::start(Options::default()).unwrap());
     let clock = Arc::new(ManualClock::new(wall_ms()));
     let counted = emu.clone();
-    let store = Arc::new(Witness {
-        inner: MemoryStore::with_leases(clock.clone()),
-        emu_requests: Box::new(move || counted.counters().token_requests),
-        saves: Mutex::new(Vec::new()),
-    });
+    let store = ForwardingStore::fleet(
+        MemoryStore::with_leases(clock.clone()),
+        Witness {
+            emu_requests: Box::new(move || counted.counters().token_requests),
+            saves: Mutex::new(Vec::new()),
+        },
+    );
     let holder = client(&emu, clock.clone());
     let session = holder.session("u1", store.clone()).unwrap();
     seed_family(&emu, &session).await;
@@ -311,7 +259,7 @@ async fn a_lease_holder_marks_the_token_in_doubt_before_sending_it() {
         session.access_token().await.unwrap_err().code().as_str(),
         "network"
     );
-    let saves = store.saves.lock().unwrap().clone();
+    let saves = store.hooks.saves.lock().unwrap().clone();
     assert!(
         saves.contains(&(true, 0)),
         "the in-doubt marker was saved before any request reached the server: {saves:?}"
@@ -371,12 +319,11 @@ async fn a_request_that_never_left_withdraws_the_in_doubt_marker() {
     );
 }
 
-/// A fleet store whose answers to the lease and to the write-ahead (the
-/// save that marks the token in doubt) come back late, each within the
-/// store deadline: the writes land, the clock moves past the lease TTL,
-/// and another process acts before the write-ahead answers.
+/// A fleet store's answers to the lease and to the write-ahead (the save
+/// that marks the token in doubt) come back late, each within the store
+/// deadline: the writes land, the clock moves past the lease TTL, and
+/// another process acts before the write-ahead answers.
 struct LateWriteAhead {
-    inner: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
     /// How late each of the two answers comes (ms).
     late_ms: u64,
@@ -394,18 +341,9 @@ enum Meanwhile {
 }
 
 #[async_trait]
-impl TokenStore for LateWriteAhead {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_lease(&self) -> bool {
-        true
-    }
-    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
-        let taken = self.inner.acquire(key, owner, ttl).await;
+impl StoreHooks for LateWriteAhead {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let taken = call.forward().await;
         // The holder's lease is taken now, its answer comes late.
         if self.meanwhile.lock().unwrap().is_some()
             && !self
@@ -416,23 +354,9 @@ impl TokenStore for LateWriteAhead {
         }
         taken
     }
-    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(key, owner).await
-    }
-    fn supports_versions(&self) -> bool {
-        true
-    }
-    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.load_versioned(key).await
-    }
-    async fn save_versioned(
-        &self,
-        key: &str,
-        record: &str,
-        expected: Option<&str>,
-    ) -> Result<CasOutcome, StoreError> {
-        let outcome = self.inner.save_versioned(key, record, expected).await;
-        let in_doubt = freshtoken::Record::decode(record).unwrap().in_doubt;
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        let outcome = call.forward().await;
+        let in_doubt = freshtoken::Record::decode(call.record).unwrap().in_doubt;
         let meanwhile = in_doubt
             .then(|| self.meanwhile.lock().unwrap().take())
             .flatten();
@@ -441,7 +365,7 @@ impl TokenStore for LateWriteAhead {
             let result = match meanwhile {
                 Meanwhile::Refresh(taker) => taker.access_token().await,
                 Meanwhile::HoldLease => {
-                    let taken = self.inner.acquire(key, "busy-process", 60_000).await;
+                    let taken = call.inner.acquire(call.key, "busy-process", 60_000).await;
                     assert!(taken.unwrap(), "the holder's lease lapsed");
                     Ok(String::new())
                 }
@@ -481,19 +405,19 @@ async fn a_holder_whose_lease_lapsed_before_it_sent_sends_nothing() {
     let (a, b) = (client(), client());
     let taker = b.session("u1", shared.clone()).unwrap();
     seed_family(&emu, &taker).await;
-    let store = Arc::new(LateWriteAhead {
-        inner: shared.clone(),
+    let late = LateWriteAhead {
         clock: clock.clone(),
         late_ms: 2_400, // within the store deadline (2.5 s); twice, past the lease
         acquired_late: Default::default(),
         meanwhile: Mutex::new(Some(Meanwhile::Refresh(taker))),
         taker_result: Mutex::new(None),
-    });
+    };
+    let store = ForwardingStore::fleet(shared.clone(), late);
     let holder = a.session("u1", store.clone()).unwrap();
 
     let held = holder.access_token().await.map(drop);
 
-    let taken = store.taker_result.lock().unwrap().take();
+    let taken = store.hooks.taker_result.lock().unwrap().take();
     let taken = taken.expect("the other process ran while the answer was late");
     taken.expect("the process that took the lapsed lease refreshed");
     let error = held.expect_err("the holder's lease lapsed: it must not send");
@@ -522,14 +446,14 @@ async fn a_holder_whose_lapsed_lease_another_process_holds_sends_nothing() {
     let emu = Emulator::start(Options::default()).unwrap();
     let clock = Arc::new(ManualClock::new(wall_ms()));
     let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
-    let store = Arc::new(LateWriteAhead {
-        inner: shared.clone(),
+    let late = LateWriteAhead {
         clock: clock.clone(),
         late_ms: 2_400,
         acquired_late: Default::default(),
         meanwhile: Mutex::new(Some(Meanwhile::HoldLease)),
         taker_result: Mutex::new(None),
-    });
+    };
+    let store = ForwardingStore::fleet(shared.clone(), late);
     let holder = tight_lease_client(&emu, &clock)
         .session("u1", store.clone())
         .unwrap();
@@ -539,7 +463,7 @@ async fn a_holder_whose_lapsed_lease_another_process_holds_sends_nothing() {
 
     let error = error.expect("the holder's lease lapsed: it must not send");
     assert!(
-        store.taker_result.lock().unwrap().is_some(),
+        store.hooks.taker_result.lock().unwrap().is_some(),
         "taken meanwhile"
     );
     assert_eq!(error.code().as_str(), "conflict", "{error}");
@@ -547,29 +471,19 @@ async fn a_holder_whose_lapsed_lease_another_process_holds_sends_nothing() {
     assert_eq!(emu.refresh_token_state(&seeded), TokenState::Active);
 }
 
-/// A fleet store (over `inner`) that fails the first save after a refresh
-/// (the rotated record) as a connection reset, and whose first refused
+/// A fleet store's first save after a refresh (the rotated record) fails
+/// as a connection reset, if `fail_next_rotation`; its first refused
 /// `acquire` runs `meanwhile` (the lease holder's caller trying again).
 struct FailsRotatedSave {
-    inner: Arc<MemoryStore>,
     fail_next_rotation: std::sync::atomic::AtomicBool,
     meanwhile: Mutex<Option<freshtoken::UserSession>>,
     meanwhile_result: Mutex<Option<Result<(), freshtoken::Error>>>,
 }
 
 #[async_trait]
-impl TokenStore for FailsRotatedSave {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_lease(&self) -> bool {
-        true
-    }
-    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
-        let taken = self.inner.acquire(key, owner, ttl).await?;
+impl StoreHooks for FailsRotatedSave {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let taken = call.forward().await?;
         let meanwhile = (!taken)
             .then(|| self.meanwhile.lock().unwrap().take())
             .flatten();
@@ -579,22 +493,8 @@ impl TokenStore for FailsRotatedSave {
         }
         Ok(taken)
     }
-    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(key, owner).await
-    }
-    fn supports_versions(&self) -> bool {
-        true
-    }
-    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.load_versioned(key).await
-    }
-    async fn save_versioned(
-        &self,
-        key: &str,
-        record: &str,
-        expected: Option<&str>,
-    ) -> Result<CasOutcome, StoreError> {
-        let rotated = freshtoken::Record::decode(record)
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        let rotated = freshtoken::Record::decode(call.record)
             .unwrap()
             .access_token
             .is_some();
@@ -605,7 +505,7 @@ impl TokenStore for FailsRotatedSave {
         {
             return Err(StoreError("connection reset by peer".into()));
         }
-        self.inner.save_versioned(key, record, expected).await
+        call.forward().await
     }
 }
 
@@ -615,12 +515,12 @@ async fn a_rotation_whose_save_failed_keeps_the_lease_until_it_is_saved() {
     let clock = Arc::new(ManualClock::new(wall_ms()));
     let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
     let (a, b) = (client(&emu, clock.clone()), client(&emu, clock.clone()));
-    let a_store = Arc::new(FailsRotatedSave {
-        inner: shared.clone(),
+    let a_fails = FailsRotatedSave {
         fail_next_rotation: true.into(),
         meanwhile: Mutex::new(None),
         meanwhile_result: Mutex::new(None),
-    });
+    };
+    let a_store = ForwardingStore::fleet(shared.clone(), a_fails);
     let holder = a.session("u1", a_store.clone()).unwrap();
     seed_family(&emu, &holder).await;
     // The holder refreshes; the rotated record's save fails (the store blipped).
@@ -629,12 +529,12 @@ async fn a_rotation_whose_save_failed_keeps_the_lease_until_it_is_saved() {
     assert_eq!(refreshes(&emu), 1);
     // Another process asks for the same user at once; while it finds the
     // lease held, the holder's caller tries again (and saves the rotation).
-    let b_store = Arc::new(FailsRotatedSave {
-        inner: shared.clone(),
+    let b_fails = FailsRotatedSave {
         fail_next_rotation: false.into(),
         meanwhile: Mutex::new(Some(holder.clone())),
         meanwhile_result: Mutex::new(None),
-    });
+    };
+    let b_store = ForwardingStore::fleet(shared.clone(), b_fails);
     let other = b.session("u1", b_store.clone()).unwrap();
 
     let served = other.access_token().await.map(drop);
@@ -645,7 +545,7 @@ async fn a_rotation_whose_save_failed_keeps_the_lease_until_it_is_saved() {
         0,
         "no reuse, no revoked family"
     );
-    let retried = b_store.meanwhile_result.lock().unwrap().take();
+    let retried = b_store.hooks.meanwhile_result.lock().unwrap().take();
     let retried = retried.expect("the other process found the holder's lease held");
     retried.expect("the holder's retry saved its rotation");
     served.expect("the other process is served the saved rotation");
@@ -657,28 +557,18 @@ async fn a_rotation_whose_save_failed_keeps_the_lease_until_it_is_saved() {
     );
 }
 
-/// A fleet store whose first refused `acquire` lets the emulator's held
+/// A fleet store's first refused `acquire` lets the emulator's held
 /// request go on and waits for the lease holder's call to end.
 struct AwaitsHolder {
-    inner: Arc<MemoryStore>,
     emu: Arc<Emulator>,
     holder: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), freshtoken::Error>>>>,
     holder_result: Mutex<Option<Result<(), freshtoken::Error>>>,
 }
 
 #[async_trait]
-impl TokenStore for AwaitsHolder {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_lease(&self) -> bool {
-        true
-    }
-    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
-        let taken = self.inner.acquire(key, owner, ttl).await?;
+impl StoreHooks for AwaitsHolder {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let taken = call.forward().await?;
         if !taken {
             if let Some(holder) = self.holder.lock().await.take() {
                 assert_eq!(self.emu.release_held(), 1);
@@ -686,23 +576,6 @@ impl TokenStore for AwaitsHolder {
             }
         }
         Ok(taken)
-    }
-    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(key, owner).await
-    }
-    fn supports_versions(&self) -> bool {
-        true
-    }
-    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.load_versioned(key).await
-    }
-    async fn save_versioned(
-        &self,
-        key: &str,
-        record: &str,
-        expected: Option<&str>,
-    ) -> Result<CasOutcome, StoreError> {
-        self.inner.save_versioned(key, record, expected).await
     }
 }
 
@@ -734,12 +607,12 @@ async fn a_lapse_seen_while_another_process_refreshes_waits_for_its_rotation() {
         .unwrap();
     // Two seconds later b finds the lifetime over while a's request is out.
     clock.advance(2_000);
-    let store = Arc::new(AwaitsHolder {
-        inner: shared.clone(),
+    let awaits = AwaitsHolder {
         emu: emu.clone(),
         holder: tokio::sync::Mutex::new(Some(refreshing)),
         holder_result: Mutex::new(None),
-    });
+    };
+    let store = ForwardingStore::fleet(shared.clone(), awaits);
     let other = b.session("u1", store.clone()).unwrap();
 
     let served = other.access_token().await.map(drop);
@@ -747,7 +620,7 @@ async fn a_lapse_seen_while_another_process_refreshes_waits_for_its_rotation() {
     // Otherwise: b marks the record dead, a's rotation loses the
     // compare-and-swap and is dropped, and the user must re-link although
     // the server had just renewed the refresh token.
-    let holder_result = store.holder_result.lock().unwrap().take();
+    let holder_result = store.hooks.holder_result.lock().unwrap().take();
     let holder_result = holder_result.expect("b found a's lease held and waited");
     holder_result.expect("a's rotation is saved");
     served.expect("b is served a's rotation");

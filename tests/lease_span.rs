@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{plain_client_at, refreshes, seed_family, wall_ms, CLIENT_ID, CLIENT_SECRET};
+use common::{
+    plain_client_at, refreshes, seed_family, wall_ms, Acquire, ForwardingStore, LoadVersioned,
+    SaveVersioned, StoreHooks, CLIENT_ID, CLIENT_SECRET,
+};
 use freshtoken::{
     async_trait, CasOutcome, Clock, Config, HttpClient, HttpError, HttpRequest, HttpResponse,
     ManualClock, MemoryStore, StoreError, TokenClient, TokenStore, UserSession, Versioned,
@@ -148,14 +151,13 @@ fn holder(emu: &Emulator, clocks: &Arc<Clocks>, http: Arc<SlowHttp>) -> TokenCli
     TokenClient::new(config, http, clocks.local.clone())
 }
 
-/// A fleet store (leases and compare-and-swap over `inner`) whose answers
-/// take time, each well within the 5 s store deadline: the re-read under
-/// the lease and the write-ahead 4.4 s each (the process clock stepping
-/// back an hour during the write-ahead if `step_back_in_write_ahead`), the
-/// renewal of the lease `renewal_ms`, the save of the rotated record 4 s,
-/// during which another process asks for a token.
-struct SlowFleetStore {
-    inner: Arc<MemoryStore>,
+/// How a fleet store's answers take time, each well within the 5 s store
+/// deadline: the re-read under the lease and the write-ahead 4.4 s each (the
+/// process clock stepping back an hour during the write-ahead if
+/// `step_back_in_write_ahead`), the renewal of the lease `renewal_ms`, the
+/// save of the rotated record 4 s, during which another process asks for a
+/// token.
+struct SlowAnswers {
     clocks: Arc<Clocks>,
     loads: AtomicU32,
     acquires: AtomicU32,
@@ -164,10 +166,9 @@ struct SlowFleetStore {
     other: Meanwhile,
 }
 
-impl SlowFleetStore {
-    fn new(inner: &Arc<MemoryStore>, clocks: &Arc<Clocks>) -> Self {
-        SlowFleetStore {
-            inner: inner.clone(),
+impl SlowAnswers {
+    fn new(clocks: &Arc<Clocks>) -> Self {
+        SlowAnswers {
             clocks: clocks.clone(),
             loads: AtomicU32::new(0),
             acquires: AtomicU32::new(0),
@@ -179,41 +180,24 @@ impl SlowFleetStore {
 }
 
 #[async_trait]
-impl TokenStore for SlowFleetStore {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_lease(&self) -> bool {
-        true
-    }
-    async fn acquire(&self, key: &str, owner: &str, ttl: u64) -> Result<bool, StoreError> {
+impl StoreHooks for SlowAnswers {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
         if self.acquires.fetch_add(1, Ordering::SeqCst) == 1 {
             self.clocks.pass(self.renewal_ms); // the renewal
         }
-        self.inner.acquire(key, owner, ttl).await
+        call.forward().await
     }
-    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(key, owner).await
-    }
-    fn supports_versions(&self) -> bool {
-        true
-    }
-    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<Versioned>, StoreError> {
         if self.loads.fetch_add(1, Ordering::SeqCst) == 1 {
             self.clocks.pass(4_400); // the re-read under the lease
         }
-        self.inner.load_versioned(key).await
+        call.forward().await
     }
-    async fn save_versioned(
-        &self,
-        key: &str,
-        record: &str,
-        expected: Option<&str>,
-    ) -> Result<CasOutcome, StoreError> {
-        let rec = freshtoken::Record::decode(record).unwrap();
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        let rec = freshtoken::Record::decode(call.record).unwrap();
         if rec.in_doubt {
             self.clocks.pass(4_400); // the write-ahead
             if self.step_back_in_write_ahead {
@@ -223,13 +207,13 @@ impl TokenStore for SlowFleetStore {
             self.clocks.pass(4_000); // the rotated record
             self.other.run().await;
         }
-        self.inner.save_versioned(key, record, expected).await
+        call.forward().await
     }
 }
 
 /// The holder of a lease refreshes through a 503 (after 19.7 s: a retry
 /// still fits the 20 s budget) and an answer after 29.9 s (within the 30 s
-/// timeout), the store answering slowly as [`SlowFleetStore`] does; the
+/// timeout), the store answering slowly as [`SlowAnswers`] has it; the
 /// other process (on a clock of its own: its waits do not move the time
 /// the lease is judged by) asks for a token while the rotated record is
 /// being saved, past the first lease's 60 s. It must find the lease held
@@ -245,11 +229,12 @@ async fn refresh_through_a_slow_fleet_store(clocks: Arc<Clocks>, step_back: bool
     emu.push_fault(Fault::status(503).for_grant("refresh_token"));
     let http = Arc::new(SlowHttp::new(&clocks, [19_700, 29_900]));
     let a = holder(&emu, &clocks, http);
-    let store = Arc::new(SlowFleetStore {
+    let slow = SlowAnswers {
         step_back_in_write_ahead: step_back,
         other: Meanwhile::of(b_session),
-        ..SlowFleetStore::new(&shared, &clocks)
-    });
+        ..SlowAnswers::new(&clocks)
+    };
+    let store = ForwardingStore::fleet(shared.clone(), slow);
     let started = clocks.truth.now_ms();
 
     let held = a.session("u1", store.clone()).unwrap().access_token().await;
@@ -257,7 +242,7 @@ async fn refresh_through_a_slow_fleet_store(clocks: Arc<Clocks>, step_back: bool
     let truly_elapsed = clocks.truth.now_ms() - started;
     assert!(truly_elapsed > 60_000, "the first lease's TTL passed");
     let token = held.expect("the holder refreshed and saved");
-    let other = store.other.result();
+    let other = store.hooks.other.result();
     let other = other.expect("the other process asked during the save");
     let error = other.expect_err("the lease was held: the other process waited");
     assert_eq!(error.code().as_str(), "conflict", "{error}");
@@ -347,10 +332,11 @@ async fn a_renewal_too_slow_to_cover_the_request_sends_nothing() {
     let clocks = Clocks::one();
     let shared = Arc::new(MemoryStore::with_leases(clocks.truth.clone()));
     let a = holder(&emu, &clocks, Arc::new(SlowHttp::new(&clocks, [])));
-    let store = Arc::new(SlowFleetStore {
+    let slow = SlowAnswers {
         renewal_ms: 4_500,
-        ..SlowFleetStore::new(&shared, &clocks)
-    });
+        ..SlowAnswers::new(&clocks)
+    };
+    let store = ForwardingStore::fleet(shared.clone(), slow);
     let session = a.session("u1", store.clone()).unwrap();
     let seeded = seed_family(&emu, &session).await;
 
@@ -358,7 +344,11 @@ async fn a_renewal_too_slow_to_cover_the_request_sends_nothing() {
 
     assert_eq!(error.code().as_str(), "storage", "{error}");
     assert!(error.to_string().contains("nothing was sent"), "{error}");
-    assert_eq!(store.acquires.load(Ordering::SeqCst), 2, "taken, renewed");
+    assert_eq!(
+        store.hooks.acquires.load(Ordering::SeqCst),
+        2,
+        "taken, renewed"
+    );
     assert_eq!(refreshes(&emu), 0, "nothing was sent");
     assert_eq!(emu.refresh_token_state(&seeded), TokenState::Active);
     assert!(

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use freshtoken::{
-    async_trait, Config, ConfigBuilder, ManualClock, MemoryStore, Seed, StoreError, TokenClient,
-    TokenStore, UserSession,
+    async_trait, CasOutcome, Config, ConfigBuilder, ManualClock, MemoryStore, Seed, StoreError,
+    TokenClient, TokenStore, UserSession, Versioned,
 };
 use freshtoken_emulator::{Emulator, Options};
 use futures_util::future::{join_all, maybe_done, poll_fn, MaybeDone};
@@ -154,6 +154,196 @@ impl TokenStore for TestStore {
         self.inner.save(key, record).await?;
         self.landed.notify_one();
         Ok(())
+    }
+}
+
+/// What a [`ForwardingStore`] does with the calls a test intercepts: each
+/// member is given the call (the inner store and the arguments) and answers
+/// in the store's place. The defaults forward, so a test's hooks spell out
+/// only the calls it delays, counts, fails or lets another process act
+/// during, and keep what they note (to assert on) in fields of their own.
+#[async_trait]
+pub trait StoreHooks: Send + Sync {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        call.forward().await
+    }
+
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<Versioned>, StoreError> {
+        call.forward().await
+    }
+
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        call.forward().await
+    }
+}
+
+/// A [`TokenStore::acquire`] call, as [`StoreHooks`] see it.
+#[derive(Clone, Copy)]
+pub struct Acquire<'a> {
+    pub inner: &'a MemoryStore,
+    pub key: &'a str,
+    pub owner: &'a str,
+    pub ttl_ms: u64,
+}
+
+impl Acquire<'_> {
+    /// The call, made on the inner store.
+    pub async fn forward(&self) -> Result<bool, StoreError> {
+        self.inner.acquire(self.key, self.owner, self.ttl_ms).await
+    }
+}
+
+/// A [`TokenStore::load_versioned`] call, as [`StoreHooks`] see it.
+#[derive(Clone, Copy)]
+pub struct LoadVersioned<'a> {
+    pub inner: &'a MemoryStore,
+    pub key: &'a str,
+}
+
+impl LoadVersioned<'_> {
+    /// The call, made on the inner store.
+    pub async fn forward(&self) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load_versioned(self.key).await
+    }
+}
+
+/// A [`TokenStore::save_versioned`] call, as [`StoreHooks`] see it.
+#[derive(Clone, Copy)]
+pub struct SaveVersioned<'a> {
+    pub inner: &'a MemoryStore,
+    pub key: &'a str,
+    pub record: &'a str,
+    pub expected: Option<&'a str>,
+}
+
+impl SaveVersioned<'_> {
+    /// The call, made on the inner store.
+    pub async fn forward(&self) -> Result<CasOutcome, StoreError> {
+        let (key, record, expected) = (self.key, self.record, self.expected);
+        self.inner.save_versioned(key, record, expected).await
+    }
+}
+
+/// A store that forwards to `inner` (a [`MemoryStore`], perhaps shared with
+/// other processes' sessions), except for the calls its `hooks` intercept.
+/// It offers leases, compare-and-swap or both, as made; a capability it does
+/// not offer answers as [`TokenStore`]'s defaults do. `load`, `save` and
+/// `release` always forward. It is not the crate's own `MemoryStore` to the
+/// core (`in_memory()` is `None`), so records go through it as text, as
+/// through any host's store.
+pub struct ForwardingStore<H> {
+    pub inner: Arc<MemoryStore>,
+    pub hooks: H,
+    leases: bool,
+    versions: bool,
+}
+
+impl<H: StoreHooks> ForwardingStore<H> {
+    /// A fleet store: leases and compare-and-swap (`inner` should have leases).
+    pub fn fleet(inner: impl Into<Arc<MemoryStore>>, hooks: H) -> Arc<Self> {
+        Self::offering(inner, hooks, true, true)
+    }
+
+    /// Leases, no compare-and-swap.
+    pub fn lease_only(inner: impl Into<Arc<MemoryStore>>, hooks: H) -> Arc<Self> {
+        Self::offering(inner, hooks, true, false)
+    }
+
+    /// Compare-and-swap, no leases.
+    pub fn versioned_only(inner: impl Into<Arc<MemoryStore>>, hooks: H) -> Arc<Self> {
+        Self::offering(inner, hooks, false, true)
+    }
+
+    fn offering(
+        inner: impl Into<Arc<MemoryStore>>,
+        hooks: H,
+        leases: bool,
+        versions: bool,
+    ) -> Arc<Self> {
+        Arc::new(ForwardingStore {
+            inner: inner.into(),
+            hooks,
+            leases,
+            versions,
+        })
+    }
+}
+
+#[async_trait]
+impl<H: StoreHooks> TokenStore for ForwardingStore<H> {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+
+    fn supports_lease(&self) -> bool {
+        self.leases
+    }
+
+    async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        if !self.leases {
+            return Ok(true);
+        }
+        let inner = &*self.inner;
+        let call = Acquire {
+            inner,
+            key,
+            owner,
+            ttl_ms,
+        };
+        self.hooks.acquire(call).await
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        if !self.leases {
+            return Ok(());
+        }
+        self.inner.release(key, owner).await
+    }
+
+    fn supports_versions(&self) -> bool {
+        self.versions
+    }
+
+    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        if !self.versions {
+            let record = self.load(key).await?;
+            return Ok(record.map(|record| Versioned {
+                record,
+                version: String::new(),
+            }));
+        }
+        let inner = &*self.inner;
+        self.hooks
+            .load_versioned(LoadVersioned { inner, key })
+            .await
+    }
+
+    async fn save_versioned(
+        &self,
+        key: &str,
+        record: &str,
+        expected: Option<&str>,
+    ) -> Result<CasOutcome, StoreError> {
+        if !self.versions {
+            self.save(key, record).await?;
+            let version = String::new();
+            return Ok(CasOutcome::Saved { version });
+        }
+        let inner = &*self.inner;
+        let call = SaveVersioned {
+            inner,
+            key,
+            record,
+            expected,
+        };
+        self.hooks.save_versioned(call).await
     }
 }
 

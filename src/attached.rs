@@ -331,6 +331,65 @@ impl Attached {
         }
     }
 
+    /// One background try of [`crate::fleet::keep_stranded`], as the
+    /// session's flight (no other flight of this process then holds the
+    /// lease): renews the lease, saves the pending record, and releases the
+    /// lease once it is saved. True when nothing is left to keep: the record
+    /// is saved (by this try or by a later call's flight, which released the
+    /// lease itself), or another process took the lapsed lease.
+    pub(crate) async fn save_stranded(&self) -> bool {
+        loop {
+            let (flight, mine) = {
+                let mut st = self.cell.lock();
+                if !st.unpersisted {
+                    return true;
+                }
+                match &st.inflight {
+                    Some(flight) => (flight.clone(), false),
+                    None => {
+                        let session = self.clone();
+                        let body = async move {
+                            session.renew_and_save().await?;
+                            Ok(info_of(&Record::default()))
+                        };
+                        let flight = self.start_flight(&mut st, Box::pin(body));
+                        st.saving_only = true;
+                        (flight, true)
+                    }
+                }
+            };
+            let result = flight.await;
+            if mine {
+                return result.is_ok();
+            }
+        }
+    }
+
+    /// The body of [`Attached::save_stranded`]'s flight. `Ok`: nothing left
+    /// to keep; a storage error: try again later.
+    async fn renew_and_save(&self) -> Result<(), Error> {
+        if !self.cell.lock().unpersisted {
+            return Ok(());
+        }
+        // An acquire by the holding owner extends the lease.
+        if !self.acquire().await? {
+            log::warn!(
+                "freshtoken: session {}: the refresh lease lapsed before the rotated record \
+                 could be saved, and another process holds it",
+                self.key
+            );
+            return Ok(());
+        }
+        // Saved, or a conflict (another process saved the key; the next
+        // call reads that record): either way nothing is left to keep.
+        let saved = self.sync().await;
+        if !self.cell.lock().unpersisted {
+            crate::fleet::release_lease(self).await;
+            return Ok(());
+        }
+        saved
+    }
+
     /// A new shared flight, registered in `st`. It clears itself from the
     /// state when it ends, so a failure never leaves the session stuck; with
     /// a spawner it runs as a task of its own, so callers that stop waiting

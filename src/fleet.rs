@@ -136,6 +136,62 @@ pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<
     Ok(())
 }
 
+/// How long a rotation whose save failed is kept trying in the background,
+/// its lease renewed meanwhile (ms). Past it the lease is let lapse; the
+/// record stays in memory and every later call still saves it first.
+const KEEP_STRANDED_MS: u64 = 10 * 60_000;
+/// First pause between two background tries of such a save (ms); it
+/// doubles up to a third of the lease TTL, so the lease is renewed before
+/// it lapses.
+const KEEP_FIRST_WAIT_MS: u64 = 1_000;
+
+/// A rotation whose save failed under the lease lives only in this
+/// process's memory, and the lease that keeps the other processes from
+/// reading the in-doubt record and spending the refresh token it replaced
+/// would lapse at its TTL: in a fleet, a user's next request usually
+/// reaches another process, which would send the spent token, and a
+/// rotating server then revokes the whole grant. So the save is tried
+/// again in the background, the lease renewed before each try and released
+/// once it lands (see [`Attached::save_stranded`]), for at most
+/// [`KEEP_STRANDED_MS`]. Needs a spawner (every export has one; a
+/// [`crate::TokenClient::new`] without one keeps the earlier behaviour: the
+/// lease lapses at its TTL unless a later call saves the record first).
+pub(crate) fn keep_stranded(session: &Attached) {
+    let Some(spawn) = session.ctx.spawn.clone() else {
+        return;
+    };
+    let session = session.clone();
+    spawn.spawn(Box::pin(async move {
+        let clock = session.ctx.clock.clone();
+        let started = Started::now(clock.as_ref());
+        let longest = (session.ctx.config.lease_ttl_ms / 3).max(1);
+        let mut wait = 0;
+        // The pauses asked for count too: under a host clock whose `sleep`
+        // returns at once and whose time stands still (a fake one), the
+        // horizon would never come.
+        let mut waited: u64 = 0;
+        while !session.save_stranded().await {
+            if started.elapsed_ms(clock.as_ref()).max(waited) >= KEEP_STRANDED_MS {
+                log::warn!(
+                    "freshtoken: session {}: the rotated record is still not saved after {} \
+                     minutes; the refresh lease is let lapse (later calls still save it first)",
+                    session.key,
+                    KEEP_STRANDED_MS / 60_000
+                );
+                return;
+            }
+            wait = if wait == 0 {
+                KEEP_FIRST_WAIT_MS
+            } else {
+                wait * 2
+            }
+            .min(longest);
+            waited = waited.saturating_add(wait);
+            clock.sleep(wait).await;
+        }
+    }));
+}
+
 /// Gives the lease back. A failure only delays the others until the lease
 /// expires, so it is logged, not reported.
 pub(crate) async fn release_lease(session: &Attached) {

@@ -139,10 +139,13 @@ impl Attached {
                     Err(e) => Err(e),
                 };
                 // A rotation whose save failed is only in this process's
-                // memory until a later call saves it: the lease is kept (to
-                // its TTL), so that no other process meanwhile reads the
-                // in-doubt record and spends the token it replaced.
-                if !self.cell.lock().unpersisted {
+                // memory until it is saved: the lease is kept, so that no
+                // other process meanwhile reads the in-doubt record and
+                // spends the token it replaced, and renewed while the save
+                // is tried again in the background (`keep_stranded`).
+                if self.cell.lock().unpersisted {
+                    crate::fleet::keep_stranded(self);
+                } else {
                     crate::fleet::release_lease(self).await;
                 }
                 result

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{Harness, CLIENT_ID};
-use freshtoken::{CasOutcome, Clock, MemoryStore, Record, Seed, StoreError, TokenStore, Versioned};
+use common::{take_failure, ForwardingStore, Harness, SaveVersioned, StoreHooks, CLIENT_ID};
+use freshtoken::{CasOutcome, Clock, MemoryStore, Record, Seed, StoreError, TokenStore};
 use freshtoken_emulator::TokenState;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,12 +16,11 @@ use tokio::sync::Notify;
 
 const REDIRECT: &str = "https://app.example/callback";
 
-/// A compare-and-swap store where another process writes the key just
-/// before each of the next `interleave` saves of this process (so each of
-/// them conflicts); `hold` keeps the next save waiting until `release`.
+/// Hooks of a compare-and-swap store where another process writes the key
+/// just before each of the next `interleave` saves of this process (so each
+/// of them conflicts); `hold` keeps the next save waiting until `release`.
 #[derive(Default)]
 struct Interleaved {
-    inner: MemoryStore,
     /// What the other process writes.
     theirs: std::sync::Mutex<String>,
     interleave: AtomicU32,
@@ -33,46 +32,24 @@ struct Interleaved {
 }
 
 #[async_trait::async_trait]
-impl TokenStore for Interleaved {
-    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
-    }
-    fn supports_versions(&self) -> bool {
-        true
-    }
-    async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.load_versioned(key).await
-    }
-    async fn save_versioned(
-        &self,
-        key: &str,
-        record: &str,
-        expected: Option<&str>,
-    ) -> Result<CasOutcome, StoreError> {
+impl StoreHooks for Interleaved {
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
-        if take(&self.hold) {
+        if take_failure(&self.hold) {
             self.held.notify_one();
             self.release.notified().await;
         }
-        if take(&self.interleave) {
+        if take_failure(&self.interleave) {
             let theirs = self.theirs.lock().unwrap().clone();
-            self.inner.save(key, &theirs).await?;
+            call.inner.save(call.key, &theirs).await?;
         }
-        self.inner.save_versioned(key, record, expected).await
+        call.forward().await
     }
 }
 
-fn take(counter: &AtomicU32) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
-            0 => None,
-            u32::MAX => Some(u32::MAX),
-            n => Some(n - 1),
-        })
-        .is_ok()
+/// A compare-and-swap store with [`Interleaved`] hooks.
+fn interleaved() -> Arc<ForwardingStore<Interleaved>> {
+    ForwardingStore::versioned_only(MemoryStore::new(), Interleaved::default())
 }
 
 /// A record another process saved: a refresh token of its own, and, when
@@ -117,9 +94,9 @@ async fn approved_code(h: &Harness) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_exchange_saves_its_tokens_over_a_save_that_landed_after_its_version_read() {
     let h = Harness::new();
-    let store = Arc::new(Interleaved::default());
-    *store.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
-    store.interleave.store(1, Ordering::SeqCst);
+    let store = interleaved();
+    *store.hooks.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
+    store.hooks.interleave.store(1, Ordering::SeqCst);
     let (code, verifier) = approved_code(&h).await;
 
     let session = h
@@ -129,7 +106,7 @@ async fn a_code_exchange_saves_its_tokens_over_a_save_that_landed_after_its_vers
         .expect("the re-link is saved over the other process's save");
 
     assert_eq!(
-        store.saves.load(Ordering::SeqCst),
+        store.hooks.saves.load(Ordering::SeqCst),
         2,
         "one conflict, one save"
     );
@@ -144,9 +121,9 @@ async fn a_code_exchange_saves_its_tokens_over_a_save_that_landed_after_its_vers
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_exchange_the_store_keeps_moving_under_ends_in_conflict_after_three_saves() {
     let h = Harness::new();
-    let store = Arc::new(Interleaved::default());
-    *store.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
-    store.interleave.store(u32::MAX, Ordering::SeqCst);
+    let store = interleaved();
+    *store.hooks.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
+    store.hooks.interleave.store(u32::MAX, Ordering::SeqCst);
     let (code, verifier) = approved_code(&h).await;
 
     let error = h
@@ -156,7 +133,7 @@ async fn a_code_exchange_the_store_keeps_moving_under_ends_in_conflict_after_thr
         .unwrap_err();
 
     assert_eq!(error.code().as_str(), "conflict", "{error}");
-    assert_eq!(store.saves.load(Ordering::SeqCst), 3, "bounded");
+    assert_eq!(store.hooks.saves.load(Ordering::SeqCst), 3, "bounded");
     assert_eq!(
         h.grant_requests("authorization_code"),
         1,
@@ -173,9 +150,9 @@ async fn polled_once<F: Future + Unpin>(call: &mut F) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_joined_a_seeds_save_gets_the_stored_token_when_that_save_conflicts() {
     let h = Harness::new();
-    let store = Arc::new(Interleaved::default());
+    let store = interleaved();
     let theirs = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
-    *store.theirs.lock().unwrap() = their_record(
+    *store.hooks.theirs.lock().unwrap() = their_record(
         &theirs.refresh_token,
         Some(&theirs.access_token),
         h.clock.now_ms(),
@@ -184,8 +161,8 @@ async fn a_caller_that_joined_a_seeds_save_gets_the_stored_token_when_that_save_
 
     // The seed's save waits in the store; a caller asks for a token meanwhile
     // and joins it.
-    store.hold.store(1, Ordering::SeqCst);
-    store.interleave.store(1, Ordering::SeqCst);
+    store.hooks.hold.store(1, Ordering::SeqCst);
+    store.hooks.interleave.store(1, Ordering::SeqCst);
     let mine = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
     let seeding = tokio::spawn({
         let session = session.clone();
@@ -198,7 +175,7 @@ async fn a_caller_that_joined_a_seeds_save_gets_the_stored_token_when_that_save_
                 .await
         }
     });
-    store.held.notified().await;
+    store.hooks.held.notified().await;
     let mut asking = Box::pin(session.access_token());
     assert!(
         polled_once(&mut asking).await,
@@ -207,7 +184,7 @@ async fn a_caller_that_joined_a_seeds_save_gets_the_stored_token_when_that_save_
 
     // Another process saves before the seed's save lands: the seed gets
     // `conflict`; the caller reads what that process saved.
-    store.release.notify_one();
+    store.hooks.release.notify_one();
     let seeded = seeding.await.unwrap().unwrap_err();
     assert_eq!(seeded.code().as_str(), "conflict", "{seeded}");
     assert_eq!(asking.await.expect("the stored token"), theirs.access_token);

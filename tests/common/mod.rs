@@ -92,7 +92,9 @@ impl TestStore {
     }
 }
 
-fn take_failure(counter: &AtomicU32) -> bool {
+/// Takes one of `counter`'s upcoming failures (`u32::MAX`: all of them);
+/// false when none is left.
+pub fn take_failure(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
             0 => None,

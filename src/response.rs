@@ -218,9 +218,15 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
         None => return Err("token_type is missing".into()),
         Some(_) => return Err("token_type is not a string".into()),
     }
+    // 0 (or under a second) reads as absent, so the grant's default
+    // lifetime applies (as Go's golang.org/x/oauth2 reads it): taken as
+    // given, every call would refresh, and each refresh can open a new
+    // banking session that notifies the user. A token the server really
+    // expired at once is refused by the API, and the caller's
+    // `token_rejected` / forced refresh asks for another.
     let expires_in = match object.expires_in {
         None => None,
-        Some(value) => Some(expires_in_secs(value)?),
+        Some(value) => Some(expires_in_secs(value)?).filter(|&secs| secs != 0),
     };
     let refresh_token = match optional_string(object.refresh_token, "refresh_token")? {
         Some(s) if s.is_empty() => None,
@@ -348,11 +354,20 @@ mod tests {
     }
 
     #[test]
+    fn an_expires_in_of_zero_reads_as_absent() {
+        for value in ["0", "0.0", "0.4", r#""0""#, "-0"] {
+            let body =
+                format!(r#"{{"access_token":"a","token_type":"Bearer","expires_in":{value}}}"#);
+            assert_eq!(ok(&body).expires_in, None, "{value}");
+        }
+    }
+
+    #[test]
     fn expires_in_as_providers_send_it() {
         // (JSON value, whole seconds kept)
         for (value, secs) in [
             ("900", 900),
-            ("0", 0),
+            ("1", 1),
             ("3599.0", 3599),
             ("3599.9", 3599),
             ("9e2", 900),

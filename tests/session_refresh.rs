@@ -515,3 +515,23 @@ async fn a_spent_token_replayed_into_this_process_is_never_sent_nor_answered() {
         "the session lives on"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_expires_in_0_gets_one_refresh_not_one_per_call() {
+    // Taken as given, a lifetime of 0 made every call refresh (and each
+    // refresh can be a new banking session); it reads as absent instead.
+    let options = freshtoken_emulator::Options {
+        access_ttl_secs: 0,
+        ..Default::default()
+    };
+    let h = Harness::with(options, |b| b);
+    let (session, _) = h.seeded("u1").await;
+    let first = session.access_token().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(session.access_token().await.unwrap(), first);
+    }
+    assert_eq!(h.refresh_requests(), 1);
+    let info = session.tokens().await.unwrap();
+    let lifetime = info.expires_at_ms - h.clock.now_ms();
+    assert_eq!(lifetime, 900_000, "the default user-token lifetime");
+}

@@ -232,7 +232,20 @@ fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
     }
     if let Some(secs) = token.expires_in {
         assert!(secs <= MAX_EXPIRES_IN_SECS, "expires_in above its bound");
+        assert_ne!(secs, 0, "a lifetime of 0 reads as absent");
     }
+    let whole_digits = |text: &str| {
+        let text = text.trim();
+        assert!(
+            text.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+            "read {text:?}"
+        );
+        text.split('.')
+            .next()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .ok()
+    };
     match (token.expires_in, member("expires_in")) {
         (Some(secs), Some(Scalar::Int(n))) => assert_eq!(i64::try_from(secs).ok(), Some(*n)),
         // A fraction is cut to whole seconds, never rounded up.
@@ -244,17 +257,15 @@ fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
         }
         // A decimal string: its whole part, and nothing but digits and one dot.
         (Some(secs), Some(Scalar::Str(text))) => {
-            let text = text.trim();
-            assert!(
-                text.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
-                "read {text:?}"
-            );
-            let whole = text.split('.').next().unwrap_or_default();
-            assert_eq!(
-                whole.parse::<u64>().ok(),
-                Some(secs),
-                "{text:?} read as {secs}"
-            );
+            assert_eq!(whole_digits(text), Some(secs), "{text:?} read as {secs}");
+        }
+        // Zero whole seconds reads as absent (the grant's default lifetime).
+        (None, Some(Scalar::Int(0))) => {}
+        (None, Some(Scalar::OtherNumber(n))) => {
+            assert!(*n >= 0.0 && *n < 1.0, "{n} read as absent");
+        }
+        (None, Some(Scalar::Str(text))) => {
+            assert_eq!(whole_digits(text), Some(0), "{text:?} read as absent");
         }
         (None, None) => {}
         (got, member) => panic!("expires_in {got:?} from {member:?}"),

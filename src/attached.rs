@@ -259,10 +259,19 @@ impl Attached {
     /// its save. The record is the re-link the user just made, and its
     /// tokens exist nowhere else (the code is spent), so it replaces what
     /// that process saved, as it would have, had that process saved a
-    /// moment earlier. It is held in memory (unpersisted) from the start, so
-    /// a store that then fails to tell the version loses nothing either.
+    /// moment earlier. It is held in memory (unpersisted) from the start,
+    /// marked to be saved over whatever is stored: should the store fail to
+    /// tell the version now, the next call's save reads it first (instead
+    /// of conflicting against the stale one and dropping the tokens).
     async fn save_over(&self, record: &Arc<Record>) -> Result<(), Error> {
-        let (generation, _) = self.cell.lock().set_record(record.clone());
+        let generation = {
+            let mut st = self.cell.lock();
+            let (generation, _) = st.set_record(record.clone());
+            // Until it is saved, every save of it reads the version first
+            // (see `sync`), whoever makes it.
+            st.save_over = generation;
+            generation
+        };
         let version = self.stored_version().await?;
         if let Some(version) = version {
             self.cell.lock().version = version;
@@ -333,23 +342,23 @@ impl Attached {
 
     /// One background try of [`crate::fleet::keep_stranded`], as the
     /// session's flight (no other flight of this process then holds the
-    /// lease): renews the lease, saves the pending record, and releases the
-    /// lease once it is saved. True when nothing is left to keep: the record
-    /// is saved (by this try or by a later call's flight, which released the
-    /// lease itself), or another process took the lapsed lease.
+    /// lease): renews the lease, saves the pending record if it still is,
+    /// and releases the lease once the record is saved and no abandoned save
+    /// of the key can still land. True when nothing is left to keep: the
+    /// lease is released, or another process took it after it lapsed.
     pub(crate) async fn save_stranded(&self) -> bool {
         loop {
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (flight, mine) = {
                 let mut st = self.cell.lock();
-                if !st.unpersisted {
-                    return true;
-                }
                 match &st.inflight {
                     Some(flight) => (flight.clone(), false),
                     None => {
                         let session = self.clone();
+                        let done = done.clone();
                         let body = async move {
-                            session.renew_and_save().await?;
+                            let kept = session.renew_and_save().await?;
+                            done.store(kept, std::sync::atomic::Ordering::Relaxed);
                             Ok(info_of(&Record::default()))
                         };
                         let flight = self.start_flight(&mut st, Box::pin(body));
@@ -358,36 +367,46 @@ impl Attached {
                     }
                 }
             };
-            let result = flight.await;
+            let _ = flight.await;
             if mine {
-                return result.is_ok();
+                return done.load(std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
 
-    /// The body of [`Attached::save_stranded`]'s flight. `Ok`: nothing left
-    /// to keep; a storage error: try again later.
-    async fn renew_and_save(&self) -> Result<(), Error> {
-        if !self.cell.lock().unpersisted {
-            return Ok(());
-        }
+    /// The body of [`Attached::save_stranded`]'s flight: `Ok(true)` once
+    /// nothing is left to keep; `Ok(false)` or a storage error: try again.
+    async fn renew_and_save(&self) -> Result<bool, Error> {
         // An acquire by the holding owner extends the lease.
         if !self.acquire().await? {
-            log::warn!(
-                "freshtoken: session {}: the refresh lease lapsed before the rotated record \
-                 could be saved, and another process holds it",
-                self.key
-            );
-            return Ok(());
+            if self.cell.lock().unpersisted {
+                log::warn!(
+                    "freshtoken: session {}: the refresh lease lapsed before the rotated \
+                     record could be saved, and another process holds it",
+                    self.key
+                );
+            }
+            return Ok(true);
         }
-        // Saved, or a conflict (another process saved the key; the next
-        // call reads that record): either way nothing is left to keep.
-        let saved = self.sync().await;
-        if !self.cell.lock().unpersisted {
-            crate::fleet::release_lease(self).await;
-            return Ok(());
+        // Saved by this try or by a later call's flight (which does not
+        // release: its plan served the token), or a conflict (another
+        // process saved the key; the next call reads that record).
+        let pending = self.cell.lock().unpersisted;
+        let saved = if pending { self.sync().await } else { Ok(()) };
+        if self.cell.lock().unpersisted {
+            return saved.map(|()| false);
         }
-        saved
+        // An earlier save of the rotated record abandoned at its deadline
+        // may still land in the host: a process that took the lease before
+        // then could rotate, and that late write would put the spent token
+        // back. The lease is kept (renewed at each try) until it has ended
+        // or been given up.
+        let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
+        if self.abandoned_save_pending(now) {
+            return Ok(false);
+        }
+        crate::fleet::release_lease(self).await;
+        Ok(true)
     }
 
     /// A new shared flight, registered in `st`. It clears itself from the

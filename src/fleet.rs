@@ -141,8 +141,9 @@ pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<
 /// record stays in memory and every later call still saves it first.
 const KEEP_STRANDED_MS: u64 = 10 * 60_000;
 /// First pause between two background tries of such a save (ms); it
-/// doubles up to a third of the lease TTL, so the lease is renewed before
-/// it lapses.
+/// doubles up to a third of the lease TTL, and is never longer than half
+/// of what is left of the lease once the next renewal's store deadline is
+/// counted, so the lease is renewed before it lapses.
 const KEEP_FIRST_WAIT_MS: u64 = 1_000;
 
 /// A rotation whose save failed under the lease lives only in this
@@ -163,30 +164,44 @@ pub(crate) fn keep_stranded(session: &Attached) {
     let session = session.clone();
     spawn.spawn(Box::pin(async move {
         let clock = session.ctx.clock.clone();
+        let config = &session.ctx.config;
         let started = Started::now(clock.as_ref());
-        let longest = (session.ctx.config.lease_ttl_ms / 3).max(1);
-        let mut wait = 0;
+        let longest = (config.lease_ttl_ms / 3).max(1);
+        let mut backoff = 0;
         // The pauses asked for count too: under a host clock whose `sleep`
         // returns at once and whose time stands still (a fake one), the
         // horizon would never come.
         let mut waited: u64 = 0;
-        while !session.save_stranded().await {
+        loop {
+            let tried_from = Started::now(clock.as_ref());
+            if session.save_stranded().await {
+                return;
+            }
             if started.elapsed_ms(clock.as_ref()).max(waited) >= KEEP_STRANDED_MS {
                 log::warn!(
-                    "freshtoken: session {}: the rotated record is still not saved after {} \
-                     minutes; the refresh lease is let lapse (later calls still save it first)",
+                    "freshtoken: session {}: the rotated record is still not saved (or an \
+                     earlier save of it may still land) after {} minutes; the refresh lease \
+                     is let lapse (later calls still save it first)",
                     session.key,
                     KEEP_STRANDED_MS / 60_000
                 );
                 return;
             }
-            wait = if wait == 0 {
+            backoff = if backoff == 0 {
                 KEEP_FIRST_WAIT_MS
             } else {
-                wait * 2
+                backoff * 2
             }
             .min(longest);
-            waited = waited.saturating_add(wait);
+            // The lease was renewed no earlier than `tried_from`, and the
+            // next renewal may take a store deadline to land: pause no
+            // longer than what is left of the lease after that.
+            let spent = tried_from.elapsed_ms(clock.as_ref());
+            let left = config
+                .lease_ttl_ms
+                .saturating_sub(spent.saturating_add(config.store_timeout_ms));
+            let wait = backoff.min(left / 2);
+            waited = waited.saturating_add(wait.max(1));
             clock.sleep(wait).await;
         }
     }));

@@ -49,6 +49,7 @@ impl Default for SessionCell {
                 replacing_calls: 0,
                 started_by: StartedBy::default(),
                 lapse_reported: 0,
+                save_over: 0,
             })),
             last_used: AtomicU64::new(0),
         }
@@ -92,6 +93,10 @@ pub(crate) struct SessionState {
     /// The `generation` whose refresh-token lapse was last reported (0:
     /// none): a lapse is judged at every call, and reported once per record.
     pub(crate) lapse_reported: u64,
+    /// The `generation` of a code exchange's record that is to be saved
+    /// over whatever another process stored meanwhile (0: none): its save
+    /// reads the stored version first.
+    pub(crate) save_over: u64,
 }
 
 impl SessionState {

@@ -166,15 +166,29 @@ impl Attached {
     /// Saves a pending record, or else re-reads the store (another process
     /// may have rotated the token; DESIGN point 12).
     pub(crate) async fn sync(&self) -> Result<(), Error> {
-        let (pending, generation) = {
+        let (pending, generation, over) = {
             let st = self.cell.lock();
-            (st.unpersisted.then(|| st.record.clone()), st.generation)
+            let over = st.save_over == st.generation;
+            (
+                st.unpersisted.then(|| st.record.clone()),
+                st.generation,
+                over,
+            )
         };
         if let Some(pending) = pending {
-            return match pending {
-                Some(record) => self.persist(generation, &record).await,
-                None => Ok(()),
+            let Some(record) = pending else {
+                return Ok(());
             };
+            if over {
+                // A code exchange's record (`Attached::save_over`).
+                if let Some(version) = self.stored_version().await? {
+                    let mut st = self.cell.lock();
+                    if st.generation == generation {
+                        st.version = version;
+                    }
+                }
+            }
+            return self.persist(generation, &record).await;
         }
         let (record, version) = self.load_current().await?;
         let mut st = self.cell.lock();

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{take_failure, ForwardingStore, Harness, SaveVersioned, StoreHooks, CLIENT_ID};
+use common::{
+    take_failure, ForwardingStore, Harness, LoadVersioned, SaveVersioned, StoreHooks, CLIENT_ID,
+};
 use freshtoken::{CasOutcome, Clock, MemoryStore, Record, Seed, StoreError, TokenStore};
 use freshtoken_emulator::TokenState;
 use std::future::Future;
@@ -29,6 +31,9 @@ struct Interleaved {
     hold: AtomicU32,
     held: Notify,
     release: Notify,
+    /// Version reads to fail after the other process's next write.
+    then_fail_reads: AtomicU32,
+    fail_reads: AtomicU32,
 }
 
 #[async_trait::async_trait]
@@ -42,6 +47,18 @@ impl StoreHooks for Interleaved {
         if take_failure(&self.interleave) {
             let theirs = self.theirs.lock().unwrap().clone();
             call.inner.save(call.key, &theirs).await?;
+            let reads = self.then_fail_reads.swap(0, Ordering::SeqCst);
+            self.fail_reads.store(reads, Ordering::SeqCst);
+        }
+        call.forward().await
+    }
+
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<freshtoken::Versioned>, StoreError> {
+        if take_failure(&self.fail_reads) {
+            return Err(StoreError("read timed out".into()));
         }
         call.forward().await
     }
@@ -139,6 +156,37 @@ async fn a_code_exchange_the_store_keeps_moving_under_ends_in_conflict_after_thr
         1,
         "the code was sent once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchange_whose_version_read_fails_after_the_conflict_is_saved_by_the_next_call() {
+    let h = Harness::new();
+    let store = interleaved();
+    *store.hooks.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
+    store.hooks.interleave.store(1, Ordering::SeqCst);
+    // The conflict's own check and the version read after it both fail.
+    store.hooks.then_fail_reads.store(2, Ordering::SeqCst);
+    let (code, verifier) = approved_code(&h).await;
+
+    let error = h
+        .client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    assert!(
+        session.holds_unsaved(),
+        "the issued tokens are kept in memory"
+    );
+
+    // The next call saves them over the other process's record, reading the
+    // version first (not the stale one, which would conflict and drop them).
+    assert!(!session.status().await.unwrap().unpersisted);
+    let stored = Record::decode(&store.inner.get("u1").unwrap()).unwrap();
+    let rt = stored.refresh_token.unwrap().expose().to_owned();
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert_eq!(h.grant_requests("authorization_code"), 1);
 }
 
 /// Polls `call` once; true if it is still pending.

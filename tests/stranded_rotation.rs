@@ -1,64 +1,97 @@
 //! A rotation whose save failed under the fleet lease: the rotated refresh
 //! token is only in this process's memory. The core keeps trying the save
 //! in the background, renewing the lease before each try, and releases the
-//! lease once the record is saved, without waiting for another call of this
-//! process (in a fleet the user's next request usually reaches another one,
-//! which would read the in-doubt record once the lease lapsed and send the
-//! spent token).
+//! lease once the record is saved and no earlier save of it can still land,
+//! without waiting for another call of this process (in a fleet the user's
+//! next request usually reaches another one, which would read the in-doubt
+//! record once the lease lapsed and send the spent token).
 
 mod common;
 
-use common::Harness;
-use freshtoken::{Clock, MemoryStore, Record, Seed, StoreError, TokenStore};
+use common::{take_failure, Harness, CLIENT_ID, CLIENT_SECRET};
+use freshtoken::{Clock, ManualClock, MemoryStore, Record, Seed, StoreError, TokenStore};
 use freshtoken_emulator::TokenState;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// A leasing store whose next `fail_saves` saves of a settled record fail
-/// (the write-ahead marker's saves pass).
-struct FailingSaves {
-    inner: MemoryStore,
+/// A leasing store over `inner` (shared with other processes' stores).
+/// Its next `fail_saves` saves of a settled (not in-doubt) record fail, and
+/// its next `hang_saves` ones wait for `let_land` before they land. With
+/// `probe`, each failed save checks that no other process could take the
+/// lease at that moment.
+struct Stranding {
+    inner: Arc<MemoryStore>,
     fail_saves: AtomicU32,
+    hang_saves: AtomicU32,
+    probe: AtomicBool,
+    /// Times another process could have taken the lease.
+    lease_was_free: AtomicU32,
     failed: AtomicU32,
     acquires: AtomicU32,
+    /// Set once the test has seeded: only later settled saves notify `landed`.
+    watching: AtomicBool,
     landed: Notify,
+    hung: Notify,
+    let_land: Notify,
     released: Notify,
 }
 
-impl FailingSaves {
-    fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
-        Arc::new(FailingSaves {
-            inner: MemoryStore::with_leases(clock),
+impl Stranding {
+    fn over(inner: Arc<MemoryStore>) -> Arc<Self> {
+        Arc::new(Stranding {
+            inner,
             fail_saves: AtomicU32::new(0),
+            hang_saves: AtomicU32::new(0),
+            probe: AtomicBool::new(false),
+            lease_was_free: AtomicU32::new(0),
             failed: AtomicU32::new(0),
             acquires: AtomicU32::new(0),
+            watching: AtomicBool::new(false),
             landed: Notify::new(),
+            hung: Notify::new(),
+            let_land: Notify::new(),
             released: Notify::new(),
         })
+    }
+
+    /// The stored record's refresh token.
+    fn stored_refresh_token(&self) -> String {
+        let record = Record::decode(&self.inner.get("u1").expect("a record")).unwrap();
+        record.refresh_token.unwrap().expose().to_owned()
+    }
+
+    /// Whether another process could take the lease now (it gives it back).
+    async fn lease_is_free(&self) -> bool {
+        let free = self.inner.acquire("u1", "probe", 60_000).await.unwrap();
+        if free {
+            self.inner.release("u1", "probe").await.unwrap();
+        }
+        free
     }
 }
 
 #[async_trait::async_trait]
-impl TokenStore for FailingSaves {
+impl TokenStore for Stranding {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.load(key).await
     }
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        let write_ahead = Record::decode(record).is_ok_and(|r| r.in_doubt);
-        if !write_ahead {
-            let failing = self
-                .fail_saves
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if failing {
-                self.failed.fetch_add(1, Ordering::SeqCst);
-                return Err(StoreError("database unavailable".into()));
+        let settled = Record::decode(record).is_ok_and(|r| !r.in_doubt);
+        if settled && take_failure(&self.fail_saves) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            if self.probe.load(Ordering::SeqCst) && self.lease_is_free().await {
+                self.lease_was_free.fetch_add(1, Ordering::SeqCst);
             }
+            return Err(StoreError("database unavailable".into()));
+        }
+        if settled && take_failure(&self.hang_saves) {
+            self.hung.notify_one();
+            self.let_land.notified().await;
         }
         self.inner.save(key, record).await?;
-        if !write_ahead {
+        if settled && self.watching.load(Ordering::SeqCst) {
             self.landed.notify_one();
         }
         Ok(())
@@ -77,6 +110,10 @@ impl TokenStore for FailingSaves {
     }
 }
 
+/// The lease TTL and store deadline of a default config.
+const DEFAULT_LEASE_TTL_MS: u64 = 60_000;
+const DEFAULT_STORE_TIMEOUT_MS: u64 = 5_000;
+
 /// Waits for `notify`, failing the test (instead of hanging) should it
 /// never come.
 async fn within(notify: &Notify, what: &str) {
@@ -85,14 +122,9 @@ async fn within(notify: &Notify, what: &str) {
         .unwrap_or_else(|_| panic!("{what} never happened"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotation_whose_save_failed_is_saved_in_the_background_and_its_lease_released() {
-    let h = Harness::new();
-    let store = FailingSaves::new(h.clock.clone());
-    let session = h.client.session("u1", store.clone()).unwrap();
-    let family = h
-        .emu
-        .seed(common::CLIENT_ID, "openid offline_access accounts");
+/// Seeds `session` with a new emulator family; returns its refresh token.
+async fn seed(h: &Harness, session: &freshtoken::UserSession, store: &Stranding) -> String {
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
     session
         .seed(Seed {
             refresh_token: family.refresh_token.clone().into(),
@@ -100,6 +132,16 @@ async fn a_rotation_whose_save_failed_is_saved_in_the_background_and_its_lease_r
         })
         .await
         .unwrap();
+    store.watching.store(true, Ordering::SeqCst);
+    family.refresh_token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_save_failed_is_saved_in_the_background_and_its_lease_released() {
+    let h = Harness::new();
+    let store = Stranding::over(Arc::new(MemoryStore::with_leases(h.clock.clone())));
+    let session = h.client.session("u1", store.clone()).unwrap();
+    let seeded = seed(&h, &session, &store).await;
 
     // The rotated record's save fails, and so does the first try after it.
     store.fail_saves.store(2, Ordering::SeqCst);
@@ -115,29 +157,194 @@ async fn a_rotation_whose_save_failed_is_saved_in_the_background_and_its_lease_r
         store.acquires.load(Ordering::SeqCst) >= 3,
         "renewed before each background try"
     );
-    let stored = store.inner.get("u1").map(|t| Record::decode(&t).unwrap());
-    let stored = stored.expect("a stored record");
+    let stored = Record::decode(&store.inner.get("u1").unwrap()).unwrap();
     assert!(
         !stored.in_doubt,
         "the settled record, not the write-ahead marker"
     );
-    let rotated = stored.refresh_token.unwrap().expose().to_owned();
+    let rotated = store.stored_refresh_token();
     assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
-    assert_eq!(
-        h.emu.refresh_token_state(&family.refresh_token),
-        TokenState::Consumed
-    );
+    assert_eq!(h.emu.refresh_token_state(&seeded), TokenState::Consumed);
     assert!(
-        store
-            .inner
-            .acquire("u1", "another-process", 60_000)
-            .await
-            .unwrap(),
-        "the lease is free for the other processes"
+        store.lease_is_free().await,
+        "the lease is free for the others"
     );
 
     // This process serves the saved token, with no new request.
     assert!(!session.status().await.unwrap().unpersisted);
     session.access_token().await.unwrap();
     assert_eq!(h.refresh_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_while_the_saves_fail_for_longer_than_its_ttl() {
+    let h = Harness::new();
+    let store = Stranding::over(Arc::new(MemoryStore::with_leases(h.clock.clone())));
+    let session = h.client.session("u1", store.clone()).unwrap();
+    seed(&h, &session, &store).await;
+    let ttl = DEFAULT_LEASE_TTL_MS;
+    let from = h.clock.now_ms();
+
+    // Eight failed saves: the background pauses (the manual clock moves by
+    // each) add up to more than the lease TTL.
+    store.probe.store(true, Ordering::SeqCst);
+    store.fail_saves.store(8, Ordering::SeqCst);
+    session.access_token().await.unwrap_err();
+    within(&store.landed, "the background save").await;
+    within(&store.released, "the lease's release").await;
+
+    assert_eq!(store.failed.load(Ordering::SeqCst), 8);
+    assert!(
+        h.clock.now_ms() - from > ttl,
+        "the saves failed for longer than the TTL"
+    );
+    assert_eq!(
+        store.lease_was_free.load(Ordering::SeqCst),
+        0,
+        "no other process could take the lease while the record was unsaved"
+    );
+    let sleeps = h.clock.sleeps();
+    assert!(
+        sleeps.iter().all(|&ms| ms <= ttl / 3),
+        "no pause as long as the lease: {sleeps:?}"
+    );
+}
+
+/// A manual clock whose `sleep` waits for the test (`wake`) before it moves
+/// the time: the test acts between two background tries.
+struct GatedSleeps {
+    clock: ManualClock,
+    sleeping: Notify,
+    wake: Notify,
+}
+
+#[async_trait::async_trait]
+impl Clock for GatedSleeps {
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+    fn monotonic_ms(&self) -> u64 {
+        self.clock.monotonic_ms()
+    }
+    async fn sleep(&self, ms: u64) {
+        self.sleeping.notify_one();
+        self.wake.notified().await;
+        self.clock.sleep(ms).await;
+    }
+    async fn timer(&self, ms: u64) {
+        self.clock.timer(ms).await
+    }
+}
+
+impl GatedSleeps {
+    fn at(now_ms: u64) -> Arc<Self> {
+        Arc::new(GatedSleeps {
+            clock: ManualClock::new(now_ms),
+            sleeping: Notify::new(),
+            wake: Notify::new(),
+        })
+    }
+}
+
+/// A client of `endpoint` on `clock`, its flights run as tokio tasks.
+fn client_on(endpoint: String, clock: Arc<dyn Clock>) -> freshtoken::TokenClient {
+    let config = freshtoken::Config::builder(endpoint, CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    freshtoken::TokenClient::with_spawner(
+        config,
+        Arc::new(freshtoken::NativeHttp::new().unwrap()),
+        clock,
+        Arc::new(freshtoken::TokioSpawner::current().unwrap()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_released_when_a_later_call_saved_the_record_first() {
+    let h = Harness::new();
+    let clock = GatedSleeps::at(h.clock.now_ms());
+    let client = client_on(h.emu.token_endpoint(), clock.clone());
+    let store = Stranding::over(Arc::new(MemoryStore::with_leases(clock.clone())));
+    let session = client.session("u1", store.clone()).unwrap();
+    seed(&h, &session, &store).await;
+
+    // The rotation's save and the first background try fail; the task then
+    // pauses.
+    store.fail_saves.store(2, Ordering::SeqCst);
+    session.access_token().await.unwrap_err();
+    within(&clock.sleeping, "the background pause").await;
+
+    // A call meanwhile saves the record first (its flight serves the token
+    // and leaves the lease alone).
+    session.access_token().await.expect("served");
+    assert!(!session.status().await.unwrap().unpersisted);
+    assert!(!store.lease_is_free().await, "still held");
+
+    // The next background try finds it saved, and gives the lease back.
+    clock.wake.notify_one();
+    within(&store.released, "the lease's release").await;
+    assert!(store.lease_is_free().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_kept_until_an_abandoned_save_of_the_rotation_has_landed() {
+    // A plain (unversioned) store: a save abandoned at its deadline that
+    // lands after another process rotated would put the spent token back.
+    let h = Harness::new();
+    let clock = GatedSleeps::at(h.clock.now_ms());
+    let client = client_on(h.emu.token_endpoint(), clock.clone());
+    let inner = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let store = Stranding::over(inner.clone());
+    let session = client.session("u1", store.clone()).unwrap();
+    seed(&h, &session, &store).await;
+
+    // The rotated record's save hangs past its deadline (abandoned, still
+    // running in the host); the first background try saves it meanwhile,
+    // and the task pauses.
+    store.hang_saves.store(1, Ordering::SeqCst);
+    let asking = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    within(&store.hung, "the rotated save").await;
+    while clock.clock.pending_timers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    clock.clock.advance(DEFAULT_STORE_TIMEOUT_MS + 1);
+    let error = asking.await.unwrap().unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    within(&store.landed, "the background save").await;
+    within(&clock.sleeping, "the background pause").await;
+    let rotated = store.stored_refresh_token();
+
+    // While the abandoned save may land, no other process gets the lease
+    // (on a clock of its own: its waits do not move this one's).
+    let endpoint = format!("{}?other-process", h.emu.token_endpoint());
+    let other = client_on(endpoint, Arc::new(ManualClock::new(h.clock.now_ms())));
+    let theirs = Stranding::over(inner.clone());
+    let refused = other
+        .session("u1", theirs.clone())
+        .unwrap()
+        .refresh()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().as_str(), "conflict", "{refused}");
+    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
+
+    // Once it has landed, the next try gives the lease back; the other
+    // process rotates, and the store keeps its record.
+    store.let_land.notify_one();
+    within(&store.landed, "the late write").await;
+    clock.wake.notify_one();
+    within(&store.released, "the lease's release").await;
+    other
+        .session("u1", theirs.clone())
+        .unwrap()
+        .refresh()
+        .await
+        .expect("the other process refreshes");
+    let after = theirs.stored_refresh_token();
+    assert_ne!(after, rotated);
+    assert_eq!(h.emu.refresh_token_state(&after), TokenState::Active);
 }

@@ -15,11 +15,13 @@ import { startEmulator } from '../support/emulator.mjs';
 /**
  * A fleet's store (a lease on the real clock) whose next `failures` saves
  * of a settled (not in-doubt) record fail. `landed` and `released` resolve
- * at the next settled save and the next release.
+ * at the next settled save once `watching`, and at the next release.
  */
 class FailingLeaseStore extends MemoryStore {
   failures = 0;
   acquires = 0;
+  /** Set once seeded: only later settled saves resolve `landed`. */
+  watching = false;
   #leases = new Map();
   #landed = resolvers();
   #released = resolvers();
@@ -34,7 +36,7 @@ class FailingLeaseStore extends MemoryStore {
       throw new Error('database unavailable');
     }
     await super.save(key, record);
-    if (settled) this.#landed.resolve();
+    if (settled && this.watching) this.#landed.resolve();
   }
 
   async acquire(key, owner, ttlMs) {
@@ -69,6 +71,7 @@ describe('a rotation whose save failed under the lease', () => {
     const family = await emu.seed();
     const session = client.session('u1', store);
     await session.seed({ refreshToken: family.refresh_token });
+    store.watching = true;
 
     store.failures = 1;
     await assert.rejects(session.accessToken(), { code: 'storage' });

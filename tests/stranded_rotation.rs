@@ -216,6 +216,8 @@ struct GatedSleeps {
     clock: ManualClock,
     sleeping: Notify,
     wake: Notify,
+    /// Set: pauses no longer wait for the test.
+    open: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -227,8 +229,10 @@ impl Clock for GatedSleeps {
         self.clock.monotonic_ms()
     }
     async fn sleep(&self, ms: u64) {
-        self.sleeping.notify_one();
-        self.wake.notified().await;
+        if !self.open.load(Ordering::SeqCst) {
+            self.sleeping.notify_one();
+            self.wake.notified().await;
+        }
         self.clock.sleep(ms).await;
     }
     async fn timer(&self, ms: u64) {
@@ -242,6 +246,7 @@ impl GatedSleeps {
             clock: ManualClock::new(now_ms),
             sleeping: Notify::new(),
             wake: Notify::new(),
+            open: AtomicBool::new(false),
         })
     }
 }
@@ -332,10 +337,12 @@ async fn the_lease_is_kept_until_an_abandoned_save_of_the_rotation_has_landed() 
     assert_eq!(refused.code().as_str(), "conflict", "{refused}");
     assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
 
-    // Once it has landed, the next try gives the lease back; the other
-    // process rotates, and the store keeps its record.
+    // Once it has landed, a next try gives the lease back (the core may
+    // see that save end a try later: pauses stop waiting for the test); the
+    // other process rotates, and the store keeps its record.
     store.let_land.notify_one();
     within(&store.landed, "the late write").await;
+    clock.open.store(true, Ordering::SeqCst);
     clock.wake.notify_one();
     within(&store.released, "the lease's release").await;
     other
@@ -347,4 +354,54 @@ async fn the_lease_is_kept_until_an_abandoned_save_of_the_rotation_has_landed() 
     let after = theirs.stored_refresh_token();
     assert_ne!(after, rotated);
     assert_eq!(h.emu.refresh_token_state(&after), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_stops_without_releasing_when_another_process_took_the_lapsed_lease() {
+    let h = Harness::new();
+    let clock = GatedSleeps::at(h.clock.now_ms());
+    let client = client_on(h.emu.token_endpoint(), clock.clone());
+    let inner = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let store = Stranding::over(inner.clone());
+    let session = client.session("u1", store.clone()).unwrap();
+    seed(&h, &session, &store).await;
+
+    // Every settled save fails; the task pauses after its first try.
+    store.fail_saves.store(u32::MAX, Ordering::SeqCst);
+    session.access_token().await.unwrap_err();
+    within(&clock.sleeping, "the background pause").await;
+
+    // The lease lapses meanwhile (a pause longer than it, as a stalled
+    // event loop makes), and another process takes it.
+    clock.clock.advance(DEFAULT_LEASE_TTL_MS + 1);
+    assert!(inner
+        .acquire("u1", "another-process", 60_000)
+        .await
+        .unwrap());
+
+    // The next try finds it taken: it saves nothing and leaves it alone.
+    let acquires = store.acquires.load(Ordering::SeqCst);
+    let failed = store.failed.load(Ordering::SeqCst);
+    clock.wake.notify_one();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while store.acquires.load(Ordering::SeqCst) == acquires {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the next try asks for the lease");
+    // status() waits for that try (the session's flight) to end; its own
+    // save fails too, so the record stays unsaved.
+    let status = session.status().await.unwrap();
+    assert!(status.unpersisted);
+    assert_eq!(store.acquires.load(Ordering::SeqCst), acquires + 1);
+    assert_eq!(
+        store.failed.load(Ordering::SeqCst),
+        failed + 1,
+        "only status()'s own save was tried"
+    );
+    assert!(
+        !store.lease_is_free().await,
+        "the other process still holds it"
+    );
 }

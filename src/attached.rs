@@ -313,31 +313,11 @@ impl Attached {
     /// runs (a flight saves it first itself), as a flight of its own: no
     /// save of a newer record can start before this one has ended.
     async fn save_pending(&self) {
-        loop {
-            let (flight, mine) = {
-                let mut st = self.cell.lock();
-                if !st.unpersisted {
-                    return;
-                }
-                match &st.inflight {
-                    Some(flight) => (flight.clone(), false),
-                    None => {
-                        let session = self.clone();
-                        let body = async move {
-                            session.sync().await?;
-                            Ok(info_of(&Record::default()))
-                        };
-                        let flight = self.start_flight(&mut st, Box::pin(body));
-                        st.saving_only = true;
-                        (flight, true)
-                    }
-                }
-            };
-            let _ = flight.await;
-            if mine {
-                return;
-            }
-        }
+        self.saving_flight(
+            |st| !st.unpersisted,
+            |session| Box::pin(async move { session.sync().await }),
+        )
+        .await;
     }
 
     /// One background try of [`crate::fleet::keep_stranded`], as the
@@ -347,21 +327,44 @@ impl Attached {
     /// of the key can still land. True when nothing is left to keep: the
     /// lease is released, or another process took it after it lapsed.
     pub(crate) async fn save_stranded(&self) -> bool {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let done = Arc::new(AtomicBool::new(false));
+        let kept = done.clone();
+        self.saving_flight(
+            |_| false,
+            move |session| {
+                let kept = kept.clone();
+                Box::pin(async move {
+                    kept.store(session.renew_and_save().await?, Relaxed);
+                    Ok(())
+                })
+            },
+        )
+        .await;
+        done.load(Relaxed)
+    }
+
+    /// Runs `body` as the session's flight, marked saving-only (callers who
+    /// join it go on as new calls once it ends), as soon as no other flight
+    /// runs: a running one is waited for first. Does nothing once `done`,
+    /// checked under the state's lock before each start, says so.
+    async fn saving_flight(
+        &self,
+        done: impl Fn(&SessionState) -> bool,
+        body: impl Fn(Attached) -> BoxFuture<'static, Result<(), Error>>,
+    ) {
         loop {
-            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (flight, mine) = {
                 let mut st = self.cell.lock();
+                if done(&st) {
+                    return;
+                }
                 match &st.inflight {
                     Some(flight) => (flight.clone(), false),
                     None => {
-                        let session = self.clone();
-                        let done = done.clone();
-                        let body = async move {
-                            let kept = session.renew_and_save().await?;
-                            done.store(kept, std::sync::atomic::Ordering::Relaxed);
-                            Ok(info_of(&Record::default()))
-                        };
-                        let flight = self.start_flight(&mut st, Box::pin(body));
+                        let run = body(self.clone());
+                        let saved = async move { run.await.map(|()| info_of(&Record::default())) };
+                        let flight = self.start_flight(&mut st, Box::pin(saved));
                         st.saving_only = true;
                         (flight, true)
                     }
@@ -369,7 +372,7 @@ impl Attached {
             };
             let _ = flight.await;
             if mine {
-                return done.load(std::sync::atomic::Ordering::Relaxed);
+                return;
             }
         }
     }

@@ -108,19 +108,37 @@ async fn approved_code(h: &Harness) -> (String, String) {
     (code, request.code_verifier)
 }
 
+/// A code exchange for `u1` on a store where another process writes
+/// before each of this one's next `interleave` saves, and the version reads
+/// after its first write fail `fail_reads` times.
+async fn exchange_meeting(
+    h: &Harness,
+    interleave: u32,
+    fail_reads: u32,
+) -> (
+    Arc<ForwardingStore<Interleaved>>,
+    Result<freshtoken::UserSession, freshtoken::Error>,
+) {
+    let store = interleaved();
+    *store.hooks.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
+    store.hooks.interleave.store(interleave, Ordering::SeqCst);
+    store
+        .hooks
+        .then_fail_reads
+        .store(fail_reads, Ordering::SeqCst);
+    let (code, verifier) = approved_code(h).await;
+    let exchanged = h
+        .client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await;
+    (store, exchanged)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_exchange_saves_its_tokens_over_a_save_that_landed_after_its_version_read() {
     let h = Harness::new();
-    let store = interleaved();
-    *store.hooks.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
-    store.hooks.interleave.store(1, Ordering::SeqCst);
-    let (code, verifier) = approved_code(&h).await;
-
-    let session = h
-        .client
-        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
-        .await
-        .expect("the re-link is saved over the other process's save");
+    let (store, exchanged) = exchange_meeting(&h, 1, 0).await;
+    let session = exchanged.expect("the re-link is saved over the other process's save");
 
     assert_eq!(
         store.hooks.saves.load(Ordering::SeqCst),
@@ -138,16 +156,8 @@ async fn a_code_exchange_saves_its_tokens_over_a_save_that_landed_after_its_vers
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_exchange_the_store_keeps_moving_under_ends_in_conflict_after_three_saves() {
     let h = Harness::new();
-    let store = interleaved();
-    *store.hooks.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
-    store.hooks.interleave.store(u32::MAX, Ordering::SeqCst);
-    let (code, verifier) = approved_code(&h).await;
-
-    let error = h
-        .client
-        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
-        .await
-        .unwrap_err();
+    let (store, exchanged) = exchange_meeting(&h, u32::MAX, 0).await;
+    let error = exchanged.unwrap_err();
 
     assert_eq!(error.code().as_str(), "conflict", "{error}");
     assert_eq!(store.hooks.saves.load(Ordering::SeqCst), 3, "bounded");
@@ -161,18 +171,9 @@ async fn a_code_exchange_the_store_keeps_moving_under_ends_in_conflict_after_thr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_exchange_whose_version_read_fails_after_the_conflict_is_saved_by_the_next_call() {
     let h = Harness::new();
-    let store = interleaved();
-    *store.hooks.theirs.lock().unwrap() = their_record("rt-theirs", None, h.clock.now_ms());
-    store.hooks.interleave.store(1, Ordering::SeqCst);
     // The conflict's own check and the version read after it both fail.
-    store.hooks.then_fail_reads.store(2, Ordering::SeqCst);
-    let (code, verifier) = approved_code(&h).await;
-
-    let error = h
-        .client
-        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
-        .await
-        .unwrap_err();
+    let (store, exchanged) = exchange_meeting(&h, 1, 2).await;
+    let error = exchanged.unwrap_err();
     assert_eq!(error.code().as_str(), "storage", "{error}");
     let session = h.client.session("u1", store.clone()).unwrap();
     assert!(

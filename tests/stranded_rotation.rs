@@ -9,7 +9,7 @@
 mod common;
 
 use common::{take_failure, Harness, CLIENT_ID, CLIENT_SECRET};
-use freshtoken::{Clock, ManualClock, MemoryStore, Record, Seed, StoreError, TokenStore};
+use freshtoken::{Clock, ManualClock, MemoryStore, Record, StoreError, TokenStore};
 use freshtoken_emulator::TokenState;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -122,18 +122,12 @@ async fn within(notify: &Notify, what: &str) {
         .unwrap_or_else(|_| panic!("{what} never happened"));
 }
 
-/// Seeds `session` with a new emulator family; returns its refresh token.
+/// Seeds `session` with a new emulator family, then watches `store`'s
+/// later saves; returns the seeded refresh token.
 async fn seed(h: &Harness, session: &freshtoken::UserSession, store: &Stranding) -> String {
-    let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
-    session
-        .seed(Seed {
-            refresh_token: family.refresh_token.clone().into(),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
+    let refresh_token = common::seed_family(&h.emu, session).await;
     store.watching.store(true, Ordering::SeqCst);
-    family.refresh_token
+    refresh_token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,14 +259,30 @@ fn client_on(endpoint: String, clock: Arc<dyn Clock>) -> freshtoken::TokenClient
     )
 }
 
+/// A session `u1` of a client on a [`GatedSleeps`] clock (its flights run
+/// as tokio tasks), seeded, on a [`Stranding`] store over a leasing store
+/// timed by that clock: the clock, the inner store, the store, the session.
+async fn gated(
+    h: &Harness,
+) -> (
+    Arc<GatedSleeps>,
+    Arc<MemoryStore>,
+    Arc<Stranding>,
+    freshtoken::UserSession,
+) {
+    let clock = GatedSleeps::at(h.clock.now_ms());
+    let client = client_on(h.emu.token_endpoint(), clock.clone());
+    let inner = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let store = Stranding::over(inner.clone());
+    let session = client.session("u1", store.clone()).unwrap();
+    seed(h, &session, &store).await;
+    (clock, inner, store, session)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_is_released_when_a_later_call_saved_the_record_first() {
     let h = Harness::new();
-    let clock = GatedSleeps::at(h.clock.now_ms());
-    let client = client_on(h.emu.token_endpoint(), clock.clone());
-    let store = Stranding::over(Arc::new(MemoryStore::with_leases(clock.clone())));
-    let session = client.session("u1", store.clone()).unwrap();
-    seed(&h, &session, &store).await;
+    let (clock, _, store, session) = gated(&h).await;
 
     // The rotation's save and the first background try fail; the task then
     // pauses.
@@ -297,12 +307,7 @@ async fn the_lease_is_kept_until_an_abandoned_save_of_the_rotation_has_landed() 
     // A plain (unversioned) store: a save abandoned at its deadline that
     // lands after another process rotated would put the spent token back.
     let h = Harness::new();
-    let clock = GatedSleeps::at(h.clock.now_ms());
-    let client = client_on(h.emu.token_endpoint(), clock.clone());
-    let inner = Arc::new(MemoryStore::with_leases(clock.clone()));
-    let store = Stranding::over(inner.clone());
-    let session = client.session("u1", store.clone()).unwrap();
-    seed(&h, &session, &store).await;
+    let (clock, inner, store, session) = gated(&h).await;
 
     // The rotated record's save hangs past its deadline (abandoned, still
     // running in the host); the first background try saves it meanwhile,
@@ -359,12 +364,7 @@ async fn the_lease_is_kept_until_an_abandoned_save_of_the_rotation_has_landed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_stops_without_releasing_when_another_process_took_the_lapsed_lease() {
     let h = Harness::new();
-    let clock = GatedSleeps::at(h.clock.now_ms());
-    let client = client_on(h.emu.token_endpoint(), clock.clone());
-    let inner = Arc::new(MemoryStore::with_leases(clock.clone()));
-    let store = Stranding::over(inner.clone());
-    let session = client.session("u1", store.clone()).unwrap();
-    seed(&h, &session, &store).await;
+    let (clock, inner, store, session) = gated(&h).await;
 
     // Every settled save fails; the task pauses after its first try.
     store.fail_saves.store(u32::MAX, Ordering::SeqCst);

@@ -221,7 +221,7 @@ impl Attached {
                                 let mut tries = 1;
                                 while issued
                                     && tries < ISSUED_SAVE_TRIES
-                                    && matches!(saved, Err(Error::Conflict { .. }))
+                                    && saved.as_ref().is_err_and(is_conflict)
                                 {
                                     tries += 1;
                                     saved = session.save_over(&record).await;
@@ -264,19 +264,14 @@ impl Attached {
     /// tell the version now, the next call's save reads it first (instead
     /// of conflicting against the stale one and dropping the tokens).
     async fn save_over(&self, record: &Arc<Record>) -> Result<(), Error> {
-        let generation = {
+        {
             let mut st = self.cell.lock();
             let (generation, _) = st.set_record(record.clone());
-            // Until it is saved, every save of it reads the version first
-            // (see `sync`), whoever makes it.
+            // Until it is saved, every save of it reads the version first,
+            // this one included (see `sync`), whoever makes it.
             st.save_over = generation;
-            generation
-        };
-        let version = self.stored_version().await?;
-        if let Some(version) = version {
-            self.cell.lock().version = version;
         }
-        self.persist(generation, record).await
+        self.sync().await
     }
 
     /// `f` of the record when its access token is fresh and nothing is

@@ -235,6 +235,19 @@ export interface ExchangeCodeOptions {
 }
 
 /**
+ * Options of a call that waits: `signal` ends this caller's wait, as fetch's
+ * does. The call then rejects with `signal.reason` (an `AbortError`
+ * DOMException, or `AbortSignal.timeout()`'s `TimeoutError`); a refresh it
+ * started or joined still finishes and saves the rotated token for every
+ * other caller. A signal already aborted starts nothing (no refresh is
+ * sent). Another key, or a `signal` that is not an AbortSignal, rejects
+ * with a ConfigError naming it.
+ */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+/**
  * One user's tokens. Handles with the same key in one client share state;
  * create one per request and drop it (a handle is a small JS object; after
  * `free()`, or its client's `free()`, every method throws, or rejects with,
@@ -244,19 +257,19 @@ export class UserSession {
   private constructor();
   readonly key: string;
   /** A fresh access token: from memory, or through one shared refresh. */
-  accessToken(): Promise<string>;
-  tokens(): Promise<TokenInfo>;
+  accessToken(options?: CallOptions): Promise<string>;
+  tokens(options?: CallOptions): Promise<TokenInfo>;
   /** A forced refresh, shared with concurrent callers. */
-  refresh(): Promise<TokenInfo>;
+  refresh(options?: CallOptions): Promise<TokenInfo>;
   /**
    * The API rejected `token`: refresh, unless another caller already did
    * (then its token is returned without a request). `token` is not handed
    * out again: `accessToken()` meanwhile joins the refresh.
    */
-  tokenRejected(token: string): Promise<TokenInfo>;
-  seed(seed: SeedOptions): Promise<void>;
+  tokenRejected(token: string, options?: CallOptions): Promise<TokenInfo>;
+  seed(seed: SeedOptions, options?: CallOptions): Promise<void>;
   /** What is known without sending anything (a record not saved yet is saved first, as by every call). */
-  status(): Promise<SessionStatus>;
+  status(options?: CallOptions): Promise<SessionStatus>;
   /**
    * Revokes the session (RFC 7009) when the user unlinks or leaves: waits
    * for a refresh in flight, marks the record dead (reason `revoked`) and
@@ -267,7 +280,7 @@ export class UserSession {
    * `serverMayHoldToken: true` (the session is dead all the same; call
    * `revoke()` again to retry).
    */
-  revoke(): Promise<void>;
+  revoke(options?: CallOptions): Promise<void>;
   free(): void;
 }
 
@@ -318,7 +331,7 @@ export class TokenClient {
    * without `load` and `save` methods.
    */
   session(key: string, store: TokenStore): UserSession;
-  clientToken(scopes: string[]): Promise<string>;
+  clientToken(scopes: string[], options?: CallOptions): Promise<string>;
   invalidateClientToken(scopes: string[]): void;
   authorizationUrl(options: AuthorizationUrlOptions): Promise<AuthorizationRequest>;
   /**
@@ -329,7 +342,7 @@ export class TokenClient {
    * with nothing sent. A store that cannot tell its stored version fails it
    * before the code is sent.
    */
-  exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore): Promise<UserSession>;
+  exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore, callOptions?: CallOptions): Promise<UserSession>;
   readonly sessionCount: number;
   /** This client's name as a fleet lease owner (random, unique per client). */
   readonly leaseOwner: string;
@@ -520,7 +533,9 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
  * "UNAUTHENTICATED" error (see isUnauthenticated), one forced refresh and
  * one retry. A stream in `init.body` (a ReadableStream, an async iterable)
  * can be sent only once: on a rejection the token is still replaced and
- * the rejected response is returned, for the caller to send again. A `session`,
+ * the rejected response is returned, for the caller to send again.
+ * `init.signal` (or a Request's signal) ends the token waits as well as the
+ * request; an aborted one asks for no token. A `session`,
  * `input` (a Request whose body was read included) or `init` that is not
  * what the types say rejects with a ConfigError naming it before a token is
  * asked for.

@@ -21,6 +21,7 @@
 //   ends. Dropping an entry is always safe: the next read asks the core. The mirror is bounded like the core's session map (maxSessions),
 //   and a key enters it on its second read through the core (`admit`).
 
+import { abortable, signalOf } from './abort.js';
 import { ConfigError, makeError } from './errors.js';
 import { eventDispatch } from './events.js';
 import { hostCalls, member } from './host-calls.js';
@@ -41,6 +42,21 @@ const notLive = (name) => new ConfigError({
 
 /** Whether a mirror entry serves at `now`: from when it was filled until its fresh-until. */
 const fresh = (entry, now) => now < entry.until && now >= entry.since;
+
+/**
+ * `start()` for a caller with call `options` (`{ signal }`, abort.js): a bad
+ * option rejects with a ConfigError, and an aborted signal with its reason,
+ * before anything starts.
+ */
+function waitable(options, start) {
+  let signal;
+  try {
+    signal = signalOf(options);
+    return abortable(signal, start);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
 
 /** Whether `value` can hold private fields (`#x in value` throws for anything else). */
 const isObject = (value) => (typeof value === 'object' && value !== null) || typeof value === 'function';
@@ -326,8 +342,9 @@ export function bind(wasm, eventChannel) {
       return this.#key;
     }
 
-    /** A fresh access token: from the mirror, or from the core. */
-    accessToken() {
+    /** A fresh access token: from the mirror, or from the core. `options.signal` ends this caller's wait. */
+    accessToken(options) {
+      if (options !== undefined) return waitable(options, () => this.accessToken());
       let entry;
       try {
         entry = this.#entry;
@@ -348,24 +365,24 @@ export function bind(wasm, eventChannel) {
       return keys.accessToken(this.#key, this.#ref);
     }
 
-    tokens() {
-      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionTokens(key, ref));
+    tokens(options) {
+      return UserSession.#replacing(this, options, (wasm, key, ref) => wasm.sessionTokens(key, ref));
     }
 
-    refresh() {
-      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionRefresh(key, ref));
+    refresh(options) {
+      return UserSession.#replacing(this, options, (wasm, key, ref) => wasm.sessionRefresh(key, ref));
     }
 
-    tokenRejected(token) {
-      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
+    tokenRejected(token, options) {
+      return UserSession.#replacing(this, options, (wasm, key, ref) => wasm.sessionTokenRejected(key, ref, token));
     }
 
-    seed(seed) {
-      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
+    seed(seed, options) {
+      return UserSession.#replacing(this, options, (wasm, key, ref) => wasm.sessionSeed(key, ref, seed));
     }
 
-    status() {
-      return UserSession.#replacing(this, (wasm, key, ref) => wasm.sessionStatus(key, ref));
+    status(options) {
+      return UserSession.#replacing(this, options, (wasm, key, ref) => wasm.sessionStatus(key, ref));
     }
 
     /**
@@ -373,10 +390,8 @@ export function bind(wasm, eventChannel) {
      * (`revoked`). Like every replacing call, no token is mirrored while it
      * runs (a refresh that finished while it waited cannot be served after).
      */
-    revoke() {
-      const keys = UserSession.#live(this);
-      if (keys === null) return Promise.reject(notLive('UserSession'));
-      return keys.replacing(this.#key, this.#ref, () => keys.wasm.sessionRevoke(this.#key, this.#ref));
+    revoke(options) {
+      return UserSession.#replacing(this, options, (wasm, key, ref) => wasm.sessionRevoke(key, ref));
     }
 
     /** Makes this handle refuse every later call (the session's state stays with its client). */
@@ -387,11 +402,14 @@ export function bind(wasm, eventChannel) {
       this.#entry = null;
     }
 
-    /** `call` on a live session's key as a replacing call (static: `self` may be any value). */
-    static #replacing(self, call) {
+    /**
+     * `call` on a live session's key as a replacing call (static: `self` may
+     * be any value); `options.signal` ends only the caller's wait.
+     */
+    static #replacing(self, options, call) {
       const keys = UserSession.#live(self);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      return keys.replacing(self.#key, self.#ref, () => call(keys.wasm, self.#key, self.#ref));
+      return waitable(options, () => keys.replacing(self.#key, self.#ref, () => call(keys.wasm, self.#key, self.#ref)));
     }
   }
 
@@ -432,9 +450,10 @@ export function bind(wasm, eventChannel) {
       return new UserSession(INTERNAL, keys, key, keys.open(key, store));
     }
 
-    clientToken(scopes) {
+    clientToken(scopes, options) {
       try {
-        return TokenClient.#wasm(this).clientToken(scopes);
+        const wasm = TokenClient.#wasm(this);
+        return waitable(options, () => wasm.clientToken(scopes));
       } catch (e) {
         return Promise.reject(e);
       }
@@ -459,18 +478,24 @@ export function bind(wasm, eventChannel) {
       return TokenClient.#wasm(this).authorizationUrl(options);
     }
 
-    /** Exchanges an authorization code; resolves with a session on `key` once its record is saved. */
-    async exchangeCode(options, key, store) {
+    /**
+     * Exchanges an authorization code; resolves with a session on `key` once
+     * its record is saved. `callOptions.signal` ends only the caller's wait:
+     * a code sent is exchanged and saved all the same.
+     */
+    async exchangeCode(options, key, store, callOptions) {
       const wasm = TokenClient.#wasm(this);
       const keys = this.#keys;
-      // (A key that is not a string is refused by the core, naming `key`.)
-      const marked = typeof key === 'string';
-      if (marked) keys.begin(key);
-      try {
-        await wasm.exchangeCode(options, key, store);
-      } finally {
-        if (marked) keys.done(key);
-      }
+      await waitable(callOptions, async () => {
+        // (A key that is not a string is refused by the core, naming `key`.)
+        const marked = typeof key === 'string';
+        if (marked) keys.begin(key);
+        try {
+          await wasm.exchangeCode(options, key, store);
+        } finally {
+          if (marked) keys.done(key);
+        }
+      });
       const ref = keys.open(key, store);
       keys.refill(key, ref);
       return new UserSession(INTERNAL, keys, key, ref);

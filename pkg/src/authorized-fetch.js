@@ -5,6 +5,7 @@
 // ConfigErrors naming them, before a token is asked for (which may cost a
 // refresh) or anything is sent.
 
+import { signalOf } from './abort.js';
 import { configError } from './errors.js';
 import { member } from './host-calls.js';
 
@@ -68,6 +69,26 @@ function isRequestInput(input) {
     throw configError('input', 'could not be read (it threw)');
   }
   throw configError('input', 'must be a URL string, a URL or a Request');
+}
+
+/**
+ * The call options for the session's token waits: `{ signal }` with
+ * `init.signal`, else a Request's own signal; undefined without one. An
+ * aborted signal then starts no refresh, and ends the wait for one.
+ */
+function waitOptions(input, isRequest, init) {
+  let signal;
+  try {
+    signal = init?.signal ?? (isRequest ? input.signal : undefined);
+  } catch {
+    throw configError('init', 'could not be read (it threw)');
+  }
+  if (signal === undefined || signal === null) return undefined;
+  try {
+    return { signal: signalOf({ signal }) };
+  } catch {
+    throw configError('init.signal', 'must be an AbortSignal');
+  }
 }
 
 /** Whether `value` is a Response (of this realm or another: its brand, not `instanceof`). */
@@ -140,7 +161,8 @@ export async function isUnauthenticated(response) {
  * once when the API rejects the token, with a token refreshed by this call
  * or by a concurrent one (never two refreshes for one rejected token). A
  * stream in `init.body` is sent once: on a rejection the session still
- * replaces the token, and the rejected response is returned.
+ * replaces the token, and the rejected response is returned. `init.signal`
+ * (or a Request's signal) ends the token waits too, as fetch's own.
  */
 export async function authorizedFetch(session, input, init = undefined, options = undefined) {
   const fetchImpl = fetchOf(options);
@@ -169,10 +191,11 @@ export async function authorizedFetch(session, input, init = undefined, options 
       throw configError('input', 'could not be cloned (not a real Request)');
     }
   }
-  const token = await session.accessToken();
+  const wait = waitOptions(input, isRequest, init);
+  const token = await (wait === undefined ? session.accessToken() : session.accessToken(wait));
   const first = await fetchImpl(input, bearer(token));
   if (!(await isUnauthenticated(first))) return first;
-  const { accessToken } = await session.tokenRejected(token);
+  const { accessToken } = await (wait === undefined ? session.tokenRejected(token) : session.tokenRejected(token, wait));
   if (once) return first; // its body is spent: the caller sends again, with the new token
   return fetchImpl(retryInput, bearer(accessToken));
 }

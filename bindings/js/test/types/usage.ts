@@ -27,6 +27,7 @@ import { EncryptedStore } from 'freshtoken';
 import type { EncryptionKeys } from 'freshtoken';
 import type {
   AuthorizationRequest,
+  CallOptions,
   ClientAuth,
   ErrorCode,
   EventKeys,
@@ -143,6 +144,18 @@ export async function callApi(session: UserSession): Promise<unknown> {
   const again = await authorizedFetch(session, new URL('https://api.example/rest'), undefined, { fetch: (i, init) => fetch(i, init) });
   const unauthenticated: boolean = await isUnauthenticated(again);
   return unauthenticated ? null : response.json();
+}
+
+// --- a caller that stops waiting ------------------------------------------------
+
+export async function withDeadline(session: UserSession, request: Request): Promise<string> {
+  const options: CallOptions = { signal: AbortSignal.timeout(2_000) };
+  const token: string = await session.accessToken(options);
+  const info: TokenInfo = await session.tokenRejected(token, options);
+  await session.seed({ refreshToken: 'rt' }, { signal: request.signal });
+  const scoped: string = await client.clientToken(['accounts'], options);
+  await authorizedFetch(session, request, { signal: request.signal });
+  return [info.accessToken, scoped].join();
 }
 
 // --- client tokens and the code flow ------------------------------------------

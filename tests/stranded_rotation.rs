@@ -4,7 +4,10 @@
 //! lease once the record is saved and no earlier save of it can still land,
 //! without waiting for another call of this process (in a fleet the user's
 //! next request usually reaches another one, which would read the in-doubt
-//! record once the lease lapsed and send the spent token).
+//! record once the lease lapsed and send the spent token). It gives up
+//! after ten minutes (of time or of pauses asked for), letting the lease
+//! lapse; the record stays in memory for a later call to save. A client
+//! without a spawner keeps no such task.
 
 mod common;
 
@@ -12,7 +15,7 @@ use common::{take_failure, Harness, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{Clock, ManualClock, MemoryStore, Record, StoreError, TokenStore};
 use freshtoken_emulator::TokenState;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -22,6 +25,8 @@ use tokio::sync::Notify;
 /// `probe`, each failed save checks that no other process could take the
 /// lease at that moment.
 struct Stranding {
+    /// The key its helpers look at.
+    key: &'static str,
     inner: Arc<MemoryStore>,
     fail_saves: AtomicU32,
     hang_saves: AtomicU32,
@@ -40,7 +45,13 @@ struct Stranding {
 
 impl Stranding {
     fn over(inner: Arc<MemoryStore>) -> Arc<Self> {
+        Self::keyed(inner, "u1")
+    }
+
+    /// [`Stranding::over`], its helpers looking at `key`.
+    fn keyed(inner: Arc<MemoryStore>, key: &'static str) -> Arc<Self> {
         Arc::new(Stranding {
+            key,
             inner,
             fail_saves: AtomicU32::new(0),
             hang_saves: AtomicU32::new(0),
@@ -58,15 +69,20 @@ impl Stranding {
 
     /// The stored record's refresh token.
     fn stored_refresh_token(&self) -> String {
-        let record = Record::decode(&self.inner.get("u1").expect("a record")).unwrap();
+        let record = self.stored();
         record.refresh_token.unwrap().expose().to_owned()
+    }
+
+    /// The stored record.
+    fn stored(&self) -> Record {
+        Record::decode(&self.inner.get(self.key).expect("a record")).unwrap()
     }
 
     /// Whether another process could take the lease now (it gives it back).
     async fn lease_is_free(&self) -> bool {
-        let free = self.inner.acquire("u1", "probe", 60_000).await.unwrap();
+        let free = self.inner.acquire(self.key, "probe", 60_000).await.unwrap();
         if free {
-            self.inner.release("u1", "probe").await.unwrap();
+            self.inner.release(self.key, "probe").await.unwrap();
         }
         free
     }
@@ -404,4 +420,243 @@ async fn the_task_stops_without_releasing_when_another_process_took_the_lapsed_l
         !store.lease_is_free().await,
         "the other process still holds it"
     );
+}
+
+/// How long the core keeps trying such a save in the background (ms):
+/// `KEEP_STRANDED_MS` in src/fleet.rs.
+const KEEP_STRANDED_MS: u64 = 10 * 60_000;
+
+/// The warnings logged in this test binary (its tests share the process:
+/// match a line on the session's key).
+struct Warnings(Mutex<Vec<String>>);
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{}", record.args());
+            self.0.lock().unwrap().push(line);
+        }
+    }
+    fn flush(&self) {}
+}
+
+static WARNINGS: Warnings = Warnings(Mutex::new(Vec::new()));
+
+/// Installs the [`Warnings`] logger (once per test binary).
+fn capture_warnings() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&WARNINGS).expect("the only logger in this test binary");
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+}
+
+/// How many warnings about session `key` say `what`.
+fn warnings(key: &str, what: &str) -> usize {
+    let session = format!("session {key}: ");
+    let lines = WARNINGS.0.lock().unwrap();
+    lines
+        .iter()
+        .filter(|line| line.contains(&session) && line.contains(what))
+        .count()
+}
+
+/// Waits until `done`, yielding between looks, failing the test (instead
+/// of hanging) should it never be.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} never happened"));
+}
+
+/// A manual clock whose pauses move its time by `pace` times what they ask
+/// for, recording each: 1 is [`ManualClock`]'s own; 0 a host's fake clock
+/// whose `sleep` returns at once and whose time stands still; 2 an event
+/// loop that stalls, so that every pause overshoots.
+struct Paced {
+    clock: ManualClock,
+    pace: u64,
+    sleeps: Mutex<Vec<u64>>,
+}
+
+#[async_trait::async_trait]
+impl Clock for Paced {
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+    fn monotonic_ms(&self) -> u64 {
+        self.clock.monotonic_ms()
+    }
+    async fn sleep(&self, ms: u64) {
+        self.sleeps.lock().unwrap().push(ms);
+        self.clock.advance(ms * self.pace);
+        // Back to the runtime, as a host's timer callback would be: a task
+        // that would pause forever then still lets the test time out,
+        // instead of holding its worker thread (every store call here
+        // answers at once, so nothing else in its loop would yield).
+        tokio::task::yield_now().await;
+    }
+    async fn timer(&self, ms: u64) {
+        self.clock.timer(ms).await
+    }
+}
+
+/// A rotation whose every save fails: the background task gives up once
+/// ten minutes have passed on `pace`'s clock or been asked for in pauses,
+/// whichever comes first, with its warning; it lets the lease lapse (one
+/// TTL after its last try renewed it) and keeps the record in memory, so a
+/// later call of the session still saves it first, sending nothing.
+async fn the_background_save_gives_up(pace: u64) {
+    capture_warnings();
+    let key = ["lapsing-still", "lapsing", "lapsing-stalled"][pace as usize];
+    let h = Harness::new();
+    let clock = Arc::new(Paced {
+        clock: ManualClock::new(h.clock.now_ms()),
+        pace,
+        sleeps: Mutex::new(Vec::new()),
+    });
+    let client = client_on(h.emu.token_endpoint(), clock.clone());
+    let store = Stranding::keyed(Arc::new(MemoryStore::with_leases(clock.clone())), key);
+    let session = client.session(key, store.clone()).unwrap();
+    let seeded = seed(&h, &session, &store).await;
+    // The test's and the session's: a running task (a flight, the
+    // background one) holds one more.
+    let idle = Arc::strong_count(&store);
+    let ttl = DEFAULT_LEASE_TTL_MS;
+
+    store.fail_saves.store(u32::MAX, Ordering::SeqCst);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(h.refresh_requests(), 1);
+
+    // The task stops on its own, with one warning; it tries nothing after it.
+    until("the give-up warning", || warnings(key, "is let lapse") > 0).await;
+    let acquires = store.acquires.load(Ordering::SeqCst);
+    let failed = store.failed.load(Ordering::SeqCst);
+    until("the background task's end", || {
+        Arc::strong_count(&store) == idle
+    })
+    .await;
+    assert_eq!(store.acquires.load(Ordering::SeqCst), acquires);
+    assert_eq!(store.failed.load(Ordering::SeqCst), failed);
+    assert_eq!(warnings(key, "is let lapse"), 1);
+
+    // It stopped at its first try past ten minutes, counted as the larger
+    // of the time that passed and the pauses it asked for.
+    let pauses = clock.sleeps.lock().unwrap().clone();
+    let asked: u64 = pauses.iter().sum();
+    let last = *pauses.last().expect("paused between tries");
+    let counted = |asked: u64| asked.max(asked * pace);
+    assert!(
+        counted(asked) >= KEEP_STRANDED_MS,
+        "stopped before ten minutes: {pauses:?}"
+    );
+    assert!(
+        counted(asked - last) < KEEP_STRANDED_MS,
+        "went on past ten minutes: {pauses:?}"
+    );
+    assert_eq!(pauses[0], 1_000, "{pauses:?}");
+    assert!(
+        pauses.windows(2).all(|w| w[0] <= w[1]) && pauses.iter().all(|&ms| ms <= ttl / 3),
+        "pauses double up to a third of the lease: {pauses:?}"
+    );
+    // One try after each pause and one before them; each renewed the lease
+    // (as did the flight that took it) and failed to save (as did the
+    // flight's own save).
+    let tries = pauses.len() + 1;
+    assert_eq!(failed as usize, tries + 1, "{pauses:?}");
+    assert_eq!(acquires as usize, tries + 1, "{pauses:?}");
+    assert!((10..=60).contains(&tries), "{tries} tries: {pauses:?}");
+
+    // Nothing landed; the lease was not released: it lapses one TTL after
+    // the last try renewed it.
+    assert!(store.stored().in_doubt, "the write-ahead marker is stored");
+    assert!(
+        !store.lease_is_free().await,
+        "the give-up released the lease"
+    );
+    clock.clock.advance(ttl - 1);
+    assert!(!store.lease_is_free().await, "renewed at the last try");
+    clock.clock.advance(2);
+    assert!(store.lease_is_free().await, "lapsed at its TTL");
+
+    // Once the store heals, a later call saves the record first and serves
+    // its token, sending nothing.
+    store.fail_saves.store(0, Ordering::SeqCst);
+    let token = session.access_token().await.expect("served");
+    assert_eq!(h.refresh_requests(), 1);
+    let stored = store.stored();
+    assert!(!stored.in_doubt);
+    assert_eq!(stored.access_token.unwrap().value.expose(), token);
+    let rotated = store.stored_refresh_token();
+    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
+    assert_eq!(h.emu.refresh_token_state(&seeded), TokenState::Consumed);
+    assert!(!session.status().await.unwrap().unpersisted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_save_gives_up_after_ten_minutes_and_lets_the_lease_lapse() {
+    the_background_save_gives_up(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_save_gives_up_after_ten_minutes_of_pauses_on_a_clock_standing_still() {
+    the_background_save_gives_up(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_save_gives_up_after_ten_minutes_of_time_when_its_pauses_overshoot() {
+    the_background_save_gives_up(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_spawner_keeps_no_background_save() {
+    // `TokenClient::new`: flights are driven by their callers.
+    let h = Harness::new();
+    let client = common::plain_client(&h.emu, h.clock.clone());
+    let store = Stranding::over(Arc::new(MemoryStore::with_leases(h.clock.clone())));
+    let session = client.session("u1", store.clone()).unwrap();
+    let seeded = seed(&h, &session, &store).await;
+    let idle = Arc::strong_count(&store);
+
+    store.fail_saves.store(u32::MAX, Ordering::SeqCst);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(h.refresh_requests(), 1);
+
+    // No task holds the session, and nothing is tried meanwhile.
+    assert_eq!(Arc::strong_count(&store), idle, "a task holds the session");
+    let acquires = store.acquires.load(Ordering::SeqCst);
+    let failed = store.failed.load(Ordering::SeqCst);
+    for _ in 0..1_000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.acquires.load(Ordering::SeqCst), acquires);
+    assert_eq!(store.failed.load(Ordering::SeqCst), failed);
+    assert!(h.clock.sleeps().is_empty(), "{:?}", h.clock.sleeps());
+    assert!(store.stored().in_doubt, "the write-ahead marker is stored");
+    assert!(!store.lease_is_free().await, "the lease is kept");
+
+    // A later call saves the record first and serves its token, sending
+    // nothing.
+    store.fail_saves.store(0, Ordering::SeqCst);
+    let token = session.access_token().await.expect("served");
+    assert_eq!(h.refresh_requests(), 1);
+    let stored = store.stored();
+    assert!(!stored.in_doubt);
+    assert_eq!(stored.access_token.unwrap().value.expose(), token);
+    let rotated = store.stored_refresh_token();
+    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
+    assert_eq!(h.emu.refresh_token_state(&seeded), TokenState::Consumed);
+
+    // The lease lapses at its TTL.
+    h.clock.advance(DEFAULT_LEASE_TTL_MS + 1);
+    assert!(store.lease_is_free().await);
 }

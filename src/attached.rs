@@ -319,24 +319,27 @@ impl Attached {
     /// session's flight (no other flight of this process then holds the
     /// lease): renews the lease, saves the pending record if it still is,
     /// and releases the lease once the record is saved and no abandoned save
-    /// of the key can still land. True when nothing is left to keep: the
-    /// lease is released, or another process took it after it lapsed.
-    pub(crate) async fn save_stranded(&self) -> bool {
-        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    /// of the key can still land. Returns whether nothing is left to keep
+    /// (the lease is released, or another process took it after it lapsed),
+    /// and the session's count of stranded rotations as the try began.
+    pub(crate) async fn save_stranded(&self) -> (bool, u64) {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
         let done = Arc::new(AtomicBool::new(false));
-        let kept = done.clone();
+        let seen = Arc::new(AtomicU64::new(0));
+        let (kept, counted) = (done.clone(), seen.clone());
         self.saving_flight(
             |_| false,
             move |session| {
-                let kept = kept.clone();
+                let (kept, counted) = (kept.clone(), counted.clone());
                 Box::pin(async move {
+                    counted.store(session.cell.lock().strandings, Relaxed);
                     kept.store(session.renew_and_save().await?, Relaxed);
                     Ok(())
                 })
             },
         )
         .await;
-        done.load(Relaxed)
+        (done.load(Relaxed), seen.load(Relaxed))
     }
 
     /// Runs `body` as the session's flight, marked saving-only (callers who

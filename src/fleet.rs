@@ -9,7 +9,10 @@ use crate::elapsed::Started;
 use crate::error::Error;
 use crate::flight::Plan;
 use crate::random::jitter;
+use crate::session_state::SessionCell;
+use crate::started_by::StartedBy;
 use crate::tokens::TokenInfo;
+use std::sync::Arc;
 
 /// First and largest pause between two looks at another process's lease
 /// (ms): short enough that a dead holder's expired lease is taken soon after
@@ -161,11 +164,28 @@ pub(crate) fn keep_stranded(session: &Attached) {
     let Some(spawn) = session.ctx.spawn.clone() else {
         return;
     };
+    let mut kept = {
+        // One task per session: each later call whose save fails too (a
+        // forced refresh in a retry loop during a store outage) would
+        // otherwise add one more loop of tries against the recovering
+        // store. A running one is told instead, and keeps on for it.
+        let mut st = session.cell.lock();
+        st.strandings = st.strandings.wrapping_add(1);
+        if st.keeping.is_some_and(|by| !by.elsewhere()) {
+            return;
+        }
+        st.keeping = Some(StartedBy::this());
+        st.strandings
+    };
+    let mut keeping = Keeping {
+        cell: session.cell.clone(),
+        armed: true,
+    };
     let session = session.clone();
     spawn.spawn(Box::pin(async move {
         let clock = session.ctx.clock.clone();
         let config = &session.ctx.config;
-        let started = Started::now(clock.as_ref());
+        let mut started = Started::now(clock.as_ref());
         let longest = (config.lease_ttl_ms / 3).max(1);
         let mut backoff = 0;
         // The pauses asked for count too: under a host clock whose `sleep`
@@ -174,18 +194,33 @@ pub(crate) fn keep_stranded(session: &Attached) {
         let mut waited: u64 = 0;
         loop {
             let tried_from = Started::now(clock.as_ref());
-            if session.save_stranded().await {
-                return;
+            let (done, seen) = session.save_stranded().await;
+            if seen != kept {
+                // A later call stranded a newer rotation since the last try
+                // (this one saved it, or tried): kept afresh, with ten
+                // minutes of its own.
+                kept = seen;
+                started = tried_from;
+                waited = 0;
+                backoff = 0;
             }
-            if started.elapsed_ms(clock.as_ref()).max(waited) >= KEEP_STRANDED_MS {
-                log::warn!(
-                    "freshtoken: session {}: the rotated record is still not saved (or an \
-                     earlier save of it may still land) after {} minutes; the refresh lease \
-                     is let lapse (later calls still save it first)",
-                    session.key,
-                    KEEP_STRANDED_MS / 60_000
-                );
-                return;
+            let late = !done && started.elapsed_ms(clock.as_ref()).max(waited) >= KEEP_STRANDED_MS;
+            if done || late {
+                if keeping.end_unless_stranded_since(seen) {
+                    if late {
+                        log::warn!(
+                            "freshtoken: session {}: the rotated record is still not saved (or \
+                             an earlier save of it may still land) after {} minutes; the \
+                             refresh lease is let lapse (later calls still save it first)",
+                            session.key,
+                            KEEP_STRANDED_MS / 60_000
+                        );
+                    }
+                    return;
+                }
+                // A later call stranded a newer rotation after this try
+                // began: tried again at once, as the next try counts it.
+                continue;
             }
             backoff = if backoff == 0 {
                 KEEP_FIRST_WAIT_MS
@@ -205,6 +240,37 @@ pub(crate) fn keep_stranded(session: &Attached) {
             clock.sleep(wait).await;
         }
     }));
+}
+
+/// A session's running background save ([`keep_stranded`]): marked as
+/// ended when dropped (the task dropped unpolled, or with its runtime)
+/// unless it ended itself.
+struct Keeping {
+    cell: Arc<SessionCell>,
+    armed: bool,
+}
+
+impl Keeping {
+    /// Ends the task's mark, unless a later call stranded another rotation
+    /// since `seen`; true if ended. Under the state's lock: a stranding
+    /// either finds the mark (and is kept by this task) or starts a task.
+    fn end_unless_stranded_since(&mut self, seen: u64) -> bool {
+        let mut st = self.cell.lock();
+        if st.strandings != seen {
+            return false;
+        }
+        st.keeping = None;
+        self.armed = false;
+        true
+    }
+}
+
+impl Drop for Keeping {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cell.lock().keeping = None;
+        }
+    }
 }
 
 /// Gives the lease back. A failure only delays the others until the lease

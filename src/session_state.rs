@@ -50,6 +50,8 @@ impl Default for SessionCell {
                 started_by: StartedBy::default(),
                 lapse_reported: 0,
                 save_over: 0,
+                keeping: None,
+                strandings: 0,
             })),
             last_used: AtomicU64::new(0),
         }
@@ -97,6 +99,14 @@ pub(crate) struct SessionState {
     /// over whatever another process stored meanwhile (0: none): its save
     /// reads the stored version first.
     pub(crate) save_over: u64,
+    /// The process whose background save of a stranded rotation
+    /// ([`crate::fleet::keep_stranded`]) runs for this state, if one does:
+    /// one such task per session, however many later calls fail to save.
+    pub(crate) keeping: Option<StartedBy>,
+    /// Counts the rotations left unsaved under the lease (calls of
+    /// `keep_stranded`): a running background save that sees it move goes
+    /// on for the newest one.
+    pub(crate) strandings: u64,
 }
 
 impl SessionState {

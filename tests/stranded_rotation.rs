@@ -28,6 +28,8 @@ struct Stranding {
     /// The key its helpers look at.
     key: &'static str,
     inner: Arc<MemoryStore>,
+    /// Settled saves that land before `fail_saves` applies.
+    pass_saves: AtomicU32,
     fail_saves: AtomicU32,
     hang_saves: AtomicU32,
     probe: AtomicBool,
@@ -53,6 +55,7 @@ impl Stranding {
         Arc::new(Stranding {
             key,
             inner,
+            pass_saves: AtomicU32::new(0),
             fail_saves: AtomicU32::new(0),
             hang_saves: AtomicU32::new(0),
             probe: AtomicBool::new(false),
@@ -95,7 +98,8 @@ impl TokenStore for Stranding {
     }
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
         let settled = Record::decode(record).is_ok_and(|r| !r.in_doubt);
-        if settled && take_failure(&self.fail_saves) {
+        let passing = settled && take_failure(&self.pass_saves);
+        if settled && !passing && take_failure(&self.fail_saves) {
             self.failed.fetch_add(1, Ordering::SeqCst);
             if self.probe.load(Ordering::SeqCst) && self.lease_is_free().await {
                 self.lease_was_free.fetch_add(1, Ordering::SeqCst);
@@ -659,4 +663,94 @@ async fn a_client_without_a_spawner_keeps_no_background_save() {
     // The lease lapses at its TTL.
     h.clock.advance(DEFAULT_LEASE_TTL_MS + 1);
     assert!(store.lease_is_free().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_stranded_while_a_background_save_runs_is_kept_by_that_one_task() {
+    let h = Harness::new();
+    let (clock, _, store, session) = gated(&h).await;
+    // The test's and the session's: each running task holds one more.
+    let idle = Arc::strong_count(&store);
+
+    // Rotation A's save and the first background try fail; the task pauses.
+    store.fail_saves.store(2, Ordering::SeqCst);
+    session.access_token().await.unwrap_err();
+    within(&clock.sleeping, "the background pause").await;
+    assert_eq!(Arc::strong_count(&store), idle + 1, "one task");
+
+    // A forced refresh meanwhile saves A (the store answers again), sends
+    // A's refresh token, and the save of its rotation B fails: B is
+    // stranded too, under the same lease.
+    store.pass_saves.store(1, Ordering::SeqCst);
+    store.fail_saves.store(1, Ordering::SeqCst);
+    let error = session.refresh().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(
+        Arc::strong_count(&store),
+        idle + 1,
+        "still one task, told of B"
+    );
+
+    // The running task saves B and releases the lease, then ends.
+    clock.open.store(true, Ordering::SeqCst);
+    clock.wake.notify_one();
+    within(&store.released, "the lease's release").await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while Arc::strong_count(&store) != idle {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the task ends");
+    let stored = store.stored();
+    assert!(!stored.in_doubt);
+    let b = store.stored_refresh_token();
+    assert_eq!(
+        h.emu.refresh_token_state(&b),
+        TokenState::Active,
+        "B is stored"
+    );
+    assert!(store.lease_is_free().await);
+    session.access_token().await.expect("served");
+    assert_eq!(h.refresh_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_stranded_late_in_the_tasks_ten_minutes_gets_ten_minutes_of_its_own() {
+    capture_warnings();
+    let h = Harness::new();
+    let clock = GatedSleeps::at(h.clock.now_ms());
+    let client = client_on(h.emu.token_endpoint(), clock.clone());
+    let key = "stranded-late";
+    let store = Stranding::keyed(Arc::new(MemoryStore::with_leases(clock.clone())), key);
+    let session = client.session(key, store.clone()).unwrap();
+    seed(&h, &session, &store).await;
+
+    // Rotation A: its save and the first background try fail; the task
+    // pauses while A's ten minutes pass.
+    store.fail_saves.store(2, Ordering::SeqCst);
+    session.access_token().await.unwrap_err();
+    within(&clock.sleeping, "the background pause").await;
+    clock.clock.advance(KEEP_STRANDED_MS);
+
+    // Rotation B: a forced refresh saves A, sends its refresh token, and
+    // B's save fails, as does every save from now on.
+    store.pass_saves.store(1, Ordering::SeqCst);
+    store.fail_saves.store(u32::MAX, Ordering::SeqCst);
+    let error = session.refresh().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(h.refresh_requests(), 2);
+    let b_stranded_at = clock.now_ms();
+
+    // The one task keeps B for ten minutes of its own, not what was left of A's.
+    clock.open.store(true, Ordering::SeqCst);
+    clock.wake.notify_one();
+    until("the give-up warning", || warnings(key, "is let lapse") > 0).await;
+    let kept_for = clock.now_ms() - b_stranded_at;
+    assert!(
+        kept_for >= KEEP_STRANDED_MS,
+        "B was kept only {kept_for} ms"
+    );
+    assert_eq!(warnings(key, "is let lapse"), 1);
 }

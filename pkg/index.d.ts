@@ -235,8 +235,9 @@ export interface ExchangeCodeOptions {
 }
 
 /**
- * Options of a call that waits: `signal` ends this caller's wait, as fetch's
- * does. The call then rejects with `signal.reason` (an `AbortError`
+ * Options of a session call, `clientToken` and `exchangeCode`: `signal`
+ * ends this caller's wait, as fetch's does (discovery and `revokeClientTokens`
+ * take none, nor `refreshTokens`, whose caller must store what it returns). The call then rejects with `signal.reason` (an `AbortError`
  * DOMException, or `AbortSignal.timeout()`'s `TimeoutError`); a refresh it
  * started or joined still finishes and saves the rotated token for every
  * other caller. A signal already aborted starts nothing (no refresh is

@@ -1,7 +1,7 @@
 // A caller's AbortSignal (`{ signal }`, as fetch takes it): the caller may
 // stop waiting, never the work others share. An aborted call rejects with
 // `signal.reason` (an AbortError DOMException, or AbortSignal.timeout()'s
-// TimeoutError), as fetch does; a refresh it started or joined still
+// TimeoutError; an AbortError where an engine has no `reason`), as fetch does; a refresh it started or joined still
 // finishes and saves its rotated token for every other caller, as a
 // Python `timeout=` or a cancelled Kotlin coroutine does. A signal already
 // aborted starts nothing: no refresh (each opens a banking session that
@@ -50,7 +50,11 @@ export function signalOf(options) {
  */
 const waiting = new WeakMap();
 
-/** Runs `abort` once `signal` aborts (until `unlisten`). */
+/**
+ * Runs `abort` once `signal` aborts (until `unlisten`). A lookalike whose
+ * `addEventListener` throws is not listened to: the wait then ends with
+ * the call.
+ */
 function listen(signal, abort) {
   let entry = waiting.get(signal);
   if (entry === undefined) {
@@ -60,19 +64,33 @@ function listen(signal, abort) {
       for (const each of aborts) each();
     };
     entry = { aborts, listener };
+    try {
+      signal.addEventListener('abort', listener, { once: true });
+    } catch {
+      return;
+    }
     waiting.set(signal, entry);
-    signal.addEventListener('abort', listener, { once: true });
   }
   entry.aborts.add(abort);
 }
 
-/** Forgets `abort`; the signal's listener goes with its last call. */
+/** Forgets `abort`; the signal's listener goes with its last call (whatever its removal throws). */
 function unlisten(signal, abort) {
   const entry = waiting.get(signal);
   if (entry === undefined || !entry.aborts.delete(abort) || entry.aborts.size > 0) return;
   waiting.delete(signal);
-  signal.removeEventListener('abort', entry.listener);
+  try {
+    signal.removeEventListener('abort', entry.listener);
+  } catch {
+    // A lookalike's: its listener then runs once more, for no call.
+  }
 }
+
+/**
+ * Why `signal` aborted: its `reason`, or an AbortError where the engine
+ * (or a polyfill) predates `reason`.
+ */
+const reasonOf = (signal) => signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 
 /**
  * Starts `start()` unless `signal` is already aborted, and settles as it
@@ -83,10 +101,10 @@ function unlisten(signal, abort) {
  */
 export function abortable(signal, start) {
   if (signal === undefined) return start();
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) return Promise.reject(reasonOf(signal));
   const call = start();
   return new Promise((resolve, reject) => {
-    const abort = () => reject(signal.reason);
+    const abort = () => reject(reasonOf(signal));
     const settle = (finish) => (value) => {
       unlisten(signal, abort);
       finish(value);

@@ -344,7 +344,9 @@ export function bind(wasm, eventChannel) {
 
     /** A fresh access token: from the mirror, or from the core. `options.signal` ends this caller's wait. */
     accessToken(options) {
-      if (options !== undefined) return waitable(options, () => this.accessToken());
+      // The read itself is this method without options, as defined here
+      // (never a `this` object's own, nor a wrapper put on the prototype).
+      if (options !== undefined) return waitable(options, () => Reflect.apply(readToken, this, []));
       let entry;
       try {
         entry = this.#entry;
@@ -412,6 +414,8 @@ export function bind(wasm, eventChannel) {
       return waitable(options, () => keys.replacing(self.#key, self.#ref, () => call(keys.wasm, self.#key, self.#ref)));
     }
   }
+
+  const readToken = UserSession.prototype.accessToken;
 
   /** Sessions, client tokens and the code flow for one OAuth client. */
   class TokenClient {

@@ -73,13 +73,15 @@ function isRequestInput(input) {
 
 /**
  * The call options for the session's token waits: `{ signal }` with
- * `init.signal`, else a Request's own signal; undefined without one. An
- * aborted signal then starts no refresh, and ends the wait for one.
+ * `init.signal`, else a Request's own signal (as fetch picks: an
+ * `init.signal` of null means none); undefined without one. An aborted
+ * signal then starts no refresh, and ends the wait for one.
  */
 function waitOptions(input, isRequest, init) {
   let signal;
   try {
-    signal = init?.signal ?? (isRequest ? input.signal : undefined);
+    signal = init?.signal;
+    if (signal === undefined && isRequest) signal = input.signal;
   } catch {
     throw configError('init', 'could not be read (it threw)');
   }

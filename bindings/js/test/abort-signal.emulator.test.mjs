@@ -183,6 +183,39 @@ describe('AbortSignal: the caller stops waiting, the shared work goes on', () =>
     assert.equal(await emu.refreshRequests(), 1, '{ signal: undefined } is no signal');
   });
 
+  test('a signal without `reason` (an older engine, a polyfill) rejects with an AbortError', async () => {
+    const { session } = await unread();
+    const listeners = [];
+    const older = {
+      aborted: true,
+      addEventListener: (type, listener) => listeners.push(listener),
+      removeEventListener: () => {},
+    };
+    await assert.rejects(session.accessToken({ signal: older }), (e) => e instanceof DOMException && e.name === 'AbortError');
+    assert.equal(await emu.refreshRequests(), 0);
+  });
+
+  test('a lookalike signal whose listener methods throw still lets the call settle', async () => {
+    const { session } = await unread();
+    const throwing = {
+      aborted: false,
+      addEventListener: () => { throw new Error('nope'); },
+      removeEventListener: () => { throw new Error('nope'); },
+    };
+    const token = await session.accessToken({ signal: throwing });
+    assert.equal(typeof token, 'string');
+    const removing = { ...throwing, addEventListener: () => {} };
+    same(await session.tokens({ signal: removing }).then((i) => i.accessToken), token, 'settled');
+  });
+
+  test('with options, a foreign `this` is a ConfigError naming it, as without', async () => {
+    const { session } = await unread();
+    const { signal } = new AbortController();
+    await assert.rejects(session.accessToken.call({}, { signal }), (e) => e instanceof ConfigError && e.field === 'this');
+    const own = { accessToken: () => 'not a token' };
+    await assert.rejects(session.accessToken.call(own, { signal }), (e) => e instanceof ConfigError && e.field === 'this');
+  });
+
   test('exchangeCode(): an aborted signal spends no code; an abort during it still saves the record', async () => {
     const client = newClient();
     const store = new MemoryStore();
@@ -253,6 +286,17 @@ describe('authorizedFetch(): init.signal ends the token waits too', () => {
     assert.equal(response.status, 200);
     await response.arrayBuffer();
     assert.equal(await emu.refreshRequests(), 1, 'the held refresh served the next call');
+  });
+
+  test('init.signal null means no signal, as in fetch: a Request\'s aborted signal is not used', async () => {
+    const { session, options } = await setup();
+    const request = new Request(emu.apiEndpoint, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: QUERY, signal: AbortSignal.abort(),
+    });
+    const response = await authorizedFetch(session, request, { signal: null }, options);
+    assert.equal(response.status, 200);
+    await response.arrayBuffer();
+    assert.equal(await emu.refreshRequests(), 1);
   });
 
   test('an init.signal that is not an AbortSignal is a ConfigError naming it, before a token is asked for', async () => {

@@ -36,6 +36,16 @@ describe('AbortSignal: the caller stops waiting, the shared work goes on', () =>
 
   const newClient = () => new TokenClient({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT });
 
+  /** `session.refresh()` with its request held at the emulator, its caller aborted meanwhile; the request stays held. */
+  async function refreshAbortedWhileHeld(session) {
+    await emu.fault({ kind: 'hold' });
+    const controller = new AbortController();
+    const aborted = session.refresh({ signal: controller.signal });
+    await emu.waitHeld(1);
+    controller.abort();
+    await assert.rejects(aborted, abortError);
+  }
+
   /** A session seeded with a refresh token only (its first read refreshes); the seeded token. */
   async function unread(store = new MemoryStore()) {
     const client = newClient();
@@ -99,12 +109,7 @@ describe('AbortSignal: the caller stops waiting, the shared work goes on', () =>
 
   test('a refresh whose only caller aborted still lands: the next call gets its token with no new request', async () => {
     const { session, store, refreshToken } = await unread();
-    await emu.fault({ kind: 'hold' });
-    const controller = new AbortController();
-    const aborted = session.refresh({ signal: controller.signal });
-    await emu.waitHeld(1);
-    controller.abort();
-    await assert.rejects(aborted, abortError);
+    await refreshAbortedWhileHeld(session);
     await emu.releaseHeld();
     const token = await session.accessToken(); // joins the refresh in flight, or reads what it saved
     assert.equal(await emu.refreshRequests(), 1, 'no second request');
@@ -131,12 +136,7 @@ describe('AbortSignal: the caller stops waiting, the shared work goes on', () =>
     await session.seed({ refreshToken: (await emu.seed()).refresh_token });
     const before = await session.accessToken();
     same(await session.accessToken(), before, 'mirrored');
-    await emu.fault({ kind: 'hold' });
-    const controller = new AbortController();
-    const aborted = session.refresh({ signal: controller.signal });
-    await emu.waitHeld(1);
-    controller.abort();
-    await assert.rejects(aborted, abortError);
+    await refreshAbortedWhileHeld(session);
     // Two reads while the refresh is held: the second would mirror the
     // token of the moment, were the refresh no longer marked as running.
     same(await session.accessToken(), before);

@@ -87,8 +87,8 @@ class TokenClient private constructor(
     @Throws(FreshTokenException::class, InterruptedException::class)
     fun clientTokenBlocking(scopes: List<String>): String = blocking { clientToken(scopes) }
 
-    /** [clientToken] as a [CompletableFuture] (for Java). */
-    fun clientTokenAsync(scopes: List<String>): CompletableFuture<String> = future { clientToken(scopes) }
+    /** [clientToken] as a [CompletableFuture] (for Java; a null [scopes]: the future fails with Config naming `scopes`). */
+    fun clientTokenAsync(scopes: List<String>?): CompletableFuture<String> = future { clientToken(given("scopes", scopes)) }
 
     /**
      * Revokes every cached client token at the revocation endpoint (RFC
@@ -154,9 +154,9 @@ class TokenClient private constructor(
     fun exchangeCodeBlocking(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession =
         blocking { exchangeCode(options, key, store) }
 
-    /** [exchangeCode] as a [CompletableFuture]. */
-    fun exchangeCodeAsync(options: ExchangeCodeOptions, key: String, store: TokenStore): CompletableFuture<UserSession> =
-        future { exchangeCode(options, key, store) }
+    /** [exchangeCode] as a [CompletableFuture] (a null argument from Java: the future fails with Config naming it). */
+    fun exchangeCodeAsync(options: ExchangeCodeOptions?, key: String?, store: TokenStore?): CompletableFuture<UserSession> =
+        future { exchangeCode(given("options", options), given("key", key), given("store", store)) }
 
     /**
      * Frees the native client; later calls (on this client and on every
@@ -333,15 +333,16 @@ class TokenClient private constructor(
             clock: Clock? = null,
         ): TokenClient = blocking { discover(issuer, options, http, clock) }
 
-        /** [discover] as a [CompletableFuture] (for Java). */
+        /** [discover] as a [CompletableFuture] (for Java; a null argument: the future fails with Config naming it). */
         @JvmStatic
         @JvmOverloads
         fun discoverAsync(
-            issuer: String,
-            options: TokenClientOptions,
-            http: HttpClient = HttpUrlConnectionClient(),
+            issuer: String?,
+            options: TokenClientOptions?,
+            http: HttpClient? = HttpUrlConnectionClient(),
             clock: Clock? = null,
-        ): CompletableFuture<TokenClient> = future { discover(issuer, options, http, clock) }
+        ): CompletableFuture<TokenClient> =
+            future { discover(given("issuer", issuer), given("options", options), given("http", http), clock) }
 
         /**
          * A client from the provider's client-credentials JSON (`clientId`,
@@ -395,8 +396,8 @@ class ClientTokens internal constructor(
     @Throws(FreshTokenException::class, InterruptedException::class)
     fun tokenBlocking(scopes: List<String>): String = blocking { token(scopes) }
 
-    /** [token] as a [CompletableFuture]. */
-    fun tokenAsync(scopes: List<String>): CompletableFuture<String> = future { token(scopes) }
+    /** [token] as a [CompletableFuture] (a null [scopes] from Java: the future fails with Config naming `scopes`). */
+    fun tokenAsync(scopes: List<String>?): CompletableFuture<String> = future { token(given("scopes", scopes)) }
 
     /** Forgets the cached token for [scopes]. */
     @Throws(FreshTokenException::class)

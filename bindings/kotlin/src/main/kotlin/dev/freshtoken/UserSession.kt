@@ -115,8 +115,8 @@ class UserSession internal constructor(
     @Throws(FreshTokenException::class, InterruptedException::class)
     fun tokenRejectedBlocking(token: String): TokenInfo = blocking { tokenRejected(token) }
 
-    /** [tokenRejected] as a [CompletableFuture]. */
-    fun tokenRejectedAsync(token: String): CompletableFuture<TokenInfo> = future { tokenRejected(token) }
+    /** [tokenRejected] as a [CompletableFuture] (a null [token] from Java: the future fails with Config naming `token`). */
+    fun tokenRejectedAsync(token: String?): CompletableFuture<TokenInfo> = future { tokenRejected(given("token", token)) }
 
     /** Adopts an existing refresh token (and optionally its access token). */
     @Throws(FreshTokenException::class)
@@ -129,8 +129,8 @@ class UserSession internal constructor(
     @Throws(FreshTokenException::class, InterruptedException::class)
     fun seedBlocking(seed: SeedOptions): Unit = blocking { seed(seed) }
 
-    /** [seed] as a [CompletableFuture]. */
-    fun seedAsync(seed: SeedOptions): CompletableFuture<Unit> = future { seed(seed) }
+    /** [seed] as a [CompletableFuture] (a null [seed] from Java: the future fails with Config naming `seed`). */
+    fun seedAsync(seed: SeedOptions?): CompletableFuture<Unit> = future { seed(given("seed", seed)) }
 
     /**
      * Revokes the session at the server (RFC 7009): waits for a refresh in

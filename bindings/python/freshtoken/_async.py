@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 from ._ffi.freshtoken import (Clock, ExchangeCodeOptions, HttpClient, SeedOptions, SessionStatus, TokenInfo,
                               TokenStore, discover_client)
 from . import _check, _loop
-from ._shared import ClientCore, SessionCore, guarded_store, scopes_list, seed_options
+from ._shared import ClientCore, SessionCore, answered_store, guarded_store, scopes_list, seed_options
 
 __all__ = ["AsyncClient", "AsyncSession"]
 
@@ -172,9 +172,10 @@ class AsyncClient(ClientCore):
         guarded = guarded_store(store)
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,
                                                           redirect_uri=redirect_uri))
+        adopted = answered_store(guarded)  # its supports_* asked here, not on freshtoken's loop
         self._mirror.drop(key)
         try:
-            handle = await _loop.run(self._native.exchange_code, options, key, guarded)
+            handle = await _loop.run(self._native.exchange_code, options, key, adopted)
         finally:
             self._mirror.drop(key)  # a read during it may have mirrored the token it replaced
         return self._exchanged(key, store, guarded, handle)

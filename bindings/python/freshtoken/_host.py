@@ -58,7 +58,7 @@ from ._check import type_name as _type_name, utf8_safe
 from ._loop import http_executor, on_event_loop
 
 __all__ = ["host_call", "store_call", "sync_store_call", "checked_response", "failed", "member", "GuardedStore",
-           "GuardedHttp", "GuardedClock"]
+           "AnsweredStore", "GuardedHttp", "GuardedClock"]
 
 Check = Callable[[Any], Any]
 
@@ -164,13 +164,26 @@ def _class_name(error: BaseException) -> str:
     return utf8_safe(type(error).__name__)
 
 
-def message_of(error: BaseException) -> str:
-    """``str(error)``, or its class name when that is empty or raises."""
+def _printed(show: Callable[[Any], Any], error: BaseException) -> str:
+    """``show(error)`` (``str``, ``Exception.__str__``) if it gives a non-empty
+    ``str``, else ``error``'s class name. Whatever ``show`` raises is caught,
+    a ``BaseException`` too (a ``KeyboardInterrupt`` goes on to the main
+    thread): raised here, inside the guard's handler, it would escape the
+    guard, and the callback would never answer the core (an async one waits
+    out its deadline; a synchronous one is printed by the ctypes callback and
+    read as zero: ``supports_lease()`` as False, the clock as 1970)."""
     try:
-        text = str(error)
-    except Exception:  # noqa: BLE001 - a __str__ that raises
+        text = show(error)
+    except BaseException as raised:  # noqa: BLE001 - a __str__ that raises anything
+        if isinstance(raised, KeyboardInterrupt):
+            _thread.interrupt_main()
         text = ""
     return text if isinstance(text, str) and text else _class_name(error)
+
+
+def message_of(error: BaseException) -> str:
+    """``str(error)``, or its class name when that is empty or raises (anything)."""
+    return _printed(str, error)
 
 
 def answerable(error: HostError) -> HostError:
@@ -181,11 +194,7 @@ def answerable(error: HostError) -> HostError:
     with its message: uniffi's generated code would send the core an empty
     error, which it reads as "Error lifting from rust buffer"."""
     if not isinstance(error, _VARIANTS):
-        try:
-            text = Exception.__str__(error)
-        except Exception:  # noqa: BLE001 - an argument whose __str__ raises
-            text = ""
-        return failed(text if isinstance(text, str) and text else _class_name(error))
+        return failed(_printed(Exception.__str__, error))  # an argument's __str__ may raise anything
     if "detail" in vars(error):
         detail = error.detail
         error.detail = utf8_safe(detail) if isinstance(detail, str) else f"a HostError with a {_type_name(detail)} detail"
@@ -416,6 +425,66 @@ class GuardedStore(TokenStore):
         return False if found is None else sync_store_call(name, found)
 
 
+class AnsweredStore(TokenStore):
+    """A guarded store whose synchronous members (``supports_lease``,
+    ``supports_versions``) were asked when this was made, on the caller's
+    thread, and answer the same at once (a ``HostError`` they raised is
+    raised again). The core asks them, synchronously and with no deadline,
+    when it adopts a store: ``session()`` does so on the caller's thread,
+    but ``exchange_code`` when its future is first polled, on freshtoken's
+    loop, where a slow answer (a plain method asking a database) would hold
+    up every call of every client in the process. The core keeps the answers
+    for as long as it keeps the store, so asking once here changes nothing
+    else; the other members are the guarded store's own."""
+
+    __slots__ = ("inner", "_lease", "_versions")
+
+    def __init__(self, inner: TokenStore) -> None:
+        self.inner = inner
+        self._lease = _asked(inner, "supports_lease")
+        self._versions = _asked(inner, "supports_versions")
+
+    def supports_lease(self) -> bool:
+        return _answer(self._lease)
+
+    def supports_versions(self) -> bool:
+        return _answer(self._versions)
+
+    async def load(self, key: str) -> Optional[str]:
+        return await self.inner.load(key)
+
+    async def save(self, key: str, record: str) -> None:
+        return await self.inner.save(key, record)
+
+    async def acquire(self, key: str, owner: str, ttl_ms: int) -> bool:
+        return await self.inner.acquire(key, owner, ttl_ms)
+
+    async def release(self, key: str, owner: str) -> None:
+        return await self.inner.release(key, owner)
+
+    async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
+        return await self.inner.load_versioned(key)
+
+    async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
+        return await self.inner.save_versioned(key, record, expected)
+
+
+def _asked(store: TokenStore, name: str) -> Any:
+    """``store.name()`` (a guarded member: a bool, or a HostError raised), as answered now."""
+    try:
+        return getattr(store, name)()
+    except HostError as error:
+        return answerable(error)
+    except Exception as error:  # noqa: BLE001 - a guarded member raises HostError only; to be sure
+        return failed(message_of(error))
+
+
+def _answer(asked: Any) -> bool:
+    if isinstance(asked, BaseException):
+        raise asked
+    return asked
+
+
 class GuardedHttp(HttpClient):
     """Any :class:`HttpClient` behind the guard. A cancelled or interrupted
     send is ``HostError.Failed``: the request may have left. Its answer goes
@@ -458,7 +527,7 @@ class GuardedClock(Clock):
             raise failed("the clock's now_ms() returned bool; it must return int (ms)")
         try:
             ms = int.__index__(operator.index(value))  # an exact int (3.9's operator.index keeps a subclass)
-        except Exception:  # noqa: BLE001 - not an integer
+        except BaseException:  # noqa: BLE001 - not an integer (an __index__ may raise anything: see _printed)
             raise failed(f"the clock's now_ms() returned {_type_name(value)}; "
                          "it must return int (ms)") from None
         if not _I64[0] <= ms < _I64[1]:

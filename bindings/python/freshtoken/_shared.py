@@ -31,12 +31,13 @@ from ._ffi.freshtoken import (
 from . import _check, _loop
 from ._errors import config_error, native
 from ._events import listener
-from ._host import GuardedClock, GuardedHttp, GuardedStore
+from ._host import AnsweredStore, GuardedClock, GuardedHttp, GuardedStore
 from ._http import UrllibHttpClient
 from ._mirror import Entry, Mirror
 from ._stores import TokenStoreBase, unguarded_members
 
-__all__ = ["ClientCore", "SessionCore", "scopes_list", "seed_options", "guarded_store", "guarded_http"]
+__all__ = ["ClientCore", "SessionCore", "scopes_list", "seed_options", "guarded_store", "guarded_http",
+           "answered_store"]
 
 # The core's default for max_sessions; the mirror and the handle cache use
 # the same bound.
@@ -337,3 +338,11 @@ def guarded_store(store: TokenStore, field: str = "store") -> TokenStore:
     if isinstance(store, TokenStoreBase):
         return GuardedStore(store) if unguarded_members(store) else store
     return store if isinstance(store, (GuardedStore, TokenStoreImpl)) else GuardedStore(store)
+
+
+def answered_store(guarded: TokenStore) -> TokenStore:
+    """A guarded store for a call whose future adopts it in the core
+    (``exchange_code``): its synchronous members asked now, on the caller's
+    thread, not on freshtoken's loop (see ``AnsweredStore``). A store
+    implemented in Rust answers them itself, at once."""
+    return guarded if isinstance(guarded, TokenStoreImpl) else AnsweredStore(guarded)

@@ -518,6 +518,10 @@ def _forget_leases_in_child() -> None:
     # So are the locks held across a directory's probe or listing (file I/O).
     _separate_lock = threading.Lock()
     _legacy_lock = threading.Lock()
+    # And each directory's list of old names has a lock of its own (taken by
+    # loads and saves, without I/O, but a thread may have been inside it).
+    for names in _legacy_by_directory.values():
+        names._lock = threading.Lock()
     for lease in _leases.values():
         lease.file.close()
     _leases.clear()

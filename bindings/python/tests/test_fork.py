@@ -239,6 +239,43 @@ def test_a_child_forked_while_a_thread_lists_a_store_directory_can_use_file_stor
     assert answer == "token", f"the child's file store answered: {answer}"
 
 
+def test_a_child_forked_while_a_thread_looks_up_an_old_file_name_can_use_file_stores(emu, tmp_path):
+    # A directory holding files of the earlier naming has one lock of its
+    # own (the names listed there), taken by every load of a key without a
+    # file under today's name and by every save. A fork while a parent's
+    # thread held it copied it held: in the child, each load of a new key
+    # waited out store_timeout_ms, keeping a worker thread for good.
+    from freshtoken import _stores
+
+    directory = tmp_path / "tokens"
+    directory.mkdir()
+    (directory / _stores.legacy_file_name("someone-else")).write_text("{}")
+    names = _stores._legacy_names(str(directory))
+    assert names.existing("someone-else") is not None, "the directory has old names"
+    held, release = threading.Event(), threading.Event()
+
+    def looking_up():  # a thread of the parent, holding that lock at the fork
+        with names._lock:
+            held.set()
+            release.wait(CHILD_BOUND_S)
+
+    holder = threading.Thread(target=looking_up)
+    holder.start()
+    try:
+        assert held.wait(CHILD_BOUND_S)
+
+        def child():
+            client, _ = make_sync_client(emu, store_timeout_ms=2000)
+            return _outcome(lambda: seeded_sync(emu, client, freshtoken.FileTokenStore(directory))[0]
+                            .access_token(timeout=10))
+
+        answer = in_forked_child(child)
+    finally:
+        release.set()
+        holder.join(CHILD_BOUND_S)
+    assert answer == "token", f"the child's file store answered: {answer}"
+
+
 def forked_while_held(emu, grant, in_parent, in_child):
     """Runs ``in_parent()`` in a thread of this process until its token
     request (``grant``) is held at the emulator, then ``in_child()`` in a

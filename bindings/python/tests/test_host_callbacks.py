@@ -638,3 +638,74 @@ def test_hung_plain_store_calls_never_keep_token_requests_from_being_sent(emu):
         release.set()
         for thread in threads:
             thread.join(30)
+
+
+class SlowCapabilities(TestStore):
+    """A fleet-capable store whose `supports_lease()` blocks its thread once
+    armed (a plain method asking a database, behind a lock another thread
+    holds) until `answer` is set; it records the thread that asked."""
+
+    __test__ = False
+
+    def __init__(self):
+        super().__init__()
+        self.armed = False
+        self.asking = threading.Event()
+        self.answer = threading.Event()
+        self.asked_on = []
+
+    def supports_lease(self):
+        self.asked_on.append(threading.current_thread().name)
+        if self.armed:
+            self.armed = False
+            self.asking.set()
+            self.answer.wait(60)
+        return False
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_code_exchanges_store_capabilities_are_asked_on_the_callers_thread_not_freshtokens_loop(emu, kind):
+    """The core asks ``supports_lease()``/``supports_versions()``
+    synchronously, with no deadline, when it adopts a store: for
+    ``session()`` on the caller's thread, but for ``exchange_code`` when its
+    future was first polled, on freshtoken's loop. A slow answer there held
+    up the loop, and every call of every client in the process waited."""
+    from helpers import authorization_code
+
+    redirect_uri = "https://app.example/callback"
+    client, _ = make_sync_client(emu)
+    request = client.authorization_url(redirect_uri, scopes=["openid", "offline_access"])
+    code = authorization_code(request.url)
+    store = SlowCapabilities()
+    store.armed = True
+    options = dict(code=code, code_verifier=request.code_verifier, redirect_uri=redirect_uri)
+    outcome = {}
+
+    def exchange():
+        try:
+            if kind == "sync":
+                outcome["session"] = client.exchange_code("u1", store, timeout=60, **options)
+            else:
+                async_client = freshtoken.AsyncClient(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+                outcome["session"] = asyncio.run(async_client.exchange_code("u1", store, **options))
+        except BaseException as error:  # noqa: BLE001 - checked below
+            outcome["error"] = error
+
+    exchanging = threading.Thread(target=exchange, name="the-callers-thread")
+    exchanging.start()
+    try:
+        assert store.asking.wait(30), "the store was asked"
+        # While that answer is slow, another client's session goes on.
+        other, _ = make_sync_client(emu)
+        other_session = other.session("other", TestStore())
+        other_session.seed(refresh_token=emu.seed()["refresh_token"], timeout=30)
+        assert isinstance(other_session.access_token(timeout=30), str)
+    finally:
+        store.answer.set()
+        exchanging.join(60)
+    assert "error" not in outcome, repr(outcome.get("error"))
+    assert outcome["session"].key == "u1"
+    same(client.session("u1", store).access_token(timeout=30), store.record("u1")["access_token"],
+         "the exchanged record was saved")
+    assert store.asked_on[0] == "the-callers-thread", store.asked_on
+    assert "freshtoken-loop" not in store.asked_on, store.asked_on

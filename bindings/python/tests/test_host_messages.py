@@ -9,6 +9,7 @@ was printed by the ctypes callback ("Exception ignored …")."""
 import logging
 import os
 import threading
+import time
 
 import pytest
 
@@ -128,3 +129,141 @@ def test_an_on_event_raising_a_base_exception_is_swallowed_and_logged_by_type(em
     assert len(warnings) == 1 and raised.__name__ in warnings[0].getMessage()
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+# -- an exception whose __str__ raises a BaseException ------------------------------
+#
+# The guard turned what a host callback raised into HostError.Failed with
+# str(error), catching only an Exception from __str__: one raising a
+# BaseException (an app's own, GeneratorExit, SystemExit) escaped the guard.
+# A store's async load, or an HTTP send, then never answered the core (the
+# call waited out its deadline), and a fleet store's supports_lease() was
+# printed by the ctypes callback and read as False: the refresh ran without
+# the store's lease, beside other processes refreshing the same single-use
+# token.
+
+
+class UnprintableBase(Exception):
+    """An exception whose __str__ raises a BaseException."""
+
+    def __init__(self, raised=AppStop):
+        super().__init__()
+        self.raised = raised
+
+    def __str__(self):
+        raise self.raised()
+
+
+class ArgumentUnprintable:
+    """A HostError argument whose __str__ raises a BaseException."""
+
+    def __str__(self):
+        raise AppStop()
+
+
+UNPRINTABLE = [
+    pytest.param(lambda: UnprintableBase(AppStop), id="an app's BaseException"),
+    pytest.param(lambda: UnprintableBase(GeneratorExit), id="GeneratorExit"),
+    pytest.param(lambda: UnprintableBase(SystemExit), id="SystemExit"),
+    pytest.param(lambda: HostError(ArgumentUnprintable()), id="HostError whose argument"),
+]
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("raised", UNPRINTABLE)
+def test_a_fleet_store_raising_an_unprintable_error_from_supports_lease_is_refused(emu, capfd, raised):
+    class Fleet(TestStore):
+        __test__ = False
+        broken = False
+        acquired = 0
+
+        def supports_lease(self):
+            if self.broken:
+                raise raised()
+            return True
+
+        async def acquire(self, key, owner, ttl_ms):
+            self.acquired += 1
+            return True
+
+    store = Fleet()
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, store)
+    store.broken = True
+    other, _ = make_sync_client(emu)  # another process: it asks the store anew
+    with pytest.raises(freshtoken.StorageError) as error:
+        other.session("u1", store).access_token(timeout=30)
+    assert "supports_lease()" in str(error.value), str(error.value)
+    assert emu.refresh_requests() == 0, "no refresh without the store's lease"
+    store.broken = False
+    assert isinstance(other.session("u1", store).access_token(timeout=30), str)
+    assert emu.refresh_requests() == 1 and store.acquired == 1, "the refresh took the lease"
+    assert capfd.readouterr().err == "", "nothing printed by the ctypes callback"
+
+
+@pytest.mark.parametrize("raised", UNPRINTABLE)
+@pytest.mark.parametrize("plain", [False, True], ids=["async", "plain"])
+def test_a_store_raising_an_unprintable_error_is_a_storage_error_at_once(emu, capfd, raised, plain):
+    class Failing(TestStore):
+        __test__ = False
+
+        async def load(self, key):
+            raise raised()
+
+    class PlainFailing(TestStore):
+        __test__ = False
+
+        def load(self, key):
+            raise raised()
+
+    # With a deadline no test waits for: the answer must come from the
+    # store's failure, not from the core giving up on it.
+    client, _ = make_sync_client(emu, store_timeout_ms=600_000)
+    with pytest.raises(freshtoken.StorageError) as error:
+        client.session("u1", PlainFailing() if plain else Failing()).status(timeout=30)
+    assert "within" not in str(error.value), str(error.value)
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("raised", UNPRINTABLE)
+def test_an_http_client_raising_an_unprintable_error_is_a_network_error_at_once(emu, capfd, raised):
+    class Failing(HttpClient):
+        async def send(self, request):
+            raise raised()
+
+    client, _ = make_sync_client(emu, http=Failing(), timeout_ms=120_000, retry={"max_attempts": 1})
+    session, _ = seeded_sync(emu, client, TestStore())
+    with pytest.raises(freshtoken.NetworkError):
+        session.access_token(timeout=30)
+    assert capfd.readouterr().err == ""
+
+
+class UnprintableClock(freshtoken.Clock):
+    """A clock whose now_ms raises a HostError carrying an unprintable argument once armed."""
+
+    armed = False
+    misread = 0
+
+    def now_ms(self):
+        if self.armed and threading.current_thread() is not threading.main_thread():
+            self.misread += 1
+            raise HostError(ArgumentUnprintable())
+        return int(time.time() * 1000)
+
+    async def sleep(self, ms):
+        pass
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_a_clock_raising_an_unprintable_host_error_falls_back_to_the_system_clock(emu, capfd):
+    clock = UnprintableClock()
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    before = int(time.time() * 1000)
+    clock.armed = True
+    session.access_token(timeout=30)
+    clock.armed = False
+    assert clock.misread > 0, "the core read the clock"
+    assert store.record("u1")["expires_at"] >= before, "the expiry is on the system clock, not 1970"
+    assert capfd.readouterr().err == "", "nothing escaped into the FFI"

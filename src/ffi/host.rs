@@ -85,8 +85,11 @@ async fn stored<T>(
 }
 
 /// The host's store as the core's. Its two synchronous members are asked
-/// once, when the adapter is made on the caller's thread (`session()`, a
-/// code exchange, an encrypted store over it): the core would otherwise
+/// once, when the adapter is made: on the caller's thread for `session()`
+/// and an encrypted store over it; for a code exchange at its future's
+/// first poll, on the thread the host polls it from (Kotlin: the caller's
+/// dispatcher; the Python package asks them on the caller's thread first,
+/// since its loop thread serves every client). The core would otherwise
 /// ask them on its own threads, where a synchronous callback has no
 /// deadline and one that blocks would stall every client's flights.
 pub(crate) struct StoreAdapter {

@@ -224,10 +224,16 @@ async fn the_lease_is_renewed_while_the_saves_fail_for_longer_than_its_ttl() {
     );
 }
 
-/// A manual clock whose `sleep` waits for the test (`wake`) before it moves
-/// the time: the test acts between two background tries.
+/// A manual clock whose pauses, recorded in `sleeps`, move its time by
+/// `pace` times what they ask for: 1 is [`ManualClock`]'s own; 0 a host's
+/// fake clock whose `sleep` returns at once and whose time stands still; 2
+/// an event loop that stalls, so that every pause overshoots. Unless
+/// `open`, each pause first waits for the test (`wake`): the test acts
+/// between two background tries.
 struct GatedSleeps {
     clock: ManualClock,
+    pace: u64,
+    sleeps: Mutex<Vec<u64>>,
     sleeping: Notify,
     wake: Notify,
     /// Set: pauses no longer wait for the test.
@@ -247,7 +253,13 @@ impl Clock for GatedSleeps {
             self.sleeping.notify_one();
             self.wake.notified().await;
         }
-        self.clock.sleep(ms).await;
+        self.sleeps.lock().unwrap().push(ms);
+        self.clock.advance(ms * self.pace);
+        // Back to the runtime, as a host's timer callback would be: a task
+        // that would pause forever then still lets the test time out,
+        // instead of holding its worker thread (every store call here
+        // answers at once, so nothing else in its loop would yield).
+        tokio::task::yield_now().await;
     }
     async fn timer(&self, ms: u64) {
         self.clock.timer(ms).await
@@ -255,12 +267,24 @@ impl Clock for GatedSleeps {
 }
 
 impl GatedSleeps {
+    /// Pauses that wait for the test, then move the time by what they ask.
     fn at(now_ms: u64) -> Arc<Self> {
+        Self::new(now_ms, 1, false)
+    }
+
+    /// Pauses that move the time by `pace` times what they ask, at once.
+    fn paced(now_ms: u64, pace: u64) -> Arc<Self> {
+        Self::new(now_ms, pace, true)
+    }
+
+    fn new(now_ms: u64, pace: u64, open: bool) -> Arc<Self> {
         Arc::new(GatedSleeps {
             clock: ManualClock::new(now_ms),
+            pace,
+            sleeps: Mutex::new(Vec::new()),
             sleeping: Notify::new(),
             wake: Notify::new(),
-            open: AtomicBool::new(false),
+            open: AtomicBool::new(open),
         })
     }
 }
@@ -480,38 +504,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     .unwrap_or_else(|_| panic!("{what} never happened"));
 }
 
-/// A manual clock whose pauses move its time by `pace` times what they ask
-/// for, recording each: 1 is [`ManualClock`]'s own; 0 a host's fake clock
-/// whose `sleep` returns at once and whose time stands still; 2 an event
-/// loop that stalls, so that every pause overshoots.
-struct Paced {
-    clock: ManualClock,
-    pace: u64,
-    sleeps: Mutex<Vec<u64>>,
-}
-
-#[async_trait::async_trait]
-impl Clock for Paced {
-    fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
-    fn monotonic_ms(&self) -> u64 {
-        self.clock.monotonic_ms()
-    }
-    async fn sleep(&self, ms: u64) {
-        self.sleeps.lock().unwrap().push(ms);
-        self.clock.advance(ms * self.pace);
-        // Back to the runtime, as a host's timer callback would be: a task
-        // that would pause forever then still lets the test time out,
-        // instead of holding its worker thread (every store call here
-        // answers at once, so nothing else in its loop would yield).
-        tokio::task::yield_now().await;
-    }
-    async fn timer(&self, ms: u64) {
-        self.clock.timer(ms).await
-    }
-}
-
 /// A rotation whose every save fails: the background task gives up once
 /// ten minutes have passed on `pace`'s clock or been asked for in pauses,
 /// whichever comes first, with its warning; it lets the lease lapse (one
@@ -521,11 +513,7 @@ async fn the_background_save_gives_up(pace: u64) {
     capture_warnings();
     let key = ["lapsing-still", "lapsing", "lapsing-stalled"][pace as usize];
     let h = Harness::new();
-    let clock = Arc::new(Paced {
-        clock: ManualClock::new(h.clock.now_ms()),
-        pace,
-        sleeps: Mutex::new(Vec::new()),
-    });
+    let clock = GatedSleeps::paced(h.clock.now_ms(), pace);
     let client = client_on(h.emu.token_endpoint(), clock.clone());
     let store = Stranding::keyed(Arc::new(MemoryStore::with_leases(clock.clone())), key);
     let session = client.session(key, store.clone()).unwrap();

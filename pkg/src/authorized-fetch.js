@@ -194,10 +194,10 @@ export async function authorizedFetch(session, input, init = undefined, options 
     }
   }
   const wait = waitOptions(input, isRequest, init);
-  const token = await (wait === undefined ? session.accessToken() : session.accessToken(wait));
+  const token = await session.accessToken(wait);
   const first = await fetchImpl(input, bearer(token));
   if (!(await isUnauthenticated(first))) return first;
-  const { accessToken } = await (wait === undefined ? session.tokenRejected(token) : session.tokenRejected(token, wait));
+  const { accessToken } = await session.tokenRejected(token, wait);
   if (once) return first; // its body is spent: the caller sends again, with the new token
   return fetchImpl(retryInput, bearer(accessToken));
 }

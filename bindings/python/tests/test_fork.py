@@ -215,27 +215,7 @@ def test_a_child_forked_while_a_thread_lists_a_store_directory_can_use_file_stor
     # thread for good.
     from freshtoken import _stores
 
-    held, release = threading.Event(), threading.Event()
-
-    def listing():  # a thread of the parent, inside that I/O at the fork
-        with getattr(_stores, lock):
-            held.set()
-            release.wait(CHILD_BOUND_S)
-
-    lister = threading.Thread(target=listing)
-    lister.start()
-    try:
-        assert held.wait(CHILD_BOUND_S)
-
-        def child():
-            client, _ = make_sync_client(emu, store_timeout_ms=2000)
-            return _outcome(lambda: seeded_sync(emu, client, freshtoken.FileTokenStore(tmp_path / "tokens"))[0]
-                            .access_token(timeout=10))
-
-        answer = in_forked_child(child)
-    finally:
-        release.set()
-        lister.join(CHILD_BOUND_S)
+    answer = _file_store_in_child_forked_holding(emu, tmp_path / "tokens", getattr(_stores, lock))
     assert answer == "token", f"the child's file store answered: {answer}"
 
 
@@ -252,14 +232,22 @@ def test_a_child_forked_while_a_thread_looks_up_an_old_file_name_can_use_file_st
     (directory / _stores.legacy_file_name("someone-else")).write_text("{}")
     names = _stores._legacy_names(str(directory))
     assert names.existing("someone-else") is not None, "the directory has old names"
+    answer = _file_store_in_child_forked_holding(emu, directory, names._lock)
+    assert answer == "token", f"the child's file store answered: {answer}"
+
+
+def _file_store_in_child_forked_holding(emu, directory, lock):
+    """Forks while a thread of this process holds ``lock``; in the child, a
+    seeded session on a ``FileTokenStore`` of ``directory`` reads a token:
+    its outcome (``"token"``, the error's class, None if it hung)."""
     held, release = threading.Event(), threading.Event()
 
-    def looking_up():  # a thread of the parent, holding that lock at the fork
-        with names._lock:
+    def holding():  # a thread of the parent, holding the lock at the fork
+        with lock:
             held.set()
             release.wait(CHILD_BOUND_S)
 
-    holder = threading.Thread(target=looking_up)
+    holder = threading.Thread(target=holding)
     holder.start()
     try:
         assert held.wait(CHILD_BOUND_S)
@@ -269,11 +257,10 @@ def test_a_child_forked_while_a_thread_looks_up_an_old_file_name_can_use_file_st
             return _outcome(lambda: seeded_sync(emu, client, freshtoken.FileTokenStore(directory))[0]
                             .access_token(timeout=10))
 
-        answer = in_forked_child(child)
+        return in_forked_child(child)
     finally:
         release.set()
         holder.join(CHILD_BOUND_S)
-    assert answer == "token", f"the child's file store answered: {answer}"
 
 
 def forked_while_held(emu, grant, in_parent, in_child):

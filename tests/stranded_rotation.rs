@@ -504,6 +504,26 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     .unwrap_or_else(|_| panic!("{what} never happened"));
 }
 
+/// Heals `store`; then a call of `session` saves the rotated record first
+/// and serves its token, sending nothing: the store holds the rotated
+/// refresh token (active), and `seeded` is spent.
+async fn a_healed_store_gets_the_record_first(
+    h: &Harness,
+    session: &freshtoken::UserSession,
+    store: &Stranding,
+    seeded: &str,
+) {
+    store.fail_saves.store(0, Ordering::SeqCst);
+    let token = session.access_token().await.expect("served");
+    assert_eq!(h.refresh_requests(), 1);
+    let stored = store.stored();
+    assert!(!stored.in_doubt);
+    assert_eq!(stored.access_token.unwrap().value.expose(), token);
+    let rotated = store.stored_refresh_token();
+    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
+    assert_eq!(h.emu.refresh_token_state(seeded), TokenState::Consumed);
+}
+
 /// A rotation whose every save fails: the background task gives up once
 /// ten minutes have passed on `pace`'s clock or been asked for in pauses,
 /// whichever comes first, with its warning; it lets the lease lapse (one
@@ -581,15 +601,7 @@ async fn the_background_save_gives_up(pace: u64) {
 
     // Once the store heals, a later call saves the record first and serves
     // its token, sending nothing.
-    store.fail_saves.store(0, Ordering::SeqCst);
-    let token = session.access_token().await.expect("served");
-    assert_eq!(h.refresh_requests(), 1);
-    let stored = store.stored();
-    assert!(!stored.in_doubt);
-    assert_eq!(stored.access_token.unwrap().value.expose(), token);
-    let rotated = store.stored_refresh_token();
-    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
-    assert_eq!(h.emu.refresh_token_state(&seeded), TokenState::Consumed);
+    a_healed_store_gets_the_record_first(&h, &session, &store, &seeded).await;
     assert!(!session.status().await.unwrap().unpersisted);
 }
 
@@ -638,15 +650,7 @@ async fn a_client_without_a_spawner_keeps_no_background_save() {
 
     // A later call saves the record first and serves its token, sending
     // nothing.
-    store.fail_saves.store(0, Ordering::SeqCst);
-    let token = session.access_token().await.expect("served");
-    assert_eq!(h.refresh_requests(), 1);
-    let stored = store.stored();
-    assert!(!stored.in_doubt);
-    assert_eq!(stored.access_token.unwrap().value.expose(), token);
-    let rotated = store.stored_refresh_token();
-    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
-    assert_eq!(h.emu.refresh_token_state(&seeded), TokenState::Consumed);
+    a_healed_store_gets_the_record_first(&h, &session, &store, &seeded).await;
 
     // The lease lapses at its TTL.
     h.clock.advance(DEFAULT_LEASE_TTL_MS + 1);

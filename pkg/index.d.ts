@@ -235,9 +235,10 @@ export interface ExchangeCodeOptions {
 }
 
 /**
- * Options of a session call, `clientToken` and `exchangeCode`: `signal`
- * ends this caller's wait, as fetch's does (discovery and `revokeClientTokens`
- * take none, nor `refreshTokens`, whose caller must store what it returns). The call then rejects with `signal.reason` (an `AbortError`
+ * Options of a session call, `clientToken`, `revokeClientTokens`,
+ * `exchangeCode` and `TokenClient.discover`: `signal` ends this caller's
+ * wait, as fetch's does (`refreshTokens` takes none: its caller must store
+ * what it returns). The call then rejects with `signal.reason` (an `AbortError`
  * DOMException, or `AbortSignal.timeout()`'s `TimeoutError`); a refresh it
  * started or joined still finishes and saves the rotated token for every
  * other caller. A signal already aborted starts nothing (no refresh is
@@ -320,12 +321,17 @@ export class TokenClient {
    * endpoints are https) and takes the token, authorization and revocation
    * endpoints from it. A missing or bad document rejects with
    * InvalidResponseError; an unreachable one with NetworkError.
+   * `callOptions.signal` ends the wait (a client made after it is freed).
    */
-  static discover(issuer: string, options: DiscoverOptions): Promise<TokenClient>;
+  static discover(issuer: string, options: DiscoverOptions, callOptions?: CallOptions): Promise<TokenClient>;
   /** The discovery document the client was made from, if it was discovered. */
   readonly providerMetadata: ProviderMetadata | undefined;
-  /** Revokes every cached client token at the server and forgets it. */
-  revokeClientTokens(): Promise<void>;
+  /**
+   * Revokes every cached client token at the server and forgets it.
+   * `options.signal` ends only the wait: the tokens are forgotten and their
+   * revocation is sent all the same.
+   */
+  revokeClientTokens(options?: CallOptions): Promise<void>;
   /**
    * A handle on `key`'s session. Throws a ConfigError for a key that is not
    * a non-empty string or holds a lone UTF-16 surrogate, and for a store

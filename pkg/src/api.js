@@ -433,9 +433,26 @@ export function bind(wasm, eventChannel) {
       return new TokenClient(options);
     }
 
-    /** A client whose endpoints come from `issuer`'s discovery document. */
-    static async discover(issuer, options) {
-      const wasm = await Wasm.discover(issuer, options);
+    /**
+     * A client whose endpoints come from `issuer`'s discovery document.
+     * `callOptions.signal` ends the wait; a client that arrives after it is
+     * freed (whichever of the two comes second frees it).
+     */
+    static async discover(issuer, options, callOptions) {
+      let made;
+      let abandoned = false;
+      let wasm;
+      try {
+        wasm = await waitable(callOptions, async () => {
+          made = await Wasm.discover(issuer, options);
+          if (abandoned) made.free();
+          return made;
+        });
+      } catch (e) {
+        abandoned = true;
+        made?.free();
+        throw e;
+      }
       adopting = wasm;
       return new TokenClient(options);
     }
@@ -467,9 +484,18 @@ export function bind(wasm, eventChannel) {
       return TokenClient.#wasm(this).invalidateClientToken(scopes);
     }
 
-    /** Revokes every cached client token at the server and forgets it. */
-    async revokeClientTokens() {
-      return TokenClient.#wasm(this).revokeClientTokens();
+    /**
+     * Revokes every cached client token at the server and forgets it.
+     * `options.signal` ends only the wait: the tokens are forgotten and
+     * their revocation sent all the same.
+     */
+    revokeClientTokens(options) {
+      try {
+        const wasm = TokenClient.#wasm(this);
+        return waitable(options, () => wasm.revokeClientTokens());
+      } catch (e) {
+        return Promise.reject(e);
+      }
     }
 
     /** The discovery document the client was made from, or undefined. */

@@ -309,3 +309,89 @@ describe('authorizedFetch(): init.signal ends the token waits too', () => {
     assert.equal(sent.length, 0);
   });
 });
+
+describe('AbortSignal on revokeClientTokens() and TokenClient.discover()', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+  beforeEach(async () => { await emu.reset(); });
+
+  /** A client with the emulator's revocation endpoint; `revoked` resolves with its first `revoked` event. */
+  function revokingClient() {
+    let revoked;
+    const done = new Promise((resolve) => { revoked = resolve; });
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint,
+      revocationEndpoint: emu.revocationEndpoint,
+      ...CLIENT,
+      onEvent: (event) => { if (event.kind === 'revoked') revoked(event); },
+    });
+    return { client, revoked: done };
+  }
+
+  test('revokeClientTokens(): an aborted signal revokes nothing and keeps the cached token', async () => {
+    const { client } = revokingClient();
+    const token = await client.clientToken(['accounts']);
+    const signal = AbortSignal.abort();
+    await assert.rejects(client.revokeClientTokens({ signal }), (e) => e === signal.reason);
+    await assert.rejects(client.revokeClientTokens({ signal: 'soon' }), (e) => e instanceof ConfigError && /options\.signal/.test(e.message));
+    assert.equal((await emu.counters()).revocation_requests, 0, 'no revocation sent');
+    same(await client.clientToken(['accounts']), token, 'the cached token is still served');
+    assert.equal(await emu.grantRequests('client_credentials'), 1);
+  });
+
+  test('revokeClientTokens(): an abort while the revocation is held ends the wait; the revocation still lands', async () => {
+    const { client, revoked } = revokingClient();
+    const token = await client.clientToken(['accounts']);
+    await emu.fault({ kind: 'hold', grant: 'revocation' });
+    const controller = new AbortController();
+    const revoking = client.revokeClientTokens({ signal: controller.signal });
+    await emu.waitHeld(1);
+    controller.abort();
+    await assert.rejects(revoking, abortError);
+    // Forgotten before it was sent: the next caller gets a new token.
+    differ(await client.clientToken(['accounts']), token, 'a new client token after the revocation began');
+    await emu.releaseHeld();
+    const event = await revoked;
+    assert.equal(event.errorCode, undefined, 'the server took the revocation');
+    assert.equal((await emu.counters()).revocation_requests, 1);
+  });
+
+  test('discover(): an aborted signal sends no request; an abort while it is held ends the wait', async () => {
+    const options = { ...CLIENT };
+    const signal = AbortSignal.abort();
+    await assert.rejects(TokenClient.discover(emu.discoveryIssuer, options, { signal }), (e) => e === signal.reason);
+    await assert.rejects(
+      TokenClient.discover(emu.discoveryIssuer, options, { timeout: 5 }),
+      (e) => e instanceof ConfigError && /options\.timeout/.test(e.message),
+    );
+    assert.equal((await emu.counters()).discovery_requests, 0, 'no discovery request sent');
+
+    let release;
+    const gate = new Promise((resolve) => { release = resolve; });
+    let asked;
+    const held = new Promise((resolve) => { asked = resolve; });
+    let answer;
+    const answered = new Promise((resolve) => { answer = resolve; });
+    const heldFetch = async (input, init) => {
+      asked();
+      await gate;
+      const response = await fetch(input, init);
+      answer();
+      return response;
+    };
+    const controller = new AbortController();
+    const discovering = TokenClient.discover(emu.discoveryIssuer, { ...options, fetch: heldFetch }, { signal: controller.signal });
+    await held;
+    controller.abort();
+    await assert.rejects(discovering, abortError);
+    release();
+    // The wait ended, the request did not: it is answered (and the client
+    // it makes freed), and a discovery without a signal works as before.
+    await answered;
+    assert.equal((await emu.counters()).discovery_requests, 1);
+    const client = await TokenClient.discover(emu.discoveryIssuer, options);
+    assert.equal(client.providerMetadata.tokenEndpoint, emu.tokenEndpoint);
+    assert.equal((await emu.counters()).discovery_requests, 2);
+  });
+});

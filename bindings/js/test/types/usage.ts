@@ -155,6 +155,9 @@ export async function withDeadline(session: UserSession, request: Request): Prom
   await session.seed({ refreshToken: 'rt' }, { signal: request.signal });
   const scoped: string = await client.clientToken(['accounts'], options);
   await authorizedFetch(session, request, { signal: request.signal });
+  await client.revokeClientTokens(options);
+  const discovered: TokenClient = await TokenClient.discover('https://issuer.example', { clientId: 'id' }, options);
+  discovered.free();
   return [info.accessToken, scoped].join();
 }
 

@@ -9,7 +9,7 @@ use crate::elapsed::Started;
 use crate::error::Error;
 use crate::flight::Plan;
 use crate::random::jitter;
-use crate::session_state::SessionCell;
+use crate::session_state::{SessionCell, SessionState};
 use crate::started_by::StartedBy;
 use crate::tokens::TokenInfo;
 use std::sync::Arc;
@@ -179,6 +179,7 @@ pub(crate) fn keep_stranded(session: &Attached) {
     };
     let mut keeping = Keeping {
         cell: session.cell.clone(),
+        by: StartedBy::this(),
         armed: true,
     };
     let session = session.clone();
@@ -247,6 +248,8 @@ pub(crate) fn keep_stranded(session: &Attached) {
 /// unless it ended itself.
 struct Keeping {
     cell: Arc<SessionCell>,
+    /// The mark this task set in `keeping`.
+    by: StartedBy,
     armed: bool,
 }
 
@@ -259,16 +262,26 @@ impl Keeping {
         if st.strandings != seen {
             return false;
         }
-        st.keeping = None;
+        self.unmark(&mut st);
         self.armed = false;
         true
+    }
+
+    /// Clears the mark if it is still this task's: in a child forked while
+    /// the parent's task ran, the child's own task replaced it, and the
+    /// parent's guard, dropped there, must not clear it: a second task
+    /// would then start beside the child's.
+    fn unmark(&self, st: &mut SessionState) {
+        if st.keeping == Some(self.by) {
+            st.keeping = None;
+        }
     }
 }
 
 impl Drop for Keeping {
     fn drop(&mut self) {
         if self.armed {
-            self.cell.lock().keeping = None;
+            self.unmark(&mut self.cell.lock());
         }
     }
 }
@@ -281,5 +294,51 @@ pub(crate) async fn release_lease(session: &Attached) {
             "freshtoken: session {}: releasing the lease: {e}",
             session.key
         );
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// A guard of a task started by `by`, on a state marked by this
+    /// process's task (as a forked child's own task replaces its parent's
+    /// mark).
+    fn marked_here(by: StartedBy) -> (Arc<SessionCell>, Keeping) {
+        let cell = Arc::new(SessionCell::default());
+        let keeping = Keeping {
+            cell: cell.clone(),
+            by,
+            armed: true,
+        };
+        cell.lock().keeping = Some(StartedBy::this());
+        (cell, keeping)
+    }
+
+    #[test]
+    fn a_dropped_guard_clears_only_its_own_mark() {
+        let (cell, keeping) = marked_here(StartedBy::this());
+        drop(keeping);
+        assert_eq!(cell.lock().keeping, None, "its own mark is cleared");
+
+        let (cell, keeping) = marked_here(StartedBy::other());
+        drop(keeping);
+        assert_eq!(
+            cell.lock().keeping,
+            Some(StartedBy::this()),
+            "the child's mark is left"
+        );
+    }
+
+    #[test]
+    fn an_ending_task_clears_only_its_own_mark() {
+        let (cell, mut keeping) = marked_here(StartedBy::other());
+        assert!(keeping.end_unless_stranded_since(0));
+        drop(keeping);
+        assert_eq!(cell.lock().keeping, Some(StartedBy::this()));
+
+        let (cell, mut keeping) = marked_here(StartedBy::this());
+        assert!(keeping.end_unless_stranded_since(0));
+        assert_eq!(cell.lock().keeping, None);
     }
 }

@@ -12,10 +12,11 @@
 mod common;
 
 use common::{take_failure, Harness, CLIENT_ID, CLIENT_SECRET};
-use freshtoken::{Clock, ManualClock, MemoryStore, Record, StoreError, TokenStore};
+use freshtoken::{Clock, ManualClock, MemoryStore, Record, Spawn, StoreError, TokenStore};
 use freshtoken_emulator::TokenState;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -291,6 +292,16 @@ impl GatedSleeps {
 
 /// A client of `endpoint` on `clock`, its flights run as tokio tasks.
 fn client_on(endpoint: String, clock: Arc<dyn Clock>) -> freshtoken::TokenClient {
+    let spawn = Arc::new(freshtoken::TokioSpawner::current().unwrap());
+    client_spawning(endpoint, clock, spawn)
+}
+
+/// A client of `endpoint` on `clock`, its tasks started by `spawn`.
+fn client_spawning(
+    endpoint: String,
+    clock: Arc<dyn Clock>,
+    spawn: Arc<dyn Spawn>,
+) -> freshtoken::TokenClient {
     let config = freshtoken::Config::builder(endpoint, CLIENT_ID)
         .client_secret(CLIENT_SECRET)
         .build()
@@ -299,8 +310,86 @@ fn client_on(endpoint: String, clock: Arc<dyn Clock>) -> freshtoken::TokenClient
         config,
         Arc::new(freshtoken::NativeHttp::new().unwrap()),
         clock,
-        Arc::new(freshtoken::TokioSpawner::current().unwrap()),
+        spawn,
     )
+}
+
+/// A spawner that runs its tasks on tokio, any of which the test can hold:
+/// a held task is not polled (its wake-ups are kept for later) until let
+/// go, while the others (the flights) go on. The test then acts between
+/// two steps of the background task.
+#[derive(Default)]
+struct Holding {
+    tasks: Mutex<Vec<Arc<Hold>>>,
+}
+
+/// One task of a [`Holding`] spawner.
+#[derive(Default)]
+struct Hold(Mutex<HoldState>);
+
+/// Where a [`Hold`]'s task is.
+#[derive(Default)]
+struct HoldState {
+    /// Not to be polled.
+    held: bool,
+    /// In a poll now.
+    polling: bool,
+    /// Its last poll was ready.
+    ended: bool,
+    /// The wake-up that came while held.
+    woken: Option<Waker>,
+}
+
+impl Holding {
+    /// The one task still running, once every other has ended.
+    async fn lone_running(&self) -> Arc<Hold> {
+        let running = || {
+            let tasks = self.tasks.lock().unwrap();
+            let running = tasks.iter().filter(|t| !t.0.lock().unwrap().ended);
+            running.cloned().collect::<Vec<_>>()
+        };
+        until("all tasks but one ending", || running().len() == 1).await;
+        running().pop().unwrap()
+    }
+}
+
+impl Hold {
+    /// Holds the task, once it is out of the poll it may be in.
+    async fn hold(&self) {
+        self.0.lock().unwrap().held = true;
+        until("the task's poll ending", || !self.0.lock().unwrap().polling).await;
+    }
+
+    /// Lets the task go on.
+    fn let_go(&self) {
+        let mut state = self.0.lock().unwrap();
+        state.held = false;
+        if let Some(waker) = state.woken.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl Spawn for Holding {
+    fn spawn(&self, mut task: freshtoken::BoxFuture<'static, ()>) {
+        let hold = Arc::new(Hold::default());
+        self.tasks.lock().unwrap().push(hold.clone());
+        tokio::spawn(std::future::poll_fn(move |cx| {
+            {
+                let mut state = hold.0.lock().unwrap();
+                if state.held {
+                    state.woken = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                state.polling = true;
+            }
+            let poll = task.as_mut().poll(cx);
+            let mut state = hold.0.lock().unwrap();
+            state.polling = false;
+            state.ended = poll.is_ready();
+            poll
+        }));
+    }
 }
 
 /// A session `u1` of a client on a [`GatedSleeps`] clock (its flights run
@@ -314,8 +403,21 @@ async fn gated(
     Arc<Stranding>,
     freshtoken::UserSession,
 ) {
+    gated_on(h, Arc::new(freshtoken::TokioSpawner::current().unwrap())).await
+}
+
+/// [`gated`], the client's tasks started by `spawn`.
+async fn gated_on(
+    h: &Harness,
+    spawn: Arc<dyn Spawn>,
+) -> (
+    Arc<GatedSleeps>,
+    Arc<MemoryStore>,
+    Arc<Stranding>,
+    freshtoken::UserSession,
+) {
     let clock = GatedSleeps::at(h.clock.now_ms());
-    let client = client_on(h.emu.token_endpoint(), clock.clone());
+    let client = client_spawning(h.emu.token_endpoint(), clock.clone(), spawn);
     let inner = Arc::new(MemoryStore::with_leases(clock.clone()));
     let store = Stranding::over(inner.clone());
     let session = client.session("u1", store.clone()).unwrap();
@@ -704,6 +806,71 @@ async fn a_rotation_stranded_while_a_background_save_runs_is_kept_by_that_one_ta
         "B is stored"
     );
     assert!(store.lease_is_free().await);
+    session.access_token().await.expect("served");
+    assert_eq!(h.refresh_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_stranded_after_a_background_try_began_is_saved_before_that_task_ends() {
+    let h = Harness::new();
+    let tasks = Arc::new(Holding::default());
+    let (clock, _, store, session) = gated_on(&h, tasks.clone()).await;
+    // The test's and the session's: each running task holds one more.
+    let idle = Arc::strong_count(&store);
+
+    // Rotation A's save and the first background try fail; the task pauses.
+    store.fail_saves.store(2, Ordering::SeqCst);
+    session.access_token().await.unwrap_err();
+    within(&clock.sleeping, "the background pause").await;
+    let background = tasks.lone_running().await;
+
+    // The next try (a flight, a task of its own) counts the stranded
+    // rotations, and its save of A hangs; the background task is held
+    // from here, while the try saves A and releases the lease.
+    store.hang_saves.store(1, Ordering::SeqCst);
+    clock.wake.notify_one();
+    within(&store.hung, "the background save of A").await;
+    background.hold().await;
+    store.let_land.notify_one();
+    within(&store.landed, "the background save of A").await;
+    within(&store.released, "the lease's release").await;
+
+    // Before the task has seen its try's end, a forced refresh sends A's
+    // refresh token, and the save of its rotation B fails: B is stranded
+    // after the try counted, and the task (still marked) is told of it.
+    store.fail_saves.store(1, Ordering::SeqCst);
+    let error = session.refresh().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(
+        Arc::strong_count(&store),
+        idle + 1,
+        "still one task, told of B"
+    );
+    assert!(store.stored().in_doubt, "B is not saved");
+
+    // Let go, the task finds its try done but B stranded since it began:
+    // it tries again at once, saves B and releases the lease, then ends.
+    background.let_go();
+    until("the task's end", || Arc::strong_count(&store) == idle).await;
+    assert!(
+        !store.stored().in_doubt,
+        "the task ended with B still unsaved"
+    );
+    let b = store.stored_refresh_token();
+    assert_eq!(
+        h.emu.refresh_token_state(&b),
+        TokenState::Active,
+        "B is stored"
+    );
+    within(&store.released, "the lease's release").await;
+    assert!(store.lease_is_free().await);
+    assert_eq!(
+        clock.sleeps.lock().unwrap().len(),
+        1,
+        "no pause before B's try"
+    );
+    assert!(!session.status().await.unwrap().unpersisted);
     session.access_token().await.expect("served");
     assert_eq!(h.refresh_requests(), 2);
 }

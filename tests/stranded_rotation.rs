@@ -759,6 +759,25 @@ async fn a_client_without_a_spawner_keeps_no_background_save() {
     assert!(store.lease_is_free().await);
 }
 
+/// A forced refresh of `session` sends A's refresh token, and the save of
+/// its rotation B fails (the store set to fail it): B is stranded, and the
+/// one running background task (the store's count past `idle`) is told.
+async fn strand_b(
+    h: &Harness,
+    store: &Arc<Stranding>,
+    session: &freshtoken::UserSession,
+    idle: usize,
+) {
+    let error = session.refresh().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(
+        Arc::strong_count(store),
+        idle + 1,
+        "still one task, told of B"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_stranded_while_a_background_save_runs_is_kept_by_that_one_task() {
     let h = Harness::new();
@@ -777,14 +796,7 @@ async fn a_rotation_stranded_while_a_background_save_runs_is_kept_by_that_one_ta
     // stranded too, under the same lease.
     store.pass_saves.store(1, Ordering::SeqCst);
     store.fail_saves.store(1, Ordering::SeqCst);
-    let error = session.refresh().await.unwrap_err();
-    assert_eq!(error.code().as_str(), "storage", "{error}");
-    assert_eq!(h.refresh_requests(), 2);
-    assert_eq!(
-        Arc::strong_count(&store),
-        idle + 1,
-        "still one task, told of B"
-    );
+    strand_b(&h, &store, &session, idle).await;
 
     // The running task saves B and releases the lease, then ends.
     clock.open.store(true, Ordering::SeqCst);
@@ -839,14 +851,7 @@ async fn a_rotation_stranded_after_a_background_try_began_is_saved_before_that_t
     // refresh token, and the save of its rotation B fails: B is stranded
     // after the try counted, and the task (still marked) is told of it.
     store.fail_saves.store(1, Ordering::SeqCst);
-    let error = session.refresh().await.unwrap_err();
-    assert_eq!(error.code().as_str(), "storage", "{error}");
-    assert_eq!(h.refresh_requests(), 2);
-    assert_eq!(
-        Arc::strong_count(&store),
-        idle + 1,
-        "still one task, told of B"
-    );
+    strand_b(&h, &store, &session, idle).await;
     assert!(store.stored().in_doubt, "B is not saved");
 
     // Let go, the task finds its try done but B stranded since it began:

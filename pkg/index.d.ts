@@ -6,7 +6,7 @@ export type ClientAuth = 'client_secret_post' | 'client_secret_basic' | 'none' |
 
 /** Retry policy for 5xx, 429 and requests that never left. */
 export interface RetryOptions {
-  /** Requests sent at most, the first included (default 4). */
+  /** Requests sent at most, the first included (default 4; 1 to 20). */
   maxAttempts?: number;
   /** Backoff before the first retry in ms; doubles each time (default 250). */
   initialBackoffMs?: number;
@@ -26,7 +26,12 @@ export interface TokenClientOptions {
   clientId: string;
   /** Never ship a client secret to a browser. */
   clientSecret?: string;
-  /** Default `client_secret_post` with a secret, `private_key_jwt` with a private key, `none` without either. */
+  /**
+   * Default `client_secret_post` with a secret, `private_key_jwt` with a
+   * private key, `none` without either. A discovered client with a secret
+   * gets `client_secret_basic` when the provider does not list
+   * `client_secret_post`.
+   */
   clientAuth?: ClientAuth;
   /**
    * `private_key_jwt`: the RSA private key (signed with the platform's
@@ -42,13 +47,18 @@ export interface TokenClientOptions {
   audience?: string;
   /**
    * Default: from discovery, else the token endpoint with `/token`
-   * replaced by `/authorize`.
+   * replaced by `/authorize`. A discovered client guesses none, nor does
+   * one whose token endpoint does not end in `/token`: then
+   * `authorizationUrl()` rejects with a ConfigError naming it.
    */
   authorizationEndpoint?: string;
   /**
    * The RFC 7009 revocation endpoint for `revoke()`. Default: from
    * discovery, else the token endpoint with `/token` replaced by
-   * `/revocation` (Stitch's `…/connect/revocation`).
+   * `/revocation` (Stitch's `…/connect/revocation`). A discovered client
+   * guesses none, nor does one whose token endpoint does not end in
+   * `/token`: then `revoke()` and `revokeClientTokens()` reject with a
+   * ConfigError naming it, and change nothing; give it here.
    */
   revocationEndpoint?: string;
   /** Refresh this many seconds before expiry (default 60, at most half a token's life). */
@@ -78,12 +88,17 @@ export interface TokenClientOptions {
   fetch?: FetchLike;
   /** Clock override in Unix ms (default `Date.now`), for tests. Durations (the retry budget, a lease's age) are also measured on `performance.now()`, and the longer counts: this clock can lengthen them, never shorten them. */
   now?: () => number;
-  /** Sleep override for retry backoff (default `setTimeout`), for tests. */
+  /**
+   * Sleep override (default `setTimeout`), for tests: the pauses between
+   * retries, between looks at another process's fleet lease, and between
+   * background saves of a stranded record. One that does not settle ends
+   * 1 s after `ms`.
+   */
   sleep?: (ms: number) => Promise<void>;
   /**
    * Receives every event (refreshes, failures, re-links, saves, lease waits,
-   * client tokens), after the current turn; what it throws or rejects with
-   * is ignored. In Node every event is also published on
+   * client tokens, revocations), after the current turn; what it throws or
+   * rejects with is ignored. In Node every event is also published on
    * diagnostics_channel `freshtoken:event`, with or without this option.
    */
   onEvent?: (event: TokenEvent) => void | Promise<void>;
@@ -117,7 +132,7 @@ export interface TokenEvent {
   readonly durationMs?: number;
   /** Token requests sent, retries included (`refreshed`, `refresh_failed`, `client_token_issued`). */
   readonly attempts?: number;
-  /** The failure's code (`refresh_failed`, `save_failed`, a `lease_waited` that gave up, a `revoked` the server could not take). */
+  /** The failure's code (`refresh_failed`, `save_failed`, a `lease_waited` that ended in an error — `conflict` when it gave up —, a `revoked` the server could not take). */
   readonly errorCode?: ErrorCode;
   /** Why the user must authorize again (`reauthorization_required`). */
   readonly reason?: ReauthorizationReason;
@@ -144,8 +159,9 @@ export interface VersionedRecord {
  * The members are looked up once, by `client.session()` and
  * `exchangeCode()`: a store with one member of a pair (`acquire` without
  * `release`, `loadVersioned` without `saveVersioned`) is a ConfigError, and
- * a member whose lookup throws a StorageError, before anything is sent:
- * read as absent, a fleet store would refresh without its lease.
+ * a fleet member whose lookup throws a StorageError, before anything is
+ * sent: read as absent, a fleet store would refresh without its lease. (A
+ * `load` or `save` whose lookup throws counts as missing: a ConfigError.)
  */
 export interface TokenStore {
   load(key: string): Promise<string | null>;
@@ -278,9 +294,10 @@ export class UserSession {
    * saves it, then revokes the refresh token and a live access token. Every
    * later call rejects with ReauthorizationRequiredError (`revoked`), here
    * and, through the store, in other processes, until `seed()` or a code
-   * exchange. If the server could not be told, the error has
-   * `serverMayHoldToken: true` (the session is dead all the same; call
-   * `revoke()` again to retry).
+   * exchange; except `status()` (reason `revoked`) and `revoke()`, which
+   * resolves (or retries a revocation still pending). If the server could
+   * not be told, the error has `serverMayHoldToken: true` (the session is
+   * dead all the same; call `revoke()` again to retry).
    */
   revoke(options?: CallOptions): Promise<void>;
   free(): void;
@@ -310,17 +327,20 @@ export class TokenClient {
   /**
    * A client from the provider's client-credentials JSON: `clientId`, and
    * `clientSecret` or `certificate` (PEM, for private_key_jwt),
-   * `slidingRefreshTokenLifetime` (seconds),
-   * optionally `tokenEndpoint` (default Stitch's). Unknown keys are ignored;
-   * a missing one is a ConfigError naming it.
+   * `slidingRefreshTokenLifetime` (seconds; overridden by
+   * `options.refreshTokenLifetimeSeconds`), optionally `tokenEndpoint`
+   * (default Stitch's) and `keyId`.
+   * Unknown keys are ignored; a missing one is a ConfigError naming it.
    */
   static fromCredentialsJson(json: string, options?: CredentialsJsonOptions): TokenClient;
   /**
    * A client for the provider `issuer`: reads and checks
    * `{issuer}/.well-known/openid-configuration` (the issuer matches, the
-   * endpoints are https) and takes the token, authorization and revocation
-   * endpoints from it. A missing or bad document rejects with
-   * InvalidResponseError; an unreachable one with NetworkError.
+   * endpoints are https when the issuer is) and takes the token,
+   * authorization and revocation endpoints from it, in one request (no
+   * retry) within `timeoutMs`. A missing or bad document rejects with
+   * InvalidResponseError; an unreachable provider with NetworkError or
+   * TimeoutError; a 429 or 5xx with TransientError.
    * `callOptions.signal` ends the wait (a client made after it is freed).
    */
   static discover(issuer: string, options: DiscoverOptions, callOptions?: CallOptions): Promise<TokenClient>;
@@ -329,7 +349,9 @@ export class TokenClient {
   /**
    * Revokes every cached client token at the server and forgets it.
    * `options.signal` ends only the wait: the tokens are forgotten and their
-   * revocation is sent all the same.
+   * revocation is sent all the same. Every scope set is tried; the call
+   * rejects with the first failure, and a token whose revocation failed is
+   * kept and revoked again by the next call.
    */
   revokeClientTokens(options?: CallOptions): Promise<void>;
   /**
@@ -345,9 +367,11 @@ export class TokenClient {
    * The first tokens for `options.code`, stored under `key`. A code is sent
    * once per process: a repeat for the same key within 10 minutes (a
    * reloaded or double-submitted callback) joins the first call or gets its
-   * outcome; for another key or verifier it is a ConfigError naming `code`,
-   * with nothing sent. A store that cannot tell its stored version fails it
-   * before the code is sent.
+   * outcome; for another key, verifier or redirect URI it is a ConfigError
+   * naming `code`, with nothing sent. A `codeVerifier` that is not 43 to 128
+   * RFC 7636 characters is a ConfigError naming it, with nothing sent. A
+   * store that cannot tell its stored version fails it before the code is
+   * sent.
    */
   exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore, callOptions?: CallOptions): Promise<UserSession>;
   readonly sessionCount: number;
@@ -537,15 +561,16 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
 
 /**
  * fetch with the session's Bearer token; on 401 or a GraphQL
- * "UNAUTHENTICATED" error (see isUnauthenticated), one forced refresh and
- * one retry. A stream in `init.body` (a ReadableStream, an async iterable)
+ * "UNAUTHENTICATED" error (see isUnauthenticated), `tokenRejected()` (one
+ * refresh, unless another caller already replaced the token) and one
+ * retry. A stream in `init.body` (a ReadableStream, an async iterable)
  * can be sent only once: on a rejection the token is still replaced and
  * the rejected response is returned, for the caller to send again.
  * `init.signal` (or a Request's signal) ends the token waits as well as the
  * request; an aborted one asks for no token. A `session`,
- * `input` (a Request whose body was read included) or `init` that is not
- * what the types say rejects with a ConfigError naming it before a token is
- * asked for.
+ * `input` (a Request whose body was read included), `init` or `options`
+ * (whose only key is `fetch`) that is not what the types say rejects with a
+ * ConfigError naming it before a token is asked for.
  */
 export function authorizedFetch(
   session: UserSession,

@@ -195,7 +195,8 @@ impl TokenClient {
     }
 
     /// Revokes every cached client token at the server (RFC 7009) and
-    /// forgets it: the next `client_token` call requests a new one.
+    /// forgets it: the next `client_token` call requests a new one. With
+    /// no revocation endpoint, a `config` error naming it, the tokens kept.
     pub async fn revoke_client_tokens(&self) -> Result<(), Error> {
         self.client_tokens.revoke_all().await
     }

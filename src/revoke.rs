@@ -22,6 +22,11 @@ impl Attached {
     /// marked revoked (the store could not be read, a fleet lease was not
     /// taken), the error that stopped it.
     pub(crate) async fn revoke(&self) -> Result<(), Error> {
+        // A client with nowhere to send the revocation is a config error
+        // before anything changes: marked dead first, the session would
+        // make the user re-link while the server, never told, holds a
+        // token that no later `revoke()` could ever revoke.
+        self.ctx.config.revocation_endpoint()?;
         let outcome: Outcome = Arc::default();
         let flight = loop {
             let running = {

@@ -252,7 +252,9 @@ impl UserSession {
     /// `reauthorization_required` / `revoked`, here and, through the store,
     /// in other processes, until `seed()` or a code exchange. If the server
     /// could not be told, the error is [`Error::RevocationIncomplete`] (the
-    /// record is dead all the same; calling `revoke()` again retries).
+    /// record is dead all the same; calling `revoke()` again retries). A
+    /// client with no revocation endpoint (none given, discovered or
+    /// derived) gets a `config` error naming it, and nothing changes.
     pub async fn revoke(&self) -> Result<(), Error> {
         self.attach().revoke().await
     }

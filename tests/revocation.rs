@@ -541,3 +541,76 @@ fn the_revocation_endpoint_is_stitchs_by_default() {
         "https://secure.stitch.money/connect/revocation"
     );
 }
+
+/// The emulator's token endpoint under a path no revocation endpoint can be
+/// derived from (`…/connect/oauth2-token`, which this transport sends to
+/// `…/connect/token`).
+struct AliasedTokenPath(freshtoken::NativeHttp);
+
+const ALIAS: &str = "/connect/oauth2-token";
+
+#[freshtoken::async_trait]
+impl freshtoken::HttpClient for AliasedTokenPath {
+    async fn send(
+        &self,
+        mut request: freshtoken::HttpRequest,
+    ) -> Result<freshtoken::HttpResponse, freshtoken::HttpError> {
+        request.url = request.url.replace(ALIAS, "/connect/token");
+        self.0.send(request).await
+    }
+}
+
+/// With nowhere to send a revocation (none given, and a token endpoint it
+/// cannot be derived from), `revoke()` and `revoke_client_tokens()` are
+/// config errors naming it, and change nothing: marked revoked first, the
+/// session would make its user re-link while the server, never told, kept
+/// a token no later `revoke()` could revoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_revocation_endpoint_revoke_is_a_config_error_that_changes_nothing() {
+    let h = Harness::new();
+    let endpoint = h.emu.token_endpoint().replace("/connect/token", ALIAS);
+    let config = Config::builder(endpoint, CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .audience(h.emu.token_endpoint())
+        .build()
+        .unwrap();
+    let http = Arc::new(AliasedTokenPath(NativeHttp::new().unwrap()));
+    let client = TokenClient::with_spawner(
+        config,
+        http,
+        h.clock.clone(),
+        Arc::new(freshtoken::TokioSpawner::current().unwrap()),
+    );
+    let names_the_endpoint = |e: &freshtoken::Error| {
+        e.code() == ErrorCode::Config
+            && !e.server_may_hold_token()
+            && matches!(e, freshtoken::Error::Config { field, .. } if field == "revocation_endpoint")
+    };
+
+    let rt = h.emu.seed(CLIENT_ID, "openid offline_access").refresh_token;
+    let session = client.session("u1", h.store.clone()).unwrap();
+    let seed = freshtoken::Seed {
+        refresh_token: rt.clone().into(),
+        ..Default::default()
+    };
+    session.seed(seed).await.unwrap();
+    let token = session.access_token().await.unwrap();
+    let err = session.revoke().await.unwrap_err();
+    assert!(names_the_endpoint(&err), "{err}");
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, None, "not marked revoked");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Consumed);
+    assert!(!session.status().await.unwrap().revocation_pending);
+    assert_eq!(session.access_token().await.unwrap(), token, "still served");
+
+    let cached = client.client_token(&["accounts"]).await.unwrap();
+    let err = client.revoke_client_tokens().await.unwrap_err();
+    assert!(names_the_endpoint(&err), "{err}");
+    assert_eq!(client.client_token(&["accounts"]).await.unwrap(), cached);
+    assert_eq!(
+        h.grant_requests("client_credentials"),
+        1,
+        "the token was kept"
+    );
+    assert_eq!(h.emu.counters().revocation_requests, 0);
+}

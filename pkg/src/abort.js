@@ -13,20 +13,21 @@ import { member } from './host-calls.js';
 /**
  * A call's `options` checked: undefined, or an object whose only member is
  * `signal` (an AbortSignal or undefined); returns the signal. A misspelt
- * option is a ConfigError, not a call that can never be cancelled.
+ * option is a ConfigError naming it (under `name`, the argument's name in
+ * index.d.ts), not a call that can never be cancelled.
  */
-export function signalOf(options) {
+export function signalOf(options, name = 'options') {
   if (options === undefined) return undefined;
-  if (options === null || typeof options !== 'object') throw configError('options', 'must be an object');
+  if (options === null || typeof options !== 'object') throw configError(name, 'must be an object');
   let signal;
   try {
-    for (const name of Object.keys(options)) {
-      if (name !== 'signal') throw configError(`options.${name}`, 'is not an option of this call (`signal` is)');
+    for (const key of Object.keys(options)) {
+      if (key !== 'signal') throw configError(`${name}.${key}`, 'is not an option of this call (`signal` is)');
     }
     signal = member(options, 'signal'); // never one inherited from Object.prototype
   } catch (e) {
     if (e?.code === 'config') throw e;
-    throw configError('options', 'could not be read (it threw)');
+    throw configError(name, 'could not be read (it threw)');
   }
   if (signal === undefined) return undefined;
   try {
@@ -37,9 +38,9 @@ export function signalOf(options) {
       && typeof signal.addEventListener === 'function'
       && typeof signal.removeEventListener === 'function') return signal;
   } catch {
-    throw configError('options.signal', 'could not be read (it threw)');
+    throw configError(`${name}.signal`, 'could not be read (it threw)');
   }
-  throw configError('options.signal', 'must be an AbortSignal');
+  throw configError(`${name}.signal`, 'must be an AbortSignal');
 }
 
 /**

@@ -44,14 +44,14 @@ const notLive = (name) => new ConfigError({
 const fresh = (entry, now) => now < entry.until && now >= entry.since;
 
 /**
- * `start()` for a caller with call `options` (`{ signal }`, abort.js): a bad
- * option rejects with a ConfigError, and an aborted signal with its reason,
- * before anything starts.
+ * `start()` for a caller with call `options` (`{ signal }`, abort.js; the
+ * argument `name`d so in index.d.ts): a bad option rejects with a
+ * ConfigError, and an aborted signal with its reason, before anything starts.
  */
-function waitable(options, start) {
+function waitable(options, start, name = undefined) {
   let signal;
   try {
-    signal = signalOf(options);
+    signal = signalOf(options, name);
     return abortable(signal, start);
   } catch (e) {
     return Promise.reject(e);
@@ -447,7 +447,7 @@ export function bind(wasm, eventChannel) {
           made = await Wasm.discover(issuer, options);
           if (abandoned) made.free();
           return made;
-        });
+        }, 'callOptions');
       } catch (e) {
         abandoned = true;
         made?.free();
@@ -525,7 +525,7 @@ export function bind(wasm, eventChannel) {
         } finally {
           if (marked) keys.done(key);
         }
-      });
+      }, 'callOptions');
       const ref = keys.open(key, store);
       keys.refill(key, ref);
       return new UserSession(INTERNAL, keys, key, ref);

@@ -15,8 +15,13 @@ function fetchOf(options) {
   if (options === null || typeof options !== 'object') throw configError('options', 'must be an object');
   let fetchImpl;
   try {
+    // A misplaced `signal` (it belongs in `init`) would be dropped unseen.
+    for (const key of Object.keys(options)) {
+      if (key !== 'fetch') throw configError(`options.${key}`, 'is not an option of authorizedFetch (`fetch` is; a signal goes in `init`)');
+    }
     fetchImpl = member(options, 'fetch'); // never one inherited from Object.prototype
-  } catch {
+  } catch (e) {
+    if (e?.code === 'config') throw e;
     throw configError('options', 'could not be read (it threw)');
   }
   if (fetchImpl === undefined) return globalThis.fetch;

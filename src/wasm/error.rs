@@ -47,9 +47,10 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("event_keys", "eventKeys"),
 ];
 
-/// The JavaScript value thrown for `error`.
-pub(crate) fn to_js(error: Error) -> JsValue {
-    let error = match error {
+/// `error` with its config field (its cause's, for a revocation) as
+/// JavaScript callers spell it.
+fn js_named(error: Error) -> Error {
+    match error {
         Error::Config { field, message } if message != UNKNOWN_OPTION => Error::Config {
             field: JS_FIELDS
                 .iter()
@@ -57,16 +58,34 @@ pub(crate) fn to_js(error: Error) -> JsValue {
                 .map_or(field, |(_, js)| (*js).to_owned()),
             message,
         },
+        Error::RevocationIncomplete { cause } => Error::RevocationIncomplete {
+            cause: Box::new(js_named(*cause)),
+        },
         other => other,
-    };
+    }
+}
+
+/// The field a `config` error names (a revocation's cause's too): every
+/// ConfigError has one.
+fn config_field(error: &Error) -> Option<&str> {
+    match error {
+        Error::Config { field, .. } => Some(field),
+        Error::RevocationIncomplete { cause } => config_field(cause),
+        _ => None,
+    }
+}
+
+/// The JavaScript value thrown for `error`.
+pub(crate) fn to_js(error: Error) -> JsValue {
+    let error = js_named(error);
     let fields = Object::new();
     let set = |name: &str, value: JsValue| {
         let _ = Reflect::set(&fields, &JsValue::from_str(name), &value);
     };
     set("code", error.code().as_str().into());
     set("message", error.to_string().into());
-    if let Error::Config { field, .. } = &error {
-        set("field", field.as_str().into());
+    if let Some(field) = config_field(&error) {
+        set("field", field.into());
     }
     if let Some(reason) = error.reason() {
         set("reason", reason.as_str().into());

@@ -226,6 +226,11 @@ describe('AbortSignal: the caller stops waiting, the shared work goes on', () =>
     const options = { code, codeVerifier: request.codeVerifier, redirectUri: REDIRECT };
 
     await assert.rejects(client.exchangeCode(options, 'u1', store, { signal: AbortSignal.abort() }), abortError);
+    await assert.rejects(
+      client.exchangeCode(options, 'u1', store, { singal: AbortSignal.abort() }),
+      (e) => e instanceof ConfigError && e.field === 'callOptions.singal',
+      'named as the argument it is in, not as the code options',
+    );
     assert.equal(await emu.grantRequests('authorization_code'), 0, 'the code was not sent');
 
     await emu.fault({ kind: 'hold' });
@@ -308,6 +313,16 @@ describe('authorizedFetch(): init.signal ends the token waits too', () => {
     assert.equal(await emu.refreshRequests(), 0);
     assert.equal(sent.length, 0);
   });
+
+  test('a signal put in options (not init) is a ConfigError naming it, never a signal silently dropped', async () => {
+    const { session, sent, options } = await setup();
+    await assert.rejects(
+      authorizedFetch(session, emu.apiEndpoint, undefined, { ...options, signal: AbortSignal.abort() }),
+      (e) => e instanceof ConfigError && e.field === 'options.signal',
+    );
+    assert.equal(await emu.refreshRequests(), 0);
+    assert.equal(sent.length, 0);
+  });
 });
 
 describe('AbortSignal on revokeClientTokens() and TokenClient.discover()', () => {
@@ -363,7 +378,8 @@ describe('AbortSignal on revokeClientTokens() and TokenClient.discover()', () =>
     await assert.rejects(TokenClient.discover(emu.discoveryIssuer, options, { signal }), (e) => e === signal.reason);
     await assert.rejects(
       TokenClient.discover(emu.discoveryIssuer, options, { timeout: 5 }),
-      (e) => e instanceof ConfigError && /options\.timeout/.test(e.message),
+      (e) => e instanceof ConfigError && e.field === 'callOptions.timeout',
+      'named as the argument it is in',
     );
     assert.equal((await emu.counters()).discovery_requests, 0, 'no discovery request sent');
 

@@ -159,6 +159,32 @@ describe('revocation against the emulator', () => {
     const b = await client.clientToken(['accounts']);
     assert.ok(a !== b, 'a new client token');
   });
+
+  test('with nowhere to send a revocation, revoke() and revokeClientTokens() are ConfigErrors that change nothing', async () => {
+    // A token endpoint no revocation endpoint is derived from (its fetch
+    // sends it to the emulator's real path), and none given.
+    const alias = emu.tokenEndpoint.replace('/connect/token', '/connect/oauth2-token');
+    const { client, store } = setup({
+      tokenEndpoint: alias,
+      audience: emu.tokenEndpoint,
+      fetch: (input, init) => fetch(String(input).replace(alias, emu.tokenEndpoint), init),
+    });
+    const { session, family } = await seeded(client, store);
+    const token = await session.accessToken();
+    const names = (e) => e.code === 'config' && e.field === 'revocationEndpoint' && e.serverMayHoldToken !== true;
+    await assert.rejects(session.revoke(), names);
+    assert.equal(record(store, 'u1').reauth, undefined, 'not marked revoked: the user need not re-link');
+    assert.equal((await session.status()).revocationPending, false);
+    assert.equal(await session.accessToken(), token, 'still served');
+    assert.notEqual(record(store, 'u1').refresh_token, family.refresh_token, 'the rotated token is kept');
+
+    const cached = await client.clientToken(['accounts']);
+    await assert.rejects(client.revokeClientTokens(), names);
+    assert.equal(await client.clientToken(['accounts']), cached, 'the client token is kept');
+    const counters = await emu.counters();
+    assert.equal(counters.revocation_requests, 0);
+    assert.equal(counters.by_grant.client_credentials, 1);
+  });
 });
 
 describe('discovery against the emulator', () => {

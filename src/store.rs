@@ -211,6 +211,13 @@ fn time(ms: u64) -> u64 {
 }
 
 impl Record {
+    /// Whether `revoke()` marked it revoked while the server may still hold
+    /// one of its tokens (the refresh token, or an access token live at
+    /// `now_ms`): calling `revoke()` again retries.
+    pub fn revocation_pending(&self, now_ms: u64) -> bool {
+        crate::revoke::revocation_pending(self, now_ms)
+    }
+
     /// The record as versioned JSON for the store.
     pub fn encode(&self) -> String {
         let access = self.access_token.as_ref();

@@ -89,7 +89,8 @@ pub struct ClientArgs {
     )]
     pub credentials: PathBuf,
     /// Read the endpoints from this issuer's discovery document
-    /// (/.well-known/openid-configuration).
+    /// (/.well-known/openid-configuration); a tokenEndpoint in the
+    /// credentials still wins over the discovered one.
     #[arg(
         long,
         env = "FRESHTOKEN_ISSUER",
@@ -98,7 +99,8 @@ pub struct ClientArgs {
         conflicts_with = "token_endpoint"
     )]
     pub issuer: Option<String>,
-    /// The token endpoint (default: the credentials' tokenEndpoint, else Stitch's).
+    /// The token endpoint (default: the credentials' tokenEndpoint, else the
+    /// discovered one with --issuer, else Stitch's).
     #[arg(
         long,
         env = "FRESHTOKEN_TOKEN_ENDPOINT",
@@ -106,7 +108,8 @@ pub struct ClientArgs {
         value_name = "URL"
     )]
     pub token_endpoint: Option<String>,
-    /// The authorization endpoint (default: the token endpoint's /authorize sibling).
+    /// The authorization endpoint (default: the discovered one with --issuer,
+    /// else the token endpoint's /authorize sibling).
     #[arg(
         long,
         env = "FRESHTOKEN_AUTHORIZATION_ENDPOINT",
@@ -114,7 +117,9 @@ pub struct ClientArgs {
         value_name = "URL"
     )]
     pub authorization_endpoint: Option<String>,
-    /// The revocation endpoint (default: the token endpoint's /revocation sibling).
+    /// The revocation endpoint (default: the discovered one with --issuer,
+    /// else the token endpoint's /revocation sibling; without one, `revoke`
+    /// fails with config and changes nothing).
     #[arg(
         long,
         env = "FRESHTOKEN_REVOCATION_ENDPOINT",

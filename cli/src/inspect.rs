@@ -91,6 +91,8 @@ struct InspectJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a str>,
     in_doubt: bool,
+    /// Revoked here, but the server may still hold a token: `revoke` again retries.
+    revocation_pending: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     updated_at_ms: Option<u64>,
 }
@@ -107,7 +109,8 @@ pub fn run(args: InspectArgs, out: Output) -> Result<(), Failure> {
         ))
     })?;
     let record = text.as_deref().map(Record::decode).transpose()?;
-    let status = Status::of(record.as_ref(), now_ms());
+    let now = now_ms();
+    let status = Status::of(record.as_ref(), now);
     let access = record.as_ref().and_then(|r| r.access_token.as_ref());
     let json = InspectJson {
         key,
@@ -128,6 +131,7 @@ pub fn run(args: InspectArgs, out: Output) -> Result<(), Failure> {
             .map(|t| redacted(t.expose())),
         scope: record.as_ref().and_then(|r| r.scope.as_deref()),
         in_doubt: record.as_ref().is_some_and(|r| r.in_doubt),
+        revocation_pending: record.as_ref().is_some_and(|r| r.revocation_pending(now)),
         updated_at_ms: record.as_ref().map(|r| r.updated_at_ms),
     };
     out.result(|| human(&json, status), Some(status.as_str()), &json)
@@ -175,6 +179,13 @@ fn human(j: &InspectJson<'_>, status: Status) -> String {
             &mut text,
             "in doubt",
             "the last refresh answer was lost; the server may have rotated the token",
+        );
+    }
+    if j.revocation_pending {
+        line(
+            &mut text,
+            "revocation",
+            "pending: the server may still hold its tokens; `freshtoken revoke` again retries",
         );
     }
     if let Some(at) = j.updated_at_ms {

@@ -333,24 +333,27 @@ async fn finish(
     key: &str,
     out: Output,
 ) -> Result<(), Failure> {
+    // The state first, an error redirect's too (RFC 6749 4.1.2.1): a forged
+    // or stale redirect is a mismatch, never reported as the provider's answer.
+    let state = match (input.state, &args.state) {
+        (Some(sent), Some(given)) if &sent != given => return Err(Failure::StateMismatch),
+        (Some(sent), _) => Some(sent),
+        (None, given) => given.clone(),
+    };
+    if state.as_ref().is_some_and(|state| *state != saved.state) {
+        return Err(Failure::StateMismatch);
+    }
     if let Some((error, description)) = input.error {
         return Err(Failure::Authorization { error, description });
     }
     let code = input
         .code
         .ok_or_else(|| Failure::config("code", "the input carries no code"))?;
-    let state =
-        match (input.state, &args.state) {
-            (Some(sent), Some(given)) if &sent != given => return Err(Failure::StateMismatch),
-            (Some(sent), _) => sent,
-            (None, Some(given)) => given.clone(),
-            (None, None) => return Err(Failure::Usage(
-                "the state is missing: pass the whole redirect URL, or --state with the bare code"
-                    .into(),
-            )),
-        };
-    if state != saved.state {
-        return Err(Failure::StateMismatch);
+    if state.is_none() {
+        return Err(Failure::Usage(
+            "the state is missing: pass the whole redirect URL, or --state with the bare code"
+                .into(),
+        ));
     }
     if args
         .redirect_uri

@@ -4,7 +4,8 @@
 use crate::args::RevokeArgs;
 use crate::failure::Failure;
 use crate::file_store::FileStore;
-use crate::output::Output;
+use crate::output::{now_ms, Output};
+use freshtoken::{ReauthReason, Record};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ struct RevokeJson<'a> {
     key: &'a str,
     /// False when nothing was stored under the key.
     revoked: bool,
+    /// True when the session was revoked before, with nothing left for the
+    /// server: nothing was sent.
+    already_revoked: bool,
 }
 
 /// Revokes the session; a key with nothing stored is not an error.
@@ -23,15 +27,21 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
     let key = args.store.key.as_str();
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
     let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
-    let stored = store
-        .read(key)
-        .map_err(|e| {
-            Failure::storage(format!(
-                "cannot read the record ({})",
-                crate::file_store::describe(&e)
-            ))
-        })?
-        .is_some();
+    let text = store.read(key).map_err(|e| {
+        Failure::storage(format!(
+            "cannot read the record ({})",
+            crate::file_store::describe(&e)
+        ))
+    })?;
+    let stored = text.is_some();
+    // Revoked before, and the server told: the core sends nothing again.
+    // (A record the core cannot read is its to report, below.)
+    let already_revoked = text
+        .as_deref()
+        .and_then(|t| Record::decode(t).ok())
+        .is_some_and(|r| {
+            r.reauth == Some(ReauthReason::Revoked) && !r.revocation_pending(now_ms())
+        });
     if stored {
         let session = client.session(key, Arc::new(store))?;
         let flow = async { Ok(session.revoke().await?) };
@@ -39,7 +49,9 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
     }
     out.result(
         || {
-            if stored {
+            if already_revoked {
+                format!("{key} was revoked before; nothing was sent.\n")
+            } else if stored {
                 format!("Revoked {key}: the server dropped its tokens; the session is marked revoked.\n")
             } else {
                 format!("Nothing stored under {key}: nothing to revoke.\n")
@@ -49,6 +61,7 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
         &RevokeJson {
             key,
             revoked: stored,
+            already_revoked,
         },
     )
 }

@@ -159,6 +159,17 @@ fn a_foreign_state_or_an_error_redirect_exchanges_nothing() {
         .run()
         .exits(2);
 
+    // An error redirect with another state is a mismatch too, not the
+    // provider's answer (RFC 6749 4.1.2.1).
+    let forged = format!("{REDIRECT_URI}?error=access_denied&state=someone-elses");
+    let run = env
+        .full(&["--json", "link", "--code-stdin"], "eve")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(forged)
+        .run()
+        .exits(13);
+    assert_eq!(run.json()["error"]["code"], "state_mismatch");
+
     // The user said no: the server's error, exit status of `oauth` (6).
     let state = query_param(&url, "state").unwrap();
     let denied = format!(

@@ -23,8 +23,19 @@ fn revokes_at_the_server_and_marks_the_session_dead() {
     // Every later `token` fails fast with reason revoked (4).
     let run = env.full(&["--json", "token"], "user-42").run().exits(4);
     assert_eq!(run.json()["error"]["reason"], "revoked");
-    // Revoking again, or a key with nothing stored, is no error.
-    env.full(&["revoke"], "user-42").run().ok();
+    // Revoking again, or a key with nothing stored, is no error; neither
+    // claims the server was told anything.
+    let run = env.full(&["revoke"], "user-42").run().ok();
+    assert!(
+        run.stdout.contains("revoked before; nothing was sent"),
+        "{}",
+        run.stdout
+    );
+    let json = env.full(&["--json", "revoke"], "user-42").run().ok().json();
+    assert_eq!(
+        (&json["revoked"], &json["already_revoked"]),
+        (&true.into(), &true.into())
+    );
     let json = env.full(&["--json", "revoke"], "nobody").run().ok().json();
     assert_eq!(json["revoked"], false);
     assert_eq!(
@@ -53,10 +64,18 @@ fn a_failed_revocation_says_the_server_may_hold_the_token_and_can_be_retried() {
         .unwrap()
         .contains("server may still hold"));
     assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
-    // Dead here all the same, and `revoke` again finishes the job.
+    // Dead here all the same, `inspect` shows the revocation pending, and
+    // `revoke` again finishes the job.
     env.full(&["token"], "user-42").run().exits(4);
-    env.full(&["revoke"], "user-42").run().ok();
+    let pending = |env: &Env| {
+        let run = env.on(&["--json", "inspect"], "user-42").run().ok();
+        run.json()["revocation_pending"].clone()
+    };
+    assert_eq!(pending(&env), true);
+    let json = env.full(&["--json", "revoke"], "user-42").run().ok().json();
+    assert_eq!(json["already_revoked"], false);
     assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Revoked);
+    assert_eq!(pending(&env), false);
 }
 
 #[test]

@@ -196,7 +196,10 @@ export interface SessionStatus {
   refreshExpiresAt?: number;
   /** A renewed record could not be saved yet. */
   unpersisted: boolean;
-  /** The last refresh answer was lost. */
+  /**
+   * The last refresh answer was lost. On a revoked session: the server may
+   * hold a successor token this client never received.
+   */
   inDoubt: boolean;
   /**
    * `revoke()` marked the session revoked, but its revocation failed for
@@ -297,7 +300,12 @@ export class UserSession {
    * exchange; except `status()` (reason `revoked`) and `revoke()`, which
    * resolves (or retries a revocation still pending). If the server could
    * not be told, the error has `serverMayHoldToken: true` (the session is
-   * dead all the same; call `revoke()` again to retry).
+   * dead all the same; call `revoke()` again to retry). A session whose last
+   * refresh lost its answer (`inDoubt`) may have a successor token at the
+   * server that this client never received: `revoke()` revokes what it holds,
+   * then rejects with `serverMayHoldToken: true` and reason `lost_rotation`
+   * (again at every later call, sending nothing): end that grant at the
+   * provider.
    */
   revoke(options?: CallOptions): Promise<void>;
   free(): void;

@@ -111,11 +111,13 @@ impl Attached {
                 .map(|a| a.value.clone());
             let refresh = record.refresh_token.clone();
             if record.reauth == Some(ReauthReason::Revoked) && !revocation_pending(&record, now) {
-                return synced;
+                // Revoked before; one whose successor may be live says so again.
+                return synced.and(successor_unknown(record.in_doubt));
             }
             let mut dead = record;
             dead.reauth = Some(ReauthReason::Revoked);
-            dead.in_doubt = false;
+            // Kept: an in-doubt record's last refresh may have rotated its
+            // token into one this client never received (see below).
             dead.updated_at_ms = now;
             let (generation, saved) = st.set_record(dead);
             (generation, saved, refresh, access)
@@ -138,7 +140,17 @@ impl Attached {
             self.revoked(now, Some(&error));
             return Err(error);
         }
-        self.revoked(now, None);
+        // The server took what this client holds; an in-doubt record's
+        // successor may still be live there.
+        let unknown = successor_unknown(record.in_doubt);
+        if unknown.is_err() {
+            log::warn!(
+                "freshtoken: session {}: revoked, but its last refresh answer was lost: the \
+                 server may hold a newer refresh token this client never received",
+                self.key
+            );
+        }
+        self.revoked(now, unknown.as_ref().err());
         self.update(|rec| {
             rec.refresh_token = None;
             rec.access_token = None;
@@ -152,7 +164,7 @@ impl Attached {
                 "the revoked record is not saved yet; it is saved on the next call",
             ));
         }
-        Ok(())
+        unknown
     }
 
     /// Reads the store (as `sync`); then, without a lease, waits for a
@@ -199,6 +211,22 @@ pub(crate) async fn revoke_token(ctx: &Context, token: &Secret, hint: &str) -> R
             _ => Err(failure.into_error()),
         },
     }
+}
+
+/// The outcome of revoking a record that was in doubt (`in_doubt`): its
+/// last refresh lost its answer, so the server may have rotated the token
+/// revoked into one this client never received, which no revocation from
+/// here can reach (a server that revokes a token's whole family on
+/// revocation ends it; one that does not keeps it live). Reported, never
+/// a silent success: the host should end the grant at the provider.
+/// `revoke()` again answers the same, sending nothing.
+fn successor_unknown(in_doubt: bool) -> Result<(), Error> {
+    if !in_doubt {
+        return Ok(());
+    }
+    Err(Error::RevocationIncomplete {
+        cause: Box::new(Error::reauth(ReauthReason::LostRotation)),
+    })
 }
 
 /// A record that `revoke()` marked revoked still holds a token the server

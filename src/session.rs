@@ -72,7 +72,9 @@ pub struct SessionStatus {
     pub refresh_expires_at_ms: Option<u64>,
     /// A renewed record could not be saved yet.
     pub unpersisted: bool,
-    /// The last refresh answer was lost; the next one may find the token rotated.
+    /// The last refresh answer was lost; the next one may find the token
+    /// rotated. On a revoked session: the server may hold a successor this
+    /// client never received, which `revoke()` could not reach.
     pub in_doubt: bool,
     /// `revoke()` marked the session revoked, but its revocation failed for
     /// good: the server may still hold its refresh token (or a live access
@@ -253,7 +255,11 @@ impl UserSession {
     /// in other processes, until `seed()` or a code exchange. If the server
     /// could not be told, the error is [`Error::RevocationIncomplete`] (the
     /// record is dead all the same; calling `revoke()` again retries). A
-    /// client with no revocation endpoint (none given, discovered or
+    /// session whose last refresh lost its answer (`in_doubt`) may have a
+    /// successor at the server that this client never received: after
+    /// revoking what it holds, the error is `RevocationIncomplete` over
+    /// `reauthorization_required` / `lost_rotation`, at every later call
+    /// too (sending nothing). A client with no revocation endpoint (none given, discovered or
     /// derived) gets a `config` error naming it, and nothing changes.
     pub async fn revoke(&self) -> Result<(), Error> {
         self.attach().revoke().await

@@ -614,3 +614,54 @@ async fn without_a_revocation_endpoint_revoke_is_a_config_error_that_changes_not
     );
     assert_eq!(h.emu.counters().revocation_requests, 0);
 }
+
+/// The last refresh lost its answer (the record in doubt), so the server may
+/// have rotated the token into one this client never received: `revoke()`
+/// revokes what it holds and marks the session revoked, but says the server
+/// may still hold a token (reason `lost_rotation`), never a silent success,
+/// and says it again when called again, sending nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_session_whose_last_refresh_lost_its_answer_says_a_successor_may_be_live() {
+    let h = Harness::new();
+    let (session, rt) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::drop_after_commit());
+    let lost = session.access_token().await.unwrap_err();
+    assert_eq!(lost.code(), ErrorCode::Network, "{lost}");
+    assert!(session.status().await.unwrap().in_doubt);
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Consumed);
+    assert_eq!(h.emu.successor_state(&rt), Some(TokenState::Active));
+
+    let says_a_successor_may_be_live = |e: &freshtoken::Error| {
+        e.server_may_hold_token() && e.reason() == Some(ReauthReason::LostRotation)
+    };
+    let err = session.revoke().await.unwrap_err();
+    assert!(says_a_successor_may_be_live(&err), "{err}");
+    assert_eq!(
+        h.emu.counters().revocation_requests,
+        1,
+        "the token held was revoked"
+    );
+    assert_eq!(
+        h.emu.successor_state(&rt),
+        Some(TokenState::Active),
+        "the successor this client never saw is live: the error is true"
+    );
+    let status = session.status().await.unwrap();
+    assert_eq!(status.reauth, Some(ReauthReason::Revoked));
+    assert!(
+        status.in_doubt,
+        "the record still says its last rotation was lost"
+    );
+    let stored = h.store.record("u1").unwrap();
+    assert!(stored.refresh_token.is_none() && stored.in_doubt);
+
+    let again = session.revoke().await.unwrap_err();
+    assert!(says_a_successor_may_be_live(&again), "{again}");
+    assert_eq!(
+        h.emu.counters().revocation_requests,
+        1,
+        "nothing sent again"
+    );
+    let reason = reason(session.access_token().await);
+    assert_eq!(reason, Some(ReauthReason::Revoked));
+}

@@ -226,7 +226,8 @@ pub struct SessionStatus {
     pub refresh_expires_at_ms: Option<i64>,
     /// A renewed record could not be saved yet.
     pub unpersisted: bool,
-    /// The last refresh answer was lost.
+    /// The last refresh answer was lost (on a revoked session: the server
+    /// may hold a successor token this client never received).
     pub in_doubt: bool,
     /// `revoke()` marked the session revoked, but the server may still hold
     /// its token (the revocation failed for good): `revoke()` again retries.

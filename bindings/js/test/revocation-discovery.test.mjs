@@ -160,6 +160,25 @@ describe('revocation against the emulator', () => {
     assert.ok(a !== b, 'a new client token');
   });
 
+  test('revoke() after a lost refresh answer says the server may hold a successor, never a silent success', async () => {
+    const { client, store } = setup();
+    const { session, family } = await seeded(client, store);
+    await emu.fault({ kind: 'drop_after_commit' });
+    await assert.rejects(session.accessToken(), (e) => e.code === 'network');
+    assert.equal((await session.status()).inDoubt, true);
+
+    const mayHoldSuccessor = (e) => e.code === 'reauthorization_required'
+      && e.reason === 'lost_rotation' && e.serverMayHoldToken === true;
+    await assert.rejects(session.revoke(), mayHoldSuccessor);
+    const lineage = await emu.refreshTokenInfo(family.refresh_token);
+    assert.equal(lineage.successor_state, 'active', 'the successor this client never saw is live: the error is true');
+    const status = await session.status();
+    assert.equal(status.reauthorizationReason, 'revoked');
+    assert.equal(status.inDoubt, true);
+    await assert.rejects(session.revoke(), mayHoldSuccessor, 'said again');
+    assert.equal((await emu.counters()).revocation_requests, 1, 'nothing sent again');
+  });
+
   test('with nowhere to send a revocation, revoke() and revokeClientTokens() are ConfigErrors that change nothing', async () => {
     // A token endpoint no revocation endpoint is derived from (its fetch
     // sends it to the emulator's real path), and none given.

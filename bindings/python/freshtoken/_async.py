@@ -78,12 +78,20 @@ class AsyncSession(SessionCore):
         then a live access token) and marks it dead, reason ``"revoked"``:
         every later call raises ``ReauthorizationRequired`` without a request,
         in this process and, through the store, in others, until ``seed()``
-        or a new code exchange. A refresh in flight finishes first, so the
-        rotated token is the one revoked. A revocation that fails for good
-        raises the cause's class (``TransientError``, ``NetworkError``,
-        ``InvalidClientError``, …) whose message says the server may still
-        hold the token; the session is dead all the same, and ``revoke()``
-        again retries."""
+        or a new code exchange (``status()`` answers, and ``revoke()``
+        returns or retries a revocation still pending). A refresh in flight
+        finishes first, so the rotated token is the one revoked. A
+        revocation that fails for good raises the cause's class
+        (``TransientError``, ``NetworkError``, ``InvalidClientError``, …)
+        whose message says the server may still hold the token; the session
+        is dead all the same, and ``revoke()`` again retries. A session whose
+        last refresh lost its answer (``status().in_doubt``) may have a
+        successor token at the server that this client never received: the
+        token held is revoked, then ``ReauthorizationRequired`` (reason
+        ``lost_rotation``) says the server may still hold a token, at every
+        later call too (sending nothing): end that grant at the provider. A
+        client with no revocation endpoint raises ``ConfigError`` naming
+        ``revocation_endpoint`` and changes nothing."""
         try:
             await _loop.run(self._drop().revoke)
         finally:
@@ -123,7 +131,8 @@ class AsyncClient(ClientCore):
     leeway_seconds=…, timeout_ms=…, retry={…}, revocation_endpoint=…, …)``
     takes the fields of ``TokenClientOptions`` as keywords
     (``revocation_endpoint`` defaults to the token endpoint's ``…/token`` →
-    ``…/revocation``); ``await AsyncClient.discover(issuer, client_id, …)``
+    ``…/revocation``; there is none for a token endpoint not ending in
+    ``/token``); ``await AsyncClient.discover(issuer, client_id, …)``
     reads the endpoints from the provider's discovery document instead. ``http`` defaults to
     :class:`UrllibHttpClient`; ``clock`` (for tests with fake time) to the
     system clock.
@@ -147,7 +156,11 @@ class AsyncClient(ClientCore):
 
     async def revoke_client_tokens(self) -> None:
         """Revokes every cached client token at the server (RFC 7009) and
-        forgets it: the next ``client_token()`` asks for a new one."""
+        forgets it: the next ``client_token()`` asks for a new one. Every
+        scope set is tried; the first failure is raised, and a token whose
+        revocation failed is kept and revoked again by the next call. With
+        no revocation endpoint, ``ConfigError`` naming it, the tokens kept.
+        Cancelling ends only the wait: the revocations go on."""
         await _loop.run(self._native.revoke_client_tokens)
 
     @classmethod
@@ -155,19 +168,27 @@ class AsyncClient(ClientCore):
                        clock: Optional[Clock] = None, **options: Any) -> "AsyncClient":
         """A client for the provider ``issuer`` (``https://…``, or ``http`` on
         loopback), its token, authorization and revocation endpoints read from
-        ``{issuer}/.well-known/openid-configuration`` and checked: the document's
-        ``issuer`` must be ``issuer``, its endpoints https. Takes the
-        constructor's keyword options (an endpoint given there wins over the
-        document's); ``client.provider_metadata`` keeps what was read. A
-        missing or bad document raises ``InvalidResponseError``, an
-        unreachable issuer ``NetworkError``, a plain-http issuer off loopback
+        ``{issuer}/.well-known/openid-configuration`` (one request, no retry)
+        and checked: the document's ``issuer`` must be ``issuer``, its
+        endpoints https when the issuer is. Takes the constructor's keyword
+        options (an endpoint given there wins over the document's; one the
+        document does not publish is never guessed);
+        ``client.provider_metadata`` keeps what was read. A missing or bad
+        document raises ``InvalidResponseError``, a 429 or 5xx
+        ``TransientError``, an unreachable issuer ``NetworkError`` (or
+        ``freshtoken.TimeoutError``), a plain-http issuer off loopback
         ``ConfigError``."""
         args = cls._discovery(issuer, client_id, http, clock, options)
         return cls._discovered(await _loop.run(discover_client, *args), clock, options)
 
     async def exchange_code(self, key: str, store: TokenStore, *, code: str,
                             code_verifier: str, redirect_uri: str) -> AsyncSession:
-        """Exchanges an authorization code; stores the first record under ``key``."""
+        """Exchanges an authorization code; stores the first record under ``key``.
+
+        A code is sent once per process: a repeat for the same ``key`` within
+        10 minutes joins the first call or gets its outcome; for another key,
+        verifier or redirect URI it raises ``ConfigError`` naming ``code``,
+        nothing sent."""
         key = _check.key(key)
         guarded = guarded_store(store)
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,

@@ -46,9 +46,10 @@ class FreshTokenError(Exception):
     ``str(error)`` is the core's message, free of tokens and secrets.
 
     Attributes (None where they do not apply): ``reason`` (why the user must
-    authorize again), ``status`` (the HTTP status of the token endpoint's
-    answer), ``description`` (the server's ``error_description``),
-    ``oauth_error`` (the RFC 6749 ``error`` code of an ``OAuthError``),
+    authorize again), ``status`` (the HTTP status of the authorization
+    server's answer: token or revocation endpoint, discovery document),
+    ``description`` (the server's ``error_description``), ``oauth_error``
+    (the RFC 6749 ``error`` code of an ``OAuthError``),
     ``retry_after_ms`` / ``retry_after`` (the server's last ``Retry-After``),
     ``maybe_sent`` (whether a failed request may have reached the server),
     ``field`` (the option or argument a ``ConfigError`` is about).
@@ -144,7 +145,7 @@ class TimeoutError(FreshTokenError, builtins.TimeoutError):  # noqa: A001 - fres
 
 
 class InvalidResponseError(FreshTokenError):
-    """The token endpoint's answer could not be understood."""
+    """The authorization server's answer could not be understood (token endpoint, discovery document)."""
 
     code = "invalid_response"
 

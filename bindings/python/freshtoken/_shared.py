@@ -161,11 +161,14 @@ class ClientCore:
         """A client from the provider's client-credentials JSON: ``clientId``,
         ``clientSecret`` or ``certificate`` (a PEM with the RSA key, for
         ``private_key_jwt``), ``slidingRefreshTokenLifetime`` and optionally
-        ``tokenEndpoint`` (default Stitch's). A missing member raises
-        ``ConfigError`` naming it. Takes the constructor's keyword options for
-        what the JSON does not say (``leeway_seconds``, ``timeout_ms``,
-        ``retry``, ``max_sessions``, ``on_event``, …); one the JSON sets
-        (``client_secret``, ``token_endpoint``, …) raises ``ConfigError``."""
+        ``tokenEndpoint`` (default Stitch's) and ``keyId``. A missing member
+        raises ``ConfigError`` naming it. Takes the constructor's keyword
+        options beside it (``leeway_seconds``, ``timeout_ms``, ``retry``,
+        ``max_sessions``, ``on_event``, …; ``refresh_token_lifetime_seconds``
+        overrides the JSON's); an identity option (``token_endpoint``,
+        ``client_id``, ``client_secret``, ``client_auth``, ``private_key_pem``,
+        ``key_id``) raises ``ConfigError`` naming it, whether or not the JSON
+        sets it."""
         _loop.event_loop()
         json = _check.text(json, "json")
         config = client_options(options.pop("token_endpoint", ""), options.pop("client_id", ""), options)

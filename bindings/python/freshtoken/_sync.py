@@ -91,12 +91,21 @@ class Session(SessionCore):
         then a live access token) and marks it dead, reason ``"revoked"``:
         every later call raises ``ReauthorizationRequired`` without a request,
         in this process and, through the store, in others, until ``seed()``
-        or a new code exchange. A refresh in flight finishes first, so the
-        rotated token is the one revoked. A revocation that fails for good
-        raises the cause's class (``TransientError``, ``NetworkError``,
-        ``InvalidClientError``, …) whose message says the server may still
-        hold the token; the session is dead all the same, and ``revoke()``
-        again retries. ``timeout`` (seconds) bounds only this caller's wait."""
+        or a new code exchange (``status()`` answers, and ``revoke()``
+        returns or retries a revocation still pending). A refresh in flight
+        finishes first, so the rotated token is the one revoked. A
+        revocation that fails for good raises the cause's class
+        (``TransientError``, ``NetworkError``, ``InvalidClientError``, …)
+        whose message says the server may still hold the token; the session
+        is dead all the same, and ``revoke()`` again retries. A session whose
+        last refresh lost its answer (``status().in_doubt``) may have a
+        successor token at the server that this client never received: the
+        token held is revoked, then ``ReauthorizationRequired`` (reason
+        ``lost_rotation``) says the server may still hold a token, at every
+        later call too (sending nothing): end that grant at the provider. A
+        client with no revocation endpoint raises ``ConfigError`` naming
+        ``revocation_endpoint`` and changes nothing. ``timeout`` (seconds)
+        bounds only this caller's wait."""
         try:
             _loop.call(self._drop().revoke, timeout=timeout)
         finally:
@@ -139,7 +148,8 @@ class Client(ClientCore):
     ``Client(token_endpoint, client_id, client_secret=…, leeway_seconds=…,
     timeout_ms=…, retry={…}, revocation_endpoint=…, …)`` takes the fields of
     ``TokenClientOptions`` as keywords (``revocation_endpoint`` defaults to
-    the token endpoint's ``…/token`` → ``…/revocation``);
+    the token endpoint's ``…/token`` → ``…/revocation``; there is none for
+    a token endpoint not ending in ``/token``);
     ``Client.discover(issuer, client_id, …)`` reads the endpoints from the
     provider's discovery document instead. ``http`` defaults to :class:`UrllibHttpClient`; ``clock``
     (for tests with fake time) to the system clock.
@@ -159,7 +169,11 @@ class Client(ClientCore):
 
     def revoke_client_tokens(self, *, timeout: Optional[float] = None) -> None:
         """Revokes every cached client token at the server (RFC 7009) and
-        forgets it: the next ``client_token()`` asks for a new one."""
+        forgets it: the next ``client_token()`` asks for a new one. Every
+        scope set is tried; the first failure is raised, and a token whose
+        revocation failed is kept and revoked again by the next call. With
+        no revocation endpoint, ``ConfigError`` naming it, the tokens kept.
+        ``timeout`` (seconds) bounds only the wait: the revocations go on."""
         _loop.call(self._native.revoke_client_tokens, timeout=timeout)
 
     @classmethod
@@ -167,12 +181,15 @@ class Client(ClientCore):
                  clock: Optional[Clock] = None, timeout: Optional[float] = None, **options: Any) -> "Client":
         """A client for the provider ``issuer`` (``https://…``, or ``http`` on
         loopback), its token, authorization and revocation endpoints read from
-        ``{issuer}/.well-known/openid-configuration`` and checked: the document's
-        ``issuer`` must be ``issuer``, its endpoints https. Takes the
-        constructor's keyword options (an endpoint given there wins over the
-        document's); ``client.provider_metadata`` keeps what was read. A
-        missing or bad document raises ``InvalidResponseError``, an
-        unreachable issuer ``NetworkError``, a plain-http issuer off loopback
+        ``{issuer}/.well-known/openid-configuration`` (one request, no retry)
+        and checked: the document's ``issuer`` must be ``issuer``, its
+        endpoints https when the issuer is. Takes the constructor's keyword
+        options (an endpoint given there wins over the document's; one the
+        document does not publish is never guessed);
+        ``client.provider_metadata`` keeps what was read. A missing or bad
+        document raises ``InvalidResponseError``, a 429 or 5xx
+        ``TransientError``, an unreachable issuer ``NetworkError`` (or
+        ``freshtoken.TimeoutError``), a plain-http issuer off loopback
         ``ConfigError``. Blocks on freshtoken's loop; ``timeout`` (seconds)
         bounds the wait."""
         args = cls._discovery(issuer, client_id, http, clock, options)
@@ -180,7 +197,12 @@ class Client(ClientCore):
 
     def exchange_code(self, key: str, store: TokenStore, *, code: str, code_verifier: str,
                       redirect_uri: str, timeout: Optional[float] = None) -> Session:
-        """Exchanges an authorization code; stores the first record under ``key``."""
+        """Exchanges an authorization code; stores the first record under ``key``.
+
+        A code is sent once per process: a repeat for the same ``key`` within
+        10 minutes joins the first call or gets its outcome; for another key,
+        verifier or redirect URI it raises ``ConfigError`` naming ``code``,
+        nothing sent."""
         key = _check.key(key)
         guarded = guarded_store(store)
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,

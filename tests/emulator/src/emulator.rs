@@ -212,6 +212,12 @@ impl Emulator {
         self.shared.lock().refresh_state(token)
     }
 
+    /// The state of the refresh token that replaced `token` (`None` if none
+    /// did, or `token` is unknown).
+    pub fn successor_state(&self, token: &str) -> Option<TokenState> {
+        self.shared.lock().lineage(token)?.successor_state
+    }
+
     /// How many token and revocation requests the `hold` fault holds now.
     pub fn held(&self) -> usize {
         self.shared.holds.count()

@@ -4175,7 +4175,8 @@ public struct SessionStatus: Equatable, Hashable {
      */
     public var unpersisted: Bool
     /**
-     * The last refresh answer was lost.
+     * The last refresh answer was lost (on a revoked session: the server
+     * may hold a successor token this client never received).
      */
     public var inDoubt: Bool
     /**
@@ -4203,7 +4204,8 @@ public struct SessionStatus: Equatable, Hashable {
          * A renewed record could not be saved yet.
          */unpersisted: Bool, 
         /**
-         * The last refresh answer was lost.
+         * The last refresh answer was lost (on a revoked session: the server
+         * may hold a successor token this client never received).
          */inDoubt: Bool, 
         /**
          * `revoke()` marked the session revoked, but the server may still hold

@@ -27,7 +27,8 @@ pub trait Clock: MaybeSendSync {
     fn monotonic_ms(&self) -> u64 {
         platform_monotonic_ms()
     }
-    /// Waits `ms` milliseconds (used only between retries).
+    /// Waits `ms` milliseconds: between retries, between looks at another
+    /// process's fleet lease, between background saves of a stranded record.
     async fn sleep(&self, ms: u64);
 
     /// Resolves `ms` milliseconds from now: the deadline of a host callback

@@ -60,7 +60,9 @@ pub trait HttpClient: Send + Sync {
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> Result<i64, HostError>;
-    /// Waits `ms` milliseconds (only between retries).
+    /// Waits `ms` milliseconds: between retries, between looks at another
+    /// process's fleet lease, between background saves of a stranded
+    /// record (one still running 1 s past its time is given up).
     async fn sleep(&self, ms: i64) -> Result<(), HostError>;
 }
 

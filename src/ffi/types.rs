@@ -147,8 +147,10 @@ pub struct TokenClientOptions {
     /// The client secret (never in an app a user can inspect: use a public client with PKCE there).
     #[uniffi(default = None)]
     pub client_secret: Option<String>,
-    /// `client_secret_post` (default with a secret), `client_secret_basic`,
-    /// `private_key_jwt` (default with a private key) or `none`.
+    /// `client_secret_post` (default with a secret; `client_secret_basic`
+    /// for a discovered provider that does not list it),
+    /// `client_secret_basic`, `private_key_jwt` (default with a private
+    /// key) or `none`.
     #[uniffi(default = None)]
     pub client_auth: Option<String>,
     /// The RSA private key in PEM for `private_key_jwt` (PKCS#1 or PKCS#8; a
@@ -164,11 +166,15 @@ pub struct TokenClientOptions {
     /// `audience` of client-credentials requests (default: the token endpoint).
     #[uniffi(default = None)]
     pub audience: Option<String>,
-    /// Default: the token endpoint with `/token` replaced by `/authorize`.
+    /// Default: the discovered one, else the token endpoint with `/token`
+    /// replaced by `/authorize`; with neither, `authorization_url` is a
+    /// `Config` error naming it.
     #[uniffi(default = None)]
     pub authorization_endpoint: Option<String>,
-    /// The RFC 7009 revocation endpoint. Default: the token endpoint with
-    /// `/token` replaced by `/revocation` (Stitch's).
+    /// The RFC 7009 revocation endpoint. Default: the discovered one, else
+    /// the token endpoint with `/token` replaced by `/revocation`
+    /// (Stitch's); with neither, `revoke` and `revoke_client_tokens` are a
+    /// `Config` error naming it, and change nothing.
     #[uniffi(default = None)]
     pub revocation_endpoint: Option<String>,
     /// Refresh this many seconds before expiry (default 60, at most half a token's life).

@@ -760,7 +760,9 @@ public protocol Clock: AnyObject, Sendable {
     func nowMs() throws  -> Int64
     
     /**
-     * Waits `ms` milliseconds (only between retries).
+     * Waits `ms` milliseconds: between retries, between looks at another
+     * process's fleet lease, between background saves of a stranded
+     * record (one still running 1 s past its time is given up).
      */
     func sleep(ms: Int64) async throws 
     
@@ -839,7 +841,9 @@ open func nowMs()throws  -> Int64  {
 }
     
     /**
-     * Waits `ms` milliseconds (only between retries).
+     * Waits `ms` milliseconds: between retries, between looks at another
+     * process's fleet lease, between background saves of a stranded
+     * record (one still running 1 s past its time is given up).
      */
 open func sleep(ms: Int64)async throws   {
     return
@@ -4291,8 +4295,10 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
      */
     public var clientSecret: String?
     /**
-     * `client_secret_post` (default with a secret), `client_secret_basic`,
-     * `private_key_jwt` (default with a private key) or `none`.
+     * `client_secret_post` (default with a secret; `client_secret_basic`
+     * for a discovered provider that does not list it),
+     * `client_secret_basic`, `private_key_jwt` (default with a private
+     * key) or `none`.
      */
     public var clientAuth: String?
     /**
@@ -4313,12 +4319,16 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
      */
     public var audience: String?
     /**
-     * Default: the token endpoint with `/token` replaced by `/authorize`.
+     * Default: the discovered one, else the token endpoint with `/token`
+     * replaced by `/authorize`; with neither, `authorization_url` is a
+     * `Config` error naming it.
      */
     public var authorizationEndpoint: String?
     /**
-     * The RFC 7009 revocation endpoint. Default: the token endpoint with
-     * `/token` replaced by `/revocation` (Stitch's).
+     * The RFC 7009 revocation endpoint. Default: the discovered one, else
+     * the token endpoint with `/token` replaced by `/revocation`
+     * (Stitch's); with neither, `revoke` and `revoke_client_tokens` are a
+     * `Config` error naming it, and change nothing.
      */
     public var revocationEndpoint: String?
     /**
@@ -4388,8 +4398,10 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
          * The client secret (never in an app a user can inspect: use a public client with PKCE there).
          */clientSecret: String? = nil, 
         /**
-         * `client_secret_post` (default with a secret), `client_secret_basic`,
-         * `private_key_jwt` (default with a private key) or `none`.
+         * `client_secret_post` (default with a secret; `client_secret_basic`
+         * for a discovered provider that does not list it),
+         * `client_secret_basic`, `private_key_jwt` (default with a private
+         * key) or `none`.
          */clientAuth: String? = nil, 
         /**
          * The RSA private key in PEM for `private_key_jwt` (PKCS#1 or PKCS#8; a
@@ -4405,11 +4417,15 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
          * `audience` of client-credentials requests (default: the token endpoint).
          */audience: String? = nil, 
         /**
-         * Default: the token endpoint with `/token` replaced by `/authorize`.
+         * Default: the discovered one, else the token endpoint with `/token`
+         * replaced by `/authorize`; with neither, `authorization_url` is a
+         * `Config` error naming it.
          */authorizationEndpoint: String? = nil, 
         /**
-         * The RFC 7009 revocation endpoint. Default: the token endpoint with
-         * `/token` replaced by `/revocation` (Stitch's).
+         * The RFC 7009 revocation endpoint. Default: the discovered one, else
+         * the token endpoint with `/token` replaced by `/revocation`
+         * (Stitch's); with neither, `revoke` and `revoke_client_tokens` are a
+         * `Config` error naming it, and change nothing.
          */revocationEndpoint: String? = nil, 
         /**
          * Refresh this many seconds before expiry (default 60, at most half a token's life).
@@ -6245,7 +6261,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_clock_now_ms() != 20621) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_clock_sleep() != 20372) {
+    if (uniffi_freshtoken_checksum_method_clock_sleep() != 59476) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_httpclient_send() != 51265) {

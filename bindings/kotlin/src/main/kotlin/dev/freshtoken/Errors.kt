@@ -38,10 +38,10 @@ sealed class FreshTokenException(
     /** A transport failure; [maybeSent] is false when the request surely never left. */
     class Network(val maybeSent: Boolean, detail: String) : FreshTokenException("network", detail)
 
-    /** A request to the authorization server (token or revocation endpoint) timed out. */
+    /** A request to the authorization server (token or revocation endpoint, discovery document) timed out. */
     class Timeout(detail: String) : FreshTokenException("timeout", detail)
 
-    /** The token endpoint's answer could not be understood. */
+    /** The authorization server's answer (a token response, a discovery document, …) could not be understood. */
     class InvalidResponse(val status: Int?, detail: String) : FreshTokenException("invalid_response", detail)
 
     /** The store failed or did not answer in time; nothing was lost (see the README). */

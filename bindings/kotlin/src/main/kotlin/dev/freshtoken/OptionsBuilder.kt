@@ -31,6 +31,11 @@ class TokenClientOptionsBuilder(tokenEndpoint: String, clientId: String) {
     fun assertionAudience(v: String?) = apply { o = o.copy(assertionAudience = v) }
     fun audience(v: String?) = apply { o = o.copy(audience = v) }
     fun authorizationEndpoint(v: String?) = apply { o = o.copy(authorizationEndpoint = v) }
+    /**
+     * Where `revoke()` and `revokeClientTokens()` send (RFC 7009). Default: the
+     * discovered one, else the token endpoint with `/token` replaced by
+     * `/revocation`; with neither, those calls throw Config naming it.
+     */
     fun revocationEndpoint(v: String?) = apply { o = o.copy(revocationEndpoint = v) }
     fun leewaySeconds(v: Long) = apply { o = o.copy(leewaySeconds = v) }
     fun userTokenLifetimeSeconds(v: Long) = apply { o = o.copy(userTokenLifetimeSeconds = v) }

@@ -57,7 +57,11 @@ class SessionStatus internal constructor(private val ffi: FfiSessionStatus) {
     /** A renewed record is only in memory: the last save failed and is retried first. */
     val unpersisted: Boolean get() = ffi.unpersisted
 
-    /** A refresh may have reached the server without its answer reaching us. */
+    /**
+     * A refresh may have reached the server without its answer reaching us
+     * (on a revoked session: the server may hold a successor token that
+     * `revoke()` could not reach).
+     */
     val inDoubt: Boolean get() = ffi.inDoubt
 
     /**

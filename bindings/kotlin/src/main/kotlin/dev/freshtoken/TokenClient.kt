@@ -92,7 +92,12 @@ class TokenClient private constructor(
 
     /**
      * Revokes every cached client token at the revocation endpoint (RFC
-     * 7009) and forgets it; the next [clientToken] fetches a new one.
+     * 7009) and forgets it; the next [clientToken] fetches a new one. Every
+     * scope set is tried and the first failure thrown; a token it could not
+     * revoke is kept and tried again by the next call. With no revocation
+     * endpoint (none given or discovered, and a token endpoint not ending in
+     * `/token`): [FreshTokenException.Config] naming `revocation_endpoint`,
+     * the tokens kept.
      */
     @Throws(FreshTokenException::class)
     suspend fun revokeClientTokens() {
@@ -125,14 +130,26 @@ class TokenClient private constructor(
         return ClientTokens(this, ffiCall { ffi.clientTokens() })
     }
 
-    /** The authorize URL (PKCE S256, state, nonce, `offline_access`). */
+    /**
+     * The authorize URL (PKCE S256, state, nonce, `offline_access`). With no
+     * authorization endpoint (none given or discovered, and a token endpoint
+     * not ending in `/token`): Config naming `authorization_endpoint`.
+     */
     @Throws(FreshTokenException::class)
     fun authorizationUrl(options: AuthorizationUrlOptions): AuthorizationRequest {
         checkOpen()
         return ffiCall { ffi.authorizationUrl(options.checked()) }
     }
 
-    /** Exchanges an authorization code, stores the first record under [key], and returns the session. */
+    /**
+     * Exchanges an authorization code, stores the first record under [key],
+     * and returns the session. A code is sent once per process: a repeat for
+     * the same [key] within 10 minutes (a reloaded or double-submitted
+     * callback) joins the first call or gets its outcome; for another key,
+     * verifier or redirect URI it is a Config naming `code`, and a
+     * `codeVerifier` that is not 43 to 128 RFC 7636 characters a Config
+     * naming `code_verifier`, nothing sent.
+     */
     @Throws(FreshTokenException::class)
     suspend fun exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore): UserSession {
         checkOpen()
@@ -160,7 +177,8 @@ class TokenClient private constructor(
 
     /**
      * Frees the native client; later calls (on this client and on every
-     * session handle of it) throw [IllegalStateException]. A call already in
+     * session handle of it) throw [IllegalStateException] ([session] still
+     * returns a handle, whose calls throw). A call already in
      * flight may still return its token, but nothing is mirrored any more and
      * the mirror's expiry timers are cancelled.
      */
@@ -299,16 +317,20 @@ class TokenClient private constructor(
         /**
          * A client for the provider [issuer] (e.g. `https://secure.stitch.money`):
          * its token, authorization and revocation endpoints are read from
-         * `{issuer}/.well-known/openid-configuration` and checked (the
-         * document's issuer is [issuer], the endpoints are https or
-         * loopback). Leave `options.tokenEndpoint` empty; an endpoint set in
-         * [options] wins over the document's. [clock] is for tests with fake
-         * time (the mirror reads it too; default: the system clock).
+         * `{issuer}/.well-known/openid-configuration` (one request, no retry,
+         * within `options.timeoutMs`) and checked (the document's issuer is
+         * [issuer]; the endpoints are https when the issuer is, and a
+         * plain-http loopback issuer may name loopback http ones). Leave
+         * `options.tokenEndpoint` empty; an endpoint set in [options] wins over
+         * the document's, and one the document does not publish is not guessed
+         * (a call that needs it throws Config naming it). [clock] is for tests
+         * with fake time (the mirror reads it too; default: the system clock).
          *
          * @throws FreshTokenException.InvalidResponse for a missing or bad
-         *   document (the message starts with "discovery:"),
-         *   [FreshTokenException.Network] for an unreachable issuer,
-         *   [FreshTokenException.Config] for a plain-http issuer that is not loopback
+         *   document (the message contains "discovery: …"),
+         *   [FreshTokenException.Network] or [FreshTokenException.Timeout] for
+         *   an unreachable issuer, [FreshTokenException.Transient] for a 429 or
+         *   5xx, [FreshTokenException.Config] for a plain-http issuer that is not loopback
          */
         @Throws(FreshTokenException::class)
         suspend fun discover(
@@ -347,13 +369,16 @@ class TokenClient private constructor(
         /**
          * A client from the provider's client-credentials JSON (`clientId`,
          * `clientSecret` or `certificate`, `slidingRefreshTokenLifetime`,
-         * optionally `tokenEndpoint`); a missing member is a `Config` error naming it.
+         * optionally `tokenEndpoint`, default Stitch's, and `keyId`); a missing
+         * member is a `Config` error naming it.
          * [options] set what the JSON does not (leeway, timeouts, retries,
-         * `maxSessions`, `onEvent`, …) and leave the identity empty:
+         * `maxSessions`, `onEvent`, …; `refreshTokenLifetimeSeconds` overrides
+         * `slidingRefreshTokenLifetime`) and leave the identity empty:
          * `TokenClientOptions(clientId = "", onEvent = …)`, or from Java
          * `new TokenClientOptionsBuilder().onEvent(…).build()`. An identity
          * member set there (`clientSecret`, `tokenEndpoint`, …) is a `Config`
-         * error naming it. [clock] is for tests with fake time.
+         * error naming it (`client_secret`, `token_endpoint`, …). [clock] is
+         * for tests with fake time.
          */
         @JvmStatic
         @JvmOverloads

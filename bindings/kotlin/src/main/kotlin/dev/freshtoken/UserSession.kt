@@ -13,7 +13,7 @@ import java.util.concurrent.CompletableFuture
  * lookup. The client makes one native session per key when a call first
  * needs the core and reuses it for every handle of the key. Every other
  * call drops the key's mirrored token when it starts and when it ends, and
- * mirrors the core's token again after it succeeds.
+ * (but [revoke]) mirrors the core's token again after it succeeds.
  */
 class UserSession internal constructor(
     @PublishedApi internal val client: TokenClient,
@@ -139,12 +139,22 @@ class UserSession internal constructor(
      * of it, then revokes the refresh token and a live access token. From
      * then on every call fails with [FreshTokenException.ReauthorizationRequired]
      * without sending anything, until [seed] (or `exchangeCode`) starts the
-     * session again. The mirrored token is dropped before and after the call.
+     * session again; except [status] (reason `REVOKED`), [cachedAccessToken]
+     * (null) and [revoke] (it retries a revocation still pending, else sends
+     * nothing). The mirrored token is dropped before and after the call.
      *
      * @throws FreshTokenException when the server could not be told for good
      *   (the cause's type: `Transient`, `Network`, `InvalidClient`, …): the
      *   session is dead all the same, the message says the server may still
      *   hold its token, and calling revoke() again retries the revocation.
+     *   A session whose last refresh lost its answer ([SessionStatus.inDoubt])
+     *   may have a successor at the server that no revocation from here
+     *   reaches: after revoking what it holds, `ReauthorizationRequired`
+     *   (`LOST_ROTATION`, the same message), at every later revoke() too,
+     *   sending nothing. With no revocation endpoint (none given or
+     *   discovered, and a token endpoint not ending in `/token`):
+     *   [FreshTokenException.Config] naming `revocation_endpoint`, and
+     *   nothing changes.
      */
     @Throws(FreshTokenException::class)
     suspend fun revoke() {

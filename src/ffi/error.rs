@@ -6,7 +6,8 @@ use super::types::ReauthorizationReason;
 
 /// Every failure, one variant per stable code (same codes as JavaScript's
 /// `FreshTokenError.code`). `detail` is the human-readable message; it never
-/// contains a token or a secret.
+/// contains a token or a secret. `server_may_hold_token` is JavaScript's
+/// `serverMayHoldToken`: set on the cause's variant when a revocation failed.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 #[uniffi::export(Display)]
 pub enum FreshTokenError {
@@ -19,6 +20,9 @@ pub enum FreshTokenError {
         description: Option<String>,
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// The server rejected the client credentials.
     #[error("{detail}")]
@@ -29,6 +33,9 @@ pub enum FreshTokenError {
         description: Option<String>,
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// Another RFC 6749 error; `error` is its code.
     #[error("{detail}")]
@@ -41,6 +48,9 @@ pub enum FreshTokenError {
         description: Option<String>,
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// 5xx or 429 after every retry.
     #[error("{detail}")]
@@ -51,6 +61,9 @@ pub enum FreshTokenError {
         retry_after_ms: Option<i64>,
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// A transport failure; `maybe_sent` is false when the request surely never left.
     #[error("{detail}")]
@@ -59,12 +72,18 @@ pub enum FreshTokenError {
         maybe_sent: bool,
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// A request to the authorization server timed out.
     #[error("{detail}")]
     Timeout {
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// The authorization server's answer could not be understood.
     #[error("{detail}")]
@@ -73,18 +92,27 @@ pub enum FreshTokenError {
         status: Option<i32>,
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// The host's store failed; anything renewed is kept and saved on the next call.
     #[error("{detail}")]
     Storage {
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// A compare-and-swap save lost to a newer version.
     #[error("{detail}")]
     Conflict {
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
     /// Invalid configuration or argument; `field` names it.
     #[error("{detail}")]
@@ -93,6 +121,9 @@ pub enum FreshTokenError {
         field: String,
         /// The message (never contains a token or secret).
         detail: String,
+        /// True when `revoke()` failed for good or cannot be confirmed: the
+        /// session is marked revoked, but the server may still hold a token.
+        server_may_hold_token: bool,
     },
 }
 
@@ -124,18 +155,21 @@ impl From<Error> for FreshTokenError {
                     reason: reason.into(),
                     description,
                     detail,
+                    server_may_hold_token: false,
                 }
             }
             Error::InvalidClient { status, .. } => FreshTokenError::InvalidClient {
                 status: status.into(),
                 description,
                 detail,
+                server_may_hold_token: false,
             },
             Error::OAuth { status, error, .. } => FreshTokenError::OAuth {
                 status: status.into(),
                 error,
                 description,
                 detail,
+                server_may_hold_token: false,
             },
             Error::Transient {
                 status,
@@ -145,20 +179,41 @@ impl From<Error> for FreshTokenError {
                 status: status.into(),
                 retry_after_ms: retry_after_ms.map(super::types::signed),
                 detail,
+                server_may_hold_token: false,
             },
-            Error::Network { maybe_sent, .. } => FreshTokenError::Network { maybe_sent, detail },
-            Error::Timeout => FreshTokenError::Timeout { detail },
+            Error::Network { maybe_sent, .. } => FreshTokenError::Network {
+                maybe_sent,
+                detail,
+                server_may_hold_token: false,
+            },
+            Error::Timeout => FreshTokenError::Timeout {
+                detail,
+                server_may_hold_token: false,
+            },
             Error::InvalidResponse { .. } => FreshTokenError::InvalidResponse {
                 status: status.map(Into::into),
                 detail,
+                server_may_hold_token: false,
             },
-            Error::Storage { .. } => FreshTokenError::Storage { detail },
-            Error::Conflict { .. } => FreshTokenError::Conflict { detail },
-            Error::Config { field, .. } => FreshTokenError::Config { field, detail },
-            // The cause's variant and fields, with the whole message.
+            Error::Storage { .. } => FreshTokenError::Storage {
+                detail,
+                server_may_hold_token: false,
+            },
+            Error::Conflict { .. } => FreshTokenError::Conflict {
+                detail,
+                server_may_hold_token: false,
+            },
+            Error::Config { field, .. } => FreshTokenError::Config {
+                field,
+                detail,
+                server_may_hold_token: false,
+            },
+            // The cause's variant and fields, with the whole message and the flag.
             Error::RevocationIncomplete { cause } => {
                 let mut exported = FreshTokenError::from(*cause);
-                *exported.detail_mut() = detail;
+                let (message, flag) = exported.detail_and_flag_mut();
+                *message = detail;
+                *flag = true;
                 exported
             }
         }
@@ -166,18 +221,56 @@ impl From<Error> for FreshTokenError {
 }
 
 impl FreshTokenError {
-    fn detail_mut(&mut self) -> &mut String {
+    /// The message and the server-may-hold-the-token flag, of any variant.
+    fn detail_and_flag_mut(&mut self) -> (&mut String, &mut bool) {
         match self {
-            FreshTokenError::ReauthorizationRequired { detail, .. }
-            | FreshTokenError::InvalidClient { detail, .. }
-            | FreshTokenError::OAuth { detail, .. }
-            | FreshTokenError::Transient { detail, .. }
-            | FreshTokenError::Network { detail, .. }
-            | FreshTokenError::Timeout { detail }
-            | FreshTokenError::InvalidResponse { detail, .. }
-            | FreshTokenError::Storage { detail }
-            | FreshTokenError::Conflict { detail }
-            | FreshTokenError::Config { detail, .. } => detail,
+            FreshTokenError::ReauthorizationRequired {
+                detail,
+                server_may_hold_token,
+                ..
+            }
+            | FreshTokenError::InvalidClient {
+                detail,
+                server_may_hold_token,
+                ..
+            }
+            | FreshTokenError::OAuth {
+                detail,
+                server_may_hold_token,
+                ..
+            }
+            | FreshTokenError::Transient {
+                detail,
+                server_may_hold_token,
+                ..
+            }
+            | FreshTokenError::Network {
+                detail,
+                server_may_hold_token,
+                ..
+            }
+            | FreshTokenError::Timeout {
+                detail,
+                server_may_hold_token,
+            }
+            | FreshTokenError::InvalidResponse {
+                detail,
+                server_may_hold_token,
+                ..
+            }
+            | FreshTokenError::Storage {
+                detail,
+                server_may_hold_token,
+            }
+            | FreshTokenError::Conflict {
+                detail,
+                server_may_hold_token,
+            }
+            | FreshTokenError::Config {
+                detail,
+                server_may_hold_token,
+                ..
+            } => (detail, server_may_hold_token),
         }
     }
 }
@@ -274,6 +367,34 @@ mod tests {
     }
 
     #[test]
+    fn a_revocation_that_failed_sets_the_flag_on_its_causes_variant_only() {
+        let flag = |e: &FreshTokenError| match e {
+            FreshTokenError::Transient {
+                server_may_hold_token,
+                ..
+            }
+            | FreshTokenError::Storage {
+                server_may_hold_token,
+                ..
+            } => *server_may_hold_token,
+            other => panic!("unexpected {other:?}"),
+        };
+        let transient = || Error::Transient {
+            status: 503,
+            attempts: 1,
+            retry_after_ms: None,
+        };
+        let incomplete = FreshTokenError::from(Error::RevocationIncomplete {
+            cause: Box::new(transient()),
+        });
+        assert!(matches!(incomplete, FreshTokenError::Transient { .. }));
+        assert!(flag(&incomplete), "{incomplete}");
+        assert!(incomplete.to_string().contains("server may still hold"));
+        assert!(!flag(&FreshTokenError::from(transient())));
+        assert!(!flag(&FreshTokenError::from(Error::storage("x"))));
+    }
+
+    #[test]
     fn reasons_and_fields_cross_unchanged() {
         match FreshTokenError::from(Error::reauth(ReauthReason::RefreshExpired)) {
             FreshTokenError::ReauthorizationRequired { reason, .. } => {
@@ -291,7 +412,7 @@ mod tests {
     fn config_fields_are_named_as_the_exported_options() {
         let exported = FreshTokenError::from(Error::config("leeway_secs", "must not be negative"));
         match &exported {
-            FreshTokenError::Config { field, detail } => {
+            FreshTokenError::Config { field, detail, .. } => {
                 assert_eq!(field, "leeway_seconds");
                 assert!(detail.contains("`leeway_seconds`"), "{detail}");
             }

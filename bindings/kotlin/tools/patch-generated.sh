@@ -462,6 +462,7 @@ to_utf8_new = """    fun toUtf8(value: String): ByteBuffer {
             throw FfiFreshTokenException.Config(
                 "argument",
                 "invalid configuration `argument`: a string contains a lone UTF-16 surrogate (it has no UTF-8)",
+                false,
             )
         }
     }

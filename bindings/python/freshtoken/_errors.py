@@ -38,7 +38,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-_FIELDS = ("reason", "status", "description", "oauth_error", "retry_after_ms", "maybe_sent", "field")
+_FIELDS = ("reason", "status", "description", "oauth_error", "retry_after_ms", "maybe_sent", "field",
+           "server_may_hold_token")
 
 
 class FreshTokenError(Exception):
@@ -53,6 +54,10 @@ class FreshTokenError(Exception):
     ``retry_after_ms`` / ``retry_after`` (the server's last ``Retry-After``),
     ``maybe_sent`` (whether a failed request may have reached the server),
     ``field`` (the option or argument a ``ConfigError`` is about).
+    ``server_may_hold_token`` is True (else False) when ``revoke()`` failed
+    for good or cannot be confirmed: the session is marked revoked, but the
+    server may still hold a token (the error is the cause's class, or
+    ``ReauthorizationRequired`` with reason ``lost_rotation``).
     """
 
     code: str = ""
@@ -60,7 +65,7 @@ class FreshTokenError(Exception):
     def __init__(self, message: str, *, reason: Optional[str] = None, status: Optional[int] = None,
                  description: Optional[str] = None, oauth_error: Optional[str] = None,
                  retry_after_ms: Optional[int] = None, maybe_sent: Optional[bool] = None,
-                 field: Optional[str] = None) -> None:
+                 field: Optional[str] = None, server_may_hold_token: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
@@ -70,6 +75,7 @@ class FreshTokenError(Exception):
         self.retry_after_ms = retry_after_ms
         self.maybe_sent = maybe_sent
         self.field = field
+        self.server_may_hold_token = server_may_hold_token
 
     def __str__(self) -> str:
         return self.message
@@ -227,6 +233,7 @@ def translate(error: BaseException) -> BaseException:
         retry_after_ms=get("retry_after_ms"),
         maybe_sent=get("maybe_sent"),
         field=get("field"),
+        server_may_hold_token=get("server_may_hold_token") is True,
     )
 
 

@@ -11,6 +11,7 @@ waits on the store is held at a gated load."""
 import asyncio
 import json
 import os
+import pickle
 import re
 import subprocess
 import urllib.error
@@ -205,6 +206,8 @@ def test_a_revocation_failing_for_good_still_kills_the_session_and_says_so(emu):
     err = raised.value
     assert "may still hold" in str(err), str(err)
     assert str(err).startswith("the session is marked revoked")
+    assert err.server_may_hold_token is True, "typed, as JavaScript's serverMayHoldToken"
+    assert pickle.loads(pickle.dumps(err)).server_may_hold_token is True
     assert err.status == 503
     assert rt not in str(err) and rt not in repr(err) and CLIENT_SECRET not in str(err)
     assert revocations(emu)[0] == 2
@@ -216,6 +219,7 @@ def test_a_revocation_failing_for_good_still_kills_the_session_and_says_so(emu):
     with pytest.raises(ReauthorizationRequired) as dead:
         session.access_token()
     assert dead.value.reason == "revoked"
+    assert dead.value.server_may_hold_token is False, "only the revocation's own error says so"
     assert emu.counters()["token_requests"] == token_requests
     assert session.status().revocation_pending, "the server may hold the token"
 

@@ -48,15 +48,17 @@ def test_every_generated_variant_translates_with_its_fields():
     generated = freshtoken._generated.FreshTokenError
     err = _errors.translate(generated.ReauthorizationRequired(
         freshtoken.ReauthorizationReason.LOST_ROTATION, None,
-        "reauthorization required (lost_rotation): the user must authorize again"))
+        "reauthorization required (lost_rotation): the user must authorize again", False))
     assert type(err) is freshtoken.ReauthorizationRequired
+    assert err.server_may_hold_token is False
     assert (err.code, err.reason) == ("reauthorization_required", "lost_rotation")
     assert str(err) == "reauthorization required (lost_rotation): the user must authorize again"
-    err = _errors.translate(generated.OAuth(400, "invalid_scope", "no such scope", "the token endpoint said invalid_scope"))
+    err = _errors.translate(generated.OAuth(400, "invalid_scope", "no such scope", "the token endpoint said invalid_scope", False))
     assert (err.code, err.oauth_error, err.status, err.description) == ("oauth", "invalid_scope", 400, "no such scope")
-    err = _errors.translate(generated.Transient(503, 2500, "the token endpoint is unavailable"))
+    err = _errors.translate(generated.Transient(503, 2500, "the session is marked revoked, but …", True))
     assert err.retry_after == timedelta(milliseconds=2500) and err.status == 503
-    err = _errors.translate(generated.Config("timeout_ms", "invalid configuration `timeout_ms`: must be positive"))
+    assert err.server_may_hold_token is True
+    err = _errors.translate(generated.Config("timeout_ms", "invalid configuration `timeout_ms`: must be positive", False))
     assert (err.field, err.reason) == ("timeout_ms", None)
     assert isinstance(err, freshtoken.FreshTokenError.Config), "the generated variant names still catch"
     copy = pickle.loads(pickle.dumps(err))

@@ -76,7 +76,7 @@ public final class TokenClient: @unchecked Sendable {
     /// is reused; every handle of a key shares its state and mirrored token.
     public func session(key: String, store: TokenStore) throws -> UserSession {
         if key.isEmpty {
-            throw FreshTokenError.Config(field: "key", detail: "invalid configuration `key`: must not be empty")
+            throw FreshTokenError.Config(field: "key", detail: "invalid configuration `key`: must not be empty", serverMayHoldToken: false)
         }
         handlesLock.lock()
         defer { handlesLock.unlock() }

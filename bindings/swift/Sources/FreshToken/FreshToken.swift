@@ -5169,7 +5169,8 @@ public func FfiConverterTypeEventKind_lower(_ value: EventKind) -> RustBuffer {
 /**
  * Every failure, one variant per stable code (same codes as JavaScript's
  * `FreshTokenError.code`). `detail` is the human-readable message; it never
- * contains a token or a secret.
+ * contains a token or a secret. `server_may_hold_token` is JavaScript's
+ * `serverMayHoldToken`: set on the cause's variant when a revocation failed.
  */
 public 
 enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -5188,7 +5189,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */description: String?, 
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * The server rejected the client credentials.
@@ -5202,7 +5207,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */description: String?, 
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * Another RFC 6749 error; `error` is its code.
@@ -5219,7 +5228,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */description: String?, 
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * 5xx or 429 after every retry.
@@ -5233,7 +5246,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */retryAfterMs: Int64?, 
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * A transport failure; `maybe_sent` is false when the request surely never left.
@@ -5244,7 +5261,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */maybeSent: Bool, 
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * A request to the authorization server timed out.
@@ -5252,7 +5273,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     case Timeout(
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * The authorization server's answer could not be understood.
@@ -5263,7 +5288,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */status: Int32?, 
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * The host's store failed; anything renewed is kept and saved on the next call.
@@ -5271,7 +5300,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     case Storage(
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * A compare-and-swap save lost to a newer version.
@@ -5279,7 +5312,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
     case Conflict(
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
     /**
      * Invalid configuration or argument; `field` names it.
@@ -5290,7 +5327,11 @@ enum FreshTokenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedErro
          */field: String, 
         /**
          * The message (never contains a token or secret).
-         */detail: String
+         */detail: String, 
+        /**
+         * True when `revoke()` failed for good or cannot be confirmed: the
+         * session is marked revoked, but the server may still hold a token.
+         */serverMayHoldToken: Bool
     )
 
     
@@ -5335,44 +5376,54 @@ public struct FfiConverterTypeFreshTokenError: FfiConverterRustBuffer {
         case 1: return .ReauthorizationRequired(
             reason: try FfiConverterTypeReauthorizationReason.read(from: &buf), 
             description: try FfiConverterOptionString.read(from: &buf), 
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 2: return .InvalidClient(
             status: try FfiConverterInt32.read(from: &buf), 
             description: try FfiConverterOptionString.read(from: &buf), 
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 3: return .OAuth(
             status: try FfiConverterInt32.read(from: &buf), 
             error: try FfiConverterString.read(from: &buf), 
             description: try FfiConverterOptionString.read(from: &buf), 
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 4: return .Transient(
             status: try FfiConverterInt32.read(from: &buf), 
             retryAfterMs: try FfiConverterOptionInt64.read(from: &buf), 
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 5: return .Network(
             maybeSent: try FfiConverterBool.read(from: &buf), 
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 6: return .Timeout(
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 7: return .InvalidResponse(
             status: try FfiConverterOptionInt32.read(from: &buf), 
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 8: return .Storage(
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 9: return .Conflict(
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
         case 10: return .Config(
             field: try FfiConverterString.read(from: &buf), 
-            detail: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf), 
+            serverMayHoldToken: try FfiConverterBool.read(from: &buf)
             )
 
          default: throw UniffiInternalError.unexpectedEnumCase
@@ -5386,66 +5437,76 @@ public struct FfiConverterTypeFreshTokenError: FfiConverterRustBuffer {
 
         
         
-        case let .ReauthorizationRequired(reason,description,detail):
+        case let .ReauthorizationRequired(reason,description,detail,serverMayHoldToken):
             writeInt(&buf, Int32(1))
             FfiConverterTypeReauthorizationReason.write(reason, into: &buf)
             FfiConverterOptionString.write(description, into: &buf)
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .InvalidClient(status,description,detail):
+        case let .InvalidClient(status,description,detail,serverMayHoldToken):
             writeInt(&buf, Int32(2))
             FfiConverterInt32.write(status, into: &buf)
             FfiConverterOptionString.write(description, into: &buf)
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .OAuth(status,error,description,detail):
+        case let .OAuth(status,error,description,detail,serverMayHoldToken):
             writeInt(&buf, Int32(3))
             FfiConverterInt32.write(status, into: &buf)
             FfiConverterString.write(error, into: &buf)
             FfiConverterOptionString.write(description, into: &buf)
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .Transient(status,retryAfterMs,detail):
+        case let .Transient(status,retryAfterMs,detail,serverMayHoldToken):
             writeInt(&buf, Int32(4))
             FfiConverterInt32.write(status, into: &buf)
             FfiConverterOptionInt64.write(retryAfterMs, into: &buf)
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .Network(maybeSent,detail):
+        case let .Network(maybeSent,detail,serverMayHoldToken):
             writeInt(&buf, Int32(5))
             FfiConverterBool.write(maybeSent, into: &buf)
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .Timeout(detail):
+        case let .Timeout(detail,serverMayHoldToken):
             writeInt(&buf, Int32(6))
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .InvalidResponse(status,detail):
+        case let .InvalidResponse(status,detail,serverMayHoldToken):
             writeInt(&buf, Int32(7))
             FfiConverterOptionInt32.write(status, into: &buf)
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .Storage(detail):
+        case let .Storage(detail,serverMayHoldToken):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .Conflict(detail):
+        case let .Conflict(detail,serverMayHoldToken):
             writeInt(&buf, Int32(9))
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         
-        case let .Config(field,detail):
+        case let .Config(field,detail,serverMayHoldToken):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(field, into: &buf)
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterBool.write(serverMayHoldToken, into: &buf)
             
         }
     }

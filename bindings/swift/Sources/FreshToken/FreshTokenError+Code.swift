@@ -26,23 +26,41 @@ extension FreshTokenError {
     /// case's debug form.
     public var detail: String {
         switch self {
-        case let .ReauthorizationRequired(_, _, detail): return detail
-        case let .InvalidClient(_, _, detail): return detail
-        case let .OAuth(_, _, _, detail): return detail
-        case let .Transient(_, _, detail): return detail
-        case let .Network(_, detail): return detail
-        case let .Timeout(detail): return detail
-        case let .InvalidResponse(_, detail): return detail
-        case let .Storage(detail): return detail
-        case let .Conflict(detail): return detail
-        case let .Config(_, detail): return detail
+        case let .ReauthorizationRequired(_, _, detail, _): return detail
+        case let .InvalidClient(_, _, detail, _): return detail
+        case let .OAuth(_, _, _, detail, _): return detail
+        case let .Transient(_, _, detail, _): return detail
+        case let .Network(_, detail, _): return detail
+        case let .Timeout(detail, _): return detail
+        case let .InvalidResponse(_, detail, _): return detail
+        case let .Storage(detail, _): return detail
+        case let .Conflict(detail, _): return detail
+        case let .Config(_, detail, _): return detail
+        }
+    }
+
+    /// True when `revoke()` failed for good or cannot be confirmed: the
+    /// session is marked revoked, but the server may still hold a token
+    /// (JavaScript's `serverMayHoldToken`); false for every other error.
+    public var serverMayHoldToken: Bool {
+        switch self {
+        case let .ReauthorizationRequired(_, _, _, flag): return flag
+        case let .InvalidClient(_, _, _, flag): return flag
+        case let .OAuth(_, _, _, _, flag): return flag
+        case let .Transient(_, _, _, flag): return flag
+        case let .Network(_, _, flag): return flag
+        case let .Timeout(_, flag): return flag
+        case let .InvalidResponse(_, _, flag): return flag
+        case let .Storage(_, flag): return flag
+        case let .Conflict(_, flag): return flag
+        case let .Config(_, _, flag): return flag
         }
     }
 
     /// Why the user must authorize again, for `reauthorization_required`;
     /// nil for every other error.
     public var reauthorizationReason: ReauthorizationReason? {
-        if case let .ReauthorizationRequired(reason, _, _) = self {
+        if case let .ReauthorizationRequired(reason, _, _, _) = self {
             return reason
         }
         return nil

@@ -12,6 +12,16 @@ sealed class FreshTokenException(
     /** The core's message (the same text as [message]). */
     val detail: String,
 ) : Exception(detail) {
+    /**
+     * True when `revoke()` failed for good or cannot be confirmed: the session
+     * is marked revoked, but the server may still hold a token (JavaScript's
+     * `serverMayHoldToken`). Then the exception is the cause's: `Transient`,
+     * `Network`, …, or `ReauthorizationRequired` (`LOST_ROTATION`) for a
+     * session whose last refresh lost its answer. See `status().revocationPending`.
+     */
+    var serverMayHoldToken: Boolean = false
+        internal set
+
     /** The user must authorize again (re-link); [reason] says why. Remembered: nothing is sent again. */
     class ReauthorizationRequired(
         val reason: ReauthorizationReason,
@@ -80,6 +90,18 @@ internal fun FfiFreshTokenException.toPublic(): FreshTokenException {
         is FfiFreshTokenException.Storage -> FreshTokenException.Storage(detail)
         is FfiFreshTokenException.Conflict -> FreshTokenException.Conflict(detail)
         is FfiFreshTokenException.Config -> FreshTokenException.Config(field, detail)
+    }
+    e.serverMayHoldToken = when (this) {
+        is FfiFreshTokenException.ReauthorizationRequired -> serverMayHoldToken
+        is FfiFreshTokenException.InvalidClient -> serverMayHoldToken
+        is FfiFreshTokenException.OAuth -> serverMayHoldToken
+        is FfiFreshTokenException.Transient -> serverMayHoldToken
+        is FfiFreshTokenException.Network -> serverMayHoldToken
+        is FfiFreshTokenException.Timeout -> serverMayHoldToken
+        is FfiFreshTokenException.InvalidResponse -> serverMayHoldToken
+        is FfiFreshTokenException.Storage -> serverMayHoldToken
+        is FfiFreshTokenException.Conflict -> serverMayHoldToken
+        is FfiFreshTokenException.Config -> serverMayHoldToken
     }
     e.stackTrace = stackTrace
     return e

@@ -189,6 +189,7 @@ class RevocationDiscoveryTest {
         assertEquals("transient", err.code)
         assertEquals(503, err.status)
         assertTrue(err.message, err.message!!.contains("may still hold"))
+        assertTrue("typed, as JavaScript's serverMayHoldToken", err.serverMayHoldToken)
         assertFalse("no token in the message", err.message!!.contains(rt))
         assertEquals(2L, emu.counter("revocation_requests"))
         assertEquals("active", emu.refreshTokenState(rt))
@@ -213,6 +214,9 @@ class RevocationDiscoveryTest {
         val (session, rt) = seeded(c = c)
         val err = expectError<FreshTokenException.Network> { session.revoke() }
         assertTrue(err.message, err.message!!.contains("may still hold"))
+        assertTrue(err.serverMayHoldToken)
+        // Any other failure does not say so: a later call's fast revoked verdict.
+        assertFalse(expectError<FreshTokenException.ReauthorizationRequired> { session.accessToken() }.serverMayHoldToken)
         assertEquals("nothing reached the emulator", 0L, emu.counter("revocation_requests"))
         assertEquals("active", emu.refreshTokenState(rt))
         assertRevoked(session)

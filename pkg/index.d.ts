@@ -434,7 +434,11 @@ export class FreshTokenError extends Error {
   readonly oauthError?: string;
   readonly description?: string;
   readonly retryAfterMs?: number;
-  /** Set by `revoke()` when the server could not be told: it may still hold the token. */
+  /**
+   * Set by `revoke()` when the server could not be told, or when the
+   * session's last refresh lost its answer (reason `lost_rotation`): it may
+   * still hold a token.
+   */
   readonly serverMayHoldToken?: boolean;
 }
 export class ReauthorizationRequiredError extends FreshTokenError {

@@ -24,6 +24,10 @@ pub(crate) fn next_generation() -> u64 {
 }
 
 /// The state of one session key.
+/// The most retired tokens a state keeps for scrubbing (the oldest go
+/// first): four records' worth, for replacements that failed to save.
+const MAX_RETIRED: usize = 12;
+
 pub(crate) struct SessionCell {
     /// Boxed: a handle's `Weak` keeps an evicted cell's allocation alive
     /// until the handle is collected, so the cell itself stays small.
@@ -141,7 +145,15 @@ impl SessionState {
     pub(crate) fn set_record(&mut self, record: impl Into<Arc<Record>>) -> (u64, Arc<Record>) {
         let record = record.into();
         if let Some(old) = self.record.replace(record.clone()) {
-            self.retired = record_secrets(&old);
+            // Over a record not saved yet, the store still holds an older
+            // one (a seed over a stranded rotation): its tokens stay known
+            // until a save lands, as a store's message may quote them.
+            if !self.unpersisted {
+                self.retired.clear();
+            }
+            self.retired.extend(record_secrets(&old));
+            let excess = self.retired.len().saturating_sub(MAX_RETIRED);
+            self.retired.drain(..excess);
         }
         self.loaded = true;
         self.unpersisted = true;
@@ -174,12 +186,18 @@ impl SessionCell {
         st
     }
 
-    /// Nothing in flight and nothing waiting to be saved: safe to evict.
+    /// Nothing in flight, nothing waiting to be saved, and no rejected token
+    /// still in the record: safe to evict. (Evicted, a state whose refresh
+    /// after `token_rejected` failed would forget the rejection, and the
+    /// store's record would serve the rejected token again.)
     pub(crate) fn is_idle(&self) -> bool {
         match self.state.try_lock() {
             Ok(mut st) => {
                 forget_forked(&mut st);
-                st.inflight.is_none() && !st.unpersisted
+                let rejected_held = (st.record.as_ref())
+                    .and_then(|r| r.access_token.as_ref())
+                    .is_some_and(|a| st.is_rejected(a));
+                st.inflight.is_none() && !st.unpersisted && !rejected_held
             }
             Err(_) => false,
         }

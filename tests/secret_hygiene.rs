@@ -175,3 +175,67 @@ async fn no_secret_in_logs_errors_panics_or_debug() {
         }
     }
 }
+
+/// A store whose failing plain saves quote the refresh token of the row
+/// they could not replace, as text (as a database constraint error might).
+#[derive(Default)]
+struct QuotingStore {
+    inner: freshtoken::MemoryStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[freshtoken::async_trait]
+impl freshtoken::TokenStore for QuotingStore {
+    async fn load(&self, key: &str) -> Result<Option<String>, freshtoken::StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, record: &str) -> Result<(), freshtoken::StoreError> {
+        let marker = Record::decode(record).is_ok_and(|r| r.in_doubt);
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) && !marker {
+            let stored = self.inner.get(key).and_then(|t| Record::decode(&t).ok());
+            let quoted = stored
+                .and_then(|r| r.refresh_token)
+                .map(|t| t.expose().to_owned());
+            return Err(freshtoken::StoreError(format!(
+                "row locked; current token value {}",
+                quoted.unwrap_or_default()
+            )));
+        }
+        self.inner.save(key, record).await
+    }
+}
+
+/// A seed over a rotation whose save failed: the store still holds the
+/// record before that rotation, and a failing save quoting its refresh
+/// token shows none of it (the state keeps every stored record's tokens
+/// known until a save lands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_quoting_the_row_a_seed_could_not_replace_shows_no_token() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let client = common::Harness::client_on(
+        &emu,
+        Config::builder(emu.token_endpoint(), common::CLIENT_ID)
+            .client_secret(common::CLIENT_SECRET)
+            .build()
+            .unwrap(),
+        std::sync::Arc::new(ManualClock::new(wall_ms())),
+    );
+    let store = std::sync::Arc::new(QuotingStore::default());
+    let family = emu.seed(common::CLIENT_ID, "openid offline_access accounts");
+    let session = client.session("u1", store.clone()).unwrap();
+    let seed = |rt: &str| Seed {
+        refresh_token: rt.to_owned().into(),
+        ..Seed::default()
+    };
+    session.seed(seed(&family.refresh_token)).await.unwrap();
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let stranded = session.access_token().await.unwrap_err();
+    assert_eq!(stranded.code(), ErrorCode::Storage, "{stranded}");
+    common::assert_no_secret(&stranded, &[&family.refresh_token]);
+
+    // The user re-links while the rotation is still unsaved.
+    let other = emu.seed(common::CLIENT_ID, "openid offline_access accounts");
+    let relinked = session.seed(seed(&other.refresh_token)).await.unwrap_err();
+    assert!(relinked.to_string().contains("row locked"), "{relinked}");
+    common::assert_no_secret(&relinked, &[&family.refresh_token]);
+}

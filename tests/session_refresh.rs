@@ -535,3 +535,29 @@ async fn a_server_that_answers_expires_in_0_gets_one_refresh_not_one_per_call() 
     let lifetime = info.expires_at_ms - h.clock.now_ms();
     assert_eq!(lifetime, 900_000, "the default user-token lifetime");
 }
+
+/// A rejected token whose refresh failed is not handed out again after the
+/// idle states are evicted (DESIGN point 11): the state holding the
+/// rejection is not idle while its record still holds that token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_whose_refresh_failed_survives_eviction() {
+    let h = Harness::with(Default::default(), |b| b.max_sessions(10));
+    let (session, _) = h.seeded("u1").await;
+    let rejected = session.access_token().await.unwrap();
+    h.emu.push_fault(Fault::status(400).times(1));
+    assert!(session.token_rejected(&rejected).await.is_err());
+    assert_eq!(h.refresh_requests(), 2);
+
+    // Other users come and go: the map fills and idle states are evicted.
+    for i in 0..40 {
+        h.session(&format!("other{i}")).cached_access_token();
+    }
+    assert!(h.client.session_count() <= 12, "idle states were evicted");
+    assert_eq!(session.cached_access_token(), None);
+    let next = session.access_token().await.unwrap();
+    assert_ne!(
+        next, rejected,
+        "the rejected token was served after eviction"
+    );
+    assert_eq!(h.refresh_requests(), 3);
+}

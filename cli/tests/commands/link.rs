@@ -137,14 +137,17 @@ fn a_foreign_state_or_an_error_redirect_exchanges_nothing() {
     let redirect = authorize(&url);
     let code = query_param(&redirect, "code").unwrap();
 
-    let forged = format!("{REDIRECT_URI}?code={code}&state=someone-elses");
-    let run = env
-        .full(&["--json", "link", "--code-stdin"], "eve")
-        .args(["--state-file".as_ref(), state_file.as_os_str()])
-        .stdin(forged)
-        .run()
-        .exits(13);
-    assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    // A redirect with another state: refused as a mismatch (13).
+    let mismatched = |query: String| {
+        let run = env
+            .full(&["--json", "link", "--code-stdin"], "eve")
+            .args(["--state-file".as_ref(), state_file.as_os_str()])
+            .stdin(format!("{REDIRECT_URI}?{query}&state=someone-elses"))
+            .run()
+            .exits(13);
+        assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    };
+    mismatched(format!("code={code}"));
     let run = env
         .full(&["link", "--code-stdin", "--state", "someone-elses"], "eve")
         .args(["--state-file".as_ref(), state_file.as_os_str()])
@@ -161,14 +164,7 @@ fn a_foreign_state_or_an_error_redirect_exchanges_nothing() {
 
     // An error redirect with another state is a mismatch too, not the
     // provider's answer (RFC 6749 4.1.2.1).
-    let forged = format!("{REDIRECT_URI}?error=access_denied&state=someone-elses");
-    let run = env
-        .full(&["--json", "link", "--code-stdin"], "eve")
-        .args(["--state-file".as_ref(), state_file.as_os_str()])
-        .stdin(forged)
-        .run()
-        .exits(13);
-    assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    mismatched("error=access_denied".to_owned());
 
     // The user said no: the server's error, exit status of `oauth` (6).
     let state = query_param(&url, "state").unwrap();

@@ -5,8 +5,8 @@
 use crate::session_state::SessionCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Session states by key.
 pub(crate) struct Registry {
@@ -56,6 +56,39 @@ impl Registry {
         (key, cell)
     }
 
+    /// The state a handle holding `slot` for `key` works on, re-attached by
+    /// key if it was evicted; marked used. The handle's `Weak` is upgraded
+    /// without the registry's lock (the cached path takes no shared lock),
+    /// so an eviction may have found the state unheld just before the
+    /// upgrade: two states for one key would then run two flights. The
+    /// evictor marks a state before it counts the holders, the handle
+    /// upgrades before it reads the mark, each with a full fence between
+    /// (the store-buffer pattern): at least one sees the other, and a
+    /// marked state is only ever handed out through the lock.
+    pub(crate) fn attach(&self, key: &str, slot: &mut Weak<SessionCell>) -> Arc<SessionCell> {
+        let upgraded = slot.upgrade();
+        self.keep_or_reattach(key, slot, upgraded)
+    }
+
+    /// [`Registry::attach`] once the handle's `Weak` was upgraded.
+    fn keep_or_reattach(
+        &self,
+        key: &str,
+        slot: &mut Weak<SessionCell>,
+        upgraded: Option<Arc<SessionCell>>,
+    ) -> Arc<SessionCell> {
+        if let Some(cell) = upgraded {
+            fence(Ordering::SeqCst);
+            if !cell.evicted.load(Ordering::Relaxed) {
+                self.touch(&cell);
+                return cell;
+            }
+        }
+        let cell = self.cell(key).1;
+        *slot = Arc::downgrade(&cell);
+        cell
+    }
+
     /// Marks `cell` as just used (for the least-recently-used eviction).
     pub(crate) fn touch(&self, cell: &SessionCell) {
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
@@ -77,7 +110,7 @@ fn evict_idle(cells: &mut HashMap<Arc<str>, Arc<SessionCell>>, target: usize) {
     // 6.4 KB of it, 2.4 KB gzipped).
     let mut idle: BinaryHeap<(Reverse<u64>, Arc<str>)> = cells
         .iter()
-        .filter(|(_, cell)| Arc::strong_count(cell) == 1 && cell.is_idle())
+        .filter(|(_, cell)| marked_unheld(cell))
         .map(|(key, cell)| (Reverse(cell.last_used.load(Ordering::Relaxed)), key.clone()))
         .collect();
     let excess = cells.len().saturating_sub(target);
@@ -85,6 +118,24 @@ fn evict_idle(cells: &mut HashMap<Arc<str>, Arc<SessionCell>>, target: usize) {
         let Some((_, key)) = idle.pop() else { break };
         cells.remove(&key);
     }
+    // The idle states kept lose their mark.
+    for (_, key) in idle {
+        if let Some(cell) = cells.get(&key) {
+            cell.evicted.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Marks `cell` as being evicted, then whether it is idle and no handle
+/// holds it; unmarked again if not (see [`Registry::attach`]).
+fn marked_unheld(cell: &Arc<SessionCell>) -> bool {
+    cell.evicted.store(true, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    let unheld = Arc::strong_count(cell) == 1 && cell.is_idle();
+    if !unheld {
+        cell.evicted.store(false, Ordering::Relaxed);
+    }
+    unheld
 }
 
 #[cfg(test)]
@@ -121,6 +172,39 @@ mod tests {
             !cells.map.contains_key("u0"),
             "the oldest idle state goes first"
         );
+    }
+
+    #[test]
+    fn a_handle_that_upgraded_as_its_state_was_evicted_re_attaches_by_key() {
+        // The interleaving: the evictor found the state unheld, the handle
+        // then upgraded its `Weak`, and the evictor removed the state.
+        let r = Registry::new(10);
+        let mut slot = Arc::downgrade(&r.cell("u1").1);
+        let raced = {
+            let mut cells = r.cells.lock().unwrap();
+            assert!(marked_unheld(&cells.map["u1"]), "idle and unheld");
+            let raced = slot.upgrade();
+            cells.map.remove("u1");
+            raced
+        };
+        let evicted = raced.clone().expect("upgraded before the removal");
+
+        let attached = r.keep_or_reattach("u1", &mut slot, raced);
+
+        assert!(!Arc::ptr_eq(&attached, &evicted), "not the evicted state");
+        let (_, registered) = r.cell("u1");
+        assert!(Arc::ptr_eq(&attached, &registered), "the key's one state");
+        assert!(Arc::ptr_eq(&r.attach("u1", &mut slot), &registered));
+    }
+
+    #[test]
+    fn a_state_found_held_keeps_no_mark() {
+        let r = Registry::new(10);
+        let (_, held) = r.cell("u1");
+        assert!(!marked_unheld(&r.cells.lock().unwrap().map["u1"]));
+        assert!(!held.evicted.load(Ordering::Relaxed));
+        let mut slot = Arc::downgrade(&held);
+        assert!(Arc::ptr_eq(&r.attach("u1", &mut slot), &held));
     }
 
     #[test]

@@ -140,16 +140,7 @@ impl UserSession {
     /// The key's state, re-attached by key if it was evicted; marked used.
     fn cell(&self) -> Arc<SessionCell> {
         let mut slot = self.cell.lock().unwrap_or_else(|e| e.into_inner());
-        let cell = match slot.upgrade() {
-            Some(cell) => cell,
-            None => {
-                let cell = self.registry.cell(&self.key).1;
-                *slot = Arc::downgrade(&cell);
-                cell
-            }
-        };
-        self.registry.touch(&cell);
-        cell
+        self.registry.attach(&self.key, &mut slot)
     }
 
     /// This handle attached to its state for one operation.

@@ -23,17 +23,20 @@ pub(crate) fn next_generation() -> u64 {
     GENERATIONS.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The state of one session key.
 /// The most retired tokens a state keeps for scrubbing (the oldest go
 /// first): four records' worth, for replacements that failed to save.
 const MAX_RETIRED: usize = 12;
 
+/// The state of one session key.
 pub(crate) struct SessionCell {
     /// Boxed: a handle's `Weak` keeps an evicted cell's allocation alive
     /// until the handle is collected, so the cell itself stays small.
     state: Mutex<Box<SessionState>>,
     /// Registry tick of the last use, for evicting idle sessions.
     pub(crate) last_used: AtomicU64,
+    /// Set by the registry while it evicts this state (see
+    /// [`crate::registry::Registry::attach`]).
+    pub(crate) evicted: std::sync::atomic::AtomicBool,
 }
 
 impl Default for SessionCell {
@@ -58,6 +61,7 @@ impl Default for SessionCell {
                 strandings: 0,
             })),
             last_used: AtomicU64::new(0),
+            evicted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

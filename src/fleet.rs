@@ -116,16 +116,19 @@ pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<
         });
     }
     let expected = session.cell.lock().version.clone();
-    match session.stored_version().await? {
-        Some(stored) if stored != expected => {
-            session.reread_next();
-            return Err(Error::Conflict {
-                message: "the refresh lease lapsed before the request was sent and another \
-                          process saved the record meanwhile; nothing was sent"
-                    .to_owned(),
-            });
-        }
-        _ => {}
+    let changed = match session.stored_version().await? {
+        Some(stored) => stored != expected,
+        // No versions: the record itself tells (the write-ahead's, unless
+        // another process saved meanwhile).
+        None => session.load_current().await?.0.as_deref() != session.cell.lock().record.as_deref(),
+    };
+    if changed {
+        session.reread_next();
+        return Err(Error::Conflict {
+            message: "the refresh lease lapsed before the request was sent and another \
+                      process saved the record meanwhile; nothing was sent"
+                .to_owned(),
+        });
     }
     let renewing = renewing_from.elapsed_ms(clock);
     if renewing.saturating_add(held) >= config.lease_ttl_ms {
@@ -137,6 +140,58 @@ pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<
         )));
     }
     Ok(())
+}
+
+/// Before a holder whose store has no versions writes ahead. Without
+/// compare-and-swap the write-ahead overwrites whatever is stored: had the
+/// lease lapsed during slow store answers before it, and another process
+/// rotated and saved meanwhile, the write-ahead would put the spent refresh
+/// token back, [`confirm_lease`] would find nothing to tell it from, and
+/// the token would be sent again (a revoked grant). So when the lease may
+/// not outlast the write-ahead's store deadline, it is renewed first and
+/// the stored record compared with the one read under it; if either fails,
+/// `conflict`, with nothing written or sent. Returns when the lease, as
+/// now held, was asked for. A store with versions needs none of this: its
+/// write-ahead is itself a compare-and-swap.
+pub(crate) async fn hold_for_write_ahead(
+    session: &Attached,
+    since: Started,
+) -> Result<Started, Error> {
+    let config = &session.ctx.config;
+    let clock = session.ctx.clock.as_ref();
+    let versioned = session.store.supports_versions() || session.store.in_memory().is_some();
+    let elapsed = since.elapsed_ms(clock);
+    if versioned || elapsed.saturating_add(config.store_timeout_ms) < config.lease_ttl_ms {
+        return Ok(since);
+    }
+    let renewing_from = Started::now(clock);
+    if !session.acquire().await? {
+        session.reread_next();
+        return Err(Error::Conflict {
+            message: "the refresh lease lapsed before the refresh began and another process \
+                      holds it; nothing was sent"
+                .to_owned(),
+        });
+    }
+    let (stored, _) = session.load_current().await?;
+    if stored.as_deref() != session.cell.lock().record.as_deref() {
+        session.reread_next();
+        return Err(Error::Conflict {
+            message: "the refresh lease lapsed before the refresh began and another process \
+                      saved the record meanwhile; nothing was sent"
+                .to_owned(),
+        });
+    }
+    let renewing = renewing_from.elapsed_ms(clock);
+    if renewing.saturating_add(config.store_timeout_ms) >= config.lease_ttl_ms {
+        return Err(Error::storage(format!(
+            "renewing the refresh lease and reading the record took {renewing} ms, too long \
+             for the lease ({} ms, lease_ttl_ms) to outlast the write before the request; \
+             nothing was sent",
+            config.lease_ttl_ms
+        )));
+    }
+    Ok(renewing_from)
 }
 
 /// How long a rotation whose save failed is kept trying in the background,

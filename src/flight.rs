@@ -37,68 +37,129 @@ impl Drop for Landed {
     }
 }
 
+/// What a flight does with the refresh token its plan would send.
+enum Step {
+    /// Send it, under this claim.
+    Send(crate::refresh_claims::Claim),
+    /// Another flight of this process sent it or sends it: read the store
+    /// again and plan anew.
+    Reread,
+}
+
 impl Attached {
-    /// The body of a flight. Without a lease, a refresh token is sent by
-    /// one flight in the process at a time, whatever client or key holds it
-    /// (see [`crate::refresh_claims`]): a flight that finds it claimed waits
-    /// and reads the store again; one that finds it rotated reads the store
-    /// again and never sends it.
+    /// The body of a flight. A refresh token is sent by one flight in the
+    /// process at a time, whatever client or key holds it (see
+    /// [`crate::refresh_claims`]); with a store that offers a lease, the
+    /// flight also holds its key's lease, which keeps processes apart but
+    /// not two keys (or two stores) holding one token.
     pub(crate) async fn fly(&self, force: bool, asked_at: u64) -> Result<TokenInfo, Error> {
         let flown_by = StartedBy::this();
+        if !self.store.supports_lease() {
+            return self
+                .claim_and_carry_out(force, asked_at, None, flown_by)
+                .await;
+        }
+        self.sync().await?;
+        if let Plan::Serve(info) = self.plan(force, asked_at)? {
+            return Ok(info);
+        }
+        // A fleet: one process refreshes, the others wait and re-read. A
+        // lapse is decided under the lease too: the holder may be renewing
+        // the refresh token that this process finds just past its lifetime.
+        let leased_from = crate::elapsed::Started::now(self.ctx.clock.as_ref());
+        if let Some(info) = crate::fleet::take_lease(self, Some((force, asked_at))).await? {
+            return Ok(info);
+        }
+        let result = self
+            .claim_and_carry_out(force, asked_at, Some(leased_from), flown_by)
+            .await;
+        // A rotation whose save failed is only in this process's memory
+        // until it is saved: the lease is kept, so that no other process
+        // meanwhile reads the in-doubt record and spends the token it
+        // replaced, and renewed while the save is tried again in the
+        // background (`keep_stranded`).
+        if self.cell.lock().unpersisted {
+            crate::fleet::keep_stranded(self);
+        } else {
+            crate::fleet::release_lease(self).await;
+        }
+        result
+    }
+
+    /// Reads the store, plans, claims the refresh token the plan would send
+    /// and carries the plan out. A flight that finds the token claimed
+    /// waits for that flight to end and reads the store again; one that
+    /// finds it rotated reads the store again and never sends it.
+    /// `leased_from`: under the fleet lease, asked for then.
+    async fn claim_and_carry_out(
+        &self,
+        force: bool,
+        asked_at: u64,
+        leased_from: Option<crate::elapsed::Started>,
+        flown_by: StartedBy,
+    ) -> Result<TokenInfo, Error> {
         let mut reread = false;
         loop {
             self.sync().await?;
             let plan = self.plan(force, asked_at)?;
             let claim = match &plan {
-                // With a lease, the lease already keeps two clients of one
-                // process apart, as it does two processes.
-                Plan::Refresh { refresh_token, .. } if !self.store.supports_lease() => {
-                    let own = self.cell.lock().inflight.clone();
-                    match own
-                        .map(|own| crate::refresh_claims::claim(&self.ctx, refresh_token, &own))
-                    {
-                        Some(Claimed::Running(other)) => {
-                            let _ = other.await;
-                            continue;
-                        }
-                        // Read before that rotation was saved: read again.
-                        Some(Claimed::Rotated) if !reread => {
-                            reread = true;
-                            continue;
-                        }
-                        #[cfg(not(target_arch = "wasm32"))]
-                        Some(Claimed::Forked) if !reread => {
-                            reread = true;
-                            continue;
-                        }
-                        #[cfg(not(target_arch = "wasm32"))]
-                        Some(Claimed::Forked) => {
-                            return Err(Error::Conflict {
-                                message: "the parent process was sending this refresh token when \
-                                      this process was forked, and this session's store still \
-                                      holds it; nothing was sent"
-                                    .to_owned(),
-                            })
-                        }
-                        Some(Claimed::Rotated) => {
-                            return Err(Error::Conflict {
-                                message: "another client of this process already rotated this \
-                                      refresh token, and this session's store still holds the \
-                                      spent one; nothing was sent"
-                                    .to_owned(),
-                            })
-                        }
-                        Some(Claimed::Mine(claim)) => Some((claim, refresh_token.clone())),
+                Plan::Refresh { refresh_token, .. } => {
+                    match self.claim(refresh_token, &mut reread).await? {
+                        Some(Step::Send(claim)) => Some((claim, refresh_token.clone())),
+                        Some(Step::Reread) => continue,
                         None => None,
                     }
                 }
                 _ => None,
             };
-            let result = self.fly_planned(plan, force, asked_at, flown_by).await;
+            let result = self.carry_out(plan, leased_from, flown_by).await;
             if let Some((claim, spent)) = claim {
                 claim.end(self.rotated_away_from(&spent));
             }
             return result;
+        }
+    }
+
+    /// Claims `refresh_token` for this session's running flight (`None`:
+    /// no flight runs, as in a direct call). `reread`: whether the store
+    /// was read again once already for a rotation found here.
+    async fn claim(
+        &self,
+        refresh_token: &Secret,
+        reread: &mut bool,
+    ) -> Result<Option<Step>, Error> {
+        let Some(own) = self.cell.lock().inflight.clone() else {
+            return Ok(None);
+        };
+        match crate::refresh_claims::claim(&self.ctx, refresh_token, &own) {
+            Claimed::Mine(claim) => Ok(Some(Step::Send(claim))),
+            Claimed::Running(other) => {
+                let _ = other.await;
+                Ok(Some(Step::Reread))
+            }
+            // Read before that rotation was saved: read again.
+            Claimed::Rotated if !*reread => {
+                *reread = true;
+                Ok(Some(Step::Reread))
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Claimed::Forked if !*reread => {
+                *reread = true;
+                Ok(Some(Step::Reread))
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Claimed::Forked => Err(Error::Conflict {
+                message: "the parent process was sending this refresh token when this \
+                          process was forked, and this session's store still holds it; \
+                          nothing was sent"
+                    .to_owned(),
+            }),
+            Claimed::Rotated => Err(Error::Conflict {
+                message: "another client of this process already rotated this refresh \
+                          token, and this session's store still holds the spent one; \
+                          nothing was sent"
+                    .to_owned(),
+            }),
         }
     }
 
@@ -110,47 +171,6 @@ impl Attached {
             .as_ref()
             .and_then(|rec| rec.refresh_token.as_ref())
             .is_some_and(|t| t.expose() != spent.expose())
-    }
-
-    /// [`Attached::fly`] once the plan is made and, for a refresh, its
-    /// token claimed; `flown_by`: the process that started the flight.
-    async fn fly_planned(
-        &self,
-        plan: Plan,
-        force: bool,
-        asked_at: u64,
-        flown_by: StartedBy,
-    ) -> Result<TokenInfo, Error> {
-        if matches!(plan, Plan::Serve(_)) || !self.store.supports_lease() {
-            return self.carry_out(plan, None, flown_by).await;
-        }
-        // A fleet: one process refreshes, the others wait and re-read. A
-        // lapse is decided under the lease too: the holder may be renewing
-        // the refresh token that this process finds just past its lifetime.
-        let leased_from = crate::elapsed::Started::now(self.ctx.clock.as_ref());
-        match crate::fleet::take_lease(self, Some((force, asked_at))).await? {
-            Some(info) => Ok(info),
-            None => {
-                let result = match self.sync().await {
-                    Ok(()) => match self.plan(force, asked_at) {
-                        Ok(plan) => self.carry_out(plan, Some(leased_from), flown_by).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                // A rotation whose save failed is only in this process's
-                // memory until it is saved: the lease is kept, so that no
-                // other process meanwhile reads the in-doubt record and
-                // spends the token it replaced, and renewed while the save
-                // is tried again in the background (`keep_stranded`).
-                if self.cell.lock().unpersisted {
-                    crate::fleet::keep_stranded(self);
-                } else {
-                    crate::fleet::release_lease(self).await;
-                }
-                result
-            }
-        }
     }
 
     /// What the session must do now, from its in-memory record.
@@ -200,6 +220,10 @@ impl Attached {
                 in_doubt,
             } => {
                 self.abandoned_save_ended().await?;
+                let leased_from = match leased_from {
+                    Some(since) => Some(crate::fleet::hold_for_write_ahead(self, since).await?),
+                    None => None,
+                };
                 if !in_doubt {
                     self.write_ahead().await?;
                 }

@@ -167,8 +167,8 @@ impl Attached {
         unknown
     }
 
-    /// Reads the store (as `sync`); then, without a lease, waits for a
-    /// refresh another client of this process runs with the refresh token
+    /// Reads the store (as `sync`); then waits for a refresh another client
+    /// or key of this process runs with the refresh token
     /// read, and reads again, as after one that rotated it meanwhile: the
     /// token revoked is the newest the store holds, never one an in-process
     /// refresh is replacing.
@@ -178,10 +178,8 @@ impl Attached {
             let synced = self.sync().await;
             let token = (self.cell.lock().record.as_ref()).and_then(|r| r.refresh_token.clone());
             let found = match token {
-                Some(token) if !self.store.supports_lease() => {
-                    crate::refresh_claims::elsewhere(&self.ctx, &token)
-                }
-                _ => None,
+                Some(token) => crate::refresh_claims::elsewhere(&self.ctx, &token),
+                None => None,
             };
             match found {
                 Some(Claimed::Running(other)) => {

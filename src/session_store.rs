@@ -200,7 +200,9 @@ impl Attached {
     }
 
     /// The stored record, read, and its version (stores with compare-and-swap).
-    async fn load_current(&self) -> Result<(Option<Arc<Record>>, Option<String>), Error> {
+    pub(crate) async fn load_current(
+        &self,
+    ) -> Result<(Option<Arc<Record>>, Option<String>), Error> {
         if let Some(memory) = self.store.in_memory() {
             return Ok(match memory.load_shared(&self.key)? {
                 Some((record, version)) => (Some(record), Some(version)),

@@ -7,7 +7,7 @@ mod common;
 
 use common::{
     one_refresh_per_window, plain_client as client, refreshes, seed_family, wall_ms, Acquire,
-    ForwardingStore, OffsetClock, SaveVersioned, StoreHooks, CLIENT_ID, CLIENT_SECRET,
+    ForwardingStore, Load, OffsetClock, SaveVersioned, StoreHooks, CLIENT_ID, CLIENT_SECRET,
 };
 use freshtoken::{
     async_trait, CasOutcome, Clock, Config, ManualClock, MemoryStore, Seed, StoreError,
@@ -380,7 +380,21 @@ impl StoreHooks for LateWriteAhead {
 /// the request, its retries and a store call after it) but whose lease does
 /// not outlive that plus two slow store answers before it.
 fn tight_lease_client(emu: &Emulator, clock: &Arc<ManualClock>) -> TokenClient {
-    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+    tight_lease_client_at(emu.token_endpoint(), clock)
+}
+
+/// [`tight_lease_client`] standing for a client in another process. The
+/// process-wide refresh claims (one flight per refresh token in a process)
+/// are keyed by token endpoint, client id and token: this client reaches
+/// the same emulator by another spelling of the endpoint (the emulator
+/// ignores the query), so its claims are apart from this process's, as
+/// another process's would be.
+fn other_process_client(emu: &Emulator, clock: &Arc<ManualClock>) -> TokenClient {
+    tight_lease_client_at(format!("{}?process=other", emu.token_endpoint()), clock)
+}
+
+fn tight_lease_client_at(token_endpoint: String, clock: &Arc<ManualClock>) -> TokenClient {
+    let config = Config::builder(token_endpoint, CLIENT_ID)
         .client_secret(CLIENT_SECRET)
         .timeout_ms(1_000)
         .retry(freshtoken::RetryPolicy {
@@ -401,8 +415,10 @@ async fn a_holder_whose_lease_lapsed_before_it_sent_sends_nothing() {
     let emu = Emulator::start(Options::default()).unwrap();
     let clock = Arc::new(ManualClock::new(wall_ms()));
     let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
-    let client = || tight_lease_client(&emu, &clock);
-    let (a, b) = (client(), client());
+    let (a, b) = (
+        tight_lease_client(&emu, &clock),
+        other_process_client(&emu, &clock),
+    );
     let taker = b.session("u1", shared.clone()).unwrap();
     seed_family(&emu, &taker).await;
     let late = LateWriteAhead {
@@ -469,6 +485,90 @@ async fn a_holder_whose_lapsed_lease_another_process_holds_sends_nothing() {
     assert_eq!(error.code().as_str(), "conflict", "{error}");
     assert_eq!(refreshes(&emu), 0, "nothing was sent");
     assert_eq!(emu.refresh_token_state(&seeded), TokenState::Active);
+}
+
+/// A lease-only store (no versions) whose answers to the holder's lease and
+/// to its read under the lease each come `late_ms` late: the lease lapses
+/// before the holder writes ahead, and meanwhile `taker` (another process)
+/// takes it, refreshes, saves and releases it.
+struct LateReadUnderLease {
+    clock: Arc<ManualClock>,
+    late_ms: u64,
+    leased: std::sync::atomic::AtomicBool,
+    taker: Mutex<Option<freshtoken::UserSession>>,
+    taker_result: Mutex<Option<Result<String, freshtoken::Error>>>,
+}
+
+#[async_trait]
+impl StoreHooks for LateReadUnderLease {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let taken = call.forward().await;
+        let first = !self.leased.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if first {
+            self.clock.advance(self.late_ms);
+        }
+        taken
+    }
+    async fn load(&self, call: Load<'_>) -> Result<Option<String>, StoreError> {
+        let read = call.forward().await;
+        let under_lease = self.leased.load(std::sync::atomic::Ordering::SeqCst);
+        let taker = under_lease
+            .then(|| self.taker.lock().unwrap().take())
+            .flatten();
+        if let Some(taker) = taker {
+            self.clock.advance(self.late_ms);
+            *self.taker_result.lock().unwrap() = Some(taker.access_token().await);
+        }
+        read
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_on_a_store_without_versions_whose_lease_lapsed_before_it_wrote_ahead_sends_nothing(
+) {
+    // Without compare-and-swap the write-ahead would overwrite the rotated
+    // record with the spent token, and nothing after it could tell.
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(ManualClock::new(wall_ms()));
+    let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let taker = other_process_client(&emu, &clock)
+        .session("u1", shared.clone())
+        .unwrap();
+    seed_family(&emu, &taker).await;
+    let store = ForwardingStore::lease_only(
+        shared.clone(),
+        LateReadUnderLease {
+            clock: clock.clone(),
+            late_ms: 2_400, // within the store deadline (2.5 s); twice, past the lease
+            leased: Default::default(),
+            taker: Mutex::new(Some(taker)),
+            taker_result: Mutex::new(None),
+        },
+    );
+    let holder = tight_lease_client(&emu, &clock)
+        .session("u1", store.clone())
+        .unwrap();
+
+    let error = holder.access_token().await.map(drop).unwrap_err();
+
+    let taken = store.hooks.taker_result.lock().unwrap().take();
+    taken
+        .expect("the other process ran while the read was late")
+        .expect("the process that took the lapsed lease refreshed");
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    assert_eq!(refreshes(&emu), 1, "the refresh token was sent once");
+    assert_eq!(emu.counters().reuse_detected, 0);
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert!(!stored.in_doubt, "the rotated record was not overwritten");
+    let rotated = stored.refresh_token.unwrap();
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Active
+    );
+    holder
+        .access_token()
+        .await
+        .expect("the holder reads the rotated record next");
 }
 
 /// A fleet store's first save after a refresh (the rotated record) fails

@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::{joined_then_released, Harness, CLIENT_ID, CLIENT_SECRET};
+use common::{joined_then_released, seed_refresh_token, Harness, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{Clock, Config, Seed, TokenStore};
 use freshtoken_emulator::{Fault, TokenState};
 use futures_util::future::join_all;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rotated_record_is_saved_before_the_caller_gets_the_token() {
@@ -462,28 +463,43 @@ async fn a_client_waiting_for_another_clients_refresh_ends_with_that_refreshs_st
     assert_eq!(h.emu.refresh_token_state(&old_rt), TokenState::Consumed);
 }
 
+/// A plain store, and one that offers a lease (a fleet's). A lease keeps
+/// processes apart per key; it says nothing of two keys, or two stores,
+/// holding one refresh token, which the process's claims must still catch.
+fn both_store_kinds(h: &Harness) -> [Arc<dyn TokenStore>; 2] {
+    [
+        common::TestStore::new(),
+        Arc::new(freshtoken::MemoryStore::with_leases(h.clock.clone())),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_keys_seeded_with_one_refresh_token_send_it_once() {
     // Each key's record holds the token: one sends it, the other, once it
     // is spent, sends nothing (conflict) instead of revoking the grant.
     let h = Harness::new();
-    let (u1, old_rt) = h.seeded("u1").await;
-    let u2 = h.session("u2");
-    u2.seed(Seed {
-        refresh_token: old_rt.clone().into(),
-        ..Seed::default()
-    })
-    .await
-    .unwrap();
-    h.emu.push_fault(Fault::hold());
-    let results = joined_then_released(&h.emu, [u1.access_token(), u2.access_token()]).await;
-    let served: Vec<bool> = results.iter().map(Result::is_ok).collect();
-    assert_eq!(served.iter().filter(|ok| **ok).count(), 1, "{served:?}");
-    assert!(results
-        .iter()
-        .any(|r| matches!(r, Err(freshtoken::Error::Conflict { .. }))));
-    assert_eq!(h.refresh_requests(), 1, "{:?}", h.emu.counters());
-    assert_eq!(h.emu.counters().reuse_detected, 0);
+    for store in both_store_kinds(&h) {
+        let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+        let before = h.refresh_requests();
+        let [u1, u2] = ["u1", "u2"].map(|key| h.client.session(key, store.clone()).unwrap());
+        for session in [&u1, &u2] {
+            seed_refresh_token(session, &family.refresh_token).await;
+        }
+        h.emu.push_fault(Fault::hold());
+        let results = joined_then_released(&h.emu, [u1.access_token(), u2.access_token()]).await;
+        let served: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        let leases = store.supports_lease();
+        assert_eq!(
+            served.iter().filter(|ok| **ok).count(),
+            1,
+            "{served:?} {leases}"
+        );
+        assert!(results
+            .iter()
+            .any(|r| matches!(r, Err(freshtoken::Error::Conflict { .. }))));
+        assert_eq!(h.refresh_requests() - before, 1, "{:?}", h.emu.counters());
+        assert_eq!(h.emu.counters().reuse_detected, 0, "leases: {leases}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,28 +508,34 @@ async fn a_spent_token_replayed_into_this_process_is_never_sent_nor_answered() {
     // rotated (say, a leaked old copy seeded by the host): nothing is sent
     // (no revoked grant) and the newest tokens are not handed over either.
     let h = Harness::new();
-    let (a, old_rt) = h.seeded("u1").await;
-    let token = a.access_token().await.unwrap();
-    let twin = h.twin();
-    let b_store = common::TestStore::new();
-    let b = twin.session("u1", b_store.clone()).unwrap();
-    b.seed(Seed {
-        refresh_token: old_rt.clone().into(),
-        ..Seed::default()
-    })
-    .await
-    .unwrap();
+    let [first, replayed] = both_store_kinds(&h);
+    for (a_store, b_store) in [(first.clone(), replayed.clone()), (replayed, first)] {
+        let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+        let before = h.refresh_requests();
+        let key = format!("replayed-into-{}", b_store.supports_lease());
+        let a = h.client.session(&key, a_store).unwrap();
+        seed_refresh_token(&a, &family.refresh_token).await;
+        let token = a.access_token().await.unwrap();
+        let twin = h.twin();
+        let b = twin.session(&key, b_store.clone()).unwrap();
+        seed_refresh_token(&b, &family.refresh_token).await;
 
-    let error = b.access_token().await.unwrap_err();
-    assert_eq!(error.code(), freshtoken::ErrorCode::Conflict, "{error}");
-    assert_eq!(h.refresh_requests(), 1, "nothing sent");
-    assert_eq!(h.emu.counters().reuse_detected, 0);
-    assert_eq!(b_store.refresh_token("u1"), Some(old_rt));
-    assert_eq!(
-        a.access_token().await.unwrap(),
-        token,
-        "the session lives on"
-    );
+        let error = b.access_token().await.unwrap_err();
+        assert_eq!(error.code(), freshtoken::ErrorCode::Conflict, "{error}");
+        assert_eq!(h.refresh_requests() - before, 1, "nothing sent");
+        assert_eq!(h.emu.counters().reuse_detected, 0);
+        let kept = freshtoken::Record::decode(&b_store.load(&key).await.unwrap().unwrap());
+        assert_eq!(
+            kept.unwrap().refresh_token.unwrap().expose(),
+            family.refresh_token,
+            "the replayed store keeps what it had"
+        );
+        assert_eq!(
+            a.access_token().await.unwrap(),
+            token,
+            "the session lives on"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,6 +166,10 @@ impl TokenStore for TestStore {
 /// during, and keep what they note (to assert on) in fields of their own.
 #[async_trait]
 pub trait StoreHooks: Send + Sync {
+    async fn load(&self, call: Load<'_>) -> Result<Option<String>, StoreError> {
+        call.forward().await
+    }
+
     async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
         call.forward().await
     }
@@ -179,6 +183,20 @@ pub trait StoreHooks: Send + Sync {
 
     async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
         call.forward().await
+    }
+}
+
+/// A [`TokenStore::load`] call, as [`StoreHooks`] see it.
+#[derive(Clone, Copy)]
+pub struct Load<'a> {
+    pub inner: &'a MemoryStore,
+    pub key: &'a str,
+}
+
+impl Load<'_> {
+    /// The call, made on the inner store.
+    pub async fn forward(&self) -> Result<Option<String>, StoreError> {
+        self.inner.load(self.key).await
     }
 }
 
@@ -232,8 +250,8 @@ impl SaveVersioned<'_> {
 /// A store that forwards to `inner` (a [`MemoryStore`], perhaps shared with
 /// other processes' sessions), except for the calls its `hooks` intercept.
 /// It offers leases, compare-and-swap or both, as made; a capability it does
-/// not offer answers as [`TokenStore`]'s defaults do. `load`, `save` and
-/// `release` always forward. It is not the crate's own `MemoryStore` to the
+/// not offer answers as [`TokenStore`]'s defaults do. `save` and `release`
+/// always forward. It is not the crate's own `MemoryStore` to the
 /// core (`in_memory()` is `None`), so records go through it as text, as
 /// through any host's store.
 pub struct ForwardingStore<H> {
@@ -277,7 +295,8 @@ impl<H: StoreHooks> ForwardingStore<H> {
 #[async_trait]
 impl<H: StoreHooks> TokenStore for ForwardingStore<H> {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load(key).await
+        let inner = &*self.inner;
+        self.hooks.load(Load { inner, key }).await
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
@@ -417,13 +436,7 @@ impl Harness {
     pub async fn seeded(&self, key: &str) -> (UserSession, String) {
         let family = self.emu.seed(CLIENT_ID, "openid offline_access accounts");
         let session = self.session(key);
-        session
-            .seed(Seed {
-                refresh_token: family.refresh_token.clone().into(),
-                ..Seed::default()
-            })
-            .await
-            .expect("seed saves");
+        seed_refresh_token(&session, &family.refresh_token).await;
         (session, family.refresh_token)
     }
 
@@ -602,12 +615,18 @@ pub async fn one_refresh_per_window(
 /// refresh token, no access token) and returns its refresh token.
 pub async fn seed_family(emu: &Emulator, session: &UserSession) -> String {
     let refresh_token = emu.seed(CLIENT_ID, "offline_access").refresh_token;
+    seed_refresh_token(session, &refresh_token).await;
+    refresh_token
+}
+
+/// Seeds `session` with `refresh_token` alone (no access token, so its
+/// first use refreshes); panics if the seed is not saved.
+pub async fn seed_refresh_token(session: &UserSession, refresh_token: &str) {
     session
         .seed(Seed {
-            refresh_token: refresh_token.clone().into(),
+            refresh_token: refresh_token.to_owned().into(),
             ..Seed::default()
         })
         .await
-        .unwrap();
-    refresh_token
+        .expect("seed saves");
 }

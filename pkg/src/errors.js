@@ -57,8 +57,24 @@ export function configError(name, problem) {
   return new ConfigError({ code: 'config', field: name, message: `invalid configuration \`${name}\`: ${problem}` });
 }
 
+// The options the core's messages name beside the one at fault, as Rust
+// spells them ("must be longer than timeout_ms + retry.budget_ms + …").
+// Rewritten here rather than in the wasm, where a second table of names
+// would cost bytes. Only these names: a wire field (`expires_in`) or a
+// host store's own words stay as written.
+const RUST_OPTION =
+  /\b(?:(?:store_)?timeout_ms|lease_(?:ttl|wait)_ms|retry\.(?:budget_ms|max_backoff_ms|max_attempts)|leeway_secs|(?:user|client|refresh)_token_lifetime_secs|max_sessions)\b/g;
+
+/** `name` as a JavaScript caller spells the option (`leaseTtlMs`). */
+const jsOption = (name) => name.replace(/_secs$/, '_seconds').replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+
 /** Builds the error class for `fields.code` (called from wasm). */
 export function makeError(fields) {
   const Class = BY_CODE[fields.code] ?? FreshTokenError;
+  if (typeof fields.message === 'string') {
+    // An unknown option stays as the caller wrote it (`timeout_ms` is not
+    // `timeoutMs`'s spelling to them: it is the mistake).
+    fields.message = fields.message.replace(RUST_OPTION, (name) => (name === fields.field ? name : jsOption(name)));
+  }
   return new Class(fields);
 }

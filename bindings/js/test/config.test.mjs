@@ -43,6 +43,17 @@ describe('TokenClient options', () => {
     assert.ok(!err.message.includes('clientId'), err.message);
   });
 
+  test('other options a message names are spelled as JavaScript sets them', () => {
+    const err = configError(() => new TokenClient({ ...BASE, leaseTtlMs: 1_000 }), 'leaseTtlMs');
+    for (const name of ['timeoutMs', 'retry.budgetMs', 'storeTimeoutMs']) {
+      assert.ok(err.message.includes(name), `${name} in: ${err.message}`);
+    }
+    assert.doesNotMatch(err.message, /timeout_ms|budget_ms/);
+    // An unknown snake_case option is still named as written.
+    const unknown = configError(() => new TokenClient({ ...BASE, lease_ttl_ms: 60_000 }), 'lease_ttl_ms');
+    assert.ok(!unknown.message.includes('leaseTtlMs'), unknown.message);
+  });
+
   test('a non-https, non-loopback endpoint names tokenEndpoint', () => {
     const err = configError(() => new TokenClient({ ...BASE, tokenEndpoint: 'http://bank.example/connect/token' }), 'tokenEndpoint');
     assert.match(err.message, /https/);

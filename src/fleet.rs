@@ -142,34 +142,36 @@ pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<
     Ok(())
 }
 
-/// Before a holder whose store has no versions writes ahead. Without
-/// compare-and-swap the write-ahead overwrites whatever is stored: had the
-/// lease lapsed during slow store answers before it, and another process
-/// rotated and saved meanwhile, the write-ahead would put the spent refresh
-/// token back, [`confirm_lease`] would find nothing to tell it from, and
-/// the token would be sent again (a revoked grant). So when the lease may
-/// not outlast the write-ahead's store deadline, it is renewed first and
-/// the stored record compared with the one read under it; if either fails,
-/// `conflict`, with nothing written or sent. Returns when the lease, as
-/// now held, was asked for. A store with versions needs none of this: its
-/// write-ahead is itself a compare-and-swap.
-pub(crate) async fn hold_for_write_ahead(
-    session: &Attached,
-    since: Started,
-) -> Result<Started, Error> {
+/// Before a holder whose store has no versions saves over the record it
+/// read under the lease (a refresh's write-ahead, a revocation's dead
+/// mark). Without compare-and-swap that save overwrites whatever is
+/// stored: had the lease lapsed during slow store answers before it, and
+/// another process rotated and saved meanwhile, a write-ahead would put the
+/// spent refresh token back (and [`confirm_lease`] find nothing to tell it
+/// from, so the token would be sent again: a revoked grant), a revocation
+/// would revoke the spent token and leave the rotated one live. So when
+/// the lease may not outlast the save's store deadline, it is renewed
+/// first and the stored record compared with the one read under it; if
+/// either fails, `conflict`, with nothing written or sent. Returns when
+/// the lease, as now held, was asked for. A store with versions needs none
+/// of this: its save is itself a compare-and-swap. Nor does a record of
+/// this process not yet saved: it is the newest there is.
+pub(crate) async fn hold_before_save(session: &Attached, since: Started) -> Result<Started, Error> {
     let config = &session.ctx.config;
     let clock = session.ctx.clock.as_ref();
     let versioned = session.store.supports_versions() || session.store.in_memory().is_some();
+    let unsaved = session.cell.lock().unpersisted;
     let elapsed = since.elapsed_ms(clock);
-    if versioned || elapsed.saturating_add(config.store_timeout_ms) < config.lease_ttl_ms {
+    if versioned || unsaved || elapsed.saturating_add(config.store_timeout_ms) < config.lease_ttl_ms
+    {
         return Ok(since);
     }
     let renewing_from = Started::now(clock);
     if !session.acquire().await? {
         session.reread_next();
         return Err(Error::Conflict {
-            message: "the refresh lease lapsed before the refresh began and another process \
-                      holds it; nothing was sent"
+            message: "the refresh lease lapsed before the record was saved and another \
+                      process holds it; nothing was saved or sent"
                 .to_owned(),
         });
     }
@@ -177,8 +179,8 @@ pub(crate) async fn hold_for_write_ahead(
     if stored.as_deref() != session.cell.lock().record.as_deref() {
         session.reread_next();
         return Err(Error::Conflict {
-            message: "the refresh lease lapsed before the refresh began and another process \
-                      saved the record meanwhile; nothing was sent"
+            message: "the refresh lease lapsed before the record was saved and another \
+                      process saved it meanwhile; nothing was saved or sent"
                 .to_owned(),
         });
     }
@@ -186,8 +188,8 @@ pub(crate) async fn hold_for_write_ahead(
     if renewing.saturating_add(config.store_timeout_ms) >= config.lease_ttl_ms {
         return Err(Error::storage(format!(
             "renewing the refresh lease and reading the record took {renewing} ms, too long \
-             for the lease ({} ms, lease_ttl_ms) to outlast the write before the request; \
-             nothing was sent",
+             for the lease ({} ms, lease_ttl_ms) to outlast the save; nothing was saved or \
+             sent",
             config.lease_ttl_ms
         )));
     }

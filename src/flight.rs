@@ -41,8 +41,12 @@ impl Drop for Landed {
 enum Step {
     /// Send it, under this claim.
     Send(crate::refresh_claims::Claim),
-    /// Another flight of this process sent it or sends it: read the store
-    /// again and plan anew.
+    /// Another flight of this process sends it: wait for that flight to
+    /// end (polling it drives it, should nothing else), then read the
+    /// store again and plan anew.
+    Wait(crate::session_state::Flight),
+    /// Another flight of this process rotated it: read the store again
+    /// and plan anew.
     Reread,
 }
 
@@ -77,8 +81,11 @@ impl Attached {
         // until it is saved: the lease is kept, so that no other process
         // meanwhile reads the in-doubt record and spends the token it
         // replaced, and renewed while the save is tried again in the
-        // background (`keep_stranded`).
-        if self.cell.lock().unpersisted {
+        // background (`keep_stranded`). So it is while a save abandoned at
+        // its deadline (a write-ahead's) may still land: another process
+        // that rotated meanwhile would find the spent token put back.
+        let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
+        if self.cell.lock().unpersisted || self.abandoned_save_pending(now) {
             crate::fleet::keep_stranded(self);
         } else {
             crate::fleet::release_lease(self).await;
@@ -104,8 +111,12 @@ impl Attached {
             let plan = self.plan(force, asked_at)?;
             let claim = match &plan {
                 Plan::Refresh { refresh_token, .. } => {
-                    match self.claim(refresh_token, &mut reread).await? {
+                    match self.claim(refresh_token, &mut reread)? {
                         Some(Step::Send(claim)) => Some((claim, refresh_token.clone())),
+                        Some(Step::Wait(other)) => {
+                            let _ = other.await;
+                            continue;
+                        }
                         Some(Step::Reread) => continue,
                         None => None,
                     }
@@ -123,20 +134,13 @@ impl Attached {
     /// Claims `refresh_token` for this session's running flight (`None`:
     /// no flight runs, as in a direct call). `reread`: whether the store
     /// was read again once already for a rotation found here.
-    async fn claim(
-        &self,
-        refresh_token: &Secret,
-        reread: &mut bool,
-    ) -> Result<Option<Step>, Error> {
+    fn claim(&self, refresh_token: &Secret, reread: &mut bool) -> Result<Option<Step>, Error> {
         let Some(own) = self.cell.lock().inflight.clone() else {
             return Ok(None);
         };
         match crate::refresh_claims::claim(&self.ctx, refresh_token, &own) {
             Claimed::Mine(claim) => Ok(Some(Step::Send(claim))),
-            Claimed::Running(other) => {
-                let _ = other.await;
-                Ok(Some(Step::Reread))
-            }
+            Claimed::Running(other) => Ok(Some(Step::Wait(other))),
             // Read before that rotation was saved: read again.
             Claimed::Rotated if !*reread => {
                 *reread = true;
@@ -221,7 +225,7 @@ impl Attached {
             } => {
                 self.abandoned_save_ended().await?;
                 let leased_from = match leased_from {
-                    Some(since) => Some(crate::fleet::hold_for_write_ahead(self, since).await?),
+                    Some(since) => Some(crate::fleet::hold_before_save(self, since).await?),
                     None => None,
                 };
                 if !in_doubt {

@@ -69,10 +69,11 @@ impl Attached {
     /// process rotates the token meanwhile.
     async fn revoke_leased(&self) -> Result<(), Error> {
         if !self.store.supports_lease() {
-            return self.revoke_now().await;
+            return self.revoke_now(None).await;
         }
+        let leased_from = crate::elapsed::Started::now(self.ctx.clock.as_ref());
         crate::fleet::take_lease(self, None).await?;
-        let result = self.revoke_now().await;
+        let result = self.revoke_now(Some(leased_from)).await;
         crate::fleet::release_lease(self).await;
         result
     }
@@ -80,8 +81,9 @@ impl Attached {
     /// Marks the record dead and saves it, then revokes the refresh token
     /// and a live access token; once the server took them, the record keeps
     /// no token at all. A record whose revocation failed keeps its tokens,
-    /// so that calling `revoke()` again retries.
-    async fn revoke_now(&self) -> Result<(), Error> {
+    /// so that calling `revoke()` again retries. `leased_from`: under the
+    /// fleet lease, asked for then.
+    async fn revoke_now(&self, leased_from: Option<crate::elapsed::Started>) -> Result<(), Error> {
         // A save still writing could land over the revoked mark and bring
         // the refresh token back: wait for it first (nothing sent otherwise).
         self.abandoned_save_ended().await?;
@@ -95,6 +97,9 @@ impl Attached {
         let synced = self.sync_past_other_clients().await;
         if synced.is_err() && !pending {
             return synced;
+        }
+        if let (Some(since), Ok(())) = (leased_from, &synced) {
+            crate::fleet::hold_before_save(self, since).await?;
         }
         let now = self.ctx.clock.now_ms();
         let (generation, record, refresh, access) = {

@@ -7,7 +7,7 @@ mod common;
 
 use common::{
     one_refresh_per_window, plain_client as client, refreshes, seed_family, wall_ms, Acquire,
-    ForwardingStore, Load, OffsetClock, SaveVersioned, StoreHooks, CLIENT_ID, CLIENT_SECRET,
+    ForwardingStore, Load, OffsetClock, Save, SaveVersioned, StoreHooks, CLIENT_ID, CLIENT_SECRET,
 };
 use freshtoken::{
     async_trait, CasOutcome, Clock, Config, ManualClock, MemoryStore, Seed, StoreError,
@@ -523,11 +523,15 @@ impl StoreHooks for LateReadUnderLease {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_on_a_store_without_versions_whose_lease_lapsed_before_it_wrote_ahead_sends_nothing(
+/// The emulator, the shared store seeded with a new family, and a holder
+/// on a lease-only view of it whose lease and read answer late while the
+/// other process (on the shared store) rotates (see [`LateReadUnderLease`]).
+async fn holder_whose_lease_lapses_as_it_reads() -> (
+    Emulator,
+    Arc<MemoryStore>,
+    Arc<ForwardingStore<LateReadUnderLease>>,
+    freshtoken::UserSession,
 ) {
-    // Without compare-and-swap the write-ahead would overwrite the rotated
-    // record with the spent token, and nothing after it could tell.
     let emu = Emulator::start(Options::default()).unwrap();
     let clock = Arc::new(ManualClock::new(wall_ms()));
     let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
@@ -548,6 +552,15 @@ async fn a_holder_on_a_store_without_versions_whose_lease_lapsed_before_it_wrote
     let holder = tight_lease_client(&emu, &clock)
         .session("u1", store.clone())
         .unwrap();
+    (emu, shared, store, holder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_on_a_store_without_versions_whose_lease_lapsed_before_it_wrote_ahead_sends_nothing(
+) {
+    // Without compare-and-swap the write-ahead would overwrite the rotated
+    // record with the spent token, and nothing after it could tell.
+    let (emu, shared, store, holder) = holder_whose_lease_lapses_as_it_reads().await;
 
     let error = holder.access_token().await.map(drop).unwrap_err();
 
@@ -569,6 +582,138 @@ async fn a_holder_on_a_store_without_versions_whose_lease_lapsed_before_it_wrote
         .access_token()
         .await
         .expect("the holder reads the rotated record next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_a_store_without_versions_whose_lease_lapsed_as_it_read_revokes_nothing_yet(
+) {
+    // Saved dead over the rotated record, the spent token would be revoked
+    // (a no-op at the server) and the rotated one left live, unreferenced.
+    let (emu, shared, store, holder) = holder_whose_lease_lapses_as_it_reads().await;
+
+    let error = holder.revoke().await.unwrap_err();
+
+    let taken = store.hooks.taker_result.lock().unwrap().take();
+    taken
+        .expect("the other process ran while the read was late")
+        .expect("the process that took the lapsed lease refreshed");
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    assert_eq!(emu.counters().revocation_requests, 0, "nothing sent");
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert_eq!(
+        stored.reauth, None,
+        "the rotated record was not overwritten"
+    );
+    let rotated = stored.refresh_token.unwrap();
+
+    holder.revoke().await.expect("revoked once retried");
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Revoked,
+        "the retry revokes the rotated token"
+    );
+}
+
+/// A lease-only store whose first in-doubt save (a write-ahead) lands
+/// only once `land` is notified, long after the core gave up on it.
+#[derive(Default)]
+struct WriteAheadLandsLate {
+    hang: std::sync::atomic::AtomicBool,
+    land: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl StoreHooks for WriteAheadLandsLate {
+    async fn save(&self, call: Save<'_>) -> Result<(), StoreError> {
+        let in_doubt = freshtoken::Record::decode(call.record).unwrap().in_doubt;
+        if in_doubt && self.hang.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.land.notified().await;
+        }
+        call.forward().await
+    }
+}
+
+/// Tells when an `acquire` found the lease held.
+#[derive(Default)]
+struct TellsRefusals {
+    refused: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl StoreHooks for TellsRefusals {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let taken = call.forward().await;
+        if let Ok(false) = taken {
+            self.refused.notify_one();
+        }
+        taken
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_kept_while_an_abandoned_write_ahead_may_still_land() {
+    // Released at once, another process would rotate, and the late
+    // write-ahead (in doubt, the spent token) would land over its record
+    // on a store without versions: the next reader sends the spent token.
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clock = Arc::new(OffsetClock::default());
+    let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .store_timeout_ms(200)
+        .build()
+        .unwrap();
+    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+    let spawn = Arc::new(freshtoken::TokioSpawner::current().unwrap());
+    let holder_store = ForwardingStore::lease_only(shared.clone(), WriteAheadLandsLate::default());
+    let holder = TokenClient::with_spawner(config, http, clock.clone(), spawn)
+        .session("u1", holder_store.clone())
+        .unwrap();
+    let seeded = seed_family(&emu, &holder).await;
+    holder_store
+        .hooks
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let error = holder.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(
+        refreshes(&emu),
+        0,
+        "nothing sent after a write-ahead that did not land"
+    );
+
+    let other_store = ForwardingStore::lease_only(shared.clone(), TellsRefusals::default());
+    let other = common::plain_client_at(
+        &format!("{}?process=other", emu.token_endpoint()),
+        clock.clone(),
+    )
+    .session("u1", other_store.clone())
+    .unwrap();
+    let mut other_call = tokio::spawn(async move { other.access_token().await });
+    tokio::select! {
+        _ = other_store.hooks.refused.notified() => {}
+        done = &mut other_call => panic!(
+            "the other process refreshed while the abandoned write-ahead could still land: \
+             {done:?}"
+        ),
+    }
+    holder_store.hooks.land.notify_one();
+    other_call
+        .await
+        .unwrap()
+        .expect("the other process refreshes once the late write landed");
+
+    assert_eq!(refreshes(&emu), 1);
+    assert_eq!(emu.counters().reuse_detected, 0);
+    assert_eq!(emu.refresh_token_state(&seeded), TokenState::Consumed);
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert!(!stored.in_doubt);
+    let rotated = stored.refresh_token.unwrap();
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Active
+    );
 }
 
 /// A fleet store's first save after a refresh (the rotated record) fails

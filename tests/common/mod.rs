@@ -170,6 +170,10 @@ pub trait StoreHooks: Send + Sync {
         call.forward().await
     }
 
+    async fn save(&self, call: Save<'_>) -> Result<(), StoreError> {
+        call.forward().await
+    }
+
     async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
         call.forward().await
     }
@@ -197,6 +201,22 @@ impl Load<'_> {
     /// The call, made on the inner store.
     pub async fn forward(&self) -> Result<Option<String>, StoreError> {
         self.inner.load(self.key).await
+    }
+}
+
+/// A [`TokenStore::save`] call, as [`StoreHooks`] see it (a store without
+/// versions saves this way).
+#[derive(Clone, Copy)]
+pub struct Save<'a> {
+    pub inner: &'a MemoryStore,
+    pub key: &'a str,
+    pub record: &'a str,
+}
+
+impl Save<'_> {
+    /// The call, made on the inner store.
+    pub async fn forward(&self) -> Result<(), StoreError> {
+        self.inner.save(self.key, self.record).await
     }
 }
 
@@ -250,8 +270,8 @@ impl SaveVersioned<'_> {
 /// A store that forwards to `inner` (a [`MemoryStore`], perhaps shared with
 /// other processes' sessions), except for the calls its `hooks` intercept.
 /// It offers leases, compare-and-swap or both, as made; a capability it does
-/// not offer answers as [`TokenStore`]'s defaults do. `save` and `release`
-/// always forward. It is not the crate's own `MemoryStore` to the
+/// not offer answers as [`TokenStore`]'s defaults do. `release` always
+/// forwards. It is not the crate's own `MemoryStore` to the
 /// core (`in_memory()` is `None`), so records go through it as text, as
 /// through any host's store.
 pub struct ForwardingStore<H> {
@@ -300,7 +320,8 @@ impl<H: StoreHooks> TokenStore for ForwardingStore<H> {
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.inner.save(key, record).await
+        let inner = &*self.inner;
+        self.hooks.save(Save { inner, key, record }).await
     }
 
     fn supports_lease(&self) -> bool {

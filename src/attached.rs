@@ -215,6 +215,14 @@ impl Attached {
                                 st.version = version;
                             }
                             let (generation, record) = st.set_record(record);
+                            // Issued tokens exist nowhere else: should this
+                            // save fail, the next call's save of them reads
+                            // the version first and saves over what another
+                            // process stored meanwhile (see `save_over`),
+                            // instead of conflicting and dropping them.
+                            if issued {
+                                st.save_over = generation;
+                            }
                             let session = self.clone();
                             let body = async move {
                                 let mut saved = session.persist(generation, &record).await;

@@ -34,6 +34,8 @@ struct Interleaved {
     /// Version reads to fail after the other process's next write.
     then_fail_reads: AtomicU32,
     fail_reads: AtomicU32,
+    /// Saves of this process to fail (a reset connection), unwritten.
+    fail_saves: AtomicU32,
 }
 
 #[async_trait::async_trait]
@@ -43,6 +45,9 @@ impl StoreHooks for Interleaved {
         if take_failure(&self.hold) {
             self.held.notify_one();
             self.release.notified().await;
+        }
+        if take_failure(&self.fail_saves) {
+            return Err(StoreError("connection reset by peer".into()));
         }
         if take_failure(&self.interleave) {
             let theirs = self.theirs.lock().unwrap().clone();
@@ -188,6 +193,40 @@ async fn a_code_exchange_whose_version_read_fails_after_the_conflict_is_saved_by
     let rt = stored.refresh_token.unwrap().expose().to_owned();
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
     assert_eq!(h.grant_requests("authorization_code"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchange_whose_save_failed_is_saved_over_what_another_process_saved_before_the_next_call(
+) {
+    let h = Harness::new();
+    let store = interleaved();
+    store.hooks.fail_saves.store(1, Ordering::SeqCst);
+    let (code, verifier) = approved_code(&h).await;
+    let error = h
+        .client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    assert!(
+        session.holds_unsaved(),
+        "the issued tokens are kept in memory"
+    );
+    // Another process saves the key (say, a refresh of the grant the user
+    // just re-linked away from): the version moves on.
+    let theirs = their_record("rt-theirs", None, h.clock.now_ms());
+    store.inner.save("u1", &theirs).await.unwrap();
+
+    // The next call saves the re-link over it: the code is spent, and its
+    // tokens, live at the server, exist nowhere else.
+    assert!(!session.status().await.unwrap().unpersisted);
+    let stored = Record::decode(&store.inner.get("u1").unwrap()).unwrap();
+    let rt = stored.refresh_token.unwrap().expose().to_owned();
+    assert_ne!(rt, "rt-theirs");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    session.refresh().await.expect("the saved link refreshes");
 }
 
 /// Polls `call` once; true if it is still pending.

@@ -194,9 +194,9 @@ class AsyncClient(ClientCore):
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,
                                                           redirect_uri=redirect_uri))
         adopted = answered_store(guarded)  # its supports_* asked here, not on freshtoken's loop
-        self._mirror.drop(key)
+        self._mirror.begin(key)
         try:
             handle = await _loop.run(self._native.exchange_code, options, key, adopted)
         finally:
-            self._mirror.drop(key)  # a read during it may have mirrored the token it replaced
+            self._mirror.end(key)  # nothing mirrored during it: it replaces the token
         return self._exchanged(key, store, guarded, handle)

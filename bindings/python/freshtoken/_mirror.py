@@ -6,8 +6,11 @@ truth: the mirror is filled only from the core's ``cached_token()`` (the
 token with the instant until which the core itself would serve it, on the
 same clock), and every call that may replace a key's token early (refresh,
 token_rejected, seed, …) drops the key's entry when it starts and again
-when it ends (a read during it may have mirrored the token it replaced).
-Dropping is always safe: the next read takes the slow path and refills.
+when it ends, and no refill of the key is mirrored in between (``begin``,
+``end``): a read during the call gets the core's token of that moment,
+which the call may replace (until the core has the call, it still serves
+the token the call rejects, or the account a seed replaces). Dropping is
+always safe: the next read takes the slow path and refills.
 
 Races: a refill never holds the mirror's lock across its read of the core:
 the core may call the host clock (``clock=``) during that read, on the
@@ -68,13 +71,15 @@ class Mirror:
     core's ``fresh_until_ms`` into that unit.
     """
 
-    __slots__ = ("now", "_units_per_ms", "_bound", "_entries", "_lock", "__weakref__")
+    __slots__ = ("now", "_units_per_ms", "_bound", "_entries", "_busy", "_lock", "__weakref__")
 
     def __init__(self, now: Callable[[], float], units_per_ms: float, bound: int) -> None:
         self.now = now
         self._units_per_ms = units_per_ms
         self._bound = max(1, bound)
         self._entries: Dict[str, Entry] = {}
+        # key -> how many calls that may replace its token run (``begin``).
+        self._busy: Dict[str, int] = {}
         self._lock = threading.Lock()
         _mirrors.add(self)
 
@@ -107,7 +112,7 @@ class Mirror:
         except Exception:  # noqa: BLE001 - a failing host clock: mirror nothing
             return self.entry(key), cached
         with self._lock:
-            if entry.epoch == epoch:
+            if entry.epoch == epoch and key not in self._busy:
                 entry.token = cached.token  # before since and until: see the readers
                 entry.since = since
                 entry.until = cached.fresh_until_ms * self._units_per_ms
@@ -123,6 +128,22 @@ class Mirror:
             if entry is not None:
                 entry.until = STALE
                 entry.epoch += 1
+
+    def begin(self, key: str) -> None:
+        """Before a call that may replace the key's token: forgets it, and
+        mirrors nothing for the key until the matching ``end``."""
+        with self._lock:
+            self._busy[key] = self._busy.get(key, 0) + 1
+        self.drop(key)
+
+    def end(self, key: str) -> None:
+        """After such a call, whatever its outcome: forgets the token again
+        (a read during the call may have got the one it replaced)."""
+        with self._lock:
+            left = self._busy.pop(key, 1) - 1
+            if left > 0:
+                self._busy[key] = left
+        self.drop(key)
 
     def _entry_locked(self, key: str) -> Entry:
         entry = self._entries.get(key)
@@ -145,6 +166,8 @@ _mirrors: "weakref.WeakSet[Mirror]" = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for mirror in list(_mirrors):
         mirror._lock = threading.Lock()
+        # The parent's calls do not run here: none will end them.
+        mirror._busy.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -104,17 +104,18 @@ class SessionCore:
         return None if cached is None else cached.token
 
     def _drop(self) -> UserSession:
-        """Before a call that may replace the token: forget the mirrored one."""
-        handle = self._handle()
-        self._client._mirror.drop(self._key)
-        return handle
+        """Before a call that may replace the token: forget the mirrored one,
+        and mirror nothing for the key until ``_dropped`` (always paired:
+        begun before anything here can raise)."""
+        self._client._mirror.begin(self._key)
+        return self._handle()
 
     def _dropped(self) -> None:
         """After such a call, whatever its outcome: forget the mirrored token
         again. A read during the call got the core's token of that moment,
         which the call may have replaced (a rejected token, a session that
-        died, the account a seed replaced), and may have mirrored it."""
-        self._client._mirror.drop(self._key)
+        died, the account a seed replaced); it was not mirrored."""
+        self._client._mirror.end(self._key)
 
 
 class ClientCore:

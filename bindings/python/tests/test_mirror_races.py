@@ -152,3 +152,33 @@ def test_a_refresh_whose_caller_timed_out_leaves_the_old_token_unserved(emu):
     for read in range(3):
         same(session.access_token(), fresh, f"after the refresh, read {read + 1}")
     same(client.session("u1", store).access_token(), fresh, "a new handle after the refresh")
+
+
+def test_a_read_before_the_core_has_a_replacing_call_mirrors_nothing(emu):
+    # token_rejected(), seed(), revoke() drop the mirror, then wait for
+    # freshtoken's loop (busy with any other host callback) to hand the call
+    # to the core. A read in that window gets the core's token of that
+    # moment, which the call is about to stop serving (the rejected token,
+    # the account a seed replaces, a revoked session's): mirrored, it was
+    # served on after the core had stopped. Here the window is held open by
+    # beginning the call's drop without making the call.
+    client, _ = make_sync_client(emu)
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    token = session.access_token()
+    same(session.access_token(), token, "mirrored")
+
+    def mirrored():
+        return session._entry.until > 0
+
+    session._drop()  # a replacing call has begun; the core does not have it yet
+    session._drop()  # and a second one, on another thread
+    same(session.access_token(), token, "the core still serves it")
+    assert not mirrored(), "mirrored during the calls"
+    session._dropped()
+    same(session.access_token(), token, "still the core's")
+    assert not mirrored(), "mirrored while the second call runs"
+
+    session._dropped()
+    same(session.access_token(), token, "the core's token")
+    assert mirrored(), "mirrored again once no call runs"

@@ -728,42 +728,44 @@ def main():
     check("mirror: UserSession.accessToken() serves the mirror (clock < freshUntilMs) before calling the generated async accessToken(), and refills from cachedToken() after", reasons)
 
     reasons = []
-    dropped = body_of(r"private\s+func\s+dropped\s*\(\s*\)\s*throws\s*->\s*FfiUserSession\s*")
-    if "client.mirror.drop(key: key)" not in dropped:
-        reasons.append("dropped() does not drop the key's mirror entry")
     for method in ("tokens", "refresh", "tokenRejected", "seed", "status"):
         body = body_of(rf"public\s+func\s+{method}\s*\([^)]*\)\s*async\s+throws[^{{]*")
         lines = statements(body)
         call = body.find(f"ffi.{method}(")
-        if not lines or lines[0] != "let ffi = try dropped()":
-            reasons.append(f"{method}() does not drop the mirror first")
+        if not lines or lines[0] != "let ffi = try native()":
+            reasons.append(f"{method}() does not take the native handle first")
         elif call < 0 or "client.mirror.refill(key: key, from: ffi)" not in body[call:]:
             reasons.append(f"{method}() does not refill the mirror after ffi.{method}(...)")
-        elif not re.search(rf"client\.mirror\.droppedAfter\(key:\s*key\)\s*\{{\s*try\s+await\s+ffi\.{method}\(", body):
-            reasons.append(f"{method}() does not drop the mirror again however ffi.{method}(...) ends (`client.mirror.droppedAfter(key: key) {{ try await ffi.{method}(...) }}`)")
-    # revoke(): dropped before, and again however the call ends (a reader
-    # may have refilled the entry before the core marked the record dead).
+        elif not re.search(rf"client\.mirror\.replacing\(key:\s*key\)\s*\{{\s*try\s+await\s+ffi\.{method}\(", body):
+            reasons.append(f"{method}() does not run ffi.{method}(...) inside `client.mirror.replacing(key: key) {{ ... }}`")
     revoke = body_of(r"public\s+func\s+revoke\s*\(\s*\)\s*async\s+throws\s*")
-    lines = statements(revoke)
-    call = revoke.find("ffi.revoke()")
-    again = re.search(r"defer\s*\{\s*client\.mirror\.drop\(key:\s*key\)\s*\}", revoke)
     if not revoke:
         reasons.append("UserSession has no `public func revoke() async throws`")
-    elif not lines or lines[0] != "let ffi = try dropped()":
-        reasons.append("revoke() does not drop the mirror first")
-    elif call < 0:
-        reasons.append("revoke() never calls the generated `ffi.revoke()`")
-    elif not again or again.start() > call:
-        reasons.append("revoke() does not drop the mirror again however the call ends (`defer { client.mirror.drop(key: key) }` before `ffi.revoke()`)")
+    elif not re.search(r"client\.mirror\.replacing\(key:\s*key\)\s*\{\s*try\s+await\s+ffi\.revoke\(\)", revoke):
+        reasons.append("revoke() does not run ffi.revoke() inside `client.mirror.replacing(key: key) { ... }`")
     exchange = body_of(r"public\s+func\s+exchangeCode\s*\([^)]*\)\s*async\s+throws[^{]*")
-    if not statements(exchange) or statements(exchange)[0] != "mirror.drop(key: key)":
-        reasons.append("exchangeCode() does not drop the key's mirror entry first")
-    elif not re.search(r"mirror\.droppedAfter\(key:\s*key\)\s*\{\s*try\s+await\s+ffi\.exchangeCode\(", exchange):
-        reasons.append("exchangeCode() does not drop the key's mirror entry again however the exchange ends")
-    dropped_after = body_of(r"func\s+droppedAfter\s*<T>\s*\(\s*key\s*:\s*String\s*,\s*_\s+call\s*:\s*\(\)\s*async\s+throws\s*->\s*T\s*\)\s*async\s+throws\s*->\s*T\s*")
-    if not re.search(r"defer\s*\{\s*drop\(key:\s*key\)\s*\}\s*return\s+try\s+await\s+call\(\)", dropped_after):
-        reasons.append("TokenMirror.droppedAfter does not drop the key however `call` ends (`defer { drop(key: key) }` then `return try await call()`)")
-    check("mirror: every other session call drops the key's entry before the FFI call and again however it ends, and refills it after a success", reasons)
+    if not re.search(r"mirror\.replacing\(key:\s*key\)\s*\{\s*try\s+await\s+ffi\.exchangeCode\(", exchange):
+        reasons.append("exchangeCode() does not run the exchange inside `mirror.replacing(key: key) { ... }`")
+    # replacing: marks the key busy and drops its entry before `call`
+    # (begin), and unmarks and drops it again however `call` ends (end);
+    # refill mirrors nothing for a busy key.
+    replacing = body_of(r"func\s+replacing\s*<T>\s*\(\s*key\s*:\s*String\s*,\s*_\s+call\s*:\s*\(\)\s*async\s+throws\s*->\s*T\s*\)\s*async\s+throws\s*->\s*T\s*")
+    begin = body_of(r"private\s+func\s+begin\s*\(\s*key\s*:\s*String\s*\)\s*")
+    end = body_of(r"private\s+func\s+end\s*\(\s*key\s*:\s*String\s*\)\s*")
+    if not re.search(r"begin\(key:\s*key\)\s*defer\s*\{\s*end\(key:\s*key\)\s*\}\s*return\s+try\s+await\s+call\(\)", replacing):
+        reasons.append("TokenMirror.replacing does not begin, then end however `call` ends (`begin(key: key)`, `defer { end(key: key) }`, `return try await call()`)")
+    if not re.search(r"busy\[key,\s*default:\s*0\]\s*\+=\s*1", begin) or "dropLocked(key: key)" not in begin or "lock.lock()" not in begin:
+        reasons.append("TokenMirror.begin does not mark the key busy and drop its entry under the lock")
+    if "busy[key] = nil" not in end or "dropLocked(key: key)" not in end or "lock.lock()" not in end:
+        reasons.append("TokenMirror.end does not unmark the key and drop its entry under the lock")
+    if "lock." in replacing:
+        reasons.append("TokenMirror.replacing takes the NSLock in an async context (noasync)")
+    refill = body_of(r"func\s+refill\s*\(\s*key\s*:\s*String\s*,\s*from\s+ffi\s*:\s*FfiUserSession\s*\)\s*->\s*String\?\s*")
+    busy_check = refill.find("if busy[key] != nil { return cached.token }")
+    store = refill.find("entries.updateValue(")
+    if busy_check < 0 or not 0 <= busy_check < store:
+        reasons.append("TokenMirror.refill mirrors a token while a call that may replace it runs")
+    check("mirror: every other session call drops the key's entry before the FFI call and again however it ends, mirrors nothing for the key meanwhile, and refills it after a success", reasons)
 
     reasons = []
     for path, code in lexed.items():

@@ -2,7 +2,8 @@
 // without a Swift compiler: see README.md, "What was and was not compiled".
 // scripts/check-swift-bindings.sh checks statically that accessToken()
 // reads the mirror before it calls the generated FfiUserSession, and that
-// every other session call drops the mirrored token first.
+// every other session call drops the mirrored token first and mirrors
+// nothing for the key until it has ended.
 
 import Foundation
 
@@ -90,8 +91,7 @@ public final class TokenClient: @unchecked Sendable {
 
     /// Exchanges an authorization code; stores the first record under `key`.
     public func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws -> UserSession {
-        mirror.drop(key: key)
-        let ffiSession = try await mirror.droppedAfter(key: key) {
+        let ffiSession = try await mirror.replacing(key: key) {
             try await ffi.exchangeCode(options: options, key: key, store: store)
         }
         let handle = UserSession(client: self, key: key, store: store, ffi: ffiSession)
@@ -200,32 +200,32 @@ public final class UserSession: @unchecked Sendable {
 
     /// The fresh token with its expiry, scope, ID token and refresh expiry.
     public func tokens() async throws -> TokenInfo {
-        let ffi = try dropped()
-        let info = try await client.mirror.droppedAfter(key: key) { try await ffi.tokens() }
+        let ffi = try native()
+        let info = try await client.mirror.replacing(key: key) { try await ffi.tokens() }
         _ = client.mirror.refill(key: key, from: ffi)
         return info
     }
 
     /// A forced refresh, shared with concurrent callers.
     public func refresh() async throws -> TokenInfo {
-        let ffi = try dropped()
-        let info = try await client.mirror.droppedAfter(key: key) { try await ffi.refresh() }
+        let ffi = try native()
+        let info = try await client.mirror.replacing(key: key) { try await ffi.refresh() }
         _ = client.mirror.refill(key: key, from: ffi)
         return info
     }
 
     /// The API rejected `token`: refresh, unless another caller already did.
     public func tokenRejected(token: String) async throws -> TokenInfo {
-        let ffi = try dropped()
-        let info = try await client.mirror.droppedAfter(key: key) { try await ffi.tokenRejected(token: token) }
+        let ffi = try native()
+        let info = try await client.mirror.replacing(key: key) { try await ffi.tokenRejected(token: token) }
         _ = client.mirror.refill(key: key, from: ffi)
         return info
     }
 
     /// Adopts an existing refresh token (and optionally its access token).
     public func seed(seed: SeedOptions) async throws {
-        let ffi = try dropped()
-        try await client.mirror.droppedAfter(key: key) { try await ffi.seed(seed: seed) }
+        let ffi = try native()
+        try await client.mirror.replacing(key: key) { try await ffi.seed(seed: seed) }
         _ = client.mirror.refill(key: key, from: ffi)
     }
 
@@ -238,27 +238,20 @@ public final class UserSession: @unchecked Sendable {
     /// `.Network`, `.InvalidClient`, …): the session is dead all the same,
     /// the detail says the server may still hold its token, and calling
     /// `revoke()` again retries. The mirrored token is dropped before the
-    /// call and again after it (a reader may have refilled it meanwhile).
+    /// call and again after it, and nothing is mirrored in between.
     public func revoke() async throws {
-        let ffi = try dropped()
-        defer { client.mirror.drop(key: key) }
-        try await ffi.revoke()
+        let ffi = try native()
+        try await client.mirror.replacing(key: key) { try await ffi.revoke() }
     }
 
     /// What is known without sending anything.
     public func status() async throws -> SessionStatus {
-        let ffi = try dropped()
-        let status = try await client.mirror.droppedAfter(key: key) { try await ffi.status() }
+        let ffi = try native()
+        let status = try await client.mirror.replacing(key: key) { try await ffi.status() }
         _ = client.mirror.refill(key: key, from: ffi)
         return status
     }
 
-    /// Before a call that may replace the token: forget the mirrored one.
-    private func dropped() throws -> FfiUserSession {
-        let ffi = try native()
-        client.mirror.drop(key: key)
-        return ffi
-    }
 
     /// The generated handle, made on first need (one FFI call, once).
     private func native() throws -> FfiUserSession {
@@ -290,6 +283,8 @@ final class TokenMirror: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
     private var order = KeyOrder()
+    /// Key → how many calls that may replace its token run (`replacing`).
+    private var busy: [String: Int] = [:]
 
     init(clock: Clock?, bound: Int) {
         self.clock = clock
@@ -321,6 +316,10 @@ final class TokenMirror: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard let cached = ffi.cachedToken() else { return nil }
+        // A call that may replace the token runs (the core may not have it
+        // yet, and then still serves the token it replaces): served as read,
+        // never mirrored.
+        if busy[key] != nil { return cached.token }
         if entries.updateValue(Entry(token: cached.token, freshUntilMs: cached.freshUntilMs), forKey: key) == nil {
             order.append(key)
         }
@@ -330,20 +329,43 @@ final class TokenMirror: @unchecked Sendable {
         return cached.token
     }
 
-    /// Runs `call`, then forgets the key's token again however it ended: a
-    /// reader during the call may have copied the token the call replaced,
-    /// and the call may leave nothing to refill it with (a failed refresh,
-    /// a seed without an access token).
-    func droppedAfter<T>(key: String, _ call: () async throws -> T) async throws -> T {
-        defer { drop(key: key) }
+    /// Runs `call`, a call that may replace the key's token: forgets the
+    /// token before and again after it, however it ended, and mirrors
+    /// nothing for the key in between. A reader during the call gets the
+    /// core's token of that moment, which the call may be replacing (before
+    /// the core has the call it still serves the token the call rejects, or
+    /// the account a seed replaces), and the call may leave nothing to
+    /// refill it with (a failed refresh, a seed without an access token).
+    func replacing<T>(key: String, _ call: () async throws -> T) async throws -> T {
+        begin(key: key)
+        defer { end(key: key) }
         return try await call()
     }
 
-    /// Forgets the key's token before a call that may replace it (the entry
-    /// stays, stale, so that the key keeps its one place in the order).
-    func drop(key: String) {
+    /// Marks a call that may replace the key's token as running and forgets
+    /// the token. (Synchronous: `NSLock` is not for async contexts.)
+    private func begin(key: String) {
         lock.lock()
         defer { lock.unlock() }
+        busy[key, default: 0] += 1
+        dropLocked(key: key)
+    }
+
+    /// That call ended, however: unmarks it and forgets the token again.
+    private func end(key: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let running = busy[key], running > 1 {
+            busy[key] = running - 1
+        } else {
+            busy[key] = nil
+        }
+        dropLocked(key: key)
+    }
+
+    /// Forgets the key's token (the entry stays, stale, so that the key
+    /// keeps its one place in the order). Call with `lock` held.
+    private func dropLocked(key: String) {
         if entries[key] != nil {
             entries[key] = Entry(token: "", freshUntilMs: Int64.min)
         }

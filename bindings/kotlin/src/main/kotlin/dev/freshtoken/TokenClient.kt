@@ -155,12 +155,12 @@ class TokenClient private constructor(
         checkOpen()
         checkText("key", key)
         options.checked()
-        mirror.drop(key)
+        mirror.begin(key)
         val native = try {
             ffiCall { ffi.exchangeCode(options, key, FixedCapabilities.of(store)) }
         } finally {
-            // A read during the exchange may have mirrored the token it replaced.
-            mirror.drop(key)
+            // Nothing was mirrored during the exchange: it replaces the token.
+            mirror.end(key)
         }
         remember(key, store, native)
         return UserSession(this, key, store)
@@ -219,17 +219,18 @@ class TokenClient private constructor(
 
     /**
      * Revokes the key's session in the core. The mirrored token is dropped
-     * before the call and again after it, whatever its outcome: a reader
-     * that mirrored the token in between (before the core marked the record
-     * dead) is overruled, so no revoked token is served from the mirror.
+     * before the call and again after it, whatever its outcome, and nothing
+     * is mirrored in between: a reader that got the token before the core
+     * marked the record dead does not mirror it, so no revoked token is
+     * served from the mirror.
      */
     internal suspend fun revoke(key: String, store: TokenStore) {
-        mirror.drop(key)
+        mirror.begin(key)
         try {
             val native = nativeSession(key, store)
             ffiCall { native.revoke() }
         } finally {
-            mirror.drop(key)
+            mirror.end(key)
         }
     }
 
@@ -256,18 +257,19 @@ class TokenClient private constructor(
 
     /**
      * Drops the key's mirrored token, runs [call] in the core, drops it again
-     * whatever the outcome, and mirrors the core's token after a success. The
-     * second drop: a read during the call gets the core's token of that
-     * moment, which the call may be replacing (a rejected token, a session
-     * that then dies, the account a seed replaces), and may have mirrored it.
+     * whatever the outcome, and mirrors the core's token after a success.
+     * Nothing is mirrored in between: a read during the call gets the core's
+     * token of that moment, which the call may be replacing (a rejected
+     * token, a session that then dies, the account a seed replaces).
      */
     internal suspend inline fun <T> mirrored(key: String, store: TokenStore, call: (FfiUserSession) -> T): T {
-        mirror.drop(key)
-        val native = nativeSession(key, store)
+        mirror.begin(key)
+        val native: FfiUserSession
         val result = try {
+            native = nativeSession(key, store)
             ffiCall { call(native) }
         } finally {
-            mirror.drop(key)
+            mirror.end(key)
         }
         refill(key, native, mirror.epoch(key))
         return result

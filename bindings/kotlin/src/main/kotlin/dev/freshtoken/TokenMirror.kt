@@ -28,9 +28,13 @@ import java.util.concurrent.atomic.AtomicLongArray
  *   compares the wall and monotonic clocks once a second and drops every
  *   entry when they disagree (a sleep or a clock change).
  *
- * A call that may replace a token ([drop]) bumps the key's epoch; a refill
- * taken under an older epoch is discarded, so a slow reader never puts back
- * a token that a concurrent refresh or tokenRejected has replaced. [close]
+ * A call that may replace a token ([begin] .. [end]) bumps the key's epoch
+ * at both ends, and no refill of the key is mirrored while it runs; a
+ * refill taken under an older epoch is discarded, so a slow reader never
+ * puts back a token that a concurrent refresh or tokenRejected has
+ * replaced, and a read before the core has the call (which then still
+ * serves the token the call rejects, or the account a seed replaces)
+ * mirrors nothing. [close]
  * (the client's) bumps every epoch and refuses every later refill: a call
  * still in flight then never mirrors its token.
  *
@@ -71,6 +75,9 @@ internal class TokenMirror(
     private val expiries = ConcurrentHashMap<String, Expiry>()
     private val epochs = AtomicLongArray(STRIPES)
 
+    /** key -> how many calls that may replace its token run ([begin]). */
+    private val busy = ConcurrentHashMap<String, Int>()
+
     /** One lock per stripe: a key's entry and expiry timer change together under it. */
     private val locks = Array(STRIPES) { Any() }
 
@@ -101,10 +108,28 @@ internal class TokenMirror(
         remove(key)
     }
 
-    /** Mirrors [token] until [freshUntilMs], unless a [drop] happened since [epoch] was read. */
+    /**
+     * Before a call that may replace the key's token: forgets it, and
+     * mirrors nothing for the key until the matching [end].
+     */
+    fun begin(key: String) {
+        busy.merge(key, 1, Int::plus)
+        drop(key)
+    }
+
+    /** After such a call, whatever its outcome: forgets the token a read during it got. */
+    fun end(key: String) {
+        busy.computeIfPresent(key) { _, running -> if (running <= 1) null else running - 1 }
+        drop(key)
+    }
+
+    /**
+     * Mirrors [token] until [freshUntilMs], unless a [drop] happened since
+     * [epoch] was read or a call that may replace it runs.
+     */
     fun fill(key: String, epoch: Long, token: String, freshUntilMs: Long) {
         val stripe = stripe(key)
-        if (closed || epochs.get(stripe) != epoch) return
+        if (closed || epochs.get(stripe) != epoch || busy.containsKey(key)) return
         // Make room first, outside this key's lock (remove takes the other key's).
         if (entries.size >= capacity && !entries.containsKey(key)) {
             entries.keys.firstOrNull()?.let { remove(it) }
@@ -114,7 +139,7 @@ internal class TokenMirror(
         synchronized(locks[stripe]) {
             // A drop or close since the first check: nothing to mirror (a drop
             // after this one waits for the lock, and then removes what we put).
-            if (closed || epochs.get(stripe) != epoch) return
+            if (closed || epochs.get(stripe) != epoch || busy.containsKey(key)) return
             if (sinceMs != null) {
                 entries[key] = Timed(token, sinceMs, freshUntilMs)
                 return

@@ -75,6 +75,28 @@ class MirrorRacesTest {
         return session
     }
 
+    /**
+     * tokenRejected(), seed() and revoke() drop the mirror, then cross into
+     * the core; a read in that window gets the core's token of that moment,
+     * which the call is about to stop serving (the rejected token, the
+     * account a seed replaces, a revoked session's), and used to mirror it.
+     * The window is held open here by beginning the calls' drops without
+     * making the calls.
+     */
+    @Test fun `a read before the core has a replacing call mirrors nothing`() = blocking {
+        val session = mirrored("at-1")
+        client.mirror.begin("u1")
+        client.mirror.begin("u1") // a second call, on another thread
+        same(session.accessToken(), "at-1", "the core still serves it")
+        assertEquals("mirrored during the calls", null, client.mirror.get("u1"))
+        client.mirror.end("u1")
+        same(session.accessToken(), "at-1", "still the core's")
+        assertEquals("mirrored while the second call runs", null, client.mirror.get("u1"))
+        client.mirror.end("u1")
+        same(session.accessToken(), "at-1", "the core's token")
+        assertEquals("mirrored again once no call runs", "at-1", client.mirror.get("u1"))
+    }
+
     @Test fun `a failed tokenRejected that kills the session leaves the rejected token unserved`() = blocking {
         val session = mirrored("at-rejected")
         emu.hold()

@@ -717,6 +717,8 @@ def main():
     token_body = body_of(r"func\s+token\s*\(\s*key\s*:\s*String\s*\)\s*->\s*String\?\s*")
     if "now < entry.freshUntilMs" not in token_body or "nowMs()" not in token_body:
         reasons.append("TokenMirror.token(key:) does not serve only while nowMs() < freshUntilMs")
+    if "now >= entry.sinceMs" not in token_body:
+        reasons.append("TokenMirror.token(key:) serves a token when the clock reads earlier than when it was mirrored")
     if "ffi" in token_body or "cachedToken" in token_body:
         reasons.append("TokenMirror.token(key:) calls into the core")
     refill = body_of(r"func\s+refill\s*\(\s*key\s*:\s*String\s*,\s*from\s+ffi\s*:\s*FfiUserSession\s*\)\s*->\s*String\?\s*")

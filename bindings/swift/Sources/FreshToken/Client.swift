@@ -273,8 +273,12 @@ public final class UserSession: @unchecked Sendable {
 final class TokenMirror: @unchecked Sendable {
     static let defaultBound: Int64 = 100_000
 
+    /// A mirrored token, fresh from when it was mirrored (a clock set back
+    /// before that asks the core, whose freshness has a lower bound too: a
+    /// token issued under a clock that read ahead) until `freshUntilMs`.
     private struct Entry {
         let token: String
+        let sinceMs: Int64
         let freshUntilMs: Int64
     }
 
@@ -301,18 +305,21 @@ final class TokenMirror: @unchecked Sendable {
         return Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
     }
 
-    /// The mirrored token while the clock reads less than its fresh-until.
+    /// The mirrored token while the clock reads less than its fresh-until
+    /// and no less than when it was mirrored.
     func token(key: String) -> String? {
         let now = nowMs()
         lock.lock()
         defer { lock.unlock() }
-        guard let entry = entries[key], now < entry.freshUntilMs else { return nil }
+        guard let entry = entries[key], now < entry.freshUntilMs, now >= entry.sinceMs else { return nil }
         return entry.token
     }
 
     /// Reads the core's cached token (a synchronous FFI call, no I/O) and
     /// mirrors it; returns it, or nil when the core has nothing fresh.
     func refill(key: String, from ffi: FfiUserSession) -> String? {
+        // Read before the lock, as in `token(key:)`.
+        let since = nowMs()
         lock.lock()
         defer { lock.unlock() }
         guard let cached = ffi.cachedToken() else { return nil }
@@ -320,7 +327,8 @@ final class TokenMirror: @unchecked Sendable {
         // yet, and then still serves the token it replaces): served as read,
         // never mirrored.
         if busy[key] != nil { return cached.token }
-        if entries.updateValue(Entry(token: cached.token, freshUntilMs: cached.freshUntilMs), forKey: key) == nil {
+        let entry = Entry(token: cached.token, sinceMs: since, freshUntilMs: cached.freshUntilMs)
+        if entries.updateValue(entry, forKey: key) == nil {
             order.append(key)
         }
         while entries.count > bound, let oldest = order.popOldest() {
@@ -367,7 +375,7 @@ final class TokenMirror: @unchecked Sendable {
     /// keeps its one place in the order). Call with `lock` held.
     private func dropLocked(key: String) {
         if entries[key] != nil {
-            entries[key] = Entry(token: "", freshUntilMs: Int64.min)
+            entries[key] = Entry(token: "", sinceMs: Int64.max, freshUntilMs: Int64.min)
         }
     }
 }

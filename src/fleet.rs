@@ -85,61 +85,19 @@ async fn wait_for_lease(
 
 /// Just before a holder sends, when the lease it asked for at `since` may
 /// not outlast the request with its retries and the save of the
-/// rotated record after it ([`lease_held_ms`]): renews the lease (an
-/// `acquire` by the holding owner extends it) and checks that the stored
-/// record is still the one it read or wrote under it. Slow store answers
-/// can outlast the lease; another process may then have taken it and sent
-/// this refresh token, and sending it again would revoke the family. If so,
-/// `conflict`: nothing is sent and the next call reads the store again.
-/// A renewal that itself took so long that the renewed lease may not
-/// outlast the rest is `storage`, with nothing sent either.
+/// rotated record after it ([`lease_held_ms`]): renews the lease and checks
+/// that the stored record is still the one it read or wrote under it (see
+/// [`renewed_if_short`]). Slow store answers can outlast the lease; another
+/// process may then have taken it and sent this refresh token, and sending
+/// it again would revoke the family.
 pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<(), Error> {
     let config = &session.ctx.config;
-    let clock = session.ctx.clock.as_ref();
     let held = lease_held_ms(
         config.timeout_ms,
         config.retry.budget_ms,
         config.store_timeout_ms,
     );
-    let elapsed = since.elapsed_ms(clock);
-    if elapsed.saturating_add(held) < config.lease_ttl_ms {
-        return Ok(()); // still held for longer than the request and save can take
-    }
-    // The renewed lease counts from no earlier than this.
-    let renewing_from = Started::now(clock);
-    if !session.acquire().await? {
-        session.reread_next();
-        return Err(Error::Conflict {
-            message: "the refresh lease lapsed before the request was sent and another \
-                      process holds it; nothing was sent"
-                .to_owned(),
-        });
-    }
-    let expected = session.cell.lock().version.clone();
-    let changed = match session.stored_version().await? {
-        Some(stored) => stored != expected,
-        // No versions: the record itself tells (the write-ahead's, unless
-        // another process saved meanwhile).
-        None => session.load_current().await?.0.as_deref() != session.cell.lock().record.as_deref(),
-    };
-    if changed {
-        session.reread_next();
-        return Err(Error::Conflict {
-            message: "the refresh lease lapsed before the request was sent and another \
-                      process saved the record meanwhile; nothing was sent"
-                .to_owned(),
-        });
-    }
-    let renewing = renewing_from.elapsed_ms(clock);
-    if renewing.saturating_add(held) >= config.lease_ttl_ms {
-        return Err(Error::storage(format!(
-            "renewing the refresh lease took {renewing} ms, too long for the lease \
-             ({} ms, lease_ttl_ms) to outlast the request and the save after it; nothing \
-             was sent",
-            config.lease_ttl_ms
-        )));
-    }
-    Ok(())
+    renewed_if_short(session, since, held).await.map(drop)
 }
 
 /// Before a holder whose store has no versions saves over the record it
@@ -149,47 +107,68 @@ pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<
 /// another process rotated and saved meanwhile, a write-ahead would put the
 /// spent refresh token back (and [`confirm_lease`] find nothing to tell it
 /// from, so the token would be sent again: a revoked grant), a revocation
-/// would revoke the spent token and leave the rotated one live. So when
-/// the lease may not outlast the save's store deadline, it is renewed
-/// first and the stored record compared with the one read under it; if
-/// either fails, `conflict`, with nothing written or sent. Returns when
-/// the lease, as now held, was asked for. A store with versions needs none
-/// of this: its save is itself a compare-and-swap. Nor does a record of
-/// this process not yet saved: it is the newest there is.
+/// would revoke the spent token and leave the rotated one live. So the
+/// lease is renewed and the record compared when it may not outlast the
+/// save's store deadline (see [`renewed_if_short`]). Returns when the
+/// lease, as now held, was asked for. A store with versions needs none of
+/// this: its save is itself a compare-and-swap. Nor does a record of this
+/// process not yet saved: it is the newest there is.
 pub(crate) async fn hold_before_save(session: &Attached, since: Started) -> Result<Started, Error> {
-    let config = &session.ctx.config;
-    let clock = session.ctx.clock.as_ref();
     let versioned = session.store.supports_versions() || session.store.in_memory().is_some();
-    let unsaved = session.cell.lock().unpersisted;
-    let elapsed = since.elapsed_ms(clock);
-    if versioned || unsaved || elapsed.saturating_add(config.store_timeout_ms) < config.lease_ttl_ms
-    {
+    if versioned || session.cell.lock().unpersisted {
         return Ok(since);
     }
+    renewed_if_short(session, since, session.ctx.config.store_timeout_ms).await
+}
+
+/// When the lease asked for at `since` may not outlast `need_ms` more:
+/// renews it (an `acquire` by the holding owner extends it) and checks
+/// that the stored record (its version, or, without versions, the record
+/// itself) is still the one in memory, read or written under the lease.
+/// Another process holding the lease, or a record it saved meanwhile, is
+/// `conflict`; a renewal that took so long that the renewed lease may not
+/// outlast `need_ms` is `storage`. Either way nothing is saved or sent, and
+/// the next call reads the store again. Returns when the lease, as now
+/// held, was asked for.
+async fn renewed_if_short(
+    session: &Attached,
+    since: Started,
+    need_ms: u64,
+) -> Result<Started, Error> {
+    let config = &session.ctx.config;
+    let clock = session.ctx.clock.as_ref();
+    if since.elapsed_ms(clock).saturating_add(need_ms) < config.lease_ttl_ms {
+        return Ok(since); // still held for longer than what is left can take
+    }
+    // The renewed lease counts from no earlier than this.
     let renewing_from = Started::now(clock);
     if !session.acquire().await? {
         session.reread_next();
         return Err(Error::Conflict {
-            message: "the refresh lease lapsed before the record was saved and another \
-                      process holds it; nothing was saved or sent"
+            message: "the refresh lease lapsed and another process holds it; nothing was sent \
+                      or saved"
                 .to_owned(),
         });
     }
-    let (stored, _) = session.load_current().await?;
-    if stored.as_deref() != session.cell.lock().record.as_deref() {
+    let expected = session.cell.lock().version.clone();
+    let changed = match session.stored_version().await? {
+        Some(stored) => stored != expected,
+        // No versions: the record itself tells.
+        None => session.load_current().await?.0.as_deref() != session.cell.lock().record.as_deref(),
+    };
+    if changed {
         session.reread_next();
         return Err(Error::Conflict {
-            message: "the refresh lease lapsed before the record was saved and another \
-                      process saved it meanwhile; nothing was saved or sent"
+            message: "the refresh lease lapsed and another process saved the record \
+                      meanwhile; nothing was sent or saved"
                 .to_owned(),
         });
     }
     let renewing = renewing_from.elapsed_ms(clock);
-    if renewing.saturating_add(config.store_timeout_ms) >= config.lease_ttl_ms {
+    if renewing.saturating_add(need_ms) >= config.lease_ttl_ms {
         return Err(Error::storage(format!(
-            "renewing the refresh lease and reading the record took {renewing} ms, too long \
-             for the lease ({} ms, lease_ttl_ms) to outlast the save; nothing was saved or \
-             sent",
+            "renewing the refresh lease took {renewing} ms, too long for the lease ({} ms, \
+             lease_ttl_ms) to outlast what is left to do under it; nothing was sent or saved",
             config.lease_ttl_ms
         )));
     }

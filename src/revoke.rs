@@ -173,10 +173,10 @@ impl Attached {
     }
 
     /// Reads the store (as `sync`); then waits for a refresh another client
-    /// or key of this process runs with the refresh token
-    /// read, and reads again, as after one that rotated it meanwhile: the
-    /// token revoked is the newest the store holds, never one an in-process
-    /// refresh is replacing.
+    /// or key of this process runs with the refresh token read, and reads
+    /// again, as after one that rotated it meanwhile: the token revoked is
+    /// the newest the store holds, never one an in-process refresh is
+    /// replacing.
     async fn sync_past_other_clients(&self) -> Result<(), Error> {
         let mut reread = false;
         loop {

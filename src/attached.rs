@@ -386,6 +386,8 @@ impl Attached {
     /// The body of [`Attached::save_stranded`]'s flight: `Ok(true)` once
     /// nothing is left to keep; `Ok(false)` or a storage error: try again.
     async fn renew_and_save(&self) -> Result<bool, Error> {
+        let clock = self.ctx.clock.as_ref();
+        let renewing_from = crate::elapsed::Started::now(clock);
         // An acquire by the holding owner extends the lease.
         if !self.acquire().await? {
             if self.cell.lock().unpersisted {
@@ -401,6 +403,13 @@ impl Attached {
         // release: its plan served the token), or a conflict (another
         // process saved the key; the next call reads that record).
         let pending = self.cell.lock().unpersisted;
+        // A renewal answered so late that the save and the next renewal
+        // might outlast the renewed lease: saved at the next try instead.
+        if pending
+            && crate::fleet::too_late_to_save(&self.ctx.config, renewing_from.elapsed_ms(clock))
+        {
+            return Ok(false);
+        }
         let saved = if pending { self.sync().await } else { Ok(()) };
         if self.cell.lock().unpersisted {
             return saved.map(|()| false);

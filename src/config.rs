@@ -348,11 +348,13 @@ impl ConfigBuilder {
     }
 
     /// How long a fleet refresh lease lasts (ms; default: request timeout +
-    /// retry budget + the larger of 10 s and `store_timeout_ms` + 5 s). It
-    /// must be longer than `timeout_ms` + the retry budget + 1 s (the HTTP
-    /// grace) + `store_timeout_ms`: a whole refresh with its retries and the
-    /// save of the rotated record, so that no other process refreshes while
-    /// the holder's request may still land or its save is under way.
+    /// retry budget + the larger of 10 s and twice `store_timeout_ms` + 5
+    /// s). It must be longer than `timeout_ms` + the retry budget + 1 s (the
+    /// HTTP grace) + `store_timeout_ms`: a whole refresh with its retries and
+    /// the save of the rotated record, so that no other process refreshes
+    /// while the holder's request may still land or its save is under way.
+    /// The default also covers the renewal that follows a rotated save
+    /// failing at its deadline; a shorter TTL leaves that renewal to luck.
     pub fn lease_ttl_ms(mut self, ms: i64) -> Self {
         self.lease_ttl_ms = Some(ms);
         self
@@ -594,11 +596,16 @@ pub(crate) fn lease_held_ms(timeout_ms: u64, budget_ms: u64, store_timeout_ms: u
 }
 
 /// The lease TTL when none is set (ms): timeout + retry budget + the
-/// larger of 10 s and the store deadline + 5 s. That is 60 s with the
-/// defaults, and always a few seconds more than [`lease_held_ms`], so that a
-/// user who only raises `store_timeout_ms` gets a longer lease, not an error.
+/// larger of 10 s and twice the store deadline + 5 s. That is 65 s with the
+/// defaults, and always a few seconds more than [`lease_held_ms`] plus one
+/// store deadline: should the rotated record's save fail at its deadline,
+/// the renewal that keeps the lease while it is saved again
+/// ([`crate::fleet::keep_stranded`]) may take one more deadline to land,
+/// and a lease lapsed by then lets another process send the spent refresh
+/// token. A user who only raises `store_timeout_ms` gets a longer lease,
+/// not an error.
 fn default_lease_ttl_ms(timeout_ms: u64, budget_ms: u64, store_timeout_ms: u64) -> u64 {
-    timeout_ms + budget_ms + 10_000u64.max(store_timeout_ms + 5_000)
+    timeout_ms + budget_ms + 10_000u64.max(2 * store_timeout_ms + 5_000)
 }
 
 fn non_negative(field: &str, value: Option<i64>, default: i64) -> Result<u64, Error> {
@@ -642,8 +649,8 @@ mod tests {
         assert_eq!(c.user_token_lifetime_secs, 900);
         assert_eq!(c.client_token_lifetime_secs, 3600);
         assert_eq!(c.refresh_token_lifetime_ms(), 365 * 24 * 3600 * 1000);
-        assert_eq!(c.lease_ttl_ms, 30_000 + 20_000 + 10_000);
-        assert_eq!(c.lease_wait_ms, 65_000);
+        assert_eq!(c.lease_ttl_ms, 30_000 + 20_000 + 15_000);
+        assert_eq!(c.lease_wait_ms, 70_000);
         assert_eq!(
             c.authorization_endpoint().unwrap(),
             "https://secure.stitch.money/connect/authorize"
@@ -750,8 +757,9 @@ mod tests {
         let b = || Config::builder(EP, "client").client_secret("s");
         // Raising only the store deadline lengthens the default lease.
         let c = b().store_timeout_ms(10_000).build().unwrap();
-        assert_eq!(c.lease_ttl_ms, 30_000 + 20_000 + 15_000);
-        assert!(c.lease_ttl_ms > lease_held_ms(30_000, 20_000, 10_000));
+        assert_eq!(c.lease_ttl_ms, 30_000 + 20_000 + 25_000);
+        // It covers the save of the rotated record and a renewal after it.
+        assert!(c.lease_ttl_ms > lease_held_ms(30_000, 20_000, 10_000) + 10_000);
         assert_eq!(c.lease_wait_ms, c.lease_ttl_ms + 5_000);
         // The largest deadlines still give a valid default.
         let c = b()
@@ -763,7 +771,7 @@ mod tests {
             })
             .build()
             .unwrap();
-        assert!(c.lease_ttl_ms > lease_held_ms(600_000, 600_000, 600_000));
+        assert!(c.lease_ttl_ms > lease_held_ms(600_000, 600_000, 600_000) + 600_000);
         // A short store deadline keeps the 10 s margin.
         let c = b().store_timeout_ms(100).build().unwrap();
         assert_eq!(c.lease_ttl_ms, 60_000);

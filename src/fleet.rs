@@ -84,12 +84,16 @@ async fn wait_for_lease(
 }
 
 /// Just before a holder sends, when the lease it asked for at `since` may
-/// not outlast the request with its retries and the save of the
-/// rotated record after it ([`lease_held_ms`]): renews the lease and checks
-/// that the stored record is still the one it read or wrote under it (see
+/// not outlast the request with its retries and the save of the rotated
+/// record after it ([`lease_held_ms`]): renews the lease and checks that the
+/// stored record is still the one it read or wrote under it (see
 /// [`renewed_if_short`]). Slow store answers can outlast the lease; another
 /// process may then have taken it and sent this refresh token, and sending
-/// it again would revoke the family.
+/// it again would revoke the family. When the TTL has room for it (the
+/// default has), the lease is renewed early enough to cover one store
+/// deadline more: should the rotated save fail at its deadline, the renewal
+/// that keeps the lease while it is saved again ([`keep_stranded`]) may take
+/// that long to land.
 pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<(), Error> {
     let config = &session.ctx.config;
     let held = lease_held_ms(
@@ -97,7 +101,15 @@ pub(crate) async fn confirm_lease(session: &Attached, since: Started) -> Result<
         config.retry.budget_ms,
         config.store_timeout_ms,
     );
-    renewed_if_short(session, since, held).await.map(drop)
+    let with_renewal = held.saturating_add(config.store_timeout_ms);
+    // A TTL too short for it gains nothing from a renewal: one per send
+    // would only cost a store call.
+    let want = if with_renewal < config.lease_ttl_ms {
+        with_renewal
+    } else {
+        held
+    };
+    renewed_if_short(session, since, want, held).await.map(drop)
 }
 
 /// Before a holder whose store has no versions saves over the record it
@@ -118,26 +130,28 @@ pub(crate) async fn hold_before_save(session: &Attached, since: Started) -> Resu
     if versioned || session.cell.lock().unpersisted {
         return Ok(since);
     }
-    renewed_if_short(session, since, session.ctx.config.store_timeout_ms).await
+    let save = session.ctx.config.store_timeout_ms;
+    renewed_if_short(session, since, save, save).await
 }
 
-/// When the lease asked for at `since` may not outlast `need_ms` more:
+/// When the lease asked for at `since` may not outlast `want_ms` more:
 /// renews it (an `acquire` by the holding owner extends it) and checks
 /// that the stored record (its version, or, without versions, the record
 /// itself) is still the one in memory, read or written under the lease.
 /// Another process holding the lease, or a record it saved meanwhile, is
 /// `conflict`; a renewal that took so long that the renewed lease may not
-/// outlast `need_ms` is `storage`. Either way nothing is saved or sent, and
-/// the next call reads the store again. Returns when the lease, as now
-/// held, was asked for.
+/// outlast `need_ms` (at most `want_ms`) is `storage`. Either way nothing
+/// is saved or sent, and the next call reads the store again. Returns when
+/// the lease, as now held, was asked for.
 async fn renewed_if_short(
     session: &Attached,
     since: Started,
+    want_ms: u64,
     need_ms: u64,
 ) -> Result<Started, Error> {
     let config = &session.ctx.config;
     let clock = session.ctx.clock.as_ref();
-    if since.elapsed_ms(clock).saturating_add(need_ms) < config.lease_ttl_ms {
+    if since.elapsed_ms(clock).saturating_add(want_ms) < config.lease_ttl_ms {
         return Ok(since); // still held for longer than what is left can take
     }
     // The renewed lease counts from no earlier than this.
@@ -277,6 +291,19 @@ pub(crate) fn keep_stranded(session: &Attached) {
             clock.sleep(wait).await;
         }
     }));
+}
+
+/// Whether a background try whose renewal of the lease took `renewing_ms`
+/// should leave the save for the next try: the renewed lease counts from
+/// when the renewal was asked for, and the save (one store deadline) and
+/// the next renewal (another) might not both land within it. Another
+/// process could then take the lapsed lease and send the spent refresh
+/// token. A TTL too short for two deadlines even after a quick renewal
+/// saves anyway: skipping would only keep the record unsaved.
+pub(crate) fn too_late_to_save(config: &crate::config::Config, renewing_ms: u64) -> bool {
+    let two_deadlines = config.store_timeout_ms.saturating_mul(2);
+    two_deadlines < config.lease_ttl_ms
+        && renewing_ms.saturating_add(two_deadlines) >= config.lease_ttl_ms
 }
 
 /// A session's running background save ([`keep_stranded`]): marked as

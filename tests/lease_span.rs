@@ -142,13 +142,34 @@ fn other_process(emu: &Emulator, clock: Arc<dyn Clock>) -> TokenClient {
 }
 
 /// The holder: the default configuration (timeout 30 s, retry budget 20 s,
-/// lease TTL 60 s, store deadline 5 s) on the process clock.
+/// store deadline 5 s) but for a lease TTL of 60 s, the shortest one with
+/// a round number that covers the request with its retries and the save
+/// after it (the default, 65 s, also covers a renewal after that save), on
+/// the process clock.
 fn holder(emu: &Emulator, clocks: &Arc<Clocks>, http: Arc<SlowHttp>) -> TokenClient {
     let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
         .client_secret(CLIENT_SECRET)
+        .lease_ttl_ms(60_000)
         .build()
         .unwrap();
     TokenClient::new(config, http, clocks.local.clone())
+}
+
+/// A holder as a backend has it: the default configuration but for
+/// `store_timeout_ms`, its background saves run as tokio tasks.
+fn spawning_holder(
+    emu: &Emulator,
+    clocks: &Arc<Clocks>,
+    http: Arc<SlowHttp>,
+    store_timeout_ms: i64,
+) -> TokenClient {
+    let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .store_timeout_ms(store_timeout_ms)
+        .build()
+        .unwrap();
+    let spawn = Arc::new(freshtoken::TokioSpawner::current().unwrap());
+    TokenClient::with_spawner(config, http, clocks.local.clone(), spawn)
 }
 
 /// How a fleet store's answers take time, each well within the 5 s store
@@ -321,7 +342,7 @@ async fn a_clock_set_back_during_the_retries_does_not_extend_the_budget() {
     assert_eq!(emu.refresh_token_state(&seeded), TokenState::Active);
 }
 
-/// The default configuration again, the same slow answers before the
+/// The same configuration again, the same slow answers before the
 /// request, and a renewal of the lease that takes 4.5 s: the renewed lease
 /// (60 s from when it was asked for) no longer covers the 56 s the request
 /// and the save may take from now. Nothing is sent, and the caller gets
@@ -357,5 +378,222 @@ async fn a_renewal_too_slow_to_cover_the_request_sends_nothing() {
             .await
             .unwrap(),
         "the lease was given back"
+    );
+}
+
+/// How one renewal of the lease by a holder's background save takes time.
+#[derive(Clone, Copy)]
+enum Renewal {
+    /// It lands at once and is answered this late (ms).
+    AnsweredLate(u64),
+    /// It lands this late (ms); just before it does, the other process
+    /// asks for a token.
+    LandsLate(u64),
+}
+
+/// A fleet store on which the rotated record's save fails, and what the
+/// holder does after that takes time, each step within the store deadline:
+/// the re-read under the lease and the write-ahead take `before_send_ms`
+/// each; the rotated record's first save fails after `first_save_ms`, its
+/// second (if `second_save_ms`) after that long, and any later one lands;
+/// the renewals after the first failure go as `renewals` has them, later
+/// ones at once. `done` is told once the rotated record is saved, or a
+/// renewal found the lease taken.
+struct StrandedSlowly {
+    clocks: Arc<Clocks>,
+    before_send_ms: u64,
+    first_save_ms: u64,
+    second_save_ms: Option<u64>,
+    renewals: Mutex<VecDeque<Renewal>>,
+    loads: AtomicU32,
+    rotated_saves: AtomicU32,
+    other: Meanwhile,
+    done: tokio::sync::Notify,
+}
+
+impl StrandedSlowly {
+    fn new(clocks: &Arc<Clocks>, other: UserSession) -> Self {
+        StrandedSlowly {
+            clocks: clocks.clone(),
+            before_send_ms: 0,
+            first_save_ms: 0,
+            second_save_ms: None,
+            renewals: Mutex::new(VecDeque::new()),
+            loads: AtomicU32::new(0),
+            rotated_saves: AtomicU32::new(0),
+            other: Meanwhile::of(other),
+            done: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl StoreHooks for StrandedSlowly {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let renewal = if self.rotated_saves.load(Ordering::SeqCst) > 0 {
+            self.renewals.lock().unwrap().pop_front()
+        } else {
+            None
+        };
+        if let Some(Renewal::LandsLate(ms)) = renewal {
+            self.clocks.pass(ms);
+            self.other.run().await;
+        }
+        let taken = call.forward().await;
+        if let Some(Renewal::AnsweredLate(ms)) = renewal {
+            self.clocks.pass(ms);
+        }
+        if matches!(taken, Ok(false)) {
+            self.done.notify_one();
+        }
+        taken
+    }
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<Versioned>, StoreError> {
+        if self.loads.fetch_add(1, Ordering::SeqCst) == 1 {
+            self.clocks.pass(self.before_send_ms); // the re-read under the lease
+        }
+        call.forward().await
+    }
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        let rec = freshtoken::Record::decode(call.record).unwrap();
+        if rec.in_doubt {
+            self.clocks.pass(self.before_send_ms); // the write-ahead
+            return call.forward().await;
+        }
+        let failing = match self.rotated_saves.fetch_add(1, Ordering::SeqCst) {
+            0 => Some(self.first_save_ms),
+            1 => self.second_save_ms,
+            _ => None,
+        };
+        if let Some(ms) = failing {
+            self.clocks.pass(ms);
+            return Err(StoreError("connection reset by peer".into()));
+        }
+        let saved = call.forward().await;
+        self.done.notify_one();
+        saved
+    }
+}
+
+/// After `holder`'s call failed to save its rotation: waits for its
+/// background save to end (saved, or the lease found taken), then checks
+/// that the other process, asking while the lease could have lapsed, found
+/// it held and sent nothing, and that the rotated record was saved and its
+/// refresh token works.
+async fn the_rotation_is_kept(
+    emu: &Emulator,
+    shared: &MemoryStore,
+    store: &ForwardingStore<StrandedSlowly>,
+    seeded: &str,
+) {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        store.hooks.done.notified(),
+    )
+    .await
+    .expect("the background save ended");
+    let other = store.hooks.other.result();
+    let other = other.expect("the other process asked while the lease was renewed");
+    let error = other.expect_err("the lease was held: the other process waited");
+    assert_eq!(error.code().as_str(), "conflict", "{error}");
+    assert_eq!(
+        emu.counters().reuse_detected,
+        0,
+        "the spent refresh token was sent again"
+    );
+    assert_eq!(emu.refresh_token_state(seeded), TokenState::Consumed);
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert!(!stored.in_doubt, "the rotated record was saved");
+    let rotated = stored.refresh_token.unwrap();
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Active
+    );
+}
+
+/// The default configuration. The request with its retries takes 49.6 s
+/// (a 503 after 19.7 s, an answer after 29.9 s), after `before_send_ms`
+/// twice (the re-read and the write-ahead); the rotated record's save then
+/// fails after 4.9 s, and the background save's first renewal of the lease
+/// lands 4.9 s late, as the other process asks. With 1 s each before the
+/// request, that lands at 61.4 s: past a 60 s lease, within the default
+/// 65 s. With 3 s each, at 65.4 s: the holder must have renewed the lease
+/// before it sent.
+async fn a_rotated_save_failing_at_its_deadline(before_send_ms: u64) {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clocks = Clocks::one();
+    let shared = Arc::new(MemoryStore::with_leases(clocks.truth.clone()));
+    let other_clock = Arc::new(ManualClock::new(clocks.truth.now_ms()));
+    let b_session = other_process(&emu, other_clock)
+        .session("u1", shared.clone())
+        .unwrap();
+    let seeded = seed_family(&emu, &b_session).await;
+    emu.push_fault(Fault::status(503).for_grant("refresh_token"));
+    let http = Arc::new(SlowHttp::new(&clocks, [19_700, 29_900]));
+    let a = spawning_holder(&emu, &clocks, http, 5_000);
+    let slow = StrandedSlowly {
+        before_send_ms,
+        first_save_ms: 4_900,
+        renewals: Mutex::new([Renewal::LandsLate(4_900)].into()),
+        ..StrandedSlowly::new(&clocks, b_session)
+    };
+    let store = ForwardingStore::fleet(shared.clone(), slow);
+
+    let held = a.session("u1", store.clone()).unwrap().access_token().await;
+
+    let error = held.expect_err("the rotated record's save failed");
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(refreshes(&emu), 2, "the 503 and the answered retry");
+    the_rotation_is_kept(&emu, &shared, &store, &seeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_lease_outlasts_a_failed_rotated_save_and_the_renewal_after_it() {
+    a_rotated_save_failing_at_its_deadline(1_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_renews_the_lease_before_sending_when_it_may_not_outlast_that_renewal() {
+    a_rotated_save_failing_at_its_deadline(3_000).await;
+}
+
+/// A store deadline of 60 s (the default lease TTL then 175 s). The rotated
+/// record's save fails at once; the background save's first renewal is
+/// answered 59 s late, so its save (up to 60 s more) and the next renewal
+/// (up to 60 s to land) might not fit in the renewed lease: that try must
+/// leave the save to the next. The next renewal lands 59 s late as the
+/// other process asks, and is answered 59 s late too; the one after it is
+/// quick, and its save fails after 59 s; the next lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_try_whose_renewal_answered_late_leaves_the_save_to_the_next() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clocks = Clocks::one();
+    let shared = Arc::new(MemoryStore::with_leases(clocks.truth.clone()));
+    let other_clock = Arc::new(ManualClock::new(clocks.truth.now_ms()));
+    let b_session = other_process(&emu, other_clock)
+        .session("u1", shared.clone())
+        .unwrap();
+    let seeded = seed_family(&emu, &b_session).await;
+    let a = spawning_holder(&emu, &clocks, Arc::new(SlowHttp::new(&clocks, [])), 60_000);
+    let slow = StrandedSlowly {
+        second_save_ms: Some(59_000),
+        renewals: Mutex::new([Renewal::AnsweredLate(59_000), Renewal::LandsLate(59_000)].into()),
+        ..StrandedSlowly::new(&clocks, b_session)
+    };
+    let store = ForwardingStore::fleet(shared.clone(), slow);
+
+    let held = a.session("u1", store.clone()).unwrap().access_token().await;
+
+    let error = held.expect_err("the rotated record's save failed");
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(refreshes(&emu), 1);
+    the_rotation_is_kept(&emu, &shared, &store, &seeded).await;
+    assert_eq!(
+        store.hooks.rotated_saves.load(Ordering::SeqCst),
+        3,
+        "the flight's save, the background one that failed, the one that landed"
     );
 }

@@ -132,7 +132,7 @@ impl TokenStore for Stranding {
 }
 
 /// The lease TTL and store deadline of a default config.
-const DEFAULT_LEASE_TTL_MS: u64 = 60_000;
+const DEFAULT_LEASE_TTL_MS: u64 = 65_000;
 const DEFAULT_STORE_TIMEOUT_MS: u64 = 5_000;
 
 /// Waits for `notify`, failing the test (instead of hanging) should it

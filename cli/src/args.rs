@@ -158,7 +158,7 @@ pub struct StoreArgs {
 pub struct LockArgs {
     /// Longest wait for another process refreshing, linking or revoking the
     /// same session (its lock file), after which the command gives up with
-    /// conflict (12) having sent nothing. Default: --timeout plus 35 s, the
+    /// conflict (12) having sent nothing. Default: --timeout plus 40 s, the
     /// longest refresh another process may be making. `token` and `link`
     /// also try this long to save a renewed session that cannot be saved at
     /// once (a full disk, a stalled writer) before giving up with storage (11).

@@ -11,9 +11,9 @@ use std::io;
 use std::time::Duration;
 
 /// The slack over another process's longest refresh, as the core's lease
-/// wait has it (lease TTL = timeout + retry budget + 10 s with the default
+/// wait has it (lease TTL = timeout + retry budget + 15 s with the default
 /// 5 s store deadline, wait = TTL + 5 s).
-const SLACK_SECS: u64 = 15;
+const SLACK_SECS: u64 = 20;
 
 /// The wait the options give: `--lock-wait`, else as long as the core
 /// waits for another process's refresh lease with these settings.

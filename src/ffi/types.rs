@@ -200,7 +200,7 @@ pub struct TokenClientOptions {
     #[uniffi(default = None)]
     pub max_sessions: Option<i64>,
     /// Fleet stores: how long a refresh lease lasts (ms; default timeout +
-    /// retry budget + the larger of 10 s and `store_timeout_ms` + 5 s; must
+    /// retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s; must
     /// exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
     #[uniffi(default = None)]
     pub lease_ttl_ms: Option<i64>,

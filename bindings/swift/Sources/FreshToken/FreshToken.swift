@@ -4362,7 +4362,7 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
     public var maxSessions: Int64?
     /**
      * Fleet stores: how long a refresh lease lasts (ms; default timeout +
-     * retry budget + the larger of 10 s and `store_timeout_ms` + 5 s; must
+     * retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s; must
      * exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
      */
     public var leaseTtlMs: Int64?
@@ -4451,7 +4451,7 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
          */maxSessions: Int64? = nil, 
         /**
          * Fleet stores: how long a refresh lease lasts (ms; default timeout +
-         * retry budget + the larger of 10 s and `store_timeout_ms` + 5 s; must
+         * retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s; must
          * exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
          */leaseTtlMs: Int64? = nil, 
         /**

@@ -42,7 +42,7 @@ class FleetStoreTest {
         @BeforeClass @JvmStatic fun start() { emu = Emulator.start() }
         @AfterClass @JvmStatic fun stop() { emu.close() }
 
-        /** Any test here that takes longer has hung (the lease-wait budget is 65 s). */
+        /** Any test here that takes longer has hung (the lease-wait budget is 70 s). */
         private const val HANG_MS = 30_000L
     }
 

@@ -327,27 +327,34 @@ impl Attached {
     /// session's flight (no other flight of this process then holds the
     /// lease): renews the lease, saves the pending record if it still is,
     /// and releases the lease once the record is saved and no abandoned save
-    /// of the key can still land. Returns whether nothing is left to keep
-    /// (the lease is released, or another process took it after it lapsed),
-    /// and the session's count of stranded rotations as the try began.
-    pub(crate) async fn save_stranded(&self) -> (bool, u64) {
+    /// of the key can still land. `may_defer`: a renewal answered late may
+    /// leave the save to the next try (see [`crate::fleet::too_late_to_save`]).
+    pub(crate) async fn save_stranded(&self, may_defer: bool) -> StrandedTry {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
         let done = Arc::new(AtomicBool::new(false));
+        let deferred = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicU64::new(0));
-        let (kept, counted) = (done.clone(), seen.clone());
+        let (kept, left, counted) = (done.clone(), deferred.clone(), seen.clone());
         self.saving_flight(
             |_| false,
             move |session| {
-                let (kept, counted) = (kept.clone(), counted.clone());
+                let (kept, left, counted) = (kept.clone(), left.clone(), counted.clone());
                 Box::pin(async move {
                     counted.store(session.cell.lock().strandings, Relaxed);
-                    kept.store(session.renew_and_save().await?, Relaxed);
+                    match session.renew_and_save(may_defer).await? {
+                        None => left.store(true, Relaxed),
+                        Some(finished) => kept.store(finished, Relaxed),
+                    }
                     Ok(())
                 })
             },
         )
         .await;
-        (done.load(Relaxed), seen.load(Relaxed))
+        StrandedTry {
+            done: done.load(Relaxed),
+            deferred: deferred.load(Relaxed),
+            seen: seen.load(Relaxed),
+        }
     }
 
     /// Runs `body` as the session's flight, marked saving-only (callers who
@@ -383,9 +390,11 @@ impl Attached {
         }
     }
 
-    /// The body of [`Attached::save_stranded`]'s flight: `Ok(true)` once
-    /// nothing is left to keep; `Ok(false)` or a storage error: try again.
-    async fn renew_and_save(&self) -> Result<bool, Error> {
+    /// The body of [`Attached::save_stranded`]'s flight: `Ok(Some(true))`
+    /// once nothing is left to keep; `Ok(Some(false))` or a storage error:
+    /// try again; `Ok(None)`: the lease was renewed but the save left to the
+    /// next try.
+    async fn renew_and_save(&self, may_defer: bool) -> Result<Option<bool>, Error> {
         let clock = self.ctx.clock.as_ref();
         let renewing_from = crate::elapsed::Started::now(clock);
         // An acquire by the holding owner extends the lease.
@@ -397,22 +406,19 @@ impl Attached {
                     self.key
                 );
             }
-            return Ok(true);
+            return Ok(Some(true));
         }
         // Saved by this try or by a later call's flight (which does not
         // release: its plan served the token), or a conflict (another
         // process saved the key; the next call reads that record).
         let pending = self.cell.lock().unpersisted;
-        // A renewal answered so late that the save and the next renewal
-        // might outlast the renewed lease: saved at the next try instead.
-        if pending
-            && crate::fleet::too_late_to_save(&self.ctx.config, renewing_from.elapsed_ms(clock))
-        {
-            return Ok(false);
+        let renewing = renewing_from.elapsed_ms(clock);
+        if pending && may_defer && crate::fleet::too_late_to_save(&self.ctx.config, renewing) {
+            return Ok(None);
         }
         let saved = if pending { self.sync().await } else { Ok(()) };
         if self.cell.lock().unpersisted {
-            return saved.map(|()| false);
+            return saved.map(|()| Some(false));
         }
         // An earlier save of the rotated record abandoned at its deadline
         // may still land in the host: a process that took the lease before
@@ -421,10 +427,10 @@ impl Attached {
         // or been given up.
         let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
         if self.abandoned_save_pending(now) {
-            return Ok(false);
+            return Ok(Some(false));
         }
         crate::fleet::release_lease(self).await;
-        Ok(true)
+        Ok(Some(true))
     }
 
     /// A new shared flight, registered in `st`. It clears itself from the
@@ -458,6 +464,17 @@ impl Attached {
         st.saving_only = false;
         flight
     }
+}
+
+/// What one background try of [`crate::fleet::keep_stranded`] left.
+pub(crate) struct StrandedTry {
+    /// Nothing is left to keep: the lease is released, or another process
+    /// took it after it lapsed.
+    pub done: bool,
+    /// The lease was renewed, and the save left to the next try.
+    pub deferred: bool,
+    /// The session's count of stranded rotations as the try began.
+    pub seen: u64,
 }
 
 /// `f` of the record in `st` when the cached path may serve its token at

@@ -3,7 +3,7 @@
 //! with backoff, re-read the store, and use the record the holder saved.
 //! A holder that dies delays the others by at most the lease TTL.
 
-use crate::attached::Attached;
+use crate::attached::{Attached, StrandedTry};
 use crate::config::lease_held_ms;
 use crate::elapsed::Started;
 use crate::error::Error;
@@ -243,9 +243,20 @@ pub(crate) fn keep_stranded(session: &Attached) {
         // returns at once and whose time stands still (a fake one), the
         // horizon would never come.
         let mut waited: u64 = 0;
+        // One late renewal is often a blip, and waiting for a quicker one
+        // costs a pause; a store that answers every renewal late would
+        // answer the next late too, and waiting on would only keep the
+        // record unsaved until the lease is given up. So a save is left to
+        // the next try at most once in a row.
+        let mut may_defer = true;
         loop {
             let tried_from = Started::now(clock.as_ref());
-            let (done, seen) = session.save_stranded().await;
+            let StrandedTry {
+                done,
+                deferred,
+                seen,
+            } = session.save_stranded(may_defer).await;
+            may_defer = !deferred;
             if seen != kept {
                 // A later call stranded a newer rotation since the last try
                 // (this one saved it, or tried): kept afresh, with ten
@@ -299,7 +310,7 @@ pub(crate) fn keep_stranded(session: &Attached) {
 /// the next renewal (another) might not both land within it. Another
 /// process could then take the lapsed lease and send the spent refresh
 /// token. A TTL too short for two deadlines even after a quick renewal
-/// saves anyway: skipping would only keep the record unsaved.
+/// saves anyway: leaving the save would only keep the record unsaved.
 pub(crate) fn too_late_to_save(config: &crate::config::Config, renewing_ms: u64) -> bool {
     let two_deadlines = config.store_timeout_ms.saturating_mul(2);
     two_deadlines < config.lease_ttl_ms

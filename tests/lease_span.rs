@@ -407,12 +407,14 @@ struct StrandedSlowly {
     renewals: Mutex<VecDeque<Renewal>>,
     loads: AtomicU32,
     rotated_saves: AtomicU32,
+    /// Renewals (acquires) since the first rotated save failed.
+    renewed: AtomicU32,
     other: Meanwhile,
     done: tokio::sync::Notify,
 }
 
 impl StrandedSlowly {
-    fn new(clocks: &Arc<Clocks>, other: UserSession) -> Self {
+    fn new(clocks: &Arc<Clocks>, other: Option<UserSession>) -> Self {
         StrandedSlowly {
             clocks: clocks.clone(),
             before_send_ms: 0,
@@ -421,7 +423,8 @@ impl StrandedSlowly {
             renewals: Mutex::new(VecDeque::new()),
             loads: AtomicU32::new(0),
             rotated_saves: AtomicU32::new(0),
-            other: Meanwhile::of(other),
+            renewed: AtomicU32::new(0),
+            other: other.map(Meanwhile::of).unwrap_or_default(),
             done: tokio::sync::Notify::new(),
         }
     }
@@ -431,6 +434,7 @@ impl StrandedSlowly {
 impl StoreHooks for StrandedSlowly {
     async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
         let renewal = if self.rotated_saves.load(Ordering::SeqCst) > 0 {
+            self.renewed.fetch_add(1, Ordering::SeqCst);
             self.renewals.lock().unwrap().pop_front()
         } else {
             None
@@ -462,6 +466,9 @@ impl StoreHooks for StrandedSlowly {
         if rec.in_doubt {
             self.clocks.pass(self.before_send_ms); // the write-ahead
             return call.forward().await;
+        }
+        if rec.access_token.is_none() {
+            return call.forward().await; // a seed
         }
         let failing = match self.rotated_saves.fetch_add(1, Ordering::SeqCst) {
             0 => Some(self.first_save_ms),
@@ -538,7 +545,7 @@ async fn a_rotated_save_failing_at_its_deadline(before_send_ms: u64) {
         before_send_ms,
         first_save_ms: 4_900,
         renewals: Mutex::new([Renewal::LandsLate(4_900)].into()),
-        ..StrandedSlowly::new(&clocks, b_session)
+        ..StrandedSlowly::new(&clocks, Some(b_session))
     };
     let store = ForwardingStore::fleet(shared.clone(), slow);
 
@@ -565,8 +572,8 @@ async fn a_holder_renews_the_lease_before_sending_when_it_may_not_outlast_that_r
 /// answered 59 s late, so its save (up to 60 s more) and the next renewal
 /// (up to 60 s to land) might not fit in the renewed lease: that try must
 /// leave the save to the next. The next renewal lands 59 s late as the
-/// other process asks, and is answered 59 s late too; the one after it is
-/// quick, and its save fails after 59 s; the next lands.
+/// other process asks (so it is late too, but a save is left at most once
+/// in a row); its save fails after 59 s; the next try saves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_background_try_whose_renewal_answered_late_leaves_the_save_to_the_next() {
     let emu = Emulator::start(Options::default()).unwrap();
@@ -581,7 +588,7 @@ async fn a_background_try_whose_renewal_answered_late_leaves_the_save_to_the_nex
     let slow = StrandedSlowly {
         second_save_ms: Some(59_000),
         renewals: Mutex::new([Renewal::AnsweredLate(59_000), Renewal::LandsLate(59_000)].into()),
-        ..StrandedSlowly::new(&clocks, b_session)
+        ..StrandedSlowly::new(&clocks, Some(b_session))
     };
     let store = ForwardingStore::fleet(shared.clone(), slow);
 
@@ -596,4 +603,41 @@ async fn a_background_try_whose_renewal_answered_late_leaves_the_save_to_the_nex
         3,
         "the flight's save, the background one that failed, the one that landed"
     );
+}
+
+/// A store deadline of 60 s, and a store that answers every renewal of the
+/// lease 59 s late but saves: the background save leaves the save once,
+/// then saves at its second try instead of waiting on for a quick renewal
+/// until the lease is given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_answers_every_renewal_late_still_gets_the_rotation_saved() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let clocks = Clocks::one();
+    let shared = Arc::new(MemoryStore::with_leases(clocks.truth.clone()));
+    let a = spawning_holder(&emu, &clocks, Arc::new(SlowHttp::new(&clocks, [])), 60_000);
+    let slow = StrandedSlowly {
+        renewals: Mutex::new([Renewal::AnsweredLate(59_000); 8].into()),
+        ..StrandedSlowly::new(&clocks, None)
+    };
+    let store = ForwardingStore::fleet(shared.clone(), slow);
+    let session = a.session("u1", store.clone()).unwrap();
+    seed_family(&emu, &session).await;
+
+    let error = session.access_token().await.unwrap_err();
+
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        store.hooks.done.notified(),
+    )
+    .await
+    .expect("the background save ended");
+    assert_eq!(
+        store.hooks.renewed.load(Ordering::SeqCst),
+        2,
+        "one try left the save, the next saved"
+    );
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert!(!stored.in_doubt, "the rotated record was saved");
+    assert_eq!(refreshes(&emu), 1);
 }

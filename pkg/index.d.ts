@@ -79,7 +79,7 @@ export interface TokenClientOptions {
   storeTimeoutMs?: number;
   /** Idle sessions kept in memory (default 100000). */
   maxSessions?: number;
-  /** Fleet stores: how long a refresh lease lasts (ms; default timeout + retry budget + the larger of 10 s and twice storeTimeoutMs + 5 s, which also covers a renewal after a rotated save that failed at its deadline; must exceed timeoutMs + retry budget + 1 s (HTTP grace) + storeTimeoutMs, which covers the request with its retries and the save of the rotated token; at most one hour). */
+  /** Fleet stores: how long a refresh lease lasts (ms; default timeout + retry budget + the larger of 10 s and twice storeTimeoutMs + 5 s, and at least three times storeTimeoutMs + 5 s, which also covers the renewals around a rotated save that failed at its deadline; must exceed timeoutMs + retry budget + 1 s (HTTP grace) + storeTimeoutMs, which covers the request with its retries and the save of the rotated token; at most one hour). */
   leaseTtlMs?: number;
   /** Fleet stores: how long to wait for another process's lease before a ConflictError (ms; default lease TTL + 5 s; at most one hour and 5 s). */
   leaseWaitMs?: number;

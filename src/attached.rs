@@ -416,7 +416,11 @@ impl Attached {
         if pending && may_defer && crate::fleet::too_late_to_save(&self.ctx.config, renewing) {
             return Ok(None);
         }
-        let saved = if pending { self.sync().await } else { Ok(()) };
+        let saved = if pending {
+            self.sync_renewing(false).await
+        } else {
+            Ok(())
+        };
         if self.cell.lock().unpersisted {
             return saved.map(|()| Some(false));
         }

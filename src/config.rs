@@ -349,7 +349,7 @@ impl ConfigBuilder {
 
     /// How long a fleet refresh lease lasts (ms; default: request timeout +
     /// retry budget + the larger of 10 s and twice `store_timeout_ms` + 5
-    /// s). It must be longer than `timeout_ms` + the retry budget + 1 s (the
+    /// s, and at least three times `store_timeout_ms` + 5 s). It must be longer than `timeout_ms` + the retry budget + 1 s (the
     /// HTTP grace) + `store_timeout_ms`: a whole refresh with its retries and
     /// the save of the rotated record, so that no other process refreshes
     /// while the holder's request may still land or its save is under way.
@@ -602,10 +602,14 @@ pub(crate) fn lease_held_ms(timeout_ms: u64, budget_ms: u64, store_timeout_ms: u
 /// the renewal that keeps the lease while it is saved again
 /// ([`crate::fleet::keep_stranded`]) may take one more deadline to land,
 /// and a lease lapsed by then lets another process send the spent refresh
-/// token. A user who only raises `store_timeout_ms` gets a longer lease,
-/// not an error.
+/// token. It is also longer than three store deadlines and 5 s: each later
+/// save of that record is a renewal, the save and the next renewal, each up
+/// to a deadline (this decides when the store deadline is longer than the
+/// request's timeout and retry budget). A user who only raises
+/// `store_timeout_ms` gets a longer lease, not an error.
 fn default_lease_ttl_ms(timeout_ms: u64, budget_ms: u64, store_timeout_ms: u64) -> u64 {
-    timeout_ms + budget_ms + 10_000u64.max(2 * store_timeout_ms + 5_000)
+    let refresh = timeout_ms + budget_ms + 10_000u64.max(2 * store_timeout_ms + 5_000);
+    refresh.max(3 * store_timeout_ms + 5_000)
 }
 
 fn non_negative(field: &str, value: Option<i64>, default: i64) -> Result<u64, Error> {
@@ -772,6 +776,18 @@ mod tests {
             .build()
             .unwrap();
         assert!(c.lease_ttl_ms > lease_held_ms(600_000, 600_000, 600_000) + 600_000);
+        // A store deadline longer than the request's timeout and budget:
+        // three deadlines (a renewal, a save, the next renewal) and 5 s.
+        let c = b()
+            .timeout_ms(1_000)
+            .retry(RetryPolicy {
+                budget_ms: 0,
+                ..RetryPolicy::default()
+            })
+            .store_timeout_ms(60_000)
+            .build()
+            .unwrap();
+        assert_eq!(c.lease_ttl_ms, 185_000);
         // A short store deadline keeps the 10 s margin.
         let c = b().store_timeout_ms(100).build().unwrap();
         assert_eq!(c.lease_ttl_ms, 60_000);

@@ -135,7 +135,8 @@ pub(crate) async fn hold_before_save(session: &Attached, since: Started) -> Resu
 }
 
 /// When the lease asked for at `since` may not outlast `want_ms` more:
-/// renews it (an `acquire` by the holding owner extends it) and checks
+/// renews it (an `acquire` by the holding owner extends it) and, unless
+/// the renewal was answered before the lease could have lapsed, checks
 /// that the stored record (its version, or, without versions, the record
 /// itself) is still the one in memory, read or written under the lease.
 /// Another process holding the lease, or a record it saved meanwhile, is
@@ -164,13 +165,12 @@ async fn renewed_if_short(
                 .to_owned(),
         });
     }
-    let expected = session.cell.lock().version.clone();
-    let changed = match session.stored_version().await? {
-        Some(stored) => stored != expected,
-        // No versions: the record itself tells.
-        None => session.load_current().await?.0.as_deref() != session.cell.lock().record.as_deref(),
-    };
-    if changed {
+    // A renewal answered before the lease it renews could have lapsed kept
+    // it held throughout: no other process took it, so none refreshed or
+    // saved under it, and there is nothing to compare (an early renewal,
+    // with room left, then costs one store call, not two).
+    let held_throughout = since.elapsed_ms(clock) < config.lease_ttl_ms;
+    if !held_throughout && stored_record_changed(session).await? {
         session.reread_next();
         return Err(Error::Conflict {
             message: "the refresh lease lapsed and another process saved the record \
@@ -187,6 +187,17 @@ async fn renewed_if_short(
         )));
     }
     Ok(renewing_from)
+}
+
+/// Whether the stored record (its version, or, without versions, the
+/// record itself) is no longer the one in memory.
+async fn stored_record_changed(session: &Attached) -> Result<bool, Error> {
+    let expected = session.cell.lock().version.clone();
+    Ok(match session.stored_version().await? {
+        Some(stored) => stored != expected,
+        // No versions: the record itself tells.
+        None => session.load_current().await?.0.as_deref() != session.cell.lock().record.as_deref(),
+    })
 }
 
 /// How long a rotation whose save failed is kept trying in the background,

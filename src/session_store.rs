@@ -166,19 +166,36 @@ impl Attached {
     /// Saves a pending record, or else re-reads the store (another process
     /// may have rotated the token; DESIGN point 12).
     pub(crate) async fn sync(&self) -> Result<(), Error> {
-        let (pending, generation, over) = {
+        self.sync_renewing(true).await
+    }
+
+    /// [`Attached::sync`]. `renew_kept`: while this process keeps the
+    /// fleet lease for a pending record ([`crate::fleet::keep_stranded`]),
+    /// the lease is renewed before the record is saved. A call's save
+    /// between two background tries (a store deadline) would otherwise
+    /// delay the next renewal past the lease, and another process would
+    /// read the in-doubt record and send the spent refresh token. Whether
+    /// the renewal finds the lease still held changes nothing here: the
+    /// record is the newest there is either way, and the background try
+    /// tells.
+    pub(crate) async fn sync_renewing(&self, renew_kept: bool) -> Result<(), Error> {
+        let (pending, generation, over, kept) = {
             let st = self.cell.lock();
             let over = st.save_over == st.generation;
             (
                 st.unpersisted.then(|| st.record.clone()),
                 st.generation,
                 over,
+                st.keeping.is_some_and(|by| !by.elsewhere()),
             )
         };
         if let Some(pending) = pending {
             let Some(record) = pending else {
                 return Ok(());
             };
+            if renew_kept && kept && self.store.supports_lease() {
+                self.acquire().await?;
+            }
             if over {
                 // A code exchange's record (`Attached::save_over`).
                 if let Some(version) = self.stored_version().await? {

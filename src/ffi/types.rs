@@ -200,8 +200,9 @@ pub struct TokenClientOptions {
     #[uniffi(default = None)]
     pub max_sessions: Option<i64>,
     /// Fleet stores: how long a refresh lease lasts (ms; default timeout +
-    /// retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s; must
-    /// exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
+    /// retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s,
+    /// at least three times `store_timeout_ms` + 5 s; must exceed
+    /// `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
     #[uniffi(default = None)]
     pub lease_ttl_ms: Option<i64>,
     /// Fleet stores: how long to wait for another process's lease (ms).

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use tokio::sync::{mpsc, Notify};
 
+pub mod slow_fleet;
+
 pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-secret";
 

@@ -4362,8 +4362,9 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
     public var maxSessions: Int64?
     /**
      * Fleet stores: how long a refresh lease lasts (ms; default timeout +
-     * retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s; must
-     * exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
+     * retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s,
+     * at least three times `store_timeout_ms` + 5 s; must exceed
+     * `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
      */
     public var leaseTtlMs: Int64?
     /**
@@ -4451,8 +4452,9 @@ public struct TokenClientOptions: CustomDebugStringConvertible, CustomStringConv
          */maxSessions: Int64? = nil, 
         /**
          * Fleet stores: how long a refresh lease lasts (ms; default timeout +
-         * retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s; must
-         * exceed `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
+         * retry budget + the larger of 10 s and twice `store_timeout_ms` + 5 s,
+         * at least three times `store_timeout_ms` + 5 s; must exceed
+         * `timeout_ms` + retry budget + 1 s + `store_timeout_ms`).
          */leaseTtlMs: Int64? = nil, 
         /**
          * Fleet stores: how long to wait for another process's lease (ms).

@@ -427,11 +427,23 @@ describe('fleet stores on real servers', { skip }, () => {
         const before = await emu.refreshRequests();
         const reuseBefore = (await emu.counters()).reuse_detected;
         // a refreshes; the save of its rotated record fails (the store blipped).
+        // a's background save then renews its lease and saves again; its
+        // first renewal waits until b has found the lease held, so that b
+        // never finds it already released (which would leave nothing to test).
         let blip = true;
+        let bRefused;
+        const refused = new Promise((resolve) => { bRefused = resolve; });
+        let heldBack = false;
         const flaky = {
           load: (k) => store.load(k),
           save: (k, r) => store.save(k, r),
-          acquire: (k, o, t) => store.acquire(k, o, t),
+          async acquire(k, o, t) {
+            if (!blip && !heldBack) {
+              heldBack = true;
+              await refused;
+            }
+            return store.acquire(k, o, t);
+          },
           release: (k, o) => store.release(k, o),
           loadVersioned: (k) => store.loadVersioned(k),
           async saveVersioned(k, r, expected) {
@@ -452,6 +464,7 @@ describe('fleet stores on real servers', { skip }, () => {
           async acquire(k, o, t) {
             const taken = await store.acquire(k, o, t);
             if (!taken && !retried) {
+              bRefused();
               retried = a.session(key, flaky).accessToken();
               await retried.catch(() => {});
             }
@@ -459,6 +472,7 @@ describe('fleet stores on real servers', { skip }, () => {
           },
         };
         const served = await b.session(key, waiting).accessToken().then((t) => t, (e) => e);
+        bRefused(); // should b never have been refused, a's background save goes on all the same
         assert.equal(await emu.refreshRequests(), before + 1, 'the replaced refresh token was not sent again');
         assert.equal((await emu.counters()).reuse_detected, reuseBefore, 'no reuse, no revoked family');
         assert.ok(retried, 'b found a\'s lease held');

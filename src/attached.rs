@@ -330,31 +330,29 @@ impl Attached {
     /// of the key can still land. `may_defer`: a renewal answered late may
     /// leave the save to the next try (see [`crate::fleet::too_late_to_save`]).
     pub(crate) async fn save_stranded(&self, may_defer: bool) -> StrandedTry {
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-        let done = Arc::new(AtomicBool::new(false));
-        let deferred = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(AtomicU64::new(0));
-        let (kept, left, counted) = (done.clone(), deferred.clone(), seen.clone());
+        use std::sync::{Mutex, PoisonError};
+        let tried = Arc::new(Mutex::new(StrandedTry {
+            end: TryEnd::Again,
+            seen: 0,
+        }));
+        let noted = tried.clone();
         self.saving_flight(
             |_| false,
             move |session| {
-                let (kept, left, counted) = (kept.clone(), left.clone(), counted.clone());
+                let noted = noted.clone();
                 Box::pin(async move {
-                    counted.store(session.cell.lock().strandings, Relaxed);
-                    match session.renew_and_save(may_defer).await? {
-                        None => left.store(true, Relaxed),
-                        Some(finished) => kept.store(finished, Relaxed),
-                    }
-                    Ok(())
+                    let seen = session.cell.lock().strandings;
+                    let ended = session.renew_and_save(may_defer).await;
+                    let end = *ended.as_ref().unwrap_or(&TryEnd::Again);
+                    *noted.lock().unwrap_or_else(PoisonError::into_inner) =
+                        StrandedTry { end, seen };
+                    ended.map(drop)
                 })
             },
         )
         .await;
-        StrandedTry {
-            done: done.load(Relaxed),
-            deferred: deferred.load(Relaxed),
-            seen: seen.load(Relaxed),
-        }
+        let tried = *tried.lock().unwrap_or_else(PoisonError::into_inner);
+        tried
     }
 
     /// Runs `body` as the session's flight, marked saving-only (callers who
@@ -390,11 +388,9 @@ impl Attached {
         }
     }
 
-    /// The body of [`Attached::save_stranded`]'s flight: `Ok(Some(true))`
-    /// once nothing is left to keep; `Ok(Some(false))` or a storage error:
-    /// try again; `Ok(None)`: the lease was renewed but the save left to the
-    /// next try.
-    async fn renew_and_save(&self, may_defer: bool) -> Result<Option<bool>, Error> {
+    /// The body of [`Attached::save_stranded`]'s flight; a storage error:
+    /// try again.
+    async fn renew_and_save(&self, may_defer: bool) -> Result<TryEnd, Error> {
         let clock = self.ctx.clock.as_ref();
         let renewing_from = crate::elapsed::Started::now(clock);
         // An acquire by the holding owner extends the lease.
@@ -406,7 +402,7 @@ impl Attached {
                     self.key
                 );
             }
-            return Ok(Some(true));
+            return Ok(TryEnd::Done);
         }
         // Saved by this try or by a later call's flight (which does not
         // release: its plan served the token), or a conflict (another
@@ -414,7 +410,7 @@ impl Attached {
         let pending = self.cell.lock().unpersisted;
         let renewing = renewing_from.elapsed_ms(clock);
         if pending && may_defer && crate::fleet::too_late_to_save(&self.ctx.config, renewing) {
-            return Ok(None);
+            return Ok(TryEnd::Deferred);
         }
         let saved = if pending {
             self.sync_renewing(false).await
@@ -422,7 +418,7 @@ impl Attached {
             Ok(())
         };
         if self.cell.lock().unpersisted {
-            return saved.map(|()| Some(false));
+            return saved.map(|()| TryEnd::Again);
         }
         // An earlier save of the rotated record abandoned at its deadline
         // may still land in the host: a process that took the lease before
@@ -431,10 +427,10 @@ impl Attached {
         // or been given up.
         let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
         if self.abandoned_save_pending(now) {
-            return Ok(Some(false));
+            return Ok(TryEnd::Again);
         }
         crate::fleet::release_lease(self).await;
-        Ok(Some(true))
+        Ok(TryEnd::Done)
     }
 
     /// A new shared flight, registered in `st`. It clears itself from the
@@ -471,14 +467,24 @@ impl Attached {
 }
 
 /// What one background try of [`crate::fleet::keep_stranded`] left.
+#[derive(Clone, Copy)]
 pub(crate) struct StrandedTry {
-    /// Nothing is left to keep: the lease is released, or another process
-    /// took it after it lapsed.
-    pub done: bool,
-    /// The lease was renewed, and the save left to the next try.
-    pub deferred: bool,
+    /// How the try ended.
+    pub end: TryEnd,
     /// The session's count of stranded rotations as the try began.
     pub seen: u64,
+}
+
+/// How a background try of [`crate::fleet::keep_stranded`] ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TryEnd {
+    /// Nothing is left to keep: the lease is released, or another process
+    /// took it after it lapsed.
+    Done,
+    /// Try again: the save failed, or an abandoned save may still land.
+    Again,
+    /// The lease was renewed, and the save left to the next try.
+    Deferred,
 }
 
 /// `f` of the record in `st` when the cached path may serve its token at

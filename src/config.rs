@@ -349,12 +349,13 @@ impl ConfigBuilder {
 
     /// How long a fleet refresh lease lasts (ms; default: request timeout +
     /// retry budget + the larger of 10 s and twice `store_timeout_ms` + 5
-    /// s, and at least three times `store_timeout_ms` + 5 s). It must be longer than `timeout_ms` + the retry budget + 1 s (the
-    /// HTTP grace) + `store_timeout_ms`: a whole refresh with its retries and
-    /// the save of the rotated record, so that no other process refreshes
-    /// while the holder's request may still land or its save is under way.
-    /// The default also covers the renewal that follows a rotated save
-    /// failing at its deadline; a shorter TTL leaves that renewal to luck.
+    /// s, and at least three times `store_timeout_ms` + 5 s). It must be
+    /// longer than `timeout_ms` + the retry budget + 1 s (the HTTP grace) +
+    /// `store_timeout_ms`: a whole refresh with its retries and the save of
+    /// the rotated record, so that no other process refreshes while the
+    /// holder's request may still land or its save is under way. The
+    /// default also covers the renewals around a rotated save that fails at
+    /// its deadline; a shorter TTL leaves them to luck.
     pub fn lease_ttl_ms(mut self, ms: i64) -> Self {
         self.lease_ttl_ms = Some(ms);
         self

@@ -3,7 +3,7 @@
 //! with backoff, re-read the store, and use the record the holder saved.
 //! A holder that dies delays the others by at most the lease TTL.
 
-use crate::attached::{Attached, StrandedTry};
+use crate::attached::{Attached, StrandedTry, TryEnd};
 use crate::config::lease_held_ms;
 use crate::elapsed::Started;
 use crate::error::Error;
@@ -262,12 +262,9 @@ pub(crate) fn keep_stranded(session: &Attached) {
         let mut may_defer = true;
         loop {
             let tried_from = Started::now(clock.as_ref());
-            let StrandedTry {
-                done,
-                deferred,
-                seen,
-            } = session.save_stranded(may_defer).await;
-            may_defer = !deferred;
+            let StrandedTry { end, seen } = session.save_stranded(may_defer).await;
+            let done = end == TryEnd::Done;
+            may_defer = end != TryEnd::Deferred;
             if seen != kept {
                 // A later call stranded a newer rotation since the last try
                 // (this one saved it, or tried): kept afresh, with ten

@@ -53,6 +53,8 @@ enum Renewal {
     /// It lands this late (ms); just before it does, the other process
     /// asks for a token.
     LandsLate(u64),
+    /// It never answers (`stalled` is told once it is asked).
+    Stalls,
 }
 
 /// A fleet store on which the rotated record's saves fail, and what the
@@ -73,6 +75,7 @@ struct StrandedSlowly {
     renewed: AtomicU32,
     other: Meanwhile,
     done: Notify,
+    stalled: Notify,
 }
 
 impl StrandedSlowly {
@@ -87,6 +90,7 @@ impl StrandedSlowly {
             renewed: AtomicU32::new(0),
             other: other.map(Meanwhile::of).unwrap_or_default(),
             done: Notify::new(),
+            stalled: Notify::new(),
         }
     }
 }
@@ -103,6 +107,10 @@ impl StoreHooks for StrandedSlowly {
         if let Some(Renewal::LandsLate(ms)) = renewal {
             self.clocks.pass(ms);
             self.other.run().await;
+        }
+        if let Some(Renewal::Stalls) = renewal {
+            self.stalled.notify_one();
+            std::future::pending::<()>().await;
         }
         let taken = call.forward().await;
         if let Some(Renewal::AnsweredLate(ms)) = renewal {
@@ -170,6 +178,32 @@ impl Clock for GatedPause {
     async fn timer(&self, ms: u64) {
         self.clock.timer(ms).await
     }
+}
+
+/// A holder with the default configuration but for `store_timeout_ms`,
+/// whose background save's first pause waits for the test.
+fn gated_holder(
+    emu: &Emulator,
+    clocks: &Arc<Clocks>,
+    store_timeout_ms: i64,
+) -> (Arc<GatedPause>, TokenClient) {
+    let gated = Arc::new(GatedPause {
+        clock: clocks.local.clone(),
+        armed: AtomicBool::new(true),
+        paused: Notify::new(),
+        go_on: Notify::new(),
+    });
+    let http = Arc::new(SlowHttp::new(clocks, []));
+    let a = holder(emu, gated.clone(), http, store_timeout_ms, None);
+    (gated, a)
+}
+
+/// `session`'s call whose rotated save fails (`storage`), then the pause
+/// after its background save's first try, which waits for the test.
+async fn stranded_until_paused(session: &UserSession, gated: &GatedPause) {
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    within(&gated.paused, "the background save's pause").await;
 }
 
 /// Waits for `notify`, failing the test (instead of hanging) should it
@@ -292,14 +326,7 @@ async fn the_default_lease_outlasts_a_late_renewal_a_failed_save_and_the_next_re
 async fn a_call_between_background_tries_renews_the_lease_before_it_saves() {
     let clocks = Clocks::one();
     let (emu, shared, b_session, seeded) = fleet(&clocks).await;
-    let gated = Arc::new(GatedPause {
-        clock: clocks.local.clone(),
-        armed: AtomicBool::new(true),
-        paused: Notify::new(),
-        go_on: Notify::new(),
-    });
-    let http = Arc::new(SlowHttp::new(&clocks, []));
-    let a = holder(&emu, gated.clone(), http, 60_000, None);
+    let (gated, a) = gated_holder(&emu, &clocks, 60_000);
     let slow = StrandedSlowly {
         saves: Mutex::new([0, 59_000, 59_000].into()),
         renewals: Mutex::new([Renewal::AnsweredLate(59_000), Renewal::LandsLate(59_000)].into()),
@@ -307,11 +334,7 @@ async fn a_call_between_background_tries_renews_the_lease_before_it_saves() {
     };
     let store = ForwardingStore::fleet(shared.clone(), slow);
     let session = a.session("u1", store.clone()).unwrap();
-    assert_eq!(
-        session.access_token().await.unwrap_err().code().as_str(),
-        "storage"
-    );
-    within(&gated.paused, "the background save's pause").await;
+    stranded_until_paused(&session, &gated).await;
 
     let during = session.access_token().await;
 
@@ -384,4 +407,64 @@ async fn a_store_that_answers_every_renewal_late_still_gets_the_rotation_saved()
     let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
     assert!(!stored.in_doubt, "the rotated record was saved");
     assert_eq!(refreshes(&emu), 1);
+}
+
+/// The default configuration. The rotated record's save fails, and so does
+/// the background save's first try; during the pause after it the user
+/// calls, and the renewal that call makes before saving never answers. The
+/// call gets `storage` at the store deadline, having saved nothing over
+/// anything; the record stays pending, and the background save's next try
+/// renews the lease and saves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_renewal_never_answers_gets_storage_and_the_background_save_goes_on() {
+    let clocks = Clocks::one();
+    let (emu, shared, _, seeded) = fleet(&clocks).await;
+    let (gated, a) = gated_holder(&emu, &clocks, 5_000);
+    let slow = StrandedSlowly {
+        saves: Mutex::new([0, 0].into()),
+        renewals: Mutex::new([Renewal::AnsweredLate(0), Renewal::Stalls].into()),
+        ..StrandedSlowly::new(&clocks, None)
+    };
+    let store = ForwardingStore::fleet(shared.clone(), slow);
+    let session = a.session("u1", store.clone()).unwrap();
+    stranded_until_paused(&session, &gated).await;
+
+    let during = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    within(&store.hooks.stalled, "the call's renewal").await;
+    for _ in 0..10_000 {
+        if clocks.local.pending_timers() > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        clocks.local.pending_timers() > 0,
+        "the renewal's deadline is armed"
+    );
+    clocks.pass(5_001);
+    let error = during
+        .await
+        .unwrap()
+        .expect_err("the renewal never answered");
+
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    assert_eq!(
+        store.hooks.rotated_saves.load(Ordering::SeqCst),
+        2,
+        "the call saved nothing after its renewal stalled"
+    );
+    gated.go_on.notify_one();
+    within(&store.hooks.done, "the end of the background save").await;
+    let stored = freshtoken::Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert!(!stored.in_doubt, "the rotated record was saved");
+    assert_eq!(emu.refresh_token_state(&seeded), TokenState::Consumed);
+    let rotated = stored.refresh_token.unwrap();
+    assert_eq!(
+        emu.refresh_token_state(rotated.expose()),
+        TokenState::Active
+    );
+    assert_eq!(emu.counters().reuse_detected, 0);
 }

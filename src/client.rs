@@ -232,7 +232,10 @@ impl TokenClient {
         if refresh_token.is_empty() {
             return Err(Error::config("refresh_token", "must not be empty"));
         }
-        let grant = Grant::Refresh { refresh_token };
+        let grant = Grant::Refresh {
+            refresh_token,
+            known: &[],
+        };
         match exchange::call(&self.ctx, &grant).await {
             Ok(issued) => Ok(issued.response),
             Err(CallFailure {

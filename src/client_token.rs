@@ -250,7 +250,7 @@ async fn revoke_one(
         return Ok(());
     }
     let started = ctx.clock.now_ms();
-    let revoked = crate::revoke::revoke_token(ctx, &token.value, "access_token").await;
+    let revoked = crate::revoke::revoke_token(ctx, &token.value, "access_token", &[]).await;
     let details = Details {
         scope: Some(scope),
         duration_ms: Some(ctx.since(started)),

@@ -122,8 +122,16 @@ pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, Cal
 
 /// Revokes `token` (RFC 7009) with the retry and error rules of token
 /// requests; any 2xx answer means done (the body is ignored, §2.2).
-pub(crate) async fn revoke(ctx: &Context, token: &str, hint: &str) -> Result<(), CallFailure> {
-    send(ctx, &Grant::Revoke { token, hint }).await.map(drop)
+/// `known`: the session's other tokens, scrubbed from the server's text.
+pub(crate) async fn revoke(
+    ctx: &Context,
+    token: &str,
+    hint: &str,
+    known: &[Secret],
+) -> Result<(), CallFailure> {
+    send(ctx, &Grant::Revoke { token, hint, known })
+        .await
+        .map(drop)
 }
 
 /// [`call`] for every grant: `None` is a revocation's accepted answer.

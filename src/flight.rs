@@ -159,8 +159,8 @@ impl Attached {
                     .to_owned(),
             }),
             Claimed::Rotated => Err(Error::Conflict {
-                message: "another client of this process already rotated this refresh \
-                          token, and this session's store still holds the spent one; \
+                message: "another client of this process already rotated or revoked \
+                          this refresh token, and this session's store still holds it; \
                           nothing was sent"
                     .to_owned(),
             }),
@@ -289,8 +289,10 @@ impl Attached {
         refresh_token: Secret,
         in_doubt: bool,
     ) -> Result<TokenInfo, Error> {
+        let known = self.cell.lock().secrets();
         let grant = Grant::Refresh {
             refresh_token: refresh_token.expose(),
+            known: &known,
         };
         let started = self.refresh_started();
         let answer = exchange::call(&self.ctx, &grant).await;

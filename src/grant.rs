@@ -9,7 +9,12 @@ use base64::Engine;
 /// One token request's grant and its parameters.
 pub(crate) enum Grant<'a> {
     /// `grant_type=refresh_token`.
-    Refresh { refresh_token: &'a str },
+    Refresh {
+        refresh_token: &'a str,
+        /// Every token the session knows (never sent): scrubbed from the
+        /// server's text like the one sent (DESIGN point 16).
+        known: &'a [Secret],
+    },
     /// `grant_type=client_credentials` for a (sorted) scope set.
     ClientCredentials { scope: &'a str },
     /// `grant_type=authorization_code` with the PKCE verifier.
@@ -23,6 +28,8 @@ pub(crate) enum Grant<'a> {
         token: &'a str,
         /// `refresh_token` or `access_token`.
         hint: &'a str,
+        /// As [`Grant::Refresh`]'s: the session's other tokens.
+        known: &'a [Secret],
     },
 }
 
@@ -37,17 +44,25 @@ impl Grant<'_> {
         }
     }
 
-    /// The secret values this grant carries, for scrubbing server text.
+    /// The secret values this grant carries or its session knows, for
+    /// scrubbing server text.
     pub(crate) fn secrets(&self) -> Vec<&str> {
         match self {
-            Grant::Refresh { refresh_token } => vec![refresh_token],
+            Grant::Refresh {
+                refresh_token: sent,
+                known,
+            }
+            | Grant::Revoke {
+                token: sent, known, ..
+            } => std::iter::once(*sent)
+                .chain(known.iter().map(Secret::expose))
+                .collect(),
             Grant::ClientCredentials { .. } => vec![],
             Grant::AuthorizationCode {
                 code,
                 code_verifier,
                 ..
             } => vec![code, code_verifier],
-            Grant::Revoke { token, .. } => vec![token],
         }
     }
 }
@@ -89,7 +104,7 @@ pub(crate) async fn build_request(
         form.append_pair("client_id", &config.client_id);
     }
     match grant {
-        Grant::Refresh { refresh_token } => {
+        Grant::Refresh { refresh_token, .. } => {
             form.append_pair("refresh_token", refresh_token);
         }
         Grant::ClientCredentials { scope } => {
@@ -107,7 +122,7 @@ pub(crate) async fn build_request(
             form.append_pair("redirect_uri", redirect_uri);
             form.append_pair("code_verifier", code_verifier);
         }
-        Grant::Revoke { token, hint } => {
+        Grant::Revoke { token, hint, .. } => {
             form.append_pair("token", token);
             form.append_pair("token_type_hint", hint);
         }
@@ -205,6 +220,7 @@ mod tests {
             &c,
             &Grant::Refresh {
                 refresh_token: "rt+/=",
+                known: &[],
             },
             0,
         )
@@ -276,6 +292,7 @@ mod tests {
             &c,
             &Grant::Refresh {
                 refresh_token: "rt",
+                known: &[],
             },
             0,
         )

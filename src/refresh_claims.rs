@@ -12,10 +12,13 @@
 //! record. That a claim rotated its token is kept for [`REMEMBERED_MS`]: a
 //! flight that read its store before the rotation was saved reads it
 //! again, and one whose store still holds the spent token then sends
-//! nothing (`conflict`). The rotated record itself is never handed to
-//! another state: a spent token replayed into this process (say, from a
-//! leaked copy) must meet the server's reuse detection, not get the newest
-//! tokens.
+//! nothing (`conflict`). A revocation claims the token it revokes too
+//! (`revoke.rs`): a flight that read the store before the revoked mark was
+//! saved waits for it, reads again and finds the session dead; once the
+//! revocation ended, the token counts as rotated. The rotated record
+//! itself is never handed to another state: a spent token replayed into
+//! this process (say, from a leaked copy) must meet the server's reuse
+//! detection, not get the newest tokens.
 
 use crate::code_exchange::digest;
 use crate::exchange::Context;

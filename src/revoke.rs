@@ -5,7 +5,7 @@
 use crate::attached::Attached;
 use crate::error::{Error, ReauthReason};
 use crate::exchange::{self, Context, Failure};
-use crate::refresh_claims::Claimed;
+use crate::refresh_claims::{Claim, Claimed};
 use crate::secret::Secret;
 use crate::store::Record;
 use crate::tokens::TokenInfo;
@@ -94,7 +94,7 @@ impl Attached {
         // sent or saved then. (A record of this process still unsaved is
         // the newest there is: its failed save does not stop the revocation.)
         let pending = self.cell.lock().unpersisted;
-        let synced = self.sync_past_other_clients().await;
+        let (synced, claim) = self.sync_past_other_clients().await;
         if synced.is_err() && !pending {
             return synced;
         }
@@ -102,7 +102,7 @@ impl Attached {
             crate::fleet::hold_before_save(self, since).await?;
         }
         let now = self.ctx.clock.now_ms();
-        let (generation, record, refresh, access) = {
+        let (generation, record, refresh, access, known) = {
             let mut st = self.cell.lock();
             let Some(record) = st.record.as_deref().cloned() else {
                 // Nothing stored (or the store could not be read): nothing
@@ -125,18 +125,21 @@ impl Attached {
             // token into one this client never received (see below).
             dead.updated_at_ms = now;
             let (generation, saved) = st.set_record(dead);
-            (generation, saved, refresh, access)
+            (generation, saved, refresh, access, st.secrets())
         };
+        // Dead in intent from here, whatever the store or the server
+        // answers: no flight of this process sends the token again.
+        let _spent = Spent(claim);
         log::info!("freshtoken: session {} revoked", self.key);
         // Dead everywhere before the server hears of it: no process sends
         // the refresh token again, whatever the server answers.
         let saved = self.persist(generation, &record).await;
         let mut revoked = Ok(());
         if let Some(token) = &refresh {
-            revoked = revoke_token(&self.ctx, token, "refresh_token").await;
+            revoked = revoke_token(&self.ctx, token, "refresh_token", &known).await;
         }
         if let (Ok(()), Some(token)) = (&revoked, &access) {
-            revoked = revoke_token(&self.ctx, token, "access_token").await;
+            revoked = revoke_token(&self.ctx, token, "access_token", &known).await;
         }
         if let Err(cause) = revoked {
             let error = Error::RevocationIncomplete {
@@ -172,29 +175,54 @@ impl Attached {
         unknown
     }
 
-    /// Reads the store (as `sync`); then waits for a refresh another client
-    /// or key of this process runs with the refresh token read, and reads
-    /// again, as after one that rotated it meanwhile: the token revoked is
-    /// the newest the store holds, never one an in-process refresh is
-    /// replacing.
-    async fn sync_past_other_clients(&self) -> Result<(), Error> {
+    /// Reads the store (as `sync`) and claims the refresh token read for
+    /// this revocation (see [`crate::refresh_claims`]): a refresh another
+    /// client or key of this process runs with it is waited for, and the
+    /// store read again, as after one that rotated it meanwhile, so the
+    /// token revoked is the newest the store holds; a refresh that comes
+    /// later waits for this revocation, reads the store again and finds the
+    /// session dead, instead of writing its older read over the revoked
+    /// mark and sending the token. No claim when none could be taken.
+    async fn sync_past_other_clients(&self) -> (Result<(), Error>, Option<Claim>) {
         let mut reread = false;
         loop {
             let synced = self.sync().await;
-            let token = (self.cell.lock().record.as_ref()).and_then(|r| r.refresh_token.clone());
-            let found = match token {
-                Some(token) => crate::refresh_claims::elsewhere(&self.ctx, &token),
-                None => None,
+            let (token, own) = {
+                let st = self.cell.lock();
+                let token = st.record.as_ref().and_then(|r| r.refresh_token.clone());
+                (token, st.inflight.clone())
+            };
+            let found = match (&token, &own) {
+                (Some(token), Some(own)) => {
+                    Some(crate::refresh_claims::claim(&self.ctx, token, own))
+                }
+                (Some(token), None) => crate::refresh_claims::elsewhere(&self.ctx, token),
+                (None, _) => None,
             };
             match found {
+                Some(Claimed::Mine(claim)) => return (synced, Some(claim)),
                 Some(Claimed::Running(other)) => {
                     let _ = other.await;
                 }
                 Some(Claimed::Rotated) if !reread => reread = true,
                 #[cfg(not(target_arch = "wasm32"))]
                 Some(Claimed::Forked) if !reread => reread = true,
-                _ => return synced,
+                _ => return (synced, None),
             }
+        }
+    }
+}
+
+/// A revocation's claim on the refresh token it marked dead: once the
+/// revocation ends, however it ends, the token counts as spent in this
+/// process, so that a flight that read the store before the revoked mark
+/// landed reads it again and never sends the token.
+struct Spent(Option<Claim>);
+
+impl Drop for Spent {
+    fn drop(&mut self) {
+        if let Some(claim) = self.0.take() {
+            claim.end(true);
         }
     }
 }
@@ -202,8 +230,14 @@ impl Attached {
 /// Revokes one token. A server that does not revoke access tokens
 /// (`unsupported_token_type`, RFC 7009 §2.2.1) is done with them; one that
 /// will not revoke a refresh token still holds it, which is an error.
-pub(crate) async fn revoke_token(ctx: &Context, token: &Secret, hint: &str) -> Result<(), Error> {
-    match exchange::revoke(ctx, token.expose(), hint).await {
+/// `known`: every token the session holds, kept out of the error's text.
+pub(crate) async fn revoke_token(
+    ctx: &Context,
+    token: &Secret,
+    hint: &str,
+    known: &[Secret],
+) -> Result<(), Error> {
+    match exchange::revoke(ctx, token.expose(), hint, known).await {
         Ok(()) => Ok(()),
         Err(failure) => match &failure.failure {
             Failure::OAuth { body, .. }

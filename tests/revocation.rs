@@ -4,13 +4,17 @@
 mod common;
 
 use common::{refreshes, seed_family, Harness, OffsetClock, TestStore, CLIENT_ID, CLIENT_SECRET};
-use freshtoken::{Config, ErrorCode, NativeHttp, ReauthReason, RetryPolicy, TokenClient};
+use freshtoken::{
+    async_trait, Config, ErrorCode, NativeHttp, ReauthReason, RetryPolicy, StoreError, TokenClient,
+    TokenStore,
+};
 use freshtoken_emulator::{Emulator, Fault, Options, TokenState};
 use futures_util::future::{maybe_done, poll_fn};
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
+use tokio::sync::Notify;
 
 fn reason(result: Result<String, freshtoken::Error>) -> Option<ReauthReason> {
     result.unwrap_err().reason()
@@ -664,4 +668,117 @@ async fn revoking_a_session_whose_last_refresh_lost_its_answer_says_a_successor_
     );
     let reason = reason(session.access_token().await);
     assert_eq!(reason, Some(ReauthReason::Revoked));
+}
+
+/// A store whose next load, once armed, reads at once but answers only
+/// when released: a read made just before another client's save landed.
+struct HeldRead {
+    inner: Arc<TestStore>,
+    armed: AtomicBool,
+    entered: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl TokenStore for HeldRead {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let read = self.inner.load(key).await;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        read
+    }
+
+    async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.inner.save(key, record).await
+    }
+}
+
+/// Client A of this process read the live record just before client B
+/// marked it revoked (a plain store: no lease, no versions). A's refresh
+/// used to write that older read over the revoked mark and send the
+/// token: `revoke()` succeeded and the session was alive again, its
+/// rotated token live at the server. Now the revocation claims the token
+/// it revokes, so A waits for it, reads again and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_read_the_store_before_another_clients_revocation_sends_nothing() {
+    let h = Harness::new();
+    let (b, rt) = h.seeded("u1").await;
+    let held = Arc::new(HeldRead {
+        inner: h.store.clone(),
+        armed: AtomicBool::new(true),
+        entered: Notify::new(),
+        release: Notify::new(),
+    });
+    let twin = h.twin();
+    let a = twin.session("u1", held.clone()).unwrap();
+    let refresh = tokio::spawn(async move { a.access_token().await });
+    held.entered.notified().await;
+
+    h.emu.push_fault(Fault::hold().for_revocation());
+    let revoke = tokio::spawn(async move { b.revoke().await });
+    h.emu.wait_held(1);
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        Some(ReauthReason::Revoked),
+        "marked dead before the server hears of it"
+    );
+    held.release.notify_one();
+    assert_eq!(h.emu.release_held(), 1);
+
+    revoke.await.unwrap().expect("revoked");
+    let err = refresh.await.unwrap().unwrap_err();
+    assert_eq!(err.reason(), Some(ReauthReason::Revoked), "{err}");
+    assert_eq!(h.refresh_requests(), 0, "the revoked token was never sent");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, Some(ReauthReason::Revoked));
+    assert!(stored.refresh_token.is_none());
+}
+
+/// A server's error body is scrubbed of every token the session holds, not
+/// only of the one the request carries (DESIGN points 10 and 16): the
+/// refresh token's revocation quoting the access and ID tokens, the access
+/// token's quoting the refresh token, and a refresh quoting the access and
+/// ID tokens it replaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_error_bodies_are_scrubbed_of_every_token_the_session_holds() {
+    let h = Harness::with(Options::default(), |b| {
+        b.retry(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        })
+    });
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    let record = h.store.record("u1").unwrap();
+    let rt = record.refresh_token.unwrap().expose().to_owned();
+    let at = record.access_token.unwrap().value.expose().to_owned();
+    let id = record.id_token.expect("an ID token").expose().to_owned();
+    let echo =
+        |text: String| format!(r#"{{"error":"invalid_request","error_description":"{text}"}}"#);
+    let shown = |err: &freshtoken::Error| format!("{err} {err:?}");
+
+    h.emu.push_fault(
+        Fault::body(400, echo(format!("access {at} id {id}"))).for_grant("refresh_token"),
+    );
+    let err = session.refresh().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::OAuth);
+    assert!(shown(&err).contains("[redacted]"), "{err}");
+    assert!(!shown(&err).contains(&at) && !shown(&err).contains(&id));
+
+    h.emu
+        .push_fault(Fault::body(400, echo(format!("access {at} id {id}"))).for_revocation());
+    let err = session.revoke().await.unwrap_err();
+    assert!(shown(&err).contains("[redacted]"), "{err}");
+    assert!(!shown(&err).contains(&at) && !shown(&err).contains(&id));
+
+    h.emu.push_fault(Fault::delay(0).for_revocation());
+    h.emu
+        .push_fault(Fault::body(400, echo(format!("family of {rt}"))).for_revocation());
+    let err = session.revoke().await.unwrap_err();
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
+    assert!(shown(&err).contains("[redacted]"), "{err}");
+    assert!(!shown(&err).contains(&rt));
 }

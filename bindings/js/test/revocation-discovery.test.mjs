@@ -119,6 +119,42 @@ describe('revocation against the emulator', () => {
     assert.equal(await emu.refreshTokenState(family.refresh_token), 'consumed');
   });
 
+  test('a refresh by another client that read the store before revoke() marked it dead sends nothing', async () => {
+    // Two clients of one process on one plain store. A's read answers only
+    // after B's revocation saved the dead mark; A's refresh used to write
+    // its older read over that mark and send the token, leaving the session
+    // alive after a successful revoke().
+    const { client, store } = setup();
+    const { session: b, family } = await seeded(client, store);
+    let entered;
+    const readIn = new Promise((resolve) => { entered = resolve; });
+    let release;
+    const held = {
+      async load(key) {
+        const read = store.get(key) ?? null;
+        if (release === undefined) {
+          await new Promise((resolve) => { release = resolve; entered(); });
+        }
+        return read;
+      },
+      save: (key, text) => store.save(key, text),
+    };
+    const a = setup().client.session('u1', held);
+    const refreshing = a.accessToken().then(() => 'token', (e) => e.reason ?? e.code);
+    await readIn;
+    await emu.fault({ kind: 'hold', grant: 'revocation' });
+    const revoking = b.revoke();
+    assert.equal(await emu.waitHeld(1), 1);
+    assert.equal(record(store, 'u1').reauth, 'revoked', 'marked dead before the server hears of it');
+    release();
+    assert.equal(await emu.releaseHeld(), 1);
+    await revoking;
+    assert.equal(await refreshing, 'revoked');
+    assert.equal(await emu.refreshRequests(), 0, 'the revoked token was never sent');
+    assert.equal(await emu.refreshTokenState(family.refresh_token), 'revoked');
+    assert.equal(record(store, 'u1').reauth, 'revoked');
+  });
+
   test('a 503 from the revocation endpoint is retried', async () => {
     const { client, store, time } = setup();
     const { session, family } = await seeded(client, store);

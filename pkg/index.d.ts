@@ -544,6 +544,8 @@ export interface EncryptionKeys {
  * leases pass through unchanged. Throws a ConfigError naming a bad
  * argument (`inner`, `keys.current.key`, …; `inner` with one member of a
  * fleet pair), and a StorageError if reading a member of `inner` throws.
+ * Each member rejects a bad argument (`key`, `owner`, `ttlMs`,
+ * `expectedVersion`) with a ConfigError naming it before `inner` is called.
  */
 export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenStore {
   constructor(inner: S, keys: EncryptionKeys);

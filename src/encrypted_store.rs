@@ -43,6 +43,10 @@ pub const ENCRYPTED_SCHEMA_V1: &str = "freshtoken.encrypted/1";
 const ENCRYPTED_SCHEMA_PREFIX: &str = "freshtoken.encrypted/";
 /// The schema tag's start as it appears in an envelope's text.
 const ENVELOPE_MARK: &str = "\"freshtoken.encrypted/";
+/// How an envelope's text begins as freshtoken writes it, up to its mark.
+const ENVELOPE_OPENING: &str = "{\"schema\":\"freshtoken.encrypted/";
+/// How much of [`ENVELOPE_OPENING`] a plain record's text begins with too.
+const PLAIN_OPENING_CHARS: usize = "{\"schema\":\"freshtoken.".len();
 /// Longest key id accepted (characters).
 const MAX_KEY_ID_CHARS: usize = 64;
 /// Largest stored text read as an envelope: a record of
@@ -247,9 +251,15 @@ impl EncryptionKeys {
             &["schema", "kid", "nonce", "ciphertext"],
         ) {
             Ok(members) => Some(members),
-            // Not a whole JSON object, yet it names the envelope's schema:
-            // an envelope cut short (a column too narrow), not a plain record.
-            Err(_) if stored.contains(ENVELOPE_MARK) => {
+            // Not a whole JSON object, yet it names the envelope's schema,
+            // or ends within an envelope's opening past what a plain record
+            // shares: an envelope cut short (a column too narrow), not a
+            // plain record.
+            Err(_)
+                if stored.contains(ENVELOPE_MARK)
+                    || (stored.len() > PLAIN_OPENING_CHARS
+                        && ENVELOPE_OPENING.starts_with(stored)) =>
+            {
                 return Err(failure(
                     key,
                     None,
@@ -343,14 +353,21 @@ struct Envelope<'a> {
 }
 
 /// `text` in quotes for an error message: at most [`QUOTED_CHARS`]
-/// characters, control characters shown as `?`. (Not `{:?}`: its escaping
-/// links Unicode tables into the wasm.)
+/// characters, `"` and `\` escaped with `\`, control characters shown as
+/// `?`. (Not `{:?}`: its escaping links Unicode tables into the wasm.)
 fn quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(4 * QUOTED_CHARS) + 5);
     out.push('"');
     let mut chars = text.chars();
     for c in chars.by_ref().take(QUOTED_CHARS) {
-        out.push(if c.is_control() { '?' } else { c });
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
     }
     out.push('"');
     if chars.next().is_some() {
@@ -796,6 +813,61 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_envelope_cut_within_its_opening_is_damaged_not_plain() {
+        // Cut before its schema tag was whole, an envelope was read as a
+        // plain record ("not encrypted" when those are refused).
+        let inner = Arc::new(MemoryStore::new());
+        let s = store(&inner, key("k", &KEY_A), vec![]);
+        let strict = EncryptedStore::new(
+            inner.clone(),
+            EncryptionKeys::new(key("k", &KEY_A)).refuse_plaintext(true),
+        );
+        s.save("u", RECORD).await.unwrap();
+        let raw = inner.get("u").unwrap();
+        assert!(raw.starts_with(ENVELOPE_OPENING));
+        for cut in PLAIN_OPENING_CHARS + 1..ENVELOPE_OPENING.len() + 8 {
+            inner.save("u", &raw[..cut]).await.unwrap();
+            for s in [&s, &strict] {
+                let message = storage_error(s.load("u").await);
+                assert!(
+                    message.contains("damaged") && message.contains("cut short"),
+                    "{cut}: {message}"
+                );
+            }
+        }
+        // A plain record shares the opening up to here: read as it is (the
+        // record parser judges it), refused as plain when those are.
+        for text in [RECORD, &RECORD[..PLAIN_OPENING_CHARS], &RECORD[..30]] {
+            inner.save("p", text).await.unwrap();
+            assert_eq!(s.load("p").await.unwrap().as_deref(), Some(text));
+            assert!(storage_error(strict.load("p").await).contains("not encrypted"));
+        }
+    }
+
+    #[test]
+    fn quoted_escapes_quotes_and_backslashes() {
+        assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quoted("a\nb"), r#""a?b""#);
+        let long = quoted(&"\"".repeat(QUOTED_CHARS + 1));
+        assert_eq!(long, format!("\"{}\"…", "\\\"".repeat(QUOTED_CHARS)));
+    }
+
+    #[tokio::test]
+    async fn a_key_id_with_a_quote_is_escaped_in_messages() {
+        let inner = Arc::new(MemoryStore::new());
+        store(&inner, key(r#"a"b\c"#, &KEY_A), vec![])
+            .save(r#"u"1"#, RECORD)
+            .await
+            .unwrap();
+        let other = store(&inner, key("zz", &KEY_A), vec![]);
+        let message = storage_error(other.load(r#"u"1"#).await);
+        assert!(
+            message.contains(r#"session key "u\"1" (key id "a\"b\\c")"#),
+            "{message}"
+        );
     }
 
     #[tokio::test]

@@ -6,10 +6,24 @@
 // `open` on its way out, and passes the lease through. It has the fleet
 // members exactly when the inner store has them, since the core finds a
 // store's lease and compare-and-swap by their presence; and it checks them
-// as the core checks a store.
+// as the core checks a store. Every member checks its arguments as the
+// core checks a string argument (src/wasm/convert.rs `string_arg`) before
+// the inner store sees them: a ConfigError naming the parameter.
 
 import { StorageError, configError } from './errors.js';
-import { member } from './host-calls.js';
+import { hostCalls, member } from './host-calls.js';
+
+/** The core's cap on a string argument, in UTF-16 units (MAX_ARG_CHARS in src/wasm/convert.rs). */
+const MAX_ARG_CHARS = 64 * 1024;
+
+/** `value` if it is a string the core takes as an argument; else a ConfigError naming `name`, worded as the core's. */
+function text(value, name) {
+  if (value === undefined || value === null) throw configError(name, 'is required');
+  if (typeof value !== 'string') throw configError(name, 'must be a string');
+  if (value.length > MAX_ARG_CHARS) throw configError(name, `is longer than ${MAX_ARG_CHARS} characters`);
+  if (!hostCalls.wellFormed(value)) throw configError(name, 'must not contain a lone UTF-16 surrogate');
+  return value;
+}
 
 /** Whether `inner[name]` is a function; a getter that throws is a StorageError naming it. */
 function hasMethod(inner, name) {
@@ -58,9 +72,14 @@ export function encryptedStoreClass(wasm) {
       this.#core = core;
       this.#inner = inner;
       if (lease) {
-        // Leases hold no record: they pass through as they are.
-        this.acquire = (key, owner, ttlMs) => inner.acquire(key, owner, ttlMs);
-        this.release = (key, owner) => inner.release(key, owner);
+        // Leases hold no record: they pass through, their arguments checked.
+        this.acquire = async (key, owner, ttlMs) => {
+          text(key, 'key');
+          text(owner, 'owner');
+          if (!Number.isSafeInteger(ttlMs) || ttlMs < 0) throw configError('ttlMs', 'must be a whole number of milliseconds, 0 or more');
+          return inner.acquire(key, owner, ttlMs);
+        };
+        this.release = async (key, owner) => inner.release(text(key, 'key'), text(owner, 'owner'));
       }
       if (versions) {
         const versionOnly = hasMethod(inner, 'loadVersion');
@@ -69,18 +88,23 @@ export function encryptedStoreClass(wasm) {
         // record no key given opens (a key removed too early, an altered
         // envelope, a plain record under refusePlaintext).
         this.loadVersion = async (key) => {
+          text(key, 'key');
           if (versionOnly) return inner.loadVersion(key);
           const found = await inner.loadVersioned(key);
           return found === null || found === undefined ? null : found.version;
         };
         this.loadVersioned = async (key) => {
-          const found = await inner.loadVersioned(key);
+          const found = await inner.loadVersioned(text(key, 'key'));
           if (found === null || found === undefined) return null;
           return { record: await core.open(key, storedText(found.record, 'loadVersioned')), version: found.version };
         };
-        this.saveVersioned = async (key, record, expectedVersion) => (
-          inner.saveVersioned(key, await core.seal(key, record), expectedVersion)
-        );
+        this.saveVersioned = async (key, record, expectedVersion) => {
+          text(key, 'key');
+          if (expectedVersion !== null && typeof expectedVersion !== 'string') {
+            throw configError('expectedVersion', 'must be a string or null');
+          }
+          return inner.saveVersioned(key, await core.seal(key, record), expectedVersion);
+        };
       }
     }
 
@@ -91,7 +115,7 @@ export function encryptedStoreClass(wasm) {
 
     /** The record under `key`, decrypted, or null. */
     async load(key) {
-      const stored = await this.#inner.load(key);
+      const stored = await this.#inner.load(text(key, 'key'));
       return stored === null || stored === undefined ? null : this.#core.open(key, storedText(stored, 'load'));
     }
 

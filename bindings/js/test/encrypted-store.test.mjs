@@ -289,6 +289,37 @@ describe('EncryptedStore over a MemoryStore', () => {
     assert.equal(await store.loadVersion('nobody'), null);
     assert.equal(typeof plain.loadVersion, 'undefined');
   });
+
+  test('every member called directly refuses a bad argument with a ConfigError naming it; the inner store sees nothing', async () => {
+    const calls = [];
+    const logged = (name) => async (...args) => { calls.push(name); return name === 'acquire' ? true : null; };
+    const inner = Object.fromEntries(['load', 'save', 'acquire', 'release', 'loadVersioned', 'loadVersion', 'saveVersioned'].map((m) => [m, logged(m)]));
+    const store = new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } });
+    const field = async (promise) => {
+      const e = await rejection(promise);
+      assert.ok(e instanceof ConfigError, `${e?.name}: ${e?.message}`);
+      return e.field;
+    };
+    for (const bad of [42, '\ud800', null, undefined, {}, 'x'.repeat(64 * 1024 + 1)]) {
+      assert.equal(await field(store.load(bad)), 'key');
+      assert.equal(await field(store.save(bad, RECORD)), 'key');
+      assert.equal(await field(store.acquire(bad, 'o', 1000)), 'key');
+      assert.equal(await field(store.release(bad, 'o')), 'key');
+      assert.equal(await field(store.loadVersioned(bad)), 'key');
+      assert.equal(await field(store.loadVersion(bad)), 'key');
+      assert.equal(await field(store.saveVersioned(bad, RECORD, null)), 'key');
+    }
+    for (const bad of [42, '\ud800', null]) {
+      assert.equal(await field(store.acquire('u', bad, 1000)), 'owner');
+      assert.equal(await field(store.release('u', bad)), 'owner');
+    }
+    for (const bad of ['x', 1.5, -1, NaN, null]) assert.equal(await field(store.acquire('u', 'o', bad)), 'ttlMs');
+    for (const bad of [5, {}, undefined]) assert.equal(await field(store.saveVersioned('u', RECORD, bad)), 'expectedVersion');
+    assert.deepEqual(calls, []);
+    assert.equal(await store.acquire('u', 'o', 1000), true, 'good arguments pass through');
+    assert.equal(await store.loadVersion('u'), null);
+    assert.deepEqual(calls, ['acquire', 'loadVersion']);
+  });
 });
 
 /** A compare-and-swap store in memory (versions count the saves of a key). */

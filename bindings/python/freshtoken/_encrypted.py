@@ -8,16 +8,22 @@ into Python except for the inner store's own calls.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, Iterable, NoReturn, Optional, TypeVar, Union
 
 from ._ffi.freshtoken import EncryptionKey as _FfiEncryptionKey
 from ._ffi.freshtoken import EncryptionKeys as _FfiEncryptionKeys
-from ._ffi.freshtoken import CasResult, TokenStore, TokenStoreImpl, VersionedRecord, encrypted_store
-from ._errors import config_error, native
+from ._ffi.freshtoken import CasResult, HostError, TokenStore, TokenStoreImpl, VersionedRecord, encrypted_store
+from ._errors import StorageError, config_error, native
 from . import _check, _loop
 from ._shared import guarded_store
 
 __all__ = ["EncryptionKey", "EncryptedStore"]
+
+T = TypeVar("T")
+
+
+def _refuse_pickling(what: str) -> NoReturn:
+    raise TypeError(f"cannot pickle '{what}' object: encryption keys stay in freshtoken's native memory")
 
 
 class EncryptionKey:
@@ -29,7 +35,8 @@ class EncryptionKey:
     ``openssl rand -base64 32`` prints). The bytes are copied into
     freshtoken's native memory, never come back, and are wiped there when no
     key or store refers to them any more. A bad one raises ``ConfigError``
-    naming ``id`` or ``key``; ``repr()`` shows the id only.
+    naming ``id`` or ``key``; ``repr()`` shows the id only. A copy is the key
+    itself; pickling one raises ``TypeError``.
     """
 
     __slots__ = ("_native",)
@@ -52,6 +59,17 @@ class EncryptionKey:
     def __repr__(self) -> str:
         return f"EncryptionKey(id={self.id!r})"
 
+    # Immutable: a copy is the same key. Pickling is refused: the bytes
+    # never leave native memory, and a copied handle would be freed twice.
+    def __copy__(self) -> "EncryptionKey":
+        return self
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "EncryptionKey":
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        _refuse_pickling("EncryptionKey")
+
 
 class EncryptedStore(TokenStoreImpl):
     """A store whose records ``inner`` keeps encrypted at rest.
@@ -69,7 +87,9 @@ class EncryptedStore(TokenStoreImpl):
     working. Two keys with one id raise ``ConfigError`` naming ``old``.
 
     Its members may be awaited from any event loop (they run on
-    freshtoken's), e.g. ``await store.load(key)`` to read a record back.
+    freshtoken's), e.g. ``await store.load(key)`` to read a record back; a
+    failure is a ``StorageError``. A copy is the store itself; pickling one
+    raises ``TypeError``.
     """
 
     def __init__(self, inner: TokenStore, current: EncryptionKey,
@@ -94,26 +114,50 @@ class EncryptedStore(TokenStoreImpl):
     def __repr__(self) -> str:
         return f"EncryptedStore(inner={self.inner!r})"
 
+    # A copy of a store is the same store (a second object holding the same
+    # native handle would free it twice). Pickling is refused: the keys must
+    # not travel to another process that way.
+    def __copy__(self) -> "EncryptedStore":
+        return self
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "EncryptedStore":
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        _refuse_pickling("EncryptedStore")
+
     # The native members, awaited on freshtoken's loop (a Rust future is
     # polled on the loop uniffi was given), their arguments checked as at
-    # every entry point (``ConfigError`` naming one). Sessions call the
-    # native store directly and never come through here.
+    # every entry point (``ConfigError`` naming one), their failures a
+    # ``StorageError`` as through a session. Sessions call the native store
+    # directly and never come through here.
     async def load(self, key: str) -> Optional[str]:
-        return await _loop.run(super().load, _check.text(key, "key"))
+        return await _stored(super().load, _check.text(key, "key"))
 
     async def save(self, key: str, record: str) -> None:
-        return await _loop.run(super().save, _check.text(key, "key"), _check.text(record, "record"))
+        return await _stored(super().save, _check.text(key, "key"), _check.text(record, "record"))
 
     async def acquire(self, key: str, owner: str, ttl_ms: int) -> bool:
-        return await _loop.run(super().acquire, _check.text(key, "key"), _check.text(owner, "owner"),
-                               _check.integer(ttl_ms, "ttl_ms"))
+        key, owner, ttl_ms = _check.text(key, "key"), _check.text(owner, "owner"), _check.integer(ttl_ms, "ttl_ms")
+        if ttl_ms < 0:
+            raise config_error("ttl_ms", "ttl_ms must not be negative")
+        return await _stored(super().acquire, key, owner, ttl_ms)
 
     async def release(self, key: str, owner: str) -> None:
-        return await _loop.run(super().release, _check.text(key, "key"), _check.text(owner, "owner"))
+        return await _stored(super().release, _check.text(key, "key"), _check.text(owner, "owner"))
 
     async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
-        return await _loop.run(super().load_versioned, _check.text(key, "key"))
+        return await _stored(super().load_versioned, _check.text(key, "key"))
 
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
-        return await _loop.run(super().save_versioned, _check.text(key, "key"), _check.text(record, "record"),
-                               _check.optional_text(expected, "expected"))
+        return await _stored(super().save_versioned, _check.text(key, "key"), _check.text(record, "record"),
+                             _check.optional_text(expected, "expected"))
+
+
+async def _stored(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Awaits the native store's ``function(*args)`` on freshtoken's loop; its
+    failure (the internal ``HostError.Failed``) is a ``StorageError`` with its message."""
+    try:
+        return await _loop.run(function, *args)
+    except HostError.Failed as error:
+        raise StorageError(error.detail or "token storage failed") from None

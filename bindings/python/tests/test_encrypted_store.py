@@ -5,6 +5,10 @@ rotation, plain records and key errors."""
 import asyncio
 import base64
 import json
+import os
+import pickle
+import subprocess
+import sys
 
 import pytest
 
@@ -175,6 +179,99 @@ def test_a_record_no_key_opens_is_replaced_by_a_re_link(emu, tmp_path):
     same(record["refresh_token"], relinked["refresh_token"], "the new link is stored under the current key")
     session.access_token()
     assert emu.refresh_requests() == 1
+
+
+def test_direct_calls_fail_with_storage_error_not_the_internal_host_error():
+    # They raised the generated HostError.Failed (no ``code``), where a
+    # session raises StorageError for the same failure.
+    inner = MemoryTokenStore()
+    asyncio.run(EncryptedStore(inner, EncryptionKey("2026", KEY_A)).save("u", "{}"))
+    other = EncryptedStore(inner, EncryptionKey("2027", KEY_A))
+    with pytest.raises(StorageError) as raised:
+        asyncio.run(other.load("u"))
+    assert raised.value.code == "storage"
+    assert str(raised.value) == ('the record of session key "u" (key id "2026") is encrypted with a key '
+                                 "that is not among the keys given")
+
+    class Failing(freshtoken.TokenStoreBase):
+        async def load(self, key):
+            raise OSError("disk gone")
+
+        async def save(self, key, record):
+            raise OSError("disk gone")
+
+        def supports_lease(self):
+            return True
+
+        async def acquire(self, key, owner, ttl_ms):
+            raise OSError("disk gone")
+
+        async def release(self, key, owner):
+            raise OSError("disk gone")
+
+        def supports_versions(self):
+            return True
+
+        async def load_versioned(self, key):
+            raise OSError("disk gone")
+
+        async def save_versioned(self, key, record, expected):
+            raise OSError("disk gone")
+
+    store = EncryptedStore(Failing(), EncryptionKey("k", KEY_A))
+    for call in (lambda: store.load("u"), lambda: store.save("u", "{}"), lambda: store.acquire("u", "o", 1000),
+                 lambda: store.release("u", "o"), lambda: store.load_versioned("u"),
+                 lambda: store.save_versioned("u", "{}", None)):
+        with pytest.raises(StorageError) as raised:
+            asyncio.run(call())
+        assert "disk gone" in str(raised.value), str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        asyncio.run(store.acquire("u", "o", -1))
+    assert raised.value.field == "ttl_ms"
+
+
+COPIES = """
+import asyncio, copy, gc, json, pickle
+from freshtoken import EncryptedStore, EncryptionKey, MemoryTokenStore
+report = {}
+for mode in ("copy", "deepcopy", "pickle"):
+    key = EncryptionKey("k", bytes(32))
+    store = EncryptedStore(MemoryTokenStore(), key)
+    try:
+        if mode == "pickle":
+            copies = [pickle.loads(pickle.dumps(store)), pickle.loads(pickle.dumps(key))]
+        else:
+            copies = [getattr(copy, mode)(store), getattr(copy, mode)(key), getattr(copy, mode)({"s": store})["s"]]
+    except TypeError as error:
+        report[mode] = "refused: " + str(error)
+        continue
+    report[mode] = [c is store or c is key for c in copies]
+    del store, key
+    gc.collect()
+    # The copies outlive the originals, and native memory is reused meanwhile.
+    others = [EncryptedStore(MemoryTokenStore(), EncryptionKey("o%d" % i, bytes(32))) for i in range(50)]
+    asyncio.run(copies[0].save("u", "{}"))
+    assert asyncio.run(copies[0].load("u")) == "{}"
+    assert copies[1].id == "k"
+    del copies, others
+    gc.collect()
+print(json.dumps(report))
+"""
+
+
+def test_a_copy_of_a_store_or_key_is_itself_and_pickling_is_refused(tmp_path):
+    # A copy (or deepcopy, or a pickle round trip) carried the same native
+    # handle in a second object: whichever went first freed the native
+    # store or key, and the other crashed the process (or hung) on use.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(freshtoken.__file__)))
+    result = subprocess.run([sys.executable, "-c", COPIES], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["copy"] == [True, True, True] and report["deepcopy"] == [True, True, True], report
+    assert report["pickle"].startswith("refused: cannot pickle 'EncryptedStore' object"), report
+    with pytest.raises(TypeError, match="cannot pickle 'EncryptionKey' object"):
+        pickle.dumps(EncryptionKey("k", KEY_A))
 
 
 class OtherBytes(bytes):

@@ -70,7 +70,8 @@ class EncryptionKey private constructor(internal val ffi: FfiEncryptionKey) : Au
  * members throw [IllegalStateException], and a session made with it
  * afterwards a [FreshTokenException.Config] naming `store` (one made before
  * keeps the native store). Its members called directly check their strings
- * like every entry point (a lone surrogate is a Config naming `key`, `record`, …).
+ * like every entry point (a lone surrogate is a Config naming `key`, `record`, …),
+ * and fail with [FreshTokenException.Storage] as through a session.
  *
  * On Android, when the records live on the device only, consider a store on
  * storage that the Android Keystore protects instead (a Keystore key is
@@ -101,49 +102,59 @@ class EncryptedStore private constructor(
         ),
     )
 
-    // The inherited members, called by the host, with the checks of every entry point.
-    @Throws(HostException::class, FreshTokenException::class)
+    // The inherited members, called by the host, with the checks of every
+    // entry point; a failure is Storage (the native store's HostException is internal).
+    @Throws(FreshTokenException::class)
     override suspend fun load(key: String): String? {
         checkText("key", key)
-        return ffiCall { super.load(key) }
+        return storeCall { super.load(key) }
     }
 
-    @Throws(HostException::class, FreshTokenException::class)
+    @Throws(FreshTokenException::class)
     override suspend fun save(key: String, record: String) {
         checkText("key", key)
         checkText("record", record)
-        ffiCall { super.save(key, record) }
+        storeCall { super.save(key, record) }
     }
 
-    @Throws(HostException::class, FreshTokenException::class)
+    @Throws(FreshTokenException::class)
     override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean {
         checkText("key", key)
         checkText("owner", owner)
-        return ffiCall { super.acquire(key, owner, ttlMs) }
+        if (ttlMs < 0) throw FreshTokenException.Config("ttlMs", "invalid configuration `ttlMs`: must not be negative")
+        return storeCall { super.acquire(key, owner, ttlMs) }
     }
 
-    @Throws(HostException::class, FreshTokenException::class)
+    @Throws(FreshTokenException::class)
     override suspend fun release(key: String, owner: String) {
         checkText("key", key)
         checkText("owner", owner)
-        ffiCall { super.release(key, owner) }
+        storeCall { super.release(key, owner) }
     }
 
-    @Throws(HostException::class, FreshTokenException::class)
+    @Throws(FreshTokenException::class)
     override suspend fun loadVersioned(key: String): VersionedRecord? {
         checkText("key", key)
-        return ffiCall { super.loadVersioned(key) }
+        return storeCall { super.loadVersioned(key) }
     }
 
-    @Throws(HostException::class, FreshTokenException::class)
+    @Throws(FreshTokenException::class)
     override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult {
         checkText("key", key)
         checkText("record", record)
         checkText("expected", expected)
-        return ffiCall { super.saveVersioned(key, record, expected) }
+        return storeCall { super.saveVersioned(key, record, expected) }
     }
 
     private companion object {
+        /** A call into the native store, its failure ([HostException.Failed]) as Storage with the same message. */
+        inline fun <T> storeCall(block: () -> T): T =
+            try {
+                ffiCall(block)
+            } catch (e: HostException.Failed) {
+                throw FreshTokenException.Storage(e.detail)
+            }
+
         /** The handle of the core's encrypted store over [inner] (its own reference, kept by this object). */
         fun nativeHandle(inner: TokenStore, keys: FfiEncryptionKeys): Long {
             val store = ffiCall { encryptedStore(inner, keys) }

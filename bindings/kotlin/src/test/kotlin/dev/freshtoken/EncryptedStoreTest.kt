@@ -144,4 +144,40 @@ class EncryptedStoreTest {
         assertEquals("2026-11", key.id)
         assertEquals("EncryptionKey(id=2026-11)", key.toString())
     }
+
+    @Test fun `its members called directly fail with Storage, not the internal HostException`() = blocking {
+        // They threw the generated HostException.Failed, which is no FreshTokenException.
+        val inner = MemoryTokenStore()
+        EncryptedStore(inner, EncryptionKey("2026", KEY_A)).save("u", "{}")
+        val unknown = expectError<FreshTokenException.Storage> {
+            EncryptedStore(inner, EncryptionKey("2027", KEY_A)).load("u")
+        }
+        assertEquals("storage", unknown.code)
+        assertEquals(
+            "the record of session key \"u\" (key id \"2026\") is encrypted with a key that is not among the keys given",
+            unknown.message,
+        )
+
+        val failing = object : TokenStoreBase() {
+            override suspend fun load(key: String): String? = throw HostException.Failed("disk gone")
+            override suspend fun save(key: String, record: String) = throw HostException.Failed("disk gone")
+            override fun supportsLease() = true
+            override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = throw HostException.Failed("disk gone")
+            override suspend fun release(key: String, owner: String) = throw HostException.Failed("disk gone")
+            override fun supportsVersions() = true
+            override suspend fun loadVersioned(key: String): VersionedRecord? = throw HostException.Failed("disk gone")
+            override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult =
+                throw HostException.Failed("disk gone")
+        }
+        val store = EncryptedStore(failing, EncryptionKey("k", KEY_A))
+        val calls: List<suspend () -> Any?> = listOf(
+            { store.load("u") }, { store.save("u", "{}") }, { store.acquire("u", "o", 1000) },
+            { store.release("u", "o") }, { store.loadVersioned("u") }, { store.saveVersioned("u", "{}", null) },
+        )
+        for (call in calls) {
+            val e = expectError<FreshTokenException.Storage> { call() }
+            assertTrue(e.message, e.message!!.contains("disk gone"))
+        }
+        assertEquals("ttlMs", expectError<FreshTokenException.Config> { store.acquire("u", "o", -1) }.field)
+    }
 }

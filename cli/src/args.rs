@@ -160,8 +160,9 @@ pub struct LockArgs {
     /// same session (its lock file), after which the command gives up with
     /// conflict (12) having sent nothing. Default: --timeout plus 40 s, the
     /// longest refresh another process may be making. `token` and `link`
-    /// also try this long to save a renewed session that cannot be saved at
-    /// once (a full disk, a stalled writer) before giving up with storage (11).
+    /// also try this long, and never less than --timeout plus 5 s, to save
+    /// a renewed session that cannot be saved at once (a full disk, a
+    /// stalled writer) before giving up with storage (11).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=3600))]
     pub lock_wait: Option<u32>,
 }

@@ -4,10 +4,14 @@
 use crate::args::ClientArgs;
 use crate::failure::Failure;
 use crate::file_store::read_capped;
-use freshtoken::{Config, RetryPolicy, TokenClient};
+use freshtoken::{
+    async_trait, Config, HttpClient, HttpError, HttpRequest, HttpResponse, NativeHttp, RetryPolicy,
+    Spawn, SystemClock, TokenClient, TokioSpawner,
+};
 use serde_json::{Map, Value};
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// The environment variable that supplies (or replaces) the client secret.
@@ -70,6 +74,35 @@ fn credentials_json(
     Ok(Zeroizing::new(json))
 }
 
+/// The native transport, telling `interrupt` which requests may have
+/// reached the server, and sending no token request (a grant: refresh,
+/// code, client credentials) once a signal has arrived: the command then
+/// finishes what is in flight but starts no new attempt, in the core's
+/// retries or the command's. Revocation requests still go: the second of a
+/// revocation (the access token's) belongs to the one in flight, and none
+/// of them spends anything.
+struct GuardedHttp(NativeHttp);
+
+#[async_trait]
+impl HttpClient for GuardedHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let grant = request
+            .body
+            .split('&')
+            .any(|pair| pair.starts_with("grant_type="));
+        if !crate::interrupt::may_send(grant) {
+            return Err(HttpError::NotSent(
+                "not sent: the command was interrupted by a signal".into(),
+            ));
+        }
+        let answer = self.0.send(request).await;
+        if matches!(answer, Err(HttpError::NotSent(_))) {
+            crate::interrupt::never_left();
+        }
+        answer
+    }
+}
+
 /// The client these options describe (discovering the endpoints when an
 /// issuer is given). Call inside the tokio runtime.
 pub async fn build(args: &ClientArgs) -> Result<TokenClient, Failure> {
@@ -99,9 +132,13 @@ pub async fn build(args: &ClientArgs) -> Result<TokenClient, Failure> {
     if let Some(url) = &args.revocation_endpoint {
         builder = builder.revocation_endpoint(url.clone());
     }
+    // As TokenClient::native / discover_native, through GuardedHttp.
+    let http: Arc<dyn HttpClient> = Arc::new(GuardedHttp(NativeHttp::new()?));
+    let spawn: Arc<dyn Spawn> = Arc::new(TokioSpawner::current()?);
+    let clock = Arc::new(SystemClock);
     let client = match &args.issuer {
-        Some(issuer) => TokenClient::discover_native(issuer, builder).await?,
-        None => TokenClient::native(builder.build()?)?,
+        Some(issuer) => TokenClient::discover(issuer, builder, http, clock, Some(spawn)).await?,
+        None => TokenClient::with_spawner(builder.build()?, http, clock, spawn),
     };
     Ok(client)
 }

@@ -22,8 +22,9 @@ Exit status:
   12  conflict                  a concurrent save won, or another process kept the
                                 session's lock past --lock-wait (nothing was sent)
   13  state_mismatch            link: the returned state is not the one sent
-  130 interrupted               SIGINT (143 SIGTERM, 129 SIGHUP) during a token request:
-                                the request was finished and its result saved first
+  130 interrupted               SIGINT (143 SIGTERM, 129 SIGHUP): before any request was
+                                sent, nothing is sent; during a token request, the request
+                                is finished and its result saved first (no retry follows)
 
 Secrets (client secret, certificate, authorization code) come from files,
 standard input or environment variables, never from arguments.";
@@ -46,9 +47,14 @@ pub enum Failure {
     Usage(String),
     /// Anything outside the token flow (runtime, emulator, output).
     Other(String),
-    /// A signal arrived during a token request, which was finished (and
-    /// its result saved) first; nothing is printed.
-    Interrupted(Caught),
+    /// A signal arrived during a token flow; nothing is printed.
+    Interrupted {
+        /// The signal.
+        signal: Caught,
+        /// Whether a request may have reached the server (it was then
+        /// finished and its result saved first); `false`: nothing was sent.
+        sent: bool,
+    },
 }
 
 impl Failure {
@@ -60,7 +66,7 @@ impl Failure {
             Failure::StateMismatch => "state_mismatch",
             Failure::Usage(_) => "usage",
             Failure::Other(_) => "failure",
-            Failure::Interrupted(_) => "interrupted",
+            Failure::Interrupted { .. } => "interrupted",
         }
     }
 
@@ -72,7 +78,7 @@ impl Failure {
             Failure::StateMismatch => 13,
             Failure::Usage(_) => 2,
             Failure::Other(_) => 1,
-            Failure::Interrupted(signal) => 128u8.saturating_add(signal.number),
+            Failure::Interrupted { signal, .. } => 128u8.saturating_add(signal.number),
         }
     }
 
@@ -124,9 +130,17 @@ impl fmt::Display for Failure {
                 "the state sent back is not the one this link sent (a forged or stale redirect); nothing was exchanged",
             ),
             Failure::Usage(message) | Failure::Other(message) => f.write_str(message),
-            Failure::Interrupted(signal) => write!(
+            Failure::Interrupted { signal, sent: true } => write!(
                 f,
                 "interrupted by {}: the token request in flight was finished and its result saved; nothing printed",
+                signal.name
+            ),
+            Failure::Interrupted {
+                signal,
+                sent: false,
+            } => write!(
+                f,
+                "interrupted by {} before any token request was sent: nothing was sent; nothing printed",
                 signal.name
             ),
         }

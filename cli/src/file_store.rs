@@ -146,6 +146,7 @@ pub fn describe(e: &io::Error) -> String {
     match e.get_ref() {
         Some(inner) if inner.to_string() == NOT_REGULAR => NOT_REGULAR.to_owned(),
         Some(inner) if inner.to_string() == NOT_UTF8 => NOT_UTF8.to_owned(),
+        Some(inner) if inner.to_string() == SYMLINK => SYMLINK.to_owned(),
         _ => e.kind().to_string(),
     }
 }
@@ -240,6 +241,11 @@ const NOT_UTF8: &str = "the file is not UTF-8 (left unchanged; a new link replac
 /// The message of a record path that is not a regular file.
 const NOT_REGULAR: &str = "not a regular file";
 
+/// The message of a record path that is a symbolic link: read through it,
+/// the record's first save would replace the link with a file and leave
+/// the consumed refresh token in its target.
+const SYMLINK: &str = "the record is a symbolic link, which freshtoken refuses (a save would replace the link, not its target): put the file itself in the store directory";
+
 /// Which files a read accepts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -247,7 +253,7 @@ enum Kind {
     Any,
     /// Regular files only: a record path that is a FIFO, a device or a
     /// directory is refused, without the open that would wait for a FIFO's
-    /// writer forever.
+    /// writer forever; a symbolic link is refused too, unfollowed.
     RegularOnly,
 }
 
@@ -257,13 +263,25 @@ fn read_capped_bytes(path: &Path, cap: usize, kind: Kind) -> io::Result<Option<V
     options.read(true);
     #[cfg(unix)]
     if kind == Kind::RegularOnly {
+        use rustix::fs::OFlags;
         use std::os::unix::fs::OpenOptionsExt;
-        // Opening a FIFO without a writer returns at once, not never.
-        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+        // Opening a FIFO without a writer returns at once, not never; a
+        // symbolic link fails (ELOOP) instead of being followed.
+        options.custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32);
+    }
+    #[cfg(not(unix))]
+    if kind == Kind::RegularOnly && fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, SYMLINK));
     }
     let file = match options.open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(_)
+            if kind == Kind::RegularOnly
+                && fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) =>
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, SYMLINK));
+        }
         Err(e) => return Err(e),
     };
     if kind == Kind::RegularOnly && !file.metadata()?.is_file() {

@@ -5,14 +5,57 @@
 //! flight, SIGINT, SIGTERM and SIGHUP (Ctrl-C, `timeout`, a closed
 //! terminal) are held until it has ended and its record is saved; the
 //! command then exits 128 + the signal's number without printing its
-//! result. The wait is bounded by the request's own deadlines (`--timeout`,
-//! `--attempts`); SIGQUIT and SIGKILL still end the process at once.
+//! result, and sends no new token request (no retry). A signal that arrives
+//! before any request may have reached the server ends the command at
+//! once, with nothing sent. The wait is bounded by the request's own
+//! deadlines (`--timeout`, `--attempts`); SIGQUIT and SIGKILL still end
+//! the process at once.
+//!
+//! Whether a request may have reached the server is known exactly: every
+//! request goes through the command's transport (`client::GuardedHttp`),
+//! which counts it here before it is handed on ([`may_send`]) and uncounts
+//! it when the transport says it never left ([`never_left`]).
 
 use crate::failure::Failure;
 use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 
-/// A signal held while a token request was in flight.
+/// Requests of this process that may have reached the server.
+static MAY_HAVE_REACHED: AtomicU64 = AtomicU64::new(0);
+
+/// Set once a held signal has arrived: no token request is sent after it.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Called by the transport before it sends a request: `false` for a
+/// `grant` (a token request) once a signal has arrived (it must not be
+/// sent), else counts it.
+pub fn may_send(grant: bool) -> bool {
+    if grant && STOPPING.load(Ordering::SeqCst) {
+        return false;
+    }
+    MAY_HAVE_REACHED.fetch_add(1, Ordering::SeqCst);
+    true
+}
+
+/// Called by the transport when a request counted by [`may_send`] never
+/// left (connection refused, DNS): it reached nothing.
+pub fn never_left() {
+    MAY_HAVE_REACHED.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// How many requests of this process may have reached the server so far:
+/// compare two readings to learn whether anything may have been sent.
+pub fn may_have_reached() -> u64 {
+    MAY_HAVE_REACHED.load(Ordering::SeqCst)
+}
+
+/// Whether a held signal has arrived (start no new attempt then).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// A signal that arrived during a token flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caught {
     /// The signal's name (`SIGINT`, …).
@@ -21,34 +64,50 @@ pub struct Caught {
     pub number: u8,
 }
 
-/// Runs `flow` to its end even if one of the signals above arrives
-/// meanwhile; `Err(Failure::Interrupted)` after a successful flow if one
-/// did (a failed flow reports its own failure). `note` is told once, when
-/// the first signal arrives.
+/// Runs `flow` to its end even if one of the signals above arrives after
+/// a request of it may have reached the server; `Err(Failure::Interrupted)`
+/// after a successful flow if one did (a failed flow reports its own
+/// failure). A signal that arrives while nothing of `flow` may have
+/// reached the server drops `flow` there and then (whatever it was waiting
+/// for: a lock, a store, a backoff) and ends with `Failure::Interrupted`
+/// saying nothing was sent. `note` is told once, when the first signal
+/// arrives during a request.
 pub async fn shielded<T>(
     flow: impl Future<Output = Result<T, Failure>>,
     note: impl Fn(&str),
 ) -> Result<T, Failure> {
     let mut signals = listen()?;
+    let before = may_have_reached();
     let mut flow = std::pin::pin!(flow);
     let mut caught: Option<Caught> = None;
     let result = poll_fn(|cx| {
         for (kind, signal) in &mut signals {
             while let Poll::Ready(Some(())) = signal.poll_recv(cx) {
-                if caught.is_none() {
-                    note(&format!(
-                        "freshtoken: {}: finishing the token request in flight first, so that its result is saved",
-                        kind.name
-                    ));
-                    caught = Some(*kind);
+                if caught.is_some() {
+                    continue;
                 }
+                // From here on no token request is sent (see may_send).
+                STOPPING.store(true, Ordering::SeqCst);
+                // Single-threaded: no request of `flow` can be handed to
+                // the transport between this reading and the return below.
+                if may_have_reached() == before {
+                    return Poll::Ready(Err(Failure::Interrupted {
+                        signal: *kind,
+                        sent: false,
+                    }));
+                }
+                note(&format!(
+                    "freshtoken: {}: finishing the token request in flight first, so that its result is saved (no new one is sent)",
+                    kind.name
+                ));
+                caught = Some(*kind);
             }
         }
         flow.as_mut().poll(cx)
     })
     .await?;
     match caught {
-        Some(signal) => Err(Failure::Interrupted(signal)),
+        Some(signal) => Err(Failure::Interrupted { signal, sent: true }),
         None => Ok(result),
     }
 }

@@ -7,12 +7,12 @@
 
 use crate::args::LinkArgs;
 use crate::failure::Failure;
-use crate::file_store::{read_capped, write_private, FileStore};
+use crate::file_store::{read_capped, to_hex, write_private, FileStore};
 use crate::output::{now_ms, when, Output};
 use crate::unsaved::{holds_unsaved, save_held};
 use freshtoken::{AuthorizationParams, AuthorizationRequest, TokenClient};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Read};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -191,21 +191,147 @@ fn write_state(path: &Path, state: &LinkState) -> Result<(), Failure> {
     })
 }
 
-fn read_state(path: &Path) -> Result<LinkState, Failure> {
+/// Reads the state kept in `path`; messages name `shown` (the state file
+/// as the user gave it).
+fn read_state(path: &Path, shown: &Path) -> Result<LinkState, Failure> {
     let unreadable =
-        |what: &str| Failure::config("state_file", format!("{} {what}", path.display()));
+        |what: &str| Failure::config("state_file", format!("{} {what}", shown.display()));
     let text = read_capped(path, MAX_INPUT_BYTES)
         .map_err(|e| unreadable(&format!("cannot be read ({})", e.kind())))?
         .map(Zeroizing::new)
-        .ok_or_else(|| {
-            unreadable("does not exist (start with `freshtoken link … --state-file FILE`)")
-        })?;
+        .ok_or_else(|| ClaimedState::missing(shown))?;
     let state: LinkState = serde_json::from_str(&text)
         .map_err(|_| unreadable("is not a freshtoken link state file"))?;
     if state.schema != STATE_SCHEMA {
         return Err(unreadable("is not a freshtoken link state file"));
     }
     Ok(state)
+}
+
+/// The suffix of a state file a finishing run has claimed.
+const CLAIMED_SUFFIX: &str = ".claimed";
+
+/// A state file this run has claimed: renamed, before the code can be
+/// sent, to a name of its own (`<file>.<pid>.<12 hex>.claimed`, beside it),
+/// and the state read again from there. A rename succeeds once: of any
+/// number of runs finishing one link (whatever their `--key`), exactly one
+/// gets the state and can ever send its code; the others find no file,
+/// send nothing and fail with `config`.
+/// (Holding the key's lock would not do: the runs may name different keys,
+/// and one that waited for the lock would still send the spent code, which
+/// makes the server revoke the session the first run stored.)
+///
+/// Afterwards [`ClaimedState::settle`] removes the claimed file once the
+/// code may have left, and puts it back when nothing was sent (a state
+/// mismatch, an error redirect, a bad argument, the key's lock not taken,
+/// a signal before the exchange), so the real answer can still finish.
+///
+/// If the process dies while it holds the claim (SIGKILL, a power cut;
+/// SIGINT, SIGTERM and SIGHUP are handled as above, but for the instant
+/// between the claim and the checks), the claimed file stays:
+/// before the code was sent, the code is unspent, but the state file is no
+/// longer under its name and `link` refuses it, naming the claimed file
+/// (start a new link); after the code was sent,
+/// it is spent either way and must never be sent again, which the missing
+/// state file guarantees. Whether the new session was saved then depends
+/// on whether the answer arrived before the crash (the core saves it
+/// before the exchange returns): `inspect` tells.
+struct ClaimedState {
+    /// The state file as given.
+    original: PathBuf,
+    /// Where it lies while claimed.
+    claimed: PathBuf,
+    /// [`crate::interrupt::may_have_reached`] when claimed (nothing else
+    /// is sent from then on but the code).
+    claimed_at: u64,
+}
+
+impl ClaimedState {
+    /// Claims `path`; `config` if another run has (or no link was started).
+    fn take(path: &Path) -> Result<Self, Failure> {
+        let mut random = [0u8; 6];
+        getrandom::getrandom(&mut random)
+            .map_err(|e| Failure::Other(format!("cannot claim the state file ({e})")))?;
+        let mut claimed = path.as_os_str().to_owned();
+        claimed.push(format!(
+            ".{}.{}{CLAIMED_SUFFIX}",
+            std::process::id(),
+            to_hex(&random)
+        ));
+        let claimed = PathBuf::from(claimed);
+        match std::fs::rename(path, &claimed) {
+            Ok(()) => Ok(ClaimedState {
+                original: path.to_owned(),
+                claimed,
+                claimed_at: crate::interrupt::may_have_reached(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Self::missing(path)),
+            Err(e) => Err(Failure::config(
+                "state_file",
+                format!("{} cannot be claimed ({})", path.display(), e.kind()),
+            )),
+        }
+    }
+
+    /// The failure for a state file that is not there: claimed by another
+    /// run (its claimed file is there), used up, or never written.
+    fn missing(path: &Path) -> Failure {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let claimed = name.and_then(|name| {
+            std::fs::read_dir(dir).ok()?.find_map(|entry| {
+                let other = entry.ok()?.file_name().to_string_lossy().into_owned();
+                (other.starts_with(&format!("{name}.")) && other.ends_with(CLAIMED_SUFFIX))
+                    .then_some(other)
+            })
+        });
+        let message = match claimed {
+            Some(other) => format!(
+                "{} has been claimed by another `link` run finishing this link (it lies at {other} meanwhile): an authorization code is sent once, so this run sent nothing",
+                path.display()
+            ),
+            None => format!(
+                "{} does not exist: a link that has finished (or failed after sending its code) is used up, so start a new one with `freshtoken link … --state-file FILE`; nothing was sent",
+                path.display()
+            ),
+        };
+        Failure::config("state_file", message)
+    }
+
+    /// Where the claimed state lies.
+    fn path(&self) -> &Path {
+        &self.claimed
+    }
+
+    /// Whether the code may have reached the server.
+    fn code_may_have_left(&self) -> bool {
+        crate::interrupt::may_have_reached() != self.claimed_at
+    }
+
+    /// Removes the claimed file if the code may have left, else puts it
+    /// back under its name (unless a new link wrote a state file there
+    /// meanwhile: then that one is the link to finish).
+    fn settle(self) {
+        if self.code_may_have_left() {
+            let _ = std::fs::remove_file(&self.claimed);
+            return;
+        }
+        match std::fs::hard_link(&self.claimed, &self.original) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.claimed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&self.claimed);
+            }
+            // No hard links here: a rename, as when claiming.
+            Err(_) => {
+                let _ = std::fs::rename(&self.claimed, &self.original);
+            }
+        }
+    }
 }
 
 /// The `--json` result of starting.
@@ -254,12 +380,19 @@ pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
         )?;
         let store = need(args.store.as_deref(), "--store", "finishing a link")?;
         let key = need(args.key.as_deref(), "--key", "finishing a link")?;
-        let saved = read_state(state_file)?;
+        // Read first for its errors; what counts is what this run claims
+        // below, once the code is read and the client built (so that a
+        // Ctrl-C at the prompt leaves the state file where it was).
+        read_state(state_file, state_file)?;
         let input = read_code_input(args.code_env)?;
         let client = crate::client::build(&args.client).await?;
-        finish(&client, &args, &saved, input, store, key, out).await?;
-        let _ = std::fs::remove_file(state_file);
-        return Ok(());
+        let claim = ClaimedState::take(state_file)?;
+        let finished = match read_state(claim.path(), state_file) {
+            Ok(saved) => finish(&client, &args, &saved, input, store, key, out).await,
+            Err(e) => Err(e),
+        };
+        claim.settle();
+        return finished;
     }
     if args.state.is_some() {
         return Err(Failure::Usage(
@@ -373,8 +506,11 @@ async fn finish(
     }
     let files = FileStore::new(PathBuf::from(store));
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
-    let _lock = crate::session_lock::lock_session(&files, key, wait).await?;
+    let saving = crate::unsaved::saving_budget(&args.client, wait);
     let flow = async {
+        // Inside the shield: a signal while waiting for another process
+        // ends the run with nothing sent (and the state file given back).
+        let _lock = crate::session_lock::lock_session(&files, key, wait).await?;
         let exchanged = client
             .exchange_code(
                 &code,
@@ -392,7 +528,7 @@ async fn finish(
                 if e.code() != freshtoken::ErrorCode::Storage || !holds_unsaved(&session) {
                     return Err(e.into());
                 }
-                save_held(&session, e, wait, out).await?;
+                save_held(&session, e, saving, out).await?;
                 session
             }
         };

@@ -27,8 +27,12 @@ use output::{Format, Output};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Usage errors exit 2 and --help/--version 0, as clap does.
-    let cli = Cli::parse();
+    // Usage errors exit 2 and --help/--version 0, as clap does; with
+    // --json, usage errors are JSON too (see usage_error).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let out = Output {
         format: if cli.json {
             Format::Json
@@ -50,6 +54,41 @@ fn main() -> ExitCode {
             ExitCode::from(failure.exit_code())
         }
     }
+}
+
+/// Reports arguments clap refused: as clap does (text on stderr, exit 2;
+/// help and version on stdout, exit 0), or with `--json` among the
+/// arguments as the `{"error":{…}}` object every other failure prints, with
+/// the usage code and exit status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json");
+    if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    // clap's message on one line, without its `error: ` and without the
+    // usage and `--help` hint that follow a blank line.
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let failure = Failure::Usage(
+        message
+            .strip_prefix("error: ")
+            .unwrap_or(&message)
+            .to_owned(),
+    );
+    Output {
+        format: Format::Json,
+    }
+    .failure(&failure);
+    ExitCode::from(failure.exit_code())
 }
 
 /// Runs one subcommand.

@@ -156,7 +156,7 @@ impl ErrorJson {
             Failure::StateMismatch
             | Failure::Usage(_)
             | Failure::Other(_)
-            | Failure::Interrupted(_) => {}
+            | Failure::Interrupted { .. } => {}
         }
         ErrorJson { error: body }
     }

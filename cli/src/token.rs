@@ -41,9 +41,10 @@ fn stored_access_token(store: &FileStore, key: &str) -> Option<Zeroizing<String>
 }
 
 /// The session's tokens, refreshed when stale, with the save of a renewed
-/// record retried before giving up. With `force`, refreshed even when
-/// fresh, unless the stored token is no longer `replacing` (another process
-/// renewed the session while this one waited: that refresh is this one's).
+/// record retried for `saving` before giving up (with save_held's error).
+/// With `force`, refreshed even when fresh, unless the stored token is no
+/// longer `replacing` (another process renewed the session while this one
+/// waited: that refresh is this one's).
 async fn fresh_tokens(
     session: &UserSession,
     force: bool,
@@ -77,9 +78,20 @@ async fn fresh_tokens(
                 // below, as after any refresh.
                 held_saving_tried = true;
                 result = save_held(session, e, saving, out).await;
+                if result
+                    .as_ref()
+                    .is_err_and(|e| e.code() == ErrorCode::Storage)
+                {
+                    // save_held gave up, and says what that costs: trying
+                    // once more would only replace its message.
+                    return result;
+                }
             }
+            // After a signal no new attempt starts (see interrupt.rs).
             Err(e)
-                if retries > 0 && matches!(e.code(), ErrorCode::Storage | ErrorCode::Conflict) =>
+                if retries > 0
+                    && !crate::interrupt::stopping()
+                    && matches!(e.code(), ErrorCode::Storage | ErrorCode::Conflict) =>
             {
                 // Storage: nothing renewed is held (a write-ahead failed).
                 // Conflict: another process saved the session (a re-link)
@@ -104,11 +116,12 @@ pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
         .then(|| stored_access_token(&store, key))
         .flatten();
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
+    let saving = crate::unsaved::saving_budget(&args.client, wait);
     let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
     let session = client.session(key, Arc::new(store))?;
     let flow = async {
         let replacing = replacing.as_ref().map(|t| t.as_str());
-        Ok(fresh_tokens(&session, args.refresh, replacing, wait, out).await?)
+        Ok(fresh_tokens(&session, args.refresh, replacing, saving, out).await?)
     };
     let info = crate::interrupt::shielded(flow, |text| out.note(text)).await?;
     let json = TokenJson {

@@ -3,12 +3,37 @@
 //! token, or of a new link, which this process would take with it when it
 //! exits. The command keeps trying the save for a while before giving up.
 
+use crate::args::ClientArgs;
 use crate::output::Output;
-use freshtoken::{Error, ErrorCode, TokenInfo, UserSession};
+use freshtoken::{Error, ErrorCode, TokenInfo, UserSession, DEFAULT_STORE_TIMEOUT_MS};
 use std::time::{Duration, Instant};
 
 /// Pause between two tries at the save.
 const SAVE_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long [`save_held`] keeps trying: the lock wait `wait`, but never
+/// less than `--timeout` plus the core's store deadline (5 s), however
+/// short `--lock-wait` is.
+///
+/// Why its own budget: `--lock-wait` bounds the wait *before* anything is
+/// sent, where giving up loses nothing; this one bounds how long the only
+/// copy of a rotated refresh token (or of a new link) is kept before it is
+/// dropped, which costs the user a re-link. A script that will not wait for
+/// another process's refresh (`--lock-wait 0`) has not agreed to that.
+/// Why this value: what keeps the save out is another process's write
+/// holding the key's write lock. A healthy writer holds it for one read and
+/// one write, which every freshtoken store bounds by its store deadline;
+/// one that holds it longer has stalled (stopped, swapping, a hung disk).
+/// The command waits out that deadline plus `--timeout`, the time the user
+/// already grants one step of this command (one request): a stall no
+/// longer than a request may take never loses a rotation, and the wait
+/// stays bounded by the command's own settings. A longer lock wait (the
+/// default: `--timeout` + 40 s) keeps trying as long as it would wait.
+pub fn saving_budget(client: &ClientArgs, wait: Duration) -> Duration {
+    let floor = Duration::from_secs(u64::from(client.timeout))
+        + Duration::from_millis(DEFAULT_STORE_TIMEOUT_MS.unsigned_abs());
+    wait.max(floor)
+}
 
 /// Whether the core holds a renewed record it could not save (asked
 /// without saving it, as `status()` would first).

@@ -349,3 +349,138 @@ fn a_relink_that_ends_a_stalled_save_is_kept_and_served() {
         "and served"
     );
 }
+
+#[test]
+fn with_no_lock_wait_a_rotation_that_cannot_be_saved_yet_is_still_saved() {
+    let env = Env::new("locks-unsaved-no-wait");
+    env.link("user-42");
+    env.expire_access_token("user-42");
+    let old_refresh = env.refresh_token("user-42");
+    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
+
+    // --lock-wait 0: no waiting for another process before sending, which
+    // must not also mean no second try at saving what the server rotated.
+    let mut child = env.full(&["token", "--lock-wait", "0"], "user-42").spawn();
+    env.emu.wait_held(1);
+    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    env.emu.release_held();
+    read_stderr_until(&mut child, "could not be saved yet");
+    drop(writing);
+
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {}", output.status);
+    assert!(
+        !env.record("user-42").unwrap().in_doubt,
+        "the rotation is saved"
+    );
+    assert_eq!(env.emu.counters().rotations, 1);
+    assert_eq!(
+        env.emu.refresh_token_state(&old_refresh),
+        TokenState::Consumed
+    );
+    assert_eq!(
+        env.emu.refresh_token_state(&env.refresh_token("user-42")),
+        TokenState::Active
+    );
+}
+
+#[test]
+fn with_no_lock_wait_a_new_link_that_cannot_be_saved_yet_is_still_saved() {
+    let env = Env::new("locks-unsaved-link-no-wait");
+    let state_file = env.scratch.path("link.json");
+    let url = env
+        .with_creds(&["-q", "link", "--redirect-uri", REDIRECT_URI])
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .run()
+        .ok()
+        .stdout;
+    let redirect = authorize(url.trim());
+    std::fs::create_dir_all(&env.store).unwrap();
+    env.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let mut child = env
+        .full(&["link", "--code-stdin", "--lock-wait", "0"], "user-42")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .spawn();
+    writeln!(child.stdin.take().unwrap(), "{redirect}").unwrap();
+    env.emu.wait_held(1);
+    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    env.emu.release_held();
+    read_stderr_until(&mut child, "could not be saved yet");
+    drop(writing);
+
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {}", output.status);
+    let refresh = env.refresh_token("user-42");
+    assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
+}
+
+#[test]
+fn a_rotation_never_saved_ends_with_the_message_that_a_new_link_is_needed() {
+    let env = Env::new("locks-never-saved");
+    env.link("user-42");
+    env.expire_access_token("user-42");
+    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
+    let requests = env.emu.counters().token_requests;
+
+    // --timeout 5: the save is tried for 5 s + the 5 s store deadline.
+    let child = env
+        .full(&["--json", "token", "--timeout", "5"], "user-42")
+        .spawn();
+    env.emu.wait_held(1);
+    // A writer that never goes on (held until the command has ended).
+    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    env.emu.release_held();
+    let output = wait_at_most(child, Duration::from_secs(60));
+    drop(writing);
+
+    assert_eq!(output.status.code(), Some(11), "storage");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("this session will need a new link"),
+        "the give-up message says what it costs: {message}"
+    );
+    assert_eq!(env.emu.counters().token_requests, requests + 1);
+}
+
+#[test]
+fn a_signal_before_the_refresh_is_sent_ends_the_command_with_nothing_sent() {
+    let env = Env::new("locks-signal-before-send");
+    env.link("user-42");
+    env.expire_access_token("user-42");
+    let old_refresh = env.refresh_token("user-42");
+    let before = record_text(&env, "user-42");
+    let requests = env.emu.counters().token_requests;
+    // A writer stalled mid-save: the command waits for it to save the
+    // write-ahead marker, before anything can be sent.
+    let write_lock = lock_path(&env, "user-42", ".write.lock");
+    let writing = record_lock(&write_lock);
+
+    let mut child = env.full(&["token"], "user-42").spawn();
+    wait_waiting_for_record_lock(&mut child, &write_lock);
+    let sent = std::process::Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // The writer stays stalled until the command has ended: it ends on the
+    // signal, not once the writer goes on.
+    let output = wait_at_most(child, Duration::from_secs(60));
+    drop(writing);
+
+    assert_eq!(output.status.code(), Some(143), "128 + SIGTERM");
+    assert!(output.stdout.is_empty(), "nothing printed");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("before any token request was sent"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("in flight"), "{stderr}");
+    assert_eq!(env.emu.counters().token_requests, requests, "nothing sent");
+    assert!(record_text(&env, "user-42") == before, "nothing saved");
+    assert_eq!(
+        env.emu.refresh_token_state(&old_refresh),
+        TokenState::Active
+    );
+}

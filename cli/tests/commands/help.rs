@@ -120,3 +120,42 @@ fn version_prints_the_package_version() {
         format!("freshtoken {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn usage_errors_clap_finds_are_json_with_json() {
+    for args in [
+        &["--json", "token", "--store", "d"][..],
+        &[
+            "--json",
+            "token",
+            "--store",
+            "d",
+            "--key",
+            "u",
+            "--timeout",
+            "0",
+        ],
+        &[
+            "--json", "inspect", "--store", "d", "--key", "u", "--key", "v",
+        ],
+        &["--json", "--quiet", "inspect", "--store", "d", "--key", "k"],
+        &["--json", "no-such-command"],
+    ] {
+        let run = freshtoken(args).run().exits(2);
+        let error = &run.json()["error"];
+        assert_eq!(error["code"], "usage", "{args:?}");
+        assert_eq!(error["exit_code"], 2, "{args:?}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+        assert!(run.stderr.is_empty(), "{args:?}: {}", run.stderr);
+    }
+    let run = freshtoken(["--json", "token", "--store", "d"])
+        .run()
+        .exits(2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("--key"), "{message}");
+    // Help is still help, and without --json errors are still clap's text.
+    let help = freshtoken(["--json", "token", "--help"]).run().ok();
+    assert!(help.stdout.contains("Usage: freshtoken"));
+    let run = freshtoken(["token", "--store", "d"]).run().exits(2);
+    assert!(run.stdout.is_empty() && run.stderr.contains("--key"));
+}

@@ -258,3 +258,58 @@ fn a_record_that_is_not_text_is_a_storage_error_and_linking_again_replaces_it() 
     let token = env.full(&["-q", "token"], "user-42").run().ok().stdout;
     assert!(env.api_accepts(token.trim()));
 }
+
+#[test]
+fn two_runs_finishing_one_link_send_its_code_once() {
+    let env = Env::new("link-twice");
+    let state_file = env.scratch.path("link.json");
+    let redirect = authorize(&start(&env, &state_file, &[]));
+    // The first run's exchange is held at the server while the second
+    // (a redirect handler called twice, another key: no shared lock) runs.
+    env.emu
+        .push_fault(freshtoken_emulator::Fault::hold().for_grant("authorization_code"));
+    let mut first = env
+        .full(&["--json", "link", "--code-stdin"], "first")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .spawn();
+    writeln!(first.stdin.take().unwrap(), "{redirect}").unwrap();
+    env.emu.wait_held(1);
+
+    let second = env
+        .full(&["--json", "link", "--code-stdin"], "second")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(format!("{redirect}\n"))
+        .run()
+        .exits(3);
+    assert_eq!(second.json()["error"]["code"], "config");
+    let message = second.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("claimed by another `link` run"),
+        "{message}"
+    );
+    assert_eq!(
+        env.emu.counters().by_grant.get("authorization_code"),
+        Some(&1),
+        "the second run sent nothing"
+    );
+
+    env.emu.release_held();
+    let output = first.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {}", output.status);
+    let counters = env.emu.counters();
+    assert_eq!(counters.by_grant.get("authorization_code"), Some(&1));
+    assert_eq!((counters.code_exchanges, counters.invalid_grant), (1, 0));
+    // The session the first run stored is alive at the server.
+    assert!(env.api_accepts(&env.access_token("first")));
+    assert_eq!(
+        env.emu.refresh_token_state(&env.refresh_token("first")),
+        freshtoken_emulator::TokenState::Active
+    );
+    assert!(env.record("second").is_none());
+    let left: Vec<_> = std::fs::read_dir(&env.scratch.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("link.json"))
+        .collect();
+    assert!(left.is_empty(), "the used state is gone: {left:?}");
+}

@@ -218,3 +218,25 @@ fn a_record_path_that_is_not_a_file_fails_at_once() {
     }
     assert_eq!(env.emu.counters().token_requests, 0);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_record_that_is_a_symlink_is_refused_and_left_alone() {
+    let env = Env::new("token-symlink");
+    env.link("user-42");
+    env.expire_access_token("user-42");
+    // The record moved elsewhere, a link to it in its place.
+    let target = env.scratch.path("elsewhere.json");
+    std::fs::rename(env.record_path("user-42"), &target).unwrap();
+    std::os::unix::fs::symlink(&target, env.record_path("user-42")).unwrap();
+    let before = std::fs::read_to_string(&target).unwrap();
+    let requests = env.emu.counters().token_requests;
+
+    let run = env.full(&["--json", "token"], "user-42").run().exits(11);
+    let message = run.json()["error"]["message"].to_string();
+    assert!(message.contains("symbolic link"), "{message}");
+    assert_eq!(env.emu.counters().token_requests, requests, "nothing sent");
+    let link = std::fs::symlink_metadata(env.record_path("user-42")).unwrap();
+    assert!(link.is_symlink(), "the link is left as it was");
+    assert!(std::fs::read_to_string(&target).unwrap() == before);
+}

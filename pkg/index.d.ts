@@ -249,7 +249,7 @@ export interface AuthorizationRequest {
 export interface ExchangeCodeOptions {
   code: string;
   codeVerifier: string;
-  /** The authorize request's, exactly; one with a fragment or without a scheme is a ConfigError, and the code is not sent. */
+  /** The authorize request's, exactly; one with a fragment, without a scheme or with a character no URI has (a space, a control character, non-ASCII) is a ConfigError, and the code is not sent. */
   redirectUri: string;
 }
 
@@ -373,10 +373,13 @@ export class TokenClient {
   authorizationUrl(options: AuthorizationUrlOptions): Promise<AuthorizationRequest>;
   /**
    * The first tokens for `options.code`, stored under `key`. A code is sent
-   * once per process: a repeat for the same key within 10 minutes (a
-   * reloaded or double-submitted callback) joins the first call or gets its
-   * outcome; for another key, verifier or redirect URI it is a ConfigError
-   * naming `code`, with nothing sent. A `codeVerifier` that is not 43 to 128
+   * once per process: a repeat for the same key while the first runs or
+   * within 10 minutes after (a reloaded or double-submitted callback) joins
+   * the first call or gets its outcome; for another key, verifier or
+   * redirect URI it is a ConfigError naming `code`, with nothing sent. A
+   * code that may have reached the server (a lost answer, a 5xx: not
+   * retried) is never sent again: the repeat gets the same error, and the
+   * user logs in again. A repeat after a failed save saves the record. A `codeVerifier` that is not 43 to 128
    * RFC 7636 characters is a ConfigError naming it, with nothing sent. A
    * store that cannot tell its stored version fails it before the code is
    * sent.

@@ -128,7 +128,8 @@ struct Pending {
 }
 
 /// Checks a redirection endpoint as RFC 6749 §3.1.2 requires it: an
-/// absolute URI (a scheme, RFC 3986 §3.1) without a fragment. Checked
+/// absolute URI (a scheme, RFC 3986 §3.1) without a fragment, of URI
+/// characters only (RFC 3986 §2). Checked
 /// before the URL is made and before a code is sent: a server compares
 /// the two strings, and a code refused for its redirect URI is spent.
 pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), Error> {
@@ -153,6 +154,16 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), Error> {
         return Err(Error::config(
             "redirect_uri",
             "must not include a fragment (RFC 6749 §3.1.2)",
+        ));
+    }
+    // A space, a control character or a non-ASCII one cannot be in a URI:
+    // sent as it is, the server's string comparison refuses the code.
+    let uri_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b);
+    if !uri.bytes().all(uri_char) {
+        return Err(Error::config(
+            "redirect_uri",
+            "must contain only the characters of a URI (RFC 3986 §2: no spaces, \
+             control characters or non-ASCII ones; percent-encode them)",
         ));
     }
     Ok(())

@@ -259,13 +259,19 @@ impl TokenClient {
     /// against the one you sent before calling this.
     ///
     /// A code is sent once per process (servers refuse a second use and
-    /// revoke what the first issued): a repeat for the same key within 10
-    /// minutes (a reloaded or double-submitted callback, or two at once)
-    /// joins the first or gets its outcome; for another key, or with
-    /// another verifier, it is a `config` error naming `code`, nothing sent.
-    /// A store that cannot tell its stored version fails the exchange
-    /// before the code is sent, as does a `redirect_uri` that is not an
-    /// absolute URI without a fragment (`config`, RFC 6749 §3.1.2).
+    /// revoke what the first issued): a repeat for the same key while the
+    /// first runs or within 10 minutes after (a reloaded or double-submitted
+    /// callback, or two at once) joins the first or gets its outcome; for
+    /// another key, or with another verifier, it is a `config` error naming
+    /// `code`, nothing sent. A code that may have reached the server (an
+    /// answer lost or not understood, a 5xx, which is not retried for a
+    /// code) is never sent again: the repeat gets the same error, and the
+    /// user logs in again. A repeat after the issued record's save failed
+    /// saves it; one through another client of the process reads the record
+    /// from its store (`conflict` when that store does not hold it). A store
+    /// that cannot tell its stored version fails the exchange before the
+    /// code is sent, as does a `redirect_uri` that is not an absolute URI of
+    /// URI characters without a fragment (`config`, RFC 6749 §3.1.2).
     pub async fn exchange_code(
         &self,
         code: &str,

@@ -6,9 +6,12 @@
 //! twice (a reload, a double submit), or twice at once, would otherwise
 //! kill the session the first call saved. A repeat for the same session
 //! key joins the first redemption or gets its outcome; one for another key,
-//! or with another verifier, is refused unsent. Outcomes that issued
-//! nothing are forgotten (the code may be tried again); the others are
-//! kept for [`REMEMBERED_MS`].
+//! or with another verifier, is refused unsent. A redemption is kept while
+//! it runs, however long, and for [`REMEMBERED_MS`] after it ended, unless
+//! its code surely never reached the server (it may be tried again). A
+//! repeat through another client of the process (another state for the
+//! key) reads what the first one saved from its own store; a repeat after
+//! the save failed tries the save again.
 
 use crate::attached::Attached;
 use crate::error::Error;
@@ -16,7 +19,7 @@ use crate::exchange::{self, Context};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
-use crate::session_state::Replacing;
+use crate::session_state::{Replacing, SessionCell};
 use crate::started_by::StartedBy;
 use crate::store::Record;
 use crate::tokens::AccessToken;
@@ -30,8 +33,16 @@ const REMEMBERED_MS: u64 = 10 * 60 * 1000;
 /// The most finished redemptions kept.
 const MAX_REMEMBERED: usize = 1024;
 
-/// Whether the server issued anything, and the caller's result.
-type Outcome = (bool, Result<(), Error>);
+/// How a redemption ended.
+#[derive(Clone)]
+struct Outcome {
+    /// Whether the code may have reached the server (kept then).
+    sent: bool,
+    /// The keyed hash of the access token it issued, if any.
+    issued: Option<u64>,
+    /// The caller's result.
+    result: Result<(), Error>,
+}
 
 /// One code's redemption in this process, running or finished.
 struct Redemption {
@@ -41,7 +52,11 @@ struct Redemption {
     with: u64,
     /// The session key it is saved under.
     key: Arc<str>,
-    started_ms: u64,
+    /// The state it is saved into (a repeat through another client of the
+    /// process has its own).
+    cell: std::sync::Weak<SessionCell>,
+    /// When it ended, on the clock of the client that redeemed it.
+    ended_ms: Option<u64>,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
     /// The process sending it (see [`crate::started_by`]).
@@ -111,10 +126,13 @@ pub(crate) async fn redeem(
     let with = digest(&[code.code_verifier.expose(), &code.redirect_uri]);
     let now = ctx.clock.now_ms();
     let key = session.key.clone();
-    let outcome = redemptions(|list| {
-        // By age alone: no exchange runs that long (its requests have
-        // deadlines), unless its callers left it with no spawner to run it.
-        list.retain(|r| now.saturating_sub(r.started_ms) < REMEMBERED_MS);
+    let sender = session.clone();
+    let (outcome, joined) = redemptions(|list| {
+        // Never one still running: its code may be at the server.
+        list.retain(|r| {
+            r.ended_ms
+                .is_none_or(|ended| now.saturating_sub(ended) < REMEMBERED_MS)
+        });
         if let Some(r) = list.iter().find(|r| r.code == id) {
             if r.key != key || r.with != with {
                 return Err(Error::config(
@@ -132,21 +150,29 @@ pub(crate) async fn redeem(
                         .to_owned(),
                 });
             }
-            return Ok(r.outcome.clone());
+            let same_state = std::ptr::eq(r.cell.as_ptr(), Arc::as_ptr(&session.cell));
+            return Ok((r.outcome.clone(), Some(same_state)));
         }
         if list.len() >= MAX_REMEMBERED {
-            if let Some(oldest) = list.iter().position(|r| r.outcome.peek().is_some()) {
+            if let Some(oldest) = list.iter().position(|r| r.ended_ms.is_some()) {
                 list.remove(oldest);
             }
         }
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cell = Arc::downgrade(&session.cell);
         let body: BoxFuture<'static, Outcome> = Box::pin(async move {
-            let outcome = send_and_save(ctx, session, code).await;
+            let clock = ctx.clock.clone();
+            let outcome = send_and_save(ctx, sender, code).await;
             drop(replacing);
-            if !outcome.0 {
-                redemptions(|list| list.retain(|r| r.serial != serial));
-            }
+            let ended = clock.now_ms();
+            redemptions(|list| match outcome.sent {
+                true => list
+                    .iter_mut()
+                    .filter(|r| r.serial == serial)
+                    .for_each(|r| r.ended_ms = Some(ended)),
+                false => list.retain(|r| r.serial != serial),
+            });
             outcome
         });
         let outcome = body.shared();
@@ -154,14 +180,54 @@ pub(crate) async fn redeem(
             code: id,
             with,
             key,
-            started_ms: now,
+            cell,
+            ended_ms: None,
             serial,
             by: StartedBy::this(),
             outcome: outcome.clone(),
         });
-        Ok(outcome)
+        Ok((outcome, None))
     })?;
-    outcome.await.1
+    let outcome = outcome.await;
+    match (joined, outcome.result) {
+        // A repeat of a redemption whose save of what it issued failed:
+        // the record waits in this state, unsaved, and the session's own
+        // path saves it (DESIGN 4).
+        (Some(true), Err(Error::Storage { .. })) if outcome.issued.is_some() => {
+            session.sync().await
+        }
+        // Another client's state got the record: this one reads it.
+        (Some(false), Ok(())) => read_redeemed(&session, outcome.issued).await,
+        (_, result) => result,
+    }
+}
+
+/// Makes `session`, another state for the key than the one a code was
+/// redeemed into, read the record that redemption saved: from its own
+/// store, which must hold the access token it issued (`issued`).
+async fn read_redeemed(session: &Attached, issued: Option<u64>) -> Result<(), Error> {
+    let conflict = |what: &str| Error::Conflict {
+        message: format!(
+            "this code was redeemed by another client of this process, and {what}; \
+             nothing was sent"
+        ),
+    };
+    if session.cell.lock().unpersisted {
+        return Err(conflict("this session holds a record not saved yet"));
+    }
+    session.sync().await?;
+    let st = session.cell.lock();
+    let holds = st
+        .record
+        .as_ref()
+        .and_then(|r| r.access_token.as_ref())
+        .is_some_and(|a| Some(digest(&[a.value.expose()])) == issued);
+    if !holds {
+        return Err(conflict(
+            "this session's store does not hold what it issued",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `verifier` is a PKCE code verifier (RFC 7636 §4.1).
@@ -185,7 +251,13 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
     // the store fail to tell it again once the tokens are issued.
     let read_before = match session.stored_version().await {
         Ok(version) => version,
-        Err(error) => return (false, Err(error)),
+        Err(error) => {
+            return Outcome {
+                sent: false,
+                issued: None,
+                result: Err(error),
+            }
+        }
     };
     let grant = Grant::AuthorizationCode {
         code: code.code.expose(),
@@ -195,7 +267,10 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
     let issued = match exchange::call(&ctx, &grant).await {
         Ok(issued) => issued,
         Err(mut failure) => {
-            let salvaged = failure.salvaged.is_some();
+            // A code that may have been redeemed (an answer lost, one not
+            // understood) is kept too: sent again, it would revoke what the
+            // first request issued.
+            let sent = failure.salvaged.is_some() || failure.maybe_processed;
             if let Some(refresh_token) = failure.salvaged.take() {
                 let now = ctx.clock.now_ms();
                 let record = Record {
@@ -210,10 +285,15 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
                     log::warn!("freshtoken: session {}: {e}", session.key);
                 }
             }
-            return (salvaged, Err(failure.into_error()));
+            return Outcome {
+                sent,
+                issued: None,
+                result: Err(failure.into_error()),
+            };
         }
     };
     let response = issued.response;
+    let issued_token = digest(&[response.access_token.expose()]);
     let record = Record {
         access_token: Some(AccessToken::new(
             response.access_token,
@@ -233,5 +313,9 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
         in_doubt: false,
         updated_at_ms: ctx.clock.now_ms(),
     };
-    (true, session.replace(record, Some(read_before)).await)
+    Outcome {
+        sent: true,
+        issued: Some(issued_token),
+        result: session.replace(record, Some(read_before)).await,
+    }
 }

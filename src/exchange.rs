@@ -111,8 +111,8 @@ fn oauth_error(status: u16, body: OAuthErrorBody) -> Error {
 }
 
 /// Sends `grant` until it succeeds, fails for good, or the retry policy is
-/// spent. Only answers that cannot have consumed anything (429, 5xx, and
-/// requests that never left) are retried.
+/// spent. Only 429, 5xx and requests that never left are retried; an
+/// authorization code after a 5xx is not (it may have been redeemed).
 pub(crate) async fn call(ctx: &Context, grant: &Grant<'_>) -> Result<Issued, CallFailure> {
     send(ctx, grant).await?.ok_or_else(|| {
         let error = Error::invalid_response(None, "no token in the answer");
@@ -153,6 +153,7 @@ async fn send_with_retries(
     attempts: &mut u32,
 ) -> Result<Option<Issued>, CallFailure> {
     let revocation = matches!(grant, Grant::Revoke { .. });
+    let code = matches!(grant, Grant::AuthorizationCode { .. });
     let policy = ctx.config.retry;
     // The budget counts on a wall clock set back too (see `elapsed`).
     let started = crate::elapsed::Started::now(ctx.clock.as_ref());
@@ -253,6 +254,15 @@ async fn send_with_retries(
                         attempts: *attempts,
                         retry_after_ms,
                     };
+                    // A code is single use, and a 5xx may come from a
+                    // gateway while the server went on and redeemed it:
+                    // sent again, it would revoke what the first request
+                    // issued. (A refresh token is retried: its reuse reads
+                    // `lost_rotation`, and a later call recovers nothing
+                    // better; a code's caller can start a new login.)
+                    if code && maybe_processed {
+                        return Err(CallFailure::new(error, true));
+                    }
                     (error, retry_after_ms)
                 }
             },

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::Harness;
-use freshtoken::{AuthorizationParams, TokenClient, UserSession};
+use common::{Harness, TestStore};
+use freshtoken::{AuthorizationParams, ErrorCode, TokenClient, UserSession};
 use freshtoken_emulator::{Fault, TokenState};
 use std::time::Duration;
 
@@ -285,12 +285,12 @@ async fn a_redeemed_code_for_another_session_key_is_refused_unsent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_whose_exchange_failed_can_be_sent_again() {
-    // Nothing was issued: a retry (here with the right verifier) is sent.
+    // Surely never redeemed (429: not processed): a retry is sent.
     let h = Harness::new();
     let request = h.client.authorization_url(params()).unwrap();
     let (code, _) = approve(&request.url).await;
     h.emu
-        .push_fault(Fault::status(503).for_grant("authorization_code").times(4));
+        .push_fault(Fault::status(429).for_grant("authorization_code").times(4));
     let error = exchange(&h.client, &h, &code, &request.code_verifier)
         .await
         .unwrap_err();
@@ -485,4 +485,201 @@ async fn issued_tokens_are_saved_when_the_store_stops_telling_its_version_during
     let stored = store.0.get("u1").expect("a stored record");
     let record = freshtoken::Record::decode(&stored).unwrap();
     assert!(record.refresh_token.is_some() && record.access_token.is_some());
+}
+
+/// The same code again for session `u1` of `client` on `store`.
+async fn again(
+    client: &TokenClient,
+    store: &std::sync::Arc<TestStore>,
+    code: &str,
+    verifier: &str,
+) -> Result<UserSession, freshtoken::Error> {
+    client
+        .exchange_code(code, verifier, REDIRECT, "u1", store.clone())
+        .await
+}
+
+/// An exchange whose answer was lost (its deadline passed while the server
+/// held it) may have redeemed the code: a repeat (the user reloads the
+/// callback) gets the same error and sends nothing. It used to send the
+/// code again, and the server, seeing it reused, revoked what the first
+/// request issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_whose_answer_was_lost_is_never_sent_again() {
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let first = tokio::spawn({
+        let (client, store) = (h.client.clone(), h.store.clone());
+        let (code, verifier) = (code.clone(), request.code_verifier.clone());
+        async move { again(&client, &store, &code, &verifier).await }
+    });
+    h.emu.wait_held(1);
+    h.clock.advance(32_000); // the request's 30 s and its grace
+    let error = first.await.unwrap().unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Timeout);
+
+    let repeat = again(&h.client, &h.store, &code, &request.code_verifier).await;
+    assert_eq!(repeat.unwrap_err().code(), ErrorCode::Timeout);
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert_eq!(h.emu.release_held(), 1);
+}
+
+/// A 5xx to the code grant (a gateway's, while the server went on) may
+/// have redeemed it: it is not retried, and a repeat sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_to_the_code_grant_is_not_retried() {
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::status(502).for_grant("authorization_code"));
+    let error = exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            freshtoken::Error::Transient {
+                status: 502,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let repeat = exchange(&h.client, &h, &code, &request.code_verifier).await;
+    assert_eq!(repeat.unwrap_err().code(), ErrorCode::Transient);
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert!(h.store.record("u1").is_none());
+}
+
+/// A redemption is remembered for as long as it runs: one still waiting
+/// for its answer more than ten minutes on (a long request timeout, a clock
+/// stepped forward) used to be forgotten, and a repeat sent the code again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_joins_an_exchange_that_runs_longer_than_ten_minutes() {
+    let h = Harness::with(Default::default(), |b| b.timeout_ms(600_000));
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let first = tokio::spawn({
+        let (client, store) = (h.client.clone(), h.store.clone());
+        let (code, verifier) = (code.clone(), request.code_verifier.clone());
+        async move { again(&client, &store, &code, &verifier).await }
+    });
+    h.emu.wait_held(1);
+    // Past the ten minutes, short of the request's deadline (and grace).
+    h.clock.advance(600_500);
+    let repeat = tokio::spawn({
+        let (client, store) = (h.client.clone(), h.store.clone());
+        let (code, verifier) = (code.clone(), request.code_verifier.clone());
+        async move { again(&client, &store, &code, &verifier).await }
+    });
+    // Only the first request is ever held: release it once it is the one.
+    assert_eq!(h.emu.release_held(), 1);
+    first.await.unwrap().expect("the first exchange");
+    repeat.await.unwrap().expect("the repeat joined it");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+}
+
+/// The issued record's save failed: a repeat saves it (DESIGN point 4)
+/// instead of answering `storage` for ten minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_after_the_issued_record_could_not_be_saved_saves_it() {
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.store
+        .fail_saves
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let error = exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Storage);
+    assert!(h.store.record("u1").is_none());
+    let session = exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .expect("the repeat saves the record");
+    assert!(h.store.refresh_token("u1").is_some());
+    session.access_token().await.unwrap();
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert_eq!(h.refresh_requests(), 0);
+}
+
+/// A repeat through another client of the process (its own state for the
+/// key, here holding the previous account's token) used to resolve while
+/// that client kept serving the old token. It now reads what the first
+/// exchange saved; with a store that does not hold it, it is a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_through_another_client_reads_the_record_the_first_saved() {
+    let h = Harness::new();
+    let twin = h.twin();
+    h.seeded("u1").await;
+    let old = twin
+        .session("u1", h.store.clone())
+        .unwrap()
+        .access_token()
+        .await
+        .unwrap();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    let first = exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap();
+    let issued = first.access_token().await.unwrap();
+    assert_ne!(issued, old);
+
+    let repeat = again(&twin, &h.store, &code, &request.code_verifier)
+        .await
+        .expect("the repeat reads the saved record");
+    assert_eq!(repeat.access_token().await.unwrap(), issued);
+
+    let elsewhere = twin.clone();
+    let empty = TestStore::new();
+    let session = elsewhere.session("u2", empty.clone()).unwrap();
+    drop(session);
+    let error = h
+        .twin()
+        .exchange_code(&code, &request.code_verifier, REDIRECT, "u1", empty)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Conflict, "{error}");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+}
+
+/// A redirect URI with a character no URI has (a trailing newline from a
+/// config file, a space, a NUL) is refused before the code is sent: the
+/// server would refuse it, and a code refused is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
+    let h = Harness::new();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    for bad in [
+        "https://app.example/callback\n",
+        "https://app.example/call back",
+        "https://app.example/cb\0",
+        "https://app.example/caf\u{e9}",
+    ] {
+        let error = h
+            .client
+            .exchange_code(&code, &request.code_verifier, bad, "u1", h.store.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), ErrorCode::Config, "{bad:?}");
+        let mut params = params();
+        params.redirect_uri = bad.into();
+        assert_eq!(
+            h.client.authorization_url(params).unwrap_err().code(),
+            ErrorCode::Config
+        );
+    }
+    assert_eq!(h.grant_requests("authorization_code"), 0);
+    exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .expect("the code is still good");
 }

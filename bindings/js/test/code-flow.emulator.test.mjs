@@ -140,7 +140,7 @@ describe('code flow against the emulator', () => {
     // refused for it is gone: checked before anything is sent.
     const client = confidential();
     const named = (err) => err instanceof ConfigError && /redirectUri/.test(err.message);
-    for (const redirectUri of [`${REDIRECT}#done`, '/callback', 'callback']) {
+    for (const redirectUri of [`${REDIRECT}#done`, '/callback', 'callback', `${REDIRECT}\n`, 'https://app.example/call back']) {
       await assert.rejects(client.authorizationUrl({ redirectUri }), named, redirectUri);
     }
     const store = new MemoryStore();
@@ -151,5 +151,47 @@ describe('code flow against the emulator', () => {
     assert.equal((await emu.counters()).token_requests, 0, 'nothing sent');
     await client.exchangeCode({ ...code, redirectUri: REDIRECT }, 'u1', store);
     assert.equal(JSON.parse(store.get('u1')).refresh_token.length > 0, true, 'the same code still redeems');
+  });
+
+  test('a code whose answer was lost, or that met a 5xx, is never sent again: the repeat gets the same error', async () => {
+    // The server may have redeemed it; sent again, it would revoke what the
+    // first request issued (a repeat used to send it).
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret', timeoutMs: 300,
+    });
+    const store = new MemoryStore();
+    for (const fault of [{ kind: 'hold', grant: 'authorization_code' }, { kind: 'status', status: 502, grant: 'authorization_code' }]) {
+      await emu.reset();
+      const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+      const code = { code: (await approve(request.url)).get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT };
+      await emu.fault(fault);
+      const first = await client.exchangeCode(code, 'u1', store).catch((e) => e);
+      assert.ok(first instanceof Error, fault.kind);
+      const repeat = await client.exchangeCode(code, 'u1', store).catch((e) => e);
+      assert.equal(repeat.code, first.code, fault.kind);
+      assert.equal(await emu.grantRequests('authorization_code'), 1, `${fault.kind}: sent once`);
+      await emu.releaseHeld();
+    }
+  });
+
+  test('a repeat after the issued record could not be saved saves it', async () => {
+    const client = confidential();
+    const inner = new MemoryStore();
+    let failures = 1;
+    const store = {
+      load: (key) => inner.load(key),
+      save: async (key, record) => {
+        if (failures > 0) { failures -= 1; throw new Error('disk full'); }
+        return inner.save(key, record);
+      },
+    };
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const code = { code: (await approve(request.url)).get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT };
+    await assert.rejects(client.exchangeCode(code, 'u1', store), (e) => e.code === 'storage');
+    assert.equal(inner.get('u1'), null);
+    const session = await client.exchangeCode(code, 'u1', store);
+    assert.ok(JSON.parse(inner.get('u1')).refresh_token, 'saved by the repeat');
+    assert.equal(typeof await session.accessToken(), 'string');
+    assert.equal(await emu.grantRequests('authorization_code'), 1, 'sent once');
   });
 });

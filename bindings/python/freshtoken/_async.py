@@ -185,10 +185,13 @@ class AsyncClient(ClientCore):
                             code_verifier: str, redirect_uri: str) -> AsyncSession:
         """Exchanges an authorization code; stores the first record under ``key``.
 
-        A code is sent once per process: a repeat for the same ``key`` within
-        10 minutes joins the first call or gets its outcome; for another key,
-        verifier or redirect URI it raises ``ConfigError`` naming ``code``,
-        nothing sent."""
+        A code is sent once per process: a repeat for the same ``key`` while
+        the first runs or within 10 minutes after joins the first call or gets
+        its outcome; for another key, verifier or redirect URI it raises
+        ``ConfigError`` naming ``code``, nothing sent. A code that may have
+        reached the server (a lost answer, a 5xx: not retried) is never sent
+        again: the repeat raises the same error, and the user logs in again.
+        A repeat after a failed save saves the record."""
         key = _check.key(key)
         guarded = guarded_store(store)
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,

@@ -378,8 +378,9 @@ export class TokenClient {
    * the first call or gets its outcome; for another key, verifier or
    * redirect URI it is a ConfigError naming `code`, with nothing sent. A
    * code that may have reached the server (a lost answer, a 5xx: not
-   * retried) is never sent again: the repeat gets the same error, and the
-   * user logs in again. A repeat after a failed save saves the record. A `codeVerifier` that is not 43 to 128
+   * retried) counts as redeemed: a repeat then gets the same error and
+   * sends nothing, and the user logs in again. A repeat after a failed save
+   * saves the record. A `codeVerifier` that is not 43 to 128
    * RFC 7636 characters is a ConfigError naming it, with nothing sent. A
    * store that cannot tell its stored version fails it before the code is
    * sent.

@@ -265,10 +265,12 @@ impl TokenClient {
     /// another key, or with another verifier, it is a `config` error naming
     /// `code`, nothing sent. A code that may have reached the server (an
     /// answer lost or not understood, a 5xx, which is not retried for a
-    /// code) is never sent again: the repeat gets the same error, and the
-    /// user logs in again. A repeat after the issued record's save failed
-    /// saves it; one through another client of the process reads the record
-    /// from its store (`conflict` when that store does not hold it). A store
+    /// code) counts as redeemed: a repeat in that time gets the same error
+    /// and sends nothing, and the user logs in again. A repeat after the
+    /// issued record's save failed saves it; one through another client of
+    /// the process reads the record (or its refreshed successor) from its
+    /// store (`conflict` when that store does not hold it). A repeat later
+    /// than that is sent, and refused. A store
     /// that cannot tell its stored version fails the exchange before the
     /// code is sent, as does a `redirect_uri` that is not an absolute URI of
     /// URI characters without a fragment (`config`, RFC 6749 §3.1.2).

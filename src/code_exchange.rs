@@ -7,11 +7,12 @@
 //! kill the session the first call saved. A repeat for the same session
 //! key joins the first redemption or gets its outcome; one for another key,
 //! or with another verifier, is refused unsent. A redemption is kept while
-//! it runs, however long, and for [`REMEMBERED_MS`] after it ended, unless
-//! its code surely never reached the server (it may be tried again). A
-//! repeat through another client of the process (another state for the
-//! key) reads what the first one saved from its own store; a repeat after
-//! the save failed tries the save again.
+//! it runs (up to the longest a driven exchange takes, see
+//! [`longest_run_ms`]) and for [`REMEMBERED_MS`] after it ended, unless its
+//! code surely never reached the server (it may be tried again). A repeat
+//! through another client of the process (another state for the key)
+//! reads what the first one saved from its own store; a repeat after the
+//! save failed tries the save again.
 
 use crate::attached::Attached;
 use crate::error::Error;
@@ -38,10 +39,19 @@ const MAX_REMEMBERED: usize = 1024;
 struct Outcome {
     /// Whether the code may have reached the server (kept then).
     sent: bool,
-    /// The keyed hash of the access token it issued, if any.
-    issued: Option<u64>,
+    /// What it issued, if anything.
+    issued: Option<Issued>,
     /// The caller's result.
     result: Result<(), Error>,
+}
+
+/// What a redemption issued, to tell its record in a store.
+#[derive(Clone, Copy)]
+struct Issued {
+    /// The keyed hash of the access token.
+    token: u64,
+    /// The record's `updated_at_ms`.
+    at_ms: u64,
 }
 
 /// One code's redemption in this process, running or finished.
@@ -55,8 +65,12 @@ struct Redemption {
     /// The state it is saved into (a repeat through another client of the
     /// process has its own).
     cell: std::sync::Weak<SessionCell>,
-    /// When it ended, on the clock of the client that redeemed it.
-    ended_ms: Option<u64>,
+    /// When it is forgotten, on the clock of the client that redeemed it:
+    /// [`REMEMBERED_MS`] after it ended, or, while it runs, after the
+    /// longest a driven exchange takes too.
+    forget_at_ms: u64,
+    /// Whether it ended.
+    ended: bool,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
     /// The process sending it (see [`crate::started_by`]).
@@ -125,14 +139,13 @@ pub(crate) async fn redeem(
     ]);
     let with = digest(&[code.code_verifier.expose(), &code.redirect_uri]);
     let now = ctx.clock.now_ms();
+    let forget_at_ms = now
+        .saturating_add(longest_run_ms(config))
+        .saturating_add(REMEMBERED_MS);
     let key = session.key.clone();
     let sender = session.clone();
     let (outcome, joined) = redemptions(|list| {
-        // Never one still running: its code may be at the server.
-        list.retain(|r| {
-            r.ended_ms
-                .is_none_or(|ended| now.saturating_sub(ended) < REMEMBERED_MS)
-        });
+        list.retain(|r| now < r.forget_at_ms);
         if let Some(r) = list.iter().find(|r| r.code == id) {
             if r.key != key || r.with != with {
                 return Err(Error::config(
@@ -154,13 +167,14 @@ pub(crate) async fn redeem(
             return Ok((r.outcome.clone(), Some(same_state)));
         }
         if list.len() >= MAX_REMEMBERED {
-            if let Some(oldest) = list.iter().position(|r| r.ended_ms.is_some()) {
+            if let Some(oldest) = list.iter().position(|r| r.ended) {
                 list.remove(oldest);
             }
         }
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cell = Arc::downgrade(&session.cell);
+
         let body: BoxFuture<'static, Outcome> = Box::pin(async move {
             let clock = ctx.clock.clone();
             let outcome = send_and_save(ctx, sender, code).await;
@@ -170,7 +184,10 @@ pub(crate) async fn redeem(
                 true => list
                     .iter_mut()
                     .filter(|r| r.serial == serial)
-                    .for_each(|r| r.ended_ms = Some(ended)),
+                    .for_each(|r| {
+                        r.ended = true;
+                        r.forget_at_ms = ended.saturating_add(REMEMBERED_MS);
+                    }),
                 false => list.retain(|r| r.serial != serial),
             });
             outcome
@@ -181,7 +198,8 @@ pub(crate) async fn redeem(
             with,
             key,
             cell,
-            ended_ms: None,
+            forget_at_ms,
+            ended: false,
             serial,
             by: StartedBy::this(),
             outcome: outcome.clone(),
@@ -189,23 +207,37 @@ pub(crate) async fn redeem(
         Ok((outcome, None))
     })?;
     let outcome = outcome.await;
-    match (joined, outcome.result) {
+    match (joined, outcome.issued, outcome.result) {
         // A repeat of a redemption whose save of what it issued failed:
         // the record waits in this state, unsaved, and the session's own
         // path saves it (DESIGN 4).
-        (Some(true), Err(Error::Storage { .. })) if outcome.issued.is_some() => {
-            session.sync().await
-        }
+        (Some(true), Some(_), Err(Error::Storage { .. })) => session.sync().await,
         // Another client's state got the record: this one reads it.
-        (Some(false), Ok(())) => read_redeemed(&session, outcome.issued).await,
-        (_, result) => result,
+        (Some(false), Some(issued), Ok(())) => read_redeemed(&session, issued).await,
+        // That state's save failed: saved since, the store has it.
+        (Some(false), Some(issued), Err(e @ Error::Storage { .. })) => {
+            read_redeemed(&session, issued).await.map_err(|_| e)
+        }
+        (_, _, result) => result,
     }
 }
 
+/// The longest an exchange that something drives can run: its requests
+/// (the retry budget, then a last request to its deadline) and its store
+/// calls (the version read, the issued record's saves and their version
+/// reads, each to its deadline). One still running past that was left by
+/// its callers with nothing to drive it (a client without a spawner):
+/// forgotten then, it no longer holds its key as being replaced.
+fn longest_run_ms(config: &crate::Config) -> u64 {
+    let requests = crate::config::lease_held_ms(config.timeout_ms, config.retry.budget_ms, 0);
+    requests.saturating_add(config.store_timeout_ms.saturating_mul(8))
+}
+
 /// Makes `session`, another state for the key than the one a code was
-/// redeemed into, read the record that redemption saved: from its own
-/// store, which must hold the access token it issued (`issued`).
-async fn read_redeemed(session: &Attached, issued: Option<u64>) -> Result<(), Error> {
+/// redeemed into, read the record that redemption saved from its own
+/// store: one holding the access token it issued, or a live record written
+/// since (the session refreshed meanwhile, here or in another process).
+async fn read_redeemed(session: &Attached, issued: Issued) -> Result<(), Error> {
     let conflict = |what: &str| Error::Conflict {
         message: format!(
             "this code was redeemed by another client of this process, and {what}; \
@@ -217,11 +249,13 @@ async fn read_redeemed(session: &Attached, issued: Option<u64>) -> Result<(), Er
     }
     session.sync().await?;
     let st = session.cell.lock();
-    let holds = st
-        .record
-        .as_ref()
-        .and_then(|r| r.access_token.as_ref())
-        .is_some_and(|a| Some(digest(&[a.value.expose()])) == issued);
+    let holds = st.record.as_ref().is_some_and(|r| {
+        let same =
+            (r.access_token.as_ref()).is_some_and(|a| digest(&[a.value.expose()]) == issued.token);
+        let since =
+            r.reauth.is_none() && r.refresh_token.is_some() && r.updated_at_ms >= issued.at_ms;
+        same || since
+    });
     if !holds {
         return Err(conflict(
             "this session's store does not hold what it issued",
@@ -293,7 +327,7 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
         }
     };
     let response = issued.response;
-    let issued_token = digest(&[response.access_token.expose()]);
+    let token = digest(&[response.access_token.expose()]);
     let record = Record {
         access_token: Some(AccessToken::new(
             response.access_token,
@@ -313,9 +347,13 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
         in_doubt: false,
         updated_at_ms: ctx.clock.now_ms(),
     };
+    let issued = Issued {
+        token,
+        at_ms: record.updated_at_ms,
+    };
     Outcome {
         sent: true,
-        issued: Some(issued_token),
+        issued: Some(issued),
         result: session.replace(record, Some(read_before)).await,
     }
 }

@@ -683,3 +683,101 @@ async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
         .await
         .expect("the code is still good");
 }
+
+/// An exchange whose caller went away with nothing to drive it (a client
+/// without a spawner, the handler dropped) is forgotten once it has been
+/// running longer than a driven one can (at the next redemption in the
+/// process), and its key is no longer held as being replaced: it used to
+/// be kept for good, and the key served no cached token ever again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_left_with_nothing_to_drive_it_is_forgotten_in_time() {
+    let h = Harness::new();
+    let plain = common::plain_client(&h.emu, h.clock.clone());
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let store = TestStore::new();
+    {
+        let exchange = again(&plain, &store, &code, &request.code_verifier);
+        let held = h.emu.held_requests();
+        let sent = tokio::task::spawn_blocking(move || held.wait(1));
+        tokio::select! {
+            _ = exchange => panic!("the server holds it"),
+            _ = sent => {}
+        }
+    }
+    assert_eq!(h.emu.release_held(), 1);
+    h.clock.advance(3_600_000);
+    // Another user's login an hour later (redemptions are pruned then).
+    let request = plain.authorization_url(params()).unwrap();
+    let (other, _) = approve(&request.url).await;
+    plain
+        .exchange_code(
+            &other,
+            &request.code_verifier,
+            REDIRECT,
+            "u2",
+            store.clone(),
+        )
+        .await
+        .unwrap();
+    let family = h
+        .emu
+        .seed(common::CLIENT_ID, "openid offline_access accounts");
+    let session = plain.session("u1", store.clone()).unwrap();
+    common::seed_refresh_token(&session, &family.refresh_token).await;
+    session.access_token().await.unwrap();
+    assert!(
+        session.cached_token().is_some(),
+        "the key serves its cached token"
+    );
+}
+
+/// A repeat through another client after the first client's save failed
+/// and its session saved the record since: the store holds it, so the
+/// repeat reads it (it used to answer `storage` for ten minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_through_another_client_after_a_failed_save_reads_the_saved_record() {
+    let h = Harness::new();
+    let twin = h.twin();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    h.store
+        .fail_saves
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let error = exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Storage);
+    let issued = h.session("u1").access_token().await.unwrap();
+    assert!(
+        h.store.record("u1").is_some(),
+        "saved by the session's call"
+    );
+    let repeat = again(&twin, &h.store, &code, &request.code_verifier)
+        .await
+        .expect("the store holds the record");
+    assert_eq!(repeat.access_token().await.unwrap(), issued);
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+}
+
+/// A repeat through another client once the linked session refreshed: the
+/// store holds the record's successor, written since, which is the linked
+/// session (it used to be a conflict, the issued access token gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_through_another_client_after_a_refresh_reads_the_successor() {
+    let h = Harness::new();
+    let twin = h.twin();
+    let request = h.client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    let first = exchange(&h.client, &h, &code, &request.code_verifier)
+        .await
+        .unwrap();
+    let refreshed = first.refresh().await.unwrap();
+    let repeat = again(&twin, &h.store, &code, &request.code_verifier)
+        .await
+        .expect("the linked session's successor");
+    assert_eq!(repeat.access_token().await.unwrap(), refreshed.access_token);
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+}

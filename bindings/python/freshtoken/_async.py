@@ -189,8 +189,9 @@ class AsyncClient(ClientCore):
         the first runs or within 10 minutes after joins the first call or gets
         its outcome; for another key, verifier or redirect URI it raises
         ``ConfigError`` naming ``code``, nothing sent. A code that may have
-        reached the server (a lost answer, a 5xx: not retried) is never sent
-        again: the repeat raises the same error, and the user logs in again.
+        reached the server (a lost answer, a 5xx: not retried) counts as
+        redeemed: a repeat then raises the same error and sends nothing, and
+        the user logs in again.
         A repeat after a failed save saves the record."""
         key = _check.key(key)
         guarded = guarded_store(store)

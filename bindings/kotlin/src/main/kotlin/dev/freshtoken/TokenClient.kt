@@ -147,8 +147,9 @@ class TokenClient private constructor(
      * the same [key] while the first runs or within 10 minutes after (a
      * reloaded or double-submitted callback) joins the first call or gets its
      * outcome; a code that may have reached the server (a lost answer, a 5xx:
-     * not retried) is never sent again, the repeat gets the same error and
-     * the user logs in again; for another key, verifier or redirect URI it is
+     * not retried) counts as redeemed, a repeat then gets the same error,
+     * sends nothing, and the user logs in again; for another key, verifier or
+     * redirect URI it is
      * a Config naming `code`, and a
      * `codeVerifier` that is not 43 to 128 RFC 7636 characters a Config
      * naming `code_verifier`, nothing sent.

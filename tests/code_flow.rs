@@ -487,6 +487,24 @@ async fn issued_tokens_are_saved_when_the_store_stops_telling_its_version_during
     assert!(record.refresh_token.is_some() && record.access_token.is_some());
 }
 
+/// The same code again for session `u1` of `h.client`, as a task of its own.
+fn exchanging(
+    h: &Harness,
+    code: &str,
+    verifier: &str,
+) -> tokio::task::JoinHandle<Result<UserSession, freshtoken::Error>> {
+    let (client, store) = (h.client.clone(), h.store.clone());
+    let (code, verifier) = (code.to_owned(), verifier.to_owned());
+    tokio::spawn(async move { again(&client, &store, &code, &verifier).await })
+}
+
+/// A code the emulator issued for `client`'s authorize URL, and its verifier.
+async fn approved(client: &TokenClient) -> (String, String) {
+    let request = client.authorization_url(params()).unwrap();
+    let (code, _) = approve(&request.url).await;
+    (code, request.code_verifier)
+}
+
 /// The same code again for session `u1` of `client` on `store`.
 async fn again(
     client: &TokenClient,
@@ -507,21 +525,16 @@ async fn again(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_whose_answer_was_lost_is_never_sent_again() {
     let h = Harness::new();
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
+    let (code, verifier) = approved(&h.client).await;
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
-    let first = tokio::spawn({
-        let (client, store) = (h.client.clone(), h.store.clone());
-        let (code, verifier) = (code.clone(), request.code_verifier.clone());
-        async move { again(&client, &store, &code, &verifier).await }
-    });
+    let first = exchanging(&h, &code, &verifier);
     h.emu.wait_held(1);
     h.clock.advance(32_000); // the request's 30 s and its grace
     let error = first.await.unwrap().unwrap_err();
     assert_eq!(error.code(), ErrorCode::Timeout);
 
-    let repeat = again(&h.client, &h.store, &code, &request.code_verifier).await;
+    let repeat = again(&h.client, &h.store, &code, &verifier).await;
     assert_eq!(repeat.unwrap_err().code(), ErrorCode::Timeout);
     assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
     assert_eq!(h.emu.release_held(), 1);
@@ -532,13 +545,10 @@ async fn a_code_whose_answer_was_lost_is_never_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_to_the_code_grant_is_not_retried() {
     let h = Harness::new();
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
+    let (code, verifier) = approved(&h.client).await;
     h.emu
         .push_fault(Fault::status(502).for_grant("authorization_code"));
-    let error = exchange(&h.client, &h, &code, &request.code_verifier)
-        .await
-        .unwrap_err();
+    let error = exchange(&h.client, &h, &code, &verifier).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -550,7 +560,7 @@ async fn a_5xx_to_the_code_grant_is_not_retried() {
         ),
         "{error:?}"
     );
-    let repeat = exchange(&h.client, &h, &code, &request.code_verifier).await;
+    let repeat = exchange(&h.client, &h, &code, &verifier).await;
     assert_eq!(repeat.unwrap_err().code(), ErrorCode::Transient);
     assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
     assert!(h.store.record("u1").is_none());
@@ -562,23 +572,14 @@ async fn a_5xx_to_the_code_grant_is_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_joins_an_exchange_that_runs_longer_than_ten_minutes() {
     let h = Harness::with(Default::default(), |b| b.timeout_ms(600_000));
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
+    let (code, verifier) = approved(&h.client).await;
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
-    let first = tokio::spawn({
-        let (client, store) = (h.client.clone(), h.store.clone());
-        let (code, verifier) = (code.clone(), request.code_verifier.clone());
-        async move { again(&client, &store, &code, &verifier).await }
-    });
+    let first = exchanging(&h, &code, &verifier);
     h.emu.wait_held(1);
     // Past the ten minutes, short of the request's deadline (and grace).
     h.clock.advance(600_500);
-    let repeat = tokio::spawn({
-        let (client, store) = (h.client.clone(), h.store.clone());
-        let (code, verifier) = (code.clone(), request.code_verifier.clone());
-        async move { again(&client, &store, &code, &verifier).await }
-    });
+    let repeat = exchanging(&h, &code, &verifier);
     // Only the first request is ever held: release it once it is the one.
     assert_eq!(h.emu.release_held(), 1);
     first.await.unwrap().expect("the first exchange");
@@ -591,17 +592,14 @@ async fn a_repeat_joins_an_exchange_that_runs_longer_than_ten_minutes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_after_the_issued_record_could_not_be_saved_saves_it() {
     let h = Harness::new();
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
+    let (code, verifier) = approved(&h.client).await;
     h.store
         .fail_saves
         .store(1, std::sync::atomic::Ordering::SeqCst);
-    let error = exchange(&h.client, &h, &code, &request.code_verifier)
-        .await
-        .unwrap_err();
+    let error = exchange(&h.client, &h, &code, &verifier).await.unwrap_err();
     assert_eq!(error.code(), ErrorCode::Storage);
     assert!(h.store.record("u1").is_none());
-    let session = exchange(&h.client, &h, &code, &request.code_verifier)
+    let session = exchange(&h.client, &h, &code, &verifier)
         .await
         .expect("the repeat saves the record");
     assert!(h.store.refresh_token("u1").is_some());
@@ -625,15 +623,12 @@ async fn a_repeat_through_another_client_reads_the_record_the_first_saved() {
         .access_token()
         .await
         .unwrap();
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
-    let first = exchange(&h.client, &h, &code, &request.code_verifier)
-        .await
-        .unwrap();
+    let (code, verifier) = approved(&h.client).await;
+    let first = exchange(&h.client, &h, &code, &verifier).await.unwrap();
     let issued = first.access_token().await.unwrap();
     assert_ne!(issued, old);
 
-    let repeat = again(&twin, &h.store, &code, &request.code_verifier)
+    let repeat = again(&twin, &h.store, &code, &verifier)
         .await
         .expect("the repeat reads the saved record");
     assert_eq!(repeat.access_token().await.unwrap(), issued);
@@ -644,7 +639,7 @@ async fn a_repeat_through_another_client_reads_the_record_the_first_saved() {
     drop(session);
     let error = h
         .twin()
-        .exchange_code(&code, &request.code_verifier, REDIRECT, "u1", empty)
+        .exchange_code(&code, &verifier, REDIRECT, "u1", empty)
         .await
         .unwrap_err();
     assert_eq!(error.code(), ErrorCode::Conflict, "{error}");
@@ -657,8 +652,7 @@ async fn a_repeat_through_another_client_reads_the_record_the_first_saved() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
     let h = Harness::new();
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
+    let (code, verifier) = approved(&h.client).await;
     for bad in [
         "https://app.example/callback\n",
         "https://app.example/call back",
@@ -667,7 +661,7 @@ async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
     ] {
         let error = h
             .client
-            .exchange_code(&code, &request.code_verifier, bad, "u1", h.store.clone())
+            .exchange_code(&code, &verifier, bad, "u1", h.store.clone())
             .await
             .unwrap_err();
         assert_eq!(error.code(), ErrorCode::Config, "{bad:?}");
@@ -679,7 +673,7 @@ async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
         );
     }
     assert_eq!(h.grant_requests("authorization_code"), 0);
-    exchange(&h.client, &h, &code, &request.code_verifier)
+    exchange(&h.client, &h, &code, &verifier)
         .await
         .expect("the code is still good");
 }
@@ -693,13 +687,12 @@ async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
 async fn an_exchange_left_with_nothing_to_drive_it_is_forgotten_in_time() {
     let h = Harness::new();
     let plain = common::plain_client(&h.emu, h.clock.clone());
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
+    let (code, verifier) = approved(&h.client).await;
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let store = TestStore::new();
     {
-        let exchange = again(&plain, &store, &code, &request.code_verifier);
+        let exchange = again(&plain, &store, &code, &verifier);
         let held = h.emu.held_requests();
         let sent = tokio::task::spawn_blocking(move || held.wait(1));
         tokio::select! {
@@ -710,16 +703,9 @@ async fn an_exchange_left_with_nothing_to_drive_it_is_forgotten_in_time() {
     assert_eq!(h.emu.release_held(), 1);
     h.clock.advance(3_600_000);
     // Another user's login an hour later (redemptions are pruned then).
-    let request = plain.authorization_url(params()).unwrap();
-    let (other, _) = approve(&request.url).await;
+    let (other, other_verifier) = approved(&plain).await;
     plain
-        .exchange_code(
-            &other,
-            &request.code_verifier,
-            REDIRECT,
-            "u2",
-            store.clone(),
-        )
+        .exchange_code(&other, &other_verifier, REDIRECT, "u2", store.clone())
         .await
         .unwrap();
     let family = h
@@ -741,21 +727,18 @@ async fn an_exchange_left_with_nothing_to_drive_it_is_forgotten_in_time() {
 async fn a_repeat_through_another_client_after_a_failed_save_reads_the_saved_record() {
     let h = Harness::new();
     let twin = h.twin();
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
+    let (code, verifier) = approved(&h.client).await;
     h.store
         .fail_saves
         .store(1, std::sync::atomic::Ordering::SeqCst);
-    let error = exchange(&h.client, &h, &code, &request.code_verifier)
-        .await
-        .unwrap_err();
+    let error = exchange(&h.client, &h, &code, &verifier).await.unwrap_err();
     assert_eq!(error.code(), ErrorCode::Storage);
     let issued = h.session("u1").access_token().await.unwrap();
     assert!(
         h.store.record("u1").is_some(),
         "saved by the session's call"
     );
-    let repeat = again(&twin, &h.store, &code, &request.code_verifier)
+    let repeat = again(&twin, &h.store, &code, &verifier)
         .await
         .expect("the store holds the record");
     assert_eq!(repeat.access_token().await.unwrap(), issued);
@@ -769,13 +752,10 @@ async fn a_repeat_through_another_client_after_a_failed_save_reads_the_saved_rec
 async fn a_repeat_through_another_client_after_a_refresh_reads_the_successor() {
     let h = Harness::new();
     let twin = h.twin();
-    let request = h.client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
-    let first = exchange(&h.client, &h, &code, &request.code_verifier)
-        .await
-        .unwrap();
+    let (code, verifier) = approved(&h.client).await;
+    let first = exchange(&h.client, &h, &code, &verifier).await.unwrap();
     let refreshed = first.refresh().await.unwrap();
-    let repeat = again(&twin, &h.store, &code, &request.code_verifier)
+    let repeat = again(&twin, &h.store, &code, &verifier)
         .await
         .expect("the linked session's successor");
     assert_eq!(repeat.access_token().await.unwrap(), refreshed.access_token);

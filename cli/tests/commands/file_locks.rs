@@ -251,18 +251,19 @@ fn a_forced_refresh_is_served_by_a_renewal_made_while_it_waited() {
     assert_eq!(env.emu.counters().rotations, rotations + 1);
 }
 
-#[test]
-fn a_rotation_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
-    let env = Env::new("locks-unsaved");
+/// A `token` run (with `extra` arguments) whose refresh the server rotates
+/// while another process has stopped mid-save: the rotated refresh token
+/// exists only in the command's memory until the writer goes on.
+fn rotation_saved_once_the_writer_goes_on(name: &str, extra: &[&str]) {
+    let env = Env::new(name);
     env.link("user-42");
     env.expire_access_token("user-42");
     let old_refresh = env.refresh_token("user-42");
     env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
 
-    let mut child = env.full(&["token"], "user-42").spawn();
+    let args: Vec<&str> = ["token"].iter().chain(extra).copied().collect();
+    let mut child = env.full(&args, "user-42").spawn();
     env.emu.wait_held(1);
-    // The server rotates while another process has stopped mid-save: the
-    // rotated refresh token exists only in the command's memory.
     let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
     env.emu.release_held();
     read_stderr_until(&mut child, "could not be saved yet");
@@ -276,6 +277,7 @@ fn a_rotation_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
         !env.record("user-42").unwrap().in_doubt,
         "the rotation is saved"
     );
+    assert_eq!(env.emu.counters().rotations, 1);
     let new_refresh = env.refresh_token("user-42");
     assert_eq!(
         env.emu.refresh_token_state(&old_refresh),
@@ -287,9 +289,10 @@ fn a_rotation_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
     );
 }
 
-#[test]
-fn a_new_link_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
-    let env = Env::new("locks-unsaved-link");
+/// A `link --code-stdin` run (with `extra` arguments) whose code is
+/// redeemed while another process has stopped mid-save.
+fn new_link_saved_once_the_writer_goes_on(name: &str, extra: &[&str]) {
+    let env = Env::new(name);
     let state_file = env.scratch.path("link.json");
     let url = env
         .with_creds(&["-q", "link", "--redirect-uri", REDIRECT_URI])
@@ -301,13 +304,17 @@ fn a_new_link_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
     std::fs::create_dir_all(&env.store).unwrap();
     env.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
+    let args: Vec<&str> = ["link", "--code-stdin"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
     let mut child = env
-        .full(&["link", "--code-stdin"], "user-42")
+        .full(&args, "user-42")
         .args(["--state-file".as_ref(), state_file.as_os_str()])
         .spawn();
     writeln!(child.stdin.take().unwrap(), "{redirect}").unwrap();
     env.emu.wait_held(1);
-    // The code is redeemed while another process has stopped mid-save.
     let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
     env.emu.release_held();
     read_stderr_until(&mut child, "could not be saved yet");
@@ -317,6 +324,16 @@ fn a_new_link_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
     assert!(output.status.success(), "exit status {}", output.status);
     let refresh = env.refresh_token("user-42");
     assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
+}
+
+#[test]
+fn a_rotation_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
+    rotation_saved_once_the_writer_goes_on("locks-unsaved", &[]);
+}
+
+#[test]
+fn a_new_link_that_cannot_be_saved_yet_is_saved_once_the_writer_goes_on() {
+    new_link_saved_once_the_writer_goes_on("locks-unsaved-link", &[]);
 }
 
 #[test]
@@ -350,69 +367,16 @@ fn a_relink_that_ends_a_stalled_save_is_kept_and_served() {
     );
 }
 
+// --lock-wait 0: no waiting for another process before sending, which
+// must not also mean no second try at saving what the server rotated.
 #[test]
 fn with_no_lock_wait_a_rotation_that_cannot_be_saved_yet_is_still_saved() {
-    let env = Env::new("locks-unsaved-no-wait");
-    env.link("user-42");
-    env.expire_access_token("user-42");
-    let old_refresh = env.refresh_token("user-42");
-    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
-
-    // --lock-wait 0: no waiting for another process before sending, which
-    // must not also mean no second try at saving what the server rotated.
-    let mut child = env.full(&["token", "--lock-wait", "0"], "user-42").spawn();
-    env.emu.wait_held(1);
-    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
-    env.emu.release_held();
-    read_stderr_until(&mut child, "could not be saved yet");
-    drop(writing);
-
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "exit status {}", output.status);
-    assert!(
-        !env.record("user-42").unwrap().in_doubt,
-        "the rotation is saved"
-    );
-    assert_eq!(env.emu.counters().rotations, 1);
-    assert_eq!(
-        env.emu.refresh_token_state(&old_refresh),
-        TokenState::Consumed
-    );
-    assert_eq!(
-        env.emu.refresh_token_state(&env.refresh_token("user-42")),
-        TokenState::Active
-    );
+    rotation_saved_once_the_writer_goes_on("locks-unsaved-no-wait", &["--lock-wait", "0"]);
 }
 
 #[test]
 fn with_no_lock_wait_a_new_link_that_cannot_be_saved_yet_is_still_saved() {
-    let env = Env::new("locks-unsaved-link-no-wait");
-    let state_file = env.scratch.path("link.json");
-    let url = env
-        .with_creds(&["-q", "link", "--redirect-uri", REDIRECT_URI])
-        .args(["--state-file".as_ref(), state_file.as_os_str()])
-        .run()
-        .ok()
-        .stdout;
-    let redirect = authorize(url.trim());
-    std::fs::create_dir_all(&env.store).unwrap();
-    env.emu
-        .push_fault(Fault::hold().for_grant("authorization_code"));
-    let mut child = env
-        .full(&["link", "--code-stdin", "--lock-wait", "0"], "user-42")
-        .args(["--state-file".as_ref(), state_file.as_os_str()])
-        .spawn();
-    writeln!(child.stdin.take().unwrap(), "{redirect}").unwrap();
-    env.emu.wait_held(1);
-    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
-    env.emu.release_held();
-    read_stderr_until(&mut child, "could not be saved yet");
-    drop(writing);
-
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "exit status {}", output.status);
-    let refresh = env.refresh_token("user-42");
-    assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
+    new_link_saved_once_the_writer_goes_on("locks-unsaved-link-no-wait", &["--lock-wait", "0"]);
 }
 
 #[test]

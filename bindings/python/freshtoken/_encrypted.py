@@ -8,25 +8,21 @@ into Python except for the inner store's own calls.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Dict, Iterable, NoReturn, Optional, TypeVar, Union
+from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union
 
 from ._ffi.freshtoken import EncryptionKey as _FfiEncryptionKey
 from ._ffi.freshtoken import EncryptionKeys as _FfiEncryptionKeys
 from ._ffi.freshtoken import CasResult, HostError, TokenStore, TokenStoreImpl, VersionedRecord, encrypted_store
 from ._errors import StorageError, config_error, native
 from . import _check, _loop
-from ._shared import guarded_store
+from ._shared import NativeOwner, guarded_store
 
 __all__ = ["EncryptionKey", "EncryptedStore"]
 
 T = TypeVar("T")
 
 
-def _refuse_pickling(what: str) -> NoReturn:
-    raise TypeError(f"cannot pickle '{what}' object: encryption keys stay in freshtoken's native memory")
-
-
-class EncryptionKey:
+class EncryptionKey(NativeOwner):
     """An AES-256 key for :class:`EncryptedStore`.
 
     ``id`` names it in every record it encrypts: 1 to 64 printable ASCII
@@ -59,19 +55,8 @@ class EncryptionKey:
     def __repr__(self) -> str:
         return f"EncryptionKey(id={self.id!r})"
 
-    # Immutable: a copy is the same key. Pickling is refused: the bytes
-    # never leave native memory, and a copied handle would be freed twice.
-    def __copy__(self) -> "EncryptionKey":
-        return self
 
-    def __deepcopy__(self, memo: Dict[int, Any]) -> "EncryptionKey":
-        return self
-
-    def __reduce__(self) -> NoReturn:
-        _refuse_pickling("EncryptionKey")
-
-
-class EncryptedStore(TokenStoreImpl):
+class EncryptedStore(NativeOwner, TokenStoreImpl):
     """A store whose records ``inner`` keeps encrypted at rest.
 
     ``inner`` holds a JSON envelope
@@ -113,18 +98,6 @@ class EncryptedStore(TokenStoreImpl):
 
     def __repr__(self) -> str:
         return f"EncryptedStore(inner={self.inner!r})"
-
-    # A copy of a store is the same store (a second object holding the same
-    # native handle would free it twice). Pickling is refused: the keys must
-    # not travel to another process that way.
-    def __copy__(self) -> "EncryptedStore":
-        return self
-
-    def __deepcopy__(self, memo: Dict[int, Any]) -> "EncryptedStore":
-        return self
-
-    def __reduce__(self) -> NoReturn:
-        _refuse_pickling("EncryptedStore")
 
     # The native members, awaited on freshtoken's loop (a Rust future is
     # polled on the loop uniffi was given), their arguments checked as at

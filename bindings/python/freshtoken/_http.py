@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 from typing import Optional
 
+from ._errors import config_error
 from ._ffi.freshtoken import HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse
 from ._host import checked_response, host_call
 from ._loop import http_executor
@@ -123,7 +124,8 @@ class UrllibHttpClient(HttpClient):
     the request's ``timeout_ms``, and a
     cancelled send is ``HostError.Failed`` (it may have left). Pass ``opener`` to bring your own
     ``urllib.request.OpenerDirector`` (custom TLS context or proxies); it must
-    not follow redirects -- include ``UrllibHttpClient.no_redirects()``.
+    not follow redirects -- include ``UrllibHttpClient.no_redirects()``. One
+    without an ``open`` method raises ``ConfigError`` naming ``opener``.
     """
 
     def __init__(self, opener: Optional[urllib.request.OpenerDirector] = None, *,
@@ -133,6 +135,9 @@ class UrllibHttpClient(HttpClient):
             if context is not None:
                 handlers.append(urllib.request.HTTPSHandler(context=context))
             opener = urllib.request.build_opener(*handlers)
+        elif not callable(getattr(opener, "open", None)):
+            raise config_error("opener", "must be a urllib.request.OpenerDirector "
+                               f"(an object with an open method), not {type(opener).__name__}")
         self._opener = opener
 
     @staticmethod
@@ -146,13 +151,16 @@ class UrllibHttpClient(HttpClient):
         return await host_call(self._send, request, check=checked_response, executor=http_executor())
 
     def _send(self, request: HttpRequest) -> HttpResponse:
-        req = urllib.request.Request(
-            request.url,
-            data=request.body.encode("utf-8"),
-            method=request.method,
-        )
-        for header in request.headers:
-            req.add_header(header.name, header.value)
+        try:
+            req = urllib.request.Request(
+                request.url,
+                data=request.body.encode("utf-8"),
+                method=request.method,
+            )
+            for header in request.headers:
+                req.add_header(header.name, header.value)
+        except Exception as error:  # noqa: BLE001 - nothing has left
+            raise HostError.NotSent(detail=f"request not sent: {type(error).__name__}") from None
         timeout = max(request.timeout_ms, 1) / 1000.0
         deadline = time.monotonic() + timeout
         # One byte more than the cap tells the core the body was too large.

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Tuple, Type, Union
 
 from ._ffi.freshtoken import (
     Clock,
@@ -47,14 +47,36 @@ DEFAULT_MAX_SESSIONS = 100_000
 # (src/clock.rs LATEST_PLAUSIBLE_MS).
 LATEST_PLAUSIBLE_MS = 253_402_300_799_999
 
-# HostError's str() is its message (uniffi's default is a field dump).
-HostError.__str__ = lambda self: getattr(self, "detail", None) or "timed out"
+# HostError's str() is its message (uniffi's default is a field dump); an
+# app's own ``HostError("…")`` keeps its text.
+HostError.__str__ = lambda self: (getattr(self, "detail", None) or Exception.__str__(self)
+                                  or "timed out")
 
-class SessionCore:
+
+class NativeOwner:
+    """An object holding freshtoken's native state: a copy (``copy``,
+    ``deepcopy``, a container copied deeply) is the object itself, since a
+    second object holding the same native handle would free it twice;
+    pickling raises ``TypeError`` (native state does not travel)."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> Any:
+        return self
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> Any:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: "
+                        "it holds freshtoken's native state")
+
+
+class SessionCore(NativeOwner):
     """State shared by ``Session`` and ``AsyncSession``: the key, the store,
     the key's mirror entry, and the native handle (made on first need)."""
 
-    __slots__ = ("_entry", "_now", "_store", "_key", "_client", "_guarded", "_native")
+    __slots__ = ("_entry", "_now", "_store", "_key", "_client", "_guarded", "_native", "__weakref__")
 
     def __init__(self, client: "ClientCore", key: str, store: TokenStore,
                  handle: Optional[UserSession] = None) -> None:
@@ -118,7 +140,7 @@ class SessionCore:
         self._client._mirror.end(self._key)
 
 
-class ClientCore:
+class ClientCore(NativeOwner):
     """One OAuth client: the native ``TokenClient``, the mirror, and the
     session handles by key (bounded, like the core's session map)."""
 

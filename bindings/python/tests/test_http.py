@@ -168,3 +168,22 @@ def test_a_cancelled_send_is_failed_on_freshtokens_loop_and_cancelled_elsewhere(
 
     on_freshtoken = asyncio.run_coroutine_threadsafe(cancelled_after_held(2), freshtoken.event_loop()).result(60)
     assert isinstance(on_freshtoken, HostError.Failed) and "cancelled" in str(on_freshtoken)
+
+
+def test_an_opener_without_an_open_method_is_a_config_error():
+    with pytest.raises(freshtoken.ConfigError) as raised:
+        UrllibHttpClient(opener="not an opener")
+    assert raised.value.field == "opener"
+
+
+def test_a_request_that_cannot_be_built_is_not_sent():
+    # Nothing has left, so the refresh token is not put in doubt (a Failed
+    # answer made a later invalid_grant read lost_rotation).
+    with pytest.raises(HostError.NotSent):
+        asyncio.run(UrllibHttpClient().send(request("not a url at all")))
+
+
+def test_an_apps_own_host_error_keeps_its_message():
+    assert str(HostError("database unavailable")) == "database unavailable"
+    assert str(HostError.Failed(detail="disk full")) == "disk full"
+    assert str(HostError.Timeout()) == "timed out"

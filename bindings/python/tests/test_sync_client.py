@@ -231,3 +231,49 @@ def test_only_the_callers_own_wait_running_out_is_the_builtin_timeout_error(emu)
     finally:
         assert emu.wait_held(1) == 1
         emu.release_held()
+
+
+CLIENT_COPIES = """
+import asyncio, copy, gc, json, pickle, sys
+import freshtoken
+endpoint = sys.argv[1]
+report = {}
+for mode in ("copy", "deepcopy", "pickle"):
+    client = freshtoken.Client(endpoint, "test-client", client_secret="test-secret")
+    aclient = freshtoken.AsyncClient(endpoint, "test-client", client_secret="test-secret")
+    session = client.session("u1", freshtoken.MemoryTokenStore())
+    originals = [client, aclient, session]
+    try:
+        if mode == "pickle":
+            copies = [pickle.loads(pickle.dumps(o)) for o in originals]
+        else:
+            copies = [getattr(copy, mode)(o) for o in originals]
+            copies.append(getattr(copy, mode)({"oauth": client})["oauth"])
+    except TypeError as error:
+        report[mode] = "refused: " + str(error)
+    else:
+        report[mode] = [c is o for c, o in zip(copies, originals + [client])]
+        del copies
+    gc.collect()
+    # Native memory is reused meanwhile; the originals still work.
+    others = [freshtoken.Client(endpoint, "test-client") for _ in range(50)]
+    assert client.session_count >= 0 and aclient.session_count >= 0
+    assert session.status().has_record is False
+    del others, originals, client, aclient, session
+    gc.collect()
+print(json.dumps(report))
+"""
+
+
+def test_a_copy_of_a_client_or_session_is_itself_and_pickling_is_refused(emu, tmp_path):
+    # A deep copy (of a client, a session, or any container holding one)
+    # made a second native handle object whose failed copy freed the
+    # client's native state: the next call crashed the process.
+    import json, os, subprocess, sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(freshtoken.__file__)))
+    result = subprocess.run([sys.executable, "-c", CLIENT_COPIES, emu.token_endpoint], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["copy"] == [True] * 4 and report["deepcopy"] == [True] * 4, report
+    assert report["pickle"].startswith("refused: cannot pickle 'Client' object"), report

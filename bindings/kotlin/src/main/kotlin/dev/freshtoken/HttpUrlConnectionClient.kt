@@ -6,6 +6,10 @@ import java.net.HttpURLConnection
 import java.net.SocketTimeoutException
 import java.net.URI
 import java.net.UnknownHostException
+import java.util.concurrent.ScheduledExecutorService
+import java.util.concurrent.ScheduledThreadPoolExecutor
+import java.util.concurrent.TimeUnit
+import java.util.concurrent.atomic.AtomicBoolean
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
@@ -19,8 +23,10 @@ import kotlinx.coroutines.withContext
  *   have consumed a single-use refresh token);
  * - never follows redirects;
  * - the whole exchange within `timeoutMs`: connect timeout `timeoutMs`,
- *   read timeout what is left of it, and the body must be complete by then
- *   (a server that trickles bytes forever gets [HostException.Timeout]);
+ *   read timeout what is left of it, and the status line, the headers and
+ *   the body must be complete by then (a server that trickles bytes
+ *   forever gets [HostException.Timeout], its connection dropped at the
+ *   deadline);
  * - reads error bodies too, stops reading one byte past `maxResponseBytes`
  *   (the core rejects the over-size answer) and then drops the connection,
  *   so an endless answer is read no further;
@@ -78,6 +84,15 @@ open class HttpUrlConnectionClient : HttpClient {
             throw HostException.NotSent("request rejected before sending (${e.javaClass.simpleName})")
         }
 
+        // The read timeout bounds each read, not the status line and the
+        // headers as a whole: at the deadline the connection is dropped,
+        // which ends a read in progress.
+        val expired = AtomicBoolean()
+        val watch = deadlines.schedule(
+            { expired.set(true); conn.disconnect() },
+            (deadline - System.nanoTime()).coerceAtLeast(0),
+            TimeUnit.NANOSECONDS,
+        )
         try {
             // 2. Send: from here on the server may have seen (part of) it.
             if (conn.doOutput) conn.outputStream.use { it.write(body) }
@@ -107,13 +122,20 @@ open class HttpUrlConnectionClient : HttpClient {
         } catch (e: SocketTimeoutException) {
             throw HostException.Timeout()
         } catch (e: IOException) {
+            if (expired.get()) throw HostException.Timeout()
             throw HostException.Failed("${e.javaClass.simpleName}: ${e.message ?: "I/O error"}")
         } finally {
+            watch.cancel(false)
             conn.disconnect()
         }
     }
 
     private companion object {
+        /** Drops connections at their exchange's deadline (one daemon thread for all clients). */
+        val deadlines: ScheduledExecutorService =
+            ScheduledThreadPoolExecutor(1) { task -> Thread(task, "freshtoken-http-deadline").apply { isDaemon = true } }
+                .apply { removeOnCancelPolicy = true }
+
         /**
          * The JDK's HttpURLConnection discards the body of a 401 answer to a
          * streamed request (it throws HttpRetryException internally and

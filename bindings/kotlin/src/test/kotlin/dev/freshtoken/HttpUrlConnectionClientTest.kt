@@ -136,8 +136,15 @@ class HttpUrlConnectionClientTest {
         }
     }
 
-    @Test fun `a body that trickles forever is Timeout once timeoutMs has passed`() = blocking {
-        TrickleServer().use { server ->
+    @Test fun `a body that trickles forever is Timeout once timeoutMs has passed`() = trickled(inHeaders = false)
+
+    // The read timeout bounds each read only: a status line or headers that
+    // trickle in held the thread for as long as the JDK's header cap lasts
+    // (about a day at a byte every 200 ms). The exchange's deadline ends it.
+    @Test fun `headers that trickle forever are Timeout once timeoutMs has passed`() = trickled(inHeaders = true)
+
+    private fun trickled(inHeaders: Boolean) = blocking {
+        TrickleServer(inHeaders = inHeaders).use { server ->
             // On its own thread: a client that keeps reading must fail this test, not hang it.
             val outcome = java.util.concurrent.CompletableFuture.supplyAsync {
                 runCatching { kotlinx.coroutines.runBlocking { http.send(request(server.url, timeoutMs = 500)) } }

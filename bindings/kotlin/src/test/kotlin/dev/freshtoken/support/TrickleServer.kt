@@ -9,12 +9,13 @@ import java.util.concurrent.CompletableFuture
 
 /**
  * A loopback HTTP server that answers 200 with a chunked body that never
- * ends, one byte every [paceMs]: a server slow forever (the pace is the
- * fault, not a synchronisation). [closed] completes when the client has
- * dropped the connection (a write failed). The emulator's `endless` fault
- * writes as fast as the client reads; this is the slow case it lacks.
+ * ends, one byte every [paceMs] (or, with [inHeaders], a header that never
+ * ends): a server slow forever (the pace is the fault, not a
+ * synchronisation). [closed] completes when the client has dropped the
+ * connection (a write failed). The emulator's `endless` fault writes as
+ * fast as the client reads; this is the slow case it lacks.
  */
-class TrickleServer(private val paceMs: Long = 20) : AutoCloseable {
+class TrickleServer(private val paceMs: Long = 20, private val inHeaders: Boolean = false) : AutoCloseable {
     private val server = ServerSocket(0, 50, InetAddress.getLoopbackAddress())
     val url = "http://127.0.0.1:${server.localPort}/connect/token"
 
@@ -34,6 +35,14 @@ class TrickleServer(private val paceMs: Long = 20) : AutoCloseable {
         try {
             readRequest(socket.getInputStream())
             val out = socket.getOutputStream()
+            if (inHeaders) {
+                out.write("HTTP/1.1 200 OK\r\nX-Slow: ".toByteArray())
+                while (true) {
+                    out.write('a'.code)
+                    out.flush()
+                    Thread.sleep(paceMs)
+                }
+            }
             out.write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".toByteArray())
             fun chunk(text: String) {
                 out.write("${Integer.toHexString(text.length)}\r\n$text\r\n".toByteArray())

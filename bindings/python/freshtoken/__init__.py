@@ -50,6 +50,7 @@ except ImportError as _error:  # pragma: no cover - a source checkout without th
     ) from _error
 
 from . import _strings  # noqa: E402,F401  (every str crossing into Rust is encoded by str.encode itself)
+from . import _records  # noqa: E402,F401  (generated records compare only with their own type)
 from ._ffi.freshtoken import (  # noqa: E402  the generated records, enums and host interfaces
     AuthorizationRequest,
     AuthorizationUrlOptions,

@@ -109,3 +109,19 @@ def test_times_are_aware_utc_datetimes_beside_the_milliseconds(emu):
     assert status.refresh_expires_at == info.refresh_expires_at
     assert freshtoken.from_ms(None) is None
     assert freshtoken.from_ms(1_500) == datetime(1970, 1, 1, 0, 0, 1, 500_000, tzinfo=timezone.utc)
+
+
+def test_records_compare_only_with_their_own_type(emu):
+    # The generated __eq__ read the other object's fields: `info == None`
+    # raised AttributeError.
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, TestStore())
+    info = session.tokens()
+    status = session.status()
+    header = freshtoken.HttpHeader(name="a", value="b")
+    for record in (info, status, header, freshtoken.CasResult.SAVED(version="v1")):
+        assert record != None and not (record == None)  # noqa: E711
+        assert record not in [1, "a", object()]
+    assert header == freshtoken.HttpHeader(name="a", value="b")
+    assert header != freshtoken.HttpHeader(name="a", value="c")
+    assert session.status() == status

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Ten changes, each
+# Patches uniffi 0.32's generated Kotlin (freshtoken.kt). Eleven changes, each
 # applied only if the generated text is exactly what it expects; otherwise
 # the script fails without touching the file (a uniffi upgrade must be looked
 # at, not silently patched). Running it twice is a no-op.
@@ -165,6 +165,14 @@
 #    held), never by their own hashCode/equals, which would run host code
 #    on the Rust thread that starts the callback.
 #
+# 11. A record's toString() never throws.
+#    The records exported with Display (SeedOptions, TokenClientOptions,
+#    HttpHeader, …) print through Rust, which lowers every field: a field
+#    holding a lone UTF-16 surrogate made toString() throw change 6's
+#    FfiFreshTokenException.Config, so a logger or a debugger printing bad
+#    user input threw, with an internal exception type. toString() now
+#    prints `TypeName(<unprintable: …>)` then, naming no value.
+#
 #   bash bindings/kotlin/tools/patch-generated.sh path/to/freshtoken.kt
 set -euo pipefail
 file=$1
@@ -174,7 +182,7 @@ if grep -qF 'freshtoken: catches Throwable' "$file" && grep -qF 'freshtoken: reu
   && grep -qF 'freshtoken: the event listener' "$file" && grep -qF 'freshtoken: host results reach Rust' "$file" \
   && grep -qF 'freshtoken: a string without UTF-8' "$file" && grep -qF 'freshtoken: a destroyed object' "$file" \
   && grep -qF 'freshtoken: host callbacks run on' "$file" && grep -qF 'freshtoken: a woken call resumes' "$file" \
-  && grep -qF 'freshtoken: a view per host object' "$file"; then
+  && grep -qF 'freshtoken: a view per host object' "$file" && grep -qF 'freshtoken: change 11' "$file"; then
   exit 0 # already patched
 fi
 
@@ -689,5 +697,30 @@ for old, new, n in [
         sys.stderr.write(f"[patch-generated] change 10: expected {n} x {old[:60]!r}…, found {text.count(old)} in {path} (uniffi's output changed: review the patch)\n")
         sys.exit(1)
     text = text.replace(old, new)
+
+# --- 11: a record's toString() never throws.
+display = """    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_freshtoken_fn_method_"""
+printable = """    override fun toString(): String = uniffiPrintable(this) { // freshtoken: change 11
+        FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_freshtoken_fn_method_"""
+helper = """
+// freshtoken: change 11 (bindings/kotlin/tools/patch-generated.sh): a
+// record whose Display cannot be reached (a field without UTF-8) prints
+// its type alone, never a value, and never throws.
+internal inline fun uniffiPrintable(record: Any, display: () -> String): String =
+    try {
+        display()
+    } catch (e: Exception) {
+        "${record.javaClass.simpleName}(<unprintable: a field holds text without UTF-8>)"
+    }
+"""
+if text.count(display) != 11:
+    sys.stderr.write(f"[patch-generated] change 11: expected 11 Display toString()s, found {text.count(display)} in {path} (uniffi's output changed: review the patch)\n")
+    sys.exit(1)
+text = text.replace(display, printable) + helper
 open(path, "w", encoding="utf-8").write(text)
 PY

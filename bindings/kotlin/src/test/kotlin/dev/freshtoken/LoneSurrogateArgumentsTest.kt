@@ -181,4 +181,20 @@ class LoneSurrogateArgumentsTest {
             assertEquals("no session reached the core", 0L, client.sessionCount())
         }
     }
+
+    // Their toString() printed through Rust, which lowers every field: it
+    // threw the generated FfiFreshTokenException.Config (patch change 11).
+    @Test fun `a record holding a lone surrogate prints its type, never throws`() {
+        val records = listOf(
+            SeedOptions(refreshToken = LONE),
+            HttpHeader(LONE, "v"),
+            TokenClientOptions(tokenEndpoint = "https://example.com/token", clientId = LONE),
+        )
+        for (record in records) {
+            val text = record.toString()
+            assertEquals("${record.javaClass.simpleName}(<unprintable: a field holds text without UTF-8>)", text)
+            assertFalse(text.contains("s3cr3t"))
+        }
+        assertFalse(SeedOptions(refreshToken = "rt-ok").toString().contains("unprintable"))
+    }
 }

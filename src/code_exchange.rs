@@ -69,8 +69,6 @@ struct Redemption {
     /// [`REMEMBERED_MS`] after it ended, or, while it runs, after the
     /// longest a driven exchange takes too.
     forget_at_ms: u64,
-    /// Whether it ended.
-    ended: bool,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
     /// The process sending it (see [`crate::started_by`]).
@@ -167,7 +165,7 @@ pub(crate) async fn redeem(
             return Ok((r.outcome.clone(), Some(same_state)));
         }
         if list.len() >= MAX_REMEMBERED {
-            if let Some(oldest) = list.iter().position(|r| r.ended) {
+            if let Some(oldest) = list.iter().position(|r| r.outcome.peek().is_some()) {
                 list.remove(oldest);
             }
         }
@@ -185,7 +183,6 @@ pub(crate) async fn redeem(
                     .iter_mut()
                     .filter(|r| r.serial == serial)
                     .for_each(|r| {
-                        r.ended = true;
                         r.forget_at_ms = ended.saturating_add(REMEMBERED_MS);
                     }),
                 false => list.retain(|r| r.serial != serial),
@@ -199,7 +196,6 @@ pub(crate) async fn redeem(
             key,
             cell,
             forget_at_ms,
-            ended: false,
             serial,
             by: StartedBy::this(),
             outcome: outcome.clone(),

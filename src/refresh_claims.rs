@@ -116,13 +116,6 @@ fn key_of(ctx: &Context, refresh_token: &Secret) -> u64 {
     ])
 }
 
-/// What another flight does or did with `refresh_token`, without claiming
-/// it: `Running` or `Rotated`, or `None`.
-pub(crate) fn elsewhere(ctx: &Context, refresh_token: &Secret) -> Option<Claimed> {
-    let now = ctx.clock.now_ms();
-    claims(|list| look(list, key_of(ctx, refresh_token), now))
-}
-
 /// Claims `refresh_token` for `flight`, the caller's own running flight.
 pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> Claimed {
     let token = key_of(ctx, refresh_token);

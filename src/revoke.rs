@@ -192,12 +192,12 @@ impl Attached {
                 let token = st.record.as_ref().and_then(|r| r.refresh_token.clone());
                 (token, st.inflight.clone())
             };
+            // `own` is this revocation's flight (it runs as the session's).
             let found = match (&token, &own) {
                 (Some(token), Some(own)) => {
                     Some(crate::refresh_claims::claim(&self.ctx, token, own))
                 }
-                (Some(token), None) => crate::refresh_claims::elsewhere(&self.ctx, token),
-                (None, _) => None,
+                _ => None,
             };
             match found {
                 Some(Claimed::Mine(claim)) => return (synced, Some(claim)),

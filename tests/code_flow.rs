@@ -587,17 +587,24 @@ async fn a_repeat_joins_an_exchange_that_runs_longer_than_ten_minutes() {
     assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
 }
 
+/// A code exchanged for `u1` whose issued record's save failed (`storage`),
+/// and its verifier.
+async fn exchanged_with_a_failed_save(h: &Harness) -> (String, String) {
+    let (code, verifier) = approved(&h.client).await;
+    h.store
+        .fail_saves
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let error = exchange(&h.client, h, &code, &verifier).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Storage);
+    (code, verifier)
+}
+
 /// The issued record's save failed: a repeat saves it (DESIGN point 4)
 /// instead of answering `storage` for ten minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_after_the_issued_record_could_not_be_saved_saves_it() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
-    h.store
-        .fail_saves
-        .store(1, std::sync::atomic::Ordering::SeqCst);
-    let error = exchange(&h.client, &h, &code, &verifier).await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Storage);
+    let (code, verifier) = exchanged_with_a_failed_save(&h).await;
     assert!(h.store.record("u1").is_none());
     let session = exchange(&h.client, &h, &code, &verifier)
         .await
@@ -727,12 +734,7 @@ async fn an_exchange_left_with_nothing_to_drive_it_is_forgotten_in_time() {
 async fn a_repeat_through_another_client_after_a_failed_save_reads_the_saved_record() {
     let h = Harness::new();
     let twin = h.twin();
-    let (code, verifier) = approved(&h.client).await;
-    h.store
-        .fail_saves
-        .store(1, std::sync::atomic::Ordering::SeqCst);
-    let error = exchange(&h.client, &h, &code, &verifier).await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Storage);
+    let (code, verifier) = exchanged_with_a_failed_save(&h).await;
     let issued = h.session("u1").access_token().await.unwrap();
     assert!(
         h.store.record("u1").is_some(),

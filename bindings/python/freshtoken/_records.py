@@ -39,6 +39,5 @@ def _generated_classes() -> list:
 
 for _cls in _generated_classes():
     _eq = vars(_cls).get("__eq__")
-    if _eq is not None and not hasattr(_eq, "__wrapped_own_type__"):
+    if _eq is not None:
         _cls.__eq__ = _own_type_only(_eq)
-        _cls.__eq__.__wrapped_own_type__ = True  # type: ignore[attr-defined]

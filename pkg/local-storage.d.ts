@@ -27,6 +27,12 @@ export interface LocalStorageStoreOptions {
 }
 
 /**
+ * @deprecated Use `IndexedDbStore` (`freshtoken/indexeddb`), and its
+ * `migrateFrom` option to move these records. A tab's copy of
+ * localStorage learns of another tab's write later, so a tab taking the
+ * lease right after another tab's refresh may read the spent refresh
+ * token, and a compare-and-swap may compare against an old version.
+ *
  * Records in localStorage, shared by the origin's tabs, with the refresh
  * lease held as a Web Lock: one tab refreshes, the others wait and use what
  * it saved. A tab that closes gives its locks back; a lease also lapses

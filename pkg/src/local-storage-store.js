@@ -1,6 +1,15 @@
 // freshtoken/local-storage: a TokenStore on the page's localStorage, for
 // browser apps whose tabs share their sessions.
 //
+// Deprecated: use freshtoken/indexeddb (IndexedDbStore, whose migrateFrom
+// option moves these records). localStorage is not kept in step across a
+// browser's processes: each renderer reads its own copy, which learns of
+// another tab's write in a later task. A tab that takes the lease right
+// after another tab's refresh may read the record from before it, and send
+// the spent refresh token; a compare-and-swap under the write lock may
+// compare against a version that already moved on. The rest of this
+// comment says what the store meant to guarantee.
+//
 // Tabs of one origin share localStorage, so to the core they are processes
 // of a fleet: without a lease, two tabs at expiry would both send the same
 // single-use refresh token, and the server would revoke the family (the user
@@ -28,28 +37,10 @@
 // tab holding a version from before a sign-out (`removeItem`) never swaps
 // over the next link's record.
 
-import { firstVersion } from './first-version.js';
+import { asEntry, nextVersion, unreadableVersion } from './entry-versions.js';
+import { acquireLease, lockManager, releaseLease } from './web-lock-lease.js';
 
 const NAME = 'LocalStorageStore';
-
-// The leases this page holds, by lock name: { owner, timer, end }. Shared by
-// every instance, as the locks are: a session handle made with a new store
-// may release what another instance acquired.
-const HELD = new Map();
-
-/** (Re)starts `lease`'s TTL: it ends `ttlMs` from now unless released or renewed first. */
-function expireIn(name, lease, ttlMs) {
-  clearTimeout(lease.timer);
-  lease.timer = setTimeout(() => giveBack(name, lease), ttlMs);
-}
-
-/** Ends `lease` on `name` (if it is still the one held): the lock goes back. */
-function giveBack(name, lease) {
-  if (HELD.get(name) !== lease) return;
-  HELD.delete(name);
-  clearTimeout(lease.timer);
-  lease.end();
-}
 
 /** The page's localStorage, or undefined where reading it throws (a sandboxed frame, storage disabled). */
 function pageStorage() {
@@ -60,38 +51,14 @@ function pageStorage() {
   }
 }
 
-/** Whether `version` is one this store writes: a decimal it can add 1 to exactly. */
-function isVersion(version) {
-  return typeof version === 'string' && /^[0-9]{1,16}$/.test(version) && Number.isSafeInteger(Number(version) + 1);
-}
-
 /** The `{version, record}` an item holds, or null when there is none or it is not one this store wrote. */
 function entryOf(text) {
   if (text === null) return null;
-  let entry = null;
   try {
-    entry = JSON.parse(text);
-  } catch { /* not JSON: not an entry */ }
-  return typeof entry?.record === 'string' && isVersion(entry?.version) ? entry : null;
-}
-
-/**
- * The version of an item that holds no entry: `u` (never a decimal, so no
- * version this store writes), the length and two 32-bit FNV-1a-style
- * hashes of the text. It changes when the text does, so a swap against it
- * still fails when another tab wrote meanwhile. A hash, not the text: the
- * item may hold a token, and versions appear in logs. Not cryptographic:
- * only a writer outside this store changes an unreadable item.
- */
-function unreadableVersion(text) {
-  let a = 0x811c9dc5;
-  let b = 0x9747b28c;
-  for (let i = 0; i < text.length; i += 1) {
-    const unit = text.charCodeAt(i);
-    a = Math.imul(a ^ unit, 0x01000193);
-    b = Math.imul(b ^ unit, 0x5bd1e995);
+    return asEntry(JSON.parse(text));
+  } catch {
+    return null; // not JSON: not an entry
   }
-  return `u${text.length}.${(a >>> 0).toString(16)}.${(b >>> 0).toString(16)}`;
 }
 
 /** The version of the item `text` (null: no item), readable or not. */
@@ -108,11 +75,7 @@ function checkRecord(record) {
   if (typeof record !== 'string') throw new TypeError(`${NAME}: the record must be a string`);
 }
 
-function checkOwner(owner) {
-  if (typeof owner !== 'string' || owner === '') throw new TypeError(`${NAME}: the lease owner must be a non-empty string`);
-}
-
-/** A TokenStore on localStorage whose refresh lease is a Web Lock, with versioned saves: tabs share sessions safely. */
+/** A TokenStore on localStorage whose refresh lease is a Web Lock, with versioned saves. Deprecated: IndexedDbStore (see the top of this file). */
 export class LocalStorageStore {
   #storage;
   #locks;
@@ -129,10 +92,7 @@ export class LocalStorageStore {
     if (!storage || typeof storage.getItem !== 'function' || typeof storage.setItem !== 'function') {
       throw new TypeError(`${NAME}: no localStorage here (pass options.storage, a Storage)`);
     }
-    // Without the lease two tabs could spend one refresh token: no fallback.
-    if (!locks || typeof locks.request !== 'function') {
-      throw new TypeError(`${NAME}: the Web Locks API (navigator.locks) is missing; tabs sharing a store need it for the refresh lease (pass options.locks, a LockManager)`);
-    }
+    lockManager(locks, NAME);
     if (typeof prefix !== 'string') throw new TypeError(`${NAME}: prefix must be a string`);
     this.#storage = storage;
     this.#locks = locks;
@@ -171,7 +131,7 @@ export class LocalStorageStore {
    * whole or not at all.
    */
   #write(key, record, previous) {
-    const version = previous ? String(Number(previous.version) + 1) : firstVersion();
+    const version = nextVersion(previous);
     this.#storage.setItem(this.recordKey(key), JSON.stringify({ version, record }));
     return version;
   }
@@ -234,41 +194,11 @@ export class LocalStorageStore {
    * if no tab holds it (renewed when `owner` already does); false otherwise.
    */
   async acquire(key, owner, ttlMs) {
-    checkOwner(owner);
-    if (typeof ttlMs !== 'number' || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
-      throw new TypeError(`${NAME}: the lease TTL must be a positive number of ms`);
-    }
-    const name = this.leaseName(key);
-    const held = HELD.get(name);
-    if (held) {
-      // Held by this page; the lock itself would only say "not available".
-      if (held.owner !== owner) return false;
-      expireIn(name, held, ttlMs);
-      return true;
-    }
-    return new Promise((resolve, reject) => {
-      const taken = (lock) => {
-        if (!lock) {
-          resolve(false);
-          return undefined;
-        }
-        // The lock is held until this promise settles.
-        return new Promise((end) => {
-          const lease = { owner, end, timer: undefined };
-          expireIn(name, lease, ttlMs);
-          HELD.set(name, lease);
-          resolve(true);
-        });
-      };
-      this.#locks.request(name, { ifAvailable: true }, taken).catch(reject);
-    });
+    return acquireLease(this.#locks, this.leaseName(key), owner, ttlMs, NAME);
   }
 
   /** Gives the lease back, if `owner` still holds it. */
   async release(key, owner) {
-    checkOwner(owner);
-    const name = this.leaseName(key);
-    const held = HELD.get(name);
-    if (held && held.owner === owner) giveBack(name, held);
+    return releaseLease(this.leaseName(key), owner, NAME);
   }
 }

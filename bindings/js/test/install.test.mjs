@@ -35,7 +35,7 @@ after(async () => {
 test('the installed package ships only its files and has no dependencies', async () => {
   const installed = join(project, 'node_modules', 'freshtoken');
   const top = (await readdir(installed)).sort();
-  assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'jwt.d.ts', 'lib', 'local-storage.d.ts', 'package.json', 'postgres.d.ts', 'redis.d.ts', 'src']);
+  assert.deepEqual(top, ['README.md', 'dist', 'index.d.ts', 'indexeddb.d.ts', 'jwt.d.ts', 'lib', 'local-storage.d.ts', 'package.json', 'postgres.d.ts', 'redis.d.ts', 'src']);
   const modules = (await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.'));
   assert.deepEqual(modules, ['freshtoken'], 'zero runtime dependencies: the optional peers (redis, pg) are not installed');
 });

@@ -1,7 +1,7 @@
 // freshtoken/local-storage's argument checks and a misbehaving lock
 // manager, in Node (which has neither localStorage nor navigator.locks). What the store does with real ones —
 // two tabs, one refresh, the Web Lock as lease — runs in Chromium
-// (browser.test.mjs).
+// (browser.tabs.test.mjs).
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';

@@ -1,5 +1,5 @@
 // The declarations of the fleet entry points (pkg/redis.d.ts,
-// pkg/postgres.d.ts and pkg/local-storage.d.ts, found through the exports
+// pkg/postgres.d.ts, pkg/local-storage.d.ts and pkg/indexeddb.d.ts, found through the exports
 // map's "types" conditions): test/types/fleet-usage.ts compiles under
 // `tsc --strict` (the DOM's localStorage and navigator.locks fit the
 // browser store's structural types); the real node-redis client fits the
@@ -18,6 +18,7 @@ import ts from 'typescript';
 import * as redisEntry from 'freshtoken/redis';
 import * as postgresEntry from 'freshtoken/postgres';
 import * as localStorageEntry from 'freshtoken/local-storage';
+import * as indexedDbEntry from 'freshtoken/indexeddb';
 
 const JS_DIR = fileURLToPath(new URL('../', import.meta.url));
 const TSC = join(JS_DIR, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -42,6 +43,7 @@ function tsc(args, cwd) {
 const HEADER = "import { RedisStore } from 'freshtoken/redis';\n"
   + "import { PostgresStore } from 'freshtoken/postgres';\n"
   + "import { LocalStorageStore } from 'freshtoken/local-storage';\n"
+  + "import { IndexedDbStore } from 'freshtoken/indexeddb';\n"
   + "import type { RedisCommandClient } from 'freshtoken/redis';\n"
   + 'declare const c: RedisCommandClient;\n';
 
@@ -56,6 +58,8 @@ const WRONG = {
   'unknown-option.ts': ["export const s = new PostgresStore({ query: async () => ({ rows: [] }) }, { tableName: 'x' });", 'TS2353'],
   'lock-manager-misspelt.ts': ["export const s = new LocalStorageStore({ lock: navigator.locks });", 'TS2561'],
   'storage-without-setitem.ts': ["export const s = new LocalStorageStore({ storage: { getItem: (k: string) => k } });", 'TS2741'],
+  'idb-database-number.ts': ["export const s = new IndexedDbStore({ database: 7 });", 'TS2322'],
+  'idb-migrate-without-removeitem.ts': ["export const s = new IndexedDbStore({ migrateFrom: 'a:', storage: { getItem: (k: string) => k } });", 'TS2741'],
   'version-is-a-string.ts': ["export async function f() { const v: number | null = await new RedisStore(c).saveVersioned('k', 'r', null); return v; }", 'TS2322'],
 };
 
@@ -110,6 +114,7 @@ describe('fleet store declarations', () => {
     ['redis.d.ts', redisEntry, 'RedisStore'],
     ['postgres.d.ts', postgresEntry, 'PostgresStore'],
     ['local-storage.d.ts', localStorageEntry, 'LocalStorageStore'],
+    ['indexeddb.d.ts', indexedDbEntry, 'IndexedDbStore'],
   ]) {
     test(`${file} matches the run-time exports of its entry point`, () => {
       const path = join(PKG_DIR, file);

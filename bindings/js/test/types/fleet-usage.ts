@@ -12,6 +12,8 @@ import { PostgresStore } from 'freshtoken/postgres';
 import type { PgQueryable, PostgresStoreOptions } from 'freshtoken/postgres';
 import { LocalStorageStore } from 'freshtoken/local-storage';
 import type { LocalStorageStoreOptions } from 'freshtoken/local-storage';
+import { IndexedDbStore } from 'freshtoken/indexeddb';
+import type { IndexedDbStoreOptions } from 'freshtoken/indexeddb';
 
 declare const redisClient: RedisCommandClient;
 declare const pool: PgQueryable;
@@ -51,6 +53,21 @@ export async function tour(): Promise<void> {
 // The page's own localStorage and navigator.locks fit the browser store.
 const tabOptions: LocalStorageStoreOptions = { storage: localStorage, locks: navigator.locks, prefix: 'app:' };
 export const tabs: TokenStore = new LocalStorageStore(tabOptions);
+
+// The page's own indexedDB, navigator.locks and localStorage fit IndexedDbStore.
+const idbOptions: IndexedDbStoreOptions = { database: 'app', indexedDB, locks: navigator.locks, migrateFrom: 'app:', storage: localStorage };
+export const idbTabs: TokenStore = new IndexedDbStore(idbOptions);
+
+export async function indexedDbTour(): Promise<void> {
+  const store = new IndexedDbStore();
+  const name: string = store.leaseName('u1');
+  const taken: boolean = await store.acquire('u1', 'owner', 3_000);
+  await store.release('u1', 'owner');
+  const record: string | null = await store.load('u1');
+  await store.save('u1', record ?? '{}');
+  const next: string | null = await store.saveVersioned('u1', '{}', await store.loadVersion('u1'));
+  void [name, taken, next];
+}
 
 export async function browserTour(): Promise<void> {
   const store = new LocalStorageStore();

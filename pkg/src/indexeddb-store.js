@@ -1,0 +1,311 @@
+// freshtoken/indexeddb: a TokenStore on the origin's IndexedDB, for browser
+// apps whose tabs share their sessions.
+//
+// Tabs of one origin are processes of a fleet to the core: without a lease,
+// two tabs at expiry would both send the same single-use refresh token, and
+// the server would revoke the family (the user re-links). So this store
+// always offers the lease, a Web Lock the tabs share (web-lock-lease.js):
+// one tab refreshes, the others wait, re-read the record it saved and send
+// nothing.
+//
+// That re-read must see the save. IndexedDB's guarantees it: its
+// transactions run in the browser's storage backend, and one started after
+// another committed sees what that one wrote, whichever tab or process
+// wrote it. A save resolves only once its transaction has committed, so the
+// lease is given back after the rotated record is there for every tab.
+// (localStorage gives no such guarantee: each renderer process reads its
+// own copy, which learns of other tabs' writes later; see
+// LocalStorageStore.)
+//
+// Saves are versioned: a compare-and-swap is one readwrite transaction (the
+// backend runs those on one object store one at a time), so a save whose
+// version moved on (a tab re-linked the user while another was refreshing)
+// is a conflict, never an overwrite.
+//
+// Layout: database `options.database` (default "freshtoken"), object store
+// `records`, key = the session key, value `{version, record}` (both text).
+// The lease is the Web Lock `${database}:lease:${key}`: with the defaults,
+// the name LocalStorageStore's default prefix gives it, so tabs still on
+// that store and tabs on this one never refresh a key at once.
+//
+// A value this store cannot read (another library's, written into this
+// database) fails every read, but has a version (`loadVersion`), derived
+// from its JSON text, so a re-link (`seed()`, a code exchange) replaces it.
+// A new record's version starts at a random integer, so a tab holding a
+// version from before the record was deleted (a sign-out) never swaps over
+// the next link's record.
+//
+// `options.migrateFrom`: the prefix of a LocalStorageStore whose records
+// move here. A key with no record here, whose item there is that store's
+// entry, gets that entry (its version kept) on its first read; the item is
+// then removed, unless a tab changed it meanwhile.
+
+import { asEntry, nextVersion, unreadableVersion } from './entry-versions.js';
+import { acquireLease, lockManager, releaseLease } from './web-lock-lease.js';
+
+const NAME = 'IndexedDbStore';
+const RECORDS = 'records';
+
+/** The page's localStorage, or undefined where reading it throws (a sandboxed frame, storage disabled). */
+function pageStorage() {
+  try {
+    return globalThis.localStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An Error for a failed IndexedDB step: what was done and the DOMException's name and message (no values). */
+function failed(what, cause) {
+  const detail = cause ? `: ${cause.name ?? 'Error'}${cause.message ? ` (${cause.message})` : ''}` : '';
+  return new Error(`${NAME}: ${what} failed${detail}`, { cause });
+}
+
+/** The version of a stored value (undefined: none), readable or not. */
+function versionOf(value) {
+  if (value === undefined) return null;
+  const entry = asEntry(value);
+  if (entry) return entry.version;
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch { /* a value JSON cannot write (a cycle, a BigInt) */ }
+  return unreadableVersion(typeof text === 'string' ? text : `[${typeof value}]`);
+}
+
+/** The `{version, record}` of a stored value, or null; throws on a value this store did not write. */
+function readEntry(key, value) {
+  if (value === undefined) return null;
+  const entry = asEntry(value);
+  if (!entry) throw new Error(`${NAME}: the value under ${JSON.stringify(key)} is no record written by this store`);
+  return entry;
+}
+
+function checkKey(key) {
+  if (typeof key !== 'string') throw new TypeError(`${NAME}: the key must be a string`);
+}
+
+function checkRecord(record) {
+  if (typeof record !== 'string') throw new TypeError(`${NAME}: the record must be a string`);
+}
+
+/** A TokenStore on IndexedDB whose refresh lease is a Web Lock, with versioned saves: tabs share sessions safely. */
+export class IndexedDbStore {
+  #factory;
+  #locks;
+  #database;
+  #migrateFrom;
+  #storage;
+  /** The open connection (a promise), until it closes. */
+  #connection;
+
+  /**
+   * @param options.database    the IndexedDB database's name (default "freshtoken"); also names the lease locks
+   * @param options.indexedDB   an IDBFactory (default `globalThis.indexedDB`)
+   * @param options.locks       a LockManager (default `globalThis.navigator.locks`)
+   * @param options.migrateFrom the prefix of a LocalStorageStore whose records move here on first read
+   * @param options.storage     the Storage that LocalStorageStore used (default `globalThis.localStorage`; with migrateFrom)
+   */
+  constructor({
+    database = 'freshtoken',
+    indexedDB = globalThis.indexedDB,
+    locks = globalThis.navigator?.locks,
+    migrateFrom,
+    storage,
+    ...rest
+  } = {}) {
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new TypeError(`${NAME}: unknown option ${unknown[0]}`);
+    if (!indexedDB || typeof indexedDB.open !== 'function') {
+      throw new TypeError(`${NAME}: no IndexedDB here (pass options.indexedDB, an IDBFactory)`);
+    }
+    lockManager(locks, NAME);
+    if (typeof database !== 'string' || database === '') throw new TypeError(`${NAME}: database must be a non-empty string`);
+    if (migrateFrom !== undefined) {
+      if (typeof migrateFrom !== 'string') throw new TypeError(`${NAME}: migrateFrom must be a string (a LocalStorageStore prefix)`);
+      storage ??= pageStorage();
+      if (!storage || typeof storage.getItem !== 'function' || typeof storage.removeItem !== 'function') {
+        throw new TypeError(`${NAME}: migrateFrom needs localStorage (pass options.storage, a Storage)`);
+      }
+    } else if (storage !== undefined) {
+      throw new TypeError(`${NAME}: options.storage is only read with migrateFrom`);
+    }
+    this.#factory = indexedDB;
+    this.#locks = locks;
+    this.#database = database;
+    this.#migrateFrom = migrateFrom;
+    this.#storage = storage;
+  }
+
+  /** The name of the Web Lock that is session `key`'s refresh lease. */
+  leaseName(key) {
+    checkKey(key);
+    return `${this.#database}:lease:${key}`;
+  }
+
+  /** The connection, opened (and the object store created) on first use and again after it closed. */
+  #open() {
+    if (this.#connection) return this.#connection;
+    const opening = new Promise((resolve, reject) => {
+      const request = this.#factory.open(this.#database);
+      request.onupgradeneeded = () => {
+        const db = request.result;
+        if (!db.objectStoreNames.contains(RECORDS)) db.createObjectStore(RECORDS);
+      };
+      request.onsuccess = () => {
+        const db = request.result;
+        // Another tab upgrading the database, or the browser closing it
+        // (cleared site data): the next call opens it again.
+        db.onversionchange = () => { db.close(); forget(); };
+        db.onclose = forget;
+        resolve(db);
+      };
+      request.onerror = () => reject(request.error);
+    }).catch((e) => {
+      forget();
+      throw failed(`opening database ${JSON.stringify(this.#database)}`, e);
+    });
+    const forget = () => {
+      if (this.#connection === opening) this.#connection = undefined;
+    };
+    this.#connection = opening;
+    return opening;
+  }
+
+  /**
+   * Runs `body(records, done)` in one transaction on the records object
+   * store; resolves to what `done` was given once the transaction has
+   * committed (a readwrite one's writes are then seen by every tab), and
+   * rejects if it aborts. `what` names the step in errors.
+   */
+  async #transaction(mode, what, body) {
+    const opened = this.#open();
+    const db = await opened;
+    return new Promise((resolve, reject) => {
+      let result;
+      let tx;
+      try {
+        tx = db.transaction(RECORDS, mode);
+        tx.oncomplete = () => resolve(result);
+        tx.onabort = () => reject(failed(what, tx.error));
+        body(tx.objectStore(RECORDS), (value) => { result = value; });
+      } catch (e) {
+        // A closed connection, a missing object store, a full disk.
+        if (e?.name === 'InvalidStateError' && this.#connection === opened) this.#connection = undefined;
+        try { tx?.abort(); } catch { /* already over */ }
+        reject(failed(what, e));
+      }
+    });
+  }
+
+  /** The value stored under `key` (undefined: none), moved from localStorage first when migrating. */
+  async #get(key) {
+    checkKey(key);
+    const value = await this.#transaction('readonly', 'reading', (records, done) => {
+      const got = records.get(key);
+      got.onsuccess = () => done(got.result);
+    });
+    return value === undefined && this.#migrateFrom !== undefined ? this.#migrate(key) : value;
+  }
+
+  /** Moves `key`'s LocalStorageStore entry here if none is stored yet; what is stored then. */
+  async #migrate(key) {
+    const item = `${this.#migrateFrom}${key}`;
+    const text = this.#storage.getItem(item);
+    let entry = null;
+    try {
+      entry = text === null ? null : asEntry(JSON.parse(text));
+    } catch { /* not that store's entry: left where it is */ }
+    if (!entry) return undefined;
+    const moved = { version: entry.version, record: entry.record };
+    const stored = await this.#transaction('readwrite', 'moving a localStorage record', (records, done) => {
+      const got = records.get(key);
+      got.onsuccess = () => {
+        if (got.result !== undefined) {
+          done(got.result); // another tab moved it (or saved a record) first
+          return;
+        }
+        records.put(moved, key);
+        done(moved);
+      };
+    });
+    if (this.#storage.getItem(item) === text) this.#storage.removeItem(item);
+    return stored;
+  }
+
+  /** The record saved under `key`, or null; rejects on a value this store did not write. */
+  async load(key) {
+    return readEntry(key, await this.#get(key))?.record ?? null;
+  }
+
+  /** The record and its version, or null; rejects on a value this store did not write. */
+  async loadVersioned(key) {
+    const entry = readEntry(key, await this.#get(key));
+    return entry && { record: entry.record, version: entry.version };
+  }
+
+  /**
+   * The version of `key`'s value, or null, without reading the record: also
+   * for a value no read accepts, so that `seed()` and a code exchange, which
+   * swap against this, replace it.
+   */
+  async loadVersion(key) {
+    return versionOf(await this.#get(key));
+  }
+
+  /**
+   * Saves `record` under `key` unconditionally (its version still moves on,
+   * so a compare-and-swap against the old one fails). Resolves once it is
+   * committed; a full quota rejects, and the session's caller gets a
+   * StorageError.
+   */
+  async save(key, record) {
+    checkKey(key);
+    checkRecord(record);
+    await this.#swap(key, record, undefined);
+  }
+
+  /**
+   * Saves only if the stored version is still `expectedVersion` (null: only
+   * if nothing is stored). Resolves to the new version once it is
+   * committed, or null on a conflict.
+   */
+  async saveVersioned(key, record, expectedVersion) {
+    checkKey(key);
+    checkRecord(record);
+    if (expectedVersion !== null && typeof expectedVersion !== 'string') {
+      throw new TypeError(`${NAME}: the expected version must be a string or null`);
+    }
+    return this.#swap(key, record, expectedVersion);
+  }
+
+  /** One readwrite transaction: reads `key`'s value and, unless its version is not `expected` (undefined: any), writes `record` at the next version. */
+  async #swap(key, record, expected) {
+    if (this.#migrateFrom !== undefined) await this.#get(key); // a swap is against the moved entry's version
+    return this.#transaction('readwrite', 'saving', (records, done) => {
+      const got = records.get(key);
+      got.onsuccess = () => {
+        if (expected !== undefined && versionOf(got.result) !== expected) {
+          done(null);
+          return;
+        }
+        const version = nextVersion(asEntry(got.result));
+        records.put({ version, record }, key);
+        done(version);
+      };
+    });
+  }
+
+  /**
+   * Takes the refresh lease on `key` for `owner` for `ttlMs`: the Web Lock,
+   * if no tab holds it (renewed when `owner` already does); false otherwise.
+   */
+  async acquire(key, owner, ttlMs) {
+    return acquireLease(this.#locks, this.leaseName(key), owner, ttlMs, NAME);
+  }
+
+  /** Gives the lease back, if `owner` still holds it. */
+  async release(key, owner) {
+    return releaseLease(this.leaseName(key), owner, NAME);
+  }
+}

@@ -185,7 +185,10 @@ export class IndexedDbStore {
       let result;
       let tx;
       try {
-        tx = db.transaction(RECORDS, mode);
+        // A rotated refresh token lost to a power cut after its save
+        // resolved costs a re-link: writes are flushed to disk before they
+        // count as committed (browsers without the option ignore it).
+        tx = db.transaction(RECORDS, mode, mode === 'readwrite' ? { durability: 'strict' } : undefined);
         tx.oncomplete = () => resolve(result);
         tx.onabort = () => reject(failed(what, tx.error));
         body(tx.objectStore(RECORDS), (value) => { result = value; });

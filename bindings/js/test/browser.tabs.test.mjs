@@ -229,7 +229,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
   // record. localStorage answers from the tab's own copy, which learns of
   // the other tab's write only in a later task: the old one. Without the
   // wait the same happens now and then (the reason this store exists).
-  test('a tab reads what another tab saved once the save resolved: IndexedDbStore does; LocalStorageStore may not (why the tabs\' store is IndexedDB)', () => withTab(async (other) => {
+  test('a tab reads what another tab saved once the save resolved: IndexedDbStore does; LocalStorageStore may not (why the tabs\' store is IndexedDB)', (t) => withTab(async (other) => {
     const saveBoth = (tab, record) => tab.evaluate(async (record) => {
       const { IndexedDbStore } = await import('/lib/indexeddb-store.js');
       const { LocalStorageStore } = await import('/lib/local-storage-store.js');
@@ -254,9 +254,23 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       return { local: await local, idb: await idb };
     });
     await browser.site.held();
-    await saveBoth(page, 'new');
+    // Tabs in one renderer process share its main thread: the saving tab
+    // would wait for the blocked one. Chromium gives unrelated tabs their
+    // own processes; should it not, there is nothing to show here.
+    let sharedThread;
+    const saved = saveBoth(page, 'new');
+    const savedFirst = await Promise.race([
+      saved.then(() => true),
+      new Promise((resolve) => { sharedThread = setTimeout(() => resolve(false), 30_000); }),
+    ]);
+    clearTimeout(sharedThread);
     browser.site.releaseHolds();
-    assert.deepEqual(await read, { idb: 'new', local: 'old' });
+    const [result] = await Promise.all([read, saved]);
+    if (!savedFirst) {
+      t.skip('the two tabs share a renderer process here: one waited for the other');
+      return;
+    }
+    assert.deepEqual(result, { idb: 'new', local: 'old' });
   }));
 
   describe('IndexedDbStore on the real IndexedDB', () => {
@@ -321,6 +335,26 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.match(r.errors[3], /^TypeError: IndexedDbStore: the lease owner must be a non-empty string/);
       assert.match(r.errors[4], /^TypeError: IndexedDbStore: the lease TTL must be a positive number of ms/);
       assert.equal(r.untouched, 'r3');
+    });
+
+    test('a save counts as committed only once flushed to disk (durability "strict"); reads ask for nothing of the kind', async () => {
+      const modes = await inPage('idb-durable', async (store) => {
+        const seen = [];
+        const original = IDBDatabase.prototype.transaction;
+        IDBDatabase.prototype.transaction = function transaction(...args) {
+          const tx = original.apply(this, args);
+          seen.push([tx.mode, tx.durability]);
+          return tx;
+        };
+        try {
+          await store.save('u1', 'r1');
+          await store.saveVersioned('u1', 'r2', await store.loadVersion('u1'));
+        } finally {
+          IDBDatabase.prototype.transaction = original;
+        }
+        return seen;
+      });
+      assert.deepEqual(modes, [['readwrite', 'strict'], ['readonly', 'default'], ['readwrite', 'strict']]);
     });
 
     test('a value this store did not write fails every read, has a version derived from it, and a swap against that replaces it', async () => {

@@ -19,11 +19,11 @@ export interface MigratedStorageLike {
 }
 
 export interface IndexedDbStoreOptions {
-  /** The database's name (default `"freshtoken"`); the lease locks are `${database}:lease:${key}`. */
+  /** The database's name (default `"freshtoken"`; not starting with `-`); the lease locks are `${database}:lease:${key}`. */
   database?: string;
   /** Default `globalThis.indexedDB`; without one the constructor throws. */
   indexedDB?: IdbFactoryLike;
-  /** Default `globalThis.navigator.locks`; without one the constructor throws (tabs need the lease). */
+  /** Default `globalThis.navigator.locks` (secure contexts only: https, or http on localhost); without one the constructor throws (tabs need the lease). */
   locks?: LockManagerLike;
   /** The prefix of a `LocalStorageStore` (its default: `"freshtoken:"`) whose records move here, each on its first read. */
   migrateFrom?: string;

@@ -41,10 +41,13 @@
 // then removed, unless a tab changed it meanwhile.
 
 import { asEntry, nextVersion, unreadableVersion } from './entry-versions.js';
-import { acquireLease, lockManager, releaseLease } from './web-lock-lease.js';
+import { acquireLease, lockManager, lockNamePrefix, releaseLease } from './web-lock-lease.js';
 
 const NAME = 'IndexedDbStore';
 const RECORDS = 'records';
+
+// Per open connection: how to fail each of its transactions still running.
+const ENDERS = new WeakMap();
 
 /** The page's localStorage, or undefined where reading it throws (a sandboxed frame, storage disabled). */
 function pageStorage() {
@@ -121,6 +124,7 @@ export class IndexedDbStore {
     }
     lockManager(locks, NAME);
     if (typeof database !== 'string' || database === '') throw new TypeError(`${NAME}: database must be a non-empty string`);
+    lockNamePrefix(database, NAME, 'database');
     if (migrateFrom !== undefined) {
       if (typeof migrateFrom !== 'string') throw new TypeError(`${NAME}: migrateFrom must be a string (a LocalStorageStore prefix)`);
       storage ??= pageStorage();
@@ -157,7 +161,15 @@ export class IndexedDbStore {
         // Another tab upgrading the database, or the browser closing it
         // (cleared site data): the next call opens it again.
         db.onversionchange = () => { db.close(); forget(); };
-        db.onclose = forget;
+        // Closed by the browser: a transaction begun just then may never
+        // complete nor abort, so every one still open fails now.
+        const enders = new Set();
+        ENDERS.set(db, enders);
+        db.onclose = () => {
+          forget();
+          for (const end of enders) end();
+          enders.clear();
+        };
         resolve(db);
       };
       request.onerror = () => reject(request.error);
@@ -184,16 +196,25 @@ export class IndexedDbStore {
     return new Promise((resolve, reject) => {
       let result;
       let tx;
+      const enders = ENDERS.get(db);
+      const end = () => reject(new Error(`${NAME}: ${what} failed: the browser closed the database (site data cleared, or storage evicted)`));
+      enders?.add(end);
+      const settle = (finish) => () => {
+        enders?.delete(end);
+        finish();
+      };
       try {
         // A rotated refresh token lost to a power cut after its save
         // resolved costs a re-link: writes are flushed to disk before they
         // count as committed (browsers without the option ignore it).
         tx = db.transaction(RECORDS, mode, mode === 'readwrite' ? { durability: 'strict' } : undefined);
-        tx.oncomplete = () => resolve(result);
-        tx.onabort = () => reject(failed(what, tx.error));
+        tx.oncomplete = settle(() => resolve(result));
+        tx.onabort = settle(() => reject(failed(what, tx.error)));
         body(tx.objectStore(RECORDS), (value) => { result = value; });
       } catch (e) {
-        // A closed connection, a missing object store, a full disk.
+        // A closed connection, a missing object store (a full quota
+        // aborts the transaction instead).
+        enders?.delete(end);
         if (e?.name === 'InvalidStateError' && this.#connection === opened) this.#connection = undefined;
         try { tx?.abort(); } catch { /* already over */ }
         reject(failed(what, e));

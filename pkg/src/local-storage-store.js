@@ -38,7 +38,7 @@
 // over the next link's record.
 
 import { asEntry, nextVersion, unreadableVersion } from './entry-versions.js';
-import { acquireLease, lockManager, releaseLease } from './web-lock-lease.js';
+import { acquireLease, lockManager, lockNamePrefix, releaseLease } from './web-lock-lease.js';
 
 const NAME = 'LocalStorageStore';
 
@@ -94,6 +94,7 @@ export class LocalStorageStore {
     }
     lockManager(locks, NAME);
     if (typeof prefix !== 'string') throw new TypeError(`${NAME}: prefix must be a string`);
+    lockNamePrefix(prefix, NAME, 'prefix');
     this.#storage = storage;
     this.#locks = locks;
     this.#prefix = prefix;

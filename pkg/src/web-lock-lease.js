@@ -9,10 +9,20 @@
 // store may release what another instance acquired.
 const HELD = new Map();
 
+// The acquires of this page still waiting for the lock manager's answer, by lock name.
+const ASKING = new Map();
+
+/** The longest delay a timer takes: a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** (Re)starts `lease`'s TTL: it ends `ttlMs` from now unless released or renewed first. */
 function expireIn(name, lease, ttlMs) {
   clearTimeout(lease.timer);
-  lease.timer = setTimeout(() => giveBack(name, lease), ttlMs);
+  const wait = Math.min(ttlMs, MAX_TIMER_MS);
+  lease.timer = setTimeout(() => {
+    if (ttlMs > wait) expireIn(name, lease, ttlMs - wait);
+    else giveBack(name, lease);
+  }, wait);
 }
 
 /** Ends `lease` on `name` (if it is still the one held): the lock goes back. */
@@ -23,10 +33,16 @@ function giveBack(name, lease) {
   lease.end();
 }
 
+/** `prefix` when the lock names it starts are valid (Web Lock names cannot start with `-`), else a TypeError naming `store`'s `option`. */
+export function lockNamePrefix(prefix, store, option) {
+  if (prefix.startsWith('-')) throw new TypeError(`${store}: ${option} must not start with "-" (Web Lock names cannot)`);
+  return prefix;
+}
+
 /** The lock manager in `locks`, or a TypeError naming `store`: without the lease two tabs could spend one refresh token, so there is no fallback. */
 export function lockManager(locks, store) {
   if (!locks || typeof locks.request !== 'function') {
-    throw new TypeError(`${store}: the Web Locks API (navigator.locks) is missing; tabs sharing a store need it for the refresh lease (pass options.locks, a LockManager)`);
+    throw new TypeError(`${store}: the Web Locks API (navigator.locks) is missing (browsers offer it in secure contexts only: https, or http on localhost); tabs sharing a store need it for the refresh lease (pass options.locks, a LockManager)`);
   }
   return locks;
 }
@@ -41,6 +57,11 @@ export async function acquireLease(locks, name, owner, ttlMs, store) {
   if (typeof ttlMs !== 'number' || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
     throw new TypeError(`${store}: the lease TTL must be a positive number of ms`);
   }
+  // An acquire of this page still asking for the lock: its answer decides
+  // (a renewal for its owner, a refusal for another), not "not available".
+  for (let asking = ASKING.get(name); asking; asking = ASKING.get(name)) {
+    await asking.catch(() => undefined);
+  }
   const held = HELD.get(name);
   if (held) {
     // Held by this page; the lock itself would only say "not available".
@@ -48,29 +69,41 @@ export async function acquireLease(locks, name, owner, ttlMs, store) {
     expireIn(name, held, ttlMs);
     return true;
   }
-  return new Promise((resolve, reject) => {
+  let request;
+  const asked = new Promise((resolve, reject) => {
     const taken = (lock) => {
       if (!lock) {
         resolve(false);
         return undefined;
       }
-      // The lock is held until this promise settles.
+      // The lock is held until this promise settles; `request` settles
+      // once it is free again.
       return new Promise((end) => {
-        const lease = { owner, end, timer: undefined };
+        const lease = { owner, end, timer: undefined, freed: request };
         expireIn(name, lease, ttlMs);
         HELD.set(name, lease);
         resolve(true);
       });
     };
-    locks.request(name, { ifAvailable: true }, taken).catch(reject);
+    request = locks.request(name, { ifAvailable: true }, taken);
+    request.catch(reject);
   });
+  ASKING.set(name, asked);
+  try {
+    return await asked;
+  } finally {
+    if (ASKING.get(name) === asked) ASKING.delete(name);
+  }
 }
 
-/** Gives the lease `name` back, if `owner` still holds it. */
+/** Gives the lease `name` back, if `owner` still holds it; resolves once the lock is free for other tabs and owners. */
 export async function releaseLease(name, owner, store) {
   checkOwner(owner, store);
   const held = HELD.get(name);
-  if (held && held.owner === owner) giveBack(name, held);
+  if (held && held.owner === owner) {
+    giveBack(name, held);
+    await held.freed?.catch(() => undefined);
+  }
 }
 
 function checkOwner(owner, store) {

@@ -182,9 +182,42 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.equal(await lease(other, 'acquire', 'ttl', 'b', 60_000), true, 'the lapsed lease is free');
       await lease(page, 'release', 'k', 'a');
       assert.equal(await lease(other, 'acquire', 'k', 'b', 60_000), true, 'the holder\'s release gives it back');
-      await lease(other, 'release', 'k', 'b');
       await lease(other, 'release', 'closing', 'b');
       await lease(other, 'release', 'ttl', 'b');
+
+      // A release resolves once the lock is free: another owner, in this
+      // tab or another, gets it at once.
+      const handedOver = await other.evaluate(async ([module, className, options]) => {
+        const store = new (await import(module))[className](options);
+        await store.release('k', 'b');
+        const taken = await store.acquire('handover', 'b', 60_000);
+        await store.release('handover', 'b');
+        return [taken, await store.acquire('handover', 'c', 60_000)];
+      }, [module, className, options]);
+      assert.deepEqual(handedOver, [true, true], 'another owner of the same tab, right after the release');
+      await lease(other, 'release', 'handover', 'c');
+      assert.equal(await lease(page, 'acquire', 'k', 'a', 60_000), true, 'an owner in another tab, after the release');
+
+      // Two acquires of one owner at once: both hold it (the second renews).
+      const both = await page.evaluate(async ([module, className, options]) => {
+        const store = new (await import(module))[className](options);
+        return Promise.all([store.acquire('twice', 'a', 60_000), store.acquire('twice', 'a', 60_000), store.acquire('twice', 'b', 60_000)]);
+      }, [module, className, options]);
+      assert.deepEqual(both, [true, true, false]);
+
+      // A TTL beyond what a timer can wait (2^31 ms, about 25 days) still
+      // holds: it does not lapse at once. The page's 10 ms timer fires
+      // after one that overflowed to "now".
+      for (const ttl of [2 ** 31, 30 * 24 * 3_600_000]) {
+        const key = `long-${ttl}`;
+        assert.equal(await lease(page, 'acquire', key, 'a', ttl), true);
+        await page.evaluate(() => new Promise((resolve) => { setTimeout(resolve, 10); }));
+        assert.equal(await lease(other, 'acquire', key, 'b', 60_000), false, `a ${ttl} ms lease is still held`);
+        assert.equal(await lease(page, 'acquire', key, 'b', 60_000), false, `a ${ttl} ms lease is still held in its tab`);
+        await lease(page, 'release', key, 'a');
+      }
+      await lease(page, 'release', 'k', 'a');
+      await lease(page, 'release', 'twice', 'a');
       assert.deepEqual(pageErrors, [], 'no page errors');
     }));
   }

@@ -16,7 +16,7 @@ test('without IndexedDB or the Web Locks API the constructor throws: tabs sharin
   assert.equal(typeof globalThis.indexedDB, 'undefined', 'this check needs a host without IndexedDB');
   assert.throws(() => new IndexedDbStore(), { name: 'TypeError', message: /^IndexedDbStore: no IndexedDB here/ });
   assert.throws(() => new IndexedDbStore({ indexedDB: {} }), { name: 'TypeError', message: /no IndexedDB here/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB }), { name: 'TypeError', message: /^IndexedDbStore: the Web Locks API \(navigator\.locks\) is missing/ });
+  assert.throws(() => new IndexedDbStore({ indexedDB }), { name: 'TypeError', message: /^IndexedDbStore: the Web Locks API \(navigator\.locks\) is missing \(browsers offer it in secure contexts only: https, or http on localhost\)/ });
   assert.throws(() => new IndexedDbStore({ indexedDB, locks: {} }), { name: 'TypeError', message: /Web Locks API/ });
 });
 
@@ -41,4 +41,44 @@ test('an IDBFactory whose open() throws: every call rejects with an Error naming
   await assert.rejects(store.load('u1'), { message: 'IndexedDbStore: opening database "freshtoken" failed: SecurityError (blocked by policy)' });
   await assert.rejects(store.saveVersioned('u1', 'r', null), /opening database/);
   assert.equal(opened, 2, 'a failed open is not cached');
+});
+
+test('a database name starting with "-" is refused: Web Lock names cannot start so, and every acquire would fail', () => {
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, database: '-app' }), { name: 'TypeError', message: /database must not start with "-"/ });
+});
+
+// The browser may close a connection (site data cleared, storage evicted)
+// just as a transaction begins, and Chromium then fires neither `complete`
+// nor `abort` for it. That moment cannot be made to happen on cue, so an
+// IDBFactory stands in: its transactions never finish unless closed.
+test('a connection the browser closes fails the transactions still running on it; the next call opens it again', async () => {
+  const connections = [];
+  const never = () => ({ get: () => ({}), put() {} });
+  const factory = {
+    open() {
+      const request = {};
+      queueMicrotask(() => {
+        const db = { objectStoreNames: { contains: () => true }, transaction: () => ({ objectStore: never, abort() {} }), close() {} };
+        connections.push(db);
+        request.result = db;
+        request.onsuccess();
+      });
+      return request;
+    },
+  };
+  const store = new IndexedDbStore({ indexedDB: factory, locks });
+  const running = [store.load('u1'), store.saveVersioned('u1', 'r', null)];
+  await new Promise((resolve) => { setImmediate(resolve); });
+  assert.equal(connections.length, 1);
+  connections[0].onclose();
+  const outcomes = await Promise.allSettled(running);
+  assert.deepEqual(outcomes.map((o) => o.reason?.message), [
+    'IndexedDbStore: reading failed: the browser closed the database (site data cleared, or storage evicted)',
+    'IndexedDbStore: saving failed: the browser closed the database (site data cleared, or storage evicted)',
+  ]);
+  const next = store.load('u1');
+  await new Promise((resolve) => { setImmediate(resolve); });
+  assert.equal(connections.length, 2, 'the next call opened the database again');
+  connections[1].onclose();
+  await assert.rejects(next, /the browser closed the database/);
 });

@@ -47,6 +47,7 @@ test('options are checked: unknown keys and a prefix that is no string', () => {
   const locks = { request: async () => undefined };
   assert.throws(() => new LocalStorageStore({ storage: storage(), locks, lock: locks }), { name: 'TypeError', message: /unknown option lock/ });
   assert.throws(() => new LocalStorageStore({ storage: storage(), locks, prefix: 7 }), { name: 'TypeError', message: /prefix must be a string/ });
+  assert.throws(() => new LocalStorageStore({ storage: storage(), locks, prefix: '-app:' }), { name: 'TypeError', message: /prefix must not start with "-" \(Web Lock names cannot\)/ });
   const store = new LocalStorageStore({ storage: storage(), locks, prefix: 'app:' });
   assert.equal(store.recordKey('u1'), 'app:u1');
   assert.equal(store.leaseName('u1'), 'app:lease:u1');

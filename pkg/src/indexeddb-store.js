@@ -60,7 +60,7 @@ function pageStorage() {
 
 /** An Error for a failed IndexedDB step: what was done and the DOMException's name and message (no values). */
 function failed(what, cause) {
-  const detail = cause ? `: ${cause.name ?? 'Error'}${cause.message ? ` (${cause.message})` : ''}` : '';
+  const detail = cause ? `: ${cause.name ?? `a thrown ${typeof cause}`}${cause.message ? ` (${cause.message})` : ''}` : '';
   return new Error(`${NAME}: ${what} failed${detail}`, { cause });
 }
 

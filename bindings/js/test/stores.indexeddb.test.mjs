@@ -1,12 +1,14 @@
-// freshtoken/indexeddb's option checks, in Node (which has neither
+// freshtoken/indexeddb's option checks and misbehaving hosts, in Node (which has neither
 // IndexedDB nor navigator.locks). What the store does with real ones — two
 // tabs, one refresh, compare-and-swap, migration from localStorage — runs
 // in Chromium (browser.tabs.test.mjs).
 
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
+import { StorageError, TokenClient } from 'freshtoken';
 import { IndexedDbStore } from 'freshtoken/indexeddb';
+import { startEmulator } from '../support/emulator.mjs';
 
 const indexedDB = { open() { throw new Error('not opened in these tests'); } };
 const locks = { request: async () => undefined };
@@ -81,4 +83,34 @@ test('a connection the browser closes fails the transactions still running on it
   assert.equal(connections.length, 2, 'the next call opened the database again');
   connections[1].onclose();
   await assert.rejects(next, /the browser closed the database/);
+});
+
+// IndexedDB is a host callback too: an IDBFactory that never answers,
+// throws a non-Error or answers with the wrong type ends the session's call
+// with a StorageError (at the store deadline, or at once), nothing sent.
+// (A misbehaving lock manager: the lease module is LocalStorageStore's too,
+// and stores.local-storage.test.mjs runs those cases.)
+describe('an IndexedDbStore whose IDBFactory misbehaves, through a session', () => {
+  let emu;
+  before(async () => { emu = await startEmulator(); });
+  after(async () => { await emu?.stop(); });
+
+  const misbehaving = {
+    'never answers': [() => ({}), /store_timeout_ms|did not answer|timed out/i],
+    'throws a string': [() => { throw 'storage is off'; }, /opening database "freshtoken" failed: a thrown string/], // eslint-disable-line no-throw-literal
+    'answers with a number': [() => 42, /opening database "freshtoken" failed: TypeError/],
+  };
+  for (const [name, [open, message]] of Object.entries(misbehaving)) {
+    test(`open() ${name}: a StorageError, nothing sent`, async () => {
+      const before = await emu.refreshRequests();
+      const client = new TokenClient({
+        tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret', storeTimeoutMs: 150,
+      });
+      const session = client.session('u1', new IndexedDbStore({ indexedDB: { open }, locks }));
+      await assert.rejects(session.accessToken(), (e) => e instanceof StorageError && message.test(e.message));
+      await assert.rejects(session.seed({ refreshToken: 'rt-new' }), StorageError);
+      assert.equal(await emu.refreshRequests() - before, 0, 'nothing was sent');
+      client.free();
+    });
+  }
 });

@@ -13,6 +13,16 @@ export function asEntry(value) {
   return typeof value?.record === 'string' && isVersion(value?.version) ? value : null;
 }
 
+/** The entry the text of a stored item holds (JSON of `{version, record}`), or null: none, not JSON, or not such an entry. */
+export function entryOfText(text) {
+  if (text === null) return null;
+  try {
+    return asEntry(JSON.parse(text));
+  } catch {
+    return null; // not JSON: not an entry
+  }
+}
+
 /** The version after `previous`'s (an entry, or null: a new record, at a random version). */
 export function nextVersion(previous) {
   return previous ? String(Number(previous.version) + 1) : firstVersion();

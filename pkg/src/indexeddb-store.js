@@ -40,7 +40,7 @@
 // entry, gets that entry (its version kept) on its first read; the item is
 // then removed, unless a tab changed it meanwhile.
 
-import { asEntry, nextVersion, unreadableVersion } from './entry-versions.js';
+import { asEntry, entryOfText, nextVersion, unreadableVersion } from './entry-versions.js';
 import { acquireLease, lockManager, lockNamePrefix, releaseLease } from './web-lock-lease.js';
 
 const NAME = 'IndexedDbStore';
@@ -236,11 +236,8 @@ export class IndexedDbStore {
   async #migrate(key) {
     const item = `${this.#migrateFrom}${key}`;
     const text = this.#storage.getItem(item);
-    let entry = null;
-    try {
-      entry = text === null ? null : asEntry(JSON.parse(text));
-    } catch { /* not that store's entry: left where it is */ }
-    if (!entry) return undefined;
+    const entry = entryOfText(text);
+    if (!entry) return undefined; // none, or not that store's entry: left where it is
     const moved = { version: entry.version, record: entry.record };
     const stored = await this.#transaction('readwrite', 'moving a localStorage record', (records, done) => {
       const got = records.get(key);

@@ -37,7 +37,7 @@
 // tab holding a version from before a sign-out (`removeItem`) never swaps
 // over the next link's record.
 
-import { asEntry, nextVersion, unreadableVersion } from './entry-versions.js';
+import { entryOfText, nextVersion, unreadableVersion } from './entry-versions.js';
 import { acquireLease, lockManager, lockNamePrefix, releaseLease } from './web-lock-lease.js';
 
 const NAME = 'LocalStorageStore';
@@ -51,20 +51,10 @@ function pageStorage() {
   }
 }
 
-/** The `{version, record}` an item holds, or null when there is none or it is not one this store wrote. */
-function entryOf(text) {
-  if (text === null) return null;
-  try {
-    return asEntry(JSON.parse(text));
-  } catch {
-    return null; // not JSON: not an entry
-  }
-}
-
 /** The version of the item `text` (null: no item), readable or not. */
 function versionOf(text) {
   if (text === null) return null;
-  return entryOf(text)?.version ?? unreadableVersion(text);
+  return entryOfText(text)?.version ?? unreadableVersion(text);
 }
 
 function checkKey(key) {
@@ -121,7 +111,7 @@ export class LocalStorageStore {
   #read(key) {
     const text = this.#item(key);
     if (text === null) return null;
-    const entry = entryOf(text);
+    const entry = entryOfText(text);
     if (!entry) throw new Error(`${NAME}: ${this.recordKey(key)} holds no record written by this store`);
     return entry;
   }
@@ -162,7 +152,7 @@ export class LocalStorageStore {
   async save(key, record) {
     checkRecord(record);
     // An item it cannot read is replaced, as a new record.
-    await this.#locked(key, () => this.#write(key, record, entryOf(this.#item(key))));
+    await this.#locked(key, () => this.#write(key, record, entryOfText(this.#item(key))));
   }
 
   /**
@@ -177,7 +167,7 @@ export class LocalStorageStore {
     return this.#locked(key, () => {
       const text = this.#item(key);
       if (versionOf(text) !== expectedVersion) return null;
-      return this.#write(key, record, entryOf(text));
+      return this.#write(key, record, entryOfText(text));
     });
   }
 

@@ -213,7 +213,7 @@ impl EncryptionKeys {
         let current = &self.current;
         let mut nonce = [0u8; NONCE_BYTES];
         let aad = associated_data(&current.id, key);
-        let sealed = match getrandom::getrandom(&mut nonce) {
+        let sealed = match crate::random::fill(&mut nonce) {
             Ok(()) => current.cipher.seal(&nonce, &aad, record.as_bytes()).await,
             Err(_) => Err(CipherError::Unavailable),
         };

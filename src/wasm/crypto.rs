@@ -4,48 +4,89 @@
 //! compiled into the wasm (RSA was 56 KB of the gzipped `freshtoken/jwt`
 //! entry).
 //!
-//! `SubtleCrypto`'s methods report failures as rejected Promises; the
-//! catching imports below throw only when `crypto.subtle` is not a real
-//! `SubtleCrypto`, which no supported host allows.
+//! Every step that reaches the host goes through the package's catching
+//! calls ([`host`]): `globalThis.crypto` and `crypto.subtle` may be
+//! accessors that throw (a sandbox, a test, a polyfill), and a polyfill's
+//! method may throw, return no promise, or answer with something that is
+//! not an `ArrayBuffer`. An exception unwinding through wasm would leave
+//! the instance's stack and borrows behind, for every client in the process.
 
+use super::host;
 use crate::jwt::MIN_BITS;
-use js_sys::{Array, ArrayBuffer, Uint8Array};
+use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{Algorithm, CryptoKey, RsaHashedImportParams, SubtleCrypto};
 
 /// RSASSA-PKCS1-v1_5, the `RS256` of JWS (RFC 7518 §3.3).
 const RS256: &str = "RSASSA-PKCS1-v1_5";
 
-#[wasm_bindgen]
-extern "C" {
-    /// `globalThis`, as far as its `crypto` goes.
-    type CryptoGlobal;
-    #[wasm_bindgen(method, getter)]
-    fn crypto(this: &CryptoGlobal) -> Option<web_sys::Crypto>;
+/// The most bytes read from a digest or a signature (RSA-16384 signs 2 KiB).
+const MAX_DIGEST_BYTES: usize = 4096;
 
-    /// An imported RSA key's `algorithm` (WebCrypto's `RsaHashedKeyAlgorithm`).
-    type RsaKeyAlgorithm;
-    #[wasm_bindgen(method, getter, js_name = modulusLength)]
-    fn modulus_length(this: &RsaKeyAlgorithm) -> Option<u32>;
+/// The host's `globalThis.crypto`.
+fn crypto() -> Result<JsValue, JsValue> {
+    let crypto = host::get(&js_sys::global(), "crypto")?;
+    if crypto.is_object() {
+        Ok(crypto)
+    } else {
+        Err(JsValue::from_str("no WebCrypto (globalThis.crypto)"))
+    }
 }
 
 /// The host's `crypto.subtle`.
 pub(crate) fn subtle() -> Result<SubtleCrypto, JsValue> {
-    js_sys::global()
-        .unchecked_into::<CryptoGlobal>()
-        .crypto()
-        .map(|crypto| crypto.subtle())
-        .ok_or_else(|| JsValue::from_str("no WebCrypto (globalThis.crypto)"))
+    let subtle = host::get(&crypto()?, "subtle")?;
+    if subtle.is_object() {
+        Ok(subtle.unchecked_into())
+    } else {
+        Err(JsValue::from_str("no WebCrypto (crypto.subtle)"))
+    }
 }
 
-async fn bytes_of(promise: Result<js_sys::Promise, JsValue>) -> Result<Vec<u8>, JsValue> {
-    let buffer = JsFuture::from(promise?).await?;
-    let buffer = buffer
-        .dyn_into::<ArrayBuffer>()
-        .map_err(|_| JsValue::from_str("WebCrypto gave no ArrayBuffer"))?;
-    Ok(Uint8Array::new(&buffer).to_vec())
+/// Fills `buf` from the host's `crypto.getRandomValues` (a CSPRNG in Node
+/// and every browser).
+pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), JsValue> {
+    let crypto = crypto()?;
+    let fill = host::method(&crypto, "getRandomValues")?
+        .ok_or_else(|| JsValue::from_str("no crypto.getRandomValues"))?;
+    let array = Uint8Array::new_with_length(buf.len() as u32);
+    host::call(&fill, &crypto, &[array.clone().into()])?;
+    // Read through the package's copy: the host may have taken the buffer.
+    let bytes = zeroize::Zeroizing::new(host::bytes(&array, buf.len(), false)?.unwrap_or_default());
+    if bytes.len() != buf.len() {
+        return Err(JsValue::from_str("the host took the random bytes' buffer"));
+    }
+    buf.copy_from_slice(&bytes);
+    wipe(&array);
+    Ok(())
+}
+
+/// Zeroes `array`, the caller's own copy of secret bytes in the JS heap,
+/// unless the host it was handed to took its buffer (a detached array is
+/// empty, and filling it would throw through wasm).
+pub(crate) fn wipe(array: &Uint8Array) {
+    let len = array.length();
+    if len > 0 {
+        array.fill(0, 0, len);
+    }
+}
+
+/// What a WebCrypto call answered, awaited like `await` does: a rejection,
+/// a throw or a non-promise of a polyfill all end here, never in wasm.
+pub(crate) async fn answer(call: Result<js_sys::Promise, JsValue>) -> Result<JsValue, JsValue> {
+    host::settle(&call?.into()).await
+}
+
+/// The bytes of the `ArrayBuffer` a WebCrypto call answered with, at most
+/// `limit` of them.
+pub(crate) async fn answer_bytes(
+    call: Result<js_sys::Promise, JsValue>,
+    limit: usize,
+) -> Result<Vec<u8>, JsValue> {
+    let buffer = answer(call).await?;
+    host::bytes(&buffer, limit, true)?
+        .ok_or_else(|| JsValue::from_str("WebCrypto gave no ArrayBuffer"))
 }
 
 /// A non-extractable RS256 signing key from a PKCS#8 `PrivateKeyInfo`.
@@ -54,20 +95,25 @@ async fn import_rs256_key(pkcs8_der: &[u8]) -> Result<CryptoKey, JsValue> {
     params.unchecked_ref::<Algorithm>().set_name(RS256);
     let der = Uint8Array::from(pkcs8_der);
     let usages = Array::of1(&JsValue::from_str("sign"));
-    let imported = subtle()?.import_key_with_object("pkcs8", &der, &params, false, &usages)?;
-    Ok(JsFuture::from(imported).await?.unchecked_into())
+    let imported =
+        subtle().and_then(|s| s.import_key_with_object("pkcs8", &der, &params, false, &usages));
+    // WebCrypto copied the key: wipe this copy in the JS heap.
+    wipe(&der);
+    Ok(answer(imported).await?.unchecked_into())
 }
 
 /// The SHA-256 of `data` (PKCE's S256 challenge).
 pub(crate) async fn sha256(data: &[u8]) -> Result<Vec<u8>, JsValue> {
     let data = Uint8Array::from(data);
-    bytes_of(subtle()?.digest_with_str_and_buffer_source("SHA-256", &data)).await
+    let call = subtle().and_then(|s| s.digest_with_str_and_buffer_source("SHA-256", &data));
+    answer_bytes(call, MAX_DIGEST_BYTES).await
 }
 
 /// The RS256 signature of `data` with `key`.
 async fn sign_rs256(key: &CryptoKey, data: &[u8]) -> Result<Vec<u8>, JsValue> {
     let data = Uint8Array::from(data);
-    bytes_of(subtle()?.sign_with_str_and_buffer_source(RS256, key, &data)).await
+    let call = subtle().and_then(|s| s.sign_with_str_and_buffer_source(RS256, key, &data));
+    answer_bytes(call, MAX_DIGEST_BYTES).await
 }
 
 /// An RS256 key for the core's client assertions: the PKCS#8 DER, imported
@@ -93,11 +139,11 @@ impl Rs256Key {
             Some(key) => key.clone(),
             None => {
                 let key = import_rs256_key(&self.pkcs8).await.map_err(|_| false)?;
-                let bits = key
-                    .algorithm()
+                let bits = host::get(&key, "algorithm")
+                    .and_then(|a| host::get(&a, "modulusLength"))
                     .ok()
-                    .and_then(|a| a.unchecked_into::<RsaKeyAlgorithm>().modulus_length());
-                if bits.is_none_or(|bits| (bits as usize) < MIN_BITS) {
+                    .and_then(|n| n.as_f64());
+                if bits.is_none_or(|bits| bits < MIN_BITS as f64) {
                     return Err(true);
                 }
                 self.imported.get_or_init(|| key).clone()

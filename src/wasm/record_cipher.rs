@@ -3,18 +3,19 @@
 //! is compiled into the wasm. The raw key is imported once, as a
 //! non-extractable `CryptoKey`, on first use.
 
-use super::crypto::subtle;
+use super::crypto::{answer, answer_bytes, subtle, wipe};
 use super::host;
 use crate::cipher::{CipherError, KEY_BYTES, NONCE_BYTES};
-use js_sys::{Array, ArrayBuffer, Object, Uint8Array};
+use js_sys::{Array, Object, Uint8Array};
 use std::cell::OnceCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{AesGcmParams, CryptoKey};
 
 const AES_GCM: &str = "AES-GCM";
+/// AES-GCM's tag: 128 bits, WebCrypto's default `tagLength`.
+const TAG_BYTES: usize = 16;
 
 /// One AES-256-GCM key: the raw bytes (wiped on drop) until WebCrypto has
 /// imported them, and the imported `CryptoKey`, shared by clones.
@@ -40,10 +41,11 @@ impl RecordCipher {
         }
         let raw = Uint8Array::from(&self.raw[..]);
         let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
-        let imported = subtle()?.import_key_with_str("raw", &raw, AES_GCM, false, &usages);
+        let imported =
+            subtle().and_then(|s| s.import_key_with_str("raw", &raw, AES_GCM, false, &usages));
         // WebCrypto copied the bytes: wipe this copy in the JS heap.
-        raw.fill(0, 0, KEY_BYTES as u32);
-        let key: CryptoKey = JsFuture::from(imported?).await?.unchecked_into();
+        wipe(&raw);
+        let key: CryptoKey = answer(imported).await?.unchecked_into();
         Ok(self.imported.get_or_init(|| key).clone())
     }
 
@@ -64,6 +66,7 @@ impl RecordCipher {
         let key = self.key().await.map_err(unavailable)?;
         let params = AesGcmParams::new(AES_GCM, &Uint8Array::from(&nonce[..]));
         params.set_additional_data(&Uint8Array::from(aad));
+        let data_len = data.len();
         let data: Object = Uint8Array::from(data).into();
         let subtle = subtle().map_err(unavailable)?;
         let promise = if seal {
@@ -71,7 +74,8 @@ impl RecordCipher {
         } else {
             subtle.decrypt_with_object_and_buffer_source(&params, &key, &data)
         };
-        let buffer = JsFuture::from(promise.map_err(unavailable)?)
+        // AES-GCM's output is the input with the tag added or taken away.
+        answer_bytes(promise, data_len + TAG_BYTES)
             .await
             .map_err(|e| {
                 let name = host::get(&e, "name").ok().and_then(|n| n.as_string());
@@ -80,9 +84,7 @@ impl RecordCipher {
                 } else {
                     CipherError::Unavailable
                 }
-            })?;
-        let buffer = buffer.dyn_into::<ArrayBuffer>().map_err(unavailable)?;
-        Ok(Uint8Array::new(&buffer).to_vec())
+            })
     }
 
     /// `plaintext` encrypted, with the tag appended.

@@ -230,7 +230,10 @@ class Keys {
       this.admit(key, cached);
       return Promise.resolve(cached[0]);
     }
-    const call = this.wasm.sessionAccessToken(key, ref).then(
+    // The clock read above runs the host's `now`, which may have freed the client.
+    const { wasm } = this;
+    if (wasm === null) return Promise.reject(notLive('UserSession'));
+    const call = wasm.sessionAccessToken(key, ref).then(
       (token) => {
         if (this.pending.get(key) === call) this.pending.delete(key);
         const now = this.cached(key, ref);
@@ -411,7 +414,11 @@ export function bind(wasm, eventChannel) {
     static #replacing(self, options, call) {
       const keys = UserSession.#live(self);
       if (keys === null) return Promise.reject(notLive('UserSession'));
-      return waitable(options, () => keys.replacing(self.#key, self.#ref, () => call(keys.wasm, self.#key, self.#ref)));
+      return waitable(options, () => keys.replacing(self.#key, self.#ref, () => {
+        // Reading `options.signal` runs the caller's code, which may have freed the client.
+        if (keys.wasm === null) throw notLive('UserSession');
+        return call(keys.wasm, self.#key, self.#ref);
+      }));
     }
   }
 
@@ -526,6 +533,8 @@ export function bind(wasm, eventChannel) {
           if (marked) keys.done(key);
         }
       }, 'callOptions');
+      // The record is saved; the client may have been freed meanwhile.
+      if (keys.wasm === null) throw notLive('TokenClient');
       const ref = keys.open(key, store);
       keys.refill(key, ref);
       return new UserSession(INTERNAL, keys, key, ref);

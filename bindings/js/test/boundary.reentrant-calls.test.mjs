@@ -147,6 +147,65 @@ describe('host callbacks that call back into the package', () => {
     client.free();
   });
 
+  test("client.free() inside the host clock's read, at any read of accessToken() or inside a signal's getter: a ConfigError, never a TypeError", async () => {
+    for (const warm of [false, true]) {
+      for (let at = 1; at <= 4; at += 1) {
+        const family = await emu.seed();
+        const store = new MemoryStore();
+        let armed = false;
+        let reads = 0;
+        let client;
+        client = newClient({
+          now: () => {
+            if (armed && (reads += 1) === at) client.free();
+            return Date.now();
+          },
+        });
+        const session = client.session('u1', store);
+        await session.seed({ refreshToken: family.refresh_token });
+        if (warm) { await session.accessToken(); await session.accessToken(); } // mirrored
+        armed = true;
+        let outcome;
+        try {
+          outcome = await session.accessToken().then((token) => token, (e) => e);
+        } catch (e) {
+          assert.fail(`warm ${warm}, read ${at}: accessToken() threw synchronously: ${e}`);
+        }
+        const label = `warm ${warm}, free() at clock read ${at} of ${reads}`;
+        assert.ok(typeof outcome === 'string' || outcome instanceof ConfigError, `${label}: ${outcome}`);
+      }
+    }
+    // A signal whose getter frees the client, on a replacing call.
+    const client = newClient();
+    const session = client.session('u2', new MemoryStore());
+    const options = { get signal() { client.free(); return undefined; } };
+    const error = await session.status(options).then(() => null, (e) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+  });
+
+  test('client.free() while exchangeCode() waits for the server: a ConfigError, and the record is saved', async () => {
+    const REDIRECT = 'https://app.example/callback';
+    let client;
+    client = newClient({
+      fetch: async (url, init) => {
+        const answer = await fetch(url, init);
+        if (String(url) === emu.tokenEndpoint) client.free();
+        return answer;
+      },
+    });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT });
+    const redirect = await fetch(request.url, { redirect: 'manual' });
+    await redirect.arrayBuffer();
+    const code = new URL(redirect.headers.get('location')).searchParams.get('code');
+    const store = new MemoryStore();
+    const error = await client.exchangeCode({ code, codeVerifier: request.codeVerifier, redirectUri: REDIRECT }, 'u1', store)
+      .then(() => null, (e) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.match(error.message, /not a live TokenClient/);
+    const record = JSON.parse(store.get('u1'));
+    assert.equal(await emu.refreshTokenState(record.refresh_token), 'active', 'the issued tokens are saved');
+  });
+
   test('client.free() inside fetch: the request in flight still completes and its rotation is saved', async () => {
     const store = new MemoryStore();
     const family = await emu.seed();

@@ -65,8 +65,8 @@ impl fmt::Debug for Hidden<'_> {
 
 /// Replaces every occurrence of each non-trivial secret in `text` with
 /// `[redacted]`, so server-provided text can be shown safely.
-/// Servers that echo the request show secrets form- or percent-encoded, so
-/// those spellings are removed too.
+/// Servers that echo the request show secrets form- or percent-encoded, and
+/// hosts that quote it as JSON escape them: those spellings are removed too.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let text = redact_members(text);
     let text = text.as_str();
@@ -76,8 +76,14 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
         .flat_map(|secret| {
             let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
             let percent = form.replace('+', "%20");
-            [secret.to_string(), form, percent]
+            // As a JSON string quotes it (`"` and `\` escaped), when that differs.
+            let json = crate::json_text::to_string(secret)
+                .ok()
+                .and_then(|t| Some(t.strip_prefix('"')?.strip_suffix('"')?.to_owned()))
+                .filter(|t| t != secret);
+            [Some(secret.to_string()), Some(form), Some(percent), json]
         })
+        .flatten()
         .collect();
     let mut out = text.to_owned();
     for spelling in &spellings {
@@ -164,10 +170,10 @@ fn value_span(after: &str) -> Option<(usize, usize)> {
     }
     let unquoted = after.trim_start_matches(is_quote);
     let separated = unquoted.trim_start();
-    let rest = match separated.strip_prefix(':') {
-        Some(rest) => rest,
+    let (rest, comma) = match separated.strip_prefix(':') {
+        Some(rest) => (rest, false),
         // A comma only after a quoted name: "refresh_token, then" is prose.
-        None if unquoted.len() < after.len() => separated.strip_prefix(',')?,
+        None if unquoted.len() < after.len() => (separated.strip_prefix(',')?, true),
         None => return None,
     };
     let value = rest.trim_start();
@@ -182,6 +188,12 @@ fn value_span(after: &str) -> Option<(usize, usize)> {
     }
     let start = after.len() - opened.len();
     let len = opened.find(is_quote).unwrap_or(opened.len());
+    // After a comma, a string followed by `:` is the next member's name, and
+    // the name before it a value (`"grant_type":"refresh_token","refresh_token":"…"`).
+    let closed = opened[len..].trim_start_matches(is_quote).trim_start();
+    if comma && closed.starts_with(':') {
+        return None;
+    }
     Some((start, start + len))
 }
 
@@ -252,6 +264,28 @@ mod tests {
         assert_eq!(
             scrub(r#"{"refresh_token":"rt-x","scope":"a b"}"#, &[]),
             r#"{"refresh_token":"[redacted]","scope":"a b"}"#
+        );
+    }
+
+    #[test]
+    fn scrub_reads_a_grant_type_value_as_a_value_not_a_member() {
+        let text = r#"sent {"grant_type":"refresh_token","refresh_token":"rt-UNKNOWN-1"}"#;
+        assert_eq!(
+            scrub(text, &[]),
+            r#"sent {"grant_type":"refresh_token","refresh_token":"[redacted]"}"#
+        );
+        let pairs = "[('grant_type', 'refresh_token'), ('refresh_token', 'rt-UNKNOWN-2')]";
+        assert!(!scrub(pairs, &[]).contains("UNKNOWN"));
+    }
+
+    #[test]
+    fn scrub_removes_a_secret_as_json_escapes_it() {
+        // JSON writes the secret `rt"a\b` as `rt\"a\\b`.
+        let secret = r#"rt"a\b"#;
+        let quoted = r#"body {"token":"rt\"a\\b"} and rt"a\b"#;
+        assert_eq!(
+            scrub(quoted, &[secret]),
+            r#"body {"token":"[redacted]"} and [redacted]"#
         );
     }
 

@@ -202,7 +202,10 @@ def timeout(value: Any) -> Optional[float]:
         # called (it could raise, or give another number than its value).
         seconds = float.__float__(value) if isinstance(value, float) else int.__float__(value)
     except OverflowError:
-        return None  # an int too big for a float: beyond any lock's wait, so no limit
+        # An int too big for a float: beyond any lock's wait, so no limit, unless negative.
+        if int.__lt__(value, 0):
+            raise _error("timeout", "timeout must not be negative") from None
+        return None
     if math.isnan(seconds) or math.isinf(seconds):
         raise _error("timeout", "timeout must be a finite number of seconds (None: no limit)")
     if seconds < 0:

@@ -42,6 +42,10 @@ _FIELDS = ("reason", "status", "description", "oauth_error", "retry_after_ms", "
            "server_may_hold_token")
 
 
+#: The most milliseconds a ``timedelta`` holds.
+_MAX_TIMEDELTA_MS = timedelta.max // timedelta(milliseconds=1)
+
+
 class FreshTokenError(Exception):
     """Every freshtoken failure. ``code`` names it (one subclass per code);
     ``str(error)`` is the core's message, free of tokens and secrets.
@@ -90,8 +94,10 @@ class FreshTokenError(Exception):
 
     @property
     def retry_after(self) -> Optional[timedelta]:
-        """``retry_after_ms`` as a ``timedelta``."""
-        return None if self.retry_after_ms is None else timedelta(milliseconds=self.retry_after_ms)
+        """``retry_after_ms`` as a ``timedelta`` (at most ``timedelta.max``: the
+        server alone chooses the number)."""
+        ms = self.retry_after_ms
+        return None if ms is None else timedelta(milliseconds=max(0, min(ms, _MAX_TIMEDELTA_MS)))
 
     # Earlier names, kept working.
     @property

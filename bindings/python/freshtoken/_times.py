@@ -16,9 +16,16 @@ __all__ = ["from_ms"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+#: The range of Unix milliseconds a ``datetime`` holds (years 1 to 9999).
+_MIN_MS = (datetime.min.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+
+
 def from_ms(ms: Optional[int]) -> Optional[datetime]:
-    """Unix milliseconds as an aware UTC ``datetime`` (exact to the millisecond); None stays None."""
-    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
+    """Unix milliseconds as an aware UTC ``datetime`` (exact to the millisecond); None stays None.
+    A time outside years 1 to 9999 (a foreign record, a host clock far ahead)
+    reads as the nearest ``datetime`` there is, never an ``OverflowError``."""
+    return None if ms is None else _EPOCH + timedelta(milliseconds=max(_MIN_MS, min(ms, _MAX_MS)))
 
 
 def _instant(field: str, doc: str) -> property:

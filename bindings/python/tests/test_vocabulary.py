@@ -3,6 +3,7 @@
 datetimes; no generated slow twin at top level."""
 
 import asyncio
+import json
 import os
 import pickle
 import re
@@ -42,6 +43,35 @@ def test_one_top_level_class_per_stable_code():
     # The generated objects with async twins of the fast path are not at top level.
     for generated in ("TokenClient", "UserSession", "ClientTokens"):
         assert not hasattr(freshtoken, generated), generated
+
+
+@pytest.mark.parametrize("retry_after", ["86400000000000", "99999999999999999999"])
+def test_a_retry_after_too_far_for_a_timedelta_reads_as_the_longest_one(emu, retry_after):
+    # The server alone chooses the number: reading it never raises.
+    client, _ = make_sync_client(emu, retry={"max_attempts": 2})
+    session, _ = seeded_sync(emu, client, TestStore())
+    emu.fault({"kind": "rate_limit", "retry_after": retry_after, "count": 2})
+    with pytest.raises(freshtoken.TransientError) as raised:
+        session.access_token(timeout=20)
+    assert raised.value.retry_after_ms >= 86400000000000 * 1000
+    assert timedelta.max - raised.value.retry_after < timedelta(milliseconds=1), "the longest, to the millisecond"
+
+
+def test_instants_outside_what_a_datetime_holds_read_as_its_bounds(emu):
+    # A foreign or damaged record, or a host clock far ahead: the *_ms fields
+    # keep the number, the datetime properties never raise.
+    client, _ = make_sync_client(emu)
+    store = TestStore()
+    session, _ = seeded_sync(emu, client, store)
+    session.access_token()
+    record = json.loads(store.get("u1"))
+    record["refresh_expires_at"] = 2 ** 63 - 1
+    store._records["u1"] = json.dumps(record)
+    status = make_sync_client(emu)[0].session("u1", store).status(timeout=10)
+    assert status.refresh_expires_at_ms == 2 ** 63 - 1
+    last = datetime.max.replace(tzinfo=timezone.utc)
+    assert last - status.refresh_expires_at < timedelta(milliseconds=1), "the last instant, to the millisecond"
+    assert freshtoken._times.from_ms(-(2 ** 63)) == datetime.min.replace(tzinfo=timezone.utc)
 
 
 def test_every_generated_variant_translates_with_its_fields():

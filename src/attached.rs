@@ -109,6 +109,14 @@ impl Attached {
                 }
             },
         };
+        if let Some(value) = &seed.access_token {
+            if !value.is_empty() && !crate::response::is_printable_token(value.expose()) {
+                return Err(Error::config(
+                    "access_token",
+                    "must be visible ASCII characters (it is sent in an Authorization header)",
+                ));
+            }
+        }
         let now = self.ctx.clock.now_ms();
         let access_token = match (seed.access_token, expires_in) {
             (Some(value), Some(secs)) if !value.is_empty() => {

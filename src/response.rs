@@ -287,7 +287,7 @@ fn optional_string(member: Option<Scalar>, name: &str) -> Result<Option<String>,
 }
 
 /// Visible ASCII only: tokens travel in headers and must not smuggle CR/LF.
-fn is_printable_token(s: &str) -> bool {
+pub(crate) fn is_printable_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 

@@ -4,6 +4,7 @@
 use crate::error::{Error, ReauthReason};
 use crate::json_text::{self, JsonError, Scalar};
 use crate::maybe_send::MaybeSendSync;
+use crate::response::is_printable_token;
 use crate::secret::Secret;
 use crate::tokens::AccessToken;
 use async_trait::async_trait;
@@ -270,11 +271,15 @@ impl Record {
             time(stored.issued_at)?,
             time(stored.expires_at)?,
         ) {
-            (Some(value), issued, Some(expires)) if !value.is_empty() => Some(AccessToken {
-                value: Secret::new(value),
-                issued_at_ms: issued.unwrap_or(expires).min(expires),
-                expires_at_ms: expires,
-            }),
+            // One that could not be sent in a header (empty, a control
+            // character) is no token: the session refreshes.
+            (Some(value), issued, Some(expires)) if is_printable_token(&value) => {
+                Some(AccessToken {
+                    value: Secret::new(value),
+                    issued_at_ms: issued.unwrap_or(expires).min(expires),
+                    expires_at_ms: expires,
+                })
+            }
             _ => None,
         };
         let reauth = match string(stored.reauth)? {
@@ -423,6 +428,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_access_token_no_header_can_carry_reads_as_none() {
+        for value in ["", "at\nX-Injected: 1", "at with spaces", "at\u{e9}"] {
+            let text = format!(
+                r#"{{"schema":"freshtoken.record/1","access_token":{},"issued_at":0,"expires_at":900000,"refresh_token":"rt"}}"#,
+                crate::json_text::to_string(&value).unwrap()
+            );
+            let record = Record::decode(&text).unwrap();
+            assert!(record.access_token.is_none(), "{value:?}");
+            assert_eq!(
+                record.refresh_token,
+                Some(Secret::new("rt")),
+                "the session stays"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_ignored() {
         let text = r#"{"schema":"freshtoken.record/1","refresh_token":"rt","future":{"x":1}}"#;
         assert_eq!(
@@ -460,11 +482,7 @@ mod tests {
         assert_eq!(e.code().as_str(), "storage");
         assert!(e.to_string().contains("larger than"), "{e}");
         let fits = Record {
-            access_token: Some(AccessToken {
-                value: Secret::new("\u{1}".repeat(crate::MAX_RESPONSE_BYTES / 6)),
-                issued_at_ms: 1,
-                expires_at_ms: 2,
-            }),
+            id_token: Some(Secret::new("\u{1}".repeat(crate::MAX_RESPONSE_BYTES / 6))),
             ..sample()
         };
         assert!(fits.encode().len() <= MAX_RECORD_BYTES);

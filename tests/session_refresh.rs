@@ -242,6 +242,26 @@ async fn seed_adopts_an_existing_access_token_and_saves_the_record() {
         e.to_string(),
         "invalid configuration `refresh_token`: must not be empty"
     );
+    // An access token no Authorization header can carry: refused, unquoted.
+    let e = session
+        .seed(Seed {
+            refresh_token: "x".into(),
+            access_token: Some("at-SENTINEL\r\nX-Injected: 1".into()),
+            expires_in: Some(900),
+            ..Seed::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().as_str(), "config");
+    assert!(
+        e.to_string().contains("`access_token`") && !e.to_string().contains("SENTINEL"),
+        "{e}"
+    );
+    assert_eq!(
+        h.store.refresh_token("u1"),
+        Some(family.refresh_token.clone()),
+        "the stored session is kept"
+    );
     let e = session
         .seed(Seed {
             refresh_token: "x".into(),

@@ -91,7 +91,9 @@ function unlisten(signal, abort) {
  * Why `signal` aborted: its `reason`, or an AbortError where the engine
  * (or a polyfill) predates `reason`.
  */
-const reasonOf = (signal) => signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+// Only an absent reason (an older engine, a polyfill) becomes an AbortError:
+// `abort(null)` rejects with null, as fetch does.
+const reasonOf = (signal) => (signal.reason === undefined ? new DOMException('This operation was aborted', 'AbortError') : signal.reason);
 
 /**
  * Starts `start()` unless `signal` is already aborted, and settles as it

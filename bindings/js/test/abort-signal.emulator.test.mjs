@@ -195,6 +195,17 @@ describe('AbortSignal: the caller stops waiting, the shared work goes on', () =>
     assert.equal(await emu.refreshRequests(), 0);
   });
 
+  test('abort(null) rejects with null, as fetch does', async () => {
+    const { session } = await unread();
+    const controller = new AbortController();
+    controller.abort(null);
+    const fetched = await fetch(emu.apiEndpoint, { signal: controller.signal }).then(() => 'resolved', (e) => e);
+    assert.equal(fetched, null, "fetch's own behaviour");
+    const waited = await session.accessToken({ signal: controller.signal }).then(() => 'resolved', (e) => e);
+    assert.equal(waited, null);
+    assert.equal(await emu.refreshRequests(), 0);
+  });
+
   test('a lookalike signal whose listener methods throw still lets the call settle', async () => {
     const { session } = await unread();
     const throwing = {

@@ -10,13 +10,13 @@ import java.util.concurrent.ScheduledExecutorService
 import java.util.concurrent.ScheduledThreadPoolExecutor
 import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicBoolean
-import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
 /**
  * The default [HttpClient]: `java.net.HttpURLConnection` (Android and the
  * JVM alike, so it follows the platform's proxy, certificate and network
- * security settings), run on [Dispatchers.IO].
+ * security settings), run on freshtoken's own view of `Dispatchers.IO`
+ * (64 threads the app's blocking I/O cannot take).
  *
  * - POSTs the request's headers and body with a fixed `Content-Length`
  *   (streaming mode, so the JDK never silently re-sends a POST that may
@@ -44,11 +44,13 @@ open class HttpUrlConnectionClient : HttpClient {
     protected open fun open(uri: URI): HttpURLConnection =
         uri.toURL().openConnection() as HttpURLConnection
 
-    override suspend fun send(request: HttpRequest): HttpResponse =
-        withContext(Dispatchers.IO) { exchange(request) }
-
-    private fun exchange(request: HttpRequest): HttpResponse {
+    override suspend fun send(request: HttpRequest): HttpResponse {
+        // The budget starts when the core asks: a wait for a thread counts.
         val started = System.nanoTime()
+        return withContext(blockingIo) { exchange(request, started) }
+    }
+
+    private fun exchange(request: HttpRequest, started: Long): HttpResponse {
         val timeoutMs = request.timeoutMs.coerceIn(1L, Int.MAX_VALUE.toLong()).toInt()
         val deadline = started + timeoutMs * 1_000_000L
         val uri = try {
@@ -60,6 +62,8 @@ open class HttpUrlConnectionClient : HttpClient {
             throw HostException.NotSent("invalid URL (${e.javaClass.simpleName})")
         }
         val body = request.body.toByteArray(Charsets.UTF_8)
+        // The budget spent waiting for a thread: nothing is sent that late.
+        if (System.nanoTime() >= deadline) throw HostException.NotSent("no time left to send the request")
 
         // 1. Connect: nothing of the request has left yet.
         val conn = try {
@@ -68,8 +72,8 @@ open class HttpUrlConnectionClient : HttpClient {
                 instanceFollowRedirects = false
                 useCaches = false
                 doInput = true
-                connectTimeout = timeoutMs
-                readTimeout = timeoutMs
+                connectTimeout = remainingMs(deadline)
+                readTimeout = remainingMs(deadline)
                 for (h in request.headers) addRequestProperty(h.name, h.value)
                 if (body.isNotEmpty() || request.method == "POST") {
                     doOutput = true

@@ -23,7 +23,6 @@ import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.Executors
 import java.util.concurrent.ScheduledFuture
 import java.util.concurrent.TimeUnit
-import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
 /**
@@ -145,22 +144,22 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     fun lockFileFor(key: String, write: Boolean = false): Path =
         dir.resolve(fileName(key).removeSuffix(".json") + if (write) ".write.lock" else ".lock")
 
-    override suspend fun load(key: String): String? = withContext(Dispatchers.IO) {
+    override suspend fun load(key: String): String? = withContext(blockingIo) {
         readRecordBytes(key)?.let { decode(it) ?: throw HostException.Failed(NOT_UTF8_MESSAGE) }
     }
 
-    override suspend fun save(key: String, record: String): Unit = withContext(Dispatchers.IO) {
+    override suspend fun save(key: String, record: String): Unit = withContext(blockingIo) {
         writing(key) { writeRecord(key, record) }
     }
 
     /** True: the lease is a [FileLock] on [lockFileFor]. */
     override fun supportsLease(): Boolean = true
 
-    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = withContext(Dispatchers.IO) {
+    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = withContext(blockingIo) {
         FileLeases.take(realLockFile(key, write = false), owner, ttlMs) { openLockFile(it) }
     }
 
-    override suspend fun release(key: String, owner: String): Unit = withContext(Dispatchers.IO) {
+    override suspend fun release(key: String, owner: String): Unit = withContext(blockingIo) {
         FileLeases.end(realLockFile(key, write = false), owner)
     }
 
@@ -172,12 +171,12 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * file that is not UTF-8. Not an exception: the core asks a new link's
      * version through this member alone, and the file could never be replaced.
      */
-    override suspend fun loadVersioned(key: String): VersionedRecord? = withContext(Dispatchers.IO) {
+    override suspend fun loadVersioned(key: String): VersionedRecord? = withContext(blockingIo) {
         readRecordBytes(key)?.let { VersionedRecord(decode(it) ?: NOT_UTF8_RECORD, version(it)) }
     }
 
     override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult =
-        withContext(Dispatchers.IO) {
+        withContext(blockingIo) {
             writing(key) {
                 if (readRecordBytes(key)?.let { version(it) } != expected) {
                     CasResult.Conflict

@@ -5,6 +5,7 @@ import dev.freshtoken.support.NoUncaughtExceptions
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.same
+import java.nio.file.Files
 import java.util.concurrent.Callable
 import java.util.concurrent.CountDownLatch
 import java.util.concurrent.ExecutionException
@@ -42,6 +43,11 @@ class BusyDefaultDispatcherTest {
 
         /** How long the test waits for something that must happen before it fails (never a pause). */
         const val BOUND_MS = 30_000L
+
+        /** Dispatchers.IO's threads, as kotlinx.coroutines counts them. */
+        fun ioWorkers(): Int =
+            System.getProperty("kotlinx.coroutines.io.parallelism")?.toInt()
+                ?: Runtime.getRuntime().availableProcessors().coerceAtLeast(64)
 
         /** Dispatchers.Default's workers, as kotlinx.coroutines counts them. */
         fun defaultWorkers(): Int =
@@ -89,6 +95,40 @@ class BusyDefaultDispatcherTest {
             free.countDown()
             app.cancel()
             caller.shutdownNow()
+        }
+    }
+
+    @Test fun `a refresh while every Dispatchers IO thread is busy is not held by FileTokenStore or the default HttpClient`() {
+        val options = TokenClientOptions(
+            tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret",
+            timeoutMs = 2_000, storeTimeoutMs = 2_000, retry = RetryOptions(maxAttempts = 1),
+        )
+        val dir = Files.createTempDirectory("freshtoken-busy-io")
+        val seeded = emu.seed()["refresh_token"] as String
+        TokenClient(options).session("u1", FileTokenStore(dir)).seedBlocking(SeedOptions(refreshToken = seeded))
+        // A new client: its first call reads the file and sends the refresh.
+        val session = TokenClient(options).session("u1", FileTokenStore(dir))
+
+        val app = CoroutineScope(SupervisorJob() + Dispatchers.IO)
+        val busy = CountDownLatch(ioWorkers())
+        val free = CountDownLatch(1)
+        try {
+            // The app's blocking I/O takes every IO thread, until this test frees them.
+            repeat(ioWorkers()) { app.launch { busy.countDown(); free.await(BOUND_MS, TimeUnit.MILLISECONDS) } }
+            assertTrue("every IO thread is busy", busy.await(BOUND_MS, TimeUnit.MILLISECONDS))
+            val got = try {
+                session.accessTokenBlocking()
+            } catch (e: FreshTokenException) {
+                fail("the refresh failed while Dispatchers.IO was busy: $e")
+                throw e
+            }
+            val record = FileTokenStore(dir).fileFor("u1").toFile().readText()
+            assertTrue("the token returned is the one saved", record.contains(got))
+            assertTrue("the rotated refresh token is saved", !record.contains(seeded))
+            assertEquals("one refresh request", 1L, emu.refreshRequests())
+        } finally {
+            free.countDown()
+            app.cancel()
         }
     }
 }

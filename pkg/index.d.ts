@@ -507,7 +507,11 @@ export class FileStore implements TokenStore {
   /**
    * At startup: finishes the saves a killed process left half done (a
    * complete temporary record newer than the key's file replaces it) and
-   * deletes the other temporary files older than `olderThanMs` (default 60 s).
+   * deletes the other temporary files. A file younger than `olderThanMs`
+   * (default 60 s) is left alone while the process that writes it (the pid
+   * in its name) is alive; a dead writer's file, or one of this process's
+   * pid that it is not writing (a restart under the same pid), is recovered
+   * at once.
    */
   recover(olderThanMs?: number): Promise<{ completed: number; removed: number }>;
 }

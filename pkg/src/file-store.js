@@ -22,7 +22,26 @@ const MAX_LEGACY_STEM = 120;
 const LEGACY_NAME = /^[A-Za-z0-9_-]*\.json$/;
 
 /** A save's temporary file: `<name>.json.<pid>.<random>.tmp`. */
-const TEMP_NAME = /\.json\.\d+\.[0-9a-f]{12}\.tmp$/;
+const TEMP_NAME = /\.json\.(\d+)\.[0-9a-f]{12}\.tmp$/;
+
+/** The temporary files this process is writing now (any FileStore's). */
+const WRITING = new Set();
+
+/**
+ * Whether the writer of a temporary file may still be writing it: this
+ * process while it is (a process restarted under the same pid, as in a
+ * container, is not), or another process that is alive (or that this one
+ * may not signal). A dead writer's file is left from a crash.
+ */
+function mayBeWriting(pid, path) {
+  if (pid === process.pid) return WRITING.has(path);
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
 
 const sha256 = (key) => createHash('sha256').update(key, 'utf8').digest('hex');
 
@@ -106,6 +125,7 @@ export class FileStore {
     }
     const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     let file;
+    WRITING.add(tmp);
     try {
       file = await open(tmp, 'w', 0o600);
       await file.writeFile(record, 'utf8');
@@ -117,6 +137,8 @@ export class FileStore {
       await file?.close().catch(() => {});
       await unlink(tmp).catch(() => {});
       throw new Error(`cannot write the record (${error.code ?? 'error'})`);
+    } finally {
+      WRITING.delete(tmp);
     }
     await this.#syncDirectory();
     // The record is durable under its new name: the earlier file can go.
@@ -142,8 +164,11 @@ export class FileStore {
    * newer than the key's file, the rename is done now (the save is
    * finished; the session keeps the refresh token it was saving); every
    * other temporary file is deleted (each holds a record, so a refresh
-   * token). Files younger than `olderThanMs` (default 60 s) are left alone:
-   * another process may be saving them. Resolves to `{ completed, removed }`.
+   * token). Files younger than `olderThanMs` (default 60 s) are left alone
+   * while their writer (the process id in their name) is alive: it may still
+   * be saving them. A dead writer's files, and this process's own that it is
+   * not writing (a restart under the same pid), are recovered at once.
+   * Resolves to `{ completed, removed }`.
    */
   async recover(olderThanMs = 60_000) {
     if (typeof olderThanMs !== 'number' || Number.isNaN(olderThanMs)) {
@@ -164,7 +189,7 @@ export class FileStore {
       if (!match) continue;
       const path = join(this.#dir, name);
       const info = await stat(path).catch(() => undefined);
-      if (!info || info.mtimeMs > cutoff) continue;
+      if (!info || (info.mtimeMs > cutoff && mayBeWriting(Number(match[1]), path))) continue;
       const target = join(this.#dir, name.slice(0, match.index + '.json'.length));
       if (!byTarget.has(target)) byTarget.set(target, []);
       byTarget.get(target).push({ path, mtimeMs: info.mtimeMs });

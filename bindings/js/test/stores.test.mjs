@@ -3,6 +3,7 @@
 // emulator. Each test works in its own temporary directory.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -76,7 +77,7 @@ describe('FileStore', () => {
     await utimes(temp(main1, 1), at(3600), at(3600));
     await writeFile(temp(main1, 2), '{"v":');
     await utimes(temp(main1, 2), at(5400), at(5400));
-    await writeFile(temp(main1, 3), '{"v":3}');
+    await writeFile(temp(main1, process.ppid), '{"v":3}'); // its writer (a live process) may still be saving
     // u2: a complete record older than the file (a later save won).
     await writeFile(temp(main2, 4), '{"v":0}');
     await utimes(temp(main2, 4), at(3600), at(3600));
@@ -84,10 +85,32 @@ describe('FileStore', () => {
     assert.deepEqual(await store.recover(), { completed: 1, removed: 2 });
     assert.equal(await store.load('u1'), '{"v":2}', 'the cut-off save is finished');
     assert.equal(await store.load('u2'), '{"v":1}', 'a newer file is never replaced');
-    assert.deepEqual((await readdir(records)).filter((n) => n.endsWith('.tmp')), [temp(main1, 3).slice(records.length + 1)],
+    assert.deepEqual((await readdir(records)).filter((n) => n.endsWith('.tmp')), [temp(main1, process.ppid).slice(records.length + 1)],
       'a temp file younger than the cutoff is left to its writer');
     assert.deepEqual(await store.recover(0), { completed: 1, removed: 0 });
     assert.equal(await store.load('u1'), '{"v":3}');
+  });
+
+  test("recover() at once finishes a young save whose writer is dead, or was this process's pid before a restart", async () => {
+    const records = join(dir, 'recover-dead');
+    const store = new FileStore(records);
+    await store.save('u1', '{"v":1}');
+    await store.save('u2', '{"v":1}');
+    const main1 = store.pathFor('u1');
+    const main2 = store.pathFor('u2');
+    const old = new Date(Date.now() - 3_600_000);
+    await utimes(main1, old, old);
+    await utimes(main2, old, old);
+    // A process that has ended: its pid names a writer that is gone.
+    const child = spawn(process.execPath, ['-e', '']);
+    const deadPid = await new Promise((resolve) => child.on('exit', () => resolve(child.pid)));
+    // Killed after the fsync of its temp file, seconds ago (a restart well within the cutoff).
+    await writeFile(`${main1}.${deadPid}.0123456789ab.tmp`, '{"v":2}');
+    // A process restarted under the same pid (pid 1 in a container) finds its predecessor's file.
+    await writeFile(`${main2}.${process.pid}.0123456789ab.tmp`, '{"v":2}');
+    assert.deepEqual(await store.recover(), { completed: 2, removed: 0 });
+    assert.equal(await store.load('u1'), '{"v":2}');
+    assert.equal(await store.load('u2'), '{"v":2}');
   });
 
   test('an unwritable location rejects without the record in the message', async () => {

@@ -572,8 +572,11 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
 }
 
 /**
- * Whether a response says the access token was not accepted: HTTP 401, or
- * a GraphQL answer whose `errors[].message` starts with "UNAUTHENTICATED".
+ * Whether a response says the access token was not accepted: HTTP 401
+ * (unless its `WWW-Authenticate` challenges only other schemes, such as
+ * `Basic`, or says `Bearer error="insufficient_scope"` or
+ * `"invalid_request"`, which a new token does not cure), or a GraphQL
+ * answer whose `errors[].message` starts with "UNAUTHENTICATED".
  * Only a body of one JSON text (`application/json` or a `+json` type) of
  * at most 64 KiB is looked into, through a clone: a stream of JSON texts
  * (NDJSON) or a bigger body is not read, and `response` stays unread.
@@ -585,7 +588,8 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
  * fetch with the session's Bearer token; on 401 or a GraphQL
  * "UNAUTHENTICATED" error (see isUnauthenticated), `tokenRejected()` (one
  * refresh, unless another caller already replaced the token) and one
- * retry. A stream in `init.body` (a ReadableStream, an async iterable)
+ * retry. An answer from another origin after a redirect is returned as it
+ * is: fetch sent it no token, so its rejection costs no refresh. A stream in `init.body` (a ReadableStream, an async iterable)
  * can be sent only once: on a rejection the token is still replaced and
  * the rejected response is returned, for the caller to send again.
  * `init.signal` (or a Request's signal) ends the token waits as well as the

@@ -145,10 +145,23 @@ async function smallBody(response) {
   }
 }
 
+/**
+ * Whether a 401's `WWW-Authenticate` (RFC 6750 §3) leaves the token in
+ * question: none, or a Bearer challenge that is not `insufficient_scope`
+ * or `invalid_request`. A challenge of other schemes only (`Basic`) asked
+ * for other credentials; those two errors are not cured by a new token.
+ * A search for names, not a parser: anything unclear counts as a rejection.
+ */
+function rejectsBearer(challenge) {
+  if (challenge === null) return true;
+  if (!/(?:^|[\s,])bearer(?:$|[\s,])/i.test(challenge)) return false;
+  return !/\berror\s*=\s*"?(?:insufficient_scope|invalid_request)\b/i.test(challenge);
+}
+
 /** Whether `response` says the access token was not accepted. */
 export async function isUnauthenticated(response) {
   if (!isResponse(response)) throw configError('response', 'must be a Response');
-  if (response.status === 401) return true;
+  if (response.status === 401) return rejectsBearer(response.headers.get('www-authenticate'));
   if (!isJsonText(response.headers.get('content-type') ?? '')) return false;
   // Said to be longer: not cloned at all (node-fetch's clone stalls unless both copies are read).
   if (Number(response.headers.get('content-length')) > MAX_ERRORS_BYTES) return false;
@@ -161,6 +174,30 @@ export async function isUnauthenticated(response) {
   } catch {
     return false;
   }
+}
+
+/** The origin of `url` (relative to the page in a browser), or undefined. */
+function originOf(url) {
+  try {
+    return new URL(String(url), globalThis.location?.href).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `response` came, after a redirect, from another origin than `url`'s. */
+function redirectedAway(response, url) {
+  let redirected;
+  let finalUrl;
+  try {
+    ({ redirected, url: finalUrl } = response);
+  } catch {
+    return false;
+  }
+  if (redirected !== true || typeof finalUrl !== 'string' || finalUrl === '') return false;
+  const from = originOf(url);
+  const to = originOf(finalUrl);
+  return from !== undefined && to !== undefined && from !== to;
 }
 
 /**
@@ -201,6 +238,9 @@ export async function authorizedFetch(session, input, init = undefined, options 
   const wait = waitOptions(input, isRequest, init);
   const token = await session.accessToken(wait);
   const first = await fetchImpl(input, bearer(token));
+  // An answer from another origin after a redirect never saw the token
+  // (fetch drops Authorization there): its rejection is not the token's.
+  if (redirectedAway(first, isRequest ? input.url : input)) return first;
   if (!(await isUnauthenticated(first))) return first;
   const { accessToken } = await session.tokenRejected(token, wait);
   if (once) return first; // its body is spent: the caller sends again, with the new token

@@ -74,6 +74,46 @@ describe('authorizedFetch() against the emulator', () => {
     assert.ok(JSON.parse(store.get('u1')).refresh_token !== family.refresh_token, 'the rotation was stored');
   });
 
+  test('a 401 that is not about the token costs no refresh: another origin after a redirect, another scheme, insufficient_scope', async () => {
+    // Two loopback servers, two origins: the API, and where it redirects.
+    const listen = (handler) => new Promise((resolve) => {
+      const server = createServer(handler).listen(0, '127.0.0.1', () => resolve(server));
+    });
+    const seen = [];
+    const elsewhere = await listen((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();
+    });
+    const api = await listen((req, res) => {
+      const answers = {
+        '/moved': [302, { location: `http://127.0.0.1:${elsewhere.address().port}/login` }],
+        '/basic': [401, { 'www-authenticate': 'Basic realm="admin"' }],
+        '/scope': [401, { 'www-authenticate': 'Bearer realm="api", error="insufficient_scope", scope="payments"' }],
+        '/expired': [401, { 'www-authenticate': 'Bearer realm="api", error="invalid_token"' }],
+      };
+      const [status, headers] = answers[req.url];
+      res.writeHead(status, headers).end();
+    });
+    try {
+      const { session } = await freshSession();
+      const base = `http://127.0.0.1:${api.address().port}`;
+      for (const path of ['/moved', '/basic', '/scope']) {
+        for (let i = 0; i < 3; i += 1) {
+          const response = await authorizedFetch(session, `${base}${path}`);
+          assert.equal(response.status, 401, path);
+        }
+      }
+      assert.equal(await emu.refreshRequests(), 0, 'no refresh for a rejection that is not the token\'s');
+      assert.deepEqual(seen, [undefined, undefined, undefined], 'the other origin never got the token');
+      // A Bearer invalid_token from the API itself is the token's: one refresh, one retry.
+      assert.equal((await authorizedFetch(session, `${base}/expired`)).status, 401);
+      assert.equal(await emu.refreshRequests(), 1);
+    } finally {
+      api.close();
+      elsewhere.close();
+    }
+  });
+
   test('HTTP 401 from /api/rest: exactly one forced refresh and one retry', async () => {
     const { session } = await freshSession();
     await expireOnServer();
@@ -225,6 +265,14 @@ describe('isUnauthenticated()', () => {
 
   test('401, or a GraphQL error starting with UNAUTHENTICATED; nothing else', async () => {
     assert.equal(await isUnauthenticated(new Response('', { status: 401 })), true);
+    const challenged = (value) => isUnauthenticated(new Response('', { status: 401, headers: { 'www-authenticate': value } }));
+    assert.equal(await challenged('Bearer'), true);
+    assert.equal(await challenged('Bearer realm="api", error="invalid_token", error_description="expired"'), true);
+    assert.equal(await challenged('bearer error=invalid_token'), true);
+    assert.equal(await challenged('Basic realm="x", Bearer realm="y"'), true, 'a Bearer challenge among others');
+    assert.equal(await challenged('Basic realm="x"'), false, 'other credentials asked for');
+    assert.equal(await challenged('Bearer error="insufficient_scope", scope="payments"'), false);
+    assert.equal(await challenged('Bearer error="invalid_request"'), false);
     assert.equal(await isUnauthenticated(json(200, { errors: [{ message: 'UNAUTHENTICATED: Token is expired or malformed' }] })), true);
     assert.equal(await isUnauthenticated(json(200, { errors: [{ message: 'FORBIDDEN' }] })), false);
     assert.equal(await isUnauthenticated(json(200, { data: { viewer: null } })), false);

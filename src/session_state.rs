@@ -169,7 +169,18 @@ impl SessionState {
     pub(crate) fn adopt(&mut self, record: Option<Arc<Record>>, version: Option<String>) {
         if self.loaded && self.record != record {
             self.generation = next_generation();
-            self.arrivals += 1;
+            // An arrival is a renewal stored by another process: a new access
+            // token. A marker written ahead of a send (`in_doubt`), or the
+            // same tokens saved again, brings none, and must not answer a
+            // forced refresh with the token it was asked to replace.
+            let access = |r: &Option<Arc<Record>>| {
+                r.as_ref()
+                    .and_then(|r| r.access_token.as_ref())
+                    .map(|a| a.value.clone())
+            };
+            if access(&self.record) != access(&record) {
+                self.arrivals += 1;
+            }
         }
         if let Some(old) = std::mem::replace(&mut self.record, record) {
             if Some(&old) != self.record.as_ref() {

@@ -603,3 +603,41 @@ async fn a_rejected_token_whose_refresh_failed_survives_eviction() {
     );
     assert_eq!(h.refresh_requests(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_refresh_sends_when_another_process_only_marked_the_record() {
+    // Another process wrote its write-ahead marker (the same tokens, in
+    // doubt) and died before sending. The record changed, but no renewal
+    // arrived: refresh() must not hand back the token it was asked to replace.
+    let h = Harness::new();
+    let store = Arc::new(freshtoken::MemoryStore::with_leases(h.clock.clone()));
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            access_token: Some(family.access_token.clone().into()),
+            expires_in: Some(900),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.access_token().await.unwrap(), family.access_token);
+    let mut marked = freshtoken::Record::decode(&store.get("u1").unwrap()).unwrap();
+    marked.in_doubt = true;
+    marked.updated_at_ms += 1;
+    store.save("u1", &marked.encode()).await.unwrap();
+    let info = session.refresh().await.unwrap();
+    assert_ne!(info.access_token, family.access_token, "a new token");
+    assert_eq!(h.refresh_requests(), 1, "one refresh sent");
+    // A renewal another process stored still answers a forced refresh.
+    let other = h.other_process().session("u1", store.clone()).unwrap();
+    let theirs = other.refresh().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    let ours = session.refresh().await.unwrap();
+    assert_eq!(
+        ours.access_token, theirs.access_token,
+        "their renewal, read"
+    );
+    assert_eq!(h.refresh_requests(), 2, "nothing more sent");
+}

@@ -509,9 +509,9 @@ export class FileStore implements TokenStore {
    * complete temporary record newer than the key's file replaces it) and
    * deletes the other temporary files. A file younger than `olderThanMs`
    * (default 60 s) is left alone while the process that writes it (the pid
-   * in its name) is alive; a dead writer's file, or one of this process's
-   * pid that it is not writing (a restart under the same pid), is recovered
-   * at once.
+   * in its name) may be alive; a file written on this host and in this pid
+   * namespace by a dead process, or by this process's pid but not by this
+   * process (a restart under the same pid), is recovered at once.
    */
   recover(olderThanMs?: number): Promise<{ completed: number; removed: number }>;
 }

@@ -2,9 +2,10 @@
 // written to a temporary file, fsynced, then renamed over the old one, so a
 // crash leaves either the old record or the new one, never half of one.
 
-import { createReadStream } from 'node:fs';
+import { createReadStream, readlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
 import { configError } from './errors.js';
@@ -21,20 +22,39 @@ const MAX_LEGACY_STEM = 120;
  */
 const LEGACY_NAME = /^[A-Za-z0-9_-]*\.json$/;
 
-/** A save's temporary file: `<name>.json.<pid>.<random>.tmp`. */
-const TEMP_NAME = /\.json\.(\d+)\.[0-9a-f]{12}\.tmp$/;
+/** A save's temporary file: `<name>.json.<pid>.<12 hex>.tmp` (the CLI writes the same). */
+const TEMP_NAME = /\.json\.(\d+)\.([0-9a-f]{12})\.tmp$/;
 
-/** The temporary files this process is writing now (any FileStore's). */
+/**
+ * Where this process's pids mean something: 4 hex digits of a hash of the
+ * host name and the pid namespace, which begin the random part of each of
+ * its temporary files' names. A file of another tag was written by a
+ * process whose pid cannot be checked from here (another container or the
+ * host sharing the directory): only its age tells it is left over.
+ */
+const LOCAL_TAG = (() => {
+  let namespace = '';
+  try {
+    namespace = readlinkSync('/proc/self/ns/pid'); // Linux: `pid:[<inode>]`
+  } catch {
+    // No procfs: the host name alone.
+  }
+  return createHash('sha256').update(`${hostname()}\0${namespace}`).digest('hex').slice(0, 4);
+})();
+
+/** The names of the temporary files this process is writing now (any FileStore's). */
 const WRITING = new Set();
 
 /**
- * Whether the writer of a temporary file may still be writing it: this
+ * Whether the writer of the temporary file `name` may still be writing it:
+ * one of another pid namespace or host (by its tag) always may; here, this
  * process while it is (a process restarted under the same pid, as in a
  * container, is not), or another process that is alive (or that this one
  * may not signal). A dead writer's file is left from a crash.
  */
-function mayBeWriting(pid, path) {
-  if (pid === process.pid) return WRITING.has(path);
+function mayBeWriting(name, pid, random) {
+  if (!random.startsWith(LOCAL_TAG)) return true;
+  if (pid === process.pid) return WRITING.has(name);
   try {
     process.kill(pid, 0);
     return true;
@@ -123,9 +143,10 @@ export class FileStore {
     } catch (error) {
       throw new Error(`cannot write the record (${error.code ?? 'error'})`);
     }
-    const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const tmp = `${path}.${process.pid}.${LOCAL_TAG}${randomBytes(4).toString('hex')}.tmp`;
+    const tmpName = basename(tmp);
     let file;
-    WRITING.add(tmp);
+    WRITING.add(tmpName);
     try {
       file = await open(tmp, 'w', 0o600);
       await file.writeFile(record, 'utf8');
@@ -138,7 +159,7 @@ export class FileStore {
       await unlink(tmp).catch(() => {});
       throw new Error(`cannot write the record (${error.code ?? 'error'})`);
     } finally {
-      WRITING.delete(tmp);
+      WRITING.delete(tmpName);
     }
     await this.#syncDirectory();
     // The record is durable under its new name: the earlier file can go.
@@ -165,9 +186,10 @@ export class FileStore {
    * finished; the session keeps the refresh token it was saving); every
    * other temporary file is deleted (each holds a record, so a refresh
    * token). Files younger than `olderThanMs` (default 60 s) are left alone
-   * while their writer (the process id in their name) is alive: it may still
-   * be saving them. A dead writer's files, and this process's own that it is
-   * not writing (a restart under the same pid), are recovered at once.
+   * while their writer (the process id in their name) may be alive: it may
+   * still be saving them. A dead writer's files of this host and pid
+   * namespace (LOCAL_TAG), and this process's own that it is not writing (a
+   * restart under the same pid), are recovered at once.
    * Resolves to `{ completed, removed }`.
    */
   async recover(olderThanMs = 60_000) {
@@ -189,7 +211,7 @@ export class FileStore {
       if (!match) continue;
       const path = join(this.#dir, name);
       const info = await stat(path).catch(() => undefined);
-      if (!info || (info.mtimeMs > cutoff && mayBeWriting(Number(match[1]), path))) continue;
+      if (!info || (info.mtimeMs > cutoff && mayBeWriting(name, Number(match[1]), match[2]))) continue;
       const target = join(this.#dir, name.slice(0, match.index + '.json'.length));
       if (!byTarget.has(target)) byTarget.set(target, []);
       byTarget.get(target).push({ path, mtimeMs: info.mtimeMs });
@@ -201,8 +223,8 @@ export class FileStore {
       temps.sort((a, b) => b.mtimeMs - a.mtimeMs);
       const newest = temps[0];
       if ((!current || newest.mtimeMs >= current.mtimeMs) && (await isCompleteRecord(newest.path))) {
-        await rename(newest.path, target);
-        completed += 1;
+        // Gone meanwhile (its writer renamed it after all): nothing to finish.
+        if (await rename(newest.path, target).then(() => true, () => false)) completed += 1;
         temps.shift();
       }
       for (const { path } of temps) {

@@ -4,8 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile, chmod } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 
@@ -104,13 +106,26 @@ describe('FileStore', () => {
     // A process that has ended: its pid names a writer that is gone.
     const child = spawn(process.execPath, ['-e', '']);
     const deadPid = await new Promise((resolve) => child.on('exit', () => resolve(child.pid)));
+    // The writer tag FileStore puts first in its temp names' random part:
+    // this host and pid namespace, whose pids this process can check.
+    let namespace = '';
+    try { namespace = readlinkSync('/proc/self/ns/pid'); } catch { /* no procfs */ }
+    const tag = createHash('sha256').update(`${hostname()}\0${namespace}`).digest('hex').slice(0, 4);
     // Killed after the fsync of its temp file, seconds ago (a restart well within the cutoff).
-    await writeFile(`${main1}.${deadPid}.0123456789ab.tmp`, '{"v":2}');
+    await writeFile(`${main1}.${deadPid}.${tag}01234567.tmp`, '{"v":2}');
     // A process restarted under the same pid (pid 1 in a container) finds its predecessor's file.
-    await writeFile(`${main2}.${process.pid}.0123456789ab.tmp`, '{"v":2}');
+    await writeFile(`${main2}.${process.pid}.${tag}01234567.tmp`, '{"v":2}');
+    // Written from another pid namespace or host sharing the directory (the
+    // CLI on the host, another container): its pid means nothing here, so it
+    // is left to its age, whatever that pid is here.
+    const foreign = tag === 'ffff' ? '0000' : 'ffff';
+    const elsewhere = [`${main1}.${deadPid}.${foreign}01234567.tmp`, `${main2}.${process.pid}.${foreign}01234567.tmp`];
+    for (const path of elsewhere) await writeFile(path, '{"v":3}');
     assert.deepEqual(await store.recover(), { completed: 2, removed: 0 });
     assert.equal(await store.load('u1'), '{"v":2}');
     assert.equal(await store.load('u2'), '{"v":2}');
+    const left = (await readdir(records)).filter((n) => n.endsWith('.tmp')).sort();
+    assert.deepEqual(left, elsewhere.map((p) => p.slice(records.length + 1)).sort(), 'the other namespace\'s young files are left');
   });
 
   test('an unwritable location rejects without the record in the message', async () => {

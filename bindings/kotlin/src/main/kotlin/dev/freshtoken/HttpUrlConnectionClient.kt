@@ -15,8 +15,8 @@ import kotlinx.coroutines.withContext
 /**
  * The default [HttpClient]: `java.net.HttpURLConnection` (Android and the
  * JVM alike, so it follows the platform's proxy, certificate and network
- * security settings), run on freshtoken's own view of `Dispatchers.IO`
- * (64 threads the app's blocking I/O cannot take).
+ * security settings), run on a view of `Dispatchers.IO` of its own (64
+ * threads the app's blocking I/O cannot take).
  *
  * - POSTs the request's headers and body with a fixed `Content-Length`
  *   (streaming mode, so the JDK never silently re-sends a POST that may
@@ -44,10 +44,13 @@ open class HttpUrlConnectionClient : HttpClient {
     protected open fun open(uri: URI): HttpURLConnection =
         uri.toURL().openConnection() as HttpURLConnection
 
+    /** This client's own threads for its blocking exchanges. */
+    private val io = blockingIo()
+
     override suspend fun send(request: HttpRequest): HttpResponse {
         // The budget starts when the core asks: a wait for a thread counts.
         val started = System.nanoTime()
-        return withContext(blockingIo) { exchange(request, started) }
+        return withContext(io) { exchange(request, started) }
     }
 
     private fun exchange(request: HttpRequest, started: Long): HttpResponse {

@@ -137,6 +137,9 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     /** Where the record files live. */
     val dir: Path = directory
 
+    /** This store's own threads for its blocking file calls. */
+    private val io = blockingIo()
+
     /** The file that holds `key`'s record. */
     fun fileFor(key: String): Path = dir.resolve(fileName(key))
 
@@ -144,22 +147,22 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     fun lockFileFor(key: String, write: Boolean = false): Path =
         dir.resolve(fileName(key).removeSuffix(".json") + if (write) ".write.lock" else ".lock")
 
-    override suspend fun load(key: String): String? = withContext(blockingIo) {
+    override suspend fun load(key: String): String? = withContext(io) {
         readRecordBytes(key)?.let { decode(it) ?: throw HostException.Failed(NOT_UTF8_MESSAGE) }
     }
 
-    override suspend fun save(key: String, record: String): Unit = withContext(blockingIo) {
+    override suspend fun save(key: String, record: String): Unit = withContext(io) {
         writing(key) { writeRecord(key, record) }
     }
 
     /** True: the lease is a [FileLock] on [lockFileFor]. */
     override fun supportsLease(): Boolean = true
 
-    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = withContext(blockingIo) {
+    override suspend fun acquire(key: String, owner: String, ttlMs: Long): Boolean = withContext(io) {
         FileLeases.take(realLockFile(key, write = false), owner, ttlMs) { openLockFile(it) }
     }
 
-    override suspend fun release(key: String, owner: String): Unit = withContext(blockingIo) {
+    override suspend fun release(key: String, owner: String): Unit = withContext(io) {
         FileLeases.end(realLockFile(key, write = false), owner)
     }
 
@@ -171,12 +174,12 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * file that is not UTF-8. Not an exception: the core asks a new link's
      * version through this member alone, and the file could never be replaced.
      */
-    override suspend fun loadVersioned(key: String): VersionedRecord? = withContext(blockingIo) {
+    override suspend fun loadVersioned(key: String): VersionedRecord? = withContext(io) {
         readRecordBytes(key)?.let { VersionedRecord(decode(it) ?: NOT_UTF8_RECORD, version(it)) }
     }
 
     override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult =
-        withContext(blockingIo) {
+        withContext(io) {
             writing(key) {
                 if (readRecordBytes(key)?.let { version(it) } != expected) {
                     CasResult.Conflict

@@ -589,7 +589,9 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
  * "UNAUTHENTICATED" error (see isUnauthenticated), `tokenRejected()` (one
  * refresh, unless another caller already replaced the token) and one
  * retry. An answer from another origin after a redirect is returned as it
- * is: fetch sent it no token, so its rejection costs no refresh. A stream in `init.body` (a ReadableStream, an async iterable)
+ * is (fetch sent it no token, so its rejection costs no refresh), unless it
+ * is a 401 saying `error="invalid_token"`: then the fetch in use forwarded
+ * the token, and it counts. A stream in `init.body` (a ReadableStream, an async iterable)
  * can be sent only once: on a rejection the token is still replaced and
  * the rejected response is returned, for the caller to send again.
  * `init.signal` (or a Request's signal) ends the token waits as well as the

@@ -158,6 +158,9 @@ function rejectsBearer(challenge) {
   return !/\berror\s*=\s*"?(?:insufficient_scope|invalid_request)\b/i.test(challenge);
 }
 
+/** Whether a `WWW-Authenticate` value carries `error="invalid_token"`. */
+const saysInvalidToken = (challenge) => challenge !== null && /\berror\s*=\s*"?invalid_token\b/i.test(challenge);
+
 /** Whether `response` says the access token was not accepted. */
 export async function isUnauthenticated(response) {
   if (!isResponse(response)) throw configError('response', 'must be a Response');
@@ -238,10 +241,15 @@ export async function authorizedFetch(session, input, init = undefined, options 
   const wait = waitOptions(input, isRequest, init);
   const token = await session.accessToken(wait);
   const first = await fetchImpl(input, bearer(token));
-  // An answer from another origin after a redirect never saw the token
-  // (fetch drops Authorization there): its rejection is not the token's.
-  if (redirectedAway(first, isRequest ? input.url : input)) return first;
-  if (!(await isUnauthenticated(first))) return first;
+  // An answer from another origin after a redirect did not get the token
+  // from fetch, which drops Authorization there: only a 401 that says
+  // `invalid_token` (RFC 6750 §3.1 sends no error code to a request without
+  // one) shows that a fetch of the caller's forwarded it after all.
+  if (redirectedAway(first, isRequest ? input.url : input)) {
+    if (first.status !== 401 || !saysInvalidToken(first.headers.get('www-authenticate'))) return first;
+  } else if (!(await isUnauthenticated(first))) {
+    return first;
+  }
   const { accessToken } = await session.tokenRejected(token, wait);
   if (once) return first; // its body is spent: the caller sends again, with the new token
   return fetchImpl(retryInput, bearer(accessToken));

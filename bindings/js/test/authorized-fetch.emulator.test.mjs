@@ -82,7 +82,9 @@ describe('authorizedFetch() against the emulator', () => {
     const seen = [];
     const elsewhere = await listen((req, res) => {
       seen.push(req.headers.authorization);
-      res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();
+      // As RFC 6750 answers a request without a token; one with a token is judged by it.
+      const challenge = req.headers.authorization ? 'Bearer error="invalid_token"' : 'Bearer realm="login"';
+      res.writeHead(401, { 'www-authenticate': challenge }).end();
     });
     const api = await listen((req, res) => {
       const answers = {
@@ -108,6 +110,18 @@ describe('authorizedFetch() against the emulator', () => {
       // A Bearer invalid_token from the API itself is the token's: one refresh, one retry.
       assert.equal((await authorizedFetch(session, `${base}/expired`)).status, 401);
       assert.equal(await emu.refreshRequests(), 1);
+      // A fetch that forwards the token across origins: the other origin's invalid_token counts.
+      const forwarding = async (url, init) => {
+        const answer = await fetch(url, { ...init, redirect: 'manual' });
+        if (answer.status !== 302) return answer;
+        const moved = await fetch(answer.headers.get('location'), init);
+        Object.defineProperties(moved, { redirected: { value: true }, url: { value: answer.headers.get('location') } });
+        return moved;
+      };
+      assert.equal((await authorizedFetch(session, `${base}/moved`, undefined, { fetch: forwarding })).status, 401);
+      assert.equal(await emu.refreshRequests(), 2, 'the forwarded token was rejected: one refresh');
+      assert.equal(seen.length, 5, 'the first try and its retry reached the other origin with a token');
+      assert.ok(seen.slice(3).every(Boolean));
     } finally {
       api.close();
       elsewhere.close();

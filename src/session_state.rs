@@ -170,14 +170,11 @@ impl SessionState {
         if self.loaded && self.record != record {
             self.generation = next_generation();
             // An arrival is a renewal stored by another process: a new access
-            // token. A marker written ahead of a send (`in_doubt`), or the
-            // same tokens saved again, brings none, and must not answer a
-            // forced refresh with the token it was asked to replace.
-            let access = |r: &Option<Arc<Record>>| {
-                r.as_ref()
-                    .and_then(|r| r.access_token.as_ref())
-                    .map(|a| a.value.clone())
-            };
+            // token (or the same value issued again). A marker written ahead
+            // of a send (`in_doubt`), or the same tokens saved again, brings
+            // none, and must not answer a forced refresh with the token it
+            // was asked to replace.
+            let access = |r: &Option<Arc<Record>>| r.as_ref().and_then(|r| r.access_token.clone());
             if access(&self.record) != access(&record) {
                 self.arrivals += 1;
             }

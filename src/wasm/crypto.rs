@@ -16,7 +16,7 @@ use crate::jwt::MIN_BITS;
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Algorithm, CryptoKey, RsaHashedImportParams, SubtleCrypto};
+use web_sys::{Algorithm, CryptoKey, RsaHashedImportParams};
 
 /// RSASSA-PKCS1-v1_5, the `RS256` of JWS (RFC 7518 §3.3).
 const RS256: &str = "RSASSA-PKCS1-v1_5";
@@ -34,14 +34,17 @@ fn crypto() -> Result<JsValue, JsValue> {
     }
 }
 
-/// The host's `crypto.subtle`.
-pub(crate) fn subtle() -> Result<SubtleCrypto, JsValue> {
+/// `crypto.subtle[method](...args)`, called through the package's catching
+/// call (web-sys's catching imports would keep a slot of wasm-bindgen's
+/// table for every throw); its answer, not yet awaited.
+pub(crate) fn subtle(method: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
     let subtle = host::get(&crypto()?, "subtle")?;
-    if subtle.is_object() {
-        Ok(subtle.unchecked_into())
-    } else {
-        Err(JsValue::from_str("no WebCrypto (crypto.subtle)"))
+    if !subtle.is_object() {
+        return Err(JsValue::from_str("no WebCrypto (crypto.subtle)"));
     }
+    let f = host::method(&subtle, method)?
+        .ok_or_else(|| JsValue::from_str("crypto.subtle lacks a method"))?;
+    host::call(&f, &subtle, args)
 }
 
 /// Fills `buf` from the host's `crypto.getRandomValues` (a CSPRNG in Node
@@ -74,19 +77,22 @@ pub(crate) fn wipe(array: &Uint8Array) {
 
 /// What a WebCrypto call answered, awaited like `await` does: a rejection,
 /// a throw or a non-promise of a polyfill all end here, never in wasm.
-pub(crate) async fn answer(call: Result<js_sys::Promise, JsValue>) -> Result<JsValue, JsValue> {
-    host::settle(&call?.into()).await
+pub(crate) async fn answer(call: Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
+    host::settle(&call?).await
 }
 
-/// The bytes of the `ArrayBuffer` a WebCrypto call answered with, at most
-/// `limit` of them.
+/// The bytes of the `ArrayBuffer` a WebCrypto call answered with; an error
+/// for more than `limit` of them (never a cut copy).
 pub(crate) async fn answer_bytes(
-    call: Result<js_sys::Promise, JsValue>,
+    call: Result<JsValue, JsValue>,
     limit: usize,
 ) -> Result<Vec<u8>, JsValue> {
     let buffer = answer(call).await?;
-    host::bytes(&buffer, limit, true)?
-        .ok_or_else(|| JsValue::from_str("WebCrypto gave no ArrayBuffer"))
+    match host::bytes(&buffer, limit + 1, true)? {
+        Some(bytes) if bytes.len() <= limit => Ok(bytes),
+        Some(_) => Err(JsValue::from_str("WebCrypto answered too many bytes")),
+        None => Err(JsValue::from_str("WebCrypto gave no ArrayBuffer")),
+    }
 }
 
 /// A non-extractable RS256 signing key from a PKCS#8 `PrivateKeyInfo`.
@@ -95,8 +101,14 @@ async fn import_rs256_key(pkcs8_der: &[u8]) -> Result<CryptoKey, JsValue> {
     params.unchecked_ref::<Algorithm>().set_name(RS256);
     let der = Uint8Array::from(pkcs8_der);
     let usages = Array::of1(&JsValue::from_str("sign"));
-    let imported =
-        subtle().and_then(|s| s.import_key_with_object("pkcs8", &der, &params, false, &usages));
+    let args = [
+        "pkcs8".into(),
+        der.clone().into(),
+        params.into(),
+        false.into(),
+        usages.into(),
+    ];
+    let imported = subtle("importKey", &args);
     // WebCrypto copied the key: wipe this copy in the JS heap.
     wipe(&der);
     Ok(answer(imported).await?.unchecked_into())
@@ -105,14 +117,14 @@ async fn import_rs256_key(pkcs8_der: &[u8]) -> Result<CryptoKey, JsValue> {
 /// The SHA-256 of `data` (PKCE's S256 challenge).
 pub(crate) async fn sha256(data: &[u8]) -> Result<Vec<u8>, JsValue> {
     let data = Uint8Array::from(data);
-    let call = subtle().and_then(|s| s.digest_with_str_and_buffer_source("SHA-256", &data));
+    let call = subtle("digest", &["SHA-256".into(), data.into()]);
     answer_bytes(call, MAX_DIGEST_BYTES).await
 }
 
 /// The RS256 signature of `data` with `key`.
 async fn sign_rs256(key: &CryptoKey, data: &[u8]) -> Result<Vec<u8>, JsValue> {
     let data = Uint8Array::from(data);
-    let call = subtle().and_then(|s| s.sign_with_str_and_buffer_source(RS256, key, &data));
+    let call = subtle("sign", &[RS256.into(), key.into(), data.into()]);
     answer_bytes(call, MAX_DIGEST_BYTES).await
 }
 

@@ -147,14 +147,9 @@ pub(crate) fn method(obj: &JsValue, name: &str) -> Result<Option<Function>, JsVa
     Ok(f.is_function().then(|| f.unchecked_into()))
 }
 
-/// `f.call(this, ...args)` with exactly `args` (at most three).
+/// `f.call(this, ...args)` with exactly `args`.
 pub(crate) fn call(f: &Function, this: &JsValue, args: &[JsValue]) -> Result<JsValue, JsValue> {
-    let list = match args {
-        [] => Array::new(),
-        [a] => Array::of1(a),
-        [a, b] => Array::of2(a, b),
-        [a, b, c, ..] => Array::of3(a, b, c),
-    };
+    let list: Array = args.iter().collect();
     attempt(|c| &c.apply, [f, this, &list])
 }
 

@@ -41,8 +41,14 @@ impl RecordCipher {
         }
         let raw = Uint8Array::from(&self.raw[..]);
         let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
-        let imported =
-            subtle().and_then(|s| s.import_key_with_str("raw", &raw, AES_GCM, false, &usages));
+        let args = [
+            "raw".into(),
+            raw.clone().into(),
+            AES_GCM.into(),
+            false.into(),
+            usages.into(),
+        ];
+        let imported = subtle("importKey", &args);
         // WebCrypto copied the bytes: wipe this copy in the JS heap.
         wipe(&raw);
         let key: CryptoKey = answer(imported).await?.unchecked_into();
@@ -68,12 +74,8 @@ impl RecordCipher {
         params.set_additional_data(&Uint8Array::from(aad));
         let data_len = data.len();
         let data: Object = Uint8Array::from(data).into();
-        let subtle = subtle().map_err(unavailable)?;
-        let promise = if seal {
-            subtle.encrypt_with_object_and_buffer_source(&params, &key, &data)
-        } else {
-            subtle.decrypt_with_object_and_buffer_source(&params, &key, &data)
-        };
+        let method = if seal { "encrypt" } else { "decrypt" };
+        let promise = subtle(method, &[params.into(), key.into(), data.into()]);
         // AES-GCM's output is the input with the tag added or taken away.
         answer_bytes(promise, data_len + TAG_BYTES)
             .await

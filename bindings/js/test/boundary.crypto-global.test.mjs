@@ -137,6 +137,10 @@ describe('the host WebCrypto as the wasm reaches it', () => {
         digest: async () => detach(new Uint8Array(32)).buffer,
         sign: async () => detach(new Uint8Array(256)).buffer,
       }),
+      'methods that resolve with more bytes than any digest or signature': polyfill({
+        digest: async () => new ArrayBuffer(8192),
+        sign: async () => new ArrayBuffer(8192),
+      }),
       'getRandomValues that throws': polyfill({}, () => { throw new Error('no'); }),
       'getRandomValues that takes the buffer': polyfill({}, detach),
     };
@@ -163,6 +167,8 @@ describe('the host WebCrypto as the wasm reaches it', () => {
       polyfill({ decrypt: () => undefined, encrypt: () => undefined }),
       polyfill({ decrypt: async () => 'text', encrypt: async () => 'text' }),
       polyfill({ importKey() { throw new Error('no'); } }),
+      // More bytes than AES-GCM gives: never saved or read cut short.
+      polyfill({ decrypt: async () => new ArrayBuffer(1 << 16), encrypt: async () => new ArrayBuffer(1 << 16) }),
     ];
     for (const stand of stands) {
       const store = new EncryptedStore(inner, options);

@@ -188,10 +188,12 @@ fn value_span(after: &str) -> Option<(usize, usize)> {
     }
     let start = after.len() - opened.len();
     let len = opened.find(is_quote).unwrap_or(opened.len());
-    // After a comma, a string followed by `:` is the next member's name, and
-    // the name before it a value (`"grant_type":"refresh_token","refresh_token":"…"`).
+    // After a comma, a secret member's name followed by `:` is the next
+    // member, and the name before it a value
+    // (`"grant_type":"refresh_token","refresh_token":"…"`): that member's own
+    // value is redacted next. Any other string there is redacted as the value.
     let closed = opened[len..].trim_start_matches(is_quote).trim_start();
-    if comma && closed.starts_with(':') {
+    if comma && closed.starts_with(':') && SECRET_MEMBERS.contains(&&opened[..len]) {
         return None;
     }
     Some((start, start + len))
@@ -276,6 +278,9 @@ mod tests {
         );
         let pairs = "[('grant_type', 'refresh_token'), ('refresh_token', 'rt-UNKNOWN-2')]";
         assert!(!scrub(pairs, &[]).contains("UNKNOWN"));
+        // A token as an object's key after a secret member's name stays redacted.
+        let keyed = r#"{"refresh_token", "rt-UNKNOWN-3": 1}"#;
+        assert!(!scrub(keyed, &[]).contains("UNKNOWN"));
     }
 
     #[test]

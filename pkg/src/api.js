@@ -534,7 +534,14 @@ export function bind(wasm, eventChannel) {
         }
       }, 'callOptions');
       // The record is saved; the client may have been freed meanwhile.
-      if (keys.wasm === null) throw notLive('TokenClient');
+      if (keys.wasm === null) {
+        throw new ConfigError({
+          code: 'config',
+          field: 'this',
+          message: 'invalid configuration `this`: not a live TokenClient (free() was called while exchangeCode() ran; '
+            + 'the code was redeemed and its session saved: open it with session(key, store) on a live client)',
+        });
+      }
       const ref = keys.open(key, store);
       keys.refill(key, ref);
       return new UserSession(INTERNAL, keys, key, ref);

@@ -95,23 +95,34 @@ pub(crate) async fn answer_bytes(
     }
 }
 
-/// A non-extractable RS256 signing key from a PKCS#8 `PrivateKeyInfo`.
-async fn import_rs256_key(pkcs8_der: &[u8]) -> Result<CryptoKey, JsValue> {
-    let params = RsaHashedImportParams::new_with_str("SHA-256");
-    params.unchecked_ref::<Algorithm>().set_name(RS256);
-    let der = Uint8Array::from(pkcs8_der);
-    let usages = Array::of1(&JsValue::from_str("sign"));
+/// `crypto.subtle.importKey(format, key, algorithm, false, usages)`: a
+/// non-extractable key from `key`'s bytes, whose copy in the JS heap is
+/// wiped once WebCrypto has copied it (synchronously, as `importKey` does).
+pub(crate) async fn import_key(
+    format: &str,
+    key: &[u8],
+    algorithm: JsValue,
+    usages: &[&str],
+) -> Result<CryptoKey, JsValue> {
+    let bytes = Uint8Array::from(key);
+    let usages: Array = usages.iter().map(|u| JsValue::from_str(u)).collect();
     let args = [
-        "pkcs8".into(),
-        der.clone().into(),
-        params.into(),
+        format.into(),
+        bytes.clone().into(),
+        algorithm,
         false.into(),
         usages.into(),
     ];
     let imported = subtle("importKey", &args);
-    // WebCrypto copied the key: wipe this copy in the JS heap.
-    wipe(&der);
+    wipe(&bytes);
     Ok(answer(imported).await?.unchecked_into())
+}
+
+/// A non-extractable RS256 signing key from a PKCS#8 `PrivateKeyInfo`.
+async fn import_rs256_key(pkcs8_der: &[u8]) -> Result<CryptoKey, JsValue> {
+    let params = RsaHashedImportParams::new_with_str("SHA-256");
+    params.unchecked_ref::<Algorithm>().set_name(RS256);
+    import_key("pkcs8", pkcs8_der, params.into(), &["sign"]).await
 }
 
 /// The SHA-256 of `data` (PKCE's S256 challenge).

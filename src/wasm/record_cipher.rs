@@ -3,14 +3,13 @@
 //! is compiled into the wasm. The raw key is imported once, as a
 //! non-extractable `CryptoKey`, on first use.
 
-use super::crypto::{answer, answer_bytes, subtle, wipe};
+use super::crypto::{answer_bytes, import_key, subtle};
 use super::host;
 use crate::cipher::{CipherError, KEY_BYTES, NONCE_BYTES};
-use js_sys::{Array, Object, Uint8Array};
+use js_sys::{Object, Uint8Array};
 use std::cell::OnceCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use web_sys::{AesGcmParams, CryptoKey};
 
 const AES_GCM: &str = "AES-GCM";
@@ -39,19 +38,13 @@ impl RecordCipher {
         if let Some(key) = self.imported.get() {
             return Ok(key.clone());
         }
-        let raw = Uint8Array::from(&self.raw[..]);
-        let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
-        let args = [
-            "raw".into(),
-            raw.clone().into(),
+        let key = import_key(
+            "raw",
+            &self.raw[..],
             AES_GCM.into(),
-            false.into(),
-            usages.into(),
-        ];
-        let imported = subtle("importKey", &args);
-        // WebCrypto copied the bytes: wipe this copy in the JS heap.
-        wipe(&raw);
-        let key: CryptoKey = answer(imported).await?.unchecked_into();
+            &["encrypt", "decrypt"],
+        )
+        .await?;
         Ok(self.imported.get_or_init(|| key).clone())
     }
 

@@ -641,3 +641,40 @@ async fn a_forced_refresh_sends_when_another_process_only_marked_the_record() {
     );
     assert_eq!(h.refresh_requests(), 2, "nothing more sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_with_the_same_access_token_value_answers_a_forced_refresh() {
+    // Some providers renew with the same access-token value (a new expiry,
+    // a new refresh token). Stored by another process, that is an arrival:
+    // refresh() serves it rather than spend the new refresh token again.
+    let h = Harness::new();
+    let store = Arc::new(freshtoken::MemoryStore::with_leases(h.clock.clone()));
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            access_token: Some(family.access_token.clone().into()),
+            expires_in: Some(900),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.access_token().await.unwrap(), family.access_token);
+    let renewed_family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    let mut renewed = freshtoken::Record::decode(&store.get("u1").unwrap()).unwrap();
+    let access = renewed.access_token.as_mut().unwrap();
+    access.issued_at_ms += 60_000;
+    access.expires_at_ms += 60_000;
+    renewed.refresh_token = Some(renewed_family.refresh_token.clone().into());
+    renewed.updated_at_ms += 60_000;
+    store.save("u1", &renewed.encode()).await.unwrap();
+    let info = session.refresh().await.unwrap();
+    assert_eq!(info.access_token, family.access_token, "the stored renewal");
+    assert_eq!(info.expires_at_ms, access_expiry(&renewed));
+    assert_eq!(h.refresh_requests(), 0, "nothing sent");
+}
+
+fn access_expiry(record: &freshtoken::Record) -> u64 {
+    record.access_token.as_ref().unwrap().expires_at_ms
+}

@@ -610,19 +610,7 @@ async fn a_forced_refresh_sends_when_another_process_only_marked_the_record() {
     // doubt) and died before sending. The record changed, but no renewal
     // arrived: refresh() must not hand back the token it was asked to replace.
     let h = Harness::new();
-    let store = Arc::new(freshtoken::MemoryStore::with_leases(h.clock.clone()));
-    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
-    let session = h.client.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: family.refresh_token.clone().into(),
-            access_token: Some(family.access_token.clone().into()),
-            expires_in: Some(900),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(session.access_token().await.unwrap(), family.access_token);
+    let (store, session, family) = on_a_fleet_store_with_its_access_token(&h).await;
     let mut marked = freshtoken::Record::decode(&store.get("u1").unwrap()).unwrap();
     marked.in_doubt = true;
     marked.updated_at_ms += 1;
@@ -648,19 +636,7 @@ async fn a_renewal_with_the_same_access_token_value_answers_a_forced_refresh() {
     // a new refresh token). Stored by another process, that is an arrival:
     // refresh() serves it rather than spend the new refresh token again.
     let h = Harness::new();
-    let store = Arc::new(freshtoken::MemoryStore::with_leases(h.clock.clone()));
-    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
-    let session = h.client.session("u1", store.clone()).unwrap();
-    session
-        .seed(Seed {
-            refresh_token: family.refresh_token.clone().into(),
-            access_token: Some(family.access_token.clone().into()),
-            expires_in: Some(900),
-            ..Seed::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(session.access_token().await.unwrap(), family.access_token);
+    let (store, session, family) = on_a_fleet_store_with_its_access_token(&h).await;
     let renewed_family = h.emu.seed(CLIENT_ID, "openid offline_access");
     let mut renewed = freshtoken::Record::decode(&store.get("u1").unwrap()).unwrap();
     let access = renewed.access_token.as_mut().unwrap();
@@ -677,4 +653,29 @@ async fn a_renewal_with_the_same_access_token_value_answers_a_forced_refresh() {
 
 fn access_expiry(record: &freshtoken::Record) -> u64 {
     record.access_token.as_ref().unwrap().expires_at_ms
+}
+
+/// A session on a fleet `MemoryStore` seeded with a new emulator family's
+/// tokens, its access token read once.
+async fn on_a_fleet_store_with_its_access_token(
+    h: &Harness,
+) -> (
+    Arc<freshtoken::MemoryStore>,
+    freshtoken::UserSession,
+    freshtoken_emulator::Seeded,
+) {
+    let store = Arc::new(freshtoken::MemoryStore::with_leases(h.clock.clone()));
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    session
+        .seed(Seed {
+            refresh_token: family.refresh_token.clone().into(),
+            access_token: Some(family.access_token.clone().into()),
+            expires_in: Some(900),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.access_token().await.unwrap(), family.access_token);
+    (store, session, family)
 }

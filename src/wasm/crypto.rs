@@ -77,7 +77,7 @@ pub(crate) fn wipe(array: &Uint8Array) {
 
 /// What a WebCrypto call answered, awaited like `await` does: a rejection,
 /// a throw or a non-promise of a polyfill all end here, never in wasm.
-pub(crate) async fn answer(call: Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
+async fn answer(call: Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
     host::settle(&call?).await
 }
 

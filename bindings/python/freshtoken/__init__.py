@@ -96,7 +96,7 @@ from ._sync import Client, Session  # noqa: E402
 from ._async import AsyncClient, AsyncSession  # noqa: E402
 from ._loop import event_loop  # noqa: E402
 from ._http import UrllibHttpClient  # noqa: E402
-from ._stores import FileTokenStore, MemoryTokenStore, TokenStoreBase  # noqa: E402
+from ._stores import FileTokenStore, MemoryTokenStore, RecoverResult, TokenStoreBase  # noqa: E402
 from ._encrypted import EncryptedStore, EncryptionKey  # noqa: E402
 
 
@@ -133,6 +133,7 @@ __all__ = [
     "TokenStoreBase",
     "MemoryTokenStore",
     "FileTokenStore",
+    "RecoverResult",
     "EncryptedStore",
     "EncryptionKey",
     # generated records, enums and host interfaces

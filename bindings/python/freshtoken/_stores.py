@@ -15,11 +15,16 @@ import contextlib
 import errno
 import functools
 import hashlib
+import json
 import os
 import re
+import secrets
+import stat
 import threading
 import tempfile
-from typing import Dict, Optional
+import uuid
+from dataclasses import dataclass
+from typing import ContextManager, Dict, Iterator, List, Optional
 
 try:
     import fcntl
@@ -30,7 +35,7 @@ from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord
 from ._check import SYNC_STORE_MEMBERS
 from ._host import STORE_METHODS, store_call, sync_store_call
 
-__all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore"]
+__all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore", "RecoverResult"]
 
 # The members a subclass may implement; each is wrapped (see _host.py) so
 # that it may be a plain or an async function, and so that it always answers
@@ -171,6 +176,18 @@ class MemoryTokenStore(TokenStoreBase):
         return self._records.get(key)
 
 
+@dataclass(frozen=True)
+class RecoverResult:
+    """What :meth:`FileTokenStore.recover` did: ``completed`` saves finished
+    (a temporary file renamed over its record file), ``removed`` temporary
+    files deleted."""
+
+    #: Saves finished: temporary files renamed over their record files.
+    completed: int
+    #: Temporary files deleted (stale, incomplete, or superseded).
+    removed: int
+
+
 class FileTokenStore(TokenStoreBase):
     """One file per session in ``directory`` (created 0700; files are 0600).
 
@@ -181,10 +198,14 @@ class FileTokenStore(TokenStoreBase):
     differ only in case. The JavaScript ``FileStore`` and the Kotlin
     ``FileTokenStore`` use the same names.
 
-    A save writes a temporary file in the same directory, fsyncs it, renames
-    it over the old one (``os.replace``) and fsyncs the directory: a crash
-    leaves the old record or the new one, never half of one. File I/O runs in
-    a worker thread.
+    A save writes a temporary file in the same directory,
+    ``.<name>.json.<random UUID>.tmp`` (as the Kotlin store does), fsyncs it,
+    renames it over the old one (``os.replace``) and fsyncs the directory: a
+    crash leaves the old record or the new one, never half of one. A process
+    killed between the fsync and the rename leaves the new record (with the
+    new single-use refresh token) in the temporary file only: call
+    :meth:`recover` at startup, before the first session, to finish such
+    saves. File I/O runs in a worker thread.
 
     Several processes (web server workers) may share the directory: where
     the OS has ``flock`` (Linux, macOS), the store offers the refresh lease
@@ -197,7 +218,8 @@ class FileTokenStore(TokenStoreBase):
     write holds ``<name>.write.lock`` for its compare-and-swap; a record's
     version is the SHA-256 of its file's bytes (of its text's UTF-8, as the
     Kotlin store and the ``freshtoken`` command compute it). Without
-    ``flock`` (Windows) it serves one process: no lease and no versions.
+    ``flock`` (Windows) it serves one process: no lease and no versions, and
+    a write holds a lock of this process instead.
 
     A record file that is not UTF-8 (a damaged byte) is never read as
     text: read with replacement characters, its refresh token would be sent
@@ -269,6 +291,86 @@ class FileTokenStore(TokenStoreBase):
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
         return await asyncio.to_thread(self._save_versioned, key, record, expected)
 
+    async def recover(self) -> RecoverResult:
+        """Finishes the saves a killed process left half done, and removes
+        their other temporary files; call it at startup, before the first
+        session.
+
+        A save killed between its temporary file's fsync and its rename
+        leaves the rotated record (the new single-use refresh token) only in
+        that file; the record file's old refresh token is spent, and sending
+        it again would make the user link again. For each record file with
+        temporary files (``.<name>.json.<random UUID>.tmp``: this store's and the
+        Kotlin ``FileTokenStore``'s) this holds the record's write lock, which
+        every save of both stores holds while its temporary file exists, so
+        each one found then is abandoned, whatever its age (without
+        ``flock``, on Windows, that lock is this process's own: the store
+        serves one process there). The newest that holds a whole record (a
+        JSON object) and is at least as new as the record file (modification
+        time) is renamed over it; the others are removed. The directory is
+        then fsynced.
+
+        Left alone: the JavaScript ``FileStore``'s (and the ``freshtoken``
+        command's) ``<name>.json.<pid>.<hex>.tmp``, and earlier versions'
+        ``.tmp-*.json``, which do not say whose record they hold. A missing
+        directory recovers nothing. A failure raises ``HostError.Failed``
+        naming the step and the errno, never a path; what was done stays
+        done, and calling again goes on.
+        """
+        return await asyncio.to_thread(self.recover_sync)
+
+    def recover_sync(self) -> RecoverResult:
+        """:meth:`recover` for synchronous code: the same, in the calling
+        thread (which it blocks, waiting for any save it must let finish)."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return RecoverResult(completed=0, removed=0)
+        except OSError as err:
+            raise HostError.Failed(detail=f"cannot list the record directory ({_why(err)})") from None
+        targets = sorted({found.group(1) for found in map(_TEMP_NAME.fullmatch, names) if found})
+        recovery = _Recovery()
+        for target in targets:
+            lock = os.path.join(self.directory, target[: -len(".json")] + ".write.lock")
+            with recovery.attempt("cannot finish an interrupted save"), _write_locked(lock):
+                self._recover_record(target, recovery)
+        if targets:
+            self._sync_directory()  # the renames (and removals) made durable
+        if recovery.failure is not None:
+            raise recovery.failure
+        return RecoverResult(completed=recovery.completed, removed=recovery.removed)
+
+    def _recover_record(self, target: str, recovery: "_Recovery") -> None:
+        """Finishes the record file ``target``'s (a name) newest whole save at
+        least as new as it and removes its other temporary files; the caller
+        holds its write lock, so none of them is being written."""
+        # Listed again under the lock: a save may have ended since.
+        temps = []
+        for name in os.listdir(self.directory):
+            found = _TEMP_NAME.fullmatch(name)
+            if found is None or found.group(1) != target:
+                continue
+            path = os.path.join(self.directory, name)
+            mtime = _mtime_ns(path, regular_only=True)  # a link or a directory is no save's
+            if mtime is not None:
+                temps.append((mtime, path))
+        record = os.path.join(self.directory, target)
+        current = _mtime_ns(record)
+        finished = False
+        for mtime, path in sorted(temps, reverse=True):  # newest first
+            if not finished and (current is None or mtime >= current) and _whole_record(path):
+                finished = True
+                with recovery.attempt("cannot finish an interrupted save"):
+                    os.replace(path, record)
+                    recovery.completed += 1
+                continue
+            with recovery.attempt("cannot remove an interrupted save's temporary file"):
+                try:
+                    os.unlink(path)
+                    recovery.removed += 1
+                except FileNotFoundError:
+                    pass
+
     def _save_locked(self, key: str, record: str) -> None:
         with self._writing(key):
             self._save(key, record)
@@ -282,20 +384,10 @@ class FileTokenStore(TokenStoreBase):
             self._save(key, record)
         return CasResult.SAVED(version=_version(encoded))
 
-    @contextlib.contextmanager
-    def _writing(self, key: str):
+    def _writing(self, key: str) -> ContextManager[None]:
         """Holds ``key``'s write lock (every process's writes take it), so that a
         compare-and-swap reads and writes with no other write in between."""
-        if fcntl is None:
-            yield
-            return
-        path = self.lock_path(key, "write")
-        file = _open_lock_file(path)
-        try:
-            _lock_exclusive(file, path, blocking=True)
-            yield
-        finally:
-            _unlock_and_close(file)
+        return _write_locked(self.lock_path(key, "write"))
 
     def _load(self, key: str) -> Optional[str]:
         found = self._load_bytes(key)
@@ -329,10 +421,15 @@ class FileTokenStore(TokenStoreBase):
             self._sync_directory()
 
     def _write(self, path: str, record: str) -> None:
-        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        """Writes ``record`` to ``path`` through a temporary file named after it
+        (see :meth:`recover`); the caller holds the key's write lock."""
+        data = record.encode("utf-8")  # the bytes its version hashes, on every OS
+        random = uuid.UUID(bytes=secrets.token_bytes(16), version=4)  # the Kotlin store's form
+        temp = os.path.join(self.directory, f".{os.path.basename(path)}.{random}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(record)
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, path)
@@ -355,6 +452,93 @@ class FileTokenStore(TokenStoreBase):
             pass
         finally:
             os.close(fd)
+
+
+# A save's temporary file, this store's and the Kotlin store's:
+# ``.<record file name>.<random UUID>.tmp``. The name is a record file's name
+# of today (lowercase ASCII), never a path.
+_TEMP_NAME = re.compile(
+    r"\.((?:x\.(?:[0-9a-f]{2})+|h\.[0-9a-f]{64})\.json)"
+    r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp")
+
+
+def _mtime_ns(path: str, regular_only: bool = False) -> Optional[int]:
+    """``path``'s modification time (ns), or None if it is missing (or, with
+    ``regular_only``, not a regular file: a link or a directory is left alone)."""
+    try:
+        found = os.lstat(path) if regular_only else os.stat(path)
+    except FileNotFoundError:
+        return None
+    if regular_only and not stat.S_ISREG(found.st_mode):
+        return None
+    return found.st_mtime_ns
+
+
+def _whole_record(path: str) -> bool:
+    """Whether the temporary file ``path`` holds a whole record: a JSON object
+    (a write cut off is not one). Read leniently: a damaged byte does not make
+    a write incomplete (renamed into place, its load refuses it, where one
+    judged incomplete would be deleted)."""
+    data = _read(path)
+    if data is None:
+        return False
+    try:
+        return isinstance(json.loads(data.decode("utf-8", "replace")), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+class _Recovery:
+    """One :meth:`FileTokenStore.recover` call's counts and its first failure."""
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.removed = 0
+        self.failure: Optional[Exception] = None
+
+    @contextlib.contextmanager
+    def attempt(self, what: str) -> Iterator[None]:
+        """Runs the block; keeps its failure (the first one, as ``HostError.Failed``
+        saying ``what`` and the errno, never a path) and goes on."""
+        try:
+            yield
+        except OSError as err:
+            if self.failure is None:
+                self.failure = HostError.Failed(detail=f"{what} ({_why(err)})")
+
+
+def _why(err: OSError) -> str:
+    """An OSError without its path: the errno's name, else the class's."""
+    return errno.errorcode.get(err.errno or 0) or type(err).__name__
+
+
+@contextlib.contextmanager
+def _write_locked(path: str) -> Iterator[None]:
+    """Holds the write lock ``path`` (``<name>.write.lock``): with ``flock``,
+    the lock every process's writes take (see :func:`_lock_exclusive`; a
+    ``flock`` also excludes this process's other threads); without it
+    (Windows), a lock of this process, the only one the store serves there."""
+    if fcntl is None:
+        with _in_process_write_lock(path):
+            yield
+        return
+    file = _open_lock_file(path)
+    try:
+        _lock_exclusive(file, path, blocking=True)
+        yield
+    finally:
+        _unlock_and_close(file)
+
+
+# Without flock: the write locks of this process, a record's chosen by its
+# lock file's real path (stripes: a few keys share one, briefly).
+_WRITE_STRIPES: List[threading.Lock] = [threading.Lock() for _ in range(64)]
+
+
+def _in_process_write_lock(path: str) -> threading.Lock:
+    """This process's lock for the write lock file ``path`` (see _WRITE_STRIPES)."""
+    where = os.path.normcase(os.path.realpath(path))
+    return _WRITE_STRIPES[hash(where) % len(_WRITE_STRIPES)]
 
 
 def _version(data: bytes) -> str:

@@ -117,7 +117,7 @@ def test_file_store_failure_is_a_storage_error_behind_a_session(emu, tmp_path):
             await session.seed(refresh_token=family["refresh_token"])
         assert raised.value.code == "storage"
         assert family["refresh_token"] not in str(raised.value)
-        assert [n for n in os.listdir(store.directory) if n.startswith(".tmp-")] == [], "temp file removed"
+        assert [n for n in os.listdir(store.directory) if n.endswith(".tmp")] == [], "temp file removed"
 
     asyncio.run(scenario())
 

@@ -22,6 +22,7 @@ endpoint, refresh_token = sys.argv[1], sys.argv[2]
 # The README's synchronous quick start.
 client = freshtoken.Client(endpoint, "test-client", client_secret="test-secret")
 store = freshtoken.FileTokenStore(tempfile.mkdtemp())
+recovered = store.recover_sync()                                         # at startup
 client.session("user-42", store).seed(refresh_token=refresh_token)   # once
 token = client.session("user-42", store).access_token()                # per request
 cached = all(client.session("user-42", store).access_token() == token for _ in range(100))
@@ -37,6 +38,7 @@ async def main():
     return await aclient.session("user-42", store).access_token()
 
 print(json.dumps({"file": freshtoken.__file__, "cached": cached, "code": code,
+                  "recovered": recovered == freshtoken.RecoverResult(completed=0, removed=0),
                   "stored": json.loads(open(store.path("user-42")).read())["access_token"] == token,
                   "async_same": asyncio.run(main()) == token,
                   # maturin generated this module: its string converter is replaced too.
@@ -63,5 +65,6 @@ def test_the_installed_wheel_runs_a_session(emu, tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["file"].startswith(str(venv)), "imported from the installed wheel"
     assert report["cached"] and report["stored"] and report["async_same"] and report["str_encode"]
+    assert report["recovered"]
     assert report["code"] == ["reauthorization_required", "no_refresh_token"]
     assert emu.refresh_requests() == 1

@@ -1,0 +1,516 @@
+"""FileTokenStore.recover(): a save killed between its temporary file's
+fsync and its rename leaves the rotated record (the new single-use refresh
+token) in that file only. recover() finishes such saves (renames the newest
+whole temporary file over its record file) and removes the other temporary
+files, holding each record's write lock, which every save of the Python and
+Kotlin stores holds while its temporary file exists. The temporary files of
+the JavaScript FileStore (and the ``freshtoken`` command) and of earlier
+versions of this store are left alone."""
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+import freshtoken
+from freshtoken import FileTokenStore, HostError, RecoverResult
+from freshtoken import _stores
+
+from helpers import CLIENT_ID, CLIENT_SECRET, same
+
+OLD = '{"schema":"freshtoken.record/1","refresh_token":"rt-old","in_doubt":true,"updated_at_ms":1}'
+NEW = '{"schema":"freshtoken.record/1","refresh_token":"rt-new","updated_at_ms":2}'
+SECOND = 1_000_000_000  # ns
+
+
+def temp_name(store, key, random=None):
+    """The temporary file a save of ``key`` writes, in this store and the Kotlin
+    FileTokenStore: ``.<name>.json.<random UUID>.tmp``."""
+    return f".{os.path.basename(store.path(key))}.{random or uuid.uuid4()}.tmp"
+
+
+def kotlin_temp_name(store, key):
+    """The Kotlin FileTokenStore's (``.<name>.json.${UUID.randomUUID()}.tmp``)."""
+    return f".{os.path.basename(store.path(key))}.{uuid.uuid4()}.tmp"
+
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"  # a random (version 4) UUID
+
+
+def put(store, name, text, mtime_ns):
+    """Writes ``text`` to ``name`` in the store's directory (0600), modified at ``mtime_ns``."""
+    path = os.path.join(store.directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+def with_record(tmp_path, key="u1", text=OLD):
+    """A store whose ``key`` has a record file; returns (store, that file's mtime in ns)."""
+    store = FileTokenStore(tmp_path / "tokens")
+    asyncio.run(store.save(key, text))
+    return store, os.stat(store.path(key)).st_mtime_ns
+
+
+def listing(store):
+    return sorted(os.listdir(store.directory))
+
+
+def recover(store, form="async"):
+    return asyncio.run(store.recover()) if form == "async" else store.recover_sync()
+
+
+@pytest.mark.parametrize("form", ["async", "sync"])
+def test_a_save_killed_between_fsync_and_rename_is_finished(tmp_path, form):
+    """The record file holds the old record (write-ahead marker, spent
+    refresh token); a newer whole temporary file holds the rotated one."""
+    store, mtime = with_record(tmp_path)
+    temp = put(store, temp_name(store, "u1"), NEW, mtime + SECOND)
+    synced = []
+    real_sync = store._sync_directory
+    store._sync_directory = lambda: synced.append(os.path.exists(temp)) or real_sync()
+
+    result = recover(store, form)
+
+    assert result == RecoverResult(completed=1, removed=0)
+    assert (result.completed, result.removed) == (1, 0)
+    assert asyncio.run(store.load("u1")) == NEW, "load() answers the record the killed save was writing"
+    assert not os.path.exists(temp)
+    assert synced == [False], "the directory fsynced after the rename"
+    assert not any(name.endswith(".tmp") for name in listing(store))
+    assert recover(store, form) == RecoverResult(completed=0, removed=0), "nothing left to do"
+
+
+def test_a_complete_temp_with_no_record_file_becomes_the_record(tmp_path):
+    """The first save of a key (a code exchange) killed before its rename."""
+    store = FileTokenStore(tmp_path / "tokens")
+    put(store, temp_name(store, "u1"), NEW, 10 * SECOND)
+    assert store.recover_sync() == RecoverResult(completed=1, removed=0)
+    assert asyncio.run(store.load("u1")) == NEW
+
+
+def test_a_temp_older_than_the_record_is_removed_not_renamed(tmp_path):
+    """A record saved after the temporary file was left is newer: kept."""
+    store, mtime = with_record(tmp_path, text=NEW)
+    temp = put(store, temp_name(store, "u1"), OLD, mtime - SECOND)
+
+    assert store.recover_sync() == RecoverResult(completed=0, removed=1)
+    assert asyncio.run(store.load("u1")) == NEW, "the record file is kept"
+    assert not os.path.exists(temp)
+
+
+def test_of_several_temps_the_newest_whole_one_at_least_as_new_as_the_record_wins(tmp_path):
+    store, mtime = with_record(tmp_path)
+    put(store, temp_name(store, "u1"), '{"refresh_token":"rt-cut', mtime + 3 * SECOND)  # newest, cut off
+    put(store, temp_name(store, "u1"), NEW, mtime + 2 * SECOND)                       # newest whole one
+    put(store, temp_name(store, "u1"), '{"refresh_token":"rt-older"}', mtime + SECOND)
+    put(store, temp_name(store, "u1"), '{"refresh_token":"rt-stale"}', mtime - SECOND)       # older than the record
+    put(store, kotlin_temp_name(store, "u1"), '{"refresh_token":"rt-same-time"}', mtime)  # as new: a candidate
+
+    assert store.recover_sync() == RecoverResult(completed=1, removed=4)
+    assert asyncio.run(store.load("u1")) == NEW
+    assert listing(store) == sorted([os.path.basename(store.path("u1")),
+                                     os.path.basename(store.lock_path("u1", "write"))])
+
+
+def test_a_temp_at_the_same_time_as_the_record_is_finished(tmp_path):
+    """"At least as new": a coarse clock can give the save and the marker one time."""
+    store, mtime = with_record(tmp_path)
+    put(store, temp_name(store, "u1"), NEW, mtime)
+    assert store.recover_sync() == RecoverResult(completed=1, removed=0)
+    assert asyncio.run(store.load("u1")) == NEW
+
+
+@pytest.mark.parametrize("text", ["", '{"schema":"freshtoken.record/1","refresh_token":"rt-n', "[1, 2]", '"text"',
+                                  "null", "not json at all", "[" * 100_000],
+                         ids=["empty", "cut-off", "array", "string", "null", "not-json", "too-deep"])
+def test_an_incomplete_or_garbage_temp_is_removed_and_the_record_kept(tmp_path, text):
+    """Only a whole record (a JSON object) is renamed into place."""
+    store, mtime = with_record(tmp_path)
+    temp = put(store, temp_name(store, "u1"), text, mtime + SECOND)
+
+    assert store.recover_sync() == RecoverResult(completed=0, removed=1)
+    assert asyncio.run(store.load("u1")) == OLD
+    assert not os.path.exists(temp)
+
+
+def test_a_whole_record_with_a_damaged_byte_counts_as_written(tmp_path):
+    """Read leniently, as the JavaScript store does: renamed into place (its
+    load then refuses it) rather than deleted as if cut off."""
+    store, mtime = with_record(tmp_path)
+    path = put(store, temp_name(store, "u1"), "", mtime)
+    with open(path, "wb") as file:
+        file.write(b'{"refresh_token":"rt-\xff"}')
+    os.utime(path, ns=(mtime + SECOND, mtime + SECOND))
+    assert store.recover_sync() == RecoverResult(completed=1, removed=0)
+    with pytest.raises(HostError.Failed):
+        asyncio.run(store.load("u1"))
+
+
+def test_each_record_file_is_recovered_on_its_own(tmp_path):
+    store, _ = with_record(tmp_path, "a")
+    asyncio.run(store.save("b", OLD))
+    long_key = "k" * 100  # a hashed name: h.<sha256>.json, its lock h.<sha256>.write.lock
+    asyncio.run(store.save(long_key, OLD))
+    later = os.stat(store.path(long_key)).st_mtime_ns + SECOND
+    put(store, temp_name(store, "a"), NEW, later)
+    put(store, temp_name(store, "b"), OLD.replace("rt-old", "rt-b-stale"), later - 100 * SECOND)
+    put(store, kotlin_temp_name(store, long_key), NEW, later)
+
+    assert asyncio.run(store.recover()) == RecoverResult(completed=2, removed=1)
+    assert asyncio.run(store.load("a")) == NEW
+    assert asyncio.run(store.load("b")) == OLD
+    assert asyncio.run(store.load(long_key)) == NEW
+
+
+def test_a_missing_directory_recovers_nothing(tmp_path):
+    store = FileTokenStore(tmp_path / "tokens")
+    os.rmdir(store.directory)
+    assert store.recover_sync() == RecoverResult(completed=0, removed=0)
+    assert asyncio.run(store.recover()) == RecoverResult(completed=0, removed=0)
+    assert not os.path.exists(store.directory), "recover() creates nothing"
+
+
+def test_a_failure_is_a_host_error_without_paths(tmp_path):
+    store = FileTokenStore(tmp_path / "secret-user-tokens")
+    os.rmdir(store.directory)
+    open(store.directory, "w").close()  # not a directory: it cannot be listed
+    with pytest.raises(HostError.Failed) as raised:
+        store.recover_sync()
+    assert raised.value.detail == "cannot list the record directory (ENOTDIR)"
+    assert "secret-user" not in str(raised.value)
+
+
+def test_a_failure_is_raised_after_every_other_record_was_recovered_and_names_no_file(tmp_path):
+    store, mtime = with_record(tmp_path, key="secret-user")
+    asyncio.run(store.save("zz-other", OLD))  # listed after it
+    put(store, temp_name(store, "secret-user"), NEW, mtime + SECOND)
+    put(store, temp_name(store, "zz-other"), NEW, os.stat(store.path("zz-other")).st_mtime_ns + SECOND)
+    os.unlink(store.lock_path("secret-user", "write"))
+    os.mkdir(store.lock_path("secret-user", "write"))  # its lock file cannot be opened
+    with pytest.raises(HostError.Failed) as raised:
+        store.recover_sync()
+    assert raised.value.detail == "cannot finish an interrupted save (EISDIR)"
+    name = os.path.basename(store.path("secret-user"))
+    for secret in (store.directory, name, name[2:-5], "rt-new", "rt-old"):
+        assert secret not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
+    assert asyncio.run(store.load("zz-other")) == NEW, "the other record was recovered all the same"
+    assert asyncio.run(store.load("secret-user")) == OLD, "nothing done without the lock"
+
+
+# ---- The temporary file's name -----------------------------------------------------------
+
+def test_save_writes_a_temp_named_after_its_record_file_created_exclusively_0600(tmp_path, monkeypatch):
+    store = FileTokenStore(tmp_path / "tokens")
+    seen = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        seen.append((os.path.basename(source), os.path.basename(target), os.stat(source).st_mode & 0o777,
+                     open(source, encoding="utf-8").read()))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    asyncio.run(store.save("u1", NEW))
+    asyncio.run(store.save_versioned("k" * 100, NEW, None))
+    monkeypatch.undo()
+
+    record = os.path.basename(store.path("u1"))
+    hashed = os.path.basename(store.path("k" * 100))
+    assert [(target, mode, text) for _, target, mode, text in seen] == [(record, 0o600, NEW), (hashed, 0o600, NEW)]
+    assert re.fullmatch(r"\." + re.escape(record) + r"\." + UUID + r"\.tmp", seen[0][0]), seen[0][0]
+    assert re.fullmatch(r"\." + re.escape(hashed) + r"\." + UUID + r"\.tmp", seen[1][0]), seen[1][0]
+    assert seen[0][0] != seen[1][0]
+
+
+def test_save_never_writes_into_an_existing_file_of_its_temp_name(tmp_path, monkeypatch):
+    """O_EXCL: a file (or a link) already there under the name is never opened."""
+    store = FileTokenStore(tmp_path / "tokens")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    monkeypatch.setattr(_stores.secrets, "token_bytes", lambda n: b"\xab" * n)
+    fixed = uuid.UUID(bytes=b"\xab" * 16, version=4)
+    os.symlink(elsewhere, os.path.join(store.directory, temp_name(store, "u1", fixed)))
+    with pytest.raises(HostError.Failed):
+        asyncio.run(store.save("u1", NEW))
+    assert elsewhere.read_text() == "untouched"
+    assert not os.path.exists(store.path("u1"))
+
+
+def test_a_temp_a_save_of_this_store_was_writing_is_recovered(tmp_path, monkeypatch):
+    """The name save() now writes is one recover() finishes: a save killed at its rename."""
+    store, _ = with_record(tmp_path)
+
+    class Killed(BaseException):
+        pass
+
+    def killed(source, target):
+        os.link(source, source + ".kept")  # what the kill would leave: the fsynced temp
+        raise Killed()
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(Killed):
+        store._save_locked("u1", NEW)
+    monkeypatch.undo()
+    [kept] = [name for name in listing(store) if name.endswith(".kept")]
+    os.rename(os.path.join(store.directory, kept), os.path.join(store.directory, kept[: -len(".kept")]))
+
+    assert store.recover_sync() == RecoverResult(completed=1, removed=0)
+    assert asyncio.run(store.load("u1")) == NEW
+
+
+def test_a_kotlin_store_temp_is_recovered(tmp_path):
+    """The Kotlin FileTokenStore's temporary file (``.<name>.json.<UUID>.tmp``, the form save() now
+    writes too): the two stores share directories and write locks."""
+    store, mtime = with_record(tmp_path)
+    temp = put(store, kotlin_temp_name(store, "u1"), NEW, mtime + SECOND)
+    assert store.recover_sync() == RecoverResult(completed=1, removed=0)
+    assert asyncio.run(store.load("u1")) == NEW
+    assert not os.path.exists(temp)
+
+
+# ---- What is left alone ------------------------------------------------------------------
+
+def test_temps_of_the_javascript_store_and_of_earlier_versions_are_left_alone(tmp_path):
+    store, mtime = with_record(tmp_path)
+    record = os.path.basename(store.path("u1"))
+    others = [
+        f"{record}.4242.{'ab12' * 3}.tmp",           # the JavaScript FileStore's and the command's
+        ".tmp-k2j4x9q1.json",                          # this store's before: names no record file
+        ".lock-probe-abc123.tmp",                      # a lock probe
+        f".{record}.NOT-RANDOM.tmp",                   # not a random part either store writes
+        f".{record}.{secrets.token_hex(16)}.tmp",      # nor is this
+        f".{record[:-5]}.txt.{uuid.uuid4()}.tmp",      # not a record file's name
+        f".k.dTE.json.{uuid.uuid4()}.tmp",             # an earlier name: never a temp's target
+    ]
+    for name in others:
+        put(store, name, NEW, mtime + SECOND)
+    os.mkdir(os.path.join(store.directory, temp_name(store, "u1")))  # a directory: not a save's file
+    before = listing(store)
+
+    assert store.recover_sync() == RecoverResult(completed=0, removed=0)
+    assert asyncio.run(store.load("u1")) == OLD
+    assert listing(store) == before
+
+
+# ---- recover() waits for the record's write lock -----------------------------------------
+
+# Another process holding the write lock as a save would: the Python store's
+# (flock and a POSIX record lock) or a JVM's FileLock (the Kotlin store's: a
+# POSIX record lock alone). It says "held", then holds it until stdin closes.
+HOLD_WRITE_LOCK = r"""
+import fcntl, sys
+with open(sys.argv[1], "r+b") as file:
+    if sys.argv[2] == "python":
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+    fcntl.lockf(file.fileno(), fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+needs_flock = pytest.mark.skipif(_stores.fcntl is None, reason="no flock on this OS")
+
+
+def recover_in_thread(store, waiting):
+    """Runs recover_sync() in a thread; sets ``waiting`` when it has finished, too
+    (so a recover that never waits is seen at once). Returns (thread, result list)."""
+    result = []
+
+    def run():
+        try:
+            result.append(store.recover_sync())
+        finally:
+            waiting.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def held(lock):
+    """Enters the context manager ``lock``; returns a function that leaves it (once)."""
+    lock.__enter__()
+    left = []
+
+    def leave():
+        if not left:
+            left.append(True)
+            lock.__exit__(None, None, None)
+    return leave
+
+
+def signal_on_write_lock(monkeypatch, waiting):
+    """Sets ``waiting`` when a thread other than this one asks for a write lock."""
+    me = threading.current_thread()
+    original = _stores._lock_exclusive
+
+    def spying(file, path, blocking):
+        if path.endswith(".write.lock") and threading.current_thread() is not me:
+            waiting.set()
+        return original(file, path, blocking)
+
+    monkeypatch.setattr(_stores, "_lock_exclusive", spying)
+
+
+def assert_waits_then_finishes(store, temp, hold_released, waiting, thread, result):
+    assert waiting.wait(30)
+    assert thread.is_alive(), "recover() waits while a save may be writing"
+    assert os.path.exists(temp), "nothing renamed while the lock is held"
+    assert asyncio.run(store.load("u1")) == OLD
+    hold_released()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert result == [RecoverResult(completed=1, removed=0)]
+    assert asyncio.run(store.load("u1")) == NEW
+
+
+@needs_flock
+@pytest.mark.parametrize("holder", ["python", "kotlin"])
+def test_recover_waits_for_a_write_lock_another_process_holds(tmp_path, monkeypatch, holder):
+    store, mtime = with_record(tmp_path)
+    temp = put(store, temp_name(store, "u1"), NEW, mtime + SECOND)
+    process = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, store.lock_path("u1", "write"), holder],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout.readline().strip() == b"held"
+        waiting = threading.Event()
+        signal_on_write_lock(monkeypatch, waiting)
+        thread, result = recover_in_thread(store, waiting)
+
+        def release():
+            process.stdin.close()
+            assert process.wait(30) == 0
+
+        assert_waits_then_finishes(store, temp, release, waiting, thread, result)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+@needs_flock
+def test_recover_waits_for_a_save_in_another_thread_of_this_process(tmp_path, monkeypatch):
+    store, mtime = with_record(tmp_path)
+    temp = put(store, temp_name(store, "u1"), NEW, mtime + SECOND)
+    waiting = threading.Event()
+    release = held(store._writing("u1"))  # what a save of this process holds while its temp exists
+    try:
+        signal_on_write_lock(monkeypatch, waiting)
+        thread, result = recover_in_thread(store, waiting)
+        assert_waits_then_finishes(store, temp, release, waiting, thread, result)
+    finally:
+        release()
+
+
+def test_without_flock_recover_waits_for_this_processs_save_of_the_record(tmp_path, monkeypatch):
+    """Windows (no flock, one process): saves and recover() share a lock of this process per record."""
+    monkeypatch.setattr(_stores, "fcntl", None)
+    store, mtime = with_record(tmp_path)
+    assert store.supports_lease() is False
+    temp = put(store, temp_name(store, "u1"), NEW, mtime + SECOND)
+    waiting = threading.Event()
+    me = threading.current_thread()
+    original = _stores._in_process_write_lock
+
+    class Signalling:
+        def __init__(self, lock):
+            self.lock = lock
+
+        def __enter__(self):
+            if threading.current_thread() is not me:
+                waiting.set()
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+    monkeypatch.setattr(_stores, "_in_process_write_lock", lambda path: Signalling(original(path)))
+    release = held(store._writing("u1"))
+    try:
+        thread, result = recover_in_thread(store, waiting)
+        assert_waits_then_finishes(store, temp, release, waiting, thread, result)
+    finally:
+        release()
+    # Another record's save is not the same lock's concern: both still work.
+    asyncio.run(store.save("u2", NEW))
+    assert asyncio.run(store.load("u2")) == NEW
+
+
+# ---- End to end: a process killed before its rename, the emulator, a new process -------
+
+# A process on the store whose save of the rotated record (not the write-ahead
+# marker) dies by SIGKILL after the fsync, at the rename.
+KILLED_AT_RENAME = r"""
+import json, os, signal, sys
+import freshtoken
+
+endpoint, client_id, secret, directory = sys.argv[1:5]
+real_replace = os.replace
+
+def replace(source, target):
+    with open(source, encoding="utf-8") as file:
+        if not json.load(file).get("in_doubt"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(source, target)
+
+os.replace = replace
+client = freshtoken.Client(endpoint, client_id, client_secret=secret)
+client.session("u1", freshtoken.FileTokenStore(directory)).access_token(timeout=60)
+print("not killed", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="kills a process")
+def test_a_process_killed_before_renaming_the_rotated_record_loses_nothing_after_recover(emu, tmp_path):
+    directory = tmp_path / "tokens"
+    store = FileTokenStore(directory)
+    family = emu.seed()
+    freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET).session("u1", store).seed(
+        refresh_token=family["refresh_token"])
+
+    package = os.path.dirname(os.path.dirname(freshtoken.__file__))
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_RENAME, emu.token_endpoint, CLIENT_ID, CLIENT_SECRET, str(directory)],
+        env=dict(os.environ, PYTHONPATH=package), cwd=str(tmp_path), capture_output=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stdout
+    assert emu.refresh_requests() == 1 and emu.counters()["rotations"] == 1
+
+    # What the killed process left: the record file with the write-ahead
+    # marker and the spent refresh token; the rotated record in a temp file.
+    on_disk = json.loads(open(store.path("u1"), encoding="utf-8").read())
+    assert on_disk["in_doubt"] is True
+    same(on_disk["refresh_token"], family["refresh_token"], "the record file still holds the spent token")
+    assert emu.refresh_token_state(family["refresh_token"]) == "consumed"
+    [temp] = [name for name in os.listdir(directory) if name.endswith(".tmp")]
+    assert re.fullmatch(r"\." + re.escape(os.path.basename(store.path("u1"))) + r"\." + UUID + r"\.tmp", temp)
+    rotated = json.loads(open(os.path.join(directory, temp), encoding="utf-8").read())
+    assert emu.refresh_token_state(rotated["refresh_token"]) == "active", "the temp holds the live token"
+
+    # The next start: recover, then a new process (client) on the directory.
+    assert FileTokenStore(directory).recover_sync() == RecoverResult(completed=1, removed=0)
+    restarted = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    session = restarted.session("u1", FileTokenStore(directory))
+    same(session.access_token(timeout=60), rotated["access_token"], "the finished save's token, no request")
+    assert emu.refresh_requests() == 1
+    session.refresh(timeout=60)  # sends the rotated refresh token
+
+    counters = emu.counters()
+    assert counters["by_grant"]["refresh_token"] == 2 and counters["refresh_success"] == 2
+    assert counters["reuse_detected"] == 0 and counters["invalid_grant"] == 0, "the spent token was never sent again"
+    assert emu.refresh_token_state(rotated["refresh_token"]) == "consumed"
+    assert emu.refresh_token_state(family["refresh_token"]) == "consumed", "not revoked: no reuse"
+    latest = json.loads(open(store.path("u1"), encoding="utf-8").read())
+    assert emu.refresh_token_state(latest["refresh_token"]) == "active"
+    assert not any(name.endswith(".tmp") for name in os.listdir(directory))

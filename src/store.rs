@@ -158,6 +158,16 @@ pub const RECORD_SCHEMA_V1: &str = "freshtoken.record/1";
 /// freshtoken and is refused without being parsed.
 pub const MAX_RECORD_BYTES: usize = 4 * crate::MAX_RESPONSE_BYTES;
 
+/// Whether `bytes` are one whole JSON object of at most [`MAX_RECORD_BYTES`]
+/// (read as UTF-8, a damaged byte replaced): how a file store tells a
+/// temporary file that a killed save wrote in full from one cut off. Not
+/// whether freshtoken can read it as a record: its load says that.
+#[cfg_attr(not(feature = "ffi"), allow(dead_code))]
+pub(crate) fn is_whole_json_object(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    json_text::from_slice::<serde::de::IgnoredAny>(text.as_bytes(), MAX_RECORD_BYTES).is_ok()
+}
+
 /// `freshtoken.record/1` as written: the members in this order, absent
 /// ones left out (`in_doubt` only when true).
 #[derive(Serialize)]
@@ -312,6 +322,25 @@ mod tests {
 
     /// A record as version 1 wrote it. Later versions must keep reading it.
     const FROZEN_V1: &str = r#"{"schema":"freshtoken.record/1","access_token":"at-1","issued_at":1700000000000,"expires_at":1700000900000,"scope":"openid offline_access accounts","id_token":"idt-1","refresh_token":"rt-1","refresh_expires_at":1731536000000,"reauth":"lost_rotation","in_doubt":true,"updated_at":1700000000001}"#;
+
+    #[test]
+    fn a_whole_json_object_and_nothing_cut_off() {
+        let whole = FROZEN_V1.as_bytes();
+        assert!(is_whole_json_object(whole));
+        for n in 0..whole.len() {
+            assert!(!is_whole_json_object(&whole[..n]), "cut after {n} bytes");
+        }
+        let mut damaged = whole.to_vec();
+        damaged[40] = 0xff; // inside the access token's string
+        assert!(is_whole_json_object(&damaged), "a damaged byte is no cut");
+        for other in ["[]", "\"x\"", "null", "{} {}", "{\"a\":1,}", "\0\0\0"] {
+            assert!(!is_whole_json_object(other.as_bytes()), "{other}");
+        }
+        let deep = format!("{{\"a\":{}", "[".repeat(1_000_000));
+        assert!(!is_whole_json_object(deep.as_bytes()), "no stack overflow");
+        let large = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_RECORD_BYTES));
+        assert!(!is_whole_json_object(large.as_bytes()));
+    }
 
     fn sample() -> Record {
         Record {

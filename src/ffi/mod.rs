@@ -13,6 +13,7 @@ mod events;
 mod executor;
 mod host;
 mod host_exit;
+mod record_files;
 mod redact;
 mod session;
 mod types;
@@ -23,6 +24,7 @@ pub use error::{FreshTokenError, HostError};
 pub use events::{EventKind, EventListener, TokenEvent};
 pub use host::{Clock, HttpClient, TokenStore};
 pub use host_exit::shutdown_host_calls;
+pub use record_files::is_whole_record_file;
 pub use session::UserSession;
 pub use types::{
     AuthorizationRequest, AuthorizationUrlOptions, CachedToken, CasResult, ExchangeCodeOptions,

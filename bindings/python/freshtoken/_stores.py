@@ -15,7 +15,6 @@ import contextlib
 import errno
 import functools
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -31,7 +30,7 @@ try:
 except ImportError:  # no flock (Windows): FileTokenStore serves one process there
     fcntl = None
 
-from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord
+from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord, is_whole_record_file
 from ._check import SYNC_STORE_MEMBERS
 from ._host import STORE_METHODS, store_call, sync_store_call
 
@@ -475,17 +474,12 @@ def _mtime_ns(path: str, regular_only: bool = False) -> Optional[int]:
 
 
 def _whole_record(path: str) -> bool:
-    """Whether the temporary file ``path`` holds a whole record: a JSON object
-    (a write cut off is not one). Read leniently: a damaged byte does not make
+    """Whether the temporary file ``path`` holds a whole record: a JSON object,
+    as the core's JSON reader finds it (a write cut off is not one). Read leniently: a damaged byte does not make
     a write incomplete (renamed into place, its load refuses it, where one
     judged incomplete would be deleted)."""
     data = _read(path)
-    if data is None:
-        return False
-    try:
-        return isinstance(json.loads(data.decode("utf-8", "replace")), dict)
-    except (ValueError, RecursionError):
-        return False
+    return data is not None and is_whole_record_file(data)
 
 
 class _Recovery:

@@ -6257,6 +6257,19 @@ public func shutdownHostCalls(timeoutMs: Int64) -> Bool  {
     )
 })
 }
+/**
+ * Whether `bytes` are one whole JSON object (a damaged UTF-8 byte
+ * replaced, not refused): a file store's check, in `recover()`, that a
+ * temporary file a killed save left was written in full.
+ */
+public func isWholeRecordFile(bytes: Data) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_func_is_whole_record_file(
+        FfiConverterData.lower(bytes),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -6280,6 +6293,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_func_shutdown_host_calls() != 20210) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_func_is_whole_record_file() != 43857) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 20463) {

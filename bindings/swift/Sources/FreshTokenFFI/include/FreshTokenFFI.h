@@ -783,6 +783,11 @@ uint64_t uniffi_freshtoken_fn_func_encrypted_store(uint64_t inner, RustBuffer ke
 int8_t uniffi_freshtoken_fn_func_shutdown_host_calls(int64_t timeout_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_IS_WHOLE_RECORD_FILE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_FUNC_IS_WHOLE_RECORD_FILE
+int8_t uniffi_freshtoken_fn_func_is_whole_record_file(RustBuffer bytes, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
 #define UNIFFI_FFIDEF_FFI_FRESHTOKEN_RUSTBUFFER_ALLOC
 RustBuffer ffi_freshtoken_rustbuffer_alloc(uint64_t size, RustCallStatus *_Nonnull out_status
@@ -1058,6 +1063,12 @@ uint16_t uniffi_freshtoken_checksum_func_encrypted_store(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_HOST_CALLS
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_SHUTDOWN_HOST_CALLS
 uint16_t uniffi_freshtoken_checksum_func_shutdown_host_calls(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_IS_WHOLE_RECORD_FILE
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_FUNC_IS_WHOLE_RECORD_FILE
+uint16_t uniffi_freshtoken_checksum_func_is_whole_record_file(void
     
 );
 #endif

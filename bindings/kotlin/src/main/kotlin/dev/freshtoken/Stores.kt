@@ -11,14 +11,19 @@ import java.nio.channels.FileLock
 import java.nio.channels.OverlappingFileLockException
 import java.nio.file.AtomicMoveNotSupportedException
 import java.nio.file.Files
+import java.nio.file.LinkOption
 import java.nio.file.NoSuchFileException
 import java.nio.file.Path
 import java.nio.file.StandardCopyOption
 import java.nio.file.StandardOpenOption
+import java.nio.file.attribute.BasicFileAttributes
+import java.nio.file.attribute.FileTime
 import java.nio.file.attribute.PosixFilePermissions
 import java.security.MessageDigest
 import java.util.Base64
+import java.util.TreeMap
 import java.util.UUID
+import java.util.concurrent.CompletableFuture
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.Executors
 import java.util.concurrent.ScheduledFuture
@@ -128,6 +133,10 @@ open class MemoryTokenStore : TokenStoreBase() {
  * of the file's bytes, so that a new link (`seed`, `exchangeCode`) replaces
  * the file, as it does any corrupt record. The file is otherwise left as it is.
  *
+ * A process killed between a save's sync and its rename leaves the new
+ * record (its rotated refresh token) only in the temporary file: call
+ * [recover] at startup, before the first session, to finish such saves.
+ *
  * Needs `java.nio.file` (Android 8.0, API 26, and later). An example: on
  * Android, prefer storage encrypted with a Keystore key for refresh tokens.
  */
@@ -144,8 +153,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     fun fileFor(key: String): Path = dir.resolve(fileName(key))
 
     /** `key`'s lock file (empty): `<name>.lock` for the refresh lease, or `<name>.write.lock` for its writes. */
-    fun lockFileFor(key: String, write: Boolean = false): Path =
-        dir.resolve(fileName(key).removeSuffix(".json") + if (write) ".write.lock" else ".lock")
+    fun lockFileFor(key: String, write: Boolean = false): Path = dir.resolve(lockName(fileName(key), write))
 
     override suspend fun load(key: String): String? = withContext(io) {
         readRecordBytes(key)?.let { decode(it) ?: throw HostException.Failed(NOT_UTF8_MESSAGE) }
@@ -191,13 +199,158 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
 
     /**
+     * Finishes or removes the saves that a killed process left half done.
+     * Call it at startup, before the first session on this directory.
+     *
+     * A save writes `.<name>.json.<uuid>.tmp`, forces it to disk and renames
+     * it over `<name>.json`; a process killed between the two leaves the new
+     * record, and with it the rotated refresh token, only in that temporary
+     * file. The next start would read the old record and send the spent
+     * refresh token: the server sees it reused and the user must re-link.
+     *
+     * For each record file with temporary files, holding its write lock
+     * (`<name>.write.lock`, which every save of every process takes, so none
+     * is writing one meanwhile; a save in progress is waited for): the
+     * newest temporary file that holds a whole JSON object and is at least
+     * as new as the record file (modification time) is renamed over it, the
+     * others are removed, and the directory is forced. Only this store's own
+     * temporary files are touched: those of the JavaScript `FileStore` and
+     * the `freshtoken` command (`<name>.json.<pid>.<hex>.tmp`) are left
+     * alone. The Python `FileTokenStore` writes this store's names (and holds
+     * the same lock), so each recovers the other's. A missing directory is
+     * nothing to do.
+     *
+     * @throws HostException.Failed when the directory cannot be listed, or a
+     *   file cannot be locked, finished or removed (after every other record
+     *   file was tried); the message names no file.
+     */
+    @Throws(HostException::class)
+    suspend fun recover(): RecoverResult = withContext(io) { recoverSaves() }
+
+    /** [recover], blocking the calling thread. */
+    @Throws(HostException::class, InterruptedException::class)
+    fun recoverBlocking(): RecoverResult = blocking { recover() }
+
+    /** [recover] as a [CompletableFuture]. */
+    fun recoverAsync(): CompletableFuture<RecoverResult> = future { recover() }
+
+    /** [recover]'s work, on a thread that may block. */
+    private fun recoverSaves(): RecoverResult {
+        // Record file name -> names of its temporary files (sorted: a stable order of locks).
+        val byTarget = TreeMap<String, MutableList<String>>()
+        try {
+            Files.newDirectoryStream(dir).use { entries ->
+                for (entry in entries) {
+                    val name = entry.fileName.toString()
+                    val target = TEMP_NAME.matchEntire(name)?.groupValues?.get(1) ?: continue
+                    byTarget.getOrPut(target) { mutableListOf() } += name
+                }
+            }
+        } catch (_: NoSuchFileException) {
+            return RecoverResult(0, 0)
+        } catch (e: IOException) {
+            throw HostException.Failed("cannot list the record directory (${e.javaClass.simpleName})")
+        }
+        if (byTarget.isEmpty()) return RecoverResult(0, 0)
+        val real = try {
+            dir.toRealPath()
+        } catch (e: IOException) {
+            throw HostException.Failed("cannot open the record directory (${e.javaClass.simpleName})")
+        }
+        val recovery = Recovery()
+        for ((target, temps) in byTarget) {
+            recovery.attempt("cannot finish an interrupted save") {
+                holdingWriteLock(real.resolve(lockName(target, write = true))) { recovery.finish(target, temps) }
+            }
+        }
+        if (recovery.completed > 0) forceDirectory()
+        recovery.failure?.let { throw it }
+        return RecoverResult(recovery.completed, recovery.removed)
+    }
+
+    /** One [recover] call's counts and its first failure. */
+    private inner class Recovery {
+        var completed = 0
+        var removed = 0
+        var failure: HostException? = null
+
+        /** Runs `block`; keeps its failure (the first one) and goes on. */
+        inline fun attempt(what: String, block: () -> Unit) {
+            try {
+                block()
+            } catch (e: HostException) {
+                if (failure == null) failure = e
+            } catch (e: IOException) {
+                if (failure == null) failure = HostException.Failed("$what (${e.javaClass.simpleName})")
+            }
+        }
+
+        /**
+         * Finishes `target`'s newest whole save at least as new as it and
+         * removes its other temporary files (call holding its write lock: none
+         * of them is being written). One that is gone was renamed by its
+         * writer after all; one that is not a regular file is not a save's.
+         */
+        fun finish(target: String, temps: List<String>) {
+            val present = temps.mapNotNull { name ->
+                val path = dir.resolve(name)
+                val attributes = try {
+                    Files.readAttributes(path, BasicFileAttributes::class.java, LinkOption.NOFOLLOW_LINKS)
+                } catch (_: NoSuchFileException) {
+                    null
+                }
+                attributes?.takeIf { it.isRegularFile }?.let { path to it.lastModifiedTime() }
+            }.sortedByDescending { it.second }
+            val targetPath = dir.resolve(target)
+            val current: FileTime? = try {
+                Files.getLastModifiedTime(targetPath)
+            } catch (_: NoSuchFileException) {
+                null
+            }
+            // Newest first: past the first one older than the record file, all are older.
+            val done = present.asSequence()
+                .takeWhile { (_, modified) -> current == null || modified >= current }
+                .firstOrNull { (path, _) -> isWholeRecord(path) }
+                ?.first
+            if (done != null) {
+                attempt("cannot finish an interrupted save") {
+                    replace(done, targetPath)
+                    completed++
+                }
+            }
+            for ((path, _) in present) {
+                if (path == done) continue
+                attempt("cannot remove an interrupted save's temporary file") {
+                    if (Files.deleteIfExists(path)) removed++
+                }
+            }
+        }
+    }
+
+    /**
+     * Whether `file` holds a whole record: one JSON object, as the core's
+     * JSON reader finds it (a write cut off, or never forced to disk, is not
+     * one). Not checked as UTF-8: a damaged byte does not make a save
+     * incomplete ([load] refuses that file later).
+     */
+    private fun isWholeRecord(file: Path): Boolean {
+        val bytes = read(file) ?: return false
+        return bytes.size <= MAX_FILE_BYTES && isWholeRecordFile(bytes)
+    }
+
+    /**
      * Runs `block` holding `key`'s write lock, which every write of every
      * process takes: a compare-and-swap reads and writes with no other write
-     * between. In this JVM the writers of a key wait on a monitor first (a
-     * second lock on the file from one JVM throws instead of waiting).
+     * between.
      */
-    private fun <T> writing(key: String, block: () -> T): T {
-        val file = realLockFile(key, write = true)
+    private fun <T> writing(key: String, block: () -> T): T = holdingWriteLock(realLockFile(key, write = true), block)
+
+    /**
+     * Runs `block` holding the write lock file `file` (under the directory's
+     * real path). In this JVM the writers of a file wait on a monitor first
+     * (a second lock on the file from one JVM throws instead of waiting).
+     */
+    private fun <T> holdingWriteLock(file: Path, block: () -> T): T {
         synchronized(WRITE_MONITORS[Math.floorMod(file.toString().hashCode(), WRITE_MONITORS.size)]) {
             val channel = try {
                 openLockFile(file)
@@ -246,11 +399,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
                 while (buffer.hasRemaining()) channel.write(buffer)
                 channel.force(true)
             }
-            try {
-                Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
-            } catch (e: AtomicMoveNotSupportedException) {
-                Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING)
-            }
+            replace(temp, target)
             forceDirectory()
         } catch (e: IOException) {
             runCatching { Files.deleteIfExists(temp) }
@@ -270,6 +419,15 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             } catch (_: IOException) {
                 // Harmless: the new file is read first.
             }
+        }
+    }
+
+    /** Renames `temp` over `target`, atomically where the file system can. */
+    private fun replace(temp: Path, target: Path) {
+        try {
+            Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
+        } catch (e: AtomicMoveNotSupportedException) {
+            Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING)
         }
     }
 
@@ -401,6 +559,19 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             out.toByteArray()
         }
 
+        /**
+         * A save's temporary file, `.<record file name>.<UUID>.tmp` (see
+         * [writeRecord]); group 1 is the record file's name (today's names only).
+         */
+        private val TEMP_NAME = Regex(
+            "\\.((?:x\\.(?:[0-9a-f]{2}){0,60}|h\\.[0-9a-f]{64})\\.json)" +
+                "\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\.tmp",
+        )
+
+        /** A lock file's name beside the record file `recordName`: `<name>.lock`, or `<name>.write.lock`. */
+        private fun lockName(recordName: String, write: Boolean): String =
+            recordName.removeSuffix(".json") + if (write) ".write.lock" else ".lock"
+
         /** The longest key (in UTF-8 bytes) whose hex is the name; longer keys are hashed. */
         private const val MAX_KEY_BYTES = 60
 
@@ -455,6 +626,14 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
     }
 }
+
+/** What [FileTokenStore.recover] did. */
+data class RecoverResult(
+    /** Interrupted saves finished: a temporary file renamed over its record file. */
+    val completed: Int,
+    /** Temporary files removed: older than their record file, not a whole record, or beside a newer one. */
+    val removed: Int,
+)
 
 /**
  * The refresh leases this JVM holds on [FileTokenStore] lock files, by real

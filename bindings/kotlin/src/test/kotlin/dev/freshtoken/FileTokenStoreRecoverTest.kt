@@ -1,0 +1,253 @@
+package dev.freshtoken
+
+import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.Json
+import dev.freshtoken.support.blocking
+import dev.freshtoken.support.childJvm
+import dev.freshtoken.support.killedSave
+import dev.freshtoken.support.same
+import dev.freshtoken.support.writeForced
+import java.io.File
+import java.nio.file.Files
+import java.nio.file.Path
+import java.nio.file.attribute.FileTime
+import java.util.UUID
+import java.util.concurrent.Future
+import java.util.concurrent.TimeUnit
+import org.junit.AfterClass
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
+import org.junit.Assert.assertTrue
+import org.junit.Assume.assumeTrue
+import org.junit.Before
+import org.junit.BeforeClass
+import org.junit.Rule
+import org.junit.Test
+import org.junit.rules.TemporaryFolder
+
+/**
+ * [FileTokenStore.recover]: a save killed between forcing its temporary
+ * file and renaming it left the rotated record only in that file; recover()
+ * finishes it (or removes what is stale or cut off), holding the key's write
+ * lock. The killed saves are made as [FileTokenStore]'s own save leaves
+ * them (support/KilledSave.kt): `.<name>.json.<uuid>.tmp`, written and
+ * forced, never renamed; the end-to-end test kills a child JVM there.
+ * Modification times are set explicitly; the one wait (for the write lock)
+ * is on Linux's lock table, never on time.
+ */
+class FileTokenStoreRecoverTest {
+    companion object {
+        private lateinit var emu: Emulator
+
+        @BeforeClass @JvmStatic fun start() { emu = Emulator.start() }
+        @AfterClass @JvmStatic fun stop() { emu.close() }
+
+        /** The names of the temporary files in `dir` (any writer's). */
+        fun temps(dir: Path): Set<String> = Files.list(dir).use { s ->
+            s.map { it.fileName.toString() }.filter { it.endsWith(".tmp") || it.startsWith(".tmp-") }.toList()
+        }.toSet()
+    }
+
+    @get:Rule val tmp = TemporaryFolder()
+
+    @Before fun setUp() { emu.reset() }
+
+    private val base = System.currentTimeMillis() / 1000 * 1000 - 3_600_000
+
+    /** `key`'s record file holds `record`, modified at [base]. */
+    private suspend fun saved(store: FileTokenStore, key: String, record: String) {
+        store.save(key, record)
+        Files.setLastModifiedTime(store.fileFor(key), FileTime.fromMillis(base))
+    }
+
+    @Test fun `a save killed before its rename is finished, and load returns the new record`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        val long = "k".repeat(500) // an h.<sha256> name
+        for (key in listOf("u1", long)) {
+            saved(store, key, """{"refresh_token":"rt-old","in_doubt":true}""")
+            killedSave(store.dir, key, """{"refresh_token":"rt-rotated"}""", base + 1000)
+        }
+        assertEquals(RecoverResult(completed = 2, removed = 0), store.recover())
+        for (key in listOf("u1", long)) {
+            assertEquals("""{"refresh_token":"rt-rotated"}""", store.load(key))
+        }
+        assertEquals("no temporary file left", emptySet<String>(), temps(store.dir))
+        assertEquals("nothing left to do", RecoverResult(0, 0), store.recoverBlocking())
+    }
+
+    @Test fun `a temporary file as new as the record file, or with no record file, is finished`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        killedSave(store.dir, "u1", """{"v":2}""", base) // the same time: a coarse clock
+        killedSave(store.dir, "u2", """{"v":2}""") // killed during the first save of u2
+        assertEquals(RecoverResult(2, 0), store.recover())
+        assertEquals("""{"v":2}""", store.load("u1"))
+        assertEquals("""{"v":2}""", store.load("u2"))
+    }
+
+    @Test fun `a temporary file older than the record file is removed, not renamed`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"refresh_token":"rt-newer"}""")
+        killedSave(store.dir, "u1", """{"refresh_token":"rt-stale"}""", base - 1000)
+        assertEquals(RecoverResult(completed = 0, removed = 1), store.recover())
+        assertEquals("a later save finished after it: kept", """{"refresh_token":"rt-newer"}""", store.load("u1"))
+        assertEquals(emptySet<String>(), temps(store.dir))
+    }
+
+    @Test fun `a cut-off, zeroed or empty temporary file is removed and the record file kept`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        val record = """{"refresh_token":"rt-old","access_token":"at","expires_at_ms":1}"""
+        val rotated = """{"refresh_token":"rt-rotated","access_token":"at2","scope":["a",{"b":[1.5e3,-0,true,null]}]}"""
+        saved(store, "u1", record)
+        killedSave(store.dir, "u1", rotated.dropLast(1), base + 1000) // the last byte never written
+        writeForced(store.dir.resolve(".${FileTokenStore.fileName("u1")}.${UUID.randomUUID()}.tmp"), ByteArray(rotated.length), base + 2000)
+        writeForced(store.dir.resolve(".${FileTokenStore.fileName("u1")}.${UUID.randomUUID()}.tmp"), ByteArray(0), base + 3000)
+        assertEquals(RecoverResult(completed = 0, removed = 3), store.recover())
+        assertEquals(record, store.load("u1"))
+        assertEquals(emptySet<String>(), temps(store.dir))
+
+        // A write cut off anywhere is not a whole record; the whole one is.
+        val bytes = rotated.toByteArray()
+        for (n in 0 until bytes.size) assertFalse("cut after $n bytes", isWholeRecordFile(bytes.copyOf(n)))
+        assertTrue(isWholeRecordFile(bytes))
+        assertTrue(isWholeRecordFile(" {\"a\":\"\\u00e9\\n\"}\n".toByteArray()))
+        for (bad in listOf("[]", "{\"a\":1,}", "{\"a\" 1}", "{\"a\":01}", "{\"a\":\"\u0000\"}", "{} {}", "{\"a\":tru}")) {
+            assertFalse(bad, isWholeRecordFile(bad.toByteArray()))
+        }
+        assertFalse("no stack overflow", isWholeRecordFile(("{\"a\":" + "[".repeat(1_000_000)).toByteArray()))
+    }
+
+    @Test fun `of several temporary files the newest whole one at least as new as the record file is finished`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        killedSave(store.dir, "u1", """{"v":0}""", base - 1000) // older than the record file
+        killedSave(store.dir, "u1", """{"v":2}""", base + 1000)
+        killedSave(store.dir, "u1", """{"v":3}""", base + 2000) // the one to finish
+        killedSave(store.dir, "u1", """{"v":4""", base + 3000) // newest, cut off
+        assertEquals(RecoverResult(completed = 1, removed = 3), store.recover())
+        assertEquals("""{"v":3}""", store.load("u1"))
+        assertEquals(emptySet<String>(), temps(store.dir))
+    }
+
+    @Test fun `other writers' temporary files are left alone`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        val name = FileTokenStore.fileName("u1")
+        val others = listOf(
+            "$name.4242.0123456789ab.tmp", // the JavaScript FileStore's and the command's
+            ".tmp-k3j4h5g6.json", // the Python store's
+            ".lock-probe.4242.0123456789ab.tmp", // the command's lock probe
+            ".k-dTE.${UUID.randomUUID()}.tmp", // not one of today's record names
+            ".$name.not-a-uuid.tmp",
+        )
+        for (other in others) writeForced(store.dir.resolve(other), """{"v":9}""".toByteArray(), base + 1000)
+        killedSave(store.dir, "u2", """{"v":2}""") // this store's own: finished
+        assertEquals(RecoverResult(completed = 1, removed = 0), store.recover())
+        assertEquals(others.toSet(), temps(store.dir))
+        for (other in others) assertArrayEquals(other, """{"v":9}""".toByteArray(), Files.readAllBytes(store.dir.resolve(other)))
+        assertEquals("""{"v":1}""", store.load("u1"))
+        assertEquals("""{"v":2}""", store.load("u2"))
+    }
+
+    @Test fun `a missing directory recovers nothing, and one that cannot be listed is a Failed naming no file`() = blocking {
+        val missing = tmp.root.toPath().resolve("never-made")
+        assertEquals(RecoverResult(0, 0), FileTokenStore(missing).recover())
+        assertFalse("not created", Files.exists(missing))
+
+        val notADirectory = tmp.newFile("x.7531.json").toPath()
+        val failure = try {
+            FileTokenStore(notADirectory).recover()
+            null
+        } catch (e: HostException.Failed) {
+            e
+        }
+        assertTrue("a HostException.Failed", failure != null)
+        val detail = failure!!.detail
+        assertTrue(detail, detail.startsWith("cannot list the record directory"))
+        assertFalse(detail, detail.contains(tmp.root.path) || detail.contains("x.7531"))
+    }
+
+    /**
+     * Until Linux's lock table shows this JVM waiting for the lock that
+     * `holder` holds (polled: the wait ends when it shows, never after a
+     * set time); fails at once if `pending` ends first.
+     */
+    private fun waitUntilWaitingFor(holder: Process, pending: Future<*>) {
+        val mine = ProcessHandle.current().pid().toString()
+        val theirs = holder.pid().toString()
+        val limit = System.nanoTime() + TimeUnit.SECONDS.toNanos(30)
+        while (true) {
+            val table = File("/proc/locks").readLines().map { it.trim().split(Regex("\\s+")) }
+            // "<n>: POSIX ADVISORY WRITE <pid> <dev:inode> …", a waiter "<n>: -> POSIX … <pid> <dev:inode> …"
+            val held = table.filter { it.getOrNull(1) != "->" && it.getOrNull(4) == theirs }.mapNotNull { it.getOrNull(5) }
+            if (table.any { it.getOrNull(1) == "->" && it.getOrNull(5) == mine && it.getOrNull(6) in held }) return
+            assertFalse("recover() ended instead of waiting for the write lock", pending.isDone)
+            assertTrue("recover() never waited for the write lock", System.nanoTime() < limit)
+            Thread.onSpinWait()
+        }
+    }
+
+    @Test fun `recover waits for a save in progress, holding the key's write lock`() = blocking {
+        assumeTrue("reads Linux's lock table", File("/proc/locks").exists())
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        killedSave(store.dir, "u1", """{"v":2}""", base + 1000)
+        // Another process's save of u1 holds its write lock.
+        val holder = childJvm("dev.freshtoken.support.LockHolderKt", store.lockFileFor("u1", write = true).toString())
+        try {
+            val lines = holder.inputStream.bufferedReader()
+            assertEquals("locked", lines.readLine())
+            val pending = store.recoverAsync()
+            waitUntilWaitingFor(holder, pending)
+            assertFalse(pending.isDone)
+            assertEquals("nothing renamed while the lock is held", """{"v":1}""", store.load("u1"))
+            assertEquals(1, temps(store.dir).size)
+
+            holder.outputStream.write("\n".toByteArray())
+            holder.outputStream.flush()
+            assertEquals(RecoverResult(completed = 1, removed = 0), pending.get(30, TimeUnit.SECONDS))
+            assertEquals("""{"v":2}""", store.load("u1"))
+            assertTrue(holder.waitFor(30, TimeUnit.SECONDS))
+        } finally {
+            holder.destroyForcibly()
+        }
+    }
+
+    private fun client() = TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret"))
+
+    @Test fun `after a killed save the next start refreshes with the rotated refresh token`() {
+        val dir = tmp.root.toPath().resolve("tokens")
+        val seeded = emu.seed()["refresh_token"] as String
+        // The first run links u1, refreshes, and is killed in its save of the rotated record.
+        val first = childJvm("dev.freshtoken.support.KilledSaveKt", emu.tokenEndpoint, dir.toString(), seeded)
+        try {
+            assertEquals("killed", first.inputStream.bufferedReader().readLine())
+        } finally {
+            first.destroyForcibly()
+        }
+        assertTrue(first.waitFor(30, TimeUnit.SECONDS))
+        val store = FileTokenStore(dir)
+        val marker = Json.obj(Files.readAllBytes(store.fileFor("u1")).toString(Charsets.UTF_8))
+        assertEquals("the record file holds the write-ahead marker", true, marker["in_doubt"])
+        same(marker["refresh_token"], seeded, "and the spent refresh token")
+        val temp = temps(dir).single()
+        val rotated = Json.obj(Files.readAllBytes(dir.resolve(temp)).toString(Charsets.UTF_8))
+        assertEquals("consumed", emu.refreshTokenState(seeded))
+        assertEquals("active", emu.refreshTokenState(rotated["refresh_token"] as String))
+
+        // The next start: recover() first, then sessions.
+        assertEquals(RecoverResult(completed = 1, removed = 0), store.recoverBlocking())
+        val before = emu.refreshRequests()
+        client().use { next ->
+            same(next.session("u1", store).accessTokenBlocking(), rotated["access_token"], "the rotated access token, from the file")
+            assertEquals("nothing sent for it", before, emu.refreshRequests())
+            next.session("u1", store).refreshBlocking()
+        }
+        assertEquals("one refresh", before + 1, emu.refreshRequests())
+        assertEquals("it sent the rotated refresh token", "consumed", emu.refreshTokenState(rotated["refresh_token"] as String))
+        val stored = Json.obj(Files.readAllBytes(store.fileFor("u1")).toString(Charsets.UTF_8))
+        assertEquals("the grant lives on (a reused token would have revoked it)", "active", emu.refreshTokenState(stored["refresh_token"] as String))
+        assertEquals(emptySet<String>(), temps(dir))
+    }
+}

@@ -254,7 +254,7 @@ export interface ExchangeCodeOptions {
 }
 
 /**
- * Options of a session call, `clientToken`, `revokeClientTokens`,
+ * Options of a session call, `clientToken`, `revokeClientTokens`, `saveUnsaved`,
  * `exchangeCode` and `TokenClient.discover`: `signal` ends this caller's
  * wait, as fetch's does (`refreshTokens` takes none: its caller must store
  * what it returns). The call then rejects with `signal.reason` (an `AbortError`
@@ -363,6 +363,16 @@ export class TokenClient {
    */
   revokeClientTokens(options?: CallOptions): Promise<void>;
   /**
+   * Saves every session record this client holds only in memory: a rotation
+   * (or a new link) whose save the store refused, which the session's next
+   * call would otherwise save first. Refreshes running are waited for. Await
+   * it before `free()` (at shutdown): a record freed unsaved takes the
+   * session's newest refresh token with it, and the stored one is spent.
+   * Rejects with a StorageError saying how many are still unsaved (they are
+   * kept; calling again retries). `options.signal` ends only the wait.
+   */
+  saveUnsaved(options?: CallOptions): Promise<void>;
+  /**
    * A handle on `key`'s session. Throws a ConfigError for a key that is not
    * a non-empty string or holds a lone UTF-16 surrogate, and for a store
    * without `load` and `save` methods.
@@ -389,7 +399,7 @@ export class TokenClient {
   readonly sessionCount: number;
   /** This client's name as a fleet lease owner (random, unique per client). */
   readonly leaseOwner: string;
-  /** Retires the client at once (it and its sessions then refuse every call); its memory is freed once the calls on the stack return. */
+  /** Retires the client at once (it and its sessions then refuse every call); its memory is freed once the calls on the stack return. A record its store refused goes with it: await `saveUnsaved()` first. */
   free(): void;
 }
 

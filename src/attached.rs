@@ -155,7 +155,8 @@ impl Attached {
     /// could not save before; if that fails again, the status says
     /// `unpersisted` (the error goes to the `save_failed` event).
     pub(crate) async fn status(&self) -> Result<SessionStatus, Error> {
-        self.save_pending().await;
+        // (A failure shows as `unpersisted`.)
+        let _ = self.save_pending().await;
         if !self.cell.lock().loaded {
             self.sync().await?;
         }
@@ -323,12 +324,12 @@ impl Attached {
     /// Saves the record this process could not save before, once no flight
     /// runs (a flight saves it first itself), as a flight of its own: no
     /// save of a newer record can start before this one has ended.
-    async fn save_pending(&self) {
+    pub(crate) async fn save_pending(&self) -> Result<(), Error> {
         self.saving_flight(
             |st| !st.unpersisted,
             |session| Box::pin(async move { session.sync().await }),
         )
-        .await;
+        .await
     }
 
     /// One background try of [`crate::fleet::keep_stranded`], as the
@@ -344,21 +345,22 @@ impl Attached {
             seen: 0,
         }));
         let noted = tried.clone();
-        self.saving_flight(
-            |_| false,
-            move |session| {
-                let noted = noted.clone();
-                Box::pin(async move {
-                    let seen = session.cell.lock().strandings;
-                    let ended = session.renew_and_save(may_defer).await;
-                    let end = *ended.as_ref().unwrap_or(&TryEnd::Again);
-                    *noted.lock().unwrap_or_else(PoisonError::into_inner) =
-                        StrandedTry { end, seen };
-                    ended.map(drop)
-                })
-            },
-        )
-        .await;
+        let _ = self
+            .saving_flight(
+                |_| false,
+                move |session| {
+                    let noted = noted.clone();
+                    Box::pin(async move {
+                        let seen = session.cell.lock().strandings;
+                        let ended = session.renew_and_save(may_defer).await;
+                        let end = *ended.as_ref().unwrap_or(&TryEnd::Again);
+                        *noted.lock().unwrap_or_else(PoisonError::into_inner) =
+                            StrandedTry { end, seen };
+                        ended.map(drop)
+                    })
+                },
+            )
+            .await;
         let tried = *tried.lock().unwrap_or_else(PoisonError::into_inner);
         tried
     }
@@ -366,17 +368,18 @@ impl Attached {
     /// Runs `body` as the session's flight, marked saving-only (callers who
     /// join it go on as new calls once it ends), as soon as no other flight
     /// runs: a running one is waited for first. Does nothing once `done`,
-    /// checked under the state's lock before each start, says so.
+    /// checked under the state's lock before each start, says so. The
+    /// outcome of `body`'s own flight (`Ok` if it never started).
     async fn saving_flight(
         &self,
         done: impl Fn(&SessionState) -> bool,
         body: impl Fn(Attached) -> BoxFuture<'static, Result<(), Error>>,
-    ) {
+    ) -> Result<(), Error> {
         loop {
             let (flight, mine) = {
                 let mut st = self.cell.lock();
                 if done(&st) {
-                    return;
+                    return Ok(());
                 }
                 match &st.inflight {
                     Some(flight) => (flight.clone(), false),
@@ -389,9 +392,9 @@ impl Attached {
                     }
                 }
             };
-            let _ = flight.await;
+            let result = flight.await;
             if mine {
-                return;
+                return result.map(drop);
             }
         }
     }

@@ -189,6 +189,17 @@ impl TokenClient {
         self.sessions.len()
     }
 
+    /// Saves every session record this client holds only in memory (a
+    /// rotation or a new link whose save failed; the next call on the
+    /// session would save it first), after waiting for refreshes running.
+    /// Call it before dropping the client: a record dropped unsaved takes
+    /// the session's newest refresh token with it, and the stored one was
+    /// already spent. A `storage` error says how many are still unsaved
+    /// (the client keeps them; calling again retries).
+    pub async fn save_unsaved(&self) -> Result<(), Error> {
+        crate::unsaved::save_all(&self.sessions, &self.ctx).await
+    }
+
     /// A fresh client-credentials token for `scopes`.
     pub async fn client_token<S: AsRef<str>>(&self, scopes: &[S]) -> Result<String, Error> {
         self.client_tokens.token(scopes).await

@@ -276,6 +276,7 @@ impl Attached {
                 record.in_doubt = false;
                 st.set_record(record);
                 st.unpersisted = false;
+                st.unsaved_in = None;
             }
         }
         saved

@@ -81,6 +81,7 @@ mod store;
 #[cfg(not(target_arch = "wasm32"))]
 mod timer_thread;
 mod tokens;
+mod unsaved;
 
 #[cfg(all(feature = "ffi", not(target_arch = "wasm32")))]
 pub mod ffi;

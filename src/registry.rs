@@ -99,6 +99,34 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.cells.lock().map(|c| c.map.len()).unwrap_or(0)
     }
+
+    /// The states that are not idle (an operation running, something in
+    /// flight or unsaved), with their keys.
+    pub(crate) fn busy(&self) -> Vec<(Arc<str>, Arc<SessionCell>)> {
+        let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        (cells.map.iter())
+            .filter(|(_, cell)| !cell.is_idle())
+            .map(|(key, cell)| (key.clone(), cell.clone()))
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    /// Says so when records held only in memory go with the client: their
+    /// sessions' newest refresh tokens are lost (see
+    /// [`crate::TokenClient::save_unsaved`]).
+    fn drop(&mut self) {
+        let cells = self.cells.get_mut().unwrap_or_else(|e| e.into_inner());
+        let unsaved = (cells.map.values())
+            .filter(|cell| cell.lock().unpersisted)
+            .count();
+        if unsaved > 0 {
+            log::warn!(
+                "freshtoken: a client went away holding {unsaved} session record(s) its store \
+                 never took (call save_unsaved() before closing it)"
+            );
+        }
+    }
 }
 
 /// Drops the least recently used idle states (no operation running, nothing

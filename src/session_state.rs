@@ -5,7 +5,7 @@ use crate::error::{Error, ReauthReason};
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
 use crate::started_by::StartedBy;
-use crate::store::Record;
+use crate::store::{Record, TokenStore};
 use crate::tokens::{AccessToken, TokenInfo};
 use futures_util::future::Shared;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,7 @@ impl Default for SessionCell {
                 save_over: 0,
                 keeping: None,
                 strandings: 0,
+                unsaved_in: None,
             })),
             last_used: AtomicU64::new(0),
             evicted: std::sync::atomic::AtomicBool::new(false),
@@ -115,6 +116,9 @@ pub(crate) struct SessionState {
     /// `keep_stranded`): a running background save that sees it move goes
     /// on for the newest one.
     pub(crate) strandings: u64,
+    /// The store whose save of `record` failed, while it is `unpersisted`:
+    /// where [`crate::TokenClient::save_unsaved`] saves it again.
+    pub(crate) unsaved_in: Option<Arc<dyn TokenStore>>,
 }
 
 impl SessionState {

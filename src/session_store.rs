@@ -260,6 +260,10 @@ impl Attached {
     pub(crate) async fn persist(&self, generation: u64, record: &Arc<Record>) -> Result<(), Error> {
         let started = self.ctx.clock.now_ms();
         let result = self.save_record(generation, record).await;
+        {
+            let mut st = self.cell.lock();
+            st.unsaved_in = (st.unpersisted && result.is_err()).then(|| self.store.clone());
+        }
         self.save_ended(started, &result);
         result
     }
@@ -320,6 +324,7 @@ impl Attached {
         let mut st = self.cell.lock();
         st.loaded = false;
         st.unpersisted = false;
+        st.unsaved_in = None;
         st.generation = crate::session_state::next_generation();
     }
 

@@ -505,6 +505,22 @@ export function bind(wasm, eventChannel) {
       }
     }
 
+    /**
+     * Saves every session record this client holds only in memory (a
+     * rotation whose save failed), after refreshes running have ended.
+     * Await it before `free()`: a record freed unsaved takes its session's
+     * newest refresh token with it. Rejects with a StorageError (the
+     * records kept, to try again) if the store still refuses one.
+     */
+    saveUnsaved(options) {
+      try {
+        const wasm = TokenClient.#wasm(this);
+        return waitable(options, () => wasm.saveUnsaved());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+
     /** The discovery document the client was made from, or undefined. */
     get providerMetadata() {
       return TokenClient.#wasm(this).providerMetadata;

@@ -255,6 +255,13 @@ impl TokenClient {
         self.inner.lease_owner()
     }
 
+    /// Saves every session record held only in memory (a rotation whose
+    /// save failed), waiting for refreshes running first; call it before
+    /// closing the client (see `TokenClient::save_unsaved`).
+    pub async fn save_unsaved(&self) -> Result<(), FreshTokenError> {
+        Ok(woken(self.inner.save_unsaved()).await?)
+    }
+
     /// How many session states the client holds in memory.
     pub fn session_count(&self) -> i64 {
         signed(self.inner.session_count() as u64)

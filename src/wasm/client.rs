@@ -108,6 +108,16 @@ impl WasmTokenClient {
         }))
     }
 
+    /// `client.saveUnsaved()`: save every record held only in memory.
+    #[wasm_bindgen(js_name = saveUnsaved)]
+    pub fn save_unsaved(&self) -> Promise {
+        let client = self.inner.clone();
+        super::promise(Box::pin(async move {
+            client.save_unsaved().await.map_err(to_js)?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
     /// `client.clientToken(scopes)`: a cached client-credentials token.
     #[wasm_bindgen(js_name = clientToken)]
     pub fn client_token(&self, scopes: JsValue) -> Promise {

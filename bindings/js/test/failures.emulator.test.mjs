@@ -121,6 +121,37 @@ describe('session failures against the emulator', () => {
   }
 
   describe('stores', () => {
+    test('saveUnsaved() saves a rotation the store refused, with no handle left, before free()', async () => {
+      const { client, store } = setup();
+      const { session, rt: oldRt } = await seeded(client, store);
+      const { rt: otherRt } = await seeded(client, store, 'u2');
+      store.failSaves = 2; // the rotated record's save, and saveUnsaved()'s first try
+      store.failOnly = (record) => record.refresh_token !== oldRt && record.refresh_token !== otherRt;
+      await rejection(session.accessToken(), StorageError);
+      session.free(); // no handle of u1 is left: the client itself holds the record
+
+      const err = await rejection(client.saveUnsaved(), StorageError);
+      assert.match(err.message, /1 session record\(s\) held only in this process could not be saved; the last: .*disk full/);
+      assert.ok(!err.message.includes(oldRt), 'no token in the message');
+      same(store.record('u1').refresh_token, oldRt, 'still refused: the record is kept in memory');
+
+      const saves = store.saves;
+      await client.saveUnsaved();
+      assert.equal(store.saves, saves + 1, 'only the unsaved record is written');
+      const saved = store.record('u1').refresh_token;
+      differ(saved, oldRt, 'the rotated refresh token is stored');
+      assert.equal(await emu.refreshTokenState(saved), 'active');
+      same(store.record('u2').refresh_token, otherRt, 'the other session is untouched');
+      client.free();
+
+      // A new client (a restart) serves the saved rotation without a refresh.
+      const { options } = setup();
+      await new TokenClient(options).session('u1', store).accessToken();
+      assert.equal(await emu.refreshRequests(), 1, 'no refresh token was sent twice');
+      assert.equal((await emu.counters()).reuse_detected, 0);
+      await assert.rejects(client.saveUnsaved(), ConfigError, 'a freed client refuses');
+    });
+
     test('a rejected save is a StorageError, loses nothing, and is retried before anything else', async () => {
       const { client, store } = setup();
       const { session, rt: oldRt } = await seeded(client, store);

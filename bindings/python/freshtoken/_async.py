@@ -163,6 +163,17 @@ class AsyncClient(ClientCore):
         Cancelling ends only the wait: the revocations go on."""
         await _loop.run(self._native.revoke_client_tokens)
 
+    async def save_unsaved(self) -> None:
+        """Saves every session record this client holds only in memory: a
+        rotation (or a new link) whose save the store refused, which the
+        session's next call would otherwise save first. Refreshes running are
+        waited for. Await it before dropping the client (at shutdown): a
+        record that goes unsaved with the client takes the session's newest
+        refresh token with it, and the stored one is spent. Raises ``StorageError`` saying how many are
+        still unsaved (they are kept; calling again retries). Cancelling ends
+        only the wait: the saves go on."""
+        await _loop.run(self._native.save_unsaved)
+
     @classmethod
     async def discover(cls, issuer: str, client_id: str, *, http: Optional[HttpClient] = None,
                        clock: Optional[Clock] = None, **options: Any) -> "AsyncClient":

@@ -176,6 +176,17 @@ class Client(ClientCore):
         ``timeout`` (seconds) bounds only the wait: the revocations go on."""
         _loop.call(self._native.revoke_client_tokens, timeout=timeout)
 
+    def save_unsaved(self, *, timeout: Optional[float] = None) -> None:
+        """Saves every session record this client holds only in memory: a
+        rotation (or a new link) whose save the store refused, which the
+        session's next call would otherwise save first. Refreshes running are
+        waited for. Call it before dropping the client (at shutdown): a
+        record that goes unsaved with the client takes the session's newest
+        refresh token with it, and the stored one is spent. Raises ``StorageError`` saying how many are
+        still unsaved (they are kept; calling again retries). ``timeout``
+        (seconds) bounds only the wait: the saves go on."""
+        _loop.call(self._native.save_unsaved, timeout=timeout)
+
     @classmethod
     def discover(cls, issuer: str, client_id: str, *, http: Optional[HttpClient] = None,
                  clock: Optional[Clock] = None, timeout: Optional[float] = None, **options: Any) -> "Client":

@@ -15,7 +15,7 @@ import freshtoken
 from freshtoken import FreshTokenError, ReauthorizationReason
 
 from helpers import (CLIENT_SECRET, REPO, FakeClock, LocalServer, TestStore, closed_port, differ,
-                     make_client, same, seeded)
+                     make_client, make_sync_client, same, seeded, seeded_sync)
 
 
 async def rejection(awaitable, cls):
@@ -65,6 +65,49 @@ def test_store_save_failure_is_storage_and_loses_nothing(emu, capfd):
     asyncio.run(scenario())
     # TokenStoreBase turned the OSError into HostError.Failed: no uniffi traceback.
     assert "Unhandled exception" not in capfd.readouterr().err
+
+
+def test_save_unsaved_saves_a_rotation_the_store_refused_with_no_handle_left(emu):
+    async def scenario():
+        client, clock = make_client(emu)
+        store = TestStore()
+        session, family = await seeded(emu, client, store)
+        _, other = await seeded(emu, client, store, key="u2")
+        old_rt = family["refresh_token"]
+        store.fail_saves = 2  # the rotated record's save, and save_unsaved()'s first try
+        await rejection(session.access_token(), FreshTokenError.Storage)
+        del session  # no handle of u1 is left: the client itself holds the record
+
+        err = await rejection(client.save_unsaved(), FreshTokenError.Storage)
+        assert re.search(r"1 session record\(s\) held only in this process could not be saved; "
+                         r"the last: .*disk full", str(err)), str(err)
+        assert old_rt not in str(err)
+        same(store.record("u1")["refresh_token"], old_rt, "still refused: the record is kept in memory")
+
+        await client.save_unsaved()
+        saved = store.record("u1")["refresh_token"]
+        differ(saved, old_rt, "the rotated refresh token is stored")
+        assert emu.refresh_token_state(saved) == "active"
+        same(store.record("u2")["refresh_token"], other["refresh_token"], "the other session is untouched")
+
+        # A new client (a restart) serves the saved rotation without a refresh.
+        restarted, _ = make_client(emu, clock)
+        await restarted.session("u1", store).access_token()
+        assert emu.refresh_requests() == 1, "no refresh token was sent twice"
+        assert emu.counters()["reuse_detected"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_save_unsaved_on_the_sync_client(emu):
+    client, _ = make_sync_client(emu)
+    store = TestStore()
+    session, family = seeded_sync(emu, client, store)
+    store.fail_saves = 1
+    with pytest.raises(FreshTokenError.Storage):
+        session.access_token()
+    client.save_unsaved(timeout=30)
+    differ(store.record("u1")["refresh_token"], family["refresh_token"], "the rotation is stored")
 
 
 def test_a_store_that_keeps_failing_never_resends(emu):

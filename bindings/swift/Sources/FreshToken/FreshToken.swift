@@ -1451,6 +1451,13 @@ public protocol FfiTokenClientProtocol: AnyObject, Sendable {
     func revokeClientTokens() async throws 
     
     /**
+     * Saves every session record held only in memory (a rotation whose
+     * save failed), waiting for refreshes running first; call it before
+     * closing the client (see `TokenClient::save_unsaved`).
+     */
+    func saveUnsaved() async throws 
+    
+    /**
      * A handle on the session `key`, persisted through `store`.
      */
     func session(key: String, store: TokenStore) throws  -> FfiUserSession
@@ -1677,6 +1684,27 @@ open func revokeClientTokens()async throws   {
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_freshtoken_fn_method_tokenclient_revoke_client_tokens(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_freshtoken_rust_future_poll_void,
+            completeFunc: ffi_freshtoken_rust_future_complete_void,
+            freeFunc: ffi_freshtoken_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeFreshTokenError_lift
+        )
+}
+    
+    /**
+     * Saves every session record held only in memory (a rotation whose
+     * save failed), waiting for refreshes running first; call it before
+     * closing the client (see `TokenClient::save_unsaved`).
+     */
+open func saveUnsaved()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_freshtoken_fn_method_tokenclient_save_unsaved(
                         self.uniffiCloneHandle()
                 )
             },
@@ -6323,6 +6351,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_revoke_client_tokens() != 28304) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_tokenclient_save_unsaved() != 57073) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_session() != 22365) {

@@ -448,6 +448,11 @@ RustBuffer uniffi_freshtoken_fn_method_tokenclient_provider_metadata(uint64_t pt
 uint64_t uniffi_freshtoken_fn_method_tokenclient_revoke_client_tokens(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SAVE_UNSAVED
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SAVE_UNSAVED
+uint64_t uniffi_freshtoken_fn_method_tokenclient_save_unsaved(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_SESSION
 uint64_t uniffi_freshtoken_fn_method_tokenclient_session(uint64_t ptr, RustBuffer key, uint64_t store, RustCallStatus *_Nonnull out_status
@@ -1123,6 +1128,12 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_provider_metadata(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_REVOKE_CLIENT_TOKENS
 uint16_t uniffi_freshtoken_checksum_method_tokenclient_revoke_client_tokens(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_SAVE_UNSAVED
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_SAVE_UNSAVED
+uint16_t uniffi_freshtoken_checksum_method_tokenclient_save_unsaved(void
     
 );
 #endif

@@ -113,6 +113,28 @@ class TokenClient private constructor(
     fun revokeClientTokensAsync(): CompletableFuture<Unit> = future { revokeClientTokens() }
 
     /**
+     * Saves every session record this client holds only in memory: a
+     * rotation (or a new link) whose save the store refused, which the
+     * session's next call would otherwise save first. Refreshes running are
+     * waited for. Call it before [close] (at shutdown): a record closed
+     * unsaved takes the session's newest refresh token with it, and the
+     * stored one is spent. Throws [FreshTokenException.Storage] saying how
+     * many are still unsaved (they are kept; calling again retries).
+     */
+    @Throws(FreshTokenException::class)
+    suspend fun saveUnsaved() {
+        checkOpen()
+        ffiCall { ffi.saveUnsaved() }
+    }
+
+    /** [saveUnsaved], blocking the calling thread. */
+    @Throws(FreshTokenException::class, InterruptedException::class)
+    fun saveUnsavedBlocking(): Unit = blocking { saveUnsaved() }
+
+    /** [saveUnsaved] as a [CompletableFuture]. */
+    fun saveUnsavedAsync(): CompletableFuture<Unit> = future { saveUnsaved() }
+
+    /**
      * What the provider's discovery document said (issuer, endpoints, the
      * client authentications it lists), for a client made by [discover];
      * null for one made from options.
@@ -180,7 +202,8 @@ class TokenClient private constructor(
         future { exchangeCode(given("options", options), given("key", key), given("store", store)) }
 
     /**
-     * Frees the native client; later calls (on this client and on every
+     * Frees the native client (a record its store refused goes with it: call
+     * [saveUnsaved] first); later calls (on this client and on every
      * session handle of it) throw [IllegalStateException] ([session] still
      * returns a handle, whose calls throw). A call already in
      * flight may still return its token, but nothing is mirrored any more and

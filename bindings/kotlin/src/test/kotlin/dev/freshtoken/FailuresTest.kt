@@ -53,6 +53,31 @@ class FailuresTest {
         return session to rt
     }
 
+    @Test fun `saveUnsaved saves a rotation the store refused before close, with no handle left`() = blocking {
+        val (session, oldRt) = seeded()
+        val (_, otherRt) = seeded("u2")
+        store.failSaves = 2 // the rotated record's save, and saveUnsaved()'s first try
+        store.failOnly = { it["refresh_token"] != oldRt && it["refresh_token"] != otherRt }
+        expectError<FreshTokenException.Storage> { session.accessToken() }
+
+        val err = expectError<FreshTokenException.Storage> { client.saveUnsaved() }
+        assertTrue(err.detail, err.detail.contains("1 session record(s) held only in this process could not be saved; the last: host callback failed"))
+        assertFalse("no token in the message", err.detail.contains(oldRt))
+        same(store.record("u1")!!["refresh_token"], oldRt, "still refused: the record is kept in memory")
+
+        client.saveUnsavedBlocking()
+        val saved = store.record("u1")!!["refresh_token"] as String
+        differ(saved, oldRt, "the rotated refresh token is stored")
+        assertEquals("active", emu.refreshTokenState(saved))
+        same(store.record("u2")!!["refresh_token"], otherRt, "the other session is untouched")
+        client.close()
+
+        // A new client (a restart) serves the saved rotation without a refresh.
+        newClient().use { it.session("u1", store).accessToken() }
+        assertEquals("no refresh token was sent twice", 1L, emu.refreshRequests())
+        assertEquals(0L, emu.counter("reuse_detected"))
+    }
+
     @Test fun `a failed save is Storage, loses nothing, and is retried before anything else`() = blocking {
         val (session, oldRt) = seeded()
         store.failSaves = 2 // the rotated record's save, and status()'s retry of it

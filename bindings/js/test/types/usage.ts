@@ -156,6 +156,7 @@ export async function withDeadline(session: UserSession, request: Request): Prom
   const scoped: string = await client.clientToken(['accounts'], options);
   await authorizedFetch(session, request, { signal: request.signal });
   await client.revokeClientTokens(options);
+  const saved: void = await client.saveUnsaved(options);
   const discovered: TokenClient = await TokenClient.discover('https://issuer.example', { clientId: 'id' }, options);
   discovered.free();
   return [info.accessToken, scoped].join();

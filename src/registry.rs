@@ -120,12 +120,12 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let cells = self.cells.get_mut().unwrap_or_else(|e| e.into_inner());
         let unsaved = (cells.map.values())
-            .filter(|cell| cell.lock().unpersisted)
+            .filter(|cell| cell.may_be_unsaved())
             .count();
         if unsaved > 0 {
             log::warn!(
                 "freshtoken: a client went away holding {unsaved} session record(s) its store \
-                 never took (call save_unsaved() before closing it)"
+                 may never take (call save_unsaved() before closing it)"
             );
         }
     }

@@ -202,6 +202,18 @@ impl SessionCell {
         st
     }
 
+    /// Whether a record may be waiting to be saved, without waiting for the
+    /// lock: one held (in a forked child, by a thread the fork left behind)
+    /// counts as maybe.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn may_be_unsaved(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(st) => st.unpersisted,
+            Err(std::sync::TryLockError::Poisoned(st)) => st.into_inner().unpersisted,
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        }
+    }
+
     /// Nothing in flight, nothing waiting to be saved, and no rejected token
     /// still in the record: safe to evict. (Evicted, a state whose refresh
     /// after `token_rejected` failed would forget the rejection, and the

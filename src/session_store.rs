@@ -193,6 +193,9 @@ impl Attached {
             let Some(record) = pending else {
                 return Ok(());
             };
+            // Where `save_unsaved` saves it should this save fail, even
+            // before it is sent (a lease renewal, a version read).
+            self.cell.lock().unsaved_in = Some(self.store.clone());
             if renew_kept && kept && self.store.supports_lease() {
                 self.acquire().await?;
             }
@@ -262,7 +265,7 @@ impl Attached {
         let result = self.save_record(generation, record).await;
         {
             let mut st = self.cell.lock();
-            st.unsaved_in = (st.unpersisted && result.is_err()).then(|| self.store.clone());
+            st.unsaved_in = st.unpersisted.then(|| self.store.clone());
         }
         self.save_ended(started, &result);
         result

@@ -158,14 +158,16 @@ pub const RECORD_SCHEMA_V1: &str = "freshtoken.record/1";
 /// freshtoken and is refused without being parsed.
 pub const MAX_RECORD_BYTES: usize = 4 * crate::MAX_RESPONSE_BYTES;
 
-/// Whether `bytes` are one whole JSON object of at most [`MAX_RECORD_BYTES`]
-/// (read as UTF-8, a damaged byte replaced): how a file store tells a
+/// Whether `bytes` are one whole JSON object no longer than any text the
+/// core stores (a record, or an `EncryptedStore` envelope around one), read
+/// as UTF-8 with a damaged byte replaced: how a file store tells a
 /// temporary file that a killed save wrote in full from one cut off. Not
 /// whether freshtoken can read it as a record: its load says that.
 #[cfg_attr(not(feature = "ffi"), allow(dead_code))]
 pub(crate) fn is_whole_json_object(bytes: &[u8]) -> bool {
+    let cap = crate::encrypted_store::MAX_ENVELOPE_BYTES.max(MAX_RECORD_BYTES);
     let text = String::from_utf8_lossy(bytes);
-    json_text::from_slice::<serde::de::IgnoredAny>(text.as_bytes(), MAX_RECORD_BYTES).is_ok()
+    json_text::from_slice::<serde::de::IgnoredAny>(text.as_bytes(), cap).is_ok()
 }
 
 /// `freshtoken.record/1` as written: the members in this order, absent
@@ -338,7 +340,11 @@ mod tests {
         }
         let deep = format!("{{\"a\":{}", "[".repeat(1_000_000));
         assert!(!is_whole_json_object(deep.as_bytes()), "no stack overflow");
-        let large = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_RECORD_BYTES));
+        // An encrypted store's envelope is longer than a record may be.
+        let envelope = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_RECORD_BYTES + 1024));
+        assert!(is_whole_json_object(envelope.as_bytes()));
+        let cap = crate::encrypted_store::MAX_ENVELOPE_BYTES;
+        let large = format!("{{\"a\":\"{}\"}}", "x".repeat(cap));
         assert!(!is_whole_json_object(large.as_bytes()));
     }
 

@@ -14,7 +14,8 @@ use std::task::Poll;
 
 /// Saves every record held only in memory, each through the store whose
 /// save of it failed, all at once (each bounded by the store deadline); a
-/// refresh or save running is waited for first. A conflict counts as done:
+/// refresh or save running is waited for first. A seed or code exchange
+/// still waiting for its server is not: its record is not in memory yet. A conflict counts as done:
 /// another process stored a newer record (DESIGN point 9). The error, if
 /// any is left unsaved, is a `storage` one saying how many, with the last
 /// failure's message.
@@ -32,7 +33,7 @@ pub(crate) async fn save_all(sessions: &Registry, ctx: &Arc<Context>) -> Result<
             st.unsaved_in.clone()
         };
         let Some(store) = store else {
-            return Err(Error::storage("no save of it was tried yet"));
+            return Err(Error::storage("the store to save it in is not known"));
         };
         let session = Attached {
             key,

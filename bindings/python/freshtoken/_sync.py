@@ -183,8 +183,10 @@ class Client(ClientCore):
         waited for. Call it before dropping the client (at shutdown): a
         record that goes unsaved with the client takes the session's newest
         refresh token with it, and the stored one is spent. Raises ``StorageError`` saying how many are
-        still unsaved (they are kept; calling again retries). ``timeout``
-        (seconds) bounds only the wait: the saves go on."""
+        still unsaved (they are kept; calling again retries). A seed or code
+        exchange still waiting for its server is not waited for: call it once
+        your own calls have returned. ``timeout`` (seconds) ends the wait:
+        saves already started go on, the others are left for the next call."""
         _loop.call(self._native.save_unsaved, timeout=timeout)
 
     @classmethod

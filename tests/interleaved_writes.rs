@@ -196,6 +196,29 @@ async fn a_code_exchange_whose_version_read_fails_after_the_conflict_is_saved_by
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_unsaved_saves_a_code_exchange_whose_version_read_failed_before_its_save() {
+    // The save failed before it was sent (its version read), so the store
+    // was noted as the save began: save_unsaved() finds it with no handle.
+    let h = Harness::new();
+    let (store, exchanged) = exchange_meeting(&h, 1, 3).await;
+    assert_eq!(exchanged.unwrap_err().code().as_str(), "storage");
+
+    let error = h.client.save_unsaved().await.unwrap_err();
+    assert!(
+        error.to_string().ends_with("the last: read timed out"),
+        "{error}"
+    );
+    h.client.save_unsaved().await.unwrap();
+    let stored = Record::decode(&store.inner.get("u1").unwrap()).unwrap();
+    let rt = stored.refresh_token.unwrap().expose().to_owned();
+    assert_ne!(
+        rt, "rt-theirs",
+        "the re-link is saved over the other record"
+    );
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_exchange_whose_save_failed_is_saved_over_what_another_process_saved_before_the_next_call(
 ) {
     let h = Harness::new();

@@ -17,11 +17,9 @@ import functools
 import hashlib
 import os
 import re
-import secrets
 import stat
 import threading
 import tempfile
-import uuid
 from dataclasses import dataclass
 from typing import ContextManager, Dict, Iterator, List, Optional
 
@@ -197,14 +195,17 @@ class FileTokenStore(TokenStoreBase):
     differ only in case. The JavaScript ``FileStore`` and the Kotlin
     ``FileTokenStore`` use the same names.
 
-    A save writes a temporary file in the same directory,
-    ``.<name>.json.<random UUID>.tmp`` (as the Kotlin store does), fsyncs it,
-    renames it over the old one (``os.replace``) and fsyncs the directory: a
-    crash leaves the old record or the new one, never half of one. A process
-    killed between the fsync and the rename leaves the new record (with the
-    new single-use refresh token) in the temporary file only: call
-    :meth:`recover` at startup, before the first session, to finish such
-    saves. File I/O runs in a worker thread.
+    A save writes a temporary file in the same directory, under one fixed
+    name per record file, ``.<name>.json.tmp`` (as the Kotlin store does),
+    fsyncs it, renames it over the old one (``os.replace``) and fsyncs the
+    directory: a crash leaves the old record or the new one, never half of
+    one. Every save holds the record's write lock, so one at a time uses that
+    name; it first removes a file left there (a killed save's, superseded by
+    this newer save), then creates its own (exclusively, never through a
+    link, 0600). A process killed between the fsync and the rename leaves
+    the new record (with the new single-use refresh token) in the temporary
+    file only: call :meth:`recover` at startup, before the first session, to
+    finish such saves. File I/O runs in a worker thread.
 
     Several processes (web server workers) may share the directory: where
     the OS has ``flock`` (Linux, macOS), the store offers the refresh lease
@@ -298,16 +299,29 @@ class FileTokenStore(TokenStoreBase):
         A save killed between its temporary file's fsync and its rename
         leaves the rotated record (the new single-use refresh token) only in
         that file; the record file's old refresh token is spent, and sending
-        it again would make the user link again. For each record file with
-        temporary files (``.<name>.json.<random UUID>.tmp``: this store's and the
-        Kotlin ``FileTokenStore``'s) this holds the record's write lock, which
-        every save of both stores holds while its temporary file exists, so
-        each one found then is abandoned, whatever its age (without
-        ``flock``, on Windows, that lock is this process's own: the store
-        serves one process there). The newest that holds a whole record (a
-        JSON object) and is at least as new as the record file (modification
-        time) is renamed over it; the others are removed. The directory is
-        then fsynced.
+        it again would make the user link again. For each record file with a
+        temporary file (``.<name>.json.tmp``: this store's and the Kotlin
+        ``FileTokenStore``'s) this holds the record's write lock, which every
+        save of both stores holds while its temporary file exists, so the
+        one found then is abandoned, whatever its age (without ``flock``, on
+        Windows, that lock is this process's own: the store serves one
+        process there). No time is compared: every save removes the file
+        left under that name before it writes its own, so one that exists
+        was written after the record's last successful save. If it holds a
+        whole record (a JSON object) it is renamed over the record file;
+        otherwise (a write cut off) it is removed. The directory is then
+        fsynced.
+
+        Temporary files of the earlier form ``.<name>.json.<random UUID>.tmp``
+        (earlier versions of the Kotlin store wrote them) are recovered too,
+        for files written before an upgrade: when the record has no
+        ``.<name>.json.tmp`` (which, if present, is newer than they are, and
+        they are removed), the newest that holds a whole record and is at
+        least as new as the record file (modification time) is renamed over
+        it, and the others are removed. That rule keeps the limit the fixed
+        name removes: where timestamps are coarse (1-2 s) or the clock
+        stepped back, a save killed before a later successful one can look
+        as new as it, and be renamed over it.
 
         Left alone: the JavaScript ``FileStore``'s (and the ``freshtoken``
         command's) ``<name>.json.<pid>.<hex>.tmp``, and earlier versions'
@@ -327,7 +341,7 @@ class FileTokenStore(TokenStoreBase):
             return RecoverResult(completed=0, removed=0)
         except OSError as err:
             raise HostError.Failed(detail=f"cannot list the record directory ({_why(err)})") from None
-        targets = sorted({found.group(1) for found in map(_TEMP_NAME.fullmatch, names) if found})
+        targets = sorted({found.group("record") for found in map(_TEMP_NAME.fullmatch, names) if found})
         recovery = _Recovery()
         for target in targets:
             lock = os.path.join(self.directory, target[: -len(".json")] + ".write.lock")
@@ -340,29 +354,44 @@ class FileTokenStore(TokenStoreBase):
         return RecoverResult(completed=recovery.completed, removed=recovery.removed)
 
     def _recover_record(self, target: str, recovery: "_Recovery") -> None:
-        """Finishes the record file ``target``'s (a name) newest whole save at
-        least as new as it and removes its other temporary files; the caller
-        holds its write lock, so none of them is being written."""
+        """Finishes the record file ``target``'s (a name) interrupted save and
+        removes its other temporary files; the caller holds its write lock,
+        so none of them is being written."""
+        record = os.path.join(self.directory, target)
+        fixed = os.path.join(self.directory, f".{target}.tmp")
         # Listed again under the lock: a save may have ended since.
-        temps = []
+        legacy = []
         for name in os.listdir(self.directory):
             found = _TEMP_NAME.fullmatch(name)
-            if found is None or found.group(1) != target:
+            if found is None or found.group("record") != target or found.group("random") is None:
                 continue
             path = os.path.join(self.directory, name)
             mtime = _mtime_ns(path, regular_only=True)  # a link or a directory is no save's
             if mtime is not None:
-                temps.append((mtime, path))
-        record = os.path.join(self.directory, target)
-        current = _mtime_ns(record)
-        finished = False
-        for mtime, path in sorted(temps, reverse=True):  # newest first
-            if not finished and (current is None or mtime >= current) and _whole_record(path):
-                finished = True
-                with recovery.attempt("cannot finish an interrupted save"):
-                    os.replace(path, record)
-                    recovery.completed += 1
-                continue
+                legacy.append((mtime, path))
+        if _mtime_ns(fixed, regular_only=True) is not None:
+            # Written after the record's last successful save (every save
+            # removes it first): finished if whole, whatever the times say.
+            # Any earlier-form temporary file is older still: removed.
+            finish = fixed if _whole_record(fixed) else None
+            leftovers = [fixed] if finish is None else []
+            leftovers += [path for _, path in legacy]
+        else:
+            # Earlier-form files alone (written before an upgrade): the
+            # newest whole one at least as new as the record (see recover()).
+            current = _mtime_ns(record)
+            finish = None
+            leftovers = []
+            for mtime, path in sorted(legacy, reverse=True):  # newest first
+                if finish is None and (current is None or mtime >= current) and _whole_record(path):
+                    finish = path
+                else:
+                    leftovers.append(path)
+        if finish is not None:
+            with recovery.attempt("cannot finish an interrupted save"):
+                os.replace(finish, record)
+                recovery.completed += 1
+        for path in leftovers:
             with recovery.attempt("cannot remove an interrupted save's temporary file"):
                 try:
                     os.unlink(path)
@@ -420,12 +449,17 @@ class FileTokenStore(TokenStoreBase):
             self._sync_directory()
 
     def _write(self, path: str, record: str) -> None:
-        """Writes ``record`` to ``path`` through a temporary file named after it
-        (see :meth:`recover`); the caller holds the key's write lock."""
+        """Writes ``record`` to ``path`` through its fixed temporary file
+        ``.<name>.json.tmp`` (see :meth:`recover`); the caller holds the key's
+        write lock, so no other save uses that name meanwhile."""
         data = record.encode("utf-8")  # the bytes its version hashes, on every OS
-        random = uuid.UUID(bytes=secrets.token_bytes(16), version=4)  # the Kotlin store's form
-        temp = os.path.join(self.directory, f".{os.path.basename(path)}.{random}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        temp = os.path.join(self.directory, f".{os.path.basename(path)}.tmp")
+        try:
+            os.unlink(temp)  # a killed save's, superseded by this one (a link: itself, never its target)
+        except FileNotFoundError:
+            pass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(temp, flags, 0o600)
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
@@ -454,11 +488,12 @@ class FileTokenStore(TokenStoreBase):
 
 
 # A save's temporary file, this store's and the Kotlin store's:
-# ``.<record file name>.<random UUID>.tmp``. The name is a record file's name
-# of today (lowercase ASCII), never a path.
+# ``.<record file name>.tmp`` (one per record file), or the earlier form
+# ``.<record file name>.<random UUID>.tmp`` (group ``random``). The name is a
+# record file's name of today (lowercase ASCII), never a path.
 _TEMP_NAME = re.compile(
-    r"\.((?:x\.(?:[0-9a-f]{2})+|h\.[0-9a-f]{64})\.json)"
-    r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp")
+    r"\.(?P<record>(?:x\.(?:[0-9a-f]{2})+|h\.[0-9a-f]{64})\.json)"
+    r"(?P<random>\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?\.tmp")
 
 
 def _mtime_ns(path: str, regular_only: bool = False) -> Optional[int]:

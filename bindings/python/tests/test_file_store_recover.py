@@ -1,16 +1,19 @@
 """FileTokenStore.recover(): a save killed between its temporary file's
 fsync and its rename leaves the rotated record (the new single-use refresh
-token) in that file only. recover() finishes such saves (renames the newest
-whole temporary file over its record file) and removes the other temporary
-files, holding each record's write lock, which every save of the Python and
-Kotlin stores holds while its temporary file exists. The temporary files of
-the JavaScript FileStore (and the ``freshtoken`` command) and of earlier
-versions of this store are left alone."""
+token) in that file only. Every save writes one fixed temporary file per
+record file, ``.<name>.json.tmp``, holding the record's write lock (as the
+Kotlin store's saves do), and first removes a file left under that name: one
+that exists was written after the record's last successful save. recover()
+holds each record's write lock, renames a whole one over its record file
+(no time compared) and removes one cut off. The earlier form
+``.<name>.json.<random UUID>.tmp`` is recovered by modification time, only
+when no fixed one exists. The temporary files of the JavaScript FileStore
+(and the ``freshtoken`` command) and of earlier versions of this store are
+left alone."""
 
 import asyncio
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -31,18 +34,15 @@ NEW = '{"schema":"freshtoken.record/1","refresh_token":"rt-new","updated_at_ms":
 SECOND = 1_000_000_000  # ns
 
 
-def temp_name(store, key, random=None):
-    """The temporary file a save of ``key`` writes, in this store and the Kotlin
-    FileTokenStore: ``.<name>.json.<random UUID>.tmp``."""
-    return f".{os.path.basename(store.path(key))}.{random or uuid.uuid4()}.tmp"
+def temp_name(store, key):
+    """The temporary file every save of ``key`` writes, in this store and the
+    Kotlin FileTokenStore: ``.<name>.json.tmp``."""
+    return f".{os.path.basename(store.path(key))}.tmp"
 
 
-def kotlin_temp_name(store, key):
-    """The Kotlin FileTokenStore's (``.<name>.json.${UUID.randomUUID()}.tmp``)."""
+def legacy_temp_name(store, key):
+    """The earlier form (the Kotlin store's earlier versions): ``.<name>.json.<random UUID>.tmp``."""
     return f".{os.path.basename(store.path(key))}.{uuid.uuid4()}.tmp"
-
-
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"  # a random (version 4) UUID
 
 
 def put(store, name, text, mtime_ns):
@@ -73,7 +73,7 @@ def recover(store, form="async"):
 @pytest.mark.parametrize("form", ["async", "sync"])
 def test_a_save_killed_between_fsync_and_rename_is_finished(tmp_path, form):
     """The record file holds the old record (write-ahead marker, spent
-    refresh token); a newer whole temporary file holds the rotated one."""
+    refresh token); the temporary file holds the rotated one."""
     store, mtime = with_record(tmp_path)
     temp = put(store, temp_name(store, "u1"), NEW, mtime + SECOND)
     synced = []
@@ -99,36 +99,38 @@ def test_a_complete_temp_with_no_record_file_becomes_the_record(tmp_path):
     assert asyncio.run(store.load("u1")) == NEW
 
 
-def test_a_temp_older_than_the_record_is_removed_not_renamed(tmp_path):
-    """A record saved after the temporary file was left is newer: kept."""
-    store, mtime = with_record(tmp_path, text=NEW)
-    temp = put(store, temp_name(store, "u1"), OLD, mtime - SECOND)
+@pytest.mark.parametrize("record_mtime", ["same", "earlier"])
+def test_a_later_save_supersedes_a_killed_saves_temp_whatever_the_times(tmp_path, record_mtime):
+    """The review's case: a save killed before its rename (its temp: the
+    write-ahead marker with the spent refresh token), then a later save that
+    succeeded (the rotated token). With 1-2 s timestamps the two get one
+    modification time; after the clock stepped back the record is "older".
+    Either way the later save replaced the temp: recover() has nothing to do,
+    and the spent token never comes back."""
+    spent = '{"schema":"freshtoken.record/1","refresh_token":"rt-0","updated_at_ms":1}'
+    rotated = '{"schema":"freshtoken.record/1","refresh_token":"rt-b","updated_at_ms":3}'
+    store, mtime = with_record(tmp_path, text=spent)
+    temp = put(store, temp_name(store, "u1"), spent.replace('"updated', '"in_doubt":true,"updated'), mtime)
 
-    assert store.recover_sync() == RecoverResult(completed=0, removed=1)
-    assert asyncio.run(store.load("u1")) == NEW, "the record file is kept"
-    assert not os.path.exists(temp)
+    asyncio.run(store.save("u1", rotated))
+    later = mtime if record_mtime == "same" else mtime - 10 * SECOND
+    os.utime(store.path("u1"), ns=(later, later))
+
+    assert not os.path.exists(temp), "the later save removed the killed save's temp"
+    assert store.recover_sync() == RecoverResult(completed=0, removed=0)
+    assert asyncio.run(store.load("u1")) == rotated
 
 
-def test_of_several_temps_the_newest_whole_one_at_least_as_new_as_the_record_wins(tmp_path):
+def test_a_killed_saves_temp_older_than_the_record_is_still_finished(tmp_path):
+    """No time is compared: the record file's modification time can be later
+    (the clock stepped back since, or a tool touched it), yet the temp,
+    written after the record's last successful save, holds the newer record."""
     store, mtime = with_record(tmp_path)
-    put(store, temp_name(store, "u1"), '{"refresh_token":"rt-cut', mtime + 3 * SECOND)  # newest, cut off
-    put(store, temp_name(store, "u1"), NEW, mtime + 2 * SECOND)                       # newest whole one
-    put(store, temp_name(store, "u1"), '{"refresh_token":"rt-older"}', mtime + SECOND)
-    put(store, temp_name(store, "u1"), '{"refresh_token":"rt-stale"}', mtime - SECOND)       # older than the record
-    put(store, kotlin_temp_name(store, "u1"), '{"refresh_token":"rt-same-time"}', mtime)  # as new: a candidate
+    temp = put(store, temp_name(store, "u1"), NEW, mtime - 100 * SECOND)
 
-    assert store.recover_sync() == RecoverResult(completed=1, removed=4)
-    assert asyncio.run(store.load("u1")) == NEW
-    assert listing(store) == sorted([os.path.basename(store.path("u1")),
-                                     os.path.basename(store.lock_path("u1", "write"))])
-
-
-def test_a_temp_at_the_same_time_as_the_record_is_finished(tmp_path):
-    """"At least as new": a coarse clock can give the save and the marker one time."""
-    store, mtime = with_record(tmp_path)
-    put(store, temp_name(store, "u1"), NEW, mtime)
     assert store.recover_sync() == RecoverResult(completed=1, removed=0)
     assert asyncio.run(store.load("u1")) == NEW
+    assert not os.path.exists(temp)
 
 
 @pytest.mark.parametrize("text", ["", '{"schema":"freshtoken.record/1","refresh_token":"rt-n', "[1, 2]", '"text"',
@@ -151,7 +153,6 @@ def test_a_whole_record_with_a_damaged_byte_counts_as_written(tmp_path):
     path = put(store, temp_name(store, "u1"), "", mtime)
     with open(path, "wb") as file:
         file.write(b'{"refresh_token":"rt-\xff"}')
-    os.utime(path, ns=(mtime + SECOND, mtime + SECOND))
     assert store.recover_sync() == RecoverResult(completed=1, removed=0)
     with pytest.raises(HostError.Failed):
         asyncio.run(store.load("u1"))
@@ -164,8 +165,8 @@ def test_each_record_file_is_recovered_on_its_own(tmp_path):
     asyncio.run(store.save(long_key, OLD))
     later = os.stat(store.path(long_key)).st_mtime_ns + SECOND
     put(store, temp_name(store, "a"), NEW, later)
-    put(store, temp_name(store, "b"), OLD.replace("rt-old", "rt-b-stale"), later - 100 * SECOND)
-    put(store, kotlin_temp_name(store, long_key), NEW, later)
+    put(store, temp_name(store, "b"), '{"refresh_token":"rt-b-cut', later)
+    put(store, temp_name(store, long_key), NEW, later - 100 * SECOND)
 
     assert asyncio.run(store.recover()) == RecoverResult(completed=2, removed=1)
     assert asyncio.run(store.load("a")) == NEW
@@ -211,7 +212,7 @@ def test_a_failure_is_raised_after_every_other_record_was_recovered_and_names_no
 
 # ---- The temporary file's name -----------------------------------------------------------
 
-def test_save_writes_a_temp_named_after_its_record_file_created_exclusively_0600(tmp_path, monkeypatch):
+def test_save_writes_the_fixed_temp_named_after_its_record_file_0600(tmp_path, monkeypatch):
     store = FileTokenStore(tmp_path / "tokens")
     seen = []
     real_replace = os.replace
@@ -222,34 +223,60 @@ def test_save_writes_a_temp_named_after_its_record_file_created_exclusively_0600
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", replace)
+    asyncio.run(store.save("u1", OLD))
     asyncio.run(store.save("u1", NEW))
     asyncio.run(store.save_versioned("k" * 100, NEW, None))
     monkeypatch.undo()
 
     record = os.path.basename(store.path("u1"))
     hashed = os.path.basename(store.path("k" * 100))
-    assert [(target, mode, text) for _, target, mode, text in seen] == [(record, 0o600, NEW), (hashed, 0o600, NEW)]
-    assert re.fullmatch(r"\." + re.escape(record) + r"\." + UUID + r"\.tmp", seen[0][0]), seen[0][0]
-    assert re.fullmatch(r"\." + re.escape(hashed) + r"\." + UUID + r"\.tmp", seen[1][0]), seen[1][0]
-    assert seen[0][0] != seen[1][0]
+    assert seen == [(f".{record}.tmp", record, 0o600, OLD), (f".{record}.tmp", record, 0o600, NEW),
+                    (f".{hashed}.tmp", hashed, 0o600, NEW)]
+    assert not any(name.endswith(".tmp") for name in listing(store))
 
 
-def test_save_never_writes_into_an_existing_file_of_its_temp_name(tmp_path, monkeypatch):
-    """O_EXCL: a file (or a link) already there under the name is never opened."""
+def test_a_link_planted_at_the_temp_name_is_removed_never_written_through(tmp_path):
+    """The save removes the link itself (not its target), then creates its own file."""
     store = FileTokenStore(tmp_path / "tokens")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("untouched")
-    monkeypatch.setattr(_stores.secrets, "token_bytes", lambda n: b"\xab" * n)
-    fixed = uuid.UUID(bytes=b"\xab" * 16, version=4)
-    os.symlink(elsewhere, os.path.join(store.directory, temp_name(store, "u1", fixed)))
+    link = os.path.join(store.directory, temp_name(store, "u1"))
+    os.symlink(elsewhere, link)
+
+    asyncio.run(store.save("u1", NEW))
+
+    assert elsewhere.read_text() == "untouched"
+    assert not os.path.lexists(link)
+    assert asyncio.run(store.load("u1")) == NEW
+    assert not os.path.islink(store.path("u1"))
+
+
+def test_a_file_appearing_at_the_temp_name_after_its_removal_is_never_opened(tmp_path, monkeypatch):
+    """O_EXCL (and O_NOFOLLOW): a link put there between the removal and the
+    open (by no save: saves hold the write lock) fails the save, untouched."""
+    store = FileTokenStore(tmp_path / "tokens")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    link = os.path.join(store.directory, temp_name(store, "u1"))
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        try:
+            real_unlink(path, *args, **kwargs)
+        finally:
+            if os.fspath(path) == link:
+                os.symlink(elsewhere, link)
+
+    monkeypatch.setattr(os, "unlink", unlink)
     with pytest.raises(HostError.Failed):
         asyncio.run(store.save("u1", NEW))
+    monkeypatch.undo()
     assert elsewhere.read_text() == "untouched"
     assert not os.path.exists(store.path("u1"))
 
 
 def test_a_temp_a_save_of_this_store_was_writing_is_recovered(tmp_path, monkeypatch):
-    """The name save() now writes is one recover() finishes: a save killed at its rename."""
+    """The name save() writes is the one recover() finishes: a save killed at its rename."""
     store, _ = with_record(tmp_path)
 
     class Killed(BaseException):
@@ -264,20 +291,67 @@ def test_a_temp_a_save_of_this_store_was_writing_is_recovered(tmp_path, monkeypa
         store._save_locked("u1", NEW)
     monkeypatch.undo()
     [kept] = [name for name in listing(store) if name.endswith(".kept")]
+    assert kept == temp_name(store, "u1") + ".kept"
     os.rename(os.path.join(store.directory, kept), os.path.join(store.directory, kept[: -len(".kept")]))
 
     assert store.recover_sync() == RecoverResult(completed=1, removed=0)
     assert asyncio.run(store.load("u1")) == NEW
 
 
-def test_a_kotlin_store_temp_is_recovered(tmp_path):
-    """The Kotlin FileTokenStore's temporary file (``.<name>.json.<UUID>.tmp``, the form save() now
-    writes too): the two stores share directories and write locks."""
+# ---- The earlier form: .<name>.json.<random UUID>.tmp ------------------------------------
+
+def test_an_earlier_form_temp_newer_than_the_record_is_recovered(tmp_path):
+    """Written by the Kotlin store's earlier versions before an upgrade."""
     store, mtime = with_record(tmp_path)
-    temp = put(store, kotlin_temp_name(store, "u1"), NEW, mtime + SECOND)
+    temp = put(store, legacy_temp_name(store, "u1"), NEW, mtime + SECOND)
     assert store.recover_sync() == RecoverResult(completed=1, removed=0)
     assert asyncio.run(store.load("u1")) == NEW
     assert not os.path.exists(temp)
+
+
+def test_an_earlier_form_temp_older_than_the_record_is_removed_not_renamed(tmp_path):
+    store, mtime = with_record(tmp_path, text=NEW)
+    temp = put(store, legacy_temp_name(store, "u1"), OLD, mtime - SECOND)
+
+    assert store.recover_sync() == RecoverResult(completed=0, removed=1)
+    assert asyncio.run(store.load("u1")) == NEW, "the record file is kept"
+    assert not os.path.exists(temp)
+
+
+def test_of_several_earlier_form_temps_the_newest_whole_one_at_least_as_new_as_the_record_wins(tmp_path):
+    store, mtime = with_record(tmp_path)
+    put(store, legacy_temp_name(store, "u1"), '{"refresh_token":"rt-cut', mtime + 3 * SECOND)  # newest, cut off
+    put(store, legacy_temp_name(store, "u1"), NEW, mtime + 2 * SECOND)                       # newest whole one
+    put(store, legacy_temp_name(store, "u1"), '{"refresh_token":"rt-older"}', mtime + SECOND)
+    put(store, legacy_temp_name(store, "u1"), '{"refresh_token":"rt-stale"}', mtime - SECOND)  # older than the record
+    put(store, legacy_temp_name(store, "u1"), '{"refresh_token":"rt-same-time"}', mtime)       # as new: a candidate
+
+    assert store.recover_sync() == RecoverResult(completed=1, removed=4)
+    assert asyncio.run(store.load("u1")) == NEW
+    assert listing(store) == sorted([os.path.basename(store.path("u1")),
+                                     os.path.basename(store.lock_path("u1", "write"))])
+
+
+@pytest.mark.parametrize("fixed", ["whole", "cut-off"])
+def test_earlier_form_temps_are_not_recovered_when_a_fixed_temp_exists(tmp_path, fixed):
+    """The fixed temp was written after the record's last successful save,
+    so after any earlier-form one (written before the upgrade), whatever the
+    modification times: only it may be finished; the earlier ones are removed."""
+    store, mtime = with_record(tmp_path)
+    text = NEW if fixed == "whole" else '{"refresh_token":"rt-cut'
+    put(store, temp_name(store, "u1"), text, mtime - SECOND)
+    put(store, legacy_temp_name(store, "u1"), '{"refresh_token":"rt-legacy"}', mtime + 5 * SECOND)
+    put(store, legacy_temp_name(store, "u1"), '{"refresh_token":"rt-legacy-2"}', mtime + 4 * SECOND)
+
+    if fixed == "whole":
+        assert store.recover_sync() == RecoverResult(completed=1, removed=2)
+        assert asyncio.run(store.load("u1")) == NEW
+    else:
+        assert store.recover_sync() == RecoverResult(completed=0, removed=3)
+        assert asyncio.run(store.load("u1")) == OLD
+    assert listing(store) == sorted([os.path.basename(store.path("u1")),
+                                     os.path.basename(store.lock_path("u1", "write"))])
+    assert store.recover_sync() == RecoverResult(completed=0, removed=0)
 
 
 # ---- What is left alone ------------------------------------------------------------------
@@ -287,16 +361,20 @@ def test_temps_of_the_javascript_store_and_of_earlier_versions_are_left_alone(tm
     record = os.path.basename(store.path("u1"))
     others = [
         f"{record}.4242.{'ab12' * 3}.tmp",           # the JavaScript FileStore's and the command's
+        f"{record}.tmp",                               # not hidden: no save's
         ".tmp-k2j4x9q1.json",                          # this store's before: names no record file
         ".lock-probe-abc123.tmp",                      # a lock probe
         f".{record}.NOT-RANDOM.tmp",                   # not a random part either store writes
         f".{record}.{secrets.token_hex(16)}.tmp",      # nor is this
         f".{record[:-5]}.txt.{uuid.uuid4()}.tmp",      # not a record file's name
+        f".{record[:-5]}.txt.tmp",                     # nor is this
         f".k.dTE.json.{uuid.uuid4()}.tmp",             # an earlier name: never a temp's target
+        ".k.dTE.json.tmp",                             # nor is this
     ]
     for name in others:
         put(store, name, NEW, mtime + SECOND)
     os.mkdir(os.path.join(store.directory, temp_name(store, "u1")))  # a directory: not a save's file
+    os.mkdir(os.path.join(store.directory, legacy_temp_name(store, "u1")))
     before = listing(store)
 
     assert store.recover_sync() == RecoverResult(completed=0, removed=0)
@@ -494,7 +572,7 @@ def test_a_process_killed_before_renaming_the_rotated_record_loses_nothing_after
     same(on_disk["refresh_token"], family["refresh_token"], "the record file still holds the spent token")
     assert emu.refresh_token_state(family["refresh_token"]) == "consumed"
     [temp] = [name for name in os.listdir(directory) if name.endswith(".tmp")]
-    assert re.fullmatch(r"\." + re.escape(os.path.basename(store.path("u1"))) + r"\." + UUID + r"\.tmp", temp)
+    assert temp == temp_name(store, "u1")
     rotated = json.loads(open(os.path.join(directory, temp), encoding="utf-8").read())
     assert emu.refresh_token_state(rotated["refresh_token"]) == "active", "the temp holds the live token"
 

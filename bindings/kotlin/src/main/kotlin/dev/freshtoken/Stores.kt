@@ -22,7 +22,6 @@ import java.nio.file.attribute.PosixFilePermissions
 import java.security.MessageDigest
 import java.util.Base64
 import java.util.TreeMap
-import java.util.UUID
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.Executors
@@ -95,9 +94,11 @@ open class MemoryTokenStore : TokenStoreBase() {
 
 /**
  * One file per session key under `dir` (created on first save, mode 0600
- * where the file system has POSIX permissions). A save writes a temporary
- * file, forces it to disk, renames it over the old one atomically and forces
- * the directory, so a crash leaves either the old record or the new one.
+ * where the file system has POSIX permissions). A save writes the record's
+ * temporary file `.<name>.json.tmp` (one fixed name per record file: every
+ * save holds the record's write lock, so one writer at a time uses it),
+ * forces it to disk, renames it over the old one atomically and forces the
+ * directory, so a crash leaves either the old record or the new one.
  *
  * File names ([fileName]) use only lowercase letters, digits and dots, so
  * two keys never share a file on a case-insensitive file system (macOS,
@@ -202,23 +203,41 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * Finishes or removes the saves that a killed process left half done.
      * Call it at startup, before the first session on this directory.
      *
-     * A save writes `.<name>.json.<uuid>.tmp`, forces it to disk and renames
-     * it over `<name>.json`; a process killed between the two leaves the new
-     * record, and with it the rotated refresh token, only in that temporary
-     * file. The next start would read the old record and send the spent
-     * refresh token: the server sees it reused and the user must re-link.
+     * A save writes `.<name>.json.tmp`, forces it to disk and renames it over
+     * `<name>.json`; a process killed between the two leaves the new record,
+     * and with it the rotated refresh token, only in that temporary file. The
+     * next start would read the old record and send the spent refresh token:
+     * the server sees it reused and the user must re-link.
      *
-     * For each record file with temporary files, holding its write lock
-     * (`<name>.write.lock`, which every save of every process takes, so none
-     * is writing one meanwhile; a save in progress is waited for): the
-     * newest temporary file that holds a whole JSON object and is at least
-     * as new as the record file (modification time) is renamed over it, the
-     * others are removed, and the directory is forced. Only this store's own
-     * temporary files are touched: those of the JavaScript `FileStore` and
-     * the `freshtoken` command (`<name>.json.<pid>.<hex>.tmp`) are left
-     * alone. The Python `FileTokenStore` writes this store's names (and holds
-     * the same lock), so each recovers the other's. A missing directory is
-     * nothing to do.
+     * No time is compared. Every save holds the record's write lock and
+     * first removes what is at its temporary file's name (a killed save's,
+     * which it supersedes), so a temporary file that exists was written
+     * after the record file's last successful save: any later save would have
+     * replaced it and renamed it. For each record file with temporary files,
+     * holding its write lock (`<name>.write.lock`, which every save of every
+     * process takes, so none is writing one meanwhile; a save in progress is
+     * waited for), a whole `.<name>.json.tmp` (one JSON object, as the core
+     * reads it) is renamed over the record file and one that is not whole
+     * (a write cut off) is removed; then the directory is forced.
+     *
+     * Earlier versions (and the Python store before the same change) wrote
+     * `.<name>.json.<uuid>.tmp`. Those are still recovered, under the same
+     * lock, when the record has no `.<name>.json.tmp`: the newest whole one
+     * at least as new as the record file (modification time) is renamed
+     * over it and the others are removed. That comparison cannot order two
+     * saves within a file system's timestamp granularity (1–2 s on HFS+,
+     * FAT, some NFS/SMB servers) or across a step back of the wall clock, so
+     * this store narrows it to files written before the upgrade: its first
+     * save of a record removes that record's `<uuid>` files (those the
+     * directory listed when this store first read it), and any beside a
+     * `.<name>.json.tmp` are removed (superseded by it). Call recover() once
+     * after upgrading, before the first session, as at every start.
+     *
+     * Only this store's own temporary files are touched: those of the
+     * JavaScript `FileStore` and the `freshtoken` command
+     * (`<name>.json.<pid>.<hex>.tmp`) are left alone. The Python
+     * `FileTokenStore` writes this store's names (and holds the same lock),
+     * so each recovers the other's. A missing directory is nothing to do.
      *
      * @throws HostException.Failed when the directory cannot be listed, or a
      *   file cannot be locked, finished or removed (after every other record
@@ -242,7 +261,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             Files.newDirectoryStream(dir).use { entries ->
                 for (entry in entries) {
                     val name = entry.fileName.toString()
-                    val target = TEMP_NAME.matchEntire(name)?.groupValues?.get(1) ?: continue
+                    val target = ANY_TEMP_NAME.matchEntire(name)?.groupValues?.get(1) ?: continue
                     byTarget.getOrPut(target) { mutableListOf() } += name
                 }
             }
@@ -286,10 +305,10 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
 
         /**
-         * Finishes `target`'s newest whole save at least as new as it and
-         * removes its other temporary files (call holding its write lock: none
-         * of them is being written). One that is gone was renamed by its
-         * writer after all; one that is not a regular file is not a save's.
+         * Finishes `target`'s interrupted save and removes its other temporary
+         * files (call holding its write lock: none of them is being written).
+         * One that is gone was renamed by its writer after all; one that is
+         * not a regular file is not a save's (the next save removes it).
          */
         fun finish(target: String, temps: List<String>) {
             val present = temps.mapNotNull { name ->
@@ -302,16 +321,24 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
                 attributes?.takeIf { it.isRegularFile }?.let { path to it.lastModifiedTime() }
             }.sortedByDescending { it.second }
             val targetPath = dir.resolve(target)
-            val current: FileTime? = try {
-                Files.getLastModifiedTime(targetPath)
-            } catch (_: NoSuchFileException) {
-                null
+            val fixed = dir.resolve(tempName(target))
+            val done = if (present.any { it.first == fixed }) {
+                // Written after the record file's last save (see recover): no time to compare. An
+                // earlier version's file beside it is an older save's, superseded.
+                fixed.takeIf { isWholeRecord(it) }
+            } else {
+                // Only earlier versions' `<uuid>` files: ordered by modification time (see recover).
+                val current: FileTime? = try {
+                    Files.getLastModifiedTime(targetPath)
+                } catch (_: NoSuchFileException) {
+                    null
+                }
+                // Newest first: past the first one older than the record file, all are older.
+                present.asSequence()
+                    .takeWhile { (_, modified) -> current == null || modified >= current }
+                    .firstOrNull { (path, _) -> isWholeRecord(path) }
+                    ?.first
             }
-            // Newest first: past the first one older than the record file, all are older.
-            val done = present.asSequence()
-                .takeWhile { (_, modified) -> current == null || modified >= current }
-                .firstOrNull { (path, _) -> isWholeRecord(path) }
-                ?.first
             if (done != null) {
                 attempt("cannot finish an interrupted save") {
                     replace(done, targetPath)
@@ -389,11 +416,25 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         return read(file) ?: legacyFile(key)?.let { read(it) ?: read(file) }
     }
 
+    /**
+     * Writes `key`'s record through its temporary file (call holding its
+     * write lock): what is at that name (a killed save's, or anything else)
+     * is removed first, never followed if a link, and the file is created new.
+     */
     private fun writeRecord(key: String, record: String) {
         val target = fileFor(key)
-        val temp = dir.resolve(".${target.fileName}.${UUID.randomUUID()}.tmp")
+        val name = target.fileName.toString()
+        val temp = dir.resolve(tempName(name))
+        val leftovers = try {
+            leftovers()
+        } catch (_: HostException) {
+            null
+        }
         try {
             Files.createDirectories(dir)
+            // Killed saves of this record: this save supersedes them.
+            Files.deleteIfExists(temp)
+            leftovers?.let { removeLegacyTemps(it, name) }
             FileChannel.open(temp, createOptions, *ownerOnly()).use { channel ->
                 val buffer = ByteBuffer.wrap(record.toByteArray(Charsets.UTF_8))
                 while (buffer.hasRemaining()) channel.write(buffer)
@@ -406,11 +447,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             throw HostException.Failed("cannot write the record file (${e.javaClass.simpleName})")
         }
         // The record is durable under its new name: the old file is stale.
-        val names = try {
-            legacyNames()
-        } catch (_: HostException) {
-            null
-        }
+        val names = leftovers?.records
         val old = legacyFileName(key)
         if (!names.isNullOrEmpty() && names.remove(old)) {
             try {
@@ -447,33 +484,53 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * differs only in case: `JoHn`'s for `Jobn`.)
      */
     private fun legacyFile(key: String): Path? {
-        val names = legacyNames()
+        val names = leftovers().records
         if (names.isEmpty()) return null
         return legacyFileName(key).takeIf { it in names }?.let { dir.resolve(it) }
     }
 
-    private val legacyLock = Any()
-    private var legacy: MutableSet<String>? = null
+    /**
+     * What earlier versions left in [dir], exactly as listed: record files
+     * under the old names, and save temporary files `.<name>.json.<uuid>.tmp`.
+     */
+    private class Leftovers(val records: MutableSet<String>, val temps: MutableSet<String>)
 
-    /** The old names in [dir], exactly as listed; listed once (nothing creates them any more). */
-    private fun legacyNames(): MutableSet<String> = synchronized(legacyLock) {
+    private val legacyLock = Any()
+    private var legacy: Leftovers? = null
+
+    /** [Leftovers], listed once (nothing of this version creates them). */
+    private fun leftovers(): Leftovers = synchronized(legacyLock) {
         legacy ?: listLegacy().also { legacy = it }
     }
 
-    private fun listLegacy(): MutableSet<String> {
-        val names = ConcurrentHashMap.newKeySet<String>()
+    private fun listLegacy(): Leftovers {
+        val leftovers = Leftovers(ConcurrentHashMap.newKeySet(), ConcurrentHashMap.newKeySet())
         try {
             Files.newDirectoryStream(dir).use { entries ->
                 for (entry in entries) {
                     val name = entry.fileName.toString()
-                    if (LEGACY_NAME.matches(name)) names += name
+                    if (LEGACY_NAME.matches(name)) leftovers.records += name
+                    if (LEGACY_TEMP_NAME.matches(name)) leftovers.temps += name
                 }
             }
         } catch (_: NoSuchFileException) {
         } catch (e: IOException) {
             throw HostException.Failed("cannot list the record directory (${e.javaClass.simpleName})")
         }
-        return names
+        return leftovers
+    }
+
+    /**
+     * Removes the record file `recordName`'s `<uuid>` temporary files that
+     * `leftovers` lists (call holding its write lock, in a save, which they
+     * predate). Best effort: [recover] removes any left beside a fixed one.
+     */
+    private fun removeLegacyTemps(leftovers: Leftovers, recordName: String) {
+        if (leftovers.temps.isEmpty()) return
+        for (name in leftovers.temps.filter { LEGACY_TEMP_NAME.matchEntire(it)?.groupValues?.get(1) == recordName }) {
+            runCatching { Files.deleteIfExists(dir.resolve(name)) }
+            leftovers.temps.remove(name)
+        }
     }
 
     /** Makes the rename durable (POSIX); some platforms cannot open a directory. */
@@ -559,14 +616,19 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             out.toByteArray()
         }
 
-        /**
-         * A save's temporary file, `.<record file name>.<UUID>.tmp` (see
-         * [writeRecord]); group 1 is the record file's name (today's names only).
-         */
-        private val TEMP_NAME = Regex(
-            "\\.((?:x\\.(?:[0-9a-f]{2}){0,60}|h\\.[0-9a-f]{64})\\.json)" +
-                "\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\.tmp",
-        )
+        /** A record file name of today (group 1 in the temporary file names below). */
+        private const val RECORD_NAME = "((?:x\\.(?:[0-9a-f]{2}){0,60}|h\\.[0-9a-f]{64})\\.json)"
+
+        private const val UUID_PART = "\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+        /** The temporary file a save of the record file `recordName` writes: `.<name>.json.tmp`. */
+        private fun tempName(recordName: String): String = ".$recordName.tmp"
+
+        /** An earlier version's temporary file, `.<record file name>.<UUID>.tmp`; group 1 is the record file's name. */
+        private val LEGACY_TEMP_NAME = Regex("\\.$RECORD_NAME$UUID_PART\\.tmp")
+
+        /** Either this version's temporary file ([tempName]) or an earlier one's; group 1 is the record file's name. */
+        private val ANY_TEMP_NAME = Regex("\\.$RECORD_NAME(?:$UUID_PART)?\\.tmp")
 
         /** A lock file's name beside the record file `recordName`: `<name>.lock`, or `<name>.write.lock`. */
         private fun lockName(recordName: String, write: Boolean): String =
@@ -631,7 +693,10 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
 data class RecoverResult(
     /** Interrupted saves finished: a temporary file renamed over its record file. */
     val completed: Int,
-    /** Temporary files removed: older than their record file, not a whole record, or beside a newer one. */
+    /**
+     * Temporary files removed: not a whole record, or an earlier version's
+     * superseded one (beside a newer one, or older than its record file).
+     */
     val removed: Int,
 )
 

@@ -5,12 +5,17 @@ import dev.freshtoken.support.Json
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.childJvm
 import dev.freshtoken.support.killedSave
+import dev.freshtoken.support.legacyKilledSave
 import dev.freshtoken.support.same
+import dev.freshtoken.support.tempFile
 import dev.freshtoken.support.writeForced
 import java.io.File
 import java.nio.file.Files
+import java.nio.file.LinkOption
 import java.nio.file.Path
+import java.nio.file.StandardWatchEventKinds
 import java.nio.file.attribute.FileTime
+import java.nio.file.attribute.PosixFilePermissions
 import java.util.UUID
 import java.util.concurrent.Future
 import java.util.concurrent.TimeUnit
@@ -31,10 +36,11 @@ import org.junit.rules.TemporaryFolder
  * file and renaming it left the rotated record only in that file; recover()
  * finishes it (or removes what is stale or cut off), holding the key's write
  * lock. The killed saves are made as [FileTokenStore]'s own save leaves
- * them (support/KilledSave.kt): `.<name>.json.<uuid>.tmp`, written and
- * forced, never renamed; the end-to-end test kills a child JVM there.
- * Modification times are set explicitly; the one wait (for the write lock)
- * is on Linux's lock table, never on time.
+ * them (support/KilledSave.kt): `.<name>.json.tmp`, written and forced,
+ * never renamed (earlier versions': `.<name>.json.<uuid>.tmp`); the
+ * end-to-end test kills a child JVM there. Modification times are set
+ * explicitly; the waits (for the write lock, for a save's file events) are
+ * on Linux's lock table and on inotify, never on time.
  */
 class FileTokenStoreRecoverTest {
     companion object {
@@ -76,22 +82,37 @@ class FileTokenStoreRecoverTest {
         assertEquals("nothing left to do", RecoverResult(0, 0), store.recoverBlocking())
     }
 
-    @Test fun `a temporary file as new as the record file, or with no record file, is finished`() = blocking {
-        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
-        saved(store, "u1", """{"v":1}""")
-        killedSave(store.dir, "u1", """{"v":2}""", base) // the same time: a coarse clock
-        killedSave(store.dir, "u2", """{"v":2}""") // killed during the first save of u2
-        assertEquals(RecoverResult(2, 0), store.recover())
-        assertEquals("""{"v":2}""", store.load("u1"))
-        assertEquals("""{"v":2}""", store.load("u2"))
+    @Test fun `a save after a killed one replaces its temporary file, so recover never brings the spent refresh token back`() = blocking {
+        val dir = tmp.root.toPath().resolve("tokens")
+        val store = FileTokenStore(dir)
+        val spent = """{"refresh_token":"rt-1","in_doubt":true}"""
+        val rotated = """{"refresh_token":"rt-2"}"""
+        for ((key, legacy) in listOf("u1" to false, "u2" to true)) {
+            store.save(key, """{"refresh_token":"rt-1"}""")
+            // A: killed in its save of the write-ahead marker, which holds the spent refresh token.
+            val a = if (legacy) legacyKilledSave(dir, key, spent, base) else killedSave(dir, key, spent, base)
+            // B: a later save by another process (a new store: it reads the directory first) succeeds.
+            FileTokenStore(dir).save(key, rotated)
+            assertFalse("B removed A's temporary file (legacy: $legacy)", Files.exists(a, LinkOption.NOFOLLOW_LINKS))
+            assertEquals(emptySet<String>(), temps(dir))
+            // A coarse or stepped-back clock: B's record file as new as A's file, or older.
+            for (modified in listOf(base, base - 60_000)) {
+                Files.setLastModifiedTime(store.fileFor(key), FileTime.fromMillis(modified))
+                assertEquals(RecoverResult(0, 0), store.recover())
+                assertEquals("B's record, with the rotated refresh token", rotated, store.load(key))
+            }
+        }
     }
 
-    @Test fun `a temporary file older than the record file is removed, not renamed`() = blocking {
+    @Test fun `a killed save's temporary file is finished whatever the times - older than the record file, as new, or with no record file`() = blocking {
         val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
-        saved(store, "u1", """{"refresh_token":"rt-newer"}""")
-        killedSave(store.dir, "u1", """{"refresh_token":"rt-stale"}""", base - 1000)
-        assertEquals(RecoverResult(completed = 0, removed = 1), store.recover())
-        assertEquals("a later save finished after it: kept", """{"refresh_token":"rt-newer"}""", store.load("u1"))
+        saved(store, "u1", """{"v":1}""")
+        saved(store, "u2", """{"v":1}""")
+        killedSave(store.dir, "u1", """{"v":2}""", base - 60_000) // older: a clock stepped back
+        killedSave(store.dir, "u2", """{"v":2}""", base) // the same time: a coarse clock
+        killedSave(store.dir, "u3", """{"v":2}""") // killed during the first save of u3
+        assertEquals(RecoverResult(completed = 3, removed = 0), store.recover())
+        for (key in listOf("u1", "u2", "u3")) assertEquals(key, """{"v":2}""", store.load(key))
         assertEquals(emptySet<String>(), temps(store.dir))
     }
 
@@ -99,12 +120,12 @@ class FileTokenStoreRecoverTest {
         val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
         val record = """{"refresh_token":"rt-old","access_token":"at","expires_at_ms":1}"""
         val rotated = """{"refresh_token":"rt-rotated","access_token":"at2","scope":["a",{"b":[1.5e3,-0,true,null]}]}"""
-        saved(store, "u1", record)
+        for (key in listOf("u1", "u2", "u3")) saved(store, key, record)
         killedSave(store.dir, "u1", rotated.dropLast(1), base + 1000) // the last byte never written
-        writeForced(store.dir.resolve(".${FileTokenStore.fileName("u1")}.${UUID.randomUUID()}.tmp"), ByteArray(rotated.length), base + 2000)
-        writeForced(store.dir.resolve(".${FileTokenStore.fileName("u1")}.${UUID.randomUUID()}.tmp"), ByteArray(0), base + 3000)
+        writeForced(tempFile(store.dir, "u2"), ByteArray(rotated.length), base + 1000) // never forced: zeroes
+        writeForced(tempFile(store.dir, "u3"), ByteArray(0), base + 1000)
         assertEquals(RecoverResult(completed = 0, removed = 3), store.recover())
-        assertEquals(record, store.load("u1"))
+        for (key in listOf("u1", "u2", "u3")) assertEquals(key, record, store.load(key))
         assertEquals(emptySet<String>(), temps(store.dir))
 
         // A write cut off anywhere is not a whole record; the whole one is.
@@ -118,15 +139,98 @@ class FileTokenStoreRecoverTest {
         assertFalse("no stack overflow", isWholeRecordFile(("{\"a\":" + "[".repeat(1_000_000)).toByteArray()))
     }
 
-    @Test fun `of several temporary files the newest whole one at least as new as the record file is finished`() = blocking {
+    @Test fun `a save writes its record to the fixed temporary file, 0600, and renames it`() = blocking {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val store = FileTokenStore(dir)
+        val created = mutableListOf<String>()
+        dir.fileSystem.newWatchService().use { watcher ->
+            dir.register(watcher, StandardWatchEventKinds.ENTRY_CREATE)
+            store.save("u1", """{"v":1}""")
+            // Until the rename shows (inotify keeps the events in order; waits on them, not on time).
+            val record = FileTokenStore.fileName("u1")
+            while (record !in created) {
+                val key = watcher.poll(30, TimeUnit.SECONDS)
+                assertTrue("the save's file events", key != null)
+                key!!.pollEvents().mapNotNullTo(created) { (it.context() as? Path)?.toString() }
+                key.reset()
+            }
+        }
+        assertEquals("the one temporary file the save wrote", listOf(".x.7531.json.tmp"), created.filter { it.endsWith(".tmp") })
+        assertTrue("written before the rename", created.indexOf(".x.7531.json.tmp") < created.indexOf("x.7531.json"))
+        assertEquals(emptySet<String>(), temps(dir))
+        assertEquals("""{"v":1}""", store.load("u1"))
+        if ("posix" in dir.fileSystem.supportedFileAttributeViews()) {
+            assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(store.fileFor("u1"))))
+        }
+    }
+
+    @Test fun `a link planted at the temporary file's name is removed, never written through`() = blocking {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        val store = FileTokenStore(dir)
+        val outside = tmp.newFile("outside.json").toPath()
+        Files.write(outside, """{"refresh_token":"not yours"}""".toByteArray())
+        val missing = tmp.root.toPath().resolve("never-made.json")
+        val links = listOf(
+            Files.createSymbolicLink(tempFile(dir, "u1"), outside),
+            Files.createSymbolicLink(tempFile(dir, "u2"), missing), // dangling
+        )
+        assertEquals("recover() reads no link either", RecoverResult(0, 0), store.recover())
+        for (key in listOf("u1", "u2")) store.save(key, """{"v":1}""")
+        for (link in links) assertFalse("the link itself removed", Files.exists(link, LinkOption.NOFOLLOW_LINKS))
+        assertArrayEquals("its target unchanged", """{"refresh_token":"not yours"}""".toByteArray(), Files.readAllBytes(outside))
+        assertFalse("nothing created through the dangling one", Files.exists(missing, LinkOption.NOFOLLOW_LINKS))
+        for (key in listOf("u1", "u2")) {
+            assertTrue(Files.isRegularFile(store.fileFor(key), LinkOption.NOFOLLOW_LINKS))
+            assertEquals("""{"v":1}""", store.load(key))
+        }
+        assertEquals(emptySet<String>(), temps(dir))
+    }
+
+    @Test fun `an earlier version's temporary file as new as the record file, or with no record file, is finished`() = blocking {
         val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
         saved(store, "u1", """{"v":1}""")
-        killedSave(store.dir, "u1", """{"v":0}""", base - 1000) // older than the record file
-        killedSave(store.dir, "u1", """{"v":2}""", base + 1000)
-        killedSave(store.dir, "u1", """{"v":3}""", base + 2000) // the one to finish
-        killedSave(store.dir, "u1", """{"v":4""", base + 3000) // newest, cut off
+        legacyKilledSave(store.dir, "u1", """{"v":2}""", base) // the same time
+        legacyKilledSave(store.dir, "u2", """{"v":2}""") // killed during the first save of u2
+        assertEquals(RecoverResult(2, 0), store.recover())
+        assertEquals("""{"v":2}""", store.load("u1"))
+        assertEquals("""{"v":2}""", store.load("u2"))
+        assertEquals(emptySet<String>(), temps(store.dir))
+    }
+
+    @Test fun `an earlier version's temporary file older than the record file is removed, not renamed`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"refresh_token":"rt-newer"}""")
+        legacyKilledSave(store.dir, "u1", """{"refresh_token":"rt-stale"}""", base - 1000)
+        assertEquals(RecoverResult(completed = 0, removed = 1), store.recover())
+        assertEquals("a later save finished after it: kept", """{"refresh_token":"rt-newer"}""", store.load("u1"))
+        assertEquals(emptySet<String>(), temps(store.dir))
+    }
+
+    @Test fun `of several earlier version's temporary files the newest whole one at least as new as the record file is finished`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        legacyKilledSave(store.dir, "u1", """{"v":0}""", base - 1000) // older than the record file
+        legacyKilledSave(store.dir, "u1", """{"v":2}""", base + 1000)
+        legacyKilledSave(store.dir, "u1", """{"v":3}""", base + 2000) // the one to finish
+        legacyKilledSave(store.dir, "u1", """{"v":4""", base + 3000) // cut off
+        writeForced(store.dir.resolve(".${FileTokenStore.fileName("u1")}.${UUID.randomUUID()}.tmp"), ByteArray(7), base + 4000)
+        writeForced(store.dir.resolve(".${FileTokenStore.fileName("u1")}.${UUID.randomUUID()}.tmp"), ByteArray(0), base + 5000)
+        assertEquals(RecoverResult(completed = 1, removed = 5), store.recover())
+        assertEquals("""{"v":3}""", store.load("u1"))
+        assertEquals(emptySet<String>(), temps(store.dir))
+    }
+
+    @Test fun `earlier version's temporary files beside a fixed one are removed, whatever the times`() = blocking {
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        saved(store, "u2", """{"v":1}""")
+        killedSave(store.dir, "u1", """{"v":3}""", base - 5000) // written after every save of u1
+        legacyKilledSave(store.dir, "u1", """{"v":2}""", base + 5000) // before the upgrade, however its time reads
+        killedSave(store.dir, "u2", """{"v":3""", base - 5000) // cut off: the record file stays
+        legacyKilledSave(store.dir, "u2", """{"v":2}""", base + 5000)
         assertEquals(RecoverResult(completed = 1, removed = 3), store.recover())
         assertEquals("""{"v":3}""", store.load("u1"))
+        assertEquals("""{"v":1}""", store.load("u2"))
         assertEquals(emptySet<String>(), temps(store.dir))
     }
 
@@ -140,6 +244,8 @@ class FileTokenStoreRecoverTest {
             ".lock-probe.4242.0123456789ab.tmp", // the command's lock probe
             ".k-dTE.${UUID.randomUUID()}.tmp", // not one of today's record names
             ".$name.not-a-uuid.tmp",
+            ".k-dTE.tmp", // nor is this
+            "$name.tmp", // no leading dot
         )
         for (other in others) writeForced(store.dir.resolve(other), """{"v":9}""".toByteArray(), base + 1000)
         killedSave(store.dir, "u2", """{"v":2}""") // this store's own: finished
@@ -232,6 +338,7 @@ class FileTokenStoreRecoverTest {
         assertEquals("the record file holds the write-ahead marker", true, marker["in_doubt"])
         same(marker["refresh_token"], seeded, "and the spent refresh token")
         val temp = temps(dir).single()
+        assertEquals("the fixed name", tempFile(dir, "u1").fileName.toString(), temp)
         val rotated = Json.obj(Files.readAllBytes(dir.resolve(temp)).toString(Charsets.UTF_8))
         assertEquals("consumed", emu.refreshTokenState(seeded))
         assertEquals("active", emu.refreshTokenState(rotated["refresh_token"] as String))

@@ -15,8 +15,15 @@ import java.nio.file.attribute.FileTime
 import java.util.UUID
 import kotlinx.coroutines.awaitCancellation
 
+/** The temporary file a [FileTokenStore] save of `key` writes: `.<name>.json.tmp`, one fixed name per record file. */
+fun tempFile(dir: Path, key: String): Path = dir.resolve(".${FileTokenStore.fileName(key)}.tmp")
+
 /** What a [FileTokenStore] save of `record` under `key` killed before its rename leaves in `dir` (its temporary file). */
 fun killedSave(dir: Path, key: String, record: String, modifiedMs: Long? = null): Path =
+    writeForced(tempFile(dir, key), record.toByteArray(), modifiedMs)
+
+/** The same, as earlier versions (and the Python store before the fixed name) left it: `.<name>.json.<uuid>.tmp`. */
+fun legacyKilledSave(dir: Path, key: String, record: String, modifiedMs: Long? = null): Path =
     writeForced(dir.resolve(".${FileTokenStore.fileName(key)}.${UUID.randomUUID()}.tmp"), record.toByteArray(), modifiedMs)
 
 /** Writes `bytes` to a new file, forced to disk, modified at `modifiedMs` if given. */

@@ -69,7 +69,19 @@ impl FileStore {
     /// (see the module docs).
     pub async fn write(&self, key: &str, record: &str) -> io::Result<()> {
         let _writing = self.write_lock(key).await?;
-        write_private(&self.path_for(key), record.as_bytes())
+        self.write_record(key, record)
+    }
+
+    /// Writes `record` under `key` (the caller holds its write lock), then
+    /// removes the Kotlin and Python stores' temporary file of the record,
+    /// `.<name>.json.tmp`: one still there is a killed save's, older than
+    /// this save, and their `recover()` would rename it over this record.
+    /// (Best effort: the record is saved either way, and what cannot be
+    /// removed, a directory, is no file their `recover()` renames.)
+    fn write_record(&self, key: &str, record: &str) -> io::Result<()> {
+        write_private(&self.path_for(key), record.as_bytes())?;
+        let _ = fs::remove_file(self.dir.join(format!(".{}.json.tmp", Self::stem(key))));
+        Ok(())
     }
 
     /// The stored record and its version, or `None`. A file that is not
@@ -109,7 +121,7 @@ impl FileStore {
         if current.as_deref() != expected {
             return Ok(None);
         }
-        write_private(&self.path_for(key), record.as_bytes())?;
+        self.write_record(key, record)?;
         Ok(Some(version(record.as_bytes())))
     }
 
@@ -442,6 +454,29 @@ mod tests {
             assert_eq!(mode(&dir.join("nested/x.75.write.lock")), 0o600);
             assert_eq!(mode(&dir.join("nested")), 0o700);
         }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_save_removes_the_temporary_file_a_killed_kotlin_or_python_save_left() {
+        // Left, their recover() would rename it over this newer record.
+        let dir = scratch("superseded");
+        let store = FileStore::new(&dir);
+        create_private_dir(&dir).unwrap();
+        let leftover = dir.join(".x.75.json.tmp");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        fs::write(&leftover, "{\"refresh_token\":\"spent\"}").unwrap();
+        runtime.block_on(store.write("u", "{\"a\":1}")).unwrap();
+        assert!(!leftover.exists(), "write()");
+        fs::write(&leftover, "{\"refresh_token\":\"spent\"}").unwrap();
+        let version = store.read_version("u").unwrap();
+        let saved = runtime.block_on(store.write_if("u", "{\"a\":2}", version.as_deref()));
+        assert!(saved.unwrap().is_some());
+        assert!(!leftover.exists(), "write_if()");
+        assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":2}"));
         fs::remove_dir_all(dir).unwrap();
     }
 

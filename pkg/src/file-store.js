@@ -154,6 +154,10 @@ export class FileStore {
       await file.close();
       file = undefined;
       await rename(tmp, path);
+      // A temporary file the Kotlin or Python store's killed save left
+      // (`.<name>.json.tmp`) is older than this record: their recover()
+      // would rename it over it. Best effort: the record is saved either way.
+      await unlink(join(this.#dir, `.${basename(path)}.tmp`)).catch(() => {});
     } catch (error) {
       await file?.close().catch(() => {});
       await unlink(tmp).catch(() => {});

@@ -61,6 +61,17 @@ describe('FileStore', () => {
     assert.equal((await stat(store.pathFor('seq'))).mode & 0o777, 0o600, 'readable by the owner only');
   });
 
+  test('a save removes the temp file a killed Kotlin or Python save left, which their recover() would put back', async () => {
+    const store = new FileStore(dir);
+    await store.save('u1', '{"refresh_token":"rt-0"}');
+    const path = store.pathFor('u1');
+    const leftover = join(dirname(path), `.${path.slice(dirname(path).length + 1)}.tmp`);
+    await writeFile(leftover, '{"refresh_token":"rt-0","in_doubt":true}');
+    await store.save('u1', '{"refresh_token":"rt-1"}');
+    await assert.rejects(stat(leftover), { code: 'ENOENT' }, 'the older save is gone');
+    assert.equal(await store.load('u1'), '{"refresh_token":"rt-1"}');
+  });
+
   test('recover() finishes a save cut off before its rename and deletes other temp files', async () => {
     const records = join(dir, 'recover');
     const store = new FileStore(records);

@@ -369,9 +369,9 @@ export class TokenClient {
    * it before `free()` (at shutdown): a record freed unsaved takes the
    * session's newest refresh token with it, and the stored one is spent.
    * Rejects with a StorageError saying how many are still unsaved (they are
-   * kept; calling again retries). A seed or code exchange still waiting for
-   * its server is not waited for: await it once your own calls have
-   * returned. `options.signal` ends only the wait.
+   * kept; calling again retries). Seeds and code exchanges running (even
+   * ones whose caller stopped waiting) are waited for too. `options.signal`
+   * ends only the wait.
    */
   saveUnsaved(options?: CallOptions): Promise<void>;
   /**

@@ -195,10 +195,9 @@ impl TokenClient {
     /// Call it before dropping the client: a record dropped unsaved takes
     /// the session's newest refresh token with it, and the stored one was
     /// already spent. A `storage` error says how many are still unsaved
-    /// (the client keeps them; calling again retries). A seed or code
-    /// exchange still waiting for its server is not waited for: call it
-    /// once your own calls have returned. The client keeps each such
-    /// record's store alive until the record is saved.
+    /// (the client keeps them; calling again retries). Seeds and code
+    /// exchanges running (their caller gone or not) are waited for too. The
+    /// client keeps each such record's store alive until it is saved.
     pub async fn save_unsaved(&self) -> Result<(), Error> {
         crate::unsaved::save_all(&self.sessions, &self.ctx).await
     }

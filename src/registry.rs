@@ -100,12 +100,12 @@ impl Registry {
         self.cells.lock().map(|c| c.map.len()).unwrap_or(0)
     }
 
-    /// The states that are not idle (an operation running, something in
-    /// flight or unsaved), with their keys.
+    /// The states that are not idle (something in flight or unsaved, a
+    /// seed or code exchange running), with their keys.
     pub(crate) fn busy(&self) -> Vec<(Arc<str>, Arc<SessionCell>)> {
         let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         (cells.map.iter())
-            .filter(|(_, cell)| !cell.is_idle())
+            .filter(|(_, cell)| !cell.is_idle() || cell.has_replacing_calls())
             .map(|(key, cell)| (key.clone(), cell.clone()))
             .collect()
     }

@@ -10,6 +10,7 @@ use crate::tokens::{AccessToken, TokenInfo};
 use futures_util::future::Shared;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 /// A refresh (or load) in progress, shared by every waiting caller.
 pub(crate) type Flight = Shared<BoxFuture<'static, Result<TokenInfo, Error>>>;
@@ -60,6 +61,7 @@ impl Default for SessionCell {
                 keeping: None,
                 strandings: 0,
                 unsaved_in: None,
+                replacing_waiters: None,
             })),
             last_used: AtomicU64::new(0),
             evicted: std::sync::atomic::AtomicBool::new(false),
@@ -119,6 +121,11 @@ pub(crate) struct SessionState {
     /// The store whose save of `record` failed, while it is `unpersisted`:
     /// where [`crate::TokenClient::save_unsaved`] saves it again.
     pub(crate) unsaved_in: Option<Arc<dyn TokenStore>>,
+    /// Calls waiting for `replacing_calls` to reach zero
+    /// ([`crate::TokenClient::save_unsaved`]). Boxed: there rarely are any,
+    /// and a box is 8 bytes in every session state where a `Vec` is 24.
+    #[allow(clippy::box_collection)]
+    pub(crate) replacing_waiters: Option<Box<Vec<Waker>>>,
 }
 
 impl SessionState {
@@ -214,6 +221,30 @@ impl SessionCell {
         }
     }
 
+    /// Whether a seed or code exchange runs on this state, without waiting
+    /// for the lock (one held counts as yes).
+    pub(crate) fn has_replacing_calls(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(st) => st.replacing_calls > 0,
+            Err(std::sync::TryLockError::Poisoned(st)) => st.into_inner().replacing_calls > 0,
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        }
+    }
+
+    /// Ready once no seed or code exchange runs on this state (their
+    /// records are then in memory, saved or not).
+    pub(crate) fn poll_replacing_ended(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.lock();
+        if st.replacing_calls == 0 {
+            return Poll::Ready(());
+        }
+        let waiters = st.replacing_waiters.get_or_insert_with(Box::default);
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Nothing in flight, nothing waiting to be saved, and no rejected token
     /// still in the record: safe to evict. (Evicted, a state whose refresh
     /// after `token_rejected` failed would forget the rejection, and the
@@ -240,6 +271,7 @@ fn forget_forked(st: &mut SessionState) {
         st.inflight = None;
         st.saving_only = false;
         st.replacing_calls = 0;
+        st.replacing_waiters = None;
     }
 }
 
@@ -263,6 +295,13 @@ impl Drop for Replacing {
     fn drop(&mut self) {
         let mut st = self.0.lock();
         st.replacing_calls = st.replacing_calls.saturating_sub(1);
+        let waiters = (st.replacing_calls == 0)
+            .then(|| st.replacing_waiters.take())
+            .flatten();
+        drop(st);
+        for waiter in waiters.into_iter().flat_map(|w| *w) {
+            waiter.wake();
+        }
     }
 }
 

@@ -14,13 +14,14 @@ use std::task::Poll;
 
 /// Saves every record held only in memory, each through the store whose
 /// save of it failed, all at once (each bounded by the store deadline); a
-/// refresh or save running is waited for first. A seed or code exchange
-/// still waiting for its server is not: its record is not in memory yet. A conflict counts as done:
+/// refresh, save, seed or code exchange running is waited for first (the
+/// latter's record is not in memory until its server answered). A conflict counts as done:
 /// another process stored a newer record (DESIGN point 9). The error, if
 /// any is left unsaved, is a `storage` one saying how many, with the last
 /// failure's message.
 pub(crate) async fn save_all(sessions: &Registry, ctx: &Arc<Context>) -> Result<(), Error> {
     let saves = sessions.busy().into_iter().map(|(key, cell)| async move {
+        poll_fn(|cx| cell.poll_replacing_ended(cx)).await;
         let flight = cell.lock().inflight.clone();
         if let Some(flight) = flight {
             let _ = flight.await;

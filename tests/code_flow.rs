@@ -110,6 +110,40 @@ async fn a_public_client_uses_pkce_without_a_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_unsaved_waits_for_a_code_exchange_still_out_and_saves_what_its_store_refused() {
+    // The caller gave up while the code was out, and the exchange's save
+    // fails after save_unsaved() began: it is waited for, then saved, so
+    // a client closed right after keeps the user's new link.
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    h.store
+        .fail_saves
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let (client, store) = (h.client.clone(), h.store.clone());
+    let caller = tokio::spawn(async move {
+        client
+            .exchange_code(&code, &verifier, REDIRECT, "u1", store)
+            .await
+    });
+    common::abandoned_once_held(&h.emu, caller).await;
+
+    let mut saving = Box::pin(h.client.save_unsaved());
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(saving.as_mut(), cx))
+    })
+    .await;
+    assert!(first.is_pending(), "waits for the exchange");
+    assert_eq!(h.emu.release_held(), 1);
+    let guard = Duration::from_secs(10); // fails the test instead of hanging it
+    tokio::time::timeout(guard, saving).await.unwrap().unwrap();
+    let rt = h.store.refresh_token("u1").expect("the new link is saved");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_gives_up_after_the_code_was_sent_still_gets_its_tokens_saved() {
     // The code is single use: a caller that stops waiting (a timeout, a
     // closed screen) after sending it must not throw away what it brings.

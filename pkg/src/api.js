@@ -510,8 +510,8 @@ export function bind(wasm, eventChannel) {
      * rotation whose save failed), after refreshes running have ended.
      * Await it before `free()`: a record freed unsaved takes its session's
      * newest refresh token with it. Rejects with a StorageError (the
-     * records kept, to try again) if the store still refuses one. A seed or
-     * code exchange still waiting for its server is not waited for.
+     * records kept, to try again) if the store still refuses one. Seeds and
+     * code exchanges running are waited for too.
      */
     saveUnsaved(options) {
       try {

@@ -170,9 +170,8 @@ class AsyncClient(ClientCore):
         waited for. Await it before dropping the client (at shutdown): a
         record that goes unsaved with the client takes the session's newest
         refresh token with it, and the stored one is spent. Raises ``StorageError`` saying how many are
-        still unsaved (they are kept; calling again retries). A seed or code
-        exchange still waiting for its server is not waited for: await it once
-        your own calls have returned. Cancelling ends the wait: saves already
+        still unsaved (they are kept; calling again retries). Seeds and code
+        exchanges running are waited for too. Cancelling ends the wait: saves already
         started go on, the others are left for the next call."""
         await _loop.run(self._native.save_unsaved)
 

@@ -183,9 +183,8 @@ class Client(ClientCore):
         waited for. Call it before dropping the client (at shutdown): a
         record that goes unsaved with the client takes the session's newest
         refresh token with it, and the stored one is spent. Raises ``StorageError`` saying how many are
-        still unsaved (they are kept; calling again retries). A seed or code
-        exchange still waiting for its server is not waited for: call it once
-        your own calls have returned. ``timeout`` (seconds) ends the wait:
+        still unsaved (they are kept; calling again retries). Seeds and code
+        exchanges running are waited for too. ``timeout`` (seconds) ends the wait:
         saves already started go on, the others are left for the next call."""
         _loop.call(self._native.save_unsaved, timeout=timeout)
 

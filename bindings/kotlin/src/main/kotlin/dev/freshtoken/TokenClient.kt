@@ -119,10 +119,9 @@ class TokenClient private constructor(
      * waited for. Call it before [close] (at shutdown): a record closed
      * unsaved takes the session's newest refresh token with it, and the
      * stored one is spent. Throws [FreshTokenException.Storage] saying how
-     * many are still unsaved (they are kept; calling again retries). A seed
-     * or code exchange still waiting for its server is not waited for: call
-     * it once your own calls have returned. Cancelled, saves already started
-     * go on and the others are left for the next call.
+     * many are still unsaved (they are kept; calling again retries). Seeds
+     * and code exchanges running are waited for too. Cancelled, saves
+     * already started go on and the others are left for the next call.
      */
     @Throws(FreshTokenException::class)
     suspend fun saveUnsaved() {

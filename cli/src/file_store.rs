@@ -72,16 +72,22 @@ impl FileStore {
         self.write_record(key, record)
     }
 
-    /// Writes `record` under `key` (the caller holds its write lock), then
-    /// removes the Kotlin and Python stores' temporary file of the record,
-    /// `.<name>.json.tmp`: one still there is a killed save's, older than
-    /// this save, and their `recover()` would rename it over this record.
-    /// (Best effort: the record is saved either way, and what cannot be
-    /// removed, a directory, is no file their `recover()` renames.)
+    /// Writes `record` under `key` (the caller holds its write lock), first
+    /// removing the Kotlin and Python stores' temporary file of the record,
+    /// `.<name>.json.tmp`: one there is a killed save's, older than this
+    /// save, and their `recover()` would rename it over this record. Before
+    /// the rename, so that the rename's directory fsync makes the removal
+    /// durable too; a file that cannot be removed fails the save (a
+    /// directory there is no file their `recover()` renames).
     fn write_record(&self, key: &str, record: &str) -> io::Result<()> {
-        write_private(&self.path_for(key), record.as_bytes())?;
-        let _ = fs::remove_file(self.dir.join(format!(".{}.json.tmp", Self::stem(key))));
-        Ok(())
+        let superseded = self.dir.join(format!(".{}.json.tmp", Self::stem(key)));
+        if let Err(e) = fs::remove_file(&superseded) {
+            let file = fs::symlink_metadata(&superseded).is_ok_and(|m| !m.is_dir());
+            if e.kind() != io::ErrorKind::NotFound && file {
+                return Err(e);
+            }
+        }
+        write_private(&self.path_for(key), record.as_bytes())
     }
 
     /// The stored record and its version, or `None`. A file that is not
@@ -477,6 +483,10 @@ mod tests {
         assert!(saved.unwrap().is_some());
         assert!(!leftover.exists(), "write_if()");
         assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":2}"));
+        // A directory at the name is no save's leftover: the save goes on.
+        fs::create_dir(&leftover).unwrap();
+        runtime.block_on(store.write("u", "{\"a\":3}")).unwrap();
+        assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":3}"));
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -4,7 +4,7 @@
 
 import { createReadStream, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -153,11 +153,13 @@ export class FileStore {
       await file.sync();
       await file.close();
       file = undefined;
-      await rename(tmp, path);
       // A temporary file the Kotlin or Python store's killed save left
       // (`.<name>.json.tmp`) is older than this record: their recover()
-      // would rename it over it. Best effort: the record is saved either way.
-      await unlink(join(this.#dir, `.${basename(path)}.tmp`)).catch(() => {});
+      // would rename it over it. Removed before the rename (whose directory
+      // fsync makes it durable); one that cannot be removed fails the save,
+      // unless it is a directory, which their recover() leaves alone.
+      await removeSuperseded(join(this.#dir, `.${basename(path)}.tmp`));
+      await rename(tmp, path);
     } catch (error) {
       await file?.close().catch(() => {});
       await unlink(tmp).catch(() => {});
@@ -238,6 +240,17 @@ export class FileStore {
     if (completed > 0) await this.#syncDirectory();
     this.#legacy = undefined; // a completed save may have been one of an earlier name
     return { completed, removed };
+  }
+}
+
+/** Removes the file at `path` if there is one; a directory there is left. */
+async function removeSuperseded(path) {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (error.code === 'ENOENT') return;
+    const info = await lstat(path).catch(() => undefined);
+    if (info !== undefined && !info.isDirectory()) throw error;
   }
 }
 

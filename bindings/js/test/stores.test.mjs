@@ -70,6 +70,10 @@ describe('FileStore', () => {
     await store.save('u1', '{"refresh_token":"rt-1"}');
     await assert.rejects(stat(leftover), { code: 'ENOENT' }, 'the older save is gone');
     assert.equal(await store.load('u1'), '{"refresh_token":"rt-1"}');
+    // A directory at the name is no save's leftover: the save goes on.
+    await mkdir(leftover);
+    await store.save('u1', '{"refresh_token":"rt-2"}');
+    assert.equal(await store.load('u1'), '{"refresh_token":"rt-2"}');
   });
 
   test('recover() finishes a save cut off before its rename and deletes other temp files', async () => {

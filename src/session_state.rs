@@ -214,19 +214,21 @@ impl SessionCell {
     /// counts as maybe.
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn may_be_unsaved(&self) -> bool {
-        match self.state.try_lock() {
-            Ok(st) => st.unpersisted,
-            Err(std::sync::TryLockError::Poisoned(st)) => st.into_inner().unpersisted,
-            Err(std::sync::TryLockError::WouldBlock) => true,
-        }
+        self.peek(|st| st.unpersisted)
     }
 
     /// Whether a seed or code exchange runs on this state, without waiting
     /// for the lock (one held counts as yes).
     pub(crate) fn has_replacing_calls(&self) -> bool {
+        self.peek(|st| st.replacing_calls > 0)
+    }
+
+    /// `f` of the state if its lock is free (poisoned or not); true if it
+    /// is held.
+    fn peek(&self, f: impl FnOnce(&SessionState) -> bool) -> bool {
         match self.state.try_lock() {
-            Ok(st) => st.replacing_calls > 0,
-            Err(std::sync::TryLockError::Poisoned(st)) => st.into_inner().replacing_calls > 0,
+            Ok(st) => f(&st),
+            Err(std::sync::TryLockError::Poisoned(st)) => f(&st.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => true,
         }
     }

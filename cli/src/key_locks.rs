@@ -163,21 +163,27 @@ mod tests {
             .block_on(future)
     }
 
-    /// The kinds of the locks this process holds on `path` (/proc/locks).
+    /// The kinds of the locks this process holds on `path`, from the
+    /// `lock:` lines of `/proc/self/fdinfo` of each file it has open there.
+    /// Each is one snapshot taken under the file's lock list; `/proc/locks`
+    /// is read a page at a time, and a line can slip between two pages
+    /// while other tests take and give back locks (it did in CI).
     fn lock_kinds_on(path: &Path) -> Vec<String> {
-        use std::os::unix::fs::MetadataExt;
-        let pid = std::process::id().to_string();
-        let inode = fs::metadata(path).unwrap().ino().to_string();
-        let mut kinds: Vec<String> = fs::read_to_string("/proc/locks")
-            .unwrap()
-            .lines()
-            .filter_map(|line| {
+        let path = fs::canonicalize(path).unwrap();
+        let mut kinds = Vec::new();
+        for fd in fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            // Another test's file may close meanwhile: then it is not ours.
+            if fs::read_link(fd.path()).ok().as_deref() != Some(path.as_path()) {
+                continue;
+            }
+            let info = fs::read_to_string(Path::new("/proc/self/fdinfo").join(fd.file_name()));
+            for line in info.unwrap_or_default().lines() {
                 let words: Vec<&str> = line.split_whitespace().collect();
-                let on_file = words.get(5).and_then(|w| w.rsplit(':').next()) == Some(&inode);
-                (words.get(1) != Some(&"->") && words.get(4) == Some(&pid.as_str()) && on_file)
-                    .then(|| words[1].to_owned())
-            })
-            .collect();
+                if words.first() == Some(&"lock:") && words.get(2).is_some_and(|w| *w != "->") {
+                    kinds.push(words[2].to_owned());
+                }
+            }
+        }
         kinds.sort();
         kinds
     }

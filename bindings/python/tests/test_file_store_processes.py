@@ -298,11 +298,22 @@ def test_a_process_stalled_on_the_write_lock_ends_a_save_at_the_store_deadline(e
 
 
 def lock_kinds_on(path):
-    """The kinds of the locks this process holds on ``path`` (Linux's /proc/locks)."""
-    inode = str(os.stat(path).st_ino)
-    with open("/proc/locks") as table:
-        rows = [line.split() for line in table]
-    return sorted(r[1] for r in rows if r[1] != "->" and r[4] == str(os.getpid()) and r[5].rsplit(":", 1)[-1] == inode)
+    """The kinds of the locks this process holds on ``path``: the ``lock:``
+    lines of ``/proc/self/fdinfo`` of each file it has open there. Each is one
+    snapshot of the file's locks; ``/proc/locks`` is read a page at a time, and
+    a line can slip between two pages while other processes lock and unlock."""
+    path = os.path.realpath(path)
+    kinds = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != path:
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                lines = info.read().splitlines()
+        except OSError:  # closed meanwhile (the listing's own descriptor, too)
+            continue
+        kinds += [line.split()[2] for line in lines if line.startswith("lock:") and line.split()[2] != "->"]
+    return sorted(kinds)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="reads Linux's lock table")

@@ -69,6 +69,10 @@ struct Redemption {
     /// [`REMEMBERED_MS`] after it ended, or, while it runs, after the
     /// longest a driven exchange takes too.
     forget_at_ms: u64,
+    /// That clock: only a redemption through it compares its time with
+    /// `forget_at_ms` (another client's clock may read hours ahead, a fake
+    /// one in a test). Others are forgotten by [`MAX_REMEMBERED`].
+    clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
     /// The process sending it (see [`crate::started_by`]).
@@ -142,8 +146,9 @@ pub(crate) async fn redeem(
         .saturating_add(REMEMBERED_MS);
     let key = session.key.clone();
     let sender = session.clone();
+    let own_clock = Arc::downgrade(&ctx.clock);
     let (outcome, joined) = redemptions(|list| {
-        list.retain(|r| now < r.forget_at_ms);
+        list.retain(|r| now < r.forget_at_ms || !r.clock.ptr_eq(&own_clock));
         if let Some(r) = list.iter().find(|r| r.code == id) {
             if r.key != key || r.with != with {
                 return Err(Error::config(
@@ -196,6 +201,7 @@ pub(crate) async fn redeem(
             key,
             cell,
             forget_at_ms,
+            clock: own_clock,
             serial,
             by: StartedBy::this(),
             outcome: outcome.clone(),

@@ -264,6 +264,26 @@ async fn a_code_exchanged_again_for_the_same_session_is_not_sent_again() {
     h.session("u1").refresh().await.unwrap();
 }
 
+/// Redemptions are forgotten by the clock of the client that made them:
+/// another client's clock reading an hour ahead (a fake one in a test, a
+/// host clock) used to prune them all, and a repeat sent the code again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_clients_clock_does_not_forget_a_redemption() {
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    again(&h.client, &h.store, &code, &verifier).await.unwrap();
+    let ahead = Harness::new();
+    ahead.clock.advance(3_600_000);
+    let (other, other_verifier) = approved(&ahead.client).await;
+    again(&ahead.client, &ahead.store, &other, &other_verifier)
+        .await
+        .unwrap();
+    again(&h.client, &h.store, &code, &verifier)
+        .await
+        .expect("the first exchange's outcome");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_exchanges_of_one_code_send_it_once() {
     let h = Harness::new();
@@ -564,6 +584,9 @@ async fn a_code_whose_answer_was_lost_is_never_sent_again() {
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let first = exchanging(&h, &code, &verifier);
     h.emu.wait_held(1);
+    while h.clock.pending_timers() == 0 {
+        tokio::task::yield_now().await; // its deadline is armed as it is sent
+    }
     h.clock.advance(32_000); // the request's 30 s and its grace
     let error = first.await.unwrap().unwrap_err();
     assert_eq!(error.code(), ErrorCode::Timeout);

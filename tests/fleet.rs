@@ -406,8 +406,25 @@ fn tight_lease_client_at(token_endpoint: String, clock: &Arc<ManualClock>) -> To
         .lease_ttl_ms(4_600)
         .build()
         .unwrap();
-    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+    let http = Arc::new(UnhurriedHttp(freshtoken::NativeHttp::new().unwrap()));
     TokenClient::new(config, http, clock.clone())
+}
+
+/// Native HTTP whose own (real-time) timeout is a minute: the 1 s deadline
+/// the tight clients' arithmetic counts on runs on the test's manual clock
+/// (the core's), so a loaded machine cannot turn a request that must
+/// succeed into a timeout.
+struct UnhurriedHttp(freshtoken::NativeHttp);
+
+#[async_trait]
+impl freshtoken::HttpClient for UnhurriedHttp {
+    async fn send(
+        &self,
+        mut request: freshtoken::HttpRequest,
+    ) -> Result<freshtoken::HttpResponse, freshtoken::HttpError> {
+        request.timeout_ms = request.timeout_ms.max(60_000);
+        self.0.send(request).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -660,7 +677,9 @@ async fn the_lease_is_kept_while_an_abandoned_write_ahead_may_still_land() {
     let shared = Arc::new(MemoryStore::with_leases(clock.clone()));
     let config = Config::builder(emu.token_endpoint(), CLIENT_ID)
         .client_secret(CLIENT_SECRET)
-        .store_timeout_ms(200)
+        // The lease is kept for 12 store deadlines after the holder's error
+        // (real time): 12 s of slack for the other process to try it.
+        .store_timeout_ms(1_000)
         .build()
         .unwrap();
     let http = Arc::new(freshtoken::NativeHttp::new().unwrap());

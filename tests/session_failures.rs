@@ -432,13 +432,25 @@ async fn a_wrong_client_secret_is_invalid_client_and_keeps_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_is_reported_and_leaves_the_token_in_doubt() {
-    let h = Harness::with(Default::default(), |b| b.timeout_ms(200));
+    // The server holds the request until the session's deadline (the
+    // default 30 s and the 1 s grace) has passed on the test's clock: a
+    // real 200 ms timeout could fire before a loaded emulator read it.
+    let h = Harness::new();
     let (session, _) = h.seeded("u1").await;
-    h.emu.push_fault(Fault::delay(5_000));
-    let error = session.access_token().await.unwrap_err();
-    assert_eq!(error, Error::Timeout);
+    h.emu.push_fault(Fault::hold());
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    h.emu.wait_held(1);
+    while h.clock.pending_timers() == 0 {
+        tokio::task::yield_now().await; // its deadline is armed as it is sent
+    }
+    h.clock.advance(32_000);
+    assert_eq!(call.await.unwrap().unwrap_err(), Error::Timeout);
     assert_eq!(h.refresh_requests(), 1);
     assert!(session.status().await.unwrap().in_doubt);
+    assert_eq!(h.emu.release_held(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -291,19 +291,23 @@ fn concurrent_token_requests_are_measured() {
 #[test]
 fn dropping_the_emulator_does_not_wait_for_delayed_requests() {
     let em = start();
-    em.push_fault(Fault::delay(30_000));
+    // Far longer than the bound below, which a loaded machine never nears.
+    em.push_fault(Fault::delay(600_000));
     let port = em.port();
     let client = std::thread::spawn(move || {
         try_token_with(port, &[], &[("grant_type", "client_credentials")])
     });
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
     while em.counters().faults_applied == 0 {
         assert!(Instant::now() < deadline, "the request never arrived");
         std::thread::yield_now();
     }
     let started = Instant::now();
     drop(em);
-    assert!(started.elapsed().as_secs() < 5, "drop waited for the delay");
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "drop waited for the delay"
+    );
     assert!(
         client.join().unwrap().is_err(),
         "the delayed request got no answer"

@@ -283,11 +283,18 @@ def differ(a, b, message):
     assert isinstance(a, str) and isinstance(b, str) and a != b, message
 
 
+# The sockets of closed_port(), kept bound until the process ends.
+_closed_ports = []
+
+
 def closed_port():
-    """A loopback port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on: bound and never listening, so that
+    connections to it are refused (Linux) and no other socket can take it
+    meanwhile, as one released at once could be."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _closed_ports.append(s)
+    return s.getsockname()[1]
 
 
 _no_redirects = urllib.request.build_opener(

@@ -86,9 +86,11 @@ def test_a_request_that_times_out_during_the_save_never_loses_the_refresh(emu):
         same(handle_request(client, store), token, "a later request gets the saved token")
     assert emu.refresh_requests() == 1, "no second refresh"
 
-    # A restart: a new Client (a new process) on the same store.
+    # A restart: a new Client (a new process) on the same store. Its first
+    # request loads the store (no mirror yet): a generous timeout, as a
+    # timeout is not what this checks.
     restarted = make_app(emu, store)
-    same(handle_request(restarted, store), token, "the restarted app reads the saved record")
+    same(handle_request(restarted, store, timeout=30), token, "the restarted app reads the saved record")
     assert emu.refresh_requests() == 1, "the consumed refresh token was never sent again"
     counters = emu.counters()
     assert counters["rotations"] == 1 and counters["reuse_detected"] == 0
@@ -110,10 +112,13 @@ def test_a_cancelled_caller_whose_loop_closes_leaves_the_session_usable(emu):
     store.release.set()
     assert store.saved.wait_blocking(), "the save finished with no caller left"
 
-    token = handle_request(client, store)
+    # Nothing mirrored the token (its only caller gave up), and a restart
+    # loads the store: calls into the core, with a generous timeout (a
+    # wedged session still fails them).
+    token = handle_request(client, store, timeout=30)
     same(store.record("u1")["access_token"], token, "the request gets the saved token")
     restarted = make_app(emu, store)
-    same(handle_request(restarted, store), token, "so does a restarted app")
+    same(handle_request(restarted, store, timeout=30), token, "so does a restarted app")
     assert emu.refresh_requests() == 1
     assert emu.counters()["reuse_detected"] == 0
 

@@ -44,6 +44,14 @@ class BusyDefaultDispatcherTest {
         /** How long the test waits for something that must happen before it fails (never a pause). */
         const val BOUND_MS = 30_000L
 
+        /**
+         * How long the app holds the workers at most (the test frees them
+         * sooner): longer than a caller's BOUND_MS and than the IO test's
+         * deadlines, so that a refresh waiting for a worker fails instead of
+         * going on once they are free.
+         */
+        const val HOLD_MS = 2 * BOUND_MS
+
         /** Dispatchers.IO's threads, as kotlinx.coroutines counts them. */
         fun ioWorkers(): Int =
             System.getProperty("kotlinx.coroutines.io.parallelism")?.toInt()
@@ -62,7 +70,9 @@ class BusyDefaultDispatcherTest {
     @Test fun `a refresh answered while every Default worker is busy is saved and returned`() {
         val options = TokenClientOptions(
             tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret",
-            timeoutMs = 2_000, retry = RetryOptions(maxAttempts = 1),
+            // Long enough for a busy machine: an answer kept from the core
+            // still fails, as the caller's BOUND_MS comes first.
+            timeoutMs = 60_000, retry = RetryOptions(maxAttempts = 1),
         )
         val store = TestStore()
         val seeded = emu.seed()["refresh_token"] as String
@@ -78,7 +88,7 @@ class BusyDefaultDispatcherTest {
             val token = caller.submit(Callable { session.accessTokenBlocking() })
             emu.waitHeld(1)
             // The app now takes every Default worker, until this test frees them.
-            repeat(defaultWorkers()) { app.launch { busy.countDown(); free.await(BOUND_MS, TimeUnit.MILLISECONDS) } }
+            repeat(defaultWorkers()) { app.launch { busy.countDown(); free.await(HOLD_MS, TimeUnit.MILLISECONDS) } }
             assertTrue("every Default worker is busy", busy.await(BOUND_MS, TimeUnit.MILLISECONDS))
             assertEquals(1L, emu.releaseHeld())
             val got = try {
@@ -101,7 +111,9 @@ class BusyDefaultDispatcherTest {
     @Test fun `a refresh while every Dispatchers IO thread is busy is not held by FileTokenStore or the default HttpClient`() {
         val options = TokenClientOptions(
             tokenEndpoint = emu.tokenEndpoint, clientId = "test-client", clientSecret = "test-secret",
-            timeoutMs = 2_000, storeTimeoutMs = 2_000, retry = RetryOptions(maxAttempts = 1),
+            // Long enough for a busy machine, and shorter than HOLD_MS: a store
+            // call or a request waiting for an IO thread still fails (Storage, Timeout).
+            timeoutMs = 20_000, storeTimeoutMs = 20_000, retry = RetryOptions(maxAttempts = 1),
         )
         val dir = Files.createTempDirectory("freshtoken-busy-io")
         val seeded = emu.seed()["refresh_token"] as String
@@ -114,7 +126,7 @@ class BusyDefaultDispatcherTest {
         val free = CountDownLatch(1)
         try {
             // The app's blocking I/O takes every IO thread, until this test frees them.
-            repeat(ioWorkers()) { app.launch { busy.countDown(); free.await(BOUND_MS, TimeUnit.MILLISECONDS) } }
+            repeat(ioWorkers()) { app.launch { busy.countDown(); free.await(HOLD_MS, TimeUnit.MILLISECONDS) } }
             assertTrue("every IO thread is busy", busy.await(BOUND_MS, TimeUnit.MILLISECONDS))
             val got = try {
                 session.accessTokenBlocking()

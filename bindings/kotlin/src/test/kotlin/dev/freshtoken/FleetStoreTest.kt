@@ -237,8 +237,10 @@ class FleetStoreTest {
 
                 // Lease expiry is by System.currentTimeMillis (ms steps): 10 ms slack below.
                 assertTrue("waited $waited ms for a $ttl ms lease", waited >= ttl - 10)
-                // At most the TTL, one more look (the backoff tops out at 1 s + 50 % jitter) and the request.
-                assertTrue("waited $waited ms for a $ttl ms lease: more than the TTL + one look + 1 s", waited <= ttl + 1_500 + 1_000)
+                // About the TTL: the client looks again and again (below) rather than
+                // sleeping past it. The upper bound only tells a hang (a client that
+                // waits out its whole lease-wait budget) from a busy machine's delays.
+                assertTrue("waited $waited ms for a $ttl ms lease: more than the TTL + 15 s", waited <= ttl + 15_000)
                 assertTrue("the client looked at the lease more than once", store.refused.get() >= 2)
                 assertEquals(setOf("dead-process"), store.acquiredBy - client.leaseOwner())
                 assertTrue("the client took the expired lease", client.leaseOwner() in store.acquiredBy)

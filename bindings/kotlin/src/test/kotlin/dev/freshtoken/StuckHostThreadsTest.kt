@@ -59,7 +59,10 @@ class StuckHostThreadsTest {
 
     @Test fun `another client's stuck HTTP threads do not keep a received answer from being saved`() = blocking {
         val storeB = MemoryTokenStore()
-        val sessionB = TokenClient(options(2_000)).session("b", storeB)
+        // B's request is held until all of A's calls have timed out (each its
+        // 200 ms and the core's 1 s grace): a timeout B outlasts on a busy
+        // machine. Were B's answer kept from the core, callB hangs past BOUND_MS.
+        val sessionB = TokenClient(options(60_000)).session("b", storeB)
         sessionB.seed(SeedOptions(refreshToken = emu.seed()["refresh_token"] as String))
         emu.hold()
         val callB = async(Dispatchers.Default) { sessionB.accessToken() }
@@ -103,7 +106,10 @@ class StuckHostThreadsTest {
         val gate = CountDownLatch(1)
         val stuck = StuckStore(gate)
         try {
-            val client = TokenClient(options(2_000).copy(storeTimeoutMs = 200))
+            // Each of the 100 stuck calls waits out the store deadline, and
+            // the healthy store's calls run under it too: long enough for a
+            // busy machine, short enough to keep the test quick.
+            val client = TokenClient(options(60_000).copy(storeTimeoutMs = 2_000))
             val calls = (0 until POOL + 36).map { i ->
                 async(Dispatchers.Default) { runCatching { client.session("s$i", stuck).status() }.exceptionOrNull() }
             }

@@ -4,7 +4,9 @@ import java.io.BufferedReader
 import java.io.File
 import java.io.InputStreamReader
 import java.net.HttpURLConnection
-import java.net.ServerSocket
+import java.net.InetAddress
+import java.net.InetSocketAddress
+import java.net.Socket
 import java.net.URI
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.TimeUnit
@@ -153,7 +155,8 @@ class Emulator private constructor(private val process: Process, ready: Map<Stri
             val reader = BufferedReader(InputStreamReader(process.inputStream))
             val line = CompletableFuture.supplyAsync { reader.readLine() }
             val ready = try {
-                val text = line.get(10, TimeUnit.SECONDS)
+                // A bound for a hang only: a busy machine may take seconds to start it.
+                val text = line.get(60, TimeUnit.SECONDS)
                     ?: error("freshtoken-emulator exited before it was ready: ${stderr.readText().takeLast(2000)}")
                 Json.obj(text).also { check(it["ready"] == true) { "not a ready line" } }
             } catch (e: Exception) {
@@ -170,7 +173,20 @@ class Emulator private constructor(private val process: Process, ready: Map<Stri
             return emulator
         }
 
-        /** A loopback port nothing listens on (bound, then released). */
-        fun closedPort(): Int = ServerSocket(0).use { it.localPort }
+        /**
+         * A loopback port nothing listens on: bound and never listening, so
+         * that connections to it are refused (Linux) and no other socket can
+         * take it meanwhile, as one released at once could be. Kept bound
+         * until the JVM exits.
+         */
+        fun closedPort(): Int {
+            val socket = Socket()
+            socket.bind(InetSocketAddress(InetAddress.getByName("127.0.0.1"), 0))
+            synchronized(closedPorts) { closedPorts.add(socket) }
+            return socket.localPort
+        }
+
+        /** The sockets of [closedPort]. */
+        private val closedPorts = mutableListOf<Socket>()
     }
 }

@@ -75,29 +75,36 @@ process.on('message', (message) => {
 const orphaned = () => process.exit(1); // the parent is gone: never linger
 process.on('disconnect', orphaned);
 
-/** token → { count, first, last } (ms of the calls' settling) */
+/**
+ * token → { count, first, last }: first, when the first call served it
+ * settled; last, when the last call served it was made (the token was live
+ * then). So last - first stays within the token's lifetime however long
+ * a loaded machine takes to settle a call.
+ */
 const tokens = new Map();
 /** 'code/reason' → { count, first, last, name } */
 const failures = new Map();
 let calls = 0;
 let batches = 0;
 
-function tally(map, key, at, extra = {}) {
+/** Counts one call under `key`: `at` for `first`, `lastAt` (default `at`) for `last`. */
+function tally(map, key, at, extra = {}, lastAt = at) {
   const seen = map.get(key);
   if (seen) {
     seen.count += 1;
     seen.first = Math.min(seen.first, at);
-    seen.last = Math.max(seen.last, at);
+    seen.last = Math.max(seen.last, lastAt);
   } else {
-    map.set(key, { count: 1, first: at, last: at, ...extra });
+    map.set(key, { count: 1, first: at, last: lastAt, ...extra });
   }
 }
 
 async function oneCall() {
   const session = client.session(config.key, store);
   try {
+    const calledAt = Date.now();
     const token = await session.accessToken();
-    tally(tokens, token, Date.now());
+    tally(tokens, token, Date.now(), {}, calledAt);
     return { ok: true };
   } catch (err) {
     const key = `${err?.code ?? 'exception'}/${err?.reason ?? '-'}`;

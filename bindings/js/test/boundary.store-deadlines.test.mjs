@@ -112,6 +112,42 @@ class HoldingStore {
   }
 }
 
+/**
+ * Wraps the global setTimeout/clearTimeout to follow the core's timers only
+ * (those its host calls set: pkg/src/host-calls.js `setTimer`, the caller
+ * right above setTimeout). `live`: set, not yet cleared or run; `set()`: how
+ * many were set. `restore()` puts back the originals.
+ */
+function watchCoreTimers() {
+  const real = { set: globalThis.setTimeout, clear: globalThis.clearTimeout };
+  const live = new Set();
+  let set = 0;
+  const fromCore = () => {
+    const site = {};
+    Error.captureStackTrace(site, globalThis.setTimeout);
+    return /host-calls\.js:/.test(site.stack.split('\n')[1] ?? '');
+  };
+  globalThis.setTimeout = function setTimeout(callback, ms, ...args) {
+    if (!fromCore()) return real.set(callback, ms, ...args);
+    set += 1;
+    const timer = real.set((...a) => { live.delete(timer); callback(...a); }, ms, ...args);
+    live.add(timer);
+    return timer;
+  };
+  globalThis.clearTimeout = (timer) => {
+    live.delete(timer);
+    real.clear(timer);
+  };
+  return {
+    live,
+    set: () => set,
+    restore() {
+      globalThis.setTimeout = real.set;
+      globalThis.clearTimeout = real.clear;
+    },
+  };
+}
+
 /** Checks `err` is the StorageError of a store call past its deadline. */
 function pastDeadline(err) {
   assert.ok(err instanceof StorageError, `expected a StorageError, got ${err?.name}: ${err?.message}`);
@@ -224,16 +260,21 @@ describe('store deadlines and callers that give up', () => {
   test('a deadline that did not fire leaves no timer behind (nothing keeps the process alive)', async () => {
     const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
     const store = new HoldingStore();
-    await seeded(client, store);
-    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-    const before = timers();
-    for (let i = 0; i < 100; i += 1) {
-      const session = client.session(`fresh-${i}`, store);
-      await session.seed({ refreshToken: `rt-${i}`, accessToken: `at-${i}`, expiresIn: 900 });
+    // Only the core's timers count: fetch's own come and go meanwhile.
+    const core = watchCoreTimers();
+    try {
+      await seeded(client, store);
+      for (let i = 0; i < 100; i += 1) {
+        const session = client.session(`fresh-${i}`, store);
+        await session.seed({ refreshToken: `rt-${i}`, accessToken: `at-${i}`, expiresIn: 900 });
+      }
+      await client.session('u1', store).accessToken();
+      await turns();
+    } finally {
+      core.restore();
     }
-    await client.session('u1', store).accessToken();
-    await turns();
-    assert.equal(timers(), before, 'every store call answered in time, and its deadline was cleared');
+    assert.ok(core.set() > 100, `the core's deadlines were seen (${core.set()})`);
+    assert.equal(core.live.size, 0, 'every store call answered in time, and its deadline was cleared');
   });
 
   test('a caller that stops awaiting never stops the shared refresh from finishing and saving', async () => {

@@ -22,8 +22,13 @@ import { startEmulator } from '../support/emulator.mjs';
 
 const PUBLIC_CLIENT = 'public-client';
 const SCHEMA = 'freshtoken.record/1';
+/** Each test's bound (a describe's timeout bounds all of its tests together). */
+const TEST = { timeout: 120_000 };
+/** Waiting for a tab's request at the emulator: it first goes through IndexedDB, a Web Lock and a flushed save. */
+const HELD = { timeoutMs: 60_000 };
 
-describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, timeout: 120_000 }, () => {
+// The suite's own bound only catches a hang outside the tests (Chromium's start).
+describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, timeout: 30 * 60_000 }, () => {
   let emu;
   let browser;
   let page;
@@ -112,12 +117,12 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
     await tabSession(other, { store, name });
     await emu.fault({ kind: 'hold' });
     await startCall(page);
-    await emu.waitHeld(1);
+    await emu.waitHeld(1, HELD);
     await startCall(other);
     return { seeded, before };
   };
 
-  test('two tabs on an IndexedDbStore at expiry: one refresh; the other tab waits on the Web Lock and uses the rotated record', () => withTab(async (other) => {
+  test('two tabs on an IndexedDbStore at expiry: one refresh; the other tab waits on the Web Lock and uses the rotated record', TEST, () => withTab(async (other) => {
     const { seeded, before } = await bothCall(other, 'idb', 'tabs-lease');
     await other.waitForFunction(() => window.__refused > 0, null, { timeout: 30_000 });
     await emu.releaseHeld();
@@ -133,7 +138,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
     assert.deepEqual(pageErrors, [], 'no page errors');
   }));
 
-  test('the same two tabs on localStorage without a lease spend the refresh token twice, and the user must re-link (why the store holds one)', () => withTab(async (other) => {
+  test('the same two tabs on localStorage without a lease spend the refresh token twice, and the user must re-link (why the store holds one)', TEST, () => withTab(async (other) => {
     const { seeded, before } = await bothCall(other, 'plain', 'tabs-plain:');
     const second = await outcome(other); // not held: the emulator rotates for it
     await emu.releaseHeld();
@@ -149,7 +154,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
     ['IndexedDbStore', '/lib/indexeddb-store.js', { database: 'lease-test' }],
     ['LocalStorageStore', '/lib/local-storage-store.js', { prefix: 'lease-test:' }],
   ]) {
-    test(`a ${className} lease: refused to another owner, renewed for its own, given back when its tab closes or its TTL lapses`, () => withTab(async (other) => {
+    test(`a ${className} lease: refused to another owner, renewed for its own, given back when its tab closes or its TTL lapses`, TEST, () => withTab(async (other) => {
       const lease = (tab, ...args) => tab.evaluate(async ([module, className, options, method, ...rest]) => {
         const Store = (await import(module))[className];
         return new Store(options)[method](...rest);
@@ -232,14 +237,14 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
     await tabSession(other, { store, name });
     await emu.fault({ kind: 'hold' });
     await startCall(page);
-    await emu.waitHeld(1);
+    await emu.waitHeld(1, HELD);
     await other.evaluate((refreshToken) => window.__tabSession.seed({ refreshToken }), relinked.refresh_token);
     await emu.releaseHeld();
     const refreshing = await outcome(page);
     return { old, relinked, refreshing, stored: await storedIn(other, name) };
   });
 
-  test('a re-link in one tab while another refreshes: the refreshing tab\'s save is a conflict, and the new link stays', async () => {
+  test('a re-link in one tab while another refreshes: the refreshing tab\'s save is a conflict, and the new link stays', TEST, async () => {
     const { old, relinked, refreshing, stored } = await relinkDuringRefresh('idb', 'relink-cas');
     assert.ok(stored.refresh_token === relinked.refresh_token, 'the stored record is the new link');
     assert.equal(refreshing.error, 'ConflictError', 'the refreshing tab learns that the record moved on');
@@ -248,7 +253,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
     assert.deepEqual(pageErrors, [], 'no page errors');
   });
 
-  test('the same re-link on a store with the lease but no versioned saves: the refreshing tab overwrites the new link (why the store versions its saves)', async () => {
+  test('the same re-link on a store with the lease but no versioned saves: the refreshing tab overwrites the new link (why the store versions its saves)', TEST, async () => {
     const { relinked, refreshing, stored } = await relinkDuringRefresh('idb-only', 'relink-plain');
     assert.equal(typeof refreshing.token, 'string', 'the refreshing tab saved its rotated record');
     assert.ok(stored.refresh_token !== relinked.refresh_token, 'the new link was overwritten');
@@ -262,7 +267,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
   // record. localStorage answers from the tab's own copy, which learns of
   // the other tab's write only in a later task: the old one. Without the
   // wait the same happens now and then (the reason this store exists).
-  test('a tab reads what another tab saved once the save resolved: IndexedDbStore does; LocalStorageStore may not (why the tabs\' store is IndexedDB)', (t) => withTab(async (other) => {
+  test('a tab reads what another tab saved once the save resolved: IndexedDbStore does; LocalStorageStore may not (why the tabs\' store is IndexedDB)', TEST, (t) => withTab(async (other) => {
     const saveBoth = (tab, record) => tab.evaluate(async (record) => {
       const { IndexedDbStore } = await import('/lib/indexeddb-store.js');
       const { LocalStorageStore } = await import('/lib/local-storage-store.js');
@@ -328,7 +333,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       return new Function('store', 'raw', 'failure', 'arg', `return (${body})(store, raw, failure, arg);`)(store, raw, failure, arg);
     }, [name, String(body), arg]);
 
-    test('records round-trip with their version; compare-and-swap saves; a new record starts at a random version; bad arguments reject', async () => {
+    test('records round-trip with their version; compare-and-swap saves; a new record starts at a random version; bad arguments reject', TEST, async () => {
       const r = await inPage('idb-rules', async (store, raw, failure) => {
         const out = {};
         out.none = [await store.load('u1'), await store.loadVersioned('u1'), await store.loadVersion('u1')];
@@ -370,7 +375,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.equal(r.untouched, 'r3');
     });
 
-    test('a save counts as committed only once flushed to disk (durability "strict"); reads ask for nothing of the kind', async () => {
+    test('a save counts as committed only once flushed to disk (durability "strict"); reads ask for nothing of the kind', TEST, async () => {
       const modes = await inPage('idb-durable', async (store) => {
         const seen = [];
         const original = IDBDatabase.prototype.transaction;
@@ -390,7 +395,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.deepEqual(modes, [['readwrite', 'strict'], ['readonly', 'default'], ['readwrite', 'strict']]);
     });
 
-    test('a value this store did not write fails every read, has a version derived from it, and a swap against that replaces it', async () => {
+    test('a value this store did not write fails every read, has a version derived from it, and a swap against that replaces it', TEST, async () => {
       const r = await inPage('idb-foreign', async (store, raw, failure) => {
         const out = {};
         for (const [name, value] of Object.entries({ text: 'a token', number: 3, 'version as a number': { version: 3, record: 'r' }, blob: new Blob(['x']) })) {
@@ -417,7 +422,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.equal(r.read, 'mine');
     });
 
-    test('through a session: seed() replaces a value the store cannot read; a database without its object store is a StorageError, nothing sent', async () => {
+    test('through a session: seed() replaces a value the store cannot read; a database without its object store is a StorageError, nothing sent', TEST, async () => {
       const family = await emu.seed({ clientId: PUBLIC_CLIENT });
       const before = await emu.refreshRequests();
       const r = await page.evaluate(async ({ tokenEndpoint, refreshToken }) => {
@@ -452,7 +457,7 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.equal(await emu.refreshRequests() - before, 1, 'only the seeded session refreshed');
     });
 
-    test('migrateFrom: a LocalStorageStore record moves on its first read, version kept and item removed; the session goes on without a refresh', async () => {
+    test('migrateFrom: a LocalStorageStore record moves on its first read, version kept and item removed; the session goes on without a refresh', TEST, async () => {
       const family = await emu.seed({ clientId: PUBLIC_CLIENT });
       const r = await page.evaluate(async ({ tokenEndpoint, refreshToken }) => {
         const { IndexedDbStore } = await import('/lib/indexeddb-store.js');

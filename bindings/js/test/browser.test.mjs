@@ -19,8 +19,11 @@ import { startEmulator } from '../support/emulator.mjs';
 
 const PUBLIC_CLIENT = 'public-client';
 const CALLERS = 50;
+/** Each test's bound (a describe's timeout bounds all of its tests together). */
+const TEST = { timeout: 120_000 };
 
-describe('freshtoken in headless Chromium (web build, cross-origin token endpoint)', { skip: chromiumSkip, timeout: 120_000 }, () => {
+// The suite's own bound only catches a hang outside the tests (Chromium's start).
+describe('freshtoken in headless Chromium (web build, cross-origin token endpoint)', { skip: chromiumSkip, timeout: 15 * 60_000 }, () => {
   let emu;
   let browser;
   let site;
@@ -59,7 +62,7 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
     await emu?.stop();
   });
 
-  test(`${CALLERS} concurrent accessToken() callers share one refresh, and the rotated token is stored`, async () => {
+  test(`${CALLERS} concurrent accessToken() callers share one refresh, and the rotated token is stored`, TEST, async () => {
     const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
     const before = await emu.refreshRequests();
     const requestsBefore = tokenRequests.length;
@@ -113,7 +116,7 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
     assert.deepEqual(pageErrors, [], 'no page errors');
   });
 
-  test('a bogus refresh token crosses into the page as ReauthorizationRequiredError (invalid_grant)', async () => {
+  test('a bogus refresh token crosses into the page as ReauthorizationRequiredError (invalid_grant)', TEST, async () => {
     const before = await emu.refreshRequests();
     const result = await page.evaluate(async ({ tokenEndpoint }) => {
       const ft = window.ft;
@@ -162,7 +165,7 @@ describe('freshtoken in headless Chromium (web build, cross-origin token endpoin
     assert.deepEqual(pageErrors, [], 'no page errors');
   });
 
-  test('EncryptedStore in the browser: the page\'s WebCrypto encrypts; the Rust build\'s envelope decrypts; tampering is a StorageError', async () => {
+  test('EncryptedStore in the browser: the page\'s WebCrypto encrypts; the Rust build\'s envelope decrypts; tampering is a StorageError', TEST, async () => {
     const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
     const before = await emu.refreshRequests();
     // The envelope src/encrypted_store.rs pins (FROZEN_V1): key 32 × 0x42, session key `user-42`.

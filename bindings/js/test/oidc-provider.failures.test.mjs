@@ -126,6 +126,12 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
     return { time, options, client: new TokenClient(options), store: new RecordStore() };
   }
 
+  /** A client as `options` but with the default request timeout (on the same fake clock). */
+  function patient(options) {
+    const { timeoutMs, ...rest } = options;
+    return new TokenClient(rest);
+  }
+
   /**
    * A session seeded with a scripted login's refresh token only (so its first
    * accessToken() refreshes), plus counters taken after the login.
@@ -464,7 +470,7 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
     // sends the in-doubt token, oidc-provider sees a reuse and revokes the
     // grant: lost_rotation, exactly as with a dropped connection.
     test('a timeout whose request oidc-provider processed later: TimeoutError, in doubt, then lost_rotation and a dead grant', async () => {
-      const { session, store, rt, server0 } = await seeded({ timeoutMs: 200 });
+      const { session, store, rt, server0, options } = await seeded({ timeoutMs: 200 });
       proxy.fault({ kind: 'delay', ms: 2000, path: tokenPath() });
 
       const err = await rejection(session.accessToken(), TimeoutError);
@@ -480,7 +486,8 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
       assert.equal(late.clientGone, true, 'nobody was listening');
       assert.equal(await consumed(rt), true, 'oidc-provider rotated the refresh token');
 
-      const lost = await rejection(session.accessToken(), ReauthorizationRequiredError);
+      // The next call needs a real answer: the default timeout, same store.
+      const lost = await rejection(patient(options).session('u1', store).accessToken(), ReauthorizationRequiredError);
       assert.equal(lost.reason, 'lost_rotation');
       assert.equal(proxied(), 2);
       assert.equal(op.tokenRequests(), server0 + 2);
@@ -493,15 +500,17 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
     // the refresh token the client has just stored. The client cannot see
     // this happen; its next refresh reads plain invalid_grant.
     test('a timeout overtaken by the next call: it succeeds, then the late original revokes the grant (reads invalid_grant)', async () => {
-      const { session, store, rt, server0, time, tokens } = await seeded({ timeoutMs: 200 });
+      const { session, store, rt, server0, time, tokens, options } = await seeded({ timeoutMs: 200 });
       proxy.fault({ kind: 'delay', ms: 2000, path: tokenPath() });
 
       await rejection(session.accessToken(), TimeoutError);
       assert.equal((await session.status()).inDoubt, true);
-      const token = await session.accessToken(); // while the original is still held by the proxy
+      // The next calls need real answers: the default timeout, same store.
+      const next = patient(options).session('u1', store);
+      const token = await next.accessToken(); // while the original is still held by the proxy
       assert.equal(typeof token, 'string');
       assert.equal(op.tokenRequests(), server0 + 1, 'the retry reached oidc-provider first');
-      assert.equal((await session.status()).inDoubt, false, 'the client believes all is well');
+      assert.equal((await next.status()).inDoubt, false, 'the client believes all is well');
       const stored = store.refreshToken('u1');
       differ(stored, rt, 'rotated and stored');
       assert.equal(await op.grantAlive(stored), true);
@@ -513,7 +522,7 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
       assert.equal(await op.grantAlive(stored), false, 'and revoked the grant, the freshly stored token included');
 
       time.advance(tokens.expires_in * 1000);
-      const dead = await rejection(session.accessToken(), ReauthorizationRequiredError);
+      const dead = await rejection(next.accessToken(), ReauthorizationRequiredError);
       assert.equal(dead.reason, 'invalid_grant', 'indistinguishable from a revocation to the client');
       assert.equal(op.tokenRequests(), server0 + 3);
     });

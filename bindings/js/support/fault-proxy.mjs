@@ -19,6 +19,8 @@
 //                                              destroy the client socket without writing anything
 //   { kind: 'drop_before' }                    destroy the client socket, not forwarded
 //   { kind: 'delay', ms }                      wait `ms`, then forward (even if the client gave up)
+//   { kind: 'hold' }                           wait for releaseHeld(), then forward (even if the
+//                                              client gave up); waitHeld(n) waits until n are held
 //   { kind: 'body', status, body, contentType } answer as given (default 200, application/json),
 //                                              not forwarded
 //
@@ -30,7 +32,7 @@
 
 import { Agent, createServer, request as httpRequest } from 'node:http';
 
-const KINDS = new Set(['status', 'rate_limit', 'drop_after_forward', 'drop_before', 'delay', 'body']);
+const KINDS = new Set(['status', 'rate_limit', 'drop_after_forward', 'drop_before', 'delay', 'hold', 'body']);
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded; content-length is
 // kept (the body is forwarded byte for byte).
@@ -84,6 +86,8 @@ function forwardedHeaders(headers, targetHost) {
  *     // upstreamStatus: the target's answer status, null when not forwarded (or unanswered);
  *     // clientGone: the client's connection closed before it got a complete answer
  *   settled: () => Promise<void>,
+ *   waitHeld: (count?: number) => Promise<void>,
+ *   releaseHeld: () => number,
  *   close: () => Promise<void>,
  * }>}
  */
@@ -95,6 +99,8 @@ export async function startFaultProxy(targetOrigin) {
   const counts = {}; // pathname -> requests received
   const entries = []; // what happened to each request (no bodies)
   const timers = new Map(); // delay timer -> its resolve (close() ends the wait early)
+  let held = []; // the resolves of the requests a hold fault keeps
+  let heldWaiters = []; // { count, resolve } of waitHeld()
   const upstreams = new Set();
   let inFlight = 0;
   let waiters = [];
@@ -232,7 +238,13 @@ export async function startFaultProxy(targetOrigin) {
         return;
       }
       case 'delay':
+      case 'hold':
         await new Promise((resolve) => {
+          if (fault.kind === 'hold') {
+            held.push(resolve);
+            heldWaiters = heldWaiters.filter((w) => (held.length >= w.count ? (w.resolve(), false) : true));
+            return;
+          }
           const timer = setTimeout(() => { timers.delete(timer); resolve(); }, fault.ms);
           timers.set(timer, resolve);
         });
@@ -294,6 +306,15 @@ export async function startFaultProxy(targetOrigin) {
     requests: () => ({ ...counts }),
     /** What happened to each request, in order of handling (no bodies, no headers). */
     log: () => entries.map((e) => ({ ...e })),
+    /** Resolves once `count` requests are held by hold faults (no timer: the test's own bound applies). */
+    waitHeld: (count = 1) => (held.length >= count ? Promise.resolve() : new Promise((resolve) => heldWaiters.push({ count, resolve }))),
+    /** Lets every held request go on to the target; returns how many there were. */
+    releaseHeld() {
+      const released = held;
+      held = [];
+      for (const resolve of released) resolve();
+      return released.length;
+    },
     /** Resolves once every request received so far has been fully handled. */
     settled: () => (inFlight === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve))),
     close() {
@@ -303,6 +324,8 @@ export async function startFaultProxy(targetOrigin) {
         resolve();
       }
       timers.clear();
+      for (const resolve of held) resolve();
+      held = [];
       for (const upstream of upstreams) upstream.destroy();
       upstreams.clear();
       agent.destroy();

@@ -443,13 +443,17 @@ describe('session failures against the emulator', () => {
 
   describe('transport and answers', () => {
     test('a timeout is a TimeoutError and leaves the token in doubt', async () => {
-      const { client, store } = setup({ timeoutMs: 200 });
+      // 1 s: for the request to reach the emulator, which holds it past the timeout.
+      const { client, store } = setup({ timeoutMs: 1_000 });
       const { session } = await seeded(client, store);
-      await emu.fault({ kind: 'delay', ms: 3000 });
-      const err = await rejection(session.accessToken(), TimeoutError);
+      await emu.fault({ kind: 'hold' });
+      const timedOut = rejection(session.accessToken(), TimeoutError);
+      await emu.waitHeld(1);
+      const err = await timedOut;
       assert.equal(err.code, 'timeout');
       assert.equal(await emu.refreshRequests(), 1, 'a request that may have been processed is not retried');
       assert.equal((await session.status()).inDoubt, true);
+      assert.equal(await emu.releaseHeld(), 1);
     });
 
     test('a refused connection is retried, then reported as NetworkError, not in doubt', async () => {

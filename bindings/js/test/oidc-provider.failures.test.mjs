@@ -466,20 +466,24 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
 
   describe('transport and answers', () => {
     // The request timed out at the client but the proxy still delivered it
-    // 2 s later; oidc-provider rotated a token nobody received. The next call
+    // later; oidc-provider rotated a token nobody received. The next call
     // sends the in-doubt token, oidc-provider sees a reuse and revokes the
     // grant: lost_rotation, exactly as with a dropped connection.
     test('a timeout whose request oidc-provider processed later: TimeoutError, in doubt, then lost_rotation and a dead grant', async () => {
-      const { session, store, rt, server0, options } = await seeded({ timeoutMs: 200 });
-      proxy.fault({ kind: 'delay', ms: 2000, path: tokenPath() });
+      // 1 s: for the request to reach the proxy, which holds it past the timeout.
+      const { session, store, rt, server0, options } = await seeded({ timeoutMs: 1_000 });
+      proxy.fault({ kind: 'hold', path: tokenPath() });
 
-      const err = await rejection(session.accessToken(), TimeoutError);
+      const timedOut = rejection(session.accessToken(), TimeoutError);
+      await proxy.waitHeld(1);
+      const err = await timedOut;
       assert.equal(err.code, 'timeout');
       assert.equal(proxied(), 1, 'a request that may be processed is not retried');
       assert.equal((await session.status()).inDoubt, true);
       assert.equal(store.record('u1').in_doubt, true);
 
-      await proxy.settled(); // the delayed request reached oidc-provider
+      assert.equal(proxy.releaseHeld(), 1);
+      await proxy.settled(); // the held request reached oidc-provider
       assert.equal(op.tokenRequests(), server0 + 1);
       const [late] = proxy.log();
       assert.equal(late.upstreamStatus, 200, 'oidc-provider answered the late request with new tokens');
@@ -500,10 +504,12 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
     // the refresh token the client has just stored. The client cannot see
     // this happen; its next refresh reads plain invalid_grant.
     test('a timeout overtaken by the next call: it succeeds, then the late original revokes the grant (reads invalid_grant)', async () => {
-      const { session, store, rt, server0, time, tokens, options } = await seeded({ timeoutMs: 200 });
-      proxy.fault({ kind: 'delay', ms: 2000, path: tokenPath() });
+      const { session, store, rt, server0, time, tokens, options } = await seeded({ timeoutMs: 1_000 });
+      proxy.fault({ kind: 'hold', path: tokenPath() });
 
-      await rejection(session.accessToken(), TimeoutError);
+      const timedOut = rejection(session.accessToken(), TimeoutError);
+      await proxy.waitHeld(1);
+      await timedOut;
       assert.equal((await session.status()).inDoubt, true);
       // The next calls need real answers: the default timeout, same store.
       const next = patient(options).session('u1', store);
@@ -515,6 +521,7 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
       differ(stored, rt, 'rotated and stored');
       assert.equal(await op.grantAlive(stored), true);
 
+      assert.equal(proxy.releaseHeld(), 1);
       await proxy.settled(); // the late original reaches oidc-provider
       assert.equal(op.tokenRequests(), server0 + 2);
       const late = proxy.log()[0];

@@ -9,7 +9,8 @@
 //! the user. So a flight claims its refresh token here before writing
 //! ahead. A flight that finds the token claimed waits for that flight to
 //! end and reads its store again: on a shared store it finds the rotated
-//! record. That a claim rotated its token is kept for [`REMEMBERED_MS`]: a
+//! record. That a claim rotated its token is kept for [`REMEMBERED_MS`] of
+//! the claiming client's clock (by every other clock, until pruned): a
 //! flight that read its store before the rotation was saved reads it
 //! again, and one whose store still holds the spent token then sends
 //! nothing (`conflict`). A revocation claims the token it revokes too
@@ -41,7 +42,12 @@ struct Spend {
     token: u64,
     /// Tells this claim's entry from a later one for the same token.
     serial: u64,
+    /// When it was claimed, on the clock of the claiming client.
     started_ms: u64,
+    /// That clock: only a look through it counts [`REMEMBERED_MS`] from
+    /// `started_ms` (another client's clock may read hours ahead, a fake one
+    /// in a test); for the others a rotation stays known until pruned.
+    clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// The process whose flight it is (see [`crate::started_by`]).
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     by: StartedBy,
@@ -94,8 +100,21 @@ pub(crate) struct Claim {
     serial: u64,
 }
 
+/// `now` on `clock`, the clock of the client looking.
+struct Now<'a> {
+    ms: u64,
+    clock: &'a std::sync::Weak<dyn crate::clock::Clock>,
+}
+
+impl Spend {
+    /// Whether its rotation is still remembered, looked at `now`.
+    fn remembered(&self, now: &Now) -> bool {
+        !self.clock.ptr_eq(now.clock) || now.ms.saturating_sub(self.started_ms) < REMEMBERED_MS
+    }
+}
+
 /// What other flights do or did with `token`: `None` when nothing is known.
-fn look(list: &[Spend], token: u64, now: u64) -> Option<Claimed> {
+fn look(list: &[Spend], token: u64, now: &Now) -> Option<Claimed> {
     let spend = list.iter().find(|s| s.token == token)?;
     #[cfg(not(target_arch = "wasm32"))]
     if spend.running.is_some() && spend.by.elsewhere() {
@@ -103,7 +122,7 @@ fn look(list: &[Spend], token: u64, now: u64) -> Option<Claimed> {
     }
     match &spend.running {
         Some(running) => running.upgrade().map(Claimed::Running),
-        None => (now.saturating_sub(spend.started_ms) < REMEMBERED_MS).then_some(Claimed::Rotated),
+        None => spend.remembered(now).then_some(Claimed::Rotated),
     }
 }
 
@@ -119,18 +138,20 @@ fn key_of(ctx: &Context, refresh_token: &Secret) -> u64 {
 /// Claims `refresh_token` for `flight`, the caller's own running flight.
 pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> Claimed {
     let token = key_of(ctx, refresh_token);
-    let now = ctx.clock.now_ms();
+    let clock = std::sync::Arc::downgrade(&ctx.clock);
+    let now = Now {
+        ms: ctx.clock.now_ms(),
+        clock: &clock,
+    };
     claims(|list| {
-        if let Some(found) = look(list, token, now) {
+        if let Some(found) = look(list, token, &now) {
             return found;
         }
         list.retain(|s| s.token != token);
         if list.len() >= PRUNE_AT {
             // Running claims stay; so do rotations still remembered, unless
             // there are too many of them too.
-            list.retain(|s| {
-                s.running.is_some() || now.saturating_sub(s.started_ms) < REMEMBERED_MS
-            });
+            list.retain(|s| s.running.is_some() || s.remembered(&now));
             if list.len() >= PRUNE_AT {
                 list.retain(|s| s.running.is_some());
             }
@@ -140,7 +161,8 @@ pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> C
         list.push(Spend {
             token,
             serial,
-            started_ms: now,
+            started_ms: now.ms,
+            clock: clock.clone(),
             by: StartedBy::this(),
             running: flight.downgrade(),
         });
@@ -181,24 +203,40 @@ mod tests {
             token: 7,
             serial: 1,
             started_ms: 0,
+            clock: no_clock(),
             by,
             running: flight.downgrade(),
         };
         (flight, spend)
     }
 
+    fn no_clock() -> std::sync::Weak<dyn crate::clock::Clock> {
+        std::sync::Weak::<crate::clock::SystemClock>::new()
+    }
+
+    fn at(ms: u64, clock: &std::sync::Weak<dyn crate::clock::Clock>) -> Now<'_> {
+        Now { ms, clock }
+    }
+
     #[test]
     fn a_token_the_parent_was_sending_at_the_fork_is_never_waited_for_nor_sent() {
+        let clock = no_clock();
         // This process's running flight is waited for; the parent's (copied
         // into a forked child, where nothing drives it) is not.
         let (_mine, spend) = running(StartedBy::this());
-        assert!(matches!(look(&[spend], 7, 0), Some(Claimed::Running(_))));
+        assert!(matches!(
+            look(&[spend], 7, &at(0, &clock)),
+            Some(Claimed::Running(_))
+        ));
         let (_parents, spend) = running(StartedBy::other());
-        assert!(matches!(look(&[spend], 7, 0), Some(Claimed::Forked)));
+        assert!(matches!(
+            look(&[spend], 7, &at(0, &clock)),
+            Some(Claimed::Forked)
+        ));
         // However long ago: the child never sends it.
         let (_parents, spend) = running(StartedBy::other());
         assert!(matches!(
-            look(&[spend], 7, REMEMBERED_MS * 10),
+            look(&[spend], 7, &at(REMEMBERED_MS * 10, &clock)),
             Some(Claimed::Forked)
         ));
     }

@@ -522,6 +522,28 @@ async fn two_keys_seeded_with_one_refresh_token_send_it_once() {
     }
 }
 
+/// A rotation is remembered by the clock of the client that made it: a
+/// client whose clock reads an hour ahead (a fake one, a host clock) took
+/// it for long forgotten and sent the spent token, and the server revoked
+/// the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_clock_reads_ahead_never_sends_a_token_another_client_rotated() {
+    let h = Harness::new();
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+    let a = h.client.session("u1", common::TestStore::new()).unwrap();
+    seed_refresh_token(&a, &family.refresh_token).await;
+    a.access_token().await.unwrap();
+
+    let ahead = Arc::new(freshtoken::ManualClock::new(h.clock.now_ms() + 3_600_000));
+    let other = Harness::client_on(&h.emu, h.client.config().clone(), ahead);
+    let b = other.session("u1", common::TestStore::new()).unwrap();
+    seed_refresh_token(&b, &family.refresh_token).await;
+    let error = b.access_token().await.unwrap_err();
+    assert_eq!(error.code(), freshtoken::ErrorCode::Conflict, "{error}");
+    assert_eq!(h.refresh_requests(), 1, "nothing sent");
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_token_replayed_into_this_process_is_never_sent_nor_answered() {
     // A second store holding a copy of a refresh token this process already

@@ -69,9 +69,10 @@ struct Redemption {
     /// [`REMEMBERED_MS`] after it ended, or, while it runs, after the
     /// longest a driven exchange takes too.
     forget_at_ms: u64,
-    /// That clock: only a redemption through it compares its time with
-    /// `forget_at_ms` (another client's clock may read hours ahead, a fake
-    /// one in a test). Others are forgotten by [`MAX_REMEMBERED`].
+    /// That clock: while a client has it, only a redemption through it
+    /// compares its time with `forget_at_ms` (another client's clock may
+    /// read hours ahead, a fake one in a test), and others forget it only by
+    /// [`MAX_REMEMBERED`]. Once it is gone, any client's clock counts.
     clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
@@ -148,7 +149,10 @@ pub(crate) async fn redeem(
     let sender = session.clone();
     let own_clock = Arc::downgrade(&ctx.clock);
     let (outcome, joined) = redemptions(|list| {
-        list.retain(|r| now < r.forget_at_ms || !r.clock.ptr_eq(&own_clock));
+        list.retain(|r| {
+            let counted = r.clock.ptr_eq(&own_clock) || r.clock.strong_count() == 0;
+            !counted || now < r.forget_at_ms
+        });
         if let Some(r) = list.iter().find(|r| r.code == id) {
             if r.key != key || r.with != with {
                 return Err(Error::config(

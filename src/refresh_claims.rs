@@ -10,7 +10,8 @@
 //! ahead. A flight that finds the token claimed waits for that flight to
 //! end and reads its store again: on a shared store it finds the rotated
 //! record. That a claim rotated its token is kept for [`REMEMBERED_MS`] of
-//! the claiming client's clock (by every other clock, until pruned): a
+//! the claiming client's clock (while that client lives, other clocks keep
+//! it until pruned): a
 //! flight that read its store before the rotation was saved reads it
 //! again, and one whose store still holds the spent token then sends
 //! nothing (`conflict`). A revocation claims the token it revokes too
@@ -44,9 +45,11 @@ struct Spend {
     serial: u64,
     /// When it was claimed, on the clock of the claiming client.
     started_ms: u64,
-    /// That clock: only a look through it counts [`REMEMBERED_MS`] from
-    /// `started_ms` (another client's clock may read hours ahead, a fake one
-    /// in a test); for the others a rotation stays known until pruned.
+    /// That clock: while a client has it, only a look through it counts
+    /// [`REMEMBERED_MS`] from `started_ms` (another client's clock may read
+    /// hours ahead, a fake one in a test), and for the others the rotation
+    /// stays known until pruned. Once it is gone (clients made per request),
+    /// any looking clock counts, so that such claims are pruned in time.
     clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// The process whose flight it is (see [`crate::started_by`]).
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
@@ -109,7 +112,8 @@ struct Now<'a> {
 impl Spend {
     /// Whether its rotation is still remembered, looked at `now`.
     fn remembered(&self, now: &Now) -> bool {
-        !self.clock.ptr_eq(now.clock) || now.ms.saturating_sub(self.started_ms) < REMEMBERED_MS
+        let counted = self.clock.ptr_eq(now.clock) || self.clock.strong_count() == 0;
+        !counted || now.ms.saturating_sub(self.started_ms) < REMEMBERED_MS
     }
 }
 
@@ -216,6 +220,40 @@ mod tests {
 
     fn at(ms: u64, clock: &std::sync::Weak<dyn crate::clock::Clock>) -> Now<'_> {
         Now { ms, clock }
+    }
+
+    #[test]
+    fn a_rotation_is_forgotten_by_its_own_clock_or_once_that_clock_is_gone() {
+        let ended = |clock| Spend {
+            token: 7,
+            serial: 1,
+            started_ms: 0,
+            clock,
+            by: StartedBy::this(),
+            running: None,
+        };
+        let own: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(crate::clock::SystemClock);
+        let other: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(crate::clock::SystemClock);
+        let (own_w, other_w) = (
+            std::sync::Arc::downgrade(&own),
+            std::sync::Arc::downgrade(&other),
+        );
+        let later = REMEMBERED_MS;
+        let spend = [ended(own_w.clone())];
+        assert!(matches!(
+            look(&spend, 7, &at(later - 1, &own_w)),
+            Some(Claimed::Rotated)
+        ));
+        assert!(look(&spend, 7, &at(later, &own_w)).is_none());
+        // Another client's clock reading later: still known while `own` lives.
+        assert!(matches!(
+            look(&spend, 7, &at(later * 6, &other_w)),
+            Some(Claimed::Rotated)
+        ));
+        drop(own);
+        assert!(look(&spend, 7, &at(later, &other_w)).is_none());
     }
 
     #[test]

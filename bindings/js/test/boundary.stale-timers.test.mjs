@@ -15,50 +15,9 @@ import { after, before, beforeEach, describe, mock, test } from 'node:test';
 
 import { MemoryStore, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
+import { watchTimers } from '../support/timer-watch.mjs';
 
 const STALE = 5;
-
-/**
- * Wraps the global setTimeout/clearTimeout: `fired(n)` resolves once `n`
- * timers have run, `thrown` collects what their callbacks threw, `live`
- * counts timers set and not yet cleared or run. `restore()` puts back the
- * originals.
- */
-function watchTimers() {
-  const real = { set: globalThis.setTimeout, clear: globalThis.clearTimeout };
-  const thrown = [];
-  const live = new Set();
-  let ran = 0;
-  let waiters = [];
-  globalThis.setTimeout = (callback, ms, ...args) => {
-    const timer = real.set(() => {
-      live.delete(timer);
-      try {
-        callback(...args);
-      } catch (e) {
-        thrown.push(e);
-      } finally {
-        ran += 1;
-        waiters = waiters.filter(({ n, resolve }) => (ran >= n ? resolve() : true));
-      }
-    }, ms);
-    live.add(timer);
-    return timer;
-  };
-  globalThis.clearTimeout = (timer) => {
-    live.delete(timer);
-    real.clear(timer);
-  };
-  return {
-    thrown,
-    live,
-    fired: (n) => (ran >= n ? Promise.resolve() : new Promise((resolve) => { waiters.push({ n, resolve }); })),
-    restore() {
-      globalThis.setTimeout = real.set;
-      globalThis.clearTimeout = real.clear;
-    },
-  };
-}
 
 describe('deadline timers that the host could not clear', () => {
   let emu;

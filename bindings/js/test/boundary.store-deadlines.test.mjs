@@ -20,6 +20,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { MemoryStore, NetworkError, StorageError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
+import { watchTimers } from '../support/timer-watch.mjs';
 
 const CLIENT_ID = 'test-client';
 const CLIENT_SECRET = 'test-secret';
@@ -110,42 +111,6 @@ class HoldingStore {
       save: (key, record) => { ops.push('save'); return this.inner.save(key, record); },
     };
   }
-}
-
-/**
- * Wraps the global setTimeout/clearTimeout to follow the core's timers only
- * (those its host calls set: pkg/src/host-calls.js `setTimer`, the caller
- * right above setTimeout). `live`: set, not yet cleared or run; `set()`: how
- * many were set. `restore()` puts back the originals.
- */
-function watchCoreTimers() {
-  const real = { set: globalThis.setTimeout, clear: globalThis.clearTimeout };
-  const live = new Set();
-  let set = 0;
-  const fromCore = () => {
-    const site = {};
-    Error.captureStackTrace(site, globalThis.setTimeout);
-    return /host-calls\.js:/.test(site.stack.split('\n')[1] ?? '');
-  };
-  globalThis.setTimeout = function setTimeout(callback, ms, ...args) {
-    if (!fromCore()) return real.set(callback, ms, ...args);
-    set += 1;
-    const timer = real.set((...a) => { live.delete(timer); callback(...a); }, ms, ...args);
-    live.add(timer);
-    return timer;
-  };
-  globalThis.clearTimeout = (timer) => {
-    live.delete(timer);
-    real.clear(timer);
-  };
-  return {
-    live,
-    set: () => set,
-    restore() {
-      globalThis.setTimeout = real.set;
-      globalThis.clearTimeout = real.clear;
-    },
-  };
 }
 
 /** Checks `err` is the StorageError of a store call past its deadline. */
@@ -261,7 +226,7 @@ describe('store deadlines and callers that give up', () => {
     const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
     const store = new HoldingStore();
     // Only the core's timers count: fetch's own come and go meanwhile.
-    const core = watchCoreTimers();
+    const core = watchTimers({ coreOnly: true });
     try {
       await seeded(client, store);
       for (let i = 0; i < 100; i += 1) {
@@ -275,6 +240,7 @@ describe('store deadlines and callers that give up', () => {
     }
     assert.ok(core.set() > 100, `the core's deadlines were seen (${core.set()})`);
     assert.equal(core.live.size, 0, 'every store call answered in time, and its deadline was cleared');
+    assert.deepEqual(core.thrown, []);
   });
 
   test('a caller that stops awaiting never stops the shared refresh from finishing and saving', async () => {

@@ -93,13 +93,23 @@ class StallingStore(TestStore):
         self.stall_marker_saves = 0
         self.stall_loads = 0
         self.abandoned = Signal()
+        self._stalled = []  # (loop, future) of each stalled call
 
     async def _stall(self):
+        loop = asyncio.get_running_loop()
+        stalled = loop.create_future()  # resolved only by unstall()
+        self._stalled.append((loop, stalled))
         try:
-            await asyncio.get_running_loop().create_future()  # never resolved
+            await stalled
         except asyncio.CancelledError:
             self.abandoned.set()
             raise
+
+    def unstall(self):
+        """Lets every stalled call go on, once the test is done with them: a
+        store call still running keeps the interpreter's exit waiting."""
+        for loop, stalled in self._stalled:
+            loop.call_soon_threadsafe(lambda f=stalled: f.done() or f.set_result(None))
 
     async def save(self, key, record):
         if json.loads(record).get("in_doubt"):
@@ -173,6 +183,7 @@ def test_a_save_that_never_returns_is_storage_within_the_deadline_and_the_sessio
         assert emu.refresh_token_state(store.record("u1")["refresh_token"]) == "active"
         if stalled == "marker":
             assert await asyncio.to_thread(store.abandoned.wait_blocking), "given up: cancelled"
+        store.unstall()
 
     asyncio.run(checked())
 

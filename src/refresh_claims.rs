@@ -43,10 +43,11 @@ struct Spend {
     token: u64,
     /// Tells this claim's entry from a later one for the same token.
     serial: u64,
-    /// When it was claimed, on the clock of the claiming client.
-    started_ms: u64,
+    /// When it was claimed, on the clock of the claiming client; once it
+    /// ended with a rotation, when it ended (remembered from then).
+    at_ms: u64,
     /// That clock: while a client has it, only a look through it counts
-    /// [`REMEMBERED_MS`] from `started_ms` (another client's clock may read
+    /// [`REMEMBERED_MS`] from `at_ms` (another client's clock may read
     /// hours ahead, a fake one in a test), and for the others the rotation
     /// stays known until pruned. Once it is gone (clients made per request),
     /// any looking clock counts, so that such claims are pruned in time.
@@ -101,6 +102,8 @@ pub(crate) enum Claimed {
 pub(crate) struct Claim {
     /// Unique in the process: the claim's entry.
     serial: u64,
+    /// The claiming client's clock, read when the claim ends.
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 /// `now` on `clock`, the clock of the client looking.
@@ -113,7 +116,7 @@ impl Spend {
     /// Whether its rotation is still remembered, looked at `now`.
     fn remembered(&self, now: &Now) -> bool {
         let counted = self.clock.ptr_eq(now.clock) || self.clock.strong_count() == 0;
-        !counted || now.ms.saturating_sub(self.started_ms) < REMEMBERED_MS
+        !counted || now.ms.saturating_sub(self.at_ms) < REMEMBERED_MS
     }
 }
 
@@ -152,26 +155,42 @@ pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> C
             return found;
         }
         list.retain(|s| s.token != token);
-        if list.len() >= PRUNE_AT {
-            // Running claims stay; so do rotations still remembered, unless
-            // there are too many of them too.
-            list.retain(|s| s.running.is_some() || s.remembered(&now));
-            if list.len() >= PRUNE_AT {
-                list.retain(|s| s.running.is_some());
-            }
-        }
+        prune(list, &now);
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         list.push(Spend {
             token,
             serial,
-            started_ms: now.ms,
+            at_ms: now.ms,
             clock: clock.clone(),
             by: StartedBy::this(),
             running: flight.downgrade(),
         });
-        Claimed::Mine(Claim { serial })
+        Claimed::Mine(Claim {
+            serial,
+            clock: ctx.clock.clone(),
+        })
     })
+}
+
+/// Makes room in a full list: rotations no longer remembered go, then, if
+/// it is still full, the oldest ended claims (the list is in claim order)
+/// down to half of [`PRUNE_AT`]. Running claims always stay: a wipe of
+/// every ended claim would forget a rotation made a moment ago, and a
+/// store still holding that token would send it.
+fn prune(list: &mut Vec<Spend>, now: &Now) {
+    if list.len() < PRUNE_AT {
+        return;
+    }
+    list.retain(|s| s.running.is_some() || s.remembered(now));
+    let mut excess = list.len().saturating_sub(PRUNE_AT / 2);
+    if list.len() >= PRUNE_AT {
+        list.retain(|s| {
+            let evicted = excess > 0 && s.running.is_none();
+            excess -= usize::from(evicted);
+            !evicted
+        });
+    }
 }
 
 impl Claim {
@@ -179,9 +198,12 @@ impl Claim {
     /// otherwise it is forgotten.
     pub(crate) fn end(self, rotated: bool) {
         if rotated {
+            // Read before the list's lock: a host clock may call back in.
+            let ended_ms = self.clock.now_ms();
             claims(|list| {
                 if let Some(spend) = list.iter_mut().find(|s| s.serial == self.serial) {
                     spend.running = None;
+                    spend.at_ms = ended_ms;
                 }
             });
         }
@@ -206,7 +228,7 @@ mod tests {
         let spend = Spend {
             token: 7,
             serial: 1,
-            started_ms: 0,
+            at_ms: 0,
             clock: no_clock(),
             by,
             running: flight.downgrade(),
@@ -227,7 +249,7 @@ mod tests {
         let ended = |clock| Spend {
             token: 7,
             serial: 1,
-            started_ms: 0,
+            at_ms: 0,
             clock,
             by: StartedBy::this(),
             running: None,
@@ -254,6 +276,82 @@ mod tests {
         ));
         drop(own);
         assert!(look(&spend, 7, &at(later, &other_w)).is_none());
+    }
+
+    #[test]
+    fn a_full_list_drops_its_oldest_ended_claims_first_never_a_running_one() {
+        let other: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(crate::clock::SystemClock);
+        let own: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(crate::clock::SystemClock);
+        let (other_w, own_w) = (
+            std::sync::Arc::downgrade(&other),
+            std::sync::Arc::downgrade(&own),
+        );
+        let (flight, mut first) = running(StartedBy::this());
+        first.token = 1_000_000;
+        // Another client's rotations, still remembered by its live clock.
+        let mut list: Vec<Spend> = (0..PRUNE_AT as u64 - 2)
+            .map(|token| Spend {
+                token,
+                serial: token,
+                at_ms: 0,
+                clock: other_w.clone(),
+                by: StartedBy::this(),
+                running: None,
+            })
+            .collect();
+        list.insert(0, first);
+        // This client's rotation a moment ago, last in claim order.
+        list.push(Spend {
+            token: 2_000_000,
+            serial: 2_000_000,
+            at_ms: 5,
+            clock: own_w.clone(),
+            by: StartedBy::this(),
+            running: None,
+        });
+        prune(&mut list, &at(10, &own_w));
+        assert_eq!(list.len(), PRUNE_AT / 2);
+        assert!(matches!(
+            look(&list, 1_000_000, &at(10, &own_w)),
+            Some(Claimed::Running(_))
+        ));
+        assert!(matches!(
+            look(&list, 2_000_000, &at(10, &own_w)),
+            Some(Claimed::Rotated)
+        ));
+        assert!(look(&list, 0, &at(10, &own_w)).is_none(), "the oldest went");
+        drop(flight);
+    }
+
+    #[test]
+    fn a_rotation_is_remembered_from_when_it_ended() {
+        let clock = std::sync::Arc::new(crate::ManualClock::new(0));
+        let shared: std::sync::Arc<dyn crate::clock::Clock> = clock.clone();
+        let weak = std::sync::Arc::downgrade(&shared);
+        let (flight, _) = running(StartedBy::this());
+        let (token, serial) = (u64::MAX - 7, u64::MAX - 7);
+        claims(|list| {
+            list.push(Spend {
+                token,
+                serial,
+                at_ms: 0,
+                clock: weak.clone(),
+                by: StartedBy::this(),
+                running: flight.downgrade(),
+            })
+        });
+        clock.advance(REMEMBERED_MS); // a flight that ran for ten minutes
+        Claim {
+            serial,
+            clock: shared.clone(),
+        }
+        .end(true);
+        let later = at(2 * REMEMBERED_MS - 1, &weak);
+        let rotated = claims(|list| matches!(look(list, token, &later), Some(Claimed::Rotated)));
+        claims(|list| list.retain(|s| s.serial != serial));
+        assert!(rotated, "remembered for ten minutes after it ended");
     }
 
     #[test]

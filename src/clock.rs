@@ -74,6 +74,14 @@ pub(crate) fn platform_monotonic_ms() -> u64 {
 #[cfg_attr(not(any(feature = "ffi", target_arch = "wasm32")), allow(dead_code))]
 pub(crate) const LATEST_PLAUSIBLE_MS: u64 = 253_402_300_799_999;
 
+/// 2026-01-01 in Unix milliseconds, before any freshtoken release: the
+/// earliest refresh-token expiry taken as a verdict. A record's
+/// `refresh_expires_at` is its writer's clock plus the lifetime, so one
+/// before this was written under a clock far behind (a device back in 1970
+/// before NTP, a host clock in seconds). Judged, it would end a live grant
+/// in every process for good; unjudged, the server decides.
+pub(crate) const EARLIEST_PLAUSIBLE_EXPIRY_MS: u64 = 1_767_225_600_000;
+
 /// The operating system's clock, with a runtime-free timer for sleeps.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Default, Clone, Copy)]

@@ -199,7 +199,7 @@ impl Attached {
             .refresh_token
             .clone()
             .ok_or(Error::reauth(ReauthReason::NoRefreshToken))?;
-        if rec.refresh_expires_at_ms.is_some_and(|t| now >= t) {
+        if rec.refresh_lapsed(now) {
             return Ok(Plan::Lapsed);
         }
         Ok(Plan::Refresh {

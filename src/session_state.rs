@@ -332,7 +332,7 @@ pub(crate) fn reauth_due(rec: &Record, now_ms: u64, leeway_ms: u64) -> Option<Re
         None
     } else if rec.refresh_token.is_none() {
         Some(ReauthReason::NoRefreshToken)
-    } else if rec.refresh_expires_at_ms.is_some_and(|t| now_ms >= t) {
+    } else if rec.refresh_lapsed(now_ms) {
         Some(ReauthReason::RefreshExpired)
     } else {
         None

@@ -224,6 +224,15 @@ fn time(ms: u64) -> u64 {
 }
 
 impl Record {
+    /// Whether the refresh token's sliding lifetime ran out by `now_ms`
+    /// (DESIGN point 7). An expiry before 2026 was written under a clock
+    /// far behind (a device back in 1970 before NTP) and is no verdict: the
+    /// token is sent, and the server's `invalid_grant` ends a dead grant.
+    pub fn refresh_lapsed(&self, now_ms: u64) -> bool {
+        self.refresh_expires_at_ms
+            .is_some_and(|t| t >= crate::clock::EARLIEST_PLAUSIBLE_EXPIRY_MS && now_ms >= t)
+    }
+
     /// Whether `revoke()` marked it revoked while the server may still hold
     /// one of its tokens (the refresh token, or an access token live at
     /// `now_ms`): calling `revoke()` again retries.

@@ -149,3 +149,27 @@ async fn a_refresh_expired_mark_stored_by_an_earlier_release_is_judged_again() {
     assert_eq!(h.refresh_requests(), 2);
     assert_eq!(h.store.record("u1").unwrap().reauth, None);
 }
+
+/// A refresh while the device's clock read 1970 (reset, before NTP): the
+/// record's refresh expiry is then early 1971. Once the clock is right,
+/// that expiry is no verdict (it predates every freshtoken release): the
+/// token is sent, the server honours it, and the session lives on, where
+/// before every process judged it lapsed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_expiry_written_under_a_clock_back_in_1970_is_no_verdict() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    let right = h.clock.now_ms();
+    h.clock.set(20 * DAY_MS);
+    session.access_token().await.unwrap();
+    let written = h.store.record("u1").unwrap();
+    assert!(written.refresh_expires_at_ms.unwrap() < 400 * DAY_MS);
+
+    h.clock.set(right + 20 * MINUTE_MS); // right again; the access token is stale
+    session.access_token().await.expect("the session lives");
+    assert_eq!(h.refresh_requests(), 2);
+    let other = h.other_process().session("u1", h.store.clone()).unwrap();
+    assert_eq!(other.status().await.unwrap().reauth, None);
+    let c = h.emu.counters();
+    assert_eq!((c.reuse_detected, c.invalid_grant), (0, 0));
+}

@@ -44,7 +44,7 @@ impl Status {
         if record.refresh_token.is_none() {
             return Status::Dead(ReauthReason::NoRefreshToken);
         }
-        if record.refresh_expires_at_ms.is_some_and(|t| t <= now_ms) {
+        if record.refresh_lapsed(now_ms) {
             return Status::Dead(ReauthReason::RefreshExpired);
         }
         Status::Refreshable
@@ -207,14 +207,18 @@ mod tests {
                 expires_at_ms: at,
             }),
             refresh_token: refresh.then(|| Secret::new("refresh")),
-            refresh_expires_at_ms: refresh.then_some(10_000_000),
+            refresh_expires_at_ms: refresh.then_some(LAPSES_AT),
             ..Record::default()
         }
     }
 
+    /// The refresh expiry of `record`'s: 2027-01-01 (one before 2026 is
+    /// taken as written under a clock far behind, and is no verdict).
+    const LAPSES_AT: u64 = 1_798_761_600_000;
+
     #[test]
     fn statuses_follow_the_core_rules() {
-        let now = 5_000_000;
+        let now = LAPSES_AT - 5_000_000;
         assert_eq!(Status::of(None, now), Status::Missing);
         assert_eq!(
             Status::of(Some(&record(Some(now + 600_000), true)), now),
@@ -230,9 +234,12 @@ mod tests {
             Status::Dead(ReauthReason::NoRefreshToken)
         );
         assert_eq!(
-            Status::of(Some(&record(None, true)), 10_000_000),
+            Status::of(Some(&record(None, true)), LAPSES_AT),
             Status::Dead(ReauthReason::RefreshExpired)
         );
+        let mut behind = record(None, true);
+        behind.refresh_expires_at_ms = Some(33_264_000_000); // written in 1970
+        assert_eq!(Status::of(Some(&behind), LAPSES_AT), Status::Refreshable);
         let mut dead = record(Some(now + 600_000), true);
         dead.reauth = Some(ReauthReason::Revoked);
         assert_eq!(

@@ -40,11 +40,14 @@ impl Stored {
 #[derive(Default)]
 pub struct MemoryStore {
     records: Mutex<Records>,
-    /// Lease holder and expiry (Unix ms) by key, when leases are on. Not in
-    /// the wasm build: the package's `MemoryStore` serves one process, and
-    /// its lease code would be linked through the store's vtable (1.6 KB).
+    /// Lease holder, when it took or renewed the lease, and its TTL (ms) by
+    /// key, when leases are on: the lease lasts its TTL on the clock's wall
+    /// and monotonic readings both, so a wall clock set back does not keep
+    /// an abandoned lease for the length of the step. Not in the wasm
+    /// build: the package's `MemoryStore` serves one process, and its lease
+    /// code would be linked through the store's vtable (1.6 KB).
     #[cfg(not(target_arch = "wasm32"))]
-    leases: Mutex<HashMap<String, (String, u64)>>,
+    leases: Mutex<HashMap<String, (String, crate::elapsed::Started, u64)>>,
     #[cfg(not(target_arch = "wasm32"))]
     clock: Option<Arc<dyn Clock>>,
 }
@@ -180,18 +183,19 @@ impl TokenStore for MemoryStore {
         let Some(clock) = &self.clock else {
             return Ok(true);
         };
-        let now = clock.now_ms();
+        let now = crate::elapsed::Started::now(clock.as_ref());
         let mut leases = self
             .leases
             .lock()
             .map_err(|_| StoreError("memory store poisoned".into()))?;
         match leases.get(key) {
-            Some((holder, until)) if holder != owner && *until > now => Ok(false),
+            Some((holder, since, ttl))
+                if holder != owner && since.elapsed_ms(clock.as_ref()) < *ttl =>
+            {
+                Ok(false)
+            }
             _ => {
-                leases.insert(
-                    key.to_owned(),
-                    (owner.to_owned(), now.saturating_add(ttl_ms)),
-                );
+                leases.insert(key.to_owned(), (owner.to_owned(), now, ttl_ms));
                 Ok(true)
             }
         }
@@ -203,7 +207,7 @@ impl TokenStore for MemoryStore {
             .leases
             .lock()
             .map_err(|_| StoreError("memory store poisoned".into()))?;
-        if leases.get(key).is_some_and(|(holder, _)| holder == owner) {
+        if leases.get(key).is_some_and(|(holder, ..)| holder == owner) {
             leases.remove(key);
         }
         Ok(())
@@ -327,5 +331,17 @@ mod tests {
         let map_key = store.lock().unwrap().get_key_value("u1").unwrap().0.clone();
         assert!(Arc::ptr_eq(&map_key, &attached.key), "and one key");
         assert_eq!(session.cached_access_token().as_deref(), Some("at-1"));
+    }
+
+    #[tokio::test]
+    async fn a_lease_lasts_its_ttl_even_if_the_wall_clock_is_set_back() {
+        let clock = Arc::new(ManualClock::new(10_000_000));
+        let store = MemoryStore::with_leases(clock.clone());
+        assert!(store.acquire("u1", "a", 10_000).await.unwrap());
+        clock.set(clock.now_ms() - 3_600_000); // an hour back
+        clock.advance(9_999);
+        assert!(!store.acquire("u1", "b", 10_000).await.unwrap(), "a holds it");
+        clock.advance(1);
+        assert!(store.acquire("u1", "b", 10_000).await.unwrap(), "and no longer");
     }
 }

@@ -9,12 +9,11 @@
 //! the user. So a flight claims its refresh token here before writing
 //! ahead. A flight that finds the token claimed waits for that flight to
 //! end and reads its store again: on a shared store it finds the rotated
-//! record. That a claim rotated its token is kept for [`REMEMBERED_MS`] of
-//! the claiming client's clock (while that client lives, other clocks keep
-//! it until pruned): a
-//! flight that read its store before the rotation was saved reads it
-//! again, and one whose store still holds the spent token then sends
-//! nothing (`conflict`). A revocation claims the token it revokes too
+//! record. That a claim rotated its token is kept for [`REMEMBERED_MS`]
+//! after the rotation, on the claiming client's clock (while that client
+//! lives, other clocks keep it until pruned): a flight that read its store
+//! before the rotation was saved reads it again, and one whose store still
+//! holds the spent token then sends nothing (`conflict`). A revocation claims the token it revokes too
 //! (`revoke.rs`): a flight that read the store before the revoked mark was
 //! saved waits for it, reads again and finds the session dead; once the
 //! revocation ended, the token counts as rotated. The rotated record

@@ -340,8 +340,14 @@ mod tests {
         assert!(store.acquire("u1", "a", 10_000).await.unwrap());
         clock.set(clock.now_ms() - 3_600_000); // an hour back
         clock.advance(9_999);
-        assert!(!store.acquire("u1", "b", 10_000).await.unwrap(), "a holds it");
+        assert!(
+            !store.acquire("u1", "b", 10_000).await.unwrap(),
+            "a holds it"
+        );
         clock.advance(1);
-        assert!(store.acquire("u1", "b", 10_000).await.unwrap(), "and no longer");
+        assert!(
+            store.acquire("u1", "b", 10_000).await.unwrap(),
+            "and no longer"
+        );
     }
 }

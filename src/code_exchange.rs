@@ -69,10 +69,12 @@ struct Redemption {
     /// [`REMEMBERED_MS`] after it ended, or, while it runs, after the
     /// longest a driven exchange takes too.
     forget_at_ms: u64,
-    /// That clock: while a client has it, only a redemption through it
-    /// compares its time with `forget_at_ms` (another client's clock may
-    /// read hours ahead, a fake one in a test), and others forget it only by
-    /// [`MAX_REMEMBERED`]. Once it is gone, any client's clock counts.
+    /// The same instant on the platform's monotonic clock.
+    forget_at_real_ms: u64,
+    /// That clock: a redemption through it compares its reading with
+    /// `forget_at_ms` (as a test's fake clock drives it); one through any
+    /// other compares real time with `forget_at_real_ms`, as another
+    /// client's clock may read hours ahead (a fake one, a host clock).
     clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
@@ -142,16 +144,16 @@ pub(crate) async fn redeem(
     ]);
     let with = digest(&[code.code_verifier.expose(), &code.redirect_uri]);
     let now = ctx.clock.now_ms();
-    let forget_at_ms = now
-        .saturating_add(longest_run_ms(config))
-        .saturating_add(REMEMBERED_MS);
+    let real_now = crate::clock::platform_monotonic_ms();
+    let remembered_ms = longest_run_ms(config).saturating_add(REMEMBERED_MS);
+    let forget_at_ms = now.saturating_add(remembered_ms);
     let key = session.key.clone();
     let sender = session.clone();
     let own_clock = Arc::downgrade(&ctx.clock);
     let (outcome, joined) = redemptions(|list| {
-        list.retain(|r| {
-            let counted = r.clock.ptr_eq(&own_clock) || r.clock.strong_count() == 0;
-            !counted || now < r.forget_at_ms
+        list.retain(|r| match r.clock.ptr_eq(&own_clock) {
+            true => now < r.forget_at_ms,
+            false => real_now < r.forget_at_real_ms,
         });
         if let Some(r) = list.iter().find(|r| r.code == id) {
             if r.key != key || r.with != with {
@@ -186,13 +188,14 @@ pub(crate) async fn redeem(
             let clock = ctx.clock.clone();
             let outcome = send_and_save(ctx, sender, code).await;
             drop(replacing);
-            let ended = clock.now_ms();
+            let (ended, real_ended) = (clock.now_ms(), crate::clock::platform_monotonic_ms());
             redemptions(|list| match outcome.sent {
                 true => list
                     .iter_mut()
                     .filter(|r| r.serial == serial)
                     .for_each(|r| {
                         r.forget_at_ms = ended.saturating_add(REMEMBERED_MS);
+                        r.forget_at_real_ms = real_ended.saturating_add(REMEMBERED_MS);
                     }),
                 false => list.retain(|r| r.serial != serial),
             });
@@ -205,6 +208,7 @@ pub(crate) async fn redeem(
             key,
             cell,
             forget_at_ms,
+            forget_at_real_ms: real_now.saturating_add(remembered_ms),
             clock: own_clock,
             serial,
             by: StartedBy::this(),

@@ -10,8 +10,8 @@
 //! ahead. A flight that finds the token claimed waits for that flight to
 //! end and reads its store again: on a shared store it finds the rotated
 //! record. That a claim rotated its token is kept for [`REMEMBERED_MS`]
-//! after the rotation, on the claiming client's clock (while that client
-//! lives, other clocks keep it until pruned): a flight that read its store
+//! after the rotation, on the claiming client's clock for that client and
+//! in real time for every other: a flight that read its store
 //! before the rotation was saved reads it again, and one whose store still
 //! holds the spent token then sends nothing (`conflict`). A revocation claims the token it revokes too
 //! (`revoke.rs`): a flight that read the store before the revoked mark was
@@ -45,11 +45,12 @@ struct Spend {
     /// When it was claimed, on the clock of the claiming client; once it
     /// ended with a rotation, when it ended (remembered from then).
     at_ms: u64,
-    /// That clock: while a client has it, only a look through it counts
-    /// [`REMEMBERED_MS`] from `at_ms` (another client's clock may read
-    /// hours ahead, a fake one in a test), and for the others the rotation
-    /// stays known until pruned. Once it is gone (clients made per request),
-    /// any looking clock counts, so that such claims are pruned in time.
+    /// The same instant on the platform's monotonic clock.
+    at_real_ms: u64,
+    /// That clock: a look through it counts [`REMEMBERED_MS`] from `at_ms`
+    /// (as a test's fake clock drives it); a look through any other counts
+    /// real time from `at_real_ms`, as another client's clock may read
+    /// hours ahead (a fake one, a host clock set by the app).
     clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// The process whose flight it is (see [`crate::started_by`]).
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
@@ -105,17 +106,33 @@ pub(crate) struct Claim {
     clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
-/// `now` on `clock`, the clock of the client looking.
+/// Now on `clock`, the clock of the client looking, and in real time.
 struct Now<'a> {
     ms: u64,
+    real_ms: u64,
     clock: &'a std::sync::Weak<dyn crate::clock::Clock>,
+}
+
+impl Now<'_> {
+    /// Now, read outside the list's lock: a host clock may call back in.
+    fn read(clock: &std::sync::Weak<dyn crate::clock::Clock>, ms: u64) -> Now<'_> {
+        Now {
+            ms,
+            real_ms: crate::clock::platform_monotonic_ms(),
+            clock,
+        }
+    }
 }
 
 impl Spend {
     /// Whether its rotation is still remembered, looked at `now`.
     fn remembered(&self, now: &Now) -> bool {
-        let counted = self.clock.ptr_eq(now.clock) || self.clock.strong_count() == 0;
-        !counted || now.ms.saturating_sub(self.at_ms) < REMEMBERED_MS
+        let elapsed = if self.clock.ptr_eq(now.clock) {
+            now.ms.saturating_sub(self.at_ms)
+        } else {
+            now.real_ms.saturating_sub(self.at_real_ms)
+        };
+        elapsed < REMEMBERED_MS
     }
 }
 
@@ -145,10 +162,7 @@ fn key_of(ctx: &Context, refresh_token: &Secret) -> u64 {
 pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> Claimed {
     let token = key_of(ctx, refresh_token);
     let clock = std::sync::Arc::downgrade(&ctx.clock);
-    let now = Now {
-        ms: ctx.clock.now_ms(),
-        clock: &clock,
-    };
+    let now = Now::read(&clock, ctx.clock.now_ms());
     claims(|list| {
         if let Some(found) = look(list, token, &now) {
             return found;
@@ -161,6 +175,7 @@ pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> C
             token,
             serial,
             at_ms: now.ms,
+            at_real_ms: now.real_ms,
             clock: clock.clone(),
             by: StartedBy::this(),
             running: flight.downgrade(),
@@ -193,16 +208,21 @@ fn prune(list: &mut Vec<Spend>, now: &Now) {
 }
 
 impl Claim {
-    /// Ends the claim: when its flight rotated the token, that is kept;
+    /// Ends the claim: when its flight rotated the token, that is kept,
+    /// from now and last in the list (the newest rotation, pruned last);
     /// otherwise it is forgotten.
     pub(crate) fn end(self, rotated: bool) {
         if rotated {
             // Read before the list's lock: a host clock may call back in.
-            let ended_ms = self.clock.now_ms();
+            let (ended_ms, ended_real_ms) =
+                (self.clock.now_ms(), crate::clock::platform_monotonic_ms());
             claims(|list| {
-                if let Some(spend) = list.iter_mut().find(|s| s.serial == self.serial) {
+                if let Some(i) = list.iter().position(|s| s.serial == self.serial) {
+                    let mut spend = list.remove(i);
                     spend.running = None;
                     spend.at_ms = ended_ms;
+                    spend.at_real_ms = ended_real_ms;
+                    list.push(spend);
                 }
             });
         }
@@ -228,6 +248,7 @@ mod tests {
             token: 7,
             serial: 1,
             at_ms: 0,
+            at_real_ms: 0,
             clock: no_clock(),
             by,
             running: flight.downgrade(),
@@ -239,16 +260,22 @@ mod tests {
         std::sync::Weak::<crate::clock::SystemClock>::new()
     }
 
+    /// Now at `ms` on `clock`, at 0 in real time.
     fn at(ms: u64, clock: &std::sync::Weak<dyn crate::clock::Clock>) -> Now<'_> {
-        Now { ms, clock }
+        Now {
+            ms,
+            real_ms: 0,
+            clock,
+        }
     }
 
     #[test]
-    fn a_rotation_is_forgotten_by_its_own_clock_or_once_that_clock_is_gone() {
+    fn a_rotation_is_forgotten_by_its_own_clock_and_by_real_time_for_any_other() {
         let ended = |clock| Spend {
             token: 7,
             serial: 1,
             at_ms: 0,
+            at_real_ms: 0,
             clock,
             by: StartedBy::this(),
             running: None,
@@ -268,13 +295,18 @@ mod tests {
             Some(Claimed::Rotated)
         ));
         assert!(look(&spend, 7, &at(later, &own_w)).is_none());
-        // Another client's clock reading later: still known while `own` lives.
+        // Another client's clock reading an hour later: real time counts.
         assert!(matches!(
             look(&spend, 7, &at(later * 6, &other_w)),
             Some(Claimed::Rotated)
         ));
-        drop(own);
-        assert!(look(&spend, 7, &at(later, &other_w)).is_none());
+        let real_later = Now {
+            ms: 0,
+            real_ms: later,
+            clock: &other_w,
+        };
+        assert!(look(&spend, 7, &real_later).is_none());
+        drop((own, other));
     }
 
     #[test]
@@ -289,12 +321,13 @@ mod tests {
         );
         let (flight, mut first) = running(StartedBy::this());
         first.token = 1_000_000;
-        // Another client's rotations, still remembered by its live clock.
+        // Another client's rotations, still remembered in real time.
         let mut list: Vec<Spend> = (0..PRUNE_AT as u64 - 2)
             .map(|token| Spend {
                 token,
                 serial: token,
                 at_ms: 0,
+                at_real_ms: 0,
                 clock: other_w.clone(),
                 by: StartedBy::this(),
                 running: None,
@@ -306,6 +339,7 @@ mod tests {
             token: 2_000_000,
             serial: 2_000_000,
             at_ms: 5,
+            at_real_ms: 0,
             clock: own_w.clone(),
             by: StartedBy::this(),
             running: None,
@@ -336,6 +370,7 @@ mod tests {
                 token,
                 serial,
                 at_ms: 0,
+                at_real_ms: 0,
                 clock: weak.clone(),
                 by: StartedBy::this(),
                 running: flight.downgrade(),

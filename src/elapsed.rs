@@ -25,8 +25,14 @@ impl Started {
     /// Milliseconds since then on `clock`: the larger of the wall and the
     /// monotonic differences (a reading that went back counts as none).
     pub(crate) fn elapsed_ms(&self, clock: &dyn Clock) -> u64 {
-        let wall = clock.now_ms().saturating_sub(self.wall_ms);
-        let monotonic = clock.monotonic_ms().saturating_sub(self.monotonic_ms);
+        self.elapsed_until(&Started::now(clock))
+    }
+
+    /// [`Started::elapsed_ms`] up to `later`, read before (outside a lock
+    /// that a host clock calling back in would wait on).
+    pub(crate) fn elapsed_until(&self, later: &Started) -> u64 {
+        let wall = later.wall_ms.saturating_sub(self.wall_ms);
+        let monotonic = later.monotonic_ms.saturating_sub(self.monotonic_ms);
         wall.max(monotonic)
     }
 

@@ -183,15 +183,14 @@ impl TokenStore for MemoryStore {
         let Some(clock) = &self.clock else {
             return Ok(true);
         };
+        // Read before the lock: a host clock may call back in.
         let now = crate::elapsed::Started::now(clock.as_ref());
         let mut leases = self
             .leases
             .lock()
             .map_err(|_| StoreError("memory store poisoned".into()))?;
         match leases.get(key) {
-            Some((holder, since, ttl))
-                if holder != owner && since.elapsed_ms(clock.as_ref()) < *ttl =>
-            {
+            Some((holder, since, ttl)) if holder != owner && since.elapsed_until(&now) < *ttl => {
                 Ok(false)
             }
             _ => {

@@ -21,10 +21,11 @@
 //   { kind: 'delay', ms }                      wait `ms`, then forward (even if the client gave up)
 //   { kind: 'hold' }                           wait for releaseHeld(), then forward (even if the
 //                                              client gave up); waitHeld(n) waits until n are held
+//                                              (rejecting after its timeoutMs, default 30 s)
 //   { kind: 'body', status, body, contentType } answer as given (default 200, application/json),
 //                                              not forwarded
 //
-// No timers except the `delay` fault's own. `settled()` resolves once every
+// No timers except the `delay` fault's own and `waitHeld`'s limit. `settled()` resolves once every
 // request received so far has been fully handled (forwarded and answered, or
 // dropped): tests wait on it instead of sleeping.
 //
@@ -86,7 +87,7 @@ function forwardedHeaders(headers, targetHost) {
  *     // upstreamStatus: the target's answer status, null when not forwarded (or unanswered);
  *     // clientGone: the client's connection closed before it got a complete answer
  *   settled: () => Promise<void>,
- *   waitHeld: (count?: number) => Promise<void>,
+ *   waitHeld: (count?: number, options?: { timeoutMs?: number }) => Promise<void>,
  *   releaseHeld: () => number,
  *   close: () => Promise<void>,
  * }>}
@@ -100,7 +101,7 @@ export async function startFaultProxy(targetOrigin) {
   const entries = []; // what happened to each request (no bodies)
   const timers = new Map(); // delay timer -> its resolve (close() ends the wait early)
   let held = []; // the resolves of the requests a hold fault keeps
-  let heldWaiters = []; // { count, resolve } of waitHeld()
+  let heldWaiters = []; // { count, resolve, reject } of waitHeld()
   const upstreams = new Set();
   let inFlight = 0;
   let waiters = [];
@@ -306,8 +307,19 @@ export async function startFaultProxy(targetOrigin) {
     requests: () => ({ ...counts }),
     /** What happened to each request, in order of handling (no bodies, no headers). */
     log: () => entries.map((e) => ({ ...e })),
-    /** Resolves once `count` requests are held by hold faults (no timer: the test's own bound applies). */
-    waitHeld: (count = 1) => (held.length >= count ? Promise.resolve() : new Promise((resolve) => heldWaiters.push({ count, resolve }))),
+    /** Resolves once `count` requests are held by hold faults; rejects after `timeoutMs`, or on close(). */
+    waitHeld(count = 1, { timeoutMs = 30_000 } = {}) {
+      if (held.length >= count) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const waiter = { count, resolve: () => { clearTimeout(timer); resolve(); }, reject };
+        const timer = setTimeout(() => {
+          heldWaiters = heldWaiters.filter((w) => w !== waiter);
+          reject(new Error(`fault-proxy: ${held.length} of ${count} requests held after ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiter.reject = (error) => { clearTimeout(timer); reject(error); };
+        heldWaiters.push(waiter);
+      });
+    },
     /** Lets every held request go on to the target; returns how many there were. */
     releaseHeld() {
       const released = held;
@@ -326,6 +338,8 @@ export async function startFaultProxy(targetOrigin) {
       timers.clear();
       for (const resolve of held) resolve();
       held = [];
+      for (const waiter of heldWaiters) waiter.reject(new Error('fault-proxy: closed'));
+      heldWaiters = [];
       for (const upstream of upstreams) upstream.destroy();
       upstreams.clear();
       agent.destroy();

@@ -271,7 +271,10 @@ def test_a_process_stalled_on_the_write_lock_ends_a_save_at_the_store_deadline(e
     store = FileTokenStore(tmp_path / "tokens")
     path = store.lock_path("u1", "write")
     open(path, "ab").close()
-    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, store_timeout_ms=200)
+    # The other process holds the lock until the test lets it go, so the seed
+    # fails at any deadline; 3 s lets the same client's later calls (a load,
+    # a write, two fsyncs) finish on a busy disk.
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, store_timeout_ms=3_000)
     family = emu.seed()
     holder = subprocess.Popen([sys.executable, "-c", HOLD_BOTH_LOCKS, path],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -288,12 +291,8 @@ def test_a_process_stalled_on_the_write_lock_ends_a_save_at_the_store_deadline(e
     # which the core does not wait for (a late one cannot replace a newer
     # record): now that it has the lock it may land between the next seed's
     # read and its write, and that seed then reads a conflict, never an
-    # overwrite. It lands once, so one more seed succeeds. Through a client
-    # with a long store deadline: 200 ms is only for the call that must fail,
-    # not for a load, a write and two fsyncs on a busy disk.
-    patient = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET,
-                                store_timeout_ms=20_000)
-    again = patient.session("u1", FileTokenStore(tmp_path / "tokens"))
+    # overwrite. It lands once, so one more seed succeeds.
+    again = client.session("u1", FileTokenStore(tmp_path / "tokens"))
     try:
         again.seed(refresh_token=family["refresh_token"])
     except freshtoken.ConflictError:

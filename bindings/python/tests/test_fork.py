@@ -298,8 +298,10 @@ def _outcome(call):
 def test_a_call_in_a_child_forked_during_a_refresh_answers_within_the_deadlines(emu):
     # The parent's refresh of u1 is on the wire (held at the emulator) when a
     # prefork server forks a worker; the worker then serves u1.
-    # The parent's request is held through the fork, the child's whole run
-    # and the wait for it: deadlines a busy machine never reaches.
+    # The parent's request is held through the fork, the child's run and the
+    # wait for it, which must end within its 10 s deadline: a child that
+    # answers takes well under a second, and a hung one is told apart by the
+    # child's own 25 s bound, past its deadlines.
     client, _ = make_sync_client(emu, timeout_ms=10_000, store_timeout_ms=10_000, retry={"max_attempts": 1})
     store = MemoryTokenStore()
     session, _ = seeded_sync(emu, client, store)
@@ -373,7 +375,7 @@ def test_a_child_forked_during_a_leased_refresh_is_refused_its_parents_lease(emu
     # The child's lease owner was its parent's: its acquire read as the
     # holder renewing, and it sent the refresh token the parent was sending
     # (the server then revokes the grant). Now a child has an owner of its own.
-    # Deadlines the held parent request outlasts on a busy machine (as above).
+    # The held parent request's 10 s deadline bounds the child's run (as above).
     client, _ = make_sync_client(emu, timeout_ms=10_000, store_timeout_ms=10_000, retry={"max_attempts": 1},
                                  lease_ttl_ms=600_000, lease_wait_ms=300)
     store = LeasedStore()

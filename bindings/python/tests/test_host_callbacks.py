@@ -135,9 +135,10 @@ DEADLINE_MS = 1_000
 
 @pytest.mark.parametrize("stalled", ["marker", "rotated"])
 def test_a_save_that_never_returns_is_storage_within_the_deadline_and_the_session_goes_on(emu, stalled):
+    store = StallingStore()
+
     async def checked():
         client, clock = make_client(emu, store_timeout_ms=DEADLINE_MS)
-        store = StallingStore()
         session, family = await seeded(emu, client, store)
         if stalled == "marker":
             store.stall_marker_saves = 1
@@ -183,9 +184,11 @@ def test_a_save_that_never_returns_is_storage_within_the_deadline_and_the_sessio
         assert emu.refresh_token_state(store.record("u1")["refresh_token"]) == "active"
         if stalled == "marker":
             assert await asyncio.to_thread(store.abandoned.wait_blocking), "given up: cancelled"
-        store.unstall()
 
-    asyncio.run(checked())
+    try:
+        asyncio.run(checked())
+    finally:
+        store.unstall()
 
 
 def test_a_load_that_never_returns_is_storage_within_the_deadline(emu):

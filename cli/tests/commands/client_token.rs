@@ -208,8 +208,9 @@ fn transport_and_server_failures_have_their_own_exit_status() {
         .run()
         .ok();
 
-    // Slower than --timeout: timeout (9).
-    env.emu.push_fault(Fault::delay(5_000));
+    // Slower than --timeout: timeout (9). Held (never answered) and waited
+    // for: it reached the emulator, so no later step meets its fault.
+    env.emu.push_fault(Fault::hold());
     env.with_creds(&[
         "client-token",
         "--scope",
@@ -221,9 +222,7 @@ fn transport_and_server_failures_have_their_own_exit_status() {
     ])
     .run()
     .exits(9);
-    // A request that a loaded machine got to the emulator only after its
-    // second would leave the delay for the next step.
-    env.emu.clear_faults();
+    env.emu.wait_held(1);
 
     // An answer that is not JSON: invalid_response (10).
     env.emu.push_fault(Fault::malformed_json());

@@ -239,6 +239,7 @@ impl Drop for Claim {
 mod tests {
     use super::*;
     use futures_util::future::FutureExt;
+    use std::sync::Arc;
 
     fn running(by: StartedBy) -> (Flight, Spend) {
         let body: BoxFuture<'static, Result<TokenInfo, Error>> =
@@ -258,6 +259,14 @@ mod tests {
 
     fn no_clock() -> std::sync::Weak<dyn crate::clock::Clock> {
         std::sync::Weak::<crate::clock::SystemClock>::new()
+    }
+
+    /// Two clients' clocks: each client has its own (the system clock too).
+    fn two_clocks() -> (Arc<dyn crate::clock::Clock>, Arc<dyn crate::clock::Clock>) {
+        (
+            Arc::new(crate::clock::SystemClock),
+            Arc::new(crate::clock::SystemClock),
+        )
     }
 
     /// Now at `ms` on `clock`, at 0 in real time.
@@ -280,14 +289,8 @@ mod tests {
             by: StartedBy::this(),
             running: None,
         };
-        let own: std::sync::Arc<dyn crate::clock::Clock> =
-            std::sync::Arc::new(crate::clock::SystemClock);
-        let other: std::sync::Arc<dyn crate::clock::Clock> =
-            std::sync::Arc::new(crate::clock::SystemClock);
-        let (own_w, other_w) = (
-            std::sync::Arc::downgrade(&own),
-            std::sync::Arc::downgrade(&other),
-        );
+        let (own, other) = two_clocks();
+        let (own_w, other_w) = (Arc::downgrade(&own), Arc::downgrade(&other));
         let later = REMEMBERED_MS;
         let spend = [ended(own_w.clone())];
         assert!(matches!(
@@ -311,14 +314,8 @@ mod tests {
 
     #[test]
     fn a_full_list_drops_its_oldest_ended_claims_first_never_a_running_one() {
-        let other: std::sync::Arc<dyn crate::clock::Clock> =
-            std::sync::Arc::new(crate::clock::SystemClock);
-        let own: std::sync::Arc<dyn crate::clock::Clock> =
-            std::sync::Arc::new(crate::clock::SystemClock);
-        let (other_w, own_w) = (
-            std::sync::Arc::downgrade(&other),
-            std::sync::Arc::downgrade(&own),
-        );
+        let (own, other) = two_clocks();
+        let (own_w, other_w) = (Arc::downgrade(&own), Arc::downgrade(&other));
         let (flight, mut first) = running(StartedBy::this());
         first.token = 1_000_000;
         // Another client's rotations, still remembered in real time.

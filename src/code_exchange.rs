@@ -151,9 +151,12 @@ pub(crate) async fn redeem(
     let sender = session.clone();
     let own_clock = Arc::downgrade(&ctx.clock);
     let (outcome, joined) = redemptions(|list| {
-        list.retain(|r| match r.clock.ptr_eq(&own_clock) {
-            true => now < r.forget_at_ms,
-            false => real_now < r.forget_at_real_ms,
+        list.retain(|r| {
+            if r.clock.ptr_eq(&own_clock) {
+                now < r.forget_at_ms
+            } else {
+                real_now < r.forget_at_real_ms
+            }
         });
         if let Some(r) = list.iter().find(|r| r.code == id) {
             if r.key != key || r.with != with {

@@ -584,10 +584,7 @@ async fn a_code_whose_answer_was_lost_is_never_sent_again() {
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let first = exchanging(&h, &code, &verifier);
     h.emu.wait_held(1);
-    while h.clock.pending_timers() == 0 {
-        tokio::task::yield_now().await; // its deadline is armed as it is sent
-    }
-    h.clock.advance(32_000); // the request's 30 s and its grace
+    h.expire_deadline(32_000).await; // the request's 30 s and its grace
     let error = first.await.unwrap().unwrap_err();
     assert_eq!(error.code(), ErrorCode::Timeout);
 

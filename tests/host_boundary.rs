@@ -206,7 +206,7 @@ async fn abandoned_rotation_save(
     session: &UserSession,
 ) -> (Record, oneshot::Sender<()>, oneshot::Receiver<()>) {
     let (caller, rotated, go, landed) = late_rotation_save(store, session).await;
-    expire_deadline(h, STORE_TIMEOUT_MS).await;
+    h.expire_deadline(STORE_TIMEOUT_MS).await;
     storage_message(caller.await.unwrap());
     (rotated, go, landed)
 }
@@ -226,15 +226,6 @@ async fn memory_session(
         .await
         .unwrap();
     (session, store)
-}
-
-/// Waits until the core has armed the deadline of the call under way (its
-/// timer is registered with the manual clock), then moves time past it.
-async fn expire_deadline(h: &Harness, ms: u64) {
-    while h.clock.pending_timers() == 0 {
-        tokio::task::yield_now().await;
-    }
-    h.clock.advance(ms);
 }
 
 /// Runs `call` as a task, moves time past the store deadline it waits on
@@ -267,7 +258,7 @@ async fn a_save_that_never_answers_ends_the_flight_and_loses_nothing() {
     let mut entered = store.next(Which::Settled, Act::Stall);
     let caller = in_background(&session);
     let rotated = Record::decode(&entered.recv().await.unwrap()).unwrap();
-    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    h.expire_deadline(STORE_TIMEOUT_MS).await;
     let message = storage_message(caller.await.unwrap());
     assert!(
         message.contains(&format!("did not answer within {STORE_TIMEOUT_MS} ms")),
@@ -308,7 +299,7 @@ async fn a_load_that_never_answers_sends_nothing() {
     let session = other.session("u1", store.clone()).unwrap();
     let _entered = store.next(Which::Load, Act::Stall);
     let caller = in_background(&session);
-    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    h.expire_deadline(STORE_TIMEOUT_MS).await;
     let message = storage_message(caller.await.unwrap());
     assert!(message.contains("load did not answer"), "{message}");
     assert_eq!(h.refresh_requests(), 0);
@@ -663,7 +654,7 @@ async fn a_host_http_that_never_answers_times_out_in_doubt() {
     );
     let (session, store) = memory_session(&client, "rt-0123456789").await;
     let caller = in_background(&session);
-    expire_deadline(&h, 2_000).await;
+    h.expire_deadline(2_000).await;
     assert_eq!(caller.await.unwrap().unwrap_err(), Error::Timeout);
     assert!(session.status().await.unwrap().in_doubt);
     let stored = Record::decode(&store.get("u1").unwrap()).unwrap();
@@ -889,7 +880,7 @@ async fn a_seed_waiting_for_a_refresh_waits_for_the_save_that_refresh_abandoned(
     };
     assert!(polled_once(&mut seeding).await);
     // The rotated record's save outlives its deadline; the host still writes it.
-    expire_deadline(&h, STORE_TIMEOUT_MS).await;
+    h.expire_deadline(STORE_TIMEOUT_MS).await;
     storage_message(caller.await.unwrap());
 
     // The seed does not replace the record while that write may land over it.

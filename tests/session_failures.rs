@@ -443,10 +443,7 @@ async fn a_timeout_is_reported_and_leaves_the_token_in_doubt() {
         async move { session.access_token().await }
     });
     h.emu.wait_held(1);
-    while h.clock.pending_timers() == 0 {
-        tokio::task::yield_now().await; // its deadline is armed as it is sent
-    }
-    h.clock.advance(32_000);
+    h.expire_deadline(32_000).await; // the request's 30 s and its grace
     assert_eq!(call.await.unwrap().unwrap_err(), Error::Timeout);
     assert_eq!(h.refresh_requests(), 1);
     assert!(session.status().await.unwrap().in_doubt);

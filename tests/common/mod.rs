@@ -463,6 +463,16 @@ impl Harness {
         (session, family.refresh_token)
     }
 
+    /// Waits until the core has armed the deadline of the call under way
+    /// (its timer is registered with the manual clock), then moves time
+    /// past it.
+    pub async fn expire_deadline(&self, ms: u64) {
+        while self.clock.pending_timers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        self.clock.advance(ms);
+    }
+
     /// Refresh-grant requests the emulator has received.
     pub fn refresh_requests(&self) -> u64 {
         self.grant_requests("refresh_token")

@@ -243,7 +243,7 @@ export async function startFaultProxy(targetOrigin) {
         await new Promise((resolve) => {
           if (fault.kind === 'hold') {
             held.push(resolve);
-            heldWaiters = heldWaiters.filter((w) => (held.length >= w.count ? (w.resolve(), false) : true));
+            for (const w of heldWaiters.filter((w) => held.length >= w.count)) w.resolve();
             return;
           }
           const timer = setTimeout(() => { timers.delete(timer); resolve(); }, fault.ms);
@@ -311,12 +311,15 @@ export async function startFaultProxy(targetOrigin) {
     waitHeld(count = 1, { timeoutMs = 30_000 } = {}) {
       if (held.length >= count) return Promise.resolve();
       return new Promise((resolve, reject) => {
-        const waiter = { count, resolve: () => { clearTimeout(timer); resolve(); }, reject };
-        const timer = setTimeout(() => {
+        const waiter = { count };
+        const settle = (done) => (value) => {
+          clearTimeout(timer);
           heldWaiters = heldWaiters.filter((w) => w !== waiter);
-          reject(new Error(`fault-proxy: ${held.length} of ${count} requests held after ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiter.reject = (error) => { clearTimeout(timer); reject(error); };
+          done(value);
+        };
+        waiter.resolve = settle(resolve);
+        waiter.reject = settle(reject);
+        const timer = setTimeout(() => waiter.reject(new Error(`fault-proxy: ${held.length} of ${count} requests held after ${timeoutMs} ms`)), timeoutMs);
         heldWaiters.push(waiter);
       });
     },
@@ -338,8 +341,7 @@ export async function startFaultProxy(targetOrigin) {
       timers.clear();
       for (const resolve of held) resolve();
       held = [];
-      for (const waiter of heldWaiters) waiter.reject(new Error('fault-proxy: closed'));
-      heldWaiters = [];
+      for (const waiter of [...heldWaiters]) waiter.reject(new Error('fault-proxy: closed'));
       for (const upstream of upstreams) upstream.destroy();
       upstreams.clear();
       agent.destroy();

@@ -21,8 +21,8 @@
 //!
 //! Time: the ManualClock's `sleep` returns at once (it only advances the
 //! clock and records the wait), so backoff and `Retry-After` cost nothing.
-//! The only real waiting is the two timeout cells (one short request
-//! timeout each).
+//! Nothing waits in real time: in the timeout cells the emulator holds the
+//! request and the test moves the clock past the request's deadline.
 #![cfg(feature = "native-http")]
 
 mod common;
@@ -47,16 +47,10 @@ const RETRY: RetryPolicy = RetryPolicy {
     max_backoff_ms: 400,
     budget_ms: 10_000,
 };
-/// The request timeout of the timeout cells: short, so they run fast.
-const SHORT_TIMEOUT_MS: i64 = 300;
-/// The request timeout of every other cell: generous, so a loaded machine
-/// never turns another cell into a timeout.
-const NORMAL_TIMEOUT_MS: i64 = 10_000;
-/// How long the emulator holds a request in the timeout cells: far beyond
-/// the timeout and the whole cell, so the held request is still unprocessed
-/// when the cell looks at the server (the emulator is dropped, and the held
-/// request with it, before it would wake).
-const SERVER_DELAY_MS: u64 = 30_000;
+/// The request timeout of every cell: generous, so a loaded machine never
+/// turns a cell into a timeout. The timeout cells pass it on the test's
+/// clock, not in real time.
+const TIMEOUT_MS: i64 = 10_000;
 /// `Retry-After` of the HTTP-date cell, in seconds ahead of the clock.
 const RETRY_AFTER_DATE_SECS: u64 = 2;
 
@@ -133,14 +127,6 @@ impl Case {
     fn stalls(self) -> bool {
         matches!(self, Case::LoadStalls | Case::SaveStalls)
     }
-
-    /// The request timeout this cell configures.
-    fn timeout_ms(self) -> i64 {
-        match self {
-            Case::Timeout => SHORT_TIMEOUT_MS,
-            _ => NORMAL_TIMEOUT_MS,
-        }
-    }
 }
 
 /// A success body that fails validation in one field but carries a live
@@ -156,7 +142,9 @@ fn arm(h: &Harness, case: Case) -> Option<String> {
     let rotated = || h.emu.seed(CLIENT_ID, SEED_SCOPE).refresh_token;
     let (fault, salvage) = match case {
         Case::Refused => return None,
-        Case::Timeout => (Fault::delay(SERVER_DELAY_MS), None),
+        // Held until the cell ends: still unprocessed when the cell looks
+        // at the server.
+        Case::Timeout => (Fault::hold(), None),
         Case::DropBefore => (Fault::drop_before(), None),
         Case::DropAfterCommit => (Fault::drop_after_commit(), None),
         Case::Status { status, times } => (Fault::status(status).times(times), None),
@@ -222,25 +210,25 @@ fn spoil(knob: &AtomicU32, n: u32) -> Option<String> {
     None
 }
 
-/// An emulator harness with the matrix's retry policy and the cell's timeout.
-fn harness(case: Case) -> Harness {
-    Harness::with(Default::default(), |b| configure(b, case))
+/// An emulator harness with the matrix's retry policy and timeout.
+fn harness() -> Harness {
+    Harness::with(Default::default(), configure)
 }
 
-fn configure(builder: ConfigBuilder, case: Case) -> ConfigBuilder {
-    builder.retry(RETRY).timeout_ms(case.timeout_ms())
+fn configure(builder: ConfigBuilder) -> ConfigBuilder {
+    builder.retry(RETRY).timeout_ms(TIMEOUT_MS)
 }
 
 /// A client like the harness's, but whose token endpoint is a loopback port
 /// nobody listens on.
-fn refused_client(h: &Harness, case: Case) -> TokenClient {
+fn refused_client(h: &Harness) -> TokenClient {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
     let endpoint = format!("http://127.0.0.1:{port}/connect/token");
     let builder = freshtoken::Config::builder(endpoint, CLIENT_ID).client_secret(CLIENT_SECRET);
-    let config = configure(builder, case).build().expect("valid config");
+    let config = configure(builder).build().expect("valid config");
     Harness::client_on(&h.emu, config, h.clock.clone())
 }
 
@@ -389,11 +377,21 @@ async fn held(
     format!("{kept}: {which} ({})", flags.join(", "))
 }
 
+/// Once the emulator holds the timeout cell's request, moves the test's
+/// clock past its deadline (the timeout and the core's grace).
+async fn time_out(h: &Harness) {
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .expect("the held request");
+    h.expire_deadline(TIMEOUT_MS as u64 + 2_000).await;
+}
+
 /// Runs one fault against the user session.
 async fn user_cell(case: Case) -> UserSeen {
-    let h = harness(case);
+    let h = harness();
     let (mut session, seeded) = h.seeded(KEY).await;
-    let refused = matches!(case, Case::Refused).then(|| refused_client(&h, case));
+    let refused = matches!(case, Case::Refused).then(|| refused_client(&h));
     if let Some(client) = &refused {
         session = client.session(KEY, h.store.clone()).expect("session");
     }
@@ -417,6 +415,13 @@ async fn user_cell(case: Case) -> UserSeen {
             tokio::task::yield_now().await;
         }
         h.clock.advance(freshtoken::DEFAULT_STORE_TIMEOUT_MS as u64);
+        call.await.expect("the first call")
+    } else if matches!(case, Case::Timeout) {
+        let call = tokio::spawn({
+            let session = session.clone();
+            async move { session.access_token().await }
+        });
+        time_out(&h).await;
         call.await.expect("the first call")
     } else {
         session.access_token().await
@@ -474,14 +479,23 @@ async fn user_cell(case: Case) -> UserSeen {
 
 /// Runs one fault against the client-token flow.
 async fn client_cell(case: Case) -> ClientSeen {
-    let h = harness(case);
-    let refused = matches!(case, Case::Refused).then(|| refused_client(&h, case));
+    let h = harness();
+    let refused = matches!(case, Case::Refused).then(|| refused_client(&h));
     let client = refused.as_ref().unwrap_or(&h.client);
     let salvaged = arm(&h, case);
 
     let mut seen = ClientSeen::default();
     let secrets = [salvaged.as_deref().unwrap_or(""), CLIENT_SECRET];
-    let first = client.client_token(&SCOPES).await;
+    let first = if matches!(case, Case::Timeout) {
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move { client.client_token(&SCOPES).await }
+        });
+        time_out(&h).await;
+        call.await.expect("the first call")
+    } else {
+        client.client_token(&SCOPES).await
+    };
     seen.first = outcome(&first);
     seen.error = message(&first, &secrets, &mut seen.problems);
     seen.requests = h.grant_requests("client_credentials");
@@ -707,7 +721,7 @@ fn rows() -> Vec<Row> {
             }),
         },
         row(
-            "timeout before any response (300 ms)",
+            "timeout before any response (the 10 s request timeout)",
             Case::Timeout,
             one_shot("timeout", "timed out", SEEDED_IN_DOUBT),
         ),

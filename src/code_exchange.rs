@@ -223,8 +223,10 @@ pub(crate) async fn redeem(
     match (joined, outcome.issued, outcome.result) {
         // A repeat of a redemption whose save of what it issued failed:
         // the record waits in this state, unsaved, and the session's own
-        // path saves it (DESIGN 4).
-        (Some(true), Some(_), Err(Error::Storage { .. })) => session.sync().await,
+        // path saves it (DESIGN 4), as the session's flight: a save outside
+        // it could land after a refresh rotated that record and saved the
+        // rotation, putting the spent refresh token back.
+        (Some(true), Some(_), Err(Error::Storage { .. })) => session.save_pending().await,
         // Another client's state got the record: this one reads it.
         (Some(false), Some(issued), Ok(())) => read_redeemed(&session, issued).await,
         // That state's save failed: saved since, the store has it.

@@ -144,6 +144,65 @@ async fn save_unsaved_waits_for_a_code_exchange_still_out_and_saves_what_its_sto
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_exchange_saves_as_the_sessions_flight_so_no_rotation_is_saved_over() {
+    // The exchange's save fails; the callback is handled again (a reload)
+    // and the repeat saves what the first issued. That save used to run
+    // beside the session's flight: a refresh meanwhile rotated the issued
+    // token and saved the rotation, then the slow save landed and put the
+    // spent token back in the store.
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    h.store
+        .fail_saves
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        again(&h.client, &h.store, &code, &verifier)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Storage
+    );
+    let session = h.client.session("u1", h.store.clone()).unwrap();
+    assert!(session.holds_unsaved());
+
+    let (mut saving, release_save) = h.store.gate_saves();
+    let repeat = exchanging(&h, &code, &verifier);
+    let guard = Duration::from_secs(10); // fails the test instead of hanging it
+    let issued = tokio::time::timeout(guard, saving.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let refresh = tokio::spawn({
+        let session = session.clone();
+        async move { session.refresh().await }
+    });
+    // No other save may start while the repeat's save is out: the refresh
+    // waits for it. (A wrong build's rotation save gets here in
+    // milliseconds; a right one never does, so this wait cannot fail it.)
+    let during = tokio::time::timeout(Duration::from_millis(500), saving.recv()).await;
+    assert!(
+        during.is_err(),
+        "a refresh saved its rotation while the repeat's save was out"
+    );
+    release_save.notify_one();
+    let rotation = tokio::time::timeout(guard, saving.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(rotation, issued);
+    release_save.notify_one();
+    refresh.await.unwrap().expect("refreshed after the save");
+    repeat
+        .await
+        .unwrap()
+        .expect("the repeat saved the issued record");
+    let rt = h.store.refresh_token("u1").expect("a refresh token");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_gives_up_after_the_code_was_sent_still_gets_its_tokens_saved() {
     // The code is single use: a caller that stops waiting (a timeout, a
     // closed screen) after sending it must not throw away what it brings.

@@ -125,7 +125,12 @@ impl Attached {
             };
             let result = self.carry_out(plan, leased_from, flown_by).await;
             if let Some((claim, spent)) = claim {
-                claim.end(self.rotated_away_from(&spent));
+                let (rotated, unsaved) = self.rotated_away_from(&spent);
+                claim.end(rotated, unsaved.then(|| Arc::downgrade(&self.cell)));
+                // Saved between the look and the end: not held unsaved.
+                if unsaved && !self.cell.lock().unpersisted {
+                    crate::refresh_claims::saved(&self.cell, self.ctx.clock.as_ref());
+                }
             }
             return result;
         }
@@ -168,13 +173,15 @@ impl Attached {
     }
 
     /// Whether the flight that sent `spent` left this session with another
-    /// refresh token.
-    fn rotated_away_from(&self, spent: &Secret) -> bool {
+    /// refresh token, and whether it holds that unsaved.
+    fn rotated_away_from(&self, spent: &Secret) -> (bool, bool) {
         let st = self.cell.lock();
-        st.record
+        let rotated = st
+            .record
             .as_ref()
             .and_then(|rec| rec.refresh_token.as_ref())
-            .is_some_and(|t| t.expose() != spent.expose())
+            .is_some_and(|t| t.expose() != spent.expose());
+        (rotated, rotated && st.unpersisted)
     }
 
     /// What the session must do now, from its in-memory record.
@@ -228,7 +235,13 @@ impl Attached {
                     Some(since) => Some(crate::fleet::hold_before_save(self, since).await?),
                     None => None,
                 };
-                if !in_doubt {
+                // An in-doubt record is in the store already; with versions
+                // it is saved again all the same. That save checks the
+                // version read: a stale read (a replica behind, a cache)
+                // of the marker whose token was rotated since is then a
+                // `conflict`, not a send of the spent token.
+                let versioned = self.store.supports_versions() && self.store.in_memory().is_none();
+                if !in_doubt || versioned {
                     self.write_ahead().await?;
                 }
                 if let Some(since) = leased_from {
@@ -252,34 +265,65 @@ impl Attached {
     /// Write ahead (DESIGN point 14): the store holds the in-doubt marker
     /// before the refresh token is sent, so a crash after sending reads
     /// `lost_rotation` later, and a store that cannot write never lets the
-    /// core consume a refresh token. On failure nothing is sent and the
+    /// core consume a refresh token. On failure nothing is sent and a new
     /// marker is withdrawn in memory (should the failed save land after
     /// all, the marker only makes a later `invalid_grant` read
-    /// `lost_rotation`).
+    /// `lost_rotation`); a record that was in doubt stays so.
     async fn write_ahead(&self) -> Result<(), Error> {
         // The clock is read before the lock, as everywhere (see `serve`).
         let now = self.ctx.clock.now_ms();
-        let (generation, saved_record) = {
+        let (generation, saved_record, was_in_doubt) = {
             let mut st = self.cell.lock();
             let Some(mut record) = st.record.as_deref().cloned() else {
                 return Ok(());
             };
-            record.in_doubt = true;
+            let was_in_doubt = std::mem::replace(&mut record.in_doubt, true);
             record.updated_at_ms = now;
-            st.set_record(record)
+            let (generation, saved_record) = st.set_record(record);
+            (generation, saved_record, was_in_doubt)
         };
         let saved = self.persist(generation, &saved_record).await;
         if saved.is_err() {
             let mut st = self.cell.lock();
             if st.generation == generation {
                 let mut record = st.record.as_deref().cloned().unwrap_or_default();
-                record.in_doubt = false;
+                record.in_doubt = was_in_doubt;
                 st.set_record(record);
                 st.unpersisted = false;
                 st.unsaved_in = None;
             }
         }
         saved
+    }
+
+    /// The request surely did nothing: withdraw the write-ahead marker.
+    /// Only a withdrawal the store took is kept. Should its save fail,
+    /// memory goes back to the marker the store holds, with nothing left to
+    /// save: another client finding the marker may rotate the token and
+    /// save that, and a withdrawal saved later would put the spent token
+    /// back over it.
+    async fn withdraw_marker(&self) {
+        let now = self.ctx.clock.now_ms(); // before the lock (see `serve`)
+        let (generation, saved_record) = {
+            let mut st = self.cell.lock();
+            let Some(mut record) = st.record.as_deref().cloned() else {
+                return;
+            };
+            record.in_doubt = false;
+            record.updated_at_ms = now;
+            st.set_record(record)
+        };
+        if let Err(e) = self.persist(generation, &saved_record).await {
+            log::warn!("freshtoken: session {}: {e}", self.key);
+            let mut st = self.cell.lock();
+            if st.generation == generation {
+                let mut record = (*saved_record).clone();
+                record.in_doubt = true;
+                st.set_record(record);
+                st.unpersisted = false;
+                st.unsaved_in = None;
+            }
+        }
     }
 
     /// Sends the refresh (the record already marked in doubt in the store)
@@ -319,8 +363,7 @@ impl Attached {
                 if let Some(rotated) = failure.salvaged.take() {
                     self.keep_rotated(rotated).await;
                 } else if !failure.maybe_processed && !in_doubt {
-                    // The request surely did nothing: withdraw the marker.
-                    self.update(|rec| rec.in_doubt = false).await;
+                    self.withdraw_marker().await;
                 }
                 Err(failure.into_error())
             }

@@ -13,7 +13,11 @@
 //! after the rotation, on the claiming client's clock for that client and
 //! in real time for every other: a flight that read its store
 //! before the rotation was saved reads it again, and one whose store still
-//! holds the spent token then sends nothing (`conflict`). A revocation claims the token it revokes too
+//! holds the spent token then sends nothing (`conflict`). While the state
+//! that rotated holds the rotation unsaved (its save failed), the rotation
+//! is remembered however long that lasts, and for [`REMEMBERED_MS`] after
+//! the save: until then the store still holds the spent token, and another
+//! client of the process reading it would send it. A revocation claims the token it revokes too
 //! (`revoke.rs`): a flight that read the store before the revoked mark was
 //! saved waits for it, reads again and finds the session dead; once the
 //! revocation ended, the token counts as rotated. The rotated record
@@ -25,7 +29,7 @@ use crate::code_exchange::digest;
 use crate::exchange::Context;
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
-use crate::session_state::Flight;
+use crate::session_state::{Flight, SessionCell};
 use crate::started_by::StartedBy;
 use crate::tokens::TokenInfo;
 use crate::Error;
@@ -35,6 +39,9 @@ use futures_util::future::WeakShared;
 const REMEMBERED_MS: u64 = 10 * 60 * 1000;
 /// How many claims are kept before the ended ones are pruned.
 const PRUNE_AT: usize = 1024;
+/// How many claims hold a rotation unsaved: while none does, a save need
+/// not look through the list.
+static UNSAVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A claim on one refresh token: running, or ended with a rotation.
 struct Spend {
@@ -59,6 +66,8 @@ struct Spend {
     /// rotated the token). Weak: a claim never keeps a flight alive; a
     /// flight dropped unfinished drops its claim.
     running: Option<WeakShared<BoxFuture<'static, Result<TokenInfo, Error>>>>,
+    /// The state that rotated the token, while it holds the rotation unsaved.
+    unsaved_in: Option<std::sync::Weak<SessionCell>>,
 }
 
 /// The process's claims (`Shared` futures are `Send` natively only). A
@@ -125,8 +134,19 @@ impl Now<'_> {
 }
 
 impl Spend {
+    /// Whether the state that rotated the token still lives and holds the
+    /// rotation unsaved.
+    fn held_unsaved(&self) -> bool {
+        self.unsaved_in
+            .as_ref()
+            .is_some_and(|cell| cell.strong_count() > 0)
+    }
+
     /// Whether its rotation is still remembered, looked at `now`.
     fn remembered(&self, now: &Now) -> bool {
+        if self.held_unsaved() {
+            return true;
+        }
         let elapsed = if self.clock.ptr_eq(now.clock) {
             now.ms.saturating_sub(self.at_ms)
         } else {
@@ -179,6 +199,7 @@ pub(crate) fn claim(ctx: &Context, refresh_token: &Secret, flight: &Flight) -> C
             clock: clock.clone(),
             by: StartedBy::this(),
             running: flight.downgrade(),
+            unsaved_in: None,
         });
         Claimed::Mine(Claim {
             serial,
@@ -200,7 +221,7 @@ fn prune(list: &mut Vec<Spend>, now: &Now) {
     let mut excess = list.len().saturating_sub(PRUNE_AT / 2);
     if list.len() >= PRUNE_AT {
         list.retain(|s| {
-            let evicted = excess > 0 && s.running.is_none();
+            let evicted = excess > 0 && s.running.is_none() && !s.held_unsaved();
             excess -= usize::from(evicted);
             !evicted
         });
@@ -210,8 +231,9 @@ fn prune(list: &mut Vec<Spend>, now: &Now) {
 impl Claim {
     /// Ends the claim: when its flight rotated the token, that is kept,
     /// from now and last in the list (the newest rotation, pruned last);
-    /// otherwise it is forgotten.
-    pub(crate) fn end(self, rotated: bool) {
+    /// otherwise it is forgotten. `unsaved_in`: the state holding the
+    /// rotation, when its save failed (see [`saved`]).
+    pub(crate) fn end(self, rotated: bool, unsaved_in: Option<std::sync::Weak<SessionCell>>) {
         if rotated {
             // Read before the list's lock: a host clock may call back in.
             let (ended_ms, ended_real_ms) =
@@ -222,9 +244,44 @@ impl Claim {
                     spend.running = None;
                     spend.at_ms = ended_ms;
                     spend.at_real_ms = ended_real_ms;
+                    if unsaved_in.is_some() {
+                        UNSAVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    spend.unsaved_in = unsaved_in;
                     list.push(spend);
                 }
             });
+        }
+    }
+}
+
+/// `cell`'s record is saved (or another one replaced it there): a
+/// rotation it held unsaved is remembered for [`REMEMBERED_MS`] from now,
+/// on `clock` (the state's client's), and in real time.
+pub(crate) fn saved(cell: &std::sync::Arc<SessionCell>, clock: &dyn crate::clock::Clock) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if UNSAVED.load(SeqCst) == 0 {
+        return;
+    }
+    // Read before the list's lock: a host clock may call back in.
+    let (now_ms, real_ms) = (clock.now_ms(), crate::clock::platform_monotonic_ms());
+    let cell = std::sync::Arc::downgrade(cell);
+    claims(|list| {
+        for spend in list.iter_mut() {
+            if spend.unsaved_in.as_ref().is_some_and(|c| c.ptr_eq(&cell)) {
+                spend.unsaved_in = None;
+                spend.at_ms = now_ms;
+                spend.at_real_ms = real_ms;
+                UNSAVED.fetch_sub(1, SeqCst);
+            }
+        }
+    });
+}
+
+impl Drop for Spend {
+    fn drop(&mut self) {
+        if self.unsaved_in.is_some() {
+            UNSAVED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -253,6 +310,7 @@ mod tests {
             clock: no_clock(),
             by,
             running: flight.downgrade(),
+            unsaved_in: None,
         };
         (flight, spend)
     }
@@ -288,6 +346,7 @@ mod tests {
             clock,
             by: StartedBy::this(),
             running: None,
+            unsaved_in: None,
         };
         let (own, other) = two_clocks();
         let (own_w, other_w) = (Arc::downgrade(&own), Arc::downgrade(&other));
@@ -328,6 +387,7 @@ mod tests {
                 clock: other_w.clone(),
                 by: StartedBy::this(),
                 running: None,
+                unsaved_in: None,
             })
             .collect();
         list.insert(0, first);
@@ -340,6 +400,7 @@ mod tests {
             clock: own_w.clone(),
             by: StartedBy::this(),
             running: None,
+            unsaved_in: None,
         });
         prune(&mut list, &at(10, &own_w));
         assert_eq!(list.len(), PRUNE_AT / 2);
@@ -371,6 +432,7 @@ mod tests {
                 clock: weak.clone(),
                 by: StartedBy::this(),
                 running: flight.downgrade(),
+                unsaved_in: None,
             })
         });
         clock.advance(REMEMBERED_MS); // a flight that ran for ten minutes
@@ -378,11 +440,52 @@ mod tests {
             serial,
             clock: shared.clone(),
         }
-        .end(true);
+        .end(true, None);
         let later = at(2 * REMEMBERED_MS - 1, &weak);
         let rotated = claims(|list| matches!(look(list, token, &later), Some(Claimed::Rotated)));
         claims(|list| list.retain(|s| s.serial != serial));
         assert!(rotated, "remembered for ten minutes after it ended");
+    }
+
+    #[test]
+    fn a_rotation_held_unsaved_is_remembered_until_ten_minutes_after_its_save() {
+        let clock = Arc::new(crate::ManualClock::new(0));
+        let shared: Arc<dyn crate::clock::Clock> = clock.clone();
+        let weak = Arc::downgrade(&shared);
+        let cell = Arc::new(SessionCell::default());
+        let (token, serial) = (u64::MAX - 9, u64::MAX - 9);
+        let (flight, _) = running(StartedBy::this());
+        claims(|list| {
+            list.push(Spend {
+                token,
+                serial,
+                at_ms: 0,
+                at_real_ms: 0,
+                clock: weak.clone(),
+                by: StartedBy::this(),
+                running: flight.downgrade(),
+                unsaved_in: None,
+            })
+        });
+        Claim {
+            serial,
+            clock: shared.clone(),
+        }
+        .end(true, Some(Arc::downgrade(&cell)));
+        let rotated = |ms| {
+            let now = at(ms, &weak);
+            claims(|list| matches!(look(list, token, &now), Some(Claimed::Rotated)))
+        };
+        let day = 24 * 60 * 60 * 1000;
+        assert!(rotated(day), "remembered while held unsaved");
+        clock.set(day);
+        saved(&cell, shared.as_ref());
+        assert!(
+            rotated(day + REMEMBERED_MS - 1),
+            "ten minutes from the save"
+        );
+        assert!(!rotated(day + REMEMBERED_MS));
+        claims(|list| list.retain(|s| s.serial != serial));
     }
 
     #[test]

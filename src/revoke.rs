@@ -222,7 +222,7 @@ struct Spent(Option<Claim>);
 impl Drop for Spent {
     fn drop(&mut self) {
         if let Some(claim) = self.0.take() {
-            claim.end(true);
+            claim.end(true, None);
         }
     }
 }

@@ -263,9 +263,13 @@ impl Attached {
     pub(crate) async fn persist(&self, generation: u64, record: &Arc<Record>) -> Result<(), Error> {
         let started = self.ctx.clock.now_ms();
         let result = self.save_record(generation, record).await;
-        {
+        let persisted = {
             let mut st = self.cell.lock();
             st.unsaved_in = st.unpersisted.then(|| self.store.clone());
+            !st.unpersisted
+        };
+        if persisted {
+            crate::refresh_claims::saved(&self.cell, self.ctx.clock.as_ref());
         }
         self.save_ended(started, &result);
         result

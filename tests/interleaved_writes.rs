@@ -301,3 +301,66 @@ async fn a_caller_that_joined_a_seeds_save_gets_the_stored_token_when_that_save_
     assert_eq!(asking.await.expect("the stored token"), theirs.access_token);
     assert_eq!(h.refresh_requests(), 0);
 }
+
+/// Hooks of a compare-and-swap store whose next load (once `stale_next`
+/// is set) answers the last write-ahead marker saved, as a replica one
+/// write behind would.
+#[derive(Default)]
+struct StaleMarker {
+    marker: std::sync::Mutex<Option<freshtoken::Versioned>>,
+    stale_next: std::sync::atomic::AtomicBool,
+}
+
+#[freshtoken::async_trait]
+impl StoreHooks for StaleMarker {
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        let outcome = call.forward().await?;
+        if let CasOutcome::Saved { version } = &outcome {
+            if Record::decode(call.record).is_ok_and(|r| r.in_doubt) {
+                *self.marker.lock().unwrap() = Some(freshtoken::Versioned {
+                    record: call.record.to_owned(),
+                    version: version.clone(),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<freshtoken::Versioned>, StoreError> {
+        if self.stale_next.swap(false, Ordering::SeqCst) {
+            return Ok(self.marker.lock().unwrap().clone());
+        }
+        call.forward().await
+    }
+}
+
+/// A stale read of a write-ahead marker (its token rotated and the
+/// rotation saved since) plans a refresh of a record in doubt, which has
+/// its marker already. That path skipped the write-ahead, the one save
+/// whose version check catches a stale read, and sent the spent token:
+/// the server revoked the grant. The marker is saved again, and the
+/// version check makes it a `conflict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_read_of_a_marker_is_a_conflict_not_a_send_of_the_spent_token() {
+    let h = Harness::new();
+    let store = ForwardingStore::versioned_only(MemoryStore::new(), StaleMarker::default());
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    common::seed_refresh_token(&session, &family.refresh_token).await;
+    session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 1);
+
+    h.clock.advance(16 * 60 * 1000); // the access token and the claim's memory
+    store.hooks.stale_next.store(true, Ordering::SeqCst);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code(), freshtoken::ErrorCode::Conflict, "{error}");
+    assert_eq!(h.refresh_requests(), 1, "nothing sent");
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+    // The next call reads the store as it is.
+    session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}

@@ -701,3 +701,78 @@ async fn on_a_fleet_store_with_its_access_token(
     assert_eq!(session.access_token().await.unwrap(), family.access_token);
     (store, session, family)
 }
+
+/// A refresh that surely never left (a refused connection) withdraws its
+/// write-ahead marker. When the store refused that save too, the
+/// withdrawal used to wait in memory and be saved by the next call, over
+/// whatever another client had saved meanwhile: that client, finding the
+/// marker, had rotated the token, and its rotation was lost for the spent
+/// token. Memory now goes back to the marker the store holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_marker_the_store_refused_is_never_saved_over_another_clients_rotation() {
+    let h = Harness::new();
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let refused = Config::builder(format!("http://127.0.0.1:{port}/connect/token"), CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let offline = Harness::client_on(&h.emu, refused, h.clock.clone());
+    let y = offline.session("u1", h.store.clone()).unwrap();
+    seed_refresh_token(&y, &family.refresh_token).await;
+    h.store.fail_saves.store(1, Ordering::SeqCst); // the withdrawal's save
+    let error = y.access_token().await.unwrap_err();
+    assert_eq!(error.code(), freshtoken::ErrorCode::Network, "{error}");
+    assert!(
+        h.store.record("u1").unwrap().in_doubt,
+        "the store: the marker"
+    );
+    assert!(!y.holds_unsaved(), "nothing left to save over the store");
+
+    let x = h.client.session("u1", h.store.clone()).unwrap();
+    x.access_token().await.unwrap();
+    let rotated = h.store.refresh_token("u1").unwrap();
+    assert_ne!(rotated, family.refresh_token);
+    y.status().await.unwrap(); // a call saves what its state holds unsaved
+    assert_eq!(
+        h.store.refresh_token("u1").as_deref(),
+        Some(rotated.as_str())
+    );
+    h.clock.advance(16 * 60 * 1000); // the access token and the claim's memory
+    x.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}
+
+/// A rotation whose save failed is in this process's memory only; the
+/// store holds the spent token (in doubt). Another client of the process
+/// reading it once ten minutes had passed sent it, and the server revoked
+/// the grant. It is remembered while unsaved, and ten minutes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_held_unsaved_is_remembered_however_long_until_it_is_saved() {
+    let h = Harness::new();
+    let (x, spent) = h.seeded("u1").await;
+    h.store.fail_saves.store(u32::MAX, Ordering::SeqCst);
+    let error = x.access_token().await.unwrap_err();
+    assert_eq!(error.code(), freshtoken::ErrorCode::Storage, "{error}");
+    assert!(x.holds_unsaved());
+    h.store.fail_saves.store(0, Ordering::SeqCst);
+    assert_eq!(h.store.refresh_token("u1").as_deref(), Some(spent.as_str()));
+    h.clock.advance(60 * 60 * 1000);
+
+    let other = h.twin();
+    let y = other.session("u1", h.store.clone()).unwrap();
+    let error = y.access_token().await.unwrap_err();
+    assert_eq!(error.code(), freshtoken::ErrorCode::Conflict, "{error}");
+    assert_eq!(h.refresh_requests(), 1, "the spent token was not sent");
+
+    // Saved by the state's next call: the other client then reads it.
+    x.status().await.unwrap();
+    assert!(!x.holds_unsaved());
+    y.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}

@@ -208,6 +208,10 @@ def _wrong(owner: str, method: str, value: Any, expected: str) -> HostError:
     hint = ""
     if isinstance(value, concurrent.futures.Future):
         hint = f" (make {method} async, or wait for the future in it)"
+    elif inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never started: nothing half done, and no "never awaited" warning
+        hint = f" (await it in {method})"
     elif isinstance(value, (bytes, bytearray, memoryview)) and "str" in expected:
         hint = " (decode it, e.g. with .decode('utf-8'))"
     return failed(f"{owner}'s {method}() returned {_type_name(value)}; it must return {expected}{hint}")
@@ -246,8 +250,12 @@ def _optional_text(method: str) -> Check:
 
 
 def _nothing(method: str) -> Check:
+    """Any value but one still to be waited for: a future, a task or a
+    coroutine returned un-awaited (``return self.redis.set(...)`` in an
+    ``async def``) stands for a write not done, or not yet; taken as a save,
+    the core would hand out a rotated token the store never got."""
     def check(value: Any) -> None:
-        if isinstance(value, concurrent.futures.Future):
+        if isinstance(value, concurrent.futures.Future) or inspect.isawaitable(value):
             raise _wrong("the store", method, value, "None")
         return None
     return check

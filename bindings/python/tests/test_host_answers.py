@@ -522,6 +522,42 @@ def test_a_save_returning_a_future_is_a_storage_error_not_a_save(emu, capfd):
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.parametrize("kind", ["coroutine", "task", "future"])
+def test_an_async_save_returning_what_it_did_not_await_is_a_storage_error(emu, capfd, kind):
+    # `return self.redis.set(...)` in an `async def save` returns the write
+    # unstarted: taken as a save, the rotated token would be handed out and
+    # the store keep the spent one (a restart sends it: a re-link).
+    class Unawaited(MemoryTokenStore):
+        def __init__(self):
+            super().__init__()
+            self.forget = False
+
+        async def _write(self, key, record):
+            self._records[key] = record
+
+        async def save(self, key, record):
+            if not self.forget:
+                self._records[key] = record
+                return None
+            if kind == "coroutine":
+                return self._write(key, record)
+            if kind == "task":
+                return asyncio.ensure_future(self._write(key, record))  # not done yet
+            return asyncio.get_running_loop().create_future()
+
+    store = Unawaited()
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, store)
+    stored = json.loads(store.get("u1"))["refresh_token"]
+    store.forget = True
+    with pytest.raises(freshtoken.StorageError) as raised:
+        session.refresh()
+    assert "save()" in str(raised.value) and "await it" in str(raised.value), str(raised.value)
+    assert json.loads(store.get("u1"))["refresh_token"] == stored
+    assert emu.refresh_token_state(stored) == "active", "nothing was sent"
+    assert "never awaited" not in capfd.readouterr().err
+
+
 # -- clocks ---------------------------------------------------------------------
 
 

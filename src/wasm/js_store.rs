@@ -116,6 +116,22 @@ fn record_text(value: &JsValue, method: &str) -> Result<Option<String>, StoreErr
     })
 }
 
+/// A version a store returned, if it is a string of at most
+/// [`host::MAX_MESSAGE_CHARS`], kept exactly. One with a lone UTF-16
+/// surrogate is refused: converted, it would become U+FFFD, the version
+/// sent back would never match the stored one, and every save of the
+/// session would be a `conflict`, for good.
+fn version_text(value: &JsValue, method: &str) -> Result<Option<String>, StoreError> {
+    if host::text_within(value, host::MAX_MESSAGE_CHARS).is_none() {
+        return Ok(None);
+    }
+    host::lossless_string(value).map(Some).ok_or_else(|| {
+        StoreError(format!(
+            "store.{method} returned a version with a lone UTF-16 surrogate; it was not read"
+        ))
+    })
+}
+
 /// The host's error message (never the record: the core does not put it in
 /// the arguments of an error, and scrubs what the host's message quotes).
 fn store_error(method: &str, error: &JsValue) -> StoreError {
@@ -172,9 +188,8 @@ impl TokenStore for JsStore {
         }
         let record = host::get(&found, "record").unwrap_or(JsValue::UNDEFINED);
         let record = record_text(&record, "loadVersioned")?;
-        let version = host::get(&found, "version")
-            .ok()
-            .and_then(|v| host::text_within(&v, host::MAX_MESSAGE_CHARS));
+        let version = host::get(&found, "version").unwrap_or(JsValue::UNDEFINED);
+        let version = version_text(&version, "loadVersioned")?;
         match (record, version) {
             (Some(record), Some(version)) => Ok(Some(Versioned { record, version })),
             _ => Err(StoreError(
@@ -191,7 +206,7 @@ impl TokenStore for JsStore {
         if found.is_null() || found.is_undefined() {
             return Ok(None);
         }
-        host::text_within(&found, host::MAX_MESSAGE_CHARS)
+        version_text(&found, "loadVersion")?
             .map(Some)
             .ok_or_else(|| {
                 StoreError("store.loadVersion must resolve to a version string or null".into())
@@ -211,7 +226,7 @@ impl TokenStore for JsStore {
         if saved.is_null() || saved.is_undefined() {
             return Ok(CasOutcome::Conflict);
         }
-        host::text_within(&saved, host::MAX_MESSAGE_CHARS)
+        version_text(&saved, "saveVersioned")?
             .map(|version| CasOutcome::Saved { version })
             .ok_or_else(|| {
                 StoreError("store.saveVersioned must resolve to the new version or null".into())

@@ -214,8 +214,11 @@ fn configure(mut b: ConfigBuilder, o: &JsValue) -> Result<ConfigBuilder, Error> 
         }
     }
     if let Some(max) = opt_int(o, "maxSessions")? {
-        let max = usize::try_from(max)
-            .map_err(|_| Error::config("maxSessions", "must not be negative"))?;
+        if max < 0 {
+            return Err(Error::config("maxSessions", "must not be negative"));
+        }
+        // Past 2^32 - 1 on wasm32: no bound anyway, as natively.
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
         b = b.max_sessions(max);
     }
     let retry = get(o, "retry")?;

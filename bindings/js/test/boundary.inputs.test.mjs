@@ -107,6 +107,44 @@ describe('entry points check their arguments', () => {
     client.free();
   });
 
+  test('a store version with a lone surrogate is a StorageError, never a version changed (and a conflict at every save)', async () => {
+    // Converted, a lone surrogate becomes U+FFFD: the version sent back as
+    // `expected` would never match, and every save of the session would be
+    // a `conflict`, for good. A paired one is kept exactly.
+    const store = (bad, version) => {
+      const rows = new Map();
+      return {
+        load: async (key) => rows.get(key)?.record ?? null,
+        save: async () => assert.fail('a versioned store is saved with saveVersioned'),
+        loadVersioned: async (key) => {
+          const row = rows.get(key);
+          return row ? { record: row.record, version: bad === 'loadVersioned' ? version : row.version } : null;
+        },
+        saveVersioned: async (key, record, expected) => {
+          if ((rows.get(key)?.version ?? null) !== expected) return null;
+          const n = (rows.get(key)?.n ?? 0) + 1; // the row's own versions: well-formed unless pairing is tested
+          rows.set(key, { record, n, version: bad === null ? `${version}${n}` : `r${n}` });
+          return bad === 'saveVersioned' ? version : rows.get(key).version;
+        },
+        ...(bad === 'loadVersion' ? { loadVersion: async () => version } : {}),
+      };
+    };
+    const client = new TokenClient(BASE); // nothing listens: a refresh would be a NetworkError
+    for (const bad of ['loadVersioned', 'loadVersion', 'saveVersioned']) {
+      const session = client.session(`v-${bad}`, store(bad, 'v\uD800'));
+      const error = await session.seed({ refreshToken: 'rt', accessToken: 'at', expiresIn: 0 })
+        .then(() => session.refresh())
+        .then(() => assert.fail('refreshed'), (e) => e);
+      assert.equal(error.code, 'storage', `${bad}: ${error.code}: ${error.message}`);
+      assert.match(error.message, new RegExp(`store\\.${bad} returned a version with a lone UTF-16 surrogate; it was not read`));
+    }
+    const paired = client.session('v-paired', store(null, 'v\uD83D\uDE00'));
+    await paired.seed({ refreshToken: 'rt', accessToken: 'at', expiresIn: 0 });
+    const error = await paired.refresh().then(() => assert.fail('refreshed'), (e) => e);
+    assert.equal(error.code, 'network', `the write-ahead matched the version: ${error.code}: ${error.message}`);
+    client.free();
+  });
+
   test('session methods: tokenRejected(token) and seed(seed) name their argument', async () => {
     const session = client.session('u1', store);
     for (const [label, token] of NOT_STRINGS) await rejectsNaming(session.tokenRejected(token), 'token', label);

@@ -85,6 +85,8 @@ describe('TokenClient options', () => {
     configError(() => new TokenClient(), 'options');
     configError(() => new TokenClient({ ...BASE, timeoutMs: 0 }), 'timeoutMs');
     configError(() => new TokenClient({ ...BASE, maxSessions: -1 }), 'maxSessions');
+    // Past 2^32 - 1 (wasm32's usize): no bound, as natively, not "negative".
+    new TokenClient({ ...BASE, maxSessions: 5_000_000_000 }).free();
     configError(() => new TokenClient({ ...BASE, fetch: 'fetch' }), 'fetch');
     configError(() => new TokenClient({ ...BASE, now: 0 }), 'now');
     configError(() => new TokenClient({ ...BASE, retry: { maxAttempts: 0 } }), 'retry.maxAttempts');

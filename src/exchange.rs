@@ -274,6 +274,13 @@ async fn send_with_retries(
         }
         log::debug!("freshtoken: retrying in {delay} ms after: {final_error}");
         ctx.clock.sleep(delay).await;
+        // A wait that ran long (a process or VM paused, a throttled timer)
+        // may end past the budget, and so past the fleet lease the budget
+        // fits in: another process may hold it by now and send this very
+        // refresh token. The budget is looked at again before a retry.
+        if started.elapsed_ms(ctx.clock.as_ref()) > policy.budget_ms {
+            return Err(CallFailure::new(final_error, maybe_processed));
+        }
     }
 }
 

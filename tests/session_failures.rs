@@ -349,6 +349,66 @@ async fn a_503_is_retried_after_a_backoff() {
     assert!((125..=250).contains(&sleeps[0]), "{sleeps:?}");
 }
 
+/// A ManualClock whose waits between retries run long: by `overrun` ms
+/// more than asked (a paused process or VM, a throttled timer).
+struct Oversleeping {
+    inner: std::sync::Arc<freshtoken::ManualClock>,
+    overrun: u64,
+}
+
+#[freshtoken::async_trait]
+impl Clock for Oversleeping {
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+    fn monotonic_ms(&self) -> u64 {
+        self.inner.monotonic_ms()
+    }
+    async fn sleep(&self, ms: u64) {
+        self.inner.sleep(ms + self.overrun).await
+    }
+    async fn timer(&self, ms: u64) {
+        self.inner.timer(ms).await
+    }
+}
+
+/// A retry waits first; a wait that ended past the retry budget (and so,
+/// in a fleet, past the lease the budget fits in, which another process
+/// may hold by then) sends nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_wait_ran_past_the_budget_is_not_sent() {
+    let h = Harness::new();
+    for (overrun, requests) in [(0, 2), (RetryPolicy::default().budget_ms, 1)] {
+        let clock = std::sync::Arc::new(Oversleeping {
+            inner: h.clock.clone(),
+            overrun,
+        });
+        let http = std::sync::Arc::new(freshtoken::NativeHttp::new().unwrap());
+        let spawn = std::sync::Arc::new(freshtoken::TokioSpawner::current().unwrap());
+        let client =
+            freshtoken::TokenClient::with_spawner(h.client.config().clone(), http, clock, spawn);
+        let key = format!("overrun-{overrun}");
+        let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+        let session = client.session(&key, h.store.clone()).unwrap();
+        common::seed_refresh_token(&session, &family.refresh_token).await;
+        let before = h.refresh_requests();
+        h.emu.push_fault(Fault::status(503));
+        let result = session.access_token().await;
+        assert_eq!(
+            h.refresh_requests() - before,
+            requests,
+            "overrun {overrun}: {result:?}"
+        );
+        if requests == 1 {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(error, Error::Transient { status: 503, .. }),
+                "{error}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_retry_after_is_honoured() {
     let h = Harness::new();

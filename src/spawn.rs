@@ -13,7 +13,10 @@ use std::sync::Arc;
 /// wasm export spawns on the JavaScript event loop, the uniffi export on a
 /// freshtoken executor thread, [`crate::TokenClient::native`] on tokio.
 pub trait Spawn: MaybeSendSync {
-    /// Starts `task`; it must be polled until it completes.
+    /// Starts `task`; it must be polled until it completes. `spawn` must
+    /// return before the task is first polled (queue it, as tokio's `spawn`
+    /// does): the core calls it holding the session's lock, which the task
+    /// takes, so a task polled inline would wait for itself.
     fn spawn(&self, task: BoxFuture<'static, ()>);
 }
 

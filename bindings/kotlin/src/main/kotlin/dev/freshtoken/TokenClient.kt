@@ -56,8 +56,8 @@ class TokenClient private constructor(
      * call, which always goes to the core.
      */
     fun session(key: String, store: TokenStore): UserSession {
-        // (No closed check here: a closed client has cleared its mirror, so
-        // the handle's first call goes to the core path, which throws.)
+        // (No closed check here: every call of the handle checks, the
+        // mirror read included.)
         return UserSession(this, key, store)
     }
 

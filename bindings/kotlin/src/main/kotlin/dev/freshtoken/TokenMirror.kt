@@ -36,7 +36,11 @@ import java.util.concurrent.atomic.AtomicLongArray
  * serves the token the call rejects, or the account a seed replaces)
  * mirrors nothing. [close]
  * (the client's) bumps every epoch and refuses every later refill: a call
- * still in flight then never mirrors its token.
+ * still in flight then never mirrors its token. A fill already past its
+ * check of `closed` when close begins holds its key's stripe lock until its
+ * token and timer are stored, so close waits for every stripe lock before
+ * it sweeps: once it returns nothing is mirrored, and a closed mirror
+ * serves nothing even before then ([get] and the client's read check it).
  *
  * A key's entry, its expiry timer and their removal change together, under
  * the key's stripe lock (never on the read path). Without it a timer that
@@ -67,7 +71,7 @@ internal class TokenMirror(
     /**
      * key -> the token itself (system clock: present means fresh) or a [Timed]
      * (host clock). The client reads it directly on the per-request path (see
-     * [TokenClient.mirrorEntries]).
+     * [TokenClient.mirrorEntries]), once it has checked that it is open.
      */
     val entries = ConcurrentHashMap<String, Any>()
 
@@ -88,8 +92,15 @@ internal class TokenMirror(
         if (hostNowMs == null) ClockJumpGuard.watch(this, expiryTimer)
     }
 
-    /** The mirrored token if it is fresh now, else null. */
-    fun get(key: String): String? = entries[key]?.let(::fresh)
+    /**
+     * Test hook: runs in [fill] under the key's stripe lock, after the
+     * re-check of `closed` and before the token is stored (a filler thread
+     * descheduled there).
+     */
+    internal var beforeStore: (() -> Unit)? = null
+
+    /** The mirrored token if it is fresh now (and the mirror not closed), else null. */
+    fun get(key: String): String? = if (closed) null else entries[key]?.let(::fresh)
 
     /** The token of an entry's [value] if it is fresh now, else null. */
     fun fresh(value: Any): String? {
@@ -138,8 +149,10 @@ internal class TokenMirror(
         val sinceMs = hostNowMs?.invoke()
         synchronized(locks[stripe]) {
             // A drop or close since the first check: nothing to mirror (a drop
-            // after this one waits for the lock, and then removes what we put).
+            // or close after this one waits for the lock, and then removes
+            // what we put).
             if (closed || epochs.get(stripe) != epoch || busy.containsKey(key)) return
+            beforeStore?.invoke()
             if (sinceMs != null) {
                 entries[key] = Timed(token, sinceMs, freshUntilMs)
                 return
@@ -155,10 +168,17 @@ internal class TokenMirror(
         }
     }
 
-    /** The timer [expiry] is due: removes the key's token if that timer is still the key's own. */
+    /**
+     * The timer [expiry] is due: removes the key's token if that timer is
+     * still the key's own, or if the key has no timer at all. A later fill's
+     * token has its own timer (left alone); a token with none would be served
+     * forever, so it goes (every system-clock token is stored with its timer
+     * under this lock, so none should exist; dropping is always safe).
+     */
     private fun expire(key: String, expiry: Expiry) {
         synchronized(locks[stripe(key)]) {
-            if (expiries[key] === expiry) {
+            val current = expiries[key]
+            if (current === expiry || current == null) {
                 expiries.remove(key)
                 entries.remove(key)
             }
@@ -186,10 +206,14 @@ internal class TokenMirror(
         closed = true
         for (stripe in 0 until STRIPES) epochs.incrementAndGet(stripe)
         ClockJumpGuard.unwatch(this)
+        // A fill that re-checked `closed` before it was set still holds its
+        // key's stripe lock until its token and timer are stored: wait for
+        // every lock, so the sweep below finds (and cancels) them. A fill
+        // that takes a lock after this sees `closed` and stores nothing.
+        for (lock in locks) synchronized(lock) {}
         clear()
-        // A fill between its timer and its entry: its own re-check removes
-        // the entry; its timer is cancelled here.
-        for (key in expiries.keys) expiries.remove(key)?.future?.cancel(false)
+        // (Every timer went with its token; a safeguard.)
+        for (key in expiries.keys) remove(key)
     }
 
     val size: Int get() = entries.size

@@ -73,11 +73,16 @@ class UserSession internal constructor(
     @Throws(FreshTokenException::class)
     fun cachedAccessToken(): String? = mirroredToken() ?: client.cachedTokenFromCore(key, store)
 
-    /** The mirrored token if it is fresh on the client's clock; no FFI call. */
+    /**
+     * The mirrored token if it is fresh on the client's clock; no FFI call.
+     * Throws [IllegalStateException] once this handle or its client is closed.
+     */
     @PublishedApi
     internal fun mirroredToken(): String? {
         check(!closed) { "UserSession has been closed" }
-        // A closed client has cleared its mirror: the miss path then throws.
+        // A closed client serves nothing, even a token its closing mirror
+        // still holds (one volatile read; the mirror's map is cleared too).
+        client.checkOpen()
         val value = client.mirrorEntries[key] ?: return null
         return value as? String ?: client.mirror.fresh(value)
     }

@@ -227,6 +227,96 @@ class MirrorTest {
         }
     }
 
+    /**
+     * Starts [close] on another thread from inside [mirror]'s next fill, after
+     * that fill's re-check of `closed` and before it stores its token (a
+     * filler descheduled there), and lets the fill go on once close() waits
+     * for it, or has finished without waiting (as it once did, sweeping the
+     * mirror before the token was stored and leaving it served after close).
+     */
+    private class CloseDuringFill(mirror: TokenMirror, close: () -> Unit) {
+        @Volatile private var closer: Thread? = null
+
+        init {
+            mirror.beforeStore = {
+                mirror.beforeStore = null
+                val thread = Thread(close, "closer").apply { start() }
+                closer = thread
+                val deadline = System.nanoTime() + 10_000_000_000L
+                while (thread.state != Thread.State.BLOCKED && thread.state != Thread.State.TERMINATED) {
+                    check(System.nanoTime() < deadline) { "close() neither waited for the fill nor finished" }
+                    Thread.sleep(1)
+                }
+            }
+        }
+
+        /** Waits for close() to return. */
+        fun join() {
+            val thread = checkNotNull(closer) { "no fill ran" }
+            thread.join(10_000)
+            check(!thread.isAlive) { "close() did not return" }
+        }
+    }
+
+    /** Every read of [session] and of a new handle of its key throws IllegalStateException (its client is closed). */
+    private suspend fun assertServesNothing(session: UserSession, c: TokenClient) {
+        val calls = listOf<Pair<String, suspend () -> Any?>>(
+            "accessToken" to { session.accessToken() },
+            "accessTokenBlocking" to { session.accessTokenBlocking() },
+            "accessTokenAsync" to { session.accessTokenAsync().join() },
+            "cachedAccessToken" to { session.cachedAccessToken() },
+            "a new handle's accessToken" to { c.session(session.key, store).accessToken() },
+            "a new handle's accessTokenBlocking" to { c.session(session.key, store).accessTokenBlocking() },
+            "a new handle's cachedAccessToken" to { c.session(session.key, store).cachedAccessToken() },
+        )
+        for ((name, call) in calls) {
+            val thrown = runCatching { call() }.exceptionOrNull()
+            val cause = (thrown as? java.util.concurrent.CompletionException)?.cause ?: thrown
+            assertTrue("$name after close: ${thrown?.javaClass?.name ?: "returned a token"}", cause is IllegalStateException)
+        }
+    }
+
+    @Test fun `a fill that stores its token while close() runs leaves nothing mirrored`() {
+        val timers = java.util.concurrent.ScheduledThreadPoolExecutor(1)
+        try {
+            for (hostClock in listOf<(() -> Long)?>({ 1_000L }, null)) {
+                val clock = if (hostClock != null) "host clock" else "system clock"
+                val mirror = TokenMirror(10, hostClock, timers)
+                val closing = CloseDuringFill(mirror) { mirror.close() }
+                val freshUntil = if (hostClock != null) 2_000L else System.currentTimeMillis() + 3_600_000
+                mirror.fill("u1", mirror.epoch("u1"), "tok", freshUntil)
+                closing.join()
+                assertEquals("served after close ($clock)", null, mirror.get("u1"))
+                assertEquals("entries after close ($clock)", 0, mirror.size)
+                assertEquals("expiry timers after close ($clock)", 0, mirror.timerCount)
+                mirror.fill("u1", mirror.epoch("u1"), "later", freshUntil)
+                assertEquals("a fill after close ($clock)", 0, mirror.size)
+            }
+        } finally {
+            timers.shutdownNow()
+        }
+    }
+
+    @Test fun `a read whose refill lands while its client closes leaves nothing served after close`() = blocking {
+        val session = seeded("u1", "at-1")
+        client.mirror.drop("u1") // the next read misses, asks the core and refills the mirror
+        val closing = CloseDuringFill(client.mirror) { client.close() }
+        same(session.accessToken(), "at-1", "the read in flight during close gets its token")
+        closing.join()
+        assertEquals("mirrored entries after close", 0, client.mirror.size)
+        assertServesNothing(session, client)
+    }
+
+    @Test fun `a closed client's handles never serve a token left in its mirror`() = blocking {
+        val session = seeded("u1", "at-1")
+        same(session.accessToken(), "at-1", "mirrored")
+        client.close()
+        // As if a fill had stored it after close() swept the mirror (a String
+        // is served as it is, on either clock).
+        client.mirrorEntries["u1"] = "at-1"
+        assertServesNothing(session, client)
+    }
+
     @Test fun `a drop during a read keeps the read from mirroring an old token`() {
         var now = 0L
         val mirror = TokenMirror(10, { now })

@@ -517,13 +517,17 @@ export class FileStore implements TokenStore {
   load(key: string): Promise<string | null>;
   save(key: string, record: string): Promise<void>;
   /**
-   * At startup: finishes the saves a killed process left half done (a
-   * complete temporary record newer than the key's file replaces it) and
-   * deletes the other temporary files. A file younger than `olderThanMs`
-   * (default 60 s) is left alone while the process that writes it (the pid
-   * in its name) may be alive; a file written on this host and in this pid
-   * namespace by a dead process, or by this process's pid but not by this
-   * process (a restart under the same pid), is recovered at once.
+   * At startup: finishes the saves a killed process left half done (the
+   * newest complete temporary record newer than the key's file is fsynced
+   * and replaces it, whoever wrote it: a container restarted within
+   * seconds cannot tell its killed predecessor's file from a live writer's,
+   * which would rename the same file) and deletes the other temporary
+   * files. A file younger than `olderThanMs` (default 60 s) is never
+   * deleted while the process that writes it (the pid in its name) may be
+   * alive; a file written on this host and in this pid namespace by a dead
+   * process, or by this process's pid but not by this process (a restart
+   * under the same pid), is deleted at once. Rejects, leaving the file, when
+   * a temporary record cannot be made durable.
    */
   recover(olderThanMs?: number): Promise<{ completed: number; removed: number }>;
 }

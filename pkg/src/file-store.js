@@ -159,7 +159,11 @@ export class FileStore {
       // fsync makes it durable); one that cannot be removed fails the save,
       // unless it is a directory, which their recover() leaves alone.
       await removeSuperseded(join(this.#dir, `.${basename(path)}.tmp`));
-      await rename(tmp, path);
+      await rename(tmp, path).catch(async (error) => {
+        // recover() in another process may have finished this very save
+        // (it finishes a whole newer temp file, whoever writes it).
+        if (error.code !== 'ENOENT' || (await readRecord(path).catch(() => null)) !== record) throw error;
+      });
     } catch (error) {
       await file?.close().catch(() => {});
       await unlink(tmp).catch(() => {});
@@ -172,31 +176,52 @@ export class FileStore {
     const names = await this.#legacyNames().catch(() => undefined);
     const name = names?.size ? legacyName(key) : undefined;
     if (name !== undefined && names.delete(name)) {
-      if (await unlink(join(this.#dir, name)).then(() => true, () => false)) await this.#syncDirectory();
+      // The record is durable already: a failed sync here loses nothing.
+      if (await unlink(join(this.#dir, name)).then(() => true, () => false)) await this.#syncDirectory().catch(() => {});
     }
   }
 
-  /** fsyncs the directory, making renames and new files in it durable. */
+  /**
+   * fsyncs the directory, making renames and new files in it durable. Where
+   * the platform cannot (Windows opens no directory; some file systems
+   * refuse a directory's fsync) there is nothing more to do; any other
+   * failure (EIO, ENOSPC) fails the save: the rename may not outlive a
+   * crash, and the old record, whose refresh token is spent, come back.
+   */
   async #syncDirectory() {
-    const dir = await open(this.#dir, 'r').catch(() => undefined);
-    await dir?.sync().catch(() => {});
-    await dir?.close().catch(() => {});
+    let dir;
+    try {
+      dir = await open(this.#dir, 'r');
+    } catch (error) {
+      if (NO_DIRECTORY_SYNC.has(error.code)) return;
+      throw new Error(`cannot write the record (${error.code ?? 'error'})`);
+    }
+    try {
+      await dir.sync();
+    } catch (error) {
+      if (!NO_DIRECTORY_SYNC.has(error.code)) throw new Error(`cannot write the record (${error.code ?? 'error'})`);
+    } finally {
+      await dir.close().catch(() => {});
+    }
   }
 
   /**
    * Finishes or removes the saves that a killed process left half done. Call
    * it at startup, before any session. Each save writes a temporary file and
    * renames it over the key's file; a process killed between the two leaves
-   * the temporary file behind. When that file holds a complete record and is
-   * newer than the key's file, the rename is done now (the save is
-   * finished; the session keeps the refresh token it was saving); every
-   * other temporary file is deleted (each holds a record, so a refresh
-   * token). Files younger than `olderThanMs` (default 60 s) are left alone
-   * while their writer (the process id in their name) may be alive: it may
-   * still be saving them. A dead writer's files of this host and pid
-   * namespace (LOCAL_TAG), and this process's own that it is not writing (a
-   * restart under the same pid), are recovered at once.
-   * Resolves to `{ completed, removed }`.
+   * the temporary file behind. The newest temporary file that holds a
+   * complete record and is newer than the key's file is fsynced and renamed
+   * now (the save is finished; the session keeps the refresh token it was
+   * saving: the key's file holds the one it replaced, spent), whoever wrote
+   * it: a writer still alive would rename the same file, and one killed in
+   * a container restarted within seconds (another pid namespace) cannot be
+   * told from one alive. Every other temporary file is deleted (each holds
+   * a record, so a refresh token), except while its writer (the process id
+   * in its name) may be alive, which leaves files younger than
+   * `olderThanMs` (default 60 s) alone: it may still be writing them. A dead
+   * writer's files of this host and pid namespace (LOCAL_TAG), and this
+   * process's own that it is not writing (a restart under the same pid),
+   * are deleted at once. Resolves to `{ completed, removed }`.
    */
   async recover(olderThanMs = 60_000) {
     if (typeof olderThanMs !== 'number' || Number.isNaN(olderThanMs)) {
@@ -217,29 +242,67 @@ export class FileStore {
       if (!match) continue;
       const path = join(this.#dir, name);
       const info = await stat(path).catch(() => undefined);
-      if (!info || (info.mtimeMs > cutoff && mayBeWriting(name, Number(match[1]), match[2]))) continue;
+      if (!info) continue;
+      const live = info.mtimeMs > cutoff && mayBeWriting(name, Number(match[1]), match[2]);
       const target = join(this.#dir, name.slice(0, match.index + '.json'.length));
       if (!byTarget.has(target)) byTarget.set(target, []);
-      byTarget.get(target).push({ path, mtimeMs: info.mtimeMs });
+      byTarget.get(target).push({ path, mtimeMs: info.mtimeMs, live });
     }
     let completed = 0;
     let removed = 0;
     for (const [target, temps] of byTarget) {
       const current = await stat(target).catch(() => undefined);
       temps.sort((a, b) => b.mtimeMs - a.mtimeMs);
-      const newest = temps[0];
-      if ((!current || newest.mtimeMs >= current.mtimeMs) && (await isCompleteRecord(newest.path))) {
-        // Gone meanwhile (its writer renamed it after all): nothing to finish.
-        if (await rename(newest.path, target).then(() => true, () => false)) completed += 1;
-        temps.shift();
+      let finished;
+      for (const temp of temps) {
+        if (current && temp.mtimeMs < current.mtimeMs) break;
+        if (await isCompleteRecord(temp.path)) {
+          finished = temp;
+          break;
+        }
       }
-      for (const { path } of temps) {
-        if (await unlink(path).then(() => true, () => false)) removed += 1;
+      // Its write may be in the page cache only (killed before its fsync):
+      // made durable before it replaces the record.
+      if (finished !== undefined && (await syncFile(finished.path))) {
+        // Gone meanwhile (its writer renamed it after all): nothing to finish.
+        if (await rename(finished.path, target).then(() => true, () => false)) completed += 1;
+      }
+      for (const temp of temps) {
+        if (temp === finished || temp.live) continue;
+        if (await unlink(temp.path).then(() => true, () => false)) removed += 1;
       }
     }
     if (completed > 0) await this.#syncDirectory();
     this.#legacy = undefined; // a completed save may have been one of an earlier name
     return { completed, removed };
+  }
+}
+
+/**
+ * What opening or fsyncing a directory fails with where the platform cannot
+ * do it (Windows; file systems without a directory fsync): nothing to do.
+ */
+const NO_DIRECTORY_SYNC = new Set(['EISDIR', 'EPERM', 'EACCES', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
+
+/**
+ * fsyncs the file at `path`: false if it is gone (its writer renamed it);
+ * any other failure rejects, and the file is left as it is.
+ */
+async function syncFile(path) {
+  let file;
+  try {
+    file = await open(path, 'r+');
+  } catch (error) {
+    if (error.code === 'ENOENT') return false;
+    throw new Error(`cannot finish a save (${error.code ?? 'error'})`);
+  }
+  try {
+    await file.sync();
+    return true;
+  } catch (error) {
+    throw new Error(`cannot finish a save (${error.code ?? 'error'})`);
+  } finally {
+    await file.close().catch(() => {});
   }
 }
 

@@ -37,11 +37,12 @@
 //
 // `options.migrateFrom`: the prefix of a LocalStorageStore whose records
 // move here. A key with no record here, whose item there is that store's
-// entry, gets that entry (its version kept) on its first read; the item is
+// entry, gets that entry (its version kept) on its first read, under the
+// key's lease (no tab on either store refreshes meanwhile); the item is
 // then removed, unless a tab changed it meanwhile.
 
 import { asEntry, entryOfText, nextVersion, unreadableVersion } from './entry-versions.js';
-import { acquireLease, lockManager, lockNamePrefix, releaseLease } from './web-lock-lease.js';
+import { acquireLease, lockManager, lockNamePrefix, releaseLease, whileLeased } from './web-lock-lease.js';
 
 const NAME = 'IndexedDbStore';
 const RECORDS = 'records';
@@ -232,8 +233,19 @@ export class IndexedDbStore {
     return value === undefined && this.#migrateFrom !== undefined ? this.#migrate(key) : value;
   }
 
-  /** Moves `key`'s LocalStorageStore entry here if none is stored yet; what is stored then. */
-  async #migrate(key) {
+  /**
+   * Moves `key`'s LocalStorageStore entry here if none is stored yet; what
+   * is stored then. Under the key's lease, which tabs still on that store
+   * share: a refresh there saving its rotated record while the entry moves
+   * would leave the spent one here for good, and the next refresh here send
+   * it (the server revokes the grant).
+   */
+  #migrate(key) {
+    return whileLeased(this.#locks, this.leaseName(key), () => this.#move(key));
+  }
+
+  /** The move of `#migrate`, under the lease. */
+  async #move(key) {
     const item = `${this.#migrateFrom}${key}`;
     const text = this.#storage.getItem(item);
     const entry = entryOfText(text);

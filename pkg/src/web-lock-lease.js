@@ -96,6 +96,16 @@ export async function acquireLease(locks, name, owner, ttlMs, store) {
   }
 }
 
+/**
+ * Runs `body` while no other tab holds the lease `name`: at once when this
+ * page holds it, else holding the Web Lock itself (waiting for it), so that
+ * no tab's refresh saves meanwhile.
+ */
+export async function whileLeased(locks, name, body) {
+  if (HELD.has(name)) return body();
+  return locks.request(name, () => body());
+}
+
 /** Gives the lease `name` back, if `owner` still holds it; resolves once the lock is free for other tabs and owners. */
 export async function releaseLease(name, owner, store) {
   checkOwner(owner, store);

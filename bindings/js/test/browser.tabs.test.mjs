@@ -457,6 +457,41 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.equal(await emu.refreshRequests() - before, 1, 'only the seeded session refreshed');
     });
 
+    test('migrateFrom: the move waits for a tab still on LocalStorageStore to finish its refresh, and moves the rotated record', TEST, () => withTab(async (other) => {
+      // The old tab refreshes under the lease the two stores share; a move
+      // during it took the write-ahead marker (the spent token, in doubt)
+      // and kept it for good, leaving the rotated record behind in
+      // localStorage: the next refresh here sent the spent token.
+      const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
+      await other.evaluate(async ({ tokenEndpoint, refreshToken }) => {
+        const { LocalStorageStore } = await import('/lib/local-storage-store.js');
+        const client = new window.ft.TokenClient({ tokenEndpoint, clientId: 'public-client' });
+        window.__old = client.session('u1', new LocalStorageStore({ prefix: 'migr:' }));
+        await window.__old.seed({ refreshToken });
+      }, { tokenEndpoint: emu.tokenEndpoint, refreshToken: seeded.refresh_token });
+      await emu.fault({ kind: 'hold' });
+      await other.evaluate(() => { window.__oldCall = window.__old.accessToken().then((t) => t, (e) => `${e.name}`); });
+      await emu.waitHeld(1, HELD); // the old tab holds the lease; its marker is in localStorage
+      const early = await page.evaluate(async () => {
+        const { IndexedDbStore } = await import('/lib/indexeddb-store.js');
+        const store = new IndexedDbStore({ database: 'migr', migrateFrom: 'migr:' });
+        await store.load('opened'); // the database exists: the move below is quick
+        window.__moving = store.load('u1');
+        // A move that does not wait ends within milliseconds; this one waits
+        // for the old tab's lease, however long (so this cannot fail it).
+        return Promise.race([window.__moving.then(() => 'moved'), new Promise((r) => { setTimeout(r, 2000, 'waiting'); })]);
+      });
+      assert.equal(early, 'waiting', 'the move waits for the old tab\'s refresh');
+      await emu.releaseHeld();
+      assert.equal(typeof await other.evaluate(() => window.__oldCall), 'string', 'the old tab refreshed');
+      const moved = JSON.parse(await page.evaluate(() => window.__moving));
+      assert.notEqual(moved.refresh_token, seeded.refresh_token, 'the rotated record moved, not the marker');
+      assert.equal(moved.in_doubt ?? false, false);
+      assert.equal(await emu.refreshTokenState(moved.refresh_token), 'active');
+      assert.equal(await page.evaluate(() => localStorage.getItem('migr:u1')), null, 'the item is removed');
+      assert.deepEqual(pageErrors, [], 'no page errors');
+    }));
+
     test('migrateFrom: a LocalStorageStore record moves on its first read, version kept and item removed; the session goes on without a refresh', TEST, async () => {
       const family = await emu.seed({ clientId: PUBLIC_CLIENT });
       const r = await page.evaluate(async ({ tokenEndpoint, refreshToken }) => {

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile, chmod } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 
 import { ConfigError, FileStore, MemoryStore, StorageError, TokenClient } from 'freshtoken';
@@ -89,23 +89,53 @@ describe('FileStore', () => {
     await utimes(main2, at(60), at(60));
     const temp = (main, pid) => `${main}.${pid}.0123456789ab.tmp`;
     // u1: a killed save wrote its whole record (newer than the file), and an
-    // older one was cut off mid-write; a third save is still in progress.
+    // older one was cut off mid-write; a third save is still in progress
+    // (its writer, a live process, is still writing it: not whole yet).
     await writeFile(temp(main1, 1), '{"v":2}');
     await utimes(temp(main1, 1), at(3600), at(3600));
     await writeFile(temp(main1, 2), '{"v":');
     await utimes(temp(main1, 2), at(5400), at(5400));
-    await writeFile(temp(main1, process.ppid), '{"v":3}'); // its writer (a live process) may still be saving
+    await writeFile(temp(main1, process.ppid), '{"v":');
     // u2: a complete record older than the file (a later save won).
     await writeFile(temp(main2, 4), '{"v":0}');
     await utimes(temp(main2, 4), at(3600), at(3600));
 
     assert.deepEqual(await store.recover(), { completed: 1, removed: 2 });
-    assert.equal(await store.load('u1'), '{"v":2}', 'the cut-off save is finished');
+    assert.equal(await store.load('u1'), '{"v":2}', 'the newest whole save is finished');
     assert.equal(await store.load('u2'), '{"v":1}', 'a newer file is never replaced');
     assert.deepEqual((await readdir(records)).filter((n) => n.endsWith('.tmp')), [temp(main1, process.ppid).slice(records.length + 1)],
       'a temp file younger than the cutoff is left to its writer');
-    assert.deepEqual(await store.recover(0), { completed: 1, removed: 0 });
+    // Its writer finishes writing it: whole and newer, it is finished as the writer would.
+    await writeFile(temp(main1, process.ppid), '{"v":3}');
+    assert.deepEqual(await store.recover(), { completed: 1, removed: 0 });
     assert.equal(await store.load('u1'), '{"v":3}');
+    assert.deepEqual(await store.recover(0), { completed: 0, removed: 0 });
+  });
+
+  test('recover() finishes a whole save a container killed seconds before its restart left (another pid namespace)', async () => {
+    // The restarted container has another pid namespace, so the killed
+    // save's writer cannot be checked. The file holds the rotated refresh
+    // token, the record the spent one (in doubt): left alone, the session
+    // would send the spent token and the server revoke the grant.
+    const records = join(dir, 'recover-restart');
+    const store = new FileStore(records);
+    await store.save('u1', '{"refresh_token":"rt-1","in_doubt":true}');
+    const main = store.pathFor('u1');
+    const at = (secondsAgo) => new Date(Date.now() - secondsAgo * 1000);
+    await utimes(main, at(10), at(10));
+    let namespace = '';
+    try { namespace = readlinkSync('/proc/self/ns/pid'); } catch { /* no procfs */ }
+    const tag = createHash('sha256').update(`${hostname()}\0${namespace}`).digest('hex').slice(0, 4);
+    const foreign = tag === 'ffff' ? '0000' : 'ffff';
+    const killed = `${main}.1.${foreign}01234567.tmp`;
+    await writeFile(killed, '{"refresh_token":"rt-2"}');
+    await utimes(killed, at(5), at(5));
+    const stillWriting = `${main}.2.${foreign}89abcdef.tmp`;
+    await writeFile(stillWriting, '{"refresh_token":"rt-');
+    assert.deepEqual(await store.recover(), { completed: 1, removed: 0 });
+    assert.equal(await store.load('u1'), '{"refresh_token":"rt-2"}');
+    assert.deepEqual((await readdir(records)).filter((n) => n.endsWith('.tmp')), [basename(stillWriting)],
+      'a young file that is not whole may still be written: left');
   });
 
   test("recover() at once finishes a young save whose writer is dead, or was this process's pid before a restart", async () => {
@@ -135,7 +165,11 @@ describe('FileStore', () => {
     // is left to its age, whatever that pid is here.
     const foreign = tag === 'ffff' ? '0000' : 'ffff';
     const elsewhere = [`${main1}.${deadPid}.${foreign}01234567.tmp`, `${main2}.${process.pid}.${foreign}01234567.tmp`];
-    for (const path of elsewhere) await writeFile(path, '{"v":3}');
+    // Older than the dead writers' saves (so not the newest whole one), but within the cutoff.
+    for (const path of elsewhere) {
+      await writeFile(path, '{"v":3}');
+      await utimes(path, new Date(Date.now() - 5_000), new Date(Date.now() - 5_000));
+    }
     assert.deepEqual(await store.recover(), { completed: 2, removed: 0 });
     assert.equal(await store.load('u1'), '{"v":2}');
     assert.equal(await store.load('u2'), '{"v":2}');

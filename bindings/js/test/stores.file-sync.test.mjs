@@ -1,0 +1,78 @@
+// FileStore's fsyncs, made to fail (a failing disk cannot be made real): a
+// directory fsync that fails for a reason other than "this platform cannot"
+// fails the save, since the rename may not outlive a crash and the old
+// record, whose refresh token is spent, come back; and recover() makes a
+// killed save's temporary file durable before it renames it, leaving it be
+// when it cannot. Its own process (node --test runs each file in one), as
+// the patch of fs/promises must come before the package is loaded.
+
+import assert from 'node:assert/strict';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+
+const fsp = createRequire(import.meta.url)('node:fs/promises');
+const realOpen = fsp.open;
+/** What a directory's or a file's fsync fails with next (null: it succeeds). */
+const failing = { directory: null, file: null };
+/** The paths of the regular files fsynced, in order. */
+const synced = [];
+fsp.open = async (path, ...rest) => {
+  const handle = await realOpen(path, ...rest);
+  const kind = (await handle.stat()).isDirectory() ? 'directory' : 'file';
+  const sync = handle.sync.bind(handle);
+  handle.sync = async () => {
+    const code = failing[kind];
+    if (code !== null) throw Object.assign(new Error(`${code} (injected)`), { code });
+    if (kind === 'file') synced.push(String(path));
+    return sync();
+  };
+  return handle;
+};
+syncBuiltinESMExports();
+const { FileStore } = await import('freshtoken');
+
+describe('FileStore fsync failures', () => {
+  let dir;
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'freshtoken-filesync-')); });
+  afterEach(async () => {
+    failing.directory = null;
+    failing.file = null;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a directory fsync that fails (EIO) fails the save; one the platform cannot do does not", async () => {
+    const store = new FileStore(dir);
+    failing.directory = 'EIO';
+    await assert.rejects(store.save('u1', '{"v":1}'), /cannot write the record \(EIO\)/);
+    for (const code of ['EINVAL', 'ENOTSUP']) {
+      failing.directory = code;
+      await store.save('u1', `{"v":"${code}"}`);
+      assert.equal(await store.load('u1'), `{"v":"${code}"}`);
+    }
+  });
+
+  test('recover() fsyncs a killed save before it renames it, and leaves it when it cannot', async () => {
+    const store = new FileStore(dir);
+    await store.save('u1', '{"v":1}');
+    const main = store.pathFor('u1');
+    const old = new Date(Date.now() - 3_600_000);
+    await utimes(main, old, old);
+    const killed = `${main}.1.0123456789ab.tmp`; // another namespace's tag, an hour old
+    await writeFile(killed, '{"v":2}');
+    await utimes(killed, new Date(Date.now() - 1_800_000), new Date(Date.now() - 1_800_000));
+
+    failing.file = 'EIO';
+    await assert.rejects(store.recover(), /cannot finish a save \(EIO\)/);
+    assert.equal(await store.load('u1'), '{"v":1}');
+    assert.ok((await readdir(dir)).includes(killed.slice(dir.length + 1)), 'left for a later recover()');
+
+    failing.file = null;
+    synced.length = 0;
+    assert.deepEqual(await store.recover(), { completed: 1, removed: 0 });
+    assert.deepEqual(synced, [killed], 'made durable first');
+    assert.equal(await store.load('u1'), '{"v":2}');
+  });
+});

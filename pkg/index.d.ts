@@ -593,9 +593,11 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
  * `Basic`, or says `Bearer error="insufficient_scope"` or
  * `"invalid_request"`, which a new token does not cure), or a GraphQL
  * answer whose `errors[].message` starts with "UNAUTHENTICATED".
- * Only a body of one JSON text (`application/json` or a `+json` type) of
- * at most 64 KiB is looked into, through a clone: a stream of JSON texts
- * (NDJSON) or a bigger body is not read, and `response` stays unread.
+ * Only a body of one JSON text (`application/json` or a `+json` type), of
+ * any status (Stitch's comes with a 200), is looked into, through a clone,
+ * and only until a whole JSON text or 64 KiB of it has come: a stream of
+ * JSON texts (NDJSON), the rest of a JSON stream (a watch) or a bigger
+ * body is not read, and `response` stays unread.
  * Rejects with a ConfigError naming `response` when it is not a Response.
  */
 export function isUnauthenticated(response: Response): Promise<boolean>;
@@ -611,7 +613,10 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
  * can be sent only once: on a rejection the token is still replaced and
  * the rejected response is returned, for the caller to send again.
  * `init.signal` (or a Request's signal) ends the token waits as well as the
- * request; an aborted one asks for no token. A `session`,
+ * request; an aborted one asks for no token. A JSON answer is returned once
+ * its first JSON text has come (see isUnauthenticated), not at its body's
+ * end; the signal ends that wait too, the answer then returned as fetch
+ * gave it. A `session`,
  * `input` (a Request whose body was read included), `init` or `options`
  * (whose only key is `fetch`) that is not what the types say rejects with a
  * ConfigError naming it before a token is asked for.

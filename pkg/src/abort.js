@@ -12,12 +12,13 @@ import { member } from './host-calls.js';
 
 /**
  * A call's `options` checked: undefined, or an object whose only member is
- * `signal` (an AbortSignal or undefined); returns the signal. A misspelt
- * option is a ConfigError naming it (under `name`, the argument's name in
- * index.d.ts), not a call that can never be cancelled.
+ * `signal` (an AbortSignal or undefined); returns `[signal, aborted]`, or
+ * `[]` without a signal. A misspelt option is a ConfigError naming it
+ * (under `name`, the argument's name in index.d.ts), not a call that can
+ * never be cancelled.
  */
-export function signalOf(options, name = 'options') {
-  if (options === undefined) return undefined;
+function check(options, name) {
+  if (options === undefined) return [];
   if (options === null || typeof options !== 'object') throw configError(name, 'must be an object');
   let signal;
   try {
@@ -29,19 +30,28 @@ export function signalOf(options, name = 'options') {
     if (e?.code === 'config') throw e;
     throw configError(name, 'could not be read (it threw)');
   }
-  if (signal === undefined) return undefined;
+  if (signal === undefined) return [];
+  let aborted;
   try {
     // What fetch needs of a signal, read here once, so that a Proxy or a
-    // lookalike fails now rather than inside a call.
+    // lookalike fails now rather than inside a call. The call uses what was
+    // read; only `reason` is read again, once it aborts (see `reasonOf`),
+    // and the listener methods are called, their throws caught (`listen`).
     if (typeof signal === 'object' && signal !== null
-      && typeof signal.aborted === 'boolean'
       && typeof signal.addEventListener === 'function'
-      && typeof signal.removeEventListener === 'function') return signal;
+      && typeof signal.removeEventListener === 'function') aborted = signal.aborted;
   } catch {
-    throw configError(`${name}.signal`, 'could not be read (it threw)');
+    throw unreadable(name);
   }
-  throw configError(`${name}.signal`, 'must be an AbortSignal');
+  if (typeof aborted !== 'boolean') throw configError(`${name}.signal`, 'must be an AbortSignal');
+  return [signal, aborted];
 }
+
+/** The ConfigError of a signal, in the argument `name`, that threw when read. */
+const unreadable = (name) => configError(`${name}.signal`, 'could not be read (it threw)');
+
+/** The signal of a call's `options` (see `check`), or undefined; throws a ConfigError naming what is wrong. */
+export const signalOf = (options, name = 'options') => check(options, name)[0];
 
 /**
  * signal -> `{ aborts, listener }`: the calls waiting on it, behind one
@@ -89,33 +99,50 @@ function unlisten(signal, abort) {
 
 /**
  * Why `signal` aborted: its `reason`, or an AbortError where the engine
- * (or a polyfill) predates `reason`.
+ * (or a polyfill) predates `reason`; a ConfigError (the signal in the
+ * argument `name`) if reading it throws, which must not throw out of the
+ * listener that aborts the calls waiting on the signal.
  */
 // Only an absent reason (an older engine, a polyfill) becomes an AbortError:
 // `abort(null)` rejects with null, as fetch does.
-const reasonOf = (signal) => (signal.reason === undefined ? new DOMException('This operation was aborted', 'AbortError') : signal.reason);
+function reasonOf(signal, name) {
+  let reason;
+  try {
+    reason = signal.reason;
+  } catch {
+    return unreadable(name);
+  }
+  return reason === undefined ? new DOMException('This operation was aborted', 'AbortError') : reason;
+}
 
 /**
- * Starts `start()` unless `signal` is already aborted, and settles as it
- * does, or with `signal.reason` once the signal aborts first (the call runs
- * on; its own outcome is then handled here, never left unhandled). Its
- * listening ends when either comes, so a long-lived signal gathers nothing.
- * Without a signal, `start()` as it is.
+ * `start()` for a caller with call `options` (`{ signal }`; `name`, the
+ * argument's name in index.d.ts, for errors). A bad option throws a
+ * ConfigError, and a signal already aborted rejects with its reason,
+ * before anything starts. Else settles as `start()` does, or with
+ * `signal.reason` once the signal aborts first (the call runs on; its own
+ * outcome is then handled here, never left unhandled); a reason that
+ * throws when read is a ConfigError. Its listening ends when either comes,
+ * so a long-lived signal gathers nothing. Without a signal, `start()` as
+ * it is.
  */
-export function abortable(signal, start) {
+export function abortable(options, start, name = 'options') {
+  const [signal, aborted] = check(options, name);
   if (signal === undefined) return start();
-  if (signal.aborted) return Promise.reject(reasonOf(signal));
-  const call = start();
+  if (aborted) return Promise.reject(reasonOf(signal, name));
   return new Promise((resolve, reject) => {
-    const abort = () => reject(reasonOf(signal));
+    const abort = () => reject(reasonOf(signal, name));
+    // Listening first: an abort by `start()` itself (a store or fetch that
+    // aborts it) is heard as it is dispatched, with no later read of `aborted`.
+    listen(signal, abort);
     const settle = (finish) => (value) => {
       unlisten(signal, abort);
       finish(value);
     };
-    Promise.resolve(call).then(settle(resolve), settle(reject));
-    // Aborted by `start()` itself (a store or fetch that aborts it): the
-    // event has been dispatched already.
-    if (signal.aborted) abort();
-    else listen(signal, abort);
+    try {
+      Promise.resolve(start()).then(settle(resolve), settle(reject));
+    } catch (e) {
+      settle(reject)(e);
+    }
   });
 }

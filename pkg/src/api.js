@@ -21,10 +21,10 @@
 //   ends. Dropping an entry is always safe: the next read asks the core. The mirror is bounded like the core's session map (maxSessions),
 //   and a key enters it on its second read through the core (`admit`).
 
-import { abortable, signalOf } from './abort.js';
+import { abortable } from './abort.js';
 import { ConfigError, makeError } from './errors.js';
 import { eventDispatch } from './events.js';
-import { hostCalls, member } from './host-calls.js';
+import { hostCalls, reading } from './host-calls.js';
 import { memoryStoreClass } from './memory-store.js';
 import { tokenInfoPrototype } from './token-info.js';
 
@@ -49,10 +49,8 @@ const fresh = (entry, now) => now < entry.until && now >= entry.since;
  * ConfigError, and an aborted signal with its reason, before anything starts.
  */
 function waitable(options, start, name = undefined) {
-  let signal;
   try {
-    signal = signalOf(options, name);
-    return abortable(signal, start);
+    return abortable(options, start, name);
   } catch (e) {
     return Promise.reject(e);
   }
@@ -65,18 +63,12 @@ const isObject = (value) => (typeof value === 'object' && value !== null) || typ
 const LATEST_PLAUSIBLE_MS = 253_402_300_799_999;
 
 /**
- * The clock the core uses: the host's `now()` when it reads a plausible time
- * (a number of ms after 1970 and before year 10000), else Date.now — the
- * rule of src/wasm/js_clock.rs, so the mirror never judges freshness by a
- * reading the core refused.
+ * The clock the core uses, from the `now` option it read: the host's
+ * `now()` when it reads a plausible time (a number of ms after 1970 and
+ * before year 10000), else Date.now — the rule of src/wasm/js_clock.rs, so
+ * the mirror never judges freshness by a reading the core refused.
  */
-function clockOf(options) {
-  let now;
-  try {
-    now = member(options, 'now'); // as the core reads it (host-calls.js)
-  } catch {
-    now = undefined;
-  }
+function clockOf(now) {
   if (typeof now !== 'function') return Date.now;
   return () => {
     try {
@@ -314,7 +306,12 @@ export function bind(wasm, eventChannel) {
   wasm.setTokenInfoPrototype(tokenInfoPrototype(wasm.redactSecret));
   const Wasm = wasm.TokenClient;
   const { MemoryStore, coreOf } = memoryStoreClass(wasm);
-  /** Set by `fromCredentialsJson` around `new TokenClient()`. */
+  /**
+   * Set by `fromCredentialsJson` and `discover` around `new TokenClient()`:
+   * `[wasm client, options.now]`. The mirror's clock is the `now` the core
+   * read (host-calls.js `reading`), never read again: a getter, or a change
+   * to `options` while discovery runs, cannot give the two different clocks.
+   */
   let adopting = null;
 
   /** One user's tokens; created by `client.session(key, store)`. */
@@ -429,14 +426,14 @@ export function bind(wasm, eventChannel) {
     #keys;
 
     constructor(options) {
-      const wasm = adopting ?? new Wasm(options);
+      const [wasm, now] = adopting ?? reading(options, 'now', () => new Wasm(options));
       adopting = null;
-      this.#keys = new Keys(wasm, clockOf(options), coreOf);
+      this.#keys = new Keys(wasm, clockOf(now), coreOf);
     }
 
     /** A client from the provider's credentials JSON (see index.d.ts). */
     static fromCredentialsJson(json, options) {
-      adopting = Wasm.fromCredentialsJson(json, options);
+      adopting = reading(options, 'now', () => Wasm.fromCredentialsJson(json, options));
       return new TokenClient(options);
     }
 
@@ -449,9 +446,13 @@ export function bind(wasm, eventChannel) {
       let made;
       let abandoned = false;
       let wasm;
+      let now;
       try {
         wasm = await waitable(callOptions, async () => {
-          made = await Wasm.discover(issuer, options);
+          // The core reads the options before the request starts (src/wasm/mod.rs `promise`).
+          let pending;
+          [pending, now] = reading(options, 'now', () => Wasm.discover(issuer, options));
+          made = await pending;
           if (abandoned) made.free();
           return made;
         }, 'callOptions');
@@ -460,7 +461,7 @@ export function bind(wasm, eventChannel) {
         made?.free();
         throw e;
       }
-      adopting = wasm;
+      adopting = [wasm, now];
       return new TokenClient(options);
     }
 

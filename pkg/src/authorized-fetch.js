@@ -5,7 +5,7 @@
 // ConfigErrors naming them, before a token is asked for (which may cost a
 // refresh) or anything is sent.
 
-import { signalOf } from './abort.js';
+import { abortable, signalOf } from './abort.js';
 import { configError } from './errors.js';
 import { member } from './host-calls.js';
 
@@ -122,26 +122,37 @@ function isJsonText(type) {
 }
 
 /**
- * A clone's body as text, read to at most MAX_ERRORS_BYTES; undefined if
- * longer. `response` stays readable. The body is a web stream, or a Node
- * stream (node-fetch as `options.fetch`), read through its async iterator.
+ * Whether the JSON text a body starts with (read through `reader`) is a
+ * GraphQL answer whose errors[].message starts with "UNAUTHENTICATED".
+ * Decided as soon as a whole JSON text has come, not at the body's end:
+ * Stitch answers a rejected token with a 200 (errors in the body), so a
+ * 200 is looked into too, and a 200 may be a watch stream whose end never
+ * comes. More than MAX_ERRORS_BYTES is no such answer.
  */
-async function smallBody(response) {
-  const body = response.clone().body;
-  if (body === null || body === undefined) return '';
-  const chunks = [];
+async function saysUnauthenticated(reader) {
+  const decoder = new TextDecoder();
+  let text = '';
   let size = 0;
-  const reader = typeof body.getReader === 'function' ? body.getReader() : body[Symbol.asyncIterator]();
   for (;;) {
     const { done, value } = await (reader.read?.() ?? reader.next());
-    if (done) return new Blob(chunks).text();
-    size += value.byteLength;
-    if (size > MAX_ERRORS_BYTES) {
-      // The clone only: `response` reads on.
-      Promise.resolve(reader.cancel?.() ?? reader.return?.()).catch(() => {});
-      return undefined;
+    if (!done) {
+      size += value.byteLength;
+      if (size > MAX_ERRORS_BYTES) return false;
     }
-    chunks.push(value);
+    text += decoder.decode(value, { stream: !done });
+    if (/^\s*[^\s{]/.test(text)) return false; // not an object: no GraphQL answer
+    // An object is whole at a closing brace: parsed there only (after every chunk would be quadratic).
+    if (done || text.trimEnd().endsWith('}')) {
+      let answer;
+      try {
+        answer = JSON.parse(text);
+      } catch {
+        if (done) return false;
+        continue;
+      }
+      const errors = Array.isArray(answer?.errors) ? answer.errors : [];
+      return errors.some((e) => typeof e?.message === 'string' && e.message.startsWith('UNAUTHENTICATED'));
+    }
   }
 }
 
@@ -161,22 +172,44 @@ function rejectsBearer(challenge) {
 /** Whether a `WWW-Authenticate` value carries `error="invalid_token"`. */
 const saysInvalidToken = (challenge) => challenge !== null && /\berror\s*=\s*"?invalid_token\b/i.test(challenge);
 
-/** Whether `response` says the access token was not accepted. */
-export async function isUnauthenticated(response) {
+/**
+ * `[unauthenticated, answer]`: whether `response` says the access token was
+ * not accepted, and the Response to hand on, its body unread. A body is
+ * looked into through a copy (a tee), then cancelled; `wait` (the caller's
+ * `{ signal }`) ends that look too, the answer then taken as fetch gave it.
+ * `own`: the response is authorizedFetch's, not yet the caller's.
+ */
+async function inspect(response, wait, own) {
   if (!isResponse(response)) throw configError('response', 'must be a Response');
-  if (response.status === 401) return rejectsBearer(response.headers.get('www-authenticate'));
-  if (!isJsonText(response.headers.get('content-type') ?? '')) return false;
+  if (response.status === 401) return [rejectsBearer(response.headers.get('www-authenticate')), response];
   // Said to be longer: not cloned at all (node-fetch's clone stalls unless both copies are read).
-  if (Number(response.headers.get('content-length')) > MAX_ERRORS_BYTES) return false;
+  if (!isJsonText(response.headers.get('content-type') ?? '')
+    || Number(response.headers.get('content-length')) > MAX_ERRORS_BYTES) return [false, response];
+  let reader;
+  let kept = response;
   try {
-    const text = await smallBody(response);
-    if (text === undefined) return false;
-    const body = JSON.parse(text);
-    const errors = Array.isArray(body?.errors) ? body.errors : [];
-    return errors.some((e) => typeof e?.message === 'string' && e.message.startsWith('UNAUTHENTICATED'));
+    let read = response.clone();
+    // Node's fetch, once aborted, cancels the body of the Response it made:
+    // beside a cancelled copy, that rejects unhandled (a crash). So that
+    // body is the one read here, when it is ours to read, and the copy is
+    // handed on (it errors as fetch's own would). A Node stream (node-fetch)
+    // is read in the copy: its abort errors only the original's.
+    if (own && typeof response.body?.getReader === 'function') [read, kept] = [kept, read];
+    const { body } = read;
+    if (body === null || body === undefined) return [false, kept];
+    reader = typeof body.getReader === 'function' ? body.getReader() : body[Symbol.asyncIterator]();
+    return [await abortable(wait, () => saysUnauthenticated(reader), 'init'), kept];
   } catch {
-    return false;
+    return [false, kept];
+  } finally {
+    // The copy read only: the one handed on reads on.
+    if (reader !== undefined) Promise.resolve().then(() => reader.cancel?.() ?? reader.return?.()).catch(() => {});
   }
+}
+
+/** Whether `response` says the access token was not accepted (see index.d.ts). */
+export async function isUnauthenticated(response) {
+  return (await inspect(response))[0];
 }
 
 /** The origin of `url` (relative to the page in a browser), or undefined. */
@@ -240,15 +273,17 @@ export async function authorizedFetch(session, input, init = undefined, options 
   }
   const wait = waitOptions(input, isRequest, init);
   const token = await session.accessToken(wait);
-  const first = await fetchImpl(input, bearer(token));
+  let first = await fetchImpl(input, bearer(token));
   // An answer from another origin after a redirect did not get the token
   // from fetch, which drops Authorization there: only a 401 that says
   // `invalid_token` (RFC 6750 §3.1 sends no error code to a request without
   // one) shows that a fetch of the caller's forwarded it after all.
   if (redirectedAway(first, isRequest ? input.url : input)) {
     if (first.status !== 401 || !saysInvalidToken(first.headers.get('www-authenticate'))) return first;
-  } else if (!(await isUnauthenticated(first))) {
-    return first;
+  } else {
+    const [rejected, answer] = await inspect(first, wait, true);
+    if (!rejected) return answer;
+    first = answer;
   }
   const { accessToken } = await session.tokenRejected(token, wait);
   if (once) return first; // its body is spent: the caller sends again, with the new token

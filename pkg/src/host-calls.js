@@ -89,6 +89,34 @@ export function member(obj, key) {
   return value; // no level defines it: a Proxy's `get` trap made it up
 }
 
+/** The member whose reads `reading()` records: `{ obj, key, value }` (no `value` until read), or null. */
+let watched = null;
+
+/**
+ * `[make(), value]`: `value` is what the core's first read of `obj[key]`
+ * during `make()` got (undefined if it read none); any later read of it
+ * there gets the same. The package can then use the very value the core
+ * does, read once: a getter or a change meanwhile cannot give them two.
+ */
+export function reading(obj, key, make) {
+  const outer = watched;
+  const watch = { obj, key };
+  watched = watch;
+  try {
+    return [make(), watch.value];
+  } finally {
+    watched = outer;
+  }
+}
+
+/** The core's `obj[key]`: `member`, recorded for the member `reading()` watches. */
+function get(obj, key) {
+  const watch = watched;
+  if (watch?.obj !== obj || watch.key !== key) return member(obj, key);
+  if (!('value' in watch)) watch.value = member(obj, key);
+  return watch.value;
+}
+
 /**
  * A copy of `value` as a plain array; null if it is not an array, its
  * length if that is over `max`. Its `length` is read once and checked
@@ -110,7 +138,7 @@ export const hostCalls = {
   attempt,
   takeError,
   threw,
-  get: member,
+  get,
   keys: (obj) => Object.keys(obj),
   array,
   apply: (f, self, args) => Reflect.apply(f, self, args),

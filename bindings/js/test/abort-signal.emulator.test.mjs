@@ -28,6 +28,21 @@ const abortError = { name: 'AbortError' };
 /** The refresh token `store` holds for `key`. */
 const storedRefreshToken = async (store, key = 'u1') => JSON.parse(await store.load(key)).refresh_token;
 
+/**
+ * `signal` behind a Proxy whose `name` throws from its `from`-th read on
+ * (its methods bound to the real signal, so that it still works).
+ */
+function throwingOn(name, signal, from = 1) {
+  let reads = 0;
+  return new Proxy(signal, {
+    get(target, key) {
+      if (key === name && (reads += 1) >= from) throw new TypeError(`${name} threw`);
+      const value = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
 describe('AbortSignal: the caller stops waiting, the shared work goes on', () => {
   let emu;
   before(async () => { emu = await startEmulator(); });
@@ -217,6 +232,40 @@ describe('AbortSignal: the caller stops waiting, the shared work goes on', () =>
     assert.equal(typeof token, 'string');
     const removing = { ...throwing, addEventListener: () => {} };
     same(await session.tokens({ signal: removing }).then((i) => i.accessToken), token, 'settled');
+  });
+
+  test('a signal whose `aborted` throws after its first read: the call uses that read, never a raw error', async () => {
+    const { client, session } = await unread();
+    const flaky = () => throwingOn('aborted', new AbortController().signal, 2);
+    const calls = {
+      accessToken: () => session.accessToken({ signal: flaky() }),
+      tokens: () => session.tokens({ signal: flaky() }),
+      clientToken: () => client.clientToken([], { signal: flaky() }),
+      // It checks init.signal, then the session reads it again: a ConfigError.
+      authorizedFetch: () => authorizedFetch(session, emu.apiEndpoint, { method: 'POST', body: QUERY, signal: flaky() }),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      const outcome = await call().then(() => 'resolved', (e) => (e instanceof ConfigError ? 'ConfigError' : `raw ${e}`));
+      assert.equal(outcome, name === 'authorizedFetch' ? 'ConfigError' : 'resolved', name);
+    }
+  });
+
+  test('a signal whose `reason` throws: every call waiting on it gets a ConfigError, nothing is uncaught', async () => {
+    // (An exception thrown from an abort listener would be reported as uncaught, failing this test.)
+    const { session, refreshToken } = await unread();
+    await emu.fault({ kind: 'hold' });
+    const controller = new AbortController();
+    const signal = throwingOn('reason', controller.signal);
+    const waits = [session.accessToken({ signal }), session.accessToken({ signal })];
+    await emu.waitHeld(1);
+    controller.abort();
+    for (const wait of waits) {
+      await assert.rejects(wait, (e) => e instanceof ConfigError && e.field === 'options.signal' && /could not be read/.test(e.message));
+    }
+    await emu.releaseHeld();
+    assert.equal(typeof await session.accessToken(), 'string', 'the refresh went on');
+    assert.equal(await emu.refreshRequests(), 1);
+    assert.equal(await emu.refreshTokenState(refreshToken), 'consumed');
   });
 
   test('with options, a foreign `this` is a ConfigError naming it, as without', async () => {

@@ -3,10 +3,11 @@
 // stream, and which rejects the first token it sees (401).
 //
 // - An answer's body is looked into for GraphQL errors only when it is one
-//   JSON text (application/json or +json), and only its first 64 KiB:
-//   a stream of JSON texts (NDJSON) or a big download is handed back at
-//   once, unread, instead of being read to its end first (which never
-//   comes for an open stream).
+//   JSON text (application/json or +json), and only its first 64 KiB, up
+//   to its first whole JSON text: a stream of JSON texts (NDJSON), a JSON
+//   stream (a watch) or a big download is handed back unread, instead of
+//   being read to its end first (which never comes for an open stream).
+//   The caller's signal ends that look too.
 // - A fetch whose bodies are Node streams (node-fetch, as `options.fetch`)
 //   is looked into the same way.
 // - A request body that is a stream is consumed by the first send: when the
@@ -42,7 +43,17 @@ describe('authorizedFetch() and bodies read or sent once', () => {
   before(async () => {
     emu = await startEmulator();
     api = createServer(async (req, res) => {
-      if (req.url === '/ndjson') {
+      if (req.url === '/watch') {
+        // One JSON event, then the stream stays open (a Kubernetes watch, labelled application/json).
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"type":"ADDED","object":{}}\n');
+        open.set(req.url, res);
+      } else if (req.url === '/silent') {
+        // The headers of a JSON answer, and no byte of its body yet (a long poll).
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.flushHeaders();
+        open.set(req.url, res);
+      } else if (req.url === '/ndjson') {
         // One event, then the stream stays open (a watch API).
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         res.write('{"event":1}\n');
@@ -106,6 +117,50 @@ describe('authorizedFetch() and bodies read or sent once', () => {
     client.free();
   });
 
+  test('a JSON answer that stays open is returned once its first JSON text has come, like fetch does', BOUND, async () => {
+    const { client, session } = await freshSession();
+    const response = await authorizedFetch(session, url('/watch'));
+    // Back while the server still holds the body open.
+    assert.equal(response.status, 200);
+    assert.equal(await emu.refreshRequests(), 0);
+    open.get('/watch').end('{"type":"MODIFIED","object":{}}\n');
+    assert.equal(await response.text(), '{"type":"ADDED","object":{}}\n{"type":"MODIFIED","object":{}}\n', 'the caller reads the whole stream');
+    client.free();
+  });
+
+  test('a JSON stream returned, then ended by init.signal: its body errors as fetch\'s would, nothing is left unhandled', BOUND, async () => {
+    // (An unhandled rejection, such as Node's fetch cancelling a body beside a cancelled copy, fails the test.)
+    const { client, session } = await freshSession();
+    const controller = new AbortController();
+    const response = await authorizedFetch(session, url('/watch'), { signal: controller.signal });
+    assert.equal(response.status, 200);
+    controller.abort();
+    await assert.rejects(response.text(), { name: 'AbortError' });
+    await new Promise((resolve) => { setImmediate(resolve); });
+    client.free();
+  });
+
+  test('a JSON answer whose body has not begun: init.signal ends the look into it, even with a fetch that ignores the signal', BOUND, async () => {
+    const { client, session } = await freshSession();
+    let fetched;
+    const answered = new Promise((resolve) => { fetched = resolve; });
+    const unsignalled = async (input, { signal, ...init }) => {
+      const response = await fetch(input, init);
+      fetched();
+      return response;
+    };
+    const controller = new AbortController();
+    const pending = authorizedFetch(session, url('/silent'), { signal: controller.signal }, { fetch: unsignalled });
+    await answered;
+    controller.abort();
+    const response = await pending;
+    assert.equal(response.status, 200, 'the answer as fetch gave it');
+    open.get('/silent').end('{"data":{}}');
+    assert.equal(await response.text(), '{"data":{}}', 'its body unread');
+    assert.equal(await emu.refreshRequests(), 0);
+    client.free();
+  });
+
   test('a 64 MiB JSON answer is returned after at most 64 KiB of it was looked at, and reads whole', BIG_BOUND, async () => {
     const { client, session } = await freshSession();
     bigWritten = 0;
@@ -118,7 +173,7 @@ describe('authorizedFetch() and bodies read or sent once', () => {
     client.free();
   });
 
-  test('isUnauthenticated: JSON and +json bodies are looked into; NDJSON and bodies over 64 KiB are not', async () => {
+  test('isUnauthenticated: JSON and +json bodies are looked into, up to their first JSON text; NDJSON and bodies over 64 KiB are not', BOUND, async () => {
     const answer = (type, body) => new Response(body, { status: 200, headers: { 'content-type': type } });
     const rejected = JSON.stringify({ errors: [{ message: 'UNAUTHENTICATED: Token is expired or malformed' }] });
     assert.equal(await isUnauthenticated(answer('application/json; charset=utf-8', rejected)), true);
@@ -130,6 +185,17 @@ describe('authorizedFetch() and bodies read or sent once', () => {
     const big = answer('application/json', padded);
     assert.equal(await isUnauthenticated(big), false, 'not an error answer: read no further than 64 KiB');
     assert.equal((await big.text()).length, padded.length, 'the body stays readable');
+    // Decided at the first whole JSON text, however its chunks fall; a stream that stays open is not waited out.
+    const streamed = (parts, close = true) => answer('application/json', new ReadableStream({
+      start(controller) {
+        for (const part of parts) controller.enqueue(new TextEncoder().encode(part));
+        if (close) controller.close();
+      },
+    }));
+    assert.equal(await isUnauthenticated(streamed(['{"errors":[{"message":"UNAUTHENTICATED: x"}', ']}'])), true, 'a brace inside the text is not its end');
+    assert.equal(await isUnauthenticated(streamed(['{"errors":[{"message":"UNAUTHENTICATED: x"}]}\n'], false)), true, 'open after its text');
+    assert.equal(await isUnauthenticated(streamed(['{"type":"ADDED","object":{}}\n'], false)), false, 'a watch stream');
+    assert.equal(await isUnauthenticated(streamed(['[{"errors":'], false)), false, 'not an object: no GraphQL answer');
   });
 
   test('node-fetch as options.fetch: a GraphQL UNAUTHENTICATED answer (a Node stream body) is one refresh and one retry', BOUND, async () => {

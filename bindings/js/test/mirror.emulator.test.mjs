@@ -173,6 +173,51 @@ describe('the mirror of cached tokens', () => {
     same(again, tokens[0], 'and it is served afterwards');
   });
 
+  /**
+   * On `client` (whose clock reads `time.ms`): a fresh 900 s token, mirrored;
+   * then two hours pass on that clock. The read must not be served the old
+   * token from the mirror: the core calls it expired and renews it.
+   */
+  async function expiresOnTheClientsClock(client, time) {
+    const family = await emu.seed();
+    const session = client.session('u1', new MemoryStore());
+    await session.seed({ refreshToken: family.refresh_token, accessToken: 'at-seeded', expiresIn: 900 });
+    for (let i = 0; i < 3; i += 1) same(await session.accessToken(), 'at-seeded', `read ${i}`);
+    time.ms += 2 * 3_600_000;
+    differ(await session.accessToken(), 'at-seeded', 'two hours on by the client\'s clock: renewed, not served from the mirror');
+    assert.equal(await emu.refreshRequests(), 1);
+  }
+
+  for (const [name, fields, make] of [
+    ['new TokenClient()', () => ({ tokenEndpoint: emu.tokenEndpoint, ...CLIENT }), (options) => new TokenClient(options)],
+    ['TokenClient.fromCredentialsJson()', () => ({}), (options) => TokenClient.fromCredentialsJson(
+      JSON.stringify({ ...CLIENT, tokenEndpoint: emu.tokenEndpoint, slidingRefreshTokenLifetime: 86_400 }),
+      options,
+    )],
+    ['TokenClient.discover()', () => CLIENT, (options) => TokenClient.discover(emu.discoveryIssuer, options)],
+  ]) {
+    test(`${name}: options.now is read once, and the mirror keeps the clock the core got`, async () => {
+      const time = { ms: Date.now() };
+      let reads = 0;
+      // A getter that gives the clock on its first read only.
+      const options = { ...fields(), get now() { reads += 1; return reads === 1 ? () => time.ms : undefined; } };
+      const client = await make(options);
+      assert.equal(reads, 1, 'options.now read once');
+      await expiresOnTheClientsClock(client, time);
+      client.free();
+    });
+  }
+
+  test('TokenClient.discover(): options.now deleted while discovery runs still is the mirror\'s clock', async () => {
+    const time = { ms: Date.now() };
+    const options = { ...CLIENT, now: () => time.ms };
+    const discovering = TokenClient.discover(emu.discoveryIssuer, options);
+    delete options.now; // the discovery request has not been answered yet
+    const client = await discovering;
+    await expiresOnTheClientsClock(client, time);
+    client.free();
+  });
+
   test('a clock reading that is not a plausible time is replaced by Date.now, in the mirror as in the core', async () => {
     // Seeded and mirrored 2,000 s ago on the fake clock: stale by real time.
     const time = { ms: Date.now() - 2_000_000 };

@@ -199,7 +199,9 @@ class FileTokenStore(TokenStoreBase):
     name per record file, ``.<name>.json.tmp`` (as the Kotlin store does),
     fsyncs it, renames it over the old one (``os.replace``) and fsyncs the
     directory: a crash leaves the old record or the new one, never half of
-    one. Every save holds the record's write lock, so one at a time uses that
+    one. A failed fsync fails the save (a directory's only where the
+    platform can sync one at all): freshtoken keeps the record and saves it
+    again. Every save holds the record's write lock, so one at a time uses that
     name; it first removes a file left there (a killed save's, superseded by
     this newer save), then creates its own (exclusively, never through a
     link, 0600). A process killed between the fsync and the rename leaves
@@ -308,8 +310,9 @@ class FileTokenStore(TokenStoreBase):
         process there). No time is compared: every save removes the file
         left under that name before it writes its own, so one that exists
         was written after the record's last successful save. If it holds a
-        whole record (a JSON object) it is renamed over the record file;
-        otherwise (a write cut off) it is removed. The directory is then
+        whole record (a JSON object) it is fsynced (a save killed before its
+        own fsync left it in the page cache only) and renamed over the record
+        file; otherwise (a write cut off) it is removed. The directory is then
         fsynced.
 
         Temporary files of the earlier form ``.<name>.json.<random UUID>.tmp``
@@ -348,7 +351,8 @@ class FileTokenStore(TokenStoreBase):
             with recovery.attempt("cannot finish an interrupted save"), _write_locked(lock):
                 self._recover_record(target, recovery)
         if targets:
-            self._sync_directory()  # the renames (and removals) made durable
+            with recovery.attempt("cannot make the finished saves durable"):
+                self._sync_directory()  # the renames (and removals)
         if recovery.failure is not None:
             raise recovery.failure
         return RecoverResult(completed=recovery.completed, removed=recovery.removed)
@@ -389,8 +393,12 @@ class FileTokenStore(TokenStoreBase):
                     leftovers.append(path)
         if finish is not None:
             with recovery.attempt("cannot finish an interrupted save"):
-                os.replace(finish, record)
-                recovery.completed += 1
+                # A save killed before its fsync leaves a whole record in the
+                # page cache only: renamed as it is, a power loss could leave
+                # the record file empty. Left in place when that fails.
+                if _sync_file(finish):
+                    os.replace(finish, record)
+                    recovery.completed += 1
         for path in leftovers:
             with recovery.attempt("cannot remove an interrupted save's temporary file"):
                 try:
@@ -408,6 +416,11 @@ class FileTokenStore(TokenStoreBase):
         with self._writing(key):
             current = self._load_bytes(key)
             if (None if current is None else _version(current)) != expected:
+                if current == encoded:
+                    # Exactly this record: an earlier save of it renamed it, and
+                    # failed at the directory's fsync (or timed out). freshtoken
+                    # takes such a conflict as saved: make the rename durable first.
+                    self._sync_saved()
                 return CasResult.CONFLICT()
             self._save(key, record)
         return CasResult.SAVED(version=_version(encoded))
@@ -428,11 +441,17 @@ class FileTokenStore(TokenStoreBase):
 
     def _load_bytes(self, key: str) -> Optional[bytes]:
         """The bytes of ``key``'s file (today's name, else the earlier one), or None."""
-        found = _read(self.path(key))
+        path = self.path(key)
+        found = _read(path)
         if found is None:
             legacy = _legacy_names(self.directory).existing(key)
             if legacy is not None:
                 found = _read(os.path.join(self.directory, legacy))
+            if found is None:
+                # Today's name again: a save (this process's or another's) may
+                # have moved the record since the first read, and it writes
+                # today's file before it removes the old one and its listed name.
+                found = _read(path)
         return found
 
     def _save(self, key: str, record: str) -> None:
@@ -446,7 +465,8 @@ class FileTokenStore(TokenStoreBase):
             except FileNotFoundError:
                 pass
             legacy.forget(name)
-            self._sync_directory()
+            with contextlib.suppress(OSError):  # the record is durable already: a failure here loses nothing
+                self._sync_directory()
 
     def _write(self, path: str, record: str) -> None:
         """Writes ``record`` to ``path`` through its fixed temporary file
@@ -472,19 +492,50 @@ class FileTokenStore(TokenStoreBase):
             except FileNotFoundError:
                 pass
             raise
-        self._sync_directory()
+        self._sync_saved()
 
     def _sync_directory(self) -> None:
+        """fsyncs the directory, making the renames (and removals) in it
+        durable. Raises OSError when that fails, unless the platform cannot
+        do it at all (see ``_NO_DIRECTORY_SYNC``)."""
         try:
             fd = os.open(self.directory, os.O_RDONLY)
-        except OSError:
-            return  # platforms without directory handles
+        except OSError as err:
+            if err.errno in _NO_DIRECTORY_SYNC:
+                return
+            raise
         try:
             os.fsync(fd)
-        except OSError:
-            pass
+        except OSError as err:
+            if err.errno not in _NO_DIRECTORY_SYNC:
+                raise
         finally:
             os.close(fd)
+
+    def _sync_saved(self) -> None:
+        """:meth:`_sync_directory` after a save's rename: a failure fails the
+        save (``HostError.Failed`` with the errno, never a path), as the
+        rename may not outlive a crash, and the old record, whose refresh
+        token is spent, come back. freshtoken keeps the record and saves it again."""
+        try:
+            self._sync_directory()
+        except OSError as err:
+            raise HostError.Failed(detail=f"cannot make the record file durable ({_why(err)})") from None
+
+
+# What opening or fsyncing a directory fails with where the platform cannot
+# do it at all, never because this write failed (as the JavaScript FileStore
+# judges): Windows opens no directory with os.open (EACCES; some systems
+# answer EISDIR; POSIX opens none without read permission, and such a
+# directory can never be synced); some file systems refuse a directory's
+# fsync (EINVAL, ENOTSUP/EOPNOTSUPP, EPERM), or fsync only writable
+# descriptors, which a directory never is (EBADF). Anything else (EIO,
+# ENOSPC, EROFS from a file system remounted read-only after an error)
+# means the rename may not be on disk: the save fails.
+_NO_DIRECTORY_SYNC = frozenset(
+    code for code in (errno.EACCES, errno.EPERM, errno.EISDIR, errno.EINVAL, errno.EBADF,
+                      getattr(errno, "ENOTSUP", None), getattr(errno, "EOPNOTSUPP", None))
+    if code is not None)
 
 
 # A save's temporary file, this store's and the Kotlin store's:
@@ -506,6 +557,21 @@ def _mtime_ns(path: str, regular_only: bool = False) -> Optional[int]:
     if regular_only and not stat.S_ISREG(found.st_mode):
         return None
     return found.st_mtime_ns
+
+
+def _sync_file(path: str) -> bool:
+    """fsyncs the regular file ``path`` (never through a link): False if it
+    is gone; a failure raises OSError."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)  # Windows commits writable files only
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _whole_record(path: str) -> bool:
@@ -662,11 +728,18 @@ class _Lease:
         self.owner = owner
         self.file = file
         self.timer: Optional[threading.Timer] = None
+        # Counts the TTLs set: a timer ends the lease only if its TTL is the last one.
+        self.generation = 0
 
     def expire_in(self, ttl_ms: int) -> None:
+        """(Re)starts the TTL; the caller holds ``_leases_lock``. ``cancel()``
+        cannot stop a timer whose callback already started (it may be waiting
+        for that lock): the new generation tells :func:`_give_back` that its
+        TTL was renewed, or the renewed lease would be given back."""
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = threading.Timer(max(ttl_ms, 0) / 1000, _give_back, (self,))
+        self.generation += 1
+        self.timer = threading.Timer(max(ttl_ms, 0) / 1000, _give_back, (self, self.generation))
         self.timer.daemon = True
         self.timer.start()
 
@@ -710,11 +783,15 @@ def _end_lease(path: str, owner: str) -> None:
         _give_back(held)
 
 
-def _give_back(lease: _Lease) -> None:
-    """Ends ``lease`` if it is still the one held (its TTL timer or its release)."""
+def _give_back(lease: _Lease, generation: Optional[int] = None) -> None:
+    """Ends ``lease`` if it is still the one held: by its release (no
+    ``generation``), or by its TTL timer (the ``generation`` it was set in),
+    unless the lease was renewed since."""
     with _leases_lock:
         if _leases.get(lease.path) is not lease:
             return
+        if generation is not None and generation != lease.generation:
+            return  # a timer that fired as its owner renewed the lease: the new TTL stands
         del _leases[lease.path]
         lease.timer.cancel()
         _unlock_and_close(lease.file)

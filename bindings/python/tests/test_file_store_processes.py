@@ -254,6 +254,69 @@ def test_one_lease_per_file_however_the_directory_is_spelt(tmp_path):
     asyncio.run(plain.release("u1", "b"))
 
 
+# Another process's acquire of key u1's lease on the directory argv[1]: prints True or False.
+OTHER_ACQUIRE = r"""
+import asyncio, sys
+import freshtoken
+print(asyncio.run(freshtoken.FileTokenStore(sys.argv[1]).acquire("u1", "another-process", 60_000)))
+"""
+
+
+def acquired_in_another_process(directory):
+    package = os.path.dirname(os.path.dirname(freshtoken.__file__))
+    child = subprocess.run([sys.executable, "-c", OTHER_ACQUIRE, str(directory)], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=package), cwd=str(directory), timeout=60)
+    assert child.returncode == 0, child.stderr[-400:]
+    return child.stdout.strip()
+
+
+def test_a_ttl_timer_that_fired_as_its_owner_renewed_the_lease_leaves_it_held(tmp_path, monkeypatch):
+    """threading.Timer.cancel() cannot stop a callback that has started: the
+    lease's TTL timer fires and waits for the lease table's lock while its
+    owner renews the lease (True). Given back then, the lease would go to
+    another process while this one, told it holds it for the new TTL,
+    refreshes: two processes sending one single-use refresh token. The
+    timer's wait is held open at the lock (no timing)."""
+    from freshtoken import _stores
+
+    directory = tmp_path / "tokens"
+    store = FileTokenStore(directory)
+    path = os.path.realpath(store.lock_path("u1"))
+    fired, gate = threading.Event(), threading.Event()
+    real_lock = _stores._leases_lock
+
+    class GatedLock:
+        """The lease table's lock, before which this lease's TTL timers wait for ``gate``."""
+
+        def __enter__(self):
+            me = threading.current_thread()
+            if isinstance(me, threading.Timer) and me.args and me.args[0].path == path and not gate.is_set():
+                fired.set()
+                gate.wait()
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    monkeypatch.setattr(_stores, "_leases_lock", GatedLock())
+    try:
+        assert asyncio.run(store.acquire("u1", "me", 0)) is True
+        lease = _stores._leases[path]
+        first_timer = lease.timer
+        assert fired.wait(30), "its TTL timer fired at once, and waits for the lock"
+        assert asyncio.run(store.acquire("u1", "me", 60_000)) is True, "the owner renews the lease meanwhile"
+    finally:
+        gate.set()
+    first_timer.join(30)
+    assert not first_timer.is_alive(), "the fired timer got the lock and is done"
+    try:
+        assert _stores._leases.get(path) is lease, "still held in this process"
+        assert acquired_in_another_process(directory) == "False", "refused to another process: held for the new TTL"
+    finally:
+        asyncio.run(store.release("u1", "me"))
+    assert acquired_in_another_process(directory) == "True", "given back by its release"
+
+
 # A process that stalls holding a key's write lock (a writer hung mid-save)
 # must not hang this one: the save ends at the store deadline with a
 # StorageError, and once the lock is free the key is written again.

@@ -12,6 +12,7 @@ when no fixed one exists. The temporary files of the JavaScript FileStore
 left alone."""
 
 import asyncio
+import errno
 import json
 import os
 import secrets
@@ -208,6 +209,57 @@ def test_a_failure_is_raised_after_every_other_record_was_recovered_and_names_no
     assert raised.value.__cause__ is None and raised.value.__context__ is None
     assert asyncio.run(store.load("zz-other")) == NEW, "the other record was recovered all the same"
     assert asyncio.run(store.load("secret-user")) == OLD, "nothing done without the lock"
+
+
+def test_recover_fsyncs_a_killed_saves_temp_before_renaming_it(tmp_path, monkeypatch):
+    """A save killed between its write and its fsync leaves a whole record in
+    the page cache only: renamed over the record file as it is, a power loss
+    could leave that file empty. recover() fsyncs the temp first, then
+    renames it, then fsyncs the directory. (The fsyncs are watched, not
+    faked: what reached the disk cannot be seen from here.)"""
+    store, mtime = with_record(tmp_path)
+    temp = put(store, temp_name(store, "u1"), NEW, mtime + SECOND)
+    temp_inode, directory_inode = os.stat(temp).st_ino, os.stat(store.directory).st_ino
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(source, target):
+        events.append(("rename", os.path.basename(source)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert store.recover_sync() == RecoverResult(completed=1, removed=0)
+    monkeypatch.undo()
+    assert events == [("fsync", temp_inode), ("rename", temp_name(store, "u1")), ("fsync", directory_inode)]
+    assert asyncio.run(store.load("u1")) == NEW
+
+
+def test_a_killed_saves_temp_that_cannot_be_fsynced_is_left_for_a_later_recover(tmp_path, monkeypatch):
+    """Its fsync failing (injected: a failing disk cannot be made real), the
+    temp is neither renamed nor removed, and the failure is raised."""
+    store, mtime = with_record(tmp_path)
+    temp = put(store, temp_name(store, "u1"), NEW, mtime + SECOND)
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.fstat(fd).st_ino == os.stat(temp).st_ino:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(HostError.Failed) as raised:
+        store.recover_sync()
+    monkeypatch.undo()
+    assert raised.value.detail == "cannot finish an interrupted save (EIO)"
+    assert asyncio.run(store.load("u1")) == OLD
+    assert os.path.exists(temp), "left for a later recover()"
+    assert store.recover_sync() == RecoverResult(completed=1, removed=0)
+    assert asyncio.run(store.load("u1")) == NEW
 
 
 # ---- The temporary file's name -----------------------------------------------------------

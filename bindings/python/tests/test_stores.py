@@ -2,6 +2,7 @@
 session on the emulator."""
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -12,9 +13,11 @@ import pytest
 
 import freshtoken
 from freshtoken import FileTokenStore, FreshTokenError, HostError, MemoryTokenStore, TokenStoreBase
+from freshtoken import _stores
 from freshtoken._stores import file_name, legacy_file_name
 
-from helpers import CLIENT_ID, CLIENT_SECRET, held_then_released, make_client, same, seeded
+from helpers import (CLIENT_ID, CLIENT_SECRET, differ, held_then_released, make_client, make_sync_client, same,
+                     seeded, seeded_sync)
 
 
 def test_token_store_base_defaults_serve_one_process():
@@ -426,3 +429,158 @@ def test_records_under_old_file_names_are_read_and_moved_on_save(tmp_path):
         assert await again.load(short) == "new-short"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("listed", ["before", "during"])
+def test_a_record_moved_from_its_old_name_during_a_load_is_read_under_the_new_one(tmp_path, monkeypatch, listed):
+    """A load reads today's name (missing), another process's save then
+    writes today's file and removes the old one, and the old name reads
+    nothing: the record exists all along, so the load reads today's name
+    again. The directory's old names listed before that load, or by it
+    (the process's first load there, listing after the old file went)."""
+    directory = tmp_path / "tokens"
+    directory.mkdir()
+    old = directory / legacy_file_name("u1")
+    old.write_text('{"v":1}')
+    store = FileTokenStore(directory)
+    if listed == "before":
+        assert asyncio.run(store.load("u1")) == '{"v":1}'
+    real_read = _stores._read
+
+    def racing_read(path):
+        found = real_read(path)
+        if path == store.path("u1") and found is None and old.exists():
+            # The other process's save, between this load's first read and the next.
+            with open(store.path("u1"), "w") as file:
+                file.write('{"v":2}')
+            os.unlink(old)
+        return found
+
+    monkeypatch.setattr(_stores, "_read", racing_read)
+    assert asyncio.run(store.load("u1")) == '{"v":2}', "never None: the record was stored all along"
+    assert asyncio.run(store.load_versioned("u1")).record == '{"v":2}'
+
+
+class DirectoryFsyncs:
+    """``os.fsync`` of a directory, made to fail with ``failing`` (an errno;
+    None: the real fsync runs) as a failing disk would: that cannot be made
+    real in a test. ``synced`` counts the real ones."""
+
+    def __init__(self, monkeypatch):
+        self.failing = None
+        self.synced = 0
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                if self.failing is not None:
+                    raise OSError(self.failing, os.strerror(self.failing))
+                self.synced += 1
+            return real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_directory_fsync_that_fails_fails_the_save_one_the_platform_cannot_do_does_not(tmp_path, monkeypatch):
+    """After the rename, a directory fsync that fails (EIO, ENOSPC) means the
+    rename may not outlive a crash, and the old record, whose refresh token
+    is spent, come back: the save fails (freshtoken keeps the record and
+    saves it again). Where the platform cannot sync a directory at all
+    (some file systems answer EINVAL or ENOTSUP) there is nothing to wait for."""
+    store = FileTokenStore(tmp_path / "secret-user-tokens")
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    for code in (errno.EIO, errno.ENOSPC):
+        fsyncs.failing = code
+        with pytest.raises(HostError.Failed) as raised:
+            asyncio.run(store.save("u1", '{"v":1}'))
+        assert raised.value.detail == f"cannot make the record file durable ({errno.errorcode[code]})"
+        assert "secret-user" not in str(raised.value)
+        with pytest.raises(HostError.Failed):
+            asyncio.run(store.save_versioned(f"u{code}", '{"v":1}', None))
+    for code in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+        fsyncs.failing = code
+        asyncio.run(store.save("u1", f'{{"v":{code}}}'))
+        assert asyncio.run(store.load("u1")) == f'{{"v":{code}}}'
+    fsyncs.failing = None
+    asyncio.run(store.save("u1", '{"v":"synced"}'))
+    assert fsyncs.synced == 1
+
+
+@pytest.mark.parametrize("code, fails", [(errno.EMFILE, True), (errno.EACCES, False)], ids=["EMFILE", "EACCES"])
+def test_a_directory_that_cannot_be_opened_fails_the_save_unless_the_platform_opens_none(
+        tmp_path, monkeypatch, code, fails):
+    """Windows opens no directory with os.open (EACCES); a process out of
+    file descriptors (EMFILE) syncs nothing, and its save must say so."""
+    store = FileTokenStore(tmp_path / "tokens")
+    real_open = os.open
+
+    def open_(path, flags, *args, **kwargs):
+        if os.fspath(path) == store.directory:
+            raise OSError(code, os.strerror(code), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    if fails:
+        with pytest.raises(HostError.Failed, match=r"cannot make the record file durable \(EMFILE\)"):
+            asyncio.run(store.save("u1", '{"v":1}'))
+    else:
+        asyncio.run(store.save("u1", '{"v":1}'))
+    monkeypatch.undo()
+    assert asyncio.run(store.load("u1")) == '{"v":1}', "renamed, durable or not"
+
+
+def test_a_compare_and_swap_that_finds_its_own_unsynced_record_syncs_it_before_answering(tmp_path, monkeypatch):
+    """A save whose directory fsync failed left its record renamed into
+    place; freshtoken saves it again with the version it had, finds the
+    stored record moved on to exactly the one it saves (a conflict), and
+    takes it as saved: the store makes the rename durable before that
+    answer, or fails again."""
+    store = FileTokenStore(tmp_path / "tokens")
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    fsyncs.failing = errno.EIO
+    with pytest.raises(HostError.Failed):
+        asyncio.run(store.save_versioned("u1", '{"v":1}', None))
+    assert asyncio.run(store.load("u1")) == '{"v":1}', "renamed, not durable"
+    with pytest.raises(HostError.Failed):
+        asyncio.run(store.save_versioned("u1", '{"v":1}', None))  # still failing: not a conflict
+    fsyncs.failing = None
+    assert asyncio.run(store.save_versioned("u1", '{"v":1}', None)) == freshtoken.CasResult.CONFLICT()
+    assert fsyncs.synced == 1, "the rename made durable"
+    # Another record is a conflict as before, with nothing to sync.
+    assert asyncio.run(store.save_versioned("u1", '{"v":2}', None)) == freshtoken.CasResult.CONFLICT()
+    assert fsyncs.synced == 1
+
+
+def test_a_rotation_whose_directory_fsync_fails_is_a_storage_error_and_saved_durably_later(emu, tmp_path, monkeypatch):
+    """End to end: the rotated record's directory fsync fails, the caller gets
+    a StorageError, the record stays in memory, and save_unsaved() saves it
+    again (a compare-and-swap that finds it renamed already) durably."""
+    client, _ = make_sync_client(emu)
+    store = FileTokenStore(tmp_path / "tokens")
+    session, family = seeded_sync(emu, client, store)
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    real_replace = os.replace
+
+    def replace(source, target):
+        with open(source, encoding="utf-8") as file:
+            if not json.loads(file.read()).get("in_doubt"):  # the rotated record, not the write-ahead marker
+                fsyncs.failing = errno.EIO
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(FreshTokenError.Storage):
+        session.access_token()
+    assert emu.refresh_requests() == 1
+    rotated = json.loads(open(store.path("u1"), encoding="utf-8").read())
+    differ(rotated["refresh_token"], family["refresh_token"], "renamed into place, not durable")
+    assert session.status().unpersisted is True
+
+    fsyncs.failing = None
+    synced = fsyncs.synced
+    client.save_unsaved(timeout=30)
+    assert fsyncs.synced > synced, "the retry made the rename durable"
+    assert session.status().unpersisted is False
+    same(json.loads(open(store.path("u1"), encoding="utf-8").read())["refresh_token"], rotated["refresh_token"],
+         "the rotated record is stored")
+    assert emu.refresh_token_state(rotated["refresh_token"]) == "active"
+    assert emu.refresh_requests() == 1

@@ -9,7 +9,9 @@ import java.nio.charset.CodingErrorAction
 import java.nio.channels.FileChannel
 import java.nio.channels.FileLock
 import java.nio.channels.OverlappingFileLockException
+import java.nio.file.AccessDeniedException
 import java.nio.file.AtomicMoveNotSupportedException
+import java.nio.file.FileSystemException
 import java.nio.file.Files
 import java.nio.file.LinkOption
 import java.nio.file.NoSuchFileException
@@ -98,7 +100,9 @@ open class MemoryTokenStore : TokenStoreBase() {
  * temporary file `.<name>.json.tmp` (one fixed name per record file: every
  * save holds the record's write lock, so one writer at a time uses it),
  * forces it to disk, renames it over the old one atomically and forces the
- * directory, so a crash leaves either the old record or the new one.
+ * directory, so a crash leaves either the old record or the new one. A
+ * failed force fails the save (a directory's only where the platform can
+ * force one at all): freshtoken keeps the record and saves it again.
  *
  * File names ([fileName]) use only lowercase letters, digits and dots, so
  * two keys never share a file on a case-insensitive file system (macOS,
@@ -189,12 +193,18 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
 
     override suspend fun saveVersioned(key: String, record: String, expected: String?): CasResult =
         withContext(io) {
+            val bytes = record.toByteArray(Charsets.UTF_8)
             writing(key) {
-                if (readRecordBytes(key)?.let { version(it) } != expected) {
+                val current = readRecordBytes(key)
+                if (current?.let { version(it) } != expected) {
+                    // Exactly this record: an earlier save of it renamed it, and failed at
+                    // forcing the directory (or timed out). freshtoken takes such a
+                    // conflict as saved: make the rename durable first.
+                    if (current != null && current.contentEquals(bytes)) forceSaved()
                     CasResult.Conflict
                 } else {
                     writeRecord(key, record)
-                    CasResult.Saved(version(record.toByteArray(Charsets.UTF_8)))
+                    CasResult.Saved(version(bytes))
                 }
             }
         }
@@ -217,8 +227,9 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * holding its write lock (`<name>.write.lock`, which every save of every
      * process takes, so none is writing one meanwhile; a save in progress is
      * waited for), a whole `.<name>.json.tmp` (one JSON object, as the core
-     * reads it) is renamed over the record file and one that is not whole
-     * (a write cut off) is removed; then the directory is forced.
+     * reads it) is forced to disk (a save killed before its own force left it
+     * in the page cache only) and renamed over the record file, and one that
+     * is not whole (a write cut off) is removed; then the directory is forced.
      *
      * Earlier versions (and the Python store before the same change) wrote
      * `.<name>.json.<uuid>.tmp`. Those are still recovered, under the same
@@ -282,7 +293,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
                 holdingWriteLock(real.resolve(lockName(target, write = true))) { recovery.finish(target, temps) }
             }
         }
-        if (recovery.completed > 0) forceDirectory()
+        if (recovery.completed > 0) recovery.attempt("cannot make the finished saves durable") { forceDirectory() }
         recovery.failure?.let { throw it }
         return RecoverResult(recovery.completed, recovery.removed)
     }
@@ -341,8 +352,13 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             }
             if (done != null) {
                 attempt("cannot finish an interrupted save") {
-                    replace(done, targetPath)
-                    completed++
+                    // A save killed before its force leaves a whole record in the page cache
+                    // only: renamed as it is, a power loss could leave the record file empty.
+                    // Left in place when that fails.
+                    if (forceFile(done)) {
+                        replace(done, targetPath)
+                        completed++
+                    }
                 }
             }
             for ((path, _) in present) {
@@ -356,9 +372,10 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
 
     /**
      * Whether `file` holds a whole record: one JSON object, as the core's
-     * JSON reader finds it (a write cut off, or never forced to disk, is not
-     * one). Not checked as UTF-8: a damaged byte does not make a save
-     * incomplete ([load] refuses that file later).
+     * JSON reader finds it (a write cut off is not one; a whole one never
+     * forced to disk reads back whole all the same, so [recover] forces it
+     * before its rename). Not checked as UTF-8: a damaged byte does not make
+     * a save incomplete ([load] refuses that file later).
      */
     private fun isWholeRecord(file: Path): Boolean {
         val bytes = read(file) ?: return false
@@ -412,8 +429,10 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     /** The bytes of `key`'s file (today's name, else the earlier one), or null. */
     private fun readRecordBytes(key: String): ByteArray? {
         val file = fileFor(key)
-        // A save that moved the record meanwhile removed the old file: read the new one again.
-        return read(file) ?: legacyFile(key)?.let { read(it) ?: read(file) }
+        // Today's name again when the earlier one gives nothing: a save (this process's or
+        // another's) may have moved the record since the first read, and it writes today's
+        // file before it removes the old one and its listed name.
+        return read(file) ?: (legacyFile(key)?.let { read(it) } ?: read(file))
     }
 
     /**
@@ -438,14 +457,14 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             FileChannel.open(temp, createOptions, *ownerOnly()).use { channel ->
                 val buffer = ByteBuffer.wrap(record.toByteArray(Charsets.UTF_8))
                 while (buffer.hasRemaining()) channel.write(buffer)
-                channel.force(true)
+                forceTo(channel, temp)
             }
             replace(temp, target)
-            forceDirectory()
         } catch (e: IOException) {
             runCatching { Files.deleteIfExists(temp) }
             throw HostException.Failed("cannot write the record file (${e.javaClass.simpleName})")
         }
+        forceSaved()
         // The record is durable under its new name: the old file is stale.
         val names = leftovers?.records
         val old = legacyFileName(key)
@@ -533,12 +552,49 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         }
     }
 
-    /** Makes the rename durable (POSIX); some platforms cannot open a directory. */
+    /**
+     * Forces `channel`, open on `file` (a temporary file, or [dir]), to disk.
+     * A test hook: tests watch it, or make it fail as a failing disk would.
+     */
+    internal var forceTo: (FileChannel, Path) -> Unit = { channel, _ -> channel.force(true) }
+
+    /** Forces the regular file `file` to disk (never through a link); false if it is gone. */
+    private fun forceFile(file: Path): Boolean {
+        // Writable: Windows forces no file opened for reading only.
+        val channel = try {
+            FileChannel.open(file, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS)
+        } catch (_: NoSuchFileException) {
+            return false
+        }
+        channel.use { forceTo(it, file) }
+        return true
+    }
+
+    /**
+     * Forces [dir], making the renames (and removals) in it durable. Throws
+     * IOException when that fails, unless the platform cannot do it at all
+     * (see [cannotForceDirectory]).
+     */
     private fun forceDirectory() {
         try {
-            FileChannel.open(dir, StandardOpenOption.READ).use { it.force(true) }
-        } catch (_: IOException) {
+            FileChannel.open(dir, StandardOpenOption.READ).use { forceTo(it, dir) }
         } catch (_: UnsupportedOperationException) {
+            // A file system without file channels: nothing to force.
+        } catch (e: IOException) {
+            if (!cannotForceDirectory(e)) throw e
+        }
+    }
+
+    /**
+     * [forceDirectory] after a save's rename: a failure fails the save, as
+     * the rename may not outlive a crash, and the old record, whose refresh
+     * token is spent, come back. freshtoken keeps the record and saves it again.
+     */
+    private fun forceSaved() {
+        try {
+            forceDirectory()
+        } catch (e: IOException) {
+            throw HostException.Failed("cannot make the record file durable (${e.javaClass.simpleName})")
         }
     }
 
@@ -559,6 +615,38 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         private val lockOptions = setOf(
             StandardOpenOption.CREATE,
             StandardOpenOption.WRITE,
+        )
+
+        /**
+         * The errors of opening or forcing a directory that mean the platform
+         * cannot do it at all, never that this write failed (the Python and
+         * JavaScript stores judge them by errno): [AccessDeniedException]
+         * (Windows opens no directory as a file, and POSIX none without read
+         * permission, which can never be forced), and the C library's text
+         * (all Java reports of the errno) of EISDIR, EINVAL, ENOTSUP and
+         * EOPNOTSUPP, EPERM, EACCES, EBADF (file systems that refuse a
+         * directory's fsync, or fsync only writable descriptors, which a
+         * directory never is) and ENOTTY (macOS's F_FULLFSYNC where a file
+         * system has none), as glibc, musl, bionic (Android) and macOS word
+         * them. Anything else (EIO, ENOSPC, EROFS from a file system
+         * remounted read-only after an error) means the rename may not be on
+         * disk. A C library answering in another language makes these
+         * failures too: a save then fails rather than pass unforced.
+         */
+        private fun cannotForceDirectory(e: IOException): Boolean =
+            e is AccessDeniedException || (if (e is FileSystemException) e.reason else e.message) in NO_DIRECTORY_FORCE
+
+        private val NO_DIRECTORY_FORCE = setOf(
+            "Is a directory",
+            "Invalid argument",
+            "Operation not supported",
+            "Operation not supported on socket",
+            "Operation not supported on transport endpoint",
+            "Not supported",
+            "Operation not permitted",
+            "Permission denied",
+            "Bad file descriptor",
+            "Inappropriate ioctl for device",
         )
 
         /** The monitors this JVM's writers wait on, by lock file (striped). */
@@ -706,10 +794,19 @@ data class RecoverResult(
  * locks are. An exclusive [FileLock], taken without waiting; given back by
  * [end], by its TTL, or by the OS when the process dies.
  */
-private object FileLeases {
+internal object FileLeases {
     private class Lease(val owner: String, val channel: FileChannel, val lock: FileLock) {
         var expiry: ScheduledFuture<*>? = null
+
+        /** Counts the TTLs set: a timer ends the lease only if its TTL is the last one. */
+        var generation = 0L
     }
+
+    /**
+     * Test hook: runs on the timer thread when a TTL ends, given the call that
+     * ends it (a test holds a timer that fired while the lease is renewed).
+     */
+    @Volatile internal var onExpiry: ((end: () -> Unit) -> Unit)? = null
 
     private val held = HashMap<String, Lease>()
 
@@ -759,15 +856,32 @@ private object FileLeases {
         synchronized(held) { held[path]?.takeIf { it.owner == owner } }?.let { giveBack(path, it) }
     }
 
+    /**
+     * (Re)starts the TTL (call holding `held`'s lock). `cancel` cannot stop a
+     * timer whose task already started (it may be waiting for that lock): the
+     * new generation tells [giveBack] that its TTL was renewed, or the renewed
+     * lease would be given back.
+     */
     private fun expireIn(path: String, lease: Lease, ttlMs: Long) {
         lease.expiry?.cancel(false)
-        lease.expiry = timer.schedule({ giveBack(path, lease) }, ttlMs.coerceAtLeast(0), TimeUnit.MILLISECONDS)
+        val generation = ++lease.generation
+        val end = { giveBack(path, lease, generation) }
+        lease.expiry = timer.schedule({
+            val hook = onExpiry
+            if (hook == null) end() else hook(end)
+        }, ttlMs.coerceAtLeast(0), TimeUnit.MILLISECONDS)
     }
 
-    /** Ends `lease` if it is still the one held on `path`. */
-    private fun giveBack(path: String, lease: Lease) {
+    /**
+     * Ends `lease` if it is still the one held on `path`: by its release (no
+     * `generation`), or by its TTL (the `generation` it was set in), unless
+     * the lease was renewed since.
+     */
+    private fun giveBack(path: String, lease: Lease, generation: Long? = null) {
         synchronized(held) {
             if (held[path] !== lease) return
+            // A timer that fired as its owner renewed the lease: the new TTL stands.
+            if (generation != null && generation != lease.generation) return
             held.remove(path)
             lease.expiry?.cancel(false)
             runCatching { lease.lock.release() }

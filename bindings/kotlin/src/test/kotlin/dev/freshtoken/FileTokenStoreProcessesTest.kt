@@ -5,8 +5,10 @@ import dev.freshtoken.support.Json
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.childJvm
 import dev.freshtoken.support.same
+import java.io.File
 import java.nio.file.Files
 import java.nio.file.Path
+import java.util.concurrent.CountDownLatch
 import java.util.concurrent.ExecutionException
 import java.util.concurrent.TimeUnit
 import org.junit.AfterClass
@@ -153,6 +155,58 @@ class FileTokenStoreProcessesTest {
         aliased.release("u1", "a")
         assertTrue(plain.acquire("u1", "b", 60_000))
         plain.release("u1", "b")
+    }
+
+    /**
+     * `ScheduledFuture.cancel` cannot stop a task that has started: the lease's
+     * TTL timer fires and waits for the lease table's lock while its owner
+     * renews the lease (true). Given back then, the lease would go to another
+     * process while this one, told it holds it for the new TTL, refreshes: two
+     * processes sending one single-use refresh token. The fired timer is held
+     * (FileLeases.onExpiry) until the renewal is done (no timing).
+     */
+    @Test fun `a TTL timer that fired as its owner renewed the lease leaves it held`() = blocking {
+        val store = FileTokenStore(tmp.newFolder("tokens").toPath())
+        val fired = CountDownLatch(1)
+        val gate = CountDownLatch(1)
+        val ended = CountDownLatch(1)
+        FileLeases.onExpiry = { end ->
+            fired.countDown()
+            gate.await()
+            end()
+            ended.countDown()
+        }
+        try {
+            assertTrue(store.acquire("u1", "me", 0))
+            assertTrue("its TTL timer fired at once", fired.await(30, TimeUnit.SECONDS))
+            assertTrue("the owner renews the lease meanwhile", store.acquire("u1", "me", 60_000))
+        } finally {
+            gate.countDown()
+        }
+        try {
+            assertTrue("the fired timer's call ended", ended.await(30, TimeUnit.SECONDS))
+        } finally {
+            FileLeases.onExpiry = null
+        }
+        try {
+            assertFalse("refused to another owner: held for the new TTL", store.acquire("u1", "another", 60_000))
+            if (File("/proc/locks").exists()) {
+                assertTrue("this process's lock on the lease file stands", lockedByThisProcess(store.lockFileFor("u1")))
+            }
+        } finally {
+            store.release("u1", "me")
+        }
+        assertTrue("given back by its release", store.acquire("u1", "another", 60_000))
+        store.release("u1", "another")
+    }
+
+    /** Whether Linux's lock table shows a lock this process holds on `file`. */
+    private fun lockedByThisProcess(file: Path): Boolean {
+        val inode = Files.getAttribute(file, "unix:ino").toString()
+        val pid = ProcessHandle.current().pid().toString()
+        // "<n>: POSIX ADVISORY WRITE <pid> <major:minor:inode> <start> <end>"; a waiter has "->" after "<n>:".
+        return File("/proc/locks").readLines().map { it.trim().split(Regex("\\s+")) }
+            .any { it.getOrNull(1) != "->" && it.getOrNull(4) == pid && it.getOrNull(5)?.substringAfterLast(':') == inode }
     }
 
     /**

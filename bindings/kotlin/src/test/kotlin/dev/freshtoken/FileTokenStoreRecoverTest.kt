@@ -10,6 +10,7 @@ import dev.freshtoken.support.same
 import dev.freshtoken.support.tempFile
 import dev.freshtoken.support.writeForced
 import java.io.File
+import java.io.IOException
 import java.nio.file.Files
 import java.nio.file.LinkOption
 import java.nio.file.Path
@@ -80,6 +81,51 @@ class FileTokenStoreRecoverTest {
         }
         assertEquals("no temporary file left", emptySet<String>(), temps(store.dir))
         assertEquals("nothing left to do", RecoverResult(0, 0), store.recoverBlocking())
+    }
+
+    @Test fun `recover forces a killed save's temporary file to disk before renaming it`() = blocking {
+        // A save killed between its write and its force leaves a whole record in the page
+        // cache only: renamed as it is, a power loss could leave the record file empty.
+        // (The forces are watched, not faked: what reached the disk cannot be seen from here.)
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        val temp = killedSave(store.dir, "u1", """{"v":2}""", base + 1000)
+        val forces = mutableListOf<String>()
+        store.forceTo = { channel, file ->
+            val record = String(Files.readAllBytes(store.fileFor("u1")))
+            forces += "${file.fileName}: the record file holds $record"
+            channel.force(true)
+        }
+        assertEquals(RecoverResult(completed = 1, removed = 0), store.recover())
+        assertEquals(
+            listOf("${temp.fileName}: the record file holds {\"v\":1}", "tokens: the record file holds {\"v\":2}"),
+            forces,
+        )
+        assertEquals("""{"v":2}""", store.load("u1"))
+    }
+
+    @Test fun `a killed save's temporary file that cannot be forced is left for a later recover`() = blocking {
+        // Its force failing (injected: a failing disk cannot be made real), the
+        // temporary file is neither renamed nor removed, and the failure is thrown.
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", """{"v":1}""")
+        val temp = killedSave(store.dir, "u1", """{"v":2}""", base + 1000)
+        store.forceTo = { channel, file ->
+            if (file == temp) throw IOException("Input/output error")
+            channel.force(true)
+        }
+        val failure = try {
+            store.recover()
+            null
+        } catch (e: HostException.Failed) {
+            e
+        }
+        assertEquals("cannot finish an interrupted save (IOException)", failure?.detail)
+        assertEquals("""{"v":1}""", store.load("u1"))
+        assertTrue("left for a later recover()", Files.exists(temp))
+        store.forceTo = { channel, _ -> channel.force(true) }
+        assertEquals(RecoverResult(completed = 1, removed = 0), store.recover())
+        assertEquals("""{"v":2}""", store.load("u1"))
     }
 
     @Test fun `a save after a killed one replaces its temporary file, so recover never brings the spent refresh token back`() = blocking {

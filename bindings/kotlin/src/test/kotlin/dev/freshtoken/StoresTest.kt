@@ -7,7 +7,9 @@ import dev.freshtoken.support.blocking
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.recordFiles
 import dev.freshtoken.support.same
+import java.io.IOException
 import java.nio.file.Files
+import java.nio.file.Path
 import java.nio.file.attribute.PosixFilePermissions
 import java.security.MessageDigest
 import org.junit.AfterClass
@@ -204,6 +206,75 @@ class StoresTest {
         TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret")).use { client ->
             expectError<FreshTokenException.Storage> { client.session("u", store).accessToken() }
         }
+    }
+
+    /**
+     * Makes `store`'s forces of its directory fail with an IOException saying
+     * `failing()` (null: the real force runs), as a failing disk would: that
+     * cannot be made real in a test. Returns a counter of the real ones.
+     */
+    private fun failDirectoryForces(store: FileTokenStore, failing: () -> String?): () -> Int {
+        var forced = 0
+        store.forceTo = { channel, file: Path ->
+            if (file == store.dir) {
+                failing()?.let { throw IOException(it) }
+                forced++
+            }
+            channel.force(true)
+        }
+        return { forced }
+    }
+
+    private suspend fun saveFails(save: suspend () -> Unit): HostException.Failed = try {
+        save()
+        throw AssertionError("saved")
+    } catch (e: HostException.Failed) {
+        e
+    }
+
+    @Test fun `a failed force of the directory fails the save, and one the file system cannot do does not`() = blocking {
+        // After the rename, a force that fails (EIO, ENOSPC) means the rename may not
+        // outlive a crash, and the old record, whose refresh token is spent, come back:
+        // the save fails (freshtoken keeps the record and saves it again). Java reports
+        // the errno as its C library's text.
+        val store = FileTokenStore(tmp.root.toPath().resolve("secret-user-tokens"))
+        var failing: String? = null
+        val forced = failDirectoryForces(store) { failing }
+        for (reason in listOf("Input/output error", "No space left on device")) {
+            failing = reason
+            val e = saveFails { store.save("u1", """{"v":1}""") }
+            assertEquals("cannot make the record file durable (IOException)", e.detail)
+            assertFalse(e.detail, e.detail.contains("secret-user"))
+            saveFails { store.saveVersioned("u-$reason", """{"v":1}""", null) }
+        }
+        // A file system that cannot force a directory at all: nothing to wait for.
+        for (reason in listOf("Invalid argument", "Operation not supported", "Bad file descriptor")) {
+            failing = reason
+            store.save("u1", """{"v":"$reason"}""")
+            assertEquals("""{"v":"$reason"}""", store.load("u1"))
+        }
+        failing = null
+        store.save("u1", """{"v":"forced"}""")
+        assertEquals(1, forced())
+    }
+
+    @Test fun `a compare-and-swap that finds its own unforced record forces the directory before answering`() = blocking {
+        // A save whose directory force failed left its record renamed into place;
+        // freshtoken saves it again with the version it had, finds the stored record
+        // moved on to exactly the one it saves (a conflict) and takes it as saved:
+        // the store makes the rename durable before that answer, or fails again.
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        var failing: String? = "Input/output error"
+        val forced = failDirectoryForces(store) { failing }
+        saveFails { store.saveVersioned("u1", """{"v":1}""", null) }
+        assertEquals("renamed, not durable", """{"v":1}""", store.load("u1"))
+        saveFails { store.saveVersioned("u1", """{"v":1}""", null) } // still failing: not a conflict
+        failing = null
+        assertEquals(CasResult.Conflict, store.saveVersioned("u1", """{"v":1}""", null))
+        assertEquals("the rename made durable", 1, forced())
+        // Another record is a conflict as before, with nothing to force.
+        assertEquals(CasResult.Conflict, store.saveVersioned("u1", """{"v":2}""", null))
+        assertEquals(1, forced())
     }
 
     private suspend fun loadFails(store: FileTokenStore, key: String): HostException.Failed = try {

@@ -118,6 +118,7 @@ pub use secret::Secret;
 pub use session::{CachedToken, Seed, SessionStatus, UserSession};
 pub use spawn::Spawn;
 pub use store::{
-    CasOutcome, Record, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES, RECORD_SCHEMA_V1,
+    is_whole_json_object, CasOutcome, Record, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES,
+    MAX_STORED_BYTES, RECORD_SCHEMA_V1,
 };
 pub use tokens::{AccessToken, TokenInfo};

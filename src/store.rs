@@ -158,16 +158,23 @@ pub const RECORD_SCHEMA_V1: &str = "freshtoken.record/1";
 /// freshtoken and is refused without being parsed.
 pub const MAX_RECORD_BYTES: usize = 4 * crate::MAX_RESPONSE_BYTES;
 
-/// Whether `bytes` are one whole JSON object no longer than any text the
-/// core stores (a record, or an `EncryptedStore` envelope around one), read
-/// as UTF-8 with a damaged byte replaced: how a file store tells a
-/// temporary file that a killed save wrote in full from one cut off. Not
+/// Largest text the core stores (bytes): a record, or an `EncryptedStore`
+/// envelope around the largest one. A file store reads no more of a file.
+pub const MAX_STORED_BYTES: usize = if crate::encrypted_store::MAX_ENVELOPE_BYTES > MAX_RECORD_BYTES
+{
+    crate::encrypted_store::MAX_ENVELOPE_BYTES
+} else {
+    MAX_RECORD_BYTES
+};
+
+/// Whether `bytes` are one whole JSON object no longer than
+/// [`MAX_STORED_BYTES`], read as UTF-8 with a damaged byte replaced: how a
+/// file store tells a temporary file that a killed save wrote in full from
+/// one cut off (the bindings' stores and the command-line tool ask it). Not
 /// whether freshtoken can read it as a record: its load says that.
-#[cfg_attr(not(feature = "ffi"), allow(dead_code))]
-pub(crate) fn is_whole_json_object(bytes: &[u8]) -> bool {
-    let cap = crate::encrypted_store::MAX_ENVELOPE_BYTES.max(MAX_RECORD_BYTES);
+pub fn is_whole_json_object(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(bytes);
-    json_text::from_slice::<serde::de::IgnoredAny>(text.as_bytes(), cap).is_ok()
+    json_text::from_slice::<serde::de::IgnoredAny>(text.as_bytes(), MAX_STORED_BYTES).is_ok()
 }
 
 /// `freshtoken.record/1` as written: the members in this order, absent

@@ -59,7 +59,9 @@ Two steps, for scripts:
       reads the redirect URL (or the bare code, then pass --state) from standard input,
       checks the state, exchanges the code and stores the session; link.json is removed
 One step, for people: give --key (and --store) without a code source: the URL
-is printed and the redirect URL is read from standard input.
+is printed and the redirect URL is read from standard input. With --state-file
+too, the link is also kept there (to finish later if this run ends first) and
+finished from it as with --code-stdin.
 The code may also come from FRESHTOKEN_CODE (--code-env). It is never an argument.
 
 Exit status: as for every command (see `freshtoken --help`); 13 when the state does not match.";

@@ -13,14 +13,22 @@
 //! saves compare-and-swap on the SHA-256 of the record text, their version:
 //! a re-link another process saves during a command's refresh is kept, and
 //! the command's save ends in a conflict instead of overwriting it.
+//!
+//! A save killed between its temporary file's fsync and its rename leaves
+//! the rotated record only in that file, and the record file with the
+//! refresh token the refresh spent. Before a command loads a record it
+//! finishes such a save of its key ([`FileStore::recover`]), as the other
+//! stores' `recover()` does at their start.
 
 use crate::key_locks::{lock_exclusive, private_options, HeldLock};
-use freshtoken::{async_trait, CasOutcome, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES};
+use freshtoken::{
+    async_trait, CasOutcome, StoreError, TokenStore, Versioned, MAX_RECORD_BYTES, MAX_STORED_BYTES,
+};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Longest wait for another process's write (which holds the write lock
 /// for one read and one write): past it the writer is stalled, and the save
@@ -30,6 +38,13 @@ pub const WRITE_LOCK_WAIT: Duration = Duration::from_secs(4);
 
 /// Longest hex stem used as is (keys up to 60 UTF-8 bytes); longer keys are hashed.
 const MAX_HEX: usize = 120;
+
+/// How long the writer of a temporary file of the npm layout may still be
+/// writing it: the npm `FileStore`'s `recover()` default. That store takes
+/// no lock, and the pids in its names cannot be checked from here (its
+/// tag is of Node's host and pid namespace), so a younger one is left
+/// alone, as that store leaves one whose pid it cannot check.
+const LIVE_WRITE_AGE: Duration = Duration::from_secs(60);
 
 /// Records as files in one directory.
 #[derive(Clone, Debug)]
@@ -145,6 +160,321 @@ impl FileStore {
         create_private_dir(&self.dir)?;
         let path = self.dir.join(format!("{}.write.lock", Self::stem(key)));
         lock_exclusive(&path, WRITE_LOCK_WAIT).await
+    }
+
+    /// Finishes the save of `key` a killed process left half done, so that
+    /// the record loaded next holds the newest refresh token, not the one
+    /// that save's refresh spent (sent again, the server revokes the
+    /// grant). Call it holding the key's lock, before the first load; an
+    /// error means nothing may be sent.
+    ///
+    /// With temporary files of the key present it holds the key's write
+    /// lock, which every save of the command and of the Python and Kotlin
+    /// stores holds while its temporary file exists: those found then are
+    /// killed saves' (see [`FileStore::recover_locked`]). With none, it
+    /// takes no lock, so a stalled writer does not hold up a fresh token.
+    pub async fn recover(&self, key: &str) -> io::Result<()> {
+        if self.temps(key)?.is_empty() {
+            return Ok(());
+        }
+        let _writing = self.write_lock(key).await?;
+        self.recover_locked(key, SystemTime::now())
+    }
+
+    /// [`FileStore::recover`]'s work, holding the key's write lock, at
+    /// `now`: what each store's `recover()` does with its own temporary
+    /// files, the Python and Kotlin stores' first, then the npm store's
+    /// (whose save removes theirs first, so a file of its is newer than one
+    /// of theirs it lies beside).
+    ///
+    /// Theirs (their `recover()`): a `.<name>.json.tmp` was written after
+    /// the record's last save, as every save removes it first, so no time
+    /// is compared: whole (one JSON object), it is fsynced and renamed over
+    /// the record; cut off, removed. Their earlier versions'
+    /// `.<name>.json.<UUID>.tmp` are older still then, and removed; alone,
+    /// the newest whole one at least as new as the record file
+    /// (modification time) is finished and the others removed.
+    ///
+    /// The npm store's and this command's `<name>.json.<pid>.<12 hex>.tmp`
+    /// (the npm store's `recover()`): the newest whole one at least as new
+    /// as the record file is fsynced and renamed over it, whoever wrote it
+    /// (a save of this command's holds the write lock; a live npm writer
+    /// would rename that very file); the others are removed unless their
+    /// writer may still be writing them ([`LIVE_WRITE_AGE`]). Like that
+    /// store's, this rule trusts modification times: where they are coarse
+    /// (1-2 s) or the clock stepped back, a killed save can look as new as
+    /// a later one.
+    ///
+    /// A record file that is not a regular file (a symbolic link, which a
+    /// rename would replace) is left as it is, and everything beside it:
+    /// its load refuses it. So is a temporary name that is not a regular
+    /// file (no save's). Then the directory is fsynced.
+    fn recover_locked(&self, key: &str, now: SystemTime) -> io::Result<()> {
+        let record = self.path_for(key);
+        match fs::symlink_metadata(&record) {
+            Ok(found) if !found.is_file() => return Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        // Listed again under the lock: a save may have ended meanwhile.
+        let (theirs, npm): (Vec<Temp>, Vec<Temp>) = self
+            .temps(key)?
+            .into_iter()
+            .partition(|t| t.kind != TempKind::Npm);
+        let mut changed = false;
+
+        let (fixed, earlier): (Vec<Temp>, Vec<Temp>) =
+            theirs.into_iter().partition(|t| t.kind == TempKind::Fixed);
+        let (finish, leftovers) = match fixed.into_iter().next() {
+            Some(fixed) if is_whole_record(&fixed.path)? => (Some(fixed), earlier),
+            Some(fixed) => (None, std::iter::once(fixed).chain(earlier).collect()),
+            None => newest_whole(earlier, modified(&record)?)?,
+        };
+        if let Some(temp) = finish {
+            changed |= finish_save(&temp.path, &record)?;
+        }
+        for temp in leftovers {
+            changed |= remove(&temp.path)?;
+        }
+
+        let (finish, leftovers) = newest_whole(npm, modified(&record)?)?;
+        if let Some(temp) = finish {
+            changed |= finish_save(&temp.path, &record)?;
+        }
+        let live_since = now
+            .checked_sub(LIVE_WRITE_AGE)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        for temp in leftovers.into_iter().filter(|t| t.modified <= live_since) {
+            changed |= remove(&temp.path)?;
+        }
+
+        if changed {
+            sync_directory(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The temporary files of `key`'s record file that are regular files,
+    /// of every store's names (none if the directory does not exist).
+    fn temps(&self, key: &str) -> io::Result<Vec<Temp>> {
+        let dir = if self.dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            self.dir.as_path()
+        };
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let record_name = format!("{}.json", Self::stem(key));
+        let mut temps = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            let Some(kind) = name.to_str().and_then(|n| temp_kind(n, &record_name)) else {
+                continue;
+            };
+            let path = self.dir.join(&name);
+            let found = match fs::symlink_metadata(&path) {
+                Ok(found) => found,
+                // Renamed by its writer, or finished, since the listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if found.is_file() {
+                temps.push(Temp {
+                    path,
+                    kind,
+                    modified: found.modified()?,
+                });
+            }
+        }
+        Ok(temps)
+    }
+}
+
+/// Whose temporary file a name is, by the store that writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TempKind {
+    /// `.<name>.json.tmp`: the Python and Kotlin stores' (one name per
+    /// record file; written holding the key's write lock).
+    Fixed,
+    /// `.<name>.json.<UUID>.tmp`: their earlier versions'.
+    Earlier,
+    /// `<name>.json.<pid>.<12 hex>.tmp`: the npm store's and this command's.
+    Npm,
+}
+
+/// A temporary file beside a record file.
+#[derive(Debug)]
+struct Temp {
+    path: PathBuf,
+    kind: TempKind,
+    modified: SystemTime,
+}
+
+/// Which temporary file of the record file `record_name` the directory
+/// entry `name` is, if one (lowercase hex only, as every store writes).
+fn temp_kind(name: &str, record_name: &str) -> Option<TempKind> {
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if let Some(rest) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_prefix(record_name))
+    {
+        if rest == ".tmp" {
+            return Some(TempKind::Fixed);
+        }
+        let uuid: Vec<&str> = rest
+            .strip_prefix('.')?
+            .strip_suffix(".tmp")?
+            .split('-')
+            .collect();
+        let uuid_shape =
+            uuid.len() == 5 && uuid.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| hex(p, n));
+        return uuid_shape.then_some(TempKind::Earlier);
+    }
+    let rest = name
+        .strip_prefix(record_name)?
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?;
+    let (pid, random) = rest.split_once('.')?;
+    let pid_shape = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    (pid_shape && hex(random, 12)).then_some(TempKind::Npm)
+}
+
+/// The newest whole file of `temps` at least as new as the record file
+/// (modified at `current`; `None`: there is none), and the others.
+fn newest_whole(
+    mut temps: Vec<Temp>,
+    current: Option<SystemTime>,
+) -> io::Result<(Option<Temp>, Vec<Temp>)> {
+    temps.sort_by_key(|t| std::cmp::Reverse(t.modified));
+    let mut finish = None;
+    for (i, temp) in temps.iter().enumerate() {
+        // Newest first: past the first one older than the record, all are.
+        if current.is_some_and(|current| temp.modified < current) {
+            break;
+        }
+        if is_whole_record(&temp.path)? {
+            finish = Some(i);
+            break;
+        }
+    }
+    Ok(match finish {
+        Some(i) => {
+            let temp = temps.remove(i);
+            (Some(temp), temps)
+        }
+        None => (None, temps),
+    })
+}
+
+/// When the file at `path` was last modified (through a link, as the
+/// other stores read the record's), `None` if there is none.
+fn modified(path: &Path) -> io::Result<Option<SystemTime>> {
+    match fs::metadata(path) {
+        Ok(found) => found.modified().map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the temporary file at `path` holds a whole record: one JSON
+/// object, as the core's check that the other stores' `recover()` asks
+/// (read leniently: a damaged byte does not make a write cut off; its load
+/// refuses it later). A file that is gone holds none.
+fn is_whole_record(path: &Path) -> io::Result<bool> {
+    let Some(bytes) = read_capped_bytes(path, MAX_STORED_BYTES, Kind::RegularOnly)? else {
+        return Ok(false);
+    };
+    Ok(freshtoken::is_whole_json_object(&bytes))
+}
+
+/// Finishes the save whose temporary file is `temp`: fsynced (its writer
+/// may have been killed before its own fsync; renamed as it is, a power
+/// loss could leave the record file empty), then renamed over `record`.
+/// `false` if it is gone (its writer renamed it after all).
+fn finish_save(temp: &Path, record: &Path) -> io::Result<bool> {
+    let mut options = fs::OpenOptions::new();
+    // Writable: some platforms fsync only what is open for writing.
+    options.read(true).write(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32);
+    }
+    let file = match options.open(temp) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Ok(false);
+    }
+    file.sync_all()?;
+    drop(file);
+    match fs::rename(temp, record) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the file at `path`; `false` if it was gone.
+fn remove(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// fsyncs the directory `dir`, making the renames and removals in it
+/// durable. Where the platform cannot (Windows opens no directory; some
+/// file systems refuse a directory's fsync, or fsync only writable
+/// descriptors) there is nothing more to do, as the other stores judge;
+/// any other failure (EIO, ENOSPC) is an error: a rename may not outlive a
+/// crash, and the spent refresh token come back.
+fn sync_directory(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match File::open(dir).and_then(|dir| dir.sync_all()) {
+        Err(e) if !cannot_sync_directories(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `e`, from opening or fsyncing a directory, says the platform
+/// cannot, never that this fsync failed (the Python and Kotlin stores'
+/// list; ENOTTY is macOS's `F_FULLFSYNC` where a file system has none).
+fn cannot_sync_directories(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        use rustix::io::Errno;
+        Errno::from_io_error(e).is_some_and(|errno| {
+            [
+                Errno::ACCESS,
+                Errno::PERM,
+                Errno::ISDIR,
+                Errno::INVAL,
+                Errno::BADF,
+                Errno::NOTSUP,
+                Errno::OPNOTSUPP,
+                Errno::NOTTY,
+            ]
+            .contains(&errno)
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        true
     }
 }
 
@@ -330,13 +660,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    // Makes the rename durable; not possible on every platform.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
+    // Makes the rename durable. Where the platform cannot, nothing more is
+    // to be done; any other failure (EIO, ENOSPC) fails the write, as the
+    // rename may not outlive a crash (and the old record, whose refresh
+    // token is spent, come back).
+    sync_directory(path.parent().unwrap_or(Path::new("")))
 }
 
 #[cfg(test)]
@@ -487,6 +815,109 @@ mod tests {
         fs::create_dir(&leftover).unwrap();
         runtime.block_on(store.write("u", "{\"a\":3}")).unwrap();
         assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":3}"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn temporary_files_are_told_apart_by_the_store_that_writes_them() {
+        let kind = |name| temp_kind(name, "x.75.json");
+        assert_eq!(kind(".x.75.json.tmp"), Some(TempKind::Fixed));
+        assert_eq!(
+            kind(".x.75.json.0a1b2c3d-0000-4000-8000-00000000abcd.tmp"),
+            Some(TempKind::Earlier)
+        );
+        assert_eq!(kind("x.75.json.4242.0123456789ab.tmp"), Some(TempKind::Npm));
+        for other in [
+            "x.75.json",
+            "x.75.lock",
+            "x.75.write.lock",
+            ".x.7575.json.tmp",
+            "x.7575.json.4242.0123456789ab.tmp",
+            ".x.75.json.0A1B2C3D-0000-4000-8000-00000000ABCD.tmp",
+            ".x.75.json.0a1b2c3d-0000-4000-8000.tmp",
+            "x.75.json.4242.0123456789a.tmp",
+            "x.75.json..0123456789ab.tmp",
+            "x.75.json.42x.0123456789ab.tmp",
+            ".x.75.json.4242.0123456789ab.tmp",
+            ".lock-probe.4242.0123456789ab.tmp",
+        ] {
+            assert_eq!(kind(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn their_whole_temporary_file_is_finished_whatever_its_time_says() {
+        // Every save removes it first: one there is newer than the record.
+        let dir = scratch("recover-fixed");
+        let store = FileStore::new(&dir);
+        create_private_dir(&dir).unwrap();
+        let record = store.path_for("u");
+        fs::write(&record, "{\"refresh_token\":\"spent\"}").unwrap();
+        let fixed = dir.join(".x.75.json.tmp");
+        fs::write(&fixed, "{\"refresh_token\":\"rotated\"}").unwrap();
+        let earlier = dir.join(".x.75.json.0a1b2c3d-0000-4000-8000-00000000abcd.tmp");
+        fs::write(&earlier, "{\"refresh_token\":\"older\"}").unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for path in [&fixed, &earlier] {
+            let file = File::options().write(true).open(path).unwrap();
+            file.set_modified(hour_ago).unwrap();
+        }
+        store.recover_locked("u", SystemTime::now()).unwrap();
+        assert_eq!(
+            store.read("u").unwrap().as_deref(),
+            Some("{\"refresh_token\":\"rotated\"}")
+        );
+        assert!(!fixed.exists() && !earlier.exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn with_no_temporary_file_no_lock_is_taken() {
+        // A stalled writer does not hold up a command that has nothing to finish.
+        let dir = scratch("recover-none");
+        let store = FileStore::new(&dir);
+        create_private_dir(&dir).unwrap();
+        let writer = private_options()
+            .write(true)
+            .open(dir.join("x.75.write.lock"))
+            .unwrap();
+        writer.lock().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(store.recover("u")).unwrap();
+        // With one, the writer is waited for (then TimedOut).
+        fs::write(dir.join(".x.75.json.tmp"), "{").unwrap();
+        let e = runtime.block_on(store.recover("u")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(dir.join(".x.75.json.tmp").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_record_that_is_a_symbolic_link_is_left_with_its_temporary_files() {
+        // A rename over it would replace the link, and its load refuses it.
+        let dir = scratch("recover-symlink");
+        let store = FileStore::new(&dir);
+        create_private_dir(&dir).unwrap();
+        let target = dir.join("elsewhere.json");
+        fs::write(&target, "{\"refresh_token\":\"spent\"}").unwrap();
+        std::os::unix::fs::symlink(&target, store.path_for("u")).unwrap();
+        let fixed = dir.join(".x.75.json.tmp");
+        fs::write(&fixed, "{\"refresh_token\":\"rotated\"}").unwrap();
+        store.recover_locked("u", SystemTime::now()).unwrap();
+        assert!(fs::symlink_metadata(store.path_for("u"))
+            .unwrap()
+            .is_symlink());
+        assert!(fixed.exists());
+        // A temporary name that is no file is no save's.
+        fs::remove_file(store.path_for("u")).unwrap();
+        fs::remove_file(&fixed).unwrap();
+        fs::create_dir(&fixed).unwrap();
+        store.recover_locked("u", SystemTime::now()).unwrap();
+        assert!(fixed.is_dir());
         fs::remove_dir_all(dir).unwrap();
     }
 

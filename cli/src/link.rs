@@ -386,13 +386,7 @@ pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
         read_state(state_file, state_file)?;
         let input = read_code_input(args.code_env)?;
         let client = crate::client::build(&args.client).await?;
-        let claim = ClaimedState::take(state_file)?;
-        let finished = match read_state(claim.path(), state_file) {
-            Ok(saved) => finish(&client, &args, &saved, input, store, key, out).await,
-            Err(e) => Err(e),
-        };
-        claim.settle();
-        return finished;
+        return finish_claimed(&client, &args, state_file, input, store, key, out).await;
     }
     if args.state.is_some() {
         return Err(Failure::Usage(
@@ -448,11 +442,36 @@ pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
         crate::output::write_stderr("Paste the URL you were sent back to (or the code): ");
     }
     let input = parse_code_input(&read_line_from_stdin()?);
-    finish(&client, &args, &saved, input, store, key, out).await?;
-    if let Some(path) = &args.state_file {
-        let _ = std::fs::remove_file(path);
+    match &args.state_file {
+        // Finished from the state file, as `--code-stdin` would: claimed
+        // first (a run finishing it meanwhile has the code, and this one
+        // sends nothing), removed once the code may have left, whatever
+        // the outcome (a signal, a lost answer, a failed save, a closed
+        // stdout), and kept when nothing was sent.
+        Some(path) => finish_claimed(&client, &args, path, input, store, key, out).await,
+        None => finish(&client, &args, &saved, input, store, key, out).await,
     }
-    Ok(())
+}
+
+/// Finishes the link kept in `state_file`: claims it (see
+/// [`ClaimedState`]), finishes from the state read there and settles the
+/// claim.
+async fn finish_claimed(
+    client: &TokenClient,
+    args: &LinkArgs,
+    state_file: &Path,
+    input: CodeInput,
+    store: &Path,
+    key: &str,
+    out: Output,
+) -> Result<(), Failure> {
+    let claim = ClaimedState::take(state_file)?;
+    let finished = match read_state(claim.path(), state_file) {
+        Ok(saved) => finish(client, args, &saved, input, store, key, out).await,
+        Err(e) => Err(e),
+    };
+    claim.settle();
+    finished
 }
 
 /// Checks the answer against the kept state, exchanges the code, stores

@@ -27,6 +27,8 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
     let key = args.store.key.as_str();
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
     let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
+    // The refresh token to revoke is the newest one.
+    crate::session_lock::recover_saves(&store, key).await?;
     let text = store.read(key).map_err(|e| {
         Failure::storage(format!(
             "cannot read the record ({})",

@@ -1,6 +1,7 @@
 //! The key's lock around a whole command (`token`, `link`, `revoke`): how
 //! long it waits for another process using the same session, and what
-//! giving up reports.
+//! giving up reports; and, under it, the finishing of a save a killed
+//! process left.
 
 use crate::args::{ClientArgs, LockArgs};
 use crate::failure::Failure;
@@ -43,5 +44,25 @@ pub async fn lock_session(
         } else {
             Failure::storage(format!("cannot lock the session ({})", e.kind()))
         }
+    })
+}
+
+/// Finishes the save of `key` a killed process left half done (see
+/// [`FileStore::recover`]); call it holding the key's lock, before the
+/// record is loaded. A failure is `storage`, and nothing may be sent: the
+/// record file may hold a refresh token that save's refresh spent.
+pub async fn recover_saves(store: &FileStore, key: &str) -> Result<(), Failure> {
+    store.recover(key).await.map_err(|e| {
+        let why = if e.kind() == io::ErrorKind::TimedOut {
+            format!(
+                "another process has held the record's write lock for {} s",
+                crate::file_store::WRITE_LOCK_WAIT.as_secs()
+            )
+        } else {
+            crate::file_store::describe(&e)
+        };
+        Failure::storage(format!(
+            "cannot finish the save a killed process left of this session ({why}); nothing was sent"
+        ))
     })
 }

@@ -118,8 +118,11 @@ pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
     let saving = crate::unsaved::saving_budget(&args.client, wait);
     let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
-    let session = client.session(key, Arc::new(store))?;
+    let session = client.session(key, Arc::new(store.clone()))?;
     let flow = async {
+        // Inside the shield: a signal while waiting for a writer ends the
+        // run with nothing sent.
+        crate::session_lock::recover_saves(&store, key).await?;
         let replacing = replacing.as_ref().map(|t| t.as_str());
         Ok(fresh_tokens(&session, args.refresh, replacing, saving, out).await?)
     };

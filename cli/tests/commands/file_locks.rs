@@ -448,3 +448,34 @@ fn a_signal_before_the_refresh_is_sent_ends_the_command_with_nothing_sent() {
         TokenState::Active
     );
 }
+
+#[test]
+fn a_temporary_file_is_left_to_the_writer_holding_the_write_lock() {
+    let env = Env::new("locks-temp-of-a-writer");
+    env.link("user-42");
+    let before = record_text(&env, "user-42");
+    // A Python or Kotlin save in progress: its temporary file, not whole
+    // yet, and the write lock it holds while that file exists.
+    let temp = env.store.join(".x.757365722d3432.json.tmp");
+    std::fs::write(&temp, &before[..before.len() / 2]).unwrap();
+    let writing = record_lock(&lock_path(&env, "user-42", ".write.lock"));
+    let requests = env.emu.counters().token_requests;
+
+    let child = env.full(&["--json", "token"], "user-42").spawn();
+    let output = wait_at_most(child, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(11), "storage");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nothing was sent"), "{message}");
+    assert_eq!(env.emu.counters().token_requests, requests, "nothing sent");
+    assert!(temp.exists(), "the writer's file is left alone");
+    assert!(record_text(&env, "user-42") == before);
+
+    // The writer was killed: its lock is given back, and its file, cut
+    // off, is removed.
+    drop(writing);
+    let token = env.full(&["-q", "token"], "user-42").run().ok().stdout;
+    assert_eq!(token.trim(), env.access_token("user-42"));
+    assert!(!temp.exists());
+    assert!(record_text(&env, "user-42") == before);
+}

@@ -8,6 +8,7 @@
 
 use crate::support::{authorize, Env, REDIRECT_URI};
 use freshtoken_emulator::{Fault, TokenState};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output};
 
 /// Sends `signal` to `child` while the emulator holds its request, then
@@ -83,6 +84,71 @@ fn a_code_exchange_in_flight_is_finished_and_the_session_saved() {
     assert_eq!(output.status.code(), Some(130));
     let refresh = env.refresh_token("user-42");
     assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
+}
+
+#[test]
+fn a_one_step_link_interrupted_mid_exchange_uses_up_its_state_file() {
+    // Its code was sent: finishing the state file later would send it
+    // again, and the server would revoke the session just saved.
+    let env = Env::new("interrupted-one-step");
+    let state_file = env.scratch.path("link.json");
+    env.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let mut child = env
+        .full(
+            &[
+                "-q",
+                "link",
+                "--redirect-uri",
+                REDIRECT_URI,
+                "--scope",
+                "accounts",
+            ],
+            "dave",
+        )
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .spawn();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let redirect = authorize(url.trim());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{redirect}").unwrap();
+    drop(stdin);
+    let output = signal_mid_request(&env, child, "INT");
+
+    assert_eq!(output.status.code(), Some(130));
+    let refresh = env.refresh_token("dave");
+    assert_eq!(
+        env.emu.refresh_token_state(&refresh),
+        TokenState::Active,
+        "saved"
+    );
+    let left = state_file.exists();
+    let run = env
+        .full(&["--json", "link", "--code-stdin"], "dave")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(redirect)
+        .run();
+    assert!(
+        !left,
+        "state file kept after its code was sent (second finish exit {}, stored refresh token {:?})",
+        run.code,
+        env.emu.refresh_token_state(&refresh)
+    );
+    assert_eq!(run.exits(3).json()["error"]["code"], "config");
+    assert_eq!(
+        env.emu.counters().by_grant.get("authorization_code"),
+        Some(&1),
+        "the code was sent once"
+    );
+    assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
+    let claimed: Vec<_> = std::fs::read_dir(&env.scratch.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("link.json"))
+        .collect();
+    assert!(claimed.is_empty(), "no claimed file is left: {claimed:?}");
 }
 
 #[test]

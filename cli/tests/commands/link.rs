@@ -3,9 +3,10 @@
 
 use crate::support::{authorize, query_param, Env, REDIRECT_URI};
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 
 /// Starts a link; returns the authorization URL.
-fn start(env: &Env, state_file: &std::path::Path, extra: &[&str]) -> String {
+fn start(env: &Env, state_file: &Path, extra: &[&str]) -> String {
     let run = env
         .with_creds(&[
             "-q",
@@ -221,6 +222,98 @@ fn one_step_prints_the_url_then_reads_the_redirect() {
     let status = child.wait().unwrap();
     assert!(status.success(), "one-step link exits 0");
     assert!(env.record("carol").is_some());
+}
+
+/// Starts a one-step link of `key` keeping its state in `state_file` too;
+/// returns the running command, its stdin open, and the redirect URL the
+/// emulator approved its authorization URL with.
+fn one_step_with_state_file(
+    env: &Env,
+    key: &str,
+    state_file: &Path,
+) -> (std::process::Child, String) {
+    let mut child = env
+        .full(&["-q", "link", "--redirect-uri", REDIRECT_URI], key)
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .spawn();
+    let mut url = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let redirect = authorize(url.trim());
+    (child, redirect)
+}
+
+/// The names in the scratch directory beginning with `name` (the state
+/// file, and any claimed file of it).
+fn state_files(env: &Env, name: &str) -> Vec<String> {
+    std::fs::read_dir(&env.scratch.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(name))
+        .collect()
+}
+
+#[test]
+fn a_one_step_link_whose_state_file_was_finished_meanwhile_sends_nothing() {
+    let env = Env::new("link-one-step-claimed");
+    let state_file = env.scratch.path("link.json");
+    let (mut child, redirect) = one_step_with_state_file(&env, "first", &state_file);
+    // While the one-step run waits at its prompt, the link is finished
+    // from its state file.
+    env.full(&["-q", "link", "--code-stdin"], "second")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(redirect.clone())
+        .run()
+        .ok();
+    let refresh = env.refresh_token("second");
+
+    // The code is spent: sent again, the server would revoke that session.
+    writeln!(child.stdin.take().unwrap(), "{redirect}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "config");
+    assert_eq!(
+        env.emu.counters().by_grant.get("authorization_code"),
+        Some(&1),
+        "the code was sent once"
+    );
+    assert_eq!(
+        env.emu.refresh_token_state(&refresh),
+        freshtoken_emulator::TokenState::Active
+    );
+    assert!(env.record("first").is_none());
+}
+
+#[test]
+fn a_one_step_link_keeps_its_state_file_until_the_code_is_sent() {
+    let env = Env::new("link-one-step-state-file");
+    let state_file = env.scratch.path("link.json");
+    let (mut child, redirect) = one_step_with_state_file(&env, "carol", &state_file);
+    let state = query_param(&redirect, "state").unwrap();
+    // Not this link's answer: nothing is sent, and the link can still be
+    // finished from its state file.
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{REDIRECT_URI}?code=forged&state=someone-elses"
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(13), "state_mismatch");
+    assert_eq!(state_files(&env, "link.json"), ["link.json"]);
+    assert_eq!(env.emu.counters().by_grant.get("authorization_code"), None);
+    env.full(&["-q", "link", "--code-stdin", "--state", &state], "carol")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(query_param(&redirect, "code").unwrap())
+        .run()
+        .ok();
+    assert!(env.record("carol").is_some());
+
+    // Linked in one step: the state file is used up.
+    let state_file = env.scratch.path("again.json");
+    let (mut child, redirect) = one_step_with_state_file(&env, "carol", &state_file);
+    writeln!(child.stdin.take().unwrap(), "{redirect}").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(state_files(&env, "again.json").is_empty());
+    assert_eq!(env.emu.counters().code_exchanges, 2);
 }
 
 #[test]

@@ -207,7 +207,11 @@ class FileTokenStore(TokenStoreBase):
     link, 0600). A process killed between the fsync and the rename leaves
     the new record (with the new single-use refresh token) in the temporary
     file only: call :meth:`recover` at startup, before the first session, to
-    finish such saves. File I/O runs in a worker thread.
+    finish such saves. A process already running finishes the one of a key
+    it reads: every load first looks for that key's temporary file (one
+    ``lstat``) and, if there is one, does what recover() does for that key
+    under its write lock (waiting for a live writer) before it reads. File
+    I/O runs in a worker thread.
 
     Several processes (web server workers) may share the directory: where
     the OS has ``flock`` (Linux, macOS), the store offers the refresh lease
@@ -279,7 +283,7 @@ class FileTokenStore(TokenStoreBase):
         await asyncio.to_thread(_end_lease, self.lock_path(key), owner)
 
     async def load_versioned(self, key: str) -> Optional[VersionedRecord]:
-        found = await asyncio.to_thread(self._load_bytes, key)
+        found = await asyncio.to_thread(self._load_recovered, key)
         if found is None:
             return None
         try:
@@ -414,6 +418,10 @@ class FileTokenStore(TokenStoreBase):
     def _save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
         encoded = record.encode("utf-8")
         with self._writing(key):
+            # Under the lock already (which it must not take again): a dead
+            # writer's newer record, finished first, is a conflict, never
+            # overwritten with its temporary file removed as superseded.
+            self._finish_dead_save(key, locked=True)
             current = self._load_bytes(key)
             if (None if current is None else _version(current)) != expected:
                 if current == encoded:
@@ -431,7 +439,7 @@ class FileTokenStore(TokenStoreBase):
         return _write_locked(self.lock_path(key, "write"))
 
     def _load(self, key: str) -> Optional[str]:
-        found = self._load_bytes(key)
+        found = self._load_recovered(key)
         if found is None:
             return None
         try:
@@ -439,8 +447,48 @@ class FileTokenStore(TokenStoreBase):
         except UnicodeDecodeError:
             raise HostError.Failed(detail=NOT_UTF8_MESSAGE) from None  # no byte of the file in it
 
+    def _load_recovered(self, key: str) -> Optional[bytes]:
+        """:meth:`_load_bytes` after :meth:`_finish_dead_save` (every load's
+        read; the caller does not hold ``key``'s write lock)."""
+        self._finish_dead_save(key)
+        return self._load_bytes(key)
+
+    def _finish_dead_save(self, key: str, locked: bool = False) -> None:
+        """Before a read of ``key``'s record: finishes a save of it whose
+        writer died between its temporary file's fsync and its rename, as
+        :meth:`recover` does. A process that started before that death never
+        runs recover() again: reading the record file, it would send the
+        spent refresh token of the write-ahead marker there, and its next
+        save would remove the rotated record as superseded.
+
+        One ``lstat`` of ``.<name>.json.tmp`` when there is none (no listing,
+        no lock). When there is one, under ``key``'s write lock (taken here
+        unless ``locked``: the caller holds it), which every writer holds for
+        as long as its temporary file exists: a live writer is waited for,
+        and what is left then is a dead writer's, renamed over the record
+        file when whole (fsynced first) or removed, then the directory
+        fsynced. A failure raises ``HostError.Failed`` (the step and the
+        errno, never a path): the record file may hold the spent token, and
+        is never read instead."""
+        target = os.path.basename(self.path(key))
+        try:
+            if _mtime_ns(os.path.join(self.directory, f".{target}.tmp"), regular_only=True) is None:
+                return  # the common path
+        except OSError as err:
+            raise HostError.Failed(detail=f"cannot look for an interrupted save ({_why(err)})") from None
+        recovery = _Recovery()
+        with recovery.attempt("cannot finish an interrupted save"):
+            with contextlib.nullcontext() if locked else self._writing(key):
+                self._recover_record(target, recovery)
+                if recovery.completed or recovery.removed:
+                    with recovery.attempt("cannot make the finished saves durable"):
+                        self._sync_directory()  # the rename (or removal)
+        if recovery.failure is not None:
+            raise recovery.failure
+
     def _load_bytes(self, key: str) -> Optional[bytes]:
-        """The bytes of ``key``'s file (today's name, else the earlier one), or None."""
+        """The bytes of ``key``'s file (today's name, else the earlier one), or
+        None; reads only (see :meth:`_load_recovered`)."""
         path = self.path(key)
         found = _read(path)
         if found is None:

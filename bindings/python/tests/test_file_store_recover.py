@@ -9,10 +9,13 @@ holds each record's write lock, renames a whole one over its record file
 ``.<name>.json.<random UUID>.tmp`` is recovered by modification time, only
 when no fixed one exists. The temporary files of the JavaScript FileStore
 (and the ``freshtoken`` command) and of earlier versions of this store are
-left alone."""
+left alone. A process already running (which never runs recover() again)
+finishes a killed save of a key when it loads that key: under the key's
+write lock, so a live writer's temp is waited for, never taken."""
 
 import asyncio
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -65,6 +68,13 @@ def with_record(tmp_path, key="u1", text=OLD):
 
 def listing(store):
     return sorted(os.listdir(store.directory))
+
+
+def on_disk(store, key="u1"):
+    """The text of ``key``'s record file, read directly (a load would first
+    finish a killed save of it)."""
+    with open(store.path(key), encoding="utf-8") as file:
+        return file.read()
 
 
 def recover(store, form="async"):
@@ -208,7 +218,10 @@ def test_a_failure_is_raised_after_every_other_record_was_recovered_and_names_no
         assert secret not in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__context__ is None
     assert asyncio.run(store.load("zz-other")) == NEW, "the other record was recovered all the same"
-    assert asyncio.run(store.load("secret-user")) == OLD, "nothing done without the lock"
+    assert on_disk(store, "secret-user") == OLD, "nothing done without the lock"
+    with pytest.raises(HostError.Failed) as raised:
+        asyncio.run(store.load("secret-user"))
+    assert raised.value.detail == "cannot finish an interrupted save (EISDIR)", "nor is the marker read"
 
 
 def test_recover_fsyncs_a_killed_saves_temp_before_renaming_it(tmp_path, monkeypatch):
@@ -254,9 +267,12 @@ def test_a_killed_saves_temp_that_cannot_be_fsynced_is_left_for_a_later_recover(
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(HostError.Failed) as raised:
         store.recover_sync()
-    monkeypatch.undo()
     assert raised.value.detail == "cannot finish an interrupted save (EIO)"
-    assert asyncio.run(store.load("u1")) == OLD
+    with pytest.raises(HostError.Failed) as raised:
+        asyncio.run(store.load("u1"))
+    assert raised.value.detail == "cannot finish an interrupted save (EIO)", "a load fails: the marker is not read"
+    monkeypatch.undo()
+    assert on_disk(store) == OLD
     assert os.path.exists(temp), "left for a later recover()"
     assert store.recover_sync() == RecoverResult(completed=1, removed=0)
     assert asyncio.run(store.load("u1")) == NEW
@@ -497,7 +513,7 @@ def assert_waits_then_finishes(store, temp, hold_released, waiting, thread, resu
     assert waiting.wait(30)
     assert thread.is_alive(), "recover() waits while a save may be writing"
     assert os.path.exists(temp), "nothing renamed while the lock is held"
-    assert asyncio.run(store.load("u1")) == OLD
+    assert on_disk(store) == OLD
     hold_released()
     thread.join(30)
     assert not thread.is_alive()
@@ -644,3 +660,252 @@ def test_a_process_killed_before_renaming_the_rotated_record_loses_nothing_after
     latest = json.loads(open(store.path("u1"), encoding="utf-8").read())
     assert emu.refresh_token_state(latest["refresh_token"]) == "active"
     assert not any(name.endswith(".tmp") for name in os.listdir(directory))
+
+
+# ---- A load finishes a dead writer's save of its key ---------------------------------------
+#
+# A process already running (a fleet's worker, started before another
+# worker was killed at its rename) never runs recover() again. Its loads of a
+# key look for that key's temporary file and, under the key's write lock,
+# do what recover() does for it: the marker (the spent refresh token) in the
+# record file is never read while the rotated record waits in the temp.
+
+def killed_save_on_disk(tmp_path, record=OLD, temp=NEW, key="u1"):
+    """What a save killed between its fsync and its rename leaves, written with
+    plain file writes (no lock): the record file holds ``record`` (the
+    write-ahead marker), ``.<name>.json.tmp`` holds ``temp``. Returns a new
+    store on the directory (one that never ran recover()) and the temp's path."""
+    directory = tmp_path / "tokens"
+    directory.mkdir(mode=0o700)
+    name = _stores.file_name(key)
+    (directory / name).write_text(record, encoding="utf-8")
+    (directory / f".{name}.tmp").write_text(temp, encoding="utf-8")
+    return FileTokenStore(directory), str(directory / f".{name}.tmp")
+
+
+@pytest.mark.parametrize("member", ["load", "load_versioned"])
+def test_a_load_finishes_a_killed_save_of_its_key_without_recover(tmp_path, member):
+    store, temp = killed_save_on_disk(tmp_path)
+
+    if member == "load":
+        assert asyncio.run(store.load("u1")) == NEW, "the rotated record, not the marker"
+    else:
+        found = asyncio.run(store.load_versioned("u1"))
+        assert (found.record, found.version) == (NEW, hashlib.sha256(NEW.encode()).hexdigest())
+    assert not os.path.exists(temp)
+    assert on_disk(store) == NEW
+    assert store.recover_sync() == RecoverResult(completed=0, removed=0), "nothing left for recover()"
+
+
+def test_a_load_fsyncs_the_killed_saves_temp_renames_it_then_fsyncs_the_directory(tmp_path, monkeypatch):
+    """As recover() does (see test_recover_fsyncs_a_killed_saves_temp_before_renaming_it)."""
+    store, temp = killed_save_on_disk(tmp_path)
+    temp_inode, directory_inode = os.stat(temp).st_ino, os.stat(store.directory).st_ino
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.fstat(fd).st_ino)) or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda s, t: events.append(("rename", os.path.basename(s))) or real_replace(s, t))
+
+    assert asyncio.run(store.load("u1")) == NEW
+    monkeypatch.undo()
+    assert events == [("fsync", temp_inode), ("rename", temp_name(store, "u1")), ("fsync", directory_inode)]
+
+
+@pytest.mark.parametrize("text", ["", '{"schema":"freshtoken.record/1","refresh_token":"rt-n', "not json"],
+                         ids=["empty", "cut-off", "not-json"])
+def test_a_load_removes_a_cut_off_temp_and_reads_the_record_file(tmp_path, text):
+    store, temp = killed_save_on_disk(tmp_path, temp=text)
+    assert asyncio.run(store.load("u1")) == OLD
+    assert not os.path.exists(temp)
+    assert on_disk(store) == OLD
+
+
+def test_a_compare_and_swap_finishes_a_killed_save_first_and_conflicts(tmp_path):
+    """save_versioned reads under the write lock it holds (and does not take
+    it again): a dead writer's newer record is finished, so a write based on
+    the marker is a conflict, never an overwrite that removes the temp as
+    superseded."""
+    store, temp = killed_save_on_disk(tmp_path)
+    based_on_marker = hashlib.sha256(OLD.encode()).hexdigest()
+    other = '{"schema":"freshtoken.record/1","refresh_token":"rt-other","updated_at_ms":3}'
+
+    assert asyncio.run(store.save_versioned("u1", other, based_on_marker)) == freshtoken.CasResult.CONFLICT()
+    assert on_disk(store) == NEW
+    assert not os.path.exists(temp)
+    assert asyncio.run(store.save_versioned("u1", other, hashlib.sha256(NEW.encode()).hexdigest())) == \
+        freshtoken.CasResult.SAVED(version=hashlib.sha256(other.encode()).hexdigest())
+
+
+def test_a_load_with_no_temp_costs_one_lstat_no_lock_no_listing(tmp_path, monkeypatch):
+    store, temp = killed_save_on_disk(tmp_path)
+    os.unlink(temp)
+    _stores._legacy_names(store.directory)  # listed once per process (the directory's old names): not a load's cost
+    calls = []
+    real_lstat, real_listdir = os.lstat, os.listdir
+
+    def lstat(path, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) == store.directory:  # the store's, not the interpreter's
+            calls.append(("lstat", os.path.basename(path)))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    monkeypatch.setattr(os, "listdir", lambda *a: calls.append(("listdir",)) or real_listdir(*a))
+    monkeypatch.setattr(_stores, "_write_locked", lambda path: calls.append(("lock",)) or pytest.fail("locked"))
+
+    assert asyncio.run(store.load("u1")) == OLD
+    assert asyncio.run(store.load_versioned("u1")).record == OLD
+    assert calls == [("lstat", temp_name(store, "u1"))] * 2
+
+
+# A live writer in another process: this store's own save, paused before its
+# rename (its temp written and fsynced, the write lock held) until a line
+# comes on stdin. It says "writing", then "saved" when its save returned.
+LIVE_SAVE = r"""
+import asyncio, os, sys
+import freshtoken
+
+directory, record = sys.argv[1:3]
+real_replace = os.replace
+
+def replace(source, target):
+    print("writing", flush=True)
+    sys.stdin.readline()
+    real_replace(source, target)
+
+os.replace = replace
+asyncio.run(freshtoken.FileTokenStore(directory).save("u1", record))
+print("saved", flush=True)
+"""
+
+
+def wait_until_blocked_on(path, thread):
+    """Where Linux's lock table can be read: until it shows this process
+    waiting for a lock on ``path`` (polled, never a set time); fails if
+    ``thread`` ends first."""
+    if not os.path.exists("/proc/locks"):
+        return
+    inode, me = os.stat(path).st_ino, str(os.getpid())
+    for _ in range(10_000_000):
+        for line in open("/proc/locks", encoding="ascii").read().splitlines():
+            fields = line.split()
+            # "<n>: -> FLOCK ADVISORY WRITE <pid> <maj:min:inode> ..." for a waiter
+            if fields[1:2] == ["->"] and fields[5] == me and fields[6].rsplit(":", 1)[-1] == str(inode):
+                return
+        assert thread.is_alive(), "the load ended instead of waiting for the write lock"
+        os.sched_yield()
+    pytest.fail("the load never waited for the write lock")
+
+
+@needs_flock
+def test_a_load_waits_for_a_live_writer_and_reads_its_save(tmp_path, monkeypatch):
+    """The writer's temp exists while it holds the write lock: the load waits
+    for it, and neither renames nor removes the temp under it (its rename
+    then succeeds)."""
+    store, mtime = with_record(tmp_path)
+    package = os.path.dirname(os.path.dirname(freshtoken.__file__))
+    writer = subprocess.Popen([sys.executable, "-c", LIVE_SAVE, store.directory, NEW],
+                              env=dict(os.environ, PYTHONPATH=package), cwd=str(tmp_path),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout.readline().strip() == b"writing"
+        temp = os.path.join(store.directory, temp_name(store, "u1"))
+        assert os.path.exists(temp)
+        waiting = threading.Event()
+        signal_on_write_lock(monkeypatch, waiting)
+        result = []
+
+        def load():
+            try:
+                result.append(asyncio.run(store.load("u1")))
+            finally:
+                waiting.set()
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        assert waiting.wait(30)
+        assert thread.is_alive(), "the load waits while the writer holds the lock"
+        wait_until_blocked_on(store.lock_path("u1", "write"), thread)
+        assert os.path.exists(temp) and on_disk(store) == OLD, "nothing renamed under the writer"
+
+        writer.stdin.write(b"go\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline().strip() == b"saved", "the writer's rename found its temp"
+        assert writer.wait(30) == 0
+        thread.join(30)
+        assert not thread.is_alive()
+        assert result == [NEW]
+        assert not os.path.exists(temp)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        writer.stdin.close()
+        writer.stdout.close()
+
+
+# Another process: seeds u1 with the refresh token R0 on a FileTokenStore,
+# refreshes once (R0 spent, R1 saved), and prints what it saved: the
+# write-ahead marker and the rotated record, as JSON.
+ROTATE_ONCE = r"""
+import json, sys
+import freshtoken
+
+endpoint, client_id, secret, directory, r0 = sys.argv[1:6]
+saved = []
+
+class Watched(freshtoken.FileTokenStore):
+    async def save_versioned(self, key, record, expected):
+        saved.append(record)
+        return await super().save_versioned(key, record, expected)
+
+session = freshtoken.Client(endpoint, client_id, client_secret=secret).session("u1", Watched(directory))
+session.seed(refresh_token=r0)
+session.refresh(timeout=60)
+[marker] = [text for text in saved if json.loads(text).get("in_doubt")]
+print(json.dumps({"marker": marker, "rotated": saved[-1]}), flush=True)
+"""
+
+
+def test_a_running_process_never_sends_the_spent_token_a_killed_sibling_left_in_the_record_file(emu, tmp_path):
+    """End to end: another process rotates u1 once (R0 spent, R1 active).
+    The directory is then set, by hand, as that process killed at the rename
+    of the rotation's save leaves it: the record file holds the write-ahead
+    marker (R0, in doubt), the temp the rotated record (R1). This process,
+    already running (it never runs recover()), uses the session: R1's access
+    token, nothing sent. Reading the marker it would send R0, and the
+    emulator, as Stitch does, would revoke the grant."""
+    directory = tmp_path / "tokens"
+    r0 = emu.seed()["refresh_token"]
+    package = os.path.dirname(os.path.dirname(freshtoken.__file__))
+    other = subprocess.run(
+        [sys.executable, "-c", ROTATE_ONCE, emu.token_endpoint, CLIENT_ID, CLIENT_SECRET, str(directory), r0],
+        env=dict(os.environ, PYTHONPATH=package), cwd=str(tmp_path), capture_output=True, timeout=60)
+    assert other.returncode == 0, other.stderr[-2000:]
+    saved = json.loads(other.stdout.splitlines()[-1])
+    marker, rotated = json.loads(saved["marker"]), json.loads(saved["rotated"])
+    same(marker["refresh_token"], r0, "the write-ahead marker holds R0")
+    r1 = rotated["refresh_token"]
+    assert emu.refresh_requests() == 1
+    assert emu.refresh_token_state(r0) == "consumed" and emu.refresh_token_state(r1) == "active"
+
+    # The killed save's state, by hand: the marker in the record file, R1 in the temp.
+    store = FileTokenStore(directory)
+    with open(store.path("u1"), "w", encoding="utf-8") as file:
+        file.write(saved["marker"])
+    with open(os.path.join(store.directory, temp_name(store, "u1")), "w", encoding="utf-8") as file:
+        file.write(saved["rotated"])
+
+    running = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
+    session = running.session("u1", FileTokenStore(directory))
+    same(session.access_token(timeout=60), rotated["access_token"], "R1's access token, from the temp")
+    assert emu.refresh_requests() == 1, "nothing sent"
+    assert emu.refresh_token_state(r1) == "active"
+    same(json.loads(on_disk(store))["refresh_token"], r1, "the record file holds R1")
+    assert not any(name.endswith(".tmp") for name in os.listdir(directory))
+
+    session.refresh(timeout=60)  # sends R1
+    counters = emu.counters()
+    assert counters["refresh_success"] == 2 and counters["reuse_detected"] == 0 and counters["invalid_grant"] == 0
+    assert emu.refresh_token_state(r1) == "consumed"
+    assert emu.refresh_token_state(r0) == "consumed", "not revoked: R0 never sent again"
+    assert emu.refresh_token_state(json.loads(on_disk(store))["refresh_token"]) == "active"

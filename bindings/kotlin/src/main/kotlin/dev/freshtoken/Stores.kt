@@ -140,7 +140,11 @@ open class MemoryTokenStore : TokenStoreBase() {
  *
  * A process killed between a save's sync and its rename leaves the new
  * record (its rotated refresh token) only in the temporary file: call
- * [recover] at startup, before the first session, to finish such saves.
+ * [recover] at startup, before the first session, to finish such saves. A
+ * process already running finishes the one of a key it reads: every load
+ * first looks for that key's temporary file (one stat) and, if there is
+ * one, does what recover() does for that key under its write lock (waiting
+ * for a live writer) before it reads.
  *
  * Needs `java.nio.file` (Android 8.0, API 26, and later). An example: on
  * Android, prefer storage encrypted with a Keystore key for refresh tokens.
@@ -161,6 +165,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     fun lockFileFor(key: String, write: Boolean = false): Path = dir.resolve(lockName(fileName(key), write))
 
     override suspend fun load(key: String): String? = withContext(io) {
+        finishDeadSave(key)
         readRecordBytes(key)?.let { decode(it) ?: throw HostException.Failed(NOT_UTF8_MESSAGE) }
     }
 
@@ -188,6 +193,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * version through this member alone, and the file could never be replaced.
      */
     override suspend fun loadVersioned(key: String): VersionedRecord? = withContext(io) {
+        finishDeadSave(key)
         readRecordBytes(key)?.let { VersionedRecord(decode(it) ?: NOT_UTF8_RECORD, version(it)) }
     }
 
@@ -195,6 +201,10 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         withContext(io) {
             val bytes = record.toByteArray(Charsets.UTF_8)
             writing(key) {
+                // Holding the lock already (a second FileLock from this JVM would throw): a
+                // dead writer's newer record, finished first, is a conflict, never
+                // overwritten with its temporary file removed as superseded.
+                finishDeadSave(key, locked = true)
                 val current = readRecordBytes(key)
                 if (current?.let { version(it) } != expected) {
                     // Exactly this record: an earlier save of it renamed it, and failed at
@@ -368,6 +378,54 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
                 }
             }
         }
+    }
+
+    /**
+     * Before a read of `key`'s record: finishes a save of it whose writer died
+     * between forcing its temporary file and renaming it, as [recover] does.
+     * A process that started before that death never runs recover() again:
+     * reading the record file, it would send the spent refresh token of the
+     * write-ahead marker there, and its next save would remove the rotated
+     * record as superseded.
+     *
+     * One stat of `.<name>.json.tmp` when there is none (no listing, no
+     * lock). When there is one, under `key`'s write lock (taken here unless
+     * `locked`: the caller holds it), which every writer holds for as long
+     * as its temporary file exists: a live writer is waited for, and what is
+     * left then is a dead writer's, forced and renamed over the record file
+     * when whole or removed when cut off (with any earlier version's beside
+     * it), then the directory is forced.
+     *
+     * @throws HostException.Failed when that fails (the step, never a file):
+     *   the record file may hold the spent refresh token, and is never read instead.
+     */
+    private fun finishDeadSave(key: String, locked: Boolean = false) {
+        val target = fileName(key)
+        val present = try {
+            Files.readAttributes(dir.resolve(tempName(target)), BasicFileAttributes::class.java, LinkOption.NOFOLLOW_LINKS)
+                .isRegularFile
+        } catch (_: NoSuchFileException) {
+            false
+        } catch (e: IOException) {
+            throw HostException.Failed("cannot look for an interrupted save (${e.javaClass.simpleName})")
+        }
+        if (!present) return // the common path
+        val recovery = Recovery()
+        recovery.attempt("cannot finish an interrupted save") {
+            val finish = {
+                // Listed under the lock: its writer may have renamed it since.
+                val temps = Files.newDirectoryStream(dir).use { entries ->
+                    entries.map { it.fileName.toString() }
+                        .filter { ANY_TEMP_NAME.matchEntire(it)?.groupValues?.get(1) == target }
+                }
+                recovery.finish(target, temps)
+                if (recovery.completed + recovery.removed > 0) {
+                    recovery.attempt("cannot make the finished saves durable") { forceDirectory() }
+                }
+            }
+            if (locked) finish() else writing(key, finish)
+        }
+        recovery.failure?.let { throw it }
     }
 
     /**

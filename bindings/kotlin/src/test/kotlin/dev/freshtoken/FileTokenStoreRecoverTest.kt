@@ -14,6 +14,7 @@ import java.io.IOException
 import java.nio.file.Files
 import java.nio.file.LinkOption
 import java.nio.file.Path
+import java.nio.file.StandardCopyOption
 import java.nio.file.StandardWatchEventKinds
 import java.nio.file.attribute.FileTime
 import java.nio.file.attribute.PosixFilePermissions
@@ -41,7 +42,10 @@ import org.junit.rules.TemporaryFolder
  * never renamed (earlier versions': `.<name>.json.<uuid>.tmp`); the
  * end-to-end test kills a child JVM there. Modification times are set
  * explicitly; the waits (for the write lock, for a save's file events) are
- * on Linux's lock table and on inotify, never on time.
+ * on Linux's lock table and on inotify, never on time. A process already
+ * running (which never runs recover() again) finishes a killed save of a
+ * key when it loads that key, under the key's write lock: a live writer's
+ * temporary file is waited for, never taken.
  */
 class FileTokenStoreRecoverTest {
     companion object {
@@ -61,6 +65,18 @@ class FileTokenStoreRecoverTest {
     @Before fun setUp() { emu.reset() }
 
     private val base = System.currentTimeMillis() / 1000 * 1000 - 3_600_000
+
+    /** The text of `key`'s record file, read directly (a load would first finish a killed save of it). */
+    private fun onDisk(store: FileTokenStore, key: String = "u1"): String =
+        Files.readAllBytes(store.fileFor(key)).toString(Charsets.UTF_8)
+
+    /** The detail of the [HostException.Failed] that `store.load(key)` throws (it must throw). */
+    private suspend fun loadFailure(store: FileTokenStore, key: String = "u1"): String? = try {
+        store.load(key)
+        null
+    } catch (e: HostException.Failed) {
+        e.detail
+    }
 
     /** `key`'s record file holds `record`, modified at [base]. */
     private suspend fun saved(store: FileTokenStore, key: String, record: String) {
@@ -121,7 +137,8 @@ class FileTokenStoreRecoverTest {
             e
         }
         assertEquals("cannot finish an interrupted save (IOException)", failure?.detail)
-        assertEquals("""{"v":1}""", store.load("u1"))
+        assertEquals("a load fails too: the marker is never read", "cannot finish an interrupted save (IOException)", loadFailure(store))
+        assertEquals("""{"v":1}""", onDisk(store))
         assertTrue("left for a later recover()", Files.exists(temp))
         store.forceTo = { channel, _ -> channel.force(true) }
         assertEquals(RecoverResult(completed = 1, removed = 0), store.recover())
@@ -334,8 +351,8 @@ class FileTokenStoreRecoverTest {
             // "<n>: POSIX ADVISORY WRITE <pid> <dev:inode> …", a waiter "<n>: -> POSIX … <pid> <dev:inode> …"
             val held = table.filter { it.getOrNull(1) != "->" && it.getOrNull(4) == theirs }.mapNotNull { it.getOrNull(5) }
             if (table.any { it.getOrNull(1) == "->" && it.getOrNull(5) == mine && it.getOrNull(6) in held }) return
-            assertFalse("recover() ended instead of waiting for the write lock", pending.isDone)
-            assertTrue("recover() never waited for the write lock", System.nanoTime() < limit)
+            assertFalse("ended instead of waiting for the write lock", pending.isDone)
+            assertTrue("never waited for the write lock", System.nanoTime() < limit)
             Thread.onSpinWait()
         }
     }
@@ -353,7 +370,7 @@ class FileTokenStoreRecoverTest {
             val pending = store.recoverAsync()
             waitUntilWaitingFor(holder, pending)
             assertFalse(pending.isDone)
-            assertEquals("nothing renamed while the lock is held", """{"v":1}""", store.load("u1"))
+            assertEquals("nothing renamed while the lock is held", """{"v":1}""", onDisk(store))
             assertEquals(1, temps(store.dir).size)
 
             holder.outputStream.write("\n".toByteArray())
@@ -366,9 +383,111 @@ class FileTokenStoreRecoverTest {
         }
     }
 
+    // ---- A load finishes a dead writer's save of its key ----
+    //
+    // A process already running (one of several JVMs on a directory, started
+    // before another was killed at its rename) never runs recover() again.
+    // Its loads of a key look for that key's temporary file and, under the
+    // key's write lock, do what recover() does for it: the marker (the spent
+    // refresh token) in the record file is never read while the rotated
+    // record waits in the temporary file.
+
+    private val marker = """{"refresh_token":"rt-old","in_doubt":true}"""
+    private val rotated = """{"refresh_token":"rt-rotated"}"""
+
+    /**
+     * What a save killed between its force and its rename leaves, written with
+     * plain file writes (no lock): the record file holds `record` (the
+     * write-ahead marker), `.<name>.json.tmp` holds `temp`. Returns a new
+     * store on the directory (one that never ran recover()).
+     */
+    private fun killedSaveOnDisk(record: String = marker, temp: String = rotated): FileTokenStore {
+        val dir = Files.createDirectories(tmp.root.toPath().resolve("tokens"))
+        Files.write(dir.resolve(FileTokenStore.fileName("u1")), record.toByteArray())
+        Files.write(tempFile(dir, "u1"), temp.toByteArray())
+        return FileTokenStore(dir)
+    }
+
+    private fun sha256(text: String): String =
+        java.security.MessageDigest.getInstance("SHA-256").digest(text.toByteArray()).joinToString("") { "%02x".format(it) }
+
+    @Test fun `a load finishes a killed save of its key without recover`() = blocking {
+        val forced = mutableListOf<String>()
+        for (versioned in listOf(false, true)) {
+            tmp.root.toPath().resolve("tokens").toFile().deleteRecursively()
+            val store = killedSaveOnDisk()
+            store.forceTo = { channel, file -> forced += file.fileName.toString(); channel.force(true) }
+            if (versioned) {
+                val found = store.loadVersioned("u1")
+                assertEquals(rotated, found?.record)
+                assertEquals(sha256(rotated), found?.version)
+            } else {
+                assertEquals("the rotated record, not the marker", rotated, store.load("u1"))
+            }
+            assertFalse(Files.exists(tempFile(store.dir, "u1"), LinkOption.NOFOLLOW_LINKS))
+            assertEquals(rotated, onDisk(store))
+            assertEquals("the temporary file forced, renamed, then the directory forced",
+                listOf(tempFile(store.dir, "u1").fileName.toString(), "tokens"), forced)
+            forced.clear()
+            assertEquals("nothing left for recover()", RecoverResult(0, 0), store.recover())
+        }
+    }
+
+    @Test fun `a load removes a cut-off temporary file and reads the record file`() = blocking {
+        val store = killedSaveOnDisk(temp = rotated.dropLast(1))
+        assertEquals(marker, store.load("u1"))
+        assertEquals(emptySet<String>(), temps(store.dir))
+        assertEquals(marker, onDisk(store))
+    }
+
+    @Test fun `a compare-and-swap finishes a killed save first and conflicts`() = blocking {
+        // saveVersioned reads holding the write lock (and does not take it again): a dead
+        // writer's newer record is finished, so a write based on the marker is a
+        // conflict, never an overwrite that removes the temporary file as superseded.
+        val store = killedSaveOnDisk()
+        val other = """{"refresh_token":"rt-other"}"""
+        assertEquals(CasResult.Conflict, store.saveVersioned("u1", other, sha256(marker)))
+        assertEquals(rotated, onDisk(store))
+        assertEquals(emptySet<String>(), temps(store.dir))
+        assertEquals(CasResult.Saved(sha256(other)), store.saveVersioned("u1", other, sha256(rotated)))
+    }
+
+    @Test fun `a load waits for a live writer holding the key's write lock, and reads its save`() = blocking {
+        assumeTrue("reads Linux's lock table", File("/proc/locks").exists())
+        val store = FileTokenStore(tmp.root.toPath().resolve("tokens"))
+        saved(store, "u1", marker)
+        // Another process's save of u1: it holds the write lock, its temporary file half written.
+        val holder = childJvm("dev.freshtoken.support.LockHolderKt", store.lockFileFor("u1", write = true).toString())
+        try {
+            assertEquals("locked", holder.inputStream.bufferedReader().readLine())
+            val temp = killedSave(store.dir, "u1", rotated.dropLast(1))
+            val pending = future { store.load("u1") }
+            waitUntilWaitingFor(holder, pending)
+            assertTrue("its temporary file neither removed nor renamed", Files.exists(temp))
+            assertEquals(marker, onDisk(store))
+
+            // The writer finishes: the rest of its record, its rename, then the lock given back.
+            Files.write(temp, rotated.toByteArray())
+            Files.move(temp, store.fileFor("u1"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
+            holder.outputStream.write("\n".toByteArray())
+            holder.outputStream.flush()
+            assertEquals(rotated, pending.get(30, TimeUnit.SECONDS))
+            assertTrue(holder.waitFor(30, TimeUnit.SECONDS))
+        } finally {
+            holder.destroyForcibly()
+        }
+    }
+
     private fun client() = TokenClient(TokenClientOptions(emu.tokenEndpoint, "test-client", "test-secret"))
 
-    @Test fun `after a killed save the next start refreshes with the rotated refresh token`() {
+    @Test fun `after a killed save the next start refreshes with the rotated refresh token`() =
+        afterAKilledSave(recoverFirst = true)
+
+    /** A process already running never runs recover() again: its load finishes the killed save. */
+    @Test fun `after a killed save a process that never runs recover uses the rotated refresh token`() =
+        afterAKilledSave(recoverFirst = false)
+
+    private fun afterAKilledSave(recoverFirst: Boolean) {
         val dir = tmp.root.toPath().resolve("tokens")
         val seeded = emu.seed()["refresh_token"] as String
         // The first run links u1, refreshes, and is killed in its save of the rotated record.
@@ -389,8 +508,8 @@ class FileTokenStoreRecoverTest {
         assertEquals("consumed", emu.refreshTokenState(seeded))
         assertEquals("active", emu.refreshTokenState(rotated["refresh_token"] as String))
 
-        // The next start: recover() first, then sessions.
-        assertEquals(RecoverResult(completed = 1, removed = 0), store.recoverBlocking())
+        // The next start: recover() first, then sessions (or sessions alone: a process started before the kill).
+        if (recoverFirst) assertEquals(RecoverResult(completed = 1, removed = 0), store.recoverBlocking())
         val before = emu.refreshRequests()
         client().use { next ->
             same(next.session("u1", store).accessTokenBlocking(), rotated["access_token"], "the rotated access token, from the file")

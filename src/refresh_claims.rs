@@ -416,17 +416,13 @@ mod tests {
         drop(flight);
     }
 
-    #[test]
-    fn a_rotation_is_remembered_from_when_it_ended() {
-        let clock = std::sync::Arc::new(crate::ManualClock::new(0));
-        let shared: std::sync::Arc<dyn crate::clock::Clock> = clock.clone();
-        let weak = std::sync::Arc::downgrade(&shared);
-        let (flight, _) = running(StartedBy::this());
-        let (token, serial) = (u64::MAX - 7, u64::MAX - 7);
+    /// Puts `flight`'s claim on `token` (also its serial) in the process's
+    /// list, claimed at 0 on the clock `weak`.
+    fn push_running(token: u64, weak: &std::sync::Weak<dyn crate::clock::Clock>, flight: &Flight) {
         claims(|list| {
             list.push(Spend {
                 token,
-                serial,
+                serial: token,
                 at_ms: 0,
                 at_real_ms: 0,
                 clock: weak.clone(),
@@ -435,6 +431,16 @@ mod tests {
                 unsaved_in: None,
             })
         });
+    }
+
+    #[test]
+    fn a_rotation_is_remembered_from_when_it_ended() {
+        let clock = std::sync::Arc::new(crate::ManualClock::new(0));
+        let shared: std::sync::Arc<dyn crate::clock::Clock> = clock.clone();
+        let weak = std::sync::Arc::downgrade(&shared);
+        let (flight, _) = running(StartedBy::this());
+        let (token, serial) = (u64::MAX - 7, u64::MAX - 7);
+        push_running(token, &weak, &flight);
         clock.advance(REMEMBERED_MS); // a flight that ran for ten minutes
         Claim {
             serial,
@@ -455,18 +461,7 @@ mod tests {
         let cell = Arc::new(SessionCell::default());
         let (token, serial) = (u64::MAX - 9, u64::MAX - 9);
         let (flight, _) = running(StartedBy::this());
-        claims(|list| {
-            list.push(Spend {
-                token,
-                serial,
-                at_ms: 0,
-                at_real_ms: 0,
-                clock: weak.clone(),
-                by: StartedBy::this(),
-                running: flight.downgrade(),
-                unsaved_in: None,
-            })
-        });
+        push_running(token, &weak, &flight);
         Claim {
             serial,
             clock: shared.clone(),

@@ -8,7 +8,7 @@
 
 use crate::support::{authorize, Env, REDIRECT_URI};
 use freshtoken_emulator::{Fault, TokenState};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Output};
 
 /// Sends `signal` to `child` while the emulator holds its request, then
@@ -94,24 +94,7 @@ fn a_one_step_link_interrupted_mid_exchange_uses_up_its_state_file() {
     let state_file = env.scratch.path("link.json");
     env.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
-    let mut child = env
-        .full(
-            &[
-                "-q",
-                "link",
-                "--redirect-uri",
-                REDIRECT_URI,
-                "--scope",
-                "accounts",
-            ],
-            "dave",
-        )
-        .args(["--state-file".as_ref(), state_file.as_os_str()])
-        .spawn();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut url = String::new();
-    stdout.read_line(&mut url).unwrap();
-    let redirect = authorize(url.trim());
+    let (mut child, redirect) = env.one_step_link("dave", Some(&state_file));
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{redirect}").unwrap();
     drop(stdin);

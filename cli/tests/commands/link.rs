@@ -2,7 +2,7 @@
 //! endpoint: both steps, the code's sources, state checks, one-step mode.
 
 use crate::support::{authorize, query_param, Env, REDIRECT_URI};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Starts a link; returns the authorization URL.
@@ -199,49 +199,13 @@ fn a_foreign_state_or_an_error_redirect_exchanges_nothing() {
 #[test]
 fn one_step_prints_the_url_then_reads_the_redirect() {
     let env = Env::new("link-one-step");
-    let mut child = env
-        .full(
-            &[
-                "-q",
-                "link",
-                "--redirect-uri",
-                REDIRECT_URI,
-                "--scope",
-                "accounts",
-            ],
-            "carol",
-        )
-        .spawn();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut url = String::new();
-    stdout.read_line(&mut url).unwrap();
-    let redirect = authorize(url.trim());
+    let (mut child, redirect) = env.one_step_link("carol", None);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{redirect}").unwrap();
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success(), "one-step link exits 0");
     assert!(env.record("carol").is_some());
-}
-
-/// Starts a one-step link of `key` keeping its state in `state_file` too;
-/// returns the running command, its stdin open, and the redirect URL the
-/// emulator approved its authorization URL with.
-fn one_step_with_state_file(
-    env: &Env,
-    key: &str,
-    state_file: &Path,
-) -> (std::process::Child, String) {
-    let mut child = env
-        .full(&["-q", "link", "--redirect-uri", REDIRECT_URI], key)
-        .args(["--state-file".as_ref(), state_file.as_os_str()])
-        .spawn();
-    let mut url = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    let redirect = authorize(url.trim());
-    (child, redirect)
 }
 
 /// The names in the scratch directory beginning with `name` (the state
@@ -258,7 +222,7 @@ fn state_files(env: &Env, name: &str) -> Vec<String> {
 fn a_one_step_link_whose_state_file_was_finished_meanwhile_sends_nothing() {
     let env = Env::new("link-one-step-claimed");
     let state_file = env.scratch.path("link.json");
-    let (mut child, redirect) = one_step_with_state_file(&env, "first", &state_file);
+    let (mut child, redirect) = env.one_step_link("first", Some(&state_file));
     // While the one-step run waits at its prompt, the link is finished
     // from its state file.
     env.full(&["-q", "link", "--code-stdin"], "second")
@@ -288,7 +252,7 @@ fn a_one_step_link_whose_state_file_was_finished_meanwhile_sends_nothing() {
 fn a_one_step_link_keeps_its_state_file_until_the_code_is_sent() {
     let env = Env::new("link-one-step-state-file");
     let state_file = env.scratch.path("link.json");
-    let (mut child, redirect) = one_step_with_state_file(&env, "carol", &state_file);
+    let (mut child, redirect) = env.one_step_link("carol", Some(&state_file));
     let state = query_param(&redirect, "state").unwrap();
     // Not this link's answer: nothing is sent, and the link can still be
     // finished from its state file.
@@ -309,7 +273,7 @@ fn a_one_step_link_keeps_its_state_file_until_the_code_is_sent() {
 
     // Linked in one step: the state file is used up.
     let state_file = env.scratch.path("again.json");
-    let (mut child, redirect) = one_step_with_state_file(&env, "carol", &state_file);
+    let (mut child, redirect) = env.one_step_link("carol", Some(&state_file));
     writeln!(child.stdin.take().unwrap(), "{redirect}").unwrap();
     assert!(child.wait().unwrap().success());
     assert!(state_files(&env, "again.json").is_empty());

@@ -260,6 +260,39 @@ impl Env {
             .ok();
     }
 
+    /// Starts a one-step link of `key` (keeping its state in `state_file`
+    /// too, when given); returns the running command, its stdin open, and
+    /// the redirect URL the emulator approved its authorization URL with.
+    pub fn one_step_link(
+        &self,
+        key: &str,
+        state_file: Option<&Path>,
+    ) -> (std::process::Child, String) {
+        let mut cli = self.full(
+            &[
+                "-q",
+                "link",
+                "--redirect-uri",
+                REDIRECT_URI,
+                "--scope",
+                "accounts",
+            ],
+            key,
+        );
+        if let Some(state_file) = state_file {
+            cli = cli.args(["--state-file".as_ref(), state_file.as_os_str()]);
+        }
+        let mut child = cli.spawn();
+        let mut url = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut url,
+        )
+        .unwrap();
+        let redirect = authorize(url.trim());
+        (child, redirect)
+    }
+
     /// The record file of `key` (the npm FileStore's name for it).
     pub fn record_path(&self, key: &str) -> PathBuf {
         let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();

@@ -265,11 +265,28 @@ impl Attached {
     /// Write ahead (DESIGN point 14): the store holds the in-doubt marker
     /// before the refresh token is sent, so a crash after sending reads
     /// `lost_rotation` later, and a store that cannot write never lets the
-    /// core consume a refresh token. On failure nothing is sent and a new
-    /// marker is withdrawn in memory (should the failed save land after
-    /// all, the marker only makes a later `invalid_grant` read
-    /// `lost_rotation`); a record that was in doubt stays so.
+    /// core consume a refresh token. On failure nothing is sent (should the
+    /// failed save land after all, the marker only makes a later
+    /// `invalid_grant` read `lost_rotation`).
     async fn write_ahead(&self) -> Result<(), Error> {
+        self.mark_in_doubt(true).await
+    }
+
+    /// The request surely did nothing: withdraw the write-ahead marker.
+    /// Should that save fail, memory keeps the marker the store holds, with
+    /// nothing left to save: another client finding the marker may rotate
+    /// the token and save that, and a withdrawal saved later would put the
+    /// spent token back over it.
+    async fn withdraw_marker(&self) {
+        if let Err(e) = self.mark_in_doubt(false).await {
+            log::warn!("freshtoken: session {}: {e}", self.key);
+        }
+    }
+
+    /// Saves the record marked `in_doubt` (or not). Only a mark the store
+    /// took is kept: on failure memory goes back to the mark it had, which
+    /// is the store's, and nothing is left pending.
+    async fn mark_in_doubt(&self, in_doubt: bool) -> Result<(), Error> {
         // The clock is read before the lock, as everywhere (see `serve`).
         let now = self.ctx.clock.now_ms();
         let (generation, saved_record, was_in_doubt) = {
@@ -277,7 +294,7 @@ impl Attached {
             let Some(mut record) = st.record.as_deref().cloned() else {
                 return Ok(());
             };
-            let was_in_doubt = std::mem::replace(&mut record.in_doubt, true);
+            let was_in_doubt = std::mem::replace(&mut record.in_doubt, in_doubt);
             record.updated_at_ms = now;
             let (generation, saved_record) = st.set_record(record);
             (generation, saved_record, was_in_doubt)
@@ -286,7 +303,7 @@ impl Attached {
         if saved.is_err() {
             let mut st = self.cell.lock();
             if st.generation == generation {
-                let mut record = st.record.as_deref().cloned().unwrap_or_default();
+                let mut record = (*saved_record).clone();
                 record.in_doubt = was_in_doubt;
                 st.set_record(record);
                 st.unpersisted = false;
@@ -294,36 +311,6 @@ impl Attached {
             }
         }
         saved
-    }
-
-    /// The request surely did nothing: withdraw the write-ahead marker.
-    /// Only a withdrawal the store took is kept. Should its save fail,
-    /// memory goes back to the marker the store holds, with nothing left to
-    /// save: another client finding the marker may rotate the token and
-    /// save that, and a withdrawal saved later would put the spent token
-    /// back over it.
-    async fn withdraw_marker(&self) {
-        let now = self.ctx.clock.now_ms(); // before the lock (see `serve`)
-        let (generation, saved_record) = {
-            let mut st = self.cell.lock();
-            let Some(mut record) = st.record.as_deref().cloned() else {
-                return;
-            };
-            record.in_doubt = false;
-            record.updated_at_ms = now;
-            st.set_record(record)
-        };
-        if let Err(e) = self.persist(generation, &saved_record).await {
-            log::warn!("freshtoken: session {}: {e}", self.key);
-            let mut st = self.cell.lock();
-            if st.generation == generation {
-                let mut record = (*saved_record).clone();
-                record.in_doubt = true;
-                st.set_record(record);
-                st.unpersisted = false;
-                st.unsaved_in = None;
-            }
-        }
     }
 
     /// Sends the refresh (the record already marked in doubt in the store)

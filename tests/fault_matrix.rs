@@ -222,12 +222,8 @@ fn configure(builder: ConfigBuilder) -> ConfigBuilder {
 /// A client like the harness's, but whose token endpoint is a loopback port
 /// nobody listens on.
 fn refused_client(h: &Harness) -> TokenClient {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}/connect/token");
-    let builder = freshtoken::Config::builder(endpoint, CLIENT_ID).client_secret(CLIENT_SECRET);
+    let builder = freshtoken::Config::builder(common::refused_endpoint(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET);
     let config = configure(builder).build().expect("valid config");
     Harness::client_on(&h.emu, config, h.clock.clone())
 }

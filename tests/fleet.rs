@@ -277,14 +277,9 @@ async fn a_lease_holder_marks_the_token_in_doubt_before_sending_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_never_left_withdraws_the_in_doubt_marker() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let clock = Arc::new(ManualClock::new(wall_ms()));
     let store = Arc::new(MemoryStore::with_leases(clock.clone()));
-    let config = Config::builder(format!("http://127.0.0.1:{port}/token"), CLIENT_ID)
+    let config = Config::builder(common::refused_endpoint(), CLIENT_ID)
         .client_secret(CLIENT_SECRET)
         .build()
         .unwrap();

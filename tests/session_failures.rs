@@ -383,10 +383,7 @@ async fn a_retry_whose_wait_ran_past_the_budget_is_not_sent() {
             inner: h.clock.clone(),
             overrun,
         });
-        let http = std::sync::Arc::new(freshtoken::NativeHttp::new().unwrap());
-        let spawn = std::sync::Arc::new(freshtoken::TokioSpawner::current().unwrap());
-        let client =
-            freshtoken::TokenClient::with_spawner(h.client.config().clone(), http, clock, spawn);
+        let client = Harness::client_on(&h.emu, h.client.config().clone(), clock);
         let key = format!("overrun-{overrun}");
         let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
         let session = client.session(&key, h.store.clone()).unwrap();
@@ -512,14 +509,8 @@ async fn a_timeout_is_reported_and_leaves_the_token_in_doubt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_is_retried_then_reported_as_network() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}/connect/token");
     let h = Harness::new();
-    let config = freshtoken::Config::builder(endpoint, CLIENT_ID)
+    let config = freshtoken::Config::builder(common::refused_endpoint(), CLIENT_ID)
         .client_secret("s")
         .retry(RetryPolicy {
             max_attempts: 3,

@@ -712,11 +712,7 @@ async fn on_a_fleet_store_with_its_access_token(
 async fn a_withdrawn_marker_the_store_refused_is_never_saved_over_another_clients_rotation() {
     let h = Harness::new();
     let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let refused = Config::builder(format!("http://127.0.0.1:{port}/connect/token"), CLIENT_ID)
+    let refused = Config::builder(common::refused_endpoint(), CLIENT_ID)
         .client_secret(CLIENT_SECRET)
         .build()
         .unwrap();

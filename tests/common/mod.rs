@@ -96,6 +96,16 @@ impl TestStore {
 
 /// Takes one of `counter`'s upcoming failures (`u32::MAX`: all of them);
 /// false when none is left.
+/// A token endpoint on a loopback port nobody listens on (bound, then let
+/// go): a connection to it is refused, so the request surely never left.
+pub fn refused_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("http://127.0.0.1:{port}/connect/token")
+}
+
 pub fn take_failure(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
@@ -420,7 +430,11 @@ impl Harness {
 
     /// Another client (as if another process) on the same emulator and clock.
     /// Its refreshes run as tokio tasks, as with `TokenClient::native`.
-    pub fn client_on(_emu: &Emulator, config: Config, clock: Arc<ManualClock>) -> TokenClient {
+    pub fn client_on(
+        _emu: &Emulator,
+        config: Config,
+        clock: Arc<dyn freshtoken::Clock>,
+    ) -> TokenClient {
         let http = Arc::new(freshtoken::NativeHttp::new().expect("http client"));
         let spawn = Arc::new(freshtoken::TokioSpawner::current().expect("inside tokio"));
         TokenClient::with_spawner(config, http, clock, spawn)

@@ -1,21 +1,14 @@
 //! `freshtoken link` against the emulator's (self-approving) authorize
 //! endpoint: both steps, the code's sources, state checks, one-step mode.
 
-use crate::support::{authorize, query_param, Env, REDIRECT_URI};
+use crate::support::{authorize, query_param, Env, LINK_START, REDIRECT_URI};
 use std::io::Write;
 use std::path::Path;
 
 /// Starts a link; returns the authorization URL.
 fn start(env: &Env, state_file: &Path, extra: &[&str]) -> String {
     let run = env
-        .with_creds(&[
-            "-q",
-            "link",
-            "--redirect-uri",
-            REDIRECT_URI,
-            "--scope",
-            "accounts",
-        ])
+        .with_creds(&LINK_START)
         .args(extra)
         .args(["--state-file".as_ref(), state_file.as_os_str()])
         .run()

@@ -17,6 +17,17 @@ pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-secret";
 pub const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 
+/// `freshtoken -q link` for the emulator's redirect URI and the `accounts`
+/// scope: how the tests start a link.
+pub const LINK_START: [&str; 6] = [
+    "-q",
+    "link",
+    "--redirect-uri",
+    REDIRECT_URI,
+    "--scope",
+    "accounts",
+];
+
 /// A directory removed when dropped.
 pub struct Scratch {
     pub dir: PathBuf,
@@ -240,14 +251,7 @@ impl Env {
     pub fn link(&self, key: &str) {
         let state_file = self.scratch.path(&format!("link-{key}.json"));
         let url = self
-            .with_creds(&[
-                "--quiet",
-                "link",
-                "--redirect-uri",
-                REDIRECT_URI,
-                "--scope",
-                "accounts",
-            ])
+            .with_creds(&LINK_START)
             .args(["--state-file".as_ref(), state_file.as_os_str()])
             .run()
             .ok()
@@ -268,17 +272,7 @@ impl Env {
         key: &str,
         state_file: Option<&Path>,
     ) -> (std::process::Child, String) {
-        let mut cli = self.full(
-            &[
-                "-q",
-                "link",
-                "--redirect-uri",
-                REDIRECT_URI,
-                "--scope",
-                "accounts",
-            ],
-            key,
-        );
+        let mut cli = self.full(&LINK_START, key);
         if let Some(state_file) = state_file {
             cli = cli.args(["--state-file".as_ref(), state_file.as_os_str()]);
         }

@@ -1,9 +1,22 @@
 //! Endpoint URL checks: `https`, or plain `http` to a loopback host.
 //!
-//! Hand-written on purpose: the `url` crate pulls IDNA tables that cost tens
-//! of kilobytes of wasm, and all the core needs is the scheme and the host.
+//! The URL is read by the parser that will send it: natively the `url`
+//! crate (reqwest's), in wasm the host's `URL` (fetch's). A check that read
+//! the text its own way could pass a host the sender reads differently
+//! (`http://0x7f.1/` is loopback to both parsers; `https://host:SECRET/`
+//! is no URL to either).
 
 use crate::error::Error;
+
+/// The parts of a URL the checks need, as the platform's parser reads them.
+struct Parts {
+    /// The scheme, lowercased, without its `:`.
+    scheme: String,
+    /// A user name or a password is present.
+    credentials: bool,
+    /// The host is `localhost`, `127.0.0.0/8` or `::1` (`None`: no host).
+    loopback: Option<bool>,
+}
 
 /// Checks that `url` is an absolute `https` URL, or `http` to a loopback host
 /// (`localhost`, `127.0.0.0/8`, `[::1]`), without credentials or a fragment.
@@ -12,26 +25,33 @@ pub fn validate(field: &str, url: &str) -> Result<(), Error> {
     if url.trim() != url || url.is_empty() {
         return Err(bad("must be a non-empty URL without surrounding spaces"));
     }
+    // The URL parsers drop tabs and newlines silently; a URL with them was
+    // not meant as written.
     if url.chars().any(|c| c.is_control() || c == ' ') {
         return Err(bad("must not contain spaces or control characters"));
     }
-    let (scheme, rest) = url
+    // Both parsers read `https:///token` as the host `token`: a typo, not
+    // a host.
+    if url
         .split_once("://")
-        .ok_or_else(|| bad("must be an absolute URL"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
+        .is_some_and(|(_, rest)| rest.starts_with(['/', '\\']))
+    {
+        return Err(bad("has no host"));
+    }
+    let parts = parse(url).ok_or_else(|| {
+        bad("must be an absolute URL (scheme://host/path) with a valid host and port")
+    })?;
+    if parts.credentials {
         return Err(bad("must not carry credentials"));
     }
+    // A `#` in a URL the parser accepted can only start its fragment.
     if url.contains('#') {
         return Err(bad("must not have a fragment"));
     }
-    let host = host_of(authority);
-    if host.is_empty() {
-        return Err(bad("has no host"));
-    }
-    match scheme.to_ascii_lowercase().as_str() {
+    let loopback = parts.loopback.ok_or_else(|| bad("has no host"))?;
+    match parts.scheme.as_str() {
         "https" => Ok(()),
-        "http" if is_loopback(host) => Ok(()),
+        "http" if loopback => Ok(()),
         "http" => Err(bad(
             "must use https (plain http is allowed only for loopback hosts)",
         )),
@@ -39,29 +59,47 @@ pub fn validate(field: &str, url: &str) -> Result<(), Error> {
     }
 }
 
-/// True when `url`'s scheme is `https` (any case).
+/// True when `url` parses with the scheme `https`.
 pub(crate) fn is_https(url: &str) -> bool {
-    url.split_once("://")
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
+    parse(url).is_some_and(|parts| parts.scheme == "https")
 }
 
-/// The host part of an authority (`host[:port]` or `[v6]:port`).
-fn host_of(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    authority.split(':').next().unwrap_or("")
+/// `url` read by the `url` crate, the parser reqwest sends with.
+#[cfg(not(target_arch = "wasm32"))]
+fn parse(url: &str) -> Option<Parts> {
+    let url = url::Url::parse(url).ok()?;
+    let loopback = url.host().map(|host| match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    });
+    Some(Parts {
+        scheme: url.scheme().to_owned(),
+        credentials: !url.username().is_empty() || url.password().is_some(),
+        loopback,
+    })
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    if host == "localhost" || host == "::1" {
-        return true;
-    }
-    match host.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => false,
-    }
+/// `url` read by the host's `URL`, the parser `fetch` sends with.
+#[cfg(target_arch = "wasm32")]
+fn parse(url: &str) -> Option<Parts> {
+    let url = web_sys::Url::new(url).ok()?;
+    let host = url.hostname();
+    // `hostname` is canonical: IPv6 compressed in brackets (loopback is
+    // exactly `[::1]`; no IPv6 parser linked for it), IPv4 dotted decimal.
+    let loopback = (!host.is_empty()).then(|| {
+        host == "[::1]"
+            || host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    let protocol = url.protocol();
+    Some(Parts {
+        scheme: protocol.strip_suffix(':').unwrap_or(&protocol).to_owned(),
+        credentials: !url.username().is_empty() || !url.password().is_empty(),
+        loopback,
+    })
 }
 
 #[cfg(test)]
@@ -81,6 +119,9 @@ mod tests {
             "http://localhost/token",
             "http://[::1]:9000/token",
             "http://127.1.2.3/t",
+            "http://LOCALHOST:1/t",
+            "http://0x7f.1/t",
+            "http://[0:0:0:0:0:0:0:1]:9/t",
         ] {
             assert!(validate("e", ok).is_ok(), "{ok}");
         }
@@ -88,6 +129,8 @@ mod tests {
             "http://example.com/token",
             "http://127.0.0.1.evil.com/token",
             "http://10.0.0.1/token",
+            "http://[::ffff:127.0.0.1]/token",
+            "http://localhost.evil.com/token",
         ] {
             let err = validate("token_endpoint", bad).unwrap_err();
             assert!(err.to_string().contains("token_endpoint"), "{err}");
@@ -105,6 +148,11 @@ mod tests {
             "https://example.com/token#frag",
             " https://example.com/token",
             "https://exa mple.com/token",
+            "https://example.com:SECRET/token",
+            "https://[SECRET]/token",
+            "https://example.com:99999/token",
+            "https://exa\tmple.com/token",
+            "mailto:someone@example.com",
         ] {
             assert_eq!(
                 validate("token_endpoint", bad).unwrap_err().code().as_str(),
@@ -112,5 +160,25 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn messages_never_echo_the_url() {
+        for bad in [
+            "https://example.com:SECRET/token",
+            "https://[SECRET]/token",
+            "https://user:SECRET@example.com/token",
+            "http://SECRET.example.com/token",
+        ] {
+            let message = validate("token_endpoint", bad).unwrap_err().to_string();
+            assert!(!message.contains("SECRET"), "{message}");
+        }
+    }
+
+    #[test]
+    fn is_https_reads_the_parsed_scheme() {
+        assert!(is_https("HTTPS://example.com/t"));
+        assert!(!is_https("http://127.0.0.1/t"));
+        assert!(!is_https("https//example.com/t"));
     }
 }

@@ -36,6 +36,20 @@ describe('transport rules', () => {
     }
   });
 
+  test('endpoints are read by the URL parser fetch sends with', () => {
+    // Not a URL to fetch either: refused when configured, not when sent.
+    for (const tokenEndpoint of ['https://bank.example:SECRET/token', 'https://[SECRET]/token',
+      'https://bank.example:99999/token', 'https:///token', 'http://[::ffff:127.0.0.1]/token']) {
+      assert.throws(() => new TokenClient({ tokenEndpoint, clientId: 'c', clientSecret: 's' }),
+        (err) => err instanceof ConfigError && /tokenEndpoint/.test(err.message) && !err.message.includes('SECRET'),
+        tokenEndpoint);
+    }
+    // Loopback as fetch reads it: the host URL normalises the address.
+    for (const tokenEndpoint of ['http://0x7f.1:9/t', 'http://LOCALHOST:9/t', 'http://[0:0:0:0:0:0:0:1]:9/t']) {
+      assert.ok(new TokenClient({ tokenEndpoint, clientId: 'c', clientSecret: 's' }), tokenEndpoint);
+    }
+  });
+
   describe('redirects are not followed', () => {
     let elsewhere;
     before(async () => { elsewhere = await answerAll(200, { 'content-type': 'application/json' }); });

@@ -13,13 +13,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 type Flight = Shared<BoxFuture<'static, Result<AccessToken, Error>>>;
 
+/// How many tokens a scope set keeps to revoke later: a host calling
+/// `revoke_all` again and again while the server refuses mints one more
+/// each time, and each lives an hour at most. The oldest is dropped first.
+const MAX_UNREVOKED: usize = 16;
+
 #[derive(Default)]
 struct Slot {
     token: Option<AccessToken>,
     inflight: Option<Flight>,
-    /// A token whose revocation failed: no longer served, tried again by
-    /// the next [`ClientTokens::revoke_all`] while it lives.
-    unrevoked: Option<AccessToken>,
+    /// Tokens whose revocation failed or was not tried after a failure:
+    /// never served again, tried again by the next
+    /// [`ClientTokens::revoke_all`] while they live (oldest first, at most
+    /// [`MAX_UNREVOKED`]).
+    unrevoked: Vec<AccessToken>,
     /// Which request is `inflight`: one that `revoke_all` took out of the
     /// slot lands nothing in it (its token is revoked, not cached).
     serial: u64,
@@ -46,8 +53,10 @@ impl Cell {
     /// a token not yet expired (served, or still to be revoked).
     fn holds_anything(&self, now_ms: u64) -> bool {
         let slot = self.lock();
-        let live = |t: &Option<AccessToken>| t.as_ref().is_some_and(|t| t.expires_at_ms > now_ms);
-        slot.inflight.is_some() || live(&slot.token) || live(&slot.unrevoked)
+        let live = |t: &AccessToken| t.expires_at_ms > now_ms;
+        slot.inflight.is_some()
+            || slot.token.as_ref().is_some_and(live)
+            || slot.unrevoked.iter().any(live)
     }
 }
 
@@ -211,44 +220,39 @@ async fn revoke_taken(ctx: Arc<Context>, taken: Vec<Taken>) -> Result<(), Error>
     result
 }
 
-/// Revokes the token of `scope` whose revocation failed before, then
-/// `taken`. After a failure the rest are left cached, as they were (one
-/// token the server may still hold is kept per scope set).
+/// Revokes the tokens of `scope` whose revocation failed before, then
+/// `taken`. After a failure the rest are not tried: they are kept to be
+/// revoked by the next call, and never served again (the host was told
+/// they are being revoked).
 async fn revoke_cell(
     ctx: &Context,
     scope: &str,
     cell: &Cell,
     taken: [Option<AccessToken>; 2],
 ) -> Result<(), Error> {
-    let unrevoked = cell.lock().unrevoked.take();
-    let mut revoked = revoke_one(ctx, scope, cell, unrevoked).await;
-    for token in taken {
-        if revoked.is_ok() {
-            revoked = revoke_one(ctx, scope, cell, token).await;
-        } else if let Some(token) = token {
-            let mut slot = cell.lock();
-            if slot.token.is_none() {
-                slot.token = Some(token);
+    let earlier = std::mem::take(&mut cell.lock().unrevoked);
+    let mut result = Ok(());
+    for token in earlier.into_iter().chain(taken.into_iter().flatten()) {
+        if token.expires_at_ms <= ctx.clock.now_ms() {
+            continue;
+        }
+        if result.is_ok() {
+            result = revoke_one(ctx, scope, &token).await;
+            if result.is_ok() {
+                continue;
             }
         }
+        let mut slot = cell.lock();
+        if slot.unrevoked.len() == MAX_UNREVOKED {
+            slot.unrevoked.remove(0);
+        }
+        slot.unrevoked.push(token);
     }
-    revoked
+    result
 }
 
-/// Revokes `token` of `scope` if it is still live; one the server may
-/// still hold (the revocation failed) is kept in `cell` for the next call.
-async fn revoke_one(
-    ctx: &Context,
-    scope: &str,
-    cell: &Cell,
-    token: Option<AccessToken>,
-) -> Result<(), Error> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    if token.expires_at_ms <= ctx.clock.now_ms() {
-        return Ok(());
-    }
+/// Revokes the live `token` of `scope`, with its event.
+async fn revoke_one(ctx: &Context, scope: &str, token: &AccessToken) -> Result<(), Error> {
     let started = ctx.clock.now_ms();
     let revoked = crate::revoke::revoke_token(ctx, &token.value, "access_token", &[]).await;
     let details = Details {
@@ -258,9 +262,6 @@ async fn revoke_one(
         ..Details::default()
     };
     ctx.emit(EventKind::Revoked, None, details);
-    if revoked.is_err() {
-        cell.lock().unrevoked = Some(token);
-    }
     revoked
 }
 

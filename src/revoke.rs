@@ -120,6 +120,9 @@ impl Attached {
                 return synced.and(successor_unknown(record.in_doubt));
             }
             let mut dead = record;
+            // A session already dead of a lost rotation: the successor of
+            // its last refresh may be live, as for a record in doubt.
+            dead.in_doubt |= dead.reauth == Some(ReauthReason::LostRotation);
             dead.reauth = Some(ReauthReason::Revoked);
             // Kept: an in-doubt record's last refresh may have rotated its
             // token into one this client never received (see below).
@@ -165,12 +168,18 @@ impl Attached {
             rec.id_token = None;
         })
         .await;
-        saved.and(synced)?;
-        let st = self.cell.lock();
-        if st.unpersisted {
+        if self.cell.lock().unpersisted {
+            saved.and(synced)?;
             return Err(Error::storage(
                 "the revoked record is not saved yet; it is saved on the next call",
             ));
+        }
+        // The token-less record saved: a failed save or read before it is
+        // healed, but a conflict is not (another writer's record was kept).
+        for result in [saved, synced] {
+            if let Err(conflict @ Error::Conflict { .. }) = result {
+                return Err(conflict);
+            }
         }
         unknown
     }

@@ -534,6 +534,43 @@ async fn a_client_token_whose_revocation_failed_is_tried_again_not_forgotten() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_whose_revocation_failed_twice_is_never_served_again() {
+    // Before, when the earlier token's second try failed, the token just
+    // taken for revocation went back in the cache and was served.
+    let h = Harness::with(Options::default(), |b| {
+        b.retry(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        })
+    });
+    let first = h.client.client_token(&["accounts"]).await.unwrap();
+    h.emu.push_fault(Fault::status(503).for_revocation());
+    h.client.revoke_client_tokens().await.unwrap_err();
+    let second = h.client.client_token(&["accounts"]).await.unwrap();
+    h.emu.push_fault(Fault::status(503).for_revocation());
+    let err = h.client.revoke_client_tokens().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Transient, "{err}");
+    let third = h.client.client_token(&["accounts"]).await.unwrap();
+    assert!(
+        third != first && third != second,
+        "a token being revoked was served"
+    );
+    assert_eq!(
+        h.emu.counters().revocation_requests,
+        2,
+        "one failed try each"
+    );
+
+    h.client
+        .revoke_client_tokens()
+        .await
+        .expect("all go through");
+    let counters = h.emu.counters();
+    assert_eq!(counters.revocation_requests, 5, "first, second, then third");
+    assert_eq!(counters.tokens_revoked, 3);
+}
+
 #[test]
 fn the_revocation_endpoint_is_stitchs_by_default() {
     let c = Config::builder("https://secure.stitch.money/connect/token", "id")
@@ -668,6 +705,53 @@ async fn revoking_a_session_whose_last_refresh_lost_its_answer_says_a_successor_
     );
     let reason = reason(session.access_token().await);
     assert_eq!(reason, Some(ReauthReason::Revoked));
+}
+
+/// The lost answer's retry was refused (`invalid_grant`), so the session
+/// died of `lost_rotation`: the successor the server rotated to may still
+/// be live, and `revoke()` says so, as for a record still in doubt (before,
+/// the death cleared the doubt and the revocation reported success).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_session_dead_of_a_lost_rotation_says_a_successor_may_be_live() {
+    let options = Options {
+        reuse_detection: false,
+        ..Options::default()
+    };
+    let h = Harness::with(options, |b| b);
+    let (session, rt) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::drop_after_commit());
+    session.access_token().await.unwrap_err();
+    let dead = session.access_token().await.unwrap_err();
+    assert_eq!(dead.reason(), Some(ReauthReason::LostRotation), "{dead}");
+    assert_eq!(h.emu.successor_state(&rt), Some(TokenState::Active));
+
+    for call in ["revoke", "revoke again"] {
+        let err = session.revoke().await.unwrap_err();
+        assert!(
+            err.server_may_hold_token() && err.reason() == Some(ReauthReason::LostRotation),
+            "{call}: {err}"
+        );
+    }
+    assert_eq!(h.emu.counters().revocation_requests, 1, "sent once");
+    assert_eq!(h.emu.successor_state(&rt), Some(TokenState::Active));
+}
+
+/// A save of the revoked mark fails, the save of the token-less record
+/// after the server took the tokens succeeds: the session is revoked and
+/// saved, and `revoke()` resolves (it rejected with the first failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_whose_first_save_failed_and_second_landed_succeeds() {
+    let h = Harness::new();
+    let (session, _) = h.seeded("u1").await;
+    session.access_token().await.unwrap();
+    let rt = h.store.refresh_token("u1").unwrap();
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+    session.revoke().await.expect("revoked and saved");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, Some(ReauthReason::Revoked));
+    assert!(stored.refresh_token.is_none());
+    assert!(!session.status().await.unwrap().unpersisted);
 }
 
 /// A store whose next load, once armed, reads at once but answers only

@@ -94,8 +94,6 @@ impl TestStore {
     }
 }
 
-/// Takes one of `counter`'s upcoming failures (`u32::MAX`: all of them);
-/// false when none is left.
 /// A token endpoint on a loopback port nobody listens on (bound, then let
 /// go): a connection to it is refused, so the request surely never left.
 pub fn refused_endpoint() -> String {
@@ -106,6 +104,8 @@ pub fn refused_endpoint() -> String {
     format!("http://127.0.0.1:{port}/connect/token")
 }
 
+/// Takes one of `counter`'s upcoming failures (`u32::MAX`: all of them);
+/// false when none is left.
 pub fn take_failure(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {

@@ -444,10 +444,21 @@ fn sync_directory(dir: &Path) -> io::Result<()> {
     } else {
         dir
     };
-    match File::open(dir).and_then(|dir| dir.sync_all()) {
+    match File::open(dir).and_then(|file| sync_directory_file(&file, dir)) {
         Err(e) if !cannot_sync_directories(&e) => Err(e),
         _ => Ok(()),
     }
+}
+
+/// fsyncs `file`, open on the directory `dir`; in tests, after the thread's
+/// [`tests::DIRECTORY_SYNCS`] hook (a failing disk cannot be made real).
+fn sync_directory_file(file: &File, dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    tests::DIRECTORY_SYNCS
+        .with_borrow_mut(|hook| hook.as_mut().map_or(Ok(()), |hook| hook(dir)))?;
+    #[cfg(not(test))]
+    let _ = dir;
+    file.sync_all()
 }
 
 /// Whether `e`, from opening or fsyncing a directory, says the platform
@@ -559,7 +570,19 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// Creates `dir` (and its parents) if missing; a new directory is 0700.
+/// Then fsyncs the parent of each level created: the directory's own fsync
+/// makes the files in it durable, not its entry in its parent, so a power
+/// loss could drop a new directory and the first record saved in it (a
+/// rotated refresh token). If a sync fails, the levels created are removed
+/// again (best effort), so that the retry creates and syncs them anew.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    // Deepest first.
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|level| {
+            !level.as_os_str().is_empty() && matches!(level.try_exists(), Ok(false))
+        })
+        .collect();
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -567,7 +590,18 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(dir)
+    builder.create(dir)?;
+    let synced = missing
+        .iter()
+        .try_for_each(|level| sync_directory(level.parent().unwrap_or(Path::new(""))));
+    if synced.is_err() {
+        for level in &missing {
+            if fs::remove_dir(level).is_err() {
+                break;
+            }
+        }
+    }
+    synced
 }
 
 /// The file's text, `None` if it does not exist; a file over `cap` bytes
@@ -670,6 +704,121 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    /// What this thread's directory fsync hook answers for a directory.
+    type SyncHook = Box<dyn FnMut(&Path) -> io::Result<()>>;
+
+    /// The directories synced, each with the names it held then.
+    #[cfg(unix)]
+    type Synced = std::rc::Rc<RefCell<Vec<(PathBuf, Vec<String>)>>>;
+
+    thread_local! {
+        /// Called before each directory fsync of this thread; an error is the fsync's.
+        pub static DIRECTORY_SYNCS: RefCell<Option<SyncHook>> = const { RefCell::new(None) };
+    }
+
+    /// Watches this thread's directory fsyncs: each directory synced and the
+    /// names it held then; `failing` answers the errno a sync fails with.
+    #[cfg(unix)]
+    fn watch_directory_syncs(
+        failing: impl Fn(&Path) -> Option<rustix::io::Errno> + 'static,
+    ) -> Synced {
+        let synced = Synced::default();
+        let seen = synced.clone();
+        DIRECTORY_SYNCS.set(Some(Box::new(move |dir: &Path| {
+            if let Some(errno) = failing(dir) {
+                return Err(io::Error::from_raw_os_error(errno.raw_os_error()));
+            }
+            let mut names: Vec<String> = fs::read_dir(dir)?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<io::Result<_>>()?;
+            names.sort();
+            seen.borrow_mut().push((dir.to_owned(), names));
+            Ok(())
+        })));
+        synced
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_directory_is_synced_into_the_parent_of_each_level_created() {
+        // The directory's own fsync makes its files durable, not its entry: a
+        // power loss could drop a directory just made, and the first record in it.
+        let root = scratch("parents");
+        create_private_dir(&root).unwrap();
+        let tokens = root.join("a/b/tokens");
+        let store = FileStore::new(&tokens);
+        let synced = watch_directory_syncs(|_| None);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(store.write("u", "{\"a\":1}")).unwrap();
+        let mut parents: Vec<_> = synced
+            .borrow()
+            .iter()
+            .filter(|(dir, _)| *dir != tokens)
+            .cloned()
+            .collect();
+        parents.sort();
+        let names = |name: &str| vec![name.to_owned()];
+        assert_eq!(
+            parents,
+            vec![
+                (root.clone(), names("a")),
+                (root.join("a"), names("b")),
+                (root.join("a/b"), names("tokens")),
+            ]
+        );
+        // It exists now: only the store directory is synced.
+        synced.borrow_mut().clear();
+        runtime.block_on(store.write("u", "{\"a\":2}")).unwrap();
+        runtime.block_on(store.lock("u", Duration::ZERO)).unwrap();
+        let dirs: Vec<PathBuf> = synced.borrow().iter().map(|(dir, _)| dir.clone()).collect();
+        assert_eq!(dirs, vec![tokens.clone()]);
+        DIRECTORY_SYNCS.set(None);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_parent_sync_that_fails_fails_and_undoes_the_creation_one_the_platform_cannot_do_does_not()
+    {
+        use rustix::io::Errno;
+        let root = scratch("parent-fails");
+        create_private_dir(&root).unwrap();
+        let failing = std::rc::Rc::new(RefCell::new(Some(Errno::IO)));
+        let answer = failing.clone();
+        let parent = root.clone();
+        let synced = watch_directory_syncs(move |dir| {
+            if dir == parent {
+                *answer.borrow()
+            } else {
+                None
+            }
+        });
+        let tokens = root.join("a/tokens");
+        let e = create_private_dir(&tokens).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::IO.raw_os_error()));
+        assert!(
+            !root.join("a").exists(),
+            "removed, so that the retry creates and syncs it again"
+        );
+        *failing.borrow_mut() = None;
+        create_private_dir(&tokens).unwrap();
+        assert!(synced
+            .borrow()
+            .contains(&(root.clone(), vec!["a".to_owned()])));
+        for errno in [Errno::INVAL, Errno::NOTSUP] {
+            *failing.borrow_mut() = Some(errno);
+            let other = root.join(format!("e{}", errno.raw_os_error()));
+            create_private_dir(&other).unwrap();
+            assert!(other.is_dir());
+        }
+        DIRECTORY_SYNCS.set(None);
+        fs::remove_dir_all(root).unwrap();
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let mut random = [0u8; 6];

@@ -4,8 +4,8 @@
 
 import { createReadStream, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
 import { configError } from './errors.js';
@@ -138,11 +138,7 @@ export class FileStore {
   async save(key, record) {
     if (typeof record !== 'string') throw new TypeError('FileStore: a record must be a string');
     const path = this.pathFor(key);
-    try {
-      await mkdir(this.#dir, { recursive: true });
-    } catch (error) {
-      throw new Error(`cannot write the record (${error.code ?? 'error'})`);
-    }
+    await this.#makeDirectory();
     const tmp = `${path}.${process.pid}.${LOCAL_TAG}${randomBytes(4).toString('hex')}.tmp`;
     const tmpName = basename(tmp);
     let file;
@@ -182,16 +178,46 @@ export class FileStore {
   }
 
   /**
-   * fsyncs the directory, making renames and new files in it durable. Where
-   * the platform cannot (Windows opens no directory; some file systems
-   * refuse a directory's fsync) there is nothing more to do; any other
-   * failure (EIO, ENOSPC) fails the save: the rename may not outlive a
-   * crash, and the old record, whose refresh token is spent, come back.
+   * Creates the directory and its missing ancestors, then fsyncs the parent
+   * of each level created: the directory's own fsync makes the files in it
+   * durable, not its entry in its parent, so a power loss could drop a new
+   * directory and the first record saved in it (a rotated refresh token).
+   * If a sync fails, the levels created are removed again (best effort), so
+   * that the retry creates and syncs them anew.
    */
-  async #syncDirectory() {
+  async #makeDirectory() {
+    let created;
+    try {
+      created = await mkdir(this.#dir, { recursive: true }); // the first level created, or undefined
+    } catch (error) {
+      throw new Error(`cannot write the record (${error.code ?? 'error'})`);
+    }
+    if (created === undefined) return;
+    const levels = []; // deepest first
+    for (let level = resolve(this.#dir); ; level = dirname(level)) {
+      levels.push(level);
+      if (level === resolve(created) || dirname(level) === level) break;
+    }
+    try {
+      for (const level of levels) await this.#syncDirectory(dirname(level));
+    } catch (error) {
+      for (const level of levels) if (!(await rmdir(level).then(() => true, () => false))) break;
+      throw error;
+    }
+  }
+
+  /**
+   * fsyncs the directory (`path`, by default the store's), making renames
+   * and new files in it durable. Where the platform cannot (Windows opens
+   * no directory; some file systems refuse a directory's fsync) there is
+   * nothing more to do; any other failure (EIO, ENOSPC) fails the save: the
+   * rename may not outlive a crash, and the old record, whose refresh token
+   * is spent, come back.
+   */
+  async #syncDirectory(path = this.#dir) {
     let dir;
     try {
-      dir = await open(this.#dir, 'r');
+      dir = await open(path, 'r');
     } catch (error) {
       if (NO_DIRECTORY_SYNC.has(error.code)) return;
       throw new Error(`cannot write the record (${error.code ?? 'error'})`);

@@ -17,16 +17,21 @@ const fsp = createRequire(import.meta.url)('node:fs/promises');
 const realOpen = fsp.open;
 /** What a directory's or a file's fsync fails with next (null: it succeeds). */
 const failing = { directory: null, file: null };
+/** What the fsync of the directory at a path fails with next (before `failing`). */
+const failingAt = new Map();
 /** The paths of the regular files fsynced, in order. */
 const synced = [];
+/** The directories fsynced, in order, each with what it listed then. */
+const syncedDirectories = [];
 fsp.open = async (path, ...rest) => {
   const handle = await realOpen(path, ...rest);
   const kind = (await handle.stat()).isDirectory() ? 'directory' : 'file';
   const sync = handle.sync.bind(handle);
   handle.sync = async () => {
-    const code = failing[kind];
-    if (code !== null) throw Object.assign(new Error(`${code} (injected)`), { code });
+    const code = (kind === 'directory' && failingAt.get(String(path))) || failing[kind];
+    if (code) throw Object.assign(new Error(`${code} (injected)`), { code });
     if (kind === 'file') synced.push(String(path));
+    else syncedDirectories.push({ path: String(path), entries: (await readdir(path)).sort() });
     return sync();
   };
   return handle;
@@ -40,6 +45,7 @@ describe('FileStore fsync failures', () => {
   afterEach(async () => {
     failing.directory = null;
     failing.file = null;
+    failingAt.clear();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -51,6 +57,44 @@ describe('FileStore fsync failures', () => {
       failing.directory = code;
       await store.save('u1', `{"v":"${code}"}`);
       assert.equal(await store.load('u1'), `{"v":"${code}"}`);
+    }
+  });
+
+  test('a save that creates the directory fsyncs the parent of each level it created, once they exist', async () => {
+    const tokens = join(dir, 'a', 'b', 'tokens');
+    const store = new FileStore(tokens);
+    syncedDirectories.length = 0;
+    await store.save('u1', '{"v":1}');
+    const parents = syncedDirectories.filter((s) => s.path !== tokens);
+    parents.sort((x, y) => x.path.localeCompare(y.path));
+    assert.deepEqual(parents, [
+      { path: dir, entries: ['a'] },
+      { path: join(dir, 'a'), entries: ['b'] },
+      { path: join(dir, 'a', 'b'), entries: ['tokens'] },
+    ]);
+    // The directory exists now: saves (of this store or another) sync only it.
+    syncedDirectories.length = 0;
+    await store.save('u1', '{"v":2}');
+    await new FileStore(tokens).save('u2', '{"v":1}');
+    assert.deepEqual(syncedDirectories.map((s) => s.path), [tokens, tokens]);
+  });
+
+  test("a parent's fsync that fails (EIO) fails the save and undoes the creation; one the platform cannot do does not", async () => {
+    const tokens = join(dir, 'a', 'tokens');
+    const store = new FileStore(tokens);
+    failingAt.set(join(dir, 'a'), 'EIO');
+    await assert.rejects(store.save('u1', '{"v":1}'), /cannot write the record \(EIO\)/);
+    assert.deepEqual(await readdir(dir), [], 'removed, so that the retry creates and syncs it again');
+    failingAt.clear();
+    syncedDirectories.length = 0;
+    await store.save('u1', '{"v":1}');
+    assert.deepEqual(syncedDirectories.map((s) => s.path).sort(), [dir, join(dir, 'a'), tokens]);
+
+    for (const code of ['EINVAL', 'ENOTSUP']) {
+      failingAt.set(dir, code);
+      const other = new FileStore(join(dir, code, 'tokens'));
+      await other.save('u1', `{"v":"${code}"}`);
+      assert.equal(await other.load('u1'), `{"v":"${code}"}`);
     }
   });
 

@@ -252,7 +252,7 @@ class FileTokenStore(TokenStoreBase):
 
     def __init__(self, directory) -> None:
         self.directory = os.fspath(directory)
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._make_directory()
 
     def path(self, key: str) -> str:
         """The file that holds ``key``'s record."""
@@ -542,12 +542,40 @@ class FileTokenStore(TokenStoreBase):
             raise
         self._sync_saved()
 
-    def _sync_directory(self) -> None:
-        """fsyncs the directory, making the renames (and removals) in it
-        durable. Raises OSError when that fails, unless the platform cannot
-        do it at all (see ``_NO_DIRECTORY_SYNC``)."""
+    def _make_directory(self) -> None:
+        """Creates the directory (0700) and its missing ancestors, then
+        fsyncs the parent of each level created: the directory's own fsync
+        makes the files in it durable, not its entry in its parent, so a
+        power loss could drop a new directory and the first record saved in
+        it (a rotated refresh token). If a sync fails (OSError), the levels
+        created are removed again (best effort), so that a retry creates and
+        syncs them anew."""
+        missing = []  # deepest first
+        level = self.directory.rstrip(os.sep + (os.altsep or "")) or self.directory
+        while level and not os.path.exists(level):
+            missing.append(level)
+            if os.path.dirname(level) == level:
+                break
+            level = os.path.dirname(level)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
         try:
-            fd = os.open(self.directory, os.O_RDONLY)
+            for level in missing:
+                self._sync_directory(os.path.dirname(level) or os.curdir)
+        except OSError:
+            for level in missing:
+                try:
+                    os.rmdir(level)
+                except OSError:
+                    break
+            raise
+
+    def _sync_directory(self, directory: Optional[str] = None) -> None:
+        """fsyncs the directory (``directory``, by default the store's),
+        making the renames (and removals) in it durable. Raises OSError when
+        that fails, unless the platform cannot do it at all (see
+        ``_NO_DIRECTORY_SYNC``)."""
+        try:
+            fd = os.open(self.directory if directory is None else directory, os.O_RDONLY)
         except OSError as err:
             if err.errno in _NO_DIRECTORY_SYNC:
                 return

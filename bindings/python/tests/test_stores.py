@@ -464,18 +464,25 @@ def test_a_record_moved_from_its_old_name_during_a_load_is_read_under_the_new_on
 class DirectoryFsyncs:
     """``os.fsync`` of a directory, made to fail with ``failing`` (an errno;
     None: the real fsync runs) as a failing disk would: that cannot be made
-    real in a test. ``synced`` counts the real ones."""
+    real in a test. ``synced`` counts the real ones; ``listed`` holds each
+    one's directory (its inode) and the names it held then. ``failing_at``
+    (inode: errno) makes one directory's fail first."""
 
     def __init__(self, monkeypatch):
         self.failing = None
+        self.failing_at = {}
         self.synced = 0
+        self.listed = []
         real_fsync = os.fsync
 
         def fsync(fd):
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
-                if self.failing is not None:
-                    raise OSError(self.failing, os.strerror(self.failing))
+            found = os.fstat(fd)
+            if stat.S_ISDIR(found.st_mode):
+                code = self.failing_at.get(found.st_ino, self.failing)
+                if code is not None:
+                    raise OSError(code, os.strerror(code))
                 self.synced += 1
+                self.listed.append((found.st_ino, sorted(os.listdir(fd))))
             return real_fsync(fd)
 
         monkeypatch.setattr(os, "fsync", fsync)
@@ -504,6 +511,46 @@ def test_a_directory_fsync_that_fails_fails_the_save_one_the_platform_cannot_do_
     fsyncs.failing = None
     asyncio.run(store.save("u1", '{"v":"synced"}'))
     assert fsyncs.synced == 1
+
+
+def test_a_new_directory_is_synced_into_the_parent_of_each_level_created(tmp_path, monkeypatch):
+    """The store directory's fsync makes its files durable, not its own
+    entry: a power loss could drop a directory just made, and the first
+    record in it. Each parent is synced once the level in it exists; a
+    directory that exists already needs nothing."""
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    FileTokenStore(tmp_path / "a" / "b" / "tokens")
+    assert sorted(fsyncs.listed) == sorted([
+        (os.stat(tmp_path).st_ino, ["a"]),
+        (os.stat(tmp_path / "a").st_ino, ["b"]),
+        (os.stat(tmp_path / "a" / "b").st_ino, ["tokens"]),
+    ])
+    fsyncs.listed.clear()
+    FileTokenStore(tmp_path / "a" / "b" / "tokens")
+    FileTokenStore(tmp_path / "a")
+    assert fsyncs.listed == []
+
+
+def test_a_parent_fsync_that_fails_fails_the_store_and_undoes_the_directory(tmp_path, monkeypatch):
+    """A parent's fsync that fails (EIO) raises, and the levels created are
+    removed, so that the next try creates and syncs them again; one the
+    platform cannot do (EINVAL, ENOTSUP) is no failure."""
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    fsyncs.failing_at[os.stat(tmp_path).st_ino] = errno.EIO
+    with pytest.raises(OSError) as raised:
+        FileTokenStore(tmp_path / "a" / "tokens")
+    assert raised.value.errno == errno.EIO
+    assert os.listdir(tmp_path) == [], "removed again"
+    fsyncs.failing_at.clear()
+    fsyncs.listed.clear()
+    store = FileTokenStore(tmp_path / "a" / "tokens")
+    assert (os.stat(tmp_path).st_ino, ["a"]) in fsyncs.listed
+    asyncio.run(store.save("u1", '{"v":1}'))
+    for code in (errno.EINVAL, errno.ENOTSUP):
+        fsyncs.failing_at[os.stat(tmp_path).st_ino] = code
+        store = FileTokenStore(tmp_path / errno.errorcode[code])
+        asyncio.run(store.save("u1", '{"v":1}'))
+        assert asyncio.run(store.load("u1")) == '{"v":1}'
 
 
 @pytest.mark.parametrize("code, fails", [(errno.EMFILE, True), (errno.EACCES, False)], ids=["EMFILE", "EACCES"])

@@ -476,7 +476,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * drop every lock the JVM holds on it (see [FileLock]).
      */
     private fun realLockFile(key: String, write: Boolean): Path = try {
-        Files.createDirectories(dir)
+        createDirectory()
         dir.toRealPath().resolve(lockFileFor(key, write).fileName)
     } catch (e: IOException) {
         throw HostException.Failed("cannot open the record directory (${e.javaClass.simpleName})")
@@ -508,7 +508,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
             null
         }
         try {
-            Files.createDirectories(dir)
+            createDirectory()
             // Killed saves of this record: this save supersedes them.
             Files.deleteIfExists(temp)
             leftovers?.let { removeLegacyTemps(it, name) }
@@ -611,7 +611,8 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     }
 
     /**
-     * Forces `channel`, open on `file` (a temporary file, or [dir]), to disk.
+     * Forces `channel`, open on `file` (a temporary file, [dir], or the
+     * parent of a directory [createDirectory] made), to disk.
      * A test hook: tests watch it, or make it fail as a failing disk would.
      */
     internal var forceTo: (FileChannel, Path) -> Unit = { channel, _ -> channel.force(true) }
@@ -629,13 +630,32 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     }
 
     /**
-     * Forces [dir], making the renames (and removals) in it durable. Throws
-     * IOException when that fails, unless the platform cannot do it at all
-     * (see [cannotForceDirectory]).
+     * Creates [dir] and its missing ancestors, then forces the parent of each
+     * level created: forcing [dir] makes the files in it durable, not its
+     * entry in its parent, so a power loss could drop a new directory and the
+     * first record saved in it (a rotated refresh token). If a force fails
+     * ([HostException.Failed]), the levels created are removed again (best
+     * effort), so that the retry creates and forces them anew.
      */
-    private fun forceDirectory() {
+    private fun createDirectory() {
+        val missing = generateSequence(dir.toAbsolutePath()) { it.parent }.takeWhile { Files.notExists(it) }.toList()
+        Files.createDirectories(dir)
         try {
-            FileChannel.open(dir, StandardOpenOption.READ).use { forceTo(it, dir) }
+            for (level in missing) level.parent?.let { forceDirectory(it) } // deepest first
+        } catch (e: IOException) {
+            for (level in missing) if (runCatching { Files.delete(level) }.isFailure) break
+            throw HostException.Failed("cannot make the record directory durable (${e.javaClass.simpleName})")
+        }
+    }
+
+    /**
+     * Forces the directory `path` ([dir] by default), making the renames (and
+     * removals) in it durable. Throws IOException when that fails, unless the
+     * platform cannot do it at all (see [cannotForceDirectory]).
+     */
+    private fun forceDirectory(path: Path = dir) {
+        try {
+            FileChannel.open(path, StandardOpenOption.READ).use { forceTo(it, path) }
         } catch (_: UnsupportedOperationException) {
             // A file system without file channels: nothing to force.
         } catch (e: IOException) {

@@ -258,6 +258,65 @@ class StoresTest {
         assertEquals(1, forced())
     }
 
+    /** The directories `store` forces but its own, each with the names it held then. */
+    private fun watchParentForces(
+        store: FileTokenStore,
+        failing: (Path) -> String? = { null },
+    ): MutableList<Pair<Path, List<String>>> {
+        val forced = mutableListOf<Pair<Path, List<String>>>()
+        store.forceTo = { channel, file: Path ->
+            if (Files.isDirectory(file) && file != store.dir) {
+                failing(file)?.let { throw IOException(it) }
+                forced += file to Files.list(file).use { names -> names.map { it.fileName.toString() }.sorted().toList() }
+            }
+            channel.force(true)
+        }
+        return forced
+    }
+
+    @Test fun `a save that creates the directory forces the parent of each level it created, once they exist`() = blocking {
+        // Forcing the directory makes its files durable, not its own entry: a power
+        // loss could drop a directory just made, and the first record saved in it.
+        val root = tmp.root.toPath()
+        val dir = root.resolve("a").resolve("b").resolve("tokens")
+        val store = FileTokenStore(dir)
+        val forced = watchParentForces(store)
+        store.save("u1", """{"v":1}""")
+        assertEquals(
+            setOf(root to listOf("a"), root.resolve("a") to listOf("b"), root.resolve("a").resolve("b") to listOf("tokens")),
+            forced.toSet(),
+        )
+        assertEquals(3, forced.size)
+        // It exists now: nothing more to force.
+        forced.clear()
+        store.save("u1", """{"v":2}""")
+        store.saveVersioned("u2", """{"v":1}""", null)
+        assertEquals(emptyList<Pair<Path, List<String>>>(), forced)
+    }
+
+    @Test fun `a parent's failed force fails the save and undoes its creation, one the platform cannot do does not`() = blocking {
+        val root = tmp.root.toPath()
+        val store = FileTokenStore(root.resolve("a").resolve("tokens"))
+        var failing: String? = "Input/output error"
+        val forced = watchParentForces(store) { if (it == root) failing else null }
+        val e = saveFails { store.save("u1", """{"v":1}""") }
+        assertEquals("cannot make the record directory durable (IOException)", e.detail)
+        val left = Files.list(root).use { it.toList() }
+        assertEquals("removed, so that the retry creates and forces it again", emptyList<Path>(), left)
+        failing = null
+        forced.clear()
+        store.save("u1", """{"v":1}""")
+        assertTrue(forced.toString(), root to listOf("a") in forced)
+        assertEquals("""{"v":1}""", store.load("u1"))
+        for (reason in listOf("Invalid argument", "Operation not supported")) {
+            failing = reason
+            val other = FileTokenStore(root.resolve(reason.replace(' ', '-')))
+            watchParentForces(other) { if (it == root) failing else null }
+            other.save("u1", """{"v":1}""")
+            assertEquals("""{"v":1}""", other.load("u1"))
+        }
+    }
+
     @Test fun `a compare-and-swap that finds its own unforced record forces the directory before answering`() = blocking {
         // A save whose directory force failed left its record renamed into place;
         // freshtoken saves it again with the version it had, finds the stored record

@@ -54,6 +54,10 @@ pub enum Failure {
         /// Whether a request may have reached the server (it was then
         /// finished and its result saved first); `false`: nothing was sent.
         sent: bool,
+        /// What the command had changed here before the signal, when
+        /// nothing sent does not mean nothing changed: the server may
+        /// still hold tokens given up here (`server_may_hold_token`).
+        left: Option<&'static str>,
     },
 }
 
@@ -130,7 +134,9 @@ impl fmt::Display for Failure {
                 "the state sent back is not the one this link sent (a forged or stale redirect); nothing was exchanged",
             ),
             Failure::Usage(message) | Failure::Other(message) => f.write_str(message),
-            Failure::Interrupted { signal, sent: true } => write!(
+            Failure::Interrupted {
+                signal, sent: true, ..
+            } => write!(
                 f,
                 "interrupted by {}: the token request in flight was finished and its result saved; nothing printed",
                 signal.name
@@ -138,11 +144,15 @@ impl fmt::Display for Failure {
             Failure::Interrupted {
                 signal,
                 sent: false,
-            } => write!(
-                f,
-                "interrupted by {} before any token request was sent: nothing was sent; nothing printed",
-                signal.name
-            ),
+                left,
+            } => {
+                write!(
+                    f,
+                    "interrupted by {} before any token request was sent: nothing was sent; nothing printed",
+                    signal.name
+                )?;
+                left.map_or(Ok(()), |left| write!(f, "; {left}"))
+            }
         }
     }
 }

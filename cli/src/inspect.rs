@@ -1,9 +1,10 @@
 //! `freshtoken inspect`: a stored session's state, tokens redacted. Reads
-//! the record only: no request, no credentials.
+//! the record, after finishing a save a killed process left of it (as
+//! `token` and `revoke` do): no request, no credentials.
 
 use crate::args::InspectArgs;
 use crate::failure::Failure;
-use crate::file_store::FileStore;
+use crate::file_store::{describe, FileStore};
 use crate::output::{now_ms, redacted, when, Output};
 use freshtoken::{ReauthReason, Record, DEFAULT_LEEWAY_SECS};
 use serde::Serialize;
@@ -98,16 +99,22 @@ struct InspectJson<'a> {
 }
 
 /// Prints the state of the stored session.
-pub fn run(args: InspectArgs, out: Output) -> Result<(), Failure> {
+pub async fn run(args: InspectArgs, out: Output) -> Result<(), Failure> {
     let store = FileStore::new(&args.store.store);
     let key = args.store.key.as_str();
     let path = store.path_for(key);
-    let text = store.read(key).map_err(|e| {
-        Failure::storage(format!(
-            "cannot read the record ({})",
-            crate::file_store::describe(&e)
-        ))
-    })?;
+    // What is shown is the record `token` would use: a save a killed
+    // process left is finished first, as `token` does. Without the key's
+    // lock, held for a whole refresh: `recover` takes the write lock, under
+    // which a temporary file is a killed save's, and a holder of the key's
+    // lock saves by compare-and-swap, so this ends its save in a conflict,
+    // never an overwrite. Finishing it may fail (a read-only directory):
+    // the older record is then not shown as the session's state.
+    let then = "the record file is older than that save, so it is not shown";
+    crate::session_lock::recover_saves(&store, key, then).await?;
+    let text = store
+        .read(key)
+        .map_err(|e| Failure::storage(format!("cannot read the record ({})", describe(&e))))?;
     let record = text.as_deref().map(Record::decode).transpose()?;
     let now = now_ms();
     let status = Status::of(record.as_ref(), now);

@@ -94,6 +94,7 @@ pub async fn shielded<T>(
                     return Poll::Ready(Err(Failure::Interrupted {
                         signal: *kind,
                         sent: false,
+                        left: None,
                     }));
                 }
                 note(&format!(
@@ -107,7 +108,11 @@ pub async fn shielded<T>(
     })
     .await?;
     match caught {
-        Some(signal) => Err(Failure::Interrupted { signal, sent: true }),
+        Some(signal) => Err(Failure::Interrupted {
+            signal,
+            sent: true,
+            left: None,
+        }),
         None => Ok(result),
     }
 }

@@ -97,7 +97,7 @@ async fn run(command: Command, out: Output) -> Result<(), Failure> {
         Command::ClientToken(args) => client_token::run(args, out).await,
         Command::Link(args) => link::run(args, out).await,
         Command::Token(args) => token::run(args, out).await,
-        Command::Inspect(args) => inspect::run(args, out),
+        Command::Inspect(args) => inspect::run(args, out).await,
         Command::Revoke(args) => revoke::run(args, out).await,
         Command::Emulator(args) => emulator::run(args, out).await,
     }

@@ -153,10 +153,8 @@ impl ErrorJson {
                 body.oauth_error = Some(error.clone());
                 body.description = description.clone();
             }
-            Failure::StateMismatch
-            | Failure::Usage(_)
-            | Failure::Other(_)
-            | Failure::Interrupted { .. } => {}
+            Failure::Interrupted { left, .. } => body.server_may_hold_token = left.is_some(),
+            Failure::StateMismatch | Failure::Usage(_) | Failure::Other(_) => {}
         }
         ErrorJson { error: body }
     }

@@ -8,6 +8,7 @@ use crate::output::{now_ms, Output};
 use freshtoken::{ReauthReason, Record};
 use serde::Serialize;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// The `--json` result.
 #[derive(Serialize)]
@@ -28,7 +29,7 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
     let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
     // The refresh token to revoke is the newest one.
-    crate::session_lock::recover_saves(&store, key).await?;
+    crate::session_lock::recover_saves(&store, key, "nothing was sent").await?;
     let text = store.read(key).map_err(|e| {
         Failure::storage(format!(
             "cannot read the record ({})",
@@ -45,9 +46,22 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
             r.reauth == Some(ReauthReason::Revoked) && !r.revocation_pending(now_ms())
         });
     if stored {
-        let session = client.session(key, Arc::new(store))?;
+        let session = client.session(key, Arc::new(store.clone()))?;
         let flow = async { Ok(session.revoke().await?) };
-        crate::interrupt::shielded(flow, |text| out.note(text)).await?;
+        crate::interrupt::shielded(flow, |text| out.note(text))
+            .await
+            .map_err(|failure| match failure {
+                Failure::Interrupted {
+                    signal,
+                    sent: false,
+                    ..
+                } => Failure::Interrupted {
+                    signal,
+                    sent: false,
+                    left: left_here(&store, key),
+                },
+                other => other,
+            })?;
     }
     out.result(
         || {
@@ -66,4 +80,27 @@ pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
             already_revoked,
         },
     )
+}
+
+/// After a signal ended the revocation with nothing sent: what the store
+/// holds all the same, said with the failure, whose "nothing was sent" must
+/// not read as "nothing changed". The session is marked revoked before the
+/// request goes: this run's mark (saved before a signal that came, say,
+/// between retries of a server that cannot be reached), or an earlier
+/// run's whose revocation failed. Its tokens are kept until the server
+/// takes them, so `revoke` again sends them.
+fn left_here(store: &FileStore, key: &str) -> Option<&'static str> {
+    let untold =
+        |r: &Record| r.reauth == Some(ReauthReason::Revoked) && r.revocation_pending(now_ms());
+    match store.read(key).map(|text| text.map(Zeroizing::new)) {
+        Ok(text) => {
+            let record = text.as_deref().and_then(|t| Record::decode(t).ok());
+            record.as_ref().is_some_and(untold).then_some(
+                "but the session is marked revoked here (`freshtoken token` refuses it), while the server, not told, may still hold its tokens: `freshtoken revoke` again revokes them there",
+            )
+        }
+        Err(_) => Some(
+            "but the session may be marked revoked here (`freshtoken inspect` shows whether), while the server, not told, may still hold its tokens: `freshtoken revoke` again revokes them there",
+        ),
+    }
 }

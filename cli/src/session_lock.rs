@@ -48,10 +48,11 @@ pub async fn lock_session(
 }
 
 /// Finishes the save of `key` a killed process left half done (see
-/// [`FileStore::recover`]); call it holding the key's lock, before the
-/// record is loaded. A failure is `storage`, and nothing may be sent: the
-/// record file may hold a refresh token that save's refresh spent.
-pub async fn recover_saves(store: &FileStore, key: &str) -> Result<(), Failure> {
+/// [`FileStore::recover`]); call it before the record is loaded (a token
+/// flow holding the key's lock). A failure is `storage`, its message ending
+/// with `then` (what the command does not do): the record file may hold a
+/// refresh token that save's refresh spent.
+pub async fn recover_saves(store: &FileStore, key: &str, then: &str) -> Result<(), Failure> {
     store.recover(key).await.map_err(|e| {
         let why = if e.kind() == io::ErrorKind::TimedOut {
             format!(
@@ -62,7 +63,7 @@ pub async fn recover_saves(store: &FileStore, key: &str) -> Result<(), Failure> 
             crate::file_store::describe(&e)
         };
         Failure::storage(format!(
-            "cannot finish the save a killed process left of this session ({why}); nothing was sent"
+            "cannot finish the save a killed process left of this session ({why}); {then}"
         ))
     })
 }

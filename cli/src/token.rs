@@ -122,7 +122,7 @@ pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
     let flow = async {
         // Inside the shield: a signal while waiting for a writer ends the
         // run with nothing sent.
-        crate::session_lock::recover_saves(&store, key).await?;
+        crate::session_lock::recover_saves(&store, key, "nothing was sent").await?;
         let replacing = replacing.as_ref().map(|t| t.as_str());
         Ok(fresh_tokens(&session, args.refresh, replacing, saving, out).await?)
     };

@@ -1,7 +1,8 @@
 //! `freshtoken inspect`: each status, expiry times, the dead reason, and
 //! never a token in the output. No credentials, no request.
 
-use crate::support::Env;
+use crate::support::{ago, killed_after_the_refresh, rotated_once, write_temp, Env};
+use freshtoken::Record;
 
 fn status(env: &Env, key: &str) -> String {
     env.on(&["-q", "inspect"], key)
@@ -119,4 +120,64 @@ fn times_past_year_9999_are_shown_not_a_panic() {
         requests,
         "served as fresh"
     );
+}
+
+#[test]
+fn a_save_a_killed_process_left_is_finished_before_the_record_is_shown() {
+    let env = Env::new("inspect-killed-save");
+    let (before, after) = rotated_once(&env, "u");
+    let rotated = Record::decode(&after).unwrap();
+    // Killed between its temporary file's fsync and its rename: the record
+    // file holds the in-doubt record of the spent refresh token.
+    killed_after_the_refresh(&env, "u", &before, ago(120));
+    let temp = write_temp(&env, "x.75.json.4242.0123456789ab.tmp", &after, ago(90));
+    let requests = env.emu.counters().token_requests;
+
+    let json = env.on(&["--json", "inspect"], "u").run().ok().json();
+    assert_eq!(
+        (&json["status"], &json["in_doubt"]),
+        (&"fresh".into(), &false.into()),
+        "the finished save's record, not the in-doubt one: {json}"
+    );
+    let access = rotated.access_token.as_ref().unwrap();
+    assert_eq!(json["access_expires_at_ms"], access.expires_at_ms);
+    assert_eq!(json["updated_at_ms"], rotated.updated_at_ms);
+    assert!(std::fs::read_to_string(env.record_path("u")).unwrap() == after);
+    assert!(!temp.exists());
+    assert_eq!(env.emu.counters().token_requests, requests, "nothing sent");
+}
+
+#[test]
+fn a_killed_save_that_cannot_be_finished_is_a_storage_error_not_a_stale_record() {
+    // A store that cannot be written (a read-only directory; the tests may
+    // run as root, whom permissions do not stop): here the key's write
+    // lock cannot be opened.
+    let env = Env::new("inspect-killed-save-unwritable");
+    let (before, after) = rotated_once(&env, "u");
+    killed_after_the_refresh(&env, "u", &before, ago(120));
+    let in_doubt = std::fs::read_to_string(env.record_path("u")).unwrap();
+    let temp = write_temp(&env, "x.75.json.4242.0123456789ab.tmp", &after, ago(90));
+    let write_lock = env.store.join("x.75.write.lock");
+    std::fs::remove_file(&write_lock).unwrap();
+    std::fs::create_dir(&write_lock).unwrap();
+
+    let run = env.on(&["--json", "inspect"], "u").run().exits(11);
+    let error = &run.json()["error"];
+    assert_eq!(error["code"], "storage");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot finish the save a killed process left"),
+        "{message}"
+    );
+    assert!(
+        std::fs::read_to_string(env.record_path("u")).unwrap() == in_doubt,
+        "left as it was"
+    );
+    assert!(temp.exists());
+    // No token in the message.
+    for secret in [&before, &after] {
+        let record = Record::decode(secret).unwrap();
+        let refresh = record.refresh_token.unwrap();
+        assert!(!run.all().contains(refresh.expose()));
+    }
 }

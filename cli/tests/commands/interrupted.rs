@@ -3,13 +3,16 @@
 //! the answer is saved: the command finishes the request, saves its
 //! result, prints nothing and exits 128 + the signal. The emulator holds
 //! the request while the signal is sent, so the signal always arrives
-//! mid-request.
+//! mid-request. A signal between the attempts of a revocation whose server
+//! cannot be reached ends it with nothing sent, and says what it left here.
 #![cfg(unix)]
 
-use crate::support::{authorize, Env, REDIRECT_URI};
+use crate::support::{authorize, wait_at_most, Env, REDIRECT_URI};
 use freshtoken_emulator::{Fault, TokenState};
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpListener;
 use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// Sends `signal` to `child` while the emulator holds its request, then
 /// lets the request go on and waits for the child.
@@ -147,4 +150,136 @@ fn a_revocation_in_flight_is_finished_and_the_session_marked() {
     assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Revoked);
     let record = env.record("user-42").unwrap();
     assert_eq!(record.reauth.map(|r| r.as_str()), Some("revoked"));
+}
+
+/// A revocation endpoint on loopback whose TLS handshakes this test fails:
+/// a request to it never reaches a server (a failed connect, which the
+/// command retries after a backoff), and the test sees each attempt start
+/// and end.
+struct FailingTls(TcpListener);
+
+impl FailingTls {
+    fn new() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        FailingTls(listener)
+    }
+
+    fn url(&self) -> String {
+        let port = self.0.local_addr().unwrap().port();
+        format!("https://127.0.0.1:{port}/revocation")
+    }
+
+    /// Waits for `child`'s next connection (failing if it exits first),
+    /// answers its TLS handshake with bytes that are no TLS, and returns
+    /// once the command has dropped the connection: its attempt has ended,
+    /// as not sent, and its backoff before the next one begun.
+    fn fail_next_handshake(&self, child: &mut Child) {
+        let limit = Instant::now() + Duration::from_secs(30);
+        let mut stream = loop {
+            match self.0.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("accept: {e}"),
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the command ended ({status}) before its revocation request");
+            }
+            assert!(Instant::now() < limit, "no revocation request came");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        let mut rest = Vec::new();
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => assert_ne!(e.kind(), ErrorKind::WouldBlock, "never dropped"),
+        }
+    }
+}
+
+#[test]
+fn a_revocation_interrupted_after_its_mark_and_before_its_request_says_so() {
+    // The server cannot be reached (its handshakes fail): the session is
+    // marked revoked here and saved, then the request is retried after a
+    // backoff; Ctrl-C comes then, with nothing sent.
+    let env = Env::new("interrupted-revoke-unsent");
+    env.link("user-42");
+    let refresh = env.refresh_token("user-42");
+    let access = env.access_token("user-42");
+    let server = FailingTls::new();
+    // Up to 20 attempts: the signal comes after the fifth failed, in a
+    // backoff of 2 s at least, so that it never meets an attempt under way
+    // on a slow machine.
+    let revocation = [
+        "--revocation-endpoint".to_owned(),
+        server.url(),
+        "--attempts".to_owned(),
+        "20".to_owned(),
+    ];
+
+    // Twice: the first run marks the session revoked before the signal;
+    // the second finds it marked by the first (nothing sent) and is
+    // interrupted the same way.
+    for json in [true, false] {
+        let args: &[&str] = if json {
+            &["--json", "revoke"]
+        } else {
+            &["revoke"]
+        };
+        let mut child = env.full(args, "user-42").args(&revocation).spawn();
+        for _ in 0..5 {
+            server.fail_next_handshake(&mut child);
+        }
+        let sent = Command::new("kill")
+            .args(["-s", "INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let output = wait_at_most(child, Duration::from_secs(60));
+
+        assert_eq!(output.status.code(), Some(130), "json: {json}");
+        let (stdout, stderr) = (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        );
+        let message = if json {
+            let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            let error = &value["error"];
+            assert_eq!(error["code"], "interrupted");
+            assert_eq!(error["server_may_hold_token"], true, "{value}");
+            error["message"].as_str().unwrap().to_owned()
+        } else {
+            assert!(stdout.is_empty(), "nothing printed");
+            stderr.clone()
+        };
+        for said in [
+            "nothing was sent",
+            "the session is marked revoked here",
+            "the server, not told, may still hold its tokens",
+            "`freshtoken revoke` again",
+        ] {
+            assert!(message.contains(said), "json {json}: {said:?} in {message}");
+        }
+        for secret in [&refresh, &access] {
+            assert!(!stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()));
+        }
+        // As said: dead here, its tokens kept for the server, which was not told.
+        let record = env.record("user-42").unwrap();
+        assert_eq!(record.reauth.map(|r| r.as_str()), Some("revoked"));
+        assert_eq!(env.refresh_token("user-42"), refresh);
+        assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Active);
+        assert_eq!(env.emu.counters().revocation_requests, 0);
+    }
+
+    // And `revoke` again revokes them there.
+    let run = env.full(&["revoke"], "user-42").run().ok();
+    assert!(run.stdout.starts_with("Revoked user-42"), "{}", run.stdout);
+    assert_eq!(env.emu.refresh_token_state(&refresh), TokenState::Revoked);
+    assert!(!env.api_accepts(&access));
+    let inspect = env.on(&["--json", "inspect"], "user-42").run().ok().json();
+    assert_eq!(inspect["revocation_pending"], false);
 }

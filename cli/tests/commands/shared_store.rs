@@ -5,12 +5,11 @@
 //! record only in the temporary file) is finished before the command
 //! loads the record, as their `recover()` finishes it.
 
-use crate::support::{now_ms, Env};
+use crate::support::{ago, killed_after_the_refresh, rotated_once, set_modified, write_temp, Env};
 use freshtoken::Record;
 use freshtoken_emulator::TokenState;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 /// Runs an ES module snippet with the npm FileStore imported as `FileStore`.
 fn node(script: &str, args: &[&str]) -> String {
@@ -53,51 +52,6 @@ fn the_command_and_the_npm_file_store_read_each_others_records() {
     let token = env.full(&["-q", "token"], "from-node").run().ok().stdout;
     assert_eq!(token.trim(), env.access_token("user-42"));
     assert_eq!(env.emu.counters().token_requests, requests);
-}
-
-/// Sets the modification time of the file at `path` to `at`.
-fn set_modified(path: &Path, at: SystemTime) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(at)
-        .unwrap();
-}
-
-/// `secs` seconds ago.
-fn ago(secs: u64) -> SystemTime {
-    SystemTime::now() - Duration::from_secs(secs)
-}
-
-/// Writes `text` to the file `name` in the store directory, modified at `at`.
-fn write_temp(env: &Env, name: &str, text: &str, at: SystemTime) -> PathBuf {
-    let path = env.store.join(name);
-    std::fs::write(&path, text).unwrap();
-    set_modified(&path, at);
-    path
-}
-
-/// Links `key` and refreshes it once: the record's text before the
-/// rotation and after it.
-fn rotated_once(env: &Env, key: &str) -> (String, String) {
-    env.link(key);
-    let before = std::fs::read_to_string(env.record_path(key)).unwrap();
-    env.expire_access_token(key);
-    env.full(&["-q", "token"], key).run().ok();
-    let after = std::fs::read_to_string(env.record_path(key)).unwrap();
-    (before, after)
-}
-
-/// Leaves `key`'s record as a save killed after its refresh leaves it: the
-/// write-ahead's in-doubt record of the refresh token the refresh spent
-/// (`before`), its access token expired, modified at `at`.
-fn killed_after_the_refresh(env: &Env, key: &str, before: &str, at: SystemTime) {
-    let mut in_doubt = Record::decode(before).unwrap();
-    in_doubt.in_doubt = true;
-    in_doubt.access_token.as_mut().unwrap().expires_at_ms = now_ms() - 1_000;
-    env.write_record(key, &in_doubt);
-    set_modified(&env.record_path(key), at);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_freshtoken");
@@ -431,4 +432,51 @@ pub fn wait_at_most(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// Sets the modification time of the file at `path` to `at`.
+pub fn set_modified(path: &Path, at: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
+}
+
+/// `secs` seconds ago.
+pub fn ago(secs: u64) -> SystemTime {
+    SystemTime::now() - Duration::from_secs(secs)
+}
+
+/// Writes `text` to the file `name` in the store directory, modified at `at`.
+pub fn write_temp(env: &Env, name: &str, text: &str, at: SystemTime) -> PathBuf {
+    let path = env.store.join(name);
+    std::fs::write(&path, text).unwrap();
+    set_modified(&path, at);
+    path
+}
+
+/// Links `key` and refreshes it once: the record's text before the
+/// rotation and after it.
+pub fn rotated_once(env: &Env, key: &str) -> (String, String) {
+    env.link(key);
+    let before = std::fs::read_to_string(env.record_path(key)).unwrap();
+    env.expire_access_token(key);
+    env.full(&["-q", "token"], key).run().ok();
+    let after = std::fs::read_to_string(env.record_path(key)).unwrap();
+    (before, after)
+}
+
+/// Leaves `key`'s record as a save killed after its refresh leaves it: the
+/// write-ahead's in-doubt record of the refresh token the refresh spent
+/// (`before`), its access token expired, modified at `at`. With the
+/// rotated record in a temporary file beside it ([`write_temp`]), that is
+/// the save killed between its temporary file's fsync and its rename.
+pub fn killed_after_the_refresh(env: &Env, key: &str, before: &str, at: SystemTime) {
+    let mut in_doubt = Record::decode(before).unwrap();
+    in_doubt.in_doubt = true;
+    in_doubt.access_token.as_mut().unwrap().expires_at_ms = now_ms() - 1_000;
+    env.write_record(key, &in_doubt);
+    set_modified(&env.record_path(key), at);
 }

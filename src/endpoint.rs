@@ -175,6 +175,18 @@ mod tests {
         }
     }
 
+    /// Cargo.lock pins idna_adapter to 1.0.0 (no IDNA tables in the
+    /// native libraries, see Cargo.toml): a non-ASCII host name is refused
+    /// when configured, with its punycode form accepted. Fails if the pin
+    /// is lost, as a reminder of what it saves.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn non_ascii_hosts_need_punycode_natively() {
+        let err = validate("token_endpoint", "https://bücher.example/token").unwrap_err();
+        assert_eq!(err.code().as_str(), "config", "{err}");
+        assert!(validate("token_endpoint", "https://xn--bcher-kva.example/token").is_ok());
+    }
+
     #[test]
     fn is_https_reads_the_parsed_scheme() {
         assert!(is_https("HTTPS://example.com/t"));

@@ -264,11 +264,11 @@ pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
 pub fn parse_error_body(body: &[u8]) -> Option<OAuthErrorBody> {
     let object = parse_body(body)?;
     let error = match object.error {
-        Some(Scalar::Str(e)) if !e.is_empty() && e.len() <= 100 && is_error_code(&e) => e,
+        Some(Scalar::Str(e)) if is_oauth_error_code(&e) => e,
         _ => return None,
     };
     let text = |member: Option<Scalar>| match member {
-        Some(Scalar::Str(s)) if !s.is_empty() => Some(cut(&s)),
+        Some(Scalar::Str(s)) if !s.is_empty() => Some(printable_description(&s)),
         _ => None,
     };
     Some(OAuthErrorBody {
@@ -291,19 +291,24 @@ pub(crate) fn is_printable_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-/// RFC 6749 §5.2: `error` is %x20-21 / %x23-5B / %x5D-7E.
-fn is_error_code(s: &str) -> bool {
-    s.bytes()
-        .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+/// Whether `s` is an RFC 6749 `error` code (§4.1.2.1, §5.2: %x20-21 /
+/// %x23-5B / %x5D-7E), of 1 to 100 bytes: what a server's (or an
+/// authorization redirect's) `error` must be to be shown.
+pub fn is_oauth_error_code(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
-fn cut(s: &str) -> String {
-    let clean: String = s
-        .chars()
+/// A server's free text (`error_description`) fit to show: control
+/// characters (escape sequences, line breaks) become spaces, and at most
+/// 500 characters are kept.
+pub fn printable_description(s: &str) -> String {
+    s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(MAX_DESCRIPTION_CHARS)
-        .collect();
-    clean
+        .collect()
 }
 
 #[cfg(test)]

@@ -54,17 +54,21 @@ pub enum Command {
 const LINK_HELP: &str = "\
 Two steps, for scripts:
   freshtoken link --credentials creds.json --redirect-uri URI --scope accounts --state-file link.json
-      prints the authorization URL and writes the verifier, state and nonce to link.json (0600)
+      prints the authorization URL and writes the verifier, state, nonce and the provider's
+      endpoints to link.json (0600)
   freshtoken link --credentials creds.json --state-file link.json --store DIR --key USER --code-stdin
       reads the redirect URL (or the bare code, then pass --state) from standard input,
-      checks the state, exchanges the code and stores the session; link.json is removed
+      checks the state (and the issuer), exchanges the code and stores the session; link.json
+      is removed. Finish with the credentials and endpoint options the link started with:
+      the code is sent to no other token endpoint
 One step, for people: give --key (and --store) without a code source: the URL
 is printed and the redirect URL is read from standard input. With --state-file
 too, the link is also kept there (to finish later if this run ends first) and
 finished from it as with --code-stdin.
 The code may also come from FRESHTOKEN_CODE (--code-env). It is never an argument.
 
-Exit status: as for every command (see `freshtoken --help`); 13 when the state does not match.";
+Exit status: as for every command (see `freshtoken --help`); 13 when the redirect is
+not this link's answer (another state or issuer, a repeated parameter, an error without a state).";
 
 const EMULATOR_HELP: &str = "\
 Ready line (stdout, one JSON object): ready, port, issuer, token_endpoint,
@@ -195,7 +199,7 @@ pub struct LinkArgs {
     /// A further authorization parameter (e.g. provider=…), repeatable.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// The file keeping the PKCE verifier, state and nonce between the two steps (0600).
+    /// The file keeping the PKCE verifier, state, nonce and the provider's endpoints between the two steps (0600).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
     /// Finish: read the redirect URL (or the bare code) from standard input.

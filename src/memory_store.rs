@@ -20,9 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 type Records = HashMap<Arc<str>, (Stored, u64)>;
 
 /// A record as saved: text through [`TokenStore::save`], or a session's
-/// record object, shared with the session.
+/// record object, shared with the session. Cloned (two `Arc`s) to be read
+/// out of the lock: encoding a record calls the host in wasm (its JSON),
+/// and host code that throws through the wasm frames, or calls back into
+/// this store, would leave the lock held for good.
+#[derive(Clone)]
 enum Stored {
-    Text(Box<str>),
+    Text(Arc<str>),
     Shared(Arc<Record>),
 }
 
@@ -77,7 +81,12 @@ impl MemoryStore {
 
     /// The record under `key`, read synchronously (for tests and demos).
     pub fn get(&self, key: &str) -> Option<String> {
-        self.lock().ok()?.get(key).map(|(r, _)| r.text())
+        Some(self.stored(key).ok()??.0.text())
+    }
+
+    /// The record under `key` and its version, taken out of the lock.
+    fn stored(&self, key: &str) -> Result<Option<(Stored, u64)>, StoreError> {
+        Ok(self.lock()?.get(key).cloned())
     }
 
     /// How many records the store holds.
@@ -94,13 +103,12 @@ impl MemoryStore {
     /// saved as text) and its version: what a session on this store reads
     /// instead of [`TokenStore::load_versioned`].
     pub(crate) fn load_shared(&self, key: &str) -> Result<Option<(Arc<Record>, String)>, Error> {
-        let map = self.lock()?;
-        let Some((stored, version)) = map.get(key) else {
+        let Some((stored, version)) = self.stored(key)? else {
             return Ok(None);
         };
         let record = match stored {
-            Stored::Shared(record) => record.clone(),
-            Stored::Text(text) => Arc::new(Record::decode(text)?),
+            Stored::Shared(record) => record,
+            Stored::Text(text) => Arc::new(Record::decode(&text)?),
         };
         Ok(Some((record, version.to_string())))
     }
@@ -162,7 +170,7 @@ impl MemoryStore {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl TokenStore for MemoryStore {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.lock()?.get(key).map(|(r, _)| r.text()))
+        Ok(self.stored(key)?.map(|(r, _)| r.text()))
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
@@ -217,7 +225,7 @@ impl TokenStore for MemoryStore {
     }
 
     async fn load_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self.lock()?.get(key).map(|(record, v)| Versioned {
+        Ok(self.stored(key)?.map(|(record, v)| Versioned {
             record: record.text(),
             version: v.to_string(),
         }))

@@ -225,7 +225,15 @@ class Keys {
     // The clock read above runs the host's `now`, which may have freed the client.
     const { wasm } = this;
     if (wasm === null) return Promise.reject(notLive('UserSession'));
-    const call = wasm.sessionAccessToken(key, ref).then(
+    let started;
+    try {
+      started = wasm.sessionAccessToken(key, ref);
+    } catch (error) {
+      // Host code that threw through the wasm (a setter on Object.prototype):
+      // a rejection, as every other failure of this call.
+      return Promise.reject(error);
+    }
+    const call = started.then(
       (token) => {
         if (this.pending.get(key) === call) this.pending.delete(key);
         const now = this.cached(key, ref);
@@ -590,7 +598,15 @@ export function bind(wasm, eventChannel) {
       // inside a host callback (a store's `load`, `fetch`, `now`) that a call
       // into this client made, which holds the wasm object borrowed until it
       // returns; freeing it then would throw and leak it.
-      queueMicrotask(() => wasm.free());
+      // A borrow that host code broke off (it threw through the wasm) is
+      // never given back: the memory is then left, not the process ended.
+      queueMicrotask(() => {
+        try {
+          wasm.free();
+        } catch {
+          // nothing more to do
+        }
+      });
     }
   }
 

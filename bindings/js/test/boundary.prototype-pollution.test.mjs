@@ -90,4 +90,61 @@ describe('prototype pollution', () => {
     assert.equal(fetches, 1, 'the class\'s fetch sent the refresh');
     assert.equal(await emu.refreshRequests(), 1);
   });
+
+  // A setter on Object.prototype runs host code inside the wasm (serde-
+  // wasm-bindgen assigns a record's members, web-sys a fetch init's). Host
+  // code that calls back or throws there must not wedge what outlives it.
+  test('a setter that calls the MemoryStore back while it writes a record\'s text finds it unlocked', async () => {
+    const store = new MemoryStore();
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    const family = await emu.seed();
+    await client.session('u1', store).seed({ refreshToken: family.refresh_token });
+    let reentered;
+    Object.defineProperty(Object.prototype, 'refresh_token', { // eslint-disable-line no-extend-native
+      configurable: true,
+      set(value) {
+        if (reentered === undefined) {
+          reentered = null;
+          reentered = store.get('u1'); // before: the store's lock, held: a trap
+        }
+        Object.defineProperty(this, 'refresh_token', { value, writable: true, enumerable: true, configurable: true });
+      },
+    });
+    try {
+      const text = store.get('u1');
+      assert.equal(JSON.parse(text).refresh_token, family.refresh_token);
+      assert.equal(reentered, text, 'the re-entrant read answered');
+    } finally {
+      delete Object.prototype.refresh_token;
+    }
+    assert.equal(typeof await client.session('u1', store).accessToken(), 'string', 'the store still serves');
+  });
+
+  test('a setter that throws through a refresh: accessToken() rejects, and free() does not end the process', async () => {
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    const session = client.session('u1', new MemoryStore());
+    const family = await emu.seed();
+    await session.seed({ refreshToken: family.refresh_token });
+    Object.defineProperty(Object.prototype, 'redirect', { // eslint-disable-line no-extend-native
+      configurable: true,
+      set() { throw new Error('a polluting setter threw'); },
+    });
+    let call;
+    try {
+      call = session.accessToken(); // before: threw synchronously
+    } finally {
+      delete Object.prototype.redirect;
+    }
+    await assert.rejects(call, /a polluting setter threw/);
+    // The wasm call the exception broke off never gives its borrow back:
+    // before, free()'s deferred release threw it as an uncaught exception
+    // (which ends a Node process, and fails this test).
+    client.free();
+    await new Promise((resolve) => { setImmediate(resolve); });
+    const other = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    const fresh = await emu.seed();
+    const store = new MemoryStore();
+    await other.session('u2', store).seed({ refreshToken: fresh.refresh_token });
+    assert.equal(typeof await other.session('u2', store).accessToken(), 'string', 'the instance still serves');
+  });
 });

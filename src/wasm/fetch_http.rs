@@ -204,7 +204,12 @@ impl FetchHttp {
         for (name, value) in &request.headers {
             let _ = headers.set(name, value);
         }
-        let init = RequestInit::new();
+        // Without a prototype: a setter on Object.prototype (`redirect`,
+        // `body`) would run host code inside the wasm, and one that threw
+        // there would leave this flight wedged for good.
+        let init: RequestInit =
+            js_sys::Object::create(JsValue::NULL.unchecked_ref::<js_sys::Object>())
+                .unchecked_into();
         init.set_method(&request.method);
         init.set_headers(&headers);
         if request.method != "GET" {

@@ -120,7 +120,7 @@ describe('prototype pollution', () => {
     assert.equal(typeof await client.session('u1', store).accessToken(), 'string', 'the store still serves');
   });
 
-  test('a setter that throws through a refresh: accessToken() rejects, and free() does not end the process', async () => {
+  test('a throwing setter of Object.prototype fails a refresh as a typed error, and the next one goes on', async () => {
     const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
     const session = client.session('u1', new MemoryStore());
     const family = await emu.seed();
@@ -129,13 +129,35 @@ describe('prototype pollution', () => {
       configurable: true,
       set() { throw new Error('a polluting setter threw'); },
     });
+    let first;
+    try {
+      // The fetch init has no prototype: the setter runs in fetch's own
+      // code (Node's), outside the wasm. Before, it ran inside the wasm:
+      // accessToken() threw, and the key's flight was wedged for good.
+      first = session.accessToken();
+    } finally {
+      delete Object.prototype.redirect;
+    }
+    await assert.rejects(first, (err) => err.code === 'network' && /a polluting setter threw/.test(err.message));
+    assert.equal(typeof await session.accessToken(), 'string', 'the next call refreshed');
+  });
+
+  test('host code that throws through the wasm: accessToken() rejects, and free() does not end the process', async () => {
+    const client = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    const session = client.session('u1', new MemoryStore());
+    const family = await emu.seed();
+    await session.seed({ refreshToken: family.refresh_token });
+    // The core's clock reads Date.now (no `now` option) through an import
+    // that does not catch: a replaced one that throws unwinds the wasm.
+    const realNow = Date.now;
+    Date.now = () => { throw new Error('a replaced Date.now threw'); };
     let call;
     try {
       call = session.accessToken(); // before: threw synchronously
     } finally {
-      delete Object.prototype.redirect;
+      Date.now = realNow;
     }
-    await assert.rejects(call, /a polluting setter threw/);
+    await assert.rejects(call, /a replaced Date.now threw/);
     // The wasm call the exception broke off never gives its borrow back:
     // before, free()'s deferred release threw it as an uncaught exception
     // (which ends a Node process, and fails this test).

@@ -365,7 +365,7 @@ fn quoted(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => out.push('?'),
+            c if crate::response::is_unprintable(c) => out.push('?'),
             c => out.push(c),
         }
     }

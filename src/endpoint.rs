@@ -12,8 +12,6 @@ use crate::error::Error;
 struct Parts {
     /// The scheme, lowercased, without its `:`.
     scheme: String,
-    /// A user name or a password is present.
-    credentials: bool,
     /// The host is `localhost`, `127.0.0.0/8` or `::1` (`None`: no host).
     loopback: Option<bool>,
 }
@@ -30,20 +28,29 @@ pub fn validate(field: &str, url: &str) -> Result<(), Error> {
     if url.chars().any(|c| c.is_control() || c == ' ') {
         return Err(bad("must not contain spaces or control characters"));
     }
-    // Both parsers read `https:///token` as the host `token`: a typo, not
-    // a host.
-    if url
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.starts_with(['/', '\\']))
-    {
+    // Only what every parser reads alike. Through uniffi the host's HTTP
+    // client parses the URL by RFC 3986, where a backslash is no delimiter:
+    // `http://localhost\@evil/` is loopback to WHATWG (fetch, reqwest) and
+    // `evil` to RFC 3986. And `https:/token`, `https:///token` are the host
+    // `token` to WHATWG alone: a typo, not a host.
+    if url.contains('\\') {
+        return Err(bad("must not contain a backslash"));
+    }
+    let absolute = "must be an absolute URL (scheme://host/path) with a valid host and port";
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad(absolute))?;
+    let is_scheme = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+    if scheme.is_empty() || !scheme.bytes().all(is_scheme) {
+        return Err(bad(absolute));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
         return Err(bad("has no host"));
     }
-    let parts = parse(url).ok_or_else(|| {
-        bad("must be an absolute URL (scheme://host/path) with a valid host and port")
-    })?;
-    if parts.credentials {
+    // Even an empty user name (`https://@host/`): RFC 3986 parsers differ.
+    if authority.contains('@') {
         return Err(bad("must not carry credentials"));
     }
+    let parts = parse(url).ok_or_else(|| bad(absolute))?;
     // A `#` in a URL the parser accepted can only start its fragment.
     if url.contains('#') {
         return Err(bad("must not have a fragment"));
@@ -75,7 +82,6 @@ fn parse(url: &str) -> Option<Parts> {
     });
     Some(Parts {
         scheme: url.scheme().to_owned(),
-        credentials: !url.username().is_empty() || url.password().is_some(),
         loopback,
     })
 }
@@ -97,7 +103,6 @@ fn parse(url: &str) -> Option<Parts> {
     let protocol = url.protocol();
     Some(Parts {
         scheme: protocol.strip_suffix(':').unwrap_or(&protocol).to_owned(),
-        credentials: !url.username().is_empty() || !url.password().is_empty(),
         loopback,
     })
 }
@@ -153,6 +158,15 @@ mod tests {
             "https://example.com:99999/token",
             "https://exa\tmple.com/token",
             "mailto:someone@example.com",
+            "http://localhost\\@evil.example/token",
+            "http://127.0.0.1\\evil.example/token",
+            "https://@example.com/token",
+            "https://:@example.com/token",
+            "https:/token",
+            "https:token",
+            "https:\\\\token",
+            "://example.com/token",
+            "ht tp://example.com/token",
         ] {
             assert_eq!(
                 validate("token_endpoint", bad).unwrap_err().code().as_str(),

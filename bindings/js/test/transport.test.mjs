@@ -39,7 +39,9 @@ describe('transport rules', () => {
   test('endpoints are read by the URL parser fetch sends with', () => {
     // Not a URL to fetch either: refused when configured, not when sent.
     for (const tokenEndpoint of ['https://bank.example:SECRET/token', 'https://[SECRET]/token',
-      'https://bank.example:99999/token', 'https:///token', 'http://[::ffff:127.0.0.1]/token']) {
+      'https://bank.example:99999/token', 'https:///token', 'http://[::ffff:127.0.0.1]/token',
+      // Read another way by RFC 3986 parsers (the mobile hosts' HTTP clients): refused everywhere.
+      'http://localhost\\@evil.example/token', 'https://@bank.example/token', 'https:/token']) {
       assert.throws(() => new TokenClient({ tokenEndpoint, clientId: 'c', clientSecret: 's' }),
         (err) => err instanceof ConfigError && /tokenEndpoint/.test(err.message) && !err.message.includes('SECRET'),
         tokenEndpoint);

@@ -569,33 +569,42 @@ pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Creates `dir` (and its parents) if missing; a new directory is 0700.
-/// Then fsyncs the parent of each level created: the directory's own fsync
-/// makes the files in it durable, not its entry in its parent, so a power
-/// loss could drop a new directory and the first record saved in it (a
-/// rotated refresh token). If a sync fails, the levels created are removed
-/// again (best effort), so that the retry creates and syncs them anew.
+/// Creates `dir` (and its parents) if missing, one level at a time; a new
+/// directory is 0700. Then fsyncs the parent of each level this call
+/// created: the directory's own fsync makes the files in it durable, not
+/// its entry in its parent, so a power loss could drop a new directory and
+/// the first record saved in it (a rotated refresh token). A level that
+/// exists already (another process may have just made it) is not this
+/// call's. If a sync fails, the levels this call created are removed again
+/// (best effort), so that the retry creates and syncs them anew; no other
+/// process's is.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     // Deepest first.
     let missing: Vec<&Path> = dir
         .ancestors()
-        .take_while(|level| {
-            !level.as_os_str().is_empty() && matches!(level.try_exists(), Ok(false))
-        })
+        .take_while(|level| !level.as_os_str().is_empty() && !level.is_dir())
         .collect();
     let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(dir)?;
-    let synced = missing
+    let mut created = Vec::new();
+    for level in missing.into_iter().rev() {
+        #[cfg(test)]
+        tests::CREATING.with_borrow_mut(|hook| hook.as_mut().map(|hook| hook(level)));
+        match builder.create(level) {
+            Ok(()) => created.insert(0, level),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && level.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let synced = created
         .iter()
         .try_for_each(|level| sync_directory(level.parent().unwrap_or(Path::new(""))));
     if synced.is_err() {
-        for level in &missing {
+        for level in &created {
             if fs::remove_dir(level).is_err() {
                 break;
             }
@@ -709,6 +718,9 @@ mod tests {
     /// What this thread's directory fsync hook answers for a directory.
     type SyncHook = Box<dyn FnMut(&Path) -> io::Result<()>>;
 
+    /// This thread's hook before a level is created.
+    type CreateHook = Box<dyn FnMut(&Path)>;
+
     /// The directories synced, each with the names it held then.
     #[cfg(unix)]
     type Synced = std::rc::Rc<RefCell<Vec<(PathBuf, Vec<String>)>>>;
@@ -716,6 +728,10 @@ mod tests {
     thread_local! {
         /// Called before each directory fsync of this thread; an error is the fsync's.
         pub static DIRECTORY_SYNCS: RefCell<Option<SyncHook>> = const { RefCell::new(None) };
+        /// Called before [`create_private_dir`] creates a level on this thread,
+        /// after it found the level missing: a test creates one there, as
+        /// another process could.
+        pub static CREATING: RefCell<Option<CreateHook>> = const { RefCell::new(None) };
     }
 
     /// Watches this thread's directory fsyncs: each directory synced and the
@@ -817,6 +833,32 @@ mod tests {
             assert!(other.is_dir());
         }
         DIRECTORY_SYNCS.set(None);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_parent_sync_that_fails_removes_only_the_levels_this_call_created() {
+        // Another process that creates a level after this call found it
+        // missing, before this call's mkdir, owns it (and may be using it).
+        use rustix::io::Errno;
+        let root = scratch("parent-race");
+        create_private_dir(&root).unwrap();
+        let theirs = root.join("a/b");
+        let other = theirs.clone();
+        CREATING.set(Some(Box::new(move |level: &Path| {
+            if level.starts_with(&other) && !other.exists() {
+                fs::create_dir_all(&other).unwrap();
+            }
+        })));
+        let parent = root.clone();
+        watch_directory_syncs(move |dir| (dir == parent).then_some(Errno::IO));
+        let e = create_private_dir(&root.join("a/b/tokens")).unwrap_err();
+        CREATING.set(None);
+        DIRECTORY_SYNCS.set(None);
+        assert_eq!(e.raw_os_error(), Some(Errno::IO.raw_os_error()));
+        assert!(theirs.is_dir(), "the other process's level is left");
+        assert!(!theirs.join("tokens").exists(), "this call's is removed");
         fs::remove_dir_all(root).unwrap();
     }
 

@@ -435,7 +435,14 @@ class FileTokenStore(TokenStoreBase):
 
     def _writing(self, key: str) -> ContextManager[None]:
         """Holds ``key``'s write lock (every process's writes take it), so that a
-        compare-and-swap reads and writes with no other write in between."""
+        compare-and-swap reads and writes with no other write in between.
+        A directory gone since (removed, or its creation undone after a failed
+        sync) is made again first, as the Kotlin store and the CLI do."""
+        if not os.path.isdir(self.directory):
+            try:
+                self._make_directory()
+            except OSError as err:
+                raise HostError.Failed(detail=f"cannot create the record directory ({_why(err)})") from None
         return _write_locked(self.lock_path(key, "write"))
 
     def _load(self, key: str) -> Optional[str]:
@@ -543,26 +550,36 @@ class FileTokenStore(TokenStoreBase):
         self._sync_saved()
 
     def _make_directory(self) -> None:
-        """Creates the directory (0700) and its missing ancestors, then
-        fsyncs the parent of each level created: the directory's own fsync
-        makes the files in it durable, not its entry in its parent, so a
-        power loss could drop a new directory and the first record saved in
-        it (a rotated refresh token). If a sync fails (OSError), the levels
-        created are removed again (best effort), so that a retry creates and
-        syncs them anew."""
+        """Creates the directory (0700) and its missing ancestors, one level
+        at a time, then fsyncs the parent of each level this call created:
+        the directory's own fsync makes the files in it durable, not its
+        entry in its parent, so a power loss could drop a new directory and
+        the first record saved in it (a rotated refresh token). A level that
+        exists already (another process may have just made it) is not this
+        call's. If a sync fails (OSError), the levels this call created are
+        removed again (best effort), so that a retry creates and syncs them
+        anew; no other process's is."""
         missing = []  # deepest first
         level = self.directory.rstrip(os.sep + (os.altsep or "")) or self.directory
-        while level and not os.path.exists(level):
+        while level and not os.path.isdir(level):
             missing.append(level)
             if os.path.dirname(level) == level:
                 break
             level = os.path.dirname(level)
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        created = []  # deepest first
+        for level in reversed(missing):
+            try:
+                os.mkdir(level, 0o700)
+            except FileExistsError:
+                if not os.path.isdir(level):
+                    raise
+                continue
+            created.insert(0, level)
         try:
-            for level in missing:
+            for level in created:
                 self._sync_directory(os.path.dirname(level) or os.curdir)
         except OSError:
-            for level in missing:
+            for level in created:
                 try:
                     os.rmdir(level)
                 except OSError:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 
 import pytest
@@ -551,6 +552,47 @@ def test_a_parent_fsync_that_fails_fails_the_store_and_undoes_the_directory(tmp_
         store = FileTokenStore(tmp_path / errno.errorcode[code])
         asyncio.run(store.save("u1", '{"v":1}'))
         assert asyncio.run(store.load("u1")) == '{"v":1}'
+
+
+def test_a_failed_parent_fsync_removes_only_the_levels_this_store_created(tmp_path, monkeypatch):
+    """Another process (here: another store) that creates a level after this
+    store found it missing, before its mkdir, owns it: a failed sync leaves it
+    there, and that store's saves go on."""
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    fsyncs.failing_at[os.stat(tmp_path).st_ino] = errno.EIO
+    other = {}
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if os.fspath(path) == str(tmp_path / "a" / "b") and not other:
+            monkeypatch.setattr(os, "mkdir", real_mkdir)
+            other["store"] = FileTokenStore(tmp_path / "a" / "b")  # its parent "a" exists: synced
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    with pytest.raises(OSError) as raised:
+        FileTokenStore(tmp_path / "a" / "b" / "tokens")
+    assert raised.value.errno == errno.EIO
+    assert os.listdir(tmp_path / "a" / "b") == [], "this store's level removed"
+    assert os.path.isdir(tmp_path / "a" / "b"), "the other store's level left"
+    asyncio.run(other["store"].save("u1", '{"v":1}'))
+    assert asyncio.run(other["store"].load("u1")) == '{"v":1}'
+
+
+def test_a_save_makes_a_directory_removed_since_again(tmp_path, monkeypatch):
+    """A store whose directory is gone (removed, or its creation undone by a
+    failed sync in another store) makes it again, synced into its parent, at
+    its next save, as the Kotlin store and the CLI do."""
+    store = FileTokenStore(tmp_path / "tokens")
+    os.rmdir(tmp_path / "tokens")
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    asyncio.run(store.save("u1", '{"v":1}'))
+    assert (os.stat(tmp_path).st_ino, ["tokens"]) in fsyncs.listed
+    assert stat.S_IMODE(os.stat(tmp_path / "tokens").st_mode) == 0o700
+    shutil.rmtree(tmp_path / "tokens")
+    assert asyncio.run(store.save_versioned("u1", '{"v":2}', None)) == freshtoken.CasResult.SAVED(
+        version=hashlib.sha256(b'{"v":2}').hexdigest())
+    assert asyncio.run(store.load("u1")) == '{"v":2}'
 
 
 @pytest.mark.parametrize("code, fails", [(errno.EMFILE, True), (errno.EACCES, False)], ids=["EMFILE", "EACCES"])

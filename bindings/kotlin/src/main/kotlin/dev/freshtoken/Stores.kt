@@ -630,23 +630,41 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     }
 
     /**
-     * Creates [dir] and its missing ancestors, then forces the parent of each
-     * level created: forcing [dir] makes the files in it durable, not its
-     * entry in its parent, so a power loss could drop a new directory and the
-     * first record saved in it (a rotated refresh token). If a force fails
-     * ([HostException.Failed]), the levels created are removed again (best
-     * effort), so that the retry creates and forces them anew.
+     * Creates [dir] and its missing ancestors, one level at a time, then
+     * forces the parent of each level this call created: forcing [dir] makes
+     * the files in it durable, not its entry in its parent, so a power loss
+     * could drop a new directory and the first record saved in it (a rotated
+     * refresh token). A level that exists already (another process may have
+     * just made it) is not this call's. If a force fails
+     * ([HostException.Failed]), the levels this call created are removed
+     * again (best effort), so that the retry creates and forces them anew;
+     * no other process's is.
      */
     private fun createDirectory() {
-        val missing = generateSequence(dir.toAbsolutePath()) { it.parent }.takeWhile { Files.notExists(it) }.toList()
-        Files.createDirectories(dir)
+        val missing = generateSequence(dir.toAbsolutePath()) { it.parent }.takeWhile { !Files.isDirectory(it) }.toList()
+        val created = ArrayDeque<Path>() // deepest first
+        for (level in missing.asReversed()) {
+            creating(level)
+            try {
+                Files.createDirectory(level)
+                created.addFirst(level)
+            } catch (e: java.nio.file.FileAlreadyExistsException) {
+                if (!Files.isDirectory(level)) throw e
+            }
+        }
         try {
-            for (level in missing) level.parent?.let { forceDirectory(it) } // deepest first
+            for (level in created) level.parent?.let { forceDirectory(it) }
         } catch (e: IOException) {
-            for (level in missing) if (runCatching { Files.delete(level) }.isFailure) break
+            for (level in created) if (runCatching { Files.delete(level) }.isFailure) break
             throw HostException.Failed("cannot make the record directory durable (${e.javaClass.simpleName})")
         }
     }
+
+    /**
+     * Called before [createDirectory] creates the level `path`, found missing.
+     * A test hook: tests create it there, as another process could.
+     */
+    internal var creating: (Path) -> Unit = {}
 
     /**
      * Forces the directory `path` ([dir] by default), making the renames (and

@@ -317,6 +317,20 @@ class StoresTest {
         }
     }
 
+    @Test fun `a parent's failed force removes only the levels this store created, never another process's`() = blocking {
+        // Another process that creates a level after this store found it missing,
+        // before this store creates it, owns it (and may be using it).
+        val root = tmp.root.toPath()
+        val theirs = root.resolve("a").resolve("b")
+        val store = FileTokenStore(theirs.resolve("tokens"))
+        watchParentForces(store) { if (it == root) "Input/output error" else null }
+        store.creating = { if (it.startsWith(theirs) && Files.notExists(theirs)) Files.createDirectories(theirs) }
+        val e = saveFails { store.save("u1", """{"v":1}""") }
+        assertEquals("cannot make the record directory durable (IOException)", e.detail)
+        assertTrue("the other process's level is left", Files.isDirectory(theirs))
+        assertFalse("this store's is removed", Files.exists(theirs.resolve("tokens")))
+    }
+
     @Test fun `a compare-and-swap that finds its own unforced record forces the directory before answering`() = blocking {
         // A save whose directory force failed left its record renamed into place;
         // freshtoken saves it again with the version it had, finds the stored record

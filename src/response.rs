@@ -322,7 +322,7 @@ pub fn is_oauth_error_code(s: &str) -> bool {
 
 /// A server's free text (`error_description`) fit to show: control and
 /// bidirectional formatting characters (escape sequences, line breaks, text
-/// shown in another order than it reads: [`is_unprintable`]) become spaces,
+/// shown in another order than it reads: `is_unprintable`) become spaces,
 /// and at most 500 characters are kept.
 pub fn printable_description(s: &str) -> String {
     s.chars()

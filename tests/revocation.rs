@@ -499,14 +499,19 @@ async fn client_token_revocations_whose_caller_gave_up_still_revoke_every_token(
     assert_eq!(h.emu.counters().tokens_revoked, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_token_whose_revocation_failed_is_tried_again_not_forgotten() {
-    let h = Harness::with(Options::default(), |b| {
+/// A harness whose client sends each request once: one fault, one failure.
+fn without_retries() -> Harness {
+    Harness::with(Options::default(), |b| {
         b.retry(RetryPolicy {
             max_attempts: 1,
             ..RetryPolicy::default()
         })
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_whose_revocation_failed_is_tried_again_not_forgotten() {
+    let h = without_retries();
     let first = h.client.client_token(&["accounts"]).await.unwrap();
     h.emu.push_fault(Fault::status(503).for_revocation());
     let err = h.client.revoke_client_tokens().await.unwrap_err();
@@ -538,12 +543,7 @@ async fn a_client_token_whose_revocation_failed_is_tried_again_not_forgotten() {
 async fn a_client_token_whose_revocation_failed_twice_is_never_served_again() {
     // Before, when the earlier token's second try failed, the token just
     // taken for revocation went back in the cache and was served.
-    let h = Harness::with(Options::default(), |b| {
-        b.retry(RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        })
-    });
+    let h = without_retries();
     let first = h.client.client_token(&["accounts"]).await.unwrap();
     h.emu.push_fault(Fault::status(503).for_revocation());
     h.client.revoke_client_tokens().await.unwrap_err();
@@ -828,12 +828,7 @@ async fn a_refresh_that_read_the_store_before_another_clients_revocation_sends_n
 /// ID tokens it replaces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_error_bodies_are_scrubbed_of_every_token_the_session_holds() {
-    let h = Harness::with(Options::default(), |b| {
-        b.retry(RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        })
-    });
+    let h = without_retries();
     let (session, _) = h.seeded("u1").await;
     session.access_token().await.unwrap();
     let record = h.store.record("u1").unwrap();

@@ -766,10 +766,7 @@ mod tests {
         let tokens = root.join("a/b/tokens");
         let store = FileStore::new(&tokens);
         let synced = watch_directory_syncs(|_| None);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(store.write("u", "{\"a\":1}")).unwrap();
         let mut parents: Vec<_> = synced
             .borrow()
@@ -862,6 +859,14 @@ mod tests {
         fs::remove_dir_all(root).unwrap();
     }
 
+    /// A runtime for the store's async calls (its lock waits on tokio's timer).
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     fn scratch(name: &str) -> PathBuf {
         let mut random = [0u8; 6];
         getrandom::getrandom(&mut random).unwrap();
@@ -933,10 +938,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let damaged = b"{\"refresh_token\":\"rt-\xff-1\"}".to_vec();
         fs::write(store.path_for("u"), &damaged).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let refused = runtime.block_on(TokenStore::load_versioned(&store, "u"));
         let message = refused.expect_err("refused").0;
         assert!(message.contains("not UTF-8"), "{message}");
@@ -958,10 +960,7 @@ mod tests {
         let dir = scratch("store");
         let store = FileStore::new(dir.join("nested"));
         assert_eq!(store.read("u").unwrap(), None);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(store.write("u", "{\"a\":1}")).unwrap();
         runtime.block_on(store.write("u", "{\"a\":2}")).unwrap();
         assert_eq!(store.read("u").unwrap().as_deref(), Some("{\"a\":2}"));
@@ -989,10 +988,7 @@ mod tests {
         let store = FileStore::new(&dir);
         create_private_dir(&dir).unwrap();
         let leftover = dir.join(".x.75.json.tmp");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         fs::write(&leftover, "{\"refresh_token\":\"spent\"}").unwrap();
         runtime.block_on(store.write("u", "{\"a\":1}")).unwrap();
         assert!(!leftover.exists(), "write()");
@@ -1073,10 +1069,7 @@ mod tests {
             .open(dir.join("x.75.write.lock"))
             .unwrap();
         writer.lock().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(store.recover("u")).unwrap();
         // With one, the writer is waited for (then TimedOut).
         fs::write(dir.join(".x.75.json.tmp"), "{").unwrap();

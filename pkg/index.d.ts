@@ -323,6 +323,12 @@ export interface ProviderMetadata {
   revocationEndpoint?: string;
   tokenEndpointAuthMethods: string[];
   revocationEndpointAuthMethods: string[];
+  /**
+   * `authorization_response_iss_parameter_supported` (RFC 9207): the
+   * provider names itself (`iss`) in every authorization response; when
+   * true, refuse a redirect without `iss` or with another one.
+   */
+  authorizationResponseIssParameterSupported: boolean;
 }
 
 /** Options of `TokenClient.discover`: the endpoints come from the issuer. */

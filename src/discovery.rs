@@ -30,6 +30,10 @@ pub struct ProviderMetadata {
     pub token_endpoint_auth_methods: Vec<String>,
     /// `revocation_endpoint_auth_methods_supported`, when published.
     pub revocation_endpoint_auth_methods: Vec<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207): the
+    /// provider names itself (`iss`) in every authorization response, so
+    /// a response without `iss` must be refused (false when not published).
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// The members read, as sent.
@@ -41,6 +45,7 @@ struct Document {
     revocation_endpoint: Option<Scalar>,
     token_endpoint_auth_methods_supported: Option<Vec<Scalar>>,
     revocation_endpoint_auth_methods_supported: Option<Vec<Scalar>>,
+    authorization_response_iss_parameter_supported: Option<Scalar>,
 }
 
 /// The discovery document's URL for `issuer` (a trailing `/` is dropped).
@@ -139,6 +144,19 @@ fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
         revocation_endpoint: url(doc.revocation_endpoint, "revocation_endpoint")?,
         token_endpoint_auth_methods: names(doc.token_endpoint_auth_methods_supported),
         revocation_endpoint_auth_methods: names(doc.revocation_endpoint_auth_methods_supported),
+        // A flag that weakens the client's checks when misread: anything
+        // but a boolean is a bad document, not "false".
+        authorization_response_iss_parameter_supported: match doc
+            .authorization_response_iss_parameter_supported
+        {
+            None => false,
+            Some(Scalar::Bool(supported)) => supported,
+            Some(_) => {
+                return Err(
+                    "authorization_response_iss_parameter_supported is not a boolean".to_owned(),
+                )
+            }
+        },
     })
 }
 
@@ -190,6 +208,23 @@ mod tests {
             ["client_secret_post", "private_key_jwt"]
         );
         assert!(read(&doc(""), &format!("{ISSUER}/")).is_ok());
+    }
+
+    #[test]
+    fn the_iss_flag_is_read_strictly() {
+        let flag = |extra: &str| {
+            read(&doc(extra), ISSUER).map(|m| m.authorization_response_iss_parameter_supported)
+        };
+        assert_eq!(flag(""), Ok(false));
+        let on = r#","authorization_response_iss_parameter_supported":true"#;
+        assert_eq!(flag(on), Ok(true));
+        let off = r#","authorization_response_iss_parameter_supported":false"#;
+        assert_eq!(flag(off), Ok(false));
+        for wrong in ["\"true\"", "1", "[true]"] {
+            let extra = format!(r#","authorization_response_iss_parameter_supported":{wrong}"#);
+            let error = flag(&extra).unwrap_err();
+            assert!(error.contains("not a boolean"), "{wrong}: {error}");
+        }
     }
 
     #[test]

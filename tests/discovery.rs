@@ -36,6 +36,7 @@ async fn a_discovered_client_uses_the_published_endpoints() {
     );
     let metadata = client.provider_metadata().expect("kept");
     assert_eq!(metadata.issuer, emu.base_url());
+    assert!(metadata.authorization_response_iss_parameter_supported);
     assert!(metadata
         .token_endpoint_auth_methods
         .iter()

@@ -68,7 +68,8 @@ finished from it as with --code-stdin.
 The code may also come from FRESHTOKEN_CODE (--code-env). It is never an argument.
 
 Exit status: as for every command (see `freshtoken --help`); 13 when the redirect is
-not this link's answer (another state or issuer, a repeated parameter, an error without a state).";
+not this link's answer (another state or issuer, no issuer from a provider that announces one
+(RFC 9207), a repeated parameter, an error without a state).";
 
 const EMULATOR_HELP: &str = "\
 Ready line (stdout, one JSON object): ready, port, issuer, token_endpoint,

@@ -220,6 +220,14 @@ fn issuer(client: &TokenClient) -> Option<&str> {
     client.provider_metadata().map(|m| m.issuer.as_str())
 }
 
+/// Whether `client`'s provider announces `iss` in its authorization
+/// responses (RFC 9207).
+fn announces_iss(client: &TokenClient) -> bool {
+    client
+        .provider_metadata()
+        .is_some_and(|m| m.authorization_response_iss_parameter_supported)
+}
+
 /// The state to keep for `request`.
 fn link_state(
     client: &TokenClient,
@@ -631,6 +639,12 @@ async fn finish(
             out.note("the redirect's issuer (iss) is not the one the link started with (RFC 9207)");
             return Err(Failure::StateMismatch);
         }
+    }
+    // A provider that announces `iss` names itself in every answer, its
+    // error redirects too (RFC 9207 2.4): one without it is not its answer.
+    if input.iss.is_none() && announces_iss(client) {
+        out.note("the provider names itself (iss) in every redirect (RFC 9207) and this one has none: pass the whole redirect URL");
+        return Err(Failure::StateMismatch);
     }
     if let Some((error, description)) = input.error {
         // An error redirect carries the state (RFC 6749 4.1.2.1): one

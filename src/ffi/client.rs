@@ -247,6 +247,8 @@ impl TokenClient {
             revocation_endpoint: m.revocation_endpoint.clone(),
             token_endpoint_auth_methods: m.token_endpoint_auth_methods.clone(),
             revocation_endpoint_auth_methods: m.revocation_endpoint_auth_methods.clone(),
+            authorization_response_iss_parameter_supported: m
+                .authorization_response_iss_parameter_supported,
         })
     }
 

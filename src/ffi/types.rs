@@ -443,4 +443,7 @@ pub struct ProviderMetadata {
     pub token_endpoint_auth_methods: Vec<String>,
     /// `revocation_endpoint_auth_methods_supported`.
     pub revocation_endpoint_auth_methods: Vec<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207): refuse
+    /// an authorization response without `iss` when true.
+    pub authorization_response_iss_parameter_supported: bool,
 }

@@ -95,6 +95,10 @@ impl WasmTokenClient {
                 "revocationEndpointAuthMethods",
                 Some(list(&m.revocation_endpoint_auth_methods)),
             ),
+            (
+                "authorizationResponseIssParameterSupported",
+                Some(m.authorization_response_iss_parameter_supported.into()),
+            ),
         ])
     }
 

@@ -257,6 +257,7 @@ describe('discovery against the emulator', () => {
     assert.equal(meta.tokenEndpoint, emu.tokenEndpoint);
     assert.equal(meta.revocationEndpoint, emu.revocationEndpoint);
     assert.ok(meta.tokenEndpointAuthMethods.includes('client_secret_post'));
+    assert.equal(meta.authorizationResponseIssParameterSupported, true, 'RFC 9207, as published');
     const { url } = await client.authorizationUrl({ redirectUri: 'http://127.0.0.1/cb', scopes: ['openid'] });
     assert.ok(url.startsWith(emu.authorizationEndpoint), 'the published authorization endpoint');
 
@@ -319,6 +320,7 @@ describe('revocation and discovery against oidc-provider', () => {
     assert.equal(meta.authorizationEndpoint, op.authorizationEndpoint);
     assert.match(meta.authorizationEndpoint, /\/auth$/);
     assert.equal(typeof meta.revocationEndpoint, 'string');
+    assert.equal(meta.authorizationResponseIssParameterSupported, true, 'oidc-provider sends iss (RFC 9207)');
   });
 
   test('a discovered client refreshes, then revoke() ends the grant at the server', async () => {

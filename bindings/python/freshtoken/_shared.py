@@ -239,8 +239,10 @@ class ClientCore(NativeOwner):
     def provider_metadata(self) -> Optional[ProviderMetadata]:
         """What the provider's discovery document said (``issuer``,
         ``token_endpoint``, ``authorization_endpoint``, ``revocation_endpoint``,
-        ``token_endpoint_auth_methods``, ``revocation_endpoint_auth_methods``);
-        None for a client not made by ``discover``."""
+        ``token_endpoint_auth_methods``, ``revocation_endpoint_auth_methods``,
+        ``authorization_response_iss_parameter_supported``: when true, refuse
+        an authorization response without ``iss``, RFC 9207); None for a
+        client not made by ``discover``."""
         return native(self._native.provider_metadata)
 
     @property

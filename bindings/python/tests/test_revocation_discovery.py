@@ -297,6 +297,7 @@ def test_async_discover_takes_the_emulators_endpoints_and_keeps_its_metadata(emu
         assert metadata.revocation_endpoint == emu.revocation_endpoint
         assert "client_secret_post" in metadata.token_endpoint_auth_methods
         assert "client_secret_post" in metadata.revocation_endpoint_auth_methods
+        assert metadata.authorization_response_iss_parameter_supported is True, "RFC 9207, as published"
         assert client.authorization_url("http://127.0.0.1/cb").url.startswith(emu.issuer + "/connect/authorize?")
 
         # End to end on the discovered endpoints, on the given clock.

@@ -511,9 +511,14 @@ fn a_redirect_naming_another_issuer_sends_nothing() {
             .stdin(format!("{input}\n"))
             .run()
     };
+    // The emulator names itself in its redirects, as its discovery
+    // document announces (RFC 9207).
+    assert_eq!(query_param(&redirect, "iss"), Some(env.emu.base_url()));
+    let code = query_param(&redirect, "code").unwrap();
+    let state = query_param(&redirect, "state").unwrap();
     let iss = |issuer: &str| {
         let issuer: String = form_urlencoded::byte_serialize(issuer.as_bytes()).collect();
-        format!("{redirect}&iss={issuer}")
+        format!("{REDIRECT_URI}?code={code}&state={state}&iss={issuer}")
     };
 
     // RFC 9207: the code came from another provider (a mix-up).
@@ -525,12 +530,21 @@ fn a_redirect_naming_another_issuer_sends_nothing() {
         assert_eq!(run.json()["error"]["code"], "state_mismatch");
     }
     // An error redirect from another provider is no answer either.
-    let state = query_param(&redirect, "state").unwrap();
     let run = finishing(format!(
         "{REDIRECT_URI}?error=access_denied&state={state}&iss=https%3A%2F%2Fas-b.example"
     ))
     .exits(13);
     assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    // A provider that announces `iss` sends it with every answer: a
+    // redirect (or an error redirect) without it is not its answer, and a
+    // bare code cannot show it.
+    for unnamed in [
+        format!("{REDIRECT_URI}?code={code}&state={state}"),
+        format!("{REDIRECT_URI}?error=access_denied&state={state}"),
+    ] {
+        let run = finishing(unnamed).exits(13);
+        assert_eq!(run.json()["error"]["code"], "state_mismatch");
+    }
     assert_eq!(token_requests(&env.emu), 0);
     assert_eq!(state_files(&env, "link.json"), ["link.json"]);
 

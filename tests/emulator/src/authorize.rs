@@ -33,7 +33,9 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Response {
 
 /// Validates the request and returns the redirect `Location`. Errors about
 /// the client or the redirect URI are answered directly (400 JSON); the
-/// others are sent to the client's redirect URI (RFC 6749 §4.1.2.1).
+/// others are sent to the client's redirect URI (RFC 6749 §4.1.2.1). Every
+/// redirect names the issuer (`iss`, RFC 9207), as the discovery document
+/// announces.
 fn authorize(shared: &Shared, p: &Params) -> Result<String, OAuthError> {
     let client_id = p.require("client_id")?;
     let redirect_uri = p.require("redirect_uri")?;
@@ -47,9 +49,11 @@ fn authorize(shared: &Shared, p: &Params) -> Result<String, OAuthError> {
         return Err(OAuthError::invalid_request("unknown client_id"));
     }
     let state = p.get("state");
+    let issuer = shared.base_url.as_str();
     let redirect_error = |error: &str, description: &str| {
         let mut pairs = vec![("error", error), ("error_description", description)];
         pairs.extend(state.map(|s| ("state", s)));
+        pairs.push(("iss", issuer));
         Ok(with_query(redirect_uri, &pairs))
     };
     if p.get("response_type") != Some("code") {
@@ -79,6 +83,7 @@ fn authorize(shared: &Shared, p: &Params) -> Result<String, OAuthError> {
     st.counters.codes_issued += 1;
     let mut pairs = vec![("code", code.as_str())];
     pairs.extend(state.map(|s| ("state", s)));
+    pairs.push(("iss", issuer));
     Ok(with_query(redirect_uri, &pairs))
 }
 

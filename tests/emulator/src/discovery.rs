@@ -157,6 +157,7 @@ fn document(shared: &Shared) -> Value {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
         "scopes_supported": ["openid", "offline_access"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["none"],

@@ -270,6 +270,7 @@ class RevocationDiscoveryTest {
         assertEquals(emu.revocationEndpoint, metadata.revocationEndpoint)
         assertTrue(metadata.tokenEndpointAuthMethods.toString(), "client_secret_post" in metadata.tokenEndpointAuthMethods)
         assertTrue("client_secret_post" in metadata.revocationEndpointAuthMethods)
+        assertTrue("RFC 9207, as published", metadata.authorizationResponseIssParameterSupported)
         assertNull("a client from options has none", client.providerMetadata)
         val url = discovered.authorizationUrl(AuthorizationUrlOptions(redirectUri = "https://app.example/cb")).url
         assertTrue("the published authorize endpoint", url.startsWith(emu.authorizationEndpoint + "?"))

@@ -5,7 +5,7 @@
 import { createReadStream, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
 import { configError } from './errors.js';
@@ -41,6 +41,15 @@ const LOCAL_TAG = (() => {
   }
   return createHash('sha256').update(`${hostname()}\0${namespace}`).digest('hex').slice(0, 4);
 })();
+
+/**
+ * The directory levels this process created (resolved paths) whose entry in
+ * their parent is not known durable yet: the creating save's sync of the
+ * parent is in flight, or failed and the level could not be removed (another
+ * save's record is in it). Every save whose directory lies in one syncs its
+ * parent too before it reports: its record is lost with the level.
+ */
+const UNSYNCED = new Set();
 
 /** The names of the temporary files this process is writing now (any FileStore's). */
 const WRITING = new Set();
@@ -168,6 +177,7 @@ export class FileStore {
       WRITING.delete(tmpName);
     }
     await this.#syncDirectory();
+    if (UNSYNCED.size > 0) await this.#syncUnsyncedLevels();
     // The record is durable under its new name: the earlier file can go.
     const names = await this.#legacyNames().catch(() => undefined);
     const name = names?.size ? legacyName(key) : undefined;
@@ -196,13 +206,35 @@ export class FileStore {
     const levels = []; // deepest first
     for (let level = resolve(this.#dir); ; level = dirname(level)) {
       levels.push(level);
+      UNSYNCED.add(level);
       if (level === resolve(created) || dirname(level) === level) break;
     }
     try {
-      for (const level of levels) await this.#syncDirectory(dirname(level));
+      for (const level of levels) {
+        await this.#syncDirectory(dirname(level));
+        UNSYNCED.delete(level);
+      }
     } catch (error) {
-      for (const level of levels) if (!(await rmdir(level).then(() => true, () => false))) break;
+      for (const level of levels) {
+        if (!(await rmdir(level).then(() => true, () => false))) break;
+        UNSYNCED.delete(level);
+      }
       throw error;
+    }
+  }
+
+  /**
+   * Syncs into its parent each level of this store's directory still in
+   * UNSYNCED. Another save of this process may have created the directory
+   * a moment ago (this save's mkdir found it there) and not synced it yet,
+   * or failed to: this save's record would be lost with it.
+   */
+  async #syncUnsyncedLevels() {
+    const dir = resolve(this.#dir);
+    for (const level of [...UNSYNCED]) {
+      if (level !== dir && !dir.startsWith(level.endsWith(sep) ? level : level + sep)) continue;
+      await this.#syncDirectory(dirname(level));
+      UNSYNCED.delete(level);
     }
   }
 

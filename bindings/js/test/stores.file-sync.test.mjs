@@ -19,6 +19,8 @@ const realOpen = fsp.open;
 const failing = { directory: null, file: null };
 /** What the fsync of the directory at a path fails with next (before `failing`). */
 const failingAt = new Map();
+/** The directory whose next fsync waits: path → { reached(), gate } (one-shot). */
+const holdingAt = new Map();
 /** The paths of the regular files fsynced, in order. */
 const synced = [];
 /** The directories fsynced, in order, each with what it listed then. */
@@ -28,6 +30,12 @@ fsp.open = async (path, ...rest) => {
   const kind = (await handle.stat()).isDirectory() ? 'directory' : 'file';
   const sync = handle.sync.bind(handle);
   handle.sync = async () => {
+    const hold = kind === 'directory' && holdingAt.get(String(path));
+    if (hold) {
+      holdingAt.delete(String(path));
+      hold.reached();
+      await hold.gate;
+    }
     const code = (kind === 'directory' && failingAt.get(String(path))) || failing[kind];
     if (code) throw Object.assign(new Error(`${code} (injected)`), { code });
     if (kind === 'file') synced.push(String(path));
@@ -77,6 +85,36 @@ describe('FileStore fsync failures', () => {
     await store.save('u1', '{"v":2}');
     await new FileStore(tokens).save('u2', '{"v":1}');
     assert.deepEqual(syncedDirectories.map((s) => s.path), [tokens, tokens]);
+  });
+
+  test('a save that finds the directory another save is still creating syncs its parent too', async () => {
+    const made = join(dir, 'new');
+    const tokens = join(made, 'tokens');
+    let reached;
+    let release;
+    holdingAt.set(dir, {
+      reached: () => reached(),
+      gate: new Promise((resolve) => { release = resolve; }),
+    });
+    const atParent = new Promise((resolve) => { reached = resolve; });
+    // The first save creates new/tokens and waits in the sync of `new` into dir.
+    const first = new FileStore(tokens).save('u1', '{"v":1}');
+    await atParent;
+    syncedDirectories.length = 0;
+    // The second finds the directory there: without its own sync of dir,
+    // it would report a record durable whose directory is not.
+    await new FileStore(tokens).save('u2', '{"v":2}');
+    assert.deepEqual(
+      syncedDirectories.map((s) => s.path),
+      [tokens, dir],
+      'its directory, then the parent of the level still unsynced',
+    );
+    assert.ok(syncedDirectories[1].entries.includes('new'));
+    release();
+    await first;
+    syncedDirectories.length = 0;
+    await new FileStore(tokens).save('u3', '{"v":3}');
+    assert.deepEqual(syncedDirectories.map((s) => s.path), [tokens], 'synced once: no more');
   });
 
   test("a parent's fsync that fails (EIO) fails the save and undoes the creation; one the platform cannot do does not", async () => {

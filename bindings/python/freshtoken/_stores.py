@@ -568,23 +568,43 @@ class FileTokenStore(TokenStoreBase):
             level = os.path.dirname(level)
         created = []  # deepest first
         for level in reversed(missing):
+            # Marked before it exists: another thread's store that finds it
+            # from now on syncs it too (see _sync_unsynced_levels).
+            _UNSYNCED.add(os.path.abspath(level))
             try:
                 os.mkdir(level, 0o700)
             except FileExistsError:
                 if not os.path.isdir(level):
                     raise
                 continue
+            except OSError:
+                _UNSYNCED.discard(os.path.abspath(level))
+                raise
             created.insert(0, level)
         try:
             for level in created:
                 self._sync_directory(os.path.dirname(level) or os.curdir)
+                _UNSYNCED.discard(os.path.abspath(level))
         except OSError:
             for level in created:
                 try:
                     os.rmdir(level)
                 except OSError:
                     break
+                _UNSYNCED.discard(os.path.abspath(level))
             raise
+
+    def _sync_unsynced_levels(self) -> None:
+        """Syncs into its parent each level of the store's directory still in
+        ``_UNSYNCED``: another store of this process may have created it a
+        moment ago and not synced it yet, or failed to and could not remove
+        it (a record of this store is in it now), and this store's records
+        would be lost with it. Raises OSError as ``_sync_directory``."""
+        directory = os.path.abspath(self.directory)
+        for level in list(_UNSYNCED):
+            if directory == level or directory.startswith(level.rstrip(os.sep) + os.sep):
+                self._sync_directory(os.path.dirname(level))
+                _UNSYNCED.discard(level)
 
     def _sync_directory(self, directory: Optional[str] = None) -> None:
         """fsyncs the directory (``directory``, by default the store's),
@@ -612,8 +632,18 @@ class FileTokenStore(TokenStoreBase):
         token is spent, come back. freshtoken keeps the record and saves it again."""
         try:
             self._sync_directory()
+            if _UNSYNCED:
+                self._sync_unsynced_levels()
         except OSError as err:
             raise HostError.Failed(detail=f"cannot make the record file durable ({_why(err)})") from None
+
+
+# The directory levels this process's file stores created (absolute paths)
+# whose entry in their parent is not known durable yet: the creating store's
+# sync is in flight, or failed and the level could not be removed (another
+# store's record is in it). Every save into one syncs its parent too before it
+# reports. (A set's add, discard and copy are atomic under the GIL.)
+_UNSYNCED: set = set()
 
 
 # What opening or fsyncing a directory fails with where the platform cannot

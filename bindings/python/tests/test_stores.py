@@ -557,7 +557,8 @@ def test_a_parent_fsync_that_fails_fails_the_store_and_undoes_the_directory(tmp_
 def test_a_failed_parent_fsync_removes_only_the_levels_this_store_created(tmp_path, monkeypatch):
     """Another process (here: another store) that creates a level after this
     store found it missing, before its mkdir, owns it: a failed sync leaves it
-    there, and that store's saves go on."""
+    there. That store's records are in a level not synced into its parent:
+    its saves fail until that sync succeeds."""
     fsyncs = DirectoryFsyncs(monkeypatch)
     fsyncs.failing_at[os.stat(tmp_path).st_ino] = errno.EIO
     other = {}
@@ -575,8 +576,42 @@ def test_a_failed_parent_fsync_removes_only_the_levels_this_store_created(tmp_pa
     assert raised.value.errno == errno.EIO
     assert os.listdir(tmp_path / "a" / "b") == [], "this store's level removed"
     assert os.path.isdir(tmp_path / "a" / "b"), "the other store's level left"
+    with pytest.raises(HostError.Failed):
+        asyncio.run(other["store"].save("u1", '{"v":1}'))
+    fsyncs.failing_at.clear()
+    fsyncs.listed.clear()
     asyncio.run(other["store"].save("u1", '{"v":1}'))
+    assert (os.stat(tmp_path).st_ino, ["a"]) in fsyncs.listed, "the level left, synced now"
     assert asyncio.run(other["store"].load("u1")) == '{"v":1}'
+    fsyncs.listed.clear()
+    asyncio.run(other["store"].save("u1", '{"v":2}'))
+    assert [ino for ino, _ in fsyncs.listed] == [os.stat(tmp_path / "a" / "b").st_ino], "once synced, no more"
+
+
+def test_a_store_that_finds_a_directory_another_is_still_creating_syncs_its_parent_too(tmp_path, monkeypatch):
+    """Another thread's store may have just made the directory and not yet
+    synced it into its parent: a save into it syncs that parent as well,
+    else it could report a record durable whose directory is not."""
+    fsyncs = DirectoryFsyncs(monkeypatch)
+    tokens = tmp_path / "new" / "tokens"
+    real_fsync = os.fsync
+    during = {}
+
+    def fsync(fd):
+        # The first store's sync of "new" into tmp_path: the other store comes now.
+        if os.fstat(fd).st_ino == os.stat(tmp_path).st_ino and not during:
+            during["listed"] = fsyncs.listed
+            fsyncs.listed = []
+            store = FileTokenStore(tokens)
+            asyncio.run(store.save("u2", '{"v":2}'))
+            during["other"], fsyncs.listed = fsyncs.listed, during["listed"]
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    FileTokenStore(tokens)
+    assert [ino for ino, _ in during["other"]] == [os.stat(tokens).st_ino, os.stat(tmp_path).st_ino], \
+        "its directory, then the parent of the level still unsynced"
+    assert during["other"][1][1] == ["new"]
 
 
 def test_a_save_makes_a_directory_removed_since_again(tmp_path, monkeypatch):

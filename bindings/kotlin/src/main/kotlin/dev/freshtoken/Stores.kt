@@ -645,18 +645,45 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
         val created = ArrayDeque<Path>() // deepest first
         for (level in missing.asReversed()) {
             creating(level)
+            // Marked before it exists: another store of this JVM that finds it
+            // from now on forces it too (see [forceUnforcedLevels]).
+            unforcedLevels.add(level)
             try {
                 Files.createDirectory(level)
                 created.addFirst(level)
             } catch (e: java.nio.file.FileAlreadyExistsException) {
                 if (!Files.isDirectory(level)) throw e
+            } catch (e: IOException) {
+                unforcedLevels.remove(level)
+                throw e
             }
         }
         try {
-            for (level in created) level.parent?.let { forceDirectory(it) }
+            for (level in created) {
+                level.parent?.let { forceDirectory(it) }
+                unforcedLevels.remove(level)
+            }
         } catch (e: IOException) {
-            for (level in created) if (runCatching { Files.delete(level) }.isFailure) break
+            for (level in created) {
+                if (runCatching { Files.delete(level) }.isFailure) break
+                unforcedLevels.remove(level)
+            }
             throw HostException.Failed("cannot make the record directory durable (${e.javaClass.simpleName})")
+        }
+    }
+
+    /**
+     * Forces the parent of each level of [dir] still in [unforcedLevels]:
+     * another store of this JVM may have created it a moment ago and not
+     * forced it yet, or failed to and could not remove it (a record of this
+     * store is in it now), and this store's records would be lost with it.
+     */
+    private fun forceUnforcedLevels() {
+        val absolute = dir.toAbsolutePath()
+        for (level in unforcedLevels.toList()) {
+            if (!absolute.startsWith(level)) continue
+            level.parent?.let { forceDirectory(it) }
+            unforcedLevels.remove(level)
         }
     }
 
@@ -689,6 +716,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     private fun forceSaved() {
         try {
             forceDirectory()
+            if (unforcedLevels.isNotEmpty()) forceUnforcedLevels()
         } catch (e: IOException) {
             throw HostException.Failed("cannot make the record file durable (${e.javaClass.simpleName})")
         }
@@ -703,6 +731,15 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
     }
 
     companion object {
+        /**
+         * The directory levels this JVM's file stores created (absolute paths)
+         * whose entry in their parent is not known durable yet: the creating
+         * store's force is in flight, or failed and the level could not be
+         * removed (another store's record is in it). Every save into one
+         * forces its parent too before it returns.
+         */
+        private val unforcedLevels: MutableSet<Path> = java.util.concurrent.ConcurrentHashMap.newKeySet()
+
         private val createOptions = setOf(
             StandardOpenOption.CREATE_NEW,
             StandardOpenOption.WRITE,

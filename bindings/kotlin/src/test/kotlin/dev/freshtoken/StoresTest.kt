@@ -294,6 +294,30 @@ class StoresTest {
         assertEquals(emptyList<Pair<Path, List<String>>>(), forced)
     }
 
+    @Test fun `a save into a directory another store is still creating forces its parent too`() = blocking {
+        // The other store made the directory and has not forced it into its parent
+        // yet: this save, finding it there, would report a record durable whose
+        // directory is not.
+        val root = tmp.root.toPath()
+        val dir = root.resolve("new").resolve("tokens")
+        val creator = FileTokenStore(dir)
+        val other = FileTokenStore(dir)
+        val othersForces = watchParentForces(other)
+        var during: List<Pair<Path, List<String>>>? = null
+        creator.forceTo = { channel, file ->
+            if (file == root && during == null) {
+                kotlinx.coroutines.runBlocking { other.save("u2", """{"v":2}""") }
+                during = othersForces.toList()
+            }
+            channel.force(true)
+        }
+        creator.save("u1", """{"v":1}""")
+        assertEquals("the parent of the level still unforced", listOf(root to listOf("new")), during)
+        othersForces.clear()
+        other.save("u2", """{"v":3}""")
+        assertEquals("forced once: no more", emptyList<Pair<Path, List<String>>>(), othersForces)
+    }
+
     @Test fun `a parent's failed force fails the save and undoes its creation, one the platform cannot do does not`() = blocking {
         val root = tmp.root.toPath()
         val store = FileTokenStore(root.resolve("a").resolve("tokens"))

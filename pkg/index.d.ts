@@ -169,7 +169,11 @@ export interface VersionedRecord {
  */
 export interface TokenStore {
   load(key: string): Promise<string | null>;
-  /** Must resolve only once the record is durable. */
+  /**
+   * Must resolve only once the record is durable, and reject when it
+   * cannot be written. Resolving `false` (a client's "not written" answer
+   * returned as is) is read as a failed save: a `StorageError`.
+   */
   save(key: string, record: string): Promise<void>;
   /** Take the refresh lease on `key` for `owner` for `ttlMs`; false if another owner holds it. */
   acquire?(key: string, owner: string, ttlMs: number): Promise<boolean>;

@@ -222,6 +222,7 @@ impl Attached {
                         Some((generation, version)) if generation == st.generation => {
                             if let Some(version) = version {
                                 st.version = version;
+                                st.version_of = None;
                             }
                             let (generation, record) = st.set_record(record);
                             // Issued tokens exist nowhere else: should this

@@ -52,6 +52,7 @@ impl Default for SessionCell {
                 inflight: None,
                 saving_only: false,
                 version: None,
+                version_of: None,
                 retired: Vec::new(),
                 rejected: None,
                 replacing_calls: 0,
@@ -92,6 +93,11 @@ pub(crate) struct SessionState {
     /// The store's version of the record last read or written (stores with
     /// compare-and-swap only): the next save must still match it.
     pub(crate) version: Option<String>,
+    /// The record `version` was given for (by the read or the save that
+    /// gave it), when known: a compare-and-swap that conflicts while the
+    /// store holds exactly this record shows a store that spells its
+    /// versions two ways, not another writer.
+    pub(crate) version_of: Option<Arc<Record>>,
     /// The tokens of the record `record` replaced: a store may still quote
     /// it in an error message, which must not show them.
     retired: Vec<Secret>,
@@ -195,6 +201,7 @@ impl SessionState {
                 self.retired = record_secrets(&old);
             }
         }
+        self.version_of = version.as_ref().and(self.record.clone());
         self.version = version;
         self.loaded = true;
     }

@@ -205,6 +205,7 @@ impl Attached {
                     let mut st = self.cell.lock();
                     if st.generation == generation {
                         st.version = version;
+                        st.version_of = None;
                     }
                 }
             }
@@ -296,19 +297,38 @@ impl Attached {
             match self.store_call("save_versioned", saved).await? {
                 CasOutcome::Saved { version } => Some(version),
                 CasOutcome::Conflict => {
+                    let Ok(Some(stored)) = self.load_versioned().await else {
+                        return Err(self.conflicted());
+                    };
                     // Our own earlier save that timed out may have landed
                     // late: then the store holds exactly this record.
-                    if let Ok(Some(stored)) = self.load_versioned().await {
-                        if stored.record == text {
-                            let mut st = self.cell.lock();
-                            st.version = Some(stored.version);
-                            if st.generation == generation {
-                                st.unpersisted = false;
-                            }
-                            return Ok(());
+                    if stored.record == text {
+                        let mut st = self.cell.lock();
+                        st.version = Some(stored.version);
+                        st.version_of = Some(record.clone());
+                        if st.generation == generation {
+                            st.unpersisted = false;
                         }
+                        return Ok(());
                     }
-                    return Err(self.conflicted());
+                    // The store holds exactly the record our version was
+                    // given for, under another spelling of it (a store whose
+                    // save answers the version it saved against, or `W/"2"`
+                    // where its load says `2`): nobody wrote since. Dropping
+                    // this record as a conflict would lose the refresh token
+                    // it holds (a rotation's): compare-and-swap once more,
+                    // against the version the store reads back.
+                    let ours = self.cell.lock().version_of.clone();
+                    if ours.is_none_or(|ours| ours.encode() != stored.record) {
+                        return Err(self.conflicted());
+                    }
+                    let again =
+                        self.store
+                            .save_versioned(&self.key, &text, Some(stored.version.as_str()));
+                    match self.store_call("save_versioned", again).await? {
+                        CasOutcome::Saved { version } => Some(version),
+                        CasOutcome::Conflict => return Err(self.conflicted()),
+                    }
                 }
             }
         } else {
@@ -318,6 +338,7 @@ impl Attached {
         let mut st = self.cell.lock();
         if version.is_some() {
             st.version = version;
+            st.version_of = Some(record.clone());
         }
         if st.generation == generation {
             st.unpersisted = false;

@@ -364,3 +364,49 @@ async fn a_stale_read_of_a_marker_is_a_conflict_not_a_send_of_the_spent_token() 
     assert_eq!(h.refresh_requests(), 2);
     assert_eq!(h.emu.counters().reuse_detected, 0);
 }
+
+/// Hooks of a compare-and-swap store whose saves answer their version
+/// spelt as an ETag (`W/"7"`) while its loads and its comparisons spell it
+/// bare (`7`): every save the core makes against a saved version conflicts.
+#[derive(Default)]
+struct EtagSpelling;
+
+#[freshtoken::async_trait]
+impl StoreHooks for EtagSpelling {
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        Ok(match call.forward().await? {
+            CasOutcome::Saved { version } => CasOutcome::Saved {
+                version: format!("W/\"{version}\""),
+            },
+            conflict => conflict,
+        })
+    }
+}
+
+/// The rotated record's save against the version the write-ahead save
+/// answered conflicted; the store held exactly that marker, nobody else
+/// had written, and the rotated record (the only copy of the new refresh
+/// token) was dropped as a conflict. The store holding exactly the record
+/// the version was given for, the save is made again against the version
+/// the store reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_spells_its_versions_two_ways_loses_no_rotation() {
+    let h = Harness::new();
+    let store = ForwardingStore::versioned_only(MemoryStore::new(), EtagSpelling);
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access accounts");
+    let session = h.client.session("u1", store.clone()).unwrap();
+    common::seed_refresh_token(&session, &family.refresh_token).await;
+    for round in 1..=3 {
+        session.access_token().await.unwrap();
+        assert_eq!(h.refresh_requests(), round);
+        let status = session.status().await.unwrap();
+        assert!(
+            !status.unpersisted && !status.in_doubt,
+            "{round}: {status:?}"
+        );
+        let stored = Record::decode(&store.inner.load("u1").await.unwrap().unwrap()).unwrap();
+        assert!(!stored.in_doubt, "{round}: the rotation is stored");
+        h.clock.advance(16 * 60 * 1000);
+    }
+    assert_eq!(h.emu.counters().reuse_detected, 0);
+}

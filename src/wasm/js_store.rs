@@ -152,9 +152,16 @@ impl TokenStore for JsStore {
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
-        self.call("save", &[key.into(), record.into()])
-            .await
-            .map(|_| ())
+        let saved = self.call("save", &[key.into(), record.into()]).await?;
+        // A client's "not written" answer returned as is: taken as saved,
+        // the core would hand out a rotated token the store never got.
+        if saved == JsValue::FALSE {
+            return Err(StoreError(
+                "store.save resolved false (a write refused?): resolve once written, reject when not"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn supports_lease(&self) -> bool {

@@ -261,6 +261,19 @@ def _nothing(method: str) -> Check:
     return check
 
 
+def _saved(method: str) -> Check:
+    """As :func:`_nothing`, and not ``False``: a client's "not written"
+    reply returned as is stands for a write refused."""
+    nothing = _nothing(method)
+
+    def check(value: Any) -> None:
+        if value is False:
+            raise failed(f"the store's {method}() returned False (a write refused?); "
+                         "it must return None once done, and raise when it cannot")
+        return nothing(value)
+    return check
+
+
 def _flag(method: str) -> Check:
     """``True`` or ``False`` only. Read with ``bool()``, a truthy "no" (asyncpg's
     status ``"INSERT 0 0"``, a psycopg cursor, a redis-py reply) would be a
@@ -309,7 +322,7 @@ def _cas_result(method: str) -> Check:
 #: The async members of a store, each with the check of what it returns.
 STORE_METHODS = {
     "load": _optional_text("load"),
-    "save": _nothing("save"),
+    "save": _saved("save"),
     "acquire": _flag("acquire"),
     "release": _nothing("release"),
     "load_versioned": _optional_versioned("load_versioned"),

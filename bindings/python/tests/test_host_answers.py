@@ -522,6 +522,36 @@ def test_a_save_returning_a_future_is_a_storage_error_not_a_save(emu, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_a_save_returning_false_is_a_storage_error_not_a_save(emu, capfd):
+    # A client's "not written" reply returned as is (`return self.kv.set(...)`
+    # with a set that answers False): taken as a save, the rotated token
+    # would be handed out and the store keep the spent one.
+    class Refusing(MemoryTokenStore):
+        def __init__(self):
+            super().__init__()
+            self.refuse = False
+
+        def save(self, key, record):
+            if self.refuse:
+                return False
+            return super().save(key, record)
+
+    store = Refusing()
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, store)
+    stored = json.loads(store.get("u1"))["refresh_token"]
+    store.refuse = True
+    with pytest.raises(freshtoken.StorageError) as raised:
+        session.refresh()
+    assert "save()" in str(raised.value) and "False" in str(raised.value), str(raised.value)
+    assert json.loads(store.get("u1"))["refresh_token"] == stored
+    assert emu.refresh_token_state(stored) == "active", "nothing was sent"
+    store.refuse = False
+    session.refresh()
+    assert emu.refresh_token_state(stored) == "consumed", "refreshed once it saves"
+    assert capfd.readouterr().err == ""
+
+
 @pytest.mark.parametrize("kind", ["coroutine", "task", "future"])
 def test_an_async_save_returning_what_it_did_not_await_is_a_storage_error(emu, capfd, kind):
     # `return self.redis.set(...)` in an `async def save` returns the write

@@ -10,6 +10,7 @@ use crate::random::jitter;
 use crate::response::{classify, Answer, OAuthErrorBody, TokenResponse};
 use crate::secret::{scrub, Secret};
 use crate::spawn::Spawn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// How long past its own timeout a host's HTTP request may run before the
@@ -159,27 +160,39 @@ async fn send_with_retries(
     let started = crate::elapsed::Started::now(ctx.clock.as_ref());
     let mut maybe_processed = false;
     loop {
-        let (request, assertion) = match build_request(&ctx.config, grant, ctx.clock.now_ms()).await
-        {
-            Ok(built) => built,
-            Err(error) => return Err(CallFailure::new(error, maybe_processed)),
+        // One deadline for building the request and sending it: in wasm the
+        // client assertion is signed by the host (WebCrypto), which may
+        // stall too; and the fleet lease covers the budget and one
+        // request's deadline, so a send must not start later than that.
+        let sending = AtomicBool::new(false);
+        let attempt = async {
+            let (request, assertion) =
+                build_request(&ctx.config, grant, ctx.clock.now_ms()).await?;
+            let sent_at_ms = ctx.clock.now_ms();
+            sending.store(true, Ordering::Relaxed);
+            *attempts += 1;
+            log::debug!("freshtoken: {} request, attempt {attempts}", grant.name());
+            Ok::<_, Error>((ctx.http.send(request).await, assertion, sent_at_ms))
         };
-        let sent_at_ms = ctx.clock.now_ms();
-        *attempts += 1;
-        log::debug!("freshtoken: {} request, attempt {attempts}", grant.name());
-        let deadline = request.timeout_ms.saturating_add(HTTP_GRACE_MS);
-        let sent = within(ctx.clock.as_ref(), deadline, ctx.http.send(request)).await;
-        let sent = sent
-            .unwrap_or_else(|abandoned| Err(abandoned_request(abandoned)))
-            .map_err(|e| match e {
-                // The host's message may quote the request (the refresh token,
-                // the client secret): scrub it like a server's error body.
-                HttpError::NotSent(m) => HttpError::NotSent(scrubbed(ctx, grant, &assertion, &m)),
-                HttpError::Interrupted(m) => {
-                    HttpError::Interrupted(scrubbed(ctx, grant, &assertion, &m))
-                }
-                other => other,
-            });
+        let deadline = ctx.config.timeout_ms.saturating_add(HTTP_GRACE_MS);
+        let attempted = within(ctx.clock.as_ref(), deadline, attempt).await;
+        let (sent, assertion, sent_at_ms) = match attempted {
+            Ok(Ok(attempted)) => attempted,
+            Ok(Err(error)) => return Err(CallFailure::new(error, maybe_processed)),
+            Err(abandoned) if !sending.load(Ordering::Relaxed) => {
+                return Err(CallFailure::new(unbuilt(abandoned), maybe_processed));
+            }
+            Err(abandoned) => (Err(abandoned_request(abandoned)), None, 0),
+        };
+        let sent = sent.map_err(|e| match e {
+            // The host's message may quote the request (the refresh token,
+            // the client secret): scrub it like a server's error body.
+            HttpError::NotSent(m) => HttpError::NotSent(scrubbed(ctx, grant, &assertion, &m)),
+            HttpError::Interrupted(m) => {
+                HttpError::Interrupted(scrubbed(ctx, grant, &assertion, &m))
+            }
+            other => other,
+        });
         let (final_error, retry_after_ms) = match sent {
             Err(HttpError::NotSent(message)) => (
                 Error::Network {
@@ -236,10 +249,12 @@ async fn send_with_retries(
                     });
                 }
                 Answer::Invalid { status, message } => {
-                    // A success the core cannot use, or an answer that is not
-                    // HTTP at all: the server may have acted on the request.
+                    // A success the core cannot use, an interim (1xx) answer
+                    // (the server got the request and was working on it), or an
+                    // answer that is not HTTP at all: the server may have acted
+                    // on the request.
                     let processed = maybe_processed
-                        || (200..300).contains(&status)
+                        || (100..300).contains(&status)
                         || !crate::response::is_http_status(status.into());
                     let error = Error::invalid_response(Some(status), message);
                     return Err(CallFailure::new(error, processed));
@@ -281,6 +296,20 @@ async fn send_with_retries(
         if started.elapsed_ms(ctx.clock.as_ref()) > policy.budget_ms {
             return Err(CallFailure::new(final_error, maybe_processed));
         }
+    }
+}
+
+/// The error of a request abandoned before it was sent: its client
+/// assertion was not signed in time (nothing was sent), or no timer could
+/// be set to bound the signing.
+fn unbuilt(abandoned: Abandoned) -> Error {
+    let why = match abandoned {
+        Abandoned::Expired => "the client assertion was not signed in time".to_owned(),
+        Abandoned::NoTimer(why) => no_timer_text(&why),
+    };
+    Error::Network {
+        message: format!("the request was not sent: {why}"),
+        maybe_sent: false,
     }
 }
 

@@ -134,6 +134,10 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
             status,
             message: "not an HTTP status".to_owned(),
         },
+        100..=199 => Answer::Invalid {
+            status,
+            message: "an interim (1xx) answer in place of the final one".to_owned(),
+        },
         _ => Answer::Invalid {
             status,
             message: "unexpected HTTP status".to_owned(),
@@ -212,10 +216,14 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
         None => return Err("access_token is missing".into()),
         Some(_) => return Err("access_token is not a string".into()),
     };
+    // A missing `token_type` reads as Bearer (as Go's golang.org/x/oauth2
+    // reads it): refused, the refresh token it brings would be kept and
+    // every later call would refresh again, each refresh a new banking
+    // session. Another type is refused: this token is sent as Bearer.
     match object.token_type {
         Some(Scalar::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        None => {}
         Some(Scalar::Str(_)) => return Err("token_type is not Bearer".into()),
-        None => return Err("token_type is missing".into()),
         Some(_) => return Err("token_type is not a string".into()),
     }
     // 0 (or under a second) reads as absent, so the grant's default
@@ -438,6 +446,13 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_token_type_reads_as_bearer() {
+        let parsed = parse_token_response(br#"{"access_token":"a","refresh_token":"r"}"#).unwrap();
+        assert_eq!(parsed.access_token.expose(), "a");
+        assert!(parse_token_response(br#"{"access_token":"a","token_type":null}"#).is_ok());
+    }
+
+    #[test]
     fn invalid_success_bodies_say_which_field() {
         let cases = [
             ("not json", "not a JSON object"),
@@ -456,7 +471,6 @@ mod tests {
                 "access_token is not a string",
             ),
             (r#"{"access_token":"a","token_type":"mac"}"#, "not Bearer"),
-            (r#"{"access_token":"a"}"#, "token_type is missing"),
             (
                 r#"{"access_token":"a","token_type":"Bearer","expires_in":-1}"#,
                 "expires_in is negative",

@@ -607,6 +607,22 @@ impl HttpClient for GarbledStatusHttp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_that_is_not_http_may_have_rotated_the_token() {
     for status in [0, 99, 600, 65_535] {
+        an_unusable_status_may_have_rotated_the_token(status, "not an HTTP status").await;
+    }
+}
+
+/// An interim answer (1xx: Early Hints, a protocol switch) handed back as
+/// the final one, as a custom fetch or a host HTTP client can: the server
+/// got the request and was working on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interim_answer_as_the_final_one_may_have_rotated_the_token() {
+    for status in [100, 101, 103, 199] {
+        an_unusable_status_may_have_rotated_the_token(status, "interim").await;
+    }
+}
+
+async fn an_unusable_status_may_have_rotated_the_token(status: u16, says: &str) {
+    {
         let h = harness();
         let http = GarbledStatusHttp(freshtoken::NativeHttp::new().unwrap(), status);
         let client = TokenClient::new(h.client.config().clone(), Arc::new(http), h.clock.clone());
@@ -618,7 +634,7 @@ async fn an_answer_that_is_not_http_may_have_rotated_the_token() {
             "invalid_response",
             "{status}: {error}"
         );
-        assert!(error.to_string().contains("not an HTTP status"), "{error}");
+        assert!(error.to_string().contains(says), "{error}");
         assert_eq!(h.refresh_requests(), 1);
         let stored = Record::decode(&store.get("u1").unwrap()).unwrap();
         assert!(stored.in_doubt, "{status}: the server may have rotated");

@@ -159,6 +159,27 @@ describe('the host WebCrypto as the wasm reaches it', () => {
     await new Promise((resolve) => setImmediate(resolve));
   });
 
+  test('a signature that never comes: the request deadline ends the refresh, nothing sent, nothing left in doubt', async () => {
+    // WebCrypto signs the client assertion in the host: it had no deadline,
+    // so one hung sign() left the refresh pending for good, every later
+    // caller joined it, and the record stayed marked in doubt.
+    const jwt = new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, privateKeyPem, timeoutMs: 100 });
+    const session = await seeded(jwt, 'hung-sign');
+    const sentBefore = await emu.refreshRequests();
+    let signs = 0;
+    await withCrypto(polyfill({ sign: () => { signs += 1; return new Promise(() => {}); } }), async () => {
+      const refresh = await rejection(session.refresh());
+      assert.equal(refresh.code, 'network', `${refresh?.constructor?.name}: ${refresh?.message}`);
+      assert.match(refresh.message, /not signed in time/);
+    });
+    assert.equal(signs, 1);
+    assert.equal(await emu.refreshRequests(), sentBefore, 'nothing sent');
+    assert.equal((await session.status()).inDoubt, false, 'the write-ahead marker withdrawn');
+    assert.equal(typeof (await session.refresh()).accessToken, 'string', 'the next call starts anew');
+    assert.equal(await emu.refreshRequests(), sentBefore + 1);
+    jwt.free();
+  });
+
   test('EncryptedStore with a polyfill that answers no ArrayBuffer: a StorageError, and the record reads back later', async () => {
     const inner = new MemoryStore();
     const options = { current: { id: 'k', key: new Uint8Array(32).fill(9) } };

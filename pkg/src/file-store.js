@@ -4,7 +4,7 @@
 
 import { createReadStream, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, realpath, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -231,8 +231,13 @@ export class FileStore {
    */
   async #syncUnsyncedLevels() {
     const dir = resolve(this.#dir);
+    let real; // the directory's real path, read once if needed (a link may name it)
     for (const level of [...UNSYNCED]) {
-      if (level !== dir && !dir.startsWith(level.endsWith(sep) ? level : level + sep)) continue;
+      if (!isWithin(dir, level)) {
+        real ??= await realpath(dir).catch(() => dir);
+        const realLevel = await realpath(level).catch(() => null);
+        if (realLevel === null || !isWithin(real, realLevel)) continue;
+      }
       await this.#syncDirectory(dirname(level));
       UNSYNCED.delete(level);
     }
@@ -346,6 +351,11 @@ const NO_DIRECTORY_SYNC = new Set(['EISDIR', 'EPERM', 'EACCES', 'EINVAL', 'ENOTS
  * fsyncs the file at `path`: false if it is gone (its writer renamed it);
  * any other failure rejects, and the file is left as it is.
  */
+/** Whether the directory `dir` is `level` or lies in it (both resolved). */
+function isWithin(dir, level) {
+  return dir === level || dir.startsWith(level.endsWith(sep) ? level : level + sep);
+}
+
 async function syncFile(path) {
   let file;
   try {

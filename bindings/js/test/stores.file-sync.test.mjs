@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -87,35 +87,40 @@ describe('FileStore fsync failures', () => {
     assert.deepEqual(syncedDirectories.map((s) => s.path), [tokens, tokens]);
   });
 
-  test('a save that finds the directory another save is still creating syncs its parent too', async () => {
-    const made = join(dir, 'new');
-    const tokens = join(made, 'tokens');
-    let reached;
-    let release;
-    holdingAt.set(dir, {
-      reached: () => reached(),
-      gate: new Promise((resolve) => { release = resolve; }),
+  for (const alias of [false, true]) {
+    test(`a save that finds the directory another save is still creating syncs its parent too${alias ? ' (named through a link)' : ''}`, async () => {
+      const made = join(dir, 'new');
+      const tokens = join(made, 'tokens');
+      const link = join(dir, 'link');
+      await symlink(dir, link);
+      let reached;
+      let release;
+      holdingAt.set(dir, {
+        reached: () => reached(),
+        gate: new Promise((resolve) => { release = resolve; }),
+      });
+      const atParent = new Promise((resolve) => { reached = resolve; });
+      // The first save creates new/tokens and waits in the sync of `new` into dir.
+      const first = new FileStore(tokens).save('u1', '{"v":1}');
+      await atParent;
+      syncedDirectories.length = 0;
+      // The second finds the directory there: without its own sync of dir,
+      // it would report a record durable whose directory is not.
+      const other = alias ? join(link, 'new', 'tokens') : tokens;
+      await new FileStore(other).save('u2', '{"v":2}');
+      assert.deepEqual(
+        syncedDirectories.map((s) => s.path),
+        [other, dir],
+        'its directory, then the parent of the level still unsynced',
+      );
+      assert.ok(syncedDirectories[1].entries.includes('new'));
+      release();
+      await first;
+      syncedDirectories.length = 0;
+      await new FileStore(other).save('u3', '{"v":3}');
+      assert.deepEqual(syncedDirectories.map((s) => s.path), [other], 'synced once: no more');
     });
-    const atParent = new Promise((resolve) => { reached = resolve; });
-    // The first save creates new/tokens and waits in the sync of `new` into dir.
-    const first = new FileStore(tokens).save('u1', '{"v":1}');
-    await atParent;
-    syncedDirectories.length = 0;
-    // The second finds the directory there: without its own sync of dir,
-    // it would report a record durable whose directory is not.
-    await new FileStore(tokens).save('u2', '{"v":2}');
-    assert.deepEqual(
-      syncedDirectories.map((s) => s.path),
-      [tokens, dir],
-      'its directory, then the parent of the level still unsynced',
-    );
-    assert.ok(syncedDirectories[1].entries.includes('new'));
-    release();
-    await first;
-    syncedDirectories.length = 0;
-    await new FileStore(tokens).save('u3', '{"v":3}');
-    assert.deepEqual(syncedDirectories.map((s) => s.path), [tokens], 'synced once: no more');
-  });
+  }
 
   test("a parent's fsync that fails (EIO) fails the save and undoes the creation; one the platform cannot do does not", async () => {
     const tokens = join(dir, 'a', 'tokens');

@@ -601,10 +601,14 @@ class FileTokenStore(TokenStoreBase):
         it (a record of this store is in it now), and this store's records
         would be lost with it. Raises OSError as ``_sync_directory``."""
         directory = os.path.abspath(self.directory)
+        real = None  # its real path, read once if needed (a link may name it)
         for level in list(_UNSYNCED):
-            if directory == level or directory.startswith(level.rstrip(os.sep) + os.sep):
-                self._sync_directory(os.path.dirname(level))
-                _UNSYNCED.discard(level)
+            if not _is_within(directory, level):
+                real = real or os.path.realpath(directory)
+                if not _is_within(real, os.path.realpath(level)):
+                    continue
+            self._sync_directory(os.path.dirname(level))
+            _UNSYNCED.discard(level)
 
     def _sync_directory(self, directory: Optional[str] = None) -> None:
         """fsyncs the directory (``directory``, by default the store's),
@@ -638,11 +642,19 @@ class FileTokenStore(TokenStoreBase):
             raise HostError.Failed(detail=f"cannot make the record file durable ({_why(err)})") from None
 
 
+def _is_within(directory: str, level: str) -> bool:
+    """Whether ``directory`` is ``level`` or lies in it (both absolute)."""
+    return directory == level or directory.startswith(level.rstrip(os.sep) + os.sep)
+
+
 # The directory levels this process's file stores created (absolute paths)
 # whose entry in their parent is not known durable yet: the creating store's
 # sync is in flight, or failed and the level could not be removed (another
 # store's record is in it). Every save into one syncs its parent too before it
-# reports. (A set's add, discard and copy are atomic under the GIL.)
+# reports. A level is marked before its mkdir, and stays marked when the mkdir
+# finds it made (another store of this process may be making it): a later
+# save syncs its parent once. (A set's add, discard and copy are atomic under
+# the GIL.)
 _UNSYNCED: set = set()
 
 

@@ -588,12 +588,16 @@ def test_a_failed_parent_fsync_removes_only_the_levels_this_store_created(tmp_pa
     assert [ino for ino, _ in fsyncs.listed] == [os.stat(tmp_path / "a" / "b").st_ino], "once synced, no more"
 
 
-def test_a_store_that_finds_a_directory_another_is_still_creating_syncs_its_parent_too(tmp_path, monkeypatch):
+@pytest.mark.parametrize("alias", [False, True], ids=["same path", "through a link"])
+def test_a_store_that_finds_a_directory_another_is_still_creating_syncs_its_parent_too(tmp_path, monkeypatch, alias):
     """Another thread's store may have just made the directory and not yet
     synced it into its parent: a save into it syncs that parent as well,
-    else it could report a record durable whose directory is not."""
+    else it could report a record durable whose directory is not (also when
+    it names the directory through a link)."""
     fsyncs = DirectoryFsyncs(monkeypatch)
     tokens = tmp_path / "new" / "tokens"
+    os.symlink(tmp_path, tmp_path / "link")
+    others = tmp_path / "link" / "new" / "tokens" if alias else tokens
     real_fsync = os.fsync
     during = {}
 
@@ -602,7 +606,7 @@ def test_a_store_that_finds_a_directory_another_is_still_creating_syncs_its_pare
         if os.fstat(fd).st_ino == os.stat(tmp_path).st_ino and not during:
             during["listed"] = fsyncs.listed
             fsyncs.listed = []
-            store = FileTokenStore(tokens)
+            store = FileTokenStore(others)
             asyncio.run(store.save("u2", '{"v":2}'))
             during["other"], fsyncs.listed = fsyncs.listed, during["listed"]
         return real_fsync(fd)
@@ -611,7 +615,7 @@ def test_a_store_that_finds_a_directory_another_is_still_creating_syncs_its_pare
     FileTokenStore(tokens)
     assert [ino for ino, _ in during["other"]] == [os.stat(tokens).st_ino, os.stat(tmp_path).st_ino], \
         "its directory, then the parent of the level still unsynced"
-    assert during["other"][1][1] == ["new"]
+    assert during["other"][1][1] == ["link", "new"]
 
 
 def test_a_save_makes_a_directory_removed_since_again(tmp_path, monkeypatch):

@@ -641,7 +641,7 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * no other process's is.
      */
     private fun createDirectory() {
-        val missing = generateSequence(dir.toAbsolutePath()) { it.parent }.takeWhile { !Files.isDirectory(it) }.toList()
+        val missing = generateSequence(dir.toAbsolutePath().normalize()) { it.parent }.takeWhile { !Files.isDirectory(it) }.toList()
         val created = ArrayDeque<Path>() // deepest first
         for (level in missing.asReversed()) {
             creating(level)
@@ -679,9 +679,13 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
      * store is in it now), and this store's records would be lost with it.
      */
     private fun forceUnforcedLevels() {
-        val absolute = dir.toAbsolutePath()
+        val absolute = dir.toAbsolutePath().normalize()
+        val real by lazy { runCatching { dir.toRealPath() }.getOrDefault(absolute) } // a link may name it
         for (level in unforcedLevels.toList()) {
-            if (!absolute.startsWith(level)) continue
+            if (!absolute.startsWith(level)) {
+                val realLevel = runCatching { level.toRealPath() }.getOrNull()
+                if (realLevel == null || !real.startsWith(realLevel)) continue
+            }
             level.parent?.let { forceDirectory(it) }
             unforcedLevels.remove(level)
         }
@@ -736,7 +740,9 @@ open class FileTokenStore(directory: Path) : TokenStoreBase() {
          * whose entry in their parent is not known durable yet: the creating
          * store's force is in flight, or failed and the level could not be
          * removed (another store's record is in it). Every save into one
-         * forces its parent too before it returns.
+         * forces its parent too before it returns. A level is marked before
+         * its creation, and stays marked when it is found made (another store
+         * of this JVM may be making it): a later save forces its parent once.
          */
         private val unforcedLevels: MutableSet<Path> = java.util.concurrent.ConcurrentHashMap.newKeySet()
 

@@ -294,14 +294,23 @@ class StoresTest {
         assertEquals(emptyList<Pair<Path, List<String>>>(), forced)
     }
 
-    @Test fun `a save into a directory another store is still creating forces its parent too`() = blocking {
-        // The other store made the directory and has not forced it into its parent
-        // yet: this save, finding it there, would report a record durable whose
-        // directory is not.
+    @Test fun `a save into a directory another store is still creating forces its parent too`() =
+        saveDuringCreation(throughLink = false)
+
+    @Test fun `a save into a directory another store is still creating, named through a link, forces its parent too`() =
+        saveDuringCreation(throughLink = true)
+
+    /**
+     * The other store made the directory and has not forced it into its parent
+     * yet: this save, finding it there, would report a record durable whose
+     * directory is not.
+     */
+    private fun saveDuringCreation(throughLink: Boolean) = blocking {
         val root = tmp.root.toPath()
         val dir = root.resolve("new").resolve("tokens")
+        val link = Files.createSymbolicLink(root.resolve("link"), root)
         val creator = FileTokenStore(dir)
-        val other = FileTokenStore(dir)
+        val other = FileTokenStore(if (throughLink) link.resolve("new").resolve("tokens") else dir)
         val othersForces = watchParentForces(other)
         var during: List<Pair<Path, List<String>>>? = null
         creator.forceTo = { channel, file ->
@@ -312,7 +321,7 @@ class StoresTest {
             channel.force(true)
         }
         creator.save("u1", """{"v":1}""")
-        assertEquals("the parent of the level still unforced", listOf(root to listOf("new")), during)
+        assertEquals("the parent of the level still unforced", listOf(root to listOf("link", "new")), during)
         othersForces.clear()
         other.save("u2", """{"v":3}""")
         assertEquals("forced once: no more", emptyList<Pair<Path, List<String>>>(), othersForces)

@@ -591,7 +591,11 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
   readonly inner: S;
   /** The record under `key`, decrypted (a plain record as it is), or null. */
   load(key: string): Promise<string | null>;
-  /** Encrypts `record` with the current key and saves it under `key`. */
+  /**
+   * Encrypts `record` with the current key and saves it under `key`; resolves
+   * to what the inner store's `save` resolves to (its `false`, a write
+   * refused, reaches the core as a failed save).
+   */
   save(key: string, record: string): Promise<void>;
   acquire?(key: string, owner: string, ttlMs: number): Promise<boolean>;
   release?(key: string, owner: string): Promise<void>;

@@ -469,6 +469,11 @@ impl ConfigBuilder {
         let assertion_audience = self
             .assertion_audience
             .unwrap_or_else(|| self.token_endpoint.clone());
+        // An empty `aud` is a client assertion no server accepts, refused
+        // only at the first request (the write-ahead saved for nothing).
+        if assertion_audience.is_empty() {
+            return Err(Error::config("assertion_audience", "must not be empty"));
+        }
         let audience = self.audience.unwrap_or_else(|| self.token_endpoint.clone());
         if audience.is_empty() {
             return Err(Error::config("audience", "must not be empty"));
@@ -690,6 +695,10 @@ mod tests {
             "refresh_token_lifetime_secs"
         );
         assert_eq!(field_of(b().audience("").build()), "audience");
+        assert_eq!(
+            field_of(b().assertion_audience("").build()),
+            "assertion_audience"
+        );
         assert_eq!(field_of(b().max_sessions(0).build()), "max_sessions");
         assert_eq!(field_of(b().lease_ttl_ms(30_000).build()), "lease_ttl_ms");
         // timeout 30 s + budget 20 s + HTTP grace 1 s + store deadline 5 s.

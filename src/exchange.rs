@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// How long past its own timeout a host's HTTP request may run before the
-/// core abandons it (a host transport that ignores the timeout).
+/// core abandons it (a host transport that ignores the timeout). The
+/// deadline counts from the start of the request's building, which in wasm
+/// awaits the host's signature (WebCrypto, a few milliseconds).
 pub(crate) const HTTP_GRACE_MS: u64 = 1_000;
 
 /// What the token machinery needs: configuration, HTTP and time.
@@ -159,7 +161,11 @@ async fn send_with_retries(
     // The budget counts on a wall clock set back too (see `elapsed`).
     let started = crate::elapsed::Started::now(ctx.clock.as_ref());
     let mut maybe_processed = false;
+    // Requests tried: sent, or abandoned before they could be (a signature
+    // not made in time); the retry policy counts these.
+    let mut tries = 0u32;
     loop {
+        tries += 1;
         // One deadline for building the request and sending it: in wasm the
         // client assertion is signed by the host (WebCrypto), which may
         // stall too; and the fleet lease covers the budget and one
@@ -179,8 +185,9 @@ async fn send_with_retries(
         let (sent, assertion, sent_at_ms) = match attempted {
             Ok(Ok(attempted)) => attempted,
             Ok(Err(error)) => return Err(CallFailure::new(error, maybe_processed)),
+            // Not sent: retried within the budget, as a connection refused.
             Err(abandoned) if !sending.load(Ordering::Relaxed) => {
-                return Err(CallFailure::new(unbuilt(abandoned), maybe_processed));
+                (Err(HttpError::NotSent(unbuilt(abandoned))), None, 0)
             }
             Err(abandoned) => (Err(abandoned_request(abandoned)), None, 0),
         };
@@ -282,9 +289,9 @@ async fn send_with_retries(
                 }
             },
         };
-        let delay = policy.delay_ms(*attempts, jitter(), retry_after_ms);
+        let delay = policy.delay_ms(tries, jitter(), retry_after_ms);
         let elapsed = started.elapsed_ms(ctx.clock.as_ref());
-        if !policy.allows(*attempts, elapsed, delay) {
+        if !policy.allows(tries, elapsed, delay) {
             return Err(CallFailure::new(final_error, maybe_processed));
         }
         log::debug!("freshtoken: retrying in {delay} ms after: {final_error}");
@@ -299,18 +306,15 @@ async fn send_with_retries(
     }
 }
 
-/// The error of a request abandoned before it was sent: its client
-/// assertion was not signed in time (nothing was sent), or no timer could
-/// be set to bound the signing.
-fn unbuilt(abandoned: Abandoned) -> Error {
+/// Why a request abandoned before it was sent was not: its client
+/// assertion was not signed in time, or no timer could be set to bound the
+/// signing.
+fn unbuilt(abandoned: Abandoned) -> String {
     let why = match abandoned {
         Abandoned::Expired => "the client assertion was not signed in time".to_owned(),
         Abandoned::NoTimer(why) => no_timer_text(&why),
     };
-    Error::Network {
-        message: format!("the request was not sent: {why}"),
-        maybe_sent: false,
-    }
+    format!("the request was not sent: {why}")
 }
 
 /// The transport error of a request whose deadline abandoned it: a timeout,

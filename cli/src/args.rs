@@ -57,7 +57,8 @@ Two steps, for scripts:
       prints the authorization URL and writes the verifier, state, nonce and the provider's
       endpoints to link.json (0600)
   freshtoken link --credentials creds.json --state-file link.json --store DIR --key USER --code-stdin
-      reads the redirect URL (or the bare code, then pass --state) from standard input,
+      reads the redirect URL (or the bare code, then pass --state; not with a provider whose
+      discovery document announces iss, RFC 9207: its redirect URL is needed) from standard input,
       checks the state (and the issuer), exchanges the code and stores the session; link.json
       is removed. Finish with the credentials and endpoint options the link started with:
       the code is sent to no other token endpoint

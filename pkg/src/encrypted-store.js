@@ -119,9 +119,13 @@ export function encryptedStoreClass(wasm) {
       return stored === null || stored === undefined ? null : this.#core.open(key, storedText(stored, 'load'));
     }
 
-    /** Encrypts `record` with the current key and saves it under `key`. */
+    /**
+     * Encrypts `record` with the current key and saves it under `key`; what
+     * the inner store's `save` resolves to is passed on (a `false`, a write
+     * refused, must reach the core).
+     */
     async save(key, record) {
-      await this.#inner.save(key, await this.#core.seal(key, record));
+      return this.#inner.save(key, await this.#core.seal(key, record));
     }
   }
 

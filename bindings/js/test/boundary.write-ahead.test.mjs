@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { MemoryStore, StorageError, TokenClient } from 'freshtoken';
+import { EncryptedStore, MemoryStore, StorageError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 
 /** A MemoryStore that logs every saved record and fails saves while `failing`. */
@@ -74,27 +74,34 @@ describe('write ahead', () => {
     assert.equal(await emu.refreshTokenState(store.saved.at(-1).refresh_token), 'active');
   });
 
-  test('a save that resolves false (a write refused) is a storage error, not a save', async () => {
-    // A client's "not written" answer returned as is: taken as saved, the
-    // rotated token would be handed out and the store keep the spent one.
-    const inner = new MemoryStore();
-    let refuse = false;
-    const store = {
-      load: (key) => inner.load(key),
-      save: async (key, record) => (refuse ? false : inner.save(key, record)),
-    };
-    const { session, rt } = await seeded(store);
-    refuse = true;
-    const error = await session.refresh().catch((e) => e);
-    assert.ok(error instanceof StorageError, String(error));
-    assert.match(error.message, /store\.save resolved false/);
-    assert.equal(await emu.refreshRequests(), 0, 'nothing sent');
-    assert.equal(await emu.refreshTokenState(rt), 'active');
-    assert.equal(JSON.parse(await inner.load('u1')).refresh_token, rt);
+  for (const wrapped of [false, true]) {
+    test(`a save that resolves false (a write refused) is a storage error, not a save${wrapped ? ', through EncryptedStore too' : ''}`, async () => {
+      // A client's "not written" answer returned as is: taken as saved, the
+      // rotated token would be handed out and the store keep the spent one.
+      await emu.reset();
+      const inner = new MemoryStore();
+      let refuse = false;
+      const refusing = {
+        load: (key) => inner.load(key),
+        save: async (key, record) => (refuse ? false : inner.save(key, record)),
+      };
+      const store = wrapped
+        ? new EncryptedStore(refusing, { current: { id: 'k', key: new Uint8Array(32).fill(7) } })
+        : refusing;
+      const { session, rt } = await seeded(store);
+      const storedToken = async () => JSON.parse(await store.load('u1')).refresh_token;
+      refuse = true;
+      const error = await session.refresh().catch((e) => e);
+      assert.ok(error instanceof StorageError, String(error));
+      assert.match(error.message, /store\.save resolved false/);
+      assert.equal(await emu.refreshRequests(), 0, 'nothing sent');
+      assert.equal(await emu.refreshTokenState(rt), 'active');
+      assert.equal(await storedToken(), rt);
 
-    refuse = false;
-    await session.refresh();
-    assert.equal(await emu.refreshRequests(), 1);
-    assert.notEqual(JSON.parse(await inner.load('u1')).refresh_token, rt, 'the rotation is stored');
-  });
+      refuse = false;
+      await session.refresh();
+      assert.equal(await emu.refreshRequests(), 1);
+      assert.notEqual(await storedToken(), rt, 'the rotation is stored');
+    });
+  }
 });

@@ -396,6 +396,11 @@ export class TokenClient {
   session(key: string, store: TokenStore): UserSession;
   clientToken(scopes: string[], options?: CallOptions): Promise<string>;
   invalidateClientToken(scopes: string[]): void;
+  /**
+   * The authorization URL (PKCE S256, state, nonce). The host's WebCrypto
+   * hashes the verifier: a hash not made within `timeoutMs` rejects with a
+   * TimeoutError.
+   */
   authorizationUrl(options: AuthorizationUrlOptions): Promise<AuthorizationRequest>;
   /**
    * The first tokens for `options.code`, stored under `key`. A code is sent

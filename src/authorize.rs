@@ -98,15 +98,19 @@ pub(crate) fn authorization_url(
 
 /// Builds the authorize URL for `config`'s client. In wasm the host's
 /// WebCrypto hashes the verifier (asynchronously): RustCrypto's SHA-256 was
-/// 8 KB of the wasm (3.2%), for one hash per sign-in.
+/// 8 KB of the wasm (3.2%), for one hash per sign-in. The hash has
+/// `config`'s request timeout on `clock` (a host call, it may stall).
 #[cfg(target_arch = "wasm32")]
 pub(crate) async fn authorization_url(
     config: &Config,
+    clock: &dyn crate::clock::Clock,
     params: AuthorizationParams,
 ) -> Result<AuthorizationRequest, Error> {
     let pending = Pending::new(config, params)?;
-    let digest = crate::wasm::crypto::sha256(pending.code_verifier.as_bytes())
+    let hashing = crate::wasm::crypto::sha256(pending.code_verifier.as_bytes());
+    let digest = crate::deadline::within(clock, config.timeout_ms, hashing)
         .await
+        .map_err(|_| Error::Timeout)?
         .map_err(|_| {
             Error::config(
                 "globalThis.crypto",

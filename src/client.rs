@@ -235,7 +235,7 @@ impl TokenClient {
         &self,
         params: AuthorizationParams,
     ) -> Result<AuthorizationRequest, Error> {
-        authorize::authorization_url(&self.ctx.config, params).await
+        authorize::authorization_url(&self.ctx.config, self.ctx.clock.as_ref(), params).await
     }
 
     /// One refresh with no session, cache or store: the drop-in for

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
-import { ConfigError, EncryptedStore, MemoryStore, StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, EncryptedStore, MemoryStore, StorageError, TimeoutError, TokenClient } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
 
 const CLIENT_ID = 'test-client';
@@ -181,6 +181,18 @@ describe('the host WebCrypto as the wasm reaches it', () => {
     assert.equal(typeof (await session.refresh()).accessToken, 'string', 'the next call starts anew');
     assert.equal(await emu.refreshRequests(), sentBefore + 1);
     jwt.free();
+  });
+
+  test('a PKCE hash that never comes: authorizationUrl() rejects at the request timeout', async () => {
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, timeoutMs: 100,
+    });
+    await withCrypto(polyfill({ digest: () => new Promise(() => {}) }), async () => {
+      const error = await rejection(client.authorizationUrl({ redirectUri: REDIRECT_URI }));
+      assert.ok(error instanceof TimeoutError, `${error?.constructor?.name}: ${error?.message}`);
+    });
+    assert.match((await client.authorizationUrl({ redirectUri: REDIRECT_URI })).url, /code_challenge=/);
+    client.free();
   });
 
   test('EncryptedStore with a polyfill that answers no ArrayBuffer: a StorageError, and the record reads back later', async () => {

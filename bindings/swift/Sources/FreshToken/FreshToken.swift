@@ -3889,6 +3889,11 @@ public struct ProviderMetadata: Equatable, Hashable {
      * `revocation_endpoint_auth_methods_supported`.
      */
     public var revocationEndpointAuthMethods: [String]
+    /**
+     * `authorization_response_iss_parameter_supported` (RFC 9207): refuse
+     * an authorization response without `iss` when true.
+     */
+    public var authorizationResponseIssParameterSupported: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3910,13 +3915,18 @@ public struct ProviderMetadata: Equatable, Hashable {
          */tokenEndpointAuthMethods: [String], 
         /**
          * `revocation_endpoint_auth_methods_supported`.
-         */revocationEndpointAuthMethods: [String]) {
+         */revocationEndpointAuthMethods: [String], 
+        /**
+         * `authorization_response_iss_parameter_supported` (RFC 9207): refuse
+         * an authorization response without `iss` when true.
+         */authorizationResponseIssParameterSupported: Bool) {
         self.issuer = issuer
         self.tokenEndpoint = tokenEndpoint
         self.authorizationEndpoint = authorizationEndpoint
         self.revocationEndpoint = revocationEndpoint
         self.tokenEndpointAuthMethods = tokenEndpointAuthMethods
         self.revocationEndpointAuthMethods = revocationEndpointAuthMethods
+        self.authorizationResponseIssParameterSupported = authorizationResponseIssParameterSupported
     }
 
     
@@ -3940,7 +3950,8 @@ public struct FfiConverterTypeProviderMetadata: FfiConverterRustBuffer {
                 authorizationEndpoint: FfiConverterOptionString.read(from: &buf), 
                 revocationEndpoint: FfiConverterOptionString.read(from: &buf), 
                 tokenEndpointAuthMethods: FfiConverterSequenceString.read(from: &buf), 
-                revocationEndpointAuthMethods: FfiConverterSequenceString.read(from: &buf)
+                revocationEndpointAuthMethods: FfiConverterSequenceString.read(from: &buf), 
+                authorizationResponseIssParameterSupported: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -3951,6 +3962,7 @@ public struct FfiConverterTypeProviderMetadata: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.revocationEndpoint, into: &buf)
         FfiConverterSequenceString.write(value.tokenEndpointAuthMethods, into: &buf)
         FfiConverterSequenceString.write(value.revocationEndpointAuthMethods, into: &buf)
+        FfiConverterBool.write(value.authorizationResponseIssParameterSupported, into: &buf)
     }
 }
 

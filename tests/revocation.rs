@@ -159,6 +159,9 @@ async fn revoke_waits_for_a_refresh_in_flight_and_revokes_the_rotated_token() {
         let session = session.clone();
         async move { session.revoke().await }
     });
+    // A smoke check only (a revoke that did not wait would rarely have sent
+    // yet): the order is proven by the end state below, the rotated token
+    // revoked and the seeded one consumed.
     tokio::task::yield_now().await;
     assert_eq!(h.emu.counters().revocation_requests, 0, "held back");
     h.emu.release_held();

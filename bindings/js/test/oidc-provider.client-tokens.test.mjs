@@ -83,17 +83,20 @@ describe('clientToken() against oidc-provider (through the fault proxy)', () => 
     assert.equal(refreshesAtServer(), refresh0, 'renewed with client_credentials, never refresh_token');
   });
 
-  test('concurrent callers share one request (answer delayed 100 ms by the proxy)', async () => {
+  test('concurrent callers share one request (held by the proxy until all are in)', async () => {
     const { client } = setup();
     const cc0 = ccAtServer();
-    proxy.fault({ kind: 'delay', ms: 100, path: tokenPath() });
-    const tokens = await Promise.all(Array.from({ length: 50 }, (_, i) => (
+    proxy.fault({ kind: 'hold', path: tokenPath() });
+    const calls = Array.from({ length: 50 }, (_, i) => (
       client.clientToken(i % 2 ? ['api:read', 'api:write'] : ['api:write', 'api:read'])
-    )));
+    ));
+    await proxy.waitHeld(1);
+    assert.equal(proxy.releaseHeld(), 1);
+    const tokens = await Promise.all(calls);
     assert.equal(new Set(tokens).size, 1);
     assert.equal(proxied(), 1);
     assert.equal(ccAtServer(), cc0 + 1);
-    assert.deepEqual(proxy.log().map((e) => [e.fault, e.upstreamStatus]), [['delay', 200]]);
+    assert.deepEqual(proxy.log().map((e) => [e.fault, e.upstreamStatus]), [['hold', 200]]);
   });
 
   test('invalidateClientToken forces a new token for that scope set only (a 500 on the way is retried)', async () => {

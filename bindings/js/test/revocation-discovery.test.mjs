@@ -99,6 +99,9 @@ describe('revocation against the emulator', () => {
     const refreshing = session.accessToken();
     assert.equal(await emu.waitHeld(1), 1);
     const revoking = session.revoke();
+    // A smoke check only (a revoke that did not wait would rarely have sent
+    // yet): what proves the order is the end state below, the rotated token
+    // revoked and the seeded one consumed, not revoked.
     assert.equal((await emu.counters()).revocation_requests, 0, 'held back by the refresh');
     assert.equal(await emu.releaseHeld(), 1);
     await refreshing;

@@ -427,14 +427,18 @@ describe('UserSession against the emulator', () => {
   test('seed() during a refresh waits for it, then replaces the record', async () => {
     const { client, store } = setup();
     const { session } = await seeded(client, store);
-    const gate = store.gateSaves();
+    const next = await emu.seed();
+    // Only the refresh's saves are held: a seed() that did not wait would
+    // save its record (and resolve) at once.
+    const gate = store.gateSaves((record) => record.refresh_token !== next.refresh_token);
     const pending = session.accessToken();
     await gate.entered;
-    const next = await emu.seed();
+    const savesBefore = store.saves;
     let seeded2 = false;
     const seeding = session.seed({ refreshToken: next.refresh_token }).then(() => { seeded2 = true; });
     await turn();
     assert.equal(seeded2, false, 'seed() waits for the refresh in flight');
+    assert.equal(store.saves, savesBefore, 'seed() saved nothing yet');
     gate.release();
     await pending;
     await seeding;

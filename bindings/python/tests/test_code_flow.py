@@ -10,7 +10,7 @@ import pytest
 
 from freshtoken import ConfigError, MemoryTokenStore
 
-from helpers import authorization_code, make_client, make_sync_client
+from helpers import authorization_code, held_then_released, make_client, make_sync_client
 
 REDIRECT_URI = "https://app.example/callback"
 
@@ -39,8 +39,10 @@ def test_two_exchanges_of_one_code_at_once_send_it_once(emu):
         request = client.authorization_url(REDIRECT_URI, scopes=["openid"])
         code = authorization_code(request.url)
         exchange = dict(code=code, code_verifier=request.code_verifier, redirect_uri=REDIRECT_URI)
-        sessions = await asyncio.gather(client.exchange_code("u1", store, **exchange),
-                                        client.exchange_code("u1", store, **exchange))
+        # The exchange is held at the server until both calls are in.
+        emu.fault({"kind": "hold", "grant": "authorization_code"})
+        sessions = await held_then_released(emu, client.exchange_code("u1", store, **exchange),
+                                            client.exchange_code("u1", store, **exchange))
         assert emu.grant_requests("authorization_code") == 1
         await sessions[1].refresh()
 

@@ -86,14 +86,56 @@ fn a_stale_token_is_refreshed_once_and_the_rotation_saved() {
     );
 }
 
+/// Waits until `count` processes are blocked in the kernel for the `flock`
+/// on `path` (their lines in `/proc/locks` read `N: -> FLOCK …`).
+#[cfg(target_os = "linux")]
+fn wait_blocked_on_flock(path: &std::path::Path, count: usize) {
+    use std::os::unix::fs::MetadataExt;
+    let inode = format!(":{}", std::fs::metadata(path).unwrap().ino());
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let table = std::fs::read_to_string("/proc/locks").unwrap();
+        let blocked: std::collections::BTreeSet<&str> = table
+            .lines()
+            .filter_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                (words.get(1) == Some(&"->")
+                    && words.get(2) == Some(&"FLOCK")
+                    && words.get(6).is_some_and(|w| w.ends_with(&inode)))
+                .then(|| words[5])
+            })
+            .collect();
+        if blocked.len() >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "{} of {count} processes waited for the lock",
+            blocked.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn concurrent_invocations_share_one_refresh() {
     let env = Env::new("token-concurrent");
     env.link("user-42");
     env.expire_access_token("user-42");
+    // One process's refresh is held at the server until the three others
+    // wait for the key's lock: the lock, not the timing, makes it one refresh.
+    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
     let children: Vec<_> = (0..4)
         .map(|_| env.full(&["-q", "token"], "user-42").spawn())
         .collect();
+    env.emu.wait_held(1);
+    #[cfg(target_os = "linux")]
+    {
+        let record = env.record_path("user-42");
+        let stem = record.to_str().unwrap().strip_suffix(".json").unwrap();
+        wait_blocked_on_flock(std::path::Path::new(&format!("{stem}.lock")), 3);
+    }
+    env.emu.release_held();
     let outputs: Vec<_> = children
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
@@ -114,6 +156,7 @@ fn concurrent_invocations_share_one_refresh() {
         1,
         "the per-key lock lets one process refresh"
     );
+    assert_eq!(env.emu.counters().by_grant.get("refresh_token"), Some(&1));
     assert_eq!(env.emu.counters().invalid_grant, 0);
     assert_eq!(env.emu.counters().reuse_detected, 0);
 }

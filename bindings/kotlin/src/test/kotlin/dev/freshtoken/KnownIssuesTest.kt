@@ -38,14 +38,16 @@ class KnownIssuesTest {
      * clears itself, so the session keeps working.
      */
     @Test fun `a host clock that throws once does not leave the session stuck`() = blocking {
+        val clock = FlakyClock()
         val client = TokenClient.withClock(
             TokenClientOptions(tokenEndpoint = "http://127.0.0.1:9/connect/token", clientId = "c"),
             FlakyHttp(),
-            FlakyClock(),
+            clock,
         )
         val session = client.session("u", MemoryTokenStore())
         session.seed(SeedOptions(refreshToken = "rt-1"))
         runCatching { session.accessToken() } // the backoff's sleep throws
+        assertEquals("the first call's backoff slept on the host's clock (and it threw)", 1, clock.sleeps.get())
         assertEquals("at-ok", session.accessToken())
     }
 }

@@ -274,6 +274,29 @@ async def turn(times=1):
         await done
 
 
+def turn_freshtoken_loop(times):
+    """From another thread: lets freshtoken's loop run every ready callback
+    `times` times (the calls handed to it have then started)."""
+    asyncio.run_coroutine_threadsafe(turn(times), freshtoken.event_loop()).result(30)
+
+
+def count_submissions(monkeypatch):
+    """A semaphore released once for each call handed to freshtoken's loop
+    from now on: acquire it to know a caller (a thread) is in."""
+    from freshtoken import _loop
+
+    submitted = threading.Semaphore(0)
+    original = _loop._submit
+
+    def counting(loop, coroutine):
+        future = original(loop, coroutine)
+        submitted.release()
+        return future
+
+    monkeypatch.setattr(_loop, "_submit", counting)
+    return submitted
+
+
 def same(a, b, message):
     """Token equality that never prints a token."""
     assert isinstance(a, str) and a == b, message

@@ -9,9 +9,10 @@ import json
 import threading
 
 import freshtoken
-from freshtoken import FreshTokenError, _loop
+from freshtoken import FreshTokenError
 
-from helpers import CLIENT_ID, CLIENT_SECRET, Signal, TestStore, authorization_code, same
+from helpers import (CLIENT_ID, CLIENT_SECRET, Signal, TestStore, authorization_code, count_submissions, same,
+                     turn_freshtoken_loop)
 
 TIMEOUT = 0.05  # the app's per-request timeout
 
@@ -53,18 +54,6 @@ def handle_request(client, store, timeout=TIMEOUT):
     return asyncio.run(view())
 
 
-def _on_freshtoken_loop_turns(times):
-    """Lets freshtoken's loop run every ready callback `times` times."""
-    async def turns():
-        loop = asyncio.get_running_loop()
-        for _ in range(times):
-            done = loop.create_future()
-            loop.call_soon(done.set_result, None)
-            await done
-
-    asyncio.run_coroutine_threadsafe(turns(), freshtoken.event_loop()).result(30)
-
-
 def test_a_request_that_times_out_during_the_save_never_loses_the_refresh(emu, monkeypatch):
     family = emu.seed()
     store = SlowSaveStore(family["refresh_token"])
@@ -85,20 +74,12 @@ def test_a_request_that_times_out_during_the_save_never_loses_the_refresh(emu, m
     # Request 2 arrives while the save is still pending: it joins the same
     # refresh. Its call is counted into freshtoken's loop, and the loop turned,
     # before the save is let go (else it could come after, and read the record).
-    submitted = threading.Semaphore(0)
-    original = _loop._submit
-
-    def counting(loop, coroutine):
-        future = original(loop, coroutine)
-        submitted.release()
-        return future
-
-    monkeypatch.setattr(_loop, "_submit", counting)
+    submitted = count_submissions(monkeypatch)
     results = []
     joiner = threading.Thread(target=lambda: results.append(handle_request(client, store, timeout=30)))
     joiner.start()
     assert submitted.acquire(timeout=30), "request 2 handed its call to freshtoken's loop"
-    _on_freshtoken_loop_turns(3)
+    turn_freshtoken_loop(3)
     assert not store.saved.is_set(), "request 2 came while the save was pending"
     store.release.set()  # the slow save completes
     joiner.join(60)

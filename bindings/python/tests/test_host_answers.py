@@ -537,19 +537,31 @@ def test_a_save_returning_false_is_a_storage_error_not_a_save(emu, capfd):
             return super().save(key, record)
 
     store = Refusing()
-    client, _ = make_sync_client(emu)
-    session, _ = seeded_sync(emu, client, store)
-    stored = json.loads(store.get("u1"))["refresh_token"]
-    store.refuse = True
-    with pytest.raises(freshtoken.StorageError) as raised:
-        session.refresh()
-    assert "save()" in str(raised.value) and "False" in str(raised.value), str(raised.value)
-    assert json.loads(store.get("u1"))["refresh_token"] == stored
-    assert emu.refresh_token_state(stored) == "active", "nothing was sent"
-    store.refuse = False
+
+    def refuse(on):
+        store.refuse = on
+
+    session, stored = _a_refresh_whose_save_is_not_a_save_sends_nothing(emu, store, refuse, "False")
     session.refresh()
     assert emu.refresh_token_state(stored) == "consumed", "refreshed once it saves"
     assert capfd.readouterr().err == ""
+
+
+def _a_refresh_whose_save_is_not_a_save_sends_nothing(emu, store, arm, says):
+    """Seeds `store`, calls `arm(True)`, and checks that a refresh fails with
+    StorageError saying `says`, its refresh token unsent and still stored;
+    then calls `arm(False)`. Returns the session and that refresh token."""
+    client, _ = make_sync_client(emu)
+    session, _ = seeded_sync(emu, client, store)
+    stored = json.loads(store.get("u1"))["refresh_token"]
+    arm(True)
+    with pytest.raises(freshtoken.StorageError) as raised:
+        session.refresh()
+    assert "save()" in str(raised.value) and says in str(raised.value), str(raised.value)
+    assert json.loads(store.get("u1"))["refresh_token"] == stored
+    assert emu.refresh_token_state(stored) == "active", "nothing was sent"
+    arm(False)
+    return session, stored
 
 
 @pytest.mark.parametrize("kind", ["coroutine", "task", "future"])
@@ -576,15 +588,11 @@ def test_an_async_save_returning_what_it_did_not_await_is_a_storage_error(emu, c
             return asyncio.get_running_loop().create_future()
 
     store = Unawaited()
-    client, _ = make_sync_client(emu)
-    session, _ = seeded_sync(emu, client, store)
-    stored = json.loads(store.get("u1"))["refresh_token"]
-    store.forget = True
-    with pytest.raises(freshtoken.StorageError) as raised:
-        session.refresh()
-    assert "save()" in str(raised.value) and "await it" in str(raised.value), str(raised.value)
-    assert json.loads(store.get("u1"))["refresh_token"] == stored
-    assert emu.refresh_token_state(stored) == "active", "nothing was sent"
+
+    def forget(on):
+        store.forget = on
+
+    _a_refresh_whose_save_is_not_a_save_sends_nothing(emu, store, forget, "await it")
     assert "never awaited" not in capfd.readouterr().err
 
 

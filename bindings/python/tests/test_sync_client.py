@@ -8,23 +8,13 @@ import threading
 import pytest
 
 import freshtoken
-from freshtoken import _loop
 
-from helpers import (CLIENT_ID, CLIENT_SECRET, FakeClock, TestStore, differ, make_sync_client, same,
-                     seeded_sync)
+from helpers import (CLIENT_ID, CLIENT_SECRET, FakeClock, TestStore, count_submissions, differ, make_sync_client,
+                     same, seeded_sync, turn_freshtoken_loop)
 
 
 def _run_on_freshtoken_loop(coroutine):
     return asyncio.run_coroutine_threadsafe(coroutine, freshtoken.event_loop()).result(30)
-
-
-async def _turns(times):
-    """Lets freshtoken's loop run every ready callback `times` times."""
-    loop = asyncio.get_running_loop()
-    for _ in range(times):
-        done = loop.create_future()
-        loop.call_soon(done.set_result, None)
-        await done
 
 
 def test_8_threads_sharing_one_session_at_expiry_cause_exactly_one_refresh(emu, monkeypatch):
@@ -34,15 +24,7 @@ def test_8_threads_sharing_one_session_at_expiry_cause_exactly_one_refresh(emu, 
     emu.fault({"kind": "hold", "grant": "refresh_token"})
 
     # Count the calls handed to freshtoken's loop, to know when all 8 callers are in.
-    submitted = threading.Semaphore(0)
-    original = _loop._submit
-
-    def counting(loop, coroutine):
-        future = original(loop, coroutine)
-        submitted.release()
-        return future
-
-    monkeypatch.setattr(_loop, "_submit", counting)
+    submitted = count_submissions(monkeypatch)
     results, errors = [None] * 8, []
 
     def caller(i):
@@ -58,7 +40,7 @@ def test_8_threads_sharing_one_session_at_expiry_cause_exactly_one_refresh(emu, 
         assert submitted.acquire(timeout=30), "every thread handed its call to freshtoken's loop"
     assert emu.wait_held(1) == 1, "the one refresh is held at the server"
     # The 8 calls were queued before these turns: each has started and joined the flight.
-    _run_on_freshtoken_loop(_turns(3))
+    turn_freshtoken_loop(3)
     assert emu.release_held() == 1
     for thread in threads:
         thread.join(60)

@@ -296,40 +296,7 @@ impl Attached {
                 .save_versioned(&self.key, &text, expected.as_deref());
             match self.store_call("save_versioned", saved).await? {
                 CasOutcome::Saved { version } => Some(version),
-                CasOutcome::Conflict => {
-                    let Ok(Some(stored)) = self.load_versioned().await else {
-                        return Err(self.conflicted());
-                    };
-                    // Our own earlier save that timed out may have landed
-                    // late: then the store holds exactly this record.
-                    if stored.record == text {
-                        let mut st = self.cell.lock();
-                        st.version = Some(stored.version);
-                        st.version_of = Some(record.clone());
-                        if st.generation == generation {
-                            st.unpersisted = false;
-                        }
-                        return Ok(());
-                    }
-                    // The store holds exactly the record our version was
-                    // given for, under another spelling of it (a store whose
-                    // save answers the version it saved against, or `W/"2"`
-                    // where its load says `2`): nobody wrote since. Dropping
-                    // this record as a conflict would lose the refresh token
-                    // it holds (a rotation's): compare-and-swap once more,
-                    // against the version the store reads back.
-                    let ours = self.cell.lock().version_of.clone();
-                    if ours.is_none_or(|ours| ours.encode() != stored.record) {
-                        return Err(self.conflicted());
-                    }
-                    let again =
-                        self.store
-                            .save_versioned(&self.key, &text, Some(stored.version.as_str()));
-                    match self.store_call("save_versioned", again).await? {
-                        CasOutcome::Saved { version } => Some(version),
-                        CasOutcome::Conflict => return Err(self.conflicted()),
-                    }
-                }
+                CasOutcome::Conflict => Some(self.saved_after_conflict(&text).await?),
             }
         } else {
             self.save_plain(&record.encode()).await?;
@@ -344,6 +311,35 @@ impl Attached {
             st.unpersisted = false;
         }
         Ok(())
+    }
+
+    /// After a compare-and-swap save of `text` conflicted: the version the
+    /// store holds it under, when our own earlier save (one that timed out)
+    /// landed late; or, when the store holds exactly the record our version
+    /// was given for under another spelling of it (a store whose save
+    /// answers the version it saved against, or `W/"2"` where its load says
+    /// `2`: nobody wrote since), the version of `text` saved once more
+    /// against the version the store reads back. Dropping the record as a
+    /// conflict there would lose the refresh token it holds (a rotation's).
+    /// Anything else is `conflict`.
+    async fn saved_after_conflict(&self, text: &str) -> Result<String, Error> {
+        let Ok(Some(stored)) = self.load_versioned().await else {
+            return Err(self.conflicted());
+        };
+        if stored.record == text {
+            return Ok(stored.version);
+        }
+        let ours = self.cell.lock().version_of.clone();
+        if ours.is_none_or(|ours| ours.encode() != stored.record) {
+            return Err(self.conflicted());
+        }
+        let again = self
+            .store
+            .save_versioned(&self.key, text, Some(stored.version.as_str()));
+        match self.store_call("save_versioned", again).await? {
+            CasOutcome::Saved { version } => Ok(version),
+            CasOutcome::Conflict => Err(self.conflicted()),
+        }
     }
 
     /// Drops what this process knows of the record (not saved): the next

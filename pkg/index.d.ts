@@ -418,7 +418,7 @@ export class TokenClient {
    */
   exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore, callOptions?: CallOptions): Promise<UserSession>;
   readonly sessionCount: number;
-  /** This client's name as a fleet lease owner (random, unique per client). */
+  /** This client's name as a fleet lease owner (random, unique per client): a store's lease holds it followed by `.` and a random number, new for each lease taken (so a release that lands late never ends a later lease). */
   readonly leaseOwner: string;
   /** Retires the client at once (it and its sessions then refuse every call); its memory is freed once the calls on the stack return. A record its store refused goes with it: await `saveUnsaved()` first. */
   free(): void;

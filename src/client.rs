@@ -178,8 +178,10 @@ impl TokenClient {
     }
 
     /// This client's name as a fleet lease owner (random, unique per
-    /// client and process: a forked child has its own): what a store's
-    /// lease holds while this client refreshes.
+    /// client and process: a forked child has its own). A store's lease
+    /// holds it followed by `.` and a random number of that lease, new each
+    /// time the lease is taken anew: a release that reaches the store late
+    /// (after its deadline) then never ends a lease taken since.
     pub fn lease_owner(&self) -> String {
         self.ctx.owner().into_owned()
     }

@@ -55,8 +55,16 @@ async fn wait_for_lease(
     let mut looks_left = config.lease_wait_ms / FIRST_WAIT_MS + 1;
     let mut wait = FIRST_WAIT_MS;
     loop {
-        if session.acquire().await? {
-            return Ok(None);
+        match session.acquire().await {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => {
+                // An acquire past its deadline may still land (a host call
+                // keeps running): given back at once, the lease does not
+                // keep the other processes waiting for its whole TTL.
+                release_lease(session).await;
+                return Err(e);
+            }
         }
         waiting_since.get_or_insert_with(|| ctx.clock.now_ms());
         looks_left = looks_left.saturating_sub(1);

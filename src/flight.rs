@@ -348,7 +348,7 @@ impl Attached {
             }
             Err(mut failure) => {
                 if let Some(rotated) = failure.salvaged.take() {
-                    self.keep_rotated(rotated).await;
+                    self.keep_rotated(rotated, &refresh_token).await;
                 } else if !failure.maybe_processed && !in_doubt {
                     self.withdraw_marker().await;
                 }
@@ -373,6 +373,13 @@ impl Attached {
         let (generation, saved_record, info) = {
             let mut st = self.cell.lock();
             let old = st.record.as_deref().cloned().unwrap_or_default();
+            if response
+                .refresh_token
+                .as_ref()
+                .is_some_and(|new| new.expose() != old_refresh_token.expose())
+            {
+                st.note_spent(&old_refresh_token);
+            }
             let record = Record {
                 access_token: Some(AccessToken::new(
                     response.access_token,
@@ -451,7 +458,10 @@ impl Attached {
 
     /// The server rotated but its answer was unusable: keep the new refresh
     /// token (without an access token) so the next call can use it.
-    async fn keep_rotated(&self, refresh_token: Secret) {
+    async fn keep_rotated(&self, refresh_token: Secret, spent: &Secret) {
+        if refresh_token.expose() != spent.expose() {
+            self.cell.lock().note_spent(spent);
+        }
         let until = self
             .ctx
             .clock

@@ -53,6 +53,8 @@ impl Default for SessionCell {
                 saving_only: false,
                 version: None,
                 version_of: None,
+                spent: None,
+                lease_episode: None,
                 retired: Vec::new(),
                 rejected: None,
                 replacing_calls: 0,
@@ -98,6 +100,13 @@ pub(crate) struct SessionState {
     /// store holds exactly this record shows a store that spells its
     /// versions two ways, not another writer.
     pub(crate) version_of: Option<Arc<Record>>,
+    /// A keyed hash of the refresh token this state's last rotation spent
+    /// (see [`SessionState::stale_beside`]).
+    pub(crate) spent: Option<std::num::NonZeroU64>,
+    /// The fleet lease this state holds or last asked for, as the random
+    /// part of its owner name (see
+    /// [`crate::attached::Attached::lease_owner`]); `None` once released.
+    pub(crate) lease_episode: Option<std::num::NonZeroU64>,
     /// The tokens of the record `record` replaced: a store may still quote
     /// it in an error message, which must not show them.
     retired: Vec<Secret>,
@@ -180,6 +189,28 @@ impl SessionState {
         self.unpersisted = true;
         self.generation = next_generation();
         (self.generation, record)
+    }
+
+    /// Notes that a rotation spent `refresh_token` (the record now holds
+    /// another).
+    pub(crate) fn note_spent(&mut self, refresh_token: &Secret) {
+        self.spent = std::num::NonZeroU64::new(spent_key(refresh_token));
+    }
+
+    /// Whether `stored`, read from the store, is older than `ours`: it
+    /// holds the refresh token this state's last rotation spent, `ours`
+    /// another, and it is not a revocation's mark (a revocation wins). So
+    /// it is after the store was rolled back (a restored backup or
+    /// snapshot, a replica promoted without the last write, an older copy
+    /// written back), or after another process wrote a record read before
+    /// the rotation (its lease lapsed meanwhile). Adopting it would send the
+    /// spent token, and the provider would revoke the whole grant.
+    pub(crate) fn stale_beside(&self, stored: Option<&Record>, ours: Option<&Record>) -> bool {
+        let token = |r: Option<&Record>| r.and_then(|r| r.refresh_token.as_ref()).map(spent_key);
+        let spent = self.spent.map(std::num::NonZeroU64::get);
+        let revoked = stored.is_some_and(|r| r.reauth == Some(ReauthReason::Revoked));
+        let ours = token(ours);
+        spent.is_some() && token(stored) == spent && ours.is_some() && ours != spent && !revoked
     }
 
     /// Adopts a record read from the store.
@@ -312,6 +343,12 @@ impl Drop for Replacing {
             waiter.wake();
         }
     }
+}
+
+/// The key [`SessionState::spent`] keeps of a refresh token (no copy of
+/// the token itself).
+fn spent_key(refresh_token: &Secret) -> u64 {
+    crate::code_exchange::digest(&[refresh_token.expose()])
 }
 
 /// The refresh, access and ID tokens of `rec`.

@@ -147,20 +147,39 @@ impl Attached {
             .await
     }
 
-    /// Takes the fleet refresh lease for this client.
+    /// Takes the fleet refresh lease, or renews the one this state holds.
     pub(crate) async fn acquire(&self) -> Result<bool, Error> {
         let ttl = self.ctx.config.lease_ttl_ms;
-        self.store_call(
-            "acquire",
-            self.store.acquire(&self.key, &self.ctx.owner(), ttl),
-        )
-        .await
+        let episode = *self
+            .cell
+            .lock()
+            .lease_episode
+            .get_or_insert_with(new_episode);
+        let owner = self.lease_owner(episode);
+        self.store_call("acquire", self.store.acquire(&self.key, &owner, ttl))
+            .await
     }
 
-    /// Gives the fleet refresh lease back.
+    /// Gives the fleet refresh lease back. The next [`Attached::acquire`]
+    /// takes it under a new owner name, whether or not this release lands
+    /// (or lands late): a release abandoned at its store deadline that the
+    /// host still delivers must not end a lease taken since, as it would
+    /// under one owner name for good (the store only compares owners).
     pub(crate) async fn release(&self) -> Result<(), Error> {
-        self.store_call("release", self.store.release(&self.key, &self.ctx.owner()))
+        let Some(episode) = self.cell.lock().lease_episode.take() else {
+            return Ok(());
+        };
+        let owner = self.lease_owner(episode);
+        self.store_call("release", self.store.release(&self.key, &owner))
             .await
+    }
+
+    /// The owner name of one lease: the client's ([`crate::TokenClient::lease_owner`])
+    /// and the episode's random number. Random rather than counted, so that
+    /// two copies of one process restored from a snapshot (a cloned VM, a
+    /// resumed serverless snapshot) do not name their leases alike.
+    fn lease_owner(&self, episode: std::num::NonZeroU64) -> String {
+        format!("{}.{:x}", self.ctx.owner(), episode)
     }
 
     /// Saves a pending record, or else re-reads the store (another process
@@ -212,12 +231,28 @@ impl Attached {
             return self.persist(generation, &record).await;
         }
         let (record, version) = self.load_current().await?;
-        let mut st = self.cell.lock();
-        if st.generation != generation || st.unpersisted {
-            return Ok(()); // changed meanwhile by this process: keep ours
+        let ours = {
+            let mut st = self.cell.lock();
+            if st.generation != generation || st.unpersisted {
+                return Ok(()); // changed meanwhile by this process: keep ours
+            }
+            if !st.stale_beside(record.as_deref(), st.record.as_deref()) {
+                st.adopt(record, version);
+                return Ok(());
+            }
+            // The store went back to a record holding the token this
+            // state spent: keep ours and save it over that one (against
+            // its version), before anything is sent.
+            st.version_of = version.as_ref().and(record);
+            st.version = version;
+            st.unpersisted = true;
+            st.unsaved_in = Some(self.store.clone());
+            st.record.clone()
+        };
+        match ours {
+            Some(ours) => self.persist(generation, &ours).await,
+            None => Ok(()), // not reached: `stale_beside` needs a record of ours
         }
-        st.adopt(record, version);
-        Ok(())
     }
 
     /// The stored record, read, and its version (stores with compare-and-swap).
@@ -296,7 +331,7 @@ impl Attached {
                 .save_versioned(&self.key, &text, expected.as_deref());
             match self.store_call("save_versioned", saved).await? {
                 CasOutcome::Saved { version } => Some(version),
-                CasOutcome::Conflict => Some(self.saved_after_conflict(&text).await?),
+                CasOutcome::Conflict => Some(self.saved_after_conflict(&text, record).await?),
             }
         } else {
             self.save_plain(&record.encode()).await?;
@@ -321,16 +356,21 @@ impl Attached {
     /// `2`: nobody wrote since), the version of `text` saved once more
     /// against the version the store reads back. Dropping the record as a
     /// conflict there would lose the refresh token it holds (a rotation's).
-    /// Anything else is `conflict`.
-    async fn saved_after_conflict(&self, text: &str) -> Result<String, Error> {
+    /// So too when the store holds a record older than `record` (see
+    /// [`SessionState::stale_beside`]): another process whose lease lapsed
+    /// wrote what it read before this state's rotation, and the rotated
+    /// refresh token lives only in `record`. Anything else is `conflict`.
+    async fn saved_after_conflict(&self, text: &str, record: &Record) -> Result<String, Error> {
         let Ok(Some(stored)) = self.load_versioned().await else {
             return Err(self.conflicted());
         };
         if stored.record == text {
             return Ok(stored.version);
         }
+        let older = Record::decode(&stored.record)
+            .is_ok_and(|s| self.cell.lock().stale_beside(Some(&s), Some(record)));
         let ours = self.cell.lock().version_of.clone();
-        if ours.is_none_or(|ours| ours.encode() != stored.record) {
+        if !older && ours.is_none_or(|ours| ours.encode() != stored.record) {
             return Err(self.conflicted());
         }
         let again = self
@@ -362,4 +402,13 @@ impl Attached {
                 .to_owned(),
         }
     }
+}
+
+/// A new lease episode: random (see [`Attached::lease_owner`]), else, with
+/// no random source, unique in this process.
+fn new_episode() -> std::num::NonZeroU64 {
+    let mut bytes = [0u8; 8];
+    let random = crate::random::fill(&mut bytes).map(|()| u64::from_le_bytes(bytes));
+    let n = random.unwrap_or_else(|()| crate::session_state::next_generation());
+    std::num::NonZeroU64::new(n).unwrap_or(std::num::NonZeroU64::MIN)
 }

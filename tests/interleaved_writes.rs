@@ -342,7 +342,9 @@ impl StoreHooks for StaleMarker {
 /// its marker already. That path skipped the write-ahead, the one save
 /// whose version check catches a stale read, and sent the spent token:
 /// the server revoked the grant. The marker is saved again, and the
-/// version check makes it a `conflict`.
+/// version check makes it a `conflict`. (The process that rotated knows
+/// the token it spent, and keeps its own record: `tests/store_rollback.rs`.
+/// Another process's session has only the store to go by.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_read_of_a_marker_is_a_conflict_not_a_send_of_the_spent_token() {
     let h = Harness::new();
@@ -354,13 +356,14 @@ async fn a_stale_read_of_a_marker_is_a_conflict_not_a_send_of_the_spent_token() 
     assert_eq!(h.refresh_requests(), 1);
 
     h.clock.advance(16 * 60 * 1000); // the access token and the claim's memory
+    let other = h.other_process().session("u1", store.clone()).unwrap();
     store.hooks.stale_next.store(true, Ordering::SeqCst);
-    let error = session.access_token().await.unwrap_err();
+    let error = other.access_token().await.unwrap_err();
     assert_eq!(error.code(), freshtoken::ErrorCode::Conflict, "{error}");
     assert_eq!(h.refresh_requests(), 1, "nothing sent");
     assert_eq!(h.emu.counters().reuse_detected, 0);
     // The next call reads the store as it is.
-    session.access_token().await.unwrap();
+    other.access_token().await.unwrap();
     assert_eq!(h.refresh_requests(), 2);
     assert_eq!(h.emu.counters().reuse_detected, 0);
 }

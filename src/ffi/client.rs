@@ -252,7 +252,8 @@ impl TokenClient {
         })
     }
 
-    /// This client's name as a fleet lease owner.
+    /// This client's name as a fleet lease owner: a lease holds it
+    /// followed by `.` and a random number, new for each lease taken.
     pub fn lease_owner(&self) -> String {
         self.inner.lease_owner()
     }

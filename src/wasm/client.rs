@@ -192,7 +192,8 @@ impl WasmTokenClient {
         }))
     }
 
-    /// This client's name as a fleet lease owner.
+    /// This client's name as a fleet lease owner: a lease holds it
+    /// followed by `.` and a random number, new for each lease taken.
     #[wasm_bindgen(getter, js_name = leaseOwner)]
     pub fn lease_owner(&self) -> String {
         self.inner.lease_owner()

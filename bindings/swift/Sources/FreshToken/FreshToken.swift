@@ -1436,7 +1436,8 @@ public protocol FfiTokenClientProtocol: AnyObject, Sendable {
     func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenStore) async throws  -> FfiUserSession
     
     /**
-     * This client's name as a fleet lease owner.
+     * This client's name as a fleet lease owner: a lease holds it
+     * followed by `.` and a random number, new for each lease taken.
      */
     func leaseOwner()  -> String
     
@@ -1653,7 +1654,8 @@ open func exchangeCode(options: ExchangeCodeOptions, key: String, store: TokenSt
 }
     
     /**
-     * This client's name as a fleet lease owner.
+     * This client's name as a fleet lease owner: a lease holds it
+     * followed by `.` and a random number, new for each lease taken.
      */
 open func leaseOwner() -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
@@ -6356,7 +6358,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_tokenclient_exchange_code() != 30069) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_tokenclient_lease_owner() != 47672) {
+    if (uniffi_freshtoken_checksum_method_tokenclient_lease_owner() != 30083) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_provider_metadata() != 40629) {

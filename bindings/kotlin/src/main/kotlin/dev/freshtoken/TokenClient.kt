@@ -61,7 +61,7 @@ class TokenClient private constructor(
         return UserSession(this, key, store)
     }
 
-    /** This client's name as a fleet lease owner. */
+    /** This client's name as a fleet lease owner: a store's lease holds it followed by `.` and a random number, new for each lease taken. */
     @Throws(FreshTokenException::class)
     fun leaseOwner(): String {
         checkOpen()

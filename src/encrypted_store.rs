@@ -209,8 +209,14 @@ impl EncryptionKeys {
 
     /// `record` as the envelope saved under the session key `key`,
     /// encrypted with the current key and a fresh random nonce.
+    /// A record over [`MAX_RECORD_BYTES`] is refused: its envelope could
+    /// not be read back.
     pub async fn seal(&self, key: &str, record: &str) -> Result<String, StoreError> {
         let current = &self.current;
+        if record.len() > MAX_RECORD_BYTES {
+            let what = format!("is larger than {MAX_RECORD_BYTES} bytes; it was not saved");
+            return Err(failure(key, Some(&current.id), &what));
+        }
         let mut nonce = [0u8; NONCE_BYTES];
         let aad = associated_data(&current.id, key);
         let sealed = match crate::random::fill(&mut nonce) {
@@ -311,7 +317,8 @@ impl EncryptionKeys {
             return Err(failure(
                 key,
                 Some(&kid),
-                "is damaged: its nonce or ciphertext is not base64url",
+                "is damaged: its nonce is not 12 bytes in base64url, or its ciphertext not \
+                 base64url",
             ));
         };
         let aad = associated_data(&kid, key);
@@ -776,6 +783,30 @@ mod tests {
             assert_eq!(s.load("x").await.unwrap().as_deref(), Some(text));
             assert!(strict.load("x").await.is_err());
         }
+    }
+
+    #[tokio::test]
+    async fn a_record_too_large_to_read_back_is_not_saved() {
+        let inner = Arc::new(MemoryStore::new());
+        let s = store(&inner, key("k", &KEY_A), vec![]);
+        let padded = |n: usize| format!("{RECORD}{}", " ".repeat(n - RECORD.len()));
+        let largest = padded(MAX_RECORD_BYTES);
+        s.save("u", &largest).await.unwrap();
+        assert_eq!(
+            s.load("u").await.unwrap(),
+            Some(largest),
+            "the largest is read back"
+        );
+        let over = padded(MAX_RECORD_BYTES + 1);
+        let message = storage_error(s.save("u", &over).await.map(|()| None));
+        assert!(
+            message.contains("larger than") && message.contains("not saved"),
+            "{message}"
+        );
+        assert_eq!(
+            s.load("u").await.unwrap().map(|r| r.len()),
+            Some(MAX_RECORD_BYTES)
+        );
     }
 
     #[tokio::test]

@@ -53,6 +53,18 @@ function storedText(stored, method) {
   throw new StorageError({ code: 'storage', message: `the inner store's ${method}() must resolve to a string or null` });
 }
 
+/**
+ * What the inner store's `loadVersioned` resolved to, if it is null or
+ * `{ record, version }` with both strings (as the core reads a store); else
+ * a StorageError. Read as "nothing stored", a compare-and-swap would be
+ * made against an absent record.
+ */
+function versioned(found) {
+  if (found === null || found === undefined) return null;
+  if (typeof found === 'object' && typeof found.record === 'string' && typeof found.version === 'string') return found;
+  throw new StorageError({ code: 'storage', message: "the inner store's loadVersioned() must resolve to { record, version } (strings) or null" });
+}
+
 /** The EncryptedStore class of one wasm-bindgen build. */
 export function encryptedStoreClass(wasm) {
   const Core = wasm.EncryptedStoreCore;
@@ -90,13 +102,11 @@ export function encryptedStoreClass(wasm) {
         this.loadVersion = async (key) => {
           text(key, 'key');
           if (versionOnly) return inner.loadVersion(key);
-          const found = await inner.loadVersioned(key);
-          return found === null || found === undefined ? null : found.version;
+          return versioned(await inner.loadVersioned(key))?.version ?? null;
         };
         this.loadVersioned = async (key) => {
-          const found = await inner.loadVersioned(text(key, 'key'));
-          if (found === null || found === undefined) return null;
-          return { record: await core.open(key, storedText(found.record, 'loadVersioned')), version: found.version };
+          const found = versioned(await inner.loadVersioned(text(key, 'key')));
+          return found === null ? null : { record: await core.open(key, found.record), version: found.version };
         };
         this.saveVersioned = async (key, record, expectedVersion) => {
           text(key, 'key');

@@ -58,8 +58,22 @@ CREATE TABLE IF NOT EXISTS ${l} (
 `;
 }
 
+/**
+ * The longest key, in UTF-8 bytes. PostgreSQL indexes a primary key of at
+ * most about 2.7 KB: a longer key passes every read (a code exchange's
+ * version read included) and fails only at the first write, after the code
+ * is spent. Refused before any query instead, as is a NUL (text cannot hold it).
+ */
+const MAX_KEY_BYTES = 2048;
+
+const encoder = new TextEncoder();
+
 function checkKey(key) {
   if (typeof key !== 'string') throw new TypeError('PostgresStore: the key must be a string');
+  if (key.includes('\0')) throw new TypeError('PostgresStore: the key must not contain a NUL character (PostgreSQL text cannot hold one)');
+  if (key.length > MAX_KEY_BYTES / 3 && encoder.encode(key).length > MAX_KEY_BYTES) {
+    throw new TypeError(`PostgresStore: the key must be at most ${MAX_KEY_BYTES} bytes in UTF-8 (PostgreSQL cannot index a longer one)`);
+  }
 }
 
 function checkOwner(owner) {

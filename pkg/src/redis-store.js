@@ -156,6 +156,18 @@ function text(reply) {
   return String(reply);
 }
 
+/**
+ * The version a save answered: a positive decimal integer, as the scripts
+ * write it (a save counts up from 0 at least once).
+ * Anything else (a proxy's or another server's "OK", 0, an array) is an
+ * error, never a version: read as one, a conflict would pass for a save.
+ */
+function savedVersion(reply) {
+  const version = text(reply);
+  if (version === null || /^[1-9][0-9]{0,18}$/.test(version)) return version;
+  throw new Error('RedisStore: an unexpected reply to a compare-and-swap save (not a version); it may not have been saved');
+}
+
 function checkKey(key) {
   if (typeof key !== 'string') throw new TypeError('RedisStore: the key must be a string');
 }
@@ -283,7 +295,7 @@ export class RedisStore {
       [this.recordKey(key)],
       [record, firstVersion(), expecting ? '1' : '0', expecting ? expectedVersion : ''],
     );
-    return text(reply);
+    return savedVersion(reply);
   }
 
   /** Takes the refresh lease on `key` for `owner` for `ttlMs`; false if another owner holds it. */

@@ -61,9 +61,11 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), JsValue> {
         return Err(JsValue::from_str("the host took the random bytes' buffer"));
     }
     // A stand-in that returns the array untouched would make every
-    // verifier, state and assertion id the same zeros: 16 or more zero
-    // bytes from a CSPRNG happen with probability 2^-128.
-    if buf.len() >= 16 && bytes.iter().all(|&b| b == 0) {
+    // verifier, state and assertion id the same zeros, and every AES-GCM
+    // nonce (12 bytes) of an EncryptedStore the same: two records under
+    // one nonce give away their text. 12 or more zero bytes from a CSPRNG
+    // happen with probability 2^-96.
+    if buf.len() >= 12 && bytes.iter().all(|&b| b == 0) {
         return Err(JsValue::from_str(
             "the host's getRandomValues filled nothing",
         ));

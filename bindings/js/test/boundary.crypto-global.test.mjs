@@ -218,4 +218,18 @@ describe('the host WebCrypto as the wasm reaches it', () => {
       assert.equal(await store.load('u'), '{"r":1}', 'nothing was overwritten');
     }
   });
+
+  test('EncryptedStore with a getRandomValues that fills nothing saves nothing: no two records under one nonce', async () => {
+    // AES-GCM nonces are 12 bytes; two records under one nonce give away their text.
+    const inner = new MemoryStore();
+    const store = new EncryptedStore(inner, { current: { id: 'k', key: new Uint8Array(32).fill(9) } });
+    await store.save('u', '{"r":1}');
+    const saved = inner.get('u');
+    await withCrypto(polyfill({}, (array) => array), async () => {
+      const save = await rejection(store.save('u', '{"r":2}'));
+      assert.ok(save instanceof StorageError, `${save?.constructor?.name}: ${save?.message}`);
+      assert.match(save.message, /could not be encrypted/);
+    });
+    assert.equal(inner.get('u'), saved, 'nothing was overwritten');
+  });
 });

@@ -130,10 +130,21 @@ describe('EncryptedStore over a MemoryStore', () => {
     for (const bad of [42, {}, true]) {
       const inner = { load: async () => bad, save: async () => {}, loadVersioned: async () => ({ record: bad, version: '1' }), saveVersioned: async () => '2' };
       const store = new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } });
-      for (const [method, call] of [['load', () => store.load('u')], ['loadVersioned', () => store.loadVersioned('u')]]) {
+      const error = await rejection(store.load('u'));
+      assert.ok(error instanceof StorageError, `load of ${typeof bad}: ${error}`);
+      assert.equal(error.message, "the inner store's load() must resolve to a string or null");
+    }
+  });
+
+  test('an inner loadVersioned() answer not { record, version } is a StorageError, never "nothing stored"', async () => {
+    // Read as nothing stored, a re-link would compare and swap against an absent record.
+    for (const bad of [42, 'text', [], { record: 'x' }, { record: 42, version: '1' }, { record: 'x', version: 2 }]) {
+      const inner = { load: async () => null, save: async () => {}, loadVersioned: async () => bad, saveVersioned: async () => '2' };
+      const store = new EncryptedStore(inner, { current: { id: 'k', key: KEY_A } });
+      for (const [method, call] of [['loadVersion', () => store.loadVersion('u')], ['loadVersioned', () => store.loadVersioned('u')]]) {
         const error = await rejection(call());
-        assert.ok(error instanceof StorageError, `${method} of ${typeof bad}: ${error}`);
-        assert.equal(error.message, `the inner store's ${method}() must resolve to a string or null`);
+        assert.ok(error instanceof StorageError, `${method} of ${JSON.stringify(bad)}: ${error}`);
+        assert.equal(error.message, "the inner store's loadVersioned() must resolve to { record, version } (strings) or null");
       }
     }
   });

@@ -290,4 +290,45 @@ describe('fleet store versions on real servers', { skip }, () => {
       assert.deepEqual(await store.loadVersioned('old'), { record: 'after', version: '9' });
     }
   });
+
+  test('Redis: a compare-and-swap answered with something other than a version (a proxy\'s) is an error, never a save', async () => {
+    let answer;
+    // The real server's answers, each script's replaced by `answer` when set.
+    const proxy = {
+      sendCommand: async (args, ...rest) => {
+        const reply = await redis.sendCommand(args, ...rest);
+        return answer !== undefined && /^EVAL/i.test(String(args[0])) ? answer : reply;
+      },
+    };
+    const store = new RedisStore(proxy);
+    const version = await stores.redis.saveVersioned('proxied', RECORD, null);
+    for (const reply of [0, false, [], 'OK', { weird: true }, '1.5', '']) {
+      answer = reply;
+      const error = await store.saveVersioned('proxied', 'a conflict', 'stale').then(
+        (v) => assert.fail(`${JSON.stringify(reply)} resolved as version ${JSON.stringify(v)}`),
+        (e) => e,
+      );
+      assert.match(error.message, /not a version/, JSON.stringify(reply));
+    }
+    answer = undefined;
+    assert.equal(await store.saveVersioned('proxied', 'a conflict', 'stale'), null, 'the real answer: a conflict');
+    assert.deepEqual(await stores.redis.loadVersioned('proxied'), { record: RECORD, version });
+  });
+
+  test('PostgreSQL: a key it cannot store (a NUL, over 2,048 bytes) is refused before any query', async () => {
+    let queries = 0;
+    const counting = { query: (...args) => { queries += 1; return pool.query(...args); } };
+    const store = new PostgresStore(counting);
+    const random = Array.from({ length: 3000 }, (_, i) => String.fromCharCode(0x21 + ((i * 7919) % 90))).join('');
+    for (const key of ['nul\0key', random, 'é'.repeat(1025)]) {
+      for (const call of [() => store.loadVersion(key), () => store.load(key), () => store.save(key, RECORD),
+        () => store.saveVersioned(key, RECORD, null), () => store.acquire(key, 'o', 1000)]) {
+        await assert.rejects(call(), TypeError);
+      }
+    }
+    assert.equal(queries, 0, 'nothing reached the server');
+    const longest = 'k'.repeat(2048);
+    assert.equal(await store.saveVersioned(longest, RECORD, null) !== null, true, 'a key of 2,048 bytes is stored');
+    assert.equal(await store.load(longest), RECORD);
+  });
 });

@@ -1050,6 +1050,12 @@ internal object FileLeases {
  *   with the check, and otherwise answers [CasResult.Conflict] and writes
  *   nothing. A plain [save] also bumps the version, so a compare-and-swap
  *   based on what was there before it conflicts.
+ * - A store whose records can be deleted (a sign-out) must never hand out a
+ *   version again: counted from 1 anew after a delete, a process still
+ *   holding a version from before could compare-and-swap over the next
+ *   link's record. Start each new record at a random number (the npm
+ *   package's Redis and PostgreSQL stores start in [2^32, 2^32 + 2^52)).
+ *   This example never deletes, so it counts from 1.
  *
  * Thread-safe: one lock guards records, versions and leases, and nothing
  * suspends while holding it. The records live only as long as this object.

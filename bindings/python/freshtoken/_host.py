@@ -50,6 +50,7 @@ import contextvars
 import functools
 import inspect
 import operator
+import time
 from typing import Any, Callable, Optional
 
 from ._ffi.freshtoken import (CasResult, Clock, HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse,
@@ -506,10 +507,28 @@ def _answer(asked: Any) -> bool:
     return asked
 
 
+def request_deadline(request: HttpRequest) -> float:
+    """When (``time.monotonic()``) a request asked for now must be answered:
+    its ``timeout_ms`` from now. The core stops waiting soon after."""
+    return time.monotonic() + max(request.timeout_ms, 1) / 1000.0
+
+
+def time_left(deadline: float) -> float:
+    """Seconds left until ``deadline``; ``HostError.NotSent`` when none is
+    left. For a request that waited for a thread of the HTTP pool: sent this
+    late, it would reach the server after the core stopped waiting for its
+    answer, and a refresh the server rotated would be lost."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise HostError.NotSent(detail="request not sent: it waited past its timeout for a free HTTP thread")
+    return left
+
+
 class GuardedHttp(HttpClient):
     """Any :class:`HttpClient` behind the guard. A cancelled or interrupted
     send is ``HostError.Failed``: the request may have left. Its answer goes
-    through :func:`checked_response`; a plain ``send`` runs in the HTTP pool."""
+    through :func:`checked_response`; a plain ``send`` runs in the HTTP pool,
+    and is not called once the request's timeout has passed waiting there."""
 
     __slots__ = ("inner",)
 
@@ -518,7 +537,14 @@ class GuardedHttp(HttpClient):
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         send = member(self.inner, "send", "the HTTP client")
+        if not inspect.iscoroutinefunction(send):
+            send = functools.partial(_sent_in_time, send, request_deadline(request))
         return await host_call(send, request, check=checked_response, executor=http_executor())
+
+
+def _sent_in_time(send: Callable[[HttpRequest], Any], deadline: float, request: HttpRequest) -> Any:
+    time_left(deadline)
+    return send(request)
 
 
 class GuardedClock(Clock):

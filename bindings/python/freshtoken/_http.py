@@ -32,7 +32,7 @@ from typing import Optional
 
 from ._errors import config_error
 from ._ffi.freshtoken import HostError, HttpClient, HttpHeader, HttpRequest, HttpResponse
-from ._host import checked_response, host_call
+from ._host import checked_response, host_call, request_deadline, time_left
 from ._loop import http_executor
 
 __all__ = ["UrllibHttpClient"]
@@ -148,9 +148,12 @@ class UrllibHttpClient(HttpClient):
     async def send(self, request: HttpRequest) -> HttpResponse:
         # In freshtoken's HTTP pool, not the one plain store methods share:
         # store calls that hang never keep a token request from being sent.
-        return await host_call(self._send, request, check=checked_response, executor=http_executor())
+        # The request's time counts from now: a wait for a free thread
+        # counts too (see ``time_left``).
+        deadline = request_deadline(request)
+        return await host_call(self._send, request, deadline, check=checked_response, executor=http_executor())
 
-    def _send(self, request: HttpRequest) -> HttpResponse:
+    def _send(self, request: HttpRequest, deadline: Optional[float] = None) -> HttpResponse:
         try:
             req = urllib.request.Request(
                 request.url,
@@ -161,8 +164,9 @@ class UrllibHttpClient(HttpClient):
                 req.add_header(header.name, header.value)
         except Exception as error:  # noqa: BLE001 - nothing has left
             raise HostError.NotSent(detail=f"request not sent: {type(error).__name__}") from None
-        timeout = max(request.timeout_ms, 1) / 1000.0
-        deadline = time.monotonic() + timeout
+        if deadline is None:  # called directly, not through send()
+            deadline = request_deadline(request)
+        timeout = time_left(deadline)
         # One byte more than the cap tells the core the body was too large.
         limit = request.max_response_bytes + 1
 

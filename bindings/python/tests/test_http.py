@@ -187,3 +187,57 @@ def test_an_apps_own_host_error_keeps_its_message():
     assert str(HostError("database unavailable")) == "database unavailable"
     assert str(HostError.Failed(detail="disk full")) == "disk full"
     assert str(HostError.Timeout()) == "timed out"
+
+
+class _Plain(freshtoken.HttpClient):
+    """A host HTTP client with a plain (blocking) send, counting its calls."""
+
+    __test__ = False
+
+    def __init__(self):
+        self.calls = 0
+
+    def send(self, request):
+        self.calls += 1
+        return freshtoken.HttpResponse(status=503, headers=[], body=b"{}")
+
+
+class _SlowPool:
+    """``time`` for freshtoken's host calls where a whole second passes between
+    any two readings of the monotonic clock: as if each request waited that
+    long for a free thread of the HTTP pool (other users' slow requests)."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def monotonic(self):
+        self.offset += 1.0
+        return time.monotonic() + self.offset
+
+
+@pytest.mark.parametrize("http", ["urllib", "plain host send"])
+def test_a_request_that_waited_past_its_timeout_for_a_thread_is_never_sent(emu, monkeypatch, http):
+    # Queued behind other users' slow requests in the HTTP pool, a token
+    # request was sent with a whole timeout of its own once a thread came
+    # free: the core stopped waiting before it was answered, the server
+    # rotated, and the answer was dropped (the user's next call:
+    # lost_rotation). Its time counts from when the core asked.
+    from helpers import CLIENT_ID, CLIENT_SECRET, TestStore, seeded_sync
+
+    plain = _Plain()
+    options = {} if http == "urllib" else {"http": plain}
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, timeout_ms=200,
+                               retry={"max_attempts": 1}, **options)
+    session, family = seeded_sync(emu, client, TestStore())
+    with monkeypatch.context() as patched:
+        patched.setattr(freshtoken._host, "time", _SlowPool())
+        with pytest.raises(freshtoken.NetworkError) as raised:
+            session.access_token()
+    assert "not sent" in str(raised.value) or "HTTP thread" in str(raised.value), raised.value
+    assert plain.calls == 0, "the host's send was not called"
+    assert emu.refresh_requests() == 0, "nothing reached the server"
+    assert not session.status().in_doubt, "surely not sent"
+    if http == "urllib":
+        assert session.access_token(), "the refresh token was never spent"
+        assert emu.refresh_requests() == 1
+        assert emu.refresh_token_state(family["refresh_token"]) == "consumed"

@@ -58,6 +58,17 @@ fn credentials_json(
     if secret.is_none() && token_endpoint.is_none() {
         return Ok(Zeroizing::new(text.to_owned()));
     }
+    // Read through a map below, the last of two members of one name would
+    // win where the core refuses the file: the file is read by the core
+    // first. (Whatever else it says, a missing secret say, the overrides
+    // may settle.)
+    if let Err(error) = Config::from_credentials_json(text) {
+        let repeated = matches!(&error, freshtoken::Error::Config { field, message }
+            if field == "credentials" && message == "repeats a member");
+        if repeated {
+            return Err(error.into());
+        }
+    }
     let mut object: Map<String, Value> = serde_json::from_str(text)
         .map_err(|_| Failure::config("credentials", "is not a JSON object"))?;
     if let Some(secret) = secret {
@@ -163,6 +174,18 @@ mod tests {
         assert_eq!(v["clientSecret"], "new");
         assert!(v.get("client_secret").is_none());
         assert_eq!(v["clientId"], "c");
+    }
+
+    #[test]
+    fn a_repeated_member_is_refused_whatever_the_overrides() {
+        let text = r#"{"clientId":"c","tokenEndpoint":"https://a/token","tokenEndpoint":"https://evil/token"}"#;
+        for (secret, endpoint) in [(Some("s"), None), (None, Some("https://b/token"))] {
+            let error = credentials_json(text, secret, endpoint).unwrap_err();
+            assert!(
+                format!("{error:?}").contains("repeats a member"),
+                "{error:?}"
+            );
+        }
     }
 
     #[test]

@@ -981,6 +981,35 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_under_a_lock_files_name_is_never_followed() {
+        // In a directory others may write to, a link named as a lock file
+        // would make the command create or open any file it can write.
+        let dir = scratch("planted");
+        fs::create_dir_all(&dir).unwrap();
+        let store = FileStore::new(dir.clone());
+        let target = dir.join("target-of-the-link");
+        for lock in ["x.75.lock", "x.75.write.lock"] {
+            std::os::unix::fs::symlink(&target, dir.join(lock)).unwrap();
+        }
+        let runtime = runtime();
+        let wait = std::time::Duration::from_secs(5);
+        let locked = runtime.block_on(store.lock("u", wait));
+        assert!(locked
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        let written = runtime.block_on(store.write("u", "{}"));
+        assert!(written
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        assert!(!target.exists(), "nothing was created through the link");
+        assert_eq!(store.read("u").unwrap(), None, "nothing was written");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_save_removes_the_temporary_file_a_killed_kotlin_or_python_save_left() {
         // Left, their recover() would rename it over this newer record.

@@ -179,7 +179,13 @@ fn human(j: &InspectJson<'_>, status: Status) -> String {
         line(&mut text, "id token", id);
     }
     if let Some(scope) = j.scope {
-        line(&mut text, "scope", scope);
+        // As the server sent it: a control character (a terminal's escape
+        // sequence) is shown as `?`, never written to the terminal.
+        let shown: String = scope
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        line(&mut text, "scope", &shown);
     }
     if j.in_doubt {
         line(

@@ -27,11 +27,16 @@ static MAY_HAVE_REACHED: AtomicU64 = AtomicU64::new(0);
 /// Set once a held signal has arrived: no token request is sent after it.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+/// Set once a token request was refused for it: a flow that then fails
+/// failed for the signal (its retry was not sent), not for the network.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
 /// Called by the transport before it sends a request: `false` for a
 /// `grant` (a token request) once a signal has arrived (it must not be
 /// sent), else counts it.
 pub fn may_send(grant: bool) -> bool {
     if grant && STOPPING.load(Ordering::SeqCst) {
+        REFUSED.store(true, Ordering::SeqCst);
         return false;
     }
     MAY_HAVE_REACHED.fetch_add(1, Ordering::SeqCst);
@@ -66,8 +71,9 @@ pub struct Caught {
 
 /// Runs `flow` to its end even if one of the signals above arrives after
 /// a request of it may have reached the server; `Err(Failure::Interrupted)`
-/// after a successful flow if one did (a failed flow reports its own
-/// failure). A signal that arrives while nothing of `flow` may have
+/// after a successful flow if one did, or after a failed one whose next
+/// attempt was not sent for the signal (any other failed flow reports its
+/// own failure: a re-link needed, say). A signal that arrives while nothing of `flow` may have
 /// reached the server drops `flow` there and then (whatever it was waiting
 /// for: a lock, a store, a backoff) and ends with `Failure::Interrupted`
 /// saying nothing was sent. `note` is told once, when the first signal
@@ -106,7 +112,17 @@ pub async fn shielded<T>(
         }
         flow.as_mut().poll(cx)
     })
-    .await?;
+    .await;
+    let result = match (result, caught) {
+        (Err(_), Some(signal)) if REFUSED.load(Ordering::SeqCst) => {
+            return Err(Failure::Interrupted {
+                signal,
+                sent: true,
+                left: None,
+            })
+        }
+        (result, _) => result?,
+    };
     match caught {
         Some(signal) => Err(Failure::Interrupted {
             signal,

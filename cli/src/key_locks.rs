@@ -40,7 +40,7 @@ pub async fn lock_exclusive(path: &Path, wait: Duration) -> io::Result<HeldLock>
     };
     #[cfg(not(unix))]
     let separate = false;
-    let file = private_options().read(true).write(true).open(path)?;
+    let file = open_lock_file(path)?;
     if try_lock(&file, separate)? {
         return Ok(HeldLock { _file: file });
     }
@@ -59,6 +59,43 @@ pub async fn lock_exclusive(path: &Path, wait: Duration) -> io::Result<HeldLock>
             "another process holds the lock",
         )),
     }
+}
+
+/// Opens the lock file at `path` (created 0600 if missing), never through
+/// a symbolic link and only if it is a regular file: in a directory others
+/// can write to, a link planted under a lock file's name would otherwise
+/// make the command create or open any file it may write (as root, any
+/// file at all).
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    let mut options = private_options();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: opening a FIFO planted there returns at once.
+        options.custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32);
+    }
+    let refused = || {
+        let what = "is not a regular file (a symbolic link, a directory or a device); \
+                    remove it or use another store directory";
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the lock file {} {what}", path.display()),
+        )
+    };
+    // ELOOP: the last component is a symbolic link.
+    #[cfg(unix)]
+    let is_link = |e: &io::Error| e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());
+    #[cfg(not(unix))]
+    let is_link = |_: &io::Error| false;
+    let file = options
+        .open(path)
+        .map_err(|e| if is_link(&e) { refused() } else { e })?;
+    if !file.metadata()?.is_file() {
+        return Err(refused());
+    }
+    Ok(file)
 }
 
 /// Takes both locks if both are free now (`false`, holding none, if not).

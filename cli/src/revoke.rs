@@ -24,45 +24,50 @@ struct RevokeJson<'a> {
 /// Revokes the session; a key with nothing stored is not an error.
 pub async fn run(args: RevokeArgs, out: Output) -> Result<(), Failure> {
     let client = crate::client::build(&args.client).await?;
-    let store = FileStore::new(&args.store.store);
+    let store = crate::session_lock::linked_store(args.store.store.as_ref())?;
     let key = args.store.key.as_str();
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
-    let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
-    // The refresh token to revoke is the newest one.
-    crate::session_lock::recover_saves(&store, key, "nothing was sent").await?;
-    let text = store.read(key).map_err(|e| {
-        Failure::storage(format!(
-            "cannot read the record ({})",
-            crate::file_store::describe(&e)
-        ))
-    })?;
-    let stored = text.is_some();
-    // Revoked before, and the server told: the core sends nothing again.
-    // (A record the core cannot read is its to report, below.)
-    let already_revoked = text
-        .as_deref()
-        .and_then(|t| Record::decode(t).ok())
-        .is_some_and(|r| {
-            r.reauth == Some(ReauthReason::Revoked) && !r.revocation_pending(now_ms())
-        });
-    if stored {
-        let session = client.session(key, Arc::new(store.clone()))?;
-        let flow = async { Ok(session.revoke().await?) };
-        crate::interrupt::shielded(flow, |text| out.note(text))
-            .await
-            .map_err(|failure| match failure {
-                Failure::Interrupted {
-                    signal,
-                    sent: false,
-                    ..
-                } => Failure::Interrupted {
-                    signal,
-                    sent: false,
-                    left: left_here(&store, key),
-                },
-                other => other,
-            })?;
-    }
+    let session = client.session(key, Arc::new(store.clone()))?;
+    // Inside the shield: a signal while waiting for the lock or for a
+    // writer ends the run with nothing sent.
+    let flow = async {
+        let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
+        // The refresh token to revoke is the newest one.
+        crate::session_lock::recover_saves(&store, key, "nothing was sent").await?;
+        let text = store.read(key).map_err(|e| {
+            Failure::storage(format!(
+                "cannot read the record ({})",
+                crate::file_store::describe(&e)
+            ))
+        })?;
+        let stored = text.is_some();
+        // Revoked before, and the server told: the core sends nothing again.
+        // (A record the core cannot read is its to report, below.)
+        let already_revoked = text
+            .as_deref()
+            .and_then(|t| Record::decode(t).ok())
+            .is_some_and(|r| {
+                r.reauth == Some(ReauthReason::Revoked) && !r.revocation_pending(now_ms())
+            });
+        if stored {
+            session.revoke().await?;
+        }
+        Ok((stored, already_revoked))
+    };
+    let (stored, already_revoked) = crate::interrupt::shielded(flow, |text| out.note(text))
+        .await
+        .map_err(|failure| match failure {
+            Failure::Interrupted {
+                signal,
+                sent: false,
+                ..
+            } => Failure::Interrupted {
+                signal,
+                sent: false,
+                left: left_here(&store, key),
+            },
+            other => other,
+        })?;
     out.result(
         || {
             if already_revoked {

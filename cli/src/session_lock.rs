@@ -9,12 +9,31 @@ use crate::file_store::FileStore;
 use crate::key_locks::HeldLock;
 use freshtoken::{Error, RetryPolicy};
 use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 /// The slack over another process's longest refresh, as the core's lease
 /// wait has it (lease TTL = timeout + retry budget + 15 s with the default
 /// 5 s store deadline, wait = TTL + 5 s).
 const SLACK_SECS: u64 = 20;
+
+/// The store of a command that uses what `link` saved (`token`,
+/// `revoke`, `inspect`). A directory that does not exist is a `config`
+/// error naming `store`, and is not made: a mistyped `--store` would
+/// otherwise read as a session never linked ("the user must link again")
+/// or, for `revoke`, as "nothing to revoke".
+pub fn linked_store(dir: &Path) -> Result<FileStore, Failure> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Failure::config(
+            "store",
+            format!(
+                "{} does not exist (`freshtoken link` makes it): check --store",
+                dir.display()
+            ),
+        )),
+        _ => Ok(FileStore::new(dir)),
+    }
+}
 
 /// The wait the options give: `--lock-wait`, else as long as the core
 /// waits for another process's refresh lease with these settings.

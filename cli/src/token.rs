@@ -109,7 +109,7 @@ async fn fresh_tokens(
 /// rotated refresh token) only when needed.
 pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
     let client = crate::client::build(&args.client).await?;
-    let store = FileStore::new(&args.store.store);
+    let store = crate::session_lock::linked_store(args.store.store.as_ref())?;
     let key = args.store.key.as_str();
     let replacing = args
         .refresh
@@ -117,11 +117,11 @@ pub async fn run(args: TokenArgs, out: Output) -> Result<(), Failure> {
         .flatten();
     let wait = crate::session_lock::lock_wait(&args.client, &args.lock);
     let saving = crate::unsaved::saving_budget(&args.client, wait);
-    let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
     let session = client.session(key, Arc::new(store.clone()))?;
     let flow = async {
-        // Inside the shield: a signal while waiting for a writer ends the
-        // run with nothing sent.
+        // Inside the shield: a signal while waiting for the lock or for a
+        // writer ends the run with nothing sent.
+        let _lock = crate::session_lock::lock_session(&store, key, wait).await?;
         crate::session_lock::recover_saves(&store, key, "nothing was sent").await?;
         let replacing = replacing.as_ref().map(|t| t.as_str());
         Ok(fresh_tokens(&session, args.refresh, replacing, saving, out).await?)

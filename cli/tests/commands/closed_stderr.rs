@@ -16,6 +16,7 @@ fn closed_pipe() -> std::io::PipeWriter {
 #[test]
 fn a_failure_keeps_its_exit_status() {
     let env = Env::new("closed-stderr");
+    std::fs::create_dir_all(&env.store).unwrap();
     let child = env
         .full(&["token"], "nobody")
         .spawn_with_stderr(closed_pipe());

@@ -423,11 +423,7 @@ fn a_signal_before_the_refresh_is_sent_ends_the_command_with_nothing_sent() {
 
     let mut child = env.full(&["token"], "user-42").spawn();
     wait_waiting_for_record_lock(&mut child, &write_lock);
-    let sent = std::process::Command::new("kill")
-        .args(["-s", "TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    crate::support::send_signal(&child, "TERM");
     // The writer stays stalled until the command has ended: it ends on the
     // signal, not once the writer goes on.
     let output = wait_at_most(child, Duration::from_secs(60));
@@ -447,6 +443,33 @@ fn a_signal_before_the_refresh_is_sent_ends_the_command_with_nothing_sent() {
         env.emu.refresh_token_state(&old_refresh),
         TokenState::Active
     );
+}
+
+#[test]
+fn a_signal_while_waiting_for_the_sessions_lock_ends_token_and_revoke_with_their_json() {
+    // The wait for another process's lease was outside the command's
+    // signal handling: the signal's default action ended the process, and
+    // `--json` printed nothing.
+    let env = Env::new("locks-signal-in-lock-wait");
+    env.link("user-42");
+    let before = record_text(&env, "user-42");
+    let requests = env.emu.counters().token_requests;
+    let lease = lock_path(&env, "user-42", ".lock");
+    let held = record_lock(&lease);
+    for command in ["token", "revoke"] {
+        let mut child = env.full(&["--json", command], "user-42").spawn();
+        wait_waiting_for_record_lock(&mut child, &lease);
+        crate::support::send_signal(&child, "INT");
+        let output = wait_at_most(child, Duration::from_secs(60));
+
+        assert_eq!(output.status.code(), Some(130), "{command}: 128 + SIGINT");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{command}: {e}: {:?}", output.stdout));
+        assert_eq!(json["error"]["code"], "interrupted", "{command}: {json}");
+    }
+    drop(held);
+    assert_eq!(env.emu.counters().token_requests, requests, "nothing sent");
+    assert!(record_text(&env, "user-42") == before, "nothing saved");
 }
 
 #[test]

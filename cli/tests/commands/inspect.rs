@@ -123,6 +123,25 @@ fn times_past_year_9999_are_shown_not_a_panic() {
 }
 
 #[test]
+fn a_scope_with_a_terminal_escape_is_shown_without_it() {
+    // The scope is the server's text, stored as sent.
+    let env = Env::new("inspect-escape");
+    env.link("user-42");
+    let mut record = env.record("user-42").unwrap();
+    record.scope = Some("openid \u{1b}]0;pwned\u{7}\u{1b}[2J\nFAKE: fresh".into());
+    env.write_record("user-42", &record);
+
+    let human = env.on(&["inspect"], "user-42").run().ok();
+    assert!(!human.stdout.contains('\u{1b}'), "{:?}", human.stdout);
+    assert!(!human.stdout.contains("\nFAKE"), "{:?}", human.stdout);
+    assert!(
+        human.stdout.contains("openid ?]0;pwned??[2J?FAKE: fresh"),
+        "{:?}",
+        human.stdout
+    );
+}
+
+#[test]
 fn a_save_a_killed_process_left_is_finished_before_the_record_is_shown() {
     let env = Env::new("inspect-killed-save");
     let (before, after) = rotated_once(&env, "u");

@@ -11,18 +11,14 @@ use crate::support::{authorize, wait_at_most, Env, REDIRECT_URI};
 use freshtoken_emulator::{Fault, TokenState};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 /// Sends `signal` to `child` while the emulator holds its request, then
 /// lets the request go on and waits for the child.
 fn signal_mid_request(env: &Env, child: Child, signal: &str) -> Output {
     env.emu.wait_held(1);
-    let sent = Command::new("kill")
-        .args(["-s", signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    crate::support::send_signal(&child, signal);
     env.emu.release_held();
     child.wait_with_output().unwrap()
 }
@@ -59,6 +55,35 @@ fn a_refresh_in_flight_is_finished_and_its_rotation_saved() {
         assert_eq!(token.trim(), env.access_token(key));
         assert_eq!(env.emu.counters().token_requests, requests);
     }
+}
+
+#[test]
+fn a_signal_before_a_server_error_ends_with_the_signals_status_not_a_network_error() {
+    // The answer in flight is a 503: the core's retry is not sent for the
+    // signal, and that refusal is the signal's doing, not the network's.
+    let env = Env::new("interrupted-then-503");
+    let key = "busy";
+    env.link(key);
+    let old_refresh = env.refresh_token(key);
+    env.expire_access_token(key);
+    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
+    env.emu
+        .push_fault(Fault::status(503).for_grant("refresh_token"));
+    let child = env.full(&["-q", "token"], key).spawn();
+    let output = signal_mid_request(&env, child, "INT");
+
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIG"), "{stderr}");
+    assert_eq!(
+        env.emu.counters().token_requests,
+        2,
+        "link, then the one refresh"
+    );
+    assert_eq!(
+        env.emu.refresh_token_state(&old_refresh),
+        TokenState::Active
+    );
 }
 
 #[test]
@@ -234,11 +259,7 @@ fn a_revocation_interrupted_after_its_mark_and_before_its_request_says_so() {
         for _ in 0..5 {
             server.fail_next_handshake(&mut child);
         }
-        let sent = Command::new("kill")
-            .args(["-s", "INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        crate::support::send_signal(&child, "INT");
         let output = wait_at_most(child, Duration::from_secs(60));
 
         assert_eq!(output.status.code(), Some(130), "json: {json}");

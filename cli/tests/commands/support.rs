@@ -413,6 +413,16 @@ pub fn is_private(path: &Path) -> bool {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o077 == 0
 }
 
+/// Sends `signal` (`INT`, `TERM`, …) to `child`.
+#[cfg(unix)]
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -s {signal}");
+}
+
 /// Waits for `child` to end, failing (and ending it) if it is still
 /// running after `limit`: the command must never hang.
 pub fn wait_at_most(

@@ -210,6 +210,19 @@ fn a_lost_answer_is_remembered_and_later_reads_lost_rotation() {
 #[test]
 fn a_missing_session_or_an_unusable_store_fails_with_its_code() {
     let env = Env::new("token-store");
+    // No store directory (a mistyped --store): config (3), none made; not
+    // a session to link again.
+    for command in ["token", "revoke"] {
+        let run = env.full(&["--json", command], "nobody").run().exits(3);
+        let message = run.json()["error"]["message"].to_string();
+        assert!(
+            message.contains("does not exist") && message.contains("--store"),
+            "{command}: {message}"
+        );
+        assert!(!env.store.exists(), "{command} made no directory");
+    }
+    // A key never linked: reauthorization_required (4).
+    std::fs::create_dir_all(&env.store).unwrap();
     let run = env.full(&["--json", "token"], "nobody").run().exits(4);
     assert_eq!(run.json()["error"]["reason"], "no_refresh_token");
     assert_eq!(env.emu.counters().token_requests, 0);

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A store that keeps one JSON file per session: write a temp file, fsync,
-/// rename, so a crash never leaves half a record.
+/// rename, so a crash never leaves half a record. Records hold refresh
+/// tokens: files are 0600, in a directory of this process's own (0700).
 struct FileStore {
     dir: PathBuf,
 }
@@ -49,7 +50,14 @@ impl TokenStore for FileStore {
         let path = self.path(key);
         let tmp = path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
+            // A temporary file a crash left is this store's own (the
+            // directory is): replaced, never written through.
+            let _ = std::fs::remove_file(&tmp);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
             file.write_all(record.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)
@@ -120,7 +128,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let dir = std::env::temp_dir().join(format!("freshtoken-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // A new directory, never one that someone else prepared under this name.
+    let mut new_dir = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut new_dir, 0o700);
+    new_dir.create(&dir)?;
     let store = Arc::new(FileStore { dir: dir.clone() });
     let config = Config::builder(emulator.token_endpoint(), "test-client")
         .client_secret("test-secret")

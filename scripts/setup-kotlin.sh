@@ -31,10 +31,9 @@ if [ ! -f /usr/share/java/jna.jar ] || [ ! -f /usr/share/java/junit4.jar ]; then
 fi
 
 # Java: the JDK (java, jar, and javac for the Java API tests).
-command -v java >/dev/null 2>&1 || { log "java not found: install OpenJDK 17"; exit 1; }
-if ! command -v javac >/dev/null 2>&1 || ! command -v jar >/dev/null 2>&1; then
+if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1 || ! command -v jar >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-    || { log "javac/jar missing: install a JDK 17 (apt openjdk-17-jdk-headless)"; exit 1; }
+    || { log "java/javac/jar missing: install a JDK 17 (apt openjdk-17-jdk-headless)"; exit 1; }
   log "installing openjdk-17-jdk-headless (apt) for javac and jar"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless >/dev/null 2>&1 \

@@ -19,7 +19,17 @@ command -v "$python" >/dev/null 2>&1 || { log "$python not found: install Python
 if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
   mkdir -p .tools
-  "$python" -m venv "$venv"
+  if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's Python has no venv (ensurepip) without python3-venv.
+    rm -rf "$venv"
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+      || { log "$python cannot make a venv: install its venv module (apt python3-venv)"; exit 1; }
+    log "installing python3-venv (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
+    "$python" -m venv "$venv"
+  fi
 fi
 
 installed_version() {

@@ -137,16 +137,22 @@ pub async fn shielded<T>(
 type Listener = tokio::signal::unix::Signal;
 
 /// Handlers for the held signals (replacing their default of ending the
-/// process for as long as this process lives).
+/// process for as long as this process lives), except those the process
+/// was started ignoring ([`ignored_at_start`]).
 #[cfg(unix)]
 fn listen() -> Result<Vec<(Caught, Listener)>, Failure> {
     use tokio::signal::unix::{signal, SignalKind};
+    let ignored = ignored_at_start();
     [
         ("SIGINT", SignalKind::interrupt()),
         ("SIGTERM", SignalKind::terminate()),
         ("SIGHUP", SignalKind::hangup()),
     ]
     .into_iter()
+    .filter(|(_, kind)| {
+        let bit = u32::try_from(kind.as_raw_value() - 1).unwrap_or(64);
+        ignored.checked_shr(bit).is_none_or(|mask| mask & 1 == 0)
+    })
     .map(|(name, kind)| {
         let number = u8::try_from(kind.as_raw_value()).unwrap_or(0);
         signal(kind)
@@ -154,6 +160,22 @@ fn listen() -> Result<Vec<(Caught, Listener)>, Failure> {
             .map_err(|e| Failure::Other(format!("cannot handle {name} ({})", e.kind())))
     })
     .collect()
+}
+
+/// The signals this process was started ignoring (`nohup`, `trap '' HUP`),
+/// as a mask (bit n - 1 for signal n), read once, before any handler is
+/// installed: from Linux's `/proc/self/status` (`SigIgn`); none elsewhere.
+/// They stay ignored: a handler would end, as interrupted, a command whose
+/// caller asked that a hangup not end it.
+#[cfg(unix)]
+fn ignored_at_start() -> u64 {
+    static MASK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let mask = status.lines().find_map(|line| line.strip_prefix("SigIgn:"));
+        mask.and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or(0)
+    })
 }
 
 /// Elsewhere, no signal is held (Ctrl-C there ends the process as before).

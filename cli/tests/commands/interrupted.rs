@@ -87,6 +87,28 @@ fn a_signal_before_a_server_error_ends_with_the_signals_status_not_a_network_err
 }
 
 #[test]
+fn a_signal_the_command_was_started_ignoring_stays_ignored() {
+    // `nohup freshtoken token …` from cron: a hangup mid-refresh must not
+    // end the command as interrupted.
+    let env = Env::new("interrupted-nohup");
+    let key = "nohup";
+    env.link(key);
+    env.expire_access_token(key);
+    env.emu.push_fault(Fault::hold().for_grant("refresh_token"));
+    let child = env.full(&["-q", "token"], key).ignoring("HUP").spawn();
+    let output = signal_mid_request(&env, child, "HUP");
+
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let token = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        token.trim(),
+        env.access_token(key),
+        "the renewed token is printed"
+    );
+}
+
+#[test]
 fn a_code_exchange_in_flight_is_finished_and_the_session_saved() {
     let env = Env::new("interrupted-link");
     let state_file = env.scratch.path("link.json");

@@ -155,6 +155,28 @@ impl Cli {
         self
     }
 
+    /// The same command started by `sh` with `signal` (`HUP`, …) ignored,
+    /// as `nohup` or `trap '' HUP` leave it.
+    #[cfg(unix)]
+    pub fn ignoring(self, signal: &str) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("trap '' {signal}; exec \"$0\" \"$@\""))
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        for (name, value) in self.command.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        Cli {
+            command,
+            stdin: self.stdin,
+        }
+    }
+
     /// Starts the process with piped stdio (stdin left open).
     pub fn spawn(mut self) -> std::process::Child {
         self.command

@@ -55,14 +55,22 @@ async fn wait_for_lease(
     let mut looks_left = config.lease_wait_ms / FIRST_WAIT_MS + 1;
     let mut wait = FIRST_WAIT_MS;
     loop {
+        // A lease this state holds already (kept for a rotation not saved
+        // yet, or while an abandoned save may still land) is renewed here.
+        let renewing = session.has_lease();
         match session.acquire().await {
             Ok(true) => return Ok(None),
             Ok(false) => {}
             Err(e) => {
-                // An acquire past its deadline may still land (a host call
-                // keeps running): given back at once, the lease does not
-                // keep the other processes waiting for its whole TTL.
-                release_lease(session).await;
+                // A new lease whose acquire failed may have been taken all
+                // the same (a host call past its deadline keeps running):
+                // given back at once, it does not keep the other processes
+                // waiting for its whole TTL, should the release reach the
+                // store after the acquire. A renewed one stays: it guards a
+                // rotation only this process holds.
+                if !renewing {
+                    release_lease(session).await;
+                }
                 return Err(e);
             }
         }

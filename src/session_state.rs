@@ -204,7 +204,11 @@ impl SessionState {
     /// snapshot, a replica promoted without the last write, an older copy
     /// written back), or after another process wrote a record read before
     /// the rotation (its lease lapsed meanwhile). Adopting it would send the
-    /// spent token, and the provider would revoke the whole grant.
+    /// spent token, and the provider would revoke the whole grant. A dead
+    /// mark other than `revoked` on the spent token is about that token,
+    /// not the one this state rotated to. Known for the last rotation only,
+    /// and only while this state lives (an evicted state, or another
+    /// process, has only the store to go by).
     pub(crate) fn stale_beside(&self, stored: Option<&Record>, ours: Option<&Record>) -> bool {
         let token = |r: Option<&Record>| r.and_then(|r| r.refresh_token.as_ref()).map(spent_key);
         let spent = self.spent.map(std::num::NonZeroU64::get);

@@ -148,6 +148,8 @@ impl Attached {
     }
 
     /// Takes the fleet refresh lease, or renews the one this state holds.
+    /// Refused (another process holds it), the lease's owner name is
+    /// dropped: the next try takes a new one.
     pub(crate) async fn acquire(&self) -> Result<bool, Error> {
         let ttl = self.ctx.config.lease_ttl_ms;
         let episode = *self
@@ -156,22 +158,58 @@ impl Attached {
             .lease_episode
             .get_or_insert_with(new_episode);
         let owner = self.lease_owner(episode);
-        self.store_call("acquire", self.store.acquire(&self.key, &owner, ttl))
-            .await
+        let taken = self
+            .store_call("acquire", self.store.acquire(&self.key, &owner, ttl))
+            .await;
+        if matches!(taken, Ok(false)) {
+            self.forget_episode(episode);
+        }
+        taken
     }
 
-    /// Gives the fleet refresh lease back. The next [`Attached::acquire`]
-    /// takes it under a new owner name, whether or not this release lands
-    /// (or lands late): a release abandoned at its store deadline that the
-    /// host still delivers must not end a lease taken since, as it would
-    /// under one owner name for good (the store only compares owners).
+    /// Whether this state holds (or has asked for) a fleet lease.
+    pub(crate) fn has_lease(&self) -> bool {
+        self.cell.lock().lease_episode.is_some()
+    }
+
+    /// Gives the fleet refresh lease back. A release the store answered
+    /// (done, or failed) ends the lease's owner name only once done: one
+    /// that failed keeps it, so this process's next acquire renews its own
+    /// lease instead of waiting for it. One abandoned at its deadline ends
+    /// the name: the host may still deliver it, and it must not end a lease
+    /// taken since, as it would under one owner name for good (the store
+    /// only compares owners).
     pub(crate) async fn release(&self) -> Result<(), Error> {
-        let Some(episode) = self.cell.lock().lease_episode.take() else {
+        let Some(episode) = self.cell.lock().lease_episode else {
             return Ok(());
         };
         let owner = self.lease_owner(episode);
-        self.store_call("release", self.store.release(&self.key, &owner))
-            .await
+        let call = self.store.release(&self.key, &owner);
+        match within(
+            self.ctx.clock.as_ref(),
+            self.ctx.config.store_timeout_ms,
+            call,
+        )
+        .await
+        {
+            Ok(Ok(())) => {
+                self.forget_episode(episode);
+                Ok(())
+            }
+            Ok(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
+            Err(abandoned) => {
+                self.forget_episode(episode);
+                Err(self.abandoned("release", abandoned))
+            }
+        }
+    }
+
+    /// Drops the lease owner name `episode`, unless another replaced it.
+    fn forget_episode(&self, episode: std::num::NonZeroU64) {
+        let mut st = self.cell.lock();
+        if st.lease_episode == Some(episode) {
+            st.lease_episode = None;
+        }
     }
 
     /// The owner name of one lease: the client's ([`crate::TokenClient::lease_owner`])
@@ -405,10 +443,15 @@ impl Attached {
 }
 
 /// A new lease episode: random (see [`Attached::lease_owner`]), else, with
-/// no random source, unique in this process.
+/// no random source, unique in this process. Sixteen bytes drawn, folded to
+/// eight: enough for the wasm build's check of a source that fills nothing.
 fn new_episode() -> std::num::NonZeroU64 {
-    let mut bytes = [0u8; 8];
-    let random = crate::random::fill(&mut bytes).map(|()| u64::from_le_bytes(bytes));
+    let mut bytes = [0u8; 16];
+    let random = crate::random::fill(&mut bytes).map(|()| {
+        let (high, low) = bytes.split_at(8);
+        let half = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        half(high) ^ half(low)
+    });
     let n = random.unwrap_or_else(|()| crate::session_state::next_generation());
     std::num::NonZeroU64::new(n).unwrap_or(std::num::NonZeroU64::MIN)
 }

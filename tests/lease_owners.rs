@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Harness, CLIENT_ID};
-use freshtoken::{async_trait, MemoryStore, StoreError, TokenStore};
+use freshtoken::{async_trait, Clock, MemoryStore, Record, StoreError, TokenStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Notify};
@@ -26,6 +26,12 @@ struct LateHost {
     landed: Mutex<Option<oneshot::Receiver<()>>>,
     /// The next acquire lands, but never answers.
     stall_acquire: AtomicBool,
+    /// The next acquire lands, but its answer is lost (an error).
+    lose_acquire_answer: AtomicBool,
+    /// The next release fails, unwritten.
+    fail_release: AtomicBool,
+    /// Saves of a record with an access token (a rotation's) fail.
+    fail_rotated_saves: AtomicBool,
     entered: Notify,
     /// Whether another process could take the lease right after the late
     /// release landed (measured at the next acquire).
@@ -41,6 +47,9 @@ impl LateHost {
             go: Mutex::default(),
             landed: Mutex::default(),
             stall_acquire: AtomicBool::new(false),
+            lose_acquire_answer: AtomicBool::new(false),
+            fail_release: AtomicBool::new(false),
+            fail_rotated_saves: AtomicBool::new(false),
             entered: Notify::new(),
             free_after_late_release: Mutex::default(),
         })
@@ -63,6 +72,10 @@ impl TokenStore for LateHost {
     }
 
     async fn save(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        let rotated = Record::decode(record).is_ok_and(|r| r.access_token.is_some());
+        if rotated && self.fail_rotated_saves.load(Ordering::SeqCst) {
+            return Err(StoreError("disk full".into()));
+        }
         self.inner.save(key, record).await
     }
 
@@ -78,6 +91,9 @@ impl TokenStore for LateHost {
             return std::future::pending().await;
         }
         let taken = self.inner.acquire(key, owner, ttl_ms).await?;
+        if self.lose_acquire_answer.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("connection reset by peer".into()));
+        }
         // The release held back lands now, while this lease is held.
         let go = self.go.lock().unwrap().take_if(|_| taken);
         if let Some(go) = go {
@@ -91,6 +107,9 @@ impl TokenStore for LateHost {
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        if self.fail_release.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("connection reset by peer".into()));
+        }
         if !self.hold_release.swap(false, Ordering::SeqCst) {
             return self.inner.release(key, owner).await;
         }
@@ -171,4 +190,65 @@ async fn an_acquire_abandoned_at_its_deadline_is_given_back() {
         "another process can take the lease"
     );
     assert_eq!(h.refresh_requests(), 0, "nothing sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_release_failed_is_renewed_by_this_process_not_waited_for() {
+    // The acquire landed but its answer was lost, and the release that gave
+    // it back failed: the lease stays under its name until the TTL. This
+    // process's next call renews it rather than wait for itself.
+    let h = Harness::new();
+    let store = LateHost::new(&h);
+    let session = seeded(&h, &store).await;
+    store.lose_acquire_answer.store(true, Ordering::SeqCst);
+    store.fail_release.store(true, Ordering::SeqCst);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code(), freshtoken::ErrorCode::Storage, "{error}");
+    assert!(!store.lease_is_free("u1").await, "still held");
+
+    let before = h.clock.now_ms();
+    session
+        .access_token()
+        .await
+        .expect("the next call refreshes");
+    assert_eq!(h.clock.now_ms(), before, "no wait for its own lease");
+    let owners = store.acquired_by.lock().unwrap().clone();
+    assert_eq!(
+        owners[0], owners[1],
+        "renewed under the same name: {owners:?}"
+    );
+    assert!(
+        store.lease_is_free("u1").await,
+        "released after the refresh"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_renewal_keeps_the_lease_guarding_a_rotation_not_saved_yet() {
+    // A rotation whose save failed lives only in this process; its lease
+    // keeps the other processes from sending the spent token. A later call
+    // (here a revocation) whose renewal of that lease fails must not give
+    // it back.
+    let h = Harness::new();
+    let store = LateHost::new(&h);
+    // No spawner: no background save renews the kept lease meanwhile (it
+    // would take the store's failure meant for the revocation).
+    let config = freshtoken::Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(common::CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let http = Arc::new(freshtoken::NativeHttp::new().unwrap());
+    let client = freshtoken::TokenClient::new(config, http, h.clock.clone());
+    let family = h.emu.seed(CLIENT_ID, "openid offline_access");
+    let session = client.session("u1", store.clone()).unwrap();
+    common::seed_refresh_token(&session, &family.refresh_token).await;
+    store.fail_rotated_saves.store(true, Ordering::SeqCst);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code(), freshtoken::ErrorCode::Storage, "{error}");
+    assert!(!store.lease_is_free("u1").await, "kept for the rotation");
+
+    store.lose_acquire_answer.store(true, Ordering::SeqCst);
+    session.revoke().await.unwrap_err();
+    assert!(!store.lease_is_free("u1").await, "still kept");
+    assert_eq!(h.emu.counters().reuse_detected, 0);
 }

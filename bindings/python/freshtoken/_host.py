@@ -513,14 +513,17 @@ def request_deadline(request: HttpRequest) -> float:
     return time.monotonic() + max(request.timeout_ms, 1) / 1000.0
 
 
-def time_left(deadline: float) -> float:
-    """Seconds left until ``deadline``; ``HostError.NotSent`` when none is
-    left. For a request that waited for a thread of the HTTP pool: sent this
-    late, it would reach the server after the core stopped waiting for its
-    answer, and a refresh the server rotated would be lost."""
+def time_left(deadline: float, timeout_ms: int) -> float:
+    """Seconds left until ``deadline``, the end of a request's
+    ``timeout_ms``; ``HostError.NotSent`` when less than a tenth of it is
+    left. For a request that waited for a thread of the HTTP pool: sent that
+    late, it would likely reach the server after the core stopped waiting
+    for its answer, and a refresh the server rotated would be lost. Refused,
+    it is tried again within the retry budget."""
     left = deadline - time.monotonic()
-    if left <= 0:
-        raise HostError.NotSent(detail="request not sent: it waited past its timeout for a free HTTP thread")
+    if left <= max(timeout_ms, 1) / 10000.0:
+        raise HostError.NotSent(detail="request not sent: it waited for a free HTTP thread until its timeout "
+                                       "had (almost) passed")
     return left
 
 
@@ -543,7 +546,11 @@ class GuardedHttp(HttpClient):
 
 
 def _sent_in_time(send: Callable[[HttpRequest], Any], deadline: float, request: HttpRequest) -> Any:
-    time_left(deadline)
+    """``send(request)``, with the time left as its ``timeout_ms``."""
+    left_ms = max(1, int(time_left(deadline, request.timeout_ms) * 1000))
+    if left_ms < request.timeout_ms:
+        request = HttpRequest(method=request.method, url=request.url, headers=request.headers, body=request.body,
+                              timeout_ms=left_ms, max_response_bytes=request.max_response_bytes)
     return send(request)
 
 

@@ -166,7 +166,7 @@ class UrllibHttpClient(HttpClient):
             raise HostError.NotSent(detail=f"request not sent: {type(error).__name__}") from None
         if deadline is None:  # called directly, not through send()
             deadline = request_deadline(request)
-        timeout = time_left(deadline)
+        timeout = time_left(deadline, request.timeout_ms)
         # One byte more than the cap tells the core the body was too large.
         limit = request.max_response_bytes + 1
 

@@ -190,29 +190,51 @@ def test_an_apps_own_host_error_keeps_its_message():
 
 
 class _Plain(freshtoken.HttpClient):
-    """A host HTTP client with a plain (blocking) send, counting its calls."""
+    """A host HTTP client with a plain (blocking) send, counting its calls
+    and noting the timeouts it was given."""
 
     __test__ = False
 
     def __init__(self):
         self.calls = 0
+        self.timeouts = []
 
     def send(self, request):
         self.calls += 1
+        self.timeouts.append(request.timeout_ms)
         return freshtoken.HttpResponse(status=503, headers=[], body=b"{}")
 
 
 class _SlowPool:
-    """``time`` for freshtoken's host calls where a whole second passes between
+    """``time`` for freshtoken's host calls where ``step`` seconds pass between
     any two readings of the monotonic clock: as if each request waited that
     long for a free thread of the HTTP pool (other users' slow requests)."""
 
-    def __init__(self):
+    def __init__(self, step=1.0):
+        self.step = step
         self.offset = 0.0
 
     def monotonic(self):
-        self.offset += 1.0
+        self.offset += self.step
         return time.monotonic() + self.offset
+
+
+def test_a_plain_host_send_gets_the_time_left_as_its_timeout(emu, monkeypatch):
+    # Half a second spent waiting for a thread is half a second less for
+    # the request: sent with its whole timeout, it could be answered after
+    # the core stopped waiting.
+    from helpers import CLIENT_ID, CLIENT_SECRET, TestStore, seeded_sync
+
+    plain = _Plain()
+    client = freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, timeout_ms=2000,
+                               retry={"max_attempts": 1}, http=plain)
+    session, _ = seeded_sync(emu, client, TestStore())
+    with monkeypatch.context() as patched:
+        patched.setattr(freshtoken._host, "time", _SlowPool(step=0.5))
+        with pytest.raises(freshtoken.TransientError):
+            session.access_token()
+    assert len(plain.timeouts) == 1, plain.timeouts
+    assert 1000 <= plain.timeouts[0] <= 1500, plain.timeouts
 
 
 @pytest.mark.parametrize("http", ["urllib", "plain host send"])

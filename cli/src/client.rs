@@ -102,9 +102,7 @@ impl HttpClient for GuardedHttp {
             .split('&')
             .any(|pair| pair.starts_with("grant_type="));
         if !crate::interrupt::may_send(grant) {
-            return Err(HttpError::NotSent(
-                "not sent: the command was interrupted by a signal".into(),
-            ));
+            return Err(HttpError::NotSent(crate::interrupt::REFUSAL.into()));
         }
         let answer = self.0.send(request).await;
         if matches!(answer, Err(HttpError::NotSent(_))) {

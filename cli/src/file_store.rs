@@ -506,6 +506,9 @@ pub fn describe(e: &io::Error) -> String {
         Some(inner) if inner.to_string() == NOT_REGULAR => NOT_REGULAR.to_owned(),
         Some(inner) if inner.to_string() == NOT_UTF8 => NOT_UTF8.to_owned(),
         Some(inner) if inner.to_string() == SYMLINK => SYMLINK.to_owned(),
+        Some(inner) if inner.to_string() == crate::key_locks::LOCK_NOT_REGULAR => {
+            crate::key_locks::LOCK_NOT_REGULAR.to_owned()
+        }
         _ => e.kind().to_string(),
     }
 }
@@ -517,7 +520,7 @@ fn write_error(e: io::Error) -> StoreError {
             WRITE_LOCK_WAIT.as_secs()
         ));
     }
-    StoreError(format!("cannot write the record ({})", e.kind()))
+    StoreError(format!("cannot write the record ({})", describe(&e)))
 }
 
 #[async_trait]
@@ -995,16 +998,11 @@ mod tests {
         }
         let runtime = runtime();
         let wait = std::time::Duration::from_secs(5);
-        let locked = runtime.block_on(store.lock("u", wait));
-        assert!(locked
-            .unwrap_err()
-            .to_string()
-            .contains("not a regular file"));
-        let written = runtime.block_on(store.write("u", "{}"));
-        assert!(written
-            .unwrap_err()
-            .to_string()
-            .contains("not a regular file"));
+        // What the command says (`describe`) names the cause.
+        let locked = runtime.block_on(store.lock("u", wait)).unwrap_err();
+        assert!(describe(&locked).contains("not a regular file"), "{locked}");
+        let written = runtime.block_on(store.save("u", "{}")).unwrap_err();
+        assert!(written.0.contains("not a regular file"), "{}", written.0);
         assert!(!target.exists(), "nothing was created through the link");
         assert_eq!(store.read("u").unwrap(), None, "nothing was written");
         fs::remove_dir_all(dir).unwrap();

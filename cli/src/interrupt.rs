@@ -114,7 +114,7 @@ pub async fn shielded<T>(
     })
     .await;
     let result = match (result, caught) {
-        (Err(_), Some(signal)) if REFUSED.load(Ordering::SeqCst) => {
+        (Err(failure), Some(signal)) if REFUSED.load(Ordering::SeqCst) && refused(&failure) => {
             return Err(Failure::Interrupted {
                 signal,
                 sent: true,
@@ -132,6 +132,18 @@ pub async fn shielded<T>(
         None => Ok(result),
     }
 }
+
+/// Whether `failure` is the transport's refusal of a token request for
+/// the signal ([`crate::client`]'s `GuardedHttp`), as the core reports it
+/// once no attempt is left; any other failure is the flow's own to report
+/// (a re-link needed, a code exchange that failed).
+fn refused(failure: &Failure) -> bool {
+    matches!(failure, Failure::Core(e)
+        if e.code() == freshtoken::ErrorCode::Network && e.to_string().contains(REFUSAL))
+}
+
+/// What the transport says when it refuses a token request for a signal.
+pub const REFUSAL: &str = "not sent: the command was interrupted by a signal";
 
 #[cfg(unix)]
 type Listener = tokio::signal::unix::Signal;

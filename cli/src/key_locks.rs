@@ -61,6 +61,10 @@ pub async fn lock_exclusive(path: &Path, wait: Duration) -> io::Result<HeldLock>
     }
 }
 
+/// Why a lock file was refused (see [`open_lock_file`]).
+pub const LOCK_NOT_REGULAR: &str = "a lock file of the session is not a regular file (a symbolic \
+     link, a directory or a device): remove it, or use a store directory only you can write to";
+
 /// Opens the lock file at `path` (created 0600 if missing), never through
 /// a symbolic link and only if it is a regular file: in a directory others
 /// can write to, a link planted under a lock file's name would otherwise
@@ -76,14 +80,7 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         // Non-blocking: opening a FIFO planted there returns at once.
         options.custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32);
     }
-    let refused = || {
-        let what = "is not a regular file (a symbolic link, a directory or a device); \
-                    remove it or use another store directory";
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("the lock file {} {what}", path.display()),
-        )
-    };
+    let refused = || io::Error::new(io::ErrorKind::InvalidInput, LOCK_NOT_REGULAR);
     // ELOOP: the last component is a symbolic link.
     #[cfg(unix)]
     let is_link = |e: &io::Error| e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());

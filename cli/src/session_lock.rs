@@ -18,7 +18,7 @@ use std::time::Duration;
 const SLACK_SECS: u64 = 20;
 
 /// The store of a command that uses what `link` saved (`token`,
-/// `revoke`, `inspect`). A directory that does not exist is a `config`
+/// `revoke`; `inspect` reports a missing directory as a missing record). A directory that does not exist is a `config`
 /// error naming `store`, and is not made: a mistyped `--store` would
 /// otherwise read as a session never linked ("the user must link again")
 /// or, for `revoke`, as "nothing to revoke".
@@ -61,7 +61,10 @@ pub async fn lock_session(
                 ),
             })
         } else {
-            Failure::storage(format!("cannot lock the session ({})", e.kind()))
+            Failure::storage(format!(
+                "cannot lock the session ({})",
+                crate::file_store::describe(&e)
+            ))
         }
     })
 }

@@ -99,6 +99,28 @@ describe('UserSession against the emulator', () => {
     return { session, family };
   }
 
+  test('a store gone back to the record this session rotated away from: the spent token is never sent', async () => {
+    // A restored backup, a Redis replica promoted without the last write:
+    // adopted, the older record made the session send the token it had
+    // spent, and the provider revoked the grant.
+    const { time, client, store } = setup();
+    const { session } = await seeded(client, store);
+    const seededText = store.inner.get('u1');
+    await session.accessToken();
+    const rotated = store.record('u1').refresh_token;
+    await store.inner.save('u1', seededText);
+    time.advance(3_600_000); // past the access token and the process's memory of the rotation
+    const before = await emu.refreshRequests();
+
+    const token = await session.accessToken();
+    assert.equal(await emu.refreshRequests(), before + 1, 'one refresh, of the rotated token');
+    assert.equal((await emu.counters()).reuse_detected, 0, 'the spent token was not sent');
+    assert.equal(await emu.refreshTokenState(rotated), 'consumed');
+    const stored = store.record('u1');
+    same(stored.access_token, token, 'the renewal is stored');
+    assert.equal(await emu.refreshTokenState(stored.refresh_token), 'active');
+  });
+
   test('the rotated record is saved before accessToken() resolves', async () => {
     const { client, store } = setup();
     const { session, family } = await seeded(client, store);

@@ -373,13 +373,7 @@ impl Attached {
         let (generation, saved_record, info) = {
             let mut st = self.cell.lock();
             let old = st.record.as_deref().cloned().unwrap_or_default();
-            if response
-                .refresh_token
-                .as_ref()
-                .is_some_and(|new| new.expose() != old_refresh_token.expose())
-            {
-                st.note_spent(&old_refresh_token);
-            }
+            st.note_rotation(&old_refresh_token, response.refresh_token.as_ref());
             let record = Record {
                 access_token: Some(AccessToken::new(
                     response.access_token,
@@ -459,9 +453,7 @@ impl Attached {
     /// The server rotated but its answer was unusable: keep the new refresh
     /// token (without an access token) so the next call can use it.
     async fn keep_rotated(&self, refresh_token: Secret, spent: &Secret) {
-        if refresh_token.expose() != spent.expose() {
-            self.cell.lock().note_spent(spent);
-        }
+        self.cell.lock().note_rotation(spent, Some(&refresh_token));
         let until = self
             .ctx
             .clock

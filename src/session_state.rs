@@ -191,10 +191,13 @@ impl SessionState {
         (self.generation, record)
     }
 
-    /// Notes that a rotation spent `refresh_token` (the record now holds
-    /// another).
-    pub(crate) fn note_spent(&mut self, refresh_token: &Secret) {
-        self.spent = std::num::NonZeroU64::new(spent_key(refresh_token));
+    /// Notes that a refresh spent `sent` if it left the session holding
+    /// another refresh token, `now_held` (a server that does not rotate
+    /// answers none, or the same one).
+    pub(crate) fn note_rotation(&mut self, sent: &Secret, now_held: Option<&Secret>) {
+        if now_held.is_some_and(|held| held.expose() != sent.expose()) {
+            self.spent = std::num::NonZeroU64::new(spent_key(sent));
+        }
     }
 
     /// Whether `stored`, read from the store, is older than `ours`: it

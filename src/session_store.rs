@@ -23,12 +23,21 @@ impl Attached {
         op: &str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, Error> {
+        self.store_answer(call)
+            .await
+            .unwrap_or_else(|abandoned| Err(self.abandoned(op, abandoned)))
+    }
+
+    /// `call`'s answer within the store deadline (an error message
+    /// scrubbed), or `Err` when the deadline gave up on it: the host may
+    /// still carry it out.
+    async fn store_answer<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<Result<T, Error>, Abandoned> {
         let ms = self.ctx.config.store_timeout_ms;
-        match within(self.ctx.clock.as_ref(), ms, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
-            Err(abandoned) => Err(self.abandoned(op, abandoned)),
-        }
+        let answer = within(self.ctx.clock.as_ref(), ms, call).await?;
+        Ok(answer.map_err(|StoreError(message)| Error::storage(self.scrubbed(&message))))
     }
 
     /// A plain save (no compare-and-swap: a late write would land over
@@ -39,10 +48,8 @@ impl Attached {
         let (store, key, record) = (self.store.clone(), self.key.clone(), text.to_owned());
         let mut call: BoxFuture<'static, Result<(), StoreError>> =
             Box::pin(async move { store.save(&key, &record).await });
-        let ms = self.ctx.config.store_timeout_ms;
-        match within(self.ctx.clock.as_ref(), ms, &mut call).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
+        match self.store_answer(&mut call).await {
+            Ok(answer) => answer,
             Err(abandoned) => {
                 let end = Box::pin(call.map(drop));
                 let spawn = self.ctx.spawn.as_ref();
@@ -184,24 +191,13 @@ impl Attached {
             return Ok(());
         };
         let owner = self.lease_owner(episode);
-        let call = self.store.release(&self.key, &owner);
-        match within(
-            self.ctx.clock.as_ref(),
-            self.ctx.config.store_timeout_ms,
-            call,
-        )
-        .await
-        {
-            Ok(Ok(())) => {
-                self.forget_episode(episode);
-                Ok(())
-            }
-            Ok(Err(StoreError(message))) => Err(Error::storage(self.scrubbed(&message))),
-            Err(abandoned) => {
-                self.forget_episode(episode);
-                Err(self.abandoned("release", abandoned))
-            }
+        let answer = self
+            .store_answer(self.store.release(&self.key, &owner))
+            .await;
+        if !matches!(answer, Ok(Err(_))) {
+            self.forget_episode(episode);
         }
+        answer.unwrap_or_else(|abandoned| Err(self.abandoned("release", abandoned)))
     }
 
     /// Drops the lease owner name `episode`, unless another replaced it.
@@ -274,10 +270,11 @@ impl Attached {
             if st.generation != generation || st.unpersisted {
                 return Ok(()); // changed meanwhile by this process: keep ours
             }
-            if !st.stale_beside(record.as_deref(), st.record.as_deref()) {
+            let stale = st.stale_beside(record.as_deref(), st.record.as_deref());
+            let Some(ours) = st.record.clone().filter(|_| stale) else {
                 st.adopt(record, version);
                 return Ok(());
-            }
+            };
             // The store went back to a record holding the token this
             // state spent: keep ours and save it over that one (against
             // its version), before anything is sent.
@@ -285,12 +282,9 @@ impl Attached {
             st.version = version;
             st.unpersisted = true;
             st.unsaved_in = Some(self.store.clone());
-            st.record.clone()
+            ours
         };
-        match ours {
-            Some(ours) => self.persist(generation, &ours).await,
-            None => Ok(()), // not reached: `stale_beside` needs a record of ours
-        }
+        self.persist(generation, &ours).await
     }
 
     /// The stored record, read, and its version (stores with compare-and-swap).

@@ -128,11 +128,15 @@ impl TokenStore for LateHost {
     }
 }
 
-async fn seeded(h: &Harness, store: &Arc<LateHost>) -> freshtoken::UserSession {
+/// The harness, a [`LateHost`] on its clock, and a session of its client
+/// there, seeded with a new emulator family.
+async fn seeded_on_a_late_host() -> (Harness, Arc<LateHost>, freshtoken::UserSession) {
+    let h = Harness::new();
+    let store = LateHost::new(&h);
     let family = h.emu.seed(CLIENT_ID, "openid offline_access");
     let session = h.client.session("u1", store.clone()).unwrap();
     common::seed_refresh_token(&session, &family.refresh_token).await;
-    session
+    (h, store, session)
 }
 
 /// `session.access_token()` once the lease call the store stalls has
@@ -153,9 +157,7 @@ async fn past_the_store_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_lands_late_does_not_end_a_lease_taken_since() {
-    let h = Harness::new();
-    let store = LateHost::new(&h);
-    let session = seeded(&h, &store).await;
+    let (h, store, session) = seeded_on_a_late_host().await;
     store.hold_release.store(true, Ordering::SeqCst);
     let first = past_the_store_call(&h, &store, &session).await;
     first.expect("a failed release only delays the others");
@@ -179,9 +181,7 @@ async fn a_release_that_lands_late_does_not_end_a_lease_taken_since() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acquire_abandoned_at_its_deadline_is_given_back() {
-    let h = Harness::new();
-    let store = LateHost::new(&h);
-    let session = seeded(&h, &store).await;
+    let (h, store, session) = seeded_on_a_late_host().await;
     store.stall_acquire.store(true, Ordering::SeqCst);
     let error = past_the_store_call(&h, &store, &session).await.unwrap_err();
     assert_eq!(error.code(), freshtoken::ErrorCode::Storage, "{error}");
@@ -197,9 +197,7 @@ async fn a_lease_whose_release_failed_is_renewed_by_this_process_not_waited_for(
     // The acquire landed but its answer was lost, and the release that gave
     // it back failed: the lease stays under its name until the TTL. This
     // process's next call renews it rather than wait for itself.
-    let h = Harness::new();
-    let store = LateHost::new(&h);
-    let session = seeded(&h, &store).await;
+    let (h, store, session) = seeded_on_a_late_host().await;
     store.lose_acquire_answer.store(true, Ordering::SeqCst);
     store.fail_release.store(true, Ordering::SeqCst);
     let error = session.access_token().await.unwrap_err();

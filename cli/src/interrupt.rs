@@ -27,16 +27,11 @@ static MAY_HAVE_REACHED: AtomicU64 = AtomicU64::new(0);
 /// Set once a held signal has arrived: no token request is sent after it.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
-/// Set once a token request was refused for it: a flow that then fails
-/// failed for the signal (its retry was not sent), not for the network.
-static REFUSED: AtomicBool = AtomicBool::new(false);
-
 /// Called by the transport before it sends a request: `false` for a
 /// `grant` (a token request) once a signal has arrived (it must not be
 /// sent), else counts it.
 pub fn may_send(grant: bool) -> bool {
     if grant && STOPPING.load(Ordering::SeqCst) {
-        REFUSED.store(true, Ordering::SeqCst);
         return false;
     }
     MAY_HAVE_REACHED.fetch_add(1, Ordering::SeqCst);
@@ -73,8 +68,8 @@ pub struct Caught {
 /// a request of it may have reached the server; `Err(Failure::Interrupted)`
 /// after a successful flow if one did, or after a failed one whose next
 /// attempt was not sent for the signal (any other failed flow reports its
-/// own failure: a re-link needed, say). A signal that arrives while nothing of `flow` may have
-/// reached the server drops `flow` there and then (whatever it was waiting
+/// own failure: a re-link needed, say). A signal that arrives while
+/// nothing of `flow` may have reached the server drops `flow` there and then (whatever it was waiting
 /// for: a lock, a store, a backoff) and ends with `Failure::Interrupted`
 /// saying nothing was sent. `note` is told once, when the first signal
 /// arrives during a request.
@@ -114,7 +109,7 @@ pub async fn shielded<T>(
     })
     .await;
     let result = match (result, caught) {
-        (Err(failure), Some(signal)) if REFUSED.load(Ordering::SeqCst) && refused(&failure) => {
+        (Err(failure), Some(signal)) if refused(&failure) => {
             return Err(Failure::Interrupted {
                 signal,
                 sent: true,

@@ -17,11 +17,12 @@ use std::time::Duration;
 /// 5 s store deadline, wait = TTL + 5 s).
 const SLACK_SECS: u64 = 20;
 
-/// The store of a command that uses what `link` saved (`token`,
-/// `revoke`; `inspect` reports a missing directory as a missing record). A directory that does not exist is a `config`
-/// error naming `store`, and is not made: a mistyped `--store` would
-/// otherwise read as a session never linked ("the user must link again")
-/// or, for `revoke`, as "nothing to revoke".
+/// The store of a command that uses what `link` saved (`token`, `revoke`;
+/// `inspect` reports a missing directory as a missing record). A directory
+/// that does not exist is a `config` error naming `store`, and is not
+/// made: a mistyped `--store` would otherwise read as a session never
+/// linked ("the user must link again") or, for `revoke`, as "nothing to
+/// revoke".
 pub fn linked_store(dir: &Path) -> Result<FileStore, Failure> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Failure::config(

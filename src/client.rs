@@ -242,7 +242,10 @@ impl TokenClient {
 
     /// One refresh with no session, cache or store: the drop-in for
     /// hand-written refresh functions. Retries like every request; the
-    /// caller must store the returned refresh token (if any) itself.
+    /// caller must store the returned refresh token (if any) itself, and
+    /// also the one an `invalid_response` error may carry
+    /// ([`Error::rotated_refresh_token`]): the server rotated, so the token
+    /// sent is spent.
     pub async fn refresh_once(&self, refresh_token: &str) -> Result<TokenResponse, Error> {
         if refresh_token.is_empty() {
             return Err(Error::config("refresh_token", "must not be empty"));
@@ -265,7 +268,18 @@ impl TokenClient {
                 },
                 description: body.description,
             }),
-            Err(failure) => Err(failure.into_error()),
+            Err(mut failure) => {
+                let salvaged = failure.salvaged.take();
+                let mut error = failure.into_error();
+                if let Error::InvalidResponse {
+                    rotated_refresh_token,
+                    ..
+                } = &mut error
+                {
+                    *rotated_refresh_token = salvaged;
+                }
+                Err(error)
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! The one error type and its stable codes, shared by every language binding.
 
+use crate::secret::Secret;
 use std::fmt;
 
 /// Why the user must authorize again (sign in, or re-link their bank).
@@ -169,6 +170,12 @@ pub enum Error {
         status: Option<u16>,
         /// What was wrong with it (never its content).
         message: String,
+        /// The new refresh token a 2xx answer carried although the rest of
+        /// it could not be used: the one sent is consumed, and this one
+        /// must be stored in its place. Set only by
+        /// [`crate::TokenClient::refresh_once`], whose caller stores tokens
+        /// itself (a session keeps it on its own). Never in the message.
+        rotated_refresh_token: Option<Secret>,
     },
     /// The host's store failed; anything renewed is kept in memory and
     /// saved again on the next call.
@@ -267,6 +274,18 @@ impl Error {
         }
     }
 
+    /// The rotated refresh token an unusable 2xx answer carried (see
+    /// [`Error::InvalidResponse`]).
+    pub fn rotated_refresh_token(&self) -> Option<&Secret> {
+        match self {
+            Error::InvalidResponse {
+                rotated_refresh_token,
+                ..
+            } => rotated_refresh_token.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The server's `error_description`, if any.
     pub fn description(&self) -> Option<&str> {
         match self {
@@ -305,6 +324,7 @@ impl Error {
         Error::InvalidResponse {
             status,
             message: message.into(),
+            rotated_refresh_token: None,
         }
     }
 }

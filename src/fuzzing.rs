@@ -40,7 +40,7 @@ pub fn parse_http_date(value: &str) -> Option<u64> {
 
 /// Fuzz target `token_response`: the input is a 2xx token-endpoint body.
 pub fn check_token_response(data: &[u8]) {
-    let json = members(data, BODY_MEMBERS);
+    let json = body_members(data, BODY_MEMBERS);
     let words = credential_words(data);
     let parsed = parse_token_response(data);
     match &parsed {
@@ -50,13 +50,13 @@ pub fn check_token_response(data: &[u8]) {
     let salvaged = salvage_refresh_token(data);
     if let Some(rt) = &salvaged {
         assert!(
-            is_printable_token(rt.expose()),
+            is_refresh_token(rt.expose()),
             "salvaged an unusable refresh token"
         );
         // Read alone, as the salvage reads it: another member's string
         // that a Rust string cannot hold (a lone surrogate's escape, which
         // JSON.parse reads) fails the whole-body reading, not this one.
-        let alone = members(data, &["refresh_token"]);
+        let alone = body_members(data, &["refresh_token"]);
         assert_eq!(
             string_member(alone.as_ref(), "refresh_token"),
             Some(rt.expose()),
@@ -99,7 +99,7 @@ pub fn check_token_response(data: &[u8]) {
 /// the whole input as the body.
 pub fn check_error_response(data: &[u8]) {
     let (status, body) = split_status(data);
-    let json = members(body, BODY_MEMBERS);
+    let json = body_members(body, BODY_MEMBERS);
     let words = credential_words(body);
     let error_body = parse_error_body(body);
     if let Some(e) = &error_body {
@@ -249,22 +249,33 @@ fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
             .ok()
     };
     match (token.expires_in, member("expires_in")) {
-        (Some(secs), Some(Scalar::Int(n))) => assert_eq!(i64::try_from(secs).ok(), Some(*n)),
+        // Past ten years reads as ten years.
+        (Some(secs), Some(Scalar::Int(n))) => {
+            assert_eq!(
+                i64::try_from(secs).ok(),
+                Some((*n).min(MAX_EXPIRES_IN_SECS as i64))
+            );
+        }
         // A fraction is cut to whole seconds, never rounded up.
         (Some(secs), Some(Scalar::OtherNumber(n))) => {
+            assert!(*n >= 1.0 && (secs as f64) <= *n, "{n} read as {secs}");
             assert!(
-                *n >= 0.0 && (secs as f64) <= *n && *n < secs as f64 + 1.0,
+                *n < secs as f64 + 1.0 || secs == MAX_EXPIRES_IN_SECS,
                 "{n} read as {secs}"
             );
         }
         // A decimal string: its whole part, and nothing but digits and one dot.
         (Some(secs), Some(Scalar::Str(text))) => {
-            assert_eq!(whole_digits(text), Some(secs), "{text:?} read as {secs}");
+            let whole = whole_digits(text)
+                .unwrap_or(u64::MAX)
+                .min(MAX_EXPIRES_IN_SECS);
+            assert_eq!(whole, secs, "{text:?} read as {secs}");
         }
-        // Zero whole seconds reads as absent (the grant's default lifetime).
-        (None, Some(Scalar::Int(0))) => {}
+        // Zero whole seconds, or a negative number, reads as absent (the
+        // grant's default lifetime).
+        (None, Some(Scalar::Int(n))) => assert!(*n <= 0, "{n} read as absent"),
         (None, Some(Scalar::OtherNumber(n))) => {
-            assert!(*n >= 0.0 && *n < 1.0, "{n} read as absent");
+            assert!(*n < 1.0, "{n} read as absent");
         }
         (None, Some(Scalar::Str(text))) => {
             assert_eq!(whole_digits(text), Some(0), "{text:?} read as absent");
@@ -275,7 +286,7 @@ fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
     match (&token.refresh_token, member("refresh_token")) {
         (Some(rt), Some(Scalar::Str(s))) => {
             assert!(
-                is_printable_token(rt.expose()),
+                is_refresh_token(rt.expose()),
                 "accepted an unusable refresh token"
             );
             assert_eq!(rt.expose(), s);
@@ -565,6 +576,12 @@ const RECORD_MEMBERS: &[&str] = &[
     "updated_at",
 ];
 
+/// [`members`] of a response body, decoded as `fetch` decodes one (bytes
+/// that are not UTF-8 become U+FFFD).
+fn body_members(data: &[u8], names: &'static [&'static str]) -> Option<Members> {
+    members(String::from_utf8_lossy(data).as_bytes(), names)
+}
+
 fn members(data: &[u8], names: &'static [&'static str]) -> Option<Members> {
     struct Named(&'static [&'static str]);
     impl<'de> serde::de::Visitor<'de> for Named {
@@ -589,6 +606,8 @@ fn members(data: &[u8], names: &'static [&'static str]) -> Option<Members> {
             Ok(members)
         }
     }
+    // A leading byte order mark is skipped (RFC 8259 §8.1).
+    let data = data.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(data);
     // Valid JSON first (names read as bytes skip serde_json's checks).
     serde_json::from_slice::<serde::de::IgnoredAny>(data).ok()?;
     let mut de = serde_json::Deserializer::from_slice(data);
@@ -607,6 +626,11 @@ fn string_member<'a>(body: Option<&'a Members>, name: &str) -> Option<&'a str> {
 
 fn is_printable_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// RFC 6749 A.17: a refresh token may also hold a space.
+fn is_refresh_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// A string that looks like a credential: at least 12 characters, no

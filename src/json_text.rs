@@ -12,7 +12,11 @@
 //! and `serde-wasm-bindgen` does not walk at all), so no nesting can exhaust
 //! the stack; natively `serde_json`'s recursion limit (128) stands as well.
 //! Natively a repeated member that a type names is an error (serde's
-//! derive); `JSON.parse` keeps the last one, as every JavaScript program does.
+//! derive): a credentials file that names two token endpoints must not have
+//! one picked quietly. `JSON.parse` keeps the last one, as every JavaScript
+//! program does; [`from_answer`] reads a server's answer that way natively
+//! too. A leading byte order mark is skipped (RFC 8259 §8.1 lets a reader
+//! ignore it; `fetch`'s `Response.json()` does).
 
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -42,6 +46,13 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
         return Err(JsonError::TooLarge);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Syntax)?;
+    from_text(text)
+}
+
+/// Reads one JSON object from `text` as a `T`, with no size cap: for a
+/// caller that capped the bytes it decoded `text` from.
+pub(crate) fn from_text<T: DeserializeOwned>(text: &str) -> Result<T, JsonError> {
+    let text = without_bom(text);
     // serde's derived structs also accept arrays (fields by position): the
     // core's documents are objects, so anything else is refused first.
     if !text
@@ -51,6 +62,24 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
         return Err(JsonError::Syntax);
     }
     text_to_value(text)
+}
+
+/// [`from_text`] for a server's answer: a repeated member keeps its last
+/// value, as `JSON.parse` (the wasm build's reader, and every JavaScript
+/// client's) reads it. Refused, a repeated `refresh_token` would lose the
+/// answer after the server rotated.
+pub(crate) fn from_answer<T: DeserializeOwned>(text: &str) -> Result<T, JsonError> {
+    let read = from_text(text);
+    #[cfg(not(target_arch = "wasm32"))]
+    if read.as_ref().is_err_and(|e| *e == JsonError::Shape) {
+        return last_member_wins(without_bom(text)).ok_or(JsonError::Shape);
+    }
+    read
+}
+
+/// `text` without a leading byte order mark.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{FEFF}').unwrap_or(text)
 }
 
 /// The string members `names` of one JSON object of at most `max_bytes`
@@ -66,9 +95,19 @@ pub(crate) fn string_members(
         return Err(JsonError::TooLarge);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Syntax)?;
+    string_members_of_text(text, names)
+}
+
+/// [`string_members`] of `text`, with no size cap (the caller capped the
+/// bytes it decoded `text` from).
+pub(crate) fn string_members_of_text(
+    text: &str,
+    names: &[&str],
+) -> Result<Vec<Option<String>>, JsonError> {
+    let text = without_bom(text);
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let _ = text;
+        let bytes = text.as_bytes();
         // Member names are read as bytes below, which serde_json does not
         // check for raw control characters: so the text is checked as JSON
         // first, skipping every value (lone surrogates' escapes pass, as in
@@ -170,6 +209,17 @@ fn text_to_value<T: DeserializeOwned>(text: &str) -> Result<T, JsonError> {
         Category::Data => JsonError::Shape,
         Category::Syntax | Category::Io => JsonError::Syntax,
     })
+}
+
+/// After serde's derive refused `text` (a member repeated, or of the wrong
+/// type): `text` read again as `JSON.parse` reads it, each repeated
+/// member's last value kept (`serde_json::Map` replaces on insert); `None`
+/// if that reading is refused too. Only this rare path builds a `Value`,
+/// whose nesting limit (128) the first reading does not have.
+#[cfg(not(target_arch = "wasm32"))]
+fn last_member_wins<T: DeserializeOwned>(text: &str) -> Option<T> {
+    let members: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
+    T::deserialize(serde_json::Value::Object(members)).ok()
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -350,14 +400,51 @@ mod tests {
     }
 
     #[test]
-    fn a_named_member_may_not_repeat_others_may() {
+    fn a_repeated_member_is_refused_in_a_document_kept_last_in_an_answer() {
         assert_eq!(read(r#"{"a":1,"a":2}"#), Err(JsonError::Shape));
+        let answer = |text: &str| from_answer::<Doc>(text);
+        for (text, a) in [
+            (r#"{"a":1,"a":2}"#, Some(Scalar::Int(2))),
+            (r#"{"a":"x","b":1,"a":null}"#, None),
+            (r#"{"a":null,"a":[1]}"#, Some(Scalar::Compound)),
+            (r#"{"b":1,"b":2,"a":3}"#, Some(Scalar::Int(3))),
+        ] {
+            assert_eq!(answer(text), Ok(Doc { a }), "{text}");
+        }
         assert_eq!(
-            read(r#"{"b":1,"b":2,"a":3}"#),
+            answer("\u{FEFF}{\"a\":1,\"a\":2}"),
             Ok(Doc {
-                a: Some(Scalar::Int(3))
+                a: Some(Scalar::Int(2))
             })
         );
+        // A member of the wrong type is still refused, repeated or not.
+        #[derive(Debug, Deserialize)]
+        struct Typed {
+            #[allow(dead_code)]
+            n: u64,
+        }
+        for text in [r#"{"n":"x"}"#, r#"{"n":1,"n":"x"}"#] {
+            assert_eq!(
+                from_answer::<Typed>(text).unwrap_err(),
+                JsonError::Shape,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        assert_eq!(
+            read("\u{FEFF}{\"a\":1}"),
+            Ok(Doc {
+                a: Some(Scalar::Int(1))
+            })
+        );
+        let members = string_members("\u{FEFF}{\"a\":\"x\"}".as_bytes(), 100, &["a"]);
+        assert_eq!(members, Ok(vec![Some("x".into())]));
+        // Only at the start, and only one.
+        assert_eq!(read("{\"a\":1}\u{FEFF}"), Err(JsonError::Syntax));
+        assert_eq!(read("\u{FEFF}\u{FEFF}{}"), Err(JsonError::Syntax));
     }
 
     #[test]

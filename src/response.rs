@@ -10,6 +10,7 @@ use crate::json_text::{self, Scalar};
 use crate::retry::parse_retry_after;
 use crate::secret::Secret;
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// The largest `expires_in` accepted: ten years, in seconds.
 pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 366 * 24 * 3600;
@@ -175,19 +176,21 @@ struct Body {
 /// make every refresh with such a provider fail after its refresh token
 /// was consumed. A fraction is cut, so a token is never kept longer than
 /// it lives.
+///
+/// A negative number reads as 0 (absent: some providers send `-1` for "no
+/// expiry"), and one past ten years as ten years (`2147483647` is another
+/// "no expiry"): refused, each refresh's answer would be unusable, and the
+/// refresh token it rotated to would be sent again at the next call, a
+/// banking session per call.
 fn expires_in_secs(value: Scalar) -> Result<u64, &'static str> {
     let secs = match value {
-        Scalar::Int(n) => u64::try_from(n).map_err(|_| "expires_in is negative")?,
-        Scalar::OtherNumber(n) if n < 0.0 => return Err("expires_in is negative"),
-        // `as` saturates: anything past u64 stays past the bound below.
+        Scalar::Int(n) => u64::try_from(n).unwrap_or(0),
+        // `as` saturates (a negative to 0, an infinity to u64::MAX).
         Scalar::OtherNumber(n) => n as u64,
         Scalar::Str(text) => decimal_secs(text.trim()).ok_or("expires_in is not a number")?,
         _ => return Err("expires_in is not a number"),
     };
-    if secs > MAX_EXPIRES_IN_SECS {
-        return Err("expires_in is implausibly large");
-    }
-    Ok(secs)
+    Ok(secs.min(MAX_EXPIRES_IN_SECS))
 }
 
 /// The whole part of `digits[.digits]` (no sign, no exponent), saturating;
@@ -202,7 +205,15 @@ fn decimal_secs(text: &str) -> Option<u64> {
 }
 
 fn parse_body(body: &[u8]) -> Option<Body> {
-    json_text::from_slice(body, MAX_RESPONSE_BYTES).ok()
+    json_text::from_answer(&body_text(body)?).ok()
+}
+
+/// A body of at most [`MAX_RESPONSE_BYTES`] as text, decoded as `fetch`'s
+/// `Response.json()` decodes it (WHATWG UTF-8 decode: a byte that is not
+/// UTF-8 becomes U+FFFD). A server that sends one Latin-1 byte in `scope`
+/// then still has its answer read, and its refresh token kept.
+fn body_text(body: &[u8]) -> Option<Cow<'_, str>> {
+    (body.len() <= MAX_RESPONSE_BYTES).then(|| String::from_utf8_lossy(body))
 }
 
 /// Parses and validates a success body. The error names the faulty field
@@ -238,7 +249,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
     };
     let refresh_token = match optional_string(object.refresh_token, "refresh_token")? {
         Some(s) if s.is_empty() => None,
-        Some(s) if !is_printable_token(&s) => {
+        Some(s) if !is_refresh_token(&s) => {
             return Err("refresh_token has invalid characters".into())
         }
         other => other.map(Secret::new),
@@ -261,9 +272,9 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
 /// is skipped unread, names included: one that cannot be read (a lone
 /// surrogate's escape in a name or a value) must not hide it.
 pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
-    let members = json_text::string_members(body, MAX_RESPONSE_BYTES, &["refresh_token"]).ok()?;
+    let members = json_text::string_members_of_text(&body_text(body)?, &["refresh_token"]).ok()?;
     match members.into_iter().next().flatten() {
-        Some(s) if is_printable_token(&s) => Some(Secret::new(s)),
+        Some(s) if is_refresh_token(&s) => Some(Secret::new(s)),
         _ => None,
     }
 }
@@ -297,6 +308,13 @@ fn optional_string(member: Option<Scalar>, name: &str) -> Result<Option<String>,
 /// Visible ASCII only: tokens travel in headers and must not smuggle CR/LF.
 pub(crate) fn is_printable_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// RFC 6749 A.17's `1*VSCHAR` (%x20-7E): a refresh token travels only in
+/// form bodies, percent-encoded, so unlike an access token it may hold a
+/// space, and refusing one would lose it after the server rotated.
+pub(crate) fn is_refresh_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// Whether `c` must not reach a terminal or a log as it is: a control
@@ -472,32 +490,12 @@ mod tests {
             ),
             (r#"{"access_token":"a","token_type":"mac"}"#, "not Bearer"),
             (
-                r#"{"access_token":"a","token_type":"Bearer","expires_in":-1}"#,
-                "expires_in is negative",
-            ),
-            (
-                r#"{"access_token":"a","token_type":"Bearer","expires_in":-0.5}"#,
-                "expires_in is negative",
-            ),
-            (
-                r#"{"access_token":"a","token_type":"Bearer","expires_in":1e300}"#,
-                "implausibly large",
-            ),
-            (
-                r#"{"access_token":"a","token_type":"Bearer","expires_in":"99999999999999999999999"}"#,
-                "implausibly large",
-            ),
-            (
                 r#"{"access_token":"a","token_type":"Bearer","expires_in":true}"#,
                 "expires_in is not a number",
             ),
             (
                 r#"{"access_token":"a","token_type":"Bearer","expires_in":[900]}"#,
                 "expires_in is not a number",
-            ),
-            (
-                r#"{"access_token":"a","token_type":"Bearer","expires_in":999999999999}"#,
-                "implausibly large",
             ),
             (
                 r#"{"access_token":"a","token_type":"Bearer","refresh_token":7}"#,
@@ -512,6 +510,46 @@ mod tests {
             let message = bad(body);
             assert!(message.contains(expected), "{body}: {message}");
         }
+    }
+
+    #[test]
+    fn a_negative_or_huge_expires_in_is_read_not_refused() {
+        let ten_years = Some(MAX_EXPIRES_IN_SECS);
+        for (expires_in, expected) in [
+            ("-1", None),
+            ("-0.5", None),
+            ("-9e99", None),
+            ("1e300", ten_years),
+            ("999999999999", ten_years),
+            ("2147483647", ten_years),
+            ("\"99999999999999999999999\"", ten_years),
+        ] {
+            let body = format!(r#"{{"access_token":"a","expires_in":{expires_in}}}"#);
+            assert_eq!(ok(&body).expires_in, expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_body_is_decoded_as_fetch_decodes_it() {
+        // A byte order mark is skipped; a byte that is not UTF-8 is U+FFFD.
+        let t = ok("\u{FEFF}{\"access_token\":\"at\",\"refresh_token\":\"rt\"}");
+        assert_eq!(t.refresh_token.unwrap().expose(), "rt");
+        let latin1 = b"{\"access_token\":\"at\",\"refresh_token\":\"rt\",\"scope\":\"caf\xe9\"}";
+        let t = parse_token_response(latin1).unwrap();
+        assert_eq!(t.scope.as_deref(), Some("caf\u{FFFD}"));
+        assert_eq!(t.refresh_token.unwrap().expose(), "rt");
+        assert_eq!(salvage_refresh_token(latin1).unwrap().expose(), "rt");
+    }
+
+    #[test]
+    fn a_refresh_token_may_hold_a_space_an_access_token_may_not() {
+        // RFC 6749 A.17: a refresh token is 1*VSCHAR (%x20-7E).
+        let t = ok(r#"{"access_token":"at","refresh_token":"r t"}"#);
+        assert_eq!(t.refresh_token.unwrap().expose(), "r t");
+        let body = br#"{"access_token":"a t","refresh_token":"r t"}"#;
+        assert!(parse_token_response(body).is_err());
+        assert_eq!(salvage_refresh_token(body).unwrap().expose(), "r t");
+        assert!(salvage_refresh_token(br#"{"refresh_token":"r\tt"}"#).is_none());
     }
 
     #[test]

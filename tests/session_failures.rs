@@ -699,3 +699,29 @@ async fn a_panic_inside_a_refresh_never_leaves_the_session_stuck() {
         .expect("the next call starts a new attempt");
     assert_eq!(h.refresh_requests(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_once_hands_back_the_rotated_token_of_an_unusable_answer() {
+    // The one-shot refresh keeps no record: a 2xx answer it cannot use
+    // whose refresh token it dropped would leave its caller the spent one.
+    let h = Harness::new();
+    let sent = h.emu.seed(CLIENT_ID, "openid offline_access").refresh_token;
+    // A live token of another family stands in for "the server rotated".
+    let rotated = h.emu.seed(CLIENT_ID, "openid offline_access").refresh_token;
+    let body = format!(r#"{{"access_token":"a t","refresh_token":"{rotated}"}}"#);
+    h.emu.push_fault(Fault::body(200, body));
+
+    let error = h.client.refresh_once(&sent).await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_response");
+    assert_eq!(
+        error.rotated_refresh_token().map(|t| t.expose()),
+        Some(rotated.as_str())
+    );
+    assert_no_secret(&error, &[&sent, &rotated]);
+
+    // An answer with nothing to keep carries nothing.
+    h.emu.push_fault(Fault::malformed_json());
+    let error = h.client.refresh_once(&rotated).await.unwrap_err();
+    assert_eq!(error.code().as_str(), "invalid_response");
+    assert!(error.rotated_refresh_token().is_none());
+}

@@ -113,9 +113,19 @@ pub(crate) fn to_js(error: Error) -> JsValue {
     // the cell borrowed.
     let factory = FACTORY.with(|f| f.borrow().clone());
     let built = factory.and_then(|factory| factory.call1(&JsValue::NULL, &fields).ok());
-    built.unwrap_or_else(|| {
+    let built = built.unwrap_or_else(|| {
         let plain = js_sys::Error::new(&error.to_string());
         let _ = Object::assign(&plain, &fields);
         plain.into()
-    })
+    });
+    if let (Some(token), Some(object)) = (error.rotated_refresh_token(), built.dyn_ref::<Object>())
+    {
+        // Not enumerable: `console.log(error)`, `util.inspect` and
+        // `JSON.stringify` leave it out, as they must a secret.
+        let descriptor = Object::new();
+        let _ = Reflect::set(&descriptor, &"value".into(), &token.expose().into());
+        let _ = Reflect::set(&descriptor, &"configurable".into(), &true.into());
+        let _ = Reflect::define_property(object, &"rotatedRefreshToken".into(), &descriptor);
+    }
+    built
 }

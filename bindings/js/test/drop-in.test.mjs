@@ -5,9 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import { inspect } from 'node:util';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { FreshTokenError, ReauthorizationRequiredError, refreshTokens } from 'freshtoken';
+import { FreshTokenError, InvalidResponseError, ReauthorizationRequiredError, refreshTokens } from 'freshtoken';
 
 const CLIENT_ID = 'drop-in client';
 const CLIENT_SECRET = 'se cret a b+c/=&%é';
@@ -41,8 +42,11 @@ async function startRecordingEndpoint() {
           scope: 'openid offline_access accounts',
           id_token: 'h.p.s',
         }];
+      // 'unusable': the server rotated, but the access token cannot go in a header.
+      if (mode === 'unusable') answer.access_token = 'a t';
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify(answer));
+      // 'bom': a byte order mark first, which fetch's Response.json() skips too.
+      res.end((mode === 'bom' ? '\uFEFF' : '') + JSON.stringify(answer));
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -115,6 +119,34 @@ describe('refreshTokens() as a drop-in for a hand-written refresh', () => {
     assert.equal(answer.expires_in, 900);
     assert.equal(answer.token_type, 'Bearer', 'normalised from "bearer"');
     assert.equal(answer.scope, 'openid offline_access accounts');
+  });
+
+  test('an answer after a byte order mark is read, as the hand-written one reads it', async () => {
+    endpoint.setMode('bom');
+    const hand = await retrieveTokenUsingRefreshToken(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN);
+    assert.equal(hand.access_token, 'at-1');
+    const answer = await viaLibrary();
+    assert.equal(answer.access_token, 'at-2');
+    assert.equal(answer.refresh_token, 'rt-2');
+  });
+
+  test('an unusable 2xx answer rejects with the rotated refresh token on the error, never shown', async () => {
+    // The server rotated: the token sent is spent, and losing the new one costs a re-link.
+    endpoint.setMode('unusable');
+    const err = await viaLibrary().then(() => assert.fail('resolved'), (e) => e);
+    assert.ok(err instanceof InvalidResponseError);
+    assert.equal(err.code, 'invalid_response');
+    assert.equal(err.status, 200);
+    assert.equal(err.rotatedRefreshToken, 'rt-1');
+    assert.ok(!Object.keys(err).includes('rotatedRefreshToken'), 'not enumerable');
+    for (const shown of [inspect(err), JSON.stringify(err), String(err), err.stack]) {
+      assert.ok(!shown.includes('rt-1'), `not shown: ${shown}`);
+    }
+    assert.equal(endpoint.requests.length, 1, 'not retried');
+    // An error with nothing rotated carries nothing.
+    endpoint.setMode('invalid_grant');
+    const plain = await viaLibrary().then(() => assert.fail('resolved'), (e) => e);
+    assert.equal(plain.rotatedRefreshToken, undefined);
   });
 
   test('invalid_grant rejects with ReauthorizationRequiredError where the hand-written one returns the body', async () => {

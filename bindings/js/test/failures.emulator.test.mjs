@@ -29,6 +29,8 @@ import {
 import { startEmulator } from '../support/emulator.mjs';
 import { fakeTime } from '../support/fake-time.mjs';
 
+const FULL_DAYS = { Mon: 'Monday', Tue: 'Tuesday', Wed: 'Wednesday', Thu: 'Thursday', Fri: 'Friday', Sat: 'Saturday', Sun: 'Sunday' };
+
 const CLIENT_ID = 'test-client';
 const CLIENT_SECRET = 'test-secret';
 
@@ -354,6 +356,37 @@ describe('session failures against the emulator', () => {
       await session.accessToken();
       assert.equal(await emu.refreshRequests(), 2);
       assert.deepEqual(time.sleeps, [7000]);
+    });
+
+    test('a Retry-After of none of the HTTP-date forms is ignored, as natively: the normal backoff runs', async () => {
+      // Date.parse alone reads these (about 70 years ahead, or 0): the native build's httpdate does not.
+      for (const retryAfter of ['2099-01-01', 'Dec 2099', '1.5', '-5', 'Sun, 06 Nov 2099 08:49:37']) {
+        await emu.reset();
+        const { client, store, time } = setup();
+        const { session } = await seeded(client, store);
+        await emu.fault({ kind: 'rate_limit', retry_after: retryAfter });
+        await session.accessToken();
+        assert.equal(await emu.refreshRequests(), 2, retryAfter);
+        assert.equal(time.sleeps.length, 1, retryAfter);
+        assert.ok(time.sleeps[0] >= 125 && time.sleeps[0] <= 250, `${retryAfter}: backoff ${time.sleeps[0]} ms`);
+      }
+      // Each of RFC 9110's three forms is read.
+      for (const form of [
+        (d) => d.toUTCString(),
+        (d) => d.toUTCString().replace(/^(\w+), (\d\d) (\w+) \d\d(\d\d)/, (_, w, day, m, yy) => `${FULL_DAYS[w]}, ${day}-${m}-${yy}`),
+        (d) => d.toUTCString().replace(/^(\w+), (\d\d) (\w+) (\d{4}) (\S+) GMT$/, (_, w, day, m, y, t) => `${w} ${m} ${day.replace(/^0/, ' ')} ${t} ${y}`),
+      ]) {
+        await emu.reset();
+        const { client, store, time } = setup();
+        const { session } = await seeded(client, store);
+        // rfc850's two-digit year reads as 19xx or 20xx: a date of 2026 + 7 s is in the 2000s either way.
+        const date = form(new Date(Math.ceil(time.now() / 1000) * 1000 + 7000));
+        await emu.fault({ kind: 'rate_limit', retry_after: date });
+        await session.accessToken();
+        assert.equal(await emu.refreshRequests(), 2, date);
+        assert.equal(time.sleeps.length, 1, date);
+        assert.ok(time.sleeps[0] > 6000 && time.sleeps[0] <= 7000, `${date}: waited ${time.sleeps[0]} ms`);
+      }
     });
 
     test('a Retry-After beyond the budget gives up at once with TransientError', async () => {

@@ -115,6 +115,19 @@ fn transport_error(error: &JsValue) -> HttpError {
     }
 }
 
+/// Whether the host says it has no network (`navigator.onLine === false`,
+/// browsers only), read before a request is sent. A browser's failed
+/// `fetch` never says whether the request left (Node's error codes do), so
+/// it counts as maybe sent; asked first, an offline browser (a laptop that
+/// woke before its Wi-Fi) gets "not sent", retried within the budget,
+/// instead of a refresh token in doubt. Never read after a failure: the
+/// network may have gone after the request left.
+fn offline() -> bool {
+    host::get(&js_sys::global(), "navigator")
+        .and_then(|navigator| host::get(&navigator, "onLine"))
+        .is_ok_and(|online| online == JsValue::FALSE)
+}
+
 /// A failure once an answer arrived: the request was sent, so whatever the
 /// host's error says, never "not sent" (a retry would resend a refresh
 /// token the server may have consumed).
@@ -199,6 +212,11 @@ impl FetchHttp {
                 .flatten()
                 .ok_or_else(|| HttpError::NotSent("no global fetch: pass options.fetch".into()))?,
         };
+        if offline() {
+            return Err(HttpError::NotSent(
+                "the browser is offline (navigator.onLine is false)".into(),
+            ));
+        }
         // Plain header names and values (the core's own), so `set` accepts them.
         let headers = Headers::new().map_err(|e| transport_error(&e))?;
         for (name, value) in &request.headers {
@@ -278,7 +296,7 @@ impl HttpClient for FetchHttp {
         let controller = AbortController::new().map_err(|e| transport_error(&e))?;
         let signal = controller.signal();
         let abort = AbortOnDrop(Some(controller));
-        let mut timeout = Timeout::new(request.timeout_ms);
+        let mut timeout = Timeout::deadline(request.timeout_ms);
         // Set before `fetch` is called: a host whose `setTimeout` throws gets
         // "not sent", never a request in doubt (a refresh token in doubt
         // may cost the user a re-link).

@@ -58,9 +58,10 @@ impl Clock for JsClock {
         let _ = Timeout::new(ms).await;
     }
 
-    /// [`Clock::timer`], or why `setTimeout` could not be used.
+    /// [`Clock::timer`], or why `setTimeout` could not be used; extended
+    /// once when the event loop stalled past it ([`Timeout::deadline`]).
     async fn deadline(&self, ms: u64) -> Result<(), String> {
-        Timeout::new(ms).await
+        Timeout::deadline(ms).await
     }
 }
 

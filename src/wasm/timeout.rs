@@ -97,12 +97,21 @@ fn fire(id: f64) {
     }
 }
 
+/// How late past its time a deadline's timer may fire before the event
+/// loop counts as stalled (Node's timers run a few ms late under load).
+const STALL_MS: u64 = 100;
+/// The most a stalled deadline is extended by.
+const MAX_STALL_GRACE_MS: u64 = 1_000;
+
 /// Resolves `ms` milliseconds after its first poll; at once with the host's
 /// reason if `setTimeout` threw.
 pub(crate) struct Timeout {
     ms: f64,
     /// The table id and the host's timer id while the timeout is set.
     armed: Option<(u64, JsValue)>,
+    /// A deadline's `performance.now()` when it was set, until it has been
+    /// extended once (see [`Timeout::deadline`]).
+    watch: Option<u64>,
 }
 
 impl Timeout {
@@ -110,7 +119,45 @@ impl Timeout {
         Timeout {
             ms: ms as f64,
             armed: None,
+            watch: None,
         }
+    }
+
+    /// A timeout that bounds a wait for the host: when its timer fires more
+    /// than [`STALL_MS`] late, the event loop was stalled (a synchronous
+    /// event handler, a long task), and an answer that arrived meanwhile
+    /// has not been read yet: Node runs due timers before it reads sockets.
+    /// Given up then, a token request the server answered (and rotated)
+    /// would count as timed out, and its refresh token as in doubt. So it
+    /// is extended once, by the time it fired late (at most its own length
+    /// and [`MAX_STALL_GRACE_MS`]), which lets the loop read what waits.
+    pub(crate) fn deadline(ms: u64) -> Self {
+        Timeout {
+            ms: ms as f64,
+            armed: None,
+            watch: Some(0),
+        }
+    }
+
+    /// A deadline whose timer fired more than [`STALL_MS`] late, set again
+    /// for the time it lost: whether it was.
+    fn extended(&mut self) -> bool {
+        let Some(set_at) = self.watch.take() else {
+            return false;
+        };
+        let ms = self.ms as u64;
+        let late = super::js_clock::performance_now_ms()
+            .saturating_sub(set_at)
+            .saturating_sub(ms);
+        if late <= STALL_MS {
+            return false;
+        }
+        if let Some((id, _)) = self.armed.take() {
+            // It fired: nothing for the host to clear.
+            TABLE.with(|t| t.borrow_mut().remove(id));
+        }
+        self.ms = late.min(ms).min(MAX_STALL_GRACE_MS) as f64;
+        self.start().is_ok()
     }
 
     /// Sets the timeout now rather than at the first poll (a no-op if it is
@@ -131,6 +178,9 @@ impl Timeout {
         match set {
             Ok(timer) => {
                 self.armed = Some((id, timer));
+                if let Some(set_at) = &mut self.watch {
+                    *set_at = super::js_clock::performance_now_ms();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -152,14 +202,22 @@ impl Future for Timeout {
         if let Err(why) = self.start() {
             return Poll::Ready(Err(why));
         }
-        let id = self.armed.as_ref().map_or(0, |(id, _)| *id);
-        TABLE.with(|t| match t.borrow_mut().get(id) {
-            Some(Slot::Set(waker)) => {
-                *waker = Some(cx.waker().clone());
-                Poll::Pending
+        loop {
+            let id = self.armed.as_ref().map_or(0, |(id, _)| *id);
+            let pending = TABLE.with(|t| match t.borrow_mut().get(id) {
+                Some(Slot::Set(waker)) => {
+                    *waker = Some(cx.waker().clone());
+                    true
+                }
+                _ => false,
+            });
+            if pending {
+                return Poll::Pending;
             }
-            _ => Poll::Ready(Ok(())),
-        })
+            if !self.extended() {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
 

@@ -25,7 +25,7 @@ export interface IndexedDbStoreOptions {
   indexedDB?: IdbFactoryLike;
   /** Default `globalThis.navigator.locks` (secure contexts only: https, or http on localhost); without one the constructor throws (tabs need the lease). */
   locks?: LockManagerLike;
-  /** The prefix of a `LocalStorageStore` (its default: `"freshtoken:"`) whose records move here, each on its first read. */
+  /** The prefix of a `LocalStorageStore` (its default: `"freshtoken:"`) whose records move here, each on its first read (an entry another tab may have just written moves once this tab's copy of it is current: up to a quarter of a second later; one that keeps changing for 2 s fails that read). */
   migrateFrom?: string;
   /** The Storage that `LocalStorageStore` used (default `globalThis.localStorage`); only with `migrateFrom`. */
   storage?: MigratedStorageLike;

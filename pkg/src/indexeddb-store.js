@@ -39,7 +39,9 @@
 // move here. A key with no record here, whose item there is that store's
 // entry, gets that entry (its version kept) on its first read, under the
 // key's lease (no tab on either store refreshes meanwhile); the item is
-// then removed, unless a tab changed it meanwhile.
+// then removed, unless a tab changed it meanwhile. A record another tab may
+// have just written moves only once this tab's copy of the item is known
+// current (see SETTLE_MS).
 
 import { asEntry, entryOfText, nextVersion, unreadableVersion } from './entry-versions.js';
 import { acquireLease, lockManager, lockNamePrefix, releaseLease, whileLeased } from './web-lock-lease.js';
@@ -50,6 +52,27 @@ const RECORDS = 'records';
 // Per open connection: how to fail each of its transactions still running.
 const ENDERS = new WeakMap();
 
+// Moving a localStorage record (migrateFrom). A tab's localStorage is its
+// renderer's own copy, which learns of another tab's write in a later task,
+// and Chromium may hand a Web Lock over before that task: right after a tab
+// still on LocalStorageStore refreshed and let the lease go, this tab may
+// read the item as it was before, the write-ahead marker whose refresh
+// token was just spent. Moved here, that token would be sent again (the
+// server revokes the grant). So a record another tab may have just written
+// (in doubt, written in the last RECENT_MS, or unreadable here: encrypted)
+// moves only once this tab's copy is known current: a later value of the
+// item reached it (a `storage` event wakes the wait) that is no write-ahead
+// marker (a marker's refresh answer is still to come), or the item stayed
+// the same for SETTLE_MS (another tab's write reaches this one within
+// milliseconds). If it keeps changing for SETTLE_LIMIT_MS (less than the
+// core's default store deadline, 5 s), the read fails (a storage error;
+// the core reads again later) and nothing moves.
+const SETTLE_MS = 250;
+const SETTLE_LIMIT_MS = 2_000;
+const RECENT_MS = 60_000;
+/** The schema of the core's records (src/store.rs), whose in_doubt and updated_at the move reads. */
+const RECORD_SCHEMA = 'freshtoken.record/1';
+
 /** The page's localStorage, or undefined where reading it throws (a sandboxed frame, storage disabled). */
 function pageStorage() {
   try {
@@ -57,6 +80,55 @@ function pageStorage() {
   } catch {
     return undefined;
   }
+}
+
+/** A monotonic clock (ms) for the move's waits. */
+function elapsedNow() {
+  return globalThis.performance?.now?.() ?? Date.now();
+}
+
+/**
+ * Whether the record of LocalStorageStore's `entry` is a refresh's
+ * write-ahead marker (its `in_doubt`): true or false, or undefined when the
+ * record cannot be read here (an EncryptedStore envelope, another schema).
+ * With its `updated_at` (Unix ms, 0 when absent).
+ */
+function recordMarks(entry) {
+  let record;
+  try {
+    record = JSON.parse(entry.record);
+  } catch {
+    return undefined;
+  }
+  if (record?.schema !== RECORD_SCHEMA) return undefined;
+  return { inDoubt: record.in_doubt === true, updatedAt: Number.isFinite(record.updated_at) ? record.updated_at : 0 };
+}
+
+/** Whether another tab may have written `entry` just now, and written again since (see SETTLE_MS). */
+function mayBeMidWrite(entry) {
+  const marks = recordMarks(entry);
+  return !marks || marks.inDoubt || Math.abs(Date.now() - marks.updatedAt) < RECENT_MS;
+}
+
+/**
+ * Resolves at the next `storage` event naming `item` (or a `clear()`), or
+ * after `ms`. Without `addEventListener` (no window) only after `ms`.
+ */
+function storageEventOr(item, ms) {
+  return new Promise((resolve) => {
+    const target = typeof globalThis.addEventListener === 'function' ? globalThis : undefined;
+    let timer;
+    const done = () => {
+      clearTimeout(timer);
+      target?.removeEventListener('storage', onStorage);
+      resolve();
+    };
+    const onStorage = (event) => {
+      if (event?.key === item || event?.key === null) done();
+    };
+    target?.addEventListener('storage', onStorage);
+    timer = setTimeout(done, ms);
+  });
 }
 
 /** An Error for a failed IndexedDB step: what was done and the DOMException's name and message (no values). */
@@ -238,7 +310,8 @@ export class IndexedDbStore {
    * is stored then. Under the key's lease, which tabs still on that store
    * share: a refresh there saving its rotated record while the entry moves
    * would leave the spent one here for good, and the next refresh here send
-   * it (the server revokes the grant).
+   * it (the server revokes the grant). For the same reason the entry moves
+   * only once this tab has seen that refresh's last write (`#settled`).
    */
   #migrate(key) {
     return whileLeased(this.#locks, this.leaseName(key), () => this.#move(key));
@@ -247,9 +320,14 @@ export class IndexedDbStore {
   /** The move of `#migrate`, under the lease. */
   async #move(key) {
     const item = `${this.#migrateFrom}${key}`;
-    const text = this.#storage.getItem(item);
-    const entry = entryOfText(text);
+    let text = this.#storage.getItem(item);
+    let entry = entryOfText(text);
     if (!entry) return undefined; // none, or not that store's entry: left where it is
+    if (mayBeMidWrite(entry)) {
+      text = await this.#settled(item, text);
+      entry = entryOfText(text);
+      if (!entry) return undefined; // removed meanwhile (a sign-out): nothing to move
+    }
     const moved = { version: entry.version, record: entry.record };
     const stored = await this.#transaction('readwrite', 'moving a localStorage record', (records, done) => {
       const got = records.get(key);
@@ -262,8 +340,39 @@ export class IndexedDbStore {
         done(moved);
       };
     });
+    // `text` is the settled copy: a write since then (a re-link in an old
+    // tab) stays.
     if (this.#storage.getItem(item) === text) this.#storage.removeItem(item);
     return stored;
+  }
+
+  /**
+   * The text of `item`, first read as `text`, once this tab's copy of it is
+   * known current (see SETTLE_MS); rejects when it keeps changing.
+   */
+  async #settled(item, text) {
+    const start = elapsedNow();
+    let current = text;
+    let quietSince = start;
+    for (;;) {
+      const wait = Math.min(quietSince + SETTLE_MS, start + SETTLE_LIMIT_MS) - elapsedNow();
+      if (wait > 0) await storageEventOr(item, wait);
+      const again = this.#storage.getItem(item);
+      const now = elapsedNow();
+      if (again !== current) {
+        current = again;
+        quietSince = now;
+        // Written after the first read: the lease's last holder's final
+        // write, unless it is a write-ahead marker (or unreadable here).
+        const entry = entryOfText(current);
+        if (!entry || recordMarks(entry)?.inDoubt === false) return current;
+      } else if (now - quietSince >= SETTLE_MS) {
+        return current;
+      }
+      if (now - start >= SETTLE_LIMIT_MS) {
+        throw new Error(`${NAME}: moving localStorage item ${JSON.stringify(item)} failed: it kept changing for ${SETTLE_LIMIT_MS} ms (a tab still on LocalStorageStore writing it); nothing moved, a later read tries again`);
+      }
+    }
   }
 
   /** The record saved under `key`, or null; rejects on a value this store did not write. */

@@ -457,40 +457,139 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
       assert.equal(await emu.refreshRequests() - before, 1, 'only the seeded session refreshed');
     });
 
-    test('migrateFrom: the move waits for a tab still on LocalStorageStore to finish its refresh, and moves the rotated record', TEST, () => withTab(async (other) => {
-      // The old tab refreshes under the lease the two stores share; a move
-      // during it took the write-ahead marker (the spent token, in doubt)
-      // and kept it for good, leaving the rotated record behind in
-      // localStorage: the next refresh here sent the spent token.
-      const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
-      await other.evaluate(async ({ tokenEndpoint, refreshToken }) => {
+    // A tab still on LocalStorageStore (old app code) refreshes under the
+    // lease the two stores share while a tab on IndexedDbStore({migrateFrom})
+    // reads the same key: the move waits for the lease, then must move the
+    // rotated record. Chromium may hand the lease over before the old tab's
+    // last localStorage write reaches the moving tab's copy, which then
+    // still holds the write-ahead marker (the spent token, in doubt): moved,
+    // the next refresh here sent the spent token (reauthorization_required,
+    // lost_rotation), and the rotated record stayed behind in localStorage.
+    // That happens now and then (a few runs in a hundred); here it happens
+    // every second round for certain: the old tab's storage keeps its
+    // rotated record back until the moving tab has read the item, then
+    // writes it. The other rounds run as Chromium delivers.
+    test('migrateFrom: a tab still on LocalStorageStore refreshes while the move waits for its lease; the move takes the rotated record even when it reaches this tab after the lease, never the spent marker', TEST, () => withTab(async (other) => {
+      const ROUNDS = 24;
+      await other.evaluate(async (tokenEndpoint) => {
         const { LocalStorageStore } = await import('/lib/local-storage-store.js');
-        const client = new window.ft.TokenClient({ tokenEndpoint, clientId: 'public-client' });
-        window.__old = client.session('u1', new LocalStorageStore({ prefix: 'migr:' }));
-        await window.__old.seed({ refreshToken });
-      }, { tokenEndpoint: emu.tokenEndpoint, refreshToken: seeded.refresh_token });
-      await emu.fault({ kind: 'hold' });
-      await other.evaluate(() => { window.__oldCall = window.__old.accessToken().then((t) => t, (e) => `${e.name}`); });
-      await emu.waitHeld(1, HELD); // the old tab holds the lease; its marker is in localStorage
-      const early = await page.evaluate(async () => {
+        // localStorage whose writes wait in `pending` (read back by this
+        // tab) while window.__late is set, until window.__flush().
+        const pending = new Map();
+        window.__late = false;
+        window.__flush = () => {
+          window.__late = false;
+          for (const [item, text] of pending) localStorage.setItem(item, text);
+          pending.clear();
+        };
+        const storage = {
+          getItem: (item) => (pending.has(item) ? pending.get(item) : localStorage.getItem(item)),
+          setItem: (item, text) => (window.__late ? pending.set(item, text) : localStorage.setItem(item, text)),
+        };
+        window.__oldStore = new LocalStorageStore({ prefix: 'migr:', storage });
+        window.__oldClient = new window.ft.TokenClient({ tokenEndpoint, clientId: 'public-client' });
+      }, emu.tokenEndpoint);
+      await page.evaluate(async () => {
         const { IndexedDbStore } = await import('/lib/indexeddb-store.js');
-        const store = new IndexedDbStore({ database: 'migr', migrateFrom: 'migr:' });
-        await store.load('opened'); // the database exists: the move below is quick
-        window.__moving = store.load('u1');
-        // A move that does not wait ends within milliseconds; this one waits
-        // for the old tab's lease, however long (so this cannot fail it).
-        return Promise.race([window.__moving.then(() => 'moved'), new Promise((r) => { setTimeout(r, 2000, 'waiting'); })]);
+        // localStorage, counting the move's reads.
+        const storage = {
+          getItem: (item) => { window.__reads += 1; return localStorage.getItem(item); },
+          removeItem: (item) => localStorage.removeItem(item),
+        };
+        window.__newStore = new IndexedDbStore({ database: 'migr', migrateFrom: 'migr:', storage });
+        await window.__newStore.load('opened'); // the database exists: the moves below are quick
       });
-      assert.equal(early, 'waiting', 'the move waits for the old tab\'s refresh');
-      await emu.releaseHeld();
-      assert.equal(typeof await other.evaluate(() => window.__oldCall), 'string', 'the old tab refreshed');
-      const moved = JSON.parse(await page.evaluate(() => window.__moving));
-      assert.notEqual(moved.refresh_token, seeded.refresh_token, 'the rotated record moved, not the marker');
-      assert.equal(moved.in_doubt ?? false, false);
-      assert.equal(await emu.refreshTokenState(moved.refresh_token), 'active');
-      assert.equal(await page.evaluate(() => localStorage.getItem('migr:u1')), null, 'the item is removed');
+
+      const bad = [];
+      for (let round = 0; round < ROUNDS; round += 1) {
+        const key = `u${round}`;
+        const late = round % 2 === 0;
+        const seeded = await emu.seed({ clientId: PUBLIC_CLIENT });
+        await other.evaluate(async ({ key, refreshToken }) => {
+          window.__old = window.__oldClient.session(key, window.__oldStore);
+          await window.__old.seed({ refreshToken });
+        }, { key, refreshToken: seeded.refresh_token });
+        await emu.fault({ kind: 'hold' });
+        await other.evaluate(() => { window.__oldCall = window.__old.accessToken().then((t) => t, (e) => `${e.name}`); });
+        await emu.waitHeld(1, HELD); // the old tab holds the lease; its marker is in localStorage
+        // The move starts, and waits for the old tab's lease (its Web Lock
+        // request is pending) without reading the item.
+        const waiting = await page.evaluate(async ({ key, lease }) => {
+          window.__reads = 0;
+          window.__moving = window.__newStore.load(key);
+          while (!(await navigator.locks.query()).pending.some((lock) => lock.name === lease)) {
+            await new Promise((resolve) => { setTimeout(resolve, 5); });
+          }
+          return window.__reads;
+        }, { key, lease: `migr:lease:${key}` });
+        if (late) await other.evaluate(() => { window.__late = true; });
+        await emu.releaseHeld();
+        const oldCall = await other.evaluate(() => window.__oldCall);
+        if (late) {
+          // The old tab saved, resolved and let the lease go; the moving tab
+          // reads what it has, and only then does the rotated record come.
+          await page.waitForFunction(() => window.__reads > 0, null, { timeout: 30_000 });
+          await other.evaluate(() => window.__flush());
+        }
+        const moved = JSON.parse(await page.evaluate(() => window.__moving));
+        const left = await page.evaluate((item) => localStorage.getItem(item), `migr:${key}`);
+        const problems = [];
+        if (waiting !== 0) problems.push('the move read the item before the old tab\'s lease was free');
+        if (typeof oldCall !== 'string' || oldCall.endsWith('Error')) problems.push(`the old tab's refresh failed (${oldCall})`);
+        if (moved.refresh_token === seeded.refresh_token) problems.push(`the spent marker moved (in_doubt ${moved.in_doubt})`);
+        else if (await emu.refreshTokenState(moved.refresh_token) !== 'active') problems.push('the moved refresh token is not active');
+        if (left !== null) problems.push('the localStorage item was left');
+        if (problems.length) bad.push(`${key} (${late ? 'rotated record after the lease' : 'as Chromium delivers'}): ${problems.join('; ')}`);
+      }
+      assert.deepEqual(bad, [], `rounds that went wrong: ${bad.length} of ${ROUNDS}`);
       assert.deepEqual(pageErrors, [], 'no page errors');
     }));
+
+    test('migrateFrom: a record in doubt that no tab writes again moves once it stayed the same a moment; an old one at once; an item that keeps changing is a StorageError through a session, nothing moved', TEST, async () => {
+      const r = await page.evaluate(async () => {
+        const { IndexedDbStore } = await import('/lib/indexeddb-store.js');
+        const record = (fields) => JSON.stringify({ schema: 'freshtoken.record/1', refresh_token: 'rt', ...fields });
+        const entry = (version, fields) => JSON.stringify({ version: String(version), record: record(fields) });
+        const items = new Map([
+          ['set:marker', entry(100, { in_doubt: true, updated_at: Date.now() - 3_600_000 })],
+          ['set:old', entry(200, { updated_at: Date.now() - 3_600_000 })],
+        ]);
+        const reads = new Map();
+        let writes = 0;
+        const storage = {
+          getItem: (item) => {
+            reads.set(item, (reads.get(item) ?? 0) + 1);
+            // A tab writing a new marker all the time.
+            if (item === 'set:busy') return entry(300 + ++writes, { in_doubt: true, updated_at: Date.now() });
+            return items.get(item) ?? null;
+          },
+          removeItem: (item) => items.delete(item),
+        };
+        const store = new IndexedDbStore({ database: 'mig-settle', migrateFrom: 'set:', storage });
+        const plain = new IndexedDbStore({ database: 'mig-settle' });
+        const out = {};
+        out.marker = JSON.parse(await store.load('marker'));
+        out.old = JSON.parse(await store.load('old'));
+        const client = new window.ft.TokenClient({ tokenEndpoint: 'https://token.invalid/token', clientId: 'public-client' });
+        const started = performance.now();
+        out.busy = await client.session('busy', store).accessToken().then(() => 'resolved', (e) => `${e.name}: ${e.message}`);
+        out.busyMs = performance.now() - started;
+        client.free();
+        out.busyStored = await plain.load('busy');
+        out.reads = Object.fromEntries(reads);
+        out.left = [...items.keys()];
+        return out;
+      });
+      assert.equal(r.marker.in_doubt, true, 'the marker moved: no tab wrote it again');
+      assert.ok(r.reads['set:marker'] >= 3, `the marker was read again after a wait (${r.reads['set:marker']} reads)`);
+      assert.equal(r.old.refresh_token, 'rt');
+      assert.equal(r.reads['set:old'], 2, 'an old record, not in doubt, moves at once: read, then checked before its removal');
+      assert.deepEqual(r.left, [], 'both items removed');
+      assert.match(r.busy, /^StorageError: .*IndexedDbStore: moving localStorage item "set:busy" failed: it kept changing/);
+      assert.ok(r.busyMs < 5_000, `within the default store deadline (${Math.round(r.busyMs)} ms)`);
+      assert.equal(r.busyStored, null, 'nothing moved');
+      assert.deepEqual(pageErrors, [], 'no page errors');
+    });
 
     test('migrateFrom: a LocalStorageStore record moves on its first read, version kept and item removed; the session goes on without a refresh', TEST, async () => {
       const family = await emu.seed({ clientId: PUBLIC_CLIENT });

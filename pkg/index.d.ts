@@ -102,8 +102,11 @@ export interface TokenClientOptions {
   /**
    * Receives every event (refreshes, failures, re-links, saves, lease waits,
    * client tokens, revocations), after the current turn; what it throws or
-   * rejects with is ignored. In Node every event is also published on
-   * diagnostics_channel `freshtoken:event`, with or without this option.
+   * rejects with is ignored. It runs on the event loop: keep it quick. In
+   * Node every event is also published on diagnostics_channel
+   * `freshtoken:event`, with or without this option; a subscriber that
+   * throws there is an `uncaughtException` (Node's rule), which by default
+   * ends the process: wrap its body in `try`/`catch`.
    */
   onEvent?: (event: TokenEvent) => void | Promise<void>;
   /** What events show of session keys: `'full'` (default) or `'hidden'` (no `key`). */
@@ -123,6 +126,7 @@ export type EventKind =
   | 'save_failed'
   | 'lease_waited'
   | 'client_token_issued'
+  | 'client_token_failed'
   | 'revoked';
 
 /** One event: never a token, a secret or a message. Frozen. */
@@ -130,13 +134,13 @@ export interface TokenEvent {
   readonly kind: EventKind;
   /** The session key (absent with `eventKeys: 'hidden'`, and for client tokens). */
   readonly key?: string;
-  /** The scope set of a client token (sorted, space-separated): `client_token_issued`, `revoked`. */
+  /** The scope set of a client token (sorted, space-separated): `client_token_issued`, `client_token_failed`, `revoked`. */
   readonly scope?: string;
   /** How long it took, in ms (every kind but `refresh_started` and `reauthorization_required`). */
   readonly durationMs?: number;
-  /** Token requests sent, retries included (`refreshed`, `refresh_failed`, `client_token_issued`). */
+  /** Token requests sent, retries included (`refreshed`, `refresh_failed`, `client_token_issued`, `client_token_failed`). */
   readonly attempts?: number;
-  /** The failure's code (`refresh_failed`, `save_failed`, a `lease_waited` that ended in an error — `conflict` when it gave up —, a `revoked` the server could not take). */
+  /** The failure's code (`refresh_failed`, `client_token_failed`, `save_failed`, a `lease_waited` that ended in an error — `conflict` when it gave up —, a `revoked` the server could not take). */
   readonly errorCode?: ErrorCode;
   /** Why the user must authorize again (`reauthorization_required`). */
   readonly reason?: ReauthorizationReason;
@@ -373,7 +377,9 @@ export class TokenClient {
    * `options.signal` ends only the wait: the tokens are forgotten and their
    * revocation is sent all the same. Every scope set is tried; the call
    * rejects with the first failure, and a token whose revocation failed is
-   * kept and revoked again by the next call.
+   * kept and revoked again by the next call. A `clientToken()` already
+   * waiting for a request in flight still gets that request's token, which
+   * is revoked right after.
    */
   revokeClientTokens(options?: CallOptions): Promise<void>;
   /**
@@ -395,7 +401,19 @@ export class TokenClient {
    */
   session(key: string, store: TokenStore): UserSession;
   clientToken(scopes: string[], options?: CallOptions): Promise<string>;
+  /**
+   * Forgets the cached client token for `scopes`, whichever it is. After the
+   * API rejected a token, prefer `clientTokenRejected`.
+   */
   invalidateClientToken(scopes: string[]): void;
+  /**
+   * The API rejected `token`, a client token for `scopes` (a 401): forgets
+   * it if it is still the cached one, so the next `clientToken()` requests a
+   * new one. When another caller has already replaced it, nothing changes:
+   * many workers that saw one revoked token cause one request, not one each.
+   * A forgotten token that still lives is revoked by `revokeClientTokens()`.
+   */
+  clientTokenRejected(scopes: string[], token: string): void;
   /**
    * The authorization URL (PKCE S256, state, nonce). The host's WebCrypto
    * hashes the verifier: a hash not made within `timeoutMs` rejects with a
@@ -440,7 +458,11 @@ export interface RefreshTokensOptions extends Omit<TokenClientOptions, 'onEvent'
   refreshToken: string;
 }
 
-/** One refresh: the typed drop-in for a hand-written refresh function. */
+/**
+ * One refresh: the typed drop-in for a hand-written refresh function. Store
+ * the answer's `refresh_token`, and on an `InvalidResponseError` its
+ * `rotatedRefreshToken` if set: either way the one sent is then spent.
+ */
 export function refreshTokens(options: RefreshTokensOptions): Promise<TokenResponse>;
 
 export type ErrorCode =
@@ -487,7 +509,15 @@ export class OAuthError extends FreshTokenError {
 export class TransientError extends FreshTokenError {}
 export class NetworkError extends FreshTokenError {}
 export class TimeoutError extends FreshTokenError {}
-export class InvalidResponseError extends FreshTokenError {}
+export class InvalidResponseError extends FreshTokenError {
+  /**
+   * From `refreshTokens()` only: the new refresh token a 2xx answer carried
+   * although the rest of it could not be used. The server rotated, so the
+   * token sent is spent: store this one in its place. Not enumerable, so
+   * logging the error does not show it. (A session keeps it itself.)
+   */
+  readonly rotatedRefreshToken?: string;
+}
 export class StorageError extends FreshTokenError {}
 export class ConflictError extends FreshTokenError {}
 /** Invalid configuration or argument; `field` and the message name it. */

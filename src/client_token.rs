@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::events::{Details, EventKind};
-use crate::exchange::{self, CallFailure, Context};
+use crate::exchange::{self, Context};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::tokens::AccessToken;
@@ -132,13 +132,41 @@ impl ClientTokens {
         flight.await
     }
 
-    /// Forgets the cached token for `scopes` (e.g. after the API rejected
-    /// it), so the next call requests a new one.
+    /// Forgets the cached token for `scopes`, whichever it is, so the next
+    /// call requests a new one. After the API rejected a token, prefer
+    /// [`ClientTokens::token_rejected`]: this also forgets a replacement
+    /// another caller has just fetched. A forgotten token that still lives
+    /// is kept for [`ClientTokens::revoke_all`].
     pub fn invalidate<S: AsRef<str>>(&self, scopes: &[S]) -> Result<(), Error> {
+        self.forget(scopes, None)
+    }
+
+    /// The API rejected `token`, a client token for `scopes`: forgets it if
+    /// it is still the cached one, so the next call requests a new one.
+    /// When another caller has already replaced it, nothing changes (many
+    /// workers that saw one revoked token rejected cause one request, not
+    /// one each). A forgotten token that still lives is kept for
+    /// [`ClientTokens::revoke_all`].
+    pub fn token_rejected<S: AsRef<str>>(&self, scopes: &[S], token: &str) -> Result<(), Error> {
+        self.forget(scopes, Some(token))
+    }
+
+    /// Forgets the cached token of `scopes` (only if it is `rejected`, when
+    /// given), keeping it to revoke while it lives.
+    fn forget<S: AsRef<str>>(&self, scopes: &[S], rejected: Option<&str>) -> Result<(), Error> {
         let scope = scope_key(scopes)?;
-        let cell = self.cells().map.get(&scope).cloned();
-        if let Some(cell) = cell {
-            cell.lock().token = None;
+        let Some(cell) = self.cells().map.get(&scope).cloned() else {
+            return Ok(());
+        };
+        let mut slot = cell.lock();
+        let cached = slot.token.as_ref().map(|t| t.value.expose());
+        if rejected.is_some() && cached != rejected {
+            return Ok(());
+        }
+        if let Some(token) = slot.token.take() {
+            if token.expires_at_ms > self.ctx.clock.now_ms() {
+                keep_unrevoked(&mut slot, token);
+            }
         }
         Ok(())
     }
@@ -242,13 +270,18 @@ async fn revoke_cell(
                 continue;
             }
         }
-        let mut slot = cell.lock();
-        if slot.unrevoked.len() == MAX_UNREVOKED {
-            slot.unrevoked.remove(0);
-        }
-        slot.unrevoked.push(token);
+        keep_unrevoked(&mut cell.lock(), token);
     }
     result
+}
+
+/// Keeps `token` to revoke later, never to serve (the oldest goes first
+/// past [`MAX_UNREVOKED`]).
+fn keep_unrevoked(slot: &mut Slot, token: AccessToken) {
+    if slot.unrevoked.len() == MAX_UNREVOKED {
+        slot.unrevoked.remove(0);
+    }
+    slot.unrevoked.push(token);
 }
 
 /// Revokes the live `token` of `scope`, with its event.
@@ -276,24 +309,32 @@ fn start(ctx: Arc<Context>, cell: Arc<Cell>, serial: u64, scope: String) -> Flig
         let started = ctx.clock.now_ms();
         let result = request(&ctx, &scope).await;
         landed.land(result.as_ref().ok().map(|(token, _)| token.clone()));
-        let (token, attempts) = result?;
+        let (kind, attempts, error_code) = match &result {
+            Ok((_, attempts)) => (EventKind::ClientTokenIssued, *attempts, None),
+            Err((error, attempts)) => (EventKind::ClientTokenFailed, *attempts, Some(error.code())),
+        };
         let details = Details {
             scope: Some(&scope),
             duration_ms: Some(ctx.since(started)),
             attempts: Some(attempts),
+            error_code,
             ..Details::default()
         };
-        ctx.emit(EventKind::ClientTokenIssued, None, details);
-        Ok(token)
+        ctx.emit(kind, None, details);
+        result.map(|(token, _)| token).map_err(|(error, _)| error)
     });
     crate::spawn::detached(spawn.as_ref(), fut)
 }
 
-/// One client-credentials request: the token and the requests it took.
-async fn request(ctx: &Context, scope: &str) -> Result<(AccessToken, u32), Error> {
+/// One client-credentials request: the token, or the error, and the
+/// requests it took.
+async fn request(ctx: &Context, scope: &str) -> Result<(AccessToken, u32), (Error, u32)> {
     let issued = exchange::call(ctx, &Grant::ClientCredentials { scope })
         .await
-        .map_err(CallFailure::into_error)?;
+        .map_err(|failure| {
+            let attempts = failure.attempts;
+            (failure.into_error(), attempts)
+        })?;
     // Any refresh_token in the answer is dropped here, never kept.
     let token = AccessToken::new(
         issued.response.access_token,

@@ -41,6 +41,9 @@ pub enum EventKind {
     LeaseWaited,
     /// A client-credentials token was issued: `scope`, `duration_ms`, `attempts`.
     ClientTokenIssued,
+    /// A client-credentials request failed (a rotated client secret is
+    /// `invalid_client`): `scope`, `error_code`, `attempts`, `duration_ms`.
+    ClientTokenFailed,
     /// A session's tokens (or a client token) were revoked: `duration_ms`,
     /// `scope` for a client token, and `error_code` when the server could
     /// not be told (the session is dead all the same).
@@ -49,7 +52,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::RefreshStarted,
         EventKind::Refreshed,
         EventKind::RefreshFailed,
@@ -58,6 +61,7 @@ impl EventKind {
         EventKind::SaveFailed,
         EventKind::LeaseWaited,
         EventKind::ClientTokenIssued,
+        EventKind::ClientTokenFailed,
         EventKind::Revoked,
     ];
 
@@ -72,6 +76,7 @@ impl EventKind {
             EventKind::SaveFailed => "save_failed",
             EventKind::LeaseWaited => "lease_waited",
             EventKind::ClientTokenIssued => "client_token_issued",
+            EventKind::ClientTokenFailed => "client_token_failed",
             EventKind::Revoked => "revoked",
         }
     }
@@ -333,6 +338,7 @@ mod tests {
                 "save_failed",
                 "lease_waited",
                 "client_token_issued",
+                "client_token_failed",
                 "revoked",
             ]
         );

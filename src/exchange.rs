@@ -157,6 +157,7 @@ async fn send_with_retries(
 ) -> Result<Option<Issued>, CallFailure> {
     let revocation = matches!(grant, Grant::Revoke { .. });
     let code = matches!(grant, Grant::AuthorizationCode { .. });
+    let spends_nothing = revocation || matches!(grant, Grant::ClientCredentials { .. });
     let policy = ctx.config.retry;
     // The budget counts on a wall clock set back too (see `elapsed`).
     let started = crate::elapsed::Started::now(ctx.clock.as_ref());
@@ -208,13 +209,25 @@ async fn send_with_retries(
                 },
                 None,
             ),
+            // A request that spends nothing (a client-credentials token, a
+            // revocation, which RFC 7009 makes idempotent) is sent again
+            // after one that may have left: a dropped keep-alive socket
+            // then costs a retry, not the call.
+            Err(HttpError::Timeout) if spends_nothing => {
+                maybe_processed = true;
+                (Error::Timeout, None)
+            }
             Err(HttpError::Timeout) => return Err(CallFailure::new(Error::Timeout, true)),
             Err(HttpError::Interrupted(message)) => {
                 let error = Error::Network {
                     message,
                     maybe_sent: true,
                 };
-                return Err(CallFailure::new(error, true));
+                if !spends_nothing {
+                    return Err(CallFailure::new(error, true));
+                }
+                maybe_processed = true;
+                (error, None)
             }
             Err(HttpError::TooLarge) => {
                 let message = format!("body exceeds {MAX_RESPONSE_BYTES} bytes");

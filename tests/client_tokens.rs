@@ -195,3 +195,41 @@ async fn scope_sets_whose_tokens_lapsed_or_failed_are_not_kept_forever() {
     h.client.client_token(&["next:99"]).await.unwrap();
     assert_eq!(h.grant_requests("client_credentials"), 220);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_is_forgotten_once_not_by_every_worker_that_saw_it() {
+    // Many workers share one client token; the API revokes it, and each
+    // worker that saw it rejected says so. Only the first report forgets
+    // it: the others find the replacement, which they keep. A forgotten
+    // token that still lives is revoked with the rest.
+    let h = Harness::new();
+    let tokens = h.client.client_tokens();
+    let first = h.client.client_token(&["accounts"]).await.unwrap();
+    tokens.token_rejected(&["accounts"], &first).unwrap();
+    let second = h.client.client_token(&["accounts"]).await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(h.grant_requests("client_credentials"), 2);
+    for _ in 0..5 {
+        tokens.token_rejected(&["accounts"], &first).unwrap();
+        assert_eq!(h.client.client_token(&["accounts"]).await.unwrap(), second);
+    }
+    assert_eq!(h.grant_requests("client_credentials"), 2);
+    // Another scope set, or one never asked for: nothing to forget.
+    tokens.token_rejected(&["balances"], &second).unwrap();
+    assert_eq!(h.client.client_token(&["accounts"]).await.unwrap(), second);
+    assert!(tokens.token_rejected(&["a b"], &second).is_err());
+
+    h.client.revoke_client_tokens().await.unwrap();
+    assert_eq!(h.emu.counters().tokens_revoked, 2, "the forgotten one too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_invalidated_while_it_lives_is_still_revoked() {
+    let h = Harness::new();
+    h.client.client_token(&["accounts"]).await.unwrap();
+    h.client.client_tokens().invalidate(&["accounts"]).unwrap();
+    h.client.client_token(&["accounts"]).await.unwrap();
+    assert_eq!(h.grant_requests("client_credentials"), 2);
+    h.client.revoke_client_tokens().await.unwrap();
+    assert_eq!(h.emu.counters().tokens_revoked, 2);
+}

@@ -310,6 +310,35 @@ async fn giving_up_on_a_lease_emits_lease_waited_with_conflict() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_client_token_request_emits_client_token_failed() {
+    // A rotated client secret, a provider down: visible to monitoring as a
+    // session's failed refresh is.
+    let (h, events) = recorded();
+    h.emu
+        .push_fault(Fault::body(401, r#"{"error":"invalid_client"}"#));
+    let error = h
+        .client
+        .client_token(&["payments", "accounts"])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::InvalidClient);
+    let seen = events.take();
+    assert_eq!(kinds(&seen), ["client_token_failed"]);
+    let failed = &seen[0];
+    assert_eq!(failed.scope.as_deref(), Some("accounts payments"));
+    assert_eq!(failed.error_code, Some(ErrorCode::InvalidClient));
+    assert_eq!(failed.attempts, Some(1));
+    assert_eq!(failed.key, None);
+
+    // The next call is issued as usual.
+    h.client
+        .client_token(&["accounts", "payments"])
+        .await
+        .unwrap();
+    assert_eq!(kinds(&events.take()), ["client_token_issued"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_token_emits_client_token_issued_with_its_scope() {
     let (h, events) = recorded();
     h.client
@@ -541,6 +570,11 @@ async fn scenario(kind: EventKind) -> Option<(Vec<Event>, Secrets)> {
         EventKind::ClientTokenIssued => {
             secrets.add(h.client.client_token(&["accounts"]).await.unwrap());
             secrets.add(h.client.client_token(&["payments"]).await.unwrap());
+        }
+        EventKind::ClientTokenFailed => {
+            secrets.add(h.client.client_token(&["accounts"]).await.unwrap());
+            h.emu.push_fault(Fault::status(401));
+            h.client.client_token(&["payments"]).await.unwrap_err();
         }
         EventKind::Revoked => {
             let (session, rt) = h.seeded("u1").await;

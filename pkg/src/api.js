@@ -497,7 +497,12 @@ export function bind(wasm, eventChannel) {
     }
 
     invalidateClientToken(scopes) {
-      return TokenClient.#wasm(this).invalidateClientToken(scopes);
+      return TokenClient.#wasm(this).invalidateClientToken(scopes, undefined);
+    }
+
+    clientTokenRejected(scopes, token) {
+      // Not undefined: that would forget whatever is cached.
+      return TokenClient.#wasm(this).invalidateClientToken(scopes, token === undefined ? null : token);
     }
 
     /**

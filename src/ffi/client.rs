@@ -337,8 +337,21 @@ impl ClientTokens {
         Ok(woken(self.client.client_tokens().token(&scopes)).await?)
     }
 
-    /// Forgets the cached token for `scopes`.
+    /// Forgets the cached token for `scopes`, whichever it is.
     pub fn invalidate(&self, scopes: Vec<String>) -> Result<(), FreshTokenError> {
         Ok(self.client.client_tokens().invalidate(&scopes)?)
+    }
+
+    /// The API rejected `token`, a client token for `scopes`: forgets it if
+    /// it is still the cached one (not a replacement another caller fetched).
+    pub fn token_rejected(
+        &self,
+        scopes: Vec<String>,
+        token: String,
+    ) -> Result<(), FreshTokenError> {
+        Ok(self
+            .client
+            .client_tokens()
+            .token_rejected(&scopes, &token)?)
     }
 }

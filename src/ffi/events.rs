@@ -42,6 +42,8 @@ pub enum EventKind {
     LeaseWaited,
     /// A client-credentials token was issued.
     ClientTokenIssued,
+    /// A client-credentials request failed.
+    ClientTokenFailed,
     /// A session's tokens (or a client token) were revoked.
     Revoked,
 }
@@ -58,6 +60,7 @@ impl From<crate::EventKind> for EventKind {
             K::SaveFailed => EventKind::SaveFailed,
             K::LeaseWaited => EventKind::LeaseWaited,
             K::ClientTokenIssued => EventKind::ClientTokenIssued,
+            K::ClientTokenFailed => EventKind::ClientTokenFailed,
             K::Revoked => EventKind::Revoked,
         }
     }

@@ -136,14 +136,19 @@ impl WasmTokenClient {
         }))
     }
 
-    /// `client.invalidateClientToken(scopes)`: forget a cached client token.
+    /// `client.invalidateClientToken(scopes)`: forget a cached client
+    /// token; with `token` (`client.clientTokenRejected(scopes, token)`),
+    /// only if it is still that one. (One export for both: each costs wasm
+    /// bytes.)
     #[wasm_bindgen(js_name = invalidateClientToken)]
-    pub fn invalidate_client_token(&self, scopes: JsValue) -> Result<(), JsValue> {
+    pub fn invalidate_client_token(&self, scopes: JsValue, token: JsValue) -> Result<(), JsValue> {
         let scopes = strings(&scopes, "scopes").map_err(to_js)?;
-        self.inner
-            .client_tokens()
-            .invalidate(&scopes)
-            .map_err(to_js)
+        let tokens = self.inner.client_tokens();
+        if token.is_undefined() {
+            return tokens.invalidate(&scopes).map_err(to_js);
+        }
+        let token = string_arg(&token, "token").map_err(to_js)?;
+        tokens.token_rejected(&scopes, &token).map_err(to_js)
     }
 
     /// `await client.authorizationUrl({ redirectUri, scopes, state?, nonce? })`

@@ -89,6 +89,42 @@ describe('clientToken() against the emulator', () => {
     assert.throws(() => client.invalidateClientToken('accounts'), ConfigError);
   });
 
+  test('clientTokenRejected forgets a rejected token once, not the replacement another worker fetched', async () => {
+    // Many workers share one client token; the API revokes it and each worker that saw it rejected says so.
+    const events = [];
+    const { client } = setup({ onEvent: (e) => events.push(e) });
+    const first = await client.clientToken(['accounts']);
+    client.clientTokenRejected(['accounts'], first);
+    const second = await client.clientToken(['accounts']);
+    differ(second, first, 'a new one after the first report');
+    for (let i = 0; i < 5; i += 1) {
+      client.clientTokenRejected(['accounts'], first);
+      same(await client.clientToken(['accounts']), second, 'later reports of the old token keep the new one');
+    }
+    assert.equal(await ccRequests(), 2);
+    assert.throws(() => client.clientTokenRejected(['accounts']), ConfigError, 'a token is required');
+    assert.throws(() => client.clientTokenRejected(['accounts'], 7), ConfigError);
+    same(await client.clientToken(['accounts']), second);
+    // The forgotten token still lived: it is revoked with the rest.
+    await client.revokeClientTokens();
+    await Promise.resolve();
+    assert.equal((await emu.counters()).tokens_revoked, 2);
+  });
+
+  test('a failed client-token request emits client_token_failed', async () => {
+    const events = [];
+    const { client } = setup({ onEvent: (e) => events.push(e) });
+    await emu.fault({ kind: 'body', status: 401, body: '{"error":"invalid_client"}' });
+    await assert.rejects(client.clientToken(['payments', 'accounts']), { code: 'invalid_client' });
+    await Promise.resolve(); // events arrive after the current turn
+    const failed = events.filter((e) => e.kind === 'client_token_failed');
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0].scope, 'accounts payments');
+    assert.equal(failed[0].errorCode, 'invalid_client');
+    assert.equal(failed[0].attempts, 1);
+    assert.equal(failed[0].key, undefined);
+  });
+
   test('errors are typed: an OAuth error answer and a scope with a space', async () => {
     const { client } = setup();
     await emu.fault({ kind: 'body', status: 400, body: '{"error":"invalid_scope","error_description":"no such scope"}' });

@@ -158,8 +158,10 @@ class AsyncClient(ClientCore):
         """Revokes every cached client token at the server (RFC 7009) and
         forgets it: the next ``client_token()`` asks for a new one. Every
         scope set is tried; the first failure is raised, and a token whose
-        revocation failed is kept and revoked again by the next call. With
-        no revocation endpoint, ``ConfigError`` naming it, the tokens kept.
+        revocation failed is kept and revoked again by the next call. A
+        ``client_token()`` already waiting for a request in flight still gets
+        its token, which is revoked right after. With no revocation
+        endpoint, ``ConfigError`` naming it, the tokens kept.
         Cancelling ends only the wait: the revocations go on."""
         await _loop.run(self._native.revoke_client_tokens)
 

@@ -18,6 +18,13 @@ was one and it is still open (``asyncio.run_coroutine_threadsafe``; the
 events thread does not wait for it, and what it raises is ignored).
 Otherwise the awaitable is closed unrun, with a warning logged once.
 
+The client owns the callable; the core holds the listener only through
+uniffi's handle map, which Python's garbage collector cannot see into, so
+the listener holds it only through a weak reference (see "Ownership"
+below). A callable that refers back to the client (a bound method of the
+object holding it) is then a cycle the collector frees, threads included;
+events reaching a listener whose client has been freed are dropped.
+
 At exit, event delivery stops for good (see "Exit" below): no events
 thread may call into Python while the interpreter finalizes. The callable
 runs on a Python thread for that reason too: one still running when the
@@ -57,6 +64,7 @@ EVENT_KINDS = (
     "save_failed",
     "lease_waited",
     "client_token_issued",
+    "client_token_failed",
     "revoked",
 )
 
@@ -129,15 +137,32 @@ class _Listener(_generated.EventListener):
     (``convert``: hand it a :class:`TokenEvent`, else the generated record).
     The core calls ``on_event`` on its own thread, which must never be in
     Python code when the interpreter finalizes: it only queues the event for
-    this listener's Python thread, which calls the callable."""
+    this listener's Python thread, which calls the callable.
+
+    The callable (in its :class:`_Delivery`) is reached only through a weak
+    reference: the client takes the delivery (``take_delivery``) and owns
+    it, since the core holds this listener in uniffi's handle map, where the
+    collector cannot see it (see "Ownership" below). Until then the listener
+    holds it, so that it lives while the client is being made."""
 
     def __init__(self, callback: Callable[[Any], Any], convert: bool,
                  loop: Optional[asyncio.AbstractEventLoop]) -> None:
-        self._delivery = _Delivery(callback, convert, loop)
+        delivery = _Delivery(callback, convert, loop)
+        self._delivery = weakref.ref(delivery)
+        self._untaken: Optional[_Delivery] = delivery
         self._worker = _Worker()
-        weakref.finalize(self, _stop, self._worker, self._delivery).atexit = False
+        weakref.finalize(self, _stop, self._worker).atexit = False
+
+    def take_delivery(self) -> "_Delivery":
+        """The delivery, for the client to own: from now on this listener
+        (and so the core) holds it only weakly."""
+        delivery, self._untaken = self._untaken, None
+        return delivery if delivery is not None else self._delivery()
 
     def on_event(self, event: Any) -> None:
+        delivery = self._delivery()
+        if delivery is None:
+            return  # the client is gone (collected): nobody to hand it to
         worker = self._worker
         if worker.pid != os.getpid():
             # A child forked after the client was made (a prefork server's
@@ -145,24 +170,30 @@ class _Listener(_generated.EventListener):
             # lock may have been held by a thread that is not either.
             worker.reset()
         try:
-            worker.queue.put_nowait(event)
+            # The delivery goes with the event: one queued before its client
+            # is dropped is still delivered (a strong reference only while
+            # queued, released once delivered).
+            worker.queue.put_nowait((event, delivery))
         except queue.Full:
-            self._delivery.warn("behind", "freshtoken: the on_event callback is 1,024 events behind; "
-                                "an event was dropped")
+            delivery.warn("behind", "freshtoken: the on_event callback is 1,024 events behind; "
+                          "an event was dropped")
             return
         with worker.lock:
             if worker.thread is None:
-                worker.thread = threading.Thread(target=_deliver_all, args=(worker.queue, self._delivery),
+                worker.thread = threading.Thread(target=_deliver_all, args=(worker.queue, worker),
                                                  name="freshtoken-on-event", daemon=True)
                 worker.thread.start()
 
 
 class _Worker:
     """A listener's queue and the Python thread that drains it, in the
-    process that made them (``pid``). The core calls ``on_event`` from one
-    thread per process, so a child replaces them before any other use."""
+    process that made them (``pid``); ``stopped`` once the listener is
+    released. The core calls ``on_event`` from one thread per process, so a
+    child replaces them before any other use. Nothing here holds the
+    delivery but the events queued."""
 
     def __init__(self) -> None:
+        self.stopped = False
         self.reset()
 
     def reset(self) -> None:
@@ -172,24 +203,31 @@ class _Worker:
         self.lock = threading.Lock()
 
 
-def _stop(worker: _Worker, delivery: "_Delivery") -> None:
+def _stop(worker: _Worker) -> None:
     """Ends the thread of a released listener, after the events queued before."""
-    delivery.stopped = True
+    worker.stopped = True
     try:
         worker.queue.put_nowait(_STOP)
     except queue.Full:
         pass  # the thread sees `stopped` once it has drained the queue
 
 
-def _deliver_all(events: "queue.Queue[Any]", delivery: "_Delivery") -> None:
+def _deliver_all(events: "queue.Queue[Any]", worker: _Worker) -> None:
     """A listener's thread: calls the callable with each event, in order."""
-    while True:
-        event = events.get()
-        if event is _STOP:
+    while _deliver_next(events):
+        if worker.stopped and events.empty():
             return
-        delivery.deliver(event)
-        if delivery.stopped and events.empty():
-            return
+
+
+def _deliver_next(events: "queue.Queue[Any]") -> bool:
+    """Delivers the next event; False at the end. Its own frame: no reference
+    to the delivery is left while the thread waits for the next event."""
+    item = events.get()
+    if item is _STOP:
+        return False
+    event, delivery = item
+    delivery.deliver(event)
+    return True
 
 
 class _Delivery:
@@ -201,7 +239,6 @@ class _Delivery:
         self._convert = convert
         self._loop = loop
         self._warned: set = set()
-        self.stopped = False
 
     def deliver(self, event: Any) -> None:
         try:
@@ -270,6 +307,24 @@ def listener(on_event: Any) -> Any:
         except RuntimeError:
             pass
     return _Listener(on_event, True, loop)
+
+
+# --- Ownership ---
+#
+# The core holds the listener for the client's life (and its events thread
+# until it has drained): through uniffi's handle map, a global dict that
+# Python's collector sees as a root. Whatever the listener holds strongly
+# therefore lives while the client does, and a cycle through it is never
+# freed: a callable referring back to the client (``self.client =
+# Client(..., on_event=self._on_event)``) kept the client, its session
+# state and both its threads for the life of the process. So the listener
+# and its thread hold the delivery (the callable) only weakly; the client
+# owns it (``ClientCore._setup``), and events queued for the thread carry it
+# until delivered. The cycle client -> delivery -> callable -> owner ->
+# client is then Python's alone, and the collector frees it: the client's
+# core is dropped, the events thread releases the listener, and the
+# listener's thread ends (``_stop``). An event reaching the listener once
+# its client is gone is dropped.
 
 
 # --- Exit ---

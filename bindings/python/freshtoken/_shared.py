@@ -157,7 +157,7 @@ class ClientCore(NativeOwner):
             inner = native(TokenClient, config, guarded_http(http))
         else:
             inner = native(TokenClient.with_clock, config, guarded_http(http), GuardedClock(clock))
-        self._setup(inner, clock, options.get("max_sessions"))
+        self._setup(inner, clock, options)
 
     @classmethod
     def _discovery(cls, issuer: str, client_id: str, http: Optional[HttpClient],
@@ -175,7 +175,7 @@ class ClientCore(NativeOwner):
     def _discovered(cls, inner: TokenClient, clock: Optional[Clock], options: Dict[str, Any]) -> Any:
         """A client around the ``TokenClient`` that discovery made."""
         client = cls.__new__(cls)
-        client._setup(inner, clock, options.get("max_sessions"))
+        client._setup(inner, clock, options)
         return client
 
     @classmethod
@@ -199,12 +199,20 @@ class ClientCore(NativeOwner):
         inner = native(TokenClient.from_credentials_json_with, json, config, guarded_http(http),
                        None if clock is None else GuardedClock(clock))
         client = cls.__new__(cls)
-        client._setup(inner, clock, options.get("max_sessions"))
+        client._setup(inner, clock, options)
         return client
 
-    def _setup(self, inner: TokenClient, clock: Optional[Clock], max_sessions: Optional[int]) -> None:
+    def _setup(self, inner: TokenClient, clock: Optional[Clock], options: Dict[str, Any]) -> None:
+        """``options``: the keyword options as ``client_options`` left them."""
+        max_sessions = options.get("max_sessions")
         bound = max_sessions if isinstance(max_sessions, int) and max_sessions > 0 else DEFAULT_MAX_SESSIONS
         self._native = inner
+        # The client owns its on_event callable: the listener the core holds
+        # (in uniffi's handle map, out of the collector's sight) holds it
+        # only weakly, so a callable that refers back to this client (a bound
+        # method of the object holding it) is a cycle the collector frees.
+        on_event = options.get("on_event")
+        self._on_event = None if on_event is None else on_event.take_delivery()
         if clock is None:
             self._mirror = Mirror(time.time, 0.001, bound)
             self._session_class = self._session_classes[0]
@@ -251,8 +259,19 @@ class ClientCore(NativeOwner):
         return native(self._native.session_count)
 
     def invalidate_client_token(self, scopes: Iterable[str] = ()) -> None:
-        """Forgets the cached client token for ``scopes``."""
+        """Forgets the cached client token for ``scopes``, whichever it is.
+        After the API rejected a token, prefer ``client_token_rejected``."""
         native(self._native.client_tokens().invalidate, scopes_list(scopes))
+
+    def client_token_rejected(self, scopes: Iterable[str], token: str) -> None:
+        """The API rejected ``token``, a client token for ``scopes`` (a 401):
+        forgets it if it is still the cached one, so the next call requests
+        a new one. When another caller has already replaced it, nothing
+        changes: many workers that saw one revoked token cause one request.
+        A forgotten token that still lives is revoked by
+        ``revoke_client_tokens()``."""
+        native(self._native.client_tokens().token_rejected, scopes_list(scopes),
+               _check.text(token, "token"))
 
     def authorization_url(self, redirect_uri: str, **options: Any):
         """The authorize URL (PKCE S256, state, nonce, ``offline_access``)."""

@@ -171,8 +171,10 @@ class Client(ClientCore):
         """Revokes every cached client token at the server (RFC 7009) and
         forgets it: the next ``client_token()`` asks for a new one. Every
         scope set is tried; the first failure is raised, and a token whose
-        revocation failed is kept and revoked again by the next call. With
-        no revocation endpoint, ``ConfigError`` naming it, the tokens kept.
+        revocation failed is kept and revoked again by the next call. A
+        ``client_token()`` already waiting for a request in flight still gets
+        its token, which is revoked right after. With no revocation
+        endpoint, ``ConfigError`` naming it, the tokens kept.
         ``timeout`` (seconds) bounds only the wait: the revocations go on."""
         _loop.call(self._native.revoke_client_tokens, timeout=timeout)
 

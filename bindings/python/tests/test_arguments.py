@@ -133,6 +133,8 @@ def test_session_arguments_are_checked_before_anything_is_sent(emu):
         (lambda: client.client_token(None), "scopes"),
         (lambda: client.client_token(b"abc"), "scopes"),
         (lambda: client.invalidate_client_token([1]), "scopes"),
+        (lambda: client.client_token_rejected([1], "t"), "scopes"),
+        (lambda: client.client_token_rejected(["a"], None), "token"),
         (lambda: client.authorization_url(None), "redirect_uri"),
         (lambda: client.authorization_url("http://127.0.0.1/\ud800"), "redirect_uri"),
         (lambda: client.authorization_url(REDIRECT_URI, bogus=1), "bogus"),

@@ -62,6 +62,25 @@ def test_invalidate_forces_a_new_token_for_that_scope_set_only(emu):
     asyncio.run(scenario())
 
 
+def test_client_token_rejected_forgets_a_rejected_token_once(emu):
+    # Many workers share one client token; the API revokes it, and each
+    # worker that saw it rejected says so: only the first report forgets it.
+    async def scenario():
+        client, _ = make_client(emu)
+        first = await client.client_token(["accounts"])
+        client.client_token_rejected(["accounts"], first)
+        second = await client.client_token(["accounts"])
+        differ(second, first, "a new one after the first report")
+        for _ in range(5):
+            client.client_token_rejected(["accounts"], first)
+            same(await client.client_token(["accounts"]), second, "later reports keep the new one")
+        assert emu.grant_requests("client_credentials") == 2
+        await client.revoke_client_tokens()
+        assert emu.counters()["tokens_revoked"] == 2, "the forgotten token, still live, is revoked too"
+
+    asyncio.run(scenario())
+
+
 def test_an_oauth_error_is_typed_and_not_cached(emu):
     async def scenario():
         client, _ = make_client(emu)

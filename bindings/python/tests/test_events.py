@@ -15,15 +15,18 @@ never print a token: a leaked secret is reported replaced.
 
 import asyncio
 import dataclasses
+import gc
 import inspect
 import logging
 import threading
+import weakref
 
 import pytest
 
 import freshtoken
-from freshtoken import (EVENT_KINDS, ConfigError, ConflictError, MemoryTokenStore, ReauthorizationRequired,
-                        StorageError, TokenEvent, TransientError)
+from freshtoken import _events
+from freshtoken import (EVENT_KINDS, ConfigError, ConflictError, InvalidClientError, MemoryTokenStore,
+                        ReauthorizationRequired, StorageError, TokenEvent, TransientError)
 
 from helpers import (CLIENT_ID, CLIENT_SECRET, FakeClock, TestStore, authorization_code, differ, make_client,
                      make_sync_client, same, seeded, seeded_sync)
@@ -529,7 +532,7 @@ def test_event_kinds_are_the_cores_names_in_its_order():
 
     assert EVENT_KINDS == tuple(kind.name.lower() for kind in generated.EventKind)
     assert EVENT_KINDS == ("refresh_started", "refreshed", "refresh_failed", "reauthorization_required", "saved",
-                           "save_failed", "lease_waited", "client_token_issued", "revoked")
+                           "save_failed", "lease_waited", "client_token_issued", "client_token_failed", "revoked")
 
 
 def test_an_event_prints_only_the_fields_that_apply():
@@ -584,6 +587,12 @@ def scenario(emu, kind):
         secrets += [session.access_token(), *record_secrets(fleet, "u1")]
     elif kind == "client_token_issued":
         secrets += [client.client_token(["accounts"]), client.client_token(["payments"])]
+    elif kind == "client_token_failed":
+        secrets += [client.client_token(["accounts"]), client.client_token(["balances"])]
+        emu.fault({"kind": "body", "status": 401, "body": '{"error":"invalid_client"}',
+                   "grant": "client_credentials"})
+        with pytest.raises(InvalidClientError):
+            client.client_token(["payments"])
     elif kind == "revoked":
         session, family = seeded_sync(emu, client, store)
         secrets += [family["refresh_token"], session.access_token(), *record_secrets(store, "u1")]
@@ -611,6 +620,96 @@ def test_no_event_of_any_kind_carries_a_token_or_a_secret(emu):
                     raise AssertionError(f"a {kind}-scenario event shows a secret: "
                                          f"{shown.replace(secret, '<the secret>')}")
     assert emitted == set(EVENT_KINDS), "every kind was scanned"
+
+
+# --- Ownership ---
+
+
+class Service:
+    """The common service object: it holds the client, whose ``on_event`` is
+    a bound method of its own (a cycle through the core's listener)."""
+
+    def __init__(self, emu, cls):
+        self.events = Recorder()
+        self.thread = None
+        make = make_sync_client if cls is freshtoken.Client else make_client
+        self.client, _ = make(emu, on_event=self._on_event)
+
+    def _on_event(self, event):
+        self.thread = threading.current_thread()
+        self.events(event)
+
+
+def run(result):
+    """``result``, awaited (on a loop of its own) when it is awaitable."""
+    return asyncio.run(result) if inspect.isawaitable(result) else result
+
+
+def on_event_threads():
+    return {thread for thread in threading.enumerate() if thread.name == "freshtoken-on-event"}
+
+
+@pytest.mark.parametrize("cls", [freshtoken.Client, freshtoken.AsyncClient], ids=["Client", "AsyncClient"])
+def test_a_client_whose_callable_refers_back_to_it_is_freed_with_its_thread(emu, cls, monkeypatch):
+    # The core holds the listener in uniffi's handle map, which the
+    # collector cannot see into: a listener holding the callable strongly
+    # made service -> client -> core -> listener -> callable -> service a
+    # cycle never freed, each one keeping its client and both its threads
+    # for the life of the process.
+    completed = {}  # thread -> deliveries it has returned from
+    returned = threading.Condition()
+    deliver_next = _events._deliver_next
+
+    def counted(events):
+        more = deliver_next(events)  # its frame (holding the delivery) is gone now
+        with returned:
+            thread = threading.current_thread()
+            completed[thread] = completed.get(thread, 0) + 1
+            returned.notify_all()
+        return more
+
+    monkeypatch.setattr(_events, "_deliver_next", counted)
+
+    def idle(service):
+        """Waits until the service's thread holds nothing of it: it has
+        returned from every event delivered (the collector cannot free what a
+        running thread holds)."""
+        with returned:
+            assert returned.wait_for(lambda: completed.get(service.thread, 0) >= len(service.events.events), WAIT)
+
+    before = on_event_threads()
+    services = [Service(emu, cls) for _ in range(10)]
+    live = Service(emu, cls)
+    for service in services + [live]:
+        run(service.client.client_token(["accounts"]))
+        service.events.until("client_token_issued")
+        idle(service)
+    started = on_event_threads() - before
+    assert len(started) == 11, "one delivery thread per client"
+    dropped = [weakref.ref(service) for service in services]
+    threads = {service.thread for service in services}
+    del services, service
+
+    gc.collect()
+    assert sum(ref() is not None for ref in dropped) == 0, "every dropped service is freed"
+    for thread in threads:
+        thread.join(WAIT)  # released by the core's events thread once the client is freed
+    assert [thread for thread in threads if thread.is_alive()] == []
+    assert on_event_threads() - before == {live.thread}, "only the live client's thread is left"
+
+    # The live one (its listener holding the callable only weakly) still gets every event.
+    async def refresh():
+        session, _ = await seeded(emu, live.client, TestStore())
+        return await session.access_token()
+
+    if cls is freshtoken.Client:
+        session, _ = seeded_sync(emu, live.client, TestStore())
+        session.access_token()
+    else:
+        asyncio.run(refresh())
+    assert kinds(live.events.until("refreshed")) == ["saved", "saved", "refresh_started", "saved", "refreshed"], \
+        "the seed's save, then the refresh's events"
+    assert live.thread.is_alive()
 
 
 # --- Exit ---

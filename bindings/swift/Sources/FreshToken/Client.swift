@@ -110,7 +110,9 @@ public final class TokenClient: @unchecked Sendable {
         try await ffi.clientToken(scopes: scopes)
     }
 
-    /// The client-token cache (`invalidate(scopes:)`).
+    /// The client-token cache: `tokenRejected(scopes:token:)` after the API
+    /// rejected one (forgets it if it is still the cached one),
+    /// `invalidate(scopes:)`.
     public func clientTokens() -> ClientTokens {
         ffi.clientTokens()
     }
@@ -452,6 +454,7 @@ extension EventKind {
         case .saveFailed: return "save_failed"
         case .leaseWaited: return "lease_waited"
         case .clientTokenIssued: return "client_token_issued"
+        case .clientTokenFailed: return "client_token_failed"
         case .revoked: return "revoked"
         }
     }

@@ -597,7 +597,7 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 public protocol ClientTokensProtocol: AnyObject, Sendable {
     
     /**
-     * Forgets the cached token for `scopes`.
+     * Forgets the cached token for `scopes`, whichever it is.
      */
     func invalidate(scopes: [String]) throws 
     
@@ -605,6 +605,12 @@ public protocol ClientTokensProtocol: AnyObject, Sendable {
      * A fresh client token for `scopes` (order and duplicates ignored).
      */
     func token(scopes: [String]) async throws  -> String
+    
+    /**
+     * The API rejected `token`, a client token for `scopes`: forgets it if
+     * it is still the cached one (not a replacement another caller fetched).
+     */
+    func tokenRejected(scopes: [String], token: String) throws 
     
 }
 /**
@@ -664,7 +670,7 @@ open class ClientTokens: ClientTokensProtocol, @unchecked Sendable {
 
     
     /**
-     * Forgets the cached token for `scopes`.
+     * Forgets the cached token for `scopes`, whichever it is.
      */
 open func invalidate(scopes: [String])throws   {try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
         uniffiCallStatus in
@@ -692,6 +698,20 @@ open func token(scopes: [String])async throws  -> String  {
             liftFunc: FfiConverterString.lift,
             errorHandler: FfiConverterTypeFreshTokenError_lift
         )
+}
+    
+    /**
+     * The API rejected `token`, a client token for `scopes`: forgets it if
+     * it is still the cached one (not a replacement another caller fetched).
+     */
+open func tokenRejected(scopes: [String], token: String)throws   {try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_clienttokens_token_rejected(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceString.lower(scopes),
+        FfiConverterString.lower(token),uniffiCallStatus
+    )
+}
 }
     
 
@@ -5104,6 +5124,10 @@ public enum EventKind: Equatable, Hashable {
      */
     case clientTokenIssued
     /**
+     * A client-credentials request failed.
+     */
+    case clientTokenFailed
+    /**
      * A session's tokens (or a client token) were revoked.
      */
     case revoked
@@ -5144,7 +5168,9 @@ public struct FfiConverterTypeEventKind: FfiConverterRustBuffer {
         
         case 8: return .clientTokenIssued
         
-        case 9: return .revoked
+        case 9: return .clientTokenFailed
+        
+        case 10: return .revoked
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -5186,8 +5212,12 @@ public struct FfiConverterTypeEventKind: FfiConverterRustBuffer {
             writeInt(&buf, Int32(8))
         
         
-        case .revoked:
+        case .clientTokenFailed:
             writeInt(&buf, Int32(9))
+        
+        
+        case .revoked:
+            writeInt(&buf, Int32(10))
         
         }
     }
@@ -6340,10 +6370,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_func_is_whole_record_file() != 43857) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 20463) {
+    if (uniffi_freshtoken_checksum_method_clienttokens_invalidate() != 26254) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_clienttokens_token() != 45301) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_clienttokens_token_rejected() != 59134) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_authorization_url() != 57012) {

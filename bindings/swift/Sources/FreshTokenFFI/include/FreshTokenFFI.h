@@ -383,6 +383,11 @@ void uniffi_freshtoken_fn_method_clienttokens_invalidate(uint64_t ptr, RustBuffe
 uint64_t uniffi_freshtoken_fn_method_clienttokens_token(uint64_t ptr, RustBuffer scopes
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CLIENTTOKENS_TOKEN_REJECTED
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_CLIENTTOKENS_TOKEN_REJECTED
+void uniffi_freshtoken_fn_method_clienttokens_token_rejected(uint64_t ptr, RustBuffer scopes, RustBuffer token, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_TOKENCLIENT
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_CLONE_TOKENCLIENT
 uint64_t uniffi_freshtoken_fn_clone_tokenclient(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -1086,6 +1091,12 @@ uint16_t uniffi_freshtoken_checksum_method_clienttokens_invalidate(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_TOKEN
 uint16_t uniffi_freshtoken_checksum_method_clienttokens_token(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_TOKEN_REJECTED
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_CLIENTTOKENS_TOKEN_REJECTED
+uint16_t uniffi_freshtoken_checksum_method_clienttokens_token_rejected(void
     
 );
 #endif

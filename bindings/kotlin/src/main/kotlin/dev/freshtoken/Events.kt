@@ -37,6 +37,7 @@ val EventKind.code: String
         EventKind.SAVE_FAILED -> "save_failed"
         EventKind.LEASE_WAITED -> "lease_waited"
         EventKind.CLIENT_TOKEN_ISSUED -> "client_token_issued"
+        EventKind.CLIENT_TOKEN_FAILED -> "client_token_failed"
         EventKind.REVOKED -> "revoked"
     }
 

@@ -94,7 +94,8 @@ class TokenClient private constructor(
      * Revokes every cached client token at the revocation endpoint (RFC
      * 7009) and forgets it; the next [clientToken] fetches a new one. Every
      * scope set is tried and the first failure thrown; a token it could not
-     * revoke is kept and tried again by the next call. With no revocation
+     * revoke is kept and tried again by the next call. A [clientToken] already waiting
+     * for a request in flight still gets its token, which is revoked right after. With no revocation
      * endpoint (none given or discovered, and a token endpoint not ending in
      * `/token`): [FreshTokenException.Config] naming `revocation_endpoint`,
      * the tokens kept.
@@ -455,12 +456,26 @@ class ClientTokens internal constructor(
     /** [token] as a [CompletableFuture] (a null [scopes] from Java: the future fails with Config naming `scopes`). */
     fun tokenAsync(scopes: List<String>?): CompletableFuture<String> = future { token(given("scopes", scopes)) }
 
-    /** Forgets the cached token for [scopes]. */
+    /** Forgets the cached token for [scopes], whichever it is. After the API rejected a token, prefer [tokenRejected]. */
     @Throws(FreshTokenException::class)
     fun invalidate(scopes: List<String>) {
         client.checkOpen()
         val checked = checkedTexts("scopes", scopes)
         ffiCall { ffi.invalidate(checked) }
+    }
+
+    /**
+     * The API rejected [token], a client token for [scopes] (a 401): forgets it if it is still the cached one, so
+     * the next [token] call requests a new one. When another caller has already replaced it, nothing changes: many
+     * workers that saw one revoked token cause one request, not one each. A forgotten token that still lives is
+     * revoked by `revokeClientTokens()`.
+     */
+    @Throws(FreshTokenException::class)
+    fun tokenRejected(scopes: List<String>, token: String) {
+        client.checkOpen()
+        val checked = checkedTexts("scopes", scopes)
+        checkText("token", token)
+        ffiCall { ffi.tokenRejected(checked, token) }
     }
 
     override fun close() = ffi.close()

@@ -80,6 +80,21 @@ class ClientTokensTest {
         assertEquals(3L, ccRequests())
     }
 
+    @Test fun `tokenRejected forgets a rejected token once, not the replacement another worker fetched`() = blocking {
+        val tokens = client.clientTokens()
+        val first = client.clientToken(listOf("accounts"))
+        tokens.tokenRejected(listOf("accounts"), first)
+        val second = client.clientToken(listOf("accounts"))
+        differ(second, first, "a new one after the first report")
+        repeat(5) {
+            tokens.tokenRejected(listOf("accounts"), first)
+            same(client.clientToken(listOf("accounts")), second, "later reports of the old token keep the new one")
+        }
+        assertEquals(2L, ccRequests())
+        client.revokeClientTokens()
+        assertEquals("the forgotten token, still live, is revoked too", 2L, emu.counter("tokens_revoked"))
+    }
+
     @Test fun `an OAuth error answer and a scope with a space are typed errors, and not cached`() = blocking {
         emu.fault("kind" to "body", "status" to 400, "body" to """{"error":"invalid_scope","error_description":"no such scope"}""")
         val err = expectError<FreshTokenException.OAuth> { client.clientToken(listOf("x")) }

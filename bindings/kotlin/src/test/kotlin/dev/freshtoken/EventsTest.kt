@@ -573,6 +573,12 @@ class EventsTest {
                 secrets += client.clientToken(listOf("accounts"))
                 secrets += client.clientToken(listOf("payments"))
             }
+            EventKind.CLIENT_TOKEN_FAILED -> {
+                secrets += client.clientToken(listOf("accounts"))
+                secrets += client.clientToken(listOf("balances"))
+                emu.fault("kind" to "body", "status" to 401, "body" to """{"error":"invalid_client"}""")
+                expectError<FreshTokenException.InvalidClient> { client.clientToken(listOf("payments")) }
+            }
             EventKind.REVOKED -> {
                 val (session, rt) = seeded(client, to = store)
                 secrets += rt

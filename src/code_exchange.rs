@@ -331,7 +331,8 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
                     ..Record::default()
                 };
                 if let Err(e) = session.replace(record, Some(read_before)).await {
-                    log::warn!("freshtoken: session {}: {e}", session.key);
+                    let key = ctx.logged_key(&session.key);
+                    log::warn!("freshtoken: session {key}: {e}");
                 }
             }
             return Outcome {

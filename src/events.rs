@@ -135,7 +135,8 @@ pub enum EventKeys {
     /// The key as the host gave it (the default).
     #[default]
     Full,
-    /// No key: `Event::key` is always `None`.
+    /// No key: `Event::key` is always `None`, and the core's `log` lines
+    /// show `(key hidden)` for it.
     Hidden,
 }
 
@@ -200,6 +201,15 @@ impl Context {
             at_ms: self.clock.now_ms(),
         };
         deliver(sink.as_ref(), &event);
+    }
+
+    /// Session `key` as a log line shows it: hidden as events hide it
+    /// ([`EventKeys::Hidden`]), since a key may name a person.
+    pub(crate) fn logged_key<'a>(&self, key: &'a str) -> &'a str {
+        match self.config.events.keys {
+            EventKeys::Full => key,
+            EventKeys::Hidden => "(key hidden)",
+        }
     }
 
     /// Milliseconds since `started` on the client's clock.

@@ -279,7 +279,10 @@ impl Attached {
     /// spent token back over it.
     async fn withdraw_marker(&self) {
         if let Err(e) = self.mark_in_doubt(false).await {
-            log::warn!("freshtoken: session {}: {e}", self.key);
+            log::warn!(
+                "freshtoken: session {}: {e}",
+                self.ctx.logged_key(&self.key)
+            );
         }
     }
 
@@ -482,7 +485,10 @@ impl Attached {
             st.set_record(record)
         };
         if let Err(e) = self.persist(generation, &saved_record).await {
-            log::warn!("freshtoken: session {}: {e}", self.key);
+            log::warn!(
+                "freshtoken: session {}: {e}",
+                self.ctx.logged_key(&self.key)
+            );
         }
     }
 }

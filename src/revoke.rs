@@ -133,7 +133,10 @@ impl Attached {
         // Dead in intent from here, whatever the store or the server
         // answers: no flight of this process sends the token again.
         let _spent = Spent(claim);
-        log::info!("freshtoken: session {} revoked", self.key);
+        log::info!(
+            "freshtoken: session {} revoked",
+            self.ctx.logged_key(&self.key)
+        );
         // Dead everywhere before the server hears of it: no process sends
         // the refresh token again, whatever the server answers.
         let saved = self.persist(generation, &record).await;

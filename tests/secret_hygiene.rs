@@ -8,7 +8,7 @@
 mod common;
 
 use common::{wall_ms, TestStore};
-use freshtoken::{Config, ErrorCode, ManualClock, Record, Seed, TokenClient};
+use freshtoken::{Config, ErrorCode, EventKeys, ManualClock, Record, Seed, TokenClient};
 use freshtoken_emulator::{ClientSpec, Emulator, Fault, Options};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -136,6 +136,31 @@ async fn no_secret_in_logs_errors_panics_or_debug() {
         .unwrap();
     errors.push(reused.refresh().await.unwrap_err());
 
+    // A client whose events hide session keys hides them from log lines
+    // too: a key may name a person.
+    let person = "person-SENTINEL@example.com";
+    let hiding = Config::builder(emu.token_endpoint(), CLIENT)
+        .client_secret(SECRET)
+        .event_keys(EventKeys::Hidden)
+        .build()
+        .expect("valid config");
+    let hiding = TokenClient::new(
+        hiding,
+        Arc::new(freshtoken::NativeHttp::new().expect("http client")),
+        Arc::new(ManualClock::new(wall_ms())),
+    );
+    let linked = emu.seed(CLIENT, "openid offline_access accounts");
+    sentinels.extend(spellings(&linked.refresh_token));
+    let leaving = hiding.session(person, TestStore::new()).unwrap();
+    leaving
+        .seed(Seed {
+            refresh_token: linked.refresh_token.clone().into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    leaving.revoke().await.expect("revoked");
+
     let codes: Vec<ErrorCode> = errors.iter().map(|e| e.code()).collect();
     assert!(codes.contains(&ErrorCode::InvalidClient), "{codes:?}");
     assert!(codes.contains(&ErrorCode::InvalidResponse), "{codes:?}");
@@ -149,6 +174,15 @@ async fn no_secret_in_logs_errors_panics_or_debug() {
         logs.iter().any(|l| l.contains("freshtoken")),
         "the core logged its requests ({} lines)",
         logs.len()
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("session (key hidden) revoked")),
+        "the hidden key's revocation was logged without it"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains(person)),
+        "a log line shows a session key the client hides"
     );
     let panics = PANICS.lock().unwrap().clone();
     assert!(

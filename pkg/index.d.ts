@@ -513,8 +513,9 @@ export class InvalidResponseError extends FreshTokenError {
   /**
    * From `refreshTokens()` only: the new refresh token a 2xx answer carried
    * although the rest of it could not be used. The server rotated, so the
-   * token sent is spent: store this one in its place. Not enumerable, so
-   * logging the error does not show it. (A session keeps it itself.)
+   * token sent is spent: store this one in its place. A getter, not a
+   * property of the error object, so no way of printing the error shows
+   * it. (A session keeps it itself.)
    */
   readonly rotatedRefreshToken?: string;
 }

@@ -89,6 +89,17 @@ pub fn check_token_response(data: &[u8]) {
                 );
                 assert_no_leak("Invalid message", &message, &words);
             }
+            // An RFC 6749 error sent with a 2xx and no access token.
+            Answer::OAuthError { body, .. } if !oversize => {
+                assert!(parsed.is_err(), "a valid body was classified an error");
+                assert!(salvaged.is_none(), "a rotated refresh token was dropped");
+                let access_token = json.as_ref().and_then(|j| j.get("access_token"));
+                assert!(
+                    !matches!(access_token, Some(Some(_))),
+                    "an answer with an access token was classified an error"
+                );
+                assert!(crate::response::is_oauth_error_code(&body.error));
+            }
             other => panic!("a {status} answer was classified {other:?}"),
         }
     }
@@ -123,6 +134,20 @@ pub fn check_error_response(data: &[u8]) {
                 assert!(!retryable, "a {status} must be retryable");
             }
             assert_no_leak("Invalid message", message, &words);
+        }
+        // A 2xx error answer: an RFC 6749 error body and no token.
+        (Answer::OAuthError { status: s, body: b }, 200..=299) if !oversize => {
+            assert_eq!(*s, status);
+            assert_eq!(
+                Some(b),
+                error_body.as_ref(),
+                "classify disagrees with parse_error_body"
+            );
+            let access_token = json.as_ref().and_then(|j| j.get("access_token"));
+            assert!(
+                !matches!(access_token, Some(Some(_))),
+                "an error with an access token"
+            );
         }
         (Answer::OAuthError { status: s, body: b }, 400..=499) if !oversize => {
             assert_eq!(*s, status);
@@ -277,9 +302,10 @@ fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
         (None, Some(Scalar::OtherNumber(n))) => {
             assert!(*n < 1.0, "{n} read as absent");
         }
-        (None, Some(Scalar::Str(text))) => {
-            assert_eq!(whole_digits(text), Some(0), "{text:?} read as absent");
-        }
+        (None, Some(Scalar::Str(text))) => match text.trim().strip_prefix('-') {
+            Some(negative) => assert!(whole_digits(negative).is_some(), "{text:?}"),
+            None => assert_eq!(whole_digits(text), Some(0), "{text:?} read as absent"),
+        },
         (None, None) => {}
         (got, member) => panic!("expires_in {got:?} from {member:?}"),
     }

@@ -101,7 +101,10 @@ pub fn classify(response: &HttpResponse, now_ms: u64) -> Answer {
                     message,
                     refresh_token,
                 },
-                None => Answer::Invalid { status, message },
+                None => match error_in_success(&response.body) {
+                    Some(body) => Answer::OAuthError { status, body },
+                    None => Answer::Invalid { status, message },
+                },
             },
         },
         429 | 500..=599 => Answer::Retryable {
@@ -193,15 +196,23 @@ fn expires_in_secs(value: Scalar) -> Result<u64, &'static str> {
     Ok(secs.min(MAX_EXPIRES_IN_SECS))
 }
 
-/// The whole part of `digits[.digits]` (no sign, no exponent), saturating;
-/// `None` for anything else.
+/// The whole part of `[-]digits[.digits]` (no exponent), saturating, a
+/// negative one 0 (as a negative number reads); `None` for anything else.
 fn decimal_secs(text: &str) -> Option<u64> {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || !digits(whole) || !digits(fraction) {
         return None;
     }
-    Some(whole.parse::<u64>().unwrap_or(u64::MAX))
+    Some(if negative {
+        0
+    } else {
+        whole.parse::<u64>().unwrap_or(u64::MAX)
+    })
 }
 
 fn parse_body(body: &[u8]) -> Option<Body> {
@@ -277,6 +288,20 @@ pub fn salvage_refresh_token(body: &[u8]) -> Option<Secret> {
         Some(s) if is_refresh_token(&s) => Some(Secret::new(s)),
         _ => None,
     }
+}
+
+/// An RFC 6749 §5.2 error sent with a 2xx status and no token (GitHub's
+/// token endpoint answers `200 {"error":"bad_refresh_token"}`; Go's
+/// x/oauth2 reads such answers as errors too): the server refused the
+/// request, so the refresh token it carried was not spent, and
+/// `invalid_grant` there means what it means with a 400. Read as an
+/// unusable answer, the token was marked in doubt and sent again at every
+/// call, and a dead session was never remembered as dead.
+fn error_in_success(body: &[u8]) -> Option<OAuthErrorBody> {
+    if parse_body(body)?.access_token.is_some() {
+        return None;
+    }
+    parse_error_body(body)
 }
 
 /// Parses an RFC 6749 §5.2 error body; `None` if it is not one.
@@ -447,7 +472,7 @@ mod tests {
         for value in [
             r#""""#,
             r#""abc""#,
-            r#""-5""#,
+            r#""--5""#,
             r#""+5""#,
             r#""1e3""#,
             r#"".5""#,
@@ -518,6 +543,8 @@ mod tests {
         for (expires_in, expected) in [
             ("-1", None),
             ("-0.5", None),
+            ("\"-1\"", None),
+            ("\" -900.5 \"", None),
             ("-9e99", None),
             ("1e300", ten_years),
             ("999999999999", ten_years),

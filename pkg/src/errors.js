@@ -2,6 +2,14 @@
 // subclasses of FreshTokenError. The wasm module builds them through
 // `makeError`, registered with `setErrorFactory` at load time.
 
+/**
+ * The rotated refresh token an InvalidResponseError carries (refreshTokens),
+ * by error: held here, not as a property of the error, so that no way of
+ * printing an error (`util.inspect` with `showHidden`, `JSON.stringify` of
+ * its own property names) shows it.
+ */
+const ROTATED = new WeakMap();
+
 /** Any error from freshtoken; `code` is one of the stable codes. */
 export class FreshTokenError extends Error {
   constructor(fields) {
@@ -15,6 +23,7 @@ export class FreshTokenError extends Error {
     if (fields.description !== undefined) this.description = fields.description;
     if (fields.retryAfterMs !== undefined) this.retryAfterMs = fields.retryAfterMs;
     if (fields.serverMayHoldToken) this.serverMayHoldToken = true;
+    if (typeof fields.rotatedRefreshToken === 'string') ROTATED.set(this, fields.rotatedRefreshToken);
   }
 }
 
@@ -31,7 +40,12 @@ export class NetworkError extends FreshTokenError {}
 /** The token request timed out. */
 export class TimeoutError extends FreshTokenError {}
 /** The token endpoint's answer could not be understood. */
-export class InvalidResponseError extends FreshTokenError {}
+export class InvalidResponseError extends FreshTokenError {
+  /** From refreshTokens(): the new refresh token a 2xx answer carried although the rest could not be used. */
+  get rotatedRefreshToken() {
+    return ROTATED.get(this);
+  }
+}
 /** The store failed; anything renewed is kept and saved on the next call. */
 export class StorageError extends FreshTokenError {}
 /** A compare-and-swap save lost to a newer version. */

@@ -112,20 +112,16 @@ pub(crate) fn to_js(error: Error) -> JsValue {
     // Cloned out first: the factory runs JavaScript, which must never find
     // the cell borrowed.
     let factory = FACTORY.with(|f| f.borrow().clone());
+    if let Some(token) = error.rotated_refresh_token() {
+        // The package's error keeps it out of the object's own properties
+        // (errors.js): only its factory gets it.
+        set("rotatedRefreshToken", token.expose().into());
+    }
     let built = factory.and_then(|factory| factory.call1(&JsValue::NULL, &fields).ok());
-    let built = built.unwrap_or_else(|| {
+    built.unwrap_or_else(|| {
+        let _ = Reflect::delete_property(&fields, &"rotatedRefreshToken".into());
         let plain = js_sys::Error::new(&error.to_string());
         let _ = Object::assign(&plain, &fields);
         plain.into()
-    });
-    if let (Some(token), Some(object)) = (error.rotated_refresh_token(), built.dyn_ref::<Object>())
-    {
-        // Not enumerable: `console.log(error)`, `util.inspect` and
-        // `JSON.stringify` leave it out, as they must a secret.
-        let descriptor = Object::new();
-        let _ = Reflect::set(&descriptor, &"value".into(), &token.expose().into());
-        let _ = Reflect::set(&descriptor, &"configurable".into(), &true.into());
-        let _ = Reflect::define_property(object, &"rotatedRefreshToken".into(), &descriptor);
-    }
-    built
+    })
 }

@@ -1,41 +1,63 @@
-//! The wasm half of `Retry-After` dates: the host's `Date` reads them.
+//! The wasm half of `Retry-After` dates: the host's `RegExp` and `Date` read
+//! them, as the native build's `httpdate` does: RFC 9110 §5.6.7's three
+//! forms only, and only a date that exists with the weekday it names.
+//! `Date.parse` alone reads far more (`2099-01-01`, `Dec 2099`), rolls an
+//! impossible date over (31 Feb) and ignores the weekday: the two builds
+//! would then wait differently for one answer.
 
-use js_sys::RegExp;
+use js_sys::{Date, RegExp};
+use wasm_bindgen::JsValue;
 
-/// RFC 9110 §5.6.7's three forms (IMF-fixdate, rfc850-date, asctime-date),
-/// as the native build's `httpdate` accepts them. `Date.parse` alone reads
-/// far more (`2099-01-01`, `Dec 2099`), where the native build reads
-/// nothing: the two builds would then wait differently for one answer.
-const HTTP_DATE: &str = concat!(
-    r"^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d % \d{4} # GMT",
-    r"|(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, \d\d-%-\d\d # GMT",
-    r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) % [ \d]\d # \d{4})$",
-);
+/// A month's three letters, and a time of day.
+const MONTH: &str = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
+const TIME: &str = r"(\d\d:\d\d:\d\d)";
 
 thread_local! {
-    /// [`HTTP_DATE`] compiled once, with its month (`%`) and time of day
-    /// (`#`) spelled out.
-    static FORMS: RegExp = RegExp::new(
-        &HTTP_DATE
-            .replace('%', "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)")
-            .replace('#', r"\d\d:\d\d:\d\d"),
-        "",
-    );
+    /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), rfc850-date
+    /// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime-date
+    /// (`Sun Nov  6 08:49:37 1994`), compiled once.
+    static FORMS: [RegExp; 3] = [
+        format!(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) {MONTH} (\d{{4}}) {TIME} GMT$"),
+        format!(r"^(Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (\d\d)-{MONTH}-(\d\d) {TIME} GMT$"),
+        format!(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) {MONTH} ([ \d]\d) {TIME} (\d{{4}})$"),
+    ]
+    .map(|pattern| RegExp::new(&pattern, ""));
 }
 
-/// An HTTP-date in ms since the Unix epoch through `Date.parse` (which
-/// never throws: text it cannot read is `NaN`, which is `None`, as is a
-/// date before 1970); `None` for text of none of the three forms. The
-/// asctime form has no zone; RFC 9110 means UTC.
+/// `value` as an IMF-fixdate, from whichever form it has; `None` if none.
+fn as_imf_fixdate(value: &str) -> Option<String> {
+    FORMS.with(|forms| {
+        let (form, parts) = forms
+            .iter()
+            .enumerate()
+            .find_map(|(i, form)| Some((i, form.exec(value)?)))?;
+        let part = |i: u32| parts.get(i).as_string().unwrap_or_default();
+        let weekday = part(1);
+        let weekday = &weekday[..3];
+        let (day, month, year, time) = match form {
+            0 => (part(2), part(3), part(4), part(5)),
+            1 => {
+                // Two digits: httpdate's reading, 70–99 in the 1900s.
+                let yy: u32 = part(4).parse().ok()?;
+                let year = if yy < 70 { 2000 + yy } else { 1900 + yy };
+                (part(2), part(3), year.to_string(), part(5))
+            }
+            _ => (part(3).replace(' ', "0"), part(2), part(5), part(4)),
+        };
+        Some(format!("{weekday}, {day} {month} {year} {time} GMT"))
+    })
+}
+
+/// An HTTP-date in ms since the Unix epoch; `None` for text of none of the
+/// three forms, a date that does not exist (`Date` would roll it over: it
+/// then prints otherwise) or another weekday's, and a date before 1970.
 pub(crate) fn http_date_ms(value: &str) -> Option<u64> {
-    if !FORMS.with(|forms| forms.test(value)) {
+    let imf = as_imf_fixdate(value)?;
+    let ms = Date::parse(&imf);
+    if ms.is_nan() || ms < 0.0 {
         return None;
     }
-    let ms = if value.ends_with("GMT") {
-        js_sys::Date::parse(value)
-    } else {
-        js_sys::Date::parse(&(value.to_owned() + " GMT"))
-    };
-    // `as` saturates; NaN and negative times fail the test first.
-    (ms >= 0.0).then_some(ms as u64)
+    let printed = Date::new(&JsValue::from_f64(ms)).to_utc_string();
+    // `as` saturates (a date is below 2^53 ms anyway).
+    (printed == imf.as_str()).then_some(ms as u64)
 }

@@ -138,8 +138,11 @@ describe('refreshTokens() as a drop-in for a hand-written refresh', () => {
     assert.equal(err.code, 'invalid_response');
     assert.equal(err.status, 200);
     assert.equal(err.rotatedRefreshToken, 'rt-1');
-    assert.ok(!Object.keys(err).includes('rotatedRefreshToken'), 'not enumerable');
-    for (const shown of [inspect(err), JSON.stringify(err), String(err), err.stack]) {
+    assert.ok(!Object.getOwnPropertyNames(err).includes('rotatedRefreshToken'), 'not an own property');
+    for (const shown of [
+      inspect(err), inspect(err, { showHidden: true }), JSON.stringify(err),
+      JSON.stringify(err, Object.getOwnPropertyNames(err)), String(err), err.stack,
+    ]) {
       assert.ok(!shown.includes('rt-1'), `not shown: ${shown}`);
     }
     assert.equal(endpoint.requests.length, 1, 'not retried');

@@ -100,7 +100,33 @@ impl Clock for SystemClock {
     async fn sleep(&self, ms: u64) {
         crate::timer_thread::sleep(std::time::Duration::from_millis(ms)).await;
     }
+
+    /// A host callback's deadline, set again once when it ended over
+    /// [`PAUSE_MS`] late: the process was paused (SIGSTOP, Android's
+    /// freezer of cached apps, a long VM pause), every deadline is due at
+    /// once on resume, and a token answer the host had received meanwhile
+    /// would count as timed out, its rotated refresh token lost and the
+    /// one sent in doubt. The time lost (at most the deadline's length and
+    /// [`PAUSE_GRACE_MS`]) lets the callback deliver it.
+    async fn timer(&self, ms: u64) {
+        let started = std::time::Instant::now();
+        self.sleep(ms).await;
+        let late = u64::try_from(started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_sub(ms);
+        if late > PAUSE_MS {
+            self.sleep(late.min(ms).min(PAUSE_GRACE_MS)).await;
+        }
+    }
 }
+
+/// How late a native deadline may end before the process counts as paused
+/// (threads are scheduled a few ms late under load).
+#[cfg(not(target_arch = "wasm32"))]
+const PAUSE_MS: u64 = 100;
+/// The most a native deadline is extended by after a pause.
+#[cfg(not(target_arch = "wasm32"))]
+const PAUSE_GRACE_MS: u64 = 250;
 
 /// A clock that only moves when told to. `sleep` advances it instantly and
 /// records the requested duration, so backoff is observable without waiting;

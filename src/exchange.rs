@@ -172,16 +172,24 @@ async fn send_with_retries(
         // stall too; and the fleet lease covers the budget and one
         // request's deadline, so a send must not start later than that.
         let sending = AtomicBool::new(false);
+        let deadline = ctx.config.timeout_ms.saturating_add(HTTP_GRACE_MS);
+        let begun = crate::elapsed::Started::now(ctx.clock.as_ref());
         let attempt = async {
             let (request, assertion) =
                 build_request(&ctx.config, grant, ctx.clock.now_ms()).await?;
+            // Built past the deadline (a signature the host made late, the
+            // deadline's timer set again after a stalled event loop): not
+            // sent, as when the deadline ends the building.
+            if begun.elapsed_ms(ctx.clock.as_ref()) >= deadline {
+                let late = HttpError::NotSent(unbuilt(Abandoned::Expired));
+                return Ok((Err(late), assertion, 0));
+            }
             let sent_at_ms = ctx.clock.now_ms();
             sending.store(true, Ordering::Relaxed);
             *attempts += 1;
             log::debug!("freshtoken: {} request, attempt {attempts}", grant.name());
             Ok::<_, Error>((ctx.http.send(request).await, assertion, sent_at_ms))
         };
-        let deadline = ctx.config.timeout_ms.saturating_add(HTTP_GRACE_MS);
         let attempted = within(ctx.clock.as_ref(), deadline, attempt).await;
         let (sent, assertion, sent_at_ms) = match attempted {
             Ok(Ok(attempted)) => attempted,

@@ -97,11 +97,8 @@ fn fire(id: f64) {
     }
 }
 
-/// How late past its time a deadline's timer may fire before the event
-/// loop counts as stalled (Node's timers run a few ms late under load).
-const STALL_MS: u64 = 100;
-/// The most a stalled deadline is extended by.
-const MAX_STALL_GRACE_MS: u64 = 1_000;
+/// The most a deadline is extended by (see [`Timeout::deadline`]).
+const MAX_LATE_GRACE_MS: u64 = 250;
 
 /// Resolves `ms` milliseconds after its first poll; at once with the host's
 /// reason if `setTimeout` threw.
@@ -110,7 +107,7 @@ pub(crate) struct Timeout {
     /// The table id and the host's timer id while the timeout is set.
     armed: Option<(u64, JsValue)>,
     /// A deadline's `performance.now()` when it was set, until it has been
-    /// extended once (see [`Timeout::deadline`]).
+    /// set again once (see [`Timeout::deadline`]).
     watch: Option<u64>,
 }
 
@@ -123,14 +120,15 @@ impl Timeout {
         }
     }
 
-    /// A timeout that bounds a wait for the host: when its timer fires more
-    /// than [`STALL_MS`] late, the event loop was stalled (a synchronous
-    /// event handler, a long task), and an answer that arrived meanwhile
-    /// has not been read yet: Node runs due timers before it reads sockets.
-    /// Given up then, a token request the server answered (and rotated)
-    /// would count as timed out, and its refresh token as in doubt. So it
-    /// is extended once, by the time it fired late (at most its own length
-    /// and [`MAX_STALL_GRACE_MS`]), which lets the loop read what waits.
+    /// A timeout that bounds a wait for the host. When its timer fires,
+    /// an answer may be waiting unread: Node runs due timers before it
+    /// reads sockets, and after a stalled event loop (a synchronous event
+    /// handler, a long task) every deadline is due at once. Given up then,
+    /// a token request the server answered (and rotated) would count as
+    /// timed out, and its refresh token as in doubt. So a deadline that
+    /// fires is set again once, for the time it fired late (at least 1 ms,
+    /// at most its own length and [`MAX_LATE_GRACE_MS`]): a timer set while
+    /// timers run fires after the loop has read its sockets.
     pub(crate) fn deadline(ms: u64) -> Self {
         Timeout {
             ms: ms as f64,
@@ -139,8 +137,8 @@ impl Timeout {
         }
     }
 
-    /// A deadline whose timer fired more than [`STALL_MS`] late, set again
-    /// for the time it lost: whether it was.
+    /// A deadline that fired, set again for the time it fired late (see
+    /// [`Timeout::deadline`]): whether it was.
     fn extended(&mut self) -> bool {
         let Some(set_at) = self.watch.take() else {
             return false;
@@ -149,14 +147,11 @@ impl Timeout {
         let late = super::js_clock::performance_now_ms()
             .saturating_sub(set_at)
             .saturating_sub(ms);
-        if late <= STALL_MS {
-            return false;
-        }
         if let Some((id, _)) = self.armed.take() {
             // It fired: nothing for the host to clear.
             TABLE.with(|t| t.borrow_mut().remove(id));
         }
-        self.ms = late.min(ms).min(MAX_STALL_GRACE_MS) as f64;
+        self.ms = late.min(ms).clamp(1, MAX_LATE_GRACE_MS) as f64;
         self.start().is_ok()
     }
 

@@ -18,6 +18,7 @@
 // asked first (navigator.onLine, stood in for in Node).
 
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { after, before, beforeEach, describe, test } from 'node:test';
@@ -124,6 +125,40 @@ describe('the host boundary: an event loop stalled past a deadline', () => {
     assert.ok(performance.now() - started < STALL_MS + 2 * TIMEOUT_MS, 'extended once, not again and again');
     assert.equal(JSON.parse(await store.load('u1')).in_doubt, true, 'in doubt: it may have been processed');
     await emu.releaseHeld();
+  });
+
+  test('a request built past its deadline (a signature the loop stalled on) is not sent: nothing in doubt', async () => {
+    // private_key_jwt in wasm: WebCrypto signs the client assertion, and the deadline covers signing and
+    // sending. A deadline set again after the stall must not let a request start after it.
+    const privateKeyPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' });
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', privateKeyPem, timeoutMs: TIMEOUT_MS, retry: { maxAttempts: 1 },
+    });
+    const store = new MemoryStore();
+    const family = await emu.seed();
+    const session = client.session('u1', store);
+    await session.seed({ refreshToken: family.refresh_token });
+    const subtle = globalThis.crypto.subtle;
+    const had = Object.getOwnPropertyDescriptor(subtle, 'sign');
+    const sign = subtle.sign.bind(subtle);
+    const started = performance.now();
+    subtle.sign = (...args) => {
+      const signed = sign(...args);
+      stallUntil(started + STALL_MS); // the stall, while the signature is made
+      return signed;
+    };
+    try {
+      const err = await session.refresh().then(() => assert.fail('resolved'), (e) => e);
+      assert.ok(err instanceof NetworkError, `${err}`);
+      assert.match(err.message, /not sent/);
+    } finally {
+      if (had) Object.defineProperty(subtle, 'sign', had);
+      else delete subtle.sign;
+    }
+    assert.equal(await emu.refreshRequests(), 0, 'nothing sent');
+    assert.equal(JSON.parse(await store.load('u1')).in_doubt ?? false, false);
+    assert.equal(await emu.refreshTokenState(family.refresh_token), 'active');
+    client.free();
   });
 
   test('an offline browser (navigator.onLine false) sends nothing and leaves no token in doubt', async () => {

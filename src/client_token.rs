@@ -32,6 +32,9 @@ struct Slot {
     serial: u64,
     /// The process whose request `inflight` is (see [`crate::started_by`]).
     started_by: crate::started_by::StartedBy,
+    /// A server's `Retry-After` that outlasted the request that got it: no
+    /// request is sent before it (see [`crate::retry::NotBefore`]).
+    not_before: Option<crate::retry::NotBefore>,
 }
 
 #[derive(Default)]
@@ -121,6 +124,9 @@ impl ClientTokens {
             match &slot.inflight {
                 Some(flight) => flight.clone(),
                 None => {
+                    if let Some(refusal) = slot.not_before.and_then(|n| n.refusal(now)) {
+                        return Err(refusal);
+                    }
                     slot.serial += 1;
                     let flight = start(self.ctx.clone(), cell.clone(), slot.serial, scope);
                     slot.inflight = Some(flight.clone());
@@ -308,7 +314,11 @@ fn start(ctx: Arc<Context>, cell: Arc<Cell>, serial: u64, scope: String) -> Flig
         let landed = Landed(Some(cell), serial);
         let started = ctx.clock.now_ms();
         let result = request(&ctx, &scope).await;
-        landed.land(result.as_ref().ok().map(|(token, _)| token.clone()));
+        let wait = match &result {
+            Ok(_) => None,
+            Err((error, _)) => crate::retry::NotBefore::after(error, ctx.clock.now_ms()),
+        };
+        landed.land(result.as_ref().ok().map(|(token, _)| token.clone()), wait);
         let (kind, attempts, error_code) = match &result {
             Ok((_, attempts)) => (EventKind::ClientTokenIssued, *attempts, None),
             Err((error, attempts)) => (EventKind::ClientTokenFailed, *attempts, Some(error.code())),
@@ -352,13 +362,14 @@ struct Landed(Option<Arc<Cell>>, u64);
 
 impl Landed {
     /// Caches `token` (if any) and clears the flight in one step, so that
-    /// no caller finds neither and sends a second request.
-    fn land(mut self, token: Option<AccessToken>) {
-        self.release(token);
+    /// no caller finds neither and sends a second request; a failure's
+    /// `Retry-After` is kept (`wait`), a success forgets it.
+    fn land(mut self, token: Option<AccessToken>, wait: Option<crate::retry::NotBefore>) {
+        self.release(token, wait);
     }
 
     /// Clears the flight and caches `token`, once, if the slot is still its own.
-    fn release(&mut self, token: Option<AccessToken>) {
+    fn release(&mut self, token: Option<AccessToken>, wait: Option<crate::retry::NotBefore>) {
         let Some(cell) = self.0.take() else { return };
         let mut slot = cell.lock();
         if slot.serial != self.1 {
@@ -366,6 +377,9 @@ impl Landed {
         }
         if token.is_some() {
             slot.token = token;
+            slot.not_before = None;
+        } else if wait.is_some() {
+            slot.not_before = wait;
         }
         slot.inflight = None;
     }
@@ -373,7 +387,7 @@ impl Landed {
 
 impl Drop for Landed {
     fn drop(&mut self) {
-        self.release(None);
+        self.release(None, None);
     }
 }
 

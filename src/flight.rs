@@ -209,6 +209,9 @@ impl Attached {
         if rec.refresh_lapsed(now) {
             return Ok(Plan::Lapsed);
         }
+        if let Some(refusal) = st.not_before.as_ref().and_then(|n| n.refusal(now)) {
+            return Err(refusal);
+        }
         Ok(Plan::Refresh {
             refresh_token,
             in_doubt: rec.in_doubt,
@@ -342,12 +345,17 @@ impl Attached {
                 maybe_processed,
                 ..
             }) if body.error == "invalid_grant" => {
-                let reason = if in_doubt || maybe_processed {
-                    ReauthReason::LostRotation
-                } else {
-                    ReauthReason::InvalidGrant
-                };
-                self.kill(reason, body.description).await
+                match self.rotated_elsewhere(&refresh_token).await {
+                    Some(adopted) => adopted,
+                    None => {
+                        let reason = if in_doubt || maybe_processed {
+                            ReauthReason::LostRotation
+                        } else {
+                            ReauthReason::InvalidGrant
+                        };
+                        self.kill(reason, body.description).await
+                    }
+                }
             }
             Err(mut failure) => {
                 if let Some(rotated) = failure.salvaged.take() {
@@ -355,11 +363,65 @@ impl Attached {
                 } else if !failure.maybe_processed && !in_doubt {
                     self.withdraw_marker().await;
                 }
-                Err(failure.into_error())
+                let error = failure.into_error();
+                let now = self.ctx.clock.now_ms();
+                if let Some(wait) = crate::retry::NotBefore::after(&error, now) {
+                    self.cell.lock().not_before = Some(Box::new(wait));
+                }
+                Err(error)
             }
         };
         self.refresh_ended(started, attempts, &result);
         result
+    }
+
+    /// After `invalid_grant` for `sent`: the stored record, if another
+    /// process rotated `sent` while this one sent it (a fleet whose store
+    /// has no lease, or whose lease lapsed). The store then holds another
+    /// refresh token in a record that is not dead, nor one this session
+    /// rotated away from ([`crate::session_state::SessionState::stale_beside`]).
+    /// That record is adopted, where a dead mark saved over it would end
+    /// a session whose token lives (a server that refuses a reused token
+    /// without revoking its family), and its access token served when
+    /// fresh; else `conflict`, and the next call refreshes with it. `None`:
+    /// the refusal is about the session (or the store cannot tell).
+    async fn rotated_elsewhere(&self, sent: &Secret) -> Option<Result<TokenInfo, Error>> {
+        let generation = self.cell.lock().generation;
+        let (stored, version) = self.load_current().await.ok()?;
+        let now = self.ctx.clock.now_ms(); // before the lock (see `serve`)
+        let mut st = self.cell.lock();
+        let record = stored.as_deref()?;
+        let another = record
+            .refresh_token
+            .as_ref()
+            .is_some_and(|t| t.expose() != sent.expose());
+        if st.generation != generation
+            || !another
+            || record.reauth.is_some()
+            || st.stale_beside(Some(record), st.record.as_deref())
+        {
+            return None;
+        }
+        log::warn!(
+            "freshtoken: session {}: another process rotated the refresh token this one sent \
+             (a store without a lease shared by processes?); its record is used",
+            self.ctx.logged_key(&self.key)
+        );
+        let fresh = record
+            .access_token
+            .as_ref()
+            .is_some_and(|a| a.is_fresh(now, self.ctx.config.leeway_ms));
+        let info = info_of(record);
+        st.adopt(stored.clone(), version);
+        Some(if fresh {
+            Ok(info)
+        } else {
+            Err(Error::Conflict {
+                message: "another process rotated this session's refresh token while this \
+                          one sent it; its record is used from the next call"
+                    .to_owned(),
+            })
+        })
     }
 
     /// A successful refresh: the new record goes to memory first (so the
@@ -377,6 +439,7 @@ impl Attached {
             let mut st = self.cell.lock();
             let old = st.record.as_deref().cloned().unwrap_or_default();
             st.note_rotation(&old_refresh_token, response.refresh_token.as_ref());
+            st.not_before = None;
             let record = Record {
                 access_token: Some(AccessToken::new(
                     response.access_token,

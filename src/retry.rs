@@ -102,6 +102,50 @@ pub(crate) fn http_date_ms(value: &str) -> Option<u64> {
 #[cfg(target_arch = "wasm32")]
 pub(crate) use crate::wasm::http_date::http_date_ms;
 
+/// A server's `Retry-After`, kept past the call that got it: no token
+/// request is sent before `until_ms` (the client's clock), and a call
+/// meanwhile fails as that one did, with the wait left. Without it every
+/// call sent again at once (a backend: one request per request it served),
+/// which rate limiters answer with longer penalties, and a refresh that
+/// gets through may open a banking session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NotBefore {
+    until_ms: u64,
+    status: u16,
+}
+
+/// The longest wait remembered: a longer one (a mistaken header, a
+/// maintenance page's) would keep a session down longer than any host's
+/// own retry would.
+pub(crate) const MAX_REMEMBERED_WAIT_MS: u64 = 600_000;
+
+impl NotBefore {
+    /// The wait `error` asks for from `now_ms`, if it is a `transient` one
+    /// with a `Retry-After`.
+    pub(crate) fn after(error: &Error, now_ms: u64) -> Option<Self> {
+        match error {
+            Error::Transient {
+                status,
+                retry_after_ms: Some(ms),
+                ..
+            } if *ms > 0 => Some(NotBefore {
+                until_ms: now_ms.saturating_add((*ms).min(MAX_REMEMBERED_WAIT_MS)),
+                status: *status,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The error of a call at `now_ms`, while the wait lasts.
+    pub(crate) fn refusal(&self, now_ms: u64) -> Option<Error> {
+        (now_ms < self.until_ms).then(|| Error::Transient {
+            status: self.status,
+            attempts: 0,
+            retry_after_ms: Some(self.until_ms - now_ms),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

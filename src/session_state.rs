@@ -63,6 +63,7 @@ impl Default for SessionCell {
                 save_over: 0,
                 keeping: None,
                 strandings: 0,
+                not_before: None,
                 unsaved_in: None,
                 replacing_waiters: None,
             })),
@@ -133,6 +134,9 @@ pub(crate) struct SessionState {
     /// `keep_stranded`): a running background save that sees it move goes
     /// on for the newest one.
     pub(crate) strandings: u64,
+    /// A server's `Retry-After` that outlasted the refresh that got it: no
+    /// refresh is sent before it. Boxed: most sessions never have one.
+    pub(crate) not_before: Option<Box<crate::retry::NotBefore>>,
     /// The store whose save of `record` failed, while it is `unpersisted`:
     /// where [`crate::TokenClient::save_unsaved`] saves it again.
     pub(crate) unsaved_in: Option<Arc<dyn TokenStore>>,

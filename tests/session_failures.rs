@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_no_secret, joined_then_released, Harness, CLIENT_ID};
 use freshtoken::{AccessToken, Clock, Error, ReauthReason, Record, RetryPolicy, Seed, TokenStore};
-use freshtoken_emulator::{Fault, StreamEnd, TokenState};
+use freshtoken_emulator::{Fault, Options, StreamEnd, TokenState};
 use std::sync::atomic::Ordering;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,7 +432,46 @@ async fn a_retry_after_beyond_the_budget_gives_up_with_transient() {
     );
     assert_eq!(h.refresh_requests(), 1);
     assert!(h.clock.sleeps().is_empty());
+    // The wait is kept (at most 10 minutes): a call meanwhile sends
+    // nothing and fails as that one did, with the wait left.
+    h.clock.advance(1_000);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(
+        error,
+        Error::Transient {
+            status: 429,
+            attempts: 0,
+            retry_after_ms: Some(599_000)
+        }
+    );
+    assert_eq!(h.refresh_requests(), 1);
+    h.clock.advance(599_000);
     session.access_token().await.unwrap();
+    assert_eq!(h.refresh_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_retry_after_is_kept_past_its_call() {
+    let h = Harness::new();
+    h.emu.push_fault(Fault::rate_limit("120"));
+    let error = h.client.client_token(&["accounts"]).await.unwrap_err();
+    assert_eq!(error.code().as_str(), "transient");
+    h.clock.advance(60_000);
+    let error = h.client.client_token(&["accounts"]).await.unwrap_err();
+    assert_eq!(
+        error,
+        Error::Transient {
+            status: 429,
+            attempts: 0,
+            retry_after_ms: Some(60_000)
+        }
+    );
+    // Another scope set is not held back by it.
+    h.client.client_token(&["balances"]).await.unwrap();
+    assert_eq!(h.grant_requests("client_credentials"), 2);
+    h.clock.advance(60_000);
+    h.client.client_token(&["accounts"]).await.unwrap();
+    assert_eq!(h.grant_requests("client_credentials"), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,4 +763,110 @@ async fn refresh_once_hands_back_the_rotated_token_of_an_unusable_answer() {
     let error = h.client.refresh_once(&rotated).await.unwrap_err();
     assert_eq!(error.code().as_str(), "invalid_response");
     assert!(error.rotated_refresh_token().is_none());
+}
+
+/// Two processes on one store without a lease (DESIGN 9 allows it): the
+/// first sends the token and is held; the second reads the in-doubt
+/// record, sends the same token, rotates and saves; then the first is
+/// refused. Returns the first process's outcome, the second's access token
+/// and the rotated refresh token.
+async fn raced_without_a_lease(h: &Harness) -> (Result<String, freshtoken::Error>, String, String) {
+    let (first, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::hold());
+    let sending = tokio::spawn(async move { first.access_token().await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    let second = h.other_process().session("u1", h.store.clone()).unwrap();
+    let theirs = second
+        .access_token()
+        .await
+        .expect("the second process rotates");
+    let rotated = h.store.refresh_token("u1").expect("its rotated record");
+    assert_eq!(h.emu.release_held(), 1);
+    (sending.await.unwrap(), theirs, rotated)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_after_another_process_rotated_adopts_its_record_not_a_dead_mark() {
+    // At a server that refuses a reused token without revoking its family,
+    // the second process's token lives: a dead mark saved over its record
+    // made every process tell the user to re-link.
+    let h = Harness::with(
+        Options {
+            reuse_detection: false,
+            ..Options::default()
+        },
+        |b| b,
+    );
+    let (first, theirs, rotated) = raced_without_a_lease(&h).await;
+    assert_eq!(first.expect("the first serves the second's token"), theirs);
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, None, "no dead mark over the live record");
+    assert_eq!(stored.refresh_token.unwrap().expose(), rotated.as_str());
+    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
+    assert_eq!(h.refresh_requests(), 2);
+    // A third process carries on without a re-link.
+    let third = h.twin().session("u1", h.store.clone()).unwrap();
+    assert_eq!(third.access_token().await.unwrap(), theirs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reuse_detection_the_adopted_token_is_refused_and_the_session_ends_once() {
+    // The server revoked the family when the first process reused the
+    // token: the adopted record's refresh token is refused at its next
+    // use, and only then is the session dead.
+    let h = Harness::new();
+    let (first, theirs, rotated) = raced_without_a_lease(&h).await;
+    assert_eq!(first.unwrap(), theirs);
+    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Revoked);
+    let session = h.session("u1");
+    let error = session.refresh().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "reauthorization_required");
+    assert_eq!(
+        h.store.record("u1").unwrap().reauth,
+        Some(ReauthReason::InvalidGrant)
+    );
+    assert_eq!(h.refresh_requests(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_sent_with_a_200_is_an_error_and_a_dead_session_is_remembered() {
+    // GitHub's token endpoint answers `200 {"error":"bad_refresh_token"}`.
+    // Read as an unusable answer, the token was marked in doubt and sent
+    // again at every call, and the session never became dead.
+    let h = Harness::new();
+    let (session, sent) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::body(
+        200,
+        r#"{"error":"invalid_grant","error_description":"bad refresh token"}"#,
+    ));
+    let error = session.access_token().await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::ReauthorizationRequired {
+                reason: ReauthReason::InvalidGrant,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let stored = h.store.record("u1").unwrap();
+    assert_eq!(stored.reauth, Some(ReauthReason::InvalidGrant));
+    assert!(!stored.in_doubt);
+    assert_eq!(stored.refresh_token.unwrap().expose(), sent.as_str());
+    // Dead is remembered: nothing is sent again.
+    assert!(session.access_token().await.is_err());
+    assert_eq!(h.refresh_requests(), 1);
+
+    // Another error code with a 200 is that error, and nothing is in doubt.
+    let (other, _) = h.seeded("u2").await;
+    h.emu
+        .push_fault(Fault::body(200, r#"{"error":"temporarily_unavailable"}"#));
+    let error = other.access_token().await.unwrap_err();
+    assert_eq!(error.code().as_str(), "oauth");
+    assert_eq!(error.status(), Some(200));
+    assert!(!h.store.record("u2").unwrap().in_doubt);
 }

@@ -360,7 +360,11 @@ describe('session failures against the emulator', () => {
 
     test('a Retry-After of none of the HTTP-date forms is ignored, as natively: the normal backoff runs', async () => {
       // Date.parse alone reads these (about 70 years ahead, or 0): the native build's httpdate does not.
-      for (const retryAfter of ['2099-01-01', 'Dec 2099', '1.5', '-5', 'Sun, 06 Nov 2099 08:49:37']) {
+      // Nor a date that does not exist, or falls on another weekday than it names (httpdate checks both).
+      for (const retryAfter of [
+        '2099-01-01', 'Dec 2099', '1.5', '-5', 'Sun, 06 Nov 2099 08:49:37',
+        'Mon, 01 Jan 2030 00:00:00 GMT', 'Tue, 31 Feb 2030 00:00:00 GMT', 'Tue, 01 Jan 2030 24:00:00 GMT',
+      ]) {
         await emu.reset();
         const { client, store, time } = setup();
         const { session } = await seeded(client, store);
@@ -389,7 +393,7 @@ describe('session failures against the emulator', () => {
       }
     });
 
-    test('a Retry-After beyond the budget gives up at once with TransientError', async () => {
+    test('a Retry-After beyond the budget gives up at once with TransientError, and is kept (at most 10 min)', async () => {
       const { client, store, time } = setup();
       const { session } = await seeded(client, store);
       await emu.fault({ kind: 'rate_limit', retry_after: '3600' });
@@ -399,8 +403,15 @@ describe('session failures against the emulator', () => {
       assert.equal(err.retryAfterMs, 3_600_000);
       assert.equal(await emu.refreshRequests(), 1);
       assert.deepEqual(time.sleeps, []);
+      // A call meanwhile sends nothing: it fails as that one did, with the wait left.
+      time.advance(1_000);
+      const again = await rejection(session.accessToken(), TransientError);
+      assert.equal(again.status, 429);
+      assert.equal(again.retryAfterMs, 599_000);
+      assert.equal(await emu.refreshRequests(), 1);
+      time.advance(599_000);
       await session.accessToken();
-      assert.equal(await emu.refreshRequests(), 2, 'the next call starts a new attempt');
+      assert.equal(await emu.refreshRequests(), 2, 'once it passed, the next call starts a new attempt');
     });
 
     test('persistent 5xx stops after maxAttempts with TransientError', async () => {

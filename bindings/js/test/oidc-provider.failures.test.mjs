@@ -405,8 +405,12 @@ describe('session failures against oidc-provider (through the fault proxy)', () 
       assert.deepEqual(time.sleeps, []);
       assert.equal(op.tokenRequests(), server0);
       assert.equal((await session.status()).inDoubt, false, 'a 429 was not processed: no doubt');
+      // The wait is kept (at most 10 min): a call meanwhile sends nothing.
+      await rejection(session.accessToken(), TransientError);
+      assert.equal(proxied(), 1);
+      time.advance(600_000);
       await session.accessToken();
-      assert.equal(op.tokenRequests(), server0 + 1, 'the next call starts a new attempt');
+      assert.equal(op.tokenRequests(), server0 + 1, 'once it passed, the next call starts a new attempt');
       assert.equal(await consumed(rt), true);
     });
 

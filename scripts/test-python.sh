@@ -6,7 +6,9 @@
 #   4. the importable package in bindings/python/build/dev/ (assemble.sh);
 #   5. the wheel, with maturin from bindings/python/pyproject.toml — in the dev
 #      profile, to stay fast (a release build of the library takes minutes on
-#      two cores; `maturin build --release` makes the one to ship);
+#      two cores; `maturin build` makes the one to ship, in the release-ffi
+#      profile pyproject.toml names — never `--release`, the wasm profile,
+#      whose panics abort the host process);
 #   6. pytest over bindings/python/tests, the installed-wheel test included.
 # Its last line is pytest's summary; it exits non-zero when anything fails.
 set -euo pipefail

@@ -17,6 +17,12 @@ asyncio::
                                     client_secret="…")
     token = await client.session("user-42", store).access_token()
 
+Close a client at shutdown (``with Client(...) as client:``, ``async with
+AsyncClient(...)``, or ``close()`` / ``await aclose()``): it first saves any
+rotated record its store refused, which holds the session's newest refresh
+token; at exit freshtoken tries once more for every live client, and logs
+an ERROR on the ``freshtoken`` logger for one that still holds such a record.
+
 From the provider's discovery document, and revoking when a user unlinks::
 
     client = freshtoken.Client.discover("https://auth.example", "my-client", client_secret="…")

@@ -16,7 +16,9 @@ from typing import Any, Iterable, Optional
 from ._ffi.freshtoken import (Clock, ExchangeCodeOptions, HttpClient, SeedOptions, SessionStatus, TokenInfo,
                               TokenStore, discover_client)
 from . import _check, _loop
-from ._shared import ClientCore, SessionCore, answered_store, guarded_store, scopes_list, seed_options
+from ._errors import FreshTokenError
+from ._shared import (ClientCore, SessionCore, answered_store, closed_error, guarded_store, scopes_list,
+                      seed_options)
 
 __all__ = ["AsyncClient", "AsyncSession"]
 
@@ -174,8 +176,46 @@ class AsyncClient(ClientCore):
         refresh token with it, and the stored one is spent. Raises ``StorageError`` saying how many are
         still unsaved (they are kept; calling again retries). Seeds and code
         exchanges running are waited for too. Cancelling ends the wait: saves already
-        started go on, the others are left for the next call."""
+        started go on, the others are left for the next call. ``aclose()``
+        calls it."""
         await _loop.run(self._native.save_unsaved)
+
+    async def aclose(self) -> None:
+        """Closes the client: later calls on it and on its session handles
+        raise ``RuntimeError`` (``session()`` still returns a handle, whose
+        calls raise); calls already running go on. Then it saves every
+        record the client holds only in memory (``save_unsaved()``: a
+        rotation whose save the store refused; calls running are waited for)
+        and lets the native client go. Await it at shutdown, or use the
+        client as an async context manager (``async with AsyncClient(...) as
+        client:``), which awaits it on leaving the block. Closing a closed
+        client does nothing, unless its save failed: then it tries again.
+
+        If the store still refuses, this logs it at ERROR on the
+        ``freshtoken`` logger (how many records; never a token or a secret)
+        and raises ``StorageError``: those records, each the newest refresh
+        token of its session (the stored one is spent), are then lost with
+        the client unless its store takes them at a later ``aclose()`` or at
+        interpreter exit (freshtoken's exit hook tries once more for every
+        live client). Cancelling ends the wait: the saves go on, the client
+        stays closed."""
+        inner = self._begin_close()
+        if inner is None:
+            return
+        try:
+            await _loop.run(inner.save_unsaved)
+        except FreshTokenError as error:
+            self._log_unsaved(error, "aclose")
+            raise
+        self._closed_saved(inner)
+
+    async def __aenter__(self) -> "AsyncClient":
+        if self._closed:
+            raise closed_error(self)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
 
     @classmethod
     async def discover(cls, issuer: str, client_id: str, *, http: Optional[HttpClient] = None,
@@ -207,6 +247,8 @@ class AsyncClient(ClientCore):
         redeemed: a repeat then raises the same error and sends nothing, and
         the user logs in again.
         A repeat after a failed save saves the record."""
+        if self._closed:
+            raise closed_error(self)
         key = _check.key(key)
         guarded = guarded_store(store)
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,

@@ -6,8 +6,10 @@ freshtoken's core sends every token request through the host's
 redirect, gives up after the request's ``timeout_ms``, reads error bodies
 too, and stops reading a body one byte past ``max_response_bytes`` and
 closes the connection (so the core can reject it as too large, and an
-endless body costs no more than that). It logs nothing: bodies and headers
-carry secrets.
+endless body costs no more than that). Its deadline tolerates a paused
+process as the core's does (see ``_read_at_most``): an answer that reached
+the socket while the process was stopped is read, not lost. It logs
+nothing: bodies and headers carry secrets.
 
 Failures are reported as the core needs them:
 
@@ -91,21 +93,60 @@ def classify_connect_error(error: urllib.error.URLError) -> Exception:
     return HostError.Failed(detail=f"request failed: {_describe(reason)}")
 
 
-def _read_at_most(stream, limit: int, deadline: float) -> bytes:
+#: How late past its deadline (s) a read may find it before the process
+#: counts as paused: threads run a few ms late under load (the core's
+#: ``PAUSE_MS``, src/clock.rs).
+PAUSE_S = 0.1
+#: The most (s) a deadline found overdue after a pause is extended by, once
+#: (the core's ``PAUSE_GRACE_MS``).
+PAUSE_GRACE_S = 0.25
+
+
+def _complete(stream) -> bool:
+    """Whether the body has arrived whole: the response closed itself at its
+    end, or all of its ``Content-Length`` was read. No read is left to wait
+    for, so no deadline can strike."""
+    try:
+        return bool(stream.isclosed()) or getattr(stream, "length", None) == 0
+    except Exception:  # noqa: BLE001 - not an http.client response (an opener of the app's): read on
+        return False
+
+
+def _read_at_most(stream, limit: int, deadline: float, timeout_ms: int, socket_timeout: float) -> bytes:
     """Up to ``limit`` bytes of the body (an HTTPError without one has none),
     never more: an endless body is cut at ``limit``. Each read takes what one
-    receive brings (at most the socket timeout), and reading stops at
-    ``deadline`` (``time.monotonic()``), so a body that trickles in ends too."""
+    receive brings (at most ``socket_timeout``), and no read starts past
+    ``deadline`` (``time.monotonic()``), so a body that trickles in ends too.
+
+    A body that has arrived whole never times out. And the deadline is
+    checked against when it should have been noticed: right at it, or at
+    the end of the socket timeout of a read begun before it. Found more
+    than ``PAUSE_S`` later, the process was paused (SIGSTOP, ``docker
+    pause``, a long GC): every deadline is due at once on resume, while the
+    answer, maybe the rotated refresh token, already waits in the socket.
+    It then gets one extension of min(the time lost, the request's timeout,
+    ``PAUSE_GRACE_S``) to be read, as the core's own deadline does."""
+    response = stream
     if isinstance(stream, urllib.error.HTTPError):
-        stream = stream.fp
+        stream = response = stream.fp
         if stream is None:
             return b""
     read = getattr(stream, "read1", stream.read)
     chunks = []
     left = limit
+    noticed_by = deadline  # when an overdue deadline would be noticed at the latest, not paused
+    extended = False
     while left > 0:
-        if time.monotonic() >= deadline:
-            raise TimeoutError("the body did not arrive in time")
+        if _complete(response):
+            break
+        now = time.monotonic()
+        if now >= deadline:
+            late = now - noticed_by
+            if extended or late <= PAUSE_S:
+                raise TimeoutError("the body did not arrive in time")
+            extended = True
+            deadline = now + min(late, max(timeout_ms, 1) / 1000.0, PAUSE_GRACE_S)
+        noticed_by = max(deadline, now + socket_timeout)
         chunk = read(min(left, 65536))
         if not chunk:
             break
@@ -174,17 +215,18 @@ class UrllibHttpClient(HttpClient):
             response = self._opener.open(req, timeout=timeout)
         except urllib.error.HTTPError as answer:
             # A complete status line and headers arrived: read its body too.
-            return self._answer(answer.code, answer.headers, answer, limit, deadline)
+            return self._answer(answer.code, answer.headers, answer, limit, deadline, request.timeout_ms, timeout)
         except urllib.error.URLError as error:
             raise classify_connect_error(error) from None
         except Exception as error:  # noqa: BLE001 - sent, maybe processed
             raise self._after_send(error) from None
         with response:
-            return self._answer(response.status, response.headers, response, limit, deadline)
+            return self._answer(response.status, response.headers, response, limit, deadline, request.timeout_ms,
+                                timeout)
 
-    def _answer(self, status, headers, stream, limit, deadline) -> HttpResponse:
+    def _answer(self, status, headers, stream, limit, deadline, timeout_ms, socket_timeout) -> HttpResponse:
         try:
-            body = _read_at_most(stream, limit, deadline)
+            body = _read_at_most(stream, limit, deadline, timeout_ms, socket_timeout)
         except Exception as error:  # noqa: BLE001
             raise self._after_send(error) from None
         finally:

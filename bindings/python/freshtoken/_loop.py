@@ -18,17 +18,21 @@ import asyncio
 import atexit
 import builtins
 import concurrent.futures
+# Imported before the exit hook is registered: logging's own exit hook (which
+# flushes and closes handlers) then runs after it, so its ERROR lines get out.
+import logging  # noqa: F401
 import os
 import queue
 import threading
 import time
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, List, Optional, TypeVar
 
 from ._ffi import freshtoken as _generated
 from . import _check
 from ._errors import translate
 
-__all__ = ["event_loop", "on_event_loop", "run", "call", "http_executor", "STORE_WORKERS", "HTTP_WORKERS"]
+__all__ = ["event_loop", "on_event_loop", "run", "call", "start", "at_exit", "http_executor", "STORE_WORKERS",
+           "HTTP_WORKERS"]
 
 T = TypeVar("T")
 
@@ -118,6 +122,13 @@ def call(function: Callable[..., Awaitable[T]], *args: Any, timeout: Optional[fl
         raise
 
 
+def start(function: Callable[..., Awaitable[T]], *args: Any) -> "concurrent.futures.Future[T]":
+    """Starts ``function(*args)`` on freshtoken's loop and returns at once:
+    a future of its answer (the core's errors as freshtoken's classes),
+    counted in progress as ``call``'s are."""
+    return _submit(event_loop(), _translated(function, *args))
+
+
 class HostPool(concurrent.futures.ThreadPoolExecutor):
     """Up to ``max_workers`` daemon threads for host calls that block,
     serving until the process ends.
@@ -204,9 +215,22 @@ _in_progress_idle = threading.Condition()
 CORE_EXIT_WAIT_S = 2.0
 
 
+# What the exit hook does once the calls still running ended (``at_exit``).
+_exit_steps: List[Callable[[float], None]] = []
+
+
+def at_exit(step: Callable[[float], None]) -> None:
+    """Has the exit hook call ``step(deadline)`` (``time.monotonic()``) once
+    the calls still running ended, before the core stops calling into
+    Python: the clients save what they hold unsaved (``_shared``)."""
+    _exit_steps.append(step)
+
+
 def _at_exit() -> None:
-    """Waits for the calls still running (``_wait_for_host_calls``), then
-    stops the core from calling into Python for good.
+    """Waits for the calls still running (``_wait_for_host_calls``), has
+    every live client save what it holds only in memory (``at_exit``: a
+    rotated refresh token its store refused would go with the process),
+    then stops the core from calling into Python for good.
 
     The core's own threads (the one finishing a refresh whose caller gave
     up, the timer, the events thread) are not Python's. If one called into
@@ -219,6 +243,11 @@ def _at_exit() -> None:
     requests are not sent, host objects are leaked, and events are dropped."""
     deadline = time.monotonic() + EXIT_WAIT_S
     _wait_for_host_calls(deadline)
+    for step in _exit_steps:
+        try:
+            step(deadline)
+        except Exception:  # noqa: BLE001 - best effort: the core must still be stopped below
+            pass
     left = max(deadline - time.monotonic(), CORE_EXIT_WAIT_S)
     _generated.shutdown_host_calls(int(left * 1000))
 

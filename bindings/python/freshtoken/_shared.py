@@ -8,8 +8,11 @@ rotation, persistence order, retries) is in the Rust core.
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import operator
 import os
+import re
 import threading
 import time
 import weakref
@@ -33,11 +36,13 @@ from ._errors import config_error, native
 from ._events import listener
 from ._host import AnsweredStore, GuardedClock, GuardedHttp, GuardedStore
 from ._http import UrllibHttpClient
-from ._mirror import Entry, Mirror
+from ._mirror import STALE, Entry, Mirror
 from ._stores import TokenStoreBase, unguarded_members
 
 __all__ = ["ClientCore", "SessionCore", "scopes_list", "seed_options", "guarded_store", "guarded_http",
            "answered_store"]
+
+_log = logging.getLogger("freshtoken")
 
 # The core's default for max_sessions; the mirror and the handle cache use
 # the same bound.
@@ -112,7 +117,10 @@ class SessionCore(NativeOwner):
         return token
 
     def _handle(self) -> UserSession:
-        """The native handle (one synchronous FFI call, the first time only)."""
+        """The native handle (one synchronous FFI call, the first time only);
+        ``RuntimeError`` once the client is closed."""
+        if self._client._closed:
+            raise closed_error(self._client)
         handle = self._native
         if handle is None:
             if self._guarded is None:
@@ -122,7 +130,10 @@ class SessionCore(NativeOwner):
 
     def _refill(self) -> Optional[str]:
         """Mirrors the core's fresh token (one synchronous FFI call); returns it, or None."""
-        self._entry, cached = self._client._mirror.refill(self._key, self._handle().cached_token)
+        client = self._client
+        self._entry, cached = client._mirror.refill(self._key, self._handle().cached_token)
+        if client._closed:  # closed while it read: what it mirrored is dropped (see ClientCore._begin_close)
+            client._mirror.drop(self._key)
         return None if cached is None else cached.token
 
     def _drop(self) -> UserSession:
@@ -222,7 +233,72 @@ class ClientCore(NativeOwner):
         self._handles: Dict[str, SessionCore] = {}
         self._bound = bound
         self._lock = threading.Lock()
+        # The native client, kept until a close saved every record (``_native``
+        # is it while open); whether it is closed; the process that made it.
+        self._inner: Optional[TokenClient] = inner
+        self._closed = False
+        self._pid = os.getpid()
+        self._hide_keys = options.get("event_keys") == "hidden"
         _clients.add(self)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``close()`` (``aclose()``) was called: every later call raises ``RuntimeError``."""
+        return self._closed
+
+    def _begin_close(self) -> Optional[TokenClient]:
+        """Closes the client to new calls (they raise ``RuntimeError``; calls
+        running go on) and mirrors nothing more; returns the native client to
+        save the unsaved records with, or None once a close saved them all."""
+        with self._lock:
+            inner = self._inner
+            if not self._closed:
+                self._closed = True
+                self._native = _Closed(self)
+        # Every mirrored token dropped, and every refill that began before
+        # voided (its entry's epoch moved); one that ends later drops its
+        # entry itself (``SessionCore._refill``).
+        mirror = self._mirror
+        with mirror._lock:
+            for entry in mirror._entries.values():
+                entry.until = STALE
+                entry.epoch += 1
+        return inner
+
+    def _closed_saved(self, inner: TokenClient) -> None:
+        """After a close saved every record: lets the native client go (freed
+        once no call running uses it), and the session handles' natives."""
+        with self._lock:
+            if self._inner is inner:
+                self._inner = None
+            handles = list(self._handles.values())
+            self._handles.clear()
+        for handle in handles:
+            handle._native = None
+
+    def _log_unsaved(self, error: Optional[BaseException], when: str) -> None:
+        """Says at ERROR, on the ``freshtoken`` logger, that records this
+        client holds only in memory were not saved, when closing it
+        (``when``: ``"close"`` or ``"aclose"``) or at ``"exit"``; ``error``
+        is the save's failure, None when it did not end in time. It gives
+        the count and, unless the client hides keys (``event_keys="hidden"``),
+        the core's message (which names no token or secret, but may quote a
+        store's message naming a key)."""
+        name = type(self).__name__
+        name = ("an " if name[:1] in "AEIOU" else "a ") + name
+        count = _unsaved_count(error)
+        records = f"{count} session record(s)" if count else "session record(s)"
+        detail = "" if error is None or self._hide_keys else f" ({type(error).__name__}: {error})"
+        if when == "exit":
+            holds = "holds" if error is not None else "may still hold"
+            late = "" if error is not None else " (its save did not end in time)"
+            _log.error("freshtoken: the process is exiting while %s %s %s its store did not take%s; each is its "
+                       "session's newest refresh token (the stored one is spent), now lost: those users must "
+                       "link again%s", name, holds, records, late, detail)
+        else:
+            _log.error("freshtoken: %s was closed holding %s its store did not take; each is its session's newest "
+                       "refresh token (the stored one is spent), lost with the client unless its store takes it "
+                       "at a later %s() or at exit%s", name, records, when, detail)
 
     def session(self, key: str, store: TokenStore) -> Any:
         """A handle on the session ``key``, persisted through ``store``.
@@ -298,10 +374,72 @@ class ClientCore(NativeOwner):
         return session
 
 
+class _Closed:
+    """A closed client's ``_native``: every use raises ``RuntimeError``."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, client: ClientCore) -> None:
+        self._name = type(client).__name__
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise _closed_named(self._name)
+
+
+def closed_error(client: ClientCore) -> RuntimeError:
+    """The error of every call on a closed client (and its session handles)."""
+    return _closed_named(type(client).__name__)
+
+
+def _closed_named(name: str) -> RuntimeError:
+    return RuntimeError(f"this freshtoken {name} is closed: make a new one")
+
+
+def _unsaved_count(error: Optional[BaseException]) -> Optional[int]:
+    """How many records the core's ``save_unsaved`` error says are unsaved (src/unsaved.rs)."""
+    found = None if error is None else re.search(r"(\d+) session record\(s\) held only", str(error))
+    return int(found.group(1)) if found else None
+
+
 # Every client of this process: a forked child makes their handle-map locks
 # anew (a parent's thread may have held one at the fork), as _mirror.py does
-# for the mirrors' locks.
+# for the mirrors' locks; and at exit each saves what it holds unsaved.
 _clients: "weakref.WeakSet[ClientCore]" = weakref.WeakSet()
+
+
+def _save_unsaved_at_exit(deadline: float) -> None:
+    """freshtoken's exit hook, once the calls still running ended (see
+    ``_loop._at_exit``): each live client of this process saves what it
+    holds only in memory (``save_unsaved``), all at once, until
+    ``deadline`` (``time.monotonic()``) but at least ``CORE_EXIT_WAIT_S``;
+    one whose save failed, or did not end, says so at ERROR. Clients a
+    forked child inherited are left to the parent, whose records they are
+    (the child's copy of one may be older than what the parent saved since)."""
+    pid = os.getpid()
+    saving = []
+    for client in list(_clients):
+        inner = client._inner
+        if inner is None or client._pid != pid:
+            continue
+        try:
+            saving.append((client, _loop.start(inner.save_unsaved)))
+        except Exception:  # noqa: BLE001 - best effort: the others still save
+            continue
+    if not saving:
+        return
+    wait = max(deadline - time.monotonic(), _loop.CORE_EXIT_WAIT_S)
+    concurrent.futures.wait([future for _, future in saving], wait)
+    for client, future in saving:
+        if not future.done():
+            future.cancel()
+            client._log_unsaved(None, "exit")
+            continue
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            client._log_unsaved(error, "exit")
+
+
+_loop.at_exit(_save_unsaved_at_exit)
 
 
 def _after_fork_in_child() -> None:

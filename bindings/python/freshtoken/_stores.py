@@ -157,16 +157,35 @@ del _name
 
 
 class MemoryTokenStore(TokenStoreBase):
-    """Records in a dict: for tests, and for processes that may forget."""
+    """Records in a dict: for tests, and for processes that may forget.
+
+    One process's: a forked child (a prefork server's worker, gunicorn's
+    ``preload_app``, a Celery prefork child) that inherited records fails
+    every call with ``StorageError`` rather than spend a refresh token its
+    parent and siblings still hold (the second to send it ends the grant).
+    Use ``FileTokenStore`` or a fleet store there. A store still empty at the
+    fork becomes the child's own."""
 
     def __init__(self) -> None:
         self._records: Dict[str, str] = {}
+        self._pid = os.getpid()
+
+    def _owned(self) -> Dict[str, str]:
+        pid = os.getpid()
+        if pid != self._pid:
+            if self._records:
+                raise HostError.Failed(
+                    detail="MemoryTokenStore: its records were inherited across fork(): a forked process "
+                    "must not spend refresh tokens its parent holds too (use FileTokenStore or a fleet store)"
+                )
+            self._pid = pid
+        return self._records
 
     async def load(self, key: str) -> Optional[str]:
-        return self._records.get(key)
+        return self._owned().get(key)
 
     async def save(self, key: str, record: str) -> None:
-        self._records[key] = record
+        self._owned()[key] = record
 
     def get(self, key: str) -> Optional[str]:
         """The record under ``key`` (synchronously), or None."""

@@ -18,7 +18,9 @@ from typing import Any, Iterable, Optional
 from ._ffi.freshtoken import (Clock, ExchangeCodeOptions, HttpClient, SeedOptions, SessionStatus, TokenInfo,
                               TokenStore, discover_client)
 from . import _check, _loop
-from ._shared import ClientCore, SessionCore, answered_store, guarded_store, scopes_list, seed_options
+from ._errors import FreshTokenError
+from ._shared import (ClientCore, SessionCore, answered_store, closed_error, guarded_store, scopes_list,
+                      seed_options)
 
 __all__ = ["Client", "Session"]
 
@@ -187,8 +189,50 @@ class Client(ClientCore):
         refresh token with it, and the stored one is spent. Raises ``StorageError`` saying how many are
         still unsaved (they are kept; calling again retries). Seeds and code
         exchanges running are waited for too. ``timeout`` (seconds) ends the wait:
-        saves already started go on, the others are left for the next call."""
+        saves already started go on, the others are left for the next call.
+        ``close()`` calls it."""
         _loop.call(self._native.save_unsaved, timeout=timeout)
+
+    def close(self, *, timeout: Optional[float] = None) -> None:
+        """Closes the client: later calls on it and on its session handles
+        raise ``RuntimeError`` (``session()`` still returns a handle, whose
+        calls raise); calls already running go on. Then it saves every
+        record the client holds only in memory (``save_unsaved()``: a
+        rotation whose save the store refused; calls running are waited for)
+        and lets the native client go. Call it at shutdown, or use the client
+        as a context manager (``with Client(...) as client:``), which calls
+        it on leaving the block. Closing a closed client does nothing, unless
+        its save failed: then it tries again.
+
+        If the store still refuses, this logs it at ERROR on the
+        ``freshtoken`` logger (how many records; never a token or a secret)
+        and raises ``StorageError``: those records, each the newest refresh
+        token of its session (the stored one is spent), are then lost with
+        the client unless its store takes them at a later ``close()`` or at
+        interpreter exit (freshtoken's exit hook tries once more for every
+        live client). ``timeout`` (seconds) ends the wait with the built-in
+        ``TimeoutError``: the saves go on, the client stays closed."""
+        timeout = _check.timeout(timeout)
+        if _loop.on_event_loop():  # before closing: it could not save
+            raise RuntimeError("a blocking close() on freshtoken's own event loop (from an async store or HTTP "
+                               "callback) would wait for itself: use the async client there")
+        inner = self._begin_close()
+        if inner is None:
+            return
+        try:
+            _loop.call(inner.save_unsaved, timeout=timeout)
+        except FreshTokenError as error:
+            self._log_unsaved(error, "close")
+            raise
+        self._closed_saved(inner)
+
+    def __enter__(self) -> "Client":
+        if self._closed:
+            raise closed_error(self)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     @classmethod
     def discover(cls, issuer: str, client_id: str, *, http: Optional[HttpClient] = None,
@@ -221,6 +265,8 @@ class Client(ClientCore):
         redeemed: a repeat then raises the same error and sends nothing, and
         the user logs in again.
         A repeat after a failed save saves the record."""
+        if self._closed:
+            raise closed_error(self)
         key = _check.key(key)
         guarded = guarded_store(store)
         options = _check.record(ExchangeCodeOptions, dict(code=code, code_verifier=code_verifier,

@@ -409,6 +409,7 @@ def test_no_token_or_secret_in_any_error(emu):
         ):
             emu.fault(fault)
             await collect(session.refresh())
+        clock.advance(600_000)  # the 429's wait, kept past its call
         emu.fault({"kind": "drop_after_commit"})
         await collect(session.refresh())
         await collect(session.refresh())  # lost_rotation

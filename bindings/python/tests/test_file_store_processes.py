@@ -15,7 +15,7 @@ import threading
 import pytest
 
 import freshtoken
-from freshtoken import FileTokenStore
+from freshtoken import FileTokenStore, MemoryTokenStore
 
 from helpers import CLIENT_ID, CLIENT_SECRET, same
 
@@ -132,7 +132,15 @@ def test_without_the_lease_both_processes_spend_the_token_and_the_user_must_reli
 
     assert emu.refresh_requests() - before == 2, "each process sent the same refresh token"
     assert "token" in theirs
-    assert mine.get("error") == "reauthorization_required", "this process's request met a consumed token"
+    # This process's request met a consumed token; it adopts the record the
+    # other process saved (its token revoked by the server's reuse
+    # detection), and the session ends at the next refresh.
+    assert "token" in mine, mine.get("error")
+    same(mine["token"], theirs["token"], "the other process's record was adopted")
+    assert emu.refresh_token_state(json.loads(open(store.path("u1")).read())["refresh_token"]) == "revoked"
+    with pytest.raises(freshtoken.ReauthorizationRequired):
+        freshtoken.Client(emu.token_endpoint, CLIENT_ID, client_secret=CLIENT_SECRET).session(
+            "u1", store).refresh(timeout=60)
 
 
 @pytest.mark.parametrize("store_class, kept", [(FileTokenStore, True), (OneProcessStore, False)])
@@ -207,6 +215,32 @@ def _fork_holding(run_in_child):
         for fd in (*to_child, *from_child):
             os.close(fd)
     return answer, finish
+
+
+def _refused_or_read(store, key):
+    """b"R" when ``store.load(key)`` raises, b"1" when it reads a record, b"0" when none."""
+    try:
+        return b"1" if asyncio.run(store.load(key)) is not None else b"0"
+    except Exception:  # noqa: BLE001 - the refusal, whatever the wrapper raises
+        return b"R"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_memory_store_whose_records_a_forked_child_inherited_refuses_it():
+    # gunicorn --preload, a Celery prefork child: each copy of the records
+    # would spend the same refresh token, and the second to send it ends
+    # the grant.
+    store = MemoryTokenStore()
+    asyncio.run(store.save("u1", '{"schema":"freshtoken.record/1"}'))
+    answer, finish = _fork_holding(lambda: _refused_or_read(store, "u1"))
+    finish()
+    assert answer == b"R", "inherited records are refused in the child"
+    assert asyncio.run(store.load("u1")) is not None, "the parent keeps its records"
+    # A store still empty at the fork becomes the child's own.
+    empty = MemoryTokenStore()
+    answer, finish = _fork_holding(lambda: (asyncio.run(empty.save("u2", "{}")), _refused_or_read(empty, "u2"))[1])
+    finish()
+    assert answer == b"1"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")

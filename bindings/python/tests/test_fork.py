@@ -79,6 +79,20 @@ def test_a_store_deadline_fires_in_a_child_forked_after_the_parent_used_deadline
     assert in_forked_child(child) == "StorageError", "the child's store deadline fired (None: it hung)"
 
 
+class InheritedStore(TokenStoreBase):
+    """A dict a forked child keeps using, as these tests need (MemoryTokenStore
+    refuses records inherited across a fork)."""
+
+    def __init__(self):
+        self.records = {}
+
+    def load(self, key):
+        return self.records.get(key)
+
+    def save(self, key, record):
+        self.records[key] = record
+
+
 class SignalsRotation(MemoryTokenStore):
     """Sets ``rotated`` once a record that is not the in-doubt marker is saved."""
 
@@ -191,7 +205,7 @@ def test_a_child_forked_while_a_thread_refills_the_mirror_can_use_the_client(emu
     # longer held there, and a child still makes its mirrors' locks anew.
     clock = ReaderGatedClock()
     client, _ = make_sync_client(emu, clock=clock)
-    store = MemoryTokenStore()
+    store = InheritedStore()
     session, _ = seeded_sync(emu, client, store)
     session.access_token()
     clock.advance(2 * 3600 * 1000)  # stale: a read refills from the core
@@ -303,7 +317,7 @@ def test_a_call_in_a_child_forked_during_a_refresh_answers_within_the_deadlines(
     # answers takes well under a second, and a hung one is told apart by the
     # child's own 25 s bound, past its deadlines.
     client, _ = make_sync_client(emu, timeout_ms=10_000, store_timeout_ms=10_000, retry={"max_attempts": 1})
-    store = MemoryTokenStore()
+    store = InheritedStore()
     session, _ = seeded_sync(emu, client, store)
     # The child's call waits past both deadlines (and the HTTP grace): only
     # a call left waiting for a flight that no thread of it drives gets

@@ -263,3 +263,85 @@ def test_a_request_that_waited_past_its_timeout_for_a_thread_is_never_sent(emu, 
         assert session.access_token(), "the refresh token was never spent"
         assert emu.refresh_requests() == 1
         assert emu.refresh_token_state(family["refresh_token"]) == "consumed"
+
+
+class _Time:
+    """``time`` for freshtoken._http: a monotonic clock the test moves."""
+
+    def __init__(self, now=100.0):
+        self.now = now
+
+    def monotonic(self):
+        return self.now
+
+
+class _Body:
+    """An http.client response's body as ``_read_at_most`` reads it: each
+    ``read1`` takes ``cost`` seconds of the clock and brings the next chunk;
+    ``length`` counts down as ``Content-Length`` does (None: endless)."""
+
+    def __init__(self, clock, chunks, cost, length=None):
+        self.clock, self.chunks, self.cost, self.length = clock, list(chunks), cost, length
+        self.reads = 0
+
+    def read1(self, n):
+        self.reads += 1
+        self.clock.now += self.cost
+        chunk = self.chunks.pop(0) if self.chunks else b"x"
+        if self.length is not None:
+            chunk = chunk[:self.length]
+            self.length -= len(chunk)
+        return chunk
+
+    read = read1
+
+    def isclosed(self):
+        return False
+
+
+def test_a_body_that_arrived_whole_is_never_timed_out(monkeypatch):
+    # The read that brought the whole body ended past the deadline: there
+    # is nothing left to wait for, so no timeout (it would throw away a
+    # rotated refresh token the server has issued).
+    from freshtoken import _http
+
+    clock = _Time()
+    monkeypatch.setattr(_http, "time", clock)
+    body = _Body(clock, [b'{"access_token":"a"}'], cost=0.05, length=20)
+    assert _http._read_at_most(body, 65537, clock.now + 0.01, 1000, 1.0) == b'{"access_token":"a"}'
+
+
+def test_a_deadline_found_overdue_after_a_pause_allows_one_more_read(monkeypatch):
+    # Paused for 3 s past the deadline (SIGSTOP): on resume the answer is in
+    # the socket. One more read within min(3 s, 1 s, 0.25 s) takes it.
+    from freshtoken import _http
+
+    clock = _Time()
+    monkeypatch.setattr(_http, "time", clock)
+    deadline = clock.now + 1.0
+    clock.now = deadline + 3.0
+    body = _Body(clock, [b"{}"], cost=0.001, length=2)
+    assert _http._read_at_most(body, 65537, deadline, 1000, 1.0) == b"{}"
+
+    # Once only, and only for that grace: a body still trickling in after it times out.
+    clock.now = deadline + 3.0
+    endless = _Body(clock, [], cost=0.1)
+    with pytest.raises(TimeoutError):
+        _http._read_at_most(endless, 65537, deadline, 1000, 1.0)
+    assert endless.reads == 3, "reads began within 0.25 s of the resume, no later"
+
+
+@pytest.mark.parametrize("late", [0.05, 0.5])
+def test_a_deadline_overdue_without_a_pause_times_out(monkeypatch, late):
+    # Noticed promptly (0.05 s late), or at the end of a read that the socket
+    # timeout let block past it (0.5 s late, of a 1 s socket timeout): the
+    # process ran all along, the server is slow. No extension.
+    from freshtoken import _http
+
+    clock = _Time()
+    monkeypatch.setattr(_http, "time", clock)
+    deadline = clock.now + 0.5
+    body = _Body(clock, [b"{"], cost=0.5 + late, length=2)
+    with pytest.raises(TimeoutError):
+        _http._read_at_most(body, 65537, deadline, 1000, 1.0)
+    assert body.reads == 1

@@ -26,7 +26,7 @@ bindgen=target/debug/uniffi-bindgen
 pkg="$out/freshtoken"
 rm -rf "$pkg"
 mkdir -p "$pkg/_ffi"
-cp bindings/python/freshtoken/*.py "$pkg/"
+cp bindings/python/freshtoken/*.py bindings/python/freshtoken/py.typed "$pkg/"
 cp "$lib" "$pkg/_ffi/libfreshtoken.so"
 if [ -f target/bindings/python/freshtoken.py ] && cmp -s target/bindings/python/libfreshtoken.so "$pkg/_ffi/libfreshtoken.so"; then
   cp target/bindings/python/freshtoken.py "$pkg/_ffi/freshtoken.py"

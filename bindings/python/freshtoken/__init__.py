@@ -106,6 +106,10 @@ from ._stores import FileTokenStore, MemoryTokenStore, RecoverResult, TokenStore
 from ._encrypted import EncryptedStore, EncryptionKey  # noqa: E402
 
 
+#: This package's version (``pyproject.toml``'s).
+__version__ = "0.1.0"
+
+
 def reason_code(reason):
     """``ReauthorizationReason.INVALID_GRANT`` → ``"invalid_grant"`` (the strings of ``error.reason``)."""
     return None if reason is None else reason.name.lower()

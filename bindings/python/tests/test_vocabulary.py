@@ -30,6 +30,12 @@ CLASSES = {
 }
 
 
+def test_the_version_is_the_packages_and_the_package_is_typed():
+    pyproject = open(os.path.join(REPO, "bindings", "python", "pyproject.toml"), encoding="utf-8").read()
+    assert f'version = "{freshtoken.__version__}"' in pyproject
+    assert os.path.exists(os.path.join(os.path.dirname(freshtoken.__file__), "py.typed")), "PEP 561 marker"
+
+
 def test_one_top_level_class_per_stable_code():
     core = open(os.path.join(REPO, "src", "error.rs"), encoding="utf-8").read()
     codes = set(re.findall(r'ErrorCode::\w+ => "(\w+)"', core))

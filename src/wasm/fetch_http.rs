@@ -118,10 +118,12 @@ fn transport_error(error: &JsValue) -> HttpError {
 /// Whether the host says it has no network (`navigator.onLine === false`,
 /// browsers only), read before a request is sent. A browser's failed
 /// `fetch` never says whether the request left (Node's error codes do), so
-/// it counts as maybe sent; asked first, an offline browser (a laptop that
-/// woke before its Wi-Fi) gets "not sent", retried within the budget,
-/// instead of a refresh token in doubt. Never read after a failure: the
-/// network may have gone after the request left.
+/// it counts as maybe sent; one that fails after the browser said it was
+/// offline before it (a laptop that woke before its Wi-Fi) is "not sent",
+/// retried within the budget, instead of a refresh token in doubt. Only a
+/// failure: the request is sent all the same (some setups say offline
+/// wrongly, and would otherwise never refresh). Never read after the
+/// failure: the network may have gone after the request left.
 fn offline() -> bool {
     host::get(&js_sys::global(), "navigator")
         .and_then(|navigator| host::get(&navigator, "onLine"))
@@ -212,11 +214,9 @@ impl FetchHttp {
                 .flatten()
                 .ok_or_else(|| HttpError::NotSent("no global fetch: pass options.fetch".into()))?,
         };
-        if offline() {
-            return Err(HttpError::NotSent(
-                "the browser is offline (navigator.onLine is false)".into(),
-            ));
-        }
+        // The page's own network, for the global fetch only (a host's may
+        // use another: a native bridge, a worker's channel).
+        let offline_before = self.fetch.is_none() && offline();
         // Plain header names and values (the core's own), so `set` accepts them.
         let headers = Headers::new().map_err(|e| transport_error(&e))?;
         for (name, value) in &request.headers {
@@ -245,7 +245,12 @@ impl FetchHttp {
         })?;
         let answer = host::settle(&pending)
             .await
-            .map_err(|e| transport_error(&e))?;
+            .map_err(|e| match transport_error(&e) {
+                HttpError::Interrupted(message) if offline_before => HttpError::NotSent(format!(
+                    "{message} (the browser was offline: navigator.onLine was false)"
+                )),
+                other => other,
+            })?;
         if !answer.is_object() {
             return Err(HttpError::Interrupted("fetch gave no Response".into()));
         }

@@ -8,20 +8,16 @@
 use js_sys::{Date, RegExp};
 use wasm_bindgen::JsValue;
 
-/// A month's three letters, and a time of day.
-const MONTH: &str = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
-const TIME: &str = r"(\d\d:\d\d:\d\d)";
-
 thread_local! {
     /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), rfc850-date
     /// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime-date
-    /// (`Sun Nov  6 08:49:37 1994`), compiled once.
+    /// (`Sun Nov  6 08:49:37 1994`), compiled once. (Written out whole:
+    /// building them with `format!` cost wasm bytes.)
     static FORMS: [RegExp; 3] = [
-        format!(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) {MONTH} (\d{{4}}) {TIME} GMT$"),
-        format!(r"^(Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (\d\d)-{MONTH}-(\d\d) {TIME} GMT$"),
-        format!(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) {MONTH} ([ \d]\d) {TIME} (\d{{4}})$"),
-    ]
-    .map(|pattern| RegExp::new(&pattern, ""));
+        RegExp::new(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d\d:\d\d:\d\d) GMT$", ""),
+        RegExp::new(r"^(Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (\d\d)-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d\d) (\d\d:\d\d:\d\d) GMT$", ""),
+        RegExp::new(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ \d]\d) (\d\d:\d\d:\d\d) (\d{4})$", ""),
+    ];
 }
 
 /// `value` as an IMF-fixdate, from whichever form it has; `None` if none.

@@ -7,9 +7,9 @@ import java.net.SocketTimeoutException
 import java.net.URI
 import java.net.UnknownHostException
 import java.util.concurrent.ScheduledExecutorService
+import java.util.concurrent.ScheduledFuture
 import java.util.concurrent.ScheduledThreadPoolExecutor
 import java.util.concurrent.TimeUnit
-import java.util.concurrent.atomic.AtomicBoolean
 import kotlinx.coroutines.withContext
 
 /**
@@ -26,7 +26,13 @@ import kotlinx.coroutines.withContext
  *   read timeout what is left of it, and the status line, the headers and
  *   the body must be complete by then (a server that trickles bytes
  *   forever gets [HostException.Timeout], its connection dropped at the
- *   deadline);
+ *   deadline); a body read to its end (Content-Length or end of stream) is
+ *   delivered however late;
+ * - a paused process (Android's freezer of cached apps, SIGSTOP, a long VM
+ *   pause) finds every deadline past on resume, though the answer may be in
+ *   its socket: a deadline that passed over 100 ms late is moved once, by
+ *   min(lateness, `timeoutMs`, 250 ms), as the core moves its own, so that
+ *   answer (and the rotated refresh token in it) is read, not lost;
  * - reads error bodies too, stops reading one byte past `maxResponseBytes`
  *   (the core rejects the over-size answer) and then drops the connection,
  *   so an endless answer is read no further;
@@ -55,7 +61,7 @@ open class HttpUrlConnectionClient : HttpClient {
 
     private fun exchange(request: HttpRequest, started: Long): HttpResponse {
         val timeoutMs = request.timeoutMs.coerceIn(1L, Int.MAX_VALUE.toLong()).toInt()
-        val deadline = started + timeoutMs * 1_000_000L
+        val deadline = Deadline(started, timeoutMs * 1_000_000L)
         val uri = try {
             URI(request.url).also {
                 val scheme = it.scheme?.lowercase()
@@ -66,7 +72,8 @@ open class HttpUrlConnectionClient : HttpClient {
         }
         val body = request.body.toByteArray(Charsets.UTF_8)
         // The budget spent waiting for a thread: nothing is sent that late.
-        if (System.nanoTime() >= deadline) throw HostException.NotSent("no time left to send the request")
+        // (No pause grace here: it is for an answer already received.)
+        if (deadline.reached()) throw HostException.NotSent("no time left to send the request")
 
         // 1. Connect: nothing of the request has left yet.
         val conn = try {
@@ -91,15 +98,17 @@ open class HttpUrlConnectionClient : HttpClient {
             throw HostException.NotSent("request rejected before sending (${e.javaClass.simpleName})")
         }
 
+        // Connected late (the process was paused while connecting): still
+        // nothing written, and nothing is sent past the deadline.
+        if (deadline.reached()) {
+            conn.disconnect()
+            throw HostException.NotSent("no time left to send the request")
+        }
+
         // The read timeout bounds each read, not the status line and the
         // headers as a whole: at the deadline the connection is dropped,
         // which ends a read in progress.
-        val expired = AtomicBoolean()
-        val watch = deadlines.schedule(
-            { expired.set(true); conn.disconnect() },
-            (deadline - System.nanoTime()).coerceAtLeast(0),
-            TimeUnit.NANOSECONDS,
-        )
+        val watch = Watch(deadline, conn).apply { start() }
         try {
             // 2. Send: from here on the server may have seen (part of) it.
             if (conn.doOutput) conn.outputStream.use { it.write(body) }
@@ -121,7 +130,8 @@ open class HttpUrlConnectionClient : HttpClient {
             // drops what its buffers hold; only a declared Content-Length of
             // at most 512 KiB may be drained in the background to keep the
             // connection alive.)
-            val bytes = stream?.use { readAtMost(it, limit + 1, deadline) }
+            val length = conn.contentLengthLong
+            val bytes = stream?.use { readAtMost(it, limit + 1, length, deadline) }
                 ?: if (status == 401) UNAUTHORIZED_BODY else ByteArray(0)
             return HttpResponse(status, headers, bytes)
         } catch (e: HostException) {
@@ -129,15 +139,87 @@ open class HttpUrlConnectionClient : HttpClient {
         } catch (e: SocketTimeoutException) {
             throw HostException.Timeout()
         } catch (e: IOException) {
-            if (expired.get()) throw HostException.Timeout()
+            if (deadline.over) throw HostException.Timeout()
             throw HostException.Failed("${e.javaClass.simpleName}: ${e.message ?: "I/O error"}")
+        } catch (e: RuntimeException) {
+            // The JDK's HttpURLConnection, disconnected by the watch while it
+            // reads the answer, may throw a NullPointerException instead of an
+            // IOException.
+            if (deadline.over) throw HostException.Timeout()
+            throw HostException.Failed("${e.javaClass.simpleName} after sending")
         } finally {
-            watch.cancel(false)
+            watch.cancel()
             conn.disconnect()
         }
     }
 
+    /**
+     * An exchange's deadline on System.nanoTime, shared by the thread that
+     * reads and the [Watch] that drops the connection. The first look at it
+     * over [PAUSE_NS] late (the whole process stood still: nothing saw it
+     * pass in time) moves it once, by min(lateness, the timeout, [GRACE_NS]);
+     * past that, or past a deadline seen in time, it is [over] for good.
+     */
+    private class Deadline(started: Long, private val lengthNs: Long) {
+        private val first = started + lengthNs
+        private var at = first
+        private var graced = false
+
+        @Volatile var over = false
+            private set
+
+        /** Whether the deadline as first set has passed (no grace: for what is not sent yet). */
+        fun reached(): Boolean = System.nanoTime() - first >= 0
+
+        /** Nanoseconds left, the grace included if given (0 when none). */
+        @Synchronized fun remainingNs(): Long = (at - System.nanoTime()).coerceAtLeast(0)
+
+        /** Whether it has passed; a first look over [PAUSE_NS] late moves it instead. */
+        @Synchronized fun passed(): Boolean {
+            if (over) return true
+            val now = System.nanoTime()
+            val late = now - at
+            if (late < 0) return false
+            if (!graced && late > PAUSE_NS) {
+                graced = true
+                at = now + minOf(late, lengthNs, GRACE_NS)
+                return false
+            }
+            over = true
+            return true
+        }
+    }
+
+    /** Drops `conn` once `deadline` has passed (set again when it was moved). */
+    private class Watch(private val deadline: Deadline, private val conn: HttpURLConnection) : Runnable {
+        private var task: ScheduledFuture<*>? = null
+        private var done = false
+
+        @Synchronized fun start() {
+            if (!done) task = deadlines.schedule(this, deadline.remainingNs(), TimeUnit.NANOSECONDS)
+        }
+
+        override fun run() {
+            synchronized(this) {
+                if (done) return
+                if (!deadline.passed()) return start()
+                done = true
+            }
+            conn.disconnect()
+        }
+
+        @Synchronized fun cancel() {
+            done = true
+            task?.cancel(false)
+        }
+    }
+
     private companion object {
+        /** How late a deadline may be seen before the process counts as paused (threads run a few ms late under load). */
+        const val PAUSE_NS = 100_000_000L
+        /** The most a deadline is moved by after a pause. */
+        const val GRACE_NS = 250_000_000L
+
         /** Drops connections at their exchange's deadline (one daemon thread for all clients). */
         val deadlines: ScheduledExecutorService =
             ScheduledThreadPoolExecutor(1) { task -> Thread(task, "freshtoken-http-deadline").apply { isDaemon = true } }
@@ -163,22 +245,25 @@ open class HttpUrlConnectionClient : HttpClient {
         else -> HostException.NotSent("${e.javaClass.simpleName}: ${e.message ?: "cannot connect"}")
     }
 
-    /** Milliseconds left until `deadline` (a System.nanoTime value), at least 1. */
-    private fun remainingMs(deadline: Long): Int =
-        ((deadline - System.nanoTime()) / 1_000_000).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
+    /** Milliseconds left until `deadline`, at least 1. */
+    private fun remainingMs(deadline: Deadline): Int =
+        (deadline.remainingNs() / 1_000_000).coerceIn(1, Int.MAX_VALUE.toLong()).toInt()
 
     /**
-     * Reads until end of stream or `max` bytes, whichever comes first; past
-     * `deadline` (System.nanoTime) it gives up with [HostException.Timeout].
+     * Reads until end of stream, `length` bytes (the declared Content-Length,
+     * or -1) or `max` bytes, whichever comes first. The deadline is looked at
+     * before each read, never after one: a body read to its end is returned
+     * however late, and past the deadline no read starts
+     * ([HostException.Timeout]).
      */
-    private fun readAtMost(input: InputStream, max: Int, deadline: Long): ByteArray {
+    private fun readAtMost(input: InputStream, max: Int, length: Long, deadline: Deadline): ByteArray {
         val out = java.io.ByteArrayOutputStream(minOf(max, 16 * 1024))
         val buffer = ByteArray(8 * 1024)
-        while (out.size() < max) {
+        while (out.size() < max && (length < 0 || out.size() < length)) {
+            if (deadline.passed()) throw HostException.Timeout()
             val n = input.read(buffer, 0, minOf(buffer.size, max - out.size()))
             if (n < 0) break
             out.write(buffer, 0, n)
-            if (System.nanoTime() - deadline > 0 && out.size() < max) throw HostException.Timeout()
         }
         return out.toByteArray()
     }

@@ -98,16 +98,30 @@ class FileTokenStoreProcessesTest {
         }
     }
 
-    @Test fun `without the lease both processes spend the refresh token, and the user must re-link`() {
+    /**
+     * Without the lease both processes send the same refresh token. The one
+     * refused with `invalid_grant` reads the store again and adopts the
+     * other's rotated record (the core's rule since "a refusal after another
+     * process rotated adopts its record"), serving its fresh access token
+     * instead of marking the session dead over it. The emulator's reuse
+     * detection revoked that record's refresh token meanwhile, so the next
+     * refresh ends the session: the user re-links once.
+     */
+    @Test fun `without the lease both processes spend the refresh token, and the refused one adopts the other's record`() {
         val dir = tmp.root.toPath().resolve("tokens")
         twoProcessesAtExpiry(OneProcessStore(dir), dir, "one-process") { child, mine, before ->
             val theirs = child.inputStream.bufferedReader().readLines().last() // not held: the emulator rotates for it
             assertEquals(0, child.waitFor())
             assertEquals(1L, emu.releaseHeld())
-            val failure = failureOf(mine)
+            val token = mine.get(60, TimeUnit.SECONDS)
             assertTrue("the other process got a token", theirs.startsWith("token "))
-            assertTrue("this process's request met a consumed token: $failure", failure is FreshTokenException.ReauthorizationRequired)
+            same(theirs.removePrefix("token "), token, "this process serves the record the other one saved")
             assertEquals("each process sent the same refresh token", 2L, emu.refreshRequests() - before)
+            assertEquals("reuse detection revoked the adopted refresh token", "revoked", emu.refreshTokenState(storedRefreshToken(dir)))
+            client().use { later ->
+                val failure = failureOf(later.session("u1", OneProcessStore(dir)).refreshAsync().thenApply { "" })
+                assertTrue("its next refresh ends the session: $failure", failure is FreshTokenException.ReauthorizationRequired)
+            }
         }
     }
 

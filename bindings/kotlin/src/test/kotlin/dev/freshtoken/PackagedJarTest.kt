@@ -3,6 +3,7 @@ package dev.freshtoken
 import dev.freshtoken.support.Emulator
 import java.io.File
 import java.nio.file.Files
+import java.util.jar.JarFile
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
@@ -14,7 +15,8 @@ import org.junit.Test
  * names it in -Dfreshtoken.packagedJar): a child JVM with only that jar,
  * JNA, kotlin-stdlib and kotlinx-coroutines (plus the one-class check) on the
  * classpath, no jna.library.path and no LD_LIBRARY_PATH, loads the library
- * from the jar and gets a token from the emulator.
+ * from the jar and gets a token from the emulator. The jar also carries the
+ * R8/ProGuard consumer rules that the Android Gradle plugin applies.
  */
 class PackagedJarTest {
     companion object {
@@ -52,5 +54,26 @@ class PackagedJarTest {
         } finally {
             tmp.deleteRecursively()
         }
+    }
+
+    @Test fun `the jar carries its R8 and ProGuard consumer rules at META-INF proguard`() {
+        val rules = JarFile(File(property("freshtoken.packagedJar"))).use { jar ->
+            val entry = jar.getJarEntry("META-INF/proguard/freshtoken.pro")
+            assertTrue("META-INF/proguard/freshtoken.pro is in the jar", entry != null)
+            jar.getInputStream(entry).use { String(it.readBytes(), Charsets.UTF_8) }
+        }
+        val lines = rules.lines().map { it.trim() }.filter { it.isNotEmpty() && !it.startsWith("#") }
+        for (rule in listOf(
+            "-dontwarn java.awt.**", // JNA refers to AWT, which Android lacks ("Missing class java.awt.Component")
+            "-keep class com.sun.jna.** { *; }",
+            "-keep class * extends com.sun.jna.** { *; }",
+            "-keep class * implements com.sun.jna.Callback { *; }",
+            "-keep class dev.freshtoken.** { *; }",
+            "-keepattributes RuntimeVisibleAnnotations,Signature,InnerClasses,EnclosingMethod",
+        )) {
+            assertTrue("the rules hold `$rule`: $lines", rule in lines)
+        }
+        val source = File(property("freshtoken.repo"), "bindings/kotlin/src/main/resources/META-INF/proguard/freshtoken.pro")
+        assertEquals("the jar's rules are the repository's file", source.readText(), rules)
     }
 }

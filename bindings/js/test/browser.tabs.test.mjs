@@ -138,16 +138,29 @@ describe('tabs sharing sessions in headless Chromium', { skip: chromiumSkip, tim
     assert.deepEqual(pageErrors, [], 'no page errors');
   }));
 
-  test('the same two tabs on localStorage without a lease spend the refresh token twice, and the user must re-link (why the store holds one)', TEST, () => withTab(async (other) => {
+  test('the same two tabs on localStorage without a lease spend the refresh token twice; the refused tab adopts the other\'s record, whose token the server revoked: the user must re-link (why the store holds one)', TEST, () => withTab(async (other) => {
     const { seeded, before } = await bothCall(other, 'plain', 'tabs-plain:');
     const second = await outcome(other); // not held: the emulator rotates for it
+    // The first tab's copy of localStorage holds the second tab's record before the first tab is answered
+    // (a storage event brings it), so that its read after the refusal is not stale.
+    await page.waitForFunction((token) => {
+      const text = localStorage.getItem('tabs-plain:tab-user');
+      return text !== null && JSON.parse(text).access_token === token;
+    }, second.token, { timeout: 30_000 });
     await emu.releaseHeld();
     const first = await outcome(page);
 
     assert.equal(await emu.refreshRequests() - before, 2, 'each tab sent the same refresh token');
     assert.equal(typeof second.token, 'string', 'the second tab\'s request rotated the token');
-    assert.equal(first.error, 'ReauthorizationRequiredError', 'the first tab\'s request met a consumed token');
     assert.equal(await emu.refreshTokenState(seeded.refresh_token), 'consumed');
+    // Refused, the first tab read the store again and adopted the second tab's record, not a dead mark over it.
+    assert.ok(first.token === second.token, `the first tab adopted the second tab's record (${first.error})`);
+    const stored = JSON.parse(await page.evaluate(() => localStorage.getItem('tabs-plain:tab-user')));
+    assert.equal(stored.reauth, undefined, 'no dead mark over the other tab\'s record');
+    // The server saw the spent token again and revoked the family: the next refresh ends the session.
+    assert.equal(await emu.refreshTokenState(stored.refresh_token), 'revoked');
+    const relink = await page.evaluate(() => window.__tabSession.refresh().then(() => null, (e) => e?.name));
+    assert.equal(relink, 'ReauthorizationRequiredError');
   }));
 
   for (const [className, module, options] of [

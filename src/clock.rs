@@ -102,12 +102,12 @@ impl Clock for SystemClock {
     }
 
     /// A host callback's deadline, set again once when it ended over
-    /// [`PAUSE_MS`] late: the process was paused (SIGSTOP, Android's
-    /// freezer of cached apps, a long VM pause), every deadline is due at
-    /// once on resume, and a token answer the host had received meanwhile
-    /// would count as timed out, its rotated refresh token lost and the
-    /// one sent in doubt. The time lost (at most the deadline's length and
-    /// [`PAUSE_GRACE_MS`]) lets the callback deliver it.
+    /// 100 ms late: the process was paused (SIGSTOP, Android's freezer of
+    /// cached apps, a long VM pause), every deadline is due at once on
+    /// resume, and a token answer the host had received meanwhile would
+    /// count as timed out, its rotated refresh token lost and the one sent
+    /// in doubt. The time lost (at most the deadline's length and 250 ms)
+    /// lets the callback deliver it.
     async fn timer(&self, ms: u64) {
         let started = std::time::Instant::now();
         self.sleep(ms).await;

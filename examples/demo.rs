@@ -20,17 +20,19 @@ struct FileStore {
 }
 
 impl FileStore {
+    /// The file of `key`: letters, digits and `-` as they are, every other
+    /// byte as `_` and two hex digits. No two keys share a file (`a.b`,
+    /// `a_b` and `a@b` would, were each mapped to `_`), so no user's rotated
+    /// record lands on another's.
     fn path(&self, key: &str) -> PathBuf {
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let mut safe = String::with_capacity(key.len());
+        for byte in key.bytes() {
+            if byte.is_ascii_alphanumeric() || byte == b'-' {
+                safe.push(char::from(byte));
+            } else {
+                safe.push_str(&format!("_{byte:02x}"));
+            }
+        }
         self.dir.join(format!("{safe}.json"))
     }
 }

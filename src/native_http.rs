@@ -1,24 +1,57 @@
 //! A reqwest-based [`HttpClient`] for Rust users and the Rust tests
 //! (feature `native-http`; never built for wasm). Needs a tokio runtime.
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 use async_trait::async_trait;
+use futures_util::future::{select, Either};
+use std::pin::pin;
 use std::time::Duration;
 
 /// HTTP over reqwest with rustls (ring): no redirects followed, bodies read
-/// up to the cap and no further.
+/// up to the cap and no further. Its requests must run inside a tokio
+/// runtime (`TokenClient::native` checks; outside one every request fails
+/// as not sent).
+///
+/// Each request is bounded by its `timeout_ms` on freshtoken's own timer,
+/// not reqwest's: after a pause of the process (SIGSTOP, a laptop asleep, a
+/// thread that blocked the runtime) reqwest's timer would end a request
+/// whose answer already arrived, and a rotated refresh token would be lost
+/// with it; freshtoken's gives the answer a moment first (see
+/// [`crate::SystemClock`]). A connection not made within
+/// [`NativeHttp::CONNECT_TIMEOUT`] fails as not sent, and is retried.
 #[derive(Clone, Debug)]
 pub struct NativeHttp {
     client: reqwest::Client,
 }
 
 impl NativeHttp {
+    /// How long a connection (TCP and TLS) may take by default: OkHttp's
+    /// default. Its failure is known not to have sent the request, so it is
+    /// retried; a request still unanswered at its `timeout_ms` may have
+    /// been sent, and is not.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// A new transport with its own connection pool.
     pub fn new() -> Result<Self, Error> {
+        Self::configured(|builder| builder)
+    }
+
+    /// A transport whose reqwest client `configure` set up further: a
+    /// private CA, a client certificate (mTLS), a proxy, another
+    /// `connect_timeout`. Redirects stay off and reqwest's retries too,
+    /// whatever `configure` did: a redirect would carry the credentials
+    /// elsewhere, and a resent refresh token is a spent one. Leave reqwest's
+    /// total `timeout` unset: `Config::timeout_ms` bounds each request, and
+    /// reqwest's would end one whose answer arrived during a pause.
+    pub fn configured(
+        configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, Error> {
         // Another library may already have installed a provider; either is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder().connect_timeout(Self::CONNECT_TIMEOUT);
+        let client = configure(builder)
             .redirect(reqwest::redirect::Policy::none())
             // freshtoken decides every retry itself: a single-use refresh
             // token must never be resent behind its back.
@@ -27,18 +60,12 @@ impl NativeHttp {
             .map_err(|e| Error::config("http", format!("cannot build the HTTP client: {e}")))?;
         Ok(NativeHttp { client })
     }
-}
 
-#[async_trait]
-impl HttpClient for NativeHttp {
-    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    /// The request and its body, read up to the cap.
+    async fn exchange(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| HttpError::NotSent("invalid HTTP method".into()))?;
-        let mut builder = self
-            .client
-            .request(method, &request.url)
-            .timeout(Duration::from_millis(request.timeout_ms))
-            .body(request.body);
+        let mut builder = self.client.request(method, &request.url).body(request.body);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
@@ -70,6 +97,24 @@ impl HttpClient for NativeHttp {
             headers,
             body,
         })
+    }
+}
+
+#[async_trait]
+impl HttpClient for NativeHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // reqwest's I/O panics outside a tokio runtime.
+        if tokio::runtime::Handle::try_current().is_err() {
+            let message = "NativeHttp must be used inside a tokio runtime";
+            return Err(HttpError::NotSent(message.into()));
+        }
+        let timer = Clock::timer(&SystemClock, request.timeout_ms);
+        // The answer is polled first: on resuming from a pause, one that
+        // arrived meanwhile is taken before the timer that is due too.
+        match select(pin!(self.exchange(request)), pin!(timer)).await {
+            Either::Left((answer, _)) => answer,
+            Either::Right(((), _)) => Err(HttpError::Timeout),
+        }
     }
 }
 

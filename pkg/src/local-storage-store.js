@@ -130,7 +130,7 @@ export class LocalStorageStore {
   /** Runs `body` (synchronous reads and writes) holding `key`'s write lock, which every write of every tab takes. */
   #locked(key, body) {
     checkKey(key);
-    return this.#locks.request(`${this.#prefix}write:${key}`, body);
+    return this.#locks.request(`${this.#prefix}write:${key}`, {}, body);
   }
 
   /** The record saved under `key`, or null. */

@@ -103,7 +103,7 @@ export async function acquireLease(locks, name, owner, ttlMs, store) {
  */
 export async function whileLeased(locks, name, body) {
   if (HELD.has(name)) return body();
-  return locks.request(name, () => body());
+  return locks.request(name, {}, () => body());
 }
 
 /** Gives the lease `name` back, if `owner` still holds it; resolves once the lock is free for other tabs and owners. */

@@ -25,7 +25,8 @@ use web_sys::{
     RequestRedirect,
 };
 
-/// Errors whose cause shows the request never left (Node's undici codes).
+/// Error codes that show the request never left (Node's system errors, as
+/// undici and node-fetch report them).
 const NOT_SENT_CODES: &[&str] = &[
     "ECONNREFUSED",
     "ENOTFOUND",
@@ -102,7 +103,9 @@ fn transport_error(error: &JsValue) -> HttpError {
         return HttpError::Timeout;
     }
     let cause = host::get(error, "cause").unwrap_or(JsValue::UNDEFINED);
-    let code = text(&cause, "code").unwrap_or_default();
+    // Node's fetch (undici) puts the system error's code on the cause;
+    // node-fetch and other custom fetches on the error itself.
+    let code = (text(&cause, "code").or_else(|| text(error, "code"))).unwrap_or_default();
     let mut message = text(error, "message").unwrap_or_else(|| "fetch failed".into());
     if let Some(detail) = message_of(&cause) {
         message.push_str(": ");

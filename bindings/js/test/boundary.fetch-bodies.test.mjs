@@ -245,4 +245,27 @@ describe('odd answers from a host fetch', () => {
     assert.equal(calls, 2);
     assert.equal(await emu.refreshRequests(), 1);
   });
+
+  test("a custom fetch's not-sent code on the error itself (node-fetch's shape) is retried too", TIMEOUT, async () => {
+    await emu.reset();
+    let calls = 0;
+    const client = new TokenClient({
+      ...options,
+      fetch: async (url, init) => {
+        calls += 1;
+        if (calls === 1) {
+          // node-fetch's FetchError: the system error's code is its own member.
+          const refused = new Error('request to http://127.0.0.1/ failed, reason: connect ECONNREFUSED');
+          throw Object.assign(refused, { name: 'FetchError', type: 'system', code: 'ECONNREFUSED', errno: 'ECONNREFUSED' });
+        }
+        return globalThis.fetch(url, init);
+      },
+    });
+    const session = client.session('u1', new MemoryStore());
+    await session.seed({ refreshToken: (await emu.seed()).refresh_token });
+    assert.ok((await session.accessToken()).length > 0);
+    assert.equal(calls, 2, 'retried: the request never left');
+    assert.equal(await emu.refreshRequests(), 1);
+    assert.equal((await session.status()).inDoubt, false);
+  });
 });

@@ -54,7 +54,7 @@ test('options are checked: unknown keys and a prefix that is no string', () => {
 });
 
 /** A LockManager's `request` that runs the callback at once (one caller at a time here; real locks run in Chromium). */
-const locks = { request: async (name, options, callback) => (callback ?? options)({ name }) };
+const locks = { request: async (name, options, callback) => callback({ name }) };
 
 test('records round-trip through one item with their version; compare-and-swap saves; bad arguments reject before anything is written', async () => {
   const backing = storage();

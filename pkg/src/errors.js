@@ -71,6 +71,25 @@ export function configError(name, problem) {
   return new ConfigError({ code: 'config', field: name, message: `invalid configuration \`${name}\`: ${problem}` });
 }
 
+/**
+ * A ConfigError naming `field` with `message` as written: the stores'
+ * constructors (FileStore, RedisStore…) keep their own words ("RedisStore:
+ * prefix must be a string") and name the parameter or option in `field`.
+ */
+export function configErrorSaying(field, message) {
+  return new ConfigError({ code: 'config', field, message });
+}
+
+/**
+ * The options of `store`'s constructor: null and undefined are the
+ * defaults (`{}`); anything but an object is a ConfigError naming `options`.
+ */
+export function storeOptions(options, store) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw configErrorSaying('options', `${store}: options must be an object`);
+  return options;
+}
+
 // The options the core's messages name beside the one at fault, as Rust
 // spells them ("must be longer than timeout_ms + retry.budget_ms + …").
 // Rewritten here rather than in the wasm, where a second table of names

@@ -8,7 +8,7 @@ import { lstat, mkdir, open, readdir, realpath, rename, rmdir, stat, unlink } fr
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
-import { configError } from './errors.js';
+import { configError, configErrorSaying } from './errors.js';
 
 /** Longest hex stem used as is (keys up to 60 UTF-8 bytes); longer keys are hashed. */
 const MAX_HEX = 120;
@@ -82,7 +82,7 @@ export class FileStore {
 
   constructor(directory) {
     if (typeof directory !== 'string' || directory === '') {
-      throw new TypeError('FileStore needs a directory path');
+      throw configErrorSaying('directory', 'FileStore needs a directory path');
     }
     this.#dir = directory;
   }

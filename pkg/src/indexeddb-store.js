@@ -44,6 +44,7 @@
 // current (see SETTLE_MS).
 
 import { asEntry, entryOfText, nextVersion, unreadableVersion } from './entry-versions.js';
+import { configErrorSaying, storeOptions } from './errors.js';
 import { acquireLease, lockManager, lockNamePrefix, releaseLease, whileLeased } from './web-lock-lease.js';
 
 const NAME = 'IndexedDbStore';
@@ -182,30 +183,31 @@ export class IndexedDbStore {
    * @param options.migrateFrom the prefix of a LocalStorageStore whose records move here on first read
    * @param options.storage     the Storage that LocalStorageStore used (default `globalThis.localStorage`; with migrateFrom)
    */
-  constructor({
-    database = 'freshtoken',
-    indexedDB = globalThis.indexedDB,
-    locks = globalThis.navigator?.locks,
-    migrateFrom,
-    storage,
-    ...rest
-  } = {}) {
+  constructor(options) {
+    let {
+      database = 'freshtoken',
+      indexedDB = globalThis.indexedDB,
+      locks = globalThis.navigator?.locks,
+      migrateFrom,
+      storage,
+      ...rest
+    } = storeOptions(options, NAME);
     const unknown = Object.keys(rest);
-    if (unknown.length) throw new TypeError(`${NAME}: unknown option ${unknown[0]}`);
+    if (unknown.length) throw configErrorSaying(unknown[0], `${NAME}: unknown option ${unknown[0]}`);
     if (!indexedDB || typeof indexedDB.open !== 'function') {
-      throw new TypeError(`${NAME}: no IndexedDB here (pass options.indexedDB, an IDBFactory)`);
+      throw configErrorSaying('indexedDB', `${NAME}: no IndexedDB here (pass options.indexedDB, an IDBFactory)`);
     }
     lockManager(locks, NAME);
-    if (typeof database !== 'string' || database === '') throw new TypeError(`${NAME}: database must be a non-empty string`);
+    if (typeof database !== 'string' || database === '') throw configErrorSaying('database', `${NAME}: database must be a non-empty string`);
     lockNamePrefix(database, NAME, 'database');
     if (migrateFrom !== undefined) {
-      if (typeof migrateFrom !== 'string') throw new TypeError(`${NAME}: migrateFrom must be a string (a LocalStorageStore prefix)`);
+      if (typeof migrateFrom !== 'string') throw configErrorSaying('migrateFrom', `${NAME}: migrateFrom must be a string (a LocalStorageStore prefix)`);
       storage ??= pageStorage();
       if (!storage || typeof storage.getItem !== 'function' || typeof storage.removeItem !== 'function') {
-        throw new TypeError(`${NAME}: migrateFrom needs localStorage (pass options.storage, a Storage)`);
+        throw configErrorSaying('storage', `${NAME}: migrateFrom needs localStorage (pass options.storage, a Storage)`);
       }
     } else if (storage !== undefined) {
-      throw new TypeError(`${NAME}: options.storage is only read with migrateFrom`);
+      throw configErrorSaying('storage', `${NAME}: options.storage is only read with migrateFrom`);
     }
     this.#factory = indexedDB;
     this.#locks = locks;

@@ -38,6 +38,7 @@
 // over the next link's record.
 
 import { entryOfText, nextVersion, unreadableVersion } from './entry-versions.js';
+import { configErrorSaying, storeOptions } from './errors.js';
 import { acquireLease, lockManager, lockNamePrefix, releaseLease } from './web-lock-lease.js';
 
 const NAME = 'LocalStorageStore';
@@ -76,14 +77,15 @@ export class LocalStorageStore {
    * @param options.locks   a LockManager (default `globalThis.navigator.locks`)
    * @param options.prefix  prepended to every key and lock name (default "freshtoken:")
    */
-  constructor({ storage = pageStorage(), locks = globalThis.navigator?.locks, prefix = 'freshtoken:', ...rest } = {}) {
+  constructor(options) {
+    const { storage = pageStorage(), locks = globalThis.navigator?.locks, prefix = 'freshtoken:', ...rest } = storeOptions(options, NAME);
     const unknown = Object.keys(rest);
-    if (unknown.length) throw new TypeError(`${NAME}: unknown option ${unknown[0]}`);
+    if (unknown.length) throw configErrorSaying(unknown[0], `${NAME}: unknown option ${unknown[0]}`);
     if (!storage || typeof storage.getItem !== 'function' || typeof storage.setItem !== 'function') {
-      throw new TypeError(`${NAME}: no localStorage here (pass options.storage, a Storage)`);
+      throw configErrorSaying('storage', `${NAME}: no localStorage here (pass options.storage, a Storage)`);
     }
     lockManager(locks, NAME);
-    if (typeof prefix !== 'string') throw new TypeError(`${NAME}: prefix must be a string`);
+    if (typeof prefix !== 'string') throw configErrorSaying('prefix', `${NAME}: prefix must be a string`);
     lockNamePrefix(prefix, NAME, 'prefix');
     this.#storage = storage;
     this.#locks = locks;

@@ -13,6 +13,7 @@
 // stick a session: a NULL record is no record (a create replaces it), and a
 // NULL version reads as version 0 (a re-link swaps against it).
 
+import { configErrorSaying, storeOptions } from './errors.js';
 import { firstVersion } from './first-version.js';
 
 const DEFAULT_TABLES = { table: 'freshtoken_records', leaseTable: 'freshtoken_leases' };
@@ -26,21 +27,22 @@ const MAX_RECORD_BYTES = 1024 * 1024;
 
 /** `name` or `schema.name` as a quoted SQL identifier. */
 function identifier(option, name) {
-  if (typeof name !== 'string' || name === '') throw new TypeError(`PostgresStore: ${option} must be a non-empty string`);
+  if (typeof name !== 'string' || name === '') throw configErrorSaying(option, `PostgresStore: ${option} must be a non-empty string`);
   const parts = name.split('.');
   if (parts.length > 2 || parts.some((p) => p === '' || p.includes('\0'))) {
-    throw new TypeError(`PostgresStore: ${option} must be "name" or "schema.name"`);
+    throw configErrorSaying(option, `PostgresStore: ${option} must be "name" or "schema.name"`);
   }
   return parts.map((p) => `"${p.replaceAll('"', '""')}"`).join('.');
 }
 
+/** The quoted table names of `options` (null and undefined: the defaults); a ConfigError naming a bad option. */
 function tablesOf(options) {
-  const { table = DEFAULT_TABLES.table, leaseTable = DEFAULT_TABLES.leaseTable, ...rest } = options ?? {};
+  const { table = DEFAULT_TABLES.table, leaseTable = DEFAULT_TABLES.leaseTable, ...rest } = storeOptions(options, 'PostgresStore');
   const unknown = Object.keys(rest);
-  if (unknown.length) throw new TypeError(`PostgresStore: unknown option ${unknown[0]}`);
+  if (unknown.length) throw configErrorSaying(unknown[0], `PostgresStore: unknown option ${unknown[0]}`);
   const t = identifier('table', table);
   const l = identifier('leaseTable', leaseTable);
-  if (t === l) throw new TypeError('PostgresStore: table and leaseTable must differ');
+  if (t === l) throw configErrorSaying('leaseTable', 'PostgresStore: table and leaseTable must differ');
   return { t, l };
 }
 
@@ -106,7 +108,7 @@ export class PostgresStore {
    */
   constructor(pool, options = {}) {
     if (!pool || typeof pool.query !== 'function') {
-      throw new TypeError('PostgresStore: pass a pg Pool (new Pool() from the "pg" package)');
+      throw configErrorSaying('pool', 'PostgresStore: pass a pg Pool (new Pool() from the "pg" package)');
     }
     const names = tablesOf(options);
     const { t, l } = names;

@@ -13,6 +13,7 @@
 // read-modify-write across round trips.
 
 import { createHash } from 'node:crypto';
+import { configErrorSaying, storeOptions } from './errors.js';
 import { firstVersion } from './first-version.js';
 
 // Takes the lease when SET NX failed: succeeds if this owner already holds it
@@ -185,13 +186,14 @@ export class RedisStore {
    * @param client a connected node-redis (v4, v5 or v6) client, from `createClient()`
    * @param options.prefix  prepended to every key (default "freshtoken:")
    */
-  constructor(client, { prefix = 'freshtoken:', ...rest } = {}) {
+  constructor(client, options) {
     if (!client || typeof client.sendCommand !== 'function') {
-      throw new TypeError('RedisStore: pass a connected node-redis client (createClient() from the "redis" package)');
+      throw configErrorSaying('client', 'RedisStore: pass a connected node-redis client (createClient() from the "redis" package)');
     }
+    const { prefix = 'freshtoken:', ...rest } = storeOptions(options, 'RedisStore');
     const unknown = Object.keys(rest);
-    if (unknown.length) throw new TypeError(`RedisStore: unknown option ${unknown[0]}`);
-    if (typeof prefix !== 'string') throw new TypeError('RedisStore: prefix must be a string');
+    if (unknown.length) throw configErrorSaying(unknown[0], `RedisStore: unknown option ${unknown[0]}`);
+    if (typeof prefix !== 'string') throw configErrorSaying('prefix', 'RedisStore: prefix must be a string');
     this.#client = client;
     this.#prefix = prefix;
   }
@@ -212,11 +214,13 @@ export class RedisStore {
    * `sendCommand(args)`, which must return a Promise: in legacy (callback)
    * mode it returns nothing, and that nothing must not pass for an empty
    * reply (a stored record read as absent, a save that wrote nothing).
+   * A ConfigError naming `client`: the constructor's argument is at fault,
+   * which only the first command can tell.
    */
   #send(args) {
     const reply = this.#client.sendCommand(args);
     if (typeof reply?.then !== 'function') {
-      throw new TypeError('RedisStore: the client\'s sendCommand() returned no Promise: pass a node-redis client in its default mode, not client.legacy() or legacyMode');
+      throw configErrorSaying('client', 'RedisStore: the client\'s sendCommand() returned no Promise: pass a node-redis client in its default mode, not client.legacy() or legacyMode');
     }
     return reply;
   }

@@ -4,6 +4,8 @@
 // a lease also lapses after its TTL, like a Redis lease, so a refresh whose
 // promise never settles cannot hold it forever.
 
+import { configErrorSaying } from './errors.js';
+
 // The leases this page holds, by lock name: { owner, timer, end }. Shared by
 // every store instance, as the locks are: a session handle made with a new
 // store may release what another instance acquired.
@@ -33,16 +35,16 @@ function giveBack(name, lease) {
   lease.end();
 }
 
-/** `prefix` when the lock names it starts are valid (Web Lock names cannot start with `-`), else a TypeError naming `store`'s `option`. */
+/** `prefix` when the lock names it starts are valid (Web Lock names cannot start with `-`), else a ConfigError naming `store`'s `option`. */
 export function lockNamePrefix(prefix, store, option) {
-  if (prefix.startsWith('-')) throw new TypeError(`${store}: ${option} must not start with "-" (Web Lock names cannot)`);
+  if (prefix.startsWith('-')) throw configErrorSaying(option, `${store}: ${option} must not start with "-" (Web Lock names cannot)`);
   return prefix;
 }
 
-/** The lock manager in `locks`, or a TypeError naming `store`: without the lease two tabs could spend one refresh token, so there is no fallback. */
+/** The lock manager in `locks`, or a ConfigError (field `locks`) naming `store`: without the lease two tabs could spend one refresh token, so there is no fallback. */
 export function lockManager(locks, store) {
   if (!locks || typeof locks.request !== 'function') {
-    throw new TypeError(`${store}: the Web Locks API (navigator.locks) is missing (browsers offer it in secure contexts only: https, or http on localhost); tabs sharing a store need it for the refresh lease (pass options.locks, a LockManager)`);
+    throw configErrorSaying('locks', `${store}: the Web Locks API (navigator.locks) is missing (browsers offer it in secure contexts only: https, or http on localhost); tabs sharing a store need it for the refresh lease (pass options.locks, a LockManager)`);
   }
   return locks;
 }

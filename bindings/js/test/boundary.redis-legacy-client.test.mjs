@@ -3,7 +3,8 @@
 // returns undefined. RedisStore took that for an empty reply: a stored
 // record loaded as absent (the session said "re-link the user", with its
 // refresh token safe in Redis) and a save resolved though nothing was
-// written. Each call now rejects with a TypeError saying what to pass.
+// written. Each call now rejects with a ConfigError naming `client` and
+// saying what to pass.
 // Real node-redis against a real Redis (support/servers.mjs); skipped when
 // redis-server is not installed, unless FRESHTOKEN_REQUIRE_SERVERS=1.
 
@@ -11,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { createClient } from 'redis';
-import { ReauthorizationRequiredError, StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, ReauthorizationRequiredError, StorageError, TokenClient } from 'freshtoken';
 import { RedisStore } from 'freshtoken/redis';
 
 import { serversInstalled, startRedis } from '../support/servers.mjs';
@@ -45,7 +46,7 @@ describe('RedisStore on a node-redis client in legacy mode', { skip }, () => {
     await server?.stop();
   });
 
-  test('every call rejects with a TypeError; a stored record is never read as absent', async () => {
+  test('every call rejects with a ConfigError naming `client`; a stored record is never read as absent', async () => {
     for (const [what, call] of [
       ['load', () => legacy.load('stored')],
       ['loadVersioned', () => legacy.loadVersioned('stored')],
@@ -56,7 +57,9 @@ describe('RedisStore on a node-redis client in legacy mode', { skip }, () => {
       ['leaseHolder', () => legacy.leaseHolder('stored')],
     ]) {
       const err = await rejection(call());
-      assert.ok(err instanceof TypeError, `${what}: ${err.name}: ${err.message}`);
+      assert.ok(err instanceof ConfigError, `${what}: ${err.name}: ${err.message}`);
+      assert.equal(err.code, 'config', what);
+      assert.equal(err.field, 'client', what);
       assert.match(err.message, NO_PROMISE, what);
     }
   });

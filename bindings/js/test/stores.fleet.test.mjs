@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
 import { createClient } from 'redis';
-import { ConflictError, StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, ConflictError, StorageError, TokenClient } from 'freshtoken';
 import { RedisStore } from 'freshtoken/redis';
 import { PostgresStore } from 'freshtoken/postgres';
 
@@ -32,6 +32,15 @@ const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
 
 /** The version after `version` (a decimal; new records start at a random one). */
 const next = (version, by = 1) => String(BigInt(version) + BigInt(by));
+
+/** A ConfigError (code 'config') naming the parameter or option `field`, its message matching `message`. */
+const config = (field, message) => (e) => {
+  assert.ok(e instanceof ConfigError, `${e.name}: ${e.message}`);
+  assert.equal(e.code, 'config');
+  assert.equal(e.field, field);
+  assert.match(e.message, message);
+  return true;
+};
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let unique = 0;
@@ -212,12 +221,31 @@ describe('fleet stores on real servers', { skip }, () => {
         }
       });
 
-      test('bad arguments are TypeErrors, before any I/O', async () => {
+      test('bad constructor arguments are ConfigErrors naming them; bad call arguments TypeErrors; before any I/O', async () => {
         const { store } = kinds[kind];
         const Store = kind === 'redis' ? RedisStore : PostgresStore;
-        assert.throws(() => new Store(null), TypeError);
-        assert.throws(() => new Store({}), TypeError);
-        assert.throws(() => new Store(kind === 'redis' ? kinds.redis.raw : kinds.postgres.pool, { bogus: 1 }), /unknown option bogus/);
+        const first = kind === 'redis' ? 'client' : 'pool';
+        const connection = kind === 'redis' ? kinds.redis.raw : kinds.postgres.pool;
+        const name = kind === 'redis' ? 'RedisStore' : 'PostgresStore';
+        assert.throws(() => new Store(null), config(first, new RegExp(`^${name}: pass a`)));
+        assert.throws(() => new Store({}), config(first, new RegExp(`^${name}: pass a`)));
+        assert.throws(() => new Store(connection, { bogus: 1 }), config('bogus', new RegExp(`^${name}: unknown option bogus$`)));
+        for (const options of ['app:', 7, true, () => ({})]) {
+          assert.throws(() => new Store(connection, options), config('options', new RegExp(`^${name}: options must be an object$`)), String(options));
+        }
+        // null and undefined options are the defaults.
+        for (const options of [null, undefined]) {
+          const fresh = new Store(connection, options);
+          if (kind === 'redis') assert.equal(fresh.recordKey('u1'), 'freshtoken:record:u1');
+          await fresh.save(`defaults-${kind}`, RECORD);
+          assert.equal(await store.load(`defaults-${kind}`), RECORD, 'the default namespace');
+        }
+        if (kind === 'redis') {
+          assert.throws(() => new Store(connection, { prefix: 7 }), config('prefix', /^RedisStore: prefix must be a string$/));
+        } else {
+          assert.throws(() => new Store(connection, { table: '' }), config('table', /^PostgresStore: table must be a non-empty string$/));
+          assert.throws(() => new Store(connection, { leaseTable: 'a.b.c' }), config('leaseTable', /^PostgresStore: leaseTable must be "name" or "schema.name"$/));
+        }
         await assert.rejects(store.acquire('k', '', 1000), TypeError);
         await assert.rejects(store.acquire('k', 'o', 0), TypeError);
         await assert.rejects(store.acquire('k', 'o', Number.NaN), TypeError);
@@ -284,9 +312,11 @@ describe('fleet stores on real servers', { skip }, () => {
       await custom[0].migrate();
       assert.match(await custom[0].saveVersioned('u1', RECORD, null), /^[0-9]+$/);
       assert.equal(await kinds.postgres.store.load('u1'), null, 'the default tables are separate');
-      assert.throws(() => PostgresStore.schema({ table: 'a.b.c' }), TypeError);
-      assert.throws(() => PostgresStore.schema({ table: '' }), TypeError);
-      assert.throws(() => PostgresStore.schema({ table: 'same', leaseTable: 'same' }), TypeError);
+      assert.throws(() => PostgresStore.schema({ table: 'a.b.c' }), config('table', /^PostgresStore: table must be "name" or "schema.name"$/));
+      assert.throws(() => PostgresStore.schema({ table: '' }), config('table', /^PostgresStore: table must be a non-empty string$/));
+      assert.throws(() => PostgresStore.schema({ table: 'same', leaseTable: 'same' }), config('leaseTable', /^PostgresStore: table and leaseTable must differ$/));
+      assert.throws(() => PostgresStore.schema('x'), config('options', /^PostgresStore: options must be an object$/));
+      assert.equal(PostgresStore.schema(null), PostgresStore.schema(), 'null options are the defaults');
     });
 
     test('PostgreSQL: a missing table fails without the record in the error; the session says StorageError', async () => {

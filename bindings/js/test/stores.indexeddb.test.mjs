@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, StorageError, TokenClient } from 'freshtoken';
 import { IndexedDbStore } from 'freshtoken/indexeddb';
 import { startEmulator } from '../support/emulator.mjs';
 
@@ -14,22 +14,35 @@ const indexedDB = { open() { throw new Error('not opened in these tests'); } };
 const locks = { request: async () => undefined };
 const storage = { getItem: () => null, removeItem() {} };
 
+/** A ConfigError (code 'config') naming the option `field`, its message matching `message`. */
+const config = (field, message) => (e) => {
+  assert.ok(e instanceof ConfigError, `${e.name}: ${e.message}`);
+  assert.equal(e.code, 'config');
+  assert.equal(e.field, field);
+  assert.match(e.message, message);
+  return true;
+};
+
 test('without IndexedDB or the Web Locks API the constructor throws: tabs sharing a store need both', () => {
   assert.equal(typeof globalThis.indexedDB, 'undefined', 'this check needs a host without IndexedDB');
-  assert.throws(() => new IndexedDbStore(), { name: 'TypeError', message: /^IndexedDbStore: no IndexedDB here/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB: {} }), { name: 'TypeError', message: /no IndexedDB here/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB }), { name: 'TypeError', message: /^IndexedDbStore: the Web Locks API \(navigator\.locks\) is missing \(browsers offer it in secure contexts only: https, or http on localhost\)/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks: {} }), { name: 'TypeError', message: /Web Locks API/ });
+  assert.throws(() => new IndexedDbStore(), config('indexedDB', /^IndexedDbStore: no IndexedDB here/));
+  assert.throws(() => new IndexedDbStore({ indexedDB: {} }), config('indexedDB', /no IndexedDB here/));
+  assert.throws(() => new IndexedDbStore({ indexedDB }), config('locks', /^IndexedDbStore: the Web Locks API \(navigator\.locks\) is missing \(browsers offer it in secure contexts only: https, or http on localhost\)/));
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks: {} }), config('locks', /Web Locks API/));
 });
 
 test('options are checked: unknown keys, the database name, migrateFrom and its storage', () => {
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, prefix: 'a:' }), { name: 'TypeError', message: /unknown option prefix/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, database: '' }), { name: 'TypeError', message: /database must be a non-empty string/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, database: 7 }), { name: 'TypeError', message: /database must be a non-empty string/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, migrateFrom: true }), { name: 'TypeError', message: /migrateFrom must be a string/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, migrateFrom: 'freshtoken:' }), { name: 'TypeError', message: /migrateFrom needs localStorage/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, migrateFrom: 'a:', storage: { getItem: () => null } }), { name: 'TypeError', message: /migrateFrom needs localStorage/ });
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, storage }), { name: 'TypeError', message: /options\.storage is only read with migrateFrom/ });
+  assert.throws(() => new IndexedDbStore(null), config('indexedDB', /no IndexedDB here/), 'null options are the defaults');
+  for (const options of ['app', 7, true, () => ({ indexedDB, locks })]) {
+    assert.throws(() => new IndexedDbStore(options), config('options', /^IndexedDbStore: options must be an object$/), String(options));
+  }
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, prefix: 'a:' }), config('prefix', /unknown option prefix/));
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, database: '' }), config('database', /database must be a non-empty string/));
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, database: 7 }), config('database', /database must be a non-empty string/));
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, migrateFrom: true }), config('migrateFrom', /migrateFrom must be a string/));
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, migrateFrom: 'freshtoken:' }), config('storage', /migrateFrom needs localStorage/));
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, migrateFrom: 'a:', storage: { getItem: () => null } }), config('storage', /migrateFrom needs localStorage/));
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, storage }), config('storage', /options\.storage is only read with migrateFrom/));
   const store = new IndexedDbStore({ indexedDB, locks, migrateFrom: 'a:', storage });
   assert.equal(store.leaseName('u1'), 'freshtoken:lease:u1', 'the default lease name is LocalStorageStore\'s default one');
   assert.equal(new IndexedDbStore({ indexedDB, locks, database: 'app' }).leaseName('u1'), 'app:lease:u1');
@@ -46,7 +59,7 @@ test('an IDBFactory whose open() throws: every call rejects with an Error naming
 });
 
 test('a database name starting with "-" is refused: Web Lock names cannot start so, and every acquire would fail', () => {
-  assert.throws(() => new IndexedDbStore({ indexedDB, locks, database: '-app' }), { name: 'TypeError', message: /database must not start with "-"/ });
+  assert.throws(() => new IndexedDbStore({ indexedDB, locks, database: '-app' }), config('database', /database must not start with "-"/));
 });
 
 // The browser may close a connection (site data cleared, storage evicted)

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { StorageError, TokenClient } from 'freshtoken';
+import { ConfigError, StorageError, TokenClient } from 'freshtoken';
 import { LocalStorageStore } from 'freshtoken/local-storage';
 import { startEmulator } from '../support/emulator.mjs';
 
@@ -23,12 +23,21 @@ function assertFreshVersion(version) {
 }
 const next = (version) => String(Number(version) + 1);
 
+/** A ConfigError (code 'config') naming the option `field`, its message matching `message`. */
+const config = (field, message) => (e) => {
+  assert.ok(e instanceof ConfigError, `${e.name}: ${e.message}`);
+  assert.equal(e.code, 'config');
+  assert.equal(e.field, field);
+  assert.match(e.message, message);
+  return true;
+};
+
 test('without localStorage or the Web Locks API the constructor throws: tabs sharing a store need the lease', () => {
   assert.equal(typeof globalThis.localStorage, 'undefined', 'this check needs a host without localStorage');
-  assert.throws(() => new LocalStorageStore(), { name: 'TypeError', message: /no localStorage here/ });
-  assert.throws(() => new LocalStorageStore({ storage: storage() }), { name: 'TypeError', message: /Web Locks API \(navigator\.locks\)/ });
-  assert.throws(() => new LocalStorageStore({ storage: storage(), locks: {} }), { name: 'TypeError', message: /Web Locks API/ });
-  assert.throws(() => new LocalStorageStore({ storage: { getItem() {} }, locks: { request() {} } }), { message: /no localStorage here/ });
+  assert.throws(() => new LocalStorageStore(), config('storage', /no localStorage here/));
+  assert.throws(() => new LocalStorageStore({ storage: storage() }), config('locks', /Web Locks API \(navigator\.locks\)/));
+  assert.throws(() => new LocalStorageStore({ storage: storage(), locks: {} }), config('locks', /Web Locks API/));
+  assert.throws(() => new LocalStorageStore({ storage: { getItem() {} }, locks: { request() {} } }), config('storage', /no localStorage here/));
 });
 
 test('a localStorage that throws when read (a sandboxed frame, storage disabled) is "no localStorage here", not its SecurityError', () => {
@@ -37,7 +46,7 @@ test('a localStorage that throws when read (a sandboxed frame, storage disabled)
     get() { throw new DOMException('access denied', 'SecurityError'); },
   });
   try {
-    assert.throws(() => new LocalStorageStore({ locks: { request: async () => undefined } }), { name: 'TypeError', message: /no localStorage here/ });
+    assert.throws(() => new LocalStorageStore({ locks: { request: async () => undefined } }), config('storage', /no localStorage here/));
   } finally {
     delete globalThis.localStorage;
   }
@@ -45,9 +54,13 @@ test('a localStorage that throws when read (a sandboxed frame, storage disabled)
 
 test('options are checked: unknown keys and a prefix that is no string', () => {
   const locks = { request: async () => undefined };
-  assert.throws(() => new LocalStorageStore({ storage: storage(), locks, lock: locks }), { name: 'TypeError', message: /unknown option lock/ });
-  assert.throws(() => new LocalStorageStore({ storage: storage(), locks, prefix: 7 }), { name: 'TypeError', message: /prefix must be a string/ });
-  assert.throws(() => new LocalStorageStore({ storage: storage(), locks, prefix: '-app:' }), { name: 'TypeError', message: /prefix must not start with "-" \(Web Lock names cannot\)/ });
+  assert.throws(() => new LocalStorageStore(null), config('storage', /no localStorage here/), 'null options are the defaults');
+  for (const options of ['app:', 7, true]) {
+    assert.throws(() => new LocalStorageStore(options), config('options', /^LocalStorageStore: options must be an object$/), String(options));
+  }
+  assert.throws(() => new LocalStorageStore({ storage: storage(), locks, lock: locks }), config('lock', /unknown option lock/));
+  assert.throws(() => new LocalStorageStore({ storage: storage(), locks, prefix: 7 }), config('prefix', /prefix must be a string/));
+  assert.throws(() => new LocalStorageStore({ storage: storage(), locks, prefix: '-app:' }), config('prefix', /prefix must not start with "-" \(Web Lock names cannot\)/));
   const store = new LocalStorageStore({ storage: storage(), locks, prefix: 'app:' });
   assert.equal(store.recordKey('u1'), 'app:u1');
   assert.equal(store.leaseName('u1'), 'app:lease:u1');

@@ -248,9 +248,16 @@ describe('FileStore', () => {
     assert.equal(await store.load('big'), '\u00e9'.repeat(MAX_FILE_BYTES / 2), 'the half character past the cap is dropped');
   });
 
-  test('the constructor wants a directory path', () => {
-    assert.throws(() => new FileStore(''), TypeError);
-    assert.throws(() => new FileStore(), TypeError);
+  test('the constructor wants a directory path: a ConfigError naming `directory`', () => {
+    for (const bad of [[''], [], [undefined], [null], [42], [{ dir }]]) {
+      assert.throws(() => new FileStore(...bad), (e) => {
+        assert.ok(e instanceof ConfigError, `${e.name}: ${e.message}`);
+        assert.equal(e.code, 'config');
+        assert.equal(e.field, 'directory');
+        assert.equal(e.message, 'FileStore needs a directory path');
+        return true;
+      }, JSON.stringify(bad));
+    }
   });
 });
 

@@ -1,5 +1,9 @@
 // Type declarations for the freshtoken npm package (Node and browser builds
-// share this public surface; FileStore exists only in the Node build).
+// share this public surface; FileStore exists only in the Node build: the
+// browser entry does not export it).
+
+/** A value, or a Promise of it: what a store callback may return. */
+export type MaybePromise<T> = T | Promise<T>;
 
 /** How the client authenticates at the token endpoint. */
 export type ClientAuth = 'client_secret_post' | 'client_secret_basic' | 'none' | 'private_key_jwt';
@@ -7,55 +11,94 @@ export type ClientAuth = 'client_secret_post' | 'client_secret_basic' | 'none' |
 /** Retry policy for 5xx, 429 and requests that never left. */
 export interface RetryOptions {
   /** Requests sent at most, the first included (default 4; 1 to 20). */
-  maxAttempts?: number;
+  maxAttempts?: number | null | undefined;
   /** Backoff before the first retry in ms; doubles each time (default 250). */
-  initialBackoffMs?: number;
+  initialBackoffMs?: number | null | undefined;
   /** Largest backoff in ms, unless Retry-After asks more (default 5000). */
-  maxBackoffMs?: number;
+  maxBackoffMs?: number | null | undefined;
   /** No retry starts after this many ms from the first request (default 20000). */
-  budgetMs?: number;
+  budgetMs?: number | null | undefined;
 }
 
 /**
- * The `fetch` the client uses (the global one by default). Its `init` is
- * an object without a prototype (so that no setter of Object.prototype
- * runs inside the wasm): read its members, not `init.hasOwnProperty(…)`.
+ * The `init` the client passes its `fetch`: an object without a prototype
+ * (so that no setter of Object.prototype runs inside the wasm): read its
+ * members, not `init.hasOwnProperty(…)`. `headers` is a `Headers`; it is
+ * typed as a string record too only so that fetches whose types omit the
+ * platform's Headers (node-fetch v2) accept it: read it with `get()` or by
+ * iterating it, not by indexing. `body` (a form) is absent on a GET.
  */
-export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+export interface FetchInit {
+  method: string;
+  headers: Headers & Record<string, string>;
+  body?: string;
+  redirect: 'manual';
+  credentials: 'omit';
+  /** Aborted at the request's timeout, or when the client stops waiting. */
+  signal: AbortSignal;
+}
 
-/** Options of `new TokenClient(…)`. Unknown keys throw a ConfigError. */
+/**
+ * An answer as freshtoken reads it: any fetch's `Response` (the platform's,
+ * undici's, node-fetch's). The client reads a `body` that is a
+ * ReadableStream, else calls `arrayBuffer()`.
+ */
+export interface FetchResponseLike {
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+/**
+ * The `fetch` the client uses (the global one by default; node-fetch v2 and
+ * v3 and undici's `fetch` fit), called with the URL as a string.
+ *
+ * Failures: a request that never left (retried, even with a single-use
+ * refresh token) must reject with an `Error` whose `code`, or whose
+ * `cause.code`, is `ECONNREFUSED`, `ENOTFOUND`, `EAI_AGAIN`, `EHOSTUNREACH`,
+ * `ENETUNREACH` or `UND_ERR_CONNECT_TIMEOUT` (Node's fetch and node-fetch
+ * do). An `Error` named `AbortError` or `TimeoutError` is a timeout. Any
+ * other rejection, or a throw, means the request may have been sent: the
+ * refresh token is then in doubt and never sent again by a retry.
+ */
+export type FetchLike = (input: string, init: FetchInit) => Promise<FetchResponseLike>;
+
+/**
+ * Options of `new TokenClient(…)`. Unknown keys throw a ConfigError; an
+ * optional one given as `undefined` or `null` takes its default.
+ */
 export interface TokenClientOptions {
   /** `https://…/connect/token`; plain http only for loopback hosts. */
   tokenEndpoint: string;
   clientId: string;
   /** Never ship a client secret to a browser. */
-  clientSecret?: string;
+  clientSecret?: string | null | undefined;
   /**
    * Default `client_secret_post` with a secret, `private_key_jwt` with a
    * private key, `none` without either. A discovered client with a secret
    * gets `client_secret_basic` when the provider does not list
    * `client_secret_post`.
    */
-  clientAuth?: ClientAuth;
+  clientAuth?: ClientAuth | null | undefined;
   /**
    * `private_key_jwt`: the RSA private key (signed with the platform's
    * WebCrypto) in PEM (PKCS#1 or PKCS#8; a certificate in the same PEM is fine). Every
    * token request then carries a fresh RS256 client assertion.
    */
-  privateKeyPem?: string;
+  privateKeyPem?: string | null | undefined;
   /** The `kid` header of client assertions. */
-  keyId?: string;
+  keyId?: string | null | undefined;
   /** The `aud` of client assertions (default: the token endpoint). */
-  assertionAudience?: string;
+  assertionAudience?: string | null | undefined;
   /** `audience` of client-credentials requests (default: the token endpoint). */
-  audience?: string;
+  audience?: string | null | undefined;
   /**
    * Default: from discovery, else the token endpoint with `/token`
    * replaced by `/authorize`. A discovered client guesses none, nor does
    * one whose token endpoint does not end in `/token`: then
    * `authorizationUrl()` rejects with a ConfigError naming it.
    */
-  authorizationEndpoint?: string;
+  authorizationEndpoint?: string | null | undefined;
   /**
    * The RFC 7009 revocation endpoint for `revoke()`. Default: from
    * discovery, else the token endpoint with `/token` replaced by
@@ -64,41 +107,41 @@ export interface TokenClientOptions {
    * `/token`: then `revoke()` and `revokeClientTokens()` reject with a
    * ConfigError naming it, and change nothing; give it here.
    */
-  revocationEndpoint?: string;
+  revocationEndpoint?: string | null | undefined;
   /** Refresh this many seconds before expiry (default 60, at most half a token's life). */
-  leewaySeconds?: number;
+  leewaySeconds?: number | null | undefined;
   /** Assumed user-token lifetime when `expires_in` is missing (default 900). */
-  userTokenLifetimeSeconds?: number;
+  userTokenLifetimeSeconds?: number | null | undefined;
   /** Assumed client-token lifetime when `expires_in` is missing (default 3600). */
-  clientTokenLifetimeSeconds?: number;
+  clientTokenLifetimeSeconds?: number | null | undefined;
   /** Sliding refresh-token lifetime (default 365 days). */
-  refreshTokenLifetimeSeconds?: number;
+  refreshTokenLifetimeSeconds?: number | null | undefined;
   /** Timeout of one token request in ms (default 30000). */
-  timeoutMs?: number;
+  timeoutMs?: number | null | undefined;
   /**
    * Deadline of every store call in ms (default 5000): past it the callers
    * get a StorageError saying the store did not answer, and a renewed
    * record stays in memory, saved first on the next call.
    */
-  storeTimeoutMs?: number;
+  storeTimeoutMs?: number | null | undefined;
   /** Idle sessions kept in memory (default 100000). */
-  maxSessions?: number;
+  maxSessions?: number | null | undefined;
   /** Fleet stores: how long a refresh lease lasts (ms; default timeout + retry budget + the larger of 10 s and twice storeTimeoutMs + 5 s, and at least three times storeTimeoutMs + 5 s, which also covers the renewals around a rotated save that failed at its deadline; must exceed timeoutMs + retry budget + 1 s (HTTP grace) + storeTimeoutMs, which covers the request with its retries and the save of the rotated token; at most one hour). */
-  leaseTtlMs?: number;
+  leaseTtlMs?: number | null | undefined;
   /** Fleet stores: how long to wait for another process's lease before a ConflictError (ms; default lease TTL + 5 s; at most one hour and 5 s). */
-  leaseWaitMs?: number;
-  retry?: RetryOptions;
+  leaseWaitMs?: number | null | undefined;
+  retry?: RetryOptions | null | undefined;
   /** HTTP override (default `globalThis.fetch`). */
-  fetch?: FetchLike;
+  fetch?: FetchLike | null | undefined;
   /** Clock override in Unix ms (default `Date.now`), for tests. Durations (the retry budget, a lease's age) are also measured on `performance.now()`, and the longer counts: this clock can lengthen them, never shorten them. */
-  now?: () => number;
+  now?: (() => number) | null | undefined;
   /**
    * Sleep override (default `setTimeout`), for tests: the pauses between
    * retries, between looks at another process's fleet lease, and between
    * background saves of a stranded record. One that does not settle ends
    * 1 s after `ms`.
    */
-  sleep?: (ms: number) => Promise<void>;
+  sleep?: ((ms: number) => Promise<void>) | null | undefined;
   /**
    * Receives every event (refreshes, failures, re-links, saves, lease waits,
    * client tokens, revocations), after the current turn; what it throws or
@@ -108,9 +151,9 @@ export interface TokenClientOptions {
    * throws there is an `uncaughtException` (Node's rule), which by default
    * ends the process: wrap its body in `try`/`catch`.
    */
-  onEvent?: (event: TokenEvent) => void | Promise<void>;
+  onEvent?: ((event: TokenEvent) => void | Promise<void>) | null | undefined;
   /** What events show of session keys: `'full'` (default) or `'hidden'` (no `key`). */
-  eventKeys?: EventKeys;
+  eventKeys?: EventKeys | null | undefined;
 }
 
 /** What events show of session keys. */
@@ -158,9 +201,10 @@ export interface VersionedRecord {
 }
 
 /**
- * Where records live. `load` resolves to the saved string or null. A store
- * shared by several processes adds the lease and the versioned members
- * (all four): then one process at a time refreshes a session, and a save
+ * Where records live. `load` resolves to the saved string or null. Every
+ * member may answer with a plain value instead of a Promise (a synchronous
+ * store works). A store shared by several processes adds the lease and the
+ * versioned members (all four): then one process at a time refreshes a session, and a save
  * whose version no longer matches is a ConflictError, never an overwrite.
  * Every call must settle within `storeTimeoutMs`; a thrown or rejected
  * error becomes a StorageError whose message has every token removed.
@@ -172,26 +216,36 @@ export interface VersionedRecord {
  * `load` or `save` whose lookup throws counts as missing: a ConfigError.)
  */
 export interface TokenStore {
-  load(key: string): Promise<string | null>;
+  load(key: string): MaybePromise<string | null>;
   /**
    * Must resolve only once the record is durable, and reject when it
    * cannot be written. Resolving `false` (a client's "not written" answer
    * returned as is) is read as a failed save: a `StorageError`.
    */
-  save(key: string, record: string): Promise<void>;
+  save(key: string, record: string): MaybePromise<void>;
   /** Take the refresh lease on `key` for `owner` for `ttlMs`; false if another owner holds it. */
-  acquire?(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  acquire?(key: string, owner: string, ttlMs: number): MaybePromise<boolean>;
   /** Give the lease back, if `owner` still holds it. */
-  release?(key: string, owner: string): Promise<void>;
+  release?(key: string, owner: string): MaybePromise<void>;
   /** The record and its version, or null. */
-  loadVersioned?(key: string): Promise<VersionedRecord | null>;
+  loadVersioned?(key: string): MaybePromise<VersionedRecord | null>;
   /** Optional, with the versioned members: the stored version without the record, or null; `seed()` and a code exchange compare against it (default: `loadVersioned`'s). */
-  loadVersion?(key: string): Promise<string | null>;
+  loadVersion?(key: string): MaybePromise<string | null>;
   /** Save only if the stored version is still `expectedVersion` (null: only if nothing is stored); the new version, or null on a conflict. */
-  saveVersioned?(key: string, record: string, expectedVersion: string | null): Promise<string | null>;
+  saveVersioned?(key: string, record: string, expectedVersion: string | null): MaybePromise<string | null>;
 }
 
-/** A fresh access token and what goes with it. Times are Unix ms. */
+/**
+ * A fresh access token and what goes with it. Times are Unix ms.
+ *
+ * Not a plain object: its prototype redacts the tokens in `toString()` and
+ * `util.inspect` (so `console.log`). The fields are own enumerable
+ * properties, so `JSON.stringify` and a spread read them, but a deep
+ * equality that compares prototypes (`assert.deepStrictEqual`) fails
+ * against an object literal: compare `{ ...info }`, and pass `{ ...info }`
+ * where plain objects are required (React Server Components props, for
+ * instance).
+ */
 export interface TokenInfo {
   accessToken: string;
   expiresAt: number;
@@ -227,11 +281,11 @@ export interface SessionStatus {
  */
 export interface SeedOptions {
   refreshToken: string;
-  accessToken?: string;
+  accessToken?: string | null | undefined;
   /** Seconds the access token stays valid from now; without it the access token is treated as expired. */
-  expiresIn?: number;
-  scope?: string;
-  idToken?: string;
+  expiresIn?: number | null | undefined;
+  scope?: string | null | undefined;
+  idToken?: string | null | undefined;
 }
 
 /** Options of `client.authorizationUrl(…)`. Unknown keys reject with a ConfigError naming them (`scope` is not `scopes`). */
@@ -239,15 +293,15 @@ export interface AuthorizationUrlOptions {
   /** An absolute URI without a fragment (RFC 6749 §3.1.2), else a ConfigError naming it. */
   redirectUri: string;
   /** `offline_access` is added when missing. */
-  scopes?: string[];
-  state?: string;
-  nonce?: string;
+  scopes?: string[] | undefined;
+  state?: string | null | undefined;
+  nonce?: string | null | undefined;
   /**
    * `prompt`: unset sends `consent`, which OpenID Connect requires for
    * `offline_access` (without it some servers issue no refresh token);
    * `''` sends none.
    */
-  prompt?: string;
+  prompt?: string | null | undefined;
 }
 
 export interface AuthorizationRequest {
@@ -277,7 +331,7 @@ export interface ExchangeCodeOptions {
  * with a ConfigError naming it.
  */
 export interface CallOptions {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -453,8 +507,23 @@ export interface TokenResponse {
   id_token?: string;
 }
 
-/** One refresh with no session emits no events: no `onEvent` or `eventKeys` here. */
-export interface RefreshTokensOptions extends Omit<TokenClientOptions, 'onEvent' | 'eventKeys'> {
+/**
+ * The client options that mean something for one refresh with no session
+ * or store: no events (`onEvent`, `eventKeys`), leases, store deadline,
+ * session cache or authorization and revocation endpoints. (The runtime
+ * still checks those if given, and ignores them.)
+ */
+export interface RefreshTokensOptions extends Omit<
+  TokenClientOptions,
+  | 'onEvent'
+  | 'eventKeys'
+  | 'maxSessions'
+  | 'leaseTtlMs'
+  | 'leaseWaitMs'
+  | 'storeTimeoutMs'
+  | 'authorizationEndpoint'
+  | 'revocationEndpoint'
+> {
   refreshToken: string;
 }
 
@@ -484,7 +553,25 @@ export type ReauthorizationReason =
   | 'no_refresh_token'
   | 'revoked';
 
+/**
+ * What an error is made from. The package makes every error it throws; a
+ * test may make one too: `new StorageError({ code: 'storage', message })`.
+ * A constructor sets no `code` of its own, so the class's code is required.
+ */
+export interface FreshTokenErrorFields<C extends ErrorCode = ErrorCode> {
+  code: C;
+  message: string;
+  reason?: ReauthorizationReason | undefined;
+  status?: number | undefined;
+  oauthError?: string | undefined;
+  description?: string | undefined;
+  retryAfterMs?: number | undefined;
+  serverMayHoldToken?: boolean | undefined;
+}
+
+/** Any error from freshtoken; `code` is one of the stable codes, and each subclass narrows it. */
 export class FreshTokenError extends Error {
+  constructor(fields: FreshTokenErrorFields);
   readonly code: ErrorCode;
   readonly reason?: ReauthorizationReason;
   readonly status?: number;
@@ -498,18 +585,42 @@ export class FreshTokenError extends Error {
    */
   readonly serverMayHoldToken?: boolean;
 }
+/** The user must authorize again (re-link); `reason` says why. */
 export class ReauthorizationRequiredError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'reauthorization_required'> & { reason: ReauthorizationReason });
   readonly code: 'reauthorization_required';
   readonly reason: ReauthorizationReason;
 }
-export class InvalidClientError extends FreshTokenError {}
+/** The server rejected the client credentials. */
+export class InvalidClientError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'invalid_client'>);
+  readonly code: 'invalid_client';
+}
+/** Another RFC 6749 error; `oauthError` holds its code. */
 export class OAuthError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'oauth'> & { oauthError: string });
+  readonly code: 'oauth';
   readonly oauthError: string;
 }
-export class TransientError extends FreshTokenError {}
-export class NetworkError extends FreshTokenError {}
-export class TimeoutError extends FreshTokenError {}
+/** 5xx or 429 after every retry. */
+export class TransientError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'transient'>);
+  readonly code: 'transient';
+}
+/** A transport failure. */
+export class NetworkError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'network'>);
+  readonly code: 'network';
+}
+/** The request timed out. */
+export class TimeoutError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'timeout'>);
+  readonly code: 'timeout';
+}
+/** The token endpoint's answer could not be understood. */
 export class InvalidResponseError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'invalid_response'> & { rotatedRefreshToken?: string | undefined });
+  readonly code: 'invalid_response';
   /**
    * From `refreshTokens()` only: the new refresh token a 2xx answer carried
    * although the rest of it could not be used. The server rotated, so the
@@ -519,10 +630,19 @@ export class InvalidResponseError extends FreshTokenError {
    */
   readonly rotatedRefreshToken?: string;
 }
-export class StorageError extends FreshTokenError {}
-export class ConflictError extends FreshTokenError {}
+/** The store failed; anything renewed is kept and saved on the next call. */
+export class StorageError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'storage'>);
+  readonly code: 'storage';
+}
+/** A compare-and-swap save lost to a newer version, or the wait for another process's lease gave up. */
+export class ConflictError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'conflict'>);
+  readonly code: 'conflict';
+}
 /** Invalid configuration or argument; `field` and the message name it. */
 export class ConfigError extends FreshTokenError {
+  constructor(fields: FreshTokenErrorFields<'config'> & { field: string });
   readonly code: 'config';
   /**
    * The option or argument, as the caller spells it (`clientSecret`,
@@ -546,7 +666,10 @@ export class MemoryStore implements TokenStore {
 }
 
 /**
- * Records as files (Node only): temp file, fsync, rename. One process: it
+ * Node only: the browser entry does not export it (an import of it fails
+ * there, or in a bundle built for browsers).
+ *
+ * Records as files: temp file, fsync, rename. One process: it
  * has no lease, so processes sharing its directory (cluster workers, PM2)
  * could both spend one refresh token; give those a fleet store
  * (`freshtoken/redis`, `freshtoken/postgres`).
@@ -598,13 +721,13 @@ export interface EncryptionKeys {
   /** Encrypts every save. */
   current: EncryptionKey;
   /** Only decrypt: records written under them are rewritten under `current` by their next save. */
-  old?: EncryptionKey[];
+  old?: EncryptionKey[] | null | undefined;
   /**
    * A stored record that is not encrypted is a StorageError instead of being
    * read (and encrypted by its next save). Default false; switch it on once
    * every record has been rewritten.
    */
-  refusePlaintext?: boolean;
+  refusePlaintext?: boolean | undefined;
 }
 
 /**
@@ -654,7 +777,7 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
  * body is not read, and `response` stays unread.
  * Rejects with a ConfigError naming `response` when it is not a Response.
  */
-export function isUnauthenticated(response: Response): Promise<boolean>;
+export function isUnauthenticated(response: FetchResponseLike): Promise<boolean>;
 
 /**
  * fetch with the session's Bearer token; on 401 or a GraphQL
@@ -673,11 +796,32 @@ export function isUnauthenticated(response: Response): Promise<boolean>;
  * gave it. A `session`,
  * `input` (a Request whose body was read included), `init` or `options`
  * (whose only key is `fetch`) that is not what the types say rejects with a
- * ConfigError naming it before a token is asked for.
+ * ConfigError naming it before a token is asked for. Resolves with what
+ * `options.fetch` resolves with (node-fetch's Response with node-fetch).
  */
-export function authorizedFetch(
+export function authorizedFetch<
+  Input extends string | URL | Request,
+  Init extends object = {},
+  Answer extends FetchResponseLike = Response,
+>(
   session: UserSession,
-  input: string | URL | Request,
-  init?: RequestInit,
-  options?: { fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response> },
-): Promise<Response>;
+  input: Input,
+  init?: Init & RequestInit & { [K in Exclude<keyof Init, keyof RequestInit>]?: never },
+  options?: AuthorizedFetchOptions<Input, Init, Answer>,
+): Promise<Answer>;
+
+/**
+ * The `init` authorizedFetch passes its `fetch`: the caller's, `headers`
+ * replaced by a `Headers` holding the Bearer token (typed as a string
+ * record too: see FetchInit).
+ */
+export type AuthorizedInit<Init> = Omit<Init, 'headers'> & { headers: Headers & Record<string, string> };
+
+/** `T`, not inferred from here (TypeScript's NoInfer, for releases before 5.4). */
+type Uninferred<T> = [T][T extends unknown ? 0 : never];
+
+/** The options of authorizedFetch: its only one is `fetch` (default: the global one). */
+export interface AuthorizedFetchOptions<Input, Init, Answer extends FetchResponseLike> {
+  /** Any fetch whose answer is a Response by brand: the platform's, undici's, node-fetch v2 or v3. */
+  fetch?: ((input: Input, init: AuthorizedInit<Uninferred<Init>>) => Promise<Answer>) | undefined;
+}

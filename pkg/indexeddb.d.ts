@@ -20,15 +20,15 @@ export interface MigratedStorageLike {
 
 export interface IndexedDbStoreOptions {
   /** The database's name (default `"freshtoken"`; not starting with `-`); the lease locks are `${database}:lease:${key}`. */
-  database?: string;
+  database?: string | undefined;
   /** Default `globalThis.indexedDB`; without one the constructor throws. */
-  indexedDB?: IdbFactoryLike;
+  indexedDB?: IdbFactoryLike | undefined;
   /** Default `globalThis.navigator.locks` (secure contexts only: https, or http on localhost); without one the constructor throws (tabs need the lease). */
-  locks?: LockManagerLike;
+  locks?: LockManagerLike | undefined;
   /** The prefix of a `LocalStorageStore` (its default: `"freshtoken:"`) whose records move here, each on its first read (an entry another tab may have just written moves once this tab's copy of it is current: up to a quarter of a second later; one that keeps changing for 2 s fails that read). */
-  migrateFrom?: string;
+  migrateFrom?: string | undefined;
   /** The Storage that `LocalStorageStore` used (default `globalThis.localStorage`); only with `migrateFrom`. */
-  storage?: MigratedStorageLike;
+  storage?: MigratedStorageLike | undefined;
 }
 
 /**
@@ -44,7 +44,7 @@ export interface IndexedDbStoreOptions {
  * a random integer, so versions are not reused after a delete (a sign-out).
  */
 export class IndexedDbStore implements TokenStore {
-  /** Throws a `TypeError` when there is no IndexedDB or no Web Locks API, or on a bad option. */
+  /** Throws a `ConfigError` (its `field` names the option) when there is no IndexedDB or no Web Locks API, or on a bad option. */
   constructor(options?: IndexedDbStoreOptions);
   /** The name of the Web Lock that is `key`'s refresh lease. */
   leaseName(key: string): string;

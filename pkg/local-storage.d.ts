@@ -19,11 +19,11 @@ export interface LockManagerLike {
 
 export interface LocalStorageStoreOptions {
   /** Default `globalThis.localStorage`. */
-  storage?: StorageLike;
+  storage?: StorageLike | undefined;
   /** Default `globalThis.navigator.locks`; without one the constructor throws (tabs need the lease). */
-  locks?: LockManagerLike;
+  locks?: LockManagerLike | undefined;
   /** Prepended to every key and lock name (default `"freshtoken:"`). */
-  prefix?: string;
+  prefix?: string | undefined;
 }
 
 /**
@@ -45,7 +45,7 @@ export interface LocalStorageStoreOptions {
  * the item is removed (a sign-out).
  */
 export class LocalStorageStore implements TokenStore {
-  /** Throws a `TypeError` when there is no storage or no Web Locks API. */
+  /** Throws a `ConfigError` (its `field` names the option) when there is no storage or no Web Locks API, or on a bad option. */
   constructor(options?: LocalStorageStoreOptions);
   /** The localStorage key holding `key`'s `{version, record}`. */
   recordKey(key: string): string;

@@ -15,9 +15,9 @@ export interface PgQueryable {
 
 export interface PostgresStoreOptions {
   /** Records table: `"name"` or `"schema.name"`, quoted as given (default `"freshtoken_records"`). */
-  table?: string;
+  table?: string | undefined;
   /** Leases table (default `"freshtoken_leases"`). */
-  leaseTable?: string;
+  leaseTable?: string | undefined;
 }
 
 /** Who holds a refresh lease, and for how many more milliseconds. */
@@ -40,7 +40,8 @@ export interface LeaseHolder {
 export class PostgresStore implements TokenStore {
   /** The DDL of both tables (`CREATE TABLE IF NOT EXISTS …`). */
   static schema(options?: PostgresStoreOptions): string;
-  constructor(pool: PgQueryable, options?: PostgresStoreOptions);
+  /** Throws a `ConfigError` (its `field` names the parameter or option) for a pool that is not pg's, or a bad option. */
+  constructor(pool: PgQueryable, options?: PostgresStoreOptions | null);
   /** Creates the tables if missing; safe from many processes at once. */
   migrate(): Promise<void>;
   load(key: string): Promise<string | null>;

@@ -16,7 +16,7 @@ export interface RedisCommandClient {
 
 export interface RedisStoreOptions {
   /** Prepended to every key (default `"freshtoken:"`). */
-  prefix?: string;
+  prefix?: string | undefined;
 }
 
 /** Who holds a refresh lease, and for how many more milliseconds. */
@@ -40,7 +40,8 @@ export interface LeaseHolder {
  * expiry.
  */
 export class RedisStore implements TokenStore {
-  constructor(client: RedisCommandClient, options?: RedisStoreOptions);
+  /** Throws a `ConfigError` (its `field` names the parameter or option) for a client that is not node-redis, or a bad option. */
+  constructor(client: RedisCommandClient, options?: RedisStoreOptions | null);
   /** The Redis key of the hash holding `key`'s record. */
   recordKey(key: string): string;
   /** The Redis key of `key`'s refresh lease. */

@@ -1,8 +1,10 @@
 // The package's TypeScript declarations (pkg/index.d.ts, found through the
 // "types" condition of its exports map): test/types/usage.ts, a tour of the
-// whole public API, compiles under `tsc --strict`; files with deliberate
-// mistakes do not, each with the expected diagnostic; and what index.d.ts
-// declares is what the module exports at run time.
+// whole public API, compiles under `tsc --strict`; test/types/exact-optional.ts
+// under `--exactOptionalPropertyTypes` too; test/types/fetch-implementations.ts
+// shows node-fetch (v2, v3) and undici fit the `fetch` options; files with
+// deliberate mistakes do not compile, each with the expected diagnostic; and
+// what index.d.ts declares is what the module exports at run time.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -36,7 +38,7 @@ function tsc(files, cwd) {
   });
 }
 
-const HEADER = "import { TokenClient, UserSession, MemoryStore, FreshTokenError, ReauthorizationRequiredError } from 'freshtoken';\n"
+const HEADER = "import { TokenClient, UserSession, MemoryStore, FreshTokenError, ReauthorizationRequiredError, StorageError, ConfigError, refreshTokens, authorizedFetch } from 'freshtoken';\n"
   + "import type { TokenStore, TokenInfo, SessionStatus } from 'freshtoken';\n"
   + "declare const session: UserSession;\ndeclare const err: unknown;\n";
 
@@ -56,6 +58,16 @@ const WRONG = {
   'bad-event-keys.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', eventKeys: 'hashed' });", 'TS2322'],
   'event-kind-typo.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', onEvent: (e) => { if (e.kind === 'refresh_succeeded') throw e; } });", 'TS2367'],
   'narrowed-code.ts': ["export function f() { if (err instanceof ReauthorizationRequiredError) { const c: 'storage' = err.code; return c; } return null; }", 'TS2322'],
+  // Errors are made from their fields (errors.js reads them), never from a message alone.
+  'error-from-a-message.ts': ["export const e = new StorageError('store down');", 'TS2345'],
+  'error-of-another-code.ts': ["export const e = new StorageError({ code: 'config', message: 'm' });", 'TS2322'],
+  'config-error-without-field.ts': ["export const e = new ConfigError({ code: 'config', message: 'm' });", 'TS2345'],
+  'storage-code-narrowed.ts': ["export function f() { if (err instanceof StorageError) { const c: 'config' = err.code; return c; } return null; }", 'TS2322'],
+  'refresh-tokens-lease-option.ts': ["export const p = refreshTokens({ tokenEndpoint: 'https://x.example/token', clientId: 'c', refreshToken: 'r', leaseTtlMs: 60000 });", 'TS2353'],
+  'refresh-tokens-max-sessions.ts': ["export const p = refreshTokens({ tokenEndpoint: 'https://x.example/token', clientId: 'c', refreshToken: 'r', maxSessions: 5 });", 'TS2353'],
+  'authorized-fetch-init-typo.ts': ["export const p = authorizedFetch(session, 'https://api.example', { methd: 'POST' });", 'TS2345'],
+  'store-load-number-sync.ts': ['export const s: TokenStore = { load: () => 1, save: () => {} };', 'TS2322'],
+  'fetch-without-response.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', fetch: async () => 'body' });", 'TS2322'],
 };
 
 describe('TypeScript declarations', () => {
@@ -73,6 +85,18 @@ describe('TypeScript declarations', () => {
 
   test('test/types/usage.ts compiles with tsc --strict (declarations checked too)', async () => {
     const { code, output } = await tsc([join('test', 'types', 'usage.ts')], JS_DIR);
+    assert.equal(output.trim(), '', 'no diagnostics');
+    assert.equal(code, 0);
+  });
+
+  test('test/types/exact-optional.ts compiles with --exactOptionalPropertyTypes (an option given as undefined)', async () => {
+    const { code, output } = await tsc(['--exactOptionalPropertyTypes', join('test', 'types', 'exact-optional.ts')], JS_DIR);
+    assert.equal(output.trim(), '', 'no diagnostics');
+    assert.equal(code, 0);
+  });
+
+  test('test/types/fetch-implementations.ts: node-fetch v2 and v3 and undici fit the fetch options (skipLibCheck: node-fetch\'s types need @types/node)', async () => {
+    const { code, output } = await tsc(['--skipLibCheck', join('test', 'types', 'fetch-implementations.ts')], JS_DIR);
     assert.equal(output.trim(), '', 'no diagnostics');
     assert.equal(code, 0);
   });
@@ -140,6 +164,16 @@ describe('index.d.ts matches the run-time exports', () => {
         assert.ok(member in runtime[name].prototype, `${name}.prototype.${member}`);
       }
     }
+  });
+
+  test('an error made as its declared constructor says has its message, code and fields', () => {
+    const storage = new runtime.StorageError({ code: 'storage', message: 'store down' });
+    assert.deepEqual([storage.name, storage.message, storage.code], ['StorageError', 'store down', 'storage']);
+    const config = new runtime.ConfigError({ code: 'config', message: 'bad', field: 'clientId' });
+    assert.equal(config.field, 'clientId');
+    const relink = new runtime.ReauthorizationRequiredError({ code: 'reauthorization_required', message: 'x', reason: 'revoked' });
+    assert.equal(relink.reason, 'revoked');
+    assert.ok(relink instanceof runtime.FreshTokenError);
   });
 
   test('every run-time export is declared', () => {

@@ -27,6 +27,9 @@ import { EncryptedStore } from 'freshtoken';
 import type { EncryptionKeys } from 'freshtoken';
 import type {
   AuthorizationRequest,
+  FetchInit,
+  FetchResponseLike,
+  MaybePromise,
   CallOptions,
   ClientAuth,
   ErrorCode,
@@ -261,4 +264,58 @@ export async function encryptedAtRest(client: TokenClient, current: Uint8Array, 
   const raw: string | null = store.inner.get('user-1');
   const fleet: boolean = typeof store.acquire === 'function';
   return `${raw ?? ''}${fleet}${await client.session('user-1', store).accessToken()}`;
+}
+
+// --- what the review found: construction, sync stores, custom fetches ------------
+
+/** A synchronous store: plain values are accepted where Promises are. */
+export const syncStore: TokenStore = {
+  load: (key: string) => (key === 'k' ? 'record' : null),
+  save: (_key: string, _record: string) => {},
+  acquire: () => true,
+  release: () => {},
+  loadVersioned: () => null,
+  saveVersioned: (): MaybePromise<string | null> => Promise.resolve('1'),
+};
+
+/** Errors made by a test, as the package makes them; each class narrows `code`. */
+export function madeErrors(): FreshTokenError[] {
+  const storage = new StorageError({ code: 'storage', message: 'store down' });
+  const storageCode: 'storage' = storage.code;
+  const relink = new ReauthorizationRequiredError({ code: 'reauthorization_required', message: 'x', reason: 'revoked' });
+  const config = new ConfigError({ code: 'config', message: 'bad', field: 'clientId' });
+  const oauth = new OAuthError({ code: 'oauth', message: 'x', oauthError: 'invalid_scope', status: 400 });
+  const codes: ['transient', 'network', 'timeout', 'conflict', 'invalid_client', 'invalid_response'] = [
+    new TransientError({ code: 'transient', message: 'x', retryAfterMs: 1 }).code,
+    new NetworkError({ code: 'network', message: 'x' }).code,
+    new TimeoutError({ code: 'timeout', message: 'x' }).code,
+    new ConflictError({ code: 'conflict', message: 'x' }).code,
+    new InvalidClientError({ code: 'invalid_client', message: 'x' }).code,
+    new InvalidResponseError({ code: 'invalid_response', message: 'x', rotatedRefreshToken: 'rt' }).code,
+  ];
+  void [storageCode, codes];
+  return [storage, relink, config, oauth];
+}
+
+/** A custom fetch reads what the client passes, and answers with any Response-like object. */
+export const loggingFetch: FetchLike = async (input: string, init: FetchInit) => {
+  const type: string | null = init.headers.get('content-type');
+  const parts: Array<string | null | undefined> = [init.method, init.body, init.redirect, init.credentials, type];
+  void parts;
+  const answer: FetchResponseLike = await fetch(input, init);
+  return answer;
+};
+
+/** A spread copy of a TokenInfo is a plain object with the same fields. */
+export async function plainInfo(session: UserSession): Promise<TokenInfo> {
+  const info = await session.tokens();
+  return { ...info };
+}
+
+/** isUnauthenticated takes any fetch's Response; authorizedFetch returns its fetch's. */
+export async function otherResponses(session: UserSession, response: FetchResponseLike): Promise<boolean> {
+  const viaOwn: Response = await authorizedFetch(session, 'https://api.example', { method: 'POST', body: '{}' }, {
+    fetch: (input, init) => fetch(input, init),
+  });
+  return (await isUnauthenticated(response)) || (await isUnauthenticated(viaOwn));
 }

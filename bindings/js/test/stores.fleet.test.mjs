@@ -14,10 +14,11 @@ import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
 import { createClient } from 'redis';
-import { ConfigError, ConflictError, StorageError, TokenClient } from 'freshtoken';
+import { ConflictError, StorageError, TokenClient } from 'freshtoken';
 import { RedisStore } from 'freshtoken/redis';
 import { PostgresStore } from 'freshtoken/postgres';
 
+import { configError as config } from '../support/config-error.mjs';
 import { startEmulator } from '../support/emulator.mjs';
 import { serversInstalled, startPostgres, startRedis } from '../support/servers.mjs';
 
@@ -33,14 +34,6 @@ const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
 /** The version after `version` (a decimal; new records start at a random one). */
 const next = (version, by = 1) => String(BigInt(version) + BigInt(by));
 
-/** A ConfigError (code 'config') naming the parameter or option `field`, its message matching `message`. */
-const config = (field, message) => (e) => {
-  assert.ok(e instanceof ConfigError, `${e.name}: ${e.message}`);
-  assert.equal(e.code, 'config');
-  assert.equal(e.field, field);
-  assert.match(e.message, message);
-  return true;
-};
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let unique = 0;

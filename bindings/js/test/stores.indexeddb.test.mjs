@@ -6,22 +6,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { ConfigError, StorageError, TokenClient } from 'freshtoken';
+import { StorageError, TokenClient } from 'freshtoken';
 import { IndexedDbStore } from 'freshtoken/indexeddb';
+import { configError as config } from '../support/config-error.mjs';
 import { startEmulator } from '../support/emulator.mjs';
 
 const indexedDB = { open() { throw new Error('not opened in these tests'); } };
 const locks = { request: async () => undefined };
 const storage = { getItem: () => null, removeItem() {} };
 
-/** A ConfigError (code 'config') naming the option `field`, its message matching `message`. */
-const config = (field, message) => (e) => {
-  assert.ok(e instanceof ConfigError, `${e.name}: ${e.message}`);
-  assert.equal(e.code, 'config');
-  assert.equal(e.field, field);
-  assert.match(e.message, message);
-  return true;
-};
 
 test('without IndexedDB or the Web Locks API the constructor throws: tabs sharing a store need both', () => {
   assert.equal(typeof globalThis.indexedDB, 'undefined', 'this check needs a host without IndexedDB');

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { ConfigError, StorageError, TokenClient } from 'freshtoken';
+import { StorageError, TokenClient } from 'freshtoken';
 import { LocalStorageStore } from 'freshtoken/local-storage';
+import { configError as config } from '../support/config-error.mjs';
 import { startEmulator } from '../support/emulator.mjs';
 
 /** A Storage's methods over a Map (Node has no localStorage). */
@@ -23,14 +24,6 @@ function assertFreshVersion(version) {
 }
 const next = (version) => String(Number(version) + 1);
 
-/** A ConfigError (code 'config') naming the option `field`, its message matching `message`. */
-const config = (field, message) => (e) => {
-  assert.ok(e instanceof ConfigError, `${e.name}: ${e.message}`);
-  assert.equal(e.code, 'config');
-  assert.equal(e.field, field);
-  assert.match(e.message, message);
-  return true;
-};
 
 test('without localStorage or the Web Locks API the constructor throws: tabs sharing a store need the lease', () => {
   assert.equal(typeof globalThis.localStorage, 'undefined', 'this check needs a host without localStorage');

@@ -102,6 +102,15 @@ fn hint(failure: &Failure) -> Option<&'static str> {
         freshtoken::ErrorCode::InvalidClient => {
             Some("check the client id and secret (credentials file or FRESHTOKEN_CLIENT_SECRET)")
         }
+        // The core's words for a record it cannot read (`Record::decode`).
+        freshtoken::ErrorCode::Storage if e.to_string().contains("the stored record ") => Some(
+            "the session's file is damaged or not a freshtoken record (`freshtoken inspect \
+             --store DIR --key USER` names it): repair it or move it aside, then link the \
+             user again",
+        ),
+        freshtoken::ErrorCode::Storage => {
+            Some("check that this user can read and write the store directory, and disk space")
+        }
         _ => None,
     }
 }

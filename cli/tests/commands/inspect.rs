@@ -90,6 +90,13 @@ fn a_corrupt_record_is_a_storage_error() {
     std::fs::write(env.record_path("k"), "[]").unwrap();
     let run = env.on(&["--json", "inspect"], "k").run().exits(11);
     assert_eq!(run.json()["error"]["code"], "storage");
+    // People are told which file and what to do, not only "storage".
+    let run = env.on(&["inspect"], "k").run().exits(11);
+    assert!(
+        run.stderr.contains("hint: the session's file is damaged"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -20,14 +20,15 @@ struct FileStore {
 }
 
 impl FileStore {
-    /// The file of `key`: letters, digits and `-` as they are, every other
-    /// byte as `_` and two hex digits. No two keys share a file (`a.b`,
-    /// `a_b` and `a@b` would, were each mapped to `_`), so no user's rotated
-    /// record lands on another's.
+    /// The file of `key`: lowercase letters, digits and `-` as they are,
+    /// every other byte as `_` and two hex digits. No two keys share a file
+    /// (`a.b`, `a_b` and `a@b` would, were each mapped to `_`; `Alice` and
+    /// `alice` would on a file system that ignores case), so no user's
+    /// rotated record lands on another's.
     fn path(&self, key: &str) -> PathBuf {
         let mut safe = String::with_capacity(key.len());
         for byte in key.bytes() {
-            if byte.is_ascii_alphanumeric() || byte == b'-' {
+            if byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' {
                 safe.push(char::from(byte));
             } else {
                 safe.push_str(&format!("_{byte:02x}"));

@@ -110,7 +110,9 @@ impl TokenClient {
     /// clock and the current tokio runtime (call it inside one).
     #[cfg(feature = "native-http")]
     pub async fn discover_native(issuer: &str, options: ConfigBuilder) -> Result<Self, Error> {
-        let http = Arc::new(crate::NativeHttp::new()?);
+        let http = Arc::new(crate::NativeHttp::for_timeout(
+            options.request_timeout_ms(),
+        )?);
         let spawn: Arc<dyn Spawn> = Arc::new(crate::TokioSpawner::current()?);
         Self::discover(
             issuer,
@@ -132,7 +134,7 @@ impl TokenClient {
     /// refreshes spawned on the current tokio runtime (call it inside one).
     #[cfg(feature = "native-http")]
     pub fn native(config: Config) -> Result<Self, Error> {
-        let http = Arc::new(crate::NativeHttp::new()?);
+        let http = Arc::new(crate::NativeHttp::for_timeout(config.timeout_ms)?);
         let spawn = Arc::new(crate::TokioSpawner::current()?);
         Ok(TokenClient::with_spawner(
             config,

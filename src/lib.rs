@@ -113,6 +113,10 @@ pub use maybe_send::{BoxFuture, MaybeSendSync};
 pub use memory_store::MemoryStore;
 #[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]
 pub use native_http::{NativeHttp, TokioSpawner};
+/// The reqwest that [`NativeHttp::configured`] takes a builder of: use this
+/// one, and the versions match.
+#[cfg(all(feature = "native-http", not(target_arch = "wasm32")))]
+pub use reqwest;
 pub use response::{is_oauth_error_code, printable_description};
 pub use retry::RetryPolicy;
 pub use secret::Secret;

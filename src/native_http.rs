@@ -11,8 +11,9 @@ use std::time::Duration;
 
 /// HTTP over reqwest with rustls (ring): no redirects followed, bodies read
 /// up to the cap and no further. Its requests must run inside a tokio
-/// runtime (`TokenClient::native` checks; outside one every request fails
-/// as not sent).
+/// runtime with its I/O and time drivers on (`enable_all`, as
+/// `#[tokio::main]` has); outside any runtime every request fails as not
+/// sent.
 ///
 /// Each request is bounded by its `timeout_ms` on freshtoken's own timer,
 /// not reqwest's: after a pause of the process (SIGSTOP, a laptop asleep, a
@@ -20,7 +21,10 @@ use std::time::Duration;
 /// whose answer already arrived, and a rotated refresh token would be lost
 /// with it; freshtoken's gives the answer a moment first (see
 /// [`crate::SystemClock`]). A connection not made within
-/// [`NativeHttp::CONNECT_TIMEOUT`] fails as not sent, and is retried.
+/// [`NativeHttp::CONNECT_TIMEOUT`] fails as not sent, and is retried; with a
+/// request timeout under twice that, set a shorter one (`configured`), or
+/// a stalled connection ends as a timeout, in doubt: `TokenClient::native`
+/// gives a connection half the request timeout, at most 10 s.
 #[derive(Clone, Debug)]
 pub struct NativeHttp {
     client: reqwest::Client,
@@ -38,13 +42,24 @@ impl NativeHttp {
         Self::configured(|builder| builder)
     }
 
+    /// The transport of a client whose requests time out after
+    /// `timeout_ms`: a connection gets half of it, at most
+    /// [`NativeHttp::CONNECT_TIMEOUT`], so that a stalled one fails as not
+    /// sent (retried) before the request's own timeout counts it as maybe
+    /// sent.
+    pub fn for_timeout(timeout_ms: u64) -> Result<Self, Error> {
+        let connect = Duration::from_millis(timeout_ms / 2).min(Self::CONNECT_TIMEOUT);
+        Self::configured(|builder| builder.connect_timeout(connect))
+    }
+
     /// A transport whose reqwest client `configure` set up further: a
     /// private CA, a client certificate (mTLS), a proxy, another
-    /// `connect_timeout`. Redirects stay off and reqwest's retries too,
+    /// `connect_timeout` (the builder is [`reqwest`]'s, re-exported). Redirects stay off and reqwest's retries too,
     /// whatever `configure` did: a redirect would carry the credentials
     /// elsewhere, and a resent refresh token is a spent one. Leave reqwest's
-    /// total `timeout` unset: `Config::timeout_ms` bounds each request, and
-    /// reqwest's would end one whose answer arrived during a pause.
+    /// `timeout` and `read_timeout` unset: `Config::timeout_ms` bounds each
+    /// request, and reqwest's timers would end one whose answer arrived
+    /// during a pause.
     pub fn configured(
         configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> Result<Self, Error> {

@@ -181,3 +181,29 @@ fn outside_a_tokio_runtime_a_request_fails_and_nothing_panics() {
     assert!(error.to_string().contains("tokio runtime"), "{error}");
     assert_eq!(emu.counters().token_requests, 0);
 }
+
+/// `TokenClient::native` gives a connection half a short request timeout:
+/// with 2 s, a stalled one fails as not sent after 1 s, where the default
+/// 10 s would let the request's timeout end it, in doubt.
+#[tokio::test]
+async fn a_native_client_connects_within_half_a_short_request_timeout() {
+    let (endpoint, accepted) = silent_server().await;
+    let retry = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let config = Config::builder(&endpoint, CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .timeout_ms(2_000)
+        .retry(retry)
+        .build()
+        .unwrap();
+    let client = TokenClient::native(config).unwrap();
+    let session = client.session("u1", TestStore::new()).unwrap();
+    common::seed_refresh_token(&session, "rt-never-sent-0123456789").await;
+
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Network, "{error}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert!(!session.status().await.unwrap().in_doubt);
+}

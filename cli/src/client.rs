@@ -142,7 +142,8 @@ pub async fn build(args: &ClientArgs) -> Result<TokenClient, Failure> {
         builder = builder.revocation_endpoint(url.clone());
     }
     // As TokenClient::native / discover_native, through GuardedHttp.
-    let http: Arc<dyn HttpClient> = Arc::new(GuardedHttp(NativeHttp::new()?));
+    let timeout_ms = u64::from(args.timeout) * 1000;
+    let http: Arc<dyn HttpClient> = Arc::new(GuardedHttp(NativeHttp::for_timeout(timeout_ms)?));
     let spawn: Arc<dyn Spawn> = Arc::new(TokioSpawner::current()?);
     let clock = Arc::new(SystemClock);
     let client = match &args.issuer {

@@ -50,14 +50,24 @@ export interface FetchResponseLike {
 }
 
 /**
+ * A Response by brand (`Object.prototype.toString` says `[object Response]`):
+ * the platform's, undici's or node-fetch's. What isUnauthenticated and
+ * authorizedFetch read; a plain object with these members is refused at
+ * run time with a ConfigError naming `response`.
+ */
+export interface ResponseLike extends FetchResponseLike {
+  clone(): ResponseLike;
+}
+
+/**
  * The `fetch` the client uses (the global one by default; node-fetch v2 and
  * v3 and undici's `fetch` fit), called with the URL as a string.
  *
  * Failures: a request that never left (retried, even with a single-use
- * refresh token) must reject with an `Error` whose `code`, or whose
- * `cause.code`, is `ECONNREFUSED`, `ENOTFOUND`, `EAI_AGAIN`, `EHOSTUNREACH`,
- * `ENETUNREACH` or `UND_ERR_CONNECT_TIMEOUT` (Node's fetch and node-fetch
- * do). An `Error` named `AbortError` or `TimeoutError` is a timeout. Any
+ * refresh token) must reject with an `Error` whose `cause.code` (Node's
+ * fetch) or, when its cause has no code, whose own `code` (node-fetch) is
+ * `ECONNREFUSED`, `ENOTFOUND`, `EAI_AGAIN`, `EHOSTUNREACH`, `ENETUNREACH`
+ * or `UND_ERR_CONNECT_TIMEOUT`. An `Error` named `AbortError` or `TimeoutError` is a timeout. Any
  * other rejection, or a throw, means the request may have been sent: the
  * refresh token is then in doubt and never sent again by a retry.
  */
@@ -777,7 +787,7 @@ export class EncryptedStore<S extends TokenStore = TokenStore> implements TokenS
  * body is not read, and `response` stays unread.
  * Rejects with a ConfigError naming `response` when it is not a Response.
  */
-export function isUnauthenticated(response: FetchResponseLike): Promise<boolean>;
+export function isUnauthenticated(response: ResponseLike): Promise<boolean>;
 
 /**
  * fetch with the session's Bearer token; on 401 or a GraphQL
@@ -802,7 +812,7 @@ export function isUnauthenticated(response: FetchResponseLike): Promise<boolean>
 export function authorizedFetch<
   Input extends string | URL | Request,
   Init extends object = {},
-  Answer extends FetchResponseLike = Response,
+  Answer extends ResponseLike = Response,
 >(
   session: UserSession,
   input: Input,
@@ -821,7 +831,7 @@ export type AuthorizedInit<Init> = Omit<Init, 'headers'> & { headers: Headers & 
 type Uninferred<T> = [T][T extends unknown ? 0 : never];
 
 /** The options of authorizedFetch: its only one is `fetch` (default: the global one). */
-export interface AuthorizedFetchOptions<Input, Init, Answer extends FetchResponseLike> {
+export interface AuthorizedFetchOptions<Input, Init, Answer extends ResponseLike> {
   /** Any fetch whose answer is a Response by brand: the platform's, undici's, node-fetch v2 or v3. */
   fetch?: ((input: Input, init: AuthorizedInit<Uninferred<Init>>) => Promise<Answer>) | undefined;
 }

@@ -14,7 +14,7 @@ export interface StorageLike {
 
 /** What the store needs of a `LockManager` (`navigator.locks`). */
 export interface LockManagerLike {
-  request(name: string, options: { ifAvailable: boolean }, callback: (lock: unknown) => unknown): Promise<unknown>;
+  request(name: string, options: { ifAvailable?: boolean }, callback: (lock: unknown) => unknown): Promise<unknown>;
 }
 
 export interface LocalStorageStoreOptions {

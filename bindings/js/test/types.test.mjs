@@ -38,7 +38,7 @@ function tsc(files, cwd) {
   });
 }
 
-const HEADER = "import { TokenClient, UserSession, MemoryStore, FreshTokenError, ReauthorizationRequiredError, StorageError, ConfigError, refreshTokens, authorizedFetch } from 'freshtoken';\n"
+const HEADER = "import { TokenClient, UserSession, MemoryStore, FreshTokenError, ReauthorizationRequiredError, StorageError, ConfigError, refreshTokens, authorizedFetch, isUnauthenticated } from 'freshtoken';\n"
   + "import type { TokenStore, TokenInfo, SessionStatus } from 'freshtoken';\n"
   + "declare const session: UserSession;\ndeclare const err: unknown;\n";
 
@@ -67,6 +67,8 @@ const WRONG = {
   'refresh-tokens-max-sessions.ts': ["export const p = refreshTokens({ tokenEndpoint: 'https://x.example/token', clientId: 'c', refreshToken: 'r', maxSessions: 5 });", 'TS2353'],
   'authorized-fetch-init-typo.ts': ["export const p = authorizedFetch(session, 'https://api.example', { methd: 'POST' });", 'TS2345'],
   'store-load-number-sync.ts': ['export const s: TokenStore = { load: () => 1, save: () => {} };', 'TS2322'],
+  // The run time checks for a Response by brand: a look-alike object is refused.
+  'unauthenticated-plain-object.ts': ["export const p = isUnauthenticated({ status: 401, headers: { get: () => null }, arrayBuffer: async () => new ArrayBuffer(0) });", 'TS2345'],
   'fetch-without-response.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', fetch: async () => 'body' });", 'TS2322'],
 };
 

@@ -29,6 +29,7 @@ import type {
   AuthorizationRequest,
   FetchInit,
   FetchResponseLike,
+  ResponseLike,
   MaybePromise,
   CallOptions,
   ClientAuth,
@@ -313,7 +314,7 @@ export async function plainInfo(session: UserSession): Promise<TokenInfo> {
 }
 
 /** isUnauthenticated takes any fetch's Response; authorizedFetch returns its fetch's. */
-export async function otherResponses(session: UserSession, response: FetchResponseLike): Promise<boolean> {
+export async function otherResponses(session: UserSession, response: ResponseLike): Promise<boolean> {
   const viaOwn: Response = await authorizedFetch(session, 'https://api.example', { method: 'POST', body: '{}' }, {
     fetch: (input, init) => fetch(input, init),
   });

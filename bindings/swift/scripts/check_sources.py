@@ -652,7 +652,16 @@ def main():
     mapping = fn_body(http, r"func\s+hostError\s*\(\s*for\s+error\s*:\s*URLError\s*\)\s*->\s*HostError\s*") or ""
     not_sent = re.search(r"case\s+([^:]+):\s*return\s+HostError\.NotSent\b", mapping)
     codes = {c.strip().lstrip(".") for c in not_sent.group(1).split(",")} if not_sent else set()
-    if codes != {"cannotFindHost", "cannotConnectToHost", "dnsLookupFailed", "notConnectedToInternet"}:
+    # Connections never made: DNS, TCP, the TLS handshake (certificates
+    # included), and those the system would not open.
+    if codes != {
+        "cannotFindHost", "cannotConnectToHost", "dnsLookupFailed", "notConnectedToInternet",
+        "secureConnectionFailed", "serverCertificateHasBadDate", "serverCertificateUntrusted",
+        "serverCertificateHasUnknownRoot", "serverCertificateNotYetValid",
+        "clientCertificateRejected", "clientCertificateRequired",
+        "appTransportSecurityRequiresSecureConnection", "dataNotAllowed",
+        "internationalRoamingOff", "callIsActive",
+    }:
         reasons.append(f"URLError → NotSent maps {sorted(codes)}")
     if not re.search(r"case\s+\.timedOut\s*:\s*return\s+HostError\.Timeout\b", mapping):
         reasons.append("URLError.timedOut → HostError.Timeout missing")

@@ -89,10 +89,19 @@ public final class URLSessionHttpClient: HttpClient, @unchecked Sendable {
         )
     }
 
-    /// The `HostError` for a `URLError` (the `HttpClient` contract).
+    /// The `HostError` for a `URLError` (the `HttpClient` contract). A TLS
+    /// handshake that failed (certificates included) or a connection the
+    /// system refused to open never sent the request: `NotSent`, retried,
+    /// the refresh token not left in doubt. `.timedOut` cannot tell a
+    /// stalled connection from an unanswered request: `Timeout`.
     static func hostError(for error: URLError) -> HostError {
         switch error.code {
-        case .cannotFindHost, .cannotConnectToHost, .dnsLookupFailed, .notConnectedToInternet:
+        case .cannotFindHost, .cannotConnectToHost, .dnsLookupFailed, .notConnectedToInternet,
+             .secureConnectionFailed, .serverCertificateHasBadDate, .serverCertificateUntrusted,
+             .serverCertificateHasUnknownRoot, .serverCertificateNotYetValid,
+             .clientCertificateRejected, .clientCertificateRequired,
+             .appTransportSecurityRequiresSecureConnection, .dataNotAllowed,
+             .internationalRoamingOff, .callIsActive:
             return HostError.NotSent(detail: "token request not sent (URLError \(error.code.rawValue))")
         case .timedOut:
             return HostError.Timeout

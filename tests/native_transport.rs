@@ -84,30 +84,46 @@ async fn silent_server() -> (String, Arc<AtomicU32>) {
     (url, accepted)
 }
 
+/// A client config for `endpoint` with `timeout_ms` and at most
+/// `max_attempts` requests, retried at once.
+fn config_with(endpoint: &str, timeout_ms: i64, max_attempts: u32) -> Config {
+    let retry = RetryPolicy {
+        max_attempts,
+        initial_backoff_ms: 1,
+        max_backoff_ms: 1,
+        budget_ms: 60_000,
+    };
+    Config::builder(endpoint, CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .timeout_ms(timeout_ms)
+        .retry(retry)
+        .build()
+        .unwrap()
+}
+
+/// Asks `client` for a token with a refresh token that can never be sent
+/// (no connection is made): the failure is `network`, `tries` connections
+/// were accepted, and the refresh token is not left in doubt.
+async fn never_connected(client: &TokenClient, accepted: &AtomicU32, tries: u32) {
+    let session = client.session("u1", TestStore::new()).unwrap();
+    common::seed_refresh_token(&session, "rt-never-sent-0123456789").await;
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Network, "{error}");
+    assert_eq!(accepted.load(Ordering::SeqCst), tries);
+    assert!(!session.status().await.unwrap().in_doubt);
+}
+
 /// A connection that is never made fails as not sent: it is retried, and
 /// the refresh token is not left in doubt (a later `invalid_grant` would
 /// otherwise read as a lost rotation).
 #[tokio::test]
 async fn a_connection_never_made_is_retried_and_leaves_nothing_in_doubt() {
     let (endpoint, accepted) = silent_server().await;
-    let retry = RetryPolicy {
-        max_attempts: 2,
-        initial_backoff_ms: 1,
-        max_backoff_ms: 1,
-        budget_ms: 60_000,
-    };
-    let config = config(&endpoint).retry(retry).build().unwrap();
     let connect_timeout = Duration::from_millis(200);
     let http = NativeHttp::configured(|b| b.connect_timeout(connect_timeout)).unwrap();
     let clock = Arc::new(ManualClock::new(common::wall_ms()));
-    let client = TokenClient::new(config, Arc::new(http), clock);
-    let session = client.session("u1", TestStore::new()).unwrap();
-    common::seed_refresh_token(&session, "rt-never-sent-0123456789").await;
-
-    let error = session.access_token().await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Network, "{error}");
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "retried once");
-    assert!(!session.status().await.unwrap().in_doubt);
+    let client = TokenClient::new(config_with(&endpoint, 1_000, 2), Arc::new(http), clock);
+    never_connected(&client, &accepted, 2).await;
 }
 
 /// By default too: a connection gets `NativeHttp::CONNECT_TIMEOUT` (10 s),
@@ -115,30 +131,13 @@ async fn a_connection_never_made_is_retried_and_leaves_nothing_in_doubt() {
 #[tokio::test]
 async fn by_default_a_connection_has_its_own_shorter_timeout() {
     let (endpoint, accepted) = silent_server().await;
-    let retry = RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    };
-    let config = Config::builder(&endpoint, CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .timeout_ms(60_000)
-        .retry(retry)
-        .build()
-        .unwrap();
+    let http = Arc::new(NativeHttp::new().unwrap());
     let clock = Arc::new(ManualClock::new(common::wall_ms()));
-    let client = TokenClient::new(config, Arc::new(NativeHttp::new().unwrap()), clock);
-    let session = client.session("u1", TestStore::new()).unwrap();
-    common::seed_refresh_token(&session, "rt-never-sent-0123456789").await;
-
+    let client = TokenClient::new(config_with(&endpoint, 60_000, 1), http, clock);
     let started = Instant::now();
-    let error = session.access_token().await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Network, "{error}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "not the request's 60 s"
-    );
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
-    assert!(!session.status().await.unwrap().in_doubt);
+    never_connected(&client, &accepted, 1).await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(30), "not the request's 60 s");
 }
 
 /// Polls `future` to its end on this thread, with no runtime around it.
@@ -188,22 +187,6 @@ fn outside_a_tokio_runtime_a_request_fails_and_nothing_panics() {
 #[tokio::test]
 async fn a_native_client_connects_within_half_a_short_request_timeout() {
     let (endpoint, accepted) = silent_server().await;
-    let retry = RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    };
-    let config = Config::builder(&endpoint, CLIENT_ID)
-        .client_secret(CLIENT_SECRET)
-        .timeout_ms(2_000)
-        .retry(retry)
-        .build()
-        .unwrap();
-    let client = TokenClient::native(config).unwrap();
-    let session = client.session("u1", TestStore::new()).unwrap();
-    common::seed_refresh_token(&session, "rt-never-sent-0123456789").await;
-
-    let error = session.access_token().await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Network, "{error}");
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
-    assert!(!session.status().await.unwrap().in_doubt);
+    let client = TokenClient::native(config_with(&endpoint, 2_000, 1)).unwrap();
+    never_connected(&client, &accepted, 1).await;
 }

@@ -8,7 +8,6 @@ still refuses it (a user who will have to link their bank again)."""
 import asyncio
 import json
 import logging
-import os
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ import pytest
 
 import freshtoken
 
+from child_store import child_env
 from helpers import CLIENT_ID, CLIENT_SECRET, TestStore, make_client, make_sync_client, seeded, seeded_sync
 
 
@@ -185,34 +185,26 @@ def test_a_close_that_cannot_save_raises_storage_error_and_logs_at_error(emu, ca
 # rotated record fails (once, or always), one refresh, then a normal exit
 # with the client still alive and its record unsaved.
 AT_EXIT = r"""
-import json, os, sys
+import json, sys
 import freshtoken
+from child_store import OneFileStore, is_rotated
 
 endpoint, refresh_token, path, failures, event_keys = sys.argv[1:6]
 
 
-class FlakyFileStore(freshtoken.TokenStoreBase):
+class FlakyFileStore(OneFileStore):
     failures = 0
 
-    def load(self, key):
-        try:
-            with open(path) as file:
-                return file.read()
-        except FileNotFoundError:
-            return None
-
     def save(self, key, record):
-        if self.failures > 0 and json.loads(record).get("in_doubt") is not True:  # the rotated record
+        if self.failures > 0 and is_rotated(record):
             self.failures -= 1
             raise OSError(f"database briefly unavailable for {key}")
-        with open(path + ".tmp", "w") as file:
-            file.write(record)
-        os.replace(path + ".tmp", path)
+        self.write(record)
 
 
 client = freshtoken.Client(endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, retry={"max_attempts": 1},
                            event_keys=event_keys)
-store = FlakyFileStore()
+store = FlakyFileStore(path)
 session = client.session("user-4242", store)
 session.seed(refresh_token=refresh_token)
 store.failures = int(failures)
@@ -227,11 +219,9 @@ except freshtoken.FreshTokenError as error:
 def run_at_exit(emu, tmp_path, failures, event_keys="hidden"):
     family = emu.seed()
     path = tmp_path / "record.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
     result = subprocess.run([sys.executable, "-c", AT_EXIT, emu.token_endpoint, family["refresh_token"], str(path),
                              str(failures), event_keys],
-                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+                            env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"refresh": "storage"}
     assert emu.refresh_requests() == 1

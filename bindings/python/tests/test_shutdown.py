@@ -6,13 +6,13 @@ process was ending must still save the rotated refresh token, and a write
 in progress when the process ends finishes."""
 
 import json
-import os
 import subprocess
 import sys
 
 
 import freshtoken
 
+from child_store import child_env
 from helpers import CLIENT_ID, CLIENT_SECRET, make_sync_client
 
 # The main thread seeds a session, starts a worker thread whose access_token()
@@ -70,10 +70,8 @@ answered.wait()
 def test_a_refresh_answered_while_the_interpreter_shuts_down_still_saves_its_refresh_token(emu, tmp_path):
     family = emu.seed()
     directory = tmp_path / "tokens"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
     result = subprocess.run([sys.executable, "-c", AT_EXIT, emu.token_endpoint, family["refresh_token"],
-                             str(directory)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                             str(directory)], env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"worker": "token"}, f"the worker's refresh was saved: {report}"
@@ -92,38 +90,28 @@ def test_a_refresh_answered_while_the_interpreter_shuts_down_still_saves_its_ref
 # it. The store holds the write until the script's own exit hook runs (so it
 # is still in progress when the interpreter begins to exit).
 GAVE_UP_AT_EXIT = r"""
-import atexit, json, os, sys, threading
+import atexit, sys, threading
 import pytest
 
 import freshtoken
+from child_store import OneFileStore, is_rotated
 
 endpoint, refresh_token, path = sys.argv[1:4]
 client = freshtoken.Client(endpoint, CLIENT_ID, client_secret=CLIENT_SECRET)
 writing, exiting = threading.Event(), threading.Event()
 
 
-class PlainFileStore(freshtoken.TokenStoreBase):
+class PlainFileStore(OneFileStore):
     armed = False
 
-    def load(self, key):
-        try:
-            with open(path) as file:
-                return file.read()
-        except FileNotFoundError:
-            return None
-
     def save(self, key, record):
-        if self.armed and json.loads(record).get("in_doubt") is not True:  # the rotated record
+        if self.armed and is_rotated(record):
             writing.set()
             exiting.wait()
-        with open(path + ".tmp", "w") as file:
-            file.write(record)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(path + ".tmp", path)
+        self.write(record)
 
 
-store = PlainFileStore()
+store = PlainFileStore(path)
 client.session("u1", store).seed(refresh_token=refresh_token)
 store.armed = True
 atexit.register(exiting.set)  # runs before freshtoken's own exit hooks (registered earlier)
@@ -135,10 +123,8 @@ writing.wait()
 def test_a_plain_store_write_in_progress_at_exit_finishes(emu, tmp_path):
     family = emu.seed()
     path = tmp_path / "u1.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
     result = subprocess.run([sys.executable, "-c", GAVE_UP_AT_EXIT, emu.token_endpoint, family["refresh_token"],
-                             str(path)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                             str(path)], env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(path.read_text())
     assert record.get("in_doubt") is not True, "the rotated record was written, not only the write-ahead marker"
@@ -175,15 +161,13 @@ sys.stdin.readline()
 # with pthread_exit, which Rust cannot unwind: the process aborted, about 1
 # run in 5 here before the core's shutdown_host_calls (the exit hook).
 def test_a_refresh_finishing_while_the_interpreter_exits_never_aborts_the_process(emu, tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
     aborted = []
     for _ in range(25):  # the abort needs the core's thread to call in during finalization: seen 1 run in 5
         emu.reset()
         family = emu.seed()
         emu.fault({"kind": "hold", "grant": "refresh_token"})
         child = subprocess.Popen([sys.executable, "-c", FINISHING_AT_EXIT, emu.token_endpoint,
-                                  family["refresh_token"]], env=env, cwd=tmp_path, text=True,
+                                  family["refresh_token"]], env=child_env(), cwd=tmp_path, text=True,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             assert child.stdout.readline().strip() == "gave up"
@@ -233,10 +217,8 @@ session.seed(refresh_token=refresh_token)  # no access token: a call needs the c
 
 def test_a_call_made_after_the_exit_hook_fails_at_once_and_sends_nothing(emu, tmp_path):
     family = emu.seed()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(freshtoken.__file__))  # the package under test
     result = subprocess.run([sys.executable, "-c", CALLED_AFTER_EXIT_HOOK, emu.token_endpoint,
-                             family["refresh_token"]], env=env, cwd=tmp_path, capture_output=True, text=True,
+                             family["refresh_token"]], env=child_env(), cwd=tmp_path, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])

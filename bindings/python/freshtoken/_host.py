@@ -405,9 +405,8 @@ def member(host: Any, name: str, owner: str = "the store") -> Callable[..., Any]
 
 
 class GuardedStore(TokenStore):
-    """Any :class:`TokenStore` behind the guard (``Client.session`` wraps
-    stores that do not derive from ``TokenStoreBase``, which guards itself,
-    and those whose members were set on the instance)."""
+    """Any :class:`TokenStore` behind the guard: ``Client.session`` and
+    ``EncryptedStore`` wrap every store but one implemented in Rust."""
 
     __slots__ = ("inner",)
 

@@ -37,7 +37,6 @@ from ._events import listener
 from ._host import AnsweredStore, GuardedClock, GuardedHttp, GuardedStore
 from ._http import UrllibHttpClient
 from ._mirror import STALE, Entry, Mirror
-from ._stores import TokenStoreBase, unguarded_members
 
 __all__ = ["ClientCore", "SessionCore", "scopes_list", "seed_options", "guarded_store", "guarded_http",
            "answered_store"]
@@ -517,11 +516,9 @@ def guarded_http(http: Optional[HttpClient]) -> HttpClient:
 def guarded_store(store: TokenStore, field: str = "store") -> TokenStore:
     """``store`` (checked: ``ConfigError(field)``) behind the guard."""
     _check.store(store, field)
-    # A store implemented in Rust (EncryptedStore) is passed as it is: it raises nothing unexpected.
-    # A TokenStoreBase guards its class's members itself; one with callables
-    # set on the instance (``self.load = f``) is guarded whole.
-    if isinstance(store, TokenStoreBase):
-        return GuardedStore(store) if unguarded_members(store) else store
+    # A store implemented in Rust (EncryptedStore) is passed as it is: it
+    # raises nothing unexpected. Any other (a TokenStoreBase too: its members
+    # stay as their author wrote them) is guarded whole.
     return store if isinstance(store, (GuardedStore, TokenStoreImpl)) else GuardedStore(store)
 
 

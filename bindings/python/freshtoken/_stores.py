@@ -13,7 +13,6 @@ import base64
 import codecs
 import contextlib
 import errno
-import functools
 import hashlib
 import os
 import re
@@ -29,73 +28,8 @@ except ImportError:  # no flock (Windows): FileTokenStore serves one process the
     fcntl = None
 
 from ._ffi.freshtoken import CasResult, HostError, TokenStore, VersionedRecord, is_whole_record_file
-from ._check import SYNC_STORE_MEMBERS
-from ._host import STORE_METHODS, store_call, sync_store_call
 
 __all__ = ["TokenStoreBase", "MemoryTokenStore", "FileTokenStore", "RecoverResult"]
-
-# The members a subclass may implement; each is wrapped (see _host.py) so
-# that it may be a plain or an async function, and so that it always answers
-# the core: any exception, cancellation included, reaches freshtoken as
-# HostError.Failed (message kept), and so does a value of the wrong type,
-# instead of a future left pending or uniffi's "unexpected error" with a
-# traceback on stderr. They are wrapped however they are defined: functions,
-# static or class methods, other callables in the class body; a store with
-# callables set on the instance (``self.load = ...``) is wrapped whole by
-# ``Client.session`` (see unguarded_members).
-_HOST_METHODS = tuple(STORE_METHODS)
-# The members the core calls synchronously: plain methods only (an ``async
-# def`` one is refused by ``Client.session``; see _check.store).
-_SYNC_METHODS = SYNC_STORE_MEMBERS
-
-
-def _host_call(name, member):
-    """A class member ``name`` behind the guard (bound as Python would bind it)."""
-    bind = getattr(type(member), "__get__", None)
-    if bind is None:  # a callable object: class attribute access does not bind it
-        async def call(self, *args):
-            return await store_call(name, member, *args)
-    else:
-        async def call(self, *args):
-            return await store_call(name, bind(member, self, type(self)), *args)
-
-    functools.update_wrapper(call, getattr(member, "__func__", member))
-    call.__freshtoken_wrapped__ = True
-    return call
-
-
-def _sync_host_call(name, member):
-    """A synchronous class member ``name`` behind the guard (``supports_lease``)."""
-    bind = getattr(type(member), "__get__", None)
-
-    def call(self):
-        target = member if bind is None else bind(member, self, type(self))
-        return sync_store_call(name, target)
-
-    functools.update_wrapper(call, getattr(member, "__func__", member))
-    call.__freshtoken_wrapped__ = True
-    return call
-
-
-def unguarded_members(store) -> bool:
-    """Whether ``store`` (a TokenStoreBase) has a host member the class's
-    wrapping does not reach: one set on the instance (``self.load = f``),
-    one inherited from a mixin that is not a TokenStoreBase, or one set on
-    the class after it was made (``Store.load = f``). ``Client.session``
-    then puts the whole store behind the guard."""
-    members = getattr(store, "__dict__", None) or {}
-    for name in _HOST_METHODS + _SYNC_METHODS:
-        if name in members:
-            member = members[name]
-        else:
-            owner = next((klass for klass in type(store).__mro__ if name in vars(klass)), TokenStoreBase)
-            if owner is TokenStoreBase:
-                continue  # the default, or nothing
-            member = vars(owner)[name]
-        host_member = callable(member) or isinstance(member, (classmethod, staticmethod))
-        if host_member and not getattr(member, "__freshtoken_wrapped__", False):
-            return True
-    return False
 
 
 class TokenStoreBase(TokenStore):
@@ -115,15 +49,15 @@ class TokenStoreBase(TokenStore):
     Exceptions raised by them (any type, cancellation included) become
     freshtoken's ``StorageError``; their message is kept, with
     every token freshtoken knows scrubbed from it.
-    """
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        for name in _HOST_METHODS + _SYNC_METHODS:
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "__freshtoken_wrapped__", False):
-                wrapped = _sync_host_call(name, method) if name in _SYNC_METHODS else _host_call(name, method)
-                setattr(cls, name, wrapped)
+    The members stay as you define them: ``Client.session`` (and
+    ``EncryptedStore``) put the store behind that guard, the class does
+    not rewrite them. A plain ``save`` calling a parent's plain ``save``
+    through ``super()`` gets what it returns. The stores of this module
+    define theirs ``async``: override those with ``async def`` and
+    ``await super().save(key, record)`` (a plain override that calls them
+    gets a coroutine, which saves nothing until awaited).
+    """
 
     async def load(self, key: str) -> Optional[str]:
         raise NotImplementedError("TokenStoreBase subclasses implement load(key)")
@@ -148,12 +82,6 @@ class TokenStoreBase(TokenStore):
 
     async def save_versioned(self, key: str, record: str, expected: Optional[str]) -> CasResult:
         raise HostError.Failed(detail="this store has no versions")
-
-
-# The base's own load and save (which raise NotImplementedError) are guarded too.
-for _name in ("load", "save"):
-    setattr(TokenStoreBase, _name, _host_call(_name, TokenStoreBase.__dict__[_name]))
-del _name
 
 
 class MemoryTokenStore(TokenStoreBase):

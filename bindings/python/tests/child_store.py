@@ -22,12 +22,7 @@ class OneFileStore(freshtoken.TokenStoreBase):
             return None
 
     def save(self, key, record):
-        self.write(record)
-
-    def write(self, record):
-        """Writes ``record`` whole. A subclass's ``save`` calls this, not
-        ``super().save()``: TokenStoreBase makes every ``save`` a coroutine
-        function, so a plain override would get a coroutine from it."""
+        """Writes ``record`` whole (temporary file, fsync, rename)."""
         with open(self.path + ".tmp", "w") as file:
             file.write(record)
             file.flush()

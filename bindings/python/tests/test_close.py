@@ -199,7 +199,7 @@ class FlakyFileStore(OneFileStore):
         if self.failures > 0 and is_rotated(record):
             self.failures -= 1
             raise OSError(f"database briefly unavailable for {key}")
-        self.write(record)
+        super().save(key, record)
 
 
 client = freshtoken.Client(endpoint, CLIENT_ID, client_secret=CLIENT_SECRET, retry={"max_attempts": 1},

@@ -336,7 +336,7 @@ def test_a_file_appearing_at_the_temp_name_after_its_removal_is_never_opened(tmp
                 os.symlink(elsewhere, link)
 
     monkeypatch.setattr(os, "unlink", unlink)
-    with pytest.raises(HostError.Failed):
+    with pytest.raises(FileExistsError):
         asyncio.run(store.save("u1", NEW))
     monkeypatch.undo()
     assert elsewhere.read_text() == "untouched"

@@ -108,7 +108,7 @@ class PlainFileStore(OneFileStore):
         if self.armed and is_rotated(record):
             writing.set()
             exiting.wait()
-        self.write(record)
+        super().save(key, record)
 
 
 store = PlainFileStore(path)

@@ -213,7 +213,7 @@ class PatchedLater(freshtoken.TokenStoreBase):
         pass
 
 
-PatchedLater.load = PlainDictMixin.load  # set on the class after __init_subclass__ ran
+PatchedLater.load = PlainDictMixin.load  # set on the class after it was made
 PatchedLater.save = PlainDictMixin.save
 
 
@@ -235,3 +235,47 @@ def test_a_mixin_member_answering_the_wrong_type_is_a_storage_error_naming_it(em
         client.session("u1", BytesMixinStore()).access_token()
     assert "load()" in str(raised.value), str(raised.value)
     assert capfd.readouterr().err == "", "no traceback from uniffi's generated code"
+
+
+class PlainDictStore(freshtoken.TokenStoreBase):
+    """A store written with plain members, as a blocking driver's would be."""
+
+    def __init__(self):
+        self.records = {}
+
+    def load(self, key):
+        return self.records.get(key)
+
+    def save(self, key, record):
+        self.records[key] = record
+
+
+class AuditedStore(PlainDictStore):
+    """A plain ``save`` that adds to its parent's through ``super()``."""
+
+    def __init__(self):
+        super().__init__()
+        self.audited = []
+
+    def save(self, key, record):
+        self.audited.append(key)
+        super().save(key, record)
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_plain_save_calling_its_parents_plain_save_saves(emu, capfd):
+    # TokenStoreBase used to turn every member of every subclass into a
+    # coroutine function: the parent's save, called here through super(),
+    # answered a coroutine nobody awaited, the save reported success and the
+    # rotated refresh token was never stored.
+    client, _ = make_sync_client(emu)
+    store = AuditedStore()
+    family = emu.seed()
+    client.session("u1", store).seed(refresh_token=family["refresh_token"])
+    token = client.session("u1", store).access_token()
+    assert emu.refresh_requests() == 1
+    same(json.loads(store.records["u1"])["access_token"], token, "the rotation reached the parent's save")
+    assert store.audited == ["u1"] * 3, "the seed, the write-ahead marker, the rotation"
+    assert store.load("u1") == store.records["u1"], "members stay as written: a plain load answers at once"
+    gc.collect()
+    assert capfd.readouterr().err == "", "no coroutine left unawaited"

@@ -32,21 +32,18 @@ def test_token_store_base_defaults_serve_one_process():
         def save(self, key, record):
             self.data[key] = record
 
-    async def scenario():
-        store = Sync()
-        assert store.supports_lease() is False and store.supports_versions() is False
-        assert await store.acquire("k", "owner", 1000) is True
-        assert await store.release("k", "owner") is None
-        with pytest.raises(HostError.Failed):
-            await store.load_versioned("k")
-        await store.save("k", "v")
-        assert await store.load("k") == "v"
-        assert await store.load("missing") is None
-
-    asyncio.run(scenario())
+    store = Sync()
+    assert store.supports_lease() is False and store.supports_versions() is False
+    assert asyncio.run(store.acquire("k", "owner", 1000)) is True
+    assert asyncio.run(store.release("k", "owner")) is None
+    with pytest.raises(HostError.Failed):
+        asyncio.run(store.load_versioned("k"))
+    store.save("k", "v")  # the members stay as written: plain ones answer at once
+    assert store.load("k") == "v"
+    assert store.load("missing") is None
 
 
-def test_any_exception_from_a_store_becomes_host_error_failed_with_its_message():
+def test_any_exception_from_a_store_reaches_the_caller_as_storage_error_with_its_message(emu):
     class Broken(TokenStoreBase):
         async def load(self, key):
             raise KeyError("backend offline")
@@ -54,15 +51,14 @@ def test_any_exception_from_a_store_becomes_host_error_failed_with_its_message()
         async def save(self, key, record):
             raise HostError.Failed(detail="as given")
 
-    async def scenario():
-        with pytest.raises(HostError.Failed) as raised:
-            await Broken().load("k")
-        assert "backend offline" in raised.value.detail
-        with pytest.raises(HostError.Failed) as raised:
-            await Broken().save("k", "r")
-        assert raised.value.detail == "as given"
-
-    asyncio.run(scenario())
+    client, _ = make_sync_client(emu)
+    with pytest.raises(freshtoken.StorageError) as raised:
+        client.session("k", Broken()).access_token()
+    assert "backend offline" in str(raised.value)
+    with pytest.raises(freshtoken.StorageError) as raised:
+        client.session("k", Broken()).seed(refresh_token=emu.seed()["refresh_token"])
+    assert "as given" in str(raised.value)
+    assert emu.refresh_requests() == 0
 
 
 def test_memory_store_round_trip():

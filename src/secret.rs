@@ -66,37 +66,110 @@ impl fmt::Debug for Hidden<'_> {
 /// Replaces every occurrence of each non-trivial secret in `text` with
 /// `[redacted]`, so server-provided text can be shown safely.
 /// Servers that echo the request show secrets form- or percent-encoded, and
-/// hosts that quote it as JSON escape them: those spellings are removed too.
+/// hosts that quote it as JSON escape them, each encoder its own way
+/// (Python's `json.dumps` writes `é` as `\u00e9`, Gson `=` as `\u003d`,
+/// .NET in upper-case hex, Swift `/` as `\/`): those spellings are removed too.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let text = redact_members(text);
-    let text = text.as_str();
+    let secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= 4).collect();
     let spellings: Vec<String> = secrets
         .iter()
-        .filter(|s| s.len() >= 4)
         .flat_map(|secret| {
             let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
             let percent = form.replace('+', "%20");
-            // As a JSON string quotes it (`"` and `\` escaped), when that differs.
-            let json = crate::json_text::to_string(secret)
-                .ok()
-                .and_then(|t| Some(t.strip_prefix('"')?.strip_suffix('"')?.to_owned()))
-                .filter(|t| t != secret);
-            [Some(secret.to_string()), Some(form), Some(percent), json]
+            [secret.to_string(), form, percent]
         })
-        .flatten()
         .collect();
-    let mut out = text.to_owned();
+    let mut out = text;
     for spelling in &spellings {
         if out.contains(spelling.as_str()) {
             out = out.replace(spelling.as_str(), "[redacted]");
         }
     }
+    for secret in &secrets {
+        out = without_escaped(&out, secret);
+    }
     // A replacement can join with its neighbours into a secret again (secret
     // `d]xy` in `d]xyxy` gives `[redacted]xy`): then nothing of it is shown.
-    if spellings.iter().any(|s| out.contains(s.as_str())) {
+    let left = |out: &str| {
+        spellings.iter().any(|s| out.contains(s.as_str()))
+            || secrets.iter().any(|s| escaped_at(out, s).is_some())
+    };
+    if left(&out) {
         return "[redacted]".to_owned();
     }
     out
+}
+
+/// `text` with every spelling of `secret` in which a JSON encoder escaped
+/// some of its characters replaced by `[redacted]`.
+fn without_escaped(text: &str, secret: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((start, end)) = escaped_at(rest, secret) {
+        out.push_str(&rest[..start]);
+        out.push_str("[redacted]");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first span of `text` that spells `secret` with at least one of its
+/// characters JSON-escaped: a short escape (`\"`, `\\`, `\/`, `\n`, ...)
+/// or `\uXXXX` in either case of hex (a pair of them for a character past
+/// U+FFFF). Others may stand as they are: encoders escape different sets.
+fn escaped_at(text: &str, secret: &str) -> Option<(usize, usize)> {
+    let first = secret.chars().next()?;
+    text.char_indices()
+        .filter(|(_, c)| *c == first || *c == '\\')
+        .find_map(|(start, _)| {
+            let mut at = start;
+            let mut escaped = false;
+            for wanted in secret.chars() {
+                let rest = &text[at..];
+                // The escape first: `\\` is one backslash, not two.
+                match json_escape(rest) {
+                    Some((c, len)) if c == wanted => {
+                        at += len;
+                        escaped = true;
+                    }
+                    _ if rest.starts_with(wanted) => at += wanted.len_utf8(),
+                    _ => return None,
+                }
+            }
+            escaped.then_some((start, at))
+        })
+}
+
+/// The character a JSON escape at the start of `text` stands for, and its
+/// length in bytes.
+fn json_escape(text: &str) -> Option<(char, usize)> {
+    let unit = |text: &str| -> Option<u32> {
+        let hex = text.strip_prefix("\\u")?.get(..4)?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(hex, 16).ok()
+    };
+    if let Some(high) = unit(text) {
+        if let Some(c) = char::from_u32(high) {
+            return Some((c, 6));
+        }
+        let low = unit(&text[6..])?;
+        let c = char::decode_utf16([high as u16, low as u16]).next()?.ok()?;
+        return Some((c, 12));
+    }
+    let c = match text.strip_prefix('\\')?.chars().next()? {
+        c @ ('"' | '\\' | '/' | '\'') => c,
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        _ => return None,
+    };
+    Some((c, 2))
 }
 
 /// [`scrub`] for secrets held as [`Secret`]s.
@@ -155,8 +228,8 @@ fn next_member(text: &str) -> Option<(usize, &'static str)> {
 
 /// Where the value after a member name starts and ends in `after` (byte
 /// offsets): `=value` (a form: up to `&`, a quote or whitespace), or a
-/// closing quote, `:` and a quoted value (up to its closing quote or a
-/// backslash). The quoted value may stand first in a list (`: ['…']`, a
+/// closing quote, `:` and a quoted value (up to its closing quote; see
+/// [`closing_quote`]). The quoted value may stand first in a list (`: ['…']`, a
 /// form decoded by Python's `parse_qs`), a pair may be written with a comma
 /// (`('name', '…')`, `parse_qsl`), and a Python bytes literal (`b'…'`) is
 /// a quoted value too.
@@ -187,7 +260,15 @@ fn value_span(after: &str) -> Option<(usize, usize)> {
         return None; // not a quoted string (a number, null, an object)
     }
     let start = after.len() - opened.len();
-    let len = opened.find(is_quote).unwrap_or(opened.len());
+    let opener = &value[..value.len() - opened.len()];
+    let len = match opener.chars().next_back() {
+        Some(quote @ ('"' | '\'')) => {
+            let depth = opener[..opener.len() - 1].len()
+                - opener[..opener.len() - 1].trim_end_matches('\\').len();
+            closing_quote(opened, quote, depth)
+        }
+        _ => opened.find(is_quote).unwrap_or(opened.len()),
+    };
     // After a comma, a secret member's name followed by `:` is the next
     // member, and the name before it a value
     // (`"grant_type":"refresh_token","refresh_token":"…"`): that member's own
@@ -197,6 +278,24 @@ fn value_span(after: &str) -> Option<(usize, usize)> {
         return None;
     }
     Some((start, start + len))
+}
+
+/// Where a quoted value that opened with `quote` after `depth` backslashes
+/// (`"` 0, `\"` inside a JSON string 1) ends in `opened`: at the first
+/// `quote` after exactly `depth` backslashes. An escaped quote has more of
+/// them, and an escape (`\u00e9`) none before a quote, so the value runs
+/// past both; where that reads too far, more is hidden, never less. No
+/// closing quote: the value runs to the end.
+fn closing_quote(opened: &str, quote: char, depth: usize) -> usize {
+    let mut run = 0;
+    for (at, c) in opened.char_indices() {
+        match c {
+            '\\' => run += 1,
+            c if c == quote && run == depth => return at - depth,
+            _ => run = 0,
+        }
+    }
+    opened.len()
 }
 
 #[cfg(test)]
@@ -291,6 +390,60 @@ mod tests {
         assert_eq!(
             scrub(quoted, &[secret]),
             r#"body {"token":"[redacted]"} and [redacted]"#
+        );
+    }
+
+    #[test]
+    fn scrub_removes_a_secret_as_any_json_encoder_escapes_it() {
+        let secret = "Zx9-s3cr\u{e9}t=/TAIL\u{1f511}";
+        let spellings = [
+            // Python's json.dumps: non-ASCII as \u, lower-case hex, a pair past U+FFFF.
+            r"Zx9-s3cr\u00e9t=/TAIL\ud83d\udd11",
+            // .NET: upper-case hex, `=` too.
+            r"Zx9-s3cr\u00E9t\u003D/TAIL\uD83D\uDD11",
+            // Gson: `=` escaped, the rest as it is.
+            "Zx9-s3cr\u{e9}t\\u003d/TAIL\u{1f511}",
+            // Swift's JSONEncoder: `/` escaped.
+            "Zx9-s3cr\u{e9}t=\\/TAIL\u{1f511}",
+        ];
+        for spelled in spellings {
+            let text = format!(r#"could not send {{"note": "{spelled}", "x": 1}}"#);
+            let out = scrub(&text, &[secret]);
+            assert_eq!(
+                out, r#"could not send {"note": "[redacted]", "x": 1}"#,
+                "{spelled}"
+            );
+        }
+        // An escape that stands for another character is not the secret.
+        let other = r"Zx9-s3cr\u00e8t=/TAIL";
+        assert_eq!(scrub(other, &["Zx9-s3cr\u{e9}t=/TAIL"]), other);
+        assert_eq!(
+            scrub(r"bad \u12 \ud83d", &["\u{1f511}abc"]),
+            r"bad \u12 \ud83d"
+        );
+    }
+
+    #[test]
+    fn a_secret_members_value_is_redacted_past_its_escapes() {
+        let quoted = [
+            r#"{"client_secret": "Zx9-s3cr\u00e9t-UNKNOWN-TAIL", "x": 1}"#,
+            r#"{'refresh_token': 'rt-\'q\'-UNKNOWN'}"#,
+            r#"{"error":"{\"access_token\": \"at-\\u00e9-\\\"-UNKNOWN\"}"}"#,
+        ];
+        for text in quoted {
+            let out = scrub(text, &[]);
+            assert!(!out.contains("UNKNOWN"), "{out}");
+        }
+        assert_eq!(
+            scrub(r#"{"client_secret": "a\u00e9b", "scope": "x"}"#, &[]),
+            r#"{"client_secret": "[redacted]", "scope": "x"}"#
+        );
+        assert_eq!(
+            scrub(
+                r#"{"e":"{\"refresh_token\":\"rt\\u00e9\",\"scope\":\"x\"}"}"#,
+                &[]
+            ),
+            r#"{"e":"{\"refresh_token\":\"[redacted]\",\"scope\":\"x\"}"}"#
         );
     }
 

@@ -479,33 +479,25 @@ impl ConfigBuilder {
             return Err(Error::config("audience", "must not be empty"));
         }
         let leeway = non_negative("leeway_secs", self.leeway_secs, DEFAULT_LEEWAY_SECS)?;
-        let user = positive(
+        if leeway > TEN_YEARS_SECS {
+            return Err(Error::config("leeway_secs", "must be at most ten years"));
+        }
+        let user = lifetime_secs(
             "user_token_lifetime_secs",
-            self.user_token_lifetime_secs,
-            DEFAULT_USER_TOKEN_LIFETIME_SECS,
+            self.user_token_lifetime_secs
+                .unwrap_or(DEFAULT_USER_TOKEN_LIFETIME_SECS),
         )?;
-        let client = positive(
+        let client = lifetime_secs(
             "client_token_lifetime_secs",
-            self.client_token_lifetime_secs,
-            DEFAULT_CLIENT_TOKEN_LIFETIME_SECS,
+            self.client_token_lifetime_secs
+                .unwrap_or(DEFAULT_CLIENT_TOKEN_LIFETIME_SECS),
         )?;
-        let refresh = positive(
+        let refresh = lifetime_secs(
             "refresh_token_lifetime_secs",
-            self.refresh_token_lifetime_secs,
-            DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
+            self.refresh_token_lifetime_secs
+                .unwrap_or(DEFAULT_REFRESH_TOKEN_LIFETIME_SECS),
         )?;
         let timeout = positive("timeout_ms", self.timeout_ms, DEFAULT_TIMEOUT_MS)?;
-        const TEN_YEARS: u64 = 10 * 366 * 24 * 3600;
-        for (field, secs) in [
-            ("leeway_secs", leeway),
-            ("user_token_lifetime_secs", user),
-            ("client_token_lifetime_secs", client),
-            ("refresh_token_lifetime_secs", refresh),
-        ] {
-            if secs > TEN_YEARS {
-                return Err(Error::config(field, "must be at most ten years"));
-            }
-        }
         if timeout > 600_000 {
             return Err(Error::config(
                 "timeout_ms",
@@ -631,6 +623,18 @@ fn positive(field: &str, value: Option<i64>, default: i64) -> Result<u64, Error>
     match non_negative(field, value, default)? {
         0 => Err(Error::config(field, "must be greater than zero")),
         v => Ok(v),
+    }
+}
+
+/// The longest lifetime or leeway accepted.
+const TEN_YEARS_SECS: u64 = 10 * 366 * 24 * 3600;
+
+/// A token lifetime in seconds: more than zero, at most ten years; a
+/// `config` error naming `field` otherwise.
+pub(crate) fn lifetime_secs(field: &str, secs: i64) -> Result<u64, Error> {
+    match positive(field, Some(secs), 0)? {
+        secs if secs > TEN_YEARS_SECS => Err(Error::config(field, "must be at most ten years")),
+        secs => Ok(secs),
     }
 }
 

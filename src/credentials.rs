@@ -42,14 +42,30 @@ pub(crate) const MAX_CREDENTIALS_BYTES: usize = 256 * 1024;
 /// The first spelling given: a non-empty string, or a `config` error naming
 /// that spelling.
 fn text<const N: usize>(spellings: [(&str, Option<Scalar>); N]) -> Result<Option<String>, Error> {
+    Ok(named_text(spellings)?.map(|(_, text)| text))
+}
+
+/// [`text`] with the spelling that gave it.
+fn named_text<const N: usize>(
+    spellings: [(&str, Option<Scalar>); N],
+) -> Result<Option<(&str, String)>, Error> {
     for (name, member) in spellings {
         match member {
             None => continue,
-            Some(Scalar::Str(s)) if !s.is_empty() => return Ok(Some(s)),
+            Some(Scalar::Str(s)) if !s.is_empty() => return Ok(Some((name, s))),
             Some(_) => return Err(Error::config(name, "must be a non-empty string")),
         }
     }
     Ok(None)
+}
+
+/// `error`, a `config` one, as about the member `name` of the JSON.
+#[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
+fn about_member(error: Error, name: &str) -> Error {
+    match error {
+        Error::Config { message, .. } => Error::config(name, message),
+        other => other,
+    }
 }
 
 impl Config {
@@ -88,7 +104,7 @@ impl Config {
             ("client_secret", d.client_secret),
             ("secret", d.secret),
         ])?;
-        let certificate = text([
+        let certificate = named_text([
             ("certificate", d.certificate),
             ("clientCertificate", d.clientCertificate),
             ("client_certificate", d.client_certificate),
@@ -97,7 +113,17 @@ impl Config {
         ])?;
         match (secret, certificate) {
             (Some(secret), None) => builder = builder.client_secret(secret),
-            (None, Some(pem)) => builder = builder.private_key_pem(pem),
+            (None, Some((name, pem))) => {
+                let pem = crate::secret::Secret::new(pem);
+                // Read now, so that an error names the member that gave it
+                // (`build` reads it again, as it reads any key).
+                #[cfg(any(feature = "private-key-jwt", target_arch = "wasm32"))]
+                crate::jwt::AssertionKey::from_pem(pem.expose(), None)
+                    .map_err(|e| about_member(e, name))?;
+                #[cfg(not(any(feature = "private-key-jwt", target_arch = "wasm32")))]
+                let _ = name;
+                builder = builder.private_key_pem(pem)
+            }
             (Some(_), Some(_)) => {
                 return Err(Error::config(
                     "clientSecret",
@@ -122,12 +148,17 @@ impl Config {
             let seconds = match member {
                 None => continue,
                 Some(Scalar::Int(n)) => Some(n),
+                // `900.0`: JSON.parse reads it as 900, and so does the wasm build.
+                Some(Scalar::OtherNumber(n)) if n.fract() == 0.0 && n.abs() < 2f64.powi(53) => {
+                    Some(n as i64)
+                }
                 Some(Scalar::Str(s)) => s.trim().parse::<i64>().ok(),
                 Some(_) => None,
             };
-            lifetime = Some(
-                seconds.ok_or_else(|| Error::config(name, "must be a whole number of seconds"))?,
-            );
+            let seconds =
+                seconds.ok_or_else(|| Error::config(name, "must be a whole number of seconds"))?;
+            crate::config::lifetime_secs(name, seconds)?;
+            lifetime = Some(seconds);
             break;
         }
         let lifetime =
@@ -202,6 +233,54 @@ mod tests {
         assert_eq!(field_of("{"), "credentials");
     }
 
+    #[test]
+    fn a_lifetime_out_of_range_names_the_member_that_gave_it() {
+        for (json, field) in [
+            (
+                r#"{"clientId":"c","clientSecret":"s","slidingRefreshTokenLifetime":-5}"#,
+                "slidingRefreshTokenLifetime",
+            ),
+            (
+                r#"{"clientId":"c","clientSecret":"s","sliding_refresh_token_lifetime":0}"#,
+                "sliding_refresh_token_lifetime",
+            ),
+            (
+                r#"{"clientId":"c","clientSecret":"s","slidingRefreshTokenLifetime":"999999999999"}"#,
+                "slidingRefreshTokenLifetime",
+            ),
+        ] {
+            assert_eq!(field_of(json), field, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_whole_lifetime_written_with_a_fraction_reads_as_json_parse_reads_it() {
+        let c = Config::from_credentials_json(
+            r#"{"clientId":"c","clientSecret":"s","slidingRefreshTokenLifetime":900.0}"#,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(c.refresh_token_lifetime_ms(), 900_000);
+        assert_eq!(
+            field_of(r#"{"clientId":"c","clientSecret":"s","slidingRefreshTokenLifetime":900.5}"#),
+            "slidingRefreshTokenLifetime"
+        );
+    }
+
+    #[cfg(feature = "private-key-jwt")]
+    #[test]
+    fn a_bad_key_names_the_member_that_gave_it() {
+        let broken = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let broken = serde_json::to_string(broken).unwrap();
+        for member in ["certificate", "privateKey", "client_certificate"] {
+            let json = format!(
+                r#"{{"clientId":"c","{member}":{broken},"slidingRefreshTokenLifetime":1}}"#
+            );
+            assert_eq!(field_of(&json), member);
+        }
+    }
+
     #[cfg(feature = "private-key-jwt")]
     #[test]
     fn a_certificate_client_uses_private_key_jwt() {
@@ -217,6 +296,10 @@ mod tests {
         assert_eq!(c.client_auth, crate::ClientAuthMethod::PrivateKeyJwt);
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
         let broken = r#"{"clientId":"cid","certificate":"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----","slidingRefreshTokenLifetime":1}"#;
-        assert_eq!(field_of(broken), "private_key");
+        assert_eq!(
+            field_of(broken),
+            "certificate",
+            "the member, not the builder's field"
+        );
     }
 }

@@ -168,11 +168,15 @@ pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> String {
     format!("Basic {}", basic_credential(client_id, secret))
 }
 
-/// The base64 credential of `Authorization: Basic`.
+/// The base64 credential of `Authorization: Basic` (the copies of the
+/// secret made on the way are wiped).
 fn basic_credential(client_id: &str, secret: &str) -> String {
     let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
-    let secret: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    let secret = zeroize::Zeroizing::new(
+        form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
+    );
+    let pair = zeroize::Zeroizing::new(format!("{id}:{}", secret.as_str()));
+    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
 }
 
 /// What a message must not show of the client's secret: the secret and,

@@ -14,6 +14,7 @@ use crate::random::random_url_safe;
 use base64::Engine;
 use serde::Serialize;
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// The config field that names the key in errors.
 const FIELD: &str = "private_key";
@@ -60,9 +61,20 @@ fn decode(der: &[u8], pkcs1: bool) -> Result<(Signer, Option<usize>), Error> {
     use rsa::pkcs8::DecodePrivateKey;
     use rsa::traits::PublicKeyParts;
     const NOT_PKCS8: &str = "the PRIVATE KEY block is not a PKCS#8 RSA key";
+    const NOT_PKCS8_RSA: &str =
+        "the PRIVATE KEY block is not an rsaEncryption key (RS256 signs with PKCS#1 v1.5; an RSA-PSS key may not)";
     let key = if pkcs1 {
         rsa::PrivateKey::from_pkcs1_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS1))?
     } else {
+        // rsaEncryption only: `rsa` also reads an RSASSA-PSS key, which
+        // RFC 4055 restricts to PSS signatures (RS256 is PKCS#1 v1.5), and
+        // which WebCrypto refuses to import for RS256 in the wasm build.
+        use rsa::pkcs8::der::Decode;
+        let info = rsa::pkcs8::PrivateKeyInfoRef::from_der(der)
+            .map_err(|_| Error::config(FIELD, NOT_PKCS8))?;
+        if info.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+            return Err(Error::config(FIELD, NOT_PKCS8_RSA));
+        }
         rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| Error::config(FIELD, NOT_PKCS8))?
     };
     // Bits, not bytes: a 2047-bit modulus fills 256 bytes too.
@@ -219,8 +231,8 @@ struct Claims<'a> {
 
 /// A PEM block's body.
 enum Body {
-    /// The decoded DER.
-    Der(Vec<u8>),
+    /// The decoded DER (a private key: wiped on drop).
+    Der(Zeroizing<Vec<u8>>),
     /// Encrypted with OpenSSL's traditional scheme (a `Proc-Type:
     /// 4,ENCRYPTED` header, RFC 1421).
     Encrypted,
@@ -253,13 +265,17 @@ fn pem_blocks(text: &str) -> Vec<(&str, Body)> {
         {
             Body::Encrypted
         } else {
-            let base64: String = base64
-                .concat()
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            match base64::engine::general_purpose::STANDARD.decode(base64) {
-                Ok(der) => Body::Der(der),
+            // The key's text and bytes, each in one buffer sized up front
+            // (no reallocation leaves a copy behind), wiped on drop.
+            let size = base64.iter().map(|line| line.len()).sum();
+            let mut text = Zeroizing::new(String::with_capacity(size));
+            for line in base64 {
+                text.extend(line.chars().filter(|c| !c.is_whitespace()));
+            }
+            let engine = base64::engine::general_purpose::STANDARD;
+            let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
+            match engine.decode_vec(text.as_bytes(), &mut der) {
+                Ok(()) => Body::Der(der),
                 Err(_) => Body::Undecodable,
             }
         };
@@ -376,6 +392,17 @@ mod tests {
         let e = AssertionKey::from_pem(short, None).unwrap_err();
         assert_eq!(e.code().as_str(), "config");
         assert!(e.to_string().contains(TOO_SMALL), "{e}");
+    }
+
+    #[test]
+    fn an_rsa_pss_key_is_refused() {
+        // RFC 4055 restricts it to PSS, and WebCrypto will not import it for
+        // RS256: the wasm build fails at the first signature, natively it
+        // would have signed.
+        let pss = include_str!("../tests/fixtures/client-key-rsa-pss.pem");
+        let e = AssertionKey::from_pem(pss, None).unwrap_err();
+        assert_eq!(e.code().as_str(), "config");
+        assert!(e.to_string().contains("rsaEncryption"), "{e}");
     }
 
     #[test]

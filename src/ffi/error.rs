@@ -129,8 +129,12 @@ pub enum FreshTokenError {
 
 /// A core field name as the exported options spell it: durations in
 /// seconds are `…_seconds` there (`ClientOptions.leeway_seconds`, Kotlin's
-/// `leewaySeconds`), `…_secs` in the core's builder.
+/// `leewaySeconds`), `…_secs` in the core's builder; the key is
+/// `private_key_pem`.
 fn ffi_field(field: String) -> String {
+    if field == "private_key" {
+        return "private_key_pem".to_owned();
+    }
     match field.strip_suffix("_secs") {
         Some(stem) => format!("{stem}_seconds"),
         None => field,
@@ -420,5 +424,10 @@ mod tests {
         }
         let exported = FreshTokenError::from(Error::config("timeout_ms", "is too long"));
         assert!(matches!(exported, FreshTokenError::Config { field, .. } if field == "timeout_ms"));
+        let exported = FreshTokenError::from(Error::config("private_key", "is not PEM"));
+        assert!(
+            matches!(&exported, FreshTokenError::Config { field, .. } if field == "private_key_pem"),
+            "{exported:?}"
+        );
     }
 }

@@ -44,6 +44,7 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("redirect_uri", "redirectUri"),
     ("code_verifier", "codeVerifier"),
     ("private_key", "privateKeyPem"),
+    ("assertion_audience", "assertionAudience"),
     ("event_keys", "eventKeys"),
 ];
 

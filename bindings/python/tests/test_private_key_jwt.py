@@ -63,5 +63,5 @@ def test_missing_members_are_config_errors_naming_them(oidc):
     assert missing.value.field == "slidingRefreshTokenLifetime"
     with pytest.raises(FreshTokenError.Config) as no_key:
         freshtoken.AsyncClient.from_credentials_json(credentials(oidc, certificate="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-    assert no_key.value.field == "private_key"
+    assert no_key.value.field == "certificate", "the member of the JSON that held it"
     assert "BEGIN" not in str(no_key.value)

@@ -43,8 +43,9 @@ struct Document {
     token_endpoint: Option<Scalar>,
     authorization_endpoint: Option<Scalar>,
     revocation_endpoint: Option<Scalar>,
-    token_endpoint_auth_methods_supported: Option<Vec<Scalar>>,
-    revocation_endpoint_auth_methods_supported: Option<Vec<Scalar>>,
+    // `Option` items: a `null` among the names is skipped, as a number is.
+    token_endpoint_auth_methods_supported: Option<Vec<Option<Scalar>>>,
+    revocation_endpoint_auth_methods_supported: Option<Vec<Option<Scalar>>>,
     authorization_response_iss_parameter_supported: Option<Scalar>,
 }
 
@@ -112,15 +113,21 @@ fn bad(status: Option<u16>, message: &str) -> Error {
     Error::invalid_response(status, format!("discovery: {message}"))
 }
 
-/// Reads and checks the document's members.
+/// Reads and checks the document's members. A repeated member keeps its
+/// last value, as `JSON.parse` reads it in the wasm build.
 fn read(body: &[u8], issuer: &str) -> Result<ProviderMetadata, String> {
-    let doc: Document = json_text::from_slice(body, MAX_RESPONSE_BYTES).map_err(|e| match e {
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err("the document is too large".to_owned());
+    }
+    let not_json = || "the document is not a JSON object".to_owned();
+    let body = std::str::from_utf8(body).map_err(|_| not_json())?;
+    let doc: Document = json_text::from_answer(body).map_err(|e| match e {
         JsonError::Shape => "a member has the wrong type".to_owned(),
         JsonError::TooLarge => "the document is too large".to_owned(),
-        _ => "the document is not a JSON object".to_owned(),
+        _ => not_json(),
     })?;
     let found = text(doc.issuer, "issuer")?.ok_or("issuer is missing")?;
-    if found.trim_end_matches('/') != issuer.trim_end_matches('/') {
+    if !same_issuer(&found, issuer) {
         return Err("issuer does not match the issuer asked for".to_owned());
     }
     // Plain http is for loopback tests: an https issuer's document must
@@ -168,15 +175,25 @@ fn text(value: Option<Scalar>, field: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn names(values: Option<Vec<Scalar>>) -> Vec<String> {
+fn names(values: Option<Vec<Option<Scalar>>>) -> Vec<String> {
     values
         .unwrap_or_default()
         .into_iter()
         .filter_map(|v| match v {
-            Scalar::Str(s) => Some(s),
+            Some(Scalar::Str(s)) => Some(s),
             _ => None,
         })
         .collect()
+}
+
+/// Whether the document's issuer `found` is the one asked for: identical
+/// (RFC 8414 §3.3, OpenID Connect Discovery §4.3), or differing by the one
+/// trailing `/` the discovery URL drops (asked `https://tenant.example`,
+/// published `https://tenant.example/`, as some providers do).
+fn same_issuer(found: &str, asked: &str) -> bool {
+    found == asked
+        || found.strip_suffix('/') == Some(asked)
+        || asked.strip_suffix('/') == Some(found)
 }
 
 #[cfg(test)]
@@ -240,6 +257,40 @@ mod tests {
         assert!(read(b"<html>", ISSUER).unwrap_err().contains("JSON"));
         let typed = read(&doc(r#","revocation_endpoint":7"#), ISSUER);
         assert!(typed.is_err());
+    }
+
+    #[test]
+    fn the_issuer_must_be_the_one_asked_for_but_for_one_trailing_slash() {
+        for (published, asked, same) in [
+            (ISSUER, ISSUER, true),
+            ("https://secure.stitch.money/connect/", ISSUER, true),
+            (ISSUER, "https://secure.stitch.money/connect/", true),
+            ("https://secure.stitch.money/connect//", ISSUER, false),
+            ("https://secure.stitch.money/connect///", ISSUER, false),
+            ("https://secure.stitch.money/Connect", ISSUER, false),
+        ] {
+            let body = format!(r#"{{"issuer":"{published}","token_endpoint":"{ISSUER}/token"}}"#);
+            let read = read(body.as_bytes(), asked);
+            assert_eq!(read.is_ok(), same, "{published} asked {asked}");
+        }
+    }
+
+    #[test]
+    fn a_null_among_the_auth_methods_is_skipped_as_a_number_is() {
+        let m = read(
+            &doc(r#","revocation_endpoint_auth_methods_supported":[null,1,{},"private_key_jwt"]"#),
+            ISSUER,
+        )
+        .unwrap();
+        assert_eq!(m.revocation_endpoint_auth_methods, ["private_key_jwt"]);
+    }
+
+    #[test]
+    fn a_repeated_member_keeps_its_last_value_as_json_parse_does() {
+        let body = format!(
+            r#"{{"issuer":"https://evil.example","issuer":"{ISSUER}","token_endpoint":"{ISSUER}/t"}}"#
+        );
+        assert_eq!(read(body.as_bytes(), ISSUER).unwrap().issuer, ISSUER);
     }
 
     #[test]

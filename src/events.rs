@@ -45,8 +45,9 @@ pub enum EventKind {
     /// `invalid_client`): `scope`, `error_code`, `attempts`, `duration_ms`.
     ClientTokenFailed,
     /// A session's tokens (or a client token) were revoked: `duration_ms`,
-    /// `scope` for a client token, and `error_code` when the server could
-    /// not be told (the session is dead all the same).
+    /// `scope` for a client token, and `error_code` when the call failed:
+    /// the server could not be told, or the dead record was not saved (the
+    /// session is dead all the same). A session's comes after its last save.
     Revoked,
 }
 
@@ -304,7 +305,7 @@ impl Attached {
     }
 
     /// Emits `revoked` for a revocation that began at `started`, with the
-    /// error's code when the server could not be told.
+    /// code of the error the call returns, if any.
     #[inline(never)]
     pub(crate) fn revoked(&self, started: u64, error: Option<&Error>) {
         self.emit(

@@ -298,7 +298,7 @@ pub(crate) fn keep_stranded(session: &Attached) {
                             "freshtoken: session {}: the rotated record is still not saved (or \
                              an earlier save of it may still land) after {} minutes; the \
                              refresh lease is let lapse (later calls still save it first)",
-                            session.key,
+                            session.ctx.logged_key(&session.key),
                             KEEP_STRANDED_MS / 60_000
                         );
                     }
@@ -390,7 +390,7 @@ pub(crate) async fn release_lease(session: &Attached) {
     if let Err(e) = session.release().await {
         log::warn!(
             "freshtoken: session {}: releasing the lease: {e}",
-            session.key
+            session.ctx.logged_key(&session.key)
         );
     }
 }

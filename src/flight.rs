@@ -486,7 +486,7 @@ impl Attached {
         if first {
             log::info!(
                 "freshtoken: session {} needs reauthorization ({reason})",
-                self.key
+                self.ctx.logged_key(&self.key)
             );
             self.reauthorization_required(reason);
         }
@@ -502,7 +502,7 @@ impl Attached {
     ) -> Result<TokenInfo, Error> {
         log::info!(
             "freshtoken: session {} needs reauthorization ({reason})",
-            self.key
+            self.ctx.logged_key(&self.key)
         );
         self.update(|rec| {
             rec.reauth = Some(reason);

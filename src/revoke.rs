@@ -161,30 +161,34 @@ impl Attached {
             log::warn!(
                 "freshtoken: session {}: revoked, but its last refresh answer was lost: the \
                  server may hold a newer refresh token this client never received",
-                self.key
+                self.ctx.logged_key(&self.key)
             );
         }
-        self.revoked(now, unknown.as_ref().err());
         self.update(|rec| {
             rec.refresh_token = None;
             rec.access_token = None;
             rec.id_token = None;
         })
         .await;
-        if self.cell.lock().unpersisted {
-            saved.and(synced)?;
-            return Err(Error::storage(
+        let result = if self.cell.lock().unpersisted {
+            saved.and(synced).and(Err(Error::storage(
                 "the revoked record is not saved yet; it is saved on the next call",
-            ));
-        }
-        // The token-less record saved: a failed save or read before it is
-        // healed, but a conflict is not (another writer's record was kept).
-        for result in [saved, synced] {
-            if let Err(conflict @ Error::Conflict { .. }) = result {
-                return Err(conflict);
+            )))
+        } else {
+            // The token-less record saved: a failed save or read before it
+            // is healed, but a conflict is not (another writer's record was
+            // kept).
+            let mut errors = [saved, synced].into_iter().filter_map(Result::err);
+            match errors.find(|e| matches!(e, Error::Conflict { .. })) {
+                Some(conflict) => Err(conflict),
+                None => unknown,
             }
-        }
-        unknown
+        };
+        // After the last save, with the call's own outcome: a listener that
+        // reads the store finds the token-less record, and a call that
+        // failed is not counted as a revocation that went through.
+        self.revoked(now, result.as_ref().err());
+        result
     }
 
     /// Reads the store (as `sync`) and claims the refresh token read for

@@ -413,8 +413,8 @@ async fn a_revocation_emits_revoked() {
     let seen = events.take();
     assert_eq!(
         kinds(&seen),
-        ["saved", "revoked", "saved"],
-        "dead before the server hears of it, revoked, then the tokens dropped"
+        ["saved", "saved", "revoked"],
+        "dead before the server hears of it, the tokens dropped, then revoked (after the last save)"
     );
     let revoked = find(&seen, EventKind::Revoked);
     assert_eq!(revoked.key.as_deref(), Some("u1"));

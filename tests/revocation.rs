@@ -257,11 +257,16 @@ async fn rejected_client_credentials_are_invalid_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_save_the_dead_record_is_reported() {
-    let h = Harness::new();
+    let (tx, revoked) = std::sync::mpsc::channel();
+    let sink = Arc::new(RevokedEvents(std::sync::Mutex::new(tx)));
+    let h = Harness::with(Options::default(), |b| b.on_event(sink));
     let (session, rt) = h.seeded("u1").await;
     h.store.fail_saves.store(u32::MAX, Ordering::SeqCst);
     let err = session.revoke().await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::Storage);
+    // The event says what the call says: not a revocation that went through.
+    let event = revoked.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(event, Ok(Some(ErrorCode::Storage)));
     // The server revoked all the same; the session is dead in memory, and
     // every call saves the pending record first (storage until it can).
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Revoked);
@@ -274,6 +279,10 @@ async fn a_store_that_cannot_save_the_dead_record_is_reported() {
     assert_eq!(
         h.store.record("u1").unwrap().reauth,
         Some(ReauthReason::Revoked)
+    );
+    assert!(
+        revoked.try_recv().is_err(),
+        "a revoked session is not revoked again"
     );
 }
 

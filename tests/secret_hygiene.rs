@@ -160,6 +160,17 @@ async fn no_secret_in_logs_errors_panics_or_debug() {
         .await
         .unwrap();
     leaving.revoke().await.expect("revoked");
+    // A refresh token the server refuses ends the session: logged too.
+    let dying = hiding.session(person, TestStore::new()).unwrap();
+    dying
+        .seed(Seed {
+            refresh_token: "rt-never-issued-0000".into(),
+            ..Seed::default()
+        })
+        .await
+        .unwrap();
+    let refused = dying.access_token().await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::ReauthorizationRequired);
 
     let codes: Vec<ErrorCode> = errors.iter().map(|e| e.code()).collect();
     assert!(codes.contains(&ErrorCode::InvalidClient), "{codes:?}");
@@ -179,6 +190,11 @@ async fn no_secret_in_logs_errors_panics_or_debug() {
         logs.iter()
             .any(|l| l.contains("session (key hidden) revoked")),
         "the hidden key's revocation was logged without it"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("session (key hidden) needs reauthorization")),
+        "the hidden key's invalid_grant was logged without it"
     );
     assert!(
         !logs.iter().any(|l| l.contains(person)),

@@ -234,9 +234,9 @@ describe('events against the emulator', () => {
     events.length = 0;
     await session.revoke();
     await turn();
-    assert.deepEqual(kinds(events), ['saved', 'revoked', 'saved']);
-    assert.equal(events[1].key, 'u1');
-    assert.equal('errorCode' in events[1], false);
+    assert.deepEqual(kinds(events), ['saved', 'saved', 'revoked'], 'revoked after the last save');
+    assert.equal(events[2].key, 'u1');
+    assert.equal('errorCode' in events[2], false);
 
     await client.clientToken(['accounts']);
     await client.revokeClientTokens();

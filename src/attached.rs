@@ -235,15 +235,11 @@ impl Attached {
                             }
                             let session = self.clone();
                             let body = async move {
-                                let mut saved = session.persist(generation, &record).await;
-                                let mut tries = 1;
-                                while issued
-                                    && tries < ISSUED_SAVE_TRIES
-                                    && saved.as_ref().is_err_and(is_conflict)
-                                {
-                                    tries += 1;
-                                    saved = session.save_over(&record).await;
-                                }
+                                let saved = if issued {
+                                    session.save_issued(generation, &record, false).await
+                                } else {
+                                    session.persist(generation, &record).await
+                                };
                                 session.cell.lock().arrivals += 1;
                                 saved.map(|()| info_of(&Record::default()))
                             };
@@ -270,6 +266,104 @@ impl Attached {
             }
         };
         flight.await.map(drop)
+    }
+
+    /// Saves `record`, issued by the server (a code exchange), set in the
+    /// state at `generation` and marked to be saved over what is stored.
+    ///
+    /// With a store that offers the fleet lease but no compare-and-swap, the
+    /// save is made under the lease: another process refreshing the old link
+    /// holds it until its rotated record is saved, and that save, landing
+    /// after this one, would put the old link back over the new one (the
+    /// code spent, the issued refresh token held only in this process). A
+    /// lease not taken within the wait leaves the record unsaved, as a failed
+    /// save does. With compare-and-swap, a conflict is saved over (see
+    /// [`Attached::save_over`]) up to [`ISSUED_SAVE_TRIES`] saves in all;
+    /// past them the record stays unsaved. Either way the issued tokens are
+    /// never dropped: they stay in memory, unpersisted, for the next call
+    /// (or `save_unsaved`) to save, and the caller gets `storage`.
+    ///
+    /// `kept`: the record was kept unsaved by an earlier call; its first
+    /// save reads the stored version first, as every save of it does (see
+    /// `sync`), instead of comparing against the version read before the
+    /// code was sent.
+    async fn save_issued(
+        &self,
+        generation: u64,
+        record: &Arc<Record>,
+        kept: bool,
+    ) -> Result<(), Error> {
+        let store = &self.store;
+        let leased =
+            store.supports_lease() && !store.supports_versions() && store.in_memory().is_none();
+        if leased {
+            let started = self.ctx.clock.now_ms();
+            if let Err(e) = crate::fleet::take_lease(self, None).await {
+                let error = self.keep_issued(
+                    record,
+                    &format!(
+                        "the refresh lease was not taken for its save: {}",
+                        plain(&e)
+                    ),
+                );
+                self.save_ended(started, &Err(error.clone()));
+                return Err(error);
+            }
+        }
+        let mut saved = if kept {
+            self.sync().await
+        } else {
+            self.persist(generation, record).await
+        };
+        let mut tries = 1;
+        while tries < ISSUED_SAVE_TRIES && saved.as_ref().is_err_and(is_conflict) {
+            tries += 1;
+            saved = self.save_over(record).await;
+        }
+        if saved.as_ref().is_err_and(is_conflict) {
+            saved = Err(self.keep_issued(
+                record,
+                &format!(
+                    "the stored record changed under each of {ISSUED_SAVE_TRIES} saves of it \
+                     (other processes keep saving the key)"
+                ),
+            ));
+        }
+        if leased {
+            // As after a refresh (see `fly`): a record left unsaved, or a
+            // save that may still land, keeps the lease while it is saved
+            // in the background; otherwise the lease is given back.
+            let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
+            if self.cell.lock().unpersisted || self.abandoned_save_pending(now) {
+                crate::fleet::keep_stranded(self);
+            } else {
+                crate::fleet::release_lease(self).await;
+            }
+        }
+        saved
+    }
+
+    /// Keeps an issued `record` that could not be saved (`why`) in memory,
+    /// unpersisted and marked to be saved over whatever is stored, so the
+    /// next call or `save_unsaved` saves it: it is by construction the
+    /// newest link, and a conflict's re-read would have dropped it, with the
+    /// code spent and its refresh token held nowhere. Left alone if this
+    /// process replaced it since. The `storage` error for the caller.
+    fn keep_issued(&self, record: &Arc<Record>, why: &str) -> Error {
+        let mut st = self.cell.lock();
+        if st.record.as_ref().is_some_and(|r| Arc::ptr_eq(r, record)) {
+            if !st.unpersisted {
+                st.loaded = true;
+                st.unpersisted = true;
+                st.generation = crate::session_state::next_generation();
+            }
+            st.save_over = st.generation;
+            st.unsaved_in = Some(self.store.clone());
+        }
+        Error::storage(format!(
+            "the new tokens are not saved yet: {why}; they are kept in this process and \
+             saved on the next call"
+        ))
     }
 
     /// Saves an issued `record` again after its compare-and-swap conflicted:
@@ -325,10 +419,29 @@ impl Attached {
     /// Saves the record this process could not save before, once no flight
     /// runs (a flight saves it first itself), as a flight of its own: no
     /// save of a newer record can start before this one has ended.
+    ///
+    /// A code exchange's record kept unsaved is saved as it was first
+    /// (see [`Attached::save_issued`]): under the fleet lease with a store
+    /// that has no compare-and-swap, and kept, never dropped, should other
+    /// processes' saves keep conflicting with it.
     pub(crate) async fn save_pending(&self) -> Result<(), Error> {
         self.saving_flight(
             |st| !st.unpersisted,
-            |session| Box::pin(async move { session.sync().await }),
+            |session| {
+                Box::pin(async move {
+                    let issued = {
+                        let st = session.cell.lock();
+                        let over = st.save_over == st.generation;
+                        (st.unpersisted && over).then(|| (st.generation, st.record.clone()))
+                    };
+                    match issued {
+                        Some((generation, Some(record))) => {
+                            session.save_issued(generation, &record, true).await
+                        }
+                        _ => session.sync().await,
+                    }
+                })
+            },
         )
         .await
     }
@@ -411,7 +524,7 @@ impl Attached {
                 log::warn!(
                     "freshtoken: session {}: the refresh lease lapsed before the rotated \
                      record could be saved, and another process holds it",
-                    self.key
+                    self.ctx.logged_key(&self.key)
                 );
             }
             return Ok(TryEnd::Done);
@@ -525,6 +638,14 @@ fn is_conflict(error: &Error) -> bool {
     matches!(error, Error::Conflict { .. })
 }
 
+/// The message of `error` without its code's prefix, to quote in another.
+fn plain(error: &Error) -> String {
+    match error {
+        Error::Storage { message } | Error::Conflict { message } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The name of `record`'s longest seeded member (for a seed too large).
 fn largest_member(record: &Record) -> &'static str {
     let length = |text: Option<&str>| text.map_or(0, str::len);
@@ -551,8 +672,8 @@ fn largest_member(record: &Record) -> &'static str {
 /// How many times a code exchange's tokens are saved when other processes'
 /// saves keep moving the version on between its read and its save. Each
 /// such save is a whole store round trip of another process; three in a
-/// row means the key is contended beyond a re-link's reach, and the
-/// caller gets `conflict`.
+/// row means the key is contended beyond a re-link's reach: the caller
+/// gets `storage`, and the tokens wait in memory for the next call's save.
 const ISSUED_SAVE_TRIES: u32 = 3;
 
 /// What [`Attached::replace`] does next.

@@ -343,6 +343,24 @@ impl Attached {
         saved
     }
 
+    /// [`Attached::sync`], but a code exchange's record kept unsaved is
+    /// saved as it was first (see [`Attached::save_issued`]): under the
+    /// fleet lease with a store that has no compare-and-swap, and kept,
+    /// never dropped, should other processes' saves keep conflicting with
+    /// it. A plain `sync` would read such a conflict as another process
+    /// having moved on, and drop the re-link with its code spent.
+    pub(crate) async fn sync_keeping_issued(&self) -> Result<(), Error> {
+        let issued = {
+            let st = self.cell.lock();
+            let over = st.save_over == st.generation;
+            (st.unpersisted && over).then(|| (st.generation, st.record.clone()))
+        };
+        match issued {
+            Some((generation, Some(record))) => self.save_issued(generation, &record, true).await,
+            _ => self.sync().await,
+        }
+    }
+
     /// Keeps an issued `record` that could not be saved (`why`) in memory,
     /// unpersisted and marked to be saved over whatever is stored, so the
     /// next call or `save_unsaved` saves it: it is by construction the
@@ -427,21 +445,7 @@ impl Attached {
     pub(crate) async fn save_pending(&self) -> Result<(), Error> {
         self.saving_flight(
             |st| !st.unpersisted,
-            |session| {
-                Box::pin(async move {
-                    let issued = {
-                        let st = session.cell.lock();
-                        let over = st.save_over == st.generation;
-                        (st.unpersisted && over).then(|| (st.generation, st.record.clone()))
-                    };
-                    match issued {
-                        Some((generation, Some(record))) => {
-                            session.save_issued(generation, &record, true).await
-                        }
-                        _ => session.sync().await,
-                    }
-                })
-            },
+            |session| Box::pin(async move { session.sync_keeping_issued().await }),
         )
         .await
     }

@@ -63,7 +63,7 @@ impl Attached {
                 .claim_and_carry_out(force, asked_at, None, flown_by)
                 .await;
         }
-        self.sync().await?;
+        self.sync_keeping_issued().await?;
         if let Plan::Serve(info) = self.plan(force, asked_at)? {
             return Ok(info);
         }
@@ -107,7 +107,12 @@ impl Attached {
     ) -> Result<TokenInfo, Error> {
         let mut reread = false;
         loop {
-            self.sync().await?;
+            if leased_from.is_none() {
+                // Without a lease (with one, `fly` has saved it already).
+                self.sync_keeping_issued().await?;
+            } else {
+                self.sync().await?;
+            }
             let plan = self.plan(force, asked_at)?;
             let claim = match &plan {
                 Plan::Refresh { refresh_token, .. } => {

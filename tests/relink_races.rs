@@ -365,6 +365,33 @@ async fn a_repeat_saves_the_kept_relink_over_one_more_conflicting_save() {
     saved_over_theirs(&h, &store).await;
 }
 
+/// A kept re-link met by an ordinary call (`access_token`, not a repeat or
+/// `save_unsaved`) whose save conflicts once more: saved over the other
+/// process's record, as the repeat saves it. The flight's plain save read
+/// the conflict as "another process moved on" and dropped the tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_call_saves_the_kept_relink_over_one_more_conflicting_save() {
+    let h = Harness::new();
+    let (store, exchange) = exchange_meeting(&h, 4).await;
+    let error = exchange().await.map(drop).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Storage, "{error}");
+
+    let session = h.client.session("u1", store.clone()).unwrap();
+    assert!(session.holds_unsaved());
+    session
+        .access_token()
+        .await
+        .expect("the next call saves it and serves its token");
+    assert_eq!(
+        store.hooks.saves.load(Ordering::SeqCst),
+        5,
+        "three saves, then the call's conflict and its save"
+    );
+    assert!(!session.holds_unsaved());
+    assert_eq!(h.refresh_requests(), 0, "the re-link's own token served");
+    saved_over_theirs(&h, &store).await;
+}
+
 /// The warnings logged in this test binary.
 struct Warnings(Mutex<Vec<String>>);
 

@@ -135,6 +135,7 @@ impl Attached {
             reauth: None,
             in_doubt: false,
             updated_at_ms: now,
+            from_code: None,
         };
         // A record over the cap would be saved, and then refused by every
         // later load (a new process could not read the session back).

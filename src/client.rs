@@ -289,8 +289,8 @@ impl TokenClient {
     /// under `key`, and returns the session. Check the returned `state`
     /// against the one you sent before calling this.
     ///
-    /// A code is sent once per process (servers refuse a second use and
-    /// revoke what the first issued): a repeat for the same key while the
+    /// A code is sent once (servers refuse a second use and revoke what
+    /// the first issued). In a process, a repeat for the same key while the
     /// first runs or within 10 minutes after (a reloaded or double-submitted
     /// callback, or two at once) joins the first or gets its outcome; for
     /// another key, or with another verifier, it is a `config` error naming
@@ -300,11 +300,32 @@ impl TokenClient {
     /// and sends nothing, and the user logs in again. A repeat after the
     /// issued record's save failed saves it; one through another client of
     /// the process reads the record (or its refreshed successor) from its
-    /// store (`conflict` when that store does not hold it). A repeat later
-    /// than that is sent, and refused. A store
-    /// that cannot tell its stored version fails the exchange before the
-    /// code is sent, as does a `redirect_uri` that is not an absolute URI of
-    /// URI characters without a fragment (`config`, RFC 6749 §3.1.2).
+    /// store (`conflict` when that store does not hold it).
+    ///
+    /// Across processes and later than that, the store tells: the record
+    /// an exchange saves carries a fingerprint of its code, verifier and
+    /// redirect URI (`from_code`, a truncated SHA-256, never the code), and
+    /// every exchange reads the stored record before sending. A repeat
+    /// (another process of the fleet handling the same callback, a tab
+    /// restored an hour later) that finds its fingerprint there sends
+    /// nothing and returns the session for that record. Once a refresh has
+    /// rotated the stored record the fingerprint is gone, and a repeat
+    /// elsewhere is sent, and refused (the server may then revoke the
+    /// session); codes live minutes, access tokens longer. The window that
+    /// remains: two processes that exchange the same code at the very same
+    /// moment, each reading the store before the other saved, both send
+    /// it; the second is refused, and may revoke what the first saved.
+    ///
+    /// An answer that is unusable (no access token, say) but carries a
+    /// refresh token links the session: the refresh token is saved and this
+    /// returns the session, whose first call refreshes. Should that save
+    /// fail, the caller gets `storage`, the token waits in memory, and a
+    /// repeat saves it, as for any issued record.
+    ///
+    /// A store that cannot tell its stored version fails the exchange
+    /// before the code is sent, as does a `redirect_uri` that is not an
+    /// absolute URI of URI characters without a fragment (`config`, RFC
+    /// 6749 §3.1.2).
     pub async fn exchange_code(
         &self,
         code: &str,

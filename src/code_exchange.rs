@@ -1,18 +1,30 @@
 //! Redeeming an authorization code (RFC 6749 §4.1.3 with PKCE) and saving
 //! the first record it brings, as one task that outlives its caller.
 //!
-//! A code is sent once per process: servers refuse its second use and
-//! revoke what the first brought (RFC 6749 §4.1.2), so a callback handled
-//! twice (a reload, a double submit), or twice at once, would otherwise
-//! kill the session the first call saved. A repeat for the same session
-//! key joins the first redemption or gets its outcome; one for another key,
-//! or with another verifier, is refused unsent. A redemption is kept while
-//! it runs (up to the longest a driven exchange takes, see
-//! [`longest_run_ms`]) and for [`REMEMBERED_MS`] after it ended, unless its
-//! code surely never reached the server (it may be tried again). A repeat
-//! through another client of the process (another state for the key)
-//! reads what the first one saved from its own store; a repeat after the
-//! save failed tries the save again.
+//! A code is sent once: servers refuse its second use and revoke what the
+//! first brought (RFC 6749 §4.1.2), so a callback handled twice (a reload,
+//! a double submit), or twice at once, would otherwise kill the session the
+//! first call saved.
+//!
+//! In a process, a repeat for the same session key joins the first
+//! redemption or gets its outcome; one for another key, or with another
+//! verifier, is refused unsent. A redemption is kept while it runs (up to
+//! the longest a driven exchange takes, see [`longest_run_ms`]) and for
+//! [`REMEMBERED_MS`] after it ended, unless its code surely never reached
+//! the server (it may be tried again). A repeat through another client of
+//! the process (another state for the key) reads what the first one saved
+//! from its own store; a repeat after the save failed tries the save again.
+//!
+//! Across processes and past that time, the store tells: the record an
+//! exchange saves carries the fingerprint of its code ([`fingerprint`], the
+//! record's `from_code`), and every exchange reads the stored record before
+//! it sends its code. Holding this code's fingerprint, the record is
+//! adopted and nothing is sent. The fingerprint lasts until a refresh
+//! rotates the record (a code lives minutes, the first access token
+//! longer). Two processes that read the store before either has saved (the
+//! same code at the same moment) both send it: no marker is written before
+//! the code is sent, as a marker left by a process that died would have to
+//! be told from one still sending.
 
 use crate::attached::Attached;
 use crate::error::Error;
@@ -24,12 +36,14 @@ use crate::session_state::{Replacing, SessionCell};
 use crate::started_by::StartedBy;
 use crate::store::Record;
 use crate::tokens::AccessToken;
+use base64::Engine;
 use futures_util::future::{FutureExt, Shared};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// How long a redeemed code's outcome is kept: the longest lifetime RFC
-/// 6749 §4.1.2 recommends for a code (a later repeat is sent, and refused).
+/// 6749 §4.1.2 recommends for a code (later, a repeat goes by the stored
+/// record's fingerprint).
 const REMEMBERED_MS: u64 = 10 * 60 * 1000;
 /// The most finished redemptions kept.
 const MAX_REMEMBERED: usize = 1024;
@@ -48,8 +62,9 @@ struct Outcome {
 /// What a redemption issued, to tell its record in a store.
 #[derive(Clone, Copy)]
 struct Issued {
-    /// The keyed hash of the access token.
-    token: u64,
+    /// The keyed hash of the access token (none: a refresh token kept from
+    /// an answer that was otherwise unusable).
+    token: Option<u64>,
     /// The record's `updated_at_ms`.
     at_ms: u64,
 }
@@ -265,11 +280,8 @@ async fn read_redeemed(session: &Attached, issued: Issued) -> Result<(), Error> 
     session.sync().await?;
     let st = session.cell.lock();
     let holds = st.record.as_ref().is_some_and(|r| {
-        let same =
-            (r.access_token.as_ref()).is_some_and(|a| digest(&[a.value.expose()]) == issued.token);
-        let since =
-            r.reauth.is_none() && r.refresh_token.is_some() && r.updated_at_ms >= issued.at_ms;
-        same || since
+        let same = issued.token.is_some() && access_digest(r) == issued.token;
+        same || live_since(r, issued.at_ms)
     });
     if !holds {
         return Err(conflict(
@@ -277,6 +289,111 @@ async fn read_redeemed(session: &Attached, issued: Issued) -> Result<(), Error> 
         ));
     }
     Ok(())
+}
+
+/// The keyed hash of `record`'s access token.
+fn access_digest(record: &Record) -> Option<u64> {
+    (record.access_token.as_ref()).map(|a| digest(&[a.value.expose()]))
+}
+
+/// Whether `record` is live and written at or after `at_ms`: a redeemed
+/// record's successor (the session refreshed since, here or elsewhere).
+fn live_since(record: &Record, at_ms: u64) -> bool {
+    record.reauth.is_none() && record.refresh_token.is_some() && record.updated_at_ms >= at_ms
+}
+
+/// The fingerprint a record issued for `code` carries (its `from_code`):
+/// base64url of the first bytes of the SHA-256 of the client id, the code,
+/// its verifier and its redirect URI, each prefixed with its length. Never
+/// the code itself. The verifier is in it so that only a repeat proving the
+/// same PKCE verifier is answered unsent. The token endpoint is not: the
+/// processes of a fleet may name one server differently (another host
+/// name, a trailing slash), and a code with its verifier belongs to one
+/// login anyway. `None` when it cannot be had (the host's WebCrypto
+/// failed): the exchange then goes on without it.
+async fn fingerprint(ctx: &Context, code: &Code) -> Option<String> {
+    let config = &ctx.config;
+    let mut input = b"freshtoken.code/1".to_vec();
+    for part in [
+        config.client_id.as_str(),
+        code.code.expose(),
+        code.code_verifier.expose(),
+        code.redirect_uri.as_str(),
+    ] {
+        input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
+    let digest = sha256(ctx, &input).await?;
+    let bytes = crate::store::FROM_CODE_CHARS * 3 / 4;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.get(..bytes)?))
+}
+
+/// SHA-256 of `data` (RustCrypto's, as PKCE's challenge natively).
+#[cfg(not(target_arch = "wasm32"))]
+async fn sha256(_ctx: &Context, data: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    Some(sha2::Sha256::digest(data).to_vec())
+}
+
+/// SHA-256 of `data` by the host's WebCrypto (as PKCE's challenge in wasm),
+/// within the request timeout (a host call may stall).
+#[cfg(target_arch = "wasm32")]
+async fn sha256(ctx: &Context, data: &[u8]) -> Option<Vec<u8>> {
+    let hashing = crate::wasm::crypto::sha256(data);
+    let within = crate::deadline::within(ctx.clock.as_ref(), ctx.config.timeout_ms, hashing);
+    within.await.ok()?.ok()
+}
+
+/// The outcome of an exchange whose code the stored record says was
+/// redeemed already (it carries `fingerprint`), in another process or
+/// before this one's redemptions remember: `session` adopts that record
+/// (or a successor written since) and nothing is sent.
+async fn redeemed_in_store(session: &Attached, stored: &Record, fingerprint: &str) -> Outcome {
+    let conflict = |what: &str| Error::Conflict {
+        message: format!(
+            "this code was redeemed already (the stored record is the one it issued), and \
+             {what}; nothing was sent"
+        ),
+    };
+    let adopted = if session.cell.lock().unpersisted {
+        // Saving it would replace the record the code issued.
+        Err(conflict("this session holds a record not saved yet"))
+    } else {
+        match session.sync().await {
+            Ok(()) => {
+                let st = session.cell.lock();
+                let holds = st.record.as_ref().is_some_and(|r| {
+                    r.from_code.as_deref() == Some(fingerprint)
+                        || live_since(r, stored.updated_at_ms)
+                });
+                if holds {
+                    Ok(())
+                } else {
+                    Err(conflict("the store changed while it was read"))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    };
+    match adopted {
+        // Remembered as sent (it was, by whoever redeemed it): a repeat in
+        // this process joins this outcome, through another client it reads
+        // the store.
+        Ok(()) => Outcome {
+            sent: true,
+            issued: Some(Issued {
+                token: access_digest(stored),
+                at_ms: stored.updated_at_ms,
+            }),
+            result: Ok(()),
+        },
+        // Not remembered: a repeat reads the store again.
+        Err(e) => Outcome {
+            sent: false,
+            issued: None,
+            result: Err(e),
+        },
+    }
 }
 
 /// Whether `verifier` is a PKCE code verifier (RFC 7636 §4.1).
@@ -290,23 +407,40 @@ fn is_verifier(verifier: &str) -> bool {
 /// Sends the code and saves the record it brings into `session`: the first
 /// tokens, or the refresh token of an unusable answer that still carries
 /// one (kept, or the user has to log in again). Also says whether the
-/// server issued anything.
+/// server issued anything. Sends nothing when the stored record is the one
+/// this code issued (see [`redeemed_in_store`]).
 async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
     let config = &ctx.config;
-    // The save after the exchange compares and swaps against the stored
-    // version, and the code is single use: a store that cannot tell the
-    // version fails the exchange here, with nothing sent (as the write-ahead
-    // save of a refresh does). The version read now is the fallback should
-    // the store fail to tell it again once the tokens are issued.
-    let read_before = match session.stored_version().await {
-        Ok(version) => version,
-        Err(error) => {
-            return Outcome {
-                sent: false,
-                issued: None,
-                result: Err(error),
-            }
+    let from_code = fingerprint(&ctx, &code).await;
+    // The stored record, to tell whether this code issued it, and its
+    // version: the save after the exchange compares and swaps against the
+    // stored version, and the code is single use, so a store that cannot
+    // tell the version fails the exchange here, with nothing sent (as the
+    // write-ahead save of a refresh does). The version read now is the
+    // fallback should the store fail to tell it again once the tokens are
+    // issued. A record that cannot be read (an encrypted one no key opens)
+    // is none this code issued: the version alone is read then.
+    let (stored, read) = match session.load_with_version().await {
+        Ok((stored, version)) => (stored, Some(version)),
+        Err(_) => (None, None),
+    };
+    if let (Some(stored), Some(fingerprint)) = (&stored, &from_code) {
+        if stored.from_code.as_deref() == Some(fingerprint.as_str()) {
+            return redeemed_in_store(&session, stored, fingerprint).await;
         }
+    }
+    let read_before = match read {
+        Some(version) => version,
+        None => match session.stored_version().await {
+            Ok(version) => version,
+            Err(error) => {
+                return Outcome {
+                    sent: false,
+                    issued: None,
+                    result: Err(error),
+                }
+            }
+        },
     };
     let grant = Grant::AuthorizationCode {
         code: code.code.expose(),
@@ -316,29 +450,40 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
     let issued = match exchange::call(&ctx, &grant).await {
         Ok(issued) => issued,
         Err(mut failure) => {
-            // A code that may have been redeemed (an answer lost, one not
-            // understood) is kept too: sent again, it would revoke what the
-            // first request issued.
-            let sent = failure.salvaged.is_some() || failure.maybe_processed;
-            if let Some(refresh_token) = failure.salvaged.take() {
-                let now = ctx.clock.now_ms();
-                let record = Record {
-                    refresh_token: Some(refresh_token),
-                    refresh_expires_at_ms: Some(
-                        now.saturating_add(config.refresh_token_lifetime_ms),
-                    ),
-                    updated_at_ms: now,
-                    ..Record::default()
+            let Some(refresh_token) = failure.salvaged.take() else {
+                // A code that may have been redeemed (an answer lost, one
+                // not understood) is kept too: sent again, it would revoke
+                // what the first request issued.
+                return Outcome {
+                    sent: failure.maybe_processed,
+                    issued: None,
+                    result: Err(failure.into_error()),
                 };
-                if let Err(e) = session.replace(record, Some(read_before)).await {
-                    let key = ctx.logged_key(&session.key);
-                    log::warn!("freshtoken: session {key}: {e}");
-                }
-            }
+            };
+            // An answer otherwise unusable that carries a refresh token:
+            // the link is made. Saved, the session refreshes at its first
+            // call; not saved, the caller gets `storage` and the record
+            // waits in memory, as for any issued record.
+            let key = ctx.logged_key(&session.key);
+            let error = failure.into_error();
+            log::warn!(
+                "freshtoken: session {key}: kept the refresh token of the code's answer: {error}"
+            );
+            let now = ctx.clock.now_ms();
+            let record = Record {
+                refresh_token: Some(refresh_token),
+                refresh_expires_at_ms: Some(now.saturating_add(config.refresh_token_lifetime_ms)),
+                updated_at_ms: now,
+                from_code,
+                ..Record::default()
+            };
             return Outcome {
-                sent,
-                issued: None,
-                result: Err(failure.into_error()),
+                sent: true,
+                issued: Some(Issued {
+                    token: None,
+                    at_ms: now,
+                }),
+                result: session.replace(record, Some(read_before)).await,
             };
         }
     };
@@ -362,9 +507,10 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
         reauth: None,
         in_doubt: false,
         updated_at_ms: ctx.clock.now_ms(),
+        from_code,
     };
     let issued = Issued {
-        token,
+        token: Some(token),
         at_ms: record.updated_at_ms,
     };
     Outcome {

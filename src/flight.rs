@@ -461,6 +461,7 @@ impl Attached {
                 reauth: None,
                 in_doubt: false,
                 updated_at_ms: now,
+                from_code: None,
             };
             let info = info_of(&record);
             let (generation, saved_record) = st.set_record(record);

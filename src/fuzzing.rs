@@ -353,6 +353,7 @@ fn check_accepted_token(body: Option<&Members>, token: &TokenResponse) {
         reauth: None,
         in_doubt: false,
         updated_at_ms: NOW_MS,
+        from_code: None,
     };
     check_record_invariants(&record);
     assert_eq!(

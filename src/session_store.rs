@@ -312,6 +312,17 @@ impl Attached {
         Ok((record.map(Arc::new), version))
     }
 
+    /// The stored record and, as [`Attached::stored_version`] tells it, its
+    /// version, in one store call: what a code exchange reads before it
+    /// sends its code.
+    pub(crate) async fn load_with_version(
+        &self,
+    ) -> Result<(Option<Arc<Record>>, Option<Option<String>>), Error> {
+        let (record, version) = self.load_current().await?;
+        let versioned = self.store.in_memory().is_some() || self.store.supports_versions();
+        Ok((record, versioned.then_some(version)))
+    }
+
     /// The version of the stored record (`Some(None)`: nothing is stored),
     /// or `None` for a store without compare-and-swap.
     pub(crate) async fn stored_version(&self) -> Result<Option<Option<String>>, Error> {

@@ -128,7 +128,7 @@ pub trait TokenStore: MaybeSendSync {
 }
 
 /// Everything the core remembers about one user session.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Record {
     /// The current access token, if any.
     pub access_token: Option<AccessToken>,
@@ -147,6 +147,48 @@ pub struct Record {
     pub in_doubt: bool,
     /// When the record last changed (Unix ms).
     pub updated_at_ms: u64,
+    /// The fingerprint of the authorization code (with its PKCE verifier
+    /// and redirect URI) whose exchange issued this record: a truncated
+    /// SHA-256, never the code. A repeat of that exchange, in any process,
+    /// finds it here and sends nothing (a code sent twice makes the server
+    /// revoke what its first use issued). Only a code exchange sets it; the
+    /// record a refresh rotates to, or a seed, has none.
+    pub from_code: Option<String>,
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("access_token", &self.access_token)
+            .field("scope", &self.scope)
+            .field("id_token", &self.id_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("refresh_expires_at_ms", &self.refresh_expires_at_ms)
+            .field("reauth", &self.reauth)
+            .field("in_doubt", &self.in_doubt)
+            .field("updated_at_ms", &self.updated_at_ms)
+            // Shown only as set: a record read from a store may carry any
+            // text there, a token's included.
+            .field("from_code", &self.from_code.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// Longest `from_code` read: today's are [`FROM_CODE_CHARS`] characters.
+const MAX_FROM_CODE_CHARS: usize = 64;
+
+/// The length of the `from_code` a code exchange writes (base64url of 12
+/// bytes of SHA-256: 96 bits, collision-free for one key's codes).
+pub(crate) const FROM_CODE_CHARS: usize = 16;
+
+/// Whether `value` can be a `from_code` (base64url, not too long). Anything
+/// else there is ignored: the member is advisory, and a record must not
+/// become unreadable for it.
+fn is_from_code(value: &str) -> bool {
+    (1..=MAX_FROM_CODE_CHARS).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The schema tag of today's records.
@@ -178,7 +220,9 @@ pub fn is_whole_json_object(bytes: &[u8]) -> bool {
 }
 
 /// `freshtoken.record/1` as written: the members in this order, absent
-/// ones left out (`in_doubt` only when true).
+/// ones left out (`in_doubt` only when true). `from_code` was added within
+/// version 1: optional, and readers that predate it skip it as they skip
+/// every unknown member.
 #[derive(Serialize)]
 struct RecordV1<'a> {
     schema: &'a str,
@@ -201,6 +245,8 @@ struct RecordV1<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     in_doubt: Option<bool>,
     updated_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_code: Option<&'a str>,
 }
 
 /// A stored record's members as read (`null` is absent, unknown members
@@ -218,6 +264,7 @@ struct StoredV1 {
     reauth: Option<Scalar>,
     in_doubt: Option<Scalar>,
     updated_at: Option<Scalar>,
+    from_code: Option<Scalar>,
 }
 
 /// A time as written. JavaScript numbers hold integers exactly up to
@@ -262,6 +309,7 @@ impl Record {
             reauth: self.reauth.map(ReauthReason::as_str),
             in_doubt: self.in_doubt.then_some(true),
             updated_at: time(self.updated_at_ms),
+            from_code: self.from_code.as_deref().filter(|v| is_from_code(v)),
         };
         // Strings, bools and integers within range: writing cannot fail.
         json_text::to_string(&wire).unwrap_or_default()
@@ -330,6 +378,10 @@ impl Record {
             reauth,
             in_doubt,
             updated_at_ms: time(stored.updated_at)?.unwrap_or(0),
+            from_code: match stored.from_code {
+                Some(Scalar::Str(value)) if is_from_code(&value) => Some(value),
+                _ => None,
+            },
         })
     }
 }
@@ -378,6 +430,7 @@ mod tests {
             reauth: Some(ReauthReason::LostRotation),
             in_doubt: true,
             updated_at_ms: 1_700_000_000_001,
+            from_code: None,
         }
     }
 
@@ -424,6 +477,7 @@ mod tests {
                 reauth: None,
                 in_doubt: false,
                 updated_at_ms: 1_764_547_200_123,
+                from_code: None,
             },
             Record {
                 scope: Some("q\" b\\ s/ \u{8}\u{c}\n\r\t \u{1}\u{1f}\u{7f} é 😀 \u{2028}".into()),
@@ -506,6 +560,61 @@ mod tests {
                 .expose(),
             "rt"
         );
+    }
+
+    /// A code exchange's record: `from_code` last, and read back.
+    const WITH_FROM_CODE: &str = r#"{"schema":"freshtoken.record/1","refresh_token":"rt","updated_at":7,"from_code":"AbC-_0123456789x"}"#;
+
+    #[test]
+    fn from_code_round_trips_and_older_readers_skip_it() {
+        let record = Record {
+            refresh_token: Some(Secret::new("rt")),
+            updated_at_ms: 7,
+            from_code: Some("AbC-_0123456789x".into()),
+            ..Record::default()
+        };
+        assert_eq!(record.encode(), WITH_FROM_CODE);
+        assert_eq!(Record::decode(WITH_FROM_CODE).unwrap(), record);
+        // The reader before `from_code` existed: the same members less it,
+        // and no `deny_unknown_fields` (serde then skips the member).
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Before {
+            schema: Option<Scalar>,
+            refresh_token: Option<Scalar>,
+            updated_at: Option<Scalar>,
+        }
+        let before: Before = json_text::from_slice(WITH_FROM_CODE.as_bytes(), 1024).unwrap();
+        assert!(matches!(before.refresh_token, Some(Scalar::Str(s)) if s == "rt"));
+        // Records written before it load without it.
+        assert_eq!(Record::decode(FROZEN_V1).unwrap().from_code, None);
+    }
+
+    #[test]
+    fn a_from_code_that_is_no_fingerprint_is_ignored_and_never_shown() {
+        for member in [
+            r#"1"#,
+            r#"true"#,
+            r#"{"x":1}"#,
+            r#""""#,
+            r#""has space""#,
+            r#""rt-secret-0123456789""#,
+        ] {
+            let text = format!(
+                r#"{{"schema":"freshtoken.record/1","refresh_token":"rt","from_code":{member}}}"#
+            );
+            let record = Record::decode(&text).unwrap();
+            let expected =
+                (member == r#""rt-secret-0123456789""#).then(|| "rt-secret-0123456789".to_owned());
+            assert_eq!(record.from_code, expected, "{member}");
+            assert_eq!(Record::decode(&record.encode()).unwrap(), record);
+            assert!(!format!("{record:?}").contains("secret"), "{record:?}");
+        }
+        let long = format!(
+            r#"{{"schema":"freshtoken.record/1","from_code":"{}"}}"#,
+            "a".repeat(65)
+        );
+        assert_eq!(Record::decode(&long).unwrap().from_code, None);
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! A code exchange repeated where this process's memory of redemptions
+//! cannot tell (another process, or the same one after ten minutes): the
+//! stored record carries the fingerprint of the code that issued it, and
+//! the repeat adopts it instead of sending the code again (which the
+//! server refuses, revoking what the first exchange issued, RFC 6749
+//! §4.1.2). And an answer to the code that is unusable but carries a
+//! refresh token: the link is made.
+
+mod common;
+
+use common::Harness;
+use freshtoken::{AuthorizationParams, ErrorCode, TokenClient, UserSession};
+use freshtoken_emulator::{Fault, TokenState};
+use std::sync::atomic::Ordering;
+
+const REDIRECT: &str = "https://app.example/callback";
+
+/// Follows the authorize URL (the emulator approves at once): the code.
+async fn approve(url: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let query = location.split_once('?').unwrap().1;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "code")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+/// A code the emulator issued for `client`'s authorize URL, and its verifier.
+async fn approved(client: &TokenClient) -> (String, String) {
+    let request = client
+        .authorization_url(AuthorizationParams {
+            redirect_uri: REDIRECT.into(),
+            scopes: vec!["openid".into(), "accounts".into()],
+            ..AuthorizationParams::default()
+        })
+        .unwrap();
+    (approve(&request.url).await, request.code_verifier)
+}
+
+/// Exchanges `code` through `client` for `key` in the harness store.
+async fn exchange(
+    h: &Harness,
+    client: &TokenClient,
+    code: &str,
+    verifier: &str,
+    key: &str,
+) -> Result<UserSession, freshtoken::Error> {
+    client
+        .exchange_code(code, verifier, REDIRECT, key, h.store.clone())
+        .await
+}
+
+/// The same callback handled by another process sharing the store (a
+/// double submit a load balancer sends to two instances): it used to send
+/// the code again, and the server revoked the session the first saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_in_another_process_sends_nothing_and_gets_the_linked_session() {
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    let first = exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .unwrap();
+    let issued = first.access_token().await.unwrap();
+    let rt = h.store.refresh_token("u1").unwrap();
+
+    let other = h.other_process();
+    let repeat = exchange(&h, &other, &code, &verifier, "u1")
+        .await
+        .expect("the repeat adopts the stored record");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert_eq!(repeat.access_token().await.unwrap(), issued);
+    assert_eq!(h.refresh_requests(), 0);
+    first.refresh().await.expect("the linked session lives");
+}
+
+/// The same process, past the ten minutes its redemptions are remembered
+/// (a restored tab): the store still tells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_in_the_same_process_after_ten_minutes_sends_nothing() {
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    let first = exchange(&h, &h.client, &code, &verifier, "u2")
+        .await
+        .unwrap();
+    let issued = first.access_token().await.unwrap();
+    let rt = h.store.refresh_token("u2").unwrap();
+    h.clock.advance(11 * 60 * 1000);
+    let repeat = exchange(&h, &h.client, &code, &verifier, "u2")
+        .await
+        .expect("the repeat adopts the stored record");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    assert_eq!(repeat.access_token().await.unwrap(), issued);
+    repeat.refresh().await.expect("the linked session lives");
+}
+
+/// What the record keeps of the code: a short fingerprint, never the code
+/// or its verifier, gone once a refresh rotates the record. A repeat with
+/// another verifier is no repeat of that exchange: it is sent (and
+/// refused), as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_keeps_a_fingerprint_until_it_rotates() {
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    let session = exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .unwrap();
+    let text = h.store.inner.get("u1").unwrap();
+    let fingerprint = h.store.record("u1").unwrap().from_code.expect("set");
+    assert_eq!(fingerprint.len(), 16, "{fingerprint}");
+    assert!(text.contains(&format!("\"from_code\":\"{fingerprint}\"")));
+    assert!(!text.contains(&code) && !text.contains(&verifier), "{text}");
+
+    let other_verifier = format!("{}x", &verifier[..verifier.len() - 1]);
+    let error = exchange(&h, &h.other_process(), &code, &other_verifier, "u1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::OAuth, "{error}");
+    assert_eq!(h.grant_requests("authorization_code"), 2);
+
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    let session2 = exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .unwrap();
+    session2.refresh().await.unwrap();
+    assert_eq!(h.store.record("u1").unwrap().from_code, None, "rotated");
+    drop(session);
+}
+
+/// An answer to the code without an access token but with a refresh token
+/// (salvaged): the link is made, and the first call refreshes with it. The
+/// caller used to get `invalid_response` while the store held the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salvaged_refresh_token_links_the_session() {
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    // A family the emulator knows, so that a refresh with it is accepted.
+    let family = h
+        .emu
+        .seed(common::CLIENT_ID, "openid offline_access accounts");
+    let body = format!(
+        r#"{{"token_type":"Bearer","refresh_token":"{}"}}"#,
+        family.refresh_token
+    );
+    h.emu
+        .push_fault(Fault::body(200, body).for_grant("authorization_code"));
+    let session = exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .expect("linked with the refresh token");
+    assert_eq!(
+        h.store.refresh_token("u1").as_deref(),
+        Some(family.refresh_token.as_str())
+    );
+    session.access_token().await.expect("refreshes");
+    assert_eq!(h.refresh_requests(), 1);
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+}
+
+/// The same, with the save of the salvaged refresh token failing: the
+/// caller gets `storage` (the token waits in memory), and a repeat saves
+/// it. It used to be `invalid_response`, and a repeat saved nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salvaged_refresh_token_whose_save_failed_is_saved_by_a_repeat() {
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    h.emu.push_fault(
+        Fault::body(
+            200,
+            r#"{"token_type":"Bearer","refresh_token":"rt-salvaged-0123456789"}"#,
+        )
+        .for_grant("authorization_code"),
+    );
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+    let error = exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Storage, "{error}");
+    assert!(h.store.record("u1").is_none());
+    assert!(h.session("u1").holds_unsaved());
+
+    exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .expect("the repeat saves it");
+    assert_eq!(
+        h.store.refresh_token("u1").as_deref(),
+        Some("rt-salvaged-0123456789")
+    );
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+}

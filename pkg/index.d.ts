@@ -153,9 +153,13 @@ export interface TokenClientOptions {
    */
   sleep?: ((ms: number) => Promise<void>) | null | undefined;
   /**
-   * Receives every event (refreshes, failures, re-links, saves, lease waits,
-   * client tokens, revocations), after the current turn; what it throws or
-   * rejects with is ignored. It runs on the event loop: keep it quick. In
+   * Receives every event (refreshes, failures, saves, lease waits, client
+   * tokens, revocations), after the current turn; what it throws or
+   * rejects with is ignored. A re-link has no kind of its own: a code
+   * exchange or `seed()` emits `saved` once its record is saved (or
+   * `save_failed`, then `saved` when a later call saves it), and an
+   * exchange the server refuses, or that fails before it is sent, emits
+   * nothing. It runs on the event loop: keep it quick. In
    * Node every event is also published on diagnostics_channel
    * `freshtoken:event`, with or without this option; a subscriber that
    * throws there is an `uncaughtException` (Node's rule), which by default
@@ -314,14 +318,35 @@ export interface AuthorizationUrlOptions {
   prompt?: string | null | undefined;
 }
 
+/**
+ * What `client.authorizationUrl()` resolves with: send the user to `url`,
+ * keep the rest until the callback.
+ *
+ * Not a plain object: its prototype redacts `codeVerifier` in `toString()`
+ * and `util.inspect` (so `console.log`). The fields are own enumerable
+ * properties, so reading them, a spread and `JSON.stringify` (to keep the
+ * request in a server-side session) see the verifier; a deep equality that
+ * compares prototypes fails against an object literal (compare
+ * `{ ...request }`).
+ */
 export interface AuthorizationRequest {
   url: string;
-  /** Keep it until the user comes back (server side, or session storage). */
+  /**
+   * The PKCE secret. Keep it until the user comes back (server side, or
+   * session storage), never in the URL or a log.
+   */
   codeVerifier: string;
+  /** Compare the callback's `state` with it before `exchangeCode()`. */
   state: string;
   nonce: string;
 }
 
+/**
+ * Options of `client.exchangeCode(…)`. Unknown keys reject with a
+ * ConfigError naming them, with nothing sent (`state` is not one: compare
+ * it yourself first; nor are the other members of an AuthorizationRequest,
+ * so pass these three, not a spread of it).
+ */
 export interface ExchangeCodeOptions {
   code: string;
   codeVerifier: string;
@@ -485,18 +510,36 @@ export class TokenClient {
    */
   authorizationUrl(options: AuthorizationUrlOptions): Promise<AuthorizationRequest>;
   /**
-   * The first tokens for `options.code`, stored under `key`. A code is sent
-   * once per process: a repeat for the same key while the first runs or
-   * within 10 minutes after (a reloaded or double-submitted callback) joins
-   * the first call or gets its outcome; for another key, verifier or
-   * redirect URI it is a ConfigError naming `code`, with nothing sent. A
-   * code that may have reached the server (a lost answer, a 5xx: not
-   * retried) counts as redeemed: a repeat then gets the same error and
-   * sends nothing, and the user logs in again. A repeat after a failed save
-   * saves the record. A `codeVerifier` that is not 43 to 128
-   * RFC 7636 characters is a ConfigError naming it, with nothing sent. A
-   * store that cannot tell its stored version fails it before the code is
-   * sent.
+   * The first tokens for `options.code`, stored under `key`.
+   *
+   * Check the callback first: its `state` must equal the `state` of the
+   * `authorizationUrl()` result kept for this user (and its `error`
+   * parameter be absent); on a mismatch or a missing `state`, refuse the
+   * callback and do not call this. The library does not see the callback
+   * and cannot check it: it is what stops another site from sending your
+   * user back with a code of its own (RFC 6749 §10.12).
+   *
+   * A StorageError (`code === 'storage'`) means the server issued the
+   * tokens and only the store's save failed: this client holds the record
+   * in memory. Do not send the user through authorization again: any call
+   * on `client.session(key, store)` (`accessToken()`, `status()`, …),
+   * `client.saveUnsaved()`, or repeating this call on this client within
+   * 10 minutes (the code is not sent again) saves it first. Past those 10
+   * minutes a repeat may send the code again, which the server refuses
+   * (and may revoke what it issued): use a session call or `saveUnsaved()`.
+   * Until it is saved the record lives only in this client (`free()`
+   * drops it).
+   *
+   * A code is sent once per process: a repeat for the same key while the
+   * first runs or within 10 minutes after (a reloaded or double-submitted
+   * callback) joins the first call or gets its outcome; for another key,
+   * verifier or redirect URI it is a ConfigError naming `code`, with
+   * nothing sent. A code that may have reached the server (a lost answer,
+   * a 5xx: not retried) counts as redeemed: a repeat then gets the same
+   * error and sends nothing, and the user logs in again. A `codeVerifier`
+   * that is not 43 to 128 RFC 7636 characters, or an unknown member of
+   * `options`, is a ConfigError naming it, with nothing sent. A store that
+   * cannot tell its stored version fails it before the code is sent.
    */
   exchangeCode(options: ExchangeCodeOptions, key: string, store: TokenStore, callOptions?: CallOptions): Promise<UserSession>;
   readonly sessionCount: number;

@@ -26,7 +26,7 @@ import { ConfigError, makeError } from './errors.js';
 import { eventDispatch } from './events.js';
 import { hostCalls, reading } from './host-calls.js';
 import { memoryStoreClass } from './memory-store.js';
-import { tokenInfoPrototype } from './token-info.js';
+import { authorizationRequestPrototype, tokenInfoPrototype } from './token-info.js';
 
 /** The most keys the mirror's doorkeeper remembers (then it starts afresh). */
 const SEEN_MAX = 4096;
@@ -312,6 +312,7 @@ export function bind(wasm, eventChannel) {
     eventChannel === undefined ? undefined : () => eventChannel.hasSubscribers,
   );
   wasm.setTokenInfoPrototype(tokenInfoPrototype(wasm.redactSecret));
+  const authorizationRequest = authorizationRequestPrototype(wasm.redactSecret);
   const Wasm = wasm.TokenClient;
   const { MemoryStore, coreOf } = memoryStoreClass(wasm);
   /**
@@ -541,9 +542,14 @@ export function bind(wasm, eventChannel) {
       return TokenClient.#wasm(this).providerMetadata;
     }
 
-    /** The authorize URL with PKCE, state and nonce (async: the host's WebCrypto hashes the verifier). */
+    /**
+     * The authorize URL with PKCE, state and nonce (async: the host's
+     * WebCrypto hashes the verifier), on a prototype that redacts the
+     * verifier when it is logged; its fields are plain own properties.
+     */
     async authorizationUrl(options) {
-      return TokenClient.#wasm(this).authorizationUrl(options);
+      const request = await TokenClient.#wasm(this).authorizationUrl(options);
+      return Object.assign(Object.create(authorizationRequest), request);
     }
 
     /**

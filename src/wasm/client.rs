@@ -1,8 +1,6 @@
 //! `TokenClient` and `refreshTokens` for JavaScript.
 
-use super::convert::{
-    get, object, object_arg, opt_string, string, string_arg, string_arg_within, strings,
-};
+use super::convert::{get, object, opt_string, string, string_arg, string_arg_within, strings};
 use super::error::to_js;
 use super::js_store::JsStore;
 use super::options::{build, discover, from_credentials, known_keys, EVENT_OPTIONS, OPTIONS};
@@ -179,7 +177,9 @@ impl WasmTokenClient {
         let client = self.inner.clone();
         super::promise(Box::pin(async move {
             let read = || -> Result<_, Error> {
-                object_arg(&params, "options")?;
+                // As authorizationUrl's: a misspelt or extra member (`state`,
+                // a spread authorizationUrl() result) is named, not ignored.
+                known_keys(&params, "options", "", EXCHANGE_MEMBERS)?;
                 Ok((
                     string(&params, "code")?,
                     string(&params, "codeVerifier")?,
@@ -247,6 +247,9 @@ pub fn refresh_tokens(options: JsValue) -> Promise {
         ]))
     }))
 }
+
+/// The members of `client.exchangeCode()`'s options.
+const EXCHANGE_MEMBERS: &[&str] = &["code", "codeVerifier", "redirectUri"];
 
 /// The members of `client.authorizationUrl()`'s options.
 const AUTHORIZATION_MEMBERS: &[&str] = &["redirectUri", "scopes", "state", "nonce", "prompt"];

@@ -42,15 +42,6 @@ fn as_text_within(value: &JsValue, name: &str, max: usize) -> Result<Option<Stri
         .ok_or_else(|| Error::config(name, "must not contain a lone UTF-16 surrogate"))
 }
 
-/// An object argument (options): anything else is a `config` error naming it.
-pub(crate) fn object_arg(value: &JsValue, name: &str) -> Result<(), Error> {
-    if value.is_object() {
-        Ok(())
-    } else {
-        Err(Error::config(name, "must be an object"))
-    }
-}
-
 /// A string argument: anything else (`null`, a number, a Symbol) is a
 /// `config` error naming it.
 pub(crate) fn string_arg(value: &JsValue, name: &str) -> Result<String, Error> {

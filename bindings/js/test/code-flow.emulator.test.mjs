@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { inspect } from 'node:util';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { ConfigError, MemoryStore, OAuthError, TokenClient, UserSession } from 'freshtoken';
@@ -60,6 +61,64 @@ describe('code flow against the emulator', () => {
     assert.equal(new URL(given.url).searchParams.get('scope'), 'offline_access', 'not added twice');
 
     await assert.rejects(client.authorizationUrl({}), (err) => err instanceof ConfigError && /redirectUri/.test(err.message));
+  });
+
+  test('authorizationUrl() redacts codeVerifier when logged; its fields stay plain properties', async () => {
+    // The PKCE verifier is a secret until the exchange, as the core's Debug
+    // and the native bindings' repr treat it: console.log of the request
+    // (util.inspect), String() and a template literal show it redacted.
+    const client = confidential();
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const verifier = request.codeVerifier;
+    assert.ok(/^[A-Za-z0-9\-._~]{43,128}$/.test(verifier), 'read as a property, whole');
+    const shown = [inspect(request), inspect([request], { depth: 4 }), inspect({ request }), String(request), `${request}`];
+    for (const text of shown) {
+      assert.ok(!text.includes(verifier), `no verifier in ${text}`);
+      assert.ok(!text.includes(verifier.slice(0, 8)), `no long prefix of it in ${text}`);
+    }
+    assert.match(inspect(request), /^AuthorizationRequest \{ url: ".*", codeVerifier: .*\d+ chars.*, state: ".*", nonce: ".*" \}$/);
+    assert.ok(inspect(request).includes(request.state) && inspect(request).includes(request.url), 'the rest shown as is');
+    // Kept across the redirect the usual ways (a server-side session
+    // serialises it as JSON, or a spread copies it), the verifier survives.
+    assert.deepEqual(Object.keys(request).sort(), ['codeVerifier', 'nonce', 'state', 'url']);
+    assert.equal({ ...request }.codeVerifier, verifier);
+    const kept = JSON.parse(JSON.stringify(request));
+    assert.deepEqual(kept, { ...request });
+    const params = await approve(request.url);
+    assert.equal(params.get('state'), kept.state);
+    const session = await client.exchangeCode(
+      { code: params.get('code'), codeVerifier: kept.codeVerifier, redirectUri: REDIRECT }, 'u1', new MemoryStore(),
+    );
+    assert.equal(typeof await session.accessToken(), 'string');
+  });
+
+  test('exchangeCode() refuses an option it does not know, naming it, and sends nothing', async () => {
+    // As authorizationUrl(): a member the exchange would ignore (`state`,
+    // which the caller must compare itself, a misspelt `code_verifier`, a
+    // spread authorization request) is a ConfigError, never dropped silently.
+    const client = confidential();
+    const store = new MemoryStore();
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+    const params = await approve(request.url);
+    const code = params.get('code');
+    const refused = [
+      [{ code, codeVerifier: request.codeVerifier, redirectUri: REDIRECT, state: params.get('state') }, 'state'],
+      [{ code, code_verifier: request.codeVerifier, redirectUri: REDIRECT }, 'code_verifier'],
+      [{ code, codeVerifier: request.codeVerifier, redirect_uri: REDIRECT, redirectUri: REDIRECT }, 'redirect_uri'],
+      [{ ...request, code, redirectUri: REDIRECT }, 'url'],
+    ];
+    for (const [options, field] of refused) {
+      const err = await client.exchangeCode(options, 'u1', store).then(() => assert.fail(`resolved with ${field}`), (e) => e);
+      assert.ok(err instanceof ConfigError, `${field}: ${err}`);
+      assert.equal(err.field, field);
+      assert.match(err.message, new RegExp(`\`${field}\`: is not a known option`));
+    }
+    assert.equal((await emu.counters()).token_requests, 0, 'nothing sent');
+    assert.equal(store.get('u1'), null);
+    // Every documented option, and only those, redeems the same code.
+    const session = await client.exchangeCode({ code, codeVerifier: request.codeVerifier, redirectUri: REDIRECT }, 'u1', store);
+    assert.equal(typeof await session.accessToken(), 'string');
+    assert.equal(await emu.grantRequests('authorization_code'), 1);
   });
 
   test('exchangeCode() stores the first record and returns a session that refreshes', async () => {
@@ -174,24 +233,42 @@ describe('code flow against the emulator', () => {
     }
   });
 
-  test('a repeat after the issued record could not be saved saves it', async () => {
-    const client = confidential();
-    const inner = new MemoryStore();
-    let failures = 1;
-    const store = {
-      load: (key) => inner.load(key),
-      save: async (key, record) => {
-        if (failures > 0) { failures -= 1; throw new Error('disk full'); }
-        return inner.save(key, record);
-      },
+  test('a failed save after the exchange keeps the record in memory: a repeat, a session call or saveUnsaved() saves it', async () => {
+    // What exchangeCode()'s docs promise a StorageError means: the tokens
+    // were issued, the user need not authorize again, the code is sent once.
+    const events = [];
+    const client = new TokenClient({
+      tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret',
+      onEvent: (event) => events.push(event.errorCode ? `${event.kind}:${event.errorCode}` : event.kind),
+    });
+    const ways = {
+      repeat: (code, store) => client.exchangeCode(code, 'u1', store).then((session) => session.accessToken()),
+      sessionCall: (code, store) => client.session('u1', store).accessToken(),
+      saveUnsaved: () => client.saveUnsaved(),
     };
-    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
-    const code = { code: (await approve(request.url)).get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT };
-    await assert.rejects(client.exchangeCode(code, 'u1', store), (e) => e.code === 'storage');
-    assert.equal(inner.get('u1'), null);
-    const session = await client.exchangeCode(code, 'u1', store);
-    assert.ok(JSON.parse(inner.get('u1')).refresh_token, 'saved by the repeat');
-    assert.equal(typeof await session.accessToken(), 'string');
-    assert.equal(await emu.grantRequests('authorization_code'), 1, 'sent once');
+    for (const [way, save] of Object.entries(ways)) {
+      await emu.reset();
+      const inner = new MemoryStore();
+      let failures = 1;
+      const store = {
+        load: (key) => inner.load(key),
+        save: async (key, record) => {
+          if (failures > 0) { failures -= 1; throw new Error('disk full'); }
+          return inner.save(key, record);
+        },
+      };
+      const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid'] });
+      const code = { code: (await approve(request.url)).get('code'), codeVerifier: request.codeVerifier, redirectUri: REDIRECT };
+      await assert.rejects(client.exchangeCode(code, 'u1', store), (e) => e.code === 'storage', way);
+      assert.equal(inner.get('u1'), null, way);
+      await save(code, store);
+      const saved = JSON.parse(inner.get('u1'));
+      assert.ok(saved.refresh_token, `${way}: saved`);
+      assert.equal(await emu.refreshTokenState(saved.refresh_token), 'active', `${way}: the issued tokens, alive`);
+      assert.equal(await emu.grantRequests('authorization_code'), 1, `${way}: the code sent once`);
+      assert.equal(await emu.refreshRequests(), 0, `${way}: nothing refreshed`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(events.splice(0), ['save_failed:storage', 'saved'], `${way}: the events of a re-link`);
+    }
   });
 });

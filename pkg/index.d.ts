@@ -523,18 +523,19 @@ export class TokenClient {
    * tokens and only the store's save failed: this client holds the record
    * in memory. Do not send the user through authorization again: any call
    * on `client.session(key, store)` (`accessToken()`, `status()`, …),
-   * `client.saveUnsaved()`, or repeating this call on this client within
-   * 10 minutes (the code is not sent again) saves it first. Past those 10
-   * minutes a repeat may send the code again, which the server refuses
-   * (and may revoke what it issued): use a session call or `saveUnsaved()`.
-   * Until it is saved the record lives only in this client (`free()`
-   * drops it).
+   * `client.saveUnsaved()`, or repeating this call on this client (the
+   * code is not sent again) saves it first. Until it is saved the record
+   * lives only in this client (`free()` drops it).
    *
    * A code is sent once per process: a repeat for the same key while the
    * first runs or within 10 minutes after (a reloaded or double-submitted
    * callback) joins the first call or gets its outcome; for another key,
    * verifier or redirect URI it is a ConfigError naming `code`, with
-   * nothing sent. A code that may have reached the server (a lost answer,
+   * nothing sent. Elsewhere and later, the store tells: the record an
+   * exchange saves carries the code's fingerprint (a truncated SHA-256),
+   * and a repeat that finds it adopts that record and sends nothing (until
+   * a refresh rotates the record). Two processes exchanging one code at
+   * the very same moment both send it. A code that may have reached the server (a lost answer,
    * a 5xx: not retried) counts as redeemed: a repeat then gets the same
    * error and sends nothing, and the user logs in again. A `codeVerifier`
    * that is not 43 to 128 RFC 7636 characters, or an unknown member of

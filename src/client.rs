@@ -298,7 +298,8 @@ impl TokenClient {
     /// answer lost or not understood, a 5xx, which is not retried for a
     /// code) counts as redeemed: a repeat in that time gets the same error
     /// and sends nothing, and the user logs in again. A repeat after the
-    /// issued record's save failed saves it; one through another client of
+    /// issued record's save failed saves it (however late: the record held
+    /// unsaved carries the code's fingerprint); one through another client of
     /// the process reads the record (or its refreshed successor) from its
     /// store (`conflict` when that store does not hold it).
     ///

@@ -396,6 +396,17 @@ async fn redeemed_in_store(session: &Attached, stored: &Record, fingerprint: &st
     }
 }
 
+/// What the record `session` holds unsaved issued, when it is the one the
+/// code with `fingerprint` issued.
+fn held_unsaved(session: &Attached, fingerprint: Option<&str>) -> Option<Issued> {
+    let st = session.cell.lock();
+    let record = st.record.as_ref().filter(|_| st.unpersisted)?;
+    (fingerprint.is_some() && record.from_code.as_deref() == fingerprint).then(|| Issued {
+        token: access_digest(record),
+        at_ms: record.updated_at_ms,
+    })
+}
+
 /// Whether `verifier` is a PKCE code verifier (RFC 7636 §4.1).
 fn is_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
@@ -412,6 +423,17 @@ fn is_verifier(verifier: &str) -> bool {
 async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
     let config = &ctx.config;
     let from_code = fingerprint(&ctx, &code).await;
+    if let Some(held) = held_unsaved(&session, from_code.as_deref()) {
+        // This code's tokens, issued to an earlier call whose save failed
+        // and held in memory since (past what this process's redemptions
+        // remember): saved now, and nothing is sent. Sent again, the code
+        // would be refused and what it issued revoked.
+        return Outcome {
+            sent: true,
+            issued: Some(held),
+            result: session.save_pending().await,
+        };
+    }
     // The stored record, to tell whether this code issued it, and its
     // version: the save after the exchange compares and swaps against the
     // stored version, and the code is single use, so a store that cannot

@@ -196,3 +196,26 @@ async fn a_salvaged_refresh_token_whose_save_failed_is_saved_by_a_repeat() {
     );
     assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
 }
+
+/// A code whose tokens this process holds unsaved (the save failed), repeated
+/// past the ten minutes this process remembers redemptions for: the held
+/// record carries the code's fingerprint, so the repeat saves it and sends
+/// nothing. Sent again, the code was refused and the tokens revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_past_ten_minutes_saves_the_tokens_held_unsaved_and_sends_nothing() {
+    let h = Harness::new();
+    let (code, verifier) = approved(&h.client).await;
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+    let failed = exchange(&h, &h.client, &code, &verifier, "u1").await;
+    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    assert!(h.store.refresh_token("u1").is_none(), "nothing stored yet");
+
+    h.clock.advance(11 * 60 * 1000);
+    let repeat = exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .expect("the repeat saves the held tokens");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    let rt = h.store.refresh_token("u1").expect("saved by the repeat");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    repeat.refresh().await.expect("the saved link refreshes");
+}

@@ -93,7 +93,12 @@ export interface TokenClientOptions {
   /**
    * `private_key_jwt`: the RSA private key (signed with the platform's
    * WebCrypto) in PEM (PKCS#1 or PKCS#8; a certificate in the same PEM is fine). Every
-   * token request then carries a fresh RS256 client assertion.
+   * token request then carries a fresh RS256 client assertion. Its PEM
+   * form is checked when the client is made; the key itself by WebCrypto
+   * when the first assertion is signed: a key it cannot use for RS256 (an
+   * EC or RSA-PSS key, or one under 2048 bits) fails that first token
+   * request with a ConfigError naming `privateKeyPem`, before anything is
+   * sent (the other languages check it when the client is made).
    */
   privateKeyPem?: string | null | undefined;
   /** The `kid` header of client assertions. */
@@ -445,7 +450,9 @@ export class TokenClient {
    * `slidingRefreshTokenLifetime` (seconds; overridden by
    * `options.refreshTokenLifetimeSeconds`), optionally `tokenEndpoint`
    * (default Stitch's) and `keyId`.
-   * Unknown keys are ignored; a missing one is a ConfigError naming it.
+   * Unknown keys are ignored; a missing one is a ConfigError naming it. A
+   * key given twice keeps its last value, as `JSON.parse` reads it (the
+   * Kotlin, Swift, Python and Rust clients refuse it as a ConfigError).
    */
   static fromCredentialsJson(json: string, options?: CredentialsJsonOptions): TokenClient;
   /**

@@ -331,15 +331,8 @@ impl Attached {
             ));
         }
         if leased {
-            // As after a refresh (see `fly`): a record left unsaved, or a
-            // save that may still land, keeps the lease while it is saved
-            // in the background; otherwise the lease is given back.
-            let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
-            if self.cell.lock().unpersisted || self.abandoned_save_pending(now) {
-                crate::fleet::keep_stranded(self);
-            } else {
-                crate::fleet::release_lease(self).await;
-            }
+            // As after a refresh (see `fly`).
+            crate::fleet::keep_or_release_lease(self).await;
         }
         saved
     }

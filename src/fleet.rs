@@ -384,6 +384,23 @@ impl Drop for Keeping {
     }
 }
 
+/// Ends a flight's or a save's hold on the lease. A record left unsaved is
+/// only in this process's memory until it is saved: the lease is kept, so
+/// that no other process meanwhile reads the stored record and spends the
+/// token it replaced, and renewed while the save is tried again in the
+/// background ([`keep_stranded`]). So it is while a save abandoned at its
+/// deadline (a write-ahead's) may still land: another process that
+/// rotated meanwhile would find the spent token put back. Otherwise the
+/// lease is given back.
+pub(crate) async fn keep_or_release_lease(session: &Attached) {
+    let now = crate::elapsed::Started::now(session.ctx.clock.as_ref());
+    if session.cell.lock().unpersisted || session.abandoned_save_pending(now) {
+        keep_stranded(session);
+    } else {
+        release_lease(session).await;
+    }
+}
+
 /// Gives the lease back. A failure only delays the others until the lease
 /// expires, so it is logged, not reported.
 pub(crate) async fn release_lease(session: &Attached) {

@@ -77,19 +77,8 @@ impl Attached {
         let result = self
             .claim_and_carry_out(force, asked_at, Some(leased_from), flown_by)
             .await;
-        // A rotation whose save failed is only in this process's memory
-        // until it is saved: the lease is kept, so that no other process
-        // meanwhile reads the in-doubt record and spends the token it
-        // replaced, and renewed while the save is tried again in the
-        // background (`keep_stranded`). So it is while a save abandoned at
-        // its deadline (a write-ahead's) may still land: another process
-        // that rotated meanwhile would find the spent token put back.
-        let now = crate::elapsed::Started::now(self.ctx.clock.as_ref());
-        if self.cell.lock().unpersisted || self.abandoned_save_pending(now) {
-            crate::fleet::keep_stranded(self);
-        } else {
-            crate::fleet::release_lease(self).await;
-        }
+        // A rotation whose save failed keeps the lease until it is saved.
+        crate::fleet::keep_or_release_lease(self).await;
         result
     }
 

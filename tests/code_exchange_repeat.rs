@@ -8,41 +8,11 @@
 
 mod common;
 
+use common::authorize::{approved_for, REDIRECT};
 use common::Harness;
-use freshtoken::{AuthorizationParams, ErrorCode, TokenClient, UserSession};
+use freshtoken::{ErrorCode, TokenClient, UserSession};
 use freshtoken_emulator::{Fault, TokenState};
 use std::sync::atomic::Ordering;
-
-const REDIRECT: &str = "https://app.example/callback";
-
-/// Follows the authorize URL (the emulator approves at once): the code.
-async fn approve(url: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = http.get(url).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 302);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let query = location.split_once('?').unwrap().1;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == "code")
-        .unwrap()
-        .1
-        .into_owned()
-}
-
-/// A code the emulator issued for `client`'s authorize URL, and its verifier.
-async fn approved(client: &TokenClient) -> (String, String) {
-    let request = client
-        .authorization_url(AuthorizationParams {
-            redirect_uri: REDIRECT.into(),
-            scopes: vec!["openid".into(), "accounts".into()],
-            ..AuthorizationParams::default()
-        })
-        .unwrap();
-    (approve(&request.url).await, request.code_verifier)
-}
 
 /// Exchanges `code` through `client` for `key` in the harness store.
 async fn exchange(
@@ -63,7 +33,7 @@ async fn exchange(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_in_another_process_sends_nothing_and_gets_the_linked_session() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let first = exchange(&h, &h.client, &code, &verifier, "u1")
         .await
         .unwrap();
@@ -86,7 +56,7 @@ async fn a_repeat_in_another_process_sends_nothing_and_gets_the_linked_session()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_in_the_same_process_after_ten_minutes_sends_nothing() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let first = exchange(&h, &h.client, &code, &verifier, "u2")
         .await
         .unwrap();
@@ -109,7 +79,7 @@ async fn a_repeat_in_the_same_process_after_ten_minutes_sends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_keeps_a_fingerprint_until_it_rotates() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let session = exchange(&h, &h.client, &code, &verifier, "u1")
         .await
         .unwrap();
@@ -127,7 +97,7 @@ async fn the_record_keeps_a_fingerprint_until_it_rotates() {
     assert_eq!(h.grant_requests("authorization_code"), 2);
 
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let session2 = exchange(&h, &h.client, &code, &verifier, "u1")
         .await
         .unwrap();
@@ -142,7 +112,7 @@ async fn the_record_keeps_a_fingerprint_until_it_rotates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_salvaged_refresh_token_links_the_session() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     // A family the emulator knows, so that a refresh with it is accepted.
     let family = h
         .emu
@@ -171,7 +141,7 @@ async fn a_salvaged_refresh_token_links_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_salvaged_refresh_token_whose_save_failed_is_saved_by_a_repeat() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     h.emu.push_fault(
         Fault::body(
             200,
@@ -204,7 +174,7 @@ async fn a_salvaged_refresh_token_whose_save_failed_is_saved_by_a_repeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_past_ten_minutes_saves_the_tokens_held_unsaved_and_sends_nothing() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     h.store.fail_saves.store(1, Ordering::SeqCst);
     let failed = exchange(&h, &h.client, &code, &verifier, "u1").await;
     assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);

@@ -3,28 +3,11 @@
 
 mod common;
 
+use common::authorize::{approve, approved_for, REDIRECT};
 use common::{Harness, TestStore};
 use freshtoken::{AuthorizationParams, ErrorCode, TokenClient, UserSession};
 use freshtoken_emulator::{Fault, TokenState};
 use std::time::Duration;
-
-/// Follows the authorize URL (the emulator approves at once) and returns the
-/// `code` and `state` from its redirect.
-async fn approve(url: &str) -> (String, String) {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = http.get(url).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 302);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let query = location.split_once('?').unwrap().1;
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).unwrap().1.clone();
-    (get("code"), get("state"))
-}
 
 /// Exchanges `code` for session `u1` in the harness store.
 async fn exchange(
@@ -38,12 +21,13 @@ async fn exchange(
         .await
 }
 
-const REDIRECT: &str = "https://app.example/callback";
+/// The scopes `params` asks for.
+const SCOPES: &[&str] = &["openid", "accounts"];
 
 fn params() -> AuthorizationParams {
     AuthorizationParams {
         redirect_uri: REDIRECT.into(),
-        scopes: vec!["openid".into(), "accounts".into()],
+        scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
         ..AuthorizationParams::default()
     }
 }
@@ -115,7 +99,7 @@ async fn save_unsaved_waits_for_a_code_exchange_still_out_and_saves_what_its_sto
     // fails after save_unsaved() began: it is waited for, then saved, so
     // a client closed right after keeps the user's new link.
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
     h.store
@@ -151,7 +135,7 @@ async fn a_repeated_exchange_saves_as_the_sessions_flight_so_no_rotation_is_save
     // token and saved the rotation, then the slow save landed and put the
     // spent token back in the store.
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     h.store
         .fail_saves
         .store(1, std::sync::atomic::Ordering::SeqCst);
@@ -329,11 +313,11 @@ async fn a_code_exchanged_again_for_the_same_session_is_not_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_clients_clock_does_not_forget_a_redemption() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     again(&h.client, &h.store, &code, &verifier).await.unwrap();
     let ahead = Harness::new();
     ahead.clock.advance(3_600_000);
-    let (other, other_verifier) = approved(&ahead.client).await;
+    let (other, other_verifier) = approved_for(&ahead.client, SCOPES).await;
     again(&ahead.client, &ahead.store, &other, &other_verifier)
         .await
         .unwrap();
@@ -611,13 +595,6 @@ fn exchanging(
     tokio::spawn(async move { again(&client, &store, &code, &verifier).await })
 }
 
-/// A code the emulator issued for `client`'s authorize URL, and its verifier.
-async fn approved(client: &TokenClient) -> (String, String) {
-    let request = client.authorization_url(params()).unwrap();
-    let (code, _) = approve(&request.url).await;
-    (code, request.code_verifier)
-}
-
 /// The same code again for session `u1` of `client` on `store`.
 async fn again(
     client: &TokenClient,
@@ -638,7 +615,7 @@ async fn again(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_whose_answer_was_lost_is_never_sent_again() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let first = exchanging(&h, &code, &verifier);
@@ -658,7 +635,7 @@ async fn a_code_whose_answer_was_lost_is_never_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_to_the_code_grant_is_not_retried() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     h.emu
         .push_fault(Fault::status(502).for_grant("authorization_code"));
     let error = exchange(&h.client, &h, &code, &verifier).await.unwrap_err();
@@ -685,7 +662,7 @@ async fn a_5xx_to_the_code_grant_is_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_joins_an_exchange_that_runs_longer_than_ten_minutes() {
     let h = Harness::with(Default::default(), |b| b.timeout_ms(600_000));
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let first = exchanging(&h, &code, &verifier);
@@ -703,7 +680,7 @@ async fn a_repeat_joins_an_exchange_that_runs_longer_than_ten_minutes() {
 /// A code exchanged for `u1` whose issued record's save failed (`storage`),
 /// and its verifier.
 async fn exchanged_with_a_failed_save(h: &Harness) -> (String, String) {
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     h.store
         .fail_saves
         .store(1, std::sync::atomic::Ordering::SeqCst);
@@ -743,7 +720,7 @@ async fn a_repeat_through_another_client_reads_the_record_the_first_saved() {
         .access_token()
         .await
         .unwrap();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     let first = exchange(&h.client, &h, &code, &verifier).await.unwrap();
     let issued = first.access_token().await.unwrap();
     assert_ne!(issued, old);
@@ -772,7 +749,7 @@ async fn a_repeat_through_another_client_reads_the_record_the_first_saved() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
     let h = Harness::new();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     for bad in [
         "https://app.example/callback\n",
         "https://app.example/call back",
@@ -807,7 +784,7 @@ async fn a_redirect_uri_with_characters_no_uri_has_is_refused_unsent() {
 async fn an_exchange_left_with_nothing_to_drive_it_is_forgotten_in_time() {
     let h = Harness::new();
     let plain = common::plain_client(&h.emu, h.clock.clone());
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let store = TestStore::new();
@@ -823,7 +800,7 @@ async fn an_exchange_left_with_nothing_to_drive_it_is_forgotten_in_time() {
     assert_eq!(h.emu.release_held(), 1);
     h.clock.advance(3_600_000);
     // Another user's login an hour later (redemptions are pruned then).
-    let (other, other_verifier) = approved(&plain).await;
+    let (other, other_verifier) = approved_for(&plain, SCOPES).await;
     plain
         .exchange_code(&other, &other_verifier, REDIRECT, "u2", store.clone())
         .await
@@ -867,7 +844,7 @@ async fn a_repeat_through_another_client_after_a_failed_save_reads_the_saved_rec
 async fn a_repeat_through_another_client_after_a_refresh_reads_the_successor() {
     let h = Harness::new();
     let twin = h.twin();
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, SCOPES).await;
     let first = exchange(&h.client, &h, &code, &verifier).await.unwrap();
     let refreshed = first.refresh().await.unwrap();
     let repeat = again(&twin, &h.store, &code, &verifier)

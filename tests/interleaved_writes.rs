@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::authorize::{approved_for, REDIRECT};
 use common::{
     take_failure, ForwardingStore, Harness, LoadVersioned, SaveVersioned, StoreHooks, CLIENT_ID,
 };
@@ -15,8 +16,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::sync::Notify;
-
-const REDIRECT: &str = "https://app.example/callback";
 
 /// Hooks of a compare-and-swap store where another process writes the key
 /// just before each of the next `interleave` saves of this process (so each
@@ -88,31 +87,6 @@ fn their_record(refresh_token: &str, access_token: Option<&str>, now_ms: u64) ->
     )
 }
 
-/// An authorization code for `u1`, approved by the emulator, and its verifier.
-async fn approved_code(h: &Harness) -> (String, String) {
-    let request = h
-        .client
-        .authorization_url(freshtoken::AuthorizationParams {
-            redirect_uri: REDIRECT.into(),
-            scopes: vec!["openid".into(), "accounts".into()],
-            ..Default::default()
-        })
-        .unwrap();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = http.get(&request.url).send().await.unwrap();
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let query = location.split_once('?').unwrap().1;
-    let code = form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    (code, request.code_verifier)
-}
-
 /// A code exchange for `u1` on a store where another process writes
 /// before each of this one's next `interleave` saves, and the version reads
 /// after its first write fail `fail_reads` times.
@@ -131,7 +105,7 @@ async fn exchange_meeting(
         .hooks
         .then_fail_reads
         .store(fail_reads, Ordering::SeqCst);
-    let (code, verifier) = approved_code(h).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let exchanged = h
         .client
         .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
@@ -231,7 +205,7 @@ async fn a_code_exchange_whose_save_failed_is_saved_over_what_another_process_sa
     let h = Harness::new();
     let store = interleaved();
     store.hooks.fail_saves.store(1, Ordering::SeqCst);
-    let (code, verifier) = approved_code(&h).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let error = h
         .client
         .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())

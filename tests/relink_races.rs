@@ -9,47 +9,20 @@
 
 mod common;
 
+use common::authorize::{approved_for, REDIRECT};
+use common::warnings::{capture_warnings, warning_lines};
 use common::{
     take_failure, Acquire, ForwardingStore, Harness, Save, SaveVersioned, StoreHooks, CLIENT_ID,
 };
 use freshtoken::{
-    AuthorizationParams, CasOutcome, ErrorCode, EventKeys, MemoryStore, Record, StoreError,
-    TokenClient, TokenStore, UserSession,
+    CasOutcome, ErrorCode, EventKeys, MemoryStore, Record, StoreError, TokenStore, UserSession,
 };
 use freshtoken_emulator::{Options, TokenState};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-
-const REDIRECT: &str = "https://app.example/callback";
-
-/// A code the emulator approved for `client`'s authorize URL, and its
-/// verifier.
-async fn approved(client: &TokenClient) -> (String, String) {
-    let request = client
-        .authorization_url(AuthorizationParams {
-            redirect_uri: REDIRECT.into(),
-            scopes: vec!["openid".into(), "offline_access".into()],
-            ..Default::default()
-        })
-        .unwrap();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = http.get(&request.url).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 302);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let query = location.split_once('?').unwrap().1;
-    let code = form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    (code, request.code_verifier)
-}
 
 /// The refresh token a store's record for `key` holds.
 fn stored_refresh_token(store: &MemoryStore, key: &str) -> String {
@@ -199,7 +172,7 @@ async fn a_relink_waits_for_the_lease_and_lands_after_a_refresh_of_the_old_link(
 
     let store = ForwardingStore::lease_only(shared.clone(), HoldsAcquire::default());
     store.hooks.hold.store(1, Ordering::SeqCst);
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
     let (client, a_store) = (h.client.clone(), store.clone());
     let mut relinking = tokio::spawn(async move {
         client
@@ -234,7 +207,7 @@ async fn a_relink_that_cannot_take_the_lease_in_time_keeps_its_tokens_for_the_ne
     let (b_store, refreshing, old) = old_link_refreshing(&h, &shared).await;
 
     let store = ForwardingStore::lease_only(shared.clone(), Plain);
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
     let exchange = || {
         h.client
             .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
@@ -294,7 +267,7 @@ async fn exchange_meeting(
 ) {
     let store = ForwardingStore::versioned_only(MemoryStore::new(), MovesUnder::default());
     store.hooks.interleave.store(interleave, Ordering::SeqCst);
-    let (code, verifier) = approved(&h.client).await;
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
     let (client, on) = (h.client.clone(), store.clone());
     let exchange = move || {
         let (client, on) = (client.clone(), on.clone());
@@ -392,23 +365,6 @@ async fn the_next_call_saves_the_kept_relink_over_one_more_conflicting_save() {
     saved_over_theirs(&h, &store).await;
 }
 
-/// The warnings logged in this test binary.
-struct Warnings(Mutex<Vec<String>>);
-
-impl log::Log for Warnings {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            self.0.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-static WARNINGS: Warnings = Warnings(Mutex::new(Vec::new()));
-
 /// Hooks of a leasing store whose saves of a settled (not in-doubt) record
 /// fail once `fail_settled` is set; after the first such failure, another
 /// process holds the lease (every acquire is refused).
@@ -443,11 +399,7 @@ impl StoreHooks for LapsesWhileStranded {
 /// rotation was lost to another process names no session key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lost_lease_warning_hides_the_key_when_events_do() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&WARNINGS).expect("the only logger in this test binary");
-        log::set_max_level(log::LevelFilter::Warn);
-    });
+    capture_warnings();
     let person = "person-relink@example.com";
     let h = Harness::with(Options::default(), |b| b.event_keys(EventKeys::Hidden));
     let shared = Arc::new(MemoryStore::with_leases(h.clock.clone()));
@@ -462,13 +414,13 @@ async fn the_lost_lease_warning_hides_the_key_when_events_do() {
     store.hooks.refused.notified().await;
     let lost = "the refresh lease lapsed before the rotated record could be saved";
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !WARNINGS.0.lock().unwrap().iter().any(|l| l.contains(lost)) {
+        while !warning_lines().iter().any(|l| l.contains(lost)) {
             tokio::task::yield_now().await;
         }
     })
     .await
     .expect("the warning is logged");
-    let lines = WARNINGS.0.lock().unwrap().clone();
+    let lines = warning_lines();
     assert!(
         !lines.iter().any(|l| l.contains(person)),
         "a log line shows a session key the client hides: {lines:?}"

@@ -11,11 +11,12 @@
 
 mod common;
 
+use common::warnings::{capture_warnings, warning_lines};
 use common::{take_failure, Harness, CLIENT_ID, CLIENT_SECRET};
 use freshtoken::{Clock, ManualClock, MemoryStore, Record, Spawn, StoreError, TokenStore};
 use freshtoken_emulator::TokenState;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -556,39 +557,10 @@ async fn the_task_stops_without_releasing_when_another_process_took_the_lapsed_l
 /// `KEEP_STRANDED_MS` in src/fleet.rs.
 const KEEP_STRANDED_MS: u64 = 10 * 60_000;
 
-/// The warnings logged in this test binary (its tests share the process:
-/// match a line on the session's key).
-struct Warnings(Mutex<Vec<String>>);
-
-impl log::Log for Warnings {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let line = format!("{}", record.args());
-            self.0.lock().unwrap().push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static WARNINGS: Warnings = Warnings(Mutex::new(Vec::new()));
-
-/// Installs the [`Warnings`] logger (once per test binary).
-fn capture_warnings() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&WARNINGS).expect("the only logger in this test binary");
-        log::set_max_level(log::LevelFilter::Warn);
-    });
-}
-
 /// How many warnings about session `key` say `what`.
 fn warnings(key: &str, what: &str) -> usize {
     let session = format!("session {key}: ");
-    let lines = WARNINGS.0.lock().unwrap();
-    lines
+    warning_lines()
         .iter()
         .filter(|line| line.contains(&session) && line.contains(what))
         .count()

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use tokio::sync::{mpsc, Notify};
 
+pub mod authorize;
 pub mod slow_fleet;
+pub mod warnings;
 
 pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-secret";

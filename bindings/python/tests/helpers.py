@@ -22,6 +22,22 @@ CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"
 YEAR_MS = 365 * 24 * 3600 * 1000
 
+
+
+class DictStore(freshtoken.TokenStoreBase):
+    """Records in a dict, through plain members (as a blocking driver's
+    would be), with none of MemoryTokenStore's checks."""
+
+    def __init__(self):
+        self.records = {}
+
+    def load(self, key):
+        return self.records.get(key)
+
+    def save(self, key, record):
+        self.records[key] = record
+
+
 # Admin calls go straight to loopback, whatever *_proxy says.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

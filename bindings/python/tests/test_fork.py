@@ -17,7 +17,7 @@ import pytest
 import freshtoken
 from freshtoken import MemoryTokenStore, TokenStoreBase
 
-from helpers import CLIENT_ID, CLIENT_SECRET, FakeClock, authorization_code, make_sync_client, seeded_sync
+from helpers import CLIENT_ID, CLIENT_SECRET, DictStore, FakeClock, authorization_code, make_sync_client, seeded_sync
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 
@@ -79,18 +79,9 @@ def test_a_store_deadline_fires_in_a_child_forked_after_the_parent_used_deadline
     assert in_forked_child(child) == "StorageError", "the child's store deadline fired (None: it hung)"
 
 
-class InheritedStore(TokenStoreBase):
+class InheritedStore(DictStore):
     """A dict a forked child keeps using, as these tests need (MemoryTokenStore
     refuses records inherited across a fork)."""
-
-    def __init__(self):
-        self.records = {}
-
-    def load(self, key):
-        return self.records.get(key)
-
-    def save(self, key, record):
-        self.records[key] = record
 
 
 class SignalsRotation(MemoryTokenStore):

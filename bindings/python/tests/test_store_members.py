@@ -19,7 +19,7 @@ import pytest
 import freshtoken
 from freshtoken import ConfigError, MemoryTokenStore
 
-from helpers import make_sync_client, same
+from helpers import DictStore, make_sync_client, same
 
 
 class AsyncSupports(MemoryTokenStore):
@@ -237,20 +237,7 @@ def test_a_mixin_member_answering_the_wrong_type_is_a_storage_error_naming_it(em
     assert capfd.readouterr().err == "", "no traceback from uniffi's generated code"
 
 
-class PlainDictStore(freshtoken.TokenStoreBase):
-    """A store written with plain members, as a blocking driver's would be."""
-
-    def __init__(self):
-        self.records = {}
-
-    def load(self, key):
-        return self.records.get(key)
-
-    def save(self, key, record):
-        self.records[key] = record
-
-
-class AuditedStore(PlainDictStore):
+class AuditedStore(DictStore):
     """A plain ``save`` that adds to its parent's through ``super()``."""
 
     def __init__(self):

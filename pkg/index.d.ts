@@ -517,14 +517,26 @@ export class TokenClient {
    */
   authorizationUrl(options: AuthorizationUrlOptions): Promise<AuthorizationRequest>;
   /**
+   * The authorization code of `redirect`, the URL the server sent the user
+   * back to (or its query string), for `exchangeCode`. Checked first,
+   * nothing sent: its `state` must be `expectedState` (the kept
+   * `authorizationUrl()` result's `state`, RFC 6749 §10.12); for a client
+   * made by `discover`, its `iss` must be the provider's issuer, and be
+   * there when the provider announces it (RFC 9207, a mix-up between
+   * providers). An error redirect with the right state throws its
+   * OAuthError (`oauthError === 'access_denied'` when the user said no);
+   * any other mismatch, a repeated parameter or a missing code throws
+   * InvalidResponseError naming what (never a value).
+   */
+  codeFromRedirect(redirect: string, expectedState: string): string;
+  /**
    * The first tokens for `options.code`, stored under `key`.
    *
-   * Check the callback first: its `state` must equal the `state` of the
-   * `authorizationUrl()` result kept for this user (and its `error`
-   * parameter be absent); on a mismatch or a missing `state`, refuse the
-   * callback and do not call this. The library does not see the callback
-   * and cannot check it: it is what stops another site from sending your
-   * user back with a code of its own (RFC 6749 §10.12).
+   * Check the callback first: `codeFromRedirect(callbackUrl, kept.state)`
+   * reads the code once the redirect's `state` is the one of the
+   * `authorizationUrl()` result kept for this user (what stops another
+   * site from sending your user back with a code of its own, RFC 6749
+   * §10.12) and its issuer the provider's.
    *
    * A StorageError (`code === 'storage'`) means the server issued the
    * tokens and only the store's save failed: this client holds the record

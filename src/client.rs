@@ -223,6 +223,31 @@ impl TokenClient {
         &self.client_tokens
     }
 
+    /// The authorization code of `redirect`, the URL the server sent the
+    /// user back to (or its query), for [`TokenClient::exchange_code`].
+    /// Checked first, nothing sent: its `state` must be `expected_state`
+    /// (the [`AuthorizationRequest`]'s, kept for this user; RFC 6749
+    /// §10.12), and, for a client made by discovery, its `iss` the
+    /// provider's issuer, and present when the provider announces it (RFC
+    /// 9207). An error redirect with the right state is its `oauth` error
+    /// (`access_denied` when the user said no); any other mismatch,
+    /// repeated parameter or missing code is `invalid_response`, naming
+    /// what, never a value.
+    pub fn code_from_redirect(
+        &self,
+        redirect: &str,
+        expected_state: &str,
+    ) -> Result<String, Error> {
+        let provider = crate::callback::Issuer {
+            issuer: self.provider_metadata().map(|m| m.issuer.as_str()),
+            announces_iss: self
+                .provider_metadata()
+                .is_some_and(|m| m.authorization_response_iss_parameter_supported),
+        };
+        let code = crate::callback::code_from_redirect(redirect, expected_state, provider)?;
+        Ok(code.expose().to_owned())
+    }
+
     /// The authorize URL (PKCE S256, state, nonce, `offline_access`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn authorization_url(

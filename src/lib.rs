@@ -35,6 +35,7 @@
 mod abandoned_saves;
 mod attached;
 mod authorize;
+mod callback;
 mod cipher;
 mod client;
 mod client_token;

@@ -3,8 +3,11 @@
 
 mod common;
 
+use common::authorize::{redirect_of, REDIRECT};
 use common::{wall_ms, TestStore, CLIENT_ID, CLIENT_SECRET};
-use freshtoken::{Config, ErrorCode, ManualClock, NativeHttp, Seed, TokenClient};
+use freshtoken::{
+    AuthorizationParams, Config, ErrorCode, ManualClock, NativeHttp, Seed, TokenClient,
+};
 use freshtoken_emulator::{DiscoveryMode, Emulator, Options};
 use std::sync::Arc;
 
@@ -55,6 +58,48 @@ async fn a_discovered_client_uses_the_published_endpoints() {
     session.access_token().await.unwrap();
     session.revoke().await.unwrap();
     assert_eq!(emu.counters().discovery_requests, 1, "read once");
+}
+
+/// The redirect back from the provider, read by the client: its state and
+/// issuer (RFC 9207, which the emulator announces) checked, then the code
+/// redeemed. A redirect naming another issuer, or none, sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_client_reads_the_redirect_checking_state_and_issuer() {
+    let emu = Emulator::start(Options::default()).unwrap();
+    let client = discover(&emu).await.expect("discovered");
+    let request = client
+        .authorization_url(AuthorizationParams {
+            redirect_uri: REDIRECT.into(),
+            scopes: vec!["openid".into(), "accounts".into()],
+            ..AuthorizationParams::default()
+        })
+        .unwrap();
+    let redirect = redirect_of(&request.url).await;
+    let issuer = form_urlencoded::byte_serialize(emu.base_url().as_bytes()).collect::<String>();
+    for (forged, says) in [
+        (
+            redirect.replace(&issuer, "https%3A%2F%2Fevil.example"),
+            "RFC 9207",
+        ),
+        (redirect.replace(&format!("&iss={issuer}"), ""), "no issuer"),
+        (redirect.replace(&request.state, "another-state"), "state"),
+    ] {
+        let error = client
+            .code_from_redirect(&forged, &request.state)
+            .unwrap_err();
+        assert_eq!(error.code(), ErrorCode::InvalidResponse, "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    let code = client
+        .code_from_redirect(&redirect, &request.state)
+        .expect("the provider's own redirect");
+    let store = TestStore::new();
+    let session = client
+        .exchange_code(&code, &request.code_verifier, REDIRECT, "u1", store)
+        .await
+        .expect("redeemed");
+    session.access_token().await.unwrap();
+    assert_eq!(emu.counters().codes_issued, 1);
 }
 
 /// A host that sets the token endpoint (where the client secret and the

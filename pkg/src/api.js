@@ -553,6 +553,15 @@ export function bind(wasm, eventChannel) {
     }
 
     /**
+     * The code of the redirect back from the server (the URL, or its
+     * query), once its state is `expectedState` and its issuer the
+     * provider's; throws otherwise (see index.d.ts).
+     */
+    codeFromRedirect(redirect, expectedState) {
+      return TokenClient.#wasm(this).codeFromRedirect(redirect, expectedState);
+    }
+
+    /**
      * Exchanges an authorization code; resolves with a session on `key` once
      * its record is saved. `callOptions.signal` ends only the caller's wait:
      * a code sent is exchanged and saved all the same.

@@ -303,6 +303,17 @@ impl TokenClient {
         })
     }
 
+    /// The authorization code of `redirect`, the URL the server sent the
+    /// user back to (or its query), its `state` checked against
+    /// `expected_state` and its issuer (RFC 9207) against the provider's.
+    pub fn code_from_redirect(
+        &self,
+        redirect: String,
+        expected_state: String,
+    ) -> Result<String, FreshTokenError> {
+        Ok(self.inner.code_from_redirect(&redirect, &expected_state)?)
+    }
+
     /// Exchanges an authorization code, stores the first record under `key`,
     /// and returns the session.
     pub async fn exchange_code(

@@ -169,6 +169,23 @@ impl WasmTokenClient {
         }))
     }
 
+    /// `client.codeFromRedirect(redirect, expectedState)`: the code of the
+    /// redirect back from the server, its state and issuer checked
+    /// (throws otherwise; see [`TokenClient::code_from_redirect`]).
+    #[wasm_bindgen(js_name = codeFromRedirect)]
+    pub fn code_from_redirect(
+        &self,
+        redirect: JsValue,
+        expected_state: JsValue,
+    ) -> Result<String, JsValue> {
+        let read = || -> Result<String, Error> {
+            let redirect = string_arg(&redirect, "redirect")?;
+            let expected_state = string_arg(&expected_state, "expected_state")?;
+            self.inner.code_from_redirect(&redirect, &expected_state)
+        };
+        read().map_err(to_js)
+    }
+
     /// `client.exchangeCode({ code, codeVerifier, redirectUri }, key, store)`:
     /// resolves once the new record is saved (the package then hands out a
     /// session on `key`).

@@ -45,6 +45,7 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("code_verifier", "codeVerifier"),
     ("private_key", "privateKeyPem"),
     ("assertion_audience", "assertionAudience"),
+    ("expected_state", "expectedState"),
     ("event_keys", "eventKeys"),
 ];
 

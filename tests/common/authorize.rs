@@ -6,16 +6,22 @@ use freshtoken::{AuthorizationParams, TokenClient};
 /// The redirect URI the code-flow tests register.
 pub const REDIRECT: &str = "https://app.example/callback";
 
-/// Follows `url`, an authorize URL, and returns the `code` and `state` of
-/// the emulator's redirect.
-pub async fn approve(url: &str) -> (String, String) {
+/// Follows `url`, an authorize URL: the emulator's redirect (`Location`),
+/// the URL the user is sent back to.
+pub async fn redirect_of(url: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let response = http.get(url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 302);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Follows `url`, an authorize URL, and returns the `code` and `state` of
+/// the emulator's redirect.
+pub async fn approve(url: &str) -> (String, String) {
+    let location = redirect_of(url).await;
     let query = location.split_once('?').unwrap().1;
     let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()

@@ -31,6 +31,34 @@ describe('code flow against the emulator', () => {
 
   const confidential = () => new TokenClient({ tokenEndpoint: emu.tokenEndpoint, clientId: 'test-client', clientSecret: 'test-secret' });
 
+  test('codeFromRedirect() checks state and issuer (RFC 9207) before the code is redeemed', async () => {
+    const client = await TokenClient.discover(emu.discoveryIssuer, { clientId: 'test-client', clientSecret: 'test-secret' });
+    const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });
+    const response = await fetch(request.url, { redirect: 'manual' });
+    await response.arrayBuffer();
+    const redirect = response.headers.get('location');
+    const iss = encodeURIComponent(emu.discoveryIssuer);
+    assert.ok(redirect.includes(`iss=${iss}`), redirect);
+    for (const [forged, says] of [
+      [redirect.replace(iss, encodeURIComponent('https://evil.example')), 'RFC 9207'],
+      [redirect.replace(`&iss=${iss}`, ''), 'no issuer'],
+      [redirect.replace(request.state, 'another-state'), 'state'],
+    ]) {
+      assert.throws(() => client.codeFromRedirect(forged, request.state),
+        (e) => e.code === 'invalid_response' && e.message.includes(says) && !e.message.includes('another-state'), says);
+    }
+    const denied = `${REDIRECT}?error=access_denied&state=s-1&iss=${iss}`;
+    assert.throws(() => client.codeFromRedirect(denied, 's-1'), (e) => e instanceof OAuthError && e.oauthError === 'access_denied');
+    assert.throws(() => client.codeFromRedirect(undefined, 's-1'), (e) => e instanceof ConfigError && e.field === 'redirect');
+    assert.throws(() => client.codeFromRedirect(denied, ''), (e) => e instanceof ConfigError && e.field === 'expectedState');
+    assert.equal(await emu.grantRequests('authorization_code'), 0, 'nothing sent');
+
+    const code = client.codeFromRedirect(redirect, request.state);
+    const session = await client.exchangeCode({ code, codeVerifier: request.codeVerifier, redirectUri: REDIRECT }, 'u1', new MemoryStore());
+    assert.ok(await session.accessToken());
+    assert.equal(await emu.grantRequests('authorization_code'), 1);
+  });
+
   test('authorizationUrl() carries an S256 challenge, state, nonce and offline_access', async () => {
     const client = confidential();
     const request = await client.authorizationUrl({ redirectUri: REDIRECT, scopes: ['openid', 'accounts'] });

@@ -355,6 +355,23 @@ class ClientCore(NativeOwner):
         request = _check.record(AuthorizationUrlOptions, dict(options, redirect_uri=redirect_uri))
         return native(self._native.authorization_url, request)
 
+    def code_from_redirect(self, redirect: str, expected_state: str) -> str:
+        """The authorization code of ``redirect``, the URL the server sent
+        the user back to (or its query string), for ``exchange_code``.
+
+        Checked first, nothing sent: its ``state`` must be
+        ``expected_state`` (the kept ``authorization_url()`` result's
+        ``state``, RFC 6749 §10.12); for a client made by ``discover``, its
+        ``iss`` must be the provider's issuer, and be there when the
+        provider announces it (RFC 9207). An error redirect with the right
+        state raises its ``OAuthError`` (``oauth_error == "access_denied"``
+        when the user said no); any other mismatch, a repeated parameter or
+        a missing code raises ``InvalidResponseError`` naming what (never a
+        value)."""
+        redirect = _check.text(redirect, "redirect")
+        expected_state = _check.text(expected_state, "expected_state")
+        return native(self._native.code_from_redirect, redirect, expected_state)
+
     def _exchanged(self, key: str, store: TokenStore, guarded: TokenStore, handle: UserSession) -> Any:
         """The session a code exchange made, its token mirrored."""
         session = self._new_session(key, store, handle)

@@ -341,15 +341,20 @@ _no_redirects = urllib.request.build_opener(
     type("NoRedirects", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})())
 
 
-def authorization_code(url):
-    """The code the emulator's authorize endpoint (which approves at once) redirects with."""
+def redirect_of(url):
+    """The URL the emulator's authorize endpoint (which approves at once) sends the user back to."""
     try:
         _no_redirects.open(url, timeout=30).close()
         raise AssertionError("the authorize endpoint did not redirect")
     except urllib.error.HTTPError as answer:
         location = answer.headers["location"]
         answer.close()
-    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))["code"]
+    return location
+
+
+def authorization_code(url):
+    """The code the emulator's authorize endpoint (which approves at once) redirects with."""
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(redirect_of(url)).query))["code"]
 
 
 def make_client(emu, clock=None, **options):

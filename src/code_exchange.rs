@@ -355,6 +355,15 @@ async fn redeemed_in_store(session: &Attached, stored: &Record, fingerprint: &st
              {what}; nothing was sent"
         ),
     };
+    if let Some(reason) = stored.reauth {
+        // The session this code made has ended since (revoked, refused):
+        // the code is spent, and nothing usable is stored.
+        return Outcome {
+            sent: true,
+            issued: None,
+            result: Err(Error::reauth(reason)),
+        };
+    }
     let adopted = if session.cell.lock().unpersisted {
         // Saving it would replace the record the code issued.
         Err(conflict("this session holds a record not saved yet"))
@@ -400,7 +409,8 @@ async fn redeemed_in_store(session: &Attached, stored: &Record, fingerprint: &st
 /// code with `fingerprint` issued.
 fn held_unsaved(session: &Attached, fingerprint: Option<&str>) -> Option<Issued> {
     let st = session.cell.lock();
-    let record = st.record.as_ref().filter(|_| st.unpersisted)?;
+    // A dead one (revoked since) is the stored record's business.
+    let record = (st.record.as_ref()).filter(|r| st.unpersisted && r.reauth.is_none())?;
     (fingerprint.is_some() && record.from_code.as_deref() == fingerprint).then(|| Issued {
         token: access_digest(record),
         at_ms: record.updated_at_ms,
@@ -443,7 +453,22 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
     // issued. A record that cannot be read (an encrypted one no key opens)
     // is none this code issued: the version alone is read then.
     let (stored, read) = match session.load_with_version().await {
-        Ok((stored, version)) => (stored, Some(version)),
+        Ok((Ok(stored), version)) => (stored, Some(version)),
+        // Damaged text is no record this code issued; its version was read.
+        Ok((Err(_), version)) => (None, Some(version)),
+        // A store with versions is asked for the version alone (below): a
+        // record that store cannot open (one no key of an EncryptedStore
+        // opens) is replaced by the re-link. A store without them tells
+        // nothing more, and the record this code may have issued was not
+        // read: sent again, the code would be refused and what it issued
+        // revoked. Nothing is sent.
+        Err(error) if session.store.in_memory().is_none() && !session.store.supports_versions() => {
+            return Outcome {
+                sent: false,
+                issued: None,
+                result: Err(error),
+            }
+        }
         Err(_) => (None, None),
     };
     if let (Some(stored), Some(fingerprint)) = (&stored, &from_code) {

@@ -15,6 +15,11 @@ use futures_util::future::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
 
+/// What [`Attached::load_with_version`] read: the stored record (an error
+/// when the stored text is not one) and the version, as
+/// [`Attached::stored_version`] tells it.
+pub(crate) type LoadedWithVersion = (Result<Option<Arc<Record>>, Error>, Option<Option<String>>);
+
 impl Attached {
     /// Runs the store call `op`, bounded by the store deadline; its error
     /// message scrubbed.
@@ -315,12 +320,28 @@ impl Attached {
     /// The stored record and, as [`Attached::stored_version`] tells it, its
     /// version, in one store call: what a code exchange reads before it
     /// sends its code.
-    pub(crate) async fn load_with_version(
-        &self,
-    ) -> Result<(Option<Arc<Record>>, Option<Option<String>>), Error> {
-        let (record, version) = self.load_current().await?;
-        let versioned = self.store.in_memory().is_some() || self.store.supports_versions();
-        Ok((record, versioned.then_some(version)))
+    ///
+    /// The outer error is the store's (the call failed); the inner one a
+    /// stored text that is not a record (damaged), which the version read
+    /// alongside it still tells.
+    pub(crate) async fn load_with_version(&self) -> Result<LoadedWithVersion, Error> {
+        if let Some(memory) = self.store.in_memory() {
+            return Ok(match memory.load_shared(&self.key)? {
+                Some((record, version)) => (Ok(Some(record)), Some(Some(version))),
+                None => (Ok(None), Some(None)),
+            });
+        }
+        let (stored, version) = if self.store.supports_versions() {
+            match self.load_versioned().await? {
+                Some(v) => (Some(v.record), Some(Some(v.version))),
+                None => (None, Some(None)),
+            }
+        } else {
+            let stored = self.store_call("load", self.store.load(&self.key)).await?;
+            (stored, None)
+        };
+        let record = stored.as_deref().map(Record::decode).transpose();
+        Ok((record.map(|r| r.map(Arc::new)), version))
     }
 
     /// The version of the stored record (`Some(None)`: nothing is stored),

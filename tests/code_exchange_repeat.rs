@@ -189,3 +189,45 @@ async fn a_repeat_past_ten_minutes_saves_the_tokens_held_unsaved_and_sends_nothi
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
     repeat.refresh().await.expect("the saved link refreshes");
 }
+
+/// A repeat whose read of the store fails (a store without versions, which
+/// has no other read to make): the record its code may have issued was not
+/// read, so nothing is sent, and the first exchange's tokens live on. Sent
+/// again, the code was refused and the first session revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_whose_store_read_fails_sends_nothing() {
+    let h = Harness::new();
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
+    exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .unwrap();
+    let rt = h.store.refresh_token("u1").unwrap();
+    h.store.fail_loads.store(1, Ordering::SeqCst);
+    let other = h.other_process();
+    let failed = exchange(&h, &other, &code, &verifier, "u1").await;
+    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+    exchange(&h, &other, &code, &verifier, "u1")
+        .await
+        .expect("once the store answers, the repeat adopts the record");
+    assert_eq!(h.grant_requests("authorization_code"), 1);
+}
+
+/// A repeat of a code whose session has ended since (the user signed out):
+/// the code is spent and nothing usable is stored, so the repeat says so
+/// instead of handing out a session that fails at its first call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_a_code_whose_session_was_revoked_says_so() {
+    let h = Harness::new();
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
+    let first = exchange(&h, &h.client, &code, &verifier, "u1")
+        .await
+        .unwrap();
+    first.revoke().await.expect("revoked");
+    let other = h.other_process();
+    let repeat = exchange(&h, &other, &code, &verifier, "u1").await;
+    let error = repeat.map(drop).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+}

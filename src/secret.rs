@@ -198,32 +198,36 @@ const SECRET_MEMBERS: [&str; 6] = [
 /// not look like a value is left as it is.
 fn redact_members(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some((at, name)) = next_member(rest) {
-        let after = at + name.len();
-        let value = value_span(&rest[after..]);
-        match value {
+    let mut done = 0;
+    // Where each name next occurs (at or after `done`): searched again only
+    // once passed, so a text of many names costs one pass per name, not
+    // one per occurrence.
+    let mut next = SECRET_MEMBERS.map(|name| text.find(name));
+    while let Some(i) = (0..next.len())
+        .filter(|&i| next[i].is_some())
+        .min_by_key(|&i| next[i])
+    {
+        let name = SECRET_MEMBERS[i];
+        let after = next[i].unwrap_or_default() + name.len();
+        done = match value_span(&text[after..]) {
             Some((start, end)) if end > start => {
-                out.push_str(&rest[..after + start]);
+                out.push_str(&text[done..after + start]);
                 out.push_str("[redacted]");
-                rest = &rest[after + end..];
+                after + end
             }
             _ => {
-                out.push_str(&rest[..after]);
-                rest = &rest[after..];
+                out.push_str(&text[done..after]);
+                after
+            }
+        };
+        for (at, name) in next.iter_mut().zip(SECRET_MEMBERS) {
+            if at.is_some_and(|at| at < done) {
+                *at = text[done..].find(name).map(|found| done + found);
             }
         }
     }
-    out.push_str(rest);
+    out.push_str(&text[done..]);
     out
-}
-
-/// The first secret member name in `text`: its byte offset and the name.
-fn next_member(text: &str) -> Option<(usize, &'static str)> {
-    SECRET_MEMBERS
-        .iter()
-        .filter_map(|name| text.find(name).map(|at| (at, *name)))
-        .min_by_key(|(at, _)| *at)
 }
 
 /// Where the value after a member name starts and ends in `after` (byte
@@ -255,20 +259,18 @@ fn value_span(after: &str) -> Option<(usize, usize)> {
         Some(bytes) if bytes.starts_with(is_quote) => bytes,
         _ => value,
     };
-    let opened = value.trim_start_matches(is_quote);
-    if opened.len() == value.len() {
+    // The opening quote (after the backslashes of an escaped one, `\"`);
+    // backslashes after it begin the value (`"\u00e9…"`, `"\/…"`).
+    let quotes = value.len() - value.trim_start_matches(is_quote).len();
+    let Some(at) = value[..quotes].rfind(['"', '\'']) else {
         return None; // not a quoted string (a number, null, an object)
-    }
-    let start = after.len() - opened.len();
-    let opener = &value[..value.len() - opened.len()];
-    let len = match opener.chars().next_back() {
-        Some(quote @ ('"' | '\'')) => {
-            let depth = opener[..opener.len() - 1].len()
-                - opener[..opener.len() - 1].trim_end_matches('\\').len();
-            closing_quote(opened, quote, depth)
-        }
-        _ => opened.find(is_quote).unwrap_or(opened.len()),
     };
+    let (opener, opened) = value.split_at(at + 1);
+    let start = after.len() - opened.len();
+    let quote = if opener.ends_with('"') { '"' } else { '\'' };
+    let escapes = &opener[..at];
+    let depth = escapes.len() - escapes.trim_end_matches('\\').len();
+    let len = closing_quote(opened, quote, depth);
     // After a comma, a secret member's name followed by `:` is the next
     // member, and the name before it a value
     // (`"grant_type":"refresh_token","refresh_token":"…"`): that member's own
@@ -431,6 +433,15 @@ mod tests {
             r#"{"error":"{\"access_token\": \"at-\\u00e9-\\\"-UNKNOWN\"}"}"#,
         ];
         for text in quoted {
+            let out = scrub(text, &[]);
+            assert!(!out.contains("UNKNOWN"), "{out}");
+        }
+        // A value that begins with an escape (Swift's `\/`, a non-ASCII first character).
+        for text in [
+            r#"{"client_secret": "\u00e9Zx9-UNKNOWN-TAIL"}"#,
+            r#"{"refresh_token":"\/AbC\/def-UNKNOWN-TAIL"}"#,
+            r#"{"e":"{\"refresh_token\":\"\\u003dx-UNKNOWN-TAIL\"}"}"#,
+        ] {
             let out = scrub(text, &[]);
             assert!(!out.contains("UNKNOWN"), "{out}");
         }

@@ -209,6 +209,9 @@ pub struct ConfigBuilder {
     user_token_lifetime_secs: Option<i64>,
     client_token_lifetime_secs: Option<i64>,
     refresh_token_lifetime_secs: Option<i64>,
+    /// The credentials JSON member the lifetime came from, to name in its
+    /// error (none once the setter replaced it).
+    refresh_token_lifetime_member: Option<&'static str>,
     timeout_ms: Option<i64>,
     store_timeout_ms: Option<i64>,
     retry: Option<RetryPolicy>,
@@ -318,6 +321,15 @@ impl ConfigBuilder {
     /// Sliding refresh-token lifetime (default 365 days).
     pub fn refresh_token_lifetime_secs(mut self, secs: i64) -> Self {
         self.refresh_token_lifetime_secs = Some(secs);
+        self.refresh_token_lifetime_member = None;
+        self
+    }
+
+    /// The lifetime read from the credentials JSON's `member`: an error in
+    /// it names that member, unless the setter replaces it first.
+    pub(crate) fn refresh_token_lifetime_from(mut self, member: &'static str, secs: i64) -> Self {
+        self.refresh_token_lifetime_secs = Some(secs);
+        self.refresh_token_lifetime_member = Some(member);
         self
     }
 
@@ -493,7 +505,7 @@ impl ConfigBuilder {
                 .unwrap_or(DEFAULT_CLIENT_TOKEN_LIFETIME_SECS),
         )?;
         let refresh = lifetime_secs(
-            "refresh_token_lifetime_secs",
+            (self.refresh_token_lifetime_member).unwrap_or("refresh_token_lifetime_secs"),
             self.refresh_token_lifetime_secs
                 .unwrap_or(DEFAULT_REFRESH_TOKEN_LIFETIME_SECS),
         )?;

@@ -157,13 +157,14 @@ impl Config {
             };
             let seconds =
                 seconds.ok_or_else(|| Error::config(name, "must be a whole number of seconds"))?;
-            crate::config::lifetime_secs(name, seconds)?;
-            lifetime = Some(seconds);
+            lifetime = Some((name, seconds));
             break;
         }
         let lifetime =
             lifetime.ok_or_else(|| Error::config("slidingRefreshTokenLifetime", "is missing"))?;
-        Ok(builder.refresh_token_lifetime_secs(lifetime))
+        // Checked by `build`, naming the member, unless an option replaces it.
+        let (name, seconds) = lifetime;
+        Ok(builder.refresh_token_lifetime_from(name, seconds))
     }
 }
 
@@ -251,6 +252,17 @@ mod tests {
         ] {
             assert_eq!(field_of(json), field, "{json}");
         }
+    }
+
+    #[test]
+    fn an_option_replaces_a_lifetime_out_of_range() {
+        let json = r#"{"clientId":"c","clientSecret":"s","slidingRefreshTokenLifetime":0}"#;
+        let c = Config::from_credentials_json(json)
+            .unwrap()
+            .refresh_token_lifetime_secs(86_400)
+            .build()
+            .expect("the option replaced the JSON's lifetime");
+        assert_eq!(c.refresh_token_lifetime_ms(), 86_400_000);
     }
 
     #[test]

@@ -105,6 +105,22 @@ public final class TokenClient: @unchecked Sendable {
         try ffi.authorizationUrl(options: options)
     }
 
+    /// The authorization code of `redirect`, the URL the server sent the
+    /// user back to (or its query string), for
+    /// `exchangeCode(options:key:store:)`. Checked first, nothing sent: its
+    /// `state` must be `expectedState` (the kept `authorizationUrl(options:)`
+    /// result's `state`, RFC 6749 §10.12); for a client made by
+    /// `discover(issuer:options:http:clock:)`, its `iss` must be the
+    /// provider's issuer, and be there when the provider announces it
+    /// (RFC 9207, a mix-up between providers). An error redirect with the
+    /// right state throws its `.OAuth` (`error == "access_denied"` when the
+    /// user said no); any other mismatch, a repeated parameter or a missing
+    /// code throws `.InvalidResponse` naming what (never a value); an empty
+    /// `expectedState` throws `.Config` naming `expected_state`.
+    public func codeFromRedirect(redirect: String, expectedState: String) throws -> String {
+        try ffi.codeFromRedirect(redirect: redirect, expectedState: expectedState)
+    }
+
     /// A fresh client-credentials token for `scopes` (cached per scope set).
     public func clientToken(scopes: [String]) async throws -> String {
         try await ffi.clientToken(scopes: scopes)

@@ -1450,6 +1450,13 @@ public protocol FfiTokenClientProtocol: AnyObject, Sendable {
     func clientTokens()  -> ClientTokens
     
     /**
+     * The authorization code of `redirect`, the URL the server sent the
+     * user back to (or its query), its `state` checked against
+     * `expected_state` and its issuer (RFC 9207) against the provider's.
+     */
+    func codeFromRedirect(redirect: String, expectedState: String) throws  -> String
+    
+    /**
      * Exchanges an authorization code, stores the first record under `key`,
      * and returns the session.
      */
@@ -1649,6 +1656,22 @@ open func clientTokens() -> ClientTokens  {
         uniffiCallStatus in
     uniffi_freshtoken_fn_method_tokenclient_client_tokens(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The authorization code of `redirect`, the URL the server sent the
+     * user back to (or its query), its `state` checked against
+     * `expected_state` and its issuer (RFC 9207) against the provider's.
+     */
+open func codeFromRedirect(redirect: String, expectedState: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
+        uniffiCallStatus in
+    uniffi_freshtoken_fn_method_tokenclient_code_from_redirect(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(redirect),
+        FfiConverterString.lower(expectedState),uniffiCallStatus
     )
 })
 }
@@ -6386,6 +6409,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_client_tokens() != 46259) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_freshtoken_checksum_method_tokenclient_code_from_redirect() != 20718) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_exchange_code() != 30069) {

@@ -433,6 +433,11 @@ uint64_t uniffi_freshtoken_fn_method_tokenclient_client_token(uint64_t ptr, Rust
 uint64_t uniffi_freshtoken_fn_method_tokenclient_client_tokens(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_CODE_FROM_REDIRECT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_CODE_FROM_REDIRECT
+RustBuffer uniffi_freshtoken_fn_method_tokenclient_code_from_redirect(uint64_t ptr, RustBuffer redirect, RustBuffer expected_state, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_EXCHANGE_CODE
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_FN_METHOD_TOKENCLIENT_EXCHANGE_CODE
 uint64_t uniffi_freshtoken_fn_method_tokenclient_exchange_code(uint64_t ptr, RustBuffer options, RustBuffer key, uint64_t store
@@ -1115,6 +1120,12 @@ uint16_t uniffi_freshtoken_checksum_method_tokenclient_client_token(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_CLIENT_TOKENS
 #define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_CLIENT_TOKENS
 uint16_t uniffi_freshtoken_checksum_method_tokenclient_client_tokens(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_CODE_FROM_REDIRECT
+#define UNIFFI_FFIDEF_UNIFFI_FRESHTOKEN_CHECKSUM_METHOD_TOKENCLIENT_CODE_FROM_REDIRECT
+uint16_t uniffi_freshtoken_checksum_method_tokenclient_code_from_redirect(void
     
 );
 #endif

@@ -167,6 +167,31 @@ class TokenClient private constructor(
     }
 
     /**
+     * The authorization code of [redirect], the URL the server sent the user
+     * back to (or its query string), for [exchangeCode]. Checked first,
+     * nothing sent: its `state` must be [expectedState] (the kept
+     * [authorizationUrl] result's `state`, RFC 6749 §10.12); for a client
+     * made by [discover], its `iss` must be the provider's issuer, and be
+     * there when the provider announces it (RFC 9207, a mix-up between
+     * providers).
+     *
+     * @throws FreshTokenException.OAuth for an error redirect with the right
+     *   state (`error == "access_denied"` when the user said no)
+     * @throws FreshTokenException.InvalidResponse for any other mismatch, a
+     *   repeated parameter or a missing code; the message names what (never
+     *   a value)
+     * @throws FreshTokenException.Config naming `expected_state` when it is
+     *   empty, or the argument with a lone UTF-16 surrogate
+     */
+    @Throws(FreshTokenException::class)
+    fun codeFromRedirect(redirect: String, expectedState: String): String {
+        checkOpen()
+        checkText("redirect", redirect)
+        checkText("expected_state", expectedState)
+        return ffiCall { ffi.codeFromRedirect(redirect, expectedState) }
+    }
+
+    /**
      * Exchanges an authorization code, stores the first record under [key],
      * and returns the session. A code is sent once per process: a repeat for
      * the same [key] while the first runs or within 10 minutes after (a

@@ -311,10 +311,15 @@ impl Attached {
                 return Err(error);
             }
         }
-        let mut saved = if kept {
-            self.sync().await
+        let signed_out = if kept {
+            self.signed_out_since(record).await
         } else {
-            self.persist(generation, record).await
+            None
+        };
+        let mut saved = match signed_out {
+            Some(error) => Err(error),
+            None if kept => self.sync().await,
+            None => self.persist(generation, record).await,
         };
         let mut tries = 1;
         while tries < ISSUED_SAVE_TRIES && saved.as_ref().is_err_and(is_conflict) {
@@ -335,6 +340,43 @@ impl Attached {
             crate::fleet::keep_or_release_lease(self).await;
         }
         saved
+    }
+
+    /// Whether the user signed out after the kept issued `record` was
+    /// made: the stored record is a revocation written since (by another
+    /// process, say). Saved over it, the kept record would bring back the
+    /// session the user ended. It is dropped instead, its tokens revoked
+    /// (best effort: they would otherwise live on at the server, held by no
+    /// one), and the caller gets `reauthorization_required` (revoked). A
+    /// revocation from before the record was made (a re-link after a
+    /// sign-out) is saved over, as is any other record. A store that cannot
+    /// be read fails the save (its error; the record stays kept).
+    async fn signed_out_since(&self, record: &Arc<Record>) -> Option<Error> {
+        let stored = match self.load_current().await {
+            Ok((stored, _)) => stored?,
+            Err(error) => return Some(error),
+        };
+        let revoked = stored.reauth == Some(crate::error::ReauthReason::Revoked);
+        if !revoked || stored.updated_at_ms < record.updated_at_ms {
+            return None;
+        }
+        let ours = (self.cell.lock().record.as_ref()).is_some_and(|r| Arc::ptr_eq(r, record));
+        if ours {
+            self.reread_next();
+        }
+        let tokens = [
+            (record.refresh_token.as_ref(), "refresh_token"),
+            (
+                record.access_token.as_ref().map(|a| &a.value),
+                "access_token",
+            ),
+        ];
+        for (token, hint) in tokens {
+            if let Some(token) = token {
+                let _ = crate::revoke::revoke_token(&self.ctx, token, hint, &[]).await;
+            }
+        }
+        Some(Error::reauth(crate::error::ReauthReason::Revoked))
     }
 
     /// [`Attached::sync`], but a code exchange's record kept unsaved is

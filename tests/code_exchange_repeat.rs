@@ -231,3 +231,44 @@ async fn a_repeat_of_a_code_whose_session_was_revoked_says_so() {
     assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
     assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
 }
+
+/// Tokens this process holds unsaved for a re-link, and the user then
+/// signs out elsewhere (another process revokes the stored session): the
+/// held re-link is not saved over the sign-out, which would bring the
+/// session back. It is dropped, its tokens revoked, and the repeat says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_relink_is_not_saved_over_a_later_sign_out() {
+    let h = Harness::new();
+    let other = h.other_process();
+    let (old_code, old_verifier) = approved_for(&other, &["openid", "accounts"]).await;
+    let elsewhere = exchange(&h, &other, &old_code, &old_verifier, "u1")
+        .await
+        .unwrap();
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+    let failed = exchange(&h, &h.client, &code, &verifier, "u1").await;
+    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    let held = h.session("u1");
+    assert!(held.holds_unsaved());
+    h.clock.advance(1_000);
+    elsewhere.revoke().await.expect("the user signed out");
+
+    h.clock.advance(11 * 60 * 1000);
+    let repeat = exchange(&h, &h.client, &code, &verifier, "u1").await;
+    let error = repeat.map(drop).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
+    let stored = h.store.record("u1").unwrap();
+    assert!(stored.reauth.is_some(), "the sign-out stands");
+    assert!(stored.refresh_token.is_none());
+    assert!(!held.holds_unsaved(), "the held re-link was dropped");
+    assert_eq!(
+        h.grant_requests("authorization_code"),
+        2,
+        "each code sent once"
+    );
+    // Each link's refresh token revoked its family (the access token's
+    // request then finds it gone): the old link's, and the held re-link's.
+    let counters = h.emu.counters();
+    assert_eq!(counters.revocation_requests, 4, "two per link");
+    assert_eq!(counters.tokens_revoked, 2, "one family per link");
+}

@@ -334,10 +334,10 @@ impl TokenClient {
     /// every exchange reads the stored record before sending. A repeat
     /// (another process of the fleet handling the same callback, a tab
     /// restored an hour later) that finds its fingerprint there sends
-    /// nothing and returns the session for that record. Once a refresh has
-    /// rotated the stored record the fingerprint is gone, and a repeat
-    /// elsewhere is sent, and refused (the server may then revoke the
-    /// session); codes live minutes, access tokens longer. The window that
+    /// nothing and returns the session for that record (rotated since or
+    /// not: refreshes keep the fingerprint; a seed or another code's
+    /// exchange replaces it), or its `reauthorization_required` when that
+    /// session has ended since. The window that
     /// remains: two processes that exchange the same code at the very same
     /// moment, each reading the store before the other saved, both send
     /// it; the second is refused, and may revoke what the first saved.

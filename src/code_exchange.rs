@@ -19,9 +19,9 @@
 //! exchange saves carries the fingerprint of its code ([`fingerprint`], the
 //! record's `from_code`), and every exchange reads the stored record before
 //! it sends its code. Holding this code's fingerprint, the record is
-//! adopted and nothing is sent. The fingerprint lasts until a refresh
-//! rotates the record (a code lives minutes, the first access token
-//! longer). Two processes that read the store before either has saved (the
+//! adopted and nothing is sent. The fingerprint stays through the
+//! record's rotations (the same link), until a seed or another code's
+//! exchange replaces the record. Two processes that read the store before either has saved (the
 //! same code at the same moment) both send it: no marker is written before
 //! the code is sent, as a marker left by a process that died would have to
 //! be told from one still sending.

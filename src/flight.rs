@@ -450,7 +450,8 @@ impl Attached {
                 reauth: None,
                 in_doubt: false,
                 updated_at_ms: now,
-                from_code: None,
+                // Still the link that code made (a repeat of it adopts it).
+                from_code: old.from_code,
             };
             let info = info_of(&record);
             let (generation, saved_record) = st.set_record(record);

@@ -152,7 +152,7 @@ pub struct Record {
     /// SHA-256, never the code. A repeat of that exchange, in any process,
     /// finds it here and sends nothing (a code sent twice makes the server
     /// revoke what its first use issued). Only a code exchange sets it; the
-    /// record a refresh rotates to, or a seed, has none.
+    /// records a refresh rotates to keep it (the same link), a seed has none.
     pub from_code: Option<String>,
 }
 

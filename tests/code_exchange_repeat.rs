@@ -77,7 +77,7 @@ async fn a_repeat_in_the_same_process_after_ten_minutes_sends_nothing() {
 /// another verifier is no repeat of that exchange: it is sent (and
 /// refused), as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_record_keeps_a_fingerprint_until_it_rotates() {
+async fn the_record_keeps_the_fingerprint_of_its_code_through_its_rotations() {
     let h = Harness::new();
     let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let session = exchange(&h, &h.client, &code, &verifier, "u1")
@@ -96,13 +96,27 @@ async fn the_record_keeps_a_fingerprint_until_it_rotates() {
     assert_eq!(error.code(), ErrorCode::OAuth, "{error}");
     assert_eq!(h.grant_requests("authorization_code"), 2);
 
+    // Rotated, the record is still the one this code's link made: a repeat
+    // elsewhere (a tab restored after the first refresh) adopts it. It was
+    // sent, refused and got the session revoked.
     let h = Harness::new();
     let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
     let session2 = exchange(&h, &h.client, &code, &verifier, "u1")
         .await
         .unwrap();
+    let fingerprint = h.store.record("u1").unwrap().from_code;
     session2.refresh().await.unwrap();
-    assert_eq!(h.store.record("u1").unwrap().from_code, None, "rotated");
+    assert_eq!(
+        h.store.record("u1").unwrap().from_code,
+        fingerprint,
+        "rotated, kept"
+    );
+    let rotated = h.store.refresh_token("u1").unwrap();
+    exchange(&h, &h.other_process(), &code, &verifier, "u1")
+        .await
+        .expect("the repeat adopts the rotated record");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Active);
     drop(session);
 }
 

@@ -343,21 +343,22 @@ impl Attached {
     }
 
     /// Whether the user signed out after the kept issued `record` was
-    /// made: the stored record is a revocation written since (by another
-    /// process, say). Saved over it, the kept record would bring back the
-    /// session the user ended. It is dropped instead, its tokens revoked
-    /// (best effort: they would otherwise live on at the server, held by no
-    /// one), and the caller gets `reauthorization_required` (revoked). A
-    /// revocation from before the record was made (a re-link after a
-    /// sign-out) is saved over, as is any other record. A store that cannot
-    /// be read fails the save (its error; the record stays kept).
+    /// made: the stored record is a revocation, and the one the code
+    /// exchange read before sending its code was not (a revocation then is
+    /// a sign-out this re-link follows, saved over). No clocks are
+    /// compared: each process stamps records with its own. Saved over a
+    /// later sign-out, the kept record would bring back the session the
+    /// user ended; it is dropped instead, its tokens revoked (best effort:
+    /// they would otherwise live on at the server, held by no one), and
+    /// the caller gets `reauthorization_required` (revoked). A store that
+    /// cannot be read fails the save (its error; the record stays kept).
     async fn signed_out_since(&self, record: &Arc<Record>) -> Option<Error> {
         let stored = match self.load_current().await {
             Ok((stored, _)) => stored?,
             Err(error) => return Some(error),
         };
         let revoked = stored.reauth == Some(crate::error::ReauthReason::Revoked);
-        if !revoked || stored.updated_at_ms < record.updated_at_ms {
+        if !revoked || self.cell.lock().relinked_after_sign_out {
             return None;
         }
         let ours = (self.cell.lock().record.as_ref()).is_some_and(|r| Arc::ptr_eq(r, record));
@@ -371,10 +372,22 @@ impl Attached {
                 "access_token",
             ),
         ];
+        let mut revoked = Ok(());
         for (token, hint) in tokens {
-            if let Some(token) = token {
-                let _ = crate::revoke::revoke_token(&self.ctx, token, hint, &[]).await;
+            if let (Some(token), Ok(())) = (token, &revoked) {
+                revoked = crate::revoke::revoke_token(&self.ctx, token, hint, &[]).await;
             }
+        }
+        let key = self.ctx.logged_key(&self.key);
+        match revoked {
+            Ok(()) => log::warn!(
+                "freshtoken: session {key}: a re-link not saved yet was dropped: the user signed \
+                 out since; its tokens were revoked"
+            ),
+            Err(e) => log::warn!(
+                "freshtoken: session {key}: a re-link not saved yet was dropped: the user signed \
+                 out since; revoking its tokens failed ({e}): the server may hold them"
+            ),
         }
         Some(Error::reauth(crate::error::ReauthReason::Revoked))
     }

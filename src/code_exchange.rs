@@ -476,6 +476,11 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
             return redeemed_in_store(&session, stored, fingerprint).await;
         }
     }
+    // What the user did before this link: a revocation stored now is a
+    // sign-out this re-link follows (see `Attached::signed_out_since`).
+    let revoked = crate::error::ReauthReason::Revoked;
+    session.cell.lock().relinked_after_sign_out =
+        stored.as_ref().is_some_and(|r| r.reauth == Some(revoked));
     let read_before = match read {
         Some(version) => version,
         None => match session.stored_version().await {

@@ -61,6 +61,7 @@ impl Default for SessionCell {
                 started_by: StartedBy::default(),
                 lapse_reported: 0,
                 save_over: 0,
+                relinked_after_sign_out: false,
                 keeping: None,
                 strandings: 0,
                 not_before: None,
@@ -126,6 +127,11 @@ pub(crate) struct SessionState {
     /// over whatever another process stored meanwhile (0: none): its save
     /// reads the stored version first.
     pub(crate) save_over: u64,
+    /// The stored record the last code exchange read before sending its
+    /// code was a revocation: a revocation found when the exchange's kept
+    /// record is saved later is that one (a re-link after a sign-out), not
+    /// a sign-out since.
+    pub(crate) relinked_after_sign_out: bool,
     /// The process whose background save of a stranded rotation
     /// ([`crate::fleet::keep_stranded`]) runs for this state, if one does:
     /// one such task per session, however many later calls fail to save.

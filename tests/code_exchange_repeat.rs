@@ -286,3 +286,39 @@ async fn a_held_relink_is_not_saved_over_a_later_sign_out() {
     assert_eq!(counters.revocation_requests, 4, "two per link");
     assert_eq!(counters.tokens_revoked, 2, "one family per link");
 }
+
+/// The other order: the user signed out, then linked again here, and that
+/// re-link's save failed. The stored revocation is the one the exchange
+/// read before sending its code (no clocks compared), so the held re-link
+/// is saved over it, even when the old session's `revoke()` is retried
+/// (which writes the revocation again) before the save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_relink_made_after_a_sign_out_is_saved_over_it() {
+    let h = Harness::new();
+    let other = h.other_process();
+    let (old_code, old_verifier) = approved_for(&other, &["openid", "accounts"]).await;
+    let elsewhere = exchange(&h, &other, &old_code, &old_verifier, "u1")
+        .await
+        .unwrap();
+    elsewhere.revoke().await.expect("the user signed out");
+
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+    let failed = exchange(&h, &h.client, &code, &verifier, "u1").await;
+    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    h.clock.advance(1_000);
+    elsewhere
+        .revoke()
+        .await
+        .expect("the old session's revoke, retried");
+
+    let session = h.session("u1");
+    session
+        .access_token()
+        .await
+        .expect("the held re-link is saved and serves its token");
+    let stored = h.store.record("u1").unwrap();
+    assert!(stored.reauth.is_none() && stored.refresh_token.is_some());
+    let rt = h.store.refresh_token("u1").unwrap();
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+}

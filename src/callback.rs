@@ -47,12 +47,12 @@ pub(crate) fn code_from_redirect(
     if redirect.len() > MAX_REDIRECT_BYTES {
         return Err(bad("it is longer than 16 KiB"));
     }
-    // The query: after the first `?` (the whole text when it has none),
-    // up to the fragment (RFC 3986 §3.4).
-    let query = redirect
-        .split_once('?')
-        .map_or(redirect, |(_, query)| query);
-    let query = query.split('#').next().unwrap_or_default();
+    // The query: before the fragment, after the first `?` (the whole text
+    // when it has none; RFC 3986 §3.4, §3.5).
+    let (url, fragment) = redirect.split_once('#').unwrap_or((redirect, ""));
+    let query = url.split_once('?').map_or(url, |(_, query)| query);
+    let in_fragment =
+        |name: &str| form_urlencoded::parse(fragment.as_bytes()).any(|(n, _)| n == name);
     let mut values: [Option<String>; SINGLE.len()] = Default::default();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if let Some(i) = SINGLE.iter().position(|p| *p == name) {
@@ -65,6 +65,11 @@ pub(crate) fn code_from_redirect(
     // The state first, an error redirect's too (RFC 6749 §4.1.2.1): a
     // forged or stale redirect is never reported as the provider's answer.
     match state {
+        None if in_fragment("state") => {
+            return Err(bad(
+                "its parameters are in the fragment (response_mode=fragment), which is not read",
+            ))
+        }
         None => return Err(bad("it carries no `state`")),
         Some(state) if state != expected_state => {
             return Err(bad(
@@ -96,7 +101,14 @@ pub(crate) fn code_from_redirect(
         });
     }
     match code {
-        Some(code) if !code.is_empty() => Ok(Secret::new(code)),
+        // RFC 6749 A.11: `1*VSCHAR`. Bytes that are not UTF-8 decode to
+        // U+FFFD, which no server issues.
+        Some(code) if !code.is_empty() && code.bytes().all(|b| (0x20..=0x7e).contains(&b)) => {
+            Ok(Secret::new(code))
+        }
+        Some(code) if !code.is_empty() => {
+            Err(bad("its `code` is not visible ASCII (RFC 6749 A.11)"))
+        }
         _ => Err(bad("it carries no `code`")),
     }
 }
@@ -140,6 +152,18 @@ mod tests {
         // An error redirect with another state is not the provider's answer.
         let forged = message(code(&format!("{CB}?error=access_denied&state=x")));
         assert!(forged.contains("state"), "{forged}");
+    }
+
+    #[test]
+    fn the_query_ends_at_the_fragment_and_a_fragment_response_is_named() {
+        assert!(message(code(&format!("{CB}#?code=c&state=st-1"))).contains("fragment"));
+        let fragment = message(code(&format!("{CB}#code=c&state=st-1")));
+        assert!(fragment.contains("response_mode=fragment"), "{fragment}");
+        assert_eq!(
+            code(&format!("{CB}?code=c&state=st-1#state=x")).unwrap(),
+            "c"
+        );
+        assert!(message(code("code=%FF%FE&state=st-1")).contains("visible ASCII"));
     }
 
     #[test]

@@ -27,28 +27,32 @@ async fn exchange(
         .await
 }
 
-/// The same callback handled by another process sharing the store (a
-/// double submit a load balancer sends to two instances): it used to send
-/// the code again, and the server revoked the session the first saved.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeat_in_another_process_sends_nothing_and_gets_the_linked_session() {
-    let h = Harness::new();
+/// Exchanges a fresh code for `key`, then repeats it through `repeat_by`
+/// after `wait_ms`: the repeat must adopt the stored record, sending
+/// nothing, and both sessions hand out the first exchange's token.
+async fn first_then_repeat(h: &Harness, repeat_by: &TokenClient, wait_ms: u64, key: &str) {
     let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
-    let first = exchange(&h, &h.client, &code, &verifier, "u1")
-        .await
-        .unwrap();
+    let first = exchange(h, &h.client, &code, &verifier, key).await.unwrap();
     let issued = first.access_token().await.unwrap();
-    let rt = h.store.refresh_token("u1").unwrap();
-
-    let other = h.other_process();
-    let repeat = exchange(&h, &other, &code, &verifier, "u1")
+    let rt = h.store.refresh_token(key).unwrap();
+    h.clock.advance(wait_ms);
+    let repeat = exchange(h, repeat_by, &code, &verifier, key)
         .await
         .expect("the repeat adopts the stored record");
     assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
     assert_eq!(repeat.access_token().await.unwrap(), issued);
     assert_eq!(h.refresh_requests(), 0);
-    first.refresh().await.expect("the linked session lives");
+    repeat.refresh().await.expect("the linked session lives");
+}
+
+/// The same callback handled by another process sharing the store (a
+/// double submit a load balancer sends to two instances): it used to send
+/// the code again, and the server revoked the session the first saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_in_another_process_sends_nothing_and_gets_the_linked_session() {
+    let h = Harness::new();
+    first_then_repeat(&h, &h.other_process(), 0, "u1").await;
 }
 
 /// The same process, past the ten minutes its redemptions are remembered
@@ -56,24 +60,11 @@ async fn a_repeat_in_another_process_sends_nothing_and_gets_the_linked_session()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_in_the_same_process_after_ten_minutes_sends_nothing() {
     let h = Harness::new();
-    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
-    let first = exchange(&h, &h.client, &code, &verifier, "u2")
-        .await
-        .unwrap();
-    let issued = first.access_token().await.unwrap();
-    let rt = h.store.refresh_token("u2").unwrap();
-    h.clock.advance(11 * 60 * 1000);
-    let repeat = exchange(&h, &h.client, &code, &verifier, "u2")
-        .await
-        .expect("the repeat adopts the stored record");
-    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
-    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
-    assert_eq!(repeat.access_token().await.unwrap(), issued);
-    repeat.refresh().await.expect("the linked session lives");
+    first_then_repeat(&h, &h.client, 11 * 60 * 1000, "u2").await;
 }
 
 /// What the record keeps of the code: a short fingerprint, never the code
-/// or its verifier, gone once a refresh rotates the record. A repeat with
+/// or its verifier, kept through the record's rotations. A repeat with
 /// another verifier is no repeat of that exchange: it is sent (and
 /// refused), as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,10 +179,7 @@ async fn a_salvaged_refresh_token_whose_save_failed_is_saved_by_a_repeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_past_ten_minutes_saves_the_tokens_held_unsaved_and_sends_nothing() {
     let h = Harness::new();
-    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
-    h.store.fail_saves.store(1, Ordering::SeqCst);
-    let failed = exchange(&h, &h.client, &code, &verifier, "u1").await;
-    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    let (code, verifier) = relinked_unsaved(&h).await;
     assert!(h.store.refresh_token("u1").is_none(), "nothing stored yet");
 
     h.clock.advance(11 * 60 * 1000);
@@ -246,6 +234,23 @@ async fn a_repeat_of_a_code_whose_session_was_revoked_says_so() {
     assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
 }
 
+/// Session `u1` linked by another process sharing the store.
+async fn linked_elsewhere(h: &Harness) -> UserSession {
+    let other = h.other_process();
+    let (code, verifier) = approved_for(&other, &["openid", "accounts"]).await;
+    exchange(h, &other, &code, &verifier, "u1").await.unwrap()
+}
+
+/// Links `u1` again in this process, its save failing: the tokens are held
+/// unsaved. The code and verifier, to repeat the exchange.
+async fn relinked_unsaved(h: &Harness) -> (String, String) {
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
+    h.store.fail_saves.store(1, Ordering::SeqCst);
+    let failed = exchange(h, &h.client, &code, &verifier, "u1").await;
+    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    (code, verifier)
+}
+
 /// Tokens this process holds unsaved for a re-link, and the user then
 /// signs out elsewhere (another process revokes the stored session): the
 /// held re-link is not saved over the sign-out, which would bring the
@@ -253,15 +258,8 @@ async fn a_repeat_of_a_code_whose_session_was_revoked_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_relink_is_not_saved_over_a_later_sign_out() {
     let h = Harness::new();
-    let other = h.other_process();
-    let (old_code, old_verifier) = approved_for(&other, &["openid", "accounts"]).await;
-    let elsewhere = exchange(&h, &other, &old_code, &old_verifier, "u1")
-        .await
-        .unwrap();
-    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
-    h.store.fail_saves.store(1, Ordering::SeqCst);
-    let failed = exchange(&h, &h.client, &code, &verifier, "u1").await;
-    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    let elsewhere = linked_elsewhere(&h).await;
+    let (code, verifier) = relinked_unsaved(&h).await;
     let held = h.session("u1");
     assert!(held.holds_unsaved());
     h.clock.advance(1_000);
@@ -295,17 +293,10 @@ async fn a_held_relink_is_not_saved_over_a_later_sign_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_relink_made_after_a_sign_out_is_saved_over_it() {
     let h = Harness::new();
-    let other = h.other_process();
-    let (old_code, old_verifier) = approved_for(&other, &["openid", "accounts"]).await;
-    let elsewhere = exchange(&h, &other, &old_code, &old_verifier, "u1")
-        .await
-        .unwrap();
+    let elsewhere = linked_elsewhere(&h).await;
     elsewhere.revoke().await.expect("the user signed out");
 
-    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
-    h.store.fail_saves.store(1, Ordering::SeqCst);
-    let failed = exchange(&h, &h.client, &code, &verifier, "u1").await;
-    assert_eq!(failed.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    relinked_unsaved(&h).await;
     h.clock.advance(1_000);
     elsewhere
         .revoke()

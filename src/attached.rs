@@ -365,19 +365,9 @@ impl Attached {
         if ours {
             self.reread_next();
         }
-        let tokens = [
-            (record.refresh_token.as_ref(), "refresh_token"),
-            (
-                record.access_token.as_ref().map(|a| &a.value),
-                "access_token",
-            ),
-        ];
-        let mut revoked = Ok(());
-        for (token, hint) in tokens {
-            if let (Some(token), Ok(())) = (token, &revoked) {
-                revoked = crate::revoke::revoke_token(&self.ctx, token, hint, &[]).await;
-            }
-        }
+        let access = record.access_token.as_ref().map(|a| &a.value);
+        let revoked =
+            crate::revoke::revoke_pair(&self.ctx, record.refresh_token.as_ref(), access, &[]).await;
         let key = self.ctx.logged_key(&self.key);
         match revoked {
             Ok(()) => log::warn!(

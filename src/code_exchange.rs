@@ -291,6 +291,16 @@ async fn read_redeemed(session: &Attached, issued: Issued) -> Result<(), Error> 
     Ok(())
 }
 
+impl Issued {
+    /// What `record`, issued for a code, tells of it.
+    fn of(record: &Record) -> Self {
+        Issued {
+            token: access_digest(record),
+            at_ms: record.updated_at_ms,
+        }
+    }
+}
+
 /// The keyed hash of `record`'s access token.
 fn access_digest(record: &Record) -> Option<u64> {
     (record.access_token.as_ref()).map(|a| digest(&[a.value.expose()]))
@@ -390,10 +400,7 @@ async fn redeemed_in_store(session: &Attached, stored: &Record, fingerprint: &st
         // the store.
         Ok(()) => Outcome {
             sent: true,
-            issued: Some(Issued {
-                token: access_digest(stored),
-                at_ms: stored.updated_at_ms,
-            }),
+            issued: Some(Issued::of(stored)),
             result: Ok(()),
         },
         // Not remembered: a repeat reads the store again.
@@ -411,10 +418,8 @@ fn held_unsaved(session: &Attached, fingerprint: Option<&str>) -> Option<Issued>
     let st = session.cell.lock();
     // A dead one (revoked since) is the stored record's business.
     let record = (st.record.as_ref()).filter(|r| st.unpersisted && r.reauth.is_none())?;
-    (fingerprint.is_some() && record.from_code.as_deref() == fingerprint).then(|| Issued {
-        token: access_digest(record),
-        at_ms: record.updated_at_ms,
-    })
+    (fingerprint.is_some() && record.from_code.as_deref() == fingerprint)
+        .then(|| Issued::of(record))
 }
 
 /// Whether `verifier` is a PKCE code verifier (RFC 7636 §4.1).

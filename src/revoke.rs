@@ -140,13 +140,7 @@ impl Attached {
         // Dead everywhere before the server hears of it: no process sends
         // the refresh token again, whatever the server answers.
         let saved = self.persist(generation, &record).await;
-        let mut revoked = Ok(());
-        if let Some(token) = &refresh {
-            revoked = revoke_token(&self.ctx, token, "refresh_token", &known).await;
-        }
-        if let (Ok(()), Some(token)) = (&revoked, &access) {
-            revoked = revoke_token(&self.ctx, token, "access_token", &known).await;
-        }
+        let revoked = revoke_pair(&self.ctx, refresh.as_ref(), access.as_ref(), &known).await;
         if let Err(cause) = revoked {
             let error = Error::RevocationIncomplete {
                 cause: Box::new(cause),
@@ -247,6 +241,24 @@ impl Drop for Spent {
 /// (`unsupported_token_type`, RFC 7009 §2.2.1) is done with them; one that
 /// will not revoke a refresh token still holds it, which is an error.
 /// `known`: every token the session holds, kept out of the error's text.
+/// Revokes `refresh`, then `access` (each if given; the access token only
+/// once the refresh token's revocation went through), scrubbing `known`
+/// from errors.
+pub(crate) async fn revoke_pair(
+    ctx: &Context,
+    refresh: Option<&Secret>,
+    access: Option<&Secret>,
+    known: &[Secret],
+) -> Result<(), Error> {
+    if let Some(token) = refresh {
+        revoke_token(ctx, token, "refresh_token", known).await?;
+    }
+    if let Some(token) = access {
+        revoke_token(ctx, token, "access_token", known).await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn revoke_token(
     ctx: &Context,
     token: &Secret,

@@ -296,25 +296,8 @@ impl Attached {
     pub(crate) async fn load_current(
         &self,
     ) -> Result<(Option<Arc<Record>>, Option<String>), Error> {
-        if let Some(memory) = self.store.in_memory() {
-            return Ok(match memory.load_shared(&self.key)? {
-                Some((record, version)) => (Some(record), Some(version)),
-                None => (None, None),
-            });
-        }
-        let (stored, version) = if self.store.supports_versions() {
-            match self.load_versioned().await? {
-                Some(v) => (Some(v.record), Some(v.version)),
-                None => (None, None),
-            }
-        } else {
-            (
-                self.store_call("load", self.store.load(&self.key)).await?,
-                None,
-            )
-        };
-        let record = stored.as_deref().map(Record::decode).transpose()?;
-        Ok((record.map(Arc::new), version))
+        let (record, version) = self.load_with_version().await?;
+        Ok((record?, version.flatten()))
     }
 
     /// The stored record and, as [`Attached::stored_version`] tells it, its

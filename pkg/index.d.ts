@@ -553,8 +553,11 @@ export class TokenClient {
    * nothing sent. Elsewhere and later, the store tells: the record an
    * exchange saves carries the code's fingerprint (a truncated SHA-256),
    * and a repeat that finds it adopts that record, refreshed since or not,
-   * and sends nothing. Two processes exchanging one code at the very same
-   * moment both send it. A code that may have reached the server (a lost answer,
+   * and sends nothing. With a fleet-lease store the exchange runs under the
+   * key's lease, so two processes exchanging one code at the very same
+   * moment send it once (the second waits, then adopts); without one both
+   * may send it. A lease not had within `leaseWaitMs` is a ConflictError,
+   * with nothing sent. A code that may have reached the server (a lost answer,
    * a 5xx: not retried) counts as redeemed: a repeat then gets the same
    * error and sends nothing, and the user logs in again. A `codeVerifier`
    * that is not 43 to 128 RFC 7636 characters, or an unknown member of

@@ -337,10 +337,14 @@ impl TokenClient {
     /// nothing and returns the session for that record (rotated since or
     /// not: refreshes keep the fingerprint; a seed or another code's
     /// exchange replaces it), or its `reauthorization_required` when that
-    /// session has ended since. The window that
-    /// remains: two processes that exchange the same code at the very same
-    /// moment, each reading the store before the other saved, both send
-    /// it; the second is refused, and may revoke what the first saved.
+    /// session has ended since. With a store that offers the fleet lease,
+    /// the exchange reads, sends and saves under the key's lease: two
+    /// processes exchanging the same code at the very same moment send it
+    /// once (the second waits, then adopts), and a lease not had within the
+    /// lease wait is `conflict`, with nothing sent. Without a lease that
+    /// window remains: both may read the store before the other saved and
+    /// send the code; the second is refused, and may revoke what the first
+    /// saved.
     ///
     /// An answer that is unusable (no access token, say) but carries a
     /// refresh token links the session: the refresh token is saved and this

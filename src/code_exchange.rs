@@ -21,10 +21,15 @@
 //! it sends its code. Holding this code's fingerprint, the record is
 //! adopted and nothing is sent. The fingerprint stays through the
 //! record's rotations (the same link), until a seed or another code's
-//! exchange replaces the record. Two processes that read the store before either has saved (the
-//! same code at the same moment) both send it: no marker is written before
-//! the code is sent, as a marker left by a process that died would have to
-//! be told from one still sending.
+//! exchange replaces the record.
+//!
+//! Two processes handling the same code at the same moment: with a store
+//! that offers the fleet lease, each exchange reads, sends and saves under
+//! the key's lease ([`under_lease`]), so the second one reads the record
+//! the first saved, and adopts it. Without a lease, both may read the
+//! store before either has saved, and both send the code: no marker is
+//! written before the code is sent, as a marker left by a process that
+//! died would have to be told from one still sending.
 
 use crate::attached::Attached;
 use crate::error::Error;
@@ -204,7 +209,7 @@ pub(crate) async fn redeem(
 
         let body: BoxFuture<'static, Outcome> = Box::pin(async move {
             let clock = ctx.clock.clone();
-            let outcome = send_and_save(ctx, sender, code).await;
+            let outcome = under_lease(ctx, sender, code).await;
             drop(replacing);
             let (ended, real_ended) = (clock.now_ms(), crate::clock::platform_monotonic_ms());
             redemptions(|list| match outcome.sent {
@@ -428,6 +433,39 @@ fn is_verifier(verifier: &str) -> bool {
         && verifier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// [`send_and_save`], under the fleet lease of the key when the store
+/// offers one. Another process handling the same code meanwhile (a double
+/// submit sent to two instances) waits for the lease, then finds the
+/// record this one saved and adopts it; sent twice, the code would be
+/// refused and what the first use issued revoked. Another process
+/// refreshing the old link holds the lease until its rotated record is
+/// saved: the re-link then lands after it, not under it. A lease not taken
+/// within the wait sends nothing (`conflict`: the code can be exchanged
+/// again). The lease is the exchange's until it ends: a refresh of this
+/// state that runs under it meanwhile does not give it back.
+async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
+    if !session.store.supports_lease() {
+        return send_and_save(ctx, session, code).await;
+    }
+    session.cell.lock().code_leases += 1;
+    let outcome = match crate::fleet::take_lease(&session, None).await {
+        Ok(_) => send_and_save(ctx, session.clone(), code).await,
+        Err(error) => Outcome {
+            sent: false,
+            issued: None,
+            result: Err(match error {
+                Error::Conflict { message } => Error::Conflict {
+                    message: format!("{message}; the code was not sent"),
+                },
+                error => error,
+            }),
+        },
+    };
+    session.cell.lock().code_leases -= 1;
+    crate::fleet::keep_or_release_lease(&session).await;
+    outcome
 }
 
 /// Sends the code and saves the record it brings into `session`: the first

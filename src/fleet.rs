@@ -402,8 +402,14 @@ pub(crate) async fn keep_or_release_lease(session: &Attached) {
 }
 
 /// Gives the lease back. A failure only delays the others until the lease
-/// expires, so it is logged, not reported.
+/// expires, so it is logged, not reported. Kept while a code exchange of
+/// the state holds it (a refresh or a save that ran under it meanwhile
+/// ends first): the exchange gives it back at its end (see
+/// [`crate::code_exchange`]).
 pub(crate) async fn release_lease(session: &Attached) {
+    if session.cell.lock().code_leases > 0 {
+        return;
+    }
     if let Err(e) = session.release().await {
         log::warn!(
             "freshtoken: session {}: releasing the lease: {e}",

@@ -9,10 +9,13 @@
 mod common;
 
 use common::authorize::{approved_for, REDIRECT};
-use common::Harness;
-use freshtoken::{ErrorCode, TokenClient, UserSession};
+use common::{Acquire, ForwardingStore, Harness, StoreHooks};
+use freshtoken::{
+    ErrorCode, MemoryStore, Record, StoreError, TokenClient, TokenStore, UserSession,
+};
 use freshtoken_emulator::{Fault, TokenState};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Exchanges `code` through `client` for `key` in the harness store.
 async fn exchange(
@@ -312,4 +315,103 @@ async fn a_held_relink_made_after_a_sign_out_is_saved_over_it() {
     assert!(stored.reauth.is_none() && stored.refresh_token.is_some());
     let rt = h.store.refresh_token("u1").unwrap();
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+}
+
+/// Hooks whose first refused lease acquire (another process holds the
+/// lease) is noted in `refused`, and answered once `go` is notified.
+#[derive(Default)]
+struct HoldsFirstRefusal {
+    refused: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+    seen: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for HoldsFirstRefusal {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let taken = call.forward().await;
+        if matches!(taken, Ok(false)) && !self.seen.swap(true, Ordering::SeqCst) {
+            self.refused.notify_one();
+            self.go.notified().await;
+        }
+        taken
+    }
+}
+
+/// The same callback handled by two processes of a fleet at the same
+/// moment (a double submit sent to two instances), on a store with the
+/// fleet lease (`with_versions`: and compare-and-swap): the second waits
+/// for the lease the first holds while its code is at the server, then
+/// adopts the record the first saved. Both used to read the store before
+/// either had saved, and both sent the code: the server refused the second
+/// and may revoke what the first use issued (RFC 6749 §4.1.2).
+async fn the_same_code_at_the_same_moment_is_sent_once(with_versions: bool) {
+    let h = Harness::new();
+    let shared = Arc::new(MemoryStore::with_leases(h.clock.clone()));
+    let store = |hooks| match with_versions {
+        true => ForwardingStore::fleet(shared.clone(), hooks),
+        false => ForwardingStore::lease_only(shared.clone(), hooks),
+    };
+    let (a_store, b_store) = (
+        store(HoldsFirstRefusal::default()),
+        store(HoldsFirstRefusal::default()),
+    );
+    let (code, verifier) = approved_for(&h.client, &["openid", "accounts"]).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let first = {
+        let (client, store, code, verifier) =
+            (h.client.clone(), a_store, code.clone(), verifier.clone());
+        tokio::spawn(async move {
+            client
+                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
+                .await
+        })
+    };
+    tokio::task::block_in_place(|| h.emu.wait_held(1));
+
+    let other = h.other_process();
+    let mut second = {
+        let (store, code, verifier) = (b_store.clone(), code.clone(), verifier.clone());
+        tokio::spawn(async move {
+            other
+                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
+                .await
+        })
+    };
+    // The second waits for the lease, or, unfixed, sends the code at once.
+    let ended_unleased = tokio::select! {
+        () = b_store.hooks.refused.notified() => None,
+        sent = &mut second => Some(sent.unwrap()),
+    };
+    h.emu.release_held();
+    let first = first.await.unwrap().expect("the first exchange links");
+    b_store.hooks.go.notify_one();
+    let second = match ended_unleased {
+        Some(second) => second,
+        None => second.await.unwrap(),
+    };
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    let second = second.expect("the second adopts the first's record");
+    let token = first.access_token().await.unwrap();
+    assert_eq!(second.access_token().await.unwrap(), token);
+    let rt = Record::decode(&shared.get("u1").unwrap())
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    assert_eq!(h.emu.refresh_token_state(rt.expose()), TokenState::Active);
+    assert!(
+        shared.acquire("u1", "probe", 1_000).await.unwrap(),
+        "the lease was given back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_code_at_the_same_moment_is_sent_once_on_a_fleet_store() {
+    the_same_code_at_the_same_moment_is_sent_once(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_code_at_the_same_moment_is_sent_once_on_a_lease_only_store() {
+    the_same_code_at_the_same_moment_is_sent_once(false).await;
 }

@@ -1,11 +1,11 @@
 //! A re-link (a code exchange replacing a session's record) racing other
 //! processes of a fleet. Its tokens are issued already and the code is
 //! spent: they are never dropped, and never overwritten by a save of the
-//! old link. With a store that offers the fleet lease but no
-//! compare-and-swap, the re-link is saved under the lease, so another
-//! process's refresh of the old link lands before it, not over it; a lease
-//! not taken in time, or compare-and-swap saves that keep conflicting,
-//! leave the tokens in memory (`storage`) for the next call to save.
+//! old link. With a store that offers the fleet lease, the re-link is
+//! made and saved under the lease, so another process's refresh of the old
+//! link lands before it, not over it; a lease not taken in time sends
+//! nothing. Compare-and-swap saves that keep conflicting leave the tokens
+//! in memory (`storage`) for the next call to save.
 
 mod common;
 
@@ -196,12 +196,12 @@ async fn a_relink_waits_for_the_lease_and_lands_after_a_refresh_of_the_old_link(
     the_store_holds_the_relink(&h, &shared, &relinked, &old, &rotated).await;
 }
 
-/// F2, the lease not taken within the wait: the issued tokens stay in
-/// memory, unsaved, and the caller gets `storage`; the old link's refresh
-/// lands meanwhile, and the callback repeated (the same code) saves the
-/// re-link over it, sending nothing.
+/// F2, the lease not taken within the wait: the exchange takes the lease
+/// before it sends its code, so nothing is sent (`conflict`, the code
+/// still good) and nothing is held; the old link's refresh lands
+/// meanwhile, and the callback repeated (the same code) links.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relink_that_cannot_take_the_lease_in_time_keeps_its_tokens_for_the_next_call() {
+async fn a_relink_that_cannot_take_the_lease_in_time_sends_nothing_and_a_repeat_links() {
     let h = Harness::with(Options::default(), |b| b.lease_wait_ms(1_000));
     let shared = Arc::new(MemoryStore::with_leases(h.clock.clone()));
     let (b_store, refreshing, old) = old_link_refreshing(&h, &shared).await;
@@ -213,14 +213,14 @@ async fn a_relink_that_cannot_take_the_lease_in_time_keeps_its_tokens_for_the_ne
             .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
     };
     let error = exchange().await.map(drop).unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Storage, "{error}");
+    assert_eq!(error.code(), ErrorCode::Conflict, "{error}");
     assert!(
-        error.to_string().contains("refresh lease"),
-        "says why: {error}"
+        error.to_string().contains("refresh lease") && error.to_string().contains("not sent"),
+        "says why, and that the code is still good: {error}"
     );
+    assert_eq!(h.grant_requests("authorization_code"), 0, "nothing was sent");
     let session = h.client.session("u1", store.clone()).unwrap();
-    assert!(session.holds_unsaved(), "the issued tokens are kept");
-    assert!(session.status().await.unwrap().unpersisted);
+    assert!(!session.holds_unsaved(), "nothing was issued to hold");
     assert_eq!(
         stored_refresh_token(&shared, "u1"),
         old,
@@ -228,7 +228,7 @@ async fn a_relink_that_cannot_take_the_lease_in_time_keeps_its_tokens_for_the_ne
     );
 
     let rotated = old_link_refreshed(&b_store, refreshing).await;
-    let relinked = exchange().await.expect("the repeat saves the re-link");
+    let relinked = exchange().await.expect("the repeat links");
 
     the_store_holds_the_relink(&h, &shared, &relinked, &old, &rotated).await;
 }

@@ -324,7 +324,17 @@ impl Attached {
         let mut tries = 1;
         while tries < ISSUED_SAVE_TRIES && saved.as_ref().is_err_and(is_conflict) {
             tries += 1;
-            saved = self.save_over(record).await;
+            // Another process saved meanwhile: a sign-out made since the
+            // exchange read the store wins over the re-link, as it does
+            // over a kept one (checked before each save over it).
+            saved = match self.signed_out_since(record).await {
+                None => self.save_over(record).await,
+                Some(e) if e.code() == crate::ErrorCode::ReauthorizationRequired => Err(e),
+                Some(e) => Err(self.keep_issued(
+                    record,
+                    &format!("the stored record could not be read: {}", plain(&e)),
+                )),
+            };
         }
         if saved.as_ref().is_err_and(is_conflict) {
             saved = Err(self.keep_issued(
@@ -351,10 +361,14 @@ impl Attached {
     /// user ended; it is dropped instead, its tokens revoked (best effort:
     /// they would otherwise live on at the server, held by no one), and
     /// the caller gets `reauthorization_required` (revoked). A store that
-    /// cannot be read fails the save (its error; the record stays kept).
+    /// cannot be read fails the save (its error; the record stays kept);
+    /// damaged stored text is no sign-out. Checked before a kept record's
+    /// save and before each save over a conflicting one.
     async fn signed_out_since(&self, record: &Arc<Record>) -> Option<Error> {
-        let stored = match self.load_current().await {
-            Ok((stored, _)) => stored?,
+        let stored = match self.load_with_version().await {
+            Ok((Ok(stored), _)) => stored?,
+            // Damaged text is no sign-out: the re-link replaces it.
+            Ok((Err(_), _)) => return None,
             Err(error) => return Some(error),
         };
         let revoked = stored.reauth == Some(crate::error::ReauthReason::Revoked);

@@ -415,3 +415,27 @@ async fn the_same_code_at_the_same_moment_is_sent_once_on_a_fleet_store() {
 async fn the_same_code_at_the_same_moment_is_sent_once_on_a_lease_only_store() {
     the_same_code_at_the_same_moment_is_sent_once(false).await;
 }
+
+/// Tokens held unsaved for a re-link, whose next save reads the stored
+/// text damaged (a torn write): damaged text is no sign-out, so the re-link
+/// is saved over it. Its save used to fail on the read, again at every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_relink_is_saved_over_a_damaged_record() {
+    let h = Harness::new();
+    linked_elsewhere(&h).await;
+    relinked_unsaved(&h).await;
+    let held = h.session("u1");
+    assert!(held.holds_unsaved());
+    h.store.corrupt_loads.store(1, Ordering::SeqCst);
+    held.access_token()
+        .await
+        .expect("the held re-link is saved and serves its token");
+    assert!(!held.holds_unsaved());
+    assert_eq!(
+        h.store.corrupt_loads.load(Ordering::SeqCst),
+        0,
+        "the damaged text was read"
+    );
+    let rt = h.store.refresh_token("u1").unwrap();
+    assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+}

@@ -218,7 +218,11 @@ async fn a_relink_that_cannot_take_the_lease_in_time_sends_nothing_and_a_repeat_
         error.to_string().contains("refresh lease") && error.to_string().contains("not sent"),
         "says why, and that the code is still good: {error}"
     );
-    assert_eq!(h.grant_requests("authorization_code"), 0, "nothing was sent");
+    assert_eq!(
+        h.grant_requests("authorization_code"),
+        0,
+        "nothing was sent"
+    );
     let session = h.client.session("u1", store.clone()).unwrap();
     assert!(!session.holds_unsaved(), "nothing was issued to hold");
     assert_eq!(
@@ -432,4 +436,62 @@ async fn the_lost_lease_warning_hides_the_key_when_events_do() {
         "{lines:?}"
     );
     assert!(session.holds_unsaved(), "the rotation is kept in memory");
+}
+
+/// Hooks of a compare-and-swap store where, just before this process's
+/// first save, another process signs the key's session out (its
+/// `revoke()`, through a store of its own on the same records).
+#[derive(Default)]
+struct SignsOutFirst {
+    elsewhere: Mutex<Option<UserSession>>,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for SignsOutFirst {
+    async fn save_versioned(&self, call: SaveVersioned<'_>) -> Result<CasOutcome, StoreError> {
+        let elsewhere = self.elsewhere.lock().unwrap().take();
+        if let Some(session) = elsewhere {
+            session
+                .revoke()
+                .await
+                .expect("the user signs out elsewhere");
+        }
+        call.forward().await
+    }
+}
+
+/// A re-link whose code is out while the user signs out in another process
+/// (a store with compare-and-swap, no lease): the exchange read a live
+/// record, so the revocation its save then conflicts with is a sign-out
+/// made since. It wins, as it does over a re-link kept unsaved: the re-link
+/// is dropped and its tokens revoked. Its save used to be made over the
+/// sign-out after the conflict, bringing the session back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_out_made_while_the_code_is_out_is_not_saved_over() {
+    let h = Harness::new();
+    let shared = Arc::new(MemoryStore::new());
+    let other = h.other_process();
+    let b_store = ForwardingStore::versioned_only(shared.clone(), Plain);
+    let (code, verifier) = approved_for(&other, &["openid", "offline_access"]).await;
+    let elsewhere = other
+        .exchange_code(&code, &verifier, REDIRECT, "u1", b_store)
+        .await
+        .expect("linked elsewhere");
+
+    let store = ForwardingStore::versioned_only(shared.clone(), SignsOutFirst::default());
+    *store.hooks.elsewhere.lock().unwrap() = Some(elsewhere);
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
+    let relinked = h
+        .client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await;
+    let error = relinked.map(drop).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
+    let stored = Record::decode(&shared.get("u1").unwrap()).unwrap();
+    assert!(stored.reauth.is_some(), "the sign-out stands");
+    assert!(stored.refresh_token.is_none());
+    let session = h.client.session("u1", store).unwrap();
+    assert!(!session.holds_unsaved(), "the re-link was dropped");
+    assert_eq!(h.grant_requests("authorization_code"), 2);
+    assert_eq!(h.emu.counters().tokens_revoked, 2, "one family per link");
 }

@@ -396,6 +396,16 @@ impl Attached {
         Some(Error::reauth(crate::error::ReauthReason::Revoked))
     }
 
+    /// The code exchange's record this state holds unsaved, marked to be
+    /// saved over what is stored (see [`Attached::save_issued`]), if any,
+    /// with its generation.
+    fn kept_issued(&self) -> Option<(u64, Arc<Record>)> {
+        let st = self.cell.lock();
+        let over = st.unpersisted && st.save_over == st.generation;
+        over.then(|| Some((st.generation, st.record.clone()?)))
+            .flatten()
+    }
+
     /// [`Attached::sync`], but a code exchange's record kept unsaved is
     /// saved as it was first (see [`Attached::save_issued`]): under the
     /// fleet lease with a store that has no compare-and-swap, and kept,
@@ -403,14 +413,9 @@ impl Attached {
     /// it. A plain `sync` would read such a conflict as another process
     /// having moved on, and drop the re-link with its code spent.
     pub(crate) async fn sync_keeping_issued(&self) -> Result<(), Error> {
-        let issued = {
-            let st = self.cell.lock();
-            let over = st.save_over == st.generation;
-            (st.unpersisted && over).then(|| (st.generation, st.record.clone()))
-        };
-        match issued {
-            Some((generation, Some(record))) => self.save_issued(generation, &record, true).await,
-            _ => self.sync().await,
+        match self.kept_issued() {
+            Some((generation, record)) => self.save_issued(generation, &record, true).await,
+            None => self.sync().await,
         }
     }
 
@@ -594,10 +599,15 @@ impl Attached {
         if pending && may_defer && crate::fleet::too_late_to_save(&self.ctx.config, renewing) {
             return Ok(TryEnd::Deferred);
         }
-        let saved = if pending {
-            self.sync_renewing(false).await
-        } else {
-            Ok(())
+        let saved = match self.kept_issued() {
+            // A code exchange's record (a re-link): a sign-out stored since
+            // (the lease may have lapsed between two tries) wins over it.
+            Some((_, record)) if pending => match self.signed_out_since(&record).await {
+                Some(error) => Err(error),
+                None => self.sync_renewing(false).await,
+            },
+            _ if pending => self.sync_renewing(false).await,
+            _ => Ok(()),
         };
         if self.cell.lock().unpersisted {
             return saved.map(|()| TryEnd::Again);

@@ -900,3 +900,58 @@ async fn a_rotation_stranded_late_in_the_tasks_ten_minutes_gets_ten_minutes_of_i
     );
     assert_eq!(warnings(key, "is let lapse"), 1);
 }
+
+/// A re-link (a code exchange) whose save failed under the lease is saved
+/// in the background too; should the lease lapse between two tries and
+/// the user sign out meanwhile in another process, the next try finds the
+/// sign-out: it wins, the re-link is dropped and its tokens revoked. The
+/// try used to save the re-link over it, bringing the session back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_save_of_a_relink_yields_to_a_sign_out_made_since() {
+    use common::authorize::{approved_for, REDIRECT};
+    let h = Harness::new();
+    let clock = GatedSleeps::at(h.clock.now_ms());
+    let spawn = Arc::new(freshtoken::TokioSpawner::current().unwrap());
+    let client = client_spawning(h.emu.token_endpoint(), clock.clone(), spawn);
+    let inner = Arc::new(MemoryStore::with_leases(clock.clone()));
+    let store = Stranding::over(inner.clone());
+
+    // Linked in another process (on a clock of its own).
+    let endpoint = format!("{}?other-process", h.emu.token_endpoint());
+    let other = client_on(endpoint, Arc::new(ManualClock::new(h.clock.now_ms())));
+    let (code, verifier) = approved_for(&other, &["openid", "offline_access"]).await;
+    let theirs = Stranding::over(inner.clone());
+    let elsewhere = other
+        .exchange_code(&code, &verifier, REDIRECT, "u1", theirs)
+        .await
+        .expect("linked elsewhere");
+
+    // Linked again here: the save and the first background try fail.
+    store.fail_saves.store(2, Ordering::SeqCst);
+    let (code, verifier) = approved_for(&client, &["openid", "offline_access"]).await;
+    let error = client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(error.code().as_str(), "storage", "{error}");
+    within(&clock.sleeping, "the background pause").await;
+
+    // The lease lapses; the user signs out in the other process.
+    clock.clock.advance(DEFAULT_LEASE_TTL_MS + 1);
+    elsewhere
+        .revoke()
+        .await
+        .expect("the user signs out elsewhere");
+
+    clock.open.store(true, Ordering::SeqCst);
+    clock.wake.notify_one();
+    within(&store.released, "the lease's release").await;
+    let stored = store.stored();
+    assert!(stored.reauth.is_some(), "the sign-out stands");
+    assert!(stored.refresh_token.is_none());
+    assert_eq!(h.grant_requests("authorization_code"), 2);
+    assert_eq!(h.emu.counters().tokens_revoked, 2, "one family per link");
+    let session = client.session("u1", store.clone()).unwrap();
+    assert!(!session.holds_unsaved(), "the re-link was dropped");
+}

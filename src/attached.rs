@@ -360,7 +360,8 @@ impl Attached {
     /// later sign-out, the kept record would bring back the session the
     /// user ended; it is dropped instead, its tokens revoked (best effort:
     /// they would otherwise live on at the server, held by no one), and
-    /// the caller gets `reauthorization_required` (revoked). A store that
+    /// the caller gets `reauthorization_required` (revoked); the events
+    /// `revoked` and `reauthorization_required` say so. A store that
     /// cannot be read fails the save (its error; the record stays kept);
     /// damaged stored text is no sign-out. Checked before a kept record's
     /// save and before each save over a conflicting one.
@@ -380,8 +381,13 @@ impl Attached {
             self.reread_next();
         }
         let access = record.access_token.as_ref().map(|a| &a.value);
+        let started = self.ctx.clock.now_ms();
         let revoked =
             crate::revoke::revoke_pair(&self.ctx, record.refresh_token.as_ref(), access, &[]).await;
+        // As a `revoke()`'s, then the session's end, for listeners that
+        // count either (a log line alone reaches no one).
+        self.revoked(started, revoked.as_ref().err());
+        self.reauthorization_required(crate::error::ReauthReason::Revoked);
         let key = self.ctx.logged_key(&self.key);
         match revoked {
             Ok(()) => log::warn!(

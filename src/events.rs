@@ -250,15 +250,20 @@ impl Attached {
     }
 
     /// Emits `refreshed` or `refresh_failed` for a refresh's `result`
-    /// (nothing for reauthorization: `kill` emits that).
+    /// (nothing for reauthorization: `kill` emits that). `refused`: the
+    /// server refused the refresh token this one sent, rotated meanwhile by
+    /// another process, whose record serves the call: `refresh_failed`
+    /// with `conflict`, as when it does not.
     #[inline(never)]
     pub(crate) fn refresh_ended(
         &self,
         started: u64,
         attempts: u32,
         result: &Result<TokenInfo, Error>,
+        refused: bool,
     ) {
         let (kind, error_code) = match result {
+            Ok(_) if refused => (EventKind::RefreshFailed, Some(crate::ErrorCode::Conflict)),
             Ok(_) => (EventKind::Refreshed, None),
             Err(Error::ReauthorizationRequired { .. }) => return,
             Err(e) => (EventKind::RefreshFailed, Some(e.code())),
@@ -313,6 +318,7 @@ impl Attached {
             Details {
                 duration_ms: Some(self.ctx.since(started)),
                 error_code: error.map(Error::code),
+                reason: error.and_then(Error::reason),
                 ..Details::default()
             },
         );

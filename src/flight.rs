@@ -332,6 +332,9 @@ impl Attached {
             Ok(issued) => issued.attempts,
             Err(failure) => failure.attempts,
         };
+        // The server refused this refresh, and another process's record
+        // serves the call instead: `refresh_failed`, not `refreshed`.
+        let mut refused = false;
         let result = match answer {
             Ok(issued) => self.rotate(issued, refresh_token).await,
             Err(CallFailure {
@@ -340,7 +343,10 @@ impl Attached {
                 ..
             }) if body.error == "invalid_grant" => {
                 match self.rotated_elsewhere(&refresh_token).await {
-                    Some(adopted) => adopted,
+                    Some(adopted) => {
+                        refused = true;
+                        adopted
+                    }
                     None => {
                         let reason = if in_doubt || maybe_processed {
                             ReauthReason::LostRotation
@@ -365,7 +371,7 @@ impl Attached {
                 Err(error)
             }
         };
-        self.refresh_ended(started, attempts, &result);
+        self.refresh_ended(started, attempts, &result, refused);
         result
     }
 

@@ -260,7 +260,9 @@ async fn relinked_unsaved(h: &Harness) -> (String, String) {
 /// session back. It is dropped, its tokens revoked, and the repeat says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_relink_is_not_saved_over_a_later_sign_out() {
-    let h = Harness::new();
+    let events = Arc::new(Kinds::default());
+    let sink = events.clone();
+    let h = Harness::with(Default::default(), |b| b.on_event(sink));
     let elsewhere = linked_elsewhere(&h).await;
     let (code, verifier) = relinked_unsaved(&h).await;
     let held = h.session("u1");
@@ -269,9 +271,15 @@ async fn a_held_relink_is_not_saved_over_a_later_sign_out() {
     elsewhere.revoke().await.expect("the user signed out");
 
     h.clock.advance(11 * 60 * 1000);
+    events.0.lock().unwrap().clear();
     let repeat = exchange(&h, &h.client, &code, &verifier, "u1").await;
     let error = repeat.map(drop).unwrap_err();
     assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        ["revoked", "reauthorization_required"],
+        "listeners hear of the dropped re-link, not only the log"
+    );
     let stored = h.store.record("u1").unwrap();
     assert!(stored.reauth.is_some(), "the sign-out stands");
     assert!(stored.refresh_token.is_none());
@@ -438,4 +446,14 @@ async fn a_held_relink_is_saved_over_a_damaged_record() {
     );
     let rt = h.store.refresh_token("u1").unwrap();
     assert_eq!(h.emu.refresh_token_state(&rt), TokenState::Active);
+}
+
+/// Keeps the kind of every event it receives.
+#[derive(Default)]
+struct Kinds(std::sync::Mutex<Vec<&'static str>>);
+
+impl freshtoken::EventSink for Kinds {
+    fn on_event(&self, event: &freshtoken::Event) {
+        self.0.lock().unwrap().push(event.kind.as_str());
+    }
 }

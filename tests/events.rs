@@ -622,3 +622,53 @@ async fn no_event_of_any_kind_carries_a_token_or_a_secret() {
         }
     }
 }
+
+/// A revocation of a record whose last refresh lost its answer: the call's
+/// error carries the reason (`lost_rotation`), and so does the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revoked_event_carries_the_reason_of_the_calls_error() {
+    let (h, events) = recorded();
+    let (session, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::drop_after_commit().times(4));
+    session.access_token().await.unwrap_err();
+    events.take();
+    let error = session.revoke().await.unwrap_err();
+    assert_eq!(error.reason(), Some(ReauthReason::LostRotation), "{error}");
+    let seen = events.take();
+    let revoked = find(&seen, EventKind::Revoked);
+    assert_eq!(revoked.error_code, Some(error.code()));
+    assert_eq!(revoked.reason, error.reason());
+}
+
+/// Two processes without a lease: the second rotates while the first's
+/// request for the same token is out; the server refuses the first, which
+/// serves the second's record. Its refresh failed: `refresh_failed`
+/// (`conflict`), not `refreshed` — a listener counting refresh failures
+/// sees it (at a server that revokes a reused token's family, the adopted
+/// record is dead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_whose_call_adopts_another_process_record_is_a_refresh_failure() {
+    let (h, events) = recorded();
+    let (first, _) = h.seeded("u1").await;
+    h.emu.push_fault(Fault::hold());
+    events.take();
+    let sending = tokio::spawn(async move { first.access_token().await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    let second = h.other_process().session("u1", h.store.clone()).unwrap();
+    let theirs = second.access_token().await.expect("the second rotates");
+    assert_eq!(h.emu.release_held(), 1);
+    let served = sending.await.unwrap().expect("served the second's token");
+    assert_eq!(served, theirs);
+    let seen = events.take();
+    assert!(
+        !kinds(&seen).contains(&"refreshed"),
+        "the refused refresh is no success: {:?}",
+        kinds(&seen)
+    );
+    let failed = find(&seen, EventKind::RefreshFailed);
+    assert_eq!(failed.error_code, Some(ErrorCode::Conflict));
+    assert_eq!(failed.attempts, Some(1));
+}

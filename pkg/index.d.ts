@@ -321,6 +321,15 @@ export interface AuthorizationUrlOptions {
    * `''` sends none.
    */
   prompt?: string | null | undefined;
+  /**
+   * Further query parameters (e.g. Stitch's `{ provider: 'fnb' }`,
+   * `login_hint`, `ui_locales`), sent after the others in the object's own
+   * key order. Not a plain object (an array, a `Map`, `URLSearchParams`:
+   * `Object.fromEntries()` makes one), a value that is not a string, or a
+   * name the URL sets itself (`state`, `scope`, …): a ConfigError naming
+   * `extraParams`.
+   */
+  extraParams?: Readonly<Record<string, string>> | null | undefined;
 }
 
 /**

@@ -140,6 +140,7 @@ export const hostCalls = {
   threw,
   get,
   keys: (obj) => Object.keys(obj),
+  iterable: (obj) => typeof obj[Symbol.iterator] === 'function',
   array,
   apply: (f, self, args) => Reflect.apply(f, self, args),
   bytes,

@@ -305,6 +305,12 @@ pub struct AuthorizationUrlOptions {
     /// `prompt`: unset sends `consent` (needed for `offline_access`); "" sends none.
     #[uniffi(default = None)]
     pub prompt: Option<String>,
+    /// Further query parameters (e.g. Stitch's `provider`, `login_hint`),
+    /// sent after the others in name order, so the URL is reproducible. One
+    /// the URL sets itself (`state`, `scope`, ...) is a Config error naming
+    /// `extra_params`.
+    #[uniffi(default)]
+    pub extra_params: std::collections::HashMap<String, String>,
 }
 
 /// The URL to open and what to keep until the user comes back.

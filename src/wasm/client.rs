@@ -1,7 +1,11 @@
 //! `TokenClient` and `refreshTokens` for JavaScript.
 
-use super::convert::{get, object, opt_string, string, string_arg, string_arg_within, strings};
+use super::convert::{
+    as_text, get, object, opt_string, string, string_arg, string_arg_within, strings,
+    MAX_ARRAY_ITEMS,
+};
 use super::error::to_js;
+use super::host;
 use super::js_store::JsStore;
 use super::options::{build, discover, from_credentials, known_keys, EVENT_OPTIONS, OPTIONS};
 use crate::{AuthorizationParams, Error, TokenClient};
@@ -149,8 +153,8 @@ impl WasmTokenClient {
         tokens.token_rejected(&scopes, &token).map_err(to_js)
     }
 
-    /// `await client.authorizationUrl({ redirectUri, scopes, state?, nonce? })`
-    /// (async: WebCrypto hashes the PKCE verifier).
+    /// `await client.authorizationUrl({ redirectUri, scopes, state?, nonce?,
+    /// prompt?, extraParams? })` (async: WebCrypto hashes the PKCE verifier).
     #[wasm_bindgen(js_name = authorizationUrl)]
     pub fn authorization_url(&self, params: JsValue) -> Promise {
         let client = self.inner.clone();
@@ -159,7 +163,7 @@ impl WasmTokenClient {
             let request = client
                 .authorization_url(params.map_err(to_js)?)
                 .await
-                .map_err(to_js)?;
+                .map_err(|e| to_js(extra_named(e)))?;
             Ok(object(&[
                 ("url", Some(request.url.into())),
                 ("codeVerifier", Some(request.code_verifier.into())),
@@ -269,7 +273,14 @@ pub fn refresh_tokens(options: JsValue) -> Promise {
 const EXCHANGE_MEMBERS: &[&str] = &["code", "codeVerifier", "redirectUri"];
 
 /// The members of `client.authorizationUrl()`'s options.
-const AUTHORIZATION_MEMBERS: &[&str] = &["redirectUri", "scopes", "state", "nonce", "prompt"];
+const AUTHORIZATION_MEMBERS: &[&str] = &[
+    "redirectUri",
+    "scopes",
+    "state",
+    "nonce",
+    "prompt",
+    "extraParams",
+];
 
 fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> {
     // A misspelt member (`scope` for `scopes`) would be dropped silently,
@@ -286,6 +297,58 @@ fn authorization_params(params: &JsValue) -> Result<AuthorizationParams, Error> 
         state: opt_string(params, "state")?,
         nonce: opt_string(params, "nonce")?,
         prompt: opt_string(params, "prompt")?,
-        extra: Vec::new(),
+        extra: extra_params(params)?,
     })
+}
+
+/// The member [`extra_params`] reads.
+const EXTRA_PARAMS: &str = "extraParams";
+
+/// `options.extraParams`: further query parameters, an object of strings,
+/// sent in the order of its own enumerable keys (`Object.keys`). Values
+/// are never quoted in an error (a `login_hint` is personal).
+fn extra_params(params: &JsValue) -> Result<Vec<(String, String)>, Error> {
+    let given = get(params, EXTRA_PARAMS)?;
+    if given.is_undefined() || given.is_null() {
+        return Ok(Vec::new());
+    }
+    let threw = |_| Error::config(EXTRA_PARAMS, "could not be read (it threw)");
+    // An array's indexes would become parameter names (`0=…`); a `Map` or
+    // `URLSearchParams` has no own keys, and would send nothing.
+    if !given.is_object() || host::iterable(&given).map_err(threw)? {
+        return Err(Error::config(
+            EXTRA_PARAMS,
+            "must be an object of strings ({ name: value }), not an array, Map or \
+             URLSearchParams (Object.fromEntries() makes one)",
+        ));
+    }
+    let keys = host::keys(&given).map_err(threw)?;
+    if keys.length() as usize > MAX_ARRAY_ITEMS {
+        return Err(Error::config(
+            EXTRA_PARAMS,
+            format!("has more than {MAX_ARRAY_ITEMS} members"),
+        ));
+    }
+    keys.iter()
+        .map(|key| {
+            let name = as_text(&key, EXTRA_PARAMS)?.unwrap_or_default();
+            let value = host::get(&given, &name).map_err(threw)?;
+            let value = as_text(&value, EXTRA_PARAMS)?.ok_or_else(|| {
+                // The name, cut: a parameter's name is short and no secret.
+                let shown = host::text_cut(&key, 64).unwrap_or_default();
+                Error::config(EXTRA_PARAMS, format!("`{shown}` must be a string"))
+            })?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// `error` with the core's field `extra` named as the caller wrote it.
+fn extra_named(error: Error) -> Error {
+    match error {
+        Error::Config { field, message } if field == "extra" => {
+            Error::config(EXTRA_PARAMS, message)
+        }
+        other => other,
+    }
 }

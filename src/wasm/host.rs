@@ -28,6 +28,7 @@ struct HostCalls {
     threw: JsValue,
     get: JsValue,
     keys: JsValue,
+    iterable: JsValue,
     array: JsValue,
     apply: JsValue,
     bytes: JsValue,
@@ -42,7 +43,7 @@ thread_local! {
 }
 
 /// Registers the package's catching calls (once; later calls are ignored):
-/// `{ attempt, takeError, threw, get, keys, array, apply, bytes, wellFormed,
+/// `{ attempt, takeError, threw, get, keys, iterable, array, apply, bytes, wellFormed,
 /// cancel, setTimer, clearTimer }`.
 #[wasm_bindgen(js_name = setHostCalls)]
 pub fn set_host_calls(calls: JsValue) {
@@ -55,6 +56,7 @@ pub fn set_host_calls(calls: JsValue) {
             threw: field("threw"),
             get: field("get"),
             keys: field("keys"),
+            iterable: field("iterable"),
             array: field("array"),
             apply: field("apply"),
             bytes: field("bytes"),
@@ -186,6 +188,13 @@ pub(crate) fn bytes(
 pub(crate) fn keys(obj: &JsValue) -> Result<Array, JsValue> {
     let u = JsValue::UNDEFINED;
     attempt(|c| &c.keys, [obj, &u, &u]).map(JsCast::unchecked_into)
+}
+
+/// Whether `value` is iterable (an array, a `Map`, `URLSearchParams`):
+/// not a plain object of members.
+pub(crate) fn iterable(value: &JsValue) -> Result<bool, JsValue> {
+    let u = JsValue::UNDEFINED;
+    Ok(attempt(|c| &c.iterable, [value, &u, &u])?.is_truthy())
 }
 
 /// What [`array`] found.

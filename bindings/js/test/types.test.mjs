@@ -69,6 +69,7 @@ const WRONG = {
   'store-load-number-sync.ts': ['export const s: TokenStore = { load: () => 1, save: () => {} };', 'TS2322'],
   // The run time checks for a Response by brand: a look-alike object is refused.
   'unauthenticated-plain-object.ts': ["export const p = isUnauthenticated({ status: 401, headers: { get: () => null }, arrayBuffer: async () => new ArrayBuffer(0) });", 'TS2345'],
+  'extra-param-not-a-string.ts': ["export const p = new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c' }).authorizationUrl({ redirectUri: 'https://a.example/cb', extraParams: { provider: 1 } });", 'TS2322'],
   'fetch-without-response.ts': ["new TokenClient({ tokenEndpoint: 'https://x.example/token', clientId: 'c', fetch: async () => 'body' });", 'TS2322'],
 };
 

@@ -5,9 +5,9 @@ bad one raises :class:`ConfigError` naming the parameter (``field``).
 One place for every entry point: strings (``str`` only, no lone
 surrogates; a ``str`` subclass is copied into an exact ``str`` without
 calling any method it overrides), integers (``int``, not ``bool``, within
-the core's range), lists of strings, the generated records built from
-keyword options (unknown or missing keywords, nested ``retry``), the
-synchronous ``timeout=``, and host objects (a store, an HTTP client, a
+the core's range), lists and mappings of strings, the generated records
+built from keyword options (unknown or missing keywords, nested ``retry``),
+the synchronous ``timeout=``, and host objects (a store, an HTTP client, a
 clock) that lack the methods freshtoken calls. Messages name the parameter
 and the type given, never a value: values may be secrets.
 
@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ._errors import ConfigError
 
-__all__ = ["text", "optional_text", "key", "integer", "text_list", "record", "fields_of", "timeout",
+__all__ = ["text", "optional_text", "key", "integer", "text_list", "text_map", "record", "fields_of", "timeout",
            "store", "http", "clock", "type_name"]
 
 I64 = (-(1 << 63), 1 << 63)
@@ -115,6 +115,28 @@ def text_list(value: Any, field: str) -> List[str]:
     return [text(item, field) for item in value]
 
 
+def text_map(value: Any, field: str) -> Dict[str, str]:
+    """A new dict of :func:`text` names and values from any ``Mapping``,
+    read once. Errors name ``field`` and the name at fault, never a value."""
+    if not isinstance(value, Mapping):
+        raise _error(field, f"{field} must be a mapping of str to str, not {type_name(value)}")
+    try:
+        items = list(value.items())
+    except Exception as e:  # noqa: BLE001 - a Mapping whose items() raises
+        raise _error(field, f"{field} could not be read ({type_name(e)})") from None
+    checked: Dict[str, str] = {}
+    for name, item in items:
+        if not isinstance(name, str):
+            raise _error(field, f"{field} names must be str, not {type_name(name)}")
+        name = text(name, field)
+        if not isinstance(item, str):
+            raise _error(field, f"{field}[{utf8_safe(repr(name))}] must be a str, not {type_name(item)}")
+        if name in checked:  # str subclasses that hashed apart but are one name
+            raise _error(field, f"{field} names {utf8_safe(repr(name))} more than once")
+        checked[name] = text(item, field)
+    return checked
+
+
 # --- records built from keyword options ---------------------------------------
 
 
@@ -172,6 +194,8 @@ def _field(cls: type, name: str, annotation: str, value: Any, field: str) -> Any
         return value
     if annotation == "typing.List[str]":
         return text_list(value, field)
+    if annotation == "dict[str, str]":
+        return text_map(value, field)
     target = _RECORDS.get(annotation)
     if target is not None:
         return nested(target, value, field)

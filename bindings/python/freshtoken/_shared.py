@@ -349,7 +349,13 @@ class ClientCore(NativeOwner):
                _check.text(token, "token"))
 
     def authorization_url(self, redirect_uri: str, **options: Any):
-        """The authorize URL (PKCE S256, state, nonce, ``offline_access``)."""
+        """The authorize URL (PKCE S256, state, nonce, ``offline_access``).
+
+        Options: ``scopes``, ``state``, ``nonce``, ``prompt`` and
+        ``extra_params``, a mapping of further query parameters (e.g.
+        ``{"provider": "fnb"}``, ``login_hint``), str to str, sent in name
+        order; one the URL sets itself (``state``, ``scope``, ...) is a
+        ``ConfigError`` naming ``extra_params``."""
         from ._ffi.freshtoken import AuthorizationUrlOptions
 
         request = _check.record(AuthorizationUrlOptions, dict(options, redirect_uri=redirect_uri))

@@ -252,7 +252,7 @@ def test_encryption_arguments_are_checked(emu):
 
 RECORDS = [generated.TokenClientOptions, generated.RetryOptions, generated.SeedOptions,
            generated.AuthorizationUrlOptions, generated.ExchangeCodeOptions]
-KNOWN_TYPES = {"str", "int", "typing.List[str]", "RetryOptions", "EventListener"}
+KNOWN_TYPES = {"str", "int", "typing.List[str]", "dict[str, str]", "RetryOptions", "EventListener"}
 
 
 def required(cls):

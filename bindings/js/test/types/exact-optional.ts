@@ -34,7 +34,7 @@ export async function calls(): Promise<void> {
   const s = client.session('k', new MemoryStore());
   await s.seed({ refreshToken: 'r', accessToken: unset, expiresIn: unset, scope: unset, idToken: unset });
   await s.accessToken({ signal: unset });
-  await client.authorizationUrl({ redirectUri: 'https://app.example/cb', scopes: unset, state: unset, nonce: unset, prompt: unset });
+  await client.authorizationUrl({ redirectUri: 'https://app.example/cb', scopes: unset, state: unset, nonce: unset, prompt: unset, extraParams: unset });
   await TokenClient.discover('https://issuer.example', { clientId: 'c', clientSecret: env['SECRET'] });
   await refreshTokens({ tokenEndpoint: 'https://x.example/token', clientId: 'c', refreshToken: 'r', timeoutMs: unset });
   await authorizedFetch(session, 'https://api.example', undefined, { fetch: unset });

@@ -180,6 +180,7 @@ export async function codeFlow(code: string, verifier: string): Promise<UserSess
     scopes: ['openid', 'accounts'],
     state: 'opaque',
     nonce: 'nonce',
+    extraParams: { provider: 'fnb', login_hint: 'user@example.com' },
   });
   const minimal = await client.authorizationUrl({ redirectUri: 'https://app.example/callback' });
   const kept: string[] = [request.url, request.codeVerifier, request.state, request.nonce, minimal.url];

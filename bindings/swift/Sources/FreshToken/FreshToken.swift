@@ -1435,7 +1435,8 @@ public func FfiConverterTypeEventListener_lower(_ value: EventListener) -> UInt6
 public protocol FfiTokenClientProtocol: AnyObject, Sendable {
     
     /**
-     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
+     * The authorize URL (PKCE S256, state, nonce, `offline_access`, then
+     * `extra_params` in name order).
      */
     func authorizationUrl(options: AuthorizationUrlOptions) throws  -> AuthorizationRequest
     
@@ -1617,7 +1618,8 @@ public static func withClock(options: TokenClientOptions, http: HttpClient, cloc
 
     
     /**
-     * The authorize URL (PKCE S256, state, nonce, `offline_access`).
+     * The authorize URL (PKCE S256, state, nonce, `offline_access`, then
+     * `extra_params` in name order).
      */
 open func authorizationUrl(options: AuthorizationUrlOptions)throws  -> AuthorizationRequest  {
     return try  FfiConverterTypeAuthorizationRequest_lift(try rustCallWithError(FfiConverterTypeFreshTokenError_lift) {
@@ -3226,6 +3228,13 @@ public struct AuthorizationUrlOptions: Equatable, Hashable {
      * `prompt`: unset sends `consent` (needed for `offline_access`); "" sends none.
      */
     public var prompt: String?
+    /**
+     * Further query parameters (e.g. Stitch's `provider`, `login_hint`),
+     * sent after the others in name order, so the URL is reproducible. One
+     * the URL sets itself (`state`, `scope`, ...) is a Config error naming
+     * `extra_params`.
+     */
+    public var extraParams: [String: String]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3244,12 +3253,19 @@ public struct AuthorizationUrlOptions: Equatable, Hashable {
          */nonce: String? = nil, 
         /**
          * `prompt`: unset sends `consent` (needed for `offline_access`); "" sends none.
-         */prompt: String? = nil) {
+         */prompt: String? = nil, 
+        /**
+         * Further query parameters (e.g. Stitch's `provider`, `login_hint`),
+         * sent after the others in name order, so the URL is reproducible. One
+         * the URL sets itself (`state`, `scope`, ...) is a Config error naming
+         * `extra_params`.
+         */extraParams: [String: String] = [:]) {
         self.redirectUri = redirectUri
         self.scopes = scopes
         self.state = state
         self.nonce = nonce
         self.prompt = prompt
+        self.extraParams = extraParams
     }
 
     
@@ -3272,7 +3288,8 @@ public struct FfiConverterTypeAuthorizationUrlOptions: FfiConverterRustBuffer {
                 scopes: FfiConverterSequenceString.read(from: &buf), 
                 state: FfiConverterOptionString.read(from: &buf), 
                 nonce: FfiConverterOptionString.read(from: &buf), 
-                prompt: FfiConverterOptionString.read(from: &buf)
+                prompt: FfiConverterOptionString.read(from: &buf), 
+                extraParams: FfiConverterDictionaryStringString.read(from: &buf)
         )
     }
 
@@ -3282,6 +3299,7 @@ public struct FfiConverterTypeAuthorizationUrlOptions: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.state, into: &buf)
         FfiConverterOptionString.write(value.nonce, into: &buf)
         FfiConverterOptionString.write(value.prompt, into: &buf)
+        FfiConverterDictionaryStringString.write(value.extraParams, into: &buf)
     }
 }
 
@@ -6153,6 +6171,32 @@ fileprivate struct FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer {
         return seq
     }
 }
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
+    public static func write(_ value: [String: String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for (key, value) in value {
+            FfiConverterString.write(key, into: &buf)
+            FfiConverterString.write(value, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String: String] {
+        let len: Int32 = try readInt(&buf)
+        var dict = [String: String]()
+        dict.reserveCapacity(Int(len))
+        for _ in 0..<len {
+            let key = try FfiConverterString.read(from: &buf)
+            let value = try FfiConverterString.read(from: &buf)
+            dict[key] = value
+        }
+        return dict
+    }
+}
 private let UNIFFI_RUST_FUTURE_POLL_READY: Int8 = 0
 private let UNIFFI_RUST_FUTURE_POLL_WAKE: Int8 = 1
 
@@ -6402,7 +6446,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_freshtoken_checksum_method_clienttokens_token_rejected() != 59134) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_freshtoken_checksum_method_tokenclient_authorization_url() != 57012) {
+    if (uniffi_freshtoken_checksum_method_tokenclient_authorization_url() != 28904) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_freshtoken_checksum_method_tokenclient_client_token() != 11268) {

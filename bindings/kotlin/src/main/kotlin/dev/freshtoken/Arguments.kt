@@ -80,6 +80,37 @@ internal inline fun <reified T : Any> checkedElements(
     return copy
 }
 
+/**
+ * The map argument [name] (`extra_params`) read once into a copy of its own,
+ * as [checkedTexts] reads a list: every key and value a String checked by
+ * [checkText]. A null, a key or value of another class (a raw Java map), or
+ * a map that cannot be read through is [FreshTokenException.Config] naming
+ * [name] (never quoting a value).
+ */
+internal fun checkedTextMap(name: String, values: Map<String, String>): Map<String, String> {
+    val copy = LinkedHashMap<String, String>()
+    try {
+        for ((key, value) in values as Map<*, *>) {
+            if (key !is String) {
+                throw FreshTokenException.Config(name, "invalid configuration `$name`: every name must be a string, found ${classOf(key)}")
+            }
+            checkText(name, key)
+            if (value !is String) {
+                throw FreshTokenException.Config(name, "invalid configuration `$name`: `$key` must be a string, found ${classOf(value)}")
+            }
+            checkText(name, value)
+            copy[key] = value
+        }
+    } catch (e: FreshTokenException) {
+        throw e
+    } catch (e: RuntimeException) {
+        throw FreshTokenException.Config(name, "invalid configuration `$name`: the map could not be read (${e.javaClass.name})")
+    }
+    return copy
+}
+
+private fun classOf(value: Any?): String = if (value == null) "null" else "a ${value.javaClass.name}"
+
 /** These options, after checking each of their strings. */
 internal fun TokenClientOptions.checked(): TokenClientOptions = apply {
     checkText("token_endpoint", tokenEndpoint)
@@ -103,13 +134,17 @@ internal fun SeedOptions.checked(): SeedOptions = apply {
     checkText("id_token", idToken)
 }
 
-/** These options, after checking each of their strings, with a copy of [AuthorizationUrlOptions.scopes] read once. */
+/**
+ * These options, after checking each of their strings, with copies of
+ * [AuthorizationUrlOptions.scopes] and [AuthorizationUrlOptions.extraParams]
+ * read once.
+ */
 internal fun AuthorizationUrlOptions.checked(): AuthorizationUrlOptions {
     checkText("redirect_uri", redirectUri)
     checkText("state", state)
     checkText("nonce", nonce)
     checkText("prompt", prompt)
-    return copy(scopes = checkedTexts("scopes", scopes))
+    return copy(scopes = checkedTexts("scopes", scopes), extraParams = checkedTextMap("extra_params", extraParams))
 }
 
 /** These options, after checking each of their strings. */

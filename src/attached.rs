@@ -311,12 +311,9 @@ impl Attached {
                 return Err(error);
             }
         }
-        let signed_out = if kept {
-            self.signed_out_since(record).await
-        } else {
-            None
-        };
-        let mut saved = match signed_out {
+        // A sign-out stored since the exchange read the store (while its
+        // code was at the server, or since its tokens were kept) wins.
+        let mut saved = match self.signed_out_before_save(record, kept).await {
             Some(error) => Err(error),
             None if kept => self.sync().await,
             None => self.persist(generation, record).await,
@@ -327,13 +324,9 @@ impl Attached {
             // Another process saved meanwhile: a sign-out made since the
             // exchange read the store wins over the re-link, as it does
             // over a kept one (checked before each save over it).
-            saved = match self.signed_out_since(record).await {
+            saved = match self.signed_out_before_save(record, false).await {
+                Some(error) => Err(error),
                 None => self.save_over(record).await,
-                Some(e) if e.code() == crate::ErrorCode::ReauthorizationRequired => Err(e),
-                Some(e) => Err(self.keep_issued(
-                    record,
-                    &format!("the stored record could not be read: {}", plain(&e)),
-                )),
             };
         }
         if saved.as_ref().is_err_and(is_conflict) {
@@ -352,8 +345,8 @@ impl Attached {
         saved
     }
 
-    /// Whether the user signed out after the kept issued `record` was
-    /// made: the stored record is a revocation, and the one the code
+    /// Whether the user signed out since the code exchange that issued `record`
+    /// read the store: the stored record is a revocation, and the one the code
     /// exchange read before sending its code was not (a revocation then is
     /// a sign-out this re-link follows, saved over). No clocks are
     /// compared: each process stamps records with its own. Saved over a
@@ -362,9 +355,10 @@ impl Attached {
     /// they would otherwise live on at the server, held by no one), and
     /// the caller gets `reauthorization_required` (revoked); the events
     /// `revoked` and `reauthorization_required` say so. A store that
-    /// cannot be read fails the save (its error; the record stays kept);
-    /// damaged stored text is no sign-out. Checked before a kept record's
-    /// save and before each save over a conflicting one.
+    /// cannot be read is its error (see [`Attached::signed_out_before_save`]);
+    /// damaged stored text is no sign-out. Checked before every save of an
+    /// issued record: its first, each over a conflicting record, and a
+    /// kept one's.
     async fn signed_out_since(&self, record: &Arc<Record>) -> Option<Error> {
         let stored = match self.load_with_version().await {
             Ok((Ok(stored), _)) => stored?,
@@ -400,6 +394,16 @@ impl Attached {
             ),
         }
         Some(Error::reauth(crate::error::ReauthReason::Revoked))
+    }
+
+    /// [`Attached::signed_out_since`] before a save of the issued `record`:
+    /// its `reauthorization_required`. A store that cannot be read fails
+    /// the save of a `kept` record (which stays kept); any other save goes
+    /// on (a record no key of an `EncryptedStore` opens is replaced, and a
+    /// store that answers saves but not reads keeps the tokens saved).
+    async fn signed_out_before_save(&self, record: &Arc<Record>, kept: bool) -> Option<Error> {
+        let error = self.signed_out_since(record).await?;
+        (kept || error.code() == crate::ErrorCode::ReauthorizationRequired).then_some(error)
     }
 
     /// The code exchange's record this state holds unsaved, marked to be
@@ -512,6 +516,21 @@ impl Attached {
             |session| Box::pin(async move { session.sync_keeping_issued().await }),
         )
         .await
+    }
+
+    /// Ends a code exchange's hold on the fleet lease (see
+    /// [`crate::code_exchange::holds_lease`]) as the session's flight: a
+    /// flight running now (a refresh under the same lease) ends first, and
+    /// none starts meanwhile. Given back, or kept while the exchange's
+    /// record is unsaved ([`crate::fleet::keep_or_release_lease`]).
+    pub(crate) async fn end_code_lease(&self) {
+        let release = |session: Attached| -> BoxFuture<'static, Result<(), Error>> {
+            Box::pin(async move {
+                crate::fleet::keep_or_release_lease(&session).await;
+                Ok(())
+            })
+        };
+        let _ = self.saving_flight(|_| false, release).await;
     }
 
     /// One background try of [`crate::fleet::keep_stranded`], as the

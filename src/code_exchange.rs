@@ -98,6 +98,10 @@ struct Redemption {
     clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
+    /// While it holds the key's fleet lease: until when (on the clock of
+    /// the client that redeemed it) the lease it took or renewed lasts;
+    /// 0 otherwise (see [`holds_lease`]).
+    lease_until_ms: u64,
     /// The process sending it (see [`crate::started_by`]).
     by: StartedBy,
     outcome: Shared<BoxFuture<'static, Outcome>>,
@@ -209,7 +213,7 @@ pub(crate) async fn redeem(
 
         let body: BoxFuture<'static, Outcome> = Box::pin(async move {
             let clock = ctx.clock.clone();
-            let outcome = under_lease(ctx, sender, code).await;
+            let outcome = under_lease(ctx, sender, code, serial).await;
             drop(replacing);
             let (ended, real_ended) = (clock.now_ms(), crate::clock::platform_monotonic_ms());
             redemptions(|list| match outcome.sent {
@@ -234,6 +238,7 @@ pub(crate) async fn redeem(
             forget_at_real_ms: real_now.saturating_add(remembered_ms),
             clock: own_clock,
             serial,
+            lease_until_ms: 0,
             by: StartedBy::this(),
             outcome: outcome.clone(),
         });
@@ -443,15 +448,21 @@ fn is_verifier(verifier: &str) -> bool {
 /// refreshing the old link holds the lease until its rotated record is
 /// saved: the re-link then lands after it, not under it. A lease not taken
 /// within the wait sends nothing (`conflict`: the code can be exchanged
-/// again). The lease is the exchange's until it ends: a refresh of this
-/// state that runs under it meanwhile does not give it back.
-async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
+/// again). The lease is renewed just before the code is sent, so that it
+/// outlasts the request and the save. It is the exchange's until it ends
+/// ([`holds_lease`]): a refresh of this state that runs under it meanwhile
+/// does not give it back, and the exchange gives it back once no such
+/// refresh runs.
+async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code, serial: u64) -> Outcome {
     if !session.store.supports_lease() {
-        return send_and_save(ctx, session, code).await;
+        return send_and_save(ctx, session, code, None).await;
     }
-    session.cell.lock().code_leases += 1;
-    let outcome = match crate::fleet::take_lease(&session, None).await {
-        Ok(_) => send_and_save(ctx, session.clone(), code).await,
+    let taken = crate::fleet::take_lease(&session, None).await;
+    let outcome = match taken {
+        Ok(_) => {
+            hold_lease(&session, serial);
+            send_and_save(ctx, session.clone(), code, Some(serial)).await
+        }
         Err(error) => Outcome {
             sent: false,
             issued: None,
@@ -463,9 +474,37 @@ async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code) -> Outcom
             }),
         },
     };
-    session.cell.lock().code_leases -= 1;
-    crate::fleet::keep_or_release_lease(&session).await;
+    redemptions(|list| set_lease_until(list, serial, 0));
+    // Once no flight of the state runs: a refresh that runs under the
+    // lease now ends first, and gives it back itself.
+    session.end_code_lease().await;
     outcome
+}
+
+/// Notes that redemption `serial` holds `session`'s lease, taken or
+/// renewed now, for the lease's TTL.
+fn hold_lease(session: &Attached, serial: u64) {
+    let until = (session.ctx.clock.now_ms()).saturating_add(session.ctx.config.lease_ttl_ms);
+    redemptions(|list| set_lease_until(list, serial, until));
+}
+
+fn set_lease_until(list: &mut [Redemption], serial: u64, until: u64) {
+    (list.iter_mut().filter(|r| r.serial == serial)).for_each(|r| r.lease_until_ms = until);
+}
+
+/// Whether a code exchange of this process holds `session`'s fleet lease
+/// (see [`under_lease`]): a flight of the state that ran under it
+/// meanwhile leaves it to the exchange to give back. Only for as long as
+/// the lease it took lasts: an exchange that panicked, or that nothing
+/// drives any more (its callers gone, no spawner), keeps no lease held.
+pub(crate) fn holds_lease(session: &Attached) -> bool {
+    let now = session.ctx.clock.now_ms();
+    let cell = Arc::as_ptr(&session.cell);
+    redemptions(|list| {
+        list.iter().any(|r| {
+            std::ptr::eq(r.cell.as_ptr(), cell) && now < r.lease_until_ms && !r.by.elsewhere()
+        })
+    })
 }
 
 /// Sends the code and saves the record it brings into `session`: the first
@@ -473,7 +512,15 @@ async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code) -> Outcom
 /// one (kept, or the user has to log in again). Also says whether the
 /// server issued anything. Sends nothing when the stored record is the one
 /// this code issued (see [`redeemed_in_store`]).
-async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outcome {
+///
+/// `leased`: the redemption's serial, when it holds the key's lease (see
+/// [`under_lease`]).
+async fn send_and_save(
+    ctx: Arc<Context>,
+    session: Attached,
+    code: Code,
+    leased: Option<u64>,
+) -> Outcome {
     let config = &ctx.config;
     let from_code = fingerprint(&ctx, &code).await;
     if let Some(held) = held_unsaved(&session, from_code.as_deref()) {
@@ -537,6 +584,28 @@ async fn send_and_save(ctx: Arc<Context>, session: Attached, code: Code) -> Outc
             }
         },
     };
+    if let Some(serial) = leased {
+        // Renewed (an acquire by the holding owner extends it): the reads
+        // above took some of it, and the request and the save need the
+        // rest. Lost to another process meanwhile, nothing is sent.
+        let lost = match session.acquire().await {
+            Ok(true) => None,
+            Ok(false) => Some(Error::Conflict {
+                message: "the refresh lease lapsed and another process took it before the \
+                          code was sent; the code was not sent"
+                    .to_owned(),
+            }),
+            Err(error) => Some(error),
+        };
+        if let Some(error) = lost {
+            return Outcome {
+                sent: false,
+                issued: None,
+                result: Err(error),
+            };
+        }
+        hold_lease(&session, serial);
+    }
     let grant = Grant::AuthorizationCode {
         code: code.code.expose(),
         code_verifier: code.code_verifier.expose(),

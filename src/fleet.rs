@@ -405,9 +405,9 @@ pub(crate) async fn keep_or_release_lease(session: &Attached) {
 /// expires, so it is logged, not reported. Kept while a code exchange of
 /// the state holds it (a refresh or a save that ran under it meanwhile
 /// ends first): the exchange gives it back at its end (see
-/// [`crate::code_exchange`]).
+/// [`crate::code_exchange::holds_lease`]).
 pub(crate) async fn release_lease(session: &Attached) {
-    if session.cell.lock().code_leases > 0 {
+    if crate::code_exchange::holds_lease(session) {
         return;
     }
     if let Err(e) = session.release().await {

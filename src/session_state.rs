@@ -58,7 +58,6 @@ impl Default for SessionCell {
                 retired: Vec::new(),
                 rejected: None,
                 replacing_calls: 0,
-                code_leases: 0,
                 started_by: StartedBy::default(),
                 lapse_reported: 0,
                 save_over: 0,
@@ -119,10 +118,6 @@ pub(crate) struct SessionState {
     pub(crate) rejected: Option<Box<Secret>>,
     /// Seeds and code exchanges running (see [`Replacing`]).
     pub(crate) replacing_calls: u32,
-    /// Code exchanges holding (or taking) the fleet lease of the key: the
-    /// lease is theirs to give back, not a flight's that ends meanwhile
-    /// (see [`crate::fleet::release_lease`]).
-    pub(crate) code_leases: u32,
     /// The process whose calls `inflight` and `replacing_calls` are.
     pub(crate) started_by: StartedBy,
     /// The `generation` whose refresh-token lapse was last reported (0:
@@ -333,7 +328,6 @@ fn forget_forked(st: &mut SessionState) {
         st.inflight = None;
         st.saving_only = false;
         st.replacing_calls = 0;
-        st.code_leases = 0;
         st.replacing_waiters = None;
     }
 }

@@ -157,8 +157,9 @@ async fn a_code_exchange_the_store_keeps_moving_under_keeps_its_tokens_unsaved_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_exchange_whose_version_read_fails_after_the_conflict_is_saved_by_the_next_call() {
     let h = Harness::new();
-    // The conflict's own check and the version read after it both fail.
-    let (store, exchanged) = exchange_meeting(&h, 1, 2).await;
+    // The conflict's own check, the sign-out check before the save over it
+    // and the version read after it all fail.
+    let (store, exchanged) = exchange_meeting(&h, 1, 3).await;
     let error = exchanged.unwrap_err();
     assert_eq!(error.code().as_str(), "storage", "{error}");
     let session = h.client.session("u1", store.clone()).unwrap();
@@ -181,7 +182,7 @@ async fn save_unsaved_saves_a_code_exchange_whose_version_read_failed_before_its
     // The save failed before it was sent (its version read), so the store
     // was noted as the save began: save_unsaved() finds it with no handle.
     let h = Harness::new();
-    let (store, exchanged) = exchange_meeting(&h, 1, 3).await;
+    let (store, exchanged) = exchange_meeting(&h, 1, 4).await;
     assert_eq!(exchanged.unwrap_err().code().as_str(), "storage");
 
     let error = h.client.save_unsaved().await.unwrap_err();

@@ -460,14 +460,16 @@ impl StoreHooks for SignsOutFirst {
     }
 }
 
-/// A re-link whose code is out while the user signs out in another process
-/// (a store with compare-and-swap, no lease): the exchange read a live
-/// record, so the revocation its save then conflicts with is a sign-out
-/// made since. It wins, as it does over a re-link kept unsaved: the re-link
-/// is dropped and its tokens revoked. Its save used to be made over the
-/// sign-out after the conflict, bringing the session back.
+/// A sign-out in another process landing between a re-link's version read
+/// and its save (a store with compare-and-swap, no lease): the exchange
+/// read a live record before sending its code, so the revocation its save
+/// then conflicts with is a sign-out made since. It wins, as it does over
+/// a re-link kept unsaved: the re-link is dropped and its tokens revoked.
+/// Its save used to be made over the sign-out after the conflict, bringing
+/// the session back. (One landing while the code is at the server: see
+/// tests/code_exchange_lease.rs.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sign_out_made_while_the_code_is_out_is_not_saved_over() {
+async fn a_sign_out_landing_just_before_the_relinks_save_is_not_saved_over() {
     let h = Harness::new();
     let shared = Arc::new(MemoryStore::new());
     let other = h.other_process();

@@ -14,24 +14,36 @@ import Foundation
 /// filled only from the core's `cachedToken()`: `UserSession.accessToken()`
 /// returns the mirrored token while the client's clock reads less than
 /// "fresh until", without calling into the core.
+///
+/// The client keeps its `onEvent` listener; the core holds it only weakly
+/// (`WeakEventListener`), so the listener lives exactly as long as this
+/// client, not as long as its native core. A listener closure that
+/// captures the object owning the client must capture it `[weak self]`
+/// (ARC frees no cycle). The `HttpClient`, `Clock` and each session's
+/// `TokenStore` the core holds strongly (it must still save a rotated
+/// refresh token after its caller has gone): one that refers to the client,
+/// or to its owner, keeps both alive for good.
 public final class TokenClient: @unchecked Sendable {
     let ffi: FfiTokenClient
     let mirror: TokenMirror
+    /// The app's event listener, owned here: the core is handed a
+    /// `WeakEventListener` around it (never read: holding it is the point).
+    private let onEvent: EventListener?
     private let handlesLock = NSLock()
     private var handles: [String: UserSession] = [:]
     private var handleOrder = KeyOrder()
 
     /// A client sending requests through `http`, on the system clock.
     public convenience init(options: TokenClientOptions, http: HttpClient) throws {
-        let ffi = try FfiTokenClient(options: options, http: http)
-        self.init(ffi: ffi, clock: nil, maxSessions: options.maxSessions)
+        let ffi = try FfiTokenClient(options: options.withWeakListener(), http: http)
+        self.init(ffi: ffi, clock: nil, maxSessions: options.maxSessions, onEvent: options.onEvent)
     }
 
     /// The same on the host's `clock` (tests with fake time); the mirror
     /// reads the same clock.
     public convenience init(options: TokenClientOptions, http: HttpClient, clock: Clock) throws {
-        let ffi = try FfiTokenClient.withClock(options: options, http: http, clock: clock)
-        self.init(ffi: ffi, clock: clock, maxSessions: options.maxSessions)
+        let ffi = try FfiTokenClient.withClock(options: options.withWeakListener(), http: http, clock: clock)
+        self.init(ffi: ffi, clock: clock, maxSessions: options.maxSessions, onEvent: options.onEvent)
     }
 
     /// A client from the provider's client-credentials JSON (`clientId`,
@@ -48,8 +60,8 @@ public final class TokenClient: @unchecked Sendable {
         options: TokenClientOptions = TokenClientOptions(clientId: ""),
         clock: Clock? = nil
     ) throws -> TokenClient {
-        let ffi = try FfiTokenClient.fromCredentialsJsonWith(json: json, options: options, http: http, clock: clock)
-        return TokenClient(ffi: ffi, clock: clock, maxSessions: options.maxSessions)
+        let ffi = try FfiTokenClient.fromCredentialsJsonWith(json: json, options: options.withWeakListener(), http: http, clock: clock)
+        return TokenClient(ffi: ffi, clock: clock, maxSessions: options.maxSessions, onEvent: options.onEvent)
     }
 
     /// A client for the provider `issuer` (e.g. `https://secure.stitch.money`):
@@ -62,14 +74,17 @@ public final class TokenClient: @unchecked Sendable {
     /// detail starts with "discovery:"), an unreachable issuer `.Network`,
     /// a plain-http issuer that is not loopback `.Config`.
     public static func discover(issuer: String, options: TokenClientOptions, http: HttpClient, clock: Clock? = nil) async throws -> TokenClient {
-        let ffi = try await discoverClient(issuer: issuer, options: options, http: http, clock: clock)
-        return TokenClient(ffi: ffi, clock: clock, maxSessions: options.maxSessions)
+        let ffi = try await discoverClient(issuer: issuer, options: options.withWeakListener(), http: http, clock: clock)
+        return TokenClient(ffi: ffi, clock: clock, maxSessions: options.maxSessions, onEvent: options.onEvent)
     }
 
-    init(ffi: FfiTokenClient, clock: Clock?, maxSessions: Int64?) {
+    /// `onEvent`: the listener of the options the core was handed with
+    /// `withWeakListener()`, kept here.
+    init(ffi: FfiTokenClient, clock: Clock?, maxSessions: Int64?, onEvent: EventListener?) {
         let bound = Int(clamping: maxSessions ?? TokenMirror.defaultBound)
         self.ffi = ffi
         self.mirror = TokenMirror(clock: clock, bound: bound)
+        self.onEvent = onEvent
     }
 
     /// A handle on the session `key`, persisted through `store`. Makes no
@@ -443,6 +458,9 @@ extension SessionStatus {
 /// order, after the fact: a slow closure delays no refresh (events that find
 /// 1,024 others waiting are dropped), and what it throws is ignored. The
 /// closure is `@Sendable`: it runs on that thread, not on the caller's actor.
+/// The `TokenClient` keeps it (the core only weakly): a closure that uses
+/// the object owning the client captures it `[weak self]`, or the two keep
+/// each other alive.
 public final class ClosureEventListener: EventListener, Sendable {
     private let handler: @Sendable (TokenEvent) throws -> Void
 
@@ -454,6 +472,43 @@ public final class ClosureEventListener: EventListener, Sendable {
     /// Hands the event to the closure.
     public func onEvent(event: TokenEvent) throws {
         try handler(event)
+    }
+}
+
+/// What the core is handed in place of the app's `EventListener`: it
+/// reaches the listener through a weak reference and does nothing once the
+/// listener is gone. The `TokenClient` keeps the listener itself.
+///
+/// Ownership: the core keeps its listener for the native client's life
+/// (uniffi's handle map, a global, holds the Swift object), which may
+/// outlast the `TokenClient` (a call still running, a `ClientTokens` kept,
+/// the events thread draining). Now the listener lives exactly as long as
+/// the `TokenClient` that owns it, and any cycle through it is one of the
+/// app's own objects (owner -> client -> listener -> owner), which ARC
+/// tools show and `[weak self]` breaks; ARC frees no cycle, so a closure
+/// that captures its client's owner strongly still keeps both alive.
+/// Events the core emits after the `TokenClient` is gone are dropped.
+final class WeakEventListener: EventListener, @unchecked Sendable {
+    /// Set once in `init`, only read after (weak loads are atomic).
+    private weak var listener: EventListener?
+
+    init(_ listener: EventListener) {
+        self.listener = listener
+    }
+
+    func onEvent(event: TokenEvent) throws {
+        try listener?.onEvent(event: event)
+    }
+}
+
+extension TokenClientOptions {
+    /// These options as the core is handed them: `onEvent` replaced by a
+    /// `WeakEventListener` around it (the `TokenClient` keeps the listener).
+    func withWeakListener() -> TokenClientOptions {
+        guard let listener = onEvent else { return self }
+        var options = self
+        options.onEvent = WeakEventListener(listener)
+        return options
     }
 }
 

@@ -50,7 +50,10 @@ class TokenClientOptionsBuilder(tokenEndpoint: String, clientId: String) {
 
     /**
      * Receives the client's events on a thread of its own (a Java lambda
-     * will do: `.onEvent(e -> counter.increment(e.getKind()))`).
+     * will do: `.onEvent(e -> counter.increment(e.getKind()))`). The client
+     * keeps it and the core holds it only weakly, so it may refer back to
+     * the client (`.onEvent(this::onTokenEvent)` in the object that owns
+     * the client): a client dropped without `close()` is still collected.
      */
     fun onEvent(v: EventListener?) = apply { o = o.copy(onEvent = v) }
 

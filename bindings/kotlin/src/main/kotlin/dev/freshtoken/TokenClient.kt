@@ -12,17 +12,35 @@ import java.util.concurrent.CompletableFuture
  * `session(key, store).accessToken()` on a fresh token is a map lookup with
  * no FFI call; everything else runs in the Rust core. Thread-safe; create one
  * per OAuth client and share it. `AutoCloseable` (a Cleaner frees it otherwise).
+ *
+ * Ownership: the client keeps its `onEvent` listener, and the core holds
+ * that listener only weakly ([WeakEventListener]), so a listener may refer
+ * back to its client (a service that owns the client and handles its
+ * events) and a client dropped without [close] is still collected. The
+ * other objects the core calls back, the [HttpClient], the [Clock] and
+ * every session's [TokenStore], it holds strongly (it must still save a
+ * rotated refresh token after its caller has gone) from a GC root (uniffi's
+ * handle map): one that refers to this client, or to an object that owns
+ * it (an inner class of that object, a lambda using its fields), keeps the
+ * client and its native resources alive until [close]. Give them what they
+ * need (a database, a key) rather than their owner, or close the client.
  */
 class TokenClient private constructor(
     internal val ffi: FfiTokenClient,
     private val clock: Clock?,
     maxSessions: Long?,
+    /**
+     * The application's event listener, owned here: the core only has a
+     * [WeakEventListener] reaching it, so it lives exactly as long as this
+     * client (never read: holding it is the point).
+     */
+    @Suppress("unused") private val onEvent: EventListener?,
 ) : AutoCloseable {
     /** A client sending token requests through [http] (default: [HttpUrlConnectionClient]), on the system clock. */
     @JvmOverloads
     @Throws(FreshTokenException::class)
     constructor(options: TokenClientOptions, http: HttpClient = HttpUrlConnectionClient()) :
-        this(ffiCall { FfiTokenClient(options.checked(), http) }, null, options.maxSessions?.toLong())
+        this(ffiCall { FfiTokenClient(options.checked().withWeakListener(), http) }, null, options.maxSessions?.toLong(), options.onEvent)
 
     init {
         ExitHook.register()
@@ -369,7 +387,12 @@ class TokenClient private constructor(
         @JvmStatic
         @Throws(FreshTokenException::class)
         fun withClock(options: TokenClientOptions, http: HttpClient, clock: Clock): TokenClient =
-            TokenClient(ffiCall { FfiTokenClient.withClock(options.checked(), http, clock) }, clock, options.maxSessions?.toLong())
+            TokenClient(
+                ffiCall { FfiTokenClient.withClock(options.checked().withWeakListener(), http, clock) },
+                clock,
+                options.maxSessions?.toLong(),
+                options.onEvent,
+            )
 
         /**
          * A client for the provider [issuer] (e.g. `https://secure.stitch.money`):
@@ -398,7 +421,12 @@ class TokenClient private constructor(
         ): TokenClient {
             checkText("issuer", issuer)
             options.checked()
-            return TokenClient(ffiCall { discoverClient(issuer, options, http, clock) }, clock, options.maxSessions?.toLong())
+            return TokenClient(
+                ffiCall { discoverClient(issuer, options.withWeakListener(), http, clock) },
+                clock,
+                options.maxSessions?.toLong(),
+                options.onEvent,
+            )
         }
 
         /** [discover], blocking the calling thread (for Java and synchronous code). */
@@ -449,9 +477,10 @@ class TokenClient private constructor(
             checkText("credentials", json)
             options.checked()
             return TokenClient(
-                ffiCall { FfiTokenClient.fromCredentialsJsonWith(json, options, http, clock) },
+                ffiCall { FfiTokenClient.fromCredentialsJsonWith(json, options.withWeakListener(), http, clock) },
                 clock,
                 options.maxSessions?.toLong(),
+                options.onEvent,
             )
         }
     }

@@ -367,7 +367,7 @@ impl Attached {
             Err(error) => return Some(error),
         };
         let revoked = stored.reauth == Some(crate::error::ReauthReason::Revoked);
-        if !revoked || self.cell.lock().relinked_after_sign_out {
+        if !revoked || self.cell.lock().revoked_before_code != Some(false) {
             return None;
         }
         let ours = (self.cell.lock().record.as_ref()).is_some_and(|r| Arc::ptr_eq(r, record));
@@ -398,12 +398,25 @@ impl Attached {
 
     /// [`Attached::signed_out_since`] before a save of the issued `record`:
     /// its `reauthorization_required`. A store that cannot be read fails
-    /// the save of a `kept` record (which stays kept); any other save goes
-    /// on (a record no key of an `EncryptedStore` opens is replaced, and a
-    /// store that answers saves but not reads keeps the tokens saved).
+    /// the save of a `kept` record (which stays kept), unless it tells the
+    /// version (a record no key of an `EncryptedStore` opens: replaced);
+    /// any other save goes on (a store that answers saves but not reads
+    /// keeps the tokens saved).
     async fn signed_out_before_save(&self, record: &Arc<Record>, kept: bool) -> Option<Error> {
         let error = self.signed_out_since(record).await?;
-        (kept || error.code() == crate::ErrorCode::ReauthorizationRequired).then_some(error)
+        if error.code() == crate::ErrorCode::ReauthorizationRequired {
+            return Some(error);
+        }
+        if !kept {
+            return None;
+        }
+        // A record the store cannot open (one no key of an `EncryptedStore`
+        // opens) whose version it tells: as damaged text, replaced (as the
+        // exchange that issued `record` does).
+        if self.store.supports_versions() && self.stored_version().await.is_ok() {
+            return None;
+        }
+        Some(error)
     }
 
     /// The code exchange's record this state holds unsaved, marked to be
@@ -627,10 +640,12 @@ impl Attached {
         let saved = match self.kept_issued() {
             // A code exchange's record (a re-link): a sign-out stored since
             // (the lease may have lapsed between two tries) wins over it.
-            Some((_, record)) if pending => match self.signed_out_since(&record).await {
-                Some(error) => Err(error),
-                None => self.sync_renewing(false).await,
-            },
+            Some((_, record)) if pending => {
+                match self.signed_out_before_save(&record, true).await {
+                    Some(error) => Err(error),
+                    None => self.sync_renewing(false).await,
+                }
+            }
             _ if pending => self.sync_renewing(false).await,
             _ => Ok(()),
         };

@@ -98,9 +98,9 @@ struct Redemption {
     clock: std::sync::Weak<dyn crate::clock::Clock>,
     /// Drops the entry once it ends having issued nothing.
     serial: u64,
-    /// While it holds the key's fleet lease: until when (on the clock of
-    /// the client that redeemed it) the lease it took or renewed lasts;
-    /// 0 otherwise (see [`holds_lease`]).
+    /// While it holds the key's fleet lease: until when (on the monotonic
+    /// clock of the client that redeemed it) the lease it took or renewed
+    /// lasts; 0 otherwise (see [`holds_lease`]).
     lease_until_ms: u64,
     /// The process sending it (see [`crate::started_by`]).
     by: StartedBy,
@@ -457,11 +457,13 @@ async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code, serial: u
     if !session.store.supports_lease() {
         return send_and_save(ctx, session, code, None).await;
     }
+    let asked = crate::elapsed::Started::now(ctx.clock.as_ref());
     let taken = crate::fleet::take_lease(&session, None).await;
     let outcome = match taken {
         Ok(_) => {
             hold_lease(&session, serial);
-            send_and_save(ctx, session.clone(), code, Some(serial)).await
+            let leased = Leased { serial, asked };
+            send_and_save(ctx, session.clone(), code, Some(leased)).await
         }
         Err(error) => Outcome {
             sent: false,
@@ -481,10 +483,74 @@ async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code, serial: u
     outcome
 }
 
+/// The fleet lease an exchange holds: its redemption's serial, and when it
+/// was asked for.
+struct Leased {
+    serial: u64,
+    asked: crate::elapsed::Started,
+}
+
+impl Leased {
+    /// Renews the lease just before the code is sent (an acquire by the
+    /// holding owner extends it): the reads before took part of it, and
+    /// the request and the save need the rest. `None`: send. Otherwise
+    /// what the exchange ends with, nothing sent: the lease lost to
+    /// another process, or, should it have lapsed before the renewal, the
+    /// stored record changed since `stored` (at `version`) was read:
+    /// another process may have exchanged this very code meanwhile. A
+    /// record that now carries this code's fingerprint is adopted.
+    async fn renew(
+        &self,
+        session: &Attached,
+        stored: Option<&Arc<Record>>,
+        version: &Option<Option<String>>,
+        fingerprint: Option<&str>,
+    ) -> Option<Outcome> {
+        let not_sent = |error| {
+            Some(Outcome {
+                sent: false,
+                issued: None,
+                result: Err(error),
+            })
+        };
+        let clock = session.ctx.clock.as_ref();
+        let lapsed = |what: &str| Error::Conflict {
+            message: format!(
+                "the refresh lease lapsed before the code was sent, and {what}; the code was \
+                 not sent"
+            ),
+        };
+        match session.acquire().await {
+            Ok(true) => {}
+            Ok(false) => return not_sent(lapsed("another process holds it")),
+            Err(error) => return not_sent(error),
+        }
+        hold_lease(session, self.serial);
+        if self.asked.elapsed_ms(clock) < session.ctx.config.lease_ttl_ms {
+            return None;
+        }
+        match session.load_with_version().await {
+            Ok((Ok(now), now_version)) => {
+                if let (Some(now), Some(fingerprint)) = (&now, fingerprint) {
+                    if now.from_code.as_deref() == Some(fingerprint) {
+                        return Some(redeemed_in_store(session, now, fingerprint).await);
+                    }
+                }
+                if now.as_deref() == stored.map(|r| &**r) && *version == now_version {
+                    return None;
+                }
+                not_sent(lapsed("the stored record changed meanwhile"))
+            }
+            _ => not_sent(lapsed("the stored record could not be read again")),
+        }
+    }
+}
+
 /// Notes that redemption `serial` holds `session`'s lease, taken or
 /// renewed now, for the lease's TTL.
 fn hold_lease(session: &Attached, serial: u64) {
-    let until = (session.ctx.clock.now_ms()).saturating_add(session.ctx.config.lease_ttl_ms);
+    // The monotonic clock: a step of the wall clock must not end it early.
+    let until = (session.ctx.clock.monotonic_ms()).saturating_add(session.ctx.config.lease_ttl_ms);
     redemptions(|list| set_lease_until(list, serial, until));
 }
 
@@ -498,7 +564,7 @@ fn set_lease_until(list: &mut [Redemption], serial: u64, until: u64) {
 /// the lease it took lasts: an exchange that panicked, or that nothing
 /// drives any more (its callers gone, no spawner), keeps no lease held.
 pub(crate) fn holds_lease(session: &Attached) -> bool {
-    let now = session.ctx.clock.now_ms();
+    let now = session.ctx.clock.monotonic_ms();
     let cell = Arc::as_ptr(&session.cell);
     redemptions(|list| {
         list.iter().any(|r| {
@@ -513,13 +579,12 @@ pub(crate) fn holds_lease(session: &Attached) -> bool {
 /// server issued anything. Sends nothing when the stored record is the one
 /// this code issued (see [`redeemed_in_store`]).
 ///
-/// `leased`: the redemption's serial, when it holds the key's lease (see
-/// [`under_lease`]).
+/// `leased`: when it holds the key's lease (see [`under_lease`]).
 async fn send_and_save(
     ctx: Arc<Context>,
     session: Attached,
     code: Code,
-    leased: Option<u64>,
+    leased: Option<Leased>,
 ) -> Outcome {
     let config = &ctx.config;
     let from_code = fingerprint(&ctx, &code).await;
@@ -542,10 +607,10 @@ async fn send_and_save(
     // fallback should the store fail to tell it again once the tokens are
     // issued. A record that cannot be read (an encrypted one no key opens)
     // is none this code issued: the version alone is read then.
-    let (stored, read) = match session.load_with_version().await {
-        Ok((Ok(stored), version)) => (stored, Some(version)),
+    let (stored, read, known) = match session.load_with_version().await {
+        Ok((Ok(stored), version)) => (stored, Some(version), true),
         // Damaged text is no record this code issued; its version was read.
-        Ok((Err(_), version)) => (None, Some(version)),
+        Ok((Err(_), version)) => (None, Some(version), false),
         // A store with versions is asked for the version alone (below): a
         // record that store cannot open (one no key of an EncryptedStore
         // opens) is replaced by the re-link. A store without them tells
@@ -559,7 +624,7 @@ async fn send_and_save(
                 result: Err(error),
             }
         }
-        Err(_) => (None, None),
+        Err(_) => (None, None, false),
     };
     if let (Some(stored), Some(fingerprint)) = (&stored, &from_code) {
         if stored.from_code.as_deref() == Some(fingerprint.as_str()) {
@@ -569,8 +634,8 @@ async fn send_and_save(
     // What the user did before this link: a revocation stored now is a
     // sign-out this re-link follows (see `Attached::signed_out_since`).
     let revoked = crate::error::ReauthReason::Revoked;
-    session.cell.lock().relinked_after_sign_out =
-        stored.as_ref().is_some_and(|r| r.reauth == Some(revoked));
+    session.cell.lock().revoked_before_code =
+        known.then(|| stored.as_ref().is_some_and(|r| r.reauth == Some(revoked)));
     let read_before = match read {
         Some(version) => version,
         None => match session.stored_version().await {
@@ -584,27 +649,12 @@ async fn send_and_save(
             }
         },
     };
-    if let Some(serial) = leased {
-        // Renewed (an acquire by the holding owner extends it): the reads
-        // above took some of it, and the request and the save need the
-        // rest. Lost to another process meanwhile, nothing is sent.
-        let lost = match session.acquire().await {
-            Ok(true) => None,
-            Ok(false) => Some(Error::Conflict {
-                message: "the refresh lease lapsed and another process took it before the \
-                          code was sent; the code was not sent"
-                    .to_owned(),
-            }),
-            Err(error) => Some(error),
-        };
-        if let Some(error) = lost {
-            return Outcome {
-                sent: false,
-                issued: None,
-                result: Err(error),
-            };
+    if let Some(leased) = leased {
+        let fingerprint = from_code.as_deref();
+        let renewed = leased.renew(&session, stored.as_ref(), &read_before, fingerprint);
+        if let Some(outcome) = renewed.await {
+            return outcome;
         }
-        hold_lease(&session, serial);
     }
     let grant = Grant::AuthorizationCode {
         code: code.code.expose(),

@@ -61,7 +61,7 @@ impl Default for SessionCell {
                 started_by: StartedBy::default(),
                 lapse_reported: 0,
                 save_over: 0,
-                relinked_after_sign_out: false,
+                revoked_before_code: None,
                 keeping: None,
                 strandings: 0,
                 not_before: None,
@@ -127,11 +127,14 @@ pub(crate) struct SessionState {
     /// over whatever another process stored meanwhile (0: none): its save
     /// reads the stored version first.
     pub(crate) save_over: u64,
-    /// The stored record the last code exchange read before sending its
-    /// code was a revocation: a revocation found when the exchange's kept
-    /// record is saved later is that one (a re-link after a sign-out), not
-    /// a sign-out since.
-    pub(crate) relinked_after_sign_out: bool,
+    /// Whether the stored record the last code exchange read before
+    /// sending its code was a revocation (see
+    /// [`crate::attached::Attached::signed_out_since`]): then a revocation
+    /// found when the exchange's record is saved is that one (a re-link
+    /// after a sign-out), not a sign-out since. `None`: it could not be
+    /// read (damaged text, a record no key opens), and a revocation found
+    /// later is not told apart from one made before: saved over.
+    pub(crate) revoked_before_code: Option<bool>,
     /// The process whose background save of a stranded rotation
     /// ([`crate::fleet::keep_stranded`]) runs for this state, if one does:
     /// one such task per session, however many later calls fail to save.

@@ -290,3 +290,258 @@ async fn a_sign_out_made_while_the_code_is_at_the_server_is_not_saved_over() {
     assert!(record.refresh_token.is_none());
     assert_eq!(h.emu.counters().tokens_revoked, 2, "one family per link");
 }
+
+/// Hooks whose next versioned read fails once armed (a transient blip).
+#[derive(Default)]
+struct FailsOneRead {
+    armed: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for FailsOneRead {
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<Versioned>, StoreError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("connection reset".into()));
+        }
+        call.forward().await
+    }
+}
+
+/// The user signed out, then links again; the exchange's read of the
+/// stored record before it sends its code fails (a blip; the version read
+/// after it works), so it cannot tell the revocation was there before. The
+/// re-link is saved, as any re-link after a sign-out; it used to be taken
+/// for a sign-out made since, dropped and its tokens revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relink_after_a_sign_out_whose_first_read_failed_is_saved() {
+    let h = Harness::new();
+    let shared = Arc::new(MemoryStore::new());
+    let other = h.other_process();
+    let (code, verifier) = approved_for(&other, &["openid", "offline_access"]).await;
+    let theirs = ForwardingStore::versioned_only(shared.clone(), Plain);
+    let old = other
+        .exchange_code(&code, &verifier, REDIRECT, "u1", theirs)
+        .await
+        .expect("linked");
+    old.revoke().await.expect("signed out");
+
+    let store = ForwardingStore::versioned_only(shared.clone(), FailsOneRead::default());
+    store.hooks.armed.store(true, Ordering::SeqCst);
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
+    h.client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await
+        .expect("the re-link is saved");
+    let record = stored(&shared);
+    assert!(record.reauth.is_none() && record.refresh_token.is_some());
+    assert_eq!(h.emu.counters().tokens_revoked, 1, "only the old link's");
+}
+
+/// Hooks whose first lease acquire's answer takes 9 s and whose first
+/// versioned read's answer takes 5 s more (slow, within the deadlines),
+/// during which the test lets another process act.
+struct SlowAnswers {
+    clock: Arc<ManualClock>,
+    slow_acquire: AtomicBool,
+    slow_read: AtomicBool,
+    reading: tokio::sync::Notify,
+    go_on: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for SlowAnswers {
+    async fn acquire(&self, call: Acquire<'_>) -> Result<bool, StoreError> {
+        let taken = call.forward().await;
+        if self.slow_acquire.swap(false, Ordering::SeqCst) {
+            self.clock.advance(9_000);
+        }
+        taken
+    }
+
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<Versioned>, StoreError> {
+        let read = call.forward().await;
+        if self.slow_read.swap(false, Ordering::SeqCst) {
+            self.clock.advance(5_000);
+            self.reading.notify_one();
+            self.go_on.notified().await;
+        }
+        read
+    }
+}
+
+/// Slow store answers before the code is sent outlast the lease (a valid
+/// config: a 13 s TTL), and another process handling the same code (a
+/// double submit) takes the lapsed lease, redeems the code and saves. The
+/// renewal then finds the lease may have lapsed and reads the store again:
+/// the record carries this code's fingerprint, and is adopted. The renewal
+/// used to take a new lease and send the code a second time (refused, and
+/// the other process's link revoked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lapsed_before_the_code_is_sent_is_checked_against_the_store() {
+    let h = Harness::with(freshtoken_emulator::Options::default(), |b| {
+        b.timeout_ms(1_000)
+            .retry(freshtoken::RetryPolicy {
+                max_attempts: 1,
+                initial_backoff_ms: 0,
+                max_backoff_ms: 0,
+                budget_ms: 0,
+            })
+            .store_timeout_ms(10_000)
+            .lease_ttl_ms(13_000)
+    });
+    let shared = Arc::new(MemoryStore::with_leases(h.clock.clone()));
+    let hooks = SlowAnswers {
+        clock: h.clock.clone(),
+        slow_acquire: AtomicBool::new(true),
+        slow_read: AtomicBool::new(true),
+        reading: tokio::sync::Notify::new(),
+        go_on: tokio::sync::Notify::new(),
+    };
+    let store = ForwardingStore::fleet(shared.clone(), hooks);
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
+    let exchanging = tokio::spawn({
+        let (client, store) = (h.client.clone(), store.clone());
+        let (code, verifier) = (code.clone(), verifier.clone());
+        async move {
+            client
+                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
+                .await
+        }
+    });
+    store.hooks.reading.notified().await;
+    let theirs = ForwardingStore::fleet(shared.clone(), Plain);
+    let elsewhere = h
+        .other_process()
+        .exchange_code(&code, &verifier, REDIRECT, "u1", theirs)
+        .await
+        .expect("the other process links");
+    store.hooks.go_on.notify_one();
+    let ours = exchanging
+        .await
+        .unwrap()
+        .expect("adopts the other's record");
+    assert_eq!(h.grant_requests("authorization_code"), 1, "sent once");
+    assert_eq!(
+        ours.access_token().await.unwrap(),
+        elsewhere.access_token().await.unwrap()
+    );
+    elsewhere.refresh().await.expect("the link lives");
+}
+
+/// A step of the wall clock (an NTP step, a resumed VM) while the code is
+/// at the server does not end the exchange's hold on the lease: a refresh
+/// of the same state that ends meanwhile leaves it held. It is judged by
+/// the monotonic clock; by the wall clock it used to end early, and the
+/// refresh gave the lease back under the exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_step_does_not_end_the_exchanges_hold_on_the_lease() {
+    let h = Harness::new();
+    let clock = Arc::new(common::OffsetClock::default());
+    let config = freshtoken::Config::builder(h.emu.token_endpoint(), CLIENT_ID)
+        .client_secret(common::CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let client = Harness::client_on(&h.emu, config, clock.clone());
+    let store_clock = Arc::new(common::OffsetClock::default());
+    let shared = Arc::new(MemoryStore::with_leases(store_clock));
+    let store = ForwardingStore::fleet(shared.clone(), Plain);
+    let session = client.session("u1", store.clone()).unwrap();
+    let rt = h.emu.seed(CLIENT_ID, "openid offline_access").refresh_token;
+    common::seed_refresh_token(&session, &rt).await;
+
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let (code, verifier) = approved_for(&client, &["openid", "offline_access"]).await;
+    let exchanging = tokio::spawn({
+        let (client, store) = (client.clone(), store.clone());
+        async move {
+            client
+                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
+                .await
+                .map(drop)
+        }
+    });
+    tokio::task::block_in_place(|| h.emu.wait_held(1));
+    assert!(
+        !lease_is_free(&shared).await,
+        "the exchange holds the lease"
+    );
+
+    clock.advance(70_000); // the wall clock steps forward past the TTL
+    session
+        .access_token()
+        .await
+        .expect("a refresh of the old link");
+    assert!(
+        !lease_is_free(&shared).await,
+        "still held while the code is out"
+    );
+    h.emu.release_held();
+    exchanging.await.unwrap().expect("linked");
+    assert!(lease_is_free(&shared).await);
+}
+
+/// Hooks whose next versioned save fails once armed.
+#[derive(Default)]
+struct FailsOneSave {
+    armed: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for FailsOneSave {
+    async fn save_versioned(
+        &self,
+        call: common::SaveVersioned<'_>,
+    ) -> Result<freshtoken::CasOutcome, StoreError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("disk full".into()));
+        }
+        call.forward().await
+    }
+}
+
+/// An `EncryptedStore` holds a record no key given opens (a key removed
+/// too early); a re-link replaces it, and when its first save fails the
+/// kept re-link is saved by the next call. Each later save used to read
+/// the stored record first, fail to open it, and give up: never saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_relink_over_a_record_no_key_opens_is_saved_by_the_next_call() {
+    use freshtoken::{EncryptedStore, EncryptionKey, EncryptionKeys};
+    let h = Harness::new();
+    let shared = Arc::new(MemoryStore::new());
+    let old_key = EncryptionKeys::new(EncryptionKey::new("k1", &[1u8; 32]).unwrap());
+    let record = Record {
+        updated_at_ms: 1,
+        ..Record::default()
+    };
+    let sealed = EncryptedStore::new(Arc::new(MemoryStore::new()), old_key)
+        .seal("u1", &record.encode())
+        .await
+        .unwrap();
+    shared.save("u1", &sealed).await.unwrap();
+
+    let hooks = FailsOneSave {
+        armed: AtomicBool::new(true),
+    };
+    let inner = ForwardingStore::versioned_only(shared.clone(), hooks);
+    let key = EncryptionKeys::new(EncryptionKey::new("k2", &[2u8; 32]).unwrap());
+    let store: Arc<dyn TokenStore> = Arc::new(EncryptedStore::new(inner, key));
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
+    let first = h
+        .client
+        .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
+        .await;
+    assert_eq!(first.map(drop).unwrap_err().code(), ErrorCode::Storage);
+    let session = h.client.session("u1", store.clone()).unwrap();
+    session
+        .access_token()
+        .await
+        .expect("the kept re-link is saved and serves its token");
+    assert!(!session.status().await.unwrap().unpersisted);
+}

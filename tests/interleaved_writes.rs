@@ -182,7 +182,10 @@ async fn save_unsaved_saves_a_code_exchange_whose_version_read_failed_before_its
     // The save failed before it was sent (its version read), so the store
     // was noted as the save began: save_unsaved() finds it with no handle.
     let h = Harness::new();
-    let (store, exchanged) = exchange_meeting(&h, 1, 4).await;
+    // The conflict's check, the sign-out check before the save over it,
+    // the version read after it, and save_unsaved()'s sign-out check and
+    // its version read all fail.
+    let (store, exchanged) = exchange_meeting(&h, 1, 5).await;
     assert_eq!(exchanged.unwrap_err().code().as_str(), "storage");
 
     let error = h.client.save_unsaved().await.unwrap_err();

@@ -76,7 +76,7 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
         .iter()
         .flat_map(|secret| {
             let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-            let percent = form.replace('+', "%20");
+            let percent = form.replace("+", "%20");
             [secret.to_string(), form, percent]
         })
         .collect();

@@ -38,7 +38,7 @@ fn as_imf_fixdate(value: &str) -> Option<String> {
                 let year = if yy < 70 { 2000 + yy } else { 1900 + yy };
                 (part(2), part(3), year.to_string(), part(5))
             }
-            _ => (part(3).replace(' ', "0"), part(2), part(5), part(4)),
+            _ => (part(3).replace(" ", "0"), part(2), part(5), part(4)),
         };
         Some(format!("{weekday}, {day} {month} {year} {time} GMT"))
     })

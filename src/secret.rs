@@ -147,10 +147,10 @@ fn escaped_at(text: &str, secret: &str) -> Option<(usize, usize)> {
 fn json_escape(text: &str) -> Option<(char, usize)> {
     let unit = |text: &str| -> Option<u32> {
         let hex = text.strip_prefix("\\u")?.get(..4)?;
-        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u32::from_str_radix(hex, 16).ok()
+        // Four hex digits, each read by `char::to_digit` (no sign, no
+        // other form: `from_str_radix` would take a `+`).
+        hex.chars()
+            .try_fold(0, |unit, c| Some(unit * 16 + c.to_digit(16)?))
     };
     if let Some(high) = unit(text) {
         if let Some(c) = char::from_u32(high) {

@@ -34,9 +34,11 @@ fn as_imf_fixdate(value: &str) -> Option<String> {
             0 => (part(2), part(3), part(4), part(5)),
             1 => {
                 // Two digits: httpdate's reading, 70–99 in the 1900s.
-                let yy: u32 = part(4).parse().ok()?;
-                let year = if yy < 70 { 2000 + yy } else { 1900 + yy };
-                (part(2), part(3), year.to_string(), part(5))
+                // The pattern's `\d\d` is two ASCII digits, which compare
+                // as text as they do as numbers: no number is parsed.
+                let yy = part(4);
+                let century = if yy.as_str() < "70" { "20" } else { "19" };
+                (part(2), part(3), century.to_owned() + &yy, part(5))
             }
             _ => (part(3).replace(" ", "0"), part(2), part(5), part(4)),
         };

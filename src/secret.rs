@@ -72,14 +72,15 @@ impl fmt::Debug for Hidden<'_> {
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let text = redact_members(text);
     let secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= 4).collect();
-    let spellings: Vec<String> = secrets
-        .iter()
-        .flat_map(|secret| {
-            let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-            let percent = form.replace("+", "%20");
-            [secret.to_string(), form, percent]
-        })
-        .collect();
+    // Each secret as it is, form-encoded and percent-encoded, in that order.
+    let mut spellings: Vec<String> = Vec::with_capacity(secrets.len() * 3);
+    for secret in &secrets {
+        let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let percent = form.replace("+", "%20");
+        spellings.push(secret.to_string());
+        spellings.push(form);
+        spellings.push(percent);
+    }
     let mut out = text;
     for spelling in &spellings {
         if out.contains(spelling.as_str()) {

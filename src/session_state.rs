@@ -178,7 +178,7 @@ impl SessionState {
     pub(crate) fn secrets(&self) -> Vec<Secret> {
         let mut out = self.retired.clone();
         if let Some(record) = &self.record {
-            out.extend(record_secrets(record));
+            record_secrets(record, &mut out);
         }
         out
     }
@@ -194,7 +194,7 @@ impl SessionState {
             if !self.unpersisted {
                 self.retired.clear();
             }
-            self.retired.extend(record_secrets(&old));
+            record_secrets(&old, &mut self.retired);
             let excess = self.retired.len().saturating_sub(MAX_RETIRED);
             self.retired.drain(..excess);
         }
@@ -249,7 +249,9 @@ impl SessionState {
         }
         if let Some(old) = std::mem::replace(&mut self.record, record) {
             if Some(&old) != self.record.as_ref() {
-                self.retired = record_secrets(&old);
+                let mut retired = Vec::new();
+                record_secrets(&old, &mut retired);
+                self.retired = retired;
             }
         }
         self.version_of = version.as_ref().and(self.record.clone());
@@ -371,13 +373,18 @@ fn spent_key(refresh_token: &Secret) -> u64 {
     crate::code_exchange::digest(&[refresh_token.expose()])
 }
 
-/// The refresh, access and ID tokens of `rec`.
-fn record_secrets(rec: &Record) -> Vec<Secret> {
-    let access = rec.access_token.as_ref().map(|a| a.value.clone());
-    [rec.refresh_token.clone(), access, rec.id_token.clone()]
-        .into_iter()
-        .flatten()
-        .collect()
+/// Appends the refresh, access and ID tokens of `rec` to `out` (pushed one
+/// by one: an iterator over an array of options cost wasm bytes).
+fn record_secrets(rec: &Record, out: &mut Vec<Secret>) {
+    if let Some(refresh) = &rec.refresh_token {
+        out.push(refresh.clone());
+    }
+    if let Some(access) = &rec.access_token {
+        out.push(access.value.clone());
+    }
+    if let Some(id) = &rec.id_token {
+        out.push(id.clone());
+    }
 }
 
 /// Why the user must authorize again, as the next token call at `now_ms`

@@ -264,9 +264,18 @@ async fn revoke_cell(
     cell: &Cell,
     taken: [Option<AccessToken>; 2],
 ) -> Result<(), Error> {
-    let earlier = std::mem::take(&mut cell.lock().unrevoked);
+    // The earlier ones first, then `taken` (pushed one by one: a chained
+    // iterator held across the awaits cost wasm bytes).
+    let mut tokens = std::mem::take(&mut cell.lock().unrevoked);
+    let [first, second] = taken;
+    if let Some(token) = first {
+        tokens.push(token);
+    }
+    if let Some(token) = second {
+        tokens.push(token);
+    }
     let mut result = Ok(());
-    for token in earlier.into_iter().chain(taken.into_iter().flatten()) {
+    for token in tokens {
         if token.expires_at_ms <= ctx.clock.now_ms() {
             continue;
         }

@@ -172,10 +172,10 @@ impl Attached {
             // The token-less record saved: a failed save or read before it
             // is healed, but a conflict is not (another writer's record was
             // kept).
-            let mut errors = [saved, synced].into_iter().filter_map(Result::err);
-            match errors.find(|e| matches!(e, Error::Conflict { .. })) {
-                Some(conflict) => Err(conflict),
-                None => unknown,
+            match (saved, synced) {
+                (Err(conflict @ Error::Conflict { .. }), _)
+                | (_, Err(conflict @ Error::Conflict { .. })) => Err(conflict),
+                _ => unknown,
             }
         };
         // After the last save, with the call's own outcome: a listener that

@@ -71,16 +71,22 @@ impl fmt::Debug for Hidden<'_> {
 /// .NET in upper-case hex, Swift `/` as `\/`): those spellings are removed too.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let text = redact_members(text);
-    let secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= 4).collect();
-    // Each secret as it is, form-encoded and percent-encoded, in that order.
+    // The secrets of 4 bytes or more; each as it is, form-encoded and
+    // percent-encoded, in that order (loops: iterator chains cost wasm bytes).
+    let mut kept: Vec<&str> = Vec::with_capacity(secrets.len());
     let mut spellings: Vec<String> = Vec::with_capacity(secrets.len() * 3);
-    for secret in &secrets {
+    for &secret in secrets {
+        if secret.len() < 4 {
+            continue;
+        }
+        kept.push(secret);
         let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         let percent = form.replace("+", "%20");
         spellings.push(secret.to_string());
         spellings.push(form);
         spellings.push(percent);
     }
+    let secrets = kept;
     let mut out = text;
     for spelling in &spellings {
         if out.contains(spelling.as_str()) {

@@ -144,8 +144,10 @@ impl AbandonedSaves {
 /// stops the tasks driving it. Called with no lock held: dropping the
 /// host's call may call into the host.
 fn stop(kept: Option<Kept>) {
-    for driver in kept.into_iter().flat_map(|kept| kept.drivers) {
-        driver.abort();
+    if let Some(kept) = kept {
+        for driver in kept.drivers {
+            driver.abort();
+        }
     }
 }
 

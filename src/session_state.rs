@@ -361,8 +361,10 @@ impl Drop for Replacing {
             .then(|| st.replacing_waiters.take())
             .flatten();
         drop(st);
-        for waiter in waiters.into_iter().flat_map(|w| *w) {
-            waiter.wake();
+        if let Some(waiters) = waiters {
+            for waiter in *waiters {
+                waiter.wake();
+            }
         }
     }
 }

@@ -356,6 +356,11 @@ pub(crate) fn abandoned_request(abandoned: Abandoned) -> HttpError {
 fn scrubbed(ctx: &Context, grant: &Grant<'_>, assertion: &Option<Secret>, text: &str) -> String {
     let client = client_secret_spellings(&ctx.config);
     let mut secrets = grant.secrets();
-    secrets.extend(client.iter().chain(assertion).map(Secret::expose));
+    for secret in &client {
+        secrets.push(secret.expose());
+    }
+    if let Some(assertion) = assertion {
+        secrets.push(assertion.expose());
+    }
     scrub(text, &secrets)
 }

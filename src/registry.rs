@@ -104,10 +104,14 @@ impl Registry {
     /// seed or code exchange running), with their keys.
     pub(crate) fn busy(&self) -> Vec<(Arc<str>, Arc<SessionCell>)> {
         let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        (cells.map.iter())
-            .filter(|(_, cell)| !cell.is_idle() || cell.has_replacing_calls())
-            .map(|(key, cell)| (key.clone(), cell.clone()))
-            .collect()
+        // A loop, not filter/map/collect: fewer wasm bytes.
+        let mut busy = Vec::new();
+        for (key, cell) in &cells.map {
+            if !cell.is_idle() || cell.has_replacing_calls() {
+                busy.push((key.clone(), cell.clone()));
+            }
+        }
+        busy
     }
 }
 
@@ -138,11 +142,15 @@ fn evict_idle(cells: &mut HashMap<Arc<str>, Arc<SessionCell>>, target: usize) {
     // A min-heap on the last use, not a sort: only `excess` are taken, and
     // the wasm then links no sorting at all (this sort and scope_key's were
     // 6.4 KB of it, 2.4 KB gzipped).
-    let mut idle: BinaryHeap<(Reverse<u64>, Arc<str>)> = cells
-        .iter()
-        .filter(|(_, cell)| marked_unheld(cell))
-        .map(|(key, cell)| (Reverse(cell.last_used.load(Ordering::Relaxed)), key.clone()))
-        .collect();
+    // Pushed one by one (filter/map/collect, and the heapify `collect`
+    // uses, cost wasm bytes). The keys are unique, so the order of the pops
+    // is the same however the heap was built.
+    let mut idle: BinaryHeap<(Reverse<u64>, Arc<str>)> = BinaryHeap::new();
+    for (key, cell) in cells.iter() {
+        if marked_unheld(cell) {
+            idle.push((Reverse(cell.last_used.load(Ordering::Relaxed)), key.clone()));
+        }
+    }
     let excess = cells.len().saturating_sub(target);
     for _ in 0..excess {
         let Some((_, key)) = idle.pop() else { break };

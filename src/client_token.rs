@@ -190,18 +190,17 @@ impl ClientTokens {
         self.ctx.config.revocation_endpoint()?;
         let taken: Vec<Taken> = {
             let cells = self.cells();
-            cells
-                .map
-                .iter()
-                .map(|(scope, cell)| {
-                    let mut slot = cell.lock();
-                    let cached = slot.token.take();
-                    // Its token goes to its callers so far, then is revoked.
-                    slot.serial += 1;
-                    let running = slot.inflight.take();
-                    (scope.clone(), cell.clone(), running, cached)
-                })
-                .collect()
+            // A loop, not map/collect: fewer wasm bytes.
+            let mut taken = Vec::with_capacity(cells.map.len());
+            for (scope, cell) in &cells.map {
+                let mut slot = cell.lock();
+                let cached = slot.token.take();
+                // Its token goes to its callers so far, then is revoked.
+                slot.serial += 1;
+                let running = slot.inflight.take();
+                taken.push((scope.clone(), cell.clone(), running, cached));
+            }
+            taken
         };
         let revoking = revoke_taken(self.ctx.clone(), taken);
         crate::spawn::detached(self.ctx.spawn.as_ref(), Box::pin(revoking)).await

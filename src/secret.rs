@@ -210,10 +210,7 @@ fn redact_members(text: &str) -> String {
     // once passed, so a text of many names costs one pass per name, not
     // one per occurrence.
     let mut next = SECRET_MEMBERS.map(|name| text.find(name));
-    while let Some(i) = (0..next.len())
-        .filter(|&i| next[i].is_some())
-        .min_by_key(|&i| next[i])
-    {
+    while let Some(i) = first_found(&next) {
         let name = SECRET_MEMBERS[i];
         let after = next[i].unwrap_or_default() + name.len();
         done = match value_span(&text[after..]) {
@@ -235,6 +232,21 @@ fn redact_members(text: &str) -> String {
     }
     out.push_str(&text[done..]);
     out
+}
+
+/// Which of the names whose next occurrence is known occurs first (the
+/// first of them on a tie), by a loop: `filter` and `min_by_key` over the
+/// indices cost wasm bytes.
+fn first_found(next: &[Option<usize>]) -> Option<usize> {
+    let mut first: Option<(usize, usize)> = None;
+    for (i, at) in next.iter().enumerate() {
+        if let Some(at) = *at {
+            if first.is_none_or(|(_, earliest)| at < earliest) {
+                first = Some((i, at));
+            }
+        }
+    }
+    first.map(|(i, _)| i)
 }
 
 /// Where the value after a member name starts and ends in `after` (byte

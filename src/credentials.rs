@@ -41,19 +41,21 @@ pub(crate) const MAX_CREDENTIALS_BYTES: usize = 256 * 1024;
 
 /// The first spelling given: a non-empty string, or a `config` error naming
 /// that spelling.
-fn text<const N: usize>(spellings: [(&str, Option<Scalar>); N]) -> Result<Option<String>, Error> {
+/// (A slice, not an array by value: one copy of it in the wasm, not one per
+/// number of spellings.)
+fn text(spellings: &mut [(&str, Option<Scalar>)]) -> Result<Option<String>, Error> {
     Ok(named_text(spellings)?.map(|(_, text)| text))
 }
 
 /// [`text`] with the spelling that gave it.
-fn named_text<const N: usize>(
-    spellings: [(&str, Option<Scalar>); N],
-) -> Result<Option<(&str, String)>, Error> {
-    for (name, member) in spellings {
-        match member {
+fn named_text<'a>(
+    spellings: &mut [(&'a str, Option<Scalar>)],
+) -> Result<Option<(&'a str, String)>, Error> {
+    for (name, member) in spellings.iter_mut() {
+        match member.take() {
             None => continue,
-            Some(Scalar::Str(s)) if !s.is_empty() => return Ok(Some((name, s))),
-            Some(_) => return Err(Error::config(name, "must be a non-empty string")),
+            Some(Scalar::Str(s)) if !s.is_empty() => return Ok(Some((*name, s))),
+            Some(_) => return Err(Error::config(*name, "must be a non-empty string")),
         }
     }
     Ok(None)
@@ -84,13 +86,13 @@ impl Config {
                 ),
                 _ => Error::config("credentials", "is not a JSON object"),
             })?;
-        let client_id = text([
+        let client_id = text(&mut [
             ("clientId", d.clientId),
             ("client_id", d.client_id),
             ("id", d.id),
         ])?
         .ok_or_else(|| Error::config("clientId", "is missing"))?;
-        let endpoint = text([
+        let endpoint = text(&mut [
             ("tokenEndpoint", d.tokenEndpoint),
             ("token_endpoint", d.token_endpoint),
         ])?;
@@ -99,12 +101,12 @@ impl Config {
             // Stitch's, unless a discovery document names another.
             None => Config::builder(STITCH_TOKEN_ENDPOINT, client_id).token_endpoint_defaulted(),
         };
-        let secret = text([
+        let secret = text(&mut [
             ("clientSecret", d.clientSecret),
             ("client_secret", d.client_secret),
             ("secret", d.secret),
         ])?;
-        let certificate = named_text([
+        let certificate = named_text(&mut [
             ("certificate", d.certificate),
             ("clientCertificate", d.clientCertificate),
             ("client_certificate", d.client_certificate),
@@ -134,7 +136,7 @@ impl Config {
                 return Err(Error::config("clientSecret", "is missing (or certificate)"))
             }
         }
-        if let Some(kid) = text([("keyId", d.keyId), ("key_id", d.key_id), ("kid", d.kid)])? {
+        if let Some(kid) = text(&mut [("keyId", d.keyId), ("key_id", d.key_id), ("kid", d.kid)])? {
             builder = builder.key_id(kid);
         }
         let mut lifetime = None;

@@ -181,7 +181,10 @@ fn json_escape(text: &str) -> Option<(char, usize)> {
 
 /// [`scrub`] for secrets held as [`Secret`]s.
 pub(crate) fn scrub_secrets(text: &str, secrets: &[Secret]) -> String {
-    let exposed: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    let mut exposed = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        exposed.push(secret.expose());
+    }
     scrub(text, &exposed)
 }
 
@@ -224,9 +227,11 @@ fn redact_members(text: &str) -> String {
                 after
             }
         };
-        for (at, name) in next.iter_mut().zip(SECRET_MEMBERS) {
+        for (i, at) in next.iter_mut().enumerate() {
             if at.is_some_and(|at| at < done) {
-                *at = text[done..].find(name).map(|found| done + found);
+                *at = text[done..]
+                    .find(SECRET_MEMBERS[i])
+                    .map(|found| done + found);
             }
         }
     }

@@ -256,9 +256,16 @@ fn pem_blocks(text: &str) -> Vec<(&str, Body)> {
         let Some(body_end) = body_start.find(&end_marker) else {
             break;
         };
-        let (headers, base64): (Vec<&str>, Vec<&str>) = body_start[..body_end]
-            .lines()
-            .partition(|line| line.contains(':'));
+        // Header lines and base64 lines (a loop: `partition` cost wasm bytes).
+        let mut headers: Vec<&str> = Vec::new();
+        let mut base64: Vec<&str> = Vec::new();
+        for line in body_start[..body_end].lines() {
+            if line.contains(':') {
+                headers.push(line);
+            } else {
+                base64.push(line);
+            }
+        }
         let body = if headers
             .iter()
             .any(|h| h.trim_start().starts_with("Proc-Type:") && h.contains("ENCRYPTED"))
@@ -267,10 +274,17 @@ fn pem_blocks(text: &str) -> Vec<(&str, Body)> {
         } else {
             // The key's text and bytes, each in one buffer sized up front
             // (no reallocation leaves a copy behind), wiped on drop.
-            let size = base64.iter().map(|line| line.len()).sum();
+            let mut size = 0;
+            for line in &base64 {
+                size += line.len();
+            }
             let mut text = Zeroizing::new(String::with_capacity(size));
             for line in base64 {
-                text.extend(line.chars().filter(|c| !c.is_whitespace()));
+                for c in line.chars() {
+                    if !c.is_whitespace() {
+                        text.push(c);
+                    }
+                }
             }
             let engine = base64::engine::general_purpose::STANDARD;
             let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));

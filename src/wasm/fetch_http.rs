@@ -150,7 +150,10 @@ fn status_of(answer: &JsValue) -> Result<u16, JsValue> {
     // (An integer parse: a float one would link core's float tables, ~10 KB.)
     let number = status.as_f64().or_else(|| {
         let text = host::text_within(&status, 16)?;
-        text.trim().parse::<u16>().ok().map(f64::from)
+        // Through the u64 parser the core links anyway (a u16 one of its
+        // own cost wasm bytes); the same texts read, the same fail.
+        let number = text.trim().parse::<u64>().ok();
+        number.and_then(|n| u16::try_from(n).ok()).map(f64::from)
     });
     Ok(number
         .filter(|n| n.fract() == 0.0 && (0.0..=65_535.0).contains(n))
@@ -276,7 +279,9 @@ impl FetchHttp {
         let declared = headers
             .iter()
             .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+            // (Through the u64 parser, as the status above.)
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            .and_then(|n| usize::try_from(n).ok());
         if declared.is_some_and(|len| len >= limit) {
             if let Ok(stream) = host::get(&answer, "body") {
                 host::cancel(&stream);

@@ -9,17 +9,34 @@ mod common;
 use common::authorize::{approved_for, REDIRECT};
 use common::{Acquire, ForwardingStore, Harness, LoadVersioned, StoreHooks, CLIENT_ID};
 use freshtoken::{
-    Clock, ErrorCode, ManualClock, MemoryStore, ReauthReason, Record, StoreError, TokenStore,
-    Versioned,
+    Clock, ErrorCode, ManualClock, MemoryStore, ReauthReason, Record, StoreError, TokenClient,
+    TokenStore, UserSession, Versioned,
 };
 use freshtoken_emulator::Fault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// The record `shared` holds for `u1`.
 fn stored(shared: &MemoryStore) -> Record {
     Record::decode(&shared.get("u1").expect("a record")).unwrap()
+}
+
+/// `client`'s exchange of `code` (with `verifier`) for `u1` into `store`,
+/// as a task of its own.
+fn spawn_exchange(
+    client: &TokenClient,
+    code: &str,
+    verifier: &str,
+    store: Arc<dyn TokenStore>,
+) -> JoinHandle<Result<UserSession, freshtoken::Error>> {
+    let (client, code, verifier) = (client.clone(), code.to_owned(), verifier.to_owned());
+    tokio::spawn(async move {
+        client
+            .exchange_code(&code, &verifier, REDIRECT, "u1", store)
+            .await
+    })
 }
 
 /// Whether another process could take `u1`'s lease now (it gives it back).
@@ -67,21 +84,8 @@ async fn the_lease_outlives_a_refresh_that_outlives_the_exchange(versions: bool)
     assert!(!lease_is_free(&shared).await, "the refresh holds the lease");
 
     let (_, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
-    let mut exchanging = tokio::spawn({
-        let (client, store) = (h.client.clone(), store.clone());
-        async move {
-            client
-                .exchange_code(
-                    "a-code-the-server-refuses",
-                    &verifier,
-                    REDIRECT,
-                    "u1",
-                    store,
-                )
-                .await
-                .map(drop)
-        }
-    });
+    let refused = "a-code-the-server-refuses";
+    let mut exchanging = spawn_exchange(&h.client, refused, &verifier, store.clone());
     tokio::time::timeout(Duration::from_secs(30), async {
         while h.grant_requests("authorization_code") == 0 {
             tokio::task::yield_now().await;
@@ -155,16 +159,7 @@ async fn an_exchange_that_panicked_under_the_lease_holds_it_no_longer_than_it_la
 
     store.hooks.armed.store(true, Ordering::SeqCst);
     let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
-    let exchanged = tokio::spawn({
-        let (client, store) = (h.client.clone(), store.clone());
-        async move {
-            client
-                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
-                .await
-                .map(drop)
-        }
-    })
-    .await;
+    let exchanged = spawn_exchange(&h.client, &code, &verifier, store.clone()).await;
     assert!(exchanged.is_err(), "the store's panic reached the caller");
     assert_eq!(
         h.grant_requests("authorization_code"),
@@ -223,15 +218,7 @@ async fn the_lease_is_renewed_just_before_the_code_is_sent() {
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let started = h.clock.now_ms();
-    let exchanging = tokio::spawn({
-        let (client, store) = (h.client.clone(), store.clone());
-        async move {
-            client
-                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
-                .await
-                .map(drop)
-        }
-    });
+    let exchanging = spawn_exchange(&h.client, &code, &verifier, store.clone());
     tokio::task::block_in_place(|| h.emu.wait_held(1));
     let acquired_at = store.hooks.acquired_at.lock().unwrap().clone();
     assert_eq!(
@@ -266,15 +253,7 @@ async fn a_sign_out_made_while_the_code_is_at_the_server_is_not_saved_over() {
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
     let store = ForwardingStore::versioned_only(shared.clone(), Plain);
-    let relinking = tokio::spawn({
-        let (client, store) = (h.client.clone(), store.clone());
-        async move {
-            client
-                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
-                .await
-                .map(drop)
-        }
-    });
+    let relinking = spawn_exchange(&h.client, &code, &verifier, store.clone());
     tokio::task::block_in_place(|| h.emu.wait_held(1));
     elsewhere
         .revoke()
@@ -405,15 +384,7 @@ async fn a_lease_lapsed_before_the_code_is_sent_is_checked_against_the_store() {
     };
     let store = ForwardingStore::fleet(shared.clone(), hooks);
     let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
-    let exchanging = tokio::spawn({
-        let (client, store) = (h.client.clone(), store.clone());
-        let (code, verifier) = (code.clone(), verifier.clone());
-        async move {
-            client
-                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
-                .await
-        }
-    });
+    let exchanging = spawn_exchange(&h.client, &code, &verifier, store.clone());
     store.hooks.reading.notified().await;
     let theirs = ForwardingStore::fleet(shared.clone(), Plain);
     let elsewhere = h
@@ -458,15 +429,7 @@ async fn a_wall_clock_step_does_not_end_the_exchanges_hold_on_the_lease() {
     h.emu
         .push_fault(Fault::hold().for_grant("authorization_code"));
     let (code, verifier) = approved_for(&client, &["openid", "offline_access"]).await;
-    let exchanging = tokio::spawn({
-        let (client, store) = (client.clone(), store.clone());
-        async move {
-            client
-                .exchange_code(&code, &verifier, REDIRECT, "u1", store)
-                .await
-                .map(drop)
-        }
-    });
+    let exchanging = spawn_exchange(&client, &code, &verifier, store.clone());
     tokio::task::block_in_place(|| h.emu.wait_held(1));
     assert!(
         !lease_is_free(&shared).await,

@@ -649,19 +649,8 @@ async fn the_revoked_event_carries_the_reason_of_the_calls_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_refresh_whose_call_adopts_another_process_record_is_a_refresh_failure() {
     let (h, events) = recorded();
-    let (first, _) = h.seeded("u1").await;
-    h.emu.push_fault(Fault::hold());
-    events.take();
-    let sending = tokio::spawn(async move { first.access_token().await });
-    let held = h.emu.held_requests();
-    tokio::task::spawn_blocking(move || held.wait(1))
-        .await
-        .unwrap();
-    let second = h.other_process().session("u1", h.store.clone()).unwrap();
-    let theirs = second.access_token().await.expect("the second rotates");
-    assert_eq!(h.emu.release_held(), 1);
-    let served = sending.await.unwrap().expect("served the second's token");
-    assert_eq!(served, theirs);
+    let (served, theirs, _) = common::raced_without_a_lease(&h).await;
+    assert_eq!(served.expect("served the second's token"), theirs);
     let seen = events.take();
     assert!(
         !kinds(&seen).contains(&"refreshed"),

@@ -765,29 +765,6 @@ async fn refresh_once_hands_back_the_rotated_token_of_an_unusable_answer() {
     assert!(error.rotated_refresh_token().is_none());
 }
 
-/// Two processes on one store without a lease (DESIGN 9 allows it): the
-/// first sends the token and is held; the second reads the in-doubt
-/// record, sends the same token, rotates and saves; then the first is
-/// refused. Returns the first process's outcome, the second's access token
-/// and the rotated refresh token.
-async fn raced_without_a_lease(h: &Harness) -> (Result<String, freshtoken::Error>, String, String) {
-    let (first, _) = h.seeded("u1").await;
-    h.emu.push_fault(Fault::hold());
-    let sending = tokio::spawn(async move { first.access_token().await });
-    let held = h.emu.held_requests();
-    tokio::task::spawn_blocking(move || held.wait(1))
-        .await
-        .unwrap();
-    let second = h.other_process().session("u1", h.store.clone()).unwrap();
-    let theirs = second
-        .access_token()
-        .await
-        .expect("the second process rotates");
-    let rotated = h.store.refresh_token("u1").expect("its rotated record");
-    assert_eq!(h.emu.release_held(), 1);
-    (sending.await.unwrap(), theirs, rotated)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_after_another_process_rotated_adopts_its_record_not_a_dead_mark() {
     // At a server that refuses a reused token without revoking its family,
@@ -800,7 +777,7 @@ async fn a_refusal_after_another_process_rotated_adopts_its_record_not_a_dead_ma
         },
         |b| b,
     );
-    let (first, theirs, rotated) = raced_without_a_lease(&h).await;
+    let (first, theirs, rotated) = common::raced_without_a_lease(&h).await;
     assert_eq!(first.expect("the first serves the second's token"), theirs);
     let stored = h.store.record("u1").unwrap();
     assert_eq!(stored.reauth, None, "no dead mark over the live record");
@@ -818,7 +795,7 @@ async fn with_reuse_detection_the_adopted_token_is_refused_and_the_session_ends_
     // token: the adopted record's refresh token is refused at its next
     // use, and only then is the session dead.
     let h = Harness::new();
-    let (first, theirs, rotated) = raced_without_a_lease(&h).await;
+    let (first, theirs, rotated) = common::raced_without_a_lease(&h).await;
     assert_eq!(first.unwrap(), theirs);
     assert_eq!(h.emu.refresh_token_state(&rotated), TokenState::Revoked);
     let session = h.session("u1");

@@ -679,3 +679,28 @@ pub async fn seed_refresh_token(session: &UserSession, refresh_token: &str) {
         .await
         .expect("seed saves");
 }
+
+/// Two processes on one store without a lease (DESIGN 9 allows it): the
+/// first sends the token and is held; the second reads the in-doubt
+/// record, sends the same token, rotates and saves; then the first is
+/// refused. Returns the first process's outcome, the second's access token
+/// and the rotated refresh token.
+pub async fn raced_without_a_lease(
+    h: &Harness,
+) -> (Result<String, freshtoken::Error>, String, String) {
+    let (first, _) = h.seeded("u1").await;
+    h.emu.push_fault(freshtoken_emulator::Fault::hold());
+    let sending = tokio::spawn(async move { first.access_token().await });
+    let held = h.emu.held_requests();
+    tokio::task::spawn_blocking(move || held.wait(1))
+        .await
+        .unwrap();
+    let second = h.other_process().session("u1", h.store.clone()).unwrap();
+    let theirs = second
+        .access_token()
+        .await
+        .expect("the second process rotates");
+    let rotated = h.store.refresh_token("u1").expect("its rotated record");
+    assert_eq!(h.emu.release_held(), 1);
+    (sending.await.unwrap(), theirs, rotated)
+}

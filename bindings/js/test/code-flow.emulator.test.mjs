@@ -10,18 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { ConfigError, MemoryStore, OAuthError, TokenClient, UserSession } from 'freshtoken';
 import { startEmulator } from '../support/emulator.mjs';
-
-const REDIRECT = 'https://app.example/callback';
-
-/** Follows the authorize URL one hop and returns the redirect's query parameters. */
-async function approve(url) {
-  const response = await fetch(url, { redirect: 'manual' });
-  await response.arrayBuffer();
-  assert.equal(response.status, 302);
-  const location = new URL(response.headers.get('location'));
-  assert.equal(`${location.origin}${location.pathname}`, REDIRECT);
-  return location.searchParams;
-}
+import { approve, REDIRECT } from '../support/authorize.mjs';
 
 describe('code flow against the emulator', () => {
   let emu;

@@ -35,6 +35,7 @@ import { RedisStore } from 'freshtoken/redis';
 import { PostgresStore } from 'freshtoken/postgres';
 
 import { startEmulator } from '../support/emulator.mjs';
+import { approve, REDIRECT } from '../support/authorize.mjs';
 import { serversInstalled, startPostgres, startRedis } from '../support/servers.mjs';
 
 const installed = serversInstalled();
@@ -42,23 +43,12 @@ const skip = !(installed.redis && installed.postgres) && process.env.FRESHTOKEN_
   ? installed.hint
   : false;
 
-const REDIRECT = 'https://app.example/callback';
 const CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' };
 /** The members JsStore (src/wasm/js_store.rs) looks for: a wrapper must offer exactly the ones the store does. */
 const STORE_MEMBERS = ['load', 'save', 'acquire', 'release', 'loadVersioned', 'saveVersioned', 'loadVersion'];
 
 let unique = 0;
 const freshKey = (what) => `${what}-${process.pid}-${(unique += 1)}`;
-
-/** Follows the authorize URL one hop (the emulator approves at once) and returns the redirect's query parameters. */
-async function approve(url) {
-  const response = await fetch(url, { redirect: 'manual' });
-  await response.arrayBuffer();
-  assert.equal(response.status, 302);
-  const location = new URL(response.headers.get('location'));
-  assert.equal(`${location.origin}${location.pathname}`, REDIRECT);
-  return location.searchParams;
-}
 
 /** Every method of `object` (own and inherited, `constructor` aside; private `#` ones are not reachable). */
 function methodNames(object) {

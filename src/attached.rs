@@ -354,20 +354,39 @@ impl Attached {
     /// user ended; it is dropped instead, its tokens revoked (best effort:
     /// they would otherwise live on at the server, held by no one), and
     /// the caller gets `reauthorization_required` (revoked); the events
-    /// `revoked` and `reauthorization_required` say so. A store that
-    /// cannot be read is its error (see [`Attached::signed_out_before_save`]);
-    /// damaged stored text is no sign-out. Checked before every save of an
-    /// issued record: its first, each over a conflicting record, and a
-    /// kept one's.
-    async fn signed_out_since(&self, record: &Arc<Record>) -> Option<Error> {
+    /// `revoked` and `reauthorization_required` say so. When the exchange
+    /// could not read the stored record, a revocation stored under the
+    /// version it read then is the one it followed; under another (or
+    /// without versions) one made since. Damaged stored text is no
+    /// sign-out. A store that cannot be read is its error, unless its
+    /// version is still the one the exchange read (nothing written since:
+    /// a record no key of an `EncryptedStore` opens is replaced); `kept`:
+    /// only a kept record's save asks for that version. Checked before
+    /// every save of an issued record: its first, each over a conflicting
+    /// record, and a kept one's.
+    async fn signed_out_since(&self, record: &Arc<Record>, kept: bool) -> Option<Error> {
+        let (revoked_before, version_before) = match self.cell.lock().read_before_code.as_deref() {
+            Some(read) => (read.revoked, read.version.clone()),
+            None => (None, None),
+        };
+        let unchanged = |now: &Option<Option<String>>| now.is_some() && *now == version_before;
         let stored = match self.load_with_version().await {
-            Ok((Ok(stored), _)) => stored?,
+            Ok((Ok(stored), version)) => (stored?, version),
             // Damaged text is no sign-out: the re-link replaces it.
             Ok((Err(_), _)) => return None,
+            Err(error) if kept => {
+                let now = self.stored_version().await;
+                return (!now.is_ok_and(|now| unchanged(&now))).then_some(error);
+            }
             Err(error) => return Some(error),
         };
+        let (stored, version) = stored;
         let revoked = stored.reauth == Some(crate::error::ReauthReason::Revoked);
-        if !revoked || self.cell.lock().revoked_before_code != Some(false) {
+        let since = match revoked_before {
+            Some(revoked) => !revoked,
+            None => !unchanged(&version),
+        };
+        if !revoked || !since {
             return None;
         }
         let ours = (self.cell.lock().record.as_ref()).is_some_and(|r| Arc::ptr_eq(r, record));
@@ -398,25 +417,13 @@ impl Attached {
 
     /// [`Attached::signed_out_since`] before a save of the issued `record`:
     /// its `reauthorization_required`. A store that cannot be read fails
-    /// the save of a `kept` record (which stays kept), unless it tells the
-    /// version (a record no key of an `EncryptedStore` opens: replaced);
-    /// any other save goes on (a store that answers saves but not reads
-    /// keeps the tokens saved).
+    /// the save of a `kept` record (which stays kept); any other save goes
+    /// on (a store that answers saves but not reads keeps the tokens
+    /// saved).
     async fn signed_out_before_save(&self, record: &Arc<Record>, kept: bool) -> Option<Error> {
-        let error = self.signed_out_since(record).await?;
-        if error.code() == crate::ErrorCode::ReauthorizationRequired {
-            return Some(error);
-        }
-        if !kept {
-            return None;
-        }
-        // A record the store cannot open (one no key of an `EncryptedStore`
-        // opens) whose version it tells: as damaged text, replaced (as the
-        // exchange that issued `record` does).
-        if self.store.supports_versions() && self.stored_version().await.is_ok() {
-            return None;
-        }
-        Some(error)
+        let error = self.signed_out_since(record, kept).await?;
+        let signed_out = error.code() == crate::ErrorCode::ReauthorizationRequired;
+        (kept || signed_out).then_some(error)
     }
 
     /// The code exchange's record this state holds unsaved, marked to be

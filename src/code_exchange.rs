@@ -37,7 +37,7 @@ use crate::exchange::{self, Context};
 use crate::grant::Grant;
 use crate::maybe_send::BoxFuture;
 use crate::secret::Secret;
-use crate::session_state::{Replacing, SessionCell};
+use crate::session_state::{ReadBeforeCode, Replacing, SessionCell};
 use crate::started_by::StartedBy;
 use crate::store::Record;
 use crate::tokens::AccessToken;
@@ -631,11 +631,6 @@ async fn send_and_save(
             return redeemed_in_store(&session, stored, fingerprint).await;
         }
     }
-    // What the user did before this link: a revocation stored now is a
-    // sign-out this re-link follows (see `Attached::signed_out_since`).
-    let revoked = crate::error::ReauthReason::Revoked;
-    session.cell.lock().revoked_before_code =
-        known.then(|| stored.as_ref().is_some_and(|r| r.reauth == Some(revoked)));
     let read_before = match read {
         Some(version) => version,
         None => match session.stored_version().await {
@@ -649,6 +644,13 @@ async fn send_and_save(
             }
         },
     };
+    // What the user did before this link: a revocation stored now is a
+    // sign-out this re-link follows (see `Attached::signed_out_since`).
+    let revoked = crate::error::ReauthReason::Revoked;
+    session.cell.lock().read_before_code = Some(Box::new(ReadBeforeCode {
+        revoked: known.then(|| stored.as_ref().is_some_and(|r| r.reauth == Some(revoked))),
+        version: read_before.clone(),
+    }));
     if let Some(leased) = leased {
         let fingerprint = from_code.as_deref();
         let renewed = leased.renew(&session, stored.as_ref(), &read_before, fingerprint);

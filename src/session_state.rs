@@ -61,7 +61,7 @@ impl Default for SessionCell {
                 started_by: StartedBy::default(),
                 lapse_reported: 0,
                 save_over: 0,
-                revoked_before_code: None,
+                read_before_code: None,
                 keeping: None,
                 strandings: 0,
                 not_before: None,
@@ -127,14 +127,10 @@ pub(crate) struct SessionState {
     /// over whatever another process stored meanwhile (0: none): its save
     /// reads the stored version first.
     pub(crate) save_over: u64,
-    /// Whether the stored record the last code exchange read before
-    /// sending its code was a revocation (see
-    /// [`crate::attached::Attached::signed_out_since`]): then a revocation
-    /// found when the exchange's record is saved is that one (a re-link
-    /// after a sign-out), not a sign-out since. `None`: it could not be
-    /// read (damaged text, a record no key opens), and a revocation found
-    /// later is not told apart from one made before: saved over.
-    pub(crate) revoked_before_code: Option<bool>,
+    /// What the last code exchange read in the store before sending its
+    /// code (see [`crate::attached::Attached::signed_out_since`]). Boxed:
+    /// only a state that exchanged a code has one.
+    pub(crate) read_before_code: Option<Box<ReadBeforeCode>>,
     /// The process whose background save of a stranded rotation
     /// ([`crate::fleet::keep_stranded`]) runs for this state, if one does:
     /// one such task per session, however many later calls fail to save.
@@ -154,6 +150,17 @@ pub(crate) struct SessionState {
     /// and a box is 8 bytes in every session state where a `Vec` is 24.
     #[allow(clippy::box_collection)]
     pub(crate) replacing_waiters: Option<Box<Vec<Waker>>>,
+}
+
+/// What a code exchange read in the store before sending its code: a
+/// revocation found when its record is saved is a sign-out made since
+/// unless it is the one read then (a re-link after a sign-out).
+pub(crate) struct ReadBeforeCode {
+    /// Whether the stored record was a revocation; `None`: it could not be
+    /// read (a blip, damaged text, a record no key opens).
+    pub(crate) revoked: Option<bool>,
+    /// The stored version read then (`None`: a store without versions).
+    pub(crate) version: Option<Option<String>>,
 }
 
 impl SessionState {

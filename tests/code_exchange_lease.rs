@@ -508,3 +508,100 @@ async fn a_kept_relink_over_a_record_no_key_opens_is_saved_by_the_next_call() {
         .expect("the kept re-link is saved and serves its token");
     assert!(!session.status().await.unwrap().unpersisted);
 }
+
+/// Hooks whose next versioned read fails once `fail_read` is set, and
+/// whose next versioned save fails once `fail_save` is set.
+#[derive(Default)]
+struct Blips {
+    fail_read: AtomicBool,
+    fail_save: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for Blips {
+    async fn load_versioned(
+        &self,
+        call: LoadVersioned<'_>,
+    ) -> Result<Option<Versioned>, StoreError> {
+        if self.fail_read.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("connection reset".into()));
+        }
+        call.forward().await
+    }
+
+    async fn save_versioned(
+        &self,
+        call: common::SaveVersioned<'_>,
+    ) -> Result<freshtoken::CasOutcome, StoreError> {
+        if self.fail_save.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("disk full".into()));
+        }
+        call.forward().await
+    }
+}
+
+/// `u1` linked by another process sharing `shared` (compare-and-swap, no
+/// lease): that process's session.
+async fn linked_elsewhere(h: &Harness, shared: &Arc<MemoryStore>) -> UserSession {
+    let other = h.other_process();
+    let (code, verifier) = approved_for(&other, &["openid", "offline_access"]).await;
+    let theirs = ForwardingStore::versioned_only(shared.clone(), Plain);
+    other
+        .exchange_code(&code, &verifier, REDIRECT, "u1", theirs)
+        .await
+        .expect("linked elsewhere")
+}
+
+/// A re-link kept unsaved (its save failed), then the user signs out in
+/// another process, and the next call's read of the store fails once (a
+/// blip): the stored version moved since the exchange read it, so the
+/// kept re-link is not saved over what could not be read (the call gets
+/// `storage`), and the call after finds the sign-out, which wins. A
+/// readable version used to be enough to save over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_relink_is_not_saved_over_a_later_sign_out_it_could_not_read() {
+    let h = Harness::new();
+    let shared = Arc::new(MemoryStore::new());
+    let elsewhere = linked_elsewhere(&h, &shared).await;
+    let store = ForwardingStore::versioned_only(shared.clone(), Blips::default());
+    store.hooks.fail_save.store(true, Ordering::SeqCst);
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
+    let first = spawn_exchange(&h.client, &code, &verifier, store.clone());
+    let error = first.await.unwrap().map(drop).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Storage, "kept: {error}");
+    elsewhere.revoke().await.expect("the user signs out");
+
+    store.hooks.fail_read.store(true, Ordering::SeqCst);
+    let session = h.client.session("u1", store.clone()).unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Storage, "{error}");
+    assert!(stored(&shared).reauth.is_some(), "the sign-out stands");
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
+    assert!(stored(&shared).reauth.is_some(), "the sign-out stands");
+}
+
+/// The exchange's read before sending fails once (a blip; the version read
+/// after it works), and the user signs out in another process while the
+/// code is at the server: the revocation is stored under another version
+/// than the one the exchange read, so it is a sign-out made since, and it
+/// wins. Not knowing what it read, the exchange used to save over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_out_while_the_code_is_out_wins_after_a_first_read_blip() {
+    let h = Harness::new();
+    let shared = Arc::new(MemoryStore::new());
+    let elsewhere = linked_elsewhere(&h, &shared).await;
+    h.emu
+        .push_fault(Fault::hold().for_grant("authorization_code"));
+    let store = ForwardingStore::versioned_only(shared.clone(), Blips::default());
+    store.hooks.fail_read.store(true, Ordering::SeqCst);
+    let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
+    let relinking = spawn_exchange(&h.client, &code, &verifier, store.clone());
+    tokio::task::block_in_place(|| h.emu.wait_held(1));
+    elsewhere.revoke().await.expect("the user signs out");
+    h.emu.release_held();
+    let error = relinking.await.unwrap().map(drop).unwrap_err();
+    assert_eq!(error.code(), ErrorCode::ReauthorizationRequired, "{error}");
+    let record = stored(&shared);
+    assert!(record.reauth.is_some() && record.refresh_token.is_none());
+}

@@ -270,20 +270,32 @@ async fn a_sign_out_made_while_the_code_is_at_the_server_is_not_saved_over() {
     assert_eq!(h.emu.counters().tokens_revoked, 2, "one family per link");
 }
 
-/// Hooks whose next versioned read fails once armed (a transient blip).
+/// Hooks whose next versioned read fails once `fail_read` is set, and
+/// whose next versioned save fails once `fail_save` is set.
 #[derive(Default)]
-struct FailsOneRead {
-    armed: AtomicBool,
+struct Blips {
+    fail_read: AtomicBool,
+    fail_save: AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl StoreHooks for FailsOneRead {
+impl StoreHooks for Blips {
     async fn load_versioned(
         &self,
         call: LoadVersioned<'_>,
     ) -> Result<Option<Versioned>, StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
+        if self.fail_read.swap(false, Ordering::SeqCst) {
             return Err(StoreError("connection reset".into()));
+        }
+        call.forward().await
+    }
+
+    async fn save_versioned(
+        &self,
+        call: common::SaveVersioned<'_>,
+    ) -> Result<freshtoken::CasOutcome, StoreError> {
+        if self.fail_save.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("disk full".into()));
         }
         call.forward().await
     }
@@ -307,8 +319,8 @@ async fn a_relink_after_a_sign_out_whose_first_read_failed_is_saved() {
         .expect("linked");
     old.revoke().await.expect("signed out");
 
-    let store = ForwardingStore::versioned_only(shared.clone(), FailsOneRead::default());
-    store.hooks.armed.store(true, Ordering::SeqCst);
+    let store = ForwardingStore::versioned_only(shared.clone(), Blips::default());
+    store.hooks.fail_read.store(true, Ordering::SeqCst);
     let (code, verifier) = approved_for(&h.client, &["openid", "offline_access"]).await;
     h.client
         .exchange_code(&code, &verifier, REDIRECT, "u1", store.clone())
@@ -450,25 +462,6 @@ async fn a_wall_clock_step_does_not_end_the_exchanges_hold_on_the_lease() {
     assert!(lease_is_free(&shared).await);
 }
 
-/// Hooks whose next versioned save fails once armed.
-#[derive(Default)]
-struct FailsOneSave {
-    armed: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl StoreHooks for FailsOneSave {
-    async fn save_versioned(
-        &self,
-        call: common::SaveVersioned<'_>,
-    ) -> Result<freshtoken::CasOutcome, StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            return Err(StoreError("disk full".into()));
-        }
-        call.forward().await
-    }
-}
-
 /// An `EncryptedStore` holds a record no key given opens (a key removed
 /// too early); a re-link replaces it, and when its first save fails the
 /// kept re-link is saved by the next call. Each later save used to read
@@ -489,9 +482,8 @@ async fn a_kept_relink_over_a_record_no_key_opens_is_saved_by_the_next_call() {
         .unwrap();
     shared.save("u1", &sealed).await.unwrap();
 
-    let hooks = FailsOneSave {
-        armed: AtomicBool::new(true),
-    };
+    let hooks = Blips::default();
+    hooks.fail_save.store(true, Ordering::SeqCst);
     let inner = ForwardingStore::versioned_only(shared.clone(), hooks);
     let key = EncryptionKeys::new(EncryptionKey::new("k2", &[2u8; 32]).unwrap());
     let store: Arc<dyn TokenStore> = Arc::new(EncryptedStore::new(inner, key));
@@ -507,37 +499,6 @@ async fn a_kept_relink_over_a_record_no_key_opens_is_saved_by_the_next_call() {
         .await
         .expect("the kept re-link is saved and serves its token");
     assert!(!session.status().await.unwrap().unpersisted);
-}
-
-/// Hooks whose next versioned read fails once `fail_read` is set, and
-/// whose next versioned save fails once `fail_save` is set.
-#[derive(Default)]
-struct Blips {
-    fail_read: AtomicBool,
-    fail_save: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl StoreHooks for Blips {
-    async fn load_versioned(
-        &self,
-        call: LoadVersioned<'_>,
-    ) -> Result<Option<Versioned>, StoreError> {
-        if self.fail_read.swap(false, Ordering::SeqCst) {
-            return Err(StoreError("connection reset".into()));
-        }
-        call.forward().await
-    }
-
-    async fn save_versioned(
-        &self,
-        call: common::SaveVersioned<'_>,
-    ) -> Result<freshtoken::CasOutcome, StoreError> {
-        if self.fail_save.swap(false, Ordering::SeqCst) {
-            return Err(StoreError("disk full".into()));
-        }
-        call.forward().await
-    }
 }
 
 /// `u1` linked by another process sharing `shared` (compare-and-swap, no

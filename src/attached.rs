@@ -313,7 +313,7 @@ impl Attached {
         }
         // A sign-out stored since the exchange read the store (while its
         // code was at the server, or since its tokens were kept) wins.
-        let mut saved = match self.signed_out_before_save(record, kept).await {
+        let mut saved = match self.signed_out_since(record, kept).await {
             Some(error) => Err(error),
             None if kept => self.sync().await,
             None => self.persist(generation, record).await,
@@ -324,7 +324,7 @@ impl Attached {
             // Another process saved meanwhile: a sign-out made since the
             // exchange read the store wins over the re-link, as it does
             // over a kept one (checked before each save over it).
-            saved = match self.signed_out_before_save(record, false).await {
+            saved = match self.signed_out_since(record, false).await {
                 Some(error) => Err(error),
                 None => self.save_over(record).await,
             };
@@ -358,10 +358,11 @@ impl Attached {
     /// could not read the stored record, a revocation stored under the
     /// version it read then is the one it followed; under another (or
     /// without versions) one made since. Damaged stored text is no
-    /// sign-out. A store that cannot be read is its error, unless its
-    /// version is still the one the exchange read (nothing written since:
-    /// a record no key of an `EncryptedStore` opens is replaced); `kept`:
-    /// only a kept record's save asks for that version. Checked before
+    /// sign-out. A store that cannot be read fails the save of a `kept`
+    /// record (which stays kept) with its error, unless its version is
+    /// still the one the exchange read (nothing written since: a record no
+    /// key of an `EncryptedStore` opens is replaced); any other save goes
+    /// on. Checked before
     /// every save of an issued record: its first, each over a conflicting
     /// record, and a kept one's.
     async fn signed_out_since(&self, record: &Arc<Record>, kept: bool) -> Option<Error> {
@@ -378,7 +379,9 @@ impl Attached {
                 let now = self.stored_version().await;
                 return (!now.is_ok_and(|now| unchanged(&now))).then_some(error);
             }
-            Err(error) => return Some(error),
+            // Any other save goes on (a store that answers saves but not
+            // reads keeps the tokens saved).
+            Err(_) => return None,
         };
         let (stored, version) = stored;
         let revoked = stored.reauth == Some(crate::error::ReauthReason::Revoked);
@@ -415,25 +418,15 @@ impl Attached {
         Some(Error::reauth(crate::error::ReauthReason::Revoked))
     }
 
-    /// [`Attached::signed_out_since`] before a save of the issued `record`:
-    /// its `reauthorization_required`. A store that cannot be read fails
-    /// the save of a `kept` record (which stays kept); any other save goes
-    /// on (a store that answers saves but not reads keeps the tokens
-    /// saved).
-    async fn signed_out_before_save(&self, record: &Arc<Record>, kept: bool) -> Option<Error> {
-        let error = self.signed_out_since(record, kept).await?;
-        let signed_out = error.code() == crate::ErrorCode::ReauthorizationRequired;
-        (kept || signed_out).then_some(error)
-    }
-
     /// The code exchange's record this state holds unsaved, marked to be
     /// saved over what is stored (see [`Attached::save_issued`]), if any,
     /// with its generation.
     fn kept_issued(&self) -> Option<(u64, Arc<Record>)> {
         let st = self.cell.lock();
-        let over = st.unpersisted && st.save_over == st.generation;
-        over.then(|| Some((st.generation, st.record.clone()?)))
-            .flatten()
+        if !st.unpersisted || st.save_over != st.generation {
+            return None;
+        }
+        Some((st.generation, st.record.clone()?))
     }
 
     /// [`Attached::sync`], but a code exchange's record kept unsaved is
@@ -647,12 +640,10 @@ impl Attached {
         let saved = match self.kept_issued() {
             // A code exchange's record (a re-link): a sign-out stored since
             // (the lease may have lapsed between two tries) wins over it.
-            Some((_, record)) if pending => {
-                match self.signed_out_before_save(&record, true).await {
-                    Some(error) => Err(error),
-                    None => self.sync_renewing(false).await,
-                }
-            }
+            Some((_, record)) if pending => match self.signed_out_since(&record, true).await {
+                Some(error) => Err(error),
+                None => self.sync_renewing(false).await,
+            },
             _ if pending => self.sync_renewing(false).await,
             _ => Ok(()),
         };

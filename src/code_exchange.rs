@@ -64,6 +64,17 @@ struct Outcome {
     result: Result<(), Error>,
 }
 
+impl Outcome {
+    /// A redemption that sent nothing: not remembered, a repeat tries again.
+    fn unsent(error: Error) -> Self {
+        Outcome {
+            sent: false,
+            issued: None,
+            result: Err(error),
+        }
+    }
+}
+
 /// What a redemption issued, to tell its record in a store.
 #[derive(Clone, Copy)]
 struct Issued {
@@ -414,11 +425,7 @@ async fn redeemed_in_store(session: &Attached, stored: &Record, fingerprint: &st
             result: Ok(()),
         },
         // Not remembered: a repeat reads the store again.
-        Err(e) => Outcome {
-            sent: false,
-            issued: None,
-            result: Err(e),
-        },
+        Err(e) => Outcome::unsent(e),
     }
 }
 
@@ -465,16 +472,12 @@ async fn under_lease(ctx: Arc<Context>, session: Attached, code: Code, serial: u
             let leased = Leased { serial, asked };
             send_and_save(ctx, session.clone(), code, Some(leased)).await
         }
-        Err(error) => Outcome {
-            sent: false,
-            issued: None,
-            result: Err(match error {
-                Error::Conflict { message } => Error::Conflict {
-                    message: format!("{message}; the code was not sent"),
-                },
-                error => error,
-            }),
-        },
+        Err(error) => Outcome::unsent(match error {
+            Error::Conflict { message } => Error::Conflict {
+                message: format!("{message}; the code was not sent"),
+            },
+            error => error,
+        }),
     };
     redemptions(|list| set_lease_until(list, serial, 0));
     // Once no flight of the state runs: a refresh that runs under the
@@ -506,13 +509,7 @@ impl Leased {
         version: &Option<Option<String>>,
         fingerprint: Option<&str>,
     ) -> Option<Outcome> {
-        let not_sent = |error| {
-            Some(Outcome {
-                sent: false,
-                issued: None,
-                result: Err(error),
-            })
-        };
+        let not_sent = |error| Some(Outcome::unsent(error));
         let clock = session.ctx.clock.as_ref();
         let lapsed = |what: &str| Error::Conflict {
             message: format!(
@@ -618,11 +615,7 @@ async fn send_and_save(
         // read: sent again, the code would be refused and what it issued
         // revoked. Nothing is sent.
         Err(error) if session.store.in_memory().is_none() && !session.store.supports_versions() => {
-            return Outcome {
-                sent: false,
-                issued: None,
-                result: Err(error),
-            }
+            return Outcome::unsent(error)
         }
         Err(_) => (None, None, false),
     };
@@ -635,13 +628,7 @@ async fn send_and_save(
         Some(version) => version,
         None => match session.stored_version().await {
             Ok(version) => version,
-            Err(error) => {
-                return Outcome {
-                    sent: false,
-                    issued: None,
-                    result: Err(error),
-                }
-            }
+            Err(error) => return Outcome::unsent(error),
         },
     };
     // What the user did before this link: a revocation stored now is a

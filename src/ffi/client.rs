@@ -292,24 +292,14 @@ impl TokenClient {
         // the same URL on every call and platform.
         let mut extra: Vec<(String, String)> = options.extra_params.into_iter().collect();
         extra.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let request = self
-            .inner
-            .authorization_url(AuthorizationParams {
-                redirect_uri: options.redirect_uri,
-                scopes: options.scopes,
-                state: options.state,
-                nonce: options.nonce,
-                prompt: options.prompt,
-                extra,
-            })
-            .map_err(|e| match e {
-                // The core's `extra` is the caller's `extra_params`.
-                Error::Config { field, message } if field == "extra" => Error::Config {
-                    field: "extra_params".to_owned(),
-                    message,
-                },
-                other => other,
-            })?;
+        let request = self.inner.authorization_url(AuthorizationParams {
+            redirect_uri: options.redirect_uri,
+            scopes: options.scopes,
+            state: options.state,
+            nonce: options.nonce,
+            prompt: options.prompt,
+            extra,
+        })?;
         Ok(AuthorizationRequest {
             url: request.url,
             code_verifier: request.code_verifier,

@@ -130,10 +130,12 @@ pub enum FreshTokenError {
 /// A core field name as the exported options spell it: durations in
 /// seconds are `…_seconds` there (`ClientOptions.leeway_seconds`, Kotlin's
 /// `leewaySeconds`), `…_secs` in the core's builder; the key is
-/// `private_key_pem`.
+/// `private_key_pem`, further authorize parameters `extra_params`.
 fn ffi_field(field: String) -> String {
-    if field == "private_key" {
-        return "private_key_pem".to_owned();
+    match field.as_str() {
+        "private_key" => return "private_key_pem".to_owned(),
+        "extra" => return "extra_params".to_owned(),
+        _ => {}
     }
     match field.strip_suffix("_secs") {
         Some(stem) => format!("{stem}_seconds"),

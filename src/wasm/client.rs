@@ -163,7 +163,7 @@ impl WasmTokenClient {
             let request = client
                 .authorization_url(params.map_err(to_js)?)
                 .await
-                .map_err(|e| to_js(extra_named(e)))?;
+                .map_err(to_js)?;
             Ok(object(&[
                 ("url", Some(request.url.into())),
                 ("codeVerifier", Some(request.code_verifier.into())),
@@ -341,14 +341,4 @@ fn extra_params(params: &JsValue) -> Result<Vec<(String, String)>, Error> {
             Ok((name, value))
         })
         .collect()
-}
-
-/// `error` with the core's field `extra` named as the caller wrote it.
-fn extra_named(error: Error) -> Error {
-    match error {
-        Error::Config { field, message } if field == "extra" => {
-            Error::config(EXTRA_PARAMS, message)
-        }
-        other => other,
-    }
 }

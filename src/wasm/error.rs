@@ -47,6 +47,7 @@ const JS_FIELDS: &[(&str, &str)] = &[
     ("assertion_audience", "assertionAudience"),
     ("expected_state", "expectedState"),
     ("event_keys", "eventKeys"),
+    ("extra", "extraParams"),
 ];
 
 /// `error` with its config field (its cause's, for a revocation) as

@@ -1,10 +1,10 @@
 package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.authorizeRedirect
 import dev.freshtoken.support.NoUncaughtExceptions
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.expectError
-import java.net.HttpURLConnection
 import java.net.URI
 import java.net.URLDecoder
 import org.junit.AfterClass
@@ -50,18 +50,6 @@ class AuthorizationUrlExtraParamsTest {
         URLDecoder.decode(name, Charsets.UTF_8) to URLDecoder.decode(value, Charsets.UTF_8)
     }
 
-    /** Follows the authorize URL once, without redirects (the emulator approves at once): its `Location`. */
-    private fun redirectOf(url: String): String {
-        val conn = URI(url).toURL().openConnection() as HttpURLConnection
-        try {
-            conn.instanceFollowRedirects = false
-            assertEquals(302, conn.responseCode)
-            return conn.getHeaderField("location")
-        } finally {
-            conn.disconnect()
-        }
-    }
-
     @Test fun `extra params are sent encoded, in name order, after the URL's own, and the emulator approves them`() = blocking {
         client().use { client ->
             val hint = "a b&c=d+\u00e9"
@@ -71,7 +59,7 @@ class AuthorizationUrlExtraParamsTest {
             assertTrue(query, query.endsWith("&acr_values=2fa&login_hint=a+b%26c%3Dd%2B%C3%A9&provider=fnb"))
             assertEquals(hint, pairs(query).toMap()["login_hint"])
 
-            val back = pairs(query(redirectOf(request.url))).toMap()
+            val back = pairs(query(authorizeRedirect(request.url))).toMap()
             assertEquals(request.state, back["state"])
             val session = client.exchangeCode(ExchangeCodeOptions(back.getValue("code"), request.codeVerifier, REDIRECT), "u1", MemoryTokenStore())
             assertTrue("a token", session.accessToken().isNotEmpty())

@@ -1,11 +1,10 @@
 package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.authorizeRedirect
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.expectError
-import java.net.HttpURLConnection
-import java.net.URI
 import java.net.URLEncoder
 import org.junit.AfterClass
 import org.junit.Assert.assertEquals
@@ -40,24 +39,12 @@ class CodeFlowTest {
     private suspend fun discovered(): TokenClient =
         TokenClient.discover(emu.issuer, TokenClientOptions(clientId = "test-client", clientSecret = "test-secret"))
 
-    /** Follows the authorize URL once, without redirects (the emulator approves at once): its `Location`. */
-    private fun redirectOf(url: String): String {
-        val conn = URI(url).toURL().openConnection() as HttpURLConnection
-        try {
-            conn.instanceFollowRedirects = false
-            assertEquals(302, conn.responseCode)
-            return conn.getHeaderField("location")
-        } finally {
-            conn.disconnect()
-        }
-    }
-
     private fun encoded(value: String) = URLEncoder.encode(value, Charsets.UTF_8)
 
     @Test fun `the provider's redirect gives its code, a forged one throws InvalidResponse and sends nothing`() = blocking {
         discovered().use { client ->
             val request = client.authorizationUrl(AuthorizationUrlOptions(redirectUri = REDIRECT, scopes = listOf("openid", "accounts")))
-            val redirect = redirectOf(request.url)
+            val redirect = authorizeRedirect(request.url)
             val iss = "iss=" + encoded(emu.issuer)
             assertTrue("the emulator's redirect carries iss (RFC 9207)", redirect.contains(iss))
             assertTrue("the emulator's redirect carries the state", redirect.contains("state=" + encoded(request.state)))

@@ -3,6 +3,7 @@ package dev.freshtoken
 import com.sun.jna.Callback
 import com.sun.jna.Native
 import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.approvedCode
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.Json
 import dev.freshtoken.support.TestStore
@@ -11,9 +12,6 @@ import dev.freshtoken.support.differ
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
 import java.io.File
-import java.net.HttpURLConnection
-import java.net.URI
-import java.net.URLDecoder
 import java.time.Duration
 import java.time.Instant
 import java.util.Collections
@@ -500,20 +498,6 @@ class EventsTest {
 
     // ---- the secret scan ----------------------------------------------------------
 
-    /** Follows the authorize URL (the emulator approves at once) to its code. */
-    private fun approve(url: String): String {
-        val conn = URI(url).toURL().openConnection() as HttpURLConnection
-        try {
-            conn.instanceFollowRedirects = false
-            assertEquals(302, conn.responseCode)
-            val query = URI(conn.getHeaderField("location")).rawQuery
-            return query.split('&').map { it.split('=', limit = 2) }
-                .first { it[0] == "code" }[1].let { URLDecoder.decode(it, Charsets.UTF_8) }
-        } finally {
-            conn.disconnect()
-        }
-    }
-
     /** The tokens a stored record holds. */
     private fun recordSecrets(record: String?): List<String> {
         val fields = Json.obj(record ?: return emptyList())
@@ -529,7 +513,7 @@ class EventsTest {
         when (kind) {
             EventKind.REFRESH_STARTED, EventKind.REFRESHED, EventKind.SAVED -> {
                 val request = client.authorizationUrl(AuthorizationUrlOptions(redirectUri = REDIRECT, scopes = listOf("openid")))
-                val code = approve(request.url)
+                val code = approvedCode(request.url)
                 secrets += listOf(code, request.codeVerifier)
                 val session = client.exchangeCode(ExchangeCodeOptions(code, request.codeVerifier, REDIRECT), "u1", store)
                 secrets += recordSecrets(store.get("u1"))

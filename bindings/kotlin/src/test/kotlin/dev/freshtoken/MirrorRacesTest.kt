@@ -1,15 +1,13 @@
 package dev.freshtoken
 
 import dev.freshtoken.support.Emulator
+import dev.freshtoken.support.approvedCode
 import dev.freshtoken.support.FakeClock
 import dev.freshtoken.support.TestStore
 import dev.freshtoken.support.blocking
 import dev.freshtoken.support.differ
 import dev.freshtoken.support.expectError
 import dev.freshtoken.support.same
-import java.net.HttpURLConnection
-import java.net.URI
-import java.net.URLDecoder
 import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.CoroutineStart
@@ -141,7 +139,7 @@ class MirrorRacesTest {
     @Test fun `exchangeCode on the key while a read mirrors the old token serves only the new one`() = blocking {
         val session = mirrored("at-account-a")
         val request = client.authorizationUrl(AuthorizationUrlOptions(redirectUri = REDIRECT, scopes = listOf("openid")))
-        val code = withContext(Dispatchers.IO) { approve(request.url) }
+        val code = withContext(Dispatchers.IO) { approvedCode(request.url) }
         emu.hold(grant = "authorization_code")
         val exchanging = async(start = CoroutineStart.UNDISPATCHED) {
             client.exchangeCode(ExchangeCodeOptions(code, request.codeVerifier, REDIRECT), "u1", store)
@@ -162,7 +160,7 @@ class MirrorRacesTest {
     @Test fun `an exchangeCode whose caller was cancelled leaves the previous account's token unserved once the exchange ends`() = blocking {
         val session = mirrored("at-account-a")
         val request = client.authorizationUrl(AuthorizationUrlOptions(redirectUri = REDIRECT, scopes = listOf("openid")))
-        val code = withContext(Dispatchers.IO) { approve(request.url) }
+        val code = withContext(Dispatchers.IO) { approvedCode(request.url) }
         val options = ExchangeCodeOptions(code, request.codeVerifier, REDIRECT)
         emu.hold(grant = "authorization_code")
         val quitter = launch(Dispatchers.Default) { client.exchangeCode(options, "u1", store) }
@@ -219,17 +217,4 @@ class MirrorRacesTest {
         same(client.session("u1", store).accessToken(), fresh, "a new handle after the refresh")
     }
 
-    /** The code the emulator's authorize endpoint redirects with. */
-    private fun approve(url: String): String {
-        val conn = URI(url).toURL().openConnection() as HttpURLConnection
-        try {
-            conn.instanceFollowRedirects = false
-            assertEquals(302, conn.responseCode)
-            val query = URI(conn.getHeaderField("location")).rawQuery
-            return query.split('&').map { it.split('=', limit = 2) }
-                .first { it[0] == "code" }[1].let { URLDecoder.decode(it, Charsets.UTF_8) }
-        } finally {
-            conn.disconnect()
-        }
-    }
 }
